@@ -1,0 +1,33 @@
+#include "base/layout.h"
+
+void pf_shard_region(const pf_spec *global, pf_sharding sh, int n, int s,
+                     int64_t *lo, int64_t *extent) {
+  for (int i = 0; i < global->rank; i++) {
+    lo[i] = 0;
+    extent[i] = global->dims[i];
+  }
+  if (sh.kind == PF_SHARD_SPLIT && n > 0 && sh.axis >= 0 && sh.axis < global->rank) {
+    int64_t block = global->dims[sh.axis] / n;
+    lo[sh.axis] = block * s;
+    extent[sh.axis] = block;
+  }
+}
+
+int pf_region_intersect(int rank, const int64_t *lo_a, const int64_t *ext_a,
+                        const int64_t *lo_b, const int64_t *ext_b, int64_t *lo,
+                        int64_t *extent) {
+  for (int i = 0; i < rank; i++) {
+    int64_t a_hi = lo_a[i] + ext_a[i], b_hi = lo_b[i] + ext_b[i];
+    int64_t l = lo_a[i] > lo_b[i] ? lo_a[i] : lo_b[i];
+    int64_t h = a_hi < b_hi ? a_hi : b_hi;
+    if (h <= l) return 0;
+    lo[i] = l;
+    extent[i] = h - l;
+  }
+  return 1;
+}
+
+int pf_sharding_equal(pf_sharding a, pf_sharding b) {
+  if (a.kind != b.kind) return 0;
+  return a.kind == PF_SHARD_REPLICATED || a.axis == b.axis;
+}

@@ -1,0 +1,390 @@
+/* Graph construction: the public builders and the raw appenders. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "graph/graph_internal.h"
+#include "pathflow/error.h"
+
+int pf_graph_new(const pf_graph_env *env, pf_graph **out) {
+  pf_graph *g;
+  if (env == NULL || out == NULL || env->registry == NULL) return PF_EINVAL;
+  if ((g = calloc(1, sizeof *g)) == NULL) return PF_ENOMEM;
+  g->env = *env;
+  *out = g;
+  return 0;
+}
+
+void pf_graph_destroy(pf_graph *g) {
+  if (g == NULL) return;
+  for (size_t i = 0; i < g->n_slices; i++) free(g->slices[i].pinned);
+  for (size_t i = 0; i < g->n_programs; i++) {
+    pf_gprogram *p = &g->programs[i];
+    free(p->name);
+    free(p->kernel);
+    pf_attrs_destroy(p->attrs);
+    free(p->in);
+    free(p->in_shardings);
+    free(p->out);
+  }
+  for (size_t i = 0; i < g->n_inputs; i++) free(g->inputs[i].name);
+  for (size_t i = 0; i < g->n_outputs; i++) free(g->outputs[i].name);
+  free(g->slices);
+  free(g->values);
+  free(g->programs);
+  free(g->inputs);
+  free(g->outputs);
+  free(g);
+}
+
+/* ---- appenders ------------------------------------------------------------ */
+
+int pf_graph_add_slice(pf_graph *g, const pf_gslice *s) {
+  pf_gslice copy = *s;
+  if (pf_grow((void **)&g->slices, &g->cap_slices, g->n_slices + 1,
+              sizeof *g->slices))
+    return PF_ENOMEM;
+  if (s->pinned != NULL) {
+    copy.pinned = pf_mallocn((size_t)s->num_devices, sizeof(int));
+    if (copy.pinned == NULL) return PF_ENOMEM;
+    memcpy(copy.pinned, s->pinned, (size_t)s->num_devices * sizeof(int));
+  }
+  g->slices[g->n_slices++] = copy;
+  return 0;
+}
+
+int pf_graph_add_value(pf_graph *g, const pf_gvalue *v) {
+  if (pf_grow((void **)&g->values, &g->cap_values, g->n_values + 1,
+              sizeof *g->values))
+    return PF_ENOMEM;
+  g->values[g->n_values++] = *v;
+  return 0;
+}
+
+static void *dup_array(const void *src, size_t n, size_t size) {
+  void *d = pf_mallocn(n, size);
+  if (d != NULL && n > 0) memcpy(d, src, n * size);
+  return d;
+}
+
+int pf_graph_add_program(pf_graph *g, const pf_gprogram *p) {
+  pf_gprogram c;
+  memset(&c, 0, sizeof c);
+  if (pf_grow((void **)&g->programs, &g->cap_programs, g->n_programs + 1,
+              sizeof *g->programs))
+    return PF_ENOMEM;
+  c.slice = p->slice;
+  c.n_in = p->n_in;
+  c.n_out = p->n_out;
+  c.name = pf_strdup(p->name);
+  c.kernel = pf_strdup(p->kernel);
+  c.in = dup_array(p->in, (size_t)p->n_in, sizeof *p->in);
+  c.in_shardings = dup_array(p->in_shardings, (size_t)p->n_in,
+                             sizeof *p->in_shardings);
+  c.out = dup_array(p->out, (size_t)p->n_out, sizeof *p->out);
+  if (c.name == NULL || c.kernel == NULL || c.in == NULL ||
+      c.in_shardings == NULL || c.out == NULL ||
+      pf_attrs_clone(p->attrs, &c.attrs) != 0) {
+    free(c.name);
+    free(c.kernel);
+    free(c.in);
+    free(c.in_shardings);
+    free(c.out);
+    return PF_ENOMEM;
+  }
+  g->programs[g->n_programs++] = c;
+  return 0;
+}
+
+int pf_graph_add_named(pf_graph *g, int is_output, const char *name,
+                       pf_value_t value) {
+  pf_gnamed **items = is_output ? &g->outputs : &g->inputs;
+  size_t *n = is_output ? &g->n_outputs : &g->n_inputs;
+  size_t *cap = is_output ? &g->cap_outputs : &g->cap_inputs;
+  char *copy;
+  if (pf_grow((void **)items, cap, *n + 1, sizeof **items)) return PF_ENOMEM;
+  if ((copy = pf_strdup(name)) == NULL) return PF_ENOMEM;
+  (*items)[*n].name = copy;
+  (*items)[*n].value = value;
+  (*n)++;
+  return 0;
+}
+
+/* ---- public builders -------------------------------------------------------- */
+
+static pf_diag *begin(pf_graph *g) {
+  pf_diag_init(g->env.diag);
+  return g->env.diag;
+}
+
+static int name_ok(const char *name) {
+  return name != NULL && name[0] != '\0' && strlen(name) <= PF_NAME_MAX;
+}
+
+static int named_find(const pf_gnamed *items, size_t n, const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(items[i].name, name) == 0) return (int)i;
+  return -1;
+}
+
+static int program_find(const pf_graph *g, const char *name) {
+  for (size_t i = 0; i < g->n_programs; i++)
+    if (strcmp(g->programs[i].name, name) == 0) return (int)i;
+  return -1;
+}
+
+int pf_graph_slice(pf_graph *g, pf_device_kind kind, int num_devices,
+                   pf_slice_t *out) {
+  pf_gslice s = {kind, num_devices, NULL};
+  pf_diag *d;
+  int rc;
+  if (g == NULL || out == NULL) return PF_EINVAL;
+  d = begin(g);
+  if ((unsigned)kind >= PF_DEVICE_KIND_COUNT)
+    return pf_diag_error(d, PF_EINVAL, "slice: unknown device kind %d", kind);
+  if (num_devices < 1)
+    return pf_diag_error(d, PF_EINVAL, "slice: %d devices requested, need >= 1",
+                         num_devices);
+  if (num_devices > g->env.num_devices[kind])
+    return pf_diag_error(d, PF_ESLICE,
+                         "slice of %d %s devices: only %d available",
+                         num_devices, pf_device_kind_name(kind),
+                         g->env.num_devices[kind]);
+  if ((rc = pf_graph_add_slice(g, &s)) != 0)
+    return pf_diag_error(d, rc, "slice: out of memory");
+  *out = (pf_slice_t)(g->n_slices - 1);
+  return 0;
+}
+
+int pf_graph_slice_pin(pf_graph *g, pf_slice_t slice, const int *devices) {
+  pf_gslice *s;
+  pf_diag *d;
+  int *copy;
+  if (g == NULL || devices == NULL) return PF_EINVAL;
+  d = begin(g);
+  if (slice < 0 || (size_t)slice >= g->n_slices)
+    return pf_diag_error(d, PF_EINVAL, "pin: no slice %d", slice);
+  s = &g->slices[slice];
+  for (int i = 0; i < s->num_devices; i++) {
+    if (devices[i] < 0 || devices[i] >= g->env.num_devices[s->kind])
+      return pf_diag_error(d, PF_ESLICE,
+                           "pin slice %d: device %d out of range (%d %s devices)",
+                           slice, devices[i], g->env.num_devices[s->kind],
+                           pf_device_kind_name(s->kind));
+    for (int j = 0; j < i; j++)
+      if (devices[j] == devices[i])
+        return pf_diag_error(d, PF_EINVAL, "pin slice %d: device %d repeated",
+                             slice, devices[i]);
+  }
+  copy = dup_array(devices, (size_t)s->num_devices, sizeof(int));
+  if (copy == NULL) return pf_diag_error(d, PF_ENOMEM, "pin: out of memory");
+  free(s->pinned);
+  s->pinned = copy;
+  return 0;
+}
+
+int pf_shard_spec(const pf_spec *global, pf_sharding sh, int n, pf_spec *local,
+                  const char *what, pf_diag *diag) {
+  char buf[128];
+  *local = *global;
+  if (sh.kind == PF_SHARD_REPLICATED) return 0;
+  if (sh.kind != PF_SHARD_SPLIT)
+    return pf_diag_error(diag, PF_EINVAL, "%s: unknown sharding kind %d", what,
+                         sh.kind);
+  if (sh.axis < 0 || sh.axis >= global->rank)
+    return pf_diag_error(diag, PF_ESPLIT, "%s: split axis %d out of range for %s",
+                         what, sh.axis, pf_spec_str(global, buf, sizeof buf));
+  if (n < 1 || global->dims[sh.axis] % n != 0)
+    return pf_diag_error(
+        diag, PF_ESPLIT,
+        "%s: split axis %d of %s (size %lld) does not divide over %d devices",
+        what, sh.axis, pf_spec_str(global, buf, sizeof buf),
+        (long long)global->dims[sh.axis], n);
+  local->dims[sh.axis] /= n;
+  return 0;
+}
+
+int pf_graph_input(pf_graph *g, const char *name, const pf_spec *spec,
+                   pf_slice_t slice, pf_sharding sharding, pf_value_t *out) {
+  pf_gvalue v;
+  pf_spec local;
+  pf_diag *d;
+  char what[PF_NAME_MAX + 16];
+  int rc;
+  if (g == NULL || spec == NULL || out == NULL) return PF_EINVAL;
+  d = begin(g);
+  if (!name_ok(name))
+    return pf_diag_error(d, PF_EINVAL, "input: name must be 1..%d bytes",
+                         PF_NAME_MAX);
+  if (named_find(g->inputs, g->n_inputs, name) >= 0)
+    return pf_diag_error(d, PF_EEXIST, "input \"%s\": name already in use",
+                         name);
+  if (slice < 0 || (size_t)slice >= g->n_slices)
+    return pf_diag_error(d, PF_EINVAL, "input \"%s\": no slice %d", name, slice);
+  if ((rc = pf_spec_check(spec)) != 0)
+    return pf_diag_error(d, rc, "input \"%s\": bad spec (%s)", name,
+                         pf_strerror(rc));
+  snprintf(what, sizeof what, "input \"%s\"", name);
+  if ((rc = pf_shard_spec(spec, sharding, g->slices[slice].num_devices, &local,
+                          what, d)) != 0)
+    return rc;
+  v.spec = *spec;
+  v.slice = slice;
+  v.sharding = sharding;
+  v.producer = -1;
+  v.output_index = 0;
+  if (pf_graph_add_value(g, &v) != 0 ||
+      pf_graph_add_named(g, 0, name, (pf_value_t)(g->n_values - 1)) != 0)
+    return pf_diag_error(d, PF_ENOMEM, "input \"%s\": out of memory", name);
+  *out = (pf_value_t)(g->n_values - 1);
+  return 0;
+}
+
+int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
+                     pf_value_t *outs, pf_program_t *prog) {
+  pf_gprogram p;
+  pf_spec out_specs[PF_MAX_ARGS];
+  pf_sharding in_sh[PF_MAX_ARGS];
+  pf_value_t out_ids[PF_MAX_ARGS];
+  const pf_kernel *k;
+  char autoname[PF_NAME_MAX + 1];
+  pf_diag *d;
+  int rc;
+  if (g == NULL || desc == NULL) return PF_EINVAL;
+  d = begin(g);
+  if (desc->kernel == NULL)
+    return pf_diag_error(d, PF_EINVAL, "program: no kernel name");
+  if (desc->slice < 0 || (size_t)desc->slice >= g->n_slices)
+    return pf_diag_error(d, PF_EINVAL, "program \"%s\": no slice %d",
+                         desc->name ? desc->name : desc->kernel, desc->slice);
+  if (desc->name == NULL) {
+    snprintf(autoname, sizeof autoname, "%.64s_%zu", desc->kernel,
+             g->n_programs);
+  } else if (!name_ok(desc->name)) {
+    return pf_diag_error(d, PF_EINVAL, "program: name must be 1..%d bytes",
+                         PF_NAME_MAX);
+  }
+  memset(&p, 0, sizeof p);
+  p.name = desc->name ? (char *)desc->name : autoname;
+  p.kernel = (char *)desc->kernel;
+  p.attrs = (pf_attrs *)desc->attrs;
+  p.slice = desc->slice;
+  if (program_find(g, p.name) >= 0)
+    return pf_diag_error(d, PF_EEXIST, "program \"%s\": name already in use",
+                         p.name);
+  k = pf_registry_find(g->env.registry, desc->kernel, g->slices[p.slice].kind);
+  if (k == NULL)
+    return pf_diag_error(d, PF_ENOKERNEL,
+                         "program \"%s\": no kernel \"%s\" for %s devices",
+                         p.name, desc->kernel,
+                         pf_device_kind_name(g->slices[p.slice].kind));
+  if (desc->n_in < 0 || desc->n_in > PF_MAX_ARGS || (desc->n_in && !desc->in))
+    return pf_diag_error(d, PF_EARITY, "program \"%s\": bad input count %d",
+                         p.name, desc->n_in);
+  if (k->def.n_out > PF_MAX_ARGS)
+    return pf_diag_error(d, PF_EARITY, "program \"%s\": kernel \"%s\" has %d outputs",
+                         p.name, k->def.name, k->def.n_out);
+  for (int i = 0; i < desc->n_in; i++) {
+    pf_value_t v = desc->in[i];
+    if (v < 0 || (size_t)v >= g->n_values)
+      return pf_diag_error(d, PF_EINVAL, "program \"%s\": input %d is no value (%d)",
+                           p.name, i, v);
+    if (desc->in_shardings != NULL) {
+      in_sh[i] = desc->in_shardings[i];
+    } else {
+      const pf_gvalue *gv = &g->values[v];
+      in_sh[i] = g->slices[gv->slice].num_devices ==
+                         g->slices[p.slice].num_devices
+                     ? gv->sharding
+                     : pf_replicated();
+    }
+  }
+  p.n_in = desc->n_in;
+  p.in = (pf_value_t *)desc->in;
+  p.in_shardings = in_sh;
+  p.n_out = k->def.n_out;
+  /* The validator's per-program check is the one source of truth; outputs
+   * do not exist yet, so it is run with out == NULL semantics via infer. */
+  {
+    pf_gprogram probe = p;
+    pf_sharding out_sh[PF_MAX_ARGS];
+    for (int i = 0; i < p.n_out; i++)
+      out_sh[i] = desc->out_shardings ? desc->out_shardings[i] : pf_replicated();
+    /* infer reads output shardings from the output values; stage them in
+     * temporary values appended below only on success. */
+    probe.out = NULL;
+    rc = pf_graph_infer_with(g, &probe, out_sh, out_specs, d);
+    if (rc != 0) return rc;
+    for (int i = 0; i < p.n_out; i++) {
+      pf_gvalue v;
+      v.spec = out_specs[i];
+      v.slice = p.slice;
+      v.sharding = out_sh[i];
+      v.producer = (pf_program_t)g->n_programs;
+      v.output_index = i;
+      if (pf_graph_add_value(g, &v) != 0)
+        return pf_diag_error(d, PF_ENOMEM, "program \"%s\": out of memory",
+                             p.name);
+      out_ids[i] = (pf_value_t)(g->n_values - 1);
+    }
+  }
+  p.out = out_ids;
+  if (pf_graph_add_program(g, &p) != 0) {
+    g->n_values -= (size_t)p.n_out;
+    return pf_diag_error(d, PF_ENOMEM, "program \"%s\": out of memory", p.name);
+  }
+  if (outs != NULL) memcpy(outs, out_ids, (size_t)p.n_out * sizeof *outs);
+  if (prog != NULL) *prog = (pf_program_t)(g->n_programs - 1);
+  return 0;
+}
+
+int pf_graph_output(pf_graph *g, const char *name, pf_value_t value) {
+  pf_diag *d;
+  if (g == NULL) return PF_EINVAL;
+  d = begin(g);
+  if (!name_ok(name))
+    return pf_diag_error(d, PF_EINVAL, "output: name must be 1..%d bytes",
+                         PF_NAME_MAX);
+  if (value < 0 || (size_t)value >= g->n_values)
+    return pf_diag_error(d, PF_EINVAL, "output \"%s\": no value %d", name, value);
+  if (named_find(g->outputs, g->n_outputs, name) >= 0)
+    return pf_diag_error(d, PF_EEXIST, "output \"%s\": name already in use",
+                         name);
+  if (pf_graph_add_named(g, 1, name, value) != 0)
+    return pf_diag_error(d, PF_ENOMEM, "output \"%s\": out of memory", name);
+  return 0;
+}
+
+int pf_graph_set_input(pf_graph *g, pf_program_t prog, int index,
+                       pf_value_t value) {
+  pf_diag *d;
+  if (g == NULL) return PF_EINVAL;
+  d = begin(g);
+  if (prog < 0 || (size_t)prog >= g->n_programs)
+    return pf_diag_error(d, PF_EINVAL, "set_input: no program %d", prog);
+  if (index < 0 || index >= g->programs[prog].n_in)
+    return pf_diag_error(d, PF_EINVAL,
+                         "set_input: program \"%s\" has no input %d",
+                         g->programs[prog].name, index);
+  if (value < 0 || (size_t)value >= g->n_values)
+    return pf_diag_error(d, PF_EINVAL, "set_input: no value %d", value);
+  g->programs[prog].in[index] = value;
+  return 0;
+}
+
+int pf_graph_value_spec(const pf_graph *g, pf_value_t value, pf_spec *out) {
+  if (g == NULL || out == NULL || value < 0 || (size_t)value >= g->n_values)
+    return PF_EINVAL;
+  *out = g->values[value].spec;
+  return 0;
+}
+
+int pf_graph_num_programs(const pf_graph *g) { return g ? (int)g->n_programs : 0; }
+int pf_graph_num_inputs(const pf_graph *g) { return g ? (int)g->n_inputs : 0; }
+int pf_graph_num_outputs(const pf_graph *g) { return g ? (int)g->n_outputs : 0; }
+
+int pf_graph_validate(pf_graph *g) {
+  if (g == NULL) return PF_EINVAL;
+  return pf_graph_check(g, begin(g));
+}

@@ -1,0 +1,102 @@
+/* Internal: the graph IR.
+ *
+ * The public pf_graph_* builders (graph/graph.c) and the decoder
+ * (graph/graph_codec.c) fill these arrays; the validator (graph/validate.c)
+ * and the scheduler read them. Ids are indices into the arrays.
+ */
+#ifndef PF_GRAPH_INTERNAL_H
+#define PF_GRAPH_INTERNAL_H
+
+#include "base/diag.h"
+#include "kernels/registry.h"
+#include "pathflow/graph.h"
+
+/* What a graph needs from its context, handed down by the api layer so that
+ * this layer does not depend on it. */
+typedef struct pf_graph_env {
+  pf_registry *registry;
+  int num_devices[PF_DEVICE_KIND_COUNT];
+  pf_diag *diag; /* where errors are reported (the context's last error) */
+  void *owner;   /* the context, opaque to this layer */
+} pf_graph_env;
+
+typedef struct pf_gslice {
+  pf_device_kind kind;
+  int num_devices;
+  int *pinned; /* NULL, or num_devices device indices */
+} pf_gslice;
+
+typedef struct pf_gvalue {
+  pf_spec spec; /* global */
+  pf_slice_t slice;
+  pf_sharding sharding;
+  pf_program_t producer; /* -1: a graph input */
+  int output_index;
+} pf_gvalue;
+
+typedef struct pf_gprogram {
+  char *name;
+  char *kernel;
+  pf_attrs *attrs; /* never NULL */
+  pf_slice_t slice;
+  int n_in;
+  pf_value_t *in;
+  pf_sharding *in_shardings; /* n_in, always filled */
+  int n_out;
+  pf_value_t *out;
+} pf_gprogram;
+
+typedef struct pf_gnamed {
+  char *name;
+  pf_value_t value;
+} pf_gnamed;
+
+struct pf_graph {
+  pf_graph_env env;
+  pf_gslice *slices;
+  size_t n_slices, cap_slices;
+  pf_gvalue *values;
+  size_t n_values, cap_values;
+  pf_gprogram *programs;
+  size_t n_programs, cap_programs;
+  pf_gnamed *inputs;
+  size_t n_inputs, cap_inputs;
+  pf_gnamed *outputs;
+  size_t n_outputs, cap_outputs;
+};
+
+/* Creates an empty graph with `env`. Errors: PF_EINVAL, PF_ENOMEM. */
+int pf_graph_new(const pf_graph_env *env, pf_graph **out);
+
+/* Appenders used by the builders and the decoder; no checks beyond memory.
+ * They take ownership of nothing: strings and arrays are copied. */
+int pf_graph_add_slice(pf_graph *g, const pf_gslice *s);
+int pf_graph_add_value(pf_graph *g, const pf_gvalue *v);
+/* Copies name, kernel, attrs (NULL: empty), in, in_shardings and out. */
+int pf_graph_add_program(pf_graph *g, const pf_gprogram *p);
+int pf_graph_add_named(pf_graph *g, int is_output, const char *name,
+                       pf_value_t value);
+
+/* Shard spec of global spec `global` under sharding `sh` over n devices.
+ * PF_ESPLIT (message in diag, naming `what`) if the axis is out of range or
+ * does not divide. */
+int pf_shard_spec(const pf_spec *global, pf_sharding sh, int n,
+                  pf_spec *local, const char *what, pf_diag *diag);
+
+/* Runs program p's shape function on its current inputs (consumed with
+ * p->in_shardings), writing the global output specs, under output shardings
+ * `out_sh`, to `out` (p->n_out of them). Errors as pf_graph_program, with a
+ * message naming the program and kernel. */
+int pf_graph_infer_with(const pf_graph *g, const pf_gprogram *p,
+                        const pf_sharding *out_sh, pf_spec *out,
+                        pf_diag *diag);
+
+/* Topological order of the programs (Kahn's algorithm, ties broken by the
+ * lowest program index, so the order is deterministic). `order` must hold
+ * n_programs entries. PF_ECYCLE (naming a program on the cycle). */
+int pf_graph_topo_order(const pf_graph *g, pf_program_t *order, pf_diag *diag);
+
+/* Full validation into `diag` (pf_graph_validate reports into env.diag). */
+int pf_graph_check(const pf_graph *g, pf_diag *diag);
+
+#endif

@@ -1,0 +1,334 @@
+/* Whole-graph validation: the one place that decides whether a graph is
+ * well formed. The builders call the per-program part (pf_graph_infer_with)
+ * eagerly; pf_compile calls pf_graph_check on everything, because graphs can
+ * be rewired or decoded from untrusted bytes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "graph/graph_internal.h"
+#include "pathflow/error.h"
+
+int pf_graph_infer_with(const pf_graph *g, const pf_gprogram *p,
+                        const pf_sharding *out_sh, pf_spec *out, pf_diag *d) {
+  const pf_gslice *slice = &g->slices[p->slice];
+  const pf_kernel *k = pf_registry_find(g->env.registry, p->kernel, slice->kind);
+  pf_spec in_local[PF_MAX_ARGS], out_local[PF_MAX_ARGS];
+  char what[PF_NAME_MAX + 64], buf[128];
+  pf_diag kd;
+  int rc;
+  if (k == NULL)
+    return pf_diag_error(d, PF_ENOKERNEL,
+                         "program \"%s\": no kernel \"%s\" for %s devices",
+                         p->name, p->kernel, pf_device_kind_name(slice->kind));
+  if ((k->def.n_in != PF_VARIADIC && p->n_in != k->def.n_in) ||
+      p->n_in > PF_MAX_ARGS)
+    return pf_diag_error(d, PF_EARITY,
+                         "program \"%s\": kernel \"%s\" takes %d inputs, got %d",
+                         p->name, k->name, k->def.n_in, p->n_in);
+  if (p->n_out != k->def.n_out)
+    return pf_diag_error(d, PF_EARITY,
+                         "program \"%s\": kernel \"%s\" makes %d outputs, got %d",
+                         p->name, k->name, k->def.n_out, p->n_out);
+  for (int i = 0; i < p->n_in; i++) {
+    const pf_gvalue *v = &g->values[p->in[i]];
+    snprintf(what, sizeof what, "program \"%s\" input %d (value %d)", p->name,
+             i, p->in[i]);
+    rc = pf_shard_spec(&v->spec, p->in_shardings[i], slice->num_devices,
+                       &in_local[i], what, d);
+    if (rc) return rc;
+  }
+  pf_diag_init(&kd);
+  memset(out_local, 0, sizeof out_local);
+  rc = k->def.shape(p->attrs, p->n_in, in_local, p->n_out, out_local, &kd);
+  if (rc != 0) {
+    if (kd.code == 0) pf_diag_error(&kd, rc, "shape function failed");
+    pf_diag_prefix(&kd, "program \"%s\" (kernel \"%s\")", p->name, k->name);
+    return pf_diag_copy(d, &kd);
+  }
+  for (int i = 0; i < p->n_out; i++) {
+    if ((rc = pf_spec_check(&out_local[i])) != 0)
+      return pf_diag_error(d, PF_ESHAPE,
+                           "program \"%s\": kernel \"%s\" gave a bad spec for "
+                           "output %d",
+                           p->name, k->name, i);
+    out[i] = out_local[i];
+    if (out_sh[i].kind == PF_SHARD_REPLICATED) continue;
+    if (out_sh[i].kind != PF_SHARD_SPLIT || out_sh[i].axis < 0 ||
+        out_sh[i].axis >= out_local[i].rank)
+      return pf_diag_error(d, PF_ESPLIT,
+                           "program \"%s\" output %d: split axis %d out of "
+                           "range for shard %s",
+                           p->name, i, out_sh[i].axis,
+                           pf_spec_str(&out_local[i], buf, sizeof buf));
+    out[i].dims[out_sh[i].axis] *= slice->num_devices;
+    if (pf_spec_check(&out[i]) != 0)
+      return pf_diag_error(d, PF_ERANGE, "program \"%s\" output %d: too large",
+                           p->name, i);
+  }
+  return 0;
+}
+
+/* ---- topological order -------------------------------------------------- */
+
+static void heap_push(pf_program_t *h, size_t *n, pf_program_t v) {
+  size_t i = (*n)++;
+  while (i > 0 && h[(i - 1) / 2] > v) {
+    h[i] = h[(i - 1) / 2];
+    i = (i - 1) / 2;
+  }
+  h[i] = v;
+}
+
+static pf_program_t heap_pop(pf_program_t *h, size_t *n) {
+  pf_program_t top = h[0], last = h[--(*n)];
+  size_t i = 0;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= *n) break;
+    if (c + 1 < *n && h[c + 1] < h[c]) c++;
+    if (last <= h[c]) break;
+    h[i] = h[c];
+    i = c;
+  }
+  if (*n > 0) h[i] = last;
+  return top;
+}
+
+static pf_program_t producer_of(const pf_graph *g, pf_value_t v) {
+  if (v < 0 || (size_t)v >= g->n_values) return -1;
+  return g->values[v].producer;
+}
+
+/* Names the programs of a cycle among those left with pending inputs. */
+static int report_cycle(const pf_graph *g, const int *pending, pf_diag *d) {
+  pf_program_t cur = -1;
+  char path[PF_DIAG_MSG_MAX / 2];
+  size_t off = 0;
+  for (size_t i = 0; i < g->n_programs && cur < 0; i++)
+    if (pending[i] > 0) cur = (pf_program_t)i;
+  /* Walking to a pending producer n times is sure to land on the cycle. */
+  for (size_t step = 0; step < g->n_programs; step++) {
+    const pf_gprogram *p = &g->programs[cur];
+    for (int i = 0; i < p->n_in; i++) {
+      pf_program_t q = producer_of(g, p->in[i]);
+      if (q >= 0 && pending[q] > 0) {
+        cur = q;
+        break;
+      }
+    }
+  }
+  path[0] = '\0';
+  for (pf_program_t start = cur, n = 0; n < 8; n++) {
+    const pf_gprogram *p = &g->programs[cur];
+    int w = snprintf(path + off, sizeof path - off, "%s\"%s\"", n ? " <- " : "",
+                     p->name);
+    if (w > 0 && (size_t)w < sizeof path - off) off += (size_t)w;
+    for (int i = 0; i < p->n_in; i++) {
+      pf_program_t q = producer_of(g, p->in[i]);
+      if (q >= 0 && pending[q] > 0) {
+        cur = q;
+        break;
+      }
+    }
+    if (cur == start) {
+      snprintf(path + off, sizeof path - off, " <- \"%s\"", p == NULL ? "" :
+               g->programs[start].name);
+      break;
+    }
+  }
+  return pf_diag_error(d, PF_ECYCLE, "the graph has a cycle: %s", path);
+}
+
+int pf_graph_topo_order(const pf_graph *g, pf_program_t *order, pf_diag *d) {
+  size_t n = g->n_programs, emitted = 0, heap_n = 0;
+  int *pending = pf_calloc(n, sizeof(int));
+  size_t *first = pf_calloc(n + 1, sizeof(size_t));
+  pf_program_t *users = NULL, *heap = pf_mallocn(n, sizeof(pf_program_t));
+  size_t n_edges = 0;
+  int rc = 0;
+  if (pending == NULL || first == NULL || heap == NULL) {
+    rc = pf_diag_error(d, PF_ENOMEM, "topological sort: out of memory");
+    goto done;
+  }
+  /* Consumers of each program, as a CSR adjacency list. */
+  for (size_t p = 0; p < n; p++)
+    for (int i = 0; i < g->programs[p].n_in; i++) {
+      pf_program_t q = producer_of(g, g->programs[p].in[i]);
+      if (q >= 0) {
+        pending[p]++;
+        first[q + 1]++;
+        n_edges++;
+      }
+    }
+  for (size_t p = 0; p < n; p++) first[p + 1] += first[p];
+  if ((users = pf_mallocn(n_edges, sizeof *users)) == NULL) {
+    rc = pf_diag_error(d, PF_ENOMEM, "topological sort: out of memory");
+    goto done;
+  }
+  {
+    size_t *fill = pf_mallocn(n + 1, sizeof(size_t));
+    if (fill == NULL) {
+      rc = pf_diag_error(d, PF_ENOMEM, "topological sort: out of memory");
+      goto done;
+    }
+    memcpy(fill, first, (n + 1) * sizeof(size_t));
+    for (size_t p = 0; p < n; p++)
+      for (int i = 0; i < g->programs[p].n_in; i++) {
+        pf_program_t q = producer_of(g, g->programs[p].in[i]);
+        if (q >= 0) users[fill[q]++] = (pf_program_t)p;
+      }
+    free(fill);
+  }
+  for (size_t p = 0; p < n; p++)
+    if (pending[p] == 0) heap_push(heap, &heap_n, (pf_program_t)p);
+  while (heap_n > 0) {
+    pf_program_t p = heap_pop(heap, &heap_n);
+    order[emitted++] = p;
+    for (size_t e = first[p]; e < first[p + 1]; e++)
+      if (--pending[users[e]] == 0) heap_push(heap, &heap_n, users[e]);
+  }
+  if (emitted < n) rc = report_cycle(g, pending, d);
+done:
+  free(pending);
+  free(first);
+  free(users);
+  free(heap);
+  return rc;
+}
+
+/* ---- the whole graph ----------------------------------------------------- */
+
+static int is_input(const pf_graph *g, pf_value_t v) {
+  for (size_t i = 0; i < g->n_inputs; i++)
+    if (g->inputs[i].value == v) return 1;
+  return 0;
+}
+
+static int check_structure(const pf_graph *g, pf_diag *d) {
+  for (size_t s = 0; s < g->n_slices; s++) {
+    const pf_gslice *sl = &g->slices[s];
+    if ((unsigned)sl->kind >= PF_DEVICE_KIND_COUNT || sl->num_devices < 1)
+      return pf_diag_error(d, PF_EINVAL, "slice %zu: bad kind or size", s);
+    if (sl->num_devices > g->env.num_devices[sl->kind])
+      return pf_diag_error(d, PF_ESLICE,
+                           "slice %zu: %d %s devices requested, %d available",
+                           s, sl->num_devices, pf_device_kind_name(sl->kind),
+                           g->env.num_devices[sl->kind]);
+    for (int i = 0; sl->pinned && i < sl->num_devices; i++)
+      if (sl->pinned[i] < 0 || sl->pinned[i] >= g->env.num_devices[sl->kind])
+        return pf_diag_error(d, PF_ESLICE, "slice %zu: pinned device %d out of range",
+                             s, sl->pinned[i]);
+  }
+  for (size_t v = 0; v < g->n_values; v++) {
+    const pf_gvalue *val = &g->values[v];
+    char what[48];
+    pf_spec local;
+    int rc;
+    if (val->slice < 0 || (size_t)val->slice >= g->n_slices)
+      return pf_diag_error(d, PF_EINVAL, "value %zu: no slice %d", v, val->slice);
+    if ((rc = pf_spec_check(&val->spec)) != 0)
+      return pf_diag_error(d, rc, "value %zu: bad spec", v);
+    snprintf(what, sizeof what, "value %zu", v);
+    if ((rc = pf_shard_spec(&val->spec, val->sharding,
+                            g->slices[val->slice].num_devices, &local, what,
+                            d)) != 0)
+      return rc;
+    if (val->producer >= 0) {
+      const pf_gprogram *p;
+      if ((size_t)val->producer >= g->n_programs)
+        return pf_diag_error(d, PF_EINVAL, "value %zu: no program %d", v,
+                             val->producer);
+      p = &g->programs[val->producer];
+      if (val->output_index < 0 || val->output_index >= p->n_out ||
+          p->out[val->output_index] != (pf_value_t)v)
+        return pf_diag_error(d, PF_EINVAL,
+                             "value %zu: not output %d of program \"%s\"", v,
+                             val->output_index, p->name);
+    }
+  }
+  for (size_t p = 0; p < g->n_programs; p++) {
+    const pf_gprogram *pr = &g->programs[p];
+    if (pr->slice < 0 || (size_t)pr->slice >= g->n_slices)
+      return pf_diag_error(d, PF_EINVAL, "program \"%s\": no slice %d",
+                           pr->name, pr->slice);
+    for (int i = 0; i < pr->n_in; i++) {
+      pf_value_t v = pr->in[i];
+      if (v < 0 || (size_t)v >= g->n_values)
+        return pf_diag_error(d, PF_EINVAL, "program \"%s\" input %d: no value %d",
+                             pr->name, i, v);
+      if (g->values[v].producer < 0 && !is_input(g, v))
+        return pf_diag_error(d, PF_ENOOUTPUT,
+                             "program \"%s\" input %d: value %d is never produced",
+                             pr->name, i, v);
+    }
+    for (int i = 0; i < pr->n_out; i++) {
+      pf_value_t v = pr->out[i];
+      if (v < 0 || (size_t)v >= g->n_values || g->values[v].producer != (int)p ||
+          g->values[v].output_index != i)
+        return pf_diag_error(d, PF_EINVAL,
+                             "program \"%s\" output %d: value %d does not name "
+                             "it as producer",
+                             pr->name, i, v);
+      if (g->values[v].slice != pr->slice)
+        return pf_diag_error(d, PF_EINVAL,
+                             "program \"%s\" output %d: value on another slice",
+                             pr->name, i);
+    }
+  }
+  for (size_t i = 0; i < g->n_inputs; i++) {
+    pf_value_t v = g->inputs[i].value;
+    if (v < 0 || (size_t)v >= g->n_values || g->values[v].producer != -1)
+      return pf_diag_error(d, PF_EINVAL, "input \"%s\": not an input value",
+                           g->inputs[i].name);
+  }
+  for (size_t i = 0; i < g->n_outputs; i++) {
+    pf_value_t v = g->outputs[i].value;
+    if (v < 0 || (size_t)v >= g->n_values)
+      return pf_diag_error(d, PF_EINVAL, "output \"%s\": no value %d",
+                           g->outputs[i].name, v);
+    if (g->values[v].producer < 0 && !is_input(g, v))
+      return pf_diag_error(d, PF_ENOOUTPUT,
+                           "output \"%s\": value %d is never produced",
+                           g->outputs[i].name, v);
+  }
+  return 0;
+}
+
+int pf_graph_check(const pf_graph *g, pf_diag *d) {
+  pf_program_t *order;
+  int rc;
+  if ((rc = check_structure(g, d)) != 0) return rc;
+  order = pf_mallocn(g->n_programs, sizeof *order);
+  if (order == NULL) return pf_diag_error(d, PF_ENOMEM, "validate: out of memory");
+  if ((rc = pf_graph_topo_order(g, order, d)) != 0) goto done;
+  for (size_t k = 0; k < g->n_programs && rc == 0; k++) {
+    const pf_gprogram *p = &g->programs[order[k]];
+    pf_sharding out_sh[PF_MAX_ARGS];
+    pf_spec out[PF_MAX_ARGS];
+    char want[128], got[128];
+    if (p->n_out > PF_MAX_ARGS || p->n_in > PF_MAX_ARGS) {
+      rc = pf_diag_error(d, PF_EARITY, "program \"%s\": too many arguments",
+                         p->name);
+      break;
+    }
+    for (int i = 0; i < p->n_out; i++) out_sh[i] = g->values[p->out[i]].sharding;
+    if ((rc = pf_graph_infer_with(g, p, out_sh, out, d)) != 0) break;
+    for (int i = 0; i < p->n_out; i++) {
+      const pf_spec *have = &g->values[p->out[i]].spec;
+      if (!pf_spec_equal(have, &out[i])) {
+        rc = pf_diag_error(
+            d, out[i].dtype != have->dtype ? PF_EDTYPE : PF_ESHAPE,
+            "program \"%s\" output %d: kernel \"%s\" now gives %s, but value "
+            "%d is %s (an input changed?)",
+            p->name, i, p->kernel, pf_spec_str(&out[i], got, sizeof got),
+            p->out[i], pf_spec_str(have, want, sizeof want));
+        break;
+      }
+    }
+  }
+done:
+  free(order);
+  return rc;
+}

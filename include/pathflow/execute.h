@@ -1,0 +1,108 @@
+/* pathflow: compiling and executing graphs.
+ *
+ *   pf_compile   graph -> executable (placed, lowered, checked)
+ *   pf_execute   executable + feeds -> future (returns at once)
+ *   pf_future_*  wait, status, outputs
+ *   pf_buffer_*  outputs that stay on the devices: fetch to host, feed to a
+ *                later execution without a host copy, or release.
+ *
+ * Buffers are ids that are never reused: a released or unknown buffer gives
+ * PF_ESTALE, never a use-after-free.
+ */
+#ifndef PATHFLOW_EXECUTE_H
+#define PATHFLOW_EXECUTE_H
+
+#include "context.h"
+#include "graph.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pf_executable pf_executable;
+typedef struct pf_future pf_future;
+
+/* A device-resident value: its shards, on the devices where it was made. */
+typedef struct pf_buffer_t {
+  uint64_t id; /* 0 is never a valid buffer */
+} pf_buffer_t;
+
+/* Compiles `g`. The executable does not refer to the graph afterwards.
+ * Errors: any of pf_graph_validate's, PF_ESLICE (placement), PF_ENOMEM. */
+int pf_compile(pf_graph *g, pf_executable **out);
+
+/* Frees the executable. Executions in flight keep what they need and
+ * complete normally. NULL is a no-op. */
+void pf_executable_destroy(pf_executable *exe);
+
+/* Names and global specs of the executable's inputs and outputs, in the
+ * order they were added to the graph. Errors: PF_EINVAL (index). */
+int pf_executable_num_inputs(const pf_executable *exe);
+int pf_executable_num_outputs(const pf_executable *exe);
+int pf_executable_input(const pf_executable *exe, int i, const char **name,
+                        pf_spec *spec);
+int pf_executable_output(const pf_executable *exe, int i, const char **name,
+                         pf_spec *spec);
+
+/* One feed: a graph input by name, from a host tensor (copied into the
+ * devices before pf_execute returns, so the tensor may be freed at once) or
+ * from a device buffer (no host copy; the buffer stays valid and owned by
+ * the caller). Exactly one of tensor and buffer.id must be set. */
+typedef struct pf_feed {
+  const char *name;
+  const pf_tensor *tensor;
+  pf_buffer_t buffer;
+} pf_feed;
+
+/* Starts one execution and returns its future at once.
+ * Errors (nothing runs): PF_ENOFEED (an input has no feed: the message names
+ * it), PF_EFEEDSHAPE (dtype or shape differs from the input's: the message
+ * gives both), PF_ENOTFOUND (feed for no such input), PF_EEXIST (input fed
+ * twice), PF_ESTALE (released buffer), PF_ENOMEM. */
+int pf_execute(pf_executable *exe, int n_feeds, const pf_feed *feeds,
+               pf_future **out);
+
+/* Blocks until the execution completes; returns its status: 0, or the first
+ * error (PF_EKERNEL with pf_future_error naming rank, node and kernel). */
+int pf_future_wait(pf_future *f);
+
+/* Like wait with a time limit: PF_ETIMEDOUT if not done in `timeout_ms`. */
+int pf_future_wait_for(pf_future *f, int64_t timeout_ms);
+
+/* 1 if complete, 0 if not. Never blocks. */
+int pf_future_done(const pf_future *f);
+
+/* The error message of a failed execution, "" if it succeeded or is still
+ * running. Valid as long as the future. */
+const char *pf_future_error(const pf_future *f);
+
+/* Output `name` of a completed, successful execution, as a new buffer owned
+ * by the caller (release it with pf_buffer_release). Each call gives a new
+ * id over the same device memory.
+ * Errors: PF_ESTATE (not complete, or failed), PF_ENOTFOUND (no such
+ * output). */
+int pf_future_output(pf_future *f, const char *name, pf_buffer_t *out);
+
+/* Shortcut: output `name` copied to a new host tensor owned by the caller. */
+int pf_future_fetch(pf_future *f, const char *name, pf_tensor **out);
+
+/* Frees the future; its outputs not taken with pf_future_output are
+ * released. Waits first if still running. NULL is a no-op. */
+void pf_future_destroy(pf_future *f);
+
+/* Copies a buffer's value (gathered from its shards) into a new host tensor
+ * owned by the caller. Errors: PF_ESTALE, PF_ENOMEM. */
+int pf_buffer_fetch(pf_context *ctx, pf_buffer_t buf, pf_tensor **out);
+
+/* The global spec of a buffer. Errors: PF_ESTALE. */
+int pf_buffer_spec(pf_context *ctx, pf_buffer_t buf, pf_spec *out);
+
+/* Drops the caller's handle; device memory is freed when no execution uses
+ * it any more. Errors: PF_ESTALE (already released or never made). */
+int pf_buffer_release(pf_context *ctx, pf_buffer_t buf);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,130 @@
+/* pathflow: dataflow graphs.
+ *
+ * A graph holds virtual slices, inputs, programs and outputs.
+ *   slice   - "n devices of kind K"; mapped onto physical devices when the
+ *             graph is compiled. Programs on the same slice share devices.
+ *   value   - an edge: a logical tensor (global spec) with a sharding over
+ *             the slice where it lives.
+ *   program - a node: a kernel run SPMD over a slice. Each input is consumed
+ *             in a sharding on the program's slice; when that differs from
+ *             where and how the value lives, the compiler inserts the moves
+ *             (a reshard).
+ *   output  - a named value the caller wants back.
+ *
+ * Builders check what they can at once and return an error naming the node
+ * and values involved; pf_compile() checks the whole graph again (graphs
+ * can be rewired with pf_graph_set_input or decoded from bytes).
+ *
+ * Slices, values and programs are small integer ids, valid for their graph.
+ * The graph owns everything added to it. One thread at a time.
+ */
+#ifndef PATHFLOW_GRAPH_H
+#define PATHFLOW_GRAPH_H
+
+#include "attrs.h"
+#include "context.h"
+#include "types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pf_graph pf_graph;
+typedef int32_t pf_slice_t;
+typedef int32_t pf_value_t;
+typedef int32_t pf_program_t;
+
+#define PF_NAME_MAX 127 /* longest node, input or output name, in bytes */
+#define PF_MAX_ARGS 64  /* most inputs or outputs per program */
+
+/* Creates an empty graph bound to `ctx` (for its kernel registry and error
+ * messages). Errors: PF_EINVAL, PF_ENOMEM. */
+int pf_graph_create(pf_context *ctx, pf_graph **out);
+/* Frees the graph. Executables compiled from it stay valid. NULL: no-op. */
+void pf_graph_destroy(pf_graph *g);
+
+/* Adds a virtual slice of `num_devices` devices of `kind`.
+ * Errors: PF_EINVAL (num_devices < 1 or bad kind), PF_ESLICE (more devices
+ * than the context has: the message gives both counts), PF_ENOMEM. */
+int pf_graph_slice(pf_graph *g, pf_device_kind kind, int num_devices,
+                   pf_slice_t *out);
+
+/* Pins a slice to explicit local device indices (num_devices of them) instead
+ * of letting the compiler place it. Errors: PF_EINVAL (bad slice, repeated
+ * index), PF_ESLICE (index out of range). */
+int pf_graph_slice_pin(pf_graph *g, pf_slice_t slice, const int *devices);
+
+/* Declares an input named `name`, with global spec `spec`, living on
+ * `slice` with `sharding`. Errors: PF_EINVAL (bad name or slice), PF_EEXIST
+ * (name taken), PF_EDTYPE/PF_ESHAPE (bad spec), PF_ESPLIT (split axis out of
+ * range or not divisible by the slice size), PF_ENOMEM. */
+int pf_graph_input(pf_graph *g, const char *name, const pf_spec *spec,
+                   pf_slice_t slice, pf_sharding sharding, pf_value_t *out);
+
+typedef struct pf_program_desc {
+  const char *name;    /* unique in the graph; NULL: named "<kernel>_<id>" */
+  const char *kernel;  /* registered kernel name */
+  const pf_attrs *attrs; /* copied; may be NULL */
+  pf_slice_t slice;
+  int n_in;
+  const pf_value_t *in;
+  /* How each input is consumed on this program's slice. NULL means: the
+   * value's own sharding if it lives on a slice of the same size, else
+   * replicated. */
+  const pf_sharding *in_shardings;
+  /* Sharding of each output over the slice; NULL means replicated. The
+   * kernel's shape function gives shard specs; the global spec follows. */
+  const pf_sharding *out_shardings;
+} pf_program_desc;
+
+/* Adds a program. Writes the kernel's n_out output values to `outs` (which
+ * must have room for them; pf_kernel_outputs tells how many) and its id to
+ * *prog if prog is not NULL.
+ * Errors: PF_EINVAL (bad slice, value or name), PF_EEXIST (name taken),
+ * PF_ENOKERNEL (no kernel of that name for the slice's device kind),
+ * PF_EARITY (input count), PF_ESPLIT (a sharding does not divide),
+ * PF_EDTYPE / PF_ESHAPE (from the kernel's shape function), PF_ENOMEM.
+ * The message names the program, the kernel and the values. */
+int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
+                     pf_value_t *outs, pf_program_t *prog);
+
+/* Number of outputs of kernel `name` for device kind `kind`, or PF_ENOKERNEL. */
+int pf_kernel_outputs(pf_context *ctx, const char *name, pf_device_kind kind);
+
+/* Marks `value` as an output named `name`. Errors: PF_EINVAL, PF_EEXIST. */
+int pf_graph_output(pf_graph *g, const char *name, pf_value_t value);
+
+/* Replaces input `index` of program `prog` with `value`. Shapes and cycles
+ * are checked by pf_graph_validate / pf_compile, not here.
+ * Errors: PF_EINVAL (bad program, index or value). */
+int pf_graph_set_input(pf_graph *g, pf_program_t prog, int index,
+                       pf_value_t value);
+
+/* Checks the whole graph: acyclic, kernels known, arities, dtypes, shapes,
+ * shardings, slices, outputs produced. Returns the first problem found, in
+ * topological order, with a message naming the node. */
+int pf_graph_validate(pf_graph *g);
+
+/* The global spec of a value. Errors: PF_EINVAL (bad value). */
+int pf_graph_value_spec(const pf_graph *g, pf_value_t value, pf_spec *out);
+
+/* Serializes the graph (protobuf message pathflow.Graph). On success *buf is
+ * malloc'd and owned by the caller (free()). Errors: PF_EINVAL, PF_ENOMEM. */
+int pf_graph_encode(const pf_graph *g, uint8_t **buf, size_t *len);
+
+/* Parses a serialized graph. Never trusts the bytes: a truncated, garbled or
+ * oversized message is PF_EDECODE; ids that point nowhere are PF_EDECODE.
+ * The decoded graph is not validated: call pf_graph_validate.
+ * Errors: PF_EINVAL, PF_EDECODE, PF_ENOMEM. */
+int pf_graph_decode(pf_context *ctx, const uint8_t *buf, size_t len,
+                    pf_graph **out);
+
+/* Number of programs, inputs, outputs. */
+int pf_graph_num_programs(const pf_graph *g);
+int pf_graph_num_inputs(const pf_graph *g);
+int pf_graph_num_outputs(const pf_graph *g);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

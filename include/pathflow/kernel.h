@@ -1,0 +1,116 @@
+/* pathflow: kernels.
+ *
+ * A kernel is a pure local computation registered by name for a device kind.
+ * It has three functions:
+ *   shape   - output specs from input specs and attrs, called when a graph is
+ *             built, so every shape is known before anything runs;
+ *   cost    - flops and bytes moved, for the simulator and the scheduler;
+ *   compute - the work itself, on one device's shard.
+ * A program runs its kernel SPMD: every device of the slice calls compute on
+ * its own shard, so specs seen by shape and compute are shard (local) specs.
+ * Kernels never communicate; communication is explicit in the graph.
+ *
+ * Built-in CPU kernels (registered by pf_init) are listed in docs/api.md.
+ */
+#ifndef PATHFLOW_KERNEL_H
+#define PATHFLOW_KERNEL_H
+
+#include "attrs.h"
+#include "types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pf_context pf_context;
+typedef struct pf_registry pf_registry;
+
+/* Where a shape or compute function reports what is wrong. Opaque. */
+typedef struct pf_diag pf_diag;
+
+/* Records `code` and a message (printf format) in `diag` and returns `code`,
+ * so that a kernel can write `return pf_diag_error(d, PF_ESHAPE, ...)`.
+ * The first error recorded wins. */
+int pf_diag_error(pf_diag *diag, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A tensor as a kernel sees it: a spec and a pointer. Inputs are read-only;
+ * outputs are allocated by the runtime, 64-byte aligned, uninitialized. */
+typedef struct pf_view {
+  pf_spec spec;
+  void *data;
+} pf_view;
+
+/* Output specs from input specs. `in` has n_in specs, `out` has n_out slots
+ * to fill. Returns 0, or a PF_E code through pf_diag_error (PF_EDTYPE,
+ * PF_ESHAPE, PF_EINVAL for a bad attribute). */
+typedef int (*pf_shape_fn)(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                           int n_out, pf_spec *out, pf_diag *diag);
+
+typedef struct pf_cost {
+  double flops; /* floating point operations */
+  double bytes; /* bytes read plus bytes written */
+} pf_cost;
+
+/* Cost of one call on shard specs. Must not fail. */
+typedef void (*pf_cost_fn)(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                           int n_out, const pf_spec *out, pf_cost *cost);
+
+/* Everything a compute function is given. Valid for the call only. */
+typedef struct pf_kernel_call {
+  const pf_attrs *attrs;
+  int n_in;
+  const pf_view *in;
+  int n_out;
+  pf_view *out;
+  int device;      /* local device index on this executor */
+  int shard;       /* index of this shard in the program's slice */
+  int num_shards;  /* devices in the program's slice */
+  void *user;      /* pf_kernel_def.user */
+  pf_diag *diag;   /* for pf_diag_error */
+} pf_kernel_call;
+
+/* Runs the kernel. Returns 0, or a PF_E code (usually through
+ * pf_diag_error); the execution then completes with PF_EKERNEL and the
+ * message, naming the node, rank and kernel. Called on a device worker
+ * thread: it may run concurrently with other kernels on other devices. */
+typedef int (*pf_compute_fn)(const pf_kernel_call *call);
+
+#define PF_VARIADIC (-1)
+#define PF_KERNEL_NAME_MAX 63
+
+typedef struct pf_kernel_def {
+  const char *name;       /* [A-Za-z0-9_.:-], 1..PF_KERNEL_NAME_MAX bytes */
+  pf_device_kind kind;
+  int n_in;               /* exact input count, or PF_VARIADIC */
+  int n_out;              /* exact output count, >= 1 */
+  pf_shape_fn shape;      /* required */
+  pf_cost_fn cost;        /* optional: NULL means zero flops, bytes moved */
+  pf_compute_fn compute;  /* required */
+  void *user;             /* handed to compute; owned by the caller */
+} pf_kernel_def;
+
+/* Registers a kernel in the context's registry. The definition is copied
+ * (the name too); `user` must outlive the context.
+ * Errors: PF_EINVAL (NULL field, bad name, n_out < 1), PF_EEXIST (a kernel of
+ * this name and device kind exists), PF_ENOMEM. */
+int pf_kernel_register(pf_context *ctx, const pf_kernel_def *def);
+
+/* The same, on a bare registry: the form a kernels plugin receives. */
+int pf_registry_add(pf_registry *reg, const pf_kernel_def *def);
+
+/* A kernels plugin (a shared library loaded by pathflow-worker --kernels or
+ * by pf_kernels_load) exports this symbol; it registers its kernels and
+ * returns 0 or a PF_E code. */
+#define PF_PLUGIN_INIT_SYMBOL "pathflow_kernels_init"
+typedef int (*pf_plugin_init_fn)(pf_registry *reg);
+
+/* Loads a kernels plugin into the context's registry: dlopen()s `path` and
+ * calls its pathflow_kernels_init. Errors: PF_ENOTFOUND (cannot open, or no
+ * init symbol; the message says which), what the init returned. */
+int pf_kernels_load(pf_context *ctx, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

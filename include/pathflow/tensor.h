@@ -1,0 +1,41 @@
+/* pathflow: host tensors, used to feed inputs and fetch outputs.
+ *
+ * A pf_tensor owns a contiguous, row-major, 64-byte aligned block of host
+ * memory. The caller owns every tensor it creates or receives from a fetch
+ * and frees it with pf_tensor_destroy().
+ */
+#ifndef PATHFLOW_TENSOR_H
+#define PATHFLOW_TENSOR_H
+
+#include "types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pf_tensor pf_tensor;
+
+/* Allocates a zero-filled tensor of `spec`.
+ * Errors: PF_EINVAL (NULL argument), PF_EDTYPE/PF_ESHAPE/PF_ERANGE (bad spec,
+ * see pf_spec_check), PF_ENOMEM. */
+int pf_tensor_create(const pf_spec *spec, pf_tensor **out);
+
+/* Allocates a tensor and copies `nbytes` from `data` into it. nbytes must
+ * equal pf_spec_nbytes(spec), else PF_ESHAPE. Other errors as create. */
+int pf_tensor_from(const pf_spec *spec, const void *data, size_t nbytes,
+                   pf_tensor **out);
+
+/* Frees the tensor and its data. NULL is a no-op. */
+void pf_tensor_destroy(pf_tensor *t);
+
+/* The tensor's spec; valid as long as the tensor. */
+const pf_spec *pf_tensor_spec(const pf_tensor *t);
+/* The data: pf_tensor_nbytes() bytes, row-major. */
+void *pf_tensor_data(pf_tensor *t);
+const void *pf_tensor_cdata(const pf_tensor *t);
+size_t pf_tensor_nbytes(const pf_tensor *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

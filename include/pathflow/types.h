@@ -1,0 +1,98 @@
+/* pathflow: dtypes, tensor specs, shardings, device kinds.
+ *
+ * Plain value types: no ownership, no allocation. Everything here can be
+ * copied by assignment.
+ */
+#ifndef PATHFLOW_TYPES_H
+#define PATHFLOW_TYPES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Element types. bf16 and f16 are storage types: they can be fed, moved,
+ * copied, resharded and fetched, but the built-in math kernels refuse them
+ * with PF_EDTYPE. */
+typedef enum pf_dtype {
+  PF_F32 = 0,
+  PF_F64 = 1,
+  PF_I32 = 2,
+  PF_I64 = 3,
+  PF_U8 = 4,
+  PF_BF16 = 5,
+  PF_F16 = 6,
+  PF_DTYPE_COUNT
+} pf_dtype;
+
+/* Size in bytes of one element; 0 for an invalid dtype. */
+size_t pf_dtype_size(pf_dtype dtype);
+/* "f32", "f64", ...; "?" for an invalid dtype. */
+const char *pf_dtype_name(pf_dtype dtype);
+
+#define PF_MAX_RANK 8
+
+/* The dtype and shape of a tensor. rank 0 is a scalar. Dimensions are >= 0. */
+typedef struct pf_spec {
+  pf_dtype dtype;
+  int rank;
+  int64_t dims[PF_MAX_RANK];
+} pf_spec;
+
+/* Builds a spec from `rank` dims. rank must be 0..PF_MAX_RANK; out-of-range
+ * arguments give a spec that pf_spec_check() refuses. */
+pf_spec pf_spec_make(pf_dtype dtype, int rank, const int64_t *dims);
+/* Shorthands for the common ranks. */
+pf_spec pf_spec_scalar(pf_dtype dtype);
+pf_spec pf_spec_1d(pf_dtype dtype, int64_t d0);
+pf_spec pf_spec_2d(pf_dtype dtype, int64_t d0, int64_t d1);
+
+/* 0 if the spec is well formed; PF_EDTYPE for a bad dtype, PF_ESHAPE for a bad
+ * rank or a negative dimension, PF_ERANGE if the byte size overflows. */
+int pf_spec_check(const pf_spec *spec);
+/* Number of elements (1 for a scalar). */
+int64_t pf_spec_numel(const pf_spec *spec);
+/* numel * element size. */
+size_t pf_spec_nbytes(const pf_spec *spec);
+/* 1 if dtype, rank and every dimension are equal. */
+int pf_spec_equal(const pf_spec *a, const pf_spec *b);
+/* Writes e.g. "f32[4,8]" into buf (always NUL-terminated); returns buf. */
+char *pf_spec_str(const pf_spec *spec, char *buf, size_t len);
+
+/* How a value's data is laid over the devices of its slice. */
+typedef enum pf_sharding_kind {
+  PF_SHARD_REPLICATED = 0, /* every device holds the whole tensor */
+  PF_SHARD_SPLIT = 1       /* device i holds block i along `axis` */
+} pf_sharding_kind;
+
+/* Splits must divide evenly: a dimension of 10 split over 4 devices is
+ * refused with PF_ESPLIT when the graph is built. */
+typedef struct pf_sharding {
+  pf_sharding_kind kind;
+  int axis; /* PF_SHARD_SPLIT only */
+} pf_sharding;
+
+static inline pf_sharding pf_replicated(void) {
+  pf_sharding s = {PF_SHARD_REPLICATED, 0};
+  return s;
+}
+static inline pf_sharding pf_split(int axis) {
+  pf_sharding s = {PF_SHARD_SPLIT, axis};
+  return s;
+}
+
+typedef enum pf_device_kind {
+  PF_DEVICE_CPU = 0,
+  PF_DEVICE_GPU = 1,
+  PF_DEVICE_KIND_COUNT
+} pf_device_kind;
+
+/* "cpu", "gpu"; "?" otherwise. */
+const char *pf_device_kind_name(pf_device_kind kind);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,191 @@
+/* Elementwise arithmetic: add, sub, mul, scale, relu, relu_grad, sgd and
+ * bias_add. No broadcasting, except bias_add's over the last axis. */
+#include "base/util.h"
+#include "kernels/builtin_internal.h"
+#include "pathflow/error.h"
+
+enum { OP_ADD, OP_SUB, OP_MUL };
+
+/* Integer ops run in the unsigned type U so that overflow wraps instead of
+ * being undefined behaviour; for floats U is T. */
+#define DEFINE_BINARY(S, T, U)                                              \
+  static void binary_##S(int op, int64_t n, const T *a, const T *b, T *o) { \
+    switch (op) {                                                           \
+      case OP_ADD:                                                          \
+        for (int64_t i = 0; i < n; i++) o[i] = (T)((U)a[i] + (U)b[i]);     \
+        break;                                                              \
+      case OP_SUB:                                                          \
+        for (int64_t i = 0; i < n; i++) o[i] = (T)((U)a[i] - (U)b[i]);     \
+        break;                                                              \
+      default:                                                              \
+        for (int64_t i = 0; i < n; i++) o[i] = (T)((U)a[i] * (U)b[i]);     \
+        break;                                                              \
+    }                                                                       \
+  }
+DEFINE_BINARY(f32, float, float)
+DEFINE_BINARY(f64, double, double)
+DEFINE_BINARY(i32, int32_t, uint32_t)
+DEFINE_BINARY(i64, int64_t, uint64_t)
+
+static int binary_shape(const char *kernel, const pf_spec *in, pf_spec *out,
+                        pf_diag *diag) {
+  int rc = pf_builtin_want_all_same(kernel, 2, in, PF_DT_FLOAT | PF_DT_INT,
+                                    diag);
+  if (rc == 0) out[0] = in[0];
+  return rc;
+}
+
+static int binary_compute(const pf_kernel_call *call, int op) {
+  const void *a = call->in[0].data, *b = call->in[1].data;
+  void *o = call->out[0].data;
+  int64_t n = pf_spec_numel(&call->out[0].spec);
+  switch (call->in[0].spec.dtype) {
+    case PF_F32: binary_f32(op, n, a, b, o); break;
+    case PF_F64: binary_f64(op, n, a, b, o); break;
+    case PF_I32: binary_i32(op, n, a, b, o); break;
+    case PF_I64: binary_i64(op, n, a, b, o); break;
+    default: break;
+  }
+  return 0;
+}
+
+#define BINARY_KERNEL(name, op)                                              \
+  static int name##_shape(const pf_attrs *attrs, int n_in, const pf_spec *in, \
+                          int n_out, pf_spec *out, pf_diag *diag) {          \
+    return binary_shape(#name, in, out, diag);                               \
+  }                                                                          \
+  static int name##_compute(const pf_kernel_call *call) {                   \
+    return binary_compute(call, op);                                         \
+  }
+BINARY_KERNEL(add, OP_ADD)
+BINARY_KERNEL(sub, OP_SUB)
+BINARY_KERNEL(mul, OP_MUL)
+
+/* The float-only kernels: n_in inputs of one f32 or f64 spec, output alike. */
+static int float_shape(const char *kernel, int n_in, const pf_spec *in,
+                       pf_spec *out, pf_diag *diag) {
+  int rc = pf_builtin_want_all_same(kernel, n_in, in, PF_DT_FLOAT, diag);
+  if (rc == 0) out[0] = in[0];
+  return rc;
+}
+
+static int scale_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                       int n_out, pf_spec *out, pf_diag *diag) {
+  double alpha;
+  int rc = float_shape("scale", n_in, in, out, diag);
+  return rc ? rc : pf_builtin_float_attr("scale", attrs, "alpha", 1, &alpha, diag);
+}
+
+static int scale_compute(const pf_kernel_call *call) {
+  double alpha = pf_attrs_get_float(call->attrs, "alpha", 1);
+  int64_t n = pf_spec_numel(&call->out[0].spec);
+  PF_FLOAT_SWITCH(call->in[0].spec.dtype, {
+    const T *x = call->in[0].data;
+    T *o = call->out[0].data, a = (T)alpha;
+    for (int64_t i = 0; i < n; i++) o[i] = a * x[i];
+  });
+  return 0;
+}
+
+static int relu_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                      int n_out, pf_spec *out, pf_diag *diag) {
+  return float_shape("relu", n_in, in, out, diag);
+}
+
+static int relu_compute(const pf_kernel_call *call) {
+  int64_t n = pf_spec_numel(&call->out[0].spec);
+  PF_FLOAT_SWITCH(call->in[0].spec.dtype, {
+    const T *x = call->in[0].data;
+    T *o = call->out[0].data;
+    for (int64_t i = 0; i < n; i++) o[i] = x[i] > 0 ? x[i] : 0;
+  });
+  return 0;
+}
+
+static int relu_grad_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                           int n_out, pf_spec *out, pf_diag *diag) {
+  return float_shape("relu_grad", n_in, in, out, diag);
+}
+
+static int relu_grad_compute(const pf_kernel_call *call) {
+  int64_t n = pf_spec_numel(&call->out[0].spec);
+  PF_FLOAT_SWITCH(call->in[0].spec.dtype, {
+    const T *g = call->in[0].data, *x = call->in[1].data;
+    T *o = call->out[0].data;
+    for (int64_t i = 0; i < n; i++) o[i] = x[i] > 0 ? g[i] : 0;
+  });
+  return 0;
+}
+
+static int sgd_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                     int n_out, pf_spec *out, pf_diag *diag) {
+  double lr;
+  int rc = float_shape("sgd", n_in, in, out, diag);
+  return rc ? rc : pf_builtin_float_attr("sgd", attrs, "lr", 0.01, &lr, diag);
+}
+
+static int sgd_compute(const pf_kernel_call *call) {
+  double lr = pf_attrs_get_float(call->attrs, "lr", 0.01);
+  int64_t n = pf_spec_numel(&call->out[0].spec);
+  PF_FLOAT_SWITCH(call->in[0].spec.dtype, {
+    const T *p = call->in[0].data, *g = call->in[1].data;
+    T *o = call->out[0].data, r = (T)lr;
+    for (int64_t i = 0; i < n; i++) o[i] = p[i] - r * g[i];
+  });
+  return 0;
+}
+
+static void sgd_cost(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                     int n_out, const pf_spec *out, pf_cost *cost) {
+  pf_builtin_cost(n_in, in, n_out, out, 2.0 * (double)pf_spec_numel(&out[0]),
+                  cost);
+}
+
+static int bias_add_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                          int n_out, pf_spec *out, pf_diag *diag) {
+  char x[PF_SPEC_STR_MAX], b[PF_SPEC_STR_MAX];
+  int rc;
+  if ((rc = pf_builtin_want_dtype("bias_add", in, 0, PF_DT_FLOAT, diag)) ||
+      (rc = pf_builtin_want_same_dtype("bias_add", in, 1, diag)) ||
+      (rc = pf_builtin_want_rank("bias_add", in, 1, 1, diag)))
+    return rc;
+  if (in[0].rank < 1 || in[0].dims[in[0].rank - 1] != in[1].dims[0])
+    return pf_diag_error(diag, PF_ESHAPE,
+                         "bias_add: input 1 is %s but input 0 is %s; the bias "
+                         "must match the last axis of input 0 (rank >= 1)",
+                         pf_spec_str(&in[1], b, sizeof b),
+                         pf_spec_str(&in[0], x, sizeof x));
+  out[0] = in[0];
+  return 0;
+}
+
+static int bias_add_compute(const pf_kernel_call *call) {
+  const pf_spec *s = &call->in[0].spec;
+  int64_t rows, m, one;
+  pf_builtin_split_axis(s, s->rank - 1, &rows, &m, &one);
+  PF_FLOAT_SWITCH(s->dtype, {
+    const T *x = call->in[0].data, *b = call->in[1].data;
+    T *o = call->out[0].data;
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t j = 0; j < m; j++) o[r * m + j] = x[r * m + j] + b[j];
+  });
+  return 0;
+}
+
+#define DEF(kname, nin, costfn)                                         \
+  {.name = #kname, .n_in = nin, .n_out = 1, .shape = kname##_shape, \
+   .cost = costfn, .compute = kname##_compute}
+static const pf_kernel_def defs[] = {
+    DEF(add, 2, pf_builtin_cost_numel),
+    DEF(sub, 2, pf_builtin_cost_numel),
+    DEF(mul, 2, pf_builtin_cost_numel),
+    DEF(scale, 1, pf_builtin_cost_numel),
+    DEF(relu, 1, pf_builtin_cost_numel),
+    DEF(relu_grad, 2, pf_builtin_cost_numel),
+    DEF(sgd, 2, sgd_cost),
+    DEF(bias_add, 2, pf_builtin_cost_numel),
+};
+
+int pf_builtin_register_elementwise(pf_registry *reg) {
+  return pf_builtin_add_all(reg, defs, PF_ARRAY_LEN(defs));
+}

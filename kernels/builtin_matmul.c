@@ -1,0 +1,109 @@
+/* matmul: out[M,N] = op(a) op(b) through OpenBLAS, op being an optional
+ * transpose. OpenBLAS threading is set once by the context, never here. */
+#include <cblas.h>
+#include <limits.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "kernels/builtin_internal.h"
+#include "pathflow/error.h"
+
+typedef struct mm_dims {
+  int64_t m, n, k;
+  int ta, tb;
+} mm_dims;
+
+/* a is [M,K], or [K,M] transposed; b is [K,N], or [N,K] transposed. */
+static void dims_of(const pf_spec *a, const pf_spec *b, int ta, int tb,
+                    mm_dims *d, int64_t *kb) {
+  d->ta = ta;
+  d->tb = tb;
+  d->m = a->dims[ta ? 1 : 0];
+  d->k = a->dims[ta ? 0 : 1];
+  d->n = b->dims[tb ? 0 : 1];
+  *kb = b->dims[tb ? 1 : 0];
+}
+
+static int matmul_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                        int n_out, pf_spec *out, pf_diag *diag) {
+  char a[PF_SPEC_STR_MAX], b[PF_SPEC_STR_MAX];
+  int64_t ta, tb, kb;
+  mm_dims d;
+  int rc;
+  if ((rc = pf_builtin_want_dtype("matmul", in, 0, PF_DT_FLOAT, diag)) ||
+      (rc = pf_builtin_want_same_dtype("matmul", in, 1, diag)) ||
+      (rc = pf_builtin_want_rank("matmul", in, 0, 2, diag)) ||
+      (rc = pf_builtin_want_rank("matmul", in, 1, 2, diag)) ||
+      (rc = pf_builtin_int_attr("matmul", attrs, "transpose_a", 0, 0, 1, &ta,
+                                diag)) ||
+      (rc = pf_builtin_int_attr("matmul", attrs, "transpose_b", 0, 0, 1, &tb,
+                                diag)))
+    return rc;
+  dims_of(&in[0], &in[1], (int)ta, (int)tb, &d, &kb);
+  if (d.k != kb)
+    return pf_diag_error(diag, PF_ESHAPE,
+                         "matmul: inner dimensions differ (%lld vs %lld): "
+                         "input 0 is %s (transpose_a=%d), input 1 is %s "
+                         "(transpose_b=%d)",
+                         (long long)d.k, (long long)kb,
+                         pf_spec_str(&in[0], a, sizeof a), d.ta,
+                         pf_spec_str(&in[1], b, sizeof b), d.tb);
+  /* The BLAS interface takes int dimensions. */
+  for (int i = 0; i < 2; i++)
+    if (in[i].dims[0] > INT_MAX || in[i].dims[1] > INT_MAX)
+      return pf_diag_error(diag, PF_ESHAPE,
+                           "matmul: input %d is %s; BLAS takes dimensions up "
+                           "to %d",
+                           i, pf_spec_str(&in[i], a, sizeof a), INT_MAX);
+  out[0] = pf_spec_2d(in[0].dtype, d.m, d.n);
+  return 0;
+}
+
+static int matmul_compute(const pf_kernel_call *call) {
+  const pf_spec *a = &call->in[0].spec, *b = &call->in[1].spec;
+  int64_t kb;
+  mm_dims d;
+  enum CBLAS_TRANSPOSE ta, tb;
+  int lda, ldb;
+  dims_of(a, b, pf_attrs_get_int(call->attrs, "transpose_a", 0) != 0,
+          pf_attrs_get_int(call->attrs, "transpose_b", 0) != 0, &d, &kb);
+  if (d.m == 0 || d.n == 0) return 0;
+  /* An empty inner dimension sums nothing; BLAS would also want a leading
+   * dimension of at least 1 for the empty operand. */
+  if (d.k == 0) {
+    memset(call->out[0].data, 0, pf_spec_nbytes(&call->out[0].spec));
+    return 0;
+  }
+  ta = d.ta ? CblasTrans : CblasNoTrans;
+  tb = d.tb ? CblasTrans : CblasNoTrans;
+  lda = (int)a->dims[1];
+  ldb = (int)b->dims[1];
+  if (a->dtype == PF_F32)
+    cblas_sgemm(CblasRowMajor, ta, tb, (int)d.m, (int)d.n, (int)d.k, 1.0f,
+                call->in[0].data, lda, call->in[1].data, ldb, 0.0f,
+                call->out[0].data, (int)d.n);
+  else
+    cblas_dgemm(CblasRowMajor, ta, tb, (int)d.m, (int)d.n, (int)d.k, 1.0,
+                call->in[0].data, lda, call->in[1].data, ldb, 0.0,
+                call->out[0].data, (int)d.n);
+  return 0;
+}
+
+static void matmul_cost(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                        int n_out, const pf_spec *out, pf_cost *cost) {
+  int64_t kb;
+  mm_dims d;
+  dims_of(&in[0], &in[1], pf_attrs_get_int(attrs, "transpose_a", 0) != 0,
+          pf_attrs_get_int(attrs, "transpose_b", 0) != 0, &d, &kb);
+  pf_builtin_cost(n_in, in, n_out, out,
+                  2.0 * (double)d.m * (double)d.n * (double)d.k, cost);
+}
+
+static const pf_kernel_def defs[] = {
+    {.name = "matmul", .n_in = 2, .n_out = 1, .shape = matmul_shape,
+     .cost = matmul_cost, .compute = matmul_compute},
+};
+
+int pf_builtin_register_matmul(pf_registry *reg) {
+  return pf_builtin_add_all(reg, defs, PF_ARRAY_LEN(defs));
+}

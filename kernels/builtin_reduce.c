@@ -1,0 +1,124 @@
+/* Reductions over one axis: reduce_sum and argmax. Both view the input as
+ * [outer, len, inner] around the axis and write [outer, inner]. */
+#include <string.h>
+
+#include "base/util.h"
+#include "kernels/builtin_internal.h"
+#include "pathflow/error.h"
+
+/* `in` without `axis` (or with it set to 1 when keepdims), in dtype dt. */
+static pf_spec reduced(const pf_spec *in, int axis, int keepdims, pf_dtype dt) {
+  pf_spec out = *in;
+  out.dtype = dt;
+  if (keepdims) {
+    out.dims[axis] = 1;
+  } else {
+    memmove(&out.dims[axis], &out.dims[axis + 1],
+            (size_t)(in->rank - axis - 1) * sizeof out.dims[0]);
+    out.dims[--out.rank] = 0;
+  }
+  return out;
+}
+
+static void input_numel_cost(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                             int n_out, const pf_spec *out, pf_cost *cost) {
+  pf_builtin_cost(n_in, in, n_out, out, (double)pf_spec_numel(&in[0]), cost);
+}
+
+static int reduce_sum_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                            int n_out, pf_spec *out, pf_diag *diag) {
+  int64_t keepdims;
+  int axis, rc;
+  if ((rc = pf_builtin_want_dtype("reduce_sum", in, 0, PF_DT_FLOAT, diag)) ||
+      (rc = pf_builtin_axis_attr("reduce_sum", attrs, "axis", 0, &in[0], &axis,
+                                 diag)) ||
+      (rc = pf_builtin_int_attr("reduce_sum", attrs, "keepdims", 0, 0, 1,
+                                &keepdims, diag)))
+    return rc;
+  out[0] = reduced(&in[0], axis, (int)keepdims, in[0].dtype);
+  return 0;
+}
+
+static int reduce_sum_compute(const pf_kernel_call *call) {
+  const pf_spec *s = &call->in[0].spec;
+  int64_t outer, len, inner;
+  int axis;
+  int rc = pf_builtin_axis_attr("reduce_sum", call->attrs, "axis", 0, s, &axis,
+                                call->diag);
+  if (rc != 0) return rc;
+  pf_builtin_split_axis(s, axis, &outer, &len, &inner);
+  /* Row by row along the axis, so the inner loop runs over contiguous
+   * memory whatever the axis. */
+  PF_FLOAT_SWITCH(s->dtype, {
+    const T *x = call->in[0].data;
+    T *o = call->out[0].data;
+    for (int64_t a = 0; a < outer; a++) {
+      T *dst = o + a * inner;
+      for (int64_t i = 0; i < inner; i++) dst[i] = 0;
+      for (int64_t k = 0; k < len; k++) {
+        const T *src = x + (a * len + k) * inner;
+        for (int64_t i = 0; i < inner; i++) dst[i] += src[i];
+      }
+    }
+  });
+  return 0;
+}
+
+static int argmax_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                        int n_out, pf_spec *out, pf_diag *diag) {
+  char s[PF_SPEC_STR_MAX];
+  int axis, rc;
+  if ((rc = pf_builtin_want_dtype("argmax", in, 0, PF_DT_FLOAT, diag)) ||
+      (rc = pf_builtin_axis_attr("argmax", attrs, "axis", -1, &in[0], &axis,
+                                 diag)))
+    return rc;
+  out[0] = reduced(&in[0], axis, 0, PF_I64);
+  if (in[0].dims[axis] == 0 && pf_spec_numel(&out[0]) > 0)
+    return pf_diag_error(diag, PF_ESHAPE,
+                         "argmax: input 0 is %s; axis %d is empty, so there "
+                         "is no maximum",
+                         pf_spec_str(&in[0], s, sizeof s), axis);
+  return 0;
+}
+
+static int argmax_compute(const pf_kernel_call *call) {
+  const pf_spec *s = &call->in[0].spec;
+  int64_t outer, len, inner, *o = call->out[0].data;
+  int axis;
+  int rc = pf_builtin_axis_attr("argmax", call->attrs, "axis", -1, s, &axis,
+                                call->diag);
+  if (rc != 0) return rc;
+  pf_builtin_split_axis(s, axis, &outer, &len, &inner);
+  if (len == 0) return 0; /* then the output is empty (see argmax_shape) */
+  /* Ties go to the first index; a NaN wins over numbers, the first NaN over
+   * later ones (as numpy does), so a NaN in the input is never hidden. */
+  PF_FLOAT_SWITCH(s->dtype, {
+    const T *x = call->in[0].data;
+    for (int64_t a = 0; a < outer; a++)
+      for (int64_t i = 0; i < inner; i++) {
+        const T *col = x + a * len * inner + i;
+        T best = col[0];
+        int64_t at = 0;
+        for (int64_t k = 1; k < len; k++) {
+          T v = col[k * inner];
+          if (v > best || (v != v && best == best)) {
+            best = v;
+            at = k;
+          }
+        }
+        o[a * inner + i] = at;
+      }
+  });
+  return 0;
+}
+
+static const pf_kernel_def defs[] = {
+    {.name = "reduce_sum", .n_in = 1, .n_out = 1, .shape = reduce_sum_shape,
+     .cost = input_numel_cost, .compute = reduce_sum_compute},
+    {.name = "argmax", .n_in = 1, .n_out = 1, .shape = argmax_shape,
+     .cost = input_numel_cost, .compute = argmax_compute},
+};
+
+int pf_builtin_register_reduce(pf_registry *reg) {
+  return pf_builtin_add_all(reg, defs, PF_ARRAY_LEN(defs));
+}

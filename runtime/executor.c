@@ -1,0 +1,475 @@
+#include "runtime/executor.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "pathflow/error.h"
+#include "runtime/box.h"
+
+struct pf_loaded {
+  atomic_int refs;
+  pf_plan *plan;
+  const pf_kernel_def **kernels; /* per op; NULL unless KERNEL */
+  uint32_t *dependents_first;    /* CSR: dependents of op i are */
+  uint32_t *dependents;          /*   dependents[first[i] .. first[i+1]) */
+  uint32_t *device_first;        /* CSR: ops of device d, in gang order */
+  uint32_t *device_ops;
+  int32_t *readers; /* per buffer: input slots of ops that read it */
+  uint8_t *keep;    /* per buffer: an output, kept to the end of the step */
+};
+
+typedef struct part {
+  pf_step *step;
+  struct part *next;
+} part;
+
+struct pf_step {
+  pf_executor *ex;
+  pf_loaded *l;
+  atomic_uint *pending; /* per op: deps not yet done */
+  atomic_int *readers;  /* per buffer: reads not yet done */
+  pf_storage **bufs;
+  uint64_t *t_start, *t_end;
+  part *parts; /* one per device */
+  atomic_int parts_left;
+  atomic_int failed;
+  pthread_mutex_t err_lock;
+  pf_diag err;
+  pf_step_done_fn done;
+  void *arg;
+};
+
+typedef struct worker {
+  pf_executor *ex;
+  int device;
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  part *head, *tail;
+  int stop;
+} worker;
+
+struct pf_executor {
+  pf_executor_config cfg;
+  worker *workers;
+  int started;
+  /* Steps are queued on every device under this lock, so all devices see
+   * steps in the same order: the earliest unfinished op is always runnable,
+   * hence no deadlock between steps in flight. */
+  pthread_mutex_t run_lock;
+};
+
+/* ---- loaded plans -------------------------------------------------------- */
+
+void pf_loaded_release(pf_loaded *l) {
+  if (l == NULL) return;
+  if (atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1) return;
+  pf_plan_free(l->plan);
+  free(l->kernels);
+  free(l->dependents_first);
+  free(l->dependents);
+  free(l->device_first);
+  free(l->device_ops);
+  free(l->readers);
+  free(l->keep);
+  free(l);
+}
+
+void pf_executor_retain(pf_loaded *l) { atomic_fetch_add(&l->refs, 1); }
+
+const pf_plan *pf_loaded_plan(const pf_loaded *l) { return l->plan; }
+
+static int build_indexes(pf_loaded *l, int num_devices) {
+  const pf_plan *p = l->plan;
+  size_t n_edges = 0;
+  uint32_t *fill;
+  for (uint32_t i = 0; i < p->n_ops; i++) n_edges += p->ops[i].n_deps;
+  l->dependents_first = pf_calloc(p->n_ops + 1, sizeof(uint32_t));
+  l->dependents = pf_mallocn(n_edges, sizeof(uint32_t));
+  l->device_first = pf_calloc((size_t)num_devices + 1, sizeof(uint32_t));
+  l->device_ops = pf_mallocn(p->n_ops, sizeof(uint32_t));
+  l->readers = pf_calloc(p->n_buffers, sizeof(int32_t));
+  l->keep = pf_calloc(p->n_buffers, 1);
+  l->kernels = pf_calloc(p->n_ops, sizeof(*l->kernels));
+  fill = pf_mallocn((size_t)PF_MAXOF(p->n_ops, (uint32_t)num_devices) + 1,
+                    sizeof(uint32_t));
+  if (!l->dependents_first || !l->dependents || !l->device_first ||
+      !l->device_ops || !l->readers || !l->keep || !l->kernels || !fill) {
+    free(fill);
+    return PF_ENOMEM;
+  }
+  for (uint32_t i = 0; i < p->n_ops; i++) {
+    const pf_plan_op *op = &p->ops[i];
+    for (uint32_t k = 0; k < op->n_deps; k++) l->dependents_first[op->deps[k] + 1]++;
+    l->device_first[op->device + 1]++;
+    if (op->kind != PF_OP_RECV)
+      for (uint32_t k = 0; k < op->n_in; k++) l->readers[op->inputs[k]]++;
+  }
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    l->dependents_first[i + 1] += l->dependents_first[i];
+  for (int d = 0; d < num_devices; d++) l->device_first[d + 1] += l->device_first[d];
+  memcpy(fill, l->dependents_first, p->n_ops * sizeof(uint32_t));
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    for (uint32_t k = 0; k < p->ops[i].n_deps; k++)
+      l->dependents[fill[p->ops[i].deps[k]]++] = i;
+  memcpy(fill, l->device_first, (size_t)num_devices * sizeof(uint32_t));
+  for (uint32_t i = 0; i < p->n_ops; i++) l->device_ops[fill[p->ops[i].device]++] = i;
+  for (uint32_t b = 0; b < p->n_buffers; b++) l->keep[b] = p->buffers[b].output >= 0;
+  free(fill);
+  return 0;
+}
+
+int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
+                     pf_diag *diag) {
+  pf_loaded *l;
+  int rc;
+  *out = NULL;
+  if ((rc = pf_plan_check(plan, ex->cfg.num_devices, diag)) != 0) {
+    pf_plan_free(plan);
+    return rc;
+  }
+  if ((l = calloc(1, sizeof *l)) == NULL) {
+    pf_plan_free(plan);
+    return pf_diag_error(diag, PF_ENOMEM, "load plan: out of memory");
+  }
+  atomic_init(&l->refs, 1);
+  l->plan = plan;
+  if (build_indexes(l, ex->cfg.num_devices) != 0) {
+    pf_loaded_release(l);
+    return pf_diag_error(diag, PF_ENOMEM, "load plan: out of memory");
+  }
+  for (uint32_t i = 0; i < plan->n_ops; i++) {
+    const pf_plan_op *op = &plan->ops[i];
+    const pf_kernel *k;
+    if (op->kind == PF_OP_KERNEL) {
+      k = pf_registry_find(ex->cfg.registry, op->kernel, PF_DEVICE_CPU);
+      if (k == NULL) {
+        pf_diag_error(diag, PF_ENOKERNEL,
+                      "rank %d: kernel \"%s\" (program \"%s\") is not "
+                      "registered on this executor",
+                      ex->cfg.rank, op->kernel, op->name);
+        pf_loaded_release(l);
+        return PF_ENOKERNEL;
+      }
+      l->kernels[i] = &k->def;
+    } else if (op->kind != PF_OP_COPY) {
+      pf_diag_error(diag, PF_ENOTSUP,
+                    "rank %d: op %u of program \"%s\" needs a transport "
+                    "(kind %d), not available to a local executor",
+                    ex->cfg.rank, i, op->name, op->kind);
+      pf_loaded_release(l);
+      return PF_ENOTSUP;
+    }
+  }
+  *out = l;
+  return 0;
+}
+
+/* ---- steps --------------------------------------------------------------- */
+
+static void step_fail(pf_step *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void step_fail(pf_step *s, int code, const char *fmt, ...) {
+  va_list ap;
+  pthread_mutex_lock(&s->err_lock);
+  va_start(ap, fmt);
+  pf_diag_verror(&s->err, code, fmt, ap);
+  va_end(ap);
+  pthread_mutex_unlock(&s->err_lock);
+  atomic_store_explicit(&s->failed, 1, memory_order_release);
+}
+
+int pf_step_status(const pf_step *s) { return s->err.code; }
+const char *pf_step_message(const pf_step *s) { return s->err.msg; }
+
+pf_storage *pf_step_take(pf_step *s, uint32_t b) {
+  if (s->err.code != 0 || b >= s->l->plan->n_buffers || s->bufs[b] == NULL)
+    return NULL;
+  return pf_storage_ref(s->bufs[b]);
+}
+
+void pf_step_op_times(const pf_step *s, uint32_t op, uint64_t *start,
+                      uint64_t *end) {
+  *start = op < s->l->plan->n_ops ? s->t_start[op] : 0;
+  *end = op < s->l->plan->n_ops ? s->t_end[op] : 0;
+}
+
+void pf_step_free(pf_step *s) {
+  if (s == NULL) return;
+  for (uint32_t b = 0; b < s->l->plan->n_buffers; b++) pf_storage_unref(s->bufs[b]);
+  pthread_mutex_destroy(&s->err_lock);
+  pf_loaded_release(s->l);
+  free(s->pending);
+  free(s->readers);
+  free(s->bufs);
+  free(s->t_start);
+  free(s->t_end);
+  free(s->parts);
+  free(s);
+}
+
+/* Makes sure buffer b has memory before an op writes it. Only the device
+ * owning b writes it, so this needs no lock. */
+static pf_storage *ensure(pf_step *s, uint32_t b) {
+  const pf_plan_buffer *pb = &s->l->plan->buffers[b];
+  if (s->bufs[b] == NULL) s->bufs[b] = pf_storage_new(pf_spec_nbytes(&pb->spec), pb->device);
+  return s->bufs[b];
+}
+
+static void run_kernel(pf_step *s, uint32_t i) {
+  const pf_plan *p = s->l->plan;
+  const pf_plan_op *op = &p->ops[i];
+  const pf_kernel_def *k = s->l->kernels[i];
+  pf_view in[PF_MAX_ARGS_RUNTIME], out[PF_MAX_ARGS_RUNTIME];
+  pf_kernel_call call;
+  pf_diag d;
+  int rc;
+  if (op->n_in > PF_MAX_ARGS_RUNTIME || op->n_out > PF_MAX_ARGS_RUNTIME) {
+    step_fail(s, PF_EARITY, "program \"%s\": too many arguments", op->name);
+    return;
+  }
+  for (uint32_t k2 = 0; k2 < op->n_in; k2++) {
+    in[k2].spec = p->buffers[op->inputs[k2]].spec;
+    in[k2].data = s->bufs[op->inputs[k2]] ? s->bufs[op->inputs[k2]]->data : NULL;
+  }
+  for (uint32_t k2 = 0; k2 < op->n_out; k2++) {
+    pf_storage *st = ensure(s, op->outputs[k2]);
+    if (st == NULL) {
+      step_fail(s, PF_ENOMEM, "rank %d device %d: program \"%s\": out of memory",
+                s->ex->cfg.rank, op->device, op->name);
+      return;
+    }
+    out[k2].spec = p->buffers[op->outputs[k2]].spec;
+    out[k2].data = st->data;
+  }
+  pf_diag_init(&d);
+  call.attrs = op->attrs;
+  call.n_in = (int)op->n_in;
+  call.in = in;
+  call.n_out = (int)op->n_out;
+  call.out = out;
+  call.device = op->device;
+  call.shard = op->shard;
+  call.num_shards = op->num_shards;
+  call.user = k->user;
+  call.diag = &d;
+  rc = k->compute(&call);
+  if (rc != 0) {
+    if (d.code == 0) pf_diag_error(&d, rc, "%s", pf_strerror(rc));
+    step_fail(s, PF_EKERNEL,
+              "rank %d device %d: program \"%s\" (kernel \"%s\", shard %d of "
+              "%d) failed: %s (%s)",
+              s->ex->cfg.rank, op->device, op->name, k->name, op->shard,
+              op->num_shards, d.msg, pf_errname(rc));
+  }
+}
+
+static void run_copy(pf_step *s, uint32_t i) {
+  const pf_plan *p = s->l->plan;
+  const pf_plan_op *op = &p->ops[i];
+  const pf_plan_buffer *src = &p->buffers[op->inputs[0]];
+  const pf_plan_buffer *dst = &p->buffers[op->outputs[0]];
+  pf_storage *d = ensure(s, op->outputs[0]);
+  if (d == NULL || s->bufs[op->inputs[0]] == NULL) {
+    step_fail(s, PF_ENOMEM, "rank %d device %d: reshard for \"%s\": out of memory",
+              s->ex->cfg.rank, op->device, op->name);
+    return;
+  }
+  pf_box_copy(d->data, dst->spec.dims, s->bufs[op->inputs[0]]->data,
+              src->spec.dims, &op->box, pf_dtype_size(src->spec.dtype));
+}
+
+static void wake_device(pf_executor *ex, int device) {
+  worker *w = &ex->workers[device];
+  pthread_mutex_lock(&w->lock);
+  pthread_cond_signal(&w->wake);
+  pthread_mutex_unlock(&w->lock);
+}
+
+static void finish_op(pf_step *s, uint32_t i, int device) {
+  const pf_loaded *l = s->l;
+  const pf_plan_op *op = &l->plan->ops[i];
+  for (uint32_t e = l->dependents_first[i]; e < l->dependents_first[i + 1]; e++) {
+    uint32_t j = l->dependents[e];
+    if (atomic_fetch_sub_explicit(&s->pending[j], 1, memory_order_acq_rel) == 1 &&
+        l->plan->ops[j].device != device)
+      wake_device(s->ex, l->plan->ops[j].device);
+  }
+  /* Free what no later op reads, as soon as possible: peak memory then
+   * follows the live values, not the whole graph. */
+  for (uint32_t k = 0; k < op->n_in; k++) {
+    uint32_t b = op->inputs[k];
+    if (atomic_fetch_sub_explicit(&s->readers[b], 1, memory_order_acq_rel) == 1 &&
+        !l->keep[b]) {
+      pf_storage_unref(s->bufs[b]);
+      s->bufs[b] = NULL;
+    }
+  }
+}
+
+static void wait_ready(worker *w, atomic_uint *pending) {
+  if (atomic_load_explicit(pending, memory_order_acquire) == 0) return;
+  pthread_mutex_lock(&w->lock);
+  while (atomic_load_explicit(pending, memory_order_acquire) != 0)
+    pthread_cond_wait(&w->wake, &w->lock);
+  pthread_mutex_unlock(&w->lock);
+}
+
+static void run_part(worker *w, pf_step *s) {
+  const pf_loaded *l = s->l;
+  for (uint32_t e = l->device_first[w->device]; e < l->device_first[w->device + 1]; e++) {
+    uint32_t i = l->device_ops[e];
+    wait_ready(w, &s->pending[i]);
+    if (!atomic_load_explicit(&s->failed, memory_order_acquire)) {
+      s->t_start[i] = pf_now_ns();
+      if (l->plan->ops[i].kind == PF_OP_KERNEL)
+        run_kernel(s, i);
+      else
+        run_copy(s, i);
+      s->t_end[i] = pf_now_ns();
+    }
+    finish_op(s, i, w->device);
+  }
+}
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  for (;;) {
+    part *p;
+    pthread_mutex_lock(&w->lock);
+    while (w->head == NULL && !w->stop) pthread_cond_wait(&w->wake, &w->lock);
+    if (w->head == NULL) {
+      pthread_mutex_unlock(&w->lock);
+      return NULL;
+    }
+    p = w->head;
+    w->head = p->next;
+    if (w->head == NULL) w->tail = NULL;
+    pthread_mutex_unlock(&w->lock);
+    run_part(w, p->step);
+    if (atomic_fetch_sub_explicit(&p->step->parts_left, 1, memory_order_acq_rel) == 1)
+      p->step->done(p->step, p->step->arg);
+  }
+}
+
+int pf_executor_run(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
+                    pf_step_done_fn done, void *arg, pf_step **out) {
+  const pf_plan *p = l->plan;
+  int nd = ex->cfg.num_devices, used = 0;
+  pf_step *s;
+  *out = NULL;
+  for (uint32_t b = 0; b < p->n_buffers; b++)
+    if (p->buffers[b].input >= 0 &&
+        (inputs == NULL || inputs[b] == NULL ||
+         inputs[b]->nbytes < pf_spec_nbytes(&p->buffers[b].spec)))
+      return PF_EINVAL;
+  if ((s = calloc(1, sizeof *s)) == NULL) return PF_ENOMEM;
+  s->pending = pf_mallocn(p->n_ops, sizeof(atomic_uint));
+  s->readers = pf_mallocn(p->n_buffers, sizeof(atomic_int));
+  s->bufs = pf_calloc(p->n_buffers, sizeof(pf_storage *));
+  s->t_start = pf_calloc(p->n_ops, sizeof(uint64_t));
+  s->t_end = pf_calloc(p->n_ops, sizeof(uint64_t));
+  s->parts = pf_calloc((size_t)nd, sizeof(part));
+  pthread_mutex_init(&s->err_lock, NULL);
+  atomic_fetch_add(&l->refs, 1);
+  s->l = l;
+  s->ex = ex;
+  if (!s->pending || !s->readers || !s->bufs || !s->t_start || !s->t_end ||
+      !s->parts) {
+    pf_step_free(s);
+    return PF_ENOMEM;
+  }
+  s->done = done;
+  s->arg = arg;
+  pf_diag_init(&s->err);
+  atomic_init(&s->failed, 0);
+  for (uint32_t i = 0; i < p->n_ops; i++) atomic_init(&s->pending[i], p->ops[i].n_deps);
+  for (uint32_t b = 0; b < p->n_buffers; b++) {
+    atomic_init(&s->readers[b], l->readers[b]);
+    if (p->buffers[b].input >= 0) s->bufs[b] = pf_storage_ref(inputs[b]);
+  }
+  for (int d = 0; d < nd; d++)
+    if (l->device_first[d + 1] > l->device_first[d]) used++;
+  atomic_init(&s->parts_left, used);
+  *out = s;
+  if (used == 0) {
+    done(s, arg);
+    return 0;
+  }
+  pthread_mutex_lock(&ex->run_lock);
+  for (int d = 0; d < nd; d++) {
+    worker *w = &ex->workers[d];
+    part *pt = &s->parts[d];
+    if (l->device_first[d + 1] == l->device_first[d]) continue;
+    pt->step = s;
+    pt->next = NULL;
+    pthread_mutex_lock(&w->lock);
+    if (w->tail)
+      w->tail->next = pt;
+    else
+      w->head = pt;
+    w->tail = pt;
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+  }
+  pthread_mutex_unlock(&ex->run_lock);
+  return 0;
+}
+
+/* ---- the executor ---------------------------------------------------------- */
+
+int pf_executor_start(const pf_executor_config *cfg, pf_executor **out) {
+  pf_executor *ex;
+  *out = NULL;
+  if (cfg == NULL || cfg->num_devices < 1 || cfg->registry == NULL) return PF_EINVAL;
+  if ((ex = calloc(1, sizeof *ex)) == NULL) return PF_ENOMEM;
+  ex->cfg = *cfg;
+  pthread_mutex_init(&ex->run_lock, NULL);
+  ex->workers = pf_calloc((size_t)cfg->num_devices, sizeof(worker));
+  if (ex->workers == NULL) {
+    free(ex);
+    return PF_ENOMEM;
+  }
+  for (int d = 0; d < cfg->num_devices; d++) {
+    worker *w = &ex->workers[d];
+    w->ex = ex;
+    w->device = d;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->wake, NULL);
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+      ex->started = d;
+      pf_executor_stop(ex);
+      return PF_ESYS;
+    }
+  }
+  ex->started = cfg->num_devices;
+  *out = ex;
+  return 0;
+}
+
+void pf_executor_stop(pf_executor *ex) {
+  if (ex == NULL) return;
+  for (int d = 0; d < ex->started; d++) {
+    worker *w = &ex->workers[d];
+    pthread_mutex_lock(&w->lock);
+    w->stop = 1;
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+  }
+  for (int d = 0; d < ex->started; d++) pthread_join(ex->workers[d].thread, NULL);
+  for (int d = 0; d < ex->cfg.num_devices; d++) {
+    pthread_mutex_destroy(&ex->workers[d].lock);
+    pthread_cond_destroy(&ex->workers[d].wake);
+  }
+  pthread_mutex_destroy(&ex->run_lock);
+  free(ex->workers);
+  free(ex);
+}
+
+int pf_executor_num_devices(const pf_executor *ex) { return ex->cfg.num_devices; }

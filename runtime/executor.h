@@ -1,0 +1,81 @@
+/* Internal: the executor core.
+ *
+ * Runs loaded plans on local devices. Each device has a worker thread that
+ * runs that device's ops of each step in plan (gang) order, like a stream.
+ * Dependencies between ops are counted with atomics: when an op finishes, its
+ * worker decrements its dependents' counters and wakes another device's
+ * worker only when a dependent there became ready. A chain of ops on one
+ * device therefore runs back to back with no thread hop; see
+ * docs/architecture.md.
+ *
+ * Threads: the executor starts one worker per device. Every function here is
+ * called from the loop thread (runtime/runtime.c) except where noted.
+ */
+#ifndef PF_RUNTIME_EXECUTOR_H
+#define PF_RUNTIME_EXECUTOR_H
+
+#include <stdint.h>
+
+#include "base/diag.h"
+#include "kernels/registry.h"
+#include "runtime/plan.h"
+#include "runtime/storage.h"
+
+/* Most inputs or outputs of one op (the graph allows PF_MAX_ARGS). */
+#define PF_MAX_ARGS_RUNTIME 64
+
+typedef struct pf_executor pf_executor;
+typedef struct pf_loaded pf_loaded;
+typedef struct pf_step pf_step;
+
+/* Called on a worker thread when the last op of a step finished (or at once,
+ * on the caller's thread, for a step with no ops). */
+typedef void (*pf_step_done_fn)(pf_step *step, void *arg);
+
+typedef struct pf_executor_config {
+  int num_devices;       /* >= 1 */
+  int rank;              /* for messages */
+  pf_registry *registry; /* borrowed; must outlive the executor */
+} pf_executor_config;
+
+/* Starts the device workers. Errors: PF_EINVAL, PF_ENOMEM, PF_ESYS. */
+int pf_executor_start(const pf_executor_config *cfg, pf_executor **out);
+/* Stops the workers after the steps queued so far have run. */
+void pf_executor_stop(pf_executor *ex);
+int pf_executor_num_devices(const pf_executor *ex);
+
+/* Takes ownership of `plan`, checks it (pf_plan_check) and resolves its
+ * kernels. Errors: PF_EDECODE (bad plan), PF_ENOKERNEL (a kernel missing on
+ * this executor: the message names the rank, the kernel and the program),
+ * PF_ENOMEM. On error the plan is freed. Thread-safe. */
+int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
+                     pf_diag *diag);
+/* Takes one more reference. */
+void pf_executor_retain(pf_loaded *l);
+/* Drops a reference; steps in flight keep their own. NULL: no-op. */
+void pf_loaded_release(pf_loaded *l);
+const pf_plan *pf_loaded_plan(const pf_loaded *l);
+
+/* Starts a step of `l`. `inputs[b]` is the storage fed into plan buffer b
+ * for every buffer with input >= 0 (the step takes a reference of its own);
+ * entries for other buffers are ignored; inputs may be NULL when the plan has
+ * no inputs. The step is queued on every device that has ops in it.
+ * Errors: PF_EINVAL (a missing input storage or one too small), PF_ENOMEM.
+ * Thread-safe. */
+int pf_executor_run(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
+                    pf_step_done_fn done, void *arg, pf_step **out);
+
+/* After done: the status (0 or the first error) and its message. */
+int pf_step_status(const pf_step *s);
+const char *pf_step_message(const pf_step *s);
+/* After done: a new reference to the storage of buffer b (an output), or
+ * NULL if the step failed or b holds nothing. */
+pf_storage *pf_step_take(pf_step *s, uint32_t b);
+/* Nanosecond timestamps of op i's start and end on its worker (for tests
+ * and the timeline). 0 if it did not run. */
+void pf_step_op_times(const pf_step *s, uint32_t op, uint64_t *start,
+                      uint64_t *end);
+/* Frees a completed step and every buffer reference it still holds. */
+void pf_step_free(pf_step *s);
+
+#endif

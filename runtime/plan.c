@@ -1,0 +1,360 @@
+/* Plans: freeing, comparing, and the check that stands between decoded bytes
+ * and the executor. The executor indexes buffers, ops and shard memory with
+ * what a plan says, so pf_plan_check must refuse every plan whose indices,
+ * devices or boxes could make it read or write out of bounds. */
+#include "runtime/plan.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "kernels/registry.h"
+#include "pathflow/error.h"
+
+/* Most inputs, outputs or deps of one op: far above anything the scheduler
+ * emits, low enough that counts cannot overflow the arithmetic below. */
+#define PF_PLAN_MAX_ARGS (1u << 20)
+#define NO_WRITER UINT32_MAX
+
+static void op_clear(pf_plan_op *op) {
+  free(op->name);
+  free(op->kernel);
+  pf_attrs_destroy(op->attrs);
+  free(op->inputs);
+  free(op->outputs);
+  free(op->deps);
+}
+
+void pf_plan_free(pf_plan *p) {
+  if (p == NULL) return;
+  for (uint32_t i = 0; p->ops != NULL && i < p->n_ops; i++)
+    op_clear(&p->ops[i]);
+  free(p->ops);
+  free(p->buffers);
+  free(p);
+}
+
+/* ---- equality ------------------------------------------------------------- */
+
+static int str_eq(const char *a, const char *b) {
+  if (a == NULL || b == NULL) return a == b;
+  return strcmp(a, b) == 0;
+}
+
+static int u32s_eq(const uint32_t *a, const uint32_t *b, uint32_t n) {
+  return n == 0 || memcmp(a, b, (size_t)n * sizeof *a) == 0;
+}
+
+static int box_eq(const pf_box *a, const pf_box *b) {
+  if (a->rank != b->rank) return 0;
+  for (int i = 0; i < a->rank && i < PF_MAX_RANK; i++)
+    if (a->src_offset[i] != b->src_offset[i] ||
+        a->dst_offset[i] != b->dst_offset[i] || a->extent[i] != b->extent[i])
+      return 0;
+  return 1;
+}
+
+static int op_eq(const pf_plan_op *a, const pf_plan_op *b) {
+  return a->kind == b->kind && a->device == b->device &&
+         a->program == b->program && str_eq(a->name, b->name) &&
+         a->shard == b->shard && a->num_shards == b->num_shards &&
+         str_eq(a->kernel, b->kernel) &&
+         (a->attrs == NULL) == (b->attrs == NULL) &&
+         pf_attrs_equal(a->attrs, b->attrs) && a->n_in == b->n_in &&
+         a->n_out == b->n_out && a->n_deps == b->n_deps &&
+         u32s_eq(a->inputs, b->inputs, a->n_in) &&
+         u32s_eq(a->outputs, b->outputs, a->n_out) &&
+         u32s_eq(a->deps, b->deps, a->n_deps) && box_eq(&a->box, &b->box) &&
+         a->peer == b->peer && a->tag == b->tag && a->comm == b->comm &&
+         a->collective == b->collective && a->reduce_op == b->reduce_op;
+}
+
+static int buffer_eq(const pf_plan_buffer *a, const pf_plan_buffer *b) {
+  return a->device == b->device && pf_spec_equal(&a->spec, &b->spec) &&
+         a->input == b->input && a->output == b->output &&
+         a->shard == b->shard;
+}
+
+int pf_plan_equal(const pf_plan *a, const pf_plan *b) {
+  if (a == NULL || b == NULL) return a == b;
+  if (a->executable != b->executable || a->rank != b->rank ||
+      a->num_devices != b->num_devices || a->num_inputs != b->num_inputs ||
+      a->num_outputs != b->num_outputs || a->n_buffers != b->n_buffers ||
+      a->n_ops != b->n_ops)
+    return 0;
+  for (uint32_t i = 0; i < a->n_buffers; i++)
+    if (!buffer_eq(&a->buffers[i], &b->buffers[i])) return 0;
+  for (uint32_t i = 0; i < a->n_ops; i++)
+    if (!op_eq(&a->ops[i], &b->ops[i])) return 0;
+  return 1;
+}
+
+/* ---- check ---------------------------------------------------------------- */
+
+static const char *kind_name(pf_op_kind k) {
+  static const char *const names[] = {"kernel", "copy", "send", "recv",
+                                      "collective"};
+  return (unsigned)k < PF_ARRAY_LEN(names) ? names[k] : "?";
+}
+
+static int buffer_check(const pf_plan *p, uint32_t i, pf_diag *d) {
+  const pf_plan_buffer *b = &p->buffers[i];
+  char s[160];
+  int rc;
+  if (b->device < 0 || b->device >= p->num_devices)
+    return pf_diag_error(d, PF_EDECODE,
+                         "buffer %u: device %d out of range (plan has %d)", i,
+                         (int)b->device, (int)p->num_devices);
+  if ((rc = pf_spec_check(&b->spec)) != 0)
+    return pf_diag_error(d, PF_EDECODE, "buffer %u: bad spec %s (%s)", i,
+                         b->spec.rank >= 0 && b->spec.rank <= PF_MAX_RANK
+                             ? pf_spec_str(&b->spec, s, sizeof s)
+                             : "with a bad rank",
+                         pf_strerror(rc));
+  if (b->input < -1 || b->input >= p->num_inputs)
+    return pf_diag_error(d, PF_EDECODE,
+                         "buffer %u: input index %d out of range [-1, %d)", i,
+                         (int)b->input, (int)p->num_inputs);
+  if (b->output < -1 || b->output >= p->num_outputs)
+    return pf_diag_error(d, PF_EDECODE,
+                         "buffer %u: output index %d out of range [-1, %d)", i,
+                         (int)b->output, (int)p->num_outputs);
+  if (b->shard < 0)
+    return pf_diag_error(d, PF_EDECODE, "buffer %u: negative shard %d", i,
+                         (int)b->shard);
+  return 0;
+}
+
+/* Op i's index lists: counts sane, every entry in range. */
+static int op_lists_check(const pf_plan *p, uint32_t i, pf_diag *d) {
+  const pf_plan_op *op = &p->ops[i];
+  if (op->n_in > PF_PLAN_MAX_ARGS || op->n_out > PF_PLAN_MAX_ARGS ||
+      op->n_deps > PF_PLAN_MAX_ARGS)
+    return pf_diag_error(d, PF_EDECODE,
+                         "op %u (%s): %u inputs, %u outputs, %u deps: at most "
+                         "%u each", i, op->name, op->n_in, op->n_out,
+                         op->n_deps, PF_PLAN_MAX_ARGS);
+  if ((op->n_in && !op->inputs) || (op->n_out && !op->outputs) ||
+      (op->n_deps && !op->deps))
+    return pf_diag_error(d, PF_EDECODE, "op %u (%s): missing index array", i,
+                         op->name);
+  for (uint32_t j = 0; j < op->n_in; j++)
+    if (op->inputs[j] >= p->n_buffers)
+      return pf_diag_error(d, PF_EDECODE,
+                           "op %u (%s): input %u is buffer %u, out of range "
+                           "(%u buffers)", i, op->name, j, op->inputs[j],
+                           p->n_buffers);
+  for (uint32_t j = 0; j < op->n_out; j++)
+    if (op->outputs[j] >= p->n_buffers)
+      return pf_diag_error(d, PF_EDECODE,
+                           "op %u (%s): output %u is buffer %u, out of range "
+                           "(%u buffers)", i, op->name, j, op->outputs[j],
+                           p->n_buffers);
+  for (uint32_t j = 0; j < op->n_deps; j++)
+    if (op->deps[j] >= i)
+      return pf_diag_error(d, PF_EDECODE,
+                           "op %u (%s): dep %u is op %u, not an earlier op "
+                           "(gang order must be topological)", i, op->name, j,
+                           op->deps[j]);
+  return 0;
+}
+
+static int on_device(const pf_plan *p, uint32_t i, const uint32_t *bufs,
+                     uint32_t n, const char *what, pf_diag *d) {
+  const pf_plan_op *op = &p->ops[i];
+  for (uint32_t j = 0; j < n; j++)
+    if (p->buffers[bufs[j]].device != op->device)
+      return pf_diag_error(d, PF_EDECODE,
+                           "op %u (%s): %s buffer %u is on device %d, the op "
+                           "runs on device %d", i, op->name, what, bufs[j],
+                           (int)p->buffers[bufs[j]].device, (int)op->device);
+  return 0;
+}
+
+/* One side of a box (offsets `off`) against buffer b: in bounds, with no
+ * int64 overflow (dims and extents are >= 0, so dim - extent cannot). */
+static int box_side_check(const pf_plan *p, uint32_t i, const int64_t *off,
+                          uint32_t b, const char *side, pf_diag *d) {
+  const pf_plan_op *op = &p->ops[i];
+  const pf_spec *s = &p->buffers[b].spec;
+  if (op->box.rank != s->rank)
+    return pf_diag_error(d, PF_EDECODE,
+                         "op %u (%s): box rank %d, %s buffer %u has rank %d",
+                         i, op->name, op->box.rank, side, b, s->rank);
+  for (int k = 0; k < op->box.rank; k++) {
+    if (off[k] < 0 || op->box.extent[k] < 0)
+      return pf_diag_error(d, PF_EDECODE,
+                           "op %u (%s): box axis %d: negative %s offset %lld "
+                           "or extent %lld", i, op->name, k, side,
+                           (long long)off[k], (long long)op->box.extent[k]);
+    if (op->box.extent[k] > s->dims[k] || off[k] > s->dims[k] - op->box.extent[k])
+      return pf_diag_error(d, PF_EDECODE,
+                           "op %u (%s): box axis %d: %s offset %lld + extent "
+                           "%lld exceeds dim %lld of buffer %u", i, op->name, k,
+                           side, (long long)off[k],
+                           (long long)op->box.extent[k], (long long)s->dims[k],
+                           b);
+  }
+  return 0;
+}
+
+static int copy_check(const pf_plan *p, uint32_t i, pf_diag *d) {
+  const pf_plan_op *op = &p->ops[i];
+  const pf_plan_buffer *src, *dst;
+  int rc;
+  if (op->n_in != 1 || op->n_out != 1)
+    return pf_diag_error(d, PF_EDECODE,
+                         "op %u (%s): copy needs exactly 1 input and 1 output, "
+                         "has %u and %u", i, op->name, op->n_in, op->n_out);
+  src = &p->buffers[op->inputs[0]];
+  dst = &p->buffers[op->outputs[0]];
+  if (src->spec.dtype != dst->spec.dtype)
+    return pf_diag_error(d, PF_EDECODE,
+                         "op %u (%s): copy from %s buffer %u to %s buffer %u: "
+                         "dtype mismatch", i, op->name,
+                         pf_dtype_name(src->spec.dtype), op->inputs[0],
+                         pf_dtype_name(dst->spec.dtype), op->outputs[0]);
+  if ((rc = box_side_check(p, i, op->box.src_offset, op->inputs[0], "source",
+                           d)) != 0)
+    return rc;
+  return box_side_check(p, i, op->box.dst_offset, op->outputs[0],
+                        "destination", d);
+}
+
+static int transfer_check(const pf_plan *p, uint32_t i, pf_diag *d) {
+  const pf_plan_op *op = &p->ops[i];
+  int send = op->kind == PF_OP_SEND;
+  if (op->n_in != (send ? 1u : 0u) || op->n_out != (send ? 0u : 1u))
+    return pf_diag_error(d, PF_EDECODE,
+                         "op %u (%s): %s needs exactly %s, has %u inputs and "
+                         "%u outputs", i, op->name, kind_name(op->kind),
+                         send ? "1 input" : "1 output", op->n_in, op->n_out);
+  if (op->peer < 0)
+    return pf_diag_error(d, PF_EDECODE, "op %u (%s): negative peer %d", i,
+                         op->name, (int)op->peer);
+  if (op->tag < 0)
+    return pf_diag_error(d, PF_EDECODE, "op %u (%s): negative tag %lld", i,
+                         op->name, (long long)op->tag);
+  return send ? box_side_check(p, i, op->box.src_offset, op->inputs[0],
+                               "source", d)
+              : box_side_check(p, i, op->box.dst_offset, op->outputs[0],
+                               "destination", d);
+}
+
+static int kernel_check(const pf_plan *p, uint32_t i, pf_diag *d) {
+  const pf_plan_op *op = &p->ops[i];
+  if (op->kernel == NULL || !pf_kernel_name_valid(op->kernel))
+    return pf_diag_error(d, PF_EDECODE, "op %u (%s): kernel op without a "
+                         "valid kernel name", i, op->name);
+  if (op->attrs == NULL)
+    return pf_diag_error(d, PF_EDECODE, "op %u (%s): kernel op without attrs",
+                         i, op->name);
+  /* kernels see shard/num_shards and may divide by the latter */
+  if (op->num_shards < 1 || op->shard < 0 || op->shard >= op->num_shards)
+    return pf_diag_error(d, PF_EDECODE,
+                         "op %u (%s): shard %d of %d out of range", i,
+                         op->name, (int)op->shard, (int)op->num_shards);
+  return 0;
+}
+
+static int op_check(const pf_plan *p, uint32_t i, pf_diag *d) {
+  const pf_plan_op *op = &p->ops[i];
+  int rc;
+  if (op->name == NULL)
+    return pf_diag_error(d, PF_EDECODE, "op %u: no name", i);
+  if ((unsigned)op->kind > PF_OP_COLLECTIVE)
+    return pf_diag_error(d, PF_EDECODE, "op %u (%s): unknown kind %d", i,
+                         op->name, (int)op->kind);
+  if (op->device < 0 || op->device >= p->num_devices)
+    return pf_diag_error(d, PF_EDECODE,
+                         "op %u (%s): device %d out of range (plan has %d)", i,
+                         op->name, (int)op->device, (int)p->num_devices);
+  if (op->box.rank < 0 || op->box.rank > PF_MAX_RANK)
+    return pf_diag_error(d, PF_EDECODE, "op %u (%s): box rank %d out of range",
+                         i, op->name, op->box.rank);
+  if (op->kind != PF_OP_KERNEL && (op->kernel != NULL || op->attrs != NULL))
+    return pf_diag_error(d, PF_EDECODE,
+                         "op %u (%s): %s op with a kernel or attrs", i,
+                         op->name, kind_name(op->kind));
+  if ((rc = op_lists_check(p, i, d)) != 0) return rc;
+  switch (op->kind) {
+    case PF_OP_KERNEL:
+      if ((rc = kernel_check(p, i, d)) != 0) return rc;
+      /* fall through */
+    case PF_OP_COPY:
+      /* A copy runs on the destination's device and may read a buffer of
+       * another device of this rank (a peer copy). */
+      if ((op->kind == PF_OP_KERNEL &&
+           (rc = on_device(p, i, op->inputs, op->n_in, "input", d)) != 0) ||
+          (rc = on_device(p, i, op->outputs, op->n_out, "output", d)) != 0)
+        return rc;
+      return op->kind == PF_OP_COPY ? copy_check(p, i, d) : 0;
+    case PF_OP_SEND:
+    case PF_OP_RECV:
+      if ((rc = transfer_check(p, i, d)) != 0) return rc;
+      return op->kind == PF_OP_SEND
+                 ? on_device(p, i, op->inputs, op->n_in, "input", d)
+                 : on_device(p, i, op->outputs, op->n_out, "output", d);
+    case PF_OP_COLLECTIVE:
+      if (op->comm < 0 || op->collective < 0 || op->reduce_op < 0)
+        return pf_diag_error(d, PF_EDECODE,
+                             "op %u (%s): negative comm, collective or "
+                             "reduce_op", i, op->name);
+      return 0;
+  }
+  return 0;
+}
+
+static int is_reshard_piece(pf_op_kind k) {
+  return k == PF_OP_COPY || k == PF_OP_RECV;
+}
+
+/* Two ops may write one buffer only when both are pieces of a reshard (each
+ * fills its own box); anything else is a race between devices or steps. */
+static int writers_check(const pf_plan *p, pf_diag *d) {
+  uint32_t *writer;
+  int rc = 0;
+  if (p->n_buffers == 0) return 0;
+  if ((writer = pf_mallocn(p->n_buffers, sizeof *writer)) == NULL)
+    return pf_diag_error(d, PF_ENOMEM, "plan check: out of memory");
+  for (uint32_t b = 0; b < p->n_buffers; b++) writer[b] = NO_WRITER;
+  for (uint32_t i = 0; i < p->n_ops && rc == 0; i++) {
+    const pf_plan_op *op = &p->ops[i];
+    for (uint32_t j = 0; j < op->n_out && rc == 0; j++) {
+      uint32_t b = op->outputs[j], w = writer[b];
+      if (w == NO_WRITER) {
+        writer[b] = i;
+      } else if (w == i || !is_reshard_piece(op->kind) ||
+                 !is_reshard_piece(p->ops[w].kind)) {
+        rc = pf_diag_error(d, PF_EDECODE,
+                           "op %u (%s, %s) writes buffer %u, also written by "
+                           "op %u (%s, %s)", i, op->name, kind_name(op->kind),
+                           b, w, p->ops[w].name, kind_name(p->ops[w].kind));
+      }
+    }
+  }
+  free(writer);
+  return rc;
+}
+
+int pf_plan_check(const pf_plan *p, int num_devices, pf_diag *diag) {
+  int rc;
+  pf_diag_init(diag);
+  if (p == NULL) return pf_diag_error(diag, PF_EINVAL, "plan check: no plan");
+  if (p->num_devices < 1 || p->num_devices > num_devices)
+    return pf_diag_error(diag, PF_EDECODE,
+                         "plan: num_devices %d, the executor has %d devices",
+                         (int)p->num_devices, num_devices);
+  if (p->rank < 0 || p->num_inputs < 0 || p->num_outputs < 0)
+    return pf_diag_error(diag, PF_EDECODE,
+                         "plan: negative rank %d, num_inputs %d or num_outputs "
+                         "%d", (int)p->rank, (int)p->num_inputs,
+                         (int)p->num_outputs);
+  if ((p->n_buffers && p->buffers == NULL) || (p->n_ops && p->ops == NULL))
+    return pf_diag_error(diag, PF_EDECODE, "plan: missing buffers or ops");
+  for (uint32_t i = 0; i < p->n_buffers; i++)
+    if ((rc = buffer_check(p, i, diag)) != 0) return rc;
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    if ((rc = op_check(p, i, diag)) != 0) return rc;
+  return writers_check(p, diag);
+}

@@ -1,0 +1,89 @@
+/* Internal: a plan, the part of a compiled graph that one executor runs.
+ *
+ * Produced by the scheduler, sent over the wire as pathflow.Plan
+ * (runtime/plan_codec.c), run by the executor (runtime/executor.c).
+ * Buffers and ops are referred to by their index. Ops are in gang order:
+ * every dep of op i is an op j < i, so the order is topological, and a
+ * device runs its ops in this order.
+ */
+#ifndef PF_RUNTIME_PLAN_H
+#define PF_RUNTIME_PLAN_H
+
+#include <stdint.h>
+
+#include "base/diag.h"
+#include "pathflow/attrs.h"
+#include "pathflow/types.h"
+
+typedef enum pf_op_kind {
+  PF_OP_KERNEL = 0,
+  PF_OP_COPY = 1,
+  PF_OP_SEND = 2,
+  PF_OP_RECV = 3,
+  PF_OP_COLLECTIVE = 4
+} pf_op_kind;
+
+/* A box of elements: the part of one shard copied into another. */
+typedef struct pf_box {
+  int rank;
+  int64_t src_offset[PF_MAX_RANK];
+  int64_t dst_offset[PF_MAX_RANK];
+  int64_t extent[PF_MAX_RANK];
+} pf_box;
+
+typedef struct pf_plan_buffer {
+  int32_t device;
+  pf_spec spec;   /* shard spec */
+  int32_t input;  /* graph input index, or -1 */
+  int32_t output; /* graph output index, or -1 */
+  int32_t shard;
+} pf_plan_buffer;
+
+typedef struct pf_plan_op {
+  pf_op_kind kind;
+  int32_t device;
+  int32_t program;
+  char *name; /* program name, for messages; never NULL */
+  int32_t shard, num_shards;
+  char *kernel;     /* KERNEL only, else NULL */
+  pf_attrs *attrs;  /* KERNEL only, else NULL */
+  uint32_t n_in, n_out, n_deps;
+  uint32_t *inputs;  /* buffer indices */
+  uint32_t *outputs; /* buffer indices */
+  uint32_t *deps;    /* op indices, each < this op's index */
+  pf_box box;        /* COPY, SEND, RECV */
+  int32_t peer;
+  int64_t tag;
+  int32_t comm, collective, reduce_op;
+} pf_plan_op;
+
+typedef struct pf_plan {
+  uint64_t executable;
+  int32_t rank;
+  int32_t num_devices;
+  int32_t num_inputs, num_outputs;
+  uint32_t n_buffers, n_ops;
+  pf_plan_buffer *buffers;
+  pf_plan_op *ops;
+} pf_plan;
+
+void pf_plan_free(pf_plan *p);
+
+/* Checks every index, spec and box of a plan: what a decoder must do before
+ * an executor trusts it. PF_EDECODE with a message naming the op or buffer.
+ * `num_devices`: the executor's local device count. */
+int pf_plan_check(const pf_plan *p, int num_devices, pf_diag *diag);
+
+/* Serializes to pathflow.Plan. *buf is malloc'd, owned by the caller.
+ * Errors: PF_ENOMEM. */
+int pf_plan_encode(const pf_plan *p, uint8_t **buf, size_t *len);
+
+/* Parses and checks (pf_plan_check) a pathflow.Plan. On success *out is a
+ * new plan owned by the caller (pf_plan_free). Errors: PF_EDECODE, PF_ENOMEM. */
+int pf_plan_decode(const uint8_t *buf, size_t len, int num_devices,
+                   pf_plan **out, pf_diag *diag);
+
+/* 1 if both plans are equal field by field (for round-trip tests). */
+int pf_plan_equal(const pf_plan *a, const pf_plan *b);
+
+#endif

@@ -1,0 +1,27 @@
+/* Internal: the cluster view the scheduler places programs on.
+ *
+ * Devices are numbered globally, rank-major: all devices of rank 0, then
+ * rank 1, ... A local context has one rank. In a distributed job the
+ * controller fills this from the executors' registrations.
+ */
+#ifndef PF_SCHEDULER_CLUSTER_H
+#define PF_SCHEDULER_CLUSTER_H
+
+#include <stdint.h>
+
+#include "pathflow/types.h"
+
+typedef struct pf_cluster_device {
+  int32_t rank;
+  int32_t local; /* device index on its rank */
+  pf_device_kind kind;
+  int64_t memory; /* bytes */
+} pf_cluster_device;
+
+typedef struct pf_cluster {
+  int n_ranks;
+  int n_devices;
+  pf_cluster_device *devices;
+} pf_cluster;
+
+#endif

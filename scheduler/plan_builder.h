@@ -1,0 +1,29 @@
+/* Internal: appends buffers and ops to one rank's plan, deriving each op's
+ * dependencies from the ops that wrote its input buffers. */
+#ifndef PF_SCHEDULER_PLAN_BUILDER_H
+#define PF_SCHEDULER_PLAN_BUILDER_H
+
+#include "runtime/plan.h"
+
+typedef struct pf_plan_builder pf_plan_builder;
+
+int pf_pb_create(int32_t rank, int32_t num_devices, uint64_t executable,
+                 pf_plan_builder **out);
+/* Frees the builder and, unless taken, its plan. */
+void pf_pb_destroy(pf_plan_builder *b);
+/* Hands the finished plan to the caller (pf_plan_free). */
+pf_plan *pf_pb_take(pf_plan_builder *b);
+
+/* New buffer on `device` with shard spec `spec`. */
+int pf_pb_buffer(pf_plan_builder *b, int32_t device, const pf_spec *spec,
+                 int32_t shard, uint32_t *out);
+pf_plan_buffer *pf_pb_buffer_at(pf_plan_builder *b, uint32_t index);
+
+/* Appends a copy of `op` (name, kernel and attrs are copied; inputs,
+ * outputs and deps are taken from the arguments, deps = writers of the
+ * inputs). The new op becomes the last writer of its outputs. */
+int pf_pb_op(pf_plan_builder *b, const pf_plan_op *op, const uint32_t *in,
+             uint32_t n_in, const uint32_t *out, uint32_t n_out,
+             uint32_t *index);
+
+#endif

@@ -1,0 +1,383 @@
+#include "scheduler/schedule.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/layout.h"
+#include "base/util.h"
+#include "pathflow/error.h"
+#include "scheduler/plan_builder.h"
+
+/* A shard's home: global device index and buffer on that device's rank. */
+typedef struct home {
+  int32_t device;
+  uint32_t buffer;
+} home;
+
+/* One way a value is laid out (the producer's, or a consumer's after a
+ * reshard): shards over a slice's devices. */
+typedef struct layout {
+  pf_slice_t slice;
+  pf_sharding sharding;
+  home *shards;
+  struct layout *next;
+} layout;
+
+typedef struct lowering {
+  const pf_graph *g;
+  const pf_cluster *cl;
+  pf_diag *d;
+  int32_t **slice_devices; /* per slice: global device indices */
+  pf_plan_builder **pb;    /* per rank */
+  layout **layouts;        /* per value: the producer's layout first */
+} lowering;
+
+static const pf_cluster_device *dev(const lowering *L, int32_t global) {
+  return &L->cl->devices[global];
+}
+
+/* ---- placement ---------------------------------------------------------- */
+
+static int place(lowering *L) {
+  const pf_graph *g = L->g;
+  int32_t *of_kind[PF_DEVICE_KIND_COUNT] = {0};
+  int n_kind[PF_DEVICE_KIND_COUNT] = {0}, cursor[PF_DEVICE_KIND_COUNT] = {0};
+  int rc = 0;
+  for (int k = 0; k < PF_DEVICE_KIND_COUNT; k++) {
+    of_kind[k] = pf_mallocn((size_t)L->cl->n_devices, sizeof(int32_t));
+    if (of_kind[k] == NULL) rc = PF_ENOMEM;
+  }
+  for (int i = 0; rc == 0 && i < L->cl->n_devices; i++) {
+    pf_device_kind k = L->cl->devices[i].kind;
+    of_kind[k][n_kind[k]++] = i;
+  }
+  for (size_t s = 0; rc == 0 && s < g->n_slices; s++) {
+    const pf_gslice *sl = &g->slices[s];
+    int32_t *devs = pf_mallocn((size_t)sl->num_devices, sizeof *devs);
+    if (devs == NULL) {
+      rc = PF_ENOMEM;
+      break;
+    }
+    L->slice_devices[s] = devs;
+    if (sl->num_devices > n_kind[sl->kind]) {
+      rc = pf_diag_error(L->d, PF_ESLICE,
+                         "slice %zu needs %d %s devices; the cluster has %d", s,
+                         sl->num_devices, pf_device_kind_name(sl->kind),
+                         n_kind[sl->kind]);
+      break;
+    }
+    for (int i = 0; i < sl->num_devices; i++) {
+      if (sl->pinned) {
+        if (sl->pinned[i] >= n_kind[sl->kind]) {
+          rc = pf_diag_error(L->d, PF_ESLICE,
+                             "slice %zu: pinned device %d, the cluster has %d",
+                             s, sl->pinned[i], n_kind[sl->kind]);
+          break;
+        }
+        devs[i] = of_kind[sl->kind][sl->pinned[i]];
+      } else {
+        devs[i] = of_kind[sl->kind][(cursor[sl->kind] + i) % n_kind[sl->kind]];
+      }
+    }
+    if (!sl->pinned)
+      cursor[sl->kind] = (cursor[sl->kind] + sl->num_devices) % n_kind[sl->kind];
+  }
+  for (int k = 0; k < PF_DEVICE_KIND_COUNT; k++) free(of_kind[k]);
+  if (rc == PF_ENOMEM) pf_diag_error(L->d, rc, "placement: out of memory");
+  return rc;
+}
+
+/* ---- layouts -------------------------------------------------------------- */
+
+static layout *layout_new(lowering *L, pf_value_t v, pf_slice_t slice,
+                          pf_sharding sh) {
+  int n = L->g->slices[slice].num_devices;
+  layout *lay = calloc(1, sizeof *lay);
+  if (lay == NULL) return NULL;
+  if ((lay->shards = pf_calloc((size_t)n, sizeof(home))) == NULL) {
+    free(lay);
+    return NULL;
+  }
+  lay->slice = slice;
+  lay->sharding = sh;
+  lay->next = L->layouts[v];
+  L->layouts[v] = lay;
+  return lay;
+}
+
+/* The producer's layout is the last in the list (added first). */
+static layout *layout_home(lowering *L, pf_value_t v) {
+  layout *lay = L->layouts[v];
+  while (lay && lay->next) lay = lay->next;
+  return lay;
+}
+
+static int same_layout(const lowering *L, const layout *lay, pf_slice_t slice,
+                       pf_sharding sh) {
+  const int32_t *a = L->slice_devices[lay->slice], *b = L->slice_devices[slice];
+  int n = L->g->slices[lay->slice].num_devices;
+  if (n != L->g->slices[slice].num_devices || !pf_sharding_equal(lay->sharding, sh))
+    return 0;
+  if (sh.kind == PF_SHARD_REPLICATED && n == 1) return a[0] == b[0];
+  for (int i = 0; i < n; i++)
+    if (a[i] != b[i]) return 0;
+  return 1;
+}
+
+static int new_shard_buffers(lowering *L, layout *lay, const pf_spec *global) {
+  const pf_gslice *sl = &L->g->slices[lay->slice];
+  pf_spec local;
+  pf_shard_spec(global, lay->sharding, sl->num_devices, &local, "", NULL);
+  for (int s = 0; s < sl->num_devices; s++) {
+    int32_t gd = L->slice_devices[lay->slice][s];
+    const pf_cluster_device *cd = dev(L, gd);
+    lay->shards[s].device = gd;
+    if (pf_pb_buffer(L->pb[cd->rank], cd->local, &local, s, &lay->shards[s].buffer))
+      return PF_ENOMEM;
+  }
+  return 0;
+}
+
+/* Which replica of a replicated source feeds destination device `gd`:
+ * the same device, else the same rank, else spread by shard index. */
+static int pick_replica(const lowering *L, const layout *src, int32_t gd, int s) {
+  int n = L->g->slices[src->slice].num_devices;
+  for (int i = 0; i < n; i++)
+    if (src->shards[i].device == gd) return i;
+  for (int i = 0; i < n; i++)
+    if (dev(L, src->shards[i].device)->rank == dev(L, gd)->rank) return i;
+  return s % n;
+}
+
+static int emit_piece(lowering *L, const pf_gprogram *consumer, const home *from,
+                      const home *to, const pf_box *box) {
+  const pf_cluster_device *a = dev(L, from->device), *b = dev(L, to->device);
+  pf_plan_op op;
+  if (a->rank != b->rank)
+    return pf_diag_error(L->d, PF_ENOTSUP,
+                         "program \"%s\": input moves from rank %d to rank %d; "
+                         "transfers between ranks are not supported yet",
+                         consumer->name, a->rank, b->rank);
+  memset(&op, 0, sizeof op);
+  op.kind = PF_OP_COPY;
+  op.device = b->local;
+  op.program = (int32_t)(consumer - L->g->programs);
+  op.name = consumer->name;
+  op.box = *box;
+  return pf_pb_op(L->pb[b->rank], &op, &from->buffer, 1, &to->buffer, 1, NULL);
+}
+
+/* Lays value v out on `slice` with `sh` for `consumer`, reusing a layout
+ * made earlier for another consumer, or aliasing the producer's. */
+static int consume(lowering *L, const pf_gprogram *consumer, pf_value_t v,
+                   pf_slice_t slice, pf_sharding sh, layout **out) {
+  const pf_gvalue *val = &L->g->values[v];
+  layout *src = layout_home(L, v), *lay;
+  int n_dst = L->g->slices[slice].num_devices;
+  int n_src = L->g->slices[src->slice].num_devices;
+  int rank = val->spec.rank;
+  for (lay = L->layouts[v]; lay; lay = lay->next)
+    if (same_layout(L, lay, slice, sh)) {
+      *out = lay;
+      return 0;
+    }
+  if ((lay = layout_new(L, v, slice, sh)) == NULL) return PF_ENOMEM;
+  for (int d = 0; d < n_dst; d++) {
+    int64_t dlo[PF_MAX_RANK], dext[PF_MAX_RANK];
+    int32_t gd = L->slice_devices[slice][d];
+    const pf_cluster_device *cd = dev(L, gd);
+    pf_spec local;
+    int first = 1;
+    pf_shard_region(&val->spec, sh, n_dst, d, dlo, dext);
+    pf_shard_spec(&val->spec, sh, n_dst, &local, "", NULL);
+    lay->shards[d].device = gd;
+    for (int s = 0; s < n_src; s++) {
+      int64_t slo[PF_MAX_RANK], sext[PF_MAX_RANK], ilo[PF_MAX_RANK], iext[PF_MAX_RANK];
+      pf_box box;
+      int rc, whole = 1;
+      if (src->sharding.kind == PF_SHARD_REPLICATED &&
+          s != pick_replica(L, src, gd, d))
+        continue;
+      pf_shard_region(&val->spec, src->sharding, n_src, s, slo, sext);
+      if (!pf_region_intersect(rank, dlo, dext, slo, sext, ilo, iext)) continue;
+      box.rank = rank;
+      for (int i = 0; i < rank; i++) {
+        box.src_offset[i] = ilo[i] - slo[i];
+        box.dst_offset[i] = ilo[i] - dlo[i];
+        box.extent[i] = iext[i];
+        whole &= iext[i] == dext[i] && iext[i] == sext[i];
+      }
+      if (whole && src->shards[s].device == gd) {
+        lay->shards[d].buffer = src->shards[s].buffer; /* pointer hand-off */
+        first = 0;
+        break;
+      }
+      if (first) {
+        if (pf_pb_buffer(L->pb[cd->rank], cd->local, &local, d, &lay->shards[d].buffer))
+          return PF_ENOMEM;
+        first = 0;
+      }
+      if ((rc = emit_piece(L, consumer, &src->shards[s], &lay->shards[d], &box)) != 0)
+        return rc;
+    }
+    if (first && pf_pb_buffer(L->pb[cd->rank], cd->local, &local, d,
+                              &lay->shards[d].buffer))
+      return PF_ENOMEM; /* an empty tensor: nothing to move */
+  }
+  *out = lay;
+  return 0;
+}
+
+static int lower_program(lowering *L, pf_program_t pid) {
+  const pf_gprogram *p = &L->g->programs[pid];
+  const pf_gslice *sl = &L->g->slices[p->slice];
+  layout *ins[PF_MAX_ARGS], *outs[PF_MAX_ARGS];
+  int rc;
+  for (int i = 0; i < p->n_in; i++)
+    if ((rc = consume(L, p, p->in[i], p->slice, p->in_shardings[i], &ins[i])) != 0)
+      return rc;
+  for (int o = 0; o < p->n_out; o++) {
+    const pf_gvalue *v = &L->g->values[p->out[o]];
+    if ((outs[o] = layout_new(L, p->out[o], p->slice, v->sharding)) == NULL ||
+        new_shard_buffers(L, outs[o], &v->spec) != 0)
+      return PF_ENOMEM;
+  }
+  for (int s = 0; s < sl->num_devices; s++) {
+    const pf_cluster_device *cd = dev(L, L->slice_devices[p->slice][s]);
+    uint32_t in_buf[PF_MAX_ARGS], out_buf[PF_MAX_ARGS];
+    pf_plan_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = PF_OP_KERNEL;
+    op.device = cd->local;
+    op.program = pid;
+    op.name = p->name;
+    op.shard = s;
+    op.num_shards = sl->num_devices;
+    op.kernel = p->kernel;
+    op.attrs = p->attrs;
+    for (int i = 0; i < p->n_in; i++) in_buf[i] = ins[i]->shards[s].buffer;
+    for (int o = 0; o < p->n_out; o++) out_buf[o] = outs[o]->shards[s].buffer;
+    if (pf_pb_op(L->pb[cd->rank], &op, in_buf, (uint32_t)p->n_in, out_buf,
+                 (uint32_t)p->n_out, NULL))
+      return PF_ENOMEM;
+  }
+  return 0;
+}
+
+static int fill_io(lowering *L, pf_io *io, const pf_gnamed *named, int is_output,
+                   int index) {
+  const pf_gvalue *v = &L->g->values[named->value];
+  layout *lay = layout_home(L, named->value);
+  int n = L->g->slices[v->slice].num_devices;
+  io->name = pf_strdup(named->name);
+  io->spec = v->spec;
+  io->sharding = v->sharding;
+  io->num_shards = n;
+  io->shards = pf_calloc((size_t)n, sizeof *io->shards);
+  if (io->name == NULL || io->shards == NULL) return PF_ENOMEM;
+  for (int s = 0; s < n; s++) {
+    const pf_cluster_device *cd = dev(L, lay->shards[s].device);
+    pf_plan_buffer *pb = pf_pb_buffer_at(L->pb[cd->rank], lay->shards[s].buffer);
+    io->shards[s].rank = cd->rank;
+    io->shards[s].device = cd->local;
+    io->shards[s].buffer = lay->shards[s].buffer;
+    if (is_output && pb->output < 0) pb->output = index;
+    if (!is_output) pb->input = index;
+  }
+  return 0;
+}
+
+void pf_compiled_free(pf_compiled *c) {
+  if (c == NULL) return;
+  for (int r = 0; r < c->n_ranks; r++) pf_plan_free(c->plans[r]);
+  free(c->plans);
+  for (int i = 0; i < c->n_inputs; i++) {
+    free(c->inputs[i].name);
+    free(c->inputs[i].shards);
+  }
+  for (int i = 0; i < c->n_outputs; i++) {
+    free(c->outputs[i].name);
+    free(c->outputs[i].shards);
+  }
+  free(c->inputs);
+  free(c->outputs);
+  free(c);
+}
+
+static int count_local(const pf_cluster *cl, int rank) {
+  int n = 0;
+  for (int i = 0; i < cl->n_devices; i++) n += cl->devices[i].rank == rank;
+  return n;
+}
+
+int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
+                pf_compiled **out, pf_diag *d) {
+  lowering L;
+  pf_compiled *c = NULL;
+  pf_program_t *order = NULL;
+  int rc;
+  *out = NULL;
+  if ((rc = pf_graph_check(g, d)) != 0) return rc;
+  memset(&L, 0, sizeof L);
+  L.g = g;
+  L.cl = cl;
+  L.d = d;
+  L.slice_devices = pf_calloc(g->n_slices, sizeof *L.slice_devices);
+  L.pb = pf_calloc((size_t)cl->n_ranks, sizeof *L.pb);
+  L.layouts = pf_calloc(g->n_values, sizeof *L.layouts);
+  order = pf_mallocn(g->n_programs, sizeof *order);
+  c = calloc(1, sizeof *c);
+  rc = PF_ENOMEM;
+  if (!L.slice_devices || !L.pb || !L.layouts || !order || !c) goto done;
+  for (int r = 0; r < cl->n_ranks; r++)
+    if (pf_pb_create(r, count_local(cl, r), exe_id, &L.pb[r])) goto done;
+  if ((rc = place(&L)) != 0) goto done;
+  if ((rc = pf_graph_topo_order(g, order, d)) != 0) goto done;
+  rc = PF_ENOMEM;
+  for (size_t i = 0; i < g->n_inputs; i++) {
+    pf_value_t v = g->inputs[i].value;
+    layout *lay = layout_new(&L, v, g->values[v].slice, g->values[v].sharding);
+    if (lay == NULL || new_shard_buffers(&L, lay, &g->values[v].spec)) goto done;
+  }
+  for (size_t k = 0; k < g->n_programs; k++)
+    if ((rc = lower_program(&L, order[k])) != 0) goto done;
+  rc = PF_ENOMEM;
+  c->n_inputs = (int)g->n_inputs;
+  c->n_outputs = (int)g->n_outputs;
+  c->inputs = pf_calloc(g->n_inputs, sizeof *c->inputs);
+  c->outputs = pf_calloc(g->n_outputs, sizeof *c->outputs);
+  c->plans = pf_calloc((size_t)cl->n_ranks, sizeof *c->plans);
+  if (!c->inputs || !c->outputs || !c->plans) goto done;
+  for (size_t i = 0; i < g->n_inputs; i++)
+    if (fill_io(&L, &c->inputs[i], &g->inputs[i], 0, (int)i)) goto done;
+  for (size_t i = 0; i < g->n_outputs; i++)
+    if (fill_io(&L, &c->outputs[i], &g->outputs[i], 1, (int)i)) goto done;
+  c->n_ranks = cl->n_ranks;
+  for (int r = 0; r < cl->n_ranks; r++) {
+    c->plans[r] = pf_pb_take(L.pb[r]);
+    c->plans[r]->num_inputs = (int32_t)g->n_inputs;
+    c->plans[r]->num_outputs = (int32_t)g->n_outputs;
+  }
+  rc = 0;
+done:
+  if (rc == PF_ENOMEM && d->code == 0) pf_diag_error(d, rc, "compile: out of memory");
+  for (size_t v = 0; L.layouts && v < g->n_values; v++)
+    for (layout *lay = L.layouts[v], *next; lay; lay = next) {
+      next = lay->next;
+      free(lay->shards);
+      free(lay);
+    }
+  for (size_t s = 0; L.slice_devices && s < g->n_slices; s++) free(L.slice_devices[s]);
+  for (int r = 0; L.pb && r < cl->n_ranks; r++) pf_pb_destroy(L.pb[r]);
+  free(L.slice_devices);
+  free(L.pb);
+  free(L.layouts);
+  free(order);
+  if (rc != 0) {
+    pf_compiled_free(c);
+    return rc;
+  }
+  *out = c;
+  return 0;
+}

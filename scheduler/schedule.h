@@ -1,0 +1,50 @@
+/* Internal: compiling a validated graph into per-rank plans.
+ *
+ *   place  - each virtual slice gets physical devices (pinned, or packed:
+ *            slices take consecutive devices of their kind, wrapping round
+ *            when the cluster is smaller than the sum of the slices);
+ *   order  - programs in topological order, ties by program index: the
+ *            gang order, the same on every rank;
+ *   lower  - per shard: a kernel op; per edge whose layouts differ: the
+ *            pieces each destination shard needs (local copies now,
+ *            transfers between ranks later); equal layouts on the same
+ *            device alias the same buffer (a pointer hand-off).
+ */
+#ifndef PF_SCHEDULER_SCHEDULE_H
+#define PF_SCHEDULER_SCHEDULE_H
+
+#include "graph/graph_internal.h"
+#include "runtime/plan.h"
+#include "scheduler/cluster.h"
+
+/* Where one shard of a graph input or output lives. */
+typedef struct pf_io_shard {
+  int32_t rank;
+  int32_t device; /* local index on that rank */
+  uint32_t buffer; /* plan buffer index on that rank */
+} pf_io_shard;
+
+typedef struct pf_io {
+  char *name;
+  pf_spec spec; /* global */
+  pf_sharding sharding;
+  int num_shards;
+  pf_io_shard *shards;
+} pf_io;
+
+typedef struct pf_compiled {
+  int n_ranks;
+  pf_plan **plans; /* one per rank; ownership may be moved out (set NULL) */
+  int n_inputs, n_outputs;
+  pf_io *inputs, *outputs;
+} pf_compiled;
+
+/* Compiles `g` (validated first) for `cluster`. Errors: any validation
+ * error, PF_ESLICE (a slice cannot be placed: the message names it),
+ * PF_ENOTSUP (an edge between ranks, until the transport lands),
+ * PF_ENOMEM. */
+int pf_schedule(const pf_graph *g, const pf_cluster *cluster,
+                uint64_t executable_id, pf_compiled **out, pf_diag *diag);
+void pf_compiled_free(pf_compiled *c);
+
+#endif
