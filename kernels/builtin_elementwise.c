@@ -73,7 +73,9 @@ static int scale_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
                        int n_out, pf_spec *out, pf_diag *diag) {
   double alpha;
   int rc = float_shape("scale", n_in, in, out, diag);
-  return rc ? rc : pf_builtin_float_attr("scale", attrs, "alpha", 1, &alpha, diag);
+  if (rc == 0)
+    rc = pf_builtin_float_attr("scale", attrs, "alpha", 1, &alpha, diag);
+  return rc;
 }
 
 static int scale_compute(const pf_kernel_call *call) {
@@ -121,7 +123,8 @@ static int sgd_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
                      int n_out, pf_spec *out, pf_diag *diag) {
   double lr;
   int rc = float_shape("sgd", n_in, in, out, diag);
-  return rc ? rc : pf_builtin_float_attr("sgd", attrs, "lr", 0.01, &lr, diag);
+  if (rc == 0) rc = pf_builtin_float_attr("sgd", attrs, "lr", 0.01, &lr, diag);
+  return rc;
 }
 
 static int sgd_compute(const pf_kernel_call *call) {

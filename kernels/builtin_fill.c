@@ -15,7 +15,8 @@ static int spec_attr(const char *kernel, const pf_attrs *attrs, pf_spec *out,
   int rc, n = pf_attrs_get_ints(attrs, "shape", &dims);
   if (n < 0)
     return pf_diag_error(diag, PF_EINVAL,
-                         "%s: attribute shape (an int list) is missing", kernel);
+                         "%s: attribute shape (an int list) is missing",
+                         kernel);
   if (n > PF_MAX_RANK)
     return pf_diag_error(diag, PF_EINVAL,
                          "%s: attribute shape has %d dims; at most %d", kernel,
@@ -32,8 +33,8 @@ static int spec_attr(const char *kernel, const pf_attrs *attrs, pf_spec *out,
   *out = pf_spec_make((pf_dtype)dt, n, dims);
   if (pf_spec_check(out) != 0)
     return pf_diag_error(diag, PF_EINVAL,
-                         "%s: attribute shape gives %s: a negative dimension or "
-                         "too many bytes",
+                         "%s: attribute shape gives %s: a negative dimension "
+                         "or too many bytes",
                          kernel, pf_spec_str(out, s, sizeof s));
   return 0;
 }
@@ -58,7 +59,8 @@ static int fill_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
                       int n_out, pf_spec *out, pf_diag *diag) {
   double value;
   int rc = spec_attr("fill", attrs, &out[0], diag);
-  if (rc == 0) rc = pf_builtin_float_attr("fill", attrs, "value", 0, &value, diag);
+  if (rc == 0)
+    rc = pf_builtin_float_attr("fill", attrs, "value", 0, &value, diag);
   if (rc == 0)
     rc = want_representable("fill", "attribute value", value, out[0].dtype,
                             diag);
@@ -70,14 +72,16 @@ static int iota_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
   double start, step;
   int64_t n;
   int rc = spec_attr("iota", attrs, &out[0], diag);
-  if (rc == 0) rc = pf_builtin_float_attr("iota", attrs, "start", 0, &start, diag);
-  if (rc == 0) rc = pf_builtin_float_attr("iota", attrs, "step", 1, &step, diag);
+  if (rc == 0)
+    rc = pf_builtin_float_attr("iota", attrs, "start", 0, &start, diag);
+  if (rc == 0)
+    rc = pf_builtin_float_attr("iota", attrs, "step", 1, &step, diag);
   if (rc != 0 || (n = pf_spec_numel(&out[0])) == 0) return rc;
   /* The ramp is monotonic, so its ends bound every value. */
   rc = want_representable("iota", "start", start, out[0].dtype, diag);
   if (rc == 0)
-    rc = want_representable("iota", "the last value", start + (double)(n - 1) * step,
-                            out[0].dtype, diag);
+    rc = want_representable("iota", "the last value",
+                            start + (double)(n - 1) * step, out[0].dtype, diag);
   return rc;
 }
 

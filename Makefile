@@ -1,0 +1,68 @@
+# Thin wrapper over CMake. The two commands a user needs:
+#   make demo    installs what is missing, builds, runs the main example
+#   make check   installs what is missing, builds, runs every test,
+#                then the unit/local tests under ASan+UBSan and TSan,
+#                and the fuzzers for a bounded time
+JOBS ?= 2
+BUILD ?= build
+FUZZ_SECONDS ?= 30
+TESTS ?= ON
+CMAKE ?= cmake
+# Open MPI refuses to run as root unless told; CI runs as root.
+export OMPI_ALLOW_RUN_AS_ROOT = 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = 1
+
+.PHONY: all deps deps-build build demo check test check-asan check-tsan \
+        check-fuzz bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+deps-build:
+	@scripts/install-deps --build
+
+build:
+	@$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPF_WERROR=ON \
+	  -DPF_BUILD_TESTS=$(TESTS) >/dev/null
+	@$(CMAKE) --build $(BUILD) -j$(JOBS)
+
+demo: deps-build
+	@$(MAKE) --no-print-directory build TESTS=OFF
+	$(BUILD)/examples/hello_graph
+
+check: deps
+	@$(MAKE) --no-print-directory build TESTS=ON
+	@$(MAKE) --no-print-directory test check-asan check-tsan check-fuzz
+	@echo "make check: every stage passed"
+
+test:
+	cd $(BUILD) && ctest --output-on-failure --timeout 600
+
+check-asan:
+	@$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPF_WERROR=ON \
+	  -DPF_SANITIZE=address,undefined -DPF_BUILD_BENCH=OFF -DPF_BUILD_EXAMPLES=OFF >/dev/null
+	@$(CMAKE) --build build-asan -j$(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers/lsan.supp \
+	  ctest -L 'unit|local' --output-on-failure
+
+check-tsan:
+	@$(CMAKE) -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DPF_WERROR=ON \
+	  -DPF_SANITIZE=thread -DPF_BUILD_BENCH=OFF -DPF_BUILD_EXAMPLES=OFF >/dev/null
+	@$(CMAKE) --build build-tsan -j$(JOBS)
+	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/sanitizers/tsan.supp" \
+	  ctest -L local --output-on-failure
+
+check-fuzz:
+	@CC=clang $(CMAKE) -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DPF_BUILD_FUZZ=ON \
+	  -DPF_BUILD_TESTS=OFF -DPF_BUILD_BENCH=OFF -DPF_BUILD_EXAMPLES=OFF >/dev/null
+	@$(CMAKE) --build build-fuzz -j$(JOBS)
+	tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
+bench: build
+	bench/overhead.sh $(BUILD)
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz

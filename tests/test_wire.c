@@ -1,0 +1,1312 @@
+/* The wire codecs: plans and graphs round-trip exactly; pf_plan_check refuses
+ * each broken rule with a message naming the culprit; decoders survive
+ * truncated, random and bit-flipped bytes. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "base/diag.h"
+#include "graph/graph_codec.h"
+#include "graph/graph_internal.h"
+#include "kernels/registry.h"
+#include "pathflow/error.h"
+#include "proto/pathflow.pb-c.h"
+#include "runtime/plan.h"
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rng(void) {
+  uint64_t x = rng_state;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return rng_state = x;
+}
+
+/* Fails the test, printing the message, unless it holds every word. */
+static void expect_words(const char *msg, const char *const *words) {
+  for (int i = 0; words[i] != NULL; i++) {
+    if (strstr(msg, words[i]) == NULL) {
+      print_error("message \"%s\" lacks \"%s\"\n", msg, words[i]);
+      fail();
+    }
+  }
+}
+
+static uint32_t *u32dup(uint32_t n, const uint32_t *v) {
+  uint32_t *d;
+  if (n == 0) return NULL;
+  d = malloc(n * sizeof *d);
+  assert_non_null(d);
+  memcpy(d, v, n * sizeof *d);
+  return d;
+}
+
+static void set_lists(pf_plan_op *op, uint32_t n_in, const uint32_t *in,
+                      uint32_t n_out, const uint32_t *out, uint32_t n_deps,
+                      const uint32_t *deps) {
+  free(op->inputs);
+  free(op->outputs);
+  free(op->deps);
+  op->n_in = n_in;
+  op->inputs = u32dup(n_in, in);
+  op->n_out = n_out;
+  op->outputs = u32dup(n_out, out);
+  op->n_deps = n_deps;
+  op->deps = u32dup(n_deps, deps);
+}
+
+static pf_box box2(int64_t s0, int64_t s1, int64_t d0, int64_t d1, int64_t e0,
+                   int64_t e1) {
+  pf_box b;
+  memset(&b, 0, sizeof b);
+  b.rank = 2;
+  b.src_offset[0] = s0;
+  b.src_offset[1] = s1;
+  b.dst_offset[0] = d0;
+  b.dst_offset[1] = d1;
+  b.extent[0] = e0;
+  b.extent[1] = e1;
+  return b;
+}
+
+static pf_attrs *all_attrs(void) {
+  static const int64_t perm[] = {1, 0, -7, INT64_MIN, INT64_MAX};
+  pf_attrs *a;
+  assert_int_equal(pf_attrs_create(&a), 0);
+  assert_int_equal(pf_attrs_set_float(a, "alpha", 1.5), 0);
+  assert_int_equal(pf_attrs_set_int(a, "axis", -3), 0);
+  assert_int_equal(pf_attrs_set_string(a, "mode", "fast"), 0);
+  assert_int_equal(pf_attrs_set_ints(a, "perm", perm, 5), 0);
+  assert_int_equal(pf_attrs_set_ints(a, "empty", NULL, 0), 0);
+  return a;
+}
+
+/* A plan for 2 devices with every op kind:
+ *   op 0 KERNEL  dev0 add(b0) -> b1
+ *   op 1 COPY    dev0 rows 2..3 of b1 -> rows 0..1 of b2
+ *   op 2 SEND    dev0 rows 0..1 of b1 -> rank 1
+ *   op 3 RECV    dev0 rank 1 -> rows 2..3 of b2
+ *   op 4 KERNEL  dev1 fill() -> b3
+ *   op 5 COLLECTIVE dev1 b3 -> b4 */
+static pf_plan *good_plan(void) {
+  pf_plan *p = calloc(1, sizeof *p);
+  pf_plan_op *op;
+  assert_non_null(p);
+  p->executable = UINT64_C(0xfeedface12345678);
+  p->rank = 1;
+  p->num_devices = 2;
+  p->num_inputs = 1;
+  p->num_outputs = 2;
+  p->n_buffers = 5;
+  p->buffers = calloc(5, sizeof *p->buffers);
+  p->n_ops = 6;
+  p->ops = calloc(6, sizeof *p->ops);
+  assert_non_null(p->buffers);
+  assert_non_null(p->ops);
+  p->buffers[0] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), 0, -1, 0};
+  p->buffers[1] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), -1, -1, 0};
+  p->buffers[2] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), -1, 0, 0};
+  p->buffers[3] = (pf_plan_buffer){1, pf_spec_1d(PF_F64, 3), -1, -1, 1};
+  p->buffers[4] = (pf_plan_buffer){1, pf_spec_1d(PF_F64, 3), -1, 1, 1};
+
+  op = &p->ops[0];
+  op->kind = PF_OP_KERNEL;
+  op->device = 0;
+  op->program = 0;
+  op->name = strdup("add0");
+  op->kernel = strdup("add");
+  op->attrs = all_attrs();
+  op->shard = 0;
+  op->num_shards = 2;
+  set_lists(op, 1, (uint32_t[]){0}, 1, (uint32_t[]){1}, 0, NULL);
+
+  op = &p->ops[1];
+  op->kind = PF_OP_COPY;
+  op->program = 1;
+  op->name = strdup("reshard");
+  op->box = box2(2, 0, 0, 0, 2, 8);
+  set_lists(op, 1, (uint32_t[]){1}, 1, (uint32_t[]){2}, 1, (uint32_t[]){0});
+
+  op = &p->ops[2];
+  op->kind = PF_OP_SEND;
+  op->program = 1;
+  op->name = strdup("reshard");
+  op->box = box2(0, 0, 0, 0, 2, 8);
+  op->peer = 1;
+  op->tag = 7;
+  set_lists(op, 1, (uint32_t[]){1}, 0, NULL, 1, (uint32_t[]){0});
+
+  op = &p->ops[3];
+  op->kind = PF_OP_RECV;
+  op->program = 1;
+  op->name = strdup("reshard");
+  op->box = box2(0, 0, 2, 0, 2, 8);
+  op->peer = 1;
+  op->tag = INT64_C(1) << 40;
+  set_lists(op, 0, NULL, 1, (uint32_t[]){2}, 1, (uint32_t[]){1});
+
+  op = &p->ops[4];
+  op->kind = PF_OP_KERNEL;
+  op->device = 1;
+  op->program = 2;
+  op->name = strdup("fill1");
+  op->kernel = strdup("fill");
+  assert_int_equal(pf_attrs_create(&op->attrs), 0);
+  op->shard = 1;
+  op->num_shards = 2;
+  set_lists(op, 0, NULL, 1, (uint32_t[]){3}, 0, NULL);
+
+  op = &p->ops[5];
+  op->kind = PF_OP_COLLECTIVE;
+  op->device = 1;
+  op->program = 3;
+  op->name = strdup("allreduce");
+  op->comm = 3;
+  op->collective = 1;
+  op->reduce_op = 2;
+  set_lists(op, 1, (uint32_t[]){3}, 1, (uint32_t[]){4}, 1, (uint32_t[]){4});
+  return p;
+}
+
+static void encode_plan(const pf_plan *p, uint8_t **buf, size_t *len) {
+  assert_int_equal(pf_plan_encode(p, buf, len), 0);
+  assert_non_null(*buf);
+}
+
+/* Whatever a decoder makes of hostile bytes: an error and no plan, or a plan
+ * that passes the check and round-trips. */
+static void plan_survives(const uint8_t *buf, size_t len) {
+  pf_plan *p = (pf_plan *)&p, *q = NULL;
+  pf_diag d;
+  uint8_t *enc;
+  size_t n;
+  int rc = pf_plan_decode(buf, len, 4, &p, &d);
+  if (rc != 0) {
+    assert_null(p);
+    assert_true(rc == PF_EDECODE || rc == PF_ENOMEM);
+    assert_int_equal(d.code, rc);
+    assert_true(d.msg[0] != '\0');
+    return;
+  }
+  assert_int_equal(pf_plan_check(p, 4, &d), 0);
+  encode_plan(p, &enc, &n);
+  assert_int_equal(pf_plan_decode(enc, n, 4, &q, &d), 0);
+  assert_true(pf_plan_equal(p, q));
+  free(enc);
+  pf_plan_free(q);
+  pf_plan_free(p);
+}
+
+/* ---- plan round trip ---------------------------------------------------------- */
+
+static void plan_roundtrip(void **state) {
+  pf_plan *p = good_plan(), *q = NULL;
+  pf_diag d;
+  uint8_t *a, *b;
+  size_t na, nb;
+  (void)state;
+  assert_int_equal(pf_plan_check(p, 2, &d), 0);
+  encode_plan(p, &a, &na);
+  assert_int_equal(pf_plan_decode(a, na, 2, &q, &d), 0);
+  assert_non_null(q);
+  assert_true(pf_plan_equal(p, q));
+  /* the decoded plan really holds the attrs, not only equal maps */
+  assert_true(pf_attrs_get_float(q->ops[0].attrs, "alpha", 0) == 1.5);
+  assert_int_equal(pf_attrs_get_int(q->ops[0].attrs, "axis", 0), -3);
+  assert_string_equal(pf_attrs_get_string(q->ops[0].attrs, "mode", ""),
+                      "fast");
+  assert_int_equal(pf_attrs_get_ints(q->ops[0].attrs, "perm", NULL), 5);
+  assert_int_equal(pf_attrs_get_ints(q->ops[0].attrs, "empty", NULL), 0);
+  assert_null(q->ops[1].kernel);
+  assert_null(q->ops[1].attrs);
+  assert_int_equal(q->ops[3].tag, INT64_C(1) << 40);
+  encode_plan(q, &b, &nb);
+  assert_int_equal(na, nb);
+  assert_memory_equal(a, b, na);
+  free(a);
+  free(b);
+  pf_plan_free(q);
+  pf_plan_free(p);
+}
+
+static void plan_equal_sees_differences(void **state) {
+  pf_plan *p = good_plan(), *q = good_plan();
+  (void)state;
+  assert_true(pf_plan_equal(p, q));
+  q->ops[1].box.dst_offset[1] = 1;
+  assert_false(pf_plan_equal(p, q));
+  q->ops[1].box.dst_offset[1] = 0;
+  assert_int_equal(pf_attrs_set_int(q->ops[0].attrs, "axis", 2), 0);
+  assert_false(pf_plan_equal(p, q));
+  assert_int_equal(pf_attrs_set_int(q->ops[0].attrs, "axis", -3), 0);
+  q->buffers[2].output = -1;
+  assert_false(pf_plan_equal(p, q));
+  q->buffers[2].output = 0;
+  q->ops[5].deps[0] = 3;
+  assert_false(pf_plan_equal(p, q));
+  q->ops[5].deps[0] = 4;
+  assert_true(pf_plan_equal(p, q));
+  assert_false(pf_plan_equal(p, NULL));
+  assert_true(pf_plan_equal(NULL, NULL));
+  pf_plan_free(p);
+  pf_plan_free(q);
+  pf_plan_free(NULL);
+}
+
+static void plan_args(void **state) {
+  pf_plan *p = good_plan(), *q = (pf_plan *)&q;
+  uint8_t *buf;
+  size_t len;
+  pf_diag d;
+  (void)state;
+  assert_int_equal(pf_plan_encode(NULL, &buf, &len), PF_EINVAL);
+  assert_int_equal(pf_plan_encode(p, NULL, &len), PF_EINVAL);
+  assert_int_equal(pf_plan_decode(NULL, 5, 2, &q, &d), PF_EINVAL);
+  assert_null(q);
+  assert_int_equal(pf_plan_decode((const uint8_t *)"", 0, 2, NULL, &d),
+                   PF_EINVAL);
+  /* an empty message is a plan with 0 devices: refused by the check */
+  assert_int_equal(pf_plan_decode(NULL, 0, 2, &q, &d), PF_EDECODE);
+  expect_words(d.msg, (const char *[]){"num_devices", NULL});
+  /* a diag is optional */
+  encode_plan(p, &buf, &len);
+  assert_int_equal(pf_plan_decode(buf, len, 1, &q, NULL), PF_EDECODE);
+  assert_int_equal(pf_plan_decode(buf, len, 2, &q, NULL), 0);
+  pf_plan_free(q);
+  free(buf);
+  pf_plan_free(p);
+}
+
+/* Two copies (or a copy and a recv) may fill one buffer: reshard pieces. */
+static void plan_reshard_pieces_share(void **state) {
+  pf_plan *p = good_plan();
+  pf_diag d;
+  (void)state;
+  p->ops[3].kind = PF_OP_COPY; /* rows 2..3 of b2 from rows 0..1 of b1 */
+  set_lists(&p->ops[3], 1, (uint32_t[]){1}, 1, (uint32_t[]){2}, 0, NULL);
+  p->ops[3].box = box2(0, 0, 2, 0, 2, 8);
+  assert_int_equal(pf_plan_check(p, 2, &d), 0);
+  /* scalars: a box of rank 0 */
+  p->buffers[3].spec = pf_spec_scalar(PF_F64);
+  p->buffers[4].spec = pf_spec_scalar(PF_F64);
+  assert_int_equal(pf_plan_check(p, 2, &d), 0);
+  /* an empty box at the very end of a dim is in bounds */
+  p->ops[1].box = box2(4, 8, 4, 8, 0, 0);
+  assert_int_equal(pf_plan_check(p, 2, &d), 0);
+  pf_plan_free(p);
+}
+
+/* ---- plan check rules ------------------------------------------------------ */
+
+typedef struct plan_rule {
+  const char *name;
+  void (*mutate)(pf_plan *p);
+  int ndev;     /* executor's device count; 0 means 2 */
+  int wire;     /* the mutation survives encoding: decode must refuse too */
+  const char *words[4];
+} plan_rule;
+
+#define MUT(fn, body) \
+  static void fn(pf_plan *p) { body; }
+
+static void replace_str(char **slot, const char *v) {
+  free(*slot);
+  *slot = v ? strdup(v) : NULL;
+}
+
+MUT(m_nothing, (void)p)
+MUT(m_devices_zero, p->num_devices = 0)
+MUT(m_rank, p->rank = -1)
+MUT(m_num_inputs, p->num_inputs = -1)
+MUT(m_buf_device, p->buffers[3].device = 2)
+MUT(m_buf_device_neg, p->buffers[0].device = -1)
+MUT(m_buf_dim, p->buffers[0].spec.dims[1] = -8)
+MUT(m_buf_dtype, p->buffers[3].spec.dtype = (pf_dtype)99)
+MUT(m_buf_rank, p->buffers[0].spec.rank = 9)
+MUT(m_buf_overflow, p->buffers[0].spec.dims[0] = INT64_MAX / 2)
+MUT(m_buf_input, p->buffers[0].input = 1)
+MUT(m_buf_input_neg, p->buffers[1].input = -2)
+MUT(m_buf_output, p->buffers[4].output = 2)
+MUT(m_buf_shard, p->buffers[3].shard = -1)
+MUT(m_op_kind, p->ops[5].kind = (pf_op_kind)5)
+MUT(m_op_device, p->ops[1].device = 2)
+MUT(m_op_device_neg, p->ops[4].device = -1)
+MUT(m_op_name, replace_str(&p->ops[2].name, NULL))
+MUT(m_kernel_null, replace_str(&p->ops[0].kernel, NULL))
+MUT(m_kernel_bad, replace_str(&p->ops[0].kernel, "a b"))
+MUT(m_attrs_null, pf_attrs_destroy(p->ops[4].attrs); p->ops[4].attrs = NULL)
+MUT(m_num_shards, p->ops[0].num_shards = 0)
+MUT(m_shard_range, p->ops[4].shard = 2)
+MUT(m_copy_kernel, replace_str(&p->ops[1].kernel, "add"))
+MUT(m_coll_attrs, assert_int_equal(pf_attrs_create(&p->ops[5].attrs), 0);
+    assert_int_equal(pf_attrs_set_int(p->ops[5].attrs, "x", 1), 0))
+MUT(m_input_index, p->ops[0].inputs[0] = 99)
+MUT(m_output_index, p->ops[4].outputs[0] = 5)
+MUT(m_dep_self, p->ops[1].deps[0] = 1)
+MUT(m_dep_later, p->ops[3].deps[0] = 5)
+MUT(m_missing_array, free(p->ops[0].deps); p->ops[0].deps = NULL;
+    p->ops[0].n_deps = 1)
+MUT(m_kernel_in_device, p->buffers[0].device = 1)
+MUT(m_kernel_out_device, p->buffers[3].device = 0)
+MUT(m_copy_out_device, p->buffers[2].device = 1)
+MUT(m_copy_in_device, p->ops[1].device = 1)
+MUT(m_send_device, p->ops[2].device = 1)
+MUT(m_recv_device, p->ops[3].device = 1)
+MUT(m_copy_arity, set_lists(&p->ops[1], 2, (uint32_t[]){1, 1}, 1,
+                            (uint32_t[]){2}, 0, NULL))
+MUT(m_copy_no_output, set_lists(&p->ops[1], 1, (uint32_t[]){1}, 0, NULL, 0,
+                                NULL))
+MUT(m_copy_dtype, p->buffers[2].spec.dtype = PF_I32)
+MUT(m_copy_rank, p->ops[1].box.rank = 1)
+MUT(m_copy_buffer_rank, p->buffers[2].spec = pf_spec_1d(PF_F32, 32))
+MUT(m_copy_neg_offset, p->ops[1].box.dst_offset[0] = -1)
+MUT(m_copy_neg_extent, p->ops[1].box.extent[1] = -1)
+MUT(m_copy_oob, p->ops[1].box.src_offset[0] = 3)
+MUT(m_copy_oob_dst, p->ops[1].box.dst_offset[0] = 3)
+MUT(m_copy_overflow, p->ops[1].box.src_offset[1] = INT64_MAX)
+MUT(m_copy_big_extent, p->ops[1].box.extent[1] = INT64_MAX;
+    p->ops[1].box.src_offset[1] = 1)
+MUT(m_send_arity, set_lists(&p->ops[2], 1, (uint32_t[]){1}, 1,
+                            (uint32_t[]){2}, 0, NULL))
+MUT(m_recv_arity, set_lists(&p->ops[3], 1, (uint32_t[]){0}, 1,
+                            (uint32_t[]){2}, 0, NULL))
+MUT(m_send_box, p->ops[2].box.src_offset[0] = 3)
+MUT(m_recv_box, p->ops[3].box.dst_offset[1] = 1)
+MUT(m_send_rank, p->ops[2].box.rank = 3)
+MUT(m_box_rank, p->ops[0].box.rank = 9)
+MUT(m_peer, p->ops[2].peer = -1)
+MUT(m_tag, p->ops[3].tag = -5)
+MUT(m_comm, p->ops[5].comm = -1)
+MUT(m_kernel_kernel_writer,
+    p->ops[5].kind = PF_OP_KERNEL; replace_str(&p->ops[5].kernel, "k");
+    assert_int_equal(pf_attrs_create(&p->ops[5].attrs), 0);
+    p->ops[5].num_shards = 1; p->ops[5].outputs[0] = 3)
+MUT(m_kernel_coll_writer, p->ops[4].outputs[0] = 4)
+MUT(m_kernel_copy_writer, p->ops[0].outputs[0] = 2)
+MUT(m_kernel_writes_twice, set_lists(&p->ops[0], 1, (uint32_t[]){0}, 2,
+                                     (uint32_t[]){1, 1}, 0, NULL))
+MUT(m_too_many_inputs, {
+  uint32_t n = (1u << 20) + 1;
+  uint32_t *v = malloc(n * sizeof *v);
+  assert_non_null(v);
+  for (uint32_t i = 0; i < n; i++) v[i] = 3;
+  free(p->ops[5].inputs);
+  p->ops[5].inputs = v;
+  p->ops[5].n_in = n;
+})
+
+static const plan_rule plan_rules[] = {
+    {"devices_over_executor", m_nothing, 1, 1, {"num_devices 2", "executor has 1"}},
+    {"devices_zero", m_devices_zero, 0, 1, {"num_devices 0"}},
+    {"negative_rank", m_rank, 0, 1, {"negative rank"}},
+    {"negative_num_inputs", m_num_inputs, 0, 1, {"num_inputs -1"}},
+    {"buffer_device", m_buf_device, 0, 1, {"buffer 3", "device 2"}},
+    {"buffer_device_negative", m_buf_device_neg, 0, 1, {"buffer 0", "device -1"}},
+    {"buffer_negative_dim", m_buf_dim, 0, 1, {"buffer 0", "bad spec"}},
+    {"buffer_dtype", m_buf_dtype, 0, 1, {"buffer 3", "spec"}},
+    {"buffer_rank", m_buf_rank, 0, 1, {"buffer 0", "bad spec"}},
+    {"buffer_size_overflow", m_buf_overflow, 0, 1, {"buffer 0", "bad spec"}},
+    {"buffer_input", m_buf_input, 0, 1, {"buffer 0", "input index 1"}},
+    {"buffer_input_negative", m_buf_input_neg, 0, 1, {"buffer 1", "input index -2"}},
+    {"buffer_output", m_buf_output, 0, 1, {"buffer 4", "output index 2"}},
+    {"buffer_shard", m_buf_shard, 0, 1, {"buffer 3", "negative shard"}},
+    {"op_kind", m_op_kind, 0, 1, {"op 5", "unknown kind 5"}},
+    {"op_device", m_op_device, 0, 1, {"op 1", "device 2"}},
+    {"op_device_negative", m_op_device_neg, 0, 1, {"op 4", "device -1"}},
+    {"op_name", m_op_name, 0, 0, {"op 2", "no name"}},
+    {"kernel_missing", m_kernel_null, 0, 1, {"op 0", "kernel name"}},
+    {"kernel_bad_name", m_kernel_bad, 0, 1, {"op 0", "kernel name"}},
+    {"kernel_attrs_missing", m_attrs_null, 0, 0, {"op 4", "attrs"}},
+    {"kernel_num_shards", m_num_shards, 0, 1, {"op 0", "shard 0 of 0"}},
+    {"kernel_shard", m_shard_range, 0, 1, {"op 4", "shard 2 of 2"}},
+    {"copy_with_kernel", m_copy_kernel, 0, 1, {"op 1", "kernel or attrs"}},
+    {"collective_with_attrs", m_coll_attrs, 0, 1, {"op 5", "kernel or attrs"}},
+    {"input_buffer_index", m_input_index, 0, 1, {"op 0", "input 0 is buffer 99"}},
+    {"output_buffer_index", m_output_index, 0, 1, {"op 4", "output 0 is buffer 5"}},
+    {"dep_self", m_dep_self, 0, 1, {"op 1", "dep 0 is op 1", "earlier"}},
+    {"dep_later", m_dep_later, 0, 1, {"op 3", "dep 0 is op 5", "topological"}},
+    {"too_many_inputs", m_too_many_inputs, 0, 1, {"op 5", "1048577 inputs", "at most"}},
+    {"missing_array", m_missing_array, 0, 0, {"op 0", "missing"}},
+    {"kernel_input_device", m_kernel_in_device, 0, 1, {"op 0", "input buffer 0", "device 1"}},
+    {"kernel_output_device", m_kernel_out_device, 0, 1, {"op 4", "output buffer 3", "device 0"}},
+    {"copy_output_device", m_copy_out_device, 0, 1, {"op 1", "output buffer 2"}},
+    {"copy_input_device", m_copy_in_device, 0, 1, {"op 1", "input buffer 1"}},
+    {"send_input_device", m_send_device, 0, 1, {"op 2", "input buffer 1"}},
+    {"recv_output_device", m_recv_device, 0, 1, {"op 3", "output buffer 2"}},
+    {"copy_arity", m_copy_arity, 0, 1, {"op 1", "exactly 1 input and 1 output"}},
+    {"copy_no_output", m_copy_no_output, 0, 1, {"op 1", "has 1 and 0"}},
+    {"copy_dtype", m_copy_dtype, 0, 1, {"op 1", "f32", "i32", "dtype"}},
+    {"copy_box_rank", m_copy_rank, 0, 1, {"op 1", "box rank 1"}},
+    {"copy_buffer_rank", m_copy_buffer_rank, 0, 1, {"op 1", "box rank 2", "buffer 2 has rank 1"}},
+    {"copy_negative_offset", m_copy_neg_offset, 0, 1, {"op 1", "negative destination offset"}},
+    {"copy_negative_extent", m_copy_neg_extent, 0, 1, {"op 1", "extent -1"}},
+    {"copy_source_bounds", m_copy_oob, 0, 1, {"op 1", "source offset 3", "exceeds dim 4"}},
+    {"copy_dest_bounds", m_copy_oob_dst, 0, 1, {"op 1", "destination offset 3", "exceeds"}},
+    {"copy_offset_overflow", m_copy_overflow, 0, 1, {"op 1", "exceeds dim 8"}},
+    {"copy_extent_overflow", m_copy_big_extent, 0, 1, {"op 1", "exceeds dim 8"}},
+    {"send_arity", m_send_arity, 0, 1, {"op 2", "send needs exactly 1 input"}},
+    {"recv_arity", m_recv_arity, 0, 1, {"op 3", "recv needs exactly 1 output"}},
+    {"send_box_bounds", m_send_box, 0, 1, {"op 2", "source offset 3", "exceeds"}},
+    {"recv_box_bounds", m_recv_box, 0, 1, {"op 3", "destination offset 1", "exceeds"}},
+    {"send_box_rank", m_send_rank, 0, 1, {"op 2", "box rank 3"}},
+    {"box_rank_range", m_box_rank, 0, 1, {"op 0", "box rank 9"}},
+    {"send_peer", m_peer, 0, 1, {"op 2", "negative peer -1"}},
+    {"recv_tag", m_tag, 0, 1, {"op 3", "negative tag -5"}},
+    {"collective_comm", m_comm, 0, 1, {"op 5", "comm"}},
+    {"two_kernels_write", m_kernel_kernel_writer, 0, 1, {"op 5", "buffer 3", "op 4"}},
+    {"kernel_and_collective_write", m_kernel_coll_writer, 0, 1, {"op 5", "buffer 4", "op 4"}},
+    {"kernel_and_copy_write", m_kernel_copy_writer, 0, 1, {"op 1", "buffer 2", "op 0 (add0, kernel)"}},
+    {"kernel_writes_twice", m_kernel_writes_twice, 0, 1, {"op 0", "buffer 1", "also written by op 0"}},
+};
+
+static void plan_rule_test(void **state) {
+  const plan_rule *r = *state;
+  int ndev = r->ndev ? r->ndev : 2;
+  pf_plan *p = good_plan(), *q = (pf_plan *)&q;
+  pf_diag d;
+  uint8_t *buf;
+  size_t len;
+  int rc;
+  r->mutate(p);
+  assert_int_equal(pf_plan_check(p, ndev, &d), PF_EDECODE);
+  assert_int_equal(d.code, PF_EDECODE);
+  expect_words(d.msg, r->words);
+  rc = pf_plan_encode(p, &buf, &len);
+  if (rc == 0) {
+    rc = pf_plan_decode(buf, len, ndev, &q, &d);
+    free(buf);
+    if (r->wire) {
+      assert_int_equal(rc, PF_EDECODE);
+      assert_null(q);
+    } else if (rc == 0) {
+      pf_plan_free(q);
+    }
+  } else {
+    assert_int_equal(rc, PF_EINVAL); /* only for ranks out of range */
+  }
+  pf_plan_free(p);
+}
+
+/* ---- plan decoder rules (crafted messages) -------------------------------- */
+
+/* Edits of an unpacked message are undone before free_unpacked, so that
+ * protobuf-c frees exactly what it allocated. */
+typedef struct edit {
+  void *slot;
+  unsigned char saved[sizeof(size_t) > sizeof(void *) ? sizeof(size_t)
+                                                      : sizeof(void *)];
+  size_t n;
+} edit;
+
+static edit edits[32];
+static int n_edits;
+
+static void set_bytes(void *slot, const void *v, size_t n) {
+  assert_true(n_edits < 32 && n <= sizeof edits[0].saved);
+  edits[n_edits].slot = slot;
+  edits[n_edits].n = n;
+  memcpy(edits[n_edits].saved, slot, n);
+  n_edits++;
+  memcpy(slot, v, n);
+}
+
+#define SET(lvalue, value)                         \
+  do {                                             \
+    __typeof__(lvalue) v_ = (value);               \
+    set_bytes(&(lvalue), &v_, sizeof v_);          \
+  } while (0)
+
+static void undo_edits(void) {
+  while (n_edits > 0) {
+    n_edits--;
+    memcpy(edits[n_edits].slot, edits[n_edits].saved, edits[n_edits].n);
+  }
+}
+
+static char long_name[2048];
+static int64_t nine[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+static int64_t many_ints[PF_ATTR_LIST_MAX + 1];
+static Pathflow__Attr attr_a, attr_b;
+static Pathflow__Attr *attr_list[2] = {&attr_a, &attr_b};
+static Pathflow__Ints ints_msg;
+static Pathflow__Attr big_attrs[PF_WIRE_MAX_ATTRS + 1];
+static Pathflow__Attr *big_attr_list[PF_WIRE_MAX_ATTRS + 1];
+static char big_attr_names[PF_WIRE_MAX_ATTRS + 1][8];
+
+static char *name_of(size_t n) {
+  memset(long_name, 'a', n);
+  long_name[n] = '\0';
+  return long_name;
+}
+
+static void attrs_pair(const char *a, const char *b) {
+  pathflow__attr__init(&attr_a);
+  pathflow__attr__init(&attr_b);
+  attr_a.name = (char *)a;
+  attr_a.value_case = PATHFLOW__ATTR__VALUE_I;
+  attr_b.name = (char *)b;
+  attr_b.value_case = PATHFLOW__ATTR__VALUE_I;
+}
+
+typedef struct plan_wire_rule {
+  const char *name;
+  void (*mutate)(Pathflow__Plan *m);
+  int ok; /* the edit is valid: decode must succeed */
+  const char *words[4];
+} plan_wire_rule;
+
+#define WMUT(fn, body) \
+  static void fn(Pathflow__Plan *m) { body; }
+
+WMUT(w_dims9, SET(m->buffers[0]->spec->n_dims, 9);
+     SET(m->buffers[0]->spec->dims, nine))
+WMUT(w_dtype, SET(m->buffers[0]->spec->dtype, PF_DTYPE_COUNT))
+WMUT(w_dtype_neg, SET(m->buffers[1]->spec->dtype, -1))
+WMUT(w_no_spec, SET(m->buffers[2]->spec, NULL))
+WMUT(w_kind, SET(m->ops[1]->kind, (Pathflow__PlanOp__Kind)9))
+WMUT(w_kind_neg, SET(m->ops[1]->kind, (Pathflow__PlanOp__Kind)-1))
+WMUT(w_name_long, SET(m->ops[0]->name, name_of(1025)))
+WMUT(w_name_max, SET(m->ops[0]->name, name_of(1024)))
+WMUT(w_kernel_long, SET(m->ops[0]->kernel, name_of(1025)))
+WMUT(w_attr_dup, attrs_pair("k", "k"); SET(m->ops[0]->n_attrs, 2);
+     SET(m->ops[0]->attrs, attr_list))
+WMUT(w_attr_unset, attrs_pair("k", "l");
+     attr_b.value_case = PATHFLOW__ATTR__VALUE__NOT_SET;
+     SET(m->ops[0]->n_attrs, 2); SET(m->ops[0]->attrs, attr_list))
+WMUT(w_attr_nan, attrs_pair("k", "l");
+     attr_b.value_case = PATHFLOW__ATTR__VALUE_F; attr_b.f = NAN;
+     SET(m->ops[0]->n_attrs, 2); SET(m->ops[0]->attrs, attr_list))
+WMUT(w_attr_inf, attrs_pair("k", "l");
+     attr_b.value_case = PATHFLOW__ATTR__VALUE_F; attr_b.f = -INFINITY;
+     SET(m->ops[0]->n_attrs, 2); SET(m->ops[0]->attrs, attr_list))
+WMUT(w_attr_ints, attrs_pair("k", "l");
+     pathflow__ints__init(&ints_msg); ints_msg.n_v = PF_ATTR_LIST_MAX + 1;
+     ints_msg.v = many_ints; attr_b.value_case = PATHFLOW__ATTR__VALUE_INTS;
+     attr_b.ints = &ints_msg; SET(m->ops[0]->n_attrs, 2);
+     SET(m->ops[0]->attrs, attr_list))
+WMUT(w_attr_name_long, attrs_pair("k", name_of(PF_ATTR_NAME_MAX + 1));
+     SET(m->ops[0]->n_attrs, 2); SET(m->ops[0]->attrs, attr_list))
+WMUT(w_attr_name_empty, attrs_pair("k", ""); SET(m->ops[0]->n_attrs, 2);
+     SET(m->ops[0]->attrs, attr_list))
+WMUT(w_attr_string_long, attrs_pair("k", "l");
+     attr_b.value_case = PATHFLOW__ATTR__VALUE_S; attr_b.s = name_of(1025);
+     SET(m->ops[0]->n_attrs, 2); SET(m->ops[0]->attrs, attr_list))
+WMUT(w_attrs_many, {
+  for (int i = 0; i <= PF_WIRE_MAX_ATTRS; i++) {
+    pathflow__attr__init(&big_attrs[i]);
+    snprintf(big_attr_names[i], sizeof big_attr_names[i], "a%d", i);
+    big_attrs[i].name = big_attr_names[i];
+    big_attrs[i].value_case = PATHFLOW__ATTR__VALUE_I;
+    big_attr_list[i] = &big_attrs[i];
+  }
+  SET(m->ops[0]->n_attrs, (size_t)PF_WIRE_MAX_ATTRS + 1);
+  SET(m->ops[0]->attrs, big_attr_list);
+})
+WMUT(w_copy_kernel, SET(m->ops[1]->kernel, "add"))
+WMUT(w_copy_attrs, attrs_pair("k", "l"); SET(m->ops[1]->n_attrs, 2);
+     SET(m->ops[1]->attrs, attr_list))
+WMUT(w_box_counts, SET(m->ops[1]->box->n_dst_offset, 1))
+WMUT(w_box_nine, SET(m->ops[1]->box->n_dst_offset, 9);
+     SET(m->ops[1]->box->n_src_offset, 9); SET(m->ops[1]->box->n_extent, 9);
+     SET(m->ops[1]->box->src_offset, nine);
+     SET(m->ops[1]->box->dst_offset, nine); SET(m->ops[1]->box->extent, nine))
+WMUT(w_no_box, SET(m->ops[0]->box, NULL))
+WMUT(w_no_box_copy, SET(m->ops[1]->box, NULL))
+
+static const plan_wire_rule plan_wire_rules[] = {
+    {"spec_nine_dims", w_dims9, 0, {"buffer 0", "9 dims"}},
+    {"spec_dtype", w_dtype, 0, {"buffer 0", "unknown dtype 7"}},
+    {"spec_dtype_negative", w_dtype_neg, 0, {"buffer 1", "unknown dtype -1"}},
+    {"spec_missing", w_no_spec, 0, {"buffer 2", "no spec"}},
+    {"op_kind_enum", w_kind, 0, {"op 1", "unknown kind 9"}},
+    {"op_kind_negative", w_kind_neg, 0, {"op 1", "unknown kind -1"}},
+    {"name_too_long", w_name_long, 0, {"op 0", "longer than 1024"}},
+    {"name_at_limit", w_name_max, 1, {NULL}},
+    {"kernel_too_long", w_kernel_long, 0, {"op 0", "longer than 1024"}},
+    {"attr_repeated", w_attr_dup, 0, {"op 0", "attr \"k\" repeated"}},
+    {"attr_unset", w_attr_unset, 0, {"op 0", "attr \"l\" has no value"}},
+    {"attr_nan", w_attr_nan, 0, {"op 0", "attr \"l\" refused"}},
+    {"attr_infinite", w_attr_inf, 0, {"op 0", "attr \"l\" refused"}},
+    {"attr_list_long", w_attr_ints, 0, {"op 0", "int list longer than 64"}},
+    {"attr_name_long", w_attr_name_long, 0, {"op 0", "attr name longer"}},
+    {"attr_name_empty", w_attr_name_empty, 0, {"op 0", "refused"}},
+    {"attr_string_long", w_attr_string_long, 0, {"op 0", "longer than 1024"}},
+    {"attrs_too_many", w_attrs_many, 0, {"op 0", "1025 attrs"}},
+    {"copy_kernel_name", w_copy_kernel, 0, {"op 1", "non-kernel"}},
+    {"copy_attrs", w_copy_attrs, 0, {"op 1", "non-kernel"}},
+    {"box_counts", w_box_counts, 0, {"op 1", "box", "2/1/2"}},
+    {"box_nine", w_box_nine, 0, {"op 1", "at most 8"}},
+    {"kernel_without_box", w_no_box, 1, {NULL}},
+    {"copy_without_box", w_no_box_copy, 0, {"op 1", "box rank 0"}},
+};
+
+static void plan_wire_rule_test(void **state) {
+  const plan_wire_rule *r = *state;
+  pf_plan *p = good_plan(), *q = (pf_plan *)&q;
+  Pathflow__Plan *m;
+  pf_diag d;
+  uint8_t *buf, *buf2;
+  size_t len, len2;
+  int rc;
+  encode_plan(p, &buf, &len);
+  m = pathflow__plan__unpack(NULL, len, buf);
+  assert_non_null(m);
+  r->mutate(m);
+  len2 = pathflow__plan__get_packed_size(m);
+  buf2 = malloc(len2);
+  assert_non_null(buf2);
+  pathflow__plan__pack(m, buf2);
+  undo_edits();
+  pathflow__plan__free_unpacked(m, NULL);
+  rc = pf_plan_decode(buf2, len2, 2, &q, &d);
+  if (r->ok) {
+    assert_int_equal(rc, 0);
+    pf_plan_free(q);
+  } else {
+    assert_int_equal(rc, PF_EDECODE);
+    assert_null(q);
+    expect_words(d.msg, r->words);
+  }
+  free(buf);
+  free(buf2);
+  pf_plan_free(p);
+}
+
+/* ---- plan garbage ------------------------------------------------------------ */
+
+static void plan_truncated(void **state) {
+  pf_plan *p = good_plan();
+  uint8_t *buf;
+  size_t len;
+  (void)state;
+  encode_plan(p, &buf, &len);
+  for (size_t n = 0; n < len; n++) plan_survives(buf, n);
+  plan_survives(buf, len);
+  free(buf);
+  pf_plan_free(p);
+}
+
+static void plan_flipped(void **state) {
+  static const uint8_t masks[] = {0x01, 0x80, 0xff, 0x7f};
+  pf_plan *p = good_plan();
+  uint8_t *buf;
+  size_t len;
+  (void)state;
+  encode_plan(p, &buf, &len);
+  for (size_t i = 0; i < len; i++) {
+    for (size_t k = 0; k < sizeof masks; k++) {
+      buf[i] ^= masks[k];
+      plan_survives(buf, len);
+      buf[i] ^= masks[k];
+    }
+  }
+  free(buf);
+  pf_plan_free(p);
+}
+
+static void plan_random(void **state) {
+  uint8_t buf[512];
+  uint8_t *enc;
+  size_t len;
+  pf_plan *p = good_plan();
+  (void)state;
+  rng_state = 0x5eed5eed5eedull;
+  for (int i = 0; i < 4000; i++) {
+    size_t n = (size_t)(rng() % sizeof buf);
+    for (size_t j = 0; j < n; j++) buf[j] = (uint8_t)rng();
+    plan_survives(buf, n);
+  }
+  /* random edits of a real plan get much deeper into the decoder */
+  encode_plan(p, &enc, &len);
+  for (int i = 0; i < 3000; i++) {
+    uint8_t *copy = malloc(len);
+    assert_non_null(copy);
+    memcpy(copy, enc, len);
+    for (int k = 0; k < 1 + (int)(rng() % 4); k++)
+      copy[rng() % len] = (uint8_t)rng();
+    plan_survives(copy, len);
+    free(copy);
+  }
+  free(enc);
+  pf_plan_free(p);
+}
+
+static void plan_oversized(void **state) {
+  uint8_t small[16] = {0};
+  pf_plan *p = (pf_plan *)&p;
+  pf_diag d;
+  (void)state;
+  /* refused from the length alone: the buffer is never read that far */
+  assert_int_equal(pf_plan_decode(small, PF_WIRE_MAX_MESSAGE + (size_t)1, 4,
+                                  &p, &d),
+                   PF_EDECODE);
+  assert_null(p);
+  expect_words(d.msg, (const char *[]){"268435457", "268435456", NULL});
+}
+
+/* ---- graphs ---------------------------------------------------------------------- */
+
+typedef struct graph_fixture {
+  pf_registry *reg;
+  pf_diag diag;
+  pf_graph_env env;
+} graph_fixture;
+
+static int graph_setup(void **state) {
+  graph_fixture *f = calloc(1, sizeof *f);
+  if (f == NULL || pf_registry_create(&f->reg) != 0) return -1;
+  f->env.registry = f->reg;
+  f->env.num_devices[PF_DEVICE_CPU] = 4;
+  f->env.diag = &f->diag;
+  *state = f;
+  return 0;
+}
+
+static int graph_teardown(void **state) {
+  graph_fixture *f = *state;
+  pf_registry_destroy(f->reg);
+  free(f);
+  return 0;
+}
+
+static void add_program(pf_graph *g, const char *name, const char *kernel,
+                        pf_attrs *attrs, pf_slice_t slice, int n_in,
+                        const pf_value_t *in, const pf_sharding *sh, int n_out,
+                        const pf_value_t *out) {
+  pf_gprogram p;
+  memset(&p, 0, sizeof p);
+  p.name = (char *)name;
+  p.kernel = (char *)kernel;
+  p.attrs = attrs;
+  p.slice = slice;
+  p.n_in = n_in;
+  p.in = (pf_value_t *)in;
+  p.in_shardings = (pf_sharding *)sh;
+  p.n_out = n_out;
+  p.out = (pf_value_t *)out;
+  assert_int_equal(pf_graph_add_program(g, &p), 0);
+}
+
+static void add_value(pf_graph *g, pf_spec spec, pf_slice_t slice,
+                      pf_sharding sh, pf_program_t producer, int index) {
+  pf_gvalue v;
+  memset(&v, 0, sizeof v);
+  v.spec = spec;
+  v.slice = slice;
+  v.sharding = sh;
+  v.producer = producer;
+  v.output_index = index;
+  assert_int_equal(pf_graph_add_value(g, &v), 0);
+}
+
+/* slices: 0 = 2 cpus, 1 = 2 cpus pinned to {1, 3}
+ * values: v0 input x, v1 = mm.0, v2 = two.0, v3 = two.1
+ * programs: mm(v0, v0) -> v1 on slice 0; two(v1) -> v2, v3 on slice 1 */
+static pf_graph *good_graph(const graph_fixture *f) {
+  static const int pins[] = {1, 3};
+  pf_graph *g;
+  pf_gslice s0 = {PF_DEVICE_CPU, 2, NULL};
+  pf_gslice s1 = {PF_DEVICE_CPU, 2, (int *)pins};
+  pf_attrs *attrs = all_attrs();
+  assert_int_equal(pf_graph_new(&f->env, &g), 0);
+  assert_int_equal(pf_graph_add_slice(g, &s0), 0);
+  assert_int_equal(pf_graph_add_slice(g, &s1), 0);
+  add_value(g, pf_spec_2d(PF_F32, 4, 8), 0, pf_split(0), -1, 0);
+  add_value(g, pf_spec_2d(PF_F32, 4, 4), 0, pf_replicated(), 0, 0);
+  add_value(g, pf_spec_1d(PF_BF16, 6), 1, pf_split(0), 1, 0);
+  add_value(g, pf_spec_scalar(PF_I64), 1, pf_replicated(), 1, 1);
+  add_program(g, "mm", "matmul", attrs, 0, 2, (pf_value_t[]){0, 0},
+              (pf_sharding[]){pf_split(0), pf_replicated()}, 1,
+              (pf_value_t[]){1});
+  add_program(g, "two", "split2", NULL, 1, 1, (pf_value_t[]){1},
+              (pf_sharding[]){pf_split(1)}, 2, (pf_value_t[]){2, 3});
+  assert_int_equal(pf_graph_add_named(g, 0, "x", 0), 0);
+  assert_int_equal(pf_graph_add_named(g, 1, "y", 2), 0);
+  assert_int_equal(pf_graph_add_named(g, 1, "z", 3), 0);
+  pf_attrs_destroy(attrs);
+  return g;
+}
+
+static int sharding_eq(pf_sharding a, pf_sharding b) {
+  return a.kind == b.kind && a.axis == b.axis;
+}
+
+static void assert_graphs_equal(const pf_graph *a, const pf_graph *b) {
+  assert_int_equal(a->n_slices, b->n_slices);
+  for (size_t i = 0; i < a->n_slices; i++) {
+    const pf_gslice *x = &a->slices[i], *y = &b->slices[i];
+    assert_int_equal(x->kind, y->kind);
+    assert_int_equal(x->num_devices, y->num_devices);
+    assert_int_equal(x->pinned == NULL, y->pinned == NULL);
+    if (x->pinned)
+      assert_memory_equal(x->pinned, y->pinned,
+                          (size_t)x->num_devices * sizeof(int));
+  }
+  assert_int_equal(a->n_values, b->n_values);
+  for (size_t i = 0; i < a->n_values; i++) {
+    const pf_gvalue *x = &a->values[i], *y = &b->values[i];
+    assert_true(pf_spec_equal(&x->spec, &y->spec));
+    assert_int_equal(x->slice, y->slice);
+    assert_true(sharding_eq(x->sharding, y->sharding));
+    assert_int_equal(x->producer, y->producer);
+    assert_int_equal(x->output_index, y->output_index);
+  }
+  assert_int_equal(a->n_programs, b->n_programs);
+  for (size_t i = 0; i < a->n_programs; i++) {
+    const pf_gprogram *x = &a->programs[i], *y = &b->programs[i];
+    assert_string_equal(x->name, y->name);
+    assert_string_equal(x->kernel, y->kernel);
+    assert_true(pf_attrs_equal(x->attrs, y->attrs));
+    assert_int_equal(x->slice, y->slice);
+    assert_int_equal(x->n_in, y->n_in);
+    assert_int_equal(x->n_out, y->n_out);
+    for (int j = 0; j < x->n_in; j++) {
+      assert_int_equal(x->in[j], y->in[j]);
+      assert_true(sharding_eq(x->in_shardings[j], y->in_shardings[j]));
+    }
+    for (int j = 0; j < x->n_out; j++) assert_int_equal(x->out[j], y->out[j]);
+  }
+  assert_int_equal(a->n_inputs, b->n_inputs);
+  for (size_t i = 0; i < a->n_inputs; i++) {
+    assert_string_equal(a->inputs[i].name, b->inputs[i].name);
+    assert_int_equal(a->inputs[i].value, b->inputs[i].value);
+  }
+  assert_int_equal(a->n_outputs, b->n_outputs);
+  for (size_t i = 0; i < a->n_outputs; i++) {
+    assert_string_equal(a->outputs[i].name, b->outputs[i].name);
+    assert_int_equal(a->outputs[i].value, b->outputs[i].value);
+  }
+}
+
+/* The decoder's contract: every id of a decoded graph points somewhere. */
+static void assert_graph_indices_ok(const pf_graph *g) {
+  for (size_t i = 0; i < g->n_slices; i++) {
+    const pf_gslice *s = &g->slices[i];
+    assert_true((unsigned)s->kind < PF_DEVICE_KIND_COUNT);
+    assert_true(s->num_devices >= 1 && s->num_devices <= (1 << 20));
+    for (int j = 0; s->pinned && j < s->num_devices; j++)
+      assert_true(s->pinned[j] >= 0);
+  }
+  for (size_t i = 0; i < g->n_values; i++) {
+    const pf_gvalue *v = &g->values[i];
+    assert_true(v->slice >= 0 && (size_t)v->slice < g->n_slices);
+    assert_int_equal(pf_spec_check(&v->spec), 0);
+    assert_true(v->sharding.kind == PF_SHARD_REPLICATED ||
+                v->sharding.kind == PF_SHARD_SPLIT);
+    assert_true(v->producer >= -1 && v->producer < (int)g->n_programs);
+    if (v->producer >= 0) {
+      const pf_gprogram *p = &g->programs[v->producer];
+      assert_true(v->output_index >= 0 && v->output_index < p->n_out);
+      assert_int_equal(p->out[v->output_index], (pf_value_t)i);
+    }
+  }
+  for (size_t i = 0; i < g->n_programs; i++) {
+    const pf_gprogram *p = &g->programs[i];
+    assert_true(p->slice >= 0 && (size_t)p->slice < g->n_slices);
+    assert_true(p->n_in >= 0 && p->n_in <= PF_MAX_ARGS);
+    assert_true(p->n_out >= 0 && p->n_out <= PF_MAX_ARGS);
+    assert_true(p->name[0] && strlen(p->name) <= PF_NAME_MAX);
+    assert_true(p->kernel[0] && strlen(p->kernel) <= PF_NAME_MAX);
+    assert_non_null(p->attrs);
+    for (int j = 0; j < p->n_in; j++)
+      assert_true(p->in[j] >= 0 && (size_t)p->in[j] < g->n_values);
+    for (int j = 0; j < p->n_out; j++) {
+      assert_true(p->out[j] >= 0 && (size_t)p->out[j] < g->n_values);
+      assert_int_equal(g->values[p->out[j]].producer, (pf_program_t)i);
+    }
+  }
+  for (size_t i = 0; i < g->n_inputs; i++)
+    assert_true(g->inputs[i].value >= 0 &&
+                (size_t)g->inputs[i].value < g->n_values);
+  for (size_t i = 0; i < g->n_outputs; i++)
+    assert_true(g->outputs[i].value >= 0 &&
+                (size_t)g->outputs[i].value < g->n_values);
+}
+
+static void graph_survives(const graph_fixture *f, const uint8_t *buf,
+                           size_t len) {
+  pf_graph *g = (pf_graph *)&g, *h = NULL;
+  pf_diag d;
+  uint8_t *a, *b;
+  size_t na, nb;
+  int rc = pf_graph_decode_env(&f->env, buf, len, &g, &d);
+  if (rc != 0) {
+    assert_null(g);
+    assert_true(rc == PF_EDECODE || rc == PF_ENOMEM);
+    assert_int_equal(d.code, rc);
+    return;
+  }
+  assert_graph_indices_ok(g);
+  assert_int_equal(pf_graph_encode(g, &a, &na), 0);
+  assert_int_equal(pf_graph_decode_env(&f->env, a, na, &h, &d), 0);
+  assert_graphs_equal(g, h);
+  assert_int_equal(pf_graph_encode(h, &b, &nb), 0);
+  assert_int_equal(na, nb);
+  assert_memory_equal(a, b, na);
+  free(a);
+  free(b);
+  pf_graph_destroy(h);
+  pf_graph_destroy(g);
+}
+
+static void graph_roundtrip(void **state) {
+  graph_fixture *f = *state;
+  pf_graph *g = good_graph(f), *h = NULL;
+  pf_diag d;
+  uint8_t *a, *b;
+  size_t na, nb;
+  assert_int_equal(pf_graph_encode(g, &a, &na), 0);
+  assert_int_equal(pf_graph_decode_env(&f->env, a, na, &h, &d), 0);
+  assert_non_null(h);
+  assert_graphs_equal(g, h);
+  assert_graph_indices_ok(h);
+  assert_ptr_equal(h->env.registry, f->reg);
+  assert_int_equal(pf_attrs_get_int(h->programs[0].attrs, "axis", 0), -3);
+  assert_int_equal(pf_attrs_count(h->programs[1].attrs), 0);
+  assert_int_equal(pf_graph_encode(h, &b, &nb), 0);
+  assert_int_equal(na, nb);
+  assert_memory_equal(a, b, na);
+  free(a);
+  free(b);
+  pf_graph_destroy(h);
+  pf_graph_destroy(g);
+}
+
+static void graph_empty_and_args(void **state) {
+  graph_fixture *f = *state;
+  pf_graph *g = (pf_graph *)&g;
+  pf_diag d;
+  uint8_t *buf;
+  size_t len;
+  assert_int_equal(pf_graph_new(&f->env, &g), 0);
+  assert_int_equal(pf_graph_encode(g, &buf, &len), 0);
+  assert_int_equal(len, 0);
+  pf_graph_destroy(g);
+  assert_int_equal(pf_graph_decode_env(&f->env, buf, len, &g, &d), 0);
+  assert_int_equal(g->n_programs, 0);
+  pf_graph_destroy(g);
+  free(buf);
+  assert_int_equal(pf_graph_decode_env(&f->env, NULL, 0, &g, &d), 0);
+  pf_graph_destroy(g);
+  assert_int_equal(pf_graph_decode_env(NULL, NULL, 0, &g, &d), PF_EINVAL);
+  assert_null(g);
+  assert_int_equal(pf_graph_decode_env(&f->env, NULL, 3, &g, &d), PF_EINVAL);
+  assert_int_equal(pf_graph_decode_env(&f->env, NULL, 0, NULL, &d), PF_EINVAL);
+  assert_int_equal(pf_graph_encode(NULL, &buf, &len), PF_EINVAL);
+}
+
+static void graph_oversized(void **state) {
+  graph_fixture *f = *state;
+  uint8_t small[16] = {0};
+  pf_graph *g = (pf_graph *)&g;
+  pf_diag d;
+  assert_int_equal(pf_graph_decode_env(&f->env, small,
+                                       PF_WIRE_MAX_MESSAGE + (size_t)1, &g, &d),
+                   PF_EDECODE);
+  assert_null(g);
+  expect_words(d.msg, (const char *[]){"268435457", "268435456", NULL});
+}
+
+typedef struct graph_rule {
+  const char *name;
+  void (*mutate)(Pathflow__Graph *m);
+  int ok;
+  const char *words[4];
+} graph_rule;
+
+#define GMUT(fn, body) \
+  static void fn(Pathflow__Graph *m) { body; }
+
+static int32_t neg_pins[2] = {1, -3};
+static int32_t many_values[PF_MAX_ARGS + 1];
+static Pathflow__Sharding *many_shardings[PF_MAX_ARGS + 1];
+static Pathflow__Sharding repl_msg;
+static Pathflow__NamedValue named_x2;
+static Pathflow__NamedValue *named_two[2];
+static int32_t out_77[2] = {77, 3};
+
+static void many_inputs(void) {
+  pathflow__sharding__init(&repl_msg);
+  for (int i = 0; i <= PF_MAX_ARGS; i++) many_shardings[i] = &repl_msg;
+}
+
+GMUT(g_slice_kind, SET(m->slices[0]->kind, PF_DEVICE_KIND_COUNT))
+GMUT(g_slice_kind_neg, SET(m->slices[0]->kind, -1))
+GMUT(g_slice_zero, SET(m->slices[1]->num_devices, 0); SET(m->slices[1]->n_pinned, 0))
+GMUT(g_slice_huge, SET(m->slices[0]->num_devices, (1 << 20) + 1))
+GMUT(g_pinned_count, SET(m->slices[1]->n_pinned, 1))
+GMUT(g_pinned_neg, SET(m->slices[1]->pinned, neg_pins))
+GMUT(g_value_slice, SET(m->values[0]->slice, 5))
+GMUT(g_value_slice_neg, SET(m->values[0]->slice, -1))
+GMUT(g_value_dims, SET(m->values[1]->spec->n_dims, 9);
+     SET(m->values[1]->spec->dims, nine))
+GMUT(g_value_dtype, SET(m->values[1]->spec->dtype, 42))
+GMUT(g_value_dim_neg, SET(m->values[0]->spec->dims[1], -8))
+GMUT(g_value_no_spec, SET(m->values[0]->spec, NULL))
+GMUT(g_value_no_sharding, SET(m->values[0]->sharding, NULL))
+GMUT(g_value_sharding_kind, SET(m->values[0]->sharding->kind, 2))
+GMUT(g_producer, SET(m->values[1]->producer, 7))
+GMUT(g_producer_neg, SET(m->values[1]->producer, -2))
+GMUT(g_output_index, SET(m->values[1]->output_index, 1))
+GMUT(g_output_index_neg, SET(m->values[1]->output_index, -1))
+GMUT(g_claims, SET(m->values[2]->output_index, 1))
+GMUT(g_unclaimed_output, SET(m->values[3]->producer, -1))
+GMUT(g_prog_name_empty, SET(m->programs[0]->name, ""))
+GMUT(g_prog_name_long, SET(m->programs[0]->name, name_of(PF_NAME_MAX + 1)))
+GMUT(g_prog_name_max, SET(m->programs[0]->name, name_of(PF_NAME_MAX)))
+GMUT(g_kernel_empty, SET(m->programs[1]->kernel, ""))
+GMUT(g_kernel_long, SET(m->programs[1]->kernel, name_of(PF_NAME_MAX + 1)))
+GMUT(g_prog_slice, SET(m->programs[0]->slice, 9))
+GMUT(g_prog_input, SET(m->programs[0]->inputs[1], 99))
+GMUT(g_prog_input_neg, SET(m->programs[0]->inputs[0], -1))
+GMUT(g_prog_output, SET(m->values[2]->producer, -1);
+     SET(m->programs[1]->outputs, out_77))
+GMUT(g_in_shardings, SET(m->programs[0]->n_in_shardings, 1))
+GMUT(g_in_sharding_kind, SET(m->programs[0]->in_shardings[1]->kind, 5))
+GMUT(g_too_many_inputs, many_inputs();
+     SET(m->programs[0]->n_inputs, (size_t)PF_MAX_ARGS + 1);
+     SET(m->programs[0]->inputs, many_values);
+     SET(m->programs[0]->n_in_shardings, (size_t)PF_MAX_ARGS + 1);
+     SET(m->programs[0]->in_shardings, many_shardings))
+GMUT(g_max_inputs, many_inputs();
+     SET(m->programs[0]->n_inputs, (size_t)PF_MAX_ARGS);
+     SET(m->programs[0]->inputs, many_values);
+     SET(m->programs[0]->n_in_shardings, (size_t)PF_MAX_ARGS);
+     SET(m->programs[0]->in_shardings, many_shardings))
+GMUT(g_prog_dup, SET(m->programs[1]->name, "mm"))
+GMUT(g_input_dup, pathflow__named_value__init(&named_x2);
+     named_x2.name = "x"; named_x2.value = 1; named_two[0] = m->inputs[0];
+     named_two[1] = &named_x2; SET(m->n_inputs, 2); SET(m->inputs, named_two))
+GMUT(g_output_dup, SET(m->outputs[1]->name, "y"))
+GMUT(g_input_empty, SET(m->inputs[0]->name, ""))
+GMUT(g_output_long, SET(m->outputs[0]->name, name_of(PF_NAME_MAX + 1)))
+GMUT(g_output_value, SET(m->outputs[1]->value, 9))
+GMUT(g_input_value_neg, SET(m->inputs[0]->value, -1))
+GMUT(g_attr_bad, attrs_pair("k", "k"); SET(m->programs[0]->n_attrs, 2);
+     SET(m->programs[0]->attrs, attr_list))
+
+static const graph_rule graph_rules[] = {
+    {"slice_kind", g_slice_kind, 0, {"slice 0", "unknown device kind 2"}},
+    {"slice_kind_negative", g_slice_kind_neg, 0, {"slice 0", "device kind -1"}},
+    {"slice_no_devices", g_slice_zero, 0, {"slice 1", "0 devices"}},
+    {"slice_too_many_devices", g_slice_huge, 0, {"slice 0", "1048577 devices"}},
+    {"pinned_count", g_pinned_count, 0, {"slice 1", "1 pinned devices", "slice of 2"}},
+    {"pinned_negative", g_pinned_neg, 0, {"slice 1", "pinned device 1", "-3"}},
+    {"value_slice", g_value_slice, 0, {"value 0", "slice 5"}},
+    {"value_slice_negative", g_value_slice_neg, 0, {"value 0", "slice -1"}},
+    {"value_nine_dims", g_value_dims, 0, {"value 1", "9 dims"}},
+    {"value_dtype", g_value_dtype, 0, {"value 1", "dtype 42"}},
+    {"value_negative_dim", g_value_dim_neg, 0, {"value 0", "bad spec"}},
+    {"value_no_spec", g_value_no_spec, 0, {"value 0", "no spec"}},
+    {"value_no_sharding", g_value_no_sharding, 0, {"value 0", "no sharding"}},
+    {"value_sharding_kind", g_value_sharding_kind, 0, {"value 0", "sharding kind 2"}},
+    {"producer_range", g_producer, 0, {"value 1", "producer 7"}},
+    {"producer_negative", g_producer_neg, 0, {"value 1", "producer -2"}},
+    {"output_index_range", g_output_index, 0, {"value 1", "output_index 1", "1 outputs"}},
+    {"output_index_negative", g_output_index_neg, 0, {"value 1", "output_index -1"}},
+    {"producer_inconsistent", g_claims, 0, {"value 2", "output 1 of program 1", "value 3"}},
+    {"output_unclaimed", g_unclaimed_output, 0, {"program 1", "output 1 is value 3", "producer is -1"}},
+    {"program_name_empty", g_prog_name_empty, 0, {"program 0", "empty name"}},
+    {"program_name_long", g_prog_name_long, 0, {"program 0", "longer than 127"}},
+    {"program_name_at_limit", g_prog_name_max, 1, {NULL}},
+    {"kernel_empty", g_kernel_empty, 0, {"program 1", "kernel name"}},
+    {"kernel_long", g_kernel_long, 0, {"program 1", "kernel name"}},
+    {"program_slice", g_prog_slice, 0, {"program 0", "slice 9"}},
+    {"program_input", g_prog_input, 0, {"program 0", "input 1 is value 99"}},
+    {"program_input_negative", g_prog_input_neg, 0, {"program 0", "input 0 is value -1"}},
+    {"program_output", g_prog_output, 0, {"program 1", "output 0 is value 77"}},
+    {"in_shardings_count", g_in_shardings, 0, {"program 0", "1 in_shardings for 2 inputs"}},
+    {"in_sharding_kind", g_in_sharding_kind, 0, {"program 0", "input 1", "sharding kind 5"}},
+    {"too_many_inputs", g_too_many_inputs, 0, {"program 0", "65 inputs"}},
+    {"inputs_at_limit", g_max_inputs, 1, {NULL}},
+    {"program_name_repeated", g_prog_dup, 0, {"program 1", "\"mm\" repeated", "program 0"}},
+    {"input_name_repeated", g_input_dup, 0, {"input 1", "\"x\" repeated"}},
+    {"output_name_repeated", g_output_dup, 0, {"output 1", "\"y\" repeated"}},
+    {"input_name_empty", g_input_empty, 0, {"input 0", "empty name"}},
+    {"output_name_long", g_output_long, 0, {"output 0", "longer than 127"}},
+    {"output_value", g_output_value, 0, {"output 1", "value 9"}},
+    {"input_value_negative", g_input_value_neg, 0, {"input 0", "value -1"}},
+    {"program_attr", g_attr_bad, 0, {"program 0", "attr \"k\" repeated"}},
+};
+
+static graph_fixture *rule_fixture;
+
+static void graph_rule_test(void **state) {
+  const graph_rule *r = *state;
+  graph_fixture *f = rule_fixture;
+  pf_graph *g = good_graph(f), *h = (pf_graph *)&h;
+  Pathflow__Graph *m;
+  pf_diag d;
+  uint8_t *buf, *buf2;
+  size_t len, len2;
+  int rc;
+  assert_int_equal(pf_graph_encode(g, &buf, &len), 0);
+  m = pathflow__graph__unpack(NULL, len, buf);
+  assert_non_null(m);
+  r->mutate(m);
+  len2 = pathflow__graph__get_packed_size(m);
+  buf2 = malloc(len2);
+  assert_non_null(buf2);
+  pathflow__graph__pack(m, buf2);
+  undo_edits();
+  pathflow__graph__free_unpacked(m, NULL);
+  rc = pf_graph_decode_env(&f->env, buf2, len2, &h, &d);
+  if (r->ok) {
+    assert_int_equal(rc, 0);
+    assert_graph_indices_ok(h);
+    pf_graph_destroy(h);
+  } else {
+    assert_int_equal(rc, PF_EDECODE);
+    assert_null(h);
+    expect_words(d.msg, r->words);
+  }
+  free(buf);
+  free(buf2);
+  pf_graph_destroy(g);
+}
+
+static void graph_truncated(void **state) {
+  graph_fixture *f = *state;
+  pf_graph *g = good_graph(f);
+  uint8_t *buf;
+  size_t len;
+  assert_int_equal(pf_graph_encode(g, &buf, &len), 0);
+  for (size_t n = 0; n <= len; n++) graph_survives(f, buf, n);
+  free(buf);
+  pf_graph_destroy(g);
+}
+
+static void graph_flipped(void **state) {
+  static const uint8_t masks[] = {0x01, 0x80, 0xff, 0x7f};
+  graph_fixture *f = *state;
+  pf_graph *g = good_graph(f);
+  uint8_t *buf;
+  size_t len;
+  assert_int_equal(pf_graph_encode(g, &buf, &len), 0);
+  for (size_t i = 0; i < len; i++) {
+    for (size_t k = 0; k < sizeof masks; k++) {
+      buf[i] ^= masks[k];
+      graph_survives(f, buf, len);
+      buf[i] ^= masks[k];
+    }
+  }
+  free(buf);
+  pf_graph_destroy(g);
+}
+
+static void graph_random(void **state) {
+  graph_fixture *f = *state;
+  pf_graph *g = good_graph(f);
+  uint8_t buf[512];
+  uint8_t *enc;
+  size_t len;
+  rng_state = 0x6a09e667f3bcc908ull;
+  for (int i = 0; i < 4000; i++) {
+    size_t n = (size_t)(rng() % sizeof buf);
+    for (size_t j = 0; j < n; j++) buf[j] = (uint8_t)rng();
+    graph_survives(f, buf, n);
+  }
+  assert_int_equal(pf_graph_encode(g, &enc, &len), 0);
+  for (int i = 0; i < 3000; i++) {
+    uint8_t *copy = malloc(len);
+    assert_non_null(copy);
+    memcpy(copy, enc, len);
+    for (int k = 0; k < 1 + (int)(rng() % 4); k++)
+      copy[rng() % len] = (uint8_t)rng();
+    graph_survives(f, copy, len);
+    free(copy);
+  }
+  free(enc);
+  pf_graph_destroy(g);
+}
+
+/* ---- main ------------------------------------------------------------------------- */
+
+#define N_PLAN_RULES PF_ARRAY_LEN_(plan_rules)
+#define N_PLAN_WIRE PF_ARRAY_LEN_(plan_wire_rules)
+#define N_GRAPH_RULES PF_ARRAY_LEN_(graph_rules)
+#define PF_ARRAY_LEN_(a) (sizeof(a) / sizeof((a)[0]))
+
+static int run_rules(const char *group, const char *prefix, const void *rules,
+                     size_t n, size_t stride, CMUnitTestFunction fn) {
+  struct CMUnitTest *tests = calloc(n, sizeof *tests);
+  char (*names)[96] = calloc(n, sizeof *names);
+  int failed;
+  if (tests == NULL || names == NULL) {
+    free(tests);
+    free(names);
+    return 1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const void *r = (const char *)rules + i * stride;
+    /* every rule struct starts with its name */
+    snprintf(names[i], sizeof names[i], "%s%s", prefix,
+             *(const char *const *)r);
+    tests[i].name = names[i];
+    tests[i].test_func = fn;
+    tests[i].initial_state = (void *)r;
+  }
+  failed = _cmocka_run_group_tests(group, tests, n, NULL, NULL);
+  free(names);
+  free(tests);
+  return failed;
+}
+
+static int rule_group_setup(void **state) {
+  (void)state;
+  return graph_setup((void **)&rule_fixture);
+}
+
+static int rule_group_teardown(void **state) {
+  (void)state;
+  return graph_teardown((void **)&rule_fixture);
+}
+
+int main(void) {
+  const struct CMUnitTest plan_tests[] = {
+      cmocka_unit_test(plan_roundtrip),
+      cmocka_unit_test(plan_equal_sees_differences),
+      cmocka_unit_test(plan_args),
+      cmocka_unit_test(plan_reshard_pieces_share),
+      cmocka_unit_test(plan_truncated),
+      cmocka_unit_test(plan_flipped),
+      cmocka_unit_test(plan_random),
+      cmocka_unit_test(plan_oversized),
+  };
+  const struct CMUnitTest graph_tests[] = {
+      cmocka_unit_test_setup_teardown(graph_roundtrip, graph_setup,
+                                      graph_teardown),
+      cmocka_unit_test_setup_teardown(graph_empty_and_args, graph_setup,
+                                      graph_teardown),
+      cmocka_unit_test_setup_teardown(graph_oversized, graph_setup,
+                                      graph_teardown),
+      cmocka_unit_test_setup_teardown(graph_truncated, graph_setup,
+                                      graph_teardown),
+      cmocka_unit_test_setup_teardown(graph_flipped, graph_setup,
+                                      graph_teardown),
+      cmocka_unit_test_setup_teardown(graph_random, graph_setup,
+                                      graph_teardown),
+  };
+  int failed = 0;
+  failed += cmocka_run_group_tests_name("plan", plan_tests, NULL, NULL);
+  failed += run_rules("plan check", "check_", plan_rules, N_PLAN_RULES,
+                      sizeof plan_rules[0], plan_rule_test);
+  failed += run_rules("plan decode", "decode_", plan_wire_rules, N_PLAN_WIRE,
+                      sizeof plan_wire_rules[0], plan_wire_rule_test);
+  failed += cmocka_run_group_tests_name("graph", graph_tests, NULL, NULL);
+  if (rule_group_setup(NULL) != 0) return 1;
+  failed += run_rules("graph decode", "graph_", graph_rules, N_GRAPH_RULES,
+                      sizeof graph_rules[0], graph_rule_test);
+  rule_group_teardown(NULL);
+  return failed != 0;
+}
