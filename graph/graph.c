@@ -241,6 +241,16 @@ int pf_graph_input(pf_graph *g, const char *name, const pf_spec *spec,
   return 0;
 }
 
+/* Without explicit output shardings, an output follows the first input
+ * consumed split (the batch-split case: elementwise ops, x @ w with x split
+ * by rows). The rank check happens in pf_graph_infer_with. */
+static pf_sharding default_out_sharding(const pf_gprogram *p,
+                                        const pf_sharding *in_sh) {
+  for (int i = 0; i < p->n_in; i++)
+    if (in_sh[i].kind == PF_SHARD_SPLIT) return in_sh[i];
+  return pf_replicated();
+}
+
 int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
                      pf_value_t *outs, pf_program_t *prog) {
   pf_gprogram p;
@@ -310,7 +320,8 @@ int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
     pf_gprogram probe = p;
     pf_sharding out_sh[PF_MAX_ARGS];
     for (int i = 0; i < p.n_out; i++)
-      out_sh[i] = desc->out_shardings ? desc->out_shardings[i] : pf_replicated();
+      out_sh[i] = desc->out_shardings ? desc->out_shardings[i]
+                                       : default_out_sharding(&p, in_sh);
     /* infer reads output shardings from the output values; stage them in
      * temporary values appended below only on success. */
     probe.out = NULL;

@@ -630,7 +630,7 @@ int pf_graph_decode_env(const pf_graph_env *env, const uint8_t *buf,
   int rc;
   if (out == NULL) return PF_EINVAL;
   *out = NULL;
-  pf_diag_init(diag);
+  if (diag != NULL) pf_diag_init(diag);
   if (env == NULL || (buf == NULL && len > 0))
     return pf_diag_error(diag, PF_EINVAL, "graph decode: NULL argument");
   if (len > PF_WIRE_MAX_MESSAGE)

@@ -24,9 +24,9 @@ static const char *dtype_set_str(unsigned set, char *buf, size_t len) {
 
 int pf_builtin_want_dtype(const char *kernel, const pf_spec *in, int idx,
                           unsigned allowed, pf_diag *diag) {
-  char s[PF_SPEC_STR_MAX], set[64];
+  char s[PF_BUILTIN_SPEC_STR], set[64];
   if ((unsigned)in[idx].dtype < PF_DTYPE_COUNT &&
-      (allowed & PF_DT_BIT(in[idx].dtype)))
+      (allowed & PF_BUILTIN_DT(in[idx].dtype)))
     return 0;
   return pf_diag_error(diag, PF_EDTYPE, "%s: input %d is %s; expected %s",
                        kernel, idx, pf_spec_str(&in[idx], s, sizeof s),
@@ -35,7 +35,7 @@ int pf_builtin_want_dtype(const char *kernel, const pf_spec *in, int idx,
 
 int pf_builtin_want_rank(const char *kernel, const pf_spec *in, int idx,
                          int rank, pf_diag *diag) {
-  char s[PF_SPEC_STR_MAX];
+  char s[PF_BUILTIN_SPEC_STR];
   if (in[idx].rank == rank) return 0;
   return pf_diag_error(diag, PF_ESHAPE, "%s: input %d is %s; expected rank %d",
                        kernel, idx, pf_spec_str(&in[idx], s, sizeof s), rank);
@@ -43,7 +43,7 @@ int pf_builtin_want_rank(const char *kernel, const pf_spec *in, int idx,
 
 int pf_builtin_want_same_dtype(const char *kernel, const pf_spec *in, int idx,
                                pf_diag *diag) {
-  char a[PF_SPEC_STR_MAX], b[PF_SPEC_STR_MAX];
+  char a[PF_BUILTIN_SPEC_STR], b[PF_BUILTIN_SPEC_STR];
   if (in[idx].dtype == in[0].dtype) return 0;
   return pf_diag_error(diag, PF_EDTYPE,
                        "%s: input %d is %s but input 0 is %s; they must have "
@@ -54,7 +54,7 @@ int pf_builtin_want_same_dtype(const char *kernel, const pf_spec *in, int idx,
 
 int pf_builtin_want_same(const char *kernel, const pf_spec *in, int idx,
                          pf_diag *diag) {
-  char a[PF_SPEC_STR_MAX], b[PF_SPEC_STR_MAX];
+  char a[PF_BUILTIN_SPEC_STR], b[PF_BUILTIN_SPEC_STR];
   if (pf_spec_equal(&in[idx], &in[0])) return 0;
   return pf_diag_error(
       diag, in[idx].dtype != in[0].dtype ? PF_EDTYPE : PF_ESHAPE,
@@ -110,7 +110,7 @@ int pf_builtin_float_attr(const char *kernel, const pf_attrs *attrs,
 int pf_builtin_axis_attr(const char *kernel, const pf_attrs *attrs,
                          const char *name, int64_t dflt, const pf_spec *spec,
                          int *axis, pf_diag *diag) {
-  char s[PF_SPEC_STR_MAX];
+  char s[PF_BUILTIN_SPEC_STR];
   int64_t v;
   int rc = pf_builtin_int_attr(kernel, attrs, name, dflt, INT64_MIN, INT64_MAX,
                                &v, diag);

@@ -12,13 +12,13 @@ enum { OP_ADD, OP_SUB, OP_MUL };
   static void binary_##S(int op, int64_t n, const T *a, const T *b, T *o) { \
     switch (op) {                                                           \
       case OP_ADD:                                                          \
-        for (int64_t i = 0; i < n; i++) o[i] = (T)((U)a[i] + (U)b[i]);     \
+        for (int64_t i = 0; i < n; i++) o[i] = (T)((U)a[i] + (U)b[i]);      \
         break;                                                              \
       case OP_SUB:                                                          \
-        for (int64_t i = 0; i < n; i++) o[i] = (T)((U)a[i] - (U)b[i]);     \
+        for (int64_t i = 0; i < n; i++) o[i] = (T)((U)a[i] - (U)b[i]);      \
         break;                                                              \
       default:                                                              \
-        for (int64_t i = 0; i < n; i++) o[i] = (T)((U)a[i] * (U)b[i]);     \
+        for (int64_t i = 0; i < n; i++) o[i] = (T)((U)a[i] * (U)b[i]);      \
         break;                                                              \
     }                                                                       \
   }
@@ -29,8 +29,8 @@ DEFINE_BINARY(i64, int64_t, uint64_t)
 
 static int binary_shape(const char *kernel, const pf_spec *in, pf_spec *out,
                         pf_diag *diag) {
-  int rc = pf_builtin_want_all_same(kernel, 2, in, PF_DT_FLOAT | PF_DT_INT,
-                                    diag);
+  int rc = pf_builtin_want_all_same(kernel, 2, in,
+                                    PF_BUILTIN_FLOATS | PF_BUILTIN_INTS, diag);
   if (rc == 0) out[0] = in[0];
   return rc;
 }
@@ -49,13 +49,13 @@ static int binary_compute(const pf_kernel_call *call, int op) {
   return 0;
 }
 
-#define BINARY_KERNEL(name, op)                                              \
+#define BINARY_KERNEL(name, op)                                               \
   static int name##_shape(const pf_attrs *attrs, int n_in, const pf_spec *in, \
-                          int n_out, pf_spec *out, pf_diag *diag) {          \
-    return binary_shape(#name, in, out, diag);                               \
-  }                                                                          \
-  static int name##_compute(const pf_kernel_call *call) {                   \
-    return binary_compute(call, op);                                         \
+                          int n_out, pf_spec *out, pf_diag *diag) {           \
+    return binary_shape(#name, in, out, diag);                                \
+  }                                                                           \
+  static int name##_compute(const pf_kernel_call *call) {                     \
+    return binary_compute(call, op);                                          \
   }
 BINARY_KERNEL(add, OP_ADD)
 BINARY_KERNEL(sub, OP_SUB)
@@ -64,7 +64,7 @@ BINARY_KERNEL(mul, OP_MUL)
 /* The float-only kernels: n_in inputs of one f32 or f64 spec, output alike. */
 static int float_shape(const char *kernel, int n_in, const pf_spec *in,
                        pf_spec *out, pf_diag *diag) {
-  int rc = pf_builtin_want_all_same(kernel, n_in, in, PF_DT_FLOAT, diag);
+  int rc = pf_builtin_want_all_same(kernel, n_in, in, PF_BUILTIN_FLOATS, diag);
   if (rc == 0) out[0] = in[0];
   return rc;
 }
@@ -81,7 +81,7 @@ static int scale_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
 static int scale_compute(const pf_kernel_call *call) {
   double alpha = pf_attrs_get_float(call->attrs, "alpha", 1);
   int64_t n = pf_spec_numel(&call->out[0].spec);
-  PF_FLOAT_SWITCH(call->in[0].spec.dtype, {
+  PF_BUILTIN_FLOAT_SWITCH(call->in[0].spec.dtype, {
     const T *x = call->in[0].data;
     T *o = call->out[0].data, a = (T)alpha;
     for (int64_t i = 0; i < n; i++) o[i] = a * x[i];
@@ -96,7 +96,7 @@ static int relu_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
 
 static int relu_compute(const pf_kernel_call *call) {
   int64_t n = pf_spec_numel(&call->out[0].spec);
-  PF_FLOAT_SWITCH(call->in[0].spec.dtype, {
+  PF_BUILTIN_FLOAT_SWITCH(call->in[0].spec.dtype, {
     const T *x = call->in[0].data;
     T *o = call->out[0].data;
     for (int64_t i = 0; i < n; i++) o[i] = x[i] > 0 ? x[i] : 0;
@@ -111,7 +111,7 @@ static int relu_grad_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
 
 static int relu_grad_compute(const pf_kernel_call *call) {
   int64_t n = pf_spec_numel(&call->out[0].spec);
-  PF_FLOAT_SWITCH(call->in[0].spec.dtype, {
+  PF_BUILTIN_FLOAT_SWITCH(call->in[0].spec.dtype, {
     const T *g = call->in[0].data, *x = call->in[1].data;
     T *o = call->out[0].data;
     for (int64_t i = 0; i < n; i++) o[i] = x[i] > 0 ? g[i] : 0;
@@ -130,7 +130,7 @@ static int sgd_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
 static int sgd_compute(const pf_kernel_call *call) {
   double lr = pf_attrs_get_float(call->attrs, "lr", 0.01);
   int64_t n = pf_spec_numel(&call->out[0].spec);
-  PF_FLOAT_SWITCH(call->in[0].spec.dtype, {
+  PF_BUILTIN_FLOAT_SWITCH(call->in[0].spec.dtype, {
     const T *p = call->in[0].data, *g = call->in[1].data;
     T *o = call->out[0].data, r = (T)lr;
     for (int64_t i = 0; i < n; i++) o[i] = p[i] - r * g[i];
@@ -146,9 +146,10 @@ static void sgd_cost(const pf_attrs *attrs, int n_in, const pf_spec *in,
 
 static int bias_add_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
                           int n_out, pf_spec *out, pf_diag *diag) {
-  char x[PF_SPEC_STR_MAX], b[PF_SPEC_STR_MAX];
+  char x[PF_BUILTIN_SPEC_STR], b[PF_BUILTIN_SPEC_STR];
   int rc;
-  if ((rc = pf_builtin_want_dtype("bias_add", in, 0, PF_DT_FLOAT, diag)) ||
+  if ((rc = pf_builtin_want_dtype("bias_add", in, 0, PF_BUILTIN_FLOATS,
+                                  diag)) ||
       (rc = pf_builtin_want_same_dtype("bias_add", in, 1, diag)) ||
       (rc = pf_builtin_want_rank("bias_add", in, 1, 1, diag)))
     return rc;
@@ -166,7 +167,7 @@ static int bias_add_compute(const pf_kernel_call *call) {
   const pf_spec *s = &call->in[0].spec;
   int64_t rows, m, one;
   pf_builtin_split_axis(s, s->rank - 1, &rows, &m, &one);
-  PF_FLOAT_SWITCH(s->dtype, {
+  PF_BUILTIN_FLOAT_SWITCH(s->dtype, {
     const T *x = call->in[0].data, *b = call->in[1].data;
     T *o = call->out[0].data;
     for (int64_t r = 0; r < rows; r++)
@@ -175,7 +176,7 @@ static int bias_add_compute(const pf_kernel_call *call) {
   return 0;
 }
 
-#define DEF(kname, nin, costfn)                                         \
+#define DEF(kname, nin, costfn)                                     \
   {.name = #kname, .n_in = nin, .n_out = 1, .shape = kname##_shape, \
    .cost = costfn, .compute = kname##_compute}
 static const pf_kernel_def defs[] = {

@@ -9,7 +9,7 @@
 /* The per-device spec from the "shape" and "dtype" attributes. */
 static int spec_attr(const char *kernel, const pf_attrs *attrs, pf_spec *out,
                      pf_diag *diag) {
-  char s[PF_SPEC_STR_MAX];
+  char s[PF_BUILTIN_SPEC_STR];
   const int64_t *dims;
   int64_t dt;
   int rc, n = pf_attrs_get_ints(attrs, "shape", &dims);
@@ -86,8 +86,8 @@ static int iota_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
 }
 
 /* out[i] = start + i*step in out's dtype; fill is the ramp of step 0. */
-#define RAMP(T, out, n, start, step)       \
-  for (int64_t i = 0; i < (n); i++)        \
+#define RAMP(T, out, n, start, step) \
+  for (int64_t i = 0; i < (n); i++)  \
     ((T *)(out))[i] = (T)((start) + (double)i * (step))
 
 static void ramp(const pf_view *out, double start, double step) {

@@ -14,25 +14,25 @@
 #include "kernels/registry.h"
 
 /* Room for pf_spec_str of any valid spec. */
-#define PF_SPEC_STR_MAX 200
+#define PF_BUILTIN_SPEC_STR 200
 
 /* Dtype sets for pf_builtin_want_dtype. */
-#define PF_DT_BIT(dt) (1u << (unsigned)(dt))
-#define PF_DT_FLOAT (PF_DT_BIT(PF_F32) | PF_DT_BIT(PF_F64))
-#define PF_DT_INT (PF_DT_BIT(PF_I32) | PF_DT_BIT(PF_I64))
+#define PF_BUILTIN_DT(dt) (1u << (unsigned)(dt))
+#define PF_BUILTIN_FLOATS (PF_BUILTIN_DT(PF_F32) | PF_BUILTIN_DT(PF_F64))
+#define PF_BUILTIN_INTS (PF_BUILTIN_DT(PF_I32) | PF_BUILTIN_DT(PF_I64))
 
 /* Runs the statements given with T the C type of `dt`, f32 or f64 (the
  * shape functions refused every other dtype). One body for both precisions
  * keeps the float kernels from being written twice. */
-#define PF_FLOAT_SWITCH(dt, ...) \
-  do {                           \
-    if ((dt) == PF_F32) {        \
-      typedef float T;           \
-      __VA_ARGS__                \
-    } else if ((dt) == PF_F64) { \
-      typedef double T;          \
-      __VA_ARGS__                \
-    }                            \
+#define PF_BUILTIN_FLOAT_SWITCH(dt, ...) \
+  do {                                   \
+    if ((dt) == PF_F32) {                \
+      typedef float T;                   \
+      __VA_ARGS__                        \
+    } else if ((dt) == PF_F64) {         \
+      typedef double T;                  \
+      __VA_ARGS__                        \
+    }                                    \
   } while (0)
 
 /* One per builtin_*.c file. */
@@ -52,7 +52,7 @@ void pf_builtin_cost(int n_in, const pf_spec *in, int n_out, const pf_spec *out,
 void pf_builtin_cost_numel(const pf_attrs *attrs, int n_in, const pf_spec *in,
                            int n_out, const pf_spec *out, pf_cost *cost);
 
-/* PF_EDTYPE unless in[idx]'s dtype is in `allowed` (a PF_DT_ set). */
+/* PF_EDTYPE unless in[idx]'s dtype is in `allowed` (PF_BUILTIN_FLOATS, ...). */
 int pf_builtin_want_dtype(const char *kernel, const pf_spec *in, int idx,
                           unsigned allowed, pf_diag *diag);
 /* PF_ESHAPE unless in[idx] has rank `rank`. */

@@ -9,10 +9,12 @@
 static int softmax_xent_shape(const pf_attrs *attrs, int n_in,
                               const pf_spec *in, int n_out, pf_spec *out,
                               pf_diag *diag) {
-  char x[PF_SPEC_STR_MAX], l[PF_SPEC_STR_MAX];
+  char x[PF_BUILTIN_SPEC_STR], l[PF_BUILTIN_SPEC_STR];
   int rc;
-  if ((rc = pf_builtin_want_dtype("softmax_xent", in, 0, PF_DT_FLOAT, diag)) ||
-      (rc = pf_builtin_want_dtype("softmax_xent", in, 1, PF_DT_INT, diag)) ||
+  if ((rc = pf_builtin_want_dtype("softmax_xent", in, 0, PF_BUILTIN_FLOATS,
+                                  diag)) ||
+      (rc = pf_builtin_want_dtype("softmax_xent", in, 1, PF_BUILTIN_INTS,
+                                  diag)) ||
       (rc = pf_builtin_want_rank("softmax_xent", in, 0, 2, diag)) ||
       (rc = pf_builtin_want_rank("softmax_xent", in, 1, 1, diag)))
     return rc;
@@ -55,7 +57,7 @@ static int softmax_xent_compute(const pf_kernel_call *call) {
   if (rc != 0) return rc;
   /* Rows are shifted by their max so exp never overflows; sums run in
    * double whatever T is. */
-  PF_FLOAT_SWITCH(s->dtype, {
+  PF_BUILTIN_FLOAT_SWITCH(s->dtype, {
     const T *x = call->in[0].data;
     T *grad = call->out[1].data;
     for (int64_t r = 0; r < n; r++) {

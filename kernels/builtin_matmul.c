@@ -26,11 +26,11 @@ static void dims_of(const pf_spec *a, const pf_spec *b, int ta, int tb,
 
 static int matmul_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
                         int n_out, pf_spec *out, pf_diag *diag) {
-  char a[PF_SPEC_STR_MAX], b[PF_SPEC_STR_MAX];
+  char a[PF_BUILTIN_SPEC_STR], b[PF_BUILTIN_SPEC_STR];
   int64_t ta, tb, kb;
   mm_dims d;
   int rc;
-  if ((rc = pf_builtin_want_dtype("matmul", in, 0, PF_DT_FLOAT, diag)) ||
+  if ((rc = pf_builtin_want_dtype("matmul", in, 0, PF_BUILTIN_FLOATS, diag)) ||
       (rc = pf_builtin_want_same_dtype("matmul", in, 1, diag)) ||
       (rc = pf_builtin_want_rank("matmul", in, 0, 2, diag)) ||
       (rc = pf_builtin_want_rank("matmul", in, 1, 2, diag)) ||

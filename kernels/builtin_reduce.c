@@ -29,7 +29,8 @@ static int reduce_sum_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
                             int n_out, pf_spec *out, pf_diag *diag) {
   int64_t keepdims;
   int axis, rc;
-  if ((rc = pf_builtin_want_dtype("reduce_sum", in, 0, PF_DT_FLOAT, diag)) ||
+  if ((rc = pf_builtin_want_dtype("reduce_sum", in, 0, PF_BUILTIN_FLOATS,
+                                  diag)) ||
       (rc = pf_builtin_axis_attr("reduce_sum", attrs, "axis", 0, &in[0], &axis,
                                  diag)) ||
       (rc = pf_builtin_int_attr("reduce_sum", attrs, "keepdims", 0, 0, 1,
@@ -49,7 +50,7 @@ static int reduce_sum_compute(const pf_kernel_call *call) {
   pf_builtin_split_axis(s, axis, &outer, &len, &inner);
   /* Row by row along the axis, so the inner loop runs over contiguous
    * memory whatever the axis. */
-  PF_FLOAT_SWITCH(s->dtype, {
+  PF_BUILTIN_FLOAT_SWITCH(s->dtype, {
     const T *x = call->in[0].data;
     T *o = call->out[0].data;
     for (int64_t a = 0; a < outer; a++) {
@@ -66,9 +67,9 @@ static int reduce_sum_compute(const pf_kernel_call *call) {
 
 static int argmax_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
                         int n_out, pf_spec *out, pf_diag *diag) {
-  char s[PF_SPEC_STR_MAX];
+  char s[PF_BUILTIN_SPEC_STR];
   int axis, rc;
-  if ((rc = pf_builtin_want_dtype("argmax", in, 0, PF_DT_FLOAT, diag)) ||
+  if ((rc = pf_builtin_want_dtype("argmax", in, 0, PF_BUILTIN_FLOATS, diag)) ||
       (rc = pf_builtin_axis_attr("argmax", attrs, "axis", -1, &in[0], &axis,
                                  diag)))
     return rc;
@@ -92,7 +93,7 @@ static int argmax_compute(const pf_kernel_call *call) {
   if (len == 0) return 0; /* then the output is empty (see argmax_shape) */
   /* Ties go to the first index; a NaN wins over numbers, the first NaN over
    * later ones (as numpy does), so a NaN in the input is never hidden. */
-  PF_FLOAT_SWITCH(s->dtype, {
+  PF_BUILTIN_FLOAT_SWITCH(s->dtype, {
     const T *x = call->in[0].data;
     for (int64_t a = 0; a < outer; a++)
       for (int64_t i = 0; i < inner; i++) {

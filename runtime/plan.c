@@ -339,7 +339,7 @@ static int writers_check(const pf_plan *p, pf_diag *d) {
 
 int pf_plan_check(const pf_plan *p, int num_devices, pf_diag *diag) {
   int rc;
-  pf_diag_init(diag);
+  if (diag != NULL) pf_diag_init(diag);
   if (p == NULL) return pf_diag_error(diag, PF_EINVAL, "plan check: no plan");
   if (p->num_devices < 1 || p->num_devices > num_devices)
     return pf_diag_error(diag, PF_EDECODE,

@@ -254,7 +254,7 @@ int pf_plan_decode(const uint8_t *buf, size_t len, int num_devices,
   int rc;
   if (out == NULL) return PF_EINVAL;
   *out = NULL;
-  pf_diag_init(diag);
+  if (diag != NULL) pf_diag_init(diag);
   if (buf == NULL && len > 0)
     return pf_diag_error(diag, PF_EINVAL, "plan decode: NULL buffer");
   if (len > PF_WIRE_MAX_MESSAGE)

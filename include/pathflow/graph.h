@@ -72,8 +72,12 @@ typedef struct pf_program_desc {
    * value's own sharding if it lives on a slice of the same size, else
    * replicated. */
   const pf_sharding *in_shardings;
-  /* Sharding of each output over the slice; NULL means replicated. The
-   * kernel's shape function gives shard specs; the global spec follows. */
+  /* Sharding of each output over the slice. The kernel's shape function
+   * gives shard specs; the global spec follows. NULL means: split like the
+   * first input consumed split (right for elementwise ops and for x @ w
+   * with x split by rows), else replicated. A kernel whose output is a
+   * partial result (a sum over a split axis) needs an explicit sharding and
+   * a collective; pathflow cannot tell. */
   const pf_sharding *out_shardings;
 } pf_program_desc;
 

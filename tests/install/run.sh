@@ -21,3 +21,4 @@ echo "== find_package(pathflow)"
 cmake -S "$src/tests/install" -B "$tmp/outside" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/outside" >/dev/null
 "$tmp/outside/outside"
+"$tmp/outside/outside_static"
