@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "graph/collective.h"
 #include "graph/graph_internal.h"
 #include "pathflow/error.h"
 
@@ -241,6 +242,9 @@ int pf_graph_input(pf_graph *g, const char *name, const pf_spec *spec,
   return 0;
 }
 
+static int add_checked(pf_graph *g, pf_gprogram *p, const pf_sharding *out_sh,
+                       pf_value_t *outs, pf_program_t *prog, pf_diag *d);
+
 /* Without explicit output shardings, an output follows the first input
  * consumed split (the batch-split case: elementwise ops, x @ w with x split
  * by rows). The rank check happens in pf_graph_infer_with. */
@@ -254,13 +258,10 @@ static pf_sharding default_out_sharding(const pf_gprogram *p,
 int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
                      pf_value_t *outs, pf_program_t *prog) {
   pf_gprogram p;
-  pf_spec out_specs[PF_MAX_ARGS];
-  pf_sharding in_sh[PF_MAX_ARGS];
-  pf_value_t out_ids[PF_MAX_ARGS];
+  pf_sharding in_sh[PF_MAX_ARGS], out_sh[PF_MAX_ARGS];
   const pf_kernel *k;
   char autoname[PF_NAME_MAX + 1];
   pf_diag *d;
-  int rc;
   if (g == NULL || desc == NULL) return PF_EINVAL;
   d = begin(g);
   if (desc->kernel == NULL)
@@ -314,40 +315,98 @@ int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
   p.in = (pf_value_t *)desc->in;
   p.in_shardings = in_sh;
   p.n_out = k->def.n_out;
-  /* The validator's per-program check is the one source of truth; outputs
-   * do not exist yet, so it is run with out == NULL semantics via infer. */
-  {
-    pf_gprogram probe = p;
-    pf_sharding out_sh[PF_MAX_ARGS];
-    for (int i = 0; i < p.n_out; i++)
-      out_sh[i] = desc->out_shardings ? desc->out_shardings[i]
-                                       : default_out_sharding(&p, in_sh);
-    /* infer reads output shardings from the output values; stage them in
-     * temporary values appended below only on success. */
-    probe.out = NULL;
-    rc = pf_graph_infer_with(g, &probe, out_sh, out_specs, d);
-    if (rc != 0) return rc;
-    for (int i = 0; i < p.n_out; i++) {
-      pf_gvalue v;
-      v.spec = out_specs[i];
-      v.slice = p.slice;
-      v.sharding = out_sh[i];
-      v.producer = (pf_program_t)g->n_programs;
-      v.output_index = i;
-      if (pf_graph_add_value(g, &v) != 0)
-        return pf_diag_error(d, PF_ENOMEM, "program \"%s\": out of memory",
-                             p.name);
-      out_ids[i] = (pf_value_t)(g->n_values - 1);
+  for (int i = 0; i < p.n_out; i++)
+    out_sh[i] = desc->out_shardings ? desc->out_shardings[i]
+                                     : default_out_sharding(&p, in_sh);
+  return add_checked(g, &p, out_sh, outs, prog, d);
+}
+
+/* Runs the shape rule on a program not yet in the graph and, if it holds,
+ * appends its output values and the program. */
+static int add_checked(pf_graph *g, pf_gprogram *p, const pf_sharding *out_sh,
+                       pf_value_t *outs, pf_program_t *prog, pf_diag *d) {
+  pf_spec out_specs[PF_MAX_ARGS];
+  pf_value_t out_ids[PF_MAX_ARGS];
+  int rc;
+  p->out = NULL;
+  if ((rc = pf_graph_infer_with(g, p, out_sh, out_specs, d)) != 0) return rc;
+  for (int i = 0; i < p->n_out; i++) {
+    pf_gvalue v;
+    v.spec = out_specs[i];
+    v.slice = p->slice;
+    v.sharding = out_sh[i];
+    v.producer = (pf_program_t)g->n_programs;
+    v.output_index = i;
+    if (pf_graph_add_value(g, &v) != 0) {
+      g->n_values -= (size_t)i;
+      return pf_diag_error(d, PF_ENOMEM, "program \"%s\": out of memory", p->name);
     }
+    out_ids[i] = (pf_value_t)(g->n_values - 1);
   }
-  p.out = out_ids;
-  if (pf_graph_add_program(g, &p) != 0) {
-    g->n_values -= (size_t)p.n_out;
-    return pf_diag_error(d, PF_ENOMEM, "program \"%s\": out of memory", p.name);
+  p->out = out_ids;
+  if (pf_graph_add_program(g, p) != 0) {
+    g->n_values -= (size_t)p->n_out;
+    return pf_diag_error(d, PF_ENOMEM, "program \"%s\": out of memory", p->name);
   }
-  if (outs != NULL) memcpy(outs, out_ids, (size_t)p.n_out * sizeof *outs);
+  if (outs != NULL) memcpy(outs, out_ids, (size_t)p->n_out * sizeof *outs);
   if (prog != NULL) *prog = (pf_program_t)(g->n_programs - 1);
   return 0;
+}
+
+int pf_graph_collective(pf_graph *g, const pf_collective_desc *desc,
+                        pf_value_t *out, pf_program_t *prog) {
+  pf_gprogram p;
+  pf_sharding in_sh, out_sh;
+  pf_spec dummy;
+  char autoname[PF_NAME_MAX + 1];
+  const pf_gvalue *v;
+  pf_diag *d;
+  pf_attrs *attrs;
+  int rc;
+  if (g == NULL || desc == NULL || out == NULL) return PF_EINVAL;
+  d = begin(g);
+  if ((unsigned)desc->kind >= PF_COLLECTIVE_COUNT)
+    return pf_diag_error(d, PF_EINVAL, "collective: unknown kind %d", desc->kind);
+  if (desc->slice < 0 || (size_t)desc->slice >= g->n_slices)
+    return pf_diag_error(d, PF_EINVAL, "collective: no slice %d", desc->slice);
+  if (desc->in < 0 || (size_t)desc->in >= g->n_values)
+    return pf_diag_error(d, PF_EINVAL, "collective: input is no value (%d)", desc->in);
+  if (desc->name == NULL)
+    snprintf(autoname, sizeof autoname, "%s_%zu", pf_collective_name(desc->kind),
+             g->n_programs);
+  else if (!name_ok(desc->name))
+    return pf_diag_error(d, PF_EINVAL, "collective: name must be 1..%d bytes", PF_NAME_MAX);
+  memset(&p, 0, sizeof p);
+  p.name = desc->name ? (char *)desc->name : autoname;
+  if (program_find(g, p.name) >= 0)
+    return pf_diag_error(d, PF_EEXIST, "collective \"%s\": name already in use", p.name);
+  v = &g->values[desc->in];
+  /* Allgather consumes the value split along its axis; the others take the
+   * blocks as they lie when the slice has the value's size. */
+  if (desc->kind == PF_ALLGATHER)
+    in_sh = pf_split(desc->axis);
+  else if (g->slices[v->slice].num_devices == g->slices[desc->slice].num_devices)
+    in_sh = v->sharding;
+  else
+    in_sh = pf_replicated();
+  if ((rc = pf_attrs_create(&attrs)) != 0 ||
+      (rc = pf_attrs_set_int(attrs, PF_COLL_ATTR_OP, desc->op)) != 0 ||
+      (rc = pf_attrs_set_int(attrs, PF_COLL_ATTR_AXIS, desc->axis)) != 0 ||
+      (rc = pf_attrs_set_int(attrs, PF_COLL_ATTR_ROOT, desc->root)) != 0) {
+    pf_attrs_destroy(attrs);
+    return pf_diag_error(d, PF_ENOMEM, "collective: out of memory");
+  }
+  p.kernel = (char *)pf_collective_kernel(desc->kind);
+  p.attrs = attrs;
+  p.slice = desc->slice;
+  p.n_in = 1;
+  p.in = (pf_value_t *)&desc->in;
+  p.in_shardings = &in_sh;
+  p.n_out = 1;
+  rc = pf_collective_infer(g, &p, &out_sh, &dummy, d);
+  if (rc == 0) rc = add_checked(g, &p, &out_sh, out, prog, d);
+  pf_attrs_destroy(attrs);
+  return rc;
 }
 
 int pf_graph_output(pf_graph *g, const char *name, pf_value_t value) {

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/layout.h"
 #include "base/util.h"
+#include "graph/collective.h"
 #include "graph/graph_internal.h"
 #include "pathflow/error.h"
 
@@ -18,6 +20,16 @@ int pf_graph_infer_with(const pf_graph *g, const pf_gprogram *p,
   char what[PF_NAME_MAX + 64], buf[128];
   pf_diag kd;
   int rc;
+  if (pf_collective_from_kernel(p->kernel) >= 0) {
+    pf_sharding sh;
+    if ((rc = pf_collective_infer(g, p, &sh, &out[0], d)) != 0) return rc;
+    if (!pf_sharding_equal(sh, out_sh[0]))
+      return pf_diag_error(d, PF_EINVAL,
+                           "collective \"%s\": output sharding differs from what "
+                           "%s gives",
+                           p->name, p->kernel);
+    return 0;
+  }
   if (k == NULL)
     return pf_diag_error(d, PF_ENOKERNEL,
                          "program \"%s\": no kernel \"%s\" for %s devices",

@@ -310,7 +310,9 @@ static void test_passthrough_outputs(void **state) {
     float v = ((float *)pf_tensor_data(in))[i];
     assert_true(((float *)pf_tensor_data(b))[i] == (v > 0 ? v : 0));
   }
-  assert_int_equal(pf_future_fetch(f, "nope", &a), PF_ENOTFOUND);
+  pf_tensor *none = (pf_tensor *)&none;
+  assert_int_equal(pf_future_fetch(f, "nope", &none), PF_ENOTFOUND);
+  assert_null(none);
   pf_tensor_destroy(a);
   pf_tensor_destroy(b);
   pf_tensor_destroy(c);

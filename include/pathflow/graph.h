@@ -92,6 +92,55 @@ typedef struct pf_program_desc {
 int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
                      pf_value_t *outs, pf_program_t *prog);
 
+/* Collectives: communication over the devices of a slice, as graph nodes.
+ * Each device d of the slice holds a block B_d of the input (its shard as
+ * consumed); n is the slice size.
+ *   ALLREDUCE      out (replicated, spec of B) = op over d of B_d
+ *   ALLGATHER      input consumed split(axis); out (replicated) = the whole
+ *                  value, the blocks concatenated along axis
+ *   REDUCE_SCATTER out split(axis) = block d of (op over d of B_d); B's axis
+ *                  must divide by n
+ *   BROADCAST      out (replicated, spec of B) = B_root
+ *   ALL_TO_ALL     input must live split(a) on a slice of the same size;
+ *                  out = the same value split(axis) instead (axis != a)
+ * Reductions accept f32, f64, i32, i64 (MEAN: f32, f64 only). Collectives
+ * lower to MPI nonblocking collectives on a communicator made once per
+ * distinct set of ranks, issued by every rank in the same (gang) order. */
+typedef enum pf_collective_kind {
+  PF_ALLREDUCE = 0,
+  PF_ALLGATHER = 1,
+  PF_REDUCE_SCATTER = 2,
+  PF_BROADCAST = 3,
+  PF_ALL_TO_ALL = 4,
+  PF_COLLECTIVE_COUNT
+} pf_collective_kind;
+
+typedef enum pf_reduce_op {
+  PF_REDUCE_SUM = 0,
+  PF_REDUCE_MAX = 1,
+  PF_REDUCE_MIN = 2,
+  PF_REDUCE_MEAN = 3,
+  PF_REDUCE_COUNT
+} pf_reduce_op;
+
+typedef struct pf_collective_desc {
+  const char *name; /* NULL: named "<collective>_<id>" */
+  pf_collective_kind kind;
+  pf_slice_t slice;
+  pf_value_t in;
+  pf_reduce_op op; /* ALLREDUCE, REDUCE_SCATTER */
+  int axis;        /* ALLGATHER, REDUCE_SCATTER, ALL_TO_ALL */
+  int root;        /* BROADCAST: shard index in the slice */
+} pf_collective_desc;
+
+/* Adds a collective; writes its output value to *out. Stored in the graph as
+ * a program whose kernel is "pf.allreduce", "pf.allgather", ...
+ * Errors: PF_EINVAL (bad kind, op, root, slice or value), PF_ESPLIT (axis
+ * out of range or not divisible), PF_EDTYPE (reduction of a dtype it
+ * cannot reduce), PF_EEXIST (name taken). */
+int pf_graph_collective(pf_graph *g, const pf_collective_desc *desc,
+                        pf_value_t *out, pf_program_t *prog);
+
 /* Number of outputs of kernel `name` for device kind `kind`, or PF_ENOKERNEL. */
 int pf_kernel_outputs(pf_context *ctx, const char *name, pf_device_kind kind);
 

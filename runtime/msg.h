@@ -1,0 +1,68 @@
+/* Internal: control messages between the controller and the executors.
+ *
+ * The same struct travels in-process (rank 0 talking to its own executor:
+ * no encoding, tensor data passed as storages) and over MPI (encoded as
+ * pathflow.Control by runtime/msg_codec.c, decoded with every field
+ * checked).
+ */
+#ifndef PF_RUNTIME_MSG_H
+#define PF_RUNTIME_MSG_H
+
+#include <stdint.h>
+
+#include "runtime/plan.h"
+#include "runtime/storage.h"
+
+typedef enum pf_msg_kind {
+  PF_MSG_NONE = 0,
+  PF_MSG_REGISTER,    /* executor -> controller, at start: host, devices */
+  PF_MSG_LOAD,        /* plan */
+  PF_MSG_LOAD_DONE,   /* executable, status, message */
+  PF_MSG_RUN,         /* executable, step, inputs, outputs, drop */
+  PF_MSG_STEP_DONE,   /* executable, step, status, message */
+  PF_MSG_FETCH,       /* request, buffer, shards */
+  PF_MSG_FETCH_REPLY, /* request, status, message, shards, data */
+  PF_MSG_PUT,         /* buffer, shards[0], spec, data[0] */
+  PF_MSG_RELEASE,     /* ids */
+  PF_MSG_UNLOAD,      /* executable */
+  PF_MSG_SHUTDOWN,
+  PF_MSG_HEARTBEAT,
+  PF_MSG_DUMP         /* print what is pending (watchdog) */
+} pf_msg_kind;
+
+typedef struct pf_msg {
+  pf_msg_kind kind;
+  int32_t from; /* sender rank, filled in by the receiver */
+  uint64_t executable, step, request, buffer;
+  int32_t status;
+  char *message; /* owned; may be NULL */
+  pf_plan *plan; /* LOAD; owned */
+  uint32_t n_inputs, n_outputs, n_drop, n_ids, n_shards;
+  uint64_t *inputs, *outputs, *drop; /* RUN; owned */
+  uint64_t *ids;                     /* RELEASE; owned */
+  int32_t *shards;                   /* FETCH, FETCH_REPLY, PUT; owned */
+  pf_storage **data;                 /* FETCH_REPLY, PUT: one ref per shard */
+  pf_spec spec;                      /* PUT: the shard's spec */
+  char *host;                        /* REGISTER; owned */
+  int32_t n_devices;                 /* REGISTER */
+  int64_t device_memory;             /* REGISTER: per device, bytes */
+} pf_msg;
+
+/* A new zeroed message of `kind` (malloc'd). NULL when out of memory. */
+pf_msg *pf_msg_new(pf_msg_kind kind);
+/* Frees the message and everything it owns. NULL: no-op. */
+void pf_msg_free(pf_msg *m);
+/* "run", "step_done", ... */
+const char *pf_msg_kind_name(pf_msg_kind kind);
+
+/* Serializes to pathflow.Control. *buf is malloc'd, owned by the caller.
+ * Errors: PF_ENOMEM, PF_EINVAL (kind NONE). */
+int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len);
+
+/* Parses a pathflow.Control, checking every field (plans with
+ * pf_plan_check against `num_devices` local devices). *out is a new
+ * message. Errors: PF_EDECODE (naming what is wrong), PF_ENOMEM. */
+int pf_msg_decode(const uint8_t *buf, size_t len, int num_devices,
+                  pf_msg **out, pf_diag *diag);
+
+#endif

@@ -1,0 +1,389 @@
+/* pf_msg <-> pathflow.Control. Decoding trusts nothing: counts, sizes and
+ * strings are checked, plans go through pf_plan_decode. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "pathflow/error.h"
+#include "proto/pathflow.pb-c.h"
+#include "runtime/msg.h"
+
+#define MSG_MAX ((size_t)512 << 20)
+#define IDS_MAX (1u << 20)
+#define STRING_MAX 4096
+
+pf_msg *pf_msg_new(pf_msg_kind kind) {
+  pf_msg *m = calloc(1, sizeof *m);
+  if (m) m->kind = kind;
+  return m;
+}
+
+void pf_msg_free(pf_msg *m) {
+  if (m == NULL) return;
+  free(m->message);
+  pf_plan_free(m->plan);
+  free(m->inputs);
+  free(m->outputs);
+  free(m->drop);
+  free(m->ids);
+  if (m->data)
+    for (uint32_t i = 0; i < m->n_shards; i++) pf_storage_unref(m->data[i]);
+  free(m->data);
+  free(m->shards);
+  free(m->host);
+  free(m);
+}
+
+const char *pf_msg_kind_name(pf_msg_kind k) {
+  static const char *const names[] = {"none",      "register", "load",    "load_done",
+                                      "run",       "step_done", "fetch",  "fetch_reply",
+                                      "put",       "release",  "unload",  "shutdown",
+                                      "heartbeat", "dump"};
+  return (unsigned)k < PF_ARRAY_LEN(names) ? names[k] : "?";
+}
+
+/* ---- encode ---------------------------------------------------------------- */
+
+static ProtobufCBinaryData bytes_of(const pf_storage *s, size_t n) {
+  ProtobufCBinaryData b;
+  b.len = s ? n : 0;
+  b.data = s ? s->data : NULL;
+  return b;
+}
+
+int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
+  Pathflow__Control c = PATHFLOW__CONTROL__INIT;
+  Pathflow__Register reg = PATHFLOW__REGISTER__INIT;
+  Pathflow__Device dev = PATHFLOW__DEVICE__INIT;
+  Pathflow__Device *devs[1] = {&dev};
+  Pathflow__LoadPlan load = PATHFLOW__LOAD_PLAN__INIT;
+  Pathflow__LoadDone load_done = PATHFLOW__LOAD_DONE__INIT;
+  Pathflow__RunStep run = PATHFLOW__RUN_STEP__INIT;
+  Pathflow__StepDone step_done = PATHFLOW__STEP_DONE__INIT;
+  Pathflow__Fetch fetch = PATHFLOW__FETCH__INIT;
+  Pathflow__FetchReply reply = PATHFLOW__FETCH_REPLY__INIT;
+  Pathflow__Put put = PATHFLOW__PUT__INIT;
+  Pathflow__Spec spec = PATHFLOW__SPEC__INIT;
+  Pathflow__Release rel = PATHFLOW__RELEASE__INIT;
+  Pathflow__Unload unload = PATHFLOW__UNLOAD__INIT;
+  ProtobufCBinaryData *datas = NULL;
+  uint8_t *plan_bytes = NULL;
+  int64_t dims[PF_MAX_RANK];
+  int rc = 0;
+  *buf = NULL;
+  switch (m->kind) {
+    case PF_MSG_REGISTER:
+      reg.host = m->host ? m->host : "";
+      dev.kind = PF_DEVICE_CPU;
+      dev.memory = m->device_memory;
+      /* All devices of an executor are alike today: one entry repeated. */
+      reg.n_devices = 0;
+      reg.devices = NULL;
+      if (m->n_devices > 0) {
+        Pathflow__Device **list = pf_mallocn((size_t)m->n_devices, sizeof *list);
+        if (list == NULL) return PF_ENOMEM;
+        for (int i = 0; i < m->n_devices; i++) list[i] = devs[0];
+        reg.devices = list;
+        reg.n_devices = (size_t)m->n_devices;
+      }
+      c.body_case = PATHFLOW__CONTROL__BODY_REGISTER;
+      c.register_ = &reg;
+      break;
+    case PF_MSG_LOAD: {
+      size_t n;
+      if ((rc = pf_plan_encode(m->plan, &plan_bytes, &n)) != 0) return rc;
+      load.plan.data = plan_bytes;
+      load.plan.len = n;
+      c.body_case = PATHFLOW__CONTROL__BODY_LOAD;
+      c.load = &load;
+      break;
+    }
+    case PF_MSG_LOAD_DONE:
+      load_done.executable = m->executable;
+      load_done.status = m->status;
+      load_done.message = m->message ? m->message : "";
+      c.body_case = PATHFLOW__CONTROL__BODY_LOAD_DONE;
+      c.load_done = &load_done;
+      break;
+    case PF_MSG_RUN:
+      run.executable = m->executable;
+      run.step = m->step;
+      run.n_inputs = m->n_inputs;
+      run.inputs = m->inputs;
+      run.n_outputs = m->n_outputs;
+      run.outputs = m->outputs;
+      run.n_drop = m->n_drop;
+      run.drop = m->drop;
+      c.body_case = PATHFLOW__CONTROL__BODY_RUN;
+      c.run = &run;
+      break;
+    case PF_MSG_STEP_DONE:
+      step_done.executable = m->executable;
+      step_done.step = m->step;
+      step_done.status = m->status;
+      step_done.message = m->message ? m->message : "";
+      c.body_case = PATHFLOW__CONTROL__BODY_STEP_DONE;
+      c.step_done = &step_done;
+      break;
+    case PF_MSG_FETCH:
+      fetch.request = m->request;
+      fetch.buffer = m->buffer;
+      fetch.n_shards = m->n_shards;
+      fetch.shards = m->shards;
+      c.body_case = PATHFLOW__CONTROL__BODY_FETCH;
+      c.fetch = &fetch;
+      break;
+    case PF_MSG_FETCH_REPLY:
+      reply.request = m->request;
+      reply.status = m->status;
+      reply.message = m->message ? m->message : "";
+      reply.n_shards = m->n_shards;
+      reply.shards = m->shards;
+      if (m->n_shards > 0 && m->data) {
+        datas = pf_calloc(m->n_shards, sizeof *datas);
+        if (datas == NULL) return PF_ENOMEM;
+        for (uint32_t i = 0; i < m->n_shards; i++)
+          datas[i] = bytes_of(m->data[i], m->data[i] ? m->data[i]->nbytes : 0);
+        reply.n_data = m->n_shards;
+        reply.data = datas;
+      }
+      c.body_case = PATHFLOW__CONTROL__BODY_FETCH_REPLY;
+      c.fetch_reply = &reply;
+      break;
+    case PF_MSG_PUT:
+      put.buffer = m->buffer;
+      put.shard = m->n_shards ? m->shards[0] : 0;
+      for (int i = 0; i < m->spec.rank; i++) dims[i] = m->spec.dims[i];
+      spec.dtype = m->spec.dtype;
+      spec.n_dims = (size_t)m->spec.rank;
+      spec.dims = dims;
+      put.spec = &spec;
+      put.data = bytes_of(m->data ? m->data[0] : NULL, pf_spec_nbytes(&m->spec));
+      c.body_case = PATHFLOW__CONTROL__BODY_PUT;
+      c.put = &put;
+      break;
+    case PF_MSG_RELEASE:
+      rel.n_buffers = m->n_ids;
+      rel.buffers = m->ids;
+      c.body_case = PATHFLOW__CONTROL__BODY_RELEASE;
+      c.release = &rel;
+      break;
+    case PF_MSG_UNLOAD:
+      unload.executable = m->executable;
+      c.body_case = PATHFLOW__CONTROL__BODY_UNLOAD;
+      c.unload = &unload;
+      break;
+    case PF_MSG_SHUTDOWN:
+      c.body_case = PATHFLOW__CONTROL__BODY_SHUTDOWN;
+      c.shutdown = 1;
+      break;
+    case PF_MSG_HEARTBEAT:
+      c.body_case = PATHFLOW__CONTROL__BODY_HEARTBEAT;
+      c.heartbeat = 1;
+      break;
+    case PF_MSG_DUMP:
+      c.body_case = PATHFLOW__CONTROL__BODY_DUMP;
+      c.dump = 1;
+      break;
+    default:
+      return PF_EINVAL;
+  }
+  *len = pathflow__control__get_packed_size(&c);
+  *buf = malloc(*len ? *len : 1);
+  if (*buf == NULL)
+    rc = PF_ENOMEM;
+  else
+    pathflow__control__pack(&c, *buf);
+  free(plan_bytes);
+  free(datas);
+  free(reg.devices);
+  return rc;
+}
+
+/* ---- decode ---------------------------------------------------------------- */
+
+static int bad(pf_diag *d, const char *what) {
+  return pf_diag_error(d, PF_EDECODE, "control message: %s", what);
+}
+
+static char *str_copy(const char *s, pf_diag *d, int *rc) {
+  char *c;
+  if (s == NULL) return NULL;
+  if (strlen(s) > STRING_MAX) {
+    *rc = bad(d, "string too long");
+    return NULL;
+  }
+  if ((c = pf_strdup(s)) == NULL) *rc = PF_ENOMEM;
+  return c;
+}
+
+static uint64_t *ids_copy(const uint64_t *v, size_t n, uint32_t *count, pf_diag *d, int *rc) {
+  uint64_t *c;
+  if (n > IDS_MAX) {
+    *rc = bad(d, "too many ids");
+    return NULL;
+  }
+  c = pf_mallocn(n, sizeof *c);
+  if (c == NULL) {
+    *rc = PF_ENOMEM;
+    return NULL;
+  }
+  if (n) memcpy(c, v, n * sizeof *c);
+  *count = (uint32_t)n;
+  return c;
+}
+
+static int32_t *shards_copy(const int32_t *v, size_t n, pf_diag *d, int *rc) {
+  int32_t *c;
+  if (n > IDS_MAX) {
+    *rc = bad(d, "too many shards");
+    return NULL;
+  }
+  c = pf_mallocn(n, sizeof *c);
+  if (c == NULL) {
+    *rc = PF_ENOMEM;
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (v[i] < 0) {
+      free(c);
+      *rc = bad(d, "negative shard index");
+      return NULL;
+    }
+    c[i] = v[i];
+  }
+  return c;
+}
+
+static pf_storage *storage_from(const ProtobufCBinaryData *b, int *rc) {
+  pf_storage *s = pf_storage_new(b->len, 0);
+  if (s == NULL) {
+    *rc = PF_ENOMEM;
+    return NULL;
+  }
+  if (b->len) memcpy(s->data, b->data, b->len);
+  return s;
+}
+
+static int decode_body(const Pathflow__Control *c, int num_devices, pf_msg *m, pf_diag *d) {
+  int rc = 0;
+  switch (c->body_case) {
+    case PATHFLOW__CONTROL__BODY_REGISTER:
+      m->kind = PF_MSG_REGISTER;
+      if (c->register_->n_devices < 1 || c->register_->n_devices > 4096)
+        return bad(d, "register: device count out of range");
+      m->n_devices = (int32_t)c->register_->n_devices;
+      m->device_memory = c->register_->devices[0]->memory;
+      m->host = str_copy(c->register_->host, d, &rc);
+      return rc;
+    case PATHFLOW__CONTROL__BODY_LOAD:
+      m->kind = PF_MSG_LOAD;
+      return pf_plan_decode(c->load->plan.data, c->load->plan.len, num_devices, &m->plan, d);
+    case PATHFLOW__CONTROL__BODY_LOAD_DONE:
+      m->kind = PF_MSG_LOAD_DONE;
+      m->executable = c->load_done->executable;
+      m->status = c->load_done->status;
+      m->message = str_copy(c->load_done->message, d, &rc);
+      return rc;
+    case PATHFLOW__CONTROL__BODY_RUN:
+      m->kind = PF_MSG_RUN;
+      m->executable = c->run->executable;
+      m->step = c->run->step;
+      m->inputs = ids_copy(c->run->inputs, c->run->n_inputs, &m->n_inputs, d, &rc);
+      if (rc == 0) m->outputs = ids_copy(c->run->outputs, c->run->n_outputs, &m->n_outputs, d, &rc);
+      if (rc == 0) m->drop = ids_copy(c->run->drop, c->run->n_drop, &m->n_drop, d, &rc);
+      return rc;
+    case PATHFLOW__CONTROL__BODY_STEP_DONE:
+      m->kind = PF_MSG_STEP_DONE;
+      m->executable = c->step_done->executable;
+      m->step = c->step_done->step;
+      m->status = c->step_done->status;
+      m->message = str_copy(c->step_done->message, d, &rc);
+      return rc;
+    case PATHFLOW__CONTROL__BODY_FETCH:
+      m->kind = PF_MSG_FETCH;
+      m->request = c->fetch->request;
+      m->buffer = c->fetch->buffer;
+      m->shards = shards_copy(c->fetch->shards, c->fetch->n_shards, d, &rc);
+      m->n_shards = (uint32_t)c->fetch->n_shards;
+      return rc;
+    case PATHFLOW__CONTROL__BODY_FETCH_REPLY: {
+      const Pathflow__FetchReply *r = c->fetch_reply;
+      m->kind = PF_MSG_FETCH_REPLY;
+      m->request = r->request;
+      m->status = r->status;
+      m->message = str_copy(r->message, d, &rc);
+      if (rc) return rc;
+      if (r->status == 0 && r->n_data != r->n_shards)
+        return bad(d, "fetch_reply: data count differs from shard count");
+      m->shards = shards_copy(r->shards, r->n_shards, d, &rc);
+      if (rc) return rc;
+      m->n_shards = (uint32_t)r->n_shards;
+      if (r->n_data == 0) return 0;
+      m->data = pf_calloc(r->n_data, sizeof *m->data);
+      if (m->data == NULL) return PF_ENOMEM;
+      for (size_t i = 0; i < r->n_data && rc == 0; i++) m->data[i] = storage_from(&r->data[i], &rc);
+      return rc;
+    }
+    case PATHFLOW__CONTROL__BODY_PUT: {
+      const Pathflow__Put *p = c->put;
+      m->kind = PF_MSG_PUT;
+      m->buffer = p->buffer;
+      if (p->spec == NULL || p->spec->n_dims > PF_MAX_RANK || p->shard < 0)
+        return bad(d, "put: missing or bad spec");
+      m->spec = pf_spec_make((pf_dtype)p->spec->dtype, (int)p->spec->n_dims, p->spec->dims);
+      if (pf_spec_check(&m->spec) != 0 || pf_spec_nbytes(&m->spec) != p->data.len)
+        return bad(d, "put: data size does not match the spec");
+      m->shards = shards_copy(&p->shard, 1, d, &rc);
+      if (rc) return rc;
+      m->n_shards = 1;
+      m->data = pf_calloc(1, sizeof *m->data);
+      if (m->data == NULL) return PF_ENOMEM;
+      m->data[0] = storage_from(&p->data, &rc);
+      return rc;
+    }
+    case PATHFLOW__CONTROL__BODY_RELEASE:
+      m->kind = PF_MSG_RELEASE;
+      m->ids = ids_copy(c->release->buffers, c->release->n_buffers, &m->n_ids, d, &rc);
+      return rc;
+    case PATHFLOW__CONTROL__BODY_UNLOAD:
+      m->kind = PF_MSG_UNLOAD;
+      m->executable = c->unload->executable;
+      return 0;
+    case PATHFLOW__CONTROL__BODY_SHUTDOWN:
+      m->kind = PF_MSG_SHUTDOWN;
+      return 0;
+    case PATHFLOW__CONTROL__BODY_HEARTBEAT:
+      m->kind = PF_MSG_HEARTBEAT;
+      return 0;
+    case PATHFLOW__CONTROL__BODY_DUMP:
+      m->kind = PF_MSG_DUMP;
+      return 0;
+    default:
+      return bad(d, "no body");
+  }
+}
+
+int pf_msg_decode(const uint8_t *buf, size_t len, int num_devices, pf_msg **out,
+                  pf_diag *d) {
+  Pathflow__Control *c;
+  pf_msg *m;
+  int rc;
+  *out = NULL;
+  if (len > MSG_MAX) return bad(d, "message too large");
+  if ((c = pathflow__control__unpack(NULL, len, buf)) == NULL)
+    return bad(d, "not a pathflow.Control");
+  if ((m = calloc(1, sizeof *m)) == NULL) {
+    pathflow__control__free_unpacked(c, NULL);
+    return PF_ENOMEM;
+  }
+  rc = decode_body(c, num_devices, m, d);
+  pathflow__control__free_unpacked(c, NULL);
+  if (rc != 0) {
+    pf_msg_free(m);
+    if (rc == PF_ENOMEM) pf_diag_error(d, rc, "control message: out of memory");
+    return rc;
+  }
+  *out = m;
+  return 0;
+}

@@ -1,0 +1,26 @@
+/* Internal: an executor's persistent buffers: (buffer id, shard) ->
+ * storage. Owned by the loop thread. */
+#ifndef PF_RUNTIME_STORE_H
+#define PF_RUNTIME_STORE_H
+
+#include <stdint.h>
+
+#include "runtime/storage.h"
+
+typedef struct pf_store pf_store;
+
+int pf_store_create(pf_store **out);
+/* Frees the store and drops every storage reference it holds. */
+void pf_store_destroy(pf_store *s);
+/* Stores `st` (the store takes this reference) under (id, shard), dropping
+ * what was there. Errors: PF_ENOMEM (the reference is dropped). */
+int pf_store_put(pf_store *s, uint64_t id, int32_t shard, pf_storage *st);
+/* The storage under (id, shard), not referenced, or NULL. */
+pf_storage *pf_store_get(const pf_store *s, uint64_t id, int32_t shard);
+/* Drops every shard of `id`. Returns how many there were. */
+int pf_store_drop(pf_store *s, uint64_t id);
+/* Number of (id, shard) entries and their bytes, for the watchdog. */
+size_t pf_store_count(const pf_store *s);
+size_t pf_store_bytes(const pf_store *s);
+
+#endif

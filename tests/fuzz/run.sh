@@ -1,0 +1,49 @@
+#!/bin/sh
+# Runs every fuzzer for SECONDS each, from the seed corpus plus whatever an
+# earlier run left in BUILD_DIR/fuzz/corpus. Exits non-zero if a fuzzer
+# finds a crash, a leak, a timeout or an out-of-memory (artifacts are left
+# in BUILD_DIR/fuzz/artifacts).
+#
+# usage: tests/fuzz/run.sh BUILD_DIR SECONDS
+#   the build dir comes from
+#   CC=clang cmake -S . -B BUILD_DIR -DPF_BUILD_FUZZ=ON -DPF_BUILD_TESTS=OFF
+set -u
+if [ $# -ne 2 ]; then
+  echo "usage: $0 BUILD_DIR SECONDS" >&2
+  exit 2
+fi
+build=$1
+secs=$2
+bin=$build/tests/fuzz
+work=$build/fuzz
+for f in make_seeds fuzz_plan fuzz_graph; do
+  if [ ! -x "$bin/$f" ]; then
+    echo "run.sh: $bin/$f missing: build with -DPF_BUILD_FUZZ=ON first" >&2
+    exit 2
+  fi
+done
+mkdir -p "$work/artifacts" || exit 2
+"$bin/make_seeds" "$work/seeds" || exit 1
+
+# LeakSanitizer runs at the end of every input; abort on UBSan findings.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+status=0
+for t in plan graph; do
+  mkdir -p "$work/corpus/$t"
+  echo "== fuzz_$t for ${secs}s"
+  "$bin/fuzz_$t" "$work/corpus/$t" "$work/seeds/$t" \
+    -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
+    -artifact_prefix="$work/artifacts/$t-" -print_final_stats=1 \
+    >"$work/fuzz_$t.log" 2>&1
+  rc=$?
+  grep -E "^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::new_units_added|stat::peak_rss_mb)" \
+    "$work/fuzz_$t.log"
+  if [ $rc -ne 0 ]; then
+    echo "fuzz_$t FAILED (exit $rc): see $work/fuzz_$t.log" >&2
+    tail -n 40 "$work/fuzz_$t.log" >&2
+    status=1
+  fi
+done
+exit $status

@@ -1,0 +1,376 @@
+#include "transport/mpi.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "pathflow/error.h"
+#include "pathflow/graph.h"
+
+/* Control messages above this size are refused (a plan of a huge graph
+ * still fits). */
+#define CTRL_MAX ((int)(512u << 20))
+
+typedef struct tracked {
+  pf_mpi_cb cb;
+  void *arg;
+} tracked;
+
+typedef struct cached_comm {
+  int32_t *ranks;
+  int n;
+  MPI_Comm comm;
+} cached_comm;
+
+struct pf_mpi {
+  int rank, size, tag_ub;
+  int we_initialized;
+  MPI_Comm ctrl, data, boot;
+  /* Tracked requests: parallel arrays, as MPI_Testsome wants them. */
+  MPI_Request *reqs;
+  tracked *tr;
+  size_t n, cap, cap_tr;
+  int *indices;
+  MPI_Status *statuses;
+  size_t cap_idx, cap_st;
+  cached_comm *comms;
+  size_t n_comms, cap_comms;
+};
+
+int pf_mpi_launched(void) {
+  const char *force = getenv("PATHFLOW_MPI");
+  if (force && *force) return strcmp(force, "0") != 0;
+  return getenv("OMPI_COMM_WORLD_SIZE") != NULL || getenv("PMIX_RANK") != NULL ||
+         getenv("PMI_RANK") != NULL;
+}
+
+static int mpi_fail(pf_diag *d, int err, const char *what) {
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(err, msg, &len);
+  return pf_diag_error(d, PF_EMPI, "%s: %s", what, msg);
+}
+
+int pf_mpi_init(int *argc, char ***argv, pf_mpi **out, pf_diag *d) {
+  pf_mpi *m;
+  int inited = 0, provided = 0, err, flag = 0;
+  int *ub = NULL;
+  *out = NULL;
+  MPI_Initialized(&inited);
+  if (!inited) {
+    err = MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided);
+    if (err != MPI_SUCCESS) return pf_diag_error(d, PF_EMPI, "MPI_Init_thread failed");
+  } else {
+    MPI_Query_thread(&provided);
+  }
+  if (provided < MPI_THREAD_SERIALIZED)
+    return pf_diag_error(d, PF_EMPI,
+                         "MPI provides thread level %d; pathflow needs "
+                         "MPI_THREAD_SERIALIZED (its loop thread makes the MPI calls)",
+                         provided);
+  if ((m = calloc(1, sizeof *m)) == NULL) return PF_ENOMEM;
+  m->we_initialized = !inited;
+  MPI_Comm_rank(MPI_COMM_WORLD, &m->rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &m->size);
+  MPI_Comm_dup(MPI_COMM_WORLD, &m->ctrl);
+  MPI_Comm_dup(MPI_COMM_WORLD, &m->data);
+  MPI_Comm_dup(MPI_COMM_WORLD, &m->boot);
+  /* Errors come back as codes: pathflow reports them with the rank and the
+   * operation, then ends the job itself. */
+  MPI_Comm_set_errhandler(m->ctrl, MPI_ERRORS_RETURN);
+  MPI_Comm_set_errhandler(m->data, MPI_ERRORS_RETURN);
+  MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &flag);
+  m->tag_ub = flag && ub ? *ub : 32767;
+  *out = m;
+  return 0;
+}
+
+void pf_mpi_finalize(pf_mpi *m) {
+  if (m == NULL) return;
+  for (size_t i = 0; i < m->n; i++) {
+    if (m->reqs[i] == MPI_REQUEST_NULL) continue;
+    MPI_Cancel(&m->reqs[i]);
+    MPI_Request_free(&m->reqs[i]);
+  }
+  for (size_t i = 0; i < m->n_comms; i++) {
+    if (m->comms[i].comm != MPI_COMM_NULL) MPI_Comm_free(&m->comms[i].comm);
+    free(m->comms[i].ranks);
+  }
+  MPI_Comm_free(&m->ctrl);
+  MPI_Comm_free(&m->data);
+  MPI_Comm_free(&m->boot);
+  if (m->we_initialized) MPI_Finalize();
+  free(m->comms);
+  free(m->reqs);
+  free(m->tr);
+  free(m->indices);
+  free(m->statuses);
+  free(m);
+}
+
+void pf_mpi_abort(pf_mpi *m, int code, const char *why) {
+  fprintf(stderr, "pathflow: rank %d: %s; ending the job\n", m ? m->rank : -1, why);
+  fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, code);
+  abort();
+}
+
+int pf_mpi_rank(const pf_mpi *m) { return m->rank; }
+int pf_mpi_size(const pf_mpi *m) { return m->size; }
+int pf_mpi_tag_ub(const pf_mpi *m) { return m->tag_ub; }
+MPI_Comm pf_mpi_data_comm(const pf_mpi *m) { return m->data; }
+
+int pf_mpi_gather(pf_mpi *m, const uint8_t *mine, size_t len, uint8_t ***all,
+                  size_t **lens, pf_diag *d) {
+  int mylen = (int)len, *counts = NULL, *displs = NULL, total = 0, err;
+  uint8_t *flat = NULL;
+  if (len > (size_t)CTRL_MAX) return pf_diag_error(d, PF_ERANGE, "registration too large");
+  if (m->rank == 0) {
+    counts = calloc((size_t)m->size, sizeof *counts);
+    displs = calloc((size_t)m->size, sizeof *displs);
+    if (!counts || !displs) goto nomem;
+  }
+  err = MPI_Gather(&mylen, 1, MPI_INT, counts, 1, MPI_INT, 0, m->boot);
+  if (err != MPI_SUCCESS) return mpi_fail(d, err, "registration (MPI_Gather)");
+  if (m->rank == 0) {
+    for (int r = 0; r < m->size; r++) {
+      displs[r] = total;
+      total += counts[r];
+    }
+    if ((flat = malloc(total ? (size_t)total : 1)) == NULL) goto nomem;
+  }
+  err = MPI_Gatherv(mine, mylen, MPI_BYTE, flat, counts, displs, MPI_BYTE, 0, m->boot);
+  if (err != MPI_SUCCESS) return mpi_fail(d, err, "registration (MPI_Gatherv)");
+  if (m->rank == 0) {
+    *all = calloc((size_t)m->size, sizeof **all);
+    *lens = calloc((size_t)m->size, sizeof **lens);
+    if (!*all || !*lens) goto nomem;
+    for (int r = 0; r < m->size; r++) {
+      (*all)[r] = malloc(counts[r] ? (size_t)counts[r] : 1);
+      if ((*all)[r] == NULL) goto nomem;
+      memcpy((*all)[r], flat + displs[r], (size_t)counts[r]);
+      (*lens)[r] = (size_t)counts[r];
+    }
+  }
+  free(flat);
+  free(counts);
+  free(displs);
+  return 0;
+nomem:
+  free(flat);
+  free(counts);
+  free(displs);
+  return pf_diag_error(d, PF_ENOMEM, "registration: out of memory");
+}
+
+/* ---- tracking ------------------------------------------------------------ */
+
+int pf_mpi_track(pf_mpi *m, MPI_Request req, pf_mpi_cb cb, void *arg) {
+  if (pf_grow((void **)&m->reqs, &m->cap, m->n + 1, sizeof *m->reqs) ||
+      pf_grow((void **)&m->tr, &m->cap_tr, m->n + 1, sizeof *m->tr))
+    return PF_ENOMEM;
+  m->reqs[m->n] = req;
+  m->tr[m->n].cb = cb;
+  m->tr[m->n].arg = arg;
+  m->n++;
+  return 0;
+}
+
+int pf_mpi_pending(const pf_mpi *m) { return (int)m->n; }
+
+int pf_mpi_progress(pf_mpi *m) {
+  int outcount = 0, err;
+  size_t w = 0;
+  if (m->n == 0) return 0;
+  if (pf_grow((void **)&m->indices, &m->cap_idx, m->n, sizeof *m->indices) ||
+      pf_grow((void **)&m->statuses, &m->cap_st, m->n, sizeof *m->statuses))
+    return PF_ENOMEM;
+  err = MPI_Testsome((int)m->n, m->reqs, &outcount, m->indices, m->statuses);
+  if (err != MPI_SUCCESS && err != MPI_ERR_IN_STATUS) return PF_EMPI;
+  if (outcount == MPI_UNDEFINED || outcount == 0) return 0;
+  /* Run the callbacks after compacting, so that a callback may track new
+   * requests safely. */
+  {
+    tracked done[64];
+    int n_done = 0, total = outcount;
+    int status_err[64];
+    for (int k = 0; k < outcount; k++) {
+      int i = m->indices[k];
+      int st = (err == MPI_ERR_IN_STATUS && m->statuses[k].MPI_ERROR != MPI_SUCCESS) ? PF_EMPI : 0;
+      if (n_done < 64) {
+        done[n_done] = m->tr[i];
+        status_err[n_done++] = st;
+      } else {
+        m->tr[i].cb(m->tr[i].arg, st); /* rare: more than 64 at once */
+      }
+      m->tr[i].cb = NULL;
+    }
+    for (size_t i = 0; i < m->n; i++)
+      if (m->tr[i].cb != NULL) {
+        m->reqs[w] = m->reqs[i];
+        m->tr[w++] = m->tr[i];
+      }
+    m->n = w;
+    for (int k = 0; k < n_done; k++) done[k].cb(done[k].arg, status_err[k]);
+    return total;
+  }
+}
+
+/* ---- control ------------------------------------------------------------ */
+
+static void free_buffer(void *arg, int status) {
+  (void)status;
+  free(arg);
+}
+
+int pf_mpi_ctrl_send(pf_mpi *m, int peer, uint8_t *buf, size_t len) {
+  MPI_Request req;
+  int err;
+  if (len > (size_t)CTRL_MAX) {
+    free(buf);
+    return PF_ERANGE;
+  }
+  err = MPI_Isend(buf, (int)len, MPI_BYTE, peer, 0, m->ctrl, &req);
+  if (err != MPI_SUCCESS) {
+    free(buf);
+    return PF_EMPI;
+  }
+  if (pf_mpi_track(m, req, free_buffer, buf) != 0) {
+    MPI_Wait(&req, MPI_STATUS_IGNORE);
+    free(buf);
+  }
+  return 0;
+}
+
+int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len) {
+  MPI_Message msg;
+  MPI_Status st;
+  int flag = 0, count = 0, err;
+  *buf = NULL;
+  *len = 0;
+  err = MPI_Improbe(MPI_ANY_SOURCE, 0, m->ctrl, &flag, &msg, &st);
+  if (err != MPI_SUCCESS) return PF_EMPI;
+  if (!flag) return 0;
+  MPI_Get_count(&st, MPI_BYTE, &count);
+  *buf = malloc(count > 0 ? (size_t)count : 1);
+  if (*buf == NULL) {
+    MPI_Mrecv(NULL, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+    return PF_ENOMEM;
+  }
+  /* The message has arrived: this receive does not wait on a peer. */
+  err = MPI_Mrecv(*buf, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+  if (err != MPI_SUCCESS) {
+    free(*buf);
+    *buf = NULL;
+    return PF_EMPI;
+  }
+  *peer = st.MPI_SOURCE;
+  *len = (size_t)count;
+  return 0;
+}
+
+/* ---- data ------------------------------------------------------------------ */
+
+int pf_mpi_box_make(const pf_spec *buffer, const int64_t *offset,
+                    const int64_t *extent, pf_mpi_box *out) {
+  size_t es = pf_dtype_size(buffer->dtype), nbytes = es;
+  int64_t stride = 1, disp = 0;
+  int contiguous = 1, rank = buffer->rank, i = 0;
+  memset(out, 0, sizeof *out);
+  for (int k = 0; k < rank; k++) nbytes *= (size_t)extent[k];
+  for (int k = rank - 1; k >= 0; k--) {
+    disp += offset[k] * stride;
+    stride *= buffer->dims[k];
+  }
+  while (i < rank && extent[i] == 1) i++;
+  for (int k = i + 1; k < rank; k++)
+    if (extent[k] != buffer->dims[k]) contiguous = 0;
+  if (contiguous && nbytes <= (size_t)INT32_MAX) {
+    out->displacement = (size_t)disp * es;
+    out->count = (int)nbytes;
+    out->type = MPI_BYTE;
+    return 0;
+  }
+  {
+    int sizes[PF_MAX_RANK + 1], sub[PF_MAX_RANK + 1], starts[PF_MAX_RANK + 1];
+    MPI_Datatype elem;
+    for (int k = 0; k < rank; k++) {
+      if (buffer->dims[k] > INT32_MAX) return PF_ERANGE;
+      sizes[k] = (int)buffer->dims[k];
+      sub[k] = (int)extent[k];
+      starts[k] = (int)offset[k];
+    }
+    MPI_Type_contiguous((int)es, MPI_BYTE, &elem);
+    if (MPI_Type_create_subarray(rank, sizes, sub, starts, MPI_ORDER_C, elem,
+                                 &out->type) != MPI_SUCCESS) {
+      MPI_Type_free(&elem);
+      return PF_EMPI;
+    }
+    MPI_Type_free(&elem);
+    MPI_Type_commit(&out->type);
+    out->count = 1;
+    out->owned = 1;
+    out->displacement = 0;
+  }
+  return 0;
+}
+
+void pf_mpi_box_free(pf_mpi_box *b) {
+  if (b->owned) MPI_Type_free(&b->type);
+  b->owned = 0;
+}
+
+MPI_Datatype pf_mpi_dtype(pf_dtype dtype) {
+  switch (dtype) {
+    case PF_F32: return MPI_FLOAT;
+    case PF_F64: return MPI_DOUBLE;
+    case PF_I32: return MPI_INT32_T;
+    case PF_I64: return MPI_INT64_T;
+    case PF_U8: return MPI_UINT8_T;
+    default: return MPI_DATATYPE_NULL;
+  }
+}
+
+MPI_Op pf_mpi_op(int reduce_op) {
+  switch (reduce_op) {
+    case PF_REDUCE_MAX: return MPI_MAX;
+    case PF_REDUCE_MIN: return MPI_MIN;
+    default: return MPI_SUM;
+  }
+}
+
+int pf_mpi_comm_for(pf_mpi *m, const int32_t *ranks, int n, MPI_Comm *out) {
+  MPI_Group world, group;
+  int member = 0, err;
+  cached_comm *c;
+  for (size_t i = 0; i < m->n_comms; i++)
+    if (m->comms[i].n == n && memcmp(m->comms[i].ranks, ranks, (size_t)n * sizeof *ranks) == 0) {
+      *out = m->comms[i].comm;
+      return 0;
+    }
+  for (int i = 0; i < n; i++) member |= ranks[i] == m->rank;
+  if (pf_grow((void **)&m->comms, &m->cap_comms, m->n_comms + 1, sizeof *m->comms))
+    return PF_ENOMEM;
+  c = &m->comms[m->n_comms];
+  c->ranks = pf_mallocn((size_t)n, sizeof *ranks);
+  if (c->ranks == NULL) return PF_ENOMEM;
+  memcpy(c->ranks, ranks, (size_t)n * sizeof *ranks);
+  c->n = n;
+  c->comm = MPI_COMM_NULL;
+  if (member) {
+    MPI_Comm_group(m->boot, &world);
+    MPI_Group_incl(world, n, ranks, &group);
+    err = MPI_Comm_create_group(m->boot, group, 1, &c->comm);
+    MPI_Group_free(&group);
+    MPI_Group_free(&world);
+    if (err != MPI_SUCCESS) {
+      free(c->ranks);
+      return PF_EMPI;
+    }
+    MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
+  }
+  m->n_comms++;
+  *out = c->comm;
+  return 0;
+}

@@ -1,0 +1,102 @@
+/* Internal: the MPI transport.
+ *
+ * Thread level MPI_THREAD_SERIALIZED: pf_mpi_init and pf_mpi_finalize run on
+ * the user's thread while no other pathflow thread exists; every other call
+ * here is made by the loop thread only (runtime/runtime.c). No device worker
+ * ever calls MPI.
+ *
+ * Three duplicates of MPI_COMM_WORLD keep traffic apart: control messages
+ * (plans, run, done, fetch...), tensor data (point-to-point transfers), and
+ * the rank registry exchange at start. Collectives run on communicators made
+ * per distinct set of ranks (pf_mpi_comm_for).
+ */
+#ifndef PF_TRANSPORT_MPI_H
+#define PF_TRANSPORT_MPI_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/diag.h"
+#include "pathflow/types.h"
+
+typedef struct pf_mpi pf_mpi;
+
+/* 1 if this process was started by mpirun (or PATHFLOW_MPI=1 forces it),
+ * so that pf_init should initialize MPI; 0 for a plain local process. */
+int pf_mpi_launched(void);
+
+/* MPI_Init_thread(SERIALIZED) unless MPI is already initialized (then the
+ * provided level is checked), and the duplicated communicators.
+ * Errors: PF_EMPI (with the reason in diag), PF_ENOMEM. */
+int pf_mpi_init(int *argc, char ***argv, pf_mpi **out, pf_diag *diag);
+/* Frees the communicators and calls MPI_Finalize if pf_mpi_init called
+ * MPI_Init. Pending requests are cancelled. */
+void pf_mpi_finalize(pf_mpi *m);
+/* Ends the whole job now: prints `why` to stderr and MPI_Abort(code). */
+void pf_mpi_abort(pf_mpi *m, int code, const char *why) __attribute__((noreturn));
+
+int pf_mpi_rank(const pf_mpi *m);
+int pf_mpi_size(const pf_mpi *m);
+/* Usable tags are [0, tag_ub]. */
+int pf_mpi_tag_ub(const pf_mpi *m);
+MPI_Comm pf_mpi_data_comm(const pf_mpi *m);
+
+/* Blocking all-to-root gather of one message per rank (used once, at start,
+ * for device registration). On rank 0, *all gets size() malloc'd buffers and
+ * *lens their lengths (caller frees each and both arrays). */
+int pf_mpi_gather(pf_mpi *m, const uint8_t *mine, size_t len, uint8_t ***all,
+                  size_t **lens, pf_diag *diag);
+
+/* ---- completion tracking ------------------------------------------------ */
+
+/* Called on the loop thread when a tracked request completes: status 0, or
+ * PF_EMPI. */
+typedef void (*pf_mpi_cb)(void *arg, int status);
+
+/* Tracks an already-started request. Errors: PF_ENOMEM. */
+int pf_mpi_track(pf_mpi *m, MPI_Request req, pf_mpi_cb cb, void *arg);
+/* Tests every tracked request once (MPI_Testsome) and runs the callbacks of
+ * those that completed. Returns how many completed, or PF_EMPI. */
+int pf_mpi_progress(pf_mpi *m);
+/* Number of tracked requests not yet completed. */
+int pf_mpi_pending(const pf_mpi *m);
+
+/* ---- control channel ------------------------------------------------------ */
+
+/* Sends a whole control message; `buf` (malloc'd) is freed when sent. */
+int pf_mpi_ctrl_send(pf_mpi *m, int peer, uint8_t *buf, size_t len);
+/* Receives one control message if one has arrived: *buf (malloc'd, owned by
+ * the caller) and *peer, or *buf = NULL when none. Never blocks.
+ * Errors: PF_EMPI, PF_ENOMEM, PF_EDECODE (a message too large). */
+int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len);
+
+/* ---- data -------------------------------------------------------------- */
+
+/* How to address a box of a buffer with MPI: a byte displacement, a count
+ * and a datatype (MPI_BYTE for a contiguous box, else a committed subarray
+ * type that pf_mpi_box_free releases). */
+typedef struct pf_mpi_box {
+  size_t displacement;
+  int count;
+  MPI_Datatype type;
+  int owned;
+} pf_mpi_box;
+
+int pf_mpi_box_make(const pf_spec *buffer, const int64_t *offset,
+                    const int64_t *extent, pf_mpi_box *out);
+void pf_mpi_box_free(pf_mpi_box *b);
+
+/* The MPI datatype of a dtype for reductions (MPI_DATATYPE_NULL if none),
+ * and of a reduce op (pf_reduce_op; MEAN reduces as SUM). */
+MPI_Datatype pf_mpi_dtype(pf_dtype dtype);
+MPI_Op pf_mpi_op(int reduce_op);
+
+/* The communicator over `ranks` (in that order: rank i of the new
+ * communicator is ranks[i]), made once and cached. Every rank in `ranks`
+ * must call this for the same set in the same order (it is collective over
+ * them). Ranks not in the set get MPI_COMM_NULL without communicating.
+ * Errors: PF_EMPI, PF_ENOMEM. */
+int pf_mpi_comm_for(pf_mpi *m, const int32_t *ranks, int n, MPI_Comm *out);
+
+#endif
