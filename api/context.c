@@ -3,8 +3,10 @@
 #include <dlfcn.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/context_internal.h"
 #include "base/util.h"
@@ -23,7 +25,11 @@ int pf_context_error(pf_context *ctx, int code, const char *fmt, ...) {
   return code;
 }
 
+uint64_t pf_context_new_id(pf_context *ctx) { return ++ctx->next_id; }
+
 const char *pf_last_error(const pf_context *ctx) { return ctx ? ctx->diag.msg : ""; }
+int pf_rank(const pf_context *ctx) { return ctx ? ctx->rank : 0; }
+int pf_world_size(const pf_context *ctx) { return ctx ? ctx->size : 0; }
 
 int pf_device_count(const pf_context *ctx, pf_device_kind kind) {
   if (ctx == NULL || (unsigned)kind >= PF_DEVICE_KIND_COUNT) return 0;
@@ -42,72 +48,178 @@ static int cpu_device_count(const pf_init_options *opts, pf_diag *d, int *out) {
   int64_t n;
   int rc;
   if (opts && opts->cpu_devices < 0)
-    return pf_diag_error(d, PF_EINVAL, "pf_init: cpu_devices = %d, need >= 0",
-                         opts->cpu_devices);
+    return pf_diag_error(d, PF_EINVAL, "pf_init: cpu_devices = %d, need >= 0", opts->cpu_devices);
   if (opts && opts->cpu_devices > 0) {
     *out = opts->cpu_devices;
     return 0;
   }
-  if ((rc = pf_env_int("PATHFLOW_CPU_DEVICES", affinity_cores(), 1, 4096, &n, d)))
-    return rc;
+  if ((rc = pf_env_int("PATHFLOW_CPU_DEVICES", affinity_cores(), 1, 4096, &n, d))) return rc;
   *out = (int)n;
   return 0;
 }
 
-int pf_init(int *argc, char ***argv, const pf_init_options *opts,
-            pf_context **out) {
+static int load_plugin(pf_registry *reg, const char *path, pf_diag *d) {
+  void *lib;
+  pf_plugin_init_fn init;
+  int rc;
+  if ((lib = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL)
+    return pf_diag_error(d, PF_ENOTFOUND, "kernels plugin %s: %s", path, dlerror());
+  *(void **)&init = dlsym(lib, PF_PLUGIN_INIT_SYMBOL);
+  if (init == NULL)
+    return pf_diag_error(d, PF_ENOTFOUND, "kernels plugin %s: no symbol %s", path,
+                         PF_PLUGIN_INIT_SYMBOL);
+  /* The library stays loaded: its kernels are called until the process ends. */
+  if ((rc = init(reg)) != 0)
+    return pf_diag_error(d, rc, "kernels plugin %s: %s returned %s", path, PF_PLUGIN_INIT_SYMBOL,
+                         pf_errname(rc));
+  return 0;
+}
+
+static int register_kernels(pf_registry *reg, const pf_init_options *opts, pf_diag *d) {
+  const char *env = getenv("PATHFLOW_KERNELS");
+  int rc;
+  if ((rc = pf_builtin_kernels_register(reg)) != 0)
+    return pf_diag_error(d, rc, "registering the built-in kernels failed");
+  for (int i = 0; opts && opts->kernels && i < opts->n_kernels; i++)
+    if ((rc = pf_registry_add(reg, &opts->kernels[i])) != 0)
+      return pf_diag_error(d, rc, "pf_init: kernel \"%s\": %s",
+                           opts->kernels[i].name ? opts->kernels[i].name : "(null)",
+                           pf_strerror(rc));
+  for (int i = 0; opts && opts->kernel_plugins && opts->kernel_plugins[i]; i++)
+    if ((rc = load_plugin(reg, opts->kernel_plugins[i], d)) != 0) return rc;
+  if (env && *env) {
+    char *copy = pf_strdup(env), *save = NULL;
+    if (copy == NULL) return PF_ENOMEM;
+    for (char *p = strtok_r(copy, ":", &save); p && rc == 0; p = strtok_r(NULL, ":", &save))
+      rc = load_plugin(reg, p, d);
+    free(copy);
+  }
+  return rc;
+}
+
+/* Every rank tells rank 0 its host and devices; rank 0 builds the cluster
+ * view the scheduler places programs on. */
+static int build_cluster(pf_context *ctx, int ncpu, pf_diag *d) {
+  pf_msg *mine = pf_msg_new(PF_MSG_REGISTER);
+  uint8_t *buf = NULL, **all = NULL;
+  size_t len = 0, *lens = NULL;
+  char host[256] = "localhost";
+  int rc = 0, total = 0;
+  int32_t *counts = pf_calloc((size_t)ctx->size, sizeof *counts);
+  if (mine == NULL || counts == NULL) {
+    pf_msg_free(mine);
+    free(counts);
+    return pf_diag_error(d, PF_ENOMEM, "pf_init: out of memory");
+  }
+  gethostname(host, sizeof host - 1);
+  mine->host = pf_strdup(host);
+  mine->n_devices = ncpu;
+  if (ctx->mpi == NULL) {
+    counts[0] = ncpu;
+  } else {
+    rc = pf_msg_encode(mine, &buf, &len);
+    if (rc == 0) rc = pf_mpi_gather(ctx->mpi, buf, len, &all, &lens, d);
+    if (rc == 0 && ctx->rank == 0)
+      for (int r = 0; r < ctx->size && rc == 0; r++) {
+        pf_msg *m;
+        rc = pf_msg_decode(all[r], lens[r], 1, &m, d);
+        if (rc == 0 && m->kind != PF_MSG_REGISTER)
+          rc = pf_diag_error(d, PF_EDECODE, "rank %d: bad registration", r);
+        if (rc == 0) counts[r] = m->n_devices;
+        pf_msg_free(m);
+      }
+  }
+  pf_msg_free(mine);
+  free(buf);
+  for (int r = 0; all && r < ctx->size; r++) free(all[r]);
+  free(all);
+  free(lens);
+  for (int r = 0; r < ctx->size; r++) total += counts[r];
+  if (rc == 0 && ctx->rank == 0) {
+    ctx->cluster.devices = pf_calloc((size_t)total, sizeof *ctx->cluster.devices);
+    if (ctx->cluster.devices == NULL) rc = pf_diag_error(d, PF_ENOMEM, "pf_init: out of memory");
+    for (int r = 0, k = 0; rc == 0 && r < ctx->size; r++)
+      for (int i = 0; i < counts[r]; i++, k++) {
+        ctx->cluster.devices[k].rank = r;
+        ctx->cluster.devices[k].local = i;
+        ctx->cluster.devices[k].kind = PF_DEVICE_CPU;
+      }
+    ctx->cluster.n_ranks = ctx->size;
+    ctx->cluster.n_devices = total;
+    ctx->num_devices[PF_DEVICE_CPU] = total;
+  }
+  free(counts);
+  return rc;
+}
+
+static void context_free(pf_context *ctx) {
+  pf_registry_destroy(ctx->registry);
+  free(ctx->cluster.devices);
+  pthread_mutex_destroy(&ctx->lock);
+  pthread_cond_destroy(&ctx->cond);
+  free(ctx);
+}
+
+int pf_init(int *argc, char ***argv, const pf_init_options *opts, pf_context **out) {
   pf_context *ctx;
-  pf_executor_config cfg;
+  pf_runtime_config cfg;
   pf_diag d;
   int rc, ncpu = 0;
-  (void)argc;
-  (void)argv;
   if (out == NULL) return PF_EINVAL;
   *out = NULL;
   pf_diag_init(&d);
-  if ((rc = cpu_device_count(opts, &d, &ncpu)) != 0) return rc;
   if ((ctx = calloc(1, sizeof *ctx)) == NULL) return PF_ENOMEM;
+  pthread_mutex_init(&ctx->lock, NULL);
+  pthread_cond_init(&ctx->cond, NULL);
+  ctx->size = 1;
   /* Parallelism comes from devices (one worker per core); OpenBLAS threads
    * on top would oversubscribe every core. */
   openblas_set_num_threads(1);
-  if ((rc = pf_registry_create(&ctx->registry)) != 0 ||
-      (rc = pf_builtin_kernels_register(ctx->registry)) != 0)
+  if ((rc = cpu_device_count(opts, &d, &ncpu)) != 0 ||
+      (rc = pf_registry_create(&ctx->registry)) != 0 ||
+      (rc = register_kernels(ctx->registry, opts, &d)) != 0)
     goto fail;
-  ctx->num_devices[PF_DEVICE_CPU] = ncpu;
-  ctx->cluster.n_ranks = 1;
-  ctx->cluster.n_devices = ncpu;
-  ctx->cluster.devices = pf_calloc((size_t)ncpu, sizeof *ctx->cluster.devices);
-  if (ctx->cluster.devices == NULL) {
-    rc = PF_ENOMEM;
-    goto fail;
+  if (pf_mpi_launched()) {
+    if ((rc = pf_mpi_init(argc, argv, &ctx->mpi, &d)) != 0) goto fail;
+    ctx->rank = pf_mpi_rank(ctx->mpi);
+    ctx->size = pf_mpi_size(ctx->mpi);
   }
-  for (int i = 0; i < ncpu; i++) {
-    ctx->cluster.devices[i].rank = 0;
-    ctx->cluster.devices[i].local = i;
-    ctx->cluster.devices[i].kind = PF_DEVICE_CPU;
-  }
+  if ((rc = build_cluster(ctx, ncpu, &d)) != 0) goto fail;
   cfg.num_devices = ncpu;
-  cfg.rank = 0;
   cfg.registry = ctx->registry;
-  if ((rc = pf_runtime_start(&cfg, &ctx->runtime)) != 0) goto fail;
+  cfg.mpi = ctx->mpi;
+  cfg.on_reply = pf_controller_on_reply;
+  cfg.reply_arg = ctx;
+  if ((rc = pf_runtime_start(&cfg, &ctx->runtime)) != 0) {
+    pf_diag_error(&d, rc, "pf_init: could not start the runtime");
+    goto fail;
+  }
+  if (ctx->rank != 0) {
+    /* An executor: serve the controller until it finalizes, then leave. */
+    pf_runtime_wait_shutdown(ctx->runtime);
+    pf_runtime_stop(ctx->runtime);
+    pf_mpi_finalize(ctx->mpi);
+    context_free(ctx);
+    exit(0);
+  }
   *out = ctx;
   return 0;
 fail:
-  pf_registry_destroy(ctx->registry);
-  free(ctx->cluster.devices);
-  free(ctx);
+  fprintf(stderr, "pathflow: rank %d: pf_init failed: %s (%s)\n", ctx->rank,
+          d.msg[0] ? d.msg : pf_strerror(rc), pf_errname(rc));
+  if (ctx->mpi) pf_mpi_abort(ctx->mpi, 1, "pf_init failed");
+  context_free(ctx);
   return rc;
 }
 
 int pf_finalize(pf_context *ctx) {
   if (ctx == NULL) return 0;
   pf_future_free_all(ctx); /* waits for executions in flight */
-  pf_runtime_stop(ctx->runtime);
   pf_executable_free_all(ctx);
-  pf_buffers_clear(&ctx->buffers);
-  pf_registry_destroy(ctx->registry);
-  free(ctx->cluster.devices);
-  free(ctx);
+  pf_buffers_clear(ctx);
+  pf_runtime_stop(ctx->runtime); /* tells the executors to shut down */
+  pf_mpi_finalize(ctx->mpi);
+  context_free(ctx);
   return 0;
 }
 
@@ -120,8 +232,8 @@ int pf_kernel_register(pf_context *ctx, const pf_kernel_def *def) {
     return pf_context_error(ctx, rc, "kernel \"%s\" for %s devices is already registered",
                             def->name, pf_device_kind_name(def->kind));
   if (rc != 0)
-    return pf_context_error(ctx, rc, "kernel \"%s\": bad definition (name, "
-                            "functions, or input/output counts)",
+    return pf_context_error(ctx, rc, "kernel \"%s\": bad definition (name, functions, or "
+                            "input/output counts)",
                             def && def->name ? def->name : "(null)");
   return 0;
 }
@@ -134,22 +246,8 @@ int pf_kernel_outputs(pf_context *ctx, const char *name, pf_device_kind kind) {
 }
 
 int pf_kernels_load(pf_context *ctx, const char *path) {
-  void *lib;
-  pf_plugin_init_fn init;
-  int rc;
   if (ctx == NULL || path == NULL) return PF_EINVAL;
-  pf_context_begin(ctx);
-  if ((lib = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL)
-    return pf_context_error(ctx, PF_ENOTFOUND, "kernels plugin %s: %s", path, dlerror());
-  *(void **)&init = dlsym(lib, PF_PLUGIN_INIT_SYMBOL);
-  if (init == NULL)
-    return pf_context_error(ctx, PF_ENOTFOUND, "kernels plugin %s: no symbol %s",
-                            path, PF_PLUGIN_INIT_SYMBOL);
-  /* The library stays loaded: its kernels are called until the process ends. */
-  if ((rc = init(ctx->registry)) != 0)
-    return pf_context_error(ctx, rc, "kernels plugin %s: %s returned %s", path,
-                            PF_PLUGIN_INIT_SYMBOL, pf_errname(rc));
-  return 0;
+  return load_plugin(ctx->registry, path, pf_context_begin(ctx));
 }
 
 static void graph_env(pf_context *ctx, pf_graph_env *env) {
@@ -168,8 +266,7 @@ int pf_graph_create(pf_context *ctx, pf_graph **out) {
   return pf_graph_new(&env, out);
 }
 
-int pf_graph_decode(pf_context *ctx, const uint8_t *buf, size_t len,
-                    pf_graph **out) {
+int pf_graph_decode(pf_context *ctx, const uint8_t *buf, size_t len, pf_graph **out) {
   pf_graph_env env;
   if (ctx == NULL || out == NULL || (buf == NULL && len > 0)) return PF_EINVAL;
   graph_env(ctx, &env);

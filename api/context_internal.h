@@ -1,4 +1,10 @@
-/* Internal: the context and the objects it owns. */
+/* Internal: the context (the controller on rank 0) and what it owns.
+ *
+ * The controller never touches executor memory directly: it talks to every
+ * executor, its own included, with control messages through the runtime.
+ * Replies arrive on the loop thread (api/controller.c), which completes the
+ * waiters below under ctx->lock.
+ */
 #ifndef PF_API_CONTEXT_INTERNAL_H
 #define PF_API_CONTEXT_INTERNAL_H
 
@@ -10,31 +16,54 @@
 #include "runtime/runtime.h"
 #include "scheduler/schedule.h"
 
-/* A device-resident value: one storage per shard. */
+/* Where shard s of a buffer lives. */
+typedef struct pf_home {
+  int32_t rank;
+  int32_t device;
+} pf_home;
+
+/* A device-resident value the user holds: its shards stay on executors
+ * under `id`. */
 typedef struct pf_buffer_entry {
   uint64_t id;
   pf_spec spec; /* global */
   pf_sharding sharding;
   int num_shards;
-  pf_storage **shards;
+  pf_home *homes;
 } pf_buffer_entry;
 
 typedef struct pf_buffer_table {
   pf_buffer_entry *items; /* sorted by id (ids only grow) */
   size_t n, cap;
-  uint64_t next_id;
 } pf_buffer_table;
+
+/* Someone on the user thread waiting for replies from several ranks. */
+typedef struct pf_waiter {
+  uint64_t key; /* executable id, step, or fetch request */
+  int pending;  /* replies still expected */
+  int status;
+  char message[PF_DIAG_MSG_MAX];
+  pf_storage **shards; /* fetch: one per shard */
+  int num_shards;
+  struct pf_waiter *next;
+} pf_waiter;
 
 struct pf_context {
   pf_registry *registry;
+  pf_mpi *mpi; /* NULL: a single process */
   pf_runtime *runtime;
+  int rank, size;
   pf_cluster cluster;
   int num_devices[PF_DEVICE_KIND_COUNT];
   pf_diag diag;
   pf_buffer_table buffers;
-  uint64_t next_executable_id;
-  pf_executable *executables; /* live, for pf_finalize */
-  pf_future *futures;         /* live, for pf_finalize */
+  uint64_t next_id; /* buffers, executables, steps, requests: never reused */
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  pf_waiter *waiting; /* guarded by lock */
+  int in_flight;      /* steps; guarded by lock */
+  pf_executable *executables; /* user thread */
+  pf_future *futures;         /* user thread */
 };
 
 /* Resets and returns the context's error sink. */
@@ -42,21 +71,40 @@ pf_diag *pf_context_begin(pf_context *ctx);
 /* Records an error in the context and returns code. */
 int pf_context_error(pf_context *ctx, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+uint64_t pf_context_new_id(pf_context *ctx);
 
-/* Buffer table (api/buffers.c). add takes ownership of the shard refs and
- * the array. */
-int pf_buffers_add(pf_buffer_table *t, const pf_spec *spec, pf_sharding sh,
-                   int num_shards, pf_storage **shards, uint64_t *id);
-pf_buffer_entry *pf_buffers_find(pf_buffer_table *t, uint64_t id);
-void pf_buffers_remove(pf_buffer_table *t, uint64_t id);
-void pf_buffers_clear(pf_buffer_table *t);
+/* ---- controller (api/controller.c) ---- */
 
-/* Host <-> shards (api/shards.c). */
+/* Called by the runtime on the loop thread for every reply. */
+void pf_controller_on_reply(void *ctx, pf_msg *m);
+/* Registers a waiter for `pending` replies keyed by `key` (under lock). */
+void pf_controller_expect(pf_context *ctx, pf_waiter *w, uint64_t key, int pending);
+/* Waits until w has all its replies, unlinks it; returns its status. */
+int pf_controller_wait(pf_context *ctx, pf_waiter *w);
+/* As wait, but gives up after timeout_ms (PF_ETIMEDOUT, still linked) or
+ * only tests when timeout_ms is 0. */
+int pf_controller_wait_for(pf_context *ctx, pf_waiter *w, int64_t timeout_ms);
+/* Sends a message to `rank`; returns 0 or an error recorded in ctx. */
+int pf_controller_send(pf_context *ctx, int rank, pf_msg *m);
+
+/* ---- buffers (api/buffers.c) ---- */
+
+/* Adds an entry (homes copied). Errors: PF_ENOMEM. */
+int pf_buffers_add(pf_context *ctx, uint64_t id, const pf_spec *spec, pf_sharding sh,
+                   int num_shards, const pf_home *homes);
+pf_buffer_entry *pf_buffers_find(pf_context *ctx, uint64_t id);
+void pf_buffers_clear(pf_context *ctx);
+/* Gathers a value's shards from the executors into a new host tensor. */
+int pf_value_fetch(pf_context *ctx, uint64_t id, const pf_spec *spec, pf_sharding sh,
+                   int num_shards, const pf_home *homes, pf_tensor **out);
+/* Tells the executors holding shards of `id` to drop them. */
+void pf_value_release(pf_context *ctx, uint64_t id, int num_shards, const pf_home *homes);
+
+/* ---- host <-> shards (api/shards.c) ---- */
 int pf_shards_gather(const pf_spec *global, pf_sharding sh, int n,
                      pf_storage *const *shards, pf_tensor **out);
 int pf_shards_scatter(const pf_spec *global, pf_sharding sh, int n,
-                      const void *data, const int32_t *devices,
-                      pf_storage **shards);
+                      const void *data, pf_storage **shards);
 
 /* Executables and futures unlink themselves; finalize frees the rest. */
 void pf_executable_free_all(pf_context *ctx);

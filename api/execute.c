@@ -1,8 +1,8 @@
-/* Compile, execute, futures. */
-#include <errno.h>
+/* Compile, execute, futures: the controller's half. Plans go to the
+ * executors once (load); each execution then costs one small run message
+ * per participating rank, plus the host feeds. */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "api/context_internal.h"
 #include "base/layout.h"
@@ -10,26 +10,36 @@
 
 struct pf_executable {
   pf_context *ctx;
-  int refs; /* the user's handle + futures in flight; user thread only */
+  uint64_t id;
+  int refs; /* the user's handle + futures; user thread only */
   int destroyed;
-  pf_compiled *compiled; /* plans moved out to the executor */
-  pf_loaded *loaded;     /* this rank's plan */
+  pf_compiled *compiled; /* io tables; plans moved out to the executors */
+  uint8_t *participates; /* per rank: has a plan */
+  int n_participants;
   pf_executable *prev, *next;
 };
 
 struct pf_future {
   pf_context *ctx;
   pf_executable *exe;
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  int done;   /* guarded by lock */
-  int status; /* valid once done */
-  pf_step *step;
-  char *message;
+  pf_waiter w;
+  int done;
+  uint64_t *output_ids;
+  uint8_t *taken;
   pf_future *prev, *next;
 };
 
-/* ---- executables ------------------------------------------------------------ */
+/* ---- executables ---------------------------------------------------------- */
+
+static void unload_everywhere(pf_executable *e) {
+  for (int r = 0; r < e->ctx->size; r++) {
+    pf_msg *m;
+    if (!e->participates[r]) continue;
+    if ((m = pf_msg_new(PF_MSG_UNLOAD)) == NULL) continue;
+    m->executable = e->id;
+    pf_controller_send(e->ctx, r, m);
+  }
+}
 
 static void exe_unref(pf_executable *e) {
   if (--e->refs > 0) return;
@@ -38,41 +48,72 @@ static void exe_unref(pf_executable *e) {
   else
     e->ctx->executables = e->next;
   if (e->next) e->next->prev = e->prev;
-  pf_loaded_release(e->loaded);
+  unload_everywhere(e);
   pf_compiled_free(e->compiled);
+  free(e->participates);
   free(e);
 }
+
+static int plan_is_empty(const pf_plan *p) { return p->n_ops == 0 && p->n_buffers == 0; }
 
 int pf_compile(pf_graph *g, pf_executable **out) {
   pf_context *ctx;
   pf_executable *e;
   pf_compiled *c;
-  pf_plan *plan;
-  int rc;
+  pf_waiter w;
+  int rc, sent = 0;
   if (g == NULL || out == NULL) return PF_EINVAL;
   *out = NULL;
   ctx = g->env.owner;
   pf_context_begin(ctx);
-  rc = pf_schedule(g, &ctx->cluster, ++ctx->next_executable_id, &c, &ctx->diag);
-  if (rc != 0) return rc;
-  if ((e = calloc(1, sizeof *e)) == NULL) {
-    pf_compiled_free(c);
-    return pf_context_error(ctx, PF_ENOMEM, "compile: out of memory");
-  }
-  plan = c->plans[0];
-  c->plans[0] = NULL;
-  rc = pf_executor_load(pf_runtime_executor(ctx->runtime), plan, &e->loaded, &ctx->diag);
+  if ((e = calloc(1, sizeof *e)) == NULL) return pf_context_error(ctx, PF_ENOMEM, "compile: out of memory");
+  e->ctx = ctx;
+  e->id = pf_context_new_id(ctx);
+  rc = pf_schedule(g, &ctx->cluster, e->id, &c, &ctx->diag);
   if (rc != 0) {
-    pf_compiled_free(c);
     free(e);
     return rc;
   }
-  e->ctx = ctx;
-  e->refs = 1;
   e->compiled = c;
+  e->refs = 1;
+  e->participates = pf_calloc((size_t)ctx->size, 1);
+  if (e->participates == NULL) {
+    pf_compiled_free(c);
+    free(e);
+    return pf_context_error(ctx, PF_ENOMEM, "compile: out of memory");
+  }
+  for (int r = 0; r < c->n_ranks; r++)
+    if (!plan_is_empty(c->plans[r])) {
+      e->participates[r] = 1;
+      e->n_participants++;
+    }
+  /* Send every plan, then wait for every rank's answer: a rank that lacks a
+   * kernel says so here, naming itself and the kernel. */
+  memset(&w, 0, sizeof w);
+  pf_controller_expect(ctx, &w, e->id, e->n_participants);
+  for (int r = 0; r < c->n_ranks; r++) {
+    pf_msg *m;
+    if (!e->participates[r]) continue;
+    if ((m = pf_msg_new(PF_MSG_LOAD)) == NULL) break;
+    m->plan = c->plans[r];
+    c->plans[r] = NULL;
+    if (pf_controller_send(ctx, r, m) != 0) break;
+    sent++;
+  }
+  if (sent < e->n_participants) {
+    pthread_mutex_lock(&ctx->lock);
+    w.pending -= e->n_participants - sent;
+    pthread_mutex_unlock(&ctx->lock);
+  }
+  rc = pf_controller_wait(ctx, &w);
+  if (rc == 0 && sent < e->n_participants) rc = PF_ENOMEM;
   e->next = ctx->executables;
   if (e->next) e->next->prev = e;
   ctx->executables = e;
+  if (rc != 0) {
+    exe_unref(e); /* unloads where it did load */
+    return pf_context_error(ctx, rc, "%s", w.message[0] ? w.message : pf_strerror(rc));
+  }
   *out = e;
   return 0;
 }
@@ -117,74 +158,14 @@ static int io_find(const pf_io *io, int n, const char *name) {
 
 /* ---- execute ------------------------------------------------------------------ */
 
-static void on_step(pf_step *step, int rc, void *arg) {
-  pf_future *f = arg;
-  pthread_mutex_lock(&f->lock);
-  f->step = step;
-  f->status = rc != 0 ? rc : pf_step_status(step);
-  f->message = pf_strdup(rc != 0 ? pf_strerror(rc) : pf_step_message(step));
-  f->done = 1;
-  pthread_cond_broadcast(&f->cond);
-  pthread_mutex_unlock(&f->lock);
-}
-
-/* Storages for input i, one per shard: shared with a buffer when the layout
- * matches, else copied (local devices share host memory, so a layout change
- * costs one gather and one scatter on the host). */
-static int feed_shards(pf_context *ctx, const pf_io *in, const pf_feed *feed,
-                       pf_storage **shards) {
-  int32_t *devices;
-  const void *data;
-  pf_tensor *tmp = NULL;
-  char want[128], got[128];
-  const pf_spec *have;
-  int rc;
-  if (feed->tensor != NULL) {
-    have = pf_tensor_spec(feed->tensor);
-    data = pf_tensor_cdata(feed->tensor);
-  } else {
-    pf_buffer_entry *b = pf_buffers_find(&ctx->buffers, feed->buffer.id);
-    if (b == NULL)
-      return pf_context_error(ctx, PF_ESTALE, "feed \"%s\": buffer %llu was released "
-                              "or never made", in->name,
-                              (unsigned long long)feed->buffer.id);
-    have = &b->spec;
-    if (pf_spec_equal(have, &in->spec) && b->num_shards == in->num_shards &&
-        pf_sharding_equal(b->sharding, in->sharding)) {
-      for (int s = 0; s < in->num_shards; s++) shards[s] = pf_storage_ref(b->shards[s]);
-      return 0;
-    }
-    if (pf_spec_equal(have, &in->spec)) {
-      if ((rc = pf_shards_gather(&b->spec, b->sharding, b->num_shards, b->shards, &tmp)))
-        return pf_context_error(ctx, rc, "feed \"%s\": out of memory", in->name);
-      data = pf_tensor_cdata(tmp);
-    } else {
-      data = NULL;
-    }
-  }
-  if (!pf_spec_equal(have, &in->spec))
-    return pf_context_error(ctx, PF_EFEEDSHAPE, "feed \"%s\": got %s, the input is %s",
-                            in->name, pf_spec_str(have, got, sizeof got),
-                            pf_spec_str(&in->spec, want, sizeof want));
-  if ((devices = pf_mallocn((size_t)in->num_shards, sizeof *devices)) == NULL) {
-    pf_tensor_destroy(tmp);
-    return pf_context_error(ctx, PF_ENOMEM, "feed \"%s\": out of memory", in->name);
-  }
-  for (int s = 0; s < in->num_shards; s++) devices[s] = in->shards[s].device;
-  rc = pf_shards_scatter(&in->spec, in->sharding, in->num_shards, data, devices, shards);
-  free(devices);
-  pf_tensor_destroy(tmp);
-  if (rc) return pf_context_error(ctx, rc, "feed \"%s\": out of memory", in->name);
-  return 0;
-}
-
 static int check_feeds(pf_context *ctx, const pf_compiled *c, int n, const pf_feed *feeds,
                        int *which) {
+  char want[128], got[128];
   for (int i = 0; i < c->n_inputs; i++) which[i] = -1;
   for (int k = 0; k < n; k++) {
     int i = io_find(c->inputs, c->n_inputs, feeds[k].name);
-    if (feeds[k].name == NULL)
-      return pf_context_error(ctx, PF_EINVAL, "feed %d has no name", k);
+    const pf_spec *have = NULL;
+    if (feeds[k].name == NULL) return pf_context_error(ctx, PF_EINVAL, "feed %d has no name", k);
     if (i < 0)
       return pf_context_error(ctx, PF_ENOTFOUND, "feed \"%s\": no input of that name",
                               feeds[k].name);
@@ -194,126 +175,213 @@ static int check_feeds(pf_context *ctx, const pf_compiled *c, int n, const pf_fe
       return pf_context_error(ctx, PF_EINVAL,
                               "feed \"%s\": give exactly one of a tensor and a buffer",
                               feeds[k].name);
+    if (feeds[k].tensor != NULL) {
+      have = pf_tensor_spec(feeds[k].tensor);
+    } else {
+      pf_buffer_entry *b = pf_buffers_find(ctx, feeds[k].buffer.id);
+      if (b == NULL)
+        return pf_context_error(ctx, PF_ESTALE, "feed \"%s\": buffer %llu was released or never made",
+                                feeds[k].name, (unsigned long long)feeds[k].buffer.id);
+      have = &b->spec;
+    }
+    if (!pf_spec_equal(have, &c->inputs[i].spec))
+      return pf_context_error(ctx, PF_EFEEDSHAPE, "feed \"%s\": got %s, the input is %s",
+                              feeds[k].name, pf_spec_str(have, got, sizeof got),
+                              pf_spec_str(&c->inputs[i].spec, want, sizeof want));
     which[i] = k;
   }
   for (int i = 0; i < c->n_inputs; i++)
     if (which[i] < 0)
-      return pf_context_error(ctx, PF_ENOFEED, "input \"%s\" has no feed",
-                              c->inputs[i].name);
+      return pf_context_error(ctx, PF_ENOFEED, "input \"%s\" has no feed", c->inputs[i].name);
   return 0;
+}
+
+/* 1 if buffer b already lies where and how input `in` wants its shards. */
+static int same_layout(const pf_buffer_entry *b, const pf_io *in) {
+  if (b->num_shards != in->num_shards || !pf_sharding_equal(b->sharding, in->sharding)) return 0;
+  for (int s = 0; s < in->num_shards; s++)
+    if (b->homes[s].rank != in->shards[s].rank || b->homes[s].device != in->shards[s].device)
+      return 0;
+  return 1;
+}
+
+/* Sends a host tensor's shards to where input `in` wants them, under a
+ * fresh id (dropped by the executors after the step). */
+static int put_shards(pf_context *ctx, const pf_io *in, const void *data, uint64_t *id) {
+  pf_storage **shards = pf_calloc((size_t)in->num_shards, sizeof *shards);
+  int rc;
+  if (shards == NULL) return pf_context_error(ctx, PF_ENOMEM, "feed: out of memory");
+  rc = pf_shards_scatter(&in->spec, in->sharding, in->num_shards, data, shards);
+  if (rc != 0) {
+    free(shards);
+    return pf_context_error(ctx, rc, "feed \"%s\": out of memory", in->name);
+  }
+  *id = pf_context_new_id(ctx);
+  for (int s = 0; s < in->num_shards && rc == 0; s++) {
+    pf_msg *m = pf_msg_new(PF_MSG_PUT);
+    if (m == NULL || (m->shards = malloc(sizeof *m->shards)) == NULL ||
+        (m->data = calloc(1, sizeof *m->data)) == NULL) {
+      pf_msg_free(m);
+      rc = pf_context_error(ctx, PF_ENOMEM, "feed: out of memory");
+      break;
+    }
+    m->buffer = *id;
+    m->shards[0] = s;
+    m->n_shards = 1;
+    m->data[0] = shards[s];
+    shards[s] = NULL;
+    pf_shard_spec(&in->spec, in->sharding, in->num_shards, &m->spec, "", NULL);
+    rc = pf_controller_send(ctx, in->shards[s].rank, m);
+  }
+  for (int s = 0; s < in->num_shards; s++) pf_storage_unref(shards[s]);
+  free(shards);
+  return rc;
+}
+
+static void wait_for_room(pf_context *ctx) {
+  pthread_mutex_lock(&ctx->lock);
+  while (ctx->in_flight >= PF_MAX_IN_FLIGHT) pthread_cond_wait(&ctx->cond, &ctx->lock);
+  ctx->in_flight++;
+  pthread_mutex_unlock(&ctx->lock);
+}
+
+static void release_room(pf_context *ctx) {
+  pthread_mutex_lock(&ctx->lock);
+  ctx->in_flight--;
+  pthread_cond_broadcast(&ctx->cond);
+  pthread_mutex_unlock(&ctx->lock);
+}
+
+static void future_link(pf_context *ctx, pf_future *f) {
+  f->next = ctx->futures;
+  if (f->next) f->next->prev = f;
+  ctx->futures = f;
 }
 
 int pf_execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_future **out) {
   pf_context *ctx;
   const pf_compiled *c;
-  const pf_plan *plan;
-  pf_storage **inputs = NULL;
-  pf_storage **shards = NULL;
-  int *which = NULL;
-  pf_future *f;
-  int rc;
+  uint64_t *in_ids = NULL, *drop = NULL;
+  int *which = NULL, n_drop = 0, rc = 0;
+  pf_future *f = NULL;
   if (e == NULL || out == NULL || n_feeds < 0 || (n_feeds > 0 && feeds == NULL))
     return PF_EINVAL;
   *out = NULL;
   ctx = e->ctx;
   c = e->compiled;
-  plan = pf_loaded_plan(e->loaded);
   pf_context_begin(ctx);
   which = pf_mallocn((size_t)c->n_inputs, sizeof *which);
-  inputs = pf_calloc(plan->n_buffers, sizeof *inputs);
-  if (which == NULL || inputs == NULL) {
+  in_ids = pf_calloc((size_t)c->n_inputs, sizeof *in_ids);
+  drop = pf_calloc((size_t)c->n_inputs, sizeof *drop);
+  f = calloc(1, sizeof *f);
+  if (f) {
+    f->output_ids = pf_calloc((size_t)c->n_outputs, sizeof *f->output_ids);
+    f->taken = pf_calloc((size_t)c->n_outputs, 1);
+  }
+  if (!which || !in_ids || !drop || !f || !f->output_ids || !f->taken) {
     rc = pf_context_error(ctx, PF_ENOMEM, "execute: out of memory");
     goto fail;
   }
   if ((rc = check_feeds(ctx, c, n_feeds, feeds, which)) != 0) goto fail;
-  for (int i = 0; i < c->n_inputs; i++) {
-    const pf_io *in = &c->inputs[i];
-    shards = pf_calloc((size_t)in->num_shards, sizeof *shards);
-    if (shards == NULL) {
-      rc = pf_context_error(ctx, PF_ENOMEM, "execute: out of memory");
-      goto fail;
+  wait_for_room(ctx);
+  for (int i = 0; i < c->n_inputs && rc == 0; i++) {
+    const pf_feed *fd = &feeds[which[i]];
+    pf_buffer_entry *b = fd->tensor ? NULL : pf_buffers_find(ctx, fd->buffer.id);
+    pf_tensor *tmp = NULL;
+    if (b != NULL && same_layout(b, &c->inputs[i])) {
+      in_ids[i] = b->id; /* no copy: the shards are already in place */
+      continue;
     }
-    if ((rc = feed_shards(ctx, in, &feeds[which[i]], shards)) != 0) goto fail;
-    for (int s = 0; s < in->num_shards; s++) inputs[in->shards[s].buffer] = shards[s];
-    free(shards);
-    shards = NULL;
+    if (b != NULL) /* another layout: gather, then scatter the new way */
+      rc = pf_value_fetch(ctx, b->id, &b->spec, b->sharding, b->num_shards, b->homes, &tmp);
+    if (rc == 0)
+      rc = put_shards(ctx, &c->inputs[i], fd->tensor ? pf_tensor_cdata(fd->tensor) : pf_tensor_cdata(tmp),
+                      &in_ids[i]);
+    if (rc == 0) drop[n_drop++] = in_ids[i];
+    pf_tensor_destroy(tmp);
   }
-  if ((f = calloc(1, sizeof *f)) == NULL) {
-    rc = pf_context_error(ctx, PF_ENOMEM, "execute: out of memory");
+  if (rc != 0) {
+    release_room(ctx);
     goto fail;
   }
-  pthread_mutex_init(&f->lock, NULL);
-  pthread_cond_init(&f->cond, NULL);
+  for (int o = 0; o < c->n_outputs; o++) f->output_ids[o] = pf_context_new_id(ctx);
   f->ctx = ctx;
   f->exe = e;
   e->refs++;
-  f->next = ctx->futures;
-  if (f->next) f->next->prev = f;
-  ctx->futures = f;
-  free(which);
-  rc = pf_runtime_submit(ctx->runtime, e->loaded, inputs, on_step, f);
-  if (rc != 0) {
-    f->done = 1; /* never ran: nothing to wait for */
-    pf_future_destroy(f);
-    return pf_context_error(ctx, rc, "execute: could not submit (%s)", pf_strerror(rc));
+  future_link(ctx, f);
+  pf_controller_expect(ctx, &f->w, pf_context_new_id(ctx), e->n_participants);
+  for (int r = 0; r < ctx->size; r++) {
+    pf_msg *m;
+    if (!e->participates[r]) continue;
+    m = pf_msg_new(PF_MSG_RUN);
+    if (m) {
+      m->executable = e->id;
+      m->step = f->w.key;
+      m->n_inputs = (uint32_t)c->n_inputs;
+      m->n_outputs = (uint32_t)c->n_outputs;
+      m->n_drop = (uint32_t)n_drop;
+      m->inputs = pf_mallocn((size_t)c->n_inputs, sizeof *m->inputs);
+      m->outputs = pf_mallocn((size_t)c->n_outputs, sizeof *m->outputs);
+      m->drop = pf_mallocn((size_t)n_drop, sizeof *m->drop);
+    }
+    if (m == NULL || !m->inputs || !m->outputs || !m->drop) {
+      /* A rank that never gets its run would leave the others waiting on
+       * its transfers: nothing sensible is left but to end the job. */
+      pf_mpi_abort(ctx->mpi, 1, "out of memory sending a run message");
+    }
+    memcpy(m->inputs, in_ids, (size_t)c->n_inputs * sizeof *in_ids);
+    memcpy(m->outputs, f->output_ids, (size_t)c->n_outputs * sizeof *in_ids);
+    memcpy(m->drop, drop, (size_t)n_drop * sizeof *drop);
+    pf_controller_send(ctx, r, m);
   }
+  free(which);
+  free(in_ids);
+  free(drop);
   *out = f;
   return 0;
 fail:
-  free(shards);
-  if (inputs)
-    for (uint32_t b = 0; b < plan->n_buffers; b++) pf_storage_unref(inputs[b]);
-  free(inputs);
+  if (f) {
+    free(f->output_ids);
+    free(f->taken);
+    free(f);
+  }
   free(which);
+  free(in_ids);
+  free(drop);
   return rc;
 }
 
 /* ---- futures ------------------------------------------------------------------ */
 
-int pf_future_wait(pf_future *f) {
+static int finish(pf_future *f, int64_t timeout_ms) {
   int rc;
-  if (f == NULL) return PF_EINVAL;
-  pthread_mutex_lock(&f->lock);
-  while (!f->done) pthread_cond_wait(&f->cond, &f->lock);
-  rc = f->status;
-  pthread_mutex_unlock(&f->lock);
-  return rc;
+  if (f->done) return f->w.status;
+  rc = pf_controller_wait_for(f->ctx, &f->w, timeout_ms);
+  if (rc == PF_ETIMEDOUT && f->w.pending > 0) return PF_ETIMEDOUT;
+  f->done = 1;
+  release_room(f->ctx);
+  return f->w.status;
 }
 
+int pf_future_wait(pf_future *f) { return f ? finish(f, -1) : PF_EINVAL; }
+
 int pf_future_wait_for(pf_future *f, int64_t timeout_ms) {
-  struct timespec ts;
-  int rc = 0;
   if (f == NULL || timeout_ms < 0) return PF_EINVAL;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += timeout_ms / 1000;
-  ts.tv_nsec += (timeout_ms % 1000) * 1000000;
-  if (ts.tv_nsec >= 1000000000) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000;
-  }
-  pthread_mutex_lock(&f->lock);
-  while (!f->done && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&f->cond, &f->lock, &ts);
-  rc = f->done ? f->status : PF_ETIMEDOUT;
-  pthread_mutex_unlock(&f->lock);
-  return rc;
+  return finish(f, timeout_ms == 0 ? 0 : timeout_ms);
 }
 
 int pf_future_done(const pf_future *f) {
-  int done;
   if (f == NULL) return 0;
-  pthread_mutex_lock((pthread_mutex_t *)&f->lock);
-  done = f->done;
-  pthread_mutex_unlock((pthread_mutex_t *)&f->lock);
-  return done;
+  finish((pf_future *)f, 0);
+  return f->done;
 }
 
 const char *pf_future_error(const pf_future *f) {
-  if (f == NULL || !pf_future_done(f) || f->message == NULL) return "";
-  return f->message;
+  if (f == NULL || !f->done) return "";
+  return f->w.message;
 }
 
-static int output_shards(pf_future *f, const char *name, const pf_io **io,
-                         pf_storage ***shards) {
+static int output_index(pf_future *f, const char *name) {
   pf_context *ctx = f->ctx;
   const pf_compiled *c = f->exe->compiled;
   int o;
@@ -321,61 +389,78 @@ static int output_shards(pf_future *f, const char *name, const pf_io **io,
   if (!pf_future_done(f))
     return pf_context_error(ctx, PF_ESTATE, "output \"%s\": execution not complete",
                             name ? name : "");
-  if (f->status != 0)
+  if (f->w.status != 0)
     return pf_context_error(ctx, PF_ESTATE, "output \"%s\": execution failed: %s",
-                            name ? name : "", f->message ? f->message : "");
+                            name ? name : "", f->w.message);
   if ((o = io_find(c->outputs, c->n_outputs, name)) < 0)
     return pf_context_error(ctx, PF_ENOTFOUND, "no output named \"%s\"", name ? name : "");
-  *io = &c->outputs[o];
-  *shards = pf_calloc((size_t)(*io)->num_shards, sizeof **shards);
-  if (*shards == NULL) return pf_context_error(ctx, PF_ENOMEM, "output: out of memory");
-  for (int s = 0; s < (*io)->num_shards; s++)
-    (*shards)[s] = pf_step_take(f->step, (*io)->shards[s].buffer);
-  return 0;
+  if (f->taken[o])
+    return pf_context_error(ctx, PF_ESTATE, "output \"%s\" was already taken as a buffer", name);
+  return o;
+}
+
+static pf_home *homes_of(const pf_io *io) {
+  pf_home *h = pf_mallocn((size_t)io->num_shards, sizeof *h);
+  for (int s = 0; h && s < io->num_shards; s++) {
+    h[s].rank = io->shards[s].rank;
+    h[s].device = io->shards[s].device;
+  }
+  return h;
 }
 
 int pf_future_output(pf_future *f, const char *name, pf_buffer_t *out) {
   const pf_io *io;
-  pf_storage **shards;
-  int rc;
+  pf_home *homes;
+  int o, rc;
   if (f == NULL || out == NULL) return PF_EINVAL;
   out->id = 0;
-  if ((rc = output_shards(f, name, &io, &shards)) != 0) return rc;
-  rc = pf_buffers_add(&f->ctx->buffers, &io->spec, io->sharding, io->num_shards, shards,
-                      &out->id);
+  if ((o = output_index(f, name)) < 0) return o;
+  io = &f->exe->compiled->outputs[o];
+  if ((homes = homes_of(io)) == NULL) return pf_context_error(f->ctx, PF_ENOMEM, "out of memory");
+  rc = pf_buffers_add(f->ctx, f->output_ids[o], &io->spec, io->sharding, io->num_shards, homes);
+  free(homes);
   if (rc) return pf_context_error(f->ctx, rc, "output: out of memory");
+  f->taken[o] = 1;
+  out->id = f->output_ids[o];
   return 0;
 }
 
 int pf_future_fetch(pf_future *f, const char *name, pf_tensor **out) {
   const pf_io *io;
-  pf_storage **shards;
-  int rc;
+  pf_home *homes;
+  int o, rc;
   if (f == NULL || out == NULL) return PF_EINVAL;
   *out = NULL;
-  if ((rc = output_shards(f, name, &io, &shards)) != 0) return rc;
-  rc = pf_shards_gather(&io->spec, io->sharding, io->num_shards, shards, out);
-  for (int s = 0; s < io->num_shards; s++) pf_storage_unref(shards[s]);
-  free(shards);
-  if (rc) return pf_context_error(f->ctx, rc, "fetch: out of memory");
-  return 0;
+  if ((o = output_index(f, name)) < 0) return o;
+  io = &f->exe->compiled->outputs[o];
+  if ((homes = homes_of(io)) == NULL) return pf_context_error(f->ctx, PF_ENOMEM, "out of memory");
+  rc = pf_value_fetch(f->ctx, f->output_ids[o], &io->spec, io->sharding, io->num_shards, homes, out);
+  free(homes);
+  return rc;
 }
 
 void pf_future_destroy(pf_future *f) {
   pf_context *ctx;
+  const pf_compiled *c;
   if (f == NULL) return;
   ctx = f->ctx;
+  c = f->exe->compiled;
   pf_future_wait(f);
+  if (f->w.status == 0)
+    for (int o = 0; o < c->n_outputs; o++) {
+      pf_home *homes;
+      if (f->taken[o] || (homes = homes_of(&c->outputs[o])) == NULL) continue;
+      pf_value_release(ctx, f->output_ids[o], c->outputs[o].num_shards, homes);
+      free(homes);
+    }
   if (f->prev)
     f->prev->next = f->next;
   else
     ctx->futures = f->next;
   if (f->next) f->next->prev = f->prev;
-  pf_step_free(f->step);
-  free(f->message);
   exe_unref(f->exe);
-  pthread_mutex_destroy(&f->lock);
-  pthread_cond_destroy(&f->cond);
+  free(f->output_ids);
+  free(f->taken);
   free(f);
 }
 

@@ -34,14 +34,13 @@ int pf_shards_gather(const pf_spec *global, pf_sharding sh, int n,
 }
 
 int pf_shards_scatter(const pf_spec *global, pf_sharding sh, int n,
-                      const void *data, const int32_t *devices,
-                      pf_storage **shards) {
+                      const void *data, pf_storage **shards) {
   pf_spec local;
   pf_shard_spec(global, sh, n, &local, "", NULL);
   for (int s = 0; s < n; s++) shards[s] = NULL;
   for (int s = 0; s < n; s++) {
     pf_box box;
-    shards[s] = pf_storage_new(pf_spec_nbytes(&local), devices ? devices[s] : 0);
+    shards[s] = pf_storage_new(pf_spec_nbytes(&local), 0);
     if (shards[s] == NULL) {
       for (int k = 0; k < s; k++) pf_storage_unref(shards[k]);
       return PF_ENOMEM;

@@ -10,6 +10,7 @@
 #include "base/util.h"
 #include "pathflow/error.h"
 #include "runtime/box.h"
+#include "runtime/reduce.h"
 
 struct pf_loaded {
   atomic_int refs;
@@ -21,6 +22,8 @@ struct pf_loaded {
   uint32_t *device_ops;
   int32_t *readers; /* per buffer: input slots of ops that read it */
   uint8_t *keep;    /* per buffer: an output, kept to the end of the step */
+  uint8_t *loop_op; /* per op: performed by the loop thread */
+  uint32_t n_loop_ops;
 };
 
 typedef struct part {
@@ -36,7 +39,7 @@ struct pf_step {
   pf_storage **bufs;
   uint64_t *t_start, *t_end;
   part *parts; /* one per device */
-  atomic_int parts_left;
+  atomic_int remaining; /* device parts and loop ops not yet finished */
   atomic_int failed;
   pthread_mutex_t err_lock;
   pf_diag err;
@@ -77,6 +80,7 @@ void pf_loaded_release(pf_loaded *l) {
   free(l->device_ops);
   free(l->readers);
   free(l->keep);
+  free(l->loop_op);
   free(l);
 }
 
@@ -96,17 +100,21 @@ static int build_indexes(pf_loaded *l, int num_devices) {
   l->readers = pf_calloc(p->n_buffers, sizeof(int32_t));
   l->keep = pf_calloc(p->n_buffers, 1);
   l->kernels = pf_calloc(p->n_ops, sizeof(*l->kernels));
+  l->loop_op = pf_calloc(p->n_ops, 1);
   fill = pf_mallocn((size_t)PF_MAXOF(p->n_ops, (uint32_t)num_devices) + 1,
                     sizeof(uint32_t));
   if (!l->dependents_first || !l->dependents || !l->device_first ||
-      !l->device_ops || !l->readers || !l->keep || !l->kernels || !fill) {
+      !l->device_ops || !l->readers || !l->keep || !l->kernels || !l->loop_op || !fill) {
     free(fill);
     return PF_ENOMEM;
   }
   for (uint32_t i = 0; i < p->n_ops; i++) {
     const pf_plan_op *op = &p->ops[i];
     for (uint32_t k = 0; k < op->n_deps; k++) l->dependents_first[op->deps[k] + 1]++;
-    l->device_first[op->device + 1]++;
+    l->loop_op[i] = op->kind == PF_OP_SEND || op->kind == PF_OP_RECV ||
+                    (op->kind == PF_OP_COLLECTIVE && op->comm >= 0);
+    l->n_loop_ops += l->loop_op[i];
+    if (!l->loop_op[i]) l->device_first[op->device + 1]++;
     if (op->kind != PF_OP_RECV)
       for (uint32_t k = 0; k < op->n_in; k++) l->readers[op->inputs[k]]++;
   }
@@ -118,7 +126,8 @@ static int build_indexes(pf_loaded *l, int num_devices) {
     for (uint32_t k = 0; k < p->ops[i].n_deps; k++)
       l->dependents[fill[p->ops[i].deps[k]]++] = i;
   memcpy(fill, l->device_first, (size_t)num_devices * sizeof(uint32_t));
-  for (uint32_t i = 0; i < p->n_ops; i++) l->device_ops[fill[p->ops[i].device]++] = i;
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    if (!l->loop_op[i]) l->device_ops[fill[p->ops[i].device]++] = i;
   for (uint32_t b = 0; b < p->n_buffers; b++) l->keep[b] = p->buffers[b].output >= 0;
   free(fill);
   return 0;
@@ -157,7 +166,7 @@ int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
         return PF_ENOKERNEL;
       }
       l->kernels[i] = &k->def;
-    } else if (op->kind != PF_OP_COPY) {
+    } else if (l->loop_op[i] && ex->cfg.loop_op == NULL) {
       pf_diag_error(diag, PF_ENOTSUP,
                     "rank %d: op %u of program \"%s\" needs a transport "
                     "(kind %d), not available to a local executor",
@@ -285,6 +294,29 @@ static void run_copy(pf_step *s, uint32_t i) {
               src->spec.dims, &op->box, pf_dtype_size(src->spec.dtype));
 }
 
+/* A collective among devices of this rank: one op reads every shard and
+ * writes every output (peer access, as a device-to-device copy would). */
+static void run_local_collective(pf_step *s, uint32_t i) {
+  const pf_plan *p = s->l->plan;
+  const pf_plan_op *op = &p->ops[i];
+  pf_storage *in[PF_MAX_ARGS_RUNTIME], *out[PF_MAX_ARGS_RUNTIME];
+  if (op->n_in > PF_MAX_ARGS_RUNTIME) {
+    step_fail(s, PF_EARITY, "collective \"%s\": too many local shards", op->name);
+    return;
+  }
+  for (uint32_t k = 0; k < op->n_in; k++) {
+    in[k] = pf_step_buffer(s, op->inputs[k]);
+    out[k] = ensure(s, op->outputs[k]);
+    if (in[k] == NULL || out[k] == NULL) {
+      step_fail(s, PF_ENOMEM, "rank %d: collective \"%s\": out of memory", s->ex->cfg.rank,
+                op->name);
+      return;
+    }
+  }
+  pf_collective_local(op, (int)op->n_in, &p->buffers[op->inputs[0]].spec,
+                      &p->buffers[op->outputs[0]].spec, in, out);
+}
+
 static void wake_device(pf_executor *ex, int device) {
   worker *w = &ex->workers[device];
   pthread_mutex_lock(&w->lock);
@@ -297,8 +329,10 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
   const pf_plan_op *op = &l->plan->ops[i];
   for (uint32_t e = l->dependents_first[i]; e < l->dependents_first[i + 1]; e++) {
     uint32_t j = l->dependents[e];
-    if (atomic_fetch_sub_explicit(&s->pending[j], 1, memory_order_acq_rel) == 1 &&
-        l->plan->ops[j].device != device)
+    if (atomic_fetch_sub_explicit(&s->pending[j], 1, memory_order_acq_rel) != 1) continue;
+    if (l->loop_op[j])
+      s->ex->cfg.loop_op(s->ex->cfg.loop_arg, s, j);
+    else if (l->plan->ops[j].device != device)
       wake_device(s->ex, l->plan->ops[j].device);
   }
   /* Free what no later op reads, as soon as possible: peak memory then
@@ -311,6 +345,11 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
       s->bufs[b] = NULL;
     }
   }
+}
+
+static void step_piece_done(pf_step *s) {
+  if (atomic_fetch_sub_explicit(&s->remaining, 1, memory_order_acq_rel) == 1)
+    s->done(s, s->arg);
 }
 
 static void wait_ready(worker *w, atomic_uint *pending) {
@@ -330,6 +369,8 @@ static void run_part(worker *w, pf_step *s) {
       s->t_start[i] = pf_now_ns();
       if (l->plan->ops[i].kind == PF_OP_KERNEL)
         run_kernel(s, i);
+      else if (l->plan->ops[i].kind == PF_OP_COLLECTIVE)
+        run_local_collective(s, i);
       else
         run_copy(s, i);
       s->t_end[i] = pf_now_ns();
@@ -353,22 +394,23 @@ static void *worker_main(void *arg) {
     if (w->head == NULL) w->tail = NULL;
     pthread_mutex_unlock(&w->lock);
     run_part(w, p->step);
-    if (atomic_fetch_sub_explicit(&p->step->parts_left, 1, memory_order_acq_rel) == 1)
-      p->step->done(p->step, p->step->arg);
+    step_piece_done(p->step);
   }
 }
 
-int pf_executor_run(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
-                    pf_step_done_fn done, void *arg, pf_step **out) {
+static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
+                      const pf_diag *why, pf_step_done_fn done, void *arg,
+                      pf_step **out) {
   const pf_plan *p = l->plan;
   int nd = ex->cfg.num_devices, used = 0;
   pf_step *s;
   *out = NULL;
-  for (uint32_t b = 0; b < p->n_buffers; b++)
-    if (p->buffers[b].input >= 0 &&
-        (inputs == NULL || inputs[b] == NULL ||
-         inputs[b]->nbytes < pf_spec_nbytes(&p->buffers[b].spec)))
-      return PF_EINVAL;
+  if (why == NULL)
+    for (uint32_t b = 0; b < p->n_buffers; b++)
+      if (p->buffers[b].input >= 0 &&
+          (inputs == NULL || inputs[b] == NULL ||
+           inputs[b]->nbytes < pf_spec_nbytes(&p->buffers[b].spec)))
+        return PF_EINVAL;
   if ((s = calloc(1, sizeof *s)) == NULL) return PF_ENOMEM;
   s->pending = pf_mallocn(p->n_ops, sizeof(atomic_uint));
   s->readers = pf_mallocn(p->n_buffers, sizeof(atomic_int));
@@ -380,6 +422,7 @@ int pf_executor_run(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
   atomic_fetch_add(&l->refs, 1);
   s->l = l;
   s->ex = ex;
+  pf_diag_init(&s->err);
   if (!s->pending || !s->readers || !s->bufs || !s->t_start || !s->t_end ||
       !s->parts) {
     pf_step_free(s);
@@ -387,18 +430,29 @@ int pf_executor_run(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
   }
   s->done = done;
   s->arg = arg;
-  pf_diag_init(&s->err);
   atomic_init(&s->failed, 0);
+  if (why != NULL && why->code != 0) {
+    s->err = *why;
+    atomic_init(&s->failed, 1);
+  }
   for (uint32_t i = 0; i < p->n_ops; i++) atomic_init(&s->pending[i], p->ops[i].n_deps);
   for (uint32_t b = 0; b < p->n_buffers; b++) {
     atomic_init(&s->readers[b], l->readers[b]);
-    if (p->buffers[b].input >= 0) s->bufs[b] = pf_storage_ref(inputs[b]);
+    if (p->buffers[b].input >= 0 && inputs != NULL && inputs[b] != NULL)
+      s->bufs[b] = pf_storage_ref(inputs[b]);
   }
+  /* Receivers allocate before any producer runs, so the loop can post
+   * every receive at once (parallel asynchronous dispatch). */
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    if (p->ops[i].kind == PF_OP_RECV && ensure(s, p->ops[i].outputs[0]) == NULL) {
+      pf_step_free(s);
+      return PF_ENOMEM;
+    }
   for (int d = 0; d < nd; d++)
     if (l->device_first[d + 1] > l->device_first[d]) used++;
-  atomic_init(&s->parts_left, used);
+  atomic_init(&s->remaining, used + (int)l->n_loop_ops);
   *out = s;
-  if (used == 0) {
+  if (used + l->n_loop_ops == 0) {
     done(s, arg);
     return 0;
   }
@@ -419,7 +473,65 @@ int pf_executor_run(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
     pthread_mutex_unlock(&w->lock);
   }
   pthread_mutex_unlock(&ex->run_lock);
+  /* Loop ops with no dependencies (every receive) start now. */
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    if (l->loop_op[i] && p->ops[i].n_deps == 0) ex->cfg.loop_op(ex->cfg.loop_arg, s, i);
   return 0;
+}
+
+int pf_executor_run(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
+                    pf_step_done_fn done, void *arg, pf_step **out) {
+  return start_step(ex, l, inputs, NULL, done, arg, out);
+}
+
+int pf_executor_run_failed(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
+                           const pf_diag *why, pf_step_done_fn done, void *arg,
+                           pf_step **out) {
+  return start_step(ex, l, inputs, why, done, arg, out);
+}
+
+int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op) {
+  return op < l->plan->n_ops && l->loop_op[op];
+}
+
+pf_storage *pf_step_buffer(pf_step *s, uint32_t b) {
+  if (s->bufs[b] == NULL) {
+    const pf_plan_buffer *pb = &s->l->plan->buffers[b];
+    s->bufs[b] = pf_storage_new(pf_spec_nbytes(&pb->spec), pb->device);
+    if (s->bufs[b] != NULL) memset(s->bufs[b]->data, 0, s->bufs[b]->nbytes);
+  }
+  return s->bufs[b];
+}
+
+const pf_plan *pf_step_plan(const pf_step *s) { return s->l->plan; }
+
+void *pf_step_arg(const pf_step *s) { return s->arg; }
+
+int pf_step_failed(const pf_step *s) {
+  return atomic_load_explicit(&((pf_step *)s)->failed, memory_order_acquire);
+}
+
+void pf_executor_loop_op_done(pf_step *s, uint32_t op, int status, const char *message) {
+  if (status != 0)
+    step_fail(s, status, "rank %d: %s", s->ex->cfg.rank, message ? message : pf_strerror(status));
+  finish_op(s, op, -1);
+  step_piece_done(s);
+}
+
+void pf_step_dump(const pf_step *s, void *file) {
+  FILE *f = file;
+  const pf_plan *p = s->l->plan;
+  for (int d = 0; d < s->ex->cfg.num_devices; d++) {
+    for (uint32_t e = s->l->device_first[d]; e < s->l->device_first[d + 1]; e++) {
+      uint32_t i = s->l->device_ops[e];
+      unsigned left = atomic_load(&s->pending[i]);
+      if (s->t_end[i] != 0) continue;
+      fprintf(f, "  device %d: next op %u (%s \"%s\" shard %d) waits on %u of %u deps\n", d, i,
+              p->ops[i].kernel ? p->ops[i].kernel : "copy", p->ops[i].name, p->ops[i].shard,
+              left, p->ops[i].n_deps);
+      break;
+    }
+  }
 }
 
 /* ---- the executor ---------------------------------------------------------- */

@@ -32,10 +32,18 @@ typedef struct pf_step pf_step;
  * on the caller's thread, for a step with no ops). */
 typedef void (*pf_step_done_fn)(pf_step *step, void *arg);
 
+/* Called when a transfer or an MPI collective of a step has all its inputs
+ * (from any thread: a device worker, or the caller of pf_executor_run). The
+ * callee must hand it to the loop thread, which performs it and then calls
+ * pf_executor_loop_op_done. */
+typedef void (*pf_loop_op_fn)(void *arg, pf_step *step, uint32_t op);
+
 typedef struct pf_executor_config {
   int num_devices;       /* >= 1 */
   int rank;              /* for messages */
   pf_registry *registry; /* borrowed; must outlive the executor */
+  pf_loop_op_fn loop_op; /* NULL: plans with transfers are refused */
+  void *loop_arg;
 } pf_executor_config;
 
 /* Starts the device workers. Errors: PF_EINVAL, PF_ENOMEM, PF_ESYS. */
@@ -65,6 +73,32 @@ const pf_plan *pf_loaded_plan(const pf_loaded *l);
 int pf_executor_run(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
                     pf_step_done_fn done, void *arg, pf_step **out);
 
+/* Like pf_executor_run, for a step already known to have failed (an input
+ * buffer missing here): no kernel runs, but transfers and collectives still
+ * happen (with zeroed data) so that peers do not wait forever. Missing
+ * inputs may be NULL. */
+int pf_executor_run_failed(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
+                           const pf_diag *why, pf_step_done_fn done, void *arg,
+                           pf_step **out);
+
+/* 1 if op i is performed by the loop thread (SEND, RECV, MPI collective). */
+int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op);
+
+/* For the loop thread performing op i: the storage of buffer b, allocated
+ * (zero-filled) if nothing wrote it (a skipped producer of a failed step).
+ * NULL when out of memory. */
+pf_storage *pf_step_buffer(pf_step *s, uint32_t b);
+const pf_plan *pf_step_plan(const pf_step *s);
+/* The step's failure so far, if any (used to fail loop ops fast). */
+int pf_step_failed(const pf_step *s);
+
+/* The loop thread finished op i: `status` 0 or an error recorded as the
+ * step's failure with `message`. Wakes dependents; may complete the step. */
+void pf_executor_loop_op_done(pf_step *s, uint32_t op, int status, const char *message);
+
+/* Writes what each device queue of the step waits on (watchdog). */
+void pf_step_dump(const pf_step *s, void *file);
+
 /* After done: the status (0 or the first error) and its message. */
 int pf_step_status(const pf_step *s);
 const char *pf_step_message(const pf_step *s);
@@ -75,6 +109,8 @@ pf_storage *pf_step_take(pf_step *s, uint32_t b);
  * and the timeline). 0 if it did not run. */
 void pf_step_op_times(const pf_step *s, uint32_t op, uint64_t *start,
                       uint64_t *end);
+/* The `arg` given to pf_executor_run for this step. */
+void *pf_step_arg(const pf_step *s);
 /* Frees a completed step and every buffer reference it still holds. */
 void pf_step_free(pf_step *s);
 

@@ -151,6 +151,10 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
       c.fetch_reply = &reply;
       break;
     case PF_MSG_PUT:
+      /* the storage is read for pf_spec_nbytes(spec) bytes */
+      if (pf_spec_check(&m->spec) != 0 || m->data == NULL || m->data[0] == NULL ||
+          m->data[0]->nbytes < pf_spec_nbytes(&m->spec))
+        return PF_EINVAL;
       put.buffer = m->buffer;
       put.shard = m->n_shards ? m->shards[0] : 0;
       for (int i = 0; i < m->spec.rank; i++) dims[i] = m->spec.dims[i];
@@ -158,7 +162,7 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
       spec.n_dims = (size_t)m->spec.rank;
       spec.dims = dims;
       put.spec = &spec;
-      put.data = bytes_of(m->data ? m->data[0] : NULL, pf_spec_nbytes(&m->spec));
+      put.data = bytes_of(m->data[0], pf_spec_nbytes(&m->spec));
       c.body_case = PATHFLOW__CONTROL__BODY_PUT;
       c.put = &put;
       break;
@@ -314,7 +318,9 @@ static int decode_body(const Pathflow__Control *c, int num_devices, pf_msg *m, p
       m->status = r->status;
       m->message = str_copy(r->message, d, &rc);
       if (rc) return rc;
-      if (r->status == 0 && r->n_data != r->n_shards)
+      /* no data (a failed reply may carry none) or one blob per shard:
+       * pf_msg has one count for shards and data */
+      if ((r->status == 0 || r->n_data != 0) && r->n_data != r->n_shards)
         return bad(d, "fetch_reply: data count differs from shard count");
       m->shards = shards_copy(r->shards, r->n_shards, d, &rc);
       if (rc) return rc;
@@ -369,9 +375,13 @@ int pf_msg_decode(const uint8_t *buf, size_t len, int num_devices, pf_msg **out,
   Pathflow__Control *c;
   pf_msg *m;
   int rc;
+  if (out == NULL) return PF_EINVAL;
   *out = NULL;
+  if (d != NULL) pf_diag_init(d);
+  if (buf == NULL && len > 0)
+    return pf_diag_error(d, PF_EINVAL, "control message: NULL buffer");
   if (len > MSG_MAX) return bad(d, "message too large");
-  if ((c = pathflow__control__unpack(NULL, len, buf)) == NULL)
+  if ((c = pathflow__control__unpack(NULL, len, buf ? buf : (const uint8_t *)"")) == NULL)
     return bad(d, "not a pathflow.Control");
   if ((m = calloc(1, sizeof *m)) == NULL) {
     pathflow__control__free_unpacked(c, NULL);

@@ -9,12 +9,15 @@
 
 #include "base/util.h"
 #include "kernels/registry.h"
+#include "pathflow/graph.h"
 #include "pathflow/error.h"
 
 /* Most inputs, outputs or deps of one op: far above anything the scheduler
  * emits, low enough that counts cannot overflow the arithmetic below. */
 #define PF_PLAN_MAX_ARGS (1u << 20)
 #define NO_WRITER UINT32_MAX
+/* Highest rank a communicator may name (far above any job pathflow runs). */
+#define PF_PLAN_MAX_RANKS (1 << 20)
 
 static void op_clear(pf_plan_op *op) {
   free(op->name);
@@ -31,6 +34,9 @@ void pf_plan_free(pf_plan *p) {
     op_clear(&p->ops[i]);
   free(p->ops);
   free(p->buffers);
+  free(p->slots);
+  for (uint32_t i = 0; p->comms != NULL && i < p->n_comms; i++) free(p->comms[i].ranks);
+  free(p->comms);
   free(p);
 }
 
@@ -66,7 +72,8 @@ static int op_eq(const pf_plan_op *a, const pf_plan_op *b) {
          u32s_eq(a->outputs, b->outputs, a->n_out) &&
          u32s_eq(a->deps, b->deps, a->n_deps) && box_eq(&a->box, &b->box) &&
          a->peer == b->peer && a->tag == b->tag && a->comm == b->comm &&
-         a->collective == b->collective && a->reduce_op == b->reduce_op;
+         a->collective == b->collective && a->reduce_op == b->reduce_op &&
+         a->axis == b->axis && a->root == b->root && a->in_axis == b->in_axis;
 }
 
 static int buffer_eq(const pf_plan_buffer *a, const pf_plan_buffer *b) {
@@ -80,8 +87,17 @@ int pf_plan_equal(const pf_plan *a, const pf_plan *b) {
   if (a->executable != b->executable || a->rank != b->rank ||
       a->num_devices != b->num_devices || a->num_inputs != b->num_inputs ||
       a->num_outputs != b->num_outputs || a->n_buffers != b->n_buffers ||
-      a->n_ops != b->n_ops)
+      a->n_ops != b->n_ops || a->n_slots != b->n_slots || a->n_comms != b->n_comms)
     return 0;
+  for (uint32_t i = 0; i < a->n_slots; i++)
+    if (a->slots[i].output != b->slots[i].output || a->slots[i].shard != b->slots[i].shard ||
+        a->slots[i].buffer != b->slots[i].buffer)
+      return 0;
+  for (uint32_t i = 0; i < a->n_comms; i++)
+    if (a->comms[i].id != b->comms[i].id || a->comms[i].n_ranks != b->comms[i].n_ranks ||
+        (a->comms[i].n_ranks &&
+         memcmp(a->comms[i].ranks, b->comms[i].ranks, a->comms[i].n_ranks * sizeof(int32_t))))
+      return 0;
   for (uint32_t i = 0; i < a->n_buffers; i++)
     if (!buffer_eq(&a->buffers[i], &b->buffers[i])) return 0;
   for (uint32_t i = 0; i < a->n_ops; i++)
@@ -95,6 +111,12 @@ static const char *kind_name(pf_op_kind k) {
   static const char *const names[] = {"kernel", "copy", "send", "recv",
                                       "collective"};
   return (unsigned)k < PF_ARRAY_LEN(names) ? names[k] : "?";
+}
+
+static const char *collective_name(int32_t k) {
+  static const char *const names[] = {"allreduce", "allgather", "reduce_scatter", "broadcast",
+                                      "all_to_all"};
+  return k >= 0 && (size_t)k < PF_ARRAY_LEN(names) ? names[k] : "?";
 }
 
 static int buffer_check(const pf_plan *p, uint32_t i, pf_diag *d) {
@@ -257,6 +279,153 @@ static int kernel_check(const pf_plan *p, uint32_t i, pf_diag *d) {
   return 0;
 }
 
+static int axis_check(const pf_plan *p, uint32_t i, const char *what, int32_t axis, int rank,
+                      pf_diag *d) {
+  if (axis < 0 || axis >= rank)
+    return pf_diag_error(d, PF_EDECODE, "op %u (%s): %s %d out of range for rank %d", i,
+                         p->ops[i].name, what, (int)axis, rank);
+  return 0;
+}
+
+/* d == n * s, without overflow (dims are >= 0, n >= 1). */
+static int is_n_times(int64_t d, int64_t s, uint32_t n) {
+  return d % (int64_t)n == 0 && d / (int64_t)n == s;
+}
+
+/* The executor (runtime/reduce.c) reads every input with the spec of input
+ * 0, writes every output with the spec of output 0, indexes dims with axis
+ * and in_axis and the inputs with root: all of that must hold, for n shards
+ * (the local inputs, or the communicator's ranks). Shard specs as
+ * pf_collective_infer makes them (splits divide evenly):
+ *   allreduce, broadcast  out == in
+ *   allgather             out[axis] == n * in[axis]
+ *   reduce_scatter        in[axis] == n * out[axis]
+ *   all_to_all            in[axis] == n * out[axis], out[in_axis] == n * in[in_axis]
+ * every other dim equal. */
+static int collective_shape_check(const pf_plan *p, uint32_t i, uint32_t n, pf_diag *d) {
+  const pf_plan_op *op = &p->ops[i];
+  const pf_spec *in = &p->buffers[op->inputs[0]].spec, *out = &p->buffers[op->outputs[0]].spec;
+  int32_t a = op->axis, ai = op->in_axis;
+  char si[160], so[160];
+  int rc, ok = in->rank == out->rank;
+  for (uint32_t k = 1; k < op->n_in; k++)
+    if (!pf_spec_equal(&p->buffers[op->inputs[k]].spec, in) ||
+        !pf_spec_equal(&p->buffers[op->outputs[k]].spec, out))
+      return pf_diag_error(d, PF_EDECODE,
+                           "op %u (%s): input or output %u has another spec than input or "
+                           "output 0", i, op->name, k);
+  switch (op->collective) {
+    case PF_ALLGATHER:
+    case PF_REDUCE_SCATTER:
+      if ((rc = axis_check(p, i, "axis", a, in->rank, d)) != 0) return rc;
+      break;
+    case PF_ALL_TO_ALL:
+      if ((rc = axis_check(p, i, "axis", a, in->rank, d)) != 0 ||
+          (rc = axis_check(p, i, "in_axis", ai, in->rank, d)) != 0)
+        return rc;
+      if (a == ai)
+        return pf_diag_error(d, PF_EDECODE, "op %u (%s): all_to_all axis and in_axis are both %d",
+                             i, op->name, (int)a);
+      break;
+    case PF_BROADCAST:
+      if (op->root < 0 || (uint32_t)op->root >= n)
+        return pf_diag_error(d, PF_EDECODE, "op %u (%s): root %d not in [0, %u)", i, op->name,
+                             (int)op->root, n);
+      break;
+    default:
+      break;
+  }
+  for (int k = 0; ok && k < in->rank; k++) {
+    switch (op->collective) {
+      case PF_ALLGATHER:
+        ok = k == a ? is_n_times(out->dims[k], in->dims[k], n) : out->dims[k] == in->dims[k];
+        break;
+      case PF_REDUCE_SCATTER:
+        ok = k == a ? is_n_times(in->dims[k], out->dims[k], n) : out->dims[k] == in->dims[k];
+        break;
+      case PF_ALL_TO_ALL:
+        ok = k == a    ? is_n_times(in->dims[k], out->dims[k], n)
+             : k == ai ? is_n_times(out->dims[k], in->dims[k], n)
+                       : out->dims[k] == in->dims[k];
+        break;
+      default:
+        ok = out->dims[k] == in->dims[k];
+        break;
+    }
+  }
+  if (!ok)
+    return pf_diag_error(d, PF_EDECODE,
+                         "op %u (%s): %s of input %s to output %s does not hold over %u shards",
+                         i, op->name, collective_name(op->collective),
+                         pf_spec_str(in, si, sizeof si), pf_spec_str(out, so, sizeof so), n);
+  return 0;
+}
+
+/* A collective: a known kind and reduction, a communicator of this plan (or
+ * -1 within the rank), one output per input, and (for an MPI collective)
+ * exactly one input: one device of this rank in the communicator. */
+static int collective_check(const pf_plan *p, uint32_t i, pf_diag *d) {
+  const pf_plan_op *op = &p->ops[i];
+  uint32_t n = op->n_in;
+  int found = op->comm == -1;
+  if (op->collective < 0 || op->collective >= PF_COLLECTIVE_COUNT || op->reduce_op < 0 ||
+      op->reduce_op >= PF_REDUCE_COUNT)
+    return pf_diag_error(d, PF_EDECODE, "op %u (%s): unknown collective %d or reduction %d", i,
+                         op->name, (int)op->collective, (int)op->reduce_op);
+  if (op->n_in < 1 || op->n_in != op->n_out || op->n_in > (uint32_t)p->num_devices)
+    return pf_diag_error(d, PF_EDECODE, "op %u (%s): a collective needs one output per input",
+                         i, op->name);
+  for (uint32_t c = 0; c < p->n_comms && !found; c++)
+    if ((found = p->comms[c].id == op->comm)) n = p->comms[c].n_ranks;
+  if (!found)
+    return pf_diag_error(d, PF_EDECODE, "op %u (%s): no communicator %d in the plan", i,
+                         op->name, (int)op->comm);
+  if (op->comm >= 0 && op->n_in != 1)
+    return pf_diag_error(d, PF_EDECODE, "op %u (%s): an MPI collective takes one local shard",
+                         i, op->name);
+  for (uint32_t k = 0; k < op->n_in; k++)
+    if (p->buffers[op->inputs[k]].spec.dtype != p->buffers[op->outputs[k]].spec.dtype)
+      return pf_diag_error(d, PF_EDECODE, "op %u (%s): input and output dtypes differ", i,
+                           op->name);
+  return collective_shape_check(p, i, n, d);
+}
+
+static int slots_comms_check(const pf_plan *p, pf_diag *d) {
+  if ((p->n_slots && p->slots == NULL) || (p->n_comms && p->comms == NULL))
+    return pf_diag_error(d, PF_EDECODE, "plan: missing slots or communicators");
+  for (uint32_t i = 0; i < p->n_slots; i++) {
+    const pf_plan_slot *s = &p->slots[i];
+    if (s->output < 0 || s->output >= p->num_outputs || s->shard < 0 ||
+        s->buffer >= p->n_buffers || p->buffers[s->buffer].output < 0)
+      return pf_diag_error(d, PF_EDECODE,
+                           "plan: output slot %u (output %d, shard %d, buffer %u) is invalid",
+                           i, (int)s->output, (int)s->shard, s->buffer);
+  }
+  for (uint32_t i = 0; i < p->n_comms; i++) {
+    const pf_plan_comm *c = &p->comms[i];
+    int me = 0;
+    if (c->id < 0 || c->n_ranks < 1 || c->n_ranks > PF_PLAN_MAX_ARGS || c->ranks == NULL)
+      return pf_diag_error(d, PF_EDECODE, "plan: communicator %u is invalid", i);
+    for (uint32_t j = 0; j < i; j++)
+      if (p->comms[j].id == c->id)
+        return pf_diag_error(d, PF_EDECODE, "plan: communicator id %d repeated", (int)c->id);
+    for (uint32_t r = 0; r < c->n_ranks; r++) {
+      if (c->ranks[r] < 0 || c->ranks[r] >= PF_PLAN_MAX_RANKS)
+        return pf_diag_error(d, PF_EDECODE, "plan: communicator %d: rank %d out of range",
+                             (int)c->id, (int)c->ranks[r]);
+      for (uint32_t q = 0; q < r; q++)
+        if (c->ranks[q] == c->ranks[r])
+          return pf_diag_error(d, PF_EDECODE, "plan: communicator %d: rank %d repeated",
+                               (int)c->id, (int)c->ranks[r]);
+      me |= c->ranks[r] == p->rank;
+    }
+    if (!me)
+      return pf_diag_error(d, PF_EDECODE, "plan: communicator %d does not include rank %d",
+                           (int)c->id, (int)p->rank);
+  }
+  return 0;
+}
+
 static int op_check(const pf_plan *p, uint32_t i, pf_diag *d) {
   const pf_plan_op *op = &p->ops[i];
   int rc;
@@ -296,11 +465,7 @@ static int op_check(const pf_plan *p, uint32_t i, pf_diag *d) {
                  ? on_device(p, i, op->inputs, op->n_in, "input", d)
                  : on_device(p, i, op->outputs, op->n_out, "output", d);
     case PF_OP_COLLECTIVE:
-      if (op->comm < 0 || op->collective < 0 || op->reduce_op < 0)
-        return pf_diag_error(d, PF_EDECODE,
-                             "op %u (%s): negative comm, collective or "
-                             "reduce_op", i, op->name);
-      return 0;
+      return collective_check(p, i, d);
   }
   return 0;
 }
@@ -354,6 +519,7 @@ int pf_plan_check(const pf_plan *p, int num_devices, pf_diag *diag) {
     return pf_diag_error(diag, PF_EDECODE, "plan: missing buffers or ops");
   for (uint32_t i = 0; i < p->n_buffers; i++)
     if ((rc = buffer_check(p, i, diag)) != 0) return rc;
+  if ((rc = slots_comms_check(p, diag)) != 0) return rc;
   for (uint32_t i = 0; i < p->n_ops; i++)
     if ((rc = op_check(p, i, diag)) != 0) return rc;
   return writers_check(p, diag);

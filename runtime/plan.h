@@ -54,17 +54,37 @@ typedef struct pf_plan_op {
   pf_box box;        /* COPY, SEND, RECV */
   int32_t peer;
   int64_t tag;
-  int32_t comm, collective, reduce_op;
+  int32_t comm;       /* COLLECTIVE: communicator id, -1 within this rank */
+  int32_t collective; /* pf_collective_kind */
+  int32_t reduce_op;  /* pf_reduce_op */
+  int32_t axis, root, in_axis;
 } pf_plan_op;
+
+/* Shard `shard` of graph output `output` is buffer `buffer`. A buffer may
+ * serve several outputs (one value under two names). */
+typedef struct pf_plan_slot {
+  int32_t output;
+  int32_t shard;
+  uint32_t buffer;
+} pf_plan_slot;
+
+/* A communicator for collectives: rank i of it is ranks[i]. */
+typedef struct pf_plan_comm {
+  int32_t id;
+  uint32_t n_ranks;
+  int32_t *ranks;
+} pf_plan_comm;
 
 typedef struct pf_plan {
   uint64_t executable;
   int32_t rank;
   int32_t num_devices;
   int32_t num_inputs, num_outputs;
-  uint32_t n_buffers, n_ops;
+  uint32_t n_buffers, n_ops, n_slots, n_comms;
   pf_plan_buffer *buffers;
   pf_plan_op *ops;
+  pf_plan_slot *slots; /* output slots */
+  pf_plan_comm *comms;
 } pf_plan;
 
 void pf_plan_free(pf_plan *p);

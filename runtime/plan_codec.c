@@ -75,6 +75,9 @@ static int op_encode(pf_wire_arena *a, const pf_plan_op *op,
   m->comm = op->comm;
   m->collective = op->collective;
   m->reduce_op = op->reduce_op;
+  m->axis = op->axis;
+  m->root = op->root;
+  m->in_axis = op->in_axis;
   *out = m;
   return 0;
 }
@@ -95,6 +98,29 @@ static int plan_build(pf_wire_arena *a, const pf_plan *p, Pathflow__Plan *m) {
       return rc;
   for (uint32_t i = 0; i < p->n_ops; i++, m->n_ops++)
     if ((rc = op_encode(a, &p->ops[i], &m->ops[i])) != 0) return rc;
+  if ((p->n_slots && !p->slots) || (p->n_comms && !p->comms)) return PF_EINVAL;
+  m->outputs = pf_wire_alloc(a, p->n_slots, sizeof *m->outputs);
+  m->comms = pf_wire_alloc(a, p->n_comms, sizeof *m->comms);
+  if (m->outputs == NULL || m->comms == NULL) return PF_ENOMEM;
+  for (uint32_t i = 0; i < p->n_slots; i++, m->n_outputs++) {
+    Pathflow__OutputSlot *s = pf_wire_alloc(a, 1, sizeof *s);
+    if (s == NULL) return PF_ENOMEM;
+    pathflow__output_slot__init(s);
+    s->output = p->slots[i].output;
+    s->shard = p->slots[i].shard;
+    s->buffer = p->slots[i].buffer;
+    m->outputs[i] = s;
+  }
+  for (uint32_t i = 0; i < p->n_comms; i++, m->n_comms++) {
+    Pathflow__Communicator *c;
+    if (p->comms[i].n_ranks && !p->comms[i].ranks) return PF_EINVAL;
+    if ((c = pf_wire_alloc(a, 1, sizeof *c)) == NULL) return PF_ENOMEM;
+    pathflow__communicator__init(c);
+    c->id = p->comms[i].id;
+    c->n_ranks = p->comms[i].n_ranks;
+    c->ranks = p->comms[i].ranks;
+    m->comms[i] = c;
+  }
   return 0;
 }
 
@@ -209,6 +235,9 @@ static int op_decode(const Pathflow__PlanOp *m, uint32_t i, pf_plan_op *op,
   op->comm = m->comm;
   op->collective = m->collective;
   op->reduce_op = m->reduce_op;
+  op->axis = m->axis;
+  op->root = m->root;
+  op->in_axis = m->in_axis;
   return 0;
 }
 
@@ -222,8 +251,6 @@ static int plan_fill(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
   p->num_devices = m->num_devices;
   p->num_inputs = m->num_inputs;
   p->num_outputs = m->num_outputs;
-  /* Communicators have no in-memory form yet; they carry nothing the
-   * executor reads, so they are ignored like unknown fields. */
   if ((p->buffers = pf_calloc(m->n_buffers, sizeof *p->buffers)) == NULL ||
       (p->ops = pf_calloc(m->n_ops, sizeof *p->ops)) == NULL)
     return pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");
@@ -244,6 +271,27 @@ static int plan_fill(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
   }
   for (uint32_t i = 0; i < p->n_ops; i++)
     if ((rc = op_decode(m->ops[i], i, &p->ops[i], diag)) != 0) return rc;
+  if (m->n_outputs > MAX_LIST || m->n_comms > MAX_LIST)
+    return pf_diag_error(diag, PF_EDECODE, "plan: too many output slots or communicators");
+  if ((p->slots = pf_calloc(m->n_outputs, sizeof *p->slots)) == NULL ||
+      (p->comms = pf_calloc(m->n_comms, sizeof *p->comms)) == NULL)
+    return pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");
+  p->n_slots = (uint32_t)m->n_outputs;
+  for (uint32_t i = 0; i < p->n_slots; i++) {
+    p->slots[i].output = m->outputs[i]->output;
+    p->slots[i].shard = m->outputs[i]->shard;
+    p->slots[i].buffer = m->outputs[i]->buffer;
+  }
+  for (uint32_t i = 0; i < m->n_comms; i++, p->n_comms++) {
+    const Pathflow__Communicator *c = m->comms[i];
+    if (c->n_ranks > MAX_LIST)
+      return pf_diag_error(diag, PF_EDECODE, "plan: communicator %u too large", i);
+    p->comms[i].id = c->id;
+    p->comms[i].n_ranks = (uint32_t)c->n_ranks;
+    p->comms[i].ranks = pf_mallocn(c->n_ranks, sizeof(int32_t));
+    if (p->comms[i].ranks == NULL) return pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");
+    if (c->n_ranks) memcpy(p->comms[i].ranks, c->ranks, c->n_ranks * sizeof(int32_t));
+  }
   return 0;
 }
 

@@ -1,90 +1,321 @@
 #include "runtime/runtime.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <uv.h>
 
 #include "base/util.h"
 #include "pathflow/error.h"
 
-typedef struct request {
-  pf_loaded *loaded;
-  pf_storage **inputs;
-  pf_runtime_cb cb;
-  void *arg;
-  pf_step *step;
-  struct pf_runtime *rt;
-  struct request *next;
-} request;
+typedef enum event_kind { EV_SEND, EV_STEP_DONE, EV_LOOP_OP } event_kind;
+
+typedef struct event {
+  event_kind kind;
+  int rank;      /* EV_SEND */
+  pf_msg *msg;   /* EV_SEND */
+  void *arg;     /* EV_STEP_DONE: the service's step arg */
+  pf_step *step; /* EV_LOOP_OP */
+  uint32_t op;   /* EV_LOOP_OP */
+  struct event *next;
+} event;
 
 struct pf_runtime {
+  pf_runtime_config cfg;
+  int rank, size;
   pf_executor *ex;
+  pf_service *svc;
   uv_loop_t loop;
-  uv_async_t wake; /* new submissions, completions, or stop */
+  uv_async_t wake;
+  uv_idle_t spin;
+  uv_timer_t poll, tick;
   pthread_t thread;
   pthread_mutex_t lock;
-  pthread_cond_t idle;
-  request *submitted, *submitted_tail; /* guarded by lock */
-  request *completed;                  /* guarded by lock */
-  int in_flight;                       /* guarded by lock */
-  int stopping;                        /* guarded by lock */
+  pthread_cond_t cond;
+  event *head, *tail; /* guarded by lock */
+  int stop_requested; /* guarded by lock */
+  int shutdown_seen;  /* guarded by lock: an executor was told to stop */
+  int spinning;
+  uint64_t last_activity, spin_ns;
+  uint64_t poll_ms, poll_max_ms;
+  uint64_t *last_seen; /* per rank: last message (heartbeat or other) */
+  int64_t rank_timeout_s, watchdog_s;
+  int watchdog_fired;
+  uint64_t stop_since;
 };
 
-static void step_done(pf_step *step, void *arg) {
-  request *r = arg;
-  pf_runtime *rt = r->rt;
-  (void)step;
+int pf_runtime_rank(const pf_runtime *rt) { return rt->rank; }
+int pf_runtime_size(const pf_runtime *rt) { return rt->size; }
+
+/* ---- events from other threads ------------------------------------------- */
+
+static void push(pf_runtime *rt, event *e) {
   pthread_mutex_lock(&rt->lock);
-  r->next = rt->completed;
-  rt->completed = r;
+  if (rt->tail)
+    rt->tail->next = e;
+  else
+    rt->head = e;
+  rt->tail = e;
   pthread_mutex_unlock(&rt->lock);
   uv_async_send(&rt->wake);
 }
 
-static void release_inputs(const pf_loaded *l, pf_storage **inputs) {
-  const pf_plan *p = pf_loaded_plan(l);
-  if (inputs == NULL) return;
-  for (uint32_t b = 0; b < p->n_buffers; b++)
-    if (p->buffers[b].input >= 0) pf_storage_unref(inputs[b]);
-  free(inputs);
+static void post_done(void *arg, void *step_arg) {
+  pf_runtime *rt = arg;
+  event *e = calloc(1, sizeof *e);
+  if (e == NULL) pf_mpi_abort(rt->cfg.mpi, 1, "out of memory reporting a finished step");
+  e->kind = EV_STEP_DONE;
+  e->arg = step_arg;
+  push(rt, e);
 }
 
-static void finish(pf_runtime *rt, request *r, pf_step *step, int rc) {
-  r->cb(step, rc, r->arg);
-  pf_loaded_release(r->loaded);
-  free(r);
+static void post_loop_op(void *arg, pf_step *step, uint32_t op) {
+  pf_runtime *rt = arg;
+  event *e = calloc(1, sizeof *e);
+  if (e == NULL) pf_mpi_abort(rt->cfg.mpi, 1, "out of memory starting a transfer");
+  e->kind = EV_LOOP_OP;
+  e->step = step;
+  e->op = op;
+  push(rt, e);
+}
+
+int pf_runtime_send(pf_runtime *rt, int rank, pf_msg *m) {
+  event *e;
+  if (m == NULL) return PF_ENOMEM;
+  if (rank < 0 || rank >= rt->size) {
+    pf_msg_free(m);
+    return PF_EINVAL;
+  }
+  if ((e = calloc(1, sizeof *e)) == NULL) {
+    pf_msg_free(m);
+    return PF_ENOMEM;
+  }
+  e->kind = EV_SEND;
+  e->rank = rank;
+  e->msg = m;
+  push(rt, e);
+  return 0;
+}
+
+/* ---- routing on the loop thread ------------------------------------------- */
+
+static void start_spinning(pf_runtime *rt);
+
+static void send_remote(pf_runtime *rt, int rank, pf_msg *m) {
+  uint8_t *buf;
+  size_t len;
+  int rc = pf_msg_encode(m, &buf, &len);
+  pf_msg_free(m);
+  if (rc == 0) rc = pf_mpi_ctrl_send(rt->cfg.mpi, rank, buf, len);
+  if (rc != 0) pf_mpi_abort(rt->cfg.mpi, 1, "could not send a control message");
+  start_spinning(rt);
+}
+
+/* The service answers the controller. */
+static void service_reply(void *arg, pf_msg *m) {
+  pf_runtime *rt = arg;
+  if (rt->rank == 0) {
+    m->from = 0;
+    rt->cfg.on_reply(rt->cfg.reply_arg, m);
+  } else {
+    send_remote(rt, 0, m);
+  }
+}
+
+static void deliver(pf_runtime *rt, pf_msg *m) {
+  if (m->kind == PF_MSG_SHUTDOWN) {
+    pthread_mutex_lock(&rt->lock);
+    rt->shutdown_seen = 1;
+    pthread_cond_broadcast(&rt->cond);
+    pthread_mutex_unlock(&rt->lock);
+    pf_msg_free(m);
+    return;
+  }
+  if (m->kind == PF_MSG_HEARTBEAT) {
+    pf_msg_free(m);
+    return;
+  }
+  if (rt->rank == 0 && (m->kind == PF_MSG_LOAD_DONE || m->kind == PF_MSG_STEP_DONE ||
+                        m->kind == PF_MSG_FETCH_REPLY)) {
+    rt->cfg.on_reply(rt->cfg.reply_arg, m);
+    return;
+  }
+  pf_service_handle(rt->svc, m);
+}
+
+static void drain_events(pf_runtime *rt) {
+  event *e;
   pthread_mutex_lock(&rt->lock);
-  rt->in_flight--;
-  pthread_cond_broadcast(&rt->idle);
+  e = rt->head;
+  rt->head = rt->tail = NULL;
   pthread_mutex_unlock(&rt->lock);
+  while (e != NULL) {
+    event *next = e->next;
+    switch (e->kind) {
+      case EV_SEND:
+        if (e->rank == rt->rank)
+          deliver(rt, e->msg);
+        else
+          send_remote(rt, e->rank, e->msg);
+        break;
+      case EV_STEP_DONE:
+        pf_service_step_done(rt->svc, e->arg);
+        break;
+      case EV_LOOP_OP:
+        pf_service_loop_op(rt->svc, e->step, e->op);
+        start_spinning(rt);
+        break;
+    }
+    free(e);
+    e = next;
+  }
+}
+
+/* ---- MPI polling ------------------------------------------------------------- */
+
+/* Receives every control message that has arrived and completes requests.
+ * Returns how much happened. */
+static int poll_mpi(pf_runtime *rt) {
+  int activity = 0;
+  for (;;) {
+    uint8_t *buf;
+    size_t len;
+    int peer = -1, rc;
+    pf_msg *m;
+    pf_diag d;
+    rc = pf_mpi_ctrl_recv(rt->cfg.mpi, &peer, &buf, &len);
+    if (rc != 0) pf_mpi_abort(rt->cfg.mpi, 1, "receiving a control message failed");
+    if (buf == NULL) break;
+    activity++;
+    rt->last_seen[peer] = pf_now_ns();
+    pf_diag_init(&d);
+    rc = pf_msg_decode(buf, len, pf_executor_num_devices(rt->ex), &m, &d);
+    free(buf);
+    if (rc != 0) {
+      /* Never trusted: refuse it, say so, and tell the controller. */
+      fprintf(stderr, "pathflow: rank %d: rejected a control message from rank %d: %s\n",
+              rt->rank, peer, d.msg);
+      if (rt->rank != 0) {
+        pf_msg *err = pf_msg_new(PF_MSG_LOAD_DONE);
+        if (err) {
+          err->status = rc;
+          err->message = pf_strdup(d.msg);
+          send_remote(rt, 0, err);
+        }
+      }
+      continue;
+    }
+    m->from = peer;
+    deliver(rt, m);
+  }
+  {
+    int done = pf_mpi_progress(rt->cfg.mpi);
+    if (done < 0) pf_mpi_abort(rt->cfg.mpi, 1, "MPI progress failed");
+    activity += done;
+  }
+  return activity;
+}
+
+static void on_poll(uv_timer_t *h);
+
+static int busy(pf_runtime *rt) {
+  return pf_mpi_pending(rt->cfg.mpi) > 0 || pf_service_steps_in_flight(rt->svc) > 0;
+}
+
+static void on_spin(uv_idle_t *h) {
+  pf_runtime *rt = h->data;
+  uint64_t now;
+  if (poll_mpi(rt) > 0 || busy(rt)) {
+    rt->last_activity = pf_now_ns();
+    return;
+  }
+  now = pf_now_ns();
+  if (now - rt->last_activity > rt->spin_ns) {
+    /* Quiet: sleep between polls instead of spinning a core. */
+    uv_idle_stop(&rt->spin);
+    rt->spinning = 0;
+    rt->poll_ms = 1;
+    uv_timer_start(&rt->poll, on_poll, rt->poll_ms, 0);
+  }
+}
+
+static void start_spinning(pf_runtime *rt) {
+  if (rt->cfg.mpi == NULL) return;
+  rt->last_activity = pf_now_ns();
+  if (rt->spinning) return;
+  uv_timer_stop(&rt->poll);
+  uv_idle_start(&rt->spin, on_spin);
+  rt->spinning = 1;
+}
+
+static void on_poll(uv_timer_t *h) {
+  pf_runtime *rt = h->data;
+  if (poll_mpi(rt) > 0 || busy(rt)) {
+    start_spinning(rt);
+    return;
+  }
+  rt->poll_ms = PF_MINOF(rt->poll_ms * 2, rt->poll_max_ms);
+  uv_timer_start(&rt->poll, on_poll, rt->poll_ms, 0);
+}
+
+/* Every second: heartbeats, lost ranks, the watchdog. */
+static void on_tick(uv_timer_t *h) {
+  pf_runtime *rt = h->data;
+  uint64_t now = pf_now_ns();
+  if (rt->cfg.mpi != NULL && rt->stop_since == 0) {
+    for (int r = 0; r < rt->size; r++) {
+      pf_msg *hb;
+      if (r == rt->rank || (rt->rank != 0 && r != 0)) continue;
+      if ((hb = pf_msg_new(PF_MSG_HEARTBEAT)) != NULL) send_remote(rt, r, hb);
+      if (rt->rank_timeout_s > 0 && now - rt->last_seen[r] > (uint64_t)rt->rank_timeout_s * 1000000000u) {
+        char why[160];
+        snprintf(why, sizeof why, "rank %d lost: no message from it for %lld s "
+                 "(PATHFLOW_RANK_TIMEOUT_S)", r, (long long)rt->rank_timeout_s);
+        pf_mpi_abort(rt->cfg.mpi, 1, why);
+      }
+    }
+  }
+  if (rt->watchdog_s > 0 && pf_service_steps_in_flight(rt->svc) > 0 &&
+      now - pf_service_last_progress(rt->svc) > (uint64_t)rt->watchdog_s * 1000000000u) {
+    if (!rt->watchdog_fired) {
+      fprintf(stderr, "pathflow: rank %d: nothing progressed for %lld s (PATHFLOW_WATCHDOG_S)\n",
+              rt->rank, (long long)rt->watchdog_s);
+      pf_service_dump(rt->svc, stderr);
+      if (rt->rank == 0)
+        for (int r = 1; r < rt->size; r++) {
+          pf_msg *dm = pf_msg_new(PF_MSG_DUMP);
+          if (dm) send_remote(rt, r, dm);
+        }
+      rt->watchdog_fired = 1;
+    }
+  } else {
+    rt->watchdog_fired = 0;
+  }
 }
 
 static void on_wake(uv_async_t *h) {
   pf_runtime *rt = h->data;
-  request *sub, *done;
   int stop;
+  /* Read the stop flag before draining: everything queued before the stop
+   * request is then sent before the loop closes. */
   pthread_mutex_lock(&rt->lock);
-  sub = rt->submitted;
-  rt->submitted = rt->submitted_tail = NULL;
-  done = rt->completed;
-  rt->completed = NULL;
-  stop = rt->stopping && rt->in_flight == 0;
+  stop = rt->stop_requested;
   pthread_mutex_unlock(&rt->lock);
-  while (sub != NULL) {
-    request *r = sub;
-    int rc;
-    sub = sub->next;
-    rc = pf_executor_run(rt->ex, r->loaded, r->inputs, step_done, r, &r->step);
-    release_inputs(r->loaded, r->inputs); /* the step holds its own refs */
-    r->inputs = NULL;
-    if (rc != 0) finish(rt, r, NULL, rc);
+  drain_events(rt);
+  if (rt->cfg.mpi) poll_mpi(rt);
+  if (!stop) return;
+  if (rt->stop_since == 0) rt->stop_since = pf_now_ns();
+  /* The controller stops once its messages (shutdown included) have left,
+   * or after 5 s; an executor has nothing left to say after shutdown. */
+  if (rt->cfg.mpi == NULL || rt->rank != 0 || pf_mpi_pending(rt->cfg.mpi) == 0 ||
+      pf_now_ns() - rt->stop_since > 5000000000ull) {
+    uv_close((uv_handle_t *)&rt->wake, NULL);
+    uv_close((uv_handle_t *)&rt->spin, NULL);
+    uv_close((uv_handle_t *)&rt->poll, NULL);
+    uv_close((uv_handle_t *)&rt->tick, NULL);
+  } else {
+    uv_async_send(&rt->wake); /* come back once the sends are out */
   }
-  while (done != NULL) {
-    request *r = done;
-    done = done->next;
-    finish(rt, r, r->step, 0);
-  }
-  if (stop) uv_close((uv_handle_t *)&rt->wake, NULL);
 }
 
 static void *loop_main(void *arg) {
@@ -93,88 +324,126 @@ static void *loop_main(void *arg) {
   return NULL;
 }
 
-int pf_runtime_start(const pf_executor_config *cfg, pf_runtime **out) {
+/* ---- start and stop --------------------------------------------------------- */
+
+static int read_env(pf_runtime *rt, pf_diag *d) {
+  int64_t spin_us, poll_max_ms;
+  int rc;
+  if ((rc = pf_env_int("PATHFLOW_SPIN_US", 200, 0, 10000000, &spin_us, d)) ||
+      (rc = pf_env_int("PATHFLOW_POLL_MAX_MS", 2, 1, 1000, &poll_max_ms, d)) ||
+      (rc = pf_env_int("PATHFLOW_RANK_TIMEOUT_S", 10, 0, 86400, &rt->rank_timeout_s, d)) ||
+      (rc = pf_env_int("PATHFLOW_WATCHDOG_S", 30, 0, 86400, &rt->watchdog_s, d)))
+    return rc;
+  rt->spin_ns = (uint64_t)spin_us * 1000u;
+  rt->poll_max_ms = (uint64_t)poll_max_ms;
+  return 0;
+}
+
+int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   pf_runtime *rt;
+  pf_executor_config ec;
+  pf_service_config sc;
+  pf_diag d;
   int rc;
   *out = NULL;
   if ((rt = calloc(1, sizeof *rt)) == NULL) return PF_ENOMEM;
-  if ((rc = pf_executor_start(cfg, &rt->ex)) != 0) {
+  rt->cfg = *cfg;
+  rt->rank = cfg->mpi ? pf_mpi_rank(cfg->mpi) : 0;
+  rt->size = cfg->mpi ? pf_mpi_size(cfg->mpi) : 1;
+  pf_diag_init(&d);
+  if ((rc = read_env(rt, &d)) != 0) {
+    fprintf(stderr, "pathflow: %s\n", d.msg);
+    free(rt);
+    return rc;
+  }
+  rt->last_seen = pf_calloc((size_t)rt->size, sizeof *rt->last_seen);
+  if (rt->last_seen == NULL) {
+    free(rt);
+    return PF_ENOMEM;
+  }
+  for (int r = 0; r < rt->size; r++) rt->last_seen[r] = pf_now_ns();
+  ec.num_devices = cfg->num_devices;
+  ec.rank = rt->rank;
+  ec.registry = cfg->registry;
+  ec.loop_op = cfg->mpi ? post_loop_op : NULL;
+  ec.loop_arg = rt;
+  if ((rc = pf_executor_start(&ec, &rt->ex)) != 0) {
+    free(rt->last_seen);
+    free(rt);
+    return rc;
+  }
+  sc.rank = rt->rank;
+  sc.executor = rt->ex;
+  sc.mpi = cfg->mpi;
+  sc.reply = service_reply;
+  sc.reply_arg = rt;
+  sc.post_done = post_done;
+  sc.post_arg = rt;
+  if ((rc = pf_service_create(&sc, &rt->svc)) != 0) {
+    pf_executor_stop(rt->ex);
+    free(rt->last_seen);
     free(rt);
     return rc;
   }
   pthread_mutex_init(&rt->lock, NULL);
-  pthread_cond_init(&rt->idle, NULL);
-  if (uv_loop_init(&rt->loop) != 0) goto fail_loop;
-  if (uv_async_init(&rt->loop, &rt->wake, on_wake) != 0) goto fail_async;
-  rt->wake.data = rt;
-  if (pthread_create(&rt->thread, NULL, loop_main, rt) != 0) goto fail_thread;
+  pthread_cond_init(&rt->cond, NULL);
+  uv_loop_init(&rt->loop);
+  uv_async_init(&rt->loop, &rt->wake, on_wake);
+  uv_idle_init(&rt->loop, &rt->spin);
+  uv_timer_init(&rt->loop, &rt->poll);
+  uv_timer_init(&rt->loop, &rt->tick);
+  rt->wake.data = rt->spin.data = rt->poll.data = rt->tick.data = rt;
+  /* The tick keeps heartbeats and the watchdog going; it must not keep the
+   * loop alive on its own. */
+  uv_timer_start(&rt->tick, on_tick, 1000, 1000);
+  uv_unref((uv_handle_t *)&rt->tick);
+  if (cfg->mpi) {
+    rt->poll_ms = 1;
+    uv_timer_start(&rt->poll, on_poll, 1, 0);
+  }
+  if (pthread_create(&rt->thread, NULL, loop_main, rt) != 0) {
+    uv_close((uv_handle_t *)&rt->wake, NULL);
+    uv_close((uv_handle_t *)&rt->spin, NULL);
+    uv_close((uv_handle_t *)&rt->poll, NULL);
+    uv_close((uv_handle_t *)&rt->tick, NULL);
+    uv_run(&rt->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&rt->loop);
+    pf_service_destroy(rt->svc);
+    pf_executor_stop(rt->ex);
+    free(rt->last_seen);
+    free(rt);
+    return PF_ESYS;
+  }
   *out = rt;
   return 0;
-fail_thread:
-  uv_close((uv_handle_t *)&rt->wake, NULL);
-  uv_run(&rt->loop, UV_RUN_DEFAULT);
-fail_async:
-  uv_loop_close(&rt->loop);
-fail_loop:
-  pf_executor_stop(rt->ex);
-  pthread_mutex_destroy(&rt->lock);
-  pthread_cond_destroy(&rt->idle);
-  free(rt);
-  return PF_ESYS;
+}
+
+void pf_runtime_wait_shutdown(pf_runtime *rt) {
+  pthread_mutex_lock(&rt->lock);
+  while (!rt->shutdown_seen) pthread_cond_wait(&rt->cond, &rt->lock);
+  pthread_mutex_unlock(&rt->lock);
 }
 
 void pf_runtime_stop(pf_runtime *rt) {
   if (rt == NULL) return;
+  if (rt->rank == 0)
+    for (int r = 1; r < rt->size; r++) pf_runtime_send(rt, r, pf_msg_new(PF_MSG_SHUTDOWN));
   pthread_mutex_lock(&rt->lock);
-  while (rt->in_flight > 0) pthread_cond_wait(&rt->idle, &rt->lock);
-  rt->stopping = 1;
+  rt->stop_requested = 1;
   pthread_mutex_unlock(&rt->lock);
   uv_async_send(&rt->wake);
   pthread_join(rt->thread, NULL);
   uv_loop_close(&rt->loop);
   pf_executor_stop(rt->ex);
+  pf_service_destroy(rt->svc);
+  while (rt->head) {
+    event *e = rt->head;
+    rt->head = e->next;
+    pf_msg_free(e->msg);
+    free(e);
+  }
   pthread_mutex_destroy(&rt->lock);
-  pthread_cond_destroy(&rt->idle);
+  pthread_cond_destroy(&rt->cond);
+  free(rt->last_seen);
   free(rt);
-}
-
-pf_executor *pf_runtime_executor(pf_runtime *rt) { return rt->ex; }
-
-int pf_runtime_submit(pf_runtime *rt, pf_loaded *l, pf_storage **inputs,
-                      pf_runtime_cb cb, void *arg) {
-  request *r = calloc(1, sizeof *r);
-  if (r == NULL) {
-    release_inputs(l, inputs);
-    return PF_ENOMEM;
-  }
-  r->loaded = l;
-  r->inputs = inputs;
-  r->cb = cb;
-  r->arg = arg;
-  r->rt = rt;
-  pthread_mutex_lock(&rt->lock);
-  if (rt->stopping) {
-    pthread_mutex_unlock(&rt->lock);
-    release_inputs(l, inputs);
-    free(r);
-    return PF_ESTATE;
-  }
-  pf_executor_retain(l);
-  if (rt->submitted_tail)
-    rt->submitted_tail->next = r;
-  else
-    rt->submitted = r;
-  rt->submitted_tail = r;
-  rt->in_flight++;
-  pthread_mutex_unlock(&rt->lock);
-  uv_async_send(&rt->wake);
-  return 0;
-}
-
-int pf_runtime_in_flight(pf_runtime *rt) {
-  int n;
-  pthread_mutex_lock(&rt->lock);
-  n = rt->in_flight;
-  pthread_mutex_unlock(&rt->lock);
-  return n;
 }

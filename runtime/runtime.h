@@ -1,39 +1,49 @@
-/* Internal: the per-process runtime: one libuv loop thread plus the
- * executor's device workers.
+/* Internal: the per-process runtime: one libuv loop thread, the executor's
+ * device workers, this rank's executor service, and (in a distributed job)
+ * the MPI transport.
  *
- * The loop thread owns submission and completion of steps (and, in a
- * distributed job, every MPI call). Other threads talk to it through
- * uv_async_send: the user thread submits steps, device workers report
- * finished steps. When nothing is pending the loop sleeps in epoll, so an
- * idle process uses no CPU.
+ * The loop thread owns the service and every MPI call. Other threads reach
+ * it through uv_async_send: the user thread sends control messages, device
+ * workers report finished steps and ready transfers. In a process without
+ * MPI the loop sleeps until woken. With MPI, the loop polls MPI while
+ * anything is in flight and for PATHFLOW_SPIN_US after the last activity,
+ * then backs off to a timer (1 ms doubling to PATHFLOW_POLL_MAX_MS), so an
+ * idle rank uses next to no CPU.
  */
 #ifndef PF_RUNTIME_RUNTIME_H
 #define PF_RUNTIME_RUNTIME_H
 
-#include "runtime/executor.h"
+#include "runtime/msg.h"
+#include "runtime/service.h"
 
 typedef struct pf_runtime pf_runtime;
 
-/* Called on the loop thread when a submitted step completed (status in the
- * step) or could not start (`rc` < 0, step NULL). The callee owns the step. */
-typedef void (*pf_runtime_cb)(pf_step *step, int rc, void *arg);
+typedef struct pf_runtime_config {
+  int num_devices;
+  pf_registry *registry; /* borrowed */
+  pf_mpi *mpi;           /* NULL: one process; borrowed otherwise */
+  /* Rank 0 only: messages from executors (load_done, step_done,
+   * fetch_reply), on the loop thread; the callee owns the message. */
+  void (*on_reply)(void *arg, pf_msg *m);
+  void *reply_arg;
+} pf_runtime_config;
 
-/* Starts the executor and the loop thread. Errors: as pf_executor_start. */
-int pf_runtime_start(const pf_executor_config *cfg, pf_runtime **out);
+/* Starts the executor, the service and the loop thread.
+ * Errors: PF_EINVAL, PF_ENOMEM, PF_ESYS. */
+int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out);
 
-/* Waits for every submitted step to complete, then stops all threads. */
+/* Sends `m` to the executor of `rank` (this process's own included). Takes
+ * ownership. Thread-safe. Errors: PF_ESTATE (stopping), PF_EINVAL (rank). */
+int pf_runtime_send(pf_runtime *rt, int rank, pf_msg *m);
+
+/* Executor ranks: blocks until the controller sends shutdown. */
+void pf_runtime_wait_shutdown(pf_runtime *rt);
+
+/* Rank 0: tells every other rank to shut down. Then, on every rank: stops
+ * the loop and the workers and frees the runtime. Steps must be done. */
 void pf_runtime_stop(pf_runtime *rt);
 
-pf_executor *pf_runtime_executor(pf_runtime *rt);
-
-/* Queues a step of `l` (the runtime takes a reference to l). `inputs` is an
- * array of plan-buffer-indexed storages, malloc'd by the caller; ownership
- * of the array and of one reference per non-NULL entry passes to the
- * runtime. Thread-safe. Errors: PF_ENOMEM, PF_ESTATE (stopping). */
-int pf_runtime_submit(pf_runtime *rt, pf_loaded *l, pf_storage **inputs,
-                      pf_runtime_cb cb, void *arg);
-
-/* Number of steps submitted and not yet completed. Thread-safe. */
-int pf_runtime_in_flight(pf_runtime *rt);
+int pf_runtime_rank(const pf_runtime *rt);
+int pf_runtime_size(const pf_runtime *rt);
 
 #endif

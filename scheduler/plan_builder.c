@@ -13,12 +13,39 @@ typedef struct writers {
 
 struct pf_plan_builder {
   pf_plan *plan;
-  size_t cap_buffers, cap_ops;
+  size_t cap_buffers, cap_ops, cap_slots, cap_comms;
   writers *w; /* per buffer: the ops that write it */
   size_t cap_w;
   uint32_t *deps; /* scratch */
   size_t cap_deps;
 };
+
+int pf_pb_slot(pf_plan_builder *b, int32_t output, int32_t shard, uint32_t buffer) {
+  pf_plan *p = b->plan;
+  if (pf_grow((void **)&p->slots, &b->cap_slots, p->n_slots + 1, sizeof *p->slots))
+    return PF_ENOMEM;
+  p->slots[p->n_slots].output = output;
+  p->slots[p->n_slots].shard = shard;
+  p->slots[p->n_slots].buffer = buffer;
+  p->n_slots++;
+  return 0;
+}
+
+int pf_pb_comm(pf_plan_builder *b, int32_t id, const int32_t *ranks, uint32_t n) {
+  pf_plan *p = b->plan;
+  int32_t *copy;
+  for (uint32_t i = 0; i < p->n_comms; i++)
+    if (p->comms[i].id == id) return 0;
+  if (pf_grow((void **)&p->comms, &b->cap_comms, p->n_comms + 1, sizeof *p->comms))
+    return PF_ENOMEM;
+  if ((copy = pf_mallocn(n, sizeof *copy)) == NULL) return PF_ENOMEM;
+  memcpy(copy, ranks, n * sizeof *copy);
+  p->comms[p->n_comms].id = id;
+  p->comms[p->n_comms].n_ranks = n;
+  p->comms[p->n_comms].ranks = copy;
+  p->n_comms++;
+  return 0;
+}
 
 int pf_pb_create(int32_t rank, int32_t num_devices, uint64_t executable,
                  pf_plan_builder **out) {

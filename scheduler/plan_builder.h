@@ -26,4 +26,10 @@ int pf_pb_op(pf_plan_builder *b, const pf_plan_op *op, const uint32_t *in,
              uint32_t n_in, const uint32_t *out, uint32_t n_out,
              uint32_t *index);
 
+/* Records that shard `shard` of graph output `output` is buffer `buffer`. */
+int pf_pb_slot(pf_plan_builder *b, int32_t output, int32_t shard, uint32_t buffer);
+
+/* Adds communicator `id` over `ranks` unless the plan has it already. */
+int pf_pb_comm(pf_plan_builder *b, int32_t id, const int32_t *ranks, uint32_t n);
+
 #endif

@@ -6,6 +6,7 @@
 
 #include "base/layout.h"
 #include "base/util.h"
+#include "graph/collective.h"
 #include "pathflow/error.h"
 #include "scheduler/plan_builder.h"
 
@@ -24,8 +25,17 @@ typedef struct layout {
   struct layout *next;
 } layout;
 
+/* A communicator: the ranks of a collective's slice, in shard order. */
+typedef struct comm_def {
+  int32_t *ranks;
+  int n;
+} comm_def;
+
 typedef struct lowering {
   const pf_graph *g;
+  uint64_t n_transfers; /* tags: one per transfer, unique in the executable */
+  comm_def *comms;
+  size_t n_comms, cap_comms;
   const pf_cluster *cl;
   pf_diag *d;
   int32_t **slice_devices; /* per slice: global device indices */
@@ -150,22 +160,97 @@ static int pick_replica(const lowering *L, const layout *src, int32_t gd, int s)
   return s % n;
 }
 
+/* One piece of a reshard: a copy within a rank (device to device), or a
+ * matched send and receive between ranks carrying the same tag. */
 static int emit_piece(lowering *L, const pf_gprogram *consumer, const home *from,
                       const home *to, const pf_box *box) {
   const pf_cluster_device *a = dev(L, from->device), *b = dev(L, to->device);
   pf_plan_op op;
-  if (a->rank != b->rank)
-    return pf_diag_error(L->d, PF_ENOTSUP,
-                         "program \"%s\": input moves from rank %d to rank %d; "
-                         "transfers between ranks are not supported yet",
-                         consumer->name, a->rank, b->rank);
+  int rc;
   memset(&op, 0, sizeof op);
-  op.kind = PF_OP_COPY;
-  op.device = b->local;
   op.program = (int32_t)(consumer - L->g->programs);
   op.name = consumer->name;
   op.box = *box;
-  return pf_pb_op(L->pb[b->rank], &op, &from->buffer, 1, &to->buffer, 1, NULL);
+  op.comm = -1;
+  if (a->rank == b->rank) {
+    op.kind = PF_OP_COPY;
+    op.device = b->local;
+    return pf_pb_op(L->pb[b->rank], &op, &from->buffer, 1, &to->buffer, 1, NULL);
+  }
+  op.tag = (int64_t)L->n_transfers++;
+  op.kind = PF_OP_SEND;
+  op.device = a->local;
+  op.peer = b->rank;
+  if ((rc = pf_pb_op(L->pb[a->rank], &op, &from->buffer, 1, NULL, 0, NULL)) != 0) return rc;
+  op.kind = PF_OP_RECV;
+  op.device = b->local;
+  op.peer = a->rank;
+  return pf_pb_op(L->pb[b->rank], &op, NULL, 0, &to->buffer, 1, NULL);
+}
+
+static int comm_id(lowering *L, const int32_t *ranks, int n) {
+  comm_def *c;
+  for (size_t i = 0; i < L->n_comms; i++)
+    if (L->comms[i].n == n && memcmp(L->comms[i].ranks, ranks, (size_t)n * sizeof *ranks) == 0)
+      return (int)i;
+  if (pf_grow((void **)&L->comms, &L->cap_comms, L->n_comms + 1, sizeof *L->comms))
+    return PF_ENOMEM;
+  c = &L->comms[L->n_comms];
+  if ((c->ranks = pf_mallocn((size_t)n, sizeof *ranks)) == NULL) return PF_ENOMEM;
+  memcpy(c->ranks, ranks, (size_t)n * sizeof *ranks);
+  c->n = n;
+  return (int)L->n_comms++;
+}
+
+/* A collective: one op on the rank when the whole slice is on one rank;
+ * else one MPI collective op per rank, each rank holding one shard. */
+static int lower_collective(lowering *L, pf_program_t pid, layout *in, layout *out) {
+  const pf_gprogram *p = &L->g->programs[pid];
+  int n = L->g->slices[p->slice].num_devices, rc, id;
+  int32_t ranks[PF_MAX_ARGS * 64];
+  uint32_t in_buf[PF_MAX_ARGS * 64], out_buf[PF_MAX_ARGS * 64];
+  pf_plan_op op;
+  int one_rank = 1, one_each = 1;
+  if (n > (int)PF_ARRAY_LEN(ranks))
+    return pf_diag_error(L->d, PF_ENOTSUP, "collective \"%s\": slice of %d devices is too large",
+                         p->name, n);
+  for (int s = 0; s < n; s++) {
+    ranks[s] = dev(L, in->shards[s].device)->rank;
+    one_rank &= ranks[s] == ranks[0];
+    for (int t = 0; t < s; t++) one_each &= ranks[t] != ranks[s];
+    in_buf[s] = in->shards[s].buffer;
+    out_buf[s] = out->shards[s].buffer;
+  }
+  memset(&op, 0, sizeof op);
+  op.kind = PF_OP_COLLECTIVE;
+  op.program = pid;
+  op.name = p->name;
+  op.num_shards = n;
+  op.collective = pf_collective_from_kernel(p->kernel);
+  op.reduce_op = (int32_t)pf_attrs_get_int(p->attrs, PF_COLL_ATTR_OP, 0);
+  op.axis = (int32_t)pf_attrs_get_int(p->attrs, PF_COLL_ATTR_AXIS, 0);
+  op.root = (int32_t)pf_attrs_get_int(p->attrs, PF_COLL_ATTR_ROOT, 0);
+  op.in_axis = p->in_shardings[0].kind == PF_SHARD_SPLIT ? p->in_shardings[0].axis : 0;
+  if (one_rank) {
+    op.comm = -1;
+    op.device = dev(L, in->shards[0].device)->local;
+    return pf_pb_op(L->pb[ranks[0]], &op, in_buf, (uint32_t)n, out_buf, (uint32_t)n, NULL);
+  }
+  if (!one_each)
+    return pf_diag_error(L->d, PF_ENOTSUP,
+                         "collective \"%s\": its slice puts several devices on one rank and "
+                         "spans several ranks; use one device per rank, or one rank",
+                         p->name);
+  if ((id = comm_id(L, ranks, n)) < 0) return id;
+  op.comm = id;
+  for (int s = 0; s < n; s++) {
+    op.device = dev(L, in->shards[s].device)->local;
+    op.shard = s;
+    if ((rc = pf_pb_comm(L->pb[ranks[s]], id, ranks, (uint32_t)n)) != 0 ||
+        (rc = pf_pb_op(L->pb[ranks[s]], &op, &in_buf[s], 1, &out_buf[s], 1, NULL)) != 0)
+      return rc;
+  }
+  return 0;
 }
 
 /* Lays value v out on `slice` with `sh` for `consumer`, reusing a layout
@@ -243,12 +328,14 @@ static int lower_program(lowering *L, pf_program_t pid) {
         new_shard_buffers(L, outs[o], &v->spec) != 0)
       return PF_ENOMEM;
   }
+  if (pf_collective_from_kernel(p->kernel) >= 0) return lower_collective(L, pid, ins[0], outs[0]);
   for (int s = 0; s < sl->num_devices; s++) {
     const pf_cluster_device *cd = dev(L, L->slice_devices[p->slice][s]);
     uint32_t in_buf[PF_MAX_ARGS], out_buf[PF_MAX_ARGS];
     pf_plan_op op;
     memset(&op, 0, sizeof op);
     op.kind = PF_OP_KERNEL;
+    op.comm = -1;
     op.device = cd->local;
     op.program = pid;
     op.name = p->name;
@@ -283,6 +370,7 @@ static int fill_io(lowering *L, pf_io *io, const pf_gnamed *named, int is_output
     io->shards[s].device = cd->local;
     io->shards[s].buffer = lay->shards[s].buffer;
     if (is_output && pb->output < 0) pb->output = index;
+    if (is_output && pf_pb_slot(L->pb[cd->rank], index, s, lay->shards[s].buffer)) return PF_ENOMEM;
     if (!is_output) pb->input = index;
   }
   return 0;
@@ -354,6 +442,7 @@ int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
   for (size_t i = 0; i < g->n_outputs; i++)
     if (fill_io(&L, &c->outputs[i], &g->outputs[i], 1, (int)i)) goto done;
   c->n_ranks = cl->n_ranks;
+  c->n_transfers = L.n_transfers;
   for (int r = 0; r < cl->n_ranks; r++) {
     c->plans[r] = pf_pb_take(L.pb[r]);
     c->plans[r]->num_inputs = (int32_t)g->n_inputs;
@@ -369,6 +458,8 @@ done:
       free(lay);
     }
   for (size_t s = 0; L.slice_devices && s < g->n_slices; s++) free(L.slice_devices[s]);
+  for (size_t i = 0; i < L.n_comms; i++) free(L.comms[i].ranks);
+  free(L.comms);
   for (int r = 0; L.pb && r < cl->n_ranks; r++) pf_pb_destroy(L.pb[r]);
   free(L.slice_devices);
   free(L.pb);

@@ -37,6 +37,7 @@ typedef struct pf_compiled {
   pf_plan **plans; /* one per rank; ownership may be moved out (set NULL) */
   int n_inputs, n_outputs;
   pf_io *inputs, *outputs;
+  uint64_t n_transfers; /* send/receive pairs; their tags are 0..n-1 */
 } pf_compiled;
 
 /* Compiles `g` (validated first) for `cluster`. Errors: any validation

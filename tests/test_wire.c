@@ -17,6 +17,7 @@
 #include "graph/graph_internal.h"
 #include "kernels/registry.h"
 #include "pathflow/error.h"
+#include "pathflow/graph.h"
 #include "proto/pathflow.pb-c.h"
 #include "runtime/plan.h"
 
@@ -91,13 +92,31 @@ static pf_attrs *all_attrs(void) {
   return a;
 }
 
-/* A plan for 2 devices with every op kind:
+static int32_t *i32dup(uint32_t n, const int32_t *v) {
+  int32_t *d;
+  if (n == 0) return NULL;
+  d = malloc(n * sizeof *d);
+  assert_non_null(d);
+  memcpy(d, v, n * sizeof *d);
+  return d;
+}
+
+static void set_ranks(pf_plan_comm *c, uint32_t n, const int32_t *ranks) {
+  free(c->ranks);
+  c->n_ranks = n;
+  c->ranks = i32dup(n, ranks);
+}
+
+/* A plan for rank 1 with 2 devices and every op kind:
  *   op 0 KERNEL  dev0 add(b0) -> b1
  *   op 1 COPY    dev0 rows 2..3 of b1 -> rows 0..1 of b2
  *   op 2 SEND    dev0 rows 0..1 of b1 -> rank 1
  *   op 3 RECV    dev0 rank 1 -> rows 2..3 of b2
  *   op 4 KERNEL  dev1 fill() -> b3
- *   op 5 COLLECTIVE dev1 b3 -> b4 */
+ *   op 5 COLLECTIVE dev1 allgather(b3 [2,3]) along axis 1 -> b4 [2,6], over
+ *                communicator 3 of 2 ranks (an MPI collective)
+ * Output slots: output 0 shard 0 is b2, output 1 shard 1 is b4.
+ * Communicators: 3 = ranks {0, 1}, 5 = ranks {2, 1, 0}. */
 static pf_plan *good_plan(void) {
   pf_plan *p = calloc(1, sizeof *p);
   pf_plan_op *op;
@@ -116,8 +135,8 @@ static pf_plan *good_plan(void) {
   p->buffers[0] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), 0, -1, 0};
   p->buffers[1] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), -1, -1, 0};
   p->buffers[2] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), -1, 0, 0};
-  p->buffers[3] = (pf_plan_buffer){1, pf_spec_1d(PF_F64, 3), -1, -1, 1};
-  p->buffers[4] = (pf_plan_buffer){1, pf_spec_1d(PF_F64, 3), -1, 1, 1};
+  p->buffers[3] = (pf_plan_buffer){1, pf_spec_2d(PF_F64, 2, 3), -1, -1, 1};
+  p->buffers[4] = (pf_plan_buffer){1, pf_spec_2d(PF_F64, 2, 6), -1, 1, 1};
 
   op = &p->ops[0];
   op->kind = PF_OP_KERNEL;
@@ -170,11 +189,28 @@ static pf_plan *good_plan(void) {
   op->kind = PF_OP_COLLECTIVE;
   op->device = 1;
   op->program = 3;
-  op->name = strdup("allreduce");
+  op->name = strdup("allgather");
   op->comm = 3;
-  op->collective = 1;
+  op->collective = PF_ALLGATHER;
   op->reduce_op = 2;
+  op->axis = 1;
+  op->root = 1;    /* unused by allgather: carried all the same */
+  op->in_axis = 1; /* the input is consumed split along the gather axis */
   set_lists(op, 1, (uint32_t[]){3}, 1, (uint32_t[]){4}, 1, (uint32_t[]){4});
+
+  p->n_slots = 2;
+  p->slots = calloc(2, sizeof *p->slots);
+  assert_non_null(p->slots);
+  p->slots[0] = (pf_plan_slot){0, 0, 2};
+  p->slots[1] = (pf_plan_slot){1, 1, 4};
+
+  p->n_comms = 2;
+  p->comms = calloc(2, sizeof *p->comms);
+  assert_non_null(p->comms);
+  p->comms[0].id = 3;
+  set_ranks(&p->comms[0], 2, (int32_t[]){0, 1});
+  p->comms[1].id = 5;
+  set_ranks(&p->comms[1], 3, (int32_t[]){2, 1, 0});
   return p;
 }
 
@@ -230,6 +266,27 @@ static void plan_roundtrip(void **state) {
   assert_null(q->ops[1].kernel);
   assert_null(q->ops[1].attrs);
   assert_int_equal(q->ops[3].tag, INT64_C(1) << 40);
+  /* collective fields, output slots and communicators made the trip */
+  assert_int_equal(q->ops[5].comm, 3);
+  assert_int_equal(q->ops[5].collective, 1);
+  assert_int_equal(q->ops[5].reduce_op, 2);
+  assert_int_equal(q->ops[5].axis, 1);
+  assert_int_equal(q->ops[5].root, 1);
+  assert_int_equal(q->ops[5].in_axis, 1);
+  assert_int_equal(q->n_slots, 2);
+  assert_int_equal(q->slots[0].output, 0);
+  assert_int_equal(q->slots[0].shard, 0);
+  assert_int_equal(q->slots[0].buffer, 2);
+  assert_int_equal(q->slots[1].output, 1);
+  assert_int_equal(q->slots[1].shard, 1);
+  assert_int_equal(q->slots[1].buffer, 4);
+  assert_int_equal(q->n_comms, 2);
+  assert_int_equal(q->comms[0].id, 3);
+  assert_int_equal(q->comms[0].n_ranks, 2);
+  assert_memory_equal(q->comms[0].ranks, ((int32_t[]){0, 1}), 2 * sizeof(int32_t));
+  assert_int_equal(q->comms[1].id, 5);
+  assert_int_equal(q->comms[1].n_ranks, 3);
+  assert_memory_equal(q->comms[1].ranks, ((int32_t[]){2, 1, 0}), 3 * sizeof(int32_t));
   encode_plan(q, &b, &nb);
   assert_int_equal(na, nb);
   assert_memory_equal(a, b, na);
@@ -255,6 +312,48 @@ static void plan_equal_sees_differences(void **state) {
   q->ops[5].deps[0] = 3;
   assert_false(pf_plan_equal(p, q));
   q->ops[5].deps[0] = 4;
+  assert_true(pf_plan_equal(p, q));
+  /* collective fields */
+  q->ops[5].axis = 0;
+  assert_false(pf_plan_equal(p, q));
+  q->ops[5].axis = 1;
+  q->ops[5].root = 0;
+  assert_false(pf_plan_equal(p, q));
+  q->ops[5].root = 1;
+  q->ops[5].in_axis = 0;
+  assert_false(pf_plan_equal(p, q));
+  q->ops[5].in_axis = 1;
+  q->ops[5].comm = 5;
+  assert_false(pf_plan_equal(p, q));
+  q->ops[5].comm = 3;
+  assert_true(pf_plan_equal(p, q));
+  /* output slots: each field, and the count */
+  q->slots[1].output = 0;
+  assert_false(pf_plan_equal(p, q));
+  q->slots[1].output = 1;
+  q->slots[1].shard = 0;
+  assert_false(pf_plan_equal(p, q));
+  q->slots[1].shard = 1;
+  q->slots[0].buffer = 4;
+  assert_false(pf_plan_equal(p, q));
+  q->slots[0].buffer = 2;
+  q->n_slots = 1;
+  assert_false(pf_plan_equal(p, q));
+  q->n_slots = 2;
+  assert_true(pf_plan_equal(p, q));
+  /* communicators: id, rank list, rank count, count */
+  q->comms[1].id = 6;
+  assert_false(pf_plan_equal(p, q));
+  q->comms[1].id = 5;
+  q->comms[1].ranks[2] = 3;
+  assert_false(pf_plan_equal(p, q));
+  q->comms[1].ranks[2] = 0;
+  q->comms[1].n_ranks = 2;
+  assert_false(pf_plan_equal(p, q));
+  q->comms[1].n_ranks = 3;
+  q->n_comms = 1;
+  assert_false(pf_plan_equal(p, q));
+  q->n_comms = 2;
   assert_true(pf_plan_equal(p, q));
   assert_false(pf_plan_equal(p, NULL));
   assert_true(pf_plan_equal(NULL, NULL));
@@ -302,14 +401,105 @@ static void plan_reshard_pieces_share(void **state) {
   p->ops[1].device = 1;
   p->ops[3].device = 1;
   assert_int_equal(pf_plan_check(p, 2, &d), 0);
-  /* scalars: a box of rank 0 */
+  /* scalars (an allreduce of them) */
   p->buffers[3].spec = pf_spec_scalar(PF_F64);
   p->buffers[4].spec = pf_spec_scalar(PF_F64);
+  p->ops[5].collective = PF_ALLREDUCE;
   assert_int_equal(pf_plan_check(p, 2, &d), 0);
   /* an empty box at the very end of a dim is in bounds */
   p->ops[1].box = box2(4, 8, 4, 8, 0, 0);
   assert_int_equal(pf_plan_check(p, 2, &d), 0);
   pf_plan_free(p);
+}
+
+/* Makes op 5 a collective within the rank (comm -1) over both devices: inputs
+ * b3 (dev1), b5 (dev0), outputs b4, b6, with b5 and b6 shaped as b3 and b4. */
+static void make_local_collective(pf_plan *p) {
+  pf_plan_buffer *grown = realloc(p->buffers, 7 * sizeof *p->buffers);
+  assert_non_null(grown);
+  p->buffers = grown;
+  p->n_buffers = 7;
+  p->buffers[5] = (pf_plan_buffer){0, p->buffers[3].spec, -1, -1, 0};
+  p->buffers[6] = (pf_plan_buffer){0, p->buffers[4].spec, -1, -1, 0};
+  p->ops[5].comm = -1;
+  set_lists(&p->ops[5], 2, (uint32_t[]){3, 5}, 2, (uint32_t[]){4, 6}, 1,
+            (uint32_t[]){4});
+}
+
+/* A collective within the rank (comm -1) takes one input per local device,
+ * each with its output, and needs no communicator; a plan may have no slots
+ * and no communicators at all. */
+static void plan_local_collective(void **state) {
+  pf_plan *p = good_plan(), *q = NULL;
+  pf_diag d;
+  uint8_t *buf;
+  size_t len;
+  (void)state;
+  make_local_collective(p);
+  assert_int_equal(pf_plan_check(p, 2, &d), 0);
+  /* no communicators left for anyone to name, no output slots */
+  for (uint32_t i = 0; i < p->n_comms; i++) free(p->comms[i].ranks);
+  free(p->comms);
+  p->comms = NULL;
+  p->n_comms = 0;
+  free(p->slots);
+  p->slots = NULL;
+  p->n_slots = 0;
+  assert_int_equal(pf_plan_check(p, 2, &d), 0);
+  encode_plan(p, &buf, &len);
+  assert_int_equal(pf_plan_decode(buf, len, 2, &q, &d), 0);
+  assert_true(pf_plan_equal(p, q));
+  assert_int_equal(q->ops[5].comm, -1);
+  assert_int_equal(q->n_slots, 0);
+  assert_int_equal(q->n_comms, 0);
+  free(buf);
+  pf_plan_free(q);
+  pf_plan_free(p);
+}
+
+/* Every collective kind with the shard specs the scheduler gives it, over
+ * 2 local devices, over communicator 3 (2 ranks) and communicator 5 (3). */
+static void plan_collective_shapes(void **state) {
+  static const struct {
+    int kind, axis, root, in_axis;
+    int64_t in[2], out2[2], out3[2];
+  } cases[] = {
+      {PF_ALLREDUCE, 0, 0, 0, {6, 12}, {6, 12}, {6, 12}},
+      {PF_ALLGATHER, 1, 0, 1, {6, 12}, {6, 24}, {6, 36}},
+      {PF_ALLGATHER, 0, 0, 0, {6, 12}, {12, 12}, {18, 12}},
+      {PF_REDUCE_SCATTER, 1, 0, 0, {6, 12}, {6, 6}, {6, 4}},
+      {PF_BROADCAST, 0, 1, 0, {6, 12}, {6, 12}, {6, 12}},
+      {PF_ALL_TO_ALL, 0, 0, 1, {6, 12}, {3, 24}, {2, 36}},
+      {PF_ALL_TO_ALL, 1, 0, 0, {6, 12}, {12, 6}, {18, 4}},
+  };
+  pf_diag d;
+  (void)state;
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    for (int mode = 0; mode < 3; mode++) { /* local, comm 3, comm 5 */
+      pf_plan *p = good_plan();
+      const int64_t *out = mode == 2 ? cases[c].out3 : cases[c].out2;
+      p->buffers[3].spec = pf_spec_2d(PF_F64, cases[c].in[0], cases[c].in[1]);
+      p->buffers[4].spec = pf_spec_2d(PF_F64, out[0], out[1]);
+      p->ops[5].collective = cases[c].kind;
+      p->ops[5].axis = cases[c].axis;
+      p->ops[5].root = cases[c].root;
+      p->ops[5].in_axis = cases[c].in_axis;
+      if (mode == 0) make_local_collective(p);
+      if (mode == 2) p->ops[5].comm = 5;
+      if (pf_plan_check(p, 2, &d) != 0) {
+        print_error("case %zu mode %d: %s\n", c, mode, d.msg);
+        fail();
+      }
+      /* one shard more or less: the shapes no longer fit (an allreduce and
+       * a broadcast do not care, but a broadcast's root must exist) */
+      if (mode == 1) {
+        p->ops[5].comm = 5;
+        assert_int_equal(pf_plan_check(p, 2, &d) == 0,
+                         cases[c].kind == PF_ALLREDUCE || cases[c].kind == PF_BROADCAST);
+      }
+      pf_plan_free(p);
+    }
+  }
 }
 
 /* ---- plan check rules ------------------------------------------------------ */
@@ -391,7 +581,73 @@ MUT(m_send_rank, p->ops[2].box.rank = 3)
 MUT(m_box_rank, p->ops[0].box.rank = 9)
 MUT(m_peer, p->ops[2].peer = -1)
 MUT(m_tag, p->ops[3].tag = -5)
-MUT(m_comm, p->ops[5].comm = -1)
+MUT(m_comm, p->ops[5].comm = 4)
+/* collectives (collective_check) */
+MUT(m_coll_kind, p->ops[5].collective = PF_COLLECTIVE_COUNT)
+MUT(m_coll_kind_neg, p->ops[5].collective = -1)
+MUT(m_coll_reduce, p->ops[5].reduce_op = PF_REDUCE_COUNT)
+MUT(m_coll_reduce_neg, p->ops[5].reduce_op = -1)
+MUT(m_coll_no_output, set_lists(&p->ops[5], 1, (uint32_t[]){3}, 0, NULL, 0,
+                                NULL))
+MUT(m_coll_no_args, set_lists(&p->ops[5], 0, NULL, 0, NULL, 0, NULL))
+MUT(m_coll_over_devices, p->ops[5].comm = -1;
+    set_lists(&p->ops[5], 3, (uint32_t[]){3, 3, 3}, 3, (uint32_t[]){4, 4, 4},
+              0, NULL))
+MUT(m_comm_negative, p->ops[5].comm = -2)
+MUT(m_coll_mpi_two, set_lists(&p->ops[5], 2, (uint32_t[]){3, 0}, 2,
+                              (uint32_t[]){4, 1}, 0, NULL))
+MUT(m_coll_dtype, p->buffers[4].spec.dtype = PF_F32)
+/* collective shapes (collective_shape_check) */
+MUT(m_coll_axis_range, p->ops[5].axis = 2)
+MUT(m_coll_axis_neg, p->ops[5].axis = -1)
+MUT(m_coll_gather_shape, p->buffers[4].spec = pf_spec_2d(PF_F64, 2, 5))
+MUT(m_coll_rank_differs, p->buffers[4].spec = pf_spec_1d(PF_F64, 12))
+MUT(m_coll_allreduce_shape, p->ops[5].collective = PF_ALLREDUCE)
+MUT(m_coll_scatter_divides, p->ops[5].collective = PF_REDUCE_SCATTER;
+    p->buffers[4].spec = pf_spec_2d(PF_F64, 2, 1))
+MUT(m_coll_root_range, p->ops[5].collective = PF_BROADCAST;
+    p->buffers[4].spec = p->buffers[3].spec; p->ops[5].root = 2)
+MUT(m_coll_root_neg, p->ops[5].collective = PF_BROADCAST;
+    p->buffers[4].spec = p->buffers[3].spec; p->ops[5].root = -1)
+MUT(m_coll_a2a_in_axis, p->ops[5].collective = PF_ALL_TO_ALL;
+    p->buffers[3].spec = pf_spec_2d(PF_F64, 2, 6);
+    p->buffers[4].spec = pf_spec_2d(PF_F64, 4, 3); p->ops[5].in_axis = 2)
+MUT(m_coll_a2a_same_axis, p->ops[5].collective = PF_ALL_TO_ALL;
+    p->buffers[3].spec = pf_spec_2d(PF_F64, 2, 6);
+    p->buffers[4].spec = pf_spec_2d(PF_F64, 4, 3); p->ops[5].in_axis = 1)
+MUT(m_coll_a2a_shape, p->ops[5].collective = PF_ALL_TO_ALL;
+    p->buffers[3].spec = pf_spec_2d(PF_F64, 2, 6);
+    p->buffers[4].spec = pf_spec_2d(PF_F64, 4, 6); p->ops[5].in_axis = 0)
+MUT(m_coll_local_input_spec, make_local_collective(p);
+    p->buffers[5].spec = pf_spec_2d(PF_F64, 3, 3))
+MUT(m_coll_local_output_spec, make_local_collective(p);
+    p->buffers[6].spec = pf_spec_2d(PF_F64, 2, 3))
+/* output slots and communicators (slots_comms_check) */
+MUT(m_slots_missing, free(p->slots); p->slots = NULL)
+MUT(m_comms_missing, for (uint32_t i = 0; i < p->n_comms; i++)
+    free(p->comms[i].ranks); free(p->comms); p->comms = NULL)
+MUT(m_slot_output_neg, p->slots[0].output = -1)
+MUT(m_slot_output_range, p->slots[1].output = 2)
+MUT(m_slot_shard, p->slots[1].shard = -1)
+MUT(m_slot_buffer_range, p->slots[0].buffer = 5)
+MUT(m_slot_not_output, p->slots[1].buffer = 3)
+MUT(m_comm_id_neg, p->comms[1].id = -1)
+MUT(m_comm_empty, set_ranks(&p->comms[1], 0, NULL))
+MUT(m_comm_ranks_null, free(p->comms[1].ranks); p->comms[1].ranks = NULL)
+MUT(m_comm_too_big, {
+  uint32_t n = (1u << 20) + 1;
+  int32_t *v = malloc(n * sizeof *v);
+  assert_non_null(v);
+  for (uint32_t i = 0; i < n; i++) v[i] = (int32_t)i;
+  free(p->comms[1].ranks);
+  p->comms[1].ranks = v;
+  p->comms[1].n_ranks = n;
+})
+MUT(m_comm_id_dup, p->comms[1].id = 3)
+MUT(m_comm_rank_neg, p->comms[1].ranks[0] = -1)
+MUT(m_comm_rank_big, p->comms[0].ranks[0] = 1 << 20)
+MUT(m_comm_rank_dup, p->comms[1].ranks[2] = 2)
+MUT(m_comm_not_me, p->comms[1].ranks[1] = 7)
 MUT(m_kernel_kernel_writer,
     p->ops[5].kind = PF_OP_KERNEL; replace_str(&p->ops[5].kernel, "k");
     assert_int_equal(pf_attrs_create(&p->ops[5].attrs), 0);
@@ -466,7 +722,46 @@ static const plan_rule plan_rules[] = {
     {"box_rank_range", m_box_rank, 0, 1, {"op 0", "box rank 9"}},
     {"send_peer", m_peer, 0, 1, {"op 2", "negative peer -1"}},
     {"recv_tag", m_tag, 0, 1, {"op 3", "negative tag -5"}},
-    {"collective_comm", m_comm, 0, 1, {"op 5", "comm"}},
+    {"collective_comm", m_comm, 0, 1, {"op 5", "no communicator 4"}},
+    {"collective_kind", m_coll_kind, 0, 1, {"op 5", "unknown collective 5"}},
+    {"collective_kind_negative", m_coll_kind_neg, 0, 1, {"op 5", "unknown collective -1"}},
+    {"collective_reduction", m_coll_reduce, 0, 1, {"op 5", "reduction 4"}},
+    {"collective_reduction_negative", m_coll_reduce_neg, 0, 1, {"op 5", "reduction -1"}},
+    {"collective_no_output", m_coll_no_output, 0, 1, {"op 5", "one output per input"}},
+    {"collective_no_arguments", m_coll_no_args, 0, 1, {"op 5", "one output per input"}},
+    {"collective_over_devices", m_coll_over_devices, 0, 1, {"op 5", "one output per input"}},
+    {"collective_comm_negative", m_comm_negative, 0, 1, {"op 5", "no communicator -2"}},
+    {"collective_mpi_two_shards", m_coll_mpi_two, 0, 1, {"op 5", "MPI collective", "one local shard"}},
+    {"collective_dtype", m_coll_dtype, 0, 1, {"op 5", "dtypes differ"}},
+    {"collective_axis_range", m_coll_axis_range, 0, 1, {"op 5", "axis 2 out of range for rank 2"}},
+    {"collective_axis_negative", m_coll_axis_neg, 0, 1, {"op 5", "axis -1 out of range"}},
+    {"collective_gather_shape", m_coll_gather_shape, 0, 1, {"op 5 (allgather): allgather", "f64[2,3]", "f64[2,5]", "2 shards"}},
+    {"collective_rank_differs", m_coll_rank_differs, 0, 1, {"op 5", "allgather", "f64[12]"}},
+    {"collective_allreduce_shape", m_coll_allreduce_shape, 0, 1, {"op 5", "allreduce", "does not hold"}},
+    {"collective_scatter_divides", m_coll_scatter_divides, 0, 1, {"op 5", "reduce_scatter", "does not hold"}},
+    {"collective_root_range", m_coll_root_range, 0, 1, {"op 5", "root 2 not in [0, 2)"}},
+    {"collective_root_negative", m_coll_root_neg, 0, 1, {"op 5", "root -1"}},
+    {"collective_in_axis_range", m_coll_a2a_in_axis, 0, 1, {"op 5", "in_axis 2 out of range"}},
+    {"collective_a2a_same_axis", m_coll_a2a_same_axis, 0, 1, {"op 5", "both 1"}},
+    {"collective_a2a_shape", m_coll_a2a_shape, 0, 1, {"op 5", "all_to_all", "does not hold"}},
+    {"collective_local_input_spec", m_coll_local_input_spec, 0, 1, {"op 5", "input or output 1", "another spec"}},
+    {"collective_local_output_spec", m_coll_local_output_spec, 0, 1, {"op 5", "input or output 1", "another spec"}},
+    {"slots_missing", m_slots_missing, 0, 0, {"missing slots or communicators"}},
+    {"comms_missing", m_comms_missing, 0, 0, {"missing slots or communicators"}},
+    {"slot_output_negative", m_slot_output_neg, 0, 1, {"output slot 0", "output -1"}},
+    {"slot_output_range", m_slot_output_range, 0, 1, {"output slot 1", "output 2"}},
+    {"slot_shard", m_slot_shard, 0, 1, {"output slot 1", "shard -1"}},
+    {"slot_buffer_range", m_slot_buffer_range, 0, 1, {"output slot 0", "buffer 5"}},
+    {"slot_buffer_not_output", m_slot_not_output, 0, 1, {"output slot 1", "buffer 3"}},
+    {"comm_id_negative", m_comm_id_neg, 0, 1, {"communicator 1 is invalid"}},
+    {"comm_no_ranks", m_comm_empty, 0, 1, {"communicator 1 is invalid"}},
+    {"comm_ranks_missing", m_comm_ranks_null, 0, 0, {"communicator 1 is invalid"}},
+    {"comm_too_many_ranks", m_comm_too_big, 0, 1, {"communicator 1"}},
+    {"comm_id_repeated", m_comm_id_dup, 0, 1, {"communicator id 3 repeated"}},
+    {"comm_rank_negative", m_comm_rank_neg, 0, 1, {"communicator 5", "rank -1 out of range"}},
+    {"comm_rank_too_high", m_comm_rank_big, 0, 1, {"communicator 3", "rank 1048576 out of range"}},
+    {"comm_rank_repeated", m_comm_rank_dup, 0, 1, {"communicator 5", "rank 2 repeated"}},
+    {"comm_without_own_rank", m_comm_not_me, 0, 1, {"communicator 5", "does not include rank 1"}},
     {"two_kernels_write", m_kernel_kernel_writer, 0, 1, {"op 5", "buffer 3", "op 4"}},
     {"kernel_and_collective_write", m_kernel_coll_writer, 0, 1, {"op 5", "buffer 4", "op 4"}},
     {"kernel_and_copy_write", m_kernel_copy_writer, 0, 1, {"op 1", "buffer 2", "op 0 (add0, kernel)"}},
@@ -627,6 +922,25 @@ WMUT(w_box_nine, SET(m->ops[1]->box->n_dst_offset, 9);
 WMUT(w_no_box, SET(m->ops[0]->box, NULL))
 WMUT(w_no_box_copy, SET(m->ops[1]->box, NULL))
 
+#define BIG_LIST ((1u << 20) + 1)
+static int32_t big_ranks[BIG_LIST];
+static Pathflow__OutputSlot big_slot;
+static Pathflow__OutputSlot *big_slots[BIG_LIST];
+
+WMUT(w_comm_big, SET(m->comms[0]->n_ranks, (size_t)BIG_LIST);
+     SET(m->comms[0]->ranks, big_ranks))
+WMUT(w_slots_many, {
+  pathflow__output_slot__init(&big_slot);
+  for (uint32_t i = 0; i < BIG_LIST; i++) big_slots[i] = &big_slot;
+  SET(m->n_outputs, (size_t)BIG_LIST);
+  SET(m->outputs, big_slots);
+})
+WMUT(w_comm_no_ranks, SET(m->comms[1]->n_ranks, 0))
+WMUT(w_slot_buffer, SET(m->outputs[1]->buffer, 99))
+WMUT(w_coll_unused, SET(m->ops[5]->root, INT32_MAX);
+     SET(m->ops[5]->in_axis, INT32_MIN))
+WMUT(w_coll_axis, SET(m->ops[5]->axis, -7))
+
 static const plan_wire_rule plan_wire_rules[] = {
     {"spec_nine_dims", w_dims9, 0, {"buffer 0", "9 dims"}},
     {"spec_dtype", w_dtype, 0, {"buffer 0", "unknown dtype 7"}},
@@ -652,6 +966,12 @@ static const plan_wire_rule plan_wire_rules[] = {
     {"box_nine", w_box_nine, 0, {"op 1", "at most 8"}},
     {"kernel_without_box", w_no_box, 1, {NULL}},
     {"copy_without_box", w_no_box_copy, 0, {"op 1", "box rank 0"}},
+    {"communicator_too_large", w_comm_big, 0, {"communicator 0 too large"}},
+    {"output_slots_too_many", w_slots_many, 0, {"too many output slots"}},
+    {"communicator_no_ranks", w_comm_no_ranks, 0, {"communicator 1 is invalid"}},
+    {"output_slot_buffer", w_slot_buffer, 0, {"output slot 1", "buffer 99"}},
+    {"allgather_ignores_root_in_axis", w_coll_unused, 1, {NULL}},
+    {"collective_axis", w_coll_axis, 0, {"op 5", "axis -7 out of range"}},
 };
 
 static void plan_wire_rule_test(void **state) {
@@ -1282,6 +1602,8 @@ int main(void) {
       cmocka_unit_test(plan_equal_sees_differences),
       cmocka_unit_test(plan_args),
       cmocka_unit_test(plan_reshard_pieces_share),
+      cmocka_unit_test(plan_local_collective),
+      cmocka_unit_test(plan_collective_shapes),
       cmocka_unit_test(plan_truncated),
       cmocka_unit_test(plan_flipped),
       cmocka_unit_test(plan_random),

@@ -88,11 +88,10 @@ int pf_mpi_init(int *argc, char ***argv, pf_mpi **out, pf_diag *d) {
 
 void pf_mpi_finalize(pf_mpi *m) {
   if (m == NULL) return;
-  for (size_t i = 0; i < m->n; i++) {
-    if (m->reqs[i] == MPI_REQUEST_NULL) continue;
-    MPI_Cancel(&m->reqs[i]);
-    MPI_Request_free(&m->reqs[i]);
-  }
+  /* Only control sends can be left (steps are done): let them finish in
+   * the background. */
+  for (size_t i = 0; i < m->n; i++)
+    if (m->reqs[i] != MPI_REQUEST_NULL) MPI_Request_free(&m->reqs[i]);
   for (size_t i = 0; i < m->n_comms; i++) {
     if (m->comms[i].comm != MPI_COMM_NULL) MPI_Comm_free(&m->comms[i].comm);
     free(m->comms[i].ranks);
@@ -110,9 +109,9 @@ void pf_mpi_finalize(pf_mpi *m) {
 }
 
 void pf_mpi_abort(pf_mpi *m, int code, const char *why) {
-  fprintf(stderr, "pathflow: rank %d: %s; ending the job\n", m ? m->rank : -1, why);
+  fprintf(stderr, "pathflow: rank %d: %s; ending the job\n", m ? m->rank : 0, why);
   fflush(stderr);
-  MPI_Abort(MPI_COMM_WORLD, code);
+  if (m != NULL) MPI_Abort(MPI_COMM_WORLD, code);
   abort();
 }
 

@@ -26,16 +26,40 @@ typedef struct pf_init_options {
   /* Local CPU devices. 0 means: PATHFLOW_CPU_DEVICES if set, else the number
    * of cores in the process's affinity mask. */
   int cpu_devices;
+  /* User kernels to register on every rank before executors start serving
+   * (in an mpirun job, kernels registered after pf_init exist on rank 0
+   * only). The definitions are copied. */
+  const pf_kernel_def *kernels;
+  int n_kernels;
+  /* Kernel plugins (shared libraries, see pf_kernels_load) to load on every
+   * rank, NULL-terminated; PATHFLOW_KERNELS (paths separated by ':') adds
+   * more. */
+  const char *const *kernel_plugins;
 } pf_init_options;
 
-/* Creates the context: registers the built-in kernels, discovers local
- * devices, starts the loop and worker threads. argc/argv may be NULL.
- * `opts` may be NULL for defaults.
- * Errors: PF_EINVAL (bad option or bad PATHFLOW_CPU_DEVICES: the message
- * names the variable), PF_ENOMEM, PF_ESYS (a thread or the loop could not
- * start). On error *out is NULL and nothing is left running. */
+/* Creates the context.
+ *
+ * Launched by mpirun (or with PATHFLOW_MPI=1), pf_init calls
+ * MPI_Init_thread(MPI_THREAD_SERIALIZED) unless MPI is already initialized,
+ * and every rank registers its devices with rank 0. Rank 0 returns: it is
+ * the controller (and an executor). Every other rank serves as an executor
+ * and DOES NOT RETURN: once the controller calls pf_finalize, it finalizes
+ * MPI and exits the process with status 0. Started without mpirun, the
+ * process is a one-rank job with no MPI.
+ *
+ * Registers the built-in kernels, then opts->kernels and the plugins,
+ * discovers local devices, starts the loop and worker threads. argc/argv
+ * may be NULL. `opts` may be NULL for defaults.
+ * Errors: PF_EINVAL (bad option or environment variable: the message names
+ * it), PF_ENOTFOUND (a plugin), PF_EMPI, PF_ENOMEM, PF_ESYS. On error *out
+ * is NULL and nothing is left running. pf_last_error cannot be used without
+ * a context, so pf_init prints the message to stderr. */
 int pf_init(int *argc, char ***argv, const pf_init_options *opts,
             pf_context **out);
+
+/* This process's rank and the number of ranks (1 without MPI). */
+int pf_rank(const pf_context *ctx);
+int pf_world_size(const pf_context *ctx);
 
 /* Waits for executions in flight, stops the threads, frees everything the
  * context owns (buffers, executables, futures not yet destroyed) and the
@@ -48,7 +72,8 @@ int pf_finalize(pf_context *ctx);
  * until the next call on the context. */
 const char *pf_last_error(const pf_context *ctx);
 
-/* Number of devices of `kind` that this context can place programs on. */
+/* Number of devices of `kind` that this context can place programs on: on
+ * rank 0 of an mpirun job, the devices of every rank. */
 int pf_device_count(const pf_context *ctx, pf_device_kind kind);
 
 #ifdef __cplusplus

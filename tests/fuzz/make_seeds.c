@@ -1,6 +1,7 @@
 /* Writes the seed corpus for the fuzzers: a few valid encoded graphs (built
- * with the real builders and built-in kernels, so the validator gets deep)
- * and plans (every op kind), as DIR/graph/seed_N.pb and DIR/plan/seed_N.pb.
+ * with the real builders and built-in kernels, so the validator gets deep),
+ * plans (every op kind) and control messages (the kinds with the most
+ * fields), as DIR/graph/seed_N.pb, DIR/plan/seed_N.pb and DIR/msg/seed_N.pb.
  *
  * usage: make_seeds DIR */
 #include <errno.h>
@@ -13,7 +14,9 @@
 #include "graph/graph_internal.h"
 #include "kernels/registry.h"
 #include "pathflow/error.h"
+#include "runtime/msg.h"
 #include "runtime/plan.h"
+#include "runtime/storage.h"
 
 static int mkdir_p(const char *path) {
   if (mkdir(path, 0755) == 0 || errno == EEXIST) return 0;
@@ -237,8 +240,8 @@ static pf_plan *plan_all_kinds(void) {
   p->buffers[0] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), 0, -1, 0};
   p->buffers[1] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), -1, -1, 0};
   p->buffers[2] = (pf_plan_buffer){1, pf_spec_2d(PF_F32, 4, 8), -1, 0, 1};
-  p->buffers[3] = (pf_plan_buffer){3, pf_spec_1d(PF_F64, 3), -1, -1, 3};
-  p->buffers[4] = (pf_plan_buffer){3, pf_spec_1d(PF_F64, 3), -1, 1, 3};
+  p->buffers[3] = (pf_plan_buffer){3, pf_spec_2d(PF_F64, 2, 3), -1, -1, 3};
+  p->buffers[4] = (pf_plan_buffer){3, pf_spec_2d(PF_F64, 2, 6), -1, 1, 3};
   p->buffers[5] = (pf_plan_buffer){2, pf_spec_scalar(PF_U8), -1, -1, 0};
   kernel_op(&p->ops[0], 0, "add0", "add", 0, 4);
   pf_attrs_set_float(p->ops[0].attrs, "alpha", 2.0);
@@ -261,12 +264,33 @@ static pf_plan *plan_all_kinds(void) {
   lists(&p->ops[3], 0, NULL, 1, (uint32_t[]){2}, 1, (uint32_t[]){1});
   kernel_op(&p->ops[4], 3, "fill3", "fill", 3, 4);
   lists(&p->ops[4], 0, NULL, 1, (uint32_t[]){3}, 0, NULL);
-  other_op(&p->ops[5], PF_OP_COLLECTIVE, 3, "allreduce");
+  /* allgather along axis 1 over communicator 1 (ranks 0 and 1) */
+  other_op(&p->ops[5], PF_OP_COLLECTIVE, 3, "allgather");
   p->ops[5].comm = 1;
   p->ops[5].collective = 1;
   p->ops[5].reduce_op = 0;
+  p->ops[5].axis = 1;
+  p->ops[5].in_axis = 1;
   lists(&p->ops[5], 1, (uint32_t[]){3}, 1, (uint32_t[]){4}, 2,
         (uint32_t[]){3, 4});
+  p->slots = calloc(2, sizeof *p->slots);
+  p->comms = calloc(1, sizeof *p->comms);
+  if (p->slots == NULL || p->comms == NULL) {
+    pf_plan_free(p);
+    return NULL;
+  }
+  p->n_slots = 2;
+  p->slots[0] = (pf_plan_slot){0, 1, 2};
+  p->slots[1] = (pf_plan_slot){1, 3, 4};
+  p->n_comms = 1;
+  p->comms[0].id = 1;
+  if ((p->comms[0].ranks = malloc(2 * sizeof(int32_t))) == NULL) {
+    pf_plan_free(p);
+    return NULL;
+  }
+  p->comms[0].n_ranks = 2;
+  p->comms[0].ranks[0] = 0;
+  p->comms[0].ranks[1] = 1;
   return p;
 }
 
@@ -281,6 +305,12 @@ static pf_plan *plan_single(void) {
   p->buffers[1] = (pf_plan_buffer){0, pf_spec_2d(PF_I64, 2, 3), -1, 0, 0};
   kernel_op(&p->ops[0], 0, "relu", "relu", 0, 1);
   lists(&p->ops[0], 1, (uint32_t[]){0}, 1, (uint32_t[]){1}, 0, NULL);
+  if ((p->slots = calloc(1, sizeof *p->slots)) == NULL) {
+    pf_plan_free(p);
+    return NULL;
+  }
+  p->n_slots = 1;
+  p->slots[0] = (pf_plan_slot){0, 0, 1};
   return p;
 }
 
@@ -306,10 +336,108 @@ static int write_plans(const char *dir) {
   return written;
 }
 
+/* ---- control messages ------------------------------------------------------ */
+
+static pf_storage *bytes(size_t n, uint8_t seed) {
+  pf_storage *s = pf_storage_new(n, 0);
+  if (s != NULL)
+    for (size_t i = 0; i < n; i++) ((uint8_t *)s->data)[i] = (uint8_t)(seed + i);
+  return s;
+}
+
+/* Seed i, or NULL when there are no more (or out of memory: *done stays 0). */
+static pf_msg *msg_seed(int i, int *done) {
+  static const uint64_t ins[] = {1, 2, 3}, outs[] = {4, 5}, drop[] = {1};
+  static const int32_t shards[] = {0, 1, 3};
+  pf_msg *m;
+  *done = 0;
+  switch (i) {
+    case 0:
+      if ((m = pf_msg_new(PF_MSG_RUN)) == NULL) return NULL;
+      m->executable = 42;
+      m->step = 7;
+      m->inputs = malloc(sizeof ins);
+      m->outputs = malloc(sizeof outs);
+      m->drop = malloc(sizeof drop);
+      if (m->inputs && m->outputs && m->drop) {
+        memcpy(m->inputs, ins, sizeof ins);
+        memcpy(m->outputs, outs, sizeof outs);
+        memcpy(m->drop, drop, sizeof drop);
+        m->n_inputs = 3;
+        m->n_outputs = 2;
+        m->n_drop = 1;
+      }
+      return m;
+    case 1:
+      if ((m = pf_msg_new(PF_MSG_FETCH_REPLY)) == NULL) return NULL;
+      m->request = 9;
+      m->shards = malloc(sizeof shards);
+      m->data = calloc(3, sizeof *m->data);
+      if (m->shards && m->data) {
+        memcpy(m->shards, shards, sizeof shards);
+        m->n_shards = 3;
+        m->data[0] = bytes(16, 1);
+        m->data[1] = bytes(0, 0);
+        m->data[2] = bytes(24, 100);
+      }
+      return m;
+    case 2:
+      if ((m = pf_msg_new(PF_MSG_PUT)) == NULL) return NULL;
+      m->buffer = 11;
+      m->spec = pf_spec_2d(PF_F32, 2, 3);
+      m->shards = malloc(sizeof *m->shards);
+      m->data = calloc(1, sizeof *m->data);
+      if (m->shards && m->data) {
+        m->shards[0] = 1;
+        m->n_shards = 1;
+        m->data[0] = bytes(24, 7);
+      }
+      return m;
+    case 3:
+      if ((m = pf_msg_new(PF_MSG_LOAD)) == NULL) return NULL;
+      m->plan = plan_all_kinds();
+      return m;
+    case 4:
+      if ((m = pf_msg_new(PF_MSG_REGISTER)) == NULL) return NULL;
+      m->host = strdup("node0");
+      m->n_devices = 4;
+      m->device_memory = INT64_C(1) << 32;
+      return m;
+    case 5:
+      if ((m = pf_msg_new(PF_MSG_STEP_DONE)) == NULL) return NULL;
+      m->executable = 42;
+      m->step = 7;
+      m->status = -13;
+      m->message = strdup("kernel \"add\" failed");
+      return m;
+    default:
+      *done = 1;
+      return NULL;
+  }
+}
+
+static int write_msgs(const char *dir) {
+  int written = 0, done = 0;
+  for (int i = 0; !done; i++) {
+    pf_msg *m = msg_seed(i, &done);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (done) break;
+    /* a seed built short (out of memory) still encodes: as what it holds */
+    if (m == NULL || pf_msg_encode(m, &buf, &len) != 0)
+      fprintf(stderr, "make_seeds: message %d skipped\n", i);
+    else if (write_seed(dir, "msg", i, buf, len) == 0)
+      written++;
+    free(buf);
+    pf_msg_free(m);
+  }
+  return written;
+}
+
 int main(int argc, char **argv) {
   char sub[4096];
   pf_registry *reg = NULL;
-  int graphs, plans;
+  int graphs, plans, msgs;
   if (argc != 2) {
     fprintf(stderr, "usage: %s DIR\n", argv[0]);
     return 2;
@@ -319,6 +447,8 @@ int main(int argc, char **argv) {
   if (mkdir_p(sub)) return 1;
   snprintf(sub, sizeof sub, "%s/plan", argv[1]);
   if (mkdir_p(sub)) return 1;
+  snprintf(sub, sizeof sub, "%s/msg", argv[1]);
+  if (mkdir_p(sub)) return 1;
   if (pf_registry_create(&reg) != 0 || pf_builtin_kernels_register(reg) != 0) {
     fprintf(stderr, "make_seeds: cannot register the built-in kernels\n");
     pf_registry_destroy(reg);
@@ -326,7 +456,9 @@ int main(int argc, char **argv) {
   }
   graphs = write_graphs(argv[1], reg);
   plans = write_plans(argv[1]);
+  msgs = write_msgs(argv[1]);
   pf_registry_destroy(reg);
-  printf("make_seeds: %d graphs, %d plans in %s\n", graphs, plans, argv[1]);
-  return graphs > 0 && plans > 0 ? 0 : 1;
+  printf("make_seeds: %d graphs, %d plans, %d messages in %s\n", graphs, plans, msgs,
+         argv[1]);
+  return graphs > 0 && plans > 0 && msgs > 0 ? 0 : 1;
 }

@@ -16,7 +16,7 @@ build=$1
 secs=$2
 bin=$build/tests/fuzz
 work=$build/fuzz
-for f in make_seeds fuzz_plan fuzz_graph; do
+for f in make_seeds fuzz_plan fuzz_graph fuzz_msg; do
   if [ ! -x "$bin/$f" ]; then
     echo "run.sh: $bin/$f missing: build with -DPF_BUILD_FUZZ=ON first" >&2
     exit 2
@@ -30,7 +30,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 status=0
-for t in plan graph; do
+for t in plan graph msg; do
   mkdir -p "$work/corpus/$t"
   echo "== fuzz_$t for ${secs}s"
   "$bin/fuzz_$t" "$work/corpus/$t" "$work/seeds/$t" \

@@ -1,0 +1,118 @@
+/* The controller's side of the control protocol: replies from executors
+ * (on the loop thread) complete waiters that user calls block on. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/context_internal.h"
+#include "base/util.h"
+
+static pf_waiter *find(pf_context *ctx, uint64_t key) {
+  for (pf_waiter *w = ctx->waiting; w; w = w->next)
+    if (w->key == key) return w;
+  return NULL;
+}
+
+static void record(pf_waiter *w, int status, const char *message) {
+  if (status != 0 && w->status == 0) {
+    w->status = status;
+    snprintf(w->message, sizeof w->message, "%s", message ? message : "");
+  }
+}
+
+void pf_controller_on_reply(void *arg, pf_msg *m) {
+  pf_context *ctx = arg;
+  pf_waiter *w;
+  pthread_mutex_lock(&ctx->lock);
+  switch (m->kind) {
+    case PF_MSG_LOAD_DONE:
+      if (m->executable == 0) {
+        /* An executor rejected a message it could not decode: whatever was
+         * waiting on it would wait forever, so fail every waiter. */
+        for (w = ctx->waiting; w; w = w->next) {
+          record(w, m->status, m->message);
+          w->pending = 0;
+        }
+        break;
+      }
+      /* fall through */
+    case PF_MSG_STEP_DONE:
+      w = find(ctx, m->kind == PF_MSG_LOAD_DONE ? m->executable : m->step);
+      if (w == NULL) break;
+      record(w, m->status, m->message);
+      w->pending--;
+      break;
+    case PF_MSG_FETCH_REPLY:
+      if ((w = find(ctx, m->request)) == NULL) break;
+      record(w, m->status, m->message);
+      for (uint32_t k = 0; m->data && k < m->n_shards; k++)
+        if (m->shards[k] < w->num_shards && m->data[k] && w->shards[m->shards[k]] == NULL) {
+          w->shards[m->shards[k]] = m->data[k];
+          m->data[k] = NULL;
+        }
+      w->pending--;
+      break;
+    default:
+      break;
+  }
+  pthread_cond_broadcast(&ctx->cond);
+  pthread_mutex_unlock(&ctx->lock);
+  pf_msg_free(m);
+}
+
+void pf_controller_expect(pf_context *ctx, pf_waiter *w, uint64_t key, int pending) {
+  w->key = key;
+  w->pending = pending;
+  w->status = 0;
+  w->message[0] = '\0';
+  pthread_mutex_lock(&ctx->lock);
+  w->next = ctx->waiting;
+  ctx->waiting = w;
+  pthread_mutex_unlock(&ctx->lock);
+}
+
+static void unlink_locked(pf_context *ctx, pf_waiter *w) {
+  for (pf_waiter **p = &ctx->waiting; *p; p = &(*p)->next)
+    if (*p == w) {
+      *p = w->next;
+      return;
+    }
+}
+
+int pf_controller_wait_for(pf_context *ctx, pf_waiter *w, int64_t timeout_ms) {
+  struct timespec ts;
+  int rc = 0;
+  if (timeout_ms > 0) {
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (timeout_ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+  }
+  pthread_mutex_lock(&ctx->lock);
+  while (w->pending > 0 && timeout_ms != 0 && rc != ETIMEDOUT)
+    rc = timeout_ms < 0 ? pthread_cond_wait(&ctx->cond, &ctx->lock)
+                        : pthread_cond_timedwait(&ctx->cond, &ctx->lock, &ts);
+  if (w->pending > 0) {
+    pthread_mutex_unlock(&ctx->lock);
+    return PF_ETIMEDOUT;
+  }
+  unlink_locked(ctx, w);
+  pthread_mutex_unlock(&ctx->lock);
+  return w->status;
+}
+
+int pf_controller_wait(pf_context *ctx, pf_waiter *w) {
+  return pf_controller_wait_for(ctx, w, -1);
+}
+
+int pf_controller_send(pf_context *ctx, int rank, pf_msg *m) {
+  int rc;
+  if (m == NULL) return pf_context_error(ctx, PF_ENOMEM, "out of memory");
+  rc = pf_runtime_send(ctx->runtime, rank, m);
+  if (rc != 0) return pf_context_error(ctx, rc, "cannot reach rank %d: %s", rank, pf_strerror(rc));
+  return 0;
+}

@@ -1,0 +1,126 @@
+#include "runtime/reduce.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pathflow/graph.h"
+#include "runtime/box.h"
+
+#define REDUCE_LOOP(T)                                           \
+  do {                                                           \
+    T *d = dst;                                                  \
+    const T *s = src;                                            \
+    switch (reduce_op) {                                         \
+      case PF_REDUCE_MAX:                                        \
+        for (size_t i = 0; i < n; i++) d[i] = s[i] > d[i] ? s[i] : d[i]; \
+        break;                                                   \
+      case PF_REDUCE_MIN:                                        \
+        for (size_t i = 0; i < n; i++) d[i] = s[i] < d[i] ? s[i] : d[i]; \
+        break;                                                   \
+      default:                                                   \
+        for (size_t i = 0; i < n; i++) d[i] += s[i];             \
+        break;                                                   \
+    }                                                            \
+  } while (0)
+
+void pf_reduce_into(void *dst, const void *src, size_t n, pf_dtype dtype, int reduce_op) {
+  switch (dtype) {
+    case PF_F32: REDUCE_LOOP(float); break;
+    case PF_F64: REDUCE_LOOP(double); break;
+    case PF_I32: REDUCE_LOOP(int32_t); break;
+    case PF_I64: REDUCE_LOOP(int64_t); break;
+    default: break; /* the graph validator refuses other dtypes */
+  }
+}
+
+void pf_reduce_finish(void *dst, size_t n, pf_dtype dtype, int reduce_op, int count) {
+  if (reduce_op != PF_REDUCE_MEAN || count <= 1) return;
+  if (dtype == PF_F32)
+    for (size_t i = 0; i < n; i++) ((float *)dst)[i] /= (float)count;
+  if (dtype == PF_F64)
+    for (size_t i = 0; i < n; i++) ((double *)dst)[i] /= (double)count;
+}
+
+/* Copies block `count` elements of `src_dims` at src_off into dst. */
+static void copy_box(void *dst, const pf_spec *dspec, const int64_t *doff, const void *src,
+                     const pf_spec *sspec, const int64_t *soff, const int64_t *extent) {
+  pf_box box;
+  box.rank = sspec->rank;
+  for (int i = 0; i < box.rank; i++) {
+    box.src_offset[i] = soff[i];
+    box.dst_offset[i] = doff[i];
+    box.extent[i] = extent[i];
+  }
+  pf_box_copy(dst, dspec->dims, src, sspec->dims, &box, pf_dtype_size(sspec->dtype));
+}
+
+void pf_collective_local(const pf_plan_op *op, int n, const pf_spec *in_spec,
+                         const pf_spec *out_spec, pf_storage *const *in,
+                         pf_storage *const *out) {
+  size_t in_n = (size_t)pf_spec_numel(in_spec), out_bytes = pf_spec_nbytes(out_spec);
+  int64_t zero[PF_MAX_RANK] = {0}, off[PF_MAX_RANK] = {0}, doff[PF_MAX_RANK] = {0};
+  int64_t ext[PF_MAX_RANK];
+  int a = op->axis, ai = op->in_axis;
+  switch (op->collective) {
+    case PF_ALLREDUCE:
+      memcpy(out[0]->data, in[0]->data, out_bytes);
+      for (int k = 1; k < n; k++)
+        pf_reduce_into(out[0]->data, in[k]->data, in_n, in_spec->dtype, op->reduce_op);
+      pf_reduce_finish(out[0]->data, in_n, in_spec->dtype, op->reduce_op, n);
+      for (int k = 1; k < n; k++) memcpy(out[k]->data, out[0]->data, out_bytes);
+      return;
+    case PF_ALLGATHER:
+      for (int k = 0; k < n; k++) {
+        memcpy(ext, in_spec->dims, sizeof ext);
+        doff[a] = k * in_spec->dims[a];
+        copy_box(out[0]->data, out_spec, doff, in[k]->data, in_spec, zero, in_spec->dims);
+      }
+      for (int k = 1; k < n; k++) memcpy(out[k]->data, out[0]->data, out_bytes);
+      return;
+    case PF_REDUCE_SCATTER: {
+      /* Reduce into shard 0's output block by block: out_d = block d of
+       * the sum. Each block is reduced from the inputs directly. */
+      for (int d = 0; d < n; d++) {
+        memcpy(ext, out_spec->dims, sizeof ext);
+        off[a] = d * out_spec->dims[a];
+        copy_box(out[d]->data, out_spec, zero, in[0]->data, in_spec, off, ext);
+        for (int k = 1; k < n; k++) {
+          /* Reduce block d of input k into out[d] through a scratch copy in
+           * out[d]'s shape: blocks of a row-major tensor along a non-first
+           * axis are strided, so copy first, then reduce contiguously. */
+          {
+            size_t nb = out_bytes;
+            char scratch_small[4096];
+            void *scratch = nb <= sizeof scratch_small ? scratch_small : malloc(nb);
+            if (scratch == NULL) return;
+            copy_box(scratch, out_spec, zero, in[k]->data, in_spec, off, ext);
+            pf_reduce_into(out[d]->data, scratch, (size_t)pf_spec_numel(out_spec),
+                           in_spec->dtype, op->reduce_op);
+            if (scratch != scratch_small) free(scratch);
+          }
+        }
+        pf_reduce_finish(out[d]->data, (size_t)pf_spec_numel(out_spec), in_spec->dtype,
+                         op->reduce_op, n);
+      }
+      return;
+    }
+    case PF_BROADCAST:
+      for (int k = 0; k < n; k++) memcpy(out[k]->data, in[op->root]->data, out_bytes);
+      return;
+    case PF_ALL_TO_ALL:
+      /* out_j = concat over d (along ai) of chunk j (along a) of in_d. */
+      memcpy(ext, in_spec->dims, sizeof ext);
+      ext[a] = in_spec->dims[a] / n;
+      for (int j = 0; j < n; j++)
+        for (int d = 0; d < n; d++) {
+          memset(off, 0, sizeof off);
+          memset(doff, 0, sizeof doff);
+          off[a] = j * ext[a];
+          doff[ai] = d * in_spec->dims[ai];
+          copy_box(out[j]->data, out_spec, doff, in[d]->data, in_spec, off, ext);
+        }
+      return;
+    default:
+      return;
+  }
+}

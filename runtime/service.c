@@ -1,0 +1,637 @@
+#include "runtime/service.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "pathflow/error.h"
+#include "pathflow/graph.h"
+#include "runtime/box.h"
+#include "runtime/reduce.h"
+#include "runtime/store.h"
+
+/* A loaded executable and what its transfers need from MPI. */
+typedef struct exe {
+  uint64_t id;
+  int refs; /* the table's + steps in flight */
+  pf_loaded *loaded;
+  pf_mpi_box *boxes; /* per op: SEND/RECV addressing */
+  MPI_Comm *comms;   /* per op: COLLECTIVE communicator */
+  struct exe *next;
+} exe;
+
+/* A step this service started. */
+typedef struct run {
+  pf_service *svc;
+  exe *e;
+  pf_step *step;
+  uint64_t seq;
+  pf_msg *msg; /* the RUN message: output and drop ids */
+  int ops_in_flight; /* loop ops posted and not done */
+  struct run *prev, *next;
+} run;
+
+/* A loop op in progress, or a collective waiting for its turn. */
+typedef struct loop_op {
+  run *r;
+  uint32_t op;
+  int ready;
+  void *stage_in, *stage_out; /* collective staging buffers */
+  struct loop_op *next;
+} loop_op;
+
+/* Collectives of one communicator, in the order every rank issues them. */
+typedef struct comm_queue {
+  MPI_Comm comm;
+  loop_op *head, *tail;
+  struct comm_queue *next;
+} comm_queue;
+
+struct pf_service {
+  pf_service_config cfg;
+  pf_store *store;
+  exe *exes;
+  run *runs;
+  int n_runs;
+  comm_queue *queues;
+  uint64_t last_progress;
+  int tag_window;
+};
+
+int pf_service_create(const pf_service_config *cfg, pf_service **out) {
+  pf_service *s = calloc(1, sizeof *s);
+  if (s == NULL) return PF_ENOMEM;
+  s->cfg = *cfg;
+  if (pf_store_create(&s->store) != 0) {
+    free(s);
+    return PF_ENOMEM;
+  }
+  s->tag_window = cfg->mpi ? (int)(((int64_t)pf_mpi_tag_ub(cfg->mpi) + 1) / PF_MAX_IN_FLIGHT)
+                           : 1 << 24;
+  s->last_progress = pf_now_ns();
+  *out = s;
+  return 0;
+}
+
+static void exe_unref(exe *e) {
+  if (--e->refs > 0) return;
+  if (e->boxes) {
+    const pf_plan *p = pf_loaded_plan(e->loaded);
+    for (uint32_t i = 0; i < p->n_ops; i++) pf_mpi_box_free(&e->boxes[i]);
+  }
+  free(e->boxes);
+  free(e->comms);
+  pf_loaded_release(e->loaded);
+  free(e);
+}
+
+void pf_service_destroy(pf_service *s) {
+  if (s == NULL) return;
+  while (s->exes) {
+    exe *e = s->exes;
+    s->exes = e->next;
+    exe_unref(e);
+  }
+  while (s->queues) {
+    comm_queue *q = s->queues;
+    s->queues = q->next;
+    free(q);
+  }
+  pf_store_destroy(s->store);
+  free(s);
+}
+
+int pf_service_steps_in_flight(const pf_service *s) { return s->n_runs; }
+uint64_t pf_service_last_progress(const pf_service *s) { return s->last_progress; }
+
+static void reply(pf_service *s, pf_msg *m) { s->cfg.reply(s->cfg.reply_arg, m); }
+
+static void reply_status(pf_service *s, pf_msg_kind kind, uint64_t exe_id, uint64_t step,
+                         int status, const char *message) {
+  pf_msg *m = pf_msg_new(kind);
+  if (m == NULL) return; /* the controller's watchdog will report the stall */
+  m->executable = exe_id;
+  m->step = step;
+  m->status = status;
+  m->message = pf_strdup(message ? message : "");
+  reply(s, m);
+}
+
+static exe *exe_find(pf_service *s, uint64_t id) {
+  for (exe *e = s->exes; e; e = e->next)
+    if (e->id == id) return e;
+  return NULL;
+}
+
+/* ---- load ------------------------------------------------------------------ */
+
+static comm_queue *queue_for(pf_service *s, MPI_Comm comm) {
+  comm_queue *q;
+  for (q = s->queues; q; q = q->next)
+    if (q->comm == comm) return q;
+  if ((q = calloc(1, sizeof *q)) == NULL) return NULL;
+  q->comm = comm;
+  q->next = s->queues;
+  s->queues = q;
+  return q;
+}
+
+/* MPI addressing for every transfer and the communicator of every
+ * collective: done once per plan, never per step. */
+static int prepare_mpi(pf_service *s, exe *e, pf_diag *d) {
+  const pf_plan *p = pf_loaded_plan(e->loaded);
+  int rc;
+  e->boxes = pf_calloc(p->n_ops, sizeof *e->boxes);
+  e->comms = pf_calloc(p->n_ops, sizeof *e->comms);
+  if (e->boxes == NULL || e->comms == NULL) return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
+  for (uint32_t c = 0; c < p->n_comms; c++) {
+    MPI_Comm comm;
+    if ((rc = pf_mpi_comm_for(s->cfg.mpi, p->comms[c].ranks, (int)p->comms[c].n_ranks, &comm)))
+      return pf_diag_error(d, rc, "rank %d: could not make communicator %d", s->cfg.rank,
+                           (int)p->comms[c].id);
+    for (uint32_t i = 0; i < p->n_ops; i++)
+      if (p->ops[i].kind == PF_OP_COLLECTIVE && p->ops[i].comm == p->comms[c].id)
+        e->comms[i] = comm;
+    if (queue_for(s, comm) == NULL) return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
+  }
+  for (uint32_t i = 0; i < p->n_ops; i++) {
+    const pf_plan_op *op = &p->ops[i];
+    const pf_plan_buffer *b;
+    if (op->kind != PF_OP_SEND && op->kind != PF_OP_RECV) continue;
+    if (op->tag >= s->tag_window)
+      return pf_diag_error(d, PF_ERANGE,
+                           "rank %d: transfer tag %lld exceeds the tag window %d "
+                           "(MPI_TAG_UB / %d steps in flight)",
+                           s->cfg.rank, (long long)op->tag, s->tag_window, PF_MAX_IN_FLIGHT);
+    b = &p->buffers[op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0]];
+    rc = pf_mpi_box_make(&b->spec, op->kind == PF_OP_SEND ? op->box.src_offset : op->box.dst_offset,
+                         op->box.extent, &e->boxes[i]);
+    if (rc) return pf_diag_error(d, rc, "rank %d: op %u: cannot describe the transfer to MPI",
+                                 s->cfg.rank, i);
+  }
+  return 0;
+}
+
+static void handle_load(pf_service *s, pf_msg *m) {
+  uint64_t id = m->plan ? m->plan->executable : 0;
+  pf_diag d;
+  exe *e;
+  int rc;
+  pf_diag_init(&d);
+  if (m->plan == NULL || exe_find(s, id) != NULL) {
+    reply_status(s, PF_MSG_LOAD_DONE, id, 0, PF_EINVAL, "load: no plan, or executable loaded twice");
+    return;
+  }
+  if ((e = calloc(1, sizeof *e)) == NULL) {
+    reply_status(s, PF_MSG_LOAD_DONE, id, 0, PF_ENOMEM, "load: out of memory");
+    return;
+  }
+  rc = pf_executor_load(s->cfg.executor, m->plan, &e->loaded, &d);
+  m->plan = NULL; /* the executor owns it now, even on error */
+  if (rc == 0 && s->cfg.mpi) rc = prepare_mpi(s, e, &d);
+  if (rc == 0 && !s->cfg.mpi && pf_loaded_plan(e->loaded)->n_comms > 0)
+    rc = pf_diag_error(&d, PF_ENOTSUP, "rank %d: MPI collectives in a process without MPI",
+                       s->cfg.rank);
+  e->id = id;
+  e->refs = 1;
+  if (rc != 0) {
+    if (e->loaded) exe_unref(e); else free(e);
+    reply_status(s, PF_MSG_LOAD_DONE, id, 0, rc, d.msg);
+    return;
+  }
+  e->next = s->exes;
+  s->exes = e;
+  reply_status(s, PF_MSG_LOAD_DONE, id, 0, 0, NULL);
+}
+
+static void handle_unload(pf_service *s, uint64_t id) {
+  for (exe **pe = &s->exes; *pe; pe = &(*pe)->next)
+    if ((*pe)->id == id) {
+      exe *e = *pe;
+      *pe = e->next;
+      exe_unref(e);
+      return;
+    }
+}
+
+/* ---- run --------------------------------------------------------------------- */
+
+static void executor_done(pf_step *step, void *arg);
+
+static void enqueue_collectives(pf_service *s, run *r) {
+  const pf_plan *p = pf_loaded_plan(r->e->loaded);
+  for (uint32_t i = 0; i < p->n_ops; i++) {
+    comm_queue *q;
+    loop_op *lo;
+    if (p->ops[i].kind != PF_OP_COLLECTIVE || p->ops[i].comm < 0) continue;
+    q = queue_for(s, r->e->comms[i]);
+    lo = calloc(1, sizeof *lo);
+    if (q == NULL || lo == NULL) {
+      /* Cannot keep the gang order: the job cannot go on safely. */
+      pf_mpi_abort(s->cfg.mpi, 1, "out of memory queueing a collective");
+    }
+    lo->r = r;
+    lo->op = i;
+    if (q->tail)
+      q->tail->next = lo;
+    else
+      q->head = lo;
+    q->tail = lo;
+  }
+}
+
+static void handle_run(pf_service *s, pf_msg *m) {
+  exe *e = exe_find(s, m->executable);
+  const pf_plan *p;
+  pf_storage **inputs = NULL;
+  pf_diag why;
+  run *r;
+  int rc;
+  pf_diag_init(&why);
+  if (e == NULL) {
+    reply_status(s, PF_MSG_STEP_DONE, m->executable, m->step, PF_ESTALE,
+                 "run: executable not loaded on this rank");
+    pf_msg_free(m);
+    return;
+  }
+  p = pf_loaded_plan(e->loaded);
+  if (m->n_inputs != (uint32_t)p->num_inputs || m->n_outputs != (uint32_t)p->num_outputs) {
+    reply_status(s, PF_MSG_STEP_DONE, m->executable, m->step, PF_EINVAL,
+                 "run: input or output count differs from the plan");
+    pf_msg_free(m);
+    return;
+  }
+  inputs = pf_calloc(p->n_buffers, sizeof *inputs);
+  r = calloc(1, sizeof *r);
+  if (inputs == NULL || r == NULL) {
+    free(inputs);
+    free(r);
+    reply_status(s, PF_MSG_STEP_DONE, m->executable, m->step, PF_ENOMEM, "run: out of memory");
+    pf_msg_free(m);
+    return;
+  }
+  for (uint32_t b = 0; b < p->n_buffers; b++) {
+    const pf_plan_buffer *pb = &p->buffers[b];
+    if (pb->input < 0) continue;
+    inputs[b] = pf_store_get(s->store, m->inputs[pb->input], pb->shard);
+    if (inputs[b] == NULL || inputs[b]->nbytes < pf_spec_nbytes(&pb->spec))
+      pf_diag_error(&why, PF_ESTALE,
+                    "rank %d: input %d shard %d (buffer %llu) is not on this rank: "
+                    "released, or never made",
+                    s->cfg.rank, (int)pb->input, (int)pb->shard,
+                    (unsigned long long)m->inputs[pb->input]);
+    if (why.code) inputs[b] = NULL;
+  }
+  r->svc = s;
+  r->e = e;
+  r->seq = m->step;
+  r->msg = m;
+  e->refs++;
+  r->next = s->runs;
+  if (r->next) r->next->prev = r;
+  s->runs = r;
+  s->n_runs++;
+  enqueue_collectives(s, r);
+  if (why.code)
+    rc = pf_executor_run_failed(s->cfg.executor, e->loaded, inputs, &why, executor_done, r, &r->step);
+  else
+    rc = pf_executor_run(s->cfg.executor, e->loaded, inputs, executor_done, r, &r->step);
+  free(inputs);
+  if (rc != 0) pf_mpi_abort(s->cfg.mpi, 1, "could not start a step (out of memory)");
+}
+
+/* Runs on a device worker (or inside pf_executor_run): the runtime hands
+ * the completion to the loop thread, which calls pf_service_step_done. */
+static void executor_done(pf_step *step, void *arg) {
+  run *r = arg;
+  (void)step;
+  r->svc->cfg.post_done(r->svc->cfg.post_arg, r);
+}
+
+void pf_service_step_done(pf_service *s, void *arg) {
+  run *r = arg;
+  const pf_plan *p = pf_loaded_plan(r->e->loaded);
+  int status = pf_step_status(r->step);
+  if (status == 0) {
+    for (uint32_t k = 0; k < p->n_slots; k++) {
+      const pf_plan_slot *sl = &p->slots[k];
+      pf_storage *st = pf_step_take(r->step, sl->buffer);
+      if (st != NULL) pf_store_put(s->store, r->msg->outputs[sl->output], sl->shard, st);
+    }
+  }
+  for (uint32_t k = 0; k < r->msg->n_drop; k++) pf_store_drop(s->store, r->msg->drop[k]);
+  reply_status(s, PF_MSG_STEP_DONE, r->e->id, r->seq, status, pf_step_message(r->step));
+  s->last_progress = pf_now_ns();
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    s->runs = r->next;
+  if (r->next) r->next->prev = r->prev;
+  s->n_runs--;
+  pf_step_free(r->step);
+  exe_unref(r->e);
+  pf_msg_free(r->msg);
+  free(r);
+}
+
+/* ---- transfers and collectives ------------------------------------------------- */
+
+static int tag_of(const pf_service *s, uint64_t seq, int64_t tag) {
+  return (int)((seq % PF_MAX_IN_FLIGHT) * (uint64_t)s->tag_window + (uint64_t)tag);
+}
+
+static void loop_op_finish(loop_op *lo, int status, const char *why) {
+  pf_service *s = lo->r->svc;
+  lo->r->ops_in_flight--;
+  s->last_progress = pf_now_ns();
+  free(lo->stage_in);
+  free(lo->stage_out);
+  pf_executor_loop_op_done(lo->r->step, lo->op, status, why);
+  free(lo);
+}
+
+static void transfer_done(void *arg, int status) {
+  loop_op *lo = arg;
+  const pf_plan_op *op = &pf_step_plan(lo->r->step)->ops[lo->op];
+  char why[160];
+  if (status != 0)
+    snprintf(why, sizeof why, "MPI %s of program \"%s\" with rank %d failed",
+             op->kind == PF_OP_SEND ? "send" : "receive", op->name, (int)op->peer);
+  loop_op_finish(lo, status, status ? why : NULL);
+}
+
+static void start_transfer(pf_service *s, loop_op *lo) {
+  run *r = lo->r;
+  const pf_plan_op *op = &pf_step_plan(r->step)->ops[lo->op];
+  const pf_mpi_box *bx = &r->e->boxes[lo->op];
+  uint32_t b = op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0];
+  pf_storage *st = pf_step_buffer(r->step, b);
+  MPI_Request req;
+  int err, tag = tag_of(s, r->seq, op->tag);
+  if (st == NULL) {
+    loop_op_finish(lo, PF_ENOMEM, "transfer: out of memory");
+    return;
+  }
+  if (op->kind == PF_OP_SEND)
+    err = MPI_Isend((char *)st->data + bx->displacement, bx->count, bx->type, op->peer, tag,
+                    pf_mpi_data_comm(s->cfg.mpi), &req);
+  else
+    err = MPI_Irecv((char *)st->data + bx->displacement, bx->count, bx->type, op->peer, tag,
+                    pf_mpi_data_comm(s->cfg.mpi), &req);
+  if (err != MPI_SUCCESS || pf_mpi_track(s->cfg.mpi, req, transfer_done, lo) != 0)
+    transfer_done(lo, PF_EMPI);
+}
+
+static void collective_done(void *arg, int status) {
+  loop_op *lo = arg;
+  const pf_plan *p = pf_step_plan(lo->r->step);
+  const pf_plan_op *op = &p->ops[lo->op];
+  const pf_spec *ins = &p->buffers[op->inputs[0]].spec, *outs = &p->buffers[op->outputs[0]].spec;
+  pf_storage *out = pf_step_buffer(lo->r->step, op->outputs[0]);
+  int n = op->num_shards;
+  if (status == 0 && out != NULL) {
+    if (op->collective == PF_ALLREDUCE || op->collective == PF_REDUCE_SCATTER)
+      pf_reduce_finish(out->data, (size_t)pf_spec_numel(outs), outs->dtype, op->reduce_op, n);
+    if (op->collective == PF_ALLGATHER && lo->stage_out) {
+      /* Blocks arrived one after the other; lay them along the axis. */
+      for (int k = 0; k < n; k++) {
+        pf_box box;
+        box.rank = ins->rank;
+        for (int i = 0; i < ins->rank; i++) {
+          box.src_offset[i] = 0;
+          box.dst_offset[i] = i == op->axis ? k * ins->dims[i] : 0;
+          box.extent[i] = ins->dims[i];
+        }
+        pf_box_copy(out->data, outs->dims, (char *)lo->stage_out + (size_t)k * pf_spec_nbytes(ins),
+                    ins->dims, &box, pf_dtype_size(ins->dtype));
+      }
+    }
+    if (op->collective == PF_ALL_TO_ALL) {
+      /* Chunk d came from shard d: it goes at offset d along in_axis. */
+      pf_spec chunk = *ins;
+      chunk.dims[op->axis] /= n;
+      for (int d = 0; d < n; d++) {
+        pf_box box;
+        box.rank = ins->rank;
+        for (int i = 0; i < ins->rank; i++) {
+          box.src_offset[i] = 0;
+          box.dst_offset[i] = i == op->in_axis ? d * ins->dims[i] : 0;
+          box.extent[i] = chunk.dims[i];
+        }
+        pf_box_copy(out->data, outs->dims, (char *)lo->stage_out + (size_t)d * pf_spec_nbytes(&chunk),
+                    chunk.dims, &box, pf_dtype_size(ins->dtype));
+      }
+    }
+  }
+  loop_op_finish(lo, status, status ? "MPI collective failed" : NULL);
+}
+
+/* Packs block k (of n along axis) of `src` (spec s) contiguously into dst. */
+static void pack_blocks(void *dst, const void *src, const pf_spec *s, int axis, int n) {
+  pf_spec block = *s;
+  block.dims[axis] /= n;
+  for (int k = 0; k < n; k++) {
+    pf_box box;
+    box.rank = s->rank;
+    for (int i = 0; i < s->rank; i++) {
+      box.src_offset[i] = i == axis ? k * block.dims[i] : 0;
+      box.dst_offset[i] = 0;
+      box.extent[i] = block.dims[i];
+    }
+    pf_box_copy((char *)dst + (size_t)k * pf_spec_nbytes(&block), block.dims, src, s->dims, &box,
+                pf_dtype_size(s->dtype));
+  }
+}
+
+/* 1 if blocks along `axis` are already contiguous in row-major order. */
+static int leading_axis(const pf_spec *s, int axis) {
+  for (int i = 0; i < axis; i++)
+    if (s->dims[i] != 1) return 0;
+  return 1;
+}
+
+static void start_collective(pf_service *s, loop_op *lo) {
+  const pf_plan *p = pf_step_plan(lo->r->step);
+  const pf_plan_op *op = &p->ops[lo->op];
+  const pf_spec *ins = &p->buffers[op->inputs[0]].spec, *outs = &p->buffers[op->outputs[0]].spec;
+  pf_storage *in = pf_step_buffer(lo->r->step, op->inputs[0]);
+  pf_storage *out = pf_step_buffer(lo->r->step, op->outputs[0]);
+  MPI_Comm comm = lo->r->e->comms[lo->op];
+  MPI_Datatype dt = pf_mpi_dtype(ins->dtype);
+  MPI_Op mop = pf_mpi_op(op->reduce_op);
+  MPI_Request req = MPI_REQUEST_NULL;
+  int n = op->num_shards, err = MPI_SUCCESS;
+  size_t in_bytes = pf_spec_nbytes(ins), out_bytes = pf_spec_nbytes(outs);
+  (void)s;
+  if (in == NULL || out == NULL) {
+    loop_op_finish(lo, PF_ENOMEM, "collective: out of memory");
+    return;
+  }
+  if (in_bytes > INT32_MAX || (size_t)n * in_bytes > INT32_MAX) {
+    loop_op_finish(lo, PF_ERANGE, "collective: shard larger than 2 GiB");
+    return;
+  }
+  switch (op->collective) {
+    case PF_ALLREDUCE:
+      err = MPI_Iallreduce(in->data, out->data, (int)pf_spec_numel(ins), dt, mop, comm, &req);
+      break;
+    case PF_ALLGATHER:
+      if (leading_axis(ins, op->axis)) {
+        err = MPI_Iallgather(in->data, (int)in_bytes, MPI_BYTE, out->data, (int)in_bytes, MPI_BYTE,
+                             comm, &req);
+      } else if ((lo->stage_out = malloc(out_bytes ? out_bytes : 1)) != NULL) {
+        err = MPI_Iallgather(in->data, (int)in_bytes, MPI_BYTE, lo->stage_out, (int)in_bytes,
+                             MPI_BYTE, comm, &req);
+      }
+      break;
+    case PF_REDUCE_SCATTER: {
+      const void *src = in->data;
+      if (!leading_axis(ins, op->axis)) {
+        if ((lo->stage_in = malloc(in_bytes ? in_bytes : 1)) == NULL) break;
+        pack_blocks(lo->stage_in, in->data, ins, op->axis, n);
+        src = lo->stage_in;
+      }
+      err = MPI_Ireduce_scatter_block(src, out->data, (int)pf_spec_numel(outs), dt, mop, comm, &req);
+      break;
+    }
+    case PF_BROADCAST:
+      if (op->shard == op->root) memcpy(out->data, in->data, out_bytes);
+      err = MPI_Ibcast(out->data, (int)out_bytes, MPI_BYTE, op->root, comm, &req);
+      break;
+    case PF_ALL_TO_ALL: {
+      size_t chunk = in_bytes / (size_t)n;
+      lo->stage_in = malloc(in_bytes ? in_bytes : 1);
+      lo->stage_out = malloc(out_bytes ? out_bytes : 1);
+      if (lo->stage_in == NULL || lo->stage_out == NULL) break;
+      pack_blocks(lo->stage_in, in->data, ins, op->axis, n);
+      err = MPI_Ialltoall(lo->stage_in, (int)chunk, MPI_BYTE, lo->stage_out, (int)chunk, MPI_BYTE,
+                          comm, &req);
+      break;
+    }
+    default:
+      err = MPI_ERR_OTHER;
+  }
+  if (req == MPI_REQUEST_NULL && err == MPI_SUCCESS) {
+    loop_op_finish(lo, PF_ENOMEM, "collective: out of memory");
+    return;
+  }
+  if (err != MPI_SUCCESS || pf_mpi_track(s->cfg.mpi, req, collective_done, lo) != 0)
+    collective_done(lo, PF_EMPI);
+}
+
+/* Issues the collectives at the head of each queue whose inputs are ready:
+ * every rank issues a communicator's collectives in the same order. */
+static void pump(pf_service *s) {
+  for (comm_queue *q = s->queues; q; q = q->next)
+    while (q->head && q->head->ready) {
+      loop_op *lo = q->head;
+      q->head = lo->next;
+      if (q->head == NULL) q->tail = NULL;
+      lo->next = NULL;
+      start_collective(s, lo);
+    }
+}
+
+void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t i) {
+  run *r = pf_step_arg(step);
+  const pf_plan_op *op = &pf_step_plan(step)->ops[i];
+  loop_op *lo;
+  r->ops_in_flight++;
+  if (op->kind == PF_OP_COLLECTIVE) {
+    comm_queue *q = queue_for(s, r->e->comms[i]);
+    for (lo = q ? q->head : NULL; lo; lo = lo->next)
+      if (lo->r == r && lo->op == i) lo->ready = 1;
+    pump(s);
+    return;
+  }
+  if ((lo = calloc(1, sizeof *lo)) == NULL) {
+    pf_mpi_abort(s->cfg.mpi, 1, "out of memory starting a transfer");
+  }
+  lo->r = r;
+  lo->op = i;
+  start_transfer(s, lo);
+}
+
+/* ---- buffers ------------------------------------------------------------------- */
+
+static void handle_fetch(pf_service *s, pf_msg *m) {
+  pf_msg *rep = pf_msg_new(PF_MSG_FETCH_REPLY);
+  if (rep == NULL) return;
+  rep->request = m->request;
+  rep->shards = pf_mallocn(m->n_shards, sizeof *rep->shards);
+  rep->data = pf_calloc(m->n_shards, sizeof *rep->data);
+  if (rep->shards == NULL || rep->data == NULL) {
+    rep->status = PF_ENOMEM;
+    rep->message = pf_strdup("fetch: out of memory");
+    reply(s, rep);
+    return;
+  }
+  rep->n_shards = m->n_shards;
+  for (uint32_t k = 0; k < m->n_shards; k++) {
+    pf_storage *st = pf_store_get(s->store, m->buffer, m->shards[k]);
+    rep->shards[k] = m->shards[k];
+    if (st == NULL) {
+      char why[128];
+      snprintf(why, sizeof why, "rank %d: buffer %llu shard %d is not here", s->cfg.rank,
+               (unsigned long long)m->buffer, (int)m->shards[k]);
+      rep->status = PF_ESTALE;
+      free(rep->message);
+      rep->message = pf_strdup(why);
+      continue;
+    }
+    rep->data[k] = pf_storage_ref(st);
+  }
+  reply(s, rep);
+}
+
+void pf_service_handle(pf_service *s, pf_msg *m) {
+  switch (m->kind) {
+    case PF_MSG_LOAD:
+      handle_load(s, m);
+      break;
+    case PF_MSG_RUN:
+      handle_run(s, m);
+      return; /* the run keeps the message */
+    case PF_MSG_FETCH:
+      handle_fetch(s, m);
+      break;
+    case PF_MSG_PUT:
+      if (m->n_shards == 1 && m->data && m->data[0]) {
+        pf_store_put(s->store, m->buffer, m->shards[0], m->data[0]);
+        m->data[0] = NULL;
+      }
+      break;
+    case PF_MSG_RELEASE:
+      for (uint32_t k = 0; k < m->n_ids; k++) pf_store_drop(s->store, m->ids[k]);
+      break;
+    case PF_MSG_UNLOAD:
+      handle_unload(s, m->executable);
+      break;
+    case PF_MSG_DUMP:
+      pf_service_dump(s, stderr);
+      break;
+    default:
+      break;
+  }
+  pf_msg_free(m);
+}
+
+void pf_service_dump(const pf_service *s, FILE *f) {
+  fprintf(f, "pathflow watchdog: rank %d: %d steps in flight, %zu buffers (%zu bytes) held\n",
+          s->cfg.rank, s->n_runs, pf_store_count(s->store), pf_store_bytes(s->store));
+  for (const run *r = s->runs; r; r = r->next) {
+    fprintf(f, " step %llu of executable %llu: %d transfers/collectives posted\n",
+            (unsigned long long)r->seq, (unsigned long long)r->e->id, r->ops_in_flight);
+    pf_step_dump(r->step, f);
+  }
+  for (const comm_queue *q = s->queues; q; q = q->next)
+    for (const loop_op *lo = q->head; lo; lo = lo->next) {
+      const pf_plan_op *op = &pf_step_plan(lo->r->step)->ops[lo->op];
+      fprintf(f, "  collective \"%s\" of step %llu: %s\n", op->name,
+              (unsigned long long)lo->r->seq,
+              lo->ready ? "ready, waiting for earlier collectives on its communicator"
+                        : "waiting for its input");
+    }
+  if (s->cfg.mpi) fprintf(f, "  %d MPI requests pending\n", pf_mpi_pending(s->cfg.mpi));
+  fflush(f);
+}

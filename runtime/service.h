@@ -1,0 +1,53 @@
+/* Internal: the executor service of one rank.
+ *
+ * Handles the controller's messages (load, run, fetch, put, release,
+ * unload, dump) against this rank's executor and buffer store, performs the
+ * transfers and MPI collectives of running steps, and answers the
+ * controller. Every function runs on the loop thread.
+ */
+#ifndef PF_RUNTIME_SERVICE_H
+#define PF_RUNTIME_SERVICE_H
+
+#include <stdio.h>
+
+#include "runtime/executor.h"
+#include "runtime/msg.h"
+#include "transport/mpi.h"
+
+/* Steps in flight at once, across all executables: bounds tag reuse. */
+#define PF_MAX_IN_FLIGHT 64
+
+typedef struct pf_service pf_service;
+
+typedef struct pf_service_config {
+  int rank;
+  pf_executor *executor;
+  pf_mpi *mpi; /* NULL in a single-process context */
+  /* Answers to the controller; takes ownership of the message. */
+  void (*reply)(void *arg, pf_msg *m);
+  void *reply_arg;
+  /* Hands a finished step to the loop thread (called on a device worker);
+   * the loop then calls pf_service_step_done(step_arg). */
+  void (*post_done)(void *arg, void *step_arg);
+  void *post_arg;
+} pf_service_config;
+
+int pf_service_create(const pf_service_config *cfg, pf_service **out);
+/* Frees everything; steps must have completed. */
+void pf_service_destroy(pf_service *s);
+
+/* Handles one message from the controller; takes ownership. */
+void pf_service_handle(pf_service *s, pf_msg *m);
+/* The executor finished a step started by this service (arg as given). */
+void pf_service_step_done(pf_service *s, void *step_arg);
+/* A transfer or MPI collective of a step is ready to go. */
+void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t op);
+
+int pf_service_steps_in_flight(const pf_service *s);
+/* pf_now_ns() of the last op or step that completed. */
+uint64_t pf_service_last_progress(const pf_service *s);
+/* Prints what each step in flight waits on: device queues, transfers,
+ * collectives (the watchdog's report). */
+void pf_service_dump(const pf_service *s, FILE *f);
+
+#endif
