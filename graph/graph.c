@@ -36,7 +36,48 @@ void pf_graph_destroy(pf_graph *g) {
   free(g->programs);
   free(g->inputs);
   free(g->outputs);
+  free(g->name_slots);
   free(g);
+}
+
+/* ---- program names ---------------------------------------------------------- */
+
+static size_t name_hash(const char *s) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  while (*s) h = (h ^ (uint8_t)*s++) * 1099511628211ull;
+  return (size_t)h;
+}
+
+int pf_graph_find_program(const pf_graph *g, const char *name) {
+  size_t mask, i;
+  if (g->name_cap == 0) return -1;
+  mask = g->name_cap - 1;
+  for (i = name_hash(name) & mask; g->name_slots[i]; i = (i + 1) & mask)
+    if (strcmp(g->programs[g->name_slots[i] - 1].name, name) == 0)
+      return (int)g->name_slots[i] - 1;
+  return -1;
+}
+
+static void name_insert(uint32_t *slots, size_t cap, const char *name, uint32_t value) {
+  size_t i = name_hash(name) & (cap - 1);
+  while (slots[i]) i = (i + 1) & (cap - 1);
+  slots[i] = value;
+}
+
+/* Indexes program `p` (already appended). */
+static int name_index(pf_graph *g, size_t p) {
+  if ((g->n_programs + 1) * 2 > g->name_cap) {
+    size_t cap = g->name_cap ? g->name_cap * 2 : 64;
+    uint32_t *slots = calloc(cap, sizeof *slots);
+    if (slots == NULL) return PF_ENOMEM;
+    for (size_t k = 0; k < p; k++) name_insert(slots, cap, g->programs[k].name, (uint32_t)k + 1);
+    free(g->name_slots);
+    g->name_slots = slots;
+    g->name_cap = cap;
+  }
+  if (pf_graph_find_program(g, g->programs[p].name) < 0)
+    name_insert(g->name_slots, g->name_cap, g->programs[p].name, (uint32_t)p + 1);
+  return 0;
 }
 
 /* ---- appenders ------------------------------------------------------------ */
@@ -94,7 +135,17 @@ int pf_graph_add_program(pf_graph *g, const pf_gprogram *p) {
     free(c.out);
     return PF_ENOMEM;
   }
-  g->programs[g->n_programs++] = c;
+  g->programs[g->n_programs] = c;
+  if (name_index(g, g->n_programs) != 0) {
+    free(c.name);
+    free(c.kernel);
+    free(c.in);
+    free(c.in_shardings);
+    free(c.out);
+    pf_attrs_destroy(c.attrs);
+    return PF_ENOMEM;
+  }
+  g->n_programs++;
   return 0;
 }
 
@@ -130,9 +181,14 @@ static int named_find(const pf_gnamed *items, size_t n, const char *name) {
 }
 
 static int program_find(const pf_graph *g, const char *name) {
-  for (size_t i = 0; i < g->n_programs; i++)
-    if (strcmp(g->programs[i].name, name) == 0) return (int)i;
-  return -1;
+  return pf_graph_find_program(g, name);
+}
+
+/* "<base>_<n>", made unique if a program was given that name explicitly. */
+static void auto_name(const pf_graph *g, const char *base, char *out, size_t len) {
+  snprintf(out, len, "%.64s_%zu", base, g->n_programs);
+  for (int k = 1; program_find(g, out) >= 0; k++)
+    snprintf(out, len, "%.64s_%zu_%d", base, g->n_programs, k);
 }
 
 int pf_graph_slice(pf_graph *g, pf_device_kind kind, int num_devices,
@@ -270,8 +326,7 @@ int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
     return pf_diag_error(d, PF_EINVAL, "program \"%s\": no slice %d",
                          desc->name ? desc->name : desc->kernel, desc->slice);
   if (desc->name == NULL) {
-    snprintf(autoname, sizeof autoname, "%.64s_%zu", desc->kernel,
-             g->n_programs);
+    auto_name(g, desc->kernel, autoname, sizeof autoname);
   } else if (!name_ok(desc->name)) {
     return pf_diag_error(d, PF_EINVAL, "program: name must be 1..%d bytes",
                          PF_NAME_MAX);
@@ -372,8 +427,7 @@ int pf_graph_collective(pf_graph *g, const pf_collective_desc *desc,
   if (desc->in < 0 || (size_t)desc->in >= g->n_values)
     return pf_diag_error(d, PF_EINVAL, "collective: input is no value (%d)", desc->in);
   if (desc->name == NULL)
-    snprintf(autoname, sizeof autoname, "%s_%zu", pf_collective_name(desc->kind),
-             g->n_programs);
+    auto_name(g, pf_collective_name(desc->kind), autoname, sizeof autoname);
   else if (!name_ok(desc->name))
     return pf_diag_error(d, PF_EINVAL, "collective: name must be 1..%d bytes", PF_NAME_MAX);
   memset(&p, 0, sizeof p);

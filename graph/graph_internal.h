@@ -63,7 +63,14 @@ struct pf_graph {
   size_t n_inputs, cap_inputs;
   pf_gnamed *outputs;
   size_t n_outputs, cap_outputs;
+  /* Program names -> index + 1, open addressing: graphs of 100k programs
+   * are built in linear time. */
+  uint32_t *name_slots;
+  size_t name_cap;
 };
+
+/* The program named `name`, or -1. */
+int pf_graph_find_program(const pf_graph *g, const char *name);
 
 /* Creates an empty graph with `env`. Errors: PF_EINVAL, PF_ENOMEM. */
 int pf_graph_new(const pf_graph_env *env, pf_graph **out);

@@ -113,42 +113,40 @@ static pf_program_t producer_of(const pf_graph *g, pf_value_t v) {
   return g->values[v].producer;
 }
 
+/* A producer of p's inputs that is itself still pending (on the cycle). */
+static pf_program_t pending_producer(const pf_graph *g, const int *pending, pf_program_t p) {
+  const pf_gprogram *pr = &g->programs[p];
+  for (int i = 0; i < pr->n_in; i++) {
+    pf_program_t q = producer_of(g, pr->in[i]);
+    if (q >= 0 && pending[q] > 0) return q;
+  }
+  return p;
+}
+
 /* Names the programs of a cycle among those left with pending inputs. */
 static int report_cycle(const pf_graph *g, const int *pending, pf_diag *d) {
-  pf_program_t cur = -1;
+  pf_program_t cur = -1, start;
   char path[PF_DIAG_MSG_MAX / 2];
   size_t off = 0;
   for (size_t i = 0; i < g->n_programs && cur < 0; i++)
     if (pending[i] > 0) cur = (pf_program_t)i;
   /* Walking to a pending producer n times is sure to land on the cycle. */
-  for (size_t step = 0; step < g->n_programs; step++) {
-    const pf_gprogram *p = &g->programs[cur];
-    for (int i = 0; i < p->n_in; i++) {
-      pf_program_t q = producer_of(g, p->in[i]);
-      if (q >= 0 && pending[q] > 0) {
-        cur = q;
-        break;
-      }
-    }
-  }
+  for (size_t step = 0; step < g->n_programs; step++) cur = pending_producer(g, pending, cur);
+  start = cur;
   path[0] = '\0';
-  for (pf_program_t start = cur, n = 0; n < 8; n++) {
-    const pf_gprogram *p = &g->programs[cur];
-    int w = snprintf(path + off, sizeof path - off, "%s\"%s\"", n ? " <- " : "",
-                     p->name);
-    if (w > 0 && (size_t)w < sizeof path - off) off += (size_t)w;
-    for (int i = 0; i < p->n_in; i++) {
-      pf_program_t q = producer_of(g, p->in[i]);
-      if (q >= 0 && pending[q] > 0) {
-        cur = q;
-        break;
-      }
-    }
-    if (cur == start) {
-      snprintf(path + off, sizeof path - off, " <- \"%s\"", p == NULL ? "" :
-               g->programs[start].name);
+  /* "a" <- "b" <- ... <- "a": each arrow a real edge; stop before a name
+   * that would not fit rather than cut it. */
+  for (int n = 0;; n++) {
+    const char *name = g->programs[cur].name;
+    int w = snprintf(path + off, sizeof path - off, "%s\"%s\"", n ? " <- " : "", name);
+    if (w < 0 || (size_t)w >= sizeof path - off) {
+      path[off] = '\0';
+      if (off + 8 < sizeof path) strcat(path, " <- ...");
       break;
     }
+    off += (size_t)w;
+    if (n > 0 && cur == start) break;
+    cur = pending_producer(g, pending, cur);
   }
   return pf_diag_error(d, PF_ECYCLE, "the graph has a cycle: %s", path);
 }
@@ -228,10 +226,15 @@ static int check_structure(const pf_graph *g, pf_diag *d) {
                            "slice %zu: %d %s devices requested, %d available",
                            s, sl->num_devices, pf_device_kind_name(sl->kind),
                            g->env.num_devices[sl->kind]);
-    for (int i = 0; sl->pinned && i < sl->num_devices; i++)
+    for (int i = 0; sl->pinned && i < sl->num_devices; i++) {
       if (sl->pinned[i] < 0 || sl->pinned[i] >= g->env.num_devices[sl->kind])
         return pf_diag_error(d, PF_ESLICE, "slice %zu: pinned device %d out of range",
                              s, sl->pinned[i]);
+      for (int j = 0; j < i; j++)
+        if (sl->pinned[j] == sl->pinned[i])
+          return pf_diag_error(d, PF_EINVAL, "slice %zu: pinned device %d repeated", s,
+                               sl->pinned[i]);
+    }
   }
   for (size_t v = 0; v < g->n_values; v++) {
     const pf_gvalue *val = &g->values[v];

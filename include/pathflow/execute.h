@@ -77,18 +77,19 @@ int pf_future_done(const pf_future *f);
  * running. Valid as long as the future. */
 const char *pf_future_error(const pf_future *f);
 
-/* Output `name` of a completed, successful execution, as a new buffer owned
- * by the caller (release it with pf_buffer_release). Each call gives a new
- * id over the same device memory.
- * Errors: PF_ESTATE (not complete, or failed), PF_ENOTFOUND (no such
- * output). */
+/* Hands output `name` of a completed, successful execution to the caller
+ * as a buffer (release it with pf_buffer_release). It stays where it was
+ * made: no copy, no transfer. An output is handed over once.
+ * Errors: PF_ESTATE (not complete, failed, or already handed over),
+ * PF_ENOTFOUND (no such output). */
 int pf_future_output(pf_future *f, const char *name, pf_buffer_t *out);
 
-/* Shortcut: output `name` copied to a new host tensor owned by the caller. */
+/* Output `name` gathered into a new host tensor owned by the caller.
+ * Errors: as pf_future_output, PF_ENOMEM. */
 int pf_future_fetch(pf_future *f, const char *name, pf_tensor **out);
 
-/* Frees the future; its outputs not taken with pf_future_output are
- * released. Waits first if still running. NULL is a no-op. */
+/* Frees the future; its outputs not handed over with pf_future_output are
+ * released on the executors. Waits first if still running. NULL: no-op. */
 void pf_future_destroy(pf_future *f);
 
 /* Copies a buffer's value (gathered from its shards) into a new host tensor
