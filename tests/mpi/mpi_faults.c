@@ -1,0 +1,113 @@
+/* Faults that must end as errors, never hangs: a kernel failing on one
+ * rank, a kernel missing on an executor (MPMD), a control message that
+ * does not decode. Usage: mpi_faults PLUGIN.so [--expect-missing] */
+#include "mpi_common.h"
+
+pf_context *ctx;
+static int world, expect_missing;
+static const char *plugin;
+
+static int setup(void **state) {
+  const char *plugins[] = {plugin, NULL};
+  (void)state;
+  if (pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 1, .kernel_plugins = plugins}, &ctx))
+    return -1;
+  world = pf_world_size(ctx);
+  return world >= 2 ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  return pf_finalize(ctx);
+}
+
+static pf_executable *shard_graph(const char *kernel, int shard, pf_graph **g) {
+  pf_executable *exe = NULL;
+  pf_spec spec = pf_spec_1d(PF_F64, 8 * world);
+  pf_slice_t s;
+  pf_value_t x, y;
+  pf_attrs *a;
+  OK(pf_graph_create(ctx, g));
+  s = pinned_slice(*g, world, 0);
+  OK(pf_graph_input(*g, "x", &spec, s, pf_split(0), &x));
+  OK(pf_attrs_create(&a));
+  OK(pf_attrs_set_int(a, "shard", shard));
+  OK(pf_graph_program(*g, &(pf_program_desc){.name = "work", .kernel = kernel, .attrs = a,
+                                              .slice = s, .n_in = 1, .in = &x},
+                      &y, NULL));
+  pf_attrs_destroy(a);
+  OK(pf_graph_output(*g, "y", y));
+  return pf_compile(*g, &exe) == 0 ? exe : NULL;
+}
+
+/* A kernel error on the last rank completes the future with PF_EKERNEL
+ * naming that rank, the program and the kernel; the job goes on. */
+static void test_kernel_error_on_a_rank(void **state) {
+  pf_graph *g;
+  pf_executable *exe;
+  pf_future *f;
+  pf_spec spec = pf_spec_1d(PF_F64, 8 * world);
+  pf_tensor *x = seq_tensor(spec, 1), *y;
+  char want[32];
+  (void)state;
+  if (expect_missing) skip();
+  exe = shard_graph("test.fail_shard", world - 1, &g);
+  assert_non_null(exe);
+  OK(pf_execute(exe, 1, &(pf_feed){.name = "x", .tensor = x}, &f));
+  assert_int_equal(pf_future_wait(f), PF_EKERNEL);
+  snprintf(want, sizeof want, "rank %d", world - 1);
+  if (!strstr(pf_future_error(f), want)) fail_msg("error \"%s\" lacks \"%s\"", pf_future_error(f), want);
+  assert_non_null(strstr(pf_future_error(f), "\"work\""));
+  assert_non_null(strstr(pf_future_error(f), "test.fail_shard"));
+  pf_future_destroy(f);
+  pf_executable_destroy(exe);
+  pf_graph_destroy(g);
+  /* Still usable: the same kernel with no failing shard. */
+  exe = shard_graph("test.fail_shard", -1, &g);
+  y = run_one(exe, 1, &(pf_feed){.name = "x", .tensor = x}, "y");
+  assert_memory_equal(pf_tensor_data(y), pf_tensor_data(x), pf_tensor_nbytes(x));
+  pf_tensor_destroy(y);
+  pf_tensor_destroy(x);
+  pf_executable_destroy(exe);
+  pf_graph_destroy(g);
+}
+
+/* Plugin kernels run on every rank (MPMD: the workers loaded them with
+ * pathflow-worker --kernels). */
+static void test_plugin_kernels_everywhere(void **state) {
+  pf_graph *g;
+  pf_executable *exe;
+  pf_spec spec = pf_spec_1d(PF_F64, 8 * world);
+  pf_tensor *x = seq_tensor(spec, 3), *y;
+  (void)state;
+  exe = shard_graph("test.twice", -1, &g);
+  if (expect_missing) {
+    /* The workers were started without the plugin: compile must say which
+     * rank lacks which kernel. */
+    assert_null(exe);
+    assert_non_null(strstr(pf_last_error(ctx), "rank 1"));
+    assert_non_null(strstr(pf_last_error(ctx), "test.twice"));
+    pf_tensor_destroy(x);
+    pf_graph_destroy(g);
+    return;
+  }
+  assert_non_null(exe);
+  y = run_one(exe, 1, &(pf_feed){.name = "x", .tensor = x}, "y");
+  for (int i = 0; i < 8 * world; i++)
+    assert_true(((double *)pf_tensor_data(y))[i] == 2 * ((double *)pf_tensor_data(x))[i]);
+  pf_tensor_destroy(x);
+  pf_tensor_destroy(y);
+  pf_executable_destroy(exe);
+  pf_graph_destroy(g);
+}
+
+int main(int argc, char **argv) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_kernel_error_on_a_rank),
+      cmocka_unit_test(test_plugin_kernels_everywhere),
+  };
+  if (argc < 2) return 2;
+  plugin = argv[1];
+  expect_missing = argc > 2 && strcmp(argv[2], "--expect-missing") == 0;
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,52 @@
+/* A kernels plugin for the MPMD and fault tests, loaded by pathflow-worker
+ * --kernels and by rank 0 through pf_init_options.kernel_plugins.
+ *   test.twice        out = 2 * x (f64)
+ *   test.fail_shard   out = x, but fails on shard attr "shard"
+ *   test.die_shard    out = x, but kills its process on shard attr "shard" */
+#include <pathflow.h>
+#include <signal.h>
+#include <string.h>
+
+static int same_shape(const pf_attrs *a, int n_in, const pf_spec *in, int n_out, pf_spec *out,
+                      pf_diag *d) {
+  (void)a, (void)n_in, (void)n_out;
+  if (in[0].dtype != PF_F64) return pf_diag_error(d, PF_EDTYPE, "test kernels take f64");
+  out[0] = in[0];
+  return 0;
+}
+
+static int twice(const pf_kernel_call *c) {
+  const double *x = c->in[0].data;
+  double *y = c->out[0].data;
+  for (int64_t i = 0; i < pf_spec_numel(&c->in[0].spec); i++) y[i] = 2 * x[i];
+  return 0;
+}
+
+static int fail_shard(const pf_kernel_call *c) {
+  if (c->shard == pf_attrs_get_int(c->attrs, "shard", -1))
+    return pf_diag_error(c->diag, PF_EINVAL, "test.fail_shard: failing on shard %d as asked",
+                         c->shard);
+  memcpy(c->out[0].data, c->in[0].data, pf_spec_nbytes(&c->in[0].spec));
+  return 0;
+}
+
+static int die_shard(const pf_kernel_call *c) {
+  if (c->shard == pf_attrs_get_int(c->attrs, "shard", -1)) raise(SIGKILL);
+  memcpy(c->out[0].data, c->in[0].data, pf_spec_nbytes(&c->in[0].spec));
+  return 0;
+}
+
+int pathflow_kernels_init(pf_registry *reg);
+int pathflow_kernels_init(pf_registry *reg) {
+  pf_kernel_def d = {.kind = PF_DEVICE_CPU, .n_in = 1, .n_out = 1, .shape = same_shape};
+  int rc;
+  d.name = "test.twice";
+  d.compute = twice;
+  if ((rc = pf_registry_add(reg, &d)) != 0) return rc;
+  d.name = "test.fail_shard";
+  d.compute = fail_shard;
+  if ((rc = pf_registry_add(reg, &d)) != 0) return rc;
+  d.name = "test.die_shard";
+  d.compute = die_shard;
+  return pf_registry_add(reg, &d);
+}
