@@ -7,13 +7,14 @@ JOBS ?= 2
 BUILD ?= build
 FUZZ_SECONDS ?= 30
 TESTS ?= ON
+PREFIX ?= /usr/local
 CMAKE ?= cmake
 # Open MPI refuses to run as root unless told; CI runs as root.
 export OMPI_ALLOW_RUN_AS_ROOT = 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = 1
 
 .PHONY: all deps deps-build build demo check test check-asan check-tsan \
-        check-fuzz bench clean
+        check-fuzz bench install clean
 
 all: build
 
@@ -63,6 +64,10 @@ check-fuzz:
 
 bench: build
 	bench/overhead.sh $(BUILD)
+	@if [ -x bench/run_mpi.sh ]; then bench/run_mpi.sh $(BUILD); fi
+
+install: build
+	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

@@ -1,0 +1,375 @@
+/* transfer: point-to-point tensor transfer rank 0 -> rank 1, pathflow
+ * against raw MPI, in one mpirun job (2 ranks, one device each).
+ *
+ * Bandwidth, per size S:
+ *   pathflow  K persistent u8[S] buffers on rank 0 (made once by an
+ *             execution of K "bench.fill" programs, kept with
+ *             pf_future_output) feed one executable of K "bench.sink"
+ *             programs pinned to rank 1: one execution moves K tensors.
+ *             Each timed execution is pf_execute + pf_future_wait +
+ *             pf_future_destroy (the step's completion is the ack).
+ *   raw MPI   per iteration, K MPI_Isend (rank 0) / MPI_Irecv (rank 1) of
+ *             S bytes from/into K distinct buffers, MPI_Waitall, then a
+ *             0-byte ack from rank 1 that rank 0 waits for (no barrier).
+ *   MBps = K * S * iterations / time, 10^6 bytes per MB.
+ *
+ * Latency (one-way), per size S:
+ *   pathflow  one execution runs a chain of H "bench.pass" programs (1
+ *             input, same-spec output, memcpy) alternating rank 1, rank 0,
+ *             rank 1, ...: H transfers. Chains of H/4 and H hops are
+ *             timed; the per-hop figure is the slope (t(H) - t(H/4)) /
+ *             (3H/4), which removes the per-execution dispatch cost (printed
+ *             apart as a comment). A hop includes the pass kernel's memcpy.
+ *   raw MPI   ping-pong of S bytes (blocking MPI_Send / MPI_Recv), round
+ *             trip / 2.
+ *
+ * Every figure is the median of R repetitions (-r, default 5), each a batch
+ * of iterations sized from S. The raw MPI half runs first, on every rank,
+ * before pf_init (see mpi_bench.h).
+ *
+ * Usage: mpirun -np 2 transfer [-r REPS] [-m MAX_BYTES] [-k K]
+ */
+#include <unistd.h>
+
+#include "mpi_bench.h"
+
+#define PATTERN 0xA5
+#define MAX_SIZES 32
+
+/* ---- kernels (registered on every rank through pf_init_options) ------------- */
+
+static int fill_shape(const pf_attrs *attrs, int n_in, const pf_spec *in, int n_out,
+                      pf_spec *out, pf_diag *diag) {
+  int64_t n = pf_attrs_get_int(attrs, "bytes", -1);
+  if (n < 1) return pf_diag_error(diag, PF_EINVAL, "bench.fill: attribute \"bytes\" >= 1 needed");
+  out[0] = pf_spec_1d(PF_U8, n);
+  return 0;
+}
+
+static int fill_compute(const pf_kernel_call *c) {
+  memset(c->out[0].data, PATTERN, pf_spec_nbytes(&c->out[0].spec));
+  return 0;
+}
+
+static int sink_shape(const pf_attrs *attrs, int n_in, const pf_spec *in, int n_out,
+                      pf_spec *out, pf_diag *diag) {
+  out[0] = pf_spec_scalar(PF_U8);
+  return 0;
+}
+
+/* Reads two bytes: enough to catch a transfer that never landed. */
+static int check_bytes(const pf_view *v, pf_diag *d) {
+  const uint8_t *p = v->data;
+  size_t n = pf_spec_nbytes(&v->spec);
+  if (p[0] != PATTERN || p[n - 1] != PATTERN)
+    return pf_diag_error(d, PF_EKERNEL, "received bytes %#x..%#x, expected %#x", p[0], p[n - 1],
+                         PATTERN);
+  return 0;
+}
+
+static int sink_compute(const pf_kernel_call *c) {
+  *(uint8_t *)c->out[0].data = 0;
+  return check_bytes(&c->in[0], c->diag);
+}
+
+static int pass_shape(const pf_attrs *attrs, int n_in, const pf_spec *in, int n_out,
+                      pf_spec *out, pf_diag *diag) {
+  out[0] = in[0];
+  return 0;
+}
+
+static int pass_compute(const pf_kernel_call *c) {
+  int rc = check_bytes(&c->in[0], c->diag);
+  memcpy(c->out[0].data, c->in[0].data, pf_spec_nbytes(&c->in[0].spec));
+  return rc;
+}
+
+static const pf_kernel_def kernels[] = {
+    {.name = "bench.fill", .kind = PF_DEVICE_CPU, .n_in = 0, .n_out = 1, .shape = fill_shape,
+     .compute = fill_compute},
+    {.name = "bench.sink", .kind = PF_DEVICE_CPU, .n_in = 1, .n_out = 1, .shape = sink_shape,
+     .compute = sink_compute},
+    {.name = "bench.pass", .kind = PF_DEVICE_CPU, .n_in = 1, .n_out = 1, .shape = pass_shape,
+     .compute = pass_compute},
+};
+
+/* ---- parameters: the same on every rank --------------------------------------- */
+
+static int n_sizes;
+static size_t sizes[MAX_SIZES];
+static int reps = 5, k_max = 16;
+static size_t max_bytes = (size_t)64 << 20;
+
+/* Tensors per iteration: k_max, fewer so that K * S stays <= 256 MiB. */
+static int k_of(size_t s) {
+  size_t k = ((size_t)256 << 20) / s;
+  return k < 1 ? 1 : k > (size_t)k_max ? k_max : (int)k;
+}
+
+/* Iterations per repetition: about 256 MiB moved, between 3 and 1000. */
+static int bw_iters(size_t s) {
+  size_t it = ((size_t)256 << 20) / ((size_t)k_of(s) * s);
+  return it < 3 ? 3 : it > 1000 ? 1000 : (int)it;
+}
+
+/* Hops of the long latency chain: 256 for small tensors, fewer so that one
+ * execution moves <= 512 MiB; a multiple of 4, >= 8. */
+static int hops_of(size_t s) {
+  size_t h = ((size_t)512 << 20) / s;
+  h = h > 256 ? 256 : h < 8 ? 8 : h;
+  return (int)(h / 4 * 4);
+}
+
+static int lat_iters(size_t s) {
+  size_t it = ((size_t)256 << 20) / s;
+  return it < 5 ? 5 : it > 2000 ? 2000 : (int)it;
+}
+
+/* ---- raw MPI (every rank) ---------------------------------------------------------- */
+
+static double mpi_bandwidth(int rank, size_t s) {
+  int k = k_of(s), iters = bw_iters(s);
+  double t[64], t0;
+  uint8_t **bufs = calloc((size_t)k, sizeof *bufs);
+  MPI_Request req[65];
+  for (int i = 0; i < k; i++) {
+    bufs[i] = malloc(s);
+    memset(bufs[i], rank == 0 ? PATTERN : 0, s); /* touched: no page faults when timed */
+  }
+  for (int r = -1; r < reps; r++) { /* r == -1: warm-up */
+    MPI_Barrier(MPI_COMM_WORLD);
+    t0 = bench_now();
+    for (int it = 0; it < iters; it++) {
+      if (rank == 0) {
+        MPI_Irecv(NULL, 0, MPI_BYTE, 1, 1, MPI_COMM_WORLD, &req[k]);
+        for (int i = 0; i < k; i++)
+          MPI_Isend(bufs[i], (int)s, MPI_BYTE, 1, 0, MPI_COMM_WORLD, &req[i]);
+        MPI_Waitall(k + 1, req, MPI_STATUSES_IGNORE);
+      } else if (rank == 1) {
+        for (int i = 0; i < k; i++)
+          MPI_Irecv(bufs[i], (int)s, MPI_BYTE, 0, 0, MPI_COMM_WORLD, &req[i]);
+        MPI_Waitall(k, req, MPI_STATUSES_IGNORE);
+        MPI_Send(NULL, 0, MPI_BYTE, 0, 1, MPI_COMM_WORLD);
+      }
+    }
+    if (r >= 0) t[r] = bench_now() - t0;
+  }
+  if (rank == 1 && (bufs[0][0] != PATTERN || bufs[k - 1][s - 1] != PATTERN)) {
+    fprintf(stderr, "transfer: raw MPI data check failed\n");
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  for (int i = 0; i < k; i++) free(bufs[i]);
+  free(bufs);
+  return (double)k * (double)s * iters / bench_median(t, reps) / 1e6;
+}
+
+static double mpi_latency_us(int rank, size_t s) {
+  int iters = lat_iters(s);
+  double t[64], t0;
+  uint8_t *buf = malloc(s);
+  memset(buf, PATTERN, s);
+  for (int r = -1; r < reps; r++) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    t0 = bench_now();
+    for (int it = 0; it < iters; it++) {
+      if (rank == 0) {
+        MPI_Send(buf, (int)s, MPI_BYTE, 1, 2, MPI_COMM_WORLD);
+        MPI_Recv(buf, (int)s, MPI_BYTE, 1, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+      } else if (rank == 1) {
+        MPI_Recv(buf, (int)s, MPI_BYTE, 0, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Send(buf, (int)s, MPI_BYTE, 0, 2, MPI_COMM_WORLD);
+      }
+    }
+    if (r >= 0) t[r] = bench_now() - t0;
+  }
+  free(buf);
+  return 1e6 * bench_median(t, reps) / (2.0 * iters);
+}
+
+/* ---- pathflow (rank 0) ---------------------------------------------------------------- */
+
+static pf_context *ctx;
+
+/* k persistent u8[s] buffers on rank 0, filled with PATTERN. */
+static void make_buffers(size_t s, int k, pf_buffer_t *out) {
+  pf_graph *g;
+  pf_executable *exe;
+  pf_future *f;
+  pf_attrs *a;
+  pf_slice_t r0;
+  char name[32];
+  BENCH_OK(ctx, pf_graph_create(ctx, &g));
+  r0 = bench_slice1(ctx, g, 0);
+  BENCH_OK(ctx, pf_attrs_create(&a));
+  BENCH_OK(ctx, pf_attrs_set_int(a, "bytes", (int64_t)s));
+  for (int i = 0; i < k; i++) {
+    pf_value_t v;
+    BENCH_OK(ctx, pf_graph_program(g, &(pf_program_desc){.kernel = "bench.fill", .attrs = a,
+                                                        .slice = r0},
+                                   &v, NULL));
+    snprintf(name, sizeof name, "b%d", i);
+    BENCH_OK(ctx, pf_graph_output(g, name, v));
+  }
+  pf_attrs_destroy(a);
+  BENCH_OK(ctx, pf_compile(g, &exe));
+  pf_graph_destroy(g);
+  BENCH_OK(ctx, pf_execute(exe, 0, NULL, &f));
+  BENCH_OK(ctx, pf_future_wait(f));
+  for (int i = 0; i < k; i++) {
+    snprintf(name, sizeof name, "b%d", i);
+    BENCH_OK(ctx, pf_future_output(f, name, &out[i]));
+  }
+  pf_future_destroy(f);
+  pf_executable_destroy(exe);
+}
+
+/* Times `iters` synchronous executions of exe, reps times; returns the
+ * median time of one execution in seconds. */
+static double time_exe(pf_executable *exe, int n_feeds, const pf_feed *feeds, int iters) {
+  double t[64], t0;
+  for (int r = -1; r < reps; r++) {
+    t0 = bench_now();
+    for (int it = 0; it < (r < 0 ? 1 : iters); it++) bench_run(ctx, exe, n_feeds, feeds);
+    if (r >= 0) t[r] = (bench_now() - t0) / iters;
+  }
+  return bench_median(t, reps);
+}
+
+static double pf_bandwidth(size_t s) {
+  int k = k_of(s);
+  pf_buffer_t bufs[64];
+  pf_feed feeds[64];
+  char names[64][16];
+  pf_graph *g;
+  pf_executable *exe;
+  pf_slice_t r0, r1;
+  pf_spec spec = pf_spec_1d(PF_U8, (int64_t)s);
+  double t;
+  make_buffers(s, k, bufs);
+  BENCH_OK(ctx, pf_graph_create(ctx, &g));
+  r0 = bench_slice1(ctx, g, 0);
+  r1 = bench_slice1(ctx, g, 1);
+  for (int i = 0; i < k; i++) {
+    pf_value_t x, y;
+    snprintf(names[i], sizeof names[i], "x%d", i);
+    BENCH_OK(ctx, pf_graph_input(g, names[i], &spec, r0, pf_replicated(), &x));
+    BENCH_OK(ctx, pf_graph_program(g, &(pf_program_desc){.kernel = "bench.sink", .slice = r1,
+                                                        .n_in = 1, .in = &x},
+                                   &y, NULL));
+    feeds[i] = (pf_feed){.name = names[i], .buffer = bufs[i]};
+  }
+  BENCH_OK(ctx, pf_compile(g, &exe));
+  pf_graph_destroy(g);
+  t = time_exe(exe, k, feeds, bw_iters(s));
+  pf_executable_destroy(exe);
+  for (int i = 0; i < k; i++) BENCH_OK(ctx, pf_buffer_release(ctx, bufs[i]));
+  return (double)k * (double)s / t / 1e6;
+}
+
+/* Seconds per execution of a chain of `hops` pass programs starting on
+ * rank 1, fed buffer x (on rank 0). */
+static double pf_chain(size_t s, int hops, pf_buffer_t x) {
+  pf_graph *g;
+  pf_executable *exe;
+  pf_slice_t r[2];
+  pf_spec spec = pf_spec_1d(PF_U8, (int64_t)s);
+  pf_value_t v;
+  double t;
+  BENCH_OK(ctx, pf_graph_create(ctx, &g));
+  r[0] = bench_slice1(ctx, g, 0);
+  r[1] = bench_slice1(ctx, g, 1);
+  BENCH_OK(ctx, pf_graph_input(g, "x", &spec, r[0], pf_replicated(), &v));
+  for (int h = 1; h <= hops; h++) {
+    pf_value_t next;
+    BENCH_OK(ctx, pf_graph_program(g, &(pf_program_desc){.kernel = "bench.pass",
+                                                        .slice = r[h % 2], .n_in = 1,
+                                                        .in = &v},
+                                   &next, NULL));
+    v = next;
+  }
+  BENCH_OK(ctx, pf_compile(g, &exe));
+  pf_graph_destroy(g);
+  {
+    int iters = (int)(((size_t)1 << 30) / ((size_t)hops * s));
+    iters = iters < 3 ? 3 : iters > 50 ? 50 : iters;
+    t = time_exe(exe, 1, &(pf_feed){.name = "x", .buffer = x}, iters);
+  }
+  pf_executable_destroy(exe);
+  return t;
+}
+
+/* One-way latency per hop (us), and the fixed cost of one execution (us). */
+static void pf_latency(size_t s, double *hop_us, double *fixed_us) {
+  pf_buffer_t x;
+  int h = hops_of(s);
+  double t_short, t_long;
+  make_buffers(s, 1, &x);
+  t_short = pf_chain(s, h / 4, x);
+  t_long = pf_chain(s, h, x);
+  BENCH_OK(ctx, pf_buffer_release(ctx, x));
+  *hop_us = 1e6 * (t_long - t_short) / (h - h / 4);
+  *fixed_us = 1e6 * t_short - *hop_us * (h / 4);
+}
+
+/* ---- main ------------------------------------------------------------------------------- */
+
+static long parse_long(const char *s, const char *flag, long min, long max) {
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (*s == '\0' || *end != '\0' || v < min || v > max) {
+    fprintf(stderr, "transfer: %s wants an integer in [%ld, %ld], got \"%s\"\n", flag, min, max, s);
+    exit(2);
+  }
+  return v;
+}
+
+int main(int argc, char **argv) {
+  double bw_mpi[MAX_SIZES], lat_mpi[MAX_SIZES];
+  int rank, world, opt;
+  while ((opt = getopt(argc, argv, "r:m:k:h")) != -1) {
+    switch (opt) {
+      case 'r': reps = (int)parse_long(optarg, "-r", 1, 64); break;
+      case 'm': max_bytes = (size_t)parse_long(optarg, "-m", 8, 1L << 30); break;
+      case 'k': k_max = (int)parse_long(optarg, "-k", 1, 64); break;
+      default:
+        fprintf(stderr, "usage: mpirun -np 2 %s [-r REPS (5)] [-m MAX_BYTES (67108864)] "
+                        "[-k TENSORS_PER_EXECUTION (16)]\n", argv[0]);
+        return opt == 'h' ? 0 : 2;
+    }
+  }
+  /* 8 B, then powers of 4 from 16 B up to max_bytes. */
+  sizes[n_sizes++] = 8;
+  for (size_t s = 16; s <= max_bytes && n_sizes < MAX_SIZES; s *= 4) sizes[n_sizes++] = s;
+
+  rank = bench_mpi_init(&argc, &argv, "transfer", 2, &world);
+  for (int i = 0; i < n_sizes; i++) {
+    bw_mpi[i] = mpi_bandwidth(rank, sizes[i]);
+    lat_mpi[i] = mpi_latency_us(rank, sizes[i]);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+
+  /* Ranks > 0 serve inside pf_init and exit there. */
+  if (pf_init(&argc, &argv,
+              &(pf_init_options){.cpu_devices = 1, .kernels = kernels,
+                                 .n_kernels = (int)(sizeof kernels / sizeof kernels[0])},
+              &ctx) != 0)
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  printf("# transfer rank 0 -> rank 1: %d ranks, %d repetitions (median), "
+         "K <= %d tensors per execution\n", world, reps, k_max);
+  printf("%10s %12s %12s %7s %12s %10s\n", "bytes", "pathflow_MBps", "mpi_MBps", "ratio",
+         "pathflow_us", "mpi_us");
+  fflush(stdout);
+  for (int i = 0; i < n_sizes; i++) {
+    double bw = pf_bandwidth(sizes[i]), hop, fixed;
+    pf_latency(sizes[i], &hop, &fixed);
+    printf("%10zu %12.1f %12.1f %7.3f %12.2f %10.2f\n", sizes[i], bw, bw_mpi[i],
+           bw / bw_mpi[i], hop, lat_mpi[i]);
+    printf("#   K=%d, %d executions per repetition; chain of %d/%d hops, fixed cost "
+           "%.1f us per execution\n",
+           k_of(sizes[i]), bw_iters(sizes[i]), hops_of(sizes[i]) / 4, hops_of(sizes[i]), fixed);
+    fflush(stdout);
+  }
+  pf_finalize(ctx);
+  MPI_Finalize();
+  return 0;
+}
