@@ -223,14 +223,21 @@ static void make_buffers(size_t s, int k, pf_buffer_t *out) {
   pf_executable_destroy(exe);
 }
 
-/* Times `iters` synchronous executions of exe, reps times; returns the
- * median time of one execution in seconds. */
-static double time_exe(pf_executable *exe, int n_feeds, const pf_feed *feeds, int iters) {
-  double t[64], t0;
-  for (int r = -1; r < reps; r++) {
+/* Median seconds per synchronous execution of exe (pf_execute +
+ * pf_future_wait + pf_future_destroy) over `reps` repetitions of about
+ * BENCH_REP_S seconds each (at least 3 executions), after one warm-up
+ * execution that also sizes the repetitions. */
+#define BENCH_REP_S 0.25
+static double time_exe(pf_executable *exe, int n_feeds, const pf_feed *feeds) {
+  double t[64], t0 = bench_now();
+  int iters;
+  bench_run(ctx, exe, n_feeds, feeds);
+  iters = (int)(BENCH_REP_S / (bench_now() - t0));
+  iters = iters < 3 ? 3 : iters > 100000 ? 100000 : iters;
+  for (int r = 0; r < reps; r++) {
     t0 = bench_now();
-    for (int it = 0; it < (r < 0 ? 1 : iters); it++) bench_run(ctx, exe, n_feeds, feeds);
-    if (r >= 0) t[r] = (bench_now() - t0) / iters;
+    for (int it = 0; it < iters; it++) bench_run(ctx, exe, n_feeds, feeds);
+    t[r] = (bench_now() - t0) / iters;
   }
   return bench_median(t, reps);
 }
@@ -260,7 +267,7 @@ static double pf_bandwidth(size_t s) {
   }
   BENCH_OK(ctx, pf_compile(g, &exe));
   pf_graph_destroy(g);
-  t = time_exe(exe, k, feeds, bw_iters(s));
+  t = time_exe(exe, k, feeds);
   pf_executable_destroy(exe);
   for (int i = 0; i < k; i++) BENCH_OK(ctx, pf_buffer_release(ctx, bufs[i]));
   return (double)k * (double)s / t / 1e6;
@@ -289,11 +296,7 @@ static double pf_chain(size_t s, int hops, pf_buffer_t x) {
   }
   BENCH_OK(ctx, pf_compile(g, &exe));
   pf_graph_destroy(g);
-  {
-    int iters = (int)(((size_t)1 << 30) / ((size_t)hops * s));
-    iters = iters < 3 ? 3 : iters > 50 ? 50 : iters;
-    t = time_exe(exe, 1, &(pf_feed){.name = "x", .buffer = x}, iters);
-  }
+  t = time_exe(exe, 1, &(pf_feed){.name = "x", .buffer = x});
   pf_executable_destroy(exe);
   return t;
 }
@@ -364,9 +367,9 @@ int main(int argc, char **argv) {
     pf_latency(sizes[i], &hop, &fixed);
     printf("%10zu %12.1f %12.1f %7.3f %12.2f %10.2f\n", sizes[i], bw, bw_mpi[i],
            bw / bw_mpi[i], hop, lat_mpi[i]);
-    printf("#   K=%d, %d executions per repetition; chain of %d/%d hops, fixed cost "
-           "%.1f us per execution\n",
-           k_of(sizes[i]), bw_iters(sizes[i]), hops_of(sizes[i]) / 4, hops_of(sizes[i]), fixed);
+    printf("#   K=%d tensors per execution; latency chains of %d and %d hops: "
+           "fixed cost %.1f us per execution\n",
+           k_of(sizes[i]), hops_of(sizes[i]) / 4, hops_of(sizes[i]), fixed);
     fflush(stdout);
   }
   pf_finalize(ctx);

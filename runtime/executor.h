@@ -44,6 +44,7 @@ typedef struct pf_executor_config {
   pf_registry *registry; /* borrowed; must outlive the executor */
   pf_loop_op_fn loop_op; /* NULL: plans with transfers are refused */
   void *loop_arg;
+  int record_times;      /* take op start/end timestamps (PATHFLOW_TRACE) */
 } pf_executor_config;
 
 /* Starts the device workers. Errors: PF_EINVAL, PF_ENOMEM, PF_ESYS. */
@@ -105,8 +106,8 @@ const char *pf_step_message(const pf_step *s);
 /* After done: a new reference to the storage of buffer b (an output), or
  * NULL if the step failed or b holds nothing. */
 pf_storage *pf_step_take(pf_step *s, uint32_t b);
-/* Nanosecond timestamps of op i's start and end on its worker (for tests
- * and the timeline). 0 if it did not run. */
+/* Nanosecond timestamps of op i's start and end on its worker, when the
+ * executor records times; else 0 and 1 once the op is done. */
 void pf_step_op_times(const pf_step *s, uint32_t op, uint64_t *start,
                       uint64_t *end);
 /* The `arg` given to pf_executor_run for this step. */

@@ -56,7 +56,8 @@ void pf_msg_free(pf_msg *m);
 const char *pf_msg_kind_name(pf_msg_kind kind);
 
 /* Serializes to pathflow.Control. *buf is malloc'd, owned by the caller.
- * Errors: PF_ENOMEM, PF_EINVAL (kind NONE). */
+ * Errors: PF_ENOMEM, PF_EINVAL (kind NONE; a PUT whose spec is bad or whose
+ * storage is smaller than the spec). */
 int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len);
 
 /* Parses a pathflow.Control, checking every field (plans with

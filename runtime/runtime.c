@@ -41,6 +41,7 @@ struct pf_runtime {
   uint64_t *last_seen; /* per rank: last message (heartbeat or other) */
   int64_t rank_timeout_s, watchdog_s;
   int watchdog_fired;
+  int trace;
   uint64_t stop_since;
 };
 
@@ -327,13 +328,15 @@ static void *loop_main(void *arg) {
 /* ---- start and stop --------------------------------------------------------- */
 
 static int read_env(pf_runtime *rt, pf_diag *d) {
-  int64_t spin_us, poll_max_ms;
+  int64_t spin_us, poll_max_ms, trace;
   int rc;
   if ((rc = pf_env_int("PATHFLOW_SPIN_US", 200, 0, 10000000, &spin_us, d)) ||
       (rc = pf_env_int("PATHFLOW_POLL_MAX_MS", 2, 1, 1000, &poll_max_ms, d)) ||
       (rc = pf_env_int("PATHFLOW_RANK_TIMEOUT_S", 10, 0, 86400, &rt->rank_timeout_s, d)) ||
-      (rc = pf_env_int("PATHFLOW_WATCHDOG_S", 30, 0, 86400, &rt->watchdog_s, d)))
+      (rc = pf_env_int("PATHFLOW_WATCHDOG_S", 30, 0, 86400, &rt->watchdog_s, d)) ||
+      (rc = pf_env_int("PATHFLOW_TRACE", 0, 0, 1, &trace, d)))
     return rc;
+  rt->trace = (int)trace;
   rt->spin_ns = (uint64_t)spin_us * 1000u;
   rt->poll_max_ms = (uint64_t)poll_max_ms;
   return 0;
@@ -367,6 +370,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   ec.registry = cfg->registry;
   ec.loop_op = cfg->mpi ? post_loop_op : NULL;
   ec.loop_arg = rt;
+  ec.record_times = rt->trace;
   if ((rc = pf_executor_start(&ec, &rt->ex)) != 0) {
     free(rt->last_seen);
     free(rt);

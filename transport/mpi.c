@@ -99,7 +99,12 @@ void pf_mpi_finalize(pf_mpi *m) {
   MPI_Comm_free(&m->ctrl);
   MPI_Comm_free(&m->data);
   MPI_Comm_free(&m->boot);
-  if (m->we_initialized) MPI_Finalize();
+  /* Rank 0 returns to its caller, which finalizes MPI if it initialized it.
+   * Every other rank is an executor that exits inside pf_init right after
+   * this: it must finalize MPI even when the program initialized MPI itself
+   * (a raw-MPI part before pf_init, as in bench/transfer.c), or mpirun
+   * reports an improper exit and the job fails. */
+  if (m->we_initialized || m->rank != 0) MPI_Finalize();
   free(m->comms);
   free(m->reqs);
   free(m->tr);

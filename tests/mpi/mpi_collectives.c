@@ -1,0 +1,429 @@
+/* Collectives across ranks (one device per rank, so every collective over
+ * more than one rank is an MPI nonblocking collective on a communicator of
+ * the slice's ranks): every kind, reduction and dtype, over every rank, a
+ * subset of them, and slices pinned in orders other than rank order (shard
+ * d of a slice is rank d of its communicator), against host references
+ * computed from the fed tensor. Also: collectives whose input lives on
+ * other ranks, and matrices executed several times in flight. */
+#include "mpi_common.h"
+
+pf_context *ctx;
+static int world;
+
+static int setup(void **state) {
+  (void)state;
+  if (pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 1}, &ctx)) return -1;
+  world = pf_world_size(ctx);
+  return world >= 2 ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  return pf_finalize(ctx);
+}
+
+/* ---- host references ------------------------------------------------------ */
+
+/* Element i of a test tensor. Floats are quarters in [-50, 50], so any sum
+ * of a few of them is exact in any order (MPI may reduce in any order) and
+ * a mean is the exact sum divided once; ints are large and signed (i64 well
+ * beyond 32 bits). The pattern differs along every axis, so every device's
+ * block differs. */
+static void fill(pf_tensor *t, int seed) {
+  const pf_spec *s = pf_tensor_spec(t);
+  void *d = pf_tensor_data(t);
+  for (int64_t i = 0; i < pf_spec_numel(s); i++) {
+    int64_t k = (i * 37 + (int64_t)seed * 101) % 401 - 200;
+    switch (s->dtype) {
+      case PF_F32: ((float *)d)[i] = (float)k * 0.25f; break;
+      case PF_F64: ((double *)d)[i] = (double)k * 0.25; break;
+      case PF_I32: ((int32_t *)d)[i] = (int32_t)(k * 1000003 + i % 1000); break;
+      case PF_I64: ((int64_t *)d)[i] = k * ((int64_t)1 << 40) + i; break;
+      case PF_U8: ((uint8_t *)d)[i] = (uint8_t)(k + 200); break;
+      default: ((uint16_t *)d)[i] = (uint16_t)(i * 131 + seed); break;
+    }
+  }
+}
+
+static pf_tensor *make(pf_spec spec, int seed) {
+  pf_tensor *t;
+  OK(pf_tensor_create(&spec, &t));
+  fill(t, seed);
+  return t;
+}
+
+/* Block d of x under sharding sh over n devices, as a new tensor. */
+static pf_tensor *block_of(const pf_tensor *x, pf_sharding sh, int n, int d) {
+  const pf_spec *s = pf_tensor_spec(x);
+  pf_spec b = *s;
+  int64_t lo[PF_MAX_RANK] = {0}, idx[PF_MAX_RANK] = {0};
+  size_t es = pf_dtype_size(s->dtype);
+  pf_tensor *t;
+  if (sh.kind == PF_SHARD_SPLIT) {
+    b.dims[sh.axis] /= n;
+    lo[sh.axis] = d * b.dims[sh.axis];
+  }
+  OK(pf_tensor_create(&b, &t));
+  for (int64_t i = 0; i < pf_spec_numel(&b); i++) {
+    int64_t off = 0;
+    for (int a = 0; a < s->rank; a++) off = off * s->dims[a] + lo[a] + idx[a];
+    memcpy((char *)pf_tensor_data(t) + (size_t)i * es,
+           (const char *)pf_tensor_cdata(x) + (size_t)off * es, es);
+    for (int a = s->rank - 1; a >= 0; a--) {
+      if (++idx[a] < b.dims[a]) break;
+      idx[a] = 0;
+    }
+  }
+  return t;
+}
+
+static int is_float(pf_dtype dt) { return dt == PF_F32 || dt == PF_F64; }
+
+static int reducible(pf_dtype dt, int op) {
+  return is_float(dt) || (op != PF_REDUCE_MEAN && (dt == PF_I32 || dt == PF_I64));
+}
+
+static double get_f(const pf_tensor *t, int64_t i) {
+  return pf_tensor_spec(t)->dtype == PF_F32 ? (double)((const float *)pf_tensor_cdata(t))[i]
+                                            : ((const double *)pf_tensor_cdata(t))[i];
+}
+
+static int64_t get_i(const pf_tensor *t, int64_t i) {
+  switch (pf_tensor_spec(t)->dtype) {
+    case PF_I32: return ((const int32_t *)pf_tensor_cdata(t))[i];
+    case PF_I64: return ((const int64_t *)pf_tensor_cdata(t))[i];
+    case PF_U8: return ((const uint8_t *)pf_tensor_cdata(t))[i];
+    default: return ((const uint16_t *)pf_tensor_cdata(t))[i];
+  }
+}
+
+/* op over the n blocks of x (sharding sh), element by element. */
+static pf_tensor *reduce_ref(const pf_tensor *x, pf_sharding sh, int n, int op) {
+  pf_tensor **b = calloc((size_t)n, sizeof *b), *out;
+  pf_spec spec;
+  for (int d = 0; d < n; d++) b[d] = block_of(x, sh, n, d);
+  spec = *pf_tensor_spec(b[0]);
+  OK(pf_tensor_create(&spec, &out));
+  for (int64_t i = 0; i < pf_spec_numel(&spec); i++) {
+    if (is_float(spec.dtype)) {
+      double acc = get_f(b[0], i); /* exact: see fill() */
+      for (int d = 1; d < n; d++) {
+        double v = get_f(b[d], i);
+        acc = op == PF_REDUCE_MAX ? (v > acc ? v : acc)
+              : op == PF_REDUCE_MIN ? (v < acc ? v : acc) : acc + v;
+      }
+      if (spec.dtype == PF_F32)
+        ((float *)pf_tensor_data(out))[i] =
+            op == PF_REDUCE_MEAN ? (float)acc / (float)n : (float)acc;
+      else
+        ((double *)pf_tensor_data(out))[i] = op == PF_REDUCE_MEAN ? acc / (double)n : acc;
+    } else {
+      int64_t acc = get_i(b[0], i);
+      for (int d = 1; d < n; d++) {
+        int64_t v = get_i(b[d], i);
+        acc = op == PF_REDUCE_MAX ? (v > acc ? v : acc)
+              : op == PF_REDUCE_MIN ? (v < acc ? v : acc) : acc + v;
+      }
+      if (spec.dtype == PF_I32)
+        ((int32_t *)pf_tensor_data(out))[i] = (int32_t)acc;
+      else
+        ((int64_t *)pf_tensor_data(out))[i] = acc;
+    }
+  }
+  for (int d = 0; d < n; d++) pf_tensor_destroy(b[d]);
+  free(b);
+  return out;
+}
+
+static void elem_str(const pf_tensor *t, int64_t i, char *buf, size_t len) {
+  if (is_float(pf_tensor_spec(t)->dtype))
+    snprintf(buf, len, "%.17g", get_f(t, i));
+  else
+    snprintf(buf, len, "%lld", (long long)get_i(t, i));
+}
+
+/* Same spec and the same elements (floats compared with ==). */
+static void expect_same(const pf_tensor *got, const pf_tensor *want, const char *what) {
+  const pf_spec *g = pf_tensor_spec(got), *w = pf_tensor_spec(want);
+  size_t es = pf_dtype_size(w->dtype);
+  char a[128], b[128];
+  if (!pf_spec_equal(g, w))
+    fail_msg("%s: got %s, want %s", what, pf_spec_str(g, a, sizeof a), pf_spec_str(w, b, sizeof b));
+  for (int64_t i = 0; i < pf_spec_numel(w); i++) {
+    int same = is_float(w->dtype)
+                   ? get_f(got, i) == get_f(want, i)
+                   : memcmp((const char *)pf_tensor_cdata(got) + (size_t)i * es,
+                            (const char *)pf_tensor_cdata(want) + (size_t)i * es, es) == 0;
+    if (!same) {
+      elem_str(got, i, a, sizeof a);
+      elem_str(want, i, b, sizeof b);
+      fail_msg("%s: element %lld of %lld: got %s, want %s", what, (long long)i,
+               (long long)pf_spec_numel(w), a, b);
+    }
+  }
+}
+
+/* ---- the matrix -------------------------------------------------------------- */
+
+enum { MAX_INPUTS = PF_MAX_RANK + 1, MAX_CHECKS = 512 };
+
+static const char *const op_names[PF_REDUCE_COUNT] = {"sum", "max", "min", "mean"};
+
+typedef struct check {
+  char name[48];
+  pf_collective_kind kind;
+  int in; /* which input it reads */
+  int op, axis, root;
+} check;
+
+typedef struct matrix {
+  pf_graph *g;
+  pf_slice_t slice;
+  int n;
+  pf_spec spec;
+  int n_in;
+  char in_name[MAX_INPUTS][8];
+  pf_sharding in_sh[MAX_INPUTS];
+  pf_value_t in_v[MAX_INPUTS];
+  int n_checks;
+  check checks[MAX_CHECKS];
+} matrix;
+
+static void add_input(matrix *m, pf_sharding sh) {
+  int i = m->n_in++;
+  if (sh.kind == PF_SHARD_SPLIT)
+    snprintf(m->in_name[i], sizeof m->in_name[i], "xs%d", sh.axis);
+  else
+    snprintf(m->in_name[i], sizeof m->in_name[i], "xr");
+  m->in_sh[i] = sh;
+  OK(pf_graph_input(m->g, m->in_name[i], &m->spec, m->slice, sh, &m->in_v[i]));
+}
+
+static void add_check(matrix *m, int in, pf_collective_kind kind, int op, int axis, int root) {
+  check *c;
+  pf_value_t out;
+  char in_name[sizeof m->in_name[0]];
+  assert_true(m->n_checks < MAX_CHECKS);
+  memcpy(in_name, m->in_name[in], sizeof in_name);
+  c = &m->checks[m->n_checks++];
+  c->kind = kind;
+  c->in = in;
+  c->op = op;
+  c->axis = axis;
+  c->root = root;
+  switch (kind) {
+    case PF_ALLREDUCE: snprintf(c->name, sizeof c->name, "allreduce_%s_%s", in_name, op_names[op]); break;
+    case PF_REDUCE_SCATTER:
+      snprintf(c->name, sizeof c->name, "reduce_scatter_%s_%s_axis%d", in_name, op_names[op], axis);
+      break;
+    case PF_ALLGATHER: snprintf(c->name, sizeof c->name, "allgather_%s_axis%d", in_name, axis); break;
+    case PF_BROADCAST: snprintf(c->name, sizeof c->name, "broadcast_%s_root%d", in_name, root); break;
+    default: snprintf(c->name, sizeof c->name, "all_to_all_%s_axis%d", in_name, axis); break;
+  }
+  OK(pf_graph_collective(m->g, &(pf_collective_desc){.name = c->name, .kind = kind, .slice = m->slice,
+                                                      .in = m->in_v[in], .op = (pf_reduce_op)op,
+                                                      .axis = axis, .root = root},
+                         &out, NULL));
+  OK(pf_graph_output(m->g, c->name, out));
+}
+
+/* What output c must hold, from the fed tensor x. */
+static pf_tensor *reference(const matrix *m, const check *c, const pf_tensor *x) {
+  switch (c->kind) {
+    case PF_ALLREDUCE:
+    case PF_REDUCE_SCATTER: /* fetched whole: the reduced block */
+      return reduce_ref(x, m->in_sh[c->in], m->n, c->op);
+    case PF_BROADCAST:
+      return block_of(x, m->in_sh[c->in], m->n, c->root);
+    default: /* allgather, all_to_all: the value itself */
+      return block_of(x, pf_replicated(), 1, 0);
+  }
+}
+
+/* Every collective that applies to a value of `spec` on a slice of n ranks
+ * (pinned to ranks pin[0..n-1]: shard d on rank pin[d]), from the value
+ * replicated and split along every axis that divides; one graph, `reps`
+ * executions in flight with different inputs, every output of each
+ * checked. Returns the number of outputs checked. */
+static int run_matrix(pf_spec spec, int n, const int *pin, int seed, int reps) {
+  matrix *m = calloc(1, sizeof *m);
+  pf_executable *exe;
+  pf_future *f[8];
+  pf_tensor *x[8];
+  char what[200], sbuf[64], where[64];
+  int checked = 0, len = 0;
+  assert_non_null(m);
+  assert_true(reps >= 1 && reps <= 8);
+  m->n = n;
+  m->spec = spec;
+  for (int d = 0; d < n; d++) len += snprintf(where + len, sizeof where - (size_t)len, "%s%d", d ? "," : "", pin[d]);
+  OK(pf_graph_create(ctx, &m->g));
+  OK(pf_graph_slice(m->g, PF_DEVICE_CPU, n, &m->slice));
+  OK(pf_graph_slice_pin(m->g, m->slice, pin));
+  add_input(m, pf_replicated());
+  for (int a = 0; a < spec.rank; a++)
+    if (spec.dims[a] % n == 0) add_input(m, pf_split(a));
+  for (int i = 0; i < m->n_in; i++) {
+    pf_spec b = spec;
+    if (m->in_sh[i].kind == PF_SHARD_SPLIT) b.dims[m->in_sh[i].axis] /= n;
+    for (int op = 0; op < PF_REDUCE_COUNT; op++) {
+      if (!reducible(spec.dtype, op)) continue;
+      add_check(m, i, PF_ALLREDUCE, op, 0, 0);
+      for (int a = 0; a < spec.rank; a++)
+        if (b.dims[a] % n == 0) add_check(m, i, PF_REDUCE_SCATTER, op, a, 0);
+    }
+    for (int root = 0; root < n; root++) add_check(m, i, PF_BROADCAST, 0, 0, root);
+    for (int a = 0; a < spec.rank; a++) {
+      if (spec.dims[a] % n != 0) continue;
+      add_check(m, i, PF_ALLGATHER, 0, a, 0);
+      if (m->in_sh[i].kind == PF_SHARD_SPLIT && m->in_sh[i].axis != a)
+        add_check(m, i, PF_ALL_TO_ALL, 0, a, 0);
+    }
+  }
+  OK(pf_compile(m->g, &exe));
+  for (int r = 0; r < reps; r++) {
+    pf_feed feeds[MAX_INPUTS];
+    x[r] = make(spec, seed + 1000 * r);
+    for (int i = 0; i < m->n_in; i++) feeds[i] = (pf_feed){.name = m->in_name[i], .tensor = x[r]};
+    OK(pf_execute(exe, m->n_in, feeds, &f[r]));
+  }
+  for (int r = 0; r < reps; r++) {
+    OK(pf_future_wait(f[r]));
+    for (int k = 0; k < m->n_checks; k++) {
+      const check *c = &m->checks[k];
+      pf_tensor *got, *want = reference(m, c, x[r]);
+      OK(pf_future_fetch(f[r], c->name, &got));
+      snprintf(what, sizeof what, "%s over ranks {%s}, x %s, execution %d", c->name, where,
+               pf_spec_str(&spec, sbuf, sizeof sbuf), r);
+      expect_same(got, want, what);
+      pf_tensor_destroy(got);
+      pf_tensor_destroy(want);
+      checked++;
+    }
+    pf_future_destroy(f[r]);
+    pf_tensor_destroy(x[r]);
+  }
+  pf_executable_destroy(exe);
+  pf_graph_destroy(m->g);
+  free(m);
+  return checked;
+}
+
+/* Slices by rank lists. With 4 ranks: all of them in order and reversed,
+ * ranks 1..3, a shuffle, a pair without rank 0, one rank other than 0.
+ * With 2: in order, reversed, each alone. */
+typedef struct slice_def {
+  int n;
+  int ranks[4];
+} slice_def;
+
+static const slice_def slices4[] = {
+    {4, {0, 1, 2, 3}}, {4, {3, 2, 1, 0}}, {3, {1, 2, 3}}, {4, {2, 0, 3, 1}}, {2, {3, 1}}, {1, {2}},
+};
+static const slice_def slices2[] = {{2, {0, 1}}, {2, {1, 0}}, {1, {1}}, {1, {0}}};
+
+/* [48,36]: axis 0 reduce-scatters over 2 and 4 ranks from a block split
+ * along it, axis 1 over 2 and 3. [12,6,8]: a middle axis (strided blocks,
+ * packed and unpacked). [1,12,8]: blocks along axis 1 that are contiguous. */
+static const int64_t shapes[][3] = {{48, 36, 0}, {12, 6, 8}, {1, 12, 8}};
+
+static void matrix_for(pf_dtype dt) {
+  const slice_def *sl = world >= 4 ? slices4 : slices2;
+  size_t n_sl = world >= 4 ? sizeof slices4 / sizeof slices4[0] : sizeof slices2 / sizeof slices2[0];
+  int total = 0;
+  for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+    pf_spec spec = pf_spec_make(dt, shapes[sh][2] ? 3 : 2, shapes[sh]);
+    for (size_t s = 0; s < n_sl; s++)
+      /* The first slice (every rank in order) runs 3 executions in flight. */
+      total += run_matrix(spec, sl[s].n, sl[s].ranks, (int)(sh * 10 + s), s == 0 ? 3 : 1);
+  }
+  print_message("%s on %d ranks: %d collective outputs checked\n", pf_dtype_name(dt), world, total);
+  assert_true(total > 100);
+}
+
+static void test_matrix_f32(void **state) { (void)state; matrix_for(PF_F32); }
+static void test_matrix_f64(void **state) { (void)state; matrix_for(PF_F64); }
+static void test_matrix_i32(void **state) { (void)state; matrix_for(PF_I32); }
+static void test_matrix_i64(void **state) { (void)state; matrix_for(PF_I64); }
+/* Storage types: no reductions, but gathers, broadcasts and all-to-alls
+ * move their bytes. */
+static void test_matrix_u8(void **state) { (void)state; matrix_for(PF_U8); }
+static void test_matrix_bf16(void **state) { (void)state; matrix_for(PF_BF16); }
+
+/* The input lives split by rows over every rank in order; the collectives
+ * run over the ranks reversed and over the last ranks, so the blocks cross
+ * ranks first (point-to-point reshards) and then meet in the collective. */
+static void test_input_from_other_ranks(void **state) {
+  pf_graph *g;
+  pf_executable *exe;
+  pf_slice_t home, rev, tail;
+  pf_value_t x, y[6];
+  pf_spec spec = pf_spec_2d(PF_F64, 8 * world, 4 * world);
+  int rranks[64], tranks[64], nt = world - 1;
+  const char *names[6] = {"allreduce", "reduce_scatter", "broadcast", "allgather", "all_to_all",
+                          "tail_sum"};
+  (void)state;
+  for (int i = 0; i < world; i++) rranks[i] = world - 1 - i;
+  for (int i = 0; i < nt; i++) tranks[i] = i + 1;
+  OK(pf_graph_create(ctx, &g));
+  home = pinned_slice(g, world, 0);
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, world, &rev));
+  OK(pf_graph_slice_pin(g, rev, rranks));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, nt, &tail));
+  OK(pf_graph_slice_pin(g, tail, tranks));
+  OK(pf_graph_input(g, "x", &spec, home, pf_split(0), &x));
+  OK(pf_graph_collective(g, &(pf_collective_desc){.kind = PF_ALLREDUCE, .slice = rev, .in = x,
+                                                   .op = PF_REDUCE_MAX},
+                         &y[0], NULL));
+  OK(pf_graph_collective(g, &(pf_collective_desc){.kind = PF_REDUCE_SCATTER, .slice = rev, .in = x,
+                                                   .op = PF_REDUCE_SUM, .axis = 1},
+                         &y[1], NULL));
+  OK(pf_graph_collective(g, &(pf_collective_desc){.kind = PF_BROADCAST, .slice = rev, .in = x,
+                                                   .root = 1},
+                         &y[2], NULL));
+  OK(pf_graph_collective(g, &(pf_collective_desc){.kind = PF_ALLGATHER, .slice = rev, .in = x,
+                                                   .axis = 1},
+                         &y[3], NULL));
+  OK(pf_graph_collective(g, &(pf_collective_desc){.kind = PF_ALL_TO_ALL, .slice = rev, .in = x,
+                                                   .axis = 1},
+                         &y[4], NULL));
+  /* A slice of another size consumes x replicated: the sum is nt * x. */
+  OK(pf_graph_collective(g, &(pf_collective_desc){.kind = PF_ALLREDUCE, .slice = tail, .in = x,
+                                                   .op = PF_REDUCE_SUM},
+                         &y[5], NULL));
+  for (int k = 0; k < 6; k++) OK(pf_graph_output(g, names[k], y[k]));
+  OK(pf_compile(g, &exe));
+  pf_tensor *in = make(spec, 3);
+  pf_future *f;
+  pf_tensor *want[6];
+  OK(pf_execute(exe, 1, &(pf_feed){.name = "x", .tensor = in}, &f));
+  OK(pf_future_wait(f));
+  want[0] = reduce_ref(in, pf_split(0), world, PF_REDUCE_MAX);
+  want[1] = reduce_ref(in, pf_split(0), world, PF_REDUCE_SUM);
+  want[2] = block_of(in, pf_split(0), world, 1);
+  want[3] = block_of(in, pf_replicated(), 1, 0);
+  want[4] = block_of(in, pf_replicated(), 1, 0);
+  want[5] = block_of(in, pf_replicated(), 1, 0);
+  for (int64_t i = 0; i < pf_spec_numel(&spec); i++) ((double *)pf_tensor_data(want[5]))[i] *= nt;
+  for (int k = 0; k < 6; k++) {
+    pf_tensor *got;
+    OK(pf_future_fetch(f, names[k], &got));
+    expect_same(got, want[k], names[k]);
+    pf_tensor_destroy(got);
+    pf_tensor_destroy(want[k]);
+  }
+  pf_future_destroy(f);
+  pf_tensor_destroy(in);
+  pf_executable_destroy(exe);
+  pf_graph_destroy(g);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_matrix_f32), cmocka_unit_test(test_matrix_f64),
+      cmocka_unit_test(test_matrix_i32), cmocka_unit_test(test_matrix_i64),
+      cmocka_unit_test(test_matrix_u8),  cmocka_unit_test(test_matrix_bf16),
+      cmocka_unit_test(test_input_from_other_ranks),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
