@@ -106,16 +106,30 @@ static int build_cluster(pf_context *ctx, int ncpu, pf_diag *d) {
   char host[256] = "localhost";
   int rc = 0, total = 0;
   int32_t *counts = pf_calloc((size_t)ctx->size, sizeof *counts);
-  if (mine == NULL || counts == NULL) {
+  int64_t *memory = pf_calloc((size_t)ctx->size, sizeof *memory);
+  if (mine == NULL || counts == NULL || memory == NULL) {
     pf_msg_free(mine);
     free(counts);
+    free(memory);
     return pf_diag_error(d, PF_ENOMEM, "pf_init: out of memory");
   }
   gethostname(host, sizeof host - 1);
   mine->host = pf_strdup(host);
   mine->n_devices = ncpu;
+  {
+    /* Each device's share of this host's memory, unless told. */
+    int64_t phys = (int64_t)sysconf(_SC_PHYS_PAGES) * (int64_t)sysconf(_SC_PAGESIZE);
+    if ((rc = pf_env_bytes("PATHFLOW_DEVICE_MEMORY", phys > 0 ? phys / ncpu : 0,
+                           &mine->device_memory, d)) != 0) {
+      pf_msg_free(mine);
+      free(counts);
+      free(memory);
+      return rc;
+    }
+  }
   if (ctx->mpi == NULL) {
     counts[0] = ncpu;
+    memory[0] = mine->device_memory;
   } else {
     rc = pf_msg_encode(mine, &buf, &len);
     if (rc == 0) rc = pf_mpi_gather(ctx->mpi, buf, len, &all, &lens, d);
@@ -125,7 +139,10 @@ static int build_cluster(pf_context *ctx, int ncpu, pf_diag *d) {
         rc = pf_msg_decode(all[r], lens[r], 1, &m, d);
         if (rc == 0 && m->kind != PF_MSG_REGISTER)
           rc = pf_diag_error(d, PF_EDECODE, "rank %d: bad registration", r);
-        if (rc == 0) counts[r] = m->n_devices;
+        if (rc == 0) {
+          counts[r] = m->n_devices;
+          memory[r] = m->device_memory;
+        }
         pf_msg_free(m);
       }
   }
@@ -143,12 +160,14 @@ static int build_cluster(pf_context *ctx, int ncpu, pf_diag *d) {
         ctx->cluster.devices[k].rank = r;
         ctx->cluster.devices[k].local = i;
         ctx->cluster.devices[k].kind = PF_DEVICE_CPU;
+        ctx->cluster.devices[k].memory = memory[r];
       }
     ctx->cluster.n_ranks = ctx->size;
     ctx->cluster.n_devices = total;
     ctx->num_devices[PF_DEVICE_CPU] = total;
   }
   free(counts);
+  free(memory);
   return rc;
 }
 

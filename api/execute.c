@@ -91,7 +91,11 @@ int pf_compile(pf_graph *g, pf_executable **out) {
    * kernel says so here, naming itself and the kernel. */
   memset(&w, 0, sizeof w);
   pf_controller_expect(ctx, &w, e->id, e->n_participants);
-  for (int r = 0; r < c->n_ranks; r++) {
+  /* Rank 0's own plan goes last: loading a plan with collectives makes
+   * communicators, which blocks until every member loads too, so the other
+   * ranks' plans must already be on their way. */
+  for (int k = 1; k <= c->n_ranks; k++) {
+    int r = k % c->n_ranks;
     pf_msg *m;
     if (!e->participates[r]) continue;
     if ((m = pf_msg_new(PF_MSG_LOAD)) == NULL) break;
@@ -130,6 +134,13 @@ void pf_executable_free_all(pf_context *ctx) {
     e->refs = 1;
     exe_unref(e);
   }
+}
+
+int pf_executable_peak_memory(const pf_executable *e, int device, int64_t *bytes) {
+  if (e == NULL || bytes == NULL || device < 0 || device >= e->compiled->n_devices)
+    return PF_EINVAL;
+  *bytes = e->compiled->peak[device];
+  return 0;
 }
 
 int pf_executable_num_inputs(const pf_executable *e) { return e ? e->compiled->n_inputs : 0; }

@@ -60,6 +60,34 @@ uint64_t pf_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+int pf_env_bytes(const char *name, int64_t dflt, int64_t *out, pf_diag *diag) {
+  const char *s = getenv(name);
+  char *end = NULL;
+  long long v;
+  int shift = 0;
+  *out = dflt;
+  if (s == NULL || *s == '\0') return 0;
+  errno = 0;
+  v = strtoll(s, &end, 10);
+  if (end && *end) {
+    switch (*end) {
+      case 'K': case 'k': shift = 10; break;
+      case 'M': case 'm': shift = 20; break;
+      case 'G': case 'g': shift = 30; break;
+      case 'T': case 't': shift = 40; break;
+      default: shift = -1;
+    }
+    if (shift >= 0 && end[1] != '\0' && !((end[1] == 'B' || end[1] == 'b') && end[2] == '\0'))
+      shift = -1;
+  }
+  if (errno != 0 || end == s || shift < 0 || v < 1 || v > (INT64_MAX >> 40))
+    return pf_diag_error(diag, PF_EINVAL,
+                         "%s=\"%s\": expected a byte count such as 1073741824, 512M or 16G",
+                         name, s);
+  *out = (int64_t)v << shift;
+  return 0;
+}
+
 int pf_env_int(const char *name, int64_t dflt, int64_t min, int64_t max,
                int64_t *out, pf_diag *diag) {
   const char *s = getenv(name);

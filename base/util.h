@@ -28,9 +28,14 @@ char *pf_strdup(const char *s);
 /* Monotonic clock, nanoseconds. */
 uint64_t pf_now_ns(void);
 
+struct pf_diag;
+
+/* Reads a byte count from an environment variable: an integer with an
+ * optional K, M, G or T suffix (powers of 1024). Errors as pf_env_int. */
+int pf_env_bytes(const char *name, int64_t dflt, int64_t *out, struct pf_diag *diag);
+
 /* Reads an integer environment variable. Unset or empty: *out = dflt, 0.
  * Set but not an integer in [min, max]: PF_EINVAL, message in diag. */
-struct pf_diag;
 int pf_env_int(const char *name, int64_t dflt, int64_t min, int64_t max,
                int64_t *out, struct pf_diag *diag);
 

@@ -27,7 +27,8 @@
  * of iterations sized from S. The raw MPI half runs first, on every rank,
  * before pf_init (see mpi_bench.h).
  *
- * Usage: mpirun -np 2 transfer [-r REPS] [-m MAX_BYTES] [-k K]
+ * Usage: mpirun -np 2 transfer [-r REPS] [-s MIN_BYTES] [-m MAX_BYTES] [-k K]
+ *                               [-t bw|lat]   (one half only, for profiling)
  */
 #include <unistd.h>
 
@@ -98,7 +99,8 @@ static const pf_kernel_def kernels[] = {
 static int n_sizes;
 static size_t sizes[MAX_SIZES];
 static int reps = 5, k_max = 16;
-static size_t max_bytes = (size_t)64 << 20;
+static int do_bw = 1, do_lat = 1; /* -t bw | lat: one half only (for profiling) */
+static size_t min_bytes = 8, max_bytes = (size_t)64 << 20;
 
 /* Tensors per iteration: k_max, fewer so that K * S stays <= 256 MiB. */
 static int k_of(size_t s) {
@@ -329,25 +331,37 @@ static long parse_long(const char *s, const char *flag, long min, long max) {
 int main(int argc, char **argv) {
   double bw_mpi[MAX_SIZES], lat_mpi[MAX_SIZES];
   int rank, world, opt;
-  while ((opt = getopt(argc, argv, "r:m:k:h")) != -1) {
+  while ((opt = getopt(argc, argv, "r:s:m:k:t:h")) != -1) {
     switch (opt) {
+      case 't':
+        do_bw = strcmp(optarg, "lat") != 0;
+        do_lat = strcmp(optarg, "bw") != 0;
+        break;
       case 'r': reps = (int)parse_long(optarg, "-r", 1, 64); break;
+      case 's': min_bytes = (size_t)parse_long(optarg, "-s", 8, 1L << 30); break;
       case 'm': max_bytes = (size_t)parse_long(optarg, "-m", 8, 1L << 30); break;
       case 'k': k_max = (int)parse_long(optarg, "-k", 1, 64); break;
       default:
-        fprintf(stderr, "usage: mpirun -np 2 %s [-r REPS (5)] [-m MAX_BYTES (67108864)] "
-                        "[-k TENSORS_PER_EXECUTION (16)]\n", argv[0]);
+        fprintf(stderr, "usage: mpirun -np 2 %s [-r REPS (5)] [-s MIN_BYTES (8)] "
+                        "[-m MAX_BYTES (67108864)] "
+                        "[-k TENSORS_PER_EXECUTION (16)] [-t bw|lat]\n", argv[0]);
         return opt == 'h' ? 0 : 2;
     }
   }
   /* 8 B, then powers of 4 from 16 B up to max_bytes. */
-  sizes[n_sizes++] = 8;
-  for (size_t s = 16; s <= max_bytes && n_sizes < MAX_SIZES; s *= 4) sizes[n_sizes++] = s;
+  if (min_bytes <= 8 && max_bytes >= 8) sizes[n_sizes++] = 8;
+  for (size_t s = 16; s <= max_bytes && n_sizes < MAX_SIZES; s *= 4)
+    if (s >= min_bytes) sizes[n_sizes++] = s;
+  if (n_sizes == 0) {
+    fprintf(stderr, "transfer: no size in [%zu, %zu] (8 B, then powers of 4)\n", min_bytes,
+            max_bytes);
+    return 2;
+  }
 
   rank = bench_mpi_init(&argc, &argv, "transfer", 2, &world);
   for (int i = 0; i < n_sizes; i++) {
-    bw_mpi[i] = mpi_bandwidth(rank, sizes[i]);
-    lat_mpi[i] = mpi_latency_us(rank, sizes[i]);
+    bw_mpi[i] = do_bw ? mpi_bandwidth(rank, sizes[i]) : 0;
+    lat_mpi[i] = do_lat ? mpi_latency_us(rank, sizes[i]) : 0;
   }
   MPI_Barrier(MPI_COMM_WORLD);
 
@@ -363,8 +377,8 @@ int main(int argc, char **argv) {
          "pathflow_us", "mpi_us");
   fflush(stdout);
   for (int i = 0; i < n_sizes; i++) {
-    double bw = pf_bandwidth(sizes[i]), hop, fixed;
-    pf_latency(sizes[i], &hop, &fixed);
+    double bw = do_bw ? pf_bandwidth(sizes[i]) : 0, hop = 0, fixed = 0;
+    if (do_lat) pf_latency(sizes[i], &hop, &fixed);
     printf("%10zu %12.1f %12.1f %7.3f %12.2f %10.2f\n", sizes[i], bw, bw_mpi[i],
            bw / bw_mpi[i], hop, lat_mpi[i]);
     printf("#   K=%d tensors per execution; latency chains of %d and %d hops: "

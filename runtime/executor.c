@@ -37,6 +37,7 @@ struct pf_step {
   atomic_uint *pending; /* per op: deps not yet done */
   atomic_int *readers;  /* per buffer: reads not yet done */
   pf_storage **bufs;
+  pf_storage **arenas; /* per device: the step arena of the memory plan */
   uint64_t *t_start, *t_end;
   part *parts; /* one per device */
   atomic_int remaining; /* device parts and loop ops not yet finished */
@@ -212,6 +213,8 @@ void pf_step_op_times(const pf_step *s, uint32_t op, uint64_t *start,
 void pf_step_free(pf_step *s) {
   if (s == NULL) return;
   for (uint32_t b = 0; b < s->l->plan->n_buffers; b++) pf_storage_unref(s->bufs[b]);
+  for (int d = 0; s->arenas && d < s->ex->cfg.num_devices; d++) pf_storage_unref(s->arenas[d]);
+  free(s->arenas);
   pthread_mutex_destroy(&s->err_lock);
   pf_loaded_release(s->l);
   free(s->pending);
@@ -225,9 +228,15 @@ void pf_step_free(pf_step *s) {
 
 /* Makes sure buffer b has memory before an op writes it. Only the device
  * owning b writes it, so this needs no lock. */
-static pf_storage *ensure(pf_step *s, uint32_t b) {
+static pf_storage *new_buffer(pf_step *s, uint32_t b) {
   const pf_plan_buffer *pb = &s->l->plan->buffers[b];
-  if (s->bufs[b] == NULL) s->bufs[b] = pf_storage_new(pf_spec_nbytes(&pb->spec), pb->device);
+  if (pb->in_arena && s->arenas && s->arenas[pb->device])
+    return pf_storage_view(s->arenas[pb->device], (size_t)pb->offset, pf_spec_nbytes(&pb->spec));
+  return pf_storage_new(pf_spec_nbytes(&pb->spec), pb->device);
+}
+
+static pf_storage *ensure(pf_step *s, uint32_t b) {
+  if (s->bufs[b] == NULL) s->bufs[b] = new_buffer(s, b);
   return s->bufs[b];
 }
 
@@ -436,6 +445,20 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
     s->err = *why;
     atomic_init(&s->failed, 1);
   }
+  if (p->arena_bytes != NULL) {
+    /* One allocation per device per step for every buffer the memory plan
+     * placed: no malloc per op, and peak memory as planned. */
+    if ((s->arenas = pf_calloc((size_t)nd, sizeof *s->arenas)) == NULL) {
+      pf_step_free(s);
+      return PF_ENOMEM;
+    }
+    for (int d = 0; d < p->num_devices && d < nd; d++)
+      if (p->arena_bytes[d] > 0 &&
+          (s->arenas[d] = pf_storage_new((size_t)p->arena_bytes[d], d)) == NULL) {
+        pf_step_free(s);
+        return PF_ENOMEM;
+      }
+  }
   for (uint32_t i = 0; i < p->n_ops; i++) atomic_init(&s->pending[i], p->ops[i].n_deps);
   for (uint32_t b = 0; b < p->n_buffers; b++) {
     atomic_init(&s->readers[b], l->readers[b]);
@@ -497,8 +520,7 @@ int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op) {
 
 pf_storage *pf_step_buffer(pf_step *s, uint32_t b) {
   if (s->bufs[b] == NULL) {
-    const pf_plan_buffer *pb = &s->l->plan->buffers[b];
-    s->bufs[b] = pf_storage_new(pf_spec_nbytes(&pb->spec), pb->device);
+    s->bufs[b] = new_buffer(s, b);
     if (s->bufs[b] != NULL) memset(s->bufs[b]->data, 0, s->bufs[b]->nbytes);
   }
   return s->bufs[b];

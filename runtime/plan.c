@@ -35,6 +35,7 @@ void pf_plan_free(pf_plan *p) {
   free(p->ops);
   free(p->buffers);
   free(p->slots);
+  free(p->arena_bytes);
   for (uint32_t i = 0; p->comms != NULL && i < p->n_comms; i++) free(p->comms[i].ranks);
   free(p->comms);
   free(p);
@@ -79,7 +80,8 @@ static int op_eq(const pf_plan_op *a, const pf_plan_op *b) {
 static int buffer_eq(const pf_plan_buffer *a, const pf_plan_buffer *b) {
   return a->device == b->device && pf_spec_equal(&a->spec, &b->spec) &&
          a->input == b->input && a->output == b->output &&
-         a->shard == b->shard;
+         a->shard == b->shard && a->in_arena == b->in_arena &&
+         (!a->in_arena || a->offset == b->offset);
 }
 
 int pf_plan_equal(const pf_plan *a, const pf_plan *b) {
@@ -87,7 +89,11 @@ int pf_plan_equal(const pf_plan *a, const pf_plan *b) {
   if (a->executable != b->executable || a->rank != b->rank ||
       a->num_devices != b->num_devices || a->num_inputs != b->num_inputs ||
       a->num_outputs != b->num_outputs || a->n_buffers != b->n_buffers ||
-      a->n_ops != b->n_ops || a->n_slots != b->n_slots || a->n_comms != b->n_comms)
+      a->n_ops != b->n_ops || a->n_slots != b->n_slots || a->n_comms != b->n_comms ||
+      (a->arena_bytes == NULL) != (b->arena_bytes == NULL))
+    return 0;
+  if (a->arena_bytes &&
+      memcmp(a->arena_bytes, b->arena_bytes, (size_t)a->num_devices * sizeof(int64_t)) != 0)
     return 0;
   for (uint32_t i = 0; i < a->n_slots; i++)
     if (a->slots[i].output != b->slots[i].output || a->slots[i].shard != b->slots[i].shard ||
@@ -141,6 +147,15 @@ static int buffer_check(const pf_plan *p, uint32_t i, pf_diag *d) {
     return pf_diag_error(d, PF_EDECODE,
                          "buffer %u: output index %d out of range [-1, %d)", i,
                          (int)b->output, (int)p->num_outputs);
+  if (b->in_arena) {
+    int64_t size = (int64_t)pf_spec_nbytes(&b->spec);
+    if (p->arena_bytes == NULL || (b->in_arena != 1) || b->offset < 0 ||
+        b->offset > p->arena_bytes[b->device] - size || b->input >= 0 || b->output >= 0)
+      return pf_diag_error(d, PF_EDECODE,
+                           "buffer %u: arena offset %lld does not fit its device's arena, "
+                           "or the buffer is an input or output",
+                           i, (long long)b->offset);
+  }
   if (b->shard < 0)
     return pf_diag_error(d, PF_EDECODE, "buffer %u: negative shard %d", i,
                          (int)b->shard);
@@ -517,6 +532,10 @@ int pf_plan_check(const pf_plan *p, int num_devices, pf_diag *diag) {
                          (int)p->num_outputs);
   if ((p->n_buffers && p->buffers == NULL) || (p->n_ops && p->ops == NULL))
     return pf_diag_error(diag, PF_EDECODE, "plan: missing buffers or ops");
+  for (int dv = 0; p->arena_bytes && dv < p->num_devices; dv++)
+    if (p->arena_bytes[dv] < 0 || p->arena_bytes[dv] > ((int64_t)1 << 50))
+      return pf_diag_error(diag, PF_EDECODE, "plan: arena of device %d has %lld bytes", dv,
+                           (long long)p->arena_bytes[dv]);
   for (uint32_t i = 0; i < p->n_buffers; i++)
     if ((rc = buffer_check(p, i, diag)) != 0) return rc;
   if ((rc = slots_comms_check(p, diag)) != 0) return rc;

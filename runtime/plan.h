@@ -37,6 +37,8 @@ typedef struct pf_plan_buffer {
   int32_t input;  /* graph input index, or -1 */
   int32_t output; /* graph output index, or -1 */
   int32_t shard;
+  int32_t in_arena; /* 1: lives at `offset` in its device's step arena */
+  int64_t offset;
 } pf_plan_buffer;
 
 typedef struct pf_plan_op {
@@ -85,6 +87,7 @@ typedef struct pf_plan {
   pf_plan_op *ops;
   pf_plan_slot *slots; /* output slots */
   pf_plan_comm *comms;
+  int64_t *arena_bytes; /* NULL, or per device: bytes of its step arena */
 } pf_plan;
 
 void pf_plan_free(pf_plan *p);

@@ -27,6 +27,8 @@ static int buffer_encode(pf_wire_arena *a, const pf_plan_buffer *b,
   m->input = b->input;
   m->output = b->output;
   m->shard = b->shard;
+  m->in_arena = b->in_arena != 0;
+  m->offset = b->in_arena ? b->offset : 0;
   *out = m;
   return 0;
 }
@@ -99,6 +101,10 @@ static int plan_build(pf_wire_arena *a, const pf_plan *p, Pathflow__Plan *m) {
   for (uint32_t i = 0; i < p->n_ops; i++, m->n_ops++)
     if ((rc = op_encode(a, &p->ops[i], &m->ops[i])) != 0) return rc;
   if ((p->n_slots && !p->slots) || (p->n_comms && !p->comms)) return PF_EINVAL;
+  if (p->arena_bytes != NULL) {
+    m->n_arena_bytes = (size_t)p->num_devices;
+    m->arena_bytes = p->arena_bytes;
+  }
   m->outputs = pf_wire_alloc(a, p->n_slots, sizeof *m->outputs);
   m->comms = pf_wire_alloc(a, p->n_comms, sizeof *m->comms);
   if (m->outputs == NULL || m->comms == NULL) return PF_ENOMEM;
@@ -268,6 +274,8 @@ static int plan_fill(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
     pb->input = b->input;
     pb->output = b->output;
     pb->shard = b->shard;
+    pb->in_arena = b->in_arena ? 1 : 0;
+    pb->offset = b->in_arena ? b->offset : 0;
   }
   for (uint32_t i = 0; i < p->n_ops; i++)
     if ((rc = op_decode(m->ops[i], i, &p->ops[i], diag)) != 0) return rc;
@@ -276,6 +284,15 @@ static int plan_fill(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
   if ((p->slots = pf_calloc(m->n_outputs, sizeof *p->slots)) == NULL ||
       (p->comms = pf_calloc(m->n_comms, sizeof *p->comms)) == NULL)
     return pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");
+  if (m->n_arena_bytes != 0) {
+    if (m->n_arena_bytes != (size_t)m->num_devices || m->num_devices < 1 ||
+        m->num_devices > (1 << 16))
+      return pf_diag_error(diag, PF_EDECODE, "plan: %zu arena sizes for %d devices",
+                           m->n_arena_bytes, (int)m->num_devices);
+    if ((p->arena_bytes = pf_mallocn(m->n_arena_bytes, sizeof(int64_t))) == NULL)
+      return pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");
+    memcpy(p->arena_bytes, m->arena_bytes, m->n_arena_bytes * sizeof(int64_t));
+  }
   p->n_slots = (uint32_t)m->n_outputs;
   for (uint32_t i = 0; i < p->n_slots; i++) {
     p->slots[i].output = m->outputs[i]->output;

@@ -16,10 +16,15 @@ typedef struct pf_storage {
   int device;
   size_t nbytes;
   void *data; /* 64-byte aligned, nbytes (at least 1) */
+  struct pf_storage *parent; /* a view into parent's memory, or NULL */
 } pf_storage;
 
 /* New storage with one reference, uninitialized. NULL when out of memory. */
 pf_storage *pf_storage_new(size_t nbytes, int device);
+/* A view of `nbytes` at `offset` in `parent` (which it keeps alive): how a
+ * buffer placed by the memory plan lives in its step's arena. NULL when out
+ * of memory. */
+pf_storage *pf_storage_view(pf_storage *parent, size_t offset, size_t nbytes);
 pf_storage *pf_storage_ref(pf_storage *s);
 /* NULL is a no-op. */
 void pf_storage_unref(pf_storage *s);

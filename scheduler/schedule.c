@@ -8,6 +8,7 @@
 #include "base/util.h"
 #include "graph/collective.h"
 #include "pathflow/error.h"
+#include "scheduler/memory.h"
 #include "scheduler/plan_builder.h"
 
 /* A shard's home: global device index and buffer on that device's rank. */
@@ -390,7 +391,34 @@ void pf_compiled_free(pf_compiled *c) {
   }
   free(c->inputs);
   free(c->outputs);
+  free(c->peak);
   free(c);
+}
+
+/* Memory plan of every rank's plan; refuses a plan whose peak does not fit
+ * a device's memory. */
+static int plan_memory(pf_compiled *c, const pf_cluster *cl, pf_diag *d) {
+  int64_t *local = pf_calloc((size_t)cl->n_devices, sizeof *local);
+  int rc = 0;
+  c->n_devices = cl->n_devices;
+  c->peak = pf_calloc((size_t)cl->n_devices, sizeof *c->peak);
+  if (local == NULL || c->peak == NULL) {
+    free(local);
+    return pf_diag_error(d, PF_ENOMEM, "memory plan: out of memory");
+  }
+  for (int r = 0; r < c->n_ranks && rc == 0; r++)
+    if ((rc = pf_memory_plan(c->plans[r], local, d)) == 0)
+      for (int g = 0; g < cl->n_devices; g++)
+        if (cl->devices[g].rank == r) c->peak[g] = local[cl->devices[g].local];
+  for (int g = 0; g < cl->n_devices && rc == 0; g++)
+    if (cl->devices[g].memory > 0 && c->peak[g] > cl->devices[g].memory)
+      rc = pf_diag_error(d, PF_EMEMORY,
+                         "device %d (rank %d, local device %d) needs %lld bytes at its peak; "
+                         "its memory is %lld bytes (PATHFLOW_DEVICE_MEMORY)",
+                         g, (int)cl->devices[g].rank, (int)cl->devices[g].local,
+                         (long long)c->peak[g], (long long)cl->devices[g].memory);
+  free(local);
+  return rc;
 }
 
 static int count_local(const pf_cluster *cl, int rank) {
@@ -448,6 +476,7 @@ int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
     c->plans[r]->num_inputs = (int32_t)g->n_inputs;
     c->plans[r]->num_outputs = (int32_t)g->n_outputs;
   }
+  if ((rc = plan_memory(c, cl, d)) != 0) goto done;
   rc = 0;
 done:
   if (rc == PF_ENOMEM && d->code == 0) pf_diag_error(d, rc, "compile: out of memory");

@@ -38,12 +38,15 @@ typedef struct pf_compiled {
   int n_inputs, n_outputs;
   pf_io *inputs, *outputs;
   uint64_t n_transfers; /* send/receive pairs; their tags are 0..n-1 */
+  int n_devices;        /* of the cluster */
+  int64_t *peak;        /* per global device: peak bytes of one step */
 } pf_compiled;
 
 /* Compiles `g` (validated first) for `cluster`. Errors: any validation
  * error, PF_ESLICE (a slice cannot be placed: the message names it),
- * PF_ENOTSUP (an edge between ranks, until the transport lands),
- * PF_ENOMEM. */
+ * PF_ENOTSUP (a collective over a slice with several devices on each of
+ * several ranks), PF_EMEMORY (a device's peak exceeds its memory: the
+ * message names the device, the peak and the limit), PF_ENOMEM. */
 int pf_schedule(const pf_graph *g, const pf_cluster *cluster,
                 uint64_t executable_id, pf_compiled **out, pf_diag *diag);
 void pf_compiled_free(pf_compiled *c);

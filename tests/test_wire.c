@@ -132,11 +132,11 @@ static pf_plan *good_plan(void) {
   p->ops = calloc(6, sizeof *p->ops);
   assert_non_null(p->buffers);
   assert_non_null(p->ops);
-  p->buffers[0] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), 0, -1, 0};
-  p->buffers[1] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), -1, -1, 0};
-  p->buffers[2] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), -1, 0, 0};
-  p->buffers[3] = (pf_plan_buffer){1, pf_spec_2d(PF_F64, 2, 3), -1, -1, 1};
-  p->buffers[4] = (pf_plan_buffer){1, pf_spec_2d(PF_F64, 2, 6), -1, 1, 1};
+  p->buffers[0] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), 0, -1, 0, 0, 0};
+  p->buffers[1] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), -1, -1, 0, 0, 0};
+  p->buffers[2] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), -1, 0, 0, 0, 0};
+  p->buffers[3] = (pf_plan_buffer){1, pf_spec_2d(PF_F64, 2, 3), -1, -1, 1, 0, 0};
+  p->buffers[4] = (pf_plan_buffer){1, pf_spec_2d(PF_F64, 2, 6), -1, 1, 1, 0, 0};
 
   op = &p->ops[0];
   op->kind = PF_OP_KERNEL;
@@ -419,8 +419,8 @@ static void make_local_collective(pf_plan *p) {
   assert_non_null(grown);
   p->buffers = grown;
   p->n_buffers = 7;
-  p->buffers[5] = (pf_plan_buffer){0, p->buffers[3].spec, -1, -1, 0};
-  p->buffers[6] = (pf_plan_buffer){0, p->buffers[4].spec, -1, -1, 0};
+  p->buffers[5] = (pf_plan_buffer){0, p->buffers[3].spec, -1, -1, 0, 0, 0};
+  p->buffers[6] = (pf_plan_buffer){0, p->buffers[4].spec, -1, -1, 0, 0, 0};
   p->ops[5].comm = -1;
   set_lists(&p->ops[5], 2, (uint32_t[]){3, 5}, 2, (uint32_t[]){4, 6}, 1,
             (uint32_t[]){4});

@@ -45,6 +45,13 @@ int pf_executable_input(const pf_executable *exe, int i, const char **name,
 int pf_executable_output(const pf_executable *exe, int i, const char **name,
                          pf_spec *spec);
 
+/* Peak bytes one execution needs on global device `device` (rank-major
+ * numbering, as pf_graph_slice_pin): the step arena where the memory plan
+ * lets buffers with disjoint lifetimes share memory, plus the most other
+ * buffers (inputs, outputs, transfer targets) live at once.
+ * Errors: PF_EINVAL (bad device). */
+int pf_executable_peak_memory(const pf_executable *exe, int device, int64_t *bytes);
+
 /* One feed: a graph input by name, from a host tensor (copied into the
  * devices before pf_execute returns, so the tensor may be freed at once) or
  * from a device buffer (no host copy; the buffer stays valid and owned by

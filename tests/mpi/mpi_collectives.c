@@ -425,5 +425,8 @@ int main(void) {
       cmocka_unit_test(test_matrix_u8),  cmocka_unit_test(test_matrix_bf16),
       cmocka_unit_test(test_input_from_other_ranks),
   };
+  /* Many short round trips (one fetch per output): keep each rank's loop
+   * polling a while after activity instead of backing off to sleeps. */
+  setenv("PATHFLOW_SPIN_US", "50000", 0);
   return cmocka_run_group_tests(tests, setup, teardown);
 }
