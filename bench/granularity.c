@@ -1,0 +1,276 @@
+/* granularity: Task Bench's 1-D stencil across ranks, pathflow against a
+ * hand-written MPI version, in one mpirun job (one device per rank).
+ *
+ * The task graph: width W = number of ranks (devices), T steps (-t, default
+ * 1000). Task (t, d) runs on device d and depends on tasks (t-1, d-1),
+ * (t-1, d) and (t-1, d+1) (those that exist); each task outputs a small
+ * tensor (u8[16], -b) and its kernel busy-waits for a given wall time
+ * (no sleep, no yield). Kernel lengths: 1 ms down to 1 us in a 1-2-5
+ * series (-l LONGEST_US, -s SHORTEST_US).
+ *
+ *   pathflow  one graph per kernel length (T x W programs "bench.busy", the
+ *             length an attribute), compiled once, executed once to warm up
+ *             and then R times (-r, default 3), each pf_execute +
+ *             pf_future_wait. The median is kept.
+ *   raw MPI   the same stencil by hand: at each step t > 0 every rank posts
+ *             MPI_Irecv from its neighbours and MPI_Isend of its step-(t-1)
+ *             output to them, MPI_Waitall, then busy-waits. A barrier before
+ *             and after; R runs after a warm-up, the median kept.
+ *
+ * efficiency = (kernel length * tasks) / (wall * devices), tasks = T * W.
+ * METG(50%): the smallest kernel length whose efficiency is >= 50%,
+ * interpolated linearly in log(length) between the two measured lengths
+ * around the 50% crossing (the brief's definition); Task Bench itself
+ * reports the task granularity there, wall * devices / tasks = length /
+ * efficiency, i.e. twice that length: printed as well.
+ *
+ * Usage: mpirun -np W granularity [-t STEPS] [-r REPS] [-b BYTES]
+ *                                 [-l LONGEST_US] [-s SHORTEST_US]
+ */
+#include <math.h>
+#include <unistd.h>
+
+#include "mpi_bench.h"
+
+#define MAX_LENGTHS 32
+
+static int steps = 1000, reps = 3, edge_bytes = 16, world;
+static int n_lengths;
+static double lengths_us[MAX_LENGTHS];
+
+/* ---- kernel ----------------------------------------------------------------------------- */
+
+static int busy_shape(const pf_attrs *attrs, int n_in, const pf_spec *in, int n_out,
+                      pf_spec *out, pf_diag *diag) {
+  int64_t b = pf_attrs_get_int(attrs, "bytes", 16);
+  if (b < 1) return pf_diag_error(diag, PF_EINVAL, "bench.busy: \"bytes\" must be >= 1");
+  out[0] = pf_spec_1d(PF_U8, b);
+  return 0;
+}
+
+/* Busy-waits "ns" nanoseconds; the output is the xor of the inputs' first
+ * bytes plus one (the value itself does not matter, only that it is
+ * written and depends on the inputs). */
+static int busy_compute(const pf_kernel_call *c) {
+  uint8_t v = 1;
+  for (int i = 0; i < c->n_in; i++) v ^= *(const uint8_t *)c->in[i].data;
+  bench_busy_wait_ns((uint64_t)pf_attrs_get_int(c->attrs, "ns", 0));
+  memset(c->out[0].data, v, pf_spec_nbytes(&c->out[0].spec));
+  return 0;
+}
+
+static const pf_kernel_def kernels[] = {
+    {.name = "bench.busy", .kind = PF_DEVICE_CPU, .n_in = PF_VARIADIC, .n_out = 1,
+     .shape = busy_shape, .compute = busy_compute},
+};
+
+/* ---- raw MPI (every rank) ---------------------------------------------------------------- */
+
+static double mpi_stencil(int rank, uint64_t ns) {
+  uint8_t out[2][4096], in[2][4096];
+  double t[64];
+  int nb[2] = {rank - 1, rank + 1};
+  for (int r = -1; r < reps; r++) {
+    double t0;
+    MPI_Barrier(MPI_COMM_WORLD);
+    t0 = bench_now();
+    for (int s = 0; s < steps; s++) {
+      uint8_t v = 1;
+      if (s > 0) {
+        MPI_Request req[4];
+        int n = 0;
+        for (int k = 0; k < 2; k++) {
+          if (nb[k] < 0 || nb[k] >= world) continue;
+          MPI_Irecv(in[k], edge_bytes, MPI_BYTE, nb[k], 0, MPI_COMM_WORLD, &req[n++]);
+          MPI_Isend(out[(s - 1) % 2], edge_bytes, MPI_BYTE, nb[k], 0, MPI_COMM_WORLD, &req[n++]);
+        }
+        MPI_Waitall(n, req, MPI_STATUSES_IGNORE);
+        v ^= out[(s - 1) % 2][0];
+        for (int k = 0; k < 2; k++)
+          if (nb[k] >= 0 && nb[k] < world) v ^= in[k][0];
+      }
+      bench_busy_wait_ns(ns);
+      memset(out[s % 2], v, (size_t)edge_bytes);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (r >= 0) t[r] = bench_now() - t0;
+  }
+  return bench_median(t, reps);
+}
+
+/* ---- pathflow (rank 0) ---------------------------------------------------------------------- */
+
+static pf_context *ctx;
+
+static double pf_stencil(uint64_t ns, double *ms_build, double *ms_compile) {
+  pf_graph *g;
+  pf_executable *exe;
+  pf_attrs *a;
+  pf_slice_t *slices = calloc((size_t)world, sizeof *slices);
+  pf_value_t *prev = calloc((size_t)world, sizeof *prev), *cur = calloc((size_t)world, sizeof *cur);
+  double t[64], t0 = bench_now();
+  BENCH_OK(ctx, pf_graph_create(ctx, &g));
+  BENCH_OK(ctx, pf_attrs_create(&a));
+  BENCH_OK(ctx, pf_attrs_set_int(a, "ns", (int64_t)ns));
+  BENCH_OK(ctx, pf_attrs_set_int(a, "bytes", edge_bytes));
+  for (int d = 0; d < world; d++) slices[d] = bench_slice1(ctx, g, d);
+  for (int s = 0; s < steps; s++) {
+    for (int d = 0; d < world; d++) {
+      pf_value_t in[3];
+      int n = 0;
+      if (s > 0)
+        for (int k = d - 1; k <= d + 1; k++)
+          if (k >= 0 && k < world) in[n++] = prev[k];
+      BENCH_OK(ctx, pf_graph_program(g, &(pf_program_desc){.kernel = "bench.busy", .attrs = a,
+                                                          .slice = slices[d], .n_in = n,
+                                                          .in = in},
+                                     &cur[d], NULL));
+    }
+    memcpy(prev, cur, (size_t)world * sizeof *prev);
+  }
+  for (int d = 0; d < world; d++) {
+    char name[32];
+    snprintf(name, sizeof name, "out%d", d);
+    BENCH_OK(ctx, pf_graph_output(g, name, prev[d]));
+  }
+  pf_attrs_destroy(a);
+  *ms_build = 1e3 * (bench_now() - t0);
+  t0 = bench_now();
+  BENCH_OK(ctx, pf_compile(g, &exe));
+  *ms_compile = 1e3 * (bench_now() - t0);
+  pf_graph_destroy(g);
+  for (int r = -1; r < reps; r++) {
+    t0 = bench_now();
+    bench_run(ctx, exe, 0, NULL);
+    if (r >= 0) t[r] = bench_now() - t0;
+  }
+  pf_executable_destroy(exe);
+  free(slices);
+  free(prev);
+  free(cur);
+  return bench_median(t, reps);
+}
+
+/* ---- METG ------------------------------------------------------------------------------------ */
+
+/* Lengths are in decreasing order. Returns the interpolated kernel length
+ * (us) where efficiency crosses 50%; *bound is 0 when it is a crossing, -1
+ * when every length is >= 50% (METG below the shortest), +1 when none is
+ * (METG above the longest). */
+static double metg(const double *eff, int *bound) {
+  int last_ok = -1;
+  for (int i = 0; i < n_lengths; i++) {
+    if (eff[i] >= 0.5)
+      last_ok = i;
+    else
+      break;
+  }
+  if (last_ok < 0) {
+    *bound = 1;
+    return lengths_us[0];
+  }
+  if (last_ok == n_lengths - 1) {
+    *bound = -1;
+    return lengths_us[n_lengths - 1];
+  }
+  *bound = 0;
+  {
+    double l0 = log(lengths_us[last_ok]), l1 = log(lengths_us[last_ok + 1]);
+    double e0 = eff[last_ok], e1 = eff[last_ok + 1];
+    return exp(l0 + (0.5 - e0) * (l1 - l0) / (e1 - e0));
+  }
+}
+
+static void print_metg(const char *who, const double *eff) {
+  int bound;
+  double m = metg(eff, &bound);
+  if (bound < 0)
+    printf("# METG(50%%) %-8s < %.0f us (every length measured reaches 50%%)\n", who, m);
+  else if (bound > 0)
+    printf("# METG(50%%) %-8s > %.0f us (no length measured reaches 50%%)\n", who, m);
+  else
+    printf("# METG(50%%) %-8s = %.1f us kernel length (Task Bench granularity, "
+           "length / 0.5: %.1f us)\n", who, m, 2 * m);
+}
+
+/* ---- main ------------------------------------------------------------------------------------- */
+
+static long parse_long(const char *s, const char *flag, long min, long max) {
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (*s == '\0' || *end != '\0' || v < min || v > max) {
+    fprintf(stderr, "granularity: %s wants an integer in [%ld, %ld], got \"%s\"\n", flag, min,
+            max, s);
+    exit(2);
+  }
+  return v;
+}
+
+int main(int argc, char **argv) {
+  double wall_mpi[MAX_LENGTHS], eff_mpi[MAX_LENGTHS], eff_pf[MAX_LENGTHS];
+  long longest = 1000, shortest = 1;
+  int rank, opt;
+  while ((opt = getopt(argc, argv, "t:r:b:l:s:h")) != -1) {
+    switch (opt) {
+      case 't': steps = (int)parse_long(optarg, "-t", 2, 1000000); break;
+      case 'r': reps = (int)parse_long(optarg, "-r", 1, 64); break;
+      case 'b': edge_bytes = (int)parse_long(optarg, "-b", 1, 4096); break;
+      case 'l': longest = parse_long(optarg, "-l", 1, 10000000); break;
+      case 's': shortest = parse_long(optarg, "-s", 1, 10000000); break;
+      default:
+        fprintf(stderr, "usage: mpirun -np W %s [-t STEPS (1000)] [-r REPS (3)] "
+                        "[-b EDGE_BYTES (16)] [-l LONGEST_US (1000)] [-s SHORTEST_US (1)]\n",
+                argv[0]);
+        return opt == 'h' ? 0 : 2;
+    }
+  }
+  /* 1-2-5 series from longest down to shortest. */
+  for (double dec = pow(10, floor(log10((double)longest))); dec >= 1 && n_lengths < MAX_LENGTHS;
+       dec /= 10) {
+    static const int mant[] = {5, 2, 1};
+    for (int k = 0; k < 3 && n_lengths < MAX_LENGTHS; k++) {
+      double l = mant[k] * dec;
+      if (l <= (double)longest && l >= (double)shortest) lengths_us[n_lengths++] = l;
+    }
+  }
+  if (n_lengths == 0) {
+    fprintf(stderr, "granularity: no kernel length between %ld and %ld us\n", shortest, longest);
+    return 2;
+  }
+
+  rank = bench_mpi_init(&argc, &argv, "granularity", 2, &world);
+  for (int i = 0; i < n_lengths; i++) {
+    wall_mpi[i] = mpi_stencil(rank, (uint64_t)(lengths_us[i] * 1e3));
+    eff_mpi[i] = lengths_us[i] * 1e-6 * steps / wall_mpi[i];
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+
+  if (pf_init(&argc, &argv,
+              &(pf_init_options){.cpu_devices = 1, .kernels = kernels,
+                                 .n_kernels = (int)(sizeof kernels / sizeof kernels[0])},
+              &ctx) != 0)
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  printf("# granularity: 1-D stencil, width %d (one device per rank), %d steps, %d-byte "
+         "edges, median of %d executions\n", world, steps, edge_bytes, reps);
+  printf("%10s %10s %10s %12s %12s\n", "kernel_us", "pf_eff", "mpi_eff", "pf_wall_ms",
+         "mpi_wall_ms");
+  fflush(stdout);
+  {
+    double build = 0, compile = 0;
+    for (int i = 0; i < n_lengths; i++) {
+      double wall = pf_stencil((uint64_t)(lengths_us[i] * 1e3), &build, &compile);
+      /* (length * T * W) / (wall * W) */
+      eff_pf[i] = lengths_us[i] * 1e-6 * steps / wall;
+      printf("%10.0f %10.3f %10.3f %12.2f %12.2f\n", lengths_us[i], eff_pf[i], eff_mpi[i],
+             1e3 * wall, 1e3 * wall_mpi[i]);
+      fflush(stdout);
+    }
+    print_metg("pathflow", eff_pf);
+    print_metg("MPI", eff_mpi);
+    printf("# graph of %d programs: build %.0f ms, pf_compile %.0f ms (last length; not timed "
+           "above)\n", steps * world, build, compile);
+  }
+  pf_finalize(ctx);
+  MPI_Finalize();
+  return 0;
+}

@@ -20,8 +20,10 @@ static void lifetimes(const pf_plan *p, life *L) {
   for (uint32_t b = 0; b < p->n_buffers; b++) {
     const pf_plan_buffer *pb = &p->buffers[b];
     L[b].buffer = b;
+    /* Inputs are held (by the caller's buffer or the feed) for the whole
+     * step; outputs from their writer on. */
     L[b].first = pb->input >= 0 ? -1 : INT64_MAX;
-    L[b].last = pb->output >= 0 ? (int64_t)p->n_ops : -1;
+    L[b].last = pb->output >= 0 || pb->input >= 0 ? (int64_t)p->n_ops : -1;
     L[b].size = aligned((int64_t)pf_spec_nbytes(&pb->spec));
     L[b].shareable = pb->input < 0 && pb->output < 0;
   }

@@ -1,0 +1,199 @@
+/* Memory planning: peak bytes per device, arenas shared by buffers whose
+ * lifetimes do not overlap, the device memory limit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pathflow.h"
+
+static pf_context *ctx;
+
+#define OK(call)                                                                     \
+  do {                                                                               \
+    int rc_ = (call);                                                                \
+    if (rc_ != 0) fail_msg("%s: %s: %s", #call, pf_errname(rc_), pf_last_error(ctx)); \
+  } while (0)
+
+static int setup(void **state) {
+  (void)state;
+  unsetenv("PATHFLOW_DEVICE_MEMORY");
+  return pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 2}, &ctx);
+}
+
+static int teardown(void **state) {
+  (void)state;
+  return pf_finalize(ctx);
+}
+
+/* x -> scale -> scale -> ... (n times) on device 0. */
+static pf_executable *chain(int n, int64_t len, pf_graph **g) {
+  pf_executable *exe;
+  pf_spec spec = pf_spec_1d(PF_F64, len);
+  pf_slice_t s;
+  pf_value_t v;
+  pf_attrs *a;
+  int dev0 = 0;
+  OK(pf_graph_create(ctx, g));
+  OK(pf_graph_slice(*g, PF_DEVICE_CPU, 1, &s));
+  OK(pf_graph_slice_pin(*g, s, &dev0));
+  OK(pf_graph_input(*g, "x", &spec, s, pf_replicated(), &v));
+  OK(pf_attrs_create(&a));
+  OK(pf_attrs_set_float(a, "alpha", 1.0009765625));
+  for (int i = 0; i < n; i++) {
+    pf_value_t next;
+    OK(pf_graph_program(*g, &(pf_program_desc){.kernel = "scale", .attrs = a, .slice = s,
+                                                .n_in = 1, .in = &v},
+                        &next, NULL));
+    v = next;
+  }
+  pf_attrs_destroy(a);
+  OK(pf_graph_output(*g, "y", v));
+  OK(pf_compile(*g, &exe));
+  return exe;
+}
+
+/* The peak of a chain does not grow with its length: each link's output
+ * reuses the memory of the link before the last. */
+static void test_chain_peak_is_constant(void **state) {
+  int64_t peaks[3];
+  int lens[3] = {10, 100, 1000};
+  const int64_t bytes = 4096 * 8;
+  (void)state;
+  for (int k = 0; k < 3; k++) {
+    pf_graph *g;
+    pf_executable *exe = chain(lens[k], 4096, &g);
+    OK(pf_executable_peak_memory(exe, 0, &peaks[k]));
+    pf_executable_destroy(exe);
+    pf_graph_destroy(g);
+  }
+  assert_true(peaks[0] == peaks[1] && peaks[1] == peaks[2]);
+  /* Input + output + two alternating temporaries, nothing more. */
+  assert_true(peaks[0] <= 4 * bytes);
+  assert_true(peaks[0] >= 2 * bytes);
+}
+
+/* Results stay right when buffers share the arena, across many steps. */
+static void test_chain_results_with_arena(void **state) {
+  pf_graph *g;
+  pf_executable *exe = chain(200, 1000, &g);
+  pf_spec spec = pf_spec_1d(PF_F64, 1000);
+  pf_tensor *x, *y;
+  (void)state;
+  OK(pf_tensor_create(&spec, &x));
+  for (int i = 0; i < 1000; i++) ((double *)pf_tensor_data(x))[i] = i - 500;
+  for (int round = 0; round < 3; round++) {
+    pf_future *f;
+    OK(pf_execute(exe, 1, &(pf_feed){.name = "x", .tensor = x}, &f));
+    OK(pf_future_wait(f));
+    OK(pf_future_fetch(f, "y", &y));
+    for (int i = 0; i < 1000; i++) {
+      double want = (i - 500) * pow(1.0009765625, 200);
+      assert_true(fabs(((double *)pf_tensor_data(y))[i] - want) <= 1e-9 * fabs(want) + 1e-12);
+    }
+    pf_tensor_destroy(y);
+    pf_future_destroy(f);
+  }
+  pf_tensor_destroy(x);
+  pf_executable_destroy(exe);
+  pf_graph_destroy(g);
+}
+
+/* A value read by a late program stays live: a diamond where the first
+ * temporary is read again at the end must not be overwritten. */
+static void test_long_lived_value_not_reused(void **state) {
+  pf_graph *g;
+  pf_executable *exe;
+  pf_spec spec = pf_spec_1d(PF_F64, 512);
+  pf_slice_t s;
+  pf_value_t x, a, v, sum;
+  pf_tensor *tx, *ty;
+  pf_future *f;
+  (void)state;
+  OK(pf_graph_create(ctx, &g));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s));
+  OK(pf_graph_input(g, "x", &spec, s, pf_replicated(), &x));
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "relu", .slice = s, .n_in = 1, .in = &x},
+                      &a, NULL));
+  v = a;
+  for (int i = 0; i < 20; i++) { /* -relu(...) chains: each writes a new temporary */
+    pf_value_t next;
+    OK(pf_graph_program(g, &(pf_program_desc){.kernel = "add", .slice = s, .n_in = 2,
+                                               .in = (pf_value_t[]){v, x}},
+                        &next, NULL));
+    v = next;
+  }
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "add", .slice = s, .n_in = 2,
+                                             .in = (pf_value_t[]){v, a}},
+                      &sum, NULL));
+  OK(pf_graph_output(g, "y", sum));
+  OK(pf_compile(g, &exe));
+  OK(pf_tensor_create(&spec, &tx));
+  for (int i = 0; i < 512; i++) ((double *)pf_tensor_data(tx))[i] = (i % 7) - 3;
+  OK(pf_execute(exe, 1, &(pf_feed){.name = "x", .tensor = tx}, &f));
+  OK(pf_future_wait(f));
+  OK(pf_future_fetch(f, "y", &ty));
+  for (int i = 0; i < 512; i++) {
+    double xv = (i % 7) - 3, r = xv > 0 ? xv : 0;
+    assert_true(((double *)pf_tensor_data(ty))[i] == r + 20 * xv + r);
+  }
+  pf_tensor_destroy(tx);
+  pf_tensor_destroy(ty);
+  pf_future_destroy(f);
+  pf_executable_destroy(exe);
+  pf_graph_destroy(g);
+}
+
+/* A plan whose peak exceeds PATHFLOW_DEVICE_MEMORY is refused at compile
+ * time, naming the device, the peak and the limit. */
+static void test_device_memory_limit(void **state) {
+  pf_context *small;
+  pf_graph *g;
+  pf_executable *exe = NULL;
+  pf_spec spec = pf_spec_1d(PF_F64, 1 << 16); /* 512 KiB */
+  pf_slice_t s;
+  pf_value_t x, y;
+  int rc;
+  (void)state;
+  setenv("PATHFLOW_DEVICE_MEMORY", "1M", 1);
+  OK(pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 1}, &small));
+  unsetenv("PATHFLOW_DEVICE_MEMORY");
+  OK(pf_graph_create(small, &g));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s));
+  OK(pf_graph_input(g, "x", &spec, s, pf_replicated(), &x));
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "relu", .slice = s, .n_in = 1, .in = &x},
+                      &y, NULL));
+  OK(pf_graph_output(g, "y", y));
+  rc = pf_compile(g, &exe); /* 2 x 512 KiB fits in 1 MiB */
+  if (rc) fail_msg("%s", pf_last_error(small));
+  pf_executable_destroy(exe);
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "relu", .slice = s, .n_in = 1, .in = &y},
+                      &x, NULL));
+  OK(pf_graph_output(g, "y2", x));
+  rc = pf_compile(g, &exe); /* three live at the end: does not fit */
+  assert_int_equal(rc, PF_EMEMORY);
+  assert_null(exe);
+  assert_non_null(strstr(pf_last_error(small), "device 0"));
+  assert_non_null(strstr(pf_last_error(small), "1572864"));
+  assert_non_null(strstr(pf_last_error(small), "1048576"));
+  pf_graph_destroy(g);
+  pf_finalize(small);
+  /* A malformed limit is refused by name. */
+  setenv("PATHFLOW_DEVICE_MEMORY", "lots", 1);
+  assert_int_equal(pf_init(NULL, NULL, NULL, &small), PF_EINVAL);
+  unsetenv("PATHFLOW_DEVICE_MEMORY");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_chain_peak_is_constant),
+      cmocka_unit_test(test_chain_results_with_arena),
+      cmocka_unit_test(test_long_lived_value_not_reused),
+      cmocka_unit_test(test_device_memory_limit),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
