@@ -107,10 +107,15 @@ static int build_cluster(pf_context *ctx, int ncpu, pf_diag *d) {
   int rc = 0, total = 0;
   int32_t *counts = pf_calloc((size_t)ctx->size, sizeof *counts);
   int64_t *memory = pf_calloc((size_t)ctx->size, sizeof *memory);
-  if (mine == NULL || counts == NULL || memory == NULL) {
+  int32_t *host_id = pf_calloc((size_t)ctx->size, sizeof *host_id);
+  char **hosts = pf_calloc((size_t)ctx->size, sizeof *hosts);
+  int n_hosts = 0;
+  if (mine == NULL || counts == NULL || memory == NULL || host_id == NULL || hosts == NULL) {
     pf_msg_free(mine);
     free(counts);
     free(memory);
+    free(host_id);
+    free(hosts);
     return pf_diag_error(d, PF_ENOMEM, "pf_init: out of memory");
   }
   gethostname(host, sizeof host - 1);
@@ -124,6 +129,8 @@ static int build_cluster(pf_context *ctx, int ncpu, pf_diag *d) {
       pf_msg_free(mine);
       free(counts);
       free(memory);
+      free(host_id);
+      free(hosts);
       return rc;
     }
   }
@@ -140,8 +147,13 @@ static int build_cluster(pf_context *ctx, int ncpu, pf_diag *d) {
         if (rc == 0 && m->kind != PF_MSG_REGISTER)
           rc = pf_diag_error(d, PF_EDECODE, "rank %d: bad registration", r);
         if (rc == 0) {
+          int h = 0;
           counts[r] = m->n_devices;
           memory[r] = m->device_memory;
+          /* Ranks that registered the same host name share a host id. */
+          while (h < n_hosts && strcmp(hosts[h], m->host ? m->host : "") != 0) h++;
+          if (h == n_hosts) hosts[n_hosts++] = pf_strdup(m->host ? m->host : "");
+          host_id[r] = h;
         }
         pf_msg_free(m);
       }
@@ -161,6 +173,7 @@ static int build_cluster(pf_context *ctx, int ncpu, pf_diag *d) {
         ctx->cluster.devices[k].local = i;
         ctx->cluster.devices[k].kind = PF_DEVICE_CPU;
         ctx->cluster.devices[k].memory = memory[r];
+        ctx->cluster.devices[k].host = host_id[r];
       }
     ctx->cluster.n_ranks = ctx->size;
     ctx->cluster.n_devices = total;
@@ -168,6 +181,9 @@ static int build_cluster(pf_context *ctx, int ncpu, pf_diag *d) {
   }
   free(counts);
   free(memory);
+  free(host_id);
+  for (int h = 0; h < n_hosts; h++) free(hosts[h]);
+  free(hosts);
   return rc;
 }
 

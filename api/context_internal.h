@@ -45,6 +45,7 @@ typedef struct pf_waiter {
   char message[PF_DIAG_MSG_MAX];
   pf_storage **shards; /* fetch: one per shard */
   int num_shards;
+  void *step_req; /* a step: its dispatcher record (api/dispatch.c) */
   struct pf_waiter *next;
 } pf_waiter;
 
@@ -61,7 +62,9 @@ struct pf_context {
   pthread_mutex_t lock;
   pthread_cond_t cond;
   pf_waiter *waiting; /* guarded by lock */
-  int in_flight;      /* steps; guarded by lock */
+  int in_flight;      /* steps dispatched, not done; guarded by lock */
+  pf_executable *backlogged; /* executables with queued steps; lock */
+  double vtime;              /* stride scheduling's virtual time; lock */
   pf_executable *executables; /* user thread */
   pf_future *futures;         /* user thread */
 };
@@ -84,6 +87,8 @@ int pf_controller_wait(pf_context *ctx, pf_waiter *w);
 /* As wait, but gives up after timeout_ms (PF_ETIMEDOUT, still linked) or
  * only tests when timeout_ms is 0. */
 int pf_controller_wait_for(pf_context *ctx, pf_waiter *w, int64_t timeout_ms);
+/* The dispatcher's part of a step reply (api/dispatch.c), lock held. */
+void pf_controller_step_reply_locked(pf_context *ctx, pf_waiter *w);
 /* Sends a message to `rank`; returns 0 or an error recorded in ctx. */
 int pf_controller_send(pf_context *ctx, int rank, pf_msg *m);
 

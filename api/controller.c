@@ -33,6 +33,7 @@ void pf_controller_on_reply(void *arg, pf_msg *m) {
         for (w = ctx->waiting; w; w = w->next) {
           record(w, m->status, m->message);
           w->pending = 0;
+          if (w->step_req != NULL) pf_controller_step_reply_locked(ctx, w);
         }
         break;
       }
@@ -42,6 +43,7 @@ void pf_controller_on_reply(void *arg, pf_msg *m) {
       if (w == NULL) break;
       record(w, m->status, m->message);
       w->pending--;
+      if (w->step_req != NULL) pf_controller_step_reply_locked(ctx, w);
       break;
     case PF_MSG_FETCH_REPLY:
       if ((w = find(ctx, m->request)) == NULL) break;

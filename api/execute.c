@@ -4,30 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/context_internal.h"
+#include "api/execute_internal.h"
 #include "base/layout.h"
 #include "base/util.h"
-
-struct pf_executable {
-  pf_context *ctx;
-  uint64_t id;
-  int refs; /* the user's handle + futures; user thread only */
-  int destroyed;
-  pf_compiled *compiled; /* io tables; plans moved out to the executors */
-  uint8_t *participates; /* per rank: has a plan */
-  int n_participants;
-  pf_executable *prev, *next;
-};
-
-struct pf_future {
-  pf_context *ctx;
-  pf_executable *exe;
-  pf_waiter w;
-  int done;
-  uint64_t *output_ids;
-  uint8_t *taken;
-  pf_future *prev, *next;
-};
 
 /* ---- executables ---------------------------------------------------------- */
 
@@ -76,6 +55,9 @@ int pf_compile(pf_graph *g, pf_executable **out) {
   }
   e->compiled = c;
   e->refs = 1;
+  e->weight = 1;
+  e->dispatch = c->dispatch;
+  e->stages = c->stages;
   e->participates = pf_calloc((size_t)ctx->size, 1);
   if (e->participates == NULL) {
     pf_compiled_free(c);
@@ -134,6 +116,26 @@ void pf_executable_free_all(pf_context *ctx) {
     e->refs = 1;
     exe_unref(e);
   }
+}
+
+int pf_executable_set_weight(pf_executable *e, double weight) {
+  if (e == NULL || !(weight > 0) || weight > 1e9) return PF_EINVAL;
+  pthread_mutex_lock(&e->ctx->lock);
+  e->weight = weight;
+  pthread_mutex_unlock(&e->ctx->lock);
+  return 0;
+}
+
+int pf_executable_stats_get(pf_executable *e, pf_executable_stats *out) {
+  if (e == NULL || out == NULL) return PF_EINVAL;
+  pthread_mutex_lock(&e->ctx->lock);
+  out->weight = e->weight;
+  out->steps_dispatched = e->dispatched;
+  out->steps_completed = e->completed;
+  out->share = e->contended > 0 ? e->won / e->contended : 0;
+  out->expected_share = e->contended > 0 ? e->expected / e->contended : 0;
+  pthread_mutex_unlock(&e->ctx->lock);
+  return 0;
 }
 
 int pf_executable_peak_memory(const pf_executable *e, int device, int64_t *bytes) {
@@ -249,20 +251,6 @@ static int put_shards(pf_context *ctx, const pf_io *in, const void *data, uint64
   return rc;
 }
 
-static void wait_for_room(pf_context *ctx) {
-  pthread_mutex_lock(&ctx->lock);
-  while (ctx->in_flight >= PF_MAX_IN_FLIGHT) pthread_cond_wait(&ctx->cond, &ctx->lock);
-  ctx->in_flight++;
-  pthread_mutex_unlock(&ctx->lock);
-}
-
-static void release_room(pf_context *ctx) {
-  pthread_mutex_lock(&ctx->lock);
-  ctx->in_flight--;
-  pthread_cond_broadcast(&ctx->cond);
-  pthread_mutex_unlock(&ctx->lock);
-}
-
 static void future_link(pf_context *ctx, pf_future *f) {
   f->next = ctx->futures;
   if (f->next) f->next->prev = f;
@@ -294,7 +282,6 @@ int pf_execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_future **
     goto fail;
   }
   if ((rc = check_feeds(ctx, c, n_feeds, feeds, which)) != 0) goto fail;
-  wait_for_room(ctx);
   for (int i = 0; i < c->n_inputs && rc == 0; i++) {
     const pf_feed *fd = &feeds[which[i]];
     pf_buffer_entry *b = fd->tensor ? NULL : pf_buffers_find(ctx, fd->buffer.id);
@@ -311,23 +298,24 @@ int pf_execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_future **
     if (rc == 0) drop[n_drop++] = in_ids[i];
     pf_tensor_destroy(tmp);
   }
-  if (rc != 0) {
-    release_room(ctx);
-    goto fail;
-  }
+  if (rc != 0) goto fail;
   for (int o = 0; o < c->n_outputs; o++) f->output_ids[o] = pf_context_new_id(ctx);
   f->ctx = ctx;
   f->exe = e;
   e->refs++;
   future_link(ctx, f);
-  pf_controller_expect(ctx, &f->w, pf_context_new_id(ctx), e->n_participants);
-  for (int r = 0; r < ctx->size; r++) {
-    pf_msg *m;
-    if (!e->participates[r]) continue;
-    m = pf_msg_new(PF_MSG_RUN);
+  if ((f->req = calloc(1, sizeof *f->req)) == NULL ||
+      (f->req->runs = pf_calloc((size_t)e->n_participants, sizeof *f->req->runs)) == NULL ||
+      (f->req->ranks = pf_calloc((size_t)e->n_participants, sizeof *f->req->ranks)) == NULL)
+    pf_mpi_abort(ctx->mpi, 1, "out of memory queueing an execution");
+  f->req->f = f;
+  /* One run message per participating rank, in stage order; the
+   * dispatcher sends them when the step gets a slot. */
+  for (int k = 0; k < e->compiled->n_stages; k++) {
+    int r = e->compiled->stages[k];
+    pf_msg *m = pf_msg_new(PF_MSG_RUN);
     if (m) {
       m->executable = e->id;
-      m->step = f->w.key;
       m->n_inputs = (uint32_t)c->n_inputs;
       m->n_outputs = (uint32_t)c->n_outputs;
       m->n_drop = (uint32_t)n_drop;
@@ -335,15 +323,25 @@ int pf_execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_future **
       m->outputs = pf_mallocn((size_t)c->n_outputs, sizeof *m->outputs);
       m->drop = pf_mallocn((size_t)n_drop, sizeof *m->drop);
     }
-    if (m == NULL || !m->inputs || !m->outputs || !m->drop) {
-      /* A rank that never gets its run would leave the others waiting on
-       * its transfers: nothing sensible is left but to end the job. */
-      pf_mpi_abort(ctx->mpi, 1, "out of memory sending a run message");
-    }
+    if (m == NULL || !m->inputs || !m->outputs || !m->drop)
+      pf_mpi_abort(ctx->mpi, 1, "out of memory building run messages");
     memcpy(m->inputs, in_ids, (size_t)c->n_inputs * sizeof *in_ids);
     memcpy(m->outputs, f->output_ids, (size_t)c->n_outputs * sizeof *in_ids);
     memcpy(m->drop, drop, (size_t)n_drop * sizeof *drop);
-    pf_controller_send(ctx, r, m);
+    f->req->runs[k] = m;
+    f->req->ranks[k] = r;
+  }
+  f->req->n_runs = e->compiled->n_stages;
+  f->w.step_req = f->req;
+  pf_controller_expect(ctx, &f->w, pf_context_new_id(ctx), e->n_participants);
+  for (int k = 0; k < f->req->n_runs; k++) f->req->runs[k]->step = f->w.key;
+  if (f->req->n_runs == 0) {
+    /* Nothing runs anywhere (an empty graph): complete at once. */
+    pf_step_req_free(f->req);
+    f->req = NULL;
+    f->w.step_req = NULL;
+  } else {
+    pf_dispatch_enqueue(ctx, e, f->req);
   }
   free(which);
   free(in_ids);
@@ -368,9 +366,8 @@ static int finish(pf_future *f, int64_t timeout_ms) {
   int rc;
   if (f->done) return f->w.status;
   rc = pf_controller_wait_for(f->ctx, &f->w, timeout_ms);
-  if (rc == PF_ETIMEDOUT && f->w.pending > 0) return PF_ETIMEDOUT;
+  if (rc == PF_ETIMEDOUT) return PF_ETIMEDOUT;
   f->done = 1;
-  release_room(f->ctx);
   return f->w.status;
 }
 

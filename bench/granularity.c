@@ -19,8 +19,8 @@
  *
  * efficiency = (kernel length * tasks) / (wall * devices), tasks = T * W.
  * METG(50%): the smallest kernel length whose efficiency is >= 50%,
- * interpolated linearly in log(length) between the two measured lengths
- * around the 50% crossing (the brief's definition); Task Bench itself
+ * interpolated linearly in log(length) between it and the next shorter
+ * length measured (whose efficiency is < 50%); Task Bench itself
  * reports the task granularity there, wall * devices / tasks = length /
  * efficiency, i.e. twice that length: printed as well.
  *
@@ -153,30 +153,26 @@ static double pf_stencil(uint64_t ns, double *ms_build, double *ms_compile) {
 
 /* ---- METG ------------------------------------------------------------------------------------ */
 
-/* Lengths are in decreasing order. Returns the interpolated kernel length
- * (us) where efficiency crosses 50%; *bound is 0 when it is a crossing, -1
- * when every length is >= 50% (METG below the shortest), +1 when none is
- * (METG above the longest). */
+/* Lengths are in decreasing order. The smallest length whose efficiency is
+ * >= 50%, interpolated in log(length) with the next shorter one (whose
+ * efficiency is < 50%); *bound is 0 for such a crossing, -1 when the
+ * shortest length already reaches 50% (METG below it), +1 when no length
+ * does (METG above the longest). */
 static double metg(const double *eff, int *bound) {
-  int last_ok = -1;
-  for (int i = 0; i < n_lengths; i++) {
-    if (eff[i] >= 0.5)
-      last_ok = i;
-    else
-      break;
-  }
-  if (last_ok < 0) {
+  int i = n_lengths - 1;
+  while (i >= 0 && eff[i] < 0.5) i--;
+  if (i < 0) {
     *bound = 1;
     return lengths_us[0];
   }
-  if (last_ok == n_lengths - 1) {
+  if (i == n_lengths - 1) {
     *bound = -1;
-    return lengths_us[n_lengths - 1];
+    return lengths_us[i];
   }
   *bound = 0;
   {
-    double l0 = log(lengths_us[last_ok]), l1 = log(lengths_us[last_ok + 1]);
-    double e0 = eff[last_ok], e1 = eff[last_ok + 1];
+    double l0 = log(lengths_us[i]), l1 = log(lengths_us[i + 1]);
+    double e0 = eff[i], e1 = eff[i + 1];
     return exp(l0 + (0.5 - e0) * (l1 - l0) / (e1 - e0));
   }
 }

@@ -508,6 +508,19 @@ int pf_graph_num_programs(const pf_graph *g) { return g ? (int)g->n_programs : 0
 int pf_graph_num_inputs(const pf_graph *g) { return g ? (int)g->n_inputs : 0; }
 int pf_graph_num_outputs(const pf_graph *g) { return g ? (int)g->n_outputs : 0; }
 
+int pf_graph_set_placement(pf_graph *g, pf_placement policy) {
+  if (g == NULL || (policy != PF_PLACE_PACKED && policy != PF_PLACE_SPREAD)) return PF_EINVAL;
+  g->placement = policy;
+  return 0;
+}
+
+int pf_graph_set_dispatch(pf_graph *g, pf_dispatch_mode mode) {
+  if (g == NULL || (mode != PF_DISPATCH_PARALLEL && mode != PF_DISPATCH_SEQUENTIAL))
+    return PF_EINVAL;
+  g->dispatch = mode;
+  return 0;
+}
+
 int pf_graph_validate(pf_graph *g) {
   if (g == NULL) return PF_EINVAL;
   return pf_graph_check(g, begin(g));

@@ -67,6 +67,8 @@ struct pf_graph {
    * are built in linear time. */
   uint32_t *name_slots;
   size_t name_cap;
+  pf_placement placement;
+  pf_dispatch_mode dispatch;
 };
 
 /* The program named `name`, or -1. */

@@ -78,30 +78,26 @@ void pf_collective_local(const pf_plan_op *op, int n, const pf_spec *in_spec,
       for (int k = 1; k < n; k++) memcpy(out[k]->data, out[0]->data, out_bytes);
       return;
     case PF_REDUCE_SCATTER: {
-      /* Reduce into shard 0's output block by block: out_d = block d of
-       * the sum. Each block is reduced from the inputs directly. */
+      /* out_d = block d of (op over k of in_k). Blocks along a non-first
+       * axis are strided in row-major order: copy block d of each other
+       * input into a scratch tensor in out_d's shape, then reduce
+       * contiguously. The scratch is allocated (not a char array on the
+       * stack): the reduction reads it as floats or ints, which needs
+       * their alignment and an object those types may access. */
+      size_t out_n = (size_t)pf_spec_numel(out_spec);
+      void *scratch = NULL;
+      if (n > 1 && (scratch = malloc(out_bytes ? out_bytes : 1)) == NULL) return;
       for (int d = 0; d < n; d++) {
         memcpy(ext, out_spec->dims, sizeof ext);
         off[a] = d * out_spec->dims[a];
         copy_box(out[d]->data, out_spec, zero, in[0]->data, in_spec, off, ext);
         for (int k = 1; k < n; k++) {
-          /* Reduce block d of input k into out[d] through a scratch copy in
-           * out[d]'s shape: blocks of a row-major tensor along a non-first
-           * axis are strided, so copy first, then reduce contiguously. */
-          {
-            size_t nb = out_bytes;
-            char scratch_small[4096];
-            void *scratch = nb <= sizeof scratch_small ? scratch_small : malloc(nb);
-            if (scratch == NULL) return;
-            copy_box(scratch, out_spec, zero, in[k]->data, in_spec, off, ext);
-            pf_reduce_into(out[d]->data, scratch, (size_t)pf_spec_numel(out_spec),
-                           in_spec->dtype, op->reduce_op);
-            if (scratch != scratch_small) free(scratch);
-          }
+          copy_box(scratch, out_spec, zero, in[k]->data, in_spec, off, ext);
+          pf_reduce_into(out[d]->data, scratch, out_n, in_spec->dtype, op->reduce_op);
         }
-        pf_reduce_finish(out[d]->data, (size_t)pf_spec_numel(out_spec), in_spec->dtype,
-                         op->reduce_op, n);
+        pf_reduce_finish(out[d]->data, out_n, in_spec->dtype, op->reduce_op, n);
       }
+      free(scratch);
       return;
     }
     case PF_BROADCAST:

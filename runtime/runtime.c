@@ -37,7 +37,7 @@ struct pf_runtime {
   int shutdown_seen;  /* guarded by lock: an executor was told to stop */
   int spinning;
   uint64_t last_activity, spin_ns;
-  uint64_t poll_ms, poll_max_ms;
+  uint64_t poll_ms, poll_max_ms, idle_poll_ms;
   uint64_t *last_seen; /* per rank: last message (heartbeat or other) */
   int64_t rank_timeout_s, watchdog_s;
   int watchdog_fired;
@@ -255,7 +255,10 @@ static void on_poll(uv_timer_t *h) {
     start_spinning(rt);
     return;
   }
-  rt->poll_ms = PF_MINOF(rt->poll_ms * 2, rt->poll_max_ms);
+  /* Quiet for a second: deep idle, poll rarely. */
+  rt->poll_ms = PF_MINOF(rt->poll_ms * 2, pf_now_ns() - rt->last_activity > 1000000000u
+                                              ? rt->idle_poll_ms
+                                              : rt->poll_max_ms);
   uv_timer_start(&rt->poll, on_poll, rt->poll_ms, 0);
 }
 
@@ -328,10 +331,11 @@ static void *loop_main(void *arg) {
 /* ---- start and stop --------------------------------------------------------- */
 
 static int read_env(pf_runtime *rt, pf_diag *d) {
-  int64_t spin_us, poll_max_ms, trace;
+  int64_t spin_us, poll_max_ms, idle_poll_ms, trace;
   int rc;
   if ((rc = pf_env_int("PATHFLOW_SPIN_US", 200, 0, 10000000, &spin_us, d)) ||
       (rc = pf_env_int("PATHFLOW_POLL_MAX_MS", 2, 1, 1000, &poll_max_ms, d)) ||
+      (rc = pf_env_int("PATHFLOW_IDLE_POLL_MS", 20, 1, 1000, &idle_poll_ms, d)) ||
       (rc = pf_env_int("PATHFLOW_RANK_TIMEOUT_S", 10, 0, 86400, &rt->rank_timeout_s, d)) ||
       (rc = pf_env_int("PATHFLOW_WATCHDOG_S", 30, 0, 86400, &rt->watchdog_s, d)) ||
       (rc = pf_env_int("PATHFLOW_TRACE", 0, 0, 1, &trace, d)))
@@ -339,6 +343,7 @@ static int read_env(pf_runtime *rt, pf_diag *d) {
   rt->trace = (int)trace;
   rt->spin_ns = (uint64_t)spin_us * 1000u;
   rt->poll_max_ms = (uint64_t)poll_max_ms;
+  rt->idle_poll_ms = (uint64_t)PF_MAXOF(idle_poll_ms, poll_max_ms);
   return 0;
 }
 

@@ -7,8 +7,9 @@
  * workers report finished steps and ready transfers. In a process without
  * MPI the loop sleeps until woken. With MPI, the loop polls MPI while
  * anything is in flight and for PATHFLOW_SPIN_US after the last activity,
- * then backs off to a timer (1 ms doubling to PATHFLOW_POLL_MAX_MS), so an
- * idle rank uses next to no CPU.
+ * then backs off to a timer (1 ms doubling to PATHFLOW_POLL_MAX_MS, and to
+ * PATHFLOW_IDLE_POLL_MS after a second of quiet), so an idle rank uses next
+ * to no CPU.
  */
 #ifndef PF_RUNTIME_RUNTIME_H
 #define PF_RUNTIME_RUNTIME_H

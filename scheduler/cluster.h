@@ -14,8 +14,9 @@
 typedef struct pf_cluster_device {
   int32_t rank;
   int32_t local; /* device index on its rank */
+  int32_t host;  /* ranks that registered the same host name share an id */
   pf_device_kind kind;
-  int64_t memory; /* bytes */
+  int64_t memory; /* bytes; 0: unknown */
 } pf_cluster_device;
 
 typedef struct pf_cluster {

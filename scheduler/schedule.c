@@ -50,19 +50,61 @@ static const pf_cluster_device *dev(const lowering *L, int32_t global) {
 
 /* ---- placement ---------------------------------------------------------- */
 
+/* The order slices take devices in: packed fills a host (then a rank)
+ * before the next; spread deals devices round-robin over hosts. */
+static int device_order(const pf_cluster *cl, pf_device_kind kind, pf_placement policy,
+                        int32_t *order) {
+  int n = 0, n_hosts = 0;
+  for (int i = 0; i < cl->n_devices; i++)
+    if (cl->devices[i].kind == kind) {
+      order[n++] = i;
+      n_hosts = PF_MAXOF(n_hosts, cl->devices[i].host + 1);
+    }
+  /* Stable insertion sort by host: rank-major order is kept inside a host. */
+  for (int i = 1; i < n; i++) {
+    int32_t v = order[i];
+    int k = i;
+    while (k > 0 && cl->devices[order[k - 1]].host > cl->devices[v].host) {
+      order[k] = order[k - 1];
+      k--;
+    }
+    order[k] = v;
+  }
+  if (policy == PF_PLACE_SPREAD && n_hosts > 1) {
+    int32_t *packed = pf_mallocn((size_t)n, sizeof *packed);
+    int *next = pf_calloc((size_t)n_hosts, sizeof *next), *first = pf_calloc((size_t)n_hosts + 1, sizeof *first);
+    int k = 0;
+    if (!packed || !next || !first) {
+      free(packed);
+      free(next);
+      free(first);
+      return -1;
+    }
+    memcpy(packed, order, (size_t)n * sizeof *packed);
+    for (int i = 0; i < n; i++) first[cl->devices[packed[i]].host + 1]++;
+    for (int h = 0; h < n_hosts; h++) first[h + 1] += first[h];
+    while (k < n)
+      for (int h = 0; h < n_hosts; h++)
+        if (first[h] + next[h] < first[h + 1]) order[k++] = packed[first[h] + next[h]++];
+    free(packed);
+    free(next);
+    free(first);
+  }
+  return n;
+}
+
 static int place(lowering *L) {
   const pf_graph *g = L->g;
   int32_t *of_kind[PF_DEVICE_KIND_COUNT] = {0};
   int n_kind[PF_DEVICE_KIND_COUNT] = {0}, cursor[PF_DEVICE_KIND_COUNT] = {0};
   int rc = 0;
-  for (int k = 0; k < PF_DEVICE_KIND_COUNT; k++) {
+  for (int k = 0; k < PF_DEVICE_KIND_COUNT && rc == 0; k++) {
     of_kind[k] = pf_mallocn((size_t)L->cl->n_devices, sizeof(int32_t));
-    if (of_kind[k] == NULL) rc = PF_ENOMEM;
+    if (of_kind[k] == NULL || (n_kind[k] = device_order(L->cl, (pf_device_kind)k, g->placement,
+                                                        of_kind[k])) < 0)
+      rc = PF_ENOMEM;
   }
-  for (int i = 0; rc == 0 && i < L->cl->n_devices; i++) {
-    pf_device_kind k = L->cl->devices[i].kind;
-    of_kind[k][n_kind[k]++] = i;
-  }
+  /* Pinned indices name devices of a kind in rank-major order. */
   for (size_t s = 0; rc == 0 && s < g->n_slices; s++) {
     const pf_gslice *sl = &g->slices[s];
     int32_t *devs = pf_mallocn((size_t)sl->num_devices, sizeof *devs);
@@ -80,13 +122,16 @@ static int place(lowering *L) {
     }
     for (int i = 0; i < sl->num_devices; i++) {
       if (sl->pinned) {
-        if (sl->pinned[i] >= n_kind[sl->kind]) {
+        int found = -1;
+        for (int k = 0, seen = 0; k < L->cl->n_devices && found < 0; k++)
+          if (L->cl->devices[k].kind == sl->kind && seen++ == sl->pinned[i]) found = k;
+        if (found < 0) {
           rc = pf_diag_error(L->d, PF_ESLICE,
-                             "slice %zu: pinned device %d, the cluster has %d",
-                             s, sl->pinned[i], n_kind[sl->kind]);
+                             "slice %zu: pinned device %d, the cluster has %d", s,
+                             sl->pinned[i], n_kind[sl->kind]);
           break;
         }
-        devs[i] = of_kind[sl->kind][sl->pinned[i]];
+        devs[i] = found;
       } else {
         devs[i] = of_kind[sl->kind][(cursor[sl->kind] + i) % n_kind[sl->kind]];
       }
@@ -392,6 +437,9 @@ void pf_compiled_free(pf_compiled *c) {
   free(c->inputs);
   free(c->outputs);
   free(c->peak);
+  free(c->slice_devices);
+  free(c->placed);
+  free(c->stages);
   free(c);
 }
 
@@ -418,6 +466,73 @@ static int plan_memory(pf_compiled *c, const pf_cluster *cl, pf_diag *d) {
                          g, (int)cl->devices[g].rank, (int)cl->devices[g].local,
                          (long long)c->peak[g], (long long)cl->devices[g].memory);
   free(local);
+  return rc;
+}
+
+/* Where each slice went, for inspection (pathflow plan) and tests. */
+static int record_placement(const lowering *L, pf_compiled *c) {
+  size_t total = 0;
+  for (size_t s = 0; s < L->g->n_slices; s++) total += (size_t)L->g->slices[s].num_devices;
+  c->n_slices = (int)L->g->n_slices;
+  c->slice_devices = pf_mallocn(L->g->n_slices, sizeof *c->slice_devices);
+  c->placed = pf_mallocn(total, sizeof *c->placed);
+  if (c->slice_devices == NULL || c->placed == NULL) return PF_ENOMEM;
+  total = 0;
+  for (size_t s = 0; s < L->g->n_slices; s++) {
+    c->slice_devices[s] = (int32_t)total;
+    for (int i = 0; i < L->g->slices[s].num_devices; i++) c->placed[total++] = L->slice_devices[s][i];
+  }
+  return 0;
+}
+
+static void add_stage(pf_compiled *c, uint8_t *seen, int32_t rank) {
+  if (seen[rank] || (c->plans[rank]->n_ops == 0 && c->plans[rank]->n_buffers == 0)) return;
+  seen[rank] = 1;
+  c->stages[c->n_stages++] = rank;
+}
+
+/* Ranks in the order they first act: holders of inputs, then the ranks of
+ * each program in gang order. Sequential dispatch runs them in this order,
+ * so data must only flow forward along it. */
+static int order_stages(const lowering *L, pf_compiled *c, const pf_program_t *order, pf_diag *d) {
+  const pf_graph *g = L->g;
+  uint8_t *seen = pf_calloc((size_t)c->n_ranks, 1);
+  int32_t *pos = pf_mallocn((size_t)c->n_ranks, sizeof *pos);
+  int rc = 0;
+  c->stages = pf_mallocn((size_t)c->n_ranks, sizeof *c->stages);
+  if (seen == NULL || pos == NULL || c->stages == NULL) {
+    free(seen);
+    free(pos);
+    return pf_diag_error(d, PF_ENOMEM, "compile: out of memory");
+  }
+  for (int i = 0; i < c->n_inputs; i++)
+    for (int s = 0; s < c->inputs[i].num_shards; s++) add_stage(c, seen, c->inputs[i].shards[s].rank);
+  for (size_t k = 0; k < g->n_programs; k++) {
+    const pf_gprogram *p = &g->programs[order[k]];
+    for (int s = 0; s < g->slices[p->slice].num_devices; s++)
+      add_stage(c, seen, dev(L, L->slice_devices[p->slice][s])->rank);
+  }
+  for (int r = 0; r < c->n_ranks; r++) add_stage(c, seen, r);
+  for (int k = 0; k < c->n_stages; k++) pos[c->stages[k]] = k;
+  c->dispatch = g->dispatch;
+  for (int r = 0; g->dispatch == PF_DISPATCH_SEQUENTIAL && r < c->n_ranks && rc == 0; r++) {
+    const pf_plan *p = c->plans[r];
+    for (uint32_t i = 0; i < p->n_ops && rc == 0; i++) {
+      const pf_plan_op *op = &p->ops[i];
+      if (op->kind == PF_OP_SEND && pos[op->peer] <= pos[r])
+        rc = pf_diag_error(d, PF_ENOTSUP,
+                           "sequential dispatch: program \"%s\" sends data from rank %d back "
+                           "to rank %d, which acts earlier; use parallel dispatch",
+                           op->name, r, (int)op->peer);
+      if (op->kind == PF_OP_COLLECTIVE && op->comm >= 0)
+        rc = pf_diag_error(d, PF_ENOTSUP,
+                           "sequential dispatch: collective \"%s\" spans ranks; use parallel "
+                           "dispatch",
+                           op->name);
+    }
+  }
+  free(seen);
+  free(pos);
   return rc;
 }
 
@@ -477,6 +592,11 @@ int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
     c->plans[r]->num_outputs = (int32_t)g->n_outputs;
   }
   if ((rc = plan_memory(c, cl, d)) != 0) goto done;
+  if (record_placement(&L, c) != 0) {
+    rc = PF_ENOMEM;
+    goto done;
+  }
+  if ((rc = order_stages(&L, c, order, d)) != 0) goto done;
   rc = 0;
 done:
   if (rc == PF_ENOMEM && d->code == 0) pf_diag_error(d, rc, "compile: out of memory");

@@ -40,6 +40,12 @@ typedef struct pf_compiled {
   uint64_t n_transfers; /* send/receive pairs; their tags are 0..n-1 */
   int n_devices;        /* of the cluster */
   int64_t *peak;        /* per global device: peak bytes of one step */
+  int32_t *slice_devices; /* per slice: offset into `placed` */
+  int32_t *placed;        /* global device of each slice's shard, concatenated */
+  int n_slices;
+  int32_t *stages; /* ranks with a plan, in the order they first act */
+  int n_stages;
+  pf_dispatch_mode dispatch;
 } pf_compiled;
 
 /* Compiles `g` (validated first) for `cluster`. Errors: any validation

@@ -1,9 +1,10 @@
 /* Collectives in one process with 4 CPU devices (every collective then runs
  * as one local op): every kind, every reduction and dtype, on slices of 1 to
  * 4 devices placed in order or pinned out of order, along every axis of a
- * rank-2 and two rank-3 tensors, against host references computed from the
- * fed tensor. Then chains of collectives in flight, a graph that goes
- * through encode/decode, and the refusals when a graph is built. */
+ * rank-2 and two rank-3 tensors (and empty ones), against host references
+ * computed from the fed tensor. Then chains of collectives in flight, a
+ * graph that goes through encode/decode, and the refusals when a graph is
+ * built. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -332,8 +333,9 @@ static const struct {
 
 /* [48,36]: axis 0 reduce-scatters over 2 and 4 devices from a block split
  * along it, axis 1 over 2 and 3. [12,6,8]: a middle axis. [1,12,8]: blocks
- * along axis 1 that are contiguous. */
-static const int64_t shapes[][3] = {{48, 36, 0}, {12, 6, 8}, {1, 12, 8}};
+ * along axis 1 that are contiguous.
+ * [0,12] and [12,0,4]: empty tensors. */
+static const int64_t shapes[][3] = {{48, 36, 0}, {12, 6, 8}, {1, 12, 8}, {0, 12, 0}, {12, 0, 4}};
 
 static void matrix_for(pf_dtype dt) {
   int total = 0;

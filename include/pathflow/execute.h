@@ -52,6 +52,23 @@ int pf_executable_output(const pf_executable *exe, int i, const char **name,
  * Errors: PF_EINVAL (bad device). */
 int pf_executable_peak_memory(const pf_executable *exe, int device, int64_t *bytes);
 
+/* Multi-tenancy: executables sharing devices get dispatch slots in
+ * proportion to their weights (stride scheduling) while they have
+ * executions waiting. Default weight 1. Errors: PF_EINVAL (weight <= 0 or
+ * not finite). */
+int pf_executable_set_weight(pf_executable *exe, double weight);
+
+typedef struct pf_executable_stats {
+  double weight;
+  uint64_t steps_dispatched, steps_completed;
+  /* Over the dispatches made while this executable had executions waiting:
+   * the fraction it received, and the fraction its weight entitled it to. */
+  double share, expected_share;
+} pf_executable_stats;
+
+/* Errors: PF_EINVAL. */
+int pf_executable_stats_get(pf_executable *exe, pf_executable_stats *out);
+
 /* One feed: a graph input by name, from a host tensor (copied into the
  * devices before pf_execute returns, so the tensor may be freed at once) or
  * from a device buffer (no host copy; the buffer stays valid and owned by
@@ -62,7 +79,9 @@ typedef struct pf_feed {
   pf_buffer_t buffer;
 } pf_feed;
 
-/* Starts one execution and returns its future at once.
+/* Starts one execution and returns its future at once. Up to 64 executions
+ * are in flight; more wait in their executable's queue (their host feeds
+ * are already sent) and go out as slots free, by weight.
  * Errors (nothing runs): PF_ENOFEED (an input has no feed: the message names
  * it), PF_EFEEDSHAPE (dtype or shape differs from the input's: the message
  * gives both), PF_ENOTFOUND (feed for no such input), PF_EEXIST (input fed

@@ -141,6 +141,33 @@ typedef struct pf_collective_desc {
 int pf_graph_collective(pf_graph *g, const pf_collective_desc *desc,
                         pf_value_t *out, pf_program_t *prog);
 
+/* How a graph's slices are mapped to devices when it is compiled.
+ *   PACKED: slices take consecutive devices, filling a host before the next
+ *           (the default): neighbours in the graph stay inside a host.
+ *   SPREAD: devices are taken round-robin over hosts. */
+typedef enum pf_placement {
+  PF_PLACE_PACKED = 0,
+  PF_PLACE_SPREAD = 1
+} pf_placement;
+
+/* How executions of the compiled graph are dispatched.
+ *   PARALLEL: every rank gets its run message at once; receivers allocate
+ *             and post before producers run (the default; Pathways' parallel
+ *             asynchronous dispatch).
+ *   SEQUENTIAL: a rank gets its run message only when the ranks before it
+ *             (in the order they first act) have finished: for comparison.
+ *             Graphs whose data flows back to an earlier rank, or with
+ *             collectives across ranks, are refused (PF_ENOTSUP). */
+typedef enum pf_dispatch_mode {
+  PF_DISPATCH_PARALLEL = 0,
+  PF_DISPATCH_SEQUENTIAL = 1
+} pf_dispatch_mode;
+
+/* Sets the placement policy and dispatch mode used by pf_compile.
+ * Errors: PF_EINVAL. */
+int pf_graph_set_placement(pf_graph *g, pf_placement policy);
+int pf_graph_set_dispatch(pf_graph *g, pf_dispatch_mode mode);
+
 /* Number of outputs of kernel `name` for device kind `kind`, or PF_ENOKERNEL. */
 int pf_kernel_outputs(pf_context *ctx, const char *name, pf_device_kind kind);
 

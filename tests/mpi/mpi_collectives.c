@@ -324,8 +324,9 @@ static const slice_def slices2[] = {{2, {0, 1}}, {2, {1, 0}}, {1, {1}}, {1, {0}}
 
 /* [48,36]: axis 0 reduce-scatters over 2 and 4 ranks from a block split
  * along it, axis 1 over 2 and 3. [12,6,8]: a middle axis (strided blocks,
- * packed and unpacked). [1,12,8]: blocks along axis 1 that are contiguous. */
-static const int64_t shapes[][3] = {{48, 36, 0}, {12, 6, 8}, {1, 12, 8}};
+ * packed and unpacked). [1,12,8]: blocks along axis 1 that are contiguous.
+ * [0,12] and [12,0,4]: empty tensors. */
+static const int64_t shapes[][3] = {{48, 36, 0}, {12, 6, 8}, {1, 12, 8}, {0, 12, 0}, {12, 0, 4}};
 
 static void matrix_for(pf_dtype dt) {
   const slice_def *sl = world >= 4 ? slices4 : slices2;

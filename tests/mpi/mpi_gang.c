@@ -4,10 +4,11 @@
  * device each; W = ranks {0,1,2,3}, P = ranks {0,1}:
  *   A: allreduce over W, then allreduce over P of the result;
  *   B: allreduce over P, then allreduce over W of the result;
- *   C: two independent allreduces c1, c2 on W (the same communicator).
- *      c1's input comes from a slow chain of kernels on rank 2, c2's from a
- *      fast kernel on every rank: rank 2 has c1's input first (its device
- *      runs the chain before the fast kernel), the others c2's.
+ *   C: independent collectives on W (the same communicator): two
+ *      allreduces, an allgather and a broadcast. c1's and c4's inputs come
+ *      from a slow chain of kernels on rank 2, c2's and c3's from a fast
+ *      kernel on every rank: rank 2 has c1's input first (its device runs
+ *      the chain before the fast kernel), the others c2's.
  * Many executions of A, B and C run interleaved and in flight together;
  * every result is checked. A deadlock fails the test after 60 s instead of
  * hanging it: the failure is reported and the job ends. */
@@ -178,10 +179,14 @@ static pf_executable *graph_b(pf_graph **g) {
 }
 
 /* C: a[2,16] on rank 2 -> sleep -> scale 2 -> sleep (the slow chain);
- * b[8,16] split over W -> scale 1 (fast). c1 = allreduce W of the chain's
- * result (consumed replicated: 4 * 2a), c2 = allreduce W of the fast
- * kernel's (block sum of b). The chain is added first, so rank 2 runs it
- * before its shard of the fast kernel. */
+ * b[8,16] split over W -> scale 1 (fast). On W, in this order: c1 =
+ * allreduce of the chain's result (consumed replicated: 4 * 2a), c2 =
+ * allreduce of the fast kernel's (block sum of b), c3 = allgather of the
+ * fast kernel's (b), c4 = broadcast from rank 2 of the chain's result (2a).
+ * The chain is added first, so rank 2 runs it before its shard of the fast
+ * kernel: rank 2 has the inputs of c1 and c4 first, the others those of c2
+ * and c3. Out of order, the allreduces would mix data and the other kinds
+ * would not match at all. */
 static pf_executable *graph_c(pf_graph **g) {
   pf_executable *exe;
   pf_spec as = pf_spec_2d(PF_F64, 2, 16), bs = pf_spec_2d(PF_F64, 8, 16);
@@ -198,6 +203,17 @@ static pf_executable *graph_c(pf_graph **g) {
   fst = kernel(*g, "scale", w, b, "alpha", 1.0);
   OK(pf_graph_output(*g, "c1", allreduce(*g, "c_slow", w, s)));
   OK(pf_graph_output(*g, "c2", allreduce(*g, "c_fast", w, fst)));
+  {
+    pf_value_t c3, c4;
+    OK(pf_graph_collective(*g, &(pf_collective_desc){.name = "c_gather", .kind = PF_ALLGATHER,
+                                                      .slice = w, .in = fst, .axis = 0},
+                           &c3, NULL));
+    OK(pf_graph_collective(*g, &(pf_collective_desc){.name = "c_bcast", .kind = PF_BROADCAST,
+                                                      .slice = w, .in = s, .root = 2},
+                           &c4, NULL));
+    OK(pf_graph_output(*g, "c3", c3));
+    OK(pf_graph_output(*g, "c4", c4));
+  }
   OK(pf_compile(*g, &exe));
   return exe;
 }
@@ -242,6 +258,12 @@ static void check(int which, launched *l) {
     free(want);
     want = block_sum(l->in[1], 4, 1.0);
     expect_output(l->f, "c2", want, 32, l->what);
+    free(want);
+    want = block_sum(l->in[1], 1, 1.0);
+    expect_output(l->f, "c3", want, 128, l->what);
+    free(want);
+    want = block_sum(l->in[0], 1, 2.0);
+    expect_output(l->f, "c4", want, 32, l->what);
   }
   free(want);
   pf_tensor_destroy(l->in[0]);

@@ -1,0 +1,99 @@
+/* The controller's dispatcher: executions wait in their executable's queue
+ * until one of PF_MAX_IN_FLIGHT slots frees; slots go to executables in
+ * proportion to their weights (stride scheduling: the lowest pass goes next,
+ * and its pass advances by 1/weight). Everything here runs under ctx->lock,
+ * on the user thread (enqueue) or the loop thread (replies). */
+#include <stdlib.h>
+
+#include "api/execute_internal.h"
+
+void pf_step_req_free(pf_step_req *req) {
+  if (req == NULL) return;
+  for (int k = req->next_run; k < req->n_runs; k++) pf_msg_free(req->runs[k]);
+  free(req->runs);
+  free(req->ranks);
+  free(req);
+}
+
+static void send_next_run(pf_context *ctx, pf_step_req *req) {
+  pf_msg *m = req->runs[req->next_run];
+  int rank = req->ranks[req->next_run];
+  req->runs[req->next_run++] = NULL;
+  /* A run that cannot be queued would leave its step waiting forever. */
+  if (pf_runtime_send(ctx->runtime, rank, m) != 0)
+    pf_mpi_abort(ctx->mpi, 1, "cannot send a run message");
+}
+
+/* Share accounting: every executable waiting when a slot is given was
+ * entitled to weight / (weights of all waiting) of it. */
+static void account(pf_context *ctx, pf_executable *chosen) {
+  double total = 0;
+  for (pf_executable *e = ctx->backlogged; e; e = e->backlog_next) total += e->weight;
+  for (pf_executable *e = ctx->backlogged; e; e = e->backlog_next) {
+    e->expected += e->weight / total;
+    e->contended += 1;
+  }
+  chosen->won += 1;
+}
+
+static void pump_locked(pf_context *ctx) {
+  while (ctx->in_flight < PF_MAX_IN_FLIGHT && ctx->backlogged != NULL) {
+    pf_executable *best = ctx->backlogged, **link;
+    pf_step_req *req;
+    for (pf_executable *e = best->backlog_next; e; e = e->backlog_next)
+      if (e->pass < best->pass) best = e;
+    account(ctx, best);
+    ctx->vtime = best->pass;
+    best->pass += 1.0 / best->weight;
+    req = best->queue_head;
+    best->queue_head = req->next;
+    if (best->queue_head == NULL) {
+      best->queue_tail = NULL;
+      for (link = &ctx->backlogged; *link != best; link = &(*link)->backlog_next) {
+      }
+      *link = best->backlog_next;
+      best->backlog_next = NULL;
+    }
+    ctx->in_flight++;
+    best->dispatched++;
+    if (best->dispatch == PF_DISPATCH_SEQUENTIAL)
+      send_next_run(ctx, req);
+    else
+      while (req->next_run < req->n_runs) send_next_run(ctx, req);
+  }
+}
+
+void pf_dispatch_enqueue(pf_context *ctx, pf_executable *e, pf_step_req *req) {
+  pthread_mutex_lock(&ctx->lock);
+  req->next = NULL;
+  if (e->queue_tail == NULL) {
+    /* Newly waiting: no credit for the time it was idle. */
+    if (e->pass < ctx->vtime) e->pass = ctx->vtime;
+    e->backlog_next = ctx->backlogged;
+    ctx->backlogged = e;
+    e->queue_head = req;
+  } else {
+    e->queue_tail->next = req;
+  }
+  e->queue_tail = req;
+  pump_locked(ctx);
+  pthread_mutex_unlock(&ctx->lock);
+}
+
+void pf_controller_step_reply_locked(pf_context *ctx, pf_waiter *w) {
+  pf_dispatch_step_reply_locked(ctx, w->step_req, w->pending == 0);
+}
+
+void pf_dispatch_step_reply_locked(pf_context *ctx, pf_step_req *req, int step_done) {
+  pf_executable *e = req->f->exe;
+  if (!step_done) {
+    if (req->next_run < req->n_runs) send_next_run(ctx, req); /* sequential: next stage */
+    return;
+  }
+  e->completed++;
+  ctx->in_flight--;
+  req->f->req = NULL;
+  req->f->w.step_req = NULL;
+  pf_step_req_free(req);
+  pump_locked(ctx);
+}

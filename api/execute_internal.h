@@ -1,0 +1,55 @@
+/* Internal: executables, futures and the step dispatcher of the
+ * controller. */
+#ifndef PF_API_EXECUTE_INTERNAL_H
+#define PF_API_EXECUTE_INTERNAL_H
+
+#include "api/context_internal.h"
+
+/* One execution waiting for, or holding, a dispatch slot. */
+typedef struct pf_step_req {
+  pf_future *f;
+  pf_msg **runs; /* one RUN per participating rank, in stage order */
+  int32_t *ranks; /* where each goes */
+  int n_runs, next_run;
+  struct pf_step_req *next; /* in its executable's queue */
+} pf_step_req;
+
+struct pf_executable {
+  pf_context *ctx;
+  uint64_t id;
+  int refs; /* the user's handle + futures; user thread only */
+  int destroyed;
+  pf_compiled *compiled; /* io tables; plans moved out to the executors */
+  uint8_t *participates; /* per rank: has a plan */
+  int n_participants;
+  int32_t *stages; /* participating ranks in the order they first act */
+  pf_dispatch_mode dispatch;
+  /* Dispatcher state, guarded by ctx->lock. */
+  pf_step_req *queue_head, *queue_tail;
+  double weight, pass;
+  uint64_t dispatched, completed;
+  double won, expected, contended; /* share accounting */
+  pf_executable *backlog_next;     /* in ctx->backlogged */
+  pf_executable *prev, *next;      /* ctx->executables; user thread */
+};
+
+struct pf_future {
+  pf_context *ctx;
+  pf_executable *exe;
+  pf_waiter w;
+  pf_step_req *req;
+  int done;
+  uint64_t *output_ids;
+  uint8_t *taken;
+  pf_future *prev, *next;
+};
+
+/* Queues a step of `e` and dispatches what the slots allow. Takes `req`. */
+void pf_dispatch_enqueue(pf_context *ctx, pf_executable *e, pf_step_req *req);
+/* A rank finished its part of the step `req` (ctx->lock held): in
+ * sequential mode the next stage starts; once every rank is done the slot
+ * frees and queued steps go out. */
+void pf_dispatch_step_reply_locked(pf_context *ctx, pf_step_req *req, int step_done);
+void pf_step_req_free(pf_step_req *req);
+
+#endif
