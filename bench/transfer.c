@@ -23,9 +23,10 @@
  *   raw MPI   ping-pong of S bytes (blocking MPI_Send / MPI_Recv), round
  *             trip / 2.
  *
- * Every figure is the median of R repetitions (-r, default 5), each a batch
- * of iterations sized from S. The raw MPI half runs first, on every rank,
- * before pf_init (see mpi_bench.h).
+ * Every figure is the median of R repetitions (-r, default 5) of about
+ * 0.2 s (raw MPI) or 0.25 s (pathflow, at least 3 executions) each, after a
+ * warm-up. The raw MPI half runs first, on every rank, before pf_init (see
+ * mpi_bench.h).
  *
  * Usage: mpirun -np 2 transfer [-r REPS] [-s MIN_BYTES] [-m MAX_BYTES] [-k K]
  *                               [-t bw|lat]   (one half only, for profiling)
@@ -108,10 +109,11 @@ static int k_of(size_t s) {
   return k < 1 ? 1 : k > (size_t)k_max ? k_max : (int)k;
 }
 
-/* Iterations per repetition: about 256 MiB moved, between 3 and 1000. */
+/* Raw MPI iterations between two checks of the clock: about 16 MiB moved,
+ * between 1 and 256. */
 static int bw_iters(size_t s) {
-  size_t it = ((size_t)256 << 20) / ((size_t)k_of(s) * s);
-  return it < 3 ? 3 : it > 1000 ? 1000 : (int)it;
+  size_t it = ((size_t)16 << 20) / ((size_t)k_of(s) * s);
+  return it < 1 ? 1 : it > 256 ? 256 : (int)it;
 }
 
 /* Hops of the long latency chain: 256 for small tensors, fewer so that one
@@ -123,69 +125,98 @@ static int hops_of(size_t s) {
 }
 
 static int lat_iters(size_t s) {
-  size_t it = ((size_t)256 << 20) / s;
-  return it < 5 ? 5 : it > 2000 ? 2000 : (int)it;
+  size_t it = ((size_t)16 << 20) / s;
+  return it < 1 ? 1 : it > 1000 ? 1000 : (int)it;
 }
 
 /* ---- raw MPI (every rank) ---------------------------------------------------------- */
 
-static double mpi_bandwidth(int rank, size_t s) {
-  int k = k_of(s), iters = bw_iters(s);
-  double t[64], t0;
-  uint8_t **bufs = calloc((size_t)k, sizeof *bufs);
+/* Runs batches of `batch` iterations of `one` until rank 0 has seen about
+ * REP_S seconds go by (it tells the others with a broadcast after each
+ * batch); returns seconds per iteration. */
+#define REP_S 0.2
+typedef void (*iteration_fn)(int rank, size_t s, void *arg);
+static double timed_batches(int rank, size_t s, int batch, iteration_fn one, void *arg,
+                            double limit) {
+  double t0 = bench_now();
+  long n = 0;
+  int more = 1;
+  while (more) {
+    for (int it = 0; it < batch; it++) one(rank, s, arg);
+    n += batch;
+    more = bench_now() - t0 < limit;
+    MPI_Bcast(&more, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  }
+  return (bench_now() - t0) / (double)n;
+}
+
+typedef struct {
+  int k;
+  uint8_t **bufs;
+} bw_state;
+
+/* K messages rank 0 -> rank 1, then a 0-byte ack back. */
+static void bw_iteration(int rank, size_t s, void *arg) {
+  bw_state *st = arg;
   MPI_Request req[65];
-  for (int i = 0; i < k; i++) {
-    bufs[i] = malloc(s);
-    memset(bufs[i], rank == 0 ? PATTERN : 0, s); /* touched: no page faults when timed */
+  if (rank == 0) {
+    MPI_Irecv(NULL, 0, MPI_BYTE, 1, 1, MPI_COMM_WORLD, &req[st->k]);
+    for (int i = 0; i < st->k; i++)
+      MPI_Isend(st->bufs[i], (int)s, MPI_BYTE, 1, 0, MPI_COMM_WORLD, &req[i]);
+    MPI_Waitall(st->k + 1, req, MPI_STATUSES_IGNORE);
+  } else if (rank == 1) {
+    for (int i = 0; i < st->k; i++)
+      MPI_Irecv(st->bufs[i], (int)s, MPI_BYTE, 0, 0, MPI_COMM_WORLD, &req[i]);
+    MPI_Waitall(st->k, req, MPI_STATUSES_IGNORE);
+    MPI_Send(NULL, 0, MPI_BYTE, 0, 1, MPI_COMM_WORLD);
+  }
+}
+
+static double mpi_bandwidth(int rank, size_t s) {
+  bw_state st = {.k = k_of(s)};
+  double t[64];
+  st.bufs = calloc((size_t)st.k, sizeof *st.bufs);
+  for (int i = 0; i < st.k; i++) {
+    st.bufs[i] = malloc(s);
+    memset(st.bufs[i], rank == 0 ? PATTERN : 0, s); /* touched: no page faults when timed */
   }
   for (int r = -1; r < reps; r++) { /* r == -1: warm-up */
     MPI_Barrier(MPI_COMM_WORLD);
-    t0 = bench_now();
-    for (int it = 0; it < iters; it++) {
-      if (rank == 0) {
-        MPI_Irecv(NULL, 0, MPI_BYTE, 1, 1, MPI_COMM_WORLD, &req[k]);
-        for (int i = 0; i < k; i++)
-          MPI_Isend(bufs[i], (int)s, MPI_BYTE, 1, 0, MPI_COMM_WORLD, &req[i]);
-        MPI_Waitall(k + 1, req, MPI_STATUSES_IGNORE);
-      } else if (rank == 1) {
-        for (int i = 0; i < k; i++)
-          MPI_Irecv(bufs[i], (int)s, MPI_BYTE, 0, 0, MPI_COMM_WORLD, &req[i]);
-        MPI_Waitall(k, req, MPI_STATUSES_IGNORE);
-        MPI_Send(NULL, 0, MPI_BYTE, 0, 1, MPI_COMM_WORLD);
-      }
-    }
-    if (r >= 0) t[r] = bench_now() - t0;
+    double per = timed_batches(rank, s, bw_iters(s), bw_iteration, &st, r < 0 ? 0.02 : REP_S);
+    if (r >= 0) t[r] = per;
   }
-  if (rank == 1 && (bufs[0][0] != PATTERN || bufs[k - 1][s - 1] != PATTERN)) {
+  if (rank == 1 && (st.bufs[0][0] != PATTERN || st.bufs[st.k - 1][s - 1] != PATTERN)) {
     fprintf(stderr, "transfer: raw MPI data check failed\n");
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
-  for (int i = 0; i < k; i++) free(bufs[i]);
-  free(bufs);
-  return (double)k * (double)s * iters / bench_median(t, reps) / 1e6;
+  for (int i = 0; i < st.k; i++) free(st.bufs[i]);
+  free(st.bufs);
+  return (double)st.k * (double)s / bench_median(t, reps) / 1e6;
+}
+
+/* One round trip: rank 0 -> rank 1 -> rank 0. */
+static void pingpong(int rank, size_t s, void *arg) {
+  uint8_t *buf = arg;
+  if (rank == 0) {
+    MPI_Send(buf, (int)s, MPI_BYTE, 1, 2, MPI_COMM_WORLD);
+    MPI_Recv(buf, (int)s, MPI_BYTE, 1, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+  } else if (rank == 1) {
+    MPI_Recv(buf, (int)s, MPI_BYTE, 0, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    MPI_Send(buf, (int)s, MPI_BYTE, 0, 2, MPI_COMM_WORLD);
+  }
 }
 
 static double mpi_latency_us(int rank, size_t s) {
-  int iters = lat_iters(s);
-  double t[64], t0;
+  double t[64];
   uint8_t *buf = malloc(s);
   memset(buf, PATTERN, s);
   for (int r = -1; r < reps; r++) {
     MPI_Barrier(MPI_COMM_WORLD);
-    t0 = bench_now();
-    for (int it = 0; it < iters; it++) {
-      if (rank == 0) {
-        MPI_Send(buf, (int)s, MPI_BYTE, 1, 2, MPI_COMM_WORLD);
-        MPI_Recv(buf, (int)s, MPI_BYTE, 1, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-      } else if (rank == 1) {
-        MPI_Recv(buf, (int)s, MPI_BYTE, 0, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        MPI_Send(buf, (int)s, MPI_BYTE, 0, 2, MPI_COMM_WORLD);
-      }
-    }
-    if (r >= 0) t[r] = bench_now() - t0;
+    double per = timed_batches(rank, s, lat_iters(s), pingpong, buf, r < 0 ? 0.02 : REP_S);
+    if (r >= 0) t[r] = per;
   }
   free(buf);
-  return 1e6 * bench_median(t, reps) / (2.0 * iters);
+  return 1e6 * bench_median(t, reps) / 2.0;
 }
 
 /* ---- pathflow (rank 0) ---------------------------------------------------------------- */

@@ -232,17 +232,27 @@ static void add_check(matrix *m, int in, pf_collective_kind kind, int op, int ax
   c->axis = axis;
   c->root = root;
   switch (kind) {
-    case PF_ALLREDUCE: snprintf(c->name, sizeof c->name, "allreduce_%s_%s", in_name, op_names[op]); break;
-    case PF_REDUCE_SCATTER:
-      snprintf(c->name, sizeof c->name, "reduce_scatter_%s_%s_axis%d", in_name, op_names[op], axis);
+    case PF_ALLREDUCE:
+      snprintf(c->name, sizeof c->name, "allreduce_%s_%s", in_name, op_names[op]);
       break;
-    case PF_ALLGATHER: snprintf(c->name, sizeof c->name, "allgather_%s_axis%d", in_name, axis); break;
-    case PF_BROADCAST: snprintf(c->name, sizeof c->name, "broadcast_%s_root%d", in_name, root); break;
-    default: snprintf(c->name, sizeof c->name, "all_to_all_%s_axis%d", in_name, axis); break;
+    case PF_REDUCE_SCATTER:
+      snprintf(c->name, sizeof c->name, "reduce_scatter_%s_%s_axis%d", in_name, op_names[op],
+               axis);
+      break;
+    case PF_ALLGATHER:
+      snprintf(c->name, sizeof c->name, "allgather_%s_axis%d", in_name, axis);
+      break;
+    case PF_BROADCAST:
+      snprintf(c->name, sizeof c->name, "broadcast_%s_root%d", in_name, root);
+      break;
+    default:
+      snprintf(c->name, sizeof c->name, "all_to_all_%s_axis%d", in_name, axis);
+      break;
   }
-  OK(pf_graph_collective(m->g, &(pf_collective_desc){.name = c->name, .kind = kind, .slice = m->slice,
-                                                      .in = m->in_v[in], .op = (pf_reduce_op)op,
-                                                      .axis = axis, .root = root},
+  OK(pf_graph_collective(m->g,
+                         &(pf_collective_desc){.name = c->name, .kind = kind, .slice = m->slice,
+                                               .in = m->in_v[in], .op = (pf_reduce_op)op,
+                                               .axis = axis, .root = root},
                          &out, NULL));
   OK(pf_graph_output(m->g, c->name, out));
 }

@@ -212,17 +212,27 @@ static void add_check(matrix *m, int in, pf_collective_kind kind, int op, int ax
   c->axis = axis;
   c->root = root;
   switch (kind) {
-    case PF_ALLREDUCE: snprintf(c->name, sizeof c->name, "allreduce_%s_%s", in_name, op_names[op]); break;
-    case PF_REDUCE_SCATTER:
-      snprintf(c->name, sizeof c->name, "reduce_scatter_%s_%s_axis%d", in_name, op_names[op], axis);
+    case PF_ALLREDUCE:
+      snprintf(c->name, sizeof c->name, "allreduce_%s_%s", in_name, op_names[op]);
       break;
-    case PF_ALLGATHER: snprintf(c->name, sizeof c->name, "allgather_%s_axis%d", in_name, axis); break;
-    case PF_BROADCAST: snprintf(c->name, sizeof c->name, "broadcast_%s_root%d", in_name, root); break;
-    default: snprintf(c->name, sizeof c->name, "all_to_all_%s_axis%d", in_name, axis); break;
+    case PF_REDUCE_SCATTER:
+      snprintf(c->name, sizeof c->name, "reduce_scatter_%s_%s_axis%d", in_name, op_names[op],
+               axis);
+      break;
+    case PF_ALLGATHER:
+      snprintf(c->name, sizeof c->name, "allgather_%s_axis%d", in_name, axis);
+      break;
+    case PF_BROADCAST:
+      snprintf(c->name, sizeof c->name, "broadcast_%s_root%d", in_name, root);
+      break;
+    default:
+      snprintf(c->name, sizeof c->name, "all_to_all_%s_axis%d", in_name, axis);
+      break;
   }
-  OK(pf_graph_collective(m->g, &(pf_collective_desc){.name = c->name, .kind = kind, .slice = m->slice,
-                                                      .in = m->in_v[in], .op = (pf_reduce_op)op,
-                                                      .axis = axis, .root = root},
+  OK(pf_graph_collective(m->g,
+                         &(pf_collective_desc){.name = c->name, .kind = kind, .slice = m->slice,
+                                               .in = m->in_v[in], .op = (pf_reduce_op)op,
+                                               .axis = axis, .root = root},
                          &out, NULL));
   OK(pf_graph_output(m->g, c->name, out));
 }
@@ -256,7 +266,8 @@ static int run_matrix(pf_spec spec, int n, const int *pin, int seed, int reps) {
   assert_true(reps >= 1 && reps <= 8);
   m->n = n;
   m->spec = spec;
-  for (int d = 0; d < n; d++) len += snprintf(where + len, sizeof where - (size_t)len, "%s%d", d ? "," : "", pin[d]);
+  for (int d = 0; d < n; d++)
+    len += snprintf(where + len, sizeof where - (size_t)len, "%s%d", d ? "," : "", pin[d]);
   OK(pf_graph_create(ctx, &m->g));
   OK(pf_graph_slice(m->g, PF_DEVICE_CPU, n, &m->slice));
   OK(pf_graph_slice_pin(m->g, m->slice, pin));
@@ -330,7 +341,8 @@ static const int64_t shapes[][3] = {{48, 36, 0}, {12, 6, 8}, {1, 12, 8}, {0, 12,
 
 static void matrix_for(pf_dtype dt) {
   const slice_def *sl = world >= 4 ? slices4 : slices2;
-  size_t n_sl = world >= 4 ? sizeof slices4 / sizeof slices4[0] : sizeof slices2 / sizeof slices2[0];
+  size_t n_sl =
+      world >= 4 ? sizeof slices4 / sizeof slices4[0] : sizeof slices2 / sizeof slices2[0];
   int total = 0;
   for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
     pf_spec spec = pf_spec_make(dt, shapes[sh][2] ? 3 : 2, shapes[sh]);

@@ -344,7 +344,8 @@ static void test_both_orders_in_one_graph(void **state) {
     l[i].in[1] = quarters(zs, 400 + i);
     snprintf(l[i].what, sizeof l[i].what, "mixed graph, execution %d", i);
     OK(pf_execute(exe, 2,
-                  (pf_feed[]){{.name = "x", .tensor = l[i].in[0]}, {.name = "z", .tensor = l[i].in[1]}},
+                  (pf_feed[]){{.name = "x", .tensor = l[i].in[0]},
+                              {.name = "z", .tensor = l[i].in[1]}},
                   &l[i].f));
   }
   for (int i = 0; i < 8; i++) {
