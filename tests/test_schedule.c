@@ -1,0 +1,217 @@
+/* The scheduler on simulated clusters (no ranks needed): placement
+ * policies, reshard lowering, gang order, sequential dispatch checks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/layout.h"
+#include "pathflow/error.h"
+#include "graph/graph_internal.h"
+#include "scheduler/schedule.h"
+
+static pf_registry *reg;
+static pf_diag diag;
+
+static int setup(void **state) {
+  (void)state;
+  return pf_registry_create(&reg) || pf_builtin_kernels_register(reg);
+}
+
+static int teardown(void **state) {
+  (void)state;
+  pf_registry_destroy(reg);
+  return 0;
+}
+
+/* hosts x ranks_per_host x devices_per_rank; ranks dealt to hosts
+ * round-robin (rank r on host r % hosts), as mpirun --map-by node does. */
+static pf_cluster make_cluster(int hosts, int ranks_per_host, int per_rank) {
+  pf_cluster c;
+  int ranks = hosts * ranks_per_host, k = 0;
+  c.n_ranks = ranks;
+  c.n_devices = ranks * per_rank;
+  c.devices = calloc((size_t)c.n_devices, sizeof *c.devices);
+  for (int r = 0; r < ranks; r++)
+    for (int d = 0; d < per_rank; d++, k++) {
+      c.devices[k].rank = r;
+      c.devices[k].local = d;
+      c.devices[k].host = r % hosts;
+      c.devices[k].kind = PF_DEVICE_CPU;
+    }
+  return c;
+}
+
+static pf_graph *new_graph(const pf_cluster *c) {
+  pf_graph_env env;
+  pf_graph *g;
+  memset(&env, 0, sizeof env);
+  env.registry = reg;
+  env.num_devices[PF_DEVICE_CPU] = c->n_devices;
+  env.diag = &diag;
+  assert_int_equal(pf_graph_new(&env, &g), 0);
+  return g;
+}
+
+#define OK(call)                                                              \
+  do {                                                                        \
+    int rc_ = (call);                                                         \
+    if (rc_ != 0) fail_msg("%s: %s: %s", #call, pf_errname(rc_), diag.msg);   \
+  } while (0)
+
+static pf_compiled *compile(const pf_graph *g, const pf_cluster *c) {
+  pf_compiled *out = NULL;
+  pf_diag_init(&diag);
+  OK(pf_schedule(g, c, 1, &out, &diag));
+  return out;
+}
+
+static int host_of(const pf_cluster *c, const pf_compiled *comp, int slice, int i) {
+  return c->devices[comp->placed[comp->slice_devices[slice] + i]].host;
+}
+
+/* Two single-program slices of 4 devices on 2 hosts x 2 ranks x 2
+ * devices: packed fills one host per slice; spread alternates hosts. */
+static void test_packed_and_spread(void **state) {
+  pf_cluster c = make_cluster(2, 2, 2);
+  (void)state;
+  for (int policy = 0; policy < 2; policy++) {
+    pf_graph *g = new_graph(&c);
+    pf_slice_t a, b;
+    pf_value_t x, y;
+    pf_spec spec = pf_spec_1d(PF_F32, 8);
+    pf_compiled *comp;
+    OK(pf_graph_set_placement(g, policy ? PF_PLACE_SPREAD : PF_PLACE_PACKED));
+    OK(pf_graph_slice(g, PF_DEVICE_CPU, 4, &a));
+    OK(pf_graph_slice(g, PF_DEVICE_CPU, 4, &b));
+    OK(pf_graph_input(g, "x", &spec, a, pf_split(0), &x));
+    OK(pf_graph_program(g, &(pf_program_desc){.kernel = "relu", .slice = b, .n_in = 1, .in = &x},
+                        &y, NULL));
+    OK(pf_graph_output(g, "y", y));
+    comp = compile(g, &c);
+    for (int i = 0; i < 4; i++) {
+      if (policy == 0) {
+        assert_int_equal(host_of(&c, comp, a, i), 0);
+        assert_int_equal(host_of(&c, comp, b, i), 1);
+      } else {
+        assert_int_equal(host_of(&c, comp, a, i), i % 2);
+        assert_int_equal(host_of(&c, comp, b, i), i % 2);
+      }
+    }
+    pf_compiled_free(comp);
+    pf_graph_destroy(g);
+  }
+  free(c.devices);
+}
+
+/* Counts ops of a kind over every rank's plan, and the bytes they move. */
+static int count_ops(const pf_compiled *comp, pf_op_kind kind, int64_t *bytes) {
+  int n = 0;
+  if (bytes) *bytes = 0;
+  for (int r = 0; r < comp->n_ranks; r++)
+    for (uint32_t i = 0; i < comp->plans[r]->n_ops; i++) {
+      const pf_plan_op *op = &comp->plans[r]->ops[i];
+      if (op->kind != kind) continue;
+      n++;
+      if (bytes) {
+        int64_t e = 4;
+        for (int k = 0; k < op->box.rank; k++) e *= op->box.extent[k];
+        *bytes += e;
+      }
+    }
+  return n;
+}
+
+/* Every pair of (replicated, split 0, split 1) x (1..4 devices), one
+ * device per rank: each destination shard receives exactly the pieces of
+ * the source shards it intersects, and the same layout moves nothing. */
+static void test_reshard_pieces_are_minimal(void **state) {
+  pf_cluster c = make_cluster(1, 8, 1);
+  pf_sharding shs[3] = {{PF_SHARD_REPLICATED, 0}, {PF_SHARD_SPLIT, 0}, {PF_SHARD_SPLIT, 1}};
+  (void)state;
+  for (int sa = 0; sa < 3; sa++)
+    for (int na = 1; na <= 4; na++)
+      for (int sb = 0; sb < 3; sb++)
+        for (int nb = 1; nb <= 4; nb++) {
+          pf_graph *g = new_graph(&c);
+          pf_spec spec = pf_spec_2d(PF_F32, 12, 12);
+          pf_slice_t A, B;
+          pf_value_t v, o;
+          pf_compiled *comp;
+          int64_t moved_send, moved_copy, need = 0;
+          int pins_a[4] = {0, 1, 2, 3}, pins_b[4] = {0, 1, 2, 3};
+          OK(pf_graph_slice(g, PF_DEVICE_CPU, na, &A));
+          OK(pf_graph_slice(g, PF_DEVICE_CPU, nb, &B));
+          OK(pf_graph_slice_pin(g, A, pins_a));
+          OK(pf_graph_slice_pin(g, B, pins_b));
+          OK(pf_graph_input(g, "v", &spec, A, shs[sa], &v));
+          OK(pf_graph_program(g, &(pf_program_desc){.kernel = "identity", .slice = B, .n_in = 1,
+                                                     .in = &v, .in_shardings = &shs[sb],
+                                                     .out_shardings = &shs[sb]},
+                              &o, NULL));
+          OK(pf_graph_output(g, "o", o));
+          comp = compile(g, &c);
+          count_ops(comp, PF_OP_SEND, &moved_send);
+          count_ops(comp, PF_OP_COPY, &moved_copy);
+          assert_int_equal(count_ops(comp, PF_OP_SEND, NULL), count_ops(comp, PF_OP_RECV, NULL));
+          /* Bytes each destination shard needs from other devices: its
+           * whole shard, less what an aliasing source shard already holds. */
+          for (int d = 0; d < nb; d++) {
+            int64_t dlo[2], dext[2], slo[2], sext[2];
+            int same = 0;
+            pf_shard_region(&spec, shs[sb], nb, d, dlo, dext);
+            if (d < na) { /* the source shard on the same device */
+              pf_shard_region(&spec, shs[sa], na, d, slo, sext);
+              same = dlo[0] == slo[0] && dlo[1] == slo[1] && dext[0] == sext[0] &&
+                     dext[1] == sext[1];
+            }
+            need += same ? 0 : dext[0] * dext[1] * 4;
+          }
+          assert_int_equal(moved_send + moved_copy, need);
+          pf_compiled_free(comp);
+          pf_graph_destroy(g);
+        }
+  free(c.devices);
+}
+
+/* Programs that could run in any order are ordered by index: the gang
+ * order is the same whatever else happens. */
+static void test_gang_order_ties_by_index(void **state) {
+  pf_cluster c = make_cluster(1, 1, 1);
+  pf_graph *g = new_graph(&c);
+  pf_slice_t s;
+  pf_value_t x, outs[6];
+  pf_spec spec = pf_spec_1d(PF_F32, 4);
+  pf_program_t order[6];
+  (void)state;
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s));
+  OK(pf_graph_input(g, "x", &spec, s, pf_replicated(), &x));
+  for (int i = 0; i < 3; i++)
+    OK(pf_graph_program(g, &(pf_program_desc){.kernel = "relu", .slice = s, .n_in = 1, .in = &x},
+                        &outs[i], NULL));
+  /* Program 3 depends on program 2, program 4 on program 0, 5 on 3 and 4. */
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "relu", .slice = s, .n_in = 1, .in = &outs[2]},
+                      &outs[3], NULL));
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "relu", .slice = s, .n_in = 1, .in = &outs[0]},
+                      &outs[4], NULL));
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "add", .slice = s, .n_in = 2,
+                                             .in = (pf_value_t[]){outs[3], outs[4]}},
+                      &outs[5], NULL));
+  pf_diag_init(&diag);
+  OK(pf_graph_topo_order(g, order, &diag));
+  for (int i = 0; i < 6; i++) assert_int_equal(order[i], i);
+  pf_graph_destroy(g);
+  free(c.devices);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_packed_and_spread),
+      cmocka_unit_test(test_reshard_pieces_are_minimal),
+      cmocka_unit_test(test_gang_order_ties_by_index),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
