@@ -65,6 +65,7 @@ struct pf_context {
   int in_flight;      /* steps dispatched, not done; guarded by lock */
   pf_executable *backlogged; /* executables with queued steps; lock */
   double vtime;              /* stride scheduling's virtual time; lock */
+  uint64_t slots_used;       /* bit per dispatch slot held by a step; lock */
   pf_executable *executables; /* user thread */
   pf_future *futures;         /* user thread */
 };

@@ -56,6 +56,10 @@ static void pump_locked(pf_context *ctx) {
     }
     ctx->in_flight++;
     best->dispatched++;
+    /* A free slot: in_flight < PF_MAX_IN_FLIGHT guarantees one. */
+    req->slot = __builtin_ctzll(~ctx->slots_used);
+    ctx->slots_used |= 1ull << req->slot;
+    for (int k = 0; k < req->n_runs; k++) req->runs[k]->slot = (uint32_t)req->slot;
     if (best->dispatch == PF_DISPATCH_SEQUENTIAL)
       send_next_run(ctx, req);
     else
@@ -92,6 +96,7 @@ void pf_dispatch_step_reply_locked(pf_context *ctx, pf_step_req *req, int step_d
   }
   e->completed++;
   ctx->in_flight--;
+  ctx->slots_used &= ~(1ull << req->slot);
   req->f->req = NULL;
   req->f->w.step_req = NULL;
   pf_step_req_free(req);

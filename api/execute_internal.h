@@ -11,6 +11,7 @@ typedef struct pf_step_req {
   pf_msg **runs; /* one RUN per participating rank, in stage order */
   int32_t *ranks; /* where each goes */
   int n_runs, next_run;
+  int slot; /* dispatch slot while in flight, else -1 */
   struct pf_step_req *next; /* in its executable's queue */
 } pf_step_req;
 

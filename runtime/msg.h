@@ -13,6 +13,10 @@
 #include "runtime/plan.h"
 #include "runtime/storage.h"
 
+/* Steps in flight at once, across all executables: each dispatched step
+ * holds one slot, and its transfers use that slot's window of tags. */
+#define PF_MSG_SLOTS 64
+
 typedef enum pf_msg_kind {
   PF_MSG_NONE = 0,
   PF_MSG_REGISTER,    /* executor -> controller, at start: host, devices */
@@ -34,6 +38,7 @@ typedef struct pf_msg {
   pf_msg_kind kind;
   int32_t from; /* sender rank, filled in by the receiver */
   uint64_t executable, step, request, buffer;
+  uint32_t slot; /* RUN: dispatch slot, selects the step's tag window */
   int32_t status;
   char *message; /* owned; may be NULL */
   pf_plan *plan; /* LOAD; owned */

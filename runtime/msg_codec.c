@@ -114,6 +114,7 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
       run.outputs = m->outputs;
       run.n_drop = m->n_drop;
       run.drop = m->drop;
+      run.slot = m->slot;
       c.body_case = PATHFLOW__CONTROL__BODY_RUN;
       c.run = &run;
       break;
@@ -293,6 +294,8 @@ static int decode_body(const Pathflow__Control *c, int num_devices, pf_msg *m, p
       m->kind = PF_MSG_RUN;
       m->executable = c->run->executable;
       m->step = c->run->step;
+      if (c->run->slot >= PF_MSG_SLOTS) return bad(d, "run: dispatch slot out of range");
+      m->slot = c->run->slot;
       m->inputs = ids_copy(c->run->inputs, c->run->n_inputs, &m->n_inputs, d, &rc);
       if (rc == 0) m->outputs = ids_copy(c->run->outputs, c->run->n_outputs, &m->n_outputs, d, &rc);
       if (rc == 0) m->drop = ids_copy(c->run->drop, c->run->n_drop, &m->n_drop, d, &rc);

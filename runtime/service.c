@@ -26,6 +26,7 @@ typedef struct run {
   exe *e;
   pf_step *step;
   uint64_t seq;
+  uint32_t slot; /* tag window */
   pf_msg *msg; /* the RUN message: output and drop ids */
   int ops_in_flight; /* loop ops posted and not done */
   struct run *prev, *next;
@@ -285,6 +286,7 @@ static void handle_run(pf_service *s, pf_msg *m) {
   r->svc = s;
   r->e = e;
   r->seq = m->step;
+  r->slot = m->slot;
   r->msg = m;
   e->refs++;
   r->next = s->runs;
@@ -336,8 +338,10 @@ void pf_service_step_done(pf_service *s, void *arg) {
 
 /* ---- transfers and collectives ------------------------------------------------- */
 
-static int tag_of(const pf_service *s, uint64_t seq, int64_t tag) {
-  return (int)((seq % PF_MAX_IN_FLIGHT) * (uint64_t)s->tag_window + (uint64_t)tag);
+/* The controller gives each step in flight its own slot, so two steps in
+ * flight never share a tag. */
+static int tag_of(const pf_service *s, uint32_t slot, int64_t tag) {
+  return (int)((uint64_t)(slot % PF_MAX_IN_FLIGHT) * (uint64_t)s->tag_window + (uint64_t)tag);
 }
 
 static void loop_op_finish(loop_op *lo, int status, const char *why) {
@@ -367,7 +371,7 @@ static void start_transfer(pf_service *s, loop_op *lo) {
   uint32_t b = op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0];
   pf_storage *st = pf_step_buffer(r->step, b);
   MPI_Request req;
-  int err, tag = tag_of(s, r->seq, op->tag);
+  int err, tag = tag_of(s, r->slot, op->tag);
   if (st == NULL) {
     loop_op_finish(lo, PF_ENOMEM, "transfer: out of memory");
     return;

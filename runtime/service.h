@@ -15,7 +15,7 @@
 #include "transport/mpi.h"
 
 /* Steps in flight at once, across all executables: bounds tag reuse. */
-#define PF_MAX_IN_FLIGHT 64
+#define PF_MAX_IN_FLIGHT PF_MSG_SLOTS
 
 typedef struct pf_service pf_service;
 
