@@ -225,6 +225,7 @@ int pf_init(int *argc, char ***argv, const pf_init_options *opts, pf_context **o
   cfg.mpi = ctx->mpi;
   cfg.on_reply = pf_controller_on_reply;
   cfg.reply_arg = ctx;
+  cfg.controller_busy = pf_controller_busy;
   if ((rc = pf_runtime_start(&cfg, &ctx->runtime)) != 0) {
     pf_diag_error(&d, rc, "pf_init: could not start the runtime");
     goto fail;

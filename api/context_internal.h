@@ -81,6 +81,8 @@ uint64_t pf_context_new_id(pf_context *ctx);
 
 /* Called by the runtime on the loop thread for every reply. */
 void pf_controller_on_reply(void *ctx, pf_msg *m);
+/* 1 while some waiter expects replies (the loop then keeps polling). */
+int pf_controller_busy(void *ctx);
 /* Registers a waiter for `pending` replies keyed by `key` (under lock). */
 void pf_controller_expect(pf_context *ctx, pf_waiter *w, uint64_t key, int pending);
 /* Waits until w has all its replies, unlinks it; returns its status. */

@@ -63,6 +63,15 @@ void pf_controller_on_reply(void *arg, pf_msg *m) {
   pf_msg_free(m);
 }
 
+int pf_controller_busy(void *arg) {
+  pf_context *ctx = arg;
+  int busy = 0;
+  pthread_mutex_lock(&ctx->lock);
+  for (pf_waiter *w = ctx->waiting; w && !busy; w = w->next) busy = w->pending > 0;
+  pthread_mutex_unlock(&ctx->lock);
+  return busy;
+}
+
 void pf_controller_expect(pf_context *ctx, pf_waiter *w, uint64_t key, int pending) {
   w->key = key;
   w->pending = pending;

@@ -1,6 +1,7 @@
 #include "runtime/runtime.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <uv.h>
@@ -105,11 +106,12 @@ static void start_spinning(pf_runtime *rt);
 static void send_remote(pf_runtime *rt, int rank, pf_msg *m) {
   uint8_t *buf;
   size_t len;
-  int rc = pf_msg_encode(m, &buf, &len);
+  int rc = pf_msg_encode(m, &buf, &len), heartbeat = m->kind == PF_MSG_HEARTBEAT;
   pf_msg_free(m);
   if (rc == 0) rc = pf_mpi_ctrl_send(rt->cfg.mpi, rank, buf, len);
   if (rc != 0) pf_mpi_abort(rt->cfg.mpi, 1, "could not send a control message");
-  start_spinning(rt);
+  /* A heartbeat expects no answer: no reason to stay awake for one. */
+  if (!heartbeat) start_spinning(rt);
 }
 
 /* The service answers the controller. */
@@ -187,7 +189,6 @@ static int poll_mpi(pf_runtime *rt) {
     rc = pf_mpi_ctrl_recv(rt->cfg.mpi, &peer, &buf, &len);
     if (rc != 0) pf_mpi_abort(rt->cfg.mpi, 1, "receiving a control message failed");
     if (buf == NULL) break;
-    activity++;
     rt->last_seen[peer] = pf_now_ns();
     pf_diag_init(&d);
     rc = pf_msg_decode(buf, len, pf_executor_num_devices(rt->ex), &m, &d);
@@ -207,6 +208,7 @@ static int poll_mpi(pf_runtime *rt) {
       continue;
     }
     m->from = peer;
+    if (m->kind != PF_MSG_HEARTBEAT) activity++;
     deliver(rt, m);
   }
   {
@@ -219,15 +221,28 @@ static int poll_mpi(pf_runtime *rt) {
 
 static void on_poll(uv_timer_t *h);
 
-static int busy(pf_runtime *rt) {
-  return pf_mpi_pending(rt->cfg.mpi) > 0 || pf_service_steps_in_flight(rt->svc) > 0;
+/* Requests in flight need MPI progress: keep polling without a pause. */
+static int transferring(pf_runtime *rt) { return pf_mpi_pending(rt->cfg.mpi) > 0; }
+
+/* Waiting on computation (steps running, the controller waiting for a
+ * reply): the answer may come any microsecond, and MPI cannot wake us, so
+ * keep polling, but yield the core between polls: a device worker sharing
+ * it (mpirun --bind-to core) keeps nearly all of it. */
+static int waiting(pf_runtime *rt) {
+  return pf_service_steps_in_flight(rt->svc) > 0 ||
+         (rt->cfg.controller_busy != NULL && rt->cfg.controller_busy(rt->cfg.reply_arg));
 }
 
 static void on_spin(uv_idle_t *h) {
   pf_runtime *rt = h->data;
   uint64_t now;
-  if (poll_mpi(rt) > 0 || busy(rt)) {
+  if (poll_mpi(rt) > 0 || transferring(rt)) {
     rt->last_activity = pf_now_ns();
+    return;
+  }
+  if (waiting(rt)) {
+    rt->last_activity = pf_now_ns();
+    sched_yield();
     return;
   }
   now = pf_now_ns();
@@ -251,7 +266,11 @@ static void start_spinning(pf_runtime *rt) {
 
 static void on_poll(uv_timer_t *h) {
   pf_runtime *rt = h->data;
-  if (poll_mpi(rt) > 0 || busy(rt)) {
+  if (poll_mpi(rt) > 0 || transferring(rt)) {
+    start_spinning(rt);
+    return;
+  }
+  if (waiting(rt)) {
     start_spinning(rt);
     return;
   }
@@ -306,7 +325,12 @@ static void on_wake(uv_async_t *h) {
   stop = rt->stop_requested;
   pthread_mutex_unlock(&rt->lock);
   drain_events(rt);
-  if (rt->cfg.mpi) poll_mpi(rt);
+  if (rt->cfg.mpi) {
+    /* Something happened here (a step ran, a message was sent): replies
+     * tend to follow within microseconds, so poll without pause a while. */
+    poll_mpi(rt);
+    start_spinning(rt);
+  }
   if (!stop) return;
   if (rt->stop_since == 0) rt->stop_since = pf_now_ns();
   /* The controller stops once its messages (shutdown included) have left,
@@ -333,7 +357,7 @@ static void *loop_main(void *arg) {
 static int read_env(pf_runtime *rt, pf_diag *d) {
   int64_t spin_us, poll_max_ms, idle_poll_ms, trace;
   int rc;
-  if ((rc = pf_env_int("PATHFLOW_SPIN_US", 200, 0, 10000000, &spin_us, d)) ||
+  if ((rc = pf_env_int("PATHFLOW_SPIN_US", 1000, 0, 10000000, &spin_us, d)) ||
       (rc = pf_env_int("PATHFLOW_POLL_MAX_MS", 2, 1, 1000, &poll_max_ms, d)) ||
       (rc = pf_env_int("PATHFLOW_IDLE_POLL_MS", 20, 1, 1000, &idle_poll_ms, d)) ||
       (rc = pf_env_int("PATHFLOW_RANK_TIMEOUT_S", 10, 0, 86400, &rt->rank_timeout_s, d)) ||

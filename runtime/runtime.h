@@ -5,8 +5,10 @@
  * The loop thread owns the service and every MPI call. Other threads reach
  * it through uv_async_send: the user thread sends control messages, device
  * workers report finished steps and ready transfers. In a process without
- * MPI the loop sleeps until woken. With MPI, the loop polls MPI while
- * anything is in flight and for PATHFLOW_SPIN_US after the last activity,
+ * MPI the loop sleeps until woken. With MPI, the loop polls MPI without
+ * pause while requests are in flight and for PATHFLOW_SPIN_US after the
+ * last activity; while steps run (or the controller waits) it polls and
+ * yields the core between polls;
  * then backs off to a timer (1 ms doubling to PATHFLOW_POLL_MAX_MS, and to
  * PATHFLOW_IDLE_POLL_MS after a second of quiet), so an idle rank uses next
  * to no CPU.
@@ -27,6 +29,10 @@ typedef struct pf_runtime_config {
    * fetch_reply), on the loop thread; the callee owns the message. */
   void (*on_reply)(void *arg, pf_msg *m);
   void *reply_arg;
+  /* Rank 0 only: 1 while the controller waits for replies (steps in
+   * flight, loads, fetches): the loop keeps polling MPI instead of sleeping.
+   * Called on the loop thread; may be NULL. */
+  int (*controller_busy)(void *arg);
 } pf_runtime_config;
 
 /* Starts the executor, the service and the loop thread.
