@@ -549,9 +549,13 @@ void pf_step_dump(const pf_step *s, void *file) {
       uint32_t i = s->l->device_ops[e];
       unsigned left = atomic_load(&s->pending[i]);
       if (s->t_end[i] != 0) continue;
-      fprintf(f, "  device %d: next op %u (%s \"%s\" shard %d) waits on %u of %u deps\n", d, i,
-              p->ops[i].kernel ? p->ops[i].kernel : "copy", p->ops[i].name, p->ops[i].shard,
-              left, p->ops[i].n_deps);
+      if (left == 0)
+        fprintf(f, "  device %d: running op %u (%s \"%s\" shard %d)\n", d, i,
+                p->ops[i].kernel ? p->ops[i].kernel : "copy", p->ops[i].name, p->ops[i].shard);
+      else
+        fprintf(f, "  device %d: next op %u (%s \"%s\" shard %d) waits on %u of its %u inputs\n",
+                d, i, p->ops[i].kernel ? p->ops[i].kernel : "copy", p->ops[i].name,
+                p->ops[i].shard, left, p->ops[i].n_deps);
       break;
     }
   }

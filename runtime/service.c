@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "graph/collective.h"
 #include "pathflow/error.h"
 #include "pathflow/graph.h"
 #include "runtime/box.h"
@@ -29,6 +30,7 @@ typedef struct run {
   uint32_t slot; /* tag window */
   pf_msg *msg; /* the RUN message: output and drop ids */
   int ops_in_flight; /* loop ops posted and not done */
+  struct loop_op *posted; /* those ops, for the watchdog */
   struct run *prev, *next;
 } run;
 
@@ -39,7 +41,23 @@ typedef struct loop_op {
   int ready;
   void *stage_in, *stage_out; /* collective staging buffers */
   struct loop_op *next;
+  struct loop_op *posted_prev, *posted_next; /* in r->posted */
 } loop_op;
+
+static void posted_add(loop_op *lo) {
+  lo->posted_prev = NULL;
+  lo->posted_next = lo->r->posted;
+  if (lo->posted_next) lo->posted_next->posted_prev = lo;
+  lo->r->posted = lo;
+}
+
+static void posted_remove(loop_op *lo) {
+  if (lo->posted_prev)
+    lo->posted_prev->posted_next = lo->posted_next;
+  else if (lo->r->posted == lo)
+    lo->r->posted = lo->posted_next;
+  if (lo->posted_next) lo->posted_next->posted_prev = lo->posted_prev;
+}
 
 /* Collectives of one communicator, in the order every rank issues them. */
 typedef struct comm_queue {
@@ -346,6 +364,7 @@ static int tag_of(const pf_service *s, uint32_t slot, int64_t tag) {
 
 static void loop_op_finish(loop_op *lo, int status, const char *why) {
   pf_service *s = lo->r->svc;
+  posted_remove(lo);
   lo->r->ops_in_flight--;
   s->last_progress = pf_now_ns();
   free(lo->stage_in);
@@ -372,6 +391,7 @@ static void start_transfer(pf_service *s, loop_op *lo) {
   pf_storage *st = pf_step_buffer(r->step, b);
   MPI_Request req;
   int err, tag = tag_of(s, r->slot, op->tag);
+  posted_add(lo);
   if (st == NULL) {
     loop_op_finish(lo, PF_ENOMEM, "transfer: out of memory");
     return;
@@ -467,6 +487,7 @@ static void start_collective(pf_service *s, loop_op *lo) {
   int n = op->num_shards, err = MPI_SUCCESS;
   size_t in_bytes = pf_spec_nbytes(ins), out_bytes = pf_spec_nbytes(outs);
   (void)s;
+  posted_add(lo);
   if (in == NULL || out == NULL) {
     loop_op_finish(lo, PF_ENOMEM, "collective: out of memory");
     return;
@@ -627,6 +648,18 @@ void pf_service_dump(const pf_service *s, FILE *f) {
     fprintf(f, " step %llu of executable %llu: %d transfers/collectives posted\n",
             (unsigned long long)r->seq, (unsigned long long)r->e->id, r->ops_in_flight);
     pf_step_dump(r->step, f);
+    for (const loop_op *lo = r->posted; lo; lo = lo->posted_next) {
+      const pf_plan_op *op = &pf_step_plan(r->step)->ops[lo->op];
+      if (op->kind == PF_OP_COLLECTIVE)
+        fprintf(f, "  collective \"%s\" (%s) issued, waiting for the other ranks of its "
+                "communicator\n",
+                op->name, pf_collective_name((pf_collective_kind)op->collective));
+      else
+        fprintf(f, "  %s for \"%s\" %s rank %d (tag %d) waiting to complete\n",
+                op->kind == PF_OP_SEND ? "send" : "receive", op->name,
+                op->kind == PF_OP_SEND ? "to" : "from", (int)op->peer,
+                tag_of(s, r->slot, op->tag));
+    }
   }
   for (const comm_queue *q = s->queues; q; q = q->next)
     for (const loop_op *lo = q->head; lo; lo = lo->next) {

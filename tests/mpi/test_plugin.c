@@ -2,10 +2,12 @@
  * --kernels and by rank 0 through pf_init_options.kernel_plugins.
  *   test.twice        out = 2 * x (f64)
  *   test.fail_shard   out = x, but fails on shard attr "shard"
- *   test.die_shard    out = x, but kills its process on shard attr "shard" */
+ *   test.die_shard    out = x, but kills its process on shard attr "shard"
+ *   test.sleep_shard  out = x, after sleeping attr "ms" on shard attr "shard" */
 #include <pathflow.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 static int same_shape(const pf_attrs *a, int n_in, const pf_spec *in, int n_out, pf_spec *out,
                       pf_diag *d) {
@@ -36,6 +38,16 @@ static int die_shard(const pf_kernel_call *c) {
   return 0;
 }
 
+static int sleep_shard(const pf_kernel_call *c) {
+  if (c->shard == pf_attrs_get_int(c->attrs, "shard", -1)) {
+    int64_t ms = pf_attrs_get_int(c->attrs, "ms", 0);
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  memcpy(c->out[0].data, c->in[0].data, pf_spec_nbytes(&c->in[0].spec));
+  return 0;
+}
+
 int pathflow_kernels_init(pf_registry *reg);
 int pathflow_kernels_init(pf_registry *reg) {
   pf_kernel_def d = {.kind = PF_DEVICE_CPU, .n_in = 1, .n_out = 1, .shape = same_shape};
@@ -48,5 +60,8 @@ int pathflow_kernels_init(pf_registry *reg) {
   if ((rc = pf_registry_add(reg, &d)) != 0) return rc;
   d.name = "test.die_shard";
   d.compute = die_shard;
+  if ((rc = pf_registry_add(reg, &d)) != 0) return rc;
+  d.name = "test.sleep_shard";
+  d.compute = sleep_shard;
   return pf_registry_add(reg, &d);
 }
