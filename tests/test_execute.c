@@ -1,17 +1,6 @@
 /* Local execution: results against host references, reshards, persistent
  * buffers, executions in flight, kernel errors. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
-#include <stdatomic.h>
-#include <time.h>
-
-#include "pathflow.h"
+#include "testing.h"
 
 static pf_context *ctx;
 
@@ -25,11 +14,6 @@ static int teardown(void **state) {
   return pf_finalize(ctx);
 }
 
-#define OK(call)                                                        \
-  do {                                                                  \
-    int rc_ = (call);                                                   \
-    if (rc_ != 0) fail_msg("%s: %s: %s", #call, pf_errname(rc_), pf_last_error(ctx)); \
-  } while (0)
 
 static pf_tensor *filled(pf_spec spec, double seed) {
   pf_tensor *t;

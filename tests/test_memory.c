@@ -1,23 +1,8 @@
 /* Memory planning: peak bytes per device, arenas shared by buffers whose
  * lifetimes do not overlap, the device memory limit. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "pathflow.h"
+#include "testing.h"
 
 static pf_context *ctx;
-
-#define OK(call)                                                                     \
-  do {                                                                               \
-    int rc_ = (call);                                                                \
-    if (rc_ != 0) fail_msg("%s: %s: %s", #call, pf_errname(rc_), pf_last_error(ctx)); \
-  } while (0)
 
 static int setup(void **state) {
   (void)state;

@@ -1,23 +1,8 @@
 /* Parallel execution on local devices, asserted from timestamps taken
  * inside the kernels, never from wall-clock thresholds. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
-#include <stdatomic.h>
-#include <string.h>
-#include <time.h>
-
-#include "pathflow.h"
+#include "testing.h"
 
 static pf_context *ctx;
-
-#define OK(call)                                                        \
-  do {                                                                  \
-    int rc_ = (call);                                                   \
-    if (rc_ != 0) fail_msg("%s: %s: %s", #call, pf_errname(rc_), pf_last_error(ctx)); \
-  } while (0)
 
 static uint64_t now_ns(void) {
   struct timespec ts;

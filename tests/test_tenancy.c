@@ -1,23 +1,8 @@
 /* Multi-tenancy: executables sharing the same devices get dispatch slots in
  * proportion to their weights while they all have executions waiting. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-
-#include "pathflow.h"
+#include "testing.h"
 
 static pf_context *ctx;
-
-#define OK(call)                                                                     \
-  do {                                                                               \
-    int rc_ = (call);                                                                \
-    if (rc_ != 0) fail_msg("%s: %s: %s", #call, pf_errname(rc_), pf_last_error(ctx)); \
-  } while (0)
 
 static int setup(void **state) {
   (void)state;

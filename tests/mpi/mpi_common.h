@@ -4,25 +4,10 @@
 #ifndef PF_TESTS_MPI_COMMON_H
 #define PF_TESTS_MPI_COMMON_H
 
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "pathflow.h"
+#include "../testing.h"
 
 extern pf_context *ctx;
 
-#define OK(call)                                                                     \
-  do {                                                                               \
-    int rc_ = (call);                                                                \
-    if (rc_ != 0) fail_msg("%s: %s: %s", #call, pf_errname(rc_), pf_last_error(ctx)); \
-  } while (0)
 
 /* A slice of n devices pinned to devices first, first+1, ... (with one
  * device per rank, device i is rank i). */
