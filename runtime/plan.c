@@ -346,6 +346,10 @@ static int collective_shape_check(const pf_plan *p, uint32_t i, uint32_t n, pf_d
       if (op->root < 0 || (uint32_t)op->root >= n)
         return pf_diag_error(d, PF_EDECODE, "op %u (%s): root %d not in [0, %u)", i, op->name,
                              (int)op->root, n);
+      /* Across ranks, `axis` picks the root shard among the root rank's inputs. */
+      if (op->comm >= 0 && (op->axis < 0 || (uint32_t)op->axis >= op->n_in))
+        return pf_diag_error(d, PF_EDECODE, "op %u (%s): broadcast root input %d not in [0, %u)",
+                             i, op->name, (int)op->axis, op->n_in);
       break;
     default:
       break;
@@ -395,9 +399,13 @@ static int collective_check(const pf_plan *p, uint32_t i, pf_diag *d) {
   if (!found)
     return pf_diag_error(d, PF_EDECODE, "op %u (%s): no communicator %d in the plan", i,
                          op->name, (int)op->comm);
-  if (op->comm >= 0 && op->n_in != 1)
-    return pf_diag_error(d, PF_EDECODE, "op %u (%s): an MPI collective takes one local shard",
-                         i, op->name);
+  /* Across ranks, only allreduce and broadcast combine several local shards
+   * (reduced or copied within the rank around the MPI call). */
+  if (op->comm >= 0 && op->n_in != 1 &&
+      op->collective != PF_ALLREDUCE && op->collective != PF_BROADCAST)
+    return pf_diag_error(d, PF_EDECODE,
+                         "op %u (%s): an MPI collective of this kind takes one local shard", i,
+                         op->name);
   for (uint32_t k = 0; k < op->n_in; k++)
     if (p->buffers[op->inputs[k]].spec.dtype != p->buffers[op->outputs[k]].spec.dtype)
       return pf_diag_error(d, PF_EDECODE, "op %u (%s): input and output dtypes differ", i,

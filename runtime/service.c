@@ -447,6 +447,13 @@ static void collective_done(void *arg, int status) {
       }
     }
   }
+  /* Every other local shard gets a copy of the result. */
+  for (uint32_t k = 1; status == 0 && out != NULL && k < op->n_out &&
+                       (op->collective == PF_ALLREDUCE || op->collective == PF_BROADCAST);
+       k++) {
+    pf_storage *more = pf_step_buffer(lo->r->step, op->outputs[k]);
+    if (more != NULL) memcpy(more->data, out->data, pf_spec_nbytes(outs));
+  }
   loop_op_finish(lo, status, status ? "MPI collective failed" : NULL);
 }
 
@@ -498,7 +505,18 @@ static void start_collective(pf_service *s, loop_op *lo) {
   }
   switch (op->collective) {
     case PF_ALLREDUCE:
-      err = MPI_Iallreduce(in->data, out->data, (int)pf_spec_numel(ins), dt, mop, comm, &req);
+      if (op->n_in == 1) {
+        err = MPI_Iallreduce(in->data, out->data, (int)pf_spec_numel(ins), dt, mop, comm, &req);
+        break;
+      }
+      /* Several shards here: reduce them in the rank, then across ranks. */
+      memcpy(out->data, in->data, out_bytes);
+      for (uint32_t k = 1; k < op->n_in; k++) {
+        pf_storage *more = pf_step_buffer(lo->r->step, op->inputs[k]);
+        if (more == NULL) break;
+        pf_reduce_into(out->data, more->data, (size_t)pf_spec_numel(ins), ins->dtype, op->reduce_op);
+      }
+      err = MPI_Iallreduce(MPI_IN_PLACE, out->data, (int)pf_spec_numel(ins), dt, mop, comm, &req);
       break;
     case PF_ALLGATHER:
       if (leading_axis(ins, op->axis)) {
@@ -520,7 +538,11 @@ static void start_collective(pf_service *s, loop_op *lo) {
       break;
     }
     case PF_BROADCAST:
-      if (op->shard == op->root) memcpy(out->data, in->data, out_bytes);
+      if (op->shard == op->root) {
+        /* `axis` picks the root shard among this rank's inputs. */
+        pf_storage *src = pf_step_buffer(lo->r->step, op->inputs[op->axis]);
+        if (src != NULL) memcpy(out->data, src->data, out_bytes);
+      }
       err = MPI_Ibcast(out->data, (int)out_bytes, MPI_BYTE, op->root, comm, &req);
       break;
     case PF_ALL_TO_ALL: {

@@ -248,6 +248,57 @@ static int comm_id(lowering *L, const int32_t *ranks, int n) {
   return (int)L->n_comms++;
 }
 
+/* Allreduce or broadcast over several devices on each of several ranks:
+ * one op per rank takes all its local shards (in shard order), combines
+ * them in the rank, and runs one MPI collective among the ranks (ordered by
+ * their first shard). For broadcast, `root` is the root's rank in the
+ * communicator and `axis` the root shard's index among that rank's inputs. */
+static int lower_hierarchical(lowering *L, pf_plan_op *op, int n, const int32_t *ranks,
+                              const uint32_t *in_buf, const uint32_t *out_buf, const layout *in) {
+  int32_t order[PF_MAX_ARGS * 64];
+  uint32_t li[PF_MAX_ARGS * 64], lo[PF_MAX_ARGS * 64];
+  int n_ranks = 0, id, rc, root_shard = op->root;
+  for (int s = 0; s < n; s++) {
+    int seen = 0;
+    for (int k = 0; k < n_ranks; k++) seen |= order[k] == ranks[s];
+    if (!seen) order[n_ranks++] = ranks[s];
+  }
+  if ((id = comm_id(L, order, n_ranks)) < 0) return id;
+  op->comm = id;
+  for (int k = 0; k < n_ranks; k++) {
+    uint32_t m = 0;
+    int first = -1;
+    for (int s = 0; s < n; s++) {
+      if (ranks[s] != order[k]) continue;
+      if (first < 0) first = s;
+      if (op->collective == PF_BROADCAST && s == root_shard) {
+        op->root = k;
+        op->axis = (int32_t)m;
+      }
+      li[m] = in_buf[s];
+      lo[m++] = out_buf[s];
+    }
+    op->device = dev(L, in->shards[first].device)->local;
+    op->shard = k;
+    if ((rc = pf_pb_comm(L->pb[order[k]], id, order, (uint32_t)n_ranks)) != 0) return rc;
+  }
+  /* The root's position is known only once every rank is seen: emit now. */
+  for (int k = 0; k < n_ranks; k++) {
+    uint32_t m = 0;
+    int first = -1;
+    for (int s = 0; s < n; s++) {
+      if (ranks[s] != order[k]) continue;
+      if (first < 0) first = s;
+      li[m] = in_buf[s];
+      lo[m++] = out_buf[s];
+    }
+    op->device = dev(L, in->shards[first].device)->local;
+    op->shard = k;
+    if ((rc = pf_pb_op(L->pb[order[k]], op, li, m, lo, m, NULL)) != 0) return rc;
+  }
+  return 0;
+}
+
 /* A collective: one op on the rank when the whole slice is on one rank;
  * else one MPI collective op per rank, each rank holding one shard. */
 static int lower_collective(lowering *L, pf_program_t pid, layout *in, layout *out) {
@@ -282,11 +333,15 @@ static int lower_collective(lowering *L, pf_program_t pid, layout *in, layout *o
     op.device = dev(L, in->shards[0].device)->local;
     return pf_pb_op(L->pb[ranks[0]], &op, in_buf, (uint32_t)n, out_buf, (uint32_t)n, NULL);
   }
-  if (!one_each)
+  if (!one_each) {
+    if (op.collective == PF_ALLREDUCE || op.collective == PF_BROADCAST)
+      return lower_hierarchical(L, &op, n, ranks, in_buf, out_buf, in);
     return pf_diag_error(L->d, PF_ENOTSUP,
-                         "collective \"%s\": its slice puts several devices on one rank and "
-                         "spans several ranks; use one device per rank, or one rank",
-                         p->name);
+                         "collective \"%s\": a %s over a slice with several devices on each "
+                         "of several ranks is not supported (allreduce and broadcast are); "
+                         "use one device per rank, or one rank",
+                         p->name, op.collective == PF_ALLGATHER ? "allgather" : "collective");
+  }
   if ((id = comm_id(L, ranks, n)) < 0) return id;
   op.comm = id;
   for (int s = 0; s < n; s++) {

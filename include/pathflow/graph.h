@@ -105,7 +105,10 @@ int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
  *                  out = the same value split(axis) instead (axis != a)
  * Reductions accept f32, f64, i32, i64 (MEAN: f32, f64 only). Collectives
  * lower to MPI nonblocking collectives on a communicator made once per
- * distinct set of ranks, issued by every rank in the same (gang) order. */
+ * distinct set of ranks, issued by every rank in the same (gang) order.
+ * Over a slice with several devices on each of several ranks only
+ * ALLREDUCE and BROADCAST compile (hierarchically); the others give
+ * PF_ENOTSUP from pf_compile. */
 typedef enum pf_collective_kind {
   PF_ALLREDUCE = 0,
   PF_ALLGATHER = 1,
