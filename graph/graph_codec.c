@@ -331,6 +331,8 @@ static int graph_build(pf_wire_arena *a, const pf_graph *g,
   if ((rc = named_encode(a, g->outputs, g->n_outputs, &m->outputs)) != 0)
     return rc;
   m->n_outputs = g->n_outputs;
+  m->placement = (int32_t)g->placement;
+  m->dispatch = (int32_t)g->dispatch;
   return 0;
 }
 
@@ -620,6 +622,12 @@ static int graph_fill(pf_graph *g, const Pathflow__Graph *m, pf_diag *diag) {
   if ((rc = programs_decode(g, m, diag)) != 0) return rc;
   if ((rc = named_decode(g, m, 0, diag)) != 0) return rc;
   if ((rc = named_decode(g, m, 1, diag)) != 0) return rc;
+  if ((m->placement != PF_PLACE_PACKED && m->placement != PF_PLACE_SPREAD) ||
+      (m->dispatch != PF_DISPATCH_PARALLEL && m->dispatch != PF_DISPATCH_SEQUENTIAL))
+    return pf_diag_error(diag, PF_EDECODE, "graph: unknown placement %d or dispatch %d",
+                         (int)m->placement, (int)m->dispatch);
+  g->placement = (pf_placement)m->placement;
+  g->dispatch = (pf_dispatch_mode)m->dispatch;
   return graph_names_unique(g, diag);
 }
 

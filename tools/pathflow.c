@@ -81,7 +81,7 @@ static int write_dot(const char *prefix, const char *what, const pf_graph *g, co
 }
 
 static int cmd_plan(int argc, char **argv) {
-  const char *cluster = "1:1:4", *dot = NULL, *policy = "packed";
+  const char *cluster = "1:1:4", *dot = NULL, *policy = NULL; /* NULL: the graph's own */
   int64_t memory = 0;
   pf_cluster cl;
   pf_graph_env env;
@@ -105,7 +105,8 @@ static int cmd_plan(int argc, char **argv) {
     fprintf(stderr, "pathflow plan: bad --cluster \"%s\" (HOSTS:RANKS_PER_HOST:DEVICES_PER_RANK)\n", cluster);
     return 2;
   }
-  if (strcmp(policy, "packed") != 0 && strcmp(policy, "spread") != 0) return usage(stderr, 2);
+  if (policy && strcmp(policy, "packed") != 0 && strcmp(policy, "spread") != 0)
+    return usage(stderr, 2);
   if (read_file(argv[2], &buf, &len) != 0) {
     fprintf(stderr, "pathflow plan: cannot read %s\n", argv[2]);
     return 1;
@@ -117,7 +118,8 @@ static int cmd_plan(int argc, char **argv) {
     fprintf(stderr, "pathflow plan: %s: %s\n", argv[2], d.msg);
     return 1;
   }
-  pf_graph_set_placement(g, strcmp(policy, "spread") == 0 ? PF_PLACE_SPREAD : PF_PLACE_PACKED);
+  if (policy)
+    pf_graph_set_placement(g, strcmp(policy, "spread") == 0 ? PF_PLACE_SPREAD : PF_PLACE_PACKED);
   if ((rc = pf_schedule(g, &cl, 1, &c, &d)) != 0) {
     fprintf(stderr, "pathflow plan: %s (%s)\n", d.msg, pf_errname(rc));
     return 1;
