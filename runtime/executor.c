@@ -361,8 +361,26 @@ static void step_piece_done(pf_step *s) {
     s->done(s, s->arg);
 }
 
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 static void wait_ready(worker *w, atomic_uint *pending) {
+  uint64_t spin = w->ex->cfg.spin_ns;
   if (atomic_load_explicit(pending, memory_order_acquire) == 0) return;
+  /* An input from another device or rank often lands within microseconds:
+   * a short spin saves the futex sleep and wake-up (several µs each way). */
+  if (spin > 0) {
+    uint64_t t0 = pf_now_ns();
+    do {
+      for (int i = 0; i < 64; i++) {
+        if (atomic_load_explicit(pending, memory_order_acquire) == 0) return;
+        cpu_relax();
+      }
+    } while (pf_now_ns() - t0 < spin);
+  }
   pthread_mutex_lock(&w->lock);
   while (atomic_load_explicit(pending, memory_order_acquire) != 0)
     pthread_cond_wait(&w->wake, &w->lock);

@@ -45,6 +45,7 @@ typedef struct pf_executor_config {
   pf_loop_op_fn loop_op; /* NULL: plans with transfers are refused */
   void *loop_arg;
   int record_times;      /* take op start/end timestamps (PATHFLOW_TRACE) */
+  uint64_t spin_ns;      /* spin this long for an input before sleeping */
 } pf_executor_config;
 
 /* Starts the device workers. Errors: PF_EINVAL, PF_ENOMEM, PF_ESYS. */

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <uv.h>
@@ -34,6 +35,7 @@ struct pf_runtime {
   pthread_mutex_t lock;
   pthread_cond_t cond;
   event *head, *tail; /* guarded by lock */
+  atomic_int has_events; /* set by push: a spinning loop drains at once */
   int stop_requested; /* guarded by lock */
   int shutdown_seen;  /* guarded by lock: an executor was told to stop */
   int spinning;
@@ -43,6 +45,7 @@ struct pf_runtime {
   int64_t rank_timeout_s, watchdog_s;
   int watchdog_fired;
   int trace;
+  uint64_t worker_spin_ns;
   uint64_t stop_since;
 };
 
@@ -59,6 +62,7 @@ static void push(pf_runtime *rt, event *e) {
     rt->head = e;
   rt->tail = e;
   pthread_mutex_unlock(&rt->lock);
+  atomic_store_explicit(&rt->has_events, 1, memory_order_release);
   uv_async_send(&rt->wake);
 }
 
@@ -148,6 +152,7 @@ static void deliver(pf_runtime *rt, pf_msg *m) {
 
 static void drain_events(pf_runtime *rt) {
   event *e;
+  atomic_store_explicit(&rt->has_events, 0, memory_order_relaxed);
   pthread_mutex_lock(&rt->lock);
   e = rt->head;
   rt->head = rt->tail = NULL;
@@ -236,11 +241,16 @@ static int waiting(pf_runtime *rt) {
 static void on_spin(uv_idle_t *h) {
   pf_runtime *rt = h->data;
   uint64_t now;
-  if (poll_mpi(rt) > 0 || transferring(rt)) {
+  /* Work handed over by a device worker: take it now, not one loop
+   * iteration later through the async handle. */
+  if (atomic_load_explicit(&rt->has_events, memory_order_acquire)) drain_events(rt);
+  if (poll_mpi(rt) > 0) {
     rt->last_activity = pf_now_ns();
     return;
   }
-  if (waiting(rt)) {
+  if (transferring(rt) || waiting(rt)) {
+    /* Receives posted ahead, steps running: keep polling, but let a device
+     * worker that shares this core run first. */
     rt->last_activity = pf_now_ns();
     sched_yield();
     return;
@@ -355,15 +365,17 @@ static void *loop_main(void *arg) {
 /* ---- start and stop --------------------------------------------------------- */
 
 static int read_env(pf_runtime *rt, pf_diag *d) {
-  int64_t spin_us, poll_max_ms, idle_poll_ms, trace;
+  int64_t spin_us, poll_max_ms, idle_poll_ms, trace, worker_spin_us;
   int rc;
   if ((rc = pf_env_int("PATHFLOW_SPIN_US", 1000, 0, 10000000, &spin_us, d)) ||
       (rc = pf_env_int("PATHFLOW_POLL_MAX_MS", 2, 1, 1000, &poll_max_ms, d)) ||
       (rc = pf_env_int("PATHFLOW_IDLE_POLL_MS", 20, 1, 1000, &idle_poll_ms, d)) ||
       (rc = pf_env_int("PATHFLOW_RANK_TIMEOUT_S", 10, 0, 86400, &rt->rank_timeout_s, d)) ||
       (rc = pf_env_int("PATHFLOW_WATCHDOG_S", 30, 0, 86400, &rt->watchdog_s, d)) ||
-      (rc = pf_env_int("PATHFLOW_TRACE", 0, 0, 1, &trace, d)))
+      (rc = pf_env_int("PATHFLOW_TRACE", 0, 0, 1, &trace, d)) ||
+      (rc = pf_env_int("PATHFLOW_WORKER_SPIN_US", 0, 0, 1000000, &worker_spin_us, d)))
     return rc;
+  rt->worker_spin_ns = (uint64_t)worker_spin_us * 1000u;
   rt->trace = (int)trace;
   rt->spin_ns = (uint64_t)spin_us * 1000u;
   rt->poll_max_ms = (uint64_t)poll_max_ms;
@@ -400,6 +412,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   ec.loop_op = cfg->mpi ? post_loop_op : NULL;
   ec.loop_arg = rt;
   ec.record_times = rt->trace;
+  ec.spin_ns = rt->worker_spin_ns;
   if ((rc = pf_executor_start(&ec, &rt->ex)) != 0) {
     free(rt->last_seen);
     free(rt);
@@ -469,6 +482,7 @@ void pf_runtime_stop(pf_runtime *rt) {
   uv_loop_close(&rt->loop);
   pf_executor_stop(rt->ex);
   pf_service_destroy(rt->svc);
+  pf_storage_cache_clear();
   while (rt->head) {
     event *e = rt->head;
     rt->head = e->next;

@@ -1,13 +1,88 @@
 #include "runtime/storage.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "base/util.h"
 
+/* Large blocks freed by a step are kept for the next step of the same
+ * executable, which asks for the same sizes: a fresh block of tens of MiB
+ * comes from mmap and costs a page fault per 4 KiB on first touch, more
+ * than copying into it. Exact sizes only; oldest evicted first. */
+#define CACHE_MIN ((size_t)64 << 10)
+#define CACHE_SLOTS 32
+
+static struct {
+  pthread_mutex_t lock;
+  void *ptr[CACHE_SLOTS];
+  size_t size[CACHE_SLOTS];
+  size_t bytes, limit;
+  int limit_read;
+} cache = {PTHREAD_MUTEX_INITIALIZER, {0}, {0}, 0, 0, 0};
+
+/* Under AddressSanitizer keep nothing: a reused block would hide a
+ * use-after-free. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CACHE_OFF 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CACHE_OFF 1
+#endif
+#endif
+#ifndef CACHE_OFF
+#define CACHE_OFF 0
+#endif
+
+static void *cache_take(size_t nbytes) {
+  void *p = NULL;
+  if (CACHE_OFF || nbytes < CACHE_MIN) return NULL;
+  pthread_mutex_lock(&cache.lock);
+  for (int i = 0; i < CACHE_SLOTS && p == NULL; i++)
+    if (cache.ptr[i] != NULL && cache.size[i] == nbytes) {
+      p = cache.ptr[i];
+      cache.ptr[i] = NULL;
+      cache.bytes -= nbytes;
+    }
+  pthread_mutex_unlock(&cache.lock);
+  return p;
+}
+
+/* 1 if the cache kept p. */
+static int cache_put(void *p, size_t nbytes) {
+  int kept = 0;
+  if (CACHE_OFF || nbytes < CACHE_MIN) return 0;
+  pthread_mutex_lock(&cache.lock);
+  if (!cache.limit_read) {
+    const char *e = getenv("PATHFLOW_CACHE_BYTES");
+    cache.limit = e && *e ? (size_t)strtoull(e, NULL, 10) : (size_t)256 << 20;
+    cache.limit_read = 1;
+  }
+  for (int i = 0; i < CACHE_SLOTS && !kept && cache.bytes + nbytes <= cache.limit; i++)
+    if (cache.ptr[i] == NULL) {
+      cache.ptr[i] = p;
+      cache.size[i] = nbytes;
+      cache.bytes += nbytes;
+      kept = 1;
+    }
+  pthread_mutex_unlock(&cache.lock);
+  return kept;
+}
+
+void pf_storage_cache_clear(void) {
+  pthread_mutex_lock(&cache.lock);
+  for (int i = 0; i < CACHE_SLOTS; i++) {
+    pf_aligned_free(cache.ptr[i]);
+    cache.ptr[i] = NULL;
+  }
+  cache.bytes = 0;
+  pthread_mutex_unlock(&cache.lock);
+}
+
 pf_storage *pf_storage_new(size_t nbytes, int device) {
   pf_storage *s = malloc(sizeof *s);
   if (s == NULL) return NULL;
-  s->data = pf_aligned_alloc(nbytes);
+  s->data = cache_take(nbytes);
+  if (s->data == NULL) s->data = pf_aligned_alloc(nbytes);
   if (s->data == NULL) {
     free(s);
     return NULL;
@@ -41,7 +116,7 @@ void pf_storage_unref(pf_storage *s) {
   if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
     if (s->parent)
       pf_storage_unref(s->parent);
-    else
+    else if (!cache_put(s->data, s->nbytes))
       pf_aligned_free(s->data);
     free(s);
   }

@@ -29,4 +29,8 @@ pf_storage *pf_storage_ref(pf_storage *s);
 /* NULL is a no-op. */
 void pf_storage_unref(pf_storage *s);
 
+/* Frees the blocks kept for reuse (large blocks of freed storages are kept,
+ * up to PATHFLOW_CACHE_BYTES, default 256 MiB). Called at finalize. */
+void pf_storage_cache_clear(void);
+
 #endif

@@ -31,6 +31,7 @@ struct pf_mpi {
   MPI_Request *reqs;
   tracked *tr;
   size_t n, cap, cap_tr;
+  size_t cursor; /* rotating test window over the requests past the first */
   int *indices;
   MPI_Status *statuses;
   size_t cap_idx, cap_st;
@@ -183,31 +184,66 @@ int pf_mpi_track(pf_mpi *m, MPI_Request req, pf_mpi_cb cb, void *arg) {
 
 int pf_mpi_pending(const pf_mpi *m) { return (int)m->n; }
 
-int pf_mpi_progress(pf_mpi *m) {
+/* Tests requests [lo, lo + n) of the tracked array; completed ones get a
+ * NULL callback slot filled into done[]. Returns how many completed. */
+static int test_window(pf_mpi *m, size_t lo, size_t n, int *err_out) {
   int outcount = 0, err;
+  err = MPI_Testsome((int)n, m->reqs + lo, &outcount, m->indices, m->statuses);
+  if (err != MPI_SUCCESS && err != MPI_ERR_IN_STATUS) {
+    *err_out = PF_EMPI;
+    return 0;
+  }
+  if (outcount == MPI_UNDEFINED) return 0;
+  for (int k = 0; k < outcount; k++) {
+    m->indices[k] += (int)lo;
+    if (err == MPI_ERR_IN_STATUS && m->statuses[k].MPI_ERROR != MPI_SUCCESS)
+      m->indices[k] = -m->indices[k] - 1; /* failed: marked negative */
+  }
+  return outcount;
+}
+
+/* Testing thousands of posted receives on every poll costs more than the
+ * polling itself: test the oldest PF_MPI_WINDOW requests (they complete
+ * first, in gang order) and a rotating window of the rest. */
+#define PF_MPI_WINDOW 64
+
+int pf_mpi_progress(pf_mpi *m) {
+  int outcount = 0, err = 0;
   size_t w = 0;
   if (m->n == 0) return 0;
-  if (pf_grow((void **)&m->indices, &m->cap_idx, m->n, sizeof *m->indices) ||
-      pf_grow((void **)&m->statuses, &m->cap_st, m->n, sizeof *m->statuses))
+  if (pf_grow((void **)&m->indices, &m->cap_idx, 2 * PF_MPI_WINDOW, sizeof *m->indices) ||
+      pf_grow((void **)&m->statuses, &m->cap_st, 2 * PF_MPI_WINDOW, sizeof *m->statuses))
     return PF_ENOMEM;
-  err = MPI_Testsome((int)m->n, m->reqs, &outcount, m->indices, m->statuses);
-  if (err != MPI_SUCCESS && err != MPI_ERR_IN_STATUS) return PF_EMPI;
-  if (outcount == MPI_UNDEFINED || outcount == 0) return 0;
+  {
+    size_t head = PF_MINOF(m->n, (size_t)PF_MPI_WINDOW);
+    int got = test_window(m, 0, head, &err);
+    int done_idx[2 * PF_MPI_WINDOW];
+    memcpy(done_idx, m->indices, (size_t)got * sizeof *done_idx);
+    outcount = got;
+    if (m->n > head) {
+      size_t rest = m->n - head, start, len;
+      if (m->cursor >= rest) m->cursor = 0;
+      start = head + m->cursor;
+      len = PF_MINOF(rest - m->cursor, (size_t)PF_MPI_WINDOW);
+      got = test_window(m, start, len, &err);
+      memcpy(done_idx + outcount, m->indices, (size_t)got * sizeof *done_idx);
+      outcount += got;
+      m->cursor += len;
+    }
+    if (err) return err;
+    memcpy(m->indices, done_idx, (size_t)outcount * sizeof *done_idx);
+  }
+  if (outcount == 0) return 0;
   /* Run the callbacks after compacting, so that a callback may track new
    * requests safely. */
   {
-    tracked done[64];
+    tracked done[2 * PF_MPI_WINDOW];
     int n_done = 0, total = outcount;
-    int status_err[64];
+    int status_err[2 * PF_MPI_WINDOW];
     for (int k = 0; k < outcount; k++) {
-      int i = m->indices[k];
-      int st = (err == MPI_ERR_IN_STATUS && m->statuses[k].MPI_ERROR != MPI_SUCCESS) ? PF_EMPI : 0;
-      if (n_done < 64) {
-        done[n_done] = m->tr[i];
-        status_err[n_done++] = st;
-      } else {
-        m->tr[i].cb(m->tr[i].arg, st); /* rare: more than 64 at once */
-      }
+      int i = m->indices[k] >= 0 ? m->indices[k] : -m->indices[k] - 1;
+      done[n_done] = m->tr[i];
+      status_err[n_done++] = m->indices[k] >= 0 ? 0 : PF_EMPI;
       m->tr[i].cb = NULL;
     }
     for (size_t i = 0; i < m->n; i++)

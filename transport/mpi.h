@@ -31,7 +31,8 @@ int pf_mpi_launched(void);
  * Errors: PF_EMPI (with the reason in diag), PF_ENOMEM. */
 int pf_mpi_init(int *argc, char ***argv, pf_mpi **out, pf_diag *diag);
 /* Frees the communicators and calls MPI_Finalize if pf_mpi_init called
- * MPI_Init. Pending requests are cancelled. */
+ * MPI_Init, or on an executor rank (which exits after this, inside pf_init,
+ * whoever initialized MPI). Pending requests are freed. */
 void pf_mpi_finalize(pf_mpi *m);
 /* Ends the whole job now: prints `why` to stderr and MPI_Abort(code). */
 void pf_mpi_abort(pf_mpi *m, int code, const char *why) __attribute__((noreturn));
