@@ -48,6 +48,9 @@ static void pump_locked(pf_context *ctx) {
     req = best->queue_head;
     best->queue_head = req->next;
     if (best->queue_head == NULL) {
+      /* Leaving: remember how far ahead or behind it is, so that waiting
+       * again later neither gains nor loses slots. */
+      best->remain = best->pass - ctx->vtime;
       best->queue_tail = NULL;
       for (link = &ctx->backlogged; *link != best; link = &(*link)->backlog_next) {
       }
@@ -71,8 +74,9 @@ void pf_dispatch_enqueue(pf_context *ctx, pf_executable *e, pf_step_req *req) {
   pthread_mutex_lock(&ctx->lock);
   req->next = NULL;
   if (e->queue_tail == NULL) {
-    /* Newly waiting: no credit for the time it was idle. */
-    if (e->pass < ctx->vtime) e->pass = ctx->vtime;
+    /* Waiting again: where it left off relative to the others, and no credit
+     * for the time it was idle. */
+    e->pass = ctx->vtime + (e->remain > 0 ? e->remain : 0);
     e->backlog_next = ctx->backlogged;
     ctx->backlogged = e;
     e->queue_head = req;

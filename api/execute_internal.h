@@ -27,7 +27,7 @@ struct pf_executable {
   pf_dispatch_mode dispatch;
   /* Dispatcher state, guarded by ctx->lock. */
   pf_step_req *queue_head, *queue_tail;
-  double weight, pass;
+  double weight, pass, remain;
   uint64_t dispatched, completed;
   double won, expected, contended; /* share accounting */
   pf_executable *backlog_next;     /* in ctx->backlogged */

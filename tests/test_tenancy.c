@@ -4,9 +4,41 @@
 
 static pf_context *ctx;
 
+static int nap_shape(const pf_attrs *a, int n_in, const pf_spec *in, int n_out, pf_spec *out,
+                     pf_diag *d) {
+  (void)a, (void)n_in, (void)in, (void)n_out, (void)d;
+  out[0] = pf_spec_scalar(PF_U8);
+  return 0;
+}
+
+static int nap(const pf_kernel_call *c) {
+  struct timespec ts = {0, 10 * 1000000};
+  (void)c;
+  nanosleep(&ts, NULL);
+  return 0;
+}
+
 static int setup(void **state) {
+  pf_kernel_def def = {.name = "test.nap", .kind = PF_DEVICE_CPU, .n_in = 0, .n_out = 1,
+                       .shape = nap_shape, .compute = nap};
   (void)state;
-  return pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 2}, &ctx);
+  return pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 2, .kernels = &def, .n_kernels = 1},
+                 &ctx);
+}
+
+/* 64 executions that sleep 10 ms each hold every dispatch slot for a while,
+ * so that the tenants submitted next all start out waiting. */
+static pf_executable *blocker(pf_graph **g, pf_future **f) {
+  pf_executable *exe;
+  pf_slice_t s;
+  pf_value_t v;
+  OK(pf_graph_create(ctx, g));
+  OK(pf_graph_slice(*g, PF_DEVICE_CPU, 2, &s));
+  OK(pf_graph_program(*g, &(pf_program_desc){.kernel = "test.nap", .slice = s}, &v, NULL));
+  OK(pf_graph_output(*g, "v", v));
+  OK(pf_compile(*g, &exe));
+  for (int i = 0; i < 64; i++) OK(pf_execute(exe, 0, NULL, &f[i]));
+  return exe;
 }
 
 static int teardown(void **state) {
@@ -34,9 +66,11 @@ static pf_executable *tenant(pf_graph **g) {
 static void run_weights(const double *weights, int n_exe, int per_exe) {
   pf_graph *g[8];
   pf_executable *exe[8];
-  pf_future **f = calloc((size_t)(n_exe * per_exe), sizeof *f);
+  pf_future **f = calloc((size_t)(n_exe * per_exe), sizeof *f), *fb[64];
   pf_spec spec = pf_spec_1d(PF_F32, 4096);
   pf_tensor *x;
+  pf_graph *gb;
+  pf_executable *eb;
   double wsum = 0;
   OK(pf_tensor_create(&spec, &x));
   for (int e = 0; e < n_exe; e++) {
@@ -44,14 +78,21 @@ static void run_weights(const double *weights, int n_exe, int per_exe) {
     OK(pf_executable_set_weight(exe[e], weights[e]));
     wsum += weights[e];
   }
+  eb = blocker(&gb, fb);
   /* Interleaved submission keeps every tenant waiting from the start. */
   for (int k = 0; k < per_exe; k++)
     for (int e = 0; e < n_exe; e++)
       OK(pf_execute(exe[e], 1, &(pf_feed){.name = "x", .tensor = x}, &f[k * n_exe + e]));
+  for (int k = 0; k < 64; k++) {
+    OK(pf_future_wait(fb[k]));
+    pf_future_destroy(fb[k]);
+  }
   for (int k = 0; k < n_exe * per_exe; k++) {
     OK(pf_future_wait(f[k]));
     pf_future_destroy(f[k]);
   }
+  pf_executable_destroy(eb);
+  pf_graph_destroy(gb);
   for (int e = 0; e < n_exe; e++) {
     pf_executable_stats st;
     OK(pf_executable_stats_get(exe[e], &st));
@@ -62,6 +103,10 @@ static void run_weights(const double *weights, int n_exe, int per_exe) {
     assert_int_equal(st.steps_completed, per_exe);
     /* Within 10% of what the weight entitles it to. */
     assert_true(fabs(st.share - st.expected_share) <= 0.10 * st.expected_share);
+    /* The heaviest drains first, so it waits only while all wait: its share
+     * is its weight over all the weights. */
+    if (e == n_exe - 1)
+      assert_true(fabs(st.share - weights[e] / wsum) <= 0.10 * weights[e] / wsum);
     pf_executable_destroy(exe[e]);
     pf_graph_destroy(g[e]);
   }
