@@ -23,7 +23,8 @@ struct pf_loaded {
   int32_t *readers; /* per buffer: input slots of ops that read it */
   uint8_t *keep;    /* per buffer: an output, kept to the end of the step */
   uint8_t *loop_op; /* per op: performed by the loop thread */
-  uint32_t n_loop_ops;
+  uint8_t *inline_ok; /* per op: small enough for the loop thread to run */
+  uint32_t n_loop_ops, n_inline_ok;
 };
 
 typedef struct part {
@@ -41,6 +42,7 @@ struct pf_step {
   uint64_t *t_start, *t_end;
   part *parts; /* one per device */
   atomic_int remaining; /* device parts and loop ops not yet finished */
+  atomic_uchar *claim;  /* per op, when the plan has inline_ok ops: CLAIM_* */
   atomic_int failed;
   pthread_mutex_t err_lock;
   pf_diag err;
@@ -48,10 +50,17 @@ struct pf_step {
   void *arg;
 };
 
+/* Who runs an op that the loop thread may run inline. */
+enum { CLAIM_FREE = 0, CLAIM_WORKER = 1, CLAIM_LOOP = 2, CLAIM_LOOP_DONE = 3 };
+
 typedef struct worker {
   pf_executor *ex;
   int device;
   pthread_t thread;
+  /* Guarded by lock: the op this worker sleeps on, if it sleeps. */
+  pf_step *park_step;
+  uint32_t park_op;
+  int parked;
   pthread_mutex_t lock;
   pthread_cond_t wake;
   part *head, *tail;
@@ -82,6 +91,7 @@ void pf_loaded_release(pf_loaded *l) {
   free(l->readers);
   free(l->keep);
   free(l->loop_op);
+  free(l->inline_ok);
   free(l);
 }
 
@@ -102,10 +112,12 @@ static int build_indexes(pf_loaded *l, int num_devices) {
   l->keep = pf_calloc(p->n_buffers, 1);
   l->kernels = pf_calloc(p->n_ops, sizeof(*l->kernels));
   l->loop_op = pf_calloc(p->n_ops, 1);
+  l->inline_ok = pf_calloc(p->n_ops, 1);
   fill = pf_mallocn((size_t)PF_MAXOF(p->n_ops, (uint32_t)num_devices) + 1,
                     sizeof(uint32_t));
   if (!l->dependents_first || !l->dependents || !l->device_first ||
-      !l->device_ops || !l->readers || !l->keep || !l->kernels || !l->loop_op || !fill) {
+      !l->device_ops || !l->readers || !l->keep || !l->kernels || !l->loop_op ||
+      !l->inline_ok || !fill) {
     free(fill);
     return PF_ENOMEM;
   }
@@ -132,6 +144,30 @@ static int build_indexes(pf_loaded *l, int num_devices) {
   for (uint32_t b = 0; b < p->n_buffers; b++) l->keep[b] = p->buffers[b].output >= 0;
   free(fill);
   return 0;
+}
+
+/* An op whose input arrives over MPI may be run by the loop thread itself
+ * when its device's worker sleeps waiting for it: the result can then be
+ * sent at once, with no hand-off to the worker and back. Only for ops the
+ * cost function calls tiny: the loop must keep polling MPI. */
+#define INLINE_MAX_BYTES (64.0 * 1024)
+#define INLINE_MAX_FLOPS (64.0 * 1024)
+
+static void mark_inline(pf_executor *ex, pf_loaded *l, uint32_t i) {
+  const pf_plan *p = l->plan;
+  const pf_plan_op *op = &p->ops[i];
+  pf_spec in[PF_MAX_ARGS_RUNTIME], out[PF_MAX_ARGS_RUNTIME];
+  pf_cost cost = {0, 0};
+  if (ex->cfg.loop_op == NULL || op->kind != PF_OP_KERNEL || op->n_in > PF_MAX_ARGS_RUNTIME ||
+      op->n_out > PF_MAX_ARGS_RUNTIME)
+    return;
+  for (uint32_t k = 0; k < op->n_in; k++) in[k] = p->buffers[op->inputs[k]].spec;
+  for (uint32_t k = 0; k < op->n_out; k++) out[k] = p->buffers[op->outputs[k]].spec;
+  l->kernels[i]->cost(op->attrs, (int)op->n_in, in, (int)op->n_out, out, &cost);
+  if (cost.bytes <= INLINE_MAX_BYTES && cost.flops <= INLINE_MAX_FLOPS) {
+    l->inline_ok[i] = 1;
+    l->n_inline_ok++;
+  }
 }
 
 int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
@@ -167,6 +203,7 @@ int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
         return PF_ENOKERNEL;
       }
       l->kernels[i] = &k->def;
+      mark_inline(ex, l, i);
     } else if (l->loop_op[i] && ex->cfg.loop_op == NULL) {
       pf_diag_error(diag, PF_ENOTSUP,
                     "rank %d: op %u of program \"%s\" needs a transport "
@@ -223,6 +260,7 @@ void pf_step_free(pf_step *s) {
   free(s->t_start);
   free(s->t_end);
   free(s->parts);
+  free(s->claim);
   free(s);
 }
 
@@ -333,16 +371,37 @@ static void wake_device(pf_executor *ex, int device) {
   pthread_mutex_unlock(&w->lock);
 }
 
+static void run_op(pf_step *s, uint32_t i);
+
+/* On the loop thread: claims ready op j for inline execution if its
+ * device's worker sleeps waiting for exactly j; else wakes the worker. */
+static int claim_or_wake(pf_step *s, uint32_t j) {
+  worker *w = &s->ex->workers[s->l->plan->ops[j].device];
+  unsigned char expect = CLAIM_FREE;
+  int claimed = 0;
+  pthread_mutex_lock(&w->lock);
+  if (w->parked && w->park_step == s && w->park_op == j)
+    claimed = atomic_compare_exchange_strong(&s->claim[j], &expect, CLAIM_LOOP);
+  if (!claimed) pthread_cond_signal(&w->wake);
+  pthread_mutex_unlock(&w->lock);
+  return claimed;
+}
+
 static void finish_op(pf_step *s, uint32_t i, int device) {
   const pf_loaded *l = s->l;
   const pf_plan_op *op = &l->plan->ops[i];
+  uint32_t run_here[64];
+  int n_here = 0;
   for (uint32_t e = l->dependents_first[i]; e < l->dependents_first[i + 1]; e++) {
     uint32_t j = l->dependents[e];
     if (atomic_fetch_sub_explicit(&s->pending[j], 1, memory_order_acq_rel) != 1) continue;
     if (l->loop_op[j])
       s->ex->cfg.loop_op(s->ex->cfg.loop_arg, s, j);
-    else if (l->plan->ops[j].device != device)
+    else if (device < 0 && l->inline_ok[j] && n_here < 64) {
+      if (claim_or_wake(s, j)) run_here[n_here++] = j;
+    } else if (l->plan->ops[j].device != device) {
       wake_device(s->ex, l->plan->ops[j].device);
+    }
   }
   /* Free what no later op reads, as soon as possible: peak memory then
    * follows the live values, not the whole graph. */
@@ -353,6 +412,18 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
       pf_storage_unref(s->bufs[b]);
       s->bufs[b] = NULL;
     }
+  }
+  /* Ops claimed above run now, on this (loop) thread; then their worker,
+   * which slept on them, moves on. */
+  for (int k = 0; k < n_here; k++) {
+    uint32_t j = run_here[k];
+    worker *w = &s->ex->workers[l->plan->ops[j].device];
+    run_op(s, j);
+    finish_op(s, j, -1);
+    pthread_mutex_lock(&w->lock);
+    atomic_store_explicit(&s->claim[j], CLAIM_LOOP_DONE, memory_order_release);
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
   }
 }
 
@@ -367,7 +438,8 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static void wait_ready(worker *w, atomic_uint *pending) {
+static void wait_ready(worker *w, pf_step *s, uint32_t i) {
+  atomic_uint *pending = &s->pending[i];
   uint64_t spin = w->ex->cfg.spin_ns;
   if (atomic_load_explicit(pending, memory_order_acquire) == 0) return;
   /* An input from another device or rank often lands within microseconds:
@@ -375,34 +447,57 @@ static void wait_ready(worker *w, atomic_uint *pending) {
   if (spin > 0) {
     uint64_t t0 = pf_now_ns();
     do {
-      for (int i = 0; i < 64; i++) {
+      for (int k = 0; k < 64; k++) {
         if (atomic_load_explicit(pending, memory_order_acquire) == 0) return;
         cpu_relax();
       }
     } while (pf_now_ns() - t0 < spin);
   }
   pthread_mutex_lock(&w->lock);
+  w->parked = 1;
+  w->park_step = s;
+  w->park_op = i;
   while (atomic_load_explicit(pending, memory_order_acquire) != 0)
     pthread_cond_wait(&w->wake, &w->lock);
+  w->parked = 0;
   pthread_mutex_unlock(&w->lock);
+}
+
+/* 1 if this worker runs op i; 0 if the loop thread took it (and then it
+ * has finished it when this returns). */
+static int take_op(worker *w, pf_step *s, uint32_t i) {
+  unsigned char expect = CLAIM_FREE;
+  if (s->claim == NULL || !s->l->inline_ok[i]) return 1;
+  if (atomic_compare_exchange_strong(&s->claim[i], &expect, CLAIM_WORKER)) return 1;
+  pthread_mutex_lock(&w->lock);
+  while (atomic_load_explicit(&s->claim[i], memory_order_acquire) != CLAIM_LOOP_DONE)
+    pthread_cond_wait(&w->wake, &w->lock);
+  pthread_mutex_unlock(&w->lock);
+  return 0;
+}
+
+static void run_op(pf_step *s, uint32_t i) {
+  const pf_loaded *l = s->l;
+  if (!atomic_load_explicit(&s->failed, memory_order_acquire)) {
+    /* Two clock reads cost as much as an empty kernel: only when asked. */
+    if (s->ex->cfg.record_times) s->t_start[i] = pf_now_ns();
+    if (l->plan->ops[i].kind == PF_OP_KERNEL)
+      run_kernel(s, i);
+    else if (l->plan->ops[i].kind == PF_OP_COLLECTIVE)
+      run_local_collective(s, i);
+    else
+      run_copy(s, i);
+  }
+  s->t_end[i] = s->ex->cfg.record_times ? pf_now_ns() : 1;
 }
 
 static void run_part(worker *w, pf_step *s) {
   const pf_loaded *l = s->l;
   for (uint32_t e = l->device_first[w->device]; e < l->device_first[w->device + 1]; e++) {
     uint32_t i = l->device_ops[e];
-    wait_ready(w, &s->pending[i]);
-    if (!atomic_load_explicit(&s->failed, memory_order_acquire)) {
-      /* Two clock reads cost as much as an empty kernel: only when asked. */
-      if (s->ex->cfg.record_times) s->t_start[i] = pf_now_ns();
-      if (l->plan->ops[i].kind == PF_OP_KERNEL)
-        run_kernel(s, i);
-      else if (l->plan->ops[i].kind == PF_OP_COLLECTIVE)
-        run_local_collective(s, i);
-      else
-        run_copy(s, i);
-    }
-    s->t_end[i] = s->ex->cfg.record_times ? pf_now_ns() : 1;
+    wait_ready(w, s, i);
+    if (!take_op(w, s, i)) continue; /* the loop thread ran it */
+    run_op(s, i);
     finish_op(s, i, w->device);
   }
 }
@@ -446,13 +541,14 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
   s->t_start = pf_calloc(p->n_ops, sizeof(uint64_t));
   s->t_end = pf_calloc(p->n_ops, sizeof(uint64_t));
   s->parts = pf_calloc((size_t)nd, sizeof(part));
+  if (l->n_inline_ok > 0) s->claim = pf_calloc(p->n_ops, sizeof(atomic_uchar));
   pthread_mutex_init(&s->err_lock, NULL);
   atomic_fetch_add(&l->refs, 1);
   s->l = l;
   s->ex = ex;
   pf_diag_init(&s->err);
   if (!s->pending || !s->readers || !s->bufs || !s->t_start || !s->t_end ||
-      !s->parts) {
+      !s->parts || (l->n_inline_ok > 0 && !s->claim)) {
     pf_step_free(s);
     return PF_ENOMEM;
   }

@@ -77,7 +77,14 @@ static void post_done(void *arg, void *step_arg) {
 
 static void post_loop_op(void *arg, pf_step *step, uint32_t op) {
   pf_runtime *rt = arg;
-  event *e = calloc(1, sizeof *e);
+  event *e;
+  /* Already on the loop thread (an op it ran inline made this transfer
+   * ready): start it now rather than one round trip through the queue. */
+  if (pthread_equal(pthread_self(), rt->thread)) {
+    pf_service_loop_op(rt->svc, step, op);
+    return;
+  }
+  e = calloc(1, sizeof *e);
   if (e == NULL) pf_mpi_abort(rt->cfg.mpi, 1, "out of memory starting a transfer");
   e->kind = EV_LOOP_OP;
   e->step = step;
