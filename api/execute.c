@@ -257,6 +257,8 @@ static void future_link(pf_context *ctx, pf_future *f) {
   ctx->futures = f;
 }
 
+static pf_home *homes_of(const pf_io *io);
+
 int pf_execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_future **out) {
   pf_context *ctx;
   const pf_compiled *c;
@@ -295,10 +297,22 @@ int pf_execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_future **
     if (rc == 0)
       rc = put_shards(ctx, &c->inputs[i], fd->tensor ? pf_tensor_cdata(fd->tensor) : pf_tensor_cdata(tmp),
                       &in_ids[i]);
-    if (rc == 0) drop[n_drop++] = in_ids[i];
+    /* put_shards sets the id before sending: drop it even if it failed
+     * halfway. */
+    if (in_ids[i] != 0 && (b == NULL || in_ids[i] != b->id)) drop[n_drop++] = in_ids[i];
     pf_tensor_destroy(tmp);
   }
-  if (rc != 0) goto fail;
+  if (rc != 0) {
+    /* The feeds already sent would stay on the executors: drop them. */
+    for (int i = 0, k = 0; i < c->n_inputs && k < n_drop; i++)
+      if (in_ids[i] == drop[k]) {
+        pf_home *homes = homes_of(&c->inputs[i]);
+        if (homes) pf_value_release(ctx, drop[k], c->inputs[i].num_shards, homes);
+        free(homes);
+        k++;
+      }
+    goto fail;
+  }
   for (int o = 0; o < c->n_outputs; o++) f->output_ids[o] = pf_context_new_id(ctx);
   f->ctx = ctx;
   f->exe = e;
