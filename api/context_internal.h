@@ -9,6 +9,7 @@
 #define PF_API_CONTEXT_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "base/diag.h"
 #include "graph/graph_internal.h"
@@ -62,6 +63,7 @@ struct pf_context {
   pthread_mutex_t lock;
   pthread_cond_t cond;
   pf_waiter *waiting; /* guarded by lock */
+  atomic_int n_waiting; /* waiters linked in `waiting` (read without lock) */
   int in_flight;      /* steps dispatched, not done; guarded by lock */
   pf_executable *backlogged; /* executables with queued steps; lock */
   double vtime;              /* stride scheduling's virtual time; lock */

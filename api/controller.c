@@ -65,11 +65,9 @@ void pf_controller_on_reply(void *arg, pf_msg *m) {
 
 int pf_controller_busy(void *arg) {
   pf_context *ctx = arg;
-  int busy = 0;
-  pthread_mutex_lock(&ctx->lock);
-  for (pf_waiter *w = ctx->waiting; w && !busy; w = w->next) busy = w->pending > 0;
-  pthread_mutex_unlock(&ctx->lock);
-  return busy;
+  /* Called on every poll: a counter, not a walk of the waiters under the
+   * lock. A waiter counts until its caller has collected it. */
+  return atomic_load_explicit(&ctx->n_waiting, memory_order_relaxed) > 0;
 }
 
 void pf_controller_expect(pf_context *ctx, pf_waiter *w, uint64_t key, int pending) {
@@ -80,6 +78,7 @@ void pf_controller_expect(pf_context *ctx, pf_waiter *w, uint64_t key, int pendi
   pthread_mutex_lock(&ctx->lock);
   w->next = ctx->waiting;
   ctx->waiting = w;
+  atomic_fetch_add_explicit(&ctx->n_waiting, 1, memory_order_relaxed);
   pthread_mutex_unlock(&ctx->lock);
 }
 
@@ -87,6 +86,7 @@ static void unlink_locked(pf_context *ctx, pf_waiter *w) {
   for (pf_waiter **p = &ctx->waiting; *p; p = &(*p)->next)
     if (*p == w) {
       *p = w->next;
+      atomic_fetch_sub_explicit(&ctx->n_waiting, 1, memory_order_relaxed);
       return;
     }
 }
