@@ -265,24 +265,15 @@ static int lower_hierarchical(lowering *L, pf_plan_op *op, int n, const int32_t 
   }
   if ((id = comm_id(L, order, n_ranks)) < 0) return id;
   op->comm = id;
-  for (int k = 0; k < n_ranks; k++) {
-    uint32_t m = 0;
-    int first = -1;
-    for (int s = 0; s < n; s++) {
-      if (ranks[s] != order[k]) continue;
-      if (first < 0) first = s;
-      if (op->collective == PF_BROADCAST && s == root_shard) {
-        op->root = k;
-        op->axis = (int32_t)m;
-      }
-      li[m] = in_buf[s];
-      lo[m++] = out_buf[s];
-    }
-    op->device = dev(L, in->shards[first].device)->local;
-    op->shard = k;
-    if ((rc = pf_pb_comm(L->pb[order[k]], id, order, (uint32_t)n_ranks)) != 0) return rc;
+  if (op->collective == PF_BROADCAST) {
+    /* The root's rank in the communicator, and its place among that
+     * rank's inputs. */
+    int before = 0;
+    for (int s = 0; s < root_shard; s++) before += ranks[s] == ranks[root_shard];
+    for (int k = 0; k < n_ranks; k++)
+      if (order[k] == ranks[root_shard]) op->root = k;
+    op->axis = before;
   }
-  /* The root's position is known only once every rank is seen: emit now. */
   for (int k = 0; k < n_ranks; k++) {
     uint32_t m = 0;
     int first = -1;
@@ -294,7 +285,9 @@ static int lower_hierarchical(lowering *L, pf_plan_op *op, int n, const int32_t 
     }
     op->device = dev(L, in->shards[first].device)->local;
     op->shard = k;
-    if ((rc = pf_pb_op(L->pb[order[k]], op, li, m, lo, m, NULL)) != 0) return rc;
+    if ((rc = pf_pb_comm(L->pb[order[k]], id, order, (uint32_t)n_ranks)) != 0 ||
+        (rc = pf_pb_op(L->pb[order[k]], op, li, m, lo, m, NULL)) != 0)
+      return rc;
   }
   return 0;
 }
