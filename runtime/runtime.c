@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "base/util.h"
+#include "runtime/trace.h"
 #include "pathflow/error.h"
 
 typedef enum event_kind { EV_SEND, EV_STEP_DONE, EV_LOOP_OP } event_kind;
@@ -45,6 +46,7 @@ struct pf_runtime {
   int64_t rank_timeout_s, watchdog_s;
   int watchdog_fired;
   int trace;
+  pf_trace *timeline;
   uint64_t worker_spin_ns;
   uint64_t stop_since;
 };
@@ -432,7 +434,20 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   sc.reply_arg = rt;
   sc.post_done = post_done;
   sc.post_arg = rt;
+  sc.trace = NULL;
+  if (rt->trace) {
+    char why[256];
+    if ((rc = pf_trace_open(rt->rank, &rt->timeline, why, sizeof why)) != 0) {
+      fprintf(stderr, "pathflow: %s\n", why);
+      pf_executor_stop(rt->ex);
+      free(rt->last_seen);
+      free(rt);
+      return rc;
+    }
+    sc.trace = rt->timeline;
+  }
   if ((rc = pf_service_create(&sc, &rt->svc)) != 0) {
+    pf_trace_close(rt->timeline);
     pf_executor_stop(rt->ex);
     free(rt->last_seen);
     free(rt);
@@ -462,6 +477,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     uv_loop_close(&rt->loop);
     pf_service_destroy(rt->svc);
+    pf_trace_close(rt->timeline);
     pf_executor_stop(rt->ex);
     free(rt->last_seen);
     free(rt);
@@ -489,6 +505,7 @@ void pf_runtime_stop(pf_runtime *rt) {
   uv_loop_close(&rt->loop);
   pf_executor_stop(rt->ex);
   pf_service_destroy(rt->svc);
+  pf_trace_close(rt->timeline);
   pf_storage_cache_clear();
   while (rt->head) {
     event *e = rt->head;

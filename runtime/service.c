@@ -10,6 +10,7 @@
 #include "runtime/box.h"
 #include "runtime/reduce.h"
 #include "runtime/store.h"
+#include "runtime/trace.h"
 
 /* A loaded executable and what its transfers need from MPI. */
 typedef struct exe {
@@ -40,11 +41,13 @@ typedef struct loop_op {
   uint32_t op;
   int ready;
   void *stage_in, *stage_out; /* collective staging buffers */
+  uint64_t started;           /* pf_now_ns when posted (timeline) */
   struct loop_op *next;
   struct loop_op *posted_prev, *posted_next; /* in r->posted */
 } loop_op;
 
 static void posted_add(loop_op *lo) {
+  lo->started = pf_now_ns();
   lo->posted_prev = NULL;
   lo->posted_next = lo->r->posted;
   if (lo->posted_next) lo->posted_next->posted_prev = lo;
@@ -340,6 +343,15 @@ void pf_service_step_done(pf_service *s, void *arg) {
     }
   }
   for (uint32_t k = 0; k < r->msg->n_drop; k++) pf_store_drop(s->store, r->msg->drop[k]);
+  if (s->cfg.trace != NULL)
+    for (uint32_t i = 0; i < p->n_ops; i++) {
+      uint64_t t0, t1;
+      pf_step_op_times(r->step, i, &t0, &t1);
+      if (t0 != 0 && !pf_loaded_is_loop_op(r->e->loaded, i))
+        pf_trace_event(s->cfg.trace, p->ops[i].name,
+                       p->ops[i].kernel ? p->ops[i].kernel : "copy", p->ops[i].device, t0, t1,
+                       r->seq);
+    }
   reply_status(s, PF_MSG_STEP_DONE, r->e->id, r->seq, status, pf_step_message(r->step));
   s->last_progress = pf_now_ns();
   if (r->prev)
@@ -364,6 +376,18 @@ static int tag_of(const pf_service *s, uint32_t slot, int64_t tag) {
 
 static void loop_op_finish(loop_op *lo, int status, const char *why) {
   pf_service *s = lo->r->svc;
+  if (s->cfg.trace != NULL && lo->started != 0) {
+    const pf_plan_op *op = &pf_step_plan(lo->r->step)->ops[lo->op];
+    char name[160];
+    if (op->kind == PF_OP_COLLECTIVE)
+      snprintf(name, sizeof name, "%s %s", pf_collective_name((pf_collective_kind)op->collective),
+               op->name);
+    else
+      snprintf(name, sizeof name, "%s %s rank %d (%s)", op->kind == PF_OP_SEND ? "send" : "recv",
+               op->kind == PF_OP_SEND ? "to" : "from", (int)op->peer, op->name);
+    pf_trace_event(s->cfg.trace, name, op->kind == PF_OP_COLLECTIVE ? "collective" : "transfer",
+                   PF_TRACE_LOOP_ROW, lo->started, pf_now_ns(), lo->r->seq);
+  }
   posted_remove(lo);
   lo->r->ops_in_flight--;
   s->last_progress = pf_now_ns();

@@ -30,6 +30,7 @@ typedef struct pf_service_config {
    * the loop then calls pf_service_step_done(step_arg). */
   void (*post_done)(void *arg, void *step_arg);
   void *post_arg;
+  struct pf_trace *trace; /* timeline (PATHFLOW_TRACE), or NULL; borrowed */
 } pf_service_config;
 
 int pf_service_create(const pf_service_config *cfg, pf_service **out);
