@@ -180,14 +180,10 @@ static int named_find(const pf_gnamed *items, size_t n, const char *name) {
   return -1;
 }
 
-static int program_find(const pf_graph *g, const char *name) {
-  return pf_graph_find_program(g, name);
-}
-
 /* "<base>_<n>", made unique if a program was given that name explicitly. */
 static void auto_name(const pf_graph *g, const char *base, char *out, size_t len) {
   snprintf(out, len, "%.64s_%zu", base, g->n_programs);
-  for (int k = 1; program_find(g, out) >= 0; k++)
+  for (int k = 1; pf_graph_find_program(g, out) >= 0; k++)
     snprintf(out, len, "%.64s_%zu_%d", base, g->n_programs, k);
 }
 
@@ -336,7 +332,7 @@ int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
   p.kernel = (char *)desc->kernel;
   p.attrs = (pf_attrs *)desc->attrs;
   p.slice = desc->slice;
-  if (program_find(g, p.name) >= 0)
+  if (pf_graph_find_program(g, p.name) >= 0)
     return pf_diag_error(d, PF_EEXIST, "program \"%s\": name already in use",
                          p.name);
   k = pf_registry_find(g->env.registry, desc->kernel, g->slices[p.slice].kind);
@@ -432,7 +428,7 @@ int pf_graph_collective(pf_graph *g, const pf_collective_desc *desc,
     return pf_diag_error(d, PF_EINVAL, "collective: name must be 1..%d bytes", PF_NAME_MAX);
   memset(&p, 0, sizeof p);
   p.name = desc->name ? (char *)desc->name : autoname;
-  if (program_find(g, p.name) >= 0)
+  if (pf_graph_find_program(g, p.name) >= 0)
     return pf_diag_error(d, PF_EEXIST, "collective \"%s\": name already in use", p.name);
   v = &g->values[desc->in];
   /* Allgather consumes the value split along its axis; the others take the

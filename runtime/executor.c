@@ -95,8 +95,6 @@ void pf_loaded_release(pf_loaded *l) {
   free(l);
 }
 
-void pf_executor_retain(pf_loaded *l) { atomic_fetch_add(&l->refs, 1); }
-
 const pf_plan *pf_loaded_plan(const pf_loaded *l) { return l->plan; }
 
 static int build_indexes(pf_loaded *l, int num_devices) {
@@ -643,10 +641,6 @@ pf_storage *pf_step_buffer(pf_step *s, uint32_t b) {
 const pf_plan *pf_step_plan(const pf_step *s) { return s->l->plan; }
 
 void *pf_step_arg(const pf_step *s) { return s->arg; }
-
-int pf_step_failed(const pf_step *s) {
-  return atomic_load_explicit(&((pf_step *)s)->failed, memory_order_acquire);
-}
 
 void pf_executor_loop_op_done(pf_step *s, uint32_t op, int status, const char *message) {
   if (status != 0)

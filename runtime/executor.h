@@ -60,8 +60,6 @@ int pf_executor_num_devices(const pf_executor *ex);
  * PF_ENOMEM. On error the plan is freed. Thread-safe. */
 int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
                      pf_diag *diag);
-/* Takes one more reference. */
-void pf_executor_retain(pf_loaded *l);
 /* Drops a reference; steps in flight keep their own. NULL: no-op. */
 void pf_loaded_release(pf_loaded *l);
 const pf_plan *pf_loaded_plan(const pf_loaded *l);
@@ -91,8 +89,6 @@ int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op);
  * NULL when out of memory. */
 pf_storage *pf_step_buffer(pf_step *s, uint32_t b);
 const pf_plan *pf_step_plan(const pf_step *s);
-/* The step's failure so far, if any (used to fail loop ops fast). */
-int pf_step_failed(const pf_step *s);
 
 /* The loop thread finished op i: `status` 0 or an error recorded as the
  * step's failure with `message`. Wakes dependents; may complete the step. */

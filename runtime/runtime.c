@@ -51,8 +51,6 @@ struct pf_runtime {
   uint64_t stop_since;
 };
 
-int pf_runtime_rank(const pf_runtime *rt) { return rt->rank; }
-int pf_runtime_size(const pf_runtime *rt) { return rt->size; }
 
 /* ---- events from other threads ------------------------------------------- */
 
@@ -285,11 +283,7 @@ static void start_spinning(pf_runtime *rt) {
 
 static void on_poll(uv_timer_t *h) {
   pf_runtime *rt = h->data;
-  if (poll_mpi(rt) > 0 || transferring(rt)) {
-    start_spinning(rt);
-    return;
-  }
-  if (waiting(rt)) {
+  if (poll_mpi(rt) > 0 || transferring(rt) || waiting(rt)) {
     start_spinning(rt);
     return;
   }

@@ -50,7 +50,5 @@ void pf_runtime_wait_shutdown(pf_runtime *rt);
  * the loop and the workers and frees the runtime. Steps must be done. */
 void pf_runtime_stop(pf_runtime *rt);
 
-int pf_runtime_rank(const pf_runtime *rt);
-int pf_runtime_size(const pf_runtime *rt);
 
 #endif
