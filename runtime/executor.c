@@ -24,7 +24,7 @@ struct pf_loaded {
   uint8_t *keep;    /* per buffer: an output, kept to the end of the step */
   uint8_t *loop_op; /* per op: performed by the loop thread */
   uint8_t *inline_ok; /* per op: small enough for the loop thread to run */
-  uint32_t n_loop_ops, n_inline_ok;
+  uint32_t n_loop_ops;
 };
 
 typedef struct part {
@@ -42,7 +42,6 @@ struct pf_step {
   uint64_t *t_start, *t_end;
   part *parts; /* one per device */
   atomic_int remaining; /* device parts and loop ops not yet finished */
-  atomic_uchar *claim;  /* per op, when the plan has inline_ok ops: CLAIM_* */
   atomic_int failed;
   pthread_mutex_t err_lock;
   pf_diag err;
@@ -50,17 +49,17 @@ struct pf_step {
   void *arg;
 };
 
-/* Who runs an op that the loop thread may run inline. */
-enum { CLAIM_FREE = 0, CLAIM_WORKER = 1, CLAIM_LOOP = 2, CLAIM_LOOP_DONE = 3 };
-
 typedef struct worker {
   pf_executor *ex;
   int device;
   pthread_t thread;
-  /* Guarded by lock: the op this worker sleeps on, if it sleeps. */
+  /* Guarded by lock. While the worker sleeps (parked), park_e is its place
+   * in park_step's device_ops: the op it waits for. The loop thread may run
+   * that op itself (loop_running while it does) and then move park_e on,
+   * so a worker whose ops all run inline is never woken per op. */
   pf_step *park_step;
-  uint32_t park_op;
-  int parked;
+  uint32_t park_e;
+  int parked, loop_running;
   pthread_mutex_t lock;
   pthread_cond_t wake;
   part *head, *tail;
@@ -75,6 +74,13 @@ struct pf_executor {
    * steps in the same order: the earliest unfinished op is always runnable,
    * hence no deadlock between steps in flight. */
   pthread_mutex_t run_lock;
+  /* Loop thread only: ops it claimed to run inline, at most one per
+   * device (its worker sleeps on it), run by drain_inline. */
+  struct inline_op {
+    pf_step *step;
+    uint32_t op;
+  } *inline_ops;
+  int n_inline, draining;
 };
 
 /* ---- loaded plans -------------------------------------------------------- */
@@ -162,10 +168,7 @@ static void mark_inline(pf_executor *ex, pf_loaded *l, uint32_t i) {
   for (uint32_t k = 0; k < op->n_in; k++) in[k] = p->buffers[op->inputs[k]].spec;
   for (uint32_t k = 0; k < op->n_out; k++) out[k] = p->buffers[op->outputs[k]].spec;
   l->kernels[i]->cost(op->attrs, (int)op->n_in, in, (int)op->n_out, out, &cost);
-  if (cost.bytes <= INLINE_MAX_BYTES && cost.flops <= INLINE_MAX_FLOPS) {
-    l->inline_ok[i] = 1;
-    l->n_inline_ok++;
-  }
+  l->inline_ok[i] = cost.bytes <= INLINE_MAX_BYTES && cost.flops <= INLINE_MAX_FLOPS;
 }
 
 int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
@@ -258,7 +261,6 @@ void pf_step_free(pf_step *s) {
   free(s->t_start);
   free(s->t_end);
   free(s->parts);
-  free(s->claim);
   free(s);
 }
 
@@ -371,34 +373,55 @@ static void wake_device(pf_executor *ex, int device) {
 
 static void run_op(pf_step *s, uint32_t i);
 
-/* On the loop thread: claims ready op j for inline execution if its
- * device's worker sleeps waiting for exactly j; else wakes the worker. */
+static uint32_t device_end(const pf_step *s, int device) {
+  return s->l->device_first[device + 1];
+}
+
+/* On the loop thread, op j just became ready: claims it to run inline if
+ * its device's worker sleeps waiting for exactly j; else wakes the worker. */
 static int claim_or_wake(pf_step *s, uint32_t j) {
-  worker *w = &s->ex->workers[s->l->plan->ops[j].device];
-  unsigned char expect = CLAIM_FREE;
+  int device = s->l->plan->ops[j].device;
+  worker *w = &s->ex->workers[device];
   int claimed = 0;
   pthread_mutex_lock(&w->lock);
-  if (w->parked && w->park_step == s && w->park_op == j)
-    claimed = atomic_compare_exchange_strong(&s->claim[j], &expect, CLAIM_LOOP);
-  if (!claimed) pthread_cond_signal(&w->wake);
+  if (w->parked && w->park_step == s && !w->loop_running &&
+      w->park_e < device_end(s, device) && s->l->device_ops[w->park_e] == j)
+    claimed = w->loop_running = 1;
+  else
+    pthread_cond_signal(&w->wake);
   pthread_mutex_unlock(&w->lock);
   return claimed;
+}
+
+/* The loop thread ran op j for its sleeping worker: the worker now waits
+ * for its next op, and is woken only if that one is ready already (or it
+ * has none left). */
+static void release_claim(pf_step *s, uint32_t j) {
+  int device = s->l->plan->ops[j].device;
+  worker *w = &s->ex->workers[device];
+  pthread_mutex_lock(&w->lock);
+  w->park_e++;
+  w->loop_running = 0;
+  if (w->park_e == device_end(s, device) ||
+      atomic_load_explicit(&s->pending[s->l->device_ops[w->park_e]], memory_order_acquire) == 0)
+    pthread_cond_signal(&w->wake);
+  pthread_mutex_unlock(&w->lock);
 }
 
 static void finish_op(pf_step *s, uint32_t i, int device) {
   const pf_loaded *l = s->l;
   const pf_plan_op *op = &l->plan->ops[i];
-  uint32_t run_here[64];
-  int n_here = 0;
+  pf_executor *ex = s->ex;
   for (uint32_t e = l->dependents_first[i]; e < l->dependents_first[i + 1]; e++) {
     uint32_t j = l->dependents[e];
     if (atomic_fetch_sub_explicit(&s->pending[j], 1, memory_order_acq_rel) != 1) continue;
     if (l->loop_op[j])
-      s->ex->cfg.loop_op(s->ex->cfg.loop_arg, s, j);
-    else if (device < 0 && l->inline_ok[j] && n_here < 64) {
-      if (claim_or_wake(s, j)) run_here[n_here++] = j;
+      ex->cfg.loop_op(ex->cfg.loop_arg, s, j);
+    else if (device < 0 && l->inline_ok[j]) {
+      /* At most one claim per worker: the queue has a place per device. */
+      if (claim_or_wake(s, j)) ex->inline_ops[ex->n_inline++] = (struct inline_op){s, j};
     } else if (l->plan->ops[j].device != device) {
-      wake_device(s->ex, l->plan->ops[j].device);
+      wake_device(ex, l->plan->ops[j].device);
     }
   }
   /* Free what no later op reads, as soon as possible: peak memory then
@@ -411,18 +434,22 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
       s->bufs[b] = NULL;
     }
   }
-  /* Ops claimed above run now, on this (loop) thread; then their worker,
-   * which slept on them, moves on. */
-  for (int k = 0; k < n_here; k++) {
-    uint32_t j = run_here[k];
-    worker *w = &s->ex->workers[l->plan->ops[j].device];
-    run_op(s, j);
-    finish_op(s, j, -1);
-    pthread_mutex_lock(&w->lock);
-    atomic_store_explicit(&s->claim[j], CLAIM_LOOP_DONE, memory_order_release);
-    pthread_cond_signal(&w->wake);
-    pthread_mutex_unlock(&w->lock);
+}
+
+/* On the loop thread: runs the ops it claimed, and those they make ready
+ * in turn, one after another (not recursively: a chain of tiny ops across
+ * ranks must not grow the stack). Re-entered from a transfer that
+ * completes at once, it leaves the work to the outer call. */
+static void drain_inline(pf_executor *ex) {
+  if (ex->draining) return;
+  ex->draining = 1;
+  while (ex->n_inline > 0) {
+    struct inline_op it = ex->inline_ops[--ex->n_inline];
+    run_op(it.step, it.op);
+    release_claim(it.step, it.op);
+    finish_op(it.step, it.op, -1);
   }
+  ex->draining = 0;
 }
 
 static void step_piece_done(pf_step *s) {
@@ -436,8 +463,12 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static void wait_ready(worker *w, pf_step *s, uint32_t i) {
-  atomic_uint *pending = &s->pending[i];
+/* Waits until this worker may run the op at *e (its place in the device's
+ * ops). The loop thread may run ops for it meanwhile and move *e on; on
+ * return *e is the op to run, or `end` when none is left. */
+static void wait_ready(worker *w, pf_step *s, uint32_t *e, uint32_t end) {
+  const uint32_t *ops = s->l->device_ops;
+  atomic_uint *pending = &s->pending[ops[*e]];
   uint64_t spin = w->ex->cfg.spin_ns;
   if (atomic_load_explicit(pending, memory_order_acquire) == 0) return;
   /* An input from another device or rank often lands within microseconds:
@@ -454,24 +485,15 @@ static void wait_ready(worker *w, pf_step *s, uint32_t i) {
   pthread_mutex_lock(&w->lock);
   w->parked = 1;
   w->park_step = s;
-  w->park_op = i;
-  while (atomic_load_explicit(pending, memory_order_acquire) != 0)
+  w->park_e = *e;
+  while (w->loop_running ||
+         (w->park_e < end &&
+          atomic_load_explicit(&s->pending[ops[w->park_e]], memory_order_acquire) != 0))
     pthread_cond_wait(&w->wake, &w->lock);
+  *e = w->park_e;
   w->parked = 0;
+  w->park_step = NULL;
   pthread_mutex_unlock(&w->lock);
-}
-
-/* 1 if this worker runs op i; 0 if the loop thread took it (and then it
- * has finished it when this returns). */
-static int take_op(worker *w, pf_step *s, uint32_t i) {
-  unsigned char expect = CLAIM_FREE;
-  if (s->claim == NULL || !s->l->inline_ok[i]) return 1;
-  if (atomic_compare_exchange_strong(&s->claim[i], &expect, CLAIM_WORKER)) return 1;
-  pthread_mutex_lock(&w->lock);
-  while (atomic_load_explicit(&s->claim[i], memory_order_acquire) != CLAIM_LOOP_DONE)
-    pthread_cond_wait(&w->wake, &w->lock);
-  pthread_mutex_unlock(&w->lock);
-  return 0;
 }
 
 static void run_op(pf_step *s, uint32_t i) {
@@ -491,10 +513,12 @@ static void run_op(pf_step *s, uint32_t i) {
 
 static void run_part(worker *w, pf_step *s) {
   const pf_loaded *l = s->l;
-  for (uint32_t e = l->device_first[w->device]; e < l->device_first[w->device + 1]; e++) {
-    uint32_t i = l->device_ops[e];
-    wait_ready(w, s, i);
-    if (!take_op(w, s, i)) continue; /* the loop thread ran it */
+  uint32_t end = device_end(s, w->device);
+  for (uint32_t e = l->device_first[w->device]; e < end; e++) {
+    uint32_t i;
+    wait_ready(w, s, &e, end);
+    if (e == end) break; /* the loop thread ran the rest */
+    i = l->device_ops[e];
     run_op(s, i);
     finish_op(s, i, w->device);
   }
@@ -539,14 +563,13 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
   s->t_start = pf_calloc(p->n_ops, sizeof(uint64_t));
   s->t_end = pf_calloc(p->n_ops, sizeof(uint64_t));
   s->parts = pf_calloc((size_t)nd, sizeof(part));
-  if (l->n_inline_ok > 0) s->claim = pf_calloc(p->n_ops, sizeof(atomic_uchar));
   pthread_mutex_init(&s->err_lock, NULL);
   atomic_fetch_add(&l->refs, 1);
   s->l = l;
   s->ex = ex;
   pf_diag_init(&s->err);
   if (!s->pending || !s->readers || !s->bufs || !s->t_start || !s->t_end ||
-      !s->parts || (l->n_inline_ok > 0 && !s->claim)) {
+      !s->parts) {
     pf_step_free(s);
     return PF_ENOMEM;
   }
@@ -646,6 +669,7 @@ void pf_executor_loop_op_done(pf_step *s, uint32_t op, int status, const char *m
   if (status != 0)
     step_fail(s, status, "rank %d: %s", s->ex->cfg.rank, message ? message : pf_strerror(status));
   finish_op(s, op, -1);
+  drain_inline(s->ex);
   step_piece_done(s);
 }
 
@@ -679,7 +703,10 @@ int pf_executor_start(const pf_executor_config *cfg, pf_executor **out) {
   ex->cfg = *cfg;
   pthread_mutex_init(&ex->run_lock, NULL);
   ex->workers = pf_calloc((size_t)cfg->num_devices, sizeof(worker));
-  if (ex->workers == NULL) {
+  ex->inline_ops = pf_calloc((size_t)cfg->num_devices, sizeof(*ex->inline_ops));
+  if (ex->workers == NULL || ex->inline_ops == NULL) {
+    free(ex->workers);
+    free(ex->inline_ops);
     free(ex);
     return PF_ENOMEM;
   }
@@ -716,6 +743,7 @@ void pf_executor_stop(pf_executor *ex) {
   }
   pthread_mutex_destroy(&ex->run_lock);
   free(ex->workers);
+  free(ex->inline_ops);
   free(ex);
 }
 

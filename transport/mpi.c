@@ -27,10 +27,14 @@ struct pf_mpi {
   int rank, size, tag_ub;
   int we_initialized;
   MPI_Comm ctrl, data, boot;
-  /* Tracked requests: parallel arrays, as MPI_Testsome wants them. */
+  /* Tracked requests: parallel arrays, as MPI_Testsome wants them, in
+   * [base, base + n). A completed request leaves a hole (MPI_REQUEST_NULL,
+   * NULL callback), dropped from either end at once and from the middle
+   * in batches: removing one must not cost a pass over thousands of posted
+   * receives. */
   MPI_Request *reqs;
   tracked *tr;
-  size_t n, cap, cap_tr;
+  size_t base, n, holes, cap, cap_tr;
   size_t cursor; /* rotating test window over the requests past the first */
   int *indices;
   MPI_Status *statuses;
@@ -91,7 +95,7 @@ void pf_mpi_finalize(pf_mpi *m) {
   if (m == NULL) return;
   /* Only control sends can be left (steps are done): let them finish in
    * the background. */
-  for (size_t i = 0; i < m->n; i++)
+  for (size_t i = m->base; i < m->base + m->n; i++)
     if (m->reqs[i] != MPI_REQUEST_NULL) MPI_Request_free(&m->reqs[i]);
   for (size_t i = 0; i < m->n_comms; i++) {
     if (m->comms[i].comm != MPI_COMM_NULL) MPI_Comm_free(&m->comms[i].comm);
@@ -171,21 +175,43 @@ nomem:
 
 /* ---- tracking ------------------------------------------------------------ */
 
+/* Moves the live requests to the front of the arrays, in order. */
+static void compact(pf_mpi *m) {
+  size_t w = 0;
+  for (size_t i = m->base; i < m->base + m->n; i++)
+    if (m->tr[i].cb != NULL) {
+      m->reqs[w] = m->reqs[i];
+      m->tr[w++] = m->tr[i];
+    }
+  m->base = 0;
+  m->n = w;
+  m->holes = 0;
+  m->cursor = 0;
+}
+
 int pf_mpi_track(pf_mpi *m, MPI_Request req, pf_mpi_cb cb, void *arg) {
-  if (pf_grow((void **)&m->reqs, &m->cap, m->n + 1, sizeof *m->reqs) ||
-      pf_grow((void **)&m->tr, &m->cap_tr, m->n + 1, sizeof *m->tr))
-    return PF_ENOMEM;
-  m->reqs[m->n] = req;
-  m->tr[m->n].cb = cb;
-  m->tr[m->n].arg = arg;
-  m->n++;
+  size_t at;
+  if (m->base + m->n == m->cap_tr || m->base + m->n == m->cap) {
+    /* Out of room at the end: close the gaps, and leave twice the live
+     * count free, so that the next compaction is as far away. */
+    compact(m);
+    if (pf_grow((void **)&m->reqs, &m->cap, 2 * m->n + 16, sizeof *m->reqs) ||
+        pf_grow((void **)&m->tr, &m->cap_tr, 2 * m->n + 16, sizeof *m->tr))
+      return PF_ENOMEM;
+  }
+  at = m->base + m->n++;
+  m->reqs[at] = req;
+  m->tr[at].cb = cb;
+  m->tr[at].arg = arg;
   return 0;
 }
 
-int pf_mpi_pending(const pf_mpi *m) { return (int)m->n; }
+int pf_mpi_pending(const pf_mpi *m) { return (int)(m->n - m->holes); }
 
-/* Tests requests [lo, lo + n) of the tracked array; completed ones get a
- * NULL callback slot filled into done[]. Returns how many completed. */
+/* Tests requests [lo, lo + n) of the tracked array (holes are
+ * MPI_REQUEST_NULL, which MPI_Testsome skips); puts the indices of those
+ * that completed in m->indices, negative (-i - 1) for a failed one.
+ * Returns how many completed. */
 static int test_window(pf_mpi *m, size_t lo, size_t n, int *err_out) {
   int outcount = 0, err;
   err = MPI_Testsome((int)n, m->reqs + lo, &outcount, m->indices, m->statuses);
@@ -207,23 +233,43 @@ static int test_window(pf_mpi *m, size_t lo, size_t n, int *err_out) {
  * first, in gang order) and a rotating window of the rest. */
 #define PF_MPI_WINDOW 64
 
+/* After completions: drops the holes at both ends; compacts when holes
+ * fill half the array or half the window of the oldest requests (which
+ * would then test too few live ones). Amortized O(1) per completion. */
+static void drop_holes(pf_mpi *m) {
+  size_t head_holes = 0;
+  while (m->n > 0 && m->tr[m->base].cb == NULL) {
+    m->base++;
+    m->n--;
+    m->holes--;
+  }
+  while (m->n > 0 && m->tr[m->base + m->n - 1].cb == NULL) {
+    m->n--;
+    m->holes--;
+  }
+  if (m->n == 0) m->base = 0;
+  if (m->holes == 0) return;
+  for (size_t i = m->base; i < m->base + PF_MINOF(m->n, (size_t)PF_MPI_WINDOW); i++)
+    head_holes += m->tr[i].cb == NULL;
+  if (2 * m->holes > m->n || 2 * head_holes > PF_MPI_WINDOW) compact(m);
+}
+
 int pf_mpi_progress(pf_mpi *m) {
   int outcount = 0, err = 0;
-  size_t w = 0;
+  int done_idx[2 * PF_MPI_WINDOW];
   if (m->n == 0) return 0;
   if (pf_grow((void **)&m->indices, &m->cap_idx, 2 * PF_MPI_WINDOW, sizeof *m->indices) ||
       pf_grow((void **)&m->statuses, &m->cap_st, 2 * PF_MPI_WINDOW, sizeof *m->statuses))
     return PF_ENOMEM;
   {
     size_t head = PF_MINOF(m->n, (size_t)PF_MPI_WINDOW);
-    int got = test_window(m, 0, head, &err);
-    int done_idx[2 * PF_MPI_WINDOW];
+    int got = test_window(m, m->base, head, &err);
     memcpy(done_idx, m->indices, (size_t)got * sizeof *done_idx);
     outcount = got;
     if (m->n > head) {
       size_t rest = m->n - head, start, len;
       if (m->cursor >= rest) m->cursor = 0;
-      start = head + m->cursor;
+      start = m->base + head + m->cursor;
       len = PF_MINOF(rest - m->cursor, (size_t)PF_MPI_WINDOW);
       got = test_window(m, start, len, &err);
       memcpy(done_idx + outcount, m->indices, (size_t)got * sizeof *done_idx);
@@ -231,29 +277,24 @@ int pf_mpi_progress(pf_mpi *m) {
       m->cursor += len;
     }
     if (err) return err;
-    memcpy(m->indices, done_idx, (size_t)outcount * sizeof *done_idx);
   }
   if (outcount == 0) return 0;
-  /* Run the callbacks after compacting, so that a callback may track new
-   * requests safely. */
+  /* Run the callbacks after the bookkeeping, so that a callback may track
+   * new requests safely. */
   {
     tracked done[2 * PF_MPI_WINDOW];
-    int n_done = 0, total = outcount;
     int status_err[2 * PF_MPI_WINDOW];
     for (int k = 0; k < outcount; k++) {
-      int i = m->indices[k] >= 0 ? m->indices[k] : -m->indices[k] - 1;
-      done[n_done] = m->tr[i];
-      status_err[n_done++] = m->indices[k] >= 0 ? 0 : PF_EMPI;
+      int i = done_idx[k] >= 0 ? done_idx[k] : -done_idx[k] - 1;
+      done[k] = m->tr[i];
+      status_err[k] = done_idx[k] >= 0 ? 0 : PF_EMPI;
       m->tr[i].cb = NULL;
+      m->reqs[i] = MPI_REQUEST_NULL;
+      m->holes++;
     }
-    for (size_t i = 0; i < m->n; i++)
-      if (m->tr[i].cb != NULL) {
-        m->reqs[w] = m->reqs[i];
-        m->tr[w++] = m->tr[i];
-      }
-    m->n = w;
-    for (int k = 0; k < n_done; k++) done[k].cb(done[k].arg, status_err[k]);
-    return total;
+    drop_holes(m);
+    for (int k = 0; k < outcount; k++) done[k].cb(done[k].arg, status_err[k]);
+    return outcount;
   }
 }
 
