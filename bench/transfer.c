@@ -17,9 +17,10 @@
  *   pathflow  one execution runs a chain of H "bench.pass" programs (1
  *             input, same-spec output, memcpy) alternating rank 1, rank 0,
  *             rank 1, ...: H transfers. Chains of H/4 and H hops are
- *             timed; the per-hop figure is the slope (t(H) - t(H/4)) /
- *             (3H/4), which removes the per-execution dispatch cost (printed
- *             apart as a comment). A hop includes the pass kernel's memcpy.
+ *             timed, alternating; the per-hop figure is the median over the
+ *             pairs of the slope (t(H) - t(H/4)) / (3H/4), which removes the
+ *             per-execution dispatch cost (printed apart as a comment). A
+ *             hop includes the pass kernel's memcpy.
  *   raw MPI   ping-pong of S bytes (blocking MPI_Send / MPI_Recv), round
  *             trip / 2.
  *
@@ -116,11 +117,11 @@ static int bw_iters(size_t s) {
   return it < 1 ? 1 : it > 256 ? 256 : (int)it;
 }
 
-/* Hops of the long latency chain: 256 for small tensors, fewer so that one
+/* Hops of the long latency chain: 1024 for small tensors, fewer so that one
  * execution moves <= 512 MiB; a multiple of 4, >= 8. */
 static int hops_of(size_t s) {
   size_t h = ((size_t)512 << 20) / s;
-  h = h > 256 ? 256 : h < 8 ? 8 : h;
+  h = h > 1024 ? 1024 : h < 8 ? 8 : h;
   return (int)(h / 4 * 4);
 }
 
@@ -306,15 +307,14 @@ static double pf_bandwidth(size_t s) {
   return (double)k * (double)s / t / 1e6;
 }
 
-/* Seconds per execution of a chain of `hops` pass programs starting on
- * rank 1, fed buffer x (on rank 0). */
-static double pf_chain(size_t s, int hops, pf_buffer_t x) {
+/* A chain of `hops` pass programs starting on rank 1, fed input "x" (on
+ * rank 0). */
+static pf_executable *pf_chain(size_t s, int hops) {
   pf_graph *g;
   pf_executable *exe;
   pf_slice_t r[2];
   pf_spec spec = pf_spec_1d(PF_U8, (int64_t)s);
   pf_value_t v;
-  double t;
   BENCH_OK(ctx, pf_graph_create(ctx, &g));
   r[0] = bench_slice1(ctx, g, 0);
   r[1] = bench_slice1(ctx, g, 1);
@@ -329,22 +329,49 @@ static double pf_chain(size_t s, int hops, pf_buffer_t x) {
   }
   BENCH_OK(ctx, pf_compile(g, &exe));
   pf_graph_destroy(g);
-  t = time_exe(exe, 1, &(pf_feed){.name = "x", .buffer = x});
-  pf_executable_destroy(exe);
-  return t;
+  return exe;
 }
 
-/* One-way latency per hop (us), and the fixed cost of one execution (us). */
+/* One-way latency per hop (us), and the fixed cost of one execution (us).
+ * Executions of the short and the long chain alternate, and each pair
+ * gives one estimate of the slope; the median over the pairs (at least
+ * 20 per repetition) is kept, so that a disturbance of one execution
+ * (the other core busy for a moment) does not move the figure. */
 static void pf_latency(size_t s, double *hop_us, double *fixed_us) {
   pf_buffer_t x;
-  int h = hops_of(s);
-  double t_short, t_long;
+  int h = hops_of(s), pairs;
+  pf_executable *short_exe, *long_exe;
+  pf_feed feed = {.name = "x"};
+  double *slope, *fixed, t0, t_short, t_long;
   make_buffers(s, 1, &x);
-  t_short = pf_chain(s, h / 4, x);
-  t_long = pf_chain(s, h, x);
+  feed.buffer = x;
+  short_exe = pf_chain(s, h / 4);
+  long_exe = pf_chain(s, h);
+  bench_run(ctx, short_exe, 1, &feed); /* warm-up, and sizes the pairs */
+  t0 = bench_now();
+  bench_run(ctx, long_exe, 1, &feed);
+  pairs = (int)(BENCH_REP_S * reps / (bench_now() - t0));
+  pairs = pairs < 20 * reps ? 20 * reps : pairs > 20000 ? 20000 : pairs;
+  slope = calloc((size_t)pairs, sizeof *slope);
+  fixed = calloc((size_t)pairs, sizeof *fixed);
+  if (slope == NULL || fixed == NULL) BENCH_OK(ctx, PF_ENOMEM);
+  for (int p = 0; p < pairs; p++) {
+    t0 = bench_now();
+    bench_run(ctx, short_exe, 1, &feed);
+    t_short = bench_now() - t0;
+    t0 = bench_now();
+    bench_run(ctx, long_exe, 1, &feed);
+    t_long = bench_now() - t0;
+    slope[p] = 1e6 * (t_long - t_short) / (h - h / 4);
+    fixed[p] = 1e6 * t_short - slope[p] * (h / 4);
+  }
+  *hop_us = bench_median(slope, pairs);
+  *fixed_us = bench_median(fixed, pairs);
+  free(slope);
+  free(fixed);
+  pf_executable_destroy(short_exe);
+  pf_executable_destroy(long_exe);
   BENCH_OK(ctx, pf_buffer_release(ctx, x));
-  *hop_us = 1e6 * (t_long - t_short) / (h - h / 4);
-  *fixed_us = 1e6 * t_short - *hop_us * (h / 4);
 }
 
 /* ---- main ------------------------------------------------------------------------------- */

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "runtime/executor.h"
 
 #include <pthread.h>
@@ -23,7 +24,7 @@ struct pf_loaded {
   int32_t *readers; /* per buffer: input slots of ops that read it */
   uint8_t *keep;    /* per buffer: an output, kept to the end of the step */
   uint8_t *loop_op; /* per op: performed by the loop thread */
-  uint8_t *inline_ok; /* per op: small enough for the loop thread to run */
+  atomic_uchar *inline_ok; /* per op: INLINE_*, may the loop thread run it */
   uint32_t n_loop_ops;
 };
 
@@ -116,7 +117,7 @@ static int build_indexes(pf_loaded *l, int num_devices) {
   l->keep = pf_calloc(p->n_buffers, 1);
   l->kernels = pf_calloc(p->n_ops, sizeof(*l->kernels));
   l->loop_op = pf_calloc(p->n_ops, 1);
-  l->inline_ok = pf_calloc(p->n_ops, 1);
+  l->inline_ok = pf_calloc(p->n_ops, sizeof(atomic_uchar));
   fill = pf_mallocn((size_t)PF_MAXOF(p->n_ops, (uint32_t)num_devices) + 1,
                     sizeof(uint32_t));
   if (!l->dependents_first || !l->dependents || !l->device_first ||
@@ -152,10 +153,16 @@ static int build_indexes(pf_loaded *l, int num_devices) {
 
 /* An op whose input arrives over MPI may be run by the loop thread itself
  * when its device's worker sleeps waiting for it: the result can then be
- * sent at once, with no hand-off to the worker and back. Only for ops the
- * cost function calls tiny: the loop must keep polling MPI. */
+ * sent at once, with no hand-off to the worker and back. Only for short
+ * ops: while it runs one, the loop neither makes MPI progress nor sends
+ * heartbeats. An op qualifies if its cost function calls it tiny; with no
+ * cost function (the default counts bytes only, not time), once a worker
+ * has run it in under INLINE_MAX_NS. An op that takes longer on the loop
+ * thread (data-dependent time) goes back to its worker for good. */
 #define INLINE_MAX_BYTES (64.0 * 1024)
 #define INLINE_MAX_FLOPS (64.0 * 1024)
+#define INLINE_MAX_NS 50000u
+enum { INLINE_NO = 0, INLINE_UNPROVEN = 1, INLINE_YES = 2 };
 
 static void mark_inline(pf_executor *ex, pf_loaded *l, uint32_t i) {
   const pf_plan *p = l->plan;
@@ -168,7 +175,16 @@ static void mark_inline(pf_executor *ex, pf_loaded *l, uint32_t i) {
   for (uint32_t k = 0; k < op->n_in; k++) in[k] = p->buffers[op->inputs[k]].spec;
   for (uint32_t k = 0; k < op->n_out; k++) out[k] = p->buffers[op->outputs[k]].spec;
   l->kernels[i]->cost(op->attrs, (int)op->n_in, in, (int)op->n_out, out, &cost);
-  l->inline_ok[i] = cost.bytes <= INLINE_MAX_BYTES && cost.flops <= INLINE_MAX_FLOPS;
+  if (cost.bytes <= INLINE_MAX_BYTES && cost.flops <= INLINE_MAX_FLOPS)
+    atomic_init(&l->inline_ok[i],
+                l->kernels[i]->cost == pf_default_cost ? INLINE_UNPROVEN : INLINE_YES);
+}
+
+/* Records how long op i took: short ops (proven) may run inline from now
+ * on, long ones never again. */
+static void note_inline_time(pf_loaded *l, uint32_t i, uint64_t ns) {
+  atomic_store_explicit(&l->inline_ok[i], ns <= INLINE_MAX_NS ? INLINE_YES : INLINE_NO,
+                        memory_order_relaxed);
 }
 
 int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
@@ -417,7 +433,8 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
     if (atomic_fetch_sub_explicit(&s->pending[j], 1, memory_order_acq_rel) != 1) continue;
     if (l->loop_op[j])
       ex->cfg.loop_op(ex->cfg.loop_arg, s, j);
-    else if (device < 0 && l->inline_ok[j]) {
+    else if (device < 0 &&
+             atomic_load_explicit(&l->inline_ok[j], memory_order_relaxed) == INLINE_YES) {
       /* At most one claim per worker: the queue has a place per device. */
       if (claim_or_wake(s, j)) ex->inline_ops[ex->n_inline++] = (struct inline_op){s, j};
     } else if (l->plan->ops[j].device != device) {
@@ -445,7 +462,9 @@ static void drain_inline(pf_executor *ex) {
   ex->draining = 1;
   while (ex->n_inline > 0) {
     struct inline_op it = ex->inline_ops[--ex->n_inline];
+    uint64_t t0 = pf_now_ns();
     run_op(it.step, it.op);
+    if (pf_now_ns() - t0 > INLINE_MAX_NS) note_inline_time(it.step->l, it.op, INLINE_MAX_NS + 1);
     release_claim(it.step, it.op);
     finish_op(it.step, it.op, -1);
   }
@@ -519,7 +538,14 @@ static void run_part(worker *w, pf_step *s) {
     wait_ready(w, s, &e, end);
     if (e == end) break; /* the loop thread ran the rest */
     i = l->device_ops[e];
-    run_op(s, i);
+    if (atomic_load_explicit(&l->inline_ok[i], memory_order_relaxed) == INLINE_UNPROVEN &&
+        !atomic_load_explicit(&s->failed, memory_order_acquire)) {
+      uint64_t t0 = pf_now_ns();
+      run_op(s, i);
+      note_inline_time(s->l, i, pf_now_ns() - t0);
+    } else {
+      run_op(s, i);
+    }
     finish_op(s, i, w->device);
   }
 }
@@ -720,6 +746,13 @@ int pf_executor_start(const pf_executor_config *cfg, pf_executor **out) {
       ex->started = d;
       pf_executor_stop(ex);
       return PF_ESYS;
+    }
+    {
+      /* Named, for top -H, gdb and perf: which device a thread serves. */
+      char name[32];
+      snprintf(name, sizeof name, "pf-dev%d", d);
+      name[15] = '\0'; /* the kernel's limit */
+      pthread_setname_np(w->thread, name);
     }
   }
   ex->started = cfg->num_devices;

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "runtime/runtime.h"
 
 #include <pthread.h>
@@ -361,6 +362,7 @@ static void on_wake(uv_async_t *h) {
 
 static void *loop_main(void *arg) {
   pf_runtime *rt = arg;
+  pthread_setname_np(pthread_self(), "pf-loop");
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   return NULL;
 }

@@ -1,13 +1,49 @@
 /* Programs on different ranks: chains, fan-in, fan-out, reshards between
  * ranks, persistent buffers across executions, executions in flight. */
+#define _GNU_SOURCE /* pthread_getname_np */
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
 #include "mpi_common.h"
 
 pf_context *ctx;
 static int world;
 
+/* ---- "test.where": which thread ran it ------------------------------------- */
+
+/* Busy-waits attribute "ns", then writes 1 if the loop thread ran it
+ * (threads are named "pf-loop" and "pf-devN"), else 0. No cost function:
+ * the runtime must learn how long it takes. */
+static int where_shape(const pf_attrs *attrs, int n_in, const pf_spec *in, int n_out,
+                       pf_spec *out, pf_diag *diag) {
+  (void)attrs, (void)n_in, (void)in, (void)n_out, (void)diag;
+  out[0] = pf_spec_scalar(PF_I32);
+  return 0;
+}
+
+static int where_compute(const pf_kernel_call *c) {
+  char name[16] = "";
+  struct timespec t0, t;
+  int64_t ns = pf_attrs_get_int(c->attrs, "ns", 0);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  do clock_gettime(CLOCK_MONOTONIC, &t);
+  while ((t.tv_sec - t0.tv_sec) * 1000000000LL + (t.tv_nsec - t0.tv_nsec) < ns);
+  pthread_getname_np(pthread_self(), name, sizeof name);
+  *(int32_t *)c->out[0].data = strcmp(name, "pf-loop") == 0;
+  return 0;
+}
+
+static const pf_kernel_def where_kernel = {.name = "test.where", .kind = PF_DEVICE_CPU,
+                                           .n_in = 1, .n_out = 1, .shape = where_shape,
+                                           .compute = where_compute};
+
 static int setup(void **state) {
   (void)state;
-  if (pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 1}, &ctx)) return -1;
+  if (pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 1, .kernels = &where_kernel,
+                                               .n_kernels = 1},
+              &ctx))
+    return -1;
   world = pf_world_size(ctx);
   return world >= 2 ? 0 : -1;
 }
@@ -203,6 +239,70 @@ static void test_executions_in_flight(void **state) {
   pf_graph_destroy(g);
 }
 
+/* A chain of `hops` test.where ops of `ns` each, alternating ranks 1 and 0;
+ * returns how many of them the loop thread ran in each of `runs`
+ * executions. */
+static void where_chain(int hops, int64_t ns, int runs, int *on_loop) {
+  pf_graph *g;
+  pf_executable *exe;
+  pf_spec spec = pf_spec_scalar(PF_I32);
+  pf_value_t v;
+  pf_attrs *a;
+  char name[16];
+  pf_tensor *x;
+  OK(pf_tensor_create(&spec, &x));
+  OK(pf_graph_create(ctx, &g));
+  OK(pf_graph_input(g, "x", &spec, pinned_slice(g, 1, 0), pf_replicated(), &v));
+  OK(pf_attrs_create(&a));
+  OK(pf_attrs_set_int(a, "ns", ns));
+  for (int h = 1; h <= hops; h++) {
+    OK(pf_graph_program(g, &(pf_program_desc){.kernel = "test.where", .attrs = a,
+                                               .slice = pinned_slice(g, 1, h % 2), .n_in = 1,
+                                               .in = &v},
+                        &v, NULL));
+    snprintf(name, sizeof name, "h%d", h);
+    OK(pf_graph_output(g, name, v));
+  }
+  pf_attrs_destroy(a);
+  OK(pf_compile(g, &exe));
+  for (int r = 0; r < runs; r++) {
+    pf_future *f;
+    on_loop[r] = 0;
+    OK(pf_execute(exe, 1, &(pf_feed){.name = "x", .tensor = x}, &f));
+    OK(pf_future_wait(f));
+    for (int h = 1; h <= hops; h++) {
+      pf_tensor *t;
+      snprintf(name, sizeof name, "h%d", h);
+      OK(pf_future_fetch(f, name, &t));
+      on_loop[r] += *(int32_t *)pf_tensor_data(t);
+      pf_tensor_destroy(t);
+    }
+    pf_future_destroy(f);
+  }
+  pf_tensor_destroy(x);
+  pf_executable_destroy(exe);
+  pf_graph_destroy(g);
+}
+
+/* An op whose input arrives from another rank runs on the loop thread
+ * (no hand-off to its worker) only once it is known to be short: a kernel
+ * with no cost function runs on its worker the first time; a short one
+ * runs inline afterwards, a long one (200 us, over the 50 us limit) never
+ * does, so the loop never stops polling for long. */
+static void test_inline_only_short_ops(void **state) {
+  int short_runs[3], long_runs[3];
+  (void)state;
+  where_chain(40, 0, 3, short_runs);
+  where_chain(40, 200000, 3, long_runs);
+  print_message("ops run by the loop thread, per execution: short %d %d %d, long %d %d %d\n",
+                short_runs[0], short_runs[1], short_runs[2], long_runs[0], long_runs[1],
+                long_runs[2]);
+  assert_int_equal(short_runs[0], 0);
+  /* Every hop but the first waits on a transfer its worker sleeps on. */
+  assert_true(short_runs[2] >= 20);
+  for (int r = 0; r < 3; r++) assert_int_equal(long_runs[r], 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_chain_across_ranks),
@@ -210,6 +310,7 @@ int main(void) {
       cmocka_unit_test(test_reshard_between_ranks),
       cmocka_unit_test(test_buffers_across_100_executions),
       cmocka_unit_test(test_executions_in_flight),
+      cmocka_unit_test(test_inline_only_short_ops),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
