@@ -1,6 +1,7 @@
 #include "runtime/storage.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "base/util.h"
@@ -16,9 +17,11 @@ static struct {
   pthread_mutex_t lock;
   void *ptr[CACHE_SLOTS];
   size_t size[CACHE_SLOTS];
+  uint64_t age[CACHE_SLOTS]; /* when put: the oldest goes first */
+  uint64_t clock;
   size_t bytes, limit;
   int limit_read;
-} cache = {PTHREAD_MUTEX_INITIALIZER, {0}, {0}, 0, 0, 0};
+} cache = {PTHREAD_MUTEX_INITIALIZER, {0}, {0}, {0}, 0, 0, 0, 0};
 
 /* Under AddressSanitizer keep nothing: a reused block would hide a
  * use-after-free. */
@@ -47,9 +50,13 @@ static void *cache_take(size_t nbytes) {
   return p;
 }
 
-/* 1 if the cache kept p. */
+/* 1 if the cache kept p. To make room, the oldest blocks go: the sizes of
+ * the executable running now matter, not those of one that ran before
+ * (without eviction, a cache full of 16 MiB blocks made every 64 MiB step
+ * fault its pages in again). */
 static int cache_put(void *p, size_t nbytes) {
-  int kept = 0;
+  void *evicted[CACHE_SLOTS];
+  int kept = 0, n_evicted = 0, slot = -1;
   if (CACHE_OFF || nbytes < CACHE_MIN) return 0;
   pthread_mutex_lock(&cache.lock);
   if (!cache.limit_read) {
@@ -57,14 +64,31 @@ static int cache_put(void *p, size_t nbytes) {
     cache.limit = e && *e ? (size_t)strtoull(e, NULL, 10) : (size_t)256 << 20;
     cache.limit_read = 1;
   }
-  for (int i = 0; i < CACHE_SLOTS && !kept && cache.bytes + nbytes <= cache.limit; i++)
-    if (cache.ptr[i] == NULL) {
-      cache.ptr[i] = p;
-      cache.size[i] = nbytes;
-      cache.bytes += nbytes;
-      kept = 1;
+  if (nbytes <= cache.limit) {
+    for (;;) {
+      int oldest = -1;
+      slot = -1;
+      for (int i = 0; i < CACHE_SLOTS; i++) {
+        if (cache.ptr[i] == NULL) {
+          if (slot < 0) slot = i;
+        } else if (oldest < 0 || cache.age[i] < cache.age[oldest]) {
+          oldest = i;
+        }
+      }
+      if (slot >= 0 && cache.bytes + nbytes <= cache.limit) break;
+      /* oldest >= 0 here: an empty cache has a free slot and room. */
+      evicted[n_evicted++] = cache.ptr[oldest];
+      cache.bytes -= cache.size[oldest];
+      cache.ptr[oldest] = NULL;
     }
+    cache.ptr[slot] = p;
+    cache.size[slot] = nbytes;
+    cache.age[slot] = ++cache.clock;
+    cache.bytes += nbytes;
+    kept = 1;
+  }
   pthread_mutex_unlock(&cache.lock);
+  for (int i = 0; i < n_evicted; i++) pf_aligned_free(evicted[i]);
   return kept;
 }
 
@@ -76,6 +100,14 @@ void pf_storage_cache_clear(void) {
   }
   cache.bytes = 0;
   pthread_mutex_unlock(&cache.lock);
+}
+
+size_t pf_storage_cache_bytes(void) {
+  size_t n;
+  pthread_mutex_lock(&cache.lock);
+  n = cache.bytes;
+  pthread_mutex_unlock(&cache.lock);
+  return n;
 }
 
 pf_storage *pf_storage_new(size_t nbytes, int device) {

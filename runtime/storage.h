@@ -32,5 +32,7 @@ void pf_storage_unref(pf_storage *s);
 /* Frees the blocks kept for reuse (large blocks of freed storages are kept,
  * up to PATHFLOW_CACHE_BYTES, default 256 MiB). Called at finalize. */
 void pf_storage_cache_clear(void);
+/* Bytes kept for reuse now (0 under AddressSanitizer, which keeps none). */
+size_t pf_storage_cache_bytes(void);
 
 #endif

@@ -1,6 +1,7 @@
 /* Memory planning: peak bytes per device, arenas shared by buffers whose
  * lifetimes do not overlap, the device memory limit. */
 #include "testing.h"
+#include "runtime/storage.h"
 
 static pf_context *ctx;
 
@@ -173,12 +174,40 @@ static void test_device_memory_limit(void **state) {
   unsetenv("PATHFLOW_DEVICE_MEMORY");
 }
 
+/* Freed large blocks are kept for the next step; when the cache is full of
+ * one size, a block of another size evicts the oldest ones instead of
+ * being refused (then every step of a new size would fault its pages in
+ * again). */
+static void test_block_cache_evicts_oldest(void **state) {
+  const size_t mib = (size_t)1 << 20;
+  pf_storage *small[16], *big;
+  (void)state;
+  pf_storage_cache_clear();
+  for (int i = 0; i < 16; i++) assert_non_null(small[i] = pf_storage_new(16 * mib, 0));
+  for (int i = 0; i < 16; i++) pf_storage_unref(small[i]);
+  if (pf_storage_cache_bytes() == 0) {
+    pf_storage_cache_clear();
+    skip(); /* AddressSanitizer: nothing is kept */
+  }
+  assert_int_equal(pf_storage_cache_bytes(), 256 * mib); /* the default limit, full */
+  assert_non_null(big = pf_storage_new(64 * mib, 0));
+  pf_storage_unref(big);
+  /* Kept: four 16 MiB blocks went to make room. */
+  assert_int_equal(pf_storage_cache_bytes(), 256 * mib);
+  assert_non_null(big = pf_storage_new(64 * mib, 0)); /* taken from the cache */
+  assert_int_equal(pf_storage_cache_bytes(), 192 * mib);
+  pf_storage_unref(big);
+  pf_storage_cache_clear();
+  assert_int_equal(pf_storage_cache_bytes(), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_chain_peak_is_constant),
       cmocka_unit_test(test_chain_results_with_arena),
       cmocka_unit_test(test_long_lived_value_not_reused),
       cmocka_unit_test(test_device_memory_limit),
+      cmocka_unit_test(test_block_cache_evicts_oldest),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
