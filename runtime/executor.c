@@ -158,7 +158,8 @@ static int build_indexes(pf_loaded *l, int num_devices) {
  * heartbeats. An op qualifies if its cost function calls it tiny; with no
  * cost function (the default counts bytes only, not time), once a worker
  * has run it in under INLINE_MAX_NS. An op that takes longer on the loop
- * thread (data-dependent time) goes back to its worker for good. */
+ * thread (data-dependent time) goes back to its worker, until a worker run
+ * is short again. */
 #define INLINE_MAX_BYTES (64.0 * 1024)
 #define INLINE_MAX_FLOPS (64.0 * 1024)
 #define INLINE_MAX_NS 50000u
@@ -180,10 +181,12 @@ static void mark_inline(pf_executor *ex, pf_loaded *l, uint32_t i) {
                 l->kernels[i]->cost == pf_default_cost ? INLINE_UNPROVEN : INLINE_YES);
 }
 
-/* Records how long op i took: short ops (proven) may run inline from now
- * on, long ones never again. */
+/* Records how long op i took: a short run proves it may run inline; a
+ * long one sends it back to its worker until a worker run is short again
+ * (one sample: a worker preempted in the middle of a short op must not
+ * lose it the loop thread for good). */
 static void note_inline_time(pf_loaded *l, uint32_t i, uint64_t ns) {
-  atomic_store_explicit(&l->inline_ok[i], ns <= INLINE_MAX_NS ? INLINE_YES : INLINE_NO,
+  atomic_store_explicit(&l->inline_ok[i], ns <= INLINE_MAX_NS ? INLINE_YES : INLINE_UNPROVEN,
                         memory_order_relaxed);
 }
 

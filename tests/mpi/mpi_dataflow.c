@@ -290,17 +290,20 @@ static void where_chain(int hops, int64_t ns, int runs, int *on_loop) {
  * runs inline afterwards, a long one (200 us, over the 50 us limit) never
  * does, so the loop never stops polling for long. */
 static void test_inline_only_short_ops(void **state) {
-  int short_runs[3], long_runs[3];
+  int short_runs[5], long_runs[5];
   (void)state;
-  where_chain(40, 0, 3, short_runs);
-  where_chain(40, 200000, 3, long_runs);
-  print_message("ops run by the loop thread, per execution: short %d %d %d, long %d %d %d\n",
-                short_runs[0], short_runs[1], short_runs[2], long_runs[0], long_runs[1],
-                long_runs[2]);
+  where_chain(40, 0, 5, short_runs);
+  where_chain(40, 200000, 5, long_runs);
+  print_message("ops run by the loop thread, per execution: short %d %d %d %d %d, "
+                "long %d %d %d %d %d\n", short_runs[0], short_runs[1], short_runs[2],
+                short_runs[3], short_runs[4], long_runs[0], long_runs[1], long_runs[2],
+                long_runs[3], long_runs[4]);
   assert_int_equal(short_runs[0], 0);
-  /* Every hop but the first waits on a transfer its worker sleeps on. */
-  assert_true(short_runs[2] >= 20);
-  for (int r = 0; r < 3; r++) assert_int_equal(long_runs[r], 0);
+  /* Each hop waits on a transfer its worker sleeps on. An op whose worker
+   * run was slowed down (preempted on a busy machine) proves itself again
+   * in a later execution: by the last one most hops run inline. */
+  assert_true(short_runs[4] >= 20);
+  for (int r = 0; r < 5; r++) assert_int_equal(long_runs[r], 0);
 }
 
 int main(void) {
