@@ -1,7 +1,8 @@
 # Thin wrapper over CMake. The two commands a user needs:
 #   make demo    installs what is missing, builds, runs the main example
 #   make check   installs what is missing, builds, runs every test,
-#                then the unit/local tests under ASan+UBSan and TSan,
+#                then the unit/local tests under ASan+UBSan, the local tests
+#                and two mpirun tests under TSan,
 #                and the fuzzers for a bounded time
 JOBS ?= 2
 BUILD ?= build
@@ -55,6 +56,8 @@ check-tsan:
 	@$(CMAKE) --build build-tsan -j$(JOBS)
 	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/sanitizers/tsan.supp" \
 	  ctest -L local --output-on-failure
+	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/sanitizers/tsan-mpi.supp" \
+	  ctest -L mpi-tsan --output-on-failure
 
 check-fuzz:
 	@CC=clang $(CMAKE) -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DPF_BUILD_FUZZ=ON \
