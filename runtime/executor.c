@@ -54,13 +54,14 @@ typedef struct worker {
   pf_executor *ex;
   int device;
   pthread_t thread;
-  /* Guarded by lock. While the worker sleeps (parked), park_e is its place
-   * in park_step's device_ops: the op it waits for. The loop thread may run
-   * that op itself (loop_running while it does) and then move park_e on,
-   * so a worker whose ops all run inline is never woken per op. */
+  /* Guarded by lock. While the worker sleeps waiting for an op's inputs,
+   * park_step is that op's step (else NULL) and park_e its place in the
+   * step's device_ops. The loop thread may run that op itself
+   * (loop_running while it does) and then move park_e on, so a worker
+   * whose ops all run inline is never woken per op. */
   pf_step *park_step;
   uint32_t park_e;
-  int parked, loop_running;
+  int loop_running;
   pthread_mutex_t lock;
   pthread_cond_t wake;
   part *head, *tail;
@@ -403,7 +404,7 @@ static int claim_or_wake(pf_step *s, uint32_t j) {
   worker *w = &s->ex->workers[device];
   int claimed = 0;
   pthread_mutex_lock(&w->lock);
-  if (w->parked && w->park_step == s && !w->loop_running &&
+  if (w->park_step == s && !w->loop_running &&
       w->park_e < device_end(s, device) && s->l->device_ops[w->park_e] == j)
     claimed = w->loop_running = 1;
   else
@@ -467,7 +468,7 @@ static void drain_inline(pf_executor *ex) {
     struct inline_op it = ex->inline_ops[--ex->n_inline];
     uint64_t t0 = pf_now_ns();
     run_op(it.step, it.op);
-    if (pf_now_ns() - t0 > INLINE_MAX_NS) note_inline_time(it.step->l, it.op, INLINE_MAX_NS + 1);
+    note_inline_time(it.step->l, it.op, pf_now_ns() - t0);
     release_claim(it.step, it.op);
     finish_op(it.step, it.op, -1);
   }
@@ -505,7 +506,6 @@ static void wait_ready(worker *w, pf_step *s, uint32_t *e, uint32_t end) {
     } while (pf_now_ns() - t0 < spin);
   }
   pthread_mutex_lock(&w->lock);
-  w->parked = 1;
   w->park_step = s;
   w->park_e = *e;
   while (w->loop_running ||
@@ -513,7 +513,6 @@ static void wait_ready(worker *w, pf_step *s, uint32_t *e, uint32_t end) {
           atomic_load_explicit(&s->pending[ops[w->park_e]], memory_order_acquire) != 0))
     pthread_cond_wait(&w->wake, &w->lock);
   *e = w->park_e;
-  w->parked = 0;
   w->park_step = NULL;
   pthread_mutex_unlock(&w->lock);
 }
