@@ -4,6 +4,7 @@
  * and its pass advances by 1/weight). Everything here runs under ctx->lock,
  * on the user thread (enqueue) or the loop thread (replies). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "api/execute_internal.h"
 
@@ -22,6 +23,21 @@ static void send_next_run(pf_context *ctx, pf_step_req *req) {
   /* A run that cannot be queued would leave its step waiting forever. */
   if (pf_runtime_send(ctx->runtime, rank, m) != 0)
     pf_mpi_abort(ctx->mpi, 1, "cannot send a run message");
+}
+
+/* Parallel dispatch: this rank's own run starts its step on the loop
+ * thread at once (posting every receive takes a while for a long plan);
+ * the other ranks' runs go out before it, so that their setup overlaps. */
+static void run_local_last(pf_step_req *req) {
+  for (int k = 0; k + 1 < req->n_runs; k++)
+    if (req->ranks[k] == 0) {
+      pf_msg *m = req->runs[k];
+      memmove(&req->runs[k], &req->runs[k + 1], (size_t)(req->n_runs - k - 1) * sizeof *req->runs);
+      memmove(&req->ranks[k], &req->ranks[k + 1], (size_t)(req->n_runs - k - 1) * sizeof *req->ranks);
+      req->runs[req->n_runs - 1] = m;
+      req->ranks[req->n_runs - 1] = 0;
+      return;
+    }
 }
 
 /* Share accounting: every executable waiting when a slot is given was
@@ -63,10 +79,12 @@ static void pump_locked(pf_context *ctx) {
     req->slot = __builtin_ctzll(~ctx->slots_used);
     ctx->slots_used |= 1ull << req->slot;
     for (int k = 0; k < req->n_runs; k++) req->runs[k]->slot = (uint32_t)req->slot;
-    if (best->dispatch == PF_DISPATCH_SEQUENTIAL)
+    if (best->dispatch == PF_DISPATCH_SEQUENTIAL) {
       send_next_run(ctx, req);
-    else
+    } else {
+      run_local_last(req);
       while (req->next_run < req->n_runs) send_next_run(ctx, req);
+    }
   }
 }
 

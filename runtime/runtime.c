@@ -252,27 +252,37 @@ static int waiting(pf_runtime *rt) {
  * within a few microseconds, and the loop polls twice as often. */
 #define YIELD_EVERY 8u
 
+/* A libuv iteration (timers, an epoll_wait system call) costs as much as
+ * a poll: poll up to SPIN_BURST times per iteration, and go back to libuv
+ * between bursts for its timers, wake-ups and signals. */
+#define SPIN_BURST 32u
+
 static void on_spin(uv_idle_t *h) {
   pf_runtime *rt = h->data;
   uint64_t now;
-  /* Work handed over by a device worker: take it now, not one loop
-   * iteration later through the async handle. */
-  if (atomic_load_explicit(&rt->has_events, memory_order_acquire)) drain_events(rt);
-  if (poll_mpi(rt) > 0) {
-    rt->last_activity = pf_now_ns();
-    return;
-  }
-  if (transferring(rt) || waiting(rt)) {
+  int busy = 0;
+  for (unsigned i = 0; i < SPIN_BURST; i++) {
+    /* Work handed over by a device worker: take it now, not one loop
+     * iteration later through the async handle. */
+    if (atomic_load_explicit(&rt->has_events, memory_order_acquire)) drain_events(rt);
+    if (poll_mpi(rt) > 0) {
+      busy = 1;
+      continue;
+    }
+    if (!transferring(rt) && !waiting(rt)) break;
     /* Receives posted ahead, steps running: keep polling, but let a device
      * worker that shares this core run first. */
-    rt->last_activity = pf_now_ns();
+    busy = 1;
     if (++rt->polls_since_yield >= YIELD_EVERY) {
       rt->polls_since_yield = 0;
       sched_yield();
     }
-    return;
   }
   now = pf_now_ns();
+  if (busy) {
+    rt->last_activity = now;
+    return;
+  }
   if (now - rt->last_activity > rt->spin_ns) {
     /* Quiet: sleep between polls instead of spinning a core. */
     uv_idle_stop(&rt->spin);
