@@ -26,6 +26,10 @@ struct pf_loaded {
   uint8_t *loop_op; /* per op: performed by the loop thread */
   atomic_uchar *inline_ok; /* per op: INLINE_*, may the loop thread run it */
   uint32_t n_loop_ops;
+  /* A step's start touches these, not the plan's large op records. */
+  uint32_t *n_deps;    /* per op */
+  uint32_t *start_ops; /* loop ops with no dependencies, in plan order */
+  uint32_t n_start_ops;
 };
 
 typedef struct part {
@@ -100,6 +104,8 @@ void pf_loaded_release(pf_loaded *l) {
   free(l->keep);
   free(l->loop_op);
   free(l->inline_ok);
+  free(l->n_deps);
+  free(l->start_ops);
   free(l);
 }
 
@@ -119,11 +125,13 @@ static int build_indexes(pf_loaded *l, int num_devices) {
   l->kernels = pf_calloc(p->n_ops, sizeof(*l->kernels));
   l->loop_op = pf_calloc(p->n_ops, 1);
   l->inline_ok = pf_calloc(p->n_ops, sizeof(atomic_uchar));
+  l->n_deps = pf_mallocn(p->n_ops, sizeof(uint32_t));
+  l->start_ops = pf_mallocn(p->n_ops, sizeof(uint32_t));
   fill = pf_mallocn((size_t)PF_MAXOF(p->n_ops, (uint32_t)num_devices) + 1,
                     sizeof(uint32_t));
   if (!l->dependents_first || !l->dependents || !l->device_first ||
       !l->device_ops || !l->readers || !l->keep || !l->kernels || !l->loop_op ||
-      !l->inline_ok || !fill) {
+      !l->inline_ok || !l->n_deps || !l->start_ops || !fill) {
     free(fill);
     return PF_ENOMEM;
   }
@@ -133,6 +141,8 @@ static int build_indexes(pf_loaded *l, int num_devices) {
     l->loop_op[i] = op->kind == PF_OP_SEND || op->kind == PF_OP_RECV ||
                     (op->kind == PF_OP_COLLECTIVE && op->comm >= 0);
     l->n_loop_ops += l->loop_op[i];
+    l->n_deps[i] = op->n_deps;
+    if (l->loop_op[i] && op->n_deps == 0) l->start_ops[l->n_start_ops++] = i;
     if (!l->loop_op[i]) l->device_first[op->device + 1]++;
     if (op->kind != PF_OP_RECV)
       for (uint32_t k = 0; k < op->n_in; k++) l->readers[op->inputs[k]]++;
@@ -622,19 +632,12 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
         return PF_ENOMEM;
       }
   }
-  for (uint32_t i = 0; i < p->n_ops; i++) atomic_init(&s->pending[i], p->ops[i].n_deps);
+  for (uint32_t i = 0; i < p->n_ops; i++) atomic_init(&s->pending[i], l->n_deps[i]);
   for (uint32_t b = 0; b < p->n_buffers; b++) {
     atomic_init(&s->readers[b], l->readers[b]);
     if (p->buffers[b].input >= 0 && inputs != NULL && inputs[b] != NULL)
       s->bufs[b] = pf_storage_ref(inputs[b]);
   }
-  /* Receivers allocate before any producer runs, so the loop can post
-   * every receive at once (parallel asynchronous dispatch). */
-  for (uint32_t i = 0; i < p->n_ops; i++)
-    if (p->ops[i].kind == PF_OP_RECV && ensure(s, p->ops[i].outputs[0]) == NULL) {
-      pf_step_free(s);
-      return PF_ENOMEM;
-    }
   for (int d = 0; d < nd; d++)
     if (l->device_first[d + 1] > l->device_first[d]) used++;
   atomic_init(&s->remaining, used + (int)l->n_loop_ops);
@@ -660,9 +663,10 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
     pthread_mutex_unlock(&w->lock);
   }
   pthread_mutex_unlock(&ex->run_lock);
-  /* Loop ops with no dependencies (every receive) start now. */
-  for (uint32_t i = 0; i < p->n_ops; i++)
-    if (l->loop_op[i] && p->ops[i].n_deps == 0) ex->cfg.loop_op(ex->cfg.loop_arg, s, i);
+  /* Loop ops with no dependencies (every receive) start now: the loop
+   * allocates each receive's buffer and posts it before its producer has
+   * run (parallel asynchronous dispatch). */
+  for (uint32_t k = 0; k < l->n_start_ops; k++) ex->cfg.loop_op(ex->cfg.loop_arg, s, l->start_ops[k]);
   return 0;
 }
 
@@ -688,6 +692,8 @@ pf_storage *pf_step_buffer(pf_step *s, uint32_t b) {
   }
   return s->bufs[b];
 }
+
+pf_storage *pf_step_output(pf_step *s, uint32_t b) { return ensure(s, b); }
 
 const pf_plan *pf_step_plan(const pf_step *s) { return s->l->plan; }
 

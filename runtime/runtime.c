@@ -267,6 +267,11 @@ static void on_spin(uv_idle_t *h) {
     if (atomic_load_explicit(&rt->has_events, memory_order_acquire)) drain_events(rt);
     if (poll_mpi(rt) > 0) {
       busy = 1;
+      pf_service_post_deferred(rt->svc, 1);
+      continue;
+    }
+    if (pf_service_post_deferred(rt->svc, 4) > 0) {
+      busy = 1;
       continue;
     }
     if (!transferring(rt) && !waiting(rt)) break;

@@ -32,8 +32,20 @@ typedef struct run {
   pf_msg *msg; /* the RUN message: output and drop ids */
   int ops_in_flight; /* loop ops posted and not done */
   struct loop_op *posted; /* those ops, for the watchdog */
+  int starting;           /* inside pf_executor_run: receives may wait */
+  uint32_t eager_recvs;   /* receives posted at the start */
+  uint32_t deferred;      /* receives in the service's deferred queue */
   struct run *prev, *next;
 } run;
+
+/* A long plan has thousands of receives, ~0.2 us each to post: a step
+ * posts its first PF_EAGER_RECVS at once and leaves the rest, in plan
+ * order, to the loop's polls (a few per poll, more when a poll finds
+ * nothing), so that its first ops start at once instead of after every
+ * receive is posted. Posting never waits on a completion, so every
+ * receive is posted within a bounded number of polls: no deadlock. A
+ * message that comes before its receive is posted is buffered by MPI. */
+#define PF_EAGER_RECVS 64u
 
 /* A loop op in progress, or a collective waiting for its turn. */
 typedef struct loop_op {
@@ -76,9 +88,35 @@ struct pf_service {
   run *runs;
   int n_runs;
   comm_queue *queues;
+  loop_op *defer_head, *defer_tail; /* receives to post when idle */
+  loop_op *spare;                   /* finished records, for reuse */
+  size_t n_spare;
   uint64_t last_progress;
   int tag_window;
 };
+
+/* A step has a record per transfer: reuse them (loop thread only) rather
+ * than malloc and free thousands per step. */
+#define SPARE_MAX 65536u
+
+static loop_op *loop_op_new(pf_service *s) {
+  loop_op *lo = s->spare;
+  if (lo == NULL) return calloc(1, sizeof *lo);
+  s->spare = lo->next;
+  s->n_spare--;
+  memset(lo, 0, sizeof *lo);
+  return lo;
+}
+
+static void loop_op_free(pf_service *s, loop_op *lo) {
+  if (s->n_spare >= SPARE_MAX) {
+    free(lo);
+    return;
+  }
+  lo->next = s->spare;
+  s->spare = lo;
+  s->n_spare++;
+}
 
 int pf_service_create(const pf_service_config *cfg, pf_service **out) {
   pf_service *s = calloc(1, sizeof *s);
@@ -118,6 +156,16 @@ void pf_service_destroy(pf_service *s) {
     comm_queue *q = s->queues;
     s->queues = q->next;
     free(q);
+  }
+  while (s->defer_head) {
+    loop_op *lo = s->defer_head;
+    s->defer_head = lo->next;
+    free(lo);
+  }
+  while (s->spare) {
+    loop_op *lo = s->spare;
+    s->spare = lo->next;
+    free(lo);
   }
   pf_store_destroy(s->store);
   free(s);
@@ -247,7 +295,7 @@ static void enqueue_collectives(pf_service *s, run *r) {
     loop_op *lo;
     if (p->ops[i].kind != PF_OP_COLLECTIVE || p->ops[i].comm < 0) continue;
     q = queue_for(s, r->e->comms[i]);
-    lo = calloc(1, sizeof *lo);
+    lo = loop_op_new(s);
     if (q == NULL || lo == NULL) {
       /* Cannot keep the gang order: the job cannot go on safely. */
       pf_mpi_abort(s->cfg.mpi, 1, "out of memory queueing a collective");
@@ -315,12 +363,14 @@ static void handle_run(pf_service *s, pf_msg *m) {
   s->runs = r;
   s->n_runs++;
   enqueue_collectives(s, r);
+  r->starting = 1;
   if (why.code)
     rc = pf_executor_run_failed(s->cfg.executor, e->loaded, inputs, &why, executor_done, r, &r->step);
   else
     rc = pf_executor_run(s->cfg.executor, e->loaded, inputs, executor_done, r, &r->step);
   free(inputs);
   if (rc != 0) pf_mpi_abort(s->cfg.mpi, 1, "could not start a step (out of memory)");
+  r->starting = 0;
 }
 
 /* Runs on a device worker (or inside pf_executor_run): the runtime hands
@@ -394,7 +444,7 @@ static void loop_op_finish(loop_op *lo, int status, const char *why) {
   free(lo->stage_in);
   free(lo->stage_out);
   pf_executor_loop_op_done(lo->r->step, lo->op, status, why);
-  free(lo);
+  loop_op_free(s, lo);
 }
 
 static void transfer_done(void *arg, int status) {
@@ -412,7 +462,7 @@ static void start_transfer(pf_service *s, loop_op *lo) {
   const pf_plan_op *op = &pf_step_plan(r->step)->ops[lo->op];
   const pf_mpi_box *bx = &r->e->boxes[lo->op];
   uint32_t b = op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0];
-  pf_storage *st = pf_step_buffer(r->step, b);
+  pf_storage *st = op->kind == PF_OP_SEND ? pf_step_buffer(r->step, b) : pf_step_output(r->step, b);
   MPI_Request req;
   int err, tag = tag_of(s, r->slot, op->tag);
   posted_add(lo);
@@ -615,12 +665,34 @@ void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t i) {
     pump(s);
     return;
   }
-  if ((lo = calloc(1, sizeof *lo)) == NULL) {
+  if ((lo = loop_op_new(s)) == NULL) {
     pf_mpi_abort(s->cfg.mpi, 1, "out of memory starting a transfer");
   }
   lo->r = r;
   lo->op = i;
+  if (op->kind == PF_OP_RECV && r->starting && r->eager_recvs++ >= PF_EAGER_RECVS) {
+    lo->next = NULL;
+    if (s->defer_tail)
+      s->defer_tail->next = lo;
+    else
+      s->defer_head = lo;
+    s->defer_tail = lo;
+    r->deferred++;
+    return;
+  }
   start_transfer(s, lo);
+}
+
+int pf_service_post_deferred(pf_service *s, int max) {
+  int n = 0;
+  while (n < max && s->defer_head != NULL) {
+    loop_op *lo = s->defer_head;
+    if ((s->defer_head = lo->next) == NULL) s->defer_tail = NULL;
+    lo->r->deferred--;
+    start_transfer(s, lo);
+    n++;
+  }
+  return n;
 }
 
 /* ---- buffers ------------------------------------------------------------------- */
@@ -691,8 +763,10 @@ void pf_service_dump(const pf_service *s, FILE *f) {
   fprintf(f, "pathflow watchdog: rank %d: %d steps in flight, %zu buffers (%zu bytes) held\n",
           s->cfg.rank, s->n_runs, pf_store_count(s->store), pf_store_bytes(s->store));
   for (const run *r = s->runs; r; r = r->next) {
-    fprintf(f, " step %llu of executable %llu: %d transfers/collectives posted\n",
-            (unsigned long long)r->seq, (unsigned long long)r->e->id, r->ops_in_flight);
+    fprintf(f, " step %llu of executable %llu: %d transfers/collectives posted"
+            " (%u receives not yet posted)\n",
+            (unsigned long long)r->seq, (unsigned long long)r->e->id,
+            r->ops_in_flight - (int)r->deferred, r->deferred);
     pf_step_dump(r->step, f);
     for (const loop_op *lo = r->posted; lo; lo = lo->posted_next) {
       const pf_plan_op *op = &pf_step_plan(r->step)->ops[lo->op];

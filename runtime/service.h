@@ -45,6 +45,11 @@ void pf_service_step_done(pf_service *s, void *step_arg);
 void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t op);
 
 int pf_service_steps_in_flight(const pf_service *s);
+
+/* Posts up to `max` of the receives that step starts left for later (the
+ * first receives of a step are posted at once, the rest when the loop is
+ * idle), in plan order. Loop thread only. Returns how many it posted. */
+int pf_service_post_deferred(pf_service *s, int max);
 /* pf_now_ns() of the last op or step that completed. */
 uint64_t pf_service_last_progress(const pf_service *s);
 /* Prints what each step in flight waits on: device queues, transfers,

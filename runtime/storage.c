@@ -92,7 +92,10 @@ static int cache_put(void *p, size_t nbytes) {
   return kept;
 }
 
+static void small_clear(void);
+
 void pf_storage_cache_clear(void) {
+  small_clear();
   pthread_mutex_lock(&cache.lock);
   for (int i = 0; i < CACHE_SLOTS; i++) {
     pf_aligned_free(cache.ptr[i]);
@@ -110,8 +113,97 @@ size_t pf_storage_cache_bytes(void) {
   return n;
 }
 
+/* Small storage (the scalars and edges of a fine-grained graph) is one
+ * block, header then data, reused through a free list per power-of-two
+ * size class: a step of thousands of ops otherwise mallocs and frees
+ * thousands of tiny blocks, and glibc then consolidates its fast bins in
+ * one pass of ~100 us, inside whatever free() happens to trigger it. */
+#define SMALL_HEADER ((sizeof(pf_storage) + PF_ALIGN - 1) / PF_ALIGN * PF_ALIGN)
+#define SMALL_MIN_SHIFT 6 /* 64 bytes */
+#define SMALL_CLASSES 7   /* up to 4 KiB */
+#define SMALL_KEEP_BYTES ((size_t)4 << 20) /* per class */
+
+typedef struct small_free {
+  struct small_free *next;
+} small_free;
+
+static struct {
+  pthread_mutex_t lock;
+  small_free *head;
+  size_t count;
+} small[SMALL_CLASSES] = {
+    {PTHREAD_MUTEX_INITIALIZER, NULL, 0}, {PTHREAD_MUTEX_INITIALIZER, NULL, 0},
+    {PTHREAD_MUTEX_INITIALIZER, NULL, 0}, {PTHREAD_MUTEX_INITIALIZER, NULL, 0},
+    {PTHREAD_MUTEX_INITIALIZER, NULL, 0}, {PTHREAD_MUTEX_INITIALIZER, NULL, 0},
+    {PTHREAD_MUTEX_INITIALIZER, NULL, 0}};
+
+/* The class of an allocation of nbytes, or -1 when it is not small. */
+static int small_class(size_t nbytes) {
+  int c = 0;
+  if (CACHE_OFF) return -1;
+  while (c < SMALL_CLASSES && ((size_t)1 << (SMALL_MIN_SHIFT + c)) < nbytes) c++;
+  return c < SMALL_CLASSES ? c : -1;
+}
+
+static pf_storage *small_new(size_t nbytes, int c) {
+  pf_storage *s;
+  pthread_mutex_lock(&small[c].lock);
+  s = (pf_storage *)small[c].head;
+  if (s != NULL) {
+    small[c].head = small[c].head->next;
+    small[c].count--;
+  }
+  pthread_mutex_unlock(&small[c].lock);
+  if (s == NULL && (s = pf_aligned_alloc(SMALL_HEADER + ((size_t)1 << (SMALL_MIN_SHIFT + c)))) == NULL)
+    return NULL;
+  s->data = (char *)s + SMALL_HEADER;
+  (void)nbytes;
+  return s;
+}
+
+static void small_free_block(pf_storage *s) {
+  int c = small_class(s->nbytes);
+  small_free *f = (small_free *)s;
+  pthread_mutex_lock(&small[c].lock);
+  if (small[c].count * ((size_t)1 << (SMALL_MIN_SHIFT + c)) < SMALL_KEEP_BYTES) {
+    f->next = small[c].head;
+    small[c].head = f;
+    small[c].count++;
+    f = NULL;
+  }
+  pthread_mutex_unlock(&small[c].lock);
+  if (f != NULL) pf_aligned_free(f);
+}
+
+static void small_clear(void) {
+  for (int c = 0; c < SMALL_CLASSES; c++) {
+    small_free *f;
+    pthread_mutex_lock(&small[c].lock);
+    f = small[c].head;
+    small[c].head = NULL;
+    small[c].count = 0;
+    pthread_mutex_unlock(&small[c].lock);
+    while (f != NULL) {
+      small_free *next = f->next;
+      pf_aligned_free(f);
+      f = next;
+    }
+  }
+}
+
 pf_storage *pf_storage_new(size_t nbytes, int device) {
-  pf_storage *s = malloc(sizeof *s);
+  int c = small_class(nbytes);
+  pf_storage *s;
+  if (c >= 0) {
+    if ((s = small_new(nbytes, c)) == NULL) return NULL;
+    atomic_init(&s->refs, 1);
+    s->device = device;
+    s->nbytes = nbytes;
+    s->parent = NULL;
+    s->pooled = 1;
+    return s;
+  }
+  s = malloc(sizeof *s);
   if (s == NULL) return NULL;
   s->data = cache_take(nbytes);
   if (s->data == NULL) s->data = pf_aligned_alloc(nbytes);
@@ -123,6 +215,7 @@ pf_storage *pf_storage_new(size_t nbytes, int device) {
   s->device = device;
   s->nbytes = nbytes;
   s->parent = NULL;
+  s->pooled = 0;
   return s;
 }
 
@@ -134,6 +227,7 @@ pf_storage *pf_storage_view(pf_storage *parent, size_t offset, size_t nbytes) {
   s->nbytes = nbytes;
   s->data = (char *)parent->data + offset;
   s->parent = pf_storage_ref(parent);
+  s->pooled = 0;
   return s;
 }
 
@@ -146,10 +240,14 @@ void pf_storage_unref(pf_storage *s) {
   if (s == NULL) return;
   /* acq_rel: whoever frees must see every write made through other refs. */
   if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
-    if (s->parent)
+    if (s->parent) {
       pf_storage_unref(s->parent);
-    else if (!cache_put(s->data, s->nbytes))
+    } else if (s->pooled) {
+      small_free_block(s);
+      return;
+    } else if (!cache_put(s->data, s->nbytes)) {
       pf_aligned_free(s->data);
+    }
     free(s);
   }
 }
