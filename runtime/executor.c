@@ -30,6 +30,8 @@ struct pf_loaded {
   uint32_t *n_deps;    /* per op */
   uint32_t *start_ops; /* loop ops with no dependencies, in plan order */
   uint32_t n_start_ops;
+  uint32_t *recv_bufs; /* buffers that receives write, each once */
+  uint32_t n_recv_bufs;
 };
 
 typedef struct part {
@@ -106,6 +108,7 @@ void pf_loaded_release(pf_loaded *l) {
   free(l->inline_ok);
   free(l->n_deps);
   free(l->start_ops);
+  free(l->recv_bufs);
   free(l);
 }
 
@@ -127,11 +130,12 @@ static int build_indexes(pf_loaded *l, int num_devices) {
   l->inline_ok = pf_calloc(p->n_ops, sizeof(atomic_uchar));
   l->n_deps = pf_mallocn(p->n_ops, sizeof(uint32_t));
   l->start_ops = pf_mallocn(p->n_ops, sizeof(uint32_t));
+  l->recv_bufs = pf_mallocn(p->n_ops, sizeof(uint32_t));
   fill = pf_mallocn((size_t)PF_MAXOF(p->n_ops, (uint32_t)num_devices) + 1,
                     sizeof(uint32_t));
   if (!l->dependents_first || !l->dependents || !l->device_first ||
       !l->device_ops || !l->readers || !l->keep || !l->kernels || !l->loop_op ||
-      !l->inline_ok || !l->n_deps || !l->start_ops || !fill) {
+      !l->inline_ok || !l->n_deps || !l->start_ops || !l->recv_bufs || !fill) {
     free(fill);
     return PF_ENOMEM;
   }
@@ -158,6 +162,12 @@ static int build_indexes(pf_loaded *l, int num_devices) {
   for (uint32_t i = 0; i < p->n_ops; i++)
     if (!l->loop_op[i]) l->device_ops[fill[p->ops[i].device]++] = i;
   for (uint32_t b = 0; b < p->n_buffers; b++) l->keep[b] = p->buffers[b].output >= 0;
+  free(fill);
+  /* fill[b] != 0: buffer b already listed. */
+  if ((fill = pf_calloc(p->n_buffers + 1, sizeof(uint32_t))) == NULL) return PF_ENOMEM;
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    if (p->ops[i].kind == PF_OP_RECV && !fill[p->ops[i].outputs[0]]++)
+      l->recv_bufs[l->n_recv_bufs++] = p->ops[i].outputs[0];
   free(fill);
   return 0;
 }
@@ -638,6 +648,14 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
     if (p->buffers[b].input >= 0 && inputs != NULL && inputs[b] != NULL)
       s->bufs[b] = pf_storage_ref(inputs[b]);
   }
+  /* Receive buffers exist before any op of the step runs: several
+   * receives may fill parts of one buffer, and a local copy another part
+   * (from a worker thread), so none of them may allocate it lazily. */
+  for (uint32_t k = 0; k < l->n_recv_bufs; k++)
+    if (ensure(s, l->recv_bufs[k]) == NULL) {
+      pf_step_free(s);
+      return PF_ENOMEM;
+    }
   for (int d = 0; d < nd; d++)
     if (l->device_first[d + 1] > l->device_first[d]) used++;
   atomic_init(&s->remaining, used + (int)l->n_loop_ops);
@@ -692,8 +710,6 @@ pf_storage *pf_step_buffer(pf_step *s, uint32_t b) {
   }
   return s->bufs[b];
 }
-
-pf_storage *pf_step_output(pf_step *s, uint32_t b) { return ensure(s, b); }
 
 const pf_plan *pf_step_plan(const pf_step *s) { return s->l->plan; }
 

@@ -88,10 +88,6 @@ int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op);
  * (zero-filled) if nothing wrote it (a skipped producer of a failed step).
  * NULL when out of memory. */
 pf_storage *pf_step_buffer(pf_step *s, uint32_t b);
-/* Like pf_step_buffer, for a buffer the caller is about to overwrite whole
- * (a receive): allocated if needed, not zero-filled. NULL when out of
- * memory. */
-pf_storage *pf_step_output(pf_step *s, uint32_t b);
 const pf_plan *pf_step_plan(const pf_step *s);
 
 /* The loop thread finished op i: `status` 0 or an error recorded as the

@@ -462,7 +462,7 @@ static void start_transfer(pf_service *s, loop_op *lo) {
   const pf_plan_op *op = &pf_step_plan(r->step)->ops[lo->op];
   const pf_mpi_box *bx = &r->e->boxes[lo->op];
   uint32_t b = op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0];
-  pf_storage *st = op->kind == PF_OP_SEND ? pf_step_buffer(r->step, b) : pf_step_output(r->step, b);
+  pf_storage *st = pf_step_buffer(r->step, b);
   MPI_Request req;
   int err, tag = tag_of(s, r->slot, op->tag);
   posted_add(lo);

@@ -164,6 +164,10 @@ static pf_storage *small_new(size_t nbytes, int c) {
 static void small_free_block(pf_storage *s) {
   int c = small_class(s->nbytes);
   small_free *f = (small_free *)s;
+  if (c < 0) { /* not reached: only small storage is pooled */
+    pf_aligned_free(f);
+    return;
+  }
   pthread_mutex_lock(&small[c].lock);
   if (small[c].count * ((size_t)1 << (SMALL_MIN_SHIFT + c)) < SMALL_KEEP_BYTES) {
     f->next = small[c].head;
