@@ -190,10 +190,25 @@ static void drain_events(pf_runtime *rt) {
 
 /* ---- MPI polling ------------------------------------------------------------- */
 
-/* Receives every control message that has arrived and completes requests.
- * Returns how much happened. */
+static void reject(pf_runtime *rt, int peer, int rc, const char *why) {
+  /* Never trusted: refuse it, say so, and tell the controller. */
+  fprintf(stderr, "pathflow: rank %d: rejected a control message from rank %d: %s\n", rt->rank,
+          peer, why);
+  if (rt->rank != 0) {
+    pf_msg *err = pf_msg_new(PF_MSG_LOAD_DONE);
+    if (err) {
+      err->status = rc;
+      err->message = pf_strdup(why);
+      send_remote(rt, 0, err);
+    }
+  }
+}
+
+/* Completes requests and receives every control message that has arrived.
+ * Returns how much happened (heartbeats do not count). */
 static int poll_mpi(pf_runtime *rt) {
-  int activity = 0;
+  int activity = pf_mpi_progress(rt->cfg.mpi);
+  if (activity < 0) pf_mpi_abort(rt->cfg.mpi, 1, "MPI progress failed");
   for (;;) {
     uint8_t *buf;
     size_t len;
@@ -201,6 +216,11 @@ static int poll_mpi(pf_runtime *rt) {
     pf_msg *m;
     pf_diag d;
     rc = pf_mpi_ctrl_recv(rt->cfg.mpi, &peer, &buf, &len);
+    if (rc == PF_EDECODE) {
+      if (peer >= 0 && peer < rt->size) rt->last_seen[peer] = pf_now_ns();
+      reject(rt, peer, rc, "not a pathflow control frame");
+      continue;
+    }
     if (rc != 0) pf_mpi_abort(rt->cfg.mpi, 1, "receiving a control message failed");
     if (buf == NULL) break;
     rt->last_seen[peer] = pf_now_ns();
@@ -208,27 +228,12 @@ static int poll_mpi(pf_runtime *rt) {
     rc = pf_msg_decode(buf, len, pf_executor_num_devices(rt->ex), &m, &d);
     free(buf);
     if (rc != 0) {
-      /* Never trusted: refuse it, say so, and tell the controller. */
-      fprintf(stderr, "pathflow: rank %d: rejected a control message from rank %d: %s\n",
-              rt->rank, peer, d.msg);
-      if (rt->rank != 0) {
-        pf_msg *err = pf_msg_new(PF_MSG_LOAD_DONE);
-        if (err) {
-          err->status = rc;
-          err->message = pf_strdup(d.msg);
-          send_remote(rt, 0, err);
-        }
-      }
+      reject(rt, peer, rc, d.msg);
       continue;
     }
     m->from = peer;
     if (m->kind != PF_MSG_HEARTBEAT) activity++;
     deliver(rt, m);
-  }
-  {
-    int done = pf_mpi_progress(rt->cfg.mpi);
-    if (done < 0) pf_mpi_abort(rt->cfg.mpi, 1, "MPI progress failed");
-    activity += done;
   }
   return activity;
 }

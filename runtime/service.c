@@ -476,7 +476,9 @@ static void start_transfer(pf_service *s, loop_op *lo) {
   else
     err = MPI_Irecv((char *)st->data + bx->displacement, bx->count, bx->type, op->peer, tag,
                     pf_mpi_data_comm(s->cfg.mpi), &req);
-  if (err != MPI_SUCCESS || pf_mpi_track(s->cfg.mpi, req, transfer_done, lo) != 0)
+  if (err != MPI_SUCCESS ||
+      (op->kind == PF_OP_SEND ? pf_mpi_track_quick : pf_mpi_track)(s->cfg.mpi, req, transfer_done,
+                                                                 lo) != 0)
     transfer_done(lo, PF_EMPI);
 }
 

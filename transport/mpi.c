@@ -12,6 +12,27 @@
  * still fits). */
 #define CTRL_MAX ((int)(512u << 20))
 
+/* Control frames: on CTRL_TAG, a frame byte then the message itself
+ * (FRAME_INLINE), or the 8-byte length of a message that follows on
+ * CTRL_BODY_TAG (FRAME_LARGE: a plan). A receive for the next frame is
+ * always posted and tested with the data requests, so a poll costs no
+ * probe of its own. */
+#define CTRL_TAG 0
+#define CTRL_BODY_TAG 1
+#define CTRL_INLINE 8192
+#define FRAME_INLINE 0
+#define FRAME_LARGE 1
+
+/* Requests expected to complete soon (sends) are tested on every poll, in
+ * the same MPI_Testsome as the control receive and the oldest others. */
+#define QUICK_MAX 32
+/* Testing thousands of posted receives on every poll costs more than the
+ * polling itself: each poll tests the oldest PF_MPI_WINDOW requests (they
+ * complete first, in gang order); one poll in ROTATE_EVERY also tests a
+ * rotating window of the rest. */
+#define PF_MPI_WINDOW 64
+#define ROTATE_EVERY 4u
+
 typedef struct tracked {
   pf_mpi_cb cb;
   void *arg;
@@ -36,9 +57,18 @@ struct pf_mpi {
   tracked *tr;
   size_t base, n, holes, cap, cap_tr;
   size_t cursor; /* rotating test window over the requests past the first */
-  int *indices;
-  MPI_Status *statuses;
-  size_t cap_idx, cap_st;
+  unsigned polls;
+  MPI_Request quick[QUICK_MAX];
+  tracked quick_tr[QUICK_MAX];
+  int n_quick;
+  /* The posted control receive; ctrl_ready once it completed and until
+   * pf_mpi_ctrl_recv takes the frame. */
+  MPI_Request ctrl_req;
+  uint8_t *ctrl_buf;
+  int ctrl_ready, ctrl_failed;
+  MPI_Status ctrl_st;
+  int indices[1 + QUICK_MAX + PF_MPI_WINDOW];
+  MPI_Status statuses[1 + QUICK_MAX + PF_MPI_WINDOW];
   cached_comm *comms;
   size_t n_comms, cap_comms;
 };
@@ -55,6 +85,11 @@ static int mpi_fail(pf_diag *d, int err, const char *what) {
   int len = 0;
   MPI_Error_string(err, msg, &len);
   return pf_diag_error(d, PF_EMPI, "%s: %s", what, msg);
+}
+
+static int post_ctrl(pf_mpi *m) {
+  return MPI_Irecv(m->ctrl_buf, CTRL_INLINE + 1, MPI_BYTE, MPI_ANY_SOURCE, CTRL_TAG, m->ctrl,
+                   &m->ctrl_req);
 }
 
 int pf_mpi_init(int *argc, char ***argv, pf_mpi **out, pf_diag *d) {
@@ -87,6 +122,15 @@ int pf_mpi_init(int *argc, char ***argv, pf_mpi **out, pf_diag *d) {
   MPI_Comm_set_errhandler(m->data, MPI_ERRORS_RETURN);
   MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &flag);
   m->tag_ub = flag && ub ? *ub : 32767;
+  m->ctrl_req = MPI_REQUEST_NULL;
+  if ((m->ctrl_buf = malloc(CTRL_INLINE + 1)) == NULL) {
+    pf_mpi_finalize(m);
+    return PF_ENOMEM;
+  }
+  if ((err = post_ctrl(m)) != MPI_SUCCESS) {
+    pf_mpi_finalize(m);
+    return mpi_fail(d, err, "posting the control receive");
+  }
   *out = m;
   return 0;
 }
@@ -97,6 +141,13 @@ void pf_mpi_finalize(pf_mpi *m) {
    * the background. */
   for (size_t i = m->base; i < m->base + m->n; i++)
     if (m->reqs[i] != MPI_REQUEST_NULL) MPI_Request_free(&m->reqs[i]);
+  for (int i = 0; i < m->n_quick; i++)
+    if (m->quick[i] != MPI_REQUEST_NULL) MPI_Request_free(&m->quick[i]);
+  if (m->ctrl_req != MPI_REQUEST_NULL) {
+    MPI_Cancel(&m->ctrl_req);
+    MPI_Wait(&m->ctrl_req, MPI_STATUS_IGNORE);
+  }
+  free(m->ctrl_buf);
   for (size_t i = 0; i < m->n_comms; i++) {
     if (m->comms[i].comm != MPI_COMM_NULL) MPI_Comm_free(&m->comms[i].comm);
     free(m->comms[i].ranks);
@@ -113,8 +164,6 @@ void pf_mpi_finalize(pf_mpi *m) {
   free(m->comms);
   free(m->reqs);
   free(m->tr);
-  free(m->indices);
-  free(m->statuses);
   free(m);
 }
 
@@ -206,7 +255,16 @@ int pf_mpi_track(pf_mpi *m, MPI_Request req, pf_mpi_cb cb, void *arg) {
   return 0;
 }
 
-int pf_mpi_pending(const pf_mpi *m) { return (int)(m->n - m->holes); }
+int pf_mpi_track_quick(pf_mpi *m, MPI_Request req, pf_mpi_cb cb, void *arg) {
+  if (m->n_quick == QUICK_MAX) return pf_mpi_track(m, req, cb, arg);
+  m->quick[m->n_quick] = req;
+  m->quick_tr[m->n_quick].cb = cb;
+  m->quick_tr[m->n_quick].arg = arg;
+  m->n_quick++;
+  return 0;
+}
+
+int pf_mpi_pending(const pf_mpi *m) { return (int)(m->n - m->holes) + m->n_quick; }
 
 /* Tests requests [lo, lo + n) of the tracked array (holes are
  * MPI_REQUEST_NULL, which MPI_Testsome skips); puts the indices of those
@@ -227,11 +285,6 @@ static int test_window(pf_mpi *m, size_t lo, size_t n, int *err_out) {
   }
   return outcount;
 }
-
-/* Testing thousands of posted receives on every poll costs more than the
- * polling itself: test the oldest PF_MPI_WINDOW requests (they complete
- * first, in gang order) and a rotating window of the rest. */
-#define PF_MPI_WINDOW 64
 
 /* After completions: drops the holes at both ends; compacts when holes
  * fill half the array or half the window of the oldest requests (which
@@ -254,48 +307,77 @@ static void drop_holes(pf_mpi *m) {
   if (2 * m->holes > m->n || 2 * head_holes > PF_MPI_WINDOW) compact(m);
 }
 
+/* A completed request of the main array: its callback goes to done[]. */
+static void take_main(pf_mpi *m, size_t i, int failed, tracked *done, int *status, int *n_done) {
+  done[*n_done] = m->tr[i];
+  status[(*n_done)++] = failed ? PF_EMPI : 0;
+  m->tr[i].cb = NULL;
+  m->reqs[i] = MPI_REQUEST_NULL;
+  m->holes++;
+}
+
 int pf_mpi_progress(pf_mpi *m) {
-  int outcount = 0, err = 0;
-  int done_idx[2 * PF_MPI_WINDOW];
-  if (m->n == 0) return 0;
-  if (pf_grow((void **)&m->indices, &m->cap_idx, 2 * PF_MPI_WINDOW, sizeof *m->indices) ||
-      pf_grow((void **)&m->statuses, &m->cap_st, 2 * PF_MPI_WINDOW, sizeof *m->statuses))
-    return PF_ENOMEM;
-  {
-    size_t head = PF_MINOF(m->n, (size_t)PF_MPI_WINDOW);
-    int got = test_window(m, m->base, head, &err);
-    memcpy(done_idx, m->indices, (size_t)got * sizeof *done_idx);
-    outcount = got;
-    if (m->n > head) {
-      size_t rest = m->n - head, start, len;
-      if (m->cursor >= rest) m->cursor = 0;
-      start = m->base + head + m->cursor;
-      len = PF_MINOF(rest - m->cursor, (size_t)PF_MPI_WINDOW);
-      got = test_window(m, start, len, &err);
-      memcpy(done_idx + outcount, m->indices, (size_t)got * sizeof *done_idx);
-      outcount += got;
-      m->cursor += len;
+  enum { FRONT = 1 + QUICK_MAX + PF_MPI_WINDOW };
+  MPI_Request front[FRONT];
+  tracked done[QUICK_MAX + 2 * PF_MPI_WINDOW];
+  int status[QUICK_MAX + 2 * PF_MPI_WINDOW];
+  int n_done = 0, outcount = 0, err, nf = 0, nq = m->n_quick;
+  size_t head = PF_MINOF(m->n, (size_t)PF_MPI_WINDOW);
+  /* One MPI_Testsome (one pass of MPI's progress engine) for the control
+   * receive, the quick requests and the oldest others: completed entries
+   * become MPI_REQUEST_NULL in this copy; the originals are cleared below. */
+  front[nf++] = m->ctrl_req;
+  memcpy(front + nf, m->quick, (size_t)nq * sizeof *front);
+  nf += nq;
+  memcpy(front + nf, m->reqs + m->base, head * sizeof *front);
+  nf += (int)head;
+  err = MPI_Testsome(nf, front, &outcount, m->indices, m->statuses);
+  if (err != MPI_SUCCESS && err != MPI_ERR_IN_STATUS) return PF_EMPI;
+  for (int k = 0; outcount != MPI_UNDEFINED && k < outcount; k++) {
+    int i = m->indices[k];
+    int failed = err == MPI_ERR_IN_STATUS && m->statuses[k].MPI_ERROR != MPI_SUCCESS;
+    if (i == 0) {
+      m->ctrl_req = MPI_REQUEST_NULL;
+      m->ctrl_ready = 1;
+      m->ctrl_failed = failed;
+      m->ctrl_st = m->statuses[k];
+    } else if (i <= nq) {
+      done[n_done] = m->quick_tr[i - 1];
+      status[n_done++] = failed ? PF_EMPI : 0;
+      m->quick_tr[i - 1].cb = NULL;
+      m->quick[i - 1] = MPI_REQUEST_NULL;
+    } else {
+      take_main(m, m->base + (size_t)(i - 1 - nq), failed, done, status, &n_done);
     }
-    if (err) return err;
   }
-  if (outcount == 0) return 0;
-  /* Run the callbacks after the bookkeeping, so that a callback may track
-   * new requests safely. */
-  {
-    tracked done[2 * PF_MPI_WINDOW];
-    int status_err[2 * PF_MPI_WINDOW];
-    for (int k = 0; k < outcount; k++) {
-      int i = done_idx[k] >= 0 ? done_idx[k] : -done_idx[k] - 1;
-      done[k] = m->tr[i];
-      status_err[k] = done_idx[k] >= 0 ? 0 : PF_EMPI;
-      m->tr[i].cb = NULL;
-      m->reqs[i] = MPI_REQUEST_NULL;
-      m->holes++;
+  if (m->n > head && ++m->polls % ROTATE_EVERY == 0) {
+    size_t rest = m->n - head, start, len;
+    int got, werr = 0;
+    if (m->cursor >= rest) m->cursor = 0;
+    start = m->base + head + m->cursor;
+    len = PF_MINOF(rest - m->cursor, (size_t)PF_MPI_WINDOW);
+    got = test_window(m, start, len, &werr);
+    if (werr) return werr;
+    for (int k = 0; k < got; k++) {
+      int i = m->indices[k] >= 0 ? m->indices[k] : -m->indices[k] - 1;
+      take_main(m, (size_t)i, m->indices[k] < 0, done, status, &n_done);
     }
-    drop_holes(m);
-    for (int k = 0; k < outcount; k++) done[k].cb(done[k].arg, status_err[k]);
-    return outcount;
+    m->cursor += len;
   }
+  if (n_done == 0) return 0;
+  /* Bookkeeping first, callbacks after: a callback may track new requests. */
+  if (nq > 0) {
+    int w = 0;
+    for (int q = 0; q < nq; q++)
+      if (m->quick_tr[q].cb != NULL) {
+        m->quick[w] = m->quick[q];
+        m->quick_tr[w++] = m->quick_tr[q];
+      }
+    m->n_quick = w;
+  }
+  drop_holes(m);
+  for (int k = 0; k < n_done; k++) done[k].cb(done[k].arg, status[k]);
+  return n_done;
 }
 
 /* ---- control ------------------------------------------------------------ */
@@ -305,50 +387,115 @@ static void free_buffer(void *arg, int status) {
   free(arg);
 }
 
-int pf_mpi_ctrl_send(pf_mpi *m, int peer, uint8_t *buf, size_t len) {
+static int send_frame(pf_mpi *m, int peer, int tag, uint8_t *buf, size_t len) {
   MPI_Request req;
-  int err;
-  if (len > (size_t)CTRL_MAX) {
-    free(buf);
-    return PF_ERANGE;
-  }
-  err = MPI_Isend(buf, (int)len, MPI_BYTE, peer, 0, m->ctrl, &req);
-  if (err != MPI_SUCCESS) {
+  if (MPI_Isend(buf, (int)len, MPI_BYTE, peer, tag, m->ctrl, &req) != MPI_SUCCESS) {
     free(buf);
     return PF_EMPI;
   }
-  if (pf_mpi_track(m, req, free_buffer, buf) != 0) {
+  if (pf_mpi_track_quick(m, req, free_buffer, buf) != 0) {
     MPI_Wait(&req, MPI_STATUS_IGNORE);
     free(buf);
   }
   return 0;
 }
 
-int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len) {
-  MPI_Message msg;
-  MPI_Status st;
-  int flag = 0, count = 0, err;
-  *buf = NULL;
-  *len = 0;
-  err = MPI_Improbe(MPI_ANY_SOURCE, 0, m->ctrl, &flag, &msg, &st);
-  if (err != MPI_SUCCESS) return PF_EMPI;
-  if (!flag) return 0;
-  MPI_Get_count(&st, MPI_BYTE, &count);
-  *buf = malloc(count > 0 ? (size_t)count : 1);
-  if (*buf == NULL) {
-    MPI_Mrecv(NULL, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+int pf_mpi_ctrl_send(pf_mpi *m, int peer, uint8_t *buf, size_t len) {
+  uint8_t *frame;
+  uint64_t n = len;
+  int rc;
+  if (len > (size_t)CTRL_MAX) {
+    free(buf);
+    return PF_ERANGE;
+  }
+  if (len <= CTRL_INLINE) {
+    /* Small (every message but a plan): the frame carries it. */
+    frame = malloc(len + 1);
+    if (frame == NULL) {
+      free(buf);
+      return PF_ENOMEM;
+    }
+    frame[0] = FRAME_INLINE;
+    memcpy(frame + 1, buf, len);
+    free(buf);
+    return send_frame(m, peer, CTRL_TAG, frame, len + 1);
+  }
+  if ((frame = malloc(1 + sizeof n)) == NULL) {
+    free(buf);
     return PF_ENOMEM;
   }
-  /* The message has arrived: this receive does not wait on a peer. */
-  err = MPI_Mrecv(*buf, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
-  if (err != MPI_SUCCESS) {
+  frame[0] = FRAME_LARGE;
+  memcpy(frame + 1, &n, sizeof n);
+  if ((rc = send_frame(m, peer, CTRL_TAG, frame, 1 + sizeof n)) != 0) {
+    free(buf);
+    return rc;
+  }
+  return send_frame(m, peer, CTRL_BODY_TAG, buf, len);
+}
+
+/* Takes the message of the frame that completed: inline, or the body that
+ * follows a FRAME_LARGE header (its sender sent it right after the header:
+ * it is there within moments). PF_EDECODE for a frame that is not one. */
+static int take_frame(pf_mpi *m, uint8_t **buf, size_t *len) {
+  int count = 0;
+  MPI_Get_count(&m->ctrl_st, MPI_BYTE, &count);
+  if (count >= 1 && m->ctrl_buf[0] == FRAME_INLINE) {
+    if ((*buf = malloc(count > 1 ? (size_t)count - 1 : 1)) == NULL) return PF_ENOMEM;
+    memcpy(*buf, m->ctrl_buf + 1, (size_t)count - 1);
+    *len = (size_t)count - 1;
+    return 0;
+  }
+  if (count == 1 + (int)sizeof(uint64_t) && m->ctrl_buf[0] == FRAME_LARGE) {
+    uint64_t n;
+    MPI_Message msg;
+    MPI_Status st;
+    int flag = 0, body = 0;
+    uint64_t t0 = pf_now_ns();
+    memcpy(&n, m->ctrl_buf + 1, sizeof n);
+    while (!flag && pf_now_ns() - t0 < 5000000000ull)
+      if (MPI_Improbe(m->ctrl_st.MPI_SOURCE, CTRL_BODY_TAG, m->ctrl, &flag, &msg, &st) !=
+          MPI_SUCCESS)
+        return PF_EMPI;
+    if (!flag) return PF_EDECODE; /* a header with no body */
+    MPI_Get_count(&st, MPI_BYTE, &body);
+    if (n > (uint64_t)CTRL_MAX || (uint64_t)body != n) {
+      /* Not the size announced, or too large: drop it unread. */
+      MPI_Mrecv(NULL, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+      return PF_EDECODE;
+    }
+    if ((*buf = malloc(n ? (size_t)n : 1)) == NULL) {
+      MPI_Mrecv(NULL, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+      return PF_ENOMEM;
+    }
+    if (MPI_Mrecv(*buf, (int)n, MPI_BYTE, &msg, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+      free(*buf);
+      *buf = NULL;
+      return PF_EMPI;
+    }
+    *len = (size_t)n;
+    return 0;
+  }
+  return PF_EDECODE;
+}
+
+int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len) {
+  int rc, flag = 0;
+  *buf = NULL;
+  *len = 0;
+  if (!m->ctrl_ready) return 0;
+  m->ctrl_ready = 0;
+  if (m->ctrl_failed) return PF_EMPI;
+  *peer = m->ctrl_st.MPI_SOURCE;
+  rc = take_frame(m, buf, len);
+  /* The next frame: posted at once, and taken at once if it is here
+   * already (a burst of replies is read in one poll). */
+  if (post_ctrl(m) != MPI_SUCCESS || MPI_Test(&m->ctrl_req, &flag, &m->ctrl_st) != MPI_SUCCESS) {
     free(*buf);
     *buf = NULL;
     return PF_EMPI;
   }
-  *peer = st.MPI_SOURCE;
-  *len = (size_t)count;
-  return 0;
+  m->ctrl_ready = flag;
+  return rc;
 }
 
 /* ---- data ------------------------------------------------------------------ */

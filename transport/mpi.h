@@ -57,8 +57,15 @@ typedef void (*pf_mpi_cb)(void *arg, int status);
 
 /* Tracks an already-started request. Errors: PF_ENOMEM. */
 int pf_mpi_track(pf_mpi *m, MPI_Request req, pf_mpi_cb cb, void *arg);
-/* Tests every tracked request once (MPI_Testsome) and runs the callbacks of
- * those that completed. Returns how many completed, or PF_EMPI. */
+/* Like pf_mpi_track, for a request expected to complete soon (a send):
+ * tested on every poll (up to 32 such; more go with the others).
+ * Errors: PF_ENOMEM. */
+int pf_mpi_track_quick(pf_mpi *m, MPI_Request req, pf_mpi_cb cb, void *arg);
+/* One poll: one MPI_Testsome over the control receive, the quick requests
+ * and the 64 oldest others, and on one poll in 4 a rotating window of 64
+ * of the rest; runs the callbacks of those that completed. A control
+ * frame that arrived is left for pf_mpi_ctrl_recv (and not counted).
+ * Returns how many requests completed, or PF_EMPI. */
 int pf_mpi_progress(pf_mpi *m);
 /* Number of tracked requests not yet completed. */
 int pf_mpi_pending(const pf_mpi *m);
@@ -67,9 +74,13 @@ int pf_mpi_pending(const pf_mpi *m);
 
 /* Sends a whole control message; `buf` (malloc'd) is freed when sent. */
 int pf_mpi_ctrl_send(pf_mpi *m, int peer, uint8_t *buf, size_t len);
-/* Receives one control message if one has arrived: *buf (malloc'd, owned by
- * the caller) and *peer, or *buf = NULL when none. Never blocks.
- * Errors: PF_EMPI, PF_ENOMEM, PF_EDECODE (a message too large). */
+/* Receives one control message if pf_mpi_progress saw one arrive: *buf
+ * (malloc'd, owned by the caller) and *peer, or *buf = NULL when none.
+ * Does not block, but for the body of a large message (a plan), which its
+ * sender sends right after the header. Errors: PF_EMPI, PF_ENOMEM,
+ * PF_EDECODE (not a control frame, a body too large or not the size its
+ * header announced, or no body within 5 s: *peer names the sender, and the
+ * channel goes on with the next frame). */
 int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len);
 
 /* ---- data -------------------------------------------------------------- */
