@@ -67,8 +67,8 @@ struct pf_mpi {
   uint8_t *ctrl_buf;
   int ctrl_ready, ctrl_failed;
   MPI_Status ctrl_st;
-  int indices[1 + QUICK_MAX + PF_MPI_WINDOW];
-  MPI_Status statuses[1 + QUICK_MAX + PF_MPI_WINDOW];
+  int indices[QUICK_MAX + PF_MPI_WINDOW];
+  MPI_Status statuses[QUICK_MAX + PF_MPI_WINDOW];
   cached_comm *comms;
   size_t n_comms, cap_comms;
 };
@@ -317,37 +317,44 @@ static void take_main(pf_mpi *m, size_t i, int failed, tracked *done, int *statu
 }
 
 int pf_mpi_progress(pf_mpi *m) {
-  enum { FRONT = 1 + QUICK_MAX + PF_MPI_WINDOW };
+  enum { FRONT = QUICK_MAX + PF_MPI_WINDOW };
   MPI_Request front[FRONT];
   tracked done[QUICK_MAX + 2 * PF_MPI_WINDOW];
   int status[QUICK_MAX + 2 * PF_MPI_WINDOW];
   int n_done = 0, outcount = 0, err, nf = 0, nq = m->n_quick;
   size_t head = PF_MINOF(m->n, (size_t)PF_MPI_WINDOW);
-  /* One MPI_Testsome (one pass of MPI's progress engine) for the control
-   * receive, the quick requests and the oldest others: completed entries
-   * become MPI_REQUEST_NULL in this copy; the originals are cleared below. */
-  front[nf++] = m->ctrl_req;
+  /* MPI_Test runs MPI's progress engine, then looks at the control
+   * receive again; MPI_Testsome looks at its requests before it runs the
+   * engine, and does not look again: testing the control receive first
+   * lets the Testsome see what this pass of the engine completed, one poll
+   * earlier. */
+  if (!m->ctrl_ready) {
+    int flag = 0;
+    if (MPI_Test(&m->ctrl_req, &flag, &m->ctrl_st) != MPI_SUCCESS)
+      m->ctrl_ready = m->ctrl_failed = 1;
+    else if (flag)
+      m->ctrl_ready = 1;
+  }
+  /* One MPI_Testsome for the quick requests and the oldest others:
+   * completed entries become MPI_REQUEST_NULL in this copy; the originals
+   * are cleared below. */
   memcpy(front + nf, m->quick, (size_t)nq * sizeof *front);
   nf += nq;
   memcpy(front + nf, m->reqs + m->base, head * sizeof *front);
   nf += (int)head;
+  if (nf == 0) return 0;
   err = MPI_Testsome(nf, front, &outcount, m->indices, m->statuses);
   if (err != MPI_SUCCESS && err != MPI_ERR_IN_STATUS) return PF_EMPI;
   for (int k = 0; outcount != MPI_UNDEFINED && k < outcount; k++) {
     int i = m->indices[k];
     int failed = err == MPI_ERR_IN_STATUS && m->statuses[k].MPI_ERROR != MPI_SUCCESS;
-    if (i == 0) {
-      m->ctrl_req = MPI_REQUEST_NULL;
-      m->ctrl_ready = 1;
-      m->ctrl_failed = failed;
-      m->ctrl_st = m->statuses[k];
-    } else if (i <= nq) {
-      done[n_done] = m->quick_tr[i - 1];
+    if (i < nq) {
+      done[n_done] = m->quick_tr[i];
       status[n_done++] = failed ? PF_EMPI : 0;
-      m->quick_tr[i - 1].cb = NULL;
-      m->quick[i - 1] = MPI_REQUEST_NULL;
+      m->quick_tr[i].cb = NULL;
+      m->quick[i] = MPI_REQUEST_NULL;
     } else {
-      take_main(m, m->base + (size_t)(i - 1 - nq), failed, done, status, &n_done);
+      take_main(m, m->base + (size_t)(i - nq), failed, done, status, &n_done);
     }
   }
   if (m->n > head && ++m->polls % ROTATE_EVERY == 0) {

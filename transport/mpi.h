@@ -61,10 +61,10 @@ int pf_mpi_track(pf_mpi *m, MPI_Request req, pf_mpi_cb cb, void *arg);
  * tested on every poll (up to 32 such; more go with the others).
  * Errors: PF_ENOMEM. */
 int pf_mpi_track_quick(pf_mpi *m, MPI_Request req, pf_mpi_cb cb, void *arg);
-/* One poll: one MPI_Testsome over the control receive, the quick requests
- * and the 64 oldest others, and on one poll in 4 a rotating window of 64
- * of the rest; runs the callbacks of those that completed. A control
- * frame that arrived is left for pf_mpi_ctrl_recv (and not counted).
+/* One poll: MPI_Test of the control receive, one MPI_Testsome over the
+ * quick requests and the 64 oldest others, and on one poll in 4 a rotating
+ * window of 64 of the rest; runs the callbacks of those that completed. A
+ * control frame that arrived is left for pf_mpi_ctrl_recv (not counted).
  * Returns how many requests completed, or PF_EMPI. */
 int pf_mpi_progress(pf_mpi *m);
 /* Number of tracked requests not yet completed. */
