@@ -68,6 +68,10 @@ typedef struct worker {
   pf_step *park_step;
   uint32_t park_e;
   int loop_running;
+  /* The loop thread ran the last op of the parked part and finished the
+   * part itself: the worker must not touch that step again (it may be
+   * freed before the worker wakes). */
+  int part_taken;
   pthread_mutex_t lock;
   pthread_cond_t wake;
   part *head, *tail;
@@ -434,18 +438,28 @@ static int claim_or_wake(pf_step *s, uint32_t j) {
 }
 
 /* The loop thread ran op j for its sleeping worker: the worker now waits
- * for its next op, and is woken only if that one is ready already (or it
- * has none left). */
-static void release_claim(pf_step *s, uint32_t j) {
-  int device = s->l->plan->ops[j].device;
+ * for its next op, and is woken only if that one is ready already. If j
+ * was its last, the part is done: returns 1, and the caller finishes the
+ * part for the worker (a worker woken at the end of a step on a busy
+ * machine takes tens of microseconds to run; the step need not wait). */
+static int release_claim(pf_step *s, uint32_t j) {
+  int device = s->l->plan->ops[j].device, last;
   worker *w = &s->ex->workers[device];
   pthread_mutex_lock(&w->lock);
   w->park_e++;
   w->loop_running = 0;
-  if (w->park_e == device_end(s, device) ||
+  last = w->park_e == device_end(s, device);
+  if (last) w->part_taken = 1;
+  if (last ||
       atomic_load_explicit(&s->pending[s->l->device_ops[w->park_e]], memory_order_acquire) == 0)
     pthread_cond_signal(&w->wake);
   pthread_mutex_unlock(&w->lock);
+  return last;
+}
+
+static void step_piece_done(pf_step *s) {
+  if (atomic_fetch_sub_explicit(&s->remaining, 1, memory_order_acq_rel) == 1)
+    s->done(s, s->arg);
 }
 
 static void finish_op(pf_step *s, uint32_t i, int device) {
@@ -489,15 +503,11 @@ static void drain_inline(pf_executor *ex) {
     uint64_t t0 = pf_now_ns();
     run_op(it.step, it.op);
     note_inline_time(it.step->l, it.op, pf_now_ns() - t0);
-    release_claim(it.step, it.op);
+    int part_done = release_claim(it.step, it.op);
     finish_op(it.step, it.op, -1);
+    if (part_done) step_piece_done(it.step);
   }
   ex->draining = 0;
-}
-
-static void step_piece_done(pf_step *s) {
-  if (atomic_fetch_sub_explicit(&s->remaining, 1, memory_order_acq_rel) == 1)
-    s->done(s, s->arg);
 }
 
 static inline void cpu_relax(void) {
@@ -508,19 +518,22 @@ static inline void cpu_relax(void) {
 
 /* Waits until this worker may run the op at *e (its place in the device's
  * ops). The loop thread may run ops for it meanwhile and move *e on; on
- * return *e is the op to run, or `end` when none is left. */
-static void wait_ready(worker *w, pf_step *s, uint32_t *e, uint32_t end) {
+ * return *e is the op to run, or `end` when none is left. Returns 1 when
+ * the loop thread ran the last op and finished the part: the step may be
+ * gone already. */
+static int wait_ready(worker *w, pf_step *s, uint32_t *e, uint32_t end) {
   const uint32_t *ops = s->l->device_ops;
   atomic_uint *pending = &s->pending[ops[*e]];
   uint64_t spin = w->ex->cfg.spin_ns;
-  if (atomic_load_explicit(pending, memory_order_acquire) == 0) return;
+  int taken;
+  if (atomic_load_explicit(pending, memory_order_acquire) == 0) return 0;
   /* An input from another device or rank often lands within microseconds:
    * a short spin saves the futex sleep and wake-up (several µs each way). */
   if (spin > 0) {
     uint64_t t0 = pf_now_ns();
     do {
       for (int k = 0; k < 64; k++) {
-        if (atomic_load_explicit(pending, memory_order_acquire) == 0) return;
+        if (atomic_load_explicit(pending, memory_order_acquire) == 0) return 0;
         cpu_relax();
       }
     } while (pf_now_ns() - t0 < spin);
@@ -534,7 +547,10 @@ static void wait_ready(worker *w, pf_step *s, uint32_t *e, uint32_t end) {
     pthread_cond_wait(&w->wake, &w->lock);
   *e = w->park_e;
   w->park_step = NULL;
+  taken = w->part_taken;
+  w->part_taken = 0;
   pthread_mutex_unlock(&w->lock);
+  return taken;
 }
 
 static void run_op(pf_step *s, uint32_t i) {
@@ -552,12 +568,14 @@ static void run_op(pf_step *s, uint32_t i) {
   s->t_end[i] = s->ex->cfg.record_times ? pf_now_ns() : 1;
 }
 
-static void run_part(worker *w, pf_step *s) {
+/* Runs this worker's ops of step s. Returns 1 if the loop thread ran the
+ * last of them and finished the part (s must not be touched again). */
+static int run_part(worker *w, pf_step *s) {
   const pf_loaded *l = s->l;
   uint32_t end = device_end(s, w->device);
   for (uint32_t e = l->device_first[w->device]; e < end; e++) {
     uint32_t i;
-    wait_ready(w, s, &e, end);
+    if (wait_ready(w, s, &e, end)) return 1;
     if (e == end) break; /* the loop thread ran the rest */
     i = l->device_ops[e];
     if (atomic_load_explicit(&l->inline_ok[i], memory_order_relaxed) == INLINE_UNPROVEN &&
@@ -570,6 +588,7 @@ static void run_part(worker *w, pf_step *s) {
     }
     finish_op(s, i, w->device);
   }
+  return 0;
 }
 
 static void *worker_main(void *arg) {
@@ -586,8 +605,10 @@ static void *worker_main(void *arg) {
     w->head = p->next;
     if (w->head == NULL) w->tail = NULL;
     pthread_mutex_unlock(&w->lock);
-    run_part(w, p->step);
-    step_piece_done(p->step);
+    {
+      pf_step *s = p->step; /* p lives in the step */
+      if (!run_part(w, s)) step_piece_done(s);
+    }
   }
 }
 
