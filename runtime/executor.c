@@ -32,6 +32,8 @@ struct pf_loaded {
   uint32_t n_start_ops;
   uint32_t *recv_bufs; /* buffers that receives write, each once */
   uint32_t n_recv_bufs;
+  uint32_t *input_bufs; /* buffers fed by the caller */
+  uint32_t n_input_bufs;
 };
 
 typedef struct part {
@@ -113,6 +115,7 @@ void pf_loaded_release(pf_loaded *l) {
   free(l->n_deps);
   free(l->start_ops);
   free(l->recv_bufs);
+  free(l->input_bufs);
   free(l);
 }
 
@@ -135,11 +138,12 @@ static int build_indexes(pf_loaded *l, int num_devices) {
   l->n_deps = pf_mallocn(p->n_ops, sizeof(uint32_t));
   l->start_ops = pf_mallocn(p->n_ops, sizeof(uint32_t));
   l->recv_bufs = pf_mallocn(p->n_ops, sizeof(uint32_t));
+  l->input_bufs = pf_mallocn(p->n_buffers, sizeof(uint32_t));
   fill = pf_mallocn((size_t)PF_MAXOF(p->n_ops, (uint32_t)num_devices) + 1,
                     sizeof(uint32_t));
   if (!l->dependents_first || !l->dependents || !l->device_first ||
       !l->device_ops || !l->readers || !l->keep || !l->kernels || !l->loop_op ||
-      !l->inline_ok || !l->n_deps || !l->start_ops || !l->recv_bufs || !fill) {
+      !l->inline_ok || !l->n_deps || !l->start_ops || !l->recv_bufs || !l->input_bufs || !fill) {
     free(fill);
     return PF_ENOMEM;
   }
@@ -165,7 +169,10 @@ static int build_indexes(pf_loaded *l, int num_devices) {
   memcpy(fill, l->device_first, (size_t)num_devices * sizeof(uint32_t));
   for (uint32_t i = 0; i < p->n_ops; i++)
     if (!l->loop_op[i]) l->device_ops[fill[p->ops[i].device]++] = i;
-  for (uint32_t b = 0; b < p->n_buffers; b++) l->keep[b] = p->buffers[b].output >= 0;
+  for (uint32_t b = 0; b < p->n_buffers; b++) {
+    l->keep[b] = p->buffers[b].output >= 0;
+    if (p->buffers[b].input >= 0) l->input_bufs[l->n_input_bufs++] = b;
+  }
   free(fill);
   /* fill[b] != 0: buffer b already listed. */
   if ((fill = pf_calloc(p->n_buffers + 1, sizeof(uint32_t))) == NULL) return PF_ENOMEM;
@@ -620,11 +627,12 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
   pf_step *s;
   *out = NULL;
   if (why == NULL)
-    for (uint32_t b = 0; b < p->n_buffers; b++)
-      if (p->buffers[b].input >= 0 &&
-          (inputs == NULL || inputs[b] == NULL ||
-           inputs[b]->nbytes < pf_spec_nbytes(&p->buffers[b].spec)))
+    for (uint32_t k = 0; k < l->n_input_bufs; k++) {
+      uint32_t b = l->input_bufs[k];
+      if (inputs == NULL || inputs[b] == NULL ||
+          inputs[b]->nbytes < pf_spec_nbytes(&p->buffers[b].spec))
         return PF_EINVAL;
+    }
   if ((s = calloc(1, sizeof *s)) == NULL) return PF_ENOMEM;
   s->pending = pf_mallocn(p->n_ops, sizeof(atomic_uint));
   s->readers = pf_mallocn(p->n_buffers, sizeof(atomic_int));
@@ -664,10 +672,10 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
       }
   }
   for (uint32_t i = 0; i < p->n_ops; i++) atomic_init(&s->pending[i], l->n_deps[i]);
-  for (uint32_t b = 0; b < p->n_buffers; b++) {
-    atomic_init(&s->readers[b], l->readers[b]);
-    if (p->buffers[b].input >= 0 && inputs != NULL && inputs[b] != NULL)
-      s->bufs[b] = pf_storage_ref(inputs[b]);
+  for (uint32_t b = 0; b < p->n_buffers; b++) atomic_init(&s->readers[b], l->readers[b]);
+  for (uint32_t k = 0; inputs != NULL && k < l->n_input_bufs; k++) {
+    uint32_t b = l->input_bufs[k];
+    if (inputs[b] != NULL) s->bufs[b] = pf_storage_ref(inputs[b]);
   }
   /* Receive buffers exist before any op of the step runs: several
    * receives may fill parts of one buffer, and a local copy another part

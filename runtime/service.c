@@ -19,6 +19,9 @@ typedef struct exe {
   pf_loaded *loaded;
   pf_mpi_box *boxes; /* per op: SEND/RECV addressing */
   MPI_Comm *comms;   /* per op: COLLECTIVE communicator */
+  /* What a step's start walks, not the plan's thousands of records: */
+  uint32_t *collectives, n_collectives; /* MPI collective ops, plan order */
+  uint32_t *inputs, n_inputs;           /* buffers fed by the run message */
   struct exe *next;
 } exe;
 
@@ -141,6 +144,8 @@ static void exe_unref(exe *e) {
   }
   free(e->boxes);
   free(e->comms);
+  free(e->collectives);
+  free(e->inputs);
   pf_loaded_release(e->loaded);
   free(e);
 }
@@ -206,6 +211,21 @@ static comm_queue *queue_for(pf_service *s, MPI_Comm comm) {
   return q;
 }
 
+/* The collectives and the fed buffers of a plan, listed once. */
+static int index_plan(exe *e, pf_diag *d) {
+  const pf_plan *p = pf_loaded_plan(e->loaded);
+  e->collectives = pf_mallocn(p->n_ops, sizeof *e->collectives);
+  e->inputs = pf_mallocn(p->n_buffers, sizeof *e->inputs);
+  if (e->collectives == NULL || e->inputs == NULL)
+    return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    if (p->ops[i].kind == PF_OP_COLLECTIVE && p->ops[i].comm >= 0)
+      e->collectives[e->n_collectives++] = i;
+  for (uint32_t b = 0; b < p->n_buffers; b++)
+    if (p->buffers[b].input >= 0) e->inputs[e->n_inputs++] = b;
+  return 0;
+}
+
 /* MPI addressing for every transfer and the communicator of every
  * collective: done once per plan, never per step. */
 static int prepare_mpi(pf_service *s, exe *e, pf_diag *d) {
@@ -214,6 +234,7 @@ static int prepare_mpi(pf_service *s, exe *e, pf_diag *d) {
   e->boxes = pf_calloc(p->n_ops, sizeof *e->boxes);
   e->comms = pf_calloc(p->n_ops, sizeof *e->comms);
   if (e->boxes == NULL || e->comms == NULL) return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
+
   for (uint32_t c = 0; c < p->n_comms; c++) {
     MPI_Comm comm;
     if ((rc = pf_mpi_comm_for(s->cfg.mpi, p->comms[c].ranks, (int)p->comms[c].n_ranks, &comm)))
@@ -258,6 +279,7 @@ static void handle_load(pf_service *s, pf_msg *m) {
   }
   rc = pf_executor_load(s->cfg.executor, m->plan, &e->loaded, &d);
   m->plan = NULL; /* the executor owns it now, even on error */
+  if (rc == 0) rc = index_plan(e, &d);
   if (rc == 0 && s->cfg.mpi) rc = prepare_mpi(s, e, &d);
   if (rc == 0 && !s->cfg.mpi && pf_loaded_plan(e->loaded)->n_comms > 0)
     rc = pf_diag_error(&d, PF_ENOTSUP, "rank %d: MPI collectives in a process without MPI",
@@ -289,12 +311,10 @@ static void handle_unload(pf_service *s, uint64_t id) {
 static void executor_done(pf_step *step, void *arg);
 
 static void enqueue_collectives(pf_service *s, run *r) {
-  const pf_plan *p = pf_loaded_plan(r->e->loaded);
-  for (uint32_t i = 0; i < p->n_ops; i++) {
-    comm_queue *q;
+  for (uint32_t k = 0; k < r->e->n_collectives; k++) {
+    uint32_t i = r->e->collectives[k];
+    comm_queue *q = queue_for(s, r->e->comms[i]);
     loop_op *lo;
-    if (p->ops[i].kind != PF_OP_COLLECTIVE || p->ops[i].comm < 0) continue;
-    q = queue_for(s, r->e->comms[i]);
     lo = loop_op_new(s);
     if (q == NULL || lo == NULL) {
       /* Cannot keep the gang order: the job cannot go on safely. */
@@ -340,9 +360,9 @@ static void handle_run(pf_service *s, pf_msg *m) {
     pf_msg_free(m);
     return;
   }
-  for (uint32_t b = 0; b < p->n_buffers; b++) {
+  for (uint32_t k = 0; k < e->n_inputs; k++) {
+    uint32_t b = e->inputs[k];
     const pf_plan_buffer *pb = &p->buffers[b];
-    if (pb->input < 0) continue;
     inputs[b] = pf_store_get(s->store, m->inputs[pb->input], pb->shard);
     if (inputs[b] == NULL || inputs[b]->nbytes < pf_spec_nbytes(&pb->spec))
       pf_diag_error(&why, PF_ESTALE,
