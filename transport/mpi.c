@@ -178,6 +178,7 @@ int pf_mpi_rank(const pf_mpi *m) { return m->rank; }
 int pf_mpi_size(const pf_mpi *m) { return m->size; }
 int pf_mpi_tag_ub(const pf_mpi *m) { return m->tag_ub; }
 MPI_Comm pf_mpi_data_comm(const pf_mpi *m) { return m->data; }
+MPI_Comm pf_mpi_ctrl_comm(const pf_mpi *m) { return m->ctrl; }
 
 int pf_mpi_gather(pf_mpi *m, const uint8_t *mine, size_t len, uint8_t ***all,
                   size_t **lens, pf_diag *d) {

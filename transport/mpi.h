@@ -42,6 +42,8 @@ int pf_mpi_size(const pf_mpi *m);
 /* Usable tags are [0, tag_ub]. */
 int pf_mpi_tag_ub(const pf_mpi *m);
 MPI_Comm pf_mpi_data_comm(const pf_mpi *m);
+/* The control communicator (tests inject foreign frames through it). */
+MPI_Comm pf_mpi_ctrl_comm(const pf_mpi *m);
 
 /* Blocking all-to-root gather of one message per rank (used once, at start,
  * for device registration). On rank 0, *all gets size() malloc'd buffers and

@@ -237,12 +237,12 @@ static pf_plan *plan_all_kinds(void) {
   p->num_devices = 4;
   p->num_inputs = 1;
   p->num_outputs = 2;
-  p->buffers[0] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), 0, -1, 0};
-  p->buffers[1] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), -1, -1, 0};
-  p->buffers[2] = (pf_plan_buffer){1, pf_spec_2d(PF_F32, 4, 8), -1, 0, 1};
-  p->buffers[3] = (pf_plan_buffer){3, pf_spec_2d(PF_F64, 2, 3), -1, -1, 3};
-  p->buffers[4] = (pf_plan_buffer){3, pf_spec_2d(PF_F64, 2, 6), -1, 1, 3};
-  p->buffers[5] = (pf_plan_buffer){2, pf_spec_scalar(PF_U8), -1, -1, 0};
+  p->buffers[0] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), 0, -1, 0, 0, 0};
+  p->buffers[1] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), -1, -1, 0, 0, 0};
+  p->buffers[2] = (pf_plan_buffer){1, pf_spec_2d(PF_F32, 4, 8), -1, 0, 1, 0, 0};
+  p->buffers[3] = (pf_plan_buffer){3, pf_spec_2d(PF_F64, 2, 3), -1, -1, 3, 0, 0};
+  p->buffers[4] = (pf_plan_buffer){3, pf_spec_2d(PF_F64, 2, 6), -1, 1, 3, 0, 0};
+  p->buffers[5] = (pf_plan_buffer){2, pf_spec_scalar(PF_U8), -1, -1, 0, 0, 0};
   kernel_op(&p->ops[0], 0, "add0", "add", 0, 4);
   pf_attrs_set_float(p->ops[0].attrs, "alpha", 2.0);
   pf_attrs_set_int(p->ops[0].attrs, "axis", 1);
@@ -301,8 +301,8 @@ static pf_plan *plan_single(void) {
   p->num_devices = 1;
   p->num_inputs = 1;
   p->num_outputs = 1;
-  p->buffers[0] = (pf_plan_buffer){0, pf_spec_2d(PF_I64, 2, 3), 0, -1, 0};
-  p->buffers[1] = (pf_plan_buffer){0, pf_spec_2d(PF_I64, 2, 3), -1, 0, 0};
+  p->buffers[0] = (pf_plan_buffer){0, pf_spec_2d(PF_I64, 2, 3), 0, -1, 0, 0, 0};
+  p->buffers[1] = (pf_plan_buffer){0, pf_spec_2d(PF_I64, 2, 3), -1, 0, 0, 0, 0};
   kernel_op(&p->ops[0], 0, "relu", "relu", 0, 1);
   lists(&p->ops[0], 1, (uint32_t[]){0}, 1, (uint32_t[]){1}, 0, NULL);
   if ((p->slots = calloc(1, sizeof *p->slots)) == NULL) {
