@@ -50,8 +50,10 @@ int pf_service_steps_in_flight(const pf_service *s);
  * first receives of a step are posted at once, the rest when the loop is
  * idle), in plan order. Loop thread only. Returns how many it posted. */
 int pf_service_post_deferred(pf_service *s, int max);
-/* pf_now_ns() of the last op or step that completed. */
-uint64_t pf_service_last_progress(const pf_service *s);
+/* When an op or step of this service last completed, to within one call:
+ * `now` if a transfer or collective completed since the previous call
+ * (the loop asks once a second, for the watchdog). */
+uint64_t pf_service_last_progress(pf_service *s, uint64_t now);
 /* Prints what each step in flight waits on: device queues, transfers,
  * collectives (the watchdog's report). */
 void pf_service_dump(const pf_service *s, FILE *f);
