@@ -1,7 +1,8 @@
-#define _GNU_SOURCE /* pthread_setname_np */
+#define _GNU_SOURCE /* pthread_setname_np, pthread_setaffinity_np */
 #include "runtime/executor.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -598,6 +599,25 @@ static int run_part(worker *w, pf_step *s) {
   return 0;
 }
 
+/* Pins each worker to its own CPU of the process's affinity mask, counting
+ * from cfg.bind_first (the local rank's first device): two busy workers on
+ * one core (which the scheduler does when loop threads spin beside them on
+ * an oversubscribed machine) would each run at half speed. A failure to
+ * pin is not an error: the worker runs where the scheduler puts it. */
+static void bind_workers(pf_executor *ex) {
+  cpu_set_t allowed, one;
+  int cpus[CPU_SETSIZE], n = 0;
+  if (ex->cfg.bind_first < 0 || sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+  for (int c = 0; c < CPU_SETSIZE; c++)
+    if (CPU_ISSET(c, &allowed)) cpus[n++] = c;
+  if (n < 2) return; /* one core: nothing to choose */
+  for (int d = 0; d < ex->cfg.num_devices; d++) {
+    CPU_ZERO(&one);
+    CPU_SET(cpus[(ex->cfg.bind_first + d) % n], &one);
+    (void)pthread_setaffinity_np(ex->workers[d].thread, sizeof one, &one);
+  }
+}
+
 static void *worker_main(void *arg) {
   worker *w = arg;
   for (;;) {
@@ -808,6 +828,7 @@ int pf_executor_start(const pf_executor_config *cfg, pf_executor **out) {
       pthread_setname_np(w->thread, name);
     }
   }
+  bind_workers(ex);
   ex->started = cfg->num_devices;
   *out = ex;
   return 0;

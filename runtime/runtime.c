@@ -50,6 +50,7 @@ struct pf_runtime {
   int trace;
   pf_trace *timeline;
   uint64_t worker_spin_ns;
+  int bind_workers;
   uint64_t stop_since;
 };
 
@@ -401,7 +402,7 @@ static void *loop_main(void *arg) {
 /* ---- start and stop --------------------------------------------------------- */
 
 static int read_env(pf_runtime *rt, pf_diag *d) {
-  int64_t spin_us, poll_max_ms, idle_poll_ms, trace, worker_spin_us;
+  int64_t spin_us, poll_max_ms, idle_poll_ms, trace, worker_spin_us, bind;
   int rc;
   if ((rc = pf_env_int("PATHFLOW_SPIN_US", 1000, 0, 10000000, &spin_us, d)) ||
       (rc = pf_env_int("PATHFLOW_POLL_MAX_MS", 2, 1, 1000, &poll_max_ms, d)) ||
@@ -409,8 +410,10 @@ static int read_env(pf_runtime *rt, pf_diag *d) {
       (rc = pf_env_int("PATHFLOW_RANK_TIMEOUT_S", 10, 0, 86400, &rt->rank_timeout_s, d)) ||
       (rc = pf_env_int("PATHFLOW_WATCHDOG_S", 30, 0, 86400, &rt->watchdog_s, d)) ||
       (rc = pf_env_int("PATHFLOW_TRACE", 0, 0, 1, &trace, d)) ||
-      (rc = pf_env_int("PATHFLOW_WORKER_SPIN_US", 0, 0, 1000000, &worker_spin_us, d)))
+      (rc = pf_env_int("PATHFLOW_WORKER_SPIN_US", 0, 0, 1000000, &worker_spin_us, d)) ||
+      (rc = pf_env_int("PATHFLOW_BIND_WORKERS", rt->cfg.mpi != NULL, 0, 1, &bind, d)))
     return rc;
+  rt->bind_workers = (int)bind;
   rt->worker_spin_ns = (uint64_t)worker_spin_us * 1000u;
   rt->trace = (int)trace;
   rt->spin_ns = (uint64_t)spin_us * 1000u;
@@ -449,6 +452,9 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   ec.loop_arg = rt;
   ec.record_times = rt->trace;
   ec.spin_ns = rt->worker_spin_ns;
+  /* Ranks on one host share its cores: each starts at its own offset. */
+  ec.bind_first = !rt->bind_workers ? -1
+                  : (rt->cfg.mpi ? pf_mpi_local_rank(rt->cfg.mpi) : 0) * cfg->num_devices;
   if ((rc = pf_executor_start(&ec, &rt->ex)) != 0) {
     free(rt->last_seen);
     free(rt);

@@ -45,7 +45,7 @@ typedef struct cached_comm {
 } cached_comm;
 
 struct pf_mpi {
-  int rank, size, tag_ub;
+  int rank, size, tag_ub, local_rank;
   int we_initialized;
   MPI_Comm ctrl, data, boot;
   /* Tracked requests: parallel arrays, as MPI_Testsome wants them, in
@@ -120,6 +120,14 @@ int pf_mpi_init(int *argc, char ***argv, pf_mpi **out, pf_diag *d) {
    * operation, then ends the job itself. */
   MPI_Comm_set_errhandler(m->ctrl, MPI_ERRORS_RETURN);
   MPI_Comm_set_errhandler(m->data, MPI_ERRORS_RETURN);
+  {
+    MPI_Comm node;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) ==
+        MPI_SUCCESS) {
+      MPI_Comm_rank(node, &m->local_rank);
+      MPI_Comm_free(&node);
+    }
+  }
   MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &flag);
   m->tag_ub = flag && ub ? *ub : 32767;
   m->ctrl_req = MPI_REQUEST_NULL;
@@ -176,6 +184,7 @@ void pf_mpi_abort(pf_mpi *m, int code, const char *why) {
 
 int pf_mpi_rank(const pf_mpi *m) { return m->rank; }
 int pf_mpi_size(const pf_mpi *m) { return m->size; }
+int pf_mpi_local_rank(const pf_mpi *m) { return m->local_rank; }
 int pf_mpi_tag_ub(const pf_mpi *m) { return m->tag_ub; }
 MPI_Comm pf_mpi_data_comm(const pf_mpi *m) { return m->data; }
 MPI_Comm pf_mpi_ctrl_comm(const pf_mpi *m) { return m->ctrl; }
