@@ -62,6 +62,7 @@ struct pf_step {
 typedef struct worker {
   pf_executor *ex;
   int device;
+  int cpu; /* pinned to this CPU, or -1 */
   pthread_t thread;
   /* Guarded by lock. While the worker sleeps waiting for an op's inputs,
    * park_step is that op's step (else NULL) and park_e its place in the
@@ -614,8 +615,13 @@ static void bind_workers(pf_executor *ex) {
   for (int d = 0; d < ex->cfg.num_devices; d++) {
     CPU_ZERO(&one);
     CPU_SET(cpus[(ex->cfg.bind_first + d) % n], &one);
-    (void)pthread_setaffinity_np(ex->workers[d].thread, sizeof one, &one);
+    if (pthread_setaffinity_np(ex->workers[d].thread, sizeof one, &one) == 0)
+      ex->workers[d].cpu = cpus[(ex->cfg.bind_first + d) % n];
   }
+}
+
+int pf_executor_worker_cpu(const pf_executor *ex, int device) {
+  return device >= 0 && device < ex->cfg.num_devices ? ex->workers[device].cpu : -1;
 }
 
 static void *worker_main(void *arg) {
@@ -813,6 +819,7 @@ int pf_executor_start(const pf_executor_config *cfg, pf_executor **out) {
     worker *w = &ex->workers[d];
     w->ex = ex;
     w->device = d;
+    w->cpu = -1;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->wake, NULL);
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {

@@ -57,6 +57,8 @@ int pf_executor_start(const pf_executor_config *cfg, pf_executor **out);
 /* Stops the workers after the steps queued so far have run. */
 void pf_executor_stop(pf_executor *ex);
 int pf_executor_num_devices(const pf_executor *ex);
+/* The CPU device `device`'s worker is pinned to (cfg.bind_first), or -1. */
+int pf_executor_worker_cpu(const pf_executor *ex, int device);
 
 /* Takes ownership of `plan`, checks it (pf_plan_check) and resolves its
  * kernels. Errors: PF_EDECODE (bad plan), PF_ENOKERNEL (a kernel missing on

@@ -1,4 +1,4 @@
-#define _GNU_SOURCE /* pthread_setname_np */
+#define _GNU_SOURCE /* pthread_setname_np, pthread_setaffinity_np */
 #include "runtime/runtime.h"
 
 #include <pthread.h>
@@ -515,6 +515,19 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
     free(rt->last_seen);
     free(rt);
     return PF_ESYS;
+  }
+  {
+    /* With the workers pinned, the loop goes on its first worker's CPU:
+     * each core then holds one worker and at most one loop, which yields
+     * to it. Left floating, both ranks' loops sometimes settled on one
+     * core beside a worker, halving that worker's speed for a while. */
+    int cpu = pf_executor_worker_cpu(rt->ex, 0);
+    if (cpu >= 0) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpu, &one);
+      (void)pthread_setaffinity_np(rt->thread, sizeof one, &one);
+    }
   }
   *out = rt;
   return 0;
