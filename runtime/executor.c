@@ -601,22 +601,24 @@ static int run_part(worker *w, pf_step *s) {
 }
 
 /* Pins each worker to its own CPU of the process's affinity mask, counting
- * from cfg.bind_first (the local rank's first device): two busy workers on
- * one core (which the scheduler does when loop threads spin beside them on
- * an oversubscribed machine) would each run at half speed. A failure to
- * pin is not an error: the worker runs where the scheduler puts it. */
+ * from cfg.bind_first (the local rank's first device), when the host has a
+ * core for every worker: with loop threads spinning beside them, the
+ * scheduler sometimes put two busy workers on one core (each then ran at
+ * half speed). A failure to pin is not an error: the worker runs where the
+ * scheduler puts it. */
 static void bind_workers(pf_executor *ex) {
   cpu_set_t allowed, one;
   int cpus[CPU_SETSIZE], n = 0;
   if (ex->cfg.bind_first < 0 || sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
   for (int c = 0; c < CPU_SETSIZE; c++)
     if (CPU_ISSET(c, &allowed)) cpus[n++] = c;
-  if (n < 2) return; /* one core: nothing to choose */
+  /* One core, or more workers than cores: nothing to gain. */
+  if (n < 2 || n < ex->cfg.bind_span || ex->cfg.bind_first + ex->cfg.num_devices > n) return;
   for (int d = 0; d < ex->cfg.num_devices; d++) {
     CPU_ZERO(&one);
-    CPU_SET(cpus[(ex->cfg.bind_first + d) % n], &one);
+    CPU_SET(cpus[ex->cfg.bind_first + d], &one);
     if (pthread_setaffinity_np(ex->workers[d].thread, sizeof one, &one) == 0)
-      ex->workers[d].cpu = cpus[(ex->cfg.bind_first + d) % n];
+      ex->workers[d].cpu = cpus[ex->cfg.bind_first + d];
   }
 }
 

@@ -46,10 +46,11 @@ typedef struct pf_executor_config {
   void *loop_arg;
   int record_times;      /* take op start/end timestamps (PATHFLOW_TRACE) */
   uint64_t spin_ns;      /* spin this long for an input before sleeping */
-  /* >= 0: pin device d's worker to CPU number (bind_first + d) modulo the
-   * size of the process's affinity mask, counted within that mask; -1:
-   * leave the workers to the scheduler. */
-  int bind_first;
+  /* >= 0: pin device d's worker to CPU number bind_first + d of the
+   * process's affinity mask (counted within it), if the mask has at least
+   * bind_span CPUs (the workers of every rank on the host: with fewer, an
+   * oversubscribed host, the scheduler places them better); -1: never. */
+  int bind_first, bind_span;
 } pf_executor_config;
 
 /* Starts the device workers. Errors: PF_EINVAL, PF_ENOMEM, PF_ESYS. */

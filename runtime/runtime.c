@@ -455,6 +455,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   /* Ranks on one host share its cores: each starts at its own offset. */
   ec.bind_first = !rt->bind_workers ? -1
                   : (rt->cfg.mpi ? pf_mpi_local_rank(rt->cfg.mpi) : 0) * cfg->num_devices;
+  ec.bind_span = (rt->cfg.mpi ? pf_mpi_local_size(rt->cfg.mpi) : 1) * cfg->num_devices;
   if ((rc = pf_executor_start(&ec, &rt->ex)) != 0) {
     free(rt->last_seen);
     free(rt);

@@ -45,7 +45,7 @@ typedef struct cached_comm {
 } cached_comm;
 
 struct pf_mpi {
-  int rank, size, tag_ub, local_rank;
+  int rank, size, tag_ub, local_rank, local_size;
   int we_initialized;
   MPI_Comm ctrl, data, boot;
   /* Tracked requests: parallel arrays, as MPI_Testsome wants them, in
@@ -125,6 +125,7 @@ int pf_mpi_init(int *argc, char ***argv, pf_mpi **out, pf_diag *d) {
     if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) ==
         MPI_SUCCESS) {
       MPI_Comm_rank(node, &m->local_rank);
+      MPI_Comm_size(node, &m->local_size);
       MPI_Comm_free(&node);
     }
   }
@@ -185,6 +186,7 @@ void pf_mpi_abort(pf_mpi *m, int code, const char *why) {
 int pf_mpi_rank(const pf_mpi *m) { return m->rank; }
 int pf_mpi_size(const pf_mpi *m) { return m->size; }
 int pf_mpi_local_rank(const pf_mpi *m) { return m->local_rank; }
+int pf_mpi_local_size(const pf_mpi *m) { return m->local_size > 0 ? m->local_size : 1; }
 int pf_mpi_tag_ub(const pf_mpi *m) { return m->tag_ub; }
 MPI_Comm pf_mpi_data_comm(const pf_mpi *m) { return m->data; }
 MPI_Comm pf_mpi_ctrl_comm(const pf_mpi *m) { return m->ctrl; }

@@ -41,6 +41,8 @@ int pf_mpi_rank(const pf_mpi *m);
 int pf_mpi_size(const pf_mpi *m);
 /* This rank among the ranks on its host (0 for the first). */
 int pf_mpi_local_rank(const pf_mpi *m);
+/* How many ranks run on this host. */
+int pf_mpi_local_size(const pf_mpi *m);
 /* Usable tags are [0, tag_ub]. */
 int pf_mpi_tag_ub(const pf_mpi *m);
 MPI_Comm pf_mpi_data_comm(const pf_mpi *m);
