@@ -150,6 +150,14 @@ static void exe_unref(exe *e) {
   free(e);
 }
 
+static void free_chain(loop_op *lo) {
+  while (lo != NULL) {
+    loop_op *next = lo->next;
+    free(lo);
+    lo = next;
+  }
+}
+
 void pf_service_destroy(pf_service *s) {
   if (s == NULL) return;
   while (s->exes) {
@@ -162,16 +170,8 @@ void pf_service_destroy(pf_service *s) {
     s->queues = q->next;
     free(q);
   }
-  while (s->defer_head) {
-    loop_op *lo = s->defer_head;
-    s->defer_head = lo->next;
-    free(lo);
-  }
-  while (s->spare) {
-    loop_op *lo = s->spare;
-    s->spare = lo->next;
-    free(lo);
-  }
+  free_chain(s->defer_head);
+  free_chain(s->spare);
   pf_store_destroy(s->store);
   free(s);
 }

@@ -145,7 +145,7 @@ static int small_class(size_t nbytes) {
   return c < SMALL_CLASSES ? c : -1;
 }
 
-static pf_storage *small_new(size_t nbytes, int c) {
+static pf_storage *small_new(int c) {
   pf_storage *s;
   pthread_mutex_lock(&small[c].lock);
   s = (pf_storage *)small[c].head;
@@ -157,7 +157,6 @@ static pf_storage *small_new(size_t nbytes, int c) {
   if (s == NULL && (s = pf_aligned_alloc(SMALL_HEADER + ((size_t)1 << (SMALL_MIN_SHIFT + c)))) == NULL)
     return NULL;
   s->data = (char *)s + SMALL_HEADER;
-  (void)nbytes;
   return s;
 }
 
@@ -199,27 +198,21 @@ pf_storage *pf_storage_new(size_t nbytes, int device) {
   int c = small_class(nbytes);
   pf_storage *s;
   if (c >= 0) {
-    if ((s = small_new(nbytes, c)) == NULL) return NULL;
-    atomic_init(&s->refs, 1);
-    s->device = device;
-    s->nbytes = nbytes;
-    s->parent = NULL;
-    s->pooled = 1;
-    return s;
-  }
-  s = malloc(sizeof *s);
-  if (s == NULL) return NULL;
-  s->data = cache_take(nbytes);
-  if (s->data == NULL) s->data = pf_aligned_alloc(nbytes);
-  if (s->data == NULL) {
-    free(s);
-    return NULL;
+    if ((s = small_new(c)) == NULL) return NULL;
+  } else {
+    if ((s = malloc(sizeof *s)) == NULL) return NULL;
+    s->data = cache_take(nbytes);
+    if (s->data == NULL) s->data = pf_aligned_alloc(nbytes);
+    if (s->data == NULL) {
+      free(s);
+      return NULL;
+    }
   }
   atomic_init(&s->refs, 1);
   s->device = device;
   s->nbytes = nbytes;
   s->parent = NULL;
-  s->pooled = 0;
+  s->pooled = c >= 0;
   return s;
 }
 
