@@ -275,10 +275,12 @@ static void on_spin(uv_idle_t *h) {
     if (atomic_load_explicit(&rt->has_events, memory_order_acquire)) drain_events(rt);
     if (poll_mpi(rt) > 0) {
       busy = 1;
-      pf_service_post_deferred(rt->svc, 1);
       continue;
     }
-    if (pf_service_post_deferred(rt->svc, 4) > 0) {
+    /* Nothing completed: post receives a step left for later. Not after a
+     * poll that completed something: the loop is then on the critical
+     * path (a rank that never waits would pay for a post every step). */
+    if (pf_service_post_deferred(rt->svc, 8) > 0) {
       busy = 1;
       continue;
     }

@@ -43,11 +43,12 @@ typedef struct run {
 
 /* A long plan has thousands of receives, ~0.2 us each to post: a step
  * posts its first PF_EAGER_RECVS at once and leaves the rest, in plan
- * order, to the loop's polls (a few per poll, more when a poll finds
- * nothing), so that its first ops start at once instead of after every
- * receive is posted. Posting never waits on a completion, so every
- * receive is posted within a bounded number of polls: no deadlock. A
- * message that comes before its receive is posted is buffered by MPI. */
+ * order, to the loop's polls that find nothing to do (8 per such poll), so
+ * that its first ops start at once instead of after every receive is
+ * posted. No deadlock: when nothing completes, every poll is one that
+ * posts, so a receive that the rest of the work waits for gets posted. A
+ * message that comes before its receive is posted waits in MPI's
+ * unexpected queue. */
 #define PF_EAGER_RECVS 64u
 
 /* A loop op in progress, or a collective waiting for its turn. */
