@@ -1,5 +1,6 @@
 #include "runtime/service.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -585,6 +586,20 @@ static int leading_axis(const pf_spec *s, int axis) {
   return 1;
 }
 
+/* A collective this rank cannot issue (out of memory, MPI refused it) would
+ * leave the other ranks of its communicator waiting in it forever: end the
+ * job, saying which collective and why, rather than hang it. */
+__attribute__((noreturn)) static void cannot_issue(pf_service *s, loop_op *lo, const char *why) {
+  const pf_plan_op *op = &pf_step_plan(lo->r->step)->ops[lo->op];
+  char msg[256];
+  snprintf(msg, sizeof msg,
+           "collective \"%s\" (%s) of step %llu cannot be issued here: %s; the other ranks "
+           "of its communicator would wait in it forever",
+           op->name, pf_collective_name((pf_collective_kind)op->collective),
+           (unsigned long long)lo->r->seq, why);
+  pf_mpi_abort(s->cfg.mpi, 1, msg);
+}
+
 static void start_collective(pf_service *s, loop_op *lo) {
   const pf_plan *p = pf_step_plan(lo->r->step);
   const pf_plan_op *op = &p->ops[lo->op];
@@ -600,10 +615,9 @@ static void start_collective(pf_service *s, loop_op *lo) {
   (void)s;
   lo->started = s->cfg.trace != NULL ? pf_now_ns() : 0; /* for the timeline only */
   posted_add(lo);
-  if (in == NULL || out == NULL) {
-    loop_op_finish(lo, PF_ENOMEM, "collective: out of memory");
-    return;
-  }
+  if (in == NULL || out == NULL) cannot_issue(s, lo, "out of memory");
+  /* The same on every rank of the communicator (shards have one size):
+   * each fails its step, none waits. */
   if (in_bytes > INT32_MAX || (size_t)n * in_bytes > INT32_MAX) {
     loop_op_finish(lo, PF_ERANGE, "collective: shard larger than 2 GiB");
     return;
@@ -663,12 +677,13 @@ static void start_collective(pf_service *s, loop_op *lo) {
     default:
       err = MPI_ERR_OTHER;
   }
-  if (req == MPI_REQUEST_NULL && err == MPI_SUCCESS) {
-    loop_op_finish(lo, PF_ENOMEM, "collective: out of memory");
-    return;
+  if (req == MPI_REQUEST_NULL && err == MPI_SUCCESS) cannot_issue(s, lo, "out of memory");
+  if (err != MPI_SUCCESS) cannot_issue(s, lo, "MPI refused it");
+  if (pf_mpi_track(s->cfg.mpi, req, collective_done, lo) != 0) {
+    /* Issued, but not tracked: wait for it here rather than lose it. */
+    err = MPI_Wait(&req, MPI_STATUS_IGNORE);
+    collective_done(lo, err == MPI_SUCCESS ? 0 : PF_EMPI);
   }
-  if (err != MPI_SUCCESS || pf_mpi_track(s->cfg.mpi, req, collective_done, lo) != 0)
-    collective_done(lo, PF_EMPI);
 }
 
 /* Issues the collectives at the head of each queue whose inputs are ready:
