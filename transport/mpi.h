@@ -27,12 +27,14 @@ typedef struct pf_mpi pf_mpi;
 int pf_mpi_launched(void);
 
 /* MPI_Init_thread(SERIALIZED) unless MPI is already initialized (then the
- * provided level is checked), and the duplicated communicators.
+ * provided level is checked), the duplicated communicators, this rank's
+ * place on its host, and the posted receive for the first control frame.
  * Errors: PF_EMPI (with the reason in diag), PF_ENOMEM. */
 int pf_mpi_init(int *argc, char ***argv, pf_mpi **out, pf_diag *diag);
 /* Frees the communicators and calls MPI_Finalize if pf_mpi_init called
  * MPI_Init, or on an executor rank (which exits after this, inside pf_init,
- * whoever initialized MPI). Pending requests are freed. */
+ * whoever initialized MPI). Pending requests are freed; the control receive
+ * is cancelled. */
 void pf_mpi_finalize(pf_mpi *m);
 /* Ends the whole job now: prints `why` to stderr and MPI_Abort(code). */
 void pf_mpi_abort(pf_mpi *m, int code, const char *why) __attribute__((noreturn));
