@@ -216,16 +216,16 @@ static int poll_mpi(pf_runtime *rt) {
     int peer = -1, rc;
     pf_msg *m;
     pf_diag d;
-    rc = pf_mpi_ctrl_recv(rt->cfg.mpi, &peer, &buf, &len);
+    pf_diag_init(&d);
+    rc = pf_mpi_ctrl_recv(rt->cfg.mpi, &peer, &buf, &len, &d);
     if (rc == PF_EDECODE) {
       if (peer >= 0 && peer < rt->size) rt->last_seen[peer] = pf_now_ns();
-      reject(rt, peer, rc, "not a pathflow control frame");
+      reject(rt, peer, rc, d.msg);
       continue;
     }
     if (rc != 0) pf_mpi_abort(rt->cfg.mpi, 1, "receiving a control message failed");
     if (buf == NULL) break;
     rt->last_seen[peer] = pf_now_ns();
-    pf_diag_init(&d);
     rc = pf_msg_decode(buf, len, pf_executor_num_devices(rt->ex), &m, &d);
     free(buf);
     if (rc != 0) {

@@ -15,8 +15,8 @@
 /* Control frames: on CTRL_TAG, a frame byte then the message itself
  * (FRAME_INLINE), or the 8-byte length of a message that follows on
  * CTRL_BODY_TAG (FRAME_LARGE: a plan). A receive for the next frame is
- * always posted and tested with the data requests, so a poll costs no
- * probe of its own. */
+ * always posted and tested first on every poll, so a poll costs no probe
+ * of its own. */
 #define CTRL_TAG 0
 #define CTRL_BODY_TAG 1
 #define CTRL_INLINE 8192
@@ -24,7 +24,7 @@
 #define FRAME_LARGE 1
 
 /* Requests expected to complete soon (sends) are tested on every poll, in
- * the same MPI_Testsome as the control receive and the oldest others. */
+ * the same MPI_Testsome as the oldest others. */
 #define QUICK_MAX 32
 /* Testing thousands of posted receives on every poll costs more than the
  * polling itself: each poll tests the oldest PF_MPI_WINDOW requests (they
@@ -333,7 +333,7 @@ int pf_mpi_progress(pf_mpi *m) {
   MPI_Request front[FRONT];
   tracked done[QUICK_MAX + 2 * PF_MPI_WINDOW];
   int status[QUICK_MAX + 2 * PF_MPI_WINDOW];
-  int n_done = 0, outcount = 0, err, nf = 0, nq = m->n_quick;
+  int n_done = 0, outcount = 0, err, werr = 0, nf = 0, nq = m->n_quick;
   size_t head = PF_MINOF(m->n, (size_t)PF_MPI_WINDOW);
   /* MPI_Test runs MPI's progress engine, then looks at the control
    * receive again; MPI_Testsome looks at its requests before it runs the
@@ -371,19 +371,20 @@ int pf_mpi_progress(pf_mpi *m) {
   }
   if (m->n > head && ++m->polls % ROTATE_EVERY == 0) {
     size_t rest = m->n - head, start, len;
-    int got, werr = 0;
+    int got;
     if (m->cursor >= rest) m->cursor = 0;
     start = m->base + head + m->cursor;
     len = PF_MINOF(rest - m->cursor, (size_t)PF_MPI_WINDOW);
+    /* On failure, still run the callbacks of what completed above: those
+     * requests are gone from MPI. */
     got = test_window(m, start, len, &werr);
-    if (werr) return werr;
     for (int k = 0; k < got; k++) {
       int i = m->indices[k] >= 0 ? m->indices[k] : -m->indices[k] - 1;
       take_main(m, (size_t)i, m->indices[k] < 0, done, status, &n_done);
     }
     m->cursor += len;
   }
-  if (n_done == 0) return 0;
+  if (n_done == 0) return werr;
   /* Bookkeeping first, callbacks after: a callback may track new requests. */
   if (nq > 0) {
     int w = 0;
@@ -396,7 +397,7 @@ int pf_mpi_progress(pf_mpi *m) {
   }
   drop_holes(m);
   for (int k = 0; k < n_done; k++) done[k].cb(done[k].arg, status[k]);
-  return n_done;
+  return werr ? werr : n_done;
 }
 
 /* ---- control ------------------------------------------------------------ */
@@ -454,8 +455,9 @@ int pf_mpi_ctrl_send(pf_mpi *m, int peer, uint8_t *buf, size_t len) {
 
 /* Takes the message of the frame that completed: inline, or the body that
  * follows a FRAME_LARGE header (its sender sent it right after the header:
- * it is there within moments). PF_EDECODE for a frame that is not one. */
-static int take_frame(pf_mpi *m, uint8_t **buf, size_t *len) {
+ * it is there within moments). PF_EDECODE, saying why in d, for a frame
+ * that is not one. */
+static int take_frame(pf_mpi *m, uint8_t **buf, size_t *len, pf_diag *d) {
   int count = 0;
   MPI_Get_count(&m->ctrl_st, MPI_BYTE, &count);
   if (count >= 1 && m->ctrl_buf[0] == FRAME_INLINE) {
@@ -475,12 +477,16 @@ static int take_frame(pf_mpi *m, uint8_t **buf, size_t *len) {
       if (MPI_Improbe(m->ctrl_st.MPI_SOURCE, CTRL_BODY_TAG, m->ctrl, &flag, &msg, &st) !=
           MPI_SUCCESS)
         return PF_EMPI;
-    if (!flag) return PF_EDECODE; /* a header with no body */
+    if (!flag)
+      return pf_diag_error(d, PF_EDECODE, "control frame announces a %llu-byte body that did "
+                           "not come within 5 s", (unsigned long long)n);
     MPI_Get_count(&st, MPI_BYTE, &body);
     if (n > (uint64_t)CTRL_MAX || (uint64_t)body != n) {
       /* Not the size announced, or too large: drop it unread. */
       MPI_Mrecv(NULL, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
-      return PF_EDECODE;
+      return pf_diag_error(d, PF_EDECODE,
+                           "control frame announces %llu bytes (at most %d), its body has %d",
+                           (unsigned long long)n, CTRL_MAX, body);
     }
     if ((*buf = malloc(n ? (size_t)n : 1)) == NULL) {
       MPI_Mrecv(NULL, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
@@ -494,10 +500,13 @@ static int take_frame(pf_mpi *m, uint8_t **buf, size_t *len) {
     *len = (size_t)n;
     return 0;
   }
-  return PF_EDECODE;
+  return pf_diag_error(d, PF_EDECODE,
+                       "not a pathflow control frame (%d bytes, frame byte %d; want %d with the "
+                       "message, or %d and an 8-byte length)",
+                       count, count > 0 ? m->ctrl_buf[0] : -1, FRAME_INLINE, FRAME_LARGE);
 }
 
-int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len) {
+int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len, pf_diag *d) {
   int rc, flag = 0;
   *buf = NULL;
   *len = 0;
@@ -505,7 +514,7 @@ int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len) {
   m->ctrl_ready = 0;
   if (m->ctrl_failed) return PF_EMPI;
   *peer = m->ctrl_st.MPI_SOURCE;
-  rc = take_frame(m, buf, len);
+  rc = take_frame(m, buf, len, d);
   /* The next frame: posted at once, and taken at once if it is here
    * already (a burst of replies is read in one poll). */
   if (post_ctrl(m) != MPI_SUCCESS || MPI_Test(&m->ctrl_req, &flag, &m->ctrl_st) != MPI_SUCCESS) {

@@ -87,9 +87,9 @@ int pf_mpi_ctrl_send(pf_mpi *m, int peer, uint8_t *buf, size_t len);
  * Does not block, but for the body of a large message (a plan), which its
  * sender sends right after the header. Errors: PF_EMPI, PF_ENOMEM,
  * PF_EDECODE (not a control frame, a body too large or not the size its
- * header announced, or no body within 5 s: *peer names the sender, and the
- * channel goes on with the next frame). */
-int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len);
+ * header announced, or no body within 5 s: d says which, *peer names the
+ * sender, and the channel goes on with the next frame). */
+int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len, pf_diag *d);
 
 /* ---- data -------------------------------------------------------------- */
 

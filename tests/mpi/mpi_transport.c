@@ -29,13 +29,14 @@ static uint8_t *pattern(size_t n, unsigned seed) {
   return b;
 }
 
-/* Polls until a message or a refusal comes. */
-static int next(pf_mpi *m, int *peer, uint8_t **buf, size_t *len) {
+/* Polls until a message or a refusal (its reason in *why) comes. */
+static int next(pf_mpi *m, int *peer, uint8_t **buf, size_t *len, pf_diag *why) {
   for (;;) {
     int rc;
     CHECK(pf_mpi_progress(m) >= 0);
     *peer = -1;
-    rc = pf_mpi_ctrl_recv(m, peer, buf, len);
+    pf_diag_init(why);
+    rc = pf_mpi_ctrl_recv(m, peer, buf, len, why);
     if (rc != 0 || *buf != NULL) return rc;
   }
 }
@@ -58,11 +59,13 @@ static void sender(pf_mpi *m) {
 }
 
 static void receiver(pf_mpi *m) {
+  static const char *reasons[3] = {"frame byte 7", "its body has 50", "4 bytes, frame byte 1"};
   uint8_t *buf, *want;
   size_t len;
   int peer;
+  pf_diag why;
   for (size_t k = 0; k < N_SIZES; k++) {
-    CHECK(next(m, &peer, &buf, &len) == 0);
+    CHECK(next(m, &peer, &buf, &len, &why) == 0);
     want = pattern(sizes[k], (unsigned)k);
     CHECK(peer == 1);
     CHECK(len == sizes[k]);
@@ -71,11 +74,12 @@ static void receiver(pf_mpi *m) {
     free(buf);
   }
   for (int k = 0; k < 3; k++) {
-    CHECK(next(m, &peer, &buf, &len) == PF_EDECODE);
+    CHECK(next(m, &peer, &buf, &len, &why) == PF_EDECODE);
     CHECK(peer == 1);
     CHECK(buf == NULL);
+    CHECK(strstr(why.msg, reasons[k]) != NULL); /* says what is wrong */
   }
-  CHECK(next(m, &peer, &buf, &len) == 0);
+  CHECK(next(m, &peer, &buf, &len, &why) == 0);
   want = pattern(10, 99);
   CHECK(peer == 1 && len == 10 && memcmp(buf, want, len) == 0);
   free(want);
