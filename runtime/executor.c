@@ -622,6 +622,11 @@ static void bind_workers(pf_executor *ex) {
   }
 }
 
+const uint32_t *pf_loaded_inputs(const pf_loaded *l, uint32_t *n) {
+  *n = l->n_input_bufs;
+  return l->input_bufs;
+}
+
 int pf_executor_worker_cpu(const pf_executor *ex, int device) {
   return device >= 0 && device < ex->cfg.num_devices ? ex->workers[device].cpu : -1;
 }
@@ -738,10 +743,11 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
     pthread_mutex_unlock(&w->lock);
   }
   pthread_mutex_unlock(&ex->run_lock);
-  /* Loop ops with no dependencies (every receive) start now: the loop
-   * allocates each receive's buffer and posts it before its producer has
-   * run (parallel asynchronous dispatch). */
-  for (uint32_t k = 0; k < l->n_start_ops; k++) ex->cfg.loop_op(ex->cfg.loop_arg, s, l->start_ops[k]);
+  /* Loop ops with no dependencies (every receive) are handed to the loop
+   * now, before their producers run (parallel asynchronous dispatch); the
+   * loop may post some receives of a long plan a little later. */
+  for (uint32_t k = 0; k < l->n_start_ops; k++)
+    ex->cfg.loop_op(ex->cfg.loop_arg, s, l->start_ops[k]);
   return 0;
 }
 

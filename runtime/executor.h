@@ -70,6 +70,9 @@ int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
 /* Drops a reference; steps in flight keep their own. NULL: no-op. */
 void pf_loaded_release(pf_loaded *l);
 const pf_plan *pf_loaded_plan(const pf_loaded *l);
+/* The plan's buffers fed by the caller (input >= 0), in buffer order;
+ * *n their count. Owned by l. */
+const uint32_t *pf_loaded_inputs(const pf_loaded *l, uint32_t *n);
 
 /* Starts a step of `l`. `inputs[b]` is the storage fed into plan buffer b
  * for every buffer with input >= 0 (the step takes a reference of its own);

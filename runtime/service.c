@@ -20,9 +20,9 @@ typedef struct exe {
   pf_loaded *loaded;
   pf_mpi_box *boxes; /* per op: SEND/RECV addressing */
   MPI_Comm *comms;   /* per op: COLLECTIVE communicator */
-  /* What a step's start walks, not the plan's thousands of records: */
-  uint32_t *collectives, n_collectives; /* MPI collective ops, plan order */
-  uint32_t *inputs, n_inputs;           /* buffers fed by the run message */
+  /* MPI collective ops in plan order: what a step's start walks, not the
+   * plan's thousands of records. */
+  uint32_t *collectives, n_collectives;
   struct exe *next;
 } exe;
 
@@ -147,7 +147,6 @@ static void exe_unref(exe *e) {
   free(e->boxes);
   free(e->comms);
   free(e->collectives);
-  free(e->inputs);
   pf_loaded_release(e->loaded);
   free(e);
 }
@@ -219,18 +218,14 @@ static comm_queue *queue_for(pf_service *s, MPI_Comm comm) {
   return q;
 }
 
-/* The collectives and the fed buffers of a plan, listed once. */
+/* The MPI collectives of a plan, listed once. */
 static int index_plan(exe *e, pf_diag *d) {
   const pf_plan *p = pf_loaded_plan(e->loaded);
-  e->collectives = pf_mallocn(p->n_ops, sizeof *e->collectives);
-  e->inputs = pf_mallocn(p->n_buffers, sizeof *e->inputs);
-  if (e->collectives == NULL || e->inputs == NULL)
+  if ((e->collectives = pf_mallocn(p->n_ops, sizeof *e->collectives)) == NULL)
     return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
   for (uint32_t i = 0; i < p->n_ops; i++)
     if (p->ops[i].kind == PF_OP_COLLECTIVE && p->ops[i].comm >= 0)
       e->collectives[e->n_collectives++] = i;
-  for (uint32_t b = 0; b < p->n_buffers; b++)
-    if (p->buffers[b].input >= 0) e->inputs[e->n_inputs++] = b;
   return 0;
 }
 
@@ -242,7 +237,6 @@ static int prepare_mpi(pf_service *s, exe *e, pf_diag *d) {
   e->boxes = pf_calloc(p->n_ops, sizeof *e->boxes);
   e->comms = pf_calloc(p->n_ops, sizeof *e->comms);
   if (e->boxes == NULL || e->comms == NULL) return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
-
   for (uint32_t c = 0; c < p->n_comms; c++) {
     MPI_Comm comm;
     if ((rc = pf_mpi_comm_for(s->cfg.mpi, p->comms[c].ranks, (int)p->comms[c].n_ranks, &comm)))
@@ -342,6 +336,8 @@ static void handle_run(pf_service *s, pf_msg *m) {
   exe *e = exe_find(s, m->executable);
   const pf_plan *p;
   pf_storage **inputs = NULL;
+  const uint32_t *fed;
+  uint32_t n_fed;
   pf_diag why;
   run *r;
   int rc;
@@ -368,8 +364,9 @@ static void handle_run(pf_service *s, pf_msg *m) {
     pf_msg_free(m);
     return;
   }
-  for (uint32_t k = 0; k < e->n_inputs; k++) {
-    uint32_t b = e->inputs[k];
+  fed = pf_loaded_inputs(e->loaded, &n_fed);
+  for (uint32_t k = 0; k < n_fed; k++) {
+    uint32_t b = fed[k];
     const pf_plan_buffer *pb = &p->buffers[b];
     inputs[b] = pf_store_get(s->store, m->inputs[pb->input], pb->shard);
     if (inputs[b] == NULL || inputs[b]->nbytes < pf_spec_nbytes(&pb->spec))
@@ -612,7 +609,6 @@ static void start_collective(pf_service *s, loop_op *lo) {
   MPI_Request req = MPI_REQUEST_NULL;
   int n = op->num_shards, err = MPI_SUCCESS;
   size_t in_bytes = pf_spec_nbytes(ins), out_bytes = pf_spec_nbytes(outs);
-  (void)s;
   lo->started = s->cfg.trace != NULL ? pf_now_ns() : 0; /* for the timeline only */
   posted_add(lo);
   if (in == NULL || out == NULL) cannot_issue(s, lo, "out of memory");

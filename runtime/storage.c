@@ -161,12 +161,8 @@ static pf_storage *small_new(int c) {
 }
 
 static void small_free_block(pf_storage *s) {
-  int c = small_class(s->nbytes);
+  int c = s->pooled - 1;
   small_free *f = (small_free *)s;
-  if (c < 0) { /* not reached: only small storage is pooled */
-    pf_aligned_free(f);
-    return;
-  }
   pthread_mutex_lock(&small[c].lock);
   if (small[c].count * ((size_t)1 << (SMALL_MIN_SHIFT + c)) < SMALL_KEEP_BYTES) {
     f->next = small[c].head;
@@ -212,7 +208,7 @@ pf_storage *pf_storage_new(size_t nbytes, int device) {
   s->device = device;
   s->nbytes = nbytes;
   s->parent = NULL;
-  s->pooled = c >= 0;
+  s->pooled = c + 1;
   return s;
 }
 

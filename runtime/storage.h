@@ -17,7 +17,8 @@ typedef struct pf_storage {
   size_t nbytes;
   void *data; /* 64-byte aligned, nbytes (at least 1) */
   struct pf_storage *parent; /* a view into parent's memory, or NULL */
-  int pooled; /* small: one block with its data, back to a free list */
+  int pooled; /* small: 1 + its size class (one block with its data, back
+               * to that class's free list); 0 otherwise */
 } pf_storage;
 
 /* New storage with one reference, uninitialized. NULL when out of memory. */
