@@ -41,7 +41,9 @@ extern "C" {
   X(ETIMEDOUT, -23, "timed out")                                             \
   X(ECANCELED, -24, "canceled")                                              \
   X(ENOTSUP, -25, "not supported")                                           \
-  X(EMEMORY, -26, "plan exceeds device memory")
+  X(EMEMORY, -26, "plan exceeds device memory")                             \
+  X(ESHARDING, -27, "a sharding the kernel's sharding rule does not allow")  \
+  X(EAGAIN, -28, "resource temporarily unavailable; try again")
 
 enum {
 #define PF_ERRNO_ENUM(name, code, text) PF_##name = (code),
