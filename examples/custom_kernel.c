@@ -52,10 +52,15 @@ int main(int argc, char **argv) {
   pf_spec spec = pf_spec_1d(PF_F32, 8), half = pf_spec_1d(PF_F32, 4);
   pf_sharding halves = pf_split(0); /* device i holds elements [4i, 4i+4) */
   float a = 2.5f, xd[8], yd[8];
-  CHECK(pf_init(&argc, &argv, NULL, &ctx));
+  /* Register the kernel through pf_init's options, not pf_kernel_register
+   * after pf_init: under mpirun, ranks other than 0 serve inside pf_init and
+   * never reach the code after it, so a kernel registered there would exist
+   * on rank 0 only and pf_compile would refuse any plan that runs it on
+   * another rank. */
   pf_kernel_def def = {.name = "saxpy", .kind = PF_DEVICE_CPU, .n_in = 2, .n_out = 1,
                        .shape = saxpy_shape, .cost = saxpy_cost, .compute = saxpy_compute};
-  CHECK(pf_kernel_register(ctx, &def));
+  pf_init_options opts = {.kernels = &def, .n_kernels = 1};
+  CHECK(pf_init(&argc, &argv, &opts, &ctx));
   /* One saxpy program on a 2-device slice, reading inputs split the same way
    * (so nothing moves) and writing an output split the same way. */
   CHECK(pf_graph_create(ctx, &g));

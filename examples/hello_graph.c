@@ -54,9 +54,16 @@ int main(int argc, char **argv) {
   CHECK(pf_execute(exe, 2, feeds, &fut));
   CHECK(pf_future_wait(fut));
   CHECK(pf_future_fetch(fut, "y", &y));
-  const float *out = pf_tensor_data(y);
-  printf("y = colsum(x @ w) = [%g, %g] (expected [214, 280]) on %d devices\n",
-         out[0], out[1], pf_device_count(ctx, PF_DEVICE_CPU));
+  /* The same computation on the host; exact (small integers in f32). */
+  const float *xd = pf_tensor_data(x), *wd = pf_tensor_data(w), *out = pf_tensor_data(y);
+  float want[2] = {0, 0};
+  for (int i = 0; i < 4; i++)
+    for (int k = 0; k < 3; k++)
+      for (int j = 0; j < 2; j++) want[j] += xd[i * 3 + k] * wd[k * 2 + j];
+  int bad = out[0] != want[0] || out[1] != want[1];
+  printf("y = colsum(x @ w) = [%g, %g] (expected [%g, %g]) on %d devices: %s\n",
+         out[0], out[1], want[0], want[1], pf_device_count(ctx, PF_DEVICE_CPU),
+         bad ? "WRONG" : "ok");
 
   pf_tensor_destroy(x);
   pf_tensor_destroy(w);
@@ -64,5 +71,5 @@ int main(int argc, char **argv) {
   pf_future_destroy(fut);
   pf_executable_destroy(exe);
   pf_graph_destroy(g);
-  return pf_finalize(ctx);
+  return pf_finalize(ctx) != 0 || bad;
 }
