@@ -35,12 +35,47 @@ static void exe_unref(pf_executable *e) {
 
 static int plan_is_empty(const pf_plan *p) { return p->n_ops == 0 && p->n_buffers == 0; }
 
+/* Sends a LOAD (with the rank's plan) or a CONNECT to every rank marked in
+ * `to`, rank 0's own last (its loop thread would otherwise make the
+ * communicators before the others were asked to), and waits for every
+ * answer. Returns the first error any rank reported (its message in w). */
+static int load_round(pf_executable *e, pf_msg_kind kind, const uint8_t *to, pf_waiter *w) {
+  pf_context *ctx = e->ctx;
+  pf_compiled *c = e->compiled;
+  int n = 0, sent = 0, rc;
+  for (int r = 0; r < c->n_ranks; r++) n += to[r] != 0;
+  memset(w, 0, sizeof *w);
+  pf_controller_expect(ctx, w, e->id, n);
+  for (int k = 1; k <= c->n_ranks; k++) {
+    int r = k % c->n_ranks;
+    pf_msg *m;
+    if (!to[r]) continue;
+    if ((m = pf_msg_new(kind)) == NULL) break;
+    if (kind == PF_MSG_LOAD) {
+      m->plan = c->plans[r];
+      c->plans[r] = NULL;
+    } else {
+      m->executable = e->id;
+    }
+    if (pf_controller_send(ctx, r, m) != 0) break;
+    sent++;
+  }
+  if (sent < n) {
+    pthread_mutex_lock(&ctx->lock);
+    w->pending -= n - sent;
+    pthread_mutex_unlock(&ctx->lock);
+  }
+  rc = pf_controller_wait(ctx, w);
+  return rc == 0 && sent < n ? PF_ENOMEM : rc;
+}
+
 int pf_compile(pf_graph *g, pf_executable **out) {
   pf_context *ctx;
   pf_executable *e;
   pf_compiled *c;
   pf_waiter w;
-  int rc, sent = 0;
+  uint8_t *connect;
+  int rc, n_connect = 0;
   if (g == NULL || out == NULL) return PF_EINVAL;
   *out = NULL;
   ctx = g->env.owner;
@@ -69,30 +104,20 @@ int pf_compile(pf_graph *g, pf_executable **out) {
       e->participates[r] = 1;
       e->n_participants++;
     }
-  /* Send every plan, then wait for every rank's answer: a rank that lacks a
-   * kernel says so here, naming itself and the kernel. */
+  /* Two phases: every rank checks its plan (its kernels, its transfers)
+   * and answers; only when all succeeded are the communicators of the
+   * collectives made, which every member must do together: a rank that
+   * lacks a kernel then fails the compile, naming itself and the kernel,
+   * instead of leaving its peers in communicator creation forever. */
   memset(&w, 0, sizeof w);
-  pf_controller_expect(ctx, &w, e->id, e->n_participants);
-  /* Rank 0's own plan goes last: loading a plan with collectives makes
-   * communicators, which blocks until every member loads too, so the other
-   * ranks' plans must already be on their way. */
-  for (int k = 1; k <= c->n_ranks; k++) {
-    int r = k % c->n_ranks;
-    pf_msg *m;
-    if (!e->participates[r]) continue;
-    if ((m = pf_msg_new(PF_MSG_LOAD)) == NULL) break;
-    m->plan = c->plans[r];
-    c->plans[r] = NULL;
-    if (pf_controller_send(ctx, r, m) != 0) break;
-    sent++;
+  connect = pf_calloc((size_t)ctx->size, 1);
+  for (int r = 0; connect != NULL && r < c->n_ranks; r++) {
+    connect[r] = e->participates[r] && c->plans[r]->n_comms > 0;
+    n_connect += connect[r];
   }
-  if (sent < e->n_participants) {
-    pthread_mutex_lock(&ctx->lock);
-    w.pending -= e->n_participants - sent;
-    pthread_mutex_unlock(&ctx->lock);
-  }
-  rc = pf_controller_wait(ctx, &w);
-  if (rc == 0 && sent < e->n_participants) rc = PF_ENOMEM;
+  rc = connect == NULL ? PF_ENOMEM : load_round(e, PF_MSG_LOAD, e->participates, &w);
+  if (rc == 0 && n_connect > 0) rc = load_round(e, PF_MSG_CONNECT, connect, &w);
+  free(connect);
   e->next = ctx->executables;
   if (e->next) e->next->prev = e;
   ctx->executables = e;

@@ -20,7 +20,7 @@
 typedef enum pf_msg_kind {
   PF_MSG_NONE = 0,
   PF_MSG_REGISTER,    /* executor -> controller, at start: host, devices */
-  PF_MSG_LOAD,        /* plan */
+  PF_MSG_LOAD,        /* plan: checked and kept; collectives not yet usable */
   PF_MSG_LOAD_DONE,   /* executable, status, message */
   PF_MSG_RUN,         /* executable, step, inputs, outputs, drop */
   PF_MSG_STEP_DONE,   /* executable, step, status, message */
@@ -31,6 +31,7 @@ typedef enum pf_msg_kind {
   PF_MSG_UNLOAD,      /* executable */
   PF_MSG_SHUTDOWN,
   PF_MSG_HEARTBEAT,
+  PF_MSG_CONNECT,     /* executable: make its communicators (every rank loaded) */
   PF_MSG_DUMP         /* print what is pending (watchdog) */
 } pf_msg_kind;
 

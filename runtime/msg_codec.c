@@ -38,7 +38,7 @@ const char *pf_msg_kind_name(pf_msg_kind k) {
   static const char *const names[] = {"none",      "register", "load",    "load_done",
                                       "run",       "step_done", "fetch",  "fetch_reply",
                                       "put",       "release",  "unload",  "shutdown",
-                                      "heartbeat", "dump"};
+                                      "heartbeat", "connect", "dump"};
   return (unsigned)k < PF_ARRAY_LEN(names) ? names[k] : "?";
 }
 
@@ -66,6 +66,7 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
   Pathflow__Spec spec = PATHFLOW__SPEC__INIT;
   Pathflow__Release rel = PATHFLOW__RELEASE__INIT;
   Pathflow__Unload unload = PATHFLOW__UNLOAD__INIT;
+  Pathflow__Connect connect = PATHFLOW__CONNECT__INIT;
   ProtobufCBinaryData *datas = NULL;
   uint8_t *plan_bytes = NULL;
   int64_t dims[PF_MAX_RANK];
@@ -177,6 +178,11 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
       unload.executable = m->executable;
       c.body_case = PATHFLOW__CONTROL__BODY_UNLOAD;
       c.unload = &unload;
+      break;
+    case PF_MSG_CONNECT:
+      connect.executable = m->executable;
+      c.body_case = PATHFLOW__CONTROL__BODY_CONNECT;
+      c.connect = &connect;
       break;
     case PF_MSG_SHUTDOWN:
       c.body_case = PATHFLOW__CONTROL__BODY_SHUTDOWN;
@@ -358,6 +364,10 @@ static int decode_body(const Pathflow__Control *c, int num_devices, pf_msg *m, p
     case PATHFLOW__CONTROL__BODY_UNLOAD:
       m->kind = PF_MSG_UNLOAD;
       m->executable = c->unload->executable;
+      return 0;
+    case PATHFLOW__CONTROL__BODY_CONNECT:
+      m->kind = PF_MSG_CONNECT;
+      m->executable = c->connect->executable;
       return 0;
     case PATHFLOW__CONTROL__BODY_SHUTDOWN:
       m->kind = PF_MSG_SHUTDOWN;

@@ -20,6 +20,7 @@ typedef struct exe {
   pf_loaded *loaded;
   pf_mpi_box *boxes; /* per op: SEND/RECV addressing */
   MPI_Comm *comms;   /* per op: COLLECTIVE communicator */
+  int connected;     /* its communicators are made (CONNECT, or none needed) */
   /* MPI collective ops in plan order: what a step's start walks, not the
    * plan's thousands of records. */
   uint32_t *collectives, n_collectives;
@@ -229,24 +230,15 @@ static int index_plan(exe *e, pf_diag *d) {
   return 0;
 }
 
-/* MPI addressing for every transfer and the communicator of every
- * collective: done once per plan, never per step. */
-static int prepare_mpi(pf_service *s, exe *e, pf_diag *d) {
+/* MPI addressing for every transfer: done once per plan, never per step.
+ * Local work only (no communication), so that a rank that cannot load a
+ * plan says so before any rank enters a collective call. */
+static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
   const pf_plan *p = pf_loaded_plan(e->loaded);
   int rc;
   e->boxes = pf_calloc(p->n_ops, sizeof *e->boxes);
   e->comms = pf_calloc(p->n_ops, sizeof *e->comms);
   if (e->boxes == NULL || e->comms == NULL) return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
-  for (uint32_t c = 0; c < p->n_comms; c++) {
-    MPI_Comm comm;
-    if ((rc = pf_mpi_comm_for(s->cfg.mpi, p->comms[c].ranks, (int)p->comms[c].n_ranks, &comm)))
-      return pf_diag_error(d, rc, "rank %d: could not make communicator %d", s->cfg.rank,
-                           (int)p->comms[c].id);
-    for (uint32_t i = 0; i < p->n_ops; i++)
-      if (p->ops[i].kind == PF_OP_COLLECTIVE && p->ops[i].comm == p->comms[c].id)
-        e->comms[i] = comm;
-    if (queue_for(s, comm) == NULL) return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
-  }
   for (uint32_t i = 0; i < p->n_ops; i++) {
     const pf_plan_op *op = &p->ops[i];
     const pf_plan_buffer *b;
@@ -261,6 +253,25 @@ static int prepare_mpi(pf_service *s, exe *e, pf_diag *d) {
                          op->box.extent, &e->boxes[i]);
     if (rc) return pf_diag_error(d, rc, "rank %d: op %u: cannot describe the transfer to MPI",
                                  s->cfg.rank, i);
+  }
+  return 0;
+}
+
+/* The communicator of every collective (the second phase of loading).
+ * Collective over each communicator's ranks: the controller asks for it
+ * only once every rank has loaded its plan, so no member is missing. */
+static int connect_comms(pf_service *s, exe *e, pf_diag *d) {
+  const pf_plan *p = pf_loaded_plan(e->loaded);
+  int rc;
+  for (uint32_t c = 0; c < p->n_comms; c++) {
+    MPI_Comm comm;
+    if ((rc = pf_mpi_comm_for(s->cfg.mpi, p->comms[c].ranks, (int)p->comms[c].n_ranks, &comm)))
+      return pf_diag_error(d, rc, "rank %d: could not make communicator %d", s->cfg.rank,
+                           (int)p->comms[c].id);
+    for (uint32_t i = 0; i < p->n_ops; i++)
+      if (p->ops[i].kind == PF_OP_COLLECTIVE && p->ops[i].comm == p->comms[c].id)
+        e->comms[i] = comm;
+    if (queue_for(s, comm) == NULL) return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
   }
   return 0;
 }
@@ -282,12 +293,13 @@ static void handle_load(pf_service *s, pf_msg *m) {
   rc = pf_executor_load(s->cfg.executor, m->plan, &e->loaded, &d);
   m->plan = NULL; /* the executor owns it now, even on error */
   if (rc == 0) rc = index_plan(e, &d);
-  if (rc == 0 && s->cfg.mpi) rc = prepare_mpi(s, e, &d);
+  if (rc == 0 && s->cfg.mpi) rc = prepare_transfers(s, e, &d);
   if (rc == 0 && !s->cfg.mpi && pf_loaded_plan(e->loaded)->n_comms > 0)
     rc = pf_diag_error(&d, PF_ENOTSUP, "rank %d: MPI collectives in a process without MPI",
                        s->cfg.rank);
   e->id = id;
   e->refs = 1;
+  e->connected = rc == 0 && pf_loaded_plan(e->loaded)->n_comms == 0;
   if (rc != 0) {
     if (e->loaded) exe_unref(e); else free(e);
     reply_status(s, PF_MSG_LOAD_DONE, id, 0, rc, d.msg);
@@ -296,6 +308,20 @@ static void handle_load(pf_service *s, pf_msg *m) {
   e->next = s->exes;
   s->exes = e;
   reply_status(s, PF_MSG_LOAD_DONE, id, 0, 0, NULL);
+}
+
+/* Phase 2: every rank loaded its plan; make the communicators. */
+static void handle_connect(pf_service *s, uint64_t id) {
+  exe *e = exe_find(s, id);
+  pf_diag d;
+  int rc = 0;
+  pf_diag_init(&d);
+  if (e == NULL)
+    rc = pf_diag_error(&d, PF_ESTALE, "rank %d: connect: executable %llu is not loaded here",
+                       s->cfg.rank, (unsigned long long)id);
+  else if (!e->connected && (rc = connect_comms(s, e, &d)) == 0)
+    e->connected = 1;
+  reply_status(s, PF_MSG_LOAD_DONE, id, 0, rc, rc ? d.msg : NULL);
 }
 
 static void handle_unload(pf_service *s, uint64_t id) {
@@ -345,6 +371,12 @@ static void handle_run(pf_service *s, pf_msg *m) {
   if (e == NULL) {
     reply_status(s, PF_MSG_STEP_DONE, m->executable, m->step, PF_ESTALE,
                  "run: executable not loaded on this rank");
+    pf_msg_free(m);
+    return;
+  }
+  if (!e->connected) {
+    reply_status(s, PF_MSG_STEP_DONE, m->executable, m->step, PF_ESTATE,
+                 "run: the executable's communicators are not made on this rank (no connect)");
     pf_msg_free(m);
     return;
   }
@@ -788,6 +820,9 @@ void pf_service_handle(pf_service *s, pf_msg *m) {
       break;
     case PF_MSG_RELEASE:
       for (uint32_t k = 0; k < m->n_ids; k++) pf_store_drop(s->store, m->ids[k]);
+      break;
+    case PF_MSG_CONNECT:
+      handle_connect(s, m->executable);
       break;
     case PF_MSG_UNLOAD:
       handle_unload(s, m->executable);

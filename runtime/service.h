@@ -1,6 +1,6 @@
 /* Internal: the executor service of one rank.
  *
- * Handles the controller's messages (load, run, fetch, put, release,
+ * Handles the controller's messages (load, connect, run, fetch, put, release,
  * unload, dump) against this rank's executor and buffer store, performs the
  * transfers and MPI collectives of running steps, and answers the
  * controller. Every function runs on the loop thread.

@@ -1,6 +1,8 @@
 /* Faults that must end as errors, never hangs: a kernel failing on one
  * rank, a kernel missing on an executor (MPMD), a control message that
  * does not decode. Usage: mpi_faults PLUGIN.so [--expect-missing] */
+#include <time.h>
+
 #include "mpi_common.h"
 
 pf_context *ctx;
@@ -101,10 +103,59 @@ static void test_plugin_kernels_everywhere(void **state) {
   pf_graph_destroy(g);
 }
 
+/* A plugin kernel followed by a collective across every rank. Loading is
+ * two-phase: with the kernel missing on a worker (MPMD without --kernels),
+ * pf_compile fails at once with PF_ENOKERNEL naming that rank and the
+ * kernel; it used to leave rank 0 in communicator creation until the job
+ * died ("rank 0 lost"). With the kernel everywhere it runs. */
+static void test_missing_kernel_before_collective(void **state) {
+  pf_graph *g;
+  pf_executable *exe = NULL;
+  pf_spec spec = pf_spec_1d(PF_F64, 8 * world);
+  pf_tensor *x = seq_tensor(spec, 5), *y;
+  pf_slice_t s;
+  pf_value_t vx, v2, vy;
+  struct timespec t0, t1;
+  int rc;
+  (void)state;
+  OK(pf_graph_create(ctx, &g));
+  s = pinned_slice(g, world, 0);
+  OK(pf_graph_input(g, "x", &spec, s, pf_split(0), &vx));
+  OK(pf_graph_program(g, &(pf_program_desc){.name = "double", .kernel = "test.twice", .slice = s,
+                                             .n_in = 1, .in = &vx},
+                      &v2, NULL));
+  OK(pf_graph_collective(g, &(pf_collective_desc){.name = "gather", .kind = PF_ALLGATHER,
+                                                   .slice = s, .in = v2, .axis = 0},
+                         &vy, NULL));
+  OK(pf_graph_output(g, "y", vy));
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  rc = pf_compile(g, &exe);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  if (expect_missing) {
+    assert_int_equal(rc, PF_ENOKERNEL);
+    assert_non_null(strstr(pf_last_error(ctx), "rank 1"));
+    assert_non_null(strstr(pf_last_error(ctx), "test.twice"));
+    /* No hang: the answer is immediate; 10 s only catches one. */
+    assert_true(t1.tv_sec - t0.tv_sec < 10);
+    pf_tensor_destroy(x);
+    pf_graph_destroy(g);
+    return;
+  }
+  OK(rc);
+  y = run_one(exe, 1, &(pf_feed){.name = "x", .tensor = x}, "y");
+  for (int i = 0; i < 8 * world; i++)
+    assert_true(((double *)pf_tensor_data(y))[i] == 2 * ((double *)pf_tensor_data(x))[i]);
+  pf_tensor_destroy(y);
+  pf_tensor_destroy(x);
+  pf_executable_destroy(exe);
+  pf_graph_destroy(g);
+}
+
 int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_kernel_error_on_a_rank),
       cmocka_unit_test(test_plugin_kernels_everywhere),
+      cmocka_unit_test(test_missing_kernel_before_collective),
   };
   if (argc < 2) return 2;
   plugin = argv[1];
