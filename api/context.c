@@ -124,7 +124,7 @@ static int build_cluster(pf_context *ctx, int ncpu, pf_diag *d) {
   {
     /* Each device's share of this host's memory, unless told. */
     int64_t phys = (int64_t)sysconf(_SC_PHYS_PAGES) * (int64_t)sysconf(_SC_PAGESIZE);
-    if ((rc = pf_env_bytes("PATHFLOW_DEVICE_MEMORY", phys > 0 ? phys / ncpu : 0,
+    if ((rc = pf_env_bytes("PATHFLOW_DEVICE_MEMORY", phys > 0 ? phys / ncpu : 0, 1,
                            &mine->device_memory, d)) != 0) {
       pf_msg_free(mine);
       free(counts);
@@ -188,6 +188,7 @@ static int build_cluster(pf_context *ctx, int ncpu, pf_diag *d) {
 }
 
 static void context_free(pf_context *ctx) {
+  pf_controller_table_free(ctx);
   pf_registry_destroy(ctx->registry);
   free(ctx->cluster.devices);
   pthread_mutex_destroy(&ctx->lock);

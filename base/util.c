@@ -60,47 +60,65 @@ uint64_t pf_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-int pf_env_bytes(const char *name, int64_t dflt, int64_t *out, pf_diag *diag) {
-  const char *s = getenv(name);
+int pf_parse_int(const char *s, int64_t min, int64_t max, int64_t *out) {
   char *end = NULL;
   long long v;
-  int shift = 0;
-  *out = dflt;
-  if (s == NULL || *s == '\0') return 0;
+  /* strtoll skips leading spaces and takes '+': a value is digits only. */
+  if (s == NULL || !(*s == '-' || (*s >= '0' && *s <= '9'))) return PF_EINVAL;
   errno = 0;
   v = strtoll(s, &end, 10);
-  if (end && *end) {
-    switch (*end) {
-      case 'K': case 'k': shift = 10; break;
-      case 'M': case 'm': shift = 20; break;
-      case 'G': case 'g': shift = 30; break;
-      case 'T': case 't': shift = 40; break;
-      default: shift = -1;
-    }
-    if (shift >= 0 && end[1] != '\0' && !((end[1] == 'B' || end[1] == 'b') && end[2] == '\0'))
-      shift = -1;
-  }
-  if (errno != 0 || end == s || shift < 0 || v < 1 || v > (INT64_MAX >> 40))
-    return pf_diag_error(diag, PF_EINVAL,
-                         "%s=\"%s\": expected a byte count such as 1073741824, 512M or 16G",
-                         name, s);
-  *out = (int64_t)v << shift;
+  if (errno != 0 || end == s || *end != '\0' || v < min || v > max) return PF_EINVAL;
+  *out = v;
+  return 0;
+}
+
+/* The shift of a unit ("", K, KB, Ki, KiB, ... case-insensitive), or -1. */
+static int unit_shift(const char *u) {
+  static const char prefixes[] = "kmgt";
+  const char *p;
+  int c = *u >= 'A' && *u <= 'Z' ? *u - 'A' + 'a' : *u;
+  if (*u == '\0') return 0;
+  if (c == '\0' || (p = strchr(prefixes, c)) == NULL) return -1;
+  u++;
+  if (*u == 'i' || *u == 'I') u++;
+  if (*u == 'b' || *u == 'B') u++;
+  return *u == '\0' ? 10 * (int)(p - prefixes + 1) : -1;
+}
+
+int pf_parse_bytes(const char *s, int64_t min, int64_t max, int64_t *out) {
+  char digits[32];
+  size_t n = 0;
+  int64_t v;
+  int shift;
+  if (s == NULL) return PF_EINVAL;
+  while (s[n] >= '0' && s[n] <= '9') n++;
+  if (n == 0 || n >= sizeof digits || (shift = unit_shift(s + n)) < 0) return PF_EINVAL;
+  memcpy(digits, s, n);
+  digits[n] = '\0';
+  if (pf_parse_int(digits, 0, INT64_MAX >> shift, &v) != 0) return PF_EINVAL;
+  v <<= shift;
+  if (v < min || v > max) return PF_EINVAL;
+  *out = v;
+  return 0;
+}
+
+int pf_env_bytes(const char *name, int64_t dflt, int64_t min, int64_t *out, pf_diag *diag) {
+  const char *s = getenv(name);
+  *out = dflt;
+  if (s == NULL || *s == '\0') return 0;
+  if (pf_parse_bytes(s, min, INT64_MAX, out) != 0)
+    return pf_diag_error(diag, PF_EINVAL, "%s=\"%s\": expected %s, at least %lld", name, s,
+                         PF_BYTES_HELP, (long long)min);
   return 0;
 }
 
 int pf_env_int(const char *name, int64_t dflt, int64_t min, int64_t max,
                int64_t *out, pf_diag *diag) {
   const char *s = getenv(name);
-  char *end = NULL;
-  long long v;
   *out = dflt;
   if (s == NULL || *s == '\0') return 0;
-  errno = 0;
-  v = strtoll(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-    return pf_diag_error(diag, PF_EINVAL,
-                         "%s=\"%s\": expected an integer in [%lld, %lld]",
+  if (pf_parse_int(s, min, max, out) != 0)
+    return pf_diag_error(diag, PF_EINVAL, "%s=\"%s\": expected an integer in [%lld, %lld]",
                          name, s, (long long)min, (long long)max);
-  *out = v;
   return 0;
 }

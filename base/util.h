@@ -28,14 +28,31 @@ char *pf_strdup(const char *s);
 /* Monotonic clock, nanoseconds. */
 uint64_t pf_now_ns(void);
 
+/* Parses all of `s` as a decimal integer in [min, max] (no sign other than
+ * '-', no spaces, nothing after the digits). Returns 0 or PF_EINVAL, leaving
+ * *out unchanged. */
+int pf_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
+
+/* Parses all of `s` as a byte count in [min, max]: an integer with an
+ * optional unit, case-insensitive, every one a power of 1024: K, KB, Ki or KiB
+ * (1024), M.. (2^20), G.. (2^30), T.. (2^40). "1K" is 1024 bytes, "1.5G" and
+ * "1 K" are refused. Returns 0 or PF_EINVAL (junk, overflow, out of range),
+ * leaving *out unchanged. */
+int pf_parse_bytes(const char *s, int64_t min, int64_t max, int64_t *out);
+
+/* What pf_parse_bytes accepts, for error messages. */
+#define PF_BYTES_HELP "a byte count such as 1073741824, 512K, 64MiB or 16G (units are powers of 1024)"
+
 struct pf_diag;
 
-/* Reads a byte count from an environment variable: an integer with an
- * optional K, M, G or T suffix (powers of 1024). Errors as pf_env_int. */
-int pf_env_bytes(const char *name, int64_t dflt, int64_t *out, struct pf_diag *diag);
+/* Reads a byte count (pf_parse_bytes) in [min, INT64_MAX] from an
+ * environment variable. Errors as pf_env_int. */
+int pf_env_bytes(const char *name, int64_t dflt, int64_t min, int64_t *out,
+                 struct pf_diag *diag);
 
 /* Reads an integer environment variable. Unset or empty: *out = dflt, 0.
- * Set but not an integer in [min, max]: PF_EINVAL, message in diag. */
+ * Set but not an integer in [min, max]: PF_EINVAL, with a message in diag
+ * naming the variable, its value and what is accepted. */
 int pf_env_int(const char *name, int64_t dflt, int64_t min, int64_t max,
                int64_t *out, struct pf_diag *diag);
 

@@ -24,4 +24,42 @@ if "$tool" plan "$dir/nope.pb" 2>/dev/null; then echo "FAIL: missing file accept
 head -c 100 /dev/urandom >"$dir/junk.pb"
 if "$tool" plan "$dir/junk.pb" 2>"$dir/err.txt"; then echo "FAIL: junk accepted"; exit 1; fi
 grep -q "pathflow plan" "$dir/err.txt"
-echo "ok: pathflow example/plan/--dot"
+# Every command answers --help (and -h, and `help COMMAND`): usage on stdout, exit 0.
+for args in "--help" "-h" "help" "plan --help" "plan -h" "plan x.pb --help" \
+            "example --help" "example -h" "help plan" "help example"; do
+  # shellcheck disable=SC2086
+  "$tool" $args >"$dir/help.txt" 2>"$dir/err.txt" || { echo "FAIL: pathflow $args"; exit 1; }
+  grep -q "^usage: pathflow" "$dir/help.txt" || { echo "FAIL: pathflow $args: no usage"; exit 1; }
+  [ ! -s "$dir/err.txt" ] || { echo "FAIL: pathflow $args wrote to stderr"; exit 1; }
+done
+"$tool" plan --help | grep -q -- "--memory" || { echo "FAIL: plan --help"; exit 1; }
+if "$tool" plan >/dev/null 2>&1; then echo "FAIL: plan without a graph accepted"; exit 1; fi
+# --memory takes units, all powers of 1024: a limit of k KiB just above the
+# peak fits, the same number k read as bytes does not.
+peak=$("$tool" plan "$dir/mlp.pb" --cluster 4:1:1 | awk '/^  device 0 /{print $NF}')
+k=$(( (peak + 1023) / 1024 ))
+for unit in K KB Ki KiB k kib; do
+  "$tool" plan "$dir/mlp.pb" --cluster 4:1:1 --memory "$k$unit" >/dev/null ||
+    { echo "FAIL: --memory $k$unit (>= peak $peak) refused"; exit 1; }
+done
+"$tool" plan "$dir/mlp.pb" --cluster 4:1:1 --memory 1M >/dev/null
+if "$tool" plan "$dir/mlp.pb" --cluster 4:1:1 --memory "$k" 2>/dev/null; then
+  echo "FAIL: --memory $k (bytes, < peak $peak) accepted"; exit 1
+fi
+# Bad values are refused naming the option and what it accepts (exit 2).
+bad() { # bad EXPECTED_MESSAGE ARGS...: pathflow ARGS exits 2 with the message
+  want=$1; shift
+  rc=0; "$tool" "$@" >/dev/null 2>"$dir/err.txt" || rc=$?
+  [ "$rc" -eq 2 ] || { echo "FAIL: pathflow $*: exit $rc, expected 2"; exit 1; }
+  grep -q -- "$want" "$dir/err.txt" || { echo "FAIL: pathflow $*:"; cat "$dir/err.txt"; exit 1; }
+}
+for v in abc 1.5G "1 K" 1X 1KK -1 0 99999999999999999999; do
+  bad "--memory \"$v\": expected a byte count" plan "$dir/mlp.pb" --memory "$v"
+done
+bad '--cluster "2:2:2x": expected' plan "$dir/mlp.pb" --cluster 2:2:2x
+bad '--policy "wide": expected packed or spread' plan "$dir/mlp.pb" --policy wide
+bad '--devices "4x": expected an integer' example mlp "$dir/x.pb" --devices 4x
+bad '--steps "0": expected an integer' example mlp "$dir/x.pb" --steps 0
+bad "usage: pathflow example" example mlp "$dir/x.pb" --devices
+bad 'unknown command "nope"' nope
+echo "ok: pathflow example/plan/--dot/--help/--memory units"

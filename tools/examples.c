@@ -18,9 +18,9 @@ int tool_env(int devices, pf_graph_env *env, pf_diag *diag) {
 }
 
 int tool_cluster(const char *spec, int64_t memory, pf_cluster *out) {
-  int hosts = 0, ranks = 0, per = 0, k = 0;
-  if (sscanf(spec, "%d:%d:%d", &hosts, &ranks, &per) != 3 || hosts < 1 || ranks < 1 || per < 1 ||
-      (int64_t)hosts * ranks * per > 1000000)
+  int hosts = 0, ranks = 0, per = 0, k = 0, end = 0;
+  if (sscanf(spec, "%d:%d:%d%n", &hosts, &ranks, &per, &end) != 3 || spec[end] != '\0' ||
+      hosts < 1 || ranks < 1 || per < 1 || (int64_t)hosts * ranks * per > 1000000)
     return PF_EINVAL;
   out->n_ranks = hosts * ranks;
   out->n_devices = hosts * ranks * per;

@@ -3,6 +3,7 @@
  *   pathflow example NAME OUT.pb [--devices N] [--steps T]
  *   pathflow plan GRAPH.pb [--cluster H:R:D] [--policy packed|spread]
  *                          [--memory BYTES] [--dot PREFIX]
+ *   pathflow help [COMMAND]     (or COMMAND --help)
  *
  * `plan` compiles a serialized graph for a simulated cluster (no MPI job is
  * needed) and prints what each executor would run. See docs/cli.md. */
@@ -10,17 +11,46 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "graph/graph_codec.h"
 #include "pathflow/error.h"
 #include "tools/tool.h"
 
-static int usage(FILE *f, int rc) {
-  fprintf(f,
-          "usage: pathflow example NAME OUT.pb [--devices N] [--steps T]\n"
-          "         NAME: mlp, pipeline, stencil\n"
-          "       pathflow plan GRAPH.pb [--cluster HOSTS:RANKS_PER_HOST:DEVICES_PER_RANK]\n"
-          "         [--policy packed|spread] [--memory BYTES] [--dot PREFIX]\n");
+#define EXAMPLE_USAGE                                                              \
+  "usage: pathflow example NAME OUT.pb [--devices N] [--steps T]\n"               \
+  "  Writes a sample graph in the wire format of pf_graph_encode.\n"              \
+  "  NAME: mlp (data-parallel step with an allreduce), pipeline (one stage per\n" \
+  "  device), stencil (Task Bench 1-D stencil). N devices (4), T steps (4).\n"
+#define PLAN_USAGE                                                                        \
+  "usage: pathflow plan GRAPH.pb [--cluster HOSTS:RANKS_PER_HOST:DEVICES_PER_RANK]\n"     \
+  "         [--policy packed|spread] [--memory BYTES] [--dot PREFIX]\n"                   \
+  "  Compiles a serialized graph for a simulated cluster (1:1:4) and prints each\n"      \
+  "  rank's ops, transfers, collectives and peak memory per device.\n"                   \
+  "  --memory: each device's memory, in bytes or with a unit K, M, G, T (also\n"         \
+  "  KB/KiB, MB/MiB, ...: all powers of 1024); a plan that does not fit is refused.\n"   \
+  "  --dot PREFIX writes PREFIX.graph.dot and PREFIX.plan.dot for Graphviz.\n"
+
+/* Usage of one command (or of all when cmd is NULL) on f; returns rc. */
+static int usage(FILE *f, const char *cmd, int rc) {
+  if (cmd == NULL || strcmp(cmd, "example") == 0) fputs(EXAMPLE_USAGE, f);
+  if (cmd == NULL || strcmp(cmd, "plan") == 0) fputs(PLAN_USAGE, f);
+  if (cmd == NULL) fputs("See docs/cli.md.\n", f);
   return rc;
+}
+
+static int is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
+
+/* 1 if any argument after the command asks for help. */
+static int wants_help(int argc, char **argv) {
+  for (int i = 2; i < argc; i++)
+    if (is_help(argv[i])) return 1;
+  return 0;
+}
+
+/* A bad option value: says which and what is accepted; exit status 2. */
+static int bad_value(const char *cmd, const char *opt, const char *value, const char *want) {
+  fprintf(stderr, "pathflow %s: %s \"%s\": expected %s\n", cmd, opt, value, want);
+  return 2;
 }
 
 static int read_file(const char *path, uint8_t **buf, size_t *len) {
@@ -44,14 +74,28 @@ static int cmd_example(int argc, char **argv) {
   uint8_t *buf;
   size_t len;
   FILE *f;
-  if (argc < 4) return usage(stderr, 2);
-  for (int i = 4; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--devices") == 0) devices = atoi(argv[i + 1]);
-    else if (strcmp(argv[i], "--steps") == 0) steps = atoi(argv[i + 1]);
-    else return usage(stderr, 2);
+  if (wants_help(argc, argv)) return usage(stdout, "example", 0);
+  if (argc < 4) return usage(stderr, "example", 2);
+  for (int i = 4; i < argc; i += 2) {
+    int64_t v;
+    if (i + 1 >= argc) return usage(stderr, "example", 2);
+    if (strcmp(argv[i], "--devices") == 0) {
+      if (pf_parse_int(argv[i + 1], 1, 1000000, &v) != 0)
+        return bad_value("example", "--devices", argv[i + 1], "an integer in [1, 1000000]");
+      devices = (int)v;
+    } else if (strcmp(argv[i], "--steps") == 0) {
+      if (pf_parse_int(argv[i + 1], 1, 1000000, &v) != 0)
+        return bad_value("example", "--steps", argv[i + 1], "an integer in [1, 1000000]");
+      steps = (int)v;
+    } else {
+      return usage(stderr, "example", 2);
+    }
   }
   pf_diag_init(&d);
-  if (devices < 1 || steps < 1 || tool_env(devices, &env, &d) != 0) return usage(stderr, 2);
+  if (tool_env(devices, &env, &d) != 0) {
+    fprintf(stderr, "pathflow example: %s\n", d.msg);
+    return 1;
+  }
   if ((rc = tool_example(argv[2], devices, steps, &env, &g)) != 0) {
     fprintf(stderr, "pathflow example %s: %s %s\n", argv[2], pf_strerror(rc), d.msg);
     return 1;
@@ -91,22 +135,25 @@ static int cmd_plan(int argc, char **argv) {
   uint8_t *buf;
   size_t len;
   int rc;
-  if (argc < 3) return usage(stderr, 2);
+  if (wants_help(argc, argv)) return usage(stdout, "plan", 0);
+  if (argc < 3) return usage(stderr, "plan", 2);
   for (int i = 3; i < argc; i += 2) {
-    if (i + 1 >= argc) return usage(stderr, 2);
+    if (i + 1 >= argc) return usage(stderr, "plan", 2);
     if (strcmp(argv[i], "--cluster") == 0) cluster = argv[i + 1];
     else if (strcmp(argv[i], "--policy") == 0) policy = argv[i + 1];
-    else if (strcmp(argv[i], "--memory") == 0) memory = atoll(argv[i + 1]);
     else if (strcmp(argv[i], "--dot") == 0) dot = argv[i + 1];
-    else return usage(stderr, 2);
+    else if (strcmp(argv[i], "--memory") != 0) return usage(stderr, "plan", 2);
+    else if (pf_parse_bytes(argv[i + 1], 1, INT64_MAX, &memory) != 0)
+      return bad_value("plan", "--memory", argv[i + 1], PF_BYTES_HELP);
   }
   pf_diag_init(&d);
-  if (tool_cluster(cluster, memory, &cl) != 0) {
-    fprintf(stderr, "pathflow plan: bad --cluster \"%s\" (HOSTS:RANKS_PER_HOST:DEVICES_PER_RANK)\n", cluster);
-    return 2;
+  if (tool_cluster(cluster, memory, &cl) != 0)
+    return bad_value("plan", "--cluster", cluster,
+                     "HOSTS:RANKS_PER_HOST:DEVICES_PER_RANK, each >= 1, at most 1000000 devices");
+  if (policy && strcmp(policy, "packed") != 0 && strcmp(policy, "spread") != 0) {
+    free(cl.devices);
+    return bad_value("plan", "--policy", policy, "packed or spread");
   }
-  if (policy && strcmp(policy, "packed") != 0 && strcmp(policy, "spread") != 0)
-    return usage(stderr, 2);
   if (read_file(argv[2], &buf, &len) != 0) {
     fprintf(stderr, "pathflow plan: cannot read %s\n", argv[2]);
     return 1;
@@ -134,10 +181,17 @@ static int cmd_plan(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2) return usage(stderr, 2);
+  if (argc < 2) return usage(stderr, NULL, 2);
   if (strcmp(argv[1], "example") == 0) return cmd_example(argc, argv);
   if (strcmp(argv[1], "plan") == 0) return cmd_plan(argc, argv);
-  if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) return usage(stdout, 0);
+  if (is_help(argv[1])) return usage(stdout, NULL, 0);
+  if (strcmp(argv[1], "help") == 0) {
+    if (argc > 2 && strcmp(argv[2], "example") != 0 && strcmp(argv[2], "plan") != 0) {
+      fprintf(stderr, "pathflow: unknown command \"%s\"\n", argv[2]);
+      return usage(stderr, NULL, 2);
+    }
+    return usage(stdout, argc > 2 ? argv[2] : NULL, 0);
+  }
   fprintf(stderr, "pathflow: unknown command \"%s\"\n", argv[1]);
-  return usage(stderr, 2);
+  return usage(stderr, NULL, 2);
 }
