@@ -188,7 +188,6 @@ static int build_cluster(pf_context *ctx, int ncpu, pf_diag *d) {
 }
 
 static void context_free(pf_context *ctx) {
-  pf_controller_table_free(ctx);
   pf_registry_destroy(ctx->registry);
   free(ctx->cluster.devices);
   pthread_mutex_destroy(&ctx->lock);
