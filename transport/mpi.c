@@ -11,6 +11,9 @@
 /* Control messages above this size are refused (a plan of a huge graph
  * still fits). */
 #define CTRL_MAX ((int)(512u << 20))
+/* A body must be matched this long after its header (its sender sends both
+ * together), or that frame is refused. */
+#define BODY_WAIT_NS 5000000000ull
 
 /* Control frames: on CTRL_TAG, a frame byte then the message itself
  * (FRAME_INLINE), or the 8-byte length of a message that follows on
@@ -37,6 +40,36 @@ typedef struct tracked {
   pf_mpi_cb cb;
   void *arg;
 } tracked;
+
+/* A frame held back because an earlier large body of its sender has not
+ * come yet: a peer's messages are delivered in the order it sent them. */
+typedef struct held_frame {
+  uint8_t *bytes;
+  int count;
+  struct held_frame *next;
+} held_frame;
+
+/* Per peer: the body a FRAME_LARGE header announced. It is received
+ * asynchronously: probed for on each call of pf_mpi_ctrl_recv until it
+ * is matched (then received with MPI_Imrecv) or BODY_WAIT_NS passed (then
+ * only that frame is refused); the loop never waits for it. */
+typedef struct body_wait {
+  int active;
+  uint64_t n;        /* the size announced */
+  uint64_t deadline; /* pf_now_ns by which it must be matched */
+  MPI_Request req;   /* once matched; MPI_REQUEST_NULL before */
+  uint8_t *buf;
+  held_frame *held, *held_tail;
+} body_wait;
+
+/* A message or refusal ready for pf_mpi_ctrl_recv, in arrival order. */
+typedef struct ready_msg {
+  int peer, rc;
+  uint8_t *buf;
+  size_t len;
+  char why[PF_DIAG_MSG_MAX];
+  struct ready_msg *next;
+} ready_msg;
 
 typedef struct cached_comm {
   int32_t *ranks;
@@ -67,6 +100,11 @@ struct pf_mpi {
   uint8_t *ctrl_buf;
   int ctrl_ready, ctrl_failed;
   MPI_Status ctrl_st;
+  /* Large bodies in progress (per peer), how many, how many matched (their
+   * receives count as pending requests), and what is ready to hand out. */
+  body_wait *bodies;
+  int n_bodies, n_matched;
+  ready_msg *ready_head, *ready_tail;
   int indices[QUICK_MAX + PF_MPI_WINDOW];
   MPI_Status statuses[QUICK_MAX + PF_MPI_WINDOW];
   cached_comm *comms;
@@ -132,7 +170,9 @@ int pf_mpi_init(int *argc, char ***argv, pf_mpi **out, pf_diag *d) {
   MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &flag);
   m->tag_ub = flag && ub ? *ub : 32767;
   m->ctrl_req = MPI_REQUEST_NULL;
-  if ((m->ctrl_buf = malloc(CTRL_INLINE + 1)) == NULL) {
+  m->bodies = pf_calloc((size_t)m->size, sizeof *m->bodies);
+  for (int r = 0; m->bodies != NULL && r < m->size; r++) m->bodies[r].req = MPI_REQUEST_NULL;
+  if ((m->ctrl_buf = malloc(CTRL_INLINE + 1)) == NULL || m->bodies == NULL) {
     pf_mpi_finalize(m);
     return PF_ENOMEM;
   }
@@ -157,6 +197,25 @@ void pf_mpi_finalize(pf_mpi *m) {
     MPI_Wait(&m->ctrl_req, MPI_STATUS_IGNORE);
   }
   free(m->ctrl_buf);
+  for (int r = 0; m->bodies != NULL && r < m->size; r++) {
+    body_wait *b = &m->bodies[r];
+    /* A matched receive cannot be cancelled: let it finish unseen. */
+    if (b->req != MPI_REQUEST_NULL) MPI_Request_free(&b->req);
+    free(b->buf);
+    while (b->held) {
+      held_frame *h = b->held;
+      b->held = h->next;
+      free(h->bytes);
+      free(h);
+    }
+  }
+  free(m->bodies);
+  while (m->ready_head) {
+    ready_msg *r = m->ready_head;
+    m->ready_head = r->next;
+    free(r->buf);
+    free(r);
+  }
   for (size_t i = 0; i < m->n_comms; i++) {
     if (m->comms[i].comm != MPI_COMM_NULL) MPI_Comm_free(&m->comms[i].comm);
     free(m->comms[i].ranks);
@@ -276,7 +335,9 @@ int pf_mpi_track_quick(pf_mpi *m, MPI_Request req, pf_mpi_cb cb, void *arg) {
   return 0;
 }
 
-int pf_mpi_pending(const pf_mpi *m) { return (int)(m->n - m->holes) + m->n_quick; }
+int pf_mpi_pending(const pf_mpi *m) {
+  return (int)(m->n - m->holes) + m->n_quick + m->n_matched;
+}
 
 /* Tests requests [lo, lo + n) of the tracked array (holes are
  * MPI_REQUEST_NULL, which MPI_Testsome skips); puts the indices of those
@@ -453,77 +514,196 @@ int pf_mpi_ctrl_send(pf_mpi *m, int peer, uint8_t *buf, size_t len) {
   return send_frame(m, peer, CTRL_BODY_TAG, buf, len);
 }
 
-/* Takes the message of the frame that completed: inline, or the body that
- * follows a FRAME_LARGE header (its sender sent it right after the header:
- * it is there within moments). PF_EDECODE, saying why in d, for a frame
- * that is not one. */
-static int take_frame(pf_mpi *m, uint8_t **buf, size_t *len, pf_diag *d) {
-  int count = 0;
-  MPI_Get_count(&m->ctrl_st, MPI_BYTE, &count);
-  if (count >= 1 && m->ctrl_buf[0] == FRAME_INLINE) {
-    if ((*buf = malloc(count > 1 ? (size_t)count - 1 : 1)) == NULL) return PF_ENOMEM;
-    memcpy(*buf, m->ctrl_buf + 1, (size_t)count - 1);
-    *len = (size_t)count - 1;
-    return 0;
+/* Queues a message (rc 0, buf owned) or a refusal (rc != 0, why) from
+ * `peer` for pf_mpi_ctrl_recv. */
+static int push_ready(pf_mpi *m, int peer, int rc, uint8_t *buf, size_t len, const char *why) {
+  ready_msg *r = calloc(1, sizeof *r);
+  if (r == NULL) {
+    free(buf);
+    return PF_ENOMEM;
   }
-  if (count == 1 + (int)sizeof(uint64_t) && m->ctrl_buf[0] == FRAME_LARGE) {
-    uint64_t n;
+  r->peer = peer;
+  r->rc = rc;
+  r->buf = buf;
+  r->len = len;
+  snprintf(r->why, sizeof r->why, "%s", why ? why : "");
+  if (m->ready_tail)
+    m->ready_tail->next = r;
+  else
+    m->ready_head = r;
+  m->ready_tail = r;
+  return 0;
+}
+
+static int route_frame(pf_mpi *m, int peer, const uint8_t *bytes, int count);
+static int advance_body(pf_mpi *m, int peer);
+
+/* The body of `peer` is resolved (rc 0: buf holds it; else refused, why
+ * says so): queue it, then the frames held behind it, in order. */
+static int finish_body(pf_mpi *m, int peer, int rc, const char *why) {
+  body_wait *b = &m->bodies[peer];
+  held_frame *h = b->held;
+  int err = push_ready(m, peer, rc, rc == 0 ? b->buf : NULL, rc == 0 ? (size_t)b->n : 0, why);
+  if (rc != 0) free(b->buf);
+  b->buf = NULL;
+  b->active = 0;
+  b->held = b->held_tail = NULL;
+  m->n_bodies--;
+  /* A held frame may announce another body: the rest are then held
+   * behind that one (route_frame appends them to the new list). */
+  while (h != NULL) {
+    held_frame *next = h->next;
+    int e = route_frame(m, peer, h->bytes, h->count);
+    if (err == 0) err = e;
+    free(h->bytes);
+    free(h);
+    h = next;
+  }
+  return err;
+}
+
+/* One look at the body `peer` owes: matched yet (then receive it without
+ * waiting), received, or past its deadline. */
+static int advance_body(pf_mpi *m, int peer) {
+  body_wait *b = &m->bodies[peer];
+  char why[PF_DIAG_MSG_MAX];
+  if (b->req == MPI_REQUEST_NULL) {
     MPI_Message msg;
     MPI_Status st;
     int flag = 0, body = 0;
-    uint64_t t0 = pf_now_ns();
-    memcpy(&n, m->ctrl_buf + 1, sizeof n);
-    while (!flag && pf_now_ns() - t0 < 5000000000ull)
-      if (MPI_Improbe(m->ctrl_st.MPI_SOURCE, CTRL_BODY_TAG, m->ctrl, &flag, &msg, &st) !=
-          MPI_SUCCESS)
-        return PF_EMPI;
-    if (!flag)
-      return pf_diag_error(d, PF_EDECODE, "control frame announces a %llu-byte body that did "
-                           "not come within 5 s", (unsigned long long)n);
+    if (MPI_Improbe(peer, CTRL_BODY_TAG, m->ctrl, &flag, &msg, &st) != MPI_SUCCESS)
+      return PF_EMPI;
+    if (!flag) {
+      if (pf_now_ns() < b->deadline) return 0;
+      snprintf(why, sizeof why, "control frame announces a %llu-byte body that did not come "
+               "within %llu s", (unsigned long long)b->n, BODY_WAIT_NS / 1000000000ull);
+      return finish_body(m, peer, PF_EDECODE, why);
+    }
     MPI_Get_count(&st, MPI_BYTE, &body);
-    if (n > (uint64_t)CTRL_MAX || (uint64_t)body != n) {
+    if (b->n > (uint64_t)CTRL_MAX || (uint64_t)body != b->n) {
       /* Not the size announced, or too large: drop it unread. */
       MPI_Mrecv(NULL, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
-      return pf_diag_error(d, PF_EDECODE,
-                           "control frame announces %llu bytes (at most %d), its body has %d",
-                           (unsigned long long)n, CTRL_MAX, body);
+      snprintf(why, sizeof why, "control frame announces %llu bytes (at most %d), its body has %d",
+               (unsigned long long)b->n, CTRL_MAX, body);
+      return finish_body(m, peer, PF_EDECODE, why);
     }
-    if ((*buf = malloc(n ? (size_t)n : 1)) == NULL) {
+    if ((b->buf = malloc(b->n ? (size_t)b->n : 1)) == NULL) {
       MPI_Mrecv(NULL, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+      snprintf(why, sizeof why, "out of memory for a %llu-byte control message",
+               (unsigned long long)b->n);
+      return finish_body(m, peer, PF_ENOMEM, why);
+    }
+    if (MPI_Imrecv(b->buf, (int)b->n, MPI_BYTE, &msg, &b->req) != MPI_SUCCESS) {
+      b->req = MPI_REQUEST_NULL;
+      return finish_body(m, peer, PF_EMPI, "receiving a control message body failed");
+    }
+    m->n_matched++;
+  }
+  {
+    int flag = 0, err = MPI_Test(&b->req, &flag, MPI_STATUS_IGNORE);
+    if (err == MPI_SUCCESS && !flag) return 0;
+    b->req = MPI_REQUEST_NULL;
+    m->n_matched--;
+    return finish_body(m, peer, err == MPI_SUCCESS ? 0 : PF_EMPI,
+                       "receiving a control message body failed");
+  }
+}
+
+/* A frame of `peer` that is not delivered at once: held behind a body
+ * still owed, the start of a body (FRAME_LARGE), an inline message, or a
+ * refusal; whatever results goes to the ready queue. */
+static int route_frame(pf_mpi *m, int peer, const uint8_t *bytes, int count) {
+  body_wait *b = &m->bodies[peer];
+  char why[PF_DIAG_MSG_MAX];
+  if (b->active) {
+    held_frame *h = calloc(1, sizeof *h);
+    if (h == NULL || (h->bytes = malloc(count > 0 ? (size_t)count : 1)) == NULL) {
+      free(h);
       return PF_ENOMEM;
     }
-    if (MPI_Mrecv(*buf, (int)n, MPI_BYTE, &msg, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
-      free(*buf);
-      *buf = NULL;
-      return PF_EMPI;
-    }
-    *len = (size_t)n;
+    memcpy(h->bytes, bytes, (size_t)count);
+    h->count = count;
+    if (b->held_tail)
+      b->held_tail->next = h;
+    else
+      b->held = h;
+    b->held_tail = h;
     return 0;
   }
-  return pf_diag_error(d, PF_EDECODE,
-                       "not a pathflow control frame (%d bytes, frame byte %d; want %d with the "
-                       "message, or %d and an 8-byte length)",
-                       count, count > 0 ? m->ctrl_buf[0] : -1, FRAME_INLINE, FRAME_LARGE);
+  if (count >= 1 && bytes[0] == FRAME_INLINE) {
+    uint8_t *buf = malloc(count > 1 ? (size_t)count - 1 : 1);
+    if (buf == NULL) return PF_ENOMEM;
+    memcpy(buf, bytes + 1, (size_t)count - 1);
+    return push_ready(m, peer, 0, buf, (size_t)count - 1, NULL);
+  }
+  if (count == 1 + (int)sizeof(uint64_t) && bytes[0] == FRAME_LARGE) {
+    memcpy(&b->n, bytes + 1, sizeof b->n);
+    b->active = 1;
+    b->deadline = pf_now_ns() + BODY_WAIT_NS;
+    b->req = MPI_REQUEST_NULL;
+    m->n_bodies++;
+    /* Its sender sent it right after the header: usually here already. */
+    return advance_body(m, peer);
+  }
+  snprintf(why, sizeof why,
+           "not a pathflow control frame (%d bytes, frame byte %d; want %d with the "
+           "message, or %d and an 8-byte length)",
+           count, count > 0 ? bytes[0] : -1, FRAME_INLINE, FRAME_LARGE);
+  return push_ready(m, peer, PF_EDECODE, NULL, 0, why);
+}
+
+/* Reposts the control receive and tests it at once (a burst of replies is
+ * read in one poll). */
+static int repost_ctrl(pf_mpi *m) {
+  int flag = 0;
+  if (post_ctrl(m) != MPI_SUCCESS || MPI_Test(&m->ctrl_req, &flag, &m->ctrl_st) != MPI_SUCCESS)
+    return PF_EMPI;
+  m->ctrl_ready = flag;
+  return 0;
 }
 
 int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len, pf_diag *d) {
-  int rc, flag = 0;
+  int rc;
   *buf = NULL;
   *len = 0;
-  if (!m->ctrl_ready) return 0;
-  m->ctrl_ready = 0;
-  if (m->ctrl_failed) return PF_EMPI;
-  *peer = m->ctrl_st.MPI_SOURCE;
-  rc = take_frame(m, buf, len, d);
-  /* The next frame: posted at once, and taken at once if it is here
-   * already (a burst of replies is read in one poll). */
-  if (post_ctrl(m) != MPI_SUCCESS || MPI_Test(&m->ctrl_req, &flag, &m->ctrl_st) != MPI_SUCCESS) {
-    free(*buf);
-    *buf = NULL;
-    return PF_EMPI;
+  /* Bodies owed: one look at each (no waiting). */
+  for (int r = 0; m->n_bodies > 0 && r < m->size; r++)
+    if (m->bodies[r].active && (rc = advance_body(m, r)) != 0) return rc;
+  for (;;) {
+    int count = 0, src;
+    if (m->ready_head != NULL) {
+      ready_msg *r = m->ready_head;
+      if ((m->ready_head = r->next) == NULL) m->ready_tail = NULL;
+      *peer = r->peer;
+      *buf = r->buf;
+      *len = r->len;
+      rc = r->rc;
+      if (rc != 0) pf_diag_error(d, rc, "%s", r->why);
+      free(r);
+      return rc;
+    }
+    if (!m->ctrl_ready) return 0;
+    m->ctrl_ready = 0;
+    if (m->ctrl_failed) return PF_EMPI;
+    src = m->ctrl_st.MPI_SOURCE;
+    MPI_Get_count(&m->ctrl_st, MPI_BYTE, &count);
+    if (count >= 1 && m->ctrl_buf[0] == FRAME_INLINE && !m->bodies[src].active) {
+      /* The common case, straight to the caller. */
+      if ((*buf = malloc(count > 1 ? (size_t)count - 1 : 1)) == NULL) return PF_ENOMEM;
+      memcpy(*buf, m->ctrl_buf + 1, (size_t)count - 1);
+      *len = (size_t)count - 1;
+      *peer = src;
+      if (repost_ctrl(m) != 0) {
+        free(*buf);
+        *buf = NULL;
+        return PF_EMPI;
+      }
+      return 0;
+    }
+    rc = route_frame(m, src, m->ctrl_buf, count);
+    if (repost_ctrl(m) != 0) return PF_EMPI;
+    if (rc != 0) return rc;
   }
-  m->ctrl_ready = flag;
-  return rc;
 }
 
 /* ---- data ------------------------------------------------------------------ */

@@ -75,20 +75,26 @@ int pf_mpi_track_quick(pf_mpi *m, MPI_Request req, pf_mpi_cb cb, void *arg);
  * control frame that arrived is left for pf_mpi_ctrl_recv (not counted).
  * Returns how many requests completed, or PF_EMPI. */
 int pf_mpi_progress(pf_mpi *m);
-/* Number of tracked requests not yet completed. */
+/* Number of tracked requests not yet completed, and control message
+ * bodies being received. */
 int pf_mpi_pending(const pf_mpi *m);
 
 /* ---- control channel ------------------------------------------------------ */
 
 /* Sends a whole control message; `buf` (malloc'd) is freed when sent. */
 int pf_mpi_ctrl_send(pf_mpi *m, int peer, uint8_t *buf, size_t len);
-/* Receives one control message if pf_mpi_progress saw one arrive: *buf
- * (malloc'd, owned by the caller) and *peer, or *buf = NULL when none.
- * Does not block, but for the body of a large message (a plan), which its
- * sender sends right after the header. Errors: PF_EMPI, PF_ENOMEM,
- * PF_EDECODE (not a control frame, a body too large or not the size its
- * header announced, or no body within 5 s: d says which, *peer names the
- * sender, and the channel goes on with the next frame). */
+/* Receives one control message if one is ready: *buf (malloc'd, owned by
+ * the caller) and *peer, or *buf = NULL when none. Never waits. The body
+ * of a large message (a plan), which follows its header on its own tag,
+ * is received asynchronously: each call looks once at every body owed
+ * (MPI_Improbe, then MPI_Imrecv once matched), and a peer's later frames
+ * are held until its body is in, so each peer's messages keep their
+ * order. A matched body counts in pf_mpi_pending. Errors: PF_EMPI,
+ * PF_ENOMEM (with *peer set when it concerns one message: then that one
+ * is lost and the channel goes on), PF_EDECODE (not a control frame, a
+ * body too large or not the size its header announced, or no body within
+ * 5 s of its header: d says which, *peer names the sender, and the channel
+ * goes on with the next frame; only that frame is lost). */
 int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len, pf_diag *d);
 
 /* ---- data -------------------------------------------------------------- */
