@@ -54,7 +54,27 @@ static int cpu_device_count(const pf_init_options *opts, pf_diag *d, int *out) {
     return 0;
   }
   if ((rc = pf_env_int("PATHFLOW_CPU_DEVICES", affinity_cores(), 1, 4096, &n, d))) return rc;
+  /* More workers than cores time-share them: legal (tests do it), but a
+   * classic slowdown when unintended, so say it once per process. */
+  static int warned;
+  if (n > affinity_cores() && !warned) {
+    warned = 1;
+    fprintf(stderr,
+            "pathflow: warning: PATHFLOW_CPU_DEVICES=%s gives %lld devices but this process "
+            "may run on %d cores: device workers will share cores (docs/cli.md, Binding)\n",
+            getenv("PATHFLOW_CPU_DEVICES"), (long long)n, affinity_cores());
+  }
   *out = (int)n;
+  return 0;
+}
+
+/* 1 if pf_init initializes MPI: PATHFLOW_MPI=1 or 0 decides, unset leaves it
+ * to mpirun's variables. Any other value is PF_EINVAL. */
+static int mpi_wanted(pf_diag *d, int *out) {
+  int64_t v;
+  int rc = pf_env_int("PATHFLOW_MPI", -1, 0, 1, &v, d);
+  if (rc != 0) return rc;
+  *out = v < 0 ? pf_mpi_launched() : (int)v;
   return 0;
 }
 
@@ -199,7 +219,7 @@ int pf_init(int *argc, char ***argv, const pf_init_options *opts, pf_context **o
   pf_context *ctx;
   pf_runtime_config cfg;
   pf_diag d;
-  int rc, ncpu = 0;
+  int rc, ncpu = 0, use_mpi = 0;
   if (out == NULL) return PF_EINVAL;
   *out = NULL;
   pf_diag_init(&d);
@@ -212,9 +232,10 @@ int pf_init(int *argc, char ***argv, const pf_init_options *opts, pf_context **o
   openblas_set_num_threads(1);
   if ((rc = cpu_device_count(opts, &d, &ncpu)) != 0 ||
       (rc = pf_registry_create(&ctx->registry)) != 0 ||
-      (rc = register_kernels(ctx->registry, opts, &d)) != 0)
+      (rc = register_kernels(ctx->registry, opts, &d)) != 0 ||
+      (rc = mpi_wanted(&d, &use_mpi)) != 0)
     goto fail;
-  if (pf_mpi_launched()) {
+  if (use_mpi) {
     if ((rc = pf_mpi_init(argc, argv, &ctx->mpi, &d)) != 0) goto fail;
     ctx->rank = pf_mpi_rank(ctx->mpi);
     ctx->size = pf_mpi_size(ctx->mpi);

@@ -106,10 +106,11 @@ int pf_env_bytes(const char *name, int64_t dflt, int64_t min, int64_t *out, pf_d
   const char *s = getenv(name);
   *out = dflt;
   if (s == NULL || *s == '\0') return 0;
-  if (pf_parse_bytes(s, min, INT64_MAX, out) != 0)
+  if (pf_parse_bytes(s, min, INT64_MAX, out) == 0) return 0;
+  if (min > 0)
     return pf_diag_error(diag, PF_EINVAL, "%s=\"%s\": expected %s, at least %lld", name, s,
                          PF_BYTES_HELP, (long long)min);
-  return 0;
+  return pf_diag_error(diag, PF_EINVAL, "%s=\"%s\": expected %s", name, s, PF_BYTES_HELP);
 }
 
 int pf_env_int(const char *name, int64_t dflt, int64_t min, int64_t max,

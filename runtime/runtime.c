@@ -404,7 +404,7 @@ static void *loop_main(void *arg) {
 /* ---- start and stop --------------------------------------------------------- */
 
 static int read_env(pf_runtime *rt, pf_diag *d) {
-  int64_t spin_us, poll_max_ms, idle_poll_ms, trace, worker_spin_us, bind;
+  int64_t spin_us, poll_max_ms, idle_poll_ms, trace, worker_spin_us, bind, cache_bytes;
   int rc;
   if ((rc = pf_env_int("PATHFLOW_SPIN_US", 1000, 0, 10000000, &spin_us, d)) ||
       (rc = pf_env_int("PATHFLOW_POLL_MAX_MS", 2, 1, 1000, &poll_max_ms, d)) ||
@@ -413,7 +413,11 @@ static int read_env(pf_runtime *rt, pf_diag *d) {
       (rc = pf_env_int("PATHFLOW_WATCHDOG_S", 30, 0, 86400, &rt->watchdog_s, d)) ||
       (rc = pf_env_int("PATHFLOW_TRACE", 0, 0, 1, &trace, d)) ||
       (rc = pf_env_int("PATHFLOW_WORKER_SPIN_US", 0, 0, 1000000, &worker_spin_us, d)) ||
-      (rc = pf_env_int("PATHFLOW_BIND_WORKERS", rt->cfg.mpi != NULL, 0, 1, &bind, d)))
+      (rc = pf_env_int("PATHFLOW_BIND_WORKERS", rt->cfg.mpi != NULL, 0, 1, &bind, d)) ||
+      /* Read where blocks are freed (runtime/storage.c), with the same parser;
+       * checked here so that a bad value fails pf_init, not a later step. */
+      (rc = pf_env_bytes("PATHFLOW_CACHE_BYTES", 0, 0, &cache_bytes, d)) ||
+      (rc = pf_trace_check_dir(trace != 0, d)))
     return rc;
   rt->bind_workers = (int)bind;
   rt->worker_spin_ns = (uint64_t)worker_spin_us * 1000u;

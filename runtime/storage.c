@@ -60,8 +60,11 @@ static int cache_put(void *p, size_t nbytes) {
   if (CACHE_OFF || nbytes < CACHE_MIN) return 0;
   pthread_mutex_lock(&cache.lock);
   if (!cache.limit_read) {
+    /* pf_init has refused a bad value (runtime.c, read_env). */
     const char *e = getenv("PATHFLOW_CACHE_BYTES");
-    cache.limit = e && *e ? (size_t)strtoull(e, NULL, 10) : (size_t)256 << 20;
+    int64_t limit = (int64_t)256 << 20;
+    if (e && *e) pf_parse_bytes(e, 0, INT64_MAX, &limit);
+    cache.limit = (size_t)limit;
     cache.limit_read = 1;
   }
   if (nbytes <= cache.limit) {

@@ -5,6 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/diag.h"
 #include "pathflow/error.h"
 
 struct pf_trace {
@@ -12,6 +16,19 @@ struct pf_trace {
   int rank;
   int first;
 };
+
+int pf_trace_check_dir(int enabled, pf_diag *d) {
+  const char *dir = getenv("PATHFLOW_TRACE_DIR");
+  struct stat st;
+  if (!enabled) return 0;
+  if (dir == NULL || *dir == '\0') dir = ".";
+  if (stat(dir, &st) != 0)
+    return pf_diag_error(d, PF_EINVAL, "PATHFLOW_TRACE_DIR=\"%s\": %s (expected a writable directory)",
+                         dir, strerror(errno));
+  if (!S_ISDIR(st.st_mode) || access(dir, W_OK | X_OK) != 0)
+    return pf_diag_error(d, PF_EINVAL, "PATHFLOW_TRACE_DIR=\"%s\": not a writable directory", dir);
+  return 0;
+}
 
 int pf_trace_open(int rank, pf_trace **out, char *why, int why_len) {
   const char *dir = getenv("PATHFLOW_TRACE_DIR");

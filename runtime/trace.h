@@ -9,6 +9,12 @@
 #include <stdint.h>
 
 typedef struct pf_trace pf_trace;
+struct pf_diag;
+
+/* When `enabled`, checks that PATHFLOW_TRACE_DIR (default ".") is a writable
+ * directory, so that pf_init fails at once rather than a run later. Returns
+ * 0 or PF_EINVAL with a message naming the variable and its value. */
+int pf_trace_check_dir(int enabled, struct pf_diag *d);
 
 /* The row (Chrome "tid") of the loop thread's events. */
 #define PF_TRACE_LOOP_ROW 1000
