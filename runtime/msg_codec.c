@@ -410,3 +410,55 @@ int pf_msg_decode(const uint8_t *buf, size_t len, int num_devices, pf_msg **out,
   *out = m;
   return 0;
 }
+
+int pf_msg_concerns(const uint8_t *buf, size_t len, pf_msg_kind *kind, uint64_t *executable,
+                    uint64_t *key) {
+  Pathflow__Control *c;
+  int known = 1;
+  *kind = PF_MSG_NONE;
+  *executable = *key = 0;
+  if ((buf == NULL && len > 0) || len > MSG_MAX ||
+      (c = pathflow__control__unpack(NULL, len, buf ? buf : (const uint8_t *)"")) == NULL)
+    return 0;
+  switch (c->body_case) {
+    case PATHFLOW__CONTROL__BODY_LOAD: {
+      /* The executable is inside the plan: read its envelope only. */
+      Pathflow__Plan *p = pathflow__plan__unpack(NULL, c->load->plan.len, c->load->plan.data);
+      *kind = PF_MSG_LOAD;
+      if (p != NULL) *executable = p->executable;
+      known = p != NULL && p->executable != 0;
+      if (p != NULL) pathflow__plan__free_unpacked(p, NULL);
+      break;
+    }
+    case PATHFLOW__CONTROL__BODY_LOAD_DONE:
+      *kind = PF_MSG_LOAD_DONE;
+      *executable = c->load_done->executable;
+      break;
+    case PATHFLOW__CONTROL__BODY_RUN:
+      *kind = PF_MSG_RUN;
+      *executable = c->run->executable;
+      *key = c->run->step;
+      break;
+    case PATHFLOW__CONTROL__BODY_STEP_DONE:
+      *kind = PF_MSG_STEP_DONE;
+      *executable = c->step_done->executable;
+      *key = c->step_done->step;
+      break;
+    case PATHFLOW__CONTROL__BODY_FETCH:
+      *kind = PF_MSG_FETCH;
+      *key = c->fetch->request;
+      break;
+    case PATHFLOW__CONTROL__BODY_FETCH_REPLY:
+      *kind = PF_MSG_FETCH_REPLY;
+      *key = c->fetch_reply->request;
+      break;
+    case PATHFLOW__CONTROL__BODY_PUT:
+      *kind = PF_MSG_PUT;
+      *key = c->put->buffer;
+      break;
+    default:
+      known = 0; /* nothing waits on an answer to the others */
+  }
+  pathflow__control__free_unpacked(c, NULL);
+  return known;
+}

@@ -191,17 +191,44 @@ static void drain_events(pf_runtime *rt) {
 
 /* ---- MPI polling ------------------------------------------------------------- */
 
-static void reject(pf_runtime *rt, int peer, int rc, const char *why) {
-  /* Never trusted: refuse it, say so, and tell the controller. */
-  fprintf(stderr, "pathflow: rank %d: rejected a control message from rank %d: %s\n", rt->rank,
-          peer, why);
-  if (rt->rank != 0) {
-    pf_msg *err = pf_msg_new(PF_MSG_LOAD_DONE);
-    if (err) {
-      err->status = rc;
-      err->message = pf_strdup(why);
-      send_remote(rt, 0, err);
-    }
+/* A control message that cannot be trusted: refused, said so, and only
+ * what it concerns is failed (`buf`, when given, holds its bytes, to find
+ * out what that is). A frame that is not pathflow's, or a message of a
+ * kind nothing waits on, concerns no execution: it is dropped. */
+static void reject(pf_runtime *rt, int peer, int rc, const char *why, const uint8_t *buf,
+                   size_t len) {
+  pf_msg_kind kind = PF_MSG_NONE, answer = PF_MSG_NONE;
+  uint64_t exe = 0, key = 0;
+  char msg[PF_DIAG_MSG_MAX + 128];
+  pf_msg *ans;
+  int known = buf != NULL && pf_msg_concerns(buf, len, &kind, &exe, &key);
+  fprintf(stderr, "pathflow: rank %d: rejected a control message from rank %d: %s%s\n", rt->rank,
+          peer, why, known ? "" : " (dropped: it concerns no execution)");
+  if (!known) return;
+  if (rt->rank != 0 && peer == 0)
+    /* An order of the controller's that cannot be carried out: answer it
+     * with the error (a PUT has no answer: the step that reads its buffer
+     * fails, naming it). */
+    answer = kind == PF_MSG_LOAD ? PF_MSG_LOAD_DONE
+             : kind == PF_MSG_RUN ? PF_MSG_STEP_DONE
+             : kind == PF_MSG_FETCH ? PF_MSG_FETCH_REPLY : PF_MSG_NONE;
+  else if (rt->rank == 0 && peer > 0 && peer < rt->size)
+    /* An executor's answer that cannot be read: its waiter gets the error. */
+    answer = kind == PF_MSG_LOAD_DONE || kind == PF_MSG_STEP_DONE || kind == PF_MSG_FETCH_REPLY
+                 ? kind : PF_MSG_NONE;
+  if (answer == PF_MSG_NONE || (ans = pf_msg_new(answer)) == NULL) return;
+  snprintf(msg, sizeof msg, "rank %d: rejected a %s message from rank %d: %s", rt->rank,
+           pf_msg_kind_name(kind), peer, why);
+  ans->executable = exe;
+  ans->step = answer == PF_MSG_STEP_DONE ? key : 0;
+  ans->request = answer == PF_MSG_FETCH_REPLY ? key : 0;
+  ans->status = rc;
+  ans->message = pf_strdup(msg);
+  if (rt->rank == 0) {
+    ans->from = peer;
+    rt->cfg.on_reply(rt->cfg.reply_arg, ans);
+  } else {
+    send_remote(rt, 0, ans);
   }
 }
 
@@ -218,20 +245,18 @@ static int poll_mpi(pf_runtime *rt) {
     pf_diag d;
     pf_diag_init(&d);
     rc = pf_mpi_ctrl_recv(rt->cfg.mpi, &peer, &buf, &len, &d);
-    if (rc == PF_EDECODE) {
+    if (rc == PF_EDECODE || (rc == PF_ENOMEM && peer >= 0)) {
       if (peer >= 0 && peer < rt->size) rt->last_seen[peer] = pf_now_ns();
-      reject(rt, peer, rc, d.msg);
+      reject(rt, peer, rc, d.msg, NULL, 0);
       continue;
     }
     if (rc != 0) pf_mpi_abort(rt->cfg.mpi, 1, "receiving a control message failed");
     if (buf == NULL) break;
     rt->last_seen[peer] = pf_now_ns();
     rc = pf_msg_decode(buf, len, pf_executor_num_devices(rt->ex), &m, &d);
+    if (rc != 0) reject(rt, peer, rc, d.msg, buf, len);
     free(buf);
-    if (rc != 0) {
-      reject(rt, peer, rc, d.msg);
-      continue;
-    }
+    if (rc != 0) continue;
     m->from = peer;
     if (m->kind != PF_MSG_HEARTBEAT) activity++;
     deliver(rt, m);

@@ -3,6 +3,7 @@
  * does not decode. Usage: mpi_faults PLUGIN.so [--expect-missing] */
 #include <time.h>
 
+#include "api/execute_internal.h"
 #include "mpi_common.h"
 
 pf_context *ctx;
@@ -151,11 +152,63 @@ static void test_missing_kernel_before_collective(void **state) {
   pf_graph_destroy(g);
 }
 
+/* A control message an executor cannot decode fails only what it concerns:
+ * a RUN for a step nobody waits on (its dispatch slot out of range) is
+ * refused and answered, and the execution in flight meanwhile completes
+ * normally. It used to fail every execution in flight. */
+static void test_malformed_message_fails_only_its_step(void **state) {
+  pf_graph *g;
+  pf_executable *exe;
+  pf_future *f;
+  pf_spec spec = pf_spec_1d(PF_F64, 8 * world);
+  pf_tensor *x = seq_tensor(spec, 7), *y;
+  pf_slice_t s;
+  pf_value_t vx, vy;
+  pf_attrs *a;
+  pf_msg *bad;
+  (void)state;
+  if (expect_missing) skip();
+  OK(pf_graph_create(ctx, &g));
+  s = pinned_slice(g, world, 0);
+  OK(pf_graph_input(g, "x", &spec, s, pf_split(0), &vx));
+  OK(pf_attrs_create(&a));
+  OK(pf_attrs_set_int(a, "shard", world - 1));
+  OK(pf_attrs_set_int(a, "ms", 1000));
+  OK(pf_graph_program(g, &(pf_program_desc){.name = "slow", .kernel = "test.sleep_shard",
+                                             .attrs = a, .slice = s, .n_in = 1, .in = &vx},
+                      &vy, NULL));
+  pf_attrs_destroy(a);
+  OK(pf_graph_output(g, "y", vy));
+  OK(pf_compile(g, &exe));
+  OK(pf_execute(exe, 1, &(pf_feed){.name = "x", .tensor = x}, &f));
+  /* While it runs: a RUN of the same executable, for a step that does not
+   * exist, that the last rank cannot decode. */
+  bad = pf_msg_new(PF_MSG_RUN);
+  assert_non_null(bad);
+  bad->executable = exe->id;
+  bad->step = UINT64_MAX - 1;
+  bad->slot = 1000;
+  OK(pf_runtime_send(ctx->runtime, world - 1, bad));
+  assert_int_equal(pf_future_wait(f), PF_OK);
+  OK(pf_future_fetch(f, "y", &y));
+  assert_memory_equal(pf_tensor_data(y), pf_tensor_data(x), pf_tensor_nbytes(x));
+  pf_tensor_destroy(y);
+  pf_future_destroy(f);
+  /* And the job goes on. */
+  y = run_one(exe, 1, &(pf_feed){.name = "x", .tensor = x}, "y");
+  assert_memory_equal(pf_tensor_data(y), pf_tensor_data(x), pf_tensor_nbytes(x));
+  pf_tensor_destroy(y);
+  pf_tensor_destroy(x);
+  pf_executable_destroy(exe);
+  pf_graph_destroy(g);
+}
+
 int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_kernel_error_on_a_rank),
       cmocka_unit_test(test_plugin_kernels_everywhere),
       cmocka_unit_test(test_missing_kernel_before_collective),
+      cmocka_unit_test(test_malformed_message_fails_only_its_step),
   };
   if (argc < 2) return 2;
   plugin = argv[1];
