@@ -1,6 +1,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "pathflow/error.h"
 #include "pathflow/types.h"
 
@@ -66,6 +67,35 @@ int pf_spec_check(const pf_spec *s) {
     n *= (uint64_t)s->dims[i];
   }
   return 0;
+}
+
+int pf_spec_explain(const pf_spec *s, char *why, size_t len) {
+  int rc = pf_spec_check(s);
+  char dims[PF_MAX_RANK * 22 + 1] = "";
+  if (len > 0) why[0] = '\0';
+  if (rc == 0 || len == 0) return rc;
+  if (s == NULL) {
+    snprintf(why, len, "no spec (NULL)");
+  } else if (!dtype_valid(s->dtype)) {
+    snprintf(why, len, "dtype %d is not a pathflow dtype (0..%d)", (int)s->dtype,
+             PF_DTYPE_COUNT - 1);
+  } else if (s->rank < 0 || s->rank > PF_MAX_RANK) {
+    snprintf(why, len, "rank %d %s (a spec has 0..%d dimensions)", s->rank,
+             s->rank < 0 ? "< 0" : "> " PF_STR(PF_MAX_RANK), PF_MAX_RANK);
+  } else {
+    /* The dims as given: pf_spec_str is for valid specs. */
+    for (int i = 0; i < s->rank; i++)
+      snprintf(dims + strlen(dims), sizeof dims - strlen(dims), "%s%lld", i ? "," : "",
+               (long long)s->dims[i]);
+    for (int i = 0; i < s->rank; i++)
+      if (s->dims[i] < 0) {
+        snprintf(why, len, "%s[%s]: dimension %d is %lld (dimensions are >= 0)",
+                 pf_dtype_name(s->dtype), dims, i, (long long)s->dims[i]);
+        return rc;
+      }
+    snprintf(why, len, "%s[%s]: more than 2^62 bytes", pf_dtype_name(s->dtype), dims);
+  }
+  return rc;
 }
 
 int64_t pf_spec_numel(const pf_spec *s) {

@@ -43,6 +43,18 @@ int pf_parse_bytes(const char *s, int64_t min, int64_t max, int64_t *out);
 /* What pf_parse_bytes accepts, for error messages. */
 #define PF_BYTES_HELP "a byte count such as 1073741824, 512K, 64MiB or 16G (units are powers of 1024)"
 
+/* A macro's value as a string literal: PF_STR(PF_MAX_RANK) is "8". */
+#define PF_STR(x) PF_STR_(x)
+#define PF_STR_(x) #x
+
+struct pf_spec;
+
+/* pf_spec_check, and when it fails, what is wrong in words in why[len]
+ * (which dimension is negative and its value, a rank out of 0..PF_MAX_RANK,
+ * an unknown dtype, too many bytes); "" when the spec is valid. Defined in
+ * base/types.c. */
+int pf_spec_explain(const struct pf_spec *s, char *why, size_t len);
+
 struct pf_diag;
 
 /* Reads a byte count (pf_parse_bytes) in [min, INT64_MAX] from an

@@ -263,7 +263,7 @@ int pf_graph_input(pf_graph *g, const char *name, const pf_spec *spec,
   pf_gvalue v;
   pf_spec local;
   pf_diag *d;
-  char what[PF_NAME_MAX + 16];
+  char what[PF_NAME_MAX + 16], why[256];
   int rc;
   if (g == NULL || spec == NULL || out == NULL) return PF_EINVAL;
   d = begin(g);
@@ -275,9 +275,8 @@ int pf_graph_input(pf_graph *g, const char *name, const pf_spec *spec,
                          name);
   if (slice < 0 || (size_t)slice >= g->n_slices)
     return pf_diag_error(d, PF_EINVAL, "input \"%s\": no slice %d", name, slice);
-  if ((rc = pf_spec_check(spec)) != 0)
-    return pf_diag_error(d, rc, "input \"%s\": bad spec (%s)", name,
-                         pf_strerror(rc));
+  if ((rc = pf_spec_explain(spec, why, sizeof why)) != 0)
+    return pf_diag_error(d, rc, "input \"%s\": bad spec: %s", name, why);
   snprintf(what, sizeof what, "input \"%s\"", name);
   if ((rc = pf_shard_spec(spec, sharding, g->slices[slice].num_devices, &local,
                           what, d)) != 0)

@@ -23,6 +23,9 @@ typedef struct pf_cluster {
   int n_ranks;
   int n_devices;
   pf_cluster_device *devices;
+  /* Where the devices' memory came from, for PF_EMEMORY's message
+   * ("PATHFLOW_DEVICE_MEMORY=4G", "--memory 1K"); NULL: not said. Static. */
+  const char *memory_origin;
 } pf_cluster;
 
 #endif

@@ -510,9 +510,11 @@ static int plan_memory(pf_compiled *c, const pf_cluster *cl, pf_diag *d) {
     if (cl->devices[g].memory > 0 && c->peak[g] > cl->devices[g].memory)
       rc = pf_diag_error(d, PF_EMEMORY,
                          "device %d (rank %d, local device %d) needs %lld bytes at its peak; "
-                         "its memory is %lld bytes (PATHFLOW_DEVICE_MEMORY)",
+                         "its memory is %lld bytes%s%s",
                          g, (int)cl->devices[g].rank, (int)cl->devices[g].local,
-                         (long long)c->peak[g], (long long)cl->devices[g].memory);
+                         (long long)c->peak[g], (long long)cl->devices[g].memory,
+                         cl->memory_origin ? ": " : "",
+                         cl->memory_origin ? cl->memory_origin : "");
   free(local);
   return rc;
 }

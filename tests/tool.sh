@@ -19,6 +19,7 @@ if "$tool" plan "$dir/mlp.pb" --cluster 4:1:1 --memory 1000 2>"$dir/err.txt"; th
   echo "FAIL: a plan over the memory limit was accepted"; exit 1
 fi
 grep -q "PF_EMEMORY" "$dir/err.txt"
+grep -q "its memory is 1000 bytes: pathflow plan --memory" "$dir/err.txt"
 # Bad input is refused with a message, not a crash.
 if "$tool" plan "$dir/nope.pb" 2>/dev/null; then echo "FAIL: missing file accepted"; exit 1; fi
 head -c 100 /dev/urandom >"$dir/junk.pb"
