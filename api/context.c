@@ -78,6 +78,13 @@ static int mpi_wanted(pf_diag *d, int *out) {
   return 0;
 }
 
+static int pending_limit(const pf_init_options *opts, pf_diag *d, int *out) {
+  if (opts && opts->max_pending < 0)
+    return pf_diag_error(d, PF_EINVAL, "pf_init: max_pending = %d, need >= 0", opts->max_pending);
+  *out = opts && opts->max_pending > 0 ? opts->max_pending : PF_MAX_PENDING_DEFAULT;
+  return 0;
+}
+
 static int load_plugin(pf_registry *reg, const char *path, pf_diag *d) {
   void *lib;
   pf_plugin_init_fn init;
@@ -115,19 +122,6 @@ static int register_kernels(pf_registry *reg, const pf_init_options *opts, pf_di
     free(copy);
   }
   return rc;
-}
-
-/* Where the devices' memory came from, for PF_EMEMORY's message: as rank 0
- * sees it (mpirun gives every rank its environment unless told otherwise). */
-static const char *memory_origin(void) {
-  static char origin[160];
-  const char *e = getenv("PATHFLOW_DEVICE_MEMORY");
-  if (e && *e)
-    snprintf(origin, sizeof origin, "PATHFLOW_DEVICE_MEMORY=%.100s", e);
-  else
-    snprintf(origin, sizeof origin,
-             "the host's memory divided among its devices (PATHFLOW_DEVICE_MEMORY is not set)");
-  return origin;
 }
 
 /* Every rank tells rank 0 its host and devices; rank 0 builds the cluster
@@ -210,7 +204,6 @@ static int build_cluster(pf_context *ctx, int ncpu, pf_diag *d) {
       }
     ctx->cluster.n_ranks = ctx->size;
     ctx->cluster.n_devices = total;
-    ctx->cluster.memory_origin = memory_origin();
     ctx->num_devices[PF_DEVICE_CPU] = total;
   }
   free(counts);
@@ -222,6 +215,7 @@ static int build_cluster(pf_context *ctx, int ncpu, pf_diag *d) {
 }
 
 static void context_free(pf_context *ctx) {
+  pf_controller_table_free(ctx);
   pf_registry_destroy(ctx->registry);
   free(ctx->cluster.devices);
   pthread_mutex_destroy(&ctx->lock);
@@ -245,6 +239,7 @@ int pf_init(int *argc, char ***argv, const pf_init_options *opts, pf_context **o
    * on top would oversubscribe every core. */
   openblas_set_num_threads(1);
   if ((rc = cpu_device_count(opts, &d, &ncpu)) != 0 ||
+      (rc = pending_limit(opts, &d, &ctx->max_pending)) != 0 ||
       (rc = pf_registry_create(&ctx->registry)) != 0 ||
       (rc = register_kernels(ctx->registry, opts, &d)) != 0 ||
       (rc = mpi_wanted(&d, &use_mpi)) != 0)

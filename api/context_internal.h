@@ -47,8 +47,19 @@ typedef struct pf_waiter {
   pf_storage **shards; /* fetch: one per shard */
   int num_shards;
   void *step_req; /* a step: its dispatcher record (api/dispatch.c) */
-  struct pf_waiter *next;
+  struct pf_waiter *next; /* in its bucket of the context's waiter table */
 } pf_waiter;
+
+/* The waiters by key (api/controller.c): a chained hash table, so that a
+ * reply finds its waiter, and a waiter leaves, in O(1) however many
+ * executions are pending. Starts on `first` and doubles as it fills. */
+#define PF_WAITER_BUCKETS0 64
+typedef struct pf_waiter_table {
+  pf_waiter **buckets;
+  size_t mask;    /* buckets - 1 */
+  uint64_t steps; /* waiters visited by lookups: tests check O(1) each */
+  pf_waiter *first[PF_WAITER_BUCKETS0];
+} pf_waiter_table;
 
 struct pf_context {
   pf_registry *registry;
@@ -62,9 +73,14 @@ struct pf_context {
   uint64_t next_id; /* buffers, executables, steps, requests: never reused */
   pthread_mutex_t lock;
   pthread_cond_t cond;
-  pf_waiter *waiting; /* guarded by lock */
+  pf_waiter_table waiting; /* guarded by lock */
   atomic_int n_waiting; /* waiters linked in `waiting` (read without lock) */
   int in_flight;      /* steps dispatched, not done; guarded by lock */
+  int max_pending;    /* executions admitted at once (backpressure) */
+  /* Executions admitted: incremented by pf_execute on the user thread,
+   * decremented under lock when a step completes (or by pf_execute when
+   * it fails or has nothing to run); a blocked pf_execute waits on cond. */
+  atomic_int n_pending;
   pf_executable *backlogged; /* executables with queued steps; lock */
   double vtime;              /* stride scheduling's virtual time; lock */
   uint64_t slots_used;       /* bit per dispatch slot held by a step; lock */
@@ -94,6 +110,8 @@ int pf_controller_wait(pf_context *ctx, pf_waiter *w);
 int pf_controller_wait_for(pf_context *ctx, pf_waiter *w, int64_t timeout_ms);
 /* The dispatcher's part of a step reply (api/dispatch.c), lock held. */
 void pf_controller_step_reply_locked(pf_context *ctx, pf_waiter *w);
+/* Frees the waiter table's buckets (the waiters are their callers'). */
+void pf_controller_table_free(pf_context *ctx);
 /* Sends a message to `rank`; returns 0 or an error recorded in ctx. */
 int pf_controller_send(pf_context *ctx, int rank, pf_msg *m);
 

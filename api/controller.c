@@ -8,10 +8,46 @@
 #include "api/context_internal.h"
 #include "base/util.h"
 
+/* ---- the waiter table (ctx->lock held) ---- */
+
+static pf_waiter **bucket(pf_waiter_table *t, uint64_t key) {
+  if (t->buckets == NULL) {
+    t->buckets = t->first;
+    t->mask = PF_WAITER_BUCKETS0 - 1;
+  }
+  return &t->buckets[(key * 0x9E3779B97F4A7C15ull >> 32) & t->mask];
+}
+
 static pf_waiter *find(pf_context *ctx, uint64_t key) {
-  for (pf_waiter *w = ctx->waiting; w; w = w->next)
+  for (pf_waiter *w = *bucket(&ctx->waiting, key); w; w = w->next) {
+    ctx->waiting.steps++;
     if (w->key == key) return w;
+  }
   return NULL;
+}
+
+/* Doubles the buckets when they hold two waiters each on average. Out of
+ * memory, the chains only grow longer. */
+static void grow(pf_waiter_table *t, size_t n) {
+  size_t ocap = t->mask + 1, ncap = ocap * 2;
+  pf_waiter **old = t->buckets, **nb;
+  if (n <= 2 * ocap || (nb = pf_calloc(ncap, sizeof *nb)) == NULL) return;
+  t->buckets = nb;
+  t->mask = ncap - 1;
+  for (size_t i = 0; i < ocap; i++)
+    while (old[i]) {
+      pf_waiter *w = old[i], **b;
+      old[i] = w->next;
+      b = bucket(t, w->key);
+      w->next = *b;
+      *b = w;
+    }
+  if (old != t->first) free(old);
+}
+
+void pf_controller_table_free(pf_context *ctx) {
+  if (ctx->waiting.buckets != ctx->waiting.first) free(ctx->waiting.buckets);
+  ctx->waiting.buckets = NULL;
 }
 
 static void record(pf_waiter *w, int status, const char *message) {
@@ -31,12 +67,13 @@ void pf_controller_on_reply(void *arg, pf_msg *m) {
       if (m->executable == 0) {
         /* An executor rejected a message it could not decode: whatever was
          * waiting on it would wait forever, so fail every waiter. */
-        for (w = ctx->waiting; w; w = w->next) {
-          record(w, m->status, m->message);
-          w->pending = 0;
-          completed = 1;
-          if (w->step_req != NULL) pf_controller_step_reply_locked(ctx, w);
-        }
+        for (size_t i = 0; ctx->waiting.buckets && i <= ctx->waiting.mask; i++)
+          for (w = ctx->waiting.buckets[i]; w; w = w->next) {
+            record(w, m->status, m->message);
+            w->pending = 0;
+            completed = 1;
+            if (w->step_req != NULL) pf_controller_step_reply_locked(ctx, w);
+          }
         break;
       }
       /* fall through */
@@ -76,19 +113,22 @@ int pf_controller_busy(void *arg) {
 }
 
 void pf_controller_expect(pf_context *ctx, pf_waiter *w, uint64_t key, int pending) {
+  pf_waiter **b;
   w->key = key;
   w->pending = pending;
   w->status = 0;
   w->message[0] = '\0';
   pthread_mutex_lock(&ctx->lock);
-  w->next = ctx->waiting;
-  ctx->waiting = w;
+  grow(&ctx->waiting, (size_t)atomic_load_explicit(&ctx->n_waiting, memory_order_relaxed) + 1);
+  b = bucket(&ctx->waiting, key);
+  w->next = *b;
+  *b = w;
   atomic_fetch_add_explicit(&ctx->n_waiting, 1, memory_order_relaxed);
   pthread_mutex_unlock(&ctx->lock);
 }
 
 static void unlink_locked(pf_context *ctx, pf_waiter *w) {
-  for (pf_waiter **p = &ctx->waiting; *p; p = &(*p)->next)
+  for (pf_waiter **p = bucket(&ctx->waiting, w->key); *p; p = &(*p)->next, ctx->waiting.steps++)
     if (*p == w) {
       *p = w->next;
       atomic_fetch_sub_explicit(&ctx->n_waiting, 1, memory_order_relaxed);

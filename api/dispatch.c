@@ -110,15 +110,45 @@ void pf_controller_step_reply_locked(pf_context *ctx, pf_waiter *w) {
   pf_dispatch_step_reply_locked(ctx, w->step_req, w->pending == 0);
 }
 
+/* Takes a step that never got a slot out of its executable's queue (every
+ * waiter was failed at once): a walk, but only on that error path. */
+static void unqueue(pf_context *ctx, pf_executable *e, pf_step_req *req) {
+  pf_step_req *prev = NULL;
+  for (pf_step_req *q = e->queue_head; q != req; q = q->next) {
+    if (q == NULL) return;
+    prev = q;
+  }
+  if (prev)
+    prev->next = req->next;
+  else
+    e->queue_head = req->next;
+  if (e->queue_tail == req) e->queue_tail = prev;
+  if (e->queue_head == NULL) {
+    pf_executable **link;
+    e->remain = e->pass - ctx->vtime;
+    for (link = &ctx->backlogged; *link && *link != e; link = &(*link)->backlog_next) {
+    }
+    if (*link) *link = e->backlog_next;
+    e->backlog_next = NULL;
+  }
+}
+
 void pf_dispatch_step_reply_locked(pf_context *ctx, pf_step_req *req, int step_done) {
   pf_executable *e = req->f->exe;
   if (!step_done) {
     if (req->next_run < req->n_runs) send_next_run(ctx, req); /* sequential: next stage */
     return;
   }
-  e->completed++;
-  ctx->in_flight--;
-  ctx->slots_used &= ~(1ull << req->slot);
+  if (req->slot < 0) {
+    unqueue(ctx, e, req);
+  } else {
+    e->completed++;
+    ctx->in_flight--;
+    ctx->slots_used &= ~(1ull << req->slot);
+  }
+  /* Its admission frees: a pf_execute blocked on backpressure wakes on the
+   * broadcast the caller makes for the completed waiter. */
+  atomic_fetch_sub_explicit(&ctx->n_pending, 1, memory_order_relaxed);
   req->f->req = NULL;
   req->f->w.step_req = NULL;
   pf_step_req_free(req);

@@ -284,7 +284,81 @@ static void future_link(pf_context *ctx, pf_future *f) {
 
 static pf_home *homes_of(const pf_io *io);
 
-int pf_execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_future **out) {
+/* Backpressure: takes one of ctx->max_pending admissions, waiting for a
+ * completion when `block`, else PF_EAGAIN. The user thread takes
+ * admissions and the loop thread gives them back under ctx->lock (then
+ * broadcasts cond), so a wait here cannot miss the one that frees. The
+ * fast path is one atomic, no lock. */
+static int admit(pf_context *ctx, int block) {
+  int n = atomic_load_explicit(&ctx->n_pending, memory_order_relaxed);
+  for (;;) {
+    while (n < ctx->max_pending)
+      if (atomic_compare_exchange_weak_explicit(&ctx->n_pending, &n, n + 1, memory_order_relaxed,
+                                                memory_order_relaxed))
+        return 0;
+    if (!block)
+      return pf_context_error(ctx, PF_EAGAIN,
+                              "execute: %d executions pending, the most admitted at once "
+                              "(pf_init_options.max_pending): try again when one completes",
+                              n);
+    pthread_mutex_lock(&ctx->lock);
+    while ((n = atomic_load_explicit(&ctx->n_pending, memory_order_relaxed)) >= ctx->max_pending)
+      pthread_cond_wait(&ctx->cond, &ctx->lock);
+    pthread_mutex_unlock(&ctx->lock);
+  }
+}
+
+static void unadmit(pf_context *ctx) {
+  atomic_fetch_sub_explicit(&ctx->n_pending, 1, memory_order_relaxed);
+}
+
+/* The step's dispatcher record: one run message per participating rank,
+ * in stage order, sent when the step gets a slot. Errors: PF_ENOMEM
+ * (nothing kept). */
+static int build_runs(pf_executable *e, pf_future *f, const uint64_t *in_ids,
+                      const uint64_t *drop, int n_drop) {
+  const pf_compiled *c = e->compiled;
+  pf_step_req *req = calloc(1, sizeof *req);
+  int ok;
+  if (req == NULL) return PF_ENOMEM;
+  req->f = f;
+  req->slot = -1;
+  req->runs = pf_calloc((size_t)c->n_stages, sizeof *req->runs);
+  req->ranks = pf_calloc((size_t)c->n_stages, sizeof *req->ranks);
+  ok = req->runs != NULL && req->ranks != NULL;
+  for (int k = 0; ok && k < c->n_stages; k++) {
+    pf_msg *m = pf_msg_new(PF_MSG_RUN);
+    if (m == NULL) {
+      ok = 0;
+      break;
+    }
+    req->runs[req->n_runs++] = m;
+    req->ranks[k] = c->stages[k];
+    m->executable = e->id;
+    m->n_inputs = (uint32_t)c->n_inputs;
+    m->n_outputs = (uint32_t)c->n_outputs;
+    m->n_drop = (uint32_t)n_drop;
+    m->inputs = pf_mallocn((size_t)c->n_inputs, sizeof *m->inputs);
+    m->outputs = pf_mallocn((size_t)c->n_outputs, sizeof *m->outputs);
+    m->drop = pf_mallocn((size_t)n_drop, sizeof *m->drop);
+    if (!m->inputs || !m->outputs || !m->drop) {
+      ok = 0;
+      break;
+    }
+    memcpy(m->inputs, in_ids, (size_t)c->n_inputs * sizeof *in_ids);
+    memcpy(m->outputs, f->output_ids, (size_t)c->n_outputs * sizeof *in_ids);
+    memcpy(m->drop, drop, (size_t)n_drop * sizeof *drop);
+  }
+  if (!ok) {
+    pf_step_req_free(req);
+    return PF_ENOMEM;
+  }
+  f->req = req;
+  return 0;
+}
+
+static int execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_future **out,
+                   int block) {
   pf_context *ctx;
   const pf_compiled *c;
   uint64_t *in_ids = NULL, *drop = NULL;
@@ -296,6 +370,7 @@ int pf_execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_future **
   ctx = e->ctx;
   c = e->compiled;
   pf_context_begin(ctx);
+  if ((rc = admit(ctx, block)) != 0) return rc;
   which = pf_mallocn((size_t)c->n_inputs, sizeof *which);
   in_ids = pf_calloc((size_t)c->n_inputs, sizeof *in_ids);
   drop = pf_calloc((size_t)c->n_inputs, sizeof *drop);
@@ -327,6 +402,9 @@ int pf_execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_future **
     if (in_ids[i] != 0 && (b == NULL || in_ids[i] != b->id)) drop[n_drop++] = in_ids[i];
     pf_tensor_destroy(tmp);
   }
+  for (int o = 0; rc == 0 && o < c->n_outputs; o++) f->output_ids[o] = pf_context_new_id(ctx);
+  if (rc == 0 && build_runs(e, f, in_ids, drop, n_drop) != 0)
+    rc = pf_context_error(ctx, PF_ENOMEM, "execute: out of memory building the run messages");
   if (rc != 0) {
     /* The feeds already sent would stay on the executors: drop them. */
     for (int i = 0, k = 0; i < c->n_inputs && k < n_drop; i++)
@@ -338,39 +416,10 @@ int pf_execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_future **
       }
     goto fail;
   }
-  for (int o = 0; o < c->n_outputs; o++) f->output_ids[o] = pf_context_new_id(ctx);
   f->ctx = ctx;
   f->exe = e;
   e->refs++;
   future_link(ctx, f);
-  if ((f->req = calloc(1, sizeof *f->req)) == NULL ||
-      (f->req->runs = pf_calloc((size_t)e->n_participants, sizeof *f->req->runs)) == NULL ||
-      (f->req->ranks = pf_calloc((size_t)e->n_participants, sizeof *f->req->ranks)) == NULL)
-    pf_mpi_abort(ctx->mpi, 1, "out of memory queueing an execution");
-  f->req->f = f;
-  /* One run message per participating rank, in stage order; the
-   * dispatcher sends them when the step gets a slot. */
-  for (int k = 0; k < e->compiled->n_stages; k++) {
-    int r = e->compiled->stages[k];
-    pf_msg *m = pf_msg_new(PF_MSG_RUN);
-    if (m) {
-      m->executable = e->id;
-      m->n_inputs = (uint32_t)c->n_inputs;
-      m->n_outputs = (uint32_t)c->n_outputs;
-      m->n_drop = (uint32_t)n_drop;
-      m->inputs = pf_mallocn((size_t)c->n_inputs, sizeof *m->inputs);
-      m->outputs = pf_mallocn((size_t)c->n_outputs, sizeof *m->outputs);
-      m->drop = pf_mallocn((size_t)n_drop, sizeof *m->drop);
-    }
-    if (m == NULL || !m->inputs || !m->outputs || !m->drop)
-      pf_mpi_abort(ctx->mpi, 1, "out of memory building run messages");
-    memcpy(m->inputs, in_ids, (size_t)c->n_inputs * sizeof *in_ids);
-    memcpy(m->outputs, f->output_ids, (size_t)c->n_outputs * sizeof *in_ids);
-    memcpy(m->drop, drop, (size_t)n_drop * sizeof *drop);
-    f->req->runs[k] = m;
-    f->req->ranks[k] = r;
-  }
-  f->req->n_runs = e->compiled->n_stages;
   f->w.step_req = f->req;
   pf_controller_expect(ctx, &f->w, pf_context_new_id(ctx), e->n_participants);
   for (int k = 0; k < f->req->n_runs; k++) f->req->runs[k]->step = f->w.key;
@@ -379,6 +428,7 @@ int pf_execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_future **
     pf_step_req_free(f->req);
     f->req = NULL;
     f->w.step_req = NULL;
+    unadmit(ctx);
   } else {
     pf_dispatch_enqueue(ctx, e, f->req);
   }
@@ -388,6 +438,7 @@ int pf_execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_future **
   *out = f;
   return 0;
 fail:
+  unadmit(ctx);
   if (f) {
     free(f->output_ids);
     free(f->taken);
@@ -397,6 +448,14 @@ fail:
   free(in_ids);
   free(drop);
   return rc;
+}
+
+int pf_execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_future **out) {
+  return execute(e, n_feeds, feeds, out, 1);
+}
+
+int pf_execute_try(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_future **out) {
+  return execute(e, n_feeds, feeds, out, 0);
 }
 
 /* ---- futures ------------------------------------------------------------------ */

@@ -15,7 +15,13 @@
  * as comment lines. The kernel
  * counts its calls, and a case whose count is not (K + 1) * N fails.
  *
- * Usage: overhead [-n N] [-k K] [-d DEVICES]
+ * Then, as comment lines, queued executions: Q/8, Q/2 and Q executions of
+ * a one-op graph with a host feed, each pf_execute'd without waiting
+ * (pf_execute blocks past max_pending), then all waited for; the time per
+ * execution must not grow with their number (it grew linearly before the
+ * controller's waiters and the executors' stores became hash tables).
+ *
+ * Usage: overhead [-n N] [-k K] [-d DEVICES] [-q Q (80000; 0: skip)]
  */
 #include <pathflow.h>
 #include <stdint.h>
@@ -152,6 +158,66 @@ static int run_case(pf_context *ctx, bench_case c, int n, int k, int devices,
   return 0;
 }
 
+/* Queues n executions of `exe` (input "x", a u8 scalar) without waiting,
+ * then waits for every one; returns the seconds, or a negative value. */
+static double run_queued(pf_context *ctx, pf_executable *exe, int n) {
+  pf_spec spec = pf_spec_scalar(PF_U8);
+  pf_future **f = calloc((size_t)n, sizeof *f);
+  pf_tensor *x = NULL;
+  double t0, took = -1;
+  int rc = 0, made = 0;
+  if (f == NULL || (rc = pf_tensor_create(&spec, &x)) != 0) {
+    fail(ctx, "queued", f == NULL ? PF_ENOMEM : rc);
+    free(f);
+    return -1;
+  }
+  t0 = now_s();
+  for (; made < n && rc == 0; made++)
+    if ((rc = pf_execute(exe, 1, &(pf_feed){.name = "x", .tensor = x}, &f[made])) != 0) break;
+  for (int i = 0; i < made && rc == 0; i++) rc = pf_future_wait(f[i]);
+  if (rc == 0) took = now_s() - t0;
+  else fail(ctx, "queued", rc);
+  for (int i = 0; i < made; i++) pf_future_destroy(f[i]);
+  pf_tensor_destroy(x);
+  free(f);
+  return took;
+}
+
+static int queued_rows(pf_context *ctx, int q) {
+  pf_spec spec = pf_spec_scalar(PF_U8);
+  pf_graph *g;
+  pf_executable *exe;
+  pf_slice_t s;
+  pf_value_t x, v;
+  int rc, device = 0;
+  if ((rc = pf_graph_create(ctx, &g)) != 0) return fail(ctx, "graph", rc);
+  if ((rc = pf_graph_slice(g, PF_DEVICE_CPU, 1, &s)) != 0 ||
+      (rc = pf_graph_slice_pin(g, s, &device)) != 0 ||
+      (rc = pf_graph_input(g, "x", &spec, s, pf_replicated(), &x)) != 0 ||
+      (rc = pf_graph_program(g, &(pf_program_desc){.kernel = "nop", .slice = s, .n_in = 1,
+                                                   .in = &x},
+                             &v, NULL)) != 0 ||
+      (rc = pf_graph_output(g, "v", v)) != 0 || (rc = pf_compile(g, &exe)) != 0) {
+    pf_graph_destroy(g);
+    return fail(ctx, "queued graph", rc);
+  }
+  pf_graph_destroy(g);
+  printf("# queued executions (1 op, a host feed; pf_execute without waiting, then wait):\n");
+  for (int k = 0; k < 3; k++) {
+    int n = k == 0 ? q / 8 : k == 1 ? q / 2 : q;
+    double t;
+    if (n < 1) continue;
+    if ((t = run_queued(ctx, exe, n)) < 0) {
+      pf_executable_destroy(exe);
+      return PF_EKERNEL;
+    }
+    printf("#   %7d queued: %7.3f s, %6.2f us per execution\n", n, t, 1e6 * t / n);
+    fflush(stdout);
+  }
+  pf_executable_destroy(exe);
+  return 0;
+}
+
 static int parse_int(const char *s, const char *flag, int min) {
   char *end;
   long v = strtol(s, &end, 10);
@@ -165,18 +231,19 @@ static int parse_int(const char *s, const char *flag, int min) {
 int main(int argc, char **argv) {
   pf_init_options opts = {0};
   pf_context *ctx = NULL;
-  int n = 10000, k = 50, opt, devices, rc;
+  int n = 10000, k = 50, q = 80000, opt, devices, rc;
   counter *calls;
   pf_kernel_def nop = {.name = "nop", .kind = PF_DEVICE_CPU, .n_in = PF_VARIADIC,
                        .n_out = 1, .shape = nop_shape, .compute = nop_compute};
-  while ((opt = getopt(argc, argv, "n:k:d:h")) != -1) {
+  while ((opt = getopt(argc, argv, "n:k:d:q:h")) != -1) {
     switch (opt) {
     case 'n': n = parse_int(optarg, "-n", 1); break;
+    case 'q': q = parse_int(optarg, "-q", 0); break;
     case 'k': k = parse_int(optarg, "-k", 1); break;
     case 'd': opts.cpu_devices = parse_int(optarg, "-d", 1); break;
     default:
-      fprintf(stderr, "usage: %s [-n OPS] [-k EXECUTIONS] [-d DEVICES]\n"
-                      "  defaults: -n 10000 -k 50 -d <cores in the affinity mask>\n",
+      fprintf(stderr, "usage: %s [-n OPS] [-k EXECUTIONS] [-d DEVICES] [-q QUEUED]\n"
+                      "  defaults: -n 10000 -k 50 -d <cores in the affinity mask> -q 80000\n",
               argv[0]);
       return opt == 'h' ? 0 : 2;
     }
@@ -212,6 +279,11 @@ int main(int argc, char **argv) {
   printf("#   graph build / pf_compile, ms: %.1f / %.1f, %.1f / %.1f, %.1f / %.1f\n",
          r[0].ms_build, r[0].ms_compile, r[1].ms_build, r[1].ms_compile, r[2].ms_build,
          r[2].ms_compile);
+  if (q > 0 && queued_rows(ctx, q) != 0) {
+    pf_finalize(ctx);
+    free(calls);
+    return 1;
+  }
   rc = pf_finalize(ctx);
   free(calls); /* after pf_finalize: the kernel's user pointer outlives the context */
   return rc != 0;

@@ -1,6 +1,13 @@
-/* Open addressing with linear probing and tombstones; ids never repeat, so
- * a dropped entry is never looked up again and tombstones only cost space
- * until the next resize. */
+/* Open addressing with linear probing and tombstones, keyed by (id,
+ * shard). Ids never repeat, so a dropped entry is never looked up again
+ * and tombstones only cost space until the next resize.
+ *
+ * Dropping an id must not scan the table (a step drops its fed inputs, and
+ * thousands of outputs may be held): each id with shards here also has a
+ * head entry, keyed (id, -1), that records the lowest and highest shard
+ * stored, so a drop looks up exactly those shards. Every operation then
+ * costs a few probes, however many entries the store holds
+ * (tests/test_backpressure.c counts them). */
 #include "runtime/store.h"
 
 #include <stdlib.h>
@@ -8,17 +15,22 @@
 #include "base/util.h"
 #include "pathflow/error.h"
 
+#define HEAD_SHARD (-1)
+
 typedef struct entry {
   uint64_t id; /* 0: empty */
-  int32_t shard;
-  int dead;
-  pf_storage *st;
+  int32_t shard; /* HEAD_SHARD: the id's head */
+  int32_t dead;
+  int32_t lo, hi; /* head: the range of shards stored under the id */
+  pf_storage *st; /* shard entries */
 } entry;
 
 struct pf_store {
   entry *slots;
-  size_t cap, used, live;
+  size_t cap, used; /* slots not empty (live, heads and tombstones) */
+  size_t live, heads;
   size_t bytes;
+  uint64_t probes;
 };
 
 static uint64_t hash(uint64_t id, int32_t shard) {
@@ -41,23 +53,31 @@ int pf_store_create(pf_store **out) {
 void pf_store_destroy(pf_store *s) {
   if (s == NULL) return;
   for (size_t i = 0; i < s->cap; i++)
-    if (s->slots[i].id && !s->slots[i].dead) pf_storage_unref(s->slots[i].st);
+    if (s->slots[i].id && !s->slots[i].dead && s->slots[i].shard != HEAD_SHARD)
+      pf_storage_unref(s->slots[i].st);
   free(s->slots);
   free(s);
 }
 
-static entry *find(const pf_store *s, uint64_t id, int32_t shard) {
+/* The live entry (id, shard), or NULL. The table always has an empty slot
+ * (load at most 1/2), so the probe ends. */
+static entry *find(pf_store *s, uint64_t id, int32_t shard) {
   size_t mask = s->cap - 1, i = hash(id, shard) & mask;
   for (;;) {
     entry *e = &s->slots[i];
+    s->probes++;
     if (e->id == 0) return NULL;
     if (!e->dead && e->id == id && e->shard == shard) return e;
     i = (i + 1) & mask;
   }
 }
 
+/* Rehashes the live entries and heads into a table twice as large when
+ * they fill more than a quarter of it, else of the same size (dropping the
+ * tombstones): either way at most a quarter is used after, so the next
+ * resize is many puts away. */
 static int resize(pf_store *s) {
-  size_t ncap = s->live * 4 > s->cap ? s->cap * 2 : s->cap;
+  size_t ncap = (s->live + s->heads) * 4 > s->cap ? s->cap * 2 : s->cap;
   entry *old = s->slots, *slots = calloc(ncap, sizeof *slots);
   size_t ocap = s->cap;
   if (slots == NULL) return PF_ENOMEM;
@@ -75,53 +95,79 @@ static int resize(pf_store *s) {
   return 0;
 }
 
+/* A new entry (id, shard), known absent. The caller has made room. */
+static entry *insert(pf_store *s, uint64_t id, int32_t shard) {
+  size_t i = hash(id, shard) & (s->cap - 1);
+  entry *e;
+  while (s->slots[i].id && !s->slots[i].dead) {
+    s->probes++;
+    i = (i + 1) & (s->cap - 1);
+  }
+  e = &s->slots[i];
+  if (e->id == 0) s->used++;
+  e->id = id;
+  e->shard = shard;
+  e->dead = 0;
+  e->st = NULL;
+  return e;
+}
+
 int pf_store_put(pf_store *s, uint64_t id, int32_t shard, pf_storage *st) {
-  entry *e = find(s, id, shard);
-  size_t i;
-  if (e != NULL) {
+  entry *e, *head;
+  if (id == 0 || shard < 0) {
+    pf_storage_unref(st);
+    return PF_EINVAL;
+  }
+  if ((e = find(s, id, shard)) != NULL) {
     s->bytes -= e->st->nbytes;
     pf_storage_unref(e->st);
     e->st = st;
     s->bytes += st->nbytes;
     return 0;
   }
-  if ((s->used + 1) * 2 > s->cap && resize(s) != 0) {
+  /* Room for the entry and perhaps its head. */
+  if ((s->used + 2) * 2 > s->cap && resize(s) != 0) {
     pf_storage_unref(st);
     return PF_ENOMEM;
   }
-  i = hash(id, shard) & (s->cap - 1);
-  while (s->slots[i].id && !s->slots[i].dead) i = (i + 1) & (s->cap - 1);
-  if (s->slots[i].id == 0) s->used++;
-  s->slots[i].id = id;
-  s->slots[i].shard = shard;
-  s->slots[i].dead = 0;
-  s->slots[i].st = st;
+  if ((head = find(s, id, HEAD_SHARD)) == NULL) {
+    head = insert(s, id, HEAD_SHARD);
+    head->lo = head->hi = shard;
+    s->heads++;
+  }
+  if (shard < head->lo) head->lo = shard;
+  if (shard > head->hi) head->hi = shard;
+  e = insert(s, id, shard);
+  e->st = st;
   s->live++;
   s->bytes += st->nbytes;
   return 0;
 }
 
-pf_storage *pf_store_get(const pf_store *s, uint64_t id, int32_t shard) {
-  entry *e = id ? find(s, id, shard) : NULL;
+pf_storage *pf_store_get(pf_store *s, uint64_t id, int32_t shard) {
+  entry *e = id && shard >= 0 ? find(s, id, shard) : NULL;
   return e ? e->st : NULL;
 }
 
 int pf_store_drop(pf_store *s, uint64_t id) {
+  entry *head = id ? find(s, id, HEAD_SHARD) : NULL;
   int n = 0;
-  /* Shards of one id are few; scan the table (release is not a hot path). */
-  for (size_t i = 0; id && i < s->cap; i++) {
-    entry *e = &s->slots[i];
-    if (e->id == id && !e->dead) {
-      s->bytes -= e->st->nbytes;
-      pf_storage_unref(e->st);
-      e->st = NULL;
-      e->dead = 1;
-      s->live--;
-      n++;
-    }
+  if (head == NULL) return 0;
+  for (int32_t k = head->lo; k <= head->hi; k++) {
+    entry *e = find(s, id, k);
+    if (e == NULL) continue;
+    s->bytes -= e->st->nbytes;
+    pf_storage_unref(e->st);
+    e->st = NULL;
+    e->dead = 1;
+    s->live--;
+    n++;
   }
+  head->dead = 1;
+  s->heads--;
   return n;
 }
 
 size_t pf_store_count(const pf_store *s) { return s->live; }
 size_t pf_store_bytes(const pf_store *s) { return s->bytes; }
+uint64_t pf_store_probes(const pf_store *s) { return s->probes; }

@@ -35,7 +35,14 @@ typedef struct pf_init_options {
    * rank, NULL-terminated; PATHFLOW_KERNELS (paths separated by ':') adds
    * more. */
   const char *const *kernel_plugins;
+  /* Executions admitted at once (dispatched or waiting for one of the 64
+   * dispatch slots): past it, pf_execute blocks and pf_execute_try returns
+   * PF_EAGAIN until one completes. Each holds its host feeds on the
+   * executors until it completes. 0 means PF_MAX_PENDING_DEFAULT. */
+  int max_pending;
 } pf_init_options;
+
+#define PF_MAX_PENDING_DEFAULT 1024
 
 /* Creates the context.
  *
@@ -50,8 +57,8 @@ typedef struct pf_init_options {
  * Registers the built-in kernels, then opts->kernels and the plugins,
  * discovers local devices, starts the loop and worker threads. argc/argv
  * may be NULL. `opts` may be NULL for defaults.
- * Errors: PF_EINVAL (bad option or environment variable: the message names
- * it), PF_ENOTFOUND (a plugin), PF_EMPI, PF_ENOMEM, PF_ESYS. On error *out
+ * Errors: PF_EINVAL (bad option, such as a negative cpu_devices or
+ * max_pending, or environment variable: the message names it), PF_ENOTFOUND (a plugin), PF_EMPI, PF_ENOMEM, PF_ESYS. On error *out
  * is NULL and nothing is left running. pf_last_error cannot be used without
  * a context, so pf_init prints the message to stderr. */
 int pf_init(int *argc, char ***argv, const pf_init_options *opts,

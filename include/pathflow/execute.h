@@ -79,15 +79,29 @@ typedef struct pf_feed {
   pf_buffer_t buffer;
 } pf_feed;
 
-/* Starts one execution and returns its future at once. Up to 64 executions
- * are in flight; more wait in their executable's queue (their host feeds
- * are already sent) and go out as slots free, by weight.
+/* Starts one execution and returns its future. Up to 64 executions are in
+ * flight; more wait in their executable's queue (their host feeds are
+ * already sent) and go out as slots free, by weight.
+ *
+ * Backpressure: at most pf_init_options.max_pending executions (default
+ * PF_MAX_PENDING_DEFAULT, 1024) are admitted at once, in flight or queued,
+ * across the context's executables. When that many are pending,
+ * pf_execute BLOCKS until one of them completes (it always will: pending
+ * executions need nothing more from the caller), then starts this one.
+ * The work per execution does not grow with the number pending.
  * Errors (nothing runs): PF_ENOFEED (an input has no feed: the message names
  * it), PF_EFEEDSHAPE (dtype or shape differs from the input's: the message
  * gives both), PF_ENOTFOUND (feed for no such input), PF_EEXIST (input fed
  * twice), PF_ESTALE (released buffer), PF_ENOMEM. */
 int pf_execute(pf_executable *exe, int n_feeds, const pf_feed *feeds,
                pf_future **out);
+
+/* As pf_execute, but never blocks: when max_pending executions are
+ * pending it returns PF_EAGAIN at once and does nothing (no feed is copied
+ * or sent, *out is NULL); try again after a pending future completes.
+ * Errors: PF_EAGAIN, and those of pf_execute. */
+int pf_execute_try(pf_executable *exe, int n_feeds, const pf_feed *feeds,
+                   pf_future **out);
 
 /* Blocks until the execution completes; returns its status: 0, or the first
  * error (PF_EKERNEL with pf_future_error naming rank, node and kernel). */
