@@ -1,5 +1,7 @@
 #include "base/layout.h"
 
+#include <stdio.h>
+
 void pf_shard_region(const pf_spec *global, pf_sharding sh, int n, int s,
                      int64_t *lo, int64_t *extent) {
   for (int i = 0; i < global->rank; i++) {
@@ -29,5 +31,16 @@ int pf_region_intersect(int rank, const int64_t *lo_a, const int64_t *ext_a,
 
 int pf_sharding_equal(pf_sharding a, pf_sharding b) {
   if (a.kind != b.kind) return 0;
-  return a.kind == PF_SHARD_REPLICATED || a.axis == b.axis;
+  return a.kind != PF_SHARD_SPLIT || a.axis == b.axis;
+}
+
+char *pf_sharding_str(pf_sharding sh, char *buf, size_t len) {
+  if (buf == NULL || len == 0) return buf;
+  switch (sh.kind) {
+    case PF_SHARD_REPLICATED: snprintf(buf, len, "replicated"); break;
+    case PF_SHARD_SPLIT: snprintf(buf, len, "split(%d)", sh.axis); break;
+    case PF_SHARD_PARTIAL: snprintf(buf, len, "partial"); break;
+    default: snprintf(buf, len, "?"); break;
+  }
+  return buf;
 }

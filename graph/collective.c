@@ -52,6 +52,14 @@ int pf_collective_infer(const pf_graph *g, const pf_gprogram *p,
   sh = p->in_shardings[0];
   snprintf(what, sizeof what, "collective \"%s\" input", p->name);
   if ((rc = pf_shard_spec(&in->spec, sh, n, &local, what, d)) != 0) return rc;
+  if (sh.kind == PF_SHARD_PARTIAL && n > 1 &&
+      !((kind == PF_ALLREDUCE || kind == PF_REDUCE_SCATTER) &&
+        op == PF_REDUCE_SUM))
+    return pf_diag_error(d, PF_ESHARDING,
+                         "collective \"%s\": its input is partial (each device "
+                         "holds a summand); only an allreduce or "
+                         "reduce_scatter with op sum can read it as it lies",
+                         p->name);
   switch (kind) {
     case PF_ALLREDUCE:
     case PF_REDUCE_SCATTER:

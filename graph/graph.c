@@ -100,7 +100,8 @@ int pf_graph_add_value(pf_graph *g, const pf_gvalue *v) {
   if (pf_grow((void **)&g->values, &g->cap_values, g->n_values + 1,
               sizeof *g->values))
     return PF_ENOMEM;
-  g->values[g->n_values++] = *v;
+  g->values[g->n_values] = *v;
+  g->values[g->n_values++].reduced = 0;
   return 0;
 }
 
@@ -241,7 +242,7 @@ int pf_shard_spec(const pf_spec *global, pf_sharding sh, int n, pf_spec *local,
                   const char *what, pf_diag *diag) {
   char buf[128];
   *local = *global;
-  if (sh.kind == PF_SHARD_REPLICATED) return 0;
+  if (sh.kind == PF_SHARD_REPLICATED || sh.kind == PF_SHARD_PARTIAL) return 0;
   if (sh.kind != PF_SHARD_SPLIT)
     return pf_diag_error(diag, PF_EINVAL, "%s: unknown sharding kind %d", what,
                          sh.kind);
@@ -277,6 +278,11 @@ int pf_graph_input(pf_graph *g, const char *name, const pf_spec *spec,
     return pf_diag_error(d, PF_EINVAL, "input \"%s\": no slice %d", name, slice);
   if ((rc = pf_spec_explain(spec, why, sizeof why)) != 0)
     return pf_diag_error(d, rc, "input \"%s\": bad spec: %s", name, why);
+  if (sharding.kind == PF_SHARD_PARTIAL)
+    return pf_diag_error(d, PF_ESHARDING,
+                         "input \"%s\": inputs are replicated or split, "
+                         "never partial",
+                         name);
   snprintf(what, sizeof what, "input \"%s\"", name);
   if ((rc = pf_shard_spec(spec, sharding, g->slices[slice].num_devices, &local,
                           what, d)) != 0)
@@ -294,25 +300,19 @@ int pf_graph_input(pf_graph *g, const char *name, const pf_spec *spec,
 }
 
 static int add_checked(pf_graph *g, pf_gprogram *p, const pf_sharding *out_sh,
-                       pf_value_t *outs, pf_program_t *prog, pf_diag *d);
-
-/* Without explicit output shardings, an output follows the first input
- * consumed split (the batch-split case: elementwise ops, x @ w with x split
- * by rows). The rank check happens in pf_graph_infer_with. */
-static pf_sharding default_out_sharding(const pf_gprogram *p,
-                                        const pf_sharding *in_sh) {
-  for (int i = 0; i < p->n_in; i++)
-    if (in_sh[i].kind == PF_SHARD_SPLIT) return in_sh[i];
-  return pf_replicated();
-}
+                       const pf_spec *out_specs, pf_value_t *outs,
+                       pf_program_t *prog, pf_diag *d);
 
 int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
                      pf_value_t *outs, pf_program_t *prog) {
   pf_gprogram p;
   pf_sharding in_sh[PF_MAX_ARGS], out_sh[PF_MAX_ARGS];
+  pf_value_t in_ids[PF_MAX_ARGS];
+  pf_spec out_specs[PF_MAX_ARGS];
   const pf_kernel *k;
   char autoname[PF_NAME_MAX + 1];
   pf_diag *d;
+  int rc;
   if (g == NULL || desc == NULL) return PF_EINVAL;
   d = begin(g);
   if (desc->kernel == NULL)
@@ -351,6 +351,7 @@ int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
     if (v < 0 || (size_t)v >= g->n_values)
       return pf_diag_error(d, PF_EINVAL, "program \"%s\": input %d is no value (%d)",
                            p.name, i, v);
+    in_ids[i] = v;
     if (desc->in_shardings != NULL) {
       in_sh[i] = desc->in_shardings[i];
     } else {
@@ -362,24 +363,32 @@ int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
     }
   }
   p.n_in = desc->n_in;
-  p.in = (pf_value_t *)desc->in;
+  p.in = in_ids;
   p.in_shardings = in_sh;
   p.n_out = k->def.n_out;
-  for (int i = 0; i < p.n_out; i++)
-    out_sh[i] = desc->out_shardings ? desc->out_shardings[i]
-                                     : default_out_sharding(&p, in_sh);
-  return add_checked(g, &p, out_sh, outs, prog, d);
+  if ((k->def.n_in != PF_VARIADIC && p.n_in != k->def.n_in))
+    return pf_diag_error(d, PF_EARITY,
+                         "program \"%s\": kernel \"%s\" takes %d inputs, got %d",
+                         p.name, k->name, k->def.n_in, p.n_in);
+  /* Layouts first (the rule may pick other input shardings), then shapes on
+   * that layout, and only then, when nothing can fail but memory, the
+   * reductions of partial inputs go into the graph. */
+  if ((rc = pf_graph_choose_shardings(g, &p, k, desc->in_shardings != NULL,
+                                      desc->out_shardings, out_sh, d)) != 0 ||
+      (rc = pf_graph_check_consumption(g, &p, 1, d)) != 0 ||
+      (rc = pf_graph_infer_with(g, &p, out_sh, out_specs, d)) != 0 ||
+      (rc = pf_graph_reduce_inputs(g, &p, p.name, d)) != 0)
+    return rc;
+  return add_checked(g, &p, out_sh, out_specs, outs, prog, d);
 }
 
-/* Runs the shape rule on a program not yet in the graph and, if it holds,
- * appends its output values and the program. */
+/* Appends program p, whose output specs and shardings are known, and its
+ * output values. */
 static int add_checked(pf_graph *g, pf_gprogram *p, const pf_sharding *out_sh,
-                       pf_value_t *outs, pf_program_t *prog, pf_diag *d) {
-  pf_spec out_specs[PF_MAX_ARGS];
+                       const pf_spec *out_specs, pf_value_t *outs,
+                       pf_program_t *prog, pf_diag *d) {
   pf_value_t out_ids[PF_MAX_ARGS];
-  int rc;
   p->out = NULL;
-  if ((rc = pf_graph_infer_with(g, p, out_sh, out_specs, d)) != 0) return rc;
   for (int i = 0; i < p->n_out; i++) {
     pf_gvalue v;
     v.spec = out_specs[i];
@@ -407,7 +416,8 @@ int pf_graph_collective(pf_graph *g, const pf_collective_desc *desc,
                         pf_value_t *out, pf_program_t *prog) {
   pf_gprogram p;
   pf_sharding in_sh, out_sh;
-  pf_spec dummy;
+  pf_spec out_spec;
+  pf_value_t in_id;
   char autoname[PF_NAME_MAX + 1];
   const pf_gvalue *v;
   pf_diag *d;
@@ -438,6 +448,9 @@ int pf_graph_collective(pf_graph *g, const pf_collective_desc *desc,
     in_sh = v->sharding;
   else
     in_sh = pf_replicated();
+  /* Broadcasting a summand would be wrong: broadcast the sum. */
+  if (desc->kind == PF_BROADCAST && in_sh.kind == PF_SHARD_PARTIAL)
+    in_sh = pf_replicated();
   if ((rc = pf_attrs_create(&attrs)) != 0 ||
       (rc = pf_attrs_set_int(attrs, PF_COLL_ATTR_OP, desc->op)) != 0 ||
       (rc = pf_attrs_set_int(attrs, PF_COLL_ATTR_AXIS, desc->axis)) != 0 ||
@@ -448,18 +461,24 @@ int pf_graph_collective(pf_graph *g, const pf_collective_desc *desc,
   p.kernel = (char *)pf_collective_kernel(desc->kind);
   p.attrs = attrs;
   p.slice = desc->slice;
+  in_id = desc->in;
   p.n_in = 1;
-  p.in = (pf_value_t *)&desc->in;
+  p.in = &in_id;
   p.in_shardings = &in_sh;
   p.n_out = 1;
-  rc = pf_collective_infer(g, &p, &out_sh, &dummy, d);
-  if (rc == 0) rc = add_checked(g, &p, &out_sh, out, prog, d);
+  /* A partial input is reduced first unless the collective sums it as it
+   * lies (allreduce and reduce-scatter with op sum). */
+  if ((rc = pf_collective_infer(g, &p, &out_sh, &out_spec, d)) == 0 &&
+      (rc = pf_graph_check_consumption(g, &p, 1, d)) == 0 &&
+      (rc = pf_graph_reduce_inputs(g, &p, p.name, d)) == 0)
+    rc = add_checked(g, &p, &out_sh, &out_spec, out, prog, d);
   pf_attrs_destroy(attrs);
   return rc;
 }
 
 int pf_graph_output(pf_graph *g, const char *name, pf_value_t value) {
   pf_diag *d;
+  int rc;
   if (g == NULL) return PF_EINVAL;
   d = begin(g);
   if (!name_ok(name))
@@ -470,6 +489,11 @@ int pf_graph_output(pf_graph *g, const char *name, pf_value_t value) {
   if (named_find(g->outputs, g->n_outputs, name) >= 0)
     return pf_diag_error(d, PF_EEXIST, "output \"%s\": name already in use",
                          name);
+  /* A caller fetching a partial value wants the sum, never one summand. */
+  if (g->values[value].sharding.kind == PF_SHARD_PARTIAL &&
+      g->slices[g->values[value].slice].num_devices > 1 &&
+      (rc = pf_graph_reduce_partial(g, value, NULL, &value, d)) != 0)
+    return rc;
   if (pf_graph_add_named(g, 1, name, value) != 0)
     return pf_diag_error(d, PF_ENOMEM, "output \"%s\": out of memory", name);
   return 0;

@@ -157,7 +157,8 @@ int pf_wire_spec_decode(const Pathflow__Spec *m, pf_spec *out,
 int pf_wire_sharding_decode(const Pathflow__Sharding *m, pf_sharding *out,
                             pf_diag *diag) {
   if (m == NULL) return pf_diag_error(diag, PF_EDECODE, "no sharding");
-  if (m->kind != PF_SHARD_REPLICATED && m->kind != PF_SHARD_SPLIT)
+  if (m->kind != PF_SHARD_REPLICATED && m->kind != PF_SHARD_SPLIT &&
+      m->kind != PF_SHARD_PARTIAL)
     return pf_diag_error(diag, PF_EDECODE, "unknown sharding kind %d",
                          (int)m->kind);
   /* The axis is checked against the spec by the validator (PF_ESPLIT). */

@@ -32,6 +32,9 @@ typedef struct pf_gvalue {
   pf_sharding sharding;
   pf_program_t producer; /* -1: a graph input */
   int output_index;
+  /* Build time only: 1 + the id of the allreduce of this partial value that
+   * the builder inserted, so that every consumer shares one; 0: none yet. */
+  pf_value_t reduced;
 } pf_gvalue;
 
 typedef struct pf_gprogram {
@@ -99,6 +102,47 @@ int pf_shard_spec(const pf_spec *global, pf_sharding sh, int n,
 int pf_graph_infer_with(const pf_graph *g, const pf_gprogram *p,
                         const pf_sharding *out_sh, pf_spec *out,
                         pf_diag *diag);
+
+/* ---- sharding rules (graph/sharding.c) ---- */
+
+/* Chooses how program p (not yet in the graph) consumes its inputs and lays
+ * out its outputs. p->in_shardings holds the defaults on entry and the
+ * chosen layout on return; `req` the requested output shardings (NULL: none;
+ * kind PF_SHARD_DEFAULT entries ask for nothing). Unless `fixed_in`, other
+ * layouts of the inputs are tried when the kernel's rule refuses the
+ * defaults. Errors: PF_ESHARDING naming the program, the kernel and the
+ * shardings. */
+int pf_graph_choose_shardings(const pf_graph *g, pf_gprogram *p,
+                              const pf_kernel *k, int fixed_in,
+                              const pf_sharding *req, pf_sharding *out_sh,
+                              pf_diag *d);
+
+/* Appends an allreduce (sum) of partial value v on its slice, once per
+ * value, and writes the reduced (replicated) value to *out. The inserted
+ * program's name is never `avoid`. Errors: as pf_graph_collective. */
+int pf_graph_reduce_partial(pf_graph *g, pf_value_t v, const char *avoid,
+                            pf_value_t *out, pf_diag *d);
+
+/* Replaces each input of p that is partial but consumed otherwise by its
+ * reduction (pf_graph_reduce_partial). p->in must be writable. */
+int pf_graph_reduce_inputs(pf_graph *g, pf_gprogram *p, const char *avoid,
+                           pf_diag *d);
+
+/* Checks that p reads every partial value as partial, on a slice of its
+ * size, and nothing else as partial. With `will_reduce` (the builder, about
+ * to call pf_graph_reduce_inputs), a partial value read otherwise is fine.
+ * Errors: PF_ESHARDING. */
+int pf_graph_check_consumption(const pf_graph *g, const pf_gprogram *p,
+                               int will_reduce, pf_diag *d);
+
+/* Checks p's stored output shardings against kernel k's sharding rule for
+ * its stored input shardings. Errors: PF_ESHARDING. */
+int pf_graph_check_rule(const pf_graph *g, const pf_gprogram *p,
+                        const pf_kernel *k, pf_diag *d);
+
+/* Checks that no graph input is partial and no output is partial over more
+ * than one device. Errors: PF_ESHARDING naming the input or output. */
+int pf_graph_check_ends(const pf_graph *g, pf_diag *d);
 
 /* Topological order of the programs (Kahn's algorithm, ties broken by the
  * lowest program index, so the order is deterministic). `order` must hold

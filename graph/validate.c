@@ -66,7 +66,9 @@ int pf_graph_infer_with(const pf_graph *g, const pf_gprogram *p,
                            "output %d",
                            p->name, k->name, i);
     out[i] = out_local[i];
-    if (out_sh[i].kind == PF_SHARD_REPLICATED) continue;
+    if (out_sh[i].kind == PF_SHARD_REPLICATED ||
+        out_sh[i].kind == PF_SHARD_PARTIAL)
+      continue;
     if (out_sh[i].kind != PF_SHARD_SPLIT || out_sh[i].axis < 0 ||
         out_sh[i].axis >= out_local[i].rank)
       return pf_diag_error(d, PF_ESPLIT,
@@ -314,7 +316,8 @@ static int check_structure(const pf_graph *g, pf_diag *d) {
 int pf_graph_check(const pf_graph *g, pf_diag *d) {
   pf_program_t *order;
   int rc;
-  if ((rc = check_structure(g, d)) != 0) return rc;
+  if ((rc = check_structure(g, d)) != 0 || (rc = pf_graph_check_ends(g, d)) != 0)
+    return rc;
   order = pf_mallocn(g->n_programs, sizeof *order);
   if (order == NULL) return pf_diag_error(d, PF_ENOMEM, "validate: out of memory");
   if ((rc = pf_graph_topo_order(g, order, d)) != 0) goto done;
@@ -329,7 +332,16 @@ int pf_graph_check(const pf_graph *g, pf_diag *d) {
       break;
     }
     for (int i = 0; i < p->n_out; i++) out_sh[i] = g->values[p->out[i]].sharding;
-    if ((rc = pf_graph_infer_with(g, p, out_sh, out, d)) != 0) break;
+    if ((rc = pf_graph_check_consumption(g, p, 0, d)) != 0 ||
+        (rc = pf_graph_infer_with(g, p, out_sh, out, d)) != 0)
+      break;
+    if (pf_collective_from_kernel(p->kernel) < 0 &&
+        (rc = pf_graph_check_rule(
+             g, p,
+             pf_registry_find(g->env.registry, p->kernel,
+                              g->slices[p->slice].kind),
+             d)) != 0)
+      break;
     for (int i = 0; i < p->n_out; i++) {
       const pf_spec *have = &g->values[p->out[i]].spec;
       if (!pf_spec_equal(have, &out[i])) {

@@ -2,6 +2,7 @@
  * bias_add. No broadcasting, except bias_add's over the last axis. */
 #include "base/util.h"
 #include "kernels/builtin_internal.h"
+#include "kernels/sharding.h"
 #include "pathflow/error.h"
 
 enum { OP_ADD, OP_SUB, OP_MUL };
@@ -176,18 +177,57 @@ static int bias_add_compute(const pf_kernel_call *call) {
   return 0;
 }
 
-#define DEF(kname, nin, costfn)                                     \
+/* mul is linear in each input alone: a partial times a whole value is
+ * partial, a product of two partials is not a sum of products. */
+static int mul_sharding(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                        const pf_sharding *in_sh, int num_devices, int n_out,
+                        pf_sharding *out_sh, pf_diag *diag) {
+  if (pf_sharding_count(n_in, in_sh, PF_SHARD_PARTIAL) == 1 &&
+      pf_sharding_count(n_in, in_sh, PF_SHARD_REPLICATED) == 1) {
+    out_sh[0] = pf_partial();
+    return 0;
+  }
+  return pf_sharding_rule_elementwise(attrs, n_in, in, in_sh, num_devices,
+                                      n_out, out_sh, diag);
+}
+
+/* x [..., m] + b [m]: x split along any axis but the last takes the whole
+ * bias; split along the last it takes the bias split alike. Partial plus
+ * partial is partial (the bias summands add up to the bias). */
+static int bias_add_sharding(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                             const pf_sharding *in_sh, int num_devices,
+                             int n_out, pf_sharding *out_sh, pf_diag *diag) {
+  pf_sharding x = in_sh[0], b = in_sh[1];
+  int last = in[0].rank - 1;
+  (void)attrs;
+  (void)num_devices;
+  if ((x.kind == PF_SHARD_REPLICATED && b.kind == PF_SHARD_REPLICATED) ||
+      (x.kind == PF_SHARD_PARTIAL && b.kind == PF_SHARD_PARTIAL) ||
+      (x.kind == PF_SHARD_SPLIT && x.axis != last &&
+       b.kind == PF_SHARD_REPLICATED) ||
+      (x.kind == PF_SHARD_SPLIT && x.axis == last && b.kind == PF_SHARD_SPLIT &&
+       b.axis == 0)) {
+    pf_sharding_set_all(n_out, out_sh, x);
+    return 0;
+  }
+  return pf_sharding_refuse(diag, "bias_add", n_in, in_sh,
+                            "x split along a leading axis takes the whole "
+                            "bias, x split along its last axis takes the "
+                            "bias split(0), partial x takes a partial bias");
+}
+
+#define DEF(kname, nin, costfn, rule)                               \
   {.name = #kname, .n_in = nin, .n_out = 1, .shape = kname##_shape, \
-   .cost = costfn, .compute = kname##_compute}
+   .cost = costfn, .sharding = rule, .compute = kname##_compute}
 static const pf_kernel_def defs[] = {
-    DEF(add, 2, pf_builtin_cost_numel),
-    DEF(sub, 2, pf_builtin_cost_numel),
-    DEF(mul, 2, pf_builtin_cost_numel),
-    DEF(scale, 1, pf_builtin_cost_numel),
-    DEF(relu, 1, pf_builtin_cost_numel),
-    DEF(relu_grad, 2, pf_builtin_cost_numel),
-    DEF(sgd, 2, sgd_cost),
-    DEF(bias_add, 2, pf_builtin_cost_numel),
+    DEF(add, 2, pf_builtin_cost_numel, pf_sharding_rule_linear),
+    DEF(sub, 2, pf_builtin_cost_numel, pf_sharding_rule_linear),
+    DEF(mul, 2, pf_builtin_cost_numel, mul_sharding),
+    DEF(scale, 1, pf_builtin_cost_numel, pf_sharding_rule_linear),
+    DEF(relu, 1, pf_builtin_cost_numel, pf_sharding_rule_elementwise),
+    DEF(relu_grad, 2, pf_builtin_cost_numel, pf_sharding_rule_elementwise),
+    DEF(sgd, 2, sgd_cost, pf_sharding_rule_elementwise),
+    DEF(bias_add, 2, pf_builtin_cost_numel, bias_add_sharding),
 };
 
 int pf_builtin_register_elementwise(pf_registry *reg) {

@@ -4,6 +4,7 @@
 
 #include "base/util.h"
 #include "kernels/builtin_internal.h"
+#include "kernels/sharding.h"
 #include "pathflow/error.h"
 
 /* The per-device spec from the "shape" and "dtype" attributes. */
@@ -125,13 +126,41 @@ static int identity_compute(const pf_kernel_call *call) {
   return 0;
 }
 
+/* Every block of a constant is the constant, so fill honours a split (its
+ * "shape" attribute is then the block's); n summands of it are not. */
+static int fill_sharding(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                         const pf_sharding *in_sh, int num_devices, int n_out,
+                         pf_sharding *out_sh, pf_diag *diag) {
+  (void)attrs;
+  (void)n_in;
+  (void)in;
+  (void)in_sh;
+  (void)n_out;
+  if (out_sh[0].kind == PF_SHARD_PARTIAL && num_devices > 1)
+    return pf_diag_error(diag, PF_ESHARDING,
+                         "fill: a partial constant would count the value "
+                         "once per device");
+  if (out_sh[0].kind != PF_SHARD_SPLIT) out_sh[0] = pf_replicated();
+  return 0;
+}
+
+/* A ramp restarts on every device, so split blocks would not form a ramp:
+ * iota is replicated (consume it split to cut it). */
+static int iota_sharding(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                         const pf_sharding *in_sh, int num_devices, int n_out,
+                         pf_sharding *out_sh, pf_diag *diag) {
+  return pf_sharding_rule_replicated(attrs, n_in, in, in_sh, num_devices,
+                                     n_out, out_sh, diag);
+}
+
 static const pf_kernel_def defs[] = {
     {.name = "fill", .n_in = 0, .n_out = 1, .shape = fill_shape,
-     .compute = fill_compute},
+     .sharding = fill_sharding, .compute = fill_compute},
     {.name = "iota", .n_in = 0, .n_out = 1, .shape = iota_shape,
-     .cost = pf_builtin_cost_numel, .compute = iota_compute},
+     .cost = pf_builtin_cost_numel, .sharding = iota_sharding,
+     .compute = iota_compute},
     {.name = "identity", .n_in = 1, .n_out = 1, .shape = identity_shape,
-     .compute = identity_compute},
+     .sharding = pf_sharding_rule_linear, .compute = identity_compute},
 };
 
 int pf_builtin_register_fill(pf_registry *reg) {

@@ -4,6 +4,7 @@
 
 #include "base/util.h"
 #include "kernels/builtin_internal.h"
+#include "kernels/sharding.h"
 #include "pathflow/error.h"
 
 static int softmax_xent_shape(const pf_attrs *attrs, int n_in,
@@ -89,10 +90,27 @@ static void softmax_xent_cost(const pf_attrs *attrs, int n_in,
                   cost);
 }
 
+/* The loss is a mean over the rows this device sees, and the gradient is
+ * scaled by that count: on a block of rows both would be off by the number
+ * of blocks. So the kernel runs on whole inputs only. */
+static int softmax_xent_sharding(const pf_attrs *attrs, int n_in,
+                                 const pf_spec *in, const pf_sharding *in_sh,
+                                 int num_devices, int n_out,
+                                 pf_sharding *out_sh, pf_diag *diag) {
+  (void)attrs;
+  (void)in;
+  if (num_devices > 1 &&
+      pf_sharding_count(n_in, in_sh, PF_SHARD_REPLICATED) != n_in)
+    return pf_sharding_refuse(diag, "softmax_xent", n_in, in_sh,
+                              "its mean runs over the rows one device sees");
+  pf_sharding_set_all(n_out, out_sh, pf_replicated());
+  return 0;
+}
+
 static const pf_kernel_def defs[] = {
     {.name = "softmax_xent", .n_in = 2, .n_out = 2,
      .shape = softmax_xent_shape, .cost = softmax_xent_cost,
-     .compute = softmax_xent_compute},
+     .sharding = softmax_xent_sharding, .compute = softmax_xent_compute},
 };
 
 int pf_builtin_register_loss(pf_registry *reg) {

@@ -6,6 +6,7 @@
 
 #include "base/util.h"
 #include "kernels/builtin_internal.h"
+#include "kernels/sharding.h"
 #include "pathflow/error.h"
 
 typedef struct mm_dims {
@@ -99,9 +100,51 @@ static void matmul_cost(const pf_attrs *attrs, int n_in, const pf_spec *in,
                   2.0 * (double)d.m * (double)d.n * (double)d.k, cost);
 }
 
+/* The role of an input's split axis: a [M,K] or b [K,N] (before the
+ * transpose flags) split along M, N or the contracted K. */
+enum { ROLE_WHOLE, ROLE_M, ROLE_N, ROLE_K, ROLE_PARTIAL };
+static int role_of(pf_sharding sh, int k_axis, int other) {
+  if (sh.kind == PF_SHARD_REPLICATED) return ROLE_WHOLE;
+  if (sh.kind == PF_SHARD_PARTIAL) return ROLE_PARTIAL;
+  return sh.axis == k_axis ? ROLE_K : other;
+}
+
+/* Rows of a split give rows of the product, columns of b give its columns,
+ * both split along K give partial sums; a partial operand times a whole one
+ * is partial. Anything else would need a 2-D device mesh. */
+static int matmul_sharding(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                           const pf_sharding *in_sh, int num_devices,
+                           int n_out, pf_sharding *out_sh, pf_diag *diag) {
+  int ta = pf_attrs_get_int(attrs, "transpose_a", 0) != 0;
+  int tb = pf_attrs_get_int(attrs, "transpose_b", 0) != 0;
+  int a = role_of(in_sh[0], ta ? 0 : 1, ROLE_M);
+  int b = role_of(in_sh[1], tb ? 1 : 0, ROLE_N);
+  (void)in;
+  (void)num_devices;
+  (void)n_out;
+  if (a == ROLE_WHOLE && b == ROLE_WHOLE)
+    out_sh[0] = pf_replicated();
+  else if (a == ROLE_M && b == ROLE_WHOLE)
+    out_sh[0] = pf_split(0);
+  else if (a == ROLE_WHOLE && b == ROLE_N)
+    out_sh[0] = pf_split(1);
+  else if ((a == ROLE_K && b == ROLE_K) ||
+           (a == ROLE_PARTIAL && b == ROLE_WHOLE) ||
+           (a == ROLE_WHOLE && b == ROLE_PARTIAL))
+    out_sh[0] = pf_partial();
+  else
+    return pf_sharding_refuse(diag, "matmul", n_in, in_sh,
+                              "a split by rows needs b whole, b split by "
+                              "columns needs a whole, a split along K needs "
+                              "b split along K, a partial operand needs the "
+                              "other whole");
+  return 0;
+}
+
 static const pf_kernel_def defs[] = {
     {.name = "matmul", .n_in = 2, .n_out = 1, .shape = matmul_shape,
-     .cost = matmul_cost, .compute = matmul_compute},
+     .cost = matmul_cost, .sharding = matmul_sharding,
+     .compute = matmul_compute},
 };
 
 int pf_builtin_register_matmul(pf_registry *reg) {

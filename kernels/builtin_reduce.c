@@ -4,6 +4,7 @@
 
 #include "base/util.h"
 #include "kernels/builtin_internal.h"
+#include "kernels/sharding.h"
 #include "pathflow/error.h"
 
 /* `in` without `axis` (or with it set to 1 when keepdims), in dtype dt. */
@@ -113,11 +114,60 @@ static int argmax_compute(const pf_kernel_call *call) {
   return 0;
 }
 
+/* The output sharding of a reduction over `axis` of an input laid out as
+ * `in`: a split along another axis stays a split (renumbered when the axis
+ * goes away), a split along the reduced axis leaves per-device parts:
+ * partial sums for reduce_sum, which argmax cannot combine. */
+static int reduce_sharding(const char *kernel, const pf_attrs *attrs,
+                           const pf_spec *in, const pf_sharding *in_sh,
+                           int64_t axis_dflt, int linear, pf_sharding *out_sh,
+                           pf_diag *diag) {
+  pf_sharding sh = in_sh[0];
+  int64_t axis = pf_attrs_get_int(attrs, "axis", axis_dflt);
+  int keepdims = pf_attrs_get_int(attrs, "keepdims", 0) != 0;
+  if (axis < 0) axis += in[0].rank;
+  if (sh.kind == PF_SHARD_PARTIAL && !linear)
+    return pf_sharding_refuse(diag, kernel, 1, in_sh,
+                              "the maximum of a sum is not the sum of "
+                              "maxima: reduce the input first");
+  if (sh.kind == PF_SHARD_SPLIT && sh.axis == axis) {
+    if (!linear)
+      return pf_sharding_refuse(diag, kernel, 1, in_sh,
+                                "the reduced axis is split");
+    sh = pf_partial();
+  } else if (sh.kind == PF_SHARD_SPLIT && sh.axis > axis && !keepdims) {
+    sh.axis--;
+  }
+  out_sh[0] = sh;
+  return 0;
+}
+
+static int reduce_sum_sharding(const pf_attrs *attrs, int n_in,
+                               const pf_spec *in, const pf_sharding *in_sh,
+                               int num_devices, int n_out, pf_sharding *out_sh,
+                               pf_diag *diag) {
+  (void)n_in;
+  (void)num_devices;
+  (void)n_out;
+  return reduce_sharding("reduce_sum", attrs, in, in_sh, 0, 1, out_sh, diag);
+}
+
+static int argmax_sharding(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                           const pf_sharding *in_sh, int num_devices,
+                           int n_out, pf_sharding *out_sh, pf_diag *diag) {
+  (void)n_in;
+  (void)num_devices;
+  (void)n_out;
+  return reduce_sharding("argmax", attrs, in, in_sh, -1, 0, out_sh, diag);
+}
+
 static const pf_kernel_def defs[] = {
     {.name = "reduce_sum", .n_in = 1, .n_out = 1, .shape = reduce_sum_shape,
-     .cost = input_numel_cost, .compute = reduce_sum_compute},
+     .cost = input_numel_cost, .sharding = reduce_sum_sharding,
+     .compute = reduce_sum_compute},
     {.name = "argmax", .n_in = 1, .n_out = 1, .shape = argmax_shape,
-     .cost = input_numel_cost, .compute = argmax_compute},
+     .cost = input_numel_cost, .sharding = argmax_sharding,
+     .compute = argmax_compute},
 };
 
 int pf_builtin_register_reduce(pf_registry *reg) {

@@ -361,6 +361,14 @@ static int consume(lowering *L, const pf_gprogram *consumer, pf_value_t v,
       *out = lay;
       return 0;
     }
+  /* Summands move one to one; anything else would read a summand as the
+   * value. The validator refuses such graphs: this is the last guard. */
+  if ((src->sharding.kind == PF_SHARD_PARTIAL) != (sh.kind == PF_SHARD_PARTIAL) ||
+      (sh.kind == PF_SHARD_PARTIAL && n_src != n_dst))
+    return pf_diag_error(L->d, PF_ESHARDING,
+                         "program \"%s\": value %d is laid out as one kind of "
+                         "sharding and read as another (partial vs whole)",
+                         consumer->name, v);
   if ((lay = layout_new(L, v, slice, sh)) == NULL) return PF_ENOMEM;
   for (int d = 0; d < n_dst; d++) {
     int64_t dlo[PF_MAX_RANK], dext[PF_MAX_RANK];
@@ -375,8 +383,9 @@ static int consume(lowering *L, const pf_gprogram *consumer, pf_value_t v,
       int64_t slo[PF_MAX_RANK], sext[PF_MAX_RANK], ilo[PF_MAX_RANK], iext[PF_MAX_RANK];
       pf_box box;
       int rc, whole = 1;
-      if (src->sharding.kind == PF_SHARD_REPLICATED &&
-          s != pick_replica(L, src, gd, d))
+      if ((src->sharding.kind == PF_SHARD_REPLICATED &&
+           s != pick_replica(L, src, gd, d)) ||
+          (src->sharding.kind == PF_SHARD_PARTIAL && s != d))
         continue;
       pf_shard_region(&val->spec, src->sharding, n_src, s, slo, sext);
       if (!pf_region_intersect(rank, dlo, dext, slo, sext, ilo, iext)) continue;

@@ -342,6 +342,11 @@ static void assert_sharding(pf_sharding got, pf_sharding want) {
   if (want.kind == PF_SHARD_SPLIT) assert_int_equal(got.axis, want.axis);
 }
 
+/* How the producer of v consumed its first input. */
+static pf_sharding consumed_by_producer(const pf_graph *g, pf_value_t v) {
+  return g->programs[g->values[v].producer].in_shardings[0];
+}
+
 static void test_default_input_sharding(void **state) {
   pf_graph *g = new_graph();
   pf_slice_t a = new_slice(g, 2), b = new_slice(g, 2), c = new_slice(g, NDEV),
@@ -349,33 +354,40 @@ static void test_default_input_sharding(void **state) {
   pf_value_t xs = new_input(g, "xs", pf_spec_2d(PF_F32, 8, 6), a, pf_split(0));
   pf_value_t xc = new_input(g, "xc", pf_spec_2d(PF_F32, 8, 6), a, pf_split(1));
   pf_value_t xr = new_input(g, "xr", pf_spec_2d(PF_F32, 8, 6), a, pf_replicated());
-  pf_sharding rep = pf_replicated();
   pf_value_t v;
   (void)state;
-  /* identity's output is its consumed shard; with a replicated output that
-   * shard is the global spec, so the spec shows how the input was consumed. */
   /* Same slice, and another slice of the same size: the value's own
-   * sharding. */
-  v = prog1(g, NULL, "identity", NULL, a, 1, &xs, NULL, &rep);
-  assert_spec(spec_of(g, v), pf_spec_2d(PF_F32, 4, 6));
-  v = prog1(g, NULL, "identity", NULL, b, 1, &xs, NULL, &rep);
-  assert_spec(spec_of(g, v), pf_spec_2d(PF_F32, 4, 6));
-  v = prog1(g, NULL, "identity", NULL, b, 1, &xc, NULL, &rep);
-  assert_spec(spec_of(g, v), pf_spec_2d(PF_F32, 8, 3));
-  v = prog1(g, NULL, "identity", NULL, b, 1, &xr, NULL, &rep);
+   * sharding, which identity keeps. */
+  v = prog1(g, NULL, "identity", NULL, a, 1, &xs, NULL, NULL);
+  assert_sharding(consumed_by_producer(g, v), pf_split(0));
+  assert_sharding(sharding_of(g, v), pf_split(0));
   assert_spec(spec_of(g, v), pf_spec_2d(PF_F32, 8, 6));
+  v = prog1(g, NULL, "identity", NULL, b, 1, &xs, NULL, NULL);
+  assert_sharding(consumed_by_producer(g, v), pf_split(0));
+  v = prog1(g, NULL, "identity", NULL, b, 1, &xc, NULL, NULL);
+  assert_sharding(consumed_by_producer(g, v), pf_split(1));
+  v = prog1(g, NULL, "identity", NULL, b, 1, &xr, NULL, NULL);
+  assert_sharding(consumed_by_producer(g, v), pf_replicated());
   /* Another size: replicated, whatever the value's sharding. */
-  v = prog1(g, NULL, "identity", NULL, c, 1, &xs, NULL, &rep);
+  v = prog1(g, NULL, "identity", NULL, c, 1, &xs, NULL, NULL);
+  assert_sharding(consumed_by_producer(g, v), pf_replicated());
   assert_spec(spec_of(g, v), pf_spec_2d(PF_F32, 8, 6));
-  v = prog1(g, NULL, "identity", NULL, one, 1, &xc, NULL, &rep);
-  assert_spec(spec_of(g, v), pf_spec_2d(PF_F32, 8, 6));
+  v = prog1(g, NULL, "identity", NULL, one, 1, &xc, NULL, NULL);
+  assert_sharding(consumed_by_producer(g, v), pf_replicated());
   /* Explicit shardings override the default. */
   v = prog1(g, NULL, "identity", NULL, c, 1, &xs, (pf_sharding[]){pf_split(0)},
-            &rep);
-  assert_spec(spec_of(g, v), pf_spec_2d(PF_F32, 2, 6));
-  v = prog1(g, NULL, "identity", NULL, b, 1, &xs,
-            (pf_sharding[]){pf_replicated()}, &rep);
+            NULL);
+  assert_sharding(consumed_by_producer(g, v), pf_split(0));
   assert_spec(spec_of(g, v), pf_spec_2d(PF_F32, 8, 6));
+  v = prog1(g, NULL, "identity", NULL, b, 1, &xs,
+            (pf_sharding[]){pf_replicated()}, NULL);
+  assert_sharding(consumed_by_producer(g, v), pf_replicated());
+  assert_sharding(sharding_of(g, v), pf_replicated());
+  /* A requested output layout the default input layout cannot give picks
+   * another input layout: whole blocks in, whole value out. */
+  v = prog1(g, NULL, "identity", NULL, a, 1, &xs, NULL,
+            (pf_sharding[]){pf_replicated()});
+  assert_sharding(consumed_by_producer(g, v), pf_replicated());
   {
     /* 6 columns do not split over 4 devices. */
     pf_value_t out;
@@ -383,22 +395,19 @@ static void test_default_input_sharding(void **state) {
                          .n_in = 1, .in = &xs,
                          .in_shardings = (pf_sharding[]){pf_split(1)}};
     FAILS(PF_ESPLIT, pf_graph_program(g, &d, &out, NULL), "bad", "6", "4");
+    /* Fixed inputs leave the rule no choice: a contradicting output layout
+     * is refused, naming both. */
+    d.name = "contradiction";
+    d.in_shardings = (pf_sharding[]){pf_split(0)};
+    d.out_shardings = (pf_sharding[]){pf_replicated()};
+    FAILS(PF_ESHARDING, pf_graph_program(g, &d, &out, NULL), "contradiction",
+          "identity", "replicated", "split(0)");
   }
-  /* The values of an output keep the slice and sharding they were made
-   * with: a split output consumed on a slice of the same size is consumed
-   * split. */
-  v = prog1(g, NULL, "identity", NULL, c, 1, &xr, NULL,
-            (pf_sharding[]){pf_split(0)}); /* shard [8,6] -> global [32,6] */
-  assert_spec(spec_of(g, v), pf_spec_2d(PF_F32, 32, 6));
-  assert_sharding(sharding_of(g, v), pf_split(0));
-  v = prog1(g, NULL, "identity", NULL, c, 1, &v, NULL, &rep);
-  assert_spec(spec_of(g, v), pf_spec_2d(PF_F32, 8, 6));
   OK(pf_graph_validate(g));
   pf_graph_destroy(g);
 }
 
-/* Without out_shardings an output is split like the first input consumed
- * split, else replicated. */
+/* Without out_shardings an output is what the kernel's sharding rule says. */
 static void test_default_output_sharding(void **state) {
   pf_graph *g = new_graph();
   pf_slice_t a = new_slice(g, 2), c = new_slice(g, NDEV);
@@ -420,7 +429,7 @@ static void test_default_output_sharding(void **state) {
   assert_sharding(sharding_of(g, v), pf_replicated());
   v = prog1(g, NULL, "identity", NULL, a, 1, &xr, NULL, NULL);
   assert_sharding(sharding_of(g, v), pf_replicated());
-  /* The first input consumed split wins, not the first input. */
+  /* Both inputs consumed split alike. */
   v = prog1(g, NULL, "add", NULL, a, 2, (pf_value_t[]){xr, xs},
             (pf_sharding[]){pf_split(0), pf_split(0)}, NULL);
   assert_sharding(sharding_of(g, v), pf_split(0));
@@ -428,20 +437,21 @@ static void test_default_output_sharding(void **state) {
   v = prog1(g, NULL, "add", NULL, a, 2, (pf_value_t[]){xr, xc},
             (pf_sharding[]){pf_replicated(), pf_replicated()}, NULL);
   assert_sharding(sharding_of(g, v), pf_replicated());
+  /* By default a whole input is cut like the split one (no communication)
+   * rather than the split one gathered. */
+  v = prog1(g, "mixed", "add", NULL, a, 2, (pf_value_t[]){xr, xs}, NULL, NULL);
+  assert_sharding(sharding_of(g, v), pf_split(0));
+  assert_sharding(g->programs[g->values[v].producer].in_shardings[0], pf_split(0));
   /* Row sums of row blocks: split by rows, [8]. */
   OK(pf_attrs_create(&ax));
   OK(pf_attrs_set_int(ax, "axis", 1));
   v = prog1(g, "rowsum", "reduce_sum", ax, a, 1, &xs, NULL, NULL);
   assert_spec(spec_of(g, v), pf_spec_1d(PF_F32, 8));
   assert_sharding(sharding_of(g, v), pf_split(0));
-  /* Row sums of column blocks: the default split(1) does not fit the rank-1
-   * shard, and says so. */
-  {
-    pf_value_t out;
-    pf_program_desc d = {.name = "rowsum_c", .kernel = "reduce_sum",
-                         .attrs = ax, .slice = a, .n_in = 1, .in = &xc};
-    FAILS(PF_ESPLIT, pf_graph_program(g, &d, &out, NULL), "rowsum_c", "1");
-  }
+  /* Row sums of column blocks: partial sums of the whole [8]. */
+  v = prog1(g, "rowsum_c", "reduce_sum", ax, a, 1, &xc, NULL, NULL);
+  assert_spec(spec_of(g, v), pf_spec_1d(PF_F32, 8));
+  assert_sharding(sharding_of(g, v), pf_partial());
   pf_attrs_destroy(ax);
   OK(pf_graph_validate(g));
   pf_graph_destroy(g);
@@ -449,23 +459,26 @@ static void test_default_output_sharding(void **state) {
 
 static void test_output_global_spec(void **state) {
   pf_graph *g = new_graph();
-  pf_slice_t four = new_slice(g, NDEV), two = new_slice(g, 2),
-             one = new_slice(g, 1);
+  pf_slice_t four = new_slice(g, NDEV), two = new_slice(g, 2);
   pf_value_t x = new_input(g, "x", pf_spec_2d(PF_F32, 8, 3), four, pf_split(0));
   pf_value_t v;
-  pf_sharding s0 = pf_split(0), s1 = pf_split(1), rep = pf_replicated();
+  pf_sharding s0 = pf_split(0), s1 = pf_split(1);
   (void)state;
   /* Shard [2,3]. */
   v = prog1(g, NULL, "identity", NULL, four, 1, &x, NULL, &s0);
   assert_spec(spec_of(g, v), pf_spec_2d(PF_F32, 8, 3));
-  v = prog1(g, NULL, "identity", NULL, four, 1, &x, NULL, &s1);
-  assert_spec(spec_of(g, v), pf_spec_2d(PF_F32, 2, 12));
-  v = prog1(g, NULL, "identity", NULL, four, 1, &x, NULL, &rep);
-  assert_spec(spec_of(g, v), pf_spec_2d(PF_F32, 2, 3));
-  /* The same on a slice of 2 (input consumed replicated): shard [8,3]. */
-  v = prog1(g, NULL, "identity", NULL, two, 1, &x, NULL, &s1);
-  assert_spec(spec_of(g, v), pf_spec_2d(PF_F32, 8, 6));
-  /* A reduction: shard [2] of the column sums, split -> [8]. */
+  /* A fill of shard [2,3] split by columns: [2,12]. */
+  {
+    pf_attrs *at;
+    OK(pf_attrs_create(&at));
+    OK(pf_attrs_set_ints(at, "shape", (int64_t[]){2, 3}, 2));
+    v = prog1(g, NULL, "fill", at, four, 0, NULL, NULL, &s1);
+    assert_spec(spec_of(g, v), pf_spec_2d(PF_F32, 2, 12));
+    v = prog1(g, NULL, "fill", at, two, 0, NULL, NULL, &s0);
+    assert_spec(spec_of(g, v), pf_spec_2d(PF_F32, 4, 3));
+    pf_attrs_destroy(at);
+  }
+  /* A reduction: shard [2] of the row sums, split -> [8]. */
   {
     pf_attrs *ax;
     OK(pf_attrs_create(&ax));
@@ -477,12 +490,15 @@ static void test_output_global_spec(void **state) {
   /* Split axis past the shard's rank. */
   {
     pf_value_t out;
-    pf_program_desc d = {.name = "bad_axis", .kernel = "identity", .slice = four,
-                         .n_in = 1, .in = &x,
+    pf_attrs *at;
+    pf_program_desc d = {.name = "bad_axis", .kernel = "fill", .slice = four,
                          .out_shardings = (pf_sharding[]){pf_split(2)}};
+    OK(pf_attrs_create(&at));
+    OK(pf_attrs_set_ints(at, "shape", (int64_t[]){2, 3}, 2));
+    d.attrs = at;
     FAILS(PF_ESPLIT, pf_graph_program(g, &d, &out, NULL), "bad_axis", "2");
+    pf_attrs_destroy(at);
   }
-  (void)one;
   OK(pf_graph_validate(g));
   pf_graph_destroy(g);
 }
@@ -925,7 +941,7 @@ static void test_failed_builders_change_nothing(void **state) {
     d.name = "b";
     d.in = (pf_value_t[]){x, x};
     d.out_shardings = (pf_sharding[]){pf_split(1)};
-    FAILS(PF_ESPLIT, pf_graph_program(g, &d, &v, NULL), "\"b\"");
+    FAILS(PF_ESHARDING, pf_graph_program(g, &d, &v, NULL), "\"b\"", "split(1)");
   }
   FAILS(PF_ESLICE, pf_graph_slice(g, PF_DEVICE_CPU, 64, &s), "64");
   FAILS(PF_EEXIST, pf_graph_input(g, "y", &(pf_spec){PF_F32, 1, {4}}, 0,

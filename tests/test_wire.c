@@ -1378,7 +1378,7 @@ GMUT(g_value_dtype, SET(m->values[1]->spec->dtype, 42))
 GMUT(g_value_dim_neg, SET(m->values[0]->spec->dims[1], -8))
 GMUT(g_value_no_spec, SET(m->values[0]->spec, NULL))
 GMUT(g_value_no_sharding, SET(m->values[0]->sharding, NULL))
-GMUT(g_value_sharding_kind, SET(m->values[0]->sharding->kind, 2))
+GMUT(g_value_sharding_kind, SET(m->values[0]->sharding->kind, 7))
 GMUT(g_producer, SET(m->values[1]->producer, 7))
 GMUT(g_producer_neg, SET(m->values[1]->producer, -2))
 GMUT(g_output_index, SET(m->values[1]->output_index, 1))
@@ -1433,7 +1433,7 @@ static const graph_rule graph_rules[] = {
     {"value_negative_dim", g_value_dim_neg, 0, {"value 0", "bad spec"}},
     {"value_no_spec", g_value_no_spec, 0, {"value 0", "no spec"}},
     {"value_no_sharding", g_value_no_sharding, 0, {"value 0", "no sharding"}},
-    {"value_sharding_kind", g_value_sharding_kind, 0, {"value 0", "sharding kind 2"}},
+    {"value_sharding_kind", g_value_sharding_kind, 0, {"value 0", "sharding kind 7"}},
     {"producer_range", g_producer, 0, {"value 1", "producer 7"}},
     {"producer_negative", g_producer_neg, 0, {"value 1", "producer -2"}},
     {"output_index_range", g_output_index, 0, {"value 1", "output_index 1", "1 outputs"}},

@@ -109,17 +109,16 @@ static int mlp(pf_graph *g, int devices) {
   if (rc == 0) rc = prog(g, "matmul", s, 2, (pf_value_t[]){a, w2}, &o);
   if (rc == 0 && (rc = pf_attrs_create(&t)) == 0) {
     pf_attrs_set_int(t, "transpose_a", 1);
-    /* a^T @ o per device: a partial gradient-shaped [128, 10] */
+    /* a^T @ o contracts the split batch axis: partial sums of [128, 10] */
     rc = pf_graph_program(g, &(pf_program_desc){.name = "grad_w2", .kernel = "matmul", .attrs = t,
                                                  .slice = s, .n_in = 2,
-                                                 .in = (pf_value_t[]){a, o},
-                                                 .out_shardings = (pf_sharding[]){pf_replicated()}},
+                                                 .in = (pf_value_t[]){a, o}},
                           &gw, NULL);
     pf_attrs_destroy(t);
   }
   if (rc == 0)
     rc = pf_graph_collective(g, &(pf_collective_desc){.name = "allreduce_w2", .kind = PF_ALLREDUCE,
-                                                       .slice = s, .in = gw, .op = PF_REDUCE_MEAN},
+                                                       .slice = s, .in = gw, .op = PF_REDUCE_SUM},
                              &gw, NULL);
   if (rc == 0) rc = pf_graph_output(g, "out", o);
   if (rc == 0) rc = pf_graph_output(g, "grad_w2", gw);

@@ -1,11 +1,14 @@
 /* pathflow: kernels.
  *
  * A kernel is a pure local computation registered by name for a device kind.
- * It has three functions:
- *   shape   - output specs from input specs and attrs, called when a graph is
- *             built, so every shape is known before anything runs;
- *   cost    - flops and bytes moved, for the simulator and the scheduler;
- *   compute - the work itself, on one device's shard.
+ * It has four functions:
+ *   shape    - output specs from input specs and attrs, called when a graph
+ *              is built, so every shape is known before anything runs;
+ *   sharding - how output shardings follow from input shardings (which
+ *              layouts the kernel computes correctly), also checked when a
+ *              graph is built;
+ *   cost     - flops and bytes moved, for the simulator and the scheduler;
+ *   compute  - the work itself, on one device's shard.
  * A program runs its kernel SPMD: every device of the slice calls compute on
  * its own shard, so specs seen by shape and compute are shard (local) specs.
  * Kernels never communicate; communication is explicit in the graph.
@@ -76,6 +79,46 @@ typedef struct pf_kernel_call {
  * thread: it may run concurrently with other kernels on other devices. */
 typedef int (*pf_compute_fn)(const pf_kernel_call *call);
 
+/* How a kernel's outputs are laid over a slice, given how its inputs are
+ * consumed: the kernel's sharding rule, checked beside its shape rule when a
+ * graph is built, so that a program is never run on a layout it cannot
+ * compute correctly.
+ *   in, in_sh   n_in global input specs and the sharding each input is
+ *               consumed in, over num_devices devices
+ *   out_sh      n_out entries. On entry: the sharding the program asked for
+ *               each output, or kind PF_SHARD_DEFAULT where it asked for
+ *               none. On return: the sharding each output will have.
+ * Returns 0, or PF_ESHARDING (through pf_diag_error, saying why) when the
+ * kernel cannot compute its outputs from inputs laid out this way. The graph
+ * builder then tries consuming the inputs in other shardings (partial inputs
+ * reduced, then everything replicated) unless the program fixed them. An
+ * output sharding that differs from what the program asked for is refused
+ * with PF_ESHARDING naming the program, the kernel and both shardings.
+ * A rule may return a sharding different from the request to refuse it
+ * (most do), or keep a request it can honour (fill keeps any). */
+#define PF_SHARD_DEFAULT ((pf_sharding_kind)-1)
+typedef int (*pf_sharding_fn)(const pf_attrs *attrs, int n_in,
+                              const pf_spec *in, const pf_sharding *in_sh,
+                              int num_devices, int n_out, pf_sharding *out_sh,
+                              pf_diag *diag);
+
+/* Two rules for user kernels (usable as pf_kernel_def.sharding):
+ *   replicated   every input consumed replicated; outputs replicated. The
+ *                rule of a kernel registered without one.
+ *   elementwise  every input consumed alike (all replicated, or all split
+ *                along the same axis); outputs laid out the same way. For
+ *                kernels whose output element i depends only on input
+ *                element i, with all inputs and outputs of one shape.
+ * Partial inputs are refused by both (PF_ESHARDING). */
+int pf_sharding_rule_replicated(const pf_attrs *attrs, int n_in,
+                                const pf_spec *in, const pf_sharding *in_sh,
+                                int num_devices, int n_out,
+                                pf_sharding *out_sh, pf_diag *diag);
+int pf_sharding_rule_elementwise(const pf_attrs *attrs, int n_in,
+                                 const pf_spec *in, const pf_sharding *in_sh,
+                                 int num_devices, int n_out,
+                                 pf_sharding *out_sh, pf_diag *diag);
+
 #define PF_VARIADIC (-1)
 #define PF_KERNEL_NAME_MAX 63
 
@@ -86,6 +129,10 @@ typedef struct pf_kernel_def {
   int n_out;              /* exact output count, >= 1 */
   pf_shape_fn shape;      /* required */
   pf_cost_fn cost;        /* optional: NULL means zero flops, bytes moved */
+  /* optional: NULL means pf_sharding_rule_replicated, unless the program
+   * declares its output shardings itself (then the shape rule alone checks
+   * them: the author vouches for the layout). */
+  pf_sharding_fn sharding;
   pf_compute_fn compute;  /* required */
   void *user;             /* handed to compute; owned by the caller */
 } pf_kernel_def;

@@ -61,10 +61,21 @@ int pf_spec_equal(const pf_spec *a, const pf_spec *b);
 /* Writes e.g. "f32[4,8]" into buf (always NUL-terminated); returns buf. */
 char *pf_spec_str(const pf_spec *spec, char *buf, size_t len);
 
-/* How a value's data is laid over the devices of its slice. */
+/* How a value's data is laid over the devices of its slice.
+ *
+ * A PARTIAL value is what a computation over a split axis leaves behind
+ * (matmul contracting a split axis, reduce_sum over a split axis): every
+ * device holds a tensor of the whole value's shape, and the value is the sum
+ * of those tensors. It is never read as if it were the answer: a consumer
+ * that needs the whole value gets it reduced first (the graph builder
+ * inserts an allreduce), a graph output is reduced before it is fetched, and
+ * only kernels whose sharding rule accepts partial inputs (linear ones, such
+ * as add, scale, identity, reduce_sum) consume it as it is. Graph inputs
+ * cannot be partial. */
 typedef enum pf_sharding_kind {
   PF_SHARD_REPLICATED = 0, /* every device holds the whole tensor */
-  PF_SHARD_SPLIT = 1       /* device i holds block i along `axis` */
+  PF_SHARD_SPLIT = 1,      /* device i holds block i along `axis` */
+  PF_SHARD_PARTIAL = 2     /* every device holds a summand of the value */
 } pf_sharding_kind;
 
 /* Splits must divide evenly: a dimension of 10 split over 4 devices is
@@ -82,6 +93,14 @@ static inline pf_sharding pf_split(int axis) {
   pf_sharding s = {PF_SHARD_SPLIT, axis};
   return s;
 }
+static inline pf_sharding pf_partial(void) {
+  pf_sharding s = {PF_SHARD_PARTIAL, 0};
+  return s;
+}
+
+/* Writes "replicated", "split(1)" or "partial" into buf (always
+ * NUL-terminated; "?" for an unknown kind); returns buf. */
+char *pf_sharding_str(pf_sharding sh, char *buf, size_t len);
 
 typedef enum pf_device_kind {
   PF_DEVICE_CPU = 0,

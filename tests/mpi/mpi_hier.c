@@ -7,9 +7,36 @@
 pf_context *ctx;
 static int devices;
 
+/* A copy with no sharding rule: declared split over the slice, it lays every
+ * device's replica side by side, so that one fetch shows all copies (no
+ * built-in kernel may do that: it reads replicas as blocks). */
+static int probe_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                       int n_out, pf_spec *out, pf_diag *diag) {
+  (void)attrs;
+  (void)n_in;
+  (void)n_out;
+  (void)diag;
+  out[0] = in[0];
+  return 0;
+}
+
+static int probe_compute(const pf_kernel_call *call) {
+  memcpy(call->out[0].data, call->in[0].data,
+         pf_spec_nbytes(&call->in[0].spec));
+  return 0;
+}
+
+static const pf_kernel_def probe_def = {
+    .name = "replica_probe", .kind = PF_DEVICE_CPU, .n_in = 1, .n_out = 1,
+    .shape = probe_shape, .compute = probe_compute};
+
 static int setup(void **state) {
   (void)state;
-  if (pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 2}, &ctx)) return -1;
+  if (pf_init(NULL, NULL,
+              &(pf_init_options){.cpu_devices = 2, .kernels = &probe_def,
+                                 .n_kernels = 1},
+              &ctx))
+    return -1;
   devices = pf_device_count(ctx, PF_DEVICE_CPU);
   return pf_world_size(ctx) >= 2 ? 0 : -1;
 }
@@ -20,7 +47,7 @@ static int teardown(void **state) {
 }
 
 /* out = kind(x) over `pins`; then every device's replica laid side by side
- * (an identity declared split) so that one fetch shows all copies. */
+ * (replica_probe declared split) so that one fetch shows all copies. */
 static void check(const int *pins, pf_collective_kind kind, pf_reduce_op op, int root) {
   const int n = devices, rows = 3, cols = 5;
   pf_graph *g;
@@ -38,7 +65,7 @@ static void check(const int *pins, pf_collective_kind kind, pf_reduce_op op, int
   OK(pf_graph_collective(g, &(pf_collective_desc){.kind = kind, .slice = s, .in = x, .op = op,
                                                    .root = root},
                          &r, NULL));
-  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "identity", .slice = s, .n_in = 1, .in = &r,
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "replica_probe", .slice = s, .n_in = 1, .in = &r,
                                              .out_shardings = &split0},
                       &all, NULL));
   OK(pf_graph_output(g, "all", all));
