@@ -3,11 +3,13 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/util.h"
 #include "pathflow/error.h"
@@ -45,6 +47,7 @@ typedef struct part {
 struct pf_step {
   pf_executor *ex;
   pf_loaded *l;
+  uint64_t seq; /* the controller's step number, for messages */
   atomic_uint *pending; /* per op: deps not yet done */
   atomic_int *readers;  /* per buffer: reads not yet done */
   pf_storage **bufs;
@@ -59,8 +62,23 @@ struct pf_step {
   void *arg;
 };
 
+/* What a thread runs now: the kernel op of a step, or step NULL. Written
+ * by the thread itself around each kernel (two stores, no clock); read by
+ * its crash handler and, on the loop thread, by the hang report (steps are
+ * freed on the loop thread, so a step read there stays valid meanwhile). */
+typedef struct running_slot {
+  _Atomic(pf_step *) step;
+  atomic_uint op;
+} running_slot;
+
+/* This thread's slot (a device worker's, or the loop thread's while it
+ * runs ops inline); NULL in other threads. initial-exec: the signal
+ * handler reads it, and must not make the dynamic loader allocate. */
+static __thread running_slot *tls_running __attribute__((tls_model("initial-exec")));
+
 typedef struct worker {
   pf_executor *ex;
+  running_slot running;
   int device;
   int cpu; /* pinned to this CPU, or -1 */
   pthread_t thread;
@@ -97,6 +115,7 @@ struct pf_executor {
     uint32_t op;
   } *inline_ops;
   int n_inline, draining;
+  running_slot loop_running; /* the loop thread's, for ops it runs inline */
 };
 
 /* ---- loaded plans -------------------------------------------------------- */
@@ -368,7 +387,12 @@ static void run_kernel(pf_step *s, uint32_t i) {
   call.num_shards = op->num_shards;
   call.user = k->user;
   call.diag = &d;
+  if (tls_running != NULL) {
+    atomic_store_explicit(&tls_running->op, i, memory_order_relaxed);
+    atomic_store_explicit(&tls_running->step, s, memory_order_release);
+  }
   rc = k->compute(&call);
+  if (tls_running != NULL) atomic_store_explicit(&tls_running->step, NULL, memory_order_relaxed);
   if (rc != 0) {
     if (d.code == 0) pf_diag_error(&d, rc, "%s", pf_strerror(rc));
     step_fail(s, PF_EKERNEL,
@@ -507,6 +531,7 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
 static void drain_inline(pf_executor *ex) {
   if (ex->draining) return;
   ex->draining = 1;
+  tls_running = &ex->loop_running;
   while (ex->n_inline > 0) {
     struct inline_op it = ex->inline_ops[--ex->n_inline];
     uint64_t t0 = pf_now_ns();
@@ -516,6 +541,7 @@ static void drain_inline(pf_executor *ex) {
     finish_op(it.step, it.op, -1);
     if (part_done) step_piece_done(it.step);
   }
+  tls_running = NULL;
   ex->draining = 0;
 }
 
@@ -633,6 +659,7 @@ int pf_executor_worker_cpu(const pf_executor *ex, int device) {
 
 static void *worker_main(void *arg) {
   worker *w = arg;
+  tls_running = &w->running;
   for (;;) {
     part *p;
     pthread_mutex_lock(&w->lock);
@@ -652,7 +679,7 @@ static void *worker_main(void *arg) {
   }
 }
 
-static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
+static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, uint64_t seq,
                       const pf_diag *why, pf_step_done_fn done, void *arg,
                       pf_step **out) {
   const pf_plan *p = l->plan;
@@ -677,6 +704,7 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
   atomic_fetch_add(&l->refs, 1);
   s->l = l;
   s->ex = ex;
+  s->seq = seq;
   pf_diag_init(&s->err);
   if (!s->pending || !s->readers || !s->bufs || !s->t_start || !s->t_end ||
       !s->parts) {
@@ -751,15 +779,15 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
   return 0;
 }
 
-int pf_executor_run(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
+int pf_executor_run(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, uint64_t seq,
                     pf_step_done_fn done, void *arg, pf_step **out) {
-  return start_step(ex, l, inputs, NULL, done, arg, out);
+  return start_step(ex, l, inputs, seq, NULL, done, arg, out);
 }
 
-int pf_executor_run_failed(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
+int pf_executor_run_failed(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, uint64_t seq,
                            const pf_diag *why, pf_step_done_fn done, void *arg,
                            pf_step **out) {
-  return start_step(ex, l, inputs, why, done, arg, out);
+  return start_step(ex, l, inputs, seq, why, done, arg, out);
 }
 
 int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op) {
@@ -806,6 +834,149 @@ void pf_step_dump(const pf_step *s, void *file) {
   }
 }
 
+/* One running kernel, described for a person. */
+static int describe(const pf_step *s, uint32_t i, char *buf, size_t n) {
+  const pf_plan_op *op = &s->l->plan->ops[i];
+  return snprintf(buf, n, "kernel \"%s\" (program \"%s\", shard %d of %d, step %llu) on device %d",
+                  op->kernel ? op->kernel : "?", op->name ? op->name : "?", op->shard,
+                  op->num_shards, (unsigned long long)s->seq, op->device);
+}
+
+int pf_executor_running(pf_executor *ex, char *buf, size_t n) {
+  int found = 0;
+  size_t used = 0;
+  if (n > 0) buf[0] = '\0';
+  for (int d = 0; d <= ex->cfg.num_devices; d++) {
+    running_slot *rs = d < ex->cfg.num_devices ? &ex->workers[d].running : &ex->loop_running;
+    pf_step *s = atomic_load_explicit(&rs->step, memory_order_acquire);
+    int w;
+    if (s == NULL) continue;
+    if (found++ > 0 && used + 2 < n) {
+      memcpy(buf + used, "; ", 3);
+      used += 2;
+    }
+    if (used < n) {
+      w = describe(s, atomic_load_explicit(&rs->op, memory_order_relaxed), buf + used, n - used);
+      used += w > 0 ? PF_MINOF((size_t)w, n - used - 1) : 0;
+    }
+  }
+  return found;
+}
+
+/* ---- crash reports ----------------------------------------------------------
+ * A kernel that crashes its process (SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+ * abort) is named before the process dies: rank, program, kernel, shard,
+ * step. Async-signal-safe: no stdio, no malloc, only write(2) of text put
+ * together by hand, and reads of this thread's running slot. Then the
+ * previous action (Open MPI's handler, or the default) is restored and the
+ * signal raised again, so the launcher still sees the death. */
+
+static const int crash_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+#define N_CRASH_SIGNALS ((int)(sizeof crash_signals / sizeof crash_signals[0]))
+static struct sigaction crash_previous[N_CRASH_SIGNALS];
+static volatile int crash_rank;
+static atomic_int crash_installed;
+
+typedef struct sig_text {
+  char buf[768];
+  size_t n;
+} sig_text;
+
+static void st_str(sig_text *t, const char *s) {
+  while (s != NULL && *s && t->n < sizeof t->buf - 1) t->buf[t->n++] = *s++;
+}
+
+static void st_u64(sig_text *t, uint64_t v) {
+  char digits[24];
+  int k = 0;
+  do {
+    digits[k++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v > 0);
+  while (k > 0 && t->n < sizeof t->buf - 1) t->buf[t->n++] = digits[--k];
+}
+
+static void st_int(sig_text *t, int64_t v) {
+  if (v < 0) {
+    st_str(t, "-");
+    st_u64(t, (uint64_t)(-(v + 1)) + 1);
+  } else {
+    st_u64(t, (uint64_t)v);
+  }
+}
+
+static const char *signal_name(int sig) {
+  switch (sig) {
+    case SIGSEGV: return "SIGSEGV (invalid memory access)";
+    case SIGBUS: return "SIGBUS (bus error)";
+    case SIGFPE: return "SIGFPE (arithmetic fault)";
+    case SIGILL: return "SIGILL (illegal instruction)";
+    case SIGABRT: return "SIGABRT (abort)";
+    default: return "a fatal signal";
+  }
+}
+
+static void crash_handler(int sig, siginfo_t *info, void *ctx) {
+  running_slot *rs = tls_running;
+  pf_step *s = rs != NULL ? atomic_load_explicit(&rs->step, memory_order_acquire) : NULL;
+  sig_text t = {.n = 0};
+  int k = 0;
+  (void)ctx;
+  /* pathflow's own aborts (pf_mpi_abort) have said why already. */
+  if (s != NULL || sig != SIGABRT) {
+    st_str(&t, "pathflow: rank ");
+    st_int(&t, crash_rank);
+    st_str(&t, ": ");
+    st_str(&t, signal_name(sig));
+    if (s != NULL) {
+      const pf_plan_op *op = &s->l->plan->ops[atomic_load_explicit(&rs->op, memory_order_relaxed)];
+      st_str(&t, " in kernel \"");
+      st_str(&t, op->kernel);
+      st_str(&t, "\" (program \"");
+      st_str(&t, op->name);
+      st_str(&t, "\", shard ");
+      st_int(&t, op->shard);
+      st_str(&t, " of ");
+      st_int(&t, op->num_shards);
+      st_str(&t, ", step ");
+      st_u64(&t, s->seq);
+      st_str(&t, ") on device ");
+      st_int(&t, op->device);
+    } else {
+      st_str(&t, " outside any kernel");
+    }
+    st_str(&t, "; the process dies\n");
+    {
+      ssize_t w = write(STDERR_FILENO, t.buf, t.n);
+      (void)w;
+    }
+  }
+  while (k < N_CRASH_SIGNALS && crash_signals[k] != sig) k++;
+  if (k < N_CRASH_SIGNALS)
+    sigaction(sig, &crash_previous[k], NULL);
+  else
+    signal(sig, SIG_DFL);
+  /* A fault (si_code > 0) happens again when this handler returns, now
+   * with the previous action and the real address; a sent signal (abort,
+   * kill) is sent again: blocked while this handler runs, it is delivered
+   * to the previous action when it returns. */
+  if (info == NULL || info->si_code <= 0) raise(sig);
+}
+
+/* Installs the crash handlers once per process, keeping the previous
+ * actions to hand the signal on to. */
+static void install_crash_handlers(int rank) {
+  struct sigaction sa;
+  crash_rank = rank;
+  if (atomic_exchange(&crash_installed, 1)) return;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = crash_handler;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  for (int k = 0; k < N_CRASH_SIGNALS; k++)
+    sigaction(crash_signals[k], &sa, &crash_previous[k]);
+}
+
 /* ---- the executor ---------------------------------------------------------- */
 
 int pf_executor_start(const pf_executor_config *cfg, pf_executor **out) {
@@ -845,6 +1016,7 @@ int pf_executor_start(const pf_executor_config *cfg, pf_executor **out) {
   }
   bind_workers(ex);
   ex->started = cfg->num_devices;
+  install_crash_handlers(cfg->rank);
   *out = ex;
   return 0;
 }

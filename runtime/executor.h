@@ -53,7 +53,12 @@ typedef struct pf_executor_config {
   int bind_first, bind_span;
 } pf_executor_config;
 
-/* Starts the device workers. Errors: PF_EINVAL, PF_ENOMEM, PF_ESYS. */
+/* Starts the device workers, and (once per process) crash handlers for
+ * SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT that name the kernel the
+ * crashing thread runs (rank, program, kernel, shard, step) on stderr with
+ * async-signal-safe calls, then hand the signal on to the action installed
+ * before them (Open MPI's, or the default), so the process still dies of it.
+ * Errors: PF_EINVAL, PF_ENOMEM, PF_ESYS. */
 int pf_executor_start(const pf_executor_config *cfg, pf_executor **out);
 /* Stops the workers after the steps queued so far have run. */
 void pf_executor_stop(pf_executor *ex);
@@ -74,22 +79,29 @@ const pf_plan *pf_loaded_plan(const pf_loaded *l);
  * *n their count. Owned by l. */
 const uint32_t *pf_loaded_inputs(const pf_loaded *l, uint32_t *n);
 
-/* Starts a step of `l`. `inputs[b]` is the storage fed into plan buffer b
+/* Starts a step of `l`; `seq` is the controller's step number (messages
+ * and crash reports name it). `inputs[b]` is the storage fed into plan buffer b
  * for every buffer with input >= 0 (the step takes a reference of its own);
  * entries for other buffers are ignored; inputs may be NULL when the plan has
  * no inputs. The step is queued on every device that has ops in it.
  * Errors: PF_EINVAL (a missing input storage or one too small), PF_ENOMEM.
  * Thread-safe. */
-int pf_executor_run(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
+int pf_executor_run(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, uint64_t seq,
                     pf_step_done_fn done, void *arg, pf_step **out);
 
 /* Like pf_executor_run, for a step already known to have failed (an input
  * buffer missing here): no kernel runs, but transfers and collectives still
  * happen (with zeroed data) so that peers do not wait forever. Missing
  * inputs may be NULL. */
-int pf_executor_run_failed(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs,
+int pf_executor_run_failed(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, uint64_t seq,
                            const pf_diag *why, pf_step_done_fn done, void *arg,
                            pf_step **out);
+
+/* Loop thread: describes into buf (n bytes, always terminated) each kernel
+ * running now on a device worker or inline on the loop thread ("kernel K
+ * (program P, shard S of N, step T) on device D", separated by "; ").
+ * Returns how many run. */
+int pf_executor_running(pf_executor *ex, char *buf, size_t n);
 
 /* 1 if op i is performed by the loop thread (SEND, RECV, MPI collective). */
 int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op);

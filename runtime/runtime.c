@@ -45,8 +45,9 @@ struct pf_runtime {
   uint64_t last_activity, spin_ns;
   uint64_t poll_ms, poll_max_ms, idle_poll_ms;
   uint64_t *last_seen; /* per rank: last message (heartbeat or other) */
-  int64_t rank_timeout_s, watchdog_s;
+  int64_t rank_timeout_s, watchdog_s, hang_timeout_s;
   int watchdog_fired;
+  uint64_t watchdog_fired_at;
   int trace;
   pf_trace *timeline;
   uint64_t worker_spin_ns;
@@ -354,6 +355,29 @@ static void on_poll(uv_timer_t *h) {
   uv_timer_start(&rt->poll, on_poll, rt->poll_ms, 0);
 }
 
+/* The watchdog reported a stall and nothing progressed since: past
+ * PATHFLOW_HANG_TIMEOUT_S, end the job rather than hang it forever. A rank
+ * running a kernel names it; a rank that only waits gives such a rank
+ * HANG_GRACE_S more to say so first (its report names the real culprit). */
+#define HANG_GRACE_S 10
+static void check_hang(pf_runtime *rt, uint64_t now) {
+  char running[400], why[560];
+  uint64_t limit = (uint64_t)rt->hang_timeout_s * 1000000000u;
+  int n = pf_executor_running(rt->ex, running, sizeof running);
+  if (now - rt->watchdog_fired_at <= limit + (n > 0 ? 0 : (uint64_t)HANG_GRACE_S * 1000000000u))
+    return;
+  if (n > 0)
+    snprintf(why, sizeof why, "hung: %s has not returned for %llu s (PATHFLOW_WATCHDOG_S + "
+             "PATHFLOW_HANG_TIMEOUT_S; 0 turns this off)", running,
+             (unsigned long long)(rt->watchdog_s + rt->hang_timeout_s));
+  else
+    snprintf(why, sizeof why, "hung: nothing progressed for %llu s and no kernel runs on this "
+             "rank: it waits on others (the watchdog report above says on what; "
+             "PATHFLOW_HANG_TIMEOUT_S, 0 turns this off)",
+             (unsigned long long)((now - rt->watchdog_fired_at) / 1000000000u + rt->watchdog_s));
+  pf_mpi_abort(rt->cfg.mpi, 1, why);
+}
+
 /* Every second: heartbeats, lost ranks, the watchdog. */
 static void on_tick(uv_timer_t *h) {
   pf_runtime *rt = h->data;
@@ -383,6 +407,9 @@ static void on_tick(uv_timer_t *h) {
           if (dm) send_remote(rt, r, dm);
         }
       rt->watchdog_fired = 1;
+      rt->watchdog_fired_at = now;
+    } else if (rt->hang_timeout_s > 0) {
+      check_hang(rt, now);
     }
   } else {
     rt->watchdog_fired = 0;
@@ -436,6 +463,7 @@ static int read_env(pf_runtime *rt, pf_diag *d) {
       (rc = pf_env_int("PATHFLOW_IDLE_POLL_MS", 20, 1, 1000, &idle_poll_ms, d)) ||
       (rc = pf_env_int("PATHFLOW_RANK_TIMEOUT_S", 10, 0, 86400, &rt->rank_timeout_s, d)) ||
       (rc = pf_env_int("PATHFLOW_WATCHDOG_S", 30, 0, 86400, &rt->watchdog_s, d)) ||
+      (rc = pf_env_int("PATHFLOW_HANG_TIMEOUT_S", 600, 0, 864000, &rt->hang_timeout_s, d)) ||
       (rc = pf_env_int("PATHFLOW_TRACE", 0, 0, 1, &trace, d)) ||
       (rc = pf_env_int("PATHFLOW_WORKER_SPIN_US", 0, 0, 1000000, &worker_spin_us, d)) ||
       (rc = pf_env_int("PATHFLOW_BIND_WORKERS", rt->cfg.mpi != NULL, 0, 1, &bind, d)) ||

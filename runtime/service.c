@@ -422,9 +422,10 @@ static void handle_run(pf_service *s, pf_msg *m) {
   enqueue_collectives(s, r);
   r->starting = 1;
   if (why.code)
-    rc = pf_executor_run_failed(s->cfg.executor, e->loaded, inputs, &why, executor_done, r, &r->step);
+    rc = pf_executor_run_failed(s->cfg.executor, e->loaded, inputs, m->step, &why, executor_done,
+                                r, &r->step);
   else
-    rc = pf_executor_run(s->cfg.executor, e->loaded, inputs, executor_done, r, &r->step);
+    rc = pf_executor_run(s->cfg.executor, e->loaded, inputs, m->step, executor_done, r, &r->step);
   free(inputs);
   if (rc != 0) pf_mpi_abort(s->cfg.mpi, 1, "could not start a step (out of memory)");
   r->starting = 0;

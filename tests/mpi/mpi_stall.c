@@ -1,8 +1,13 @@
 /* A step that stalls on one rank: with PATHFLOW_WATCHDOG_S=1 every rank
  * must print what it waits on (tests/mpi/watchdog.sh checks the output);
- * the step then completes normally. Usage: mpi_stall PLUGIN.so */
+ * the step then completes normally. Usage:
+ *   mpi_stall PLUGIN.so [KERNEL [MS]]
+ * runs KERNEL (default test.sleep_shard, MS 3500 ms on the last shard)
+ * followed by an allgather: tests/mpi/hang.sh makes the kernel sleep for
+ * an hour, tests/mpi/crash.sh runs test.segv_shard. */
 #include <pathflow.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 int main(int argc, char **argv) {
   const char *plugins[] = {argc > 1 ? argv[1] : "", NULL};
@@ -15,6 +20,8 @@ int main(int argc, char **argv) {
   pf_value_t vx, vy, vz;
   pf_attrs *a;
   int world, rc;
+  const char *kernel = argc > 2 ? argv[2] : "test.sleep_shard";
+  long long ms = argc > 3 ? atoll(argv[3]) : 3500;
   if (pf_init(&argc, &argv, &(pf_init_options){.cpu_devices = 1, .kernel_plugins = plugins}, &ctx))
     return 3;
   world = pf_world_size(ctx);
@@ -24,8 +31,8 @@ int main(int argc, char **argv) {
   pf_graph_input(g, "x", &spec, s, pf_split(0), &vx);
   pf_attrs_create(&a);
   pf_attrs_set_int(a, "shard", world - 1);
-  pf_attrs_set_int(a, "ms", 3500);
-  pf_graph_program(g, &(pf_program_desc){.name = "slow", .kernel = "test.sleep_shard", .attrs = a,
+  pf_attrs_set_int(a, "ms", ms);
+  pf_graph_program(g, &(pf_program_desc){.name = "slow", .kernel = kernel, .attrs = a,
                                           .slice = s, .n_in = 1, .in = &vx},
                    &vy, NULL);
   /* Everyone then needs everyone's block: ranks wait on the slow one. */

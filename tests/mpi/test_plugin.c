@@ -3,9 +3,12 @@
  *   test.twice        out = 2 * x (f64)
  *   test.fail_shard   out = x, but fails on shard attr "shard"
  *   test.die_shard    out = x, but kills its process on shard attr "shard"
- *   test.sleep_shard  out = x, after sleeping attr "ms" on shard attr "shard" */
+ *   test.sleep_shard  out = x, after sleeping attr "ms" on shard attr "shard"
+ *   test.segv_shard   out = x, but writes through a bad pointer (SIGSEGV) on
+ *                     shard attr "shard" */
 #include <pathflow.h>
 #include <signal.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
@@ -48,6 +51,16 @@ static int sleep_shard(const pf_kernel_call *c) {
   return 0;
 }
 
+static int segv_shard(const pf_kernel_call *c) {
+  if (c->shard == pf_attrs_get_int(c->attrs, "shard", -1)) {
+    /* An address the compiler cannot see through: the first page. */
+    volatile int *bad = (volatile int *)(uintptr_t)pf_attrs_get_int(c->attrs, "address", 8);
+    *bad = 1;
+  }
+  memcpy(c->out[0].data, c->in[0].data, pf_spec_nbytes(&c->in[0].spec));
+  return 0;
+}
+
 int pathflow_kernels_init(pf_registry *reg);
 int pathflow_kernels_init(pf_registry *reg) {
   pf_kernel_def d = {.kind = PF_DEVICE_CPU, .n_in = 1, .n_out = 1, .shape = same_shape};
@@ -63,5 +76,8 @@ int pathflow_kernels_init(pf_registry *reg) {
   if ((rc = pf_registry_add(reg, &d)) != 0) return rc;
   d.name = "test.sleep_shard";
   d.compute = sleep_shard;
+  if ((rc = pf_registry_add(reg, &d)) != 0) return rc;
+  d.name = "test.segv_shard";
+  d.compute = segv_shard;
   return pf_registry_add(reg, &d);
 }
