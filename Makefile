@@ -63,7 +63,7 @@ check-fuzz:
 	@CC=clang $(CMAKE) -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DPF_BUILD_FUZZ=ON \
 	  -DPF_BUILD_TESTS=OFF -DPF_BUILD_BENCH=OFF -DPF_BUILD_EXAMPLES=OFF >/dev/null
 	@$(CMAKE) --build build-fuzz -j$(JOBS)
-	tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+	tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TIMEOUT)
 
 bench: build
 	bench/overhead.sh $(BUILD)

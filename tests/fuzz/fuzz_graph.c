@@ -1,8 +1,12 @@
 /* libFuzzer: pf_graph_decode_env on arbitrary bytes, then the full
  * validator on whatever decoded, so that hostile graphs reach the shape
- * functions of the built-in kernels too.
+ * functions of the built-in kernels too; a graph that validates is then
+ * compiled (pf_schedule) for small simulated clusters of 4 devices, so that
+ * hostile graphs reach placement, lowering and memory planning.
  *
- * A graph that decodes must also re-encode and decode to the same bytes. */
+ * A graph that decodes must also re-encode and decode to the same bytes; a
+ * compile that fails must say why; every plan a compile makes must pass
+ * pf_plan_check on its rank's devices and survive encode -> decode. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +15,8 @@
 #include "graph/graph_codec.h"
 #include "graph/graph_internal.h"
 #include "kernels/registry.h"
+#include "runtime/plan.h"
+#include "scheduler/schedule.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -46,6 +52,39 @@ static void roundtrip(const pf_graph_env *e, const pf_graph *g) {
   pf_graph_destroy(h);
 }
 
+/* Compiles g for HOSTS x RANKS_PER_HOST x DEVICES_PER_RANK (4 devices in
+ * all, as env says), each device with `memory` bytes (0: unknown), and
+ * checks what comes out. */
+static void compile_for(const pf_graph *g, int hosts, int ranks_per_host, int per_rank,
+                        int64_t memory) {
+  pf_cluster_device devices[4];
+  pf_cluster cl = {.n_ranks = hosts * ranks_per_host, .n_devices = 4, .devices = devices};
+  pf_compiled *c = NULL;
+  pf_diag d;
+  pf_diag_init(&d);
+  for (int k = 0; k < 4; k++)
+    devices[k] = (pf_cluster_device){.rank = k / per_rank, .local = k % per_rank,
+                                     .host = (k / per_rank) % hosts, .kind = PF_DEVICE_CPU,
+                                     .memory = memory};
+  if (pf_schedule(g, &cl, 1, &c, &d) != 0) {
+    if (c != NULL || d.code == 0 || d.msg[0] == '\0') abort();
+    return;
+  }
+  for (int r = 0; r < c->n_ranks; r++) {
+    pf_plan *q = NULL;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (c->plans[r] == NULL) continue;
+    if (pf_plan_check(c->plans[r], per_rank, &d) != 0) abort();
+    if (pf_plan_encode(c->plans[r], &buf, &len) != 0) abort();
+    if (pf_plan_decode(buf, len, per_rank, &q, &d) != 0) abort();
+    if (!pf_plan_equal(c->plans[r], q)) abort();
+    free(buf);
+    pf_plan_free(q);
+  }
+  pf_compiled_free(c);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const pf_graph_env *e = &env;
   pf_graph *g = NULL;
@@ -56,7 +95,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   roundtrip(e, g);
   pf_diag_init(&d);
-  (void)pf_graph_check(g, &d);
+  if (pf_graph_check(g, &d) == 0) {
+    compile_for(g, 1, 1, 4, 0);       /* one rank: copies, no transfers */
+    compile_for(g, 2, 1, 2, 0);       /* two hosts: transfers, hierarchical collectives */
+    compile_for(g, 2, 2, 1, 1 << 20); /* a rank per device, 1 MiB each: memory limits */
+  }
   pf_graph_destroy(g);
   return 0;
 }

@@ -4,16 +4,27 @@
 # finds a crash, a leak, a timeout or an out-of-memory (artifacts are left
 # in BUILD_DIR/fuzz/artifacts).
 #
-# usage: tests/fuzz/run.sh BUILD_DIR SECONDS
+# usage: tests/fuzz/run.sh BUILD_DIR SECONDS [TIMEOUT]
 #   the build dir comes from
 #   CC=clang cmake -S . -B BUILD_DIR -DPF_BUILD_FUZZ=ON -DPF_BUILD_TESTS=OFF
+#   TIMEOUT (default 120): seconds one input may take before it counts as a
+#   hang. Inputs run in well under a second; the limit only has to catch an
+#   endless loop. 10 s (the old limit) failed on loaded machines, where ASan
+#   with a leak check per input, on two cores shared by several jobs, stalled
+#   an input that replays in 0.1-0.3 s past it.
+#
+# Seeds: tests/fuzz/corpus/TARGET (kept in the repository: inputs the
+# fuzzers found that reach new code, minimized) and what make_seeds writes
+# (valid messages, plans and graphs of the current wire format).
 set -u
-if [ $# -ne 2 ]; then
-  echo "usage: $0 BUILD_DIR SECONDS" >&2
+if [ $# -lt 2 ] || [ $# -gt 3 ]; then
+  echo "usage: $0 BUILD_DIR SECONDS [TIMEOUT]" >&2
   exit 2
 fi
 build=$1
 secs=$2
+timeout=${3:-120}
+repo_corpus=$(cd "$(dirname "$0")" && pwd)/corpus
 bin=$build/tests/fuzz
 work=$build/fuzz
 for f in make_seeds fuzz_plan fuzz_graph fuzz_msg; do
@@ -33,8 +44,9 @@ status=0
 for t in plan graph msg; do
   mkdir -p "$work/corpus/$t"
   echo "== fuzz_$t for ${secs}s"
-  "$bin/fuzz_$t" "$work/corpus/$t" "$work/seeds/$t" \
-    -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
+  # New inputs go to the first folder (the build's); the others are read.
+  "$bin/fuzz_$t" "$work/corpus/$t" "$work/seeds/$t" "$repo_corpus/$t" \
+    -max_total_time="$secs" -rss_limit_mb=2048 -timeout="$timeout" \
     -artifact_prefix="$work/artifacts/$t-" -print_final_stats=1 \
     >"$work/fuzz_$t.log" 2>&1
   rc=$?
