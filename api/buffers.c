@@ -8,144 +8,183 @@
 #include "api/context_internal.h"
 #include "base/util.h"
 
+/* ---- the table ---------------------------------------------------------------- */
+
+static size_t home_of(const pf_buffer_table *t, uint64_t id) {
+  return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 17) & (t->cap - 1);
+}
+
+static void place(pf_buffer_table *t, pf_buffer_entry *e) {
+  size_t i = home_of(t, e->id);
+  while (t->slots[i] != NULL) i = (i + 1) & (t->cap - 1);
+  t->slots[i] = e;
+}
+
+static int grow(pf_buffer_table *t) {
+  size_t ocap = t->cap, ncap = ocap ? ocap * 2 : 64;
+  pf_buffer_entry **old = t->slots, **slots = pf_calloc(ncap, sizeof *slots);
+  if (slots == NULL) return PF_ENOMEM;
+  t->slots = slots;
+  t->cap = ncap;
+  for (size_t i = 0; i < ocap; i++)
+    if (old[i] != NULL) place(t, old[i]);
+  free(old);
+  return 0;
+}
+
 int pf_buffers_add(pf_context *ctx, uint64_t id, const pf_spec *spec, pf_sharding sh,
                    int num_shards, const pf_home *homes) {
   pf_buffer_table *t = &ctx->buffers;
   pf_buffer_entry *e;
-  pf_home *copy = pf_mallocn((size_t)num_shards, sizeof *copy);
-  if (copy == NULL || pf_grow((void **)&t->items, &t->cap, t->n + 1, sizeof *t->items)) {
-    free(copy);
-    return PF_ENOMEM;
-  }
-  memcpy(copy, homes, (size_t)num_shards * sizeof *copy);
-  /* Ids are handed out in increasing order but may be added out of order
-   * (outputs of older futures); keep the table sorted. */
-  size_t pos = t->n;
-  while (pos > 0 && t->items[pos - 1].id > id) pos--;
-  memmove(&t->items[pos + 1], &t->items[pos], (t->n - pos) * sizeof *t->items);
-  e = &t->items[pos];
-  t->n++;
+  if ((t->n + 1) * 2 > t->cap && grow(t) != 0) return PF_ENOMEM;
+  e = malloc(sizeof *e + (size_t)num_shards * sizeof *homes);
+  if (e == NULL) return PF_ENOMEM;
   e->id = id;
   e->spec = *spec;
   e->sharding = sh;
   e->num_shards = num_shards;
-  e->homes = copy;
+  e->homes = e->home_store;
+  memcpy(e->home_store, homes, (size_t)num_shards * sizeof *homes);
+  place(t, e);
+  t->n++;
   return 0;
 }
 
-pf_buffer_entry *pf_buffers_find(pf_context *ctx, uint64_t id) {
-  pf_buffer_table *t = &ctx->buffers;
-  size_t lo = 0, hi = t->n;
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    if (t->items[mid].id == id) return &t->items[mid];
-    if (t->items[mid].id < id)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return NULL;
+static size_t slot_of(const pf_buffer_table *t, uint64_t id) {
+  size_t i;
+  if (t->cap == 0 || id == 0) return SIZE_MAX;
+  for (i = home_of(t, id); t->slots[i] != NULL; i = (i + 1) & (t->cap - 1))
+    if (t->slots[i]->id == id) return i;
+  return SIZE_MAX;
 }
 
+pf_buffer_entry *pf_buffers_find(pf_context *ctx, uint64_t id) {
+  size_t i = slot_of(&ctx->buffers, id);
+  return i == SIZE_MAX ? NULL : ctx->buffers.slots[i];
+}
+
+/* Frees the entry and closes the gap: the entries after it in its probe
+ * run move back where their lookups will still find them. */
 static void remove_entry(pf_context *ctx, pf_buffer_entry *e) {
   pf_buffer_table *t = &ctx->buffers;
-  size_t i = (size_t)(e - t->items);
-  free(e->homes);
-  memmove(&t->items[i], &t->items[i + 1], (t->n - i - 1) * sizeof *t->items);
+  size_t i = slot_of(t, e->id), j = i;
+  if (i == SIZE_MAX) return;
+  free(e);
+  t->slots[i] = NULL;
   t->n--;
+  for (;;) {
+    size_t h;
+    j = (j + 1) & (t->cap - 1);
+    if (t->slots[j] == NULL) return;
+    h = home_of(t, t->slots[j]->id);
+    /* The entry at j may move to i unless its home lies in (i, j]. */
+    if (i <= j ? (i < h && h <= j) : (i < h || h <= j)) continue;
+    t->slots[i] = t->slots[j];
+    t->slots[j] = NULL;
+    i = j;
+  }
 }
 
 void pf_buffers_clear(pf_context *ctx) {
   pf_buffer_table *t = &ctx->buffers;
-  for (size_t i = 0; i < t->n; i++) free(t->items[i].homes);
-  free(t->items);
-  t->items = NULL;
+  for (size_t i = 0; i < t->cap; i++) free(t->slots[i]);
+  free(t->slots);
+  t->slots = NULL;
   t->n = t->cap = 0;
 }
 
-/* The ranks holding shards, each once, in shard order of first appearance. */
-static int holders(int num_shards, const pf_home *homes, int only_first, int32_t *ranks) {
-  int n = 0;
-  for (int s = 0; s < (only_first ? 1 : num_shards); s++) {
-    int seen = 0;
-    for (int k = 0; k < n; k++) seen |= ranks[k] == homes[s].rank;
-    if (!seen) ranks[n++] = homes[s].rank;
-  }
-  return n;
-}
+/* ---- fetch and release --------------------------------------------------------- */
 
-int pf_value_fetch(pf_context *ctx, uint64_t id, const pf_spec *spec, pf_sharding sh,
-                   int num_shards, const pf_home *homes, pf_tensor **out) {
-  int only_first = sh.kind == PF_SHARD_REPLICATED;
-  int32_t *ranks = pf_mallocn((size_t)num_shards, sizeof *ranks);
+int pf_value_fetch(pf_context *ctx, const char *what, uint64_t id, const pf_spec *spec,
+                   pf_sharding sh, int num_shards, const pf_home *homes, pf_tensor **out) {
+  int parts = sh.kind == PF_SHARD_REPLICATED ? 1 : num_shards;
+  pf_spec local;
   pf_waiter w;
-  int n, rc;
+  int rc;
+  pf_shard_spec(spec, sh, num_shards, &local, "", NULL);
+  /* Checked before anything is asked: a shard travels in one control
+   * message. */
+  if (pf_spec_nbytes(&local) > (size_t)PF_HOST_SHARD_MAX)
+    return pf_context_error(ctx, PF_ERANGE,
+                            "fetch of %s: a shard holds %zu bytes, over the %lld bytes a shard "
+                            "moved to the host may hold (PF_HOST_SHARD_MAX)",
+                            what, pf_spec_nbytes(&local), (long long)PF_HOST_SHARD_MAX);
   memset(&w, 0, sizeof w);
   w.num_shards = num_shards;
+  w.shard_bytes = pf_spec_nbytes(&local);
   w.shards = pf_calloc((size_t)num_shards, sizeof *w.shards);
-  if (ranks == NULL || w.shards == NULL) {
-    free(ranks);
-    free(w.shards);
-    return pf_context_error(ctx, PF_ENOMEM, "fetch: out of memory");
-  }
-  n = holders(num_shards, homes, only_first, ranks);
-  pf_controller_expect(ctx, &w, pf_context_new_id(ctx), n);
-  for (int k = 0; k < n; k++) {
+  if (w.shards == NULL) return pf_context_error(ctx, PF_ENOMEM, "fetch of %s: out of memory", what);
+  /* One request per shard: a reply carries one shard, whatever the
+   * rank holds. */
+  pf_controller_expect(ctx, &w, pf_context_new_id(ctx), parts);
+  for (int s = 0; s < parts; s++) {
     pf_msg *m = pf_msg_new(PF_MSG_FETCH);
-    int cnt = 0;
-    if (m != NULL) {
+    int sent = PF_ENOMEM;
+    if (m != NULL && (m->shards = malloc(sizeof *m->shards)) != NULL) {
       m->request = w.key;
       m->buffer = id;
-      m->shards = pf_mallocn((size_t)num_shards, sizeof *m->shards);
-      if (m->shards == NULL) {
-        pf_msg_free(m);
-        m = NULL;
-      }
+      m->shards[0] = s;
+      m->n_shards = 1;
+      sent = pf_controller_send(ctx, homes[s].rank, m); /* takes m */
+    } else {
+      pf_msg_free(m);
     }
-    if (m == NULL) {
+    if (sent != 0) {
       /* Still wait for the requests already sent; this one never comes. */
       pthread_mutex_lock(&ctx->lock);
       w.pending--;
-      if (w.status == 0) w.status = PF_ENOMEM;
+      if (w.status == 0) {
+        w.status = sent;
+        snprintf(w.message, sizeof w.message, "cannot ask rank %d for shard %d: %s",
+                 (int)homes[s].rank, s, pf_strerror(sent));
+      }
       pthread_mutex_unlock(&ctx->lock);
-      continue;
     }
-    for (int s = 0; s < (only_first ? 1 : num_shards); s++)
-      if (homes[s].rank == ranks[k]) m->shards[cnt++] = s;
-    m->n_shards = (uint32_t)cnt;
-    pf_controller_send(ctx, ranks[k], m);
   }
   rc = pf_controller_wait(ctx, &w);
   if (rc == 0) {
-    pf_storage **sh_list = w.shards;
-    for (int s = 0; s < (only_first ? 1 : num_shards); s++)
-      if (sh_list[s] == NULL) rc = PF_ESTALE;
-    if (rc == 0) rc = pf_shards_gather(spec, sh, num_shards, sh_list, out);
-    if (rc != 0) pf_context_error(ctx, rc, "fetch of buffer %llu failed: %s",
-                                  (unsigned long long)id, pf_strerror(rc));
+    for (int s = 0; s < parts; s++)
+      if (w.shards[s] == NULL) rc = PF_ESTALE;
+    if (rc == 0) rc = pf_shards_gather(spec, sh, num_shards, w.shards, out);
+    if (rc != 0) pf_context_error(ctx, rc, "fetch of %s: %s", what, pf_strerror(rc));
   } else {
-    pf_context_error(ctx, rc, "fetch of buffer %llu: %s", (unsigned long long)id, w.message);
+    pf_context_error(ctx, rc, "fetch of %s: %s", what, w.message);
   }
   for (int s = 0; s < num_shards; s++) pf_storage_unref(w.shards[s]);
   free(w.shards);
-  free(ranks);
   return rc;
 }
 
-void pf_value_release(pf_context *ctx, uint64_t id, int num_shards, const pf_home *homes) {
-  int32_t ranks[4096];
-  int n = holders(PF_MINOF(num_shards, 4096), homes, 0, ranks);
-  for (int k = 0; k < n; k++) {
-    pf_msg *m = pf_msg_new(PF_MSG_RELEASE);
-    if (m == NULL || (m->ids = malloc(sizeof *m->ids)) == NULL) {
-      pf_msg_free(m);
-      continue; /* the memory stays until the job ends; nothing breaks */
-    }
-    m->ids[0] = id;
-    m->n_ids = 1;
-    pf_controller_send(ctx, ranks[k], m);
+static void send_release(pf_context *ctx, int rank, uint64_t id) {
+  pf_msg *m = pf_msg_new(PF_MSG_RELEASE);
+  if (m == NULL || (m->ids = malloc(sizeof *m->ids)) == NULL) {
+    pf_msg_free(m);
+    return; /* the memory stays until the job ends; nothing breaks */
   }
+  m->ids[0] = id;
+  m->n_ids = 1;
+  pf_controller_send(ctx, rank, m);
 }
+
+void pf_value_release(pf_context *ctx, uint64_t id, int num_shards, const pf_home *homes) {
+  /* Each rank holding shards once: a bit per rank marks those told. Out of
+   * memory, every shard's rank is told (a second drop is a no-op). */
+  uint64_t small[4], *told = small;
+  size_t words = ((size_t)ctx->size + 63) / 64;
+  if (words > sizeof small / sizeof *small) told = pf_calloc(words, sizeof *told);
+  else memset(small, 0, sizeof small);
+  for (int s = 0; s < num_shards; s++) {
+    uint32_t r = (uint32_t)homes[s].rank;
+    if (told != NULL) {
+      if (told[r / 64] >> (r % 64) & 1) continue;
+      told[r / 64] |= 1ull << (r % 64);
+    }
+    send_release(ctx, (int)r, id);
+  }
+  if (told != small) free(told);
+}
+
+/* ---- the public calls -------------------------------------------------------- */
 
 static pf_buffer_entry *lookup(pf_context *ctx, pf_buffer_t buf) {
   pf_buffer_entry *e = pf_buffers_find(ctx, buf.id);
@@ -166,11 +205,13 @@ int pf_buffer_spec(pf_context *ctx, pf_buffer_t buf, pf_spec *out) {
 
 int pf_buffer_fetch(pf_context *ctx, pf_buffer_t buf, pf_tensor **out) {
   pf_buffer_entry *e;
+  char what[40];
   if (ctx == NULL || out == NULL) return PF_EINVAL;
   *out = NULL;
   pf_context_begin(ctx);
   if ((e = lookup(ctx, buf)) == NULL) return PF_ESTALE;
-  return pf_value_fetch(ctx, e->id, &e->spec, e->sharding, e->num_shards, e->homes, out);
+  snprintf(what, sizeof what, "buffer %llu", (unsigned long long)e->id);
+  return pf_value_fetch(ctx, what, e->id, &e->spec, e->sharding, e->num_shards, e->homes, out);
 }
 
 int pf_buffer_release(pf_context *ctx, pf_buffer_t buf) {

@@ -24,18 +24,22 @@ typedef struct pf_home {
 } pf_home;
 
 /* A device-resident value the user holds: its shards stay on executors
- * under `id`. */
+ * under `id`. One allocation with its homes. */
 typedef struct pf_buffer_entry {
   uint64_t id;
   pf_spec spec; /* global */
   pf_sharding sharding;
   int num_shards;
-  pf_home *homes;
+  pf_home *homes; /* points into `home_store` */
+  pf_home home_store[];
 } pf_buffer_entry;
 
+/* The buffers users hold, by id: open addressing (linear probing, deletion
+ * by backward shift), so that adding, finding and releasing one costs
+ * O(1) however many are held. */
 typedef struct pf_buffer_table {
-  pf_buffer_entry *items; /* sorted by id (ids only grow) */
-  size_t n, cap;
+  pf_buffer_entry **slots; /* NULL: empty */
+  size_t n, cap;          /* cap: 0 or a power of two, n <= cap / 2 */
 } pf_buffer_table;
 
 /* Someone on the user thread waiting for replies from several ranks. */
@@ -46,6 +50,7 @@ typedef struct pf_waiter {
   char message[PF_DIAG_MSG_MAX];
   pf_storage **shards; /* fetch: one per shard */
   int num_shards;
+  size_t shard_bytes; /* fetch: what each shard must hold */
   void *step_req; /* a step: its dispatcher record (api/dispatch.c) */
   struct pf_waiter *next; /* in its bucket of the context's waiter table */
 } pf_waiter;
@@ -122,9 +127,14 @@ int pf_buffers_add(pf_context *ctx, uint64_t id, const pf_spec *spec, pf_shardin
                    int num_shards, const pf_home *homes);
 pf_buffer_entry *pf_buffers_find(pf_context *ctx, uint64_t id);
 void pf_buffers_clear(pf_context *ctx);
-/* Gathers a value's shards from the executors into a new host tensor. */
-int pf_value_fetch(pf_context *ctx, uint64_t id, const pf_spec *spec, pf_sharding sh,
-                   int num_shards, const pf_home *homes, pf_tensor **out);
+/* Gathers a value's shards from the executors into a new host tensor.
+ * `what` names the value in errors ("output \"y\"", "buffer 12"). Every
+ * shard reply is checked against the shard's size. Errors: PF_ERANGE (a
+ * shard over PF_HOST_SHARD_MAX, before anything is asked), PF_EDECODE (a
+ * reply of the wrong size: rank, shard and both sizes named), PF_ESTALE,
+ * PF_ENOMEM. */
+int pf_value_fetch(pf_context *ctx, const char *what, uint64_t id, const pf_spec *spec,
+                   pf_sharding sh, int num_shards, const pf_home *homes, pf_tensor **out);
 /* Tells the executors holding shards of `id` to drop them. */
 void pf_value_release(pf_context *ctx, uint64_t id, int num_shards, const pf_home *homes);
 

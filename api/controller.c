@@ -87,11 +87,20 @@ void pf_controller_on_reply(void *arg, pf_msg *m) {
     case PF_MSG_FETCH_REPLY:
       if ((w = find(ctx, m->request)) == NULL) break;
       record(w, m->status, m->message);
-      for (uint32_t k = 0; m->data && k < m->n_shards; k++)
-        if (m->shards[k] < w->num_shards && m->data[k] && w->shards[m->shards[k]] == NULL) {
-          w->shards[m->shards[k]] = m->data[k];
-          m->data[k] = NULL;
+      for (uint32_t k = 0; m->data && k < m->n_shards; k++) {
+        int32_t s = m->shards[k];
+        if (s < 0 || s >= w->num_shards || m->data[k] == NULL || w->shards[s] != NULL) continue;
+        /* Never trust a reply's size: the gather reads a whole shard. */
+        if (m->data[k]->nbytes != w->shard_bytes) {
+          char why[160];
+          snprintf(why, sizeof why, "rank %d sent %zu bytes for shard %d, which holds %zu bytes",
+                   (int)m->from, m->data[k]->nbytes, (int)s, w->shard_bytes);
+          record(w, PF_EDECODE, why);
+          continue;
         }
+        w->shards[s] = m->data[k];
+        m->data[k] = NULL;
+      }
       completed = --w->pending == 0;
       break;
     default:

@@ -246,9 +246,18 @@ static int same_layout(const pf_buffer_entry *b, const pf_io *in) {
 /* Sends a host tensor's shards to where input `in` wants them, under a
  * fresh id (dropped by the executors after the step). */
 static int put_shards(pf_context *ctx, const pf_io *in, const void *data, uint64_t *id) {
-  pf_storage **shards = pf_calloc((size_t)in->num_shards, sizeof *shards);
+  pf_storage **shards;
+  pf_spec local;
   int rc;
-  if (shards == NULL) return pf_context_error(ctx, PF_ENOMEM, "feed: out of memory");
+  pf_shard_spec(&in->spec, in->sharding, in->num_shards, &local, "", NULL);
+  if (pf_spec_nbytes(&local) > (size_t)PF_HOST_SHARD_MAX)
+    return pf_context_error(ctx, PF_ERANGE,
+                            "feed \"%s\": a shard holds %zu bytes, over the %lld bytes a shard "
+                            "fed from the host may hold (PF_HOST_SHARD_MAX); split the input "
+                            "over more devices or make it on the devices",
+                            in->name, pf_spec_nbytes(&local), (long long)PF_HOST_SHARD_MAX);
+  if ((shards = pf_calloc((size_t)in->num_shards, sizeof *shards)) == NULL)
+    return pf_context_error(ctx, PF_ENOMEM, "feed: out of memory");
   rc = pf_shards_scatter(&in->spec, in->sharding, in->num_shards, data, shards);
   if (rc != 0) {
     free(shards);
@@ -392,8 +401,12 @@ static int execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_futur
       in_ids[i] = b->id; /* no copy: the shards are already in place */
       continue;
     }
-    if (b != NULL) /* another layout: gather, then scatter the new way */
-      rc = pf_value_fetch(ctx, b->id, &b->spec, b->sharding, b->num_shards, b->homes, &tmp);
+    if (b != NULL) { /* another layout: gather, then scatter the new way */
+      char what[160];
+      snprintf(what, sizeof what, "buffer %llu (fed to \"%s\")", (unsigned long long)b->id,
+               c->inputs[i].name);
+      rc = pf_value_fetch(ctx, what, b->id, &b->spec, b->sharding, b->num_shards, b->homes, &tmp);
+    }
     if (rc == 0)
       rc = put_shards(ctx, &c->inputs[i], fd->tensor ? pf_tensor_cdata(fd->tensor) : pf_tensor_cdata(tmp),
                       &in_ids[i]);
@@ -540,7 +553,10 @@ int pf_future_fetch(pf_future *f, const char *name, pf_tensor **out) {
   if ((o = output_index(f, name)) < 0) return o;
   io = &f->exe->compiled->outputs[o];
   if ((homes = homes_of(io)) == NULL) return pf_context_error(f->ctx, PF_ENOMEM, "out of memory");
-  rc = pf_value_fetch(f->ctx, f->output_ids[o], &io->spec, io->sharding, io->num_shards, homes, out);
+  char what[160];
+  snprintf(what, sizeof what, "output \"%s\"", io->name);
+  rc = pf_value_fetch(f->ctx, what, f->output_ids[o], &io->spec, io->sharding, io->num_shards,
+                      homes, out);
   free(homes);
   return rc;
 }

@@ -1,5 +1,6 @@
 /* Local execution: results against host references, reshards, persistent
  * buffers, executions in flight, kernel errors. */
+#include "api/context_internal.h"
 #include "testing.h"
 
 static pf_context *ctx;
@@ -370,6 +371,96 @@ static void test_wait_for_and_relayout(void **state) {
   pf_graph_destroy(g2);
 }
 
+/* One limit for shards moved between the host and the devices, checked
+ * before anything moves, on rank 0 as on any other: the message names the
+ * input or output and the limit. */
+static void test_host_shard_limit(void **state) {
+  pf_graph *g;
+  pf_executable *exe;
+  pf_slice_t one;
+  pf_value_t x, y, big;
+  int64_t n = PF_HOST_SHARD_MAX / 4 + 16; /* f32: 64 bytes over the limit */
+  pf_spec xs = pf_spec_1d(PF_F32, n), small = pf_spec_1d(PF_F32, 4);
+  pf_attrs *a;
+  pf_future *f;
+  pf_tensor *t, *out = NULL;
+  (void)state;
+  OK(pf_graph_create(ctx, &g));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &one));
+  OK(pf_graph_input(g, "x", &xs, one, pf_replicated(), &x));
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "identity", .slice = one, .n_in = 1,
+                                             .in = &x},
+                      &y, NULL));
+  OK(pf_graph_output(g, "y", y));
+  OK(pf_compile(g, &exe));
+  pf_graph_destroy(g);
+  OK(pf_tensor_create(&xs, &t));
+  f = (pf_future *)1;
+  assert_int_equal(pf_execute(exe, 1, &(pf_feed){.name = "x", .tensor = t}, &f), PF_ERANGE);
+  assert_null(f);
+  assert_non_null(strstr(pf_last_error(ctx), "feed \"x\""));
+  assert_non_null(strstr(pf_last_error(ctx), "PF_HOST_SHARD_MAX"));
+  pf_tensor_destroy(t);
+  pf_executable_destroy(exe);
+  /* An output made on the devices may be that large; fetching it is not. */
+  OK(pf_graph_create(ctx, &g));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &one));
+  OK(pf_graph_input(g, "s", &small, one, pf_replicated(), &x));
+  OK(pf_attrs_create(&a));
+  OK(pf_attrs_set_ints(a, "shape", (int64_t[]){n}, 1));
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "fill", .attrs = a, .slice = one}, &big,
+                      NULL));
+  pf_attrs_destroy(a);
+  OK(pf_graph_output(g, "big", big));
+  OK(pf_graph_output(g, "s", x));
+  OK(pf_compile(g, &exe));
+  pf_graph_destroy(g);
+  OK(pf_tensor_create(&small, &t));
+  OK(pf_execute(exe, 1, &(pf_feed){.name = "s", .tensor = t}, &f));
+  OK(pf_future_wait(f));
+  assert_int_equal(pf_future_fetch(f, "big", &out), PF_ERANGE);
+  assert_null(out);
+  assert_non_null(strstr(pf_last_error(ctx), "output \"big\""));
+  assert_non_null(strstr(pf_last_error(ctx), "PF_HOST_SHARD_MAX"));
+  OK(pf_future_fetch(f, "s", &out));
+  pf_tensor_destroy(out);
+  pf_future_destroy(f);
+  pf_tensor_destroy(t);
+  pf_executable_destroy(exe);
+}
+
+/* A fetch reply whose shard is not the size asked for is refused, naming
+ * the rank, the shard and both sizes: the gather would read past it. */
+static void test_fetch_reply_size_checked(void **state) {
+  pf_waiter w;
+  pf_msg *m = pf_msg_new(PF_MSG_FETCH_REPLY);
+  pf_storage *shards[2] = {NULL, NULL};
+  (void)state;
+  memset(&w, 0, sizeof w);
+  w.num_shards = 2;
+  w.shard_bytes = 64;
+  w.shards = shards;
+  pf_controller_expect(ctx, &w, pf_context_new_id(ctx), 1);
+  assert_non_null(m);
+  m->request = w.key;
+  m->from = 3;
+  m->n_shards = 2;
+  m->shards = calloc(2, sizeof *m->shards);
+  m->data = calloc(2, sizeof *m->data);
+  assert_non_null(m->shards);
+  assert_non_null(m->data);
+  m->shards[0] = 0;
+  m->shards[1] = 1;
+  m->data[0] = pf_storage_new(64, 0);
+  m->data[1] = pf_storage_new(32, 0);
+  pf_controller_on_reply(ctx, m);
+  assert_int_equal(pf_controller_wait(ctx, &w), PF_EDECODE);
+  assert_non_null(strstr(w.message, "rank 3 sent 32 bytes for shard 1, which holds 64 bytes"));
+  assert_non_null(shards[0]);
+  assert_null(shards[1]);
+  pf_storage_unref(shards[0]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_matmul_then_reduce),
@@ -379,6 +470,8 @@ int main(void) {
       cmocka_unit_test(test_kernel_error),
       cmocka_unit_test(test_passthrough_outputs),
       cmocka_unit_test(test_wait_for_and_relayout),
+      cmocka_unit_test(test_host_shard_limit),
+      cmocka_unit_test(test_fetch_reply_size_checked),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

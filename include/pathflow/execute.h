@@ -69,6 +69,16 @@ typedef struct pf_executable_stats {
 /* Errors: PF_EINVAL. */
 int pf_executable_stats_get(pf_executable *exe, pf_executable_stats *out);
 
+/* Host tensors fed to an execution and values fetched to the host move
+ * one shard per control message: a shard (the part of the tensor one
+ * device holds) is at most PF_HOST_SHARD_MAX bytes, 511 MiB, on every rank
+ * alike (a control frame holds at most 512 MiB). Checked before anything
+ * is sent: pf_execute, pf_future_fetch and pf_buffer_fetch return
+ * PF_ERANGE naming the input or output, the shard's size and the limit.
+ * Larger values can still be computed and kept on the devices as buffers;
+ * split them over more devices to move them. */
+#define PF_HOST_SHARD_MAX ((int64_t)511 << 20)
+
 /* One feed: a graph input by name, from a host tensor (copied into the
  * devices before pf_execute returns, so the tensor may be freed at once) or
  * from a device buffer (no host copy; the buffer stays valid and owned by
@@ -92,7 +102,8 @@ typedef struct pf_feed {
  * Errors (nothing runs): PF_ENOFEED (an input has no feed: the message names
  * it), PF_EFEEDSHAPE (dtype or shape differs from the input's: the message
  * gives both), PF_ENOTFOUND (feed for no such input), PF_EEXIST (input fed
- * twice), PF_ESTALE (released buffer), PF_ENOMEM. */
+ * twice), PF_ESTALE (released buffer), PF_ERANGE (a host feed's shard over
+ * PF_HOST_SHARD_MAX), PF_ENOMEM. */
 int pf_execute(pf_executable *exe, int n_feeds, const pf_feed *feeds,
                pf_future **out);
 
@@ -124,8 +135,11 @@ const char *pf_future_error(const pf_future *f);
  * PF_ENOTFOUND (no such output). */
 int pf_future_output(pf_future *f, const char *name, pf_buffer_t *out);
 
-/* Output `name` gathered into a new host tensor owned by the caller.
- * Errors: as pf_future_output, PF_ENOMEM. */
+/* Output `name` gathered into a new host tensor owned by the caller. Each
+ * shard an executor sends back is checked against the shard's size.
+ * Errors: as pf_future_output, PF_ERANGE (a shard over PF_HOST_SHARD_MAX),
+ * PF_EDECODE (a reply of the wrong size: the message names the output, the
+ * rank, the shard and both sizes), PF_ENOMEM. */
 int pf_future_fetch(pf_future *f, const char *name, pf_tensor **out);
 
 /* Frees the future; its outputs not handed over with pf_future_output are
@@ -133,7 +147,8 @@ int pf_future_fetch(pf_future *f, const char *name, pf_tensor **out);
 void pf_future_destroy(pf_future *f);
 
 /* Copies a buffer's value (gathered from its shards) into a new host tensor
- * owned by the caller. Errors: PF_ESTALE, PF_ENOMEM. */
+ * owned by the caller. Errors: PF_ESTALE, PF_ERANGE and PF_EDECODE (as
+ * pf_future_fetch), PF_ENOMEM. */
 int pf_buffer_fetch(pf_context *ctx, pf_buffer_t buf, pf_tensor **out);
 
 /* The global spec of a buffer. Errors: PF_ESTALE. */
