@@ -29,6 +29,16 @@ int pf_diag_copy(pf_diag *dst, const pf_diag *src) {
   return src->code;
 }
 
+void pf_diag_suffix(pf_diag *d, const char *fmt, ...) {
+  size_t used;
+  va_list ap;
+  if (d == NULL || d->code == 0) return;
+  used = strlen(d->msg);
+  va_start(ap, fmt);
+  vsnprintf(d->msg + used, sizeof d->msg - used, fmt, ap);
+  va_end(ap);
+}
+
 void pf_diag_prefix(pf_diag *d, const char *fmt, ...) {
   char head[PF_DIAG_MSG_MAX];
   char joined[2 * PF_DIAG_MSG_MAX + 2];

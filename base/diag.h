@@ -23,6 +23,9 @@ void pf_diag_init(pf_diag *d);
 int pf_diag_verror(pf_diag *d, int code, const char *fmt, va_list ap);
 /* Copies src into dst unless dst already holds an error; returns src->code. */
 int pf_diag_copy(pf_diag *dst, const pf_diag *src);
+/* Appends to an already-recorded message (cut at PF_DIAG_MSG_MAX). */
+void pf_diag_suffix(pf_diag *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Prefixes an already-recorded message with "<prefix>: ". */
 void pf_diag_prefix(pf_diag *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

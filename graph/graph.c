@@ -306,9 +306,9 @@ static int add_checked(pf_graph *g, pf_gprogram *p, const pf_sharding *out_sh,
 int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
                      pf_value_t *outs, pf_program_t *prog) {
   pf_gprogram p;
-  pf_sharding in_sh[PF_MAX_ARGS], out_sh[PF_MAX_ARGS];
+  pf_sharding in_sh[PF_MAX_ARGS], out_sh[PF_MAX_OUTS];
   pf_value_t in_ids[PF_MAX_ARGS];
-  pf_spec out_specs[PF_MAX_ARGS];
+  pf_spec out_specs[PF_MAX_OUTS];
   const pf_kernel *k;
   char autoname[PF_NAME_MAX + 1];
   pf_diag *d;
@@ -343,7 +343,7 @@ int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
   if (desc->n_in < 0 || desc->n_in > PF_MAX_ARGS || (desc->n_in && !desc->in))
     return pf_diag_error(d, PF_EARITY, "program \"%s\": bad input count %d",
                          p.name, desc->n_in);
-  if (k->def.n_out > PF_MAX_ARGS)
+  if (k->def.n_out > PF_MAX_OUTS)
     return pf_diag_error(d, PF_EARITY, "program \"%s\": kernel \"%s\" has %d outputs",
                          p.name, k->def.name, k->def.n_out);
   for (int i = 0; i < desc->n_in; i++) {
@@ -387,7 +387,7 @@ int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
 static int add_checked(pf_graph *g, pf_gprogram *p, const pf_sharding *out_sh,
                        const pf_spec *out_specs, pf_value_t *outs,
                        pf_program_t *prog, pf_diag *d) {
-  pf_value_t out_ids[PF_MAX_ARGS];
+  pf_value_t out_ids[PF_MAX_OUTS];
   p->out = NULL;
   for (int i = 0; i < p->n_out; i++) {
     pf_gvalue v;

@@ -500,11 +500,11 @@ static int program_check(const Pathflow__Graph *m, size_t i,
     return pf_diag_error(diag, PF_EDECODE,
                          "program %zu (%s): slice %d out of range (%zu slices)",
                          i, p->name, (int)p->slice, m->n_slices);
-  if (p->n_inputs > PF_MAX_ARGS || p->n_outputs > PF_MAX_ARGS)
+  if (p->n_inputs > PF_MAX_ARGS || p->n_outputs > PF_MAX_OUTS)
     return pf_diag_error(diag, PF_EDECODE,
                          "program %zu (%s): %zu inputs and %zu outputs, at most "
-                         "%d each", i, p->name, p->n_inputs, p->n_outputs,
-                         PF_MAX_ARGS);
+                         "%d and %d", i, p->name, p->n_inputs, p->n_outputs,
+                         PF_MAX_ARGS, PF_MAX_OUTS);
   if (p->n_in_shardings != p->n_inputs)
     return pf_diag_error(diag, PF_EDECODE,
                          "program %zu (%s): %zu in_shardings for %zu inputs", i,

@@ -7,6 +7,8 @@
 #ifndef PF_GRAPH_INTERNAL_H
 #define PF_GRAPH_INTERNAL_H
 
+#include <stdlib.h>
+
 #include "base/diag.h"
 #include "kernels/registry.h"
 #include "pathflow/graph.h"
@@ -102,6 +104,20 @@ int pf_shard_spec(const pf_spec *global, pf_sharding sh, int n,
 int pf_graph_infer_with(const pf_graph *g, const pf_gprogram *p,
                         const pf_sharding *out_sh, pf_spec *out,
                         pf_diag *diag);
+
+/* Per-input arrays of a program live on the stack up to this many inputs and
+ * on the heap past it (PF_MAX_ARGS specs would make a frame of 72 KiB). */
+#define PF_ARGS_ON_STACK 64
+
+/* `stack` (PF_ARGS_ON_STACK entries) when n fits, else a heap block of n
+ * entries of `size` bytes; NULL when out of memory. Free with
+ * pf_args_scratch_free. */
+static inline void *pf_args_scratch(void *stack, int n, size_t size) {
+  return n <= PF_ARGS_ON_STACK ? stack : malloc((size_t)n * size);
+}
+static inline void pf_args_scratch_free(void *stack, void *p) {
+  if (p != stack) free(p);
+}
 
 /* ---- sharding rules (graph/sharding.c) ---- */
 

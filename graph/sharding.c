@@ -30,9 +30,8 @@ static int try_layout(const pf_graph *g, const pf_gprogram *p,
                       const pf_sharding *in_sh, pf_sharding *out_sh,
                       pf_diag *d) {
   int n = g->slices[p->slice].num_devices, rc;
-  pf_spec in[PF_MAX_ARGS];
+  pf_spec in_stack[PF_ARGS_ON_STACK], *in;
   pf_sharding_fn rule;
-  for (int i = 0; i < p->n_in; i++) in[i] = g->values[p->in[i]].spec;
   for (int i = 0; i < p->n_out; i++)
     out_sh[i] = req ? req[i] : (pf_sharding){PF_SHARD_DEFAULT, 0};
   if (!rule_of(k, req != NULL, &rule)) {
@@ -42,7 +41,14 @@ static int try_layout(const pf_graph *g, const pf_gprogram *p,
                                 "must be reduced first");
     return 0;
   }
-  if ((rc = rule(p->attrs, p->n_in, in, in_sh, n, p->n_out, out_sh, d)) != 0) {
+  if ((in = pf_args_scratch(in_stack, p->n_in, sizeof *in)) == NULL)
+    return pf_diag_error(d, PF_ENOMEM, "%s: out of memory", k->name);
+  for (int i = 0; i < p->n_in; i++) in[i] = g->values[p->in[i]].spec;
+  /* No inputs (fill, iota): no array, which also tells the compiler that
+   * nothing unwritten is read. */
+  rc = rule(p->attrs, p->n_in, p->n_in > 0 ? in : NULL, in_sh, n, p->n_out, out_sh, d);
+  pf_args_scratch_free(in_stack, in);
+  if (rc != 0) {
     if (d->code == 0) pf_diag_error(d, rc, "%s: sharding rule failed", k->name);
     return d->code;
   }
@@ -91,7 +97,7 @@ int pf_graph_choose_shardings(const pf_graph *g, pf_gprogram *p,
                               const pf_kernel *k, int fixed_in,
                               const pf_sharding *req, pf_sharding *out_sh,
                               pf_diag *d) {
-  pf_sharding dflt[PF_MAX_ARGS], tried[5][PF_MAX_ARGS];
+  pf_sharding dflt[PF_MAX_ARGS], tried[5][PF_ARGS_ON_STACK];
   int n_tried = 0, last = fixed_in ? 0 : 4;
   pf_diag first;
   memcpy(dflt, p->in_shardings, (size_t)p->n_in * sizeof *dflt);
@@ -100,11 +106,15 @@ int pf_graph_choose_shardings(const pf_graph *g, pf_gprogram *p,
     pf_diag kd;
     int seen = 0;
     if (!candidate(g, p, c, dflt, p->in_shardings)) continue;
-    for (int t = 0; t < n_tried && !seen; t++)
+    /* Wide programs skip the check for repeats: a repeat only costs a rule
+     * call. */
+    for (int t = 0; t < n_tried && !seen && p->n_in <= PF_ARGS_ON_STACK; t++)
       seen = memcmp(tried[t], p->in_shardings,
                     (size_t)p->n_in * sizeof *dflt) == 0;
     if (seen) continue;
-    memcpy(tried[n_tried++], p->in_shardings, (size_t)p->n_in * sizeof *dflt);
+    if (p->n_in <= PF_ARGS_ON_STACK)
+      memcpy(tried[n_tried], p->in_shardings, (size_t)p->n_in * sizeof *dflt);
+    n_tried++;
     pf_diag_init(&kd);
     if (try_layout(g, p, k, req, p->in_shardings, out_sh, &kd) == 0) return 0;
     if (first.code == 0) first = kd;
@@ -210,7 +220,7 @@ int pf_graph_check_consumption(const pf_graph *g, const pf_gprogram *p,
 
 int pf_graph_check_rule(const pf_graph *g, const pf_gprogram *p,
                         const pf_kernel *k, pf_diag *d) {
-  pf_sharding have[PF_MAX_ARGS], out_sh[PF_MAX_ARGS];
+  pf_sharding have[PF_MAX_OUTS], out_sh[PF_MAX_OUTS];
   pf_diag kd;
   for (int i = 0; i < p->n_out; i++) have[i] = g->values[p->out[i]].sharding;
   pf_diag_init(&kd);

@@ -12,11 +12,29 @@
 #include "graph/graph_internal.h"
 #include "pathflow/error.h"
 
+/* A kernel's shape function sees shard specs; a user declared global ones.
+ * When they differ, the message says how each input was cut. */
+static void explain_shards(const pf_graph *g, const pf_gprogram *p,
+                           const pf_spec *local, pf_diag *d) {
+  int n = g->slices[p->slice].num_devices, cut = 0;
+  for (int i = 0; i < p->n_in; i++) cut |= p->in_shardings[i].kind == PF_SHARD_SPLIT;
+  if (n == 1 || !cut) return;
+  pf_diag_suffix(d, " (the kernel sees shards: inputs consumed over %d devices as", n);
+  for (int i = 0; i < p->n_in; i++) {
+    char gs[128], ls[128], sh[32];
+    pf_diag_suffix(d, "%s %s %s -> %s", i ? "," : "",
+                   pf_spec_str(&g->values[p->in[i]].spec, gs, sizeof gs),
+                   pf_sharding_str(p->in_shardings[i], sh, sizeof sh),
+                   pf_spec_str(&local[i], ls, sizeof ls));
+  }
+  pf_diag_suffix(d, ")");
+}
+
 int pf_graph_infer_with(const pf_graph *g, const pf_gprogram *p,
                         const pf_sharding *out_sh, pf_spec *out, pf_diag *d) {
   const pf_gslice *slice = &g->slices[p->slice];
   const pf_kernel *k = pf_registry_find(g->env.registry, p->kernel, slice->kind);
-  pf_spec in_local[PF_MAX_ARGS], out_local[PF_MAX_ARGS];
+  pf_spec in_stack[PF_ARGS_ON_STACK], *in_local, out_local[PF_MAX_OUTS];
   char what[PF_NAME_MAX + 64], buf[128];
   pf_diag kd;
   int rc;
@@ -39,17 +57,22 @@ int pf_graph_infer_with(const pf_graph *g, const pf_gprogram *p,
     return pf_diag_error(d, PF_EARITY,
                          "program \"%s\": kernel \"%s\" takes %d inputs, got %d",
                          p->name, k->name, k->def.n_in, p->n_in);
-  if (p->n_out != k->def.n_out)
+  if (p->n_out != k->def.n_out || p->n_out > PF_MAX_OUTS)
     return pf_diag_error(d, PF_EARITY,
                          "program \"%s\": kernel \"%s\" makes %d outputs, got %d",
                          p->name, k->name, k->def.n_out, p->n_out);
+  if ((in_local = pf_args_scratch(in_stack, p->n_in, sizeof *in_local)) == NULL)
+    return pf_diag_error(d, PF_ENOMEM, "program \"%s\": out of memory", p->name);
   for (int i = 0; i < p->n_in; i++) {
     const pf_gvalue *v = &g->values[p->in[i]];
     snprintf(what, sizeof what, "program \"%s\" input %d (value %d)", p->name,
              i, p->in[i]);
     rc = pf_shard_spec(&v->spec, p->in_shardings[i], slice->num_devices,
                        &in_local[i], what, d);
-    if (rc) return rc;
+    if (rc) {
+      pf_args_scratch_free(in_stack, in_local);
+      return rc;
+    }
   }
   pf_diag_init(&kd);
   memset(out_local, 0, sizeof out_local);
@@ -57,8 +80,10 @@ int pf_graph_infer_with(const pf_graph *g, const pf_gprogram *p,
   if (rc != 0) {
     if (kd.code == 0) pf_diag_error(&kd, rc, "shape function failed");
     pf_diag_prefix(&kd, "program \"%s\" (kernel \"%s\")", p->name, k->name);
-    return pf_diag_copy(d, &kd);
+    explain_shards(g, p, in_local, &kd);
   }
+  pf_args_scratch_free(in_stack, in_local);
+  if (rc != 0) return pf_diag_copy(d, &kd);
   for (int i = 0; i < p->n_out; i++) {
     if ((rc = pf_spec_check(&out_local[i])) != 0)
       return pf_diag_error(d, PF_ESHAPE,
@@ -323,10 +348,10 @@ int pf_graph_check(const pf_graph *g, pf_diag *d) {
   if ((rc = pf_graph_topo_order(g, order, d)) != 0) goto done;
   for (size_t k = 0; k < g->n_programs && rc == 0; k++) {
     const pf_gprogram *p = &g->programs[order[k]];
-    pf_sharding out_sh[PF_MAX_ARGS];
-    pf_spec out[PF_MAX_ARGS];
+    pf_sharding out_sh[PF_MAX_OUTS];
+    pf_spec out[PF_MAX_OUTS];
     char want[128], got[128];
-    if (p->n_out > PF_MAX_ARGS || p->n_in > PF_MAX_ARGS) {
+    if (p->n_out > PF_MAX_OUTS || p->n_in > PF_MAX_ARGS) {
       rc = pf_diag_error(d, PF_EARITY, "program \"%s\": too many arguments",
                          p->name);
       break;

@@ -21,8 +21,8 @@
 #include "runtime/plan.h"
 #include "runtime/storage.h"
 
-/* Most inputs or outputs of one op (the graph allows PF_MAX_ARGS). */
-#define PF_MAX_ARGS_RUNTIME 64
+/* Most inputs of one op: as many as a program may have (PF_MAX_ARGS). */
+#define PF_MAX_ARGS_RUNTIME 1024
 
 typedef struct pf_executor pf_executor;
 typedef struct pf_loaded pf_loaded;

@@ -11,6 +11,9 @@
 #include "scheduler/memory.h"
 #include "scheduler/plan_builder.h"
 
+/* Most devices in the slice of one collective (stack arrays below). */
+#define PF_MAX_COLLECTIVE_SLICE 4096
+
 /* A shard's home: global device index and buffer on that device's rank. */
 typedef struct home {
   int32_t device;
@@ -255,8 +258,8 @@ static int comm_id(lowering *L, const int32_t *ranks, int n) {
  * communicator and `axis` the root shard's index among that rank's inputs. */
 static int lower_hierarchical(lowering *L, pf_plan_op *op, int n, const int32_t *ranks,
                               const uint32_t *in_buf, const uint32_t *out_buf, const layout *in) {
-  int32_t order[PF_MAX_ARGS * 64];
-  uint32_t li[PF_MAX_ARGS * 64], lo[PF_MAX_ARGS * 64];
+  int32_t order[PF_MAX_COLLECTIVE_SLICE];
+  uint32_t li[PF_MAX_COLLECTIVE_SLICE], lo[PF_MAX_COLLECTIVE_SLICE];
   int n_ranks = 0, id, rc, root_shard = op->root;
   for (int s = 0; s < n; s++) {
     int seen = 0;
@@ -297,8 +300,8 @@ static int lower_hierarchical(lowering *L, pf_plan_op *op, int n, const int32_t 
 static int lower_collective(lowering *L, pf_program_t pid, layout *in, layout *out) {
   const pf_gprogram *p = &L->g->programs[pid];
   int n = L->g->slices[p->slice].num_devices, rc, id;
-  int32_t ranks[PF_MAX_ARGS * 64];
-  uint32_t in_buf[PF_MAX_ARGS * 64], out_buf[PF_MAX_ARGS * 64];
+  int32_t ranks[PF_MAX_COLLECTIVE_SLICE];
+  uint32_t in_buf[PF_MAX_COLLECTIVE_SLICE], out_buf[PF_MAX_COLLECTIVE_SLICE];
   pf_plan_op op;
   int one_rank = 1, one_each = 1;
   if (n > (int)PF_ARRAY_LEN(ranks))
@@ -420,7 +423,7 @@ static int consume(lowering *L, const pf_gprogram *consumer, pf_value_t v,
 static int lower_program(lowering *L, pf_program_t pid) {
   const pf_gprogram *p = &L->g->programs[pid];
   const pf_gslice *sl = &L->g->slices[p->slice];
-  layout *ins[PF_MAX_ARGS], *outs[PF_MAX_ARGS];
+  layout *ins[PF_MAX_ARGS], *outs[PF_MAX_OUTS];
   int rc;
   for (int i = 0; i < p->n_in; i++)
     if ((rc = consume(L, p, p->in[i], p->slice, p->in_shardings[i], &ins[i])) != 0)
@@ -434,7 +437,7 @@ static int lower_program(lowering *L, pf_program_t pid) {
   if (pf_collective_from_kernel(p->kernel) >= 0) return lower_collective(L, pid, ins[0], outs[0]);
   for (int s = 0; s < sl->num_devices; s++) {
     const pf_cluster_device *cd = dev(L, L->slice_devices[p->slice][s]);
-    uint32_t in_buf[PF_MAX_ARGS], out_buf[PF_MAX_ARGS];
+    uint32_t in_buf[PF_MAX_ARGS], out_buf[PF_MAX_OUTS];
     pf_plan_op op;
     memset(&op, 0, sizeof op);
     op.kind = PF_OP_KERNEL;

@@ -999,6 +999,73 @@ static void test_set_input_rewires(void **state) {
   pf_graph_destroy(g);
 }
 
+/* A variadic kernel: out = the sum of its inputs (all of one spec). */
+static int sum_all_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                         int n_out, pf_spec *out, pf_diag *diag) {
+  (void)attrs;
+  (void)n_out;
+  for (int i = 1; i < n_in; i++)
+    if (!pf_spec_equal(&in[i], &in[0]))
+      return pf_diag_error(diag, PF_ESHAPE, "sum_all: input %d differs", i);
+  out[0] = in[0];
+  return 0;
+}
+
+static int sum_all_compute(const pf_kernel_call *call) {
+  double *o = call->out[0].data;
+  int64_t n = pf_spec_numel(&call->out[0].spec);
+  for (int64_t j = 0; j < n; j++) o[j] = 0;
+  for (int i = 0; i < call->n_in; i++)
+    for (int64_t j = 0; j < n; j++) o[j] += ((const double *)call->in[i].data)[j];
+  return 0;
+}
+
+/* Programs wider than 64 inputs (an all-to-all of width 200 used to need
+ * packing programs), split over devices, up to the limit and past it. */
+static void test_wide_program(void **state) {
+  static pf_value_t in[PF_MAX_ARGS + 1];
+  pf_kernel_def def = {.name = "sum_all", .kind = PF_DEVICE_CPU, .n_in = PF_VARIADIC,
+                       .n_out = 1, .shape = sum_all_shape,
+                       .sharding = pf_sharding_rule_elementwise,
+                       .compute = sum_all_compute};
+  pf_graph *g = new_graph();
+  pf_slice_t s = new_slice(g, 2);
+  pf_spec spec = pf_spec_1d(PF_F64, 4);
+  pf_tensor *t, *got;
+  pf_executable *exe;
+  pf_future *f;
+  pf_value_t x, out;
+  (void)state;
+  OK(pf_kernel_register(ctx, &def));
+  x = new_input(g, "x", spec, s, pf_split(0));
+  for (int i = 0; i <= PF_MAX_ARGS; i++) in[i] = x;
+  OK(pf_graph_program(g, &(pf_program_desc){.name = "wide", .kernel = "sum_all", .slice = s,
+                                            .n_in = 200, .in = in},
+                      &out, NULL));
+  OK(pf_graph_output(g, "out", out));
+  OK(pf_graph_program(g, &(pf_program_desc){.name = "widest", .kernel = "sum_all",
+                                            .slice = s, .n_in = PF_MAX_ARGS, .in = in},
+                      &out, NULL));
+  FAILS(PF_EARITY, pf_graph_program(g, &(pf_program_desc){.name = "too_wide",
+                                                          .kernel = "sum_all", .slice = s,
+                                                          .n_in = PF_MAX_ARGS + 1, .in = in},
+                                    &out, NULL),
+        "too_wide");
+  OK(pf_compile(g, &exe));
+  OK(pf_tensor_create(&spec, &t));
+  for (int j = 0; j < 4; j++) ((double *)pf_tensor_data(t))[j] = j + 0.5;
+  OK(pf_execute(exe, 1, &(pf_feed){.name = "x", .tensor = t}, &f));
+  OK(pf_future_wait(f));
+  OK(pf_future_fetch(f, "out", &got));
+  for (int j = 0; j < 4; j++)
+    assert_true(((double *)pf_tensor_data(got))[j] == 200 * (j + 0.5));
+  pf_tensor_destroy(got);
+  pf_tensor_destroy(t);
+  pf_future_destroy(f);
+  pf_executable_destroy(exe);
+  pf_graph_destroy(g);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ids),
@@ -1008,6 +1075,7 @@ int main(void) {
       cmocka_unit_test(test_default_output_sharding),
       cmocka_unit_test(test_output_global_spec),
       cmocka_unit_test(test_split_matmul_runs),
+      cmocka_unit_test(test_wide_program),
       cmocka_unit_test(test_slice_pin),
       cmocka_unit_test(test_encode_decode_roundtrip),
       cmocka_unit_test(test_decode_untrusted),

@@ -402,7 +402,7 @@ static void test_arity(void **state) {
   d.n_in = -1;
   FAILS(PF_EARITY, pf_graph_program(g, &d, &v, NULL), "\"lonely_add\"", "-1");
   d.n_in = PF_MAX_ARGS + 1;
-  FAILS(PF_EARITY, pf_graph_program(g, &d, &v, NULL), "\"lonely_add\"", "65");
+  FAILS(PF_EARITY, pf_graph_program(g, &d, &v, NULL), "\"lonely_add\"", "1025");
   d.n_in = 2;
   d.in = NULL;
   FAILS(PF_EARITY, pf_graph_program(g, &d, &v, NULL), "\"lonely_add\"");

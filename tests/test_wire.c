@@ -1451,7 +1451,7 @@ static const graph_rule graph_rules[] = {
     {"program_output", g_prog_output, 0, {"program 1", "output 0 is value 77"}},
     {"in_shardings_count", g_in_shardings, 0, {"program 0", "1 in_shardings for 2 inputs"}},
     {"in_sharding_kind", g_in_sharding_kind, 0, {"program 0", "input 1", "sharding kind 5"}},
-    {"too_many_inputs", g_too_many_inputs, 0, {"program 0", "65 inputs"}},
+    {"too_many_inputs", g_too_many_inputs, 0, {"program 0", "1025 inputs"}},
     {"inputs_at_limit", g_max_inputs, 1, {NULL}},
     {"program_name_repeated", g_prog_dup, 0, {"program 1", "\"mm\" repeated", "program 0"}},
     {"input_name_repeated", g_input_dup, 0, {"input 1", "\"x\" repeated"}},

@@ -35,7 +35,8 @@ typedef int32_t pf_value_t;
 typedef int32_t pf_program_t;
 
 #define PF_NAME_MAX 127 /* longest node, input or output name, in bytes */
-#define PF_MAX_ARGS 64  /* most inputs or outputs per program */
+#define PF_MAX_ARGS 1024 /* most inputs per program */
+#define PF_MAX_OUTS 64   /* most outputs per program (and per kernel) */
 
 /* Creates an empty graph bound to `ctx` (for its kernel registry and error
  * messages). Errors: PF_EINVAL, PF_ENOMEM. */
