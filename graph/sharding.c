@@ -83,9 +83,11 @@ static int candidate(const pf_graph *g, const pf_gprogram *p, int which,
     const pf_spec *s = &g->values[p->in[i]].spec;
     if (which >= 1 && in_sh[i].kind == PF_SHARD_PARTIAL) in_sh[i] = pf_replicated();
     if (which == 2 && first >= 0 && in_sh[i].kind == PF_SHARD_REPLICATED) {
+      /* Axes aligned at the end, as broadcasting aligns them. */
       const pf_spec *f = &g->values[p->in[first]].spec;
-      int axis = dflt[first].axis;
-      if (axis < s->rank && s->dims[axis] == f->dims[axis]) in_sh[i] = dflt[first];
+      int axis = dflt[first].axis, mine = axis + s->rank - f->rank;
+      if (mine >= 0 && mine < s->rank && s->dims[mine] == f->dims[axis])
+        in_sh[i] = pf_split(mine);
     }
     if (which == 3 && i != first) in_sh[i] = pf_replicated();
     if (which == 4) in_sh[i] = pf_replicated();

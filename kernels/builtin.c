@@ -6,7 +6,8 @@
 
 int pf_builtin_kernels_register(pf_registry *reg) {
   static int (*const families[])(pf_registry *) = {
-      pf_builtin_register_fill,   pf_builtin_register_elementwise,
+      pf_builtin_register_fill,   pf_builtin_register_binary,
+      pf_builtin_register_elementwise,
       pf_builtin_register_matmul, pf_builtin_register_reduce,
       pf_builtin_register_loss,
   };

@@ -1,66 +1,10 @@
-/* Elementwise arithmetic: add, sub, mul, scale, relu, relu_grad, sgd and
- * bias_add. No broadcasting, except bias_add's over the last axis. */
+/* Elementwise float kernels of one spec: scale, relu, relu_grad, sgd; and
+ * bias_add, which repeats a bias along the leading axes. (add, sub and mul,
+ * which broadcast, are in builtin_binary.c.) */
 #include "base/util.h"
 #include "kernels/builtin_internal.h"
 #include "kernels/sharding.h"
 #include "pathflow/error.h"
-
-enum { OP_ADD, OP_SUB, OP_MUL };
-
-/* Integer ops run in the unsigned type U so that overflow wraps instead of
- * being undefined behaviour; for floats U is T. */
-#define DEFINE_BINARY(S, T, U)                                              \
-  static void binary_##S(int op, int64_t n, const T *a, const T *b, T *o) { \
-    switch (op) {                                                           \
-      case OP_ADD:                                                          \
-        for (int64_t i = 0; i < n; i++) o[i] = (T)((U)a[i] + (U)b[i]);      \
-        break;                                                              \
-      case OP_SUB:                                                          \
-        for (int64_t i = 0; i < n; i++) o[i] = (T)((U)a[i] - (U)b[i]);      \
-        break;                                                              \
-      default:                                                              \
-        for (int64_t i = 0; i < n; i++) o[i] = (T)((U)a[i] * (U)b[i]);      \
-        break;                                                              \
-    }                                                                       \
-  }
-DEFINE_BINARY(f32, float, float)
-DEFINE_BINARY(f64, double, double)
-DEFINE_BINARY(i32, int32_t, uint32_t)
-DEFINE_BINARY(i64, int64_t, uint64_t)
-
-static int binary_shape(const char *kernel, const pf_spec *in, pf_spec *out,
-                        pf_diag *diag) {
-  int rc = pf_builtin_want_all_same(kernel, 2, in,
-                                    PF_BUILTIN_FLOATS | PF_BUILTIN_INTS, diag);
-  if (rc == 0) out[0] = in[0];
-  return rc;
-}
-
-static int binary_compute(const pf_kernel_call *call, int op) {
-  const void *a = call->in[0].data, *b = call->in[1].data;
-  void *o = call->out[0].data;
-  int64_t n = pf_spec_numel(&call->out[0].spec);
-  switch (call->in[0].spec.dtype) {
-    case PF_F32: binary_f32(op, n, a, b, o); break;
-    case PF_F64: binary_f64(op, n, a, b, o); break;
-    case PF_I32: binary_i32(op, n, a, b, o); break;
-    case PF_I64: binary_i64(op, n, a, b, o); break;
-    default: break;
-  }
-  return 0;
-}
-
-#define BINARY_KERNEL(name, op)                                               \
-  static int name##_shape(const pf_attrs *attrs, int n_in, const pf_spec *in, \
-                          int n_out, pf_spec *out, pf_diag *diag) {           \
-    return binary_shape(#name, in, out, diag);                                \
-  }                                                                           \
-  static int name##_compute(const pf_kernel_call *call) {                     \
-    return binary_compute(call, op);                                          \
-  }
-BINARY_KERNEL(add, OP_ADD)
-BINARY_KERNEL(sub, OP_SUB)
-BINARY_KERNEL(mul, OP_MUL)
 
 /* The float-only kernels: n_in inputs of one f32 or f64 spec, output alike. */
 static int float_shape(const char *kernel, int n_in, const pf_spec *in,
@@ -177,20 +121,6 @@ static int bias_add_compute(const pf_kernel_call *call) {
   return 0;
 }
 
-/* mul is linear in each input alone: a partial times a whole value is
- * partial, a product of two partials is not a sum of products. */
-static int mul_sharding(const pf_attrs *attrs, int n_in, const pf_spec *in,
-                        const pf_sharding *in_sh, int num_devices, int n_out,
-                        pf_sharding *out_sh, pf_diag *diag) {
-  if (pf_sharding_count(n_in, in_sh, PF_SHARD_PARTIAL) == 1 &&
-      pf_sharding_count(n_in, in_sh, PF_SHARD_REPLICATED) == 1) {
-    out_sh[0] = pf_partial();
-    return 0;
-  }
-  return pf_sharding_rule_elementwise(attrs, n_in, in, in_sh, num_devices,
-                                      n_out, out_sh, diag);
-}
-
 /* x [..., m] + b [m]: x split along any axis but the last takes the whole
  * bias; split along the last it takes the bias split alike. Partial plus
  * partial is partial (the bias summands add up to the bias). */
@@ -220,9 +150,6 @@ static int bias_add_sharding(const pf_attrs *attrs, int n_in, const pf_spec *in,
   {.name = #kname, .n_in = nin, .n_out = 1, .shape = kname##_shape, \
    .cost = costfn, .sharding = rule, .compute = kname##_compute}
 static const pf_kernel_def defs[] = {
-    DEF(add, 2, pf_builtin_cost_numel, pf_sharding_rule_linear),
-    DEF(sub, 2, pf_builtin_cost_numel, pf_sharding_rule_linear),
-    DEF(mul, 2, pf_builtin_cost_numel, mul_sharding),
     DEF(scale, 1, pf_builtin_cost_numel, pf_sharding_rule_linear),
     DEF(relu, 1, pf_builtin_cost_numel, pf_sharding_rule_elementwise),
     DEF(relu_grad, 2, pf_builtin_cost_numel, pf_sharding_rule_elementwise),

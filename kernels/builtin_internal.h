@@ -38,6 +38,7 @@
 /* One per builtin_*.c file. */
 int pf_builtin_register_fill(pf_registry *reg);
 int pf_builtin_register_elementwise(pf_registry *reg);
+int pf_builtin_register_binary(pf_registry *reg);
 int pf_builtin_register_matmul(pf_registry *reg);
 int pf_builtin_register_reduce(pf_registry *reg);
 int pf_builtin_register_loss(pf_registry *reg);
