@@ -52,6 +52,7 @@ typedef struct pf_waiter {
   int num_shards;
   size_t shard_bytes; /* fetch: what each shard must hold */
   void *step_req; /* a step: its dispatcher record (api/dispatch.c) */
+  int counted_done; /* its last reply came: counted in ctx->n_done; lock */
   struct pf_waiter *next; /* in its bucket of the context's waiter table */
 } pf_waiter;
 
@@ -80,6 +81,9 @@ struct pf_context {
   pthread_cond_t cond;
   pf_waiter_table waiting; /* guarded by lock */
   atomic_int n_waiting; /* waiters linked in `waiting` (read without lock) */
+  /* Of those, the ones whose last reply came and that nobody collected
+   * yet (a future not waited on): the loop need not poll for them. */
+  atomic_int n_done;
   int in_flight;      /* steps dispatched, not done; guarded by lock */
   int max_pending;    /* executions admitted at once (backpressure) */
   /* Executions admitted: incremented by pf_execute on the user thread,

@@ -57,31 +57,30 @@ static void record(pf_waiter *w, int status, const char *message) {
   }
 }
 
+/* w's last reply came: no more to poll for, whether or not anyone collects
+ * it (ctx->lock held). */
+static void note_done(pf_context *ctx, pf_waiter *w) {
+  if (w->counted_done) return;
+  w->counted_done = 1;
+  atomic_fetch_add_explicit(&ctx->n_done, 1, memory_order_relaxed);
+}
+
 void pf_controller_on_reply(void *arg, pf_msg *m) {
   pf_context *ctx = arg;
   pf_waiter *w;
   int completed = 0;
   pthread_mutex_lock(&ctx->lock);
   switch (m->kind) {
+    /* A message an executor could not decode is answered with the error by
+     * the reply it would have had (runtime/runtime.c): it fails only its
+     * own waiter. */
     case PF_MSG_LOAD_DONE:
-      if (m->executable == 0) {
-        /* An executor rejected a message it could not decode: whatever was
-         * waiting on it would wait forever, so fail every waiter. */
-        for (size_t i = 0; ctx->waiting.buckets && i <= ctx->waiting.mask; i++)
-          for (w = ctx->waiting.buckets[i]; w; w = w->next) {
-            record(w, m->status, m->message);
-            w->pending = 0;
-            completed = 1;
-            if (w->step_req != NULL) pf_controller_step_reply_locked(ctx, w);
-          }
-        break;
-      }
-      /* fall through */
     case PF_MSG_STEP_DONE:
       w = find(ctx, m->kind == PF_MSG_LOAD_DONE ? m->executable : m->step);
       if (w == NULL) break;
       record(w, m->status, m->message);
       completed = --w->pending == 0;
+      if (completed) note_done(ctx, w);
       if (w->step_req != NULL) pf_controller_step_reply_locked(ctx, w);
       break;
     case PF_MSG_FETCH_REPLY:
@@ -102,6 +101,7 @@ void pf_controller_on_reply(void *arg, pf_msg *m) {
         m->data[k] = NULL;
       }
       completed = --w->pending == 0;
+      if (completed) note_done(ctx, w);
       break;
     default:
       break;
@@ -116,9 +116,12 @@ void pf_controller_on_reply(void *arg, pf_msg *m) {
 
 int pf_controller_busy(void *arg) {
   pf_context *ctx = arg;
-  /* Called on every poll: a counter, not a walk of the waiters under the
-   * lock. A waiter counts until its caller has collected it. */
-  return atomic_load_explicit(&ctx->n_waiting, memory_order_relaxed) > 0;
+  /* Called on every poll: counters, not a walk of the waiters under the
+   * lock. A waiter counts while replies are due: one whose replies all came
+   * does not, though nobody collected it (a future never waited on would
+   * otherwise keep this loop polling for good). */
+  return atomic_load_explicit(&ctx->n_waiting, memory_order_relaxed) -
+             atomic_load_explicit(&ctx->n_done, memory_order_relaxed) > 0;
 }
 
 void pf_controller_expect(pf_context *ctx, pf_waiter *w, uint64_t key, int pending) {
@@ -127,6 +130,7 @@ void pf_controller_expect(pf_context *ctx, pf_waiter *w, uint64_t key, int pendi
   w->pending = pending;
   w->status = 0;
   w->message[0] = '\0';
+  w->counted_done = 0;
   pthread_mutex_lock(&ctx->lock);
   grow(&ctx->waiting, (size_t)atomic_load_explicit(&ctx->n_waiting, memory_order_relaxed) + 1);
   b = bucket(&ctx->waiting, key);
@@ -141,6 +145,7 @@ static void unlink_locked(pf_context *ctx, pf_waiter *w) {
     if (*p == w) {
       *p = w->next;
       atomic_fetch_sub_explicit(&ctx->n_waiting, 1, memory_order_relaxed);
+      if (w->counted_done) atomic_fetch_sub_explicit(&ctx->n_done, 1, memory_order_relaxed);
       return;
     }
 }
