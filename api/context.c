@@ -124,6 +124,19 @@ static int register_kernels(pf_registry *reg, const pf_init_options *opts, pf_di
   return rc;
 }
 
+/* Where the devices' memory came from, for PF_EMEMORY's message: as rank 0
+ * sees it (mpirun gives every rank its environment unless told otherwise). */
+static const char *memory_origin(void) {
+  static char origin[160];
+  const char *e = getenv("PATHFLOW_DEVICE_MEMORY");
+  if (e && *e)
+    snprintf(origin, sizeof origin, "PATHFLOW_DEVICE_MEMORY=%.100s", e);
+  else
+    snprintf(origin, sizeof origin,
+             "the host's memory divided among its devices (PATHFLOW_DEVICE_MEMORY is not set)");
+  return origin;
+}
+
 /* Every rank tells rank 0 its host and devices; rank 0 builds the cluster
  * view the scheduler places programs on. */
 static int build_cluster(pf_context *ctx, int ncpu, pf_diag *d) {
@@ -204,6 +217,7 @@ static int build_cluster(pf_context *ctx, int ncpu, pf_diag *d) {
       }
     ctx->cluster.n_ranks = ctx->size;
     ctx->cluster.n_devices = total;
+    ctx->cluster.memory_origin = memory_origin();
     ctx->num_devices[PF_DEVICE_CPU] = total;
   }
   free(counts);
