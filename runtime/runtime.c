@@ -530,7 +530,8 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   sc.trace = NULL;
   if (rt->trace) {
     char why[256];
-    if ((rc = pf_trace_open(rt->rank, &rt->timeline, why, sizeof why)) != 0) {
+    if ((rc = pf_trace_open(rt->rank, rt->size, cfg->num_devices, &rt->timeline, why,
+                            sizeof why)) != 0) {
       fprintf(stderr, "pathflow: %s\n", why);
       pf_executor_stop(rt->ex);
       free(rt->last_seen);

@@ -21,6 +21,9 @@ typedef struct exe {
   pf_mpi_box *boxes; /* per op: SEND/RECV addressing */
   MPI_Comm *comms;   /* per op: COLLECTIVE communicator */
   int connected;     /* its communicators are made (CONNECT, or none needed) */
+  /* RUNs received: they come in the order of the user's pf_execute calls,
+   * so the n-th is the user's step n of this executable (in traces). */
+  uint64_t runs_seen;
   /* MPI collective ops in plan order: what a step's start walks, not the
    * plan's thousands of records. */
   uint32_t *collectives, n_collectives;
@@ -33,6 +36,7 @@ typedef struct run {
   exe *e;
   pf_step *step;
   uint64_t seq;
+  uint64_t user_step; /* the n-th run of its executable, from 1 */
   uint32_t slot; /* tag window */
   pf_msg *msg; /* the RUN message: output and drop ids */
   int ops_in_flight; /* loop ops posted and not done */
@@ -374,6 +378,7 @@ static void handle_run(pf_service *s, pf_msg *m) {
     pf_msg_free(m);
     return;
   }
+  e->runs_seen++; /* failed runs count too: the user's steps stay numbered alike on every rank */
   if (!e->connected) {
     reply_status(s, PF_MSG_STEP_DONE, m->executable, m->step, PF_ESTATE,
                  "run: the executable's communicators are not made on this rank (no connect)");
@@ -412,6 +417,7 @@ static void handle_run(pf_service *s, pf_msg *m) {
   r->svc = s;
   r->e = e;
   r->seq = m->step;
+  r->user_step = e->runs_seen;
   r->slot = m->slot;
   r->msg = m;
   e->refs++;
@@ -458,7 +464,7 @@ void pf_service_step_done(pf_service *s, void *arg) {
       if (t0 != 0 && !pf_loaded_is_loop_op(r->e->loaded, i))
         pf_trace_event(s->cfg.trace, p->ops[i].name,
                        p->ops[i].kernel ? p->ops[i].kernel : "copy", p->ops[i].device, t0, t1,
-                       r->seq);
+                       r->e->id, r->user_step, r->seq);
     }
   reply_status(s, PF_MSG_STEP_DONE, r->e->id, r->seq, status, pf_step_message(r->step));
   s->last_progress = pf_now_ns();
@@ -494,7 +500,8 @@ static void loop_op_finish(loop_op *lo, int status, const char *why) {
       snprintf(name, sizeof name, "%s %s rank %d (%s)", op->kind == PF_OP_SEND ? "send" : "recv",
                op->kind == PF_OP_SEND ? "to" : "from", (int)op->peer, op->name);
     pf_trace_event(s->cfg.trace, name, op->kind == PF_OP_COLLECTIVE ? "collective" : "transfer",
-                   PF_TRACE_LOOP_ROW, lo->started, pf_now_ns(), lo->r->seq);
+                   PF_TRACE_LOOP_ROW, lo->started, pf_now_ns(), lo->r->e->id, lo->r->user_step,
+                   lo->r->seq);
   }
   posted_remove(lo);
   lo->r->ops_in_flight--;

@@ -27,7 +27,8 @@ if "$tool" plan "$dir/junk.pb" 2>"$dir/err.txt"; then echo "FAIL: junk accepted"
 grep -q "pathflow plan" "$dir/err.txt"
 # Every command answers --help (and -h, and `help COMMAND`): usage on stdout, exit 0.
 for args in "--help" "-h" "help" "plan --help" "plan -h" "plan x.pb --help" \
-            "example --help" "example -h" "help plan" "help example"; do
+            "example --help" "example -h" "help plan" "help example" "trace --help" \
+            "help trace"; do
   # shellcheck disable=SC2086
   "$tool" $args >"$dir/help.txt" 2>"$dir/err.txt" || { echo "FAIL: pathflow $args"; exit 1; }
   grep -q "^usage: pathflow" "$dir/help.txt" || { echo "FAIL: pathflow $args: no usage"; exit 1; }
@@ -63,4 +64,9 @@ bad '--devices "4x": expected an integer' example mlp "$dir/x.pb" --devices 4x
 bad '--steps "0": expected an integer' example mlp "$dir/x.pb" --steps 0
 bad "usage: pathflow example" example mlp "$dir/x.pb" --devices
 bad 'unknown command "nope"' nope
+bad "usage: pathflow trace" trace "$dir/out.json"
+if "$tool" trace "$dir/out.json" "$dir/nope.json" 2>"$dir/err.txt"; then
+  echo "FAIL: trace of a missing file accepted"; exit 1
+fi
+grep -q "pathflow trace: cannot read $dir/nope.json" "$dir/err.txt"
 echo "ok: pathflow example/plan/--dot/--help/--memory units"

@@ -3,6 +3,7 @@
  *   pathflow example NAME OUT.pb [--devices N] [--steps T]
  *   pathflow plan GRAPH.pb [--cluster H:R:D] [--policy packed|spread]
  *                          [--memory BYTES] [--dot PREFIX]
+ *   pathflow trace OUT.json RANK_FILE.json...
  *   pathflow help [COMMAND]     (or COMMAND --help)
  *
  * `plan` compiles a serialized graph for a simulated cluster (no MPI job is
@@ -13,6 +14,7 @@
 
 #include "base/util.h"
 #include "graph/graph_codec.h"
+#include "runtime/trace.h"
 #include "pathflow/error.h"
 #include "tools/tool.h"
 
@@ -30,10 +32,16 @@
   "  KB/KiB, MB/MiB, ...: all powers of 1024); a plan that does not fit is refused.\n"   \
   "  --dot PREFIX writes PREFIX.graph.dot and PREFIX.plan.dot for Graphviz.\n"
 
+#define TRACE_USAGE                                                                  \
+  "usage: pathflow trace OUT.json RANK_FILE.json...\n"                              \
+  "  Merges per-rank timelines (pathflow-trace.RANK.json, written with\n"           \
+  "  PATHFLOW_TRACE=1 by ranks whose files rank 0 could not see) into one file.\n"
+
 /* Usage of one command (or of all when cmd is NULL) on f; returns rc. */
 static int usage(FILE *f, const char *cmd, int rc) {
   if (cmd == NULL || strcmp(cmd, "example") == 0) fputs(EXAMPLE_USAGE, f);
   if (cmd == NULL || strcmp(cmd, "plan") == 0) fputs(PLAN_USAGE, f);
+  if (cmd == NULL || strcmp(cmd, "trace") == 0) fputs(TRACE_USAGE, f);
   if (cmd == NULL) fputs("See docs/cli.md.\n", f);
   return rc;
 }
@@ -180,13 +188,28 @@ static int cmd_plan(int argc, char **argv) {
   return rc;
 }
 
+static int cmd_trace(int argc, char **argv) {
+  char why[512];
+  int rc;
+  if (wants_help(argc, argv)) return usage(stdout, "trace", 0);
+  if (argc < 4) return usage(stderr, "trace", 2);
+  if ((rc = pf_trace_merge(argv[2], (const char *const *)argv + 3, argc - 3, why, sizeof why)) != 0) {
+    fprintf(stderr, "pathflow trace: %s\n", why);
+    return 1;
+  }
+  printf("wrote %s: %d timelines\n", argv[2], argc - 3);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) return usage(stderr, NULL, 2);
   if (strcmp(argv[1], "example") == 0) return cmd_example(argc, argv);
   if (strcmp(argv[1], "plan") == 0) return cmd_plan(argc, argv);
+  if (strcmp(argv[1], "trace") == 0) return cmd_trace(argc, argv);
   if (is_help(argv[1])) return usage(stdout, NULL, 0);
   if (strcmp(argv[1], "help") == 0) {
-    if (argc > 2 && strcmp(argv[2], "example") != 0 && strcmp(argv[2], "plan") != 0) {
+    if (argc > 2 && strcmp(argv[2], "example") != 0 && strcmp(argv[2], "plan") != 0 &&
+        strcmp(argv[2], "trace") != 0) {
       fprintf(stderr, "pathflow: unknown command \"%s\"\n", argv[2]);
       return usage(stderr, NULL, 2);
     }
