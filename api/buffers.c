@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/context_internal.h"
+#include "api/execute_internal.h"
 #include "base/util.h"
 
 /* ---- the table ---------------------------------------------------------------- */
@@ -196,8 +196,9 @@ static pf_buffer_entry *lookup(pf_context *ctx, pf_buffer_t buf) {
 
 int pf_buffer_spec(pf_context *ctx, pf_buffer_t buf, pf_spec *out) {
   pf_buffer_entry *e;
-  if (ctx == NULL || out == NULL) return PF_EINVAL;
-  pf_context_begin(ctx);
+  int rc;
+  if ((rc = pf_context_live(ctx, "pf_buffer_spec")) != 0) return rc;
+  if (out == NULL) return pf_context_error(ctx, PF_EINVAL, "pf_buffer_spec: out is NULL");
   if ((e = lookup(ctx, buf)) == NULL) return PF_ESTALE;
   *out = e->spec;
   return 0;
@@ -206,9 +207,10 @@ int pf_buffer_spec(pf_context *ctx, pf_buffer_t buf, pf_spec *out) {
 int pf_buffer_fetch(pf_context *ctx, pf_buffer_t buf, pf_tensor **out) {
   pf_buffer_entry *e;
   char what[40];
-  if (ctx == NULL || out == NULL) return PF_EINVAL;
+  int rc;
+  if ((rc = pf_context_live(ctx, "pf_buffer_fetch")) != 0) return rc;
+  if (out == NULL) return pf_context_error(ctx, PF_EINVAL, "pf_buffer_fetch: out is NULL");
   *out = NULL;
-  pf_context_begin(ctx);
   if ((e = lookup(ctx, buf)) == NULL) return PF_ESTALE;
   snprintf(what, sizeof what, "buffer %llu", (unsigned long long)e->id);
   return pf_value_fetch(ctx, what, e->id, &e->spec, e->sharding, e->num_shards, e->homes, out);
@@ -216,10 +218,85 @@ int pf_buffer_fetch(pf_context *ctx, pf_buffer_t buf, pf_tensor **out) {
 
 int pf_buffer_release(pf_context *ctx, pf_buffer_t buf) {
   pf_buffer_entry *e;
-  if (ctx == NULL) return PF_EINVAL;
-  pf_context_begin(ctx);
+  int rc;
+  if ((rc = pf_context_live(ctx, "pf_buffer_release")) != 0) return rc;
   if ((e = lookup(ctx, buf)) == NULL) return PF_ESTALE;
   pf_value_release(ctx, e->id, e->num_shards, e->homes);
   remove_entry(ctx, e);
   return 0;
+}
+
+/* Sends t's shards to where `io` says and records the buffer. */
+static int put(pf_context *ctx, const pf_io *io, const pf_tensor *t, pf_buffer_t *out) {
+  pf_home *homes = pf_mallocn((size_t)io->num_shards, sizeof *homes);
+  uint64_t id = 0;
+  int rc;
+  if (homes == NULL) return pf_context_error(ctx, PF_ENOMEM, "pf_buffer_put: out of memory");
+  for (int s = 0; s < io->num_shards; s++) {
+    homes[s].rank = io->shards[s].rank;
+    homes[s].device = io->shards[s].device;
+  }
+  rc = pf_put_shards(ctx, "pf_buffer_put of", io, pf_tensor_cdata(t), &id);
+  if (rc == 0 && (rc = pf_buffers_add(ctx, id, &io->spec, io->sharding, io->num_shards, homes)))
+    pf_context_error(ctx, rc, "pf_buffer_put: out of memory");
+  if (rc != 0 && id != 0) pf_value_release(ctx, id, io->num_shards, homes);
+  if (rc == 0) out->id = id;
+  free(homes);
+  return rc;
+}
+
+int pf_buffer_put(pf_context *ctx, const pf_tensor *t, int n_devices, const int *devices,
+                  pf_sharding sharding, pf_buffer_t *out) {
+  pf_io io = {.name = "tensor", .sharding = sharding, .num_shards = n_devices};
+  pf_spec local;
+  int rc;
+  if ((rc = pf_context_live(ctx, "pf_buffer_put")) != 0) return rc;
+  if (t == NULL || out == NULL || devices == NULL || n_devices < 1)
+    return pf_context_error(ctx, PF_EINVAL,
+                            "pf_buffer_put: needs a tensor, an output and at least one device");
+  out->id = 0;
+  if (sharding.kind != PF_SHARD_REPLICATED && sharding.kind != PF_SHARD_SPLIT)
+    return pf_context_error(ctx, PF_EINVAL,
+                            "pf_buffer_put: a buffer from the host is replicated or split");
+  io.spec = *pf_tensor_spec(t);
+  if ((rc = pf_shard_spec(&io.spec, sharding, n_devices, &local, "pf_buffer_put", &ctx->diag)))
+    return rc;
+  if ((io.shards = pf_calloc((size_t)n_devices, sizeof *io.shards)) == NULL)
+    return pf_context_error(ctx, PF_ENOMEM, "pf_buffer_put: out of memory");
+  for (int s = 0; s < n_devices && rc == 0; s++) {
+    int d = devices[s];
+    if (d < 0 || d >= ctx->cluster.n_devices)
+      rc = pf_context_error(ctx, PF_EINVAL, "pf_buffer_put: device %d: the job has %d (0 to %d)",
+                            d, ctx->cluster.n_devices, ctx->cluster.n_devices - 1);
+    else {
+      io.shards[s].rank = ctx->cluster.devices[d].rank;
+      io.shards[s].device = ctx->cluster.devices[d].local;
+    }
+  }
+  if (rc == 0) rc = put(ctx, &io, t, out);
+  free(io.shards);
+  return rc;
+}
+
+int pf_buffer_put_for(pf_executable *exe, const char *input, const pf_tensor *t,
+                      pf_buffer_t *out) {
+  const pf_compiled *c;
+  char want[128], got[128];
+  int rc;
+  if (exe == NULL) return PF_EINVAL;
+  if ((rc = pf_context_live(exe->ctx, "pf_buffer_put_for")) != 0) return rc;
+  if (t == NULL || out == NULL)
+    return pf_context_error(exe->ctx, PF_EINVAL, "pf_buffer_put_for: needs a tensor and an output");
+  out->id = 0;
+  c = exe->compiled;
+  for (int i = 0; input != NULL && i < c->n_inputs; i++) {
+    if (strcmp(c->inputs[i].name, input) != 0) continue;
+    if (!pf_spec_equal(pf_tensor_spec(t), &c->inputs[i].spec))
+      return pf_context_error(exe->ctx, PF_EFEEDSHAPE, "pf_buffer_put_for \"%s\": got %s, the input is %s",
+                              input, pf_spec_str(pf_tensor_spec(t), got, sizeof got),
+                              pf_spec_str(&c->inputs[i].spec, want, sizeof want));
+    return put(exe->ctx, &c->inputs[i], t, out);
+  }
+  return pf_context_error(exe->ctx, PF_ENOTFOUND, "pf_buffer_put_for: no input named \"%s\"",
+                          input ? input : "(null)");
 }

@@ -27,12 +27,20 @@ int pf_context_error(pf_context *ctx, int code, const char *fmt, ...) {
 
 uint64_t pf_context_new_id(pf_context *ctx) { return ++ctx->next_id; }
 
+int pf_context_live(pf_context *ctx, const char *call) {
+  if (ctx == NULL) return PF_EINVAL;
+  pf_context_begin(ctx);
+  if (ctx->finalized)
+    return pf_context_error(ctx, PF_ESTATE, "%s: the context was finalized", call);
+  return 0;
+}
+
 const char *pf_last_error(const pf_context *ctx) { return ctx ? ctx->diag.msg : ""; }
 int pf_rank(const pf_context *ctx) { return ctx ? ctx->rank : 0; }
 int pf_world_size(const pf_context *ctx) { return ctx ? ctx->size : 0; }
 
 int pf_device_count(const pf_context *ctx, pf_device_kind kind) {
-  if (ctx == NULL || (unsigned)kind >= PF_DEVICE_KIND_COUNT) return 0;
+  if (ctx == NULL || ctx->finalized || (unsigned)kind >= PF_DEVICE_KIND_COUNT) return 0;
   return ctx->num_devices[kind];
 }
 
@@ -292,21 +300,36 @@ fail:
   return rc;
 }
 
+/* Finalized contexts stay allocated (and reachable from here, so leak
+ * checkers see no leak) with their registry, which graphs of the context
+ * still read: a call with a finalized context, or with a graph of it, is
+ * PF_ESTATE instead of a use after free. A few KiB per pf_init. */
+static pf_context *finalized;
+
 int pf_finalize(pf_context *ctx) {
+  int rc;
   if (ctx == NULL) return 0;
+  if ((rc = pf_context_live(ctx, "pf_finalize")) != 0) return rc;
   pf_future_free_all(ctx); /* waits for executions in flight */
   pf_executable_free_all(ctx);
   pf_buffers_clear(ctx);
   pf_runtime_stop(ctx->runtime); /* tells the executors to shut down */
+  ctx->runtime = NULL;
   pf_mpi_finalize(ctx->mpi);
-  context_free(ctx);
+  ctx->mpi = NULL;
+  pf_controller_table_free(ctx);
+  free(ctx->cluster.devices);
+  ctx->cluster.devices = NULL;
+  ctx->cluster.n_devices = 0;
+  ctx->finalized = 1;
+  ctx->next_finalized = finalized;
+  finalized = ctx;
   return 0;
 }
 
 int pf_kernel_register(pf_context *ctx, const pf_kernel_def *def) {
   int rc;
-  if (ctx == NULL) return PF_EINVAL;
-  pf_context_begin(ctx);
+  if ((rc = pf_context_live(ctx, "pf_kernel_register")) != 0) return rc;
   rc = pf_registry_add(ctx->registry, def);
   if (rc == PF_EEXIST)
     return pf_context_error(ctx, rc, "kernel \"%s\" for %s devices is already registered",
@@ -320,14 +343,20 @@ int pf_kernel_register(pf_context *ctx, const pf_kernel_def *def) {
 
 int pf_kernel_outputs(pf_context *ctx, const char *name, pf_device_kind kind) {
   const pf_kernel *k;
-  if (ctx == NULL) return PF_EINVAL;
+  int rc;
+  if ((rc = pf_context_live(ctx, "pf_kernel_outputs")) != 0) return rc;
   k = pf_registry_find(ctx->registry, name, kind);
-  return k ? k->def.n_out : PF_ENOKERNEL;
+  if (k == NULL)
+    return pf_context_error(ctx, PF_ENOKERNEL, "no kernel \"%s\" for %s devices",
+                            name ? name : "(null)", pf_device_kind_name(kind));
+  return k->def.n_out;
 }
 
 int pf_kernels_load(pf_context *ctx, const char *path) {
-  if (ctx == NULL || path == NULL) return PF_EINVAL;
-  return load_plugin(ctx->registry, path, pf_context_begin(ctx));
+  int rc;
+  if ((rc = pf_context_live(ctx, "pf_kernels_load")) != 0) return rc;
+  if (path == NULL) return pf_context_error(ctx, PF_EINVAL, "pf_kernels_load: no path");
+  return load_plugin(ctx->registry, path, &ctx->diag);
 }
 
 static void graph_env(pf_context *ctx, pf_graph_env *env) {
@@ -340,15 +369,19 @@ static void graph_env(pf_context *ctx, pf_graph_env *env) {
 
 int pf_graph_create(pf_context *ctx, pf_graph **out) {
   pf_graph_env env;
-  if (ctx == NULL || out == NULL) return PF_EINVAL;
-  pf_context_begin(ctx);
+  int rc;
+  if ((rc = pf_context_live(ctx, "pf_graph_create")) != 0) return rc;
+  if (out == NULL) return pf_context_error(ctx, PF_EINVAL, "pf_graph_create: out is NULL");
   graph_env(ctx, &env);
   return pf_graph_new(&env, out);
 }
 
 int pf_graph_decode(pf_context *ctx, const uint8_t *buf, size_t len, pf_graph **out) {
   pf_graph_env env;
-  if (ctx == NULL || out == NULL || (buf == NULL && len > 0)) return PF_EINVAL;
+  int rc;
+  if ((rc = pf_context_live(ctx, "pf_graph_decode")) != 0) return rc;
+  if (out == NULL || (buf == NULL && len > 0))
+    return pf_context_error(ctx, PF_EINVAL, "pf_graph_decode: out or buf is NULL");
   graph_env(ctx, &env);
   return pf_graph_decode_env(&env, buf, len, out, pf_context_begin(ctx));
 }

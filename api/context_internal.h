@@ -95,10 +95,15 @@ struct pf_context {
   uint64_t slots_used;       /* bit per dispatch slot held by a step; lock */
   pf_executable *executables; /* user thread */
   pf_future *futures;         /* user thread */
+  int finalized;              /* pf_finalize ran: every call is PF_ESTATE */
+  pf_context *next_finalized; /* in api/context.c's list of those */
 };
 
 /* Resets and returns the context's error sink. */
 pf_diag *pf_context_begin(pf_context *ctx);
+/* Begins a public call `call` on ctx: PF_EINVAL when ctx is NULL,
+ * PF_ESTATE (with a message) once it was finalized, else 0. */
+int pf_context_live(pf_context *ctx, const char *call);
 /* Records an error in the context and returns code. */
 int pf_context_error(pf_context *ctx, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

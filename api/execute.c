@@ -79,7 +79,7 @@ int pf_compile(pf_graph *g, pf_executable **out) {
   if (g == NULL || out == NULL) return PF_EINVAL;
   *out = NULL;
   ctx = g->env.owner;
-  pf_context_begin(ctx);
+  if ((rc = pf_context_live(ctx, "pf_compile")) != 0) return rc;
   if ((e = calloc(1, sizeof *e)) == NULL) return pf_context_error(ctx, PF_ENOMEM, "compile: out of memory");
   e->ctx = ctx;
   e->id = pf_context_new_id(ctx);
@@ -144,7 +144,10 @@ void pf_executable_free_all(pf_context *ctx) {
 }
 
 int pf_executable_set_weight(pf_executable *e, double weight) {
-  if (e == NULL || !(weight > 0) || weight > 1e9) return PF_EINVAL;
+  if (e == NULL) return PF_EINVAL;
+  pf_context_begin(e->ctx);
+  if (!(weight > 0) || weight > 1e9)
+    return pf_context_error(e->ctx, PF_EINVAL, "weight %g: need a number > 0 and <= 1e9", weight);
   pthread_mutex_lock(&e->ctx->lock);
   e->weight = weight;
   pthread_mutex_unlock(&e->ctx->lock);
@@ -152,7 +155,9 @@ int pf_executable_set_weight(pf_executable *e, double weight) {
 }
 
 int pf_executable_stats_get(pf_executable *e, pf_executable_stats *out) {
-  if (e == NULL || out == NULL) return PF_EINVAL;
+  if (e == NULL) return PF_EINVAL;
+  pf_context_begin(e->ctx);
+  if (out == NULL) return pf_context_error(e->ctx, PF_EINVAL, "pf_executable_stats_get: out is NULL");
   pthread_mutex_lock(&e->ctx->lock);
   out->weight = e->weight;
   out->steps_dispatched = e->dispatched;
@@ -164,8 +169,11 @@ int pf_executable_stats_get(pf_executable *e, pf_executable_stats *out) {
 }
 
 int pf_executable_peak_memory(const pf_executable *e, int device, int64_t *bytes) {
-  if (e == NULL || bytes == NULL || device < 0 || device >= e->compiled->n_devices)
-    return PF_EINVAL;
+  if (e == NULL) return PF_EINVAL;
+  pf_context_begin(e->ctx);
+  if (bytes == NULL || device < 0 || device >= e->compiled->n_devices)
+    return pf_context_error(e->ctx, PF_EINVAL, "device %d: the devices are 0 to %d", device,
+                            e->compiled->n_devices - 1);
   *bytes = e->compiled->peak[device];
   return 0;
 }
@@ -173,19 +181,22 @@ int pf_executable_peak_memory(const pf_executable *e, int device, int64_t *bytes
 int pf_executable_num_inputs(const pf_executable *e) { return e ? e->compiled->n_inputs : 0; }
 int pf_executable_num_outputs(const pf_executable *e) { return e ? e->compiled->n_outputs : 0; }
 
-static int io_get(const pf_io *io, int n, int i, const char **name, pf_spec *spec) {
-  if (i < 0 || i >= n) return PF_EINVAL;
+static int io_get(pf_context *ctx, const pf_io *io, int n, int i, const char **name,
+                  pf_spec *spec) {
+  pf_context_begin(ctx);
+  if (i < 0 || i >= n) return pf_context_error(ctx, PF_EINVAL, "index %d: there are %d", i, n);
   if (name) *name = io[i].name;
   if (spec) *spec = io[i].spec;
   return 0;
 }
 
 int pf_executable_input(const pf_executable *e, int i, const char **name, pf_spec *spec) {
-  return e ? io_get(e->compiled->inputs, e->compiled->n_inputs, i, name, spec) : PF_EINVAL;
+  return e ? io_get(e->ctx, e->compiled->inputs, e->compiled->n_inputs, i, name, spec) : PF_EINVAL;
 }
 
 int pf_executable_output(const pf_executable *e, int i, const char **name, pf_spec *spec) {
-  return e ? io_get(e->compiled->outputs, e->compiled->n_outputs, i, name, spec) : PF_EINVAL;
+  return e ? io_get(e->ctx, e->compiled->outputs, e->compiled->n_outputs, i, name, spec)
+           : PF_EINVAL;
 }
 
 static int io_find(const pf_io *io, int n, const char *name) {
@@ -243,19 +254,18 @@ static int same_layout(const pf_buffer_entry *b, const pf_io *in) {
   return 1;
 }
 
-/* Sends a host tensor's shards to where input `in` wants them, under a
- * fresh id (dropped by the executors after the step). */
-static int put_shards(pf_context *ctx, const pf_io *in, const void *data, uint64_t *id) {
+int pf_put_shards(pf_context *ctx, const char *kind, const pf_io *in, const void *data,
+                  uint64_t *id) {
   pf_storage **shards;
   pf_spec local;
   int rc;
   pf_shard_spec(&in->spec, in->sharding, in->num_shards, &local, "", NULL);
   if (pf_spec_nbytes(&local) > (size_t)PF_HOST_SHARD_MAX)
     return pf_context_error(ctx, PF_ERANGE,
-                            "feed \"%s\": a shard holds %zu bytes, over the %lld bytes a shard "
-                            "fed from the host may hold (PF_HOST_SHARD_MAX); split the input "
+                            "%s \"%s\": a shard holds %zu bytes, over the %lld bytes a shard "
+                            "moved from the host may hold (PF_HOST_SHARD_MAX); split the value "
                             "over more devices or make it on the devices",
-                            in->name, pf_spec_nbytes(&local), (long long)PF_HOST_SHARD_MAX);
+                            kind, in->name, pf_spec_nbytes(&local), (long long)PF_HOST_SHARD_MAX);
   if ((shards = pf_calloc((size_t)in->num_shards, sizeof *shards)) == NULL)
     return pf_context_error(ctx, PF_ENOMEM, "feed: out of memory");
   rc = pf_shards_scatter(&in->spec, in->sharding, in->num_shards, data, shards);
@@ -373,12 +383,14 @@ static int execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_futur
   uint64_t *in_ids = NULL, *drop = NULL;
   int *which = NULL, n_drop = 0, rc = 0;
   pf_future *f = NULL;
-  if (e == NULL || out == NULL || n_feeds < 0 || (n_feeds > 0 && feeds == NULL))
-    return PF_EINVAL;
-  *out = NULL;
+  if (e == NULL) return PF_EINVAL;
   ctx = e->ctx;
   c = e->compiled;
   pf_context_begin(ctx);
+  if (out == NULL || n_feeds < 0 || (n_feeds > 0 && feeds == NULL))
+    return pf_context_error(ctx, PF_EINVAL, "execute: out is NULL, or %d feeds at %p", n_feeds,
+                            (const void *)feeds);
+  *out = NULL;
   if ((rc = admit(ctx, block)) != 0) return rc;
   which = pf_mallocn((size_t)c->n_inputs, sizeof *which);
   in_ids = pf_calloc((size_t)c->n_inputs, sizeof *in_ids);
@@ -408,9 +420,10 @@ static int execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_futur
       rc = pf_value_fetch(ctx, what, b->id, &b->spec, b->sharding, b->num_shards, b->homes, &tmp);
     }
     if (rc == 0)
-      rc = put_shards(ctx, &c->inputs[i], fd->tensor ? pf_tensor_cdata(fd->tensor) : pf_tensor_cdata(tmp),
-                      &in_ids[i]);
-    /* put_shards sets the id before sending: drop it even if it failed
+      rc = pf_put_shards(ctx, "feed", &c->inputs[i],
+                         fd->tensor ? pf_tensor_cdata(fd->tensor) : pf_tensor_cdata(tmp),
+                         &in_ids[i]);
+    /* pf_put_shards sets the id before sending: drop it even if it failed
      * halfway. */
     if (in_ids[i] != 0 && (b == NULL || in_ids[i] != b->id)) drop[n_drop++] = in_ids[i];
     pf_tensor_destroy(tmp);
@@ -482,11 +495,28 @@ static int finish(pf_future *f, int64_t timeout_ms) {
   return f->w.status;
 }
 
-int pf_future_wait(pf_future *f) { return f ? finish(f, -1) : PF_EINVAL; }
+/* A wait is a call like any other for pf_last_error: cleared, then the
+ * execution's own message when it failed. */
+static int wait_call(pf_future *f, int64_t timeout_ms) {
+  int rc;
+  pf_context_begin(f->ctx);
+  if ((rc = finish(f, timeout_ms)) == PF_ETIMEDOUT)
+    return pf_context_error(f->ctx, rc, "the execution did not complete in %lld ms",
+                            (long long)timeout_ms);
+  if (rc != 0) pf_context_error(f->ctx, rc, "%s", f->w.message);
+  return rc;
+}
+
+int pf_future_wait(pf_future *f) { return f ? wait_call(f, -1) : PF_EINVAL; }
 
 int pf_future_wait_for(pf_future *f, int64_t timeout_ms) {
-  if (f == NULL || timeout_ms < 0) return PF_EINVAL;
-  return finish(f, timeout_ms == 0 ? 0 : timeout_ms);
+  if (f == NULL) return PF_EINVAL;
+  if (timeout_ms < 0) {
+    pf_context_begin(f->ctx);
+    return pf_context_error(f->ctx, PF_EINVAL, "wait_for: timeout %lld ms is negative",
+                            (long long)timeout_ms);
+  }
+  return wait_call(f, timeout_ms);
 }
 
 int pf_future_done(const pf_future *f) {
@@ -567,7 +597,7 @@ void pf_future_destroy(pf_future *f) {
   if (f == NULL) return;
   ctx = f->ctx;
   c = f->exe->compiled;
-  pf_future_wait(f);
+  finish(f, -1);
   if (f->w.status == 0)
     for (int o = 0; o < c->n_outputs; o++) {
       pf_home *homes;

@@ -45,6 +45,15 @@ struct pf_future {
   pf_future *prev, *next;
 };
 
+/* Sends host data (a whole tensor of in->spec) as shards to where `in`
+ * says they live, under a fresh id, set in *id before the first is sent
+ * (so that a caller can release what went out when a later one fails).
+ * Errors name it as `kind` "in->name" ("feed \"x\""). Errors: PF_ERANGE
+ * (a shard over PF_HOST_SHARD_MAX, before anything is sent), PF_ENOMEM,
+ * send errors. */
+int pf_put_shards(pf_context *ctx, const char *kind, const pf_io *in, const void *data,
+                  uint64_t *id);
+
 /* Queues a step of `e` and dispatches what the slots allow. Takes `req`. */
 void pf_dispatch_enqueue(pf_context *ctx, pf_executable *e, pf_step_req *req);
 /* A rank finished its part of the step `req` (ctx->lock held): in

@@ -118,7 +118,11 @@ int pf_spec_equal(const pf_spec *a, const pf_spec *b) {
 char *pf_spec_str(const pf_spec *s, char *buf, size_t len) {
   size_t off;
   int n;
-  if (len == 0) return buf;
+  if (buf == NULL || len == 0) return buf;
+  if (s == NULL) {
+    snprintf(buf, len, "(null)");
+    return buf;
+  }
   n = snprintf(buf, len, "%s[", pf_dtype_name(s->dtype));
   off = n > 0 ? (size_t)n : 0;
   for (int i = 0; i < s->rank && i < PF_MAX_RANK && off < len; i++) {

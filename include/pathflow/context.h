@@ -68,19 +68,32 @@ int pf_init(int *argc, char ***argv, const pf_init_options *opts,
 int pf_rank(const pf_context *ctx);
 int pf_world_size(const pf_context *ctx);
 
-/* Waits for executions in flight, stops the threads, frees everything the
- * context owns (buffers, executables, futures not yet destroyed) and the
- * context itself. NULL is a no-op. Returns 0 or the first error seen while
- * draining. */
+/* Waits for executions in flight, stops the threads and frees everything
+ * the context owns (buffers, executables, futures not yet destroyed). NULL
+ * is a no-op. Returns 0, or PF_ESTATE when the context was already
+ * finalized.
+ *
+ * After it, the executables, futures and buffers of the context are gone
+ * (using them is undefined), but the context pointer itself stays safe to
+ * pass: every call taking it, or a graph of it (pf_compile, the builders),
+ * returns PF_ESTATE ("the context was finalized" in pf_last_error),
+ * pf_device_count returns 0. The context keeps a few KiB (and its kernel
+ * registry) until the process ends, for that. */
 int pf_finalize(pf_context *ctx);
 
 /* The message of the last error a call on this context returned: it names
- * the node, kernel, value, shape or variable at fault. "" if none. Valid
- * until the next call on the context. */
+ * the node, kernel, value, shape or variable at fault. Every call that can
+ * fail and reaches the context (through the context, a graph, an
+ * executable or a future) clears it when it starts, so after a call that
+ * succeeded it is "". pf_future_wait and pf_future_wait_for set it to the
+ * execution's message when it failed. Calls that cannot fail leave it as
+ * it is: pf_last_error, pf_rank, pf_world_size, pf_device_count,
+ * pf_future_done, pf_future_error, pf_executable_num_inputs/outputs and
+ * the destroy functions. Valid until the next call on the context. */
 const char *pf_last_error(const pf_context *ctx);
 
 /* Number of devices of `kind` that this context can place programs on: on
- * rank 0 of an mpirun job, the devices of every rank. */
+ * rank 0 of an mpirun job, the devices of every rank. 0 once finalized. */
 int pf_device_count(const pf_context *ctx, pf_device_kind kind);
 
 #ifdef __cplusplus

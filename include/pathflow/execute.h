@@ -158,6 +158,30 @@ int pf_buffer_spec(pf_context *ctx, pf_buffer_t buf, pf_spec *out);
  * it any more. Errors: PF_ESTALE (already released or never made). */
 int pf_buffer_release(pf_context *ctx, pf_buffer_t buf);
 
+/* Puts host tensor `t` on the devices as a new buffer (release it with
+ * pf_buffer_release), to feed executions without a host copy each time:
+ * model parameters, a dataset. `devices` are n_devices global device
+ * indices (rank-major, as pf_graph_slice_pin); `sharding` is
+ * pf_replicated() (a whole copy on each device) or pf_split(axis) (device
+ * i holds the i-th of n_devices equal parts along axis). The tensor is
+ * copied and sent before this returns; the caller keeps it. A buffer fed
+ * to an input that wants it on the same devices with the same sharding
+ * moves nothing; else it is gathered and re-split (pf_buffer_put_for puts
+ * it where an input wants it).
+ * Errors: PF_EINVAL (NULL argument, no device, a device out of range, a
+ * sharding other than replicated or split), PF_ESPLIT (axis out of range or
+ * not dividing by n_devices), PF_ERANGE (a shard over PF_HOST_SHARD_MAX),
+ * PF_ESTATE (finalized context), PF_ENOMEM. */
+int pf_buffer_put(pf_context *ctx, const pf_tensor *t, int n_devices, const int *devices,
+                  pf_sharding sharding, pf_buffer_t *out);
+
+/* As pf_buffer_put, on the devices and with the sharding that input `input`
+ * of `exe` wants: feeding the buffer to exe then moves nothing.
+ * Errors: PF_ENOTFOUND (no such input), PF_EFEEDSHAPE (t's spec differs
+ * from the input's: both in the message), as pf_buffer_put. */
+int pf_buffer_put_for(pf_executable *exe, const char *input, const pf_tensor *t,
+                      pf_buffer_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,6 +7,8 @@
 #ifndef PATHFLOW_TENSOR_H
 #define PATHFLOW_TENSOR_H
 
+#include <stdio.h>
+
 #include "types.h"
 
 #ifdef __cplusplus
@@ -34,6 +36,25 @@ const pf_spec *pf_tensor_spec(const pf_tensor *t);
 void *pf_tensor_data(pf_tensor *t);
 const void *pf_tensor_cdata(const pf_tensor *t);
 size_t pf_tensor_nbytes(const pf_tensor *t);
+
+/* Tensors with more elements than this print summarized: each axis longer
+ * than 2 * PF_TENSOR_PRINT_EDGE shows its first and last
+ * PF_TENSOR_PRINT_EDGE entries around "..." (as numpy does). */
+#define PF_TENSOR_PRINT_THRESHOLD 1000
+#define PF_TENSOR_PRINT_EDGE 3
+
+/* Writes the tensor to `out` as numpy writes an array: its spec on one line
+ * (e.g. "f32[2,3]"), then nested brackets, one row per line, elements
+ * aligned, floats as %g (6 significant digits, 10 for f64; bf16 and f16
+ * widened to float), then a newline:
+ *
+ *   f32[2,3]
+ *   [[  1, 2.5,  -3],
+ *    [  4,   5,   6]]
+ *
+ * Big tensors are summarized (PF_TENSOR_PRINT_THRESHOLD). The tensor is not
+ * changed. Errors: PF_EINVAL (NULL argument), PF_ESYS (writing failed). */
+int pf_tensor_print(const pf_tensor *t, FILE *out);
 
 #ifdef __cplusplus
 }
