@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <uv.h>
 
 #include "base/util.h"
@@ -33,7 +34,19 @@ struct pf_runtime {
   uv_async_t wake;
   uv_idle_t spin;
   uv_timer_t poll, tick;
+  uv_prepare_t unlock_mpi; /* around libuv's I/O poll, the MPI lock is free */
+  uv_check_t relock_mpi;
   pthread_t thread;
+  /* MPI_THREAD_SERIALIZED between the loop thread and the heartbeat
+   * thread: the loop holds it but while libuv waits for I/O and while it
+   * yields the core; the heartbeat thread only ever tries it. */
+  pthread_mutex_t mpi_lock;
+  pthread_t beat;
+  pthread_mutex_t beat_lock;
+  pthread_cond_t beat_cond;
+  int beat_started, beat_stop; /* beat_stop guarded by beat_lock */
+  int holds_mpi;              /* loop thread only: it holds mpi_lock */
+  _Atomic uint64_t last_poll; /* when the loop last looked at MPI */
   pthread_mutex_t lock;
   pthread_cond_t cond;
   event *head, *tail; /* guarded by lock */
@@ -44,7 +57,7 @@ struct pf_runtime {
   unsigned polls_since_yield;
   uint64_t last_activity, spin_ns;
   uint64_t poll_ms, poll_max_ms, idle_poll_ms;
-  uint64_t *last_seen; /* per rank: last message (heartbeat or other) */
+  _Atomic uint64_t *last_seen; /* per rank: last message (heartbeat or other) */
   int64_t rank_timeout_s, watchdog_s, hang_timeout_s;
   int watchdog_fired;
   uint64_t watchdog_fired_at;
@@ -55,6 +68,20 @@ struct pf_runtime {
   uint64_t stop_since;
 };
 
+
+/* ---- the MPI lock, on the loop thread ---------------------------------------- */
+
+static void loop_lock(pf_runtime *rt) {
+  if (rt->cfg.mpi == NULL || rt->holds_mpi) return;
+  pthread_mutex_lock(&rt->mpi_lock);
+  rt->holds_mpi = 1;
+}
+
+static void loop_unlock(pf_runtime *rt) {
+  if (!rt->holds_mpi) return;
+  rt->holds_mpi = 0;
+  pthread_mutex_unlock(&rt->mpi_lock);
+}
 
 /* ---- events from other threads ------------------------------------------- */
 
@@ -247,13 +274,14 @@ static int poll_mpi(pf_runtime *rt) {
     pf_diag_init(&d);
     rc = pf_mpi_ctrl_recv(rt->cfg.mpi, &peer, &buf, &len, &d);
     if (rc == PF_EDECODE || (rc == PF_ENOMEM && peer >= 0)) {
-      if (peer >= 0 && peer < rt->size) rt->last_seen[peer] = pf_now_ns();
+      if (peer >= 0 && peer < rt->size)
+        atomic_store_explicit(&rt->last_seen[peer], pf_now_ns(), memory_order_relaxed);
       reject(rt, peer, rc, d.msg, NULL, 0);
       continue;
     }
     if (rc != 0) pf_mpi_abort(rt->cfg.mpi, 1, "receiving a control message failed");
     if (buf == NULL) break;
-    rt->last_seen[peer] = pf_now_ns();
+    atomic_store_explicit(&rt->last_seen[peer], pf_now_ns(), memory_order_relaxed);
     rc = pf_msg_decode(buf, len, pf_executor_num_devices(rt->ex), &m, &d);
     if (rc != 0) reject(rt, peer, rc, d.msg, buf, len);
     free(buf);
@@ -316,10 +344,14 @@ static void on_spin(uv_idle_t *h) {
     busy = 1;
     if (++rt->polls_since_yield >= YIELD_EVERY) {
       rt->polls_since_yield = 0;
+      /* The heartbeat thread may send while the worker has the core. */
+      loop_unlock(rt);
       sched_yield();
+      loop_lock(rt);
     }
   }
   now = pf_now_ns();
+  atomic_store_explicit(&rt->last_poll, now, memory_order_relaxed);
   if (busy) {
     rt->last_activity = now;
     return;
@@ -344,7 +376,9 @@ static void start_spinning(pf_runtime *rt) {
 
 static void on_poll(uv_timer_t *h) {
   pf_runtime *rt = h->data;
-  if (poll_mpi(rt) > 0 || transferring(rt) || waiting(rt)) {
+  int got = poll_mpi(rt);
+  atomic_store_explicit(&rt->last_poll, pf_now_ns(), memory_order_relaxed);
+  if (got > 0 || transferring(rt) || waiting(rt)) {
     start_spinning(rt);
     return;
   }
@@ -378,23 +412,11 @@ static void check_hang(pf_runtime *rt, uint64_t now) {
   pf_mpi_abort(rt->cfg.mpi, 1, why);
 }
 
-/* Every second: heartbeats, lost ranks, the watchdog. */
+/* Every second: the watchdog (heartbeats and lost ranks are the
+ * heartbeat thread's). */
 static void on_tick(uv_timer_t *h) {
   pf_runtime *rt = h->data;
   uint64_t now = pf_now_ns();
-  if (rt->cfg.mpi != NULL && rt->stop_since == 0) {
-    for (int r = 0; r < rt->size; r++) {
-      pf_msg *hb;
-      if (r == rt->rank || (rt->rank != 0 && r != 0)) continue;
-      if ((hb = pf_msg_new(PF_MSG_HEARTBEAT)) != NULL) send_remote(rt, r, hb);
-      if (rt->rank_timeout_s > 0 && now - rt->last_seen[r] > (uint64_t)rt->rank_timeout_s * 1000000000u) {
-        char why[160];
-        snprintf(why, sizeof why, "rank %d lost: no message from it for %lld s "
-                 "(PATHFLOW_RANK_TIMEOUT_S)", r, (long long)rt->rank_timeout_s);
-        pf_mpi_abort(rt->cfg.mpi, 1, why);
-      }
-    }
-  }
   if (rt->watchdog_s > 0 && pf_service_steps_in_flight(rt->svc) > 0 &&
       now - pf_service_last_progress(rt->svc, now) > (uint64_t)rt->watchdog_s * 1000000000u) {
     if (!rt->watchdog_fired) {
@@ -416,8 +438,18 @@ static void on_tick(uv_timer_t *h) {
   }
 }
 
+static void on_wake_locked(pf_runtime *rt);
+
+/* Runs inside libuv's I/O poll, where the loop does not hold the MPI lock. */
 static void on_wake(uv_async_t *h) {
   pf_runtime *rt = h->data;
+  int held = rt->holds_mpi;
+  loop_lock(rt);
+  on_wake_locked(rt);
+  if (!held) loop_unlock(rt);
+}
+
+static void on_wake_locked(pf_runtime *rt) {
   int stop;
   /* Read the stop flag before draining: everything queued before the stop
    * request is then sent before the loop closes. */
@@ -441,16 +473,130 @@ static void on_wake(uv_async_t *h) {
     uv_close((uv_handle_t *)&rt->spin, NULL);
     uv_close((uv_handle_t *)&rt->poll, NULL);
     uv_close((uv_handle_t *)&rt->tick, NULL);
+    uv_close((uv_handle_t *)&rt->unlock_mpi, NULL);
+    uv_close((uv_handle_t *)&rt->relock_mpi, NULL);
   } else {
     uv_async_send(&rt->wake); /* come back once the sends are out */
   }
 }
 
+static void on_unlock_mpi(uv_prepare_t *h) { loop_unlock(h->data); }
+static void on_relock_mpi(uv_check_t *h) { loop_lock(h->data); }
+
 static void *loop_main(void *arg) {
   pf_runtime *rt = arg;
   pthread_setname_np(pthread_self(), "pf-loop");
+  /* Held through libuv's timers and idle callbacks; released from the
+   * prepare callback (before the I/O poll) to the check callback. */
+  loop_lock(rt);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
+  loop_unlock(rt);
   return NULL;
+}
+
+/* ---- liveness ------------------------------------------------------------------
+ * Heartbeats and the check for lost ranks run on a thread of their own
+ * that sleeps a second at a time: a sleeper gets the CPU at once when it
+ * wakes, even on a loaded machine, where the loop thread (which yields to
+ * the workers) may wait. It sends only when it gets the MPI lock, which the
+ * loop leaves free while libuv waits and while it yields. The checker
+ * blames no peer for its own process's stall: after a sleep that took far
+ * longer than asked (the process was stopped, or got no CPU) it restarts
+ * every peer's clock, and it judges only while the loop thread has looked
+ * at MPI recently (else a peer's messages may be waiting unread). */
+
+/* A one-second sleep that took this long: this process did not run. */
+#define STALL_NS 3000000000ull
+/* The loop looked at MPI within this: silence means the peer is silent. */
+#define LOOP_RECENT_NS 2000000000ull
+
+static void send_heartbeats(pf_runtime *rt) {
+  for (int tries = 0; tries < 200; tries++) {
+    if (pthread_mutex_trylock(&rt->mpi_lock) == 0) {
+      for (int r = 0; r < rt->size; r++) {
+        pf_msg *hb;
+        uint8_t *buf;
+        size_t len;
+        if (r == rt->rank || (rt->rank != 0 && r != 0)) continue;
+        if ((hb = pf_msg_new(PF_MSG_HEARTBEAT)) == NULL) continue;
+        if (pf_msg_encode(hb, &buf, &len) == 0) (void)pf_mpi_ctrl_send(rt->cfg.mpi, r, buf, len);
+        pf_msg_free(hb);
+      }
+      pthread_mutex_unlock(&rt->mpi_lock);
+      return;
+    }
+    /* The loop is in the middle of a burst: it lets go within microseconds
+     * of its own CPU time. Missing one beat is harmless. */
+    nanosleep(&(struct timespec){0, 2000000}, NULL);
+  }
+}
+
+static void check_peers(pf_runtime *rt, uint64_t now) {
+  uint64_t limit = (uint64_t)rt->rank_timeout_s * 1000000000u;
+  if (rt->rank_timeout_s == 0 ||
+      now - atomic_load_explicit(&rt->last_poll, memory_order_relaxed) > LOOP_RECENT_NS)
+    return;
+  for (int r = 0; r < rt->size; r++) {
+    char why[200];
+    if (r == rt->rank || (rt->rank != 0 && r != 0)) continue;
+    if (now - atomic_load_explicit(&rt->last_seen[r], memory_order_relaxed) <= limit) continue;
+    snprintf(why, sizeof why, "rank %d lost: no message from it for %lld s, while this rank ran "
+             "and listened (PATHFLOW_RANK_TIMEOUT_S; 0 turns this off)",
+             r, (long long)rt->rank_timeout_s);
+    /* Serialized with the loop if it lets go; ending the job either way. */
+    for (int tries = 0; tries < 100 && pthread_mutex_trylock(&rt->mpi_lock) != 0; tries++)
+      nanosleep(&(struct timespec){0, 2000000}, NULL);
+    pf_mpi_abort(rt->cfg.mpi, 1, why);
+  }
+}
+
+static void *beat_main(void *arg) {
+  pf_runtime *rt = arg;
+  uint64_t last = pf_now_ns();
+  pthread_setname_np(pthread_self(), "pf-beat");
+  pthread_mutex_lock(&rt->beat_lock);
+  while (!rt->beat_stop) {
+    struct timespec ts;
+    uint64_t now;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += 1;
+    pthread_cond_timedwait(&rt->beat_cond, &rt->beat_lock, &ts);
+    if (rt->beat_stop) break;
+    pthread_mutex_unlock(&rt->beat_lock);
+    now = pf_now_ns();
+    if (now - last > STALL_NS)
+      /* This process was stopped or starved: its peers are not to blame. */
+      for (int r = 0; r < rt->size; r++)
+        atomic_store_explicit(&rt->last_seen[r], now, memory_order_relaxed);
+    last = now;
+    send_heartbeats(rt);
+    check_peers(rt, pf_now_ns());
+    pthread_mutex_lock(&rt->beat_lock);
+  }
+  pthread_mutex_unlock(&rt->beat_lock);
+  return NULL;
+}
+
+static int start_beat(pf_runtime *rt) {
+  pthread_condattr_t ca;
+  pthread_mutex_init(&rt->beat_lock, NULL);
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&rt->beat_cond, &ca);
+  pthread_condattr_destroy(&ca);
+  if (rt->cfg.mpi == NULL || rt->size < 2) return 0;
+  if (pthread_create(&rt->beat, NULL, beat_main, rt) != 0) return PF_ESYS;
+  rt->beat_started = 1;
+  return 0;
+}
+
+static void stop_beat(pf_runtime *rt) {
+  pthread_mutex_lock(&rt->beat_lock);
+  rt->beat_stop = 1;
+  pthread_cond_signal(&rt->beat_cond);
+  pthread_mutex_unlock(&rt->beat_lock);
+  if (rt->beat_started) pthread_join(rt->beat, NULL);
+  rt->beat_started = 0;
 }
 
 /* ---- start and stop --------------------------------------------------------- */
@@ -503,7 +649,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
     free(rt);
     return PF_ENOMEM;
   }
-  for (int r = 0; r < rt->size; r++) rt->last_seen[r] = pf_now_ns();
+  for (int r = 0; r < rt->size; r++) atomic_init(&rt->last_seen[r], pf_now_ns());
   ec.num_devices = cfg->num_devices;
   ec.rank = rt->rank;
   ec.registry = cfg->registry;
@@ -554,7 +700,19 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   uv_idle_init(&rt->loop, &rt->spin);
   uv_timer_init(&rt->loop, &rt->poll);
   uv_timer_init(&rt->loop, &rt->tick);
+  uv_prepare_init(&rt->loop, &rt->unlock_mpi);
+  uv_check_init(&rt->loop, &rt->relock_mpi);
+  pthread_mutex_init(&rt->mpi_lock, NULL);
   rt->wake.data = rt->spin.data = rt->poll.data = rt->tick.data = rt;
+  rt->unlock_mpi.data = rt->relock_mpi.data = rt;
+  atomic_init(&rt->last_poll, pf_now_ns());
+  if (cfg->mpi) {
+    uv_prepare_start(&rt->unlock_mpi, on_unlock_mpi);
+    uv_check_start(&rt->relock_mpi, on_relock_mpi);
+    /* They must not keep the loop alive on their own. */
+    uv_unref((uv_handle_t *)&rt->unlock_mpi);
+    uv_unref((uv_handle_t *)&rt->relock_mpi);
+  }
   /* The tick keeps heartbeats and the watchdog going; it must not keep the
    * loop alive on its own. */
   uv_timer_start(&rt->tick, on_tick, 1000, 1000);
@@ -568,6 +726,8 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
     uv_close((uv_handle_t *)&rt->spin, NULL);
     uv_close((uv_handle_t *)&rt->poll, NULL);
     uv_close((uv_handle_t *)&rt->tick, NULL);
+    uv_close((uv_handle_t *)&rt->unlock_mpi, NULL);
+    uv_close((uv_handle_t *)&rt->relock_mpi, NULL);
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     uv_loop_close(&rt->loop);
     pf_service_destroy(rt->svc);
@@ -590,6 +750,10 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
       (void)pthread_setaffinity_np(rt->thread, sizeof one, &one);
     }
   }
+  if (start_beat(rt) != 0)
+    /* Without heartbeats its peers would declare this rank lost. */
+    fprintf(stderr, "pathflow: rank %d: could not start the heartbeat thread: liveness is "
+            "checked by mpirun only (set PATHFLOW_RANK_TIMEOUT_S=0 on every rank)\n", rt->rank);
   *out = rt;
   return 0;
 }
@@ -602,6 +766,7 @@ void pf_runtime_wait_shutdown(pf_runtime *rt) {
 
 void pf_runtime_stop(pf_runtime *rt) {
   if (rt == NULL) return;
+  stop_beat(rt); /* before the loop goes: it makes MPI calls */
   if (rt->rank == 0)
     for (int r = 1; r < rt->size; r++) pf_runtime_send(rt, r, pf_msg_new(PF_MSG_SHUTDOWN));
   pthread_mutex_lock(&rt->lock);
@@ -622,6 +787,9 @@ void pf_runtime_stop(pf_runtime *rt) {
   }
   pthread_mutex_destroy(&rt->lock);
   pthread_cond_destroy(&rt->cond);
+  pthread_mutex_destroy(&rt->mpi_lock);
+  pthread_mutex_destroy(&rt->beat_lock);
+  pthread_cond_destroy(&rt->beat_cond);
   free(rt->last_seen);
   free(rt);
 }

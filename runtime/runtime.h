@@ -12,6 +12,11 @@
  * then backs off to a timer (1 ms doubling to PATHFLOW_POLL_MAX_MS, and to
  * PATHFLOW_IDLE_POLL_MS after a second of quiet), so an idle rank uses next
  * to no CPU.
+ *
+ * In a job of several ranks a heartbeat thread sends heartbeats and checks
+ * that peers are alive (PATHFLOW_RANK_TIMEOUT_S) every second; its MPI
+ * calls are serialized with the loop's by a lock the loop lets go of while
+ * libuv waits for I/O and while it yields.
  */
 #ifndef PF_RUNTIME_RUNTIME_H
 #define PF_RUNTIME_RUNTIME_H
