@@ -293,7 +293,10 @@ int pf_init(int *argc, char ***argv, const pf_init_options *opts, pf_context **o
   *out = ctx;
   return 0;
 fail:
-  fprintf(stderr, "pathflow: rank %d: pf_init failed: %s (%s)\n", ctx->rank,
+  /* Before MPI is up (a kernels plugin that fails to load), the rank is
+   * the launcher's: a worker's error must not read "rank 0". */
+  fprintf(stderr, "pathflow: rank %d: pf_init failed: %s (%s)\n",
+          ctx->mpi ? ctx->rank : pf_mpi_launched_rank(),
           d.msg[0] ? d.msg : pf_strerror(rc), pf_errname(rc));
   if (ctx->mpi) pf_mpi_abort(ctx->mpi, 1, "pf_init failed");
   context_free(ctx);

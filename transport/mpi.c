@@ -118,6 +118,19 @@ int pf_mpi_launched(void) {
          getenv("PMI_RANK") != NULL;
 }
 
+int pf_mpi_launched_rank(void) {
+  static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"};
+  for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+    const char *v = getenv(vars[i]);
+    char *end;
+    long r;
+    if (v == NULL || *v == '\0') continue;
+    r = strtol(v, &end, 10);
+    if (*end == '\0' && r >= 0 && r < (1L << 30)) return (int)r;
+  }
+  return 0;
+}
+
 static int mpi_fail(pf_diag *d, int err, const char *what) {
   char msg[MPI_MAX_ERROR_STRING];
   int len = 0;
@@ -236,7 +249,8 @@ void pf_mpi_finalize(pf_mpi *m) {
 }
 
 void pf_mpi_abort(pf_mpi *m, int code, const char *why) {
-  fprintf(stderr, "pathflow: rank %d: %s; ending the job\n", m ? m->rank : 0, why);
+  fprintf(stderr, "pathflow: rank %d: %s; ending the job\n", m ? m->rank : pf_mpi_launched_rank(),
+          why);
   fflush(stderr);
   if (m != NULL) MPI_Abort(MPI_COMM_WORLD, code);
   abort();

@@ -25,6 +25,10 @@ typedef struct pf_mpi pf_mpi;
 /* 1 if this process was started by mpirun (or PATHFLOW_MPI=1 forces it),
  * so that pf_init should initialize MPI; 0 for a plain local process. */
 int pf_mpi_launched(void);
+/* This process's rank as its launcher gave it (OMPI_COMM_WORLD_RANK,
+ * PMIX_RANK or PMI_RANK), readable before MPI is initialized, so that
+ * messages of a failing start name the right rank; 0 when none is set. */
+int pf_mpi_launched_rank(void);
 
 /* MPI_Init_thread(SERIALIZED) unless MPI is already initialized (then the
  * provided level is checked), the duplicated communicators, this rank's
