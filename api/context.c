@@ -238,6 +238,7 @@ static int build_cluster(pf_context *ctx, int ncpu, pf_diag *d) {
 
 static void context_free(pf_context *ctx) {
   pf_controller_table_free(ctx);
+  free(ctx->mem_in_flight);
   pf_registry_destroy(ctx->registry);
   free(ctx->cluster.devices);
   pthread_mutex_destroy(&ctx->lock);
@@ -272,6 +273,11 @@ int pf_init(int *argc, char ***argv, const pf_init_options *opts, pf_context **o
     ctx->size = pf_mpi_size(ctx->mpi);
   }
   if ((rc = build_cluster(ctx, ncpu, &d)) != 0) goto fail;
+  if (ctx->rank == 0 && (ctx->mem_in_flight = pf_calloc((size_t)ctx->cluster.n_devices,
+                                                        sizeof *ctx->mem_in_flight)) == NULL) {
+    rc = pf_diag_error(&d, PF_ENOMEM, "pf_init: out of memory");
+    goto fail;
+  }
   cfg.num_devices = ncpu;
   cfg.registry = ctx->registry;
   cfg.mpi = ctx->mpi;
@@ -321,6 +327,8 @@ int pf_finalize(pf_context *ctx) {
   pf_mpi_finalize(ctx->mpi);
   ctx->mpi = NULL;
   pf_controller_table_free(ctx);
+  free(ctx->mem_in_flight);
+  ctx->mem_in_flight = NULL;
   free(ctx->cluster.devices);
   ctx->cluster.devices = NULL;
   ctx->cluster.n_devices = 0;

@@ -86,6 +86,9 @@ struct pf_context {
   atomic_int n_done;
   int in_flight;      /* steps dispatched, not done; guarded by lock */
   int max_pending;    /* executions admitted at once (backpressure) */
+  /* Per global device: the planned peaks of the steps in flight, so that
+   * a step is dispatched only when its memory fits beside them (lock). */
+  int64_t *mem_in_flight;
   /* Executions admitted: incremented by pf_execute on the user thread,
    * decremented under lock when a step completes (or by pf_execute when
    * it fails or has nothing to run); a blocked pf_execute waits on cond. */

@@ -52,12 +52,35 @@ static void account(pf_context *ctx, pf_executable *chosen) {
   chosen->won += 1;
 }
 
+/* Memory admission: pf_compile checks one step's peak against each
+ * device's memory, but up to 64 steps run at once, and an executor
+ * allocates a step's buffers when it starts it. A step goes out only when
+ * its peak fits beside those of the steps in flight on every device it
+ * uses; with nothing in flight it always fits (its peak passed compile). */
+static int memory_fits(const pf_context *ctx, const pf_executable *e) {
+  if (ctx->in_flight == 0 || ctx->mem_in_flight == NULL) return 1;
+  for (int k = 0; k < e->n_mem; k++) {
+    int64_t limit = ctx->cluster.devices[e->mem_devices[k]].memory;
+    if (limit > 0 && ctx->mem_in_flight[e->mem_devices[k]] + e->mem_peaks[k] > limit) return 0;
+  }
+  return 1;
+}
+
+static void memory_charge(pf_context *ctx, const pf_executable *e, int sign) {
+  for (int k = 0; ctx->mem_in_flight != NULL && k < e->n_mem; k++)
+    ctx->mem_in_flight[e->mem_devices[k]] += sign * e->mem_peaks[k];
+}
+
 static void pump_locked(pf_context *ctx) {
   while (ctx->in_flight < PF_MAX_IN_FLIGHT && ctx->backlogged != NULL) {
     pf_executable *best = ctx->backlogged, **link;
     pf_step_req *req;
     for (pf_executable *e = best->backlog_next; e; e = e->backlog_next)
       if (e->pass < best->pass) best = e;
+    /* The next step by weight waits for memory (others wait behind it, so
+     * that a large step is not passed over for ever). */
+    if (!memory_fits(ctx, best)) break;
+    memory_charge(ctx, best, 1);
     account(ctx, best);
     ctx->vtime = best->pass;
     best->pass += 1.0 / best->weight;
@@ -145,6 +168,7 @@ void pf_dispatch_step_reply_locked(pf_context *ctx, pf_step_req *req, int step_d
     e->completed++;
     ctx->in_flight--;
     ctx->slots_used &= ~(1ull << req->slot);
+    memory_charge(ctx, e, -1);
   }
   /* Its admission frees: a pf_execute blocked on backpressure wakes on the
    * broadcast the caller makes for the completed waiter. */

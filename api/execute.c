@@ -30,7 +30,26 @@ static void exe_unref(pf_executable *e) {
   unload_everywhere(e);
   pf_compiled_free(e->compiled);
   free(e->participates);
+  free(e->mem_devices);
+  free(e->mem_peaks);
   free(e);
+}
+
+/* The devices a step of e needs memory on, listed once so that the
+ * dispatcher's check costs O(those devices) per step. */
+static int list_memory(pf_executable *e) {
+  const pf_compiled *c = e->compiled;
+  int n = 0;
+  for (int g = 0; g < c->n_devices; g++) n += c->peak[g] > 0;
+  e->mem_devices = pf_mallocn((size_t)n, sizeof *e->mem_devices);
+  e->mem_peaks = pf_mallocn((size_t)n, sizeof *e->mem_peaks);
+  if (e->mem_devices == NULL || e->mem_peaks == NULL) return PF_ENOMEM;
+  for (int g = 0; g < c->n_devices; g++)
+    if (c->peak[g] > 0) {
+      e->mem_devices[e->n_mem] = g;
+      e->mem_peaks[e->n_mem++] = c->peak[g];
+    }
+  return 0;
 }
 
 static int plan_is_empty(const pf_plan *p) { return p->n_ops == 0 && p->n_buffers == 0; }
@@ -94,7 +113,10 @@ int pf_compile(pf_graph *g, pf_executable **out) {
   e->dispatch = c->dispatch;
   e->stages = c->stages;
   e->participates = pf_calloc((size_t)ctx->size, 1);
-  if (e->participates == NULL) {
+  if (e->participates == NULL || list_memory(e) != 0) {
+    free(e->participates);
+    free(e->mem_devices);
+    free(e->mem_peaks);
     pf_compiled_free(c);
     free(e);
     return pf_context_error(ctx, PF_ENOMEM, "compile: out of memory");

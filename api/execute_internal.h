@@ -31,6 +31,10 @@ struct pf_executable {
   uint64_t dispatched, completed;
   double won, expected, contended; /* share accounting */
   pf_executable *backlog_next;     /* in ctx->backlogged */
+  /* The devices one step uses memory on and its planned peak on each. */
+  int n_mem;
+  int32_t *mem_devices;
+  int64_t *mem_peaks;
   pf_executable *prev, *next;      /* ctx->executables; user thread */
 };
 

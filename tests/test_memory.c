@@ -1,5 +1,6 @@
 /* Memory planning: peak bytes per device, arenas shared by buffers whose
  * lifetimes do not overlap, the device memory limit. */
+#include "api/context_internal.h"
 #include "testing.h"
 #include "runtime/storage.h"
 
@@ -174,6 +175,83 @@ static void test_device_memory_limit(void **state) {
   unsetenv("PATHFLOW_DEVICE_MEMORY");
 }
 
+static atomic_int hold; /* test.hold returns once it is 0 */
+
+static int hold_shape(const pf_attrs *a, int n_in, const pf_spec *in, int n_out, pf_spec *out,
+                      pf_diag *d) {
+  (void)a, (void)n_in, (void)n_out, (void)d;
+  out[0] = in[0];
+  return 0;
+}
+
+static int hold_compute(const pf_kernel_call *c) {
+  struct timespec ts = {0, 1000000};
+  while (atomic_load(&hold)) nanosleep(&ts, NULL);
+  memcpy(c->out[0].data, c->in[0].data, pf_spec_nbytes(&c->in[0].spec));
+  return 0;
+}
+
+/* The compile-time check covers one step, but 64 may be in flight: a step
+ * is dispatched only when its planned peak fits beside those of the steps
+ * in flight on its devices. With room for 3 steps and the first held, 3
+ * are in flight and the rest wait (all 10 were in flight before); then
+ * every one completes with its own result. */
+static void test_steps_admitted_by_memory(void **state) {
+  pf_kernel_def def = {.name = "test.hold", .kind = PF_DEVICE_CPU, .n_in = 1, .n_out = 1,
+                       .shape = hold_shape, .compute = hold_compute};
+  pf_spec spec = pf_spec_1d(PF_F64, 1 << 16); /* 512 KiB */
+  pf_context *small;
+  pf_graph *g;
+  pf_executable *exe;
+  pf_slice_t s;
+  pf_value_t x, y;
+  pf_future *f[10];
+  pf_tensor *t;
+  int64_t peak;
+  int in_flight;
+  (void)state;
+  setenv("PATHFLOW_DEVICE_MEMORY", "3584K", 1); /* 3.5 MiB */
+  OK(pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 1, .kernels = &def, .n_kernels = 1},
+             &small));
+  unsetenv("PATHFLOW_DEVICE_MEMORY");
+  OK(pf_graph_create(small, &g));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s));
+  OK(pf_graph_input(g, "x", &spec, s, pf_replicated(), &x));
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "test.hold", .slice = s, .n_in = 1,
+                                             .in = &x},
+                      &y, NULL));
+  OK(pf_graph_output(g, "y", y));
+  OK(pf_compile(g, &exe));
+  OK(pf_executable_peak_memory(exe, 0, &peak));
+  assert_int_equal(peak, 1 << 20); /* x and y */
+  OK(pf_tensor_create(&spec, &t));
+  atomic_store(&hold, 1);
+  for (int i = 0; i < 10; i++) {
+    ((double *)pf_tensor_data(t))[0] = i;
+    OK(pf_execute(exe, 1, &(pf_feed){.name = "x", .tensor = t}, &f[i]));
+  }
+  pthread_mutex_lock(&small->lock);
+  in_flight = small->in_flight;
+  pthread_mutex_unlock(&small->lock);
+  assert_int_equal(in_flight, 3);
+  atomic_store(&hold, 0);
+  for (int i = 0; i < 10; i++) {
+    pf_tensor *out;
+    OK(pf_future_wait(f[i]));
+    OK(pf_future_fetch(f[i], "y", &out));
+    assert_true(((const double *)pf_tensor_cdata(out))[0] == i);
+    pf_tensor_destroy(out);
+    pf_future_destroy(f[i]);
+  }
+  pthread_mutex_lock(&small->lock);
+  assert_int_equal(small->mem_in_flight[0], 0);
+  pthread_mutex_unlock(&small->lock);
+  pf_tensor_destroy(t);
+  pf_executable_destroy(exe);
+  pf_graph_destroy(g);
+  pf_finalize(small);
+}
+
 /* Freed large blocks are kept for the next step; when the cache is full of
  * one size, a block of another size evicts the oldest ones instead of
  * being refused (then every step of a new size would fault its pages in
@@ -207,6 +285,7 @@ int main(void) {
       cmocka_unit_test(test_chain_results_with_arena),
       cmocka_unit_test(test_long_lived_value_not_reused),
       cmocka_unit_test(test_device_memory_limit),
+      cmocka_unit_test(test_steps_admitted_by_memory),
       cmocka_unit_test(test_block_cache_evicts_oldest),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

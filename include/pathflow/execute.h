@@ -48,7 +48,11 @@ int pf_executable_output(const pf_executable *exe, int i, const char **name,
 /* Peak bytes one execution needs on global device `device` (rank-major
  * numbering, as pf_graph_slice_pin): the step arena where the memory plan
  * lets buffers with disjoint lifetimes share memory, plus the most other
- * buffers (inputs, outputs, transfer targets) live at once.
+ * buffers (inputs, outputs, transfer targets) live at once. pf_compile
+ * refuses a plan whose peak exceeds a device's memory; when executions
+ * are dispatched, a step goes out only when its peak fits beside the peaks
+ * of the steps in flight on each device it uses (else it waits in its
+ * queue until enough of them complete).
  * Errors: PF_EINVAL (bad device). */
 int pf_executable_peak_memory(const pf_executable *exe, int device, int64_t *bytes);
 
