@@ -63,7 +63,8 @@ const char *pf_msg_kind_name(pf_msg_kind kind);
 
 /* Serializes to pathflow.Control. *buf is malloc'd, owned by the caller.
  * Errors: PF_ENOMEM, PF_EINVAL (kind NONE; a PUT whose spec is bad or whose
- * storage is smaller than the spec). */
+ * storage is smaller than the spec; more ids or shards than pf_msg_decode
+ * accepts, 2^20). */
 int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len);
 
 /* Parses a pathflow.Control, checking every field (plans with

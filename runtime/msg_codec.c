@@ -72,6 +72,10 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
   int64_t dims[PF_MAX_RANK];
   int rc = 0;
   *buf = NULL;
+  /* What no receiver accepts (pf_msg_decode refuses it) is not sent. */
+  if (m->n_inputs > IDS_MAX || m->n_outputs > IDS_MAX || m->n_drop > IDS_MAX ||
+      m->n_ids > IDS_MAX || m->n_shards > IDS_MAX)
+    return PF_EINVAL;
   switch (m->kind) {
     case PF_MSG_REGISTER:
       reg.host = m->host ? m->host : "";

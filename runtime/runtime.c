@@ -145,13 +145,56 @@ int pf_runtime_send(pf_runtime *rt, int rank, pf_msg *m) {
 
 static void start_spinning(pf_runtime *rt);
 
+/* A control message that cannot go out (it does not encode, or is larger
+ * than the channel takes): whoever waits for its answer gets the error
+ * instead of waiting forever. On the controller, the waiter is answered
+ * here; an executor sends its answer again, bare, with the error (and ends
+ * the job only if even that cannot go: the controller would wait forever).
+ * Messages nobody waits on (a PUT: the step reading its buffer then fails,
+ * naming it) are reported on stderr. */
+static void send_failed(pf_runtime *rt, int rank, const pf_msg *m, int rc) {
+  pf_msg_kind answer = PF_MSG_NONE;
+  pf_msg *ans;
+  char why[256];
+  snprintf(why, sizeof why, "rank %d: could not send a %s message to rank %d: %s (%s)", rt->rank,
+           pf_msg_kind_name(m->kind), rank, pf_strerror(rc), pf_errname(rc));
+  if (rt->rank == 0)
+    answer = m->kind == PF_MSG_LOAD || m->kind == PF_MSG_CONNECT ? PF_MSG_LOAD_DONE
+             : m->kind == PF_MSG_RUN ? PF_MSG_STEP_DONE
+             : m->kind == PF_MSG_FETCH ? PF_MSG_FETCH_REPLY : PF_MSG_NONE;
+  else if (m->kind == PF_MSG_LOAD_DONE || m->kind == PF_MSG_STEP_DONE ||
+           m->kind == PF_MSG_FETCH_REPLY)
+    answer = m->kind;
+  if (answer == PF_MSG_NONE || (ans = pf_msg_new(answer)) == NULL) {
+    if (answer != PF_MSG_NONE && rt->rank != 0) pf_mpi_abort(rt->cfg.mpi, 1, why);
+    fprintf(stderr, "pathflow: %s\n", why);
+    return;
+  }
+  ans->executable = m->kind == PF_MSG_LOAD && m->plan != NULL ? m->plan->executable : m->executable;
+  ans->step = answer == PF_MSG_STEP_DONE ? m->step : 0;
+  ans->request = answer == PF_MSG_FETCH_REPLY ? m->request : 0;
+  ans->status = rc;
+  ans->message = pf_strdup(why);
+  if (rt->rank == 0) {
+    ans->from = rank;
+    rt->cfg.on_reply(rt->cfg.reply_arg, ans);
+  } else {
+    uint8_t *buf;
+    size_t len;
+    int rc2 = pf_msg_encode(ans, &buf, &len);
+    pf_msg_free(ans);
+    if (rc2 == 0) rc2 = pf_mpi_ctrl_send(rt->cfg.mpi, rank, buf, len);
+    if (rc2 != 0) pf_mpi_abort(rt->cfg.mpi, 1, why);
+  }
+}
+
 static void send_remote(pf_runtime *rt, int rank, pf_msg *m) {
   uint8_t *buf;
   size_t len;
   int rc = pf_msg_encode(m, &buf, &len), heartbeat = m->kind == PF_MSG_HEARTBEAT;
-  pf_msg_free(m);
   if (rc == 0) rc = pf_mpi_ctrl_send(rt->cfg.mpi, rank, buf, len);
-  if (rc != 0) pf_mpi_abort(rt->cfg.mpi, 1, "could not send a control message");
+  if (rc != 0) send_failed(rt, rank, m, rc);
+  pf_msg_free(m);
   /* A heartbeat expects no answer: no reason to stay awake for one. */
   if (!heartbeat) start_spinning(rt);
 }

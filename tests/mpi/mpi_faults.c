@@ -203,12 +203,34 @@ static void test_malformed_message_fails_only_its_step(void **state) {
   pf_graph_destroy(g);
 }
 
+/* A control message that cannot be sent (here a RUN with more input ids
+ * than any executor accepts) fails the waiter of its answer at once; it
+ * used to end the job ("could not send a control message"). */
+static void test_failed_send_fails_its_waiter(void **state) {
+  pf_waiter w;
+  pf_msg *m = pf_msg_new(PF_MSG_RUN);
+  (void)state;
+  assert_non_null(m);
+  memset(&w, 0, sizeof w);
+  m->executable = pf_context_new_id(ctx);
+  m->step = pf_context_new_id(ctx);
+  m->n_inputs = (1u << 20) + 1;
+  m->inputs = calloc(m->n_inputs, sizeof *m->inputs);
+  assert_non_null(m->inputs);
+  pf_controller_expect(ctx, &w, m->step, 1);
+  OK(pf_runtime_send(ctx->runtime, world - 1, m));
+  assert_int_equal(pf_controller_wait_for(ctx, &w, 60000), PF_EINVAL);
+  if (!strstr(w.message, "could not send a run message to rank"))
+    fail_msg("the waiter's error \"%s\" does not say the send failed", w.message);
+}
+
 int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_kernel_error_on_a_rank),
       cmocka_unit_test(test_plugin_kernels_everywhere),
       cmocka_unit_test(test_missing_kernel_before_collective),
       cmocka_unit_test(test_malformed_message_fails_only_its_step),
+      cmocka_unit_test(test_failed_send_fails_its_waiter),
   };
   if (argc < 2) return 2;
   plugin = argv[1];
