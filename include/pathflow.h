@@ -12,6 +12,7 @@
 #include "pathflow/kernel.h"
 #include "pathflow/context.h"
 #include "pathflow/graph.h"
+#include "pathflow/grad.h"
 #include "pathflow/execute.h"
 
 #define PATHFLOW_VERSION_MAJOR 0

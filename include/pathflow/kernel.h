@@ -119,6 +119,14 @@ int pf_sharding_rule_elementwise(const pf_attrs *attrs, int n_in,
                                  int num_devices, int n_out,
                                  pf_sharding *out_sh, pf_diag *diag);
 
+/* A gradient rule: appends to a graph the programs that compute the
+ * gradients of a program's inputs from those of its outputs. What it is
+ * given and fills is in pathflow/grad.h (struct pf_grad_call). Returns 0,
+ * or a PF_E code through the graph's builders (PF_ENOTSUP when it cannot
+ * differentiate this use of the kernel). */
+typedef struct pf_grad_call pf_grad_call;
+typedef int (*pf_grad_fn)(pf_grad_call *call);
+
 #define PF_VARIADIC (-1)
 #define PF_KERNEL_NAME_MAX 63
 
@@ -133,6 +141,9 @@ typedef struct pf_kernel_def {
    * declares its output shardings itself (then the shape rule alone checks
    * them: the author vouches for the layout). */
   pf_sharding_fn sharding;
+  /* optional: the gradient rule (pathflow/grad.h); NULL means the kernel
+   * is not differentiable, and pf_graph_grad refuses a path through it. */
+  pf_grad_fn grad;
   pf_compute_fn compute;  /* required */
   void *user;             /* handed to compute; owned by the caller */
 } pf_kernel_def;

@@ -1,0 +1,80 @@
+/* pathflow: derived gradients.
+ *
+ * pf_graph_grad appends to a graph the programs that compute the gradient of
+ * a scalar loss with respect to a list of values (parameters). Each program
+ * on the way from the parameters to the loss is differentiated by its
+ * kernel's gradient rule: the built-in kernels have one (docs/api.md lists
+ * them) and a user kernel may register one (pf_kernel_def.grad).
+ *
+ * Gradients follow the sharding rules: a gradient program runs on the slice
+ * of the program it differentiates, and where the forward pass read a whole
+ * value on a slice that computed on blocks (a weight beside a batch split
+ * over the devices), the gradient comes out partial and is summed over the
+ * slice, so data-parallel training needs no hand-written communication. A
+ * gradient is returned on the slice and in the sharding of its parameter
+ * (moved back the way the forward pass moved the value).
+ */
+#ifndef PATHFLOW_GRAD_H
+#define PATHFLOW_GRAD_H
+
+#include "graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What a gradient rule is given and fills. The rule appends programs to
+ * `graph` (with pf_graph_program, pf_graph_collective) computing, for each
+ * input i, the gradient of the loss with respect to in[i] from the
+ * gradients of the outputs, and stores it in in_grad[i]. */
+struct pf_grad_call {
+  pf_graph *graph;
+  const char *name;       /* the program's name: prefix for new programs */
+  const char *kernel;
+  const pf_attrs *attrs;  /* the program's attributes; never NULL */
+  pf_slice_t slice;       /* run the gradient programs here */
+  int n_in;
+  const pf_value_t *in;   /* the program's inputs, as values of the graph */
+  const pf_sharding *in_shardings; /* how the program consumed them */
+  int n_out;
+  const pf_value_t *out;
+  /* Gradient of the loss with respect to each output, or -1 where the loss
+   * does not depend on that output (zero). At least one is not -1. */
+  const pf_value_t *out_grad;
+  /* To fill: the gradient for each input, or -1 where there is none (a
+   * constant input, such as labels). Set to -1 on entry. */
+  pf_value_t *in_grad;
+  /* 1 for each input whose gradient is needed (on a path to a parameter);
+   * a rule may skip the others. */
+  const int *wants;
+};
+
+/* Appends the gradient programs of the scalar (rank 0, f32 or f64) value
+ * `loss` with respect to `params` (n values) and writes the n gradient
+ * values to `grads`. A parameter the loss does not depend on gets a
+ * gradient of zeros. Programs appended are named "<program>/grad...".
+ * Errors: PF_EINVAL (bad value, a loss that is not a float scalar, n < 1),
+ * PF_ENOTSUP (a program on the way has no gradient rule, or a rule cannot
+ * differentiate it: the message names the program and kernel), PF_EDTYPE
+ * (a parameter that is not f32 or f64), and the errors of the builders the
+ * rules call. On error the graph may hold some of the appended programs:
+ * discard it. */
+int pf_graph_grad(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
+                  pf_value_t *grads);
+
+/* The name for a program a gradient rule appends: "<call->name>/<what>",
+ * made unique in the graph. `out` has room for PF_NAME_MAX + 1 bytes. */
+void pf_grad_name(const struct pf_grad_call *call, const char *what, char *out);
+
+/* A one-output program appended by a rule: kernel on call->slice with the
+ * inputs consumed by default, attributes `attrs` (may be NULL), named
+ * pf_grad_name(call, what). Writes its output to *out. Errors: as
+ * pf_graph_program. */
+int pf_grad_program(const struct pf_grad_call *call, const char *what,
+                    const char *kernel, const pf_attrs *attrs, int n_in,
+                    const pf_value_t *in, pf_value_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
