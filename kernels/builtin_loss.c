@@ -11,8 +11,11 @@ static int softmax_xent_shape(const pf_attrs *attrs, int n_in,
                               const pf_spec *in, int n_out, pf_spec *out,
                               pf_diag *diag) {
   char x[PF_BUILTIN_SPEC_STR], l[PF_BUILTIN_SPEC_STR];
+  int64_t mean_over;
   int rc;
-  if ((rc = pf_builtin_want_dtype("softmax_xent", in, 0, PF_BUILTIN_FLOATS,
+  if ((rc = pf_builtin_int_attr("softmax_xent", attrs, "mean_over", 0, 0,
+                                INT64_MAX, &mean_over, diag)) ||
+      (rc = pf_builtin_want_dtype("softmax_xent", in, 0, PF_BUILTIN_FLOATS,
                                   diag)) ||
       (rc = pf_builtin_want_dtype("softmax_xent", in, 1, PF_BUILTIN_INTS,
                                   diag)) ||
@@ -53,7 +56,8 @@ static int check_labels(const pf_kernel_call *call, int64_t n, int64_t c) {
 static int softmax_xent_compute(const pf_kernel_call *call) {
   const pf_spec *s = &call->in[0].spec;
   int64_t n = s->dims[0], c = s->dims[1];
-  double total = 0, inv_n = n > 0 ? 1.0 / (double)n : 0;
+  int64_t over = pf_attrs_get_int(call->attrs, "mean_over", 0);
+  double total = 0, inv_n = over > 0 ? 1.0 / (double)over : n > 0 ? 1.0 / (double)n : 0;
   int rc = check_labels(call, n, c);
   if (rc != 0) return rc;
   /* Rows are shifted by their max so exp never overflows; sums run in
@@ -90,21 +94,33 @@ static void softmax_xent_cost(const pf_attrs *attrs, int n_in,
                   cost);
 }
 
-/* The loss is a mean over the rows this device sees, and the gradient is
- * scaled by that count: on a block of rows both would be off by the number
- * of blocks. So the kernel runs on whole inputs only. */
+/* The loss is a mean, and the gradient is scaled by the row count: on
+ * whole inputs that is the rows the device sees. Rows split over the slice
+ * need the global count in attribute mean_over, so that every block's loss
+ * is its share of the global mean (a partial loss: the blocks' losses add
+ * up to it) and its gradient rows are those of the whole batch. */
 static int softmax_xent_sharding(const pf_attrs *attrs, int n_in,
                                  const pf_spec *in, const pf_sharding *in_sh,
                                  int num_devices, int n_out,
                                  pf_sharding *out_sh, pf_diag *diag) {
-  (void)attrs;
-  (void)in;
-  if (num_devices > 1 &&
-      pf_sharding_count(n_in, in_sh, PF_SHARD_REPLICATED) != n_in)
-    return pf_sharding_refuse(diag, "softmax_xent", n_in, in_sh,
-                              "its mean runs over the rows one device sees");
-  pf_sharding_set_all(n_out, out_sh, pf_replicated());
-  return 0;
+  int64_t over = pf_attrs_get_int(attrs, "mean_over", 0);
+  (void)n_out;
+  if (num_devices == 1 ||
+      pf_sharding_count(n_in, in_sh, PF_SHARD_REPLICATED) == n_in) {
+    out_sh[0] = out_sh[1] = pf_replicated();
+    return 0;
+  }
+  if (in_sh[0].kind == PF_SHARD_SPLIT && in_sh[0].axis == 0 &&
+      in_sh[1].kind == PF_SHARD_SPLIT && in_sh[1].axis == 0 &&
+      over == in[0].dims[0]) {
+    out_sh[0] = pf_partial();
+    out_sh[1] = pf_split(0);
+    return 0;
+  }
+  return pf_sharding_refuse(diag, "softmax_xent", n_in, in_sh,
+                            "whole inputs, or logits and labels split by rows "
+                            "with attribute mean_over set to the global row "
+                            "count");
 }
 
 static const pf_kernel_def defs[] = {

@@ -295,7 +295,11 @@ static void test_mlp_data_parallel(void **state) {
   mlp_reference(pf_tensor_data(data[0]), pf_tensor_data(data[1]), pf_tensor_data(data[2]),
                 pf_tensor_data(data[3]), pf_tensor_data(data[4]), pf_tensor_data(data[5]),
                 want[0], want[1], want[2], want[3]);
-  for (int n = 1; n <= 4; n *= 2) {
+  for (int run = 0; run < 6; run++) {
+    /* On 1, 2 and 4 devices; the loss on gathered logits, then on the rows
+     * each device holds (mean_over: the global batch). */
+    int n = 1 << (run % 3), rows_split = run >= 3;
+    pf_attrs *xa;
     pf_graph *g;
     pf_slice_t s;
     pf_value_t v[6], h, z, loss[2], gv[4];
@@ -322,9 +326,16 @@ static void test_mlp_data_parallel(void **state) {
     P("bias_add", 2, h, v[5]);
 #undef P
     z = h;
-    OK(pf_graph_program(g, &(pf_program_desc){.kernel = "softmax_xent", .slice = s,
-                                              .n_in = 2, .in = (pf_value_t[]){z, v[1]}},
+    OK(pf_attrs_create(&xa));
+    if (rows_split) OK(pf_attrs_set_int(xa, "mean_over", B));
+    OK(pf_graph_program(g, &(pf_program_desc){.name = "xent", .kernel = "softmax_xent",
+                                              .attrs = xa, .slice = s, .n_in = 2,
+                                              .in = (pf_value_t[]){z, v[1]}},
                         loss, NULL));
+    pf_attrs_destroy(xa);
+    /* With mean_over the loss is computed on the rows where they are. */
+    if (rows_split && n > 1)
+      assert_int_equal(g->values[loss[0]].sharding.kind, PF_SHARD_PARTIAL);
     OK(pf_graph_grad(g, loss[0], 4, &v[2], gv));
     for (size_t p = 0; p < g->n_programs; p++)
       allreduces += strcmp(g->programs[p].kernel, "pf.allreduce") == 0;

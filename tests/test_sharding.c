@@ -94,7 +94,7 @@ static pf_tensor *run_case(const kcase *k, int n, const pf_sharding *feed_sh,
   pf_future *f;
   pf_tensor *got = NULL;
   pf_feed feeds[MAX_IN];
-  char names[MAX_IN][8];
+  char names[MAX_IN][16];
   int rc;
   *refused = 0;
   OK(pf_graph_create(ctx, &g));
@@ -240,6 +240,10 @@ static void test_every_builtin_every_layout(void **state) {
       {"reduce_sum rank 3", "reduce_sum", 1, {F64(12, 12, 24)}, {"axis"}, {1}, 0},
       {"argmax 0", "argmax", 1, {F64(12, 24)}, {"axis"}, {0}, 0},
       {"argmax 1", "argmax", 1, {F64(12, 24)}, {"axis"}, {1}, 0},
+      {"softmax_xent loss, rows split", "softmax_xent", 2,
+       {F64(12, 12), pf_spec_1d(PF_I64, 12)}, {"mean_over"}, {12}, 0},
+      {"softmax_xent grad, rows split", "softmax_xent", 2,
+       {F64(12, 12), pf_spec_1d(PF_I64, 12)}, {"mean_over"}, {12}, 1},
       {"softmax_xent loss", "softmax_xent", 2,
        {F64(12, 12), pf_spec_1d(PF_I64, 12)}, {0}, {0}, 0},
       {"softmax_xent grad", "softmax_xent", 2,
