@@ -427,7 +427,7 @@ int pf_mpi_progress(pf_mpi *m) {
    * are cleared below. */
   memcpy(front + nf, m->quick, (size_t)nq * sizeof *front);
   nf += nq;
-  memcpy(front + nf, m->reqs + m->base, head * sizeof *front);
+  if (head > 0) memcpy(front + nf, m->reqs + m->base, head * sizeof *front); /* reqs may be NULL */
   nf += (int)head;
   if (nf == 0) return 0;
   err = MPI_Testsome(nf, front, &outcount, m->indices, m->statuses);
