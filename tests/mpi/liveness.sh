@@ -17,7 +17,7 @@ job=$!
 first_arg() { tr '\0' '\n' < "/proc/$1/cmdline" 2>/dev/null | head -1; }
 ranks_pids=""
 i=0
-while [ "$i" -lt 100 ]; do
+while [ "$i" -lt 300 ]; do
   ranks_pids=""
   for p in $(pgrep -P "$job"); do
     for q in $p $(pgrep -P "$p"); do
