@@ -2,6 +2,7 @@
  * labels [N], and its gradient with respect to the logits. */
 #include <math.h>
 
+#include "base/diag.h"
 #include "base/util.h"
 #include "kernels/builtin_internal.h"
 #include "kernels/sharding.h"
@@ -123,7 +124,62 @@ static int softmax_xent_sharding(const pf_attrs *attrs, int n_in,
                             "count");
 }
 
+/* accuracy(logits [N, C], labels [N]) -> i64 scalar: the rows whose
+ * largest logit (the first, on ties) is at the label. */
+static int accuracy_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                          int n_out, pf_spec *out, pf_diag *diag) {
+  pf_spec tmp[2];
+  int rc = softmax_xent_shape(attrs, n_in, in, 2, tmp, diag);
+  (void)n_out;
+  if (rc != 0) {
+    pf_diag_prefix(diag, "accuracy (same inputs as softmax_xent)");
+    return rc;
+  }
+  out[0] = pf_spec_scalar(PF_I64);
+  return 0;
+}
+
+static int accuracy_compute(const pf_kernel_call *call) {
+  const pf_spec *s = &call->in[0].spec;
+  int64_t n = s->dims[0], c = s->dims[1], hits = 0;
+  PF_BUILTIN_FLOAT_SWITCH(s->dtype, {
+    const T *x = call->in[0].data;
+    for (int64_t r = 0; r < n; r++) {
+      int64_t best = 0;
+      for (int64_t j = 1; j < c; j++)
+        if (x[r * c + j] > x[r * c + best]) best = j;
+      hits += c > 0 && best == label_at(&call->in[1], r);
+    }
+  });
+  *(int64_t *)call->out[0].data = hits;
+  return 0;
+}
+
+/* Counts over blocks of rows add up: a partial count. */
+static int accuracy_sharding(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                             const pf_sharding *in_sh, int num_devices,
+                             int n_out, pf_sharding *out_sh, pf_diag *diag) {
+  (void)attrs;
+  (void)in;
+  (void)n_out;
+  if (num_devices == 1 ||
+      pf_sharding_count(n_in, in_sh, PF_SHARD_REPLICATED) == n_in) {
+    out_sh[0] = pf_replicated();
+    return 0;
+  }
+  if (in_sh[0].kind == PF_SHARD_SPLIT && in_sh[0].axis == 0 &&
+      in_sh[1].kind == PF_SHARD_SPLIT && in_sh[1].axis == 0) {
+    out_sh[0] = pf_partial();
+    return 0;
+  }
+  return pf_sharding_refuse(diag, "accuracy", n_in, in_sh,
+                            "whole inputs, or logits and labels split by rows");
+}
+
 static const pf_kernel_def defs[] = {
+    {.name = "accuracy", .n_in = 2, .n_out = 1, .shape = accuracy_shape,
+     .cost = softmax_xent_cost, .sharding = accuracy_sharding,
+     .compute = accuracy_compute},
     {.name = "softmax_xent", .n_in = 2, .n_out = 2,
      .shape = softmax_xent_shape, .cost = softmax_xent_cost,
      .sharding = softmax_xent_sharding, .compute = softmax_xent_compute},

@@ -153,9 +153,9 @@ static void assert_spec(const pf_spec *got, pf_spec want) {
 static int run(const char *name, const pf_attrs *attrs, int n_in,
                const pf_view *in, pf_view *out, pf_diag *diag) {
   const pf_kernel *k = kernel(name);
-  pf_spec in_specs[4], out_specs[4];
+  pf_spec in_specs[8], out_specs[8];
   pf_kernel_call call;
-  assert_true(n_in <= 4 && k->def.n_out <= 4);
+  assert_true(n_in <= 8 && k->def.n_out <= 8);
   assert_int_equal(k->def.n_in, n_in);
   for (int i = 0; i < n_in; i++) in_specs[i] = in[i].spec;
   pf_diag_init(diag);
@@ -235,6 +235,8 @@ static void test_registry(void **state) {
       {"scale", 1, 1},    {"relu", 1, 1},       {"relu_grad", 2, 1},
       {"matmul", 2, 1},   {"bias_add", 2, 1},   {"reduce_sum", 1, 1},
       {"argmax", 1, 1},   {"softmax_xent", 2, 2}, {"sgd", 2, 1},
+      {"reduce_sum_grad", 2, 1}, {"accuracy", 2, 1}, {"momentum", 3, 2},
+      {"adam", 5, 4},     {"init_uniform", 0, 1},
   };
   pf_registry *r;
   pf_kernel_def def;
@@ -249,6 +251,8 @@ static void test_registry(void **state) {
     assert_non_null(k->def.shape);
     assert_non_null(k->def.cost);
     assert_non_null(k->def.compute);
+    /* Every built-in states how its shardings flow. */
+    assert_non_null(k->def.sharding);
     assert_null(pf_registry_find(reg, all[i].name, PF_DEVICE_GPU));
   }
 
@@ -516,6 +520,131 @@ static void test_broadcast(void **state) {
       free_views(2, in);
       free_views(1, &out);
     }
+}
+
+/* momentum and Adam against their formulas, two steps in a row (the state
+ * one step returns is the next step's input), f32 and f64. */
+static void test_optimizers(void **state) {
+  (void)state;
+  seed(5);
+  for (size_t t = 0; t < LEN(floats); t++) {
+    pf_spec s = (pf_spec)S2(floats[t], 3, 5), ts = (pf_spec)S0(PF_I64);
+    pf_view p = random_view(s, 1), g = random_view(s, 1), z = alloc_view(s);
+    pf_view step = alloc_view(ts), mom_out[2], adam_out[4], adam2[4];
+    int64_t n = pf_spec_numel(&s);
+    double *pv = values(&p), *gv = values(&g), *want = test_malloc((size_t)n * sizeof *want);
+    pf_attrs *a = attrs_new();
+    memset(z.data, 0, pf_spec_nbytes(&s));
+    *(int64_t *)step.data = 0;
+    /* momentum from zero velocity: v = g, p' = p - lr g. */
+    set_float(a, "lr", 0.5);
+    set_float(a, "beta", 0.25);
+    run_ok("momentum", a, 3, (pf_view[]){p, g, z}, mom_out);
+    for (int64_t i = 0; i < n; i++) want[i] = pv[i] - 0.5 * gv[i];
+    assert_close(&mom_out[0], want, n);
+    assert_close(&mom_out[1], gv, n);
+    {
+      /* Second step: v' = 0.25 g + g. */
+      pf_view again[2];
+      run_ok("momentum", a, 3, (pf_view[]){p, g, mom_out[1]}, again);
+      for (int64_t i = 0; i < n; i++) want[i] = pv[i] - 0.5 * 1.25 * gv[i];
+      assert_close(&again[0], want, n);
+      free_views(2, again);
+    }
+    pf_attrs_destroy(a);
+    /* Adam: the first step moves every element by lr against its gradient's
+     * sign (m/sqrt(v) = g/|g| after bias correction). */
+    a = attrs_new();
+    set_float(a, "lr", 0.125);
+    run_ok("adam", a, 5, (pf_view[]){p, g, z, z, step}, adam_out);
+    for (int64_t i = 0; i < n; i++)
+      want[i] = pv[i] - 0.125 * gv[i] / (fabs(gv[i]) + 1e-8);
+    assert_close(&adam_out[0], want, n);
+    assert_int_equal(*(int64_t *)adam_out[3].data, 1);
+    run_ok("adam", a, 5, (pf_view[]){adam_out[0], g, adam_out[1], adam_out[2], adam_out[3]},
+           adam2);
+    assert_int_equal(*(int64_t *)adam2[3].data, 2);
+    for (int64_t i = 0; i < n; i++) {
+      /* Same gradient twice: the corrected m and v are g and g^2 again. */
+      want[i] = pv[i] - 2 * 0.125 * gv[i] / (fabs(gv[i]) + 1e-8);
+    }
+    assert_close(&adam2[0], want, n);
+    pf_attrs_destroy(a);
+    free_views(2, mom_out);
+    free_views(4, adam_out);
+    free_views(4, adam2);
+    free_views(1, &p);
+    free_views(1, &g);
+    free_views(1, &z);
+    free_views(1, &step);
+    test_free(pv);
+    test_free(gv);
+    test_free(want);
+  }
+}
+
+/* init_uniform: the same seed gives the same tensor, another seed another;
+ * values fill (-bound, bound) with Kaiming's and Glorot's bounds. */
+static void test_init_uniform(void **state) {
+  static const char *modes[] = {"kaiming", "xavier", "uniform"};
+  (void)state;
+  for (int m = 0; m < 3; m++) {
+    pf_attrs *a = attrs_new(), *b = attrs_new();
+    pf_view x, y, z;
+    double bound = m == 0 ? sqrt(6.0 / 64) : m == 1 ? sqrt(6.0 / (64 + 32)) : 0.5, lo = 1, hi = -1;
+    int same = 1, diff = 0;
+    assert_int_equal(pf_attrs_set_ints(a, "shape", (int64_t[]){64, 32}, 2), 0);
+    assert_int_equal(pf_attrs_set_string(a, "mode", modes[m]), 0);
+    set_float(a, "bound", 0.5);
+    set_int(a, "dtype", PF_F64);
+    set_int(a, "seed", 7);
+    run_ok("init_uniform", a, 0, NULL, &x);
+    run_ok("init_uniform", a, 0, NULL, &y);
+    assert_int_equal(pf_attrs_clone(a, &b) == 0, 1);
+    set_int(b, "seed", 8);
+    run_ok("init_uniform", b, 0, NULL, &z);
+    for (int64_t i = 0; i < 64 * 32; i++) {
+      double v = ((double *)x.data)[i];
+      same &= v == ((double *)y.data)[i];
+      diff += v != ((double *)z.data)[i];
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    assert_true(same);
+    assert_true(diff > 64 * 32 - 4);
+    assert_true(lo >= -bound && hi <= bound);
+    /* 2048 draws cover the range: within 1% of each end. */
+    assert_true(lo < -0.99 * bound && hi > 0.99 * bound);
+    free_views(1, &x);
+    free_views(1, &y);
+    free_views(1, &z);
+    pf_attrs_destroy(a);
+    pf_attrs_destroy(b);
+  }
+  {
+    pf_attrs *a = attrs_new();
+    assert_int_equal(pf_attrs_set_ints(a, "shape", (int64_t[]){8}, 1), 0);
+    assert_int_equal(pf_attrs_set_string(a, "mode", "kaiming"), 0);
+    expect_shape_error("init_uniform", a, 0, NULL, PF_ESHAPE, "[in, out]", NULL);
+    assert_int_equal(pf_attrs_set_string(a, "mode", "normal"), 0);
+    expect_shape_error("init_uniform", a, 0, NULL, PF_EINVAL, "\"normal\"", NULL);
+    pf_attrs_destroy(a);
+  }
+}
+
+static void test_accuracy(void **state) {
+  pf_view in[2] = {alloc_view((pf_spec)S2(PF_F32, 4, 3)), alloc_view((pf_spec)S1(PF_I64, 4))};
+  pf_view out;
+  const float x[12] = {0, 1, 2, /* 2 */ 5, 1, 0, /* 0 */ 1, 1, 0, /* 0: first on ties */
+                       0, 0, 9 /* 2 */};
+  const int64_t labels[4] = {2, 1, 0, 2};
+  (void)state;
+  memcpy(in[0].data, x, sizeof x);
+  memcpy(in[1].data, labels, sizeof labels);
+  run_ok("accuracy", NULL, 2, in, &out);
+  assert_int_equal(*(int64_t *)out.data, 3);
+  free_views(1, &out);
+  free_views(2, in);
 }
 
 /* Integer overflow wraps (and is not undefined: UBSan runs this). */
@@ -1140,6 +1269,9 @@ int main(void) {
       cmocka_unit_test(test_identity),
       cmocka_unit_test(test_add_sub_mul),
       cmocka_unit_test(test_broadcast),
+      cmocka_unit_test(test_optimizers),
+      cmocka_unit_test(test_init_uniform),
+      cmocka_unit_test(test_accuracy),
       cmocka_unit_test(test_integer_wrap),
       cmocka_unit_test(test_scale),
       cmocka_unit_test(test_relu),

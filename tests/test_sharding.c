@@ -240,6 +240,7 @@ static void test_every_builtin_every_layout(void **state) {
       {"reduce_sum rank 3", "reduce_sum", 1, {F64(12, 12, 24)}, {"axis"}, {1}, 0},
       {"argmax 0", "argmax", 1, {F64(12, 24)}, {"axis"}, {0}, 0},
       {"argmax 1", "argmax", 1, {F64(12, 24)}, {"axis"}, {1}, 0},
+      {"accuracy", "accuracy", 2, {F64(12, 12), pf_spec_1d(PF_I64, 12)}, {0}, {0}, 0},
       {"softmax_xent loss, rows split", "softmax_xent", 2,
        {F64(12, 12), pf_spec_1d(PF_I64, 12)}, {"mean_over"}, {12}, 0},
       {"softmax_xent grad, rows split", "softmax_xent", 2,
