@@ -1,0 +1,138 @@
+/* Large values and buffers put from the host, across 2 ranks with 2
+ * devices each (devices 0, 1 on rank 0; 2, 3 on rank 1):
+ *  - a 1 GiB feed split over the 4 devices and its 1 GiB result fetched
+ *    back (each shard 256 MiB, within PF_HOST_SHARD_MAX);
+ *  - a shard over PF_HOST_SHARD_MAX fed to the other rank is PF_ERANGE
+ *    before anything moves, naming the input (it used to pass pf_execute
+ *    and abort the job), and the job goes on;
+ *  - pf_buffer_put and pf_buffer_put_for with shards on both ranks.
+ * LARGE_N overrides the 2^28 elements of the large feed (quick runs).
+ * Feeds and fetches still travel as control messages: on the 2-core test
+ * machine the 1 GiB round trip takes over a minute, and with the default
+ * PATHFLOW_RANK_TIMEOUT_S rank 0 declared rank 1 lost while rank 1 was
+ * copying a 256 MiB message, so CMake runs this with the check off. */
+#include "mpi_common.h"
+
+pf_context *ctx;
+
+static int setup(void **state) {
+  (void)state;
+  if (pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 2}, &ctx)) return -1;
+  return pf_world_size(ctx) == 2 && pf_device_count(ctx, PF_DEVICE_CPU) == 4 ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  return pf_finalize(ctx);
+}
+
+/* y = alpha * x over the devices `pins`, x split by rows or replicated. */
+static pf_executable *scale_exe(pf_spec spec, int n, const int *pins, pf_sharding sh,
+                                double alpha) {
+  pf_graph *g;
+  pf_executable *exe;
+  pf_slice_t s;
+  pf_value_t x, y;
+  pf_attrs *a;
+  OK(pf_graph_create(ctx, &g));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
+  OK(pf_graph_slice_pin(g, s, pins));
+  OK(pf_graph_input(g, "x", &spec, s, sh, &x));
+  OK(pf_attrs_create(&a));
+  OK(pf_attrs_set_float(a, "alpha", alpha));
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "scale", .attrs = a, .slice = s, .n_in = 1,
+                                             .in = &x},
+                      &y, NULL));
+  pf_attrs_destroy(a);
+  OK(pf_graph_output(g, "y", y));
+  OK(pf_compile(g, &exe));
+  pf_graph_destroy(g);
+  return exe;
+}
+
+static float pattern(int64_t i) { return (float)(i % 1000003); }
+
+static void test_one_gib_feed_and_fetch(void **state) {
+  const int64_t n = getenv("LARGE_N") ? atoll(getenv("LARGE_N")) : (int64_t)1 << 28; /* 1 GiB */
+  pf_spec spec = pf_spec_1d(PF_F32, n);
+  pf_executable *exe = scale_exe(spec, 4, (int[]){0, 1, 2, 3}, pf_split(0), 2);
+  pf_tensor *x, *y;
+  pf_future *f;
+  (void)state;
+  OK(pf_tensor_create(&spec, &x));
+  for (int64_t i = 0; i < n; i++) ((float *)pf_tensor_data(x))[i] = pattern(i);
+  OK(pf_execute(exe, 1, &(pf_feed){.name = "x", .tensor = x}, &f));
+  pf_tensor_destroy(x); /* copied by pf_execute */
+  OK(pf_future_wait(f));
+  OK(pf_future_fetch(f, "y", &y));
+  pf_future_destroy(f);
+  assert_int_equal(pf_tensor_nbytes(y), (size_t)n * 4);
+  for (int64_t i = 0; i < n; i++)
+    if (((const float *)pf_tensor_cdata(y))[i] != 2 * pattern(i))
+      fail_msg("y[%lld] = %g, expected %g", (long long)i,
+               (double)((const float *)pf_tensor_cdata(y))[i], 2.0 * pattern(i));
+  pf_tensor_destroy(y);
+  pf_executable_destroy(exe);
+}
+
+static void test_over_limit_refused_not_aborted(void **state) {
+  pf_spec spec = pf_spec_1d(PF_F32, PF_HOST_SHARD_MAX / 4 + 16), small = pf_spec_1d(PF_F32, 8);
+  pf_executable *exe = scale_exe(spec, 1, (int[]){2}, pf_replicated(), 1), *ok;
+  pf_tensor *x, *t, *y;
+  pf_future *f = (pf_future *)1;
+  (void)state;
+  OK(pf_tensor_create(&spec, &x));
+  assert_int_equal(pf_execute(exe, 1, &(pf_feed){.name = "x", .tensor = x}, &f), PF_ERANGE);
+  assert_null(f);
+  assert_non_null(strstr(pf_last_error(ctx), "feed \"x\""));
+  assert_non_null(strstr(pf_last_error(ctx), "PF_HOST_SHARD_MAX"));
+  pf_tensor_destroy(x);
+  pf_executable_destroy(exe);
+  /* The job goes on. */
+  ok = scale_exe(small, 1, (int[]){3}, pf_replicated(), 3);
+  t = seq_tensor(small, 1);
+  y = run_one(ok, 1, &(pf_feed){.name = "x", .tensor = t}, "y");
+  for (int i = 0; i < 8; i++)
+    assert_true(((const float *)pf_tensor_cdata(y))[i] == 3 * ((const float *)pf_tensor_cdata(t))[i]);
+  pf_tensor_destroy(y);
+  pf_tensor_destroy(t);
+  pf_executable_destroy(ok);
+}
+
+static void test_buffer_put_across_ranks(void **state) {
+  pf_spec spec = pf_spec_2d(PF_F32, 6, 5);
+  pf_tensor *x = seq_tensor(spec, 2), *back, *y;
+  pf_executable *exe = scale_exe(spec, 2, (int[]){3, 0}, pf_split(0), 2);
+  pf_buffer_t split, repl, fitted;
+  (void)state;
+  /* Rows 0-2 on rank 1, rows 3-5 on rank 0. */
+  OK(pf_buffer_put(ctx, x, 2, (int[]){2, 1}, pf_split(0), &split));
+  OK(pf_buffer_fetch(ctx, split, &back));
+  assert_memory_equal(pf_tensor_cdata(back), pf_tensor_cdata(x), pf_tensor_nbytes(x));
+  pf_tensor_destroy(back);
+  OK(pf_buffer_put(ctx, x, 2, (int[]){3, 0}, pf_replicated(), &repl));
+  OK(pf_buffer_fetch(ctx, repl, &back));
+  assert_memory_equal(pf_tensor_cdata(back), pf_tensor_cdata(x), pf_tensor_nbytes(x));
+  pf_tensor_destroy(back);
+  OK(pf_buffer_put_for(exe, "x", x, &fitted));
+  const pf_buffer_t bufs[3] = {split, repl, fitted};
+  for (int k = 0; k < 3; k++) {
+    y = run_one(exe, 1, &(pf_feed){.name = "x", .buffer = bufs[k]}, "y");
+    for (int i = 0; i < 30; i++)
+      assert_true(((const float *)pf_tensor_cdata(y))[i] ==
+                  2 * ((const float *)pf_tensor_cdata(x))[i]);
+    pf_tensor_destroy(y);
+    OK(pf_buffer_release(ctx, bufs[k]));
+  }
+  pf_executable_destroy(exe);
+  pf_tensor_destroy(x);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_buffer_put_across_ranks),
+      cmocka_unit_test(test_over_limit_refused_not_aborted),
+      cmocka_unit_test(test_one_gib_feed_and_fetch),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
