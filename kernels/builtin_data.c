@@ -1,0 +1,253 @@
+/* Data sets on the executors: idx_read loads an IDX file (MNIST's format,
+ * gzip or plain) into a device buffer once; batch_rows picks a step's
+ * batch from it on the device, in an order drawn from a seed and the
+ * epoch. Nothing passes through the controller but the step number. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "base/util.h"
+#include "kernels/builtin_internal.h"
+#include "kernels/sharding.h"
+#include "pathflow/error.h"
+
+/* ---- idx_read ------------------------------------------------------------ */
+
+/* The IDX header: 0, 0, a type byte (0x08: unsigned bytes), the rank, then
+ * one big-endian u32 per dimension. */
+static int read_header(gzFile f, const char *path, pf_spec *file, pf_diag *diag) {
+  unsigned char head[4], d[4];
+  if (gzread(f, head, 4) != 4)
+    return pf_diag_error(diag, PF_EDECODE, "idx_read: %s: truncated: no IDX header",
+                         path);
+  if (head[0] != 0 || head[1] != 0 || head[2] != 0x08 || head[3] < 1 ||
+      head[3] > PF_MAX_RANK)
+    return pf_diag_error(diag, PF_EDECODE,
+                         "idx_read: %s: not an IDX file of unsigned bytes (header "
+                         "%02x %02x %02x %02x; expected 00 00 08 and a rank of 1 "
+                         "to %d)",
+                         path, head[0], head[1], head[2], head[3], PF_MAX_RANK);
+  file->dtype = PF_U8;
+  file->rank = head[3];
+  for (int i = 0; i < file->rank; i++) {
+    if (gzread(f, d, 4) != 4)
+      return pf_diag_error(diag, PF_EDECODE,
+                           "idx_read: %s: truncated in the header (dimension %d)",
+                           path, i);
+    file->dims[i] = (int64_t)d[0] << 24 | (int64_t)d[1] << 16 | (int64_t)d[2] << 8 | d[3];
+  }
+  return 0;
+}
+
+static int idx_read_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                          int n_out, pf_spec *out, pf_diag *diag) {
+  const int64_t *dims;
+  int n = pf_attrs_get_ints(attrs, "shape", &dims);
+  const char *path = pf_attrs_get_string(attrs, "path", NULL);
+  (void)n_in;
+  (void)in;
+  (void)n_out;
+  if (path == NULL || path[0] == '\0')
+    return pf_diag_error(diag, PF_EINVAL, "idx_read: attribute path (a string) is missing");
+  if (n < 1 || n > PF_MAX_RANK)
+    return pf_diag_error(diag, PF_EINVAL,
+                         "idx_read: attribute shape (the file's dimensions, 1 to %d "
+                         "of them) is missing",
+                         PF_MAX_RANK);
+  out[0] = pf_spec_make(PF_U8, n, dims);
+  if (pf_spec_check(&out[0]) != 0)
+    return pf_diag_error(diag, PF_EINVAL, "idx_read: attribute shape is not a shape");
+  return 0;
+}
+
+/* Reads the whole file into the output after checking that its header
+ * says what the graph was built with, and that no byte is missing. */
+static int idx_read_compute(const pf_kernel_call *call) {
+  const char *path = pf_attrs_get_string(call->attrs, "path", "");
+  const pf_spec *want = &call->out[0].spec;
+  char a[PF_BUILTIN_SPEC_STR], b[PF_BUILTIN_SPEC_STR];
+  size_t total = pf_spec_nbytes(want), got = 0;
+  unsigned char extra;
+  pf_spec file;
+  int rc = 0;
+  gzFile f = gzopen(path, "rb");
+  if (f == NULL)
+    return pf_diag_error(call->diag, errno == ENOENT ? PF_ENOTFOUND : PF_ESYS,
+                         "idx_read: cannot open %s: %s%s", path, strerror(errno),
+                         strstr(path, "fashion-mnist")
+                             ? " (install Debian's dataset-fashion-mnist: "
+                               "scripts/install-deps does)"
+                             : "");
+  if ((rc = read_header(f, path, &file, call->diag)) != 0) goto done;
+  if (!pf_spec_equal(&file, want)) {
+    rc = pf_diag_error(call->diag, PF_EDECODE,
+                       "idx_read: %s holds %s; the graph expects %s", path,
+                       pf_spec_str(&file, a, sizeof a), pf_spec_str(want, b, sizeof b));
+    goto done;
+  }
+  while (got < total) {
+    unsigned chunk = total - got > (1u << 30) ? 1u << 30 : (unsigned)(total - got);
+    int n = gzread(f, (char *)call->out[0].data + got, chunk);
+    if (n <= 0) break;
+    got += (size_t)n;
+  }
+  if (got < total) {
+    int zerr;
+    const char *why = gzerror(f, &zerr);
+    rc = pf_diag_error(call->diag, PF_EDECODE,
+                       "idx_read: %s: truncated or corrupt: %zu of %zu data bytes "
+                       "read (%s)",
+                       path, got, total, zerr != Z_OK ? why : "end of file");
+  } else if (gzread(f, &extra, 1) != 0) {
+    rc = pf_diag_error(call->diag, PF_EDECODE,
+                       "idx_read: %s: more data than its header announces", path);
+  }
+done:
+  gzclose(f);
+  return rc;
+}
+
+/* ---- batch_rows ---------------------------------------------------------- */
+
+static uint64_t mix(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+static int batch_rows_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                            int n_out, pf_spec *out, pf_diag *diag) {
+  char s[PF_BUILTIN_SPEC_STR];
+  int64_t batch, dt, seed;
+  double scale;
+  int rc;
+  (void)n_in;
+  (void)n_out;
+  int64_t split;
+  if ((rc = pf_builtin_int_attr("batch_rows", attrs, "batch", 0, 1, INT64_MAX, &batch,
+                                diag)) ||
+      (rc = pf_builtin_int_attr("batch_rows", attrs, "split_rows", 0, 0, 1, &split, diag)) ||
+      (rc = pf_builtin_int_attr("batch_rows", attrs, "dtype", PF_F32, 0, PF_DTYPE_COUNT - 1,
+                                &dt, diag)) ||
+      (rc = pf_builtin_int_attr("batch_rows", attrs, "seed", 0, INT64_MIN, INT64_MAX, &seed,
+                                diag)) ||
+      (rc = pf_builtin_float_attr("batch_rows", attrs, "scale", 1, &scale, diag)))
+    return rc;
+  if (dt != PF_F32 && dt != PF_F64 && dt != PF_I32 && dt != PF_I64)
+    return pf_diag_error(diag, PF_EDTYPE,
+                         "batch_rows: attribute dtype is %s; expected f32, f64, i32 "
+                         "or i64",
+                         pf_dtype_name((pf_dtype)dt));
+  if (in[0].dtype != PF_U8 || in[0].rank < 1)
+    return pf_diag_error(diag, PF_EDTYPE, "batch_rows: input 0 is %s; expected u8 rows",
+                         pf_spec_str(&in[0], s, sizeof s));
+  if (in[1].dtype != PF_I64 || in[1].rank != 0)
+    return pf_diag_error(diag, PF_ESHAPE,
+                         "batch_rows: input 1 is %s; expected the step, an i64 scalar",
+                         pf_spec_str(&in[1], s, sizeof s));
+  if (batch > in[0].dims[0])
+    return pf_diag_error(diag, PF_ESHAPE,
+                         "batch_rows: attribute batch is %lld but input 0 has %lld rows",
+                         (long long)batch, (long long)in[0].dims[0]);
+  out[0] = in[0];
+  out[0].dtype = (pf_dtype)dt;
+  out[0].dims[0] = batch;
+  return 0;
+}
+
+/* Row r of epoch e's order: a Fisher-Yates shuffle of 0..n-1 driven by a
+ * counter-based generator keyed by (seed, epoch), so every device and rank
+ * draws the same order with no state. */
+static void epoch_order(uint64_t seed, int64_t epoch, int64_t n, int64_t *order) {
+  uint64_t key = mix(seed ^ mix((uint64_t)epoch + 0x9e3779b97f4a7c15ull));
+  for (int64_t i = 0; i < n; i++) order[i] = i;
+  for (int64_t i = n - 1; i > 0; i--) {
+    int64_t j = (int64_t)(mix(key + (uint64_t)i) % (uint64_t)(i + 1)), t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+}
+
+/* Output rows: this device's block of the step's global batch. With the
+ * output split by rows over k devices, the global batch is k x `batch`
+ * rows and device s takes rows s*batch.. of it, so k devices see exactly
+ * the rows one device with batch k x `batch` would. An epoch is the
+ * floor(n / global batch) steps; the rest of the order is skipped. */
+static int batch_rows_compute(const pf_kernel_call *call) {
+  const pf_spec *ds = &call->in[0].spec, *os = &call->out[0].spec;
+  int64_t n = ds->dims[0], b = os->dims[0], k = call->num_shards;
+  int64_t step = *(const int64_t *)call->in[1].data, row = pf_spec_numel(ds) / (n ? n : 1);
+  int split = pf_attrs_get_int(call->attrs, "split_rows", 0) != 0;
+  int64_t global = split ? b * k : b, per_epoch, epoch, first, *order;
+  uint64_t seed = (uint64_t)pf_attrs_get_int(call->attrs, "seed", 0);
+  double scale = pf_attrs_get_float(call->attrs, "scale", 1);
+  const uint8_t *src = call->in[0].data;
+  if (global > n)
+    return pf_diag_error(call->diag, PF_ESHAPE,
+                         "batch_rows: a global batch of %lld rows from %lld", (long long)global,
+                         (long long)n);
+  if (step < 0)
+    return pf_diag_error(call->diag, PF_EINVAL, "batch_rows: step %lld is negative",
+                         (long long)step);
+  per_epoch = n / global;
+  epoch = step / per_epoch;
+  first = (step % per_epoch) * global + (split ? call->shard * b : 0);
+  if ((order = pf_mallocn((size_t)n, sizeof *order)) == NULL)
+    return pf_diag_error(call->diag, PF_ENOMEM, "batch_rows: out of memory");
+  epoch_order(seed, epoch, n, order);
+  for (int64_t r = 0; r < b; r++) {
+    const uint8_t *x = src + order[first + r] * row;
+    switch (os->dtype) {
+      case PF_F32: {
+        float *o = (float *)call->out[0].data + r * row;
+        for (int64_t j = 0; j < row; j++) o[j] = (float)(x[j] * scale);
+      } break;
+      case PF_F64: {
+        double *o = (double *)call->out[0].data + r * row;
+        for (int64_t j = 0; j < row; j++) o[j] = x[j] * scale;
+      } break;
+      case PF_I32: {
+        int32_t *o = (int32_t *)call->out[0].data + r * row;
+        for (int64_t j = 0; j < row; j++) o[j] = (int32_t)x[j];
+      } break;
+      default: {
+        int64_t *o = (int64_t *)call->out[0].data + r * row;
+        for (int64_t j = 0; j < row; j++) o[j] = (int64_t)x[j];
+      } break;
+    }
+  }
+  free(order);
+  return 0;
+}
+
+/* The data and the step whole on every device. The kernel reads whether its
+ * output is split from attribute split_rows (it cannot see shardings), so
+ * the attribute decides the layout: split by rows with it, whole without. */
+static int batch_rows_sharding(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                               const pf_sharding *in_sh, int num_devices, int n_out,
+                               pf_sharding *out_sh, pf_diag *diag) {
+  (void)in;
+  (void)n_out;
+  if (num_devices > 1 && pf_sharding_count(n_in, in_sh, PF_SHARD_REPLICATED) != n_in)
+    return pf_sharding_refuse(diag, "batch_rows", n_in, in_sh,
+                              "the data set and the step must be whole on every device");
+  out_sh[0] = pf_attrs_get_int(attrs, "split_rows", 0) != 0 ? pf_split(0) : pf_replicated();
+  return 0;
+}
+
+static const pf_kernel_def defs[] = {
+    {.name = "idx_read", .n_in = 0, .n_out = 1, .shape = idx_read_shape,
+     .sharding = pf_sharding_rule_replicated, .compute = idx_read_compute},
+    {.name = "batch_rows", .n_in = 2, .n_out = 1, .shape = batch_rows_shape,
+     .cost = pf_builtin_cost_numel, .sharding = batch_rows_sharding,
+     .compute = batch_rows_compute},
+};
+
+int pf_builtin_register_data(pf_registry *reg) {
+  return pf_builtin_add_all(reg, defs, PF_ARRAY_LEN(defs));
+}
