@@ -70,6 +70,7 @@ static void test_bad_env_values(void **state) {
       {"PATHFLOW_IDLE_POLL_MS", "+20", "[1, 1000]"},
       {"PATHFLOW_RANK_TIMEOUT_S", "ten", "[0, 86400]"},
       {"PATHFLOW_WATCHDOG_S", "99999999999999999999", "[0, 86400]"},
+      {"PATHFLOW_HANG_TIMEOUT_S", "10m", "[0, 864000]"},
   };
   (void)state;
   for (size_t i = 0; i < PF_ARRAY_LEN(cases); i++)
@@ -90,6 +91,18 @@ static void test_bad_cpu_devices(void **state) {
     assert_non_null(strstr(err, "PATHFLOW_CPU_DEVICES=\""));
     assert_non_null(strstr(err, "[1, 4096]"));
   }
+}
+
+/* A kernels plugin that cannot be loaded fails pf_init, naming the path. */
+static void test_bad_kernels_plugin(void **state) {
+  char err[4096];
+  (void)state;
+  setenv("PATHFLOW_KERNELS", "/nonexistent/libk.so", 1);
+  int rc = init_capturing(&(pf_init_options){.cpu_devices = 1}, err, sizeof err);
+  unsetenv("PATHFLOW_KERNELS");
+  if (rc == 0) pf_finalize(ctx);
+  assert_int_equal(rc, PF_ENOTFOUND);
+  assert_non_null(strstr(err, "kernels plugin /nonexistent/libk.so"));
 }
 
 /* A trace directory that cannot be written fails pf_init, not a run later. */
@@ -281,6 +294,7 @@ int main(void) {
       cmocka_unit_test(test_parse_bytes),
       cmocka_unit_test(test_bad_env_values),
       cmocka_unit_test(test_bad_cpu_devices),
+      cmocka_unit_test(test_bad_kernels_plugin),
       cmocka_unit_test(test_bad_trace_dir),
       cmocka_unit_test(test_good_env_values),
       cmocka_unit_test(test_cpu_devices_over_cores_warns),
