@@ -1,22 +1,25 @@
 #!/bin/sh
-# A kernel that crashes its process (SIGSEGV on the last rank) must end the
-# job with a non-zero status and a line from pathflow's signal handler
-# naming the rank, the signal, the kernel, the program, the shard and the
-# step, not only Open MPI's backtrace without symbols.
+# A kernel that crashes its process on the last rank (SIGSEGV, then abort())
+# must end the job with a non-zero status and a line from pathflow's signal
+# handler naming the rank, the signal, the kernel, the program, the shard and
+# the step, not only Open MPI's backtrace without symbols.
 set -u
 mpirun=$1 exe=$2 plugin=$3 np=${4:-3}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-timeout 120 "$mpirun" --oversubscribe --bind-to none -np "$np" -x PATHFLOW_CPU_DEVICES=1 \
-  "$exe" "$plugin" test.segv_shard >"$out" 2>&1
-rc=$?
-cat "$out"
 last=$((np - 1))
-if [ "$rc" -eq 0 ]; then echo "FAIL: the job exited 0"; exit 1; fi
-if [ "$rc" -eq 124 ]; then echo "FAIL: the job hung (killed by timeout)"; exit 1; fi
-line=$(grep "pathflow: rank $last: SIGSEGV" "$out" | head -1)
-[ -n "$line" ] || { echo "FAIL: no crash report from rank $last"; exit 1; }
-for want in 'kernel "test.segv_shard"' 'program "slow"' "shard $last of $np" 'step [0-9]'; do
-  echo "$line" | grep -q "$want" || { echo "FAIL: the report lacks $want"; exit 1; }
+for case in "test.segv_shard SIGSEGV" "test.abort_shard SIGABRT"; do
+  kernel=${case% *} sig=${case#* }
+  timeout 120 "$mpirun" --oversubscribe --bind-to none -np "$np" -x PATHFLOW_CPU_DEVICES=1 \
+    "$exe" "$plugin" "$kernel" >"$out" 2>&1
+  rc=$?
+  cat "$out"
+  if [ "$rc" -eq 0 ]; then echo "FAIL: $kernel: the job exited 0"; exit 1; fi
+  if [ "$rc" -eq 124 ]; then echo "FAIL: $kernel: the job hung (killed by timeout)"; exit 1; fi
+  line=$(grep "pathflow: rank $last: $sig" "$out" | head -1)
+  [ -n "$line" ] || { echo "FAIL: $kernel: no $sig report from rank $last"; exit 1; }
+  for want in "kernel \"$kernel\"" 'program "slow"' "shard $last of $np" 'step [0-9]'; do
+    echo "$line" | grep -q "$want" || { echo "FAIL: the report lacks $want"; exit 1; }
+  done
+  echo "ok: $line"
 done
-echo "ok: the crash was reported: $line"

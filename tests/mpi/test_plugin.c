@@ -5,10 +5,12 @@
  *   test.die_shard    out = x, but kills its process on shard attr "shard"
  *   test.sleep_shard  out = x, after sleeping attr "ms" on shard attr "shard"
  *   test.segv_shard   out = x, but writes through a bad pointer (SIGSEGV) on
- *                     shard attr "shard" */
+ *                     shard attr "shard"
+ *   test.abort_shard  out = x, but calls abort() on shard attr "shard" */
 #include <pathflow.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -61,6 +63,12 @@ static int segv_shard(const pf_kernel_call *c) {
   return 0;
 }
 
+static int abort_shard(const pf_kernel_call *c) {
+  if (c->shard == pf_attrs_get_int(c->attrs, "shard", -1)) abort();
+  memcpy(c->out[0].data, c->in[0].data, pf_spec_nbytes(&c->in[0].spec));
+  return 0;
+}
+
 int pathflow_kernels_init(pf_registry *reg);
 int pathflow_kernels_init(pf_registry *reg) {
   pf_kernel_def d = {.kind = PF_DEVICE_CPU, .n_in = 1, .n_out = 1, .shape = same_shape};
@@ -79,5 +87,8 @@ int pathflow_kernels_init(pf_registry *reg) {
   if ((rc = pf_registry_add(reg, &d)) != 0) return rc;
   d.name = "test.segv_shard";
   d.compute = segv_shard;
+  if ((rc = pf_registry_add(reg, &d)) != 0) return rc;
+  d.name = "test.abort_shard";
+  d.compute = abort_shard;
   return pf_registry_add(reg, &d);
 }
