@@ -16,7 +16,21 @@ static double now_s(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Resident and peak resident memory of this process, in MiB (Linux). */
+static void memory_mib(double *rss, double *peak) {
+  char line[256];
+  FILE *f = fopen("/proc/self/status", "r");
+  *rss = *peak = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    long kb;
+    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) *rss = kb / 1024.0;
+    if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) *peak = kb / 1024.0;
+  }
+  if (f) fclose(f);
+}
+
 static int run(int width, int steps, const char *cluster_spec) {
+  double graph_mib, peak_mib, base_mib, unused;
   pf_cluster cl;
   pf_graph_env env;
   pf_graph *g;
@@ -30,12 +44,14 @@ static int run(int width, int steps, const char *cluster_spec) {
     return 1;
   }
   tool_env(cl.n_devices, &env, &d);
+  memory_mib(&base_mib, &unused);
   t0 = now_s();
   if (tool_example("stencil", width, steps, &env, &g) != 0) {
     fprintf(stderr, "compile: building the graph failed: %s\n", d.msg);
     return 1;
   }
   t1 = now_s();
+  memory_mib(&graph_mib, &unused);
   for (int rep = 0; rep < 3; rep++) {
     double a = now_s();
     if (pf_schedule(g, &cl, 1, &c, &d) != 0) {
@@ -48,8 +64,10 @@ static int run(int width, int steps, const char *cluster_spec) {
     for (int r = 0; r < c->n_ranks; r++) ops += c->plans[r]->n_ops;
     pf_compiled_free(c);
   }
-  printf("%-9d %-8d %-9d %-9llu %-10.3f %-10.3f %s\n", pf_graph_num_programs(g), cl.n_devices,
-         cl.n_ranks, (unsigned long long)ops, t1 - t0, best, best < 1.0 ? "yes" : "NO");
+  memory_mib(&unused, &peak_mib);
+  printf("%-9d %-8d %-9d %-9llu %-10.3f %-10.3f %-9.0f %-9.0f %s\n", pf_graph_num_programs(g),
+         cl.n_devices, cl.n_ranks, (unsigned long long)ops, t1 - t0, best,
+         graph_mib - base_mib, peak_mib - base_mib, best < 1.0 ? "yes" : "NO");
   pf_graph_destroy(g);
   pf_registry_destroy(env.registry);
   free(cl.devices);
@@ -65,8 +83,8 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "-c") == 0) cluster = argv[i + 1];
   }
   printf("# Task Bench stencil graphs (2 programs per cell and step), simulated clusters\n");
-  printf("%-9s %-8s %-9s %-9s %-10s %-10s %s\n", "programs", "devices", "ranks", "plan_ops",
-         "build_s", "compile_s", "under_1s");
+  printf("%-9s %-8s %-9s %-9s %-10s %-10s %-9s %-9s %s\n", "programs", "devices", "ranks",
+         "plan_ops", "build_s", "compile_s", "graph_MiB", "peak_MiB", "under_1s");
   if (width > 0) return run(width, steps > 0 ? steps : 5, cluster ? cluster : "10:25:4");
   return run(100, 5, "1:25:4") || run(1000, 5, "10:25:4") || run(1000, 10, "10:25:4");
 }

@@ -55,7 +55,7 @@ static int idx_read_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
   if (n < 1 || n > PF_MAX_RANK)
     return pf_diag_error(diag, PF_EINVAL,
                          "idx_read: attribute shape (the file's dimensions, 1 to %d "
-                         "of them) is missing",
+                         "of them, trailing ones possibly flattened) is missing",
                          PF_MAX_RANK);
   out[0] = pf_spec_make(PF_U8, n, dims);
   if (pf_spec_check(&out[0]) != 0)
@@ -82,7 +82,8 @@ static int idx_read_compute(const pf_kernel_call *call) {
                                "scripts/install-deps does)"
                              : "");
   if ((rc = read_header(f, path, &file, call->diag)) != 0) goto done;
-  if (!pf_spec_equal(&file, want)) {
+  /* Trailing dimensions may be read flattened ([N, 28, 28] as [N, 784]). */
+  if (pf_spec_numel(&file) != pf_spec_numel(want) || file.dims[0] != want->dims[0]) {
     rc = pf_diag_error(call->diag, PF_EDECODE,
                        "idx_read: %s holds %s; the graph expects %s", path,
                        pf_spec_str(&file, a, sizeof a), pf_spec_str(want, b, sizeof b));

@@ -1,0 +1,503 @@
+/* train_mlp: data-parallel MLP training on Fashion-MNIST.
+ *
+ *   mpirun -np 2 build/examples/train_mlp [--hidden 256] [--batch 128]
+ *       [--epochs 5] [--lr 0.001] [--optimizer adam|momentum|sgd] [--seed 1]
+ *       [--devices N] [--data DIR] [--limit-steps N]
+ *
+ * Every rank reads the data set once into its devices (idx_read); each
+ * step picks its batch on the devices (batch_rows, split by rows over all
+ * devices of the job), runs forward, the backward pass pf_graph_grad
+ * derived, and the optimizer; parameters and optimizer state stay on the
+ * devices as buffers from step to step. Per step the controller sends the
+ * run message and the step number, nothing else. */
+#include <math.h>
+#include <pathflow.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_LAYERS 8
+#define CHECK(call)                                                                    \
+  do {                                                                                 \
+    int rc_ = (call);                                                                  \
+    if (rc_ != 0) {                                                                    \
+      fprintf(stderr, "train_mlp: %s failed: %s: %s\n", #call, pf_strerror(rc_),        \
+              pf_last_error(ctx));                                                     \
+      exit(1);                                                                         \
+    }                                                                                  \
+  } while (0)
+
+typedef struct opts {
+  int hidden[MAX_LAYERS], n_hidden, batch, epochs, devices, limit_steps;
+  double lr;
+  const char *optimizer, *data;
+  int64_t seed;
+} opts;
+
+static pf_context *ctx;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: train_mlp [--hidden N[,N...]] [--batch N] [--epochs N] [--lr X]\n"
+          "                 [--optimizer adam|momentum|sgd] [--seed N] [--devices N]\n"
+          "                 [--data DIR] [--limit-steps N]\n"
+          "Data-parallel MLP training on Fashion-MNIST (Debian's dataset-fashion-mnist).\n"
+          "Defaults: --hidden 256 --batch 128 --epochs 5 --lr 0.001 --optimizer adam\n"
+          "          --seed 1 --devices 1 (per rank) --data /usr/share/datasets/fashion-mnist\n");
+}
+
+static int parse(int argc, char **argv, opts *o) {
+  *o = (opts){.hidden = {256}, .n_hidden = 1, .batch = 128, .epochs = 5, .devices = 1,
+              .lr = 0.001, .optimizer = "adam", .data = "/usr/share/datasets/fashion-mnist",
+              .seed = 1};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    char *end = NULL;
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      usage(stdout);
+      exit(0);
+    }
+    if (v == NULL) {
+      fprintf(stderr, "train_mlp: %s needs a value\n", a);
+      return -1;
+    }
+    i++;
+    if (strcmp(a, "--hidden") == 0) {
+      o->n_hidden = 0;
+      for (const char *p = v; *p && o->n_hidden < MAX_LAYERS; p = *end ? end + 1 : end) {
+        long h = strtol(p, &end, 10);
+        if (end == p || h < 1 || h > 65536 || (*end && *end != ',')) goto bad;
+        o->hidden[o->n_hidden++] = (int)h;
+      }
+    } else if (strcmp(a, "--batch") == 0) {
+      o->batch = (int)strtol(v, &end, 10);
+      if (*end || o->batch < 1) goto bad;
+    } else if (strcmp(a, "--epochs") == 0) {
+      o->epochs = (int)strtol(v, &end, 10);
+      if (*end || o->epochs < 1) goto bad;
+    } else if (strcmp(a, "--devices") == 0) {
+      o->devices = (int)strtol(v, &end, 10);
+      if (*end || o->devices < 1) goto bad;
+    } else if (strcmp(a, "--limit-steps") == 0) {
+      o->limit_steps = (int)strtol(v, &end, 10);
+      if (*end || o->limit_steps < 1) goto bad;
+    } else if (strcmp(a, "--seed") == 0) {
+      o->seed = strtoll(v, &end, 10);
+      if (*end) goto bad;
+    } else if (strcmp(a, "--lr") == 0) {
+      o->lr = strtod(v, &end);
+      if (*end || !(o->lr > 0)) goto bad;
+    } else if (strcmp(a, "--optimizer") == 0) {
+      if (strcmp(v, "adam") && strcmp(v, "momentum") && strcmp(v, "sgd")) goto bad;
+      o->optimizer = v;
+    } else if (strcmp(a, "--data") == 0) {
+      o->data = v;
+    } else {
+      fprintf(stderr, "train_mlp: unknown option %s\n", a);
+      usage(stderr);
+      return -1;
+    }
+    continue;
+  bad:
+    fprintf(stderr, "train_mlp: bad value for %s: %s\n", a, v);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- graphs ----------------------------------------------------------------- */
+
+typedef struct model {
+  int n_layers, dims[MAX_LAYERS + 2];
+  int n_params, n_state; /* state per parameter: 0 sgd, 1 momentum, 2 adam */
+} model;
+
+static pf_value_t program(pf_graph *g, pf_slice_t s, const char *kernel, pf_attrs *a, int n_in,
+                          const pf_value_t *in, pf_value_t *outs) {
+  pf_value_t one;
+  CHECK(pf_graph_program(g,
+                         &(pf_program_desc){.kernel = kernel, .attrs = a, .slice = s,
+                                            .n_in = n_in, .in = in},
+                         outs ? outs : &one, NULL));
+  return outs ? outs[0] : one;
+}
+
+static pf_attrs *attrs(void) {
+  pf_attrs *a;
+  CHECK(pf_attrs_create(&a));
+  return a;
+}
+
+/* logits = the MLP applied to x. */
+static pf_value_t forward(pf_graph *g, pf_slice_t s, const model *m, const pf_value_t *params,
+                          pf_value_t x) {
+  for (int l = 0; l < m->n_layers; l++) {
+    x = program(g, s, "matmul", NULL, 2, (pf_value_t[]){x, params[2 * l]}, NULL);
+    x = program(g, s, "bias_add", NULL, 2, (pf_value_t[]){x, params[2 * l + 1]}, NULL);
+    if (l + 1 < m->n_layers) x = program(g, s, "relu", NULL, 1, &x, NULL);
+  }
+  return x;
+}
+
+static void param_spec(const model *m, int p, pf_spec *s) {
+  int l = p / 2;
+  *s = p % 2 == 0 ? pf_spec_2d(PF_F32, m->dims[l], m->dims[l + 1])
+                  : pf_spec_1d(PF_F32, m->dims[l + 1]);
+}
+
+static void name_of(char *buf, size_t n, const char *what, int i) {
+  snprintf(buf, n, "%s%d", what, i);
+}
+
+/* Parameters (Kaiming-uniform weights, zero biases) and zeroed state. */
+static pf_executable *build_init(const model *m, int n, const opts *o) {
+  pf_graph *g;
+  pf_slice_t s;
+  pf_executable *exe;
+  char name[32];
+  CHECK(pf_graph_create(ctx, &g));
+  CHECK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
+  for (int p = 0; p < m->n_params; p++) {
+    pf_spec ps;
+    pf_attrs *a = attrs();
+    param_spec(m, p, &ps);
+    CHECK(pf_attrs_set_ints(a, "shape", ps.dims, ps.rank));
+    if (p % 2 == 0) {
+      CHECK(pf_attrs_set_string(a, "mode", "kaiming"));
+      CHECK(pf_attrs_set_int(a, "seed", o->seed * 1000 + p));
+    }
+    name_of(name, sizeof name, "p", p);
+    CHECK(pf_graph_output(g, name, program(g, s, p % 2 == 0 ? "init_uniform" : "fill", a, 0,
+                                           NULL, NULL)));
+    for (int k = 0; k < m->n_state; k++) {
+      name_of(name, sizeof name, k == 0 ? "m" : "v", p);
+      CHECK(pf_graph_output(g, name, program(g, s, "fill", a, 0, NULL, NULL)));
+    }
+    pf_attrs_destroy(a);
+  }
+  {
+    pf_attrs *a = attrs();
+    CHECK(pf_attrs_set_ints(a, "shape", NULL, 0));
+    CHECK(pf_attrs_set_int(a, "dtype", PF_I64));
+    CHECK(pf_graph_output(g, "t", program(g, s, "fill", a, 0, NULL, NULL)));
+    pf_attrs_destroy(a);
+  }
+  CHECK(pf_compile(g, &exe));
+  pf_graph_destroy(g);
+  return exe;
+}
+
+/* The data set, read once into every device. */
+static pf_executable *build_load(int n, const char *dir) {
+  static const struct {
+    const char *out, *file;
+    int64_t dims[2];
+    int rank;
+  } files[] = {
+      {"train_x", "train-images-idx3-ubyte.gz", {60000, 784}, 2},
+      {"train_y", "train-labels-idx1-ubyte.gz", {60000}, 1},
+      {"test_x", "t10k-images-idx3-ubyte.gz", {10000, 784}, 2},
+      {"test_y", "t10k-labels-idx1-ubyte.gz", {10000}, 1},
+  };
+  pf_graph *g;
+  pf_slice_t s;
+  pf_executable *exe;
+  CHECK(pf_graph_create(ctx, &g));
+  CHECK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
+  for (int i = 0; i < 4; i++) {
+    char path[1024];
+    pf_attrs *a = attrs();
+    snprintf(path, sizeof path, "%s/%s", dir, files[i].file);
+    CHECK(pf_attrs_set_string(a, "path", path));
+    CHECK(pf_attrs_set_ints(a, "shape", files[i].dims, files[i].rank));
+    CHECK(pf_graph_output(g, files[i].out, program(g, s, "idx_read", a, 0, NULL, NULL)));
+    pf_attrs_destroy(a);
+  }
+  CHECK(pf_compile(g, &exe));
+  pf_graph_destroy(g);
+  return exe;
+}
+
+/* A batch of rows from data set `x`/`y` (u8 buffers) for step `step`: f32
+ * pixels in [0, 1] and i64 labels, split by rows over the slice. */
+static void batch_of(pf_graph *g, pf_slice_t s, int n, int batch, int64_t seed,
+                     pf_value_t data_x, pf_value_t data_y, pf_value_t step, pf_value_t *x,
+                     pf_value_t *y) {
+  for (int i = 0; i < 2; i++) {
+    pf_attrs *a = attrs();
+    CHECK(pf_attrs_set_int(a, "batch", batch / n));
+    CHECK(pf_attrs_set_int(a, "seed", seed));
+    CHECK(pf_attrs_set_int(a, "split_rows", 1));
+    CHECK(pf_attrs_set_int(a, "dtype", i == 0 ? PF_F32 : PF_I64));
+    if (i == 0) CHECK(pf_attrs_set_float(a, "scale", 1.0 / 255));
+    *(i == 0 ? x : y) = program(g, s, "batch_rows", a, 2,
+                                (pf_value_t[]){i == 0 ? data_x : data_y, step}, NULL);
+    pf_attrs_destroy(a);
+  }
+}
+
+static void declare(pf_graph *g, pf_slice_t s, const char *name, pf_spec spec, pf_value_t *v) {
+  CHECK(pf_graph_input(g, name, &spec, s, pf_replicated(), v));
+}
+
+/* One training step: batch, forward, loss, pf_graph_grad, optimizer. */
+static pf_executable *build_train(const model *m, int n, const opts *o) {
+  pf_graph *g;
+  pf_slice_t s;
+  pf_executable *exe;
+  pf_value_t params[2 * MAX_LAYERS + 2], grads[2 * MAX_LAYERS + 2], state[2][2 * MAX_LAYERS + 2];
+  pf_value_t data_x, data_y, step, t = -1, x, y, logits, loss[2], correct;
+  char name[32];
+  pf_attrs *a;
+  CHECK(pf_graph_create(ctx, &g));
+  CHECK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
+  declare(g, s, "train_x", pf_spec_2d(PF_U8, 60000, 784), &data_x);
+  declare(g, s, "train_y", pf_spec_1d(PF_U8, 60000), &data_y);
+  declare(g, s, "step", pf_spec_scalar(PF_I64), &step);
+  for (int p = 0; p < m->n_params; p++) {
+    pf_spec ps;
+    param_spec(m, p, &ps);
+    name_of(name, sizeof name, "p", p);
+    declare(g, s, name, ps, &params[p]);
+    for (int k = 0; k < m->n_state; k++) {
+      name_of(name, sizeof name, k == 0 ? "m" : "v", p);
+      declare(g, s, name, ps, &state[k][p]);
+    }
+  }
+  if (strcmp(o->optimizer, "adam") == 0) declare(g, s, "t", pf_spec_scalar(PF_I64), &t);
+  batch_of(g, s, n, o->batch, o->seed, data_x, data_y, step, &x, &y);
+  logits = forward(g, s, m, params, x);
+  a = attrs();
+  CHECK(pf_attrs_set_int(a, "mean_over", o->batch));
+  program(g, s, "softmax_xent", a, 2, (pf_value_t[]){logits, y}, loss);
+  pf_attrs_destroy(a);
+  correct = program(g, s, "accuracy", NULL, 2, (pf_value_t[]){logits, y}, NULL);
+  CHECK(pf_graph_grad(g, loss[0], m->n_params, params, grads));
+  for (int p = 0; p < m->n_params; p++) {
+    pf_value_t outs[4];
+    a = attrs();
+    CHECK(pf_attrs_set_float(a, "lr", o->lr));
+    if (strcmp(o->optimizer, "adam") == 0) {
+      program(g, s, "adam", a, 5, (pf_value_t[]){params[p], grads[p], state[0][p], state[1][p], t},
+              outs);
+      name_of(name, sizeof name, "m", p);
+      CHECK(pf_graph_output(g, name, outs[1]));
+      name_of(name, sizeof name, "v", p);
+      CHECK(pf_graph_output(g, name, outs[2]));
+      if (p == 0) CHECK(pf_graph_output(g, "t", outs[3]));
+    } else if (strcmp(o->optimizer, "momentum") == 0) {
+      program(g, s, "momentum", a, 3, (pf_value_t[]){params[p], grads[p], state[0][p]}, outs);
+      name_of(name, sizeof name, "m", p);
+      CHECK(pf_graph_output(g, name, outs[1]));
+    } else {
+      program(g, s, "sgd", a, 2, (pf_value_t[]){params[p], grads[p]}, outs);
+    }
+    pf_attrs_destroy(a);
+    name_of(name, sizeof name, "p", p);
+    CHECK(pf_graph_output(g, name, outs[0]));
+  }
+  CHECK(pf_graph_output(g, "loss", loss[0]));
+  CHECK(pf_graph_output(g, "correct", correct));
+  CHECK(pf_compile(g, &exe));
+  pf_graph_destroy(g);
+  return exe;
+}
+
+/* Correct predictions over the whole test set, split by rows. */
+static pf_executable *build_eval(const model *m, int n) {
+  pf_graph *g;
+  pf_slice_t s;
+  pf_executable *exe;
+  pf_value_t params[2 * MAX_LAYERS + 2], data_x, data_y, step, x, y;
+  char name[32];
+  CHECK(pf_graph_create(ctx, &g));
+  CHECK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
+  declare(g, s, "test_x", pf_spec_2d(PF_U8, 10000, 784), &data_x);
+  declare(g, s, "test_y", pf_spec_1d(PF_U8, 10000), &data_y);
+  declare(g, s, "step", pf_spec_scalar(PF_I64), &step);
+  for (int p = 0; p < m->n_params; p++) {
+    pf_spec ps;
+    param_spec(m, p, &ps);
+    name_of(name, sizeof name, "p", p);
+    declare(g, s, name, ps, &params[p]);
+  }
+  batch_of(g, s, n, 10000, 0, data_x, data_y, step, &x, &y);
+  CHECK(pf_graph_output(g, "correct",
+                        program(g, s, "accuracy", NULL, 2,
+                                (pf_value_t[]){forward(g, s, m, params, x), y}, NULL)));
+  CHECK(pf_compile(g, &exe));
+  pf_graph_destroy(g);
+  return exe;
+}
+
+/* ---- the loop ----------------------------------------------------------------- */
+
+#define MAX_BUFFERS (3 * (2 * MAX_LAYERS + 2) + 1)
+
+/* Buffers by name: what the last execution left for the next. */
+typedef struct named {
+  char name[MAX_BUFFERS][32];
+  pf_buffer_t buf[MAX_BUFFERS];
+  int n;
+} named;
+
+static pf_buffer_t *find(named *b, const char *name) {
+  for (int i = 0; i < b->n; i++)
+    if (strcmp(b->name[i], name) == 0) return &b->buf[i];
+  return NULL;
+}
+
+/* Takes every output of `exe` but `skip` from finished future f into b,
+ * releasing the buffers they replace. */
+static void collect(pf_executable *exe, pf_future *f, named *b, const char *skip1,
+                    const char *skip2) {
+  for (int i = 0; i < pf_executable_num_outputs(exe); i++) {
+    const char *name;
+    pf_buffer_t *slot;
+    CHECK(pf_executable_output(exe, i, &name, NULL));
+    if ((skip1 && strcmp(name, skip1) == 0) || (skip2 && strcmp(name, skip2) == 0)) continue;
+    if ((slot = find(b, name)) != NULL) {
+      CHECK(pf_buffer_release(ctx, *slot));
+    } else {
+      slot = &b->buf[b->n];
+      snprintf(b->name[b->n++], sizeof b->name[0], "%s", name);
+    }
+    CHECK(pf_future_output(f, name, slot));
+  }
+}
+
+/* Feeds every input of `exe` from b, and "step" from the host. */
+static pf_future *run(pf_executable *exe, named *b, pf_tensor *step) {
+  pf_feed feeds[MAX_BUFFERS + 1];
+  pf_future *f;
+  int n = pf_executable_num_inputs(exe);
+  for (int i = 0; i < n; i++) {
+    const char *name;
+    CHECK(pf_executable_input(exe, i, &name, NULL));
+    feeds[i] = (pf_feed){.name = name};
+    if (strcmp(name, "step") == 0) {
+      feeds[i].tensor = step;
+    } else {
+      pf_buffer_t *src = find(b, name);
+      if (src == NULL) {
+        fprintf(stderr, "train_mlp: no buffer for input %s\n", name);
+        exit(1);
+      }
+      feeds[i].buffer = *src;
+    }
+  }
+  CHECK(pf_execute(exe, n, feeds, &f));
+  return f;
+}
+
+static int64_t fetch_i64(pf_future *f, const char *name) {
+  pf_tensor *t;
+  int64_t v;
+  CHECK(pf_future_fetch(f, name, &t));
+  v = *(int64_t *)pf_tensor_data(t);
+  pf_tensor_destroy(t);
+  return v;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+  opts o;
+  model m;
+  named bufs = {.n = 0};
+  pf_executable *init, *load, *train, *eval;
+  pf_future *f;
+  pf_tensor *step;
+  pf_spec ss = pf_spec_scalar(PF_I64);
+  int n, steps_per_epoch, tty = isatty(1);
+  double t0, accuracy = 0;
+  int64_t total_steps, done = 0;
+  if (parse(argc, argv, &o) != 0) return 2;
+  CHECK(pf_init(&argc, &argv, &(pf_init_options){.cpu_devices = o.devices}, &ctx));
+  n = pf_device_count(ctx, PF_DEVICE_CPU);
+  if (o.batch % n != 0 || 10000 % n != 0) {
+    fprintf(stderr, "train_mlp: the batch (%d) and the test set (10000) must divide over the "
+                    "%d devices\n", o.batch, n);
+    return 2;
+  }
+  m.n_layers = o.n_hidden + 1;
+  m.dims[0] = 784;
+  for (int i = 0; i < o.n_hidden; i++) m.dims[i + 1] = o.hidden[i];
+  m.dims[m.n_layers] = 10;
+  m.n_params = 2 * m.n_layers;
+  m.n_state = strcmp(o.optimizer, "adam") == 0 ? 2 : strcmp(o.optimizer, "momentum") == 0;
+  init = build_init(&m, n, &o);
+  load = build_load(n, o.data);
+  train = build_train(&m, n, &o);
+  eval = build_eval(&m, n);
+  CHECK(pf_tensor_create(&ss, &step));
+  f = run(init, &bufs, step);
+  CHECK(pf_future_wait(f));
+  collect(init, f, &bufs, NULL, NULL);
+  pf_future_destroy(f);
+  f = run(load, &bufs, step);
+  if (pf_future_wait(f) != 0) {
+    fprintf(stderr, "train_mlp: loading the data set failed: %s\n", pf_future_error(f));
+    return 1;
+  }
+  collect(load, f, &bufs, NULL, NULL);
+  pf_future_destroy(f);
+  steps_per_epoch = 60000 / o.batch;
+  total_steps = (int64_t)steps_per_epoch * o.epochs;
+  if (o.limit_steps > 0 && o.limit_steps < total_steps) total_steps = o.limit_steps;
+  printf("train_mlp: %d devices, MLP 784", n);
+  for (int i = 0; i < o.n_hidden; i++) printf("-%d", o.hidden[i]);
+  printf("-10, batch %d, %s lr %g, %lld steps\n", o.batch, o.optimizer, o.lr,
+         (long long)total_steps);
+  t0 = now_s();
+  for (int epoch = 0; done < total_steps; epoch++) {
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0;
+    for (int i = 0; i < steps_per_epoch && done < total_steps; i++, done++) {
+      pf_tensor *lt;
+      *(int64_t *)pf_tensor_data(step) = done;
+      f = run(train, &bufs, step);
+      if (pf_future_wait(f) != 0) {
+        fprintf(stderr, "train_mlp: step %lld failed: %s\n", (long long)done, pf_future_error(f));
+        return 1;
+      }
+      collect(train, f, &bufs, "loss", "correct");
+      CHECK(pf_future_fetch(f, "loss", &lt));
+      loss_sum += *(float *)pf_tensor_data(lt);
+      pf_tensor_destroy(lt);
+      correct += fetch_i64(f, "correct");
+      seen += o.batch;
+      pf_future_destroy(f);
+      if ((done + 1) % 50 == 0 || i + 1 == steps_per_epoch || done + 1 == total_steps) {
+        double el = now_s() - t0, rate = (double)(done + 1) * o.batch / el;
+        double eta = (double)(total_steps - done - 1) * o.batch / rate;
+        printf("%sepoch %d step %lld/%lld loss %.4f train acc %.3f %.0f samples/s ETA %.0fs%s",
+               tty ? "\r" : "", epoch + 1, (long long)(done + 1), (long long)total_steps,
+               loss_sum / (double)(i + 1), (double)correct / (double)seen, rate, eta,
+               tty ? "   " : "\n");
+        fflush(stdout);
+      }
+    }
+    *(int64_t *)pf_tensor_data(step) = 0;
+    f = run(eval, &bufs, step);
+    CHECK(pf_future_wait(f));
+    accuracy = (double)fetch_i64(f, "correct") / 10000.0;
+    pf_future_destroy(f);
+    printf("%sepoch %d: test accuracy %.4f\n", tty ? "\n" : "", epoch + 1, accuracy);
+  }
+  printf("train_mlp: final test accuracy %.4f after %lld steps in %.1f s\n", accuracy,
+         (long long)done, now_s() - t0);
+  for (int i = 0; i < bufs.n; i++) pf_buffer_release(ctx, bufs.buf[i]);
+  pf_tensor_destroy(step);
+  pf_executable_destroy(init);
+  pf_executable_destroy(load);
+  pf_executable_destroy(train);
+  pf_executable_destroy(eval);
+  return pf_finalize(ctx) != 0;
+}
