@@ -1,5 +1,6 @@
 # Thin wrapper over CMake. The two commands a user needs:
-#   make demo    installs what is missing, builds, runs the main example
+#   make demo    installs what is missing, builds, trains an MLP on
+#                Fashion-MNIST on 2 MPI ranks (examples/train_mlp.c)
 #   make check   installs what is missing, builds, runs every test,
 #                then the unit/local tests under ASan+UBSan, the local tests
 #                and two mpirun tests under TSan,
@@ -30,9 +31,14 @@ build:
 	  -DPF_BUILD_TESTS=$(TESTS) >/dev/null
 	@$(CMAKE) --build $(BUILD) -j$(JOBS)
 
+DEMO_RANKS ?= 2
+DEMO_ARGS ?=
 demo: deps-build
 	@$(MAKE) --no-print-directory build TESTS=OFF
-	$(BUILD)/examples/hello_graph
+	mpirun --oversubscribe -np $(DEMO_RANKS) $(BUILD)/examples/train_mlp \
+	  --metrics $(BUILD)/demo-metrics.csv $(DEMO_ARGS)
+	@$(BUILD)/tools/pathflow chart $(BUILD)/demo-metrics.csv $(BUILD)/demo-chart.svg
+	@echo "demo: metrics in $(BUILD)/demo-metrics.csv, chart in $(BUILD)/demo-chart.svg"
 
 check: deps
 	@$(MAKE) --no-print-directory build TESTS=ON

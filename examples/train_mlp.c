@@ -2,7 +2,7 @@
  *
  *   mpirun -np 2 build/examples/train_mlp [--hidden 256] [--batch 128]
  *       [--epochs 5] [--lr 0.001] [--optimizer adam|momentum|sgd] [--seed 1]
- *       [--devices N] [--data DIR] [--limit-steps N]
+ *       [--devices N] [--data DIR] [--limit-steps N] [--metrics FILE.csv]
  *
  * Every rank reads the data set once into its devices (idx_read); each
  * step picks its batch on the devices (batch_rows, split by rows over all
@@ -32,7 +32,7 @@
 typedef struct opts {
   int hidden[MAX_LAYERS], n_hidden, batch, epochs, devices, limit_steps;
   double lr;
-  const char *optimizer, *data;
+  const char *optimizer, *data, *metrics;
   int64_t seed;
 } opts;
 
@@ -42,7 +42,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: train_mlp [--hidden N[,N...]] [--batch N] [--epochs N] [--lr X]\n"
           "                 [--optimizer adam|momentum|sgd] [--seed N] [--devices N]\n"
-          "                 [--data DIR] [--limit-steps N]\n"
+          "                 [--data DIR] [--limit-steps N] [--metrics FILE.csv]\n"
           "Data-parallel MLP training on Fashion-MNIST (Debian's dataset-fashion-mnist).\n"
           "Defaults: --hidden 256 --batch 128 --epochs 5 --lr 0.001 --optimizer adam\n"
           "          --seed 1 --devices 1 (per rank) --data /usr/share/datasets/fashion-mnist\n");
@@ -94,6 +94,8 @@ static int parse(int argc, char **argv, opts *o) {
       o->optimizer = v;
     } else if (strcmp(a, "--data") == 0) {
       o->data = v;
+    } else if (strcmp(a, "--metrics") == 0) {
+      o->metrics = v;
     } else {
       fprintf(stderr, "train_mlp: unknown option %s\n", a);
       usage(stderr);
@@ -415,9 +417,12 @@ int main(int argc, char **argv) {
   pf_future *f;
   pf_tensor *step;
   pf_spec ss = pf_spec_scalar(PF_I64);
-  int n, steps_per_epoch, tty = isatty(1);
+  /* Under mpirun a rank's stdout is a pseudo-terminal even when mpirun's is
+   * a file: redraw a line only on a terminal of our own. */
+  int n, steps_per_epoch, tty = isatty(1) && getenv("OMPI_COMM_WORLD_SIZE") == NULL;
   double t0, accuracy = 0;
   int64_t total_steps, done = 0;
+  FILE *csv = NULL;
   if (parse(argc, argv, &o) != 0) return 2;
   CHECK(pf_init(&argc, &argv, &(pf_init_options){.cpu_devices = o.devices}, &ctx));
   n = pf_device_count(ctx, PF_DEVICE_CPU);
@@ -455,12 +460,21 @@ int main(int argc, char **argv) {
   for (int i = 0; i < o.n_hidden; i++) printf("-%d", o.hidden[i]);
   printf("-10, batch %d, %s lr %g, %lld steps\n", o.batch, o.optimizer, o.lr,
          (long long)total_steps);
+  if (o.metrics != NULL) {
+    if ((csv = fopen(o.metrics, "w")) == NULL) {
+      fprintf(stderr, "train_mlp: cannot write %s\n", o.metrics);
+      return 1;
+    }
+    fprintf(csv, "kind,epoch,step,loss,accuracy\n");
+  }
   t0 = now_s();
   for (int epoch = 0; done < total_steps; epoch++) {
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
     for (int i = 0; i < steps_per_epoch && done < total_steps; i++, done++) {
       pf_tensor *lt;
+      double loss;
+      int64_t hits;
       *(int64_t *)pf_tensor_data(step) = done;
       f = run(train, &bufs, step);
       if (pf_future_wait(f) != 0) {
@@ -469,9 +483,13 @@ int main(int argc, char **argv) {
       }
       collect(train, f, &bufs, "loss", "correct");
       CHECK(pf_future_fetch(f, "loss", &lt));
-      loss_sum += *(float *)pf_tensor_data(lt);
+      loss = *(float *)pf_tensor_data(lt);
+      loss_sum += loss;
       pf_tensor_destroy(lt);
-      correct += fetch_i64(f, "correct");
+      correct += hits = fetch_i64(f, "correct");
+      if (csv)
+        fprintf(csv, "step,%d,%lld,%.6f,%.6f\n", epoch + 1, (long long)(done + 1), loss,
+                (double)hits / o.batch);
       seen += o.batch;
       pf_future_destroy(f);
       if ((done + 1) % 50 == 0 || i + 1 == steps_per_epoch || done + 1 == total_steps) {
@@ -490,9 +508,15 @@ int main(int argc, char **argv) {
     accuracy = (double)fetch_i64(f, "correct") / 10000.0;
     pf_future_destroy(f);
     printf("%sepoch %d: test accuracy %.4f\n", tty ? "\n" : "", epoch + 1, accuracy);
+    if (csv) fprintf(csv, "epoch,%d,%lld,0,%.6f\n", epoch + 1, (long long)done, accuracy);
   }
   printf("train_mlp: final test accuracy %.4f after %lld steps in %.1f s\n", accuracy,
          (long long)done, now_s() - t0);
+  if (csv != NULL) {
+    fclose(csv);
+    printf("train_mlp: metrics in %s (draw them: pathflow chart %s chart.svg)\n", o.metrics,
+           o.metrics);
+  }
   for (int i = 0; i < bufs.n; i++) pf_buffer_release(ctx, bufs.buf[i]);
   pf_tensor_destroy(step);
   pf_executable_destroy(init);

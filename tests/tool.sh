@@ -69,4 +69,19 @@ if "$tool" trace "$dir/out.json" "$dir/nope.json" 2>"$dir/err.txt"; then
   echo "FAIL: trace of a missing file accepted"; exit 1
 fi
 grep -q "pathflow trace: cannot read $dir/nope.json" "$dir/err.txt"
-echo "ok: pathflow example/plan/--dot/--help/--memory units"
+# chart: a metrics CSV (as train_mlp --metrics writes it) drawn as SVG.
+printf 'kind,epoch,step,loss,accuracy\n' >"$dir/m.csv"
+awk 'BEGIN { for (s = 1; s <= 6; s++) printf "step,1,%d,%f,0.%d\n", s, 2.3 / s, s }' >>"$dir/m.csv"
+echo "epoch,1,6,0,0.81" >>"$dir/m.csv"
+"$tool" chart "$dir/m.csv" "$dir/m.svg"
+grep -q "<svg" "$dir/m.svg"
+[ "$(grep -c "<polyline" "$dir/m.svg")" -eq 3 ]
+grep -q ">Training loss<" "$dir/m.svg"
+grep -q "<circle" "$dir/m.svg"
+echo "step,1,oops" >>"$dir/m.csv"
+if "$tool" chart "$dir/m.csv" "$dir/m2.svg" 2>"$dir/err.txt"; then
+  echo "FAIL: a bad metrics line was accepted"; exit 1
+fi
+grep -q "m.csv line 9: expected kind,epoch,step,loss,accuracy" "$dir/err.txt"
+bad "usage: pathflow chart" chart "$dir/m.csv"
+echo "ok: pathflow example/plan/--dot/--help/--memory units/chart"

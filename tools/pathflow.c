@@ -4,6 +4,7 @@
  *   pathflow plan GRAPH.pb [--cluster H:R:D] [--policy packed|spread]
  *                          [--memory BYTES] [--dot PREFIX]
  *   pathflow trace OUT.json RANK_FILE.json...
+ *   pathflow chart METRICS.csv OUT.svg
  *   pathflow help [COMMAND]     (or COMMAND --help)
  *
  * `plan` compiles a serialized graph for a simulated cluster (no MPI job is
@@ -37,11 +38,17 @@
   "  Merges per-rank timelines (pathflow-trace.RANK.json, written with\n"           \
   "  PATHFLOW_TRACE=1 by ranks whose files rank 0 could not see) into one file.\n"
 
+#define CHART_USAGE                                                                 \
+  "usage: pathflow chart METRICS.csv OUT.svg\n"                                    \
+  "  Draws a training run's metrics (train_mlp --metrics) as an SVG chart: loss,\n" \
+  "  train and test accuracy against the step.\n"
+
 /* Usage of one command (or of all when cmd is NULL) on f; returns rc. */
 static int usage(FILE *f, const char *cmd, int rc) {
   if (cmd == NULL || strcmp(cmd, "example") == 0) fputs(EXAMPLE_USAGE, f);
   if (cmd == NULL || strcmp(cmd, "plan") == 0) fputs(PLAN_USAGE, f);
   if (cmd == NULL || strcmp(cmd, "trace") == 0) fputs(TRACE_USAGE, f);
+  if (cmd == NULL || strcmp(cmd, "chart") == 0) fputs(CHART_USAGE, f);
   if (cmd == NULL) fputs("See docs/cli.md.\n", f);
   return rc;
 }
@@ -201,15 +208,28 @@ static int cmd_trace(int argc, char **argv) {
   return 0;
 }
 
+static int cmd_chart(int argc, char **argv) {
+  char why[512];
+  if (wants_help(argc, argv)) return usage(stdout, "chart", 0);
+  if (argc != 4) return usage(stderr, "chart", 2);
+  if (tool_chart(argv[2], argv[3], why, sizeof why) != 0) {
+    fprintf(stderr, "pathflow chart: %s\n", why);
+    return 1;
+  }
+  printf("wrote %s\n", argv[3]);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) return usage(stderr, NULL, 2);
   if (strcmp(argv[1], "example") == 0) return cmd_example(argc, argv);
   if (strcmp(argv[1], "plan") == 0) return cmd_plan(argc, argv);
   if (strcmp(argv[1], "trace") == 0) return cmd_trace(argc, argv);
+  if (strcmp(argv[1], "chart") == 0) return cmd_chart(argc, argv);
   if (is_help(argv[1])) return usage(stdout, NULL, 0);
   if (strcmp(argv[1], "help") == 0) {
     if (argc > 2 && strcmp(argv[2], "example") != 0 && strcmp(argv[2], "plan") != 0 &&
-        strcmp(argv[2], "trace") != 0) {
+        strcmp(argv[2], "trace") != 0 && strcmp(argv[2], "chart") != 0) {
       fprintf(stderr, "pathflow: unknown command \"%s\"\n", argv[2]);
       return usage(stderr, NULL, 2);
     }

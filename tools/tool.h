@@ -25,4 +25,9 @@ void tool_print_plan(FILE *f, const pf_graph *g, const pf_compiled *c, const pf_
 void tool_dot_graph(FILE *f, const pf_graph *g);
 void tool_dot_plan(FILE *f, const pf_compiled *c);
 
+/* Draws the metrics CSV `csv` (kind,epoch,step,loss,accuracy rows, as
+ * train_mlp --metrics writes them) as an SVG chart in `svg`. Returns 0, or
+ * -1 with the reason in why. */
+int tool_chart(const char *csv, const char *svg, char *why, size_t len);
+
 #endif
