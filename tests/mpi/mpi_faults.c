@@ -224,6 +224,57 @@ static void test_failed_send_fails_its_waiter(void **state) {
     fail_msg("the waiter's error \"%s\" does not say the send failed", w.message);
 }
 
+static int copy_shape(const pf_attrs *a, int n_in, const pf_spec *in, int n_out, pf_spec *out,
+                      pf_diag *d) {
+  (void)a, (void)n_in, (void)n_out, (void)d;
+  out[0] = in[0];
+  return 0;
+}
+
+static int copy_compute(const pf_kernel_call *c) {
+  memcpy(c->out[0].data, c->in[0].data, pf_spec_nbytes(&c->in[0].spec));
+  return 0;
+}
+
+/* The other everyday cause of a missing kernel: one registered on rank 0
+ * after pf_init, which the other ranks (serving since pf_init) never saw.
+ * In front of a collective it fails pf_compile with PF_ENOKERNEL naming
+ * a rank that lacks it and the kernel, at once (it used to hang rank 0). */
+static void test_kernel_registered_after_init(void **state) {
+  pf_graph *g;
+  pf_executable *exe = NULL;
+  pf_spec spec = pf_spec_1d(PF_F64, 8 * world);
+  pf_slice_t s;
+  pf_value_t vx, v2, vy;
+  int r;
+  (void)state;
+  OK(pf_kernel_register(ctx, &(pf_kernel_def){.name = "test.late_copy", .kind = PF_DEVICE_CPU,
+                                              .n_in = 1, .n_out = 1, .shape = copy_shape,
+                                              .sharding = pf_sharding_rule_elementwise,
+                                              .compute = copy_compute}));
+  OK(pf_graph_create(ctx, &g));
+  s = pinned_slice(g, world, 0);
+  OK(pf_graph_input(g, "x", &spec, s, pf_split(0), &vx));
+  OK(pf_graph_program(g, &(pf_program_desc){.name = "late", .kernel = "test.late_copy",
+                                             .slice = s, .n_in = 1, .in = &vx},
+                      &v2, NULL));
+  OK(pf_graph_collective(g, &(pf_collective_desc){.name = "gather", .kind = PF_ALLGATHER,
+                                                   .slice = s, .in = v2, .axis = 0},
+                         &vy, NULL));
+  OK(pf_graph_output(g, "y", vy));
+  assert_int_equal(pf_compile(g, &exe), PF_ENOKERNEL);
+  assert_null(exe);
+  /* Every other rank lacks it: the first to answer is named. */
+  for (r = 1; r < world; r++) {
+    char want[32];
+    snprintf(want, sizeof want, "rank %d:", r);
+    if (strstr(pf_last_error(ctx), want)) break;
+  }
+  if (r == world) fail_msg("\"%s\" names no rank that lacks the kernel", pf_last_error(ctx));
+  assert_non_null(strstr(pf_last_error(ctx), "test.late_copy"));
+  pf_graph_destroy(g);
+}
+
 int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_kernel_error_on_a_rank),
@@ -231,6 +282,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_missing_kernel_before_collective),
       cmocka_unit_test(test_malformed_message_fails_only_its_step),
       cmocka_unit_test(test_failed_send_fails_its_waiter),
+      cmocka_unit_test(test_kernel_registered_after_init),
   };
   if (argc < 2) return 2;
   plugin = argv[1];
