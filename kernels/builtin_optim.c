@@ -41,15 +41,16 @@ static int momentum_compute(const pf_kernel_call *call) {
   return 0;
 }
 
-/* adam(param, grad, m, v, t) -> (param', m', v', t'), t an i64 scalar
- * counting the steps taken: m' = b1 m + (1-b1) g; v' = b2 v + (1-b2) g^2;
- * p' = p - lr m'/(1-b1^t') / (sqrt(v'/(1-b2^t')) + eps); t' = t + 1. */
+/* adam(param, grad, m, v, t [, lr]) -> (param', m', v', t'), t an i64
+ * scalar counting the steps taken: m' = b1 m + (1-b1) g; v' = b2 v +
+ * (1-b2) g^2; p' = p - lr m'/(1-b1^t') / (sqrt(v'/(1-b2^t')) + eps);
+ * t' = t + 1. The optional sixth input, an f64 scalar, is the learning rate
+ * of this step (a schedule fed from the host) instead of attribute lr. */
 static int adam_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
                       int n_out, pf_spec *out, pf_diag *diag) {
   char s[PF_BUILTIN_SPEC_STR];
   double x;
   int rc;
-  (void)n_in;
   (void)n_out;
   if ((rc = pf_builtin_want_all_same("adam", 4, in, PF_BUILTIN_FLOATS, diag)) ||
       (rc = pf_builtin_float_attr("adam", attrs, "lr", 0.001, &x, diag)) ||
@@ -57,18 +58,26 @@ static int adam_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
       (rc = pf_builtin_float_attr("adam", attrs, "beta2", 0.999, &x, diag)) ||
       (rc = pf_builtin_float_attr("adam", attrs, "eps", 1e-8, &x, diag)))
     return rc;
+  if (n_in != 5 && n_in != 6)
+    return pf_diag_error(diag, PF_EARITY, "adam: takes 5 inputs, or 6 with a learning rate");
   if (in[4].dtype != PF_I64 || in[4].rank != 0)
     return pf_diag_error(diag, PF_ESHAPE,
                          "adam: input 4 is %s; expected the step count, an i64 "
                          "scalar",
                          pf_spec_str(&in[4], s, sizeof s));
+  if (n_in == 6 && (in[5].dtype != PF_F64 || in[5].rank != 0))
+    return pf_diag_error(diag, PF_ESHAPE,
+                         "adam: input 5 is %s; expected the learning rate, an f64 "
+                         "scalar",
+                         pf_spec_str(&in[5], s, sizeof s));
   out[0] = out[1] = out[2] = in[0];
   out[3] = in[4];
   return 0;
 }
 
 static int adam_compute(const pf_kernel_call *call) {
-  double lr = pf_attrs_get_float(call->attrs, "lr", 0.001);
+  double lr = call->n_in == 6 ? *(const double *)call->in[5].data
+                              : pf_attrs_get_float(call->attrs, "lr", 0.001);
   double b1 = pf_attrs_get_float(call->attrs, "beta1", 0.9);
   double b2 = pf_attrs_get_float(call->attrs, "beta2", 0.999);
   double eps = pf_attrs_get_float(call->attrs, "eps", 1e-8);
@@ -96,10 +105,10 @@ static int adam_sharding(const pf_attrs *attrs, int n_in, const pf_spec *in,
                          const pf_sharding *in_sh, int num_devices, int n_out,
                          pf_sharding *out_sh, pf_diag *diag) {
   int rc;
-  (void)n_in;
-  if (in_sh[4].kind != PF_SHARD_REPLICATED && num_devices > 1)
-    return pf_sharding_refuse(diag, "adam", 5, in_sh,
-                              "the step count (input 4) must be whole");
+  if (num_devices > 1 && (in_sh[4].kind != PF_SHARD_REPLICATED ||
+                          (n_in == 6 && in_sh[5].kind != PF_SHARD_REPLICATED)))
+    return pf_sharding_refuse(diag, "adam", n_in, in_sh,
+                              "the step count and learning rate must be whole");
   if ((rc = pf_sharding_rule_elementwise(attrs, 4, in, in_sh, num_devices, 3,
                                          out_sh, diag)) != 0)
     return rc;
@@ -119,7 +128,7 @@ static const pf_kernel_def defs[] = {
     {.name = "momentum", .n_in = 3, .n_out = 2, .shape = momentum_shape,
      .cost = optim_cost, .sharding = pf_sharding_rule_elementwise,
      .compute = momentum_compute},
-    {.name = "adam", .n_in = 5, .n_out = 4, .shape = adam_shape,
+    {.name = "adam", .n_in = PF_VARIADIC, .n_out = 4, .shape = adam_shape,
      .cost = optim_cost, .sharding = adam_sharding, .compute = adam_compute},
 };
 
