@@ -371,6 +371,20 @@ static void test_wait_for_and_relayout(void **state) {
   pf_graph_destroy(g2);
 }
 
+/* An output of the shape in attribute "n" (f32) that the kernel leaves as
+ * it is: a large value made on the devices without the time to fill it. */
+static int big_shape(const pf_attrs *a, int n_in, const pf_spec *in, int n_out, pf_spec *out,
+                     pf_diag *d) {
+  (void)n_in, (void)in, (void)n_out, (void)d;
+  out[0] = pf_spec_1d(PF_F32, pf_attrs_get_int(a, "n", 1));
+  return 0;
+}
+
+static int big_compute(const pf_kernel_call *c) {
+  (void)c;
+  return 0;
+}
+
 /* One limit for shards moved between the host and the devices, checked
  * before anything moves, on rank 0 as on any other: the message names the
  * input or output and the limit. */
@@ -406,10 +420,13 @@ static void test_host_shard_limit(void **state) {
   OK(pf_graph_create(ctx, &g));
   OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &one));
   OK(pf_graph_input(g, "s", &small, one, pf_replicated(), &x));
+  OK(pf_kernel_register(ctx, &(pf_kernel_def){.name = "test.big", .kind = PF_DEVICE_CPU,
+                                               .n_out = 1, .shape = big_shape,
+                                               .compute = big_compute}));
   OK(pf_attrs_create(&a));
-  OK(pf_attrs_set_ints(a, "shape", (int64_t[]){n}, 1));
-  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "fill", .attrs = a, .slice = one}, &big,
-                      NULL));
+  OK(pf_attrs_set_int(a, "n", n));
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "test.big", .attrs = a, .slice = one},
+                      &big, NULL));
   pf_attrs_destroy(a);
   OK(pf_graph_output(g, "big", big));
   OK(pf_graph_output(g, "s", x));
