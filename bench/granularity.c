@@ -1,9 +1,17 @@
-/* granularity: Task Bench's 1-D stencil across ranks, pathflow against a
- * hand-written MPI version, in one mpirun job (one device per rank).
+/* granularity: Task Bench's dependency patterns across ranks, pathflow
+ * against a hand-written MPI version, in one mpirun job (one device per
+ * rank).
  *
  * The task graph: width W = number of ranks (devices), T steps (-t, default
- * 1000). Task (t, d) runs on device d and depends on tasks (t-1, d-1),
- * (t-1, d) and (t-1, d+1) (those that exist); each task outputs a small
+ * 1000). Task (t, d) runs on device d and depends on tasks of step t-1 given
+ * by the pattern (-p, default stencil; -p all runs each in turn):
+ *   stencil     d-1, d, d+1 (Task Bench's stencil_1d)
+ *   nearest     d-2 .. d+2 (Task Bench's nearest, radix 5)
+ *   fft         d and d xor 2^(t mod log2 W) (a butterfly; W a power of 2)
+ *   all_to_all  every d'
+ *   tree        d, and d + 2^l when d is a multiple of 2^(l+1), l = t mod
+ *               log2 W (the levels of a reduction tree, over and over)
+ * (those that exist); each task outputs a small
  * tensor (u8[16], -b) and its kernel busy-waits for a given wall time
  * (no sleep, no yield). Kernel lengths: 1 ms down to 1 us in a 1-2-5
  * series (-l LONGEST_US, -s SHORTEST_US).
@@ -24,8 +32,8 @@
  * reports the task granularity there, wall * devices / tasks = length /
  * efficiency, i.e. twice that length: printed as well.
  *
- * Usage: mpirun -np W granularity [-t STEPS] [-r REPS] [-b BYTES]
- *                                 [-l LONGEST_US] [-s SHORTEST_US]
+ * Usage: mpirun -np W granularity [-p PATTERN|all] [-t STEPS] [-r REPS]
+ *                                 [-b BYTES] [-l LONGEST_US] [-s SHORTEST_US]
  */
 #include <math.h>
 #include <unistd.h>
@@ -33,10 +41,64 @@
 #include "mpi_bench.h"
 
 #define MAX_LENGTHS 32
+#define MAX_WIDTH 64
 
 static int steps = 1000, reps = 3, edge_bytes = 16, world;
 static int n_lengths;
 static double lengths_us[MAX_LENGTHS];
+
+/* ---- dependency patterns ------------------------------------------------------------------ */
+
+enum { STENCIL, NEAREST, FFT, ALL_TO_ALL, TREE, N_PATTERNS };
+static const char *const pattern_names[N_PATTERNS] = {"stencil", "nearest", "fft",
+                                                      "all_to_all", "tree"};
+static int pattern = STENCIL;
+
+static int log2_width(void) {
+  int l = 0;
+  while ((1 << (l + 1)) <= world) l++;
+  return l > 0 ? l : 1;
+}
+
+/* The points of step t-1 that task (t, d) reads, in increasing order. */
+static int deps(int t, int d, int *out) {
+  int n = 0, l = (t - 1) % log2_width();
+  switch (pattern) {
+    case STENCIL:
+    case NEAREST: {
+      int r = pattern == STENCIL ? 1 : 2;
+      for (int k = d - r; k <= d + r; k++)
+        if (k >= 0 && k < world) out[n++] = k;
+      break;
+    }
+    case FFT: {
+      int p = d ^ (1 << l);
+      if (p < d && p < world) out[n++] = p;
+      out[n++] = d;
+      if (p > d && p < world) out[n++] = p;
+      break;
+    }
+    case ALL_TO_ALL:
+      for (int k = 0; k < world; k++) out[n++] = k;
+      break;
+    default:
+      out[n++] = d;
+      if (d % (2 << l) == 0 && d + (1 << l) < world) out[n++] = d + (1 << l);
+      break;
+  }
+  return n;
+}
+
+/* Who reads task (t-1, d): the d' whose deps at step t include d. */
+static int readers(int t, int d, int *out) {
+  int n = 0, dd[MAX_WIDTH];
+  for (int k = 0; k < world; k++) {
+    int m = deps(t, k, dd);
+    for (int i = 0; i < m; i++)
+      if (dd[i] == d) out[n++] = k;
+  }
+  return n;
+}
 
 /* ---- kernel ----------------------------------------------------------------------------- */
 
@@ -66,10 +128,24 @@ static const pf_kernel_def kernels[] = {
 
 /* ---- raw MPI (every rank) ---------------------------------------------------------------- */
 
-static double mpi_stencil(int rank, uint64_t ns) {
-  uint8_t out[2][4096], in[2][4096];
+/* The pattern by hand: at each step t > 0 every rank posts an MPI_Irecv
+ * from each task it reads and an MPI_Isend of its step-(t-1) output to each
+ * task that reads it (itself excluded), MPI_Waitall, then busy-waits. The
+ * peer lists are computed before the clock starts. */
+static double mpi_pattern(int rank, uint64_t ns) {
+  static uint8_t out[2][4096], in[MAX_WIDTH][4096];
+  int (*from)[MAX_WIDTH] = calloc((size_t)steps, sizeof *from);
+  int (*to)[MAX_WIDTH] = calloc((size_t)steps, sizeof *to);
+  int *n_from = calloc((size_t)steps, sizeof *n_from), *n_to = calloc((size_t)steps, sizeof *n_to);
   double t[64];
-  int nb[2] = {rank - 1, rank + 1};
+  for (int s = 1; s < steps; s++) {
+    int d[MAX_WIDTH], m = deps(s, rank, d);
+    for (int i = 0; i < m; i++)
+      if (d[i] != rank) from[s][n_from[s]++] = d[i];
+    m = readers(s, rank, d);
+    for (int i = 0; i < m; i++)
+      if (d[i] != rank) to[s][n_to[s]++] = d[i];
+  }
   for (int r = -1; r < reps; r++) {
     double t0;
     MPI_Barrier(MPI_COMM_WORLD);
@@ -77,17 +153,16 @@ static double mpi_stencil(int rank, uint64_t ns) {
     for (int s = 0; s < steps; s++) {
       uint8_t v = 1;
       if (s > 0) {
-        MPI_Request req[4];
+        MPI_Request req[2 * MAX_WIDTH];
         int n = 0;
-        for (int k = 0; k < 2; k++) {
-          if (nb[k] < 0 || nb[k] >= world) continue;
-          MPI_Irecv(in[k], edge_bytes, MPI_BYTE, nb[k], 0, MPI_COMM_WORLD, &req[n++]);
-          MPI_Isend(out[(s - 1) % 2], edge_bytes, MPI_BYTE, nb[k], 0, MPI_COMM_WORLD, &req[n++]);
-        }
+        for (int k = 0; k < n_from[s]; k++)
+          MPI_Irecv(in[k], edge_bytes, MPI_BYTE, from[s][k], 0, MPI_COMM_WORLD, &req[n++]);
+        for (int k = 0; k < n_to[s]; k++)
+          MPI_Isend(out[(s - 1) % 2], edge_bytes, MPI_BYTE, to[s][k], 0, MPI_COMM_WORLD,
+                    &req[n++]);
         MPI_Waitall(n, req, MPI_STATUSES_IGNORE);
         v ^= out[(s - 1) % 2][0];
-        for (int k = 0; k < 2; k++)
-          if (nb[k] >= 0 && nb[k] < world) v ^= in[k][0];
+        for (int k = 0; k < n_from[s]; k++) v ^= in[k][0];
       }
       bench_busy_wait_ns(ns);
       memset(out[s % 2], v, (size_t)edge_bytes);
@@ -95,6 +170,10 @@ static double mpi_stencil(int rank, uint64_t ns) {
     MPI_Barrier(MPI_COMM_WORLD);
     if (r >= 0) t[r] = bench_now() - t0;
   }
+  free(from);
+  free(to);
+  free(n_from);
+  free(n_to);
   return bench_median(t, reps);
 }
 
@@ -102,7 +181,7 @@ static double mpi_stencil(int rank, uint64_t ns) {
 
 static pf_context *ctx;
 
-static double pf_stencil(uint64_t ns, double *ms_build, double *ms_compile) {
+static double pf_pattern(uint64_t ns, double *ms_build, double *ms_compile) {
   pf_graph *g;
   pf_executable *exe;
   pf_attrs *a;
@@ -116,11 +195,9 @@ static double pf_stencil(uint64_t ns, double *ms_build, double *ms_compile) {
   for (int d = 0; d < world; d++) slices[d] = bench_slice1(ctx, g, d);
   for (int s = 0; s < steps; s++) {
     for (int d = 0; d < world; d++) {
-      pf_value_t in[3];
-      int n = 0;
-      if (s > 0)
-        for (int k = d - 1; k <= d + 1; k++)
-          if (k >= 0 && k < world) in[n++] = prev[k];
+      pf_value_t in[MAX_WIDTH];
+      int dd[MAX_WIDTH], n = s > 0 ? deps(s, d, dd) : 0;
+      for (int i = 0; i < n; i++) in[i] = prev[dd[i]];
       BENCH_OK(ctx, pf_graph_program(g, &(pf_program_desc){.kernel = "bench.busy", .attrs = a,
                                                           .slice = slices[d], .n_in = n,
                                                           .in = in},
@@ -203,19 +280,36 @@ static long parse_long(const char *s, const char *flag, long min, long max) {
 }
 
 int main(int argc, char **argv) {
-  double wall_mpi[MAX_LENGTHS], eff_mpi[MAX_LENGTHS], eff_pf[MAX_LENGTHS];
+  static double wall_mpi[N_PATTERNS][MAX_LENGTHS], eff_mpi[N_PATTERNS][MAX_LENGTHS];
+  double eff_pf[MAX_LENGTHS];
   long longest = 1000, shortest = 1;
-  int rank, opt;
-  while ((opt = getopt(argc, argv, "t:r:b:l:s:h")) != -1) {
+  int rank, opt, first = STENCIL, last = STENCIL;
+  while ((opt = getopt(argc, argv, "p:t:r:b:l:s:h")) != -1) {
     switch (opt) {
+      case 'p':
+        if (strcmp(optarg, "all") == 0) {
+          first = 0;
+          last = N_PATTERNS - 1;
+          break;
+        }
+        for (first = 0; first < N_PATTERNS && strcmp(optarg, pattern_names[first]); first++) {
+        }
+        if (first == N_PATTERNS) {
+          fprintf(stderr, "granularity: -p wants stencil, nearest, fft, all_to_all, tree or "
+                          "all, got \"%s\"\n", optarg);
+          return 2;
+        }
+        last = first;
+        break;
       case 't': steps = (int)parse_long(optarg, "-t", 2, 1000000); break;
       case 'r': reps = (int)parse_long(optarg, "-r", 1, 64); break;
       case 'b': edge_bytes = (int)parse_long(optarg, "-b", 1, 4096); break;
       case 'l': longest = parse_long(optarg, "-l", 1, 10000000); break;
       case 's': shortest = parse_long(optarg, "-s", 1, 10000000); break;
       default:
-        fprintf(stderr, "usage: mpirun -np W %s [-t STEPS (1000)] [-r REPS (3)] "
-                        "[-b EDGE_BYTES (16)] [-l LONGEST_US (1000)] [-s SHORTEST_US (1)]\n",
+        fprintf(stderr, "usage: mpirun -np W %s [-p stencil|nearest|fft|all_to_all|tree|all] "
+                        "[-t STEPS (1000)] [-r REPS (3)] [-b EDGE_BYTES (16)] "
+                        "[-l LONGEST_US (1000)] [-s SHORTEST_US (1)]\n",
                 argv[0]);
         return opt == 'h' ? 0 : 2;
     }
@@ -235,10 +329,17 @@ int main(int argc, char **argv) {
   }
 
   rank = bench_mpi_init(&argc, &argv, "granularity", 2, &world);
-  for (int i = 0; i < n_lengths; i++) {
-    wall_mpi[i] = mpi_stencil(rank, (uint64_t)(lengths_us[i] * 1e3));
-    eff_mpi[i] = lengths_us[i] * 1e-6 * steps / wall_mpi[i];
+  if (world > MAX_WIDTH) {
+    if (rank == 0) fprintf(stderr, "granularity: at most %d ranks\n", MAX_WIDTH);
+    MPI_Abort(MPI_COMM_WORLD, 2);
   }
+  /* Every rank runs the MPI half before pf_init: afterwards ranks > 0 serve
+   * inside it. */
+  for (pattern = first; pattern <= last; pattern++)
+    for (int i = 0; i < n_lengths; i++) {
+      wall_mpi[pattern][i] = mpi_pattern(rank, (uint64_t)(lengths_us[i] * 1e3));
+      eff_mpi[pattern][i] = lengths_us[i] * 1e-6 * steps / wall_mpi[pattern][i];
+    }
   MPI_Barrier(MPI_COMM_WORLD);
 
   if (pf_init(&argc, &argv,
@@ -246,23 +347,23 @@ int main(int argc, char **argv) {
                                  .n_kernels = (int)(sizeof kernels / sizeof kernels[0])},
               &ctx) != 0)
     MPI_Abort(MPI_COMM_WORLD, 1);
-  printf("# granularity: 1-D stencil, width %d (one device per rank), %d steps, %d-byte "
-         "edges, median of %d executions\n", world, steps, edge_bytes, reps);
-  printf("%10s %10s %10s %12s %12s\n", "kernel_us", "pf_eff", "mpi_eff", "pf_wall_ms",
-         "mpi_wall_ms");
-  fflush(stdout);
-  {
+  for (pattern = first; pattern <= last; pattern++) {
     double build = 0, compile = 0;
+    printf("# granularity: %s, width %d (one device per rank), %d steps, %d-byte edges, median "
+           "of %d executions\n", pattern_names[pattern], world, steps, edge_bytes, reps);
+    printf("%10s %10s %10s %12s %12s\n", "kernel_us", "pf_eff", "mpi_eff", "pf_wall_ms",
+           "mpi_wall_ms");
+    fflush(stdout);
     for (int i = 0; i < n_lengths; i++) {
-      double wall = pf_stencil((uint64_t)(lengths_us[i] * 1e3), &build, &compile);
+      double wall = pf_pattern((uint64_t)(lengths_us[i] * 1e3), &build, &compile);
       /* (length * T * W) / (wall * W) */
       eff_pf[i] = lengths_us[i] * 1e-6 * steps / wall;
-      printf("%10.0f %10.3f %10.3f %12.2f %12.2f\n", lengths_us[i], eff_pf[i], eff_mpi[i],
-             1e3 * wall, 1e3 * wall_mpi[i]);
+      printf("%10.0f %10.3f %10.3f %12.2f %12.2f\n", lengths_us[i], eff_pf[i],
+             eff_mpi[pattern][i], 1e3 * wall, 1e3 * wall_mpi[pattern][i]);
       fflush(stdout);
     }
     print_metg("pathflow", eff_pf);
-    print_metg("MPI", eff_mpi);
+    print_metg("MPI", eff_mpi[pattern]);
     printf("# graph of %d programs: build %.0f ms, pf_compile %.0f ms (last length; not timed "
            "above)\n", steps * world, build, compile);
   }
