@@ -45,13 +45,13 @@ static void usage(FILE *f) {
           "                 [--schedule cosine|constant] [--data DIR] [--limit-steps N]\n"
           "                 [--metrics FILE.csv]\n"
           "Data-parallel MLP training on Fashion-MNIST (Debian's dataset-fashion-mnist).\n"
-          "Defaults: --hidden 256 --batch 128 --epochs 5 --lr 0.001 --optimizer adam\n"
+          "Defaults: --hidden 256 --batch 128 --epochs 15 --lr 0.001 --optimizer adam\n"
           "          --schedule cosine (adam's rate decays to 0 over the run)\n"
           "          --seed 1 --devices 1 (per rank) --data /usr/share/datasets/fashion-mnist\n");
 }
 
 static int parse(int argc, char **argv, opts *o) {
-  *o = (opts){.hidden = {256}, .n_hidden = 1, .batch = 128, .epochs = 5, .devices = 1,
+  *o = (opts){.hidden = {256}, .n_hidden = 1, .batch = 128, .epochs = 15, .devices = 1,
               .lr = 0.001, .optimizer = "adam", .schedule = "cosine",
               .data = "/usr/share/datasets/fashion-mnist",
               .seed = 1};

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# bench/train.sh [BUILD_DIR] [ROUNDS]: the data-parallel training step of
+# examples/train_mlp (784-256-10, global batch 128, Adam, 2 ranks, one thread
+# per rank for the math) against, in the same invocation,
+#   (a) bench/train_mpi: the same step written by hand with MPI + OpenBLAS;
+#   (b) PyTorch DistributedDataParallel (gloo), one thread per process, when
+#       Debian's python3-torch is installed (bench/train.sh --install-torch
+#       installs it; it is never a dependency of the library).
+# Runs alternate (pathflow, MPI, PyTorch, pathflow, ...) ROUNDS times (3);
+# the table shows each one's median samples/s and the ratios.
+set -euo pipefail
+if [[ ${1:-} == --install-torch ]]; then
+  apt-get install -y -qq --no-install-recommends python3-torch python3-numpy >/dev/null
+  shift
+fi
+build=${1:-build} rounds=${2:-3} steps=400
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+here=$(cd "$(dirname "$0")" && pwd)
+mpi=(mpirun --oversubscribe -np 2 --bind-to core)
+torch_ok=0
+python3 -c 'import torch' 2>/dev/null && torch_ok=1
+rate() { grep -oE '[0-9]+ samples/s' | tail -n 1 | cut -d' ' -f1; }
+pf=() raw=() pt=()
+for ((r = 0; r < rounds; r++)); do
+  pf+=("$("${mpi[@]}" "$build/examples/train_mlp" --limit-steps $steps --epochs 1 \
+          --schedule constant 2>&1 | rate)")
+  raw+=("$("${mpi[@]}" "$build/bench/train_mpi" --steps $steps 2>&1 | rate)")
+  if ((torch_ok)); then pt+=("$(python3 "$here/train_ddp.py" --steps $steps 2>&1 | rate)"); fi
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+m_pf=$(median "${pf[@]}") m_raw=$(median "${raw[@]}")
+echo "# bench/train: 784-256-10, global batch 128, Adam, 2 ranks, median of $rounds (samples/s)"
+printf '%-28s %10s %s\n' "pathflow (train_mlp)" "$m_pf" "(${pf[*]})"
+printf '%-28s %10s %s\n' "hand-written MPI+OpenBLAS" "$m_raw" "(${raw[*]})"
+awk -v a="$m_pf" -v b="$m_raw" 'BEGIN { printf "%-28s %10.3f (target >= 0.97)\n", "pathflow / hand-written", a / b }'
+if ((torch_ok)); then
+  m_pt=$(median "${pt[@]}")
+  printf '%-28s %10s %s\n' "PyTorch DDP (gloo)" "$m_pt" "(${pt[*]})"
+  awk -v a="$m_pf" -v b="$m_pt" 'BEGIN { printf "%-28s %10.3f (target >= 2)\n", "pathflow / PyTorch DDP", a / b }'
+else
+  echo "PyTorch DDP: skipped: python3-torch is not installed (bench/train.sh --install-torch)"
+fi
