@@ -3,7 +3,7 @@
  * batch from it on the device, in an order drawn from a seed and the
  * epoch. Nothing passes through the controller but the step number. */
 #include <errno.h>
-#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +63,18 @@ static int idx_read_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
   return 0;
 }
 
+/* 1 if `want` is `file` with its trailing dimensions merged into the last
+ * one (or `file` itself): [N, 28, 28] may be read as [N, 784], never as
+ * [N, 28 * 14, 2]. */
+static int flattens(const pf_spec *file, const pf_spec *want) {
+  int64_t tail = 1;
+  if (want->rank > file->rank || want->rank < 1) return 0;
+  for (int i = 0; i < want->rank - 1; i++)
+    if (file->dims[i] != want->dims[i]) return 0;
+  for (int i = want->rank - 1; i < file->rank; i++) tail *= file->dims[i];
+  return tail == want->dims[want->rank - 1];
+}
+
 /* Reads the whole file into the output after checking that its header
  * says what the graph was built with, and that no byte is missing. */
 static int idx_read_compute(const pf_kernel_call *call) {
@@ -82,8 +94,7 @@ static int idx_read_compute(const pf_kernel_call *call) {
                                "scripts/install-deps does)"
                              : "");
   if ((rc = read_header(f, path, &file, call->diag)) != 0) goto done;
-  /* Trailing dimensions may be read flattened ([N, 28, 28] as [N, 784]). */
-  if (pf_spec_numel(&file) != pf_spec_numel(want) || file.dims[0] != want->dims[0]) {
+  if (!flattens(&file, want)) {
     rc = pf_diag_error(call->diag, PF_EDECODE,
                        "idx_read: %s holds %s; the graph expects %s", path,
                        pf_spec_str(&file, a, sizeof a), pf_spec_str(want, b, sizeof b));
@@ -174,6 +185,49 @@ static void epoch_order(uint64_t seed, int64_t epoch, int64_t n, int64_t *order)
   }
 }
 
+/* The order of (seed, epoch) over n rows, drawn once per epoch per thread:
+ * drawing 60,000 rows costs about as much as a whole small training step,
+ * and every step of the epoch (on every device thread) needs the same one.
+ * NULL when out of memory. */
+typedef struct order_cache {
+  int64_t *order, n, epoch;
+  uint64_t seed;
+} order_cache;
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_free(void *p) {
+  order_cache *c = p;
+  free(c->order);
+  free(c);
+}
+
+static void cache_key_make(void) { (void)pthread_key_create(&cache_key, cache_free); }
+
+/* The thread's cache, freed when the thread ends. NULL when out of memory. */
+static const int64_t *cached_order(uint64_t seed, int64_t epoch, int64_t n) {
+  order_cache *c;
+  pthread_once(&cache_once, cache_key_make);
+  if ((c = pthread_getspecific(cache_key)) == NULL) {
+    if ((c = calloc(1, sizeof *c)) == NULL) return NULL;
+    if (pthread_setspecific(cache_key, c) != 0) {
+      free(c);
+      return NULL;
+    }
+  }
+  if (c->order == NULL || c->n != n || c->epoch != epoch || c->seed != seed) {
+    int64_t *o = realloc(c->order, (size_t)(n > 0 ? n : 1) * sizeof *o);
+    if (o == NULL) return NULL;
+    c->order = o;
+    c->n = n;
+    c->epoch = epoch;
+    c->seed = seed;
+    epoch_order(seed, epoch, n, o);
+  }
+  return c->order;
+}
+
 /* Output rows: this device's block of the step's global batch. With the
  * output split by rows over k devices, the global batch is k x `batch`
  * rows and device s takes rows s*batch.. of it, so k devices see exactly
@@ -184,7 +238,8 @@ static int batch_rows_compute(const pf_kernel_call *call) {
   int64_t n = ds->dims[0], b = os->dims[0], k = call->num_shards;
   int64_t step = *(const int64_t *)call->in[1].data, row = pf_spec_numel(ds) / (n ? n : 1);
   int split = pf_attrs_get_int(call->attrs, "split_rows", 0) != 0;
-  int64_t global = split ? b * k : b, per_epoch, epoch, first, *order;
+  int64_t global = split ? b * k : b, per_epoch, epoch, first;
+  const int64_t *order;
   uint64_t seed = (uint64_t)pf_attrs_get_int(call->attrs, "seed", 0);
   double scale = pf_attrs_get_float(call->attrs, "scale", 1);
   const uint8_t *src = call->in[0].data;
@@ -198,9 +253,8 @@ static int batch_rows_compute(const pf_kernel_call *call) {
   per_epoch = n / global;
   epoch = step / per_epoch;
   first = (step % per_epoch) * global + (split ? call->shard * b : 0);
-  if ((order = pf_mallocn((size_t)n, sizeof *order)) == NULL)
+  if ((order = cached_order(seed, epoch, n)) == NULL)
     return pf_diag_error(call->diag, PF_ENOMEM, "batch_rows: out of memory");
-  epoch_order(seed, epoch, n, order);
   for (int64_t r = 0; r < b; r++) {
     const uint8_t *x = src + order[first + r] * row;
     switch (os->dtype) {
@@ -222,7 +276,6 @@ static int batch_rows_compute(const pf_kernel_call *call) {
       } break;
     }
   }
-  free(order);
   return 0;
 }
 
