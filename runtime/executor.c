@@ -600,7 +600,9 @@ static void run_op(pf_step *s, uint32_t i) {
     else
       run_copy(s, i);
   }
-  s->t_end[i] = s->ex->cfg.record_times ? pf_now_ns() : 1;
+  /* Atomic (a plain store on x86): the watchdog's dump reads it on the
+   * loop thread while workers run. */
+  __atomic_store_n(&s->t_end[i], s->ex->cfg.record_times ? pf_now_ns() : 1, __ATOMIC_RELAXED);
 }
 
 /* Runs this worker's ops of step s. Returns 1 if the loop thread ran the
@@ -821,7 +823,7 @@ void pf_step_dump(const pf_step *s, void *file) {
     for (uint32_t e = s->l->device_first[d]; e < s->l->device_first[d + 1]; e++) {
       uint32_t i = s->l->device_ops[e];
       unsigned left = atomic_load(&s->pending[i]);
-      if (s->t_end[i] != 0) continue;
+      if (__atomic_load_n(&s->t_end[i], __ATOMIC_RELAXED) != 0) continue;
       if (left == 0)
         fprintf(f, "  device %d: running op %u (%s \"%s\" shard %d)\n", d, i,
                 p->ops[i].kernel ? p->ops[i].kernel : "copy", p->ops[i].name, p->ops[i].shard);
