@@ -599,7 +599,7 @@ static void test_init_uniform(void **state) {
   static const char *modes[] = {"kaiming", "xavier", "uniform"};
   (void)state;
   for (int m = 0; m < 3; m++) {
-    pf_attrs *a = attrs_new(), *b = attrs_new();
+    pf_attrs *a = attrs_new(), *b = NULL;
     pf_view x, y, z;
     double bound = m == 0 ? sqrt(6.0 / 64) : m == 1 ? sqrt(6.0 / (64 + 32)) : 0.5, lo = 1, hi = -1;
     int same = 1, diff = 0;
