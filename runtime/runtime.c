@@ -188,10 +188,19 @@ static void send_failed(pf_runtime *rt, int rank, const pf_msg *m, int rc) {
   }
 }
 
+/* A message whose encoding or decoding copies tensor data (a plan, a
+ * feed, a fetched shard) may take seconds on a loaded machine: the loop
+ * lets go of the MPI lock meanwhile, so that heartbeats still go out. */
+#define BIG_MESSAGE (64u << 10)
+
 static void send_remote(pf_runtime *rt, int rank, pf_msg *m) {
   uint8_t *buf;
   size_t len;
-  int rc = pf_msg_encode(m, &buf, &len), heartbeat = m->kind == PF_MSG_HEARTBEAT;
+  int heartbeat = m->kind == PF_MSG_HEARTBEAT, rc,
+      big = m->kind == PF_MSG_LOAD || m->kind == PF_MSG_PUT || m->kind == PF_MSG_FETCH_REPLY;
+  if (big) loop_unlock(rt);
+  rc = pf_msg_encode(m, &buf, &len);
+  if (big) loop_lock(rt);
   if (rc == 0) rc = pf_mpi_ctrl_send(rt->cfg.mpi, rank, buf, len);
   if (rc != 0) send_failed(rt, rank, m, rc);
   pf_msg_free(m);
@@ -325,7 +334,9 @@ static int poll_mpi(pf_runtime *rt) {
     if (rc != 0) pf_mpi_abort(rt->cfg.mpi, 1, "receiving a control message failed");
     if (buf == NULL) break;
     atomic_store_explicit(&rt->last_seen[peer], pf_now_ns(), memory_order_relaxed);
+    if (len > BIG_MESSAGE) loop_unlock(rt);
     rc = pf_msg_decode(buf, len, pf_executor_num_devices(rt->ex), &m, &d);
+    if (len > BIG_MESSAGE) loop_lock(rt);
     if (rc != 0) reject(rt, peer, rc, d.msg, buf, len);
     free(buf);
     if (rc != 0) continue;
