@@ -3,6 +3,7 @@
  *   mpirun -np 2 build/examples/train_mlp [--hidden 256] [--batch 128]
  *       [--epochs 5] [--lr 0.001] [--optimizer adam|momentum|sgd] [--seed 1]
  *       [--devices N] [--data DIR] [--limit-steps N] [--metrics FILE.csv]
+ *       [--checkpoint DIR [--checkpoint-every N] [--resume]]
  *
  * Every rank reads the data set once into its devices (idx_read); each
  * step picks its batch on the devices (batch_rows, split by rows over all
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #define MAX_LAYERS 8
@@ -30,9 +32,9 @@
   } while (0)
 
 typedef struct opts {
-  int hidden[MAX_LAYERS], n_hidden, batch, epochs, devices, limit_steps;
+  int hidden[MAX_LAYERS], n_hidden, batch, epochs, devices, limit_steps, every, resume;
   double lr;
-  const char *optimizer, *data, *metrics, *schedule;
+  const char *optimizer, *data, *metrics, *schedule, *checkpoint;
   int64_t seed;
 } opts;
 
@@ -43,7 +45,8 @@ static void usage(FILE *f) {
           "usage: train_mlp [--hidden N[,N...]] [--batch N] [--epochs N] [--lr X]\n"
           "                 [--optimizer adam|momentum|sgd] [--seed N] [--devices N]\n"
           "                 [--schedule cosine|constant] [--data DIR] [--limit-steps N]\n"
-          "                 [--metrics FILE.csv]\n"
+          "                 [--metrics FILE.csv] [--checkpoint DIR [--checkpoint-every N]\n"
+          "                 [--resume]]\n"
           "Data-parallel MLP training on Fashion-MNIST (Debian's dataset-fashion-mnist).\n"
           "Defaults: --hidden 256 --batch 128 --epochs 15 --lr 0.001 --optimizer adam\n"
           "          --schedule cosine (adam's rate decays to 0 over the run)\n"
@@ -54,13 +57,17 @@ static int parse(int argc, char **argv, opts *o) {
   *o = (opts){.hidden = {256}, .n_hidden = 1, .batch = 128, .epochs = 15, .devices = 1,
               .lr = 0.001, .optimizer = "adam", .schedule = "cosine",
               .data = "/usr/share/datasets/fashion-mnist",
-              .seed = 1};
+              .seed = 1, .every = 500};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char *end = NULL;
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       usage(stdout);
       exit(0);
+    }
+    if (strcmp(a, "--resume") == 0) {
+      o->resume = 1;
+      continue;
     }
     if (v == NULL) {
       fprintf(stderr, "train_mlp: %s needs a value\n", a);
@@ -102,6 +109,11 @@ static int parse(int argc, char **argv, opts *o) {
       o->data = v;
     } else if (strcmp(a, "--metrics") == 0) {
       o->metrics = v;
+    } else if (strcmp(a, "--checkpoint") == 0) {
+      o->checkpoint = v;
+    } else if (strcmp(a, "--checkpoint-every") == 0) {
+      o->every = (int)strtol(v, &end, 10);
+      if (*end || o->every < 1) goto bad;
     } else {
       fprintf(stderr, "train_mlp: unknown option %s\n", a);
       usage(stderr);
@@ -110,6 +122,10 @@ static int parse(int argc, char **argv, opts *o) {
     continue;
   bad:
     fprintf(stderr, "train_mlp: bad value for %s: %s\n", a, v);
+    return -1;
+  }
+  if (o->resume && o->checkpoint == NULL) {
+    fprintf(stderr, "train_mlp: --resume needs --checkpoint DIR\n");
     return -1;
   }
   return 0;
@@ -343,6 +359,128 @@ static pf_executable *build_eval(const model *m, int n) {
   return exe;
 }
 
+/* The optimizer state beside the parameters: names and specs of everything
+ * a checkpoint holds, in a fixed order. Returns how many. */
+static int state_names(const model *m, char names[][32], pf_spec *specs) {
+  int n = 0;
+  for (int p = 0; p < m->n_params; p++) {
+    pf_spec ps;
+    param_spec(m, p, &ps);
+    for (int k = -1; k < m->n_state; k++) {
+      name_of(names[n], 32, k < 0 ? "p" : k == 0 ? "m" : "v", p);
+      specs[n++] = ps;
+    }
+  }
+  if (m->n_state == 2) {
+    snprintf(names[n], 32, "t");
+    specs[n++] = pf_spec_scalar(PF_I64);
+  }
+  return n;
+}
+
+/* save: every device writes its copy of each state value to
+ * DIR/step-<step>/; load: each reads its own back. */
+static pf_executable *build_checkpoint(const model *m, int n, const char *dir, int load) {
+  static char names[4 * (2 * MAX_LAYERS + 2) + 1][32];
+  pf_spec specs[4 * (2 * MAX_LAYERS + 2) + 1];
+  int count = state_names(m, names, specs);
+  pf_graph *g;
+  pf_slice_t s;
+  pf_executable *exe;
+  pf_value_t step;
+  CHECK(pf_graph_create(ctx, &g));
+  CHECK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
+  declare(g, s, "step", pf_spec_scalar(PF_I64), &step);
+  for (int i = 0; i < count; i++) {
+    pf_attrs *a = attrs();
+    pf_value_t v;
+    char out[40];
+    CHECK(pf_attrs_set_string(a, "dir", dir));
+    CHECK(pf_attrs_set_string(a, "name", names[i]));
+    if (load) {
+      CHECK(pf_attrs_set_ints(a, "shape", specs[i].dims, specs[i].rank));
+      CHECK(pf_attrs_set_int(a, "dtype", specs[i].dtype));
+      CHECK(pf_graph_output(g, names[i], program(g, s, "checkpoint_load", a, 1, &step, NULL)));
+    } else {
+      declare(g, s, names[i], specs[i], &v);
+      snprintf(out, sizeof out, "bytes_%.30s", names[i]);
+      CHECK(pf_graph_output(g, out, program(g, s, "checkpoint_save", a, 2,
+                                            (pf_value_t[]){v, step}, NULL)));
+    }
+    pf_attrs_destroy(a);
+  }
+  CHECK(pf_compile(g, &exe));
+  pf_graph_destroy(g);
+  return exe;
+}
+
+/* What a checkpoint must agree on with the run that resumes it. */
+static void describe(const opts *o, int n, int64_t total, char *buf, size_t len) {
+  int at = snprintf(buf, len, "hidden=");
+  for (int i = 0; i < o->n_hidden; i++) at += snprintf(buf + at, len - (size_t)at, "%s%d", i ? "," : "", o->hidden[i]);
+  snprintf(buf + at, len - (size_t)at,
+           "\nbatch=%d\noptimizer=%s\nlr=%.17g\nschedule=%s\nseed=%lld\ndevices=%d\n"
+           "total_steps=%lld\n",
+           o->batch, o->optimizer, o->lr, o->schedule, (long long)o->seed, n, (long long)total);
+}
+
+/* The manifest goes last and whole: temporary file, fsync, rename, fsync of
+ * the directory. A job killed before the rename leaves the previous one. */
+static int write_manifest(const char *dir, int64_t step, const char *config) {
+  char tmp[1100], path[1100];
+  FILE *f;
+  int fd;
+  snprintf(tmp, sizeof tmp, "%s/manifest.tmp", dir);
+  snprintf(path, sizeof path, "%s/manifest", dir);
+  if ((f = fopen(tmp, "w")) == NULL) return -1;
+  fprintf(f, "format=pathflow-train-1\nstep=%lld\n%s", (long long)step, config);
+  if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+    fclose(f);
+    return -1;
+  }
+  fclose(f);
+  if (rename(tmp, path) != 0 || (fd = open(dir, O_RDONLY | O_DIRECTORY)) < 0) return -1;
+  fsync(fd);
+  close(fd);
+  return 0;
+}
+
+/* The step of the checkpoint in dir, after checking that it was written by
+ * a run like this one; -1 with a message naming the mismatch otherwise. */
+static int64_t read_manifest(const char *dir, const char *config) {
+  char path[1100], line[256], want[256];
+  long long step = -1;
+  const char *c = config;
+  FILE *f;
+  snprintf(path, sizeof path, "%s/manifest", dir);
+  if ((f = fopen(path, "r")) == NULL) {
+    fprintf(stderr, "train_mlp: --resume: no checkpoint in %s (%s is missing)\n", dir, path);
+    return -1;
+  }
+  if (fgets(line, sizeof line, f) == NULL || strcmp(line, "format=pathflow-train-1\n") != 0 ||
+      fgets(line, sizeof line, f) == NULL || sscanf(line, "step=%lld", &step) != 1) {
+    fprintf(stderr, "train_mlp: --resume: %s is not a train_mlp manifest\n", path);
+    fclose(f);
+    return -1;
+  }
+  while (*c) {
+    size_t k = strcspn(c, "\n");
+    snprintf(want, sizeof want, "%.*s\n", (int)k, c);
+    if (fgets(line, sizeof line, f) == NULL || strcmp(line, want) != 0) {
+      want[k] = '\0';
+      line[strcspn(line, "\n")] = '\0';
+      fprintf(stderr,
+              "train_mlp: --resume: the checkpoint in %s was written with %s; this run has %s\n",
+              dir, line[0] ? line : "(nothing)", want);
+      fclose(f);
+      return -1;
+    }
+    c += k + (c[k] == '\n');
+  }
+  fclose(f);
+  return step;
+}
+
 /* ---- the loop ----------------------------------------------------------------- */
 
 #define MAX_BUFFERS (3 * (2 * MAX_LAYERS + 2) + 1)
@@ -415,6 +553,16 @@ static int64_t fetch_i64(pf_future *f, const char *name) {
   return v;
 }
 
+/* Tests kill the job at a known point: TRAIN_MLP_PAUSE_AT=N stops after step
+ * N (after its checkpoint's files, before its manifest) for a minute. */
+static void pause_for_tests(int64_t step) {
+  const char *at = getenv("TRAIN_MLP_PAUSE_AT");
+  if (at == NULL || strtoll(at, NULL, 10) != step) return;
+  printf("train_mlp: paused after step %lld\n", (long long)step);
+  fflush(stdout);
+  sleep(60);
+}
+
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -433,8 +581,10 @@ int main(int argc, char **argv) {
    * a file: redraw a line only on a terminal of our own. */
   int n, steps_per_epoch, tty = isatty(1) && getenv("OMPI_COMM_WORLD_SIZE") == NULL;
   double t0, accuracy = 0;
-  int64_t total_steps, done = 0;
+  int64_t total_steps, done = 0, start;
   FILE *csv = NULL;
+  pf_executable *save = NULL;
+  char config[512];
   if (parse(argc, argv, &o) != 0) return 2;
   CHECK(pf_init(&argc, &argv, &(pf_init_options){.cpu_devices = o.devices}, &ctx));
   n = pf_device_count(ctx, PF_DEVICE_CPU);
@@ -472,22 +622,42 @@ int main(int argc, char **argv) {
   steps_per_epoch = 60000 / o.batch;
   total_steps = (int64_t)steps_per_epoch * o.epochs;
   if (o.limit_steps > 0 && o.limit_steps < total_steps) total_steps = o.limit_steps;
+  describe(&o, n, total_steps, config, sizeof config);
+  if (o.checkpoint != NULL) {
+    save = build_checkpoint(&m, n, o.checkpoint, 0);
+    if (o.resume) {
+      pf_executable *load_ckpt = build_checkpoint(&m, n, o.checkpoint, 1);
+      if ((done = read_manifest(o.checkpoint, config)) < 0) return 1;
+      *(int64_t *)pf_tensor_data(step) = done;
+      f = run(load_ckpt, &bufs, step);
+      if (pf_future_wait(f) != 0) {
+        fprintf(stderr, "train_mlp: --resume: %s\n", pf_future_error(f));
+        return 1;
+      }
+      collect(load_ckpt, f, &bufs, NULL, NULL);
+      pf_future_destroy(f);
+      pf_executable_destroy(load_ckpt);
+      printf("train_mlp: resumed from %s at step %lld\n", o.checkpoint, (long long)done);
+    }
+  }
   printf("train_mlp: %d devices, MLP 784", n);
   for (int i = 0; i < o.n_hidden; i++) printf("-%d", o.hidden[i]);
   printf("-10, batch %d, %s lr %g, %lld steps\n", o.batch, o.optimizer, o.lr,
          (long long)total_steps);
   if (o.metrics != NULL) {
-    if ((csv = fopen(o.metrics, "w")) == NULL) {
+    if ((csv = fopen(o.metrics, o.resume ? "a" : "w")) == NULL) {
       fprintf(stderr, "train_mlp: cannot write %s\n", o.metrics);
       return 1;
     }
-    fprintf(csv, "kind,epoch,step,loss,accuracy\n");
+    if (!o.resume) fprintf(csv, "kind,epoch,step,loss,accuracy\n");
   }
   t0 = now_s();
-  for (int epoch = 0; done < total_steps; epoch++) {
+  start = done;
+  for (int epoch = (int)(done / steps_per_epoch); done < total_steps; epoch++) {
     double loss_sum = 0;
-    int64_t correct = 0, seen = 0;
-    for (int i = 0; i < steps_per_epoch && done < total_steps; i++, done++) {
+    int64_t correct = 0, seen = 0, ran = 0;
+    for (int i = (int)(done % steps_per_epoch); i < steps_per_epoch && done < total_steps;
+         i++, done++) {
       pf_tensor *lt;
       double loss;
       int64_t hits;
@@ -506,19 +676,39 @@ int main(int argc, char **argv) {
       CHECK(pf_future_fetch(f, "loss", &lt));
       loss = *(float *)pf_tensor_data(lt);
       loss_sum += loss;
+      ran++;
       pf_tensor_destroy(lt);
       correct += hits = fetch_i64(f, "correct");
       if (csv)
-        fprintf(csv, "step,%d,%lld,%.6f,%.6f\n", epoch + 1, (long long)(done + 1), loss,
+        fprintf(csv, "step,%d,%lld,%.9g,%.6f\n", epoch + 1, (long long)(done + 1), loss,
                 (double)hits / o.batch);
+      if (save == NULL || ((done + 1) % o.every != 0 && done + 1 != total_steps))
+        pause_for_tests(done + 1);
+      if (save != NULL && ((done + 1) % o.every == 0 || done + 1 == total_steps)) {
+        pf_future *sf;
+        *(int64_t *)pf_tensor_data(step) = done + 1;
+        sf = run(save, &bufs, step);
+        if (pf_future_wait(sf) != 0) {
+          fprintf(stderr, "train_mlp: checkpoint at step %lld failed: %s\n",
+                  (long long)(done + 1), pf_future_error(sf));
+          return 1;
+        }
+        pf_future_destroy(sf);
+        if (csv) fflush(csv);
+        pause_for_tests(done + 1);
+        if (write_manifest(o.checkpoint, done + 1, config) != 0) {
+          fprintf(stderr, "train_mlp: cannot write the manifest in %s\n", o.checkpoint);
+          return 1;
+        }
+      }
       seen += o.batch;
       pf_future_destroy(f);
       if ((done + 1) % 50 == 0 || i + 1 == steps_per_epoch || done + 1 == total_steps) {
-        double el = now_s() - t0, rate = (double)(done + 1) * o.batch / el;
+        double el = now_s() - t0, rate = (double)(done + 1 - start) * o.batch / el;
         double eta = (double)(total_steps - done - 1) * o.batch / rate;
         printf("%sepoch %d step %lld/%lld loss %.4f train acc %.3f %.0f samples/s ETA %.0fs%s",
                tty ? "\r" : "", epoch + 1, (long long)(done + 1), (long long)total_steps,
-               loss_sum / (double)(i + 1), (double)correct / (double)seen, rate, eta,
+               loss_sum / (double)ran, (double)correct / (double)seen, rate, eta,
                tty ? "   " : "\n");
         fflush(stdout);
       }
@@ -531,8 +721,8 @@ int main(int argc, char **argv) {
     printf("%sepoch %d: test accuracy %.4f\n", tty ? "\n" : "", epoch + 1, accuracy);
     if (csv) fprintf(csv, "epoch,%d,%lld,0,%.6f\n", epoch + 1, (long long)done, accuracy);
   }
-  printf("train_mlp: final test accuracy %.4f after %lld steps in %.1f s\n", accuracy,
-         (long long)done, now_s() - t0);
+  printf("train_mlp: final test accuracy %.4f after %lld steps (%lld in this run) in %.1f s\n",
+         accuracy, (long long)done, (long long)(done - start), now_s() - t0);
   if (csv != NULL) {
     fclose(csv);
     printf("train_mlp: metrics in %s (draw them: pathflow chart %s chart.svg)\n", o.metrics,
@@ -545,5 +735,6 @@ int main(int argc, char **argv) {
   pf_executable_destroy(load);
   pf_executable_destroy(train);
   pf_executable_destroy(eval);
+  pf_executable_destroy(save);
   return pf_finalize(ctx) != 0;
 }

@@ -237,6 +237,8 @@ static void test_registry(void **state) {
       {"argmax", 1, 1},   {"softmax_xent", 2, 2}, {"sgd", 2, 1},
       {"reduce_sum_grad", 2, 1}, {"accuracy", 2, 1}, {"momentum", 3, 2},
       {"adam", PF_VARIADIC, 4},     {"init_uniform", 0, 1},
+      {"idx_read", 0, 1}, {"batch_rows", 2, 1}, {"checkpoint_save", 2, 1},
+      {"checkpoint_load", 1, 1},
   };
   pf_registry *r;
   pf_kernel_def def;
