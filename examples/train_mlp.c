@@ -266,6 +266,32 @@ static void declare(pf_graph *g, pf_slice_t s, const char *name, pf_spec spec, p
   CHECK(pf_graph_input(g, name, &spec, s, pf_replicated(), v));
 }
 
+/* The start of a step's graph: a slice of the job's n devices, the data
+ * set `set` ("train" or "test", `rows` rows) and the step as inputs, the
+ * parameters and `n_state` state values per parameter. */
+static void step_inputs(int n, const char *set, int64_t rows, const model *m, int n_state,
+                        pf_graph **g, pf_slice_t *s, pf_value_t *data_x, pf_value_t *data_y,
+                        pf_value_t *step, pf_value_t *params, pf_value_t (*state)[2 * MAX_LAYERS + 2]) {
+  char name[32];
+  CHECK(pf_graph_create(ctx, g));
+  CHECK(pf_graph_slice(*g, PF_DEVICE_CPU, n, s));
+  snprintf(name, sizeof name, "%s_x", set);
+  declare(*g, *s, name, pf_spec_2d(PF_U8, rows, 784), data_x);
+  snprintf(name, sizeof name, "%s_y", set);
+  declare(*g, *s, name, pf_spec_1d(PF_U8, rows), data_y);
+  declare(*g, *s, "step", pf_spec_scalar(PF_I64), step);
+  for (int p = 0; p < m->n_params; p++) {
+    pf_spec ps;
+    param_spec(m, p, &ps);
+    name_of(name, sizeof name, "p", p);
+    declare(*g, *s, name, ps, &params[p]);
+    for (int k = 0; k < n_state; k++) {
+      name_of(name, sizeof name, k == 0 ? "m" : "v", p);
+      declare(*g, *s, name, ps, &state[k][p]);
+    }
+  }
+}
+
 /* One training step: batch, forward, loss, pf_graph_grad, optimizer. */
 static pf_executable *build_train(const model *m, int n, const opts *o) {
   pf_graph *g;
@@ -275,21 +301,7 @@ static pf_executable *build_train(const model *m, int n, const opts *o) {
   pf_value_t data_x, data_y, step, t = -1, lr = -1, x, y, logits, loss[2], correct;
   char name[32];
   pf_attrs *a;
-  CHECK(pf_graph_create(ctx, &g));
-  CHECK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
-  declare(g, s, "train_x", pf_spec_2d(PF_U8, 60000, 784), &data_x);
-  declare(g, s, "train_y", pf_spec_1d(PF_U8, 60000), &data_y);
-  declare(g, s, "step", pf_spec_scalar(PF_I64), &step);
-  for (int p = 0; p < m->n_params; p++) {
-    pf_spec ps;
-    param_spec(m, p, &ps);
-    name_of(name, sizeof name, "p", p);
-    declare(g, s, name, ps, &params[p]);
-    for (int k = 0; k < m->n_state; k++) {
-      name_of(name, sizeof name, k == 0 ? "m" : "v", p);
-      declare(g, s, name, ps, &state[k][p]);
-    }
-  }
+  step_inputs(n, "train", 60000, m, m->n_state, &g, &s, &data_x, &data_y, &step, params, state);
   if (strcmp(o->optimizer, "adam") == 0) {
     declare(g, s, "t", pf_spec_scalar(PF_I64), &t);
     declare(g, s, "lr", pf_spec_scalar(PF_F64), &lr);
@@ -338,18 +350,7 @@ static pf_executable *build_eval(const model *m, int n) {
   pf_slice_t s;
   pf_executable *exe;
   pf_value_t params[2 * MAX_LAYERS + 2], data_x, data_y, step, x, y;
-  char name[32];
-  CHECK(pf_graph_create(ctx, &g));
-  CHECK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
-  declare(g, s, "test_x", pf_spec_2d(PF_U8, 10000, 784), &data_x);
-  declare(g, s, "test_y", pf_spec_1d(PF_U8, 10000), &data_y);
-  declare(g, s, "step", pf_spec_scalar(PF_I64), &step);
-  for (int p = 0; p < m->n_params; p++) {
-    pf_spec ps;
-    param_spec(m, p, &ps);
-    name_of(name, sizeof name, "p", p);
-    declare(g, s, name, ps, &params[p]);
-  }
+  step_inputs(n, "test", 10000, m, 0, &g, &s, &data_x, &data_y, &step, params, NULL);
   batch_of(g, s, n, 10000, 0, data_x, data_y, step, &x, &y);
   CHECK(pf_graph_output(g, "correct",
                         program(g, s, "accuracy", NULL, 2,
