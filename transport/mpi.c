@@ -98,7 +98,7 @@ struct pf_mpi {
    * pf_mpi_ctrl_recv takes the frame. */
   MPI_Request ctrl_req;
   uint8_t *ctrl_buf;
-  int ctrl_ready, ctrl_failed;
+  int ctrl_ready, ctrl_failed, ctrl_truncated;
   MPI_Status ctrl_st;
   /* Large bodies in progress (per peer), how many, how many matched (their
    * receives count as pending requests), and what is ready to hand out. */
@@ -138,9 +138,38 @@ static int mpi_fail(pf_diag *d, int err, const char *what) {
   return pf_diag_error(d, PF_EMPI, "%s: %s", what, msg);
 }
 
+/* The control receive takes one byte more than the largest frame: a frame
+ * that fills it is too long (pathflow never sends one; MPI may or may not
+ * report the truncation), and is refused rather than read cut short. Its
+ * buffer is much larger than that count: Open MPI 4.1's shared-memory
+ * transport was seen writing a whole 9000-byte message into a receive
+ * posted for 8194 bytes, so a foreign frame up to CTRL_GUARD_BYTES lands in
+ * memory we own (beyond that a hostile peer of the job could still
+ * overwrite the heap; pathflow's own ranks never send one). */
+#define CTRL_RECV_BYTES (CTRL_INLINE + 2)
+#define CTRL_GUARD_BYTES (1 << 20)
+
 static int post_ctrl(pf_mpi *m) {
-  return MPI_Irecv(m->ctrl_buf, CTRL_INLINE + 1, MPI_BYTE, MPI_ANY_SOURCE, CTRL_TAG, m->ctrl,
+  return MPI_Irecv(m->ctrl_buf, CTRL_RECV_BYTES, MPI_BYTE, MPI_ANY_SOURCE, CTRL_TAG, m->ctrl,
                    &m->ctrl_req);
+}
+
+/* MPI_Test of the control receive: ready, failed, or a frame too long for
+ * it (MPI_ERR_TRUNCATE: refused, the channel goes on). */
+static int test_ctrl(pf_mpi *m) {
+  int flag = 0, err = MPI_Test(&m->ctrl_req, &flag, &m->ctrl_st), cls = 0;
+  if (err == MPI_SUCCESS) {
+    m->ctrl_ready = flag;
+    return 0;
+  }
+  MPI_Error_class(err, &cls);
+  m->ctrl_ready = 1;
+  if (cls == MPI_ERR_TRUNCATE) {
+    m->ctrl_truncated = 1;
+    return 0;
+  }
+  m->ctrl_failed = 1;
+  return PF_EMPI;
 }
 
 int pf_mpi_init(int *argc, char ***argv, pf_mpi **out, pf_diag *d) {
@@ -185,7 +214,7 @@ int pf_mpi_init(int *argc, char ***argv, pf_mpi **out, pf_diag *d) {
   m->ctrl_req = MPI_REQUEST_NULL;
   m->bodies = pf_calloc((size_t)m->size, sizeof *m->bodies);
   for (int r = 0; m->bodies != NULL && r < m->size; r++) m->bodies[r].req = MPI_REQUEST_NULL;
-  if ((m->ctrl_buf = malloc(CTRL_INLINE + 1)) == NULL || m->bodies == NULL) {
+  if ((m->ctrl_buf = malloc(CTRL_GUARD_BYTES)) == NULL || m->bodies == NULL) {
     pf_mpi_finalize(m);
     return PF_ENOMEM;
   }
@@ -415,13 +444,7 @@ int pf_mpi_progress(pf_mpi *m) {
    * engine, and does not look again: testing the control receive first
    * lets the Testsome see what this pass of the engine completed, one poll
    * earlier. */
-  if (!m->ctrl_ready) {
-    int flag = 0;
-    if (MPI_Test(&m->ctrl_req, &flag, &m->ctrl_st) != MPI_SUCCESS)
-      m->ctrl_ready = m->ctrl_failed = 1;
-    else if (flag)
-      m->ctrl_ready = 1;
-  }
+  if (!m->ctrl_ready) test_ctrl(m);
   /* One MPI_Testsome for the quick requests and the oldest others:
    * completed entries become MPI_REQUEST_NULL in this copy; the originals
    * are cleared below. */
@@ -669,11 +692,8 @@ static int route_frame(pf_mpi *m, int peer, const uint8_t *bytes, int count) {
 /* Reposts the control receive and tests it at once (a burst of replies is
  * read in one poll). */
 static int repost_ctrl(pf_mpi *m) {
-  int flag = 0;
-  if (post_ctrl(m) != MPI_SUCCESS || MPI_Test(&m->ctrl_req, &flag, &m->ctrl_st) != MPI_SUCCESS)
-    return PF_EMPI;
-  m->ctrl_ready = flag;
-  return 0;
+  if (post_ctrl(m) != MPI_SUCCESS) return PF_EMPI;
+  return test_ctrl(m);
 }
 
 int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len, pf_diag *d) {
@@ -701,6 +721,18 @@ int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len, pf_diag *
     if (m->ctrl_failed) return PF_EMPI;
     src = m->ctrl_st.MPI_SOURCE;
     MPI_Get_count(&m->ctrl_st, MPI_BYTE, &count);
+    if (m->ctrl_truncated || count >= CTRL_RECV_BYTES) {
+      char why[160];
+      m->ctrl_truncated = 0;
+      snprintf(why, sizeof why,
+               "not a pathflow control frame (more than %d bytes on the control tag, where "
+               "longer messages come as a header and a body)",
+               CTRL_INLINE + 1);
+      rc = push_ready(m, src, PF_EDECODE, NULL, 0, why);
+      if (repost_ctrl(m) != 0) return PF_EMPI;
+      if (rc != 0) return rc;
+      continue;
+    }
     if (count >= 1 && m->ctrl_buf[0] == FRAME_INLINE && !m->bodies[src].active) {
       /* The common case, straight to the caller. */
       if ((*buf = malloc(count > 1 ? (size_t)count - 1 : 1)) == NULL) return PF_ENOMEM;
