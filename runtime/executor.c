@@ -221,10 +221,11 @@ enum { INLINE_NO = 0, INLINE_UNPROVEN = 1, INLINE_YES = 2 };
 static void mark_inline(pf_executor *ex, pf_loaded *l, uint32_t i) {
   const pf_plan *p = l->plan;
   const pf_plan_op *op = &p->ops[i];
-  pf_spec in[PF_MAX_ARGS_RUNTIME], out[PF_MAX_ARGS_RUNTIME];
+  pf_spec in[PF_OP_ARGS_ON_STACK], out[PF_OP_ARGS_ON_STACK];
   pf_cost cost = {0, 0};
-  if (ex->cfg.loop_op == NULL || op->kind != PF_OP_KERNEL || op->n_in > PF_MAX_ARGS_RUNTIME ||
-      op->n_out > PF_MAX_ARGS_RUNTIME)
+  /* Wide ops are never short enough to be worth running on the loop. */
+  if (ex->cfg.loop_op == NULL || op->kind != PF_OP_KERNEL || op->n_in > PF_OP_ARGS_ON_STACK ||
+      op->n_out > PF_OP_ARGS_ON_STACK)
     return;
   for (uint32_t k = 0; k < op->n_in; k++) in[k] = p->buffers[op->inputs[k]].spec;
   for (uint32_t k = 0; k < op->n_out; k++) out[k] = p->buffers[op->outputs[k]].spec;
@@ -354,12 +355,17 @@ static void run_kernel(pf_step *s, uint32_t i) {
   const pf_plan *p = s->l->plan;
   const pf_plan_op *op = &p->ops[i];
   const pf_kernel_def *k = s->l->kernels[i];
-  pf_view in[PF_MAX_ARGS_RUNTIME], out[PF_MAX_ARGS_RUNTIME];
+  pf_view in_stack[PF_OP_ARGS_ON_STACK], out[PF_OP_ARGS_ON_STACK], *in = in_stack;
   pf_kernel_call call;
   pf_diag d;
   int rc;
-  if (op->n_in > PF_MAX_ARGS_RUNTIME || op->n_out > PF_MAX_ARGS_RUNTIME) {
+  if (op->n_in > PF_MAX_ARGS_RUNTIME || op->n_out > PF_OP_ARGS_ON_STACK) {
     step_fail(s, PF_EARITY, "program \"%s\": too many arguments", op->name);
+    return;
+  }
+  if (op->n_in > PF_OP_ARGS_ON_STACK && (in = pf_mallocn(op->n_in, sizeof *in)) == NULL) {
+    step_fail(s, PF_ENOMEM, "rank %d device %d: program \"%s\": out of memory",
+              s->ex->cfg.rank, op->device, op->name);
     return;
   }
   for (uint32_t k2 = 0; k2 < op->n_in; k2++) {
@@ -371,6 +377,7 @@ static void run_kernel(pf_step *s, uint32_t i) {
     if (st == NULL) {
       step_fail(s, PF_ENOMEM, "rank %d device %d: program \"%s\": out of memory",
                 s->ex->cfg.rank, op->device, op->name);
+      if (in != in_stack) free(in);
       return;
     }
     out[k2].spec = p->buffers[op->outputs[k2]].spec;
@@ -393,6 +400,7 @@ static void run_kernel(pf_step *s, uint32_t i) {
   }
   rc = k->compute(&call);
   if (tls_running != NULL) atomic_store_explicit(&tls_running->step, NULL, memory_order_relaxed);
+  if (in != in_stack) free(in);
   if (rc != 0) {
     if (d.code == 0) pf_diag_error(&d, rc, "%s", pf_strerror(rc));
     step_fail(s, PF_EKERNEL,
@@ -423,8 +431,8 @@ static void run_copy(pf_step *s, uint32_t i) {
 static void run_local_collective(pf_step *s, uint32_t i) {
   const pf_plan *p = s->l->plan;
   const pf_plan_op *op = &p->ops[i];
-  pf_storage *in[PF_MAX_ARGS_RUNTIME], *out[PF_MAX_ARGS_RUNTIME];
-  if (op->n_in > PF_MAX_ARGS_RUNTIME) {
+  pf_storage *in[PF_OP_ARGS_ON_STACK], *out[PF_OP_ARGS_ON_STACK];
+  if (op->n_in > PF_OP_ARGS_ON_STACK) {
     step_fail(s, PF_EARITY, "collective \"%s\": too many local shards", op->name);
     return;
   }

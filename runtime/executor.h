@@ -23,6 +23,12 @@
 
 /* Most inputs of one op: as many as a program may have (PF_MAX_ARGS). */
 #define PF_MAX_ARGS_RUNTIME 1024
+/* Per-op argument arrays live on the stack up to this many entries (wider
+ * ops take the heap): a frame of PF_MAX_ARGS_RUNTIME views would be 80 KiB,
+ * and with stack-clash protection every op would probe each of its pages.
+ * Also the most outputs of an op and the most shards of a local
+ * collective. */
+#define PF_OP_ARGS_ON_STACK 64
 
 typedef struct pf_executor pf_executor;
 typedef struct pf_loaded pf_loaded;
