@@ -58,7 +58,8 @@ int pf_graph_slice_pin(pf_graph *g, pf_slice_t slice, const int *devices);
 /* Declares an input named `name`, with global spec `spec`, living on
  * `slice` with `sharding`. Errors: PF_EINVAL (bad name or slice), PF_EEXIST
  * (name taken), PF_EDTYPE/PF_ESHAPE (bad spec), PF_ESPLIT (split axis out of
- * range or not divisible by the slice size), PF_ENOMEM. */
+ * range or not divisible by the slice size), PF_ESHARDING (a partial
+ * sharding: inputs are replicated or split), PF_ENOMEM. */
 int pf_graph_input(pf_graph *g, const char *name, const pf_spec *spec,
                    pf_slice_t slice, pf_sharding sharding, pf_value_t *out);
 
@@ -71,14 +72,18 @@ typedef struct pf_program_desc {
   const pf_value_t *in;
   /* How each input is consumed on this program's slice. NULL means: the
    * value's own sharding if it lives on a slice of the same size, else
-   * replicated. */
+   * replicated; and if the kernel's sharding rule refuses that layout, the
+   * builder tries others (partial inputs reduced; whole inputs cut like a
+   * split one; one split input and the rest whole; all whole). Given, the
+   * layout is kept as it is, and one the rule refuses is PF_ESHARDING.
+   * A partial value consumed other than as partial is reduced first (an
+   * allreduce the builder inserts, once per value). */
   const pf_sharding *in_shardings;
-  /* Sharding of each output over the slice. The kernel's shape function
-   * gives shard specs; the global spec follows. NULL means: split like the
-   * first input consumed split (right for elementwise ops and for x @ w
-   * with x split by rows), else replicated. A kernel whose output is a
-   * partial result (a sum over a split axis) needs an explicit sharding and
-   * a collective; pathflow cannot tell. */
+  /* Sharding of each output over the slice, as the kernel's sharding rule
+   * gives it for the inputs' layout (docs/api.md lists the built-ins'
+   * rules): NULL accepts it; given, it must be what the rule gives, else
+   * PF_ESHARDING naming the program, the kernel and both shardings. The
+   * kernel's shape function gives shard specs; the global spec follows. */
   const pf_sharding *out_shardings;
 } pf_program_desc;
 
@@ -87,8 +92,10 @@ typedef struct pf_program_desc {
  * *prog if prog is not NULL.
  * Errors: PF_EINVAL (bad slice, value or name), PF_EEXIST (name taken),
  * PF_ENOKERNEL (no kernel of that name for the slice's device kind),
- * PF_EARITY (input count), PF_ESPLIT (a sharding does not divide),
- * PF_EDTYPE / PF_ESHAPE (from the kernel's shape function), PF_ENOMEM.
+ * PF_EARITY (input count, more than PF_MAX_ARGS), PF_ESPLIT (a sharding
+ * does not divide), PF_ESHARDING (a layout the kernel's sharding rule
+ * refuses), PF_EDTYPE / PF_ESHAPE (from the kernel's shape function),
+ * PF_ENOMEM.
  * The message names the program, the kernel and the values. */
 int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
                      pf_value_t *outs, pf_program_t *prog);
@@ -175,7 +182,9 @@ int pf_graph_set_dispatch(pf_graph *g, pf_dispatch_mode mode);
 /* Number of outputs of kernel `name` for device kind `kind`, or PF_ENOKERNEL. */
 int pf_kernel_outputs(pf_context *ctx, const char *name, pf_device_kind kind);
 
-/* Marks `value` as an output named `name`. Errors: PF_EINVAL, PF_EEXIST. */
+/* Marks `value` as an output named `name`. A partial value is reduced first
+ * (an allreduce the builder inserts): the output is the sum. Errors:
+ * PF_EINVAL, PF_EEXIST, PF_ENOMEM. */
 int pf_graph_output(pf_graph *g, const char *name, pf_value_t value);
 
 /* Replaces input `index` of program `prog` with `value`. Shapes and cycles
