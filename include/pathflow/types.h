@@ -58,7 +58,8 @@ int64_t pf_spec_numel(const pf_spec *spec);
 size_t pf_spec_nbytes(const pf_spec *spec);
 /* 1 if dtype, rank and every dimension are equal. */
 int pf_spec_equal(const pf_spec *a, const pf_spec *b);
-/* Writes e.g. "f32[4,8]" into buf (always NUL-terminated); returns buf. */
+/* Writes e.g. "f32[4,8]" into buf (always NUL-terminated; "(null)" for a
+ * NULL spec); returns buf. */
 char *pf_spec_str(const pf_spec *spec, char *buf, size_t len);
 
 /* How a value's data is laid over the devices of its slice.
