@@ -259,8 +259,8 @@ static int batch_rows_compute(const pf_kernel_call *call) {
     const uint8_t *x = src + order[first + r] * row;
     switch (os->dtype) {
       case PF_F32: {
-        float *o = (float *)call->out[0].data + r * row;
-        for (int64_t j = 0; j < row; j++) o[j] = (float)(x[j] * scale);
+        float *o = (float *)call->out[0].data + r * row, fs = (float)scale;
+        for (int64_t j = 0; j < row; j++) o[j] = (float)x[j] * fs;
       } break;
       case PF_F64: {
         double *o = (double *)call->out[0].data + r * row;

@@ -16,6 +16,11 @@
 /* Room for pf_spec_str of any valid spec. */
 #define PF_BUILTIN_SPEC_STR 200
 
+/* Square root in the argument's own precision, without errno (the
+ * arguments are never negative where it is used), so loops vectorize. */
+#define pf_builtin_sqrt(x)                                                  \
+  _Generic((x), float: __builtin_sqrtf, double: __builtin_sqrt)(x)
+
 /* Dtype sets for pf_builtin_want_dtype. */
 #define PF_BUILTIN_DT(dt) (1u << (unsigned)(dt))
 #define PF_BUILTIN_FLOATS (PF_BUILTIN_DT(PF_F32) | PF_BUILTIN_DT(PF_F64))

@@ -85,16 +85,23 @@ static int adam_compute(const pf_kernel_call *call) {
   int64_t t = *(const int64_t *)call->in[4].data + 1;
   double c1 = 1 - pow(b1, (double)t), c2 = 1 - pow(b2, (double)t);
   *(int64_t *)call->out[3].data = t;
+  /* In the parameters' own precision, as PyTorch does, with the bias
+   * corrections folded into two constants: p -= step * m / (sqrt(v) * r +
+   * eps), step = lr / c1, r = 1 / sqrt(c2). One loop the compiler
+   * vectorizes; in double with a division and a square root of a quotient
+   * per element it took a quarter of a small MLP's training step. */
   PF_BUILTIN_FLOAT_SWITCH(call->in[0].spec.dtype, {
     const T *p = call->in[0].data, *g = call->in[1].data;
     const T *m = call->in[2].data, *v = call->in[3].data;
     T *po = call->out[0].data, *mo = call->out[1].data, *vo = call->out[2].data;
+    const T tb1 = (T)b1, tb2 = (T)b2, ob1 = (T)(1 - b1), ob2 = (T)(1 - b2);
+    const T step = (T)(lr / c1), r = (T)(1 / sqrt(c2)), teps = (T)eps;
     for (int64_t i = 0; i < n; i++) {
-      double nm = b1 * (double)m[i] + (1 - b1) * (double)g[i];
-      double nv = b2 * (double)v[i] + (1 - b2) * (double)g[i] * (double)g[i];
-      mo[i] = (T)nm;
-      vo[i] = (T)nv;
-      po[i] = (T)((double)p[i] - lr * (nm / c1) / (sqrt(nv / c2) + eps));
+      T nm = tb1 * m[i] + ob1 * g[i];
+      T nv = tb2 * v[i] + ob2 * g[i] * g[i];
+      mo[i] = nm;
+      vo[i] = nv;
+      po[i] = p[i] - step * nm / (pf_builtin_sqrt(nv) * r + teps);
     }
   });
   return 0;
