@@ -135,7 +135,9 @@ int pf_graph_choose_shardings(const pf_graph *g, pf_gprogram *p,
 
 /* Appends an allreduce (sum) of partial value v on its slice, once per
  * value, and writes the reduced (replicated) value to *out. The inserted
- * program's name is never `avoid`. Errors: as pf_graph_collective. */
+ * program's name is never `avoid`. `d` must be the graph's own diag
+ * (g->env.diag), where pf_graph_collective reports. Errors: as
+ * pf_graph_collective. */
 int pf_graph_reduce_partial(pf_graph *g, pf_value_t v, const char *avoid,
                             pf_value_t *out, pf_diag *d);
 

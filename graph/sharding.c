@@ -150,7 +150,6 @@ int pf_graph_reduce_partial(pf_graph *g, pf_value_t v, const char *avoid,
                             pf_value_t *out, pf_diag *d) {
   pf_collective_desc desc;
   char name[PF_NAME_MAX + 1];
-  pf_diag keep;
   int rc;
   if (g->values[v].reduced > 0) {
     *out = g->values[v].reduced - 1;
@@ -163,14 +162,12 @@ int pf_graph_reduce_partial(pf_graph *g, pf_value_t v, const char *avoid,
   desc.slice = g->values[v].slice;
   desc.in = v;
   desc.op = PF_REDUCE_SUM;
-  /* pf_graph_collective starts a fresh message; the caller's is kept. */
-  keep = *d;
+  /* pf_graph_collective reports into the graph's diag, which is d. */
   rc = pf_graph_collective(g, &desc, out, NULL);
   if (rc != 0) {
     pf_diag_prefix(d, "reducing partial value %d", v);
     return rc;
   }
-  *d = keep;
   g->values[v].reduced = *out + 1;
   return 0;
 }

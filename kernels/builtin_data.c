@@ -124,14 +124,6 @@ done:
 
 /* ---- batch_rows ---------------------------------------------------------- */
 
-static uint64_t mix(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
 static int batch_rows_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
                             int n_out, pf_spec *out, pf_diag *diag) {
   char s[PF_BUILTIN_SPEC_STR];
@@ -176,10 +168,10 @@ static int batch_rows_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
  * counter-based generator keyed by (seed, epoch), so every device and rank
  * draws the same order with no state. */
 static void epoch_order(uint64_t seed, int64_t epoch, int64_t n, int64_t *order) {
-  uint64_t key = mix(seed ^ mix((uint64_t)epoch + 0x9e3779b97f4a7c15ull));
+  uint64_t key = pf_builtin_mix64(seed ^ pf_builtin_mix64((uint64_t)epoch + 0x9e3779b97f4a7c15ull));
   for (int64_t i = 0; i < n; i++) order[i] = i;
   for (int64_t i = n - 1; i > 0; i--) {
-    int64_t j = (int64_t)(mix(key + (uint64_t)i) % (uint64_t)(i + 1)), t = order[i];
+    int64_t j = (int64_t)(pf_builtin_mix64(key + (uint64_t)i) % (uint64_t)(i + 1)), t = order[i];
     order[i] = order[j];
     order[j] = t;
   }

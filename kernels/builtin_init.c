@@ -10,18 +10,9 @@
 #include "kernels/sharding.h"
 #include "pathflow/error.h"
 
-/* splitmix64's finalizer: a bijective mix of the counter. */
-static uint64_t mix(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
 /* Uniform in [0, 1) with 53 random bits. */
 static double draw(uint64_t seed, uint64_t i) {
-  return (double)(mix(seed * 0x9e3779b97f4a7c15ull + mix(i + 1)) >> 11) *
+  return (double)(pf_builtin_mix64(seed * 0x9e3779b97f4a7c15ull + pf_builtin_mix64(i + 1)) >> 11) *
          0x1.0p-53;
 }
 

@@ -21,6 +21,16 @@
 #define pf_builtin_sqrt(x)                                                  \
   _Generic((x), float: __builtin_sqrtf, double: __builtin_sqrt)(x)
 
+/* splitmix64's finalizer: a bijective mix of a 64-bit counter, the core of
+ * the counter-based generators (init_uniform, batch_rows' order). */
+static inline uint64_t pf_builtin_mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
 /* Dtype sets for pf_builtin_want_dtype. */
 #define PF_BUILTIN_DT(dt) (1u << (unsigned)(dt))
 #define PF_BUILTIN_FLOATS (PF_BUILTIN_DT(PF_F32) | PF_BUILTIN_DT(PF_F64))
