@@ -9,7 +9,7 @@
 
 #include <stdarg.h>
 
-#include "pathflow/kernel.h"
+#include "pathflow/error.h"
 
 #define PF_DIAG_MSG_MAX 512
 

@@ -5,6 +5,7 @@
 #ifndef PATHFLOW_H
 #define PATHFLOW_H
 
+#include "pathflow/version.h"
 #include "pathflow/error.h"
 #include "pathflow/types.h"
 #include "pathflow/tensor.h"
@@ -14,9 +15,5 @@
 #include "pathflow/graph.h"
 #include "pathflow/grad.h"
 #include "pathflow/execute.h"
-
-#define PATHFLOW_VERSION_MAJOR 0
-#define PATHFLOW_VERSION_MINOR 1
-#define PATHFLOW_VERSION_PATCH 0
 
 #endif

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Checks that each layer includes only itself and the layers below it.
 # Order, bottom to top: base kernels graph transport runtime scheduler api.
+# A public header (pathflow/X.h) belongs to the layer that implements it, so
+# a layer may include only the public headers of itself and the layers below.
 root=${1:-.}
 fail=0
 rank() {
@@ -9,13 +11,26 @@ rank() {
     runtime) echo 3 ;; scheduler) echo 4 ;; api) echo 5 ;; *) echo -1 ;;
   esac
 }
+# The layer of each public header.
+public_layer() {
+  case $1 in
+    export|version|error|types|tensor|attrs) echo base ;;
+    kernel) echo kernels ;;
+    graph|grad) echo graph ;;
+    context|execute) echo api ;;
+    *) echo unknown ;;
+  esac
+}
 for layer in base kernels graph transport runtime scheduler api; do
   mine=$(rank $layer)
   for f in "$root/$layer"/*.[ch]; do
     [ -e "$f" ] || continue
-    for inc in $(sed -n 's/^#include "\([a-z]*\)\/.*/\1/p' "$f"); do
-      [ "$inc" = pathflow ] && continue
-      [ "$inc" = proto ] && continue
+    for inc in $(sed -n 's/^#include "\([a-z]*\/[a-z_]*\).*/\1/p' "$f"); do
+      case $inc in
+        proto/*) continue ;;
+        pathflow/*) inc=$(public_layer "${inc#pathflow/}") ;;
+        *) inc=${inc%%/*} ;;
+      esac
       theirs=$(rank "$inc")
       if [ "$theirs" -lt 0 ] || [ "$theirs" -gt "$mine" ] ||
          { [ "$theirs" -eq "$mine" ] && [ "$inc" != "$layer" ]; }; then
@@ -23,6 +38,20 @@ for layer in base kernels graph transport runtime scheduler api; do
         fail=1
       fi
     done
+  done
+done
+# The public headers themselves: each includes only headers of its own
+# layer or below.
+for f in "$root"/include/pathflow/*.h; do
+  name=$(basename "$f" .h)
+  mine=$(rank "$(public_layer "$name")")
+  [ "$mine" -ge 0 ] || { echo "layer violation: $f has no layer (add it to public_layer)"; fail=1; }
+  for inc in $(sed -n 's/^#include "\([a-z_]*\)\.h".*/\1/p' "$f"); do
+    theirs=$(rank "$(public_layer "$inc")")
+    if [ "$theirs" -lt 0 ] || [ "$theirs" -gt "$mine" ]; then
+      echo "layer violation: $f includes pathflow/$inc.h (a layer above its own)"
+      fail=1
+    fi
   done
 done
 [ $fail -eq 0 ] && echo "layers: every include goes down"

@@ -154,6 +154,17 @@ static void test_spec_str_null(void **state) {
   assert_string_equal(pf_spec_str(&s, buf, sizeof buf), "f64[2,3]");
 }
 
+static void test_version(void **state) {
+  const char *text = NULL;
+  char expect[32];
+  (void)state;
+  assert_int_equal(pf_version(NULL), PATHFLOW_VERSION_HEX);
+  assert_int_equal(pf_version(&text), PATHFLOW_VERSION_HEX);
+  snprintf(expect, sizeof expect, "%d.%d.%d", PATHFLOW_VERSION_MAJOR, PATHFLOW_VERSION_MINOR,
+           PATHFLOW_VERSION_PATCH);
+  assert_string_equal(text, expect);
+}
+
 /* ---- pf_tensor_print ----------------------------------------------------------------- */
 
 static char *printed(const pf_tensor *t) {
@@ -310,6 +321,7 @@ int main(void) {
   const struct CMUnitTest shared[] = {
       cmocka_unit_test(test_last_error_never_stale),
       cmocka_unit_test(test_buffer_put),
+      cmocka_unit_test(test_version),
   };
   int failed = cmocka_run_group_tests_name("alone", alone, NULL, NULL);
   failed += cmocka_run_group_tests_name("context", shared, setup, teardown);

@@ -6,7 +6,6 @@
 
 #include "base/util.h"
 #include "pathflow/error.h"
-#include "pathflow/graph.h"
 
 /* Control messages above this size are refused (a plan of a huge graph
  * still fits). */

@@ -15,6 +15,7 @@
 #ifndef PATHFLOW_CONTEXT_H
 #define PATHFLOW_CONTEXT_H
 
+#include "export.h"
 #include "kernel.h"
 #include "types.h"
 
@@ -61,12 +62,12 @@ typedef struct pf_init_options {
  * max_pending, or environment variable: the message names it), PF_ENOTFOUND (a plugin), PF_EMPI, PF_ENOMEM, PF_ESYS. On error *out
  * is NULL and nothing is left running. pf_last_error cannot be used without
  * a context, so pf_init prints the message to stderr. */
-int pf_init(int *argc, char ***argv, const pf_init_options *opts,
+PF_API int pf_init(int *argc, char ***argv, const pf_init_options *opts,
             pf_context **out);
 
 /* This process's rank and the number of ranks (1 without MPI). */
-int pf_rank(const pf_context *ctx);
-int pf_world_size(const pf_context *ctx);
+PF_API int pf_rank(const pf_context *ctx);
+PF_API int pf_world_size(const pf_context *ctx);
 
 /* Waits for executions in flight, stops the threads and frees everything
  * the context owns (buffers, executables, futures not yet destroyed). NULL
@@ -79,7 +80,7 @@ int pf_world_size(const pf_context *ctx);
  * returns PF_ESTATE ("the context was finalized" in pf_last_error),
  * pf_device_count returns 0. The context keeps a few KiB (and its kernel
  * registry) until the process ends, for that. */
-int pf_finalize(pf_context *ctx);
+PF_API int pf_finalize(pf_context *ctx);
 
 /* The message of the last error a call on this context returned: it names
  * the node, kernel, value, shape or variable at fault. Every call that can
@@ -90,11 +91,11 @@ int pf_finalize(pf_context *ctx);
  * it is: pf_last_error, pf_rank, pf_world_size, pf_device_count,
  * pf_future_done, pf_future_error, pf_executable_num_inputs/outputs and
  * the destroy functions. Valid until the next call on the context. */
-const char *pf_last_error(const pf_context *ctx);
+PF_API const char *pf_last_error(const pf_context *ctx);
 
 /* Number of devices of `kind` that this context can place programs on: on
  * rank 0 of an mpirun job, the devices of every rank. 0 once finalized. */
-int pf_device_count(const pf_context *ctx, pf_device_kind kind);
+PF_API int pf_device_count(const pf_context *ctx, pf_device_kind kind);
 
 #ifdef __cplusplus
 }

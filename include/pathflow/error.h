@@ -8,6 +8,8 @@
 #ifndef PATHFLOW_ERROR_H
 #define PATHFLOW_ERROR_H
 
+#include "export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -53,10 +55,19 @@ enum {
 
 /* A static sentence for `code`; "unknown error" for codes pathflow never
  * returns. Never NULL. */
-const char *pf_strerror(int code);
+PF_API const char *pf_strerror(int code);
 
 /* The code's symbolic name, e.g. "PF_ECYCLE"; "PF_E?" if unknown. */
-const char *pf_errname(int code);
+PF_API const char *pf_errname(int code);
+
+/* Where a shape or compute function reports what is wrong. Opaque. */
+typedef struct pf_diag pf_diag;
+
+/* Records `code` and a message (printf format) in `diag` and returns `code`,
+ * so that a kernel can write `return pf_diag_error(d, PF_ESHAPE, ...)`.
+ * The first error recorded wins. */
+PF_API int pf_diag_error(pf_diag *diag, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #ifdef __cplusplus
 }

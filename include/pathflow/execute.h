@@ -12,6 +12,7 @@
 #ifndef PATHFLOW_EXECUTE_H
 #define PATHFLOW_EXECUTE_H
 
+#include "export.h"
 #include "context.h"
 #include "graph.h"
 #include "tensor.h"
@@ -30,19 +31,19 @@ typedef struct pf_buffer_t {
 
 /* Compiles `g`. The executable does not refer to the graph afterwards.
  * Errors: any of pf_graph_validate's, PF_ESLICE (placement), PF_ENOMEM. */
-int pf_compile(pf_graph *g, pf_executable **out);
+PF_API int pf_compile(pf_graph *g, pf_executable **out);
 
 /* Frees the executable. Executions in flight keep what they need and
  * complete normally. NULL is a no-op. */
-void pf_executable_destroy(pf_executable *exe);
+PF_API void pf_executable_destroy(pf_executable *exe);
 
 /* Names and global specs of the executable's inputs and outputs, in the
  * order they were added to the graph. Errors: PF_EINVAL (index). */
-int pf_executable_num_inputs(const pf_executable *exe);
-int pf_executable_num_outputs(const pf_executable *exe);
-int pf_executable_input(const pf_executable *exe, int i, const char **name,
+PF_API int pf_executable_num_inputs(const pf_executable *exe);
+PF_API int pf_executable_num_outputs(const pf_executable *exe);
+PF_API int pf_executable_input(const pf_executable *exe, int i, const char **name,
                         pf_spec *spec);
-int pf_executable_output(const pf_executable *exe, int i, const char **name,
+PF_API int pf_executable_output(const pf_executable *exe, int i, const char **name,
                          pf_spec *spec);
 
 /* Peak bytes one execution needs on global device `device` (rank-major
@@ -54,13 +55,13 @@ int pf_executable_output(const pf_executable *exe, int i, const char **name,
  * of the steps in flight on each device it uses (else it waits in its
  * queue until enough of them complete).
  * Errors: PF_EINVAL (bad device). */
-int pf_executable_peak_memory(const pf_executable *exe, int device, int64_t *bytes);
+PF_API int pf_executable_peak_memory(const pf_executable *exe, int device, int64_t *bytes);
 
 /* Multi-tenancy: executables sharing devices get dispatch slots in
  * proportion to their weights (stride scheduling) while they have
  * executions waiting. Default weight 1. Errors: PF_EINVAL (weight <= 0 or
  * not finite). */
-int pf_executable_set_weight(pf_executable *exe, double weight);
+PF_API int pf_executable_set_weight(pf_executable *exe, double weight);
 
 typedef struct pf_executable_stats {
   double weight;
@@ -71,7 +72,7 @@ typedef struct pf_executable_stats {
 } pf_executable_stats;
 
 /* Errors: PF_EINVAL. */
-int pf_executable_stats_get(pf_executable *exe, pf_executable_stats *out);
+PF_API int pf_executable_stats_get(pf_executable *exe, pf_executable_stats *out);
 
 /* Host tensors fed to an execution and values fetched to the host move
  * one shard per control message: a shard (the part of the tensor one
@@ -108,59 +109,59 @@ typedef struct pf_feed {
  * gives both), PF_ENOTFOUND (feed for no such input), PF_EEXIST (input fed
  * twice), PF_ESTALE (released buffer), PF_ERANGE (a host feed's shard over
  * PF_HOST_SHARD_MAX), PF_ENOMEM. */
-int pf_execute(pf_executable *exe, int n_feeds, const pf_feed *feeds,
+PF_API int pf_execute(pf_executable *exe, int n_feeds, const pf_feed *feeds,
                pf_future **out);
 
 /* As pf_execute, but never blocks: when max_pending executions are
  * pending it returns PF_EAGAIN at once and does nothing (no feed is copied
  * or sent, *out is NULL); try again after a pending future completes.
  * Errors: PF_EAGAIN, and those of pf_execute. */
-int pf_execute_try(pf_executable *exe, int n_feeds, const pf_feed *feeds,
+PF_API int pf_execute_try(pf_executable *exe, int n_feeds, const pf_feed *feeds,
                    pf_future **out);
 
 /* Blocks until the execution completes; returns its status: 0, or the first
  * error (PF_EKERNEL with pf_future_error naming rank, node and kernel). */
-int pf_future_wait(pf_future *f);
+PF_API int pf_future_wait(pf_future *f);
 
 /* Like wait with a time limit: PF_ETIMEDOUT if not done in `timeout_ms`. */
-int pf_future_wait_for(pf_future *f, int64_t timeout_ms);
+PF_API int pf_future_wait_for(pf_future *f, int64_t timeout_ms);
 
 /* 1 if complete, 0 if not. Never blocks. */
-int pf_future_done(const pf_future *f);
+PF_API int pf_future_done(const pf_future *f);
 
 /* The error message of a failed execution, "" if it succeeded or is still
  * running. Valid as long as the future. */
-const char *pf_future_error(const pf_future *f);
+PF_API const char *pf_future_error(const pf_future *f);
 
 /* Hands output `name` of a completed, successful execution to the caller
  * as a buffer (release it with pf_buffer_release). It stays where it was
  * made: no copy, no transfer. An output is handed over once.
  * Errors: PF_ESTATE (not complete, failed, or already handed over),
  * PF_ENOTFOUND (no such output). */
-int pf_future_output(pf_future *f, const char *name, pf_buffer_t *out);
+PF_API int pf_future_output(pf_future *f, const char *name, pf_buffer_t *out);
 
 /* Output `name` gathered into a new host tensor owned by the caller. Each
  * shard an executor sends back is checked against the shard's size.
  * Errors: as pf_future_output, PF_ERANGE (a shard over PF_HOST_SHARD_MAX),
  * PF_EDECODE (a reply of the wrong size: the message names the output, the
  * rank, the shard and both sizes), PF_ENOMEM. */
-int pf_future_fetch(pf_future *f, const char *name, pf_tensor **out);
+PF_API int pf_future_fetch(pf_future *f, const char *name, pf_tensor **out);
 
 /* Frees the future; its outputs not handed over with pf_future_output are
  * released on the executors. Waits first if still running. NULL: no-op. */
-void pf_future_destroy(pf_future *f);
+PF_API void pf_future_destroy(pf_future *f);
 
 /* Copies a buffer's value (gathered from its shards) into a new host tensor
  * owned by the caller. Errors: PF_ESTALE, PF_ERANGE and PF_EDECODE (as
  * pf_future_fetch), PF_ENOMEM. */
-int pf_buffer_fetch(pf_context *ctx, pf_buffer_t buf, pf_tensor **out);
+PF_API int pf_buffer_fetch(pf_context *ctx, pf_buffer_t buf, pf_tensor **out);
 
 /* The global spec of a buffer. Errors: PF_ESTALE. */
-int pf_buffer_spec(pf_context *ctx, pf_buffer_t buf, pf_spec *out);
+PF_API int pf_buffer_spec(pf_context *ctx, pf_buffer_t buf, pf_spec *out);
 
 /* Drops the caller's handle; device memory is freed when no execution uses
  * it any more. Errors: PF_ESTALE (already released or never made). */
-int pf_buffer_release(pf_context *ctx, pf_buffer_t buf);
+PF_API int pf_buffer_release(pf_context *ctx, pf_buffer_t buf);
 
 /* Puts host tensor `t` on the devices as a new buffer (release it with
  * pf_buffer_release), to feed executions without a host copy each time:
@@ -176,14 +177,14 @@ int pf_buffer_release(pf_context *ctx, pf_buffer_t buf);
  * sharding other than replicated or split), PF_ESPLIT (axis out of range or
  * not dividing by n_devices), PF_ERANGE (a shard over PF_HOST_SHARD_MAX),
  * PF_ESTATE (finalized context), PF_ENOMEM. */
-int pf_buffer_put(pf_context *ctx, const pf_tensor *t, int n_devices, const int *devices,
+PF_API int pf_buffer_put(pf_context *ctx, const pf_tensor *t, int n_devices, const int *devices,
                   pf_sharding sharding, pf_buffer_t *out);
 
 /* As pf_buffer_put, on the devices and with the sharding that input `input`
  * of `exe` wants: feeding the buffer to exe then moves nothing.
  * Errors: PF_ENOTFOUND (no such input), PF_EFEEDSHAPE (t's spec differs
  * from the input's: both in the message), as pf_buffer_put. */
-int pf_buffer_put_for(pf_executable *exe, const char *input, const pf_tensor *t,
+PF_API int pf_buffer_put_for(pf_executable *exe, const char *input, const pf_tensor *t,
                       pf_buffer_t *out);
 
 #ifdef __cplusplus

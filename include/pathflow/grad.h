@@ -17,6 +17,7 @@
 #ifndef PATHFLOW_GRAD_H
 #define PATHFLOW_GRAD_H
 
+#include "export.h"
 #include "graph.h"
 
 #ifdef __cplusplus
@@ -59,18 +60,18 @@ struct pf_grad_call {
  * (a parameter that is not f32 or f64), and the errors of the builders the
  * rules call. On error the graph may hold some of the appended programs:
  * discard it. */
-int pf_graph_grad(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
+PF_API int pf_graph_grad(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
                   pf_value_t *grads);
 
 /* The name for a program a gradient rule appends: "<call->name>/<what>",
  * made unique in the graph. `out` has room for PF_NAME_MAX + 1 bytes. */
-void pf_grad_name(const struct pf_grad_call *call, const char *what, char *out);
+PF_API void pf_grad_name(const struct pf_grad_call *call, const char *what, char *out);
 
 /* A one-output program appended by a rule: kernel on call->slice with the
  * inputs consumed by default, attributes `attrs` (may be NULL), named
  * pf_grad_name(call, what). Writes its output to *out. Errors: as
  * pf_graph_program. */
-int pf_grad_program(const struct pf_grad_call *call, const char *what,
+PF_API int pf_grad_program(const struct pf_grad_call *call, const char *what,
                     const char *kernel, const pf_attrs *attrs, int n_in,
                     const pf_value_t *in, pf_value_t *out);
 

@@ -21,8 +21,9 @@
 #ifndef PATHFLOW_GRAPH_H
 #define PATHFLOW_GRAPH_H
 
+#include "export.h"
 #include "attrs.h"
-#include "context.h"
+#include "kernel.h"
 #include "types.h"
 
 #ifdef __cplusplus
@@ -40,27 +41,27 @@ typedef int32_t pf_program_t;
 
 /* Creates an empty graph bound to `ctx` (for its kernel registry and error
  * messages). Errors: PF_EINVAL, PF_ENOMEM. */
-int pf_graph_create(pf_context *ctx, pf_graph **out);
+PF_API int pf_graph_create(pf_context *ctx, pf_graph **out);
 /* Frees the graph. Executables compiled from it stay valid. NULL: no-op. */
-void pf_graph_destroy(pf_graph *g);
+PF_API void pf_graph_destroy(pf_graph *g);
 
 /* Adds a virtual slice of `num_devices` devices of `kind`.
  * Errors: PF_EINVAL (num_devices < 1 or bad kind), PF_ESLICE (more devices
  * than the context has: the message gives both counts), PF_ENOMEM. */
-int pf_graph_slice(pf_graph *g, pf_device_kind kind, int num_devices,
+PF_API int pf_graph_slice(pf_graph *g, pf_device_kind kind, int num_devices,
                    pf_slice_t *out);
 
 /* Pins a slice to explicit local device indices (num_devices of them) instead
  * of letting the compiler place it. Errors: PF_EINVAL (bad slice, repeated
  * index), PF_ESLICE (index out of range). */
-int pf_graph_slice_pin(pf_graph *g, pf_slice_t slice, const int *devices);
+PF_API int pf_graph_slice_pin(pf_graph *g, pf_slice_t slice, const int *devices);
 
 /* Declares an input named `name`, with global spec `spec`, living on
  * `slice` with `sharding`. Errors: PF_EINVAL (bad name or slice), PF_EEXIST
  * (name taken), PF_EDTYPE/PF_ESHAPE (bad spec), PF_ESPLIT (split axis out of
  * range or not divisible by the slice size), PF_ESHARDING (a partial
  * sharding: inputs are replicated or split), PF_ENOMEM. */
-int pf_graph_input(pf_graph *g, const char *name, const pf_spec *spec,
+PF_API int pf_graph_input(pf_graph *g, const char *name, const pf_spec *spec,
                    pf_slice_t slice, pf_sharding sharding, pf_value_t *out);
 
 typedef struct pf_program_desc {
@@ -97,7 +98,7 @@ typedef struct pf_program_desc {
  * refuses), PF_EDTYPE / PF_ESHAPE (from the kernel's shape function),
  * PF_ENOMEM.
  * The message names the program, the kernel and the values. */
-int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
+PF_API int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
                      pf_value_t *outs, pf_program_t *prog);
 
 /* Collectives: communication over the devices of a slice, as graph nodes.
@@ -126,14 +127,6 @@ typedef enum pf_collective_kind {
   PF_COLLECTIVE_COUNT
 } pf_collective_kind;
 
-typedef enum pf_reduce_op {
-  PF_REDUCE_SUM = 0,
-  PF_REDUCE_MAX = 1,
-  PF_REDUCE_MIN = 2,
-  PF_REDUCE_MEAN = 3,
-  PF_REDUCE_COUNT
-} pf_reduce_op;
-
 typedef struct pf_collective_desc {
   const char *name; /* NULL: named "<collective>_<id>" */
   pf_collective_kind kind;
@@ -149,7 +142,7 @@ typedef struct pf_collective_desc {
  * Errors: PF_EINVAL (bad kind, op, root, slice or value), PF_ESPLIT (axis
  * out of range or not divisible), PF_EDTYPE (reduction of a dtype it
  * cannot reduce), PF_EEXIST (name taken). */
-int pf_graph_collective(pf_graph *g, const pf_collective_desc *desc,
+PF_API int pf_graph_collective(pf_graph *g, const pf_collective_desc *desc,
                         pf_value_t *out, pf_program_t *prog);
 
 /* How a graph's slices are mapped to devices when it is compiled.
@@ -176,46 +169,46 @@ typedef enum pf_dispatch_mode {
 
 /* Sets the placement policy and dispatch mode used by pf_compile.
  * Errors: PF_EINVAL. */
-int pf_graph_set_placement(pf_graph *g, pf_placement policy);
-int pf_graph_set_dispatch(pf_graph *g, pf_dispatch_mode mode);
+PF_API int pf_graph_set_placement(pf_graph *g, pf_placement policy);
+PF_API int pf_graph_set_dispatch(pf_graph *g, pf_dispatch_mode mode);
 
 /* Number of outputs of kernel `name` for device kind `kind`, or PF_ENOKERNEL. */
-int pf_kernel_outputs(pf_context *ctx, const char *name, pf_device_kind kind);
+PF_API int pf_kernel_outputs(pf_context *ctx, const char *name, pf_device_kind kind);
 
 /* Marks `value` as an output named `name`. A partial value is reduced first
  * (an allreduce the builder inserts): the output is the sum. Errors:
  * PF_EINVAL, PF_EEXIST, PF_ENOMEM. */
-int pf_graph_output(pf_graph *g, const char *name, pf_value_t value);
+PF_API int pf_graph_output(pf_graph *g, const char *name, pf_value_t value);
 
 /* Replaces input `index` of program `prog` with `value`. Shapes and cycles
  * are checked by pf_graph_validate / pf_compile, not here.
  * Errors: PF_EINVAL (bad program, index or value). */
-int pf_graph_set_input(pf_graph *g, pf_program_t prog, int index,
+PF_API int pf_graph_set_input(pf_graph *g, pf_program_t prog, int index,
                        pf_value_t value);
 
 /* Checks the whole graph: acyclic, kernels known, arities, dtypes, shapes,
  * shardings, slices, outputs produced. Returns the first problem found, in
  * topological order, with a message naming the node. */
-int pf_graph_validate(pf_graph *g);
+PF_API int pf_graph_validate(pf_graph *g);
 
 /* The global spec of a value. Errors: PF_EINVAL (bad value). */
-int pf_graph_value_spec(const pf_graph *g, pf_value_t value, pf_spec *out);
+PF_API int pf_graph_value_spec(const pf_graph *g, pf_value_t value, pf_spec *out);
 
 /* Serializes the graph (protobuf message pathflow.Graph). On success *buf is
  * malloc'd and owned by the caller (free()). Errors: PF_EINVAL, PF_ENOMEM. */
-int pf_graph_encode(const pf_graph *g, uint8_t **buf, size_t *len);
+PF_API int pf_graph_encode(const pf_graph *g, uint8_t **buf, size_t *len);
 
 /* Parses a serialized graph. Never trusts the bytes: a truncated, garbled or
  * oversized message is PF_EDECODE; ids that point nowhere are PF_EDECODE.
  * The decoded graph is not validated: call pf_graph_validate.
  * Errors: PF_EINVAL, PF_EDECODE, PF_ENOMEM. */
-int pf_graph_decode(pf_context *ctx, const uint8_t *buf, size_t len,
+PF_API int pf_graph_decode(pf_context *ctx, const uint8_t *buf, size_t len,
                     pf_graph **out);
 
 /* Number of programs, inputs, outputs. */
-int pf_graph_num_programs(const pf_graph *g);
-int pf_graph_num_inputs(const pf_graph *g);
-int pf_graph_num_outputs(const pf_graph *g);
+PF_API int pf_graph_num_programs(const pf_graph *g);
+PF_API int pf_graph_num_inputs(const pf_graph *g);
+PF_API int pf_graph_num_outputs(const pf_graph *g);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,8 @@
 #ifndef PATHFLOW_KERNEL_H
 #define PATHFLOW_KERNEL_H
 
+#include "export.h"
+#include "error.h"
 #include "attrs.h"
 #include "types.h"
 
@@ -27,15 +29,6 @@ extern "C" {
 
 typedef struct pf_context pf_context;
 typedef struct pf_registry pf_registry;
-
-/* Where a shape or compute function reports what is wrong. Opaque. */
-typedef struct pf_diag pf_diag;
-
-/* Records `code` and a message (printf format) in `diag` and returns `code`,
- * so that a kernel can write `return pf_diag_error(d, PF_ESHAPE, ...)`.
- * The first error recorded wins. */
-int pf_diag_error(pf_diag *diag, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /* A tensor as a kernel sees it: a spec and a pointer. Inputs are read-only;
  * outputs are allocated by the runtime, 64-byte aligned, uninitialized. */
@@ -110,11 +103,11 @@ typedef int (*pf_sharding_fn)(const pf_attrs *attrs, int n_in,
  *                kernels whose output element i depends only on input
  *                element i, with all inputs and outputs of one shape.
  * Partial inputs are refused by both (PF_ESHARDING). */
-int pf_sharding_rule_replicated(const pf_attrs *attrs, int n_in,
+PF_API int pf_sharding_rule_replicated(const pf_attrs *attrs, int n_in,
                                 const pf_spec *in, const pf_sharding *in_sh,
                                 int num_devices, int n_out,
                                 pf_sharding *out_sh, pf_diag *diag);
-int pf_sharding_rule_elementwise(const pf_attrs *attrs, int n_in,
+PF_API int pf_sharding_rule_elementwise(const pf_attrs *attrs, int n_in,
                                  const pf_spec *in, const pf_sharding *in_sh,
                                  int num_devices, int n_out,
                                  pf_sharding *out_sh, pf_diag *diag);
@@ -152,10 +145,10 @@ typedef struct pf_kernel_def {
  * (the name too); `user` must outlive the context.
  * Errors: PF_EINVAL (NULL field, bad name, n_out < 1), PF_EEXIST (a kernel of
  * this name and device kind exists), PF_ENOMEM. */
-int pf_kernel_register(pf_context *ctx, const pf_kernel_def *def);
+PF_API int pf_kernel_register(pf_context *ctx, const pf_kernel_def *def);
 
 /* The same, on a bare registry: the form a kernels plugin receives. */
-int pf_registry_add(pf_registry *reg, const pf_kernel_def *def);
+PF_API int pf_registry_add(pf_registry *reg, const pf_kernel_def *def);
 
 /* A kernels plugin (a shared library loaded by pathflow-worker --kernels or
  * by pf_kernels_load) exports this symbol; it registers its kernels and
@@ -166,7 +159,7 @@ typedef int (*pf_plugin_init_fn)(pf_registry *reg);
 /* Loads a kernels plugin into the context's registry: dlopen()s `path` and
  * calls its pathflow_kernels_init. Errors: PF_ENOTFOUND (cannot open, or no
  * init symbol; the message says which), what the init returned. */
-int pf_kernels_load(pf_context *ctx, const char *path);
+PF_API int pf_kernels_load(pf_context *ctx, const char *path);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,8 @@
 #ifndef PATHFLOW_TENSOR_H
 #define PATHFLOW_TENSOR_H
 
+#include "export.h"
+
 #include <stdio.h>
 
 #include "types.h"
@@ -20,22 +22,22 @@ typedef struct pf_tensor pf_tensor;
 /* Allocates a zero-filled tensor of `spec`.
  * Errors: PF_EINVAL (NULL argument), PF_EDTYPE/PF_ESHAPE/PF_ERANGE (bad spec,
  * see pf_spec_check), PF_ENOMEM. */
-int pf_tensor_create(const pf_spec *spec, pf_tensor **out);
+PF_API int pf_tensor_create(const pf_spec *spec, pf_tensor **out);
 
 /* Allocates a tensor and copies `nbytes` from `data` into it. nbytes must
  * equal pf_spec_nbytes(spec), else PF_ESHAPE. Other errors as create. */
-int pf_tensor_from(const pf_spec *spec, const void *data, size_t nbytes,
+PF_API int pf_tensor_from(const pf_spec *spec, const void *data, size_t nbytes,
                    pf_tensor **out);
 
 /* Frees the tensor and its data. NULL is a no-op. */
-void pf_tensor_destroy(pf_tensor *t);
+PF_API void pf_tensor_destroy(pf_tensor *t);
 
 /* The tensor's spec; valid as long as the tensor. */
-const pf_spec *pf_tensor_spec(const pf_tensor *t);
+PF_API const pf_spec *pf_tensor_spec(const pf_tensor *t);
 /* The data: pf_tensor_nbytes() bytes, row-major. */
-void *pf_tensor_data(pf_tensor *t);
-const void *pf_tensor_cdata(const pf_tensor *t);
-size_t pf_tensor_nbytes(const pf_tensor *t);
+PF_API void *pf_tensor_data(pf_tensor *t);
+PF_API const void *pf_tensor_cdata(const pf_tensor *t);
+PF_API size_t pf_tensor_nbytes(const pf_tensor *t);
 
 /* Tensors with more elements than this print summarized: each axis longer
  * than 2 * PF_TENSOR_PRINT_EDGE shows its first and last
@@ -54,7 +56,7 @@ size_t pf_tensor_nbytes(const pf_tensor *t);
  *
  * Big tensors are summarized (PF_TENSOR_PRINT_THRESHOLD). The tensor is not
  * changed. Errors: PF_EINVAL (NULL argument), PF_ESYS (writing failed). */
-int pf_tensor_print(const pf_tensor *t, FILE *out);
+PF_API int pf_tensor_print(const pf_tensor *t, FILE *out);
 
 #ifdef __cplusplus
 }

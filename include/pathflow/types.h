@@ -6,6 +6,8 @@
 #ifndef PATHFLOW_TYPES_H
 #define PATHFLOW_TYPES_H
 
+#include "export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,9 +30,9 @@ typedef enum pf_dtype {
 } pf_dtype;
 
 /* Size in bytes of one element; 0 for an invalid dtype. */
-size_t pf_dtype_size(pf_dtype dtype);
+PF_API size_t pf_dtype_size(pf_dtype dtype);
 /* "f32", "f64", ...; "?" for an invalid dtype. */
-const char *pf_dtype_name(pf_dtype dtype);
+PF_API const char *pf_dtype_name(pf_dtype dtype);
 
 #define PF_MAX_RANK 8
 
@@ -43,24 +45,24 @@ typedef struct pf_spec {
 
 /* Builds a spec from `rank` dims. rank must be 0..PF_MAX_RANK; out-of-range
  * arguments give a spec that pf_spec_check() refuses. */
-pf_spec pf_spec_make(pf_dtype dtype, int rank, const int64_t *dims);
+PF_API pf_spec pf_spec_make(pf_dtype dtype, int rank, const int64_t *dims);
 /* Shorthands for the common ranks. */
-pf_spec pf_spec_scalar(pf_dtype dtype);
-pf_spec pf_spec_1d(pf_dtype dtype, int64_t d0);
-pf_spec pf_spec_2d(pf_dtype dtype, int64_t d0, int64_t d1);
+PF_API pf_spec pf_spec_scalar(pf_dtype dtype);
+PF_API pf_spec pf_spec_1d(pf_dtype dtype, int64_t d0);
+PF_API pf_spec pf_spec_2d(pf_dtype dtype, int64_t d0, int64_t d1);
 
 /* 0 if the spec is well formed; PF_EDTYPE for a bad dtype, PF_ESHAPE for a bad
  * rank or a negative dimension, PF_ERANGE if the byte size overflows. */
-int pf_spec_check(const pf_spec *spec);
+PF_API int pf_spec_check(const pf_spec *spec);
 /* Number of elements (1 for a scalar). */
-int64_t pf_spec_numel(const pf_spec *spec);
+PF_API int64_t pf_spec_numel(const pf_spec *spec);
 /* numel * element size. */
-size_t pf_spec_nbytes(const pf_spec *spec);
+PF_API size_t pf_spec_nbytes(const pf_spec *spec);
 /* 1 if dtype, rank and every dimension are equal. */
-int pf_spec_equal(const pf_spec *a, const pf_spec *b);
+PF_API int pf_spec_equal(const pf_spec *a, const pf_spec *b);
 /* Writes e.g. "f32[4,8]" into buf (always NUL-terminated; "(null)" for a
  * NULL spec); returns buf. */
-char *pf_spec_str(const pf_spec *spec, char *buf, size_t len);
+PF_API char *pf_spec_str(const pf_spec *spec, char *buf, size_t len);
 
 /* How a value's data is laid over the devices of its slice.
  *
@@ -101,7 +103,16 @@ static inline pf_sharding pf_partial(void) {
 
 /* Writes "replicated", "split(1)" or "partial" into buf (always
  * NUL-terminated; "?" for an unknown kind); returns buf. */
-char *pf_sharding_str(pf_sharding sh, char *buf, size_t len);
+PF_API char *pf_sharding_str(pf_sharding sh, char *buf, size_t len);
+
+/* How a reduction combines blocks (collectives, partial values). */
+typedef enum pf_reduce_op {
+  PF_REDUCE_SUM = 0,
+  PF_REDUCE_MAX = 1,
+  PF_REDUCE_MIN = 2,
+  PF_REDUCE_MEAN = 3,
+  PF_REDUCE_COUNT
+} pf_reduce_op;
 
 typedef enum pf_device_kind {
   PF_DEVICE_CPU = 0,
@@ -110,7 +121,7 @@ typedef enum pf_device_kind {
 } pf_device_kind;
 
 /* "cpu", "gpu"; "?" otherwise. */
-const char *pf_device_kind_name(pf_device_kind kind);
+PF_API const char *pf_device_kind_name(pf_device_kind kind);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,12 @@ int main(void) {
   pf_value_t va, vsum;
   pf_spec spec = pf_spec_1d(PF_F64, 3);
   int rc;
+  const char *version;
+  if (pf_version(&version) != PATHFLOW_VERSION_HEX) {
+    fprintf(stderr, "library %s is not the version of the headers (%d)\n", version,
+            PATHFLOW_VERSION_HEX);
+    return 1;
+  }
   if ((rc = pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 1}, &ctx)) != 0) {
     fprintf(stderr, "pf_init: %s\n", pf_strerror(rc));
     return 1;

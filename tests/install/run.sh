@@ -19,7 +19,17 @@ cc -std=c11 -Wall -Werror -o "$tmp/outside_pc" "$src/tests/install/outside.c" \
 LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$tmp/outside_pc"
 
 echo "== find_package(pathflow)"
-cmake -S "$src/tests/install" -B "$tmp/outside" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+version=$(sed -n 's/^#define PATHFLOW_VERSION_\(MAJOR\|MINOR\|PATCH\) *\([0-9]*\).*/\2/p' \
+  "$src/include/pathflow/version.h" | paste -sd.)
+cmake -S "$src/tests/install" -B "$tmp/outside" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+  -DPF_WANT="$version" >/dev/null
+# The package's version check: another major.minor is refused.
+if cmake -S "$src/tests/install" -B "$tmp/refused" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+  -DPF_WANT=99.0 >"$tmp/refused.log" 2>&1; then
+  echo "FAIL: find_package(pathflow 99.0) accepted version $version"; exit 1
+fi
+grep -q "pathflow" "$tmp/refused.log" || { cat "$tmp/refused.log"; exit 1; }
+echo "find_package(pathflow $version) found it; find_package(pathflow 99.0) refused"
 cmake --build "$tmp/outside" >/dev/null
 "$tmp/outside/outside"
 "$tmp/outside/outside_static"
