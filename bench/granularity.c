@@ -25,6 +25,13 @@
  *             output to them, MPI_Waitall, then busy-waits. A barrier before
  *             and after; R runs after a warm-up, the median kept.
  *
+ * In one process (-d D, run without mpirun or with -np 1): width D devices
+ * of one rank, no MPI on any path, against
+ *   threads   the pattern by hand with D pinned threads: task (t, d) spins
+ *             until each task it reads has published its step (an atomic
+ *             release/acquire counter per device), reads their outputs,
+ *             busy-waits and publishes. The cheapest hand-off there is.
+ *
  * efficiency = (kernel length * tasks) / (wall * devices), tasks = T * W.
  * METG(50%): the smallest kernel length whose efficiency is >= 50%,
  * interpolated linearly in log(length) between it and the next shorter
@@ -34,8 +41,13 @@
  *
  * Usage: mpirun -np W granularity [-p PATTERN|all] [-t STEPS] [-r REPS]
  *                                 [-b BYTES] [-l LONGEST_US] [-s SHORTEST_US]
+ *        granularity -d D [...]   (one process, D devices)
  */
+#define _GNU_SOURCE /* pthread_setaffinity_np */
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "mpi_bench.h"
@@ -43,7 +55,9 @@
 #define MAX_LENGTHS 32
 #define MAX_WIDTH 64
 
-static int steps = 1000, reps = 3, edge_bytes = 16, world;
+/* world: the width, W ranks with one device each, or (-d) D devices of one
+ * process. */
+static int steps = 1000, reps = 3, edge_bytes = 16, world, in_process;
 static int n_lengths;
 static double lengths_us[MAX_LENGTHS];
 
@@ -177,6 +191,90 @@ static double mpi_pattern(int rank, uint64_t ns) {
   return bench_median(t, reps);
 }
 
+/* ---- hand-written threads (-d: one process) ---------------------------------------------- */
+
+/* One published step counter per device, each on its own cache line. */
+static struct {
+  _Atomic int done; /* the last step whose output is written, -1 before */
+  char pad[64 - sizeof(int)];
+} published[MAX_WIDTH];
+static uint8_t *thread_out; /* [steps][world][edge_bytes]: no buffer reuse, no WAR waits */
+static pthread_barrier_t thread_start;
+
+struct thread_arg {
+  int d;
+  uint64_t ns;
+  int (*from)[MAX_WIDTH]; /* [steps][...]: the tasks each step reads */
+  int *n_from;
+};
+
+static void *thread_main(void *p) {
+  const struct thread_arg *a = p;
+  int d = a->d;
+  pthread_barrier_wait(&thread_start);
+  for (int s = 0; s < steps; s++) {
+    uint8_t v = 1;
+    for (int k = 0; k < a->n_from[s]; k++) {
+      int from = a->from[s][k];
+      while (atomic_load_explicit(&published[from].done, memory_order_acquire) < s - 1) {
+      }
+      v ^= thread_out[((size_t)(s - 1) * (size_t)world + (size_t)from) * (size_t)edge_bytes];
+    }
+    bench_busy_wait_ns(a->ns);
+    memset(thread_out + ((size_t)s * (size_t)world + (size_t)d) * (size_t)edge_bytes, v,
+           (size_t)edge_bytes);
+    atomic_store_explicit(&published[d].done, s, memory_order_release);
+  }
+  return NULL;
+}
+
+static double threads_pattern(uint64_t ns) {
+  /* Per device, per step, the devices whose step-(s-1) output it reads:
+   * computed before the clock starts. */
+  int (*from)[MAX_WIDTH] = calloc((size_t)world * (size_t)steps, sizeof *from);
+  int *n_from = calloc((size_t)world * (size_t)steps, sizeof *n_from);
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  struct thread_arg args[MAX_WIDTH];
+  double t[64];
+  thread_out = calloc((size_t)steps * (size_t)world, (size_t)edge_bytes);
+  if (!from || !n_from || !thread_out) {
+    fprintf(stderr, "granularity: out of memory\n");
+    exit(1);
+  }
+  for (int d = 0; d < world; d++) {
+    size_t base = (size_t)d * (size_t)steps;
+    for (int s = 1; s < steps; s++) n_from[base + (size_t)s] = deps(s, d, from[base + (size_t)s]);
+    args[d] = (struct thread_arg){.d = d, .ns = ns, .from = from + base, .n_from = n_from + base};
+  }
+  for (int r = -1; r < reps; r++) {
+    pthread_t th[MAX_WIDTH];
+    double t0;
+    for (int d = 0; d < world; d++) atomic_store(&published[d].done, -1);
+    pthread_barrier_init(&thread_start, NULL, (unsigned)world + 1);
+    for (int d = 0; d < world; d++) {
+      if (pthread_create(&th[d], NULL, thread_main, &args[d]) != 0) {
+        fprintf(stderr, "granularity: pthread_create failed\n");
+        exit(1);
+      }
+      if (world <= cores) { /* pinned, as pathflow pins its workers */
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(d, &set);
+        pthread_setaffinity_np(th[d], sizeof set, &set);
+      }
+    }
+    t0 = bench_now();
+    pthread_barrier_wait(&thread_start);
+    for (int d = 0; d < world; d++) pthread_join(th[d], NULL);
+    if (r >= 0) t[r] = bench_now() - t0;
+    pthread_barrier_destroy(&thread_start);
+  }
+  free(from);
+  free(n_from);
+  free(thread_out);
+  return bench_median(t, reps);
+}
+
 /* ---- pathflow (rank 0) ---------------------------------------------------------------------- */
 
 static pf_context *ctx;
@@ -284,7 +382,7 @@ int main(int argc, char **argv) {
   double eff_pf[MAX_LENGTHS];
   long longest = 1000, shortest = 1;
   int rank, opt, first = STENCIL, last = STENCIL;
-  while ((opt = getopt(argc, argv, "p:t:r:b:l:s:h")) != -1) {
+  while ((opt = getopt(argc, argv, "p:t:r:b:l:s:d:h")) != -1) {
     switch (opt) {
       case 'p':
         if (strcmp(optarg, "all") == 0) {
@@ -306,11 +404,13 @@ int main(int argc, char **argv) {
       case 'b': edge_bytes = (int)parse_long(optarg, "-b", 1, 4096); break;
       case 'l': longest = parse_long(optarg, "-l", 1, 10000000); break;
       case 's': shortest = parse_long(optarg, "-s", 1, 10000000); break;
+      case 'd': in_process = (int)parse_long(optarg, "-d", 2, MAX_WIDTH); break;
       default:
         fprintf(stderr, "usage: mpirun -np W %s [-p stencil|nearest|fft|all_to_all|tree|all] "
                         "[-t STEPS (1000)] [-r REPS (3)] [-b EDGE_BYTES (16)] "
-                        "[-l LONGEST_US (1000)] [-s SHORTEST_US (1)]\n",
-                argv[0]);
+                        "[-l LONGEST_US (1000)] [-s SHORTEST_US (1)]\n"
+                        "       %s -d DEVICES [...] (one process, no MPI on any path)\n",
+                argv[0], argv[0]);
         return opt == 'h' ? 0 : 2;
     }
   }
@@ -328,7 +428,12 @@ int main(int argc, char **argv) {
     return 2;
   }
 
-  rank = bench_mpi_init(&argc, &argv, "granularity", 2, &world);
+  rank = bench_mpi_init(&argc, &argv, "granularity", in_process ? 1 : 2, &world);
+  if (in_process && world != 1) {
+    if (rank == 0) fprintf(stderr, "granularity: -d runs in one process (mpirun -np 1 or none)\n");
+    MPI_Abort(MPI_COMM_WORLD, 2);
+  }
+  if (in_process) world = in_process;
   if (world > MAX_WIDTH) {
     if (rank == 0) fprintf(stderr, "granularity: at most %d ranks\n", MAX_WIDTH);
     MPI_Abort(MPI_COMM_WORLD, 2);
@@ -337,22 +442,26 @@ int main(int argc, char **argv) {
    * inside it. */
   for (pattern = first; pattern <= last; pattern++)
     for (int i = 0; i < n_lengths; i++) {
-      wall_mpi[pattern][i] = mpi_pattern(rank, (uint64_t)(lengths_us[i] * 1e3));
+      wall_mpi[pattern][i] = in_process ? threads_pattern((uint64_t)(lengths_us[i] * 1e3))
+                                        : mpi_pattern(rank, (uint64_t)(lengths_us[i] * 1e3));
       eff_mpi[pattern][i] = lengths_us[i] * 1e-6 * steps / wall_mpi[pattern][i];
     }
   MPI_Barrier(MPI_COMM_WORLD);
 
   if (pf_init(&argc, &argv,
-              &(pf_init_options){.cpu_devices = 1, .kernels = kernels,
+              &(pf_init_options){.cpu_devices = in_process ? in_process : 1, .kernels = kernels,
                                  .n_kernels = (int)(sizeof kernels / sizeof kernels[0])},
               &ctx) != 0)
     MPI_Abort(MPI_COMM_WORLD, 1);
   for (pattern = first; pattern <= last; pattern++) {
     double build = 0, compile = 0;
-    printf("# granularity: %s, width %d (one device per rank), %d steps, %d-byte edges, median "
-           "of %d executions\n", pattern_names[pattern], world, steps, edge_bytes, reps);
-    printf("%10s %10s %10s %12s %12s\n", "kernel_us", "pf_eff", "mpi_eff", "pf_wall_ms",
-           "mpi_wall_ms");
+    const char *base = in_process ? "threads" : "mpi";
+    printf("# granularity: %s, width %d (%s), %d steps, %d-byte edges, median of %d "
+           "executions; baseline: %s\n", pattern_names[pattern], world,
+           in_process ? "devices of one process" : "one device per rank", steps, edge_bytes,
+           reps, in_process ? "hand-written pinned threads" : "hand-written MPI");
+    printf("%10s %10s %9s_eff %12s %9s_wall_ms\n", "kernel_us", "pf_eff", base, "pf_wall_ms",
+           base);
     fflush(stdout);
     for (int i = 0; i < n_lengths; i++) {
       double wall = pf_pattern((uint64_t)(lengths_us[i] * 1e3), &build, &compile);
@@ -363,7 +472,7 @@ int main(int argc, char **argv) {
       fflush(stdout);
     }
     print_metg("pathflow", eff_pf);
-    print_metg("MPI", eff_mpi[pattern]);
+    print_metg(in_process ? "threads" : "MPI", eff_mpi[pattern]);
     printf("# graph of %d programs: build %.0f ms, pf_compile %.0f ms (last length; not timed "
            "above)\n", steps * world, build, compile);
   }
