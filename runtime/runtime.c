@@ -428,7 +428,10 @@ static void on_spin(uv_idle_t *h) {
 }
 
 static void start_spinning(pf_runtime *rt) {
-  if (rt->cfg.mpi == NULL) return;
+  /* Alone in the job, nothing arrives through MPI: device workers hand
+   * work over through the event queue, which wakes the loop. A spinning
+   * loop would only take a core from them. */
+  if (rt->cfg.mpi == NULL || rt->size < 2) return;
   rt->last_activity = pf_now_ns();
   if (rt->spinning) return;
   uv_timer_stop(&rt->poll);
