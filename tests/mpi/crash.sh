@@ -1,5 +1,6 @@
 #!/bin/sh
-# A kernel that crashes its process on the last rank (SIGSEGV, then abort())
+# A kernel that crashes its process on the last rank (SIGSEGV, abort(),
+# SIGFPE, SIGBUS, SIGILL, each in turn)
 # must end the job with a non-zero status and a line from pathflow's signal
 # handler naming the rank, the signal, the kernel, the program, the shard and
 # the step, not only Open MPI's backtrace without symbols.
@@ -8,7 +9,8 @@ mpirun=$1 exe=$2 plugin=$3 np=${4:-3}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 last=$((np - 1))
-for case in "test.segv_shard SIGSEGV" "test.abort_shard SIGABRT"; do
+for case in "test.segv_shard SIGSEGV" "test.abort_shard SIGABRT" "test.fpe_shard SIGFPE" \
+  "test.bus_shard SIGBUS" "test.ill_shard SIGILL"; do
   kernel=${case% *} sig=${case#* }
   timeout 120 "$mpirun" --oversubscribe --bind-to none -np "$np" -x PATHFLOW_CPU_DEVICES=1 \
     "$exe" "$plugin" "$kernel" >"$out" 2>&1

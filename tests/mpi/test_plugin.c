@@ -6,13 +6,19 @@
  *   test.sleep_shard  out = x, after sleeping attr "ms" on shard attr "shard"
  *   test.segv_shard   out = x, but writes through a bad pointer (SIGSEGV) on
  *                     shard attr "shard"
- *   test.abort_shard  out = x, but calls abort() on shard attr "shard" */
+ *   test.abort_shard  out = x, but calls abort() on shard attr "shard"
+ *   test.fpe_shard    out = x, but divides an integer by zero (SIGFPE)
+ *   test.bus_shard    out = x, but reads a mapped page past the end of its
+ *                     file (SIGBUS)
+ *   test.ill_shard    out = x, but runs an illegal instruction (SIGILL) */
 #include <pathflow.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 static int same_shape(const pf_attrs *a, int n_in, const pf_spec *in, int n_out, pf_spec *out,
                       pf_diag *d) {
@@ -69,6 +75,33 @@ static int abort_shard(const pf_kernel_call *c) {
   return 0;
 }
 
+static int fpe_shard(const pf_kernel_call *c) {
+  if (c->shard == pf_attrs_get_int(c->attrs, "shard", -1)) {
+    volatile int num = 1, den = 0; /* volatile: no folding, no UB warning */
+    volatile int q = num / den;
+    (void)q;
+  }
+  memcpy(c->out[0].data, c->in[0].data, pf_spec_nbytes(&c->in[0].spec));
+  return 0;
+}
+
+static int bus_shard(const pf_kernel_call *c) {
+  if (c->shard == pf_attrs_get_int(c->attrs, "shard", -1)) {
+    /* A page mapped from an empty file: touching it is a bus error. */
+    FILE *f = tmpfile();
+    volatile char *p = f ? mmap(NULL, 4096, PROT_READ, MAP_SHARED, fileno(f), 0) : MAP_FAILED;
+    if (p != MAP_FAILED) (void)p[0];
+  }
+  memcpy(c->out[0].data, c->in[0].data, pf_spec_nbytes(&c->in[0].spec));
+  return 0;
+}
+
+static int ill_shard(const pf_kernel_call *c) {
+  if (c->shard == pf_attrs_get_int(c->attrs, "shard", -1)) __builtin_trap();
+  memcpy(c->out[0].data, c->in[0].data, pf_spec_nbytes(&c->in[0].spec));
+  return 0;
+}
+
 int pathflow_kernels_init(pf_registry *reg);
 int pathflow_kernels_init(pf_registry *reg) {
   pf_kernel_def d = {.kind = PF_DEVICE_CPU, .n_in = 1, .n_out = 1, .shape = same_shape};
@@ -90,5 +123,14 @@ int pathflow_kernels_init(pf_registry *reg) {
   if ((rc = pf_registry_add(reg, &d)) != 0) return rc;
   d.name = "test.abort_shard";
   d.compute = abort_shard;
+  if ((rc = pf_registry_add(reg, &d)) != 0) return rc;
+  d.name = "test.fpe_shard";
+  d.compute = fpe_shard;
+  if ((rc = pf_registry_add(reg, &d)) != 0) return rc;
+  d.name = "test.bus_shard";
+  d.compute = bus_shard;
+  if ((rc = pf_registry_add(reg, &d)) != 0) return rc;
+  d.name = "test.ill_shard";
+  d.compute = ill_shard;
   return pf_registry_add(reg, &d);
 }
