@@ -44,3 +44,24 @@ char *pf_sharding_str(pf_sharding sh, char *buf, size_t len) {
   }
   return buf;
 }
+
+int pf_shard_spec(const pf_spec *global, pf_sharding sh, int n, pf_spec *local,
+                  const char *what, pf_diag *diag) {
+  char buf[128];
+  *local = *global;
+  if (sh.kind == PF_SHARD_REPLICATED || sh.kind == PF_SHARD_PARTIAL) return 0;
+  if (sh.kind != PF_SHARD_SPLIT)
+    return pf_diag_error(diag, PF_EINVAL, "%s: unknown sharding kind %d", what,
+                         sh.kind);
+  if (sh.axis < 0 || sh.axis >= global->rank)
+    return pf_diag_error(diag, PF_ESPLIT, "%s: split axis %d out of range for %s",
+                         what, sh.axis, pf_spec_str(global, buf, sizeof buf));
+  if (n < 1 || global->dims[sh.axis] % n != 0)
+    return pf_diag_error(
+        diag, PF_ESPLIT,
+        "%s: split axis %d of %s (size %lld) does not divide over %d devices",
+        what, sh.axis, pf_spec_str(global, buf, sizeof buf),
+        (long long)global->dims[sh.axis], n);
+  local->dims[sh.axis] /= n;
+  return 0;
+}

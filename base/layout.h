@@ -2,7 +2,14 @@
 #ifndef PF_BASE_LAYOUT_H
 #define PF_BASE_LAYOUT_H
 
+#include "pathflow/error.h"
 #include "pathflow/types.h"
+
+/* Shard spec of global spec `global` under sharding `sh` over n devices.
+ * PF_ESPLIT (message in diag, naming `what`) if the axis is out of range or
+ * does not divide. */
+int pf_shard_spec(const pf_spec *global, pf_sharding sh, int n,
+                  pf_spec *local, const char *what, pf_diag *diag);
 
 /* Region of shard `s` of `n` under `sh` in the global tensor `global`:
  * lo[i] .. lo[i] + extent[i] on each axis. Assumes the split divides (the

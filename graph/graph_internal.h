@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "base/diag.h"
+#include "base/layout.h"
 #include "kernels/registry.h"
 #include "pathflow/graph.h"
 
@@ -90,12 +91,6 @@ int pf_graph_add_value(pf_graph *g, const pf_gvalue *v);
 int pf_graph_add_program(pf_graph *g, const pf_gprogram *p);
 int pf_graph_add_named(pf_graph *g, int is_output, const char *name,
                        pf_value_t value);
-
-/* Shard spec of global spec `global` under sharding `sh` over n devices.
- * PF_ESPLIT (message in diag, naming `what`) if the axis is out of range or
- * does not divide. */
-int pf_shard_spec(const pf_spec *global, pf_sharding sh, int n,
-                  pf_spec *local, const char *what, pf_diag *diag);
 
 /* Runs program p's shape function on its current inputs (consumed with
  * p->in_shardings), writing the global output specs, under output shardings
