@@ -17,6 +17,7 @@
 #include "runtime/msg.h"
 #include "runtime/plan.h"
 #include "runtime/storage.h"
+#include "sim/chakra.h"
 
 static int mkdir_p(const char *path) {
   if (mkdir(path, 0755) == 0 || errno == EEXIST) return 0;
@@ -434,10 +435,43 @@ static int write_msgs(const char *dir) {
   return written;
 }
 
+/* ---- Chakra traces ------------------------------------------------------- */
+
+/* A compute -> send, receive -> collective trace, and a bare one. */
+static int write_chakra(const char *dir) {
+  uint64_t d0[] = {0}, d1[] = {2};
+  int64_t group[] = {0, 1};
+  pf_chakra_node nodes[] = {
+      {.id = 0, .name = "comp", .type = PF_CHAKRA_COMP, .duration_us = 3, .num_ops = 64,
+       .tensor_size = 256, .comm_src = -1, .comm_dst = -1, .comm_type = -1, .is_cpu_op = 1},
+      {.id = 1, .name = "send", .type = PF_CHAKRA_SEND, .n_data_deps = 1, .data_deps = d0,
+       .comm_size = 128, .comm_src = -1, .comm_dst = 1, .comm_tag = 5, .comm_type = -1,
+       .is_cpu_op = -1},
+      {.id = 2, .name = "recv", .type = PF_CHAKRA_RECV, .comm_size = 128, .comm_src = 1,
+       .comm_dst = -1, .comm_tag = 6, .comm_type = -1, .is_cpu_op = -1},
+      {.id = 3, .name = "ar", .type = PF_CHAKRA_COLL, .n_ctrl_deps = 1, .ctrl_deps = d1,
+       .comm_size = 1024, .comm_src = -1, .comm_dst = -1, .comm_type = PF_CHAKRA_ALL_REDUCE,
+       .n_group = 2, .group = group, .is_cpu_op = -1},
+  };
+  pf_chakra_trace traces[] = {{.version = "pathflow", .n_nodes = 4, .nodes = nodes},
+                              {.version = "0.0.4", .n_nodes = 0, .nodes = NULL}};
+  int n = 0;
+  for (int i = 0; i < 2; i++) {
+    uint8_t *buf;
+    size_t len;
+    if (pf_chakra_encode(&traces[i], &buf, &len) != 0)
+      fprintf(stderr, "make_seeds: chakra seed %d: cannot encode\n", i);
+    else if (write_seed(dir, "chakra", i, buf, len) == 0)
+      n++;
+    free(buf);
+  }
+  return n;
+}
+
 int main(int argc, char **argv) {
   char sub[4096];
   pf_registry *reg = NULL;
-  int graphs, plans, msgs;
+  int graphs, plans, msgs, traces;
   if (argc != 2) {
     fprintf(stderr, "usage: %s DIR\n", argv[0]);
     return 2;
@@ -449,6 +483,8 @@ int main(int argc, char **argv) {
   if (mkdir_p(sub)) return 1;
   snprintf(sub, sizeof sub, "%s/msg", argv[1]);
   if (mkdir_p(sub)) return 1;
+  snprintf(sub, sizeof sub, "%s/chakra", argv[1]);
+  if (mkdir_p(sub)) return 1;
   if (pf_registry_create(&reg) != 0 || pf_builtin_kernels_register(reg) != 0) {
     fprintf(stderr, "make_seeds: cannot register the built-in kernels\n");
     pf_registry_destroy(reg);
@@ -457,8 +493,9 @@ int main(int argc, char **argv) {
   graphs = write_graphs(argv[1], reg);
   plans = write_plans(argv[1]);
   msgs = write_msgs(argv[1]);
+  traces = write_chakra(argv[1]);
   pf_registry_destroy(reg);
-  printf("make_seeds: %d graphs, %d plans, %d messages in %s\n", graphs, plans, msgs,
-         argv[1]);
-  return graphs > 0 && plans > 0 && msgs > 0 ? 0 : 1;
+  printf("make_seeds: %d graphs, %d plans, %d messages, %d Chakra traces in %s\n", graphs,
+         plans, msgs, traces, argv[1]);
+  return graphs > 0 && plans > 0 && msgs > 0 && traces > 0 ? 0 : 1;
 }
