@@ -84,4 +84,10 @@ if "$tool" chart "$dir/m.csv" "$dir/m2.svg" 2>"$dir/err.txt"; then
 fi
 grep -q "m.csv line 9: expected kind,epoch,step,loss,accuracy" "$dir/err.txt"
 bad "usage: pathflow chart" chart "$dir/m.csv"
-echo "ok: pathflow example/plan/--dot/--help/--memory units/chart"
+# Chakra traces: one per device of the cluster, each a GlobalMetadata then
+# nodes (a varint length, then the message).
+"$tool" plan "$dir/st.pb" --cluster 2:2:2 --export-chakra "$dir/ck" >"$dir/out.txt"
+[ "$(ls "$dir"/ck.*.et | wc -l)" -eq 8 ] || { echo "FAIL: not 8 Chakra traces"; exit 1; }
+grep -q "Chakra execution traces" "$dir/out.txt"
+for f in "$dir"/ck.*.et; do [ -s "$f" ] || { echo "FAIL: empty $f"; exit 1; }; done
+echo "ok: pathflow example/plan/--dot/--help/--memory units/chart/--export-chakra"

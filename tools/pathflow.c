@@ -3,6 +3,7 @@
  *   pathflow example NAME OUT.pb [--devices N] [--steps T]
  *   pathflow plan GRAPH.pb [--cluster H:R:D] [--policy packed|spread]
  *                          [--memory BYTES] [--dot PREFIX]
+ *                          [--export-chakra PREFIX]
  *   pathflow trace OUT.json RANK_FILE.json...
  *   pathflow chart METRICS.csv OUT.svg
  *   pathflow help [COMMAND]     (or COMMAND --help)
@@ -16,6 +17,7 @@
 #include "base/util.h"
 #include "graph/graph_codec.h"
 #include "runtime/trace.h"
+#include "sim/chakra_export.h"
 #include "pathflow/error.h"
 #include "tools/tool.h"
 
@@ -27,11 +29,14 @@
 #define PLAN_USAGE                                                                        \
   "usage: pathflow plan GRAPH.pb [--cluster HOSTS:RANKS_PER_HOST:DEVICES_PER_RANK]\n"     \
   "         [--policy packed|spread] [--memory BYTES] [--dot PREFIX]\n"                   \
+  "         [--export-chakra PREFIX]\n"                                                  \
   "  Compiles a serialized graph for a simulated cluster (1:1:4) and prints each\n"      \
   "  rank's ops, transfers, collectives and peak memory per device.\n"                   \
   "  --memory: each device's memory, in bytes or with a unit K, M, G, T (also\n"         \
   "  KB/KiB, MB/MiB, ...: all powers of 1024); a plan that does not fit is refused.\n"   \
-  "  --dot PREFIX writes PREFIX.graph.dot and PREFIX.plan.dot for Graphviz.\n"
+  "  --dot PREFIX writes PREFIX.graph.dot and PREFIX.plan.dot for Graphviz.\n"            \
+  "  --export-chakra PREFIX writes the plans as Chakra execution traces, the format\n"     \
+  "  ASTRA-sim reads: PREFIX.DEVICE.et, one per device.\n"
 
 #define TRACE_USAGE                                                                  \
   "usage: pathflow trace OUT.json RANK_FILE.json...\n"                              \
@@ -140,7 +145,8 @@ static int write_dot(const char *prefix, const char *what, const pf_graph *g, co
 }
 
 static int cmd_plan(int argc, char **argv) {
-  const char *cluster = "1:1:4", *dot = NULL, *policy = NULL; /* NULL: the graph's own */
+  const char *cluster = "1:1:4", *dot = NULL, *chakra = NULL,
+             *policy = NULL; /* NULL: the graph's own */
   int64_t memory = 0;
   pf_cluster cl;
   pf_graph_env env;
@@ -157,6 +163,7 @@ static int cmd_plan(int argc, char **argv) {
     if (strcmp(argv[i], "--cluster") == 0) cluster = argv[i + 1];
     else if (strcmp(argv[i], "--policy") == 0) policy = argv[i + 1];
     else if (strcmp(argv[i], "--dot") == 0) dot = argv[i + 1];
+    else if (strcmp(argv[i], "--export-chakra") == 0) chakra = argv[i + 1];
     else if (strcmp(argv[i], "--memory") != 0) return usage(stderr, "plan", 2);
     else if (pf_parse_bytes(argv[i + 1], 1, INT64_MAX, &memory) != 0)
       return bad_value("plan", "--memory", argv[i + 1], PF_BYTES_HELP);
@@ -188,6 +195,15 @@ static int cmd_plan(int argc, char **argv) {
   }
   tool_print_plan(stdout, g, c, &cl);
   if (dot && (write_dot(dot, "graph", g, NULL) || write_dot(dot, "plan", g, c))) rc = 1;
+  if (chakra && rc == 0) {
+    if (pf_chakra_export(c, &cl, env.registry, chakra, &d) != 0) {
+      fprintf(stderr, "pathflow plan: --export-chakra: %s\n", d.msg);
+      rc = 1;
+    } else {
+      printf("wrote %s.0.et .. %s.%d.et (Chakra execution traces, one per device)\n", chakra,
+             chakra, cl.n_devices - 1);
+    }
+  }
   pf_compiled_free(c);
   pf_graph_destroy(g);
   pf_registry_destroy(env.registry);
