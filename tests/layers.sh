@@ -1,6 +1,7 @@
 #!/bin/sh
 # Checks that each layer includes only itself and the layers below it.
-# Order, bottom to top: base kernels graph transport runtime scheduler api.
+# Order, bottom to top: base kernels graph transport runtime scheduler, then
+# api and sim (the simulator) side by side.
 # A public header (pathflow/X.h) belongs to the layer that implements it, so
 # a layer may include only the public headers of itself and the layers below.
 root=${1:-.}
@@ -8,7 +9,8 @@ fail=0
 rank() {
   case $1 in
     base) echo 0 ;; kernels) echo 1 ;; graph) echo 2 ;; transport) echo 2 ;;
-    runtime) echo 3 ;; scheduler) echo 4 ;; api) echo 5 ;; *) echo -1 ;;
+    runtime) echo 3 ;; scheduler) echo 4 ;; api) echo 5 ;; sim) echo 5 ;;
+    *) echo -1 ;;
   esac
 }
 # The layer of each public header.
@@ -21,7 +23,7 @@ public_layer() {
     *) echo unknown ;;
   esac
 }
-for layer in base kernels graph transport runtime scheduler api; do
+for layer in base kernels graph transport runtime scheduler api sim; do
   mine=$(rank $layer)
   for f in "$root/$layer"/*.[ch]; do
     [ -e "$f" ] || continue
