@@ -1,0 +1,128 @@
+/* Internal: a described cluster, the simulator's input (docs/cluster-format.md).
+ *
+ * A cluster is a few host groups (hosts alike in ranks, devices and device
+ * type), a few device types, the links between devices and the runtime's own
+ * costs. Nothing is stored per device, so 6,144 devices or a million cost the
+ * same few hundred bytes; device d's host, rank, island and type are computed
+ * (pf_sim_cluster_locate).
+ *
+ * Devices are numbered host-major: host 0's devices first (its rank 0's
+ * devices, then rank 1's, ...), then host 1's. Hosts are numbered in the
+ * order of the groups in the file. Time is in integer nanoseconds, bandwidth
+ * in bytes per second, flops in floating-point operations per second.
+ */
+#ifndef PF_SIM_CLUSTER_H
+#define PF_SIM_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pathflow/error.h"
+#include "pathflow/types.h"
+
+#define PF_SIM_NAME_MAX 48
+#define PF_SIM_MAX_TYPES 64
+#define PF_SIM_MAX_GROUPS 1024
+#define PF_SIM_MAX_ISLANDS 1024
+#define PF_SIM_MAX_DEVICES ((int64_t)1 << 30)
+
+typedef enum pf_sim_device_kind { PF_SIM_CPU, PF_SIM_GPU, PF_SIM_TPU, PF_SIM_KIND_COUNT } pf_sim_device_kind;
+
+/* One kind of device. flops[dt] is 0 for a dtype the device has no figure
+ * for (the simulator then refuses kernels in that dtype). */
+typedef struct pf_sim_device_type {
+  char name[PF_SIM_NAME_MAX];
+  pf_sim_device_kind kind;
+  double flops[PF_DTYPE_COUNT];
+  int64_t memory;          /* bytes */
+  double memory_bandwidth; /* bytes/s */
+} pf_sim_device_type;
+
+/* `hosts` hosts, each with ranks_per_host ranks of devices_per_rank devices
+ * of one type, all in one island. The first_* fields are derived on load. */
+typedef struct pf_sim_host_group {
+  int64_t hosts;
+  int32_t ranks_per_host;
+  int32_t devices_per_rank;
+  int32_t type;   /* index into the cluster's types */
+  int32_t island; /* 0 .. islands-1 */
+  int64_t first_host, first_rank, first_device;
+} pf_sim_host_group;
+
+/* One class of link: per direction bandwidth and the latency of crossing it. */
+typedef struct pf_sim_link {
+  double bandwidth;   /* bytes/s, each direction */
+  int64_t latency_ns;
+} pf_sim_link;
+
+typedef struct pf_sim_cluster {
+  char name[PF_SIM_NAME_MAX];
+  int n_types;
+  pf_sim_device_type *types;
+  int n_groups;
+  pf_sim_host_group *groups;
+  int64_t hosts, ranks, devices;
+  int32_t islands;
+  int32_t max_devices_per_host;
+  /* Links. Inside a host every device has a port of intra_host bandwidth
+   * into a non-blocking switch (NVLink/NVSwitch, PCIe, shared memory).
+   * Between hosts of one island, traffic leaves by one of the host's
+   * nics_per_host NICs (device i of a host uses NIC i mod nics_per_host)
+   * into a non-blocking island fabric. Between islands, traffic leaves by
+   * the host's DCN port (dcn) and, when dcn_island_bandwidth > 0, shares
+   * the island's uplink of that bandwidth. */
+  pf_sim_link intra_host;
+  pf_sim_link nic;
+  int32_t nics_per_host;
+  pf_sim_link dcn;            /* only when islands > 1 */
+  double dcn_island_bandwidth; /* bytes/s; 0: no island-wide limit */
+  /* The runtime's own costs. */
+  int64_t op_dispatch_ns; /* per op a device runs */
+  int64_t transfer_ns;    /* per transfer, on top of the link latency */
+  int64_t step_ns;        /* per execution (one step) */
+} pf_sim_cluster;
+
+/* Where a device is. */
+typedef struct pf_sim_place {
+  int64_t host;
+  int64_t rank;
+  int32_t local;  /* index among its host's devices */
+  int32_t island;
+  int32_t type;
+  int32_t group;
+} pf_sim_place;
+
+/* Reads a cluster description (JSON, docs/cluster-format.md) from
+ * text[0..len). `source` names the text in messages (a file name). Every
+ * field is checked; an error is PF_EDECODE (not JSON) or PF_EINVAL (a field
+ * missing, of the wrong type, out of range, unknown), with a message in diag
+ * "SOURCE:LINE: FIELD: what is wrong". *out is the caller's: free it with
+ * pf_sim_cluster_free. */
+int pf_sim_cluster_parse(const char *text, size_t len, const char *source, pf_sim_cluster **out,
+                         pf_diag *diag);
+
+/* Reads the file at `path`; errors as pf_sim_cluster_parse, and PF_ESYS
+ * when the file cannot be read. */
+int pf_sim_cluster_load_file(const char *path, pf_sim_cluster **out, pf_diag *diag);
+
+/* A built-in cluster by name ("local", "dgx-h100", "palm"); PF_ENOTFOUND
+ * (naming the presets) for another name. */
+int pf_sim_cluster_preset(const char *name, pf_sim_cluster **out, pf_diag *diag);
+
+/* A preset's JSON text, or NULL for an unknown name; `names` (may be NULL)
+ * receives a static ", "-separated list of the preset names. */
+const char *pf_sim_cluster_preset_text(const char *name, const char **names);
+
+/* A preset name or a file: presets first, then the file system. */
+int pf_sim_cluster_load(const char *name_or_path, pf_sim_cluster **out, pf_diag *diag);
+
+/* Frees a cluster; NULL is ignored. */
+void pf_sim_cluster_free(pf_sim_cluster *cl);
+
+/* Where device `device` (0 .. devices-1) is; PF_ERANGE outside. O(log groups). */
+int pf_sim_cluster_locate(const pf_sim_cluster *cl, int64_t device, pf_sim_place *out);
+
+/* "cpu", "gpu", "tpu". */
+const char *pf_sim_device_kind_name(pf_sim_device_kind k);
+
+#endif

@@ -1,0 +1,491 @@
+#include "sim/net.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+
+#define MAX_PATH 4
+
+enum { FLOW_FREE, FLOW_LATENT, FLOW_ACTIVE };
+
+typedef struct link {
+  double capacity;  /* bytes/s */
+  double left;      /* progressive filling: capacity not yet given out */
+  int32_t *flows;   /* active flows on the link */
+  int32_t n, cap;
+  int32_t unfrozen; /* progressive filling: flows without a rate yet */
+  uint32_t mark;    /* == net->epoch: in this recomputation's component */
+  uint32_t version; /* progressive filling: invalidates older heap entries */
+  uint8_t cls;
+  uint8_t dirty;
+} link;
+
+typedef struct flow {
+  double remaining; /* bytes, as of `last` */
+  double rate;      /* bytes/s; 0 until the flow is active and rated */
+  pf_simtime last;  /* when remaining was last brought up to date */
+  pf_simtime due;   /* the flow's next event: entering, then completing */
+  uint64_t seq;     /* order of sending: breaks ties between events */
+  uint64_t bytes;
+  int32_t links[MAX_PATH];
+  int32_t pos[MAX_PATH]; /* index of this flow in each link's flows */
+  int32_t heap;          /* index in the event heap, -1 if not there */
+  uint32_t mark;
+  uint8_t nlinks, state, frozen, pad_;
+  pf_simnet_done cb;
+  void *arg;
+  uint64_t tag;
+} flow;
+
+typedef struct fill_entry {
+  double share;
+  int32_t link;
+  uint32_t version;
+} fill_entry;
+
+struct pf_simnet {
+  const pf_sim_cluster *cl;
+  pf_simtime now;
+  link *links;
+  int64_t n_links;
+  int64_t nic_base, dcn_base, isl_base; /* first link of each kind */
+  flow *flows;
+  size_t n_flows, cap_flows;
+  int32_t *free_ids;
+  size_t n_free, cap_free;
+  int32_t *heap; /* event heap of flow ids, by (due, seq) */
+  size_t n_heap, cap_heap;
+  uint64_t seq;
+  uint32_t epoch;
+  /* Scratch of a recomputation. */
+  int32_t *dirty;
+  size_t n_dirty, cap_dirty;
+  int32_t *comp_links, *comp_flows;
+  size_t n_cl, cap_cl, n_cf, cap_cf;
+  fill_entry *fill;
+  size_t n_fill, cap_fill;
+  int32_t *done;
+  size_t n_done, cap_done;
+  pf_simnet_stats stats;
+  uint64_t in_flight;
+};
+
+/* ---- the event heap ------------------------------------------------------ */
+
+static int before(const pf_simnet *net, int32_t a, int32_t b) {
+  const flow *fa = &net->flows[a], *fb = &net->flows[b];
+  return fa->due < fb->due || (fa->due == fb->due && fa->seq < fb->seq);
+}
+
+static void heap_set(pf_simnet *net, size_t i, int32_t id) {
+  net->heap[i] = id;
+  net->flows[id].heap = (int32_t)i;
+}
+
+static void heap_up(pf_simnet *net, size_t i) {
+  int32_t id = net->heap[i];
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (!before(net, id, net->heap[p])) break;
+    heap_set(net, i, net->heap[p]);
+    i = p;
+  }
+  heap_set(net, i, id);
+}
+
+static void heap_down(pf_simnet *net, size_t i) {
+  int32_t id = net->heap[i];
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= net->n_heap) break;
+    if (c + 1 < net->n_heap && before(net, net->heap[c + 1], net->heap[c])) c++;
+    if (!before(net, net->heap[c], id)) break;
+    heap_set(net, i, net->heap[c]);
+    i = c;
+  }
+  heap_set(net, i, id);
+}
+
+static int heap_push(pf_simnet *net, int32_t id) {
+  if (net->n_heap == net->cap_heap &&
+      pf_grow((void **)&net->heap, &net->cap_heap, net->n_heap + 1, sizeof *net->heap) != 0)
+    return PF_ENOMEM;
+  net->heap[net->n_heap++] = id;
+  heap_up(net, net->n_heap - 1);
+  return 0;
+}
+
+static int32_t heap_pop(pf_simnet *net) {
+  int32_t top = net->heap[0];
+  net->flows[top].heap = -1;
+  if (--net->n_heap > 0) {
+    heap_set(net, 0, net->heap[net->n_heap]);
+    heap_down(net, 0);
+  }
+  return top;
+}
+
+/* After flow id's due time changed. */
+static void heap_fix(pf_simnet *net, int32_t id) {
+  size_t i = (size_t)net->flows[id].heap;
+  heap_up(net, i);
+  heap_down(net, (size_t)net->flows[id].heap);
+}
+
+/* ---- the links of a cluster ----------------------------------------------- */
+
+int pf_simnet_create(const pf_sim_cluster *cl, pf_simnet **out) {
+  pf_simnet *net = calloc(1, sizeof *net);
+  if (net == NULL) return PF_ENOMEM;
+  net->cl = cl;
+  net->nic_base = 2 * cl->devices;
+  net->dcn_base = net->nic_base + 2 * cl->hosts * cl->nics_per_host;
+  net->isl_base = net->dcn_base + (cl->islands > 1 ? 2 * cl->hosts : 0);
+  net->n_links = net->isl_base + (cl->islands > 1 && cl->dcn_island_bandwidth > 0 ? 2 * cl->islands : 0);
+  if ((net->links = pf_calloc((size_t)net->n_links, sizeof *net->links)) == NULL) {
+    free(net);
+    return PF_ENOMEM;
+  }
+  for (int64_t i = 0; i < net->n_links; i++) {
+    link *l = &net->links[i];
+    if (i < net->nic_base) { l->capacity = cl->intra_host.bandwidth; l->cls = PF_SIMNET_INTRA_HOST; }
+    else if (i < net->dcn_base) { l->capacity = cl->nic.bandwidth; l->cls = PF_SIMNET_NIC; }
+    else if (i < net->isl_base) { l->capacity = cl->dcn.bandwidth; l->cls = PF_SIMNET_DCN; }
+    else { l->capacity = cl->dcn_island_bandwidth; l->cls = PF_SIMNET_DCN; }
+  }
+  *out = net;
+  return 0;
+}
+
+void pf_simnet_destroy(pf_simnet *net) {
+  if (net == NULL) return;
+  for (int64_t i = 0; i < net->n_links; i++) free(net->links[i].flows);
+  free(net->links);
+  free(net->flows);
+  free(net->free_ids);
+  free(net->heap);
+  free(net->dirty);
+  free(net->comp_links);
+  free(net->comp_flows);
+  free(net->fill);
+  free(net->done);
+  free(net);
+}
+
+/* The links between two devices and the latency of the path. */
+static int route(const pf_simnet *net, int64_t src, int64_t dst, int32_t *links, uint8_t *n, pf_simtime *lat) {
+  const pf_sim_cluster *cl = net->cl;
+  pf_sim_place a, b;
+  if (pf_sim_cluster_locate(cl, src, &a) != 0 || pf_sim_cluster_locate(cl, dst, &b) != 0) return PF_ERANGE;
+  *n = 0;
+  if (src == dst) {
+    *lat = 0;
+  } else if (a.host == b.host) {
+    links[(*n)++] = (int32_t)(2 * src);
+    links[(*n)++] = (int32_t)(2 * dst + 1);
+    *lat = cl->intra_host.latency_ns;
+  } else if (a.island == b.island) {
+    int64_t k = cl->nics_per_host;
+    links[(*n)++] = (int32_t)(net->nic_base + 2 * (a.host * k + a.local % k));
+    links[(*n)++] = (int32_t)(net->nic_base + 2 * (b.host * k + b.local % k) + 1);
+    *lat = cl->nic.latency_ns;
+  } else {
+    links[(*n)++] = (int32_t)(net->dcn_base + 2 * a.host);
+    if (net->isl_base < net->n_links) {
+      links[(*n)++] = (int32_t)(net->isl_base + 2 * a.island);
+      links[(*n)++] = (int32_t)(net->isl_base + 2 * b.island + 1);
+    }
+    links[(*n)++] = (int32_t)(net->dcn_base + 2 * b.host + 1);
+    *lat = cl->dcn.latency_ns;
+  }
+  return 0;
+}
+
+int pf_simnet_path(const pf_simnet *net, int64_t src, int64_t dst, pf_simtime *latency, double *bandwidth) {
+  int32_t links[MAX_PATH];
+  uint8_t n;
+  int rc = route(net, src, dst, links, &n, latency);
+  if (rc != 0) return rc;
+  *bandwidth = INFINITY;
+  for (int i = 0; i < n; i++)
+    if (net->links[links[i]].capacity < *bandwidth) *bandwidth = net->links[links[i]].capacity;
+  return 0;
+}
+
+/* ---- flows ------------------------------------------------------------------ */
+
+int pf_simnet_send(pf_simnet *net, int64_t src, int64_t dst, uint64_t bytes, pf_simtime start,
+                   pf_simnet_done cb, void *arg, uint64_t tag) {
+  int32_t links[MAX_PATH], id;
+  uint8_t n;
+  pf_simtime lat;
+  int rc;
+  if (start < net->now) return PF_EINVAL;
+  if ((rc = route(net, src, dst, links, &n, &lat)) != 0) return rc;
+  if (net->n_heap == net->cap_heap && /* room first: nothing to undo after */
+      pf_grow((void **)&net->heap, &net->cap_heap, net->n_heap + 1, sizeof *net->heap) != 0)
+    return PF_ENOMEM;
+  if (net->n_free > 0) {
+    id = net->free_ids[--net->n_free];
+  } else {
+    if (net->n_flows >= INT32_MAX) return PF_ENOMEM;
+    if (net->n_flows == net->cap_flows &&
+        pf_grow((void **)&net->flows, &net->cap_flows, net->n_flows + 1, sizeof *net->flows) != 0)
+      return PF_ENOMEM;
+    id = (int32_t)net->n_flows++;
+  }
+  flow *f = &net->flows[id];
+  memset(f, 0, sizeof *f);
+  f->bytes = bytes;
+  f->remaining = (double)bytes;
+  f->state = FLOW_LATENT;
+  f->due = start + lat;
+  f->seq = net->seq++;
+  f->nlinks = n;
+  memcpy(f->links, links, n * sizeof *links);
+  f->cb = cb;
+  f->arg = arg;
+  f->tag = tag;
+  f->heap = -1;
+  heap_push(net, id); /* cannot fail: room was made above */
+  net->stats.flows_sent++;
+  if (++net->in_flight > net->stats.peak_flows) net->stats.peak_flows = net->in_flight;
+  return 0;
+}
+
+static int push_i32(int32_t **a, size_t *n, size_t *cap, int32_t v) {
+  if (*n == *cap && pf_grow((void **)a, cap, *n + 1, sizeof **a) != 0) return PF_ENOMEM;
+  (*a)[(*n)++] = v;
+  return 0;
+}
+
+static int mark_dirty(pf_simnet *net, int32_t l) {
+  if (net->links[l].dirty) return 0;
+  net->links[l].dirty = 1;
+  return push_i32(&net->dirty, &net->n_dirty, &net->cap_dirty, l);
+}
+
+static int link_add(pf_simnet *net, int32_t id) {
+  flow *f = &net->flows[id];
+  for (int i = 0; i < f->nlinks; i++) {
+    link *l = &net->links[f->links[i]];
+    if (l->n == l->cap) {
+      size_t cap = (size_t)l->cap;
+      if (pf_grow((void **)&l->flows, &cap, (size_t)l->n + 1, sizeof *l->flows) != 0) return PF_ENOMEM;
+      l->cap = (int32_t)cap;
+    }
+    f->pos[i] = l->n;
+    l->flows[l->n++] = id;
+    if (mark_dirty(net, f->links[i]) != 0) return PF_ENOMEM;
+  }
+  return 0;
+}
+
+static int link_remove(pf_simnet *net, int32_t id) {
+  flow *f = &net->flows[id];
+  for (int i = 0; i < f->nlinks; i++) {
+    link *l = &net->links[f->links[i]];
+    int32_t last = l->flows[--l->n], p = f->pos[i];
+    if (last != id) { /* move the last flow of the link into the hole */
+      flow *g = &net->flows[last];
+      l->flows[p] = last;
+      for (int j = 0; j < g->nlinks; j++)
+        if (g->links[j] == f->links[i]) g->pos[j] = p;
+    }
+    if (mark_dirty(net, f->links[i]) != 0) return PF_ENOMEM;
+  }
+  return 0;
+}
+
+/* ---- max-min fair sharing ------------------------------------------------ */
+
+static int fill_before(const fill_entry *a, const fill_entry *b) {
+  return a->share < b->share || (a->share == b->share && a->link < b->link);
+}
+
+static int fill_push(pf_simnet *net, int32_t l) {
+  link *lk = &net->links[l];
+  /* left only falls below a tiny fraction of the capacity by rounding. */
+  double left = lk->left > lk->capacity * 1e-12 ? lk->left : lk->capacity * 1e-12;
+  fill_entry e = {left / lk->unfrozen, l, ++lk->version};
+  size_t i;
+  if (net->n_fill == net->cap_fill &&
+      pf_grow((void **)&net->fill, &net->cap_fill, net->n_fill + 1, sizeof *net->fill) != 0)
+    return PF_ENOMEM;
+  for (i = net->n_fill++; i > 0 && fill_before(&e, &net->fill[(i - 1) / 2]); i = (i - 1) / 2)
+    net->fill[i] = net->fill[(i - 1) / 2];
+  net->fill[i] = e;
+  return 0;
+}
+
+static fill_entry fill_pop(pf_simnet *net) {
+  fill_entry top = net->fill[0], e = net->fill[--net->n_fill];
+  size_t i = 0;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= net->n_fill) break;
+    if (c + 1 < net->n_fill && fill_before(&net->fill[c + 1], &net->fill[c])) c++;
+    if (!fill_before(&net->fill[c], &e)) break;
+    net->fill[i] = net->fill[c];
+    i = c;
+  }
+  if (net->n_fill > 0) net->fill[i] = e;
+  return top;
+}
+
+/* Nanoseconds to move `bytes` at `rate`, rounded up; a hair of slack so that
+ * a quotient that is an integer in exact arithmetic is not pushed to the
+ * next nanosecond by rounding. */
+static pf_simtime duration(double bytes, double rate) {
+  if (bytes <= 0) return 0;
+  double ns = bytes * 1e9 / rate;
+  double c = ceil(ns - 1e-9 * (ns > 1 ? ns : 1));
+  return c > 9.0e18 ? PF_SIMTIME_MAX / 2 : (pf_simtime)c;
+}
+
+/* Rates of every flow that shares links, transitively, with a link whose
+ * set of flows changed at this instant; then their completion times. */
+static int recompute(pf_simnet *net) {
+  pf_simtime now = net->now;
+  uint32_t ep = ++net->epoch;
+  net->n_cl = net->n_cf = 0;
+  for (size_t i = 0; i < net->n_dirty; i++) {
+    int32_t l = net->dirty[i];
+    net->links[l].dirty = 0;
+    if (net->links[l].mark != ep) {
+      net->links[l].mark = ep;
+      if (push_i32(&net->comp_links, &net->n_cl, &net->cap_cl, l) != 0) return PF_ENOMEM;
+    }
+  }
+  net->n_dirty = 0;
+  /* The component: links and flows reached from the dirty links. */
+  for (size_t i = 0; i < net->n_cl; i++) {
+    link *l = &net->links[net->comp_links[i]];
+    for (int32_t k = 0; k < l->n; k++) {
+      int32_t id = l->flows[k];
+      flow *f = &net->flows[id];
+      if (f->mark == ep) continue;
+      f->mark = ep;
+      if (push_i32(&net->comp_flows, &net->n_cf, &net->cap_cf, id) != 0) return PF_ENOMEM;
+      for (int j = 0; j < f->nlinks; j++) {
+        link *m = &net->links[f->links[j]];
+        if (m->mark == ep) continue;
+        m->mark = ep;
+        if (push_i32(&net->comp_links, &net->n_cl, &net->cap_cl, f->links[j]) != 0) return PF_ENOMEM;
+      }
+    }
+  }
+  if (net->n_cf == 0) return 0;
+  net->stats.recomputes++;
+  net->stats.flows_rerated += net->n_cf;
+  /* Bring every flow's remaining bytes up to now, at its old rate. */
+  for (size_t i = 0; i < net->n_cf; i++) {
+    flow *f = &net->flows[net->comp_flows[i]];
+    if (f->rate > 0) f->remaining -= f->rate * (double)(now - f->last) * 1e-9;
+    if (f->remaining < 0) f->remaining = 0;
+    f->last = now;
+    f->frozen = 0;
+  }
+  /* Progressive filling: the link with the smallest fair share fixes the
+   * rate of all its flows; take them out of their other links; repeat. */
+  net->n_fill = 0;
+  for (size_t i = 0; i < net->n_cl; i++) {
+    link *l = &net->links[net->comp_links[i]];
+    l->left = l->capacity;
+    l->unfrozen = l->n;
+    if (l->n > 0 && fill_push(net, net->comp_links[i]) != 0) return PF_ENOMEM;
+  }
+  while (net->n_fill > 0) {
+    fill_entry e = fill_pop(net);
+    link *l = &net->links[e.link];
+    if (e.version != l->version || l->unfrozen == 0) continue;
+    for (int32_t k = 0; k < l->n; k++) {
+      int32_t id = l->flows[k];
+      flow *f = &net->flows[id];
+      if (f->frozen) continue;
+      f->frozen = 1;
+      double old = f->rate;
+      f->rate = e.share;
+      for (int j = 0; j < f->nlinks; j++) {
+        link *m = &net->links[f->links[j]];
+        m->left -= e.share;
+        m->unfrozen--;
+        if (m != l && m->unfrozen > 0 && fill_push(net, f->links[j]) != 0) return PF_ENOMEM;
+      }
+      /* A flow keeps its completion time when its rate did not change, so
+       * that rounding never moves a flow nobody disturbed. */
+      if (f->rate != old || f->due < now) {
+        f->due = now + duration(f->remaining, f->rate);
+        heap_fix(net, id);
+      }
+    }
+    l->unfrozen = 0;
+  }
+  return 0;
+}
+
+/* ---- running ------------------------------------------------------------- */
+
+int pf_simnet_run(pf_simnet *net, pf_simtime until) {
+  int rc;
+  while (net->n_heap > 0 && net->flows[net->heap[0]].due <= until) {
+    pf_simtime t = net->flows[net->heap[0]].due;
+    net->now = t;
+    net->n_done = 0;
+    while (net->n_heap > 0 && net->flows[net->heap[0]].due == t) {
+      int32_t id = heap_pop(net);
+      flow *f = &net->flows[id];
+      net->stats.events++;
+      if (f->state == FLOW_LATENT && f->nlinks > 0 && f->bytes > 0) {
+        f->state = FLOW_ACTIVE;
+        f->last = t;
+        f->rate = 0;
+        f->due = PF_SIMTIME_MAX; /* set by recompute */
+        if ((rc = link_add(net, id)) != 0 || (rc = heap_push(net, id)) != 0) return rc;
+        continue;
+      }
+      if (f->state == FLOW_ACTIVE) {
+        if ((rc = link_remove(net, id)) != 0) return rc;
+      }
+      if ((rc = push_i32(&net->done, &net->n_done, &net->cap_done, id)) != 0) return rc;
+    }
+    if ((rc = recompute(net)) != 0) return rc;
+    /* Callbacks last: they may send flows that start now. */
+    for (size_t i = 0; i < net->n_done; i++) {
+      int32_t id = net->done[i];
+      flow *f = &net->flows[id];
+      uint8_t seen = 0;
+      for (int j = 0; j < f->nlinks; j++) {
+        uint8_t c = net->links[f->links[j]].cls;
+        if (!(seen & (1u << c))) net->stats.bytes[c] += (double)f->bytes;
+        seen |= (uint8_t)(1u << c);
+      }
+      pf_simnet_done cb = f->cb;
+      void *arg = f->arg;
+      uint64_t tag = f->tag;
+      f->state = FLOW_FREE;
+      if ((rc = push_i32(&net->free_ids, &net->n_free, &net->cap_free, id)) != 0) return rc;
+      net->stats.flows_done++;
+      net->in_flight--;
+      if (cb) cb(net, arg, tag, t);
+    }
+  }
+  if (until != PF_SIMTIME_MAX && until > net->now) net->now = until;
+  return 0;
+}
+
+pf_simtime pf_simnet_now(const pf_simnet *net) { return net->now; }
+
+uint64_t pf_simnet_in_flight(const pf_simnet *net) { return net->in_flight; }
+
+void pf_simnet_get_stats(const pf_simnet *net, pf_simnet_stats *out) { *out = net->stats; }
+
+size_t pf_simnet_memory(const pf_simnet *net) {
+  size_t m = sizeof *net + (size_t)net->n_links * sizeof *net->links;
+  for (int64_t i = 0; i < net->n_links; i++) m += (size_t)net->links[i].cap * sizeof(int32_t);
+  m += net->cap_flows * sizeof(flow) + (net->cap_free + net->cap_heap + net->cap_dirty + net->cap_cl +
+                                        net->cap_cf + net->cap_done) * sizeof(int32_t);
+  return m + net->cap_fill * sizeof(fill_entry);
+}

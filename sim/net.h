@@ -1,0 +1,90 @@
+/* Internal: the simulator's network, a flow model in virtual time.
+ *
+ * The links of a described cluster (sim/cluster.h): each device's port into
+ * its host's switch (both directions), each host NIC (up and down), each
+ * host's DCN port and each island's DCN uplink (up and down) when there are
+ * several islands. A transfer is a flow over the links of its path
+ * (docs/cluster-format.md, "The network model"): it waits the path's
+ * latency, then moves its bytes at the rate the links give it. Concurrent
+ * flows share links max-min fairly (progressive filling), recomputed
+ * whenever a flow enters or leaves the network, only over the flows that
+ * share links, transitively, with the ones that changed. Alone on its path,
+ * a flow takes latency + bytes / (narrowest bandwidth on the path).
+ *
+ * Time is integer nanoseconds (pf_simtime): events at the same instant tie
+ * exactly and are taken in the order their flows were added, so a run is
+ * deterministic; a flow completes at the first nanosecond at or after its
+ * exact fluid completion time. Not thread-safe: one network, one thread.
+ */
+#ifndef PF_SIM_NET_H
+#define PF_SIM_NET_H
+
+#include <stdint.h>
+
+#include "sim/cluster.h"
+
+typedef int64_t pf_simtime; /* nanoseconds */
+#define PF_SIMTIME_MAX INT64_MAX
+
+typedef struct pf_simnet pf_simnet;
+
+/* The classes of links, for statistics. */
+typedef enum pf_simnet_class {
+  PF_SIMNET_INTRA_HOST, /* device ports into the host switch */
+  PF_SIMNET_NIC,        /* host NICs into the island fabric */
+  PF_SIMNET_DCN,        /* host DCN ports and island uplinks */
+  PF_SIMNET_CLASS_COUNT
+} pf_simnet_class;
+
+/* Called when a flow has delivered its last byte, at virtual time `now`,
+ * with the arg and tag given to pf_simnet_send. It may send more flows
+ * (starting at `now` or later). */
+typedef void (*pf_simnet_done)(pf_simnet *net, void *arg, uint64_t tag, pf_simtime now);
+
+typedef struct pf_simnet_stats {
+  uint64_t flows_sent, flows_done;
+  uint64_t events;          /* flows entering the network + flows leaving it */
+  uint64_t recomputes;      /* sharing recomputations (one per instant with changes) */
+  uint64_t flows_rerated;   /* flow rates recomputed, summed over recomputations */
+  uint64_t peak_flows;      /* most flows in flight at once */
+  double bytes[PF_SIMNET_CLASS_COUNT]; /* bytes carried by each class of link */
+} pf_simnet_stats;
+
+/* A network for `cl` (which must outlive it), at time 0. O(devices + hosts)
+ * memory. Returns 0 or PF_ENOMEM. */
+int pf_simnet_create(const pf_sim_cluster *cl, pf_simnet **out);
+
+/* Frees the network and any flow still in it (their callbacks are not
+ * called); NULL is ignored. */
+void pf_simnet_destroy(pf_simnet *net);
+
+/* Sends `bytes` from device src to device dst, starting at `start` (not
+ * before pf_simnet_now). `cb` (may be NULL) is called on completion. A flow
+ * from a device to itself uses no link and completes at `start`. Returns 0,
+ * PF_ERANGE (a device outside the cluster), PF_EINVAL (start in the past) or
+ * PF_ENOMEM. */
+int pf_simnet_send(pf_simnet *net, int64_t src, int64_t dst, uint64_t bytes, pf_simtime start,
+                   pf_simnet_done cb, void *arg, uint64_t tag);
+
+/* Runs events up to and including time `until`, then sets the clock to
+ * `until` (PF_SIMTIME_MAX: until no flow is left, the clock staying at the
+ * last event). Returns 0. */
+int pf_simnet_run(pf_simnet *net, pf_simtime until);
+
+/* The current virtual time. */
+pf_simtime pf_simnet_now(const pf_simnet *net);
+
+/* Flows sent and not yet complete. */
+uint64_t pf_simnet_in_flight(const pf_simnet *net);
+
+/* Counters since creation. */
+void pf_simnet_get_stats(const pf_simnet *net, pf_simnet_stats *out);
+
+/* The path latency and narrowest bandwidth between two devices (what one
+ * flow alone would see); PF_ERANGE for a device outside the cluster. */
+int pf_simnet_path(const pf_simnet *net, int64_t src, int64_t dst, pf_simtime *latency, double *bandwidth);
+
+/* Bytes of memory the network holds now (links, flows, queues). */
+size_t pf_simnet_memory(const pf_simnet *net);
+
+#endif
