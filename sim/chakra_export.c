@@ -194,7 +194,14 @@ static int64_t bytes_between(const pf_plan *p, const pf_plan_op *dep, const pf_p
 static int export_rank(exporter *x, int r) {
   const pf_plan *p = x->c->plans[r];
   int32_t *k_of = NULL, n_k = 0;
+  /* Per local device: its last op that runs on the device itself (kernel,
+   * copy, collective among this rank's devices). The device runs those in
+   * gang order: each waits for the one before (a control dependency). */
+  int64_t *last_on_device = pf_mallocn(p->num_devices > 0 ? (size_t)p->num_devices : 1,
+                                       sizeof *last_on_device);
   int rc = 0;
+  if (last_on_device == NULL) return pf_diag_error(x->d, PF_ENOMEM, "export: out of memory");
+  for (int32_t k = 0; k < p->num_devices; k++) last_on_device[k] = -1;
   for (uint32_t i = 0; i < p->n_ops && rc == 0; i++) {
     const pf_plan_op *op = &p->ops[i];
     int32_t g = global_of(x, r, op->device), type = PF_CHAKRA_COMP;
@@ -249,6 +256,18 @@ static int export_rank(exporter *x, int r) {
         rc = set_group(x, n, op->comm, k_of[op->comm]++);
         break;
     }
+    if (rc == 0 && type == PF_CHAKRA_COMP && op->device >= 0 && op->device < p->num_devices) {
+      if (last_on_device[op->device] >= 0) {
+        uint64_t *c = realloc(n->ctrl_deps, ((size_t)n->n_ctrl_deps + 1) * sizeof *c);
+        if (c == NULL) {
+          rc = PF_ENOMEM;
+          break;
+        }
+        c[n->n_ctrl_deps++] = (uint64_t)last_on_device[op->device];
+        n->ctrl_deps = c;
+      }
+      last_on_device[op->device] = i;
+    }
     /* Dependencies; one on another device of this rank becomes a transfer. */
     for (uint32_t e = 0; e < op->n_deps && rc == 0; e++) {
       const pf_plan_op *dep = &p->ops[op->deps[e]];
@@ -290,6 +309,7 @@ static int export_rank(exporter *x, int r) {
     }
   }
   free(k_of);
+  free(last_on_device);
   if (rc == PF_ENOMEM) return pf_diag_error(x->d, PF_ENOMEM, "export: out of memory");
   return rc;
 }

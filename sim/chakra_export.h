@@ -17,7 +17,9 @@
  * files: it becomes a send after the producer and a receive before the
  * consumer (ids from n_ops up, tags from the plan's transfers up), carrying
  * the bytes of the producer's outputs that the consumer reads, as the copy
- * between two devices would.
+ * between two devices would. A device runs its own ops (kernels, copies,
+ * collectives within the rank) in gang order: each such node has a control
+ * dependency on the one before it on the device.
  */
 #ifndef PF_SIM_CHAKRA_EXPORT_H
 #define PF_SIM_CHAKRA_EXPORT_H

@@ -480,6 +480,10 @@ pf_simtime pf_simnet_now(const pf_simnet *net) { return net->now; }
 
 uint64_t pf_simnet_in_flight(const pf_simnet *net) { return net->in_flight; }
 
+pf_simtime pf_simnet_next(const pf_simnet *net) {
+  return net->n_heap > 0 ? net->flows[net->heap[0]].due : PF_SIMTIME_MAX;
+}
+
 void pf_simnet_get_stats(const pf_simnet *net, pf_simnet_stats *out) { *out = net->stats; }
 
 size_t pf_simnet_memory(const pf_simnet *net) {

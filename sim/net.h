@@ -74,6 +74,11 @@ int pf_simnet_run(pf_simnet *net, pf_simtime until);
 /* The current virtual time. */
 pf_simtime pf_simnet_now(const pf_simnet *net);
 
+/* When the network's next event is due (a flow entering its links or
+ * completing), or PF_SIMTIME_MAX when no flow is in flight. A caller with
+ * events of its own runs the network up to the earlier of the two. */
+pf_simtime pf_simnet_next(const pf_simnet *net);
+
 /* Flows sent and not yet complete. */
 uint64_t pf_simnet_in_flight(const pf_simnet *net);
 
