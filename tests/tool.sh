@@ -90,4 +90,21 @@ bad "usage: pathflow chart" chart "$dir/m.csv"
 [ "$(ls "$dir"/ck.*.et | wc -l)" -eq 8 ] || { echo "FAIL: not 8 Chakra traces"; exit 1; }
 grep -q "Chakra execution traces" "$dir/out.txt"
 for f in "$dir"/ck.*.et; do [ -s "$f" ] || { echo "FAIL: empty $f"; exit 1; }; done
-echo "ok: pathflow example/plan/--dot/--help/--memory units/chart/--export-chakra"
+# pathflow sim: a graph on a preset, with a trace; the exported traces
+# replayed give the same makespan; bad input is refused.
+"$tool" sim --cluster local --example mlp --devices 2 --trace "$dir/sim.json" \
+  --export-chakra "$dir/simck" >"$dir/sim.txt"
+grep -q "^makespan: " "$dir/sim.txt"
+grep -q '"traceEvents"' "$dir/sim.json"
+python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$dir/sim.json" ||
+  { echo "FAIL: the simulator's trace is not JSON"; exit 1; }
+"$tool" sim --cluster local --import-chakra "$dir/simck" >"$dir/sim2.txt"
+[ "$(grep "^makespan" "$dir/sim.txt")" = "$(grep "^makespan" "$dir/sim2.txt")" ] ||
+  { echo "FAIL: replaying the exported traces gave another makespan"; exit 1; }
+bad 'needs --cluster' sim --example mlp
+bad '--algo "fast": expected' sim --cluster local --example mlp --algo fast
+if "$tool" sim --cluster nowhere.json --example mlp 2>"$dir/err.txt"; then
+  echo "FAIL: a missing cluster file was accepted"; exit 1
+fi
+grep -q "nowhere.json" "$dir/err.txt"
+echo "ok: pathflow example/plan/--dot/--help/--memory units/chart/--export-chakra/sim"

@@ -6,6 +6,8 @@
  *                          [--export-chakra PREFIX]
  *   pathflow trace OUT.json RANK_FILE.json...
  *   pathflow chart METRICS.csv OUT.svg
+ *   pathflow sim --cluster FILE|PRESET (GRAPH.pb | --example NAME |
+ *                --import-chakra PREFIX) [...]   (tools/sim.c)
  *   pathflow help [COMMAND]     (or COMMAND --help)
  *
  * `plan` compiles a serialized graph for a simulated cluster (no MPI job is
@@ -54,6 +56,7 @@ static int usage(FILE *f, const char *cmd, int rc) {
   if (cmd == NULL || strcmp(cmd, "plan") == 0) fputs(PLAN_USAGE, f);
   if (cmd == NULL || strcmp(cmd, "trace") == 0) fputs(TRACE_USAGE, f);
   if (cmd == NULL || strcmp(cmd, "chart") == 0) fputs(CHART_USAGE, f);
+  if (cmd == NULL || strcmp(cmd, "sim") == 0) fputs(tool_sim_usage, f);
   if (cmd == NULL) fputs("See docs/cli.md.\n", f);
   return rc;
 }
@@ -242,10 +245,12 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "plan") == 0) return cmd_plan(argc, argv);
   if (strcmp(argv[1], "trace") == 0) return cmd_trace(argc, argv);
   if (strcmp(argv[1], "chart") == 0) return cmd_chart(argc, argv);
+  if (strcmp(argv[1], "sim") == 0) return tool_sim(argc, argv);
   if (is_help(argv[1])) return usage(stdout, NULL, 0);
   if (strcmp(argv[1], "help") == 0) {
     if (argc > 2 && strcmp(argv[2], "example") != 0 && strcmp(argv[2], "plan") != 0 &&
-        strcmp(argv[2], "trace") != 0 && strcmp(argv[2], "chart") != 0) {
+        strcmp(argv[2], "trace") != 0 && strcmp(argv[2], "chart") != 0 &&
+        strcmp(argv[2], "sim") != 0) {
       fprintf(stderr, "pathflow: unknown command \"%s\"\n", argv[2]);
       return usage(stderr, NULL, 2);
     }

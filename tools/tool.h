@@ -30,4 +30,8 @@ void tool_dot_plan(FILE *f, const pf_compiled *c);
  * -1 with the reason in why. */
 int tool_chart(const char *csv, const char *svg, char *why, size_t len);
 
+/* pathflow sim (tools/sim.c): its usage text, and the command. */
+extern const char tool_sim_usage[];
+int tool_sim(int argc, char **argv);
+
 #endif
