@@ -16,8 +16,10 @@
  * crosses the stages, its backward is derived by pf_graph_grad, the
  * gradients are summed over the micro-batches and the optimizer steps, all
  * in one execution. With dp > 1 the gradients of a stage's replicated
- * parameters come out partial over its slice and pf_graph_grad sums them
- * (the data-parallel allreduce, from the sharding rules).
+ * parameters come out partial over its slice (pf_graph_grad_partial), are
+ * added up over the micro-batches, and the builder sums the total over the
+ * replicas where the optimizer reads it (one allreduce per parameter: the
+ * data-parallel allreduce, from the sharding rules).
  *
  * The schedule is the order of each stage's ops, which the compiler takes
  * from the graph (a topological order, lowest program id first):
@@ -394,10 +396,13 @@ static pf_executable *build_train(const model *m, const opts *o, int one_f_one_b
                             (pf_value_t[]){total_correct, correct[mb]}, NULL);
   }
   /* Backward micro-batch by micro-batch, each added into the sum at once:
-   * a micro-batch's gradients live only until the next is added. */
+   * a micro-batch's gradients live only until the next is added. With
+   * dp > 1 they stay partial over the replicas, so the optimizer's input
+   * is summed by one allreduce per parameter and step, not one per
+   * micro-batch. */
   for (int mb = 0; mb < o->micro; mb++) {
     ba[mb] = pf_graph_num_programs(g);
-    CHECK(pf_graph_grad(g, loss[mb], m->n_params, params, grads));
+    CHECK(pf_graph_grad_partial(g, loss[mb], m->n_params, params, grads));
     for (int p = 0; p < m->n_params; p++) {
       if (mb == 0) {
         acc[p] = grads[p];
