@@ -485,14 +485,16 @@ static int64_t input_bytes(pf_executable *exe, const model *m, int s) {
 /* The bubble: over the train steps after the first two, the fraction of
  * (devices x step span) in which no op of the step ran on a device. Reads
  * the merged timeline (one event a line, as runtime/trace.c writes it) of
- * the executable whose ops are named "mb...". Returns -1 if none. */
-static double measured_bubble(const char *path, int n_devices) {
+ * the executable whose ops are named "mb...". Writes each rank's busy
+ * fraction of the same spans to busy_of[rank] (one device a rank). Returns
+ * -1 if none. */
+static double measured_bubble(const char *path, int n_devices, double *busy_of) {
   FILE *f = fopen(path, "r");
   char line[1024];
   unsigned long long exe = 0;
   int have_exe = 0;
   enum { MAX_STEPS = 100000 };
-  double *lo = NULL, *hi = NULL, *busy = NULL, span = 0, sum = 0;
+  double *lo = NULL, *hi = NULL, *busy = NULL, span = 0, sum = 0, rank_busy[64] = {0};
   unsigned long long max_step = 0;
   if (f == NULL) return -1;
   lo = malloc(MAX_STEPS * sizeof *lo);
@@ -514,7 +516,9 @@ static double measured_bubble(const char *path, int n_devices) {
       exe = e;
       have_exe = 1;
     }
-    if (!have_exe || e != exe || tid >= 1000 || step >= MAX_STEPS) continue;
+    if (!have_exe || e != exe || tid >= 1000 || step >= MAX_STEPS || pid < 0 || pid >= 64)
+      continue;
+    if (step >= 3) rank_busy[pid] += dur;
     lo[step] = fmin(lo[step], ts);
     hi[step] = fmax(hi[step], ts + dur);
     busy[step] += dur;
@@ -525,6 +529,8 @@ static double measured_bubble(const char *path, int n_devices) {
       span += (hi[s] - lo[s]) * n_devices;
       sum += busy[s];
     }
+  for (int r = 0; r < n_devices && r < 64; r++)
+    busy_of[r] = span > 0 ? rank_busy[r] / (span / n_devices) : 0;
 done:
   fclose(f);
   free(lo);
@@ -718,15 +724,23 @@ int main(int argc, char **argv) {
   if (pf_finalize(ctx) != 0) return 1;
   if (o.bubble) {
     char path[600];
-    double b;
+    double b, busy[64] = {0};
     snprintf(path, sizeof path, "%s/pathflow-trace.json", trace_dir);
-    b = measured_bubble(path, n);
-    if (b < 0)
+    b = measured_bubble(path, n, busy);
+    if (b < 0) {
       printf("train_pipeline: bubble: no timeline in %s\n", path);
-    else
+    } else {
       printf("train_pipeline: bubble fraction measured %.3f (ops' timestamps, %d devices), "
              "theoretical (S-1)/(M+S-1) = %.3f\n",
              b, n, (double)(o.pp - 1) / (o.micro + o.pp - 1));
+      printf("train_pipeline: busy fraction of the step per stage:");
+      for (int s = 0; s < o.pp; s++) {
+        double sum = 0;
+        for (int r = 0; r < o.dp; r++) sum += busy[s * o.dp + r];
+        printf(" stage %d %.3f", s, sum / o.dp);
+      }
+      printf("\n");
+    }
     if (getenv("PATHFLOW_TRACE_DIR") && strncmp(trace_dir, "/tmp/pathflow-bubble-", 21) == 0) {
       unlink(path);
       rmdir(trace_dir);
