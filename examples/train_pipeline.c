@@ -590,8 +590,8 @@ int main(int argc, char **argv) {
   if (o.pp < 1 || o.dp * o.pp != n || o.pp > m.n_layers || o.dp > 64) {
     fprintf(stderr,
             "train_pipeline: --dp %d x --pp %d must equal the job's %d devices (one per rank: "
-            "mpirun -np %d), with at most one stage per layer (%d layers)\n",
-            o.dp, o.pp, n, o.dp * (o.pp > 0 ? o.pp : 1), m.n_layers);
+            "mpirun -np DP*PP), with at most one stage per layer (%d layers)\n",
+            o.dp, o.pp, n, m.n_layers);
     return 2;
   }
   if (o.batch % (o.dp * o.micro) != 0 || 10000 % o.dp != 0) {
