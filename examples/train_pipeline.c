@@ -166,6 +166,31 @@ static void param_spec(const model *m, int p, pf_spec *s) {
                   : pf_spec_1d(PF_F32, m->dims[l + 1]);
 }
 
+/* Cuts the layers into n_stages contiguous groups of balanced cost (the
+ * multiply-adds of each layer's matmul): the cut whose costliest stage is
+ * cheapest, so that no stage waits on a slower one more than it must. */
+static void balance_stages(model *m) {
+  /* best[s][l]: the least maximum over the first s stages holding layers
+   * 0..l-1; cut[s][l]: where stage s-1 starts in that solution. */
+  double best[MAX_LAYERS + 2][MAX_LAYERS + 2], cost[MAX_LAYERS + 2] = {0};
+  int cut[MAX_LAYERS + 2][MAX_LAYERS + 2], L = m->n_layers, S = m->n_stages;
+  for (int l = 0; l < L; l++) cost[l + 1] = cost[l] + (double)m->dims[l] * m->dims[l + 1];
+  for (int s = 0; s <= S; s++)
+    for (int l = 0; l <= L; l++) best[s][l] = INFINITY;
+  best[0][0] = 0;
+  for (int s = 1; s <= S; s++)
+    for (int l = s; l <= L; l++)
+      for (int k = s - 1; k < l; k++) {
+        double v = fmax(best[s - 1][k], cost[l] - cost[k]);
+        if (v < best[s][l]) {
+          best[s][l] = v;
+          cut[s][l] = k;
+        }
+      }
+  for (int s = S, l = L; s > 0; l = cut[s][l], s--)
+    for (int k = cut[s][l]; k < l; k++) m->stage[k] = s - 1;
+}
+
 static pf_attrs *attrs(void) {
   pf_attrs *a;
   CHECK(pf_attrs_create(&a));
@@ -608,7 +633,7 @@ int main(int argc, char **argv) {
   m.n_state = strcmp(o.optimizer, "adam") == 0 ? 2 : strcmp(o.optimizer, "momentum") == 0;
   m.n_stages = o.pp;
   m.dp = o.dp;
-  for (int l = 0; l < m.n_layers; l++) m.stage[l] = l * o.pp / m.n_layers;
+  balance_stages(&m);
   one_f_one_b = strcmp(o.schedule, "1f1b") == 0;
   init = build_init(&m, &o);
   load = build_load(&m, o.data);
@@ -619,6 +644,13 @@ int main(int argc, char **argv) {
   for (int i = 0; i < o.n_hidden; i++) printf("-%d", o.hidden[i]);
   printf("-10, batch %d in %d micro-batches, schedule %s, %s lr %g\n", o.batch, o.micro,
          o.schedule, o.optimizer, o.lr);
+  printf("train_pipeline: layers by stage:");
+  for (int s = 0; s < m.n_stages; s++) {
+    printf("%s stage %d", s ? " |" : "", s);
+    for (int l = 0; l < m.n_layers; l++)
+      if (m.stage[l] == s) printf(" %dx%d", m.dims[l], m.dims[l + 1]);
+  }
+  printf("\n");
   for (int s = 0; s < m.n_stages; s++) {
     int64_t pk[2], in = input_bytes(train, &m, s);
     CHECK(pf_executable_peak_memory(one_f_one_b ? other : train, s * m.dp, &pk[0]));
