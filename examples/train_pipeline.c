@@ -42,16 +42,15 @@
 
 #include "train_common.h"
 
-#define MAX_LAYERS 8
+#define MAX_LAYERS TC_MAX_LAYERS
 #define MAX_PARAMS (2 * MAX_LAYERS + 2)
 #define MAX_MICRO 64
 #define CHECK(call) tc_check(ctx, (call), "train_pipeline: " #call)
 
 typedef struct opts {
-  int hidden[MAX_LAYERS], n_hidden, batch, epochs, micro, dp, pp, limit_steps, bubble;
-  double lr;
-  const char *optimizer, *lr_schedule, *schedule, *data, *metrics;
-  int64_t seed;
+  tc_opts c; /* the options every training example takes */
+  int micro, dp, pp, bubble;
+  const char *schedule;
 } opts;
 
 static pf_context *ctx;
@@ -79,12 +78,10 @@ static int int_arg(const char *v, int lo, int *out) {
 }
 
 static int parse(int argc, char **argv, opts *o) {
-  *o = (opts){.hidden = {256}, .n_hidden = 1, .batch = 128, .epochs = 15, .micro = 4, .dp = 1,
-              .lr = 0.001, .optimizer = "adam", .lr_schedule = "cosine", .schedule = "1f1b",
-              .data = "/usr/share/datasets/fashion-mnist", .seed = 1};
+  *o = (opts){.c = tc_opts_default(), .micro = 4, .dp = 1, .schedule = "1f1b"};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    char *end = NULL;
+    int taken;
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       usage(stdout);
       exit(0);
@@ -93,59 +90,30 @@ static int parse(int argc, char **argv, opts *o) {
       o->bubble = 1;
       continue;
     }
+    if ((taken = tc_parse_option("train_pipeline", a, v, &o->c)) != 0) {
+      if (taken < 0) return -1;
+      i++;
+      continue;
+    }
+    if (strcmp(a, "--microbatches") && strcmp(a, "--dp") && strcmp(a, "--pp") &&
+        strcmp(a, "--schedule")) {
+      fprintf(stderr, "train_pipeline: unknown option %s\n", a);
+      usage(stderr);
+      return -1;
+    }
     if (v == NULL) {
       fprintf(stderr, "train_pipeline: %s needs a value\n", a);
       return -1;
     }
     i++;
-    if (strcmp(a, "--hidden") == 0) {
-      o->n_hidden = 0;
-      for (const char *p = v; *p; p = *end ? end + 1 : end) {
-        long h = strtol(p, &end, 10);
-        if (end == p || h < 1 || h > 65536 || (*end && *end != ',') || o->n_hidden == MAX_LAYERS)
-          goto bad;
-        o->hidden[o->n_hidden++] = (int)h;
-      }
-    } else if (strcmp(a, "--batch") == 0) {
-      if (int_arg(v, 1, &o->batch)) goto bad;
-    } else if (strcmp(a, "--epochs") == 0) {
-      if (int_arg(v, 1, &o->epochs)) goto bad;
-    } else if (strcmp(a, "--microbatches") == 0) {
-      if (int_arg(v, 1, &o->micro) || o->micro > MAX_MICRO) goto bad;
-    } else if (strcmp(a, "--dp") == 0) {
-      if (int_arg(v, 1, &o->dp)) goto bad;
-    } else if (strcmp(a, "--pp") == 0) {
-      if (int_arg(v, 1, &o->pp)) goto bad;
-    } else if (strcmp(a, "--limit-steps") == 0) {
-      if (int_arg(v, 1, &o->limit_steps)) goto bad;
-    } else if (strcmp(a, "--seed") == 0) {
-      o->seed = strtoll(v, &end, 10);
-      if (*end) goto bad;
-    } else if (strcmp(a, "--lr") == 0) {
-      o->lr = strtod(v, &end);
-      if (*end || !(o->lr > 0)) goto bad;
-    } else if (strcmp(a, "--optimizer") == 0) {
-      if (strcmp(v, "adam") && strcmp(v, "momentum") && strcmp(v, "sgd")) goto bad;
-      o->optimizer = v;
-    } else if (strcmp(a, "--lr-schedule") == 0) {
-      if (strcmp(v, "cosine") && strcmp(v, "constant")) goto bad;
-      o->lr_schedule = v;
-    } else if (strcmp(a, "--schedule") == 0) {
-      if (strcmp(v, "gpipe") && strcmp(v, "1f1b")) goto bad;
-      o->schedule = v;
-    } else if (strcmp(a, "--data") == 0) {
-      o->data = v;
-    } else if (strcmp(a, "--metrics") == 0) {
-      o->metrics = v;
-    } else {
-      fprintf(stderr, "train_pipeline: unknown option %s\n", a);
-      usage(stderr);
+    if ((strcmp(a, "--microbatches") == 0 && (int_arg(v, 1, &o->micro) || o->micro > MAX_MICRO)) ||
+        (strcmp(a, "--dp") == 0 && int_arg(v, 1, &o->dp)) ||
+        (strcmp(a, "--pp") == 0 && int_arg(v, 1, &o->pp)) ||
+        (strcmp(a, "--schedule") == 0 && strcmp(v, "gpipe") && strcmp(v, "1f1b"))) {
+      fprintf(stderr, "train_pipeline: bad value for %s: %s\n", a, v);
       return -1;
     }
-    continue;
-  bad:
-    fprintf(stderr, "train_pipeline: bad value for %s: %s\n", a, v);
-    return -1;
+    if (strcmp(a, "--schedule") == 0) o->schedule = v;
   }
   return 0;
 }
@@ -241,7 +209,7 @@ static pf_executable *build_init(const model *m, const opts *o) {
     CHECK(pf_attrs_set_ints(a, "shape", ps.dims, ps.rank));
     if (p % 2 == 0) {
       CHECK(pf_attrs_set_string(a, "mode", "kaiming"));
-      CHECK(pf_attrs_set_int(a, "seed", o->seed * 1000 + p));
+      CHECK(pf_attrs_set_int(a, "seed", o->c.seed * 1000 + p));
     }
     pname(name, "p", p);
     CHECK(pf_graph_output(
@@ -267,48 +235,13 @@ static pf_executable *build_init(const model *m, const opts *o) {
 /* The data set, read once into stage 0's devices: only the first stage
  * touches the files. */
 static pf_executable *build_load(const model *m, const char *dir) {
-  static const struct {
-    const char *out, *file;
-    int64_t dims[2];
-    int rank;
-  } files[] = {
-      {"train_x", "train-images-idx3-ubyte.gz", {60000, 784}, 2},
-      {"train_y", "train-labels-idx1-ubyte.gz", {60000}, 1},
-      {"test_x", "t10k-images-idx3-ubyte.gz", {10000, 784}, 2},
-      {"test_y", "t10k-labels-idx1-ubyte.gz", {10000}, 1},
-  };
   pf_slice_t sl[MAX_LAYERS + 1];
   pf_graph *g = new_graph(m, sl);
   pf_executable *exe;
-  for (int i = 0; i < 4; i++) {
-    char path[1024];
-    pf_attrs *a = attrs();
-    snprintf(path, sizeof path, "%s/%s", dir, files[i].file);
-    CHECK(pf_attrs_set_string(a, "path", path));
-    CHECK(pf_attrs_set_ints(a, "shape", files[i].dims, files[i].rank));
-    CHECK(pf_graph_output(g, files[i].out, program(g, sl[0], NULL, "idx_read", a, 0, NULL, NULL)));
-    pf_attrs_destroy(a);
-  }
+  tc_add_dataset(ctx, g, sl[0], dir);
   CHECK(pf_compile(g, &exe));
   pf_graph_destroy(g);
   return exe;
-}
-
-/* Rows of data set x/y for `step` on stage 0, split over its devices
- * (per_device rows each), as train_mlp picks them. */
-static void batch_of(pf_graph *g, pf_slice_t s, int per_device, int64_t seed, pf_value_t data_x,
-                     pf_value_t data_y, pf_value_t step, pf_value_t *x, pf_value_t *y) {
-  for (int i = 0; i < 2; i++) {
-    pf_attrs *a = attrs();
-    CHECK(pf_attrs_set_int(a, "batch", per_device));
-    CHECK(pf_attrs_set_int(a, "seed", seed));
-    CHECK(pf_attrs_set_int(a, "split_rows", 1));
-    CHECK(pf_attrs_set_int(a, "dtype", i == 0 ? PF_F32 : PF_I64));
-    if (i == 0) CHECK(pf_attrs_set_float(a, "scale", 1.0 / 255));
-    *(i == 0 ? x : y) = program(g, s, NULL, "batch_rows", a, 2,
-                                (pf_value_t[]){i == 0 ? data_x : data_y, step}, NULL);
-    pf_attrs_destroy(a);
-  }
 }
 
 /* Layers of micro-batch `mb` (-1: the whole batch, for evaluation), each
@@ -389,7 +322,7 @@ static pf_executable *build_train(const model *m, const opts *o, int one_f_one_b
     declare(g, sl[0], "t", pf_spec_scalar(PF_I64), &t);
     declare(g, sl[0], "lr", pf_spec_scalar(PF_F64), &lr);
   }
-  batch_of(g, sl[0], o->batch / m->dp, o->seed, data_x, data_y, step, &x, &y);
+  tc_batch(ctx, g, sl[0], o->c.batch / m->dp, o->c.seed, data_x, data_y, step, &x, &y);
   for (int mb = 0; mb < o->micro; mb++) {
     pf_value_t xm, ym, logits, outs[2];
     pf_attrs *a = attrs();
@@ -403,7 +336,7 @@ static pf_executable *build_train(const model *m, const opts *o, int one_f_one_b
     pf_attrs_destroy(a);
     logits = forward(g, sl, m, params, xm, mb);
     a = attrs();
-    CHECK(pf_attrs_set_int(a, "mean_over", o->batch));
+    CHECK(pf_attrs_set_int(a, "mean_over", o->c.batch));
     snprintf(name, sizeof name, "mb%d/s%d/xent", mb, last);
     program(g, sl[last], name, "softmax_xent", a, 2, (pf_value_t[]){logits, ym}, outs);
     loss[mb] = outs[0];
@@ -444,7 +377,7 @@ static pf_executable *build_train(const model *m, const opts *o, int one_f_one_b
     pf_value_t outs[4];
     pf_slice_t s = sl[stage_of_param(m, p)];
     pf_attrs *a = attrs();
-    CHECK(pf_attrs_set_float(a, "lr", o->lr));
+    CHECK(pf_attrs_set_float(a, "lr", o->c.lr));
     if (m->n_state == 2) {
       program(g, s, NULL, "adam", a, 6,
               (pf_value_t[]){params[p], acc[p], state[0][p], state[1][p], t, lr}, outs);
@@ -479,7 +412,7 @@ static pf_executable *build_eval(const model *m) {
   pf_executable *exe;
   pf_value_t params[MAX_PARAMS], data_x, data_y, step, x, y, logits;
   step_inputs(g, sl, m, "test", 10000, 0, &data_x, &data_y, &step, params, NULL);
-  batch_of(g, sl[0], 10000 / m->dp, 0, data_x, data_y, step, &x, &y);
+  tc_batch(ctx, g, sl[0], 10000 / m->dp, 0, data_x, data_y, step, &x, &y);
   logits = forward(g, sl, m, params, x, -1);
   CHECK(pf_graph_output(g, "correct", program(g, sl[m->n_stages - 1], NULL, "accuracy", NULL, 2,
                                               (pf_value_t[]){logits, y}, NULL)));
@@ -611,7 +544,7 @@ int main(int argc, char **argv) {
   CHECK(pf_init(&argc, &argv, &(pf_init_options){.cpu_devices = 1}, &ctx));
   n = pf_device_count(ctx, PF_DEVICE_CPU);
   if (o.pp == 0) o.pp = n / o.dp;
-  m.n_layers = o.n_hidden + 1;
+  m.n_layers = o.c.n_hidden + 1;
   if (o.pp < 1 || o.dp * o.pp != n || o.pp > m.n_layers || o.dp > 64) {
     fprintf(stderr,
             "train_pipeline: --dp %d x --pp %d must equal the job's %d devices (one per rank: "
@@ -619,31 +552,31 @@ int main(int argc, char **argv) {
             o.dp, o.pp, n, m.n_layers);
     return 2;
   }
-  if (o.batch % (o.dp * o.micro) != 0 || 10000 % o.dp != 0) {
+  if (o.c.batch % (o.dp * o.micro) != 0 || 10000 % o.dp != 0) {
     fprintf(stderr,
             "train_pipeline: the batch (%d) must divide into %d micro-batches on each of the "
             "%d replicas\n",
-            o.batch, o.micro, o.dp);
+            o.c.batch, o.micro, o.dp);
     return 2;
   }
   m.dims[0] = 784;
-  for (int i = 0; i < o.n_hidden; i++) m.dims[i + 1] = o.hidden[i];
+  for (int i = 0; i < o.c.n_hidden; i++) m.dims[i + 1] = o.c.hidden[i];
   m.dims[m.n_layers] = 10;
   m.n_params = 2 * m.n_layers;
-  m.n_state = strcmp(o.optimizer, "adam") == 0 ? 2 : strcmp(o.optimizer, "momentum") == 0;
+  m.n_state = strcmp(o.c.optimizer, "adam") == 0 ? 2 : strcmp(o.c.optimizer, "momentum") == 0;
   m.n_stages = o.pp;
   m.dp = o.dp;
   balance_stages(&m);
   one_f_one_b = strcmp(o.schedule, "1f1b") == 0;
   init = build_init(&m, &o);
-  load = build_load(&m, o.data);
+  load = build_load(&m, o.c.data);
   train = build_train(&m, &o, one_f_one_b);
   other = build_train(&m, &o, !one_f_one_b);
   eval = build_eval(&m);
   printf("train_pipeline: %d stages x %d replicas, MLP 784", o.pp, o.dp);
-  for (int i = 0; i < o.n_hidden; i++) printf("-%d", o.hidden[i]);
-  printf("-10, batch %d in %d micro-batches, schedule %s, %s lr %g\n", o.batch, o.micro,
-         o.schedule, o.optimizer, o.lr);
+  for (int i = 0; i < o.c.n_hidden; i++) printf("-%d", o.c.hidden[i]);
+  printf("-10, batch %d in %d micro-batches, schedule %s, %s lr %g\n", o.c.batch, o.micro,
+         o.schedule, o.c.optimizer, o.c.lr);
   printf("train_pipeline: layers by stage:");
   for (int s = 0; s < m.n_stages; s++) {
     printf("%s stage %d", s ? " |" : "", s);
@@ -673,12 +606,12 @@ int main(int argc, char **argv) {
   }
   tc_collect(ctx, load, f, &bufs, NULL);
   pf_future_destroy(f);
-  steps_per_epoch = 60000 / o.batch;
-  total_steps = (int64_t)steps_per_epoch * o.epochs;
-  if (o.limit_steps > 0 && o.limit_steps < total_steps) total_steps = o.limit_steps;
-  if (o.metrics != NULL) {
-    if ((csv = fopen(o.metrics, "w")) == NULL) {
-      fprintf(stderr, "train_pipeline: cannot write %s\n", o.metrics);
+  steps_per_epoch = 60000 / o.c.batch;
+  total_steps = (int64_t)steps_per_epoch * o.c.epochs;
+  if (o.c.limit_steps > 0 && o.c.limit_steps < total_steps) total_steps = o.c.limit_steps;
+  if (o.c.metrics != NULL) {
+    if ((csv = fopen(o.c.metrics, "w")) == NULL) {
+      fprintf(stderr, "train_pipeline: cannot write %s\n", o.c.metrics);
       return 1;
     }
     fprintf(csv, "kind,epoch,step,loss,accuracy\n");
@@ -693,10 +626,7 @@ int main(int argc, char **argv) {
       double loss;
       int64_t hits;
       *(int64_t *)pf_tensor_data(step) = done;
-      *(double *)pf_tensor_data(lr_now) =
-          strcmp(o.lr_schedule, "cosine") == 0
-              ? o.lr * 0.5 * (1 + cos(M_PI * (double)done / (double)total_steps))
-              : o.lr;
+      *(double *)pf_tensor_data(lr_now) = tc_lr_at(&o.c, done, total_steps);
       f = tc_run(ctx, train, &bufs, 2, host_names, host);
       if (pf_future_wait(f) != 0) {
         fprintf(stderr, "train_pipeline: step %lld failed: %s\n", (long long)done,
@@ -714,13 +644,13 @@ int main(int argc, char **argv) {
       loss_sum += loss;
       ran++;
       correct += hits;
-      seen += o.batch;
+      seen += o.c.batch;
       if (csv)
         fprintf(csv, "step,%d,%lld,%.9g,%.6f\n", epoch + 1, (long long)(done + 1), loss,
-                (double)hits / o.batch);
+                (double)hits / o.c.batch);
       if ((done + 1) % 50 == 0 || i + 1 == steps_per_epoch || done + 1 == total_steps) {
-        double el = tc_now_s() - t0, rate = (double)(done + 1) * o.batch / el;
-        double eta = (double)(total_steps - done - 1) * o.batch / rate;
+        double el = tc_now_s() - t0, rate = (double)(done + 1) * o.c.batch / el;
+        double eta = (double)(total_steps - done - 1) * o.c.batch / rate;
         printf("%sepoch %d step %lld/%lld loss %.4f train acc %.3f %.0f samples/s ETA %.0fs%s",
                tty ? "\r" : "", epoch + 1, (long long)(done + 1), (long long)total_steps,
                loss_sum / (double)ran, (double)correct / (double)seen, rate, eta,
@@ -744,7 +674,7 @@ int main(int argc, char **argv) {
   elapsed = tc_now_s() - t0;
   printf("train_pipeline: final test accuracy %.4f after %lld steps in %.1f s (%.0f samples/s "
          "with evaluation)\n",
-         accuracy, (long long)done, elapsed, (double)done * o.batch / elapsed);
+         accuracy, (long long)done, elapsed, (double)done * o.c.batch / elapsed);
   if (csv != NULL) fclose(csv);
   tc_release(ctx, &bufs);
   pf_tensor_destroy(step);
