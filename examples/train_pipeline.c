@@ -445,7 +445,7 @@ static int64_t input_bytes(pf_executable *exe, const model *m, int s) {
  * the merged timeline (one event a line, as runtime/trace.c writes it) of
  * the executable whose ops are named "mb...". Writes each rank's busy
  * fraction of the same spans to busy_of[rank] (one device a rank). Returns
- * -1 if none. */
+ * -1 if there is no timeline or some rank has no op in it. */
 static double measured_bubble(const char *path, int n_devices, double *busy_of) {
   FILE *f = fopen(path, "r");
   char line[1024];
@@ -487,8 +487,12 @@ static double measured_bubble(const char *path, int n_devices, double *busy_of) 
       span += (hi[s] - lo[s]) * n_devices;
       sum += busy[s];
     }
-  for (int r = 0; r < n_devices && r < 64; r++)
+  for (int r = 0; r < n_devices && r < 64; r++) {
     busy_of[r] = span > 0 ? rank_busy[r] / (span / n_devices) : 0;
+    /* A rank with no op in the timeline: its file was not merged (another
+     * host's disk), so the figure would count it idle. */
+    if (rank_busy[r] == 0) span = 0;
+  }
 done:
   fclose(f);
   free(lo);
@@ -690,7 +694,8 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/pathflow-trace.json", trace_dir);
     b = measured_bubble(path, n, busy);
     if (b < 0) {
-      printf("train_pipeline: bubble: no timeline in %s\n", path);
+      printf("train_pipeline: bubble: no complete timeline in %s (every rank's part must be "
+             "on this host's disk)\n", path);
     } else {
       printf("train_pipeline: bubble fraction measured %.3f (ops' timestamps, %d devices), "
              "theoretical (S-1)/(M+S-1) = %.3f\n",
