@@ -4,7 +4,8 @@
 # model, seed, batch and data order). WHAT is
 #   schedules  2 ranks, 2 stages, gpipe and 1f1b: per-step losses equal to
 #              the data-parallel run's within float rounding (summation
-#              order differs); the bubble is measured and in [0, 1]
+#              order differs); the bubble is measured and in [0, 1]; stage
+#              0 ran the micro-batches in the schedule's order (timeline)
 #   hybrid     4 ranks, --dp 2 --pp 2: the same losses
 #   memory     1f1b's peak activation memory (memory plan) below gpipe's on
 #              stage 0 and over all stages, for M = 4 and M = 8
@@ -33,9 +34,10 @@ same_losses() {
       exit bad }'
 }
 
-run_pipe() { # NP LABEL ARGS...: runs train_pipeline, metrics in $tmp/LABEL.csv
-  np=$1 label=$2; shift 2
-  out=$("$mpirun" --oversubscribe -np "$np" "$pipe" $args --metrics "$tmp/$label.csv" "$@" 2>&1) ||
+run_pipe() { # NP LABEL [-x VAR] ARGS...: runs train_pipeline, metrics in $tmp/LABEL.csv
+  np=$1 label=$2 fwd=""; shift 2
+  if [ "${1:-}" = -x ]; then fwd="-x $2"; shift 2; fi
+  out=$("$mpirun" --oversubscribe -np "$np" $fwd "$pipe" $args --metrics "$tmp/$label.csv" "$@" 2>&1) ||
     { printf '%s\n' "$out"; echo "FAIL: $label exited with an error"; exit 1; }
   printf '%s\n' "$out"
 }
@@ -49,12 +51,27 @@ case $what in
 schedules)
   reference
   for sched in gpipe 1f1b; do
-    out=$(run_pipe 2 "$sched" --schedule "$sched" --microbatches 4 --bubble) || { printf '%s\n' "$out"; exit 1; }
+    mkdir "$tmp/trace_$sched"
+    out=$(PATHFLOW_TRACE_DIR="$tmp/trace_$sched" \
+          run_pipe 2 "$sched" -x PATHFLOW_TRACE_DIR --schedule "$sched" --microbatches 4 --bubble) ||
+      { printf '%s\n' "$out"; exit 1; }
     printf '%s\n' "$out"
     same_losses "$tmp/dp.csv" "$tmp/$sched.csv" "$sched, 2 stages" || exit 1
     b=$(printf '%s\n' "$out" | sed -n 's/.*bubble fraction measured \([0-9.]*\).*/\1/p')
     [ -n "$b" ] || { echo "FAIL: $sched: no measured bubble"; exit 1; }
     awk -v b="$b" 'BEGIN { exit !(b >= 0 && b <= 1) }' || { echo "FAIL: bubble $b"; exit 1; }
+    # The order stage 0's device really ran step 5's micro-batches in, from
+    # the timeline: F<k> for a forward op of micro-batch k, B<k> backward.
+    order=$(grep '"pid":0,"tid":0,' "$tmp/trace_$sched/pathflow-trace.json" | grep '"step":5,' |
+      sed -n 's/^{"name":"mb\([0-9]*\)\/s0\/\([^"]*\)".*"ts":\([0-9.]*\).*/\3 \1 \2/p' | sort -n |
+      awk '{ k = ($3 ~ /grad/ ? "B" : "F") $2; if (k != last) printf "%s%s", (n++ ? " " : ""), k; last = k }')
+    case $sched in
+      gpipe) want="F0 F1 F2 F3 B0 B1 B2 B3" ;;
+      1f1b) want="F0 F1 B0 F2 B1 F3 B2 B3" ;;
+    esac
+    [ "$order" = "$want" ] ||
+      { echo "FAIL: $sched: stage 0 ran \"$order\", expected \"$want\""; exit 1; }
+    echo "ok: $sched: stage 0 ran $order"
   done ;;
 hybrid)
   reference
