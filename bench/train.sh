@@ -40,3 +40,19 @@ if ((torch_ok)); then
 else
   echo "PyTorch DDP: skipped: python3-torch is not installed (bench/train.sh --install-torch)"
 fi
+
+# ---- pipeline and hybrid (examples/train_pipeline): the same model, batch and
+# optimizer cut into 2 stages on 2 ranks (M = 4 micro-batches, GPipe and 1F1B),
+# and 2 replicas of the 2 stages on 4 ranks; runs alternate, medians.
+if [[ -x $build/examples/train_pipeline ]]; then
+  pp_gpipe=() pp_1f1b=() pp_hybrid=()
+  pipe=("$build/examples/train_pipeline" --limit-steps $steps --epochs 1 --lr-schedule constant)
+  for ((r = 0; r < rounds; r++)); do
+    pp_gpipe+=("$("${mpi[@]}" "${pipe[@]}" --schedule gpipe 2>&1 | rate)")
+    pp_1f1b+=("$("${mpi[@]}" "${pipe[@]}" --schedule 1f1b 2>&1 | rate)")
+    pp_hybrid+=("$(mpirun --oversubscribe -np 4 "${pipe[@]}" --dp 2 --pp 2 2>&1 | rate)")
+  done
+  printf '%-28s %10s %s\n' "pipeline 2 stages, gpipe" "$(median "${pp_gpipe[@]}")" "(${pp_gpipe[*]})"
+  printf '%-28s %10s %s\n' "pipeline 2 stages, 1f1b" "$(median "${pp_1f1b[@]}")" "(${pp_1f1b[*]})"
+  printf '%-28s %10s %s\n' "hybrid dp 2 x pp 2, 4 ranks" "$(median "${pp_hybrid[@]}")" "(${pp_hybrid[*]})"
+fi

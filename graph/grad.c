@@ -256,8 +256,8 @@ static int check_args(pf_graph *g, pf_value_t loss, int n, const pf_value_t *par
   return 0;
 }
 
-int pf_graph_grad(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
-                  pf_value_t *grads) {
+static int grad(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
+                pf_value_t *grads, int keep_partial) {
   pf_diag d;
   walk w;
   pf_program_t *order = NULL;
@@ -305,11 +305,16 @@ int pf_graph_grad(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
     if (gv < 0) {
       rc = zeros_like(g, v, &gv);
     } else {
-      /* A partial sum on the parameter's slice is summed in place. */
-      if (g->values[gv].sharding.kind == PF_SHARD_PARTIAL &&
-          g->values[gv].slice == g->values[v].slice &&
-          g->slices[g->values[gv].slice].num_devices > 1)
-        rc = pf_graph_reduce_partial(g, gv, NULL, &gv, g->env.diag);
+      /* A partial sum on the parameter's slice is summed in place, or
+       * left to its consumer (keep_partial). */
+      int partial_home = g->values[gv].sharding.kind == PF_SHARD_PARTIAL &&
+                         g->values[gv].slice == g->values[v].slice &&
+                         g->slices[g->values[gv].slice].num_devices > 1;
+      if (partial_home && keep_partial) {
+        grads[i] = gv;
+        continue;
+      }
+      if (partial_home) rc = pf_graph_reduce_partial(g, gv, NULL, &gv, g->env.diag);
       if (rc == 0) rc = move_home(&w, v, &gv, &want);
     }
     if (rc != 0) goto builder_error;
@@ -328,4 +333,14 @@ done:
   free(w.to_loss);
   free(order);
   return rc;
+}
+
+int pf_graph_grad(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
+                  pf_value_t *grads) {
+  return grad(g, loss, n, params, grads, 0);
+}
+
+int pf_graph_grad_partial(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
+                          pf_value_t *grads) {
+  return grad(g, loss, n, params, grads, 1);
 }

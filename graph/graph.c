@@ -36,6 +36,7 @@ void pf_graph_destroy(pf_graph *g) {
   free(g->programs);
   free(g->inputs);
   free(g->outputs);
+  free(g->controls);
   free(g->name_slots);
   free(g);
 }
@@ -517,6 +518,34 @@ int pf_graph_set_dispatch(pf_graph *g, pf_dispatch_mode mode) {
     return PF_EINVAL;
   g->dispatch = mode;
   return 0;
+}
+
+int pf_graph_add_control(pf_graph *g, pf_program_t before, pf_program_t after) {
+  if (pf_grow((void **)&g->controls, &g->cap_controls, g->n_controls + 1, sizeof *g->controls))
+    return PF_ENOMEM;
+  g->controls[g->n_controls++] = (pf_gcontrol){before, after};
+  return 0;
+}
+
+int pf_graph_control(pf_graph *g, pf_program_t before, pf_program_t after) {
+  pf_diag *d;
+  if (g == NULL) return PF_EINVAL;
+  d = begin(g);
+  if (before < 0 || (size_t)before >= g->n_programs || after < 0 ||
+      (size_t)after >= g->n_programs)
+    return pf_diag_error(d, PF_EINVAL, "control dependency %d -> %d: the graph has %zu programs",
+                         (int)before, (int)after, g->n_programs);
+  if (before == after)
+    return pf_diag_error(d, PF_EINVAL, "control dependency of program \"%s\" on itself",
+                         g->programs[before].name);
+  if (pf_graph_add_control(g, before, after) != 0)
+    return pf_diag_error(d, PF_ENOMEM, "control dependency: out of memory");
+  return 0;
+}
+
+int pf_graph_program_slice(const pf_graph *g, pf_program_t prog) {
+  if (g == NULL || prog < 0 || (size_t)prog >= g->n_programs) return PF_EINVAL;
+  return g->programs[prog].slice;
 }
 
 int pf_graph_validate(pf_graph *g) {

@@ -334,6 +334,18 @@ static int graph_build(pf_wire_arena *a, const pf_graph *g,
   m->n_outputs = g->n_outputs;
   m->placement = (int32_t)g->placement;
   m->dispatch = (int32_t)g->dispatch;
+  if (g->n_controls > 0) {
+    m->controls = pf_wire_alloc(a, g->n_controls, sizeof *m->controls);
+    if (m->controls == NULL) return PF_ENOMEM;
+    for (size_t i = 0; i < g->n_controls; i++, m->n_controls++) {
+      Pathflow__ControlEdge *c = pf_wire_alloc(a, 1, sizeof *c);
+      if (c == NULL) return PF_ENOMEM;
+      pathflow__control_edge__init(c);
+      c->before = g->controls[i].before;
+      c->after = g->controls[i].after;
+      m->controls[i] = c;
+    }
+  }
   return 0;
 }
 
@@ -629,6 +641,17 @@ static int graph_fill(pf_graph *g, const Pathflow__Graph *m, pf_diag *diag) {
                          (int)m->placement, (int)m->dispatch);
   g->placement = (pf_placement)m->placement;
   g->dispatch = (pf_dispatch_mode)m->dispatch;
+  for (size_t i = 0; i < m->n_controls; i++) {
+    const Pathflow__ControlEdge *c = m->controls[i];
+    if (c->before < 0 || (size_t)c->before >= g->n_programs || c->after < 0 ||
+        (size_t)c->after >= g->n_programs || c->before == c->after)
+      return pf_diag_error(diag, PF_EDECODE,
+                           "graph: control dependency %zu (%d -> %d) names no program "
+                           "or one program twice (%zu programs)",
+                           i, (int)c->before, (int)c->after, g->n_programs);
+    if (pf_graph_add_control(g, c->before, c->after) != 0)
+      return pf_diag_error(diag, PF_ENOMEM, "graph decode: out of memory");
+  }
   return graph_names_unique(g, diag);
 }
 

@@ -52,6 +52,11 @@ typedef struct pf_gprogram {
   pf_value_t *out;
 } pf_gprogram;
 
+/* A control dependency: `after` is ordered behind `before` (pf_graph_control). */
+typedef struct pf_gcontrol {
+  pf_program_t before, after;
+} pf_gcontrol;
+
 typedef struct pf_gnamed {
   char *name;
   pf_value_t value;
@@ -69,6 +74,8 @@ struct pf_graph {
   size_t n_inputs, cap_inputs;
   pf_gnamed *outputs;
   size_t n_outputs, cap_outputs;
+  pf_gcontrol *controls;
+  size_t n_controls, cap_controls;
   /* Program names -> index + 1, open addressing: graphs of 100k programs
    * are built in linear time. */
   uint32_t *name_slots;
@@ -91,6 +98,7 @@ int pf_graph_add_value(pf_graph *g, const pf_gvalue *v);
 int pf_graph_add_program(pf_graph *g, const pf_gprogram *p);
 int pf_graph_add_named(pf_graph *g, int is_output, const char *name,
                        pf_value_t value);
+int pf_graph_add_control(pf_graph *g, pf_program_t before, pf_program_t after);
 
 /* Runs program p's shape function on its current inputs (consumed with
  * p->in_shardings), writing the global output specs, under output shardings
@@ -157,8 +165,9 @@ int pf_graph_check_rule(const pf_graph *g, const pf_gprogram *p,
  * than one device. Errors: PF_ESHARDING naming the input or output. */
 int pf_graph_check_ends(const pf_graph *g, pf_diag *d);
 
-/* Topological order of the programs (Kahn's algorithm, ties broken by the
- * lowest program index, so the order is deterministic). `order` must hold
+/* Topological order of the programs over data and control edges (Kahn's
+ * algorithm, ties broken by the lowest program index, so the order is
+ * deterministic). `order` must hold
  * n_programs entries. PF_ECYCLE (naming a program on the cycle). */
 int pf_graph_topo_order(const pf_graph *g, pf_program_t *order, pf_diag *diag);
 

@@ -140,13 +140,17 @@ static pf_program_t producer_of(const pf_graph *g, pf_value_t v) {
   return g->values[v].producer;
 }
 
-/* A producer of p's inputs that is itself still pending (on the cycle). */
+/* A producer of p's inputs, or a control predecessor, that is itself still
+ * pending (on the cycle). */
 static pf_program_t pending_producer(const pf_graph *g, const int *pending, pf_program_t p) {
   const pf_gprogram *pr = &g->programs[p];
   for (int i = 0; i < pr->n_in; i++) {
     pf_program_t q = producer_of(g, pr->in[i]);
     if (q >= 0 && pending[q] > 0) return q;
   }
+  for (size_t c = 0; c < g->n_controls; c++)
+    if (g->controls[c].after == p && pending[g->controls[c].before] > 0)
+      return g->controls[c].before;
   return p;
 }
 
@@ -199,6 +203,13 @@ int pf_graph_topo_order(const pf_graph *g, pf_program_t *order, pf_diag *d) {
         n_edges++;
       }
     }
+  /* Control edges count like data edges (ids checked by their builder and
+   * decoder). */
+  for (size_t c = 0; c < g->n_controls; c++) {
+    pending[g->controls[c].after]++;
+    first[g->controls[c].before + 1]++;
+    n_edges++;
+  }
   for (size_t p = 0; p < n; p++) first[p + 1] += first[p];
   if ((users = pf_mallocn(n_edges, sizeof *users)) == NULL) {
     rc = pf_diag_error(d, PF_ENOMEM, "topological sort: out of memory");
@@ -216,6 +227,8 @@ int pf_graph_topo_order(const pf_graph *g, pf_program_t *order, pf_diag *d) {
         pf_program_t q = producer_of(g, g->programs[p].in[i]);
         if (q >= 0) users[fill[q]++] = (pf_program_t)p;
       }
+    for (size_t c = 0; c < g->n_controls; c++)
+      users[fill[g->controls[c].before]++] = g->controls[c].after;
     free(fill);
   }
   for (size_t p = 0; p < n; p++)

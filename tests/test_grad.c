@@ -295,10 +295,11 @@ static void test_mlp_data_parallel(void **state) {
   mlp_reference(pf_tensor_data(data[0]), pf_tensor_data(data[1]), pf_tensor_data(data[2]),
                 pf_tensor_data(data[3]), pf_tensor_data(data[4]), pf_tensor_data(data[5]),
                 want[0], want[1], want[2], want[3]);
-  for (int run = 0; run < 6; run++) {
+  for (int run = 0; run < 9; run++) {
     /* On 1, 2 and 4 devices; the loss on gathered logits, then on the rows
-     * each device holds (mean_over: the global batch). */
-    int n = 1 << (run % 3), rows_split = run >= 3;
+     * each device holds (mean_over: the global batch), then so with the
+     * gradients left partial (pf_graph_grad_partial: the outputs sum them). */
+    int n = 1 << (run % 3), rows_split = run >= 3, keep_partial = run >= 6;
     pf_attrs *xa;
     pf_graph *g;
     pf_slice_t s;
@@ -336,11 +337,18 @@ static void test_mlp_data_parallel(void **state) {
     /* With mean_over the loss is computed on the rows where they are. */
     if (rows_split && n > 1)
       assert_int_equal(g->values[loss[0]].sharding.kind, PF_SHARD_PARTIAL);
-    OK(pf_graph_grad(g, loss[0], 4, &v[2], gv));
+    if (keep_partial)
+      OK(pf_graph_grad_partial(g, loss[0], 4, &v[2], gv));
+    else
+      OK(pf_graph_grad(g, loss[0], 4, &v[2], gv));
     for (size_t p = 0; p < g->n_programs; p++)
       allreduces += strcmp(g->programs[p].kernel, "pf.allreduce") == 0;
-    /* Weights read whole by a computation split by rows: partial sums. */
-    if (n > 1) assert_true(allreduces >= 1);
+    /* Weights read whole by a computation split by rows: partial sums,
+     * summed by pf_graph_grad, left so by pf_graph_grad_partial. */
+    if (n > 1 && !keep_partial) assert_true(allreduces >= 1);
+    for (int i = 0; keep_partial && i < 4; i++)
+      assert_int_equal(g->values[gv[i]].sharding.kind,
+                       n > 1 ? PF_SHARD_PARTIAL : g->values[v[2 + i]].sharding.kind);
     for (int i = 0; i < 4; i++) {
       char name[16];
       snprintf(name, sizeof name, "g%d", i);

@@ -440,6 +440,36 @@ static void test_identity(void **state) {
   }
 }
 
+/* microbatch: part `index` of `count` of the rows; a count that does not
+ * divide the rows, or an index out of range, is refused by name. */
+static void test_microbatch(void **state) {
+  const pf_spec one = S2(PF_F32, 6, 2), part = S2(PF_F32, 2, 2);
+  pf_view in = alloc_view(one), out;
+  (void)state;
+  for (int i = 0; i < 12; i++) ((float *)in.data)[i] = (float)i;
+  for (int index = 0; index < 3; index++) {
+    pf_attrs *a = attrs_new();
+    set_int(a, "count", 3);
+    set_int(a, "index", index);
+    run_ok("microbatch", a, 1, &in, &out);
+    assert_spec(&out.spec, part);
+    for (int i = 0; i < 4; i++) assert_true(((float *)out.data)[i] == (float)(4 * index + i));
+    free_views(1, &out);
+    pf_attrs_destroy(a);
+  }
+  {
+    pf_attrs *a = attrs_new();
+    set_int(a, "count", 4);
+    set_int(a, "index", 0);
+    expect_shape_error("microbatch", a, 1, &one, PF_ESHAPE, "6 rows", "4 parts", NULL);
+    set_int(a, "count", 2);
+    set_int(a, "index", 2);
+    expect_shape_error("microbatch", a, 1, &one, PF_EINVAL, "index", NULL);
+    pf_attrs_destroy(a);
+  }
+  free_views(1, &in);
+}
+
 /* ---- elementwise --------------------------------------------------------- */
 
 static void test_add_sub_mul(void **state) {
@@ -1279,6 +1309,7 @@ int main(void) {
       cmocka_unit_test(test_fill_attr_errors),
       cmocka_unit_test(test_iota),
       cmocka_unit_test(test_identity),
+      cmocka_unit_test(test_microbatch),
       cmocka_unit_test(test_add_sub_mul),
       cmocka_unit_test(test_broadcast),
       cmocka_unit_test(test_optimizers),

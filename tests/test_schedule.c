@@ -10,6 +10,7 @@
 
 #include "base/layout.h"
 #include "pathflow/error.h"
+#include "graph/graph_codec.h"
 #include "graph/graph_internal.h"
 #include "scheduler/schedule.h"
 
@@ -207,11 +208,79 @@ static void test_gang_order_ties_by_index(void **state) {
   free(c.devices);
 }
 
+/* A control edge reorders independent programs: in the gang order and in
+ * the device's plan, the later program waits for the earlier one; it
+ * survives encode and decode; a control cycle is PF_ECYCLE naming both
+ * programs; bad edges are PF_EINVAL. */
+static void test_control_dependencies(void **state) {
+  pf_cluster c = make_cluster(1, 1, 1);
+  pf_graph *g = new_graph(&c), *back = NULL;
+  pf_slice_t s;
+  pf_value_t x, outs[3];
+  pf_spec spec = pf_spec_1d(PF_F32, 4);
+  pf_program_t order[3], prog[3];
+  pf_compiled *comp;
+  uint8_t *buf;
+  size_t len;
+  const char *names[3] = {"a", "b", "c"};
+  (void)state;
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s));
+  OK(pf_graph_input(g, "x", &spec, s, pf_replicated(), &x));
+  for (int i = 0; i < 3; i++)
+    OK(pf_graph_program(g, &(pf_program_desc){.name = names[i], .kernel = "relu", .slice = s,
+                                               .n_in = 1, .in = &x},
+                        &outs[i], &prog[i]));
+  for (int i = 0; i < 3; i++) OK(pf_graph_output(g, names[i], outs[i]));
+  assert_int_equal(pf_graph_program_slice(g, prog[2]), s);
+  assert_int_equal(pf_graph_program_slice(g, 3), PF_EINVAL);
+  /* a waits for c: b (lowest ready), c, a. */
+  OK(pf_graph_control(g, prog[2], prog[0]));
+  assert_int_equal(pf_graph_control(g, prog[1], prog[1]), PF_EINVAL);
+  assert_int_equal(pf_graph_control(g, prog[1], 7), PF_EINVAL);
+  pf_diag_init(&diag);
+  OK(pf_graph_topo_order(g, order, &diag));
+  assert_int_equal(order[0], prog[1]);
+  assert_int_equal(order[1], prog[2]);
+  assert_int_equal(order[2], prog[0]);
+  comp = compile(g, &c);
+  {
+    const char *seen[3];
+    int n = 0;
+    for (uint32_t i = 0; i < comp->plans[0]->n_ops; i++)
+      if (comp->plans[0]->ops[i].kind == PF_OP_KERNEL && n < 3)
+        seen[n++] = comp->plans[0]->ops[i].name;
+    assert_int_equal(n, 3);
+    assert_string_equal(seen[0], "b");
+    assert_string_equal(seen[1], "c");
+    assert_string_equal(seen[2], "a");
+  }
+  pf_compiled_free(comp);
+  /* The edge travels with the graph. */
+  OK(pf_graph_encode(g, &buf, &len));
+  OK(pf_graph_decode_env(&g->env, buf, len, &back, &diag));
+  free(buf);
+  assert_int_equal(back->n_controls, 1);
+  pf_diag_init(&diag);
+  OK(pf_graph_topo_order(back, order, &diag));
+  assert_int_equal(order[1], prog[2]);
+  assert_int_equal(order[2], prog[0]);
+  pf_graph_destroy(back);
+  /* a -> c closes a cycle with c -> a. */
+  OK(pf_graph_control(g, prog[0], prog[2]));
+  pf_diag_init(&diag);
+  assert_int_equal(pf_graph_check(g, &diag), PF_ECYCLE);
+  assert_non_null(strstr(diag.msg, "\"a\""));
+  assert_non_null(strstr(diag.msg, "\"c\""));
+  pf_graph_destroy(g);
+  free(c.devices);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_packed_and_spread),
       cmocka_unit_test(test_reshard_pieces_are_minimal),
       cmocka_unit_test(test_gang_order_ties_by_index),
+      cmocka_unit_test(test_control_dependencies),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -203,6 +203,44 @@ static pf_graph *small_graph(int n) {
   return g;
 }
 
+/* A control edge whose ids point nowhere, or at one program twice, is
+ * PF_EDECODE naming the edge; a valid one decodes and orders the graph. */
+static void test_control_edge_decode(void **state) {
+  pf_graph *g = small_graph(1), *h = NULL;
+  uint8_t *buf = NULL, *out;
+  size_t len = 0, n;
+  Pathflow__Graph *m;
+  pf_value_t x = 0, y;
+  const int32_t bad[][2] = {{0, 99}, {-1, 0}, {1, 1}};
+  (void)state;
+  y = prog1(g, "second", "identity", 0, 1, &x, NULL);
+  OK(pf_graph_output(g, "out2", y));
+  OK(pf_graph_control(g, 1, 0));
+  OK(pf_graph_encode(g, &buf, &len));
+  OK(pf_graph_decode(ctx, buf, len, &h));
+  OK(pf_graph_validate(h));
+  pf_graph_destroy(h);
+  for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+    m = pathflow__graph__unpack(NULL, len, buf);
+    assert_non_null(m);
+    assert_int_equal(m->n_controls, 1);
+    m->controls[0]->before = bad[k][0];
+    m->controls[0]->after = bad[k][1];
+    n = pathflow__graph__get_packed_size(m);
+    out = malloc(n);
+    assert_non_null(out);
+    pathflow__graph__pack(m, out);
+    pathflow__graph__free_unpacked(m, NULL);
+    h = NULL;
+    assert_int_equal(pf_graph_decode(ctx, out, n, &h), PF_EDECODE);
+    assert_null(h);
+    assert_non_null(strstr(pf_last_error(ctx), "control dependency"));
+    free(out);
+  }
+  free(buf);
+  pf_graph_destroy(g);
+}
+
 /* Every "X" <- "Y" in the cycle message is an edge of g: program X reads an
  * output of program Y. A last name cut off by the message's length (no
  * closing quote) must still be the start of such a Y. Returns the number of
@@ -1039,6 +1077,7 @@ int main(void) {
       cmocka_unit_test(test_stale),
       cmocka_unit_test(test_output_taken_once),
       cmocka_unit_test(test_feed_both_or_neither),
+      cmocka_unit_test(test_control_edge_decode),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -63,6 +63,19 @@ struct pf_grad_call {
 PF_API int pf_graph_grad(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
                   pf_value_t *grads);
 
+/* As pf_graph_grad, except that a gradient which comes out as a partial
+ * sum over its parameter's slice (a parameter read whole by programs that
+ * split the work, as in data parallelism) is returned partial instead of
+ * summed there. Adding such gradients (kernel "add" keeps them partial) and
+ * consuming the total once costs one allreduce instead of one per loss:
+ * gradient accumulation over a pipeline's micro-batches. The sum happens
+ * where the value is consumed otherwise than as partial (pf_graph_program
+ * inserts the allreduce, pf_graph_output returns the sum). Gradients on a
+ * one-device slice, or that do not come out partial, are as pf_graph_grad
+ * returns them. Errors: as pf_graph_grad. */
+int pf_graph_grad_partial(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
+                          pf_value_t *grads);
+
 /* The name for a program a gradient rule appends: "<call->name>/<what>",
  * made unique in the graph. `out` has room for PF_NAME_MAX + 1 bytes. */
 PF_API void pf_grad_name(const struct pf_grad_call *call, const char *what, char *out);

@@ -186,6 +186,26 @@ PF_API int pf_graph_output(pf_graph *g, const char *name, pf_value_t value);
 PF_API int pf_graph_set_input(pf_graph *g, pf_program_t prog, int index,
                        pf_value_t value);
 
+/* Control dependency: orders program `after` behind program `before`
+ * without passing data. The compiler lowers programs in one gang order, a
+ * topological order of the data and control edges that takes the
+ * lowest-numbered ready program first (so, without control edges, the
+ * order in which programs were added breaks ties); each device runs its
+ * ops in that order. So on a device that both use, `after` runs once
+ * `before` has run; on different devices the edge orders only the
+ * compiled order (collectives, transfers), not time. This is how a caller
+ * picks a schedule the data edges leave open, such as a pipeline's 1F1B
+ * order of forward and backward micro-batches (examples/train_pipeline.c).
+ * Errors: PF_EINVAL (no such program, or before == after), PF_ENOMEM. A
+ * cycle through control edges is PF_ECYCLE from pf_graph_validate and
+ * pf_compile, naming programs on it. */
+int pf_graph_control(pf_graph *g, pf_program_t before, pf_program_t after);
+
+/* The slice program `prog` runs on, or PF_EINVAL (bad graph or program).
+ * With pf_graph_num_programs it lets a caller find the programs another
+ * builder appended (pf_graph_grad's) on a given slice. */
+int pf_graph_program_slice(const pf_graph *g, pf_program_t prog);
+
 /* Checks the whole graph: acyclic, kernels known, arities, dtypes, shapes,
  * shardings, slices, outputs produced. Returns the first problem found, in
  * topological order, with a message naming the node. */

@@ -110,6 +110,8 @@ static int graph_fill(pf_graph *g) {
   if ((rc = pf_graph_program(g, &scale, &d, NULL)) ||
       (rc = pf_graph_output(g, "d", d)) || (rc = pf_graph_output(g, "c", c)))
     goto out;
+  /* A control edge (iota before fill), so the fuzzer starts from one. */
+  rc = pf_graph_control(g, 1, 0);
 out:
   pf_attrs_destroy(fa);
   pf_attrs_destroy(sa);
