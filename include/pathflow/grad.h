@@ -73,7 +73,7 @@ PF_API int pf_graph_grad(pf_graph *g, pf_value_t loss, int n, const pf_value_t *
  * inserts the allreduce, pf_graph_output returns the sum). Gradients on a
  * one-device slice, or that do not come out partial, are as pf_graph_grad
  * returns them. Errors: as pf_graph_grad. */
-int pf_graph_grad_partial(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
+PF_API int pf_graph_grad_partial(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
                           pf_value_t *grads);
 
 /* The name for a program a gradient rule appends: "<call->name>/<what>",

@@ -199,12 +199,12 @@ PF_API int pf_graph_set_input(pf_graph *g, pf_program_t prog, int index,
  * Errors: PF_EINVAL (no such program, or before == after), PF_ENOMEM. A
  * cycle through control edges is PF_ECYCLE from pf_graph_validate and
  * pf_compile, naming programs on it. */
-int pf_graph_control(pf_graph *g, pf_program_t before, pf_program_t after);
+PF_API int pf_graph_control(pf_graph *g, pf_program_t before, pf_program_t after);
 
 /* The slice program `prog` runs on, or PF_EINVAL (bad graph or program).
  * With pf_graph_num_programs it lets a caller find the programs another
  * builder appended (pf_graph_grad's) on a given slice. */
-int pf_graph_program_slice(const pf_graph *g, pf_program_t prog);
+PF_API int pf_graph_program_slice(const pf_graph *g, pf_program_t prog);
 
 /* Checks the whole graph: acyclic, kernels known, arities, dtypes, shapes,
  * shardings, slices, outputs produced. Returns the first problem found, in
