@@ -36,7 +36,8 @@ int pf_cuda_parse_devices(const char *spec, int visible, int *ordinals,
                           int max, int *n, pf_diag *diag);
 
 /* The GPUs this process may use: every visible one, restricted by
- * PATHFLOW_CUDA_DEVICES. *n is 0, and the call succeeds, when there is no
+ * PATHFLOW_CUDA_DEVICES, into out[0..*n) (at most `max`). Reading each
+ * GPU's free memory makes it the calling thread's current device in turn. *n is 0, and the call succeeds, when there is no
  * GPU or no driver: a machine without GPUs is not an error. Errors:
  * PF_EINVAL (a bad PATHFLOW_CUDA_DEVICES), PF_ESYS (the driver failed). */
 int pf_cuda_discover(pf_cuda_device_info *out, int max, int *n, pf_diag *diag);

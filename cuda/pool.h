@@ -11,7 +11,9 @@
  * from them run at full bus speed and asynchronously. They are kept in a
  * free list and reused.
  *
- * Thread-safe: the pool's calls may come from any thread.
+ * Thread-safe: the pool's calls may come from any thread. Allocating and
+ * freeing arenas makes the pool's device the calling thread's current CUDA
+ * device.
  */
 #ifndef PF_CUDA_POOL_H
 #define PF_CUDA_POOL_H
