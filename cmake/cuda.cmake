@@ -33,8 +33,8 @@ if(NOT pf_cuda_mode STREQUAL "OFF")
   check_language(CUDA)
   set(pf_cuda_missing "")
   if(NOT CMAKE_CUDA_COMPILER)
-    set(pf_cuda_missing "no CUDA compiler (nvcc) found: set CUDACXX or "
-                        "CMAKE_CUDA_COMPILER, or install the CUDA toolkit")
+    string(CONCAT pf_cuda_missing "no CUDA compiler (nvcc) found: set "
+           "CUDACXX or CMAKE_CUDA_COMPILER, or install the CUDA toolkit")
   else()
     if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
       set(CMAKE_CUDA_ARCHITECTURES 90-real 75-virtual)
@@ -42,8 +42,8 @@ if(NOT pf_cuda_mode STREQUAL "OFF")
     enable_language(CUDA)
     find_package(CUDAToolkit)
     if(NOT TARGET CUDA::cudart OR NOT TARGET CUDA::cublas)
-      set(pf_cuda_missing "nvcc ${CMAKE_CUDA_COMPILER} found, but not the CUDA "
-                          "runtime and cuBLAS libraries beside it")
+      string(CONCAT pf_cuda_missing "nvcc ${CMAKE_CUDA_COMPILER} found, but "
+             "not the CUDA runtime and cuBLAS libraries beside it")
     endif()
   endif()
   if(pf_cuda_missing)
