@@ -20,13 +20,15 @@ __global__ void xent_rows(int64_t n, int64_t c, double inv_n, const T *x,
     const T *row = x + r * c;
     T *g = grad + r * c;
     int64_t label = label_at(label_dt, labels, r);
-    double max = row[0], sum = 0;
+    double max, sum = 0;
+    // Checked before the row is read: with no classes there is no row[0].
     if (label < 0 || label >= c) {
       atomicMin(&fault->at, (unsigned long long)r);
       atomicCAS(&fault->code, PF_CUDA_FAULT_NONE, PF_CUDA_FAULT_LABEL);
       row_loss[r] = 0;
       continue;
     }
+    max = row[0];
     for (int64_t j = 1; j < c; j++)
       if (row[j] > max) max = row[j];
     for (int64_t j = 0; j < c; j++) {

@@ -366,6 +366,17 @@ static void test_softmax_xent_bad_label(void **state) {
   /* The stream is usable afterwards, and the fault was cleared. */
   labels[2] = labels[3] = 0;
   check("softmax_xent", NULL, 2, in, loose);
+  {
+    /* No classes: every label is out of range (and no logit is read). */
+    tin none[] = {{S2(PF_F32, 4, 0), NULL}, {S1(PF_I64, 4), labels}};
+    tin empty[] = {{S2(PF_F64, 0, 10), NULL}, {S1(PF_I32, 0), NULL}};
+    check("softmax_xent", NULL, 2, none,
+          (run_opts){.want_error = PF_EINVAL,
+                     .want_msg = "row 0 has label 1; expected 0 <= label < 0"});
+    /* No rows: a zero loss. */
+    check("softmax_xent", NULL, 2, empty, loose);
+    check("accuracy", NULL, 2, empty, exact);
+  }
 }
 
 static void test_optim(void **state) {
