@@ -9,6 +9,9 @@ JOBS ?= 2
 BUILD ?= build
 FUZZ_SECONDS ?= 30
 TESTS ?= ON
+# The CUDA backend: AUTO builds it where the CUDA toolkit is (its tests skip
+# without a GPU); CUDA=OFF saves its build time (see docs/architecture.md).
+CUDA ?= AUTO
 PREFIX ?= /usr/local
 CMAKE ?= cmake
 # Open MPI refuses to run as root unless told; CI runs as root.
@@ -28,7 +31,7 @@ deps-build:
 
 build:
 	@$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPF_WERROR=ON \
-	  -DPF_BUILD_TESTS=$(TESTS) >/dev/null
+	  -DPF_BUILD_TESTS=$(TESTS) -DPF_CUDA=$(CUDA) >/dev/null
 	@$(CMAKE) --build $(BUILD) -j$(JOBS)
 
 DEMO_RANKS ?= 2

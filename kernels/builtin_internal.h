@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/mix64.h"
 #include "kernels/registry.h"
 
 /* Room for pf_spec_str of any valid spec. */
@@ -21,15 +22,8 @@
 #define pf_builtin_sqrt(x)                                                  \
   _Generic((x), float: __builtin_sqrtf, double: __builtin_sqrt)(x)
 
-/* splitmix64's finalizer: a bijective mix of a 64-bit counter, the core of
- * the counter-based generators (init_uniform, batch_rows' order). */
-static inline uint64_t pf_builtin_mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
+/* splitmix64's finalizer (base/mix64.h, shared with the CUDA kernels). */
+#define pf_builtin_mix64 pf_mix64
 
 /* Dtype sets for pf_builtin_want_dtype. */
 #define PF_BUILTIN_DT(dt) (1u << (unsigned)(dt))

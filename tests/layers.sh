@@ -1,14 +1,17 @@
 #!/bin/sh
 # Checks that each layer includes only itself and the layers below it.
 # Order, bottom to top: base kernels graph transport runtime scheduler, then
-# sim and api side by side (neither includes the other).
+# sim and api side by side (neither includes the other). cuda/ (the CUDA
+# kernels, built when PF_CUDA is on) sits beside kernels/: it implements the
+# kernel interface, so it may include pathflow/kernel.h, but neither it nor
+# kernels/ includes the other.
 # A public header (pathflow/X.h) belongs to the layer that implements it, so
 # a layer may include only the public headers of itself and the layers below.
 root=${1:-.}
 fail=0
 rank() {
   case $1 in
-    base) echo 0 ;; kernels) echo 1 ;; graph) echo 2 ;; transport) echo 2 ;;
+    base) echo 0 ;; kernels|cuda) echo 1 ;; graph) echo 2 ;; transport) echo 2 ;;
     runtime) echo 3 ;; scheduler) echo 4 ;; sim) echo 5 ;; api) echo 5 ;; *) echo -1 ;;
   esac
 }
@@ -22,13 +25,15 @@ public_layer() {
     *) echo unknown ;;
   esac
 }
-for layer in base kernels graph transport runtime scheduler sim api; do
+for layer in base kernels cuda graph transport runtime scheduler sim api; do
   mine=$(rank $layer)
-  for f in "$root/$layer"/*.[ch]; do
+  for f in "$root/$layer"/*.[ch] "$root/$layer"/*.cu "$root/$layer"/*.cuh; do
     [ -e "$f" ] || continue
     for inc in $(sed -n 's/^#include "\([a-z]*\/[a-z_]*\).*/\1/p' "$f"); do
       case $inc in
         proto/*) continue ;;
+        pathflow/kernel) [ "$layer" = cuda ] && continue
+                         inc=$(public_layer kernel) ;;
         pathflow/*) inc=$(public_layer "${inc#pathflow/}") ;;
         *) inc=${inc%%/*} ;;
       esac
