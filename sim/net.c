@@ -305,11 +305,15 @@ static int fill_before(const fill_entry *a, const fill_entry *b) {
   return a->share < b->share || (a->share == b->share && a->link < b->link);
 }
 
+/* Queues link l at its current fair share. An entry is exact while the
+ * link's version is the entry's; taking flows out of a link only raises its
+ * share (they leave at a rate no more than it), so an older entry is a lower
+ * bound and is brought up to date when it reaches the top. */
 static int fill_push(pf_simnet *net, int32_t l) {
   link *lk = &net->links[l];
   /* left only falls below a tiny fraction of the capacity by rounding. */
   double left = lk->left > lk->capacity * 1e-12 ? lk->left : lk->capacity * 1e-12;
-  fill_entry e = {left / lk->unfrozen, l, ++lk->version};
+  fill_entry e = {left / lk->unfrozen, l, lk->version};
   size_t i;
   if (net->n_fill == net->cap_fill &&
       pf_grow((void **)&net->fill, &net->cap_fill, net->n_fill + 1, sizeof *net->fill) != 0)
@@ -400,7 +404,11 @@ static int recompute(pf_simnet *net) {
   while (net->n_fill > 0) {
     fill_entry e = fill_pop(net);
     link *l = &net->links[e.link];
-    if (e.version != l->version || l->unfrozen == 0) continue;
+    if (l->unfrozen == 0) continue;
+    if (e.version != l->version) { /* a lower bound: requeue at its share now */
+      if (fill_push(net, e.link) != 0) return PF_ENOMEM;
+      continue;
+    }
     for (int32_t k = 0; k < l->n; k++) {
       int32_t id = l->flows[k];
       flow *f = &net->flows[id];
@@ -412,7 +420,7 @@ static int recompute(pf_simnet *net) {
         link *m = &net->links[f->links[j]];
         m->left -= e.share;
         m->unfrozen--;
-        if (m != l && m->unfrozen > 0 && fill_push(net, f->links[j]) != 0) return PF_ENOMEM;
+        m->version++;
       }
       /* A flow keeps its completion time when its rate did not change, so
        * that rounding never moves a flow nobody disturbed. */

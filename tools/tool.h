@@ -30,4 +30,8 @@ void tool_dot_plan(FILE *f, const pf_compiled *c);
  * -1 with the reason in why. */
 int tool_chart(const char *csv, const char *svg, char *why, size_t len);
 
+/* `pathflow cluster check FILE|PRESET` and `pathflow cluster show PRESET`
+ * (tools/cluster.c): 0 or 1 (the error printed), -1 for a usage error. */
+int tool_cluster_cmd(int argc, char **argv);
+
 #endif
