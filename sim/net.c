@@ -72,6 +72,10 @@ struct pf_simnet {
   uint64_t in_flight;
 };
 
+/* a + b for b >= 0, saturating: a tiny bandwidth in a hostile file must not
+ * overflow the clock (the run then just ends at the end of time). */
+static pf_simtime time_add(pf_simtime a, pf_simtime b) { return a > PF_SIMTIME_MAX - b ? PF_SIMTIME_MAX : a + b; }
+
 /* ---- the event heap ------------------------------------------------------ */
 
 static int before(const pf_simnet *net, int32_t a, int32_t b) {
@@ -241,7 +245,7 @@ int pf_simnet_send(pf_simnet *net, int64_t src, int64_t dst, uint64_t bytes, pf_
   f->bytes = bytes;
   f->remaining = (double)bytes;
   f->state = FLOW_LATENT;
-  f->due = start + lat;
+  f->due = time_add(start, lat);
   f->seq = net->seq++;
   f->nlinks = n;
   memcpy(f->links, links, n * sizeof *links);
@@ -346,7 +350,7 @@ static pf_simtime duration(double bytes, double rate) {
   if (bytes <= 0) return 0;
   double ns = bytes * 1e9 / rate;
   double c = ceil(ns - 1e-9 * (ns > 1 ? ns : 1));
-  return c > 9.0e18 ? PF_SIMTIME_MAX / 2 : (pf_simtime)c;
+  return c > 9.0e18 ? PF_SIMTIME_MAX : (pf_simtime)c;
 }
 
 /* Rates of every flow that shares links, transitively, with a link whose
@@ -425,7 +429,7 @@ static int recompute(pf_simnet *net) {
       /* A flow keeps its completion time when its rate did not change, so
        * that rounding never moves a flow nobody disturbed. */
       if (f->rate != old || f->due < now) {
-        f->due = now + duration(f->remaining, f->rate);
+        f->due = time_add(now, duration(f->remaining, f->rate));
         heap_fix(net, id);
       }
     }
