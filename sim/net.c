@@ -51,6 +51,7 @@ struct pf_simnet {
   link *links;
   int64_t n_links;
   int64_t nic_base, dcn_base, isl_base; /* first link of each kind */
+  int64_t nics; /* NICs a host that some device uses */
   flow *flows;
   size_t n_flows, cap_flows;
   int32_t *free_ids;
@@ -145,9 +146,16 @@ int pf_simnet_create(const pf_sim_cluster *cl, pf_simnet **out) {
   if (net == NULL) return PF_ENOMEM;
   net->cl = cl;
   net->nic_base = 2 * cl->devices;
-  net->dcn_base = net->nic_base + 2 * cl->hosts * cl->nics_per_host;
+  /* Device i of a host uses NIC i mod count: NICs beyond the largest host's
+   * device count carry nothing and get no link. */
+  net->nics = PF_MINOF(cl->nics_per_host, cl->max_devices_per_host);
+  net->dcn_base = net->nic_base + 2 * cl->hosts * net->nics;
   net->isl_base = net->dcn_base + (cl->islands > 1 ? 2 * cl->hosts : 0);
   net->n_links = net->isl_base + (cl->islands > 1 && cl->dcn_island_bandwidth > 0 ? 2 * cl->islands : 0);
+  if (net->n_links > INT32_MAX) { /* link ids are int32 */
+    free(net);
+    return PF_ERANGE;
+  }
   if ((net->links = pf_calloc((size_t)net->n_links, sizeof *net->links)) == NULL) {
     free(net);
     return PF_ENOMEM;
@@ -191,7 +199,7 @@ static int route(const pf_simnet *net, int64_t src, int64_t dst, int32_t *links,
     links[(*n)++] = (int32_t)(2 * dst + 1);
     *lat = cl->intra_host.latency_ns;
   } else if (a.island == b.island) {
-    int64_t k = cl->nics_per_host;
+    int64_t k = net->nics;
     links[(*n)++] = (int32_t)(net->nic_base + 2 * (a.host * k + a.local % k));
     links[(*n)++] = (int32_t)(net->nic_base + 2 * (b.host * k + b.local % k) + 1);
     *lat = cl->nic.latency_ns;

@@ -51,7 +51,8 @@ typedef struct pf_simnet_stats {
 } pf_simnet_stats;
 
 /* A network for `cl` (which must outlive it), at time 0. O(devices + hosts)
- * memory. Returns 0 or PF_ENOMEM. */
+ * memory. Returns 0, PF_ENOMEM, or PF_ERANGE for a cluster of more than
+ * 2^31 links (about a billion devices). */
 int pf_simnet_create(const pf_sim_cluster *cl, pf_simnet **out);
 
 /* Frees the network and any flow still in it (their callbacks are not
