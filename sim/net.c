@@ -71,6 +71,7 @@ struct pf_simnet {
   size_t n_done, cap_done;
   pf_simnet_stats stats;
   uint64_t in_flight;
+  int running; /* inside pf_simnet_run: a callback may not run it again */
 };
 
 /* a + b for b >= 0, saturating: a tiny bandwidth in a hostile file must not
@@ -448,7 +449,17 @@ static int recompute(pf_simnet *net) {
 
 /* ---- running ------------------------------------------------------------- */
 
+static int run_events(pf_simnet *net, pf_simtime until);
+
 int pf_simnet_run(pf_simnet *net, pf_simtime until) {
+  if (net->running) return PF_ESTATE;
+  net->running = 1;
+  int rc = run_events(net, until);
+  net->running = 0;
+  return rc;
+}
+
+static int run_events(pf_simnet *net, pf_simtime until) {
   int rc;
   while (net->n_heap > 0 && net->flows[net->heap[0]].due <= until) {
     pf_simtime t = net->flows[net->heap[0]].due;

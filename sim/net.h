@@ -69,7 +69,8 @@ int pf_simnet_send(pf_simnet *net, int64_t src, int64_t dst, uint64_t bytes, pf_
 
 /* Runs events up to and including time `until`, then sets the clock to
  * `until` (PF_SIMTIME_MAX: until no flow is left, the clock staying at the
- * last event). Returns 0. */
+ * last event). Returns 0, PF_ENOMEM (the network is then unusable), or
+ * PF_ESTATE when called from a completion callback. */
 int pf_simnet_run(pf_simnet *net, pf_simtime until);
 
 /* The current virtual time. */

@@ -46,6 +46,11 @@ static pf_sim_cluster *make(int islands, int hosts, int per_host, int nics, doub
   return cl;
 }
 
+static int nested_rc;
+static void run_inside(pf_simnet *net, void *arg, uint64_t tag, pf_simtime now) {
+  nested_rc = pf_simnet_run(net, PF_SIMTIME_MAX);
+}
+
 /* Completion times by tag. */
 static pf_simtime done_at[64];
 static void on_done(pf_simnet *net, void *arg, uint64_t tag, pf_simtime now) { done_at[tag] = now; }
@@ -86,6 +91,10 @@ static void test_single_transfer(void **state) {
   assert_int_equal(pf_simnet_send(net, 0, 8, 1, pf_simnet_now(net), NULL, NULL, 0), PF_ERANGE);
   assert_int_equal(pf_simnet_send(net, -1, 0, 1, pf_simnet_now(net), NULL, NULL, 0), PF_ERANGE);
   assert_int_equal(pf_simnet_send(net, 0, 1, 1, pf_simnet_now(net) - 1, NULL, NULL, 0), PF_EINVAL);
+  /* A callback cannot run the network from inside a run. */
+  assert_int_equal(pf_simnet_send(net, 0, 1, 1, pf_simnet_now(net), run_inside, NULL, 0), 0);
+  assert_int_equal(pf_simnet_run(net, PF_SIMTIME_MAX), 0);
+  assert_int_equal(nested_rc, PF_ESTATE);
   pf_simnet_destroy(net);
   pf_sim_cluster_free(cl);
 }
