@@ -33,7 +33,7 @@ typedef struct flow {
   int32_t pos[MAX_PATH]; /* index of this flow in each link's flows */
   int32_t heap;          /* index in the event heap, -1 if not there */
   uint32_t mark;
-  uint8_t nlinks, state, frozen, pad_;
+  uint8_t nlinks, state, frozen;
   pf_simnet_done cb;
   void *arg;
   uint64_t tag;
