@@ -47,7 +47,8 @@ typedef struct coll {
   int64_t n;
   int chunks;
   int64_t tree_flows_left;
-  int failed;
+  int failed;   /* a flow could not be sent (out of memory) */
+  int64_t sent_flows; /* flows sent so far */
 } coll;
 
 static void coll_free(coll *c) {
@@ -105,6 +106,7 @@ static void ring_try(coll *c, int64_t i, pf_simtime now) {
   int64_t chunk = kk < r->m - 1 ? pos - kk : pos + 1 - (kk - (r->m - 1));
   chunk = ((chunk % r->m) + r->m) % r->m;
   c->sent[i]++;
+  c->sent_flows++;
   if (pf_simnet_send(c->net, ph->dev[i], ph->dev[next], piece(r->bytes, (uint64_t)r->m, (uint64_t)chunk), now,
                      ring_flow_done, c, (uint64_t)i) != 0)
     c->failed = 1;
@@ -205,6 +207,7 @@ static void tree_flow_done(pf_simnet *net, void *arg, uint64_t tag, pf_simtime n
 static void tree_send(coll *c, int t, int up, int64_t from, int64_t to, int32_t chunk, pf_simtime now) {
   tree *tr = &c->trees[t];
   uint64_t tag = ((uint64_t)(up ? from : to) << 2) | ((uint64_t)t << 1) | (uint64_t)up;
+  c->sent_flows++;
   if (pf_simnet_send(c->net, tr->dev[from], tr->dev[to], piece(tr->bytes, (uint64_t)c->chunks, (uint64_t)chunk), now,
                      tree_flow_done, c, tag) != 0)
     c->failed = 1;
@@ -407,11 +410,10 @@ int pf_sim_allreduce(pf_simnet *net, const pf_sim_cluster *cl, pf_sim_algo algo,
   if (c->failed) { rc = PF_ENOMEM; goto fail; }
   return 0;
 fail:
-  /* Flows already sent point at c: a failed start leaves them to complete
-   * into a collective that is never finished; only memory can fail here,
-   * before any flow is sent except in the rarest case. */
   if (rc == PF_ENOMEM) pf_diag_error(diag, PF_ENOMEM, "allreduce: out of memory");
-  coll_free(c);
+  /* Flows already sent hold c: it stays, and the collective never
+   * completes (its callback is never called), rather than freed under them. */
+  if (c->sent_flows == 0) coll_free(c);
   return rc;
 }
 

@@ -51,7 +51,8 @@ typedef void (*pf_sim_coll_done)(void *arg, pf_simtime now);
  * hosts holding different numbers of the devices, or islands different
  * numbers of hosts), PF_ERANGE (a device outside the cluster) or PF_ENOMEM,
  * with a message in diag (may be NULL). n == 1 or bytes == 0 completes at
- * `start`. */
+ * `start`. Out of memory while the collective runs (a flow that cannot be
+ * sent), it never completes: `done` is not called. */
 int pf_sim_allreduce(pf_simnet *net, const pf_sim_cluster *cl, pf_sim_algo algo, const int64_t *devices,
                      int64_t n, uint64_t bytes, int chunks, pf_simtime start, pf_sim_coll_done done,
                      void *arg, pf_diag *diag);

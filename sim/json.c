@@ -224,6 +224,13 @@ static int parse_container(parser *ps, pf_json *v, int object) {
       int kline = ps->line;
       if (ps->p >= ps->end || *ps->p != '"') { rc = fail(ps, "expected a key in quotes"); goto out; }
       if ((rc = parse_string(ps, &key)) != 0) goto out;
+      /* Keys are compared pairwise: cap them so a hostile object cannot
+       * make that quadratic cost a hang. */
+      if (keys.n >= PF_JSON_MAX_MEMBERS) {
+        rc = pf_diag_error(ps->diag, PF_EDECODE, "line %d: more than %d members in one object", kline,
+                           PF_JSON_MAX_MEMBERS);
+        goto out;
+      }
       for (size_t i = 0; i < keys.n; i++)
         if (strcmp(keys.items[i], key) == 0) {
           rc = pf_diag_error(ps->diag, PF_EDECODE, "line %d: \"%s\" appears twice in one object (first on line %d)",

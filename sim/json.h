@@ -2,7 +2,7 @@
  *
  * RFC 8259 and nothing more: no comments, no trailing commas, no NaN or
  * Infinity, no duplicate keys in an object, nesting at most
- * PF_JSON_MAX_DEPTH. Every value keeps the line it starts on, so that the
+ * PF_JSON_MAX_DEPTH, at most PF_JSON_MAX_MEMBERS members in an object. Every value keeps the line it starts on, so that the
  * layers reading a file can name the line of a field that is wrong.
  * Strings keep their UTF-8 bytes; \u escapes are decoded (a NUL escape is
  * refused, so strings are C strings).
@@ -15,6 +15,7 @@
 #include "pathflow/error.h"
 
 #define PF_JSON_MAX_DEPTH 64
+#define PF_JSON_MAX_MEMBERS 4096 /* members of one object */
 
 typedef enum pf_json_type {
   PF_JSON_NULL,

@@ -33,7 +33,7 @@ typedef struct flow {
   int32_t pos[MAX_PATH]; /* index of this flow in each link's flows */
   int32_t heap;          /* index in the event heap, -1 if not there */
   uint32_t mark;
-  uint8_t nlinks, state, frozen, pad_;
+  uint8_t nlinks, state, frozen;
   pf_simnet_done cb;
   void *arg;
   uint64_t tag;
@@ -51,6 +51,7 @@ struct pf_simnet {
   link *links;
   int64_t n_links;
   int64_t nic_base, dcn_base, isl_base; /* first link of each kind */
+  int64_t nics; /* NICs a host that some device uses */
   flow *flows;
   size_t n_flows, cap_flows;
   int32_t *free_ids;
@@ -70,7 +71,12 @@ struct pf_simnet {
   size_t n_done, cap_done;
   pf_simnet_stats stats;
   uint64_t in_flight;
+  int running; /* inside pf_simnet_run: a callback may not run it again */
 };
+
+/* a + b for b >= 0, saturating: a tiny bandwidth in a hostile file must not
+ * overflow the clock (the run then just ends at the end of time). */
+static pf_simtime time_add(pf_simtime a, pf_simtime b) { return a > PF_SIMTIME_MAX - b ? PF_SIMTIME_MAX : a + b; }
 
 /* ---- the event heap ------------------------------------------------------ */
 
@@ -141,9 +147,16 @@ int pf_simnet_create(const pf_sim_cluster *cl, pf_simnet **out) {
   if (net == NULL) return PF_ENOMEM;
   net->cl = cl;
   net->nic_base = 2 * cl->devices;
-  net->dcn_base = net->nic_base + 2 * cl->hosts * cl->nics_per_host;
+  /* Device i of a host uses NIC i mod count: NICs beyond the largest host's
+   * device count carry nothing and get no link. */
+  net->nics = PF_MINOF(cl->nics_per_host, cl->max_devices_per_host);
+  net->dcn_base = net->nic_base + 2 * cl->hosts * net->nics;
   net->isl_base = net->dcn_base + (cl->islands > 1 ? 2 * cl->hosts : 0);
   net->n_links = net->isl_base + (cl->islands > 1 && cl->dcn_island_bandwidth > 0 ? 2 * cl->islands : 0);
+  if (net->n_links > INT32_MAX) { /* link ids are int32 */
+    free(net);
+    return PF_ERANGE;
+  }
   if ((net->links = pf_calloc((size_t)net->n_links, sizeof *net->links)) == NULL) {
     free(net);
     return PF_ENOMEM;
@@ -187,7 +200,7 @@ static int route(const pf_simnet *net, int64_t src, int64_t dst, int32_t *links,
     links[(*n)++] = (int32_t)(2 * dst + 1);
     *lat = cl->intra_host.latency_ns;
   } else if (a.island == b.island) {
-    int64_t k = cl->nics_per_host;
+    int64_t k = net->nics;
     links[(*n)++] = (int32_t)(net->nic_base + 2 * (a.host * k + a.local % k));
     links[(*n)++] = (int32_t)(net->nic_base + 2 * (b.host * k + b.local % k) + 1);
     *lat = cl->nic.latency_ns;
@@ -241,7 +254,7 @@ int pf_simnet_send(pf_simnet *net, int64_t src, int64_t dst, uint64_t bytes, pf_
   f->bytes = bytes;
   f->remaining = (double)bytes;
   f->state = FLOW_LATENT;
-  f->due = start + lat;
+  f->due = time_add(start, lat);
   f->seq = net->seq++;
   f->nlinks = n;
   memcpy(f->links, links, n * sizeof *links);
@@ -305,11 +318,15 @@ static int fill_before(const fill_entry *a, const fill_entry *b) {
   return a->share < b->share || (a->share == b->share && a->link < b->link);
 }
 
+/* Queues link l at its current fair share. An entry is exact while the
+ * link's version is the entry's; taking flows out of a link only raises its
+ * share (they leave at a rate no more than it), so an older entry is a lower
+ * bound and is brought up to date when it reaches the top. */
 static int fill_push(pf_simnet *net, int32_t l) {
   link *lk = &net->links[l];
   /* left only falls below a tiny fraction of the capacity by rounding. */
   double left = lk->left > lk->capacity * 1e-12 ? lk->left : lk->capacity * 1e-12;
-  fill_entry e = {left / lk->unfrozen, l, ++lk->version};
+  fill_entry e = {left / lk->unfrozen, l, lk->version};
   size_t i;
   if (net->n_fill == net->cap_fill &&
       pf_grow((void **)&net->fill, &net->cap_fill, net->n_fill + 1, sizeof *net->fill) != 0)
@@ -342,7 +359,7 @@ static pf_simtime duration(double bytes, double rate) {
   if (bytes <= 0) return 0;
   double ns = bytes * 1e9 / rate;
   double c = ceil(ns - 1e-9 * (ns > 1 ? ns : 1));
-  return c > 9.0e18 ? PF_SIMTIME_MAX / 2 : (pf_simtime)c;
+  return c > 9.0e18 ? PF_SIMTIME_MAX : (pf_simtime)c;
 }
 
 /* Rates of every flow that shares links, transitively, with a link whose
@@ -400,7 +417,11 @@ static int recompute(pf_simnet *net) {
   while (net->n_fill > 0) {
     fill_entry e = fill_pop(net);
     link *l = &net->links[e.link];
-    if (e.version != l->version || l->unfrozen == 0) continue;
+    if (l->unfrozen == 0) continue;
+    if (e.version != l->version) { /* a lower bound: requeue at its share now */
+      if (fill_push(net, e.link) != 0) return PF_ENOMEM;
+      continue;
+    }
     for (int32_t k = 0; k < l->n; k++) {
       int32_t id = l->flows[k];
       flow *f = &net->flows[id];
@@ -412,12 +433,12 @@ static int recompute(pf_simnet *net) {
         link *m = &net->links[f->links[j]];
         m->left -= e.share;
         m->unfrozen--;
-        if (m != l && m->unfrozen > 0 && fill_push(net, f->links[j]) != 0) return PF_ENOMEM;
+        m->version++;
       }
       /* A flow keeps its completion time when its rate did not change, so
        * that rounding never moves a flow nobody disturbed. */
       if (f->rate != old || f->due < now) {
-        f->due = now + duration(f->remaining, f->rate);
+        f->due = time_add(now, duration(f->remaining, f->rate));
         heap_fix(net, id);
       }
     }
@@ -428,7 +449,17 @@ static int recompute(pf_simnet *net) {
 
 /* ---- running ------------------------------------------------------------- */
 
+static int run_events(pf_simnet *net, pf_simtime until);
+
 int pf_simnet_run(pf_simnet *net, pf_simtime until) {
+  if (net->running) return PF_ESTATE;
+  net->running = 1;
+  int rc = run_events(net, until);
+  net->running = 0;
+  return rc;
+}
+
+static int run_events(pf_simnet *net, pf_simtime until) {
   int rc;
   while (net->n_heap > 0 && net->flows[net->heap[0]].due <= until) {
     pf_simtime t = net->flows[net->heap[0]].due;

@@ -51,7 +51,8 @@ typedef struct pf_simnet_stats {
 } pf_simnet_stats;
 
 /* A network for `cl` (which must outlive it), at time 0. O(devices + hosts)
- * memory. Returns 0 or PF_ENOMEM. */
+ * memory. Returns 0, PF_ENOMEM, or PF_ERANGE for a cluster of more than
+ * 2^31 links (about a billion devices). */
 int pf_simnet_create(const pf_sim_cluster *cl, pf_simnet **out);
 
 /* Frees the network and any flow still in it (their callbacks are not
@@ -68,7 +69,8 @@ int pf_simnet_send(pf_simnet *net, int64_t src, int64_t dst, uint64_t bytes, pf_
 
 /* Runs events up to and including time `until`, then sets the clock to
  * `until` (PF_SIMTIME_MAX: until no flow is left, the clock staying at the
- * last event). Returns 0. */
+ * last event). Returns 0, PF_ENOMEM (the network is then unusable), or
+ * PF_ESTATE when called from a completion callback. */
 int pf_simnet_run(pf_simnet *net, pf_simtime until);
 
 /* The current virtual time. */

@@ -258,6 +258,26 @@ static void test_json_strict(void **state) {
   pf_diag_init(&d);
   assert_int_equal(pf_json_parse(deep, sizeof deep, &doc, &d), PF_EDECODE);
   assert_non_null(strstr(d.msg, "nested deeper than"));
+  /* So is an object too wide to check its keys for duplicates quickly;
+   * one member fewer is fine. */
+  for (int n = PF_JSON_MAX_MEMBERS + 1; n >= PF_JSON_MAX_MEMBERS; n--) {
+    size_t cap = (size_t)n * 16 + 8, used = 0;
+    char *wide = malloc(cap);
+    used += (size_t)snprintf(wide, cap, "{");
+    for (int i = 0; i < n; i++) used += (size_t)snprintf(wide + used, cap - used, "%s\"k%d\": 0", i ? "," : "", i);
+    snprintf(wide + used, cap - used, "}");
+    pf_diag_init(&d);
+    int rc = pf_json_parse(wide, strlen(wide), &doc, &d);
+    free(wide);
+    if (n > PF_JSON_MAX_MEMBERS) {
+      assert_int_equal(rc, PF_EDECODE);
+      assert_non_null(strstr(d.msg, "more than 4096 members"));
+    } else {
+      assert_int_equal(rc, 0);
+      assert_int_equal(pf_json_root(doc)->len, PF_JSON_MAX_MEMBERS);
+      pf_json_free(doc);
+    }
+  }
 }
 
 int main(void) {

@@ -46,6 +46,11 @@ static pf_sim_cluster *make(int islands, int hosts, int per_host, int nics, doub
   return cl;
 }
 
+static int nested_rc;
+static void run_inside(pf_simnet *net, void *arg, uint64_t tag, pf_simtime now) {
+  nested_rc = pf_simnet_run(net, PF_SIMTIME_MAX);
+}
+
 /* Completion times by tag. */
 static pf_simtime done_at[64];
 static void on_done(pf_simnet *net, void *arg, uint64_t tag, pf_simtime now) { done_at[tag] = now; }
@@ -86,6 +91,10 @@ static void test_single_transfer(void **state) {
   assert_int_equal(pf_simnet_send(net, 0, 8, 1, pf_simnet_now(net), NULL, NULL, 0), PF_ERANGE);
   assert_int_equal(pf_simnet_send(net, -1, 0, 1, pf_simnet_now(net), NULL, NULL, 0), PF_ERANGE);
   assert_int_equal(pf_simnet_send(net, 0, 1, 1, pf_simnet_now(net) - 1, NULL, NULL, 0), PF_EINVAL);
+  /* A callback cannot run the network from inside a run. */
+  assert_int_equal(pf_simnet_send(net, 0, 1, 1, pf_simnet_now(net), run_inside, NULL, 0), 0);
+  assert_int_equal(pf_simnet_run(net, PF_SIMTIME_MAX), 0);
+  assert_int_equal(nested_rc, PF_ESTATE);
   pf_simnet_destroy(net);
   pf_sim_cluster_free(cl);
 }
@@ -296,6 +305,8 @@ static void mix_done(pf_simnet *net, void *arg, uint64_t tag, pf_simtime now) {
   }
 }
 
+static void on_ref(pf_simnet *net, void *arg, uint64_t tag, pf_simtime now) { ((pf_simtime *)arg)[tag] = now; }
+
 static void run_mix(const pf_sim_cluster *cl, pf_simtime *log, int *n_log, pf_simnet_stats *st) {
   pf_simnet *net;
   mix m = {.rng = 12345, .left = 3000, .log = log, .devices = cl->devices};
@@ -313,6 +324,103 @@ static void run_mix(const pf_sim_cluster *cl, pf_simtime *log, int *n_log, pf_si
   pf_simnet_get_stats(net, st);
   *n_log = m.n_log;
   pf_simnet_destroy(net);
+}
+
+
+/* A reference: the same model computed the slow, obvious way, in continuous
+ * time (doubles), with every active flow re-rated by global progressive
+ * filling at every event. Paths for 2 hosts of 4 devices and one NIC a host:
+ * links 0-7 device ports up, 8-15 down, 16-17 NICs up, 18-19 down. */
+#define REF_FLOWS 60
+typedef struct ref_flow {
+  int src, dst, links[2];
+  double bytes, start, enter, left, rate, end;
+  int state; /* 0 waiting, 1 active, 2 done */
+} ref_flow;
+
+static void ref_run(ref_flow *f, int n, double intra_bw, double nic_bw) {
+  double now = 0, cap[20];
+  for (int l = 0; l < 20; l++) cap[l] = l < 16 ? intra_bw : nic_bw;
+  for (;;) {
+    /* rates: progressive filling over all active flows */
+    double left[20];
+    int unfrozen[20] = {0}, frozen[REF_FLOWS] = {0};
+    memcpy(left, cap, sizeof left);
+    for (int i = 0; i < n; i++)
+      if (f[i].state == 1)
+        for (int k = 0; k < 2; k++) unfrozen[f[i].links[k]]++;
+    for (;;) {
+      int best = -1;
+      for (int l = 0; l < 20; l++)
+        if (unfrozen[l] > 0 && (best < 0 || left[l] / unfrozen[l] < left[best] / unfrozen[best])) best = l;
+      if (best < 0) break;
+      double share = left[best] / unfrozen[best];
+      for (int i = 0; i < n; i++)
+        if (f[i].state == 1 && !frozen[i] && (f[i].links[0] == best || f[i].links[1] == best)) {
+          frozen[i] = 1;
+          f[i].rate = share;
+          for (int k = 0; k < 2; k++) {
+            left[f[i].links[k]] -= share;
+            unfrozen[f[i].links[k]]--;
+          }
+        }
+    }
+    /* the next event */
+    double next = INFINITY;
+    for (int i = 0; i < n; i++) {
+      if (f[i].state == 0 && f[i].enter < next) next = f[i].enter;
+      if (f[i].state == 1 && now + f[i].left / f[i].rate * 1e9 < next) next = now + f[i].left / f[i].rate * 1e9;
+    }
+    if (next == INFINITY) return;
+    for (int i = 0; i < n; i++)
+      if (f[i].state == 1) {
+        f[i].left -= f[i].rate * (next - now) * 1e-9;
+        if (f[i].left <= f[i].bytes * 1e-12) {
+          f[i].state = 2;
+          f[i].end = next;
+        }
+      }
+    now = next;
+    for (int i = 0; i < n; i++)
+      if (f[i].state == 0 && f[i].enter <= now) f[i].state = 1;
+  }
+}
+
+static void test_against_reference(void **state) {
+  pf_sim_cluster *cl = make(1, 2, 4, 1, 2e9, 1000, 1.5e9, 3000, 0, 0, 0);
+  for (int round = 0; round < 20; round++) {
+    ref_flow f[REF_FLOWS];
+    mix m = {.rng = 1000 + (uint64_t)round};
+    pf_simnet *net = net_for(cl);
+    static pf_simtime got[REF_FLOWS];
+    for (int i = 0; i < REF_FLOWS; i++) {
+      ref_flow *r = &f[i];
+      memset(r, 0, sizeof *r);
+      r->src = (int)(next(&m) % 8);
+      do r->dst = (int)(next(&m) % 8); while (r->dst == r->src);
+      r->bytes = (double)(1 + next(&m) % 2000000);
+      r->left = r->bytes;
+      r->start = (double)(next(&m) % (round < 10 ? 3000000 : 5)); /* later rounds: all at once */
+      int same = r->src / 4 == r->dst / 4;
+      r->enter = r->start + (same ? 1000 : 3000);
+      r->links[0] = same ? r->src : 16 + r->src / 4;
+      r->links[1] = same ? 8 + r->dst : 18 + r->dst / 4;
+      assert_int_equal(pf_simnet_send(net, r->src, r->dst, (uint64_t)r->bytes, (pf_simtime)r->start, on_ref, got,
+                                      (uint64_t)i), 0);
+    }
+    assert_int_equal(pf_simnet_run(net, PF_SIMTIME_MAX), 0);
+    ref_run(f, REF_FLOWS, 2e9, 1.5e9);
+    for (int i = 0; i < REF_FLOWS; i++) {
+      /* The network rounds each completion up to a nanosecond; the delays
+       * add up along a chain of events, no more. */
+      double diff = fabs((double)got[i] - f[i].end);
+      if (diff > 100 + f[i].end * 1e-7)
+        fail_msg("round %d flow %d (%d->%d, %.0f B from %.0f): network %lld ns, reference %.1f ns", round, i,
+                 f[i].src, f[i].dst, f[i].bytes, f[i].start, (long long)got[i], f[i].end);
+    }
+    pf_simnet_destroy(net);
+  }
+  pf_sim_cluster_free(cl);
 }
 
 static void test_determinism(void **state) {
@@ -340,6 +448,7 @@ int main(void) {
       cmocka_unit_test(test_max_min_fairness),
       cmocka_unit_test(test_ring_closed_form),
       cmocka_unit_test(test_tree_and_hierarchical),
+      cmocka_unit_test(test_against_reference),
       cmocka_unit_test(test_determinism),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

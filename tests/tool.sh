@@ -107,4 +107,16 @@ if "$tool" sim --cluster nowhere.json --example mlp 2>"$dir/err.txt"; then
   echo "FAIL: a missing cluster file was accepted"; exit 1
 fi
 grep -q "nowhere.json" "$dir/err.txt"
-echo "ok: pathflow example/plan/--dot/--help/--memory units/chart/--export-chakra/sim"
+# pathflow cluster: the presets load; a file's error names the field and line.
+"$tool" cluster check palm >"$dir/cl.txt"
+grep -q "^cluster palm (preset): 1536 hosts, 1536 ranks, 6144 devices, 2 islands" "$dir/cl.txt"
+"$tool" cluster check dgx-h100 | grep -q "NIC         50 GB/s (400 Gb/s) each way"
+"$tool" cluster show local >"$dir/local.json"
+"$tool" cluster check "$dir/local.json" | grep -q "^cluster local ($dir/local.json): 1 host, 2 ranks"
+sed 's/"4GiB"/-4/' "$dir/local.json" >"$dir/neg.json"
+if "$tool" cluster check "$dir/neg.json" 2>"$dir/err.txt"; then echo "FAIL: a negative memory was accepted"; exit 1; fi
+grep -q "neg.json:6: device_types.core.memory: -4 is negative" "$dir/err.txt"
+if "$tool" cluster check nope 2>"$dir/err.txt"; then echo "FAIL: a missing file was accepted"; exit 1; fi
+"$tool" cluster --help | grep -q "^usage: pathflow cluster check"
+if "$tool" cluster frob x >/dev/null 2>&1; then echo "FAIL: cluster frob accepted"; exit 1; fi
+echo "ok: pathflow example/plan/--dot/--help/--memory units/chart/--export-chakra/sim/cluster"

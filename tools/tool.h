@@ -34,4 +34,8 @@ int tool_chart(const char *csv, const char *svg, char *why, size_t len);
 extern const char tool_sim_usage[];
 int tool_sim(int argc, char **argv);
 
+/* `pathflow cluster check FILE|PRESET` and `pathflow cluster show PRESET`
+ * (tools/cluster.c): 0 or 1 (the error printed), -1 for a usage error. */
+int tool_cluster_cmd(int argc, char **argv);
+
 #endif

@@ -27,7 +27,7 @@ timeout=${3:-120}
 repo_corpus=$(cd "$(dirname "$0")" && pwd)/corpus
 bin=$build/tests/fuzz
 work=$build/fuzz
-for f in make_seeds fuzz_plan fuzz_graph fuzz_msg fuzz_frames fuzz_chakra; do
+for f in make_seeds fuzz_plan fuzz_graph fuzz_msg fuzz_frames fuzz_chakra fuzz_cluster; do
   if [ ! -x "$bin/$f" ]; then
     echo "run.sh: $bin/$f missing: build with -DPF_BUILD_FUZZ=ON first" >&2
     exit 2
@@ -43,9 +43,10 @@ export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$(cd "$(dirname "$0")" && pwd)/
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 status=0
-# fuzz_frames has no generated seeds: its corpus is in the repository.
-mkdir -p "$work/seeds/frames"
-for t in plan graph msg frames chakra; do
+# fuzz_frames and fuzz_cluster have no generated seeds: their corpus is in
+# the repository.
+mkdir -p "$work/seeds/frames" "$work/seeds/cluster"
+for t in plan graph msg frames chakra cluster; do
   mkdir -p "$work/corpus/$t"
   echo "== fuzz_$t for ${secs}s"
   # New inputs go to the first folder (the build's); the others are read.
