@@ -19,7 +19,8 @@ int pf_pb_buffer(pf_plan_builder *b, int32_t device, const pf_spec *spec,
                  int32_t shard, uint32_t *out);
 pf_plan_buffer *pf_pb_buffer_at(pf_plan_builder *b, uint32_t index);
 
-/* Appends a copy of `op` (name, kernel and attrs are copied; inputs,
+/* Appends a copy of `op` (name, kernel, attrs and box are copied, into the
+ * plan's pool, equal boxes once, empty attrs shared; inputs,
  * outputs and deps are taken from the arguments, deps = writers of the
  * inputs). The new op becomes the last writer of its outputs. */
 int pf_pb_op(pf_plan_builder *b, const pf_plan_op *op, const uint32_t *in,

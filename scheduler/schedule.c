@@ -219,7 +219,7 @@ static int emit_piece(lowering *L, const pf_gprogram *consumer, const home *from
   memset(&op, 0, sizeof op);
   op.program = (int32_t)(consumer - L->g->programs);
   op.name = consumer->name;
-  op.box = *box;
+  op.box = (pf_box *)box; /* copied by pf_pb_op */
   op.comm = -1;
   if (a->rank == b->rank) {
     op.kind = PF_OP_COPY;

@@ -118,7 +118,7 @@ static int count_ops(const pf_compiled *comp, pf_op_kind kind, int64_t *bytes) {
       n++;
       if (bytes) {
         int64_t e = 4;
-        for (int k = 0; k < op->box.rank; k++) e *= op->box.extent[k];
+        for (int k = 0; op->box && k < op->box->rank; k++) e *= op->box->extent[k];
         *bytes += e;
       }
     }
