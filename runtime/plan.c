@@ -35,11 +35,12 @@ void pf_plan_free(pf_plan *p) {
   for (uint32_t i = 0; p->ops != NULL && i < p->n_ops; i++)
     op_clear(p, &p->ops[i]);
   if (p->pool != NULL) {
-    pf_arena_free(p->pool);
+    pf_arena_free(p->pool); /* ops and buffers too */
     free(p->pool);
+  } else {
+    free(p->ops);
+    free(p->buffers);
   }
-  free(p->ops);
-  free(p->buffers);
   free(p->slots);
   free(p->arena_bytes);
   for (uint32_t i = 0; p->comms != NULL && i < p->n_comms; i++) free(p->comms[i].ranks);

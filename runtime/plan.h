@@ -92,10 +92,11 @@ typedef struct pf_plan {
   pf_plan_slot *slots; /* output slots */
   pf_plan_comm *comms;
   int64_t *arena_bytes; /* NULL, or per device: bytes of its step arena */
-  /* NULL: each op owns its name, kernel, lists and box (malloc'd, freed one
-   * by one). Else they live in this pool (the scheduler's plans: millions
-   * of ops without a malloc each) and are freed with it; attrs are always
-   * the op's own (pf_attrs_destroy). */
+  /* NULL: ops and buffers are malloc'd arrays, and each op owns its name,
+   * kernel, lists and box (malloc'd, freed one by one). Else all of these
+   * live in this pool (the scheduler's plans: millions of ops without a
+   * malloc each) and are freed with it; attrs are always the op's own
+   * (pf_attrs_destroy). Code that grows a plan's arrays must know which. */
   pf_arena *pool;
 } pf_plan;
 

@@ -85,19 +85,54 @@ void pf_pb_destroy(pf_plan_builder *b) {
   free(b);
 }
 
-/* Shrinks an array grown by doubling to its final size (the plan lives as
- * long as the compiled graph; the spare half would be dead weight). */
-static void *fit(void *items, size_t n, size_t size) {
-  void *p;
-  if (items == NULL || n == 0) return items;
-  p = realloc(items, n * size);
-  return p ? p : items;
+/* Grows an array of the plan (ops or buffers, n in use) to hold `need`,
+ * doubling. It lives in the plan's pool: a large one is mapped pages of its
+ * own, which cost nothing until written and go back to the system when the
+ * plan is freed. A block outgrown stays in the pool until then. */
+static int pool_grow(pf_plan_builder *b, void **items, size_t *cap, size_t n, size_t need,
+                     size_t size) {
+  size_t ncap;
+  void *grown;
+  if (need <= *cap) return 0;
+  ncap = *cap ? *cap : 16;
+  while (ncap < need) {
+    if (ncap > SIZE_MAX / 2 / size) return PF_ENOMEM;
+    ncap *= 2;
+  }
+  if ((grown = pf_arena_alloc(b->plan->pool, ncap * size)) == NULL) return PF_ENOMEM;
+  if (n) memcpy(grown, *items, n * size);
+  *items = grown;
+  *cap = ncap;
+  return 0;
+}
+
+/* Room for `need` buffers and their writer lists. */
+static int grow_buffers(pf_plan_builder *b, size_t need) {
+  pf_plan *p = b->plan;
+  size_t cap = b->cap_buffers;
+  uint32_t *f, *l;
+  if (pool_grow(b, (void **)&p->buffers, &b->cap_buffers, p->n_buffers, need, sizeof *p->buffers))
+    return PF_ENOMEM;
+  if (b->cap_buffers == cap) return 0;
+  if ((f = realloc(b->first_write, b->cap_buffers * sizeof *f)) != NULL) b->first_write = f;
+  if (f == NULL || (l = realloc(b->last_write, b->cap_buffers * sizeof *l)) == NULL) {
+    b->cap_buffers = cap; /* the writer lists still have the old size */
+    return PF_ENOMEM;
+  }
+  b->last_write = l;
+  return 0;
+}
+
+int pf_pb_reserve(pf_plan_builder *b, size_t n_ops, size_t n_buffers) {
+  pf_plan *p = b->plan;
+  if (pool_grow(b, (void **)&p->ops, &b->cap_ops, p->n_ops, p->n_ops + n_ops, sizeof *p->ops) ||
+      grow_buffers(b, p->n_buffers + n_buffers))
+    return PF_ENOMEM;
+  return 0;
 }
 
 pf_plan *pf_pb_take(pf_plan_builder *b) {
   pf_plan *p = b->plan;
-  p->ops = fit(p->ops, p->n_ops, sizeof *p->ops);
-  p->buffers = fit(p->buffers, p->n_buffers, sizeof *p->buffers);
   b->plan = NULL;
   return p;
 }
@@ -106,20 +141,7 @@ int pf_pb_buffer(pf_plan_builder *b, int32_t device, const pf_spec *spec,
                  int32_t shard, uint32_t *out) {
   pf_plan *p = b->plan;
   pf_plan_buffer *pb;
-  size_t cap = b->cap_buffers;
-  if (pf_grow((void **)&p->buffers, &b->cap_buffers, p->n_buffers + 1,
-              sizeof *p->buffers))
-    return PF_ENOMEM;
-  if (b->cap_buffers != cap) {
-    uint32_t *f = realloc(b->first_write, b->cap_buffers * sizeof *f), *l;
-    if (f != NULL) b->first_write = f;
-    l = f ? realloc(b->last_write, b->cap_buffers * sizeof *l) : NULL;
-    if (l == NULL) {
-      b->cap_buffers = cap; /* the writer arrays still have the old size */
-      return PF_ENOMEM;
-    }
-    b->last_write = l;
-  }
+  if (grow_buffers(b, (size_t)p->n_buffers + 1)) return PF_ENOMEM;
   pb = &p->buffers[p->n_buffers];
   memset(pb, 0, sizeof *pb);
   pb->device = device;
@@ -205,7 +227,7 @@ int pf_pb_op(pf_plan_builder *b, const pf_plan_op *tmpl, const uint32_t *in,
   pf_plan_op *op;
   size_t n_deps = 0;
   uint32_t me = p->n_ops, *lists;
-  if (pf_grow((void **)&p->ops, &b->cap_ops, p->n_ops + 1, sizeof *p->ops) ||
+  if (pool_grow(b, (void **)&p->ops, &b->cap_ops, p->n_ops, (size_t)p->n_ops + 1, sizeof *p->ops) ||
       pf_grow((void **)&b->writes, &b->cap_writes, b->n_writes + n_out, sizeof *b->writes))
     return PF_ENOMEM;
   for (uint32_t i = 0; i < n_in; i++)
