@@ -1,5 +1,7 @@
 #include "base/arena.h"
 
+#include "base/util.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #define CHUNK_MIN 4096
 #define CHUNK_MAX (1u << 20)
 #define MAPPED (256u << 10)
+#define PREFAULT (64u << 10)
 
 struct pf_arena_chunk {
   pf_arena_chunk *next;
@@ -22,6 +25,16 @@ struct pf_arena_chunk {
   max_align_t data[];
 };
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+void pf_prefault(void *p, size_t n) {
+  uintptr_t lo = (uintptr_t)p & ~(uintptr_t)4095, hi = ((uintptr_t)p + n) & ~(uintptr_t)4095;
+  if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+}
+
+/* A chunk of `size` bytes of data. */
 static pf_arena_chunk *chunk_new(size_t size) {
   pf_arena_chunk *c;
   size_t total = sizeof *c + size;
@@ -55,6 +68,13 @@ void *pf_arena_alloc(pf_arena *a, size_t n) {
   if (a->chunks != NULL && a->size - a->used >= need) {
     void *p = (char *)a->chunks->data + a->used;
     a->used += need;
+    if (a->used > a->ready) {
+      /* A mapped chunk is filled front to back: back the next stretch of
+       * it with memory in one call. */
+      size_t upto = PF_MINOF(a->size, a->used + PREFAULT);
+      if (a->chunks->mapped) pf_prefault((char *)a->chunks->data + a->ready, upto - a->ready);
+      a->ready = upto;
+    }
     return p;
   }
   if (a->chunks != NULL && need > CHUNK_MAX / 4) {
@@ -73,6 +93,7 @@ void *pf_arena_alloc(pf_arena *a, size_t n) {
   a->chunks = c;
   a->size = size;
   a->used = need;
+  a->ready = 0;
   return c->data;
 }
 

@@ -19,6 +19,7 @@ typedef struct write_node {
 struct pf_plan_builder {
   pf_plan *plan;
   size_t cap_buffers, cap_ops, cap_slots, cap_comms;
+  size_t ready_ops, ready_buffers; /* entries prefaulted (pf_prefault) */
   uint32_t *first_write, *last_write; /* per buffer: nodes, or NONE */
   write_node *writes;
   size_t n_writes, cap_writes;
@@ -106,6 +107,17 @@ static int pool_grow(pf_plan_builder *b, void **items, size_t *cap, size_t n, si
   return 0;
 }
 
+/* Entries are written front to back: the next PREFAULT bytes of an array
+ * are backed with memory in one call when the writes reach them. */
+#define PREFAULT (64u << 10)
+static void ready(void *items, size_t cap, size_t need, size_t size, size_t *done) {
+  size_t upto;
+  if (need <= *done) return;
+  upto = PF_MINOF(cap, need + PREFAULT / size);
+  pf_prefault((char *)items + *done * size, (upto - *done) * size);
+  *done = upto;
+}
+
 /* Room for `need` buffers and their writer lists. */
 static int grow_buffers(pf_plan_builder *b, size_t need) {
   pf_plan *p = b->plan;
@@ -114,6 +126,7 @@ static int grow_buffers(pf_plan_builder *b, size_t need) {
   if (pool_grow(b, (void **)&p->buffers, &b->cap_buffers, p->n_buffers, need, sizeof *p->buffers))
     return PF_ENOMEM;
   if (b->cap_buffers == cap) return 0;
+  b->ready_buffers = p->n_buffers; /* moved: what was copied is backed */
   if ((f = realloc(b->first_write, b->cap_buffers * sizeof *f)) != NULL) b->first_write = f;
   if (f == NULL || (l = realloc(b->last_write, b->cap_buffers * sizeof *l)) == NULL) {
     b->cap_buffers = cap; /* the writer lists still have the old size */
@@ -125,9 +138,11 @@ static int grow_buffers(pf_plan_builder *b, size_t need) {
 
 int pf_pb_reserve(pf_plan_builder *b, size_t n_ops, size_t n_buffers) {
   pf_plan *p = b->plan;
+  size_t cap = b->cap_ops;
   if (pool_grow(b, (void **)&p->ops, &b->cap_ops, p->n_ops, p->n_ops + n_ops, sizeof *p->ops) ||
       grow_buffers(b, p->n_buffers + n_buffers))
     return PF_ENOMEM;
+  if (b->cap_ops != cap) b->ready_ops = p->n_ops;
   return 0;
 }
 
@@ -142,6 +157,8 @@ int pf_pb_buffer(pf_plan_builder *b, int32_t device, const pf_spec *spec,
   pf_plan *p = b->plan;
   pf_plan_buffer *pb;
   if (grow_buffers(b, (size_t)p->n_buffers + 1)) return PF_ENOMEM;
+  ready(p->buffers, b->cap_buffers, (size_t)p->n_buffers + 1, sizeof *p->buffers,
+        &b->ready_buffers);
   pb = &p->buffers[p->n_buffers];
   memset(pb, 0, sizeof *pb);
   pb->device = device;
@@ -227,9 +244,12 @@ int pf_pb_op(pf_plan_builder *b, const pf_plan_op *tmpl, const uint32_t *in,
   pf_plan_op *op;
   size_t n_deps = 0;
   uint32_t me = p->n_ops, *lists;
+  size_t cap = b->cap_ops;
   if (pool_grow(b, (void **)&p->ops, &b->cap_ops, p->n_ops, (size_t)p->n_ops + 1, sizeof *p->ops) ||
       pf_grow((void **)&b->writes, &b->cap_writes, b->n_writes + n_out, sizeof *b->writes))
     return PF_ENOMEM;
+  if (b->cap_ops != cap) b->ready_ops = p->n_ops;
+  ready(p->ops, b->cap_ops, (size_t)p->n_ops + 1, sizeof *p->ops, &b->ready_ops);
   for (uint32_t i = 0; i < n_in; i++)
     for (uint32_t k = b->first_write[in[i]]; k != NONE; k = b->writes[k].next) {
       uint32_t w = b->writes[k].op;
