@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/attrs_internal.h"
 #include "base/util.h"
 #include "pathflow/attrs.h"
 #include "pathflow/error.h"
@@ -37,8 +38,20 @@ static void attr_clear(attr *a) {
   a->n_ints = 0;
 }
 
+/* The one empty set that pf_attrs_share hands out: never freed, never
+ * changed (the setters refuse it). */
+static pf_attrs shared_empty;
+
+int pf_attrs_share(const pf_attrs *src, pf_attrs **out) {
+  if (src == NULL || src->n == 0) {
+    *out = &shared_empty;
+    return 0;
+  }
+  return pf_attrs_clone(src, out);
+}
+
 void pf_attrs_destroy(pf_attrs *a) {
-  if (a == NULL) return;
+  if (a == NULL || a == &shared_empty) return;
   for (size_t i = 0; i < a->n; i++) attr_clear(&a->items[i]);
   free(a->items);
   free(a);
@@ -71,7 +84,7 @@ static int valid_name(const char *name) {
 static int slot(pf_attrs *a, const char *name, attr **out) {
   size_t pos = 0;
   attr *hit;
-  if (a == NULL || !valid_name(name)) return PF_EINVAL;
+  if (a == NULL || a == &shared_empty || !valid_name(name)) return PF_EINVAL;
   if ((hit = find(a, name)) != NULL) {
     attr_clear(hit);
     *out = hit;

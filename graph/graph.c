@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/attrs_internal.h"
 #include "base/util.h"
 #include "graph/collective.h"
 #include "graph/graph_internal.h"
@@ -20,15 +21,8 @@ int pf_graph_new(const pf_graph_env *env, pf_graph **out) {
 void pf_graph_destroy(pf_graph *g) {
   if (g == NULL) return;
   for (size_t i = 0; i < g->n_slices; i++) free(g->slices[i].pinned);
-  for (size_t i = 0; i < g->n_programs; i++) {
-    pf_gprogram *p = &g->programs[i];
-    free(p->name);
-    free(p->kernel);
-    pf_attrs_destroy(p->attrs);
-    free(p->in);
-    free(p->in_shardings);
-    free(p->out);
-  }
+  for (size_t i = 0; i < g->n_programs; i++) pf_attrs_destroy(g->programs[i].attrs);
+  pf_arena_free(&g->mem);
   for (size_t i = 0; i < g->n_inputs; i++) free(g->inputs[i].name);
   for (size_t i = 0; i < g->n_outputs; i++) free(g->outputs[i].name);
   free(g->slices);
@@ -76,8 +70,15 @@ static int name_index(pf_graph *g, size_t p) {
     g->name_slots = slots;
     g->name_cap = cap;
   }
-  if (pf_graph_find_program(g, g->programs[p].name) < 0)
-    name_insert(g->name_slots, g->name_cap, g->programs[p].name, (uint32_t)p + 1);
+  {
+    /* One probe finds an equal name (the first program keeps it) or the
+     * empty slot to take. */
+    const char *name = g->programs[p].name;
+    size_t mask = g->name_cap - 1, i;
+    for (i = name_hash(name) & mask; g->name_slots[i]; i = (i + 1) & mask)
+      if (strcmp(g->programs[g->name_slots[i] - 1].name, name) == 0) return 0;
+    g->name_slots[i] = (uint32_t)p + 1;
+  }
   return 0;
 }
 
@@ -112,8 +113,20 @@ static void *dup_array(const void *src, size_t n, size_t size) {
   return d;
 }
 
+/* The graph's copy of kernel name k: consecutive programs mostly run one
+ * kernel, so the last copy is reused when it is equal. */
+static char *kernel_copy(pf_graph *g, const char *k) {
+  if (g->last_kernel == NULL || strcmp(g->last_kernel, k) != 0) {
+    char *c = pf_arena_strdup(&g->mem, k);
+    if (c == NULL) return NULL;
+    g->last_kernel = c;
+  }
+  return g->last_kernel;
+}
+
 int pf_graph_add_program(pf_graph *g, const pf_gprogram *p) {
   pf_gprogram c;
+  size_t n_in = (size_t)p->n_in, n_out = (size_t)p->n_out;
   memset(&c, 0, sizeof c);
   if (pf_grow((void **)&g->programs, &g->cap_programs, g->n_programs + 1,
               sizeof *g->programs))
@@ -121,29 +134,23 @@ int pf_graph_add_program(pf_graph *g, const pf_gprogram *p) {
   c.slice = p->slice;
   c.n_in = p->n_in;
   c.n_out = p->n_out;
-  c.name = pf_strdup(p->name);
-  c.kernel = pf_strdup(p->kernel);
-  c.in = dup_array(p->in, (size_t)p->n_in, sizeof *p->in);
-  c.in_shardings = dup_array(p->in_shardings, (size_t)p->n_in,
-                             sizeof *p->in_shardings);
-  c.out = dup_array(p->out, (size_t)p->n_out, sizeof *p->out);
-  if (c.name == NULL || c.kernel == NULL || c.in == NULL ||
-      c.in_shardings == NULL || c.out == NULL ||
-      pf_attrs_clone(p->attrs, &c.attrs) != 0) {
-    free(c.name);
-    free(c.kernel);
-    free(c.in);
-    free(c.in_shardings);
-    free(c.out);
-    return PF_ENOMEM;
+  /* Shardings first: they hold 8-byte-aligned pairs of ints. */
+  c.in_shardings = pf_arena_alloc(&g->mem, n_in * sizeof *c.in_shardings +
+                                               (n_in + n_out) * sizeof *c.in);
+  c.name = pf_arena_strdup(&g->mem, p->name);
+  c.kernel = p->kernel ? kernel_copy(g, p->kernel) : NULL;
+  if (c.name == NULL || c.kernel == NULL || c.in_shardings == NULL ||
+      pf_attrs_share(p->attrs, &c.attrs) != 0)
+    return PF_ENOMEM; /* what the arena gave stays there until destroy */
+  c.in = (pf_value_t *)(c.in_shardings + n_in);
+  c.out = c.in + n_in;
+  if (n_in) {
+    memcpy(c.in_shardings, p->in_shardings, n_in * sizeof *c.in_shardings);
+    memcpy(c.in, p->in, n_in * sizeof *c.in);
   }
+  if (n_out) memcpy(c.out, p->out, n_out * sizeof *c.out);
   g->programs[g->n_programs] = c;
   if (name_index(g, g->n_programs) != 0) {
-    free(c.name);
-    free(c.kernel);
-    free(c.in);
-    free(c.in_shardings);
-    free(c.out);
     pf_attrs_destroy(c.attrs);
     return PF_ENOMEM;
   }
@@ -182,9 +189,24 @@ static int named_find(const pf_gnamed *items, size_t n, const char *name) {
   return -1;
 }
 
-/* "<base>_<n>", made unique if a program was given that name explicitly. */
+/* "<base>_<n>", made unique if a program was given that name explicitly.
+ * Written by hand: snprintf was a tenth of building a large graph. */
 static void auto_name(const pf_graph *g, const char *base, char *out, size_t len) {
-  snprintf(out, len, "%.64s_%zu", base, g->n_programs);
+  char digits[24];
+  size_t nb = strnlen(base, 64), nd = 0;
+  size_t n = g->n_programs;
+  do {
+    digits[nd++] = (char)('0' + n % 10);
+    n /= 10;
+  } while (n > 0);
+  if (nb + 1 + nd < len) {
+    memcpy(out, base, nb);
+    out[nb] = '_';
+    for (size_t i = 0; i < nd; i++) out[nb + 1 + i] = digits[nd - 1 - i];
+    out[nb + 1 + nd] = '\0';
+  } else {
+    snprintf(out, len, "%.64s_%zu", base, g->n_programs);
+  }
   for (int k = 1; pf_graph_find_program(g, out) >= 0; k++)
     snprintf(out, len, "%.64s_%zu_%d", base, g->n_programs, k);
 }
@@ -311,7 +333,7 @@ int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
   p.kernel = (char *)desc->kernel;
   p.attrs = (pf_attrs *)desc->attrs;
   p.slice = desc->slice;
-  if (pf_graph_find_program(g, p.name) >= 0)
+  if (desc->name != NULL && pf_graph_find_program(g, p.name) >= 0) /* auto: unique */
     return pf_diag_error(d, PF_EEXIST, "program \"%s\": name already in use",
                          p.name);
   k = pf_registry_find(g->env.registry, desc->kernel, g->slices[p.slice].kind);

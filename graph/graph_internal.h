@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 
+#include "base/arena.h"
 #include "base/diag.h"
 #include "base/layout.h"
 #include "kernels/registry.h"
@@ -40,6 +41,8 @@ typedef struct pf_gvalue {
   pf_value_t reduced;
 } pf_gvalue;
 
+/* A program's name, kernel, in, in_shardings and out live in the graph's
+ * arena (`mem`); attrs is its own (pf_attrs_share: empty ones are shared). */
 typedef struct pf_gprogram {
   char *name;
   char *kernel;
@@ -82,6 +85,8 @@ struct pf_graph {
   size_t name_cap;
   pf_placement placement;
   pf_dispatch_mode dispatch;
+  pf_arena mem;      /* programs' strings and arrays */
+  char *last_kernel; /* in mem: the kernel name copied last */
 };
 
 /* The program named `name`, or -1. */
@@ -94,7 +99,8 @@ int pf_graph_new(const pf_graph_env *env, pf_graph **out);
  * They take ownership of nothing: strings and arrays are copied. */
 int pf_graph_add_slice(pf_graph *g, const pf_gslice *s);
 int pf_graph_add_value(pf_graph *g, const pf_gvalue *v);
-/* Copies name, kernel, attrs (NULL: empty), in, in_shardings and out. */
+/* Copies name, kernel, attrs (NULL: empty), in, in_shardings and out (into
+ * the graph's arena). */
 int pf_graph_add_program(pf_graph *g, const pf_gprogram *p);
 int pf_graph_add_named(pf_graph *g, int is_output, const char *name,
                        pf_value_t value);
@@ -173,5 +179,10 @@ int pf_graph_topo_order(const pf_graph *g, pf_program_t *order, pf_diag *diag);
 
 /* Full validation into `diag` (pf_graph_validate reports into env.diag). */
 int pf_graph_check(const pf_graph *g, pf_diag *diag);
+
+/* pf_graph_check that also leaves the topological order it checked in
+ * `order` (n_programs entries, as pf_graph_topo_order), for a caller that
+ * needs both (the scheduler). */
+int pf_graph_check_order(const pf_graph *g, pf_program_t *order, pf_diag *diag);
 
 #endif

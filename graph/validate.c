@@ -65,11 +65,15 @@ int pf_graph_infer_with(const pf_graph *g, const pf_gprogram *p,
     return pf_diag_error(d, PF_ENOMEM, "program \"%s\": out of memory", p->name);
   for (int i = 0; i < p->n_in; i++) {
     const pf_gvalue *v = &g->values[p->in[i]];
-    snprintf(what, sizeof what, "program \"%s\" input %d (value %d)", p->name,
-             i, p->in[i]);
+    /* The message is only written when the spec does not divide: a million
+     * programs would spend more time formatting it than checking. */
     rc = pf_shard_spec(&v->spec, p->in_shardings[i], slice->num_devices,
-                       &in_local[i], what, d);
+                       &in_local[i], "", NULL);
     if (rc) {
+      snprintf(what, sizeof what, "program \"%s\" input %d (value %d)", p->name,
+               i, p->in[i]);
+      rc = pf_shard_spec(&v->spec, p->in_shardings[i], slice->num_devices,
+                         &in_local[i], what, d);
       pf_args_scratch_free(in_stack, in_local);
       return rc;
     }
@@ -285,11 +289,12 @@ static int check_structure(const pf_graph *g, pf_diag *d) {
       return pf_diag_error(d, PF_EINVAL, "value %zu: no slice %d", v, val->slice);
     if ((rc = pf_spec_check(&val->spec)) != 0)
       return pf_diag_error(d, rc, "value %zu: bad spec", v);
-    snprintf(what, sizeof what, "value %zu", v);
-    if ((rc = pf_shard_spec(&val->spec, val->sharding,
-                            g->slices[val->slice].num_devices, &local, what,
-                            d)) != 0)
-      return rc;
+    if (pf_shard_spec(&val->spec, val->sharding, g->slices[val->slice].num_devices,
+                      &local, "", NULL) != 0) {
+      snprintf(what, sizeof what, "value %zu", v); /* only for the message */
+      return pf_shard_spec(&val->spec, val->sharding, g->slices[val->slice].num_devices,
+                           &local, what, d);
+    }
     if (val->producer >= 0) {
       const pf_gprogram *p;
       if ((size_t)val->producer >= g->n_programs)
@@ -352,13 +357,19 @@ static int check_structure(const pf_graph *g, pf_diag *d) {
 }
 
 int pf_graph_check(const pf_graph *g, pf_diag *d) {
-  pf_program_t *order;
+  pf_program_t *order = pf_mallocn(g->n_programs, sizeof *order);
+  int rc;
+  if (order == NULL) return pf_diag_error(d, PF_ENOMEM, "validate: out of memory");
+  rc = pf_graph_check_order(g, order, d);
+  free(order);
+  return rc;
+}
+
+int pf_graph_check_order(const pf_graph *g, pf_program_t *order, pf_diag *d) {
   int rc;
   if ((rc = check_structure(g, d)) != 0 || (rc = pf_graph_check_ends(g, d)) != 0)
     return rc;
-  order = pf_mallocn(g->n_programs, sizeof *order);
-  if (order == NULL) return pf_diag_error(d, PF_ENOMEM, "validate: out of memory");
-  if ((rc = pf_graph_topo_order(g, order, d)) != 0) goto done;
+  if ((rc = pf_graph_topo_order(g, order, d)) != 0) return rc;
   for (size_t k = 0; k < g->n_programs && rc == 0; k++) {
     const pf_gprogram *p = &g->programs[order[k]];
     pf_sharding out_sh[PF_MAX_OUTS];
@@ -393,7 +404,5 @@ int pf_graph_check(const pf_graph *g, pf_diag *d) {
       }
     }
   }
-done:
-  free(order);
   return rc;
 }

@@ -423,7 +423,7 @@ static void run_copy(pf_step *s, uint32_t i) {
     return;
   }
   pf_box_copy(d->data, dst->spec.dims, s->bufs[op->inputs[0]]->data,
-              src->spec.dims, &op->box, pf_dtype_size(src->spec.dtype));
+              src->spec.dims, op->box, pf_dtype_size(src->spec.dtype));
 }
 
 /* A collective among devices of this rank: one op reads every shard and

@@ -19,10 +19,12 @@
 /* Highest rank a communicator may name (far above any job pathflow runs). */
 #define PF_PLAN_MAX_RANKS (1 << 20)
 
-static void op_clear(pf_plan_op *op) {
+static void op_clear(const pf_plan *p, pf_plan_op *op) {
+  pf_attrs_destroy(op->attrs);
+  if (p->pool != NULL) return;
+  free(op->box);
   free(op->name);
   free(op->kernel);
-  pf_attrs_destroy(op->attrs);
   free(op->inputs);
   free(op->outputs);
   free(op->deps);
@@ -31,9 +33,14 @@ static void op_clear(pf_plan_op *op) {
 void pf_plan_free(pf_plan *p) {
   if (p == NULL) return;
   for (uint32_t i = 0; p->ops != NULL && i < p->n_ops; i++)
-    op_clear(&p->ops[i]);
-  free(p->ops);
-  free(p->buffers);
+    op_clear(p, &p->ops[i]);
+  if (p->pool != NULL) {
+    pf_arena_free(p->pool); /* ops and buffers too */
+    free(p->pool);
+  } else {
+    free(p->ops);
+    free(p->buffers);
+  }
   free(p->slots);
   free(p->arena_bytes);
   for (uint32_t i = 0; p->comms != NULL && i < p->n_comms; i++) free(p->comms[i].ranks);
@@ -51,6 +58,11 @@ static int str_eq(const char *a, const char *b) {
 static int u32s_eq(const uint32_t *a, const uint32_t *b, uint32_t n) {
   return n == 0 || memcmp(a, b, (size_t)n * sizeof *a) == 0;
 }
+
+/* An op without a box has a box of rank 0. */
+static const pf_box no_box;
+
+static const pf_box *box_of(const pf_plan_op *op) { return op->box ? op->box : &no_box; }
 
 static int box_eq(const pf_box *a, const pf_box *b) {
   if (a->rank != b->rank) return 0;
@@ -71,7 +83,7 @@ static int op_eq(const pf_plan_op *a, const pf_plan_op *b) {
          a->n_out == b->n_out && a->n_deps == b->n_deps &&
          u32s_eq(a->inputs, b->inputs, a->n_in) &&
          u32s_eq(a->outputs, b->outputs, a->n_out) &&
-         u32s_eq(a->deps, b->deps, a->n_deps) && box_eq(&a->box, &b->box) &&
+         u32s_eq(a->deps, b->deps, a->n_deps) && box_eq(box_of(a), box_of(b)) &&
          a->peer == b->peer && a->tag == b->tag && a->comm == b->comm &&
          a->collective == b->collective && a->reduce_op == b->reduce_op &&
          a->axis == b->axis && a->root == b->root && a->in_axis == b->in_axis;
@@ -214,22 +226,23 @@ static int box_side_check(const pf_plan *p, uint32_t i, const int64_t *off,
                           uint32_t b, const char *side, pf_diag *d) {
   const pf_plan_op *op = &p->ops[i];
   const pf_spec *s = &p->buffers[b].spec;
-  if (op->box.rank != s->rank)
+  const pf_box *box = box_of(op);
+  if (box->rank != s->rank)
     return pf_diag_error(d, PF_EDECODE,
                          "op %u (%s): box rank %d, %s buffer %u has rank %d",
-                         i, op->name, op->box.rank, side, b, s->rank);
-  for (int k = 0; k < op->box.rank; k++) {
-    if (off[k] < 0 || op->box.extent[k] < 0)
+                         i, op->name, box->rank, side, b, s->rank);
+  for (int k = 0; k < box->rank; k++) {
+    if (off[k] < 0 || box->extent[k] < 0)
       return pf_diag_error(d, PF_EDECODE,
                            "op %u (%s): box axis %d: negative %s offset %lld "
                            "or extent %lld", i, op->name, k, side,
-                           (long long)off[k], (long long)op->box.extent[k]);
-    if (op->box.extent[k] > s->dims[k] || off[k] > s->dims[k] - op->box.extent[k])
+                           (long long)off[k], (long long)box->extent[k]);
+    if (box->extent[k] > s->dims[k] || off[k] > s->dims[k] - box->extent[k])
       return pf_diag_error(d, PF_EDECODE,
                            "op %u (%s): box axis %d: %s offset %lld + extent "
                            "%lld exceeds dim %lld of buffer %u", i, op->name, k,
                            side, (long long)off[k],
-                           (long long)op->box.extent[k], (long long)s->dims[k],
+                           (long long)box->extent[k], (long long)s->dims[k],
                            b);
   }
   return 0;
@@ -251,10 +264,10 @@ static int copy_check(const pf_plan *p, uint32_t i, pf_diag *d) {
                          "dtype mismatch", i, op->name,
                          pf_dtype_name(src->spec.dtype), op->inputs[0],
                          pf_dtype_name(dst->spec.dtype), op->outputs[0]);
-  if ((rc = box_side_check(p, i, op->box.src_offset, op->inputs[0], "source",
+  if ((rc = box_side_check(p, i, op->box->src_offset, op->inputs[0], "source",
                            d)) != 0)
     return rc;
-  return box_side_check(p, i, op->box.dst_offset, op->outputs[0],
+  return box_side_check(p, i, op->box->dst_offset, op->outputs[0],
                         "destination", d);
 }
 
@@ -272,9 +285,9 @@ static int transfer_check(const pf_plan *p, uint32_t i, pf_diag *d) {
   if (op->tag < 0)
     return pf_diag_error(d, PF_EDECODE, "op %u (%s): negative tag %lld", i,
                          op->name, (long long)op->tag);
-  return send ? box_side_check(p, i, op->box.src_offset, op->inputs[0],
+  return send ? box_side_check(p, i, op->box->src_offset, op->inputs[0],
                                "source", d)
-              : box_side_check(p, i, op->box.dst_offset, op->outputs[0],
+              : box_side_check(p, i, op->box->dst_offset, op->outputs[0],
                                "destination", d);
 }
 
@@ -461,9 +474,13 @@ static int op_check(const pf_plan *p, uint32_t i, pf_diag *d) {
     return pf_diag_error(d, PF_EDECODE,
                          "op %u (%s): device %d out of range (plan has %d)", i,
                          op->name, (int)op->device, (int)p->num_devices);
-  if (op->box.rank < 0 || op->box.rank > PF_MAX_RANK)
+  if (box_of(op)->rank < 0 || box_of(op)->rank > PF_MAX_RANK)
     return pf_diag_error(d, PF_EDECODE, "op %u (%s): box rank %d out of range",
-                         i, op->name, op->box.rank);
+                         i, op->name, box_of(op)->rank);
+  if (op->box == NULL &&
+      (op->kind == PF_OP_COPY || op->kind == PF_OP_SEND || op->kind == PF_OP_RECV))
+    return pf_diag_error(d, PF_EDECODE, "op %u (%s): %s op without a box", i, op->name,
+                         kind_name(op->kind));
   if (op->kind != PF_OP_KERNEL && (op->kernel != NULL || op->attrs != NULL))
     return pf_diag_error(d, PF_EDECODE,
                          "op %u (%s): %s op with a kernel or attrs", i,

@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "base/arena.h"
 #include "base/diag.h"
 #include "pathflow/attrs.h"
 #include "pathflow/types.h"
@@ -45,21 +46,24 @@ typedef struct pf_plan_op {
   pf_op_kind kind;
   int32_t device;
   int32_t program;
-  char *name; /* program name, for messages; never NULL */
   int32_t shard, num_shards;
-  char *kernel;     /* KERNEL only, else NULL */
-  pf_attrs *attrs;  /* KERNEL only, else NULL */
   uint32_t n_in, n_out, n_deps;
-  uint32_t *inputs;  /* buffer indices */
-  uint32_t *outputs; /* buffer indices */
-  uint32_t *deps;    /* op indices, each < this op's index */
-  pf_box box;        /* COPY, SEND, RECV */
   int32_t peer;
-  int64_t tag;
   int32_t comm;       /* COLLECTIVE: communicator id, -1 within this rank */
   int32_t collective; /* pf_collective_kind */
   int32_t reduce_op;  /* pf_reduce_op */
   int32_t axis, root, in_axis;
+  int64_t tag;
+  char *name; /* program name, for messages; never NULL */
+  char *kernel;     /* KERNEL only, else NULL */
+  pf_attrs *attrs;  /* KERNEL only, else NULL */
+  uint32_t *inputs;  /* buffer indices */
+  uint32_t *outputs; /* buffer indices */
+  uint32_t *deps;    /* op indices, each < this op's index */
+  /* COPY, SEND, RECV (required); NULL elsewhere, read as a box of rank 0.
+   * Out of line: a box is 200 bytes and most ops have none; ops of a
+   * scheduled plan share equal boxes. */
+  pf_box *box;
 } pf_plan_op;
 
 /* Shard `shard` of graph output `output` is buffer `buffer`. A buffer may
@@ -88,8 +92,15 @@ typedef struct pf_plan {
   pf_plan_slot *slots; /* output slots */
   pf_plan_comm *comms;
   int64_t *arena_bytes; /* NULL, or per device: bytes of its step arena */
+  /* NULL: ops and buffers are malloc'd arrays, and each op owns its name,
+   * kernel, lists and box (malloc'd, freed one by one). Else all of these
+   * live in this pool (the scheduler's plans: millions of ops without a
+   * malloc each) and are freed with it; attrs are always the op's own
+   * (pf_attrs_destroy). Code that grows a plan's arrays must know which. */
+  pf_arena *pool;
 } pf_plan;
 
+/* Frees the plan, its ops' strings, lists, boxes and attrs (see `pool`). */
 void pf_plan_free(pf_plan *p);
 
 /* Checks every index, spec and box of a plan: what a decoder must do before

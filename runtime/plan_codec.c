@@ -33,6 +33,8 @@ static int buffer_encode(pf_wire_arena *a, const pf_plan_buffer *b,
   return 0;
 }
 
+static const pf_box no_box; /* an op without a box has one of rank 0 */
+
 static int box_encode(pf_wire_arena *a, const pf_box *b, Pathflow__Box **out) {
   Pathflow__Box *m;
   if (b->rank < 0 || b->rank > PF_MAX_RANK) return PF_EINVAL;
@@ -71,7 +73,7 @@ static int op_encode(pf_wire_arena *a, const pf_plan_op *op,
   m->n_deps = op->n_deps;
   m->deps = op->deps;
   /* always present, so that decode -> encode gives the same bytes */
-  if ((rc = box_encode(a, &op->box, &m->box)) != 0) return rc;
+  if ((rc = box_encode(a, op->box ? op->box : &no_box, &m->box)) != 0) return rc;
   m->peer = op->peer;
   m->tag = op->tag;
   m->comm = op->comm;
@@ -213,6 +215,7 @@ static int op_strings_decode(const Pathflow__PlanOp *m, uint32_t i,
 
 static int op_decode(const Pathflow__PlanOp *m, uint32_t i, pf_plan_op *op,
                      pf_diag *diag) {
+  pf_box box;
   int rc;
   if ((int)m->kind < PF_OP_KERNEL || (int)m->kind > PF_OP_COLLECTIVE)
     return pf_diag_error(diag, PF_EDECODE, "op %u: unknown kind %d", i,
@@ -228,9 +231,17 @@ static int op_decode(const Pathflow__PlanOp *m, uint32_t i, pf_plan_op *op,
       u32s_copy(m->outputs, m->n_outputs, &op->outputs, &op->n_out) ||
       u32s_copy(m->deps, m->n_deps, &op->deps, &op->n_deps))
     return pf_diag_error(diag, PF_ENOMEM, "op %u: out of memory", i);
-  if ((rc = box_decode(m->box, &op->box, diag)) != 0) {
+  if ((rc = box_decode(m->box, &box, diag)) != 0) {
     pf_diag_prefix(diag, "op %u (%s)", i, op->name);
     return rc;
+  }
+  /* Ops that move data always have a box; others only keep one they were
+   * sent (pf_plan_check judges it). */
+  if (box.rank > 0 || op->kind == PF_OP_COPY || op->kind == PF_OP_SEND ||
+      op->kind == PF_OP_RECV) {
+    if ((op->box = malloc(sizeof *op->box)) == NULL)
+      return pf_diag_error(diag, PF_ENOMEM, "op %u: out of memory", i);
+    *op->box = box;
   }
   op->device = m->device;
   op->program = m->program;

@@ -253,8 +253,8 @@ static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
                            "(MPI_TAG_UB / %d steps in flight)",
                            s->cfg.rank, (long long)op->tag, s->tag_window, PF_MAX_IN_FLIGHT);
     b = &p->buffers[op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0]];
-    rc = pf_mpi_box_make(&b->spec, op->kind == PF_OP_SEND ? op->box.src_offset : op->box.dst_offset,
-                         op->box.extent, &e->boxes[i]);
+    rc = pf_mpi_box_make(&b->spec, op->kind == PF_OP_SEND ? op->box->src_offset : op->box->dst_offset,
+                         op->box->extent, &e->boxes[i]);
     if (rc) return pf_diag_error(d, rc, "rank %d: op %u: cannot describe the transfer to MPI",
                                  s->cfg.rank, i);
   }

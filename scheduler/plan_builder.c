@@ -3,21 +3,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/attrs_internal.h"
 #include "base/util.h"
 #include "pathflow/error.h"
 
-typedef struct writers {
-  uint32_t *ops;
-  size_t n, cap;
-} writers;
+#define NONE UINT32_MAX
+
+/* Who wrote each buffer, as singly linked lists in one array: most buffers
+ * have one writer, and a plan of millions of buffers cannot afford an
+ * allocation each. */
+typedef struct write_node {
+  uint32_t op, next;
+} write_node;
 
 struct pf_plan_builder {
   pf_plan *plan;
   size_t cap_buffers, cap_ops, cap_slots, cap_comms;
-  writers *w; /* per buffer: the ops that write it */
-  size_t cap_w;
+  size_t ready_ops, ready_buffers; /* entries prefaulted (pf_prefault) */
+  uint32_t *first_write, *last_write; /* per buffer: nodes, or NONE */
+  write_node *writes;
+  size_t n_writes, cap_writes;
   uint32_t *deps; /* scratch */
   size_t cap_deps;
+  /* Equal boxes are stored once (open addressing, power-of-two size). */
+  pf_box **boxes;
+  size_t n_boxes, cap_boxes;
+  /* Consecutive ops mostly come from one program: its name is copied once. */
+  const char *last_name, *last_kernel;
 };
 
 int pf_pb_slot(pf_plan_builder *b, int32_t output, int32_t shard, uint32_t buffer) {
@@ -50,7 +62,9 @@ int pf_pb_comm(pf_plan_builder *b, int32_t id, const int32_t *ranks, uint32_t n)
 int pf_pb_create(int32_t rank, int32_t num_devices, uint64_t executable,
                  pf_plan_builder **out) {
   pf_plan_builder *b = calloc(1, sizeof *b);
-  if (b == NULL || (b->plan = calloc(1, sizeof *b->plan)) == NULL) {
+  if (b == NULL || (b->plan = calloc(1, sizeof *b->plan)) == NULL ||
+      (b->plan->pool = calloc(1, sizeof *b->plan->pool)) == NULL) {
+    if (b) free(b->plan);
     free(b);
     return PF_ENOMEM;
   }
@@ -63,11 +77,73 @@ int pf_pb_create(int32_t rank, int32_t num_devices, uint64_t executable,
 
 void pf_pb_destroy(pf_plan_builder *b) {
   if (b == NULL) return;
-  for (size_t i = 0; i < b->cap_w; i++) free(b->w[i].ops);
-  free(b->w);
+  free(b->first_write);
+  free(b->last_write);
+  free(b->writes);
   free(b->deps);
+  free(b->boxes);
   pf_plan_free(b->plan);
   free(b);
+}
+
+/* Grows an array of the plan (ops or buffers, n in use) to hold `need`,
+ * doubling. It lives in the plan's pool: a large one is mapped pages of its
+ * own, which cost nothing until written and go back to the system when the
+ * plan is freed. A block outgrown stays in the pool until then. */
+static int pool_grow(pf_plan_builder *b, void **items, size_t *cap, size_t n, size_t need,
+                     size_t size) {
+  size_t ncap;
+  void *grown;
+  if (need <= *cap) return 0;
+  ncap = *cap ? *cap : 16;
+  while (ncap < need) {
+    if (ncap > SIZE_MAX / 2 / size) return PF_ENOMEM;
+    ncap *= 2;
+  }
+  if ((grown = pf_arena_alloc(b->plan->pool, ncap * size)) == NULL) return PF_ENOMEM;
+  if (n) memcpy(grown, *items, n * size);
+  *items = grown;
+  *cap = ncap;
+  return 0;
+}
+
+/* Entries are written front to back: the next PREFAULT bytes of an array
+ * are backed with memory in one call when the writes reach them. */
+#define PREFAULT (64u << 10)
+static void ready(void *items, size_t cap, size_t need, size_t size, size_t *done) {
+  size_t upto;
+  if (need <= *done) return;
+  upto = PF_MINOF(cap, need + PREFAULT / size);
+  pf_prefault((char *)items + *done * size, (upto - *done) * size);
+  *done = upto;
+}
+
+/* Room for `need` buffers and their writer lists. */
+static int grow_buffers(pf_plan_builder *b, size_t need) {
+  pf_plan *p = b->plan;
+  size_t cap = b->cap_buffers;
+  uint32_t *f, *l;
+  if (pool_grow(b, (void **)&p->buffers, &b->cap_buffers, p->n_buffers, need, sizeof *p->buffers))
+    return PF_ENOMEM;
+  if (b->cap_buffers == cap) return 0;
+  b->ready_buffers = p->n_buffers; /* moved: what was copied is backed */
+  if ((f = realloc(b->first_write, b->cap_buffers * sizeof *f)) != NULL) b->first_write = f;
+  if (f == NULL || (l = realloc(b->last_write, b->cap_buffers * sizeof *l)) == NULL) {
+    b->cap_buffers = cap; /* the writer lists still have the old size */
+    return PF_ENOMEM;
+  }
+  b->last_write = l;
+  return 0;
+}
+
+int pf_pb_reserve(pf_plan_builder *b, size_t n_ops, size_t n_buffers) {
+  pf_plan *p = b->plan;
+  size_t cap = b->cap_ops;
+  if (pool_grow(b, (void **)&p->ops, &b->cap_ops, p->n_ops, p->n_ops + n_ops, sizeof *p->ops) ||
+      grow_buffers(b, p->n_buffers + n_buffers))
+    return PF_ENOMEM;
+  if (b->cap_ops != cap) b->ready_ops = p->n_ops;
+  return 0;
 }
 
 pf_plan *pf_pb_take(pf_plan_builder *b) {
@@ -80,16 +156,9 @@ int pf_pb_buffer(pf_plan_builder *b, int32_t device, const pf_spec *spec,
                  int32_t shard, uint32_t *out) {
   pf_plan *p = b->plan;
   pf_plan_buffer *pb;
-  if (pf_grow((void **)&p->buffers, &b->cap_buffers, p->n_buffers + 1,
-              sizeof *p->buffers))
-    return PF_ENOMEM;
-  if (b->cap_w < b->cap_buffers) {
-    writers *nw = realloc(b->w, b->cap_buffers * sizeof *nw);
-    if (nw == NULL) return PF_ENOMEM;
-    memset(nw + b->cap_w, 0, (b->cap_buffers - b->cap_w) * sizeof *nw);
-    b->w = nw;
-    b->cap_w = b->cap_buffers;
-  }
+  if (grow_buffers(b, (size_t)p->n_buffers + 1)) return PF_ENOMEM;
+  ready(p->buffers, b->cap_buffers, (size_t)p->n_buffers + 1, sizeof *p->buffers,
+        &b->ready_buffers);
   pb = &p->buffers[p->n_buffers];
   memset(pb, 0, sizeof *pb);
   pb->device = device;
@@ -97,6 +166,7 @@ int pf_pb_buffer(pf_plan_builder *b, int32_t device, const pf_spec *spec,
   pb->input = -1;
   pb->output = -1;
   pb->shard = shard;
+  b->first_write[p->n_buffers] = b->last_write[p->n_buffers] = NONE;
   *out = p->n_buffers++;
   return 0;
 }
@@ -105,10 +175,66 @@ pf_plan_buffer *pf_pb_buffer_at(pf_plan_builder *b, uint32_t index) {
   return &b->plan->buffers[index];
 }
 
-static uint32_t *dup_u32(const uint32_t *v, uint32_t n) {
-  uint32_t *d = pf_mallocn(n, sizeof *d);
-  if (d != NULL && n > 0) memcpy(d, v, n * sizeof *d);
-  return d;
+static size_t box_hash(const pf_box *x) {
+  uint64_t h = 1469598103934665603ull ^ (uint64_t)x->rank;
+  for (int i = 0; i < x->rank; i++) {
+    h = (h ^ (uint64_t)x->src_offset[i]) * 1099511628211ull;
+    h = (h ^ (uint64_t)x->dst_offset[i]) * 1099511628211ull;
+    h = (h ^ (uint64_t)x->extent[i]) * 1099511628211ull;
+  }
+  return (size_t)(h ^ (h >> 29));
+}
+
+static int box_same(const pf_box *a, const pf_box *b) {
+  if (a->rank != b->rank) return 0;
+  for (int i = 0; i < a->rank; i++)
+    if (a->src_offset[i] != b->src_offset[i] || a->dst_offset[i] != b->dst_offset[i] ||
+        a->extent[i] != b->extent[i])
+      return 0;
+  return 1;
+}
+
+/* The plan's copy of box x, shared with every op that has an equal box. */
+static pf_box *box_intern(pf_plan_builder *b, const pf_box *x) {
+  size_t i;
+  pf_box *copy;
+  if ((b->n_boxes + 1) * 2 > b->cap_boxes) {
+    size_t cap = b->cap_boxes ? b->cap_boxes * 2 : 16;
+    pf_box **t = calloc(cap, sizeof *t);
+    if (t == NULL) return NULL;
+    for (size_t k = 0; k < b->cap_boxes; k++) {
+      if (b->boxes[k] == NULL) continue;
+      for (i = box_hash(b->boxes[k]) & (cap - 1); t[i]; i = (i + 1) & (cap - 1)) {
+      }
+      t[i] = b->boxes[k];
+    }
+    free(b->boxes);
+    b->boxes = t;
+    b->cap_boxes = cap;
+  }
+  for (i = box_hash(x) & (b->cap_boxes - 1); b->boxes[i]; i = (i + 1) & (b->cap_boxes - 1))
+    if (box_same(b->boxes[i], x)) return b->boxes[i];
+  if ((copy = pf_arena_alloc(b->plan->pool, sizeof *copy)) == NULL) return NULL;
+  memset(copy, 0, sizeof *copy);
+  copy->rank = x->rank;
+  for (int k = 0; k < x->rank && k < PF_MAX_RANK; k++) {
+    copy->src_offset[k] = x->src_offset[k];
+    copy->dst_offset[k] = x->dst_offset[k];
+    copy->extent[k] = x->extent[k];
+  }
+  b->boxes[i] = copy;
+  b->n_boxes++;
+  return copy;
+}
+
+/* The pool's copy of s, reusing the last copy when it is equal. */
+static char *str_copy(pf_plan_builder *b, const char *s, const char **last_copy) {
+  if (*last_copy == NULL || strcmp(s, *last_copy) != 0) {
+    char *c = pf_arena_strdup(b->plan->pool, s);
+    if (c == NULL) return NULL;
+    *last_copy = c;
+  }
+  return (char *)*last_copy;
 }
 
 int pf_pb_op(pf_plan_builder *b, const pf_plan_op *tmpl, const uint32_t *in,
@@ -117,46 +243,54 @@ int pf_pb_op(pf_plan_builder *b, const pf_plan_op *tmpl, const uint32_t *in,
   pf_plan *p = b->plan;
   pf_plan_op *op;
   size_t n_deps = 0;
-  uint32_t me = p->n_ops;
-  if (pf_grow((void **)&p->ops, &b->cap_ops, p->n_ops + 1, sizeof *p->ops))
+  uint32_t me = p->n_ops, *lists;
+  size_t cap = b->cap_ops;
+  if (pool_grow(b, (void **)&p->ops, &b->cap_ops, p->n_ops, (size_t)p->n_ops + 1, sizeof *p->ops) ||
+      pf_grow((void **)&b->writes, &b->cap_writes, b->n_writes + n_out, sizeof *b->writes))
     return PF_ENOMEM;
-  for (uint32_t i = 0; i < n_in; i++) {
-    const writers *w = &b->w[in[i]];
-    for (size_t k = 0; k < w->n; k++) {
+  if (b->cap_ops != cap) b->ready_ops = p->n_ops;
+  ready(p->ops, b->cap_ops, (size_t)p->n_ops + 1, sizeof *p->ops, &b->ready_ops);
+  for (uint32_t i = 0; i < n_in; i++)
+    for (uint32_t k = b->first_write[in[i]]; k != NONE; k = b->writes[k].next) {
+      uint32_t w = b->writes[k].op;
       int seen = 0;
-      for (size_t j = 0; j < n_deps && !seen; j++) seen = b->deps[j] == w->ops[k];
+      for (size_t j = 0; j < n_deps && !seen; j++) seen = b->deps[j] == w;
       if (seen) continue;
       if (pf_grow((void **)&b->deps, &b->cap_deps, n_deps + 1, sizeof *b->deps))
         return PF_ENOMEM;
-      b->deps[n_deps++] = w->ops[k];
+      b->deps[n_deps++] = w;
     }
-  }
   op = &p->ops[me];
   *op = *tmpl;
-  op->name = pf_strdup(tmpl->name ? tmpl->name : "");
-  op->kernel = tmpl->kernel ? pf_strdup(tmpl->kernel) : NULL;
   op->attrs = NULL;
-  op->inputs = dup_u32(in, n_in);
-  op->outputs = dup_u32(out, n_out);
-  op->deps = dup_u32(b->deps, (uint32_t)n_deps);
+  op->box = NULL;
+  /* Inputs, outputs and deps in one block of the pool. */
+  lists = pf_arena_alloc(p->pool, ((size_t)n_in + n_out + n_deps) * sizeof *lists);
+  op->name = str_copy(b, tmpl->name ? tmpl->name : "", &b->last_name);
+  op->kernel = tmpl->kernel ? str_copy(b, tmpl->kernel, &b->last_kernel) : NULL;
+  if (lists == NULL || op->name == NULL || (tmpl->kernel && op->kernel == NULL) ||
+      (tmpl->box && (op->box = box_intern(b, tmpl->box)) == NULL) ||
+      (tmpl->attrs && pf_attrs_share(tmpl->attrs, &op->attrs) != 0))
+    return PF_ENOMEM;
+  op->inputs = lists;
+  op->outputs = lists + n_in;
+  op->deps = lists + n_in + n_out;
+  if (n_in) memcpy(op->inputs, in, n_in * sizeof *in);
+  if (n_out) memcpy(op->outputs, out, n_out * sizeof *out);
+  if (n_deps) memcpy(op->deps, b->deps, n_deps * sizeof *b->deps);
   op->n_in = n_in;
   op->n_out = n_out;
   op->n_deps = (uint32_t)n_deps;
-  if (op->name == NULL || (tmpl->kernel && op->kernel == NULL) ||
-      op->inputs == NULL || op->outputs == NULL || op->deps == NULL ||
-      (tmpl->attrs && pf_attrs_clone(tmpl->attrs, &op->attrs) != 0)) {
-    free(op->name);
-    free(op->kernel);
-    free(op->inputs);
-    free(op->outputs);
-    free(op->deps);
-    return PF_ENOMEM;
-  }
   p->n_ops++;
   for (uint32_t i = 0; i < n_out; i++) {
-    writers *w = &b->w[out[i]];
-    if (pf_grow((void **)&w->ops, &w->cap, w->n + 1, sizeof *w->ops)) return PF_ENOMEM;
-    w->ops[w->n++] = me;
+    uint32_t k = (uint32_t)b->n_writes++;
+    b->writes[k].op = me;
+    b->writes[k].next = NONE;
+    if (b->last_write[out[i]] == NONE)
+      b->first_write[out[i]] = k;
+    else
+      b->writes[b->last_write[out[i]]].next = k;
+    b->last_write[out[i]] = k;
   }
   if (index) *index = me;
   return 0;

@@ -11,15 +11,22 @@ int pf_pb_create(int32_t rank, int32_t num_devices, uint64_t executable,
                  pf_plan_builder **out);
 /* Frees the builder and, unless taken, its plan. */
 void pf_pb_destroy(pf_plan_builder *b);
-/* Hands the finished plan to the caller (pf_plan_free). */
+/* Hands the finished plan to the caller (pf_plan_free). Its ops, buffers
+ * and everything they point to live in the plan's pool. */
 pf_plan *pf_pb_take(pf_plan_builder *b);
+
+/* Makes room for n_ops more ops and n_buffers more buffers, so that a plan
+ * of known size is not copied as it grows (room reserved but never used
+ * costs address space, not memory). Errors: PF_ENOMEM. */
+int pf_pb_reserve(pf_plan_builder *b, size_t n_ops, size_t n_buffers);
 
 /* New buffer on `device` with shard spec `spec`. */
 int pf_pb_buffer(pf_plan_builder *b, int32_t device, const pf_spec *spec,
                  int32_t shard, uint32_t *out);
 pf_plan_buffer *pf_pb_buffer_at(pf_plan_builder *b, uint32_t index);
 
-/* Appends a copy of `op` (name, kernel and attrs are copied; inputs,
+/* Appends a copy of `op` (name, kernel, attrs and box are copied, into the
+ * plan's pool, equal boxes once, empty attrs shared; inputs,
  * outputs and deps are taken from the arguments, deps = writers of the
  * inputs). The new op becomes the last writer of its outputs. */
 int pf_pb_op(pf_plan_builder *b, const pf_plan_op *op, const uint32_t *in,

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/arena.h"
 #include "base/layout.h"
 #include "base/util.h"
 #include "graph/collective.h"
@@ -45,6 +46,7 @@ typedef struct lowering {
   int32_t **slice_devices; /* per slice: global device indices */
   pf_plan_builder **pb;    /* per rank */
   layout **layouts;        /* per value: the producer's layout first */
+  pf_arena mem;            /* layouts and their shards, freed together */
 } lowering;
 
 static const pf_cluster_device *dev(const lowering *L, int32_t global) {
@@ -151,13 +153,11 @@ static int place(lowering *L) {
 
 static layout *layout_new(lowering *L, pf_value_t v, pf_slice_t slice,
                           pf_sharding sh) {
-  int n = L->g->slices[slice].num_devices;
-  layout *lay = calloc(1, sizeof *lay);
+  size_t n = (size_t)L->g->slices[slice].num_devices;
+  layout *lay = pf_arena_alloc(&L->mem, sizeof *lay + n * sizeof(home));
   if (lay == NULL) return NULL;
-  if ((lay->shards = pf_calloc((size_t)n, sizeof(home))) == NULL) {
-    free(lay);
-    return NULL;
-  }
+  lay->shards = (home *)(lay + 1);
+  memset(lay->shards, 0, n * sizeof(home));
   lay->slice = slice;
   lay->sharding = sh;
   lay->next = L->layouts[v];
@@ -219,7 +219,7 @@ static int emit_piece(lowering *L, const pf_gprogram *consumer, const home *from
   memset(&op, 0, sizeof op);
   op.program = (int32_t)(consumer - L->g->programs);
   op.name = consumer->name;
-  op.box = *box;
+  op.box = (pf_box *)box; /* copied by pf_pb_op */
   op.comm = -1;
   if (a->rank == b->rank) {
     op.kind = PF_OP_COPY;
@@ -598,6 +598,30 @@ static int order_stages(const lowering *L, pf_compiled *c, const pf_program_t *o
   return rc;
 }
 
+/* Sizes each rank's plan before lowering, so that the op and buffer arrays
+ * of a large graph are not copied again and again as they double: per
+ * shard of a program on the rank, its op, one piece and one buffer per input
+ * (a copy or receive; a pointer hand-off needs neither) and a buffer per
+ * output. Room that stays unused is given back by pf_pb_take. */
+static int reserve_plans(lowering *L) {
+  const pf_graph *g = L->g;
+  size_t *n = pf_calloc(2 * (size_t)L->cl->n_ranks, sizeof *n);
+  int rc = 0;
+  if (n == NULL) return PF_ENOMEM;
+  for (size_t k = 0; k < g->n_programs; k++) {
+    const pf_gprogram *p = &g->programs[k];
+    for (int s = 0; s < g->slices[p->slice].num_devices; s++) {
+      int32_t r = dev(L, L->slice_devices[p->slice][s])->rank;
+      n[2 * r] += 1 + (size_t)p->n_in;
+      n[2 * r + 1] += (size_t)p->n_in + (size_t)p->n_out;
+    }
+  }
+  for (int r = 0; r < L->cl->n_ranks && rc == 0; r++)
+    rc = pf_pb_reserve(L->pb[r], n[2 * r], n[2 * r + 1]);
+  free(n);
+  return rc;
+}
+
 static int count_local(const pf_cluster *cl, int rank) {
   int n = 0;
   for (int i = 0; i < cl->n_devices; i++) n += cl->devices[i].rank == rank;
@@ -611,7 +635,6 @@ int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
   pf_program_t *order = NULL;
   int rc;
   *out = NULL;
-  if ((rc = pf_graph_check(g, d)) != 0) return rc;
   memset(&L, 0, sizeof L);
   L.g = g;
   L.cl = cl;
@@ -625,8 +648,9 @@ int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
   if (!L.slice_devices || !L.pb || !L.layouts || !order || !c) goto done;
   for (int r = 0; r < cl->n_ranks; r++)
     if (pf_pb_create(r, count_local(cl, r), exe_id, &L.pb[r])) goto done;
+  if ((rc = pf_graph_check_order(g, order, d)) != 0) goto done;
   if ((rc = place(&L)) != 0) goto done;
-  if ((rc = pf_graph_topo_order(g, order, d)) != 0) goto done;
+  if ((rc = reserve_plans(&L)) != 0) goto done;
   rc = PF_ENOMEM;
   for (size_t i = 0; i < g->n_inputs; i++) {
     pf_value_t v = g->inputs[i].value;
@@ -662,12 +686,7 @@ int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
   rc = 0;
 done:
   if (rc == PF_ENOMEM && d->code == 0) pf_diag_error(d, rc, "compile: out of memory");
-  for (size_t v = 0; L.layouts && v < g->n_values; v++)
-    for (layout *lay = L.layouts[v], *next; lay; lay = next) {
-      next = lay->next;
-      free(lay->shards);
-      free(lay);
-    }
+  pf_arena_free(&L.mem);
   for (size_t s = 0; L.slice_devices && s < g->n_slices; s++) free(L.slice_devices[s]);
   for (size_t i = 0; i < L.n_comms; i++) free(L.comms[i].ranks);
   free(L.comms);

@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "base/arena.h"
+#include "base/attrs_internal.h"
 #include "base/layout.h"
 #include "pathflow.h"
 #include "runtime/box.h"
@@ -978,6 +980,71 @@ static void test_box_contiguous(void **state) {
   }
 }
 
+/* The arena: aligned blocks that keep their contents while many more are
+ * handed out (small ones, and big ones in mapped chunks of their own). */
+static void test_arena(void **state) {
+  pf_arena a;
+  char *first, *big = NULL, *s;
+  uint32_t *blocks[3000];
+  (void)state;
+  pf_arena_init(&a);
+  first = pf_arena_strdup(&a, "first");
+  assert_non_null(first);
+  assert_null(pf_arena_strdup(&a, NULL));
+  for (int i = 0; i < 3000; i++) {
+    blocks[i] = pf_arena_alloc(&a, (size_t)(i % 37 + 1) * sizeof(uint32_t));
+    assert_non_null(blocks[i]);
+    assert_int_equal((uintptr_t)blocks[i] % 8, 0);
+    for (int k = 0; k < i % 37 + 1; k++) blocks[i][k] = (uint32_t)(i * 40 + k);
+    if (i == 1500) {
+      /* a block far larger than a chunk, between small ones */
+      big = pf_arena_alloc(&a, 3u << 20);
+      assert_non_null(big);
+      memset(big, 0x5a, 3u << 20);
+      pf_prefault(big, 3u << 20); /* a hint: changes nothing it covers */
+    }
+  }
+  s = pf_arena_dup(&a, "abc", 4);
+  assert_string_equal(s, "abc");
+  assert_string_equal(first, "first");
+  assert_non_null(big);
+  assert_int_equal(big[0], 0x5a);
+  assert_int_equal(big[(3u << 20) - 1], 0x5a);
+  for (int i = 0; i < 3000; i++)
+    for (int k = 0; k < i % 37 + 1; k++) assert_int_equal(blocks[i][k], (uint32_t)(i * 40 + k));
+  pf_arena_free(&a);
+  assert_null(a.chunks);
+  assert_non_null(pf_arena_alloc(&a, 16)); /* usable again */
+  pf_arena_free(&a);
+}
+
+/* Shared empty attributes: one set for all, read-only, never freed. */
+static void test_attrs_share(void **state) {
+  pf_attrs *e1, *e2, *empty, *full, *c;
+  (void)state;
+  assert_int_equal(pf_attrs_share(NULL, &e1), 0);
+  assert_int_equal(pf_attrs_create(&empty), 0);
+  assert_int_equal(pf_attrs_share(empty, &e2), 0);
+  assert_ptr_equal(e1, e2);
+  assert_int_equal(pf_attrs_count(e1), 0);
+  assert_int_equal(pf_attrs_set_int(e1, "axis", 1), PF_EINVAL);
+  assert_int_equal(pf_attrs_set_string(e1, "mode", "x"), PF_EINVAL);
+  assert_int_equal(pf_attrs_count(e2), 0);
+  pf_attrs_destroy(e1); /* no-op: still usable */
+  assert_int_equal(pf_attrs_count(e2), 0);
+  assert_int_equal(pf_attrs_set_int(empty, "axis", 2), 0);
+  assert_int_equal(pf_attrs_share(empty, &full), 0);
+  assert_ptr_not_equal(full, empty); /* a set with attributes is a clone */
+  assert_true(pf_attrs_equal(full, empty));
+  assert_int_equal(pf_attrs_clone(e2, &c), 0);
+  assert_ptr_not_equal(c, e2); /* a clone of the shared set is the caller's */
+  assert_int_equal(pf_attrs_set_int(c, "axis", 3), 0);
+  pf_attrs_destroy(c);
+  pf_attrs_destroy(full);
+  pf_attrs_destroy(empty);
+  pf_attrs_destroy(e2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_error_codes_distinct),
@@ -1000,6 +1067,8 @@ int main(void) {
       cmocka_unit_test(test_box_copy_random),
       cmocka_unit_test(test_box_copy_edges),
       cmocka_unit_test(test_box_contiguous),
+      cmocka_unit_test(test_arena),
+      cmocka_unit_test(test_attrs_share),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -66,17 +66,18 @@ static void set_lists(pf_plan_op *op, uint32_t n_in, const uint32_t *in,
   op->deps = u32dup(n_deps, deps);
 }
 
-static pf_box box2(int64_t s0, int64_t s1, int64_t d0, int64_t d1, int64_t e0,
-                   int64_t e1) {
-  pf_box b;
-  memset(&b, 0, sizeof b);
-  b.rank = 2;
-  b.src_offset[0] = s0;
-  b.src_offset[1] = s1;
-  b.dst_offset[0] = d0;
-  b.dst_offset[1] = d1;
-  b.extent[0] = e0;
-  b.extent[1] = e1;
+/* A rank-2 box, malloc'd: the op owns it (pf_plan_free frees it). */
+static pf_box *box2(int64_t s0, int64_t s1, int64_t d0, int64_t d1, int64_t e0,
+                    int64_t e1) {
+  pf_box *b = calloc(1, sizeof *b);
+  assert_non_null(b);
+  b->rank = 2;
+  b->src_offset[0] = s0;
+  b->src_offset[1] = s1;
+  b->dst_offset[0] = d0;
+  b->dst_offset[1] = d1;
+  b->extent[0] = e0;
+  b->extent[1] = e1;
   return b;
 }
 
@@ -300,9 +301,9 @@ static void plan_equal_sees_differences(void **state) {
   pf_plan *p = good_plan(), *q = good_plan();
   (void)state;
   assert_true(pf_plan_equal(p, q));
-  q->ops[1].box.dst_offset[1] = 1;
+  q->ops[1].box->dst_offset[1] = 1;
   assert_false(pf_plan_equal(p, q));
-  q->ops[1].box.dst_offset[1] = 0;
+  q->ops[1].box->dst_offset[1] = 0;
   assert_int_equal(pf_attrs_set_int(q->ops[0].attrs, "axis", 2), 0);
   assert_false(pf_plan_equal(p, q));
   assert_int_equal(pf_attrs_set_int(q->ops[0].attrs, "axis", -3), 0);
@@ -393,6 +394,7 @@ static void plan_reshard_pieces_share(void **state) {
   (void)state;
   p->ops[3].kind = PF_OP_COPY; /* rows 2..3 of b2 from rows 0..1 of b1 */
   set_lists(&p->ops[3], 1, (uint32_t[]){1}, 1, (uint32_t[]){2}, 0, NULL);
+  free(p->ops[3].box);
   p->ops[3].box = box2(0, 0, 2, 0, 2, 8);
   assert_int_equal(pf_plan_check(p, 2, &d), 0);
   /* a copy runs on its destination's device and may read a buffer of
@@ -407,6 +409,7 @@ static void plan_reshard_pieces_share(void **state) {
   p->ops[5].collective = PF_ALLREDUCE;
   assert_int_equal(pf_plan_check(p, 2, &d), 0);
   /* an empty box at the very end of a dim is in bounds */
+  free(p->ops[1].box);
   p->ops[1].box = box2(4, 8, 4, 8, 0, 0);
   assert_int_equal(pf_plan_check(p, 2, &d), 0);
   pf_plan_free(p);
@@ -562,23 +565,25 @@ MUT(m_copy_arity, set_lists(&p->ops[1], 2, (uint32_t[]){1, 1}, 1,
 MUT(m_copy_no_output, set_lists(&p->ops[1], 1, (uint32_t[]){1}, 0, NULL, 0,
                                 NULL))
 MUT(m_copy_dtype, p->buffers[2].spec.dtype = PF_I32)
-MUT(m_copy_rank, p->ops[1].box.rank = 1)
+MUT(m_copy_rank, p->ops[1].box->rank = 1)
 MUT(m_copy_buffer_rank, p->buffers[2].spec = pf_spec_1d(PF_F32, 32))
-MUT(m_copy_neg_offset, p->ops[1].box.dst_offset[0] = -1)
-MUT(m_copy_neg_extent, p->ops[1].box.extent[1] = -1)
-MUT(m_copy_oob, p->ops[1].box.src_offset[0] = 3)
-MUT(m_copy_oob_dst, p->ops[1].box.dst_offset[0] = 3)
-MUT(m_copy_overflow, p->ops[1].box.src_offset[1] = INT64_MAX)
-MUT(m_copy_big_extent, p->ops[1].box.extent[1] = INT64_MAX;
-    p->ops[1].box.src_offset[1] = 1)
+MUT(m_copy_neg_offset, p->ops[1].box->dst_offset[0] = -1)
+MUT(m_copy_neg_extent, p->ops[1].box->extent[1] = -1)
+MUT(m_copy_oob, p->ops[1].box->src_offset[0] = 3)
+MUT(m_copy_oob_dst, p->ops[1].box->dst_offset[0] = 3)
+MUT(m_copy_overflow, p->ops[1].box->src_offset[1] = INT64_MAX)
+MUT(m_copy_big_extent, p->ops[1].box->extent[1] = INT64_MAX;
+    p->ops[1].box->src_offset[1] = 1)
 MUT(m_send_arity, set_lists(&p->ops[2], 1, (uint32_t[]){1}, 1,
                             (uint32_t[]){2}, 0, NULL))
 MUT(m_recv_arity, set_lists(&p->ops[3], 1, (uint32_t[]){0}, 1,
                             (uint32_t[]){2}, 0, NULL))
-MUT(m_send_box, p->ops[2].box.src_offset[0] = 3)
-MUT(m_recv_box, p->ops[3].box.dst_offset[1] = 1)
-MUT(m_send_rank, p->ops[2].box.rank = 3)
-MUT(m_box_rank, p->ops[0].box.rank = 9)
+MUT(m_send_box, p->ops[2].box->src_offset[0] = 3)
+MUT(m_recv_box, p->ops[3].box->dst_offset[1] = 1)
+MUT(m_send_rank, p->ops[2].box->rank = 3)
+MUT(m_box_rank, p->ops[0].box = box2(0, 0, 0, 0, 0, 0); p->ops[0].box->rank = 9)
+MUT(m_copy_no_box, free(p->ops[1].box); p->ops[1].box = NULL)
+MUT(m_recv_no_box, free(p->ops[3].box); p->ops[3].box = NULL)
 MUT(m_peer, p->ops[2].peer = -1)
 MUT(m_tag, p->ops[3].tag = -5)
 MUT(m_comm, p->ops[5].comm = 4)
@@ -720,6 +725,8 @@ static const plan_rule plan_rules[] = {
     {"recv_box_bounds", m_recv_box, 0, 1, {"op 3", "destination offset 1", "exceeds"}},
     {"send_box_rank", m_send_rank, 0, 1, {"op 2", "box rank 3"}},
     {"box_rank_range", m_box_rank, 0, 1, {"op 0", "box rank 9"}},
+    {"copy_without_box", m_copy_no_box, 0, 1, {"op 1", "copy op without a box"}},
+    {"recv_without_box", m_recv_no_box, 0, 1, {"op 3", "recv op without a box"}},
     {"send_peer", m_peer, 0, 1, {"op 2", "negative peer -1"}},
     {"recv_tag", m_tag, 0, 1, {"op 3", "negative tag -5"}},
     {"collective_comm", m_comm, 0, 1, {"op 5", "no communicator 4"}},

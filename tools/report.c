@@ -14,7 +14,7 @@ static const char *kind_name(pf_op_kind k) {
 static int64_t box_bytes(const pf_plan *p, const pf_plan_op *op) {
   uint32_t b = op->kind == PF_OP_RECV || op->kind == PF_OP_COPY ? op->outputs[0] : op->inputs[0];
   int64_t n = (int64_t)pf_dtype_size(p->buffers[b].spec.dtype);
-  for (int i = 0; i < op->box.rank; i++) n *= op->box.extent[i];
+  for (int i = 0; op->box && i < op->box->rank; i++) n *= op->box->extent[i];
   return n;
 }
 

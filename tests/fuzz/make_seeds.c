@@ -187,14 +187,16 @@ static void lists(pf_plan_op *op, uint32_t n_in, const uint32_t *in,
   op->deps = u32s(n_deps, deps);
 }
 
-static pf_box box2(int64_t s0, int64_t d0, int64_t e0, int64_t e1) {
-  pf_box b;
-  memset(&b, 0, sizeof b);
-  b.rank = 2;
-  b.src_offset[0] = s0;
-  b.dst_offset[0] = d0;
-  b.extent[0] = e0;
-  b.extent[1] = e1;
+/* A rank-2 box, malloc'd: the op owns it. NULL when out of memory (the
+ * plan then fails its check). */
+static pf_box *box2(int64_t s0, int64_t d0, int64_t e0, int64_t e1) {
+  pf_box *b = calloc(1, sizeof *b);
+  if (b == NULL) return NULL;
+  b->rank = 2;
+  b->src_offset[0] = s0;
+  b->dst_offset[0] = d0;
+  b->extent[0] = e0;
+  b->extent[1] = e1;
   return b;
 }
 

@@ -1,0 +1,116 @@
+#include "base/arena.h"
+
+#include "base/util.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/* Chunks grow from 4 KiB to 1 MiB, so that a small plan or graph stays
+ * small and a large one makes few chunks. Chunks from MAPPED up are mapped
+ * pages of their own: freeing them gives the memory back to the system at
+ * once (malloc would keep it, and the next compile of a large graph would
+ * grow the process again around what it keeps), and what is reserved but
+ * never written costs no memory. */
+#define CHUNK_MIN 4096
+#define CHUNK_MAX (1u << 20)
+#define MAPPED (256u << 10)
+#define PREFAULT (64u << 10)
+
+struct pf_arena_chunk {
+  pf_arena_chunk *next;
+  size_t size;   /* bytes of data */
+  size_t mapped; /* 0: malloc'd, else the length of the mapping */
+  max_align_t data[];
+};
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+void pf_prefault(void *p, size_t n) {
+  uintptr_t lo = (uintptr_t)p & ~(uintptr_t)4095, hi = ((uintptr_t)p + n) & ~(uintptr_t)4095;
+  if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+}
+
+/* A chunk of `size` bytes of data. */
+static pf_arena_chunk *chunk_new(size_t size) {
+  pf_arena_chunk *c;
+  size_t total = sizeof *c + size;
+  if (size > SIZE_MAX - sizeof *c - 4096) return NULL;
+  if (total >= MAPPED) {
+    total = (total + 4095) & ~(size_t)4095;
+    c = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (c == MAP_FAILED) return NULL;
+    c->mapped = total;
+  } else {
+    if ((c = malloc(total)) == NULL) return NULL;
+    c->mapped = 0;
+  }
+  c->size = size;
+  return c;
+}
+
+static void chunk_free(pf_arena_chunk *c) {
+  if (c->mapped)
+    munmap(c, c->mapped);
+  else
+    free(c);
+}
+
+void pf_arena_init(pf_arena *a) { memset(a, 0, sizeof *a); }
+
+void *pf_arena_alloc(pf_arena *a, size_t n) {
+  size_t need = (n + 7) & ~(size_t)7, size;
+  pf_arena_chunk *c;
+  if (need < n) return NULL;
+  if (a->chunks != NULL && a->size - a->used >= need) {
+    void *p = (char *)a->chunks->data + a->used;
+    a->used += need;
+    if (a->used > a->ready) {
+      /* A mapped chunk is filled front to back: back the next stretch of
+       * it with memory in one call. */
+      size_t upto = PF_MINOF(a->size, a->used + PREFAULT);
+      if (a->chunks->mapped) pf_prefault((char *)a->chunks->data + a->ready, upto - a->ready);
+      a->ready = upto;
+    }
+    return p;
+  }
+  if (a->chunks != NULL && need > CHUNK_MAX / 4) {
+    /* A big block gets a chunk of its own, behind the current one, which
+     * keeps serving small blocks. */
+    if ((c = chunk_new(need)) == NULL) return NULL;
+    c->next = a->chunks->next;
+    a->chunks->next = c;
+    return c->data;
+  }
+  size = a->chunks ? a->chunks->size * 2 : CHUNK_MIN;
+  if (size > CHUNK_MAX) size = CHUNK_MAX;
+  if (size < need) size = need;
+  if ((c = chunk_new(size)) == NULL) return NULL;
+  c->next = a->chunks;
+  a->chunks = c;
+  a->size = size;
+  a->used = need;
+  a->ready = 0;
+  return c->data;
+}
+
+void *pf_arena_dup(pf_arena *a, const void *src, size_t n) {
+  void *p = pf_arena_alloc(a, n);
+  if (p != NULL && n > 0) memcpy(p, src, n);
+  return p;
+}
+
+char *pf_arena_strdup(pf_arena *a, const char *s) {
+  return s ? pf_arena_dup(a, s, strlen(s) + 1) : NULL;
+}
+
+void pf_arena_free(pf_arena *a) {
+  for (pf_arena_chunk *c = a->chunks, *next; c; c = next) {
+    next = c->next;
+    chunk_free(c);
+  }
+  pf_arena_init(a);
+}
