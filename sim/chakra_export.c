@@ -45,7 +45,8 @@ static int64_t buffer_bytes(const pf_plan *p, uint32_t b) {
 
 static int64_t box_bytes(const pf_plan *p, const pf_plan_op *op) {
   int64_t n = 1;
-  for (int k = 0; k < op->box.rank; k++) n *= op->box.extent[k];
+  if (op->box == NULL) return 0; /* pf_plan_check refuses it; a hand-made plan may lack one */
+  for (int k = 0; k < op->box->rank; k++) n *= op->box->extent[k];
   /* A receive has no input: its element type is its output's. */
   return n * (int64_t)pf_dtype_size(
                  p->buffers[op->n_in ? op->inputs[0] : op->outputs[0]].spec.dtype);

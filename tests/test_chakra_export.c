@@ -109,7 +109,7 @@ static void test_export(void **state) {
         case PF_OP_SEND:
         case PF_OP_RECV: {
           int64_t elems = 1;
-          for (int k = 0; k < op->box.rank; k++) elems *= op->box.extent[k];
+          for (int k = 0; k < op->box->rank; k++) elems *= op->box->extent[k];
           assert_int_equal(n->type, op->kind == PF_OP_SEND ? PF_CHAKRA_SEND : PF_CHAKRA_RECV);
           assert_int_equal(n->comm_size, elems * 4);
           assert_int_equal(n->comm_tag, op->tag);
