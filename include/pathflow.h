@@ -14,6 +14,7 @@
 #include "pathflow/graph.h"
 #include "pathflow/grad.h"
 #include "pathflow/execute.h"
+#include "pathflow/counters.h"
 
 #define PATHFLOW_VERSION_MAJOR 0
 #define PATHFLOW_VERSION_MINOR 1

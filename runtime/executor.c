@@ -98,6 +98,11 @@ typedef struct worker {
   pthread_cond_t wake;
   part *head, *tail;
   int stop;
+  /* Counters: the worker's own running counts (plain, no atomic per op),
+   * published with one relaxed store each when a part of a step ends, for
+   * the loop thread to read (pf_executor_counters). */
+  uint64_t ops_run, wait_ns;
+  _Atomic uint64_t ops_run_pub, wait_ns_pub;
 } worker;
 
 struct pf_executor {
@@ -116,6 +121,7 @@ struct pf_executor {
   } *inline_ops;
   int n_inline, draining;
   running_slot loop_running; /* the loop thread's, for ops it runs inline */
+  uint64_t *inline_ops_run; /* loop thread only: per device, ops it ran */
 };
 
 /* ---- loaded plans -------------------------------------------------------- */
@@ -456,7 +462,7 @@ static void wake_device(pf_executor *ex, int device) {
   pthread_mutex_unlock(&w->lock);
 }
 
-static void run_op(pf_step *s, uint32_t i);
+static int run_op(pf_step *s, uint32_t i);
 
 static uint32_t device_end(const pf_step *s, int device) {
   return s->l->device_first[device + 1];
@@ -543,7 +549,7 @@ static void drain_inline(pf_executor *ex) {
   while (ex->n_inline > 0) {
     struct inline_op it = ex->inline_ops[--ex->n_inline];
     uint64_t t0 = pf_now_ns();
-    run_op(it.step, it.op);
+    ex->inline_ops_run[it.step->l->plan->ops[it.op].device] += (uint64_t)run_op(it.step, it.op);
     note_inline_time(it.step->l, it.op, pf_now_ns() - t0);
     int part_done = release_claim(it.step, it.op);
     finish_op(it.step, it.op, -1);
@@ -551,6 +557,11 @@ static void drain_inline(pf_executor *ex) {
   }
   tls_running = NULL;
   ex->draining = 0;
+}
+
+static void publish_counts(worker *w) {
+  atomic_store_explicit(&w->ops_run_pub, w->ops_run, memory_order_relaxed);
+  atomic_store_explicit(&w->wait_ns_pub, w->wait_ns, memory_order_relaxed);
 }
 
 static inline void cpu_relax(void) {
@@ -567,20 +578,26 @@ static inline void cpu_relax(void) {
 static int wait_ready(worker *w, pf_step *s, uint32_t *e, uint32_t end) {
   const uint32_t *ops = s->l->device_ops;
   atomic_uint *pending = &s->pending[ops[*e]];
-  uint64_t spin = w->ex->cfg.spin_ns;
+  uint64_t spin = w->ex->cfg.spin_ns, t0;
   int taken;
   if (atomic_load_explicit(pending, memory_order_acquire) == 0) return 0;
+  /* Not runnable yet: the device waits (counted; clock reads only on this
+   * path, never for an op that is ready). */
+  t0 = pf_now_ns();
   /* An input from another device or rank often lands within microseconds:
    * a short spin saves the futex sleep and wake-up (several µs each way). */
   if (spin > 0) {
-    uint64_t t0 = pf_now_ns();
     do {
       for (int k = 0; k < 64; k++) {
-        if (atomic_load_explicit(pending, memory_order_acquire) == 0) return 0;
+        if (atomic_load_explicit(pending, memory_order_acquire) == 0) {
+          w->wait_ns += pf_now_ns() - t0;
+          return 0;
+        }
         cpu_relax();
       }
     } while (pf_now_ns() - t0 < spin);
   }
+  publish_counts(w); /* the loop may finish the part while this sleeps */
   pthread_mutex_lock(&w->lock);
   w->park_step = s;
   w->park_e = *e;
@@ -593,12 +610,16 @@ static int wait_ready(worker *w, pf_step *s, uint32_t *e, uint32_t end) {
   taken = w->part_taken;
   w->part_taken = 0;
   pthread_mutex_unlock(&w->lock);
+  w->wait_ns += pf_now_ns() - t0;
   return taken;
 }
 
-static void run_op(pf_step *s, uint32_t i) {
+/* Returns 1 if the op ran (0: skipped, its step had failed). */
+static int run_op(pf_step *s, uint32_t i) {
   const pf_loaded *l = s->l;
+  int ran = 0;
   if (!atomic_load_explicit(&s->failed, memory_order_acquire)) {
+    ran = 1;
     /* Two clock reads cost as much as an empty kernel: only when asked. */
     if (s->ex->cfg.record_times) s->t_start[i] = pf_now_ns();
     if (l->plan->ops[i].kind == PF_OP_KERNEL)
@@ -611,6 +632,7 @@ static void run_op(pf_step *s, uint32_t i) {
   /* Atomic (a plain store on x86): the watchdog's dump reads it on the
    * loop thread while workers run. */
   __atomic_store_n(&s->t_end[i], s->ex->cfg.record_times ? pf_now_ns() : 1, __ATOMIC_RELAXED);
+  return ran;
 }
 
 /* Runs this worker's ops of step s. Returns 1 if the loop thread ran the
@@ -620,19 +642,23 @@ static int run_part(worker *w, pf_step *s) {
   uint32_t end = device_end(s, w->device);
   for (uint32_t e = l->device_first[w->device]; e < end; e++) {
     uint32_t i;
-    if (wait_ready(w, s, &e, end)) return 1;
+    if (wait_ready(w, s, &e, end)) {
+      publish_counts(w);
+      return 1;
+    }
     if (e == end) break; /* the loop thread ran the rest */
     i = l->device_ops[e];
     if (atomic_load_explicit(&l->inline_ok[i], memory_order_relaxed) == INLINE_UNPROVEN &&
         !atomic_load_explicit(&s->failed, memory_order_acquire)) {
       uint64_t t0 = pf_now_ns();
-      run_op(s, i);
+      w->ops_run += (uint64_t)run_op(s, i);
       note_inline_time(s->l, i, pf_now_ns() - t0);
     } else {
-      run_op(s, i);
+      w->ops_run += (uint64_t)run_op(s, i);
     }
     finish_op(s, i, w->device);
   }
+  publish_counts(w);
   return 0;
 }
 
@@ -998,9 +1024,11 @@ int pf_executor_start(const pf_executor_config *cfg, pf_executor **out) {
   pthread_mutex_init(&ex->run_lock, NULL);
   ex->workers = pf_calloc((size_t)cfg->num_devices, sizeof(worker));
   ex->inline_ops = pf_calloc((size_t)cfg->num_devices, sizeof(*ex->inline_ops));
-  if (ex->workers == NULL || ex->inline_ops == NULL) {
+  ex->inline_ops_run = pf_calloc((size_t)cfg->num_devices, sizeof(*ex->inline_ops_run));
+  if (ex->workers == NULL || ex->inline_ops == NULL || ex->inline_ops_run == NULL) {
     free(ex->workers);
     free(ex->inline_ops);
+    free(ex->inline_ops_run);
     free(ex);
     return PF_ENOMEM;
   }
@@ -1048,7 +1076,17 @@ void pf_executor_stop(pf_executor *ex) {
   pthread_mutex_destroy(&ex->run_lock);
   free(ex->workers);
   free(ex->inline_ops);
+  free(ex->inline_ops_run);
   free(ex);
+}
+
+void pf_executor_counters(const pf_executor *ex, pf_counters *c) {
+  for (int d = 0; d < ex->cfg.num_devices && d < c->num_devices; d++) {
+    const worker *w = &ex->workers[d];
+    c->devices[d].ops_run =
+        atomic_load_explicit(&w->ops_run_pub, memory_order_relaxed) + ex->inline_ops_run[d];
+    c->devices[d].wait_ns = atomic_load_explicit(&w->wait_ns_pub, memory_order_relaxed);
+  }
 }
 
 int pf_executor_num_devices(const pf_executor *ex) { return ex->cfg.num_devices; }

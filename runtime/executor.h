@@ -18,6 +18,7 @@
 
 #include "base/diag.h"
 #include "kernels/registry.h"
+#include "base/counters.h"
 #include "runtime/plan.h"
 #include "runtime/storage.h"
 
@@ -69,6 +70,11 @@ int pf_executor_start(const pf_executor_config *cfg, pf_executor **out);
 /* Stops the workers after the steps queued so far have run. */
 void pf_executor_stop(pf_executor *ex);
 int pf_executor_num_devices(const pf_executor *ex);
+/* Fills c->devices (up to c->num_devices): ops run per device, by its
+ * worker or inline by the loop thread, and the time its worker waited for
+ * a step's next op. Loop thread only (it reads the loop's own counts);
+ * a worker's counts are as of the end of its last part or its last wait. */
+void pf_executor_counters(const pf_executor *ex, pf_counters *c);
 /* The CPU device `device`'s worker is pinned to (cfg.bind_first), or -1. */
 int pf_executor_worker_cpu(const pf_executor *ex, int device);
 

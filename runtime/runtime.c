@@ -58,6 +58,7 @@ struct pf_runtime {
   uint64_t last_activity, spin_ns;
   uint64_t poll_ms, poll_max_ms, idle_poll_ms;
   _Atomic uint64_t *last_seen; /* per rank: last message (heartbeat or other) */
+  pf_peer_counters *ctrl; /* per rank: control messages (loop thread only) */
   int64_t rank_timeout_s, watchdog_s, hang_timeout_s;
   int watchdog_fired;
   uint64_t watchdog_fired_at;
@@ -161,9 +162,10 @@ static void send_failed(pf_runtime *rt, int rank, const pf_msg *m, int rc) {
   if (rt->rank == 0)
     answer = m->kind == PF_MSG_LOAD || m->kind == PF_MSG_CONNECT ? PF_MSG_LOAD_DONE
              : m->kind == PF_MSG_RUN ? PF_MSG_STEP_DONE
-             : m->kind == PF_MSG_FETCH ? PF_MSG_FETCH_REPLY : PF_MSG_NONE;
+             : m->kind == PF_MSG_FETCH ? PF_MSG_FETCH_REPLY
+             : m->kind == PF_MSG_COUNTERS ? PF_MSG_COUNTERS_REPLY : PF_MSG_NONE;
   else if (m->kind == PF_MSG_LOAD_DONE || m->kind == PF_MSG_STEP_DONE ||
-           m->kind == PF_MSG_FETCH_REPLY)
+           m->kind == PF_MSG_FETCH_REPLY || m->kind == PF_MSG_COUNTERS_REPLY)
     answer = m->kind;
   if (answer == PF_MSG_NONE || (ans = pf_msg_new(answer)) == NULL) {
     if (answer != PF_MSG_NONE && rt->rank != 0) pf_mpi_abort(rt->cfg.mpi, 1, why);
@@ -172,7 +174,8 @@ static void send_failed(pf_runtime *rt, int rank, const pf_msg *m, int rc) {
   }
   ans->executable = m->kind == PF_MSG_LOAD && m->plan != NULL ? m->plan->executable : m->executable;
   ans->step = answer == PF_MSG_STEP_DONE ? m->step : 0;
-  ans->request = answer == PF_MSG_FETCH_REPLY ? m->request : 0;
+  ans->request =
+      answer == PF_MSG_FETCH_REPLY || answer == PF_MSG_COUNTERS_REPLY ? m->request : 0;
   ans->status = rc;
   ans->message = pf_strdup(why);
   if (rt->rank == 0) {
@@ -203,6 +206,10 @@ static void send_remote(pf_runtime *rt, int rank, pf_msg *m) {
   if (big) loop_lock(rt);
   if (rc == 0) rc = pf_mpi_ctrl_send(rt->cfg.mpi, rank, buf, len);
   if (rc != 0) send_failed(rt, rank, m, rc);
+  if (rc == 0 && !heartbeat) {
+    rt->ctrl[rank].control_bytes_sent += len;
+    rt->ctrl[rank].control_messages_sent++;
+  }
   pf_msg_free(m);
   /* A heartbeat expects no answer: no reason to stay awake for one. */
   if (!heartbeat) start_spinning(rt);
@@ -219,6 +226,34 @@ static void service_reply(void *arg, pf_msg *m) {
   }
 }
 
+/* This rank's counters, to the controller: the service's and executor's,
+ * and the control messages this loop counted. */
+static void answer_counters(pf_runtime *rt, pf_msg *m) {
+  pf_msg *rep = pf_msg_new(PF_MSG_COUNTERS_REPLY);
+  if (rep == NULL) {
+    pf_msg_free(m);
+    return; /* the controller's call then fails through the send error path */
+  }
+  rep->request = m->request;
+  rep->counters = pf_counters_new(rt->rank, pf_executor_num_devices(rt->ex), rt->size);
+  if (rep->counters == NULL) {
+    rep->status = PF_ENOMEM;
+    rep->message = pf_strdup("counters: out of memory");
+  } else {
+    pf_service_counters(rt->svc, rep->counters);
+    for (int p = 0; p < rt->size; p++) {
+      pf_peer_counters *q = &rep->counters->peers[p];
+      q->control_bytes_sent = rt->ctrl[p].control_bytes_sent;
+      q->control_bytes_received = rt->ctrl[p].control_bytes_received;
+      q->control_messages_sent = rt->ctrl[p].control_messages_sent;
+      q->control_messages_received = rt->ctrl[p].control_messages_received;
+    }
+    pf_counters_sum(rep->counters);
+  }
+  pf_msg_free(m);
+  service_reply(rt, rep);
+}
+
 static void deliver(pf_runtime *rt, pf_msg *m) {
   if (m->kind == PF_MSG_SHUTDOWN) {
     pthread_mutex_lock(&rt->lock);
@@ -232,8 +267,12 @@ static void deliver(pf_runtime *rt, pf_msg *m) {
     pf_msg_free(m);
     return;
   }
+  if (m->kind == PF_MSG_COUNTERS) {
+    answer_counters(rt, m);
+    return;
+  }
   if (rt->rank == 0 && (m->kind == PF_MSG_LOAD_DONE || m->kind == PF_MSG_STEP_DONE ||
-                        m->kind == PF_MSG_FETCH_REPLY)) {
+                        m->kind == PF_MSG_FETCH_REPLY || m->kind == PF_MSG_COUNTERS_REPLY)) {
     rt->cfg.on_reply(rt->cfg.reply_arg, m);
     return;
   }
@@ -291,17 +330,19 @@ static void reject(pf_runtime *rt, int peer, int rc, const char *why, const uint
      * fails, naming it). */
     answer = kind == PF_MSG_LOAD ? PF_MSG_LOAD_DONE
              : kind == PF_MSG_RUN ? PF_MSG_STEP_DONE
-             : kind == PF_MSG_FETCH ? PF_MSG_FETCH_REPLY : PF_MSG_NONE;
+             : kind == PF_MSG_FETCH ? PF_MSG_FETCH_REPLY
+             : kind == PF_MSG_COUNTERS ? PF_MSG_COUNTERS_REPLY : PF_MSG_NONE;
   else if (rt->rank == 0 && peer > 0 && peer < rt->size)
     /* An executor's answer that cannot be read: its waiter gets the error. */
-    answer = kind == PF_MSG_LOAD_DONE || kind == PF_MSG_STEP_DONE || kind == PF_MSG_FETCH_REPLY
+    answer = kind == PF_MSG_LOAD_DONE || kind == PF_MSG_STEP_DONE || kind == PF_MSG_FETCH_REPLY ||
+                     kind == PF_MSG_COUNTERS_REPLY
                  ? kind : PF_MSG_NONE;
   if (answer == PF_MSG_NONE || (ans = pf_msg_new(answer)) == NULL) return;
   snprintf(msg, sizeof msg, "rank %d: rejected a %s message from rank %d: %s", rt->rank,
            pf_msg_kind_name(kind), peer, why);
   ans->executable = exe;
   ans->step = answer == PF_MSG_STEP_DONE ? key : 0;
-  ans->request = answer == PF_MSG_FETCH_REPLY ? key : 0;
+  ans->request = answer == PF_MSG_FETCH_REPLY || answer == PF_MSG_COUNTERS_REPLY ? key : 0;
   ans->status = rc;
   ans->message = pf_strdup(msg);
   if (rt->rank == 0) {
@@ -341,7 +382,11 @@ static int poll_mpi(pf_runtime *rt) {
     free(buf);
     if (rc != 0) continue;
     m->from = peer;
-    if (m->kind != PF_MSG_HEARTBEAT) activity++;
+    if (m->kind != PF_MSG_HEARTBEAT) {
+      activity++;
+      rt->ctrl[peer].control_bytes_received += len;
+      rt->ctrl[peer].control_messages_received++;
+    }
     deliver(rt, m);
   }
   return activity;
@@ -707,7 +752,10 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
     return rc;
   }
   rt->last_seen = pf_calloc((size_t)rt->size, sizeof *rt->last_seen);
-  if (rt->last_seen == NULL) {
+  rt->ctrl = pf_calloc((size_t)rt->size, sizeof *rt->ctrl);
+  if (rt->last_seen == NULL || rt->ctrl == NULL) {
+    free(rt->last_seen);
+    free(rt->ctrl);
     free(rt);
     return PF_ENOMEM;
   }
@@ -725,6 +773,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   ec.bind_span = (rt->cfg.mpi ? pf_mpi_local_size(rt->cfg.mpi) : 1) * cfg->num_devices;
   if ((rc = pf_executor_start(&ec, &rt->ex)) != 0) {
     free(rt->last_seen);
+    free(rt->ctrl);
     free(rt);
     return rc;
   }
@@ -743,6 +792,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
       fprintf(stderr, "pathflow: %s\n", why);
       pf_executor_stop(rt->ex);
       free(rt->last_seen);
+      free(rt->ctrl);
       free(rt);
       return rc;
     }
@@ -752,6 +802,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
     pf_trace_close(rt->timeline);
     pf_executor_stop(rt->ex);
     free(rt->last_seen);
+    free(rt->ctrl);
     free(rt);
     return rc;
   }
@@ -796,6 +847,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
     pf_trace_close(rt->timeline);
     pf_executor_stop(rt->ex);
     free(rt->last_seen);
+    free(rt->ctrl);
     free(rt);
     return PF_ESYS;
   }
@@ -853,5 +905,6 @@ void pf_runtime_stop(pf_runtime *rt) {
   pthread_mutex_destroy(&rt->beat_lock);
   pthread_cond_destroy(&rt->beat_cond);
   free(rt->last_seen);
+  free(rt->ctrl);
   free(rt);
 }

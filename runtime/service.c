@@ -103,6 +103,11 @@ struct pf_service {
   uint64_t last_progress;
   int progressed; /* a loop op finished since last_progress was read */
   int tag_window;
+  /* Counters (loop thread only, plain): see pf_service_counters. */
+  int size;                /* ranks in the job */
+  pf_peer_counters *peers; /* [size]: data transfers per peer */
+  uint64_t steps, steps_failed, transfer_wait_ns;
+  uint64_t collectives, collective_bytes, collective_wait_ns;
 };
 
 /* A step has a record per transfer: reuse them (loop thread only) rather
@@ -138,6 +143,12 @@ int pf_service_create(const pf_service_config *cfg, pf_service **out) {
   }
   s->tag_window = cfg->mpi ? (int)(((int64_t)pf_mpi_tag_ub(cfg->mpi) + 1) / PF_MAX_IN_FLIGHT)
                            : 1 << 24;
+  s->size = cfg->mpi ? pf_mpi_size(cfg->mpi) : 1;
+  if ((s->peers = pf_calloc((size_t)s->size, sizeof *s->peers)) == NULL) {
+    pf_store_destroy(s->store);
+    free(s);
+    return PF_ENOMEM;
+  }
   s->last_progress = pf_now_ns();
   *out = s;
   return 0;
@@ -179,6 +190,7 @@ void pf_service_destroy(pf_service *s) {
   free_chain(s->defer_head);
   free_chain(s->spare);
   pf_store_destroy(s->store);
+  free(s->peers);
   free(s);
 }
 
@@ -467,6 +479,8 @@ void pf_service_step_done(pf_service *s, void *arg) {
                        r->e->id, r->user_step, r->seq);
     }
   reply_status(s, PF_MSG_STEP_DONE, r->e->id, r->seq, status, pf_step_message(r->step));
+  s->steps++;
+  s->steps_failed += status != 0;
   s->last_progress = pf_now_ns();
   if (r->prev)
     r->prev->next = r->next;
@@ -490,6 +504,13 @@ static int tag_of(const pf_service *s, uint32_t slot, int64_t tag) {
 
 static void loop_op_finish(loop_op *lo, int status, const char *why) {
   pf_service *s = lo->r->svc;
+  if (lo->started != 0) {
+    uint64_t waited = pf_now_ns() - lo->started;
+    if (pf_step_plan(lo->r->step)->ops[lo->op].kind == PF_OP_COLLECTIVE)
+      s->collective_wait_ns += waited;
+    else
+      s->transfer_wait_ns += waited;
+  }
   if (s->cfg.trace != NULL && lo->started != 0) {
     const pf_plan_op *op = &pf_step_plan(lo->r->step)->ops[lo->op];
     char name[160];
@@ -530,7 +551,7 @@ static void start_transfer(pf_service *s, loop_op *lo) {
   pf_storage *st = pf_step_buffer(r->step, b);
   MPI_Request req;
   int err, tag = tag_of(s, r->slot, op->tag);
-  lo->started = s->cfg.trace != NULL ? pf_now_ns() : 0; /* for the timeline only */
+  lo->started = pf_now_ns(); /* counters' wait and the timeline */
   posted_add(lo);
   if (st == NULL) {
     loop_op_finish(lo, PF_ENOMEM, "transfer: out of memory");
@@ -544,8 +565,21 @@ static void start_transfer(pf_service *s, loop_op *lo) {
                     pf_mpi_data_comm(s->cfg.mpi), &req);
   if (err != MPI_SUCCESS ||
       (op->kind == PF_OP_SEND ? pf_mpi_track_quick : pf_mpi_track)(s->cfg.mpi, req, transfer_done,
-                                                                 lo) != 0)
+                                                                 lo) != 0) {
     transfer_done(lo, PF_EMPI);
+    return;
+  }
+  if (op->peer >= 0 && op->peer < s->size) {
+    pf_peer_counters *c = &s->peers[op->peer];
+    uint64_t nbytes = bx->nbytes;
+    if (op->kind == PF_OP_SEND) {
+      c->data_bytes_sent += nbytes;
+      c->data_messages_sent++;
+    } else {
+      c->data_bytes_received += nbytes;
+      c->data_messages_received++;
+    }
+  }
 }
 
 static void collective_done(void *arg, int status) {
@@ -649,7 +683,7 @@ static void start_collective(pf_service *s, loop_op *lo) {
   MPI_Request req = MPI_REQUEST_NULL;
   int n = op->num_shards, err = MPI_SUCCESS;
   size_t in_bytes = pf_spec_nbytes(ins), out_bytes = pf_spec_nbytes(outs);
-  lo->started = s->cfg.trace != NULL ? pf_now_ns() : 0; /* for the timeline only */
+  lo->started = pf_now_ns(); /* counters' wait and the timeline */
   posted_add(lo);
   if (in == NULL || out == NULL) cannot_issue(s, lo, "out of memory");
   /* The same on every rank of the communicator (shards have one size):
@@ -715,6 +749,8 @@ static void start_collective(pf_service *s, loop_op *lo) {
   }
   if (req == MPI_REQUEST_NULL && err == MPI_SUCCESS) cannot_issue(s, lo, "out of memory");
   if (err != MPI_SUCCESS) cannot_issue(s, lo, "MPI refused it");
+  s->collectives++;
+  s->collective_bytes += (uint64_t)in_bytes * op->n_in;
   if (pf_mpi_track(s->cfg.mpi, req, collective_done, lo) != 0) {
     /* Issued, but not tracked: wait for it here rather than lose it. */
     err = MPI_Wait(&req, MPI_STATUS_IGNORE);
@@ -842,6 +878,22 @@ void pf_service_handle(pf_service *s, pf_msg *m) {
       break;
   }
   pf_msg_free(m);
+}
+
+void pf_service_counters(const pf_service *s, pf_counters *c) {
+  c->steps = s->steps;
+  c->steps_failed = s->steps_failed;
+  c->transfer_wait_ns = s->transfer_wait_ns;
+  c->collectives = s->collectives;
+  c->collective_bytes = s->collective_bytes;
+  c->collective_wait_ns = s->collective_wait_ns;
+  for (int p = 0; p < s->size && p < c->num_peers; p++) {
+    c->peers[p].data_bytes_sent = s->peers[p].data_bytes_sent;
+    c->peers[p].data_bytes_received = s->peers[p].data_bytes_received;
+    c->peers[p].data_messages_sent = s->peers[p].data_messages_sent;
+    c->peers[p].data_messages_received = s->peers[p].data_messages_received;
+  }
+  pf_executor_counters(s->cfg.executor, c);
 }
 
 void pf_service_dump(const pf_service *s, FILE *f) {

@@ -761,6 +761,7 @@ int pf_mpi_box_make(const pf_spec *buffer, const int64_t *offset,
   int contiguous = 1, rank = buffer->rank, i = 0;
   memset(out, 0, sizeof *out);
   for (int k = 0; k < rank; k++) nbytes *= (size_t)extent[k];
+  out->nbytes = nbytes;
   for (int k = rank - 1; k >= 0; k--) {
     disp += offset[k] * stride;
     stride *= buffer->dims[k];

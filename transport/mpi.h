@@ -108,6 +108,7 @@ int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len, pf_diag *
  * type that pf_mpi_box_free releases). */
 typedef struct pf_mpi_box {
   size_t displacement;
+  size_t nbytes; /* the payload: the box's elements times the dtype size */
   int count;
   MPI_Datatype type;
   int owned;
