@@ -122,6 +122,7 @@ struct pf_executor {
   int n_inline, draining;
   running_slot loop_running; /* the loop thread's, for ops it runs inline */
   uint64_t *inline_ops_run; /* loop thread only: per device, ops it ran */
+  atomic_uint_fast64_t buffer_allocs; /* counted only while a fault is armed */
 };
 
 /* ---- loaded plans -------------------------------------------------------- */
@@ -312,6 +313,16 @@ static void step_fail(pf_step *s, int code, const char *fmt, ...) {
   atomic_store_explicit(&s->failed, 1, memory_order_release);
 }
 
+void pf_executor_step_fail(pf_step *s, int code, const char *fmt, ...) {
+  va_list ap;
+  pthread_mutex_lock(&s->err_lock);
+  va_start(ap, fmt);
+  pf_diag_verror(&s->err, code, fmt, ap);
+  va_end(ap);
+  pthread_mutex_unlock(&s->err_lock);
+  atomic_store_explicit(&s->failed, 1, memory_order_release);
+}
+
 int pf_step_status(const pf_step *s) { return s->err.code; }
 const char *pf_step_message(const pf_step *s) { return s->err.msg; }
 
@@ -343,13 +354,35 @@ void pf_step_free(pf_step *s) {
   free(s);
 }
 
+/* Memory for a step's buffer or arena. PATHFLOW_FAULT_ALLOC (cfg.fault_alloc
+ * = N) makes the N-th such allocation of this executor fail, to test that a
+ * step out of memory fails its execution and nothing else. */
+static pf_storage *step_alloc(pf_executor *ex, size_t nbytes, int device) {
+  if (ex->cfg.fault_alloc > 0 &&
+      atomic_fetch_add_explicit(&ex->buffer_allocs, 1, memory_order_relaxed) + 1 ==
+          (uint64_t)ex->cfg.fault_alloc)
+    return NULL;
+  return pf_storage_new(nbytes, device);
+}
+
+/* The step's failure for memory it could not get: the rank, the step, what
+ * for and how many bytes, so the user can tell which limit to raise. */
+static void out_of_memory(pf_step *s, size_t nbytes, const char *what, int device) {
+  step_fail(s, PF_ENOMEM, "rank %d: step %llu: out of memory: %zu bytes for %s on device %d",
+            s->ex->cfg.rank, (unsigned long long)s->seq, nbytes, what, device);
+}
+
 /* Makes sure buffer b has memory before an op writes it. Only the device
  * owning b writes it, so this needs no lock. */
 static pf_storage *new_buffer(pf_step *s, uint32_t b) {
   const pf_plan_buffer *pb = &s->l->plan->buffers[b];
+  pf_storage *st;
   if (pb->in_arena && s->arenas && s->arenas[pb->device])
-    return pf_storage_view(s->arenas[pb->device], (size_t)pb->offset, pf_spec_nbytes(&pb->spec));
-  return pf_storage_new(pf_spec_nbytes(&pb->spec), pb->device);
+    st = pf_storage_view(s->arenas[pb->device], (size_t)pb->offset, pf_spec_nbytes(&pb->spec));
+  else
+    st = step_alloc(s->ex, pf_spec_nbytes(&pb->spec), pb->device);
+  if (st == NULL) out_of_memory(s, pf_spec_nbytes(&pb->spec), "a buffer", pb->device);
+  return st;
 }
 
 static pf_storage *ensure(pf_step *s, uint32_t b) {
@@ -379,10 +412,8 @@ static void run_kernel(pf_step *s, uint32_t i) {
     in[k2].data = s->bufs[op->inputs[k2]] ? s->bufs[op->inputs[k2]]->data : NULL;
   }
   for (uint32_t k2 = 0; k2 < op->n_out; k2++) {
-    pf_storage *st = ensure(s, op->outputs[k2]);
+    pf_storage *st = ensure(s, op->outputs[k2]); /* NULL: the step failed, saying why */
     if (st == NULL) {
-      step_fail(s, PF_ENOMEM, "rank %d device %d: program \"%s\": out of memory",
-                s->ex->cfg.rank, op->device, op->name);
       if (in != in_stack) free(in);
       return;
     }
@@ -423,8 +454,9 @@ static void run_copy(pf_step *s, uint32_t i) {
   const pf_plan_buffer *src = &p->buffers[op->inputs[0]];
   const pf_plan_buffer *dst = &p->buffers[op->outputs[0]];
   pf_storage *d = ensure(s, op->outputs[0]);
-  if (d == NULL || s->bufs[op->inputs[0]] == NULL) {
-    step_fail(s, PF_ENOMEM, "rank %d device %d: reshard for \"%s\": out of memory",
+  if (d == NULL) return; /* the step failed, saying why */
+  if (s->bufs[op->inputs[0]] == NULL) {
+    step_fail(s, PF_ESTATE, "rank %d device %d: reshard for \"%s\": its source is missing",
               s->ex->cfg.rank, op->device, op->name);
     return;
   }
@@ -444,12 +476,8 @@ static void run_local_collective(pf_step *s, uint32_t i) {
   }
   for (uint32_t k = 0; k < op->n_in; k++) {
     in[k] = pf_step_buffer(s, op->inputs[k]);
-    out[k] = ensure(s, op->outputs[k]);
-    if (in[k] == NULL || out[k] == NULL) {
-      step_fail(s, PF_ENOMEM, "rank %d: collective \"%s\": out of memory", s->ex->cfg.rank,
-                op->name);
-      return;
-    }
+    out[k] = in[k] != NULL ? ensure(s, op->outputs[k]) : NULL;
+    if (in[k] == NULL || out[k] == NULL) return; /* the step failed, saying why */
   }
   pf_collective_local(op, (int)op->n_in, &p->buffers[op->inputs[0]].spec,
                       &p->buffers[op->outputs[0]].spec, in, out);
@@ -761,12 +789,13 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
       pf_step_free(s);
       return PF_ENOMEM;
     }
-    for (int d = 0; d < p->num_devices && d < nd; d++)
+    /* Out of memory, the step still starts, failed: it then runs no
+     * kernel but does every transfer and collective its peers expect (from
+     * and into the service's reserve), so that only its execution fails. */
+    for (int d = 0; d < p->num_devices && d < nd && !atomic_load(&s->failed); d++)
       if (p->arena_bytes[d] > 0 &&
-          (s->arenas[d] = pf_storage_new((size_t)p->arena_bytes[d], d)) == NULL) {
-        pf_step_free(s);
-        return PF_ENOMEM;
-      }
+          (s->arenas[d] = step_alloc(ex, (size_t)p->arena_bytes[d], d)) == NULL)
+        out_of_memory(s, (size_t)p->arena_bytes[d], "its arena", d);
   }
   for (uint32_t i = 0; i < p->n_ops; i++) atomic_init(&s->pending[i], l->n_deps[i]);
   for (uint32_t b = 0; b < p->n_buffers; b++) atomic_init(&s->readers[b], l->readers[b]);
@@ -777,11 +806,8 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
   /* Receive buffers exist before any op of the step runs: several
    * receives may fill parts of one buffer, and a local copy another part
    * (from a worker thread), so none of them may allocate it lazily. */
-  for (uint32_t k = 0; k < l->n_recv_bufs; k++)
-    if (ensure(s, l->recv_bufs[k]) == NULL) {
-      pf_step_free(s);
-      return PF_ENOMEM;
-    }
+  for (uint32_t k = 0; k < l->n_recv_bufs && !atomic_load(&s->failed); k++)
+    ensure(s, l->recv_bufs[k]); /* NULL: the step failed, saying why */
   for (int d = 0; d < nd; d++)
     if (l->device_first[d + 1] > l->device_first[d]) used++;
   atomic_init(&s->remaining, used + (int)l->n_loop_ops);
@@ -836,6 +862,12 @@ pf_storage *pf_step_buffer(pf_step *s, uint32_t b) {
     if (s->bufs[b] != NULL) memset(s->bufs[b]->data, 0, s->bufs[b]->nbytes);
   }
   return s->bufs[b];
+}
+
+pf_storage *pf_step_buffer_if_any(pf_step *s, uint32_t b) { return s->bufs[b]; }
+
+int pf_step_failed(const pf_step *s) {
+  return atomic_load_explicit(&((pf_step *)s)->failed, memory_order_acquire);
 }
 
 const pf_plan *pf_step_plan(const pf_step *s) { return s->l->plan; }

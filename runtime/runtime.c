@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <uv.h>
 
@@ -66,6 +67,7 @@ struct pf_runtime {
   pf_trace *timeline;
   uint64_t worker_spin_ns;
   int bind_workers;
+  int64_t fault_alloc; /* PATHFLOW_FAULT_ALLOC on this rank, or 0 */
   uint64_t stop_since;
 };
 
@@ -140,6 +142,23 @@ int pf_runtime_send(pf_runtime *rt, int rank, pf_msg *m) {
   e->msg = m;
   push(rt, e);
   return 0;
+}
+
+struct pf_runtime_reservation {
+  event e; /* first: the reservation is the event */
+};
+
+pf_runtime_reservation *pf_runtime_send_reserve(void) { return calloc(1, sizeof(pf_runtime_reservation)); }
+
+void pf_runtime_reservation_free(pf_runtime_reservation *res) { free(res); }
+
+void pf_runtime_send_reserved(pf_runtime *rt, pf_runtime_reservation *res, int rank, pf_msg *m) {
+  event *e = &res->e;
+  memset(e, 0, sizeof *e);
+  e->kind = EV_SEND;
+  e->rank = rank;
+  e->msg = m;
+  push(rt, e); /* drain_events frees it as any event (res is its address) */
 }
 
 /* ---- routing on the loop thread ------------------------------------------- */
@@ -708,6 +727,30 @@ static void stop_beat(pf_runtime *rt) {
 
 /* ---- start and stop --------------------------------------------------------- */
 
+/* PATHFLOW_FAULT_ALLOC=RANK:N (a test hook): the N-th allocation of a
+ * step's buffer or arena on rank RANK fails as out of memory would. Sets
+ * *n to N on that rank, 0 elsewhere or when unset. */
+static int fault_alloc(int rank, pf_diag *d, int64_t *n) {
+  const char *v = getenv("PATHFLOW_FAULT_ALLOC");
+  const char *colon = v ? strchr(v, ':') : NULL;
+  int64_t r = -1, at = 0;
+  char head[32];
+  *n = 0;
+  if (v == NULL || *v == '\0') return 0;
+  if (colon != NULL && (size_t)(colon - v) < sizeof head) {
+    memcpy(head, v, (size_t)(colon - v));
+    head[colon - v] = '\0';
+  }
+  if (colon == NULL || (size_t)(colon - v) >= sizeof head ||
+      pf_parse_int(head, 0, INT32_MAX, &r) != 0 || pf_parse_int(colon + 1, 1, INT64_MAX, &at) != 0)
+    return pf_diag_error(d, PF_EINVAL,
+                         "PATHFLOW_FAULT_ALLOC=\"%.64s\": expected RANK:N (the N-th step "
+                         "buffer allocation on rank RANK fails, N >= 1)",
+                         v);
+  if (r == rank) *n = at;
+  return 0;
+}
+
 static int read_env(pf_runtime *rt, pf_diag *d) {
   int64_t spin_us, poll_max_ms, idle_poll_ms, trace, worker_spin_us, bind, cache_bytes;
   int rc;
@@ -723,6 +766,7 @@ static int read_env(pf_runtime *rt, pf_diag *d) {
       /* Read where blocks are freed (runtime/storage.c), with the same parser;
        * checked here so that a bad value fails pf_init, not a later step. */
       (rc = pf_env_bytes("PATHFLOW_CACHE_BYTES", 0, 0, &cache_bytes, d)) ||
+      (rc = fault_alloc(rt->rank, d, &rt->fault_alloc)) ||
       (rc = pf_trace_check_dir(trace != 0, d)))
     return rc;
   rt->bind_workers = (int)bind;
@@ -767,6 +811,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   ec.loop_arg = rt;
   ec.record_times = rt->trace;
   ec.spin_ns = rt->worker_spin_ns;
+  ec.fault_alloc = rt->fault_alloc;
   /* Ranks on one host share its cores: each starts at its own offset. */
   ec.bind_first = !rt->bind_workers ? -1
                   : (rt->cfg.mpi ? pf_mpi_local_rank(rt->cfg.mpi) : 0) * cfg->num_devices;
