@@ -210,6 +210,34 @@ static void send_failed(pf_runtime *rt, int rank, const pf_msg *m, int rc) {
   }
 }
 
+/* What a control message concerns, kept until its send completes: a send
+ * whose MPI request fails at completion is answered like one that could
+ * not go at all (send_failed), so its waiter does not wait forever. */
+typedef struct sent_check {
+  pf_runtime *rt;
+  int rank;
+  pf_msg shell; /* kind and envelope; owns nothing */
+} sent_check;
+
+static sent_check *sent_check_new(pf_runtime *rt, int rank, const pf_msg *m) {
+  sent_check *c = calloc(1, sizeof *c);
+  if (c == NULL) return NULL; /* the send goes unwatched, as before */
+  c->rt = rt;
+  c->rank = rank;
+  c->shell.kind = m->kind;
+  c->shell.executable =
+      m->kind == PF_MSG_LOAD && m->plan != NULL ? m->plan->executable : m->executable;
+  c->shell.step = m->step;
+  c->shell.request = m->request;
+  return c;
+}
+
+static void sent_done(void *arg, int status) {
+  sent_check *c = arg;
+  if (status != 0) send_failed(c->rt, c->rank, &c->shell, status);
+  free(c);
+}
+
 /* A message whose encoding or decoding copies tensor data (a plan, a
  * feed, a fetched shard) may take seconds on a loaded machine: the loop
  * lets go of the MPI lock meanwhile, so that heartbeats still go out. */
@@ -223,7 +251,13 @@ static void send_remote(pf_runtime *rt, int rank, pf_msg *m) {
   if (big) loop_unlock(rt);
   rc = pf_msg_encode(m, &buf, &len);
   if (big) loop_lock(rt);
-  if (rc == 0) rc = pf_mpi_ctrl_send(rt->cfg.mpi, rank, buf, len);
+  if (rc == 0) {
+    /* Who waits for an answer to m, in case its send fails only when it
+     * completes (the waiter is then answered with the error). */
+    sent_check *chk = heartbeat ? NULL : sent_check_new(rt, rank, m);
+    rc = pf_mpi_ctrl_send_cb(rt->cfg.mpi, rank, buf, len, chk ? sent_done : NULL, chk);
+    if (rc != 0) free(chk);
+  }
   if (rc != 0) send_failed(rt, rank, m, rc);
   if (rc == 0 && !heartbeat) {
     rt->ctrl[rank].control_bytes_sent += len;
@@ -727,11 +761,13 @@ static void stop_beat(pf_runtime *rt) {
 
 /* ---- start and stop --------------------------------------------------------- */
 
-/* PATHFLOW_FAULT_ALLOC=RANK:N (a test hook): the N-th allocation of a
- * step's buffer or arena on rank RANK fails as out of memory would. Sets
- * *n to N on that rank, 0 elsewhere or when unset. */
-static int fault_alloc(int rank, pf_diag *d, int64_t *n) {
-  const char *v = getenv("PATHFLOW_FAULT_ALLOC");
+/* Test hooks, NAME=RANK:N: PATHFLOW_FAULT_ALLOC (the N-th allocation of a
+ * step's buffer or arena on rank RANK fails as out of memory would) and
+ * PATHFLOW_FAULT_CTRL_SEND (the N-th control message rank RANK sends fails
+ * at completion, unsent). Sets *n to N on that rank, 0 elsewhere or when
+ * unset. */
+static int fault_at(const char *name, int rank, pf_diag *d, int64_t *n) {
+  const char *v = getenv(name);
   const char *colon = v ? strchr(v, ':') : NULL;
   int64_t r = -1, at = 0;
   char head[32];
@@ -743,16 +779,15 @@ static int fault_alloc(int rank, pf_diag *d, int64_t *n) {
   }
   if (colon == NULL || (size_t)(colon - v) >= sizeof head ||
       pf_parse_int(head, 0, INT32_MAX, &r) != 0 || pf_parse_int(colon + 1, 1, INT64_MAX, &at) != 0)
-    return pf_diag_error(d, PF_EINVAL,
-                         "PATHFLOW_FAULT_ALLOC=\"%.64s\": expected RANK:N (the N-th step "
-                         "buffer allocation on rank RANK fails, N >= 1)",
-                         v);
+    return pf_diag_error(d, PF_EINVAL, "%s=\"%.64s\": expected RANK:N (N >= 1), a test hook",
+                         name, v);
   if (r == rank) *n = at;
   return 0;
 }
 
 static int read_env(pf_runtime *rt, pf_diag *d) {
   int64_t spin_us, poll_max_ms, idle_poll_ms, trace, worker_spin_us, bind, cache_bytes;
+  int64_t fault_send;
   int rc;
   if ((rc = pf_env_int("PATHFLOW_SPIN_US", 1000, 0, 10000000, &spin_us, d)) ||
       (rc = pf_env_int("PATHFLOW_POLL_MAX_MS", 2, 1, 1000, &poll_max_ms, d)) ||
@@ -766,10 +801,12 @@ static int read_env(pf_runtime *rt, pf_diag *d) {
       /* Read where blocks are freed (runtime/storage.c), with the same parser;
        * checked here so that a bad value fails pf_init, not a later step. */
       (rc = pf_env_bytes("PATHFLOW_CACHE_BYTES", 0, 0, &cache_bytes, d)) ||
-      (rc = fault_alloc(rt->rank, d, &rt->fault_alloc)) ||
+      (rc = fault_at("PATHFLOW_FAULT_ALLOC", rt->rank, d, &rt->fault_alloc)) ||
+      (rc = fault_at("PATHFLOW_FAULT_CTRL_SEND", rt->rank, d, &fault_send)) ||
       (rc = pf_trace_check_dir(trace != 0, d)))
     return rc;
   rt->bind_workers = (int)bind;
+  if (fault_send > 0 && rt->cfg.mpi != NULL) pf_mpi_set_fault_ctrl_send(rt->cfg.mpi, fault_send);
   rt->worker_spin_ns = (uint64_t)worker_spin_us * 1000u;
   rt->trace = (int)trace;
   rt->spin_ns = (uint64_t)spin_us * 1000u;
