@@ -303,24 +303,25 @@ int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
 static void step_fail(pf_step *s, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void step_fail(pf_step *s, int code, const char *fmt, ...) {
-  va_list ap;
+static void step_vfail(pf_step *s, int code, const char *fmt, va_list ap) {
   pthread_mutex_lock(&s->err_lock);
-  va_start(ap, fmt);
   pf_diag_verror(&s->err, code, fmt, ap);
-  va_end(ap);
   pthread_mutex_unlock(&s->err_lock);
   atomic_store_explicit(&s->failed, 1, memory_order_release);
 }
 
+static void step_fail(pf_step *s, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  step_vfail(s, code, fmt, ap);
+  va_end(ap);
+}
+
 void pf_executor_step_fail(pf_step *s, int code, const char *fmt, ...) {
   va_list ap;
-  pthread_mutex_lock(&s->err_lock);
   va_start(ap, fmt);
-  pf_diag_verror(&s->err, code, fmt, ap);
+  step_vfail(s, code, fmt, ap);
   va_end(ap);
-  pthread_mutex_unlock(&s->err_lock);
-  atomic_store_explicit(&s->failed, 1, memory_order_release);
 }
 
 int pf_step_status(const pf_step *s) { return s->err.code; }
