@@ -219,9 +219,8 @@ typedef struct sent_check {
   pf_msg shell; /* kind and envelope; owns nothing */
 } sent_check;
 
-static sent_check *sent_check_new(pf_runtime *rt, int rank, const pf_msg *m) {
-  sent_check *c = calloc(1, sizeof *c);
-  if (c == NULL) return NULL; /* the send goes unwatched, as before */
+static void sent_check_init(sent_check *c, pf_runtime *rt, int rank, const pf_msg *m) {
+  memset(c, 0, sizeof *c);
   c->rt = rt;
   c->rank = rank;
   c->shell.kind = m->kind;
@@ -229,13 +228,11 @@ static sent_check *sent_check_new(pf_runtime *rt, int rank, const pf_msg *m) {
       m->kind == PF_MSG_LOAD && m->plan != NULL ? m->plan->executable : m->executable;
   c->shell.step = m->step;
   c->shell.request = m->request;
-  return c;
 }
 
 static void sent_done(void *arg, int status) {
-  sent_check *c = arg;
+  sent_check *c = arg; /* the transport's copy */
   if (status != 0) send_failed(c->rt, c->rank, &c->shell, status);
-  free(c);
 }
 
 /* A message whose encoding or decoding copies tensor data (a plan, a
@@ -254,9 +251,10 @@ static void send_remote(pf_runtime *rt, int rank, pf_msg *m) {
   if (rc == 0) {
     /* Who waits for an answer to m, in case its send fails only when it
      * completes (the waiter is then answered with the error). */
-    sent_check *chk = heartbeat ? NULL : sent_check_new(rt, rank, m);
-    rc = pf_mpi_ctrl_send_cb(rt->cfg.mpi, rank, buf, len, chk ? sent_done : NULL, chk);
-    if (rc != 0) free(chk);
+    sent_check chk;
+    sent_check_init(&chk, rt, rank, m);
+    rc = pf_mpi_ctrl_send_cb(rt->cfg.mpi, rank, buf, len, heartbeat ? NULL : sent_done, &chk,
+                             sizeof chk);
   }
   if (rc != 0) send_failed(rt, rank, m, rc);
   if (rc == 0 && !heartbeat) {

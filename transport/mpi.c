@@ -1,6 +1,7 @@
 #include "transport/mpi.h"
 
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -504,19 +505,24 @@ int pf_mpi_progress(pf_mpi *m) {
 /* ---- control ------------------------------------------------------------ */
 
 /* One control message in flight: its frames (one, or a header and a
- * body), each freed as it completes, and who to tell once all have. */
-typedef struct ctrl_out {
-  int pending; /* frames not yet completed */
-  int status;  /* the first failure */
-  int fake_failure; /* PATHFLOW_FAULT_CTRL_SEND: report PF_EMPI */
-  pf_mpi_sent_fn sent;
-  void *arg;
-} ctrl_out;
-
+ * body), each freed as it completes, and who to tell once all have, with
+ * a copy of what the caller wants back: one allocation per message (a
+ * control message per step each way: no more). */
+typedef struct ctrl_out ctrl_out;
 typedef struct frame_out {
   ctrl_out *msg;
   uint8_t *buf;
 } frame_out;
+
+struct ctrl_out {
+  int pending; /* frames not yet completed */
+  int status;  /* the first failure */
+  int fake_failure; /* PATHFLOW_FAULT_CTRL_SEND: report PF_EMPI */
+  int n_frames;
+  frame_out frames[2];
+  pf_mpi_sent_fn sent;
+  _Alignas(max_align_t) unsigned char arg[]; /* the caller's, copied */
+};
 
 static void ctrl_out_release(ctrl_out *c) {
   if (--c->pending > 0) return;
@@ -529,7 +535,6 @@ static void frame_done(void *arg, int status) {
   ctrl_out *c = f->msg;
   if (status != 0 && c->status == 0) c->status = PF_EMPI;
   free(f->buf);
-  free(f);
   ctrl_out_release(c);
 }
 
@@ -537,12 +542,8 @@ void pf_mpi_set_fault_ctrl_send(pf_mpi *m, int64_t n) { m->fault_ctrl_send_at = 
 
 static int send_frame(pf_mpi *m, ctrl_out *c, int peer, int tag, uint8_t *buf, size_t len) {
   MPI_Request req;
-  frame_out *f = malloc(sizeof *f);
+  frame_out *f = &c->frames[c->n_frames++];
   int err;
-  if (f == NULL) {
-    free(buf);
-    return PF_ENOMEM;
-  }
   /* A faked failure sends nothing: a request that completes at once, as
    * a failed one would, and the peer never gets the message. */
   err = c->fake_failure
@@ -550,7 +551,6 @@ static int send_frame(pf_mpi *m, ctrl_out *c, int peer, int tag, uint8_t *buf, s
             : MPI_Isend(buf, (int)len, MPI_BYTE, peer, tag, m->ctrl, &req);
   if (err != MPI_SUCCESS) {
     free(buf);
-    free(f);
     return PF_EMPI;
   }
   f->msg = c;
@@ -562,7 +562,7 @@ static int send_frame(pf_mpi *m, ctrl_out *c, int peer, int tag, uint8_t *buf, s
 }
 
 int pf_mpi_ctrl_send_cb(pf_mpi *m, int peer, uint8_t *buf, size_t len, pf_mpi_sent_fn sent,
-                        void *arg) {
+                        const void *arg, size_t arg_size) {
   uint8_t *frame;
   uint64_t n = len;
   ctrl_out *c;
@@ -571,10 +571,12 @@ int pf_mpi_ctrl_send_cb(pf_mpi *m, int peer, uint8_t *buf, size_t len, pf_mpi_se
     free(buf);
     return PF_ERANGE;
   }
-  if ((c = calloc(1, sizeof *c)) == NULL) {
+  if ((c = malloc(sizeof *c + (sent != NULL ? arg_size : 0))) == NULL) {
     free(buf);
     return PF_ENOMEM;
   }
+  memset(c, 0, sizeof *c);
+  if (sent != NULL && arg_size > 0) memcpy(c->arg, arg, arg_size);
   c->pending = 1; /* held until every frame is out */
   if (sent != NULL && m->fault_ctrl_send_at > 0 && ++m->ctrl_sends == m->fault_ctrl_send_at)
     c->fake_failure = 1;
@@ -602,16 +604,13 @@ int pf_mpi_ctrl_send_cb(pf_mpi *m, int peer, uint8_t *buf, size_t len, pf_mpi_se
       rc = send_frame(m, c, peer, CTRL_BODY_TAG, buf, len);
   }
   /* An error returned is the caller's to handle: `sent` is not called. */
-  if (rc == 0) {
-    c->sent = sent;
-    c->arg = arg;
-  }
+  if (rc == 0) c->sent = sent;
   ctrl_out_release(c);
   return rc;
 }
 
 int pf_mpi_ctrl_send(pf_mpi *m, int peer, uint8_t *buf, size_t len) {
-  return pf_mpi_ctrl_send_cb(m, peer, buf, len, NULL, NULL);
+  return pf_mpi_ctrl_send_cb(m, peer, buf, len, NULL, NULL, 0);
 }
 
 /* Queues a message (rc 0, buf owned) or a refusal (rc != 0, why) from

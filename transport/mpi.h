@@ -92,10 +92,12 @@ int pf_mpi_ctrl_send(pf_mpi *m, int peer, uint8_t *buf, size_t len);
  * or PF_EMPI when one of its MPI requests failed at completion (the peer
  * may not have it). From pf_mpi_progress, on the progressing thread. */
 typedef void (*pf_mpi_sent_fn)(void *arg, int status);
-/* As pf_mpi_ctrl_send, and then `sent(arg, status)` once it completes
- * (sent may be NULL). When it returns an error, `sent` is never called. */
+/* As pf_mpi_ctrl_send, and then `sent(copy, status)` once it completes,
+ * `copy` being a copy of the arg_size bytes at `arg` kept with the message
+ * (suitably aligned; valid during the call). sent may be NULL. When it
+ * returns an error, `sent` is never called. */
 int pf_mpi_ctrl_send_cb(pf_mpi *m, int peer, uint8_t *buf, size_t len, pf_mpi_sent_fn sent,
-                        void *arg);
+                        const void *arg, size_t arg_size);
 /* Test hook (PATHFLOW_FAULT_CTRL_SEND): the n-th pf_mpi_ctrl_send_cb with a
  * callback from now on sends nothing and completes with PF_EMPI, as a send
  * whose request failed would. 0: off. */
