@@ -100,7 +100,10 @@ typedef struct worker {
   int stop;
   /* Counters: the worker's own running counts (plain, no atomic per op),
    * published with one relaxed store each when a part of a step ends, for
-   * the loop thread to read (pf_executor_counters). */
+   * the loop thread to read (pf_executor_counters). Kept a cache line away
+   * from the fields the loop thread takes under the lock to wake this
+   * worker or run its ops, so that counting does not bounce that line. */
+  char pad[64];
   uint64_t ops_run, wait_ns;
   _Atomic uint64_t ops_run_pub, wait_ns_pub;
 } worker;

@@ -215,24 +215,30 @@ static void send_failed(pf_runtime *rt, int rank, const pf_msg *m, int rc) {
  * not go at all (send_failed), so its waiter does not wait forever. */
 typedef struct sent_check {
   pf_runtime *rt;
+  pf_msg_kind kind;
   int rank;
-  pf_msg shell; /* kind and envelope; owns nothing */
+  uint64_t executable, step, request;
 } sent_check;
 
 static void sent_check_init(sent_check *c, pf_runtime *rt, int rank, const pf_msg *m) {
-  memset(c, 0, sizeof *c);
   c->rt = rt;
+  c->kind = m->kind;
   c->rank = rank;
-  c->shell.kind = m->kind;
-  c->shell.executable =
-      m->kind == PF_MSG_LOAD && m->plan != NULL ? m->plan->executable : m->executable;
-  c->shell.step = m->step;
-  c->shell.request = m->request;
+  c->executable = m->kind == PF_MSG_LOAD && m->plan != NULL ? m->plan->executable : m->executable;
+  c->step = m->step;
+  c->request = m->request;
 }
 
 static void sent_done(void *arg, int status) {
-  sent_check *c = arg; /* the transport's copy */
-  if (status != 0) send_failed(c->rt, c->rank, &c->shell, status);
+  const sent_check *c = arg; /* the transport's copy */
+  pf_msg shell; /* what send_failed reads: kind and envelope, owning nothing */
+  if (status == 0) return;
+  memset(&shell, 0, sizeof shell);
+  shell.kind = c->kind;
+  shell.executable = c->executable;
+  shell.step = c->step;
+  shell.request = c->request;
+  send_failed(c->rt, c->rank, &shell, status);
 }
 
 /* A message whose encoding or decoding copies tensor data (a plan, a
