@@ -27,7 +27,9 @@ static void check_concerns(const pf_msg *m, int concerns, pf_msg_kind kind, uint
     case PF_MSG_RUN:
     case PF_MSG_STEP_DONE: want_key = m->step; break;
     case PF_MSG_FETCH:
-    case PF_MSG_FETCH_REPLY: want_executable = 0, want_key = m->request; break;
+    case PF_MSG_FETCH_REPLY:
+    case PF_MSG_COUNTERS:
+    case PF_MSG_COUNTERS_REPLY: want_executable = 0, want_key = m->request; break;
     case PF_MSG_PUT: want_executable = 0, want_key = m->buffer; break;
     case PF_MSG_LOAD: want_executable = m->plan->executable; break;
     case PF_MSG_LOAD_DONE: break;
