@@ -540,7 +540,10 @@ static void frame_done(void *arg, int status) {
 
 void pf_mpi_set_fault_ctrl_send(pf_mpi *m, int64_t n) { m->fault_ctrl_send_at = n; }
 
-static int send_frame(pf_mpi *m, ctrl_out *c, int peer, int tag, uint8_t *buf, size_t len) {
+/* Sends one frame of message c; `owned`: buf is its own allocation, freed
+ * when sent (else it lives in c). */
+static int send_frame(pf_mpi *m, ctrl_out *c, int peer, int tag, uint8_t *buf, size_t len,
+                      int owned) {
   MPI_Request req;
   frame_out *f = &c->frames[c->n_frames++];
   int err;
@@ -550,11 +553,11 @@ static int send_frame(pf_mpi *m, ctrl_out *c, int peer, int tag, uint8_t *buf, s
             ? MPI_Irecv(NULL, 0, MPI_BYTE, MPI_PROC_NULL, tag, m->ctrl, &req)
             : MPI_Isend(buf, (int)len, MPI_BYTE, peer, tag, m->ctrl, &req);
   if (err != MPI_SUCCESS) {
-    free(buf);
+    if (owned) free(buf);
     return PF_EMPI;
   }
   f->msg = c;
-  f->buf = buf;
+  f->buf = owned ? buf : NULL;
   c->pending++;
   if (pf_mpi_track_quick(m, req, frame_done, f) != 0)
     frame_done(f, MPI_Wait(&req, MPI_STATUS_IGNORE) == MPI_SUCCESS ? 0 : PF_EMPI);
@@ -571,7 +574,10 @@ int pf_mpi_ctrl_send_cb(pf_mpi *m, int peer, uint8_t *buf, size_t len, pf_mpi_se
     free(buf);
     return PF_ERANGE;
   }
-  if ((c = malloc(sizeof *c + (sent != NULL ? arg_size : 0))) == NULL) {
+  /* One block for the record, the caller's copy and, for a small message,
+   * the frame itself: no more allocations per message than one frame. */
+  size_t head = (sizeof *c + (sent != NULL ? arg_size : 0) + 15) & ~(size_t)15;
+  if ((c = malloc(head + (len <= CTRL_INLINE ? len + 1 : 0))) == NULL) {
     free(buf);
     return PF_ENOMEM;
   }
@@ -582,26 +588,21 @@ int pf_mpi_ctrl_send_cb(pf_mpi *m, int peer, uint8_t *buf, size_t len, pf_mpi_se
     c->fake_failure = 1;
   if (len <= CTRL_INLINE) {
     /* Small (every message but a plan): the frame carries it. */
-    frame = malloc(len + 1);
-    if (frame == NULL) {
-      free(buf);
-      free(c);
-      return PF_ENOMEM;
-    }
+    frame = (uint8_t *)c + head;
     frame[0] = FRAME_INLINE;
     memcpy(frame + 1, buf, len);
     free(buf);
-    rc = send_frame(m, c, peer, CTRL_TAG, frame, len + 1);
+    rc = send_frame(m, c, peer, CTRL_TAG, frame, len + 1, 0);
   } else if ((frame = malloc(1 + sizeof n)) == NULL) {
     free(buf);
     rc = PF_ENOMEM;
   } else {
     frame[0] = FRAME_LARGE;
     memcpy(frame + 1, &n, sizeof n);
-    if ((rc = send_frame(m, c, peer, CTRL_TAG, frame, 1 + sizeof n)) != 0)
+    if ((rc = send_frame(m, c, peer, CTRL_TAG, frame, 1 + sizeof n, 1)) != 0)
       free(buf);
     else
-      rc = send_frame(m, c, peer, CTRL_BODY_TAG, buf, len);
+      rc = send_frame(m, c, peer, CTRL_BODY_TAG, buf, len, 1);
   }
   /* An error returned is the caller's to handle: `sent` is not called. */
   if (rc == 0) c->sent = sent;
