@@ -86,6 +86,14 @@ static int mpi_wanted(pf_diag *d, int *out) {
   return 0;
 }
 
+/* PATHFLOW_COUNTERS=1: every rank's counters are printed at pf_finalize. */
+static int counters_wanted(pf_diag *d, int *out) {
+  int64_t v = 0;
+  int rc = pf_env_int("PATHFLOW_COUNTERS", 0, 0, 1, &v, d);
+  if (rc == 0) *out = (int)v;
+  return rc;
+}
+
 static int pending_limit(const pf_init_options *opts, pf_diag *d, int *out) {
   if (opts && opts->max_pending < 0)
     return pf_diag_error(d, PF_EINVAL, "pf_init: max_pending = %d, need >= 0", opts->max_pending);
@@ -265,7 +273,8 @@ int pf_init(int *argc, char ***argv, const pf_init_options *opts, pf_context **o
       (rc = pending_limit(opts, &d, &ctx->max_pending)) != 0 ||
       (rc = pf_registry_create(&ctx->registry)) != 0 ||
       (rc = register_kernels(ctx->registry, opts, &d)) != 0 ||
-      (rc = mpi_wanted(&d, &use_mpi)) != 0)
+      (rc = mpi_wanted(&d, &use_mpi)) != 0 ||
+      (rc = counters_wanted(&d, &ctx->print_counters)) != 0)
     goto fail;
   if (use_mpi) {
     if ((rc = pf_mpi_init(argc, argv, &ctx->mpi, &d)) != 0) goto fail;
@@ -322,6 +331,7 @@ int pf_finalize(pf_context *ctx) {
   pf_future_free_all(ctx); /* waits for executions in flight */
   pf_executable_free_all(ctx);
   pf_buffers_clear(ctx);
+  if (ctx->print_counters) pf_counters_print_all(ctx, stderr);
   pf_runtime_stop(ctx->runtime); /* tells the executors to shut down */
   ctx->runtime = NULL;
   pf_mpi_finalize(ctx->mpi);

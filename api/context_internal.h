@@ -51,6 +51,8 @@ typedef struct pf_waiter {
   pf_storage **shards; /* fetch: one per shard */
   int num_shards;
   size_t shard_bytes; /* fetch: what each shard must hold */
+  pf_counters *counters; /* counters: the reply's, taken from it */
+  int from;              /* counters: the rank asked */
   void *step_req; /* a step: its dispatcher record (api/dispatch.c) */
   int counted_done; /* its last reply came: counted in ctx->n_done; lock */
   struct pf_waiter *next; /* in its bucket of the context's waiter table */
@@ -99,6 +101,7 @@ struct pf_context {
   pf_executable *executables; /* user thread */
   pf_future *futures;         /* user thread */
   int finalized;              /* pf_finalize ran: every call is PF_ESTATE */
+  int print_counters;         /* PATHFLOW_COUNTERS=1: print them at pf_finalize */
   pf_context *next_finalized; /* in api/context.c's list of those */
 };
 
@@ -129,6 +132,9 @@ int pf_controller_wait_for(pf_context *ctx, pf_waiter *w, int64_t timeout_ms);
 void pf_controller_step_reply_locked(pf_context *ctx, pf_waiter *w);
 /* Frees the waiter table's buckets (the waiters are their callers'). */
 void pf_controller_table_free(pf_context *ctx);
+/* Prints every rank's counters (api/counters.c), rank by rank; a rank
+ * whose counters cannot be had is named with the error. */
+void pf_counters_print_all(pf_context *ctx, FILE *f);
 /* Sends a message to `rank`; returns 0 or an error recorded in ctx. */
 int pf_controller_send(pf_context *ctx, int rank, pf_msg *m);
 

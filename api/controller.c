@@ -103,6 +103,20 @@ void pf_controller_on_reply(void *arg, pf_msg *m) {
       completed = --w->pending == 0;
       if (completed) note_done(ctx, w);
       break;
+    case PF_MSG_COUNTERS_REPLY:
+      if ((w = find(ctx, m->request)) == NULL || w->pending == 0) break;
+      if (m->from != w->from) break; /* not the rank asked: not its answer */
+      record(w, m->status, m->message);
+      if (m->status == 0 && m->counters == NULL)
+        record(w, PF_EDECODE, "the counters reply holds no counters");
+      if (m->counters != NULL && w->counters == NULL) {
+        w->counters = m->counters;
+        w->counters->rank = m->from;
+        m->counters = NULL;
+      }
+      completed = --w->pending == 0;
+      if (completed) note_done(ctx, w);
+      break;
     default:
       break;
   }

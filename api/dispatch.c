@@ -10,8 +10,12 @@
 
 void pf_step_req_free(pf_step_req *req) {
   if (req == NULL) return;
-  for (int k = req->next_run; k < req->n_runs; k++) pf_msg_free(req->runs[k]);
+  for (int k = req->next_run; k < req->n_runs; k++) {
+    pf_msg_free(req->runs[k]);
+    if (req->sends) pf_runtime_reservation_free(req->sends[k]);
+  }
   free(req->runs);
+  free(req->sends);
   free(req->ranks);
   free(req);
 }
@@ -19,10 +23,11 @@ void pf_step_req_free(pf_step_req *req) {
 static void send_next_run(pf_context *ctx, pf_step_req *req) {
   pf_msg *m = req->runs[req->next_run];
   int rank = req->ranks[req->next_run];
+  pf_runtime_reservation *res = req->sends[req->next_run];
+  req->sends[req->next_run] = NULL;
   req->runs[req->next_run++] = NULL;
-  /* A run that cannot be queued would leave its step waiting forever. */
-  if (pf_runtime_send(ctx->runtime, rank, m) != 0)
-    pf_mpi_abort(ctx->mpi, 1, "cannot send a run message");
+  /* Reserved when the step was built: this cannot fail. */
+  pf_runtime_send_reserved(ctx->runtime, res, rank, m);
 }
 
 /* Parallel dispatch: this rank's own run starts its step on the loop
@@ -36,6 +41,7 @@ static void run_local_last(pf_step_req *req) {
       memmove(&req->ranks[k], &req->ranks[k + 1], (size_t)(req->n_runs - k - 1) * sizeof *req->ranks);
       req->runs[req->n_runs - 1] = m;
       req->ranks[req->n_runs - 1] = 0;
+      /* The reservations are alike: no need to move them. */
       return;
     }
 }

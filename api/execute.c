@@ -366,13 +366,17 @@ static int build_runs(pf_executable *e, pf_future *f, const uint64_t *in_ids,
   req->slot = -1;
   req->runs = pf_calloc((size_t)c->n_stages, sizeof *req->runs);
   req->ranks = pf_calloc((size_t)c->n_stages, sizeof *req->ranks);
-  ok = req->runs != NULL && req->ranks != NULL;
+  req->sends = pf_calloc((size_t)c->n_stages, sizeof *req->sends);
+  ok = req->runs != NULL && req->ranks != NULL && req->sends != NULL;
   for (int k = 0; ok && k < c->n_stages; k++) {
     pf_msg *m = pf_msg_new(PF_MSG_RUN);
-    if (m == NULL) {
+    pf_runtime_reservation *res = m != NULL ? pf_runtime_send_reserve() : NULL;
+    if (res == NULL) {
+      pf_msg_free(m);
       ok = 0;
       break;
     }
+    req->sends[req->n_runs] = res;
     req->runs[req->n_runs++] = m;
     req->ranks[k] = c->stages[k];
     m->executable = e->id;

@@ -10,6 +10,10 @@ typedef struct pf_step_req {
   pf_future *f;
   pf_msg **runs; /* one RUN per participating rank, in stage order */
   int32_t *ranks; /* where each goes */
+  /* Per run, what sending it takes, reserved when the step is built: a
+   * step whose run went to one rank must reach every other (the first
+   * would wait for its peers forever), so that send cannot fail. */
+  pf_runtime_reservation **sends;
   int n_runs, next_run;
   int slot; /* dispatch slot while in flight, else -1 */
   struct pf_step_req *next; /* in its executable's queue */

@@ -15,5 +15,6 @@
 #include "pathflow/graph.h"
 #include "pathflow/grad.h"
 #include "pathflow/execute.h"
+#include "pathflow/counters.h"
 
 #endif

@@ -98,6 +98,14 @@ typedef struct worker {
   pthread_cond_t wake;
   part *head, *tail;
   int stop;
+  /* Counters: the worker's own running counts (plain, no atomic per op),
+   * published with one relaxed store each when a part of a step ends, for
+   * the loop thread to read (pf_executor_counters). Kept a cache line away
+   * from the fields the loop thread takes under the lock to wake this
+   * worker or run its ops, so that counting does not bounce that line. */
+  char pad[64];
+  uint64_t ops_run, wait_ns;
+  _Atomic uint64_t ops_run_pub, wait_ns_pub;
 } worker;
 
 struct pf_executor {
@@ -116,6 +124,8 @@ struct pf_executor {
   } *inline_ops;
   int n_inline, draining;
   running_slot loop_running; /* the loop thread's, for ops it runs inline */
+  uint64_t *inline_ops_run; /* loop thread only: per device, ops it ran */
+  atomic_uint_fast64_t buffer_allocs; /* counted only while a fault is armed */
 };
 
 /* ---- loaded plans -------------------------------------------------------- */
@@ -296,14 +306,25 @@ int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
 static void step_fail(pf_step *s, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void step_fail(pf_step *s, int code, const char *fmt, ...) {
-  va_list ap;
+static void step_vfail(pf_step *s, int code, const char *fmt, va_list ap) {
   pthread_mutex_lock(&s->err_lock);
-  va_start(ap, fmt);
   pf_diag_verror(&s->err, code, fmt, ap);
-  va_end(ap);
   pthread_mutex_unlock(&s->err_lock);
   atomic_store_explicit(&s->failed, 1, memory_order_release);
+}
+
+static void step_fail(pf_step *s, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  step_vfail(s, code, fmt, ap);
+  va_end(ap);
+}
+
+void pf_executor_step_fail(pf_step *s, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  step_vfail(s, code, fmt, ap);
+  va_end(ap);
 }
 
 int pf_step_status(const pf_step *s) { return s->err.code; }
@@ -337,13 +358,35 @@ void pf_step_free(pf_step *s) {
   free(s);
 }
 
+/* Memory for a step's buffer or arena. PATHFLOW_FAULT_ALLOC (cfg.fault_alloc
+ * = N) makes the N-th such allocation of this executor fail, to test that a
+ * step out of memory fails its execution and nothing else. */
+static pf_storage *step_alloc(pf_executor *ex, size_t nbytes, int device) {
+  if (ex->cfg.fault_alloc > 0 &&
+      atomic_fetch_add_explicit(&ex->buffer_allocs, 1, memory_order_relaxed) + 1 ==
+          (uint64_t)ex->cfg.fault_alloc)
+    return NULL;
+  return pf_storage_new(nbytes, device);
+}
+
+/* The step's failure for memory it could not get: the rank, the step, what
+ * for and how many bytes, so the user can tell which limit to raise. */
+static void out_of_memory(pf_step *s, size_t nbytes, const char *what, int device) {
+  step_fail(s, PF_ENOMEM, "rank %d: step %llu: out of memory: %zu bytes for %s on device %d",
+            s->ex->cfg.rank, (unsigned long long)s->seq, nbytes, what, device);
+}
+
 /* Makes sure buffer b has memory before an op writes it. Only the device
  * owning b writes it, so this needs no lock. */
 static pf_storage *new_buffer(pf_step *s, uint32_t b) {
   const pf_plan_buffer *pb = &s->l->plan->buffers[b];
+  pf_storage *st;
   if (pb->in_arena && s->arenas && s->arenas[pb->device])
-    return pf_storage_view(s->arenas[pb->device], (size_t)pb->offset, pf_spec_nbytes(&pb->spec));
-  return pf_storage_new(pf_spec_nbytes(&pb->spec), pb->device);
+    st = pf_storage_view(s->arenas[pb->device], (size_t)pb->offset, pf_spec_nbytes(&pb->spec));
+  else
+    st = step_alloc(s->ex, pf_spec_nbytes(&pb->spec), pb->device);
+  if (st == NULL) out_of_memory(s, pf_spec_nbytes(&pb->spec), "a buffer", pb->device);
+  return st;
 }
 
 static pf_storage *ensure(pf_step *s, uint32_t b) {
@@ -373,10 +416,8 @@ static void run_kernel(pf_step *s, uint32_t i) {
     in[k2].data = s->bufs[op->inputs[k2]] ? s->bufs[op->inputs[k2]]->data : NULL;
   }
   for (uint32_t k2 = 0; k2 < op->n_out; k2++) {
-    pf_storage *st = ensure(s, op->outputs[k2]);
+    pf_storage *st = ensure(s, op->outputs[k2]); /* NULL: the step failed, saying why */
     if (st == NULL) {
-      step_fail(s, PF_ENOMEM, "rank %d device %d: program \"%s\": out of memory",
-                s->ex->cfg.rank, op->device, op->name);
       if (in != in_stack) free(in);
       return;
     }
@@ -417,8 +458,9 @@ static void run_copy(pf_step *s, uint32_t i) {
   const pf_plan_buffer *src = &p->buffers[op->inputs[0]];
   const pf_plan_buffer *dst = &p->buffers[op->outputs[0]];
   pf_storage *d = ensure(s, op->outputs[0]);
-  if (d == NULL || s->bufs[op->inputs[0]] == NULL) {
-    step_fail(s, PF_ENOMEM, "rank %d device %d: reshard for \"%s\": out of memory",
+  if (d == NULL) return; /* the step failed, saying why */
+  if (s->bufs[op->inputs[0]] == NULL) {
+    step_fail(s, PF_ESTATE, "rank %d device %d: reshard for \"%s\": its source is missing",
               s->ex->cfg.rank, op->device, op->name);
     return;
   }
@@ -438,12 +480,8 @@ static void run_local_collective(pf_step *s, uint32_t i) {
   }
   for (uint32_t k = 0; k < op->n_in; k++) {
     in[k] = pf_step_buffer(s, op->inputs[k]);
-    out[k] = ensure(s, op->outputs[k]);
-    if (in[k] == NULL || out[k] == NULL) {
-      step_fail(s, PF_ENOMEM, "rank %d: collective \"%s\": out of memory", s->ex->cfg.rank,
-                op->name);
-      return;
-    }
+    out[k] = in[k] != NULL ? ensure(s, op->outputs[k]) : NULL;
+    if (in[k] == NULL || out[k] == NULL) return; /* the step failed, saying why */
   }
   pf_collective_local(op, (int)op->n_in, &p->buffers[op->inputs[0]].spec,
                       &p->buffers[op->outputs[0]].spec, in, out);
@@ -456,7 +494,7 @@ static void wake_device(pf_executor *ex, int device) {
   pthread_mutex_unlock(&w->lock);
 }
 
-static void run_op(pf_step *s, uint32_t i);
+static int run_op(pf_step *s, uint32_t i);
 
 static uint32_t device_end(const pf_step *s, int device) {
   return s->l->device_first[device + 1];
@@ -543,7 +581,7 @@ static void drain_inline(pf_executor *ex) {
   while (ex->n_inline > 0) {
     struct inline_op it = ex->inline_ops[--ex->n_inline];
     uint64_t t0 = pf_now_ns();
-    run_op(it.step, it.op);
+    ex->inline_ops_run[it.step->l->plan->ops[it.op].device] += (uint64_t)run_op(it.step, it.op);
     note_inline_time(it.step->l, it.op, pf_now_ns() - t0);
     int part_done = release_claim(it.step, it.op);
     finish_op(it.step, it.op, -1);
@@ -551,6 +589,11 @@ static void drain_inline(pf_executor *ex) {
   }
   tls_running = NULL;
   ex->draining = 0;
+}
+
+static void publish_counts(worker *w) {
+  atomic_store_explicit(&w->ops_run_pub, w->ops_run, memory_order_relaxed);
+  atomic_store_explicit(&w->wait_ns_pub, w->wait_ns, memory_order_relaxed);
 }
 
 static inline void cpu_relax(void) {
@@ -567,20 +610,26 @@ static inline void cpu_relax(void) {
 static int wait_ready(worker *w, pf_step *s, uint32_t *e, uint32_t end) {
   const uint32_t *ops = s->l->device_ops;
   atomic_uint *pending = &s->pending[ops[*e]];
-  uint64_t spin = w->ex->cfg.spin_ns;
+  uint64_t spin = w->ex->cfg.spin_ns, t0;
   int taken;
   if (atomic_load_explicit(pending, memory_order_acquire) == 0) return 0;
+  /* Not runnable yet: the device waits (counted; clock reads only on this
+   * path, never for an op that is ready). */
+  t0 = pf_now_ns();
   /* An input from another device or rank often lands within microseconds:
    * a short spin saves the futex sleep and wake-up (several µs each way). */
   if (spin > 0) {
-    uint64_t t0 = pf_now_ns();
     do {
       for (int k = 0; k < 64; k++) {
-        if (atomic_load_explicit(pending, memory_order_acquire) == 0) return 0;
+        if (atomic_load_explicit(pending, memory_order_acquire) == 0) {
+          w->wait_ns += pf_now_ns() - t0;
+          return 0;
+        }
         cpu_relax();
       }
     } while (pf_now_ns() - t0 < spin);
   }
+  publish_counts(w); /* the loop may finish the part while this sleeps */
   pthread_mutex_lock(&w->lock);
   w->park_step = s;
   w->park_e = *e;
@@ -593,12 +642,16 @@ static int wait_ready(worker *w, pf_step *s, uint32_t *e, uint32_t end) {
   taken = w->part_taken;
   w->part_taken = 0;
   pthread_mutex_unlock(&w->lock);
+  w->wait_ns += pf_now_ns() - t0;
   return taken;
 }
 
-static void run_op(pf_step *s, uint32_t i) {
+/* Returns 1 if the op ran (0: skipped, its step had failed). */
+static int run_op(pf_step *s, uint32_t i) {
   const pf_loaded *l = s->l;
+  int ran = 0;
   if (!atomic_load_explicit(&s->failed, memory_order_acquire)) {
+    ran = 1;
     /* Two clock reads cost as much as an empty kernel: only when asked. */
     if (s->ex->cfg.record_times) s->t_start[i] = pf_now_ns();
     if (l->plan->ops[i].kind == PF_OP_KERNEL)
@@ -611,6 +664,7 @@ static void run_op(pf_step *s, uint32_t i) {
   /* Atomic (a plain store on x86): the watchdog's dump reads it on the
    * loop thread while workers run. */
   __atomic_store_n(&s->t_end[i], s->ex->cfg.record_times ? pf_now_ns() : 1, __ATOMIC_RELAXED);
+  return ran;
 }
 
 /* Runs this worker's ops of step s. Returns 1 if the loop thread ran the
@@ -620,19 +674,23 @@ static int run_part(worker *w, pf_step *s) {
   uint32_t end = device_end(s, w->device);
   for (uint32_t e = l->device_first[w->device]; e < end; e++) {
     uint32_t i;
-    if (wait_ready(w, s, &e, end)) return 1;
+    if (wait_ready(w, s, &e, end)) {
+      publish_counts(w);
+      return 1;
+    }
     if (e == end) break; /* the loop thread ran the rest */
     i = l->device_ops[e];
     if (atomic_load_explicit(&l->inline_ok[i], memory_order_relaxed) == INLINE_UNPROVEN &&
         !atomic_load_explicit(&s->failed, memory_order_acquire)) {
       uint64_t t0 = pf_now_ns();
-      run_op(s, i);
+      w->ops_run += (uint64_t)run_op(s, i);
       note_inline_time(s->l, i, pf_now_ns() - t0);
     } else {
-      run_op(s, i);
+      w->ops_run += (uint64_t)run_op(s, i);
     }
     finish_op(s, i, w->device);
   }
+  publish_counts(w);
   return 0;
 }
 
@@ -735,12 +793,13 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
       pf_step_free(s);
       return PF_ENOMEM;
     }
-    for (int d = 0; d < p->num_devices && d < nd; d++)
+    /* Out of memory, the step still starts, failed: it then runs no
+     * kernel but does every transfer and collective its peers expect (from
+     * and into the service's reserve), so that only its execution fails. */
+    for (int d = 0; d < p->num_devices && d < nd && !atomic_load(&s->failed); d++)
       if (p->arena_bytes[d] > 0 &&
-          (s->arenas[d] = pf_storage_new((size_t)p->arena_bytes[d], d)) == NULL) {
-        pf_step_free(s);
-        return PF_ENOMEM;
-      }
+          (s->arenas[d] = step_alloc(ex, (size_t)p->arena_bytes[d], d)) == NULL)
+        out_of_memory(s, (size_t)p->arena_bytes[d], "its arena", d);
   }
   for (uint32_t i = 0; i < p->n_ops; i++) atomic_init(&s->pending[i], l->n_deps[i]);
   for (uint32_t b = 0; b < p->n_buffers; b++) atomic_init(&s->readers[b], l->readers[b]);
@@ -751,11 +810,8 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
   /* Receive buffers exist before any op of the step runs: several
    * receives may fill parts of one buffer, and a local copy another part
    * (from a worker thread), so none of them may allocate it lazily. */
-  for (uint32_t k = 0; k < l->n_recv_bufs; k++)
-    if (ensure(s, l->recv_bufs[k]) == NULL) {
-      pf_step_free(s);
-      return PF_ENOMEM;
-    }
+  for (uint32_t k = 0; k < l->n_recv_bufs && !atomic_load(&s->failed); k++)
+    ensure(s, l->recv_bufs[k]); /* NULL: the step failed, saying why */
   for (int d = 0; d < nd; d++)
     if (l->device_first[d + 1] > l->device_first[d]) used++;
   atomic_init(&s->remaining, used + (int)l->n_loop_ops);
@@ -810,6 +866,12 @@ pf_storage *pf_step_buffer(pf_step *s, uint32_t b) {
     if (s->bufs[b] != NULL) memset(s->bufs[b]->data, 0, s->bufs[b]->nbytes);
   }
   return s->bufs[b];
+}
+
+pf_storage *pf_step_buffer_if_any(pf_step *s, uint32_t b) { return s->bufs[b]; }
+
+int pf_step_failed(const pf_step *s) {
+  return atomic_load_explicit(&((pf_step *)s)->failed, memory_order_acquire);
 }
 
 const pf_plan *pf_step_plan(const pf_step *s) { return s->l->plan; }
@@ -998,9 +1060,11 @@ int pf_executor_start(const pf_executor_config *cfg, pf_executor **out) {
   pthread_mutex_init(&ex->run_lock, NULL);
   ex->workers = pf_calloc((size_t)cfg->num_devices, sizeof(worker));
   ex->inline_ops = pf_calloc((size_t)cfg->num_devices, sizeof(*ex->inline_ops));
-  if (ex->workers == NULL || ex->inline_ops == NULL) {
+  ex->inline_ops_run = pf_calloc((size_t)cfg->num_devices, sizeof(*ex->inline_ops_run));
+  if (ex->workers == NULL || ex->inline_ops == NULL || ex->inline_ops_run == NULL) {
     free(ex->workers);
     free(ex->inline_ops);
+    free(ex->inline_ops_run);
     free(ex);
     return PF_ENOMEM;
   }
@@ -1048,7 +1112,17 @@ void pf_executor_stop(pf_executor *ex) {
   pthread_mutex_destroy(&ex->run_lock);
   free(ex->workers);
   free(ex->inline_ops);
+  free(ex->inline_ops_run);
   free(ex);
+}
+
+void pf_executor_counters(const pf_executor *ex, pf_counters *c) {
+  for (int d = 0; d < ex->cfg.num_devices && d < c->num_devices; d++) {
+    const worker *w = &ex->workers[d];
+    c->devices[d].ops_run =
+        atomic_load_explicit(&w->ops_run_pub, memory_order_relaxed) + ex->inline_ops_run[d];
+    c->devices[d].wait_ns = atomic_load_explicit(&w->wait_ns_pub, memory_order_relaxed);
+  }
 }
 
 int pf_executor_num_devices(const pf_executor *ex) { return ex->cfg.num_devices; }

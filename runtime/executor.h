@@ -18,6 +18,7 @@
 
 #include "base/diag.h"
 #include "kernels/registry.h"
+#include "base/counters.h"
 #include "runtime/plan.h"
 #include "runtime/storage.h"
 
@@ -57,6 +58,10 @@ typedef struct pf_executor_config {
    * bind_span CPUs (the workers of every rank on the host: with fewer, an
    * oversubscribed host, the scheduler places them better); -1: never. */
   int bind_first, bind_span;
+  /* Test hook (PATHFLOW_FAULT_ALLOC): > 0 makes the fault_alloc-th
+   * allocation of a step's buffer or arena on this executor fail, as out
+   * of memory would. 0: off. */
+  int64_t fault_alloc;
 } pf_executor_config;
 
 /* Starts the device workers, and (once per process) crash handlers for
@@ -69,6 +74,11 @@ int pf_executor_start(const pf_executor_config *cfg, pf_executor **out);
 /* Stops the workers after the steps queued so far have run. */
 void pf_executor_stop(pf_executor *ex);
 int pf_executor_num_devices(const pf_executor *ex);
+/* Fills c->devices (up to c->num_devices): ops run per device, by its
+ * worker or inline by the loop thread, and the time its worker waited for
+ * a step's next op. Loop thread only (it reads the loop's own counts);
+ * a worker's counts are as of the end of its last part or its last wait. */
+void pf_executor_counters(const pf_executor *ex, pf_counters *c);
 /* The CPU device `device`'s worker is pinned to (cfg.bind_first), or -1. */
 int pf_executor_worker_cpu(const pf_executor *ex, int device);
 
@@ -114,8 +124,18 @@ int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op);
 
 /* For the loop thread performing op i: the storage of buffer b, allocated
  * (zero-filled) if nothing wrote it (a skipped producer of a failed step).
- * NULL when out of memory. */
+ * NULL when out of memory: the step has then failed with PF_ENOMEM, its
+ * message naming the rank, the step and the bytes. */
 pf_storage *pf_step_buffer(pf_step *s, uint32_t b);
+/* Buffer b of the step if it has memory now, else NULL (allocates nothing):
+ * what a failed step's transfers use before falling back on a reserve. */
+pf_storage *pf_step_buffer_if_any(pf_step *s, uint32_t b);
+/* 1 once the step has failed (its kernels are then skipped). */
+int pf_step_failed(const pf_step *s);
+/* Fails the step with `code` and a message (the first failure is kept);
+ * its later kernels are skipped, its transfers and collectives still go. */
+void pf_executor_step_fail(pf_step *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 const pf_plan *pf_step_plan(const pf_step *s);
 
 /* The loop thread finished op i: `status` 0 or an error recorded as the

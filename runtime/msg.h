@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "base/counters.h"
 #include "runtime/plan.h"
 #include "runtime/storage.h"
 
@@ -32,7 +33,9 @@ typedef enum pf_msg_kind {
   PF_MSG_SHUTDOWN,
   PF_MSG_HEARTBEAT,
   PF_MSG_CONNECT,     /* executable: make its communicators (every rank loaded) */
-  PF_MSG_DUMP         /* print what is pending (watchdog) */
+  PF_MSG_DUMP,        /* print what is pending (watchdog) */
+  PF_MSG_COUNTERS,    /* request: send this rank's counters */
+  PF_MSG_COUNTERS_REPLY /* request, status, message, counters */
 } pf_msg_kind;
 
 typedef struct pf_msg {
@@ -52,6 +55,7 @@ typedef struct pf_msg {
   char *host;                        /* REGISTER; owned */
   int32_t n_devices;                 /* REGISTER */
   int64_t device_memory;             /* REGISTER: per device, bytes */
+  pf_counters *counters;             /* COUNTERS_REPLY; owned */
 } pf_msg;
 
 /* A new zeroed message of `kind` (malloc'd). NULL when out of memory. */

@@ -11,6 +11,11 @@
 #define MSG_MAX ((size_t)512 << 20)
 #define IDS_MAX (1u << 20)
 #define STRING_MAX 4096
+/* Counters: 6 totals, at most as many devices as a Register may announce
+ * and as many peers as ids in a message. */
+#define COUNTER_TOTALS 6
+#define COUNTER_DEVICES_MAX 4096
+#define COUNTER_PEERS_MAX (1 << 20)
 
 pf_msg *pf_msg_new(pf_msg_kind kind) {
   pf_msg *m = calloc(1, sizeof *m);
@@ -31,6 +36,7 @@ void pf_msg_free(pf_msg *m) {
   free(m->data);
   free(m->shards);
   free(m->host);
+  pf_counters_free(m->counters);
   free(m);
 }
 
@@ -38,7 +44,7 @@ const char *pf_msg_kind_name(pf_msg_kind k) {
   static const char *const names[] = {"none",      "register", "load",    "load_done",
                                       "run",       "step_done", "fetch",  "fetch_reply",
                                       "put",       "release",  "unload",  "shutdown",
-                                      "heartbeat", "connect", "dump"};
+                                      "heartbeat", "connect", "dump", "counters", "counters_reply"};
   return (unsigned)k < PF_ARRAY_LEN(names) ? names[k] : "?";
 }
 
@@ -67,6 +73,9 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
   Pathflow__Release rel = PATHFLOW__RELEASE__INIT;
   Pathflow__Unload unload = PATHFLOW__UNLOAD__INIT;
   Pathflow__Connect connect = PATHFLOW__CONNECT__INIT;
+  Pathflow__Counters counters = PATHFLOW__COUNTERS__INIT;
+  Pathflow__CountersReply counters_reply = PATHFLOW__COUNTERS_REPLY__INIT;
+  uint64_t totals[COUNTER_TOTALS], *cdev = NULL, *cpeer = NULL;
   ProtobufCBinaryData *datas = NULL;
   uint8_t *plan_bytes = NULL;
   int64_t dims[PF_MAX_RANK];
@@ -200,6 +209,58 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
       c.body_case = PATHFLOW__CONTROL__BODY_DUMP;
       c.dump = 1;
       break;
+    case PF_MSG_COUNTERS:
+      counters.request = m->request;
+      c.body_case = PATHFLOW__CONTROL__BODY_COUNTERS;
+      c.counters = &counters;
+      break;
+    case PF_MSG_COUNTERS_REPLY:
+      counters_reply.request = m->request;
+      counters_reply.status = m->status;
+      counters_reply.message = m->message ? m->message : "";
+      if (m->counters != NULL) {
+        const pf_counters *k = m->counters;
+        if (k->num_devices > COUNTER_DEVICES_MAX || k->num_peers > COUNTER_PEERS_MAX)
+          return PF_EINVAL;
+        cdev = pf_mallocn((size_t)k->num_devices * 2 + 1, sizeof *cdev);
+        cpeer = pf_mallocn((size_t)k->num_peers * 8 + 1, sizeof *cpeer);
+        if (cdev == NULL || cpeer == NULL) {
+          free(cdev);
+          free(cpeer);
+          return PF_ENOMEM;
+        }
+        totals[0] = k->steps;
+        totals[1] = k->steps_failed;
+        totals[2] = k->transfer_wait_ns;
+        totals[3] = k->collectives;
+        totals[4] = k->collective_bytes;
+        totals[5] = k->collective_wait_ns;
+        for (int d = 0; d < k->num_devices; d++) {
+          cdev[2 * d] = k->devices[d].ops_run;
+          cdev[2 * d + 1] = k->devices[d].wait_ns;
+        }
+        for (int p = 0; p < k->num_peers; p++) {
+          const pf_peer_counters *q = &k->peers[p];
+          uint64_t *o = &cpeer[8 * (size_t)p];
+          o[0] = q->data_bytes_sent;
+          o[1] = q->data_bytes_received;
+          o[2] = q->data_messages_sent;
+          o[3] = q->data_messages_received;
+          o[4] = q->control_bytes_sent;
+          o[5] = q->control_bytes_received;
+          o[6] = q->control_messages_sent;
+          o[7] = q->control_messages_received;
+        }
+        counters_reply.n_totals = COUNTER_TOTALS;
+        counters_reply.totals = totals;
+        counters_reply.n_devices = (size_t)k->num_devices * 2;
+        counters_reply.devices = cdev;
+        counters_reply.n_peers = (size_t)k->num_peers * 8;
+        counters_reply.peers = cpeer;
+      }
+      c.body_case = PATHFLOW__CONTROL__BODY_COUNTERS_REPLY;
+      c.counters_reply = &counters_reply;
+      break;
     default:
       return PF_EINVAL;
   }
@@ -212,6 +273,8 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
   free(plan_bytes);
   free(datas);
   free(reg.devices);
+  free(cdev);
+  free(cpeer);
   return rc;
 }
 
@@ -278,6 +341,50 @@ static pf_storage *storage_from(const ProtobufCBinaryData *b, int *rc) {
   }
   if (b->len) memcpy(s->data, b->data, b->len);
   return s;
+}
+
+static int decode_counters(const Pathflow__CountersReply *r, pf_msg *m, pf_diag *d) {
+  pf_counters *k;
+  int rc = 0;
+  m->kind = PF_MSG_COUNTERS_REPLY;
+  m->request = r->request;
+  m->status = r->status;
+  m->message = str_copy(r->message, d, &rc);
+  if (rc) return rc;
+  /* A failed reply carries no counters. */
+  if (r->n_totals == 0 && r->n_devices == 0 && r->n_peers == 0 && r->status != 0) return 0;
+  if (r->n_totals != COUNTER_TOTALS) return bad(d, "counters_reply: wrong number of totals");
+  if (r->n_devices % 2 != 0 || r->n_devices / 2 > COUNTER_DEVICES_MAX)
+    return bad(d, "counters_reply: device list of a wrong length");
+  if (r->n_peers % 8 != 0 || r->n_peers / 8 > COUNTER_PEERS_MAX)
+    return bad(d, "counters_reply: peer list of a wrong length");
+  if ((k = pf_counters_new(0, (int)(r->n_devices / 2), (int)(r->n_peers / 8))) == NULL)
+    return PF_ENOMEM;
+  k->steps = r->totals[0];
+  k->steps_failed = r->totals[1];
+  k->transfer_wait_ns = r->totals[2];
+  k->collectives = r->totals[3];
+  k->collective_bytes = r->totals[4];
+  k->collective_wait_ns = r->totals[5];
+  for (int i = 0; i < k->num_devices; i++) {
+    k->devices[i].ops_run = r->devices[2 * i];
+    k->devices[i].wait_ns = r->devices[2 * i + 1];
+  }
+  for (int p = 0; p < k->num_peers; p++) {
+    const uint64_t *o = &r->peers[8 * (size_t)p];
+    pf_peer_counters *q = &k->peers[p];
+    q->data_bytes_sent = o[0];
+    q->data_bytes_received = o[1];
+    q->data_messages_sent = o[2];
+    q->data_messages_received = o[3];
+    q->control_bytes_sent = o[4];
+    q->control_bytes_received = o[5];
+    q->control_messages_sent = o[6];
+    q->control_messages_received = o[7];
+  }
+  pf_counters_sum(k);
+  m->counters = k;
+  return 0;
 }
 
 static int decode_body(const Pathflow__Control *c, int num_devices, pf_msg *m, pf_diag *d) {
@@ -382,6 +489,12 @@ static int decode_body(const Pathflow__Control *c, int num_devices, pf_msg *m, p
     case PATHFLOW__CONTROL__BODY_DUMP:
       m->kind = PF_MSG_DUMP;
       return 0;
+    case PATHFLOW__CONTROL__BODY_COUNTERS:
+      m->kind = PF_MSG_COUNTERS;
+      m->request = c->counters->request;
+      return 0;
+    case PATHFLOW__CONTROL__BODY_COUNTERS_REPLY:
+      return decode_counters(c->counters_reply, m, d);
     default:
       return bad(d, "no body");
   }
@@ -459,6 +572,14 @@ int pf_msg_concerns(const uint8_t *buf, size_t len, pf_msg_kind *kind, uint64_t 
     case PATHFLOW__CONTROL__BODY_PUT:
       *kind = PF_MSG_PUT;
       *key = c->put->buffer;
+      break;
+    case PATHFLOW__CONTROL__BODY_COUNTERS:
+      *kind = PF_MSG_COUNTERS;
+      *key = c->counters->request;
+      break;
+    case PATHFLOW__CONTROL__BODY_COUNTERS_REPLY:
+      *kind = PF_MSG_COUNTERS_REPLY;
+      *key = c->counters_reply->request;
       break;
     default:
       known = 0; /* nothing waits on an answer to the others */

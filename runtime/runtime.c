@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <uv.h>
 
@@ -58,6 +59,7 @@ struct pf_runtime {
   uint64_t last_activity, spin_ns;
   uint64_t poll_ms, poll_max_ms, idle_poll_ms;
   _Atomic uint64_t *last_seen; /* per rank: last message (heartbeat or other) */
+  pf_peer_counters *ctrl; /* per rank: control messages (loop thread only) */
   int64_t rank_timeout_s, watchdog_s, hang_timeout_s;
   int watchdog_fired;
   uint64_t watchdog_fired_at;
@@ -65,6 +67,7 @@ struct pf_runtime {
   pf_trace *timeline;
   uint64_t worker_spin_ns;
   int bind_workers;
+  int64_t fault_alloc; /* PATHFLOW_FAULT_ALLOC on this rank, or 0 */
   uint64_t stop_since;
 };
 
@@ -141,6 +144,23 @@ int pf_runtime_send(pf_runtime *rt, int rank, pf_msg *m) {
   return 0;
 }
 
+struct pf_runtime_reservation {
+  event e; /* first: the reservation is the event */
+};
+
+pf_runtime_reservation *pf_runtime_send_reserve(void) { return calloc(1, sizeof(pf_runtime_reservation)); }
+
+void pf_runtime_reservation_free(pf_runtime_reservation *res) { free(res); }
+
+void pf_runtime_send_reserved(pf_runtime *rt, pf_runtime_reservation *res, int rank, pf_msg *m) {
+  event *e = &res->e;
+  memset(e, 0, sizeof *e);
+  e->kind = EV_SEND;
+  e->rank = rank;
+  e->msg = m;
+  push(rt, e); /* drain_events frees it as any event (res is its address) */
+}
+
 /* ---- routing on the loop thread ------------------------------------------- */
 
 static void start_spinning(pf_runtime *rt);
@@ -161,9 +181,10 @@ static void send_failed(pf_runtime *rt, int rank, const pf_msg *m, int rc) {
   if (rt->rank == 0)
     answer = m->kind == PF_MSG_LOAD || m->kind == PF_MSG_CONNECT ? PF_MSG_LOAD_DONE
              : m->kind == PF_MSG_RUN ? PF_MSG_STEP_DONE
-             : m->kind == PF_MSG_FETCH ? PF_MSG_FETCH_REPLY : PF_MSG_NONE;
+             : m->kind == PF_MSG_FETCH ? PF_MSG_FETCH_REPLY
+             : m->kind == PF_MSG_COUNTERS ? PF_MSG_COUNTERS_REPLY : PF_MSG_NONE;
   else if (m->kind == PF_MSG_LOAD_DONE || m->kind == PF_MSG_STEP_DONE ||
-           m->kind == PF_MSG_FETCH_REPLY)
+           m->kind == PF_MSG_FETCH_REPLY || m->kind == PF_MSG_COUNTERS_REPLY)
     answer = m->kind;
   if (answer == PF_MSG_NONE || (ans = pf_msg_new(answer)) == NULL) {
     if (answer != PF_MSG_NONE && rt->rank != 0) pf_mpi_abort(rt->cfg.mpi, 1, why);
@@ -172,7 +193,8 @@ static void send_failed(pf_runtime *rt, int rank, const pf_msg *m, int rc) {
   }
   ans->executable = m->kind == PF_MSG_LOAD && m->plan != NULL ? m->plan->executable : m->executable;
   ans->step = answer == PF_MSG_STEP_DONE ? m->step : 0;
-  ans->request = answer == PF_MSG_FETCH_REPLY ? m->request : 0;
+  ans->request =
+      answer == PF_MSG_FETCH_REPLY || answer == PF_MSG_COUNTERS_REPLY ? m->request : 0;
   ans->status = rc;
   ans->message = pf_strdup(why);
   if (rt->rank == 0) {
@@ -188,6 +210,37 @@ static void send_failed(pf_runtime *rt, int rank, const pf_msg *m, int rc) {
   }
 }
 
+/* What a control message concerns, kept until its send completes: a send
+ * whose MPI request fails at completion is answered like one that could
+ * not go at all (send_failed), so its waiter does not wait forever. */
+typedef struct sent_check {
+  pf_runtime *rt;
+  pf_msg_kind kind;
+  int rank;
+  uint64_t executable, step, request;
+} sent_check;
+
+static void sent_check_init(sent_check *c, pf_runtime *rt, int rank, const pf_msg *m) {
+  c->rt = rt;
+  c->kind = m->kind;
+  c->rank = rank;
+  c->executable = m->kind == PF_MSG_LOAD && m->plan != NULL ? m->plan->executable : m->executable;
+  c->step = m->step;
+  c->request = m->request;
+}
+
+static void sent_done(void *arg, int status) {
+  const sent_check *c = arg; /* the transport's copy */
+  pf_msg shell; /* what send_failed reads: kind and envelope, owning nothing */
+  if (status == 0) return;
+  memset(&shell, 0, sizeof shell);
+  shell.kind = c->kind;
+  shell.executable = c->executable;
+  shell.step = c->step;
+  shell.request = c->request;
+  send_failed(c->rt, c->rank, &shell, status);
+}
+
 /* A message whose encoding or decoding copies tensor data (a plan, a
  * feed, a fetched shard) may take seconds on a loaded machine: the loop
  * lets go of the MPI lock meanwhile, so that heartbeats still go out. */
@@ -201,8 +254,19 @@ static void send_remote(pf_runtime *rt, int rank, pf_msg *m) {
   if (big) loop_unlock(rt);
   rc = pf_msg_encode(m, &buf, &len);
   if (big) loop_lock(rt);
-  if (rc == 0) rc = pf_mpi_ctrl_send(rt->cfg.mpi, rank, buf, len);
+  if (rc == 0) {
+    /* Who waits for an answer to m, in case its send fails only when it
+     * completes (the waiter is then answered with the error). */
+    sent_check chk;
+    sent_check_init(&chk, rt, rank, m);
+    rc = pf_mpi_ctrl_send_cb(rt->cfg.mpi, rank, buf, len, heartbeat ? NULL : sent_done, &chk,
+                             sizeof chk);
+  }
   if (rc != 0) send_failed(rt, rank, m, rc);
+  if (rc == 0 && !heartbeat) {
+    rt->ctrl[rank].control_bytes_sent += len;
+    rt->ctrl[rank].control_messages_sent++;
+  }
   pf_msg_free(m);
   /* A heartbeat expects no answer: no reason to stay awake for one. */
   if (!heartbeat) start_spinning(rt);
@@ -219,6 +283,34 @@ static void service_reply(void *arg, pf_msg *m) {
   }
 }
 
+/* This rank's counters, to the controller: the service's and executor's,
+ * and the control messages this loop counted. */
+static void answer_counters(pf_runtime *rt, pf_msg *m) {
+  pf_msg *rep = pf_msg_new(PF_MSG_COUNTERS_REPLY);
+  if (rep == NULL) {
+    pf_msg_free(m);
+    return; /* the controller's call then fails through the send error path */
+  }
+  rep->request = m->request;
+  rep->counters = pf_counters_new(rt->rank, pf_executor_num_devices(rt->ex), rt->size);
+  if (rep->counters == NULL) {
+    rep->status = PF_ENOMEM;
+    rep->message = pf_strdup("counters: out of memory");
+  } else {
+    pf_service_counters(rt->svc, rep->counters);
+    for (int p = 0; p < rt->size; p++) {
+      pf_peer_counters *q = &rep->counters->peers[p];
+      q->control_bytes_sent = rt->ctrl[p].control_bytes_sent;
+      q->control_bytes_received = rt->ctrl[p].control_bytes_received;
+      q->control_messages_sent = rt->ctrl[p].control_messages_sent;
+      q->control_messages_received = rt->ctrl[p].control_messages_received;
+    }
+    pf_counters_sum(rep->counters);
+  }
+  pf_msg_free(m);
+  service_reply(rt, rep);
+}
+
 static void deliver(pf_runtime *rt, pf_msg *m) {
   if (m->kind == PF_MSG_SHUTDOWN) {
     pthread_mutex_lock(&rt->lock);
@@ -232,8 +324,12 @@ static void deliver(pf_runtime *rt, pf_msg *m) {
     pf_msg_free(m);
     return;
   }
+  if (m->kind == PF_MSG_COUNTERS) {
+    answer_counters(rt, m);
+    return;
+  }
   if (rt->rank == 0 && (m->kind == PF_MSG_LOAD_DONE || m->kind == PF_MSG_STEP_DONE ||
-                        m->kind == PF_MSG_FETCH_REPLY)) {
+                        m->kind == PF_MSG_FETCH_REPLY || m->kind == PF_MSG_COUNTERS_REPLY)) {
     rt->cfg.on_reply(rt->cfg.reply_arg, m);
     return;
   }
@@ -291,17 +387,19 @@ static void reject(pf_runtime *rt, int peer, int rc, const char *why, const uint
      * fails, naming it). */
     answer = kind == PF_MSG_LOAD ? PF_MSG_LOAD_DONE
              : kind == PF_MSG_RUN ? PF_MSG_STEP_DONE
-             : kind == PF_MSG_FETCH ? PF_MSG_FETCH_REPLY : PF_MSG_NONE;
+             : kind == PF_MSG_FETCH ? PF_MSG_FETCH_REPLY
+             : kind == PF_MSG_COUNTERS ? PF_MSG_COUNTERS_REPLY : PF_MSG_NONE;
   else if (rt->rank == 0 && peer > 0 && peer < rt->size)
     /* An executor's answer that cannot be read: its waiter gets the error. */
-    answer = kind == PF_MSG_LOAD_DONE || kind == PF_MSG_STEP_DONE || kind == PF_MSG_FETCH_REPLY
+    answer = kind == PF_MSG_LOAD_DONE || kind == PF_MSG_STEP_DONE || kind == PF_MSG_FETCH_REPLY ||
+                     kind == PF_MSG_COUNTERS_REPLY
                  ? kind : PF_MSG_NONE;
   if (answer == PF_MSG_NONE || (ans = pf_msg_new(answer)) == NULL) return;
   snprintf(msg, sizeof msg, "rank %d: rejected a %s message from rank %d: %s", rt->rank,
            pf_msg_kind_name(kind), peer, why);
   ans->executable = exe;
   ans->step = answer == PF_MSG_STEP_DONE ? key : 0;
-  ans->request = answer == PF_MSG_FETCH_REPLY ? key : 0;
+  ans->request = answer == PF_MSG_FETCH_REPLY || answer == PF_MSG_COUNTERS_REPLY ? key : 0;
   ans->status = rc;
   ans->message = pf_strdup(msg);
   if (rt->rank == 0) {
@@ -341,7 +439,11 @@ static int poll_mpi(pf_runtime *rt) {
     free(buf);
     if (rc != 0) continue;
     m->from = peer;
-    if (m->kind != PF_MSG_HEARTBEAT) activity++;
+    if (m->kind != PF_MSG_HEARTBEAT) {
+      activity++;
+      rt->ctrl[peer].control_bytes_received += len;
+      rt->ctrl[peer].control_messages_received++;
+    }
     deliver(rt, m);
   }
   return activity;
@@ -666,8 +768,33 @@ static void stop_beat(pf_runtime *rt) {
 
 /* ---- start and stop --------------------------------------------------------- */
 
+/* Test hooks, NAME=RANK:N: PATHFLOW_FAULT_ALLOC (the N-th allocation of a
+ * step's buffer or arena on rank RANK fails as out of memory would) and
+ * PATHFLOW_FAULT_CTRL_SEND (the N-th control message rank RANK sends fails
+ * at completion, unsent). Sets *n to N on that rank, 0 elsewhere or when
+ * unset. */
+static int fault_at(const char *name, int rank, pf_diag *d, int64_t *n) {
+  const char *v = getenv(name);
+  const char *colon = v ? strchr(v, ':') : NULL;
+  int64_t r = -1, at = 0;
+  char head[32];
+  *n = 0;
+  if (v == NULL || *v == '\0') return 0;
+  if (colon != NULL && (size_t)(colon - v) < sizeof head) {
+    memcpy(head, v, (size_t)(colon - v));
+    head[colon - v] = '\0';
+  }
+  if (colon == NULL || (size_t)(colon - v) >= sizeof head ||
+      pf_parse_int(head, 0, INT32_MAX, &r) != 0 || pf_parse_int(colon + 1, 1, INT64_MAX, &at) != 0)
+    return pf_diag_error(d, PF_EINVAL, "%s=\"%.64s\": expected RANK:N (N >= 1), a test hook",
+                         name, v);
+  if (r == rank) *n = at;
+  return 0;
+}
+
 static int read_env(pf_runtime *rt, pf_diag *d) {
   int64_t spin_us, poll_max_ms, idle_poll_ms, trace, worker_spin_us, bind, cache_bytes;
+  int64_t fault_send;
   int rc;
   if ((rc = pf_env_int("PATHFLOW_SPIN_US", 1000, 0, 10000000, &spin_us, d)) ||
       (rc = pf_env_int("PATHFLOW_POLL_MAX_MS", 2, 1, 1000, &poll_max_ms, d)) ||
@@ -681,9 +808,12 @@ static int read_env(pf_runtime *rt, pf_diag *d) {
       /* Read where blocks are freed (runtime/storage.c), with the same parser;
        * checked here so that a bad value fails pf_init, not a later step. */
       (rc = pf_env_bytes("PATHFLOW_CACHE_BYTES", 0, 0, &cache_bytes, d)) ||
+      (rc = fault_at("PATHFLOW_FAULT_ALLOC", rt->rank, d, &rt->fault_alloc)) ||
+      (rc = fault_at("PATHFLOW_FAULT_CTRL_SEND", rt->rank, d, &fault_send)) ||
       (rc = pf_trace_check_dir(trace != 0, d)))
     return rc;
   rt->bind_workers = (int)bind;
+  if (fault_send > 0 && rt->cfg.mpi != NULL) pf_mpi_set_fault_ctrl_send(rt->cfg.mpi, fault_send);
   rt->worker_spin_ns = (uint64_t)worker_spin_us * 1000u;
   rt->trace = (int)trace;
   rt->spin_ns = (uint64_t)spin_us * 1000u;
@@ -710,7 +840,10 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
     return rc;
   }
   rt->last_seen = pf_calloc((size_t)rt->size, sizeof *rt->last_seen);
-  if (rt->last_seen == NULL) {
+  rt->ctrl = pf_calloc((size_t)rt->size, sizeof *rt->ctrl);
+  if (rt->last_seen == NULL || rt->ctrl == NULL) {
+    free(rt->last_seen);
+    free(rt->ctrl);
     free(rt);
     return PF_ENOMEM;
   }
@@ -722,12 +855,14 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   ec.loop_arg = rt;
   ec.record_times = rt->trace;
   ec.spin_ns = rt->worker_spin_ns;
+  ec.fault_alloc = rt->fault_alloc;
   /* Ranks on one host share its cores: each starts at its own offset. */
   ec.bind_first = !rt->bind_workers ? -1
                   : (rt->cfg.mpi ? pf_mpi_local_rank(rt->cfg.mpi) : 0) * cfg->num_devices;
   ec.bind_span = (rt->cfg.mpi ? pf_mpi_local_size(rt->cfg.mpi) : 1) * cfg->num_devices;
   if ((rc = pf_executor_start(&ec, &rt->ex)) != 0) {
     free(rt->last_seen);
+    free(rt->ctrl);
     free(rt);
     return rc;
   }
@@ -746,6 +881,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
       fprintf(stderr, "pathflow: %s\n", why);
       pf_executor_stop(rt->ex);
       free(rt->last_seen);
+      free(rt->ctrl);
       free(rt);
       return rc;
     }
@@ -755,6 +891,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
     pf_trace_close(rt->timeline);
     pf_executor_stop(rt->ex);
     free(rt->last_seen);
+    free(rt->ctrl);
     free(rt);
     return rc;
   }
@@ -799,6 +936,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
     pf_trace_close(rt->timeline);
     pf_executor_stop(rt->ex);
     free(rt->last_seen);
+    free(rt->ctrl);
     free(rt);
     return PF_ESYS;
   }
@@ -856,5 +994,6 @@ void pf_runtime_stop(pf_runtime *rt) {
   pthread_mutex_destroy(&rt->beat_lock);
   pthread_cond_destroy(&rt->beat_cond);
   free(rt->last_seen);
+  free(rt->ctrl);
   free(rt);
 }

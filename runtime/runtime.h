@@ -48,6 +48,18 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out);
  * ownership. Thread-safe. Errors: PF_ESTATE (stopping), PF_EINVAL (rank). */
 int pf_runtime_send(pf_runtime *rt, int rank, pf_msg *m);
 
+/* A send that cannot fail later: pf_runtime_send_reserve takes what
+ * queueing a message needs now (NULL when out of memory); the message then
+ * goes with pf_runtime_send_reserved, which consumes the reservation and
+ * takes `m`. The dispatcher reserves a step's run messages before any of
+ * them goes out: once one rank has its part of a step, every other rank
+ * must get its own, or the first would wait for its peers forever. An
+ * unused reservation is freed with pf_runtime_reservation_free (NULL: no-op). */
+typedef struct pf_runtime_reservation pf_runtime_reservation;
+pf_runtime_reservation *pf_runtime_send_reserve(void);
+void pf_runtime_send_reserved(pf_runtime *rt, pf_runtime_reservation *res, int rank, pf_msg *m);
+void pf_runtime_reservation_free(pf_runtime_reservation *res);
+
 /* Executor ranks: blocks until the controller sends shutdown. */
 void pf_runtime_wait_shutdown(pf_runtime *rt);
 

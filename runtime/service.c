@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "base/util.h"
 #include "graph/collective.h"
@@ -63,6 +64,7 @@ typedef struct loop_op {
   uint32_t op;
   int ready;
   void *stage_in, *stage_out; /* collective staging buffers */
+  int drained;                /* a collective of a failed step, on the reserve */
   uint64_t started;           /* pf_now_ns when posted (timeline) */
   struct loop_op *next;
   struct loop_op *posted_prev, *posted_next; /* in r->posted */
@@ -103,6 +105,22 @@ struct pf_service {
   uint64_t last_progress;
   int progressed; /* a loop op finished since last_progress was read */
   int tag_window;
+  /* The reserve (see reserve_for): zeros to send from and a sink to
+   * receive into, for a failed step's transfers and collectives whose
+   * buffers have no memory. Earlier, smaller ones stay mapped until the
+   * service ends (a step in flight may still use them). */
+  void *zero, *sink;
+  size_t reserve_bytes;
+  struct old_reserve {
+    void *zero, *sink;
+    size_t bytes;
+    struct old_reserve *next;
+  } *old_reserves;
+  /* Counters (loop thread only, plain): see pf_service_counters. */
+  int size;                /* ranks in the job */
+  pf_peer_counters *peers; /* [size]: data transfers per peer */
+  uint64_t steps, steps_failed, transfer_wait_ns;
+  uint64_t collectives, collective_bytes, collective_wait_ns;
 };
 
 /* A step has a record per transfer: reuse them (loop thread only) rather
@@ -138,6 +156,12 @@ int pf_service_create(const pf_service_config *cfg, pf_service **out) {
   }
   s->tag_window = cfg->mpi ? (int)(((int64_t)pf_mpi_tag_ub(cfg->mpi) + 1) / PF_MAX_IN_FLIGHT)
                            : 1 << 24;
+  s->size = cfg->mpi ? pf_mpi_size(cfg->mpi) : 1;
+  if ((s->peers = pf_calloc((size_t)s->size, sizeof *s->peers)) == NULL) {
+    pf_store_destroy(s->store);
+    free(s);
+    return PF_ENOMEM;
+  }
   s->last_progress = pf_now_ns();
   *out = s;
   return 0;
@@ -179,6 +203,18 @@ void pf_service_destroy(pf_service *s) {
   free_chain(s->defer_head);
   free_chain(s->spare);
   pf_store_destroy(s->store);
+  free(s->peers);
+  if (s->reserve_bytes > 0) {
+    munmap(s->zero, s->reserve_bytes);
+    munmap(s->sink, s->reserve_bytes);
+  }
+  while (s->old_reserves) {
+    struct old_reserve *o = s->old_reserves;
+    s->old_reserves = o->next;
+    munmap(o->zero, o->bytes);
+    munmap(o->sink, o->bytes);
+    free(o);
+  }
   free(s);
 }
 
@@ -232,6 +268,69 @@ static int index_plan(exe *e, pf_diag *d) {
     if (p->ops[i].kind == PF_OP_COLLECTIVE && p->ops[i].comm >= 0)
       e->collectives[e->n_collectives++] = i;
   return 0;
+}
+
+/* A step that runs out of memory on this rank fails here, but its peers
+ * still send to it, receive from it and meet it in collectives: MPI
+ * cannot withdraw a rank from a collective others have entered, and a
+ * rendezvous send waits for its receive. So the failed step still does
+ * every transfer and collective, and where a buffer has no memory it
+ * sends zeros and receives into a sink (the execution's future gets the
+ * error; what its peers computed from the zeros is never handed out). The
+ * reserve is made when a plan loads, as large as the largest buffer one
+ * of its transfers or collectives touches, so a started step can always
+ * do that much: zeros are read-only anonymous memory (the kernel's zero
+ * page, no RAM), the sink is counted against the commit limit at once but
+ * touched only if a step ever needs it. */
+static int reserve_for(pf_service *s, const pf_plan *p, pf_diag *d) {
+  size_t need = 0;
+  void *zero, *sink;
+  for (uint32_t i = 0; i < p->n_ops; i++) {
+    const pf_plan_op *op = &p->ops[i];
+    if (op->kind == PF_OP_SEND || op->kind == PF_OP_RECV ||
+        (op->kind == PF_OP_COLLECTIVE && op->comm >= 0)) {
+      for (uint32_t k = 0; k < op->n_in; k++)
+        need = PF_MAXOF(need, pf_spec_nbytes(&p->buffers[op->inputs[k]].spec));
+      for (uint32_t k = 0; k < op->n_out; k++)
+        need = PF_MAXOF(need, pf_spec_nbytes(&p->buffers[op->outputs[k]].spec));
+    }
+  }
+  if (need <= s->reserve_bytes) return 0;
+  zero = mmap(NULL, need, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  sink = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (zero == MAP_FAILED || sink == MAP_FAILED) {
+    if (zero != MAP_FAILED) munmap(zero, need);
+    if (sink != MAP_FAILED) munmap(sink, need);
+    return pf_diag_error(d, PF_ENOMEM,
+                         "rank %d: load: out of memory reserving %zu bytes for the transfers "
+                         "of a step that runs out of memory",
+                         s->cfg.rank, need);
+  }
+  if (s->reserve_bytes > 0) {
+    struct old_reserve *o = malloc(sizeof *o);
+    if (o == NULL) {
+      munmap(zero, need);
+      munmap(sink, need);
+      return pf_diag_error(d, PF_ENOMEM, "rank %d: load: out of memory", s->cfg.rank);
+    }
+    *o = (struct old_reserve){s->zero, s->sink, s->reserve_bytes, s->old_reserves};
+    s->old_reserves = o;
+  }
+  s->zero = zero;
+  s->sink = sink;
+  s->reserve_bytes = need;
+  return 0;
+}
+
+/* Where a loop op reads (writes = 0) or writes buffer b: its memory when it
+ * has some; else, unless the step failed, new memory (zeroed); else the
+ * reserve. *reserved says which. Never NULL once the plan loaded. */
+static char *data_of(pf_service *s, run *r, uint32_t b, int writes, int *reserved) {
+  pf_storage *st = pf_step_buffer_if_any(r->step, b);
+  if (st == NULL && !pf_step_failed(r->step)) st = pf_step_buffer(r->step, b);
+  if (reserved) *reserved = st == NULL;
+  if (st != NULL) return st->data;
+  return writes ? s->sink : s->zero;
 }
 
 /* MPI addressing for every transfer: done once per plan, never per step.
@@ -298,6 +397,7 @@ static void handle_load(pf_service *s, pf_msg *m) {
   m->plan = NULL; /* the executor owns it now, even on error */
   if (rc == 0) rc = index_plan(e, &d);
   if (rc == 0 && s->cfg.mpi) rc = prepare_transfers(s, e, &d);
+  if (rc == 0 && s->cfg.mpi) rc = reserve_for(s, pf_loaded_plan(e->loaded), &d);
   if (rc == 0 && !s->cfg.mpi && pf_loaded_plan(e->loaded)->n_comms > 0)
     rc = pf_diag_error(&d, PF_ENOTSUP, "rank %d: MPI collectives in a process without MPI",
                        s->cfg.rank);
@@ -433,7 +533,17 @@ static void handle_run(pf_service *s, pf_msg *m) {
   else
     rc = pf_executor_run(s->cfg.executor, e->loaded, inputs, m->step, executor_done, r, &r->step);
   free(inputs);
-  if (rc != 0) pf_mpi_abort(s->cfg.mpi, 1, "could not start a step (out of memory)");
+  if (rc != 0) {
+    /* Only the step's bookkeeping (a few words per op) can fail here: its
+     * buffers failing only fail the step. Without the bookkeeping the step
+     * cannot even do its transfers, and its peers would wait forever. */
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "rank %d: step %llu: out of memory for the step's bookkeeping (%u ops, %u buffers); "
+             "its peers would wait for it forever",
+             s->cfg.rank, (unsigned long long)m->step, p->n_ops, p->n_buffers);
+    pf_mpi_abort(s->cfg.mpi, 1, msg);
+  }
   r->starting = 0;
 }
 
@@ -467,6 +577,8 @@ void pf_service_step_done(pf_service *s, void *arg) {
                        r->e->id, r->user_step, r->seq);
     }
   reply_status(s, PF_MSG_STEP_DONE, r->e->id, r->seq, status, pf_step_message(r->step));
+  s->steps++;
+  s->steps_failed += status != 0;
   s->last_progress = pf_now_ns();
   if (r->prev)
     r->prev->next = r->next;
@@ -490,6 +602,13 @@ static int tag_of(const pf_service *s, uint32_t slot, int64_t tag) {
 
 static void loop_op_finish(loop_op *lo, int status, const char *why) {
   pf_service *s = lo->r->svc;
+  if (lo->started != 0) {
+    uint64_t waited = pf_now_ns() - lo->started;
+    if (pf_step_plan(lo->r->step)->ops[lo->op].kind == PF_OP_COLLECTIVE)
+      s->collective_wait_ns += waited;
+    else
+      s->transfer_wait_ns += waited;
+  }
   if (s->cfg.trace != NULL && lo->started != 0) {
     const pf_plan_op *op = &pf_step_plan(lo->r->step)->ops[lo->op];
     char name[160];
@@ -527,25 +646,36 @@ static void start_transfer(pf_service *s, loop_op *lo) {
   const pf_plan_op *op = &pf_step_plan(r->step)->ops[lo->op];
   const pf_mpi_box *bx = &r->e->boxes[lo->op];
   uint32_t b = op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0];
-  pf_storage *st = pf_step_buffer(r->step, b);
+  /* The reserve, when the buffer has no memory, is at least as large as
+   * the whole buffer: the same box addresses it. */
+  char *data = data_of(s, r, b, op->kind == PF_OP_RECV, NULL);
   MPI_Request req;
   int err, tag = tag_of(s, r->slot, op->tag);
-  lo->started = s->cfg.trace != NULL ? pf_now_ns() : 0; /* for the timeline only */
+  lo->started = pf_now_ns(); /* counters' wait and the timeline */
   posted_add(lo);
-  if (st == NULL) {
-    loop_op_finish(lo, PF_ENOMEM, "transfer: out of memory");
-    return;
-  }
   if (op->kind == PF_OP_SEND)
-    err = MPI_Isend((char *)st->data + bx->displacement, bx->count, bx->type, op->peer, tag,
+    err = MPI_Isend(data + bx->displacement, bx->count, bx->type, op->peer, tag,
                     pf_mpi_data_comm(s->cfg.mpi), &req);
   else
-    err = MPI_Irecv((char *)st->data + bx->displacement, bx->count, bx->type, op->peer, tag,
+    err = MPI_Irecv(data + bx->displacement, bx->count, bx->type, op->peer, tag,
                     pf_mpi_data_comm(s->cfg.mpi), &req);
   if (err != MPI_SUCCESS ||
       (op->kind == PF_OP_SEND ? pf_mpi_track_quick : pf_mpi_track)(s->cfg.mpi, req, transfer_done,
-                                                                 lo) != 0)
+                                                                 lo) != 0) {
     transfer_done(lo, PF_EMPI);
+    return;
+  }
+  if (op->peer >= 0 && op->peer < s->size) {
+    pf_peer_counters *c = &s->peers[op->peer];
+    uint64_t nbytes = bx->nbytes;
+    if (op->kind == PF_OP_SEND) {
+      c->data_bytes_sent += nbytes;
+      c->data_messages_sent++;
+    } else {
+      c->data_bytes_received += nbytes;
+      c->data_messages_received++;
+    }
+  }
 }
 
 static void collective_done(void *arg, int status) {
@@ -553,7 +683,8 @@ static void collective_done(void *arg, int status) {
   const pf_plan *p = pf_step_plan(lo->r->step);
   const pf_plan_op *op = &p->ops[lo->op];
   const pf_spec *ins = &p->buffers[op->inputs[0]].spec, *outs = &p->buffers[op->outputs[0]].spec;
-  pf_storage *out = pf_step_buffer(lo->r->step, op->outputs[0]);
+  /* A drained collective (its step failed) has nothing to finish. */
+  pf_storage *out = lo->drained ? NULL : pf_step_buffer_if_any(lo->r->step, op->outputs[0]);
   int n = op->num_shards;
   if (status == 0 && out != NULL) {
     if (op->collective == PF_ALLREDUCE || op->collective == PF_REDUCE_SCATTER)
@@ -593,7 +724,7 @@ static void collective_done(void *arg, int status) {
   for (uint32_t k = 1; status == 0 && out != NULL && k < op->n_out &&
                        (op->collective == PF_ALLREDUCE || op->collective == PF_BROADCAST);
        k++) {
-    pf_storage *more = pf_step_buffer(lo->r->step, op->outputs[k]);
+    pf_storage *more = pf_step_buffer(lo->r->step, op->outputs[k]); /* NULL: step failed */
     if (more != NULL) memcpy(more->data, out->data, pf_spec_nbytes(outs));
   }
   loop_op_finish(lo, status, status ? "MPI collective failed" : NULL);
@@ -623,9 +754,10 @@ static int leading_axis(const pf_spec *s, int axis) {
   return 1;
 }
 
-/* A collective this rank cannot issue (out of memory, MPI refused it) would
- * leave the other ranks of its communicator waiting in it forever: end the
- * job, saying which collective and why, rather than hang it. */
+/* A collective MPI refuses to issue would leave the other ranks of its
+ * communicator waiting in it forever: end the job, saying which collective
+ * and why, rather than hang it. (Out of memory is not a reason: the
+ * collective is then issued on the reserve, see issue_drained.) */
 __attribute__((noreturn)) static void cannot_issue(pf_service *s, loop_op *lo, const char *why) {
   const pf_plan_op *op = &pf_step_plan(lo->r->step)->ops[lo->op];
   char msg[256];
@@ -637,84 +769,140 @@ __attribute__((noreturn)) static void cannot_issue(pf_service *s, loop_op *lo, c
   pf_mpi_abort(s->cfg.mpi, 1, msg);
 }
 
+/* A collective of a failed step whose buffers have no memory (or whose
+ * staging could not be had): issued all the same, the same call with the
+ * same counts as its peers make, from the reserve's zeros into its sink,
+ * so they do not wait in it forever. */
+static int issue_drained(pf_service *s, loop_op *lo, const pf_plan_op *op, MPI_Comm comm,
+                         MPI_Request *req) {
+  const pf_plan *p = pf_step_plan(lo->r->step);
+  const pf_spec *ins = &p->buffers[op->inputs[0]].spec, *outs = &p->buffers[op->outputs[0]].spec;
+  MPI_Datatype dt = pf_mpi_dtype(ins->dtype);
+  MPI_Op mop = pf_mpi_op(op->reduce_op);
+  int n = op->num_shards, in_bytes = (int)pf_spec_nbytes(ins), out_bytes = (int)pf_spec_nbytes(outs);
+  lo->drained = 1;
+  free(lo->stage_in);
+  free(lo->stage_out);
+  lo->stage_in = lo->stage_out = NULL;
+  switch (op->collective) {
+    case PF_ALLREDUCE:
+      return MPI_Iallreduce(s->zero, s->sink, (int)pf_spec_numel(ins), dt, mop, comm, req);
+    case PF_ALLGATHER:
+      return MPI_Iallgather(s->zero, in_bytes, MPI_BYTE, s->sink, in_bytes, MPI_BYTE, comm, req);
+    case PF_REDUCE_SCATTER:
+      return MPI_Ireduce_scatter_block(s->zero, s->sink, (int)pf_spec_numel(outs), dt, mop, comm,
+                                       req);
+    case PF_BROADCAST:
+      /* The root sends zeros, the others receive into the sink. */
+      return MPI_Ibcast(op->shard == op->root ? s->zero : s->sink, out_bytes, MPI_BYTE, op->root,
+                        comm, req);
+    case PF_ALL_TO_ALL:
+      return MPI_Ialltoall(s->zero, in_bytes / n, MPI_BYTE, s->sink, in_bytes / n, MPI_BYTE, comm,
+                           req);
+    default:
+      return MPI_ERR_OTHER;
+  }
+}
+
 static void start_collective(pf_service *s, loop_op *lo) {
   const pf_plan *p = pf_step_plan(lo->r->step);
   const pf_plan_op *op = &p->ops[lo->op];
   const pf_spec *ins = &p->buffers[op->inputs[0]].spec, *outs = &p->buffers[op->outputs[0]].spec;
-  pf_storage *in = pf_step_buffer(lo->r->step, op->inputs[0]);
-  pf_storage *out = pf_step_buffer(lo->r->step, op->outputs[0]);
+  pf_storage *in = NULL, *out = NULL;
   MPI_Comm comm = lo->r->e->comms[lo->op];
   MPI_Datatype dt = pf_mpi_dtype(ins->dtype);
   MPI_Op mop = pf_mpi_op(op->reduce_op);
   MPI_Request req = MPI_REQUEST_NULL;
   int n = op->num_shards, err = MPI_SUCCESS;
   size_t in_bytes = pf_spec_nbytes(ins), out_bytes = pf_spec_nbytes(outs);
-  lo->started = s->cfg.trace != NULL ? pf_now_ns() : 0; /* for the timeline only */
+  lo->started = pf_now_ns(); /* counters' wait and the timeline */
   posted_add(lo);
-  if (in == NULL || out == NULL) cannot_issue(s, lo, "out of memory");
   /* The same on every rank of the communicator (shards have one size):
    * each fails its step, none waits. */
   if (in_bytes > INT32_MAX || (size_t)n * in_bytes > INT32_MAX) {
     loop_op_finish(lo, PF_ERANGE, "collective: shard larger than 2 GiB");
     return;
   }
-  switch (op->collective) {
-    case PF_ALLREDUCE:
-      if (op->n_in == 1) {
-        err = MPI_Iallreduce(in->data, out->data, (int)pf_spec_numel(ins), dt, mop, comm, &req);
+  /* A failed step allocates nothing more: what has no memory comes from
+   * the reserve (issue_drained). */
+  if (!pf_step_failed(lo->r->step) || (pf_step_buffer_if_any(lo->r->step, op->inputs[0]) &&
+                                       pf_step_buffer_if_any(lo->r->step, op->outputs[0]))) {
+    in = pf_step_buffer(lo->r->step, op->inputs[0]);
+    out = in != NULL ? pf_step_buffer(lo->r->step, op->outputs[0]) : NULL;
+  }
+  if (in == NULL || out == NULL) {
+    err = issue_drained(s, lo, op, comm, &req);
+  } else {
+    switch (op->collective) {
+      case PF_ALLREDUCE:
+        if (op->n_in == 1) {
+          err = MPI_Iallreduce(in->data, out->data, (int)pf_spec_numel(ins), dt, mop, comm, &req);
+          break;
+        }
+        /* Several shards here: reduce them in the rank, then across ranks. */
+        memcpy(out->data, in->data, out_bytes);
+        for (uint32_t k = 1; k < op->n_in; k++) {
+          pf_storage *more = pf_step_buffer(lo->r->step, op->inputs[k]);
+          if (more == NULL) break; /* the step failed, saying why */
+          pf_reduce_into(out->data, more->data, (size_t)pf_spec_numel(ins), ins->dtype,
+                         op->reduce_op);
+        }
+        err = MPI_Iallreduce(MPI_IN_PLACE, out->data, (int)pf_spec_numel(ins), dt, mop, comm, &req);
+        break;
+      case PF_ALLGATHER:
+        if (leading_axis(ins, op->axis)) {
+          err = MPI_Iallgather(in->data, (int)in_bytes, MPI_BYTE, out->data, (int)in_bytes,
+                               MPI_BYTE, comm, &req);
+        } else if ((lo->stage_out = malloc(out_bytes ? out_bytes : 1)) != NULL) {
+          err = MPI_Iallgather(in->data, (int)in_bytes, MPI_BYTE, lo->stage_out, (int)in_bytes,
+                               MPI_BYTE, comm, &req);
+        }
+        break;
+      case PF_REDUCE_SCATTER: {
+        const void *src = in->data;
+        if (!leading_axis(ins, op->axis)) {
+          if ((lo->stage_in = malloc(in_bytes ? in_bytes : 1)) == NULL) break;
+          pack_blocks(lo->stage_in, in->data, ins, op->axis, n);
+          src = lo->stage_in;
+        }
+        err = MPI_Ireduce_scatter_block(src, out->data, (int)pf_spec_numel(outs), dt, mop, comm,
+                                        &req);
         break;
       }
-      /* Several shards here: reduce them in the rank, then across ranks. */
-      memcpy(out->data, in->data, out_bytes);
-      for (uint32_t k = 1; k < op->n_in; k++) {
-        pf_storage *more = pf_step_buffer(lo->r->step, op->inputs[k]);
-        if (more == NULL) break;
-        pf_reduce_into(out->data, more->data, (size_t)pf_spec_numel(ins), ins->dtype, op->reduce_op);
-      }
-      err = MPI_Iallreduce(MPI_IN_PLACE, out->data, (int)pf_spec_numel(ins), dt, mop, comm, &req);
-      break;
-    case PF_ALLGATHER:
-      if (leading_axis(ins, op->axis)) {
-        err = MPI_Iallgather(in->data, (int)in_bytes, MPI_BYTE, out->data, (int)in_bytes, MPI_BYTE,
-                             comm, &req);
-      } else if ((lo->stage_out = malloc(out_bytes ? out_bytes : 1)) != NULL) {
-        err = MPI_Iallgather(in->data, (int)in_bytes, MPI_BYTE, lo->stage_out, (int)in_bytes,
-                             MPI_BYTE, comm, &req);
-      }
-      break;
-    case PF_REDUCE_SCATTER: {
-      const void *src = in->data;
-      if (!leading_axis(ins, op->axis)) {
-        if ((lo->stage_in = malloc(in_bytes ? in_bytes : 1)) == NULL) break;
+      case PF_BROADCAST:
+        if (op->shard == op->root) {
+          /* `axis` picks the root shard among this rank's inputs. */
+          pf_storage *src = pf_step_buffer(lo->r->step, op->inputs[op->axis]);
+          if (src != NULL) memcpy(out->data, src->data, out_bytes);
+        }
+        err = MPI_Ibcast(out->data, (int)out_bytes, MPI_BYTE, op->root, comm, &req);
+        break;
+      case PF_ALL_TO_ALL: {
+        size_t chunk = in_bytes / (size_t)n;
+        lo->stage_in = malloc(in_bytes ? in_bytes : 1);
+        lo->stage_out = malloc(out_bytes ? out_bytes : 1);
+        if (lo->stage_in == NULL || lo->stage_out == NULL) break;
         pack_blocks(lo->stage_in, in->data, ins, op->axis, n);
-        src = lo->stage_in;
+        err = MPI_Ialltoall(lo->stage_in, (int)chunk, MPI_BYTE, lo->stage_out, (int)chunk,
+                            MPI_BYTE, comm, &req);
+        break;
       }
-      err = MPI_Ireduce_scatter_block(src, out->data, (int)pf_spec_numel(outs), dt, mop, comm, &req);
-      break;
+      default:
+        err = MPI_ERR_OTHER;
     }
-    case PF_BROADCAST:
-      if (op->shard == op->root) {
-        /* `axis` picks the root shard among this rank's inputs. */
-        pf_storage *src = pf_step_buffer(lo->r->step, op->inputs[op->axis]);
-        if (src != NULL) memcpy(out->data, src->data, out_bytes);
-      }
-      err = MPI_Ibcast(out->data, (int)out_bytes, MPI_BYTE, op->root, comm, &req);
-      break;
-    case PF_ALL_TO_ALL: {
-      size_t chunk = in_bytes / (size_t)n;
-      lo->stage_in = malloc(in_bytes ? in_bytes : 1);
-      lo->stage_out = malloc(out_bytes ? out_bytes : 1);
-      if (lo->stage_in == NULL || lo->stage_out == NULL) break;
-      pack_blocks(lo->stage_in, in->data, ins, op->axis, n);
-      err = MPI_Ialltoall(lo->stage_in, (int)chunk, MPI_BYTE, lo->stage_out, (int)chunk, MPI_BYTE,
-                          comm, &req);
-      break;
+    if (req == MPI_REQUEST_NULL && err == MPI_SUCCESS) {
+      /* Staging memory could not be had: fail the step, still meet the
+       * peers in the collective. */
+      pf_executor_step_fail(lo->r->step, PF_ENOMEM,
+                            "rank %d: step %llu: out of memory: %zu bytes staging collective \"%s\"",
+                            s->cfg.rank, (unsigned long long)lo->r->seq,
+                            PF_MAXOF(in_bytes, out_bytes), op->name);
+      err = issue_drained(s, lo, op, comm, &req);
     }
-    default:
-      err = MPI_ERR_OTHER;
   }
-  if (req == MPI_REQUEST_NULL && err == MPI_SUCCESS) cannot_issue(s, lo, "out of memory");
   if (err != MPI_SUCCESS) cannot_issue(s, lo, "MPI refused it");
+  s->collectives++;
+  s->collective_bytes += (uint64_t)in_bytes * op->n_in;
   if (pf_mpi_track(s->cfg.mpi, req, collective_done, lo) != 0) {
     /* Issued, but not tracked: wait for it here rather than lose it. */
     err = MPI_Wait(&req, MPI_STATUS_IGNORE);
@@ -842,6 +1030,22 @@ void pf_service_handle(pf_service *s, pf_msg *m) {
       break;
   }
   pf_msg_free(m);
+}
+
+void pf_service_counters(const pf_service *s, pf_counters *c) {
+  c->steps = s->steps;
+  c->steps_failed = s->steps_failed;
+  c->transfer_wait_ns = s->transfer_wait_ns;
+  c->collectives = s->collectives;
+  c->collective_bytes = s->collective_bytes;
+  c->collective_wait_ns = s->collective_wait_ns;
+  for (int p = 0; p < s->size && p < c->num_peers; p++) {
+    c->peers[p].data_bytes_sent = s->peers[p].data_bytes_sent;
+    c->peers[p].data_bytes_received = s->peers[p].data_bytes_received;
+    c->peers[p].data_messages_sent = s->peers[p].data_messages_sent;
+    c->peers[p].data_messages_received = s->peers[p].data_messages_received;
+  }
+  pf_executor_counters(s->cfg.executor, c);
 }
 
 void pf_service_dump(const pf_service *s, FILE *f) {

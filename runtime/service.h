@@ -45,6 +45,10 @@ void pf_service_step_done(pf_service *s, void *step_arg);
 void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t op);
 
 int pf_service_steps_in_flight(const pf_service *s);
+/* Fills this rank's counters that the service and the executor keep:
+ * steps, transfers per peer, collectives, waiting times, per-device ops
+ * (not the control messages, which the runtime counts). Loop thread. */
+void pf_service_counters(const pf_service *s, pf_counters *c);
 
 /* Posts up to `max` of the receives that step starts left for later (the
  * first receives of a step are posted at once, the rest when the loop is

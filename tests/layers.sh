@@ -18,7 +18,7 @@ rank() {
 # The layer of each public header.
 public_layer() {
   case $1 in
-    export|version|error|types|tensor|attrs) echo base ;;
+    export|version|error|types|tensor|attrs|counters) echo base ;;
     kernel) echo kernels ;;
     graph|grad) echo graph ;;
     context|execute) echo api ;;

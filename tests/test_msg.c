@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "base/counters.h"
 #include "base/diag.h"
 #include "pathflow/error.h"
 #include "proto/pathflow.pb-c.h"
@@ -193,6 +194,27 @@ static pf_msg *sample(pf_msg_kind kind) {
     case PF_MSG_UNLOAD:
       m->executable = 5;
       break;
+    case PF_MSG_COUNTERS:
+      m->request = 91;
+      break;
+    case PF_MSG_COUNTERS_REPLY:
+      m->request = 91;
+      m->counters = pf_counters_new(0, 2, 3);
+      assert_non_null(m->counters);
+      m->counters->steps = 11;
+      m->counters->steps_failed = 1;
+      m->counters->transfer_wait_ns = UINT64_MAX;
+      m->counters->collectives = 4;
+      m->counters->collective_bytes = UINT64_C(1) << 40;
+      m->counters->collective_wait_ns = 5;
+      m->counters->devices[1].ops_run = 123;
+      m->counters->devices[0].wait_ns = 7;
+      m->counters->peers[2].data_bytes_sent = 800;
+      m->counters->peers[2].data_messages_sent = 1;
+      m->counters->peers[1].control_bytes_received = 33;
+      m->counters->peers[1].control_messages_received = 2;
+      pf_counters_sum(m->counters);
+      break;
     default: /* SHUTDOWN, HEARTBEAT, DUMP: no fields */
       break;
   }
@@ -203,7 +225,7 @@ static const pf_msg_kind all_kinds[] = {
     PF_MSG_REGISTER,  PF_MSG_LOAD,        PF_MSG_LOAD_DONE, PF_MSG_RUN,
     PF_MSG_STEP_DONE, PF_MSG_FETCH,       PF_MSG_FETCH_REPLY, PF_MSG_PUT,
     PF_MSG_RELEASE,   PF_MSG_UNLOAD,      PF_MSG_SHUTDOWN,  PF_MSG_HEARTBEAT,
-    PF_MSG_DUMP};
+    PF_MSG_DUMP,      PF_MSG_COUNTERS,    PF_MSG_COUNTERS_REPLY};
 #define N_KINDS (sizeof all_kinds / sizeof all_kinds[0])
 
 static const char *or_empty(const char *s) { return s ? s : ""; }
@@ -272,6 +294,32 @@ static void assert_msgs_equal(const pf_msg *a, const pf_msg *b) {
     case PF_MSG_UNLOAD:
       assert_int_equal(a->executable, b->executable);
       break;
+    case PF_MSG_COUNTERS:
+      assert_int_equal(a->request, b->request);
+      break;
+    case PF_MSG_COUNTERS_REPLY:
+      assert_int_equal(a->request, b->request);
+      assert_int_equal(a->status, b->status);
+      assert_int_equal(a->counters == NULL, b->counters == NULL);
+      if (a->counters != NULL) {
+        const pf_counters *x = a->counters, *y = b->counters;
+        /* The rank is the sender's, set by the receiver. */
+        assert_int_equal(x->steps, y->steps);
+        assert_int_equal(x->steps_failed, y->steps_failed);
+        assert_int_equal(x->ops_run, y->ops_run);
+        assert_int_equal(x->device_wait_ns, y->device_wait_ns);
+        assert_int_equal(x->transfers_sent, y->transfers_sent);
+        assert_int_equal(x->transfers_received, y->transfers_received);
+        assert_int_equal(x->transfer_wait_ns, y->transfer_wait_ns);
+        assert_int_equal(x->collectives, y->collectives);
+        assert_int_equal(x->collective_bytes, y->collective_bytes);
+        assert_int_equal(x->collective_wait_ns, y->collective_wait_ns);
+        assert_int_equal(x->num_devices, y->num_devices);
+        assert_int_equal(x->num_peers, y->num_peers);
+        assert_memory_equal(x->devices, y->devices, (size_t)x->num_devices * sizeof *x->devices);
+        assert_memory_equal(x->peers, y->peers, (size_t)x->num_peers * sizeof *x->peers);
+      }
+      break;
     default:
       break;
   }
@@ -280,7 +328,11 @@ static void assert_msgs_equal(const pf_msg *a, const pf_msg *b) {
 /* What a receiver may rely on in any message the decoder accepts. */
 static void assert_msg_sane(const pf_msg *m) {
   pf_diag d;
-  assert_true(m->kind > PF_MSG_NONE && m->kind <= PF_MSG_DUMP);
+  assert_true(m->kind > PF_MSG_NONE && m->kind <= PF_MSG_COUNTERS_REPLY);
+  if (m->kind == PF_MSG_COUNTERS_REPLY && m->counters != NULL) {
+    assert_true(m->counters->num_devices >= 0 && m->counters->num_devices <= 4096);
+    assert_true(m->counters->num_peers >= 0 && m->counters->num_peers <= (1 << 20));
+  }
   assert_int_equal(m->from, 0);
   if (m->message) assert_true(strlen(m->message) <= 4096);
   switch (m->kind) {
@@ -531,6 +583,7 @@ static void encode_and_names(void **state) {
   assert_string_equal(pf_msg_kind_name(PF_MSG_RUN), "run");
   assert_string_equal(pf_msg_kind_name(PF_MSG_FETCH_REPLY), "fetch_reply");
   assert_string_equal(pf_msg_kind_name(PF_MSG_DUMP), "dump");
+  assert_string_equal(pf_msg_kind_name(PF_MSG_COUNTERS_REPLY), "counters_reply");
   assert_string_equal(pf_msg_kind_name((pf_msg_kind)99), "?");
 }
 
@@ -605,6 +658,39 @@ static void refuse_register_no_devices(void **state) {
   msg_survives(buf, len);
   free(buf);
   pf_msg_free(m);
+}
+
+/* A counters reply whose lists have the wrong length is refused. */
+static void refuse_counters_lengths(void **state) {
+  Pathflow__Control c = PATHFLOW__CONTROL__INIT;
+  Pathflow__CountersReply r = PATHFLOW__COUNTERS_REPLY__INIT;
+  uint64_t v[16] = {0};
+  uint8_t *buf;
+  size_t len;
+  (void)state;
+  c.body_case = PATHFLOW__CONTROL__BODY_COUNTERS_REPLY;
+  c.counters_reply = &r;
+  r.n_totals = 5;
+  r.totals = v;
+  pack_control(&c, &buf, &len);
+  expect_refused(buf, len, (const char *[]){"counters_reply", "totals", NULL});
+  free(buf);
+  r.n_totals = 6;
+  r.n_devices = 3;
+  r.devices = v;
+  pack_control(&c, &buf, &len);
+  expect_refused(buf, len, (const char *[]){"counters_reply", "device", NULL});
+  free(buf);
+  r.n_devices = 2;
+  r.n_peers = 9;
+  r.peers = v;
+  pack_control(&c, &buf, &len);
+  expect_refused(buf, len, (const char *[]){"counters_reply", "peer", NULL});
+  free(buf);
+  r.n_peers = 16;
+  pack_control(&c, &buf, &len);
+  msg_survives(buf, len);
+  free(buf);
 }
 
 static void refuse_negative_shard(void **state) {
@@ -860,6 +946,7 @@ int main(void) {
       cmocka_unit_test(encode_and_names),
       cmocka_unit_test(refuse_put_size),
       cmocka_unit_test(refuse_register_no_devices),
+      cmocka_unit_test(refuse_counters_lengths),
       cmocka_unit_test(refuse_negative_shard),
       cmocka_unit_test(refuse_reply_counts),
       cmocka_unit_test(refuse_bad_plan),

@@ -1,6 +1,7 @@
 #include "transport/mpi.h"
 
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,6 +109,9 @@ struct pf_mpi {
   MPI_Status statuses[QUICK_MAX + PF_MPI_WINDOW];
   cached_comm *comms;
   size_t n_comms, cap_comms;
+  /* Test hook (pf_mpi_set_fault_ctrl_send): the n-th control send with a
+   * callback fails; sends with a callback so far. */
+  int64_t fault_ctrl_send_at, ctrl_sends;
 };
 
 int pf_mpi_launched(void) {
@@ -499,55 +503,114 @@ int pf_mpi_progress(pf_mpi *m) {
 
 /* ---- control ------------------------------------------------------------ */
 
-static void free_buffer(void *arg, int status) {
-  (void)status;
-  free(arg);
+/* One control message in flight: its frames (one, or a header and a
+ * body), each freed as it completes, and who to tell once all have, with
+ * a copy of what the caller wants back: one allocation per message (a
+ * control message per step each way: no more). */
+typedef struct ctrl_out ctrl_out;
+typedef struct frame_out {
+  ctrl_out *msg;
+  uint8_t *buf;
+} frame_out;
+
+struct ctrl_out {
+  int pending; /* frames not yet completed */
+  int status;  /* the first failure */
+  int fake_failure; /* PATHFLOW_FAULT_CTRL_SEND: report PF_EMPI */
+  int n_frames;
+  frame_out frames[2];
+  pf_mpi_sent_fn sent;
+  _Alignas(max_align_t) unsigned char arg[]; /* the caller's, copied */
+};
+
+static void ctrl_out_release(ctrl_out *c) {
+  if (--c->pending > 0) return;
+  if (c->sent != NULL) c->sent(c->arg, c->fake_failure ? PF_EMPI : c->status);
+  free(c);
 }
 
-static int send_frame(pf_mpi *m, int peer, int tag, uint8_t *buf, size_t len) {
+static void frame_done(void *arg, int status) {
+  frame_out *f = arg;
+  ctrl_out *c = f->msg;
+  if (status != 0 && c->status == 0) c->status = PF_EMPI;
+  free(f->buf);
+  ctrl_out_release(c);
+}
+
+void pf_mpi_set_fault_ctrl_send(pf_mpi *m, int64_t n) { m->fault_ctrl_send_at = n; }
+
+/* Sends one frame of message c; `owned`: buf is its own allocation, freed
+ * when sent (else it lives in c). */
+static int send_frame(pf_mpi *m, ctrl_out *c, int peer, int tag, uint8_t *buf, size_t len,
+                      int owned) {
   MPI_Request req;
-  if (MPI_Isend(buf, (int)len, MPI_BYTE, peer, tag, m->ctrl, &req) != MPI_SUCCESS) {
-    free(buf);
+  frame_out *f = &c->frames[c->n_frames++];
+  int err;
+  /* A faked failure sends nothing: a request that completes at once, as
+   * a failed one would, and the peer never gets the message. */
+  err = c->fake_failure
+            ? MPI_Irecv(NULL, 0, MPI_BYTE, MPI_PROC_NULL, tag, m->ctrl, &req)
+            : MPI_Isend(buf, (int)len, MPI_BYTE, peer, tag, m->ctrl, &req);
+  if (err != MPI_SUCCESS) {
+    if (owned) free(buf);
     return PF_EMPI;
   }
-  if (pf_mpi_track_quick(m, req, free_buffer, buf) != 0) {
-    MPI_Wait(&req, MPI_STATUS_IGNORE);
-    free(buf);
-  }
+  f->msg = c;
+  f->buf = owned ? buf : NULL;
+  c->pending++;
+  if (pf_mpi_track_quick(m, req, frame_done, f) != 0)
+    frame_done(f, MPI_Wait(&req, MPI_STATUS_IGNORE) == MPI_SUCCESS ? 0 : PF_EMPI);
   return 0;
 }
 
-int pf_mpi_ctrl_send(pf_mpi *m, int peer, uint8_t *buf, size_t len) {
+int pf_mpi_ctrl_send_cb(pf_mpi *m, int peer, uint8_t *buf, size_t len, pf_mpi_sent_fn sent,
+                        const void *arg, size_t arg_size) {
   uint8_t *frame;
   uint64_t n = len;
+  ctrl_out *c;
   int rc;
   if (len > (size_t)CTRL_MAX) {
     free(buf);
     return PF_ERANGE;
   }
-  if (len <= CTRL_INLINE) {
-    /* Small (every message but a plan): the frame carries it. */
-    frame = malloc(len + 1);
-    if (frame == NULL) {
-      free(buf);
-      return PF_ENOMEM;
-    }
-    frame[0] = FRAME_INLINE;
-    memcpy(frame + 1, buf, len);
-    free(buf);
-    return send_frame(m, peer, CTRL_TAG, frame, len + 1);
-  }
-  if ((frame = malloc(1 + sizeof n)) == NULL) {
+  /* One block for the record, the caller's copy and, for a small message,
+   * the frame itself: no more allocations per message than one frame. */
+  size_t head = (sizeof *c + (sent != NULL ? arg_size : 0) + 15) & ~(size_t)15;
+  if ((c = malloc(head + (len <= CTRL_INLINE ? len + 1 : 0))) == NULL) {
     free(buf);
     return PF_ENOMEM;
   }
-  frame[0] = FRAME_LARGE;
-  memcpy(frame + 1, &n, sizeof n);
-  if ((rc = send_frame(m, peer, CTRL_TAG, frame, 1 + sizeof n)) != 0) {
+  memset(c, 0, sizeof *c);
+  if (sent != NULL && arg_size > 0) memcpy(c->arg, arg, arg_size);
+  c->pending = 1; /* held until every frame is out */
+  if (sent != NULL && m->fault_ctrl_send_at > 0 && ++m->ctrl_sends == m->fault_ctrl_send_at)
+    c->fake_failure = 1;
+  if (len <= CTRL_INLINE) {
+    /* Small (every message but a plan): the frame carries it. */
+    frame = (uint8_t *)c + head;
+    frame[0] = FRAME_INLINE;
+    memcpy(frame + 1, buf, len);
     free(buf);
-    return rc;
+    rc = send_frame(m, c, peer, CTRL_TAG, frame, len + 1, 0);
+  } else if ((frame = malloc(1 + sizeof n)) == NULL) {
+    free(buf);
+    rc = PF_ENOMEM;
+  } else {
+    frame[0] = FRAME_LARGE;
+    memcpy(frame + 1, &n, sizeof n);
+    if ((rc = send_frame(m, c, peer, CTRL_TAG, frame, 1 + sizeof n, 1)) != 0)
+      free(buf);
+    else
+      rc = send_frame(m, c, peer, CTRL_BODY_TAG, buf, len, 1);
   }
-  return send_frame(m, peer, CTRL_BODY_TAG, buf, len);
+  /* An error returned is the caller's to handle: `sent` is not called. */
+  if (rc == 0) c->sent = sent;
+  ctrl_out_release(c);
+  return rc;
+}
+
+int pf_mpi_ctrl_send(pf_mpi *m, int peer, uint8_t *buf, size_t len) {
+  return pf_mpi_ctrl_send_cb(m, peer, buf, len, NULL, NULL, 0);
 }
 
 /* Queues a message (rc 0, buf owned) or a refusal (rc != 0, why) from
@@ -760,6 +823,7 @@ int pf_mpi_box_make(const pf_spec *buffer, const int64_t *offset,
   int contiguous = 1, rank = buffer->rank, i = 0;
   memset(out, 0, sizeof *out);
   for (int k = 0; k < rank; k++) nbytes *= (size_t)extent[k];
+  out->nbytes = nbytes;
   for (int k = rank - 1; k >= 0; k--) {
     disp += offset[k] * stride;
     stride *= buffer->dims[k];

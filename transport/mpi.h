@@ -87,6 +87,21 @@ int pf_mpi_pending(const pf_mpi *m);
 
 /* Sends a whole control message; `buf` (malloc'd) is freed when sent. */
 int pf_mpi_ctrl_send(pf_mpi *m, int peer, uint8_t *buf, size_t len);
+
+/* Called once every frame of a control message has completed: status 0,
+ * or PF_EMPI when one of its MPI requests failed at completion (the peer
+ * may not have it). From pf_mpi_progress, on the progressing thread. */
+typedef void (*pf_mpi_sent_fn)(void *arg, int status);
+/* As pf_mpi_ctrl_send, and then `sent(copy, status)` once it completes,
+ * `copy` being a copy of the arg_size bytes at `arg` kept with the message
+ * (suitably aligned; valid during the call). sent may be NULL. When it
+ * returns an error, `sent` is never called. */
+int pf_mpi_ctrl_send_cb(pf_mpi *m, int peer, uint8_t *buf, size_t len, pf_mpi_sent_fn sent,
+                        const void *arg, size_t arg_size);
+/* Test hook (PATHFLOW_FAULT_CTRL_SEND): the n-th pf_mpi_ctrl_send_cb with a
+ * callback from now on sends nothing and completes with PF_EMPI, as a send
+ * whose request failed would. 0: off. */
+void pf_mpi_set_fault_ctrl_send(pf_mpi *m, int64_t n);
 /* Receives one control message if one is ready: *buf (malloc'd, owned by
  * the caller) and *peer, or *buf = NULL when none. Never waits. The body
  * of a large message (a plan), which follows its header on its own tag,
@@ -108,6 +123,7 @@ int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len, pf_diag *
  * type that pf_mpi_box_free releases). */
 typedef struct pf_mpi_box {
   size_t displacement;
+  size_t nbytes; /* the payload: the box's elements times the dtype size */
   int count;
   MPI_Datatype type;
   int owned;

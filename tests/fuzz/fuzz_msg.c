@@ -27,7 +27,9 @@ static void check_concerns(const pf_msg *m, int concerns, pf_msg_kind kind, uint
     case PF_MSG_RUN:
     case PF_MSG_STEP_DONE: want_key = m->step; break;
     case PF_MSG_FETCH:
-    case PF_MSG_FETCH_REPLY: want_executable = 0, want_key = m->request; break;
+    case PF_MSG_FETCH_REPLY:
+    case PF_MSG_COUNTERS:
+    case PF_MSG_COUNTERS_REPLY: want_executable = 0, want_key = m->request; break;
     case PF_MSG_PUT: want_executable = 0, want_key = m->buffer; break;
     case PF_MSG_LOAD: want_executable = m->plan->executable; break;
     case PF_MSG_LOAD_DONE: break;
@@ -55,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (m != NULL || d.code == 0 || d.msg[0] == '\0') abort();
     return 0;
   }
-  if (m == NULL || m->kind <= PF_MSG_NONE || m->kind > PF_MSG_DUMP) abort();
+  if (m == NULL || m->kind <= PF_MSG_NONE || m->kind > PF_MSG_COUNTERS_REPLY) abort();
   check_concerns(m, concerns, kind, executable, key);
   if (m->kind == PF_MSG_LOAD && (m->plan == NULL || pf_plan_check(m->plan, 4, &d) != 0))
     abort();
