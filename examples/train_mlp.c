@@ -509,7 +509,7 @@ static void collect(pf_executable *exe, pf_future *f, named *b, const char *skip
     CHECK(pf_executable_output(exe, i, &name, NULL));
     if ((skip1 && strcmp(name, skip1) == 0) || (skip2 && strcmp(name, skip2) == 0)) continue;
     if ((slot = find(b, name)) != NULL) {
-      CHECK(pf_buffer_release(ctx, *slot));
+      if (slot->id != 0) CHECK(pf_buffer_release(ctx, *slot)); /* 0: donated */
     } else {
       slot = &b->buf[b->n];
       snprintf(b->name[b->n++], sizeof b->name[0], "%s", name);
@@ -518,7 +518,20 @@ static void collect(pf_executable *exe, pf_future *f, named *b, const char *skip
   }
 }
 
-/* Feeds every input of `exe` from b, and "step" and "lr" from the host. */
+/* 1 if `exe` has an output called `name`. */
+static int has_output(pf_executable *exe, const char *name) {
+  for (int i = 0; i < pf_executable_num_outputs(exe); i++) {
+    const char *out;
+    CHECK(pf_executable_output(exe, i, &out, NULL));
+    if (strcmp(out, name) == 0) return 1;
+  }
+  return 0;
+}
+
+/* Feeds every input of `exe` from b, and "step" and "lr" from the host.
+ * A buffer the execution replaces (an output of the same name: parameters
+ * and optimizer state) is donated to it, so the optimizer updates it in
+ * place; its slot in b is empty (id 0) until collect fills it. */
 static pf_tensor *lr_now;
 static pf_future *run(pf_executable *exe, named *b, pf_tensor *step) {
   pf_feed feeds[MAX_BUFFERS + 1];
@@ -539,9 +552,12 @@ static pf_future *run(pf_executable *exe, named *b, pf_tensor *step) {
         exit(1);
       }
       feeds[i].buffer = *src;
+      feeds[i].donate = has_output(exe, name);
     }
   }
   CHECK(pf_execute(exe, n, feeds, &f));
+  for (int i = 0; i < n; i++)
+    if (feeds[i].donate) find(b, feeds[i].name)->id = 0;
   return f;
 }
 
@@ -729,7 +745,8 @@ int main(int argc, char **argv) {
     printf("train_mlp: metrics in %s (draw them: pathflow chart %s chart.svg)\n", o.metrics,
            o.metrics);
   }
-  for (int i = 0; i < bufs.n; i++) pf_buffer_release(ctx, bufs.buf[i]);
+  for (int i = 0; i < bufs.n; i++)
+    if (bufs.buf[i].id != 0) pf_buffer_release(ctx, bufs.buf[i]);
   pf_tensor_destroy(step);
   pf_tensor_destroy(lr_now);
   pf_executable_destroy(init);

@@ -207,12 +207,18 @@ static void optim_cost(const pf_attrs *attrs, int n_in, const pf_spec *in,
                   cost);
 }
 
+/* Parameter and state updated where they lie when their buffers were
+ * donated (pf_feed.donate): output k takes input in_place[k]'s buffer. */
+static const int momentum_in_place[2] = {0, 2};
+static const int adam_in_place[4] = {0, 2, 3, 4};
+
 static const pf_kernel_def defs[] = {
     {.name = "momentum", .n_in = 3, .n_out = 2, .shape = momentum_shape,
      .cost = optim_cost, .sharding = pf_sharding_rule_elementwise,
-     .compute = momentum_compute},
+     .compute = momentum_compute, .in_place = momentum_in_place},
     {.name = "adam", .n_in = PF_VARIADIC, .n_out = 4, .shape = adam_shape,
-     .cost = optim_cost, .sharding = adam_sharding, .compute = adam_compute},
+     .cost = optim_cost, .sharding = adam_sharding, .compute = adam_compute,
+     .in_place = adam_in_place},
 };
 
 int pf_builtin_register_optim(pf_registry *reg) {
