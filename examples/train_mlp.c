@@ -3,7 +3,7 @@
  *   mpirun -np 2 build/examples/train_mlp [--hidden 256] [--batch 128]
  *       [--epochs 5] [--lr 0.001] [--optimizer adam|momentum|sgd] [--seed 1]
  *       [--devices N] [--data DIR] [--limit-steps N] [--metrics FILE.csv]
- *       [--checkpoint DIR [--checkpoint-every N] [--resume]]
+ *       [--checkpoint DIR [--checkpoint-every N] [--checkpoint-keep K] [--resume]]
  *
  * Every rank reads the data set once into its devices (idx_read); each
  * step picks its batch on the devices (batch_rows, split by rows over all
@@ -32,7 +32,7 @@
   } while (0)
 
 typedef struct opts {
-  int hidden[MAX_LAYERS], n_hidden, batch, epochs, devices, limit_steps, every, resume;
+  int hidden[MAX_LAYERS], n_hidden, batch, epochs, devices, limit_steps, every, keep, resume;
   double lr;
   const char *optimizer, *data, *metrics, *schedule, *checkpoint;
   int64_t seed;
@@ -46,18 +46,20 @@ static void usage(FILE *f) {
           "                 [--optimizer adam|momentum|sgd] [--seed N] [--devices N]\n"
           "                 [--schedule cosine|constant] [--data DIR] [--limit-steps N]\n"
           "                 [--metrics FILE.csv] [--checkpoint DIR [--checkpoint-every N]\n"
-          "                 [--resume]]\n"
+          "                 [--checkpoint-keep K] [--resume]]\n"
           "Data-parallel MLP training on Fashion-MNIST (Debian's dataset-fashion-mnist).\n"
           "Defaults: --hidden 256 --batch 128 --epochs 15 --lr 0.001 --optimizer adam\n"
           "          --schedule cosine (adam's rate decays to 0 over the run)\n"
-          "          --seed 1 --devices 1 (per rank) --data /usr/share/datasets/fashion-mnist\n");
+          "          --seed 1 --devices 1 (per rank) --data /usr/share/datasets/fashion-mnist\n"
+          "          --checkpoint-every 500 --checkpoint-keep 2 (older step-N directories\n"
+          "          are removed once a newer checkpoint is complete)\n");
 }
 
 static int parse(int argc, char **argv, opts *o) {
   *o = (opts){.hidden = {256}, .n_hidden = 1, .batch = 128, .epochs = 15, .devices = 1,
               .lr = 0.001, .optimizer = "adam", .schedule = "cosine",
               .data = "/usr/share/datasets/fashion-mnist",
-              .seed = 1, .every = 500};
+              .seed = 1, .every = 500, .keep = 2};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char *end = NULL;
@@ -114,6 +116,9 @@ static int parse(int argc, char **argv, opts *o) {
     } else if (strcmp(a, "--checkpoint-every") == 0) {
       o->every = (int)strtol(v, &end, 10);
       if (*end || o->every < 1) goto bad;
+    } else if (strcmp(a, "--checkpoint-keep") == 0) {
+      o->keep = (int)strtol(v, &end, 10);
+      if (*end || o->keep < 1) goto bad;
     } else {
       fprintf(stderr, "train_mlp: unknown option %s\n", a);
       usage(stderr);
@@ -415,6 +420,26 @@ static pf_executable *build_checkpoint(const model *m, int n, const char *dir, i
   return exe;
 }
 
+/* Every device removes its files of the checkpoints older than the `keep`
+ * newest (checkpoint_prune), after the manifest names the newest. */
+static pf_executable *build_prune(int n, const char *dir, int keep) {
+  pf_graph *g;
+  pf_slice_t s;
+  pf_executable *exe;
+  pf_value_t step;
+  pf_attrs *a = attrs();
+  CHECK(pf_graph_create(ctx, &g));
+  CHECK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
+  declare(g, s, "step", pf_spec_scalar(PF_I64), &step);
+  CHECK(pf_attrs_set_string(a, "dir", dir));
+  CHECK(pf_attrs_set_int(a, "keep", keep));
+  CHECK(pf_graph_output(g, "removed", program(g, s, "checkpoint_prune", a, 1, &step, NULL)));
+  pf_attrs_destroy(a);
+  CHECK(pf_compile(g, &exe));
+  pf_graph_destroy(g);
+  return exe;
+}
+
 /* What a checkpoint must agree on with the run that resumes it. */
 static void describe(const opts *o, int n, int64_t total, char *buf, size_t len) {
   int at = snprintf(buf, len, "hidden=");
@@ -600,7 +625,7 @@ int main(int argc, char **argv) {
   double t0, accuracy = 0;
   int64_t total_steps, done = 0, start;
   FILE *csv = NULL;
-  pf_executable *save = NULL;
+  pf_executable *save = NULL, *prune = NULL;
   char config[512];
   if (parse(argc, argv, &o) != 0) return 2;
   CHECK(pf_init(&argc, &argv, &(pf_init_options){.cpu_devices = o.devices}, &ctx));
@@ -642,6 +667,7 @@ int main(int argc, char **argv) {
   describe(&o, n, total_steps, config, sizeof config);
   if (o.checkpoint != NULL) {
     save = build_checkpoint(&m, n, o.checkpoint, 0);
+    prune = build_prune(n, o.checkpoint, o.keep);
     if (o.resume) {
       pf_executable *load_ckpt = build_checkpoint(&m, n, o.checkpoint, 1);
       if ((done = read_manifest(o.checkpoint, config)) < 0) return 1;
@@ -717,6 +743,10 @@ int main(int argc, char **argv) {
           fprintf(stderr, "train_mlp: cannot write the manifest in %s\n", o.checkpoint);
           return 1;
         }
+        sf = run(prune, &bufs, step);
+        if (pf_future_wait(sf) != 0) /* the checkpoint is safe: say so, go on */
+          fprintf(stderr, "train_mlp: removing old checkpoints: %s\n", pf_future_error(sf));
+        pf_future_destroy(sf);
       }
       seen += o.batch;
       pf_future_destroy(f);
@@ -754,5 +784,6 @@ int main(int argc, char **argv) {
   pf_executable_destroy(train);
   pf_executable_destroy(eval);
   pf_executable_destroy(save);
+  pf_executable_destroy(prune);
   return pf_finalize(ctx) != 0;
 }
