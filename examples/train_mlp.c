@@ -5,12 +5,15 @@
  *       [--devices N] [--data DIR] [--limit-steps N] [--metrics FILE.csv]
  *       [--checkpoint DIR [--checkpoint-every N] [--checkpoint-keep K] [--resume]]
  *
- * Every rank reads the data set once into its devices (idx_read); each
- * step picks its batch on the devices (batch_rows, split by rows over all
- * devices of the job), runs forward, the backward pass pf_graph_grad
- * derived, and the optimizer; parameters and optimizer state stay on the
- * devices as buffers from step to step. Per step the controller sends the
- * run message and the step number, nothing else. */
+ * Every device reads and keeps only its part of the data set (idx_read
+ * split by rows over all devices of the job); each step picks its rows of
+ * the batch on the device from a permutation of its part (batch_rows,
+ * partitioned), runs forward, the backward pass pf_graph_grad derived, and
+ * the optimizer; parameters and optimizer state stay on the devices as
+ * buffers from step to step, updated in place (donated each step). Test
+ * accuracy is counted by every device on its part of the test set. Per
+ * step the controller sends the run message, the step number and the
+ * learning rate, nothing else. */
 #include <math.h>
 #include <pathflow.h>
 #include <stdio.h>
@@ -218,7 +221,8 @@ static pf_executable *build_init(const model *m, int n, const opts *o) {
   return exe;
 }
 
-/* The data set, read once into every device. */
+/* The data set, read once: each of the n devices keeps its part of the
+ * rows (n divides both sets: checked in main). */
 static pf_executable *build_load(int n, const char *dir) {
   static const struct {
     const char *out, *file;
@@ -239,8 +243,10 @@ static pf_executable *build_load(int n, const char *dir) {
     char path[1024];
     pf_attrs *a = attrs();
     snprintf(path, sizeof path, "%s/%s", dir, files[i].file);
+    int64_t part[2] = {files[i].dims[0] / n, files[i].dims[1]};
     CHECK(pf_attrs_set_string(a, "path", path));
-    CHECK(pf_attrs_set_ints(a, "shape", files[i].dims, files[i].rank));
+    CHECK(pf_attrs_set_ints(a, "shape", part, files[i].rank));
+    CHECK(pf_attrs_set_int(a, "split_rows", 1));
     CHECK(pf_graph_output(g, files[i].out, program(g, s, "idx_read", a, 0, NULL, NULL)));
     pf_attrs_destroy(a);
   }
@@ -249,8 +255,9 @@ static pf_executable *build_load(int n, const char *dir) {
   return exe;
 }
 
-/* A batch of rows from data set `x`/`y` (u8 buffers) for step `step`: f32
- * pixels in [0, 1] and i64 labels, split by rows over the slice. */
+/* A batch of rows from data set `x`/`y` (u8 buffers, each device holding
+ * its part) for step `step`: f32 pixels in [0, 1] and i64 labels, split by
+ * rows over the slice, each device's rows from its part. */
 static void batch_of(pf_graph *g, pf_slice_t s, int n, int batch, int64_t seed,
                      pf_value_t data_x, pf_value_t data_y, pf_value_t step, pf_value_t *x,
                      pf_value_t *y) {
@@ -259,6 +266,7 @@ static void batch_of(pf_graph *g, pf_slice_t s, int n, int batch, int64_t seed,
     CHECK(pf_attrs_set_int(a, "batch", batch / n));
     CHECK(pf_attrs_set_int(a, "seed", seed));
     CHECK(pf_attrs_set_int(a, "split_rows", 1));
+    CHECK(pf_attrs_set_int(a, "partitioned", 1));
     CHECK(pf_attrs_set_int(a, "dtype", i == 0 ? PF_F32 : PF_I64));
     if (i == 0) CHECK(pf_attrs_set_float(a, "scale", 1.0 / 255));
     *(i == 0 ? x : y) = program(g, s, "batch_rows", a, 2,
@@ -271,6 +279,12 @@ static void declare(pf_graph *g, pf_slice_t s, const char *name, pf_spec spec, p
   CHECK(pf_graph_input(g, name, &spec, s, pf_replicated(), v));
 }
 
+/* A data set input: split by rows, each device's part where it lies. */
+static void declare_rows(pf_graph *g, pf_slice_t s, const char *name, pf_spec spec,
+                         pf_value_t *v) {
+  CHECK(pf_graph_input(g, name, &spec, s, pf_split(0), v));
+}
+
 /* The start of a step's graph: a slice of the job's n devices, the data
  * set `set` ("train" or "test", `rows` rows) and the step as inputs, the
  * parameters and `n_state` state values per parameter. */
@@ -281,9 +295,9 @@ static void step_inputs(int n, const char *set, int64_t rows, const model *m, in
   CHECK(pf_graph_create(ctx, g));
   CHECK(pf_graph_slice(*g, PF_DEVICE_CPU, n, s));
   snprintf(name, sizeof name, "%s_x", set);
-  declare(*g, *s, name, pf_spec_2d(PF_U8, rows, 784), data_x);
+  declare_rows(*g, *s, name, pf_spec_2d(PF_U8, rows, 784), data_x);
   snprintf(name, sizeof name, "%s_y", set);
-  declare(*g, *s, name, pf_spec_1d(PF_U8, rows), data_y);
+  declare_rows(*g, *s, name, pf_spec_1d(PF_U8, rows), data_y);
   declare(*g, *s, "step", pf_spec_scalar(PF_I64), step);
   for (int p = 0; p < m->n_params; p++) {
     pf_spec ps;
@@ -349,14 +363,14 @@ static pf_executable *build_train(const model *m, int n, const opts *o) {
   return exe;
 }
 
-/* Correct predictions over the whole test set, split by rows. */
+/* Correct predictions over the whole test set: each device counts its part. */
 static pf_executable *build_eval(const model *m, int n) {
   pf_graph *g;
   pf_slice_t s;
   pf_executable *exe;
   pf_value_t params[2 * MAX_LAYERS + 2], data_x, data_y, step, x, y;
   step_inputs(n, "test", 10000, m, 0, &g, &s, &data_x, &data_y, &step, params, NULL);
-  batch_of(g, s, n, 10000, 0, data_x, data_y, step, &x, &y);
+  batch_of(g, s, n, 10000, 0, data_x, data_y, step, &x, &y); /* all of each part */
   CHECK(pf_graph_output(g, "correct",
                         program(g, s, "accuracy", NULL, 2,
                                 (pf_value_t[]){forward(g, s, m, params, x), y}, NULL)));
@@ -630,9 +644,9 @@ int main(int argc, char **argv) {
   if (parse(argc, argv, &o) != 0) return 2;
   CHECK(pf_init(&argc, &argv, &(pf_init_options){.cpu_devices = o.devices}, &ctx));
   n = pf_device_count(ctx, PF_DEVICE_CPU);
-  if (o.batch % n != 0 || 10000 % n != 0) {
-    fprintf(stderr, "train_mlp: the batch (%d) and the test set (10000) must divide over the "
-                    "%d devices\n", o.batch, n);
+  if (o.batch % n != 0 || 10000 % n != 0 || 60000 % n != 0) {
+    fprintf(stderr, "train_mlp: the batch (%d), the training set (60000) and the test set "
+                    "(10000) must divide over the %d devices\n", o.batch, n);
     return 2;
   }
   m.n_layers = o.n_hidden + 1;
