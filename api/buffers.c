@@ -216,6 +216,11 @@ int pf_buffer_fetch(pf_context *ctx, pf_buffer_t buf, pf_tensor **out) {
   return pf_value_fetch(ctx, what, e->id, &e->spec, e->sharding, e->num_shards, e->homes, out);
 }
 
+void pf_buffers_forget(pf_context *ctx, uint64_t id) {
+  pf_buffer_entry *e = pf_buffers_find(ctx, id);
+  if (e != NULL) remove_entry(ctx, e);
+}
+
 int pf_buffer_release(pf_context *ctx, pf_buffer_t buf) {
   pf_buffer_entry *e;
   int rc;

@@ -144,6 +144,9 @@ int pf_controller_send(pf_context *ctx, int rank, pf_msg *m);
 int pf_buffers_add(pf_context *ctx, uint64_t id, const pf_spec *spec, pf_sharding sh,
                    int num_shards, const pf_home *homes);
 pf_buffer_entry *pf_buffers_find(pf_context *ctx, uint64_t id);
+/* Forgets buffer `id` on the controller only (the executors drop their
+ * shards themselves: a donated feed, dropped by the run that reads it). */
+void pf_buffers_forget(pf_context *ctx, uint64_t id);
 void pf_buffers_clear(pf_context *ctx);
 /* Gathers a value's shards from the executors into a new host tensor.
  * `what` names the value in errors ("output \"y\"", "buffer 12"). Every

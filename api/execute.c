@@ -255,6 +255,17 @@ static int check_feeds(pf_context *ctx, const pf_compiled *c, int n, const pf_fe
                                 feeds[k].name, (unsigned long long)feeds[k].buffer.id);
       have = &b->spec;
     }
+    if (feeds[k].donate && feeds[k].tensor != NULL)
+      return pf_context_error(ctx, PF_EINVAL,
+                              "feed \"%s\": donate gives up a buffer; this feed is a tensor",
+                              feeds[k].name);
+    for (int j = 0; feeds[k].donate && j < n; j++)
+      if (j != k && feeds[j].tensor == NULL && feeds[j].buffer.id == feeds[k].buffer.id)
+        return pf_context_error(ctx, PF_EINVAL,
+                                "feed \"%s\" donates buffer %llu, which feed \"%s\" of the "
+                                "same call still reads",
+                                feeds[k].name, (unsigned long long)feeds[k].buffer.id,
+                                feeds[j].name ? feeds[j].name : "(no name)");
     if (!pf_spec_equal(have, &c->inputs[i].spec))
       return pf_context_error(ctx, PF_EFEEDSHAPE, "feed \"%s\": got %s, the input is %s",
                               feeds[k].name, pf_spec_str(have, got, sizeof got),
@@ -407,7 +418,7 @@ static int execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_futur
   pf_context *ctx;
   const pf_compiled *c;
   uint64_t *in_ids = NULL, *drop = NULL;
-  int *which = NULL, n_drop = 0, rc = 0;
+  int *which = NULL, n_drop = 0, n_temp, rc = 0;
   pf_future *f = NULL;
   if (e == NULL) return PF_EINVAL;
   ctx = e->ctx;
@@ -420,7 +431,9 @@ static int execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_futur
   if ((rc = admit(ctx, block)) != 0) return rc;
   which = pf_mallocn((size_t)c->n_inputs, sizeof *which);
   in_ids = pf_calloc((size_t)c->n_inputs, sizeof *in_ids);
-  drop = pf_calloc((size_t)c->n_inputs, sizeof *drop);
+  /* Feeds copied in for this run, then donated buffers: the run drops
+   * both from the executors' stores once it holds them. */
+  drop = pf_calloc(2 * (size_t)c->n_inputs + 1, sizeof *drop);
   f = calloc(1, sizeof *f);
   if (f) {
     f->output_ids = pf_calloc((size_t)c->n_outputs, sizeof *f->output_ids);
@@ -454,12 +467,16 @@ static int execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_futur
     if (in_ids[i] != 0 && (b == NULL || in_ids[i] != b->id)) drop[n_drop++] = in_ids[i];
     pf_tensor_destroy(tmp);
   }
+  n_temp = n_drop;
+  for (int i = 0; rc == 0 && i < c->n_inputs; i++)
+    if (feeds[which[i]].donate && in_ids[i] == feeds[which[i]].buffer.id)
+      drop[n_drop++] = in_ids[i]; /* the run reads it where it lies */
   for (int o = 0; rc == 0 && o < c->n_outputs; o++) f->output_ids[o] = pf_context_new_id(ctx);
   if (rc == 0 && build_runs(e, f, in_ids, drop, n_drop) != 0)
     rc = pf_context_error(ctx, PF_ENOMEM, "execute: out of memory building the run messages");
   if (rc != 0) {
     /* The feeds already sent would stay on the executors: drop them. */
-    for (int i = 0, k = 0; i < c->n_inputs && k < n_drop; i++)
+    for (int i = 0, k = 0; i < c->n_inputs && k < n_temp; i++)
       if (in_ids[i] == drop[k]) {
         pf_home *homes = homes_of(&c->inputs[i]);
         if (homes) pf_value_release(ctx, drop[k], c->inputs[i].num_shards, homes);
@@ -467,6 +484,16 @@ static int execute(pf_executable *e, int n_feeds, const pf_feed *feeds, pf_futur
         k++;
       }
     goto fail;
+  }
+  /* Donated buffers are the run's now: forgotten here (the run drops
+   * those it reads where they lie; one fed through a copy is released). */
+  for (int i = 0; i < c->n_inputs; i++) {
+    const pf_feed *fd = &feeds[which[i]];
+    if (!fd->donate) continue;
+    if (in_ids[i] == fd->buffer.id)
+      pf_buffers_forget(ctx, fd->buffer.id);
+    else
+      pf_buffer_release(ctx, fd->buffer);
   }
   f->ctx = ctx;
   f->exe = e;

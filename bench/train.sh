@@ -17,15 +17,19 @@ build=${1:-build} rounds=${2:-3} steps=400
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 here=$(cd "$(dirname "$0")" && pwd)
 mpi=(mpirun --oversubscribe -np 2 --bind-to core)
-torch_ok=0
-python3 -c 'import torch' 2>/dev/null && torch_ok=1
+# Debian's python3-torch is in the system interpreter's packages: a python3
+# first on PATH (pyenv, a virtual environment) may not see it.
+torch_ok=0 py=python3
+for p in python3 /usr/bin/python3; do
+  if "$p" -c 'import torch' 2>/dev/null; then torch_ok=1 py=$p; break; fi
+done
 rate() { grep -oE '[0-9]+ samples/s' | tail -n 1 | cut -d' ' -f1; }
 pf=() raw=() pt=()
 for ((r = 0; r < rounds; r++)); do
   pf+=("$("${mpi[@]}" "$build/examples/train_mlp" --limit-steps $steps --epochs 1 \
           --schedule constant 2>&1 | rate)")
   raw+=("$("${mpi[@]}" "$build/bench/train_mpi" --steps $steps 2>&1 | rate)")
-  if ((torch_ok)); then pt+=("$(python3 "$here/train_ddp.py" --steps $steps 2>&1 | rate)"); fi
+  if ((torch_ok)); then pt+=("$("$py" "$here/train_ddp.py" --steps $steps 2>&1 | rate)"); fi
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 m_pf=$(median "${pf[@]}") m_raw=$(median "${raw[@]}")

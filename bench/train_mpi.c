@@ -42,13 +42,18 @@ typedef struct adam {
   float *m, *v;
 } adam;
 
-static void adam_step(float *p, const float *g, adam *s, size_t n, int t, float lr) {
-  const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
-  float c1 = 1 - powf(b1, (float)t), c2 = 1 - powf(b2, (float)t);
+/* As pathflow's adam kernel computes it: in f32, the bias corrections
+ * folded into two constants, one vectorized loop updating in place. */
+static void adam_step(float *restrict p, const float *restrict g, float *restrict m,
+                      float *restrict v, size_t n, int t, float lr) {
+  const double b1 = 0.9, b2 = 0.999;
+  const float step = (float)(lr / (1 - pow(b1, t))), r = (float)(1 / sqrt(1 - pow(b2, t)));
+  const float fb1 = (float)b1, fb2 = (float)b2, ob1 = (float)(1 - b1), ob2 = (float)(1 - b2);
   for (size_t i = 0; i < n; i++) {
-    s->m[i] = b1 * s->m[i] + (1 - b1) * g[i];
-    s->v[i] = b2 * s->v[i] + (1 - b2) * g[i] * g[i];
-    p[i] -= lr * (s->m[i] / c1) / (sqrtf(s->v[i] / c2) + eps);
+    float nm = fb1 * m[i] + ob1 * g[i], nv = fb2 * v[i] + ob2 * g[i] * g[i];
+    m[i] = nm;
+    v[i] = nv;
+    p[i] -= step * nm / (sqrtf(nv) * r + 1e-8f);
   }
 }
 
@@ -143,7 +148,7 @@ int main(int argc, char **argv) {
       for (int r = 0; r < b; r++) gb1[j] += dh[r * hidden + j];
     }
     MPI_Allreduce(MPI_IN_PLACE, grads, (int)n_all, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-    adam_step(params, grads, &st, n_all, s + 1, 0.001f);
+    adam_step(params, grads, st.m, st.v, n_all, s + 1, 0.001f);
   }
   MPI_Barrier(MPI_COMM_WORLD);
   if (rank == 0)

@@ -9,6 +9,8 @@
 #      cut short: --resume must start from step 20, untouched, and again give
 #      the reference losses.
 #   4. A checkpoint of another model shape is refused, naming the mismatch.
+#   Old step-N directories are pruned: after 2., the default keeps the last
+#   two (step-40, step-60); after 3., --checkpoint-keep 1 only step-60.
 set -u
 mpirun=$1 train=$2
 if [ ! -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
@@ -46,17 +48,23 @@ grep -q "resumed from $dir/ck at step 40" "$dir/r1.out" || { cat "$dir/r1.out"; 
 [ "$(steps "$dir/r1.csv")" = "$(steps "$dir/ref.csv" | tail -n 20)" ] ||
   { diff <(steps "$dir/r1.csv") <(steps "$dir/ref.csv" | tail -n 20); fail "losses after resume differ"; }
 
+steps_kept() { (cd "$dir/ck" && ls -d step-* | sort -t- -k2 -n | tr '\n' ' '); }
+[ "$(steps_kept)" = "step-40 step-60 " ] || fail "kept after the resumed run: $(steps_kept)"
+
 # 3. Killed while writing a checkpoint.
 rm -rf "$dir/ck"
 killed_at 40 "$dir/kill2.out" --checkpoint "$dir/ck" --checkpoint-every 20 --metrics "$dir/k2.csv"
 grep -q '^step=20$' "$dir/ck/manifest" || fail "manifest during the write: $(cat "$dir/ck/manifest")"
 f=$(ls "$dir/ck/step-40/"* | head -n 1)
 head -c 10 "$f" >"$f.cut" && mv "$f.cut" "$f"
-job --checkpoint "$dir/ck" --checkpoint-every 20 --resume --metrics "$dir/r2.csv" >"$dir/r2.out" 2>&1 ||
+job --checkpoint "$dir/ck" --checkpoint-every 20 --checkpoint-keep 1 --resume \
+  --metrics "$dir/r2.csv" >"$dir/r2.out" 2>&1 ||
   { cat "$dir/r2.out"; fail "resume after a kill during a checkpoint"; }
 grep -q "resumed from $dir/ck at step 20" "$dir/r2.out" || { cat "$dir/r2.out"; fail "did not resume at 20"; }
 [ "$(steps "$dir/r2.csv")" = "$(steps "$dir/ref.csv" | tail -n 40)" ] ||
   { diff <(steps "$dir/r2.csv") <(steps "$dir/ref.csv" | tail -n 40); fail "losses after resume differ"; }
+
+[ "$(steps_kept)" = "step-60 " ] || fail "kept with --checkpoint-keep 1: $(steps_kept)"
 
 # 4. Another model shape.
 if job --hidden 128 --checkpoint "$dir/ck" --resume >"$dir/r3.out" 2>&1; then
@@ -64,4 +72,4 @@ if job --hidden 128 --checkpoint "$dir/ck" --resume >"$dir/r3.out" 2>&1; then
 fi
 grep -q "was written with hidden=256; this run has hidden=128" "$dir/r3.out" ||
   { cat "$dir/r3.out"; fail "no message naming the mismatch"; }
-echo "PASS: resumed bit for bit after SIGKILL mid-run and during a checkpoint write; mismatch refused"
+echo "PASS: resumed bit for bit after SIGKILL mid-run and during a checkpoint write; old checkpoints pruned; mismatch refused"

@@ -1,7 +1,8 @@
 #!/bin/sh
 # pipeline_check.sh WHAT MPIRUN TRAIN_MLP TRAIN_PIPELINE: checks of
 # train_pipeline on Fashion-MNIST against train_mlp on one rank (the same
-# model, seed, batch and data order). WHAT is
+# model, seed, batch and data order: the data set in as many parts as
+# stage 0 has devices). WHAT is
 #   schedules  2 ranks, 2 stages, gpipe and 1f1b: per-step losses equal to
 #              the data-parallel run's within float rounding (summation
 #              order differs); the bubble is measured and in [0, 1]; stage
@@ -42,8 +43,8 @@ run_pipe() { # NP LABEL [-x VAR] ARGS...: runs train_pipeline, metrics in $tmp/L
   printf '%s\n' "$out"
 }
 
-reference() {
-  "$mlp" $args --metrics "$tmp/dp.csv" > "$tmp/dp.log" 2>&1 ||
+reference() { # [--devices N]: train_mlp on one rank, its data in N parts
+  "$mlp" $args "$@" --metrics "$tmp/dp.csv" > "$tmp/dp.log" 2>&1 ||
     { cat "$tmp/dp.log"; echo "FAIL: train_mlp"; exit 1; }
 }
 
@@ -74,7 +75,9 @@ schedules)
     echo "ok: $sched: stage 0 ran $order"
   done ;;
 hybrid)
-  reference
+  # dp 2: stage 0's two devices each hold half the data, as one rank's two
+  # devices do.
+  reference --devices 2
   out=$(run_pipe 4 hybrid --dp 2 --pp 2 --schedule 1f1b) || { printf '%s\n' "$out"; exit 1; }
   printf '%s\n' "$out"
   printf '%s\n' "$out" | grep -q "2 stages x 2 replicas" || { echo "FAIL: not 2 x 2"; exit 1; }

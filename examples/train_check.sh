@@ -1,16 +1,18 @@
 #!/bin/sh
 # train_check.sh MPIRUN TRAIN_MLP: 150 steps of train_mlp on Fashion-MNIST on
-# one rank, then on 2 ranks (the batch split over them). Passes when both
-# exit 0, the loss falls below 0.8, and the 2-rank run prints the same loss
-# and accuracy lines as the 1-rank run: data parallelism must not change
-# what is computed beyond float rounding (the lines print 4 digits).
+# one rank with two devices, then on 2 ranks of one device (the batch and
+# the data set split over the two devices either way: each device keeps its
+# part of the rows). Passes when both exit 0, the loss falls below 0.8, and
+# the 2-rank run prints the same loss and accuracy lines as the 1-rank run:
+# spreading the devices over ranks must not change what is computed beyond
+# float rounding (the lines print 4 digits).
 set -u
 mpirun=$1 train=$2
 args="--limit-steps 150 --epochs 1 --seed 3"
 if [ ! -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   echo "SKIP: Debian's dataset-fashion-mnist is not installed"; exit 77
 fi
-one=$("$train" $args 2>&1) || { printf '%s\n' "$one"; echo "FAIL: 1 rank"; exit 1; }
+one=$("$train" $args --devices 2 2>&1) || { printf '%s\n' "$one"; echo "FAIL: 1 rank"; exit 1; }
 two=$("$mpirun" --oversubscribe -np 2 "$train" $args 2>&1) ||
   { printf '%s\n' "$two"; echo "FAIL: 2 ranks"; exit 1; }
 printf '1 rank:\n%s\n2 ranks:\n%s\n' "$one" "$two"

@@ -87,7 +87,7 @@ static pf_value_t add_program(pf_context *ctx, pf_graph *g, pf_slice_t slice, co
   return out;
 }
 
-void tc_add_dataset(pf_context *ctx, pf_graph *g, pf_slice_t slice, const char *dir) {
+void tc_add_dataset(pf_context *ctx, pf_graph *g, pf_slice_t slice, int n, const char *dir) {
   static const struct {
     const char *out, *file;
     int64_t dims[2];
@@ -104,8 +104,9 @@ void tc_add_dataset(pf_context *ctx, pf_graph *g, pf_slice_t slice, const char *
     tc_check(ctx, pf_attrs_create(&a), "pf_attrs_create");
     snprintf(path, sizeof path, "%s/%s", dir, files[i].file);
     tc_check(ctx, pf_attrs_set_string(a, "path", path), "pf_attrs_set_string");
-    tc_check(ctx, pf_attrs_set_ints(a, "shape", files[i].dims, files[i].rank),
-             "pf_attrs_set_ints");
+    int64_t part[2] = {files[i].dims[0] / n, files[i].dims[1]};
+    tc_check(ctx, pf_attrs_set_ints(a, "shape", part, files[i].rank), "pf_attrs_set_ints");
+    tc_check(ctx, pf_attrs_set_int(a, "split_rows", 1), "split_rows");
     tc_check(ctx, pf_graph_output(g, files[i].out, add_program(ctx, g, slice, "idx_read", a, 0, NULL)),
              "pf_graph_output");
     pf_attrs_destroy(a);
@@ -121,6 +122,7 @@ void tc_batch(pf_context *ctx, pf_graph *g, pf_slice_t slice, int per_device, in
     tc_check(ctx, pf_attrs_set_int(a, "batch", per_device), "batch");
     tc_check(ctx, pf_attrs_set_int(a, "seed", seed), "seed");
     tc_check(ctx, pf_attrs_set_int(a, "split_rows", 1), "split_rows");
+    tc_check(ctx, pf_attrs_set_int(a, "partitioned", 1), "partitioned");
     tc_check(ctx, pf_attrs_set_int(a, "dtype", i == 0 ? PF_F32 : PF_I64), "dtype");
     if (i == 0) tc_check(ctx, pf_attrs_set_float(a, "scale", 1.0 / 255), "scale");
     *(i == 0 ? x : y) = add_program(ctx, g, slice, "batch_rows", a, 2,

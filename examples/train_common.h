@@ -58,15 +58,19 @@ void tc_collect(pf_context *ctx, pf_executable *exe, pf_future *f, tc_named *b,
 pf_future *tc_run(pf_context *ctx, pf_executable *exe, tc_named *b, int n_host,
                   const char *const *host_names, pf_tensor *const *host_tensors);
 
-/* Adds to g, on `slice`, the four Fashion-MNIST files of directory `dir`
- * read once into each device (idx_read), as outputs "train_x" (u8
- * [60000, 784]), "train_y", "test_x" and "test_y". Exits on error. */
-void tc_add_dataset(pf_context *ctx, pf_graph *g, pf_slice_t slice, const char *dir);
+/* Adds to g, on `slice` (of n devices), the four Fashion-MNIST files of
+ * directory `dir`, each device reading and keeping only its part (idx_read
+ * split_rows: rows s*N/n .. of device s), as outputs "train_x" (u8
+ * [60000, 784] split by rows), "train_y", "test_x" and "test_y". Exits on
+ * error. */
+void tc_add_dataset(pf_context *ctx, pf_graph *g, pf_slice_t slice, int n, const char *dir);
 
-/* The rows of data set data_x/data_y (u8 values on `slice`) for `step`:
- * f32 pixels in [0, 1] into *x and i64 labels into *y, split by rows over
- * the slice, per_device rows on each device, in the order batch_rows draws
- * from `seed` and the epoch. Exits on error. */
+/* The rows of data set data_x/data_y (u8 values split by rows over
+ * `slice`, each device holding its part) for `step`: f32 pixels in [0, 1]
+ * into *x and i64 labels into *y, split by rows over the slice, per_device
+ * rows on each device from its own part, in the order batch_rows draws from
+ * `seed`, the epoch and the device (batch_rows partitioned, as train_mlp
+ * reads its data). Exits on error. */
 void tc_batch(pf_context *ctx, pf_graph *g, pf_slice_t slice, int per_device, int64_t seed,
               pf_value_t data_x, pf_value_t data_y, pf_value_t step, pf_value_t *x,
               pf_value_t *y);

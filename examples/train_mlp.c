@@ -3,14 +3,17 @@
  *   mpirun -np 2 build/examples/train_mlp [--hidden 256] [--batch 128]
  *       [--epochs 5] [--lr 0.001] [--optimizer adam|momentum|sgd] [--seed 1]
  *       [--devices N] [--data DIR] [--limit-steps N] [--metrics FILE.csv]
- *       [--checkpoint DIR [--checkpoint-every N] [--resume]]
+ *       [--checkpoint DIR [--checkpoint-every N] [--checkpoint-keep K] [--resume]]
  *
- * Every rank reads the data set once into its devices (idx_read); each
- * step picks its batch on the devices (batch_rows, split by rows over all
- * devices of the job), runs forward, the backward pass pf_graph_grad
- * derived, and the optimizer; parameters and optimizer state stay on the
- * devices as buffers from step to step. Per step the controller sends the
- * run message and the step number, nothing else. */
+ * Every device reads and keeps only its part of the data set (idx_read
+ * split by rows over all devices of the job); each step picks its rows of
+ * the batch on the device from a permutation of its part (batch_rows,
+ * partitioned), runs forward, the backward pass pf_graph_grad derived, and
+ * the optimizer; parameters and optimizer state stay on the devices as
+ * buffers from step to step, updated in place (donated each step). Test
+ * accuracy is counted by every device on its part of the test set. Per
+ * step the controller sends the run message, the step number and the
+ * learning rate, nothing else. */
 #include <math.h>
 #include <pathflow.h>
 #include <stdio.h>
@@ -32,7 +35,7 @@
   } while (0)
 
 typedef struct opts {
-  int hidden[MAX_LAYERS], n_hidden, batch, epochs, devices, limit_steps, every, resume;
+  int hidden[MAX_LAYERS], n_hidden, batch, epochs, devices, limit_steps, every, keep, resume;
   double lr;
   const char *optimizer, *data, *metrics, *schedule, *checkpoint;
   int64_t seed;
@@ -46,18 +49,20 @@ static void usage(FILE *f) {
           "                 [--optimizer adam|momentum|sgd] [--seed N] [--devices N]\n"
           "                 [--schedule cosine|constant] [--data DIR] [--limit-steps N]\n"
           "                 [--metrics FILE.csv] [--checkpoint DIR [--checkpoint-every N]\n"
-          "                 [--resume]]\n"
+          "                 [--checkpoint-keep K] [--resume]]\n"
           "Data-parallel MLP training on Fashion-MNIST (Debian's dataset-fashion-mnist).\n"
           "Defaults: --hidden 256 --batch 128 --epochs 15 --lr 0.001 --optimizer adam\n"
           "          --schedule cosine (adam's rate decays to 0 over the run)\n"
-          "          --seed 1 --devices 1 (per rank) --data /usr/share/datasets/fashion-mnist\n");
+          "          --seed 1 --devices 1 (per rank) --data /usr/share/datasets/fashion-mnist\n"
+          "          --checkpoint-every 500 --checkpoint-keep 2 (older step-N directories\n"
+          "          are removed once a newer checkpoint is complete)\n");
 }
 
 static int parse(int argc, char **argv, opts *o) {
   *o = (opts){.hidden = {256}, .n_hidden = 1, .batch = 128, .epochs = 15, .devices = 1,
               .lr = 0.001, .optimizer = "adam", .schedule = "cosine",
               .data = "/usr/share/datasets/fashion-mnist",
-              .seed = 1, .every = 500};
+              .seed = 1, .every = 500, .keep = 2};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char *end = NULL;
@@ -114,6 +119,9 @@ static int parse(int argc, char **argv, opts *o) {
     } else if (strcmp(a, "--checkpoint-every") == 0) {
       o->every = (int)strtol(v, &end, 10);
       if (*end || o->every < 1) goto bad;
+    } else if (strcmp(a, "--checkpoint-keep") == 0) {
+      o->keep = (int)strtol(v, &end, 10);
+      if (*end || o->keep < 1) goto bad;
     } else {
       fprintf(stderr, "train_mlp: unknown option %s\n", a);
       usage(stderr);
@@ -213,7 +221,8 @@ static pf_executable *build_init(const model *m, int n, const opts *o) {
   return exe;
 }
 
-/* The data set, read once into every device. */
+/* The data set, read once: each of the n devices keeps its part of the
+ * rows (n divides both sets: checked in main). */
 static pf_executable *build_load(int n, const char *dir) {
   static const struct {
     const char *out, *file;
@@ -234,8 +243,10 @@ static pf_executable *build_load(int n, const char *dir) {
     char path[1024];
     pf_attrs *a = attrs();
     snprintf(path, sizeof path, "%s/%s", dir, files[i].file);
+    int64_t part[2] = {files[i].dims[0] / n, files[i].dims[1]};
     CHECK(pf_attrs_set_string(a, "path", path));
-    CHECK(pf_attrs_set_ints(a, "shape", files[i].dims, files[i].rank));
+    CHECK(pf_attrs_set_ints(a, "shape", part, files[i].rank));
+    CHECK(pf_attrs_set_int(a, "split_rows", 1));
     CHECK(pf_graph_output(g, files[i].out, program(g, s, "idx_read", a, 0, NULL, NULL)));
     pf_attrs_destroy(a);
   }
@@ -244,8 +255,9 @@ static pf_executable *build_load(int n, const char *dir) {
   return exe;
 }
 
-/* A batch of rows from data set `x`/`y` (u8 buffers) for step `step`: f32
- * pixels in [0, 1] and i64 labels, split by rows over the slice. */
+/* A batch of rows from data set `x`/`y` (u8 buffers, each device holding
+ * its part) for step `step`: f32 pixels in [0, 1] and i64 labels, split by
+ * rows over the slice, each device's rows from its part. */
 static void batch_of(pf_graph *g, pf_slice_t s, int n, int batch, int64_t seed,
                      pf_value_t data_x, pf_value_t data_y, pf_value_t step, pf_value_t *x,
                      pf_value_t *y) {
@@ -254,6 +266,7 @@ static void batch_of(pf_graph *g, pf_slice_t s, int n, int batch, int64_t seed,
     CHECK(pf_attrs_set_int(a, "batch", batch / n));
     CHECK(pf_attrs_set_int(a, "seed", seed));
     CHECK(pf_attrs_set_int(a, "split_rows", 1));
+    CHECK(pf_attrs_set_int(a, "partitioned", 1));
     CHECK(pf_attrs_set_int(a, "dtype", i == 0 ? PF_F32 : PF_I64));
     if (i == 0) CHECK(pf_attrs_set_float(a, "scale", 1.0 / 255));
     *(i == 0 ? x : y) = program(g, s, "batch_rows", a, 2,
@@ -266,6 +279,12 @@ static void declare(pf_graph *g, pf_slice_t s, const char *name, pf_spec spec, p
   CHECK(pf_graph_input(g, name, &spec, s, pf_replicated(), v));
 }
 
+/* A data set input: split by rows, each device's part where it lies. */
+static void declare_rows(pf_graph *g, pf_slice_t s, const char *name, pf_spec spec,
+                         pf_value_t *v) {
+  CHECK(pf_graph_input(g, name, &spec, s, pf_split(0), v));
+}
+
 /* The start of a step's graph: a slice of the job's n devices, the data
  * set `set` ("train" or "test", `rows` rows) and the step as inputs, the
  * parameters and `n_state` state values per parameter. */
@@ -276,9 +295,9 @@ static void step_inputs(int n, const char *set, int64_t rows, const model *m, in
   CHECK(pf_graph_create(ctx, g));
   CHECK(pf_graph_slice(*g, PF_DEVICE_CPU, n, s));
   snprintf(name, sizeof name, "%s_x", set);
-  declare(*g, *s, name, pf_spec_2d(PF_U8, rows, 784), data_x);
+  declare_rows(*g, *s, name, pf_spec_2d(PF_U8, rows, 784), data_x);
   snprintf(name, sizeof name, "%s_y", set);
-  declare(*g, *s, name, pf_spec_1d(PF_U8, rows), data_y);
+  declare_rows(*g, *s, name, pf_spec_1d(PF_U8, rows), data_y);
   declare(*g, *s, "step", pf_spec_scalar(PF_I64), step);
   for (int p = 0; p < m->n_params; p++) {
     pf_spec ps;
@@ -344,14 +363,14 @@ static pf_executable *build_train(const model *m, int n, const opts *o) {
   return exe;
 }
 
-/* Correct predictions over the whole test set, split by rows. */
+/* Correct predictions over the whole test set: each device counts its part. */
 static pf_executable *build_eval(const model *m, int n) {
   pf_graph *g;
   pf_slice_t s;
   pf_executable *exe;
   pf_value_t params[2 * MAX_LAYERS + 2], data_x, data_y, step, x, y;
   step_inputs(n, "test", 10000, m, 0, &g, &s, &data_x, &data_y, &step, params, NULL);
-  batch_of(g, s, n, 10000, 0, data_x, data_y, step, &x, &y);
+  batch_of(g, s, n, 10000, 0, data_x, data_y, step, &x, &y); /* all of each part */
   CHECK(pf_graph_output(g, "correct",
                         program(g, s, "accuracy", NULL, 2,
                                 (pf_value_t[]){forward(g, s, m, params, x), y}, NULL)));
@@ -410,6 +429,26 @@ static pf_executable *build_checkpoint(const model *m, int n, const char *dir, i
     }
     pf_attrs_destroy(a);
   }
+  CHECK(pf_compile(g, &exe));
+  pf_graph_destroy(g);
+  return exe;
+}
+
+/* Every device removes its files of the checkpoints older than the `keep`
+ * newest (checkpoint_prune), after the manifest names the newest. */
+static pf_executable *build_prune(int n, const char *dir, int keep) {
+  pf_graph *g;
+  pf_slice_t s;
+  pf_executable *exe;
+  pf_value_t step;
+  pf_attrs *a = attrs();
+  CHECK(pf_graph_create(ctx, &g));
+  CHECK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
+  declare(g, s, "step", pf_spec_scalar(PF_I64), &step);
+  CHECK(pf_attrs_set_string(a, "dir", dir));
+  CHECK(pf_attrs_set_int(a, "keep", keep));
+  CHECK(pf_graph_output(g, "removed", program(g, s, "checkpoint_prune", a, 1, &step, NULL)));
+  pf_attrs_destroy(a);
   CHECK(pf_compile(g, &exe));
   pf_graph_destroy(g);
   return exe;
@@ -509,7 +548,7 @@ static void collect(pf_executable *exe, pf_future *f, named *b, const char *skip
     CHECK(pf_executable_output(exe, i, &name, NULL));
     if ((skip1 && strcmp(name, skip1) == 0) || (skip2 && strcmp(name, skip2) == 0)) continue;
     if ((slot = find(b, name)) != NULL) {
-      CHECK(pf_buffer_release(ctx, *slot));
+      if (slot->id != 0) CHECK(pf_buffer_release(ctx, *slot)); /* 0: donated */
     } else {
       slot = &b->buf[b->n];
       snprintf(b->name[b->n++], sizeof b->name[0], "%s", name);
@@ -518,7 +557,20 @@ static void collect(pf_executable *exe, pf_future *f, named *b, const char *skip
   }
 }
 
-/* Feeds every input of `exe` from b, and "step" and "lr" from the host. */
+/* 1 if `exe` has an output called `name`. */
+static int has_output(pf_executable *exe, const char *name) {
+  for (int i = 0; i < pf_executable_num_outputs(exe); i++) {
+    const char *out;
+    CHECK(pf_executable_output(exe, i, &out, NULL));
+    if (strcmp(out, name) == 0) return 1;
+  }
+  return 0;
+}
+
+/* Feeds every input of `exe` from b, and "step" and "lr" from the host.
+ * A buffer the execution replaces (an output of the same name: parameters
+ * and optimizer state) is donated to it, so the optimizer updates it in
+ * place; its slot in b is empty (id 0) until collect fills it. */
 static pf_tensor *lr_now;
 static pf_future *run(pf_executable *exe, named *b, pf_tensor *step) {
   pf_feed feeds[MAX_BUFFERS + 1];
@@ -539,9 +591,12 @@ static pf_future *run(pf_executable *exe, named *b, pf_tensor *step) {
         exit(1);
       }
       feeds[i].buffer = *src;
+      feeds[i].donate = has_output(exe, name);
     }
   }
   CHECK(pf_execute(exe, n, feeds, &f));
+  for (int i = 0; i < n; i++)
+    if (feeds[i].donate) find(b, feeds[i].name)->id = 0;
   return f;
 }
 
@@ -584,14 +639,14 @@ int main(int argc, char **argv) {
   double t0, accuracy = 0;
   int64_t total_steps, done = 0, start;
   FILE *csv = NULL;
-  pf_executable *save = NULL;
+  pf_executable *save = NULL, *prune = NULL;
   char config[512];
   if (parse(argc, argv, &o) != 0) return 2;
   CHECK(pf_init(&argc, &argv, &(pf_init_options){.cpu_devices = o.devices}, &ctx));
   n = pf_device_count(ctx, PF_DEVICE_CPU);
-  if (o.batch % n != 0 || 10000 % n != 0) {
-    fprintf(stderr, "train_mlp: the batch (%d) and the test set (10000) must divide over the "
-                    "%d devices\n", o.batch, n);
+  if (o.batch % n != 0 || 10000 % n != 0 || 60000 % n != 0) {
+    fprintf(stderr, "train_mlp: the batch (%d), the training set (60000) and the test set "
+                    "(10000) must divide over the %d devices\n", o.batch, n);
     return 2;
   }
   m.n_layers = o.n_hidden + 1;
@@ -626,6 +681,7 @@ int main(int argc, char **argv) {
   describe(&o, n, total_steps, config, sizeof config);
   if (o.checkpoint != NULL) {
     save = build_checkpoint(&m, n, o.checkpoint, 0);
+    prune = build_prune(n, o.checkpoint, o.keep);
     if (o.resume) {
       pf_executable *load_ckpt = build_checkpoint(&m, n, o.checkpoint, 1);
       if ((done = read_manifest(o.checkpoint, config)) < 0) return 1;
@@ -701,6 +757,10 @@ int main(int argc, char **argv) {
           fprintf(stderr, "train_mlp: cannot write the manifest in %s\n", o.checkpoint);
           return 1;
         }
+        sf = run(prune, &bufs, step);
+        if (pf_future_wait(sf) != 0) /* the checkpoint is safe: say so, go on */
+          fprintf(stderr, "train_mlp: removing old checkpoints: %s\n", pf_future_error(sf));
+        pf_future_destroy(sf);
       }
       seen += o.batch;
       pf_future_destroy(f);
@@ -729,7 +789,8 @@ int main(int argc, char **argv) {
     printf("train_mlp: metrics in %s (draw them: pathflow chart %s chart.svg)\n", o.metrics,
            o.metrics);
   }
-  for (int i = 0; i < bufs.n; i++) pf_buffer_release(ctx, bufs.buf[i]);
+  for (int i = 0; i < bufs.n; i++)
+    if (bufs.buf[i].id != 0) pf_buffer_release(ctx, bufs.buf[i]);
   pf_tensor_destroy(step);
   pf_tensor_destroy(lr_now);
   pf_executable_destroy(init);
@@ -737,5 +798,6 @@ int main(int argc, char **argv) {
   pf_executable_destroy(train);
   pf_executable_destroy(eval);
   pf_executable_destroy(save);
+  pf_executable_destroy(prune);
   return pf_finalize(ctx) != 0;
 }

@@ -238,7 +238,7 @@ static pf_executable *build_load(const model *m, const char *dir) {
   pf_slice_t sl[MAX_LAYERS + 1];
   pf_graph *g = new_graph(m, sl);
   pf_executable *exe;
-  tc_add_dataset(ctx, g, sl[0], dir);
+  tc_add_dataset(ctx, g, sl[0], m->dp, dir);
   CHECK(pf_compile(g, &exe));
   pf_graph_destroy(g);
   return exe;
@@ -272,10 +272,12 @@ static void step_inputs(pf_graph *g, const pf_slice_t *sl, const model *m, const
                         int64_t rows, int n_state, pf_value_t *data_x, pf_value_t *data_y,
                         pf_value_t *step, pf_value_t *params, pf_value_t (*state)[MAX_PARAMS]) {
   char name[32];
+  pf_spec xs = pf_spec_2d(PF_U8, rows, 784), ys = pf_spec_1d(PF_U8, rows);
+  /* Each of stage 0's devices holds its part of the data set. */
   snprintf(name, sizeof name, "%s_x", set);
-  declare(g, sl[0], name, pf_spec_2d(PF_U8, rows, 784), data_x);
+  CHECK(pf_graph_input(g, name, &xs, sl[0], pf_split(0), data_x));
   snprintf(name, sizeof name, "%s_y", set);
-  declare(g, sl[0], name, pf_spec_1d(PF_U8, rows), data_y);
+  CHECK(pf_graph_input(g, name, &ys, sl[0], pf_split(0), data_y));
   declare(g, sl[0], "step", pf_spec_scalar(PF_I64), step);
   for (int p = 0; p < m->n_params; p++) {
     pf_spec ps;

@@ -5,6 +5,7 @@
  *
  *   checkpoint_save(x, step) -> i64 scalar (bytes written by this device)
  *   checkpoint_load(step)    -> x (spec from attributes "shape", "dtype")
+ *   checkpoint_prune(step)   -> i64 scalar (files this device removed)
  *
  * Files are "<dir>/step-<step>/<name>.shard<k>", k the device's shard of the
  * value (every device of a replicated value writes its own copy). A file
@@ -13,9 +14,11 @@
  * used. Kernels cannot see layouts, so both kernels take the value's layout
  * as attribute "split_axis" (-1: whole on every device), which their
  * sharding rules hold the graph to and the header records. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -235,7 +238,111 @@ static int load_sharding(const pf_attrs *attrs, int n_in, const pf_spec *in,
   return 0;
 }
 
+/* ---- prune ------------------------------------------------------------------------------- */
+
+/* checkpoint_prune(step): the device removes its own files (".shard<k>",
+ * and a ".shard<k>.tmp..." a killed write left) from every "<dir>/step-<n>"
+ * with n <= step that is not among the `keep` newest of those, then the
+ * directory if that emptied it (another device's files keep it). Run after
+ * the manifest names `step`: the checkpoint it names is the newest and
+ * stays. Directories past `step` (a write the manifest never named) are
+ * left: the run that resumes writes them again. */
+static int prune_shape(const pf_attrs *attrs, int n_in, const pf_spec *in, int n_out,
+                       pf_spec *out, pf_diag *diag) {
+  const char *dir = pf_attrs_get_string(attrs, "dir", NULL);
+  int rc;
+  (void)n_in;
+  (void)n_out;
+  if (dir == NULL || dir[0] == '\0')
+    return pf_diag_error(diag, PF_EINVAL, "checkpoint_prune: attribute dir is a string it needs");
+  if (pf_attrs_get_int(attrs, "keep", 0) < 1)
+    return pf_diag_error(diag, PF_EINVAL,
+                         "checkpoint_prune: attribute keep (checkpoints to keep) must be >= 1");
+  if ((rc = want_step("checkpoint_prune", &in[0], 0, diag)) != 0) return rc;
+  out[0] = pf_spec_scalar(PF_I64);
+  return 0;
+}
+
+/* 1 if file name `f` is shard k's: "<name>.shard<k>" or "<name>.shard<k>.tmp...". */
+static int own_file(const char *f, int k) {
+  const char *at = strstr(f, ".shard"), *next;
+  char *end;
+  long v;
+  while (at != NULL && (next = strstr(at + 1, ".shard")) != NULL) at = next;
+  if (at == NULL) return 0;
+  v = strtol(at + 6, &end, 10);
+  return end != at + 6 && v == k && (*end == '\0' || strncmp(end, ".tmp", 4) == 0);
+}
+
+static int cmp_desc(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static int prune_compute(const pf_kernel_call *call) {
+  const char *root = pf_attrs_get_string(call->attrs, "dir", "");
+  int64_t keep = pf_attrs_get_int(call->attrs, "keep", 1);
+  int64_t step = *(const int64_t *)call->in[0].data, removed = 0, *steps = NULL;
+  size_t n = 0, cap = 0;
+  DIR *d = opendir(root);
+  struct dirent *e;
+  if (d == NULL)
+    return pf_diag_error(call->diag, PF_ESYS, "checkpoint_prune: cannot read %s: %s", root,
+                         strerror(errno));
+  while ((e = readdir(d)) != NULL) {
+    char *end;
+    long long v;
+    if (strncmp(e->d_name, "step-", 5) != 0) continue;
+    v = strtoll(e->d_name + 5, &end, 10);
+    if (end == e->d_name + 5 || *end != '\0' || v < 0 || v > step) continue;
+    if (n == cap) {
+      int64_t *more = realloc(steps, (cap = cap ? 2 * cap : 16) * sizeof *steps);
+      if (more == NULL) {
+        free(steps);
+        closedir(d);
+        return pf_diag_error(call->diag, PF_ENOMEM, "checkpoint_prune: out of memory");
+      }
+      steps = more;
+    }
+    steps[n++] = v;
+  }
+  closedir(d);
+  if (n > 0) qsort(steps, n, sizeof *steps, cmp_desc);
+  for (size_t i = (size_t)keep; i < n; i++) {
+    char sub[1024];
+    DIR *sd;
+    snprintf(sub, sizeof sub, "%s/step-%lld", root, (long long)steps[i]);
+    if ((sd = opendir(sub)) == NULL) continue; /* another device removed it */
+    while ((e = readdir(sd)) != NULL) {
+      char file[1400];
+      if (!own_file(e->d_name, call->shard)) continue;
+      snprintf(file, sizeof file, "%s/%s", sub, e->d_name);
+      if (unlink(file) == 0) removed++;
+    }
+    closedir(sd);
+    rmdir(sub); /* fails while other devices' files remain: theirs to remove */
+  }
+  free(steps);
+  *(int64_t *)call->out[0].data = removed;
+  return 0;
+}
+
+/* The step whole on every device; the counts add up over the slice. */
+static int prune_sharding(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                          const pf_sharding *in_sh, int num_devices, int n_out,
+                          pf_sharding *out_sh, pf_diag *diag) {
+  (void)attrs;
+  (void)in;
+  (void)n_out;
+  if (num_devices > 1 && in_sh[0].kind != PF_SHARD_REPLICATED)
+    return pf_sharding_refuse(diag, "checkpoint_prune", n_in, in_sh, "the step must be whole");
+  out_sh[0] = num_devices > 1 ? pf_partial() : pf_replicated();
+  return 0;
+}
+
 static const pf_kernel_def defs[] = {
+    {.name = "checkpoint_prune", .n_in = 1, .n_out = 1, .shape = prune_shape,
+     .sharding = prune_sharding, .compute = prune_compute},
     {.name = "checkpoint_save", .n_in = 2, .n_out = 1, .shape = save_shape,
      .sharding = save_sharding, .compute = save_compute},
     {.name = "checkpoint_load", .n_in = 1, .n_out = 1, .shape = load_shape,

@@ -1,7 +1,14 @@
 /* Data sets on the executors: idx_read loads an IDX file (MNIST's format,
  * gzip or plain) into a device buffer once; batch_rows picks a step's
  * batch from it on the device, in an order drawn from a seed and the
- * epoch. Nothing passes through the controller but the step number. */
+ * epoch. Nothing passes through the controller but the step number.
+ *
+ * Partitioned (attribute split_rows of idx_read, partitioned of
+ * batch_rows): device s of k keeps only rows [s n/k, (s+1) n/k) of the
+ * file, and each step takes its rows of the batch from a permutation of
+ * that part drawn from (seed, epoch, s): the layout depends on the device's
+ * place in the slice, not on how the devices are spread over ranks, so one
+ * rank with two devices computes what two ranks with one device do. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -47,6 +54,10 @@ static int idx_read_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
   const int64_t *dims;
   int n = pf_attrs_get_ints(attrs, "shape", &dims);
   const char *path = pf_attrs_get_string(attrs, "path", NULL);
+  int64_t split;
+  int rc;
+  if ((rc = pf_builtin_int_attr("idx_read", attrs, "split_rows", 0, 0, 1, &split, diag)) != 0)
+    return rc;
   (void)n_in;
   (void)in;
   (void)n_out;
@@ -75,16 +86,26 @@ static int flattens(const pf_spec *file, const pf_spec *want) {
   return tail == want->dims[want->rank - 1];
 }
 
-/* Reads the whole file into the output after checking that its header
- * says what the graph was built with, and that no byte is missing. */
+/* Reads the file into the output after checking that its header says what
+ * the graph was built with, and that no byte is missing. Split by rows
+ * ("shape" is then one device's part), device s keeps part s: a gzip
+ * stream cannot be entered in the middle, so it decompresses the rows
+ * before its part without keeping them and stops after its part; the last
+ * device reads to the end, checking the stream's CRC and that nothing
+ * follows. */
 static int idx_read_compute(const pf_kernel_call *call) {
   const char *path = pf_attrs_get_string(call->attrs, "path", "");
-  const pf_spec *want = &call->out[0].spec;
+  const pf_spec *part = &call->out[0].spec;
+  int split = pf_attrs_get_int(call->attrs, "split_rows", 0) != 0;
+  int64_t k = split ? call->num_shards : 1;
+  pf_spec whole = *part;
   char a[PF_BUILTIN_SPEC_STR], b[PF_BUILTIN_SPEC_STR];
-  size_t total = pf_spec_nbytes(want), got = 0;
+  size_t total = pf_spec_nbytes(part), got = 0;
+  size_t skip = split ? total * (size_t)call->shard : 0;
   unsigned char extra;
   pf_spec file;
-  int rc = 0;
+  int rc = 0, last = !split || call->shard == k - 1;
+  const pf_spec *want = &whole;
   gzFile f = gzopen(path, "rb");
   if (f == NULL)
     return pf_diag_error(call->diag, errno == ENOENT ? PF_ENOTFOUND : PF_ESYS,
@@ -93,14 +114,22 @@ static int idx_read_compute(const pf_kernel_call *call) {
                              ? " (install Debian's dataset-fashion-mnist: "
                                "scripts/install-deps does)"
                              : "");
+  whole.dims[0] *= k;
   if ((rc = read_header(f, path, &file, call->diag)) != 0) goto done;
   if (!flattens(&file, want)) {
     rc = pf_diag_error(call->diag, PF_EDECODE,
-                       "idx_read: %s holds %s; the graph expects %s", path,
-                       pf_spec_str(&file, a, sizeof a), pf_spec_str(want, b, sizeof b));
+                       "idx_read: %s holds %s; the graph expects %s%s", path,
+                       pf_spec_str(&file, a, sizeof a), pf_spec_str(want, b, sizeof b),
+                       split ? " (its rows split over the devices)" : "");
     goto done;
   }
-  while (got < total) {
+  while (skip > 0) { /* the rows of the parts before this one */
+    char scratch[1 << 16];
+    int n = gzread(f, scratch, skip > sizeof scratch ? (unsigned)sizeof scratch : (unsigned)skip);
+    if (n <= 0) break;
+    skip -= (size_t)n;
+  }
+  while (skip == 0 && got < total) {
     unsigned chunk = total - got > (1u << 30) ? 1u << 30 : (unsigned)(total - got);
     int n = gzread(f, (char *)call->out[0].data + got, chunk);
     if (n <= 0) break;
@@ -113,13 +142,27 @@ static int idx_read_compute(const pf_kernel_call *call) {
                        "idx_read: %s: truncated or corrupt: %zu of %zu data bytes "
                        "read (%s)",
                        path, got, total, zerr != Z_OK ? why : "end of file");
-  } else if (gzread(f, &extra, 1) != 0) {
+  } else if (last && gzread(f, &extra, 1) != 0) {
     rc = pf_diag_error(call->diag, PF_EDECODE,
                        "idx_read: %s: more data than its header announces", path);
   }
 done:
   gzclose(f);
   return rc;
+}
+
+/* Whole on every device, or split by rows with attribute split_rows. */
+static int idx_read_sharding(const pf_attrs *attrs, int n_in, const pf_spec *in,
+                             const pf_sharding *in_sh, int num_devices, int n_out,
+                             pf_sharding *out_sh, pf_diag *diag) {
+  (void)n_in;
+  (void)in;
+  (void)in_sh;
+  (void)n_out;
+  (void)diag;
+  out_sh[0] = num_devices > 1 && pf_attrs_get_int(attrs, "split_rows", 0) != 0 ? pf_split(0)
+                                                                              : pf_replicated();
+  return 0;
 }
 
 /* ---- batch_rows ---------------------------------------------------------- */
@@ -132,16 +175,21 @@ static int batch_rows_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
   int rc;
   (void)n_in;
   (void)n_out;
-  int64_t split;
+  int64_t split, part;
   if ((rc = pf_builtin_int_attr("batch_rows", attrs, "batch", 0, 1, INT64_MAX, &batch,
                                 diag)) ||
       (rc = pf_builtin_int_attr("batch_rows", attrs, "split_rows", 0, 0, 1, &split, diag)) ||
+      (rc = pf_builtin_int_attr("batch_rows", attrs, "partitioned", 0, 0, 1, &part, diag)) ||
       (rc = pf_builtin_int_attr("batch_rows", attrs, "dtype", PF_F32, 0, PF_DTYPE_COUNT - 1,
                                 &dt, diag)) ||
       (rc = pf_builtin_int_attr("batch_rows", attrs, "seed", 0, INT64_MIN, INT64_MAX, &seed,
                                 diag)) ||
       (rc = pf_builtin_float_attr("batch_rows", attrs, "scale", 1, &scale, diag)))
     return rc;
+  if (part && !split)
+    return pf_diag_error(diag, PF_EINVAL,
+                         "batch_rows: partitioned data (each device holds its part) "
+                         "gives a batch split by rows: set split_rows too");
   if (dt != PF_F32 && dt != PF_F64 && dt != PF_I32 && dt != PF_I64)
     return pf_diag_error(diag, PF_EDTYPE,
                          "batch_rows: attribute dtype is %s; expected f32, f64, i32 "
@@ -224,13 +272,18 @@ static const int64_t *cached_order(uint64_t seed, int64_t epoch, int64_t n) {
  * output split by rows over k devices, the global batch is k x `batch`
  * rows and device s takes rows s*batch.. of it, so k devices see exactly
  * the rows one device with batch k x `batch` would. An epoch is the
- * floor(n / global batch) steps; the rest of the order is skipped. */
+ * floor(n / global batch) steps; the rest of the order is skipped.
+ * Partitioned, input 0 is device s's part (n rows of its own): it takes
+ * `batch` rows a step from the order of its part under (seed, epoch, s),
+ * floor(n / batch) steps an epoch (the same count: n and the batch are both
+ * the global ones over k). */
 static int batch_rows_compute(const pf_kernel_call *call) {
   const pf_spec *ds = &call->in[0].spec, *os = &call->out[0].spec;
   int64_t n = ds->dims[0], b = os->dims[0], k = call->num_shards;
   int64_t step = *(const int64_t *)call->in[1].data, row = pf_spec_numel(ds) / (n ? n : 1);
   int split = pf_attrs_get_int(call->attrs, "split_rows", 0) != 0;
-  int64_t global = split ? b * k : b, per_epoch, epoch, first;
+  int part = pf_attrs_get_int(call->attrs, "partitioned", 0) != 0;
+  int64_t global = split && !part ? b * k : b, per_epoch, epoch, first;
   const int64_t *order;
   uint64_t seed = (uint64_t)pf_attrs_get_int(call->attrs, "seed", 0);
   double scale = pf_attrs_get_float(call->attrs, "scale", 1);
@@ -244,7 +297,9 @@ static int batch_rows_compute(const pf_kernel_call *call) {
                          (long long)step);
   per_epoch = n / global;
   epoch = step / per_epoch;
-  first = (step % per_epoch) * global + (split ? call->shard * b : 0);
+  first = (step % per_epoch) * global + (split && !part ? call->shard * b : 0);
+  if (part) /* a key per part: (seed, shard) mixed, never the bare seed */
+    seed = pf_builtin_mix64(seed ^ pf_builtin_mix64((uint64_t)call->shard + 0x632be59bd9b4e019ull));
   if ((order = cached_order(seed, epoch, n)) == NULL)
     return pf_diag_error(call->diag, PF_ENOMEM, "batch_rows: out of memory");
   for (int64_t r = 0; r < b; r++) {
@@ -271,24 +326,34 @@ static int batch_rows_compute(const pf_kernel_call *call) {
   return 0;
 }
 
-/* The data and the step whole on every device. The kernel reads whether its
- * output is split from attribute split_rows (it cannot see shardings), so
- * the attribute decides the layout: split by rows with it, whole without. */
+/* The data and the step whole on every device, or with attribute
+ * partitioned the data split by rows (each device's part). The kernel
+ * reads whether its output is split from attribute split_rows (it cannot
+ * see shardings), so the attribute decides the layout: split by rows with
+ * it, whole without. */
 static int batch_rows_sharding(const pf_attrs *attrs, int n_in, const pf_spec *in,
                                const pf_sharding *in_sh, int num_devices, int n_out,
                                pf_sharding *out_sh, pf_diag *diag) {
   (void)in;
   (void)n_out;
-  if (num_devices > 1 && pf_sharding_count(n_in, in_sh, PF_SHARD_REPLICATED) != n_in)
+  if (num_devices > 1 && pf_attrs_get_int(attrs, "partitioned", 0) != 0) {
+    if (in_sh[0].kind != PF_SHARD_SPLIT || in_sh[0].axis != 0 ||
+        in_sh[1].kind != PF_SHARD_REPLICATED)
+      return pf_sharding_refuse(diag, "batch_rows", n_in, in_sh,
+                                "partitioned: the data set split by rows (each device's "
+                                "part) and the step whole");
+  } else if (num_devices > 1 &&
+             pf_sharding_count(n_in, in_sh, PF_SHARD_REPLICATED) != n_in) {
     return pf_sharding_refuse(diag, "batch_rows", n_in, in_sh,
                               "the data set and the step must be whole on every device");
+  }
   out_sh[0] = pf_attrs_get_int(attrs, "split_rows", 0) != 0 ? pf_split(0) : pf_replicated();
   return 0;
 }
 
 static const pf_kernel_def defs[] = {
     {.name = "idx_read", .n_in = 0, .n_out = 1, .shape = idx_read_shape,
-     .sharding = pf_sharding_rule_replicated, .compute = idx_read_compute},
+     .sharding = idx_read_sharding, .compute = idx_read_compute},
     {.name = "batch_rows", .n_in = 2, .n_out = 1, .shape = batch_rows_shape,
      .cost = pf_builtin_cost_numel, .sharding = batch_rows_sharding,
      .compute = batch_rows_compute},

@@ -83,6 +83,9 @@ static int sgd_compute(const pf_kernel_call *call) {
   return 0;
 }
 
+/* p' may take p's buffer: element i of p is read before it is written. */
+static const int sgd_in_place[1] = {0};
+
 static void sgd_cost(const pf_attrs *attrs, int n_in, const pf_spec *in,
                      int n_out, const pf_spec *out, pf_cost *cost) {
   pf_builtin_cost(n_in, in, n_out, out, 2.0 * (double)pf_spec_numel(&out[0]),
@@ -153,7 +156,9 @@ static const pf_kernel_def defs[] = {
     DEF(scale, 1, pf_builtin_cost_numel, pf_sharding_rule_linear),
     DEF(relu, 1, pf_builtin_cost_numel, pf_sharding_rule_elementwise),
     DEF(relu_grad, 2, pf_builtin_cost_numel, pf_sharding_rule_elementwise),
-    DEF(sgd, 2, sgd_cost, pf_sharding_rule_elementwise),
+    {.name = "sgd", .n_in = 2, .n_out = 1, .shape = sgd_shape, .cost = sgd_cost,
+     .sharding = pf_sharding_rule_elementwise, .compute = sgd_compute,
+     .in_place = sgd_in_place},
     DEF(bias_add, 2, pf_builtin_cost_numel, bias_add_sharding),
 };
 

@@ -3,6 +3,7 @@
  * parameter and state, so that the state lives on the devices beside the
  * parameter from step to step (fed back as buffers). */
 #include <math.h>
+#include <string.h>
 
 #include "base/util.h"
 #include "kernels/builtin_internal.h"
@@ -25,19 +26,63 @@ static int momentum_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
   return 0;
 }
 
+/* The element loops, one per precision: with `restrict` the compiler
+ * vectorizes them (it checks at most ten pairs of pointers for overlap at
+ * run time, fewer than adam's seven arrays need). A step that updates in
+ * place (outputs donated the inputs' buffers, pf_graph_donate) runs the
+ * in-place form; outputs that are neither all separate nor all in place
+ * take copies of their inputs first and then run in place. */
+#define MOMENTUM_LOOPS(T, S)                                                   \
+  static void momentum_out_##S(int64_t n, const T *restrict p, const T *restrict g,        \
+                               const T *restrict v, T *restrict po, T *restrict vo,     \
+                               T lr, T beta) {                                          \
+    for (int64_t i = 0; i < n; i++) {                                                   \
+      T nv = beta * v[i] + g[i];                                                        \
+      vo[i] = nv;                                                                       \
+      po[i] = p[i] - lr * nv;                                                           \
+    }                                                                                   \
+  }                                                                                     \
+  static void momentum_in_##S(int64_t n, T *restrict p, const T *restrict g,           \
+                              T *restrict v, T lr, T beta) {                            \
+    for (int64_t i = 0; i < n; i++) {                                                   \
+      T nv = beta * v[i] + g[i];                                                        \
+      v[i] = nv;                                                                        \
+      p[i] -= lr * nv;                                                                  \
+    }                                                                                   \
+  }
+MOMENTUM_LOOPS(float, f32)
+MOMENTUM_LOOPS(double, f64)
+
+/* 1 if each output k is input k's buffer (pairs[2k], pairs[2k+1]); 0 if
+ * no output overlaps an input. Otherwise copies each input into its output
+ * where they differ (so that the in-place loop can run on the outputs) and
+ * returns 1. */
+static int in_place(const pf_kernel_call *call, int n_pairs, const int *in_of, size_t bytes) {
+  int same = 0;
+  for (int k = 0; k < n_pairs; k++) same += call->out[k].data == call->in[in_of[k]].data;
+  if (same == 0) return 0;
+  for (int k = 0; k < n_pairs; k++)
+    if (call->out[k].data != call->in[in_of[k]].data)
+      memcpy(call->out[k].data, call->in[in_of[k]].data, bytes);
+  return 1;
+}
+
 static int momentum_compute(const pf_kernel_call *call) {
+  static const int in_of[2] = {0, 2};
   double lr = pf_attrs_get_float(call->attrs, "lr", 0.01);
   double beta = pf_attrs_get_float(call->attrs, "beta", 0.9);
   int64_t n = pf_spec_numel(&call->in[0].spec);
-  PF_BUILTIN_FLOAT_SWITCH(call->in[0].spec.dtype, {
-    const T *p = call->in[0].data, *g = call->in[1].data, *v = call->in[2].data;
-    T *po = call->out[0].data, *vo = call->out[1].data;
-    for (int64_t i = 0; i < n; i++) {
-      T nv = (T)beta * v[i] + g[i];
-      vo[i] = nv;
-      po[i] = p[i] - (T)lr * nv;
-    }
-  });
+  const void *p = call->in[0].data, *g = call->in[1].data, *v = call->in[2].data;
+  void *po = call->out[0].data, *vo = call->out[1].data;
+  int f32 = call->in[0].spec.dtype == PF_F32;
+  if (in_place(call, 2, in_of, pf_spec_nbytes(&call->in[0].spec))) {
+    if (f32) momentum_in_f32(n, po, g, vo, (float)lr, (float)beta);
+    else momentum_in_f64(n, po, g, vo, lr, beta);
+  } else if (f32) {
+    momentum_out_f32(n, p, g, v, po, vo, (float)lr, (float)beta);
+  } else {
+    momentum_out_f64(n, p, g, v, po, vo, lr, beta);
+  }
   return 0;
 }
 
@@ -75,7 +120,43 @@ static int adam_shape(const pf_attrs *attrs, int n_in, const pf_spec *in,
   return 0;
 }
 
+/* In the parameters' own precision, as PyTorch does, with the bias
+ * corrections folded into two constants: p -= step * m / (sqrt(v) * r +
+ * eps), step = lr / c1, r = 1 / sqrt(c2). In double with a division and a
+ * square root of a quotient per element it took a quarter of a small MLP's
+ * training step, and still nearly as long as the matmuls while its loop was
+ * not vectorized (without `restrict`). */
+#define ADAM_LOOPS(T, S)                                                                 \
+  static void adam_out_##S(int64_t n, const T *restrict p, const T *restrict g,         \
+                           const T *restrict m, const T *restrict v, T *restrict po,    \
+                           T *restrict mo, T *restrict vo, const double *k) {          \
+    const T b1 = (T)k[0], b2 = (T)k[1], ob1 = (T)(1 - k[0]), ob2 = (T)(1 - k[1]);      \
+    const T step = (T)k[2], r = (T)k[3], eps = (T)k[4];                                \
+    for (int64_t i = 0; i < n; i++) {                                                   \
+      T nm = b1 * m[i] + ob1 * g[i];                                                    \
+      T nv = b2 * v[i] + ob2 * g[i] * g[i];                                             \
+      mo[i] = nm;                                                                       \
+      vo[i] = nv;                                                                       \
+      po[i] = p[i] - step * nm / (pf_builtin_sqrt(nv) * r + eps);                       \
+    }                                                                                   \
+  }                                                                                     \
+  static void adam_in_##S(int64_t n, T *restrict p, const T *restrict g, T *restrict m, \
+                          T *restrict v, const double *k) {                             \
+    const T b1 = (T)k[0], b2 = (T)k[1], ob1 = (T)(1 - k[0]), ob2 = (T)(1 - k[1]);      \
+    const T step = (T)k[2], r = (T)k[3], eps = (T)k[4];                                \
+    for (int64_t i = 0; i < n; i++) {                                                   \
+      T nm = b1 * m[i] + ob1 * g[i];                                                    \
+      T nv = b2 * v[i] + ob2 * g[i] * g[i];                                             \
+      m[i] = nm;                                                                        \
+      v[i] = nv;                                                                        \
+      p[i] -= step * nm / (pf_builtin_sqrt(nv) * r + eps);                              \
+    }                                                                                   \
+  }
+ADAM_LOOPS(float, f32)
+ADAM_LOOPS(double, f64)
+
 static int adam_compute(const pf_kernel_call *call) {
+  static const int in_of[3] = {0, 2, 3};
   double lr = call->n_in == 6 ? *(const double *)call->in[5].data
                               : pf_attrs_get_float(call->attrs, "lr", 0.001);
   double b1 = pf_attrs_get_float(call->attrs, "beta1", 0.9);
@@ -84,26 +165,21 @@ static int adam_compute(const pf_kernel_call *call) {
   int64_t n = pf_spec_numel(&call->in[0].spec);
   int64_t t = *(const int64_t *)call->in[4].data + 1;
   double c1 = 1 - pow(b1, (double)t), c2 = 1 - pow(b2, (double)t);
+  const double k[5] = {b1, b2, lr / c1, 1 / sqrt(c2), eps};
+  const void *p = call->in[0].data, *g = call->in[1].data;
+  const void *m = call->in[2].data, *v = call->in[3].data;
+  void *po = call->out[0].data, *mo = call->out[1].data, *vo = call->out[2].data;
+  int f32 = call->in[0].spec.dtype == PF_F32;
+  /* t' is written after t is read: the two may share a buffer. */
+  if (in_place(call, 3, in_of, pf_spec_nbytes(&call->in[0].spec))) {
+    if (f32) adam_in_f32(n, po, g, mo, vo, k);
+    else adam_in_f64(n, po, g, mo, vo, k);
+  } else if (f32) {
+    adam_out_f32(n, p, g, m, v, po, mo, vo, k);
+  } else {
+    adam_out_f64(n, p, g, m, v, po, mo, vo, k);
+  }
   *(int64_t *)call->out[3].data = t;
-  /* In the parameters' own precision, as PyTorch does, with the bias
-   * corrections folded into two constants: p -= step * m / (sqrt(v) * r +
-   * eps), step = lr / c1, r = 1 / sqrt(c2). One loop the compiler
-   * vectorizes; in double with a division and a square root of a quotient
-   * per element it took a quarter of a small MLP's training step. */
-  PF_BUILTIN_FLOAT_SWITCH(call->in[0].spec.dtype, {
-    const T *p = call->in[0].data, *g = call->in[1].data;
-    const T *m = call->in[2].data, *v = call->in[3].data;
-    T *po = call->out[0].data, *mo = call->out[1].data, *vo = call->out[2].data;
-    const T tb1 = (T)b1, tb2 = (T)b2, ob1 = (T)(1 - b1), ob2 = (T)(1 - b2);
-    const T step = (T)(lr / c1), r = (T)(1 / sqrt(c2)), teps = (T)eps;
-    for (int64_t i = 0; i < n; i++) {
-      T nm = tb1 * m[i] + ob1 * g[i];
-      T nv = tb2 * v[i] + ob2 * g[i] * g[i];
-      mo[i] = nm;
-      vo[i] = nv;
-      po[i] = p[i] - step * nm / (pf_builtin_sqrt(nv) * r + teps);
-    }
-  });
   return 0;
 }
 
@@ -131,12 +207,18 @@ static void optim_cost(const pf_attrs *attrs, int n_in, const pf_spec *in,
                   cost);
 }
 
+/* Parameter and state updated where they lie when their buffers were
+ * donated (pf_feed.donate): output k takes input in_place[k]'s buffer. */
+static const int momentum_in_place[2] = {0, 2};
+static const int adam_in_place[4] = {0, 2, 3, 4};
+
 static const pf_kernel_def defs[] = {
     {.name = "momentum", .n_in = 3, .n_out = 2, .shape = momentum_shape,
      .cost = optim_cost, .sharding = pf_sharding_rule_elementwise,
-     .compute = momentum_compute},
+     .compute = momentum_compute, .in_place = momentum_in_place},
     {.name = "adam", .n_in = PF_VARIADIC, .n_out = 4, .shape = adam_shape,
-     .cost = optim_cost, .sharding = adam_sharding, .compute = adam_compute},
+     .cost = optim_cost, .sharding = adam_sharding, .compute = adam_compute,
+     .in_place = adam_in_place},
 };
 
 int pf_builtin_register_optim(pf_registry *reg) {

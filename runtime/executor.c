@@ -394,6 +394,34 @@ static pf_storage *ensure(pf_step *s, uint32_t b) {
   return s->bufs[b];
 }
 
+/* Output o of op `op` takes over the buffer of the input its kernel names
+ * (pf_kernel_def.in_place) when nothing else can see that buffer: the step
+ * holds the only reference (no pf_buffer_t names it, no other step reads
+ * it), no other read of it remains in this step (this op's is the last), it
+ * is no output of the graph, not a view into an arena, on the same device
+ * and of the same size. Only this op's device thread touches bufs[] of its
+ * buffers now; the counts can only fall to these values, never rise back. */
+static void take_over(pf_step *s, const pf_plan_op *op, const pf_kernel_def *k) {
+  const pf_loaded *l = s->l;
+  const pf_plan_buffer *pbs = l->plan->buffers;
+  for (uint32_t o = 0; k->in_place != NULL && o < op->n_out; o++) {
+    int j = k->in_place[o];
+    uint32_t bi, bo;
+    pf_storage *st;
+    if (j < 0 || (uint32_t)j >= op->n_in) continue;
+    bi = op->inputs[j];
+    bo = op->outputs[o];
+    st = s->bufs[bi];
+    if (st == NULL || s->bufs[bo] != NULL || st->parent != NULL || l->keep[bi] ||
+        pbs[bi].device != pbs[bo].device ||
+        pf_spec_nbytes(&pbs[bi].spec) != pf_spec_nbytes(&pbs[bo].spec) ||
+        atomic_load_explicit(&s->readers[bi], memory_order_acquire) != 1 ||
+        atomic_load_explicit(&st->refs, memory_order_acquire) != 1)
+      continue;
+    s->bufs[bo] = pf_storage_ref(st);
+  }
+}
+
 static void run_kernel(pf_step *s, uint32_t i) {
   const pf_plan *p = s->l->plan;
   const pf_plan_op *op = &p->ops[i];
@@ -415,6 +443,7 @@ static void run_kernel(pf_step *s, uint32_t i) {
     in[k2].spec = p->buffers[op->inputs[k2]].spec;
     in[k2].data = s->bufs[op->inputs[k2]] ? s->bufs[op->inputs[k2]]->data : NULL;
   }
+  take_over(s, op, k);
   for (uint32_t k2 = 0; k2 < op->n_out; k2++) {
     pf_storage *st = ensure(s, op->outputs[k2]); /* NULL: the step failed, saying why */
     if (st == NULL) {
@@ -747,6 +776,13 @@ static void *worker_main(void *arg) {
   }
 }
 
+/* Lets go of the input references a step was handed and never took. */
+static int unref_inputs(const pf_loaded *l, pf_storage *const *inputs, int rc) {
+  for (uint32_t k = 0; inputs != NULL && k < l->n_input_bufs; k++)
+    pf_storage_unref(inputs[l->input_bufs[k]]);
+  return rc;
+}
+
 static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, uint64_t seq,
                       const pf_diag *why, pf_step_done_fn done, void *arg,
                       pf_step **out) {
@@ -759,9 +795,9 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
       uint32_t b = l->input_bufs[k];
       if (inputs == NULL || inputs[b] == NULL ||
           inputs[b]->nbytes < pf_spec_nbytes(&p->buffers[b].spec))
-        return PF_EINVAL;
+        return unref_inputs(l, inputs, PF_EINVAL);
     }
-  if ((s = calloc(1, sizeof *s)) == NULL) return PF_ENOMEM;
+  if ((s = calloc(1, sizeof *s)) == NULL) return unref_inputs(l, inputs, PF_ENOMEM);
   s->pending = pf_mallocn(p->n_ops, sizeof(atomic_uint));
   s->readers = pf_mallocn(p->n_buffers, sizeof(atomic_int));
   s->bufs = pf_calloc(p->n_buffers, sizeof(pf_storage *));
@@ -777,7 +813,7 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
   if (!s->pending || !s->readers || !s->bufs || !s->t_start || !s->t_end ||
       !s->parts) {
     pf_step_free(s);
-    return PF_ENOMEM;
+    return unref_inputs(l, inputs, PF_ENOMEM);
   }
   s->done = done;
   s->arg = arg;
@@ -791,7 +827,7 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
      * placed: no malloc per op, and peak memory as planned. */
     if ((s->arenas = pf_calloc((size_t)nd, sizeof *s->arenas)) == NULL) {
       pf_step_free(s);
-      return PF_ENOMEM;
+      return unref_inputs(l, inputs, PF_ENOMEM);
     }
     /* Out of memory, the step still starts, failed: it then runs no
      * kernel but does every transfer and collective its peers expect (from
@@ -805,7 +841,7 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
   for (uint32_t b = 0; b < p->n_buffers; b++) atomic_init(&s->readers[b], l->readers[b]);
   for (uint32_t k = 0; inputs != NULL && k < l->n_input_bufs; k++) {
     uint32_t b = l->input_bufs[k];
-    if (inputs[b] != NULL) s->bufs[b] = pf_storage_ref(inputs[b]);
+    s->bufs[b] = inputs[b]; /* the step's reference now */
   }
   /* Receive buffers exist before any op of the step runs: several
    * receives may fill parts of one buffer, and a local copy another part

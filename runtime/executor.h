@@ -97,9 +97,13 @@ const uint32_t *pf_loaded_inputs(const pf_loaded *l, uint32_t *n);
 
 /* Starts a step of `l`; `seq` is the controller's step number (messages
  * and crash reports name it). `inputs[b]` is the storage fed into plan buffer b
- * for every buffer with input >= 0 (the step takes a reference of its own);
- * entries for other buffers are ignored; inputs may be NULL when the plan has
- * no inputs. The step is queued on every device that has ops in it.
+ * for every buffer with input >= 0, with a reference the step takes over
+ * (released by the executor on errors too); entries for other buffers are
+ * ignored; inputs may be NULL when the plan has no inputs. Handing over
+ * references (rather than the step taking its own) lets the caller drop
+ * its other ones before any op runs, so that an op sees whether the step
+ * alone holds an input (an in-place update, take_over in executor.c).
+ * The step is queued on every device that has ops in it.
  * Errors: PF_EINVAL (a missing input storage or one too small), PF_ENOMEM.
  * Thread-safe. */
 int pf_executor_run(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, uint64_t seq,
@@ -108,7 +112,7 @@ int pf_executor_run(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, ui
 /* Like pf_executor_run, for a step already known to have failed (an input
  * buffer missing here): no kernel runs, but transfers and collectives still
  * happen (with zeroed data) so that peers do not wait forever. Missing
- * inputs may be NULL. */
+ * inputs may be NULL; the others' references are taken over likewise. */
 int pf_executor_run_failed(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, uint64_t seq,
                            const pf_diag *why, pf_step_done_fn done, void *arg,
                            pf_step **out);

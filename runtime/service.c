@@ -512,8 +512,18 @@ static void handle_run(pf_service *s, pf_msg *m) {
                     "released, or never made",
                     s->cfg.rank, (int)pb->input, (int)pb->shard,
                     (unsigned long long)m->inputs[pb->input]);
-    if (why.code) inputs[b] = NULL;
+    inputs[b] = why.code ? NULL : pf_storage_ref(inputs[b]); /* the step's */
   }
+  if (why.code) /* a failed step reads none: let go of those taken before */
+    for (uint32_t k = 0; k < n_fed; k++) {
+      pf_storage_unref(inputs[fed[k]]);
+      inputs[fed[k]] = NULL;
+    }
+  /* The run's own feeds and the buffers donated to it leave the store
+   * before the step starts: the step's reference is then the only one
+   * (unless another step in flight reads them too), and a kernel that
+   * updates in place may write its output into one (executor.c, take_over). */
+  for (uint32_t k = 0; k < m->n_drop; k++) pf_store_drop(s->store, m->drop[k]);
   r->svc = s;
   r->e = e;
   r->seq = m->step;
@@ -566,7 +576,6 @@ void pf_service_step_done(pf_service *s, void *arg) {
       if (st != NULL) pf_store_put(s->store, r->msg->outputs[sl->output], sl->shard, st);
     }
   }
-  for (uint32_t k = 0; k < r->msg->n_drop; k++) pf_store_drop(s->store, r->msg->drop[k]);
   if (s->cfg.trace != NULL)
     for (uint32_t i = 0; i < p->n_ops; i++) {
       uint64_t t0, t1;

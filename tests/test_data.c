@@ -76,8 +76,10 @@ typedef struct loader {
 } loader;
 
 /* images -> batch_rows(f32, /255), labels -> batch_rows(i64), on n devices
- * with `batch` rows per device, split by rows when n > 1. */
-static int build(const char *img, const char *lab, int n, int batch, loader *l) {
+ * with `batch` rows per device, split by rows when n > 1; `part`: each
+ * device reads and draws from its part of the rows only. */
+static int build_parts(const char *img, const char *lab, int n, int batch, int part,
+                       loader *l) {
   pf_graph *g;
   pf_slice_t s;
   pf_value_t d[2], step, x[2];
@@ -90,8 +92,11 @@ static int build(const char *img, const char *lab, int n, int batch, loader *l) 
     pf_attrs *a;
     OK(pf_attrs_create(&a));
     OK(pf_attrs_set_string(a, "path", paths[i]));
-    OK(pf_attrs_set_ints(a, "shape", i == 0 ? (int64_t[]){ROWS, H, W} : (int64_t[]){ROWS},
+    OK(pf_attrs_set_ints(a, "shape",
+                         i == 0 ? (int64_t[]){ROWS / (part ? n : 1), H, W}
+                                : (int64_t[]){ROWS / (part ? n : 1)},
                          i == 0 ? 3 : 1));
+    OK(pf_attrs_set_int(a, "split_rows", part));
     OK(pf_graph_program(g, &(pf_program_desc){.kernel = "idx_read", .attrs = a, .slice = s},
                         &d[i], NULL));
     pf_attrs_destroy(a);
@@ -99,6 +104,7 @@ static int build(const char *img, const char *lab, int n, int batch, loader *l) 
     OK(pf_attrs_set_int(a, "batch", batch));
     OK(pf_attrs_set_int(a, "seed", 42));
     OK(pf_attrs_set_int(a, "split_rows", n > 1));
+    OK(pf_attrs_set_int(a, "partitioned", part));
     OK(pf_attrs_set_int(a, "dtype", i == 0 ? PF_F32 : PF_I64));
     if (i == 0) OK(pf_attrs_set_float(a, "scale", 1.0 / 255));
     OK(pf_graph_program(g, &(pf_program_desc){.kernel = "batch_rows", .attrs = a, .slice = s,
@@ -111,6 +117,10 @@ static int build(const char *img, const char *lab, int n, int batch, loader *l) 
   rc = pf_compile(g, &l->exe);
   pf_graph_destroy(g);
   return rc;
+}
+
+static int build(const char *img, const char *lab, int n, int batch, loader *l) {
+  return build_parts(img, lab, n, batch, 0, l);
 }
 
 /* Runs step `step`; the rows taken (from the images' first bytes) go to
@@ -168,6 +178,40 @@ static void test_batches(void **state) {
   OK(take(&one, 3, 4, b));
   assert_true(memcmp(a, b, sizeof a) != 0);
   pf_executable_destroy(one.exe);
+  pf_executable_destroy(two.exe);
+}
+
+/* Partitioned over 2 devices: device 0 holds rows 0-5 and device 1 rows
+ * 6-11 (of a gzip file and a plain one); each step's first half comes from
+ * part 0, the second from part 1; an epoch of 3 steps takes every row of
+ * each part once, the next epoch another order; a file cut short in the
+ * last part fails the read naming it. */
+static void test_partitioned(void **state) {
+  loader two;
+  int a[4], b[4], seen[ROWS] = {0};
+  char img[128];
+  (void)state;
+  make_data();
+  snprintf(img, sizeof img, "%s", write_idx("pimg.gz", 3, (int64_t[]){ROWS, H, W}, images, 0, 0, 1));
+  OK(build_parts(img, write_idx("plab", 1, (int64_t[]){ROWS}, labels, 0, 0, 0), 2, 2, 1, &two));
+  for (int step = 0; step < 3; step++) {
+    OK(take(&two, step, 4, a));
+    for (int r = 0; r < 4; r++) {
+      if (r < 2) assert_true(a[r] < ROWS / 2);
+      else assert_true(a[r] >= ROWS / 2);
+      seen[a[r]]++;
+    }
+  }
+  for (int r = 0; r < ROWS; r++) assert_int_equal(seen[r], 1);
+  OK(take(&two, 0, 4, a));
+  OK(take(&two, 3, 4, b));
+  assert_true(memcmp(a, b, sizeof a) != 0);
+  pf_executable_destroy(two.exe);
+  snprintf(img, sizeof img, "%s", write_idx("pcut.gz", 3, (int64_t[]){ROWS, H, W}, images, 5, 0, 1));
+  OK(build_parts(img, write_idx("plab", 1, (int64_t[]){ROWS}, labels, 0, 0, 0), 2, 2, 1, &two));
+  assert_int_not_equal(take(&two, 0, 4, a), 0);
+  assert_non_null(strstr(pf_last_error(ctx), "pcut.gz"));
+  assert_non_null(strstr(pf_last_error(ctx), "truncated"));
   pf_executable_destroy(two.exe);
 }
 
@@ -265,6 +309,7 @@ static void test_fashion_mnist(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_batches),
+      cmocka_unit_test(test_partitioned),
       cmocka_unit_test(test_bad_files),
       cmocka_unit_test(test_fashion_mnist),
   };

@@ -478,6 +478,128 @@ static void test_fetch_reply_size_checked(void **state) {
   pf_storage_unref(shards[0]);
 }
 
+/* test.bump: y = x + 1, allowed to update x in place; records whether it
+ * did (its output was its input's memory). */
+static atomic_int bump_aliased;
+static const int bump_in_place[1] = {0};
+
+static int bump_compute(const pf_kernel_call *call) {
+  const double *x = call->in[0].data;
+  double *y = call->out[0].data;
+  atomic_store(&bump_aliased, call->out[0].data == call->in[0].data);
+  for (int64_t i = 0; i < pf_spec_numel(&call->in[0].spec); i++) y[i] = x[i] + 1;
+  return 0;
+}
+
+/* y = bump(x) on one device; with `also` the graph outputs x as well, and
+ * with `second` it has another input z. */
+static pf_executable *bump_graph(int also, int second) {
+  pf_graph *g;
+  pf_executable *exe;
+  pf_slice_t one;
+  pf_value_t x, y, z;
+  pf_spec xs = pf_spec_1d(PF_F64, 1000);
+  OK(pf_graph_create(ctx, &g));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &one));
+  OK(pf_graph_input(g, "x", &xs, one, pf_replicated(), &x));
+  if (second) OK(pf_graph_input(g, "z", &xs, one, pf_replicated(), &z));
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "test.bump", .slice = one, .n_in = 1,
+                                             .in = &x},
+                      &y, NULL));
+  OK(pf_graph_output(g, "y", y));
+  if (also) OK(pf_graph_output(g, "x_again", x));
+  if (second) OK(pf_graph_output(g, "z_again", z));
+  OK(pf_compile(g, &exe));
+  pf_graph_destroy(g);
+  return exe;
+}
+
+static void assert_values(const pf_tensor *t, double plus) {
+  const double *v = pf_tensor_cdata(t);
+  for (int i = 0; i < 1000; i++)
+    if (fabs(v[i] - (sin(3 + 0.37 * i) + plus)) > 1e-12)
+      fail_msg("element %d: %.17g, want %.17g (+%g)", i, v[i], sin(3 + 0.37 * i) + plus, plus);
+}
+
+/* pf_feed.donate: a donated buffer is updated in place by a kernel that
+ * allows it (pf_kernel_def.in_place) and its handle is gone; one not
+ * donated, or still needed (also a graph output), is never written; a
+ * host tensor's copy is the run's own; donating a tensor, or a buffer
+ * another feed of the call reads, is refused and changes nothing. */
+static void test_donation(void **state) {
+  pf_executable *exe = NULL, *keep, *two;
+  pf_spec xs = pf_spec_1d(PF_F64, 1000);
+  pf_tensor *t = filled(xs, 3), *got;
+  pf_buffer_t b, y;
+  pf_future *f;
+  (void)state;
+  OK(pf_kernel_register(ctx, &(pf_kernel_def){.name = "test.bump", .kind = PF_DEVICE_CPU,
+                                              .n_in = 1, .n_out = 1, .shape = slow_shape,
+                                              .compute = bump_compute,
+                                              .in_place = bump_in_place}));
+  exe = bump_graph(0, 0);
+  keep = bump_graph(1, 0);
+  two = bump_graph(0, 1);
+  OK(pf_buffer_put_for(exe, "x", t, &b));
+  /* Not donated: the buffer keeps its values. */
+  got = run1(exe, 1, &(pf_feed){.name = "x", .buffer = b}, "y");
+  assert_int_equal(atomic_load(&bump_aliased), 0);
+  assert_values(got, 1);
+  pf_tensor_destroy(got);
+  OK(pf_buffer_fetch(ctx, b, &got));
+  assert_values(got, 0);
+  pf_tensor_destroy(got);
+  /* Refused: a tensor donated; a buffer donated that another feed reads. */
+  f = (pf_future *)1;
+  assert_int_equal(pf_execute(exe, 1, &(pf_feed){.name = "x", .tensor = t, .donate = 1}, &f),
+                   PF_EINVAL);
+  assert_null(f);
+  assert_non_null(strstr(pf_last_error(ctx), "tensor"));
+  assert_int_equal(pf_execute(two, 2,
+                              (pf_feed[]){{.name = "x", .buffer = b, .donate = 1},
+                                          {.name = "z", .buffer = b}},
+                              &f),
+                   PF_EINVAL);
+  assert_non_null(strstr(pf_last_error(ctx), "still reads"));
+  /* Donated but still needed (the graph outputs it too): not written. */
+  OK(pf_buffer_put_for(keep, "x", t, &y));
+  OK(pf_execute(keep, 1, &(pf_feed){.name = "x", .buffer = y, .donate = 1}, &f));
+  OK(pf_future_wait(f));
+  assert_int_equal(atomic_load(&bump_aliased), 0);
+  assert_int_equal(pf_buffer_fetch(ctx, y, &got), PF_ESTALE);
+  OK(pf_future_fetch(f, "x_again", &got));
+  assert_values(got, 0);
+  pf_tensor_destroy(got);
+  OK(pf_future_fetch(f, "y", &got));
+  assert_values(got, 1);
+  pf_tensor_destroy(got);
+  pf_future_destroy(f);
+  /* Donated, twice in a row as an optimizer's state: updated in place. */
+  OK(pf_execute(exe, 1, &(pf_feed){.name = "x", .buffer = b, .donate = 1}, &f));
+  OK(pf_future_wait(f));
+  assert_int_equal(atomic_load(&bump_aliased), 1);
+  assert_int_equal(pf_buffer_fetch(ctx, b, &got), PF_ESTALE);
+  OK(pf_future_output(f, "y", &y));
+  pf_future_destroy(f);
+  OK(pf_execute(exe, 1, &(pf_feed){.name = "x", .buffer = y, .donate = 1}, &f));
+  OK(pf_future_wait(f));
+  assert_int_equal(atomic_load(&bump_aliased), 1);
+  OK(pf_future_fetch(f, "y", &got));
+  assert_values(got, 2);
+  pf_tensor_destroy(got);
+  pf_future_destroy(f);
+  /* A host tensor's copy belongs to the run alone. */
+  got = run1(exe, 1, &(pf_feed){.name = "x", .tensor = t}, "y");
+  assert_int_equal(atomic_load(&bump_aliased), 1);
+  assert_values(got, 1);
+  pf_tensor_destroy(got);
+  assert_values(t, 0);
+  pf_tensor_destroy(t);
+  pf_executable_destroy(exe);
+  pf_executable_destroy(keep);
+  pf_executable_destroy(two);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_matmul_then_reduce),
@@ -489,6 +611,7 @@ int main(void) {
       cmocka_unit_test(test_wait_for_and_relayout),
       cmocka_unit_test(test_host_shard_limit),
       cmocka_unit_test(test_fetch_reply_size_checked),
+      cmocka_unit_test(test_donation),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -625,6 +625,86 @@ static void test_optimizers(void **state) {
   }
 }
 
+/* Compute into the given outputs (which may be inputs' buffers). */
+static void run_into(const char *name, const pf_attrs *attrs, int n_in, const pf_view *in,
+                     int n_out, pf_view *out) {
+  const pf_kernel *k = kernel(name);
+  pf_kernel_call call;
+  pf_diag d;
+  pf_diag_init(&d);
+  memset(&call, 0, sizeof call);
+  call.attrs = attrs;
+  call.n_in = n_in;
+  call.in = in;
+  call.n_out = n_out;
+  call.out = out;
+  call.num_shards = 1;
+  call.user = k->def.user;
+  call.diag = &d;
+  if (k->def.compute(&call) != 0) fail_msg("%s: compute failed: %s", name, d.msg);
+}
+
+static pf_view copy_view(const pf_view *v) {
+  pf_view c = alloc_view(v->spec);
+  memcpy(c.data, v->data, pf_spec_nbytes(&v->spec));
+  return c;
+}
+
+/* momentum and Adam updating in place (outputs given their inputs'
+ * buffers, as a donated step runs them), all of them or only the
+ * parameter, give what they give into fresh buffers; 1003 elements run the
+ * vectorized loops and their remainders. */
+static void test_optimizers_in_place(void **state) {
+  (void)state;
+  seed(6);
+  for (size_t t = 0; t < LEN(floats); t++) {
+    pf_spec s = (pf_spec)S1(floats[t], 1003), ts = (pf_spec)S0(PF_I64);
+    pf_view p = random_view(s, 1), g = random_view(s, 1), m = random_view(s, 1);
+    pf_view v = random_view(s, 1), step = alloc_view(ts), ref[4];
+    int64_t n = pf_spec_numel(&s);
+    pf_attrs *a = attrs_new();
+    for (int64_t i = 0; i < n; i++) /* v is a running mean of squares */
+      set(&v, i, fabs(get(&v, i)));
+    *(int64_t *)step.data = 3;
+    set_float(a, "lr", 0.125);
+    for (int opt = 0; opt < 2; opt++) {
+      const char *name = opt == 0 ? "momentum" : "adam";
+      int n_in = opt == 0 ? 3 : 5, n_out = opt == 0 ? 2 : 4;
+      pf_view in[5] = {p, g, opt == 0 ? v : m, v, step};
+      run_ok(name, a, n_in, in, ref);
+      for (int all = 0; all < 2; all++) {
+        pf_view cin[5], out[4];
+        double *want;
+        for (int i = 0; i < n_in; i++) cin[i] = copy_view(&in[i]);
+        /* Outputs 0.. are inputs 0, 2, 3 in place; t' a fresh scalar. */
+        out[0] = cin[0];
+        out[1] = all ? cin[2] : alloc_view(s);
+        if (opt == 1) {
+          out[2] = all ? cin[3] : alloc_view(s);
+          out[3] = alloc_view(ts);
+        }
+        run_into(name, a, n_in, cin, n_out, out);
+        for (int o = 0; o < n_out - (opt == 1); o++) {
+          want = values(&ref[o]);
+          assert_close(&out[o], want, n);
+          test_free(want);
+        }
+        if (opt == 1) assert_int_equal(*(int64_t *)out[3].data, 4);
+        if (!all) free_views(n_out - 1, out + 1);
+        if (all && opt == 1) free_views(1, &out[3]);
+        free_views(n_in, cin);
+      }
+      free_views(n_out, ref);
+    }
+    pf_attrs_destroy(a);
+    free_views(1, &p);
+    free_views(1, &g);
+    free_views(1, &m);
+    free_views(1, &v);
+    free_views(1, &step);
+  }
+}
+
 /* init_uniform: the same seed gives the same tensor, another seed another;
  * values fill (-bound, bound) with Kaiming's and Glorot's bounds. */
 static void test_init_uniform(void **state) {
@@ -1313,6 +1393,7 @@ int main(void) {
       cmocka_unit_test(test_add_sub_mul),
       cmocka_unit_test(test_broadcast),
       cmocka_unit_test(test_optimizers),
+      cmocka_unit_test(test_optimizers_in_place),
       cmocka_unit_test(test_init_uniform),
       cmocka_unit_test(test_accuracy),
       cmocka_unit_test(test_integer_wrap),

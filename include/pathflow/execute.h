@@ -92,6 +92,17 @@ typedef struct pf_feed {
   const char *name;
   const pf_tensor *tensor;
   pf_buffer_t buffer;
+  /* With a buffer: 1 gives it up to this execution. pf_execute releases
+   * the handle as pf_buffer_release would (later use of it: PF_ESTALE),
+   * and a kernel that updates in place (pf_kernel_def.in_place, as adam
+   * and momentum do) may then write its output into the buffer's memory
+   * instead of new memory: an optimizer step updates parameters and state
+   * where they lie. Memory still read elsewhere (another execution in
+   * flight, a later op of this one) is never written: that output then gets
+   * memory of its own. Refused by pf_execute (PF_EINVAL, nothing runs, the
+   * buffer stays valid) with a tensor feed, or when another feed of the
+   * call names the same buffer (it is still needed there). */
+  int donate;
 } pf_feed;
 
 /* Starts one execution and returns its future. Up to 64 executions are in

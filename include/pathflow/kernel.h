@@ -139,6 +139,19 @@ typedef struct pf_kernel_def {
   pf_grad_fn grad;
   pf_compute_fn compute;  /* required */
   void *user;             /* handed to compute; owned by the caller */
+  /* optional: an in-place update. NULL, or an array of n_out entries: for
+   * output k, the index of the input whose buffer it may take over, or -1.
+   * The runtime gives output k that input's memory (out[k].data ==
+   * in[in_place[k]].data) only when nothing else can see it any more: the
+   * execution holds the only reference (the feed gave the buffer up,
+   * pf_feed.donate, and no other execution in flight reads it), no later
+   * op of the step reads it, it is no output of the graph, it lies on the
+   * op's device and has the output's byte size. Otherwise the output gets
+   * memory of its own, as without this field. compute must give the same
+   * result both ways (element i of the input read before element i of the
+   * output is written). Indices outside [0, n_in) are ignored. Like `user`,
+   * the array must outlive the context. */
+  const int *in_place;
 } pf_kernel_def;
 
 /* Registers a kernel in the context's registry. The definition is copied
