@@ -278,9 +278,15 @@ static int check_feeds(pf_context *ctx, const pf_compiled *c, int n, const pf_fe
   return 0;
 }
 
-/* 1 if buffer b already lies where and how input `in` wants its shards. */
+/* 1 if buffer b already lies where and how input `in` wants its shards.
+ * One shard is the whole value however it is said to be sharded (a split
+ * or a partial over one device is the value itself): a buffer made
+ * replicated on one device feeds an input split over one device as it is,
+ * not through the host. */
 static int same_layout(const pf_buffer_entry *b, const pf_io *in) {
-  if (b->num_shards != in->num_shards || !pf_sharding_equal(b->sharding, in->sharding)) return 0;
+  if (b->num_shards != in->num_shards ||
+      (in->num_shards > 1 && !pf_sharding_equal(b->sharding, in->sharding)))
+    return 0;
   for (int s = 0; s < in->num_shards; s++)
     if (b->homes[s].rank != in->shards[s].rank || b->homes[s].device != in->shards[s].device)
       return 0;
