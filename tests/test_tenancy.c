@@ -11,9 +11,17 @@ static int nap_shape(const pf_attrs *a, int n_in, const pf_spec *in, int n_out, 
   return 0;
 }
 
+/* Closed while the test submits its tenants: the blockers wait on it (at
+ * most 30 s, so that a bug fails the test instead of hanging it), so every
+ * tenant is waiting before any is dispatched however slowly submission goes
+ * (a sanitizer, a loaded machine). */
+static atomic_int gate_open;
+
 static int nap(const pf_kernel_call *c) {
-  struct timespec ts = {0, 10 * 1000000};
+  struct timespec ts = {0, 1000000};
   (void)c;
+  for (int waited = 0; !atomic_load(&gate_open) && waited < 30000; waited++)
+    nanosleep(&ts, NULL);
   nanosleep(&ts, NULL);
   return 0;
 }
@@ -22,12 +30,16 @@ static int setup(void **state) {
   pf_kernel_def def = {.name = "test.nap", .kind = PF_DEVICE_CPU, .n_in = 0, .n_out = 1,
                        .shape = nap_shape, .compute = nap};
   (void)state;
-  return pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 2, .kernels = &def, .n_kernels = 1},
+  /* Room for every execution of a run at once: the blockers hold their
+   * admissions until the gate opens. */
+  return pf_init(NULL, NULL,
+                 &(pf_init_options){.cpu_devices = 2, .kernels = &def, .n_kernels = 1,
+                                    .max_pending = 4096},
                  &ctx);
 }
 
-/* 64 executions that sleep 10 ms each hold every dispatch slot for a while,
- * so that the tenants submitted next all start out waiting. */
+/* 64 executions that wait for the gate hold every dispatch slot, so that
+ * the tenants submitted next all start out waiting. */
 static pf_executable *blocker(pf_graph **g, pf_future **f) {
   pf_executable *exe;
   pf_slice_t s;
@@ -78,11 +90,13 @@ static void run_weights(const double *weights, int n_exe, int per_exe) {
     OK(pf_executable_set_weight(exe[e], weights[e]));
     wsum += weights[e];
   }
+  atomic_store(&gate_open, 0);
   eb = blocker(&gb, fb);
   /* Interleaved submission keeps every tenant waiting from the start. */
   for (int k = 0; k < per_exe; k++)
     for (int e = 0; e < n_exe; e++)
       OK(pf_execute(exe[e], 1, &(pf_feed){.name = "x", .tensor = x}, &f[k * n_exe + e]));
+  atomic_store(&gate_open, 1);
   for (int k = 0; k < 64; k++) {
     OK(pf_future_wait(fb[k]));
     pf_future_destroy(fb[k]);
