@@ -23,6 +23,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "train_common.h"
+
 #define MAX_LAYERS 8
 #define CHECK(call)                                                                    \
   do {                                                                                 \
@@ -224,55 +226,15 @@ static pf_executable *build_init(const model *m, int n, const opts *o) {
 /* The data set, read once: each of the n devices keeps its part of the
  * rows (n divides both sets: checked in main). */
 static pf_executable *build_load(int n, const char *dir) {
-  static const struct {
-    const char *out, *file;
-    int64_t dims[2];
-    int rank;
-  } files[] = {
-      {"train_x", "train-images-idx3-ubyte.gz", {60000, 784}, 2},
-      {"train_y", "train-labels-idx1-ubyte.gz", {60000}, 1},
-      {"test_x", "t10k-images-idx3-ubyte.gz", {10000, 784}, 2},
-      {"test_y", "t10k-labels-idx1-ubyte.gz", {10000}, 1},
-  };
   pf_graph *g;
   pf_slice_t s;
   pf_executable *exe;
   CHECK(pf_graph_create(ctx, &g));
   CHECK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
-  for (int i = 0; i < 4; i++) {
-    char path[1024];
-    pf_attrs *a = attrs();
-    snprintf(path, sizeof path, "%s/%s", dir, files[i].file);
-    int64_t part[2] = {files[i].dims[0] / n, files[i].dims[1]};
-    CHECK(pf_attrs_set_string(a, "path", path));
-    CHECK(pf_attrs_set_ints(a, "shape", part, files[i].rank));
-    CHECK(pf_attrs_set_int(a, "split_rows", 1));
-    CHECK(pf_graph_output(g, files[i].out, program(g, s, "idx_read", a, 0, NULL, NULL)));
-    pf_attrs_destroy(a);
-  }
+  tc_add_dataset(ctx, g, s, n, dir);
   CHECK(pf_compile(g, &exe));
   pf_graph_destroy(g);
   return exe;
-}
-
-/* A batch of rows from data set `x`/`y` (u8 buffers, each device holding
- * its part) for step `step`: f32 pixels in [0, 1] and i64 labels, split by
- * rows over the slice, each device's rows from its part. */
-static void batch_of(pf_graph *g, pf_slice_t s, int n, int batch, int64_t seed,
-                     pf_value_t data_x, pf_value_t data_y, pf_value_t step, pf_value_t *x,
-                     pf_value_t *y) {
-  for (int i = 0; i < 2; i++) {
-    pf_attrs *a = attrs();
-    CHECK(pf_attrs_set_int(a, "batch", batch / n));
-    CHECK(pf_attrs_set_int(a, "seed", seed));
-    CHECK(pf_attrs_set_int(a, "split_rows", 1));
-    CHECK(pf_attrs_set_int(a, "partitioned", 1));
-    CHECK(pf_attrs_set_int(a, "dtype", i == 0 ? PF_F32 : PF_I64));
-    if (i == 0) CHECK(pf_attrs_set_float(a, "scale", 1.0 / 255));
-    *(i == 0 ? x : y) = program(g, s, "batch_rows", a, 2,
-                                (pf_value_t[]){i == 0 ? data_x : data_y, step}, NULL);
-    pf_attrs_destroy(a);
-  }
 }
 
 static void declare(pf_graph *g, pf_slice_t s, const char *name, pf_spec spec, pf_value_t *v) {
@@ -325,7 +287,7 @@ static pf_executable *build_train(const model *m, int n, const opts *o) {
     declare(g, s, "t", pf_spec_scalar(PF_I64), &t);
     declare(g, s, "lr", pf_spec_scalar(PF_F64), &lr);
   }
-  batch_of(g, s, n, o->batch, o->seed, data_x, data_y, step, &x, &y);
+  tc_batch(ctx, g, s, o->batch / n, o->seed, data_x, data_y, step, &x, &y);
   logits = forward(g, s, m, params, x);
   a = attrs();
   CHECK(pf_attrs_set_int(a, "mean_over", o->batch));
@@ -370,7 +332,7 @@ static pf_executable *build_eval(const model *m, int n) {
   pf_executable *exe;
   pf_value_t params[2 * MAX_LAYERS + 2], data_x, data_y, step, x, y;
   step_inputs(n, "test", 10000, m, 0, &g, &s, &data_x, &data_y, &step, params, NULL);
-  batch_of(g, s, n, 10000, 0, data_x, data_y, step, &x, &y); /* all of each part */
+  tc_batch(ctx, g, s, 10000 / n, 0, data_x, data_y, step, &x, &y); /* all of each part */
   CHECK(pf_graph_output(g, "correct",
                         program(g, s, "accuracy", NULL, 2,
                                 (pf_value_t[]){forward(g, s, m, params, x), y}, NULL)));
