@@ -52,15 +52,17 @@ static int sync_dir_of(const char *path) {
   return rc;
 }
 
-int pf_file_write_atomic(const char *path, const void *buf, size_t len, pf_diag *d) {
+int pf_file_write_atomic(const char *path, const void *const *parts, const size_t *lens, int n,
+                         pf_diag *d) {
   char tmp[4200];
   FILE *f;
-  int e;
+  int e, ok = 1;
   if (snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid()) >= (int)sizeof tmp)
     return pf_diag_error(d, PF_ESYS, "cannot write %s: path too long", path);
   if ((f = fopen(tmp, "wb")) == NULL)
     return pf_diag_error(d, PF_ESYS, "cannot write %s: %s", tmp, strerror(errno));
-  if ((len && fwrite(buf, len, 1, f) != 1) || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+  for (int i = 0; i < n && ok; i++) ok = lens[i] == 0 || fwrite(parts[i], lens[i], 1, f) == 1;
+  if (!ok || fflush(f) != 0 || fsync(fileno(f)) != 0) {
     e = errno;
     fclose(f);
     unlink(tmp);

@@ -12,10 +12,12 @@
  * Errors: PF_ESYS (the message names the file and the reason), PF_ENOMEM. */
 int pf_file_read(const char *path, uint8_t **buf, size_t *len, pf_diag *d);
 
-/* Writes `len` bytes to `path` so that a reader sees the old file or the
- * whole new one, even across a crash: a temporary file beside it, flushed
- * and fsync'd, renamed over it, and the directory fsync'd. Errors: PF_ESYS
- * (naming the file and the reason). */
-int pf_file_write_atomic(const char *path, const void *buf, size_t len, pf_diag *d);
+/* Writes parts[0..n) (lens[i] bytes each, one after the other) to `path`
+ * so that a reader sees the old file or the whole new one, even across a
+ * crash: a temporary file beside it ("<path>.tmp<pid>"), flushed and
+ * fsync'd, renamed over it, and the directory fsync'd. Errors: PF_ESYS
+ * (naming the file and the reason); the temporary file is removed. */
+int pf_file_write_atomic(const char *path, const void *const *parts, const size_t *lens, int n,
+                         pf_diag *d);
 
 #endif

@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "base/file.h"
 #include "base/util.h"
 #include "kernels/builtin_internal.h"
 #include "kernels/sharding.h"
@@ -82,20 +83,11 @@ static int save_shape(const pf_attrs *attrs, int n_in, const pf_spec *in, int n_
   return 0;
 }
 
-static int sync_dir(const char *dir) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY), rc;
-  if (fd < 0) return -1;
-  rc = fsync(fd);
-  close(fd);
-  return rc;
-}
-
 static int save_compute(const pf_kernel_call *call) {
   const pf_view *x = &call->in[0];
   int64_t step = *(const int64_t *)call->in[1].data;
-  char dir[1024], file[1200], tmp[1280];
+  char dir[1024], file[1200];
   header h;
-  FILE *f;
   int rc;
   if ((rc = path_of(call, step, dir, sizeof dir, file, sizeof file)) != 0) return rc;
   memset(&h, 0, sizeof h);
@@ -114,23 +106,11 @@ static int save_compute(const pf_kernel_call *call) {
   if (mkdir(dir, 0777) != 0 && errno != EEXIST)
     return pf_diag_error(call->diag, PF_ESYS, "checkpoint_save: cannot make %s: %s", dir,
                          strerror(errno));
-  snprintf(tmp, sizeof tmp, "%s.tmp%d", file, (int)getpid());
-  if ((f = fopen(tmp, "wb")) == NULL)
-    return pf_diag_error(call->diag, PF_ESYS, "checkpoint_save: cannot write %s: %s", tmp,
-                         strerror(errno));
-  if (fwrite(&h, sizeof h, 1, f) != 1 || (h.nbytes && fwrite(x->data, h.nbytes, 1, f) != 1) ||
-      fflush(f) != 0 || fsync(fileno(f)) != 0) {
-    rc = errno;
-    fclose(f);
-    unlink(tmp);
-    return pf_diag_error(call->diag, PF_ESYS, "checkpoint_save: writing %s: %s", tmp,
-                         strerror(rc));
-  }
-  fclose(f);
-  if (rename(tmp, file) != 0 || sync_dir(dir) != 0) {
-    rc = errno;
-    unlink(tmp);
-    return pf_diag_error(call->diag, PF_ESYS, "checkpoint_save: %s: %s", file, strerror(rc));
+  /* Header then data, in a temporary file renamed over the shard's. */
+  if ((rc = pf_file_write_atomic(file, (const void *[]){&h, x->data},
+                                 (size_t[]){sizeof h, (size_t)h.nbytes}, 2, call->diag)) != 0) {
+    pf_diag_prefix(call->diag, "checkpoint_save");
+    return rc;
   }
   *(int64_t *)call->out[0].data = (int64_t)(sizeof h + h.nbytes);
   return 0;

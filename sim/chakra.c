@@ -491,7 +491,7 @@ int pf_chakra_write(const char *path, const pf_chakra_trace *t, pf_diag *d) {
   size_t len;
   int rc = pf_chakra_encode(t, &buf, &len);
   if (rc != 0) return pf_diag_error(d, rc, "%s: out of memory", path);
-  rc = pf_file_write_atomic(path, buf, len, d);
+  rc = pf_file_write_atomic(path, (const void *[]){buf}, &len, 1, d);
   free(buf);
   return rc;
 }

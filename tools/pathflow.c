@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/file.h"
 #include "base/util.h"
 #include "graph/graph_codec.h"
 #include "runtime/trace.h"
@@ -83,19 +84,6 @@ static int wants_help(int argc, char **argv) {
 static int bad_value(const char *cmd, const char *opt, const char *value, const char *want) {
   fprintf(stderr, "pathflow %s: %s \"%s\": expected %s\n", cmd, opt, value, want);
   return 2;
-}
-
-static int read_file(const char *path, uint8_t **buf, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  long n;
-  if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-    if (f) fclose(f);
-    return -1;
-  }
-  *buf = malloc((size_t)n + 1);
-  *len = *buf ? fread(*buf, 1, (size_t)n, f) : 0;
-  fclose(f);
-  return *buf && *len == (size_t)n ? 0 : -1;
 }
 
 static int cmd_example(int argc, char **argv) {
@@ -188,8 +176,9 @@ static int cmd_plan(int argc, char **argv) {
     free(cl.devices);
     return bad_value("plan", "--policy", policy, "packed or spread");
   }
-  if (read_file(argv[2], &buf, &len) != 0) {
-    fprintf(stderr, "pathflow plan: cannot read %s\n", argv[2]);
+  if (pf_file_read(argv[2], &buf, &len, &d) != 0) {
+    fprintf(stderr, "pathflow plan: %s\n", d.msg); /* names the file and the reason */
+    free(cl.devices);
     return 1;
   }
   tool_env(cl.n_devices, &env, &d);
