@@ -256,7 +256,7 @@ static void context_free(pf_context *ctx) {
 
 int pf_init(int *argc, char ***argv, const pf_init_options *opts, pf_context **out) {
   pf_context *ctx;
-  pf_runtime_config cfg;
+  pf_runtime_config cfg = {0};
   pf_diag d;
   int rc, ncpu = 0, use_mpi = 0;
   if (out == NULL) return PF_EINVAL;

@@ -1,8 +1,6 @@
-#define _GNU_SOURCE /* pthread_setname_np, pthread_setaffinity_np */
 #include "runtime/executor.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -39,11 +37,6 @@ struct pf_loaded {
   uint32_t n_input_bufs;
 };
 
-typedef struct part {
-  pf_step *step;
-  struct part *next;
-} part;
-
 struct pf_step {
   pf_executor *ex;
   pf_loaded *l;
@@ -53,7 +46,7 @@ struct pf_step {
   pf_storage **bufs;
   pf_storage **arenas; /* per device: the step arena of the memory plan */
   uint64_t *t_start, *t_end;
-  part *parts; /* one per device */
+  pf_part *parts; /* one per device */
   atomic_int remaining; /* device parts and loop ops not yet finished */
   atomic_int failed;
   pthread_mutex_t err_lock;
@@ -62,56 +55,19 @@ struct pf_step {
   void *arg;
 };
 
-/* What a thread runs now: the kernel op of a step, or step NULL. Written
- * by the thread itself around each kernel (two stores, no clock); read by
- * its crash handler and, on the loop thread, by the hang report (steps are
- * freed on the loop thread, so a step read there stays valid meanwhile). */
-typedef struct running_slot {
-  _Atomic(pf_step *) step;
-  atomic_uint op;
-} running_slot;
-
-/* This thread's slot (a device worker's, or the loop thread's while it
- * runs ops inline); NULL in other threads. initial-exec: the signal
+/* This thread's running slot (a device worker's, or the loop thread's
+ * while it runs ops inline); NULL in other threads. initial-exec: the signal
  * handler reads it, and must not make the dynamic loader allocate. */
-static __thread running_slot *tls_running __attribute__((tls_model("initial-exec")));
+static __thread pf_running_slot *tls_running __attribute__((tls_model("initial-exec")));
 
-typedef struct worker {
-  pf_executor *ex;
-  running_slot running;
-  int device;
-  int cpu; /* pinned to this CPU, or -1 */
-  pthread_t thread;
-  /* Guarded by lock. While the worker sleeps waiting for an op's inputs,
-   * park_step is that op's step (else NULL) and park_e its place in the
-   * step's device_ops. The loop thread may run that op itself
-   * (loop_running while it does) and then move park_e on, so a worker
-   * whose ops all run inline is never woken per op. */
-  pf_step *park_step;
-  uint32_t park_e;
-  int loop_running;
-  /* The loop thread ran the last op of the parked part and finished the
-   * part itself: the worker must not touch that step again (it may be
-   * freed before the worker wakes). */
-  int part_taken;
-  pthread_mutex_t lock;
-  pthread_cond_t wake;
-  part *head, *tail;
-  int stop;
-  /* Counters: the worker's own running counts (plain, no atomic per op),
-   * published with one relaxed store each when a part of a step ends, for
-   * the loop thread to read (pf_executor_counters). Kept a cache line away
-   * from the fields the loop thread takes under the lock to wake this
-   * worker or run its ops, so that counting does not bounce that line. */
-  char pad[64];
-  uint64_t ops_run, wait_ns;
-  _Atomic uint64_t ops_run_pub, wait_ns_pub;
-} worker;
+void pf_running_bind(pf_running_slot *slot) { tls_running = slot; }
 
 struct pf_executor {
   pf_executor_config cfg;
-  worker *workers;
-  int started;
+  pf_device **devices; /* cfg.num_devices of them */
+  int started;         /* devices made so far */
+  pf_clock clock_own;  /* when cfg.clock is NULL */
+  pf_clock *clock;
   /* Steps are queued on every device under this lock, so all devices see
    * steps in the same order: the earliest unfinished op is always runnable,
    * hence no deadlock between steps in flight. */
@@ -123,7 +79,7 @@ struct pf_executor {
     uint32_t op;
   } *inline_ops;
   int n_inline, draining;
-  running_slot loop_running; /* the loop thread's, for ops it runs inline */
+  pf_running_slot loop_running; /* the loop thread's, for ops it runs inline */
   uint64_t *inline_ops_run; /* loop thread only: per device, ops it ran */
   atomic_uint_fast64_t buffer_allocs; /* counted only while a fault is armed */
 };
@@ -277,12 +233,14 @@ int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
     const pf_plan_op *op = &plan->ops[i];
     const pf_kernel *k;
     if (op->kind == PF_OP_KERNEL) {
-      k = pf_registry_find(ex->cfg.registry, op->kernel, PF_DEVICE_CPU);
+      pf_device_info info;
+      ex->devices[op->device]->ops->info(ex->devices[op->device], &info);
+      k = pf_registry_find(ex->cfg.registry, op->kernel, info.kind);
       if (k == NULL) {
         pf_diag_error(diag, PF_ENOKERNEL,
                       "rank %d: kernel \"%s\" (program \"%s\") is not "
-                      "registered on this executor",
-                      ex->cfg.rank, op->kernel, op->name);
+                      "registered for %s devices on this executor",
+                      ex->cfg.rank, op->kernel, op->name, pf_device_kind_name(info.kind));
         pf_loaded_release(l);
         return PF_ENOKERNEL;
       }
@@ -366,7 +324,7 @@ static pf_storage *step_alloc(pf_executor *ex, size_t nbytes, int device) {
       atomic_fetch_add_explicit(&ex->buffer_allocs, 1, memory_order_relaxed) + 1 ==
           (uint64_t)ex->cfg.fault_alloc)
     return NULL;
-  return pf_storage_new(nbytes, device);
+  return ex->devices[device]->ops->alloc(ex->devices[device], nbytes);
 }
 
 /* The step's failure for memory it could not get: the rank, the step, what
@@ -493,8 +451,10 @@ static void run_copy(pf_step *s, uint32_t i) {
               s->ex->cfg.rank, op->device, op->name);
     return;
   }
-  pf_box_copy(d->data, dst->spec.dims, s->bufs[op->inputs[0]]->data,
-              src->spec.dims, op->box, pf_dtype_size(src->spec.dtype));
+  /* Run by the destination's device (the source is on this rank too). */
+  s->ex->devices[op->device]->ops->copy(s->ex->devices[op->device], PF_COPY_D2D, d->data,
+                                         dst->spec.dims, s->bufs[op->inputs[0]]->data,
+                                         src->spec.dims, op->box, pf_dtype_size(src->spec.dtype));
 }
 
 /* A collective among devices of this rank: one op reads every shard and
@@ -516,75 +476,35 @@ static void run_local_collective(pf_step *s, uint32_t i) {
                       &p->buffers[op->outputs[0]].spec, in, out);
 }
 
-static void wake_device(pf_executor *ex, int device) {
-  worker *w = &ex->workers[device];
-  pthread_mutex_lock(&w->lock);
-  pthread_cond_signal(&w->wake);
-  pthread_mutex_unlock(&w->lock);
-}
-
 static int run_op(pf_step *s, uint32_t i);
-
-static uint32_t device_end(const pf_step *s, int device) {
-  return s->l->device_first[device + 1];
-}
-
-/* On the loop thread, op j just became ready: claims it to run inline if
- * its device's worker sleeps waiting for exactly j; else wakes the worker. */
-static int claim_or_wake(pf_step *s, uint32_t j) {
-  int device = s->l->plan->ops[j].device;
-  worker *w = &s->ex->workers[device];
-  int claimed = 0;
-  pthread_mutex_lock(&w->lock);
-  if (w->park_step == s && !w->loop_running &&
-      w->park_e < device_end(s, device) && s->l->device_ops[w->park_e] == j)
-    claimed = w->loop_running = 1;
-  else
-    pthread_cond_signal(&w->wake);
-  pthread_mutex_unlock(&w->lock);
-  return claimed;
-}
-
-/* The loop thread ran op j for its sleeping worker: the worker now waits
- * for its next op, and is woken only if that one is ready already. If j
- * was its last, the part is done: returns 1, and the caller finishes the
- * part for the worker (a worker woken at the end of a step on a busy
- * machine takes tens of microseconds to run; the step need not wait). */
-static int release_claim(pf_step *s, uint32_t j) {
-  int device = s->l->plan->ops[j].device, last;
-  worker *w = &s->ex->workers[device];
-  pthread_mutex_lock(&w->lock);
-  w->park_e++;
-  w->loop_running = 0;
-  last = w->park_e == device_end(s, device);
-  if (last) w->part_taken = 1;
-  if (last ||
-      atomic_load_explicit(&s->pending[s->l->device_ops[w->park_e]], memory_order_acquire) == 0)
-    pthread_cond_signal(&w->wake);
-  pthread_mutex_unlock(&w->lock);
-  return last;
-}
 
 static void step_piece_done(pf_step *s) {
   if (atomic_fetch_sub_explicit(&s->remaining, 1, memory_order_acq_rel) == 1)
     s->done(s, s->arg);
 }
 
+/* The dependency counting: op i is done; each dependent that has all its
+ * inputs now goes to whoever runs it (the loop, for transfers and MPI
+ * collectives; else its device, unless the finishing thread is that
+ * device, whose queue moves on by itself). */
 static void finish_op(pf_step *s, uint32_t i, int device) {
   const pf_loaded *l = s->l;
   const pf_plan_op *op = &l->plan->ops[i];
   pf_executor *ex = s->ex;
   for (uint32_t e = l->dependents_first[i]; e < l->dependents_first[i + 1]; e++) {
     uint32_t j = l->dependents[e];
+    int dev;
     if (atomic_fetch_sub_explicit(&s->pending[j], 1, memory_order_acq_rel) != 1) continue;
-    if (l->loop_op[j])
+    dev = l->plan->ops[j].device;
+    if (l->loop_op[j]) {
       ex->cfg.loop_op(ex->cfg.loop_arg, s, j);
-    else if (device < 0 &&
-             atomic_load_explicit(&l->inline_ok[j], memory_order_relaxed) == INLINE_YES) {
-      /* At most one claim per worker: the queue has a place per device. */
-      if (claim_or_wake(s, j)) ex->inline_ops[ex->n_inline++] = (struct inline_op){s, j};
-    } else if (l->plan->ops[j].device != device) {
-      wake_device(ex, l->plan->ops[j].device);
+    } else if (dev != device) {
+      pf_device *dv = ex->devices[dev];
+      /* At most one claim per device: the inline queue has a place each. */
+      int may_claim = device < 0 && atomic_load_explicit(&l->inline_ok[j], memory_order_relaxed) ==
+                                        INLINE_YES;
+      if (dv->ops->ready(dv, s, j, may_claim))
+        ex->inline_ops[ex->n_inline++] = (struct inline_op){s, j};
     }
   }
   /* Free what no later op reads, as soon as possible: peak memory then
@@ -609,70 +529,17 @@ static void drain_inline(pf_executor *ex) {
   tls_running = &ex->loop_running;
   while (ex->n_inline > 0) {
     struct inline_op it = ex->inline_ops[--ex->n_inline];
-    uint64_t t0 = pf_now_ns();
-    ex->inline_ops_run[it.step->l->plan->ops[it.op].device] += (uint64_t)run_op(it.step, it.op);
-    note_inline_time(it.step->l, it.op, pf_now_ns() - t0);
-    int part_done = release_claim(it.step, it.op);
+    int device = it.step->l->plan->ops[it.op].device, part_done;
+    pf_device *dv = ex->devices[device];
+    uint64_t t0 = pf_clock_now(ex->clock);
+    ex->inline_ops_run[device] += (uint64_t)run_op(it.step, it.op);
+    note_inline_time(it.step->l, it.op, pf_clock_now(ex->clock) - t0);
+    part_done = dv->ops->release(dv, it.step, it.op);
     finish_op(it.step, it.op, -1);
     if (part_done) step_piece_done(it.step);
   }
   tls_running = NULL;
   ex->draining = 0;
-}
-
-static void publish_counts(worker *w) {
-  atomic_store_explicit(&w->ops_run_pub, w->ops_run, memory_order_relaxed);
-  atomic_store_explicit(&w->wait_ns_pub, w->wait_ns, memory_order_relaxed);
-}
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
-/* Waits until this worker may run the op at *e (its place in the device's
- * ops). The loop thread may run ops for it meanwhile and move *e on; on
- * return *e is the op to run, or `end` when none is left. Returns 1 when
- * the loop thread ran the last op and finished the part: the step may be
- * gone already. */
-static int wait_ready(worker *w, pf_step *s, uint32_t *e, uint32_t end) {
-  const uint32_t *ops = s->l->device_ops;
-  atomic_uint *pending = &s->pending[ops[*e]];
-  uint64_t spin = w->ex->cfg.spin_ns, t0;
-  int taken;
-  if (atomic_load_explicit(pending, memory_order_acquire) == 0) return 0;
-  /* Not runnable yet: the device waits (counted; clock reads only on this
-   * path, never for an op that is ready). */
-  t0 = pf_now_ns();
-  /* An input from another device or rank often lands within microseconds:
-   * a short spin saves the futex sleep and wake-up (several µs each way). */
-  if (spin > 0) {
-    do {
-      for (int k = 0; k < 64; k++) {
-        if (atomic_load_explicit(pending, memory_order_acquire) == 0) {
-          w->wait_ns += pf_now_ns() - t0;
-          return 0;
-        }
-        cpu_relax();
-      }
-    } while (pf_now_ns() - t0 < spin);
-  }
-  publish_counts(w); /* the loop may finish the part while this sleeps */
-  pthread_mutex_lock(&w->lock);
-  w->park_step = s;
-  w->park_e = *e;
-  while (w->loop_running ||
-         (w->park_e < end &&
-          atomic_load_explicit(&s->pending[ops[w->park_e]], memory_order_acquire) != 0))
-    pthread_cond_wait(&w->wake, &w->lock);
-  *e = w->park_e;
-  w->park_step = NULL;
-  taken = w->part_taken;
-  w->part_taken = 0;
-  pthread_mutex_unlock(&w->lock);
-  w->wait_ns += pf_now_ns() - t0;
-  return taken;
 }
 
 /* Returns 1 if the op ran (0: skipped, its step had failed). */
@@ -682,7 +549,7 @@ static int run_op(pf_step *s, uint32_t i) {
   if (!atomic_load_explicit(&s->failed, memory_order_acquire)) {
     ran = 1;
     /* Two clock reads cost as much as an empty kernel: only when asked. */
-    if (s->ex->cfg.record_times) s->t_start[i] = pf_now_ns();
+    if (s->ex->cfg.record_times) s->t_start[i] = pf_clock_now(s->ex->clock);
     if (l->plan->ops[i].kind == PF_OP_KERNEL)
       run_kernel(s, i);
     else if (l->plan->ops[i].kind == PF_OP_COLLECTIVE)
@@ -692,58 +559,43 @@ static int run_op(pf_step *s, uint32_t i) {
   }
   /* Atomic (a plain store on x86): the watchdog's dump reads it on the
    * loop thread while workers run. */
-  __atomic_store_n(&s->t_end[i], s->ex->cfg.record_times ? pf_now_ns() : 1, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->t_end[i], s->ex->cfg.record_times ? pf_clock_now(s->ex->clock) : 1,
+                   __ATOMIC_RELAXED);
   return ran;
 }
 
-/* Runs this worker's ops of step s. Returns 1 if the loop thread ran the
- * last of them and finished the part (s must not be touched again). */
-static int run_part(worker *w, pf_step *s) {
+/* ---- what devices call ------------------------------------------------------ */
+
+const uint32_t *pf_step_device_queue(const pf_step *s, int device, uint32_t *n) {
   const pf_loaded *l = s->l;
-  uint32_t end = device_end(s, w->device);
-  for (uint32_t e = l->device_first[w->device]; e < end; e++) {
-    uint32_t i;
-    if (wait_ready(w, s, &e, end)) {
-      publish_counts(w);
-      return 1;
-    }
-    if (e == end) break; /* the loop thread ran the rest */
-    i = l->device_ops[e];
-    if (atomic_load_explicit(&l->inline_ok[i], memory_order_relaxed) == INLINE_UNPROVEN &&
-        !atomic_load_explicit(&s->failed, memory_order_acquire)) {
-      uint64_t t0 = pf_now_ns();
-      w->ops_run += (uint64_t)run_op(s, i);
-      note_inline_time(s->l, i, pf_now_ns() - t0);
-    } else {
-      w->ops_run += (uint64_t)run_op(s, i);
-    }
-    finish_op(s, i, w->device);
-  }
-  publish_counts(w);
-  return 0;
+  *n = l->device_first[device + 1] - l->device_first[device];
+  return l->device_ops + l->device_first[device];
 }
 
-/* Pins each worker to its own CPU of the process's affinity mask, counting
- * from cfg.bind_first (the local rank's first device), when the host has a
- * core for every worker: with loop threads spinning beside them, the
- * scheduler sometimes put two busy workers on one core (each then ran at
- * half speed). A failure to pin is not an error: the worker runs where the
- * scheduler puts it. */
-static void bind_workers(pf_executor *ex) {
-  cpu_set_t allowed, one;
-  int cpus[CPU_SETSIZE], n = 0;
-  if (ex->cfg.bind_first < 0 || sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
-  for (int c = 0; c < CPU_SETSIZE; c++)
-    if (CPU_ISSET(c, &allowed)) cpus[n++] = c;
-  /* One core, or more workers than cores: nothing to gain. */
-  if (n < 2 || n < ex->cfg.bind_span || ex->cfg.bind_first + ex->cfg.num_devices > n) return;
-  for (int d = 0; d < ex->cfg.num_devices; d++) {
-    CPU_ZERO(&one);
-    CPU_SET(cpus[ex->cfg.bind_first + d], &one);
-    if (pthread_setaffinity_np(ex->workers[d].thread, sizeof one, &one) == 0)
-      ex->workers[d].cpu = cpus[ex->cfg.bind_first + d];
-  }
+int pf_step_op_ready(const pf_step *s, uint32_t op) {
+  return atomic_load_explicit(&s->pending[op], memory_order_acquire) == 0;
 }
+
+int pf_step_run_op(pf_step *s, uint32_t i) {
+  /* An op the loop thread might run inline is timed on its device until
+   * a short run proves it short (note_inline_time). */
+  if (atomic_load_explicit(&s->l->inline_ok[i], memory_order_relaxed) == INLINE_UNPROVEN &&
+      !atomic_load_explicit(&s->failed, memory_order_acquire)) {
+    uint64_t t0 = pf_clock_now(s->ex->clock);
+    int ran = run_op(s, i);
+    note_inline_time(s->l, i, pf_clock_now(s->ex->clock) - t0);
+    return ran;
+  }
+  return run_op(s, i);
+}
+
+void pf_step_op_done(pf_step *s, uint32_t op, int device) { finish_op(s, op, device); }
+
+void pf_step_part_done(pf_step *s) { step_piece_done(s); }
+
+pf_part *pf_step_part(pf_step *s, int device) { return &s->parts[device]; }
+
+pf_clock *pf_step_clock(const pf_step *s) { return s->ex->clock; }
 
 const uint32_t *pf_loaded_inputs(const pf_loaded *l, uint32_t *n) {
   *n = l->n_input_bufs;
@@ -751,29 +603,8 @@ const uint32_t *pf_loaded_inputs(const pf_loaded *l, uint32_t *n) {
 }
 
 int pf_executor_worker_cpu(const pf_executor *ex, int device) {
-  return device >= 0 && device < ex->cfg.num_devices ? ex->workers[device].cpu : -1;
-}
-
-static void *worker_main(void *arg) {
-  worker *w = arg;
-  tls_running = &w->running;
-  for (;;) {
-    part *p;
-    pthread_mutex_lock(&w->lock);
-    while (w->head == NULL && !w->stop) pthread_cond_wait(&w->wake, &w->lock);
-    if (w->head == NULL) {
-      pthread_mutex_unlock(&w->lock);
-      return NULL;
-    }
-    p = w->head;
-    w->head = p->next;
-    if (w->head == NULL) w->tail = NULL;
-    pthread_mutex_unlock(&w->lock);
-    {
-      pf_step *s = p->step; /* p lives in the step */
-      if (!run_part(w, s)) step_piece_done(s);
-    }
-  }
+  return device >= 0 && device < ex->cfg.num_devices ? pf_cpu_device_cpu(ex->devices[device])
+                                                     : -1;
 }
 
 /* Lets go of the input references a step was handed and never took. */
@@ -803,7 +634,7 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
   s->bufs = pf_calloc(p->n_buffers, sizeof(pf_storage *));
   s->t_start = pf_calloc(p->n_ops, sizeof(uint64_t));
   s->t_end = pf_calloc(p->n_ops, sizeof(uint64_t));
-  s->parts = pf_calloc((size_t)nd, sizeof(part));
+  s->parts = pf_calloc((size_t)nd, sizeof(pf_part));
   pthread_mutex_init(&s->err_lock, NULL);
   atomic_fetch_add(&l->refs, 1);
   s->l = l;
@@ -858,19 +689,9 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
   }
   pthread_mutex_lock(&ex->run_lock);
   for (int d = 0; d < nd; d++) {
-    worker *w = &ex->workers[d];
-    part *pt = &s->parts[d];
     if (l->device_first[d + 1] == l->device_first[d]) continue;
-    pt->step = s;
-    pt->next = NULL;
-    pthread_mutex_lock(&w->lock);
-    if (w->tail)
-      w->tail->next = pt;
-    else
-      w->head = pt;
-    w->tail = pt;
-    pthread_cond_signal(&w->wake);
-    pthread_mutex_unlock(&w->lock);
+    s->parts[d].step = s;
+    ex->devices[d]->ops->submit(ex->devices[d], &s->parts[d]);
   }
   pthread_mutex_unlock(&ex->run_lock);
   /* Loop ops with no dependencies (every receive) are handed to the loop
@@ -955,8 +776,9 @@ int pf_executor_running(pf_executor *ex, char *buf, size_t n) {
   size_t used = 0;
   if (n > 0) buf[0] = '\0';
   for (int d = 0; d <= ex->cfg.num_devices; d++) {
-    running_slot *rs = d < ex->cfg.num_devices ? &ex->workers[d].running : &ex->loop_running;
-    pf_step *s = atomic_load_explicit(&rs->step, memory_order_acquire);
+    pf_running_slot *rs = d < ex->cfg.num_devices ? ex->devices[d]->ops->running(ex->devices[d])
+                                                  : &ex->loop_running;
+    pf_step *s = rs ? atomic_load_explicit(&rs->step, memory_order_acquire) : NULL;
     int w;
     if (s == NULL) continue;
     if (found++ > 0 && used + 2 < n) {
@@ -1025,7 +847,7 @@ static const char *signal_name(int sig) {
 }
 
 static void crash_handler(int sig, siginfo_t *info, void *ctx) {
-  running_slot *rs = tls_running;
+  pf_running_slot *rs = tls_running;
   pf_step *s = rs != NULL ? atomic_load_explicit(&rs->step, memory_order_acquire) : NULL;
   sig_text t = {.n = 0};
   int k = 0;
@@ -1089,43 +911,40 @@ static void install_crash_handlers(int rank) {
 
 int pf_executor_start(const pf_executor_config *cfg, pf_executor **out) {
   pf_executor *ex;
+  int *cpus, rc = 0;
   *out = NULL;
   if (cfg == NULL || cfg->num_devices < 1 || cfg->registry == NULL) return PF_EINVAL;
   if ((ex = calloc(1, sizeof *ex)) == NULL) return PF_ENOMEM;
   ex->cfg = *cfg;
+  pf_clock_real_init(&ex->clock_own);
+  ex->clock = cfg->clock ? cfg->clock : &ex->clock_own;
   pthread_mutex_init(&ex->run_lock, NULL);
-  ex->workers = pf_calloc((size_t)cfg->num_devices, sizeof(worker));
+  ex->devices = pf_calloc((size_t)cfg->num_devices, sizeof *ex->devices);
   ex->inline_ops = pf_calloc((size_t)cfg->num_devices, sizeof(*ex->inline_ops));
   ex->inline_ops_run = pf_calloc((size_t)cfg->num_devices, sizeof(*ex->inline_ops_run));
-  if (ex->workers == NULL || ex->inline_ops == NULL || ex->inline_ops_run == NULL) {
-    free(ex->workers);
-    free(ex->inline_ops);
-    free(ex->inline_ops_run);
-    free(ex);
+  cpus = pf_calloc((size_t)cfg->num_devices, sizeof *cpus);
+  if (ex->devices == NULL || ex->inline_ops == NULL || ex->inline_ops_run == NULL || cpus == NULL) {
+    free(cpus);
+    pf_executor_stop(ex);
     return PF_ENOMEM;
   }
-  for (int d = 0; d < cfg->num_devices; d++) {
-    worker *w = &ex->workers[d];
-    w->ex = ex;
-    w->device = d;
-    w->cpu = -1;
-    pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->wake, NULL);
-    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-      ex->started = d;
-      pf_executor_stop(ex);
-      return PF_ESYS;
+  if (cfg->devices == NULL) pf_cpu_device_pick_cpus(cfg->bind_first, cfg->bind_span, cfg->num_devices, cpus);
+  for (int d = 0; d < cfg->num_devices && rc == 0; d++) {
+    if (cfg->devices != NULL) {
+      ex->devices[d] = cfg->devices[d];
+    } else {
+      pf_cpu_device_config dc = {.index = d, .rank = cfg->rank, .cpu = cpus[d],
+                                 .spin_ns = cfg->spin_ns, .memory_bytes = cfg->device_memory,
+                                 .clock = ex->clock};
+      rc = pf_cpu_device_create(&dc, &ex->devices[d]);
     }
-    {
-      /* Named, for top -H, gdb and perf: which device a thread serves. */
-      char name[32];
-      snprintf(name, sizeof name, "pf-dev%d", d);
-      name[15] = '\0'; /* the kernel's limit */
-      pthread_setname_np(w->thread, name);
-    }
+    if (rc == 0) ex->started = d + 1;
   }
-  bind_workers(ex);
-  ex->started = cfg->num_devices;
+  free(cpus);
+  if (rc != 0) {
+    pf_executor_stop(ex);
+    return rc;
+  }
   install_crash_handlers(cfg->rank);
   *out = ex;
   return 0;
@@ -1133,20 +952,9 @@ int pf_executor_start(const pf_executor_config *cfg, pf_executor **out) {
 
 void pf_executor_stop(pf_executor *ex) {
   if (ex == NULL) return;
-  for (int d = 0; d < ex->started; d++) {
-    worker *w = &ex->workers[d];
-    pthread_mutex_lock(&w->lock);
-    w->stop = 1;
-    pthread_cond_signal(&w->wake);
-    pthread_mutex_unlock(&w->lock);
-  }
-  for (int d = 0; d < ex->started; d++) pthread_join(ex->workers[d].thread, NULL);
-  for (int d = 0; d < ex->cfg.num_devices; d++) {
-    pthread_mutex_destroy(&ex->workers[d].lock);
-    pthread_cond_destroy(&ex->workers[d].wake);
-  }
+  for (int d = 0; d < ex->started; d++) ex->devices[d]->ops->destroy(ex->devices[d]);
   pthread_mutex_destroy(&ex->run_lock);
-  free(ex->workers);
+  free(ex->devices);
   free(ex->inline_ops);
   free(ex->inline_ops_run);
   free(ex);
@@ -1154,10 +962,10 @@ void pf_executor_stop(pf_executor *ex) {
 
 void pf_executor_counters(const pf_executor *ex, pf_counters *c) {
   for (int d = 0; d < ex->cfg.num_devices && d < c->num_devices; d++) {
-    const worker *w = &ex->workers[d];
-    c->devices[d].ops_run =
-        atomic_load_explicit(&w->ops_run_pub, memory_order_relaxed) + ex->inline_ops_run[d];
-    c->devices[d].wait_ns = atomic_load_explicit(&w->wait_ns_pub, memory_order_relaxed);
+    uint64_t ops_run = 0, wait_ns = 0;
+    ex->devices[d]->ops->counters(ex->devices[d], &ops_run, &wait_ns);
+    c->devices[d].ops_run = ops_run + ex->inline_ops_run[d];
+    c->devices[d].wait_ns = wait_ns;
   }
 }
 

@@ -1,14 +1,15 @@
 /* Internal: the executor core.
  *
- * Runs loaded plans on local devices. Each device has a worker thread that
- * runs that device's ops of each step in plan (gang) order, like a stream.
- * Dependencies between ops are counted with atomics: when an op finishes, its
- * worker decrements its dependents' counters and wakes another device's
- * worker only when a dependent there became ready. A chain of ops on one
- * device therefore runs back to back with no thread hop; see
- * docs/architecture.md.
+ * Runs loaded plans on local devices (runtime/device.h). The executor owns
+ * the dependency counting: ops of a step have counters of inputs not yet
+ * done, decremented with atomics by whoever finishes an input; an op whose
+ * count reaches zero goes to its device (or, for a transfer or an MPI
+ * collective, to the loop thread). Each device runs its ops of each step
+ * in plan (gang) order, like a stream; the CPU device with a worker thread,
+ * so that a chain of ops on one device runs back to back with no thread hop.
+ * See docs/architecture.md.
  *
- * Threads: the executor starts one worker per device. Every function here is
+ * Threads: devices run ops on their own threads. Every function here is
  * called from the loop thread (runtime/runtime.c) except where noted.
  */
 #ifndef PF_RUNTIME_EXECUTOR_H
@@ -19,6 +20,7 @@
 #include "base/diag.h"
 #include "kernels/registry.h"
 #include "base/counters.h"
+#include "runtime/device.h"
 #include "runtime/plan.h"
 #include "runtime/storage.h"
 
@@ -33,7 +35,6 @@
 
 typedef struct pf_executor pf_executor;
 typedef struct pf_loaded pf_loaded;
-typedef struct pf_step pf_step;
 
 /* Called on a worker thread when the last op of a step finished (or at once,
  * on the caller's thread, for a step with no ops). */
@@ -62,9 +63,16 @@ typedef struct pf_executor_config {
    * allocation of a step's buffer or arena on this executor fail, as out
    * of memory would. 0: off. */
   int64_t fault_alloc;
+  /* The devices, num_devices of them, taken over by the executor (it
+   * destroys them when it stops, or when it fails to start); NULL: CPU
+   * devices (runtime/device_cpu.c) with spin_ns, bind_first, bind_span and
+   * device_memory. */
+  pf_device **devices;
+  int64_t device_memory; /* what each CPU device reports */
+  pf_clock *clock; /* time for timestamps and waits; NULL: the real clock */
 } pf_executor_config;
 
-/* Starts the device workers, and (once per process) crash handlers for
+/* Starts the devices (or takes cfg.devices), and (once per process) crash handlers for
  * SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT that name the kernel the
  * crashing thread runs (rank, program, kernel, shard, step) on stderr with
  * async-signal-safe calls, then hand the signal on to the action installed

@@ -69,6 +69,8 @@ struct pf_runtime {
   uint64_t worker_spin_ns;
   int bind_workers;
   int64_t fault_alloc; /* PATHFLOW_FAULT_ALLOC on this rank, or 0 */
+  pf_clock clock_own;  /* when the config names no clock */
+  pf_clock *clock;
   uint64_t stop_since;
 };
 
@@ -426,13 +428,13 @@ static int poll_mpi(pf_runtime *rt) {
     rc = pf_mpi_ctrl_recv(rt->cfg.mpi, &peer, &buf, &len, &d);
     if (rc == PF_EDECODE || (rc == PF_ENOMEM && peer >= 0)) {
       if (peer >= 0 && peer < rt->size)
-        atomic_store_explicit(&rt->last_seen[peer], pf_now_ns(), memory_order_relaxed);
+        atomic_store_explicit(&rt->last_seen[peer], pf_clock_now(rt->clock), memory_order_relaxed);
       reject(rt, peer, rc, d.msg, NULL, 0);
       continue;
     }
     if (rc != 0) pf_mpi_abort(rt->cfg.mpi, 1, "receiving a control message failed");
     if (buf == NULL) break;
-    atomic_store_explicit(&rt->last_seen[peer], pf_now_ns(), memory_order_relaxed);
+    atomic_store_explicit(&rt->last_seen[peer], pf_clock_now(rt->clock), memory_order_relaxed);
     if (len > BIG_MESSAGE) loop_unlock(rt);
     rc = pf_msg_decode(buf, len, pf_executor_num_devices(rt->ex), &m, &d);
     if (len > BIG_MESSAGE) loop_lock(rt);
@@ -507,7 +509,7 @@ static void on_spin(uv_idle_t *h) {
       loop_lock(rt);
     }
   }
-  now = pf_now_ns();
+  now = pf_clock_now(rt->clock);
   atomic_store_explicit(&rt->last_poll, now, memory_order_relaxed);
   if (busy) {
     rt->last_activity = now;
@@ -535,7 +537,7 @@ static void start_spinning(pf_runtime *rt) {
    * work over through the event queue, which wakes the loop. A spinning
    * loop would only take a core from them. */
   if (rt->cfg.mpi == NULL || rt->size < 2) return;
-  rt->last_activity = pf_now_ns();
+  rt->last_activity = pf_clock_now(rt->clock);
   if (rt->spinning) return;
   uv_timer_stop(&rt->poll);
   uv_idle_start(&rt->spin, on_spin);
@@ -545,13 +547,13 @@ static void start_spinning(pf_runtime *rt) {
 static void on_poll(uv_timer_t *h) {
   pf_runtime *rt = h->data;
   int got = poll_mpi(rt);
-  atomic_store_explicit(&rt->last_poll, pf_now_ns(), memory_order_relaxed);
+  atomic_store_explicit(&rt->last_poll, pf_clock_now(rt->clock), memory_order_relaxed);
   if (got > 0 || transferring(rt) || waiting(rt)) {
     start_spinning(rt);
     return;
   }
   /* Quiet for a second: deep idle, poll rarely. */
-  rt->poll_ms = PF_MINOF(rt->poll_ms * 2, pf_now_ns() - rt->last_activity > 1000000000u
+  rt->poll_ms = PF_MINOF(rt->poll_ms * 2, pf_clock_now(rt->clock) - rt->last_activity > 1000000000u
                                               ? rt->idle_poll_ms
                                               : rt->poll_max_ms);
   uv_timer_start(&rt->poll, on_poll, rt->poll_ms, 0);
@@ -584,7 +586,7 @@ static void check_hang(pf_runtime *rt, uint64_t now) {
  * heartbeat thread's). */
 static void on_tick(uv_timer_t *h) {
   pf_runtime *rt = h->data;
-  uint64_t now = pf_now_ns();
+  uint64_t now = pf_clock_now(rt->clock);
   if (rt->watchdog_s > 0 && pf_service_steps_in_flight(rt->svc) > 0 &&
       now - pf_service_last_progress(rt->svc, now) > (uint64_t)rt->watchdog_s * 1000000000u) {
     if (!rt->watchdog_fired) {
@@ -632,11 +634,11 @@ static void on_wake_locked(pf_runtime *rt) {
     start_spinning(rt);
   }
   if (!stop) return;
-  if (rt->stop_since == 0) rt->stop_since = pf_now_ns();
+  if (rt->stop_since == 0) rt->stop_since = pf_clock_now(rt->clock);
   /* The controller stops once its messages (shutdown included) have left,
    * or after 5 s; an executor has nothing left to say after shutdown. */
   if (rt->cfg.mpi == NULL || rt->rank != 0 || pf_mpi_pending(rt->cfg.mpi) == 0 ||
-      pf_now_ns() - rt->stop_since > 5000000000ull) {
+      pf_clock_now(rt->clock) - rt->stop_since > 5000000000ull) {
     uv_close((uv_handle_t *)&rt->wake, NULL);
     uv_close((uv_handle_t *)&rt->spin, NULL);
     uv_close((uv_handle_t *)&rt->poll, NULL);
@@ -695,7 +697,7 @@ static void send_heartbeats(pf_runtime *rt) {
     }
     /* The loop is in the middle of a burst: it lets go within microseconds
      * of its own CPU time. Missing one beat is harmless. */
-    nanosleep(&(struct timespec){0, 2000000}, NULL);
+    pf_clock_sleep(rt->clock, 2000000);
   }
 }
 
@@ -713,14 +715,14 @@ static void check_peers(pf_runtime *rt, uint64_t now) {
              r, (long long)rt->rank_timeout_s);
     /* Serialized with the loop if it lets go; ending the job either way. */
     for (int tries = 0; tries < 100 && pthread_mutex_trylock(&rt->mpi_lock) != 0; tries++)
-      nanosleep(&(struct timespec){0, 2000000}, NULL);
+      pf_clock_sleep(rt->clock, 2000000);
     pf_mpi_abort(rt->cfg.mpi, 1, why);
   }
 }
 
 static void *beat_main(void *arg) {
   pf_runtime *rt = arg;
-  uint64_t last = pf_now_ns();
+  uint64_t last = pf_clock_now(rt->clock);
   pthread_setname_np(pthread_self(), "pf-beat");
   pthread_mutex_lock(&rt->beat_lock);
   while (!rt->beat_stop) {
@@ -731,14 +733,14 @@ static void *beat_main(void *arg) {
     pthread_cond_timedwait(&rt->beat_cond, &rt->beat_lock, &ts);
     if (rt->beat_stop) break;
     pthread_mutex_unlock(&rt->beat_lock);
-    now = pf_now_ns();
+    now = pf_clock_now(rt->clock);
     if (now - last > STALL_NS)
       /* This process was stopped or starved: its peers are not to blame. */
       for (int r = 0; r < rt->size; r++)
         atomic_store_explicit(&rt->last_seen[r], now, memory_order_relaxed);
     last = now;
     send_heartbeats(rt);
-    check_peers(rt, pf_now_ns());
+    check_peers(rt, pf_clock_now(rt->clock));
     pthread_mutex_lock(&rt->beat_lock);
   }
   pthread_mutex_unlock(&rt->beat_lock);
@@ -838,13 +840,15 @@ static int read_env(pf_runtime *rt, pf_diag *d) {
 
 int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   pf_runtime *rt;
-  pf_executor_config ec;
-  pf_service_config sc;
+  pf_executor_config ec = {0};
+  pf_service_config sc = {0};
   pf_diag d;
   int rc;
   *out = NULL;
   if ((rt = calloc(1, sizeof *rt)) == NULL) return PF_ENOMEM;
   rt->cfg = *cfg;
+  pf_clock_real_init(&rt->clock_own);
+  rt->clock = cfg->clock ? cfg->clock : &rt->clock_own;
   rt->rank = cfg->mpi ? pf_mpi_rank(cfg->mpi) : 0;
   rt->size = cfg->mpi ? pf_mpi_size(cfg->mpi) : 1;
   pf_diag_init(&d);
@@ -861,7 +865,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
     free(rt);
     return PF_ENOMEM;
   }
-  for (int r = 0; r < rt->size; r++) atomic_init(&rt->last_seen[r], pf_now_ns());
+  for (int r = 0; r < rt->size; r++) atomic_init(&rt->last_seen[r], pf_clock_now(rt->clock));
   ec.num_devices = cfg->num_devices;
   ec.rank = rt->rank;
   ec.registry = cfg->registry;
@@ -870,6 +874,8 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   ec.record_times = rt->trace;
   ec.spin_ns = rt->worker_spin_ns;
   ec.fault_alloc = rt->fault_alloc;
+  ec.clock = rt->clock;
+  ec.device_memory = cfg->device_memory;
   /* Ranks on one host share its cores: each starts at its own offset. */
   ec.bind_first = !rt->bind_workers ? -1
                   : (rt->cfg.mpi ? pf_mpi_local_rank(rt->cfg.mpi) : 0) * cfg->num_devices;
@@ -888,6 +894,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   sc.post_done = post_done;
   sc.post_arg = rt;
   sc.trace = NULL;
+  sc.clock = rt->clock;
   if (rt->trace) {
     char why[256];
     if ((rc = pf_trace_open(rt->rank, rt->size, cfg->num_devices, &rt->timeline, why,
@@ -921,7 +928,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   pthread_mutex_init(&rt->mpi_lock, NULL);
   rt->wake.data = rt->spin.data = rt->poll.data = rt->tick.data = rt;
   rt->unlock_mpi.data = rt->relock_mpi.data = rt;
-  atomic_init(&rt->last_poll, pf_now_ns());
+  atomic_init(&rt->last_poll, pf_clock_now(rt->clock));
   if (cfg->mpi) {
     uv_prepare_start(&rt->unlock_mpi, on_unlock_mpi);
     uv_check_start(&rt->relock_mpi, on_relock_mpi);

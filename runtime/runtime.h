@@ -38,6 +38,8 @@ typedef struct pf_runtime_config {
    * flight, loads, fetches): the loop keeps polling MPI instead of sleeping.
    * Called on the loop thread; may be NULL. */
   int (*controller_busy)(void *arg);
+  int64_t device_memory; /* what each local device reports it has */
+  pf_clock *clock;       /* NULL: the real clock */
 } pf_runtime_config;
 
 /* Starts the executor, the service and the loop thread.

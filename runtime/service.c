@@ -162,7 +162,7 @@ int pf_service_create(const pf_service_config *cfg, pf_service **out) {
     free(s);
     return PF_ENOMEM;
   }
-  s->last_progress = pf_now_ns();
+  s->last_progress = pf_clock_now(s->cfg.clock);
   *out = s;
   return 0;
 }
@@ -588,7 +588,7 @@ void pf_service_step_done(pf_service *s, void *arg) {
   reply_status(s, PF_MSG_STEP_DONE, r->e->id, r->seq, status, pf_step_message(r->step));
   s->steps++;
   s->steps_failed += status != 0;
-  s->last_progress = pf_now_ns();
+  s->last_progress = pf_clock_now(s->cfg.clock);
   if (r->prev)
     r->prev->next = r->next;
   else
@@ -612,7 +612,7 @@ static int tag_of(const pf_service *s, uint32_t slot, int64_t tag) {
 static void loop_op_finish(loop_op *lo, int status, const char *why) {
   pf_service *s = lo->r->svc;
   if (lo->started != 0) {
-    uint64_t waited = pf_now_ns() - lo->started;
+    uint64_t waited = pf_clock_now(s->cfg.clock) - lo->started;
     if (pf_step_plan(lo->r->step)->ops[lo->op].kind == PF_OP_COLLECTIVE)
       s->collective_wait_ns += waited;
     else
@@ -628,7 +628,7 @@ static void loop_op_finish(loop_op *lo, int status, const char *why) {
       snprintf(name, sizeof name, "%s %s rank %d (%s)", op->kind == PF_OP_SEND ? "send" : "recv",
                op->kind == PF_OP_SEND ? "to" : "from", (int)op->peer, op->name);
     pf_trace_event(s->cfg.trace, name, op->kind == PF_OP_COLLECTIVE ? "collective" : "transfer",
-                   PF_TRACE_LOOP_ROW, lo->started, pf_now_ns(), lo->r->e->id, lo->r->user_step,
+                   PF_TRACE_LOOP_ROW, lo->started, pf_clock_now(s->cfg.clock), lo->r->e->id, lo->r->user_step,
                    lo->r->seq);
   }
   posted_remove(lo);
@@ -660,7 +660,7 @@ static void start_transfer(pf_service *s, loop_op *lo) {
   char *data = data_of(s, r, b, op->kind == PF_OP_RECV, NULL);
   MPI_Request req;
   int err, tag = tag_of(s, r->slot, op->tag);
-  lo->started = pf_now_ns(); /* counters' wait and the timeline */
+  lo->started = pf_clock_now(s->cfg.clock); /* counters' wait and the timeline */
   posted_add(lo);
   if (op->kind == PF_OP_SEND)
     err = MPI_Isend(data + bx->displacement, bx->count, bx->type, op->peer, tag,
@@ -824,7 +824,7 @@ static void start_collective(pf_service *s, loop_op *lo) {
   MPI_Request req = MPI_REQUEST_NULL;
   int n = op->num_shards, err = MPI_SUCCESS;
   size_t in_bytes = pf_spec_nbytes(ins), out_bytes = pf_spec_nbytes(outs);
-  lo->started = pf_now_ns(); /* counters' wait and the timeline */
+  lo->started = pf_clock_now(s->cfg.clock); /* counters' wait and the timeline */
   posted_add(lo);
   /* The same on every rank of the communicator (shards have one size):
    * each fails its step, none waits. */

@@ -31,6 +31,7 @@ typedef struct pf_service_config {
   void (*post_done)(void *arg, void *step_arg);
   void *post_arg;
   struct pf_trace *trace; /* timeline (PATHFLOW_TRACE), or NULL; borrowed */
+  pf_clock *clock;        /* borrowed */
 } pf_service_config;
 
 int pf_service_create(const pf_service_config *cfg, pf_service **out);

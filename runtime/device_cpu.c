@@ -1,0 +1,303 @@
+/* The CPU device: one worker thread that runs the device's ops of each
+ * step in order, like a stream. It sleeps on a condition variable while its
+ * next op waits for inputs, after a short spin (inputs from another device
+ * of the process often land within microseconds). While it sleeps on one
+ * op, the loop thread may run that op for it (ready with may_claim) and
+ * move it on, so that a worker whose ops all run inline is never woken per
+ * op. */
+#define _GNU_SOURCE /* pthread_setname_np, pthread_setaffinity_np */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "pathflow/error.h"
+#include "runtime/box.h"
+#include "runtime/device.h"
+
+typedef struct cpu_device {
+  pf_device base;
+  pf_cpu_device_config cfg;
+  pf_running_slot running;
+  pthread_t thread;
+  /* Guarded by lock. While the worker sleeps waiting for an op's inputs,
+   * park_step is that op's step (else NULL) and park_e its place in the
+   * device's queue of the step. The loop thread may run that op itself
+   * (loop_running while it does) and then move park_e on. */
+  pf_step *park_step;
+  uint32_t park_e;
+  int loop_running;
+  /* The loop thread ran the last op of the parked part and finished the
+   * part itself: the worker must not touch that step again (it may be
+   * freed before the worker wakes). */
+  int part_taken;
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  pf_part *head, *tail;
+  int stop;
+  /* Counters: the worker's own running counts (plain, no atomic per op),
+   * published with one relaxed store each when a part of a step ends, for
+   * the loop thread to read. Kept a cache line away from the fields the
+   * loop thread takes under the lock to wake this worker or run its ops,
+   * so that counting does not bounce that line. */
+  char pad[64];
+  uint64_t ops_run, wait_ns;
+  _Atomic uint64_t ops_run_pub, wait_ns_pub;
+} cpu_device;
+
+static void cpu_info(pf_device *d, pf_device_info *out) {
+  cpu_device *c = (cpu_device *)d;
+  out->kind = PF_DEVICE_CPU;
+  out->index = c->cfg.index;
+  out->memory_bytes = c->cfg.memory_bytes;
+  out->flops = 0;
+  out->bytes_per_s = 0;
+}
+
+static pf_storage *cpu_alloc(pf_device *d, size_t nbytes) {
+  return pf_storage_new(nbytes, ((cpu_device *)d)->cfg.index);
+}
+
+/* Host and device memory are the same memory: every direction is a copy
+ * within it. */
+static void cpu_copy(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *dst_dims,
+                     const void *src, const int64_t *src_dims, const pf_box *box,
+                     size_t elem_size) {
+  (void)d;
+  (void)dir;
+  pf_box_copy(dst, dst_dims, src, src_dims, box, elem_size);
+}
+
+static void cpu_submit(pf_device *d, pf_part *pt) {
+  cpu_device *c = (cpu_device *)d;
+  pt->next = NULL;
+  pthread_mutex_lock(&c->lock);
+  if (c->tail)
+    c->tail->next = pt;
+  else
+    c->head = pt;
+  c->tail = pt;
+  pthread_cond_signal(&c->wake);
+  pthread_mutex_unlock(&c->lock);
+}
+
+/* The op at place e of the device's queue of s. */
+static uint32_t queue_op(const pf_step *s, int device, uint32_t e, uint32_t *n) {
+  const uint32_t *q = pf_step_device_queue(s, device, n);
+  return e < *n ? q[e] : UINT32_MAX;
+}
+
+/* Claims op j for the loop thread if the worker sleeps waiting for exactly
+ * j; else wakes the worker. */
+static int cpu_ready(pf_device *d, pf_step *s, uint32_t j, int may_claim) {
+  cpu_device *c = (cpu_device *)d;
+  int claimed = 0;
+  uint32_t n;
+  pthread_mutex_lock(&c->lock);
+  if (may_claim && c->park_step == s && !c->loop_running &&
+      queue_op(s, c->cfg.index, c->park_e, &n) == j)
+    claimed = c->loop_running = 1;
+  else
+    pthread_cond_signal(&c->wake);
+  pthread_mutex_unlock(&c->lock);
+  return claimed;
+}
+
+/* The loop thread ran op j for the sleeping worker: the worker now waits
+ * for its next op, and is woken only if that one is ready already. If j
+ * was its last, the part is done: returns 1, and the caller finishes the
+ * part for the worker (a worker woken at the end of a step on a busy
+ * machine takes tens of microseconds to run; the step need not wait). */
+static int cpu_release(pf_device *d, pf_step *s, uint32_t j) {
+  cpu_device *c = (cpu_device *)d;
+  uint32_t n, next;
+  int last;
+  (void)j;
+  pthread_mutex_lock(&c->lock);
+  c->park_e++;
+  c->loop_running = 0;
+  next = queue_op(s, c->cfg.index, c->park_e, &n);
+  last = c->park_e == n;
+  if (last) c->part_taken = 1;
+  if (last || pf_step_op_ready(s, next)) pthread_cond_signal(&c->wake);
+  pthread_mutex_unlock(&c->lock);
+  return last;
+}
+
+static pf_running_slot *cpu_running(pf_device *d) { return &((cpu_device *)d)->running; }
+
+static void cpu_counters(pf_device *d, uint64_t *ops_run, uint64_t *wait_ns) {
+  cpu_device *c = (cpu_device *)d;
+  *ops_run = atomic_load_explicit(&c->ops_run_pub, memory_order_relaxed);
+  *wait_ns = atomic_load_explicit(&c->wait_ns_pub, memory_order_relaxed);
+}
+
+static void publish_counts(cpu_device *c) {
+  atomic_store_explicit(&c->ops_run_pub, c->ops_run, memory_order_relaxed);
+  atomic_store_explicit(&c->wait_ns_pub, c->wait_ns, memory_order_relaxed);
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+/* Waits until this worker may run the op at *e of its queue q (n ops). The
+ * loop thread may run ops for it meanwhile and move *e on; on return *e is
+ * the op to run, or n when none is left. Returns 1 when the loop thread
+ * ran the last op and finished the part: the step may be gone already. */
+static int wait_ready(cpu_device *c, pf_step *s, const uint32_t *q, uint32_t n, uint32_t *e) {
+  pf_clock *clock = c->cfg.clock;
+  uint64_t spin = c->cfg.spin_ns, t0;
+  int taken;
+  if (pf_step_op_ready(s, q[*e])) return 0;
+  /* Not runnable yet: the device waits (counted; clock reads only on this
+   * path, never for an op that is ready). */
+  t0 = pf_clock_now(clock);
+  /* An input from another device or rank often lands within microseconds:
+   * a short spin saves the futex sleep and wake-up (several µs each way). */
+  if (spin > 0) {
+    do {
+      for (int k = 0; k < 64; k++) {
+        if (pf_step_op_ready(s, q[*e])) {
+          c->wait_ns += pf_clock_now(clock) - t0;
+          return 0;
+        }
+        cpu_relax();
+      }
+    } while (pf_clock_now(clock) - t0 < spin);
+  }
+  publish_counts(c); /* the loop may finish the part while this sleeps */
+  pthread_mutex_lock(&c->lock);
+  c->park_step = s;
+  c->park_e = *e;
+  while (c->loop_running || (c->park_e < n && !pf_step_op_ready(s, q[c->park_e])))
+    pthread_cond_wait(&c->wake, &c->lock);
+  *e = c->park_e;
+  c->park_step = NULL;
+  taken = c->part_taken;
+  c->part_taken = 0;
+  pthread_mutex_unlock(&c->lock);
+  c->wait_ns += pf_clock_now(clock) - t0;
+  return taken;
+}
+
+/* Runs this device's ops of step s. Returns 1 if the loop thread ran the
+ * last of them and finished the part (s must not be touched again). */
+static int run_part(cpu_device *c, pf_step *s) {
+  uint32_t n;
+  const uint32_t *q = pf_step_device_queue(s, c->cfg.index, &n);
+  for (uint32_t e = 0; e < n; e++) {
+    uint32_t i;
+    if (wait_ready(c, s, q, n, &e)) {
+      publish_counts(c);
+      return 1;
+    }
+    if (e == n) break; /* the loop thread ran the rest */
+    i = q[e];
+    c->ops_run += (uint64_t)pf_step_run_op(s, i);
+    pf_step_op_done(s, i, c->cfg.index);
+  }
+  publish_counts(c);
+  return 0;
+}
+
+static void *worker_main(void *arg) {
+  cpu_device *c = arg;
+  pf_running_bind(&c->running);
+  for (;;) {
+    pf_part *p;
+    pthread_mutex_lock(&c->lock);
+    while (c->head == NULL && !c->stop) pthread_cond_wait(&c->wake, &c->lock);
+    if (c->head == NULL) {
+      pthread_mutex_unlock(&c->lock);
+      return NULL;
+    }
+    p = c->head;
+    c->head = p->next;
+    if (c->head == NULL) c->tail = NULL;
+    pthread_mutex_unlock(&c->lock);
+    {
+      pf_step *s = p->step; /* p lives in the step */
+      if (!run_part(c, s)) pf_step_part_done(s);
+    }
+  }
+}
+
+static void cpu_destroy(pf_device *d) {
+  cpu_device *c = (cpu_device *)d;
+  pthread_mutex_lock(&c->lock);
+  c->stop = 1;
+  pthread_cond_signal(&c->wake);
+  pthread_mutex_unlock(&c->lock);
+  pthread_join(c->thread, NULL);
+  pthread_mutex_destroy(&c->lock);
+  pthread_cond_destroy(&c->wake);
+  free(c);
+}
+
+static const pf_device_ops cpu_ops = {
+    .info = cpu_info,
+    .alloc = cpu_alloc,
+    .copy = cpu_copy,
+    .submit = cpu_submit,
+    .ready = cpu_ready,
+    .release = cpu_release,
+    .running = cpu_running,
+    .counters = cpu_counters,
+    .destroy = cpu_destroy,
+};
+
+int pf_cpu_device_create(const pf_cpu_device_config *cfg, pf_device **out) {
+  cpu_device *c;
+  char name[32];
+  *out = NULL;
+  if ((c = calloc(1, sizeof *c)) == NULL) return PF_ENOMEM;
+  c->base.ops = &cpu_ops;
+  c->cfg = *cfg;
+  pthread_mutex_init(&c->lock, NULL);
+  pthread_cond_init(&c->wake, NULL);
+  if (pthread_create(&c->thread, NULL, worker_main, c) != 0) {
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->wake);
+    free(c);
+    return PF_ESYS;
+  }
+  /* Named, for top -H, gdb and perf: which device a thread serves. */
+  snprintf(name, sizeof name, "pf-dev%d", cfg->index);
+  name[15] = '\0'; /* the kernel's limit */
+  pthread_setname_np(c->thread, name);
+  if (cfg->cpu >= 0) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cfg->cpu, &one);
+    /* A failure to pin is not an error: the worker runs where the
+     * scheduler puts it. */
+    if (pthread_setaffinity_np(c->thread, sizeof one, &one) != 0) c->cfg.cpu = -1;
+  }
+  *out = &c->base;
+  return 0;
+}
+
+int pf_cpu_device_cpu(const pf_device *d) {
+  return d->ops == &cpu_ops ? ((const cpu_device *)d)->cfg.cpu : -1;
+}
+
+/* Pins each worker to its own CPU of the process's affinity mask, counting
+ * from bind_first (the local rank's first device), when the host has a
+ * core for every worker: with loop threads spinning beside them, the
+ * scheduler sometimes put two busy workers on one core (each then ran at
+ * half speed). */
+void pf_cpu_device_pick_cpus(int bind_first, int bind_span, int n_devices, int *cpus) {
+  cpu_set_t allowed;
+  int mask[CPU_SETSIZE], n = 0;
+  for (int d = 0; d < n_devices; d++) cpus[d] = -1;
+  if (bind_first < 0 || sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+  for (int c = 0; c < CPU_SETSIZE; c++)
+    if (CPU_ISSET(c, &allowed)) mask[n++] = c;
+  /* One core, or more workers than cores: nothing to gain. */
+  if (n < 2 || n < bind_span || bind_first + n_devices > n) return;
+  for (int d = 0; d < n_devices; d++) cpus[d] = mask[bind_first + d];
+}
