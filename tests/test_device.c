@@ -1,0 +1,350 @@
+/* The device interface, shown with the smallest second implementation: a
+ * device that runs its queue synchronously on the calling thread, in
+ * virtual time, and counts what the executor asks of it. A plan compiled
+ * by the scheduler (a split program, a local allreduce, a reshard to one
+ * device) runs on two of them; the test checks the results, that the
+ * counts follow from the plan, and that op times come from the virtual
+ * clock in dependency order. No thread is started. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "graph/graph_internal.h"
+#include "pathflow/error.h"
+#include "runtime/box.h"
+#include "runtime/executor.h"
+#include "scheduler/schedule.h"
+
+#define OP_NS 1000u /* virtual time each op takes */
+
+typedef struct counting_device {
+  pf_device base;
+  int index;
+  pf_clock *clock;
+  pf_part *head, *tail;
+  uint32_t next;  /* place in the head part's queue */
+  int pumping, again;
+  /* What it was asked to do. */
+  int submits, readies, ops_run, copies, allocs, destroyed;
+  size_t alloc_bytes;
+} counting_device;
+
+static void cd_info(pf_device *d, pf_device_info *out) {
+  memset(out, 0, sizeof *out);
+  out->kind = PF_DEVICE_CPU;
+  out->index = ((counting_device *)d)->index;
+  out->memory_bytes = 1 << 20;
+}
+
+static pf_storage *cd_alloc(pf_device *d, size_t nbytes) {
+  counting_device *c = (counting_device *)d;
+  c->allocs++;
+  c->alloc_bytes += nbytes;
+  return pf_storage_new(nbytes, c->index);
+}
+
+static void cd_copy(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *dst_dims,
+                    const void *src, const int64_t *src_dims, const pf_box *box, size_t elem) {
+  assert_int_equal(dir, PF_COPY_D2D);
+  ((counting_device *)d)->copies++;
+  pf_box_copy(dst, dst_dims, src, src_dims, box, elem);
+}
+
+/* Runs queued ops in order while they are ready; each takes OP_NS of
+ * virtual time. An op done here may make another device's op ready, and
+ * that device's may make one here ready again: the inner call only flags
+ * it, and the outer loop goes on. */
+static void pump(counting_device *c) {
+  if (c->pumping) {
+    c->again = 1;
+    return;
+  }
+  c->pumping = 1;
+  do {
+    c->again = 0;
+    while (c->head != NULL) {
+      pf_step *s = c->head->step;
+      uint32_t n;
+      const uint32_t *q = pf_step_device_queue(s, c->index, &n);
+      if (c->next < n) {
+        if (!pf_step_op_ready(s, q[c->next])) break;
+        pf_clock_advance(c->clock, pf_clock_now(c->clock) + OP_NS);
+        c->ops_run += pf_step_run_op(s, q[c->next]);
+        pf_step_op_done(s, q[c->next++], c->index);
+        continue;
+      }
+      c->head = c->head->next;
+      if (c->head == NULL) c->tail = NULL;
+      c->next = 0;
+      pf_step_part_done(s);
+    }
+  } while (c->again);
+  c->pumping = 0;
+}
+
+static void cd_submit(pf_device *d, pf_part *pt) {
+  counting_device *c = (counting_device *)d;
+  c->submits++;
+  pt->next = NULL;
+  if (c->tail)
+    c->tail->next = pt;
+  else
+    c->head = pt;
+  c->tail = pt;
+  pump(c);
+}
+
+static int cd_ready(pf_device *d, pf_step *s, uint32_t op, int may_claim) {
+  counting_device *c = (counting_device *)d;
+  (void)s;
+  (void)op;
+  assert_int_equal(may_claim, 0); /* only the loop thread claims */
+  c->readies++;
+  pump(c);
+  return 0;
+}
+
+static pf_running_slot *cd_running(pf_device *d) {
+  (void)d;
+  return NULL;
+}
+
+static void cd_counters(pf_device *d, uint64_t *ops_run, uint64_t *wait_ns) {
+  *ops_run = (uint64_t)((counting_device *)d)->ops_run;
+  *wait_ns = 0;
+}
+
+static void cd_destroy(pf_device *d) { ((counting_device *)d)->destroyed = 1; }
+
+static const pf_device_ops counting_ops = {
+    .info = cd_info,
+    .alloc = cd_alloc,
+    .copy = cd_copy,
+    .submit = cd_submit,
+    .ready = cd_ready,
+    .release = NULL, /* ready never hands an op over */
+    .running = cd_running,
+    .counters = cd_counters,
+    .destroy = cd_destroy,
+};
+
+static pf_diag diag;
+
+#define OK(call)                                                            \
+  do {                                                                      \
+    int rc_ = (call);                                                       \
+    if (rc_ != 0) fail_msg("%s: %s: %s", #call, pf_errname(rc_), diag.msg); \
+  } while (0)
+
+static int done_calls;
+static void on_done(pf_step *s, void *arg) {
+  (void)s;
+  (void)arg;
+  done_calls++;
+}
+
+/* x f32[4,3] split(0) on two devices; y = x + x there; s = allreduce(y)
+ * (a collective between the two devices of this rank); z = y + y on a
+ * one-device slice, which reads y whole (a reshard: box copies). */
+static pf_compiled *compile_example(pf_registry *reg) {
+  pf_cluster cl;
+  pf_graph_env env;
+  pf_graph *g;
+  pf_slice_t two, one;
+  pf_value_t x, y, sum, z, in2[2];
+  pf_spec spec = {.dtype = PF_F32, .rank = 2, .dims = {4, 3}};
+  pf_sharding rows = {.kind = PF_SHARD_SPLIT, .axis = 0};
+  pf_compiled *out = NULL;
+  cl.n_ranks = 1;
+  cl.n_devices = 2;
+  cl.devices = calloc(2, sizeof *cl.devices);
+  for (int d = 0; d < 2; d++) {
+    cl.devices[d].local = d;
+    cl.devices[d].kind = PF_DEVICE_CPU;
+    cl.devices[d].memory = 1 << 20;
+  }
+  memset(&env, 0, sizeof env);
+  env.registry = reg;
+  env.num_devices[PF_DEVICE_CPU] = 2;
+  env.diag = &diag;
+  OK(pf_graph_new(&env, &g));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 2, &two));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &one));
+  OK(pf_graph_input(g, "x", &spec, two, rows, &x));
+  in2[0] = x;
+  in2[1] = x;
+  OK(pf_graph_program(g, &(pf_program_desc){.name = "y", .kernel = "add", .slice = two,
+                                            .n_in = 2, .in = in2},
+                      &y, NULL));
+  OK(pf_graph_collective(g, &(pf_collective_desc){.name = "s", .kind = PF_ALLREDUCE,
+                                                  .slice = two, .in = y, .op = PF_REDUCE_SUM},
+                         &sum, NULL));
+  in2[0] = y;
+  in2[1] = y;
+  OK(pf_graph_program(g, &(pf_program_desc){.name = "z", .kernel = "add", .slice = one,
+                                            .n_in = 2, .in = in2},
+                      &z, NULL));
+  OK(pf_graph_output(g, "z", z));
+  OK(pf_graph_output(g, "s", sum));
+  OK(pf_schedule(g, &cl, 1, &out, &diag));
+  pf_graph_destroy(g);
+  free(cl.devices);
+  return out;
+}
+
+static void test_counting_device(void **state) {
+  pf_registry *reg;
+  pf_compiled *comp;
+  pf_clock vclock;
+  counting_device dev[2];
+  pf_device *devs[2] = {&dev[0].base, &dev[1].base};
+  pf_executor *ex;
+  pf_loaded *l;
+  pf_step *s;
+  pf_storage **inputs;
+  const pf_plan *p;
+  int want_ops[2] = {0, 0}, want_copies = 0;
+  float x[12];
+  (void)state;
+  pf_diag_init(&diag);
+  OK(pf_registry_create(&reg));
+  OK(pf_builtin_kernels_register(reg));
+  comp = compile_example(reg);
+  pf_clock_virtual_init(&vclock, 0);
+  memset(dev, 0, sizeof dev);
+  for (int d = 0; d < 2; d++) {
+    dev[d].base.ops = &counting_ops;
+    dev[d].index = d;
+    dev[d].clock = &vclock;
+  }
+  OK(pf_executor_start(&(pf_executor_config){.num_devices = 2, .registry = reg,
+                                             .record_times = 1, .bind_first = -1,
+                                             .devices = devs, .clock = &vclock},
+                       &ex));
+  OK(pf_executor_load(ex, comp->plans[0], &l, &diag));
+  comp->plans[0] = NULL; /* the executor's now */
+  p = pf_loaded_plan(l);
+  for (uint32_t i = 0; i < p->n_ops; i++) {
+    want_ops[p->ops[i].device]++;
+    want_copies += p->ops[i].kind == PF_OP_COPY;
+  }
+  assert_true(want_ops[0] > 0 && want_ops[1] > 0);
+  assert_true(want_copies > 0);
+  for (int k = 0; k < 12; k++) x[k] = (float)k;
+  inputs = calloc(p->n_buffers, sizeof *inputs);
+  for (int k = 0; k < comp->inputs[0].num_shards; k++) {
+    const pf_io_shard *sh = &comp->inputs[0].shards[k];
+    inputs[sh->buffer] = pf_storage_new(6 * sizeof(float), sh->device);
+    memcpy(inputs[sh->buffer]->data, x + 6 * k, 6 * sizeof(float)); /* rows 2k, 2k+1 */
+  }
+  OK(pf_executor_run(ex, l, inputs, 7, on_done, NULL, &s));
+  /* Synchronous devices: the step is done when run returns. */
+  assert_int_equal(done_calls, 1);
+  assert_int_equal(pf_step_status(s), 0);
+  {
+    /* z = 2y = 4x, whole on one device; s = the sum of y's two shards (rows
+     * 0-1 + rows 2-3), on both devices. */
+    pf_storage *z = pf_step_take(s, comp->outputs[0].shards[0].buffer);
+    assert_non_null(z);
+    for (int k = 0; k < 12; k++) assert_float_equal(((float *)z->data)[k], 4.0f * x[k], 0);
+    pf_storage_unref(z);
+    assert_int_equal(comp->outputs[1].num_shards, 2);
+    for (int d = 0; d < 2; d++) {
+      pf_storage *sum = pf_step_take(s, comp->outputs[1].shards[d].buffer);
+      assert_non_null(sum);
+      for (int k = 0; k < 6; k++)
+        assert_float_equal(((float *)sum->data)[k], 2.0f * (x[k] + x[k + 6]), 0);
+      pf_storage_unref(sum);
+    }
+  }
+  /* The counts follow from the plan: one submit per device with ops, each
+   * op run once on its own device, each COPY op through the device's copy. */
+  for (int d = 0; d < 2; d++) {
+    assert_int_equal(dev[d].submits, 1);
+    assert_int_equal(dev[d].ops_run, want_ops[d]);
+    assert_true(dev[d].allocs > 0);
+  }
+  assert_int_equal(dev[0].copies + dev[1].copies, want_copies);
+  assert_true(dev[0].readies + dev[1].readies > 0); /* cross-device inputs */
+  /* Times come from the virtual clock: each op ran within OP_NS of time
+   * the device advanced, after every op it depends on. */
+  assert_int_equal(pf_clock_now(&vclock), (uint64_t)p->n_ops * OP_NS);
+  for (uint32_t i = 0; i < p->n_ops; i++) {
+    uint64_t t0, t1;
+    pf_step_op_times(s, i, &t0, &t1);
+    assert_true(t0 >= OP_NS && t1 <= (uint64_t)p->n_ops * OP_NS && t0 <= t1);
+    for (uint32_t k = 0; k < p->ops[i].n_deps; k++) {
+      uint64_t d0, d1;
+      pf_step_op_times(s, p->ops[i].deps[k], &d0, &d1);
+      assert_true(d1 < t0 + 1 && d1 <= t1);
+    }
+  }
+  pf_step_free(s);
+  free(inputs);
+  pf_loaded_release(l);
+  pf_executor_stop(ex);
+  assert_int_equal(dev[0].destroyed + dev[1].destroyed, 2);
+  pf_compiled_free(comp);
+  pf_registry_destroy(reg);
+}
+
+static int fired[4], n_fired;
+static void on_timer(pf_timer *t, void *arg) {
+  (void)t;
+  fired[n_fired++] = (int)(intptr_t)arg;
+}
+
+/* The virtual clock: time moves only when advanced; timers run in due
+ * order, each at its due time; a stopped timer does not run; sleeping
+ * advances it. */
+static void test_virtual_clock(void **state) {
+  pf_clock c;
+  pf_timer a, b, z;
+  (void)state;
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  memset(&z, 0, sizeof z);
+  pf_clock_virtual_init(&c, 100);
+  assert_int_equal(pf_clock_now(&c), 100);
+  pf_timer_start(&c, &b, 50, on_timer, (void *)2);
+  pf_timer_start(&c, &a, 10, on_timer, (void *)1);
+  pf_timer_start(&c, &z, 20, on_timer, (void *)9);
+  pf_timer_stop(&c, &z);
+  assert_int_equal(pf_clock_next_due(&c), 110);
+  assert_int_equal(pf_clock_advance(&c, 120), 1);
+  assert_int_equal(n_fired, 1);
+  assert_int_equal(fired[0], 1);
+  assert_int_equal(pf_clock_now(&c), 120);
+  pf_clock_sleep(&c, 40); /* to 160: b (due 150) runs */
+  assert_int_equal(n_fired, 2);
+  assert_int_equal(fired[1], 2);
+  assert_int_equal(pf_clock_now(&c), 160);
+  assert_int_equal(pf_clock_next_due(&c), UINT64_MAX);
+  assert_int_equal(pf_clock_advance(&c, 150), 0); /* never backwards */
+  assert_int_equal(pf_clock_now(&c), 160);
+}
+
+/* The real clock moves by itself and sleeps at least as long as asked. */
+static void test_real_clock(void **state) {
+  pf_clock c;
+  uint64_t t0;
+  (void)state;
+  pf_clock_real_init(&c);
+  t0 = pf_clock_now(&c);
+  pf_clock_sleep(&c, 2000000);
+  assert_true(pf_clock_now(&c) - t0 >= 2000000);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_counting_device),
+      cmocka_unit_test(test_virtual_clock),
+      cmocka_unit_test(test_real_clock),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
