@@ -71,6 +71,8 @@ typedef struct ready_msg {
   struct ready_msg *next;
 } ready_msg;
 
+/* Cached communicators are allocated one by one: a pointer to one is the
+ * transport's communicator handle, and must not move. */
 typedef struct cached_comm {
   int32_t *ranks;
   int n;
@@ -78,6 +80,7 @@ typedef struct cached_comm {
 } cached_comm;
 
 struct pf_mpi {
+  pf_transport iface; /* first: the transport interface */
   int rank, size, tag_ub, local_rank, local_size;
   int we_initialized;
   MPI_Comm ctrl, data, boot;
@@ -107,7 +110,7 @@ struct pf_mpi {
   ready_msg *ready_head, *ready_tail;
   int indices[QUICK_MAX + PF_MPI_WINDOW];
   MPI_Status statuses[QUICK_MAX + PF_MPI_WINDOW];
-  cached_comm *comms;
+  cached_comm **comms;
   size_t n_comms, cap_comms;
   /* Test hook (pf_mpi_set_fault_ctrl_send): the n-th control send with a
    * callback fails; sends with a callback so far. */
@@ -262,8 +265,9 @@ void pf_mpi_finalize(pf_mpi *m) {
     free(r);
   }
   for (size_t i = 0; i < m->n_comms; i++) {
-    if (m->comms[i].comm != MPI_COMM_NULL) MPI_Comm_free(&m->comms[i].comm);
-    free(m->comms[i].ranks);
+    if (m->comms[i]->comm != MPI_COMM_NULL) MPI_Comm_free(&m->comms[i]->comm);
+    free(m->comms[i]->ranks);
+    free(m->comms[i]);
   }
   MPI_Comm_free(&m->ctrl);
   MPI_Comm_free(&m->data);
@@ -885,21 +889,24 @@ MPI_Op pf_mpi_op(int reduce_op) {
   }
 }
 
-int pf_mpi_comm_for(pf_mpi *m, const int32_t *ranks, int n, MPI_Comm *out) {
+static int comm_cached(pf_mpi *m, const int32_t *ranks, int n, cached_comm **out) {
   MPI_Group world, group;
   int member = 0, err;
   cached_comm *c;
   for (size_t i = 0; i < m->n_comms; i++)
-    if (m->comms[i].n == n && memcmp(m->comms[i].ranks, ranks, (size_t)n * sizeof *ranks) == 0) {
-      *out = m->comms[i].comm;
+    if (m->comms[i]->n == n && memcmp(m->comms[i]->ranks, ranks, (size_t)n * sizeof *ranks) == 0) {
+      *out = m->comms[i];
       return 0;
     }
   for (int i = 0; i < n; i++) member |= ranks[i] == m->rank;
   if (pf_grow((void **)&m->comms, &m->cap_comms, m->n_comms + 1, sizeof *m->comms))
     return PF_ENOMEM;
-  c = &m->comms[m->n_comms];
+  if ((c = calloc(1, sizeof *c)) == NULL) return PF_ENOMEM;
   c->ranks = pf_mallocn((size_t)n, sizeof *ranks);
-  if (c->ranks == NULL) return PF_ENOMEM;
+  if (c->ranks == NULL) {
+    free(c);
+    return PF_ENOMEM;
+  }
   memcpy(c->ranks, ranks, (size_t)n * sizeof *ranks);
   c->n = n;
   c->comm = MPI_COMM_NULL;
@@ -911,11 +918,153 @@ int pf_mpi_comm_for(pf_mpi *m, const int32_t *ranks, int n, MPI_Comm *out) {
     MPI_Group_free(&world);
     if (err != MPI_SUCCESS) {
       free(c->ranks);
+      free(c);
       return PF_EMPI;
     }
     MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
   }
-  m->n_comms++;
-  *out = c->comm;
+  m->comms[m->n_comms++] = c;
+  *out = c;
   return 0;
+}
+
+int pf_mpi_comm_for(pf_mpi *m, const int32_t *ranks, int n, MPI_Comm *out) {
+  cached_comm *c;
+  int rc = comm_cached(m, ranks, n, &c);
+  if (rc == 0) *out = c->comm;
+  return rc;
+}
+
+/* ---- the transport interface --------------------------------------------------- */
+
+static int t_box_prepare(pf_transport *t, const pf_spec *buffer, const int64_t *offset,
+                         const int64_t *extent, pf_xfer_box *out) {
+  pf_mpi_box *b = malloc(sizeof *b);
+  int rc;
+  (void)t;
+  out->impl = b;
+  out->nbytes = 0;
+  if (b == NULL) return PF_ENOMEM;
+  if ((rc = pf_mpi_box_make(buffer, offset, extent, b)) != 0) {
+    free(b);
+    out->impl = NULL;
+    return rc;
+  }
+  out->nbytes = b->nbytes;
+  return 0;
+}
+
+static void t_box_release(pf_transport *t, pf_xfer_box *x) {
+  (void)t;
+  if (x->impl != NULL) pf_mpi_box_free(x->impl);
+  free(x->impl);
+  x->impl = NULL;
+}
+
+static int t_send(pf_transport *t, const void *data, const pf_xfer_box *x, int peer, int tag,
+                  pf_transport_cb cb, void *arg) {
+  pf_mpi *m = (pf_mpi *)t;
+  const pf_mpi_box *b = x->impl;
+  MPI_Request req;
+  if (MPI_Isend((const char *)data + b->displacement, b->count, b->type, peer, tag, m->data,
+                &req) != MPI_SUCCESS)
+    return PF_EMPI;
+  /* A send completes soon: tested on every poll. */
+  return pf_mpi_track_quick(m, req, cb, arg);
+}
+
+static int t_recv(pf_transport *t, void *data, const pf_xfer_box *x, int peer, int tag,
+                  pf_transport_cb cb, void *arg) {
+  pf_mpi *m = (pf_mpi *)t;
+  const pf_mpi_box *b = x->impl;
+  MPI_Request req;
+  if (MPI_Irecv((char *)data + b->displacement, b->count, b->type, peer, tag, m->data, &req) !=
+      MPI_SUCCESS)
+    return PF_EMPI;
+  return pf_mpi_track(m, req, cb, arg);
+}
+
+static int t_comm_for(pf_transport *t, const int32_t *ranks, int n, pf_transport_comm **out) {
+  return comm_cached((pf_mpi *)t, ranks, n, (cached_comm **)out);
+}
+
+static int t_collective(pf_transport *t, pf_transport_comm *handle, const pf_collective_call *c,
+                        pf_transport_cb cb, void *arg) {
+  pf_mpi *m = (pf_mpi *)t;
+  MPI_Comm comm = ((cached_comm *)handle)->comm;
+  MPI_Datatype dt = pf_mpi_dtype(c->dtype);
+  MPI_Op op = pf_mpi_op(c->reduce_op);
+  MPI_Request req = MPI_REQUEST_NULL;
+  int err, bytes = (int)c->bytes, count = (int)c->count;
+  if (c->bytes > INT32_MAX || c->count > INT32_MAX) return PF_ERANGE;
+  if ((c->kind == PF_ALLREDUCE || c->kind == PF_REDUCE_SCATTER) && dt == MPI_DATATYPE_NULL)
+    return PF_EINVAL;
+  switch (c->kind) {
+    case PF_ALLREDUCE:
+      err = MPI_Iallreduce(c->send ? c->send : MPI_IN_PLACE, c->recv, count, dt, op, comm, &req);
+      break;
+    case PF_ALLGATHER:
+      err = MPI_Iallgather(c->send, bytes, MPI_BYTE, c->recv, bytes, MPI_BYTE, comm, &req);
+      break;
+    case PF_REDUCE_SCATTER:
+      err = MPI_Ireduce_scatter_block(c->send, c->recv, count, dt, op, comm, &req);
+      break;
+    case PF_BROADCAST:
+      err = MPI_Ibcast(c->recv, bytes, MPI_BYTE, c->root, comm, &req);
+      break;
+    case PF_ALL_TO_ALL:
+      err = MPI_Ialltoall(c->send, bytes, MPI_BYTE, c->recv, bytes, MPI_BYTE, comm, &req);
+      break;
+    default:
+      return PF_EINVAL;
+  }
+  if (err != MPI_SUCCESS) return PF_EMPI;
+  if (pf_mpi_track(m, req, cb, arg) != 0) {
+    /* Issued, but not tracked: wait for it here rather than lose it. */
+    err = MPI_Wait(&req, MPI_STATUS_IGNORE);
+    cb(arg, err == MPI_SUCCESS ? 0 : PF_EMPI);
+  }
+  return 0;
+}
+
+static int t_progress(pf_transport *t) { return pf_mpi_progress((pf_mpi *)t); }
+static int t_pending(const pf_transport *t) { return pf_mpi_pending((const pf_mpi *)t); }
+
+static int t_ctrl_send(pf_transport *t, int peer, uint8_t *buf, size_t len,
+                       pf_transport_sent_fn sent, const void *arg, size_t arg_size) {
+  return pf_mpi_ctrl_send_cb((pf_mpi *)t, peer, buf, len, sent, arg, arg_size);
+}
+
+static int t_ctrl_recv(pf_transport *t, int *peer, uint8_t **buf, size_t *len, pf_diag *d) {
+  return pf_mpi_ctrl_recv((pf_mpi *)t, peer, buf, len, d);
+}
+
+__attribute__((noreturn)) static void t_abort(pf_transport *t, int code, const char *why) {
+  pf_mpi_abort((pf_mpi *)t, code, why);
+}
+
+static const pf_transport_ops mpi_ops = {
+    .box_prepare = t_box_prepare,
+    .box_release = t_box_release,
+    .send = t_send,
+    .recv = t_recv,
+    .comm_for = t_comm_for,
+    .collective = t_collective,
+    .progress = t_progress,
+    .pending = t_pending,
+    .ctrl_send = t_ctrl_send,
+    .ctrl_recv = t_ctrl_recv,
+    .abort = t_abort,
+};
+
+pf_transport *pf_mpi_transport(pf_mpi *m) {
+  if (m == NULL) return NULL;
+  m->iface.ops = &mpi_ops;
+  m->iface.rank = m->rank;
+  m->iface.size = m->size;
+  m->iface.local_rank = m->local_rank;
+  m->iface.local_size = pf_mpi_local_size(m);
+  m->iface.tag_ub = m->tag_ub;
+  m->iface.needs_polling = 1;
+  return &m->iface;
 }

@@ -1,4 +1,6 @@
-/* Internal: the MPI transport.
+/* Internal: the MPI transport (transport/transport.h's interface over MPI,
+ * pf_mpi_transport; the functions below are its parts, and what pf_init
+ * and the transport's own tests use directly).
  *
  * Thread level MPI_THREAD_SERIALIZED: pf_mpi_init and pf_mpi_finalize run on
  * the user's thread while no other pathflow thread exists; every other call
@@ -19,6 +21,7 @@
 
 #include "base/diag.h"
 #include "pathflow/types.h"
+#include "transport/transport.h"
 
 typedef struct pf_mpi pf_mpi;
 
@@ -144,5 +147,9 @@ MPI_Op pf_mpi_op(int reduce_op);
  * them). Ranks not in the set get MPI_COMM_NULL without communicating.
  * Errors: PF_EMPI, PF_ENOMEM. */
 int pf_mpi_comm_for(pf_mpi *m, const int32_t *ranks, int n, MPI_Comm *out);
+
+/* The transport interface of m (owned by m: valid until pf_mpi_finalize);
+ * NULL for NULL. */
+pf_transport *pf_mpi_transport(pf_mpi *m);
 
 #endif
