@@ -4,7 +4,7 @@
 #include "api/context_internal.h"
 #include "base/layout.h"
 #include "base/util.h"
-#include "runtime/box.h"
+#include "base/box.h"
 
 static void region_box(const pf_spec *global, pf_sharding sh, int n, int s,
                        int to_shard, pf_box *box) {

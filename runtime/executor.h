@@ -19,7 +19,7 @@
 #include "base/diag.h"
 #include "kernels/registry.h"
 #include "base/counters.h"
-#include "runtime/plan.h"
+#include "plan/plan.h"
 #include "runtime/storage.h"
 
 /* Most inputs of one op: as many as a program may have (PF_MAX_ARGS). */

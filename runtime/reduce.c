@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "pathflow/graph.h"
-#include "runtime/box.h"
+#include "base/box.h"
 
 #define REDUCE_LOOP(T)                                           \
   do {                                                           \

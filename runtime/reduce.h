@@ -7,7 +7,7 @@
 #include <stddef.h>
 
 #include "pathflow/types.h"
-#include "runtime/plan.h"
+#include "plan/plan.h"
 #include "runtime/storage.h"
 
 /* dst[i] = op(dst[i], src[i]) for n elements (MEAN accumulates a sum). */

@@ -9,7 +9,7 @@
 #include "graph/collective.h"
 #include "pathflow/error.h"
 #include "pathflow/graph.h"
-#include "runtime/box.h"
+#include "base/box.h"
 #include "runtime/reduce.h"
 #include "runtime/store.h"
 #include "runtime/trace.h"

@@ -20,7 +20,7 @@
 #include "base/attrs_internal.h"
 #include "base/layout.h"
 #include "pathflow.h"
-#include "runtime/box.h"
+#include "base/box.h"
 
 #define LEN(a) (sizeof(a) / sizeof((a)[0]))
 

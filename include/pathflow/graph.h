@@ -117,16 +117,8 @@ PF_API int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
  * distinct set of ranks, issued by every rank in the same (gang) order.
  * Over a slice with several devices on each of several ranks only
  * ALLREDUCE and BROADCAST compile (hierarchically); the others give
- * PF_ENOTSUP from pf_compile. */
-typedef enum pf_collective_kind {
-  PF_ALLREDUCE = 0,
-  PF_ALLGATHER = 1,
-  PF_REDUCE_SCATTER = 2,
-  PF_BROADCAST = 3,
-  PF_ALL_TO_ALL = 4,
-  PF_COLLECTIVE_COUNT
-} pf_collective_kind;
-
+ * PF_ENOTSUP from pf_compile. The kinds, pf_collective_kind, are in
+ * pathflow/types.h: plans carry them too. */
 typedef struct pf_collective_desc {
   const char *name; /* NULL: named "<collective>_<id>" */
   pf_collective_kind kind;

@@ -114,6 +114,18 @@ typedef enum pf_reduce_op {
   PF_REDUCE_COUNT
 } pf_reduce_op;
 
+/* The collectives (what each computes: pathflow/graph.h, where they are
+ * added to a graph). Here beside pf_reduce_op because plans carry them
+ * too, below the graph layer. */
+typedef enum pf_collective_kind {
+  PF_ALLREDUCE = 0,
+  PF_ALLGATHER = 1,
+  PF_REDUCE_SCATTER = 2,
+  PF_BROADCAST = 3,
+  PF_ALL_TO_ALL = 4,
+  PF_COLLECTIVE_COUNT
+} pf_collective_kind;
+
 typedef enum pf_device_kind {
   PF_DEVICE_CPU = 0,
   PF_DEVICE_GPU = 1,

@@ -1,4 +1,4 @@
-#include "runtime/box.h"
+#include "base/box.h"
 
 #include <string.h>
 

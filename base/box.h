@@ -1,11 +1,19 @@
 /* Internal: copying a box of elements between two row-major shards. */
-#ifndef PF_RUNTIME_BOX_H
-#define PF_RUNTIME_BOX_H
+#ifndef PF_BASE_BOX_H
+#define PF_BASE_BOX_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pathflow/types.h"
-#include "runtime/plan.h"
+
+/* A box of elements: the part of one shard copied into another. */
+typedef struct pf_box {
+  int rank;
+  int64_t src_offset[PF_MAX_RANK];
+  int64_t dst_offset[PF_MAX_RANK];
+  int64_t extent[PF_MAX_RANK];
+} pf_box;
 
 /* Copies box->extent elements from src (shape src_dims) at box->src_offset
  * to dst (shape dst_dims) at box->dst_offset. The box must have been checked
