@@ -2,21 +2,9 @@
 #include <stdlib.h>
 
 #include "api/context_internal.h"
+#include "base/box.h"
 #include "base/layout.h"
 #include "base/util.h"
-#include "runtime/box.h"
-
-static void region_box(const pf_spec *global, pf_sharding sh, int n, int s,
-                       int to_shard, pf_box *box) {
-  int64_t lo[PF_MAX_RANK], ext[PF_MAX_RANK];
-  pf_shard_region(global, sh, n, s, lo, ext);
-  box->rank = global->rank;
-  for (int i = 0; i < global->rank; i++) {
-    box->src_offset[i] = to_shard ? lo[i] : 0;
-    box->dst_offset[i] = to_shard ? 0 : lo[i];
-    box->extent[i] = ext[i];
-  }
-}
 
 int pf_shards_gather(const pf_spec *global, pf_sharding sh, int n,
                      pf_storage *const *shards, pf_tensor **out) {
@@ -25,10 +13,9 @@ int pf_shards_gather(const pf_spec *global, pf_sharding sh, int n,
   if ((rc = pf_tensor_create(global, out)) != 0) return rc;
   pf_shard_spec(global, sh, n, &local, "", NULL);
   for (int s = 0; s < parts; s++) {
-    pf_box box;
-    region_box(global, sh, n, s, 0, &box);
-    pf_box_copy(pf_tensor_data(*out), global->dims, shards[s]->data, local.dims,
-                &box, pf_dtype_size(global->dtype));
+    int64_t zero[PF_MAX_RANK] = {0}, lo[PF_MAX_RANK], ext[PF_MAX_RANK];
+    pf_shard_region(global, sh, n, s, lo, ext);
+    pf_block_copy(pf_tensor_data(*out), global, lo, shards[s]->data, &local, zero, ext);
   }
   return 0;
 }
@@ -39,15 +26,14 @@ int pf_shards_scatter(const pf_spec *global, pf_sharding sh, int n,
   pf_shard_spec(global, sh, n, &local, "", NULL);
   for (int s = 0; s < n; s++) shards[s] = NULL;
   for (int s = 0; s < n; s++) {
-    pf_box box;
+    int64_t zero[PF_MAX_RANK] = {0}, lo[PF_MAX_RANK], ext[PF_MAX_RANK];
     shards[s] = pf_storage_new(pf_spec_nbytes(&local), 0);
     if (shards[s] == NULL) {
       for (int k = 0; k < s; k++) pf_storage_unref(shards[k]);
       return PF_ENOMEM;
     }
-    region_box(global, sh, n, s, 1, &box);
-    pf_box_copy(shards[s]->data, local.dims, data, global->dims, &box,
-                pf_dtype_size(global->dtype));
+    pf_shard_region(global, sh, n, s, lo, ext);
+    pf_block_copy(shards[s]->data, &local, zero, data, global, lo, ext);
   }
   return 0;
 }

@@ -24,7 +24,7 @@
 
 #include "base/clock.h"
 #include "pathflow/types.h"
-#include "runtime/plan.h"
+#include "plan/plan.h"
 #include "runtime/storage.h"
 
 typedef struct pf_device pf_device;

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 
 #include "pathflow/error.h"
-#include "runtime/box.h"
+#include "base/box.h"
 #include "runtime/device.h"
 
 typedef struct cpu_device {

@@ -11,7 +11,7 @@
 
 #include "base/util.h"
 #include "pathflow/error.h"
-#include "runtime/box.h"
+#include "base/box.h"
 #include "runtime/reduce.h"
 
 struct pf_loaded {

@@ -20,8 +20,8 @@
 #include "base/diag.h"
 #include "kernels/registry.h"
 #include "base/counters.h"
+#include "plan/plan.h"
 #include "runtime/device.h"
-#include "runtime/plan.h"
 #include "runtime/storage.h"
 
 /* Most inputs of one op: as many as a program may have (PF_MAX_ARGS). */

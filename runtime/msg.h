@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "base/counters.h"
-#include "runtime/plan.h"
+#include "plan/plan.h"
 #include "runtime/storage.h"
 
 /* Steps in flight at once, across all executables: each dispatched step

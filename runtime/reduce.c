@@ -3,8 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pathflow/graph.h"
-#include "runtime/box.h"
+#include "base/box.h"
 
 #define REDUCE_LOOP(T)                                           \
   do {                                                           \
@@ -41,25 +40,10 @@ void pf_reduce_finish(void *dst, size_t n, pf_dtype dtype, int reduce_op, int co
     for (size_t i = 0; i < n; i++) ((double *)dst)[i] /= (double)count;
 }
 
-/* Copies block `count` elements of `src_dims` at src_off into dst. */
-static void copy_box(void *dst, const pf_spec *dspec, const int64_t *doff, const void *src,
-                     const pf_spec *sspec, const int64_t *soff, const int64_t *extent) {
-  pf_box box;
-  box.rank = sspec->rank;
-  for (int i = 0; i < box.rank; i++) {
-    box.src_offset[i] = soff[i];
-    box.dst_offset[i] = doff[i];
-    box.extent[i] = extent[i];
-  }
-  pf_box_copy(dst, dspec->dims, src, sspec->dims, &box, pf_dtype_size(sspec->dtype));
-}
-
 void pf_collective_local(const pf_plan_op *op, int n, const pf_spec *in_spec,
                          const pf_spec *out_spec, pf_storage *const *in,
                          pf_storage *const *out) {
   size_t in_n = (size_t)pf_spec_numel(in_spec), out_bytes = pf_spec_nbytes(out_spec);
-  int64_t zero[PF_MAX_RANK] = {0}, off[PF_MAX_RANK] = {0}, doff[PF_MAX_RANK] = {0};
-  int64_t ext[PF_MAX_RANK];
   int a = op->axis, ai = op->in_axis;
   switch (op->collective) {
     case PF_ALLREDUCE:
@@ -70,11 +54,7 @@ void pf_collective_local(const pf_plan_op *op, int n, const pf_spec *in_spec,
       for (int k = 1; k < n; k++) memcpy(out[k]->data, out[0]->data, out_bytes);
       return;
     case PF_ALLGATHER:
-      for (int k = 0; k < n; k++) {
-        memcpy(ext, in_spec->dims, sizeof ext);
-        doff[a] = k * in_spec->dims[a];
-        copy_box(out[0]->data, out_spec, doff, in[k]->data, in_spec, zero, in_spec->dims);
-      }
+      for (int k = 0; k < n; k++) pf_block_put(out[0]->data, out_spec, a, k, in[k]->data, in_spec);
       for (int k = 1; k < n; k++) memcpy(out[k]->data, out[0]->data, out_bytes);
       return;
     case PF_REDUCE_SCATTER: {
@@ -88,11 +68,9 @@ void pf_collective_local(const pf_plan_op *op, int n, const pf_spec *in_spec,
       void *scratch = NULL;
       if (n > 1 && (scratch = malloc(out_bytes ? out_bytes : 1)) == NULL) return;
       for (int d = 0; d < n; d++) {
-        memcpy(ext, out_spec->dims, sizeof ext);
-        off[a] = d * out_spec->dims[a];
-        copy_box(out[d]->data, out_spec, zero, in[0]->data, in_spec, off, ext);
+        pf_block_take(out[d]->data, in[0]->data, in_spec, a, n, d);
         for (int k = 1; k < n; k++) {
-          copy_box(scratch, out_spec, zero, in[k]->data, in_spec, off, ext);
+          pf_block_take(scratch, in[k]->data, in_spec, a, n, d);
           pf_reduce_into(out[d]->data, scratch, out_n, in_spec->dtype, op->reduce_op);
         }
         pf_reduce_finish(out[d]->data, out_n, in_spec->dtype, op->reduce_op, n);
@@ -103,19 +81,21 @@ void pf_collective_local(const pf_plan_op *op, int n, const pf_spec *in_spec,
     case PF_BROADCAST:
       for (int k = 0; k < n; k++) memcpy(out[k]->data, in[op->root]->data, out_bytes);
       return;
-    case PF_ALL_TO_ALL:
-      /* out_j = concat over d (along ai) of chunk j (along a) of in_d. */
+    case PF_ALL_TO_ALL: {
+      /* out_j = concat over d (along ai) of block j (along a) of in_d:
+       * one copy each, strided on both sides, with no contiguous block
+       * in between (a != ai, so each offset has one nonzero axis). */
+      int64_t off[PF_MAX_RANK] = {0}, doff[PF_MAX_RANK] = {0}, ext[PF_MAX_RANK];
       memcpy(ext, in_spec->dims, sizeof ext);
       ext[a] = in_spec->dims[a] / n;
       for (int j = 0; j < n; j++)
         for (int d = 0; d < n; d++) {
-          memset(off, 0, sizeof off);
-          memset(doff, 0, sizeof doff);
           off[a] = j * ext[a];
           doff[ai] = d * in_spec->dims[ai];
-          copy_box(out[j]->data, out_spec, doff, in[d]->data, in_spec, off, ext);
+          pf_block_copy(out[j]->data, out_spec, doff, in[d]->data, in_spec, off, ext);
         }
       return;
+    }
     default:
       return;
   }

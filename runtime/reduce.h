@@ -1,13 +1,13 @@
-/* Internal: element-wise reductions and the data movement of collectives,
- * shared by local collectives (devices of one rank) and by the staging
- * steps of MPI collectives. */
+/* Internal: element-wise reductions, shared by local collectives (devices
+ * of one rank) and by the staging steps of MPI collectives, and the local
+ * collectives themselves. Blocks move through base/box.h in both. */
 #ifndef PF_RUNTIME_REDUCE_H
 #define PF_RUNTIME_REDUCE_H
 
 #include <stddef.h>
 
 #include "pathflow/types.h"
-#include "runtime/plan.h"
+#include "plan/plan.h"
 #include "runtime/storage.h"
 
 /* dst[i] = op(dst[i], src[i]) for n elements (MEAN accumulates a sum). */

@@ -9,7 +9,7 @@
 #include "graph/collective.h"
 #include "pathflow/error.h"
 #include "pathflow/graph.h"
-#include "runtime/box.h"
+#include "base/box.h"
 #include "runtime/reduce.h"
 #include "runtime/store.h"
 #include "runtime/trace.h"
@@ -698,35 +698,13 @@ static void collective_done(void *arg, int status) {
   if (status == 0 && out != NULL) {
     if (op->collective == PF_ALLREDUCE || op->collective == PF_REDUCE_SCATTER)
       pf_reduce_finish(out->data, (size_t)pf_spec_numel(outs), outs->dtype, op->reduce_op, n);
-    if (op->collective == PF_ALLGATHER && lo->stage_out) {
-      /* Blocks arrived one after the other; lay them along the axis. */
-      for (int k = 0; k < n; k++) {
-        pf_box box;
-        box.rank = ins->rank;
-        for (int i = 0; i < ins->rank; i++) {
-          box.src_offset[i] = 0;
-          box.dst_offset[i] = i == op->axis ? k * ins->dims[i] : 0;
-          box.extent[i] = ins->dims[i];
-        }
-        pf_box_copy(out->data, outs->dims, (char *)lo->stage_out + (size_t)k * pf_spec_nbytes(ins),
-                    ins->dims, &box, pf_dtype_size(ins->dtype));
-      }
-    }
+    if (op->collective == PF_ALLGATHER && lo->stage_out) /* blocks arrived one after the other */
+      pf_blocks_concat(out->data, outs, op->axis, lo->stage_out, ins, n);
     if (op->collective == PF_ALL_TO_ALL) {
       /* Chunk d came from shard d: it goes at offset d along in_axis. */
       pf_spec chunk = *ins;
       chunk.dims[op->axis] /= n;
-      for (int d = 0; d < n; d++) {
-        pf_box box;
-        box.rank = ins->rank;
-        for (int i = 0; i < ins->rank; i++) {
-          box.src_offset[i] = 0;
-          box.dst_offset[i] = i == op->in_axis ? d * ins->dims[i] : 0;
-          box.extent[i] = chunk.dims[i];
-        }
-        pf_box_copy(out->data, outs->dims, (char *)lo->stage_out + (size_t)d * pf_spec_nbytes(&chunk),
-                    chunk.dims, &box, pf_dtype_size(ins->dtype));
-      }
+      pf_blocks_concat(out->data, outs, op->in_axis, lo->stage_out, &chunk, n);
     }
   }
   /* Every other local shard gets a copy of the result. */
@@ -737,23 +715,6 @@ static void collective_done(void *arg, int status) {
     if (more != NULL) memcpy(more->data, out->data, pf_spec_nbytes(outs));
   }
   loop_op_finish(lo, status, status ? "MPI collective failed" : NULL);
-}
-
-/* Packs block k (of n along axis) of `src` (spec s) contiguously into dst. */
-static void pack_blocks(void *dst, const void *src, const pf_spec *s, int axis, int n) {
-  pf_spec block = *s;
-  block.dims[axis] /= n;
-  for (int k = 0; k < n; k++) {
-    pf_box box;
-    box.rank = s->rank;
-    for (int i = 0; i < s->rank; i++) {
-      box.src_offset[i] = i == axis ? k * block.dims[i] : 0;
-      box.dst_offset[i] = 0;
-      box.extent[i] = block.dims[i];
-    }
-    pf_box_copy((char *)dst + (size_t)k * pf_spec_nbytes(&block), block.dims, src, s->dims, &box,
-                pf_dtype_size(s->dtype));
-  }
 }
 
 /* 1 if blocks along `axis` are already contiguous in row-major order. */
@@ -871,7 +832,7 @@ static void start_collective(pf_service *s, loop_op *lo) {
         const void *src = in->data;
         if (!leading_axis(ins, op->axis)) {
           if ((lo->stage_in = malloc(in_bytes ? in_bytes : 1)) == NULL) break;
-          pack_blocks(lo->stage_in, in->data, ins, op->axis, n);
+          pf_blocks_split(lo->stage_in, in->data, ins, op->axis, n);
           src = lo->stage_in;
         }
         err = MPI_Ireduce_scatter_block(src, out->data, (int)pf_spec_numel(outs), dt, mop, comm,
@@ -891,7 +852,7 @@ static void start_collective(pf_service *s, loop_op *lo) {
         lo->stage_in = malloc(in_bytes ? in_bytes : 1);
         lo->stage_out = malloc(out_bytes ? out_bytes : 1);
         if (lo->stage_in == NULL || lo->stage_out == NULL) break;
-        pack_blocks(lo->stage_in, in->data, ins, op->axis, n);
+        pf_blocks_split(lo->stage_in, in->data, ins, op->axis, n);
         err = MPI_Ialltoall(lo->stage_in, (int)chunk, MPI_BYTE, lo->stage_out, (int)chunk,
                             MPI_BYTE, comm, &req);
         break;

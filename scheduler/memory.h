@@ -12,7 +12,7 @@
 #ifndef PF_SCHEDULER_MEMORY_H
 #define PF_SCHEDULER_MEMORY_H
 
-#include "runtime/plan.h"
+#include "plan/plan.h"
 
 /* Places the shareable buffers of `p` (sets in_arena, offset and
  * p->arena_bytes) and writes each local device's peak bytes to

@@ -3,7 +3,7 @@
 #ifndef PF_SCHEDULER_PLAN_BUILDER_H
 #define PF_SCHEDULER_PLAN_BUILDER_H
 
-#include "runtime/plan.h"
+#include "plan/plan.h"
 
 typedef struct pf_plan_builder pf_plan_builder;
 

@@ -14,7 +14,7 @@
 #define PF_SCHEDULER_SCHEDULE_H
 
 #include "graph/graph_internal.h"
-#include "runtime/plan.h"
+#include "plan/plan.h"
 #include "scheduler/cluster.h"
 
 /* Where one shard of a graph input or output lives. */

@@ -1,7 +1,11 @@
 #!/bin/sh
 # Checks that each layer includes only itself and the layers below it.
-# Order, bottom to top: base kernels graph transport runtime scheduler, then
-# sim and api side by side (neither includes the other). cuda/ (the CUDA
+# Order, bottom to top: base kernels graph transport plan runtime scheduler,
+# then sim and api side by side (neither includes the other). graph, transport
+# and plan are siblings too: the plan (plans, their codec and their check)
+# needs only base/, the kernel-name rule of kernels/ and the generated proto,
+# so the scheduler that makes plans and the runtime that runs them both stand
+# on it without either including the other or graph/. cuda/ (the CUDA
 # kernels, built when PF_CUDA is on) sits beside kernels/: it implements the
 # kernel interface, so it may include pathflow/kernel.h, but neither it nor
 # kernels/ includes the other.
@@ -11,7 +15,7 @@ root=${1:-.}
 fail=0
 rank() {
   case $1 in
-    base) echo 0 ;; kernels|cuda) echo 1 ;; graph) echo 2 ;; transport) echo 2 ;;
+    base) echo 0 ;; kernels|cuda) echo 1 ;; graph|transport|plan) echo 2 ;;
     runtime) echo 3 ;; scheduler) echo 4 ;; sim) echo 5 ;; api) echo 5 ;; *) echo -1 ;;
   esac
 }
@@ -25,7 +29,7 @@ public_layer() {
     *) echo unknown ;;
   esac
 }
-for layer in base kernels cuda graph transport runtime scheduler sim api; do
+for layer in base kernels cuda graph transport plan runtime scheduler sim api; do
   mine=$(rank $layer)
   for f in "$root/$layer"/*.[ch] "$root/$layer"/*.cu "$root/$layer"/*.cuh; do
     [ -e "$f" ] || continue

@@ -16,7 +16,7 @@
 #include "base/clock.h"
 #include "graph/graph_internal.h"
 #include "pathflow/error.h"
-#include "runtime/box.h"
+#include "base/box.h"
 #include "runtime/executor.h"
 #include "scheduler/schedule.h"
 

@@ -17,7 +17,7 @@
 #include "pathflow/error.h"
 #include "proto/pathflow.pb-c.h"
 #include "runtime/msg.h"
-#include "runtime/plan.h"
+#include "plan/plan.h"
 #include "runtime/storage.h"
 
 #define NUM_DEVICES 4

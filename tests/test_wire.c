@@ -19,7 +19,7 @@
 #include "pathflow/error.h"
 #include "pathflow/graph.h"
 #include "proto/pathflow.pb-c.h"
-#include "runtime/plan.h"
+#include "plan/plan.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
 

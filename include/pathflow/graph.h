@@ -117,9 +117,8 @@ PF_API int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
  * distinct set of ranks, issued by every rank in the same (gang) order.
  * Over a slice with several devices on each of several ranks only
  * ALLREDUCE and BROADCAST compile (hierarchically); the others give
- * PF_ENOTSUP from pf_compile. */
-/* pf_collective_kind is in types.h (transports implement them too). */
-
+ * PF_ENOTSUP from pf_compile. The kinds, pf_collective_kind, are in
+ * pathflow/types.h: plans carry them too. */
 typedef struct pf_collective_desc {
   const char *name; /* NULL: named "<collective>_<id>" */
   pf_collective_kind kind;

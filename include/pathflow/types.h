@@ -114,7 +114,9 @@ typedef enum pf_reduce_op {
   PF_REDUCE_COUNT
 } pf_reduce_op;
 
-/* The collectives (pf_graph_collective in graph.h says what each does). */
+/* The collectives (what each computes: pathflow/graph.h, where they are
+ * added to a graph). Here beside pf_reduce_op because plans carry them
+ * too, below the graph layer. */
 typedef enum pf_collective_kind {
   PF_ALLREDUCE = 0,
   PF_ALLGATHER = 1,

@@ -15,7 +15,7 @@
 #include "graph/graph_codec.h"
 #include "graph/graph_internal.h"
 #include "kernels/registry.h"
-#include "runtime/plan.h"
+#include "plan/plan.h"
 #include "scheduler/schedule.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);

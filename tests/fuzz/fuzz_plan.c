@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "base/diag.h"
-#include "runtime/plan.h"
+#include "plan/plan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -15,7 +15,7 @@
 #include "kernels/registry.h"
 #include "pathflow/error.h"
 #include "runtime/msg.h"
-#include "runtime/plan.h"
+#include "plan/plan.h"
 #include "runtime/storage.h"
 #include "sim/chakra.h"
 

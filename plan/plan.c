@@ -2,14 +2,13 @@
  * and the executor. The executor indexes buffers, ops and shard memory with
  * what a plan says, so pf_plan_check must refuse every plan whose indices,
  * devices or boxes could make it read or write out of bounds. */
-#include "runtime/plan.h"
+#include "plan/plan.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/util.h"
 #include "kernels/registry.h"
-#include "pathflow/graph.h"
 #include "pathflow/error.h"
 
 /* Most inputs, outputs or deps of one op: far above anything the scheduler

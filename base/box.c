@@ -1,4 +1,4 @@
-#include "runtime/box.h"
+#include "base/box.h"
 
 #include <string.h>
 
@@ -72,4 +72,53 @@ void pf_box_copy(void *dst, const int64_t *dst_dims, const void *src,
       if (i < 0) return;
     }
   }
+}
+
+void pf_block_copy(void *dst, const pf_spec *dst_spec, const int64_t *dst_off,
+                   const void *src, const pf_spec *src_spec, const int64_t *src_off,
+                   const int64_t *extent) {
+  pf_box box;
+  box.rank = src_spec->rank;
+  for (int i = 0; i < box.rank; i++) {
+    box.src_offset[i] = src_off[i];
+    box.dst_offset[i] = dst_off[i];
+    box.extent[i] = extent[i];
+  }
+  pf_box_copy(dst, dst_spec->dims, src, src_spec->dims, &box, pf_dtype_size(src_spec->dtype));
+}
+
+void pf_block_put(void *dst, const pf_spec *dst_spec, int axis, int k, const void *block,
+                  const pf_spec *block_spec) {
+  int64_t zero[PF_MAX_RANK] = {0}, off[PF_MAX_RANK] = {0};
+  off[axis] = k * block_spec->dims[axis];
+  pf_block_copy(dst, dst_spec, off, block, block_spec, zero, block_spec->dims);
+}
+
+/* The spec of one of n blocks along axis. */
+static pf_spec block_of(const pf_spec *s, int axis, int n) {
+  pf_spec b = *s;
+  b.dims[axis] /= n;
+  return b;
+}
+
+void pf_block_take(void *dst, const void *src, const pf_spec *src_spec, int axis, int n,
+                   int k) {
+  pf_spec block = block_of(src_spec, axis, n);
+  int64_t zero[PF_MAX_RANK] = {0}, off[PF_MAX_RANK] = {0};
+  off[axis] = k * block.dims[axis];
+  pf_block_copy(dst, &block, zero, src, src_spec, off, block.dims);
+}
+
+void pf_blocks_concat(void *dst, const pf_spec *dst_spec, int axis, const void *blocks,
+                      const pf_spec *block_spec, int n) {
+  size_t bytes = pf_spec_nbytes(block_spec);
+  for (int k = 0; k < n; k++)
+    pf_block_put(dst, dst_spec, axis, k, (const char *)blocks + (size_t)k * bytes, block_spec);
+}
+
+void pf_blocks_split(void *dst, const void *src, const pf_spec *src_spec, int axis, int n) {
+  pf_spec block = block_of(src_spec, axis, n);
+  size_t bytes = pf_spec_nbytes(&block);
+  for (int k = 0; k < n; k++)
+    pf_block_take((char *)dst + (size_t)k * bytes, src, src_spec, axis, n, k);
 }

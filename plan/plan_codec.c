@@ -8,9 +8,9 @@
 #include <string.h>
 
 #include "base/util.h"
-#include "graph/graph_codec.h"
+#include "base/wire.h"
 #include "pathflow/error.h"
-#include "runtime/plan.h"
+#include "plan/plan.h"
 
 #define MAX_LIST (1u << 20) /* inputs, outputs or deps of one op */
 

@@ -1,17 +1,18 @@
 /* Internal: a plan, the part of a compiled graph that one executor runs.
  *
  * Produced by the scheduler, sent over the wire as pathflow.Plan
- * (runtime/plan_codec.c), run by the executor (runtime/executor.c).
+ * (plan/plan_codec.c), run by the executor (runtime/executor.c).
  * Buffers and ops are referred to by their index. Ops are in gang order:
  * every dep of op i is an op j < i, so the order is topological, and a
  * device runs its ops in this order.
  */
-#ifndef PF_RUNTIME_PLAN_H
-#define PF_RUNTIME_PLAN_H
+#ifndef PF_PLAN_PLAN_H
+#define PF_PLAN_PLAN_H
 
 #include <stdint.h>
 
 #include "base/arena.h"
+#include "base/box.h"
 #include "base/diag.h"
 #include "pathflow/attrs.h"
 #include "pathflow/types.h"
@@ -23,14 +24,6 @@ typedef enum pf_op_kind {
   PF_OP_RECV = 3,
   PF_OP_COLLECTIVE = 4
 } pf_op_kind;
-
-/* A box of elements: the part of one shard copied into another. */
-typedef struct pf_box {
-  int rank;
-  int64_t src_offset[PF_MAX_RANK];
-  int64_t dst_offset[PF_MAX_RANK];
-  int64_t extent[PF_MAX_RANK];
-} pf_box;
 
 typedef struct pf_plan_buffer {
   int32_t device;
