@@ -289,7 +289,7 @@ int pf_init(int *argc, char ***argv, const pf_init_options *opts, pf_context **o
   }
   cfg.num_devices = ncpu;
   cfg.registry = ctx->registry;
-  cfg.mpi = ctx->mpi;
+  cfg.transport = pf_mpi_transport(ctx->mpi);
   cfg.on_reply = pf_controller_on_reply;
   cfg.reply_arg = ctx;
   cfg.controller_busy = pf_controller_busy;

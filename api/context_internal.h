@@ -15,6 +15,7 @@
 #include "graph/graph_internal.h"
 #include "pathflow.h"
 #include "runtime/runtime.h"
+#include "transport/mpi.h"
 #include "scheduler/schedule.h"
 
 /* Where shard s of a buffer lives. */

@@ -78,7 +78,7 @@ struct pf_runtime {
 /* ---- the MPI lock, on the loop thread ---------------------------------------- */
 
 static void loop_lock(pf_runtime *rt) {
-  if (rt->cfg.mpi == NULL || rt->holds_mpi) return;
+  if (rt->cfg.transport == NULL || rt->holds_mpi) return;
   pthread_mutex_lock(&rt->mpi_lock);
   rt->holds_mpi = 1;
 }
@@ -106,7 +106,7 @@ static void push(pf_runtime *rt, event *e) {
 static void post_done(void *arg, void *step_arg) {
   pf_runtime *rt = arg;
   event *e = calloc(1, sizeof *e);
-  if (e == NULL) pf_mpi_abort(rt->cfg.mpi, 1, "out of memory reporting a finished step");
+  if (e == NULL) pf_transport_abort(rt->cfg.transport, 1, "out of memory reporting a finished step");
   e->kind = EV_STEP_DONE;
   e->arg = step_arg;
   push(rt, e);
@@ -122,7 +122,7 @@ static void post_loop_op(void *arg, pf_step *step, uint32_t op) {
     return;
   }
   e = calloc(1, sizeof *e);
-  if (e == NULL) pf_mpi_abort(rt->cfg.mpi, 1, "out of memory starting a transfer");
+  if (e == NULL) pf_transport_abort(rt->cfg.transport, 1, "out of memory starting a transfer");
   e->kind = EV_LOOP_OP;
   e->step = step;
   e->op = op;
@@ -190,7 +190,7 @@ static void send_failed(pf_runtime *rt, int rank, const pf_msg *m, int rc) {
            m->kind == PF_MSG_FETCH_REPLY || m->kind == PF_MSG_COUNTERS_REPLY)
     answer = m->kind;
   if (answer == PF_MSG_NONE || (ans = pf_msg_new(answer)) == NULL) {
-    if (answer != PF_MSG_NONE && rt->rank != 0) pf_mpi_abort(rt->cfg.mpi, 1, why);
+    if (answer != PF_MSG_NONE && rt->rank != 0) pf_transport_abort(rt->cfg.transport, 1, why);
     fprintf(stderr, "pathflow: %s\n", why);
     return;
   }
@@ -208,8 +208,8 @@ static void send_failed(pf_runtime *rt, int rank, const pf_msg *m, int rc) {
     size_t len;
     int rc2 = pf_msg_encode(ans, &buf, &len);
     pf_msg_free(ans);
-    if (rc2 == 0) rc2 = pf_mpi_ctrl_send(rt->cfg.mpi, rank, buf, len);
-    if (rc2 != 0) pf_mpi_abort(rt->cfg.mpi, 1, why);
+    if (rc2 == 0) rc2 = rt->cfg.transport->ops->ctrl_send(rt->cfg.transport, rank, buf, len, NULL, NULL, 0);
+    if (rc2 != 0) pf_transport_abort(rt->cfg.transport, 1, why);
   }
 }
 
@@ -262,8 +262,8 @@ static void send_remote(pf_runtime *rt, int rank, pf_msg *m) {
      * completes (the waiter is then answered with the error). */
     sent_check chk;
     sent_check_init(&chk, rt, rank, m);
-    rc = pf_mpi_ctrl_send_cb(rt->cfg.mpi, rank, buf, len, heartbeat ? NULL : sent_done, &chk,
-                             sizeof chk);
+    rc = rt->cfg.transport->ops->ctrl_send(rt->cfg.transport, rank, buf, len,
+                                           heartbeat ? NULL : sent_done, &chk, sizeof chk);
   }
   if (rc != 0) send_failed(rt, rank, m, rc);
   if (rc == 0 && !heartbeat) {
@@ -416,8 +416,8 @@ static void reject(pf_runtime *rt, int peer, int rc, const char *why, const uint
 /* Completes requests and receives every control message that has arrived.
  * Returns how much happened (heartbeats do not count). */
 static int poll_mpi(pf_runtime *rt) {
-  int activity = pf_mpi_progress(rt->cfg.mpi);
-  if (activity < 0) pf_mpi_abort(rt->cfg.mpi, 1, "MPI progress failed");
+  int activity = rt->cfg.transport->ops->progress(rt->cfg.transport);
+  if (activity < 0) pf_transport_abort(rt->cfg.transport, 1, "transport progress failed");
   for (;;) {
     uint8_t *buf;
     size_t len;
@@ -425,14 +425,14 @@ static int poll_mpi(pf_runtime *rt) {
     pf_msg *m;
     pf_diag d;
     pf_diag_init(&d);
-    rc = pf_mpi_ctrl_recv(rt->cfg.mpi, &peer, &buf, &len, &d);
+    rc = rt->cfg.transport->ops->ctrl_recv(rt->cfg.transport, &peer, &buf, &len, &d);
     if (rc == PF_EDECODE || (rc == PF_ENOMEM && peer >= 0)) {
       if (peer >= 0 && peer < rt->size)
         atomic_store_explicit(&rt->last_seen[peer], pf_clock_now(rt->clock), memory_order_relaxed);
       reject(rt, peer, rc, d.msg, NULL, 0);
       continue;
     }
-    if (rc != 0) pf_mpi_abort(rt->cfg.mpi, 1, "receiving a control message failed");
+    if (rc != 0) pf_transport_abort(rt->cfg.transport, 1, "receiving a control message failed");
     if (buf == NULL) break;
     atomic_store_explicit(&rt->last_seen[peer], pf_clock_now(rt->clock), memory_order_relaxed);
     if (len > BIG_MESSAGE) loop_unlock(rt);
@@ -455,7 +455,9 @@ static int poll_mpi(pf_runtime *rt) {
 static void on_poll(uv_timer_t *h);
 
 /* Requests in flight need MPI progress: keep polling without a pause. */
-static int transferring(pf_runtime *rt) { return pf_mpi_pending(rt->cfg.mpi) > 0; }
+static int transferring(pf_runtime *rt) {
+  return rt->cfg.transport->ops->pending(rt->cfg.transport) > 0;
+}
 
 /* Waiting on computation (steps running, the controller waiting for a
  * reply): the answer may come any microsecond, and MPI cannot wake us, so
@@ -535,8 +537,9 @@ static void on_spin(uv_idle_t *h) {
 static void start_spinning(pf_runtime *rt) {
   /* Alone in the job, nothing arrives through MPI: device workers hand
    * work over through the event queue, which wakes the loop. A spinning
-   * loop would only take a core from them. */
-  if (rt->cfg.mpi == NULL || rt->size < 2) return;
+   * loop would only take a core from them. Nor does a transport that
+   * wakes the loop itself need polling. */
+  if (rt->cfg.transport == NULL || rt->size < 2 || !rt->cfg.transport->needs_polling) return;
   rt->last_activity = pf_clock_now(rt->clock);
   if (rt->spinning) return;
   uv_timer_stop(&rt->poll);
@@ -579,7 +582,7 @@ static void check_hang(pf_runtime *rt, uint64_t now) {
              "rank: it waits on others (the watchdog report above says on what; "
              "PATHFLOW_HANG_TIMEOUT_S, 0 turns this off)",
              (unsigned long long)((now - rt->watchdog_fired_at) / 1000000000u + rt->watchdog_s));
-  pf_mpi_abort(rt->cfg.mpi, 1, why);
+  pf_transport_abort(rt->cfg.transport, 1, why);
 }
 
 /* Every second: the watchdog (heartbeats and lost ranks are the
@@ -627,7 +630,7 @@ static void on_wake_locked(pf_runtime *rt) {
   stop = rt->stop_requested;
   pthread_mutex_unlock(&rt->lock);
   drain_events(rt);
-  if (rt->cfg.mpi) {
+  if (rt->cfg.transport) {
     /* Something happened here (a step ran, a message was sent): replies
      * tend to follow within microseconds, so poll without pause a while. */
     poll_mpi(rt);
@@ -637,7 +640,7 @@ static void on_wake_locked(pf_runtime *rt) {
   if (rt->stop_since == 0) rt->stop_since = pf_clock_now(rt->clock);
   /* The controller stops once its messages (shutdown included) have left,
    * or after 5 s; an executor has nothing left to say after shutdown. */
-  if (rt->cfg.mpi == NULL || rt->rank != 0 || pf_mpi_pending(rt->cfg.mpi) == 0 ||
+  if (rt->cfg.transport == NULL || rt->rank != 0 || !transferring(rt) ||
       pf_clock_now(rt->clock) - rt->stop_since > 5000000000ull) {
     uv_close((uv_handle_t *)&rt->wake, NULL);
     uv_close((uv_handle_t *)&rt->spin, NULL);
@@ -651,6 +654,12 @@ static void on_wake_locked(pf_runtime *rt) {
 }
 
 static void on_unlock_mpi(uv_prepare_t *h) { loop_unlock(h->data); }
+
+/* From any thread: the transport has something for this rank. */
+static void transport_woke(void *arg) {
+  pf_runtime *rt = arg;
+  uv_async_send(&rt->wake);
+}
 static void on_relock_mpi(uv_check_t *h) { loop_lock(h->data); }
 
 static void *loop_main(void *arg) {
@@ -689,7 +698,8 @@ static void send_heartbeats(pf_runtime *rt) {
         size_t len;
         if (r == rt->rank || (rt->rank != 0 && r != 0)) continue;
         if ((hb = pf_msg_new(PF_MSG_HEARTBEAT)) == NULL) continue;
-        if (pf_msg_encode(hb, &buf, &len) == 0) (void)pf_mpi_ctrl_send(rt->cfg.mpi, r, buf, len);
+        if (pf_msg_encode(hb, &buf, &len) == 0)
+          (void)rt->cfg.transport->ops->ctrl_send(rt->cfg.transport, r, buf, len, NULL, NULL, 0);
         pf_msg_free(hb);
       }
       pthread_mutex_unlock(&rt->mpi_lock);
@@ -716,7 +726,7 @@ static void check_peers(pf_runtime *rt, uint64_t now) {
     /* Serialized with the loop if it lets go; ending the job either way. */
     for (int tries = 0; tries < 100 && pthread_mutex_trylock(&rt->mpi_lock) != 0; tries++)
       pf_clock_sleep(rt->clock, 2000000);
-    pf_mpi_abort(rt->cfg.mpi, 1, why);
+    pf_transport_abort(rt->cfg.transport, 1, why);
   }
 }
 
@@ -754,7 +764,7 @@ static int start_beat(pf_runtime *rt) {
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&rt->beat_cond, &ca);
   pthread_condattr_destroy(&ca);
-  if (rt->cfg.mpi == NULL || rt->size < 2) return 0;
+  if (rt->cfg.transport == NULL || rt->size < 2) return 0;
   if (pthread_create(&rt->beat, NULL, beat_main, rt) != 0) return PF_ESYS;
   rt->beat_started = 1;
   return 0;
@@ -820,7 +830,7 @@ static int read_env(pf_runtime *rt, pf_diag *d) {
       (rc = pf_env_int("PATHFLOW_TRACE", 0, 0, 1, &trace, d)) ||
       (rc = pf_env_int("PATHFLOW_WORKER_SPIN_US", worker_spin_default(rt), 0, 1000000,
                        &worker_spin_us, d)) ||
-      (rc = pf_env_int("PATHFLOW_BIND_WORKERS", rt->cfg.mpi != NULL, 0, 1, &bind, d)) ||
+      (rc = pf_env_int("PATHFLOW_BIND_WORKERS", rt->cfg.transport != NULL, 0, 1, &bind, d)) ||
       /* Read where blocks are freed (runtime/storage.c), with the same parser;
        * checked here so that a bad value fails pf_init, not a later step. */
       (rc = pf_env_bytes("PATHFLOW_CACHE_BYTES", 0, 0, &cache_bytes, d)) ||
@@ -829,7 +839,8 @@ static int read_env(pf_runtime *rt, pf_diag *d) {
       (rc = pf_trace_check_dir(trace != 0, d)))
     return rc;
   rt->bind_workers = (int)bind;
-  if (fault_send > 0 && rt->cfg.mpi != NULL) pf_mpi_set_fault_ctrl_send(rt->cfg.mpi, fault_send);
+  if (fault_send > 0 && rt->cfg.transport != NULL && rt->cfg.transport->ops->fault_ctrl_send)
+    rt->cfg.transport->ops->fault_ctrl_send(rt->cfg.transport, fault_send);
   rt->worker_spin_ns = (uint64_t)worker_spin_us * 1000u;
   rt->trace = (int)trace;
   rt->spin_ns = (uint64_t)spin_us * 1000u;
@@ -849,8 +860,8 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   rt->cfg = *cfg;
   pf_clock_real_init(&rt->clock_own);
   rt->clock = cfg->clock ? cfg->clock : &rt->clock_own;
-  rt->rank = cfg->mpi ? pf_mpi_rank(cfg->mpi) : 0;
-  rt->size = cfg->mpi ? pf_mpi_size(cfg->mpi) : 1;
+  rt->rank = cfg->transport ? cfg->transport->rank : 0;
+  rt->size = cfg->transport ? cfg->transport->size : 1;
   pf_diag_init(&d);
   if ((rc = read_env(rt, &d)) != 0) {
     fprintf(stderr, "pathflow: %s\n", d.msg);
@@ -869,7 +880,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   ec.num_devices = cfg->num_devices;
   ec.rank = rt->rank;
   ec.registry = cfg->registry;
-  ec.loop_op = cfg->mpi ? post_loop_op : NULL;
+  ec.loop_op = cfg->transport ? post_loop_op : NULL;
   ec.loop_arg = rt;
   ec.record_times = rt->trace;
   ec.spin_ns = rt->worker_spin_ns;
@@ -878,8 +889,8 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   ec.device_memory = cfg->device_memory;
   /* Ranks on one host share its cores: each starts at its own offset. */
   ec.bind_first = !rt->bind_workers ? -1
-                  : (rt->cfg.mpi ? pf_mpi_local_rank(rt->cfg.mpi) : 0) * cfg->num_devices;
-  ec.bind_span = (rt->cfg.mpi ? pf_mpi_local_size(rt->cfg.mpi) : 1) * cfg->num_devices;
+                  : (cfg->transport ? cfg->transport->local_rank : 0) * cfg->num_devices;
+  ec.bind_span = (cfg->transport ? cfg->transport->local_size : 1) * cfg->num_devices;
   if ((rc = pf_executor_start(&ec, &rt->ex)) != 0) {
     free(rt->last_seen);
     free(rt->ctrl);
@@ -888,7 +899,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   }
   sc.rank = rt->rank;
   sc.executor = rt->ex;
-  sc.mpi = cfg->mpi;
+  sc.transport = cfg->transport;
   sc.reply = service_reply;
   sc.reply_arg = rt;
   sc.post_done = post_done;
@@ -929,7 +940,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   rt->wake.data = rt->spin.data = rt->poll.data = rt->tick.data = rt;
   rt->unlock_mpi.data = rt->relock_mpi.data = rt;
   atomic_init(&rt->last_poll, pf_clock_now(rt->clock));
-  if (cfg->mpi) {
+  if (cfg->transport) {
     uv_prepare_start(&rt->unlock_mpi, on_unlock_mpi);
     uv_check_start(&rt->relock_mpi, on_relock_mpi);
     /* They must not keep the loop alive on their own. */
@@ -940,9 +951,14 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
    * loop alive on its own. */
   uv_timer_start(&rt->tick, on_tick, 1000, 1000);
   uv_unref((uv_handle_t *)&rt->tick);
-  if (cfg->mpi) {
+  if (cfg->transport && cfg->transport->needs_polling) {
     rt->poll_ms = 1;
     uv_timer_start(&rt->poll, on_poll, 1, 0);
+  }
+  if (cfg->transport) {
+    /* A transport that says when something arrives wakes the loop. */
+    cfg->transport->wake = transport_woke;
+    cfg->transport->wake_arg = rt;
   }
   if (pthread_create(&rt->thread, NULL, loop_main, rt) != 0) {
     uv_close((uv_handle_t *)&rt->wake, NULL);

@@ -29,7 +29,9 @@ typedef struct pf_runtime pf_runtime;
 typedef struct pf_runtime_config {
   int num_devices;
   pf_registry *registry; /* borrowed */
-  pf_mpi *mpi;           /* NULL: one process; borrowed otherwise */
+  /* NULL: a process alone in its job; borrowed otherwise (the runtime
+   * sets its wake hook). */
+  pf_transport *transport;
   /* Rank 0 only: messages from executors (load_done, step_done,
    * fetch_reply), on the loop thread; the callee owns the message. */
   void (*on_reply)(void *arg, pf_msg *m);

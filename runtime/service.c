@@ -14,13 +14,14 @@
 #include "runtime/store.h"
 #include "runtime/trace.h"
 
-/* A loaded executable and what its transfers need from MPI. */
+/* A loaded executable and what its transfers need from the transport. */
 typedef struct exe {
   uint64_t id;
   int refs; /* the table's + steps in flight */
   pf_loaded *loaded;
-  pf_mpi_box *boxes; /* per op: SEND/RECV addressing */
-  MPI_Comm *comms;   /* per op: COLLECTIVE communicator */
+  pf_xfer_box *boxes;       /* per op: SEND/RECV addressing */
+  pf_transport_comm **comms; /* per op: COLLECTIVE communicator */
+  pf_transport *tp;          /* that made them */
   int connected;     /* its communicators are made (CONNECT, or none needed) */
   /* RUNs received: they come in the order of the user's pf_execute calls,
    * so the n-th is the user's step n of this executable (in traces). */
@@ -87,7 +88,7 @@ static void posted_remove(loop_op *lo) {
 
 /* Collectives of one communicator, in the order every rank issues them. */
 typedef struct comm_queue {
-  MPI_Comm comm;
+  pf_transport_comm *comm;
   loop_op *head, *tail;
   struct comm_queue *next;
 } comm_queue;
@@ -154,9 +155,10 @@ int pf_service_create(const pf_service_config *cfg, pf_service **out) {
     free(s);
     return PF_ENOMEM;
   }
-  s->tag_window = cfg->mpi ? (int)(((int64_t)pf_mpi_tag_ub(cfg->mpi) + 1) / PF_MAX_IN_FLIGHT)
-                           : 1 << 24;
-  s->size = cfg->mpi ? pf_mpi_size(cfg->mpi) : 1;
+  s->tag_window = cfg->transport
+                      ? (int)(((int64_t)cfg->transport->tag_ub + 1) / PF_MAX_IN_FLIGHT)
+                      : 1 << 24;
+  s->size = cfg->transport ? cfg->transport->size : 1;
   if ((s->peers = pf_calloc((size_t)s->size, sizeof *s->peers)) == NULL) {
     pf_store_destroy(s->store);
     free(s);
@@ -171,7 +173,8 @@ static void exe_unref(exe *e) {
   if (--e->refs > 0) return;
   if (e->boxes) {
     const pf_plan *p = pf_loaded_plan(e->loaded);
-    for (uint32_t i = 0; i < p->n_ops; i++) pf_mpi_box_free(&e->boxes[i]);
+    for (uint32_t i = 0; i < p->n_ops; i++)
+      if (e->boxes[i].impl != NULL) e->tp->ops->box_release(e->tp, &e->boxes[i]);
   }
   free(e->boxes);
   free(e->comms);
@@ -248,7 +251,7 @@ static exe *exe_find(pf_service *s, uint64_t id) {
 
 /* ---- load ------------------------------------------------------------------ */
 
-static comm_queue *queue_for(pf_service *s, MPI_Comm comm) {
+static comm_queue *queue_for(pf_service *s, pf_transport_comm *comm) {
   comm_queue *q;
   for (q = s->queues; q; q = q->next)
     if (q->comm == comm) return q;
@@ -333,12 +336,13 @@ static char *data_of(pf_service *s, run *r, uint32_t b, int writes, int *reserve
   return writes ? s->sink : s->zero;
 }
 
-/* MPI addressing for every transfer: done once per plan, never per step.
+/* Transport addressing for every transfer: done once per plan, never per step.
  * Local work only (no communication), so that a rank that cannot load a
  * plan says so before any rank enters a collective call. */
 static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
   const pf_plan *p = pf_loaded_plan(e->loaded);
   int rc;
+  e->tp = s->cfg.transport;
   e->boxes = pf_calloc(p->n_ops, sizeof *e->boxes);
   e->comms = pf_calloc(p->n_ops, sizeof *e->comms);
   if (e->boxes == NULL || e->comms == NULL) return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
@@ -352,9 +356,11 @@ static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
                            "(MPI_TAG_UB / %d steps in flight)",
                            s->cfg.rank, (long long)op->tag, s->tag_window, PF_MAX_IN_FLIGHT);
     b = &p->buffers[op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0]];
-    rc = pf_mpi_box_make(&b->spec, op->kind == PF_OP_SEND ? op->box->src_offset : op->box->dst_offset,
-                         op->box->extent, &e->boxes[i]);
-    if (rc) return pf_diag_error(d, rc, "rank %d: op %u: cannot describe the transfer to MPI",
+    rc = s->cfg.transport->ops->box_prepare(
+        s->cfg.transport, &b->spec,
+        op->kind == PF_OP_SEND ? op->box->src_offset : op->box->dst_offset, op->box->extent,
+        &e->boxes[i]);
+    if (rc) return pf_diag_error(d, rc, "rank %d: op %u: cannot describe the transfer to the transport",
                                  s->cfg.rank, i);
   }
   return 0;
@@ -367,8 +373,9 @@ static int connect_comms(pf_service *s, exe *e, pf_diag *d) {
   const pf_plan *p = pf_loaded_plan(e->loaded);
   int rc;
   for (uint32_t c = 0; c < p->n_comms; c++) {
-    MPI_Comm comm;
-    if ((rc = pf_mpi_comm_for(s->cfg.mpi, p->comms[c].ranks, (int)p->comms[c].n_ranks, &comm)))
+    pf_transport_comm *comm;
+    if ((rc = s->cfg.transport->ops->comm_for(s->cfg.transport, p->comms[c].ranks,
+                                              (int)p->comms[c].n_ranks, &comm)))
       return pf_diag_error(d, rc, "rank %d: could not make communicator %d", s->cfg.rank,
                            (int)p->comms[c].id);
     for (uint32_t i = 0; i < p->n_ops; i++)
@@ -396,10 +403,10 @@ static void handle_load(pf_service *s, pf_msg *m) {
   rc = pf_executor_load(s->cfg.executor, m->plan, &e->loaded, &d);
   m->plan = NULL; /* the executor owns it now, even on error */
   if (rc == 0) rc = index_plan(e, &d);
-  if (rc == 0 && s->cfg.mpi) rc = prepare_transfers(s, e, &d);
-  if (rc == 0 && s->cfg.mpi) rc = reserve_for(s, pf_loaded_plan(e->loaded), &d);
-  if (rc == 0 && !s->cfg.mpi && pf_loaded_plan(e->loaded)->n_comms > 0)
-    rc = pf_diag_error(&d, PF_ENOTSUP, "rank %d: MPI collectives in a process without MPI",
+  if (rc == 0 && s->cfg.transport) rc = prepare_transfers(s, e, &d);
+  if (rc == 0 && s->cfg.transport) rc = reserve_for(s, pf_loaded_plan(e->loaded), &d);
+  if (rc == 0 && !s->cfg.transport && pf_loaded_plan(e->loaded)->n_comms > 0)
+    rc = pf_diag_error(&d, PF_ENOTSUP, "rank %d: collectives across ranks in a process alone",
                        s->cfg.rank);
   e->id = id;
   e->refs = 1;
@@ -450,7 +457,7 @@ static void enqueue_collectives(pf_service *s, run *r) {
     lo = loop_op_new(s);
     if (q == NULL || lo == NULL) {
       /* Cannot keep the gang order: the job cannot go on safely. */
-      pf_mpi_abort(s->cfg.mpi, 1, "out of memory queueing a collective");
+      pf_transport_abort(s->cfg.transport, 1, "out of memory queueing a collective");
     }
     lo->r = r;
     lo->op = i;
@@ -552,7 +559,7 @@ static void handle_run(pf_service *s, pf_msg *m) {
              "rank %d: step %llu: out of memory for the step's bookkeeping (%u ops, %u buffers); "
              "its peers would wait for it forever",
              s->cfg.rank, (unsigned long long)m->step, p->n_ops, p->n_buffers);
-    pf_mpi_abort(s->cfg.mpi, 1, msg);
+    pf_transport_abort(s->cfg.transport, 1, msg);
   }
   r->starting = 0;
 }
@@ -645,7 +652,7 @@ static void transfer_done(void *arg, int status) {
   const pf_plan_op *op = &pf_step_plan(lo->r->step)->ops[lo->op];
   char why[160];
   if (status != 0)
-    snprintf(why, sizeof why, "MPI %s of program \"%s\" with rank %d failed",
+    snprintf(why, sizeof why, "%s of program \"%s\" with rank %d failed",
              op->kind == PF_OP_SEND ? "send" : "receive", op->name, (int)op->peer);
   loop_op_finish(lo, status, status ? why : NULL);
 }
@@ -653,24 +660,20 @@ static void transfer_done(void *arg, int status) {
 static void start_transfer(pf_service *s, loop_op *lo) {
   run *r = lo->r;
   const pf_plan_op *op = &pf_step_plan(r->step)->ops[lo->op];
-  const pf_mpi_box *bx = &r->e->boxes[lo->op];
+  const pf_xfer_box *bx = &r->e->boxes[lo->op];
+  pf_transport *t = s->cfg.transport;
   uint32_t b = op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0];
   /* The reserve, when the buffer has no memory, is at least as large as
    * the whole buffer: the same box addresses it. */
   char *data = data_of(s, r, b, op->kind == PF_OP_RECV, NULL);
-  MPI_Request req;
   int err, tag = tag_of(s, r->slot, op->tag);
   lo->started = pf_clock_now(s->cfg.clock); /* counters' wait and the timeline */
   posted_add(lo);
   if (op->kind == PF_OP_SEND)
-    err = MPI_Isend(data + bx->displacement, bx->count, bx->type, op->peer, tag,
-                    pf_mpi_data_comm(s->cfg.mpi), &req);
+    err = t->ops->send(t, data, bx, op->peer, tag, transfer_done, lo);
   else
-    err = MPI_Irecv(data + bx->displacement, bx->count, bx->type, op->peer, tag,
-                    pf_mpi_data_comm(s->cfg.mpi), &req);
-  if (err != MPI_SUCCESS ||
-      (op->kind == PF_OP_SEND ? pf_mpi_track_quick : pf_mpi_track)(s->cfg.mpi, req, transfer_done,
-                                                                 lo) != 0) {
+    err = t->ops->recv(t, data, bx, op->peer, tag, transfer_done, lo);
+  if (err != 0) {
     transfer_done(lo, PF_EMPI);
     return;
   }
@@ -714,7 +717,7 @@ static void collective_done(void *arg, int status) {
     pf_storage *more = pf_step_buffer(lo->r->step, op->outputs[k]); /* NULL: step failed */
     if (more != NULL) memcpy(more->data, out->data, pf_spec_nbytes(outs));
   }
-  loop_op_finish(lo, status, status ? "MPI collective failed" : NULL);
+  loop_op_finish(lo, status, status ? "collective failed in the transport" : NULL);
 }
 
 /* 1 if blocks along `axis` are already contiguous in row-major order. */
@@ -736,41 +739,35 @@ __attribute__((noreturn)) static void cannot_issue(pf_service *s, loop_op *lo, c
            "of its communicator would wait in it forever",
            op->name, pf_collective_name((pf_collective_kind)op->collective),
            (unsigned long long)lo->r->seq, why);
-  pf_mpi_abort(s->cfg.mpi, 1, msg);
+  pf_transport_abort(s->cfg.transport, 1, msg);
 }
 
 /* A collective of a failed step whose buffers have no memory (or whose
  * staging could not be had): issued all the same, the same call with the
  * same counts as its peers make, from the reserve's zeros into its sink,
  * so they do not wait in it forever. */
-static int issue_drained(pf_service *s, loop_op *lo, const pf_plan_op *op, MPI_Comm comm,
-                         MPI_Request *req) {
+static void drained_call(pf_service *s, loop_op *lo, const pf_plan_op *op,
+                         pf_collective_call *c) {
   const pf_plan *p = pf_step_plan(lo->r->step);
   const pf_spec *ins = &p->buffers[op->inputs[0]].spec, *outs = &p->buffers[op->outputs[0]].spec;
-  MPI_Datatype dt = pf_mpi_dtype(ins->dtype);
-  MPI_Op mop = pf_mpi_op(op->reduce_op);
-  int n = op->num_shards, in_bytes = (int)pf_spec_nbytes(ins), out_bytes = (int)pf_spec_nbytes(outs);
+  int n = op->num_shards;
   lo->drained = 1;
   free(lo->stage_in);
   free(lo->stage_out);
   lo->stage_in = lo->stage_out = NULL;
+  c->send = s->zero;
+  c->recv = s->sink;
   switch (op->collective) {
-    case PF_ALLREDUCE:
-      return MPI_Iallreduce(s->zero, s->sink, (int)pf_spec_numel(ins), dt, mop, comm, req);
-    case PF_ALLGATHER:
-      return MPI_Iallgather(s->zero, in_bytes, MPI_BYTE, s->sink, in_bytes, MPI_BYTE, comm, req);
-    case PF_REDUCE_SCATTER:
-      return MPI_Ireduce_scatter_block(s->zero, s->sink, (int)pf_spec_numel(outs), dt, mop, comm,
-                                       req);
+    case PF_ALLREDUCE: c->count = (size_t)pf_spec_numel(ins); break;
+    case PF_ALLGATHER: c->bytes = pf_spec_nbytes(ins); break;
+    case PF_REDUCE_SCATTER: c->count = (size_t)pf_spec_numel(outs); break;
     case PF_BROADCAST:
       /* The root sends zeros, the others receive into the sink. */
-      return MPI_Ibcast(op->shard == op->root ? s->zero : s->sink, out_bytes, MPI_BYTE, op->root,
-                        comm, req);
-    case PF_ALL_TO_ALL:
-      return MPI_Ialltoall(s->zero, in_bytes / n, MPI_BYTE, s->sink, in_bytes / n, MPI_BYTE, comm,
-                           req);
-    default:
-      return MPI_ERR_OTHER;
+      c->recv = op->shard == op->root ? s->zero : s->sink;
+      c->bytes = pf_spec_nbytes(outs);
+      break;
+    case PF_ALL_TO_ALL: c->bytes = pf_spec_nbytes(ins) / (size_t)n; break;
+    default: break;
   }
 }
 
@@ -779,11 +776,10 @@ static void start_collective(pf_service *s, loop_op *lo) {
   const pf_plan_op *op = &p->ops[lo->op];
   const pf_spec *ins = &p->buffers[op->inputs[0]].spec, *outs = &p->buffers[op->outputs[0]].spec;
   pf_storage *in = NULL, *out = NULL;
-  MPI_Comm comm = lo->r->e->comms[lo->op];
-  MPI_Datatype dt = pf_mpi_dtype(ins->dtype);
-  MPI_Op mop = pf_mpi_op(op->reduce_op);
-  MPI_Request req = MPI_REQUEST_NULL;
-  int n = op->num_shards, err = MPI_SUCCESS;
+  pf_transport *t = s->cfg.transport;
+  pf_collective_call c = {.kind = (pf_collective_kind)op->collective, .dtype = ins->dtype,
+                          .reduce_op = (pf_reduce_op)op->reduce_op, .root = op->root};
+  int n = op->num_shards, ok = 1, err;
   size_t in_bytes = pf_spec_nbytes(ins), out_bytes = pf_spec_nbytes(outs);
   lo->started = pf_clock_now(s->cfg.clock); /* counters' wait and the timeline */
   posted_add(lo);
@@ -794,22 +790,25 @@ static void start_collective(pf_service *s, loop_op *lo) {
     return;
   }
   /* A failed step allocates nothing more: what has no memory comes from
-   * the reserve (issue_drained). */
+   * the reserve (drained_call). */
   if (!pf_step_failed(lo->r->step) || (pf_step_buffer_if_any(lo->r->step, op->inputs[0]) &&
                                        pf_step_buffer_if_any(lo->r->step, op->outputs[0]))) {
     in = pf_step_buffer(lo->r->step, op->inputs[0]);
     out = in != NULL ? pf_step_buffer(lo->r->step, op->outputs[0]) : NULL;
   }
   if (in == NULL || out == NULL) {
-    err = issue_drained(s, lo, op, comm, &req);
+    drained_call(s, lo, op, &c);
   } else {
     switch (op->collective) {
       case PF_ALLREDUCE:
+        c.count = (size_t)pf_spec_numel(ins);
+        c.recv = out->data;
         if (op->n_in == 1) {
-          err = MPI_Iallreduce(in->data, out->data, (int)pf_spec_numel(ins), dt, mop, comm, &req);
+          c.send = in->data;
           break;
         }
-        /* Several shards here: reduce them in the rank, then across ranks. */
+        /* Several shards here: reduce them in the rank, then across ranks
+         * (in place). */
         memcpy(out->data, in->data, out_bytes);
         for (uint32_t k = 1; k < op->n_in; k++) {
           pf_storage *more = pf_step_buffer(lo->r->step, op->inputs[k]);
@@ -817,66 +816,69 @@ static void start_collective(pf_service *s, loop_op *lo) {
           pf_reduce_into(out->data, more->data, (size_t)pf_spec_numel(ins), ins->dtype,
                          op->reduce_op);
         }
-        err = MPI_Iallreduce(MPI_IN_PLACE, out->data, (int)pf_spec_numel(ins), dt, mop, comm, &req);
+        c.send = NULL;
         break;
       case PF_ALLGATHER:
-        if (leading_axis(ins, op->axis)) {
-          err = MPI_Iallgather(in->data, (int)in_bytes, MPI_BYTE, out->data, (int)in_bytes,
-                               MPI_BYTE, comm, &req);
-        } else if ((lo->stage_out = malloc(out_bytes ? out_bytes : 1)) != NULL) {
-          err = MPI_Iallgather(in->data, (int)in_bytes, MPI_BYTE, lo->stage_out, (int)in_bytes,
-                               MPI_BYTE, comm, &req);
-        }
+        c.send = in->data;
+        c.bytes = in_bytes;
+        if (leading_axis(ins, op->axis))
+          c.recv = out->data;
+        else if ((c.recv = lo->stage_out = malloc(out_bytes ? out_bytes : 1)) == NULL)
+          ok = 0;
         break;
-      case PF_REDUCE_SCATTER: {
-        const void *src = in->data;
+      case PF_REDUCE_SCATTER:
+        c.send = in->data;
+        c.recv = out->data;
+        c.count = (size_t)pf_spec_numel(outs);
         if (!leading_axis(ins, op->axis)) {
-          if ((lo->stage_in = malloc(in_bytes ? in_bytes : 1)) == NULL) break;
+          if ((lo->stage_in = malloc(in_bytes ? in_bytes : 1)) == NULL) {
+            ok = 0;
+            break;
+          }
           pf_blocks_split(lo->stage_in, in->data, ins, op->axis, n);
-          src = lo->stage_in;
+          c.send = lo->stage_in;
         }
-        err = MPI_Ireduce_scatter_block(src, out->data, (int)pf_spec_numel(outs), dt, mop, comm,
-                                        &req);
         break;
-      }
       case PF_BROADCAST:
         if (op->shard == op->root) {
           /* `axis` picks the root shard among this rank's inputs. */
           pf_storage *src = pf_step_buffer(lo->r->step, op->inputs[op->axis]);
           if (src != NULL) memcpy(out->data, src->data, out_bytes);
         }
-        err = MPI_Ibcast(out->data, (int)out_bytes, MPI_BYTE, op->root, comm, &req);
+        c.recv = out->data;
+        c.bytes = out_bytes;
         break;
-      case PF_ALL_TO_ALL: {
-        size_t chunk = in_bytes / (size_t)n;
+      case PF_ALL_TO_ALL:
         lo->stage_in = malloc(in_bytes ? in_bytes : 1);
         lo->stage_out = malloc(out_bytes ? out_bytes : 1);
-        if (lo->stage_in == NULL || lo->stage_out == NULL) break;
+        if (lo->stage_in == NULL || lo->stage_out == NULL) {
+          ok = 0;
+          break;
+        }
         pf_blocks_split(lo->stage_in, in->data, ins, op->axis, n);
-        err = MPI_Ialltoall(lo->stage_in, (int)chunk, MPI_BYTE, lo->stage_out, (int)chunk,
-                            MPI_BYTE, comm, &req);
+        c.send = lo->stage_in;
+        c.recv = lo->stage_out;
+        c.bytes = in_bytes / (size_t)n;
         break;
-      }
       default:
-        err = MPI_ERR_OTHER;
+        cannot_issue(s, lo, "unknown collective");
     }
-    if (req == MPI_REQUEST_NULL && err == MPI_SUCCESS) {
+    if (!ok) {
       /* Staging memory could not be had: fail the step, still meet the
        * peers in the collective. */
       pf_executor_step_fail(lo->r->step, PF_ENOMEM,
                             "rank %d: step %llu: out of memory: %zu bytes staging collective \"%s\"",
                             s->cfg.rank, (unsigned long long)lo->r->seq,
                             PF_MAXOF(in_bytes, out_bytes), op->name);
-      err = issue_drained(s, lo, op, comm, &req);
+      drained_call(s, lo, op, &c);
     }
   }
-  if (err != MPI_SUCCESS) cannot_issue(s, lo, "MPI refused it");
   s->collectives++;
   s->collective_bytes += (uint64_t)in_bytes * op->n_in;
-  if (pf_mpi_track(s->cfg.mpi, req, collective_done, lo) != 0) {
-    /* Issued, but not tracked: wait for it here rather than lose it. */
-    err = MPI_Wait(&req, MPI_STATUS_IGNORE);
-    collective_done(lo, err == MPI_SUCCESS ? 0 : PF_EMPI);
+  if ((err = t->ops->collective(t, lo->r->e->comms[lo->op], &c, collective_done, lo)) != 0) {
+    char why[96];
+    snprintf(why, sizeof why, "the transport refused it (%s)", pf_errname(err));
+    cannot_issue(s, lo, why);
   }
 }
 
@@ -906,7 +908,7 @@ void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t i) {
     return;
   }
   if ((lo = loop_op_new(s)) == NULL) {
-    pf_mpi_abort(s->cfg.mpi, 1, "out of memory starting a transfer");
+    pf_transport_abort(s->cfg.transport, 1, "out of memory starting a transfer");
   }
   lo->r = r;
   lo->op = i;
@@ -1048,6 +1050,8 @@ void pf_service_dump(const pf_service *s, FILE *f) {
               lo->ready ? "ready, waiting for earlier collectives on its communicator"
                         : "waiting for its input");
     }
-  if (s->cfg.mpi) fprintf(f, "  %d MPI requests pending\n", pf_mpi_pending(s->cfg.mpi));
+  if (s->cfg.transport)
+    fprintf(f, "  %d transport operations pending\n",
+            s->cfg.transport->ops->pending(s->cfg.transport));
   fflush(f);
 }

@@ -12,7 +12,7 @@
 
 #include "runtime/executor.h"
 #include "runtime/msg.h"
-#include "transport/mpi.h"
+#include "transport/transport.h"
 
 /* Steps in flight at once, across all executables: bounds tag reuse. */
 #define PF_MAX_IN_FLIGHT PF_MSG_SLOTS
@@ -22,7 +22,7 @@ typedef struct pf_service pf_service;
 typedef struct pf_service_config {
   int rank;
   pf_executor *executor;
-  pf_mpi *mpi; /* NULL in a single-process context */
+  pf_transport *transport; /* NULL in a process alone in its job; borrowed */
   /* Answers to the controller; takes ownership of the message. */
   void (*reply)(void *arg, pf_msg *m);
   void *reply_arg;
@@ -42,7 +42,7 @@ void pf_service_destroy(pf_service *s);
 void pf_service_handle(pf_service *s, pf_msg *m);
 /* The executor finished a step started by this service (arg as given). */
 void pf_service_step_done(pf_service *s, void *step_arg);
-/* A transfer or MPI collective of a step is ready to go. */
+/* A transfer or a collective across ranks of a step is ready to go. */
 void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t op);
 
 int pf_service_steps_in_flight(const pf_service *s);

@@ -1043,6 +1043,10 @@ __attribute__((noreturn)) static void t_abort(pf_transport *t, int code, const c
   pf_mpi_abort((pf_mpi *)t, code, why);
 }
 
+static void t_fault_ctrl_send(pf_transport *t, int64_t n) {
+  pf_mpi_set_fault_ctrl_send((pf_mpi *)t, n);
+}
+
 static const pf_transport_ops mpi_ops = {
     .box_prepare = t_box_prepare,
     .box_release = t_box_release,
@@ -1054,6 +1058,7 @@ static const pf_transport_ops mpi_ops = {
     .pending = t_pending,
     .ctrl_send = t_ctrl_send,
     .ctrl_recv = t_ctrl_recv,
+    .fault_ctrl_send = t_fault_ctrl_send,
     .abort = t_abort,
 };
 

@@ -104,6 +104,10 @@ typedef struct pf_transport_ops {
    * caller's) from *peer, or *buf NULL when none; never waits. Errors as
    * pf_mpi_ctrl_recv. Called by the loop thread only. */
   int (*ctrl_recv)(pf_transport *t, int *peer, uint8_t **buf, size_t *len, pf_diag *d);
+  /* Test hook (PATHFLOW_FAULT_CTRL_SEND): the n-th ctrl_send with a
+   * `sent` callback from now on sends nothing and reports PF_EMPI. May be
+   * NULL (the transport has no such hook). */
+  void (*fault_ctrl_send)(pf_transport *t, int64_t n);
   /* Ends the whole job: prints why, naming this rank, and does not return. */
   void (*abort)(pf_transport *t, int code, const char *why) __attribute__((noreturn));
 } pf_transport_ops;
