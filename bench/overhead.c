@@ -71,7 +71,7 @@ static int fail(pf_context *ctx, const char *what, int rc) {
 static int build(pf_context *ctx, bench_case c, int n, int devices, pf_graph **out) {
   pf_graph *g;
   pf_slice_t *slices;
-  pf_value_t prev = -1, v;
+  pf_value_t prev = PF_NO_VALUE, v;
   int used = c == INDEPENDENT ? devices : 1, rc;
   *out = NULL;
   if ((rc = pf_graph_create(ctx, &g)) != 0) return fail(ctx, "graph", rc);

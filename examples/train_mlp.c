@@ -279,7 +279,7 @@ static pf_executable *build_train(const model *m, int n, const opts *o) {
   pf_slice_t s;
   pf_executable *exe;
   pf_value_t params[2 * MAX_LAYERS + 2], grads[2 * MAX_LAYERS + 2], state[2][2 * MAX_LAYERS + 2];
-  pf_value_t data_x, data_y, step, t = -1, lr = -1, x, y, logits, loss[2], correct;
+  pf_value_t data_x, data_y, step, t = PF_NO_VALUE, lr = PF_NO_VALUE, x, y, logits, loss[2], correct;
   char name[32];
   pf_attrs *a;
   step_inputs(n, "train", 60000, m, m->n_state, &g, &s, &data_x, &data_y, &step, params, state);

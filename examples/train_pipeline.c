@@ -291,18 +291,29 @@ static void step_inputs(pf_graph *g, const pf_slice_t *sl, const model *m, const
   }
 }
 
+/* Whether program p runs on slice s. */
+static int runs_on(pf_graph *g, pf_program_t p, pf_slice_t s) {
+  pf_slice_t on;
+  CHECK(pf_graph_program_slice(g, p, &on));
+  return on.id == s.id;
+}
+
 /* Orders the programs of forward micro-batch k on stage s behind those of
  * backward micro-batch k - (S - s) there: the 1F1B schedule. Forward and
- * backward micro-batch j hold programs [fa[j], fb[j]) and [ba[j], bb[j]). */
+ * backward micro-batch j hold programs [fa[j], fb[j]) and [ba[j], bb[j])
+ * (program ids, numbered as added). */
 static void order_1f1b(pf_graph *g, const model *m, int n_micro, const int *fa, const int *fb,
                        const int *ba, const int *bb, const pf_slice_t *sl) {
   for (int s = 0; s < m->n_stages; s++)
     for (int k = m->n_stages - s; k < n_micro; k++) {
       int j = k - (m->n_stages - s);
       for (int b = ba[j]; b < bb[j]; b++) {
-        if (pf_graph_program_slice(g, b) != sl[s]) continue;
-        for (int f = fa[k]; f < fb[k]; f++)
-          if (pf_graph_program_slice(g, f) == sl[s]) CHECK(pf_graph_control(g, b, f));
+        pf_program_t back = {b};
+        if (!runs_on(g, back, sl[s])) continue;
+        for (int f = fa[k]; f < fb[k]; f++) {
+          pf_program_t fwd = {f};
+          if (runs_on(g, fwd, sl[s])) CHECK(pf_graph_control(g, back, fwd));
+        }
       }
     }
 }
@@ -314,7 +325,7 @@ static pf_executable *build_train(const model *m, const opts *o, int one_f_one_b
   pf_graph *g = new_graph(m, sl);
   pf_executable *exe;
   pf_value_t params[MAX_PARAMS], grads[MAX_PARAMS], acc[MAX_PARAMS], state[2][MAX_PARAMS];
-  pf_value_t data_x, data_y, step, t = -1, lr = -1, x, y, loss[MAX_MICRO] = {0},
+  pf_value_t data_x, data_y, step, t = PF_NO_VALUE, lr = PF_NO_VALUE, x, y, loss[MAX_MICRO] = {0},
       correct[MAX_MICRO] = {0};
   pf_value_t total_loss, total_correct;
   int fa[MAX_MICRO], fb[MAX_MICRO], ba[MAX_MICRO], bb[MAX_MICRO], last = m->n_stages - 1;

@@ -34,37 +34,50 @@ int pf_grad_program(const pf_grad_call *call, const char *what,
 }
 
 /* What the walk keeps: per value of the original graph, its accumulated
- * gradient (-1: none yet) and whether it depends on a parameter. */
+ * gradient (-1: none yet) and whether it depends on a parameter. Values and
+ * programs are the graph's indexes; they become ids only where the walk
+ * calls the public builders and a rule. */
 typedef struct walk {
   pf_graph *g;
   size_t n_values, n_programs;
-  pf_value_t *grad;
+  int32_t *grad;
   uint8_t *from_param;
   uint8_t *to_loss; /* per program: some output reaches the loss */
 } walk;
 
 static int is_float(pf_dtype dt) { return dt == PF_F32 || dt == PF_F64; }
 
+/* pf_graph_program for a one-output program, writing the index of its
+ * output to *out. */
+static int program1(pf_graph *g, const pf_program_desc *d, int32_t *out) {
+  pf_value_t v;
+  int rc = pf_graph_program(g, d, &v, NULL);
+  if (rc == 0) *out = v.id;
+  return rc;
+}
+
 /* A gradient that reached value v from a consumer on another slice goes
  * back to v's slice, read as the graph reads by default there. */
-static int move_home(walk *w, pf_value_t v, pf_value_t *gv, pf_sharding *want) {
+static int move_home(walk *w, int32_t v, int32_t *gv, pf_sharding *want) {
   pf_graph *g = w->g;
   const pf_gvalue *val = &g->values[v], *gval = &g->values[*gv];
   char name[PF_NAME_MAX + 1];
   const char *owner = val->producer >= 0 ? g->programs[val->producer].name : "input";
-  pf_program_desc d = {.name = name, .kernel = "identity", .slice = val->slice,
-                       .n_in = 1, .in = gv, .in_shardings = want};
+  pf_value_t in = pf_value_of(*gv);
+  pf_program_desc d = {.name = name, .kernel = "identity",
+                       .slice = pf_slice_of(val->slice), .n_in = 1, .in = &in,
+                       .in_shardings = want};
   if (gval->slice == val->slice &&
       (want == NULL || pf_sharding_equal(gval->sharding, *want)))
     return 0;
   snprintf(name, sizeof name, "%.80s/grad_home%d", owner, (int)v);
   for (int k = 1; pf_graph_find_program(g, name) >= 0; k++)
     snprintf(name, sizeof name, "%.80s/grad_home%d_%d", owner, (int)v, k);
-  return pf_graph_program(g, &d, gv, NULL);
+  return program1(g, &d, gv);
 }
 
 /* grad[v] += contribution (both brought to v's slice first). */
-static int accumulate(walk *w, pf_value_t v, pf_value_t contribution) {
+static int accumulate(walk *w, int32_t v, int32_t contribution) {
   char name[PF_NAME_MAX + 1];
   pf_graph *g = w->g;
   int rc = move_home(w, v, &contribution, NULL);
@@ -76,17 +89,18 @@ static int accumulate(walk *w, pf_value_t v, pf_value_t contribution) {
   snprintf(name, sizeof name, "grad_sum%d", (int)v);
   for (int k = 1; pf_graph_find_program(g, name) >= 0; k++)
     snprintf(name, sizeof name, "grad_sum%d_%d", (int)v, k);
-  return pf_graph_program(
-      g,
-      &(pf_program_desc){.name = name, .kernel = "add", .slice = g->values[v].slice,
-                         .n_in = 2, .in = (pf_value_t[]){w->grad[v], contribution}},
-      &w->grad[v], NULL);
+  return program1(g,
+                  &(pf_program_desc){.name = name, .kernel = "add",
+                                     .slice = pf_slice_of(g->values[v].slice), .n_in = 2,
+                                     .in = (pf_value_t[]){pf_value_of(w->grad[v]),
+                                                          pf_value_of(contribution)}},
+                  &w->grad[v]);
 }
 
 /* Marks the programs some of whose outputs reach the loss. */
-static int mark_to_loss(walk *w, pf_value_t loss) {
+static int mark_to_loss(walk *w, int32_t loss) {
   pf_graph *g = w->g;
-  pf_program_t *stack = pf_mallocn(w->n_programs + 1, sizeof *stack);
+  int32_t *stack = pf_mallocn(w->n_programs + 1, sizeof *stack);
   size_t top = 0;
   if (stack == NULL) return PF_ENOMEM;
   /* Marked when pushed, so each program is pushed once. */
@@ -95,9 +109,9 @@ static int mark_to_loss(walk *w, pf_value_t loss) {
     w->to_loss[stack[0]] = 1;
   }
   while (top > 0) {
-    pf_program_t p = stack[--top];
+    int32_t p = stack[--top];
     for (int i = 0; i < g->programs[p].n_in; i++) {
-      pf_program_t q = g->values[g->programs[p].in[i]].producer;
+      int32_t q = g->values[g->programs[p].in[i]].producer;
       if (q >= 0 && !w->to_loss[q]) {
         w->to_loss[q] = 1;
         stack[top++] = q;
@@ -108,7 +122,7 @@ static int mark_to_loss(walk *w, pf_value_t loss) {
   return 0;
 }
 
-static int differentiate(walk *w, pf_program_t pid, pf_diag *d) {
+static int differentiate(walk *w, int32_t pid, pf_diag *d) {
   pf_graph *g = w->g;
   const pf_gprogram *p = &g->programs[pid];
   pf_value_t out_grad[PF_MAX_OUTS], in_grad_stack[PF_ARGS_ON_STACK], *in_grad;
@@ -118,8 +132,8 @@ static int differentiate(walk *w, pf_program_t pid, pf_diag *d) {
   pf_grad_fn rule = k && k->def.grad ? k->def.grad : pf_grad_builtin_rule(p->kernel);
   pf_grad_call call;
   for (int o = 0; o < p->n_out; o++) {
-    out_grad[o] = w->grad[p->out[o]];
-    any |= out_grad[o] >= 0;
+    out_grad[o] = pf_value_of(w->grad[p->out[o]]);
+    any |= out_grad[o].id >= 0;
   }
   if (!any) return 0;
   if (rule == NULL)
@@ -136,12 +150,12 @@ static int differentiate(walk *w, pf_program_t pid, pf_diag *d) {
     return pf_diag_error(d, PF_ENOMEM, "gradient: out of memory");
   }
   for (int i = 0; i < p->n_in; i++) {
-    in_grad[i] = -1;
+    in_grad[i] = PF_NO_VALUE;
     wants[i] = w->from_param[p->in[i]];
   }
   /* The rule's builders may grow the program array: copy what it reads. */
   call = (pf_grad_call){.graph = g, .kernel = p->kernel, .attrs = p->attrs,
-                        .slice = p->slice, .n_in = p->n_in, .n_out = p->n_out,
+                        .slice = pf_slice_of(p->slice), .n_in = p->n_in, .n_out = p->n_out,
                         .out_grad = out_grad, .in_grad = in_grad, .wants = wants};
   {
     char *name = pf_strdup(p->name);
@@ -153,8 +167,8 @@ static int differentiate(walk *w, pf_program_t pid, pf_diag *d) {
         pf_attrs_clone(p->attrs, &attrs) != 0) {
       rc = pf_diag_error(d, PF_ENOMEM, "gradient: out of memory");
     } else {
-      memcpy(in, p->in, (size_t)p->n_in * sizeof *in);
-      memcpy(in + p->n_in, p->out, (size_t)p->n_out * sizeof *in);
+      pf_values_of(in, p->in, p->n_in);
+      pf_values_of(in + p->n_in, p->out, p->n_out);
       if (p->n_in) memcpy(sh, p->in_shardings, (size_t)p->n_in * sizeof *sh);
       call.name = name;
       call.kernel = kernel;
@@ -172,7 +186,7 @@ static int differentiate(walk *w, pf_program_t pid, pf_diag *d) {
                        kernel);
       }
       for (int i = 0; rc == 0 && i < call.n_in; i++)
-        if (in_grad[i] >= 0 && wants[i]) rc = accumulate(w, in[i], in_grad[i]);
+        if (in_grad[i].id >= 0 && wants[i]) rc = accumulate(w, in[i].id, in_grad[i].id);
       if (rc != 0 && d->code == 0) pf_diag_copy(d, g->env.diag);
     }
     free(name);
@@ -187,7 +201,7 @@ static int differentiate(walk *w, pf_program_t pid, pf_diag *d) {
 }
 
 /* Zeros in the layout of parameter v. */
-static int zeros_like(pf_graph *g, pf_value_t v, pf_value_t *out) {
+static int zeros_like(pf_graph *g, int32_t v, int32_t *out) {
   const pf_gvalue *val = &g->values[v];
   pf_spec local;
   pf_attrs *a;
@@ -201,16 +215,16 @@ static int zeros_like(pf_graph *g, pf_value_t v, pf_value_t *out) {
     snprintf(name, sizeof name, "grad_zeros%d_%d", (int)v, k);
   if ((rc = pf_attrs_set_ints(a, "shape", local.dims, local.rank)) == 0 &&
       (rc = pf_attrs_set_int(a, "dtype", local.dtype)) == 0)
-    rc = pf_graph_program(g,
-                          &(pf_program_desc){.name = name, .kernel = "fill", .attrs = a,
-                                             .slice = val->slice,
-                                             .out_shardings = &val->sharding},
-                          out, NULL);
+    rc = program1(g,
+                  &(pf_program_desc){.name = name, .kernel = "fill", .attrs = a,
+                                     .slice = pf_slice_of(val->slice),
+                                     .out_shardings = &val->sharding},
+                  out);
   pf_attrs_destroy(a);
   return rc;
 }
 
-static int seed(pf_graph *g, pf_value_t loss, pf_value_t *out) {
+static int seed(pf_graph *g, int32_t loss, int32_t *out) {
   const pf_gvalue *val = &g->values[loss];
   pf_attrs *a;
   int rc;
@@ -222,15 +236,15 @@ static int seed(pf_graph *g, pf_value_t loss, pf_value_t *out) {
   if ((rc = pf_attrs_set_ints(a, "shape", NULL, 0)) == 0 &&
       (rc = pf_attrs_set_int(a, "dtype", val->spec.dtype)) == 0 &&
       (rc = pf_attrs_set_float(a, "value", 1.0)) == 0)
-    rc = pf_graph_program(g,
-                          &(pf_program_desc){.name = name, .kernel = "fill", .attrs = a,
-                                             .slice = val->slice},
-                          out, NULL);
+    rc = program1(g,
+                  &(pf_program_desc){.name = name, .kernel = "fill", .attrs = a,
+                                     .slice = pf_slice_of(val->slice)},
+                  out);
   pf_attrs_destroy(a);
   return rc;
 }
 
-static int check_args(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
+static int check_args(pf_graph *g, int32_t loss, int n, const pf_value_t *params,
                       pf_diag *d) {
   char s[128];
   if (loss < 0 || (size_t)loss >= g->n_values)
@@ -243,24 +257,24 @@ static int check_args(pf_graph *g, pf_value_t loss, int n, const pf_value_t *par
   if (n < 1 || params == NULL)
     return pf_diag_error(d, PF_EINVAL, "gradient: no parameters");
   for (int i = 0; i < n; i++) {
-    if (params[i] < 0 || (size_t)params[i] >= g->n_values)
-      return pf_diag_error(d, PF_EINVAL, "gradient: parameter %d is no value (%d)", i,
-                           params[i]);
-    if (!is_float(g->values[params[i]].spec.dtype))
+    int32_t v = params[i].id;
+    if (v < 0 || (size_t)v >= g->n_values)
+      return pf_diag_error(d, PF_EINVAL, "gradient: parameter %d is no value (%d)", i, v);
+    if (!is_float(g->values[v].spec.dtype))
       return pf_diag_error(d, PF_EDTYPE,
                            "gradient: parameter %d (value %d) is %s; expected f32 "
                            "or f64",
-                           i, params[i],
-                           pf_spec_str(&g->values[params[i]].spec, s, sizeof s));
+                           i, v, pf_spec_str(&g->values[v].spec, s, sizeof s));
   }
   return 0;
 }
 
-static int grad(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
+static int grad(pf_graph *g, pf_value_t loss_id, int n, const pf_value_t *params,
                 pf_value_t *grads, int keep_partial) {
+  int32_t loss = loss_id.id;
   pf_diag d;
   walk w;
-  pf_program_t *order = NULL;
+  int32_t *order = NULL;
   int rc;
   if (g == NULL || grads == NULL) return PF_EINVAL;
   pf_diag_init(&d);
@@ -282,7 +296,7 @@ static int grad(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
     goto done;
   }
   for (size_t v = 0; v < w.n_values; v++) w.grad[v] = -1;
-  for (int i = 0; i < n; i++) w.from_param[params[i]] = 1;
+  for (int i = 0; i < n; i++) w.from_param[params[i].id] = 1;
   if ((rc = pf_graph_topo_order(g, order, &d)) != 0 || (rc = mark_to_loss(&w, loss)) != 0)
     goto done;
   for (size_t k = 0; k < w.n_programs; k++) {
@@ -294,13 +308,13 @@ static int grad(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
   if (w.from_param[loss]) {
     if ((rc = seed(g, loss, &w.grad[loss])) != 0) goto builder_error;
     for (size_t k = w.n_programs; k-- > 0;) {
-      pf_program_t pid = order[k];
+      int32_t pid = order[k];
       if (!w.to_loss[pid]) continue;
       if ((rc = differentiate(&w, pid, &d)) != 0) goto done;
     }
   }
   for (int i = 0; i < n; i++) {
-    pf_value_t v = params[i], gv = w.grad[v];
+    int32_t v = params[i].id, gv = w.grad[v];
     pf_sharding want = g->values[v].sharding;
     if (gv < 0) {
       rc = zeros_like(g, v, &gv);
@@ -311,14 +325,14 @@ static int grad(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
                          g->values[gv].slice == g->values[v].slice &&
                          g->slices[g->values[gv].slice].num_devices > 1;
       if (partial_home && keep_partial) {
-        grads[i] = gv;
+        grads[i] = pf_value_of(gv);
         continue;
       }
       if (partial_home) rc = pf_graph_reduce_partial(g, gv, NULL, &gv, g->env.diag);
       if (rc == 0) rc = move_home(&w, v, &gv, &want);
     }
     if (rc != 0) goto builder_error;
-    grads[i] = gv;
+    grads[i] = pf_value_of(gv);
   }
   goto done;
 builder_error:

@@ -12,7 +12,7 @@
 #include "pathflow/error.h"
 
 static const pf_spec *spec_of(const pf_grad_call *c, pf_value_t v) {
-  return &c->graph->values[v].spec;
+  return &c->graph->values[v.id].spec;
 }
 
 /* A one-input or two-input program with one int attribute or none. */
@@ -155,7 +155,7 @@ static int grad_reduce_sum(pf_grad_call *c) {
 /* d loss / d logits is the kernel's second output, times the loss's own
  * gradient (a scalar, broadcast). Labels have none. */
 static int grad_softmax_xent(pf_grad_call *c) {
-  if (c->out_grad[1] >= 0)
+  if (c->out_grad[1].id >= 0)
     return pf_diag_error(c->graph->env.diag, PF_ENOTSUP,
                          "softmax_xent: the loss depends on its gradient output; "
                          "second derivatives are not supported");

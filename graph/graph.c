@@ -142,7 +142,7 @@ int pf_graph_add_program(pf_graph *g, const pf_gprogram *p) {
   if (c.name == NULL || c.kernel == NULL || c.in_shardings == NULL ||
       pf_attrs_share(p->attrs, &c.attrs) != 0)
     return PF_ENOMEM; /* what the arena gave stays there until destroy */
-  c.in = (pf_value_t *)(c.in_shardings + n_in);
+  c.in = (int32_t *)(c.in_shardings + n_in);
   c.out = c.in + n_in;
   if (n_in) {
     memcpy(c.in_shardings, p->in_shardings, n_in * sizeof *c.in_shardings);
@@ -159,7 +159,7 @@ int pf_graph_add_program(pf_graph *g, const pf_gprogram *p) {
 }
 
 int pf_graph_add_named(pf_graph *g, int is_output, const char *name,
-                       pf_value_t value) {
+                       int32_t value) {
   pf_gnamed **items = is_output ? &g->outputs : &g->inputs;
   size_t *n = is_output ? &g->n_outputs : &g->n_inputs;
   size_t *cap = is_output ? &g->cap_outputs : &g->cap_inputs;
@@ -230,11 +230,12 @@ int pf_graph_slice(pf_graph *g, pf_device_kind kind, int num_devices,
                          g->env.num_devices[kind]);
   if ((rc = pf_graph_add_slice(g, &s)) != 0)
     return pf_diag_error(d, rc, "slice: out of memory");
-  *out = (pf_slice_t)(g->n_slices - 1);
+  *out = pf_slice_of((int32_t)(g->n_slices - 1));
   return 0;
 }
 
-int pf_graph_slice_pin(pf_graph *g, pf_slice_t slice, const int *devices) {
+int pf_graph_slice_pin(pf_graph *g, pf_slice_t slice_id, const int *devices) {
+  int32_t slice = slice_id.id;
   pf_gslice *s;
   pf_diag *d;
   int *copy;
@@ -262,7 +263,8 @@ int pf_graph_slice_pin(pf_graph *g, pf_slice_t slice, const int *devices) {
 }
 
 int pf_graph_input(pf_graph *g, const char *name, const pf_spec *spec,
-                   pf_slice_t slice, pf_sharding sharding, pf_value_t *out) {
+                   pf_slice_t slice_id, pf_sharding sharding, pf_value_t *out) {
+  int32_t slice = slice_id.id;
   pf_gvalue v;
   pf_spec local;
   pf_diag *d;
@@ -295,9 +297,9 @@ int pf_graph_input(pf_graph *g, const char *name, const pf_spec *spec,
   v.producer = -1;
   v.output_index = 0;
   if (pf_graph_add_value(g, &v) != 0 ||
-      pf_graph_add_named(g, 0, name, (pf_value_t)(g->n_values - 1)) != 0)
+      pf_graph_add_named(g, 0, name, (int32_t)(g->n_values - 1)) != 0)
     return pf_diag_error(d, PF_ENOMEM, "input \"%s\": out of memory", name);
-  *out = (pf_value_t)(g->n_values - 1);
+  *out = pf_value_of((int32_t)(g->n_values - 1));
   return 0;
 }
 
@@ -309,7 +311,7 @@ int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
                      pf_value_t *outs, pf_program_t *prog) {
   pf_gprogram p;
   pf_sharding in_sh[PF_MAX_ARGS], out_sh[PF_MAX_OUTS];
-  pf_value_t in_ids[PF_MAX_ARGS];
+  int32_t in_ids[PF_MAX_ARGS];
   pf_spec out_specs[PF_MAX_OUTS];
   const pf_kernel *k;
   char autoname[PF_NAME_MAX + 1];
@@ -319,9 +321,9 @@ int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
   d = begin(g);
   if (desc->kernel == NULL)
     return pf_diag_error(d, PF_EINVAL, "program: no kernel name");
-  if (desc->slice < 0 || (size_t)desc->slice >= g->n_slices)
+  if (desc->slice.id < 0 || (size_t)desc->slice.id >= g->n_slices)
     return pf_diag_error(d, PF_EINVAL, "program \"%s\": no slice %d",
-                         desc->name ? desc->name : desc->kernel, desc->slice);
+                         desc->name ? desc->name : desc->kernel, desc->slice.id);
   if (desc->name == NULL) {
     auto_name(g, desc->kernel, autoname, sizeof autoname);
   } else if (!name_ok(desc->name)) {
@@ -332,7 +334,7 @@ int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
   p.name = desc->name ? (char *)desc->name : autoname;
   p.kernel = (char *)desc->kernel;
   p.attrs = (pf_attrs *)desc->attrs;
-  p.slice = desc->slice;
+  p.slice = desc->slice.id;
   if (desc->name != NULL && pf_graph_find_program(g, p.name) >= 0) /* auto: unique */
     return pf_diag_error(d, PF_EEXIST, "program \"%s\": name already in use",
                          p.name);
@@ -349,7 +351,7 @@ int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
     return pf_diag_error(d, PF_EARITY, "program \"%s\": kernel \"%s\" has %d outputs",
                          p.name, k->def.name, k->def.n_out);
   for (int i = 0; i < desc->n_in; i++) {
-    pf_value_t v = desc->in[i];
+    int32_t v = desc->in[i].id;
     if (v < 0 || (size_t)v >= g->n_values)
       return pf_diag_error(d, PF_EINVAL, "program \"%s\": input %d is no value (%d)",
                            p.name, i, v);
@@ -389,28 +391,28 @@ int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
 static int add_checked(pf_graph *g, pf_gprogram *p, const pf_sharding *out_sh,
                        const pf_spec *out_specs, pf_value_t *outs,
                        pf_program_t *prog, pf_diag *d) {
-  pf_value_t out_ids[PF_MAX_OUTS];
+  int32_t out_ids[PF_MAX_OUTS];
   p->out = NULL;
   for (int i = 0; i < p->n_out; i++) {
     pf_gvalue v;
     v.spec = out_specs[i];
     v.slice = p->slice;
     v.sharding = out_sh[i];
-    v.producer = (pf_program_t)g->n_programs;
+    v.producer = (int32_t)g->n_programs;
     v.output_index = i;
     if (pf_graph_add_value(g, &v) != 0) {
       g->n_values -= (size_t)i;
       return pf_diag_error(d, PF_ENOMEM, "program \"%s\": out of memory", p->name);
     }
-    out_ids[i] = (pf_value_t)(g->n_values - 1);
+    out_ids[i] = (int32_t)(g->n_values - 1);
   }
   p->out = out_ids;
   if (pf_graph_add_program(g, p) != 0) {
     g->n_values -= (size_t)p->n_out;
     return pf_diag_error(d, PF_ENOMEM, "program \"%s\": out of memory", p->name);
   }
-  if (outs != NULL) memcpy(outs, out_ids, (size_t)p->n_out * sizeof *outs);
-  if (prog != NULL) *prog = (pf_program_t)(g->n_programs - 1);
+  if (outs != NULL) pf_values_of(outs, out_ids, p->n_out);
+  if (prog != NULL) *prog = pf_program_of((int32_t)(g->n_programs - 1));
   return 0;
 }
 
@@ -419,7 +421,7 @@ int pf_graph_collective(pf_graph *g, const pf_collective_desc *desc,
   pf_gprogram p;
   pf_sharding in_sh, out_sh;
   pf_spec out_spec;
-  pf_value_t in_id;
+  int32_t in_id;
   char autoname[PF_NAME_MAX + 1];
   const pf_gvalue *v;
   pf_diag *d;
@@ -429,10 +431,10 @@ int pf_graph_collective(pf_graph *g, const pf_collective_desc *desc,
   d = begin(g);
   if ((unsigned)desc->kind >= PF_COLLECTIVE_COUNT)
     return pf_diag_error(d, PF_EINVAL, "collective: unknown kind %d", desc->kind);
-  if (desc->slice < 0 || (size_t)desc->slice >= g->n_slices)
-    return pf_diag_error(d, PF_EINVAL, "collective: no slice %d", desc->slice);
-  if (desc->in < 0 || (size_t)desc->in >= g->n_values)
-    return pf_diag_error(d, PF_EINVAL, "collective: input is no value (%d)", desc->in);
+  if (desc->slice.id < 0 || (size_t)desc->slice.id >= g->n_slices)
+    return pf_diag_error(d, PF_EINVAL, "collective: no slice %d", desc->slice.id);
+  if (desc->in.id < 0 || (size_t)desc->in.id >= g->n_values)
+    return pf_diag_error(d, PF_EINVAL, "collective: input is no value (%d)", desc->in.id);
   if (desc->name == NULL)
     auto_name(g, pf_collective_name(desc->kind), autoname, sizeof autoname);
   else if (!name_ok(desc->name))
@@ -441,12 +443,12 @@ int pf_graph_collective(pf_graph *g, const pf_collective_desc *desc,
   p.name = desc->name ? (char *)desc->name : autoname;
   if (pf_graph_find_program(g, p.name) >= 0)
     return pf_diag_error(d, PF_EEXIST, "collective \"%s\": name already in use", p.name);
-  v = &g->values[desc->in];
+  v = &g->values[desc->in.id];
   /* Allgather consumes the value split along its axis; the others take the
    * blocks as they lie when the slice has the value's size. */
   if (desc->kind == PF_ALLGATHER)
     in_sh = pf_split(desc->axis);
-  else if (g->slices[v->slice].num_devices == g->slices[desc->slice].num_devices)
+  else if (g->slices[v->slice].num_devices == g->slices[desc->slice.id].num_devices)
     in_sh = v->sharding;
   else
     in_sh = pf_replicated();
@@ -462,8 +464,8 @@ int pf_graph_collective(pf_graph *g, const pf_collective_desc *desc,
   }
   p.kernel = (char *)pf_collective_kernel(desc->kind);
   p.attrs = attrs;
-  p.slice = desc->slice;
-  in_id = desc->in;
+  p.slice = desc->slice.id;
+  in_id = desc->in.id;
   p.n_in = 1;
   p.in = &in_id;
   p.in_shardings = &in_sh;
@@ -478,7 +480,8 @@ int pf_graph_collective(pf_graph *g, const pf_collective_desc *desc,
   return rc;
 }
 
-int pf_graph_output(pf_graph *g, const char *name, pf_value_t value) {
+int pf_graph_output(pf_graph *g, const char *name, pf_value_t value_id) {
+  int32_t value = value_id.id;
   pf_diag *d;
   int rc;
   if (g == NULL) return PF_EINVAL;
@@ -501,8 +504,9 @@ int pf_graph_output(pf_graph *g, const char *name, pf_value_t value) {
   return 0;
 }
 
-int pf_graph_set_input(pf_graph *g, pf_program_t prog, int index,
-                       pf_value_t value) {
+int pf_graph_set_input(pf_graph *g, pf_program_t prog_id, int index,
+                       pf_value_t value_id) {
+  int32_t prog = prog_id.id, value = value_id.id;
   pf_diag *d;
   if (g == NULL) return PF_EINVAL;
   d = begin(g);
@@ -519,9 +523,9 @@ int pf_graph_set_input(pf_graph *g, pf_program_t prog, int index,
 }
 
 int pf_graph_value_spec(const pf_graph *g, pf_value_t value, pf_spec *out) {
-  if (g == NULL || out == NULL || value < 0 || (size_t)value >= g->n_values)
+  if (g == NULL || out == NULL || value.id < 0 || (size_t)value.id >= g->n_values)
     return PF_EINVAL;
-  *out = g->values[value].spec;
+  *out = g->values[value.id].spec;
   return 0;
 }
 
@@ -542,14 +546,15 @@ int pf_graph_set_dispatch(pf_graph *g, pf_dispatch_mode mode) {
   return 0;
 }
 
-int pf_graph_add_control(pf_graph *g, pf_program_t before, pf_program_t after) {
+int pf_graph_add_control(pf_graph *g, int32_t before, int32_t after) {
   if (pf_grow((void **)&g->controls, &g->cap_controls, g->n_controls + 1, sizeof *g->controls))
     return PF_ENOMEM;
   g->controls[g->n_controls++] = (pf_gcontrol){before, after};
   return 0;
 }
 
-int pf_graph_control(pf_graph *g, pf_program_t before, pf_program_t after) {
+int pf_graph_control(pf_graph *g, pf_program_t before_id, pf_program_t after_id) {
+  int32_t before = before_id.id, after = after_id.id;
   pf_diag *d;
   if (g == NULL) return PF_EINVAL;
   d = begin(g);
@@ -565,9 +570,11 @@ int pf_graph_control(pf_graph *g, pf_program_t before, pf_program_t after) {
   return 0;
 }
 
-int pf_graph_program_slice(const pf_graph *g, pf_program_t prog) {
-  if (g == NULL || prog < 0 || (size_t)prog >= g->n_programs) return PF_EINVAL;
-  return g->programs[prog].slice;
+int pf_graph_program_slice(const pf_graph *g, pf_program_t prog, pf_slice_t *out) {
+  if (g == NULL || out == NULL || prog.id < 0 || (size_t)prog.id >= g->n_programs)
+    return PF_EINVAL;
+  *out = pf_slice_of(g->programs[prog.id].slice);
+  return 0;
 }
 
 int pf_graph_validate(pf_graph *g) {

@@ -2,7 +2,9 @@
  *
  * The public pf_graph_* builders (graph/graph.c) and the decoder
  * (graph/graph_codec.c) fill these arrays; the validator (graph/validate.c)
- * and the scheduler read them. Ids are indices into the arrays.
+ * and the scheduler read them. Ids are int32 indices into the arrays (-1:
+ * none); the public functions convert them from and to the API's id types
+ * with graph/ids.h.
  */
 #ifndef PF_GRAPH_INTERNAL_H
 #define PF_GRAPH_INTERNAL_H
@@ -12,6 +14,7 @@
 #include "base/arena.h"
 #include "base/diag.h"
 #include "base/layout.h"
+#include "graph/ids.h"
 #include "kernels/registry.h"
 #include "pathflow/graph.h"
 
@@ -32,13 +35,13 @@ typedef struct pf_gslice {
 
 typedef struct pf_gvalue {
   pf_spec spec; /* global */
-  pf_slice_t slice;
+  int32_t slice;
   pf_sharding sharding;
-  pf_program_t producer; /* -1: a graph input */
+  int32_t producer; /* -1: a graph input */
   int output_index;
   /* Build time only: 1 + the id of the allreduce of this partial value that
    * the builder inserted, so that every consumer shares one; 0: none yet. */
-  pf_value_t reduced;
+  int32_t reduced;
 } pf_gvalue;
 
 /* A program's name, kernel, in, in_shardings and out live in the graph's
@@ -47,22 +50,22 @@ typedef struct pf_gprogram {
   char *name;
   char *kernel;
   pf_attrs *attrs; /* never NULL */
-  pf_slice_t slice;
+  int32_t slice;
   int n_in;
-  pf_value_t *in;
+  int32_t *in;
   pf_sharding *in_shardings; /* n_in, always filled */
   int n_out;
-  pf_value_t *out;
+  int32_t *out;
 } pf_gprogram;
 
 /* A control dependency: `after` is ordered behind `before` (pf_graph_control). */
 typedef struct pf_gcontrol {
-  pf_program_t before, after;
+  int32_t before, after;
 } pf_gcontrol;
 
 typedef struct pf_gnamed {
   char *name;
-  pf_value_t value;
+  int32_t value;
 } pf_gnamed;
 
 struct pf_graph {
@@ -103,8 +106,8 @@ int pf_graph_add_value(pf_graph *g, const pf_gvalue *v);
  * the graph's arena). */
 int pf_graph_add_program(pf_graph *g, const pf_gprogram *p);
 int pf_graph_add_named(pf_graph *g, int is_output, const char *name,
-                       pf_value_t value);
-int pf_graph_add_control(pf_graph *g, pf_program_t before, pf_program_t after);
+                       int32_t value);
+int pf_graph_add_control(pf_graph *g, int32_t before, int32_t after);
 
 /* Runs program p's shape function on its current inputs (consumed with
  * p->in_shardings), writing the global output specs, under output shardings
@@ -147,8 +150,8 @@ int pf_graph_choose_shardings(const pf_graph *g, pf_gprogram *p,
  * program's name is never `avoid`. `d` must be the graph's own diag
  * (g->env.diag), where pf_graph_collective reports. Errors: as
  * pf_graph_collective. */
-int pf_graph_reduce_partial(pf_graph *g, pf_value_t v, const char *avoid,
-                            pf_value_t *out, pf_diag *d);
+int pf_graph_reduce_partial(pf_graph *g, int32_t v, const char *avoid,
+                            int32_t *out, pf_diag *d);
 
 /* Replaces each input of p that is partial but consumed otherwise by its
  * reduction (pf_graph_reduce_partial). p->in must be writable. */
@@ -175,7 +178,7 @@ int pf_graph_check_ends(const pf_graph *g, pf_diag *d);
  * algorithm, ties broken by the lowest program index, so the order is
  * deterministic). `order` must hold
  * n_programs entries. PF_ECYCLE (naming a program on the cycle). */
-int pf_graph_topo_order(const pf_graph *g, pf_program_t *order, pf_diag *diag);
+int pf_graph_topo_order(const pf_graph *g, int32_t *order, pf_diag *diag);
 
 /* Full validation into `diag` (pf_graph_validate reports into env.diag). */
 int pf_graph_check(const pf_graph *g, pf_diag *diag);
@@ -183,6 +186,6 @@ int pf_graph_check(const pf_graph *g, pf_diag *diag);
 /* pf_graph_check that also leaves the topological order it checked in
  * `order` (n_programs entries, as pf_graph_topo_order), for a caller that
  * needs both (the scheduler). */
-int pf_graph_check_order(const pf_graph *g, pf_program_t *order, pf_diag *diag);
+int pf_graph_check_order(const pf_graph *g, int32_t *order, pf_diag *diag);
 
 #endif

@@ -132,7 +132,7 @@ int pf_graph_choose_shardings(const pf_graph *g, pf_gprogram *p,
 /* ---- reductions in front of partial values -------------------------------- */
 
 /* A name for the reduction of `v` that no program has, nor `avoid`. */
-static void reduction_name(const pf_graph *g, pf_value_t v, const char *avoid,
+static void reduction_name(const pf_graph *g, int32_t v, const char *avoid,
                            char *out, size_t len) {
   const pf_gvalue *val = &g->values[v];
   const pf_gprogram *prod = &g->programs[val->producer];
@@ -146,9 +146,10 @@ static void reduction_name(const pf_graph *g, pf_value_t v, const char *avoid,
     snprintf(out, len, "%.100s/sum%d_%d", prod->name, val->output_index, k);
 }
 
-int pf_graph_reduce_partial(pf_graph *g, pf_value_t v, const char *avoid,
-                            pf_value_t *out, pf_diag *d) {
+int pf_graph_reduce_partial(pf_graph *g, int32_t v, const char *avoid,
+                            int32_t *out, pf_diag *d) {
   pf_collective_desc desc;
+  pf_value_t reduced;
   char name[PF_NAME_MAX + 1];
   int rc;
   if (g->values[v].reduced > 0) {
@@ -159,15 +160,16 @@ int pf_graph_reduce_partial(pf_graph *g, pf_value_t v, const char *avoid,
   memset(&desc, 0, sizeof desc);
   desc.name = name;
   desc.kind = PF_ALLREDUCE;
-  desc.slice = g->values[v].slice;
-  desc.in = v;
+  desc.slice = pf_slice_of(g->values[v].slice);
+  desc.in = pf_value_of(v);
   desc.op = PF_REDUCE_SUM;
   /* pf_graph_collective reports into the graph's diag, which is d. */
-  rc = pf_graph_collective(g, &desc, out, NULL);
+  rc = pf_graph_collective(g, &desc, &reduced, NULL);
   if (rc != 0) {
     pf_diag_prefix(d, "reducing partial value %d", v);
     return rc;
   }
+  *out = reduced.id;
   g->values[v].reduced = *out + 1;
   return 0;
 }

@@ -115,7 +115,7 @@ int pf_graph_infer_with(const pf_graph *g, const pf_gprogram *p,
 
 /* ---- topological order -------------------------------------------------- */
 
-static void heap_push(pf_program_t *h, size_t *n, pf_program_t v) {
+static void heap_push(int32_t *h, size_t *n, int32_t v) {
   size_t i = (*n)++;
   while (i > 0 && h[(i - 1) / 2] > v) {
     h[i] = h[(i - 1) / 2];
@@ -124,8 +124,8 @@ static void heap_push(pf_program_t *h, size_t *n, pf_program_t v) {
   h[i] = v;
 }
 
-static pf_program_t heap_pop(pf_program_t *h, size_t *n) {
-  pf_program_t top = h[0], last = h[--(*n)];
+static int32_t heap_pop(int32_t *h, size_t *n) {
+  int32_t top = h[0], last = h[--(*n)];
   size_t i = 0;
   for (;;) {
     size_t c = 2 * i + 1;
@@ -139,17 +139,17 @@ static pf_program_t heap_pop(pf_program_t *h, size_t *n) {
   return top;
 }
 
-static pf_program_t producer_of(const pf_graph *g, pf_value_t v) {
+static int32_t producer_of(const pf_graph *g, int32_t v) {
   if (v < 0 || (size_t)v >= g->n_values) return -1;
   return g->values[v].producer;
 }
 
 /* A producer of p's inputs, or a control predecessor, that is itself still
  * pending (on the cycle). */
-static pf_program_t pending_producer(const pf_graph *g, const int *pending, pf_program_t p) {
+static int32_t pending_producer(const pf_graph *g, const int *pending, int32_t p) {
   const pf_gprogram *pr = &g->programs[p];
   for (int i = 0; i < pr->n_in; i++) {
-    pf_program_t q = producer_of(g, pr->in[i]);
+    int32_t q = producer_of(g, pr->in[i]);
     if (q >= 0 && pending[q] > 0) return q;
   }
   for (size_t c = 0; c < g->n_controls; c++)
@@ -160,11 +160,11 @@ static pf_program_t pending_producer(const pf_graph *g, const int *pending, pf_p
 
 /* Names the programs of a cycle among those left with pending inputs. */
 static int report_cycle(const pf_graph *g, const int *pending, pf_diag *d) {
-  pf_program_t cur = -1, start;
+  int32_t cur = -1, start;
   char path[PF_DIAG_MSG_MAX / 2];
   size_t off = 0;
   for (size_t i = 0; i < g->n_programs && cur < 0; i++)
-    if (pending[i] > 0) cur = (pf_program_t)i;
+    if (pending[i] > 0) cur = (int32_t)i;
   /* Walking to a pending producer n times is sure to land on the cycle. */
   for (size_t step = 0; step < g->n_programs; step++) cur = pending_producer(g, pending, cur);
   start = cur;
@@ -186,11 +186,11 @@ static int report_cycle(const pf_graph *g, const int *pending, pf_diag *d) {
   return pf_diag_error(d, PF_ECYCLE, "the graph has a cycle: %s", path);
 }
 
-int pf_graph_topo_order(const pf_graph *g, pf_program_t *order, pf_diag *d) {
+int pf_graph_topo_order(const pf_graph *g, int32_t *order, pf_diag *d) {
   size_t n = g->n_programs, emitted = 0, heap_n = 0;
   int *pending = pf_calloc(n, sizeof(int));
   size_t *first = pf_calloc(n + 1, sizeof(size_t));
-  pf_program_t *users = NULL, *heap = pf_mallocn(n, sizeof(pf_program_t));
+  int32_t *users = NULL, *heap = pf_mallocn(n, sizeof(int32_t));
   size_t n_edges = 0;
   int rc = 0;
   if (pending == NULL || first == NULL || heap == NULL) {
@@ -200,7 +200,7 @@ int pf_graph_topo_order(const pf_graph *g, pf_program_t *order, pf_diag *d) {
   /* Consumers of each program, as a CSR adjacency list. */
   for (size_t p = 0; p < n; p++)
     for (int i = 0; i < g->programs[p].n_in; i++) {
-      pf_program_t q = producer_of(g, g->programs[p].in[i]);
+      int32_t q = producer_of(g, g->programs[p].in[i]);
       if (q >= 0) {
         pending[p]++;
         first[q + 1]++;
@@ -228,17 +228,17 @@ int pf_graph_topo_order(const pf_graph *g, pf_program_t *order, pf_diag *d) {
     memcpy(fill, first, (n + 1) * sizeof(size_t));
     for (size_t p = 0; p < n; p++)
       for (int i = 0; i < g->programs[p].n_in; i++) {
-        pf_program_t q = producer_of(g, g->programs[p].in[i]);
-        if (q >= 0) users[fill[q]++] = (pf_program_t)p;
+        int32_t q = producer_of(g, g->programs[p].in[i]);
+        if (q >= 0) users[fill[q]++] = (int32_t)p;
       }
     for (size_t c = 0; c < g->n_controls; c++)
       users[fill[g->controls[c].before]++] = g->controls[c].after;
     free(fill);
   }
   for (size_t p = 0; p < n; p++)
-    if (pending[p] == 0) heap_push(heap, &heap_n, (pf_program_t)p);
+    if (pending[p] == 0) heap_push(heap, &heap_n, (int32_t)p);
   while (heap_n > 0) {
-    pf_program_t p = heap_pop(heap, &heap_n);
+    int32_t p = heap_pop(heap, &heap_n);
     order[emitted++] = p;
     for (size_t e = first[p]; e < first[p + 1]; e++)
       if (--pending[users[e]] == 0) heap_push(heap, &heap_n, users[e]);
@@ -254,7 +254,7 @@ done:
 
 /* ---- the whole graph ----------------------------------------------------- */
 
-static int is_input(const pf_graph *g, pf_value_t v) {
+static int is_input(const pf_graph *g, int32_t v) {
   for (size_t i = 0; i < g->n_inputs; i++)
     if (g->inputs[i].value == v) return 1;
   return 0;
@@ -302,7 +302,7 @@ static int check_structure(const pf_graph *g, pf_diag *d) {
                              val->producer);
       p = &g->programs[val->producer];
       if (val->output_index < 0 || val->output_index >= p->n_out ||
-          p->out[val->output_index] != (pf_value_t)v)
+          p->out[val->output_index] != (int32_t)v)
         return pf_diag_error(d, PF_EINVAL,
                              "value %zu: not output %d of program \"%s\"", v,
                              val->output_index, p->name);
@@ -314,7 +314,7 @@ static int check_structure(const pf_graph *g, pf_diag *d) {
       return pf_diag_error(d, PF_EINVAL, "program \"%s\": no slice %d",
                            pr->name, pr->slice);
     for (int i = 0; i < pr->n_in; i++) {
-      pf_value_t v = pr->in[i];
+      int32_t v = pr->in[i];
       if (v < 0 || (size_t)v >= g->n_values)
         return pf_diag_error(d, PF_EINVAL, "program \"%s\" input %d: no value %d",
                              pr->name, i, v);
@@ -324,7 +324,7 @@ static int check_structure(const pf_graph *g, pf_diag *d) {
                              pr->name, i, v);
     }
     for (int i = 0; i < pr->n_out; i++) {
-      pf_value_t v = pr->out[i];
+      int32_t v = pr->out[i];
       if (v < 0 || (size_t)v >= g->n_values || g->values[v].producer != (int)p ||
           g->values[v].output_index != i)
         return pf_diag_error(d, PF_EINVAL,
@@ -338,13 +338,13 @@ static int check_structure(const pf_graph *g, pf_diag *d) {
     }
   }
   for (size_t i = 0; i < g->n_inputs; i++) {
-    pf_value_t v = g->inputs[i].value;
+    int32_t v = g->inputs[i].value;
     if (v < 0 || (size_t)v >= g->n_values || g->values[v].producer != -1)
       return pf_diag_error(d, PF_EINVAL, "input \"%s\": not an input value",
                            g->inputs[i].name);
   }
   for (size_t i = 0; i < g->n_outputs; i++) {
-    pf_value_t v = g->outputs[i].value;
+    int32_t v = g->outputs[i].value;
     if (v < 0 || (size_t)v >= g->n_values)
       return pf_diag_error(d, PF_EINVAL, "output \"%s\": no value %d",
                            g->outputs[i].name, v);
@@ -357,7 +357,7 @@ static int check_structure(const pf_graph *g, pf_diag *d) {
 }
 
 int pf_graph_check(const pf_graph *g, pf_diag *d) {
-  pf_program_t *order = pf_mallocn(g->n_programs, sizeof *order);
+  int32_t *order = pf_mallocn(g->n_programs, sizeof *order);
   int rc;
   if (order == NULL) return pf_diag_error(d, PF_ENOMEM, "validate: out of memory");
   rc = pf_graph_check_order(g, order, d);
@@ -365,7 +365,7 @@ int pf_graph_check(const pf_graph *g, pf_diag *d) {
   return rc;
 }
 
-int pf_graph_check_order(const pf_graph *g, pf_program_t *order, pf_diag *d) {
+int pf_graph_check_order(const pf_graph *g, int32_t *order, pf_diag *d) {
   int rc;
   if ((rc = check_structure(g, d)) != 0 || (rc = pf_graph_check_ends(g, d)) != 0)
     return rc;

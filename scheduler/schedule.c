@@ -24,7 +24,7 @@ typedef struct home {
 /* One way a value is laid out (the producer's, or a consumer's after a
  * reshard): shards over a slice's devices. */
 typedef struct layout {
-  pf_slice_t slice;
+  int32_t slice;
   pf_sharding sharding;
   home *shards;
   struct layout *next;
@@ -151,7 +151,7 @@ static int place(lowering *L) {
 
 /* ---- layouts -------------------------------------------------------------- */
 
-static layout *layout_new(lowering *L, pf_value_t v, pf_slice_t slice,
+static layout *layout_new(lowering *L, int32_t v, int32_t slice,
                           pf_sharding sh) {
   size_t n = (size_t)L->g->slices[slice].num_devices;
   layout *lay = pf_arena_alloc(&L->mem, sizeof *lay + n * sizeof(home));
@@ -166,13 +166,13 @@ static layout *layout_new(lowering *L, pf_value_t v, pf_slice_t slice,
 }
 
 /* The producer's layout is the last in the list (added first). */
-static layout *layout_home(lowering *L, pf_value_t v) {
+static layout *layout_home(lowering *L, int32_t v) {
   layout *lay = L->layouts[v];
   while (lay && lay->next) lay = lay->next;
   return lay;
 }
 
-static int same_layout(const lowering *L, const layout *lay, pf_slice_t slice,
+static int same_layout(const lowering *L, const layout *lay, int32_t slice,
                        pf_sharding sh) {
   const int32_t *a = L->slice_devices[lay->slice], *b = L->slice_devices[slice];
   int n = L->g->slices[lay->slice].num_devices;
@@ -297,7 +297,7 @@ static int lower_hierarchical(lowering *L, pf_plan_op *op, int n, const int32_t 
 
 /* A collective: one op on the rank when the whole slice is on one rank;
  * else one MPI collective op per rank, each rank holding one shard. */
-static int lower_collective(lowering *L, pf_program_t pid, layout *in, layout *out) {
+static int lower_collective(lowering *L, int32_t pid, layout *in, layout *out) {
   const pf_gprogram *p = &L->g->programs[pid];
   int n = L->g->slices[p->slice].num_devices, rc, id;
   int32_t ranks[PF_MAX_COLLECTIVE_SLICE];
@@ -352,8 +352,8 @@ static int lower_collective(lowering *L, pf_program_t pid, layout *in, layout *o
 
 /* Lays value v out on `slice` with `sh` for `consumer`, reusing a layout
  * made earlier for another consumer, or aliasing the producer's. */
-static int consume(lowering *L, const pf_gprogram *consumer, pf_value_t v,
-                   pf_slice_t slice, pf_sharding sh, layout **out) {
+static int consume(lowering *L, const pf_gprogram *consumer, int32_t v,
+                   int32_t slice, pf_sharding sh, layout **out) {
   const pf_gvalue *val = &L->g->values[v];
   layout *src = layout_home(L, v), *lay;
   int n_dst = L->g->slices[slice].num_devices;
@@ -420,7 +420,7 @@ static int consume(lowering *L, const pf_gprogram *consumer, pf_value_t v,
   return 0;
 }
 
-static int lower_program(lowering *L, pf_program_t pid) {
+static int lower_program(lowering *L, int32_t pid) {
   const pf_gprogram *p = &L->g->programs[pid];
   const pf_gslice *sl = &L->g->slices[p->slice];
   layout *ins[PF_MAX_ARGS], *outs[PF_MAX_OUTS];
@@ -556,7 +556,7 @@ static void add_stage(pf_compiled *c, uint8_t *seen, int32_t rank) {
 /* Ranks in the order they first act: holders of inputs, then the ranks of
  * each program in gang order. Sequential dispatch runs them in this order,
  * so data must only flow forward along it. */
-static int order_stages(const lowering *L, pf_compiled *c, const pf_program_t *order, pf_diag *d) {
+static int order_stages(const lowering *L, pf_compiled *c, const int32_t *order, pf_diag *d) {
   const pf_graph *g = L->g;
   uint8_t *seen = pf_calloc((size_t)c->n_ranks, 1);
   int32_t *pos = pf_mallocn((size_t)c->n_ranks, sizeof *pos);
@@ -632,7 +632,7 @@ int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
                 pf_compiled **out, pf_diag *d) {
   lowering L;
   pf_compiled *c = NULL;
-  pf_program_t *order = NULL;
+  int32_t *order = NULL;
   int rc;
   *out = NULL;
   memset(&L, 0, sizeof L);
@@ -653,7 +653,7 @@ int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
   if ((rc = reserve_plans(&L)) != 0) goto done;
   rc = PF_ENOMEM;
   for (size_t i = 0; i < g->n_inputs; i++) {
-    pf_value_t v = g->inputs[i].value;
+    int32_t v = g->inputs[i].value;
     layout *lay = layout_new(&L, v, g->values[v].slice, g->values[v].sharding);
     if (lay == NULL || new_shard_buffers(&L, lay, &g->values[v].spec)) goto done;
   }

@@ -337,8 +337,8 @@ static void test_refusals(void **state) {
   REFUSED(collective(g, PF_REDUCE_SCATTER, four, v[PF_F32], -1, 0, 0), PF_EINVAL);
   REFUSED(collective(g, PF_COLLECTIVE_COUNT, four, v[PF_F32], 0, 0, 0), PF_EINVAL);
   REFUSED(collective(g, (pf_collective_kind)-1, four, v[PF_F32], 0, 0, 0), PF_EINVAL);
-  REFUSED(collective(g, PF_ALLREDUCE, 7, v[PF_F32], 0, 0, 0), PF_EINVAL);
-  REFUSED(collective(g, PF_ALLREDUCE, four, 1000, 0, 0, 0), PF_EINVAL);
+  REFUSED(collective(g, PF_ALLREDUCE, (pf_slice_t){7}, v[PF_F32], 0, 0, 0), PF_EINVAL);
+  REFUSED(collective(g, PF_ALLREDUCE, four, (pf_value_t){1000}, 0, 0, 0), PF_EINVAL);
 
   /* Bad axes. x_f32 is [8,12] split(0) over 4: blocks [2,12]. */
   REFUSED(collective(g, PF_REDUCE_SCATTER, four, v[PF_F32], 0, 2, 0), PF_ESPLIT);

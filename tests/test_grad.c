@@ -103,7 +103,7 @@ static void build(const gcase *k, int n, const pf_sharding *sh, int grads, built
       OK(pf_graph_value_spec(g, gv[i], &gs));
       OK(pf_graph_value_spec(g, params[i], &ps));
       assert_true(pf_spec_equal(&gs, &ps));
-      assert_int_equal(g->values[gv[i]].sharding.kind, g->values[params[i]].sharding.kind);
+      assert_int_equal(g->values[gv[i].id].sharding.kind, g->values[params[i].id].sharding.kind);
       OK(pf_graph_output(g, name, gv[i]));
     }
   }
@@ -336,7 +336,7 @@ static void test_mlp_data_parallel(void **state) {
     pf_attrs_destroy(xa);
     /* With mean_over the loss is computed on the rows where they are. */
     if (rows_split && n > 1)
-      assert_int_equal(g->values[loss[0]].sharding.kind, PF_SHARD_PARTIAL);
+      assert_int_equal(g->values[loss[0].id].sharding.kind, PF_SHARD_PARTIAL);
     if (keep_partial)
       OK(pf_graph_grad_partial(g, loss[0], 4, &v[2], gv));
     else
@@ -347,8 +347,8 @@ static void test_mlp_data_parallel(void **state) {
      * summed by pf_graph_grad, left so by pf_graph_grad_partial. */
     if (n > 1 && !keep_partial) assert_true(allreduces >= 1);
     for (int i = 0; keep_partial && i < 4; i++)
-      assert_int_equal(g->values[gv[i]].sharding.kind,
-                       n > 1 ? PF_SHARD_PARTIAL : g->values[v[2 + i]].sharding.kind);
+      assert_int_equal(g->values[gv[i].id].sharding.kind,
+                       n > 1 ? PF_SHARD_PARTIAL : g->values[v[2 + i].id].sharding.kind);
     for (int i = 0; i < 4; i++) {
       char name[16];
       snprintf(name, sizeof name, "g%d", i);

@@ -65,14 +65,14 @@ static pf_graph *new_graph(void) {
 }
 
 static pf_slice_t new_slice(pf_graph *g, int n) {
-  pf_slice_t s = -1;
+  pf_slice_t s = {PF_NO_ID};
   OK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
   return s;
 }
 
 static pf_value_t new_input(pf_graph *g, const char *name, pf_spec spec,
                             pf_slice_t s, pf_sharding sh) {
-  pf_value_t v = -1;
+  pf_value_t v = PF_NO_VALUE;
   OK(pf_graph_input(g, name, &spec, s, sh, &v));
   return v;
 }
@@ -82,7 +82,7 @@ static pf_value_t prog1(pf_graph *g, const char *name, const char *kernel,
                         const pf_attrs *attrs, pf_slice_t s, int n_in,
                         const pf_value_t *in, const pf_sharding *in_sh,
                         const pf_sharding *out_sh) {
-  pf_value_t out = -1;
+  pf_value_t out = PF_NO_VALUE;
   pf_program_desc d = {.name = name, .kernel = kernel, .attrs = attrs,
                        .slice = s, .n_in = n_in, .in = in,
                        .in_shardings = in_sh, .out_shardings = out_sh};
@@ -148,8 +148,8 @@ static void encode(const pf_graph *g, uint8_t **buf, size_t *len) {
 static void test_ids(void **state) {
   pf_graph *g = new_graph();
   pf_slice_t s0, s1, s2;
-  pf_value_t x, lab, outs[3] = {-7, -7, -7}, r;
-  pf_program_t p = -1;
+  pf_value_t x, lab, outs[3] = {{-7}, {-7}, {-7}}, r;
+  pf_program_t p = {PF_NO_ID};
   pf_spec sp;
   (void)state;
   assert_int_equal(pf_graph_num_programs(g), 0);
@@ -158,52 +158,52 @@ static void test_ids(void **state) {
   s0 = new_slice(g, 1);
   s1 = new_slice(g, 2);
   s2 = new_slice(g, NDEV);
-  assert_int_equal(s0, 0);
-  assert_int_equal(s1, 1);
-  assert_int_equal(s2, 2);
+  assert_int_equal(s0.id, 0);
+  assert_int_equal(s1.id, 1);
+  assert_int_equal(s2.id, 2);
   x = new_input(g, "x", pf_spec_2d(PF_F32, 4, 5), s1, pf_split(0));
   lab = new_input(g, "labels", pf_spec_1d(PF_I32, 4), s0, pf_replicated());
-  assert_int_equal(x, 0);
-  assert_int_equal(lab, 1);
+  assert_int_equal(x.id, 0);
+  assert_int_equal(lab.id, 1);
   assert_int_equal(pf_graph_num_inputs(g), 2);
   {
     pf_program_desc d = {.name = "relu0", .kernel = "relu", .slice = s1,
                          .n_in = 1, .in = &x};
     OK(pf_graph_program(g, &d, outs, &p));
-    assert_int_equal(p, 0);
-    assert_int_equal(outs[0], 2);
-    assert_int_equal(outs[1], -7); /* one output written, no more */
+    assert_int_equal(p.id, 0);
+    assert_int_equal(outs[0].id, 2);
+    assert_int_equal(outs[1].id, -7); /* one output written, no more */
   }
   {
     /* Two outputs: consecutive ids after the inputs and relu's. */
     pf_value_t in[2] = {outs[0], lab};
     pf_program_desc d = {.name = "xent", .kernel = "softmax_xent", .slice = s0,
                          .n_in = 2, .in = in};
-    outs[2] = -7;
+    outs[2] = (pf_value_t){-7};
     OK(pf_graph_program(g, &d, outs, &p));
-    assert_int_equal(p, 1);
-    assert_int_equal(outs[0], 3);
-    assert_int_equal(outs[1], 4);
-    assert_int_equal(outs[2], -7);
+    assert_int_equal(p.id, 1);
+    assert_int_equal(outs[0].id, 3);
+    assert_int_equal(outs[1].id, 4);
+    assert_int_equal(outs[2].id, -7);
     assert_spec(spec_of(g, outs[0]), pf_spec_scalar(PF_F32));
     assert_spec(spec_of(g, outs[1]), pf_spec_2d(PF_F32, 4, 5));
   }
   /* prog may be NULL. */
   r = prog1(g, NULL, "identity", NULL, s2, 1, &outs[1], NULL, NULL);
-  assert_int_equal(r, 5);
+  assert_int_equal(r.id, 5);
   assert_int_equal(pf_graph_num_programs(g), 3);
-  OK(pf_graph_output(g, "loss", 3));
+  OK(pf_graph_output(g, "loss", (pf_value_t){3}));
   OK(pf_graph_output(g, "r", r));
   OK(pf_graph_output(g, "x_again", x)); /* an input may be an output */
   assert_int_equal(pf_graph_num_outputs(g), 3);
   /* Value specs, and the ids that name no value. */
   assert_spec(spec_of(g, x), pf_spec_2d(PF_F32, 4, 5));
   assert_spec(spec_of(g, lab), pf_spec_1d(PF_I32, 4));
-  assert_int_equal(pf_graph_value_spec(g, -1, &sp), PF_EINVAL);
-  assert_int_equal(pf_graph_value_spec(g, 6, &sp), PF_EINVAL);
-  assert_int_equal(pf_graph_value_spec(g, INT32_MAX, &sp), PF_EINVAL);
-  assert_int_equal(pf_graph_value_spec(NULL, 0, &sp), PF_EINVAL);
-  assert_int_equal(pf_graph_value_spec(g, 0, NULL), PF_EINVAL);
+  assert_int_equal(pf_graph_value_spec(g, PF_NO_VALUE, &sp), PF_EINVAL);
+  assert_int_equal(pf_graph_value_spec(g, (pf_value_t){6}, &sp), PF_EINVAL);
+  assert_int_equal(pf_graph_value_spec(g, (pf_value_t){INT32_MAX}, &sp), PF_EINVAL);
+  assert_int_equal(pf_graph_value_spec(NULL, x, &sp), PF_EINVAL);
+  assert_int_equal(pf_graph_value_spec(g, x, NULL), PF_EINVAL);
   assert_int_equal(pf_graph_num_programs(NULL), 0);
   OK(pf_graph_validate(g));
   pf_graph_destroy(g);
@@ -301,7 +301,7 @@ static void test_kernel_outputs(void **state) {
     pf_graph *g = new_graph();
     pf_slice_t s = new_slice(g, 2);
     pf_value_t x = new_input(g, "x", pf_spec_2d(PF_F64, 2, 3), s, pf_split(0));
-    pf_value_t outs[4] = {-9, -9, -9, -9};
+    pf_value_t outs[4] = {{-9}, {-9}, {-9}, {-9}};
     pf_program_desc d = {.name = "t", .kernel = "test.triple", .slice = s,
                          .n_in = 1, .in = &x,
                          .out_shardings = (pf_sharding[]){pf_split(0),
@@ -310,10 +310,10 @@ static void test_kernel_outputs(void **state) {
     pf_tensor *xt, *got[3];
     const char *names[3] = {"a", "n", "flat"};
     OK(pf_graph_program(g, &d, outs, NULL));
-    assert_int_equal(outs[0], 1);
-    assert_int_equal(outs[1], 2);
-    assert_int_equal(outs[2], 3);
-    assert_int_equal(outs[3], -9);
+    assert_int_equal(outs[0].id, 1);
+    assert_int_equal(outs[1].id, 2);
+    assert_int_equal(outs[2].id, 3);
+    assert_int_equal(outs[3].id, -9);
     /* Shard [1,3] split back to [2,3]; scalar; shard [3] split to [6]. */
     assert_spec(spec_of(g, outs[0]), pf_spec_2d(PF_F64, 2, 3));
     assert_spec(spec_of(g, outs[1]), pf_spec_scalar(PF_I64));
@@ -333,8 +333,8 @@ static void test_kernel_outputs(void **state) {
 /* ---- shardings and derived specs --------------------------------------------- */
 
 static pf_sharding sharding_of(const pf_graph *g, pf_value_t v) {
-  assert_true(v >= 0 && (size_t)v < g->n_values);
-  return g->values[v].sharding;
+  assert_true(v.id >= 0 && (size_t)v.id < g->n_values);
+  return g->values[v.id].sharding;
 }
 
 static void assert_sharding(pf_sharding got, pf_sharding want) {
@@ -344,7 +344,7 @@ static void assert_sharding(pf_sharding got, pf_sharding want) {
 
 /* How the producer of v consumed its first input. */
 static pf_sharding consumed_by_producer(const pf_graph *g, pf_value_t v) {
-  return g->programs[g->values[v].producer].in_shardings[0];
+  return g->programs[g->values[v.id].producer].in_shardings[0];
 }
 
 static void test_default_input_sharding(void **state) {
@@ -441,7 +441,7 @@ static void test_default_output_sharding(void **state) {
    * rather than the split one gathered. */
   v = prog1(g, "mixed", "add", NULL, a, 2, (pf_value_t[]){xr, xs}, NULL, NULL);
   assert_sharding(sharding_of(g, v), pf_split(0));
-  assert_sharding(g->programs[g->values[v].producer].in_shardings[0], pf_split(0));
+  assert_sharding(g->programs[g->values[v.id].producer].in_shardings[0], pf_split(0));
   /* Row sums of row blocks: split by rows, [8]. */
   OK(pf_attrs_create(&ax));
   OK(pf_attrs_set_int(ax, "axis", 1));
@@ -569,24 +569,24 @@ static void test_slice_pin(void **state) {
   const char *names[1] = {"z"};
   (void)state;
   OK(pf_graph_slice_pin(g, s, (int[]){3, 1}));
-  assert_non_null(g->slices[s].pinned);
-  assert_int_equal(g->slices[s].pinned[0], 3);
-  assert_int_equal(g->slices[s].pinned[1], 1);
+  assert_non_null(g->slices[s.id].pinned);
+  assert_int_equal(g->slices[s.id].pinned[0], 3);
+  assert_int_equal(g->slices[s.id].pinned[1], 1);
   /* Refusals leave the earlier pin in place. */
   FAILS(PF_EINVAL, pf_graph_slice_pin(g, s, (int[]){2, 2}), "2");
   FAILS(PF_ESLICE, pf_graph_slice_pin(g, s, (int[]){0, NDEV}), "4");
   FAILS(PF_ESLICE, pf_graph_slice_pin(g, s, (int[]){-1, 0}), "-1");
-  FAILS(PF_EINVAL, pf_graph_slice_pin(g, 7, (int[]){0, 1}), "7");
-  FAILS(PF_EINVAL, pf_graph_slice_pin(g, -1, (int[]){0, 1}), "-1");
+  FAILS(PF_EINVAL, pf_graph_slice_pin(g, (pf_slice_t){7}, (int[]){0, 1}), "7");
+  FAILS(PF_EINVAL, pf_graph_slice_pin(g, (pf_slice_t){PF_NO_ID}, (int[]){0, 1}), "-1");
   assert_int_equal(pf_graph_slice_pin(g, s, NULL), PF_EINVAL);
   assert_int_equal(pf_graph_slice_pin(NULL, s, (int[]){0, 1}), PF_EINVAL);
-  assert_int_equal(g->slices[s].pinned[0], 3);
-  assert_int_equal(g->slices[s].pinned[1], 1);
+  assert_int_equal(g->slices[s.id].pinned[0], 3);
+  assert_int_equal(g->slices[s.id].pinned[1], 1);
   /* A slice may be re-pinned; all four devices in any order. */
   OK(pf_graph_slice_pin(g, t, (int[]){2, 0, 3, 1}));
   OK(pf_graph_slice_pin(g, t, (int[]){1, 2, 3, 0}));
-  assert_int_equal(g->slices[t].pinned[0], 1);
-  assert_int_equal(g->slices[t].pinned[3], 0);
+  assert_int_equal(g->slices[t.id].pinned[0], 1);
+  assert_int_equal(g->slices[t.id].pinned[3], 0);
   /* The pinned graph runs, and moves data between its two slices. */
   {
     pf_attrs *two;
@@ -709,7 +709,7 @@ static void test_encode_decode_roundtrip(void **state) {
   assert_int_equal(pf_graph_num_programs(h), pf_graph_num_programs(g));
   assert_int_equal(pf_graph_num_inputs(h), pf_graph_num_inputs(g));
   assert_int_equal(pf_graph_num_outputs(h), pf_graph_num_outputs(g));
-  for (pf_value_t v = 0;; v++) {
+  for (pf_value_t v = {0};; v.id++) {
     pf_spec sg, sh;
     int rg = pf_graph_value_spec(g, v, &sg), rh = pf_graph_value_spec(h, v, &sh);
     assert_int_equal(rg, rh);
@@ -824,12 +824,12 @@ static void test_decode_untrusted(void **state) {
 
 static void test_last_error(void **state) {
   pf_graph *g = new_graph();
-  pf_slice_t s, bad = -1;
+  pf_slice_t s, bad = {PF_NO_ID};
   pf_value_t x, y, v;
   char longname[PF_NAME_MAX + 2];
   (void)state;
   FAILS(PF_ESLICE, pf_graph_slice(g, PF_DEVICE_CPU, NDEV + 1, &bad), "5", "4");
-  assert_int_equal(bad, -1);
+  assert_int_equal(bad.id, PF_NO_ID);
   FAILS(PF_ESLICE, pf_graph_slice(g, PF_DEVICE_GPU, 1, &bad), "gpu", "0");
   FAILS(PF_EINVAL, pf_graph_slice(g, PF_DEVICE_CPU, 0, &bad), "0");
   FAILS(PF_EINVAL, pf_graph_slice(g, PF_DEVICE_KIND_COUNT, 1, &bad), "kind");
@@ -840,7 +840,7 @@ static void test_last_error(void **state) {
   FAILS(PF_EEXIST, pf_graph_input(g, "x", &(pf_spec){PF_F32, 1, {4}}, s,
                                   pf_replicated(), &v),
         "\"x\"");
-  FAILS(PF_EINVAL, pf_graph_input(g, "z", &(pf_spec){PF_F32, 1, {4}}, 9,
+  FAILS(PF_EINVAL, pf_graph_input(g, "z", &(pf_spec){PF_F32, 1, {4}}, (pf_slice_t){9},
                                   pf_replicated(), &v),
         "\"z\"", "9");
   FAILS(PF_EDTYPE, pf_graph_input(g, "z", &(pf_spec){PF_DTYPE_COUNT, 1, {4}}, s,
@@ -882,12 +882,12 @@ static void test_last_error(void **state) {
   /* Programs. */
   {
     pf_program_desc d = {.name = "p", .kernel = "add", .slice = s, .n_in = 2,
-                         .in = (pf_value_t[]){x, 42}};
+                         .in = (pf_value_t[]){x, {42}}};
     FAILS(PF_EINVAL, pf_graph_program(g, &d, &v, NULL), "\"p\"", "42");
-    d.in = (pf_value_t[]){x, -1};
+    d.in = (pf_value_t[]){x, PF_NO_VALUE};
     FAILS(PF_EINVAL, pf_graph_program(g, &d, &v, NULL), "\"p\"", "-1");
     d.in = (pf_value_t[]){x, y};
-    d.slice = 5;
+    d.slice = (pf_slice_t){5};
     FAILS(PF_EINVAL, pf_graph_program(g, &d, &v, NULL), "\"p\"", "5");
     d.slice = s;
     d.kernel = NULL;
@@ -899,15 +899,15 @@ static void test_last_error(void **state) {
     OK(pf_graph_program(g, &d, &v, NULL));
   }
   /* Outputs. */
-  FAILS(PF_EINVAL, pf_graph_output(g, "o", 99), "\"o\"", "99");
+  FAILS(PF_EINVAL, pf_graph_output(g, "o", (pf_value_t){99}), "\"o\"", "99");
   FAILS(PF_EINVAL, pf_graph_output(g, "", v), "name");
   OK(pf_graph_output(g, "o", v));
   FAILS(PF_EEXIST, pf_graph_output(g, "o", x), "\"o\"");
   /* Rewiring. */
-  FAILS(PF_EINVAL, pf_graph_set_input(g, 3, 0, x), "3");
-  FAILS(PF_EINVAL, pf_graph_set_input(g, 0, 2, x), longname, "2");
-  FAILS(PF_EINVAL, pf_graph_set_input(g, 0, 0, 1000), "1000");
-  OK(pf_graph_set_input(g, 0, 1, x));
+  FAILS(PF_EINVAL, pf_graph_set_input(g, (pf_program_t){3}, 0, x), "3");
+  FAILS(PF_EINVAL, pf_graph_set_input(g, (pf_program_t){0}, 2, x), longname, "2");
+  FAILS(PF_EINVAL, pf_graph_set_input(g, (pf_program_t){0}, 0, (pf_value_t){1000}), "1000");
+  OK(pf_graph_set_input(g, (pf_program_t){0}, 1, x));
   assert_string_equal(pf_last_error(ctx), "");
   OK(pf_graph_validate(g));
   pf_graph_destroy(g);
@@ -944,7 +944,7 @@ static void test_failed_builders_change_nothing(void **state) {
     FAILS(PF_ESHARDING, pf_graph_program(g, &d, &v, NULL), "\"b\"", "split(1)");
   }
   FAILS(PF_ESLICE, pf_graph_slice(g, PF_DEVICE_CPU, 64, &s), "64");
-  FAILS(PF_EEXIST, pf_graph_input(g, "y", &(pf_spec){PF_F32, 1, {4}}, 0,
+  FAILS(PF_EEXIST, pf_graph_input(g, "y", &(pf_spec){PF_F32, 1, {4}}, s,
                                   pf_replicated(), &v), "\"y\"");
   FAILS(PF_EEXIST, pf_graph_output(g, "a", x), "\"a\"");
   assert_int_equal(pf_graph_num_programs(g), 1);
@@ -956,8 +956,8 @@ static void test_failed_builders_change_nothing(void **state) {
   free(after);
   /* The next value id follows the last good one. */
   v = prog1(g, "b", "add", NULL, s, 2, (pf_value_t[]){x, a}, NULL, NULL);
-  assert_int_equal(v, a + 1);
-  assert_int_equal(pf_graph_value_spec(g, v + 1, &(pf_spec){0}), PF_EINVAL);
+  assert_int_equal(v.id, a.id + 1);
+  assert_int_equal(pf_graph_value_spec(g, (pf_value_t){v.id + 1}, &(pf_spec){0}), PF_EINVAL);
   free(before);
   OK(pf_graph_validate(g));
   pf_graph_destroy(g);
@@ -972,7 +972,7 @@ static void test_set_input_rewires(void **state) {
   pf_value_t n = prog1(g, "copy_y", "scale", NULL, s, 1, &y, NULL,
                        (pf_sharding[]){pf_split(0)});
   pf_value_t r;
-  pf_program_t relu = -1;
+  pf_program_t relu = {PF_NO_ID};
   pf_tensor *xt, *yt, *got;
   const char *names[1] = {"r"};
   (void)state;

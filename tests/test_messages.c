@@ -251,7 +251,7 @@ static void test_memory_limit_says_where_from(void **state) {
     OK(pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 1}, &ctx));
     unsetenv("PATHFLOW_DEVICE_MEMORY");
     OK(input_graph(&big, &g, &x));
-    OK(pf_graph_program(g, &(pf_program_desc){.kernel = "relu", .slice = 0, .n_in = 1, .in = &x},
+    OK(pf_graph_program(g, &(pf_program_desc){.kernel = "relu", .slice = {0}, .n_in = 1, .in = &x},
                         &y, NULL));
     OK(pf_graph_output(g, "y", y));
     assert_int_equal(pf_compile(g, &exe), PF_EMEMORY);

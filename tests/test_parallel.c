@@ -105,7 +105,7 @@ static void test_chain_order_across_devices(void **state) {
   pf_executable *exe;
   pf_future *f;
   pf_slice_t d[2];
-  pf_value_t v = -1;
+  pf_value_t v = PF_NO_VALUE;
   int pins[2] = {0, 1};
   (void)state;
   atomic_store(&order_n, 0);

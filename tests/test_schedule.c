@@ -97,8 +97,8 @@ static void round_trip(const pf_compiled *comp, const pf_cluster *c) {
   }
 }
 
-static int host_of(const pf_cluster *c, const pf_compiled *comp, int slice, int i) {
-  return c->devices[comp->placed[comp->slice_devices[slice] + i]].host;
+static int host_of(const pf_cluster *c, const pf_compiled *comp, pf_slice_t slice, int i) {
+  return c->devices[comp->placed[comp->slice_devices[slice.id] + i]].host;
 }
 
 /* Two single-program slices of 4 devices on 2 hosts x 2 ranks x 2
@@ -214,7 +214,7 @@ static void test_gang_order_ties_by_index(void **state) {
   pf_slice_t s;
   pf_value_t x, outs[6];
   pf_spec spec = pf_spec_1d(PF_F32, 4);
-  pf_program_t order[6];
+  int32_t order[6]; /* internal: program indexes */
   (void)state;
   OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s));
   OK(pf_graph_input(g, "x", &spec, s, pf_replicated(), &x));
@@ -246,7 +246,9 @@ static void test_control_dependencies(void **state) {
   pf_slice_t s;
   pf_value_t x, outs[3];
   pf_spec spec = pf_spec_1d(PF_F32, 4);
-  pf_program_t order[3], prog[3];
+  int32_t order[3]; /* internal: program indexes */
+  pf_program_t prog[3];
+  pf_slice_t on;
   pf_compiled *comp;
   uint8_t *buf;
   size_t len;
@@ -259,17 +261,23 @@ static void test_control_dependencies(void **state) {
                                                .n_in = 1, .in = &x},
                         &outs[i], &prog[i]));
   for (int i = 0; i < 3; i++) OK(pf_graph_output(g, names[i], outs[i]));
-  assert_int_equal(pf_graph_program_slice(g, prog[2]), s);
-  assert_int_equal(pf_graph_program_slice(g, 3), PF_EINVAL);
+  on = (pf_slice_t){PF_NO_ID};
+  OK(pf_graph_program_slice(g, prog[2], &on));
+  assert_int_equal(on.id, s.id);
+  /* A bad program or out is refused, and *out stays as it was. */
+  assert_int_equal(pf_graph_program_slice(g, (pf_program_t){3}, &on), PF_EINVAL);
+  assert_int_equal(pf_graph_program_slice(g, (pf_program_t){PF_NO_ID}, &on), PF_EINVAL);
+  assert_int_equal(pf_graph_program_slice(g, prog[2], NULL), PF_EINVAL);
+  assert_int_equal(on.id, s.id);
   /* a waits for c: b (lowest ready), c, a. */
   OK(pf_graph_control(g, prog[2], prog[0]));
   assert_int_equal(pf_graph_control(g, prog[1], prog[1]), PF_EINVAL);
-  assert_int_equal(pf_graph_control(g, prog[1], 7), PF_EINVAL);
+  assert_int_equal(pf_graph_control(g, prog[1], (pf_program_t){7}), PF_EINVAL);
   pf_diag_init(&diag);
   OK(pf_graph_topo_order(g, order, &diag));
-  assert_int_equal(order[0], prog[1]);
-  assert_int_equal(order[1], prog[2]);
-  assert_int_equal(order[2], prog[0]);
+  assert_int_equal(order[0], prog[1].id);
+  assert_int_equal(order[1], prog[2].id);
+  assert_int_equal(order[2], prog[0].id);
   comp = compile(g, &c);
   {
     const char *seen[3];
@@ -290,8 +298,8 @@ static void test_control_dependencies(void **state) {
   assert_int_equal(back->n_controls, 1);
   pf_diag_init(&diag);
   OK(pf_graph_topo_order(back, order, &diag));
-  assert_int_equal(order[1], prog[2]);
-  assert_int_equal(order[2], prog[0]);
+  assert_int_equal(order[1], prog[2].id);
+  assert_int_equal(order[2], prog[0].id);
   pf_graph_destroy(back);
   /* a -> c closes a cycle with c -> a. */
   OK(pf_graph_control(g, prog[0], prog[2]));

@@ -348,7 +348,7 @@ static void test_partial_values(void **state) {
   OK(pf_graph_program(g, &(pf_program_desc){.name = "ab", .kernel = "matmul", .slice = s,
                                             .n_in = 2, .in = (pf_value_t[]){a, b}},
                       &p, NULL));
-  assert_int_equal(g->values[p].sharding.kind, PF_SHARD_PARTIAL);
+  assert_int_equal(g->values[p.id].sharding.kind, PF_SHARD_PARTIAL);
   /* Linear: scale and add keep it partial, with no reduction. */
   before = pf_graph_num_programs(g);
   OK(pf_graph_program(g, &(pf_program_desc){.kernel = "scale", .slice = s, .n_in = 1,
@@ -358,7 +358,7 @@ static void test_partial_values(void **state) {
                                             .in = (pf_value_t[]){p, q}},
                       &r, NULL));
   assert_int_equal(pf_graph_num_programs(g), before + 2);
-  assert_int_equal(g->values[r].sharding.kind, PF_SHARD_PARTIAL);
+  assert_int_equal(g->values[r.id].sharding.kind, PF_SHARD_PARTIAL);
   /* relu needs the whole value: one allreduce, shared by two consumers. */
   OK(pf_graph_program(g, &(pf_program_desc){.name = "relu1", .kernel = "relu", .slice = s,
                                             .n_in = 1, .in = &r},
@@ -367,7 +367,7 @@ static void test_partial_values(void **state) {
                                             .n_in = 1, .in = &r},
                       &v, NULL));
   assert_int_equal(pf_graph_num_programs(g), before + 5);
-  assert_int_not_equal(g->programs[g->values[v].producer].in[0], r);
+  assert_int_not_equal(g->programs[g->values[v.id].producer].in[0], r.id);
   /* Another slice size reads it reduced too. */
   OK(pf_graph_program(g, &(pf_program_desc){.kernel = "relu", .slice = other, .n_in = 1,
                                             .in = &r},
@@ -377,7 +377,7 @@ static void test_partial_values(void **state) {
   OK(pf_graph_collective(g, &(pf_collective_desc){.name = "sum", .kind = PF_ALLREDUCE,
                                                   .slice = s, .in = r, .op = PF_REDUCE_SUM},
                          &v, NULL));
-  assert_int_equal(g->programs[g->values[v].producer].in[0], r);
+  assert_int_equal(g->programs[g->values[v.id].producer].in[0], r.id);
   REFUSED(pf_graph_collective(g, &(pf_collective_desc){.name = "max", .kind = PF_ALLREDUCE,
                                                        .slice = s, .in = r,
                                                        .op = PF_REDUCE_MAX},

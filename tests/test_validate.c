@@ -80,14 +80,14 @@ static pf_graph *new_graph(void) {
 }
 
 static pf_slice_t new_slice(pf_graph *g, int n) {
-  pf_slice_t s = -1;
+  pf_slice_t s = {PF_NO_ID};
   OK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
   return s;
 }
 
 static pf_value_t new_input(pf_graph *g, const char *name, pf_spec spec,
                             pf_slice_t s, pf_sharding sh) {
-  pf_value_t v = -1;
+  pf_value_t v = PF_NO_VALUE;
   OK(pf_graph_input(g, name, &spec, s, sh, &v));
   return v;
 }
@@ -95,7 +95,7 @@ static pf_value_t new_input(pf_graph *g, const char *name, pf_spec spec,
 static pf_value_t prog1(pf_graph *g, const char *name, const char *kernel,
                         pf_slice_t s, int n_in, const pf_value_t *in,
                         pf_program_t *prog) {
-  pf_value_t out = -1;
+  pf_value_t out = PF_NO_VALUE;
   pf_program_desc d = {.name = name, .kernel = kernel, .slice = s,
                        .n_in = n_in, .in = in};
   OK(pf_graph_program(g, &d, &out, prog));
@@ -210,12 +210,12 @@ static void test_control_edge_decode(void **state) {
   uint8_t *buf = NULL, *out;
   size_t len = 0, n;
   Pathflow__Graph *m;
-  pf_value_t x = 0, y;
+  pf_value_t x = {0}, y; /* small_graph's input */
   const int32_t bad[][2] = {{0, 99}, {-1, 0}, {1, 1}};
   (void)state;
-  y = prog1(g, "second", "identity", 0, 1, &x, NULL);
+  y = prog1(g, "second", "identity", (pf_slice_t){0}, 1, &x, NULL);
   OK(pf_graph_output(g, "out2", y));
-  OK(pf_graph_control(g, 1, 0));
+  OK(pf_graph_control(g, (pf_program_t){1}, (pf_program_t){0}));
   OK(pf_graph_encode(g, &buf, &len));
   OK(pf_graph_decode(ctx, buf, len, &h));
   OK(pf_graph_validate(h));
@@ -276,7 +276,7 @@ static int cycle_path_names(const pf_graph *g, char *why, size_t len) {
         if (strcmp(g->programs[i].name, prev) == 0) x = &g->programs[i];
       assert_non_null(x);
       for (int i = 0; i < x->n_in; i++) {
-        pf_program_t q = g->values[x->in[i]].producer;
+        int32_t q = g->values[x->in[i]].producer;
         if (q >= 0 && (cut ? strncmp(g->programs[q].name, cur, n)
                            : strcmp(g->programs[q].name, cur)) == 0)
           edge = 1;
@@ -355,7 +355,7 @@ static void test_cycle_long_names(void **state) {
   pf_slice_t s = new_slice(g, 1);
   pf_value_t x = new_input(g, "x", pf_spec_1d(PF_F32, 4), s, pf_replicated());
   pf_value_t v = x;
-  pf_program_t first = -1;
+  pf_program_t first = {PF_NO_ID};
   char name[PF_NAME_MAX + 1];
   (void)state;
   for (int i = 0; i < 12; i++) {
@@ -392,7 +392,7 @@ static void test_no_kernel(void **state) {
   pf_graph *g = small_graph(1), *h;
   pf_value_t out;
   pf_program_desc d = {.name = "mystery", .kernel = "no_such_kernel",
-                       .slice = 0, .n_in = 1, .in = (pf_value_t[]){0}};
+                       .slice = {0}, .n_in = 1, .in = (pf_value_t[]){{0}}};
   (void)state;
   FAILS(PF_ENOKERNEL, pf_graph_program(g, &d, &out, NULL), "\"mystery\"",
         "\"no_such_kernel\"", "cpu");
@@ -595,16 +595,16 @@ static void bad_pin(Pathflow__Graph *m, int undo) {
 
 static void test_slice(void **state) {
   pf_graph *g = new_graph(), *h;
-  pf_slice_t s = -1;
+  pf_slice_t s = {PF_NO_ID};
   (void)state;
   FAILS(PF_ESLICE, pf_graph_slice(g, PF_DEVICE_CPU, NDEV + 1, &s), "5", "4");
   FAILS(PF_ESLICE, pf_graph_slice(g, PF_DEVICE_CPU, 1000, &s), "1000", "4");
-  assert_int_equal(s, -1);
+  assert_int_equal(s.id, PF_NO_ID);
   s = new_slice(g, 2);
   FAILS(PF_ESLICE, pf_graph_slice_pin(g, s, (int[]){1, NDEV}), "4");
   FAILS(PF_ESLICE, pf_graph_slice_pin(g, s, (int[]){1, 77}), "77");
   FAILS(PF_ESLICE, pf_graph_slice_pin(g, s, (int[]){-2, 0}), "-2");
-  assert_null(g->slices[s].pinned);
+  assert_null(g->slices[s.id].pinned);
   pf_graph_destroy(g);
 
   /* From bytes: a graph for a bigger machine. */
@@ -617,7 +617,7 @@ static void test_slice(void **state) {
 
   /* From bytes: a pin past the devices there are. */
   g = small_graph(2);
-  OK(pf_graph_slice_pin(g, 0, (int[]){1, 0}));
+  OK(pf_graph_slice_pin(g, (pf_slice_t){0}, (int[]){1, 0}));
   h = edited(g, bad_pin);
   assert_refused(h, PF_ESLICE);
   FAILS(PF_ESLICE, pf_graph_validate(h), "slice 0", "pinned device 4");
@@ -649,7 +649,7 @@ static void test_no_output(void **state) {
   s = new_slice(g, 1);
   x = new_input(g, "x", pf_spec_1d(PF_F32, 4), s, pf_replicated());
   y = new_input(g, "y", pf_spec_1d(PF_F32, 4), s, pf_replicated());
-  assert_int_equal(y, 1);
+  assert_int_equal(y.id, 1);
   OK(pf_graph_output(g, "keep", x));
   OK(pf_graph_output(g, "out", y));
   OK(pf_graph_validate(g));
@@ -667,12 +667,12 @@ static void test_no_output(void **state) {
   s = new_slice(g, 1);
   x = new_input(g, "x", pf_spec_1d(PF_F32, 4), s, pf_replicated());
   {
-    pf_gvalue orphan = {.spec = pf_spec_1d(PF_F32, 4), .slice = s,
+    pf_gvalue orphan = {.spec = pf_spec_1d(PF_F32, 4), .slice = s.id,
                         .sharding = pf_replicated(), .producer = -1,
                         .output_index = 0};
     OK(pf_graph_add_value(g, &orphan));
-    v = (pf_value_t)(g->n_values - 1);
-    OK(pf_graph_add_named(g, 1, "orphan", v));
+    v = (pf_value_t){(int32_t)(g->n_values - 1)};
+    OK(pf_graph_add_named(g, 1, "orphan", v.id));
   }
   assert_refused(g, PF_ENOOUTPUT);
   FAILS(PF_ENOOUTPUT, pf_graph_validate(g), "\"orphan\"", "value 1");

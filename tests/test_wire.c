@@ -1111,9 +1111,9 @@ static int graph_teardown(void **state) {
 }
 
 static void add_program(pf_graph *g, const char *name, const char *kernel,
-                        pf_attrs *attrs, pf_slice_t slice, int n_in,
-                        const pf_value_t *in, const pf_sharding *sh, int n_out,
-                        const pf_value_t *out) {
+                        pf_attrs *attrs, int32_t slice, int n_in,
+                        const int32_t *in, const pf_sharding *sh, int n_out,
+                        const int32_t *out) {
   pf_gprogram p;
   memset(&p, 0, sizeof p);
   p.name = (char *)name;
@@ -1121,15 +1121,15 @@ static void add_program(pf_graph *g, const char *name, const char *kernel,
   p.attrs = attrs;
   p.slice = slice;
   p.n_in = n_in;
-  p.in = (pf_value_t *)in;
+  p.in = (int32_t *)in;
   p.in_shardings = (pf_sharding *)sh;
   p.n_out = n_out;
-  p.out = (pf_value_t *)out;
+  p.out = (int32_t *)out;
   assert_int_equal(pf_graph_add_program(g, &p), 0);
 }
 
-static void add_value(pf_graph *g, pf_spec spec, pf_slice_t slice,
-                      pf_sharding sh, pf_program_t producer, int index) {
+static void add_value(pf_graph *g, pf_spec spec, int32_t slice,
+                      pf_sharding sh, int32_t producer, int index) {
   pf_gvalue v;
   memset(&v, 0, sizeof v);
   v.spec = spec;
@@ -1156,11 +1156,11 @@ static pf_graph *good_graph(const graph_fixture *f) {
   add_value(g, pf_spec_2d(PF_F32, 4, 4), 0, pf_replicated(), 0, 0);
   add_value(g, pf_spec_1d(PF_BF16, 6), 1, pf_split(0), 1, 0);
   add_value(g, pf_spec_scalar(PF_I64), 1, pf_replicated(), 1, 1);
-  add_program(g, "mm", "matmul", attrs, 0, 2, (pf_value_t[]){0, 0},
+  add_program(g, "mm", "matmul", attrs, 0, 2, (int32_t[]){0, 0},
               (pf_sharding[]){pf_split(0), pf_replicated()}, 1,
-              (pf_value_t[]){1});
-  add_program(g, "two", "split2", NULL, 1, 1, (pf_value_t[]){1},
-              (pf_sharding[]){pf_split(1)}, 2, (pf_value_t[]){2, 3});
+              (int32_t[]){1});
+  add_program(g, "two", "split2", NULL, 1, 1, (int32_t[]){1},
+              (pf_sharding[]){pf_split(1)}, 2, (int32_t[]){2, 3});
   assert_int_equal(pf_graph_add_named(g, 0, "x", 0), 0);
   assert_int_equal(pf_graph_add_named(g, 1, "y", 2), 0);
   assert_int_equal(pf_graph_add_named(g, 1, "z", 3), 0);
@@ -1238,7 +1238,7 @@ static void assert_graph_indices_ok(const pf_graph *g) {
     if (v->producer >= 0) {
       const pf_gprogram *p = &g->programs[v->producer];
       assert_true(v->output_index >= 0 && v->output_index < p->n_out);
-      assert_int_equal(p->out[v->output_index], (pf_value_t)i);
+      assert_int_equal(p->out[v->output_index], (int32_t)i);
     }
   }
   for (size_t i = 0; i < g->n_programs; i++) {
@@ -1253,7 +1253,7 @@ static void assert_graph_indices_ok(const pf_graph *g) {
       assert_true(p->in[j] >= 0 && (size_t)p->in[j] < g->n_values);
     for (int j = 0; j < p->n_out; j++) {
       assert_true(p->out[j] >= 0 && (size_t)p->out[j] < g->n_values);
-      assert_int_equal(g->values[p->out[j]].producer, (pf_program_t)i);
+      assert_int_equal(g->values[p->out[j]].producer, (int32_t)i);
     }
   }
   for (size_t i = 0; i < g->n_inputs; i++)

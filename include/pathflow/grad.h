@@ -39,11 +39,12 @@ struct pf_grad_call {
   const pf_sharding *in_shardings; /* how the program consumed them */
   int n_out;
   const pf_value_t *out;
-  /* Gradient of the loss with respect to each output, or -1 where the loss
-   * does not depend on that output (zero). At least one is not -1. */
+  /* Gradient of the loss with respect to each output, or PF_NO_VALUE (id
+   * PF_NO_ID) where the loss does not depend on that output (zero). At least
+   * one is a value. */
   const pf_value_t *out_grad;
-  /* To fill: the gradient for each input, or -1 where there is none (a
-   * constant input, such as labels). Set to -1 on entry. */
+  /* To fill: the gradient for each input, or PF_NO_VALUE where there is
+   * none (a constant input, such as labels). PF_NO_VALUE on entry. */
   pf_value_t *in_grad;
   /* 1 for each input whose gradient is needed (on a path to a parameter);
    * a rule may skip the others. */

@@ -15,7 +15,7 @@
  * and values involved; pf_compile() checks the whole graph again (graphs
  * can be rewired with pf_graph_set_input or decoded from bytes).
  *
- * Slices, values and programs are small integer ids, valid for their graph.
+ * Slices, values and programs are ids valid for their graph (see below).
  * The graph owns everything added to it. One thread at a time.
  */
 #ifndef PATHFLOW_GRAPH_H
@@ -31,9 +31,37 @@ extern "C" {
 #endif
 
 typedef struct pf_graph pf_graph;
-typedef int32_t pf_slice_t;
-typedef int32_t pf_value_t;
-typedef int32_t pf_program_t;
+
+/* Graph ids. Each kind of node has its own one-member struct, so that a
+ * value passed where a slice or a program is wanted does not compile. The
+ * member `id` is the node's index in its graph: slices, values and programs
+ * are each numbered 0, 1, 2... in the order they are added (a program's
+ * outputs get consecutive value ids), so pf_graph_num_programs bounds the
+ * program ids. Write an id from its index as (pf_program_t){i}; compare ids
+ * by their `id` members.
+ *
+ * No node has a negative id: PF_NO_ID (-1) marks an absent one, as in
+ * PF_NO_VALUE (a gradient rule's "no gradient", pf_grad_call). A function
+ * that makes an id writes it to an out parameter and returns 0, or returns
+ * a negative PF_E code and leaves the out parameter as it was (except
+ * pf_graph_grad, whose failure spoils the graph: grad.h); a function given
+ * an id that is absent or not in the graph returns PF_EINVAL. */
+typedef struct pf_slice_t {
+  int32_t id;
+} pf_slice_t;
+typedef struct pf_value_t {
+  int32_t id;
+} pf_value_t;
+typedef struct pf_program_t {
+  int32_t id;
+} pf_program_t;
+
+#define PF_NO_ID (-1)
+#ifdef __cplusplus
+#define PF_NO_VALUE (pf_value_t{PF_NO_ID})
+#else
+#define PF_NO_VALUE ((pf_value_t){PF_NO_ID})
+#endif
 
 #define PF_NAME_MAX 127 /* longest node, input or output name, in bytes */
 #define PF_MAX_ARGS 1024 /* most inputs per program */
@@ -193,10 +221,11 @@ PF_API int pf_graph_set_input(pf_graph *g, pf_program_t prog, int index,
  * pf_compile, naming programs on it. */
 PF_API int pf_graph_control(pf_graph *g, pf_program_t before, pf_program_t after);
 
-/* The slice program `prog` runs on, or PF_EINVAL (bad graph or program).
- * With pf_graph_num_programs it lets a caller find the programs another
- * builder appended (pf_graph_grad's) on a given slice. */
-PF_API int pf_graph_program_slice(const pf_graph *g, pf_program_t prog);
+/* Writes the slice program `prog` runs on to *out. With
+ * pf_graph_num_programs it lets a caller find the programs another builder
+ * appended (pf_graph_grad's) on a given slice. Errors: PF_EINVAL (bad
+ * graph, program or out). */
+PF_API int pf_graph_program_slice(const pf_graph *g, pf_program_t prog, pf_slice_t *out);
 
 /* Checks the whole graph: acyclic, kernels known, arities, dtypes, shapes,
  * shardings, slices, outputs produced. Returns the first problem found, in

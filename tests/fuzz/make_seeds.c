@@ -48,9 +48,9 @@ static int graph_mlp(pf_graph *g) {
   pf_spec sx = pf_spec_2d(PF_F32, 8, 16), sw = pf_spec_2d(PF_F32, 16, 4);
   pf_spec sb = pf_spec_1d(PF_F32, 4);
   pf_sharding split0 = pf_split(0);
-  pf_program_desc mm = {"mm", "matmul", NULL, 0, 2, NULL, NULL, &split0};
-  pf_program_desc bias = {"bias", "bias_add", NULL, 0, 2, NULL, NULL, NULL};
-  pf_program_desc act = {"act", "relu", NULL, 0, 1, NULL, NULL, NULL};
+  pf_program_desc mm = {"mm", "matmul", NULL, {PF_NO_ID}, 2, NULL, NULL, &split0};
+  pf_program_desc bias = {"bias", "bias_add", NULL, {PF_NO_ID}, 2, NULL, NULL, NULL};
+  pf_program_desc act = {"act", "relu", NULL, {PF_NO_ID}, 1, NULL, NULL, NULL};
   pf_value_t mm_in[2], bias_in[2];
   int rc;
   if ((rc = pf_graph_slice(g, PF_DEVICE_CPU, 2, &s0)) ||
@@ -82,10 +82,11 @@ static int graph_fill(pf_graph *g) {
   pf_attrs *fa = NULL, *sa = NULL;
   pf_slice_t s;
   pf_value_t a, b, c, d, ab[2];
-  pf_program_desc fill = {"ones", "fill", NULL, 0, 0, NULL, NULL, NULL};
-  pf_program_desc iota = {"ramp", "iota", NULL, 0, 0, NULL, NULL, NULL};
-  pf_program_desc add = {"sum", "add", NULL, 0, 2, NULL, NULL, NULL};
-  pf_program_desc scale = {"half", "scale", NULL, 0, 1, NULL, NULL, NULL};
+  pf_program_t fill_p, iota_p;
+  pf_program_desc fill = {"ones", "fill", NULL, {PF_NO_ID}, 0, NULL, NULL, NULL};
+  pf_program_desc iota = {"ramp", "iota", NULL, {PF_NO_ID}, 0, NULL, NULL, NULL};
+  pf_program_desc add = {"sum", "add", NULL, {PF_NO_ID}, 2, NULL, NULL, NULL};
+  pf_program_desc scale = {"half", "scale", NULL, {PF_NO_ID}, 1, NULL, NULL, NULL};
   int rc;
   if ((rc = pf_attrs_create(&fa)) || (rc = pf_attrs_create(&sa)) ||
       (rc = pf_attrs_set_ints(fa, "shape", shape, 2)) ||
@@ -98,8 +99,8 @@ static int graph_fill(pf_graph *g) {
   fill.attrs = fa;
   fill.slice = iota.slice = add.slice = scale.slice = s;
   iota.attrs = fa;
-  if ((rc = pf_graph_program(g, &fill, &a, NULL)) ||
-      (rc = pf_graph_program(g, &iota, &b, NULL)))
+  if ((rc = pf_graph_program(g, &fill, &a, &fill_p)) ||
+      (rc = pf_graph_program(g, &iota, &b, &iota_p)))
     goto out;
   ab[0] = a;
   ab[1] = b;
@@ -111,7 +112,7 @@ static int graph_fill(pf_graph *g) {
       (rc = pf_graph_output(g, "d", d)) || (rc = pf_graph_output(g, "c", c)))
     goto out;
   /* A control edge (iota before fill), so the fuzzer starts from one. */
-  rc = pf_graph_control(g, 1, 0);
+  rc = pf_graph_control(g, iota_p, fill_p);
 out:
   pf_attrs_destroy(fa);
   pf_attrs_destroy(sa);
@@ -124,7 +125,7 @@ static int graph_identity(pf_graph *g) {
   pf_slice_t s;
   pf_value_t x, y;
   pf_spec sx = pf_spec_2d(PF_BF16, 8, 4);
-  pf_program_desc id = {NULL, "identity", NULL, 0, 1, NULL, NULL, NULL};
+  pf_program_desc id = {NULL, "identity", NULL, {PF_NO_ID}, 1, NULL, NULL, NULL};
   pf_sharding split1 = pf_split(1);
   int rc;
   if ((rc = pf_graph_slice(g, PF_DEVICE_CPU, 4, &s)) ||
