@@ -74,6 +74,11 @@ struct pf_context {
   pf_registry *registry;
   pf_mpi *mpi; /* NULL: a single process */
   pf_runtime *runtime;
+  /* PATHFLOW_LOOPBACK_RANKS: the fabric, and the runtimes of ranks 1..n-1
+   * this process serves beside rank 0's (api/init.c). */
+  struct pf_loopback *loopback;
+  pf_runtime **peers;
+  int n_peers;
   int rank, size;
   pf_cluster cluster;
   int num_devices[PF_DEVICE_KIND_COUNT];
@@ -129,8 +134,11 @@ int pf_controller_wait(pf_context *ctx, pf_waiter *w);
 /* As wait, but gives up after timeout_ms (PF_ETIMEDOUT, still linked) or
  * only tests when timeout_ms is 0. */
 int pf_controller_wait_for(pf_context *ctx, pf_waiter *w, int64_t timeout_ms);
-/* The dispatcher's part of a step reply (api/dispatch.c), lock held. */
-void pf_controller_step_reply_locked(pf_context *ctx, pf_waiter *w);
+/* The dispatcher's part of a step reply from rank `from` (api/dispatch.c),
+ * lock held. */
+void pf_controller_step_reply_locked(pf_context *ctx, pf_waiter *w, int from);
+/* The dispatcher's part of a STEP_STARTED from rank `from`, lock held. */
+void pf_controller_stage_started_locked(pf_context *ctx, pf_waiter *w, int from);
 /* Frees the waiter table's buckets (the waiters are their callers'). */
 void pf_controller_table_free(pf_context *ctx);
 /* Prints every rank's counters (api/counters.c), rank by rank; a rank

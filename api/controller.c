@@ -81,7 +81,12 @@ void pf_controller_on_reply(void *arg, pf_msg *m) {
       record(w, m->status, m->message);
       completed = --w->pending == 0;
       if (completed) note_done(ctx, w);
-      if (w->step_req != NULL) pf_controller_step_reply_locked(ctx, w);
+      if (w->step_req != NULL) pf_controller_step_reply_locked(ctx, w, m->from);
+      break;
+    case PF_MSG_STEP_STARTED:
+      /* Sequential dispatch: a stage started; the next one may go. */
+      if ((w = find(ctx, m->step)) != NULL && w->step_req != NULL)
+        pf_controller_stage_started_locked(ctx, w, m->from);
       break;
     case PF_MSG_FETCH_REPLY:
       if ((w = find(ctx, m->request)) == NULL) break;

@@ -135,8 +135,19 @@ void pf_dispatch_enqueue(pf_context *ctx, pf_executable *e, pf_step_req *req) {
   pthread_mutex_unlock(&ctx->lock);
 }
 
-void pf_controller_step_reply_locked(pf_context *ctx, pf_waiter *w) {
-  pf_dispatch_step_reply_locked(ctx, w->step_req, w->pending == 0);
+void pf_controller_step_reply_locked(pf_context *ctx, pf_waiter *w, int from) {
+  pf_dispatch_step_reply_locked(ctx, w->step_req, w->pending == 0, from);
+}
+
+void pf_controller_stage_started_locked(pf_context *ctx, pf_waiter *w, int from) {
+  pf_dispatch_stage_started_locked(ctx, w->step_req, from);
+}
+
+void pf_dispatch_stage_started_locked(pf_context *ctx, pf_step_req *req, int from) {
+  /* Only the stage dispatched last moves dispatch on: a stage's DONE after
+   * its STARTED, or a late message of an earlier stage, does not. */
+  if (req->next_run > 0 && req->next_run < req->n_runs && req->ranks[req->next_run - 1] == from)
+    send_next_run(ctx, req);
 }
 
 /* Takes a step that never got a slot out of its executable's queue (every
@@ -162,10 +173,12 @@ static void unqueue(pf_context *ctx, pf_executable *e, pf_step_req *req) {
   }
 }
 
-void pf_dispatch_step_reply_locked(pf_context *ctx, pf_step_req *req, int step_done) {
+void pf_dispatch_step_reply_locked(pf_context *ctx, pf_step_req *req, int step_done, int from) {
   pf_executable *e = req->f->exe;
   if (!step_done) {
-    if (req->next_run < req->n_runs) send_next_run(ctx, req); /* sequential: next stage */
+    /* Sequential: a stage that failed before it started says so only by
+     * its DONE; the next stage goes all the same. */
+    pf_dispatch_stage_started_locked(ctx, req, from);
     return;
   }
   if (req->slot < 0) {

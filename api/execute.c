@@ -397,6 +397,9 @@ static int build_runs(pf_executable *e, pf_future *f, const uint64_t *in_ids,
     req->runs[req->n_runs++] = m;
     req->ranks[k] = c->stages[k];
     m->executable = e->id;
+    /* Sequential dispatch sends each stage's run once the stage before has
+     * started (every stage but the last says when). */
+    m->ack_start = e->dispatch == PF_DISPATCH_SEQUENTIAL && k + 1 < c->n_stages;
     m->n_inputs = (uint32_t)c->n_inputs;
     m->n_outputs = (uint32_t)c->n_outputs;
     m->n_drop = (uint32_t)n_drop;

@@ -64,10 +64,16 @@ int pf_put_shards(pf_context *ctx, const char *kind, const pf_io *in, const void
 
 /* Queues a step of `e` and dispatches what the slots allow. Takes `req`. */
 void pf_dispatch_enqueue(pf_context *ctx, pf_executable *e, pf_step_req *req);
-/* A rank finished its part of the step `req` (ctx->lock held): in
- * sequential mode the next stage starts; once every rank is done the slot
- * frees and queued steps go out. */
-void pf_dispatch_step_reply_locked(pf_context *ctx, pf_step_req *req, int step_done);
+/* Rank `from` finished its part of the step `req` (ctx->lock held): in
+ * sequential mode the next stage starts if `from` was the last one sent
+ * and had not said it started; once every rank is done the slot frees and
+ * queued steps go out. */
+void pf_dispatch_step_reply_locked(pf_context *ctx, pf_step_req *req, int step_done, int from);
+/* Sequential dispatch: rank `from` started its part of `req`; if it is the
+ * stage sent last, the next stage's run goes out (ctx->lock held). Its
+ * sends then meet their receives, however large: waiting for the stage to
+ * be done instead hung any transfer above MPI's eager limit. */
+void pf_dispatch_stage_started_locked(pf_context *ctx, pf_step_req *req, int from);
 void pf_step_req_free(pf_step_req *req);
 
 #endif

@@ -35,7 +35,11 @@ typedef enum pf_msg_kind {
   PF_MSG_CONNECT,     /* executable: make its communicators (every rank loaded) */
   PF_MSG_DUMP,        /* print what is pending (watchdog) */
   PF_MSG_COUNTERS,    /* request: send this rank's counters */
-  PF_MSG_COUNTERS_REPLY /* request, status, message, counters */
+  PF_MSG_COUNTERS_REPLY, /* request, status, message, counters */
+  /* executable, step: the RUN asked for it (ack_start): the step is
+   * started here, its receives posted or about to be (sequential dispatch
+   * sends the next stage's RUN on it, so a stage's sends meet receives) */
+  PF_MSG_STEP_STARTED
 } pf_msg_kind;
 
 typedef struct pf_msg {
@@ -43,6 +47,7 @@ typedef struct pf_msg {
   int32_t from; /* sender rank, filled in by the receiver */
   uint64_t executable, step, request, buffer;
   uint32_t slot; /* RUN: dispatch slot, selects the step's tag window */
+  int32_t ack_start; /* RUN: answer STEP_STARTED once the step starts */
   int32_t status;
   char *message; /* owned; may be NULL */
   pf_plan *plan; /* LOAD; owned */

@@ -44,7 +44,8 @@ const char *pf_msg_kind_name(pf_msg_kind k) {
   static const char *const names[] = {"none",      "register", "load",    "load_done",
                                       "run",       "step_done", "fetch",  "fetch_reply",
                                       "put",       "release",  "unload",  "shutdown",
-                                      "heartbeat", "connect", "dump", "counters", "counters_reply"};
+                                      "heartbeat", "connect", "dump", "counters", "counters_reply",
+                                      "step_started"};
   return (unsigned)k < PF_ARRAY_LEN(names) ? names[k] : "?";
 }
 
@@ -129,10 +130,13 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
       run.n_drop = m->n_drop;
       run.drop = m->drop;
       run.slot = m->slot;
+      run.ack_start = m->ack_start != 0;
       c.body_case = PATHFLOW__CONTROL__BODY_RUN;
       c.run = &run;
       break;
     case PF_MSG_STEP_DONE:
+    case PF_MSG_STEP_STARTED:
+      step_done.started = m->kind == PF_MSG_STEP_STARTED;
       step_done.executable = m->executable;
       step_done.step = m->step;
       step_done.status = m->status;
@@ -413,12 +417,13 @@ static int decode_body(const Pathflow__Control *c, int num_devices, pf_msg *m, p
       m->step = c->run->step;
       if (c->run->slot >= PF_MSG_SLOTS) return bad(d, "run: dispatch slot out of range");
       m->slot = c->run->slot;
+      m->ack_start = c->run->ack_start;
       m->inputs = ids_copy(c->run->inputs, c->run->n_inputs, &m->n_inputs, d, &rc);
       if (rc == 0) m->outputs = ids_copy(c->run->outputs, c->run->n_outputs, &m->n_outputs, d, &rc);
       if (rc == 0) m->drop = ids_copy(c->run->drop, c->run->n_drop, &m->n_drop, d, &rc);
       return rc;
     case PATHFLOW__CONTROL__BODY_STEP_DONE:
-      m->kind = PF_MSG_STEP_DONE;
+      m->kind = c->step_done->started ? PF_MSG_STEP_STARTED : PF_MSG_STEP_DONE;
       m->executable = c->step_done->executable;
       m->step = c->step_done->step;
       m->status = c->step_done->status;

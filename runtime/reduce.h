@@ -1,19 +1,15 @@
-/* Internal: element-wise reductions, shared by local collectives (devices
- * of one rank) and by the staging steps of MPI collectives, and the local
- * collectives themselves. Blocks move through base/box.h in both. */
+/* Internal: local collectives (among the devices of one rank). Blocks move
+ * through base/box.h, elements are reduced by base/reduce.h. */
 #ifndef PF_RUNTIME_REDUCE_H
 #define PF_RUNTIME_REDUCE_H
 
 #include <stddef.h>
 
+#include "base/reduce.h"
 #include "pathflow/types.h"
 #include "plan/plan.h"
 #include "runtime/storage.h"
 
-/* dst[i] = op(dst[i], src[i]) for n elements (MEAN accumulates a sum). */
-void pf_reduce_into(void *dst, const void *src, size_t n, pf_dtype dtype, int reduce_op);
-/* dst[i] /= count, for MEAN after a sum (float dtypes only). */
-void pf_reduce_finish(void *dst, size_t n, pf_dtype dtype, int reduce_op, int count);
 
 /* Runs collective `op` over n shards that all live on this rank: in[k] and
  * out[k] are shard k's input and output buffers with specs in_spec and

@@ -332,7 +332,8 @@ static void deliver(pf_runtime *rt, pf_msg *m) {
     return;
   }
   if (rt->rank == 0 && (m->kind == PF_MSG_LOAD_DONE || m->kind == PF_MSG_STEP_DONE ||
-                        m->kind == PF_MSG_FETCH_REPLY || m->kind == PF_MSG_COUNTERS_REPLY)) {
+                        m->kind == PF_MSG_STEP_STARTED || m->kind == PF_MSG_FETCH_REPLY ||
+                        m->kind == PF_MSG_COUNTERS_REPLY)) {
     rt->cfg.on_reply(rt->cfg.reply_arg, m);
     return;
   }
@@ -955,11 +956,9 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
     rt->poll_ms = 1;
     uv_timer_start(&rt->poll, on_poll, 1, 0);
   }
-  if (cfg->transport) {
+  if (cfg->transport && cfg->transport->ops->set_wake)
     /* A transport that says when something arrives wakes the loop. */
-    cfg->transport->wake = transport_woke;
-    cfg->transport->wake_arg = rt;
-  }
+    cfg->transport->ops->set_wake(cfg->transport, transport_woke, rt);
   if (pthread_create(&rt->thread, NULL, loop_main, rt) != 0) {
     uv_close((uv_handle_t *)&rt->wake, NULL);
     uv_close((uv_handle_t *)&rt->spin, NULL);
@@ -1013,6 +1012,10 @@ void pf_runtime_stop(pf_runtime *rt) {
   rt->stop_requested = 1;
   pthread_mutex_unlock(&rt->lock);
   uv_async_send(&rt->wake);
+  /* The loop closes its wake handle as it stops: the transport must not
+   * use it any more (the loop wakes itself until its sends are out). */
+  if (rt->cfg.transport && rt->cfg.transport->ops->set_wake)
+    rt->cfg.transport->ops->set_wake(rt->cfg.transport, NULL, NULL);
   pthread_join(rt->thread, NULL);
   uv_loop_close(&rt->loop);
   pf_executor_stop(rt->ex);

@@ -543,6 +543,11 @@ static void handle_run(pf_service *s, pf_msg *m) {
   s->runs = r;
   s->n_runs++;
   enqueue_collectives(s, r);
+  /* Sequential dispatch waits for this before it sends the next stage its
+   * run: said before the step starts, so it goes ahead of a STEP_DONE of a
+   * step that completes at once. Messages that come meanwhile wait for
+   * their receives (MPI's unexpected queue). */
+  if (m->ack_start) reply_status(s, PF_MSG_STEP_STARTED, m->executable, m->step, 0, NULL);
   r->starting = 1;
   if (why.code)
     rc = pf_executor_run_failed(s->cfg.executor, e->loaded, inputs, m->step, &why, executor_done,

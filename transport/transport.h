@@ -108,6 +108,10 @@ typedef struct pf_transport_ops {
    * `sent` callback from now on sends nothing and reports PF_EMPI. May be
    * NULL (the transport has no such hook). */
   void (*fault_ctrl_send)(pf_transport *t, int64_t n);
+  /* Gives the hook the transport calls, from any thread, when something
+   * arrived for this rank or one of its operations completed (the
+   * runtime wakes its loop). NULL for a transport that must be polled. */
+  void (*set_wake)(pf_transport *t, void (*wake)(void *arg), void *arg);
   /* Ends the whole job: prints why, naming this rank, and does not return. */
   void (*abort)(pf_transport *t, int code, const char *why) __attribute__((noreturn));
 } pf_transport_ops;
@@ -118,12 +122,9 @@ struct pf_transport {
   int local_rank, local_size; /* this rank among those of its host */
   int tag_ub;                 /* usable tags are [0, tag_ub] */
   /* 1 when nothing tells the loop that a message arrived: it must poll
-   * (MPI). 0 when the transport calls wake instead (loopback). */
+   * (MPI). 0 when the transport calls the hook given to set_wake instead
+   * (loopback). */
   int needs_polling;
-  /* Set by the runtime: called, from any thread, when something arrived
-   * for this rank or an operation of it completed. */
-  void (*wake)(void *arg);
-  void *wake_arg;
 };
 
 /* Ends the job: through t when there is one, else (a process of one rank)

@@ -1,0 +1,16 @@
+/* Internal: element-wise reductions of blocks (SUM, MAX, MIN, MEAN). */
+#ifndef PF_BASE_REDUCE_H
+#define PF_BASE_REDUCE_H
+
+#include <stddef.h>
+
+#include "pathflow/types.h"
+
+/* dst[i] = op(dst[i], src[i]) for n elements of dtype (MEAN accumulates a
+ * sum). Dtypes other than f32, f64, i32, i64 are left alone (the graph
+ * validator refuses reductions of them). */
+void pf_reduce_into(void *dst, const void *src, size_t n, pf_dtype dtype, int reduce_op);
+/* dst[i] /= count, for MEAN after a sum (float dtypes only). */
+void pf_reduce_finish(void *dst, size_t n, pf_dtype dtype, int reduce_op, int count);
+
+#endif
