@@ -26,4 +26,16 @@ PY
 # The local preset reads the file named by PATHFLOW_LOCAL_CLUSTER.
 PATHFLOW_LOCAL_CLUSTER="$dir/local.json" "$tool" cluster check local |
   grep -q "^cluster local (preset, from $dir/local.json): 1 host, 2 ranks" || { echo "FAIL: the local preset ignored the file"; exit 1; }
+# bench/sim_fidelity on the file: every graph measured and simulated, one row each.
+if [ -n "${2:-}" ]; then
+  mpirun --oversubscribe --bind-to none -np 2 -x PATHFLOW_CPU_DEVICES=1 "$2" -c "$dir/local.json" -r 3 \
+    >"$dir/fid.txt" 2>&1 || { cat "$dir/fid.txt"; exit 1; }
+  cat "$dir/fid.txt"
+  for g in chain dp_step pipeline allreduce; do
+    grep -Eq "^$g +2 +[0-9]+\.[0-9]+ +[0-9]+\.[0-9]+ +[+-][0-9]+\.[0-9]%$" "$dir/fid.txt" ||
+      { echo "FAIL: sim_fidelity: no row for $g"; exit 1; }
+  done
+  awk '$2 == 2 && ($3 <= 0 || $4 <= 0) { bad = 1 } END { exit bad }' "$dir/fid.txt" ||
+    { echo "FAIL: sim_fidelity: a makespan of 0"; exit 1; }
+fi
 echo "ok: calibrate"
