@@ -106,12 +106,22 @@ int pf_sim_cluster_parse(const char *text, size_t len, const char *source, pf_si
 int pf_sim_cluster_load_file(const char *path, pf_sim_cluster **out, pf_diag *diag);
 
 /* A built-in cluster by name ("local", "dgx-h100", "palm"); PF_ENOTFOUND
- * (naming the presets) for another name. */
+ * (naming the presets) for another name. "local" is the file that
+ * `pathflow calibrate` wrote (pf_sim_local_cluster_path) when there is one,
+ * with that file's errors if it does not load; else the built-in
+ * placeholder figures. */
 int pf_sim_cluster_preset(const char *name, pf_sim_cluster **out, pf_diag *diag);
 
 /* A preset's JSON text, or NULL for an unknown name; `names` (may be NULL)
  * receives a static ", "-separated list of the preset names. */
 const char *pf_sim_cluster_preset_text(const char *name, const char **names);
+
+/* Where `pathflow calibrate` writes this machine's cluster file and the
+ * "local" preset looks for it: $PATHFLOW_LOCAL_CLUSTER when set, else
+ * $XDG_CONFIG_HOME/pathflow/local.json, else $HOME/.config/pathflow/local.json.
+ * Returns buf (len bytes), or NULL when none of them is set or the path
+ * does not fit. Whether the file exists is the caller's to check. */
+const char *pf_sim_local_cluster_path(char *buf, size_t len);
 
 /* A preset name or a file: presets first, then the file system. */
 int pf_sim_cluster_load(const char *name_or_path, pf_sim_cluster **out, pf_diag *diag);

@@ -1,13 +1,16 @@
 /* The built-in clusters, in the file format itself so that the loader checks
  * them like any file. The figures and their sources are in
  * docs/cluster-format.md; keep the two in step. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sim/cluster.h"
 
-/* This machine. PLACEHOLDERS until `pathflow calibrate` exists: the op
- * dispatch cost is bench/overhead's figure (docs/performance.md), the rest
- * are rough guesses for a small 2-core VM. */
+/* This machine, when `pathflow calibrate` has not written its file
+ * (pf_sim_local_cluster_path): the op dispatch cost is bench/overhead's
+ * figure (docs/performance.md), the rest are rough guesses for a small
+ * 2-core VM. */
 static const char local_json[] =
     "{\n"
     "  \"version\": 1,\n"
@@ -77,4 +80,15 @@ const char *pf_sim_cluster_preset_text(const char *name, const char **names) {
   for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
     if (name != NULL && strcmp(presets[i].name, name) == 0) return presets[i].text;
   return NULL;
+}
+
+const char *pf_sim_local_cluster_path(char *buf, size_t len) {
+  const char *env = getenv("PATHFLOW_LOCAL_CLUSTER"), *xdg = getenv("XDG_CONFIG_HOME"),
+             *home = getenv("HOME");
+  int n;
+  if (env != NULL && env[0] != '\0') n = snprintf(buf, len, "%s", env);
+  else if (xdg != NULL && xdg[0] != '\0') n = snprintf(buf, len, "%s/pathflow/local.json", xdg);
+  else if (home != NULL && home[0] != '\0') n = snprintf(buf, len, "%s/.config/pathflow/local.json", home);
+  else return NULL;
+  return n >= 0 && (size_t)n < len ? buf : NULL;
 }

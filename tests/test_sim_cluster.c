@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "base/diag.h"
 #include "sim/cluster.h"
@@ -123,9 +125,30 @@ static void test_presets(void **state) {
   assert_int_equal(cl->max_devices_per_host, 8);
   assert_true(cl->nic.bandwidth == 50e9); /* 400 Gb/s */
   pf_sim_cluster_free(cl);
+  /* The built-in local, not a file `pathflow calibrate` left on this machine. */
+  setenv("PATHFLOW_LOCAL_CLUSTER", "/nonexistent/local.json", 1);
   if (pf_sim_cluster_preset("local", &cl, &d) != 0) fail_msg("%s", d.msg);
   assert_int_equal(cl->devices, 2);
   pf_sim_cluster_free(cl);
+  { /* a calibrated file, when there is one, is the local preset */
+    char path[] = "/tmp/pf_local_XXXXXX";
+    const char *text = pf_sim_cluster_preset_text("dgx-h100", NULL);
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    setenv("PATHFLOW_LOCAL_CLUSTER", path, 1);
+    if (pf_sim_cluster_preset("local", &cl, &d) != 0) fail_msg("%s", d.msg);
+    assert_int_equal(cl->devices, 256);
+    pf_sim_cluster_free(cl);
+    assert_int_equal(write(fd = open(path, O_WRONLY | O_TRUNC), "{", 1), 1);
+    close(fd);
+    assert_int_equal(pf_sim_cluster_preset("local", &cl, &d), PF_EDECODE);
+    assert_non_null(strstr(d.msg, path)); /* a broken file is an error, not a fallback */
+    unlink(path);
+    unsetenv("PATHFLOW_LOCAL_CLUSTER");
+    pf_diag_init(&d);
+  }
   assert_int_equal(pf_sim_cluster_preset("nope", &cl, &d), PF_ENOTFOUND);
   assert_non_null(strstr(d.msg, "local, dgx-h100, palm"));
   pf_diag_init(&d);

@@ -2,6 +2,7 @@
  * and prints what it describes, or prints a preset's file. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/diag.h"
 #include "sim/cluster.h"
@@ -97,7 +98,13 @@ int tool_cluster_cmd(int argc, char **argv) {
     fprintf(stderr, "pathflow cluster check: %s\n", d.msg);
     return 1;
   }
-  summary(stdout, cl, pf_sim_cluster_preset_text(argv[3], NULL) ? "preset" : argv[3]);
+  {
+    char path[4096], source[4200] = "preset";
+    if (strcmp(argv[3], "local") == 0 && pf_sim_local_cluster_path(path, sizeof path) &&
+        access(path, F_OK) == 0) /* what pf_sim_cluster_preset read */
+      snprintf(source, sizeof source, "preset, from %s", path);
+    summary(stdout, cl, pf_sim_cluster_preset_text(argv[3], NULL) ? source : argv[3]);
+  }
   pf_sim_cluster_free(cl);
   return 0;
 }

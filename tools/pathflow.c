@@ -9,6 +9,7 @@
  *   pathflow sim --cluster FILE|PRESET (GRAPH.pb | --example NAME |
  *                --import-chakra PREFIX) [...]   (tools/sim.c)
  *   pathflow cluster check FILE|PRESET | cluster show PRESET
+ *   pathflow calibrate [OUT.json] [--mpirun CMD] [--reps N] (tools/calibrate.c)
  *   pathflow help [COMMAND]     (or COMMAND --help)
  *
  * `plan` compiles a serialized graph for a simulated cluster (no MPI job is
@@ -57,7 +58,7 @@
   "       pathflow cluster show PRESET\n"                                           \
   "  check: reads a cluster description (docs/cluster-format.md), checks every\n"  \
   "  field and prints what it describes. show: prints a preset's file.\n"          \
-  "  Presets: local (placeholder figures until calibration), dgx-h100, palm.\n"
+  "  Presets: local (`pathflow calibrate`'s file, else placeholders), dgx-h100, palm.\n"
 
 /* Usage of one command (or of all when cmd is NULL) on f; returns rc. */
 static int usage(FILE *f, const char *cmd, int rc) {
@@ -67,6 +68,7 @@ static int usage(FILE *f, const char *cmd, int rc) {
   if (cmd == NULL || strcmp(cmd, "chart") == 0) fputs(CHART_USAGE, f);
   if (cmd == NULL || strcmp(cmd, "sim") == 0) fputs(tool_sim_usage, f);
   if (cmd == NULL || strcmp(cmd, "cluster") == 0) fputs(CLUSTER_USAGE, f);
+  if (cmd == NULL || strcmp(cmd, "calibrate") == 0) fputs(tool_calibrate_usage, f);
   if (cmd == NULL) fputs("See docs/cli.md.\n", f);
   return rc;
 }
@@ -244,6 +246,10 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "trace") == 0) return cmd_trace(argc, argv);
   if (strcmp(argv[1], "chart") == 0) return cmd_chart(argc, argv);
   if (strcmp(argv[1], "sim") == 0) return tool_sim(argc, argv);
+  if (strcmp(argv[1], "calibrate") == 0) {
+    int rc = tool_calibrate(argc, argv);
+    return rc < 0 ? usage(stderr, "calibrate", 2) : rc;
+  }
   if (strcmp(argv[1], "cluster") == 0) {
     if (wants_help(argc, argv)) return usage(stdout, "cluster", 0);
     int rc = tool_cluster_cmd(argc, argv);
@@ -253,7 +259,8 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "help") == 0) {
     if (argc > 2 && strcmp(argv[2], "example") != 0 && strcmp(argv[2], "plan") != 0 &&
         strcmp(argv[2], "trace") != 0 && strcmp(argv[2], "chart") != 0 &&
-        strcmp(argv[2], "sim") != 0 && strcmp(argv[2], "cluster") != 0) {
+        strcmp(argv[2], "sim") != 0 && strcmp(argv[2], "cluster") != 0 &&
+        strcmp(argv[2], "calibrate") != 0) {
       fprintf(stderr, "pathflow: unknown command \"%s\"\n", argv[2]);
       return usage(stderr, NULL, 2);
     }

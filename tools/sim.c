@@ -11,12 +11,14 @@
 #include "sim/chakra_export.h"
 #include "sim/replay.h"
 #include "sim/sched_cluster.h"
+#include "tools/timeline.h"
 #include "tools/tool.h"
 
 const char tool_sim_usage[] =
     "usage: pathflow sim --cluster FILE|PRESET (GRAPH.pb | --example NAME | --import-chakra PREFIX)\n"
     "         [--devices N] [--steps T] [--algo ring|tree|double_tree|hierarchical]\n"
-    "         [--trace OUT.json] [--export-chakra PREFIX]\n"
+    "         [--trace OUT.json] [--export-chakra PREFIX] [--svg OUT.svg]\n"
+    "         [--compare REAL_TRACE.json [--compare-out BOTH.json]]\n"
     "  Compiles a graph for a described cluster (a JSON file, docs/cluster-format.md,\n"
     "  or a preset: local, dgx-h100, palm) with the scheduler of a real run, and\n"
     "  replays one execution of it in virtual time; or replays Chakra traces\n"
@@ -24,10 +26,13 @@ const char tool_sim_usage[] =
     "  exposed communication time, bytes per class of link and the critical path.\n"
     "  --example NAME: a built-in graph (mlp, pipeline, stencil) over N devices (all\n"
     "  the cluster's), T steps. --algo: the allreduce algorithm (ring). --trace: a\n"
-    "  Chrome trace of the run (Perfetto). --export-chakra: the plans as traces.\n";
+    "  Chrome trace of the run (Perfetto). --export-chakra: the plans as traces.\n"
+    "  --svg: a Gantt chart of the run (compute and communication per device).\n"
+    "  --compare: a real run's trace (PATHFLOW_TRACE) of the same graph: prints each\n"
+    "  step's and each op's error; --compare-out writes both into one Chrome trace.\n";
 
 typedef struct sim_args {
-  const char *cluster, *graph, *example, *import, *trace, *chakra;
+  const char *cluster, *graph, *example, *import, *trace, *chakra, *svg, *compare, *compare_out;
   int64_t devices, steps;
   int algo;
 } sim_args;
@@ -55,6 +60,9 @@ static int parse(int argc, char **argv, sim_args *a) {
     else if (strcmp(o, "--import-chakra") == 0) a->import = v;
     else if (strcmp(o, "--trace") == 0) a->trace = v;
     else if (strcmp(o, "--export-chakra") == 0) a->chakra = v;
+    else if (strcmp(o, "--svg") == 0) a->svg = v;
+    else if (strcmp(o, "--compare") == 0) a->compare = v;
+    else if (strcmp(o, "--compare-out") == 0) a->compare_out = v;
     else if (strcmp(o, "--devices") == 0) {
       if (pf_parse_int(v, 1, 100000000, &a->devices) != 0)
         return bad(o, v, "an integer in [1, 100000000]");
@@ -201,6 +209,34 @@ static void report(const pf_sim_result *r, const pf_sim_cluster *cl, const pf_co
          prep_s);
 }
 
+/* --svg and --compare, from the simulated timeline (the --trace file, or
+ * text[0..len)). */
+static int timeline_outputs(const sim_args *a, const char *text, size_t len, pf_diag *d) {
+  tl_trace *sim = NULL, *real = NULL;
+  FILE *f = NULL;
+  int rc = a->trace ? tl_load(a->trace, &sim, d) : tl_parse(text, len, "the simulation", &sim, d);
+  if (rc == 0 && a->svg) {
+    if ((f = fopen(a->svg, "w")) == NULL) rc = pf_diag_error(d, PF_ESYS, "cannot write %s", a->svg);
+    else if ((rc = tl_svg(sim, f, 256)) != 0 || fclose(f) != 0)
+      rc = pf_diag_error(d, PF_ESYS, "writing %s failed", a->svg);
+    if (rc == 0) printf("wrote %s (SVG Gantt chart)\n", a->svg);
+    f = NULL;
+  }
+  if (rc == 0 && a->compare && (rc = tl_load(a->compare, &real, d)) == 0) {
+    if (a->compare_out && (f = fopen(a->compare_out, "w")) == NULL)
+      rc = pf_diag_error(d, PF_ESYS, "cannot write %s", a->compare_out);
+    if (rc == 0) rc = tl_compare(real, sim, -1, stdout, f, d);
+    if (f && fclose(f) != 0 && rc == 0)
+      rc = pf_diag_error(d, PF_ESYS, "writing %s failed", a->compare_out);
+    if (rc == 0 && f)
+      printf("wrote %s (the real run's median step and the simulation: open it in Perfetto)\n",
+             a->compare_out);
+  }
+  tl_free(sim);
+  tl_free(real);
+  return rc;
+}
+
 int tool_sim(int argc, char **argv) {
   sim_args a;
   pf_sim_cluster *cl = NULL;
@@ -211,6 +247,8 @@ int tool_sim(int argc, char **argv) {
   int64_t n = 0;
   uint64_t t0, t1 = 0;
   FILE *trace = NULL;
+  char *timeline = NULL; /* the simulated timeline, when not in a --trace file */
+  size_t timeline_len = 0;
   int rc;
   for (int i = 2; i < argc; i++)
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -227,6 +265,9 @@ int tool_sim(int argc, char **argv) {
   rc = a.import ? import_traces(a.import, &t, &n, &d) : graph_traces(&a, cl, &t, &n, &comp, &d);
   if (rc == 0 && a.trace && (trace = fopen(a.trace, "w")) == NULL)
     rc = pf_diag_error(&d, PF_ESYS, "cannot write %s", a.trace);
+  if (rc == 0 && !a.trace && (a.svg || a.compare) &&
+      (trace = open_memstream(&timeline, &timeline_len)) == NULL)
+    rc = pf_diag_error(&d, PF_ENOMEM, "out of memory");
   t1 = pf_now_ns();
   if (rc == 0)
     rc = pf_sim_replay(t, n, cl,
@@ -234,16 +275,17 @@ int tool_sim(int argc, char **argv) {
                                          .trace = trace},
                        &r, &d);
   if (trace && fclose(trace) != 0 && rc == 0)
-    rc = pf_diag_error(&d, PF_ESYS, "writing %s failed", a.trace);
+    rc = pf_diag_error(&d, PF_ESYS, "writing %s failed", a.trace ? a.trace : "the timeline");
   if (rc == 0) {
     report(r, cl, comp, (double)(t1 - t0) * 1e-9, (double)(pf_now_ns() - t1) * 1e-9);
     if (a.trace) printf("wrote %s (Chrome trace: open it in Perfetto)\n", a.trace);
     if (a.chakra) printf("wrote %s.0.et .. %s.%" PRId64 ".et\n", a.chakra, a.chakra, n - 1);
-  } else {
-    fprintf(stderr, "pathflow sim: %s (%s)\n", d.msg, pf_errname(rc));
+    if (a.svg || a.compare) rc = timeline_outputs(&a, timeline, timeline_len, &d);
   }
+  if (rc != 0) fprintf(stderr, "pathflow sim: %s (%s)\n", d.msg, pf_errname(rc));
   for (int64_t k = 0; k < n && t; k++) pf_chakra_free(t[k]);
   free(t);
+  free(timeline);
   pf_sim_result_free(r);
   pf_compiled_free(comp);
   pf_sim_cluster_free(cl);

@@ -34,6 +34,11 @@ int tool_chart(const char *csv, const char *svg, char *why, size_t len);
 extern const char tool_sim_usage[];
 int tool_sim(int argc, char **argv);
 
+/* pathflow calibrate (tools/calibrate.c): its usage text, and the command
+ * (0, 1 for a failure, 2 or -1 for a usage error). */
+extern const char tool_calibrate_usage[];
+int tool_calibrate(int argc, char **argv);
+
 /* `pathflow cluster check FILE|PRESET` and `pathflow cluster show PRESET`
  * (tools/cluster.c): 0 or 1 (the error printed), -1 for a usage error. */
 int tool_cluster_cmd(int argc, char **argv);
