@@ -20,6 +20,24 @@ int pf_box_contiguous(const pf_box *box, const int64_t *dims,
   return 1;
 }
 
+int pf_block_run(const pf_spec *buffer, const int64_t *offset, const int64_t *extent,
+                 size_t *displacement, size_t *nbytes) {
+  size_t es = pf_dtype_size(buffer->dtype), n = es;
+  int64_t stride = 1, disp = 0;
+  int i = 0, contiguous = 1;
+  for (int k = buffer->rank - 1; k >= 0; k--) {
+    n *= (size_t)extent[k];
+    disp += offset[k] * stride;
+    stride *= buffer->dims[k];
+  }
+  while (i < buffer->rank && extent[i] == 1) i++;
+  for (int k = i + 1; k < buffer->rank; k++)
+    if (extent[k] != buffer->dims[k]) contiguous = 0;
+  *displacement = (size_t)disp * es;
+  *nbytes = n;
+  return contiguous;
+}
+
 /* Row-major strides in elements. */
 static void strides(const int64_t *dims, int rank, int64_t *st) {
   int64_t s = 1;

@@ -39,6 +39,14 @@ size_t pf_box_nbytes(const pf_box *box, size_t elem_size);
 int pf_box_contiguous(const pf_box *box, const int64_t *dims,
                       const int64_t *offset);
 
+/* Where the block of `extent` elements at `offset` lies in a row-major
+ * tensor of spec `buffer`: *displacement bytes from its start (of its first
+ * element), *nbytes bytes in all. Returns 1 when those bytes are one
+ * contiguous run (past leading extents of 1, every extent whole), so the
+ * block can be sent, received or copied in place; 0 when not. */
+int pf_block_run(const pf_spec *buffer, const int64_t *offset, const int64_t *extent,
+                 size_t *displacement, size_t *nbytes);
+
 /* Copies the block of `extent` elements at src_off in src (spec src_spec) to
  * dst_off in dst (spec dst_spec), with pf_box_copy. Both specs have the
  * same rank and dtype, and the block lies inside both tensors. */

@@ -131,29 +131,15 @@ static p2p *take_match(p2p **list, int src, int dst, int tag) {
 static int t_box_prepare(pf_transport *t, const pf_spec *buffer, const int64_t *offset,
                          const int64_t *extent, pf_xfer_box *out) {
   lb_box *b = calloc(1, sizeof *b);
-  size_t es = pf_dtype_size(buffer->dtype), nbytes = es;
-  int64_t stride = 1, disp = 0;
-  int i = 0;
   (void)t;
   out->impl = b;
   if (b == NULL) return PF_ENOMEM;
   b->buffer = *buffer;
-  b->contiguous = 1;
   for (int k = 0; k < buffer->rank; k++) {
-    nbytes *= (size_t)extent[k];
     b->offset[k] = offset[k];
     b->extent[k] = extent[k];
   }
-  for (int k = buffer->rank - 1; k >= 0; k--) {
-    disp += offset[k] * stride;
-    stride *= buffer->dims[k];
-  }
-  /* Contiguous when, past leading extents of 1, every extent is whole. */
-  while (i < buffer->rank && extent[i] == 1) i++;
-  for (int k = i + 1; k < buffer->rank; k++)
-    if (extent[k] != buffer->dims[k]) b->contiguous = 0;
-  b->displacement = (size_t)disp * es;
-  out->nbytes = nbytes;
+  b->contiguous = pf_block_run(buffer, offset, extent, &b->displacement, &out->nbytes);
   return 0;
 }
 

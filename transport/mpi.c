@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/box.h"
 #include "base/util.h"
 #include "pathflow/error.h"
 
@@ -822,21 +823,13 @@ int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len, pf_diag *
 
 int pf_mpi_box_make(const pf_spec *buffer, const int64_t *offset,
                     const int64_t *extent, pf_mpi_box *out) {
-  size_t es = pf_dtype_size(buffer->dtype), nbytes = es;
-  int64_t stride = 1, disp = 0;
-  int contiguous = 1, rank = buffer->rank, i = 0;
+  size_t es = pf_dtype_size(buffer->dtype), nbytes, disp;
+  int rank = buffer->rank, contiguous;
   memset(out, 0, sizeof *out);
-  for (int k = 0; k < rank; k++) nbytes *= (size_t)extent[k];
+  contiguous = pf_block_run(buffer, offset, extent, &disp, &nbytes);
   out->nbytes = nbytes;
-  for (int k = rank - 1; k >= 0; k--) {
-    disp += offset[k] * stride;
-    stride *= buffer->dims[k];
-  }
-  while (i < rank && extent[i] == 1) i++;
-  for (int k = i + 1; k < rank; k++)
-    if (extent[k] != buffer->dims[k]) contiguous = 0;
   if (contiguous && nbytes <= (size_t)INT32_MAX) {
-    out->displacement = (size_t)disp * es;
+    out->displacement = disp;
     out->count = (int)nbytes;
     out->type = MPI_BYTE;
     return 0;
