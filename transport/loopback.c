@@ -92,13 +92,8 @@ static void wake(endpoint *e) {
   if (e->wake != NULL) e->wake(e->wake_arg);
 }
 
-static int push_done(endpoint *e, pf_transport_cb cb, void *arg, int status) {
-  done_item *d = malloc(sizeof *d);
-  if (d == NULL) return PF_ENOMEM;
-  d->cb = cb;
-  d->arg = arg;
-  d->sent = NULL;
-  d->status = status;
+/* Queues d for e's progress and wakes e's loop. */
+static void queue_done(endpoint *e, done_item *d) {
   d->next = NULL;
   if (e->done_tail)
     e->done_tail->next = d;
@@ -106,6 +101,16 @@ static int push_done(endpoint *e, pf_transport_cb cb, void *arg, int status) {
     e->done_head = d;
   e->done_tail = d;
   wake(e);
+}
+
+static int push_done(endpoint *e, pf_transport_cb cb, void *arg, int status) {
+  done_item *d = malloc(sizeof *d);
+  if (d == NULL) return PF_ENOMEM;
+  d->cb = cb;
+  d->arg = arg;
+  d->sent = NULL;
+  d->status = status;
+  queue_done(e, d);
   return 0;
 }
 
@@ -439,14 +444,8 @@ static int t_ctrl_send(pf_transport *t, int peer, uint8_t *buf, size_t len,
     d->arg = NULL;
     d->sent = sent;
     d->status = fail ? PF_EMPI : 0;
-    d->next = NULL;
     e->pending++;
-    if (e->done_tail)
-      e->done_tail->next = d;
-    else
-      e->done_head = d;
-    e->done_tail = d;
-    wake(e);
+    queue_done(e, d);
   }
   pthread_mutex_unlock(&lb->lock);
   return 0;
