@@ -7,7 +7,7 @@
  *          --example train`, 4 microbatches) on the first N devices of the
  *          palm preset, N = 64 .. 6,144: compiled by the scheduler of a real
  *          run, turned into traces, replayed
- *   ring   one 1 MB ring allreduce over N devices, N = 256 .. 16,384, given
+ *   ring   one 1 MB ring allreduce over N devices, N = 256 .. 8,192, given
  *          as ASTRA-sim's micro-benchmarks give it (one collective node per
  *          device, no group: every device), one device a host on 400 Gb/s
  *          links
@@ -178,7 +178,7 @@ static void bench(const char *what, const int64_t *sizes, int n_sizes, int reps)
 
 int main(int argc, char **argv) {
   static const int64_t train_sizes[] = {64, 256, 1024, 3072, 6144};
-  static const int64_t ring_sizes[] = {256, 1024, 4096, 16384};
+  static const int64_t ring_sizes[] = {256, 1024, 4096, 8192};
   int reps = 3, any = 0;
   for (int i = 1; i < argc; i++)
     if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {

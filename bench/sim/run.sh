@@ -33,6 +33,8 @@ hosts_list=${*:-256 1024}
 reps=${REPS:-3}
 bw=${BW:-12.5e9}
 lat=${LAT:-5e-6}
+# The simulator uses no BLAS: OpenBLAS's idle threads would only spin beside it.
+export OPENBLAS_NUM_THREADS=1
 count=203776
 bytes=$((count * 4))
 steps=10
