@@ -12,9 +12,6 @@
 #include "scheduler/memory.h"
 #include "scheduler/plan_builder.h"
 
-/* Most devices in the slice of one collective (stack arrays below). */
-#define PF_MAX_COLLECTIVE_SLICE 4096
-
 /* A shard's home: global device index and buffer on that device's rank. */
 typedef struct home {
   int32_t device;
@@ -47,6 +44,10 @@ typedef struct lowering {
   pf_plan_builder **pb;    /* per rank */
   layout **layouts;        /* per value: the producer's layout first */
   pf_arena mem;            /* layouts and their shards, freed together */
+  /* Per rank, -1 between uses: a collective's scratch (slot of the rank in
+   * its communicator), so that grouping a slice's shards by rank is linear
+   * in the slice's size. */
+  int32_t *rank_slot;
 } lowering;
 
 static const pf_cluster_device *dev(const lowering *L, int32_t global) {
@@ -255,65 +256,86 @@ static int comm_id(lowering *L, const int32_t *ranks, int n) {
  * one op per rank takes all its local shards (in shard order), combines
  * them in the rank, and runs one MPI collective among the ranks (ordered by
  * their first shard). For broadcast, `root` is the root's rank in the
- * communicator and `axis` the root shard's index among that rank's inputs. */
+ * communicator and `axis` the root shard's index among that rank's inputs.
+ * Linear in n: shards are grouped by rank with a counting sort through
+ * L->rank_slot, which is left all -1 again. */
 static int lower_hierarchical(lowering *L, pf_plan_op *op, int n, const int32_t *ranks,
                               const uint32_t *in_buf, const uint32_t *out_buf, const layout *in) {
-  int32_t order[PF_MAX_COLLECTIVE_SLICE];
-  uint32_t li[PF_MAX_COLLECTIVE_SLICE], lo[PF_MAX_COLLECTIVE_SLICE];
-  int n_ranks = 0, id, rc, root_shard = op->root;
+  int32_t *order = pf_mallocn((size_t)n, sizeof *order), *slot = L->rank_slot;
+  int32_t *start = pf_calloc((size_t)n + 1, sizeof *start), *first = pf_mallocn((size_t)n, sizeof *first);
+  uint32_t *li = pf_mallocn((size_t)n, sizeof *li), *lo = pf_mallocn((size_t)n, sizeof *lo);
+  int n_ranks = 0, id, rc = PF_ENOMEM, root_shard = op->root;
+  if (!order || !start || !first || !li || !lo) goto out;
   for (int s = 0; s < n; s++) {
-    int seen = 0;
-    for (int k = 0; k < n_ranks; k++) seen |= order[k] == ranks[s];
-    if (!seen) order[n_ranks++] = ranks[s];
+    if (slot[ranks[s]] < 0) {
+      first[n_ranks] = s;
+      slot[ranks[s]] = n_ranks;
+      order[n_ranks++] = ranks[s];
+    }
+    start[slot[ranks[s]] + 1]++;
   }
-  if ((id = comm_id(L, order, n_ranks)) < 0) return id;
+  for (int k = 0; k < n_ranks; k++) start[k + 1] += start[k];
+  for (int s = 0; s < n; s++) { /* stable: shard order within a rank */
+    int32_t k = slot[ranks[s]];
+    li[start[k]] = in_buf[s];
+    lo[start[k]++] = out_buf[s];
+  }
+  for (int k = n_ranks; k > 0; k--) start[k] = start[k - 1];
+  start[0] = 0;
+  if ((id = comm_id(L, order, n_ranks)) < 0) {
+    rc = id;
+    goto out;
+  }
   op->comm = id;
   if (op->collective == PF_BROADCAST) {
     /* The root's rank in the communicator, and its place among that
      * rank's inputs. */
     int before = 0;
     for (int s = 0; s < root_shard; s++) before += ranks[s] == ranks[root_shard];
-    for (int k = 0; k < n_ranks; k++)
-      if (order[k] == ranks[root_shard]) op->root = k;
+    op->root = slot[ranks[root_shard]];
     op->axis = before;
   }
-  for (int k = 0; k < n_ranks; k++) {
-    uint32_t m = 0;
-    int first = -1;
-    for (int s = 0; s < n; s++) {
-      if (ranks[s] != order[k]) continue;
-      if (first < 0) first = s;
-      li[m] = in_buf[s];
-      lo[m++] = out_buf[s];
-    }
-    op->device = dev(L, in->shards[first].device)->local;
+  rc = 0;
+  for (int k = 0; k < n_ranks && rc == 0; k++) {
+    op->device = dev(L, in->shards[first[k]].device)->local;
     op->shard = k;
-    if ((rc = pf_pb_comm(L->pb[order[k]], id, order, (uint32_t)n_ranks)) != 0 ||
-        (rc = pf_pb_op(L->pb[order[k]], op, li, m, lo, m, NULL)) != 0)
-      return rc;
+    if ((rc = pf_pb_comm(L->pb[order[k]], id, order, (uint32_t)n_ranks)) == 0)
+      rc = pf_pb_op(L->pb[order[k]], op, li + start[k], (uint32_t)(start[k + 1] - start[k]),
+                    lo + start[k], (uint32_t)(start[k + 1] - start[k]), NULL);
   }
-  return 0;
+out:
+  for (int k = 0; order && k < n_ranks; k++) slot[order[k]] = -1;
+  free(order);
+  free(start);
+  free(first);
+  free(li);
+  free(lo);
+  return rc;
 }
 
 /* A collective: one op on the rank when the whole slice is on one rank;
  * else one MPI collective op per rank, each rank holding one shard. */
 static int lower_collective(lowering *L, int32_t pid, layout *in, layout *out) {
   const pf_gprogram *p = &L->g->programs[pid];
-  int n = L->g->slices[p->slice].num_devices, rc, id;
-  int32_t ranks[PF_MAX_COLLECTIVE_SLICE];
-  uint32_t in_buf[PF_MAX_COLLECTIVE_SLICE], out_buf[PF_MAX_COLLECTIVE_SLICE];
+  int n = L->g->slices[p->slice].num_devices, rc = 0, id;
+  int32_t *ranks = pf_mallocn((size_t)n, sizeof *ranks);
+  uint32_t *in_buf = pf_mallocn((size_t)n, sizeof *in_buf);
+  uint32_t *out_buf = pf_mallocn((size_t)n, sizeof *out_buf);
   pf_plan_op op;
   int one_rank = 1, one_each = 1;
-  if (n > (int)PF_ARRAY_LEN(ranks))
-    return pf_diag_error(L->d, PF_ENOTSUP, "collective \"%s\": slice of %d devices is too large",
-                         p->name, n);
+  if (!ranks || !in_buf || !out_buf) {
+    rc = PF_ENOMEM;
+    goto out;
+  }
   for (int s = 0; s < n; s++) {
     ranks[s] = dev(L, in->shards[s].device)->rank;
     one_rank &= ranks[s] == ranks[0];
-    for (int t = 0; t < s; t++) one_each &= ranks[t] != ranks[s];
+    one_each &= L->rank_slot[ranks[s]] < 0; /* a rank seen before is marked */
+    L->rank_slot[ranks[s]] = s;
     in_buf[s] = in->shards[s].buffer;
     out_buf[s] = out->shards[s].buffer;
   }
+  for (int s = 0; s < n; s++) L->rank_slot[ranks[s]] = -1;
   memset(&op, 0, sizeof op);
   op.kind = PF_OP_COLLECTIVE;
   op.program = pid;
@@ -327,27 +349,36 @@ static int lower_collective(lowering *L, int32_t pid, layout *in, layout *out) {
   if (one_rank) {
     op.comm = -1;
     op.device = dev(L, in->shards[0].device)->local;
-    return pf_pb_op(L->pb[ranks[0]], &op, in_buf, (uint32_t)n, out_buf, (uint32_t)n, NULL);
+    rc = pf_pb_op(L->pb[ranks[0]], &op, in_buf, (uint32_t)n, out_buf, (uint32_t)n, NULL);
+    goto out;
   }
   if (!one_each) {
     if (op.collective == PF_ALLREDUCE || op.collective == PF_BROADCAST)
-      return lower_hierarchical(L, &op, n, ranks, in_buf, out_buf, in);
-    return pf_diag_error(L->d, PF_ENOTSUP,
+      rc = lower_hierarchical(L, &op, n, ranks, in_buf, out_buf, in);
+    else
+      rc = pf_diag_error(L->d, PF_ENOTSUP,
                          "collective \"%s\": a %s over a slice with several devices on each "
                          "of several ranks is not supported (allreduce and broadcast are); "
                          "use one device per rank, or one rank",
                          p->name, op.collective == PF_ALLGATHER ? "allgather" : "collective");
+    goto out;
   }
-  if ((id = comm_id(L, ranks, n)) < 0) return id;
+  if ((id = comm_id(L, ranks, n)) < 0) {
+    rc = id;
+    goto out;
+  }
   op.comm = id;
-  for (int s = 0; s < n; s++) {
+  for (int s = 0; s < n && rc == 0; s++) {
     op.device = dev(L, in->shards[s].device)->local;
     op.shard = s;
-    if ((rc = pf_pb_comm(L->pb[ranks[s]], id, ranks, (uint32_t)n)) != 0 ||
-        (rc = pf_pb_op(L->pb[ranks[s]], &op, &in_buf[s], 1, &out_buf[s], 1, NULL)) != 0)
-      return rc;
+    if ((rc = pf_pb_comm(L->pb[ranks[s]], id, ranks, (uint32_t)n)) == 0)
+      rc = pf_pb_op(L->pb[ranks[s]], &op, &in_buf[s], 1, &out_buf[s], 1, NULL);
   }
-  return 0;
+out:
+  free(ranks);
+  free(in_buf);
+  free(out_buf);
+  return rc;
 }
 
 /* Lays value v out on `slice` with `sh` for `consumer`, reusing a layout
@@ -379,17 +410,34 @@ static int consume(lowering *L, const pf_gprogram *consumer, int32_t v,
     const pf_cluster_device *cd = dev(L, gd);
     pf_spec local;
     int first = 1;
+    /* The source shards that can feed shard d: a replicated source's one
+     * replica (found once per shard: once per source shard was cubic), a
+     * partial one's summand d, or any split piece. */
+    int s_lo = 0, s_hi = n_src;
+    if (src->sharding.kind == PF_SHARD_REPLICATED) {
+      s_lo = pick_replica(L, src, gd, d);
+      s_hi = s_lo + 1;
+    } else if (src->sharding.kind == PF_SHARD_PARTIAL) { /* summand d to shard d */
+      s_lo = d;
+      s_hi = d + 1;
+    }
     pf_shard_region(&val->spec, sh, n_dst, d, dlo, dext);
+    if (src->sharding.kind == PF_SHARD_SPLIT && src->sharding.axis >= 0 && src->sharding.axis < rank) {
+      /* Only the split pieces that overlap this shard along the axis: a
+       * reshard between two slices is then linear, not quadratic. */
+      int a = src->sharding.axis;
+      int64_t block = val->spec.dims[a] / n_src;
+      if (block > 0 && dext[a] > 0) {
+        s_lo = (int)PF_MINOF(dlo[a] / block, (int64_t)n_src);
+        s_hi = (int)PF_MINOF((dlo[a] + dext[a] - 1) / block + 1, (int64_t)n_src);
+      }
+    }
     pf_shard_spec(&val->spec, sh, n_dst, &local, "", NULL);
     lay->shards[d].device = gd;
-    for (int s = 0; s < n_src; s++) {
+    for (int s = s_lo; s < s_hi; s++) {
       int64_t slo[PF_MAX_RANK], sext[PF_MAX_RANK], ilo[PF_MAX_RANK], iext[PF_MAX_RANK];
       pf_box box;
       int rc, whole = 1;
-      if ((src->sharding.kind == PF_SHARD_REPLICATED &&
-           s != pick_replica(L, src, gd, d)) ||
-          (src->sharding.kind == PF_SHARD_PARTIAL && s != d))
-        continue;
       pf_shard_region(&val->spec, src->sharding, n_src, s, slo, sext);
       if (!pf_region_intersect(rank, dlo, dext, slo, sext, ilo, iext)) continue;
       box.rank = rank;
@@ -622,11 +670,6 @@ static int reserve_plans(lowering *L) {
   return rc;
 }
 
-static int count_local(const pf_cluster *cl, int rank) {
-  int n = 0;
-  for (int i = 0; i < cl->n_devices; i++) n += cl->devices[i].rank == rank;
-  return n;
-}
 
 int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
                 pf_compiled **out, pf_diag *d) {
@@ -642,12 +685,17 @@ int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
   L.slice_devices = pf_calloc(g->n_slices, sizeof *L.slice_devices);
   L.pb = pf_calloc((size_t)cl->n_ranks, sizeof *L.pb);
   L.layouts = pf_calloc(g->n_values, sizeof *L.layouts);
+  L.rank_slot = pf_mallocn((size_t)cl->n_ranks + 1, sizeof *L.rank_slot);
   order = pf_mallocn(g->n_programs, sizeof *order);
   c = calloc(1, sizeof *c);
   rc = PF_ENOMEM;
-  if (!L.slice_devices || !L.pb || !L.layouts || !order || !c) goto done;
+  if (!L.slice_devices || !L.pb || !L.layouts || !L.rank_slot || !order || !c) goto done;
+  /* Devices per rank, counted once (rank_slot is then reset to -1). */
+  memset(L.rank_slot, 0, ((size_t)cl->n_ranks + 1) * sizeof *L.rank_slot);
+  for (int i = 0; i < cl->n_devices; i++) L.rank_slot[cl->devices[i].rank]++;
   for (int r = 0; r < cl->n_ranks; r++)
-    if (pf_pb_create(r, count_local(cl, r), exe_id, &L.pb[r])) goto done;
+    if (pf_pb_create(r, L.rank_slot[r], exe_id, &L.pb[r])) goto done;
+  for (int r = 0; r < cl->n_ranks; r++) L.rank_slot[r] = -1;
   if ((rc = pf_graph_check_order(g, order, d)) != 0) goto done;
   if ((rc = place(&L)) != 0) goto done;
   if ((rc = reserve_plans(&L)) != 0) goto done;
@@ -694,6 +742,7 @@ done:
   free(L.slice_devices);
   free(L.pb);
   free(L.layouts);
+  free(L.rank_slot);
   free(order);
   if (rc != 0) {
     pf_compiled_free(c);

@@ -449,30 +449,41 @@ static uint64_t group_hash(const int64_t *g, uint32_t n) {
 static int match_collectives(engine *e) {
   coll_key *keys = NULL;
   size_t nk = 0, cap = 0;
-  int rc = 0;
+  uint64_t h, all_hash = 0;
+  int rc = 0, have_all = 0;
   for (int64_t i = 0; i < e->n_nodes && rc == 0; i++) {
     node *n = &e->nodes[i];
     pf_chakra_node *c = (pf_chakra_node *)n->src;
     if (c->type != PF_CHAKRA_COLL) continue;
-    if (c->group == NULL) { /* every device, as ASTRA-sim's traces mean */
-      c->group = pf_mallocn((size_t)e->n_devices, sizeof *c->group);
-      if (c->group == NULL) return PF_ENOMEM;
-      memcpy(c->group, e->all_devices, (size_t)e->n_devices * sizeof *c->group);
-      c->n_group = (uint32_t)e->n_devices;
+    const int64_t *group = c->group;
+    uint32_t n_group = c->n_group;
+    if (group == NULL) { /* every device, as ASTRA-sim's traces mean: one shared array, so
+                          * that n such nodes cost O(n) memory, not O(n^2) */
+      group = e->all_devices;
+      n_group = (uint32_t)e->n_devices;
+    } else {
+      uint32_t k = 1;
+      while (k < n_group && c->group[k - 1] < c->group[k]) k++;
+      if (k < n_group) qsort(c->group, n_group, sizeof *c->group, cmp_i64); /* sorted: skip */
     }
-    qsort(c->group, c->n_group, sizeof *c->group, cmp_i64);
-    for (uint32_t k = 0; k < c->n_group; k++)
-      if (c->group[k] < 0 || c->group[k] >= e->n_devices || (k && c->group[k] == c->group[k - 1]))
+    for (uint32_t k = 0; group != e->all_devices && k < n_group; k++)
+      if (group[k] < 0 || group[k] >= e->n_devices || (k && group[k] == group[k - 1])) {
+        free(keys);
         return pf_diag_error(e->d, PF_EINVAL, "device %" PRId64 " node id %" PRIu64 " (\"%s\"): "
                              "its group names device %" PRId64 " %s", n->device, c->id, c->name,
-                             c->group[k], c->group[k] < 0 || c->group[k] >= e->n_devices
+                             group[k], group[k] < 0 || group[k] >= e->n_devices
                                               ? "outside the simulated devices" : "twice");
+      }
     if (pf_grow((void **)&keys, &cap, nk + 1, sizeof *keys)) {
       free(keys);
       return PF_ENOMEM;
     }
-    keys[nk++] = (coll_key){group_hash(c->group, c->n_group), 0, n->device, i, c->group,
-                            c->n_group};
+    if (group == e->all_devices && !have_all) { /* hashed once, as an explicit full group */
+      all_hash = group_hash(group, n_group);
+      have_all = 1;
+    }
+    h = group == e->all_devices ? all_hash : group_hash(group, n_group);
+    keys[nk++] = (coll_key){h, 0, n->device, i, group, n_group};
   }
   if (nk == 0) return 0;
   qsort(keys, nk, sizeof *keys, cmp_by_device);
@@ -504,7 +515,8 @@ static int match_collectives(engine *e) {
                                    cmp_i64);
       const pf_chakra_node *src = e->nodes[keys[m].index].src;
       if (keys[m].n_group != c->n_group ||
-          memcmp(keys[m].group, c->group, c->n_group * sizeof *c->group) != 0 || pos == NULL) {
+          (keys[m].group != c->group &&
+           memcmp(keys[m].group, c->group, c->n_group * sizeof *c->group) != 0) || pos == NULL) {
         rc = pf_diag_error(e->d, PF_EINVAL, "device %" PRId64 " node id %" PRIu64 " (\"%s\"): "
                            "a collective whose group does not include its own device",
                            keys[m].device, src->id, src->name);

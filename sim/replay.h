@@ -67,8 +67,9 @@ typedef struct pf_sim_result {
 
 /* Replays traces[0..n_devices) (trace d runs on device d of `cl`, which
  * must have at least n_devices devices). The traces are the caller's; the
- * replay sorts each collective's group and gives one that names none the
- * group of every device, in place. Errors: PF_EINVAL (a send without
+ * replay sorts each collective's group in place (a collective that names
+ * no group is read as the group of every device, held once for all such
+ * nodes, so memory stays linear in the devices). Errors: PF_EINVAL (a send without
  * its receive, a device outside the cluster, a collective whose group names
  * a device without a trace: the message names the node), PF_ESTATE (nodes
  * that can never run: the message names one and what it waits for),

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/layout.h"
+#include "base/util.h"
 #include "pathflow/error.h"
 #include "graph/graph_codec.h"
 #include "graph/graph_internal.h"
@@ -311,12 +312,63 @@ static void test_control_dependencies(void **state) {
   free(c.devices);
 }
 
+
+/* Collectives over more devices than the old 4096-entry stack arrays:
+ * 6,144 devices 4 to a rank (one op per rank with its 4 local shards, a
+ * communicator of 1,536 ranks in shard order), and 5,000 ranks one device
+ * each; a broadcast's root maps to its rank and its place on the rank. */
+static void test_large_collectives(void **state) {
+  static const struct {
+    int ranks, per;
+    pf_collective_kind kind;
+    int root;
+  } cases[] = {{1536, 4, PF_ALLREDUCE, 0}, {1536, 4, PF_BROADCAST, 4097}, {5000, 1, PF_ALLREDUCE, 0}};
+  (void)state;
+  for (size_t k = 0; k < PF_ARRAY_LEN(cases); k++) {
+    pf_cluster c = make_cluster(cases[k].ranks, 1, cases[k].per);
+    pf_graph *g = new_graph(&c);
+    pf_slice_t sl;
+    pf_value_t x, y;
+    pf_spec spec = pf_spec_1d(PF_F32, 8);
+    pf_compiled *comp;
+    OK(pf_graph_slice(g, PF_DEVICE_CPU, c.n_devices, &sl));
+    OK(pf_graph_input(g, "x", &spec, sl, pf_replicated(), &x));
+    OK(pf_graph_collective(g, &(pf_collective_desc){.name = "c", .kind = cases[k].kind, .slice = sl,
+                                                      .in = x, .op = PF_REDUCE_SUM,
+                                                      .root = cases[k].root},
+                           &y, NULL));
+    OK(pf_graph_output(g, "y", y));
+    comp = compile(g, &c);
+    assert_int_equal(count_ops(comp, PF_OP_COLLECTIVE, NULL), cases[k].ranks);
+    for (int r = 0; r < comp->n_ranks; r++) {
+      const pf_plan *p = comp->plans[r];
+      const pf_plan_op *op = NULL;
+      for (uint32_t i = 0; i < p->n_ops; i++)
+        if (p->ops[i].kind == PF_OP_COLLECTIVE) op = &p->ops[i];
+      assert_non_null(op);
+      assert_int_equal(op->n_in, cases[k].per);
+      assert_int_equal(op->shard, r); /* ranks ordered by their first shard */
+      assert_int_equal(p->n_comms, 1);
+      assert_int_equal(p->comms[0].n_ranks, cases[k].ranks);
+      assert_int_equal(p->comms[0].ranks[r], r);
+      if (cases[k].kind == PF_BROADCAST) {
+        assert_int_equal(op->root, cases[k].root / cases[k].per);
+        assert_int_equal(op->axis, cases[k].root % cases[k].per);
+      }
+    }
+    pf_compiled_free(comp);
+    pf_graph_destroy(g);
+    free(c.devices);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_packed_and_spread),
       cmocka_unit_test(test_reshard_pieces_are_minimal),
       cmocka_unit_test(test_gang_order_ties_by_index),
       cmocka_unit_test(test_control_dependencies),
+      cmocka_unit_test(test_large_collectives),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -125,6 +125,67 @@ static int mlp(pf_graph *g, int devices) {
   return rc;
 }
 
+/* A data-parallel + pipeline training step: `devices` split into `stages`
+ * pipeline stages (4, 2 or 1: the most that divide the devices), each a
+ * data-parallel slice holding its layer's weight whole; `micro`
+ * microbatches go forward through the stages (h = relu(h @ w), activations
+ * handed from stage to stage), then backward in reverse (each stage's
+ * weight gradient is a partial sum over its slice, accumulated over the
+ * microbatches and reduced by one allreduce per stage). */
+static int train(pf_graph *g, int devices, int micro) {
+  int stages = devices % 4 == 0 ? 4 : devices % 2 == 0 ? 2 : 1, per = devices / stages;
+  enum { ROWS = 8, H = 256 };
+  pf_spec xs = pf_spec_2d(PF_F32, (int64_t)ROWS * per, H), ws = pf_spec_2d(PF_F32, H, H);
+  pf_slice_t sl[4];
+  pf_value_t w[4], gw[4], *act = calloc((size_t)(stages + 1) * (size_t)micro, sizeof *act);
+  pf_attrs *ta = NULL;
+  int rc = act ? pf_attrs_create(&ta) : PF_ENOMEM;
+  if (rc == 0) rc = pf_attrs_set_int(ta, "transpose_a", 1);
+  for (int i = 0; i < stages && rc == 0; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "w%d", i);
+    if ((rc = pf_graph_slice(g, PF_DEVICE_CPU, per, &sl[i])) == 0)
+      rc = pf_graph_input(g, name, &ws, sl[i], pf_replicated(), &w[i]);
+  }
+  /* act[m * (stages + 1) + i]: the input of stage i for microbatch m. */
+  for (int m = 0; m < micro && rc == 0; m++) {
+    char name[32];
+    pf_value_t *a = &act[m * (stages + 1)], h;
+    snprintf(name, sizeof name, "x%d", m);
+    rc = pf_graph_input(g, name, &xs, sl[0], pf_split(0), &a[0]);
+    for (int i = 0; i < stages && rc == 0; i++)
+      if ((rc = prog(g, "matmul", sl[i], 2, (pf_value_t[]){a[i], w[i]}, &h)) == 0)
+        rc = prog(g, "relu", sl[i], 1, &h, &a[i + 1]);
+  }
+  for (int m = 0; m < micro && rc == 0; m++) {
+    pf_value_t *a = &act[m * (stages + 1)], grad = a[stages], gm;
+    for (int i = stages - 1; i >= 0 && rc == 0; i--) {
+      char name[32];
+      snprintf(name, sizeof name, "grad_w%d_m%d", i, m);
+      rc = pf_graph_program(g, &(pf_program_desc){.name = name, .kernel = "matmul",
+                                                   .attrs = ta, .slice = sl[i], .n_in = 2,
+                                                   .in = (pf_value_t[]){a[i], grad}},
+                            &gm, NULL);
+      if (rc == 0 && m > 0) rc = prog(g, "add", sl[i], 2, (pf_value_t[]){gw[i], gm}, &gm);
+      if (rc == 0) gw[i] = gm;
+      if (rc == 0 && i > 0) rc = prog(g, "matmul", sl[i], 2, (pf_value_t[]){grad, w[i]}, &grad);
+    }
+  }
+  for (int i = 0; i < stages && rc == 0; i++) {
+    char name[32], ar[32];
+    snprintf(name, sizeof name, "grad_w%d", i);
+    snprintf(ar, sizeof ar, "allreduce_w%d", i);
+    rc = pf_graph_collective(g, &(pf_collective_desc){.name = ar, .kind = PF_ALLREDUCE,
+                                                       .slice = sl[i], .in = gw[i],
+                                                       .op = PF_REDUCE_SUM},
+                             &gw[i], NULL);
+    if (rc == 0) rc = pf_graph_output(g, name, gw[i]);
+  }
+  pf_attrs_destroy(ta);
+  free(act);
+  return rc;
+}
+
 int tool_example(const char *name, int devices, int steps, const pf_graph_env *env,
                  pf_graph **out) {
   int rc;
@@ -135,6 +196,8 @@ int tool_example(const char *name, int devices, int steps, const pf_graph_env *e
     rc = pipeline(*out, devices);
   else if (strcmp(name, "mlp") == 0)
     rc = mlp(*out, devices);
+  else if (strcmp(name, "train") == 0)
+    rc = train(*out, devices, steps);
   else
     rc = PF_ENOTFOUND;
   if (rc != 0) {

@@ -24,9 +24,10 @@ const char tool_sim_usage[] =
     "  replays one execution of it in virtual time; or replays Chakra traces\n"
     "  PREFIX.0.et, PREFIX.1.et, ... Prints the makespan, each device's busy and\n"
     "  exposed communication time, bytes per class of link and the critical path.\n"
-    "  --example NAME: a built-in graph (mlp, pipeline, stencil) over N devices (all\n"
-    "  the cluster's), T steps. --algo: the allreduce algorithm (ring). --trace: a\n"
-    "  Chrome trace of the run (Perfetto). --export-chakra: the plans as traces.\n"
+    "  --example NAME: a built-in graph (mlp, pipeline, stencil, train) over N devices\n"
+    "  (all the cluster's), T steps (train: T microbatches). --algo: the allreduce\n"
+    "  algorithm (ring). --trace: a Chrome trace of the run (Perfetto).\n"
+    "  --export-chakra: the plans as traces.\n"
     "  --svg: a Gantt chart of the run (compute and communication per device).\n"
     "  --compare: a real run's trace (PATHFLOW_TRACE) of the same graph: prints each\n"
     "  step's and each op's error; --compare-out writes both into one Chrome trace.\n";

@@ -15,7 +15,8 @@ int tool_cluster(const char *spec, int64_t memory, pf_cluster *out);
 int tool_env(int devices, pf_graph_env *env, pf_diag *diag);
 
 /* Sample graphs: "mlp" (data-parallel layers with an allreduce), "pipeline"
- * (one stage per device), "stencil" (Task Bench 1-D stencil). `devices`
+ * (one stage per device), "stencil" (Task Bench 1-D stencil), "train" (a
+ * data-parallel + pipeline training step, `steps` microbatches). `devices`
  * sizes them. */
 int tool_example(const char *name, int devices, int steps, const pf_graph_env *env,
                  pf_graph **out);
