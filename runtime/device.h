@@ -97,6 +97,8 @@ struct pf_device {
 typedef struct pf_running_slot {
   _Atomic(pf_step *) step;
   _Atomic uint32_t op;
+  int rank; /* of the thread's runtime: crash reports name it (a process
+             * of loopback ranks holds several) */
 } pf_running_slot;
 
 /* The calling thread runs ops from now on and records them in `slot`

@@ -257,6 +257,7 @@ int pf_cpu_device_create(const pf_cpu_device_config *cfg, pf_device **out) {
   if ((c = calloc(1, sizeof *c)) == NULL) return PF_ENOMEM;
   c->base.ops = &cpu_ops;
   c->cfg = *cfg;
+  c->running.rank = cfg->rank;
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->wake, NULL);
   if (pthread_create(&c->thread, NULL, worker_main, c) != 0) {

@@ -855,7 +855,7 @@ static void crash_handler(int sig, siginfo_t *info, void *ctx) {
   /* pathflow's own aborts (pf_mpi_abort) have said why already. */
   if (s != NULL || sig != SIGABRT) {
     st_str(&t, "pathflow: rank ");
-    st_int(&t, crash_rank);
+    st_int(&t, rs != NULL ? rs->rank : crash_rank);
     st_str(&t, ": ");
     st_str(&t, signal_name(sig));
     if (s != NULL) {
@@ -918,6 +918,7 @@ int pf_executor_start(const pf_executor_config *cfg, pf_executor **out) {
   ex->cfg = *cfg;
   pf_clock_real_init(&ex->clock_own);
   ex->clock = cfg->clock ? cfg->clock : &ex->clock_own;
+  ex->loop_running.rank = cfg->rank;
   pthread_mutex_init(&ex->run_lock, NULL);
   ex->devices = pf_calloc((size_t)cfg->num_devices, sizeof *ex->devices);
   ex->inline_ops = pf_calloc((size_t)cfg->num_devices, sizeof(*ex->inline_ops));
