@@ -35,11 +35,37 @@ static int wants_sum(const pf_graph *g, int32_t v) {
          g->slices[val->slice].num_devices > 1 && val->reduced == 0;
 }
 
+static int32_t packed_program(const pf_graph *g, pf_value_t packed) {
+  return g->values[packed.id].producer;
+}
+
+/* Orders bucket program `pack` ahead of the programs on its slice that
+ * were added after its members' producers and before the buckets (`start`:
+ * the rest of the backward pass), so the device packs, and the loop starts
+ * the bucket's allreduce, as soon as the members are ready rather than
+ * after everything with a lower number (the gang order breaks ties by
+ * number, and the pack is numbered last). Builders add a program after its
+ * inputs, so none of those programs feeds the pack; a graph rewired
+ * against that order is checked by the caller, which drops the edges if
+ * they close a cycle. */
+static int order_early(pf_graph *g, const pf_value_t *values, const int *members, int count,
+                       int32_t pack, int32_t start) {
+  int32_t last = -1, slice = g->programs[pack].slice;
+  for (int j = 0; j < count; j++) {
+    int32_t p = g->values[values[members[j]].id].producer;
+    if (p > last) last = p;
+  }
+  for (int32_t q = last + 1; q < start; q++)
+    if (g->programs[q].slice == slice && pf_graph_add_control(g, pack, q) != 0)
+      return pf_diag_error(g->env.diag, PF_ENOMEM, "allreduce buckets: out of memory");
+  return 0;
+}
+
 /* Packs the `count` values members[] (indices into values), sums the pack
  * once and unpacks each piece into sums[]. A bucket of one is reduced as
  * it is. */
 static int emit(pf_graph *g, const pf_value_t *values, const int *members, int count,
-                int *next, pf_value_t *sums) {
+                int32_t start, int *next, pf_value_t *sums) {
   char base[64], name[PF_NAME_MAX + 1];
   pf_value_t in[PF_MAX_ARGS], packed, sum;
   int32_t summed;
@@ -59,6 +85,8 @@ static int emit(pf_graph *g, const pf_value_t *values, const int *members, int c
                                            .n_in = count, .in = in},
                         &packed, NULL);
   if (rc != 0) return rc;
+  if ((rc = order_early(g, values, members, count, packed_program(g, packed), start)) != 0)
+    return rc;
   /* Named "<base>/pack/sum". */
   if ((rc = pf_graph_reduce_partial(g, packed.id, NULL, &summed, g->env.diag)) != 0)
     return rc;
@@ -98,7 +126,11 @@ int pf_graph_allreduce_buckets(pf_graph *g, int n, const pf_value_t *values,
     size_t bytes;
     int count, open;
   } *b = NULL;
+  int32_t start;
+  size_t n_controls;
   if (g == NULL || values == NULL || sums == NULL || n < 1) return PF_EINVAL;
+  start = (int32_t)g->n_programs;
+  n_controls = g->n_controls;
   for (int i = 0; i < n; i++)
     if (values[i].id < 0 || (size_t)values[i].id >= g->n_values)
       return pf_diag_error(g->env.diag, PF_EINVAL,
@@ -142,7 +174,20 @@ int pf_graph_allreduce_buckets(pf_graph *g, int n, const pf_value_t *values,
     int count = 0;
     for (int i = 0; i < n; i++)
       if (bucket_of[i] == k) members[count++] = i;
-    rc = emit(g, values, members, count, &next, sums);
+    rc = emit(g, values, members, count, start, &next, sums);
+  }
+  if (rc == 0 && g->n_controls > n_controls) {
+    /* The early ordering is an optimisation: if a rewired graph makes it a
+     * cycle, leave the buckets in the default order instead. */
+    int32_t *order = pf_mallocn(g->n_programs, sizeof *order);
+    pf_diag quiet;
+    pf_diag_init(&quiet);
+    if (order == NULL) {
+      rc = pf_diag_error(g->env.diag, PF_ENOMEM, "allreduce buckets: out of memory");
+    } else if (pf_graph_topo_order(g, order, &quiet) != 0) {
+      g->n_controls = n_controls;
+    }
+    free(order);
   }
 done:
   free(bucket_of);

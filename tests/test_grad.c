@@ -446,6 +446,21 @@ static int bucketed_mlp(int n, long cap, pf_tensor *const *data, pf_tensor **got
   }
   for (size_t p = 0; p < g->n_programs; p++)
     allreduces += strcmp(g->programs[p].kernel, "pf.allreduce") == 0;
+  if (cap == 400 && n > 1) {
+    /* The first bucket (b2, w2, b1) is packed, and its allreduce started,
+     * before w1's gradient is computed, not after it. */
+    int32_t *order = malloc(g->n_programs * sizeof *order), pack = -1, w1 = -1;
+    int32_t w1_producer = g->values[gv[0].id].producer;
+    pf_diag d;
+    pf_diag_init(&d);
+    OK(pf_graph_topo_order(g, order, &d));
+    for (size_t k = 0; k < g->n_programs; k++) {
+      if (strcmp(g->programs[order[k]].name, "bucket0/pack") == 0) pack = (int32_t)k;
+      if (order[k] == w1_producer) w1 = (int32_t)k;
+    }
+    assert_true(pack >= 0 && w1 >= 0 && pack < w1);
+    free(order);
+  }
   /* Reading a bucketed partial gradient whole later takes its piece of
    * the bucket: no allreduce of its own. */
   before = (int)g->n_programs;
