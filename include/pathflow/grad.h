@@ -95,7 +95,7 @@ PF_API int pf_graph_grad_partial(pf_graph *g, pf_value_t loss, int n, const pf_v
  * depends on the reduction order of the transport, which for MPI can
  * change with the message size when more than 2 ranks take part (with 2
  * ranks and any number of devices each, it cannot: a sum of two is one
- * addition). Programs are named "bucket<k>/pack", ".../sum",
+ * addition). Programs are named "bucket<k>/pack", "bucket<k>/pack/sum",
  * ".../unpack<i>" (unique in the graph). Use it on the gradients from
  * pf_graph_grad_partial (examples/train_mlp.c).
  * Errors: PF_EINVAL (n < 1, NULL, a bad value), PF_EDTYPE (a partial value
