@@ -6,8 +6,10 @@
 #   (b) PyTorch DistributedDataParallel (gloo), one thread per process, when
 #       Debian's python3-torch is installed (bench/train.sh --install-torch
 #       installs it; it is never a dependency of the library).
-# Runs alternate (pathflow, MPI, PyTorch, pathflow, ...) ROUNDS times (3);
-# the table shows each one's median samples/s and the ratios.
+# pathflow runs twice a round: with its gradient buckets (the default) and
+# with --no-bucket (one allreduce per gradient).
+# Runs alternate (pathflow, pathflow --no-bucket, MPI, PyTorch, pathflow, ...)
+# ROUNDS times (3); the table shows each one's median samples/s and the ratios.
 set -euo pipefail
 if [[ ${1:-} == --install-torch ]]; then
   apt-get install -y -qq --no-install-recommends python3-torch python3-numpy >/dev/null
@@ -24,19 +26,23 @@ for p in python3 /usr/bin/python3; do
   if "$p" -c 'import torch' 2>/dev/null; then torch_ok=1 py=$p; break; fi
 done
 rate() { grep -oE '[0-9]+ samples/s' | tail -n 1 | cut -d' ' -f1; }
-pf=() raw=() pt=()
+pf=() pf_plain=() raw=() pt=()
 for ((r = 0; r < rounds; r++)); do
   pf+=("$("${mpi[@]}" "$build/examples/train_mlp" --limit-steps $steps --epochs 1 \
           --schedule constant 2>&1 | rate)")
+  pf_plain+=("$("${mpi[@]}" "$build/examples/train_mlp" --limit-steps $steps --epochs 1 \
+          --schedule constant --no-bucket 2>&1 | rate)")
   raw+=("$("${mpi[@]}" "$build/bench/train_mpi" --steps $steps 2>&1 | rate)")
   if ((torch_ok)); then pt+=("$("$py" "$here/train_ddp.py" --steps $steps 2>&1 | rate)"); fi
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-m_pf=$(median "${pf[@]}") m_raw=$(median "${raw[@]}")
+m_pf=$(median "${pf[@]}") m_plain=$(median "${pf_plain[@]}") m_raw=$(median "${raw[@]}")
 echo "# bench/train: 784-256-10, global batch 128, Adam, 2 ranks, median of $rounds (samples/s)"
 printf '%-28s %10s %s\n' "pathflow (train_mlp)" "$m_pf" "(${pf[*]})"
+printf '%-28s %10s %s\n' "pathflow, --no-bucket" "$m_plain" "(${pf_plain[*]})"
 printf '%-28s %10s %s\n' "hand-written MPI+OpenBLAS" "$m_raw" "(${raw[*]})"
 awk -v a="$m_pf" -v b="$m_raw" 'BEGIN { printf "%-28s %10.3f (target >= 0.97)\n", "pathflow / hand-written", a / b }'
+awk -v a="$m_plain" -v b="$m_raw" 'BEGIN { printf "%-28s %10.3f\n", "--no-bucket / hand-written", a / b }'
 if ((torch_ok)); then
   m_pt=$(median "${pt[@]}")
   printf '%-28s %10s %s\n' "PyTorch DDP (gloo)" "$m_pt" "(${pt[*]})"

@@ -3,13 +3,16 @@
  *   mpirun -np 2 build/examples/train_mlp [--hidden 256] [--batch 128]
  *       [--epochs 5] [--lr 0.001] [--optimizer adam|momentum|sgd] [--seed 1]
  *       [--devices N] [--data DIR] [--limit-steps N] [--metrics FILE.csv]
+ *       [--bucket-kb N | --no-bucket]
  *       [--checkpoint DIR [--checkpoint-every N] [--checkpoint-keep K] [--resume]]
  *
  * Every device reads and keeps only its part of the data set (idx_read
  * split by rows over all devices of the job); each step picks its rows of
  * the batch on the device from a permutation of its part (batch_rows,
  * partitioned), runs forward, the backward pass pf_graph_grad derived, and
- * the optimizer; parameters and optimizer state stay on the devices as
+ * the optimizer; the gradients (left partial by pf_graph_grad_partial) and
+ * the loss are summed over the devices in buckets, one allreduce each
+ * (pf_graph_allreduce_buckets); parameters and optimizer state stay on the devices as
  * buffers from step to step, updated in place (donated each step). Test
  * accuracy is counted by every device on its part of the test set. Per
  * step the controller sends the run message, the step number and the
@@ -38,6 +41,7 @@
 
 typedef struct opts {
   int hidden[MAX_LAYERS], n_hidden, batch, epochs, devices, limit_steps, every, keep, resume;
+  long bucket_kb; /* -1: --no-bucket, one allreduce per gradient */
   double lr;
   const char *optimizer, *data, *metrics, *schedule, *checkpoint;
   int64_t seed;
@@ -51,20 +55,23 @@ static void usage(FILE *f) {
           "                 [--optimizer adam|momentum|sgd] [--seed N] [--devices N]\n"
           "                 [--schedule cosine|constant] [--data DIR] [--limit-steps N]\n"
           "                 [--metrics FILE.csv] [--checkpoint DIR [--checkpoint-every N]\n"
-          "                 [--checkpoint-keep K] [--resume]]\n"
+          "                 [--checkpoint-keep K] [--resume]] [--bucket-kb N | --no-bucket]\n"
           "Data-parallel MLP training on Fashion-MNIST (Debian's dataset-fashion-mnist).\n"
           "Defaults: --hidden 256 --batch 128 --epochs 15 --lr 0.001 --optimizer adam\n"
           "          --schedule cosine (adam's rate decays to 0 over the run)\n"
           "          --seed 1 --devices 1 (per rank) --data /usr/share/datasets/fashion-mnist\n"
           "          --checkpoint-every 500 --checkpoint-keep 2 (older step-N directories\n"
-          "          are removed once a newer checkpoint is complete)\n");
+          "          are removed once a newer checkpoint is complete)\n"
+          "          --bucket-kb 256 (gradients and the loss summed in buckets of at most\n"
+          "          N KiB, one allreduce each; a larger gradient alone; --no-bucket: one\n"
+          "          allreduce per gradient, for comparison)\n");
 }
 
 static int parse(int argc, char **argv, opts *o) {
   *o = (opts){.hidden = {256}, .n_hidden = 1, .batch = 128, .epochs = 15, .devices = 1,
               .lr = 0.001, .optimizer = "adam", .schedule = "cosine",
               .data = "/usr/share/datasets/fashion-mnist",
-              .seed = 1, .every = 500, .keep = 2};
+              .seed = 1, .every = 500, .keep = 2, .bucket_kb = 256};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char *end = NULL;
@@ -74,6 +81,10 @@ static int parse(int argc, char **argv, opts *o) {
     }
     if (strcmp(a, "--resume") == 0) {
       o->resume = 1;
+      continue;
+    }
+    if (strcmp(a, "--no-bucket") == 0) {
+      o->bucket_kb = -1;
       continue;
     }
     if (v == NULL) {
@@ -100,6 +111,9 @@ static int parse(int argc, char **argv, opts *o) {
     } else if (strcmp(a, "--limit-steps") == 0) {
       o->limit_steps = (int)strtol(v, &end, 10);
       if (*end || o->limit_steps < 1) goto bad;
+    } else if (strcmp(a, "--bucket-kb") == 0) {
+      o->bucket_kb = strtol(v, &end, 10);
+      if (*end || o->bucket_kb < 0 || o->bucket_kb > (1L << 30)) goto bad;
     } else if (strcmp(a, "--seed") == 0) {
       o->seed = strtoll(v, &end, 10);
       if (*end) goto bad;
@@ -294,7 +308,23 @@ static pf_executable *build_train(const model *m, int n, const opts *o) {
   program(g, s, "softmax_xent", a, 2, (pf_value_t[]){logits, y}, loss);
   pf_attrs_destroy(a);
   correct = program(g, s, "accuracy", NULL, 2, (pf_value_t[]){logits, y}, NULL);
-  CHECK(pf_graph_grad(g, loss[0], m->n_params, params, grads));
+  if (o->bucket_kb < 0) {
+    CHECK(pf_graph_grad(g, loss[0], m->n_params, params, grads));
+  } else {
+    /* Partial gradients and loss summed in buckets: the loss (ready
+     * first), then the gradients in the order the backward pass makes
+     * them, the last layer's first. Each element is the same sum of two
+     * ranks' summands as in its own allreduce, so the run is the same bit
+     * for bit (examples/train_check.sh compares the losses). */
+    pf_value_t partial[2 * MAX_LAYERS + 3], sums[2 * MAX_LAYERS + 3];
+    CHECK(pf_graph_grad_partial(g, loss[0], m->n_params, params, grads));
+    partial[0] = loss[0];
+    for (int p = 0; p < m->n_params; p++) partial[1 + p] = grads[m->n_params - 1 - p];
+    CHECK(pf_graph_allreduce_buckets(g, m->n_params + 1, partial, (size_t)o->bucket_kb * 1024,
+                                     sums));
+    loss[0] = sums[0];
+    for (int p = 0; p < m->n_params; p++) grads[m->n_params - 1 - p] = sums[1 + p];
+  }
   for (int p = 0; p < m->n_params; p++) {
     pf_value_t outs[4];
     a = attrs();

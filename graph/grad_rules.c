@@ -164,6 +164,55 @@ static int grad_softmax_xent(pf_grad_call *c) {
                          (pf_value_t[]){c->out[1], c->out_grad[0]}, &c->in_grad[0]);
 }
 
+/* pack's inputs get their pieces of the packed gradient back. The rule
+ * runs pack replicated or partial, so shard specs are the global ones and
+ * the offsets are the same on every device. */
+static int grad_pack(pf_grad_call *c) {
+  int64_t offset = 0;
+  for (int i = 0; i < c->n_in; i++) {
+    const pf_spec *s = spec_of(c, c->in[i]);
+    char what[16];
+    pf_attrs *a;
+    int rc;
+    if (c->wants[i]) {
+      snprintf(what, sizeof what, "grad%d", i);
+      if ((rc = pf_attrs_create(&a)) != 0) return rc;
+      if ((rc = pf_attrs_set_int(a, "offset", offset)) == 0 &&
+          (rc = pf_attrs_set_ints(a, "shape", s->dims, s->rank)) == 0)
+        rc = pf_grad_program(c, what, "unpack", a, 1, &c->out_grad[0], &c->in_grad[i]);
+      pf_attrs_destroy(a);
+      if (rc != 0) return rc;
+    }
+    offset += pf_spec_numel(s);
+  }
+  return 0;
+}
+
+/* unpack's input gets zeros around the output's gradient. */
+static int grad_unpack(pf_grad_call *c) {
+  pf_attrs *a;
+  int rc = pf_attrs_create(&a);
+  if (rc == 0 &&
+      (rc = pf_attrs_set_int(a, "offset", pf_attrs_get_int(c->attrs, "offset", 0))) == 0 &&
+      (rc = pf_attrs_set_int(a, "size", spec_of(c, c->in[0])->dims[0])) == 0)
+    rc = pf_grad_program(c, "grad", "unpack_grad", a, 1, &c->out_grad[0], &c->in_grad[0]);
+  pf_attrs_destroy(a);
+  return rc;
+}
+
+/* unpack_grad is linear: its adjoint takes the piece back out. */
+static int grad_unpack_grad(pf_grad_call *c) {
+  const pf_spec *s = spec_of(c, c->in[0]);
+  pf_attrs *a;
+  int rc = pf_attrs_create(&a);
+  if (rc == 0 &&
+      (rc = pf_attrs_set_int(a, "offset", pf_attrs_get_int(c->attrs, "offset", 0))) == 0 &&
+      (rc = pf_attrs_set_ints(a, "shape", s->dims, s->rank)) == 0)
+    rc = pf_grad_program(c, "grad", "unpack", a, 1, &c->out_grad[0], &c->in_grad[0]);
+  pf_attrs_destroy(a);
+  return rc;
+}
+
 /* allreduce (sum) of a partial value is the value: its gradient passes
  * through. allgather is the value itself laid out whole. */
 static int grad_collective(pf_grad_call *c) {
@@ -195,6 +244,9 @@ static const struct {
     {"matmul", grad_matmul},
     {"reduce_sum", grad_reduce_sum},
     {"softmax_xent", grad_softmax_xent},
+    {"pack", grad_pack},
+    {"unpack", grad_unpack},
+    {"unpack_grad", grad_unpack_grad},
     {"pf.allreduce", grad_collective},
     {"pf.allgather", grad_collective},
     {"pf.reduce_scatter", grad_collective},

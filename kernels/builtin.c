@@ -12,6 +12,7 @@ int pf_builtin_kernels_register(pf_registry *reg) {
       pf_builtin_register_loss,   pf_builtin_register_optim,
       pf_builtin_register_init,   pf_builtin_register_data,
       pf_builtin_register_checkpoint, pf_builtin_register_microbatch,
+      pf_builtin_register_pack,
   };
   for (size_t i = 0; i < PF_ARRAY_LEN(families); i++) {
     int rc = families[i](reg);

@@ -53,6 +53,7 @@ int pf_builtin_register_init(pf_registry *reg);
 int pf_builtin_register_data(pf_registry *reg);
 int pf_builtin_register_checkpoint(pf_registry *reg);
 int pf_builtin_register_microbatch(pf_registry *reg);
+int pf_builtin_register_pack(pf_registry *reg);
 int pf_builtin_register_matmul(pf_registry *reg);
 int pf_builtin_register_reduce(pf_registry *reg);
 int pf_builtin_register_loss(pf_registry *reg);

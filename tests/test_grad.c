@@ -232,6 +232,10 @@ static void test_rules_against_finite_differences(void **state) {
        {1, 1}, 0, 0},
       {"softmax_xent", "softmax_xent", 2, {F64(4, 8), pf_spec_1d(PF_I64, 4)}, {1, 0},
        {0}, {0}, 0, 8},
+      {"pack", "pack", 2, {F64(4, 8), F64(8)}, {1, 1}, {0}, {0}, 0, 0},
+      {"pack, second input only", "pack", 2, {F64(4, 8), F64(8)}, {0, 1}, {0}, {0}, 0, 0},
+      {"unpack", "unpack", 1, {F64(32)}, {1}, {"offset"}, {4}, 0, 0},
+      {"unpack_grad", "unpack_grad", 1, {F64(4, 8)}, {1}, {"offset", "size"}, {3, 40}, 0, 0},
   };
   int checked = 0;
   (void)state;
@@ -375,6 +379,158 @@ static void test_mlp_data_parallel(void **state) {
   for (int i = 0; i < 6; i++) pf_tensor_destroy(data[i]);
 }
 
+/* ---- gradient buckets (pf_graph_allreduce_buckets) ---------------------- */
+
+/* The data-parallel MLP of test_mlp_data_parallel on n devices; its partial
+ * gradients (b2, w2, b1, w1: the order the backward pass makes them) and
+ * loss summed by buckets of at most `cap` bytes (cap < 0: pf_graph_grad and
+ * one allreduce each, the reference). Returns the outputs g0..g3 (w1, b1,
+ * w2, b2) and the loss, and how many allreduces the graph has. */
+static int bucketed_mlp(int n, long cap, pf_tensor *const *data, pf_tensor **got) {
+  static const char *names[] = {"x", "labels", "w1", "b1", "w2", "b2"};
+  const pf_spec specs[] = {F64(B, IN), pf_spec_1d(PF_I64, B), F64(IN, HID), F64(HID),
+                           F64(HID, OUT), F64(OUT)};
+  pf_graph *g;
+  pf_slice_t s;
+  pf_value_t v[6], h, loss[2], gv[4], sums[5], twice;
+  pf_attrs *xa;
+  pf_executable *exe;
+  pf_future *f;
+  pf_feed feeds[6];
+  int allreduces = 0, before;
+  OK(pf_graph_create(ctx, &g));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
+  for (int i = 0; i < 6; i++) {
+    OK(pf_graph_input(g, names[i], &specs[i], s, i < 2 ? pf_split(0) : pf_replicated(),
+                      &v[i]));
+    feeds[i] = (pf_feed){.name = names[i], .tensor = data[i]};
+  }
+#define P(kernel_, n_in_, ...)                                                           \
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = kernel_, .slice = s, .n_in = n_in_, \
+                                            .in = (pf_value_t[]){__VA_ARGS__}},          \
+                      &h, NULL))
+  P("matmul", 2, v[0], v[2]);
+  P("bias_add", 2, h, v[3]);
+  P("relu", 1, h);
+  P("matmul", 2, h, v[4]);
+  P("bias_add", 2, h, v[5]);
+#undef P
+  OK(pf_attrs_create(&xa));
+  OK(pf_attrs_set_int(xa, "mean_over", B));
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "softmax_xent", .attrs = xa,
+                                            .slice = s, .n_in = 2,
+                                            .in = (pf_value_t[]){h, v[1]}},
+                      loss, NULL));
+  pf_attrs_destroy(xa);
+  if (cap < 0) {
+    OK(pf_graph_grad(g, loss[0], 4, &v[2], gv));
+    sums[4] = loss[0]; /* pf_graph_output sums it */
+    for (int i = 0; i < 4; i++) sums[i] = gv[i];
+  } else {
+    pf_value_t in[5];
+    OK(pf_graph_grad_partial(g, loss[0], 4, &v[2], gv));
+    for (int i = 0; i < 4; i++) in[i] = gv[3 - i];
+    in[4] = loss[0];
+    OK(pf_graph_allreduce_buckets(g, 5, in, (size_t)cap, sums));
+    for (int i = 0; i < 5; i++) {
+      /* Summed: replicated now, or untouched on one device. */
+      assert_int_equal(g->values[sums[i].id].sharding.kind,
+                       n > 1 ? PF_SHARD_REPLICATED : g->values[in[i].id].sharding.kind);
+      if (n == 1) assert_int_equal(sums[i].id, in[i].id);
+    }
+    for (int i = 0; i < 2; i++) { /* back in the order of the parameters */
+      pf_value_t t = sums[i];
+      sums[i] = sums[3 - i];
+      sums[3 - i] = t;
+    }
+  }
+  for (size_t p = 0; p < g->n_programs; p++)
+    allreduces += strcmp(g->programs[p].kernel, "pf.allreduce") == 0;
+  if (cap == 400 && n > 1) {
+    /* The first bucket (b2, w2, b1) is packed, and its allreduce started,
+     * before w1's gradient is computed, not after it. */
+    int32_t *order = malloc(g->n_programs * sizeof *order), pack = -1, w1 = -1;
+    int32_t w1_producer = g->values[gv[0].id].producer;
+    pf_diag d;
+    pf_diag_init(&d);
+    OK(pf_graph_topo_order(g, order, &d));
+    for (size_t k = 0; k < g->n_programs; k++) {
+      if (strcmp(g->programs[order[k]].name, "bucket0/pack") == 0) pack = (int32_t)k;
+      if (order[k] == w1_producer) w1 = (int32_t)k;
+    }
+    assert_true(pack >= 0 && w1 >= 0 && pack < w1);
+    free(order);
+  }
+  /* Reading a bucketed partial gradient whole later takes its piece of
+   * the bucket: no allreduce of its own. */
+  before = (int)g->n_programs;
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "add", .slice = s, .n_in = 2,
+                                            .in = (pf_value_t[]){gv[0], gv[0]}},
+                      &twice, NULL));
+  if (cap >= 0) assert_int_equal((int)g->n_programs, before + 1);
+  for (int i = 0; i < 5; i++) {
+    char name[16];
+    snprintf(name, sizeof name, "g%d", i);
+    OK(pf_graph_output(g, name, sums[i]));
+  }
+  OK(pf_graph_output(g, "twice", twice));
+  OK(pf_compile(g, &exe));
+  OK(pf_execute(exe, 6, feeds, &f));
+  OK(pf_future_wait(f));
+  for (int i = 0; i < 6; i++) {
+    char name[16];
+    snprintf(name, sizeof name, i < 5 ? "g%d" : "twice", i);
+    OK(pf_future_fetch(f, name, &got[i]));
+  }
+  pf_future_destroy(f);
+  pf_executable_destroy(exe);
+  pf_graph_destroy(g);
+  return allreduces;
+}
+
+/* Buckets give the unbucketed sums bit for bit (the local allreduce adds
+ * the devices' buffers in the same order either way) with fewer
+ * allreduces: all five values in one, one each at cap 0, and 352 + 392
+ * bytes in two at cap 400 (b2 32, w2 256, b1 64 | w1 384, loss 8). */
+static void test_allreduce_buckets(void **state) {
+  const pf_spec specs[] = {F64(B, IN), pf_spec_1d(PF_I64, B), F64(IN, HID), F64(HID),
+                           F64(HID, OUT), F64(OUT)};
+  static const long caps[] = {-1, (long)(SIZE_MAX >> 1), 0, 400};
+  /* On several devices; the reference's fifth, the loss's, comes with its output. */
+  static const int want_allreduces[] = {4, 1, 5, 2};
+  pf_tensor *data[6], *ref[6], *got[6];
+  (void)state;
+  for (int i = 0; i < 6; i++) data[i] = make(&specs[i], 3 + i, OUT);
+  for (int n = 1; n <= 4; n *= 2) {
+    assert_int_equal(bucketed_mlp(n, caps[0], data, ref), n > 1 ? want_allreduces[0] : 0);
+    for (size_t c = 1; c < sizeof caps / sizeof caps[0]; c++) {
+      int allreduces = bucketed_mlp(n, caps[c], data, got);
+      if (allreduces != (n > 1 ? want_allreduces[c] : 0))
+        fail_msg("cap %ld on %d devices: %d allreduces, want %d", caps[c], n, allreduces,
+                 n > 1 ? want_allreduces[c] : 0);
+      for (int i = 0; i < 6; i++) {
+        const pf_spec *rs = pf_tensor_spec(ref[i]);
+        assert_true(pf_spec_equal(rs, pf_tensor_spec(got[i])));
+        if (memcmp(pf_tensor_data(ref[i]), pf_tensor_data(got[i]), pf_spec_nbytes(rs)) != 0)
+          fail_msg("cap %ld on %d devices: output %d differs from one allreduce a value",
+                   caps[c], n, i);
+        pf_tensor_destroy(got[i]);
+      }
+    }
+    for (int i = 0; i < 6; i++) pf_tensor_destroy(ref[i]);
+  }
+  for (int i = 0; i < 6; i++) pf_tensor_destroy(data[i]);
+  { /* refusals */
+    pf_graph *g;
+    pf_value_t out;
+    OK(pf_graph_create(ctx, &g));
+    assert_int_equal(pf_graph_allreduce_buckets(g, 1, &(pf_value_t){7}, 0, &out), PF_EINVAL);
+    assert_non_null(strstr(pf_last_error(ctx), "not in the graph"));
+    assert_int_equal(pf_graph_allreduce_buckets(g, 0, &(pf_value_t){0}, 0, &out), PF_EINVAL);
+    pf_graph_destroy(g);
+  }
+}
+
 static void test_refusals(void **state) {
   pf_graph *g;
   pf_slice_t s;
@@ -452,6 +608,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rules_against_finite_differences),
       cmocka_unit_test(test_mlp_data_parallel),
+      cmocka_unit_test(test_allreduce_buckets),
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_unused_parameter),
   };

@@ -238,7 +238,8 @@ static void test_registry(void **state) {
       {"reduce_sum_grad", 2, 1}, {"accuracy", 2, 1}, {"momentum", 3, 2},
       {"adam", PF_VARIADIC, 4},     {"init_uniform", 0, 1},
       {"idx_read", 0, 1}, {"batch_rows", 2, 1}, {"checkpoint_save", 2, 1},
-      {"checkpoint_load", 1, 1},
+      {"checkpoint_load", 1, 1}, {"pack", PF_VARIADIC, 1}, {"unpack", 1, 1},
+      {"unpack_grad", 1, 1},
   };
   pf_registry *r;
   pf_kernel_def def;
@@ -437,6 +438,85 @@ static void test_identity(void **state) {
     if (n > 0) assert_memory_equal(out.data, in.data, n);
     free_views(1, &in);
     free_views(1, &out);
+  }
+}
+
+/* pack flattens and concatenates, bit for bit, any dtype; unpack takes
+ * each piece back at its offset and shape; unpack_grad puts a piece back
+ * among zeros. Mixed dtypes and pieces that do not fit are refused. */
+static void test_pack_unpack(void **state) {
+  static const pf_dtype dts[] = {PF_F32, PF_F64, PF_I64, PF_U8, PF_BF16};
+  (void)state;
+  for (size_t t = 0; t < LEN(dts); t++) {
+    pf_spec specs[3] = {S2(dts[t], 3, 4), S0(dts[t]), S1(dts[t], 5)};
+    pf_view in[3], packed, back, padded;
+    size_t el = pf_dtype_size(dts[t]), at = 0;
+    int64_t offset = 0;
+    for (int i = 0; i < 3; i++) {
+      in[i] = alloc_view(specs[i]);
+      for (size_t b = 0; b < pf_spec_nbytes(&specs[i]); b++)
+        ((uint8_t *)in[i].data)[b] = (uint8_t)(b * 29 + 7 * (size_t)i + t);
+    }
+    run_ok("pack", NULL, 3, in, &packed);
+    assert_spec(&packed.spec, (pf_spec)S1(dts[t], 18));
+    for (int i = 0; i < 3; i++) {
+      size_t n = pf_spec_nbytes(&specs[i]);
+      pf_attrs *a = attrs_new();
+      assert_memory_equal((uint8_t *)packed.data + at, in[i].data, n);
+      set_int(a, "offset", offset);
+      set_shape(a, specs[i].rank, specs[i].dims);
+      run_ok("unpack", a, 1, &packed, &back);
+      assert_spec(&back.spec, specs[i]);
+      assert_memory_equal(back.data, in[i].data, n);
+      pf_attrs_destroy(a);
+      a = attrs_new();
+      set_int(a, "offset", offset);
+      set_int(a, "size", 20);
+      run_ok("unpack_grad", a, 1, &in[i], &padded);
+      assert_spec(&padded.spec, (pf_spec)S1(dts[t], 20));
+      for (size_t b = 0; b < 20 * el; b++) {
+        uint8_t want = b >= at && b < at + n ? ((uint8_t *)in[i].data)[b - at] : 0;
+        assert_int_equal(((uint8_t *)padded.data)[b], want);
+      }
+      pf_attrs_destroy(a);
+      free_views(1, &back);
+      free_views(1, &padded);
+      at += n;
+      offset += pf_spec_numel(&specs[i]);
+    }
+    { /* no shape: everything from the offset on */
+      pf_attrs *a = attrs_new();
+      set_int(a, "offset", 13);
+      run_ok("unpack", a, 1, &packed, &back);
+      assert_spec(&back.spec, (pf_spec)S1(dts[t], 5));
+      assert_memory_equal(back.data, in[2].data, 5 * el);
+      free_views(1, &back);
+      pf_attrs_destroy(a);
+    }
+    free_views(3, in);
+    free_views(1, &packed);
+  }
+  {
+    const pf_spec mixed[2] = {S1(PF_F32, 3), S1(PF_F64, 3)}, flat = S1(PF_F32, 6),
+                  square = S2(PF_F32, 2, 2);
+    pf_attrs *a = attrs_new();
+    expect_shape_error("pack", NULL, 2, mixed, PF_EDTYPE, "input 1", "same dtype", NULL);
+    expect_shape_error("pack", NULL, 0, mixed, PF_EARITY, "at least one", NULL);
+    set_int(a, "offset", 3);
+    set_shape(a, 2, (int64_t[]){2, 2});
+    expect_shape_error("unpack", a, 1, &flat, PF_ESHAPE, "offset 3", "does not fit", NULL);
+    expect_shape_error("unpack", a, 1, &square, PF_ESHAPE, "rank 1", NULL);
+    set_int(a, "offset", 7);
+    expect_shape_error("unpack", a, 1, &flat, PF_EINVAL, "offset", NULL);
+    pf_attrs_destroy(a);
+    a = attrs_new();
+    set_int(a, "size", 5);
+    set_int(a, "offset", 2);
+    expect_shape_error("unpack_grad", a, 1, &square, PF_ESHAPE, "does not fit", NULL);
+    pf_attrs_destroy(a);
+    a = attrs_new();
+    expect_shape_error("unpack_grad", a, 1, &square, PF_EINVAL, "size", NULL);
+    pf_attrs_destroy(a);
   }
 }
 
@@ -1390,6 +1470,7 @@ int main(void) {
       cmocka_unit_test(test_iota),
       cmocka_unit_test(test_identity),
       cmocka_unit_test(test_microbatch),
+      cmocka_unit_test(test_pack_unpack),
       cmocka_unit_test(test_add_sub_mul),
       cmocka_unit_test(test_broadcast),
       cmocka_unit_test(test_optimizers),

@@ -249,6 +249,9 @@ static void test_every_builtin_every_layout(void **state) {
        {F64(12, 12), pf_spec_1d(PF_I64, 12)}, {0}, {0}, 0},
       {"softmax_xent grad", "softmax_xent", 2,
        {F64(12, 12), pf_spec_1d(PF_I64, 12)}, {0}, {0}, 1},
+      {"pack", "pack", 2, {F64(12, 24), F64(24)}, {0}, {0}, 0},
+      {"unpack", "unpack", 1, {F64(48)}, {"offset"}, {12}, 0},
+      {"unpack_grad", "unpack_grad", 1, {F64(12, 24)}, {"offset", "size"}, {12, 300}, 0},
   };
   int runs = 0, fixed_ok = 0, fixed_refused = 0;
   (void)state;

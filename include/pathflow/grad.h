@@ -77,6 +77,34 @@ PF_API int pf_graph_grad(pf_graph *g, pf_value_t loss, int n, const pf_value_t *
 PF_API int pf_graph_grad_partial(pf_graph *g, pf_value_t loss, int n, const pf_value_t *params,
                           pf_value_t *grads);
 
+/* Sums partial values over their slices with few collectives, as PyTorch
+ * DDP's gradient buckets do: values of one slice and dtype are packed
+ * (kernel "pack") into buckets of at most `bucket_bytes`, each bucket is
+ * summed by one allreduce, and each value's piece of the sum is taken out
+ * ("unpack") and written to sums[i], replicated on the value's slice.
+ * Buckets fill in the order of `values`, so list them in the order the
+ * backward pass makes them (the last layer's first) and the first bucket
+ * is ready first. A value larger than `bucket_bytes` is summed alone, with
+ * no copy, and so is a bucket of one (0 gives one allreduce per value, as
+ * pf_graph_grad has; SIZE_MAX one per slice and dtype). A value that is not
+ * partial (replicated, split, or on a one-device slice) needs no sum and is
+ * returned as it is; one whose allreduce the builder already inserted gets
+ * that sum. Later programs that read a bucketed value whole get its
+ * unpacked sum too, not another allreduce. Each element is the same sum of
+ * the same summands as its own allreduce computes; whether the bits match
+ * depends on the reduction order of the transport, which for MPI can
+ * change with the message size when more than 2 ranks take part (with 2
+ * ranks and any number of devices each, it cannot: a sum of two is one
+ * addition). Programs are named "bucket<k>/pack", "bucket<k>/pack/sum",
+ * ".../unpack<i>" (unique in the graph). Use it on the gradients from
+ * pf_graph_grad_partial (examples/train_mlp.c).
+ * Errors: PF_EINVAL (n < 1, NULL, a bad value), PF_EDTYPE (a partial value
+ * of a dtype allreduce cannot sum), the errors of pf_graph_program and
+ * pf_graph_collective. On error the graph may hold some of the appended
+ * programs: discard it. */
+PF_API int pf_graph_allreduce_buckets(pf_graph *g, int n, const pf_value_t *values,
+                                      size_t bucket_bytes, pf_value_t *sums);
+
 /* The name for a program a gradient rule appends: "<call->name>/<what>",
  * made unique in the graph. `out` has room for PF_NAME_MAX + 1 bytes. */
 PF_API void pf_grad_name(const struct pf_grad_call *call, const char *what, char *out);
