@@ -347,6 +347,9 @@ static pf_home *homes_of(const pf_io *io);
  * admissions and the loop thread gives them back under ctx->lock (then
  * broadcasts cond), so a wait here cannot miss the one that frees. The
  * fast path is one atomic, no lock. */
+_Static_assert(PF_HOST_SHARD_MAX == PF_MSG_DATA_MAX,
+               "the public shard limit is the one the runtime decodes");
+
 static int admit(pf_context *ctx, int block) {
   int n = atomic_load_explicit(&ctx->n_pending, memory_order_relaxed);
   for (;;) {

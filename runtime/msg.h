@@ -18,6 +18,11 @@
  * holds one slot, and its transfers use that slot's window of tags. */
 #define PF_MSG_SLOTS 64
 
+/* The most bytes of one shard a PUT or FETCH_REPLY carries: the public
+ * PF_HOST_SHARD_MAX (api/ checks it before anything is sent; it asserts the
+ * two agree). A decoded message announcing more is refused. */
+#define PF_MSG_DATA_MAX ((int64_t)511 << 20)
+
 typedef enum pf_msg_kind {
   PF_MSG_NONE = 0,
   PF_MSG_REGISTER,    /* executor -> controller, at start: host, devices */
@@ -61,6 +66,13 @@ typedef struct pf_msg {
   int32_t n_devices;                 /* REGISTER */
   int64_t device_memory;             /* REGISTER: per device, bytes */
   pf_counters *counters;             /* COUNTERS_REPLY; owned */
+  /* PUT, FETCH_REPLY: the data travels on the data path, not in the
+   * message (runtime/runtime.c): chunks tagged data_tag, data_tag + 1...;
+   * data_bytes (FETCH_REPLY, owned) gives each shard's size. Encoding
+   * such a message leaves the data out; decoding one leaves data NULL
+   * for the runtime to receive. */
+  int32_t data_path, data_tag;
+  uint64_t *data_bytes;
 } pf_msg;
 
 /* A new zeroed message of `kind` (malloc'd). NULL when out of memory. */

@@ -37,6 +37,7 @@ void pf_msg_free(pf_msg *m) {
   free(m->shards);
   free(m->host);
   pf_counters_free(m->counters);
+  free(m->data_bytes);
   free(m);
 }
 
@@ -158,7 +159,12 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
       reply.message = m->message ? m->message : "";
       reply.n_shards = m->n_shards;
       reply.shards = m->shards;
-      if (m->n_shards > 0 && m->data) {
+      if (m->data_path) {
+        reply.data_path = 1;
+        reply.data_tag = m->data_tag;
+        reply.n_data_bytes = m->n_shards;
+        reply.data_bytes = m->data_bytes;
+      } else if (m->n_shards > 0 && m->data) {
         datas = pf_calloc(m->n_shards, sizeof *datas);
         if (datas == NULL) return PF_ENOMEM;
         for (uint32_t i = 0; i < m->n_shards; i++)
@@ -174,6 +180,8 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
       if (pf_spec_check(&m->spec) != 0 || m->data == NULL || m->data[0] == NULL ||
           m->data[0]->nbytes < pf_spec_nbytes(&m->spec))
         return PF_EINVAL;
+      put.data_path = m->data_path != 0;
+      put.data_tag = m->data_tag;
       put.buffer = m->buffer;
       put.shard = m->n_shards ? m->shards[0] : 0;
       for (int i = 0; i < m->spec.rank; i++) dims[i] = m->spec.dims[i];
@@ -181,7 +189,7 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
       spec.n_dims = (size_t)m->spec.rank;
       spec.dims = dims;
       put.spec = &spec;
-      put.data = bytes_of(m->data[0], pf_spec_nbytes(&m->spec));
+      if (!m->data_path) put.data = bytes_of(m->data[0], pf_spec_nbytes(&m->spec));
       c.body_case = PATHFLOW__CONTROL__BODY_PUT;
       c.put = &put;
       break;
@@ -443,13 +451,28 @@ static int decode_body(const Pathflow__Control *c, int num_devices, pf_msg *m, p
       m->status = r->status;
       m->message = str_copy(r->message, d, &rc);
       if (rc) return rc;
+      m->shards = shards_copy(r->shards, r->n_shards, d, &rc);
+      if (rc) return rc;
+      m->n_shards = (uint32_t)r->n_shards;
+      if (r->data_path) {
+        /* The data follows on the data path: sizes checked here, bytes
+         * received by the runtime. */
+        if (r->n_data != 0 || r->n_data_bytes != r->n_shards || r->data_tag < 0)
+          return bad(d, "fetch_reply: data path with data, bad sizes or a negative tag");
+        for (size_t i = 0; i < r->n_data_bytes; i++)
+          if (r->data_bytes[i] > (uint64_t)PF_MSG_DATA_MAX)
+            return bad(d, "fetch_reply: a shard larger than 511 MiB");
+        m->data_path = 1;
+        m->data_tag = r->data_tag;
+        m->data_bytes = pf_mallocn(r->n_shards + 1, sizeof *m->data_bytes);
+        if (m->data_bytes == NULL) return PF_ENOMEM;
+        if (r->n_shards) memcpy(m->data_bytes, r->data_bytes, r->n_shards * sizeof *m->data_bytes);
+        return 0;
+      }
       /* no data (a failed reply may carry none) or one blob per shard:
        * pf_msg has one count for shards and data */
       if ((r->status == 0 || r->n_data != 0) && r->n_data != r->n_shards)
         return bad(d, "fetch_reply: data count differs from shard count");
-      m->shards = shards_copy(r->shards, r->n_shards, d, &rc);
-      if (rc) return rc;
-      m->n_shards = (uint32_t)r->n_shards;
       if (r->n_data == 0) return 0;
       m->data = pf_calloc(r->n_data, sizeof *m->data);
       if (m->data == NULL) return PF_ENOMEM;
@@ -463,11 +486,19 @@ static int decode_body(const Pathflow__Control *c, int num_devices, pf_msg *m, p
       if (p->spec == NULL || p->spec->n_dims > PF_MAX_RANK || p->shard < 0)
         return bad(d, "put: missing or bad spec");
       m->spec = pf_spec_make((pf_dtype)p->spec->dtype, (int)p->spec->n_dims, p->spec->dims);
-      if (pf_spec_check(&m->spec) != 0 || pf_spec_nbytes(&m->spec) != p->data.len)
+      if (pf_spec_check(&m->spec) != 0 ||
+          (p->data_path ? p->data.len != 0 || p->data_tag < 0 ||
+                              pf_spec_nbytes(&m->spec) > (size_t)PF_MSG_DATA_MAX
+                        : pf_spec_nbytes(&m->spec) != p->data.len))
         return bad(d, "put: data size does not match the spec");
       m->shards = shards_copy(&p->shard, 1, d, &rc);
       if (rc) return rc;
       m->n_shards = 1;
+      if (p->data_path) {
+        m->data_path = 1;
+        m->data_tag = p->data_tag;
+        return 0; /* the runtime receives the bytes */
+      }
       m->data = pf_calloc(1, sizeof *m->data);
       if (m->data == NULL) return PF_ENOMEM;
       m->data[0] = storage_from(&p->data, &rc);

@@ -71,6 +71,14 @@ struct pf_runtime {
   int64_t fault_alloc; /* PATHFLOW_FAULT_ALLOC on this rank, or 0 */
   pf_clock clock_own;  /* when the config names no clock */
   pf_clock *clock;
+  /* The data path (send_data, receive_data; loop thread only): the tags
+   * of the last window, the next base tag per peer, and per peer the
+   * message whose data is coming in now with those that came after it,
+   * held so that each peer's messages keep their order. */
+  int data_tag_lo, data_tag_n;
+  uint32_t *data_tag_next;
+  struct inbound *inbound;
+  void *sink; /* a chunk's room for data that has nowhere to go */
   uint64_t stop_since;
 };
 
@@ -249,11 +257,23 @@ static void sent_done(void *arg, int status) {
  * lets go of the MPI lock meanwhile, so that heartbeats still go out. */
 #define BIG_MESSAGE (64u << 10)
 
+static int wants_data_path(const pf_runtime *rt, const pf_msg *m);
+static int prepare_data_path(pf_runtime *rt, int rank, pf_msg *m);
+static void send_data(pf_runtime *rt, int rank, const pf_msg *m);
+
 static void send_remote(pf_runtime *rt, int rank, pf_msg *m) {
   uint8_t *buf;
   size_t len;
+  int data = wants_data_path(rt, m);
   int heartbeat = m->kind == PF_MSG_HEARTBEAT, rc,
       big = m->kind == PF_MSG_LOAD || m->kind == PF_MSG_PUT || m->kind == PF_MSG_FETCH_REPLY;
+  /* Large data goes on the data path, after the message. */
+  if (data && (rc = prepare_data_path(rt, rank, m)) != 0) {
+    send_failed(rt, rank, m, rc);
+    pf_msg_free(m);
+    return;
+  }
+  big = big && !data;
   if (big) loop_unlock(rt);
   rc = pf_msg_encode(m, &buf, &len);
   if (big) loop_lock(rt);
@@ -266,6 +286,7 @@ static void send_remote(pf_runtime *rt, int rank, pf_msg *m) {
                                            heartbeat ? NULL : sent_done, &chk, sizeof chk);
   }
   if (rc != 0) send_failed(rt, rank, m, rc);
+  if (rc == 0 && data) send_data(rt, rank, m);
   if (rc == 0 && !heartbeat) {
     rt->ctrl[rank].control_bytes_sent += len;
     rt->ctrl[rank].control_messages_sent++;
@@ -273,6 +294,232 @@ static void send_remote(pf_runtime *rt, int rank, pf_msg *m) {
   pf_msg_free(m);
   /* A heartbeat expects no answer: no reason to stay awake for one. */
   if (!heartbeat) start_spinning(rt);
+}
+
+/* ---- the data path ------------------------------------------------------------
+ * A feed (PUT) or a fetch reply with 64 KiB or more of data does not carry
+ * it in its control message: the message says so (data_path, data_tag),
+ * and the bytes follow on the transport's data path, straight from and
+ * into the shards' storage, in chunks of at most DATA_CHUNK bytes tagged
+ * data_tag, data_tag + 1, ... (tags from the last window, pf_tag_window).
+ * No copy of the data is made, none is encoded, and the loop is never busy
+ * with it for long (a 256 MiB feed used to take seconds of memcpy on the
+ * loop thread, long enough for a peer to be declared lost). The receiving
+ * runtime delivers the message once its data is in, and holds the peer's
+ * later messages until then. */
+#define DATA_PATH_MIN (64u << 10)
+#define DATA_CHUNK ((size_t)64 << 20)
+
+typedef struct held_msg {
+  pf_msg *m;
+  struct held_msg *next;
+} held_msg;
+
+typedef struct inbound {
+  pf_msg *m;      /* receiving its data; NULL when none */
+  int left;       /* chunks not yet in */
+  int status;     /* 0, or why the data is lost */
+  int sunk;       /* no memory for it: received into the sink */
+  held_msg *head, *tail;
+} inbound;
+
+typedef struct data_chunk {
+  pf_runtime *rt;
+  int peer;          /* receive: whose message */
+  pf_storage *st;    /* send: a reference held until it is out */
+  pf_xfer_box box;
+} data_chunk;
+
+static size_t chunks_of(uint64_t n) { return (size_t)((n + DATA_CHUNK - 1) / DATA_CHUNK); }
+
+/* The data of m, per shard: the storages and their sizes. */
+static uint64_t data_bytes_of(const pf_msg *m, uint32_t k) {
+  if (m->kind == PF_MSG_PUT) return pf_spec_nbytes(&m->spec);
+  return m->data_bytes ? m->data_bytes[k] : (m->data && m->data[k] ? m->data[k]->nbytes : 0);
+}
+
+static uint32_t data_shards(const pf_msg *m) { return m->kind == PF_MSG_PUT ? 1 : m->n_shards; }
+
+/* Posts chunk c (bytes [off, off + n) of the storage at data) as a send or
+ * a receive. */
+static int post_chunk(pf_runtime *rt, data_chunk *c, void *data, uint64_t off, uint64_t n,
+                      int tag, int send, pf_transport_cb cb) {
+  pf_transport *t = rt->cfg.transport;
+  pf_spec bytes = pf_spec_1d(PF_U8, (int64_t)(off + n));
+  int64_t o = (int64_t)off, e = (int64_t)n;
+  int rc = t->ops->box_prepare(t, &bytes, &o, &e, &c->box);
+  if (rc == 0)
+    rc = send ? t->ops->send(t, data, &c->box, c->peer, tag, cb, c)
+              : t->ops->recv(t, data, &c->box, c->peer, tag, cb, c);
+  return rc;
+}
+
+static void chunk_sent(void *arg, int status) {
+  data_chunk *c = arg;
+  pf_transport *t = c->rt->cfg.transport;
+  /* A chunk that could not go: its receiver's message is lost with it;
+   * the receiver reports that (a feed's step fails naming its buffer). */
+  if (status != 0)
+    fprintf(stderr, "pathflow: rank %d: sending data to rank %d failed\n", c->rt->rank, c->peer);
+  t->ops->box_release(t, &c->box);
+  pf_storage_unref(c->st);
+  free(c);
+}
+
+/* Whether m goes with its data on the data path. */
+static int wants_data_path(const pf_runtime *rt, const pf_msg *m) {
+  uint64_t total = 0;
+  if (rt->cfg.transport == NULL || (m->kind != PF_MSG_PUT && m->kind != PF_MSG_FETCH_REPLY) ||
+      m->data == NULL)
+    return 0;
+  for (uint32_t k = 0; k < data_shards(m); k++) total += data_bytes_of(m, k);
+  return total >= DATA_PATH_MIN;
+}
+
+/* Marks m for the data path to `rank`: tags, and each shard's size. */
+static int prepare_data_path(pf_runtime *rt, int rank, pf_msg *m) {
+  size_t n = 0;
+  if (m->kind == PF_MSG_FETCH_REPLY) {
+    if ((m->data_bytes = pf_calloc(m->n_shards + 1, sizeof *m->data_bytes)) == NULL)
+      return PF_ENOMEM;
+    for (uint32_t k = 0; k < m->n_shards; k++)
+      m->data_bytes[k] = m->data[k] ? m->data[k]->nbytes : 0;
+  }
+  for (uint32_t k = 0; k < data_shards(m); k++) n += chunks_of(data_bytes_of(m, k));
+  m->data_path = 1;
+  m->data_tag = rt->data_tag_lo + (int)(rt->data_tag_next[rank] % (uint32_t)rt->data_tag_n);
+  /* Consecutive tags within the window; a message never wraps round it. */
+  if ((size_t)m->data_tag + n > (size_t)rt->data_tag_lo + (size_t)rt->data_tag_n) {
+    m->data_tag = rt->data_tag_lo;
+    rt->data_tag_next[rank] = 0;
+  }
+  rt->data_tag_next[rank] += (uint32_t)n;
+  return 0;
+}
+
+/* After m's control message went to `rank`: its data, chunk by chunk. */
+static void send_data(pf_runtime *rt, int rank, const pf_msg *m) {
+  int tag = m->data_tag;
+  for (uint32_t k = 0; k < data_shards(m); k++) {
+    uint64_t n = data_bytes_of(m, k);
+    for (uint64_t off = 0; off < n; off += DATA_CHUNK, tag++) {
+      data_chunk *c = calloc(1, sizeof *c);
+      if (c == NULL) pf_transport_abort(rt->cfg.transport, 1, "out of memory sending data");
+      c->rt = rt;
+      c->peer = rank;
+      c->st = pf_storage_ref(m->data[k]);
+      if (post_chunk(rt, c, c->st->data, off, PF_MINOF(DATA_CHUNK, n - off), tag, 1, chunk_sent))
+        /* The receiver would wait for it forever. */
+        pf_transport_abort(rt->cfg.transport, 1, "could not post a data transfer");
+    }
+  }
+}
+
+static void deliver(pf_runtime *rt, pf_msg *m);
+static void route_in(pf_runtime *rt, int peer, pf_msg *m);
+
+/* The data of the peer's inbound message is all in (or lost): deliver it,
+ * then what it held back, until one of those waits for data in turn. */
+static void inbound_done(pf_runtime *rt, int peer) {
+  inbound *in = &rt->inbound[peer];
+  pf_msg *m = in->m;
+  in->m = NULL;
+  if (in->status != 0 || in->sunk) {
+    for (uint32_t k = 0; m->data && k < data_shards(m); k++) {
+      pf_storage_unref(m->data[k]);
+      m->data[k] = NULL;
+    }
+    if (m->kind == PF_MSG_PUT) {
+      /* A feed has no answer: the step that reads it fails, naming it. */
+      fprintf(stderr, "pathflow: rank %d: the data of a feed from rank %d was lost (%s)\n",
+              rt->rank, peer, in->sunk ? "out of memory" : pf_strerror(in->status));
+      pf_msg_free(m);
+      m = NULL;
+    } else {
+      free(m->data);
+      m->data = NULL;
+      m->status = in->sunk ? PF_ENOMEM : in->status;
+      free(m->message);
+      m->message = pf_strdup(in->sunk ? "out of memory receiving fetched data"
+                                      : "receiving fetched data failed");
+    }
+  }
+  if (m != NULL) deliver(rt, m);
+  while (in->m == NULL && in->head != NULL) {
+    held_msg *h = in->head;
+    in->head = h->next;
+    if (in->head == NULL) in->tail = NULL;
+    m = h->m;
+    free(h);
+    route_in(rt, peer, m);
+  }
+}
+
+static void chunk_received(void *arg, int status) {
+  data_chunk *c = arg;
+  pf_runtime *rt = c->rt;
+  inbound *in = &rt->inbound[c->peer];
+  int peer = c->peer;
+  rt->cfg.transport->ops->box_release(rt->cfg.transport, &c->box);
+  free(c);
+  if (status != 0 && in->status == 0) in->status = status;
+  if (--in->left == 0) inbound_done(rt, peer);
+}
+
+/* Starts receiving the data of m from peer into new storage (or, without
+ * memory, into the sink: the sender must not wait forever). */
+static void receive_data(pf_runtime *rt, int peer, pf_msg *m) {
+  inbound *in = &rt->inbound[peer];
+  uint32_t n = data_shards(m);
+  int tag = m->data_tag;
+  in->m = m;
+  in->status = 0;
+  in->sunk = 0;
+  in->left = 1; /* held until every chunk is posted */
+  if ((m->data = pf_calloc(n + 1, sizeof *m->data)) == NULL) in->sunk = 1;
+  for (uint32_t k = 0; !in->sunk && k < n; k++)
+    if ((m->data[k] = pf_storage_new((size_t)data_bytes_of(m, k), 0)) == NULL) in->sunk = 1;
+  if (in->sunk && rt->sink == NULL && (rt->sink = malloc(DATA_CHUNK)) == NULL)
+    pf_transport_abort(rt->cfg.transport, 1, "out of memory receiving data");
+  for (uint32_t k = 0; k < n; k++) {
+    uint64_t bytes = data_bytes_of(m, k);
+    for (uint64_t off = 0; off < bytes; off += DATA_CHUNK, tag++) {
+      data_chunk *c = calloc(1, sizeof *c);
+      uint64_t len = PF_MINOF(DATA_CHUNK, bytes - off);
+      if (c == NULL) pf_transport_abort(rt->cfg.transport, 1, "out of memory receiving data");
+      c->rt = rt;
+      c->peer = peer;
+      in->left++;
+      /* Into the sink, each chunk lands at its start (and is dropped). */
+      if (post_chunk(rt, c, in->sunk ? rt->sink : m->data[k]->data, in->sunk ? 0 : off, len, tag,
+                     0, chunk_received))
+        pf_transport_abort(rt->cfg.transport, 1, "could not post a data receive");
+    }
+  }
+  if (--in->left == 0) inbound_done(rt, peer);
+}
+
+/* A message from peer, decoded: delivered now, or after the data of an
+ * earlier one of the same peer (its order is kept), or once its own data
+ * has come. */
+static void route_in(pf_runtime *rt, int peer, pf_msg *m) {
+  inbound *in = &rt->inbound[peer];
+  if (in->m != NULL) {
+    held_msg *h = malloc(sizeof *h);
+    if (h == NULL) pf_transport_abort(rt->cfg.transport, 1, "out of memory holding a message");
+    h->m = m;
+    h->next = NULL;
+    if (in->tail)
+      in->tail->next = h;
+    else
+      in->head = h;
+    in->tail = h;
+    return;
+  }
+  if (m->data_path)
+    receive_data(rt, peer, m);
+  else
+    deliver(rt, m);
 }
 
 /* The service answers the controller. */
@@ -448,7 +695,7 @@ static int poll_mpi(pf_runtime *rt) {
       rt->ctrl[peer].control_bytes_received += len;
       rt->ctrl[peer].control_messages_received++;
     }
-    deliver(rt, m);
+    route_in(rt, peer, m);
   }
   return activity;
 }
@@ -787,6 +1034,26 @@ static void stop_beat(pf_runtime *rt) {
  * PATHFLOW_FAULT_CTRL_SEND (the N-th control message rank RANK sends fails
  * at completion, unsent). Sets *n to N on that rank, 0 elsewhere or when
  * unset. */
+/* The per-peer tables, and whatever data path state is left (a stopping
+ * runtime drops messages still waiting for their data). */
+static void free_tables(pf_runtime *rt) {
+  for (int r = 0; rt->inbound != NULL && r < rt->size; r++) {
+    inbound *in = &rt->inbound[r];
+    pf_msg_free(in->m);
+    while (in->head) {
+      held_msg *h = in->head;
+      in->head = h->next;
+      pf_msg_free(h->m);
+      free(h);
+    }
+  }
+  free(rt->inbound);
+  free(rt->data_tag_next);
+  free(rt->sink);
+  free(rt->last_seen);
+  free(rt->ctrl);
+}
+
 static int fault_at(const char *name, int rank, pf_diag *d, int64_t *n) {
   const char *v = getenv(name);
   const char *colon = v ? strchr(v, ':') : NULL;
@@ -871,9 +1138,17 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   }
   rt->last_seen = pf_calloc((size_t)rt->size, sizeof *rt->last_seen);
   rt->ctrl = pf_calloc((size_t)rt->size, sizeof *rt->ctrl);
-  if (rt->last_seen == NULL || rt->ctrl == NULL) {
-    free(rt->last_seen);
-    free(rt->ctrl);
+  rt->data_tag_next = pf_calloc((size_t)rt->size, sizeof *rt->data_tag_next);
+  rt->inbound = pf_calloc((size_t)rt->size, sizeof *rt->inbound);
+  if (cfg->transport) {
+    /* The last tag window is the data path's (the service's steps use the
+     * others). */
+    rt->data_tag_n = pf_tag_window(cfg->transport->tag_ub);
+    rt->data_tag_lo = PF_MAX_IN_FLIGHT * rt->data_tag_n;
+  }
+  if (rt->last_seen == NULL || rt->ctrl == NULL || rt->data_tag_next == NULL ||
+      rt->inbound == NULL) {
+    free_tables(rt);
     free(rt);
     return PF_ENOMEM;
   }
@@ -893,8 +1168,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
                   : (cfg->transport ? cfg->transport->local_rank : 0) * cfg->num_devices;
   ec.bind_span = (cfg->transport ? cfg->transport->local_size : 1) * cfg->num_devices;
   if ((rc = pf_executor_start(&ec, &rt->ex)) != 0) {
-    free(rt->last_seen);
-    free(rt->ctrl);
+    free_tables(rt);
     free(rt);
     return rc;
   }
@@ -913,8 +1187,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
                             sizeof why)) != 0) {
       fprintf(stderr, "pathflow: %s\n", why);
       pf_executor_stop(rt->ex);
-      free(rt->last_seen);
-      free(rt->ctrl);
+      free_tables(rt);
       free(rt);
       return rc;
     }
@@ -923,8 +1196,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   if ((rc = pf_service_create(&sc, &rt->svc)) != 0) {
     pf_trace_close(rt->timeline);
     pf_executor_stop(rt->ex);
-    free(rt->last_seen);
-    free(rt->ctrl);
+    free_tables(rt);
     free(rt);
     return rc;
   }
@@ -971,8 +1243,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
     pf_service_destroy(rt->svc);
     pf_trace_close(rt->timeline);
     pf_executor_stop(rt->ex);
-    free(rt->last_seen);
-    free(rt->ctrl);
+    free_tables(rt);
     free(rt);
     return PF_ESYS;
   }
@@ -1033,7 +1304,6 @@ void pf_runtime_stop(pf_runtime *rt) {
   pthread_mutex_destroy(&rt->mpi_lock);
   pthread_mutex_destroy(&rt->beat_lock);
   pthread_cond_destroy(&rt->beat_cond);
-  free(rt->last_seen);
-  free(rt->ctrl);
+  free_tables(rt);
   free(rt);
 }

@@ -155,9 +155,7 @@ int pf_service_create(const pf_service_config *cfg, pf_service **out) {
     free(s);
     return PF_ENOMEM;
   }
-  s->tag_window = cfg->transport
-                      ? (int)(((int64_t)cfg->transport->tag_ub + 1) / PF_MAX_IN_FLIGHT)
-                      : 1 << 24;
+  s->tag_window = cfg->transport ? pf_tag_window(cfg->transport->tag_ub) : 1 << 24;
   s->size = cfg->transport ? cfg->transport->size : 1;
   if ((s->peers = pf_calloc((size_t)s->size, sizeof *s->peers)) == NULL) {
     pf_store_destroy(s->store);
@@ -353,8 +351,8 @@ static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
     if (op->tag >= s->tag_window)
       return pf_diag_error(d, PF_ERANGE,
                            "rank %d: transfer tag %lld exceeds the tag window %d "
-                           "(MPI_TAG_UB / %d steps in flight)",
-                           s->cfg.rank, (long long)op->tag, s->tag_window, PF_MAX_IN_FLIGHT);
+                           "(the transport's tags / %d windows)",
+                           s->cfg.rank, (long long)op->tag, s->tag_window, PF_MAX_IN_FLIGHT + 1);
     b = &p->buffers[op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0]];
     rc = s->cfg.transport->ops->box_prepare(
         s->cfg.transport, &b->spec,

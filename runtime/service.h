@@ -17,6 +17,13 @@
 /* Steps in flight at once, across all executables: bounds tag reuse. */
 #define PF_MAX_IN_FLIGHT PF_MSG_SLOTS
 
+/* Tags: the transport's [0, tag_ub] is cut into PF_MAX_IN_FLIGHT + 1
+ * windows of this many: one per dispatch slot (a step's transfers), and the
+ * last for the data path of feeds and fetches (runtime/runtime.c). */
+static inline int pf_tag_window(int tag_ub) {
+  return (int)(((int64_t)tag_ub + 1) / (PF_MAX_IN_FLIGHT + 1));
+}
+
 typedef struct pf_service pf_service;
 
 typedef struct pf_service_config {

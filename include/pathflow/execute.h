@@ -75,10 +75,12 @@ typedef struct pf_executable_stats {
 PF_API int pf_executable_stats_get(pf_executable *exe, pf_executable_stats *out);
 
 /* Host tensors fed to an execution and values fetched to the host move
- * one shard per control message: a shard (the part of the tensor one
- * device holds) is at most PF_HOST_SHARD_MAX bytes, 511 MiB, on every rank
- * alike (a control frame holds at most 512 MiB). Checked before anything
- * is sent: pf_execute, pf_future_fetch and pf_buffer_fetch return
+ * shard by shard (between ranks, a shard of 64 KiB or more goes on the
+ * data path, from and into its memory in 64 MiB chunks): a shard (the part
+ * of the tensor one device holds) is at most PF_HOST_SHARD_MAX bytes, 511
+ * MiB, on every rank alike (what an executor accepts from a peer's
+ * message, so that a corrupt one cannot make it allocate more). Checked
+ * before anything is sent: pf_execute, pf_future_fetch and pf_buffer_fetch return
  * PF_ERANGE naming the input or output, the shard's size and the limit.
  * Larger values can still be computed and kept on the devices as buffers;
  * split them over more devices to move them. */
