@@ -96,7 +96,8 @@ int pf_msg_decode(const uint8_t *buf, size_t len, int num_devices,
 
 /* For a message that pf_msg_decode refused: what it concerns, when its
  * envelope can still be read, so that only that is failed. Returns 1 and
- * sets *kind, *executable and *key (the step for RUN and STEP_DONE, the
+ * sets *kind, *executable and *key (the step for RUN, STEP_DONE and
+ * STEP_STARTED, the
  * request for FETCH and FETCH_REPLY, the buffer for PUT; else 0) when the
  * bytes are a pathflow.Control of a kind that something waits on; 0 when
  * they are not one (a foreign message: nothing waits on it) or nothing

@@ -177,8 +177,9 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
       break;
     case PF_MSG_PUT:
       /* the storage is read for pf_spec_nbytes(spec) bytes */
-      if (pf_spec_check(&m->spec) != 0 || m->data == NULL || m->data[0] == NULL ||
-          m->data[0]->nbytes < pf_spec_nbytes(&m->spec))
+      if (pf_spec_check(&m->spec) != 0 ||
+          (!m->data_path && (m->data == NULL || m->data[0] == NULL ||
+                             m->data[0]->nbytes < pf_spec_nbytes(&m->spec))))
         return PF_EINVAL;
       put.data_path = m->data_path != 0;
       put.data_tag = m->data_tag;
@@ -593,7 +594,7 @@ int pf_msg_concerns(const uint8_t *buf, size_t len, pf_msg_kind *kind, uint64_t 
       *key = c->run->step;
       break;
     case PATHFLOW__CONTROL__BODY_STEP_DONE:
-      *kind = PF_MSG_STEP_DONE;
+      *kind = c->step_done->started ? PF_MSG_STEP_STARTED : PF_MSG_STEP_DONE;
       *executable = c->step_done->executable;
       *key = c->step_done->step;
       break;

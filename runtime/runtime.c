@@ -642,7 +642,10 @@ static void reject(pf_runtime *rt, int peer, int rc, const char *why, const uint
              : kind == PF_MSG_COUNTERS ? PF_MSG_COUNTERS_REPLY : PF_MSG_NONE;
   else if (rt->rank == 0 && peer > 0 && peer < rt->size)
     /* An executor's answer that cannot be read: its waiter gets the error. */
-    answer = kind == PF_MSG_LOAD_DONE || kind == PF_MSG_STEP_DONE || kind == PF_MSG_FETCH_REPLY ||
+    /* A STEP_STARTED that cannot be read fails its step (sequential
+     * dispatch would otherwise wait for it). */
+    answer = kind == PF_MSG_STEP_STARTED ? PF_MSG_STEP_DONE
+             : kind == PF_MSG_LOAD_DONE || kind == PF_MSG_STEP_DONE || kind == PF_MSG_FETCH_REPLY ||
                      kind == PF_MSG_COUNTERS_REPLY
                  ? kind : PF_MSG_NONE;
   if (answer == PF_MSG_NONE || (ans = pf_msg_new(answer)) == NULL) return;

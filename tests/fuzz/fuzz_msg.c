@@ -25,7 +25,8 @@ static void check_concerns(const pf_msg *m, int concerns, pf_msg_kind kind, uint
   uint64_t want_executable = m->executable, want_key = 0;
   switch (m->kind) {
     case PF_MSG_RUN:
-    case PF_MSG_STEP_DONE: want_key = m->step; break;
+    case PF_MSG_STEP_DONE:
+    case PF_MSG_STEP_STARTED: want_key = m->step; break;
     case PF_MSG_FETCH:
     case PF_MSG_FETCH_REPLY:
     case PF_MSG_COUNTERS:
@@ -57,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (m != NULL || d.code == 0 || d.msg[0] == '\0') abort();
     return 0;
   }
-  if (m == NULL || m->kind <= PF_MSG_NONE || m->kind > PF_MSG_COUNTERS_REPLY) abort();
+  if (m == NULL || m->kind <= PF_MSG_NONE || m->kind > PF_MSG_STEP_STARTED) abort();
   check_concerns(m, concerns, kind, executable, key);
   if (m->kind == PF_MSG_LOAD && (m->plan == NULL || pf_plan_check(m->plan, 4, &d) != 0))
     abort();
