@@ -167,22 +167,27 @@ static pf_storage *cuda_alloc(pf_device *d, size_t nbytes) {
 
 /* ---- box copies -------------------------------------------------------------- */
 
-/* Copies a box with cudaMemcpy3D: axes that are whole in both tensors are
- * merged into the axis before them, the result is seen as (leading axes)
- * x depth x height x width, and one 3D copy moves each index of the leading
- * axes (none for rank <= 3 once merged). D2D is queued on the stream (the
- * launcher runs COPY ops; the op's event covers it); H2D and D2H, used
- * for feeds and fetches from other threads, are synchronous. */
-static int box_copy(cuda_device *c, pf_copy_dir dir, void *dst, const int64_t *dst_dims,
-                    const void *src, const int64_t *src_dims, const pf_box *box,
-                    size_t elem) {
+/* One 3D copy of a box copy (pf_cuda_box_pieces): queued on the stream for
+ * D2D, synchronous for H2D and D2H. */
+typedef struct copy_ctx {
+  cuda_device *c;
+  pf_copy_dir dir;
+} copy_ctx;
+
+static int copy_piece(void *arg, const struct cudaMemcpy3DParms *p) {
+  copy_ctx *x = arg;
+  cudaError_t err = x->dir == PF_COPY_D2D ? cudaMemcpy3DAsync(p, x->c->stream->stream)
+                                          : cudaMemcpy3D(p);
+  return err == cudaSuccess ? 0 : pf_cuda_error(&x->c->copy_err, err, "cuda device: box copy");
+}
+
+int pf_cuda_box_pieces(void *dst, const int64_t *dst_dims, const void *src,
+                       const int64_t *src_dims, const pf_box *box, size_t elem,
+                       enum cudaMemcpyKind kind,
+                       int (*piece)(void *arg, const struct cudaMemcpy3DParms *p), void *arg) {
   int64_t ext[PF_MAX_RANK + 3], sd[PF_MAX_RANK + 3], dd[PF_MAX_RANK + 3];
-  int64_t so[PF_MAX_RANK + 3], dof[PF_MAX_RANK + 3];
+  int64_t so[PF_MAX_RANK + 3], dof[PF_MAX_RANK + 3], idx[PF_MAX_RANK + 3];
   int n = 0, lead;
-  enum cudaMemcpyKind kind = dir == PF_COPY_H2D   ? cudaMemcpyHostToDevice
-                             : dir == PF_COPY_D2H ? cudaMemcpyDeviceToHost
-                                                  : cudaMemcpyDeviceToDevice;
-  int64_t idx[PF_MAX_RANK + 3];
   for (int a = 0; a < box->rank; a++) {
     if (box->extent[a] == 0) return 0; /* nothing to move */
     if (n > 0 && box->extent[a] == src_dims[a] && box->extent[a] == dst_dims[a]) {
@@ -217,10 +222,10 @@ static int box_copy(cuda_device *c, pf_copy_dir dir, void *dst, const int64_t *d
   for (;;) {
     struct cudaMemcpy3DParms p;
     size_t soff = 0, doff = 0, sstride = 1, dstride = 1;
-    cudaError_t err;
-    /* Byte offsets of this index of the leading axes (the last three axes'
-     * sizes are the pitched pointers'). */
-    for (int a = n - 1; a >= 0; a--) {
+    int rc, a;
+    /* Elements before this index of the leading axes (the last three
+     * axes' place is the pitched pointers' and positions'). */
+    for (a = n - 1; a >= 0; a--) {
       if (a < lead) {
         soff += (size_t)(so[a] + idx[a]) * sstride;
         doff += (size_t)(dof[a] + idx[a]) * dstride;
@@ -245,15 +250,11 @@ static int box_copy(cuda_device *c, pf_copy_dir dir, void *dst, const int64_t *d
     p.extent.height = (size_t)ext[n - 2];
     p.extent.depth = (size_t)ext[n - 3];
     p.kind = kind;
-    err = dir == PF_COPY_D2D ? cudaMemcpy3DAsync(&p, c->stream->stream) : cudaMemcpy3D(&p);
-    if (err != cudaSuccess)
-      return pf_cuda_error(&c->copy_err, err, "cuda device: box copy");
-    /* Next index of the leading axes. */
-    {
-      int a = lead - 1;
-      while (a >= 0 && ++idx[a] == ext[a]) idx[a--] = 0;
-      if (a < 0) return 0;
-    }
+    if ((rc = piece(arg, &p)) != 0) return rc;
+    /* The next index of the leading axes. */
+    a = lead - 1;
+    while (a >= 0 && ++idx[a] == ext[a]) idx[a--] = 0;
+    if (a < 0) return 0;
   }
 }
 
@@ -264,8 +265,13 @@ static void cuda_copy(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *d
   /* H2D and D2H come from threads other than the launcher: they set this
    * thread's current device first (one call, no context switch when it is
    * current already). */
+  copy_ctx x = {c, dir};
   if (dir != PF_COPY_D2D) (void)cudaSetDevice(c->cfg.ordinal);
-  (void)box_copy(c, dir, dst, dst_dims, src, src_dims, box, elem_size);
+  (void)pf_cuda_box_pieces(dst, dst_dims, src, src_dims, box, elem_size,
+                           dir == PF_COPY_H2D   ? cudaMemcpyHostToDevice
+                           : dir == PF_COPY_D2H ? cudaMemcpyDeviceToHost
+                                                : cudaMemcpyDeviceToDevice,
+                           copy_piece, &x);
 }
 
 /* ---- the queue ----------------------------------------------------------------- */

@@ -19,8 +19,12 @@
 #ifndef PF_RUNTIME_DEVICE_CUDA_H
 #define PF_RUNTIME_DEVICE_CUDA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include <cuda_runtime_api.h>
+
+#include "base/box.h"
 #include "base/diag.h"
 #include "cuda/pool.h"
 #include "kernels/registry.h"
@@ -44,6 +48,18 @@ int pf_cuda_device_create(const pf_cuda_device_config *cfg, pf_device **out, pf_
 /* The pool of a CUDA device, for its counters (cudaMalloc calls); NULL if
  * d is not a CUDA device. */
 pf_cuda_pool *pf_cuda_device_pool(pf_device *d);
+
+/* How copy moves a box (base/box.h's pf_box_copy arguments) with
+ * cudaMemcpy3D: every axis whole in both tensors is merged into the axis
+ * before it, the rest is seen as (leading axes) x depth x height x width,
+ * and `piece` is called with the parameters of one 3D copy per index of the
+ * leading axes (one call for a box of rank 3 or less once merged; none for
+ * an empty box). Pure arithmetic, no CUDA call: tests check it on the host.
+ * Returns 0, or the first nonzero value `piece` returns. */
+int pf_cuda_box_pieces(void *dst, const int64_t *dst_dims, const void *src,
+                       const int64_t *src_dims, const pf_box *box, size_t elem,
+                       enum cudaMemcpyKind kind,
+                       int (*piece)(void *arg, const struct cudaMemcpy3DParms *p), void *arg);
 
 /* Registers, for PF_DEVICE_GPU, the CUDA version of every built-in kernel
  * that has one (cuda/kernels.h), under the CPU kernel's name with its
