@@ -172,13 +172,14 @@ static pf_storage *cuda_alloc(pf_device *d, size_t nbytes) {
 typedef struct copy_ctx {
   cuda_device *c;
   pf_copy_dir dir;
+  pf_diag *err; /* the launcher's copy_err for D2D; the caller's own else */
 } copy_ctx;
 
 static int copy_piece(void *arg, const struct cudaMemcpy3DParms *p) {
   copy_ctx *x = arg;
   cudaError_t err = x->dir == PF_COPY_D2D ? cudaMemcpy3DAsync(p, x->c->stream->stream)
                                           : cudaMemcpy3D(p);
-  return err == cudaSuccess ? 0 : pf_cuda_error(&x->c->copy_err, err, "cuda device: box copy");
+  return err == cudaSuccess ? 0 : pf_cuda_error(x->err, err, "cuda device: box copy");
 }
 
 int pf_cuda_box_pieces(void *dst, const int64_t *dst_dims, const void *src,
@@ -265,7 +266,11 @@ static void cuda_copy(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *d
   /* H2D and D2H come from threads other than the launcher: they set this
    * thread's current device first (one call, no context switch when it is
    * current already). */
-  copy_ctx x = {c, dir};
+  /* Only the launcher runs D2D copies (COPY ops) and reads copy_err; H2D
+   * and D2H come from other threads, whose failure copy cannot return. */
+  pf_diag mine;
+  copy_ctx x = {c, dir, dir == PF_COPY_D2D ? &c->copy_err : &mine};
+  pf_diag_init(&mine);
   if (dir != PF_COPY_D2D) (void)cudaSetDevice(c->cfg.ordinal);
   (void)pf_cuda_box_pieces(dst, dst_dims, src, src_dims, box, elem_size,
                            dir == PF_COPY_H2D   ? cudaMemcpyHostToDevice
@@ -407,6 +412,14 @@ static int launch_ready(cuda_device *c) {
     pthread_mutex_unlock(&c->lock);
     if (p == NULL || c->ring_n == INFLIGHT) return launched;
     q = pf_step_device_queue(p->step, c->cfg.index, &n);
+    if (n == 0) { /* no op to carry the part's end: finish it here */
+      pthread_mutex_lock(&c->lock);
+      c->head = p->next;
+      if (c->head == NULL) c->tail = NULL;
+      pthread_mutex_unlock(&c->lock);
+      pf_step_part_done(p->step);
+      continue;
+    }
     if (c->next < n) {
       if (!queueable(c, p->step, q[c->next])) return launched;
       launch(c, p->step, q[c->next], c->next + 1 == n);
