@@ -3,10 +3,9 @@
  * reshard to one device through box copies on the GPU, a matmul through
  * cuBLAS, a relu) runs on two CUDA devices sharing GPU 0, and its outputs
  * match the same graph compiled for two CPU devices and run on the CPU
- * device. Then: later steps, three in flight at once, allocate no device
- * memory (the pool's blocks are reused); and a kernel's bad data found on
- * the GPU (a label out of range) fails its step with the CPU kernel's
- * message. Skipped (exit 77) without a GPU. */
+ * device. Then three steps in flight at once give the CPU's results, and a
+ * later step allocates no device memory (the pool's blocks are reused).
+ * Skipped (exit 77) without a GPU. */
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
