@@ -110,6 +110,11 @@ void pf_running_bind(pf_running_slot *slot);
 const uint32_t *pf_step_device_queue(const pf_step *s, int device, uint32_t *n);
 /* 1 when op `op` of s has all its inputs. */
 int pf_step_op_ready(const pf_step *s, uint32_t op);
+/* How many of op `op`'s inputs are not done yet (0: ready). Only ever
+ * falls. A device that queues work asynchronously (a GPU stream) compares
+ * it with the inputs it has queued itself and not yet reported done: when
+ * they are all that is missing, stream order makes the op safe to queue. */
+uint32_t pf_step_op_pending(const pf_step *s, uint32_t op);
 /* Runs op `op` of s on the calling thread: its kernel, box copy or local
  * collective (nothing if the step has failed). Returns 1 if it ran. */
 int pf_step_run_op(pf_step *s, uint32_t op);

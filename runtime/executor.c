@@ -576,6 +576,10 @@ int pf_step_op_ready(const pf_step *s, uint32_t op) {
   return atomic_load_explicit(&s->pending[op], memory_order_acquire) == 0;
 }
 
+uint32_t pf_step_op_pending(const pf_step *s, uint32_t op) {
+  return atomic_load_explicit(&s->pending[op], memory_order_acquire);
+}
+
 int pf_step_run_op(pf_step *s, uint32_t i) {
   /* An op the loop thread might run inline is timed on its device until
    * a short run proves it short (note_inline_time). */

@@ -212,6 +212,23 @@ pf_storage *pf_storage_new(size_t nbytes, int device) {
   s->nbytes = nbytes;
   s->parent = NULL;
   s->pooled = c + 1;
+  s->release = NULL;
+  s->owner = NULL;
+  return s;
+}
+
+pf_storage *pf_storage_wrap(void *data, size_t nbytes, int device,
+                            void (*release)(pf_storage *s), void *owner) {
+  pf_storage *s = malloc(sizeof *s);
+  if (s == NULL) return NULL;
+  atomic_init(&s->refs, 1);
+  s->device = device;
+  s->nbytes = nbytes;
+  s->data = data;
+  s->parent = NULL;
+  s->pooled = 0;
+  s->release = release;
+  s->owner = owner;
   return s;
 }
 
@@ -224,6 +241,8 @@ pf_storage *pf_storage_view(pf_storage *parent, size_t offset, size_t nbytes) {
   s->data = (char *)parent->data + offset;
   s->parent = pf_storage_ref(parent);
   s->pooled = 0;
+  s->release = NULL;
+  s->owner = NULL;
   return s;
 }
 
@@ -240,6 +259,9 @@ void pf_storage_unref(pf_storage *s) {
       pf_storage_unref(s->parent);
     } else if (s->pooled) {
       small_free_block(s);
+      return;
+    } else if (s->release != NULL) {
+      s->release(s); /* device memory: the device frees it, and s */
       return;
     } else if (!cache_put(s->data, s->nbytes)) {
       pf_aligned_free(s->data);

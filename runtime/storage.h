@@ -19,6 +19,11 @@ typedef struct pf_storage {
   struct pf_storage *parent; /* a view into parent's memory, or NULL */
   int pooled; /* small: 1 + its size class (one block with its data, back
                * to that class's free list); 0 otherwise */
+  /* Memory a device owns (a GPU's): the last unref calls release, which
+   * frees data and the struct itself, instead of the host's free. NULL for
+   * host memory: the CPU path pays one test, on the last unref only. */
+  void (*release)(struct pf_storage *s);
+  void *owner; /* release's own: the device the memory came from */
 } pf_storage;
 
 /* New storage with one reference, uninitialized. NULL when out of memory. */
@@ -27,6 +32,12 @@ pf_storage *pf_storage_new(size_t nbytes, int device);
  * buffer placed by the memory plan lives in its step's arena. NULL when out
  * of memory. */
 pf_storage *pf_storage_view(pf_storage *parent, size_t offset, size_t nbytes);
+/* Storage with one reference for memory a device allocated (data: nbytes
+ * of device memory, never touched by the host here): the last unref calls
+ * release(s), which must free data and the struct (malloc'd here; free(s)).
+ * NULL when out of memory (data is then not released). */
+pf_storage *pf_storage_wrap(void *data, size_t nbytes, int device,
+                            void (*release)(pf_storage *s), void *owner);
 pf_storage *pf_storage_ref(pf_storage *s);
 /* NULL is a no-op. */
 void pf_storage_unref(pf_storage *s);
