@@ -416,6 +416,37 @@ static pf_msg *msg_seed(int i, int *done) {
       m->status = -13;
       m->message = strdup("kernel \"add\" failed");
       return m;
+    case 6: /* sequential dispatch's answer to a run */
+      if ((m = pf_msg_new(PF_MSG_STEP_STARTED)) == NULL) return NULL;
+      m->executable = 42;
+      m->step = 8;
+      return m;
+    case 7: /* a feed whose bytes follow on the data path */
+      if ((m = pf_msg_new(PF_MSG_PUT)) == NULL) return NULL;
+      m->buffer = 12;
+      m->spec = pf_spec_2d(PF_F32, 256, 256);
+      m->data_path = 1;
+      m->data_tag = 4096;
+      if ((m->shards = malloc(sizeof *m->shards)) != NULL) {
+        m->shards[0] = 0;
+        m->n_shards = 1;
+      }
+      return m;
+    case 8: /* a fetch reply whose shards follow on the data path */
+      if ((m = pf_msg_new(PF_MSG_FETCH_REPLY)) == NULL) return NULL;
+      m->request = 10;
+      m->data_path = 1;
+      m->data_tag = 77;
+      m->shards = malloc(2 * sizeof *m->shards);
+      m->data_bytes = malloc(2 * sizeof *m->data_bytes);
+      if (m->shards && m->data_bytes) {
+        m->shards[0] = 0;
+        m->shards[1] = 1;
+        m->data_bytes[0] = 1 << 20;
+        m->data_bytes[1] = 3 << 20;
+        m->n_shards = 2;
+      }
+      return m;
     default:
       *done = 1;
       return NULL;
