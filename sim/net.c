@@ -16,6 +16,8 @@ typedef struct link_entry {
   int32_t flow, slot;
 } link_entry;
 
+struct shape_part;
+
 typedef struct link {
   double capacity;  /* bytes/s */
   double left;      /* progressive filling: capacity not yet given out */
@@ -25,11 +27,37 @@ typedef struct link {
   int64_t unfrozen; /* progressive filling: weight without a rate yet */
   uint32_t mark;    /* == net->epoch: in this recomputation's component */
   uint32_t version; /* progressive filling: invalidates older heap entries */
+  struct shape_part *owner; /* the first shape part over the link, or NULL */
   uint8_t cls;
   uint8_t dirty;
 } link;
 
-/* A flow, or a bundle of flows that move as one (pf_simnet_send_bundle):
+/* One bundle of a shape (pf_simnet_shape): the flows of one kind of path.
+ * Its links, slots and weights (ext) serve each of its sends in turn. It
+ * is exclusive when no other shape part crosses its links; then, sent when
+ * none of its links carries anything (busy == 0), it runs "virtual": rated
+ * at its bound without entering its links, so a ring step alone on its
+ * links costs O(1), not O(links). Anything that enters one of its links
+ * while it runs puts it there first (materialize). */
+typedef struct shape_part {
+  int32_t *ext;     /* links, slots, weights: 3 x nlinks */
+  int32_t nlinks;
+  int32_t busy;     /* its links that carry a flow or bundle */
+  int32_t entity;   /* the flow id of its send in flight, or -1 */
+  uint64_t members;
+  pf_simtime lat;
+  double bound;     /* min capacity / weight over its links */
+  uint8_t classes, exclusive;
+} shape_part;
+
+struct pf_simnet_shape {
+  shape_part parts[PF_SIMNET_CLASS_COUNT];
+  int n_parts;
+  size_t n;
+  uint8_t *part_of; /* per member: its part */
+};
+
+/* A flow, or a bundle of flows that move as one (pf_simnet_shape_send):
  * a bundle's remaining bytes and rate are those of each of its members, and
  * its links carry weights, the number of its members crossing each. */
 typedef struct flow {
@@ -41,13 +69,15 @@ typedef struct flow {
   uint64_t seq;     /* order of sending: breaks ties between events */
   uint64_t bytes;   /* in all (a bundle: summed over its members) */
   uint64_t members; /* 1, or a bundle's flows */
-  int32_t *ext;     /* a bundle's links, slots and weights (3 x nlinks); NULL for a flow */
+  int32_t *ext;     /* a bundle's links, slots and weights (its part's); NULL for a flow */
+  shape_part *part; /* a bundle's shape part, or NULL */
   int32_t links[MAX_PATH];
   int32_t pos[MAX_PATH]; /* index of this flow in each link's flows */
   int32_t nlinks;
   int32_t heap;          /* index in the event heap, -1 if not there */
   uint32_t mark;
   uint8_t state, frozen, classes; /* classes: bit per pf_simnet_class crossed */
+  uint8_t virt;     /* an active bundle rated at its bound, not entered in its links */
   pf_simnet_done cb;
   void *arg;
   uint64_t tag;
@@ -97,7 +127,7 @@ struct pf_simnet {
   size_t n_fill, cap_fill;
   int32_t *done;
   size_t n_done, cap_done;
-  /* Scratch of pf_simnet_send_bundle: members per link, links touched. */
+  /* Scratch of pf_simnet_shape_create: members per link, links touched. */
   int32_t *wcount;
   int32_t *touched;
   size_t n_touched, cap_touched;
@@ -213,7 +243,6 @@ int pf_simnet_create(const pf_sim_cluster *cl, pf_simnet **out) {
 void pf_simnet_destroy(pf_simnet *net) {
   if (net == NULL) return;
   for (int64_t i = 0; i < net->n_links; i++) free(net->links[i].flows);
-  for (size_t i = 0; i < net->n_flows; i++) free(net->flows[i].ext);
   free(net->links);
   free(net->flows);
   free(net->free_ids);
@@ -308,7 +337,11 @@ static void flow_queue(pf_simnet *net, int32_t id, pf_simtime due) {
   f->due = due;
   f->seq = net->seq++;
   f->bound = INFINITY;
-  for (int32_t j = 0; j < f->nlinks; j++) {
+  if (f->part) { /* worked out once for the shape */
+    f->bound = f->part->bound;
+    f->classes = f->part->classes;
+  }
+  for (int32_t j = 0; !f->part && j < f->nlinks; j++) {
     const link *l = &net->links[flow_links(f)[j]];
     double b = l->capacity / flow_weight(f, j);
     if (b < f->bound) f->bound = b;
@@ -340,16 +373,12 @@ int pf_simnet_send(pf_simnet *net, int64_t src, int64_t dst, uint64_t bytes, pf_
   return 0;
 }
 
-int pf_simnet_send_bundle(pf_simnet *net, const int64_t *src, const int64_t *dst, const uint64_t *bytes,
-                          size_t n, pf_simtime start, pf_simnet_done cb, void *arg, uint64_t tag, int *parts) {
-  int32_t links[MAX_PATH], nl;
-  pf_simtime lat, kind_lat[PF_SIMNET_CLASS_COUNT] = {0};
-  uint64_t members[PF_SIMNET_CLASS_COUNT] = {0}, largest[PF_SIMNET_CLASS_COUNT] = {0},
-           total[PF_SIMNET_CLASS_COUNT] = {0};
-  int32_t n_links[PF_SIMNET_CLASS_COUNT] = {0};
+int pf_simnet_shape_create(pf_simnet *net, const int64_t *src, const int64_t *dst, size_t n,
+                           pf_simnet_shape **out) {
+  int32_t links[MAX_PATH], nl, n_links[PF_SIMNET_CLASS_COUNT] = {0}, part_of_kind[PF_SIMNET_CLASS_COUNT];
+  pf_simtime lat;
   int kind, rc = 0;
-  *parts = 0;
-  if (start < net->now) return PF_EINVAL;
+  pf_simnet_shape *sh;
   /* Every member routed before anything is made: nothing to undo on error. */
   for (size_t k = 0; k < n; k++) {
     if ((rc = route(net, src[k], dst[k], links, &nl, &lat, &kind)) != 0) return rc;
@@ -357,14 +386,22 @@ int pf_simnet_send_bundle(pf_simnet *net, const int64_t *src, const int64_t *dst
   }
   if (net->wcount == NULL && (net->wcount = pf_calloc((size_t)net->n_links, sizeof *net->wcount)) == NULL)
     return PF_ENOMEM;
+  if ((sh = calloc(1, sizeof *sh)) == NULL || (sh->part_of = pf_mallocn(n ? n : 1, 1)) == NULL) {
+    free(sh);
+    return PF_ENOMEM;
+  }
+  sh->n = n;
   net->n_touched = 0;
+  for (int c = 0; c < PF_SIMNET_CLASS_COUNT; c++) part_of_kind[c] = -1;
   for (size_t k = 0; k < n && rc == 0; k++) {
     route(net, src[k], dst[k], links, &nl, &lat, &kind);
-    kind_lat[kind] = lat;
-    members[kind]++;
-    total[kind] += bytes[k];
-    if (bytes[k] > largest[kind]) largest[kind] = bytes[k];
-    for (int32_t j = 0; j < nl && rc == 0; j++) {
+    if (part_of_kind[kind] < 0) {
+      part_of_kind[kind] = sh->n_parts;
+      sh->parts[sh->n_parts++] = (shape_part){.lat = lat, .entity = -1, .exclusive = 1, .bound = INFINITY};
+    }
+    sh->part_of[k] = (uint8_t)part_of_kind[kind];
+    sh->parts[part_of_kind[kind]].members++;
+    for (int32_t j = 0; j < nl; j++) {
       if (net->wcount[links[j]] == 0) {
         if ((rc = push_i32(&net->touched, &net->n_touched, &net->cap_touched, links[j])) != 0) break;
         n_links[kind]++;
@@ -372,37 +409,101 @@ int pf_simnet_send_bundle(pf_simnet *net, const int64_t *src, const int64_t *dst
       net->wcount[links[j]]++;
     }
   }
-  /* One bundle a kind of path: its links are the touched links of that
-   * class (a link's class is the kind of every path over it). */
+  /* A part's links are the touched links of its class (a link's class is
+   * the kind of every path over it). */
   for (int c = 0; c < PF_SIMNET_CLASS_COUNT && rc == 0; c++) {
-    int32_t id, m = 0, *ext;
-    if (members[c] == 0) continue;
-    if ((ext = pf_mallocn((size_t)n_links[c], 3 * sizeof *ext)) == NULL || (id = flow_new(net)) < 0) {
-      free(ext);
+    if (part_of_kind[c] < 0) continue;
+    shape_part *p = &sh->parts[part_of_kind[c]];
+    int32_t m = 0;
+    if ((p->ext = pf_mallocn((size_t)n_links[c], 3 * sizeof *p->ext)) == NULL) {
       rc = PF_ENOMEM;
       break;
     }
+    p->nlinks = n_links[c];
     for (size_t i = 0; i < net->n_touched; i++) {
       int32_t l = net->touched[i];
-      if (net->links[l].cls != c) continue;
-      ext[m] = l;
-      ext[2 * n_links[c] + m] = net->wcount[l];
+      link *lk = &net->links[l];
+      if (lk->cls != c) continue;
+      p->ext[m] = l;
+      p->ext[2 * p->nlinks + m] = net->wcount[l];
       m++;
+      if (lk->capacity / net->wcount[l] < p->bound) p->bound = lk->capacity / net->wcount[l];
+      p->classes |= (uint8_t)(1u << lk->cls);
+      if (lk->n > 0) p->busy++;
+      if (lk->owner == NULL) {
+        lk->owner = p;
+      } else { /* shared with another shape: both go through the links */
+        lk->owner->exclusive = 0;
+        p->exclusive = 0;
+      }
     }
+  }
+  for (size_t i = 0; i < net->n_touched; i++) net->wcount[net->touched[i]] = 0;
+  if (rc != 0) {
+    pf_simnet_shape_destroy(net, sh);
+    return rc;
+  }
+  *out = sh;
+  return 0;
+}
+
+void pf_simnet_shape_destroy(pf_simnet *net, pf_simnet_shape *sh) {
+  if (sh == NULL) return;
+  for (int q = 0; q < sh->n_parts; q++) {
+    shape_part *p = &sh->parts[q];
+    for (int32_t j = 0; p->ext && j < p->nlinks; j++)
+      if (net->links[p->ext[j]].owner == p) net->links[p->ext[j]].owner = NULL;
+    free(p->ext);
+  }
+  free(sh->part_of);
+  free(sh);
+}
+
+int pf_simnet_shape_send(pf_simnet *net, pf_simnet_shape *sh, const uint64_t *bytes, uint64_t each,
+                         pf_simtime start, pf_simnet_done cb, void *arg, uint64_t tag, int *parts) {
+  uint64_t largest[PF_SIMNET_CLASS_COUNT] = {0}, total[PF_SIMNET_CLASS_COUNT] = {0};
+  *parts = 0;
+  if (start < net->now) return PF_EINVAL;
+  for (int q = 0; q < sh->n_parts; q++)
+    if (sh->parts[q].entity >= 0) return PF_ESTATE;
+  for (int q = 0; bytes == NULL && q < sh->n_parts; q++) {
+    largest[q] = each;
+    total[q] = each * sh->parts[q].members;
+  }
+  for (size_t k = 0; bytes && k < sh->n; k++) {
+    int q = sh->part_of[k];
+    total[q] += bytes[k];
+    if (bytes[k] > largest[q]) largest[q] = bytes[k];
+  }
+  for (int q = 0; q < sh->n_parts; q++) {
+    shape_part *p = &sh->parts[q];
+    int32_t id = flow_new(net);
+    if (id < 0) return PF_ENOMEM;
     flow *f = &net->flows[id];
-    f->ext = ext;
-    f->nlinks = n_links[c];
-    f->bytes = total[c];
-    f->members = members[c];
-    f->remaining = (double)largest[c];
+    f->ext = p->ext;
+    f->part = p;
+    f->nlinks = p->nlinks;
+    f->bytes = total[q];
+    f->members = p->members;
+    f->remaining = (double)largest[q];
     f->cb = cb;
     f->arg = arg;
     f->tag = tag;
-    flow_queue(net, id, time_add(start, kind_lat[c]));
+    p->entity = id;
+    flow_queue(net, id, time_add(start, p->lat));
     (*parts)++;
   }
-  for (size_t i = 0; i < net->n_touched; i++) net->wcount[net->touched[i]] = 0;
-  return rc;
+  return 0;
+}
+
+static int link_add(pf_simnet *net, int32_t id);
+
+/* A virtual bundle enters its links (something else is about to share
+ * one); the recomputation of this instant rates it with the rest. Its
+ * remaining bytes are brought up to date there, at the rate it had. */
+static int materialize(pf_simnet *net, int32_t id) {
+  net->flows[id].virt = 0;
+  return link_add(net, id);
 }
 
 static int mark_dirty(pf_simnet *net, int32_t l) {
@@ -416,6 +517,13 @@ static int link_add(pf_simnet *net, int32_t id) {
   int32_t *fl = flow_links(f), *pos = flow_pos(f);
   for (int32_t j = 0; j < f->nlinks; j++) {
     link *l = &net->links[fl[j]];
+    shape_part *o = l->owner;
+    if (o && o != f->part && o->entity >= 0 && net->flows[o->entity].virt) {
+      int rc = materialize(net, o->entity);
+      if (rc != 0) return rc;
+      f = &net->flows[id]; /* (no flow is added: the pointers stay valid) */
+    }
+    if (l->n == 0 && o) o->busy++;
     if (l->n == l->cap) {
       size_t cap = (size_t)l->cap;
       if (pf_grow((void **)&l->flows, &cap, (size_t)l->n + 1, sizeof *l->flows) != 0) return PF_ENOMEM;
@@ -440,6 +548,7 @@ static int link_remove(pf_simnet *net, int32_t id) {
       flow_pos(&net->flows[last.flow])[last.slot] = pos[j];
     }
     l->weight -= flow_weight(f, j);
+    if (l->n == 0 && l->owner) l->owner->busy--;
     /* A link left empty changes nobody's rate. */
     if (l->n > 0 && mark_dirty(net, fl[j]) != 0) return PF_ENOMEM;
   }
@@ -630,13 +739,22 @@ static int run_events(pf_simnet *net, pf_simtime until) {
       if (f->state == FLOW_LATENT && f->nlinks > 0 && f->remaining > 0) {
         f->state = FLOW_ACTIVE;
         f->last = t;
-        f->rate = 0;
-        f->due = PF_SIMTIME_MAX; /* set by recompute */
-        if ((rc = link_add(net, id)) != 0) return rc;
+        if (f->part && f->part->exclusive && f->part->busy == 0) {
+          /* Alone on its links: the rate recompute would give it, without
+           * entering them. */
+          f->virt = 1;
+          f->rate = f->bound;
+          f->due = time_add(t, duration(f->remaining, f->rate));
+        } else {
+          f->rate = 0;
+          f->due = PF_SIMTIME_MAX; /* set by recompute */
+          if ((rc = link_add(net, id)) != 0) return rc;
+        }
         heap_push(net, id); /* popped just now: there is room */
         continue;
       }
-      if (f->state == FLOW_ACTIVE) {
+      if (f->part) f->part->entity = -1;
+      if (f->state == FLOW_ACTIVE && !f->virt) {
         if ((rc = link_remove(net, id)) != 0) return rc;
       }
       if ((rc = push_i32(&net->done, &net->n_done, &net->cap_done, id)) != 0) return rc;
@@ -653,8 +771,8 @@ static int run_events(pf_simnet *net, pf_simtime until) {
       uint64_t tag = f->tag;
       if (f->ext) net->stats.bundles_done++;
       f->state = FLOW_FREE;
-      free(f->ext);
       f->ext = NULL;
+      f->part = NULL;
       if ((rc = push_i32(&net->free_ids, &net->n_free, &net->cap_free, id)) != 0) return rc;
       net->stats.flows_done += f->members;
       net->in_flight--;
@@ -676,8 +794,6 @@ void pf_simnet_get_stats(const pf_simnet *net, pf_simnet_stats *out) { *out = ne
 size_t pf_simnet_memory(const pf_simnet *net) {
   size_t m = sizeof *net + (size_t)net->n_links * sizeof *net->links;
   for (int64_t i = 0; i < net->n_links; i++) m += (size_t)net->links[i].cap * sizeof(link_entry);
-  for (size_t i = 0; i < net->n_flows; i++)
-    if (net->flows[i].ext) m += 3 * (size_t)net->flows[i].nlinks * sizeof(int32_t);
   m += net->cap_flows * sizeof(flow) + net->cap_heap * sizeof(heap_entry) +
        (net->cap_free + net->cap_dirty + net->cap_cl + net->cap_cf + net->cap_done + net->cap_touched) *
            sizeof(int32_t);

@@ -11,7 +11,7 @@
  * share links, transitively, with the ones that changed. Alone on its path,
  * a flow takes latency + bytes / (narrowest bandwidth on the path).
  *
- * A bundle (pf_simnet_send_bundle) is a set of flows that move as one: one
+ * A bundle (pf_simnet_shape_send) is a set of flows that move as one: one
  * event to enter, one to leave, one rate for all its members, and on each
  * link a weight, the number of its members crossing it, in weighted max-min
  * sharing with everything else. A collective's step (every device of a ring
@@ -75,25 +75,37 @@ void pf_simnet_destroy(pf_simnet *net);
 int pf_simnet_send(pf_simnet *net, int64_t src, int64_t dst, uint64_t bytes, pf_simtime start,
                    pf_simnet_done cb, void *arg, uint64_t tag);
 
-/* Sends n flows at once, src[k] -> dst[k] of bytes[k] each, starting at
- * `start`, as bundles: the flows are grouped by the kind of path they take
- * (inside a host, across an island's fabric, across islands; at most 3
- * groups), and each group is one bundle: its flows enter the network
- * together after their path's latency, all move at one rate, the max-min
- * fair rate of an entity that counts w times on a link that w of them cross
- * (all of them get what the most crowded or narrowest of their links
- * gives), and complete together when the largest has moved its bytes. `cb`
- * (may be NULL) is called once per bundle, with `tag`; *parts gets how many
- * bundles were sent (0 when n == 0), which is how many calls to expect.
- * Exact against n separate flows where each link carries at most one of the
- * group's flows and the flows are the same size; a lockstep approximation
- * otherwise (a step ends when its slowest flow would). O(n) time; the
- * bundle holds O(links) memory while in flight. Returns 0, PF_ERANGE (a
- * device outside the cluster), PF_EINVAL (start in the past, or a flow from
- * a device to itself) or PF_ENOMEM (then *parts bundles were sent; nothing
- * is sent on the other errors). */
-int pf_simnet_send_bundle(pf_simnet *net, const int64_t *src, const int64_t *dst, const uint64_t *bytes,
-                          size_t n, pf_simtime start, pf_simnet_done cb, void *arg, uint64_t tag, int *parts);
+/* A shape: n flows, src[k] -> dst[k], that a collective sends together,
+ * again and again (each step of a ring), as bundles. The flows are grouped
+ * by the kind of path they take (inside a host, across an island's fabric,
+ * across islands; at most 3 parts), and each part is sent as one bundle:
+ * its flows enter the network together after their path's latency, all
+ * move at one rate, the max-min fair rate of an entity that counts w times
+ * on a link that w of them cross (all get what the most crowded or
+ * narrowest of their links gives), and complete together when the largest
+ * has moved its bytes. Exact against n separate flows where no link carries
+ * two of a part's flows and the flows are the same size; a lockstep
+ * approximation otherwise (a step ends when its slowest flow would).
+ * Routing and link weights are worked out once here (O(n)); a part whose
+ * links no other shape crosses and that finds them empty when it is sent
+ * costs O(1) a send (it enters its links only when other traffic comes).
+ * Returns 0, PF_ERANGE (a device outside the cluster), PF_EINVAL (a flow
+ * from a device to itself) or PF_ENOMEM. */
+typedef struct pf_simnet_shape pf_simnet_shape;
+int pf_simnet_shape_create(pf_simnet *net, const int64_t *src, const int64_t *dst, size_t n,
+                           pf_simnet_shape **out);
+
+/* Sends the shape's flows, starting at `start`: flow k moves bytes[k], or
+ * `each` bytes when bytes is NULL. `cb` (may be NULL) is called once per
+ * part, with `tag`; *parts gets how many parts were sent, which is how
+ * many calls to expect. Returns 0, PF_EINVAL (start in the past), PF_ESTATE
+ * (the shape's previous send is still in flight) or PF_ENOMEM (then *parts
+ * were sent). */
+int pf_simnet_shape_send(pf_simnet *net, pf_simnet_shape *sh, const uint64_t *bytes, uint64_t each,
+                         pf_simtime start, pf_simnet_done cb, void *arg, uint64_t tag, int *parts);
+
+/* Frees a shape with no send in flight; NULL is ignored. */
+void pf_simnet_shape_destroy(pf_simnet *net, pf_simnet_shape *sh);
 
 /* Runs events up to and including time `until`, then sets the clock to
  * `until` (PF_SIMTIME_MAX: until no flow is left, the clock staying at the
