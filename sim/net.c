@@ -47,7 +47,7 @@ typedef struct shape_part {
   uint64_t members;
   pf_simtime lat;
   double bound;     /* min capacity / weight over its links */
-  uint8_t classes, exclusive;
+  uint8_t classes, exclusive, kind;
 } shape_part;
 
 struct pf_simnet_shape {
@@ -103,9 +103,28 @@ typedef struct fill_entry {
   uint32_t version;
 } fill_entry;
 
+/* Where a device is, for routing without searching the cluster's groups. */
+typedef struct dev_place {
+  int32_t host, island, nic; /* nic: host * nics + local % nics */
+} dev_place;
+
+/* Flows waiting out their latency, in (due, seq) order: flows sent one
+ * after another with the same latency enter in the order they were sent,
+ * so a queue per kind of path holds them for O(1) each instead of a heap
+ * push and pop; a flow that would enter before its queue's last (sent for
+ * a later start first) goes to the heap. */
+typedef struct fifo {
+  heap_entry *a;
+  size_t head, n, cap;
+} fifo;
+
+#define N_FIFOS (PF_SIMNET_CLASS_COUNT + 1) /* a kind of path each, and a device to itself */
+
 struct pf_simnet {
   const pf_sim_cluster *cl;
   pf_simtime now;
+  dev_place *place;
+  fifo latent[N_FIFOS];
   link *links;
   int64_t n_links;
   int64_t nic_base, dcn_base, isl_base; /* first link of each kind */
@@ -114,7 +133,7 @@ struct pf_simnet {
   size_t n_flows, cap_flows;
   int32_t *free_ids;
   size_t n_free, cap_free;
-  heap_entry *heap; /* event heap, by (due, seq) */
+  heap_entry *heap; /* event heap, by (due, seq): completions, and entries the queues cannot take */
   size_t n_heap, cap_heap;
   uint64_t seq;
   uint32_t epoch;
@@ -142,6 +161,10 @@ static pf_simtime time_add(pf_simtime a, pf_simtime b) { return a > PF_SIMTIME_M
 
 /* ---- the event heap ------------------------------------------------------ */
 
+/* 4-ary: half the depth of a binary heap, and a node's children share a
+ * cache line or two, which pays off where most operations are pops. */
+#define ARITY 4
+
 static int before(const heap_entry *a, const heap_entry *b) {
   return a->due < b->due || (a->due == b->due && a->seq < b->seq);
 }
@@ -154,7 +177,7 @@ static void heap_set(pf_simnet *net, size_t i, heap_entry e) {
 static void heap_up(pf_simnet *net, size_t i) {
   heap_entry e = net->heap[i];
   while (i > 0) {
-    size_t p = (i - 1) / 2;
+    size_t p = (i - 1) / ARITY;
     if (!before(&e, &net->heap[p])) break;
     heap_set(net, i, net->heap[p]);
     i = p;
@@ -165,9 +188,11 @@ static void heap_up(pf_simnet *net, size_t i) {
 static void heap_down(pf_simnet *net, size_t i) {
   heap_entry e = net->heap[i];
   for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= net->n_heap) break;
-    if (c + 1 < net->n_heap && before(&net->heap[c + 1], &net->heap[c])) c++;
+    size_t first = ARITY * i + 1, c = first, end = first + ARITY;
+    if (first >= net->n_heap) break;
+    if (end > net->n_heap) end = net->n_heap;
+    for (size_t k = first + 1; k < end; k++)
+      if (before(&net->heap[k], &net->heap[c])) c = k;
     if (!before(&net->heap[c], &e)) break;
     heap_set(net, i, net->heap[c]);
     i = c;
@@ -176,7 +201,7 @@ static void heap_down(pf_simnet *net, size_t i) {
 }
 
 /* Queues flow id at its due time; the caller has made room. */
-static void heap_push(pf_simnet *net, int32_t id) {
+static void heap_push_room(pf_simnet *net, int32_t id) {
   const flow *f = &net->flows[id];
   net->heap[net->n_heap++] = (heap_entry){f->due, f->seq, id};
   heap_up(net, net->n_heap - 1);
@@ -186,6 +211,12 @@ static int heap_reserve(pf_simnet *net) {
   if (net->n_heap == net->cap_heap &&
       pf_grow((void **)&net->heap, &net->cap_heap, net->n_heap + 1, sizeof *net->heap) != 0)
     return PF_ENOMEM;
+  return 0;
+}
+
+static int heap_push(pf_simnet *net, int32_t id) {
+  if (heap_reserve(net) != 0) return PF_ENOMEM;
+  heap_push_room(net, id);
   return 0;
 }
 
@@ -229,6 +260,16 @@ int pf_simnet_create(const pf_sim_cluster *cl, pf_simnet **out) {
     free(net);
     return PF_ENOMEM;
   }
+  if ((net->place = pf_mallocn((size_t)cl->devices, sizeof *net->place)) == NULL) {
+    free(net->links);
+    free(net);
+    return PF_ENOMEM;
+  }
+  for (int64_t d = 0; d < cl->devices; d++) {
+    pf_sim_place p;
+    pf_sim_cluster_locate(cl, d, &p);
+    net->place[d] = (dev_place){(int32_t)p.host, p.island, (int32_t)(p.host * net->nics + p.local % net->nics)};
+  }
   for (int64_t i = 0; i < net->n_links; i++) {
     link *l = &net->links[i];
     if (i < net->nic_base) { l->capacity = cl->intra_host.bandwidth; l->cls = PF_SIMNET_INTRA_HOST; }
@@ -244,6 +285,8 @@ void pf_simnet_destroy(pf_simnet *net) {
   if (net == NULL) return;
   for (int64_t i = 0; i < net->n_links; i++) free(net->links[i].flows);
   free(net->links);
+  free(net->place);
+  for (int q = 0; q < N_FIFOS; q++) free(net->latent[q].a);
   free(net->flows);
   free(net->free_ids);
   free(net->heap);
@@ -262,8 +305,8 @@ void pf_simnet_destroy(pf_simnet *net) {
 static int route(const pf_simnet *net, int64_t src, int64_t dst, int32_t *links, int32_t *n, pf_simtime *lat,
                  int *kind) {
   const pf_sim_cluster *cl = net->cl;
-  pf_sim_place a, b;
-  if (pf_sim_cluster_locate(cl, src, &a) != 0 || pf_sim_cluster_locate(cl, dst, &b) != 0) return PF_ERANGE;
+  if (src < 0 || src >= cl->devices || dst < 0 || dst >= cl->devices) return PF_ERANGE;
+  const dev_place a = net->place[src], b = net->place[dst];
   *n = 0;
   if (src == dst) {
     *lat = 0;
@@ -274,18 +317,17 @@ static int route(const pf_simnet *net, int64_t src, int64_t dst, int32_t *links,
     *lat = cl->intra_host.latency_ns;
     *kind = PF_SIMNET_INTRA_HOST;
   } else if (a.island == b.island) {
-    int64_t k = net->nics;
-    links[(*n)++] = (int32_t)(net->nic_base + 2 * (a.host * k + a.local % k));
-    links[(*n)++] = (int32_t)(net->nic_base + 2 * (b.host * k + b.local % k) + 1);
+    links[(*n)++] = (int32_t)(net->nic_base + 2 * (int64_t)a.nic);
+    links[(*n)++] = (int32_t)(net->nic_base + 2 * (int64_t)b.nic + 1);
     *lat = cl->nic.latency_ns;
     *kind = PF_SIMNET_NIC;
   } else {
-    links[(*n)++] = (int32_t)(net->dcn_base + 2 * a.host);
+    links[(*n)++] = (int32_t)(net->dcn_base + 2 * (int64_t)a.host);
     if (net->isl_base < net->n_links) {
-      links[(*n)++] = (int32_t)(net->isl_base + 2 * a.island);
-      links[(*n)++] = (int32_t)(net->isl_base + 2 * b.island + 1);
+      links[(*n)++] = (int32_t)(net->isl_base + 2 * (int64_t)a.island);
+      links[(*n)++] = (int32_t)(net->isl_base + 2 * (int64_t)b.island + 1);
     }
-    links[(*n)++] = (int32_t)(net->dcn_base + 2 * b.host + 1);
+    links[(*n)++] = (int32_t)(net->dcn_base + 2 * (int64_t)b.host + 1);
     *lat = cl->dcn.latency_ns;
     *kind = PF_SIMNET_DCN;
   }
@@ -330,8 +372,49 @@ static int32_t flow_new(pf_simnet *net) {
   return id;
 }
 
+/* Queues flow id to enter at its due time: on the queue of its kind of
+ * path (-1: a device to itself) when it goes last there, else on the heap
+ * (room was made by flow_new). */
+static void latent_push(pf_simnet *net, int32_t id, int kind) {
+  const flow *f = &net->flows[id];
+  fifo *q = &net->latent[kind < 0 ? PF_SIMNET_CLASS_COUNT : kind];
+  if (q->n > q->head && q->a[q->n - 1].due > f->due) {
+    heap_push_room(net, id);
+    return;
+  }
+  if (q->n == q->cap && q->head > 0) { /* slide down rather than grow */
+    memmove(q->a, q->a + q->head, (q->n - q->head) * sizeof *q->a);
+    q->n -= q->head;
+    q->head = 0;
+  }
+  if (q->n == q->cap && pf_grow((void **)&q->a, &q->cap, q->n + 1, sizeof *q->a) != 0) {
+    heap_push_room(net, id);
+    return;
+  }
+  q->a[q->n++] = (heap_entry){f->due, f->seq, id};
+}
+
+/* The earliest event, from the heap or a queue (*from: -1 or the queue);
+ * 0 when there is none. */
+static int next_event(const pf_simnet *net, heap_entry *e, int *from) {
+  int found = 0;
+  if (net->n_heap > 0) {
+    *e = net->heap[0];
+    *from = -1;
+    found = 1;
+  }
+  for (int k = 0; k < N_FIFOS; k++) {
+    const fifo *q = &net->latent[k];
+    if (q->head == q->n || (found && !before(&q->a[q->head], e))) continue;
+    *e = q->a[q->head];
+    *from = k;
+    found = 1;
+  }
+  return found;
+}
+
 /* Queues a filled-in flow to enter the network at `due`. */
-static void flow_queue(pf_simnet *net, int32_t id, pf_simtime due) {
+static void flow_queue(pf_simnet *net, int32_t id, pf_simtime due, int kind) {
   flow *f = &net->flows[id];
   f->state = FLOW_LATENT;
   f->due = due;
@@ -347,7 +430,7 @@ static void flow_queue(pf_simnet *net, int32_t id, pf_simtime due) {
     if (b < f->bound) f->bound = b;
     f->classes |= (uint8_t)(1u << l->cls);
   }
-  heap_push(net, id); /* room was made by flow_new */
+  latent_push(net, id, kind);
   net->stats.flows_sent += f->members;
   if (++net->in_flight > net->stats.peak_flows) net->stats.peak_flows = net->in_flight;
 }
@@ -369,7 +452,7 @@ int pf_simnet_send(pf_simnet *net, int64_t src, int64_t dst, uint64_t bytes, pf_
   f->cb = cb;
   f->arg = arg;
   f->tag = tag;
-  flow_queue(net, id, time_add(start, lat));
+  flow_queue(net, id, time_add(start, lat), kind);
   return 0;
 }
 
@@ -397,7 +480,8 @@ int pf_simnet_shape_create(pf_simnet *net, const int64_t *src, const int64_t *ds
     route(net, src[k], dst[k], links, &nl, &lat, &kind);
     if (part_of_kind[kind] < 0) {
       part_of_kind[kind] = sh->n_parts;
-      sh->parts[sh->n_parts++] = (shape_part){.lat = lat, .entity = -1, .exclusive = 1, .bound = INFINITY};
+      sh->parts[sh->n_parts++] =
+          (shape_part){.lat = lat, .entity = -1, .exclusive = 1, .bound = INFINITY, .kind = (uint8_t)kind};
     }
     sh->part_of[k] = (uint8_t)part_of_kind[kind];
     sh->parts[part_of_kind[kind]].members++;
@@ -490,7 +574,7 @@ int pf_simnet_shape_send(pf_simnet *net, pf_simnet_shape *sh, const uint64_t *by
     f->arg = arg;
     f->tag = tag;
     p->entity = id;
-    flow_queue(net, id, time_add(start, p->lat));
+    flow_queue(net, id, time_add(start, p->lat), p->kind);
     (*parts)++;
   }
   return 0;
@@ -611,7 +695,7 @@ static pf_simtime duration(double bytes, double rate) {
 /* Gives flow id its max-min rate and takes it out of its shared links'
  * filling. Links it has to itself are skipped: nothing reads their filling
  * state until a recomputation that finds them shared sets it afresh. */
-static void freeze(pf_simnet *net, int32_t id, double rate) {
+static int freeze(pf_simnet *net, int32_t id, double rate) {
   flow *f = &net->flows[id];
   int32_t *fl = flow_links(f);
   double old = f->rate;
@@ -629,8 +713,10 @@ static void freeze(pf_simnet *net, int32_t id, double rate) {
    * that rounding never moves a flow nobody disturbed. */
   if (f->rate != old || f->due < net->now) {
     f->due = time_add(net->now, duration(f->remaining, f->rate));
+    if (f->heap < 0) return heap_push(net, id); /* entering now: out of the heap until rated */
     heap_fix(net, id);
   }
+  return 0;
 }
 
 /* Rates of every flow that shares links, transitively, with a link whose
@@ -684,7 +770,21 @@ static int recompute(pf_simnet *net) {
     if (f->remaining < 0) f->remaining = 0;
     f->last = now;
     f->frozen = 0;
-    if (fill_add(net, (fill_entry){f->bound, -1 - id, 0}) != 0) return PF_ENOMEM;
+  }
+  /* A flow with no shared link is rated at its bound at once (most are:
+   * a step's flows entering side by side); the others queue. Rating it
+   * first changes nobody's filling: freeze skips unshared links. */
+  for (size_t i = 0; i < net->n_cf; i++) {
+    int32_t id = net->comp_flows[i];
+    flow *f = &net->flows[id];
+    const int32_t *fl = flow_links(f);
+    int32_t j = 0;
+    while (j < f->nlinks && net->links[fl[j]].n < 2) j++;
+    if (j == f->nlinks) {
+      if (freeze(net, id, f->bound) != 0) return PF_ENOMEM;
+    } else if (fill_add(net, (fill_entry){f->bound, -1 - id, 0}) != 0) {
+      return PF_ENOMEM;
+    }
   }
   for (size_t i = 0; i < net->n_cl; i++) {
     link *l = &net->links[net->comp_links[i]];
@@ -696,7 +796,7 @@ static int recompute(pf_simnet *net) {
   while (net->n_fill > 0) {
     fill_entry e = fill_pop(net);
     if (e.key < 0) {
-      if (!net->flows[-1 - e.key].frozen) freeze(net, -1 - e.key, e.share);
+      if (!net->flows[-1 - e.key].frozen && freeze(net, -1 - e.key, e.share) != 0) return PF_ENOMEM;
       continue;
     }
     link *l = &net->links[e.key];
@@ -707,7 +807,7 @@ static int recompute(pf_simnet *net) {
     }
     for (int32_t k = 0; k < l->n; k++) {
       int32_t id = l->flows[k].flow;
-      if (!net->flows[id].frozen) freeze(net, id, e.share);
+      if (!net->flows[id].frozen && freeze(net, id, e.share) != 0) return PF_ENOMEM;
     }
     l->unfrozen = 0;
   }
@@ -728,12 +828,20 @@ int pf_simnet_run(pf_simnet *net, pf_simtime until) {
 
 static int run_events(pf_simnet *net, pf_simtime until) {
   int rc;
-  while (net->n_heap > 0 && net->heap[0].due <= until) {
-    pf_simtime t = net->heap[0].due;
+  heap_entry ev;
+  int from;
+  while (next_event(net, &ev, &from) && ev.due <= until) {
+    pf_simtime t = ev.due;
     net->now = t;
     net->n_done = 0;
-    while (net->n_heap > 0 && net->heap[0].due == t) {
-      int32_t id = heap_pop(net);
+    while (next_event(net, &ev, &from) && ev.due == t) {
+      int32_t id = ev.id;
+      if (from < 0) {
+        heap_pop(net);
+      } else { /* (its flow's heap index is -1 already) */
+        fifo *q = &net->latent[from];
+        if (++q->head == q->n) q->head = q->n = 0;
+      }
       flow *f = &net->flows[id];
       net->stats.events++;
       if (f->state == FLOW_LATENT && f->nlinks > 0 && f->remaining > 0) {
@@ -745,12 +853,12 @@ static int run_events(pf_simnet *net, pf_simtime until) {
           f->virt = 1;
           f->rate = f->bound;
           f->due = time_add(t, duration(f->remaining, f->rate));
-        } else {
+          if ((rc = heap_push(net, id)) != 0) return rc;
+        } else { /* into the heap when recompute rates it */
           f->rate = 0;
-          f->due = PF_SIMTIME_MAX; /* set by recompute */
+          f->due = PF_SIMTIME_MAX;
           if ((rc = link_add(net, id)) != 0) return rc;
         }
-        heap_push(net, id); /* popped just now: there is room */
         continue;
       }
       if (f->part) f->part->entity = -1;
@@ -787,12 +895,17 @@ pf_simtime pf_simnet_now(const pf_simnet *net) { return net->now; }
 
 uint64_t pf_simnet_in_flight(const pf_simnet *net) { return net->in_flight; }
 
-pf_simtime pf_simnet_next(const pf_simnet *net) { return net->n_heap > 0 ? net->heap[0].due : PF_SIMTIME_MAX; }
+pf_simtime pf_simnet_next(const pf_simnet *net) {
+  heap_entry e;
+  int from;
+  return next_event(net, &e, &from) ? e.due : PF_SIMTIME_MAX;
+}
 
 void pf_simnet_get_stats(const pf_simnet *net, pf_simnet_stats *out) { *out = net->stats; }
 
 size_t pf_simnet_memory(const pf_simnet *net) {
-  size_t m = sizeof *net + (size_t)net->n_links * sizeof *net->links;
+  size_t m = sizeof *net + (size_t)net->n_links * sizeof *net->links + (size_t)net->cl->devices * sizeof *net->place;
+  for (int q = 0; q < N_FIFOS; q++) m += net->latent[q].cap * sizeof(heap_entry);
   for (int64_t i = 0; i < net->n_links; i++) m += (size_t)net->links[i].cap * sizeof(link_entry);
   m += net->cap_flows * sizeof(flow) + net->cap_heap * sizeof(heap_entry) +
        (net->cap_free + net->cap_dirty + net->cap_cl + net->cap_cf + net->cap_done + net->cap_touched) *
