@@ -16,7 +16,11 @@
  * link a weight, the number of its members crossing it, in weighted max-min
  * sharing with everything else. A collective's step (every device of a ring
  * sending to the next) is a bundle, so that a ring costs O(steps) events,
- * not O(steps x devices); its work is still O(links) a step.
+ * not O(steps x devices); and a bundle alone on its links does not enter
+ * them (see pf_simnet_shape_create), so such a step is O(1) work.
+ *
+ * Flows waiting out their latency wait on a queue per kind of path (they
+ * enter in the order they were sent), the others on a 4-ary heap.
  *
  * Time is integer nanoseconds (pf_simtime): events at the same instant tie
  * exactly and are taken in the order their flows were added, so a run is
