@@ -2,6 +2,7 @@
  * with how much memory, on a few traffic patterns (docs/performance.md).
  *
  *   bench/sim_net [--quick]
+ *   bench/sim_net random K N | incast K     (one pattern, for profiling)
  *
  * An event is a flow or a bundle entering the network (after its latency) or
  * leaving it; each changes the rates of the flows that share links with it.
@@ -136,6 +137,10 @@ int main(int argc, char **argv) {
   int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
   if (argc == 4 && strcmp(argv[1], "random") == 0) { /* one pattern, for profiling */
     bench_random(atoll(argv[2]), atoll(argv[3]));
+    return 0;
+  }
+  if (argc == 3 && strcmp(argv[1], "incast") == 0) {
+    bench_incast(atoll(argv[2]));
     return 0;
   }
   printf("%-26s %7s %10s %10s %8s %9s %12s %9s %10s %8s\n", "pattern", "devices", "flows", "events", "peak",

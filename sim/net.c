@@ -695,19 +695,28 @@ static pf_simtime duration(double bytes, double rate) {
 /* Gives flow id its max-min rate and takes it out of its shared links'
  * filling. Links it has to itself are skipped: nothing reads their filling
  * state until a recomputation that finds them shared sets it afresh. */
-static int freeze(pf_simnet *net, int32_t id, double rate) {
+static inline int freeze(pf_simnet *net, int32_t id, double rate) {
   flow *f = &net->flows[id];
-  int32_t *fl = flow_links(f);
   double old = f->rate;
   f->frozen = 1;
   f->rate = rate;
-  for (int32_t j = 0; j < f->nlinks; j++) {
-    link *m = &net->links[fl[j]];
-    if (m->n < 2) continue;
-    int32_t w = flow_weight(f, j);
-    m->left -= rate * w;
-    m->unfrozen -= w;
-    m->version++;
+  if (f->ext == NULL) { /* a flow: weight 1 on each link */
+    for (int32_t j = 0; j < f->nlinks; j++) {
+      link *m = &net->links[f->links[j]];
+      if (m->n < 2) continue;
+      m->left -= rate;
+      m->unfrozen--;
+      m->version++;
+    }
+  } else {
+    for (int32_t j = 0; j < f->nlinks; j++) {
+      link *m = &net->links[f->ext[j]];
+      if (m->n < 2) continue;
+      int32_t w = f->ext[2 * f->nlinks + j];
+      m->left -= rate * w;
+      m->unfrozen -= w;
+      m->version++;
+    }
   }
   /* A flow keeps its completion time when its rate did not change, so
    * that rounding never moves a flow nobody disturbed. */
@@ -772,17 +781,21 @@ static int recompute(pf_simnet *net) {
     f->frozen = 0;
   }
   /* A flow with no shared link is rated at its bound at once (most are:
-   * a step's flows entering side by side); the others queue. Rating it
-   * first changes nobody's filling: freeze skips unshared links. */
+   * a step's flows entering side by side); rating it first changes nobody's
+   * filling, as freeze skips unshared links. A flow with both kinds queues
+   * at its bound, which stands for its unshared links (on a shared link the
+   * share reached is never above capacity / weight, so the bound over all
+   * its links is the bound over its unshared ones wherever it matters). A
+   * flow with only shared links is rated by them. */
   for (size_t i = 0; i < net->n_cf; i++) {
     int32_t id = net->comp_flows[i];
     flow *f = &net->flows[id];
     const int32_t *fl = flow_links(f);
-    int32_t j = 0;
-    while (j < f->nlinks && net->links[fl[j]].n < 2) j++;
-    if (j == f->nlinks) {
+    int32_t shared = 0;
+    for (int32_t j = 0; j < f->nlinks; j++) shared += net->links[fl[j]].n > 1;
+    if (shared == 0) {
       if (freeze(net, id, f->bound) != 0) return PF_ENOMEM;
-    } else if (fill_add(net, (fill_entry){f->bound, -1 - id, 0}) != 0) {
+    } else if (shared < f->nlinks && fill_add(net, (fill_entry){f->bound, -1 - id, 0}) != 0) {
       return PF_ENOMEM;
     }
   }
