@@ -7,7 +7,7 @@
  *
  *  ring          reduce-scatter then allgather around the devices in the
  *                order given: 2(n-1) steps of bytes/n. Each step is sent as
- *                bundles (pf_simnet_send_bundle: one a kind of path), and
+ *                bundles (pf_simnet_shape_send: one a kind of path), and
  *                step k+1 starts when all of step k has arrived, so a ring
  *                is O(n) events. Alone on its links:
  *                2(n-1)/n * bytes/bw + 2(n-1) * lat.
