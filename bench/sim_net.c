@@ -2,10 +2,14 @@
  * with how much memory, on a few traffic patterns (docs/performance.md).
  *
  *   bench/sim_net [--quick]
+ *   bench/sim_net random K N | incast K     (one pattern, for profiling)
  *
- * An event is a flow entering the network (after its latency) or leaving it;
- * each changes the rates of the flows that share links with it. Patterns:
- *   ring        one ring allreduce (sim/collective.h) over N devices
+ * An event is a flow or a bundle entering the network (after its latency) or
+ * leaving it; each changes the rates of the flows that share links with it.
+ * Patterns:
+ *   ring        one ring allreduce (sim/collective.h) over N devices, each
+ *               step a bundle
+ *   ring_flows  the same with every flow of every step on its own
  *   hier        one hierarchical allreduce over all of the palm preset
  *   random      a closed loop of K concurrent flows between random devices
  *               of the dgx-h100 preset, a new one started as one ends: with
@@ -135,10 +139,16 @@ int main(int argc, char **argv) {
     bench_random(atoll(argv[2]), atoll(argv[3]));
     return 0;
   }
+  if (argc == 3 && strcmp(argv[1], "incast") == 0) {
+    bench_incast(atoll(argv[2]));
+    return 0;
+  }
   printf("%-26s %7s %10s %10s %8s %9s %12s %9s %10s %8s\n", "pattern", "devices", "flows", "events", "peak",
          "wall s", "events/s", "rerate/rc", "sim s", "net KiB");
   bench_allreduce("ring 1MB, dgx-h100", "dgx-h100", PF_SIM_RING, 256, 1 << 20);
   bench_allreduce("ring 1MB, palm", "palm", PF_SIM_RING, quick ? 512 : 1024, 1 << 20);
+  bench_allreduce("ring_flows 1MB, dgx-h100", "dgx-h100", PF_SIM_RING_FLOWS, 256, 1 << 20);
+  bench_allreduce("ring_flows 1MB, palm", "palm", PF_SIM_RING_FLOWS, quick ? 512 : 1024, 1 << 20);
   bench_allreduce("tree 1MB x4 chunks, palm", "palm", PF_SIM_DOUBLE_TREE, 6144, 1 << 20);
   bench_allreduce("hierarchical 1GB, palm", "palm", PF_SIM_HIERARCHICAL, 6144, 1u << 30);
   bench_random(16, quick ? 100000 : 1000000);

@@ -1,7 +1,7 @@
 /* The simulator at scale: wall time, memory and events per second of whole
  * simulations as the device count grows (docs/performance.md).
  *
- *   bench/sim_scale [--reps R] [train|ring]...
+ *   bench/sim_scale [--reps R] [--algo ALGO] [--devices N] [train|ring]...
  *
  *   train  one data-parallel + pipeline training step (`pathflow sim
  *          --example train`, 4 microbatches) on the first N devices of the
@@ -11,6 +11,11 @@
  *          as ASTRA-sim's micro-benchmarks give it (one collective node per
  *          device, no group: every device), one device a host on 400 Gb/s
  *          links
+ *
+ * ALGO is the allreduce algorithm (sim/collective.h): ring (bundled steps,
+ * the default) or ring_flows (every flow of a ring on its own: the events
+ * per second of the network model under many flows). --devices N runs
+ * that size only (for profiling).
  *
  * Every size runs in a child process of its own, so that its peak resident
  * memory (max RSS) is its own; wall times are the median of R runs (3). */
@@ -27,6 +32,9 @@
 #include "sim/replay.h"
 #include "sim/sched_cluster.h"
 #include "tools/tool.h"
+
+static pf_sim_algo algo = PF_SIM_RING;
+static int64_t only; /* --devices: one size, or 0 */
 
 typedef struct figures {
   double compile_s, replay_s, events, nodes, makespan_s;
@@ -46,7 +54,7 @@ static void free_traces(pf_chakra_trace **t, int64_t n) {
 static void replay(pf_chakra_trace **t, int64_t n, const pf_sim_cluster *cl, figures *f, pf_diag *d) {
   pf_sim_result *r;
   uint64_t t0 = pf_now_ns();
-  if (pf_sim_replay(t, n, cl, &(pf_sim_options){.algo = PF_SIM_RING, .chunks = 4}, &r, d) != 0)
+  if (pf_sim_replay(t, n, cl, &(pf_sim_options){.algo = algo, .chunks = 4}, &r, d) != 0)
     die("replay", d);
   f->replay_s = (double)(pf_now_ns() - t0) * 1e-9;
   f->events = (double)r->events;
@@ -156,6 +164,7 @@ static void bench(const char *what, const int64_t *sizes, int n_sizes, int reps)
          "replay_s", "total_s", "M_ev/s", "max_RSS_MiB");
   for (int i = 0; i < n_sizes; i++) {
     double c[16], r[16], tot[16];
+    if (only > 0 && sizes[i] != only) continue;
     figures f = {0};
     long rss = 0;
     for (int k = 0; k < reps; k++) {
@@ -187,9 +196,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "sim_scale: --reps in [1, 16]\n");
         return 2;
       }
+    } else if (strcmp(argv[i], "--algo") == 0 && i + 1 < argc) {
+      int a = pf_sim_algo_parse(argv[++i]);
+      if (a < 0) {
+        fprintf(stderr, "sim_scale: unknown algorithm %s\n", argv[i]);
+        return 2;
+      }
+      algo = (pf_sim_algo)a;
+    } else if (strcmp(argv[i], "--devices") == 0 && i + 1 < argc) {
+      only = atoll(argv[++i]);
     }
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--reps") == 0) {
+    if (strcmp(argv[i], "--reps") == 0 || strcmp(argv[i], "--algo") == 0 || strcmp(argv[i], "--devices") == 0) {
       i++;
     } else if (strcmp(argv[i], "train") == 0) {
       bench("train", train_sizes, (int)PF_ARRAY_LEN(train_sizes), reps);
@@ -198,7 +216,7 @@ int main(int argc, char **argv) {
       bench("ring", ring_sizes, (int)PF_ARRAY_LEN(ring_sizes), reps);
       any = 1;
     } else {
-      fprintf(stderr, "usage: sim_scale [--reps R] [train|ring]...\n");
+      fprintf(stderr, "usage: sim_scale [--reps R] [--algo ALGO] [--devices N] [train|ring]...\n");
       return 2;
     }
   }

@@ -39,8 +39,14 @@ typedef struct coll {
   /* rings */
   phase *phases;
   int n_phases, cur;
-  int32_t *sent, *recvd, *sdone; /* per member of the current phase */
-  int64_t flows_left;            /* in the current phase */
+  int per_flow;                  /* ring_flows: every flow on its own */
+  int32_t *sent, *recvd, *sdone; /* per flow: per member of the current phase */
+  int64_t flows_left;            /* per flow: in the current phase */
+  int32_t *step, *parts;         /* bundled: per ring, its step and bundles in flight */
+  int64_t rings_left;            /* bundled: rings of the current phase not done */
+  pf_simnet_shape **shapes;      /* bundled: per ring, its step's flows (sim/net.h) */
+  int64_t *bsrc, *bdst;          /* bundled: scratch for making a shape */
+  uint64_t *bsize;               /* bundled: a step's sizes when they differ */
   /* trees */
   tree trees[2];
   int n_trees;
@@ -61,6 +67,13 @@ static void coll_free(coll *c) {
   free(c->sent);
   free(c->recvd);
   free(c->sdone);
+  free(c->step);
+  free(c->parts);
+  for (int64_t q = 0; c->shapes && q < c->n; q++) pf_simnet_shape_destroy(c->net, c->shapes[q]);
+  free(c->shapes);
+  free(c->bsrc);
+  free(c->bdst);
+  free(c->bsize);
   for (int t = 0; t < 2; t++) {
     tree *tr = &c->trees[t];
     free(tr->dev);
@@ -92,29 +105,82 @@ static int ring_steps(const phase *ph, const ring *r) {
   return ph->kind == AR ? 2 * (r->m - 1) : r->m - 1;
 }
 
-/* Sends member i's next step if the algorithm allows it now. */
+/* The bytes ring member `pos` sends at step k: reduce-scatter steps send
+ * chunk pos-k, allgather steps chunk pos+1-k' (k' counted from the start
+ * of the allgather), all mod m. */
+static uint64_t ring_chunk(const phase *ph, const ring *r, int64_t pos, int32_t k) {
+  int64_t kk = ph->kind == AG ? k + (r->m - 1) : k;
+  int64_t chunk = kk < r->m - 1 ? pos - kk : pos + 1 - (kk - (r->m - 1));
+  chunk = ((chunk % r->m) + r->m) % r->m;
+  return piece(r->bytes, (uint64_t)r->m, (uint64_t)chunk);
+}
+
+/* Per flow: sends member i's next step if the algorithm allows it now. */
 static void ring_try(coll *c, int64_t i, pf_simtime now) {
   phase *ph = &c->phases[c->cur];
   ring *r = &ph->rings[ph->ring_of[i]];
   int32_t k = c->sent[i];
   if (k >= ring_steps(ph, r) || (k > 0 && (c->recvd[i] < k || c->sdone[i] < k))) return;
   int64_t pos = i - r->first, next = r->first + (pos + 1) % r->m;
-  /* The chunk a member sends at step k: reduce-scatter steps send chunk
-   * pos-k, allgather steps chunk pos+1-k' (k' counted from the start of
-   * the allgather), all mod m. */
-  int64_t kk = ph->kind == AG ? k + (r->m - 1) : k;
-  int64_t chunk = kk < r->m - 1 ? pos - kk : pos + 1 - (kk - (r->m - 1));
-  chunk = ((chunk % r->m) + r->m) % r->m;
   c->sent[i]++;
   c->sent_flows++;
-  if (pf_simnet_send(c->net, ph->dev[i], ph->dev[next], piece(r->bytes, (uint64_t)r->m, (uint64_t)chunk), now,
-                     ring_flow_done, c, (uint64_t)i) != 0)
+  if (pf_simnet_send(c->net, ph->dev[i], ph->dev[next], ring_chunk(ph, r, pos, k), now, ring_flow_done, c,
+                     (uint64_t)i) != 0)
     c->failed = 1;
+}
+
+static void ring_bundle_done(pf_simnet *net, void *arg, uint64_t tag, pf_simtime now);
+
+/* Bundled: sends step c->step[q] of ring q, every member's flow at once
+ * as the ring's shape (sim/net.h). The ring moves in lockstep: step k+1
+ * starts when all of step k has arrived. With no link carrying two of a
+ * step's flows that is what the per-flow rule (send k+1 once k is received
+ * and sent) gives too: every member's chain of steps is then paced by the
+ * slowest link, whose flows wait for nothing else. */
+static void ring_step_send(coll *c, int64_t q, pf_simtime now) {
+  phase *ph = &c->phases[c->cur];
+  ring *r = &ph->rings[q];
+  int parts = 0;
+  const uint64_t *sizes = NULL;
+  if (r->bytes % (uint64_t)r->m != 0) { /* chunks differ by a byte */
+    for (int64_t pos = 0; pos < r->m; pos++) c->bsize[pos] = ring_chunk(ph, r, pos, c->step[q]);
+    sizes = c->bsize;
+  }
+  if (pf_simnet_shape_send(c->net, c->shapes[q], sizes, r->bytes / (uint64_t)r->m, now, ring_bundle_done, c,
+                           (uint64_t)q, &parts) != 0)
+    c->failed = 1;
+  c->parts[q] = parts;
+  c->sent_flows += parts;
+}
+
+/* Bundled: the shape of ring q of the current phase. */
+static int ring_shape(coll *c, int64_t q) {
+  phase *ph = &c->phases[c->cur];
+  ring *r = &ph->rings[q];
+  for (int64_t pos = 0; pos < r->m; pos++) {
+    c->bsrc[pos] = ph->dev[r->first + pos];
+    c->bdst[pos] = ph->dev[r->first + (pos + 1) % r->m];
+  }
+  return pf_simnet_shape_create(c->net, c->bsrc, c->bdst, (size_t)r->m, &c->shapes[q]);
 }
 
 static int phase_start(coll *c, pf_simtime now) {
   for (; c->cur < c->n_phases; c->cur++) {
     phase *ph = &c->phases[c->cur];
+    if (!c->per_flow) {
+      c->rings_left = 0;
+      for (int64_t q = 0; q < ph->n_rings; q++) {
+        c->step[q] = 0;
+        if (ring_steps(ph, &ph->rings[q]) > 0) c->rings_left++;
+      }
+      if (c->rings_left == 0) continue;
+      for (int64_t q = 0; q < ph->n_rings && !c->failed; q++) {
+        if (ring_steps(ph, &ph->rings[q]) == 0) continue;
+        if (ring_shape(c, q) != 0) c->failed = 1;
+        else ring_step_send(c, q, now);
+      }
+      return 1;
+    }
     int64_t members = ph->n_rings ? ph->rings[ph->n_rings - 1].first + ph->rings[ph->n_rings - 1].m : 0;
     c->flows_left = 0;
     for (int64_t r = 0; r < ph->n_rings; r++) c->flows_left += (int64_t)ring_steps(ph, &ph->rings[r]) * ph->rings[r].m;
@@ -139,6 +205,23 @@ static void ring_flow_done(pf_simnet *net, void *arg, uint64_t tag, pf_simtime n
   ring_try(c, i, now);
   ring_try(c, next, now);
   if (--c->flows_left == 0) {
+    c->cur++;
+    if (!phase_start(c, now)) finish(c, now);
+  }
+}
+
+static void ring_bundle_done(pf_simnet *net, void *arg, uint64_t tag, pf_simtime now) {
+  coll *c = arg;
+  phase *ph = &c->phases[c->cur];
+  int64_t q = (int64_t)tag;
+  if (--c->parts[q] > 0) return;
+  if (++c->step[q] < ring_steps(ph, &ph->rings[q])) {
+    ring_step_send(c, q, now);
+    return;
+  }
+  pf_simnet_shape_destroy(c->net, c->shapes[q]);
+  c->shapes[q] = NULL;
+  if (--c->rings_left == 0) {
     c->cur++;
     if (!phase_start(c, now)) finish(c, now);
   }
@@ -370,8 +453,9 @@ int pf_sim_allreduce(pf_simnet *net, const pf_sim_cluster *cl, pf_sim_algo algo,
     if ((rc = pf_simnet_send(net, devices[0], devices[0], 0, start, trivial_done, c, 0)) != 0) goto fail;
     return 0;
   }
-  if (algo == PF_SIM_RING || algo == PF_SIM_HIERARCHICAL) {
-    if (algo == PF_SIM_RING) {
+  if (algo == PF_SIM_RING || algo == PF_SIM_RING_FLOWS || algo == PF_SIM_HIERARCHICAL) {
+    c->per_flow = algo == PF_SIM_RING_FLOWS;
+    if (algo != PF_SIM_HIERARCHICAL) {
       if ((c->phases = calloc(1, sizeof *c->phases)) == NULL) { rc = PF_ENOMEM; goto fail; }
       c->n_phases = 1;
       if ((rc = phase_alloc(&c->phases[0], AR, 1, (int32_t)n)) != 0) goto fail;
@@ -387,7 +471,18 @@ int pf_sim_allreduce(pf_simnet *net, const pf_sim_cluster *cl, pf_sim_algo algo,
     c->sent = pf_calloc((size_t)n, sizeof *c->sent);
     c->recvd = pf_calloc((size_t)n, sizeof *c->recvd);
     c->sdone = pf_calloc((size_t)n, sizeof *c->sdone);
-    if (c->sent == NULL || c->recvd == NULL || c->sdone == NULL) { rc = PF_ENOMEM; goto fail; }
+    c->step = pf_calloc((size_t)n, sizeof *c->step);
+    c->parts = pf_calloc((size_t)n, sizeof *c->parts);
+    c->shapes = pf_calloc((size_t)n, sizeof *c->shapes);
+    c->bsrc = pf_mallocn((size_t)n, sizeof *c->bsrc);
+    c->bdst = pf_mallocn((size_t)n, sizeof *c->bdst);
+    c->bsize = pf_mallocn((size_t)n, sizeof *c->bsize);
+    if (c->sent == NULL || c->recvd == NULL || c->sdone == NULL || c->step == NULL || c->parts == NULL ||
+        c->shapes == NULL ||
+        c->bsrc == NULL || c->bdst == NULL || c->bsize == NULL) {
+      rc = PF_ENOMEM;
+      goto fail;
+    }
     c->cur = 0;
     if (!phase_start(c, start)) {
       if ((rc = pf_simnet_send(net, devices[0], devices[0], 0, start, trivial_done, c, 0)) != 0) goto fail;
@@ -418,7 +513,7 @@ fail:
 }
 
 const char *pf_sim_algo_name(pf_sim_algo algo) {
-  static const char *const names[] = {"ring", "tree", "double_tree", "hierarchical"};
+  static const char *const names[] = {"ring", "tree", "double_tree", "hierarchical", "ring_flows"};
   return (unsigned)algo < PF_SIM_ALGO_COUNT ? names[algo] : "?";
 }
 

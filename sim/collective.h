@@ -6,9 +6,17 @@
  * docs/cluster-format.md ("Collective models"):
  *
  *  ring          reduce-scatter then allgather around the devices in the
- *                order given: 2(n-1) steps of bytes/n; a device sends step
- *                k+1 once it has received step k and its send of step k is
- *                done. Alone on its links: 2(n-1)/n * bytes/bw + 2(n-1) * lat.
+ *                order given: 2(n-1) steps of bytes/n. Each step is sent as
+ *                bundles (pf_simnet_shape_send: one a kind of path), and
+ *                step k+1 starts when all of step k has arrived, so a ring
+ *                is O(n) events. Alone on its links:
+ *                2(n-1)/n * bytes/bw + 2(n-1) * lat.
+ *  ring_flows    the same ring with every flow simulated on its own: a
+ *                device sends step k+1 once it has received step k and its
+ *                send of step k is done (O(n^2) events). The two give the
+ *                same time where no link carries two flows of one step and
+ *                the chunks are equal (docs/cluster-format.md); ring_flows
+ *                is the reference the bundled ring is tested against.
  *  tree          reduce up a binary tree (heap order over the devices given:
  *                parent of i is (i-1)/2), then broadcast down, pipelined in
  *                `chunks` pieces.
@@ -21,7 +29,8 @@
  *                per host position and local index), then allgathers back
  *                down. One level is skipped when it has one member. Phases
  *                end together: a phase starts when every flow of the one
- *                before has completed.
+ *                before has completed. Each ring's steps are bundles, as
+ *                for ring.
  *
  * The state is O(devices) and is freed when the collective completes.
  */
@@ -37,6 +46,7 @@ typedef enum pf_sim_algo {
   PF_SIM_TREE,
   PF_SIM_DOUBLE_TREE,
   PF_SIM_HIERARCHICAL,
+  PF_SIM_RING_FLOWS,
   PF_SIM_ALGO_COUNT
 } pf_sim_algo;
 
@@ -57,7 +67,8 @@ int pf_sim_allreduce(pf_simnet *net, const pf_sim_cluster *cl, pf_sim_algo algo,
                      int64_t n, uint64_t bytes, int chunks, pf_simtime start, pf_sim_coll_done done,
                      void *arg, pf_diag *diag);
 
-/* "ring", "tree", "double_tree", "hierarchical"; and back (-1 if unknown). */
+/* "ring", "tree", "double_tree", "hierarchical", "ring_flows"; and back (-1
+ * if unknown). */
 const char *pf_sim_algo_name(pf_sim_algo algo);
 int pf_sim_algo_parse(const char *name);
 

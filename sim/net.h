@@ -11,6 +11,17 @@
  * share links, transitively, with the ones that changed. Alone on its path,
  * a flow takes latency + bytes / (narrowest bandwidth on the path).
  *
+ * A bundle (pf_simnet_shape_send) is a set of flows that move as one: one
+ * event to enter, one to leave, one rate for all its members, and on each
+ * link a weight, the number of its members crossing it, in weighted max-min
+ * sharing with everything else. A collective's step (every device of a ring
+ * sending to the next) is a bundle, so that a ring costs O(steps) events,
+ * not O(steps x devices); and a bundle alone on its links does not enter
+ * them (see pf_simnet_shape_create), so such a step is O(1) work.
+ *
+ * Flows waiting out their latency wait on a queue per kind of path (they
+ * enter in the order they were sent), the others on a 4-ary heap.
+ *
  * Time is integer nanoseconds (pf_simtime): events at the same instant tie
  * exactly and are taken in the order their flows were added, so a run is
  * deterministic; a flow completes at the first nanosecond at or after its
@@ -42,11 +53,12 @@ typedef enum pf_simnet_class {
 typedef void (*pf_simnet_done)(pf_simnet *net, void *arg, uint64_t tag, pf_simtime now);
 
 typedef struct pf_simnet_stats {
-  uint64_t flows_sent, flows_done;
-  uint64_t events;          /* flows entering the network + flows leaving it */
+  uint64_t flows_sent, flows_done; /* a bundle counts its members */
+  uint64_t bundles_done;    /* bundles completed */
+  uint64_t events;          /* flows and bundles entering the network + leaving it */
   uint64_t recomputes;      /* sharing recomputations (one per instant with changes) */
   uint64_t flows_rerated;   /* flow rates recomputed, summed over recomputations */
-  uint64_t peak_flows;      /* most flows in flight at once */
+  uint64_t peak_flows;      /* most flows in flight at once (a bundle counts once) */
   double bytes[PF_SIMNET_CLASS_COUNT]; /* bytes carried by each class of link */
 } pf_simnet_stats;
 
@@ -67,6 +79,38 @@ void pf_simnet_destroy(pf_simnet *net);
 int pf_simnet_send(pf_simnet *net, int64_t src, int64_t dst, uint64_t bytes, pf_simtime start,
                    pf_simnet_done cb, void *arg, uint64_t tag);
 
+/* A shape: n flows, src[k] -> dst[k], that a collective sends together,
+ * again and again (each step of a ring), as bundles. The flows are grouped
+ * by the kind of path they take (inside a host, across an island's fabric,
+ * across islands; at most 3 parts), and each part is sent as one bundle:
+ * its flows enter the network together after their path's latency, all
+ * move at one rate, the max-min fair rate of an entity that counts w times
+ * on a link that w of them cross (all get what the most crowded or
+ * narrowest of their links gives), and complete together when the largest
+ * has moved its bytes. Exact against n separate flows where no link carries
+ * two of a part's flows and the flows are the same size; a lockstep
+ * approximation otherwise (a step ends when its slowest flow would).
+ * Routing and link weights are worked out once here (O(n)); a part whose
+ * links no other shape crosses and that finds them empty when it is sent
+ * costs O(1) a send (it enters its links only when other traffic comes).
+ * Returns 0, PF_ERANGE (a device outside the cluster), PF_EINVAL (a flow
+ * from a device to itself) or PF_ENOMEM. */
+typedef struct pf_simnet_shape pf_simnet_shape;
+int pf_simnet_shape_create(pf_simnet *net, const int64_t *src, const int64_t *dst, size_t n,
+                           pf_simnet_shape **out);
+
+/* Sends the shape's flows, starting at `start`: flow k moves bytes[k], or
+ * `each` bytes when bytes is NULL. `cb` (may be NULL) is called once per
+ * part, with `tag`; *parts gets how many parts were sent, which is how
+ * many calls to expect. Returns 0, PF_EINVAL (start in the past), PF_ESTATE
+ * (the shape's previous send is still in flight) or PF_ENOMEM (then *parts
+ * were sent). */
+int pf_simnet_shape_send(pf_simnet *net, pf_simnet_shape *sh, const uint64_t *bytes, uint64_t each,
+                         pf_simtime start, pf_simnet_done cb, void *arg, uint64_t tag, int *parts);
+
+/* Frees a shape with no send in flight; NULL is ignored. */
+void pf_simnet_shape_destroy(pf_simnet *net, pf_simnet_shape *sh);
+
 /* Runs events up to and including time `until`, then sets the clock to
  * `until` (PF_SIMTIME_MAX: until no flow is left, the clock staying at the
  * last event). Returns 0, PF_ENOMEM (the network is then unusable), or
@@ -81,7 +125,7 @@ pf_simtime pf_simnet_now(const pf_simnet *net);
  * events of its own runs the network up to the earlier of the two. */
 pf_simtime pf_simnet_next(const pf_simnet *net);
 
-/* Flows sent and not yet complete. */
+/* Flows and bundles sent and not yet complete. */
 uint64_t pf_simnet_in_flight(const pf_simnet *net);
 
 /* Counters since creation. */

@@ -294,6 +294,12 @@ static int cmp_id(const void *a, const void *b) {
 /* The node of device `dev` with id `id`, or -1. */
 static int64_t find_id(const id_entry *ids, const engine *e, int64_t dev, uint64_t id) {
   int64_t lo = e->base[dev], hi = e->base[dev + 1];
+  /* Traces usually number their nodes densely (pathflow's do): try the
+   * place the id would have then before searching. */
+  if (lo < hi && id >= ids[lo].id && id - ids[lo].id < (uint64_t)(hi - lo)) {
+    int64_t k = lo + (int64_t)(id - ids[lo].id);
+    if (ids[k].id == id) return ids[k].index;
+  }
   while (lo < hi) {
     int64_t mid = lo + (hi - lo) / 2;
     if (ids[mid].id < id) lo = mid + 1;
@@ -308,8 +314,12 @@ static int build_edges(engine *e) {
   int rc = 0;
   if (ids == NULL) return PF_ENOMEM;
   for (int64_t i = 0; i < e->n_nodes; i++) ids[i] = (id_entry){e->nodes[i].src->id, i};
-  for (int64_t dev = 0; dev < e->n_devices; dev++)
-    qsort(ids + e->base[dev], (size_t)(e->base[dev + 1] - e->base[dev]), sizeof *ids, cmp_id);
+  for (int64_t dev = 0; dev < e->n_devices; dev++) {
+    int64_t k = e->base[dev] + 1;
+    while (k < e->base[dev + 1] && ids[k - 1].id < ids[k].id) k++;
+    if (k < e->base[dev + 1]) /* not in order already */
+      qsort(ids + e->base[dev], (size_t)(e->base[dev + 1] - e->base[dev]), sizeof *ids, cmp_id);
+  }
   e->succ_first = pf_calloc((size_t)e->n_nodes + 2, sizeof *e->succ_first);
   for (int64_t i = 0; i < e->n_nodes; i++)
     n_edges += (int64_t)e->nodes[i].src->n_data_deps + e->nodes[i].src->n_ctrl_deps;

@@ -315,6 +315,19 @@ static void test_plan(void **state) {
   for (int d = 0; d < 4; d++) assert_true(r->busy[d] >= 2097 * US);
   assert_true(r->makespan > 2097 * US);
   assert_true(r->n_path > 0 && r->path[r->n_path - 1].end == r->makespan);
+  {
+    /* The bundled ring (the default) and every flow on its own: the same
+     * run, with fewer network events. */
+    pf_sim_result *rf;
+    OK(pf_sim_replay(t, 4, sc, &(pf_sim_options){.algo = PF_SIM_RING_FLOWS}, &rf, &diag));
+    assert_int_equal(rf->makespan, r->makespan);
+    for (int d = 0; d < 4; d++) assert_int_equal(rf->exposed[d], r->exposed[d]);
+    for (int k = 0; k < PF_SIMNET_CLASS_COUNT; k++) assert_true(rf->net.bytes[k] == r->net.bytes[k]);
+    assert_int_equal(rf->net.flows_done, r->net.flows_done);
+    assert_true(rf->net.events >= r->net.events);
+    assert_true(r->net.bundles_done > 0 && rf->net.bundles_done == 0); /* the plan has an allreduce */
+    pf_sim_result_free(rf);
+  }
   for (int d = 0; d < 4; d++) pf_chakra_free(t[d]);
   free(t);
   pf_sim_result_free(r);
