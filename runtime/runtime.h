@@ -1,11 +1,13 @@
-/* Internal: the per-process runtime: one libuv loop thread, the executor's
- * device workers, this rank's executor service, and (in a distributed job)
- * the MPI transport.
+/* Internal: one rank's runtime: one libuv loop thread, the executor's
+ * devices, this rank's executor service, and (in a job of several ranks)
+ * its transport (transport/transport.h: MPI, or the loopback).
  *
- * The loop thread owns the service and every MPI call. Other threads reach
- * it through uv_async_send: the user thread sends control messages, device
- * workers report finished steps and ready transfers. In a process without
- * MPI the loop sleeps until woken. With MPI, the loop polls MPI without
+ * The loop thread owns the service and every transport call. Other threads
+ * reach it through uv_async_send: the user thread sends control messages,
+ * devices report finished steps and ready transfers, a loopback transport
+ * says something arrived. In a process alone in its job, or with a
+ * transport that wakes it, the loop sleeps until woken. With MPI (a
+ * transport that must be polled), the loop polls MPI without
  * pause while requests are in flight and for PATHFLOW_SPIN_US after the
  * last activity; while steps run (or the controller waits) it polls and
  * yields the core between polls;

@@ -16,7 +16,7 @@
 
 const char tool_sim_usage[] =
     "usage: pathflow sim --cluster FILE|PRESET (GRAPH.pb | --example NAME | --import-chakra PREFIX)\n"
-    "         [--devices N] [--steps T] [--algo ring|tree|double_tree|hierarchical]\n"
+    "         [--devices N] [--steps T] [--algo ring|ring_flows|tree|double_tree|hierarchical]\n"
     "         [--trace OUT.json] [--export-chakra PREFIX] [--svg OUT.svg]\n"
     "         [--compare REAL_TRACE.json [--compare-out BOTH.json]]\n"
     "  Compiles a graph for a described cluster (a JSON file, docs/cluster-format.md,\n"
@@ -26,7 +26,8 @@ const char tool_sim_usage[] =
     "  exposed communication time, bytes per class of link and the critical path.\n"
     "  --example NAME: a built-in graph (mlp, pipeline, stencil, train) over N devices\n"
     "  (all the cluster's), T steps (train: T microbatches). --algo: the allreduce\n"
-    "  algorithm (ring). --trace: a Chrome trace of the run (Perfetto).\n"
+    "  algorithm (ring; ring_flows: the ring flow by flow, the reference). --trace:\n"
+    "  a Chrome trace of the run (Perfetto).\n"
     "  --export-chakra: the plans as traces.\n"
     "  --svg: a Gantt chart of the run (compute and communication per device).\n"
     "  --compare: a real run's trace (PATHFLOW_TRACE) of the same graph: prints each\n"
