@@ -477,8 +477,12 @@ static void receive_data(pf_runtime *rt, int peer, pf_msg *m) {
   in->sunk = 0;
   in->left = 1; /* held until every chunk is posted */
   if ((m->data = pf_calloc(n + 1, sizeof *m->data)) == NULL) in->sunk = 1;
+  /* A shard the sender had no data for stays NULL, as in a message that
+   * carries its data. */
   for (uint32_t k = 0; !in->sunk && k < n; k++)
-    if ((m->data[k] = pf_storage_new((size_t)data_bytes_of(m, k), 0)) == NULL) in->sunk = 1;
+    if (data_bytes_of(m, k) > 0 &&
+        (m->data[k] = pf_storage_new((size_t)data_bytes_of(m, k), 0)) == NULL)
+      in->sunk = 1;
   if (in->sunk && rt->sink == NULL && (rt->sink = malloc(DATA_CHUNK)) == NULL)
     pf_transport_abort(rt->cfg.transport, 1, "out of memory receiving data");
   for (uint32_t k = 0; k < n; k++) {
