@@ -35,6 +35,8 @@
  * (see mpi_bench.h).
  *
  * Usage: mpirun -np N dispatch [-r REPS] [-c CHAIN (128)] [-w IN_FLIGHT (32)]
+ *                             [-k CASES (sync,async,chained,fused)]
+ * -k runs only the named pathflow cases (to profile one); raw MPI always runs.
  */
 #include <math.h>
 #include <unistd.h>
@@ -44,6 +46,16 @@
 #define REP_S 0.25
 
 static int reps = 5, chain = 128, in_flight = 32;
+static const char *cases = "sync,async,chained,fused";
+
+/* 1 if -k names `what` (a comma-separated list). */
+static int wanted(const char *what) {
+  size_t n = strlen(what);
+  for (const char *p = cases; (p = strstr(p, what)) != NULL; p += n)
+    if ((p == cases || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+      return 1;
+  return 0;
+}
 
 /* ---- kernels ---------------------------------------------------------------------------- */
 
@@ -287,14 +299,15 @@ static long parse_long(const char *s, const char *flag, long min, long max) {
 int main(int argc, char **argv) {
   double mpi;
   int opt;
-  while ((opt = getopt(argc, argv, "r:c:w:h")) != -1) {
+  while ((opt = getopt(argc, argv, "r:c:w:k:h")) != -1) {
     switch (opt) {
       case 'r': reps = (int)parse_long(optarg, "-r", 1, 64); break;
       case 'c': chain = (int)parse_long(optarg, "-c", 1, 100000); break;
       case 'w': in_flight = (int)parse_long(optarg, "-w", 1, 64); break;
+      case 'k': cases = optarg; break;
       default:
         fprintf(stderr, "usage: mpirun -np N %s [-r REPS (5)] [-c CHAIN (128)] "
-                        "[-w IN_FLIGHT (32)]\n", argv[0]);
+                        "[-w IN_FLIGHT (32)] [-k sync,async,chained,fused]\n", argv[0]);
         return opt == 'h' ? 0 : 2;
     }
   }
@@ -308,20 +321,22 @@ int main(int argc, char **argv) {
               &ctx) != 0)
     MPI_Abort(MPI_COMM_WORLD, 1);
   {
-    double sync, async, chained, fused;
+    double sync = 0, async = 0, chained = 0, fused = 0;
     pf_executable *one = build(1, 0), *ch = build(chain, 0), *fu = build(chain, 1);
-    sync = opbyop_sync();
-    async = pipelined(one, in_flight, 1.0, "OpByOp async");
-    chained = chain * pipelined(ch, in_flight, (double)chain, "Chained");
-    fused = chain * pipelined(fu, in_flight, (double)chain, "Fused");
+    if (wanted("sync")) sync = opbyop_sync();
+    if (wanted("async")) async = pipelined(one, in_flight, 1.0, "OpByOp async");
+    if (wanted("chained")) chained = chain * pipelined(ch, in_flight, (double)chain, "Chained");
+    if (wanted("fused")) fused = chain * pipelined(fu, in_flight, (double)chain, "Fused");
     printf("# dispatch: %d ranks, 1 device each; computation = scalar allreduce (mean) "
            "+ scalar add; median of %d repetitions\n", world, reps);
-    printf("%-28s %16s\n", "case", "computations_per_s");
-    printf("%-28s %16.0f\n", "pathflow OpByOp (sync)", sync);
-    printf("%-28s %16.0f\n", "pathflow OpByOp (async)", async);
-    printf("%-28s %16.0f\n", "pathflow Chained", chained);
-    printf("%-28s %16.0f\n", "pathflow Fused", fused);
-    printf("%-28s %16.0f\n", "raw MPI_Allreduce loop", mpi);
+    printf("%-28s %16s %10s\n", "case", "computations_per_s", "of_raw");
+    if (wanted("sync")) printf("%-28s %16.0f %10.3f\n", "pathflow OpByOp (sync)", sync, sync / mpi);
+    if (wanted("async"))
+      printf("%-28s %16.0f %10.3f\n", "pathflow OpByOp (async)", async, async / mpi);
+    if (wanted("chained"))
+      printf("%-28s %16.0f %10.3f\n", "pathflow Chained", chained, chained / mpi);
+    if (wanted("fused")) printf("%-28s %16.0f %10.3f\n", "pathflow Fused", fused, fused / mpi);
+    printf("%-28s %16.0f %10.3f\n", "raw MPI_Allreduce loop", mpi, 1.0);
     printf("#   async, Chained, Fused: up to %d executions in flight; Chained and Fused: %d "
            "computations per execution\n", in_flight, chain);
     pf_executable_destroy(one);

@@ -47,6 +47,10 @@ typedef struct run {
   uint32_t eager_recvs;   /* receives posted at the start */
   uint32_t deferred;      /* receives in the service's deferred queue */
   struct run *prev, *next;
+  /* Per collective (e->collectives' order): its record while it waits in
+   * its communicator's queue, so that marking it ready costs no walk of a
+   * queue that holds every collective of every step in flight. */
+  struct loop_op *waiting[];
 } run;
 
 /* A long plan has thousands of receives, ~0.2 us each to post: a step
@@ -459,6 +463,7 @@ static void enqueue_collectives(pf_service *s, run *r) {
     }
     lo->r = r;
     lo->op = i;
+    r->waiting[k] = lo;
     if (q->tail)
       q->tail->next = lo;
     else
@@ -498,7 +503,7 @@ static void handle_run(pf_service *s, pf_msg *m) {
     return;
   }
   inputs = pf_calloc(p->n_buffers, sizeof *inputs);
-  r = calloc(1, sizeof *r);
+  r = calloc(1, sizeof *r + (size_t)e->n_collectives * sizeof r->waiting[0]);
   if (inputs == NULL || r == NULL) {
     free(inputs);
     free(r);
@@ -904,9 +909,19 @@ void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t i) {
   loop_op *lo;
   r->ops_in_flight++;
   if (op->kind == PF_OP_COLLECTIVE) {
-    comm_queue *q = queue_for(s, r->e->comms[i]);
-    for (lo = q ? q->head : NULL; lo; lo = lo->next)
-      if (lo->r == r && lo->op == i) lo->ready = 1;
+    /* e->collectives is in plan order: find op i's place by bisection. */
+    uint32_t lo_k = 0, hi_k = r->e->n_collectives;
+    while (lo_k < hi_k) {
+      uint32_t mid = lo_k + (hi_k - lo_k) / 2;
+      if (r->e->collectives[mid] < i)
+        lo_k = mid + 1;
+      else
+        hi_k = mid;
+    }
+    if (lo_k < r->e->n_collectives && r->e->collectives[lo_k] == i && r->waiting[lo_k]) {
+      r->waiting[lo_k]->ready = 1;
+      r->waiting[lo_k] = NULL;
+    }
     pump(s);
     return;
   }
