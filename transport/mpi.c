@@ -78,6 +78,7 @@ typedef struct cached_comm {
   int32_t *ranks;
   int n;
   MPI_Comm comm;
+  pf_mpi_ar_lane lane; /* its small allreduces */
 } cached_comm;
 
 struct pf_mpi {
@@ -916,6 +917,7 @@ static int comm_cached(pf_mpi *m, const int32_t *ranks, int n, cached_comm **out
     }
     MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
   }
+  pf_mpi_ar_lane_init(&c->lane, c->comm, m->tag_ub);
   m->comms[m->n_comms++] = c;
   *out = c;
   return 0;
@@ -992,6 +994,10 @@ static int t_collective(pf_transport *t, pf_transport_comm *handle, const pf_col
   if (c->bytes > INT32_MAX || c->count > INT32_MAX) return PF_ERANGE;
   if ((c->kind == PF_ALLREDUCE || c->kind == PF_REDUCE_SCATTER) && dt == MPI_DATATYPE_NULL)
     return PF_EINVAL;
+  if (c->kind == PF_ALLREDUCE &&
+      pf_mpi_ar_small(c->count * pf_dtype_size(c->dtype), c->dtype, ((cached_comm *)handle)->n))
+    return pf_mpi_ar_start(m, &((cached_comm *)handle)->lane, c->send, c->recv, c->count, c->dtype,
+                           c->reduce_op, cb, arg);
   switch (c->kind) {
     case PF_ALLREDUCE:
       err = MPI_Iallreduce(c->send ? c->send : MPI_IN_PLACE, c->recv, count, dt, op, comm, &req);

@@ -1,0 +1,156 @@
+/* Small allreduces by recursive doubling (transport/mpi_allreduce.c), on
+ * the ranks mpirun gives (3 and 4: with and without the fold of the ranks
+ * above a power of two):
+ *  - every dtype and reduce op, 1 to 2048 elements (8 KiB of f32), in place
+ *    or not: the result equals MPI_Allreduce's where the sum is exact
+ *    (small integers), and has the same bits on every rank;
+ *  - a max over a NaN has the same bits on every rank;
+ *  - 60 allreduces in flight at once on a lane that allows 3 (the rest
+ *    wait for a tag) each get their own result, whatever order their
+ *    rounds complete in. */
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/reduce.h"
+#include "base/util.h"
+#include "pathflow/error.h"
+#include "transport/mpi.h"
+
+#define CHECK(c)                                                              \
+  do {                                                                        \
+    if (!(c)) {                                                               \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
+      MPI_Abort(MPI_COMM_WORLD, 1);                                           \
+    }                                                                         \
+  } while (0)
+
+static int rank, size;
+
+static void done_cb(void *arg, int status) {
+  CHECK(status == 0);
+  (*(int *)arg)++;
+}
+
+/* Polls until *done reaches want. */
+static void wait_for(pf_mpi *m, const int *done, int want) {
+  while (*done < want) CHECK(pf_mpi_progress(m) >= 0);
+}
+
+/* Element i of rank r's vector k: a small integer (exact sums), of
+ * either sign. */
+static double value(int r, int k, size_t i) {
+  return (double)((int)((r * 7 + k * 13 + (int)i * 3) % 23) - 11);
+}
+
+static void fill(void *p, pf_dtype dt, size_t n, int r, int k) {
+  for (size_t i = 0; i < n; i++) {
+    double v = value(r, k, i);
+    switch (dt) {
+      case PF_F32: ((float *)p)[i] = (float)v; break;
+      case PF_F64: ((double *)p)[i] = v; break;
+      case PF_I32: ((int32_t *)p)[i] = (int32_t)v; break;
+      default: ((int64_t *)p)[i] = (int64_t)v; break;
+    }
+  }
+}
+
+/* The same bits on every rank. */
+static void same_everywhere(const void *p, size_t bytes) {
+  char *all = malloc(bytes * (size_t)size + 1);
+  CHECK(all != NULL);
+  MPI_Allgather(p, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD);
+  for (int r = 1; r < size; r++) CHECK(memcmp(all, all + (size_t)r * bytes, bytes) == 0);
+  free(all);
+}
+
+static void exact_results(pf_mpi *m, pf_mpi_ar_lane *lane) {
+  static const pf_dtype dts[] = {PF_F32, PF_F64, PF_I32, PF_I64};
+  static const int ops[] = {PF_REDUCE_SUM, PF_REDUCE_MAX, PF_REDUCE_MIN, PF_REDUCE_MEAN};
+  static const size_t counts[] = {1, 2, 7, 1000};
+  int k = 0, done = 0;
+  for (size_t d = 0; d < 4; d++)
+    for (size_t o = 0; o < 4; o++)
+      for (size_t c = 0; c < 4; c++, k++) {
+        /* f32: 2048 elements, exactly the 8 KiB limit. */
+        size_t n = dts[d] == PF_F32 && c == 3 ? 2048 : counts[c];
+        size_t bytes = n * pf_dtype_size(dts[d]);
+        char *in = malloc(bytes), *out = malloc(bytes), *want = malloc(bytes);
+        int in_place = k % 2;
+        CHECK(in && out && want && pf_mpi_ar_small(bytes, dts[d], size));
+        fill(in, dts[d], n, rank, k);
+        MPI_Allreduce(in, want, (int)n, pf_mpi_dtype(dts[d]), pf_mpi_op(ops[o]), MPI_COMM_WORLD);
+        if (in_place) memcpy(out, in, bytes);
+        CHECK(pf_mpi_ar_start(m, lane, in_place ? NULL : in, out, n, dts[d], ops[o], done_cb,
+                              &done) == 0);
+        wait_for(m, &done, k + 1);
+        if (memcmp(out, want, bytes) != 0) {
+          fprintf(stderr, "rank %d: dtype %s op %d count %zu: differs from MPI_Allreduce\n",
+                  rank, pf_dtype_name(dts[d]), ops[o], n);
+          MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        same_everywhere(out, bytes);
+        free(in);
+        free(out);
+        free(want);
+      }
+  /* Just above the limit: MPI_Iallreduce's. */
+  CHECK(!pf_mpi_ar_small(PF_MPI_AR_SMALL_BYTES + 4, PF_F32, size));
+  CHECK(!pf_mpi_ar_small(8, PF_F64, 1));
+  CHECK(!pf_mpi_ar_small(8, PF_U8, size));
+}
+
+/* Fractions and a NaN: bits agree on every rank. */
+static void same_bits(pf_mpi *m, pf_mpi_ar_lane *lane) {
+  double v[3] = {1.0 / (rank + 3), rank == 1 ? NAN : rank * 0.1, -1.0 / (rank + 7)};
+  int done = 0;
+  CHECK(pf_mpi_ar_start(m, lane, NULL, v, 1, PF_F64, PF_REDUCE_SUM, done_cb, &done) == 0);
+  CHECK(pf_mpi_ar_start(m, lane, NULL, v + 1, 1, PF_F64, PF_REDUCE_MAX, done_cb, &done) == 0);
+  CHECK(pf_mpi_ar_start(m, lane, NULL, v + 2, 1, PF_F64, PF_REDUCE_MIN, done_cb, &done) == 0);
+  wait_for(m, &done, 3);
+  same_everywhere(v, sizeof v);
+}
+
+/* Many at once on a lane of 3 tags. */
+static void many_in_flight(pf_mpi *m, MPI_Comm comm) {
+  enum { N = 60, LEN = 5 };
+  pf_mpi_ar_lane narrow;
+  int64_t in[N][LEN], out[N][LEN], want[N][LEN];
+  int done = 0;
+  pf_mpi_ar_lane_init(&narrow, comm, 3 * 32 + 31);
+  CHECK(narrow.width == 3);
+  for (int k = 0; k < N; k++) {
+    fill(in[k], PF_I64, LEN, rank, k);
+    MPI_Allreduce(in[k], want[k], LEN, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+  }
+  for (int k = 0; k < N; k++)
+    CHECK(pf_mpi_ar_start(m, &narrow, in[k], out[k], LEN, PF_I64, PF_REDUCE_SUM, done_cb,
+                          &done) == 0);
+  CHECK(narrow.in_flight <= 3);
+  wait_for(m, &done, N);
+  CHECK(narrow.in_flight == 0 && narrow.waiting == NULL);
+  CHECK(memcmp(out, want, sizeof want) == 0);
+}
+
+int main(int argc, char **argv) {
+  pf_mpi *m;
+  pf_diag d;
+  MPI_Comm comm;
+  pf_mpi_ar_lane lane;
+  pf_diag_init(&d);
+  CHECK(pf_mpi_init(&argc, &argv, &m, &d) == 0);
+  rank = pf_mpi_rank(m);
+  size = pf_mpi_size(m);
+  CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm) == MPI_SUCCESS);
+  pf_mpi_ar_lane_init(&lane, comm, pf_mpi_tag_ub(m));
+  CHECK(lane.rank == rank && lane.size == size && lane.width >= 1000);
+  exact_results(m, &lane);
+  same_bits(m, &lane);
+  many_in_flight(m, comm);
+  MPI_Comm_free(&comm);
+  if (rank == 0) printf("mpi_allreduce: %d ranks: ok\n", size);
+  pf_mpi_finalize(m);
+  return 0;
+}
