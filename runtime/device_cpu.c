@@ -4,7 +4,11 @@
  * of the process often land within microseconds). While it sleeps on one
  * op, the loop thread may run that op for it (ready with may_claim) and
  * move it on, so that a worker whose ops all run inline is never woken per
- * op. */
+ * op. An idle worker "sleeps on" the first op of the part at the head of
+ * its queue in the same way, before it has taken the part: a step whose
+ * ops on this device all wait for a transfer or a collective and all run
+ * inline never wakes the worker at all (two futex wake-ups and two sleeps
+ * a step, on a machine whose cores the loop threads already keep busy). */
 #define _GNU_SOURCE /* pthread_setname_np, pthread_setaffinity_np */
 #include <pthread.h>
 #include <sched.h>
@@ -28,6 +32,11 @@ typedef struct cpu_device {
   pf_step *park_step;
   uint32_t park_e;
   int loop_running;
+  /* The worker waits for a part (in worker_main): park_step, when set, is
+   * then the step of the part at the head of the queue, not yet taken,
+   * waiting for its inputs since head_t0 (0: it was ready at once). */
+  int idle;
+  uint64_t head_t0;
   /* The loop thread ran the last op of the parked part and finished the
    * part itself: the worker must not touch that step again (it may be
    * freed before the worker wakes). */
@@ -44,6 +53,7 @@ typedef struct cpu_device {
   char pad[64];
   uint64_t ops_run, wait_ns;
   _Atomic uint64_t ops_run_pub, wait_ns_pub;
+  _Atomic uint64_t head_wait_ns; /* parts' waits before the worker took them */
 } cpu_device;
 
 static void cpu_info(pf_device *d, pf_device_info *out) {
@@ -69,6 +79,40 @@ static void cpu_copy(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *ds
   pf_box_copy(dst, dst_dims, src, src_dims, box, elem_size);
 }
 
+/* The op at place e of the device's queue of s. */
+static uint32_t queue_op(const pf_step *s, int device, uint32_t e, uint32_t *n) {
+  const uint32_t *q = pf_step_device_queue(s, device, n);
+  return e < *n ? q[e] : UINT32_MAX;
+}
+
+/* Under the lock, the worker idle: parks on the head part (at its first op,
+ * unless parked on it already) and says whether the worker should take it
+ * now: its next op is ready and the loop thread is not running one of it. */
+static int head_runnable(cpu_device *c) {
+  uint32_t n, op;
+  if (c->head == NULL) return 0;
+  int fresh = c->park_step != c->head->step, runnable;
+  if (fresh) {
+    c->park_step = c->head->step;
+    c->park_e = 0;
+  }
+  op = queue_op(c->park_step, c->cfg.index, c->park_e, &n);
+  runnable = !c->loop_running && (op == UINT32_MAX || pf_step_op_ready(c->park_step, op));
+  if (fresh) c->head_t0 = runnable ? 0 : pf_clock_now(c->cfg.clock);
+  return runnable;
+}
+
+/* Under the lock: the head part leaves the queue; the device waited for
+ * it from head_t0 (counted as the worker's waits are). */
+static void head_leaves(cpu_device *c) {
+  if (c->head_t0 != 0)
+    atomic_fetch_add_explicit(&c->head_wait_ns, pf_clock_now(c->cfg.clock) - c->head_t0,
+                              memory_order_relaxed);
+  c->head_t0 = 0;
+  c->park_step = NULL;
+  if ((c->head = c->head->next) == NULL) c->tail = NULL;
+}
+
 static void cpu_submit(pf_device *d, pf_part *pt) {
   cpu_device *c = (cpu_device *)d;
   pt->next = NULL;
@@ -78,14 +122,10 @@ static void cpu_submit(pf_device *d, pf_part *pt) {
   else
     c->head = pt;
   c->tail = pt;
-  pthread_cond_signal(&c->wake);
+  /* An idle worker is woken only for work it can do now; a busy one gets
+   * to the part when it is done. */
+  if (!c->idle || head_runnable(c)) pthread_cond_signal(&c->wake);
   pthread_mutex_unlock(&c->lock);
-}
-
-/* The op at place e of the device's queue of s. */
-static uint32_t queue_op(const pf_step *s, int device, uint32_t e, uint32_t *n) {
-  const uint32_t *q = pf_step_device_queue(s, device, n);
-  return e < *n ? q[e] : UINT32_MAX;
 }
 
 /* Claims op j for the loop thread if the worker sleeps waiting for exactly
@@ -108,19 +148,26 @@ static int cpu_ready(pf_device *d, pf_step *s, uint32_t j, int may_claim) {
  * for its next op, and is woken only if that one is ready already. If j
  * was its last, the part is done: returns 1, and the caller finishes the
  * part for the worker (a worker woken at the end of a step on a busy
- * machine takes tens of microseconds to run; the step need not wait). */
+ * machine takes tens of microseconds to run; the step need not wait). A
+ * part the idle worker never took leaves the queue here, unseen by it. */
 static int cpu_release(pf_device *d, pf_step *s, uint32_t j) {
   cpu_device *c = (cpu_device *)d;
   uint32_t n, next;
-  int last;
+  int last, wake;
   (void)j;
   pthread_mutex_lock(&c->lock);
   c->park_e++;
   c->loop_running = 0;
   next = queue_op(s, c->cfg.index, c->park_e, &n);
   last = c->park_e == n;
-  if (last) c->part_taken = 1;
-  if (last || pf_step_op_ready(s, next)) pthread_cond_signal(&c->wake);
+  if (c->idle && c->head != NULL && c->head->step == s) {
+    if (last) head_leaves(c);
+    wake = head_runnable(c);
+  } else {
+    if (last) c->part_taken = 1;
+    wake = last || pf_step_op_ready(s, next);
+  }
+  if (wake) pthread_cond_signal(&c->wake);
   pthread_mutex_unlock(&c->lock);
   return last;
 }
@@ -130,7 +177,8 @@ static pf_running_slot *cpu_running(pf_device *d) { return &((cpu_device *)d)->r
 static void cpu_counters(pf_device *d, uint64_t *ops_run, uint64_t *wait_ns) {
   cpu_device *c = (cpu_device *)d;
   *ops_run = atomic_load_explicit(&c->ops_run_pub, memory_order_relaxed);
-  *wait_ns = atomic_load_explicit(&c->wait_ns_pub, memory_order_relaxed);
+  *wait_ns = atomic_load_explicit(&c->wait_ns_pub, memory_order_relaxed) +
+             atomic_load_explicit(&c->head_wait_ns, memory_order_relaxed);
 }
 
 static void publish_counts(cpu_device *c) {
@@ -184,12 +232,13 @@ static int wait_ready(cpu_device *c, pf_step *s, const uint32_t *q, uint32_t n, 
   return taken;
 }
 
-/* Runs this device's ops of step s. Returns 1 if the loop thread ran the
- * last of them and finished the part (s must not be touched again). */
-static int run_part(cpu_device *c, pf_step *s) {
+/* Runs this device's ops of step s from the first-th (the loop thread ran
+ * those before it). Returns 1 if the loop thread ran the last of them and
+ * finished the part (s must not be touched again). */
+static int run_part(cpu_device *c, pf_step *s, uint32_t first) {
   uint32_t n;
   const uint32_t *q = pf_step_device_queue(s, c->cfg.index, &n);
-  for (uint32_t e = 0; e < n; e++) {
+  for (uint32_t e = first; e < n; e++) {
     uint32_t i;
     if (wait_ready(c, s, q, n, &e)) {
       publish_counts(c);
@@ -209,19 +258,24 @@ static void *worker_main(void *arg) {
   pf_running_bind(&c->running);
   for (;;) {
     pf_part *p;
+    uint32_t first;
     pthread_mutex_lock(&c->lock);
-    while (c->head == NULL && !c->stop) pthread_cond_wait(&c->wake, &c->lock);
+    while (!head_runnable(c) && !(c->stop && c->head == NULL)) {
+      c->idle = 1;
+      pthread_cond_wait(&c->wake, &c->lock);
+      c->idle = 0;
+    }
     if (c->head == NULL) {
       pthread_mutex_unlock(&c->lock);
       return NULL;
     }
     p = c->head;
-    c->head = p->next;
-    if (c->head == NULL) c->tail = NULL;
+    first = c->park_e; /* ops the loop thread ran for it while it was idle */
+    head_leaves(c);
     pthread_mutex_unlock(&c->lock);
     {
       pf_step *s = p->step; /* p lives in the step */
-      if (!run_part(c, s)) pf_step_part_done(s);
+      if (!run_part(c, s, first)) pf_step_part_done(s);
     }
   }
 }
