@@ -125,11 +125,13 @@ void pf_controller_on_reply(void *arg, pf_msg *m) {
     default:
       break;
   }
+  pthread_mutex_unlock(&ctx->lock);
   /* Wake the user threads only when a waiter is complete: a woken thread
    * that finds nothing to do still takes the core from this loop thread
-   * for tens of microseconds on a busy machine. */
+   * for tens of microseconds on a busy machine. After the unlock: a thread
+   * woken under the lock would at once sleep again on the mutex, and the
+   * unlock would have to wake it a second time (two futex calls, not one). */
   if (completed) pthread_cond_broadcast(&ctx->cond);
-  pthread_mutex_unlock(&ctx->lock);
   pf_msg_free(m);
 }
 
