@@ -53,6 +53,7 @@ struct pf_runtime {
   pthread_cond_t cond;
   event *head, *tail; /* guarded by lock */
   atomic_int has_events; /* set by push: a spinning loop drains at once */
+  atomic_int beat_due;   /* the heartbeat thread could not send: the loop sends */
   int stop_requested; /* guarded by lock */
   int shutdown_seen;  /* guarded by lock: an executor was told to stop */
   int spinning;
@@ -725,20 +726,26 @@ static int waiting(pf_runtime *rt) {
 
 /* sched_yield costs more than a poll (~0.5 us in a VM, a poll ~0.25 us),
  * and a message that lands during one waits for it: yield on one idle poll
- * in YIELD_EVERY (every 2-4 us). A worker sharing the core gets it within
- * that, and keeps it for its time slice. 32 measured no different on the
- * stencil benchmark. */
-#define YIELD_EVERY 8u
+ * in YIELD_EVERY (every 15-30 us). A worker sharing the core gets it within
+ * that, and keeps it for its time slice; a thread that wakes up takes the
+ * core at once anyway (the scheduler's wake-up preemption). 8 cost a chain
+ * of small collectives (bench/dispatch Chained) and synchronous dispatch a
+ * fifth of their rate against 64, with no difference on the stencil
+ * (bench/granularity) nor with 4 ranks on 2 cores. */
+#define YIELD_EVERY 64u
 
 /* A libuv iteration (timers, an epoll_wait system call) costs as much as
  * a poll: poll up to SPIN_BURST times per iteration, and go back to libuv
  * between bursts for its timers, wake-ups and signals. */
 #define SPIN_BURST 32u
 
+static void send_due_heartbeats(pf_runtime *rt);
+
 static void on_spin(uv_idle_t *h) {
   pf_runtime *rt = h->data;
   uint64_t now;
   int busy = 0;
+  send_due_heartbeats(rt);
   for (unsigned i = 0; i < SPIN_BURST; i++) {
     /* Work handed over by a device worker: take it now, not one loop
      * iteration later through the async handle. */
@@ -804,7 +811,9 @@ static void start_spinning(pf_runtime *rt) {
 
 static void on_poll(uv_timer_t *h) {
   pf_runtime *rt = h->data;
-  int got = poll_mpi(rt);
+  int got;
+  send_due_heartbeats(rt);
+  got = poll_mpi(rt);
   atomic_store_explicit(&rt->last_poll, pf_clock_now(rt->clock), memory_order_relaxed);
   if (got > 0 || transferring(rt) || waiting(rt)) {
     start_spinning(rt);
@@ -932,8 +941,9 @@ static void *loop_main(void *arg) {
  * Heartbeats and the check for lost ranks run on a thread of their own
  * that sleeps a second at a time: a sleeper gets the CPU at once when it
  * wakes, even on a loaded machine, where the loop thread (which yields to
- * the workers) may wait. It sends only when it gets the MPI lock, which the
- * loop leaves free while libuv waits and while it yields. The checker
+ * the workers) may wait. It sends when it gets the MPI lock, which the
+ * loop leaves free while libuv waits and while it yields; when it cannot
+ * get it within 10 ms, the loop sends the beat on its next pass. The checker
  * blames no peer for its own process's stall: after a sleep that took far
  * longer than asked (the process was stopped, or got no CPU) it restarts
  * every peer's clock, and it judges only while the loop thread has looked
@@ -944,26 +954,43 @@ static void *loop_main(void *arg) {
 /* The loop looked at MPI within this: silence means the peer is silent. */
 #define LOOP_RECENT_NS 2000000000ull
 
+/* With the MPI lock held. */
+static void send_heartbeats_locked(pf_runtime *rt) {
+  for (int r = 0; r < rt->size; r++) {
+    pf_msg *hb;
+    uint8_t *buf;
+    size_t len;
+    if (r == rt->rank || (rt->rank != 0 && r != 0)) continue;
+    if ((hb = pf_msg_new(PF_MSG_HEARTBEAT)) == NULL) continue;
+    if (pf_msg_encode(hb, &buf, &len) == 0)
+      (void)rt->cfg.transport->ops->ctrl_send(rt->cfg.transport, r, buf, len, NULL, NULL, 0);
+    pf_msg_free(hb);
+  }
+}
+
+/* The loop's part: it holds the lock whenever it runs, so a beat the
+ * heartbeat thread could not send goes on the loop's next pass (a loop
+ * thread that the scheduler took off the core while it held the lock keeps
+ * the heartbeat thread out for as long). */
+static void send_due_heartbeats(pf_runtime *rt) {
+  if (atomic_load_explicit(&rt->beat_due, memory_order_relaxed) &&
+      atomic_exchange_explicit(&rt->beat_due, 0, memory_order_relaxed))
+    send_heartbeats_locked(rt);
+}
+
 static void send_heartbeats(pf_runtime *rt) {
-  for (int tries = 0; tries < 200; tries++) {
+  for (int tries = 0; tries < 5; tries++) {
     if (pthread_mutex_trylock(&rt->mpi_lock) == 0) {
-      for (int r = 0; r < rt->size; r++) {
-        pf_msg *hb;
-        uint8_t *buf;
-        size_t len;
-        if (r == rt->rank || (rt->rank != 0 && r != 0)) continue;
-        if ((hb = pf_msg_new(PF_MSG_HEARTBEAT)) == NULL) continue;
-        if (pf_msg_encode(hb, &buf, &len) == 0)
-          (void)rt->cfg.transport->ops->ctrl_send(rt->cfg.transport, r, buf, len, NULL, NULL, 0);
-        pf_msg_free(hb);
-      }
+      atomic_store_explicit(&rt->beat_due, 0, memory_order_relaxed);
+      send_heartbeats_locked(rt);
       pthread_mutex_unlock(&rt->mpi_lock);
       return;
     }
     /* The loop is in the middle of a burst: it lets go within microseconds
-     * of its own CPU time. Missing one beat is harmless. */
+     * of its own CPU time. */
     pf_clock_sleep(rt->clock, 2000000);
   }
+  atomic_store_explicit(&rt->beat_due, 1, memory_order_relaxed);
 }
 
 static void check_peers(pf_runtime *rt, uint64_t now) {
