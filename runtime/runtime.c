@@ -53,6 +53,10 @@ struct pf_runtime {
   pthread_cond_t cond;
   event *head, *tail; /* guarded by lock */
   atomic_int has_events; /* set by push: a spinning loop drains at once */
+  /* The loop is not spinning: push must wake it (an eventfd write, and a
+   * read on the loop: two system calls a message that a spinning loop,
+   * which looks at has_events on every poll, does without). */
+  atomic_int loop_asleep;
   atomic_int beat_due;   /* the heartbeat thread could not send: the loop sends */
   int stop_requested; /* guarded by lock */
   int shutdown_seen;  /* guarded by lock: an executor was told to stop */
@@ -108,8 +112,10 @@ static void push(pf_runtime *rt, event *e) {
     rt->head = e;
   rt->tail = e;
   pthread_mutex_unlock(&rt->lock);
-  atomic_store_explicit(&rt->has_events, 1, memory_order_release);
-  uv_async_send(&rt->wake);
+  /* Sequentially consistent, against the loop's going to sleep (on_spin):
+   * either this sees loop_asleep, or the loop sees has_events. */
+  atomic_store(&rt->has_events, 1);
+  if (atomic_load(&rt->loop_asleep)) uv_async_send(&rt->wake);
 }
 
 static void post_done(void *arg, void *step_arg) {
@@ -789,6 +795,12 @@ static void on_spin(uv_idle_t *h) {
   loop_lock(rt);
   if (now - rt->last_activity > rt->spin_ns) {
     /* Quiet: sleep between polls instead of spinning a core. */
+    atomic_store(&rt->loop_asleep, 1);
+    if (atomic_load(&rt->has_events)) {
+      /* Pushed before it could see loop_asleep: take it now. */
+      atomic_store(&rt->loop_asleep, 0);
+      return;
+    }
     uv_idle_stop(&rt->spin);
     rt->spinning = 0;
     rt->poll_ms = 1;
@@ -807,6 +819,7 @@ static void start_spinning(pf_runtime *rt) {
   uv_timer_stop(&rt->poll);
   uv_idle_start(&rt->spin, on_spin);
   rt->spinning = 1;
+  atomic_store(&rt->loop_asleep, 0);
 }
 
 static void on_poll(uv_timer_t *h) {
@@ -1247,6 +1260,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   rt->wake.data = rt->spin.data = rt->poll.data = rt->tick.data = rt;
   rt->unlock_mpi.data = rt->relock_mpi.data = rt;
   atomic_init(&rt->last_poll, pf_clock_now(rt->clock));
+  atomic_init(&rt->loop_asleep, 1); /* until it spins */
   if (cfg->transport) {
     uv_prepare_start(&rt->unlock_mpi, on_unlock_mpi);
     uv_check_start(&rt->relock_mpi, on_relock_mpi);
