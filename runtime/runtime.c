@@ -742,8 +742,10 @@ static int waiting(pf_runtime *rt) {
 
 /* A libuv iteration (timers, an epoll_wait system call) costs as much as
  * a poll: poll up to SPIN_BURST times per iteration, and go back to libuv
- * between bursts for its timers, wake-ups and signals. */
-#define SPIN_BURST 32u
+ * between bursts for its timers and stop requests (messages pushed by
+ * other threads are taken on every poll: has_events). 256 (about 100 us)
+ * against 32: bench/dispatch Chained +20%, nothing else moved. */
+#define SPIN_BURST 256u
 
 static void send_due_heartbeats(pf_runtime *rt);
 
