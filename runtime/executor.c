@@ -304,16 +304,41 @@ void pf_step_free(pf_step *s) {
   if (s == NULL) return;
   for (uint32_t b = 0; b < s->l->plan->n_buffers; b++) pf_storage_unref(s->bufs[b]);
   for (int d = 0; s->arenas && d < s->ex->cfg.num_devices; d++) pf_storage_unref(s->arenas[d]);
-  free(s->arenas);
   pthread_mutex_destroy(&s->err_lock);
   pf_loaded_release(s->l);
-  free(s->pending);
-  free(s->readers);
-  free(s->bufs);
-  free(s->t_start);
-  free(s->t_end);
-  free(s->parts);
-  free(s);
+  free(s); /* and its arrays: one allocation (step_new) */
+}
+
+/* A step record and its per-op, per-buffer and per-device arrays in one
+ * zeroed allocation: a step costs one malloc and one free, not eight. */
+static pf_step *step_new(const pf_plan *p, int nd) {
+  size_t n_ops = p->n_ops, n_bufs = p->n_buffers, size = sizeof(pf_step), at[8];
+  char *base;
+  pf_step *s;
+#define PF_STEP_ARRAY(k, count, type)                                          \
+  do {                                                                         \
+    size = (size + _Alignof(type) - 1) / _Alignof(type) * _Alignof(type);      \
+    at[k] = size;                                                              \
+    size += (size_t)(count) * sizeof(type);                                    \
+  } while (0)
+  PF_STEP_ARRAY(0, n_ops, atomic_uint);
+  PF_STEP_ARRAY(1, n_bufs, atomic_int);
+  PF_STEP_ARRAY(2, n_bufs, pf_storage *);
+  PF_STEP_ARRAY(3, nd, pf_storage *);
+  PF_STEP_ARRAY(4, n_ops, uint64_t);
+  PF_STEP_ARRAY(5, n_ops, uint64_t);
+  PF_STEP_ARRAY(6, nd, pf_part);
+#undef PF_STEP_ARRAY
+  if ((base = calloc(1, size)) == NULL) return NULL;
+  s = (pf_step *)base;
+  s->pending = (atomic_uint *)(base + at[0]);
+  s->readers = (atomic_int *)(base + at[1]);
+  s->bufs = (pf_storage **)(base + at[2]);
+  s->arenas = (pf_storage **)(base + at[3]);
+  s->t_start = (uint64_t *)(base + at[4]);
+  s->t_end = (uint64_t *)(base + at[5]);
+  s->parts = (pf_part *)(base + at[6]);
+  return s;
 }
 
 /* Memory for a step's buffer or arena. PATHFLOW_FAULT_ALLOC (cfg.fault_alloc
@@ -632,24 +657,13 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
           inputs[b]->nbytes < pf_spec_nbytes(&p->buffers[b].spec))
         return unref_inputs(l, inputs, PF_EINVAL);
     }
-  if ((s = calloc(1, sizeof *s)) == NULL) return unref_inputs(l, inputs, PF_ENOMEM);
-  s->pending = pf_mallocn(p->n_ops, sizeof(atomic_uint));
-  s->readers = pf_mallocn(p->n_buffers, sizeof(atomic_int));
-  s->bufs = pf_calloc(p->n_buffers, sizeof(pf_storage *));
-  s->t_start = pf_calloc(p->n_ops, sizeof(uint64_t));
-  s->t_end = pf_calloc(p->n_ops, sizeof(uint64_t));
-  s->parts = pf_calloc((size_t)nd, sizeof(pf_part));
+  if ((s = step_new(p, nd)) == NULL) return unref_inputs(l, inputs, PF_ENOMEM);
   pthread_mutex_init(&s->err_lock, NULL);
   atomic_fetch_add(&l->refs, 1);
   s->l = l;
   s->ex = ex;
   s->seq = seq;
   pf_diag_init(&s->err);
-  if (!s->pending || !s->readers || !s->bufs || !s->t_start || !s->t_end ||
-      !s->parts) {
-    pf_step_free(s);
-    return unref_inputs(l, inputs, PF_ENOMEM);
-  }
   s->done = done;
   s->arg = arg;
   atomic_init(&s->failed, 0);
@@ -659,12 +673,8 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
   }
   if (p->arena_bytes != NULL) {
     /* One allocation per device per step for every buffer the memory plan
-     * placed: no malloc per op, and peak memory as planned. */
-    if ((s->arenas = pf_calloc((size_t)nd, sizeof *s->arenas)) == NULL) {
-      pf_step_free(s);
-      return unref_inputs(l, inputs, PF_ENOMEM);
-    }
-    /* Out of memory, the step still starts, failed: it then runs no
+     * placed: no malloc per op, and peak memory as planned.
+     * Out of memory, the step still starts, failed: it then runs no
      * kernel but does every transfer and collective its peers expect (from
      * and into the service's reserve), so that only its execution fails. */
     for (int d = 0; d < p->num_devices && d < nd && !atomic_load(&s->failed); d++)
