@@ -56,6 +56,7 @@ typedef struct pf_waiter {
   int from;              /* counters: the rank asked */
   void *step_req; /* a step: its dispatcher record (api/dispatch.c) */
   int counted_done; /* its last reply came: counted in ctx->n_done; lock */
+  atomic_int complete; /* the same, readable without the lock (wait's spin) */
   struct pf_waiter *next; /* in its bucket of the context's waiter table */
 } pf_waiter;
 
