@@ -167,6 +167,20 @@ static size_t class_bytes(int c) { return (size_t)1 << (SMALL_MIN_SHIFT + c); }
 
 /* Moves this thread's blocks to the shared lists (beyond their bound:
  * freed). */
+/* A free block of class c to the shared list, or back to the system when
+ * the list holds its bound. */
+static void shared_put(int c, small_free *f) {
+  pthread_mutex_lock(&small[c].lock);
+  if (small[c].count * class_bytes(c) < SMALL_KEEP_BYTES) {
+    f->next = small[c].head;
+    small[c].head = f;
+    small[c].count++;
+    f = NULL;
+  }
+  pthread_mutex_unlock(&small[c].lock);
+  if (f != NULL) pf_aligned_free(f);
+}
+
 static void tls_flush(void *unused) {
   (void)unused;
   for (int c = 0; c < SMALL_CLASSES; c++)
@@ -174,15 +188,7 @@ static void tls_flush(void *unused) {
       small_free *f = tls_small[c].head;
       tls_small[c].head = f->next;
       tls_small[c].count--;
-      pthread_mutex_lock(&small[c].lock);
-      if (small[c].count * class_bytes(c) < SMALL_KEEP_BYTES) {
-        f->next = small[c].head;
-        small[c].head = f;
-        small[c].count++;
-        f = NULL;
-      }
-      pthread_mutex_unlock(&small[c].lock);
-      if (f != NULL) pf_aligned_free(f);
+      shared_put(c, f);
     }
 }
 
@@ -212,7 +218,7 @@ static pf_storage *small_new(int c) {
     small[c].count--;
   }
   pthread_mutex_unlock(&small[c].lock);
-  if (s == NULL && (s = pf_aligned_alloc(SMALL_HEADER + ((size_t)1 << (SMALL_MIN_SHIFT + c)))) == NULL)
+  if (s == NULL && (s = pf_aligned_alloc(SMALL_HEADER + class_bytes(c))) == NULL)
     return NULL;
   s->data = (char *)s + SMALL_HEADER;
   return s;
@@ -227,15 +233,7 @@ static void small_free_block(pf_storage *s) {
     tls_small[c].count++;
     return;
   }
-  pthread_mutex_lock(&small[c].lock);
-  if (small[c].count * ((size_t)1 << (SMALL_MIN_SHIFT + c)) < SMALL_KEEP_BYTES) {
-    f->next = small[c].head;
-    small[c].head = f;
-    small[c].count++;
-    f = NULL;
-  }
-  pthread_mutex_unlock(&small[c].lock);
-  if (f != NULL) pf_aligned_free(f);
+  shared_put(c, f);
 }
 
 static void small_clear(void) {
