@@ -7,21 +7,33 @@
 #include "base/util.h"
 
 /* Large blocks freed by a step are kept for the next step of the same
- * executable, which asks for the same sizes: a fresh block of tens of MiB
- * comes from mmap and costs a page fault per 4 KiB on first touch, more
- * than copying into it. Exact sizes only; oldest evicted first. */
+ * executable, which asks for the same sizes: a fresh block comes from mmap,
+ * costs a page fault per 4 KiB on first touch (more than copying into it)
+ * and an munmap when freed (a TLB shootdown across cores). Exact sizes
+ * only, a list of blocks per size: a step may free hundreds of blocks of one
+ * size (a chain of transfers: a receive buffer per hop), and a cache of 32
+ * blocks sent most of them back to the system (bench/transfer, a 64 KiB
+ * hop: 190-310 us instead of 33). Up to PATHFLOW_CACHE_BYTES (256 MiB) in
+ * all; the sizes used least recently give way first. */
 #define CACHE_MIN ((size_t)64 << 10)
-#define CACHE_SLOTS 32
+#define CACHE_SIZES 32 /* distinct sizes kept */
+
+typedef struct cached_block {
+  struct cached_block *next; /* in the block's own first bytes */
+} cached_block;
 
 static struct {
   pthread_mutex_t lock;
-  void *ptr[CACHE_SLOTS];
-  size_t size[CACHE_SLOTS];
-  uint64_t age[CACHE_SLOTS]; /* when put: the oldest goes first */
+  struct {
+    size_t size;
+    cached_block *head;
+    size_t count;
+    uint64_t age; /* last put or take: the oldest size gives way first */
+  } cls[CACHE_SIZES];
   uint64_t clock;
   size_t bytes, limit;
   int limit_read;
-} cache = {PTHREAD_MUTEX_INITIALIZER, {0}, {0}, {0}, 0, 0, 0, 0};
+} cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* Under AddressSanitizer keep nothing: a reused block would hide a
  * use-after-free. */
@@ -36,27 +48,63 @@ static struct {
 #define CACHE_OFF 0
 #endif
 
-static void *cache_take(size_t nbytes) {
-  void *p = NULL;
-  if (CACHE_OFF || nbytes < CACHE_MIN) return NULL;
-  pthread_mutex_lock(&cache.lock);
-  for (int i = 0; i < CACHE_SLOTS && p == NULL; i++)
-    if (cache.ptr[i] != NULL && cache.size[i] == nbytes) {
-      p = cache.ptr[i];
-      cache.ptr[i] = NULL;
-      cache.bytes -= nbytes;
-    }
-  pthread_mutex_unlock(&cache.lock);
-  return p;
+/* The class holding blocks of nbytes, or -1 (lock held). */
+static int cache_class(size_t nbytes) {
+  for (int i = 0; i < CACHE_SIZES; i++)
+    if (cache.cls[i].count > 0 && cache.cls[i].size == nbytes) return i;
+  return -1;
 }
 
-/* 1 if the cache kept p. To make room, the oldest blocks go: the sizes of
- * the executable running now matter, not those of one that ran before
- * (without eviction, a cache full of 16 MiB blocks made every 64 MiB step
- * fault its pages in again). */
+static void *cache_take(size_t nbytes) {
+  cached_block *b = NULL;
+  int c;
+  if (CACHE_OFF || nbytes < CACHE_MIN) return NULL;
+  pthread_mutex_lock(&cache.lock);
+  if ((c = cache_class(nbytes)) >= 0) {
+    b = cache.cls[c].head;
+    cache.cls[c].head = b->next;
+    cache.cls[c].count--;
+    cache.cls[c].age = ++cache.clock;
+    cache.bytes -= nbytes;
+  }
+  pthread_mutex_unlock(&cache.lock);
+  return b;
+}
+
+/* The class least recently used that holds blocks, other than `keep` (lock
+ * held); -1 if none. */
+static int oldest_class(int keep) {
+  int oldest = -1;
+  for (int i = 0; i < CACHE_SIZES; i++)
+    if (i != keep && cache.cls[i].count > 0 &&
+        (oldest < 0 || cache.cls[i].age < cache.cls[oldest].age))
+      oldest = i;
+  return oldest;
+}
+
+/* One block of class c leaves the cache, onto *out (lock held). */
+static void evict_one(int c, cached_block **out) {
+  cached_block *b = cache.cls[c].head;
+  cache.cls[c].head = b->next;
+  cache.cls[c].count--;
+  cache.bytes -= cache.cls[c].size;
+  b->next = *out;
+  *out = b;
+}
+
+/* Back to the system, outside the lock. */
+static void free_blocks(cached_block *b) {
+  while (b != NULL) {
+    cached_block *next = b->next;
+    pf_aligned_free(b);
+    b = next;
+  }
+}
+
+/* 1 if the cache kept p. */
 static int cache_put(void *p, size_t nbytes) {
-  void *evicted[CACHE_SLOTS];
-  int kept = 0, n_evicted = 0, slot = -1;
+  cached_block *evicted = NULL, *b = p;
+  int c;
   if (CACHE_OFF || nbytes < CACHE_MIN) return 0;
   pthread_mutex_lock(&cache.lock);
   if (!cache.limit_read) {
@@ -67,45 +115,47 @@ static int cache_put(void *p, size_t nbytes) {
     cache.limit = (size_t)limit;
     cache.limit_read = 1;
   }
-  if (nbytes <= cache.limit) {
-    for (;;) {
-      int oldest = -1;
-      slot = -1;
-      for (int i = 0; i < CACHE_SLOTS; i++) {
-        if (cache.ptr[i] == NULL) {
-          if (slot < 0) slot = i;
-        } else if (oldest < 0 || cache.age[i] < cache.age[oldest]) {
-          oldest = i;
-        }
-      }
-      if (slot >= 0 && cache.bytes + nbytes <= cache.limit) break;
-      /* oldest >= 0 here: an empty cache has a free slot and room. */
-      evicted[n_evicted++] = cache.ptr[oldest];
-      cache.bytes -= cache.size[oldest];
-      cache.ptr[oldest] = NULL;
-    }
-    cache.ptr[slot] = p;
-    cache.size[slot] = nbytes;
-    cache.age[slot] = ++cache.clock;
-    cache.bytes += nbytes;
-    kept = 1;
+  if (nbytes > cache.limit) {
+    pthread_mutex_unlock(&cache.lock);
+    return 0;
   }
+  if ((c = cache_class(nbytes)) < 0) {
+    /* A class for this size: an empty one, or the oldest size's. */
+    for (int i = 0; i < CACHE_SIZES && c < 0; i++)
+      if (cache.cls[i].count == 0) c = i;
+    if (c < 0) {
+      c = oldest_class(-1);
+      while (cache.cls[c].count > 0) evict_one(c, &evicted);
+    }
+    cache.cls[c].size = nbytes;
+  }
+  /* Room: blocks of the sizes used least recently go first, then older
+   * blocks of this size. */
+  while (cache.bytes + nbytes > cache.limit) {
+    int o = oldest_class(c);
+    evict_one(o >= 0 ? o : c, &evicted);
+  }
+  b->next = cache.cls[c].head;
+  cache.cls[c].head = b;
+  cache.cls[c].count++;
+  cache.cls[c].age = ++cache.clock;
+  cache.bytes += nbytes;
   pthread_mutex_unlock(&cache.lock);
-  for (int i = 0; i < n_evicted; i++) pf_aligned_free(evicted[i]);
-  return kept;
+  free_blocks(evicted);
+  return 1;
 }
 
 static void small_clear(void);
 
 void pf_storage_cache_clear(void) {
+  cached_block *evicted = NULL;
   small_clear();
   pthread_mutex_lock(&cache.lock);
-  for (int i = 0; i < CACHE_SLOTS; i++) {
-    pf_aligned_free(cache.ptr[i]);
-    cache.ptr[i] = NULL;
-  }
+  for (int i = 0; i < CACHE_SIZES; i++)
+    while (cache.cls[i].count > 0) evict_one(i, &evicted);
   cache.bytes = 0;
   pthread_mutex_unlock(&cache.lock);
+  free_blocks(evicted);
 }
 
 size_t pf_storage_cache_bytes(void) {

@@ -279,8 +279,44 @@ static void test_block_cache_evicts_oldest(void **state) {
   assert_int_equal(pf_storage_cache_bytes(), 0);
 }
 
+/* A step may free hundreds of blocks of one size (a receive buffer per hop
+ * of a chain of transfers): all are kept, up to the limit, not 32; and past
+ * 32 distinct sizes, the size used least recently gives way. */
+static void test_block_cache_keeps_many(void **state) {
+  const size_t kib = (size_t)1 << 10;
+  enum { N = 300, SIZES = 40 };
+  pf_storage *b[N];
+  (void)state;
+  pf_storage_cache_clear();
+  for (int i = 0; i < N; i++) assert_non_null(b[i] = pf_storage_new(64 * kib, 0));
+  for (int i = 0; i < N; i++) pf_storage_unref(b[i]);
+  if (pf_storage_cache_bytes() == 0) {
+    pf_storage_cache_clear();
+    skip(); /* AddressSanitizer: nothing is kept */
+  }
+  assert_int_equal(pf_storage_cache_bytes(), N * 64 * kib);
+  for (int i = 0; i < N; i++) assert_non_null(b[i] = pf_storage_new(64 * kib, 0));
+  assert_int_equal(pf_storage_cache_bytes(), 0); /* every one came back from the cache */
+  for (int i = 0; i < N; i++) pf_storage_unref(b[i]);
+  /* 40 more sizes, one block each: 32 sizes fit, so the 64 KiB blocks
+   * (used least recently) go first, then the oldest of the new sizes. */
+  for (int i = 0; i < SIZES; i++) {
+    pf_storage *one = pf_storage_new((size_t)(100 + i) * kib, 0);
+    assert_non_null(one);
+    pf_storage_unref(one);
+  }
+  {
+    size_t want = 0;
+    for (int i = SIZES - 32; i < SIZES; i++) want += (size_t)(100 + i) * kib;
+    assert_int_equal(pf_storage_cache_bytes(), want);
+  }
+  pf_storage_cache_clear();
+  assert_int_equal(pf_storage_cache_bytes(), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_block_cache_keeps_many),
       cmocka_unit_test(test_chain_peak_is_constant),
       cmocka_unit_test(test_chain_results_with_arena),
       cmocka_unit_test(test_long_lived_value_not_reused),
