@@ -90,8 +90,9 @@ static uint32_t queue_op(const pf_step *s, int device, uint32_t e, uint32_t *n) 
  * now: its next op is ready and the loop thread is not running one of it. */
 static int head_runnable(cpu_device *c) {
   uint32_t n, op;
+  int fresh, runnable;
   if (c->head == NULL) return 0;
-  int fresh = c->park_step != c->head->step, runnable;
+  fresh = c->park_step != c->head->step;
   if (fresh) {
     c->park_step = c->head->step;
     c->park_e = 0;

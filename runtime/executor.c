@@ -303,7 +303,7 @@ void pf_step_op_times(const pf_step *s, uint32_t op, uint64_t *start,
 void pf_step_free(pf_step *s) {
   if (s == NULL) return;
   for (uint32_t b = 0; b < s->l->plan->n_buffers; b++) pf_storage_unref(s->bufs[b]);
-  for (int d = 0; s->arenas && d < s->ex->cfg.num_devices; d++) pf_storage_unref(s->arenas[d]);
+  for (int d = 0; d < s->ex->cfg.num_devices; d++) pf_storage_unref(s->arenas[d]);
   pthread_mutex_destroy(&s->err_lock);
   pf_loaded_release(s->l);
   free(s); /* and its arrays: one allocation (step_new) */
@@ -364,7 +364,7 @@ static void out_of_memory(pf_step *s, size_t nbytes, const char *what, int devic
 static pf_storage *new_buffer(pf_step *s, uint32_t b) {
   const pf_plan_buffer *pb = &s->l->plan->buffers[b];
   pf_storage *st;
-  if (pb->in_arena && s->arenas && s->arenas[pb->device])
+  if (pb->in_arena && s->arenas[pb->device])
     st = pf_storage_view(s->arenas[pb->device], (size_t)pb->offset, pf_spec_nbytes(&pb->spec));
   else
     st = step_alloc(s->ex, pf_spec_nbytes(&pb->spec), pb->device);

@@ -215,8 +215,6 @@ static int tls_key_made;
 
 static size_t class_bytes(int c) { return (size_t)1 << (SMALL_MIN_SHIFT + c); }
 
-/* Moves this thread's blocks to the shared lists (beyond their bound:
- * freed). */
 /* A free block of class c to the shared list, or back to the system when
  * the list holds its bound. */
 static void shared_put(int c, small_free *f) {
@@ -231,6 +229,8 @@ static void shared_put(int c, small_free *f) {
   if (f != NULL) pf_aligned_free(f);
 }
 
+/* Moves this thread's blocks to the shared lists (beyond their bound:
+ * freed). */
 static void tls_flush(void *unused) {
   (void)unused;
   for (int c = 0; c < SMALL_CLASSES; c++)

@@ -167,9 +167,11 @@ void pf_mpi_ar_lane_init(pf_mpi_ar_lane *lane, MPI_Comm comm, int tag_ub);
 /* Starts an allreduce of count elements of `send` (NULL: in place) into
  * `recv` over lane's communicator, combining with reduce_op (pf_reduce_op;
  * MEAN sums: the caller divides); cb(arg, status) on the loop thread once
- * done, never from inside this call. Errors: PF_EINVAL (not a small
- * allreduce: see pf_mpi_ar_small), PF_ENOMEM, PF_EMPI (nothing was sent;
- * a failure after the first message comes through cb). */
+ * done, from a later pf_mpi_progress (from inside this call only when its
+ * requests could not be tracked for want of memory and were waited for
+ * here). Errors: PF_EINVAL (not a small allreduce: see pf_mpi_ar_small),
+ * PF_ENOMEM, PF_EMPI (nothing of it is in flight; a failure after that
+ * comes through cb). */
 int pf_mpi_ar_start(pf_mpi *m, pf_mpi_ar_lane *lane, const void *send, void *recv, size_t count,
                     pf_dtype dtype, int reduce_op, pf_mpi_cb cb, void *arg);
 

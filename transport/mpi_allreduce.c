@@ -40,8 +40,7 @@
 typedef struct small_ar {
   pf_mpi *m;
   pf_mpi_ar_lane *lane;
-  char *acc;       /* the caller's receive buffer: the running result */
-  const char *send; /* the caller's input, or NULL: in place */
+  char *acc; /* the caller's receive buffer: the running result */
   size_t bytes, count;
   pf_dtype dtype;
   int op;
@@ -79,25 +78,28 @@ static void req_done(void *arg, int status) {
   if (--ar->pending == 0) advance(ar);
 }
 
-/* Posts a receive into tmp and/or a send of acc with `peer`, on round r. */
+/* Posts a receive into tmp and/or a send of acc with `peer`, on round r,
+ * both before either is tracked: a request that cannot be tracked (out of
+ * memory) is waited for here rather than lost, and its partner request, on
+ * which the peer's may depend, is already posted. */
 static int post(small_ar *ar, int peer, int round, int recv, int send) {
-  MPI_Request req;
-  int tag = ar->tag0 + round;
-  if (recv) {
-    if (MPI_Irecv(ar->tmp, (int)ar->bytes, MPI_BYTE, peer, tag, ar->lane->comm, &req) !=
-        MPI_SUCCESS)
-      return PF_EMPI;
-    ar->pending++;
-    if (pf_mpi_track_quick(ar->m, req, req_done, ar) != 0) return PF_ENOMEM;
+  MPI_Request req[2];
+  int n = 0, rc = 0, tag = ar->tag0 + round;
+  if (recv && MPI_Irecv(ar->tmp, (int)ar->bytes, MPI_BYTE, peer, tag, ar->lane->comm,
+                        &req[n++]) != MPI_SUCCESS)
+    return PF_EMPI;
+  if (send && MPI_Isend(ar->acc, (int)ar->bytes, MPI_BYTE, peer, tag, ar->lane->comm,
+                        &req[n++]) != MPI_SUCCESS) {
+    n--;
+    rc = PF_EMPI; /* the receive, if any, is still tracked */
   }
-  if (send) {
-    if (MPI_Isend(ar->acc, (int)ar->bytes, MPI_BYTE, peer, tag, ar->lane->comm, &req) !=
-        MPI_SUCCESS)
-      return PF_EMPI;
+  for (int k = 0; k < n; k++) {
     ar->pending++;
-    if (pf_mpi_track_quick(ar->m, req, req_done, ar) != 0) return PF_ENOMEM;
+    if (pf_mpi_track_quick(ar->m, req[k], req_done, ar) == 0) continue;
+    ar->pending--;
+    if (MPI_Wait(&req[k], MPI_STATUS_IGNORE) != MPI_SUCCESS && rc == 0) rc = PF_EMPI;
   }
-  return 0;
+  return rc;
 }
 
 /* acc = lower (+) higher, the partner's vector being in tmp. */
@@ -132,10 +134,7 @@ static void advance(small_ar *ar) {
     return;
   }
   if (ar->me >= ar->p2) { /* handed over in round 0; the result is in tmp */
-    if (ar->mask == 0) {
-      ar->mask = ar->p2; /* the result has come */
-      memcpy(ar->acc, ar->tmp, ar->bytes);
-    }
+    memcpy(ar->acc, ar->tmp, ar->bytes);
     finish(ar, 0);
     return;
   }
@@ -158,25 +157,29 @@ static void advance(small_ar *ar) {
     finish(ar, 0);
     return;
   }
-  if (rc != 0 && ar->pending == 0) finish(ar, rc);
-  else if (rc != 0) ar->status = rc;
+  if (rc != 0 && ar->status == 0) ar->status = rc;
+  if (ar->pending == 0) advance(ar); /* the round was waited for, or failed */
 }
 
 /* Round 0: hand the vector down (ranks above p2), or take one (the ranks
- * below n - p2), or nothing. */
+ * below n - p2), or nothing. Returns an error only when nothing of the
+ * allreduce is in flight any more (then it is not finished). */
 static int start(small_ar *ar) {
-  int rc;
+  int rc = 0;
   ar->lane->in_flight++;
   ar->tag0 = (int)(ar->lane->seq++ % (uint64_t)ar->lane->width) * ROUNDS;
   if (ar->me >= ar->p2) {
     /* The result comes back into tmp: not into acc, which the send reads. */
-    if ((rc = post(ar, ar->me - ar->p2, 0, 0, 1)) != 0 ||
-        (rc = post(ar, ar->me - ar->p2, LAST_ROUND, 1, 0)) != 0)
-      return rc;
-    return 0;
+    if ((rc = post(ar, ar->me - ar->p2, 0, 0, 1)) == 0)
+      rc = post(ar, ar->me - ar->p2, LAST_ROUND, 1, 0);
+  } else if (ar->me < ar->rem) {
+    rc = post(ar, ar->me + ar->p2, 0, 1, 0);
   }
-  if (ar->me < ar->rem) return post(ar, ar->me + ar->p2, 0, 1, 0);
-  advance(ar); /* nothing in round 0 */
+  if (rc != 0 && ar->pending == 0) return rc;
+  if (rc != 0)
+    ar->status = rc; /* ends it once what is in flight completes */
+  else if (ar->pending == 0)
+    advance(ar); /* nothing in round 0, or it was waited for */
   return 0;
 }
 
@@ -185,12 +188,7 @@ static void start_waiting(pf_mpi_ar_lane *lane) {
     small_ar *ar = lane->waiting;
     int rc;
     if ((lane->waiting = ar->next) == NULL) lane->waiting_tail = NULL;
-    if ((rc = start(ar)) != 0) {
-      if (ar->pending == 0)
-        finish(ar, rc);
-      else
-        ar->status = rc;
-    }
+    if ((rc = start(ar)) != 0) finish(ar, rc);
   }
 }
 
@@ -226,14 +224,13 @@ int pf_mpi_ar_start(pf_mpi *m, pf_mpi_ar_lane *lane, const void *send, void *rec
   }
   {
     int rc = start(ar);
-    if (rc != 0 && ar->pending == 0) {
-      /* Nothing of it reached MPI: the caller hears of it now, not later. */
+    if (rc != 0) {
+      /* Nothing of it is in flight: the caller hears of it now, not later. */
       lane->in_flight--;
       lane->seq--;
       free(ar);
       return rc;
     }
-    if (rc != 0) ar->status = rc;
   }
   return 0;
 }
