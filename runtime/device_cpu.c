@@ -41,6 +41,7 @@ typedef struct cpu_device {
    * part itself: the worker must not touch that step again (it may be
    * freed before the worker wakes). */
   int part_taken;
+  uint64_t taken_at; /* when */
   pthread_mutex_t lock;
   pthread_cond_t wake;
   pf_part *head, *tail;
@@ -124,23 +125,29 @@ static void cpu_submit(pf_device *d, pf_part *pt) {
     c->head = pt;
   c->tail = pt;
   /* An idle worker is woken only for work it can do now; a busy one gets
-   * to the part when it is done. */
-  if (!c->idle || head_runnable(c)) pthread_cond_signal(&c->wake);
+   * to the part when it is done, and one asleep on an op of an earlier
+   * part has nothing to do with this one (waking it cost a futex wake-up
+   * and took the core from the loop thread once a step). */
+  if (c->idle && head_runnable(c)) pthread_cond_signal(&c->wake);
   pthread_mutex_unlock(&c->lock);
 }
 
-/* Claims op j for the loop thread if the worker sleeps waiting for exactly
- * j; else wakes the worker. */
+/* If the worker sleeps waiting for exactly j: claims j for the loop
+ * thread (may_claim), or wakes the worker to run it. */
 static int cpu_ready(pf_device *d, pf_step *s, uint32_t j, int may_claim) {
   cpu_device *c = (cpu_device *)d;
   int claimed = 0;
   uint32_t n;
   pthread_mutex_lock(&c->lock);
-  if (may_claim && c->park_step == s && !c->loop_running &&
-      queue_op(s, c->cfg.index, c->park_e, &n) == j)
-    claimed = c->loop_running = 1;
-  else
-    pthread_cond_signal(&c->wake);
+  /* Only the op the worker sleeps on concerns it: a busy worker finds j
+   * ready when it gets there (the count fell before this call), and one
+   * asleep on another op would only wake to sleep again. */
+  if (c->park_step == s && !c->loop_running && queue_op(s, c->cfg.index, c->park_e, &n) == j) {
+    if (may_claim)
+      claimed = c->loop_running = 1;
+    else
+      pthread_cond_signal(&c->wake);
+  }
   pthread_mutex_unlock(&c->lock);
   return claimed;
 }
@@ -164,9 +171,18 @@ static int cpu_release(pf_device *d, pf_step *s, uint32_t j) {
   if (c->idle && c->head != NULL && c->head->step == s) {
     if (last) head_leaves(c);
     wake = head_runnable(c);
+  } else if (last) {
+    /* The worker sleeps in wait_ready on this part, which is done: it is
+     * idle from now on, parked on the next part as an idle worker is, and
+     * woken only when that one is runnable (not once a step to find its
+     * part gone and go back to sleep). */
+    c->part_taken = 1;
+    c->taken_at = pf_clock_now(c->cfg.clock);
+    c->idle = 1;
+    c->park_step = NULL;
+    wake = head_runnable(c);
   } else {
-    if (last) c->part_taken = 1;
-    wake = last || pf_step_op_ready(s, next);
+    wake = pf_step_op_ready(s, next);
   }
   if (wake) pthread_cond_signal(&c->wake);
   pthread_mutex_unlock(&c->lock);
@@ -222,14 +238,23 @@ static int wait_ready(cpu_device *c, pf_step *s, const uint32_t *q, uint32_t n, 
   pthread_mutex_lock(&c->lock);
   c->park_step = s;
   c->park_e = *e;
-  while (c->loop_running || (c->park_e < n && !pf_step_op_ready(s, q[c->park_e])))
+  /* Once the part is taken, s may be gone: not read again. */
+  while (!c->part_taken &&
+         (c->loop_running || (c->park_e < n && !pf_step_op_ready(s, q[c->park_e]))))
     pthread_cond_wait(&c->wake, &c->lock);
-  *e = c->park_e;
-  c->park_step = NULL;
   taken = c->part_taken;
-  c->part_taken = 0;
+  if (taken) {
+    /* Parked as idle on the head part meanwhile (cpu_release): that park
+     * stays, for worker_main to take on. */
+    c->part_taken = 0;
+    c->idle = 0;
+    c->wait_ns += c->taken_at - t0;
+  } else {
+    *e = c->park_e;
+    c->park_step = NULL;
+  }
   pthread_mutex_unlock(&c->lock);
-  c->wait_ns += pf_clock_now(clock) - t0;
+  if (!taken) c->wait_ns += pf_clock_now(clock) - t0;
   return taken;
 }
 
