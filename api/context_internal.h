@@ -93,6 +93,9 @@ struct pf_context {
   /* Of those, the ones whose last reply came and that nobody collected
    * yet (a future not waited on): the loop need not poll for them. */
   atomic_int n_done;
+  /* Waits whose spin ended without the reply, in a row (capped), and
+   * waits since the last spin: see pf_controller_wait_for. */
+  atomic_int spin_misses, waits_unspun;
   int in_flight;      /* steps dispatched, not done; guarded by lock */
   int max_pending;    /* executions admitted at once (backpressure) */
   /* Per global device: the planned peaks of the steps in flight, so that

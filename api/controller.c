@@ -176,6 +176,11 @@ static void unlink_locked(pf_context *ctx, pf_waiter *w) {
 
 /* How long a wait yields before it sleeps. */
 #define WAIT_SPIN_NS 15000u
+/* After SPIN_MISSES_MAX spins in a row that ended without the reply, a
+ * wait sleeps at once, but for one in SPIN_PROBE_EVERY that spins again
+ * to see whether replies come sooner now. */
+#define SPIN_MISSES_MAX 4
+#define SPIN_PROBE_EVERY 16
 
 int pf_controller_wait_for(pf_context *ctx, pf_waiter *w, int64_t timeout_ms) {
   struct timespec ts;
@@ -195,14 +200,26 @@ int pf_controller_wait_for(pf_context *ctx, pf_waiter *w, int64_t timeout_ms) {
    * futex sleep and wake-up cost the loop thread more than the rest of a
    * small step's handling (bench/dispatch OpByOp async +50%). A lone
    * execution's reply takes a whole step: sleep at once (spinning first
-   * cost synchronous dispatch 7%). */
+   * cost synchronous dispatch 7%). Nor when the spins keep missing: long
+   * executions in flight (a chain of 128 small computations each,
+   * bench/dispatch Chained) reply every hundred microseconds, and each
+   * yield of such a spin hands this core back and forth with the loop
+   * thread for nothing. */
   if (timeout_ms != 0 &&
       atomic_load_explicit(&ctx->n_waiting, memory_order_relaxed) -
-              atomic_load_explicit(&ctx->n_done, memory_order_relaxed) > 1) {
+              atomic_load_explicit(&ctx->n_done, memory_order_relaxed) > 1 &&
+      (atomic_load_explicit(&ctx->spin_misses, memory_order_relaxed) < SPIN_MISSES_MAX ||
+       atomic_fetch_add_explicit(&ctx->waits_unspun, 1, memory_order_relaxed) %
+               SPIN_PROBE_EVERY == SPIN_PROBE_EVERY - 1)) {
     uint64_t t0 = pf_now_ns();
-    while (!atomic_load_explicit(&w->complete, memory_order_acquire) &&
+    int got;
+    while (!(got = atomic_load_explicit(&w->complete, memory_order_acquire)) &&
            pf_now_ns() - t0 < WAIT_SPIN_NS)
       sched_yield();
+    if (got)
+      atomic_store_explicit(&ctx->spin_misses, 0, memory_order_relaxed);
+    else if (atomic_load_explicit(&ctx->spin_misses, memory_order_relaxed) < SPIN_MISSES_MAX)
+      atomic_fetch_add_explicit(&ctx->spin_misses, 1, memory_order_relaxed);
   }
   pthread_mutex_lock(&ctx->lock);
   while (w->pending > 0 && timeout_ms != 0 && rc != ETIMEDOUT)
