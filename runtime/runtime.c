@@ -61,7 +61,7 @@ struct pf_runtime {
   int stop_requested; /* guarded by lock */
   int shutdown_seen;  /* guarded by lock: an executor was told to stop */
   int spinning;
-  unsigned polls_since_yield;
+  unsigned polls_since_yield, yield_every;
   uint64_t last_activity, spin_ns;
   uint64_t poll_ms, poll_max_ms, idle_poll_ms;
   _Atomic uint64_t *last_seen; /* per rank: last message (heartbeat or other) */
@@ -740,6 +740,18 @@ static int waiting(pf_runtime *rt) {
  * (bench/granularity) nor with 4 ranks on 2 cores. */
 #define YIELD_EVERY 64u
 
+/* But a yield that hands the core to nobody (it returned within
+ * YIELD_IDLE_NS: no thread waited for this core) only costs a system call
+ * and delays the next message: a chain of small collectives on as many
+ * cores as ranks (bench/dispatch Chained) ran a fifth faster without. So
+ * each such yield doubles the polls to the next one, up to
+ * YIELD_EVERY_MAX (a millisecond or two), and a yield that let another
+ * thread run goes back to YIELD_EVERY. Threads of other ranks count too:
+ * on a full node a loop that never yielded took two thirds of the rate of
+ * the kernels it shared a core with (bench/granularity). */
+#define YIELD_EVERY_MAX 512u
+#define YIELD_IDLE_NS 10000u
+
 /* A libuv iteration (timers, an epoll_wait system call) costs as much as
  * a poll: poll up to SPIN_BURST times per iteration, and go back to libuv
  * between bursts for its timers and stop requests (messages pushed by
@@ -773,12 +785,17 @@ static void on_spin(uv_idle_t *h) {
     /* Receives posted ahead, steps running: keep polling, but let a device
      * worker that shares this core run first. */
     busy = 1;
-    if (++rt->polls_since_yield >= YIELD_EVERY) {
+    if (++rt->polls_since_yield >= rt->yield_every) {
+      uint64_t t0 = pf_clock_now(rt->clock);
       rt->polls_since_yield = 0;
       /* The heartbeat thread may send while the worker has the core. */
       loop_unlock(rt);
       sched_yield();
       loop_lock(rt);
+      if (pf_clock_now(rt->clock) - t0 > YIELD_IDLE_NS)
+        rt->yield_every = YIELD_EVERY;
+      else if (rt->yield_every < YIELD_EVERY_MAX)
+        rt->yield_every *= 2;
     }
   }
   now = pf_clock_now(rt->clock);
@@ -1175,6 +1192,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   *out = NULL;
   if ((rt = calloc(1, sizeof *rt)) == NULL) return PF_ENOMEM;
   rt->cfg = *cfg;
+  rt->yield_every = YIELD_EVERY;
   pf_clock_real_init(&rt->clock_own);
   rt->clock = cfg->clock ? cfg->clock : &rt->clock_own;
   rt->rank = cfg->transport ? cfg->transport->rank : 0;
