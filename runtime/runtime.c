@@ -600,6 +600,7 @@ static void deliver(pf_runtime *rt, pf_msg *m) {
 
 static void drain_events(pf_runtime *rt) {
   event *e;
+  pf_service_tick(rt->svc);
   atomic_store_explicit(&rt->has_events, 0, memory_order_relaxed);
   pthread_mutex_lock(&rt->lock);
   e = rt->head;
@@ -678,7 +679,9 @@ static void reject(pf_runtime *rt, int peer, int rc, const char *why, const uint
 /* Completes requests and receives every control message that has arrived.
  * Returns how much happened (heartbeats do not count). */
 static int poll_mpi(pf_runtime *rt) {
-  int activity = rt->cfg.transport->ops->progress(rt->cfg.transport);
+  int activity;
+  pf_service_tick(rt->svc);
+  activity = rt->cfg.transport->ops->progress(rt->cfg.transport);
   if (activity < 0) pf_transport_abort(rt->cfg.transport, 1, "transport progress failed");
   for (;;) {
     uint8_t *buf;

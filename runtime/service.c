@@ -109,6 +109,8 @@ struct pf_service {
   size_t n_spare;
   uint64_t last_progress;
   int progressed; /* a loop op finished since last_progress was read */
+  uint64_t stamp; /* the clock as read since the last tick, if stamp_valid */
+  int stamp_valid;
   int tag_window;
   /* The reserve (see reserve_for): zeros to send from and a sink to
    * receive into, for a failed step's transfers and collectives whose
@@ -224,6 +226,17 @@ void pf_service_destroy(pf_service *s) {
 }
 
 int pf_service_steps_in_flight(const pf_service *s) { return s->n_runs; }
+
+void pf_service_tick(pf_service *s) { s->stamp_valid = 0; }
+
+/* The time stamp of loop ops (see pf_service_tick). */
+static uint64_t stamp(pf_service *s) {
+  if (!s->stamp_valid) {
+    s->stamp = pf_clock_now(s->cfg.clock);
+    s->stamp_valid = 1;
+  }
+  return s->stamp;
+}
 uint64_t pf_service_last_progress(pf_service *s, uint64_t now) {
   if (s->progressed) {
     s->last_progress = now;
@@ -627,7 +640,7 @@ static int tag_of(const pf_service *s, uint32_t slot, int64_t tag) {
 static void loop_op_finish(loop_op *lo, int status, const char *why) {
   pf_service *s = lo->r->svc;
   if (lo->started != 0) {
-    uint64_t waited = pf_clock_now(s->cfg.clock) - lo->started;
+    uint64_t waited = stamp(s) - lo->started;
     if (pf_step_plan(lo->r->step)->ops[lo->op].kind == PF_OP_COLLECTIVE)
       s->collective_wait_ns += waited;
     else
@@ -643,7 +656,7 @@ static void loop_op_finish(loop_op *lo, int status, const char *why) {
       snprintf(name, sizeof name, "%s %s rank %d (%s)", op->kind == PF_OP_SEND ? "send" : "recv",
                op->kind == PF_OP_SEND ? "to" : "from", (int)op->peer, op->name);
     pf_trace_event(s->cfg.trace, name, op->kind == PF_OP_COLLECTIVE ? "collective" : "transfer",
-                   PF_TRACE_LOOP_ROW, lo->started, pf_clock_now(s->cfg.clock), lo->r->e->id, lo->r->user_step,
+                   PF_TRACE_LOOP_ROW, lo->started, stamp(s), lo->r->e->id, lo->r->user_step,
                    lo->r->seq);
   }
   posted_remove(lo);
@@ -675,7 +688,7 @@ static void start_transfer(pf_service *s, loop_op *lo) {
    * the whole buffer: the same box addresses it. */
   char *data = data_of(s, r, b, op->kind == PF_OP_RECV, NULL);
   int err, tag = tag_of(s, r->slot, op->tag);
-  lo->started = pf_clock_now(s->cfg.clock); /* counters' wait and the timeline */
+  lo->started = stamp(s); /* counters' wait and the timeline */
   posted_add(lo);
   if (op->kind == PF_OP_SEND)
     err = t->ops->send(t, data, bx, op->peer, tag, transfer_done, lo);
@@ -789,7 +802,7 @@ static void start_collective(pf_service *s, loop_op *lo) {
                           .reduce_op = (pf_reduce_op)op->reduce_op, .root = op->root};
   int n = op->num_shards, ok = 1, err;
   size_t in_bytes = pf_spec_nbytes(ins), out_bytes = pf_spec_nbytes(outs);
-  lo->started = pf_clock_now(s->cfg.clock); /* counters' wait and the timeline */
+  lo->started = stamp(s); /* counters' wait and the timeline */
   posted_add(lo);
   /* The same on every rank of the communicator (shards have one size):
    * each fails its step, none waits. */

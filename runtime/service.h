@@ -53,6 +53,13 @@ void pf_service_step_done(pf_service *s, void *step_arg);
 void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t op);
 
 int pf_service_steps_in_flight(const pf_service *s);
+/* The loop starts a poll or a batch of events: the next time stamp the
+ * service takes (a transfer's or collective's start or end, for the
+ * counters' waits and the timeline) reads the clock, and the stamps after
+ * it until the next tick reuse that reading (a chain of small collectives
+ * took a start and an end stamp per computation, within a microsecond of
+ * each other). Loop thread only. */
+void pf_service_tick(pf_service *s);
 /* Fills this rank's counters that the service and the executor keep:
  * steps, transfers per peer, collectives, waiting times, per-device ops
  * (not the control messages, which the runtime counts). Loop thread. */
