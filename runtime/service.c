@@ -27,8 +27,10 @@ typedef struct exe {
    * so the n-th is the user's step n of this executable (in traces). */
   uint64_t runs_seen;
   /* MPI collective ops in plan order: what a step's start walks, not the
-   * plan's thousands of records. */
+   * plan's thousands of records; and per op, its place in that list
+   * (UINT32_MAX: not one). */
   uint32_t *collectives, n_collectives;
+  uint32_t *collective_k;
   struct exe *next;
 } exe;
 
@@ -47,10 +49,8 @@ typedef struct run {
   uint32_t eager_recvs;   /* receives posted at the start */
   uint32_t deferred;      /* receives in the service's deferred queue */
   struct run *prev, *next;
-  /* Per collective (e->collectives' order): its record while it waits in
-   * its communicator's queue, so that marking it ready costs no walk of a
-   * queue that holds every collective of every step in flight. */
-  struct loop_op *waiting[];
+  /* Per collective (e->collectives' order): its inputs are ready. */
+  uint8_t ready[];
 } run;
 
 /* A long plan has thousands of receives, ~0.2 us each to post: a step
@@ -63,11 +63,10 @@ typedef struct run {
  * unexpected queue. */
 #define PF_EAGER_RECVS 64u
 
-/* A loop op in progress, or a collective waiting for its turn. */
+/* A transfer or collective in progress, or a receive to post later. */
 typedef struct loop_op {
   run *r;
   uint32_t op;
-  int ready;
   void *stage_in, *stage_out; /* collective staging buffers */
   int drained;                /* a collective of a failed step, on the reserve */
   uint64_t started;           /* pf_now_ns when posted (timeline) */
@@ -90,10 +89,23 @@ static void posted_remove(loop_op *lo) {
   if (lo->posted_next) lo->posted_next->posted_prev = lo->posted_prev;
 }
 
-/* Collectives of one communicator, in the order every rank issues them. */
+/* A step's collectives on one communicator, from `next` (a place in
+ * e->collectives) on: those not issued yet. */
+typedef struct queued_run {
+  run *r;
+  uint32_t next;
+  struct queued_run *after;
+} queued_run;
+
+/* Collectives of one communicator, in the order every rank issues them:
+ * the steps in the order they started, each with its collectives on the
+ * communicator in plan order. A step is queued once, not each of its
+ * collectives (a chain of 128 small collectives in each of 32 steps in
+ * flight kept 4,096 records, each written when its step started and read
+ * again, out of cache, when its turn came). */
 typedef struct comm_queue {
   pf_transport_comm *comm;
-  loop_op *head, *tail;
+  queued_run *head, *tail;
   struct comm_queue *next;
 } comm_queue;
 
@@ -183,6 +195,7 @@ static void exe_unref(exe *e) {
   free(e->boxes);
   free(e->comms);
   free(e->collectives);
+  free(e->collective_k);
   pf_loaded_release(e->loaded);
   free(e);
 }
@@ -205,6 +218,11 @@ void pf_service_destroy(pf_service *s) {
   while (s->queues) {
     comm_queue *q = s->queues;
     s->queues = q->next;
+    while (q->head) {
+      queued_run *qr = q->head;
+      q->head = qr->after;
+      free(qr);
+    }
     free(q);
   }
   free_chain(s->defer_head);
@@ -280,11 +298,17 @@ static comm_queue *queue_for(pf_service *s, pf_transport_comm *comm) {
 /* The MPI collectives of a plan, listed once. */
 static int index_plan(exe *e, pf_diag *d) {
   const pf_plan *p = pf_loaded_plan(e->loaded);
-  if ((e->collectives = pf_mallocn(p->n_ops, sizeof *e->collectives)) == NULL)
+  e->collectives = pf_mallocn(p->n_ops, sizeof *e->collectives);
+  e->collective_k = pf_mallocn(p->n_ops, sizeof *e->collective_k);
+  if (e->collectives == NULL || e->collective_k == NULL)
     return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
-  for (uint32_t i = 0; i < p->n_ops; i++)
-    if (p->ops[i].kind == PF_OP_COLLECTIVE && p->ops[i].comm >= 0)
+  for (uint32_t i = 0; i < p->n_ops; i++) {
+    e->collective_k[i] = UINT32_MAX;
+    if (p->ops[i].kind == PF_OP_COLLECTIVE && p->ops[i].comm >= 0) {
+      e->collective_k[i] = e->n_collectives;
       e->collectives[e->n_collectives++] = i;
+    }
+  }
   return 0;
 }
 
@@ -464,24 +488,30 @@ static void handle_unload(pf_service *s, uint64_t id) {
 
 static void executor_done(pf_step *step, void *arg);
 
+/* The first of r's collectives on q's communicator from place k on, or
+ * n_collectives. */
+static uint32_t next_on(const run *r, const comm_queue *q, uint32_t k) {
+  while (k < r->e->n_collectives && r->e->comms[r->e->collectives[k]] != q->comm) k++;
+  return k;
+}
+
 static void enqueue_collectives(pf_service *s, run *r) {
   for (uint32_t k = 0; k < r->e->n_collectives; k++) {
-    uint32_t i = r->e->collectives[k];
-    comm_queue *q = queue_for(s, r->e->comms[i]);
-    loop_op *lo;
-    lo = loop_op_new(s);
-    if (q == NULL || lo == NULL) {
+    comm_queue *q = queue_for(s, r->e->comms[r->e->collectives[k]]);
+    queued_run *qr;
+    if (q != NULL && q->tail != NULL && q->tail->r == r) continue; /* queued from an earlier k */
+    if (q == NULL || (qr = malloc(sizeof *qr)) == NULL) {
       /* Cannot keep the gang order: the job cannot go on safely. */
       pf_transport_abort(s->cfg.transport, 1, "out of memory queueing a collective");
     }
-    lo->r = r;
-    lo->op = i;
-    r->waiting[k] = lo;
+    qr->r = r;
+    qr->next = k;
+    qr->after = NULL;
     if (q->tail)
-      q->tail->next = lo;
+      q->tail->after = qr;
     else
-      q->head = lo;
-    q->tail = lo;
+      q->head = qr;
+    q->tail = qr;
   }
 }
 
@@ -516,7 +546,7 @@ static void handle_run(pf_service *s, pf_msg *m) {
     return;
   }
   inputs = pf_calloc(p->n_buffers, sizeof *inputs);
-  r = calloc(1, sizeof *r + (size_t)e->n_collectives * sizeof r->waiting[0]);
+  r = calloc(1, sizeof *r + (size_t)e->n_collectives * sizeof r->ready[0]);
   if (inputs == NULL || r == NULL) {
     free(inputs);
     free(r);
@@ -904,14 +934,23 @@ static void start_collective(pf_service *s, loop_op *lo) {
 }
 
 /* Issues the collectives at the head of each queue whose inputs are ready:
- * every rank issues a communicator's collectives in the same order. */
+ * every rank issues a communicator's collectives in the same order. A
+ * step leaves the queue with its last collective there issued (it may end,
+ * and be freed, before the next pump). */
 static void pump(pf_service *s) {
   for (comm_queue *q = s->queues; q; q = q->next)
-    while (q->head && q->head->ready) {
-      loop_op *lo = q->head;
-      q->head = lo->next;
-      if (q->head == NULL) q->tail = NULL;
-      lo->next = NULL;
+    while (q->head && q->head->r->ready[q->head->next]) {
+      queued_run *qr = q->head;
+      run *r = qr->r;
+      uint32_t k = qr->next;
+      loop_op *lo = loop_op_new(s);
+      if (lo == NULL) pf_transport_abort(s->cfg.transport, 1, "out of memory issuing a collective");
+      lo->r = r;
+      lo->op = r->e->collectives[k];
+      if ((qr->next = next_on(r, q, k + 1)) == r->e->n_collectives) {
+        if ((q->head = qr->after) == NULL) q->tail = NULL;
+        free(qr);
+      }
       start_collective(s, lo);
     }
 }
@@ -922,19 +961,8 @@ void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t i) {
   loop_op *lo;
   r->ops_in_flight++;
   if (op->kind == PF_OP_COLLECTIVE) {
-    /* e->collectives is in plan order: find op i's place by bisection. */
-    uint32_t lo_k = 0, hi_k = r->e->n_collectives;
-    while (lo_k < hi_k) {
-      uint32_t mid = lo_k + (hi_k - lo_k) / 2;
-      if (r->e->collectives[mid] < i)
-        lo_k = mid + 1;
-      else
-        hi_k = mid;
-    }
-    if (lo_k < r->e->n_collectives && r->e->collectives[lo_k] == i && r->waiting[lo_k]) {
-      r->waiting[lo_k]->ready = 1;
-      r->waiting[lo_k] = NULL;
-    }
+    uint32_t k = r->e->collective_k[i];
+    if (k != UINT32_MAX) r->ready[k] = 1;
     pump(s);
     return;
   }
@@ -1074,13 +1102,14 @@ void pf_service_dump(const pf_service *s, FILE *f) {
     }
   }
   for (const comm_queue *q = s->queues; q; q = q->next)
-    for (const loop_op *lo = q->head; lo; lo = lo->next) {
-      const pf_plan_op *op = &pf_step_plan(lo->r->step)->ops[lo->op];
-      fprintf(f, "  collective \"%s\" of step %llu: %s\n", op->name,
-              (unsigned long long)lo->r->seq,
-              lo->ready ? "ready, waiting for earlier collectives on its communicator"
-                        : "waiting for its input");
-    }
+    for (const queued_run *qr = q->head; qr; qr = qr->after)
+      for (uint32_t k = qr->next; k < qr->r->e->n_collectives; k = next_on(qr->r, q, k + 1)) {
+        const pf_plan_op *op = &pf_step_plan(qr->r->step)->ops[qr->r->e->collectives[k]];
+        fprintf(f, "  collective \"%s\" of step %llu: %s\n", op->name,
+                (unsigned long long)qr->r->seq,
+                qr->r->ready[k] ? "ready, waiting for earlier collectives on its communicator"
+                                : "waiting for its input");
+      }
   if (s->cfg.transport)
     fprintf(f, "  %d transport operations pending\n",
             s->cfg.transport->ops->pending(s->cfg.transport));
