@@ -748,19 +748,22 @@ static int waiting(pf_runtime *rt) {
  * and delays the next message: a chain of small collectives on as many
  * cores as ranks (bench/dispatch Chained) ran a fifth faster without. So
  * each such yield doubles the polls to the next one, up to
- * YIELD_EVERY_MAX (a millisecond or two), and a yield that let another
+ * YIELD_EVERY_MAX (a few hundred microseconds; 4096, a millisecond or
+ * two, cost bench/granularity a third of its rate between 50 and 200 us
+ * kernels), and a yield that let another
  * thread run goes back to YIELD_EVERY. Threads of other ranks count too:
  * on a full node a loop that never yielded took two thirds of the rate of
  * the kernels it shared a core with (bench/granularity). */
-#define YIELD_EVERY_MAX 512u
+#define YIELD_EVERY_MAX 1024u
 #define YIELD_IDLE_NS 10000u
 
 /* A libuv iteration (timers, an epoll_wait system call) costs as much as
  * a poll: poll up to SPIN_BURST times per iteration, and go back to libuv
  * between bursts for its timers and stop requests (messages pushed by
  * other threads are taken on every poll: has_events). 256 (about 100 us)
- * against 32: bench/dispatch Chained +20%, nothing else moved. */
-#define SPIN_BURST 256u
+ * against 32: bench/dispatch Chained +20%; 1024 (with YIELD_EVERY_MAX
+ * 1024 against 512): +4% more; nothing else moved. */
+#define SPIN_BURST 1024u
 
 static void send_due_heartbeats(pf_runtime *rt);
 
