@@ -41,6 +41,7 @@ void pf_plan_free(pf_plan *p) {
     free(p->buffers);
   }
   free(p->slots);
+  free(p->own_specs);
   free(p->arena_bytes);
   for (uint32_t i = 0; p->comms != NULL && i < p->n_comms; i++) free(p->comms[i].ranks);
   free(p->comms);
@@ -89,7 +90,7 @@ static int op_eq(const pf_plan_op *a, const pf_plan_op *b) {
 }
 
 static int buffer_eq(const pf_plan_buffer *a, const pf_plan_buffer *b) {
-  return a->device == b->device && pf_spec_equal(&a->spec, &b->spec) &&
+  return a->device == b->device && pf_spec_equal(a->spec, b->spec) &&
          a->input == b->input && a->output == b->output &&
          a->shard == b->shard && a->in_arena == b->in_arena &&
          (!a->in_arena || a->offset == b->offset);
@@ -144,10 +145,11 @@ static int buffer_check(const pf_plan *p, uint32_t i, pf_diag *d) {
     return pf_diag_error(d, PF_EDECODE,
                          "buffer %u: device %d out of range (plan has %d)", i,
                          (int)b->device, (int)p->num_devices);
-  if ((rc = pf_spec_check(&b->spec)) != 0)
+  if (b->spec == NULL) return pf_diag_error(d, PF_EDECODE, "buffer %u: no spec", i);
+  if ((rc = pf_spec_check(b->spec)) != 0)
     return pf_diag_error(d, PF_EDECODE, "buffer %u: bad spec %s (%s)", i,
-                         b->spec.rank >= 0 && b->spec.rank <= PF_MAX_RANK
-                             ? pf_spec_str(&b->spec, s, sizeof s)
+                         b->spec->rank >= 0 && b->spec->rank <= PF_MAX_RANK
+                             ? pf_spec_str(b->spec, s, sizeof s)
                              : "with a bad rank",
                          pf_strerror(rc));
   if (b->input < -1 || b->input >= p->num_inputs)
@@ -159,7 +161,7 @@ static int buffer_check(const pf_plan *p, uint32_t i, pf_diag *d) {
                          "buffer %u: output index %d out of range [-1, %d)", i,
                          (int)b->output, (int)p->num_outputs);
   if (b->in_arena) {
-    int64_t size = (int64_t)pf_spec_nbytes(&b->spec);
+    int64_t size = (int64_t)pf_spec_nbytes(b->spec);
     if (p->arena_bytes == NULL || (b->in_arena != 1) || b->offset < 0 ||
         b->offset > p->arena_bytes[b->device] - size || b->input >= 0 || b->output >= 0)
       return pf_diag_error(d, PF_EDECODE,
@@ -224,7 +226,7 @@ static int on_device(const pf_plan *p, uint32_t i, const uint32_t *bufs,
 static int box_side_check(const pf_plan *p, uint32_t i, const int64_t *off,
                           uint32_t b, const char *side, pf_diag *d) {
   const pf_plan_op *op = &p->ops[i];
-  const pf_spec *s = &p->buffers[b].spec;
+  const pf_spec *s = p->buffers[b].spec;
   const pf_box *box = box_of(op);
   if (box->rank != s->rank)
     return pf_diag_error(d, PF_EDECODE,
@@ -257,12 +259,12 @@ static int copy_check(const pf_plan *p, uint32_t i, pf_diag *d) {
                          "has %u and %u", i, op->name, op->n_in, op->n_out);
   src = &p->buffers[op->inputs[0]];
   dst = &p->buffers[op->outputs[0]];
-  if (src->spec.dtype != dst->spec.dtype)
+  if (src->spec->dtype != dst->spec->dtype)
     return pf_diag_error(d, PF_EDECODE,
                          "op %u (%s): copy from %s buffer %u to %s buffer %u: "
                          "dtype mismatch", i, op->name,
-                         pf_dtype_name(src->spec.dtype), op->inputs[0],
-                         pf_dtype_name(dst->spec.dtype), op->outputs[0]);
+                         pf_dtype_name(src->spec->dtype), op->inputs[0],
+                         pf_dtype_name(dst->spec->dtype), op->outputs[0]);
   if ((rc = box_side_check(p, i, op->box->src_offset, op->inputs[0], "source",
                            d)) != 0)
     return rc;
@@ -331,13 +333,13 @@ static int is_n_times(int64_t d, int64_t s, uint32_t n) {
  * every other dim equal. */
 static int collective_shape_check(const pf_plan *p, uint32_t i, uint32_t n, pf_diag *d) {
   const pf_plan_op *op = &p->ops[i];
-  const pf_spec *in = &p->buffers[op->inputs[0]].spec, *out = &p->buffers[op->outputs[0]].spec;
+  const pf_spec *in = p->buffers[op->inputs[0]].spec, *out = p->buffers[op->outputs[0]].spec;
   int32_t a = op->axis, ai = op->in_axis;
   char si[160], so[160];
   int rc, ok = in->rank == out->rank;
   for (uint32_t k = 1; k < op->n_in; k++)
-    if (!pf_spec_equal(&p->buffers[op->inputs[k]].spec, in) ||
-        !pf_spec_equal(&p->buffers[op->outputs[k]].spec, out))
+    if (!pf_spec_equal(p->buffers[op->inputs[k]].spec, in) ||
+        !pf_spec_equal(p->buffers[op->outputs[k]].spec, out))
       return pf_diag_error(d, PF_EDECODE,
                            "op %u (%s): input or output %u has another spec than input or "
                            "output 0", i, op->name, k);
@@ -419,7 +421,7 @@ static int collective_check(const pf_plan *p, uint32_t i, pf_diag *d) {
                          "op %u (%s): an MPI collective of this kind takes one local shard", i,
                          op->name);
   for (uint32_t k = 0; k < op->n_in; k++)
-    if (p->buffers[op->inputs[k]].spec.dtype != p->buffers[op->outputs[k]].spec.dtype)
+    if (p->buffers[op->inputs[k]].spec->dtype != p->buffers[op->outputs[k]].spec->dtype)
       return pf_diag_error(d, PF_EDECODE, "op %u (%s): input and output dtypes differ", i,
                            op->name);
   return collective_shape_check(p, i, n, d);

@@ -27,7 +27,11 @@ typedef enum pf_op_kind {
 
 typedef struct pf_plan_buffer {
   int32_t device;
-  pf_spec spec;   /* shard spec */
+  /* Shard spec. Not inline: a spec is 72 bytes, most buffers of a plan
+   * share a few (the scheduler's plans point at one copy each in the
+   * pool; a decoded plan's are in own_specs), and the plan's memory is
+   * most of a compile's time (page faults). */
+  const pf_spec *spec;
   int32_t input;  /* graph input index, or -1 */
   int32_t output; /* graph output index, or -1 */
   int32_t shard;
@@ -91,6 +95,9 @@ typedef struct pf_plan {
    * malloc each) and are freed with it; attrs are always the op's own
    * (pf_attrs_destroy). Code that grows a plan's arrays must know which. */
   pf_arena *pool;
+  /* NULL, or the plan's own specs that its buffers point at (a decoded
+   * plan: one per buffer), freed with it. */
+  pf_spec *own_specs;
 } pf_plan;
 
 /* Frees the plan, its ops' strings, lists, boxes and attrs (see `pool`). */
@@ -102,7 +109,8 @@ void pf_plan_free(pf_plan *p);
 int pf_plan_check(const pf_plan *p, int num_devices, pf_diag *diag);
 
 /* Serializes to pathflow.Plan. *buf is malloc'd, owned by the caller.
- * Errors: PF_ENOMEM. */
+ * Errors: PF_ENOMEM; PF_EINVAL (what the wire cannot carry: a rank out of
+ * range, a buffer without a spec; pf_plan_check refuses these too). */
 int pf_plan_encode(const pf_plan *p, uint8_t **buf, size_t *len);
 
 /* Parses and checks (pf_plan_check) a pathflow.Plan. On success *out is a

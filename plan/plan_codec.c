@@ -21,8 +21,9 @@ static int buffer_encode(pf_wire_arena *a, const pf_plan_buffer *b,
   Pathflow__PlanBuffer *m = pf_wire_alloc(a, 1, sizeof *m);
   int rc;
   if (m == NULL) return PF_ENOMEM;
+  if (b->spec == NULL) return PF_EINVAL; /* pf_plan_check refuses it */
   pathflow__plan_buffer__init(m);
-  if ((rc = pf_wire_spec_encode(a, &b->spec, &m->spec)) != 0) return rc;
+  if ((rc = pf_wire_spec_encode(a, b->spec, &m->spec)) != 0) return rc;
   m->device = b->device;
   m->input = b->input;
   m->output = b->output;
@@ -269,6 +270,7 @@ static int plan_fill(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
   p->num_inputs = m->num_inputs;
   p->num_outputs = m->num_outputs;
   if ((p->buffers = pf_calloc(m->n_buffers, sizeof *p->buffers)) == NULL ||
+      (p->own_specs = pf_calloc(m->n_buffers, sizeof *p->own_specs)) == NULL ||
       (p->ops = pf_calloc(m->n_ops, sizeof *p->ops)) == NULL)
     return pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");
   /* set before filling, so pf_plan_free sees every op allocated so far */
@@ -277,7 +279,8 @@ static int plan_fill(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
   for (uint32_t i = 0; i < p->n_buffers; i++) {
     const Pathflow__PlanBuffer *b = m->buffers[i];
     pf_plan_buffer *pb = &p->buffers[i];
-    if ((rc = pf_wire_spec_decode(b->spec, &pb->spec, diag)) != 0) {
+    pb->spec = &p->own_specs[i];
+    if ((rc = pf_wire_spec_decode(b->spec, &p->own_specs[i], diag)) != 0) {
       pf_diag_prefix(diag, "buffer %u", i);
       return rc;
     }

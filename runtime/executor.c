@@ -197,8 +197,8 @@ static void mark_inline(pf_executor *ex, pf_loaded *l, uint32_t i) {
   if (ex->cfg.loop_op == NULL || op->kind != PF_OP_KERNEL || op->n_in > PF_OP_ARGS_ON_STACK ||
       op->n_out > PF_OP_ARGS_ON_STACK)
     return;
-  for (uint32_t k = 0; k < op->n_in; k++) in[k] = p->buffers[op->inputs[k]].spec;
-  for (uint32_t k = 0; k < op->n_out; k++) out[k] = p->buffers[op->outputs[k]].spec;
+  for (uint32_t k = 0; k < op->n_in; k++) in[k] = *p->buffers[op->inputs[k]].spec;
+  for (uint32_t k = 0; k < op->n_out; k++) out[k] = *p->buffers[op->outputs[k]].spec;
   l->kernels[i]->cost(op->attrs, (int)op->n_in, in, (int)op->n_out, out, &cost);
   if (cost.bytes <= INLINE_MAX_BYTES && cost.flops <= INLINE_MAX_FLOPS)
     atomic_init(&l->inline_ok[i],
@@ -369,10 +369,10 @@ static pf_storage *new_buffer(pf_step *s, uint32_t b) {
   const pf_plan_buffer *pb = &s->l->plan->buffers[b];
   pf_storage *st;
   if (pb->in_arena && s->arenas[pb->device])
-    st = pf_storage_view(s->arenas[pb->device], (size_t)pb->offset, pf_spec_nbytes(&pb->spec));
+    st = pf_storage_view(s->arenas[pb->device], (size_t)pb->offset, pf_spec_nbytes(pb->spec));
   else
-    st = step_alloc(s->ex, pf_spec_nbytes(&pb->spec), pb->device);
-  if (st == NULL) out_of_memory(s, pf_spec_nbytes(&pb->spec), "a buffer", pb->device);
+    st = step_alloc(s->ex, pf_spec_nbytes(pb->spec), pb->device);
+  if (st == NULL) out_of_memory(s, pf_spec_nbytes(pb->spec), "a buffer", pb->device);
   return st;
 }
 
@@ -401,7 +401,7 @@ static void take_over(pf_step *s, const pf_plan_op *op, const pf_kernel_def *k) 
     st = s->bufs[bi];
     if (st == NULL || s->bufs[bo] != NULL || st->parent != NULL || l->keep[bi] ||
         pbs[bi].device != pbs[bo].device ||
-        pf_spec_nbytes(&pbs[bi].spec) != pf_spec_nbytes(&pbs[bo].spec) ||
+        pf_spec_nbytes(pbs[bi].spec) != pf_spec_nbytes(pbs[bo].spec) ||
         atomic_load_explicit(&s->readers[bi], memory_order_acquire) != 1 ||
         atomic_load_explicit(&st->refs, memory_order_acquire) != 1)
       continue;
@@ -427,7 +427,7 @@ static void run_kernel(pf_step *s, uint32_t i) {
     return;
   }
   for (uint32_t k2 = 0; k2 < op->n_in; k2++) {
-    in[k2].spec = p->buffers[op->inputs[k2]].spec;
+    in[k2].spec = *p->buffers[op->inputs[k2]].spec;
     in[k2].data = s->bufs[op->inputs[k2]] ? s->bufs[op->inputs[k2]]->data : NULL;
   }
   take_over(s, op, k);
@@ -437,7 +437,7 @@ static void run_kernel(pf_step *s, uint32_t i) {
       if (in != in_stack) free(in);
       return;
     }
-    out[k2].spec = p->buffers[op->outputs[k2]].spec;
+    out[k2].spec = *p->buffers[op->outputs[k2]].spec;
     out[k2].data = st->data;
   }
   pf_diag_init(&d);
@@ -482,8 +482,8 @@ static void run_copy(pf_step *s, uint32_t i) {
   }
   /* Run by the destination's device (the source is on this rank too). */
   s->ex->devices[op->device]->ops->copy(s->ex->devices[op->device], PF_COPY_D2D, d->data,
-                                         dst->spec.dims, s->bufs[op->inputs[0]]->data,
-                                         src->spec.dims, op->box, pf_dtype_size(src->spec.dtype));
+                                         dst->spec->dims, s->bufs[op->inputs[0]]->data,
+                                         src->spec->dims, op->box, pf_dtype_size(src->spec->dtype));
 }
 
 /* A collective among devices of this rank: one op reads every shard and
@@ -501,8 +501,8 @@ static void run_local_collective(pf_step *s, uint32_t i) {
     out[k] = in[k] != NULL ? ensure(s, op->outputs[k]) : NULL;
     if (in[k] == NULL || out[k] == NULL) return; /* the step failed, saying why */
   }
-  pf_collective_local(op, (int)op->n_in, &p->buffers[op->inputs[0]].spec,
-                      &p->buffers[op->outputs[0]].spec, in, out);
+  pf_collective_local(op, (int)op->n_in, p->buffers[op->inputs[0]].spec,
+                      p->buffers[op->outputs[0]].spec, in, out);
 }
 
 static int run_op(pf_step *s, uint32_t i);
@@ -661,7 +661,7 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
     for (uint32_t k = 0; k < l->n_input_bufs; k++) {
       uint32_t b = l->input_bufs[k];
       if (inputs == NULL || inputs[b] == NULL ||
-          inputs[b]->nbytes < pf_spec_nbytes(&p->buffers[b].spec))
+          inputs[b]->nbytes < pf_spec_nbytes(p->buffers[b].spec))
         return unref_inputs(l, inputs, PF_EINVAL);
     }
   if ((s = step_new(p, nd)) == NULL) return unref_inputs(l, inputs, PF_ENOMEM);

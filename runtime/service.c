@@ -332,9 +332,9 @@ static int reserve_for(pf_service *s, const pf_plan *p, pf_diag *d) {
     if (op->kind == PF_OP_SEND || op->kind == PF_OP_RECV ||
         (op->kind == PF_OP_COLLECTIVE && op->comm >= 0)) {
       for (uint32_t k = 0; k < op->n_in; k++)
-        need = PF_MAXOF(need, pf_spec_nbytes(&p->buffers[op->inputs[k]].spec));
+        need = PF_MAXOF(need, pf_spec_nbytes(p->buffers[op->inputs[k]].spec));
       for (uint32_t k = 0; k < op->n_out; k++)
-        need = PF_MAXOF(need, pf_spec_nbytes(&p->buffers[op->outputs[k]].spec));
+        need = PF_MAXOF(need, pf_spec_nbytes(p->buffers[op->outputs[k]].spec));
     }
   }
   if (need <= s->reserve_bytes) return 0;
@@ -396,7 +396,7 @@ static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
                            s->cfg.rank, (long long)op->tag, s->tag_window, PF_MAX_IN_FLIGHT + 1);
     b = &p->buffers[op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0]];
     rc = s->cfg.transport->ops->box_prepare(
-        s->cfg.transport, &b->spec,
+        s->cfg.transport, b->spec,
         op->kind == PF_OP_SEND ? op->box->src_offset : op->box->dst_offset, op->box->extent,
         &e->boxes[i]);
     if (rc) return pf_diag_error(d, rc, "rank %d: op %u: cannot describe the transfer to the transport",
@@ -559,7 +559,7 @@ static void handle_run(pf_service *s, pf_msg *m) {
     uint32_t b = fed[k];
     const pf_plan_buffer *pb = &p->buffers[b];
     inputs[b] = pf_store_get(s->store, m->inputs[pb->input], pb->shard);
-    if (inputs[b] == NULL || inputs[b]->nbytes < pf_spec_nbytes(&pb->spec))
+    if (inputs[b] == NULL || inputs[b]->nbytes < pf_spec_nbytes(pb->spec))
       pf_diag_error(&why, PF_ESTALE,
                     "rank %d: input %d shard %d (buffer %llu) is not on this rank: "
                     "released, or never made",
@@ -745,7 +745,7 @@ static void collective_done(void *arg, int status) {
   loop_op *lo = arg;
   const pf_plan *p = pf_step_plan(lo->r->step);
   const pf_plan_op *op = &p->ops[lo->op];
-  const pf_spec *ins = &p->buffers[op->inputs[0]].spec, *outs = &p->buffers[op->outputs[0]].spec;
+  const pf_spec *ins = p->buffers[op->inputs[0]].spec, *outs = p->buffers[op->outputs[0]].spec;
   /* A drained collective (its step failed) has nothing to finish. */
   pf_storage *out = lo->drained ? NULL : pf_step_buffer_if_any(lo->r->step, op->outputs[0]);
   int n = op->num_shards;
@@ -800,7 +800,7 @@ __attribute__((noreturn)) static void cannot_issue(pf_service *s, loop_op *lo, c
 static void drained_call(pf_service *s, loop_op *lo, const pf_plan_op *op,
                          pf_collective_call *c) {
   const pf_plan *p = pf_step_plan(lo->r->step);
-  const pf_spec *ins = &p->buffers[op->inputs[0]].spec, *outs = &p->buffers[op->outputs[0]].spec;
+  const pf_spec *ins = p->buffers[op->inputs[0]].spec, *outs = p->buffers[op->outputs[0]].spec;
   int n = op->num_shards;
   lo->drained = 1;
   free(lo->stage_in);
@@ -825,7 +825,7 @@ static void drained_call(pf_service *s, loop_op *lo, const pf_plan_op *op,
 static void start_collective(pf_service *s, loop_op *lo) {
   const pf_plan *p = pf_step_plan(lo->r->step);
   const pf_plan_op *op = &p->ops[lo->op];
-  const pf_spec *ins = &p->buffers[op->inputs[0]].spec, *outs = &p->buffers[op->outputs[0]].spec;
+  const pf_spec *ins = p->buffers[op->inputs[0]].spec, *outs = p->buffers[op->outputs[0]].spec;
   pf_storage *in = NULL, *out = NULL;
   pf_transport *t = s->cfg.transport;
   pf_collective_call c = {.kind = (pf_collective_kind)op->collective, .dtype = ins->dtype,

@@ -24,7 +24,7 @@ static void lifetimes(const pf_plan *p, life *L) {
      * step; outputs from their writer on. */
     L[b].first = pb->input >= 0 ? -1 : INT64_MAX;
     L[b].last = pb->output >= 0 || pb->input >= 0 ? (int64_t)p->n_ops : -1;
-    L[b].size = aligned((int64_t)pf_spec_nbytes(&pb->spec));
+    L[b].size = aligned((int64_t)pf_spec_nbytes(pb->spec));
     L[b].shareable = pb->input < 0 && pb->output < 0;
   }
   for (uint32_t i = 0; i < p->n_ops; i++) {

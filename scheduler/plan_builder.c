@@ -28,6 +28,11 @@ struct pf_plan_builder {
   /* Equal boxes are stored once (open addressing, power-of-two size). */
   pf_box **boxes;
   size_t n_boxes, cap_boxes;
+  /* Equal specs too, and the last one asked for (buffers in a row mostly
+   * have the same). */
+  pf_spec **specs;
+  size_t n_specs, cap_specs;
+  const pf_spec *last_spec;
   /* Consecutive ops mostly come from one program: its name is copied once. */
   const char *last_name, *last_kernel;
 };
@@ -82,6 +87,7 @@ void pf_pb_destroy(pf_plan_builder *b) {
   free(b->writes);
   free(b->deps);
   free(b->boxes);
+  free(b->specs);
   pf_plan_free(b->plan);
   free(b);
 }
@@ -152,6 +158,42 @@ pf_plan *pf_pb_take(pf_plan_builder *b) {
   return p;
 }
 
+static size_t spec_hash(const pf_spec *x) {
+  uint64_t h = 1469598103934665603ull ^ ((uint64_t)x->dtype << 8 | (uint64_t)(uint8_t)x->rank);
+  for (int i = 0; i < x->rank && i < PF_MAX_RANK; i++)
+    h = (h ^ (uint64_t)x->dims[i]) * 1099511628211ull;
+  return (size_t)(h ^ (h >> 29));
+}
+
+/* The pool's copy of spec x, shared with every buffer that has an equal
+ * one. */
+static const pf_spec *spec_intern(pf_plan_builder *b, const pf_spec *x) {
+  size_t i;
+  pf_spec *copy;
+  if (b->last_spec != NULL && pf_spec_equal(b->last_spec, x)) return b->last_spec;
+  if ((b->n_specs + 1) * 2 > b->cap_specs) {
+    size_t cap = b->cap_specs ? b->cap_specs * 2 : 16;
+    pf_spec **t = calloc(cap, sizeof *t);
+    if (t == NULL) return NULL;
+    for (size_t k = 0; k < b->cap_specs; k++) {
+      if (b->specs[k] == NULL) continue;
+      for (i = spec_hash(b->specs[k]) & (cap - 1); t[i]; i = (i + 1) & (cap - 1)) {
+      }
+      t[i] = b->specs[k];
+    }
+    free(b->specs);
+    b->specs = t;
+    b->cap_specs = cap;
+  }
+  for (i = spec_hash(x) & (b->cap_specs - 1); b->specs[i]; i = (i + 1) & (b->cap_specs - 1))
+    if (pf_spec_equal(b->specs[i], x)) return b->last_spec = b->specs[i];
+  if ((copy = pf_arena_alloc(b->plan->pool, sizeof *copy)) == NULL) return NULL;
+  *copy = *x;
+  b->specs[i] = copy;
+  b->n_specs++;
+  return b->last_spec = copy;
+}
+
 int pf_pb_buffer(pf_plan_builder *b, int32_t device, const pf_spec *spec,
                  int32_t shard, uint32_t *out) {
   pf_plan *p = b->plan;
@@ -162,7 +204,7 @@ int pf_pb_buffer(pf_plan_builder *b, int32_t device, const pf_spec *spec,
   pb = &p->buffers[p->n_buffers];
   memset(pb, 0, sizeof *pb);
   pb->device = device;
-  pb->spec = *spec;
+  if ((pb->spec = spec_intern(b, spec)) == NULL) return PF_ENOMEM;
   pb->input = -1;
   pb->output = -1;
   pb->shard = shard;

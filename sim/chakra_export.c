@@ -40,7 +40,7 @@ static int32_t global_of(const exporter *x, int32_t rank, int32_t local) {
 }
 
 static int64_t buffer_bytes(const pf_plan *p, uint32_t b) {
-  return (int64_t)pf_spec_nbytes(&p->buffers[b].spec);
+  return (int64_t)pf_spec_nbytes(p->buffers[b].spec);
 }
 
 static int64_t box_bytes(const pf_plan *p, const pf_plan_op *op) {
@@ -49,7 +49,7 @@ static int64_t box_bytes(const pf_plan *p, const pf_plan_op *op) {
   for (int k = 0; k < op->box->rank; k++) n *= op->box->extent[k];
   /* A receive has no input: its element type is its output's. */
   return n * (int64_t)pf_dtype_size(
-                 p->buffers[op->n_in ? op->inputs[0] : op->outputs[0]].spec.dtype);
+                 p->buffers[op->n_in ? op->inputs[0] : op->outputs[0]].spec->dtype);
 }
 
 static pf_chakra_node *new_node(exporter *x, int32_t device, uint64_t id, const char *name,
@@ -168,8 +168,8 @@ static int kernel_cost(exporter *x, const pf_plan *p, const pf_plan_op *op, pf_c
     if (in != in_st) free(in);
     return PF_ENOMEM;
   }
-  for (uint32_t i = 0; i < op->n_in; i++) in[i] = p->buffers[op->inputs[i]].spec;
-  for (uint32_t i = 0; i < op->n_out; i++) out_st[i] = p->buffers[op->outputs[i]].spec;
+  for (uint32_t i = 0; i < op->n_in; i++) in[i] = *p->buffers[op->inputs[i]].spec;
+  for (uint32_t i = 0; i < op->n_out; i++) out_st[i] = *p->buffers[op->outputs[i]].spec;
   if (k != NULL && k->def.cost != NULL)
     k->def.cost(op->attrs, (int)op->n_in, in, (int)op->n_out, out_st, &cost);
   else

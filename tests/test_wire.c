@@ -108,6 +108,10 @@ static void set_ranks(pf_plan_comm *c, uint32_t n, const int32_t *ranks) {
   c->ranks = i32dup(n, ranks);
 }
 
+/* A hand-made plan's spec of buffer b, to write (good_plan gives each
+ * buffer its own, in own_specs). */
+#define SPEC(p, b) (*(pf_spec *)(p)->buffers[b].spec)
+
 /* A plan for rank 1 with 2 devices and every op kind:
  *   op 0 KERNEL  dev0 add(b0) -> b1
  *   op 1 COPY    dev0 rows 2..3 of b1 -> rows 0..1 of b2
@@ -133,11 +137,19 @@ static pf_plan *good_plan(void) {
   p->ops = calloc(6, sizeof *p->ops);
   assert_non_null(p->buffers);
   assert_non_null(p->ops);
-  p->buffers[0] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), 0, -1, 0, 0, 0};
-  p->buffers[1] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), -1, -1, 0, 0, 0};
-  p->buffers[2] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), -1, 0, 0, 0, 0};
-  p->buffers[3] = (pf_plan_buffer){1, pf_spec_2d(PF_F64, 2, 3), -1, -1, 1, 0, 0};
-  p->buffers[4] = (pf_plan_buffer){1, pf_spec_2d(PF_F64, 2, 6), -1, 1, 1, 0, 0};
+  /* Room for make_local_collective's two more buffers. */
+  p->own_specs = calloc(7, sizeof *p->own_specs);
+  assert_non_null(p->own_specs);
+  p->buffers[0] = (pf_plan_buffer){0, &p->own_specs[0], 0, -1, 0, 0, 0};
+  p->buffers[1] = (pf_plan_buffer){0, &p->own_specs[1], -1, -1, 0, 0, 0};
+  p->buffers[2] = (pf_plan_buffer){0, &p->own_specs[2], -1, 0, 0, 0, 0};
+  p->buffers[3] = (pf_plan_buffer){1, &p->own_specs[3], -1, -1, 1, 0, 0};
+  p->buffers[4] = (pf_plan_buffer){1, &p->own_specs[4], -1, 1, 1, 0, 0};
+  SPEC(p, 0) = pf_spec_2d(PF_F32, 4, 8);
+  SPEC(p, 1) = pf_spec_2d(PF_F32, 4, 8);
+  SPEC(p, 2) = pf_spec_2d(PF_F32, 4, 8);
+  SPEC(p, 3) = pf_spec_2d(PF_F64, 2, 3);
+  SPEC(p, 4) = pf_spec_2d(PF_F64, 2, 6);
 
   op = &p->ops[0];
   op->kind = PF_OP_KERNEL;
@@ -404,8 +416,8 @@ static void plan_reshard_pieces_share(void **state) {
   p->ops[3].device = 1;
   assert_int_equal(pf_plan_check(p, 2, &d), 0);
   /* scalars (an allreduce of them) */
-  p->buffers[3].spec = pf_spec_scalar(PF_F64);
-  p->buffers[4].spec = pf_spec_scalar(PF_F64);
+  SPEC(p, 3) = pf_spec_scalar(PF_F64);
+  SPEC(p, 4) = pf_spec_scalar(PF_F64);
   p->ops[5].collective = PF_ALLREDUCE;
   assert_int_equal(pf_plan_check(p, 2, &d), 0);
   /* an empty box at the very end of a dim is in bounds */
@@ -422,8 +434,10 @@ static void make_local_collective(pf_plan *p) {
   assert_non_null(grown);
   p->buffers = grown;
   p->n_buffers = 7;
-  p->buffers[5] = (pf_plan_buffer){0, p->buffers[3].spec, -1, -1, 0, 0, 0};
-  p->buffers[6] = (pf_plan_buffer){0, p->buffers[4].spec, -1, -1, 0, 0, 0};
+  p->buffers[5] = (pf_plan_buffer){0, &p->own_specs[5], -1, -1, 0, 0, 0};
+  p->buffers[6] = (pf_plan_buffer){0, &p->own_specs[6], -1, -1, 0, 0, 0};
+  SPEC(p, 5) = SPEC(p, 3);
+  SPEC(p, 6) = SPEC(p, 4);
   p->ops[5].comm = -1;
   set_lists(&p->ops[5], 2, (uint32_t[]){3, 5}, 2, (uint32_t[]){4, 6}, 1,
             (uint32_t[]){4});
@@ -481,8 +495,8 @@ static void plan_collective_shapes(void **state) {
     for (int mode = 0; mode < 3; mode++) { /* local, comm 3, comm 5 */
       pf_plan *p = good_plan();
       const int64_t *out = mode == 2 ? cases[c].out3 : cases[c].out2;
-      p->buffers[3].spec = pf_spec_2d(PF_F64, cases[c].in[0], cases[c].in[1]);
-      p->buffers[4].spec = pf_spec_2d(PF_F64, out[0], out[1]);
+      SPEC(p, 3) = pf_spec_2d(PF_F64, cases[c].in[0], cases[c].in[1]);
+      SPEC(p, 4) = pf_spec_2d(PF_F64, out[0], out[1]);
       p->ops[5].collective = cases[c].kind;
       p->ops[5].axis = cases[c].axis;
       p->ops[5].root = cases[c].root;
@@ -529,10 +543,11 @@ MUT(m_rank, p->rank = -1)
 MUT(m_num_inputs, p->num_inputs = -1)
 MUT(m_buf_device, p->buffers[3].device = 2)
 MUT(m_buf_device_neg, p->buffers[0].device = -1)
-MUT(m_buf_dim, p->buffers[0].spec.dims[1] = -8)
-MUT(m_buf_dtype, p->buffers[3].spec.dtype = (pf_dtype)99)
-MUT(m_buf_rank, p->buffers[0].spec.rank = 9)
-MUT(m_buf_overflow, p->buffers[0].spec.dims[0] = INT64_MAX / 2)
+MUT(m_buf_dim, SPEC(p, 0).dims[1] = -8)
+MUT(m_buf_dtype, SPEC(p, 3).dtype = (pf_dtype)99)
+MUT(m_buf_rank, SPEC(p, 0).rank = 9)
+MUT(m_buf_overflow, SPEC(p, 0).dims[0] = INT64_MAX / 2)
+MUT(m_buf_no_spec, p->buffers[1].spec = NULL)
 MUT(m_buf_input, p->buffers[0].input = 1)
 MUT(m_buf_input_neg, p->buffers[1].input = -2)
 MUT(m_buf_output, p->buffers[4].output = 2)
@@ -564,9 +579,9 @@ MUT(m_copy_arity, set_lists(&p->ops[1], 2, (uint32_t[]){1, 1}, 1,
                             (uint32_t[]){2}, 0, NULL))
 MUT(m_copy_no_output, set_lists(&p->ops[1], 1, (uint32_t[]){1}, 0, NULL, 0,
                                 NULL))
-MUT(m_copy_dtype, p->buffers[2].spec.dtype = PF_I32)
+MUT(m_copy_dtype, SPEC(p, 2).dtype = PF_I32)
 MUT(m_copy_rank, p->ops[1].box->rank = 1)
-MUT(m_copy_buffer_rank, p->buffers[2].spec = pf_spec_1d(PF_F32, 32))
+MUT(m_copy_buffer_rank, SPEC(p, 2) = pf_spec_1d(PF_F32, 32))
 MUT(m_copy_neg_offset, p->ops[1].box->dst_offset[0] = -1)
 MUT(m_copy_neg_extent, p->ops[1].box->extent[1] = -1)
 MUT(m_copy_oob, p->ops[1].box->src_offset[0] = 3)
@@ -601,32 +616,32 @@ MUT(m_coll_over_devices, p->ops[5].comm = -1;
 MUT(m_comm_negative, p->ops[5].comm = -2)
 MUT(m_coll_mpi_two, set_lists(&p->ops[5], 2, (uint32_t[]){3, 0}, 2,
                               (uint32_t[]){4, 1}, 0, NULL))
-MUT(m_coll_dtype, p->buffers[4].spec.dtype = PF_F32)
+MUT(m_coll_dtype, SPEC(p, 4).dtype = PF_F32)
 /* collective shapes (collective_shape_check) */
 MUT(m_coll_axis_range, p->ops[5].axis = 2)
 MUT(m_coll_axis_neg, p->ops[5].axis = -1)
-MUT(m_coll_gather_shape, p->buffers[4].spec = pf_spec_2d(PF_F64, 2, 5))
-MUT(m_coll_rank_differs, p->buffers[4].spec = pf_spec_1d(PF_F64, 12))
+MUT(m_coll_gather_shape, SPEC(p, 4) = pf_spec_2d(PF_F64, 2, 5))
+MUT(m_coll_rank_differs, SPEC(p, 4) = pf_spec_1d(PF_F64, 12))
 MUT(m_coll_allreduce_shape, p->ops[5].collective = PF_ALLREDUCE)
 MUT(m_coll_scatter_divides, p->ops[5].collective = PF_REDUCE_SCATTER;
-    p->buffers[4].spec = pf_spec_2d(PF_F64, 2, 1))
+    SPEC(p, 4) = pf_spec_2d(PF_F64, 2, 1))
 MUT(m_coll_root_range, p->ops[5].collective = PF_BROADCAST;
     p->buffers[4].spec = p->buffers[3].spec; p->ops[5].root = 2)
 MUT(m_coll_root_neg, p->ops[5].collective = PF_BROADCAST;
     p->buffers[4].spec = p->buffers[3].spec; p->ops[5].root = -1)
 MUT(m_coll_a2a_in_axis, p->ops[5].collective = PF_ALL_TO_ALL;
-    p->buffers[3].spec = pf_spec_2d(PF_F64, 2, 6);
-    p->buffers[4].spec = pf_spec_2d(PF_F64, 4, 3); p->ops[5].in_axis = 2)
+    SPEC(p, 3) = pf_spec_2d(PF_F64, 2, 6);
+    SPEC(p, 4) = pf_spec_2d(PF_F64, 4, 3); p->ops[5].in_axis = 2)
 MUT(m_coll_a2a_same_axis, p->ops[5].collective = PF_ALL_TO_ALL;
-    p->buffers[3].spec = pf_spec_2d(PF_F64, 2, 6);
-    p->buffers[4].spec = pf_spec_2d(PF_F64, 4, 3); p->ops[5].in_axis = 1)
+    SPEC(p, 3) = pf_spec_2d(PF_F64, 2, 6);
+    SPEC(p, 4) = pf_spec_2d(PF_F64, 4, 3); p->ops[5].in_axis = 1)
 MUT(m_coll_a2a_shape, p->ops[5].collective = PF_ALL_TO_ALL;
-    p->buffers[3].spec = pf_spec_2d(PF_F64, 2, 6);
-    p->buffers[4].spec = pf_spec_2d(PF_F64, 4, 6); p->ops[5].in_axis = 0)
+    SPEC(p, 3) = pf_spec_2d(PF_F64, 2, 6);
+    SPEC(p, 4) = pf_spec_2d(PF_F64, 4, 6); p->ops[5].in_axis = 0)
 MUT(m_coll_local_input_spec, make_local_collective(p);
-    p->buffers[5].spec = pf_spec_2d(PF_F64, 3, 3))
+    SPEC(p, 5) = pf_spec_2d(PF_F64, 3, 3))
 MUT(m_coll_local_output_spec, make_local_collective(p);
-    p->buffers[6].spec = pf_spec_2d(PF_F64, 2, 3))
+    SPEC(p, 6) = pf_spec_2d(PF_F64, 2, 3))
 /* output slots and communicators (slots_comms_check) */
 MUT(m_slots_missing, free(p->slots); p->slots = NULL)
 MUT(m_comms_missing, for (uint32_t i = 0; i < p->n_comms; i++)
@@ -682,6 +697,7 @@ static const plan_rule plan_rules[] = {
     {"buffer_dtype", m_buf_dtype, 0, 1, {"buffer 3", "spec"}},
     {"buffer_rank", m_buf_rank, 0, 1, {"buffer 0", "bad spec"}},
     {"buffer_size_overflow", m_buf_overflow, 0, 1, {"buffer 0", "bad spec"}},
+    {"buffer_no_spec", m_buf_no_spec, 0, 1, {"buffer 1", "no spec"}},
     {"buffer_input", m_buf_input, 0, 1, {"buffer 0", "input index 1"}},
     {"buffer_input_negative", m_buf_input_neg, 0, 1, {"buffer 1", "input index -2"}},
     {"buffer_output", m_buf_output, 0, 1, {"buffer 4", "output index 2"}},
@@ -798,7 +814,7 @@ static void plan_rule_test(void **state) {
       pf_plan_free(q);
     }
   } else {
-    assert_int_equal(rc, PF_EINVAL); /* only for ranks out of range */
+    assert_int_equal(rc, PF_EINVAL); /* only for ranks out of range, or no spec */
   }
   pf_plan_free(p);
 }

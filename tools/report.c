@@ -13,7 +13,7 @@ static const char *kind_name(pf_op_kind k) {
 
 static int64_t box_bytes(const pf_plan *p, const pf_plan_op *op) {
   uint32_t b = op->kind == PF_OP_RECV || op->kind == PF_OP_COPY ? op->outputs[0] : op->inputs[0];
-  int64_t n = (int64_t)pf_dtype_size(p->buffers[b].spec.dtype);
+  int64_t n = (int64_t)pf_dtype_size(p->buffers[b].spec->dtype);
   for (int i = 0; op->box && i < op->box->rank; i++) n *= op->box->extent[i];
   return n;
 }
@@ -42,7 +42,7 @@ void tool_print_plan(FILE *f, const pf_graph *g, const pf_compiled *c, const pf_
       switch (op->kind) {
         case PF_OP_KERNEL:
           fprintf(f, " %s shard %d/%d -> %s", op->kernel, (int)op->shard, (int)op->num_shards,
-                  pf_spec_str(&p->buffers[op->outputs[0]].spec, buf, sizeof buf));
+                  pf_spec_str(p->buffers[op->outputs[0]].spec, buf, sizeof buf));
           break;
         case PF_OP_COPY:
           fprintf(f, " %" PRId64 " bytes from device %d", box_bytes(p, op),
@@ -61,7 +61,7 @@ void tool_print_plan(FILE *f, const pf_graph *g, const pf_compiled *c, const pf_
           fprintf(f, " %s over %s, %zu bytes per shard",
                   pf_collective_name((pf_collective_kind)op->collective),
                   op->comm < 0 ? "devices of this rank" : "a communicator",
-                  pf_spec_nbytes(&p->buffers[op->inputs[0]].spec));
+                  pf_spec_nbytes(p->buffers[op->inputs[0]].spec));
           collectives++;
           break;
       }

@@ -147,7 +147,7 @@ static pf_step *start(pf_executor *ex, pf_loaded *l, const pf_compiled *comp, pf
     const float *src = strcmp(io->name, "x") == 0 ? x : w;
     for (int k = 0; k < io->num_shards; k++) {
       const pf_io_shard *sh = &io->shards[k];
-      const pf_spec *bs = &p->buffers[sh->buffer].spec;
+      const pf_spec *bs = p->buffers[sh->buffer].spec;
       /* x is split by rows: shard k is the k-th contiguous block. */
       const float *part = src + (io->num_shards > 1 ? (size_t)k * (size_t)pf_spec_numel(bs) : 0);
       inputs[sh->buffer] = feed(devs ? devs[sh->device] : NULL, bs, part);
@@ -167,7 +167,7 @@ static void collect(pf_step *s, const pf_loaded *l, const pf_compiled *comp, pf_
     float *dst = strcmp(io->name, "y") == 0 ? out->y : strcmp(io->name, "z") == 0 ? out->z : out->r;
     for (int k = 0; k < io->num_shards; k++) {
       const pf_io_shard *sh = &io->shards[k];
-      const pf_spec *bs = &p->buffers[sh->buffer].spec;
+      const pf_spec *bs = p->buffers[sh->buffer].spec;
       pf_storage *st = pf_step_take(s, sh->buffer);
       assert_non_null(st);
       fetch(devs ? devs[sh->device] : NULL, bs, st,
