@@ -17,4 +17,10 @@ while [ "$r" -lt "$np" ]; do
   r=$((r + 1))
 done
 grep -q "waits on\|waiting for" "$out" || { echo "FAIL: the report says nothing of what waits"; exit 1; }
+# The stalled rank's allgather is queued behind its kernel; the others'
+# is issued.
+grep -q 'collective "gather" of step [0-9]*: waiting for its input' "$out" ||
+  { echo "FAIL: the stalled rank does not name its queued collective"; exit 1; }
+grep -q 'collective "gather" (allgather) issued' "$out" ||
+  { echo "FAIL: no rank names its issued collective"; exit 1; }
 echo "ok: every rank reported what it waits on"
