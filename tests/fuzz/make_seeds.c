@@ -205,14 +205,22 @@ static pf_plan *plan_new(uint32_t n_buffers, uint32_t n_ops) {
   pf_plan *p = calloc(1, sizeof *p);
   if (p == NULL) return NULL;
   p->buffers = calloc(n_buffers, sizeof *p->buffers);
+  p->own_specs = calloc(n_buffers, sizeof *p->own_specs);
   p->ops = calloc(n_ops, sizeof *p->ops);
   p->n_buffers = n_buffers;
   p->n_ops = n_ops;
-  if (p->buffers == NULL || p->ops == NULL) {
+  if (p->buffers == NULL || p->own_specs == NULL || p->ops == NULL) {
     pf_plan_free(p);
     return NULL;
   }
   return p;
+}
+
+/* Buffer i of p: on `device`, of spec `spec` (kept in the plan's own). */
+static void buffer(pf_plan *p, uint32_t i, int32_t device, pf_spec spec, int32_t input,
+                   int32_t output, int32_t shard) {
+  p->own_specs[i] = spec;
+  p->buffers[i] = (pf_plan_buffer){device, &p->own_specs[i], input, output, shard, 0, 0};
 }
 
 static void kernel_op(pf_plan_op *op, int device, const char *name,
@@ -243,12 +251,12 @@ static pf_plan *plan_all_kinds(void) {
   p->num_devices = 4;
   p->num_inputs = 1;
   p->num_outputs = 2;
-  p->buffers[0] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), 0, -1, 0, 0, 0};
-  p->buffers[1] = (pf_plan_buffer){0, pf_spec_2d(PF_F32, 4, 8), -1, -1, 0, 0, 0};
-  p->buffers[2] = (pf_plan_buffer){1, pf_spec_2d(PF_F32, 4, 8), -1, 0, 1, 0, 0};
-  p->buffers[3] = (pf_plan_buffer){3, pf_spec_2d(PF_F64, 2, 3), -1, -1, 3, 0, 0};
-  p->buffers[4] = (pf_plan_buffer){3, pf_spec_2d(PF_F64, 2, 6), -1, 1, 3, 0, 0};
-  p->buffers[5] = (pf_plan_buffer){2, pf_spec_scalar(PF_U8), -1, -1, 0, 0, 0};
+  buffer(p, 0, 0, pf_spec_2d(PF_F32, 4, 8), 0, -1, 0);
+  buffer(p, 1, 0, pf_spec_2d(PF_F32, 4, 8), -1, -1, 0);
+  buffer(p, 2, 1, pf_spec_2d(PF_F32, 4, 8), -1, 0, 1);
+  buffer(p, 3, 3, pf_spec_2d(PF_F64, 2, 3), -1, -1, 3);
+  buffer(p, 4, 3, pf_spec_2d(PF_F64, 2, 6), -1, 1, 3);
+  buffer(p, 5, 2, pf_spec_scalar(PF_U8), -1, -1, 0);
   kernel_op(&p->ops[0], 0, "add0", "add", 0, 4);
   pf_attrs_set_float(p->ops[0].attrs, "alpha", 2.0);
   pf_attrs_set_int(p->ops[0].attrs, "axis", 1);
@@ -307,8 +315,8 @@ static pf_plan *plan_single(void) {
   p->num_devices = 1;
   p->num_inputs = 1;
   p->num_outputs = 1;
-  p->buffers[0] = (pf_plan_buffer){0, pf_spec_2d(PF_I64, 2, 3), 0, -1, 0, 0, 0};
-  p->buffers[1] = (pf_plan_buffer){0, pf_spec_2d(PF_I64, 2, 3), -1, 0, 0, 0, 0};
+  buffer(p, 0, 0, pf_spec_2d(PF_I64, 2, 3), 0, -1, 0);
+  buffer(p, 1, 0, pf_spec_2d(PF_I64, 2, 3), -1, 0, 0);
   kernel_op(&p->ops[0], 0, "relu", "relu", 0, 1);
   lists(&p->ops[0], 1, (uint32_t[]){0}, 1, (uint32_t[]){1}, 0, NULL);
   if ((p->slots = calloc(1, sizeof *p->slots)) == NULL) {
