@@ -750,8 +750,8 @@ static int waiting(pf_runtime *rt) {
  * each such yield doubles the polls to the next one, up to
  * YIELD_EVERY_MAX (a few hundred microseconds; 4096, a millisecond or
  * two, cost bench/granularity a third of its rate between 50 and 200 us
- * kernels), and a yield that let another
- * thread run goes back to YIELD_EVERY. Threads of other ranks count too:
+ * kernels), and a yield that let another thread run goes back to
+ * YIELD_EVERY. Threads of other ranks count too:
  * on a full node a loop that never yielded took two thirds of the rate of
  * the kernels it shared a core with (bench/granularity). */
 #define YIELD_EVERY_MAX 1024u
