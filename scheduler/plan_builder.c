@@ -9,6 +9,38 @@
 
 #define NONE UINT32_MAX
 
+/* A set of the plan's shared records (boxes, specs): open addressing,
+ * power-of-two size, at most half full. */
+typedef struct intern_set {
+  void **slots;
+  size_t n, cap;
+  size_t (*hash)(const void *x);
+  int (*same)(const void *a, const void *b);
+} intern_set;
+
+/* The slot of x in t: the equal record's, or the empty one to fill (then
+ * count it in t->n). NULL when out of memory. */
+static void **intern_slot(intern_set *t, const void *x) {
+  size_t i;
+  if ((t->n + 1) * 2 > t->cap) {
+    size_t cap = t->cap ? t->cap * 2 : 16;
+    void **grown = calloc(cap, sizeof *grown);
+    if (grown == NULL) return NULL;
+    for (size_t k = 0; k < t->cap; k++) {
+      if (t->slots[k] == NULL) continue;
+      for (i = t->hash(t->slots[k]) & (cap - 1); grown[i]; i = (i + 1) & (cap - 1)) {
+      }
+      grown[i] = t->slots[k];
+    }
+    free(t->slots);
+    t->slots = grown;
+    t->cap = cap;
+  }
+  for (i = t->hash(x) & (t->cap - 1); t->slots[i]; i = (i + 1) & (t->cap - 1))
+    if (t->same(t->slots[i], x)) break;
+  return &t->slots[i];
+}
+
 /* Who wrote each buffer, as singly linked lists in one array: most buffers
  * have one writer, and a plan of millions of buffers cannot afford an
  * allocation each. */
@@ -25,13 +57,9 @@ struct pf_plan_builder {
   size_t n_writes, cap_writes;
   uint32_t *deps; /* scratch */
   size_t cap_deps;
-  /* Equal boxes are stored once (open addressing, power-of-two size). */
-  pf_box **boxes;
-  size_t n_boxes, cap_boxes;
-  /* Equal specs too, and the last one asked for (buffers in a row mostly
-   * have the same). */
-  pf_spec **specs;
-  size_t n_specs, cap_specs;
+  /* Equal boxes and specs are stored once; the last spec asked for is
+   * looked at first (buffers in a row mostly have the same). */
+  intern_set boxes, specs;
   const pf_spec *last_spec;
   /* Consecutive ops mostly come from one program: its name is copied once. */
   const char *last_name, *last_kernel;
@@ -64,6 +92,11 @@ int pf_pb_comm(pf_plan_builder *b, int32_t id, const int32_t *ranks, uint32_t n)
   return 0;
 }
 
+static size_t box_hash(const void *v);
+static int box_same(const void *a, const void *b);
+static size_t spec_hash(const void *v);
+static int spec_same(const void *a, const void *b);
+
 int pf_pb_create(int32_t rank, int32_t num_devices, uint64_t executable,
                  pf_plan_builder **out) {
   pf_plan_builder *b = calloc(1, sizeof *b);
@@ -73,6 +106,10 @@ int pf_pb_create(int32_t rank, int32_t num_devices, uint64_t executable,
     free(b);
     return PF_ENOMEM;
   }
+  b->boxes.hash = box_hash;
+  b->boxes.same = box_same;
+  b->specs.hash = spec_hash;
+  b->specs.same = spec_same;
   b->plan->rank = rank;
   b->plan->num_devices = num_devices;
   b->plan->executable = executable;
@@ -86,8 +123,8 @@ void pf_pb_destroy(pf_plan_builder *b) {
   free(b->last_write);
   free(b->writes);
   free(b->deps);
-  free(b->boxes);
-  free(b->specs);
+  free(b->boxes.slots);
+  free(b->specs.slots);
   pf_plan_free(b->plan);
   free(b);
 }
@@ -158,39 +195,28 @@ pf_plan *pf_pb_take(pf_plan_builder *b) {
   return p;
 }
 
-static size_t spec_hash(const pf_spec *x) {
+static size_t spec_hash(const void *v) {
+  const pf_spec *x = v;
   uint64_t h = 1469598103934665603ull ^ ((uint64_t)x->dtype << 8 | (uint64_t)(uint8_t)x->rank);
   for (int i = 0; i < x->rank && i < PF_MAX_RANK; i++)
     h = (h ^ (uint64_t)x->dims[i]) * 1099511628211ull;
   return (size_t)(h ^ (h >> 29));
 }
 
+static int spec_same(const void *a, const void *b) { return pf_spec_equal(a, b); }
+
 /* The pool's copy of spec x, shared with every buffer that has an equal
  * one. */
 static const pf_spec *spec_intern(pf_plan_builder *b, const pf_spec *x) {
-  size_t i;
+  void **slot;
   pf_spec *copy;
   if (b->last_spec != NULL && pf_spec_equal(b->last_spec, x)) return b->last_spec;
-  if ((b->n_specs + 1) * 2 > b->cap_specs) {
-    size_t cap = b->cap_specs ? b->cap_specs * 2 : 16;
-    pf_spec **t = calloc(cap, sizeof *t);
-    if (t == NULL) return NULL;
-    for (size_t k = 0; k < b->cap_specs; k++) {
-      if (b->specs[k] == NULL) continue;
-      for (i = spec_hash(b->specs[k]) & (cap - 1); t[i]; i = (i + 1) & (cap - 1)) {
-      }
-      t[i] = b->specs[k];
-    }
-    free(b->specs);
-    b->specs = t;
-    b->cap_specs = cap;
-  }
-  for (i = spec_hash(x) & (b->cap_specs - 1); b->specs[i]; i = (i + 1) & (b->cap_specs - 1))
-    if (pf_spec_equal(b->specs[i], x)) return b->last_spec = b->specs[i];
+  if ((slot = intern_slot(&b->specs, x)) == NULL) return NULL;
+  if (*slot != NULL) return b->last_spec = *slot;
   if ((copy = pf_arena_alloc(b->plan->pool, sizeof *copy)) == NULL) return NULL;
   *copy = *x;
-  b->specs[i] = copy;
-  b->n_specs++;
+  *slot = copy;
+  b->specs.n++;
   return b->last_spec = copy;
 }
 
@@ -217,7 +243,8 @@ pf_plan_buffer *pf_pb_buffer_at(pf_plan_builder *b, uint32_t index) {
   return &b->plan->buffers[index];
 }
 
-static size_t box_hash(const pf_box *x) {
+static size_t box_hash(const void *v) {
+  const pf_box *x = v;
   uint64_t h = 1469598103934665603ull ^ (uint64_t)x->rank;
   for (int i = 0; i < x->rank; i++) {
     h = (h ^ (uint64_t)x->src_offset[i]) * 1099511628211ull;
@@ -227,7 +254,8 @@ static size_t box_hash(const pf_box *x) {
   return (size_t)(h ^ (h >> 29));
 }
 
-static int box_same(const pf_box *a, const pf_box *b) {
+static int box_same(const void *va, const void *vb) {
+  const pf_box *a = va, *b = vb;
   if (a->rank != b->rank) return 0;
   for (int i = 0; i < a->rank; i++)
     if (a->src_offset[i] != b->src_offset[i] || a->dst_offset[i] != b->dst_offset[i] ||
@@ -238,24 +266,10 @@ static int box_same(const pf_box *a, const pf_box *b) {
 
 /* The plan's copy of box x, shared with every op that has an equal box. */
 static pf_box *box_intern(pf_plan_builder *b, const pf_box *x) {
-  size_t i;
+  void **slot = intern_slot(&b->boxes, x);
   pf_box *copy;
-  if ((b->n_boxes + 1) * 2 > b->cap_boxes) {
-    size_t cap = b->cap_boxes ? b->cap_boxes * 2 : 16;
-    pf_box **t = calloc(cap, sizeof *t);
-    if (t == NULL) return NULL;
-    for (size_t k = 0; k < b->cap_boxes; k++) {
-      if (b->boxes[k] == NULL) continue;
-      for (i = box_hash(b->boxes[k]) & (cap - 1); t[i]; i = (i + 1) & (cap - 1)) {
-      }
-      t[i] = b->boxes[k];
-    }
-    free(b->boxes);
-    b->boxes = t;
-    b->cap_boxes = cap;
-  }
-  for (i = box_hash(x) & (b->cap_boxes - 1); b->boxes[i]; i = (i + 1) & (b->cap_boxes - 1))
-    if (box_same(b->boxes[i], x)) return b->boxes[i];
+  if (slot == NULL) return NULL;
+  if (*slot != NULL) return *slot;
   if ((copy = pf_arena_alloc(b->plan->pool, sizeof *copy)) == NULL) return NULL;
   memset(copy, 0, sizeof *copy);
   copy->rank = x->rank;
@@ -264,8 +278,8 @@ static pf_box *box_intern(pf_plan_builder *b, const pf_box *x) {
     copy->dst_offset[k] = x->dst_offset[k];
     copy->extent[k] = x->extent[k];
   }
-  b->boxes[i] = copy;
-  b->n_boxes++;
+  *slot = copy;
+  b->boxes.n++;
   return copy;
 }
 
