@@ -26,6 +26,10 @@ PY
 # The local preset reads the file named by PATHFLOW_LOCAL_CLUSTER.
 PATHFLOW_LOCAL_CLUSTER="$dir/local.json" "$tool" cluster check local |
   grep -q "^cluster local (preset, from $dir/local.json): 1 host, 2 ranks" || { echo "FAIL: the local preset ignored the file"; exit 1; }
+# ... and so does `cluster show local`, which prints that file.
+PATHFLOW_LOCAL_CLUSTER="$dir/local.json" "$tool" cluster show local >"$dir/shown.json" 2>"$dir/shown.err"
+cmp -s "$dir/shown.json" "$dir/local.json" || { echo "FAIL: cluster show local did not print the calibrated file"; exit 1; }
+grep -q "local is $dir/local.json" "$dir/shown.err" || { echo "FAIL: cluster show local did not say where it came from"; exit 1; }
 # bench/sim_fidelity on the file: every graph measured and simulated, one row each.
 if [ -n "${2:-}" ]; then
   mpirun --oversubscribe --bind-to none -np 2 -x PATHFLOW_CPU_DEVICES=1 "$2" -c "$dir/local.json" -r 3 \

@@ -1,10 +1,12 @@
 /* `pathflow cluster`: checks a cluster description (docs/cluster-format.md)
  * and prints what it describes, or prints a preset's file. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "base/diag.h"
+#include "base/file.h"
 #include "sim/cluster.h"
 #include "tools/tool.h"
 
@@ -86,9 +88,26 @@ int tool_cluster_cmd(int argc, char **argv) {
   if (argc != 4 || (strcmp(argv[2], "check") != 0 && strcmp(argv[2], "show") != 0)) return -1;
   if (strcmp(argv[2], "show") == 0) {
     const char *text = pf_sim_cluster_preset_text(argv[3], &names);
+    char path[4096];
     if (text == NULL) {
       fprintf(stderr, "pathflow cluster show: no preset \"%s\" (presets: %s)\n", argv[3], names);
       return 1;
+    }
+    /* "local" is what calibration measured, when it did (the preset the
+     * simulator loads): that file, not the placeholder figures. */
+    if (strcmp(argv[3], "local") == 0 && pf_sim_local_cluster_path(path, sizeof path) &&
+        access(path, F_OK) == 0) {
+      uint8_t *buf;
+      size_t len;
+      pf_diag_init(&d);
+      if (pf_file_read(path, &buf, &len, &d) != 0) {
+        fprintf(stderr, "pathflow cluster show: %s\n", d.msg);
+        return 1;
+      }
+      fwrite(buf, 1, len, stdout);
+      free(buf);
+      fprintf(stderr, "pathflow cluster show: local is %s (written by pathflow calibrate)\n", path);
+      return 0;
     }
     fputs(text, stdout);
     return 0;
