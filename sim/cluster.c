@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "base/diag.h"
 #include "base/util.h"
@@ -385,8 +384,7 @@ int pf_sim_cluster_load(const char *name_or_path, pf_sim_cluster **out, pf_diag 
 int pf_sim_cluster_preset(const char *name, pf_sim_cluster **out, pf_diag *diag) {
   const char *names, *text = pf_sim_cluster_preset_text(name, &names);
   char src[64], path[4096];
-  if (text != NULL && strcmp(name, "local") == 0 &&
-      pf_sim_local_cluster_path(path, sizeof path) != NULL && access(path, F_OK) == 0)
+  if (text != NULL && pf_sim_local_cluster_file(name, path, sizeof path) != NULL)
     return pf_sim_cluster_load_file(path, out, diag); /* calibrated: docs/cluster-format.md */
   if (text == NULL)
     return pf_diag_error(diag, PF_ENOTFOUND, "no cluster preset \"%s\" (presets: %s)", name, names);

@@ -123,6 +123,11 @@ const char *pf_sim_cluster_preset_text(const char *name, const char **names);
  * does not fit. Whether the file exists is the caller's to check. */
 const char *pf_sim_local_cluster_path(char *buf, size_t len);
 
+/* The file the "local" preset reads instead of its placeholder figures:
+ * pf_sim_local_cluster_path into buf when that file exists, else NULL.
+ * `name` is the preset asked for; NULL for any other than "local". */
+const char *pf_sim_local_cluster_file(const char *name, char *buf, size_t len);
+
 /* A preset name or a file: presets first, then the file system. */
 int pf_sim_cluster_load(const char *name_or_path, pf_sim_cluster **out, pf_diag *diag);
 

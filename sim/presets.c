@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sim/cluster.h"
 
@@ -80,6 +81,12 @@ const char *pf_sim_cluster_preset_text(const char *name, const char **names) {
   for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
     if (name != NULL && strcmp(presets[i].name, name) == 0) return presets[i].text;
   return NULL;
+}
+
+const char *pf_sim_local_cluster_file(const char *name, char *buf, size_t len) {
+  if (name == NULL || strcmp(name, "local") != 0 || pf_sim_local_cluster_path(buf, len) == NULL)
+    return NULL;
+  return access(buf, F_OK) == 0 ? buf : NULL;
 }
 
 const char *pf_sim_local_cluster_path(char *buf, size_t len) {

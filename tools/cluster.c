@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "base/diag.h"
 #include "base/file.h"
@@ -95,8 +94,7 @@ int tool_cluster_cmd(int argc, char **argv) {
     }
     /* "local" is what calibration measured, when it did (the preset the
      * simulator loads): that file, not the placeholder figures. */
-    if (strcmp(argv[3], "local") == 0 && pf_sim_local_cluster_path(path, sizeof path) &&
-        access(path, F_OK) == 0) {
+    if (pf_sim_local_cluster_file(argv[3], path, sizeof path) != NULL) {
       uint8_t *buf;
       size_t len;
       pf_diag_init(&d);
@@ -119,8 +117,7 @@ int tool_cluster_cmd(int argc, char **argv) {
   }
   {
     char path[4096], source[4200] = "preset";
-    if (strcmp(argv[3], "local") == 0 && pf_sim_local_cluster_path(path, sizeof path) &&
-        access(path, F_OK) == 0) /* what pf_sim_cluster_preset read */
+    if (pf_sim_local_cluster_file(argv[3], path, sizeof path) != NULL) /* what the preset read */
       snprintf(source, sizeof source, "preset, from %s", path);
     summary(stdout, cl, pf_sim_cluster_preset_text(argv[3], NULL) ? source : argv[3]);
   }
