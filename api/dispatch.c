@@ -28,6 +28,9 @@ static void send_next_run(pf_context *ctx, pf_step_req *req) {
   req->runs[req->next_run++] = NULL;
   /* Reserved when the step was built: this cannot fail. */
   pf_runtime_send_reserved(ctx->runtime, res, rank, m);
+  /* pf_future_output may wait for the last one (api/execute.c, wait_sent):
+   * only when the step waited for a slot or goes stage by stage. */
+  if (req->next_run == req->n_runs && req->waited) pthread_cond_broadcast(&ctx->cond);
 }
 
 /* Parallel dispatch: this rank's own run starts its step on the loop
@@ -132,6 +135,7 @@ void pf_dispatch_enqueue(pf_context *ctx, pf_executable *e, pf_step_req *req) {
   }
   e->queue_tail = req;
   pump_locked(ctx);
+  req->waited = req->slot < 0 || req->next_run < req->n_runs;
   pthread_mutex_unlock(&ctx->lock);
 }
 

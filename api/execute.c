@@ -595,21 +595,46 @@ const char *pf_future_error(const pf_future *f) {
   return f->w.message;
 }
 
-static int output_index(pf_future *f, const char *name) {
+/* 1 once every rank that runs f has been sent its run, or f is over
+ * (ctx->lock held). Every message sent after that about f's outputs
+ * (a run fed one, a fetch, a release) reaches each executor after the run
+ * that makes them: one queue carries all of them in order
+ * (runtime/runtime.c), and the executor holds such a message until the
+ * output is made (runtime/service.c, park). */
+static int sent_locked(const pf_future *f) {
+  const pf_step_req *req = f->req;
+  return req == NULL || (req->slot >= 0 && req->next_run == req->n_runs);
+}
+
+/* Waits until f is sent (see sent_locked): at once unless f still waits
+ * for a dispatch slot or, dispatched stage by stage, for its stages to
+ * start. The dispatcher broadcasts ctx->cond when it sends a step's last
+ * run. */
+static void wait_sent(pf_future *f) {
+  pf_context *ctx = f->ctx;
+  pthread_mutex_lock(&ctx->lock);
+  while (!sent_locked(f)) pthread_cond_wait(&ctx->cond, &ctx->lock);
+  pthread_mutex_unlock(&ctx->lock);
+}
+
+/* The index of output `name`, or an error. `pending`: f may still be
+ * running (its output is handed over before it is made). */
+static int output_index(pf_future *f, const char *name, int pending) {
   pf_context *ctx = f->ctx;
   const pf_compiled *c = f->exe->compiled;
   int o;
   pf_context_begin(ctx);
-  if (!pf_future_done(f))
-    return pf_context_error(ctx, PF_ESTATE, "output \"%s\": execution not complete",
-                            name ? name : "");
-  if (f->w.status != 0)
-    return pf_context_error(ctx, PF_ESTATE, "output \"%s\": execution failed: %s",
-                            name ? name : "", f->w.message);
   if ((o = io_find(c->outputs, c->n_outputs, name)) < 0)
     return pf_context_error(ctx, PF_ENOTFOUND, "no output named \"%s\"", name ? name : "");
   if (f->taken[o])
     return pf_context_error(ctx, PF_ESTATE, "output \"%s\" was already taken as a buffer", name);
+  if (pending && !pf_future_done(f)) wait_sent(f);
+  if (!pending && !pf_future_done(f))
+    return pf_context_error(ctx, PF_ESTATE, "output \"%s\": execution not complete",
+                            name ? name : "");
+  if (pf_future_done(f) && f->w.status != 0)
+    return pf_context_error(ctx, PF_ESTATE, "output \"%s\": execution failed: %s",
+                            name ? name : "", f->w.message);
   return o;
 }
 
@@ -628,7 +653,7 @@ int pf_future_output(pf_future *f, const char *name, pf_buffer_t *out) {
   int o, rc;
   if (f == NULL || out == NULL) return PF_EINVAL;
   out->id = 0;
-  if ((o = output_index(f, name)) < 0) return o;
+  if ((o = output_index(f, name, 1)) < 0) return o;
   io = &f->exe->compiled->outputs[o];
   if ((homes = homes_of(io)) == NULL) return pf_context_error(f->ctx, PF_ENOMEM, "out of memory");
   rc = pf_buffers_add(f->ctx, f->output_ids[o], &io->spec, io->sharding, io->num_shards, homes);
@@ -645,7 +670,7 @@ int pf_future_fetch(pf_future *f, const char *name, pf_tensor **out) {
   int o, rc;
   if (f == NULL || out == NULL) return PF_EINVAL;
   *out = NULL;
-  if ((o = output_index(f, name)) < 0) return o;
+  if ((o = output_index(f, name, 0)) < 0) return o;
   io = &f->exe->compiled->outputs[o];
   if ((homes = homes_of(io)) == NULL) return pf_context_error(f->ctx, PF_ENOMEM, "out of memory");
   char what[160];
@@ -663,13 +688,14 @@ void pf_future_destroy(pf_future *f) {
   ctx = f->ctx;
   c = f->exe->compiled;
   finish(f, -1);
-  if (f->w.status == 0)
-    for (int o = 0; o < c->n_outputs; o++) {
-      pf_home *homes;
-      if (f->taken[o] || (homes = homes_of(&c->outputs[o])) == NULL) continue;
-      pf_value_release(ctx, f->output_ids[o], c->outputs[o].num_shards, homes);
-      free(homes);
-    }
+  /* A failed run leaves marks where its outputs were to be (what a run fed
+   * one that was handed over early names): released like outputs. */
+  for (int o = 0; o < c->n_outputs; o++) {
+    pf_home *homes;
+    if (f->taken[o] || (homes = homes_of(&c->outputs[o])) == NULL) continue;
+    pf_value_release(ctx, f->output_ids[o], c->outputs[o].num_shards, homes);
+    free(homes);
+  }
   if (f->prev)
     f->prev->next = f->next;
   else

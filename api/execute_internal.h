@@ -16,6 +16,7 @@ typedef struct pf_step_req {
   pf_runtime_reservation **sends;
   int n_runs, next_run;
   int slot; /* dispatch slot while in flight, else -1 */
+  int waited; /* not all sent when enqueued: the last send broadcasts ctx->cond */
   struct pf_step_req *next; /* in its executable's queue */
 } pf_step_req;
 

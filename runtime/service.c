@@ -89,6 +89,13 @@ static void posted_remove(loop_op *lo) {
   if (lo->posted_next) lo->posted_next->posted_prev = lo->posted_prev;
 }
 
+/* A message waiting for buffers in the making (see park). */
+typedef struct parked {
+  pf_msg *m;
+  uint64_t since; /* clock when it began to wait */
+  struct parked *next;
+} parked;
+
 /* A step's collectives on one communicator, from `next` (a place in
  * e->collectives) on: those not issued yet. */
 typedef struct queued_run {
@@ -116,6 +123,8 @@ struct pf_service {
   run *runs;
   int n_runs;
   comm_queue *queues;
+  parked *parked, *parked_tail; /* messages waiting for buffers in the making */
+  size_t n_parked;
   loop_op *defer_head, *defer_tail; /* receives to post when idle */
   loop_op *spare;                   /* finished records, for reuse */
   size_t n_spare;
@@ -224,6 +233,12 @@ void pf_service_destroy(pf_service *s) {
       free(qr);
     }
     free(q);
+  }
+  while (s->parked) {
+    parked *w = s->parked;
+    s->parked = w->next;
+    pf_msg_free(w->m);
+    free(w);
   }
   free_chain(s->defer_head);
   free_chain(s->spare);
@@ -487,6 +502,7 @@ static void handle_unload(pf_service *s, uint64_t id) {
 /* ---- run --------------------------------------------------------------------- */
 
 static void executor_done(pf_step *step, void *arg);
+static void unpark(pf_service *s);
 
 /* The first of r's collectives on q's communicator from place k on, or
  * n_collectives. */
@@ -558,8 +574,17 @@ static void handle_run(pf_service *s, pf_msg *m) {
   for (uint32_t k = 0; k < n_fed; k++) {
     uint32_t b = fed[k];
     const pf_plan_buffer *pb = &p->buffers[b];
+    uint64_t maker_exe, maker_step;
     inputs[b] = pf_store_get(s->store, m->inputs[pb->input], pb->shard);
-    if (inputs[b] == NULL || inputs[b]->nbytes < pf_spec_nbytes(pb->spec))
+    if (inputs[b] == NULL &&
+        pf_store_failed(s->store, m->inputs[pb->input], pb->shard, &maker_exe, &maker_step))
+      pf_diag_error(&why, PF_ESTALE,
+                    "rank %d: input %d shard %d (buffer %llu) was to be made by run %llu of "
+                    "executable %llu, which failed",
+                    s->cfg.rank, (int)pb->input, (int)pb->shard,
+                    (unsigned long long)m->inputs[pb->input], (unsigned long long)maker_step,
+                    (unsigned long long)maker_exe);
+    else if (inputs[b] == NULL || inputs[b]->nbytes < pf_spec_nbytes(pb->spec))
       pf_diag_error(&why, PF_ESTALE,
                     "rank %d: input %d shard %d (buffer %llu) is not on this rank: "
                     "released, or never made",
@@ -589,6 +614,12 @@ static void handle_run(pf_service *s, pf_msg *m) {
   s->runs = r;
   s->n_runs++;
   enqueue_collectives(s, r);
+  /* What the run will store: a run or fetch that comes for it meanwhile
+   * waits (pf_service_handle) instead of finding nothing. Out of memory, a
+   * consumer is not held back and fails as if the buffer were released. */
+  for (uint32_t k = 0; k < p->n_slots; k++)
+    pf_store_expect(s->store, m->outputs[p->slots[k].output], p->slots[k].shard, e->id,
+                    r->user_step);
   /* Sequential dispatch waits for this before it sends the next stage its
    * run: said before the step starts, so it goes ahead of a STEP_DONE of a
    * step that completes at once. Messages that come meanwhile wait for
@@ -627,13 +658,18 @@ void pf_service_step_done(pf_service *s, void *arg) {
   run *r = arg;
   const pf_plan *p = pf_loaded_plan(r->e->loaded);
   int status = pf_step_status(r->step);
-  if (status == 0) {
-    for (uint32_t k = 0; k < p->n_slots; k++) {
-      const pf_plan_slot *sl = &p->slots[k];
-      pf_storage *st = pf_step_take(r->step, sl->buffer);
-      if (st != NULL) pf_store_put(s->store, r->msg->outputs[sl->output], sl->shard, st);
-    }
+  for (uint32_t k = 0; k < p->n_slots; k++) {
+    const pf_plan_slot *sl = &p->slots[k];
+    uint64_t id = r->msg->outputs[sl->output];
+    pf_storage *st = status == 0 ? pf_step_take(r->step, sl->buffer) : NULL;
+    if (st == NULL || pf_store_put(s->store, id, sl->shard, st) != 0)
+      pf_store_fail(s->store, id, sl->shard);
   }
+  /* What waited for these outputs starts before the controller hears of
+   * this step: told first, the client thread wakes and takes this core
+   * (fetching the step's loss, sending the next) while the devices wait
+   * (bench/train, one core per rank: 50 us a step). */
+  unpark(s);
   if (s->cfg.trace != NULL)
     for (uint32_t i = 0; i < p->n_ops; i++) {
       uint64_t t0, t1;
@@ -1028,7 +1064,85 @@ static void handle_fetch(pf_service *s, pf_msg *m) {
   reply(s, rep);
 }
 
+/* ---- waiting for buffers in the making ------------------------------------------- */
+
+/* A run fed an output of an execution still in flight (pf_future_output
+ * before completion), a fetch of one, or a release of one, arrives while
+ * the run making it is in flight here: it waits until that run stores its
+ * outputs (or fails), rather than finding nothing. Everything such a
+ * message would touch comes after it: later runs, fetches and releases wait
+ * behind it, in arrival order, so that a release never overtakes a run that
+ * reads the buffer, and runs start in the order the controller sent them
+ * (the gang order of their collectives). The runs they wait for are in
+ * flight, so the wait ends; the watchdog's dump shows it. */
+/* 1 if m names a shard that a run in flight here has yet to store. */
+static int waits_for_buffers(pf_service *s, const pf_msg *m) {
+  switch (m->kind) {
+    case PF_MSG_RUN: {
+      exe *e = exe_find(s, m->executable);
+      const pf_plan *p;
+      const uint32_t *fed;
+      uint32_t n_fed;
+      if (e == NULL) return 0; /* handle_run says what is wrong */
+      p = pf_loaded_plan(e->loaded);
+      if (m->n_inputs != (uint32_t)p->num_inputs) return 0;
+      fed = pf_loaded_inputs(e->loaded, &n_fed);
+      for (uint32_t k = 0; k < n_fed; k++) {
+        const pf_plan_buffer *pb = &p->buffers[fed[k]];
+        if (pf_store_expected(s->store, m->inputs[pb->input], pb->shard)) return 1;
+      }
+      return 0;
+    }
+    case PF_MSG_FETCH:
+      for (uint32_t k = 0; k < m->n_shards; k++)
+        if (pf_store_expected(s->store, m->buffer, m->shards[k])) return 1;
+      return 0;
+    case PF_MSG_RELEASE:
+      for (uint32_t k = 0; k < m->n_ids; k++)
+        if (pf_store_expected(s->store, m->ids[k], -1)) return 1;
+      return 0;
+    default:
+      return 0;
+  }
+}
+
+static void handle_now(pf_service *s, pf_msg *m);
+
+/* 1 if m waits (the service keeps it); 0 if it is to be handled now. */
+static int park(pf_service *s, pf_msg *m) {
+  parked *w;
+  if (m->kind != PF_MSG_RUN && m->kind != PF_MSG_FETCH && m->kind != PF_MSG_RELEASE) return 0;
+  if (s->parked == NULL && !waits_for_buffers(s, m)) return 0;
+  /* Out of memory it goes now: a run or fetch then fails (the buffer is
+   * not there), a release leaves the buffer behind; none hangs. */
+  if ((w = malloc(sizeof *w)) == NULL) return 0;
+  w->m = m;
+  w->since = pf_clock_now(s->cfg.clock);
+  w->next = NULL;
+  if (s->parked_tail)
+    s->parked_tail->next = w;
+  else
+    s->parked = w;
+  s->parked_tail = w;
+  s->n_parked++;
+  return 1;
+}
+
+static void unpark(pf_service *s) {
+  while (s->parked != NULL && !waits_for_buffers(s, s->parked->m)) {
+    parked *w = s->parked;
+    if ((s->parked = w->next) == NULL) s->parked_tail = NULL;
+    s->n_parked--;
+    handle_now(s, w->m);
+    free(w);
+  }
+}
+
 void pf_service_handle(pf_service *s, pf_msg *m) {
+  if (!park(s, m)) handle_now(s, m);
+}
+
+static void handle_now(pf_service *s, pf_msg *m) {
   switch (m->kind) {
     case PF_MSG_LOAD:
       handle_load(s, m);
@@ -1110,6 +1224,12 @@ void pf_service_dump(const pf_service *s, FILE *f) {
                 qr->r->ready[k] ? "ready, waiting for earlier collectives on its communicator"
                                 : "waiting for its input");
       }
+  for (const parked *w = s->parked; w; w = w->next)
+    fprintf(f, "  %s%s%llu waits (%.3f s) for buffers that steps in flight here are making%s\n",
+            pf_msg_kind_name(w->m->kind), w->m->kind == PF_MSG_RUN ? " of step " : " ",
+            (unsigned long long)(w->m->kind == PF_MSG_RUN ? w->m->step : w->m->request),
+            (double)(pf_clock_now(s->cfg.clock) - w->since) * 1e-9,
+            w == s->parked ? "" : ", or behind one that does");
   if (s->cfg.transport)
     fprintf(f, "  %d transport operations pending\n",
             s->cfg.transport->ops->pending(s->cfg.transport));

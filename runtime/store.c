@@ -7,7 +7,12 @@
  * head entry, keyed (id, -1), that records the lowest and highest shard
  * stored, so a drop looks up exactly those shards. Every operation then
  * costs a few probes, however many entries the store holds
- * (tests/test_backpressure.c counts them). */
+ * (tests/test_backpressure.c counts them).
+ *
+ * An entry may also stand for a shard not made yet: a step in flight will
+ * make it (expected), or the step that was to make it failed (failed). A
+ * run fed an output of an execution still in flight waits on the first;
+ * the second lets it say which step failed rather than "never made". */
 #include "runtime/store.h"
 
 #include <stdlib.h>
@@ -17,18 +22,23 @@
 
 #define HEAD_SHARD (-1)
 
+enum { LIVE, EXPECTED, FAILED };
+
 typedef struct entry {
   uint64_t id; /* 0: empty */
   int32_t shard; /* HEAD_SHARD: the id's head */
   int32_t dead;
   int32_t lo, hi; /* head: the range of shards stored under the id */
-  pf_storage *st; /* shard entries */
+  int32_t state;    /* shard entries: LIVE (st set), EXPECTED or FAILED */
+  int32_t expected; /* head: shards EXPECTED */
+  uint64_t exe, step; /* EXPECTED, FAILED: the run that makes (made) it */
+  pf_storage *st;   /* LIVE shard entries */
 } entry;
 
 struct pf_store {
   entry *slots;
   size_t cap, used; /* slots not empty (live, heads and tombstones) */
-  size_t live, heads;
+  size_t live, heads, marks; /* LIVE entries, heads, EXPECTED or FAILED ones */
   size_t bytes;
   uint64_t probes;
 };
@@ -54,7 +64,7 @@ void pf_store_destroy(pf_store *s) {
   if (s == NULL) return;
   for (size_t i = 0; i < s->cap; i++)
     if (s->slots[i].id && !s->slots[i].dead && s->slots[i].shard != HEAD_SHARD)
-      pf_storage_unref(s->slots[i].st);
+      pf_storage_unref(s->slots[i].st); /* NULL unless LIVE */
   free(s->slots);
   free(s);
 }
@@ -72,12 +82,12 @@ static entry *find(pf_store *s, uint64_t id, int32_t shard) {
   }
 }
 
-/* Rehashes the live entries and heads into a table twice as large when
+/* Rehashes the live entries, marks and heads into a table twice as large when
  * they fill more than a quarter of it, else of the same size (dropping the
  * tombstones): either way at most a quarter is used after, so the next
  * resize is many puts away. */
 static int resize(pf_store *s) {
-  size_t ncap = (s->live + s->heads) * 4 > s->cap ? s->cap * 2 : s->cap;
+  size_t ncap = (s->live + s->heads + s->marks) * 4 > s->cap ? s->cap * 2 : s->cap;
   entry *old = s->slots, *slots = calloc(ncap, sizeof *slots);
   size_t ocap = s->cap;
   if (slots == NULL) return PF_ENOMEM;
@@ -108,28 +118,21 @@ static entry *insert(pf_store *s, uint64_t id, int32_t shard) {
   e->id = id;
   e->shard = shard;
   e->dead = 0;
+  e->state = LIVE;
+  e->expected = 0;
+  e->exe = e->step = 0;
   e->st = NULL;
   return e;
 }
 
-int pf_store_put(pf_store *s, uint64_t id, int32_t shard, pf_storage *st) {
+/* The entry (id, shard), made with its head if absent, or NULL (out of
+ * memory). A new one is LIVE with no storage: the caller sets it. */
+static entry *find_or_insert(pf_store *s, uint64_t id, int32_t shard, int *made) {
   entry *e, *head;
-  if (id == 0 || shard < 0) {
-    pf_storage_unref(st);
-    return PF_EINVAL;
-  }
-  if ((e = find(s, id, shard)) != NULL) {
-    s->bytes -= e->st->nbytes;
-    pf_storage_unref(e->st);
-    e->st = st;
-    s->bytes += st->nbytes;
-    return 0;
-  }
+  *made = 0;
+  if ((e = find(s, id, shard)) != NULL) return e;
   /* Room for the entry and perhaps its head. */
-  if ((s->used + 2) * 2 > s->cap && resize(s) != 0) {
-    pf_storage_unref(st);
-    return PF_ENOMEM;
-  }
+  if ((s->used + 2) * 2 > s->cap && resize(s) != 0) return NULL;
   if ((head = find(s, id, HEAD_SHARD)) == NULL) {
     head = insert(s, id, HEAD_SHARD);
     head->lo = head->hi = shard;
@@ -137,16 +140,88 @@ int pf_store_put(pf_store *s, uint64_t id, int32_t shard, pf_storage *st) {
   }
   if (shard < head->lo) head->lo = shard;
   if (shard > head->hi) head->hi = shard;
-  e = insert(s, id, shard);
+  *made = 1;
+  return insert(s, id, shard);
+}
+
+/* An entry leaves the EXPECTED state. */
+static void unexpect(pf_store *s, entry *e) {
+  if (e->state == EXPECTED) find(s, e->id, HEAD_SHARD)->expected--;
+}
+
+int pf_store_put(pf_store *s, uint64_t id, int32_t shard, pf_storage *st) {
+  entry *e;
+  int made;
+  if (id == 0 || shard < 0) {
+    pf_storage_unref(st);
+    return PF_EINVAL;
+  }
+  if ((e = find_or_insert(s, id, shard, &made)) == NULL) {
+    pf_storage_unref(st);
+    return PF_ENOMEM;
+  }
+  if (e->state == LIVE && !made) {
+    s->bytes -= e->st->nbytes;
+    pf_storage_unref(e->st);
+  } else {
+    if (!made) s->marks--;
+    unexpect(s, e);
+    s->live++;
+  }
+  e->state = LIVE;
   e->st = st;
-  s->live++;
   s->bytes += st->nbytes;
   return 0;
 }
 
+int pf_store_expect(pf_store *s, uint64_t id, int32_t shard, uint64_t exe, uint64_t step) {
+  entry *e;
+  int made;
+  if (id == 0 || shard < 0) return PF_EINVAL;
+  if ((e = find_or_insert(s, id, shard, &made)) == NULL) return PF_ENOMEM;
+  if (!made && e->state == LIVE) { /* ids never repeat: not expected to happen */
+    s->bytes -= e->st->nbytes;
+    pf_storage_unref(e->st);
+    e->st = NULL;
+    s->live--;
+  }
+  if (e->state == LIVE) s->marks++; /* a new entry is LIVE with no storage */
+  if (e->state != EXPECTED) find(s, id, HEAD_SHARD)->expected++;
+  e->state = EXPECTED;
+  e->exe = exe;
+  e->step = step;
+  return 0;
+}
+
+void pf_store_fail(pf_store *s, uint64_t id, int32_t shard) {
+  entry *e = id && shard >= 0 ? find(s, id, shard) : NULL;
+  if (e == NULL || e->state != EXPECTED) return;
+  unexpect(s, e);
+  e->state = FAILED;
+}
+
+int pf_store_expected(pf_store *s, uint64_t id, int32_t shard) {
+  entry *e;
+  if (id == 0) return 0;
+  if (shard < 0) {
+    e = find(s, id, HEAD_SHARD);
+    return e != NULL && e->expected > 0;
+  }
+  e = find(s, id, shard);
+  return e != NULL && e->state == EXPECTED;
+}
+
+int pf_store_failed(pf_store *s, uint64_t id, int32_t shard, uint64_t *exe, uint64_t *step) {
+  entry *e = id && shard >= 0 ? find(s, id, shard) : NULL;
+  if (e == NULL || e->state != FAILED) return 0;
+  *exe = e->exe;
+  *step = e->step;
+  return 1;
+}
+
 pf_storage *pf_store_get(pf_store *s, uint64_t id, int32_t shard) {
   entry *e = id && shard >= 0 ? find(s, id, shard) : NULL;
-  return e ? e->st : NULL;
+  return e && e->state == LIVE ? e->st : NULL;
 }
 
 int pf_store_drop(pf_store *s, uint64_t id) {
@@ -156,10 +231,14 @@ int pf_store_drop(pf_store *s, uint64_t id) {
   for (int32_t k = head->lo; k <= head->hi; k++) {
     entry *e = find(s, id, k);
     if (e == NULL) continue;
+    e->dead = 1;
+    if (e->state != LIVE) { /* a mark, not a shard */
+      s->marks--;
+      continue;
+    }
     s->bytes -= e->st->nbytes;
     pf_storage_unref(e->st);
     e->st = NULL;
-    e->dead = 1;
     s->live--;
     n++;
   }

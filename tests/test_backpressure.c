@@ -60,6 +60,42 @@ static double store_probes_per_op(int n) {
   return per_op;
 }
 
+/* Marks for shards in the making: expected until put (then found) or
+ * failed (then the run is named), gone with the drop; many marks at once
+ * grow the table (marks that did not count toward its load once left it
+ * with no empty slot, and the next insert probed for ever). */
+static void test_store_marks(void **state) {
+  pf_store *s;
+  uint64_t exe = 0, step = 0;
+  enum { N = 5000 };
+  (void)state;
+  OK(pf_store_create(&s));
+  for (int i = 1; i <= N; i++)
+    for (int32_t k = 0; k < 2; k++) OK(pf_store_expect(s, (uint64_t)i, k, 7, (uint64_t)i));
+  assert_int_equal(pf_store_count(s), 0);
+  assert_true(pf_store_expected(s, 1, 0) && pf_store_expected(s, 1, -1));
+  assert_false(pf_store_expected(s, N + 1, -1));
+  assert_null(pf_store_get(s, 1, 0));
+  OK(pf_store_put(s, 1, 0, pf_storage_new(8, 0)));
+  assert_non_null(pf_store_get(s, 1, 0));
+  assert_false(pf_store_expected(s, 1, 0));
+  assert_true(pf_store_expected(s, 1, -1)); /* shard 1 is still coming */
+  pf_store_fail(s, 1, 1);
+  assert_false(pf_store_expected(s, 1, -1));
+  assert_true(pf_store_failed(s, 1, 1, &exe, &step));
+  assert_true(exe == 7 && step == 1);
+  assert_false(pf_store_failed(s, 1, 0, &exe, &step));
+  assert_int_equal(pf_store_count(s), 1);
+  for (int i = 1; i <= N; i++) assert_int_equal(pf_store_drop(s, (uint64_t)i), i == 1);
+  assert_false(pf_store_failed(s, 1, 1, &exe, &step));
+  assert_false(pf_store_expected(s, 2, -1));
+  /* After the drops the tombstones go at the next resize: the table still
+   * takes new ids. */
+  for (int i = N + 1; i <= 3 * N; i++) OK(pf_store_expect(s, (uint64_t)i, 0, 7, 1));
+  assert_int_equal(pf_store_count(s), 0);
+  pf_store_destroy(s);
+}
+
 static void test_store_operations_are_constant(void **state) {
   double small, large;
   (void)state;
@@ -324,6 +360,7 @@ static void test_negative_limit_refused(void **state) {
 int main(void) {
   const struct CMUnitTest unit[] = {
       cmocka_unit_test(test_store_operations_are_constant),
+      cmocka_unit_test(test_store_marks),
       cmocka_unit_test(test_store_sparse_shards),
       cmocka_unit_test(test_negative_limit_refused),
   };

@@ -146,16 +146,29 @@ PF_API int pf_future_done(const pf_future *f);
  * running. Valid as long as the future. */
 PF_API const char *pf_future_error(const pf_future *f);
 
-/* Hands output `name` of a completed, successful execution to the caller
- * as a buffer (release it with pf_buffer_release). It stays where it was
- * made: no copy, no transfer. An output is handed over once.
- * Errors: PF_ESTATE (not complete, failed, or already handed over),
- * PF_ENOTFOUND (no such output). */
+/* Hands output `name` of an execution to the caller as a buffer (release
+ * it with pf_buffer_release). It stays where it is made: no copy, no
+ * transfer. An output is handed over once.
+ *
+ * The execution need not be complete: the buffer then stands for the
+ * value it will make, and may be fed (or donated) to the next pf_execute at
+ * once, fetched or released. Each executor starts a run fed such a buffer
+ * once the run making it there has stored it, and holds a fetch or release
+ * of it until then, so a client can keep the devices busy by sending step
+ * k + 1 before it waits for step k (a training loop, bench/train). If
+ * that execution fails, what reads the buffer fails with a message naming
+ * the run that was to make it. Returns at once, unless the execution still
+ * waits for a dispatch slot (or, dispatched stage by stage, for its
+ * stages to start): then it waits for that.
+ * Errors: PF_ESTATE (the execution failed, or the output was already
+ * handed over), PF_ENOTFOUND (no such output). */
 PF_API int pf_future_output(pf_future *f, const char *name, pf_buffer_t *out);
 
-/* Output `name` gathered into a new host tensor owned by the caller. Each
- * shard an executor sends back is checked against the shard's size.
- * Errors: as pf_future_output, PF_ERANGE (a shard over PF_HOST_SHARD_MAX),
+/* Output `name` of a completed, successful execution gathered into a new
+ * host tensor owned by the caller. Each shard an executor sends back is
+ * checked against the shard's size.
+ * Errors: PF_ESTATE (not complete, failed, or handed over as a buffer),
+ * PF_ENOTFOUND, PF_ERANGE (a shard over PF_HOST_SHARD_MAX),
  * PF_EDECODE (a reply of the wrong size: the message names the output, the
  * rank, the shard and both sizes), PF_ENOMEM. */
 PF_API int pf_future_fetch(pf_future *f, const char *name, pf_tensor **out);
