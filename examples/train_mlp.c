@@ -41,11 +41,14 @@
 
 typedef struct opts {
   int hidden[MAX_LAYERS], n_hidden, batch, epochs, devices, limit_steps, every, keep, resume;
+  int in_flight; /* training steps sent ahead of the one whose loss is read */
   long bucket_kb; /* -1: --no-bucket, one allreduce per gradient */
   double lr;
   const char *optimizer, *data, *metrics, *schedule, *checkpoint;
   int64_t seed;
 } opts;
+
+#define MAX_IN_FLIGHT 16
 
 static pf_context *ctx;
 
@@ -56,6 +59,7 @@ static void usage(FILE *f) {
           "                 [--schedule cosine|constant] [--data DIR] [--limit-steps N]\n"
           "                 [--metrics FILE.csv] [--checkpoint DIR [--checkpoint-every N]\n"
           "                 [--checkpoint-keep K] [--resume]] [--bucket-kb N | --no-bucket]\n"
+          "                 [--in-flight N]\n"
           "Data-parallel MLP training on Fashion-MNIST (Debian's dataset-fashion-mnist).\n"
           "Defaults: --hidden 256 --batch 128 --epochs 15 --lr 0.001 --optimizer adam\n"
           "          --schedule cosine (adam's rate decays to 0 over the run)\n"
@@ -64,11 +68,15 @@ static void usage(FILE *f) {
           "          are removed once a newer checkpoint is complete)\n"
           "          --bucket-kb 256 (gradients and the loss summed in buckets of at most\n"
           "          N KiB, one allreduce each; a larger gradient alone; --no-bucket: one\n"
-          "          allreduce per gradient, for comparison)\n");
+          "          allreduce per gradient, for comparison)\n"
+          "          --in-flight 2 (steps sent before the loop waits for the oldest: each\n"
+          "          fed the parameters the one before it will make; 1: send a step, wait\n"
+          "          for it, send the next)\n");
 }
 
 static int parse(int argc, char **argv, opts *o) {
   *o = (opts){.hidden = {256}, .n_hidden = 1, .batch = 128, .epochs = 15, .devices = 1,
+              .in_flight = 2,
               .lr = 0.001, .optimizer = "adam", .schedule = "cosine",
               .data = "/usr/share/datasets/fashion-mnist",
               .seed = 1, .every = 500, .keep = 2, .bucket_kb = 256};
@@ -111,6 +119,9 @@ static int parse(int argc, char **argv, opts *o) {
     } else if (strcmp(a, "--limit-steps") == 0) {
       o->limit_steps = (int)strtol(v, &end, 10);
       if (*end || o->limit_steps < 1) goto bad;
+    } else if (strcmp(a, "--in-flight") == 0) {
+      o->in_flight = (int)strtol(v, &end, 10);
+      if (*end || o->in_flight < 1 || o->in_flight > MAX_IN_FLIGHT) goto bad;
     } else if (strcmp(a, "--bucket-kb") == 0) {
       o->bucket_kb = strtol(v, &end, 10);
       if (*end || o->bucket_kb < 0 || o->bucket_kb > (1L << 30)) goto bad;
@@ -603,18 +614,65 @@ static int64_t fetch_i64(pf_future *f, const char *name) {
 
 /* Tests kill the job at a known point: TRAIN_MLP_PAUSE_AT=N stops after step
  * N (after its checkpoint's files, before its manifest) for a minute. */
+static int pause_wanted(int64_t step);
+
 static void pause_for_tests(int64_t step) {
-  const char *at = getenv("TRAIN_MLP_PAUSE_AT");
-  if (at == NULL || strtoll(at, NULL, 10) != step) return;
+  if (!pause_wanted(step)) return;
   printf("train_mlp: paused after step %lld\n", (long long)step);
   fflush(stdout);
   sleep(60);
+}
+
+static int pause_wanted(int64_t step) {
+  const char *at = getenv("TRAIN_MLP_PAUSE_AT");
+  return at != NULL && strtoll(at, NULL, 10) == step;
 }
 
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* An epoch's running figures and where they go. */
+typedef struct progress {
+  int epoch, tty, batch, per_epoch;
+  FILE *csv;
+  double t0, loss_sum;
+  int64_t start, total, correct, seen, ran;
+} progress;
+
+/* Waits for training step `done` (the i-th of its epoch), reads its loss
+ * and hits, writes its metrics and, every 50 steps and at the end of an
+ * epoch or the run, the progress line; frees the future. */
+static void record(pf_future *f, progress *p, int64_t done, int i) {
+  pf_tensor *lt;
+  double loss;
+  int64_t hits;
+  if (pf_future_wait(f) != 0) {
+    fprintf(stderr, "train_mlp: step %lld failed: %s\n", (long long)done, pf_future_error(f));
+    exit(1);
+  }
+  CHECK(pf_future_fetch(f, "loss", &lt));
+  loss = *(float *)pf_tensor_data(lt);
+  pf_tensor_destroy(lt);
+  p->loss_sum += loss;
+  p->ran++;
+  p->correct += hits = fetch_i64(f, "correct");
+  p->seen += p->batch;
+  pf_future_destroy(f);
+  if (p->csv)
+    fprintf(p->csv, "step,%d,%lld,%.9g,%.6f\n", p->epoch, (long long)(done + 1), loss,
+            (double)hits / p->batch);
+  if ((done + 1) % 50 == 0 || i + 1 == p->per_epoch || done + 1 == p->total) {
+    double el = now_s() - p->t0, rate = (double)(done + 1 - p->start) * p->batch / el;
+    double eta = (double)(p->total - done - 1) * p->batch / rate;
+    printf("%sepoch %d step %lld/%lld loss %.4f train acc %.3f %.0f samples/s ETA %.0fs%s",
+           p->tty ? "\r" : "", p->epoch, (long long)(done + 1), (long long)p->total,
+           p->loss_sum / (double)p->ran, (double)p->correct / (double)p->seen, rate, eta,
+           p->tty ? "   " : "\n");
+    fflush(stdout);
+  }
 }
 
 int main(int argc, char **argv) {
@@ -703,13 +761,16 @@ int main(int argc, char **argv) {
   t0 = now_s();
   start = done;
   for (int epoch = (int)(done / steps_per_epoch); done < total_steps; epoch++) {
-    double loss_sum = 0;
-    int64_t correct = 0, seen = 0, ran = 0;
+    progress pr = {.epoch = epoch + 1, .tty = tty, .csv = csv, .t0 = t0, .start = start,
+                   .total = total_steps, .batch = o.batch, .per_epoch = steps_per_epoch};
+    /* Steps sent and not yet read, oldest first: step ring[k] is the
+     * (first + k)-th of the run, the i-th of its epoch at ring_i[k]. */
+    pf_future *ring[MAX_IN_FLIGHT];
+    int64_t first = done;
+    int n_ring = 0;
     for (int i = (int)(done % steps_per_epoch); i < steps_per_epoch && done < total_steps;
          i++, done++) {
-      pf_tensor *lt;
-      double loss;
-      int64_t hits;
+      int ckpt = save != NULL && ((done + 1) % o.every == 0 || done + 1 == total_steps);
       *(int64_t *)pf_tensor_data(step) = done;
       /* Cosine decay from lr to 0 over the run, one scalar sent per step. */
       *(double *)pf_tensor_data(lr_now) =
@@ -717,55 +778,50 @@ int main(int argc, char **argv) {
               ? o.lr * 0.5 * (1 + cos(M_PI * (double)done / (double)total_steps))
               : o.lr;
       f = run(train, &bufs, step);
-      if (pf_future_wait(f) != 0) {
-        fprintf(stderr, "train_mlp: step %lld failed: %s\n", (long long)done, pf_future_error(f));
+      /* Its outputs are handed over now, before they are made: the next
+       * step goes out fed them while this one runs, and this loop reads a
+       * step's loss while the devices run the steps after it. Waiting for
+       * each step before sending the next left the devices idle for the
+       * round trip to this thread, ~90 us a step; one step ahead was not
+       * enough with one core per rank, where this thread runs only when
+       * the device thread waits (bench/train). */
+      collect(train, f, &bufs, "loss", "correct");
+      ring[n_ring++] = f;
+      if (n_ring == o.in_flight || ckpt || pause_wanted(done + 1)) {
+        int keep = ckpt || pause_wanted(done + 1) ? 0 : o.in_flight - 1;
+        while (n_ring > keep) {
+          record(ring[0], &pr, first, (int)(first % steps_per_epoch));
+          memmove(ring, ring + 1, (size_t)--n_ring * sizeof *ring);
+          first++;
+        }
+      }
+      if (!ckpt && !pause_wanted(done + 1)) continue;
+      if (!ckpt) {
+        pause_for_tests(done + 1);
+        continue;
+      }
+      pf_future *sf;
+      *(int64_t *)pf_tensor_data(step) = done + 1;
+      sf = run(save, &bufs, step);
+      if (pf_future_wait(sf) != 0) {
+        fprintf(stderr, "train_mlp: checkpoint at step %lld failed: %s\n",
+                (long long)(done + 1), pf_future_error(sf));
         return 1;
       }
-      collect(train, f, &bufs, "loss", "correct");
-      CHECK(pf_future_fetch(f, "loss", &lt));
-      loss = *(float *)pf_tensor_data(lt);
-      loss_sum += loss;
-      ran++;
-      pf_tensor_destroy(lt);
-      correct += hits = fetch_i64(f, "correct");
-      if (csv)
-        fprintf(csv, "step,%d,%lld,%.9g,%.6f\n", epoch + 1, (long long)(done + 1), loss,
-                (double)hits / o.batch);
-      if (save == NULL || ((done + 1) % o.every != 0 && done + 1 != total_steps))
-        pause_for_tests(done + 1);
-      if (save != NULL && ((done + 1) % o.every == 0 || done + 1 == total_steps)) {
-        pf_future *sf;
-        *(int64_t *)pf_tensor_data(step) = done + 1;
-        sf = run(save, &bufs, step);
-        if (pf_future_wait(sf) != 0) {
-          fprintf(stderr, "train_mlp: checkpoint at step %lld failed: %s\n",
-                  (long long)(done + 1), pf_future_error(sf));
-          return 1;
-        }
-        pf_future_destroy(sf);
-        if (csv) fflush(csv);
-        pause_for_tests(done + 1);
-        if (write_manifest(o.checkpoint, done + 1, config) != 0) {
-          fprintf(stderr, "train_mlp: cannot write the manifest in %s\n", o.checkpoint);
-          return 1;
-        }
-        sf = run(prune, &bufs, step);
-        if (pf_future_wait(sf) != 0) /* the checkpoint is safe: say so, go on */
-          fprintf(stderr, "train_mlp: removing old checkpoints: %s\n", pf_future_error(sf));
-        pf_future_destroy(sf);
+      pf_future_destroy(sf);
+      if (csv) fflush(csv);
+      pause_for_tests(done + 1);
+      if (write_manifest(o.checkpoint, done + 1, config) != 0) {
+        fprintf(stderr, "train_mlp: cannot write the manifest in %s\n", o.checkpoint);
+        return 1;
       }
-      seen += o.batch;
-      pf_future_destroy(f);
-      if ((done + 1) % 50 == 0 || i + 1 == steps_per_epoch || done + 1 == total_steps) {
-        double el = now_s() - t0, rate = (double)(done + 1 - start) * o.batch / el;
-        double eta = (double)(total_steps - done - 1) * o.batch / rate;
-        printf("%sepoch %d step %lld/%lld loss %.4f train acc %.3f %.0f samples/s ETA %.0fs%s",
-               tty ? "\r" : "", epoch + 1, (long long)(done + 1), (long long)total_steps,
-               loss_sum / (double)ran, (double)correct / (double)seen, rate, eta,
-               tty ? "   " : "\n");
-        fflush(stdout);
-      }
+      sf = run(prune, &bufs, step);
+      if (pf_future_wait(sf) != 0) /* the checkpoint is safe: say so, go on */
+        fprintf(stderr, "train_mlp: removing old checkpoints: %s\n", pf_future_error(sf));
+      pf_future_destroy(sf);
     }
+    for (int k = 0; k < n_ring; k++, first++)
+      record(ring[k], &pr, first, (int)(first % steps_per_epoch));
     *(int64_t *)pf_tensor_data(step) = 0;
     f = run(eval, &bufs, step);
     CHECK(pf_future_wait(f));
