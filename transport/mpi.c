@@ -995,7 +995,7 @@ static int t_collective(pf_transport *t, pf_transport_comm *handle, const pf_col
   if ((c->kind == PF_ALLREDUCE || c->kind == PF_REDUCE_SCATTER) && dt == MPI_DATATYPE_NULL)
     return PF_EINVAL;
   if (c->kind == PF_ALLREDUCE &&
-      pf_mpi_ar_small(c->count * pf_dtype_size(c->dtype), c->dtype, ((cached_comm *)handle)->n))
+      pf_mpi_ar_direct(c->count, c->dtype, ((cached_comm *)handle)->n))
     return pf_mpi_ar_start(m, &((cached_comm *)handle)->lane, c->send, c->recv, c->count, c->dtype,
                            c->reduce_op, cb, arg);
   switch (c->kind) {

@@ -141,27 +141,30 @@ void pf_mpi_box_free(pf_mpi_box *b);
 MPI_Datatype pf_mpi_dtype(pf_dtype dtype);
 MPI_Op pf_mpi_op(int reduce_op);
 
-/* ---- small allreduces (mpi_allreduce.c) --------------------------------- */
+/* ---- allreduces over point-to-point messages (mpi_allreduce.c) ------------ */
 
-/* Allreduces of at most this many bytes go by recursive doubling over
- * point-to-point messages instead of MPI_Iallreduce (see mpi_allreduce.c). */
+/* Allreduces of at most this many bytes go by recursive doubling, larger
+ * ones by a ring, instead of MPI_Iallreduce (see mpi_allreduce.c). */
 #define PF_MPI_AR_SMALL_BYTES 8192
 
-/* A communicator's small allreduces: how many were issued (every rank
- * issues them in the same order: the tags follow from it), how many are in
- * flight, and those waiting for a tag. */
+/* A communicator's allreduces of pf_mpi_ar_start: how many were issued
+ * (every rank issues them in the same order: the tags follow from it), how
+ * many are in flight, and those waiting for a tag. */
 typedef struct pf_mpi_ar_lane {
   MPI_Comm comm;
   int rank, size;
   int width; /* how many may be in flight at once: tag_ub / the rounds */
   uint64_t seq;
   int in_flight;
+  struct small_ar *first, *last; /* in flight, oldest first */
   struct small_ar *waiting, *waiting_tail;
 } pf_mpi_ar_lane;
 
-/* 1 when an allreduce of `bytes` of `dtype` over n ranks goes by
- * pf_mpi_ar_start: the same answer on every rank. */
-int pf_mpi_ar_small(size_t bytes, pf_dtype dtype, int n);
+/* 1 when an allreduce of `count` elements of `dtype` over n ranks goes by
+ * pf_mpi_ar_start (f32, f64, i32, i64; n >= 2; a vector over
+ * PF_MPI_AR_SMALL_BYTES of at least n elements and at most 2 GiB): the
+ * same answer on every rank. */
+int pf_mpi_ar_direct(size_t count, pf_dtype dtype, int n);
 /* Sets up the lane of communicator comm (MPI_COMM_NULL: a rank not in it). */
 void pf_mpi_ar_lane_init(pf_mpi_ar_lane *lane, MPI_Comm comm, int tag_ub);
 /* Starts an allreduce of count elements of `send` (NULL: in place) into
@@ -169,7 +172,7 @@ void pf_mpi_ar_lane_init(pf_mpi_ar_lane *lane, MPI_Comm comm, int tag_ub);
  * MEAN sums: the caller divides); cb(arg, status) on the loop thread once
  * done, from a later pf_mpi_progress (from inside this call only when its
  * requests could not be tracked for want of memory and were waited for
- * here). Errors: PF_EINVAL (not a small allreduce: see pf_mpi_ar_small),
+ * here). Errors: PF_EINVAL (not one of these: see pf_mpi_ar_direct),
  * PF_ENOMEM, PF_EMPI (nothing of it is in flight; a failure after that
  * comes through cb). */
 int pf_mpi_ar_start(pf_mpi *m, pf_mpi_ar_lane *lane, const void *send, void *recv, size_t count,

@@ -1,13 +1,16 @@
-/* Small allreduces by recursive doubling (transport/mpi_allreduce.c), on
- * the ranks mpirun gives (3 and 4: with and without the fold of the ranks
- * above a power of two):
- *  - every dtype and reduce op, 1 to 2048 elements (8 KiB of f32), in place
- *    or not: the result equals MPI_Allreduce's where the sum is exact
- *    (small integers), and has the same bits on every rank;
+/* Allreduces over point-to-point messages (transport/mpi_allreduce.c):
+ * recursive doubling up to 8 KiB, a ring above, on the ranks mpirun gives
+ * (2, 3 and 4: with and without the fold of the ranks above a power of
+ * two, blocks of the ring of equal and unequal lengths):
+ *  - every dtype and reduce op, 1 to 100003 elements, in place or not: the
+ *    result equals MPI_Allreduce's where the sum is exact (small
+ *    integers), and has the same bits on every rank;
  *  - a max over a NaN has the same bits on every rank;
  *  - 60 allreduces in flight at once on a lane that allows 3 (the rest
  *    wait for a tag) each get their own result, whatever order their
- *    rounds complete in. */
+ *    rounds complete in; so do rings and doublings in flight together
+ *    (a younger one finishing first once let the next take the tag of one
+ *    still in flight: a ring's block then came in the wrong receive). */
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -69,17 +72,17 @@ static void same_everywhere(const void *p, size_t bytes) {
 static void exact_results(pf_mpi *m, pf_mpi_ar_lane *lane) {
   static const pf_dtype dts[] = {PF_F32, PF_F64, PF_I32, PF_I64};
   static const int ops[] = {PF_REDUCE_SUM, PF_REDUCE_MAX, PF_REDUCE_MIN, PF_REDUCE_MEAN};
-  static const size_t counts[] = {1, 2, 7, 1000};
+  static const size_t counts[] = {1, 2, 7, 1000, 2049, 100003};
   int k = 0, done = 0;
   for (size_t d = 0; d < 4; d++)
     for (size_t o = 0; o < 4; o++)
-      for (size_t c = 0; c < 4; c++, k++) {
+      for (size_t c = 0; c < 6; c++, k++) {
         /* f32: 2048 elements, exactly the 8 KiB limit. */
         size_t n = dts[d] == PF_F32 && c == 3 ? 2048 : counts[c];
         size_t bytes = n * pf_dtype_size(dts[d]);
         char *in = malloc(bytes), *out = malloc(bytes), *want = malloc(bytes);
         int in_place = k % 2;
-        CHECK(in && out && want && pf_mpi_ar_small(bytes, dts[d], size));
+        CHECK(in && out && want && pf_mpi_ar_direct(n, dts[d], size));
         fill(in, dts[d], n, rank, k);
         MPI_Allreduce(in, want, (int)n, pf_mpi_dtype(dts[d]), pf_mpi_op(ops[o]), MPI_COMM_WORLD);
         if (in_place) memcpy(out, in, bytes);
@@ -96,10 +99,11 @@ static void exact_results(pf_mpi *m, pf_mpi_ar_lane *lane) {
         free(out);
         free(want);
       }
-  /* Just above the limit: MPI_Iallreduce's. */
-  CHECK(!pf_mpi_ar_small(PF_MPI_AR_SMALL_BYTES + 4, PF_F32, size));
-  CHECK(!pf_mpi_ar_small(8, PF_F64, 1));
-  CHECK(!pf_mpi_ar_small(8, PF_U8, size));
+  /* MPI_Iallreduce's: one rank, a dtype MPI reduces and we do not, a
+   * large vector of fewer elements than ranks (a block would be empty). */
+  CHECK(!pf_mpi_ar_direct(1, PF_F64, 1));
+  CHECK(!pf_mpi_ar_direct(8, PF_U8, size));
+  CHECK(!pf_mpi_ar_direct(2000, PF_I64, 4000) && pf_mpi_ar_direct(2000, PF_I64, 2000));
 }
 
 /* Fractions and a NaN: bits agree on every rank. */
@@ -134,6 +138,34 @@ static void many_in_flight(pf_mpi *m, MPI_Comm comm) {
   CHECK(memcmp(out, want, sizeof want) == 0);
 }
 
+/* Rings and doublings in flight together on a lane of 3 tags: each gets
+ * its own result (a ring's steps all share one tag of its own). */
+static void rings_in_flight(pf_mpi *m, MPI_Comm comm) {
+  enum { N = 12, BIG = 3001 };
+  pf_mpi_ar_lane narrow;
+  int64_t *in[N], *out[N], *want[N];
+  int done = 0;
+  pf_mpi_ar_lane_init(&narrow, comm, 3 * 32 + 31);
+  for (int k = 0; k < N; k++) {
+    size_t len = k % 2 ? BIG : 5;
+    CHECK((in[k] = malloc(len * 8)) && (out[k] = malloc(len * 8)) && (want[k] = malloc(len * 8)));
+    fill(in[k], PF_I64, len, rank, k);
+    MPI_Allreduce(in[k], want[k], (int)len, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+  }
+  for (int k = 0; k < N; k++)
+    CHECK(pf_mpi_ar_start(m, &narrow, in[k], out[k], k % 2 ? BIG : 5, PF_I64, PF_REDUCE_SUM,
+                          done_cb, &done) == 0);
+  CHECK(narrow.in_flight <= 3);
+  wait_for(m, &done, N);
+  CHECK(narrow.in_flight == 0 && narrow.waiting == NULL && narrow.first == NULL);
+  for (int k = 0; k < N; k++) {
+    CHECK(memcmp(out[k], want[k], (k % 2 ? BIG : 5) * 8) == 0);
+    free(in[k]);
+    free(out[k]);
+    free(want[k]);
+  }
+}
+
 int main(int argc, char **argv) {
   pf_mpi *m;
   pf_diag d;
@@ -149,6 +181,7 @@ int main(int argc, char **argv) {
   exact_results(m, &lane);
   same_bits(m, &lane);
   many_in_flight(m, comm);
+  rings_in_flight(m, comm);
   MPI_Comm_free(&comm);
   if (rank == 0) printf("mpi_allreduce: %d ranks: ok\n", size);
   pf_mpi_finalize(m);
