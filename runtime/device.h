@@ -144,6 +144,11 @@ typedef struct pf_cpu_device_config {
 /* Starts a CPU device: one worker thread, named pf-devN, that runs its
  * queue. Errors: PF_ENOMEM, PF_ESYS (no thread). */
 int pf_cpu_device_create(const pf_cpu_device_config *cfg, pf_device **out);
+/* 1 if the calling thread woke a sleeping CPU worker since it last asked
+ * (and forgets it): the loop thread, which may share its core with the
+ * worker, then yields at once instead of keeping the core for the rest
+ * of its spin. */
+int pf_cpu_device_woke_worker(void);
 /* The CPU the device's worker is pinned to, or -1. */
 int pf_cpu_device_cpu(const pf_device *d);
 /* The CPUs to pin n_devices workers to: the bind_first-th and following

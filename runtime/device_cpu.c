@@ -57,6 +57,22 @@ typedef struct cpu_device {
   _Atomic uint64_t head_wait_ns; /* parts' waits before the worker took them */
 } cpu_device;
 
+/* Set when this thread woke a sleeping worker (pf_cpu_device_woke_worker). */
+static __thread int woke_worker;
+
+/* Wakes the worker (lock held) and says so to the calling thread. */
+static void wake_worker(cpu_device *c) {
+  pthread_cond_signal(&c->wake);
+  woke_worker = 1;
+}
+
+int pf_cpu_device_woke_worker(void) {
+  int w = woke_worker;
+  woke_worker = 0;
+  return w;
+}
+
+
 static void cpu_info(pf_device *d, pf_device_info *out) {
   cpu_device *c = (cpu_device *)d;
   out->kind = PF_DEVICE_CPU;
@@ -128,7 +144,7 @@ static void cpu_submit(pf_device *d, pf_part *pt) {
    * to the part when it is done, and one asleep on an op of an earlier
    * part has nothing to do with this one (waking it cost a futex wake-up
    * and took the core from the loop thread once a step). */
-  if (c->idle && head_runnable(c)) pthread_cond_signal(&c->wake);
+  if (c->idle && head_runnable(c)) wake_worker(c);
   pthread_mutex_unlock(&c->lock);
 }
 
@@ -146,7 +162,7 @@ static int cpu_ready(pf_device *d, pf_step *s, uint32_t j, int may_claim) {
     if (may_claim)
       claimed = c->loop_running = 1;
     else
-      pthread_cond_signal(&c->wake);
+      wake_worker(c);
   }
   pthread_mutex_unlock(&c->lock);
   return claimed;
@@ -184,7 +200,7 @@ static int cpu_release(pf_device *d, pf_step *s, uint32_t j) {
   } else {
     wake = pf_step_op_ready(s, next);
   }
-  if (wake) pthread_cond_signal(&c->wake);
+  if (wake) wake_worker(c);
   pthread_mutex_unlock(&c->lock);
   return last;
 }

@@ -767,6 +767,22 @@ static int waiting(pf_runtime *rt) {
 
 static void send_due_heartbeats(pf_runtime *rt);
 
+/* This thread just woke a device worker that slept: yield at once. The
+ * worker may share this core (one core per rank), and a woken thread does
+ * not take the core from a running one (the scheduler's wake-up
+ * granularity): after the yields of a long wait had backed off to 1024
+ * polls, the optimizer step that a gradient allreduce made ready started
+ * ~40 us late, and each training step after the one before it the same
+ * (bench/train). */
+static void yield_to_woken(pf_runtime *rt) {
+  if (!pf_cpu_device_woke_worker()) return;
+  rt->polls_since_yield = 0;
+  rt->yield_every = YIELD_EVERY;
+  loop_unlock(rt);
+  sched_yield();
+  loop_lock(rt);
+}
+
 static void on_spin(uv_idle_t *h) {
   pf_runtime *rt = h->data;
   uint64_t now;
@@ -778,8 +794,10 @@ static void on_spin(uv_idle_t *h) {
     if (atomic_load_explicit(&rt->has_events, memory_order_acquire)) drain_events(rt);
     if (poll_mpi(rt) > 0) {
       busy = 1;
+      yield_to_woken(rt);
       continue;
     }
+    yield_to_woken(rt);
     /* Nothing completed: post receives a step left for later. Not after a
      * poll that completed something: the loop is then on the critical
      * path (a rank that never waits would pay for a post every step). */
