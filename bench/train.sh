@@ -10,6 +10,8 @@
 # with --no-bucket (one allreduce per gradient).
 # Runs alternate (pathflow, pathflow --no-bucket, MPI, PyTorch, pathflow, ...)
 # ROUNDS times (3); the table shows each one's median samples/s and the ratios.
+# pathflow and the hand-written loop both count from their 11th step on (the
+# first ones allocate and fill caches): train_mlp's last line gives that rate.
 set -euo pipefail
 if [[ ${1:-} == --install-torch ]]; then
   apt-get install -y -qq --no-install-recommends python3-torch python3-numpy >/dev/null

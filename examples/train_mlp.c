@@ -634,6 +634,13 @@ static double now_s(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The steady rate: training steps read from the WARM_STEPS-th of the run
+ * on, and when (the first steps allocate memory and fill caches; the
+ * hand-written loop bench/train compares with times from its 10th). */
+#define WARM_STEPS 10
+static double warm_t, last_t, eval_s; /* eval_s: evaluations after warm_t */
+static int64_t warm_done = -1, last_done;
+
 /* An epoch's running figures and where they go. */
 typedef struct progress {
   int epoch, tty, batch, per_epoch;
@@ -661,6 +668,12 @@ static void record(pf_future *f, progress *p, int64_t done, int i) {
   p->correct += hits = fetch_i64(f, "correct");
   p->seen += p->batch;
   pf_future_destroy(f);
+  last_t = now_s();
+  last_done = done + 1;
+  if (done + 1 - p->start == WARM_STEPS) {
+    warm_t = last_t;
+    warm_done = done + 1;
+  }
   if (p->csv)
     fprintf(p->csv, "step,%d,%lld,%.9g,%.6f\n", p->epoch, (long long)(done + 1), loss,
             (double)hits / p->batch);
@@ -823,15 +836,22 @@ int main(int argc, char **argv) {
     for (int k = 0; k < n_ring; k++, first++)
       record(ring[k], &pr, first, (int)(first % steps_per_epoch));
     *(int64_t *)pf_tensor_data(step) = 0;
+    double eval_t = now_s();
     f = run(eval, &bufs, step);
     CHECK(pf_future_wait(f));
     accuracy = (double)fetch_i64(f, "correct") / 10000.0;
     pf_future_destroy(f);
+    if (warm_done >= 0 && done < total_steps) eval_s += now_s() - eval_t;
     printf("%sepoch %d: test accuracy %.4f\n", tty ? "\n" : "", epoch + 1, accuracy);
     if (csv) fprintf(csv, "epoch,%d,%lld,0,%.6f\n", epoch + 1, (long long)done, accuracy);
   }
-  printf("train_mlp: final test accuracy %.4f after %lld steps (%lld in this run) in %.1f s\n",
+  printf("train_mlp: final test accuracy %.4f after %lld steps (%lld in this run) in %.1f s",
          accuracy, (long long)done, (long long)(done - start), now_s() - t0);
+  if (warm_done >= 0 && last_done > warm_done && last_t - warm_t - eval_s > 0)
+    printf(", training %.0f samples/s from step %lld on",
+           (double)(last_done - warm_done) * o.batch / (last_t - warm_t - eval_s),
+           (long long)warm_done + 1);
+  printf("\n");
   if (csv != NULL) {
     fclose(csv);
     printf("train_mlp: metrics in %s (draw them: pathflow chart %s chart.svg)\n", o.metrics,
