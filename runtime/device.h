@@ -76,6 +76,14 @@ typedef struct pf_device_ops {
    * (pf_step_part_done) and the device never touches s again. NULL for a
    * device whose ready never hands an op over. */
   int (*release)(pf_device *d, pf_step *s, uint32_t op);
+  /* The loop thread asks for the device's next op to run itself: when the
+   * device's worker waits (idle, or for that op's inputs) and the op is
+   * ready, claims it as ready with may_claim does, sets *s and *op and
+   * returns 1 (the caller runs it and calls release); else 0. NULL for a
+   * device that never hands ops over. Only for a device made to leave its
+   * ops to the loop (pf_cpu_device_config.loop_runs_ops): another worker
+   * is never woken for them, so the loop must ask. */
+  int (*claim)(pf_device *d, pf_step **s, uint32_t *op);
   /* The slot where the thread running this device's ops records which op
    * it runs (pf_running_bind), for crash and hang reports; NULL if none. */
   struct pf_running_slot *(*running)(pf_device *d);
@@ -139,6 +147,12 @@ typedef struct pf_cpu_device_config {
   uint64_t spin_ns; /* spin this long for an input before sleeping */
   int64_t memory_bytes; /* what it reports */
   pf_clock *clock;  /* borrowed */
+  /* 1: the loop thread runs the device's ops (claim): its worker is not
+   * woken for a new step nor for the next op in its queue, only for an op
+   * another thread's work made ready (ready without may_claim). For a rank
+   * with one core, where the worker and the loop thread took turns on it
+   * and each hand-off waited for the scheduler. */
+  int loop_runs_ops;
 } pf_cpu_device_config;
 
 /* Starts a CPU device: one worker thread, named pf-devN, that runs its

@@ -144,7 +144,7 @@ static void cpu_submit(pf_device *d, pf_part *pt) {
    * to the part when it is done, and one asleep on an op of an earlier
    * part has nothing to do with this one (waking it cost a futex wake-up
    * and took the core from the loop thread once a step). */
-  if (c->idle && head_runnable(c)) wake_worker(c);
+  if (c->idle && head_runnable(c) && !c->cfg.loop_runs_ops) wake_worker(c);
   pthread_mutex_unlock(&c->lock);
 }
 
@@ -200,9 +200,30 @@ static int cpu_release(pf_device *d, pf_step *s, uint32_t j) {
   } else {
     wake = pf_step_op_ready(s, next);
   }
-  if (wake) wake_worker(c);
+  if (wake && !c->cfg.loop_runs_ops) wake_worker(c);
   pthread_mutex_unlock(&c->lock);
   return last;
+}
+
+/* The op the worker waits on, if it is ready and nobody runs it: the
+ * loop thread's now (loop_runs_ops). An idle worker parks on the head
+ * part first (head_runnable). */
+static int cpu_claim(pf_device *d, pf_step **s, uint32_t *op) {
+  cpu_device *c = (cpu_device *)d;
+  uint32_t n, j;
+  int claimed = 0;
+  pthread_mutex_lock(&c->lock);
+  if (c->idle) head_runnable(c);
+  if (c->park_step != NULL && !c->loop_running) {
+    j = queue_op(c->park_step, c->cfg.index, c->park_e, &n);
+    if (j != UINT32_MAX && pf_step_op_ready(c->park_step, j)) {
+      c->loop_running = claimed = 1;
+      *s = c->park_step;
+      *op = j;
+    }
+  }
+  pthread_mutex_unlock(&c->lock);
+  return claimed;
 }
 
 static pf_running_slot *cpu_running(pf_device *d) { return &((cpu_device *)d)->running; }
@@ -341,6 +362,7 @@ static const pf_device_ops cpu_ops = {
     .submit = cpu_submit,
     .ready = cpu_ready,
     .release = cpu_release,
+    .claim = cpu_claim,
     .running = cpu_running,
     .counters = cpu_counters,
     .destroy = cpu_destroy,

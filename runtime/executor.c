@@ -530,8 +530,9 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
     } else if (dev != device) {
       pf_device *dv = ex->devices[dev];
       /* At most one claim per device: the inline queue has a place each. */
-      int may_claim = device < 0 && atomic_load_explicit(&l->inline_ok[j], memory_order_relaxed) ==
-                                        INLINE_YES;
+      int may_claim = device < 0 && (ex->cfg.loop_runs_ops ||
+                                     atomic_load_explicit(&l->inline_ok[j], memory_order_relaxed) ==
+                                         INLINE_YES);
       if (dv->ops->ready(dv, s, j, may_claim))
         ex->inline_ops[ex->n_inline++] = (struct inline_op){s, j};
     }
@@ -552,26 +553,57 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
  * in turn, one after another (not recursively: a chain of tiny ops across
  * ranks must not grow the stack). Re-entered from a transfer that
  * completes at once, it leaves the work to the outer call. */
-static void drain_inline(pf_executor *ex) {
-  if (ex->draining) return;
+/* loop_runs_ops: each device's next op, if it can be had (claim); at
+ * most one per device, as the inline queue holds. Returns how many. */
+static int claim_next(pf_executor *ex) {
+  int got = 0;
+  for (int d = 0; d < ex->cfg.num_devices; d++) {
+    pf_device *dv = ex->devices[d];
+    pf_step *s;
+    uint32_t op;
+    int queued = 0;
+    for (int k = 0; k < ex->n_inline; k++) queued |= ex->inline_ops[k].step->l->plan->ops[ex->inline_ops[k].op].device == d;
+    if (queued || dv->ops->claim == NULL || !dv->ops->claim(dv, &s, &op)) continue;
+    ex->inline_ops[ex->n_inline++] = (struct inline_op){s, op};
+    got++;
+  }
+  return got;
+}
+
+static int drain_inline(pf_executor *ex) {
+  int ran = 0;
+  if (ex->draining) return 0;
   ex->draining = 1;
   tls_running = &ex->loop_running;
-  while (ex->n_inline > 0) {
+  while (ex->n_inline > 0 || (ex->cfg.loop_runs_ops && claim_next(ex) > 0)) {
     struct inline_op it = ex->inline_ops[--ex->n_inline];
     int device = it.step->l->plan->ops[it.op].device, part_done;
     pf_device *dv = ex->devices[device];
-    /* Two clock reads cost a tenth of a chain of tiny ops across ranks:
-     * one inline run in INLINE_TIME_EVERY is timed. */
-    int timed = ex->inline_ticks++ % INLINE_TIME_EVERY == 0;
-    uint64_t t0 = timed ? pf_clock_now(ex->clock) : 0;
-    ex->inline_ops_run[device] += (uint64_t)run_op(it.step, it.op);
-    if (timed) note_inline_time(it.step->l, it.op, pf_clock_now(ex->clock) - t0);
+    if (ex->cfg.loop_runs_ops) {
+      /* Every op, whatever its length: not timed, never sent back. */
+      if (ex->cfg.around_op) ex->cfg.around_op(ex->cfg.loop_arg, 1);
+      ex->inline_ops_run[device] += (uint64_t)run_op(it.step, it.op);
+      if (ex->cfg.around_op) ex->cfg.around_op(ex->cfg.loop_arg, 0);
+    } else {
+      /* Two clock reads cost a tenth of a chain of tiny ops across ranks:
+       * one inline run in INLINE_TIME_EVERY is timed. */
+      int timed = ex->inline_ticks++ % INLINE_TIME_EVERY == 0;
+      uint64_t t0 = timed ? pf_clock_now(ex->clock) : 0;
+      ex->inline_ops_run[device] += (uint64_t)run_op(it.step, it.op);
+      if (timed) note_inline_time(it.step->l, it.op, pf_clock_now(ex->clock) - t0);
+    }
+    ran++;
     part_done = dv->ops->release(dv, it.step, it.op);
     finish_op(it.step, it.op, -1);
     if (part_done) step_piece_done(it.step);
   }
   tls_running = NULL;
   ex->draining = 0;
+  return ran;
+}
+
+int pf_executor_run_claimed(pf_executor *ex) {
+  return ex->cfg.loop_runs_ops ? drain_inline(ex) : 0;
 }
 
 /* Returns 1 if the op ran (0: skipped, its step had failed). */
@@ -957,7 +989,7 @@ int pf_executor_start(const pf_executor_config *cfg, pf_executor **out) {
     } else {
       pf_cpu_device_config dc = {.index = d, .rank = cfg->rank, .cpu = cpus[d],
                                  .spin_ns = cfg->spin_ns, .memory_bytes = cfg->device_memory,
-                                 .clock = ex->clock};
+                                 .clock = ex->clock, .loop_runs_ops = cfg->loop_runs_ops};
       rc = pf_cpu_device_create(&dc, &ex->devices[d]);
     }
     if (rc == 0) ex->started = d + 1;

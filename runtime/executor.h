@@ -70,6 +70,14 @@ typedef struct pf_executor_config {
   pf_device **devices;
   int64_t device_memory; /* what each CPU device reports */
   pf_clock *clock; /* time for timestamps and waits; NULL: the real clock */
+  /* 1: the loop thread runs the CPU devices' ops itself, whatever their
+   * length (pf_cpu_device_config.loop_runs_ops; pf_executor_run_claimed):
+   * for a rank with one core. around_op, when set, is called on the loop
+   * thread before (begin 1) and after (begin 0) each such op: the runtime
+   * lets go of the MPI lock meanwhile, so that heartbeats go out during a
+   * long kernel. */
+  int loop_runs_ops;
+  void (*around_op)(void *loop_arg, int begin);
 } pf_executor_config;
 
 /* Starts the devices (or takes cfg.devices), and (once per process) crash handlers for
@@ -149,6 +157,11 @@ int pf_step_failed(const pf_step *s);
 void pf_executor_step_fail(pf_step *s, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 const pf_plan *pf_step_plan(const pf_step *s);
+
+/* Loop thread, loop_runs_ops: runs the ops the devices hand over (claim),
+ * and those they make ready in turn, until none is left. Returns how many
+ * ran. */
+int pf_executor_run_claimed(pf_executor *ex);
 
 /* The loop thread finished op i: `status` 0 or an error recorded as the
  * step's failure with `message`. Wakes dependents; may complete the step. */

@@ -73,6 +73,9 @@ struct pf_runtime {
   pf_trace *timeline;
   uint64_t worker_spin_ns;
   int bind_workers;
+  int loop_runs_ops;    /* the loop thread runs the devices' ops (one core) */
+  int unlocked_for_op;  /* around_op let go of the MPI lock */
+  _Atomic uint64_t op_since; /* loop_runs_ops: when the op it runs began, or 0 */
   int64_t fault_alloc; /* PATHFLOW_FAULT_ALLOC on this rank, or 0 */
   pf_clock clock_own;  /* when the config names no clock */
   pf_clock *clock;
@@ -598,6 +601,29 @@ static void deliver(pf_runtime *rt, pf_msg *m) {
   pf_service_handle(rt->svc, m);
 }
 
+/* Around an op the loop thread runs for a device (loop_runs_ops): the
+ * MPI lock is free while a kernel runs, for the heartbeat thread (a long
+ * kernel would otherwise keep this rank's beats in, and its peers would
+ * declare it dead). */
+static void around_op(void *arg, int begin) {
+  pf_runtime *rt = arg;
+  if (begin) {
+    atomic_store_explicit(&rt->op_since, pf_clock_now(rt->clock), memory_order_relaxed);
+    rt->unlocked_for_op = rt->holds_mpi;
+    loop_unlock(rt);
+  } else {
+    if (rt->unlocked_for_op) loop_lock(rt);
+    atomic_store_explicit(&rt->op_since, 0, memory_order_relaxed);
+    pf_service_tick(rt->svc); /* the time stamps after a kernel are not those before */
+  }
+}
+
+/* The devices' ops the loop runs itself (loop_runs_ops): those ready now,
+ * and what they make ready in turn. Returns how many ran. */
+static int run_ops(pf_runtime *rt) {
+  return rt->loop_runs_ops ? pf_executor_run_claimed(rt->ex) : 0;
+}
+
 static void drain_events(pf_runtime *rt) {
   event *e;
   pf_service_tick(rt->svc);
@@ -626,6 +652,7 @@ static void drain_events(pf_runtime *rt) {
     free(e);
     e = next;
   }
+  run_ops(rt); /* a step that started here */
 }
 
 /* ---- MPI polling ------------------------------------------------------------- */
@@ -794,7 +821,12 @@ static void on_spin(uv_idle_t *h) {
     if (atomic_load_explicit(&rt->has_events, memory_order_acquire)) drain_events(rt);
     if (poll_mpi(rt) > 0) {
       busy = 1;
+      run_ops(rt);
       yield_to_woken(rt);
+      continue;
+    }
+    if (run_ops(rt) > 0) {
+      busy = 1;
       continue;
     }
     yield_to_woken(rt);
@@ -1068,6 +1100,29 @@ static void check_peers(pf_runtime *rt, uint64_t now) {
   }
 }
 
+/* loop_runs_ops: while the loop thread runs a kernel it cannot watch
+ * itself (on_tick is its timer): a kernel it has run for longer than
+ * PATHFLOW_WATCHDOG_S + PATHFLOW_HANG_TIMEOUT_S ends the job from here,
+ * named as check_hang names one. The loop let go of the MPI lock for the
+ * op (around_op); taken here, the op still the same one, MPI is ours. */
+static void check_loop_op(pf_runtime *rt, uint64_t now) {
+  uint64_t since = atomic_load_explicit(&rt->op_since, memory_order_relaxed);
+  char running[400], why[560];
+  if (!rt->loop_runs_ops || since == 0 || rt->watchdog_s == 0 || rt->hang_timeout_s == 0 ||
+      now - since <= (uint64_t)(rt->watchdog_s + rt->hang_timeout_s) * 1000000000u)
+    return;
+  pthread_mutex_lock(&rt->mpi_lock);
+  if (atomic_load_explicit(&rt->op_since, memory_order_relaxed) != since ||
+      pf_executor_running(rt->ex, running, sizeof running) <= 0) {
+    pthread_mutex_unlock(&rt->mpi_lock);
+    return;
+  }
+  snprintf(why, sizeof why, "hung: %s has not returned for %llu s (PATHFLOW_WATCHDOG_S + "
+           "PATHFLOW_HANG_TIMEOUT_S; 0 turns this off)", running,
+           (unsigned long long)(rt->watchdog_s + rt->hang_timeout_s));
+  pf_transport_abort(rt->cfg.transport, 1, why);
+}
+
 static void *beat_main(void *arg) {
   pf_runtime *rt = arg;
   uint64_t last = pf_clock_now(rt->clock);
@@ -1089,6 +1144,7 @@ static void *beat_main(void *arg) {
     last = now;
     send_heartbeats(rt);
     check_peers(rt, pf_clock_now(rt->clock));
+    check_loop_op(rt, pf_clock_now(rt->clock));
     pthread_mutex_lock(&rt->beat_lock);
   }
   pthread_mutex_unlock(&rt->beat_lock);
@@ -1175,8 +1231,24 @@ static int64_t worker_spin_default(const pf_runtime *rt) {
   return rt->size < 2 && cores > 0 && rt->cfg.num_devices <= cores ? 50 : 0;
 }
 
+/* Whether the loop thread runs the devices' ops, unless
+ * PATHFLOW_LOOP_RUNS_OPS says: in a job, when this process may run on one
+ * CPU only (mpirun --bind-to core with a core per rank). Its loop thread,
+ * device worker and client thread then take turns on that core, and a
+ * thread woken for a hand-off waits until the running one's time slice
+ * ends: a collective made ready during the backward pass was issued up to
+ * 100 us later, the optimizer step after it 40 us (bench/train). One
+ * thread running everything in turn, as a hand-written loop does, hands
+ * nothing off. */
+static int64_t loop_runs_ops_default(const pf_runtime *rt) {
+  cpu_set_t set;
+  if (rt->cfg.transport == NULL) return 0; /* no loop ops: nothing to hand off */
+  CPU_ZERO(&set);
+  return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) == 1;
+}
+
 static int read_env(pf_runtime *rt, pf_diag *d) {
-  int64_t spin_us, poll_max_ms, idle_poll_ms, trace, worker_spin_us, bind, cache_bytes;
+  int64_t spin_us, poll_max_ms, idle_poll_ms, trace, worker_spin_us, bind, cache_bytes, loop_ops;
   int64_t fault_send;
   int rc;
   if ((rc = pf_env_int("PATHFLOW_SPIN_US", 1000, 0, 10000000, &spin_us, d)) ||
@@ -1189,6 +1261,8 @@ static int read_env(pf_runtime *rt, pf_diag *d) {
       (rc = pf_env_int("PATHFLOW_WORKER_SPIN_US", worker_spin_default(rt), 0, 1000000,
                        &worker_spin_us, d)) ||
       (rc = pf_env_int("PATHFLOW_BIND_WORKERS", rt->cfg.transport != NULL, 0, 1, &bind, d)) ||
+      (rc = pf_env_int("PATHFLOW_LOOP_RUNS_OPS", loop_runs_ops_default(rt), 0, 1, &loop_ops,
+                       d)) ||
       /* Read where blocks are freed (runtime/storage.c), with the same parser;
        * checked here so that a bad value fails pf_init, not a later step. */
       (rc = pf_env_bytes("PATHFLOW_CACHE_BYTES", 0, 0, &cache_bytes, d)) ||
@@ -1197,6 +1271,9 @@ static int read_env(pf_runtime *rt, pf_diag *d) {
       (rc = pf_trace_check_dir(trace != 0, d)))
     return rc;
   rt->bind_workers = (int)bind;
+  /* Without a transport the executor has no loop ops: the loop thread does
+   * not run steps' ops there. */
+  rt->loop_runs_ops = loop_ops != 0 && rt->cfg.transport != NULL;
   if (fault_send > 0 && rt->cfg.transport != NULL && rt->cfg.transport->ops->fault_ctrl_send)
     rt->cfg.transport->ops->fault_ctrl_send(rt->cfg.transport, fault_send);
   rt->worker_spin_ns = (uint64_t)worker_spin_us * 1000u;
@@ -1254,6 +1331,8 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   ec.fault_alloc = rt->fault_alloc;
   ec.clock = rt->clock;
   ec.device_memory = cfg->device_memory;
+  ec.loop_runs_ops = rt->loop_runs_ops;
+  ec.around_op = around_op;
   /* Ranks on one host share its cores: each starts at its own offset. */
   ec.bind_first = !rt->bind_workers ? -1
                   : (cfg->transport ? cfg->transport->local_rank : 0) * cfg->num_devices;
