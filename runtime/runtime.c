@@ -741,7 +741,10 @@ static int poll_mpi(pf_runtime *rt) {
     }
     route_in(rt, peer, m);
   }
-  return activity;
+  /* What a message started or a completion made ready (loop_runs_ops):
+   * every path that polls comes here, the event-driven ones included (a
+   * transport that wakes the loop itself is not spun on). */
+  return activity + run_ops(rt);
 }
 
 static void on_poll(uv_timer_t *h);
@@ -821,12 +824,7 @@ static void on_spin(uv_idle_t *h) {
     if (atomic_load_explicit(&rt->has_events, memory_order_acquire)) drain_events(rt);
     if (poll_mpi(rt) > 0) {
       busy = 1;
-      run_ops(rt);
       yield_to_woken(rt);
-      continue;
-    }
-    if (run_ops(rt) > 0) {
-      busy = 1;
       continue;
     }
     yield_to_woken(rt);

@@ -172,7 +172,9 @@ static void test_buffers_across_100_executions(void **state) {
   OK(pf_compile(g, &exe));
   pf_tensor *p0 = seq_tensor(spec, 2), *grad = seq_tensor(spec, 5), *out;
   float *ref = malloc(sizeof(float) * 64 * (size_t)world);
+  struct timespec t0, t1;
   memcpy(ref, pf_tensor_data(p0), pf_tensor_nbytes(p0));
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   for (int step = 0; step < 100; step++) {
     pf_future *f;
     pf_feed feeds[2] = {{.name = "p"}, {.name = "g", .tensor = grad}};
@@ -187,6 +189,11 @@ static void test_buffers_across_100_executions(void **state) {
     pf_future_destroy(f);
     for (int i = 0; i < 64 * world; i++) ref[i] -= 0.125f * ((float *)pf_tensor_data(grad))[i];
   }
+  /* Not a benchmark: a step left for a timer (the loop running ops,
+   * PATHFLOW_LOOP_RUNS_OPS, once started them only at its next idle poll, a
+   * second later) takes 100 s here, a healthy run well under one. */
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  assert_true((double)(t1.tv_sec - t0.tv_sec) < 30);
   OK(pf_buffer_fetch(ctx, param, &out));
   for (int i = 0; i < 64 * world; i++)
     assert_true(fabsf(((float *)pf_tensor_data(out))[i] - ref[i]) < 1e-3f);
