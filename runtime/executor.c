@@ -562,7 +562,10 @@ static int claim_next(pf_executor *ex) {
     pf_step *s;
     uint32_t op;
     int queued = 0;
-    for (int k = 0; k < ex->n_inline; k++) queued |= ex->inline_ops[k].step->l->plan->ops[ex->inline_ops[k].op].device == d;
+    for (int k = 0; k < ex->n_inline; k++) {
+      const struct inline_op *it = &ex->inline_ops[k];
+      queued |= it->step->l->plan->ops[it->op].device == d;
+    }
     if (queued || dv->ops->claim == NULL || !dv->ops->claim(dv, &s, &op)) continue;
     ex->inline_ops[ex->n_inline++] = (struct inline_op){s, op};
     got++;
