@@ -628,10 +628,12 @@ static int output_index(pf_future *f, const char *name, int pending) {
     return pf_context_error(ctx, PF_ENOTFOUND, "no output named \"%s\"", name ? name : "");
   if (f->taken[o])
     return pf_context_error(ctx, PF_ESTATE, "output \"%s\" was already taken as a buffer", name);
-  if (pending && !pf_future_done(f)) wait_sent(f);
-  if (!pending && !pf_future_done(f))
-    return pf_context_error(ctx, PF_ESTATE, "output \"%s\": execution not complete",
-                            name ? name : "");
+  if (!pf_future_done(f)) {
+    if (!pending)
+      return pf_context_error(ctx, PF_ESTATE, "output \"%s\": execution not complete",
+                              name ? name : "");
+    wait_sent(f);
+  }
   if (pf_future_done(f) && f->w.status != 0)
     return pf_context_error(ctx, PF_ESTATE, "output \"%s\": execution failed: %s",
                             name ? name : "", f->w.message);

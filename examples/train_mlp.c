@@ -776,14 +776,14 @@ int main(int argc, char **argv) {
   for (int epoch = (int)(done / steps_per_epoch); done < total_steps; epoch++) {
     progress pr = {.epoch = epoch + 1, .tty = tty, .csv = csv, .t0 = t0, .start = start,
                    .total = total_steps, .batch = o.batch, .per_epoch = steps_per_epoch};
-    /* Steps sent and not yet read, oldest first: step ring[k] is the
-     * (first + k)-th of the run, the i-th of its epoch at ring_i[k]. */
+    /* Steps sent and not yet read, oldest first: ring[k] is step first + k
+     * of the run. */
     pf_future *ring[MAX_IN_FLIGHT];
     int64_t first = done;
     int n_ring = 0;
     for (int i = (int)(done % steps_per_epoch); i < steps_per_epoch && done < total_steps;
          i++, done++) {
-      int ckpt = save != NULL && ((done + 1) % o.every == 0 || done + 1 == total_steps);
+      int ckpt = save != NULL && ((done + 1) % o.every == 0 || done + 1 == total_steps), drain;
       *(int64_t *)pf_tensor_data(step) = done;
       /* Cosine decay from lr to 0 over the run, one scalar sent per step. */
       *(double *)pf_tensor_data(lr_now) =
@@ -800,15 +800,14 @@ int main(int argc, char **argv) {
        * the device thread waits (bench/train). */
       collect(train, f, &bufs, "loss", "correct");
       ring[n_ring++] = f;
-      if (n_ring == o.in_flight || ckpt || pause_wanted(done + 1)) {
-        int keep = ckpt || pause_wanted(done + 1) ? 0 : o.in_flight - 1;
-        while (n_ring > keep) {
-          record(ring[0], &pr, first, (int)(first % steps_per_epoch));
-          memmove(ring, ring + 1, (size_t)--n_ring * sizeof *ring);
-          first++;
-        }
+      /* Before a checkpoint or a test's pause every step is read. */
+      drain = ckpt || pause_wanted(done + 1);
+      while (n_ring > (drain ? 0 : o.in_flight - 1)) {
+        record(ring[0], &pr, first, (int)(first % steps_per_epoch));
+        memmove(ring, ring + 1, (size_t)--n_ring * sizeof *ring);
+        first++;
       }
-      if (!ckpt && !pause_wanted(done + 1)) continue;
+      if (!drain) continue;
       if (!ckpt) {
         pause_for_tests(done + 1);
         continue;

@@ -549,30 +549,28 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
   }
 }
 
-/* On the loop thread: runs the ops it claimed, and those they make ready
- * in turn, one after another (not recursively: a chain of tiny ops across
- * ranks must not grow the stack). Re-entered from a transfer that
- * completes at once, it leaves the work to the outer call. */
-/* loop_runs_ops: each device's next op, if it can be had (claim); at
- * most one per device, as the inline queue holds. Returns how many. */
+/* loop_runs_ops: each device's next op, if it can be had (claim), into
+ * the inline queue, which is empty when this is called (drain_inline): one
+ * per device at most, as it holds. Returns how many. */
 static int claim_next(pf_executor *ex) {
   int got = 0;
   for (int d = 0; d < ex->cfg.num_devices; d++) {
     pf_device *dv = ex->devices[d];
     pf_step *s;
     uint32_t op;
-    int queued = 0;
-    for (int k = 0; k < ex->n_inline; k++) {
-      const struct inline_op *it = &ex->inline_ops[k];
-      queued |= it->step->l->plan->ops[it->op].device == d;
-    }
-    if (queued || dv->ops->claim == NULL || !dv->ops->claim(dv, &s, &op)) continue;
+    if (dv->ops->claim == NULL || !dv->ops->claim(dv, &s, &op)) continue;
     ex->inline_ops[ex->n_inline++] = (struct inline_op){s, op};
     got++;
   }
   return got;
 }
 
+/* On the loop thread: runs the ops it claimed, and those they make ready
+ * in turn, one after another (not recursively: a chain of tiny ops across
+ * ranks must not grow the stack); with loop_runs_ops, then the ops the
+ * devices hand over (claim_next). Re-entered from a transfer that
+ * completes at once, it leaves the work to the outer call. Returns how
+ * many ops ran. */
 static int drain_inline(pf_executor *ex) {
   int ran = 0;
   if (ex->draining) return 0;

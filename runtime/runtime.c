@@ -652,7 +652,6 @@ static void drain_events(pf_runtime *rt) {
     free(e);
     e = next;
   }
-  run_ops(rt); /* a step that started here */
 }
 
 /* ---- MPI polling ------------------------------------------------------------- */

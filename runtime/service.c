@@ -1224,12 +1224,19 @@ void pf_service_dump(const pf_service *s, FILE *f) {
                 qr->r->ready[k] ? "ready, waiting for earlier collectives on its communicator"
                                 : "waiting for its input");
       }
-  for (const parked *w = s->parked; w; w = w->next)
-    fprintf(f, "  %s%s%llu waits (%.3f s) for buffers that steps in flight here are making%s\n",
-            pf_msg_kind_name(w->m->kind), w->m->kind == PF_MSG_RUN ? " of step " : " ",
-            (unsigned long long)(w->m->kind == PF_MSG_RUN ? w->m->step : w->m->request),
+  for (const parked *w = s->parked; w; w = w->next) {
+    const pf_msg *m = w->m;
+    char what[64];
+    if (m->kind == PF_MSG_RUN)
+      snprintf(what, sizeof what, "run of step %llu", (unsigned long long)m->step);
+    else if (m->kind == PF_MSG_FETCH)
+      snprintf(what, sizeof what, "fetch of buffer %llu", (unsigned long long)m->buffer);
+    else
+      snprintf(what, sizeof what, "release of %u buffers", m->n_ids);
+    fprintf(f, "  %s waits (%.3f s) for buffers that steps in flight here are making%s\n", what,
             (double)(pf_clock_now(s->cfg.clock) - w->since) * 1e-9,
             w == s->parked ? "" : ", or behind one that does");
+  }
   if (s->cfg.transport)
     fprintf(f, "  %d transport operations pending\n",
             s->cfg.transport->ops->pending(s->cfg.transport));

@@ -172,6 +172,9 @@ static size_t block_at(const small_ar *ar, int i) {
 }
 static size_t block_len(const small_ar *ar, int i) { return block_at(ar, i + 1) - block_at(ar, i); }
 
+/* Block i of n, i taken modulo n (negative too). */
+static int block_mod(int i, int n) { return (i % n + n) % n; }
+
 /* The ring's next step, once the last one is done: step k < n - 1 of the
  * reduce-scatter sends block me - k and receives block me - k - 1 into
  * tmp, added into ours once it is in; step n - 1 + j of the allgather
@@ -184,17 +187,17 @@ static int ring_advance(small_ar *ar) {
   size_t es = pf_dtype_size(ar->dtype);
   while (ar->status == 0) {
     if (k >= 1 && k <= n - 1) {
-      int got = ((me - k) % n + n) % n;
+      int got = block_mod(me - k, n);
       pf_reduce_into(ar->acc + block_at(ar, got) * es, ar->tmp, block_len(ar, got), ar->dtype,
                      ar->op);
     }
     if (k == 2 * (n - 1)) break;
     if (k < n - 1) {
-      send = ((me - k) % n + n) % n;
-      recv = ((me - k - 1) % n + n) % n;
+      send = block_mod(me - k, n);
+      recv = block_mod(me - k - 1, n);
     } else {
-      send = ((me + 1 - (k - n + 1)) % n + n) % n;
-      recv = ((me - (k - n + 1)) % n + n) % n;
+      send = block_mod(me + 1 - (k - n + 1), n);
+      recv = block_mod(me - (k - n + 1), n);
     }
     ar->step = ++k;
     rc = post_to(ar, 1, (me + n - 1) % n,
