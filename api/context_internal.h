@@ -64,6 +64,29 @@ typedef struct pf_waiter {
  * reply finds its waiter, and a waiter leaves, in O(1) however many
  * executions are pending. Starts on `first` and doubles as it fills. */
 #define PF_WAITER_BUCKETS0 64
+/* The job's communicator groups (api/comm_groups.c): group g is the list
+ * of ranks list[g]; index finds a list by its hash. */
+typedef struct pf_comm_group {
+  uint32_t n;
+  int32_t *ranks;
+  uint64_t hash;
+} pf_comm_group;
+
+typedef struct pf_comm_groups {
+  pf_comm_group *list;
+  size_t n, cap;
+  uint32_t *index; /* open addressing, UINT32_MAX: empty */
+  size_t index_cap;
+} pf_comm_groups;
+
+/* *out = the group of this list of ranks (in this order), numbered now if
+ * it is new. Errors: PF_ENOMEM. */
+int pf_comm_group_of(pf_comm_groups *t, const int32_t *ranks, uint32_t n, uint32_t *out);
+/* Sets the group of every communicator of plans[0..n_plans) (NULL plans
+ * skipped). Errors: PF_ENOMEM. */
+int pf_comm_groups_number(pf_comm_groups *t, pf_plan *const *plans, int n_plans);
+void pf_comm_groups_free(pf_comm_groups *t);
+
 typedef struct pf_waiter_table {
   pf_waiter **buckets;
   size_t mask;    /* buckets - 1 */
@@ -82,6 +105,7 @@ struct pf_context {
   int n_peers;
   int rank, size;
   pf_cluster cluster;
+  pf_comm_groups groups; /* user thread (pf_compile) */
   int num_devices[PF_DEVICE_KIND_COUNT];
   pf_diag diag;
   pf_buffer_table buffers;

@@ -107,6 +107,11 @@ int pf_compile(pf_graph *g, pf_executable **out) {
     free(e);
     return rc;
   }
+  if (pf_comm_groups_number(&ctx->groups, c->plans, c->n_ranks) != 0) {
+    pf_compiled_free(c);
+    free(e);
+    return pf_context_error(ctx, PF_ENOMEM, "compile: out of memory");
+  }
   e->compiled = c;
   e->refs = 1;
   e->weight = 1;

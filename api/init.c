@@ -264,6 +264,7 @@ static int loopback_start(pf_context *ctx, const pf_runtime_config *base, pf_dia
 static void context_free(pf_context *ctx) {
   loopback_stop(ctx, 0);
   pf_controller_table_free(ctx);
+  pf_comm_groups_free(&ctx->groups);
   free(ctx->mem_in_flight);
   pf_registry_destroy(ctx->registry);
   free(ctx->cluster.devices);
@@ -365,6 +366,7 @@ int pf_finalize(pf_context *ctx) {
   pf_mpi_finalize(ctx->mpi);
   ctx->mpi = NULL;
   pf_controller_table_free(ctx);
+  pf_comm_groups_free(&ctx->groups);
   free(ctx->mem_in_flight);
   ctx->mem_in_flight = NULL;
   free(ctx->cluster.devices);

@@ -112,7 +112,8 @@ int pf_plan_equal(const pf_plan *a, const pf_plan *b) {
         a->slots[i].buffer != b->slots[i].buffer)
       return 0;
   for (uint32_t i = 0; i < a->n_comms; i++)
-    if (a->comms[i].id != b->comms[i].id || a->comms[i].n_ranks != b->comms[i].n_ranks ||
+    if (a->comms[i].id != b->comms[i].id || a->comms[i].group != b->comms[i].group ||
+        a->comms[i].n_ranks != b->comms[i].n_ranks ||
         (a->comms[i].n_ranks &&
          memcmp(a->comms[i].ranks, b->comms[i].ranks, a->comms[i].n_ranks * sizeof(int32_t))))
       return 0;

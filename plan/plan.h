@@ -71,9 +71,13 @@ typedef struct pf_plan_slot {
   uint32_t buffer;
 } pf_plan_slot;
 
-/* A communicator for collectives: rank i of it is ranks[i]. */
+/* A communicator for collectives: rank i of it is ranks[i]. id names it
+ * in this plan's ops; group is the job's number for this list of ranks
+ * (the same in every plan of the job: see pf_comm_groups in
+ * api/context_internal.h). */
 typedef struct pf_plan_comm {
   int32_t id;
+  uint32_t group;
   uint32_t n_ranks;
   int32_t *ranks;
 } pf_plan_comm;

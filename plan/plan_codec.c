@@ -126,6 +126,7 @@ static int plan_build(pf_wire_arena *a, const pf_plan *p, Pathflow__Plan *m) {
     if ((c = pf_wire_alloc(a, 1, sizeof *c)) == NULL) return PF_ENOMEM;
     pathflow__communicator__init(c);
     c->id = p->comms[i].id;
+    c->group = p->comms[i].group;
     c->n_ranks = p->comms[i].n_ranks;
     c->ranks = p->comms[i].ranks;
     m->comms[i] = c;
@@ -318,6 +319,7 @@ static int plan_fill(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
     if (c->n_ranks > MAX_LIST)
       return pf_diag_error(diag, PF_EDECODE, "plan: communicator %u too large", i);
     p->comms[i].id = c->id;
+    p->comms[i].group = c->group;
     p->comms[i].n_ranks = (uint32_t)c->n_ranks;
     p->comms[i].ranks = pf_mallocn(c->n_ranks, sizeof(int32_t));
     if (p->comms[i].ranks == NULL) return pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");

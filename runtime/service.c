@@ -429,9 +429,14 @@ static int connect_comms(pf_service *s, exe *e, pf_diag *d) {
   for (uint32_t c = 0; c < p->n_comms; c++) {
     pf_transport_comm *comm;
     if ((rc = s->cfg.transport->ops->comm_for(s->cfg.transport, p->comms[c].ranks,
-                                              (int)p->comms[c].n_ranks, &comm)))
-      return pf_diag_error(d, rc, "rank %d: could not make communicator %d", s->cfg.rank,
-                           (int)p->comms[c].id);
+                                              (int)p->comms[c].n_ranks, p->comms[c].group,
+                                              &comm)))
+      return pf_diag_error(d, rc, "rank %d: could not make communicator %d (group %u of %u ranks)%s",
+                           s->cfg.rank, (int)p->comms[c].id, (unsigned)p->comms[c].group,
+                           (unsigned)p->comms[c].n_ranks,
+                           rc == PF_ERANGE ? ": the job has more groups of ranks running "
+                                             "collectives than the transport's tags can keep apart"
+                                           : "");
     for (uint32_t i = 0; i < p->n_ops; i++)
       if (p->ops[i].kind == PF_OP_COLLECTIVE && p->ops[i].comm == p->comms[c].id)
         e->comms[i] = comm;

@@ -223,6 +223,7 @@ static pf_plan *good_plan(void) {
   p->comms[0].id = 3;
   set_ranks(&p->comms[0], 2, (int32_t[]){0, 1});
   p->comms[1].id = 5;
+  p->comms[1].group = 70000; /* the job's number: travels as it is */
   set_ranks(&p->comms[1], 3, (int32_t[]){2, 1, 0});
   return p;
 }
@@ -295,6 +296,7 @@ static void plan_roundtrip(void **state) {
   assert_int_equal(q->slots[1].buffer, 4);
   assert_int_equal(q->n_comms, 2);
   assert_int_equal(q->comms[0].id, 3);
+  assert_int_equal(q->comms[1].group, 70000);
   assert_int_equal(q->comms[0].n_ranks, 2);
   assert_memory_equal(q->comms[0].ranks, ((int32_t[]){0, 1}), 2 * sizeof(int32_t));
   assert_int_equal(q->comms[1].id, 5);

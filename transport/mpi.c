@@ -72,20 +72,19 @@ typedef struct ready_msg {
   struct ready_msg *next;
 } ready_msg;
 
-/* Cached communicators are allocated one by one: a pointer to one is the
- * transport's communicator handle, and must not move. */
-typedef struct cached_comm {
+/* A group's collectives (allocated one by one: a pointer to one is the
+ * transport's communicator handle, and must not move). */
+typedef struct group_lane {
   int32_t *ranks;
   int n;
-  MPI_Comm comm;
-  pf_mpi_ar_lane lane; /* its small allreduces */
-} cached_comm;
+  pf_mpi_lane lane;
+} group_lane;
 
 struct pf_mpi {
   pf_transport iface; /* first: the transport interface */
   int rank, size, tag_ub, local_rank, local_size;
   int we_initialized;
-  MPI_Comm ctrl, data, boot;
+  MPI_Comm ctrl, data, coll, boot;
   /* Tracked requests: parallel arrays, as MPI_Testsome wants them, in
    * [base, base + n). A completed request leaves a hole (MPI_REQUEST_NULL,
    * NULL callback), dropped from either end at once and from the middle
@@ -112,8 +111,8 @@ struct pf_mpi {
   ready_msg *ready_head, *ready_tail;
   int indices[QUICK_MAX + PF_MPI_WINDOW];
   MPI_Status statuses[QUICK_MAX + PF_MPI_WINDOW];
-  cached_comm **comms;
-  size_t n_comms, cap_comms;
+  group_lane **groups; /* by group number; NULL: not met yet */
+  size_t cap_groups;
   /* Test hook (pf_mpi_set_fault_ctrl_send): the n-th control send with a
    * callback fails; sends with a callback so far. */
   int64_t fault_ctrl_send_at, ctrl_sends;
@@ -203,11 +202,13 @@ int pf_mpi_init(int *argc, char ***argv, pf_mpi **out, pf_diag *d) {
   MPI_Comm_size(MPI_COMM_WORLD, &m->size);
   MPI_Comm_dup(MPI_COMM_WORLD, &m->ctrl);
   MPI_Comm_dup(MPI_COMM_WORLD, &m->data);
+  MPI_Comm_dup(MPI_COMM_WORLD, &m->coll);
   MPI_Comm_dup(MPI_COMM_WORLD, &m->boot);
   /* Errors come back as codes: pathflow reports them with the rank and the
    * operation, then ends the job itself. */
   MPI_Comm_set_errhandler(m->ctrl, MPI_ERRORS_RETURN);
   MPI_Comm_set_errhandler(m->data, MPI_ERRORS_RETURN);
+  MPI_Comm_set_errhandler(m->coll, MPI_ERRORS_RETURN);
   {
     MPI_Comm node;
     if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) ==
@@ -266,13 +267,14 @@ void pf_mpi_finalize(pf_mpi *m) {
     free(r->buf);
     free(r);
   }
-  for (size_t i = 0; i < m->n_comms; i++) {
-    if (m->comms[i]->comm != MPI_COMM_NULL) MPI_Comm_free(&m->comms[i]->comm);
-    free(m->comms[i]->ranks);
-    free(m->comms[i]);
-  }
+  for (size_t i = 0; i < m->cap_groups; i++)
+    if (m->groups[i] != NULL) {
+      free(m->groups[i]->ranks);
+      free(m->groups[i]);
+    }
   MPI_Comm_free(&m->ctrl);
   MPI_Comm_free(&m->data);
+  MPI_Comm_free(&m->coll);
   MPI_Comm_free(&m->boot);
   /* Rank 0 returns to its caller, which finalizes MPI if it initialized it.
    * Every other rank is an executor that exits inside pf_init right after
@@ -280,7 +282,7 @@ void pf_mpi_finalize(pf_mpi *m) {
    * (a raw-MPI part before pf_init, as in bench/transfer.c), or mpirun
    * reports an improper exit and the job fails. */
   if (m->we_initialized || m->rank != 0) MPI_Finalize();
-  free(m->comms);
+  free(m->groups);
   free(m->reqs);
   free(m->tr);
   free(m);
@@ -883,51 +885,38 @@ MPI_Op pf_mpi_op(int reduce_op) {
   }
 }
 
-static int comm_cached(pf_mpi *m, const int32_t *ranks, int n, cached_comm **out) {
-  MPI_Group world, group;
-  int member = 0, err;
-  cached_comm *c;
-  for (size_t i = 0; i < m->n_comms; i++)
-    if (m->comms[i]->n == n && memcmp(m->comms[i]->ranks, ranks, (size_t)n * sizeof *ranks) == 0) {
-      *out = m->comms[i];
-      return 0;
-    }
-  for (int i = 0; i < n; i++) member |= ranks[i] == m->rank;
-  if (pf_grow((void **)&m->comms, &m->cap_comms, m->n_comms + 1, sizeof *m->comms))
-    return PF_ENOMEM;
-  if ((c = calloc(1, sizeof *c)) == NULL) return PF_ENOMEM;
-  c->ranks = pf_mallocn((size_t)n, sizeof *ranks);
-  if (c->ranks == NULL) {
-    free(c);
+/* The lane of group `group` over `ranks`, met first now or before (with
+ * the same ranks: the controller gives each list of ranks its own
+ * number). Nothing is sent: see mpi_lane.c. */
+static int group_for(pf_mpi *m, const int32_t *ranks, int n, uint32_t group, group_lane **out) {
+  group_lane *g;
+  if (n < 1) return PF_EINVAL;
+  if (group >= (uint32_t)pf_mpi_max_groups(m->tag_ub)) return PF_ERANGE;
+  if (group >= m->cap_groups) {
+    size_t cap = m->cap_groups ? m->cap_groups : 16;
+    group_lane **grown;
+    while (cap <= group) cap *= 2;
+    if ((grown = realloc(m->groups, cap * sizeof *grown)) == NULL) return PF_ENOMEM;
+    memset(grown + m->cap_groups, 0, (cap - m->cap_groups) * sizeof *grown);
+    m->groups = grown;
+    m->cap_groups = cap;
+  }
+  if ((g = m->groups[group]) != NULL) {
+    if (g->n != n || memcmp(g->ranks, ranks, (size_t)n * sizeof *ranks) != 0) return PF_EINVAL;
+    *out = g;
+    return 0;
+  }
+  if ((g = calloc(1, sizeof *g)) == NULL) return PF_ENOMEM;
+  if ((g->ranks = pf_mallocn((size_t)n, sizeof *ranks)) == NULL) {
+    free(g);
     return PF_ENOMEM;
   }
-  memcpy(c->ranks, ranks, (size_t)n * sizeof *ranks);
-  c->n = n;
-  c->comm = MPI_COMM_NULL;
-  if (member) {
-    MPI_Comm_group(m->boot, &world);
-    MPI_Group_incl(world, n, ranks, &group);
-    err = MPI_Comm_create_group(m->boot, group, 1, &c->comm);
-    MPI_Group_free(&group);
-    MPI_Group_free(&world);
-    if (err != MPI_SUCCESS) {
-      free(c->ranks);
-      free(c);
-      return PF_EMPI;
-    }
-    MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
-  }
-  pf_mpi_ar_lane_init(&c->lane, c->comm, m->tag_ub);
-  m->comms[m->n_comms++] = c;
-  *out = c;
+  memcpy(g->ranks, ranks, (size_t)n * sizeof *ranks);
+  g->n = n;
+  pf_mpi_lane_init(&g->lane, m->coll, g->ranks, n, m->rank, group, m->tag_ub);
+  m->groups[group] = g;
+  *out = g;
   return 0;
-}
-
-int pf_mpi_comm_for(pf_mpi *m, const int32_t *ranks, int n, MPI_Comm *out) {
-  cached_comm *c;
-  int rc = comm_cached(m, ranks, n, &c);
-  if (rc == 0) *out = c->comm;
-  return rc;
 }
 
 /* ---- the transport interface --------------------------------------------------- */
@@ -979,51 +968,14 @@ static int t_recv(pf_transport *t, void *data, const pf_xfer_box *x, int peer, i
   return pf_mpi_track(m, req, cb, arg);
 }
 
-static int t_comm_for(pf_transport *t, const int32_t *ranks, int n, pf_transport_comm **out) {
-  return comm_cached((pf_mpi *)t, ranks, n, (cached_comm **)out);
+static int t_comm_for(pf_transport *t, const int32_t *ranks, int n, uint32_t group,
+                      pf_transport_comm **out) {
+  return group_for((pf_mpi *)t, ranks, n, group, (group_lane **)out);
 }
 
 static int t_collective(pf_transport *t, pf_transport_comm *handle, const pf_collective_call *c,
                         pf_transport_cb cb, void *arg) {
-  pf_mpi *m = (pf_mpi *)t;
-  MPI_Comm comm = ((cached_comm *)handle)->comm;
-  MPI_Datatype dt = pf_mpi_dtype(c->dtype);
-  MPI_Op op = pf_mpi_op(c->reduce_op);
-  MPI_Request req = MPI_REQUEST_NULL;
-  int err, bytes = (int)c->bytes, count = (int)c->count;
-  if (c->bytes > INT32_MAX || c->count > INT32_MAX) return PF_ERANGE;
-  if ((c->kind == PF_ALLREDUCE || c->kind == PF_REDUCE_SCATTER) && dt == MPI_DATATYPE_NULL)
-    return PF_EINVAL;
-  if (c->kind == PF_ALLREDUCE &&
-      pf_mpi_ar_direct(c->count, c->dtype, ((cached_comm *)handle)->n))
-    return pf_mpi_ar_start(m, &((cached_comm *)handle)->lane, c->send, c->recv, c->count, c->dtype,
-                           c->reduce_op, cb, arg);
-  switch (c->kind) {
-    case PF_ALLREDUCE:
-      err = MPI_Iallreduce(c->send ? c->send : MPI_IN_PLACE, c->recv, count, dt, op, comm, &req);
-      break;
-    case PF_ALLGATHER:
-      err = MPI_Iallgather(c->send, bytes, MPI_BYTE, c->recv, bytes, MPI_BYTE, comm, &req);
-      break;
-    case PF_REDUCE_SCATTER:
-      err = MPI_Ireduce_scatter_block(c->send, c->recv, count, dt, op, comm, &req);
-      break;
-    case PF_BROADCAST:
-      err = MPI_Ibcast(c->recv, bytes, MPI_BYTE, c->root, comm, &req);
-      break;
-    case PF_ALL_TO_ALL:
-      err = MPI_Ialltoall(c->send, bytes, MPI_BYTE, c->recv, bytes, MPI_BYTE, comm, &req);
-      break;
-    default:
-      return PF_EINVAL;
-  }
-  if (err != MPI_SUCCESS) return PF_EMPI;
-  if (pf_mpi_track(m, req, cb, arg) != 0) {
-    /* Issued, but not tracked: wait for it here rather than lose it. */
-    err = MPI_Wait(&req, MPI_STATUS_IGNORE);
-    cb(arg, err == MPI_SUCCESS ? 0 : PF_EMPI);
-  }
-  return 0;
+  return pf_mpi_collective_start((pf_mpi *)t, &((group_lane *)handle)->lane, c, cb, arg);
 }
 
 static int t_progress(pf_transport *t) { return pf_mpi_progress((pf_mpi *)t); }

@@ -7,10 +7,10 @@
  * here is made by the loop thread only (runtime/runtime.c). No device worker
  * ever calls MPI.
  *
- * Three duplicates of MPI_COMM_WORLD keep traffic apart: control messages
- * (plans, run, done, fetch...), tensor data (point-to-point transfers), and
- * the rank registry exchange at start. Collectives run on communicators made
- * per distinct set of ranks (pf_mpi_comm_for).
+ * Four duplicates of MPI_COMM_WORLD keep traffic apart: control messages
+ * (plans, run, done, fetch...), tensor data (point-to-point transfers),
+ * collectives (every group of ranks on one communicator, apart by tags:
+ * pf_mpi_lane), and the rank registry exchange at start.
  */
 #ifndef PF_TRANSPORT_MPI_H
 #define PF_TRANSPORT_MPI_H
@@ -141,49 +141,56 @@ void pf_mpi_box_free(pf_mpi_box *b);
 MPI_Datatype pf_mpi_dtype(pf_dtype dtype);
 MPI_Op pf_mpi_op(int reduce_op);
 
-/* ---- allreduces over point-to-point messages (mpi_allreduce.c) ------------ */
+/* ---- collectives over point-to-point messages (mpi_lane.c,
+ *      mpi_allreduce.c, mpi_exchange.c) ------------------------------------ */
 
 /* Allreduces of at most this many bytes go by recursive doubling, larger
- * ones by a ring, instead of MPI_Iallreduce (see mpi_allreduce.c). */
+ * ones by a ring (see mpi_allreduce.c). */
 #define PF_MPI_AR_SMALL_BYTES 8192
 
-/* A communicator's allreduces of pf_mpi_ar_start: how many were issued
- * (every rank issues them in the same order: the tags follow from it), how
- * many are in flight, and those waiting for a tag. */
-typedef struct pf_mpi_ar_lane {
-  MPI_Comm comm;
-  int rank, size;
-  int width; /* how many may be in flight at once: tag_ub / the rounds */
+/* The collectives of one group of ranks (a plan's communicator), all on
+ * one communicator shared by every group (a duplicate of MPI_COMM_WORLD):
+ * the group's own tags keep them apart, so a group needs no communicator
+ * of its own and nothing is created collectively when a plan is loaded.
+ * How many were issued (every member issues a group's collectives in the
+ * same order: the tags follow from it), how many are in flight, and those
+ * waiting for a tag. */
+typedef struct pf_mpi_lane {
+  MPI_Comm comm;        /* MPI_COMM_NULL: this rank is not a member */
+  const int32_t *ranks; /* member i is rank ranks[i] of comm */
+  int rank, size;       /* this rank among the members, and their number */
+  int tag_base;         /* the group's tags: [tag_base, tag_base + width * PF_MPI_ROUNDS) */
+  int width;            /* collectives in flight at once */
   uint64_t seq;
   int in_flight;
-  struct small_ar *first, *last; /* in flight, oldest first */
-  struct small_ar *waiting, *waiting_tail;
-} pf_mpi_ar_lane;
+  struct pf_mpi_coll *first, *last; /* in flight, oldest first */
+  struct pf_mpi_coll *waiting, *waiting_tail;
+} pf_mpi_lane;
 
-/* 1 when an allreduce of `count` elements of `dtype` over n ranks goes by
- * pf_mpi_ar_start (f32, f64, i32, i64; n >= 2; a vector over
- * PF_MPI_AR_SMALL_BYTES of at least n elements and at most 2 GiB): the
- * same answer on every rank. */
-int pf_mpi_ar_direct(size_t count, pf_dtype dtype, int n);
-/* Sets up the lane of communicator comm (MPI_COMM_NULL: a rank not in it). */
-void pf_mpi_ar_lane_init(pf_mpi_ar_lane *lane, MPI_Comm comm, int tag_ub);
-/* Starts an allreduce of count elements of `send` (NULL: in place) into
- * `recv` over lane's communicator, combining with reduce_op (pf_reduce_op;
- * MEAN sums: the caller divides); cb(arg, status) on the loop thread once
- * done, from a later pf_mpi_progress (from inside this call only when its
- * requests could not be tracked for want of memory and were waited for
- * here). Errors: PF_EINVAL (not one of these: see pf_mpi_ar_direct),
- * PF_ENOMEM, PF_EMPI (nothing of it is in flight; a failure after that
- * comes through cb). */
-int pf_mpi_ar_start(pf_mpi *m, pf_mpi_ar_lane *lane, const void *send, void *recv, size_t count,
-                    pf_dtype dtype, int reduce_op, pf_mpi_cb cb, void *arg);
+/* Tags per collective: round 0, up to 30 doubling rounds, the last. */
+#define PF_MPI_ROUNDS 32
 
-/* The communicator over `ranks` (in that order: rank i of the new
- * communicator is ranks[i]), made once and cached. Every rank in `ranks`
- * must call this for the same set in the same order (it is collective over
- * them). Ranks not in the set get MPI_COMM_NULL without communicating.
- * Errors: PF_EMPI, PF_ENOMEM. */
-int pf_mpi_comm_for(pf_mpi *m, const int32_t *ranks, int n, MPI_Comm *out);
+/* How many collectives of a group may be in flight, given the transport's
+ * tags [0, tag_ub], and so how many groups fit (pf_mpi_max_groups). */
+int pf_mpi_lane_width(int tag_ub);
+int pf_mpi_max_groups(int tag_ub);
+/* Sets up the lane of group `group` over comm, whose member i is comm rank
+ * ranks[i] (kept, not copied), n members; `me` is this process's rank in
+ * comm (not a member: the lane must not be used). */
+void pf_mpi_lane_init(pf_mpi_lane *lane, MPI_Comm comm, const int32_t *ranks, int n, int me,
+                      uint32_t group, int tag_ub);
+/* Starts a collective (transport/transport.h's pf_collective_call; roots
+ * and chunks are numbered by member) over the lane's members; cb(arg,
+ * status) on the loop thread once done, from a later pf_mpi_progress (from
+ * inside this call only for a group of one member, or when its requests
+ * could not be tracked for want of memory and were waited for here).
+ * Allreduce and reduce-scatter take f32, f64, i32, i64. Every rank gets
+ * the same bits from an allreduce. Errors: PF_EINVAL (a kind or dtype it
+ * cannot do, a root out of range, not a member), PF_ERANGE (a message
+ * over 2 GiB), PF_ENOMEM, PF_EMPI (nothing of it is in flight; a failure
+ * after that comes through cb). */
+int pf_mpi_collective_start(pf_mpi *m, pf_mpi_lane *lane, const pf_collective_call *c,
+                            pf_mpi_cb cb, void *arg);
 
 /* The transport interface of m (owned by m: valid until pf_mpi_finalize);
  * NULL for NULL. */

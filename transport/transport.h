@@ -78,10 +78,14 @@ typedef struct pf_transport_ops {
   int (*recv)(pf_transport *t, void *data, const pf_xfer_box *b, int peer, int tag,
               pf_transport_cb cb, void *arg);
   /* The communicator over `ranks` (rank i of it is ranks[i]), made once
-   * and cached; collective over its members, who all call it for the same
-   * list in the same order. A rank not in the list gets one it must not
-   * use, without communicating. Errors: PF_EMPI, PF_ENOMEM. */
-  int (*comm_for)(pf_transport *t, const int32_t *ranks, int n, pf_transport_comm **out);
+   * and cached, without communicating: `group` is the job's number for
+   * this list (pf_plan_comm.group: the same list has the same number on
+   * every rank, and no other list has it). A rank not in the list gets one
+   * it must not use. Errors: PF_EINVAL (the group was met before with
+   * another list), PF_ERANGE (more groups than the transport can keep
+   * apart), PF_ENOMEM. */
+  int (*comm_for)(pf_transport *t, const int32_t *ranks, int n, uint32_t group,
+                  pf_transport_comm **out);
   /* Issues a collective on comm (in the same order on every member); cb
    * runs when it completes. Errors (cb never called; the caller must not
    * leave its peers waiting): PF_EMPI, PF_EINVAL (a dtype it cannot

@@ -1,4 +1,5 @@
-/* Allreduces over point-to-point messages (transport/mpi_allreduce.c):
+/* Allreduces over point-to-point messages (transport/mpi_allreduce.c,
+ * mpi_lane.c):
  * recursive doubling up to 8 KiB, a ring above, on the ranks mpirun gives
  * (2, 3 and 4: with and without the fold of the ranks above a power of
  * two, blocks of the ring of equal and unequal lengths):
@@ -32,10 +33,19 @@
 
 static int rank, size;
 
-static void done_cb(void *arg, int status) {
+static void done_cb_fn(void *arg, int status) {
   CHECK(status == 0);
   (*(int *)arg)++;
 }
+
+/* An allreduce on the lane, as the transport issues one. */
+static int start_ar(pf_mpi *m, pf_mpi_lane *lane, const void *send, void *recv, size_t count,
+                    pf_dtype dt, int op, int *done) {
+  pf_collective_call c = {.kind = PF_ALLREDUCE, .send = send, .recv = recv, .count = count,
+                          .dtype = dt, .reduce_op = (pf_reduce_op)op};
+  return pf_mpi_collective_start(m, lane, &c, done_cb_fn, done);
+}
+
 
 /* Polls until *done reaches want. */
 static void wait_for(pf_mpi *m, const int *done, int want) {
@@ -69,7 +79,7 @@ static void same_everywhere(const void *p, size_t bytes) {
   free(all);
 }
 
-static void exact_results(pf_mpi *m, pf_mpi_ar_lane *lane) {
+static void exact_results(pf_mpi *m, pf_mpi_lane *lane) {
   static const pf_dtype dts[] = {PF_F32, PF_F64, PF_I32, PF_I64};
   static const int ops[] = {PF_REDUCE_SUM, PF_REDUCE_MAX, PF_REDUCE_MIN, PF_REDUCE_MEAN};
   static const size_t counts[] = {1, 2, 7, 1000, 2049, 100003};
@@ -82,12 +92,11 @@ static void exact_results(pf_mpi *m, pf_mpi_ar_lane *lane) {
         size_t bytes = n * pf_dtype_size(dts[d]);
         char *in = malloc(bytes), *out = malloc(bytes), *want = malloc(bytes);
         int in_place = k % 2;
-        CHECK(in && out && want && pf_mpi_ar_direct(n, dts[d], size));
+        CHECK(in && out && want);
         fill(in, dts[d], n, rank, k);
         MPI_Allreduce(in, want, (int)n, pf_mpi_dtype(dts[d]), pf_mpi_op(ops[o]), MPI_COMM_WORLD);
         if (in_place) memcpy(out, in, bytes);
-        CHECK(pf_mpi_ar_start(m, lane, in_place ? NULL : in, out, n, dts[d], ops[o], done_cb,
-                              &done) == 0);
+        CHECK(start_ar(m, lane, in_place ? NULL : in, out, n, dts[d], ops[o], &done) == 0);
         wait_for(m, &done, k + 1);
         if (memcmp(out, want, bytes) != 0) {
           fprintf(stderr, "rank %d: dtype %s op %d count %zu: differs from MPI_Allreduce\n",
@@ -99,39 +108,40 @@ static void exact_results(pf_mpi *m, pf_mpi_ar_lane *lane) {
         free(out);
         free(want);
       }
-  /* MPI_Iallreduce's: one rank, a dtype MPI reduces and we do not, a
-   * large vector of fewer elements than ranks (a block would be empty). */
-  CHECK(!pf_mpi_ar_direct(1, PF_F64, 1));
-  CHECK(!pf_mpi_ar_direct(8, PF_U8, size));
-  CHECK(!pf_mpi_ar_direct(2000, PF_I64, 4000) && pf_mpi_ar_direct(2000, PF_I64, 2000));
+  /* A dtype it cannot reduce is refused, with nothing in flight. */
+  {
+    uint8_t b[8] = {0};
+    CHECK(start_ar(m, lane, NULL, b, 8, PF_U8, PF_REDUCE_SUM, &done) == PF_EINVAL);
+    CHECK(lane->in_flight == 0 && done == k);
+  }
 }
 
 /* Fractions and a NaN: bits agree on every rank. */
-static void same_bits(pf_mpi *m, pf_mpi_ar_lane *lane) {
+static void same_bits(pf_mpi *m, pf_mpi_lane *lane) {
   double v[3] = {1.0 / (rank + 3), rank == 1 ? NAN : rank * 0.1, -1.0 / (rank + 7)};
   int done = 0;
-  CHECK(pf_mpi_ar_start(m, lane, NULL, v, 1, PF_F64, PF_REDUCE_SUM, done_cb, &done) == 0);
-  CHECK(pf_mpi_ar_start(m, lane, NULL, v + 1, 1, PF_F64, PF_REDUCE_MAX, done_cb, &done) == 0);
-  CHECK(pf_mpi_ar_start(m, lane, NULL, v + 2, 1, PF_F64, PF_REDUCE_MIN, done_cb, &done) == 0);
+  CHECK(start_ar(m, lane, NULL, v, 1, PF_F64, PF_REDUCE_SUM, &done) == 0);
+  CHECK(start_ar(m, lane, NULL, v + 1, 1, PF_F64, PF_REDUCE_MAX, &done) == 0);
+  CHECK(start_ar(m, lane, NULL, v + 2, 1, PF_F64, PF_REDUCE_MIN, &done) == 0);
   wait_for(m, &done, 3);
   same_everywhere(v, sizeof v);
 }
 
 /* Many at once on a lane of 3 tags. */
-static void many_in_flight(pf_mpi *m, MPI_Comm comm) {
+static void many_in_flight(pf_mpi *m, MPI_Comm comm, const int32_t *world) {
   enum { N = 60, LEN = 5 };
-  pf_mpi_ar_lane narrow;
+  pf_mpi_lane narrow;
   int64_t in[N][LEN], out[N][LEN], want[N][LEN];
   int done = 0;
-  pf_mpi_ar_lane_init(&narrow, comm, 3 * 32 + 31);
-  CHECK(narrow.width == 3);
+  pf_mpi_lane_init(&narrow, comm, world, size, rank, 1, pf_mpi_tag_ub(m));
+  narrow.width = 3;
+  narrow.tag_base = 0;
   for (int k = 0; k < N; k++) {
     fill(in[k], PF_I64, LEN, rank, k);
     MPI_Allreduce(in[k], want[k], LEN, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
   }
   for (int k = 0; k < N; k++)
-    CHECK(pf_mpi_ar_start(m, &narrow, in[k], out[k], LEN, PF_I64, PF_REDUCE_SUM, done_cb,
-                          &done) == 0);
+    CHECK(start_ar(m, &narrow, in[k], out[k], LEN, PF_I64, PF_REDUCE_SUM, &done) == 0);
   CHECK(narrow.in_flight <= 3);
   wait_for(m, &done, N);
   CHECK(narrow.in_flight == 0 && narrow.waiting == NULL);
@@ -140,12 +150,14 @@ static void many_in_flight(pf_mpi *m, MPI_Comm comm) {
 
 /* Rings and doublings in flight together on a lane of 3 tags: each gets
  * its own result (a ring's steps all share one tag of its own). */
-static void rings_in_flight(pf_mpi *m, MPI_Comm comm) {
+static void rings_in_flight(pf_mpi *m, MPI_Comm comm, const int32_t *world) {
   enum { N = 12, BIG = 3001 };
-  pf_mpi_ar_lane narrow;
+  pf_mpi_lane narrow;
   int64_t *in[N], *out[N], *want[N];
   int done = 0;
-  pf_mpi_ar_lane_init(&narrow, comm, 3 * 32 + 31);
+  pf_mpi_lane_init(&narrow, comm, world, size, rank, 1, pf_mpi_tag_ub(m));
+  narrow.width = 3;
+  narrow.tag_base = 0;
   for (int k = 0; k < N; k++) {
     size_t len = k % 2 ? BIG : 5;
     CHECK((in[k] = malloc(len * 8)) && (out[k] = malloc(len * 8)) && (want[k] = malloc(len * 8)));
@@ -153,8 +165,8 @@ static void rings_in_flight(pf_mpi *m, MPI_Comm comm) {
     MPI_Allreduce(in[k], want[k], (int)len, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
   }
   for (int k = 0; k < N; k++)
-    CHECK(pf_mpi_ar_start(m, &narrow, in[k], out[k], k % 2 ? BIG : 5, PF_I64, PF_REDUCE_SUM,
-                          done_cb, &done) == 0);
+    CHECK(start_ar(m, &narrow, in[k], out[k], k % 2 ? BIG : 5, PF_I64, PF_REDUCE_SUM, &done) ==
+          0);
   CHECK(narrow.in_flight <= 3);
   wait_for(m, &done, N);
   CHECK(narrow.in_flight == 0 && narrow.waiting == NULL && narrow.first == NULL);
@@ -170,19 +182,23 @@ int main(int argc, char **argv) {
   pf_mpi *m;
   pf_diag d;
   MPI_Comm comm;
-  pf_mpi_ar_lane lane;
+  pf_mpi_lane lane;
+  int32_t *world;
   pf_diag_init(&d);
   CHECK(pf_mpi_init(&argc, &argv, &m, &d) == 0);
   rank = pf_mpi_rank(m);
   size = pf_mpi_size(m);
   CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm) == MPI_SUCCESS);
-  pf_mpi_ar_lane_init(&lane, comm, pf_mpi_tag_ub(m));
-  CHECK(lane.rank == rank && lane.size == size && lane.width >= 1000);
+  CHECK((world = malloc((size_t)size * sizeof *world)) != NULL);
+  for (int r = 0; r < size; r++) world[r] = r;
+  pf_mpi_lane_init(&lane, comm, world, size, rank, 0, pf_mpi_tag_ub(m));
+  CHECK(lane.rank == rank && lane.size == size && lane.width == 64 && lane.tag_base == 0);
   exact_results(m, &lane);
   same_bits(m, &lane);
-  many_in_flight(m, comm);
-  rings_in_flight(m, comm);
+  many_in_flight(m, comm, world);
+  rings_in_flight(m, comm, world);
   MPI_Comm_free(&comm);
+  free(world);
   if (rank == 0) printf("mpi_allreduce: %d ranks: ok\n", size);
   pf_mpi_finalize(m);
   return 0;

@@ -1,0 +1,74 @@
+/* Internal to the MPI transport's collectives (mpi_lane.c, mpi_allreduce.c,
+ * mpi_exchange.c): one collective in flight, and the lane's services to
+ * the algorithms.
+ *
+ * An algorithm is a sequence of rounds. `first` posts the first round;
+ * whenever every request of a round has completed, `next` computes what
+ * the round brought and posts the following one, or finishes. */
+#ifndef PF_TRANSPORT_MPI_COLL_H
+#define PF_TRANSPORT_MPI_COLL_H
+
+#include <stddef.h>
+
+#include "transport/mpi.h"
+
+typedef struct pf_mpi_coll pf_mpi_coll;
+
+struct pf_mpi_coll {
+  pf_mpi *m;
+  pf_mpi_lane *lane;
+  pf_collective_call call;
+  int me, n; /* this rank among the members, and their number */
+  /* Allreduce: acc is the caller's receive buffer (the running result). */
+  char *acc;
+  size_t bytes, count;
+  int p2, rem; /* doubling: the largest power of two <= n, and n - p2 */
+  int mask;    /* doubling: the partner is me ^ mask; 0 before doubling, p2 after */
+  int ring;    /* 1: by the ring; step: the ring steps posted so far */
+  int step;
+  int tag0; /* the first of its PF_MPI_ROUNDS tags */
+  int pending, status;
+  /* Posts the first round. Returns an error only when nothing of it is in
+   * flight (the collective is then not finished: the caller reports it). */
+  int (*first)(pf_mpi_coll *c);
+  /* Every request of the last round has completed (status 0): posts the
+   * next round, or calls pf_mpi_coll_finish. */
+  void (*next)(pf_mpi_coll *c);
+  pf_mpi_cb cb;
+  void *arg;
+  uint64_t seq;                     /* its place in the lane's order */
+  struct pf_mpi_coll *older, *newer; /* in flight, in seq order */
+  struct pf_mpi_coll *next_waiting;  /* waiting for a tag */
+  MPI_Request *reqs;                 /* room for 2 n requests, in tmp's block */
+  _Alignas(max_align_t) char tmp[]; /* what the algorithm receives into */
+};
+
+/* One message of a round: to (send) or from member `peer`. */
+typedef struct pf_mpi_xfer {
+  int peer;
+  int send;
+  void *buf;
+  size_t len;
+} pf_mpi_xfer;
+
+/* Posts every message of round `round` (all before any is tracked: a
+ * request that cannot be tracked is waited for, and the peer's may depend
+ * on another of them). Returns 0 or the first error; requests posted
+ * before it stay tracked. */
+int pf_mpi_coll_post(pf_mpi_coll *c, int round, const pf_mpi_xfer *x, int n);
+/* Ends the collective: leaves the lane, runs its callback, frees it, and
+ * starts what waited for its tag. */
+void pf_mpi_coll_finish(pf_mpi_coll *c, int status);
+/* After a round was posted with result rc: records a failure, and goes on
+ * at once when nothing of the round is in flight (it was waited for, or
+ * failed). */
+void pf_mpi_coll_posted(pf_mpi_coll *c, int rc);
+
+/* The algorithms: given c's call, me and n, set its first and next (and
+ * their own fields) and say how many bytes of tmp they need. c is then
+ * copied into the record that has that room. Errors: PF_EINVAL (a call
+ * they cannot do). */
+int pf_mpi_allreduce_setup(pf_mpi_coll *c, size_t *tmp_bytes);
+int pf_mpi_exchange_setup(pf_mpi_coll *c, size_t *tmp_bytes);
+
+#endif

@@ -1,0 +1,222 @@
+/* A group's collectives over point-to-point messages: their order, their
+ * tags, and the rounds of messages the algorithms post.
+ *
+ * Why no communicator per group: MPI_Comm_create_group is a blocking
+ * collective over the group. Made when a plan was loaded, it held the loop
+ * thread (and with it the MPI lock, so heartbeats too) until every member
+ * had come to it: one member busy for a while left the others silent, and
+ * their peers could declare them lost. Instead every group shares one
+ * communicator and has tags of its own: the controller numbers the job's
+ * groups (pf_plan_comm.group), group g owns the tags [g * span, (g + 1) *
+ * span), span = width * PF_MPI_ROUNDS. Loading a plan now sends nothing.
+ *
+ * Within a group: every member issues the group's collectives in the same
+ * order (the gang order), so the k-th has the same sequence number k on
+ * every member, and its messages carry tag_base + (k mod width) *
+ * PF_MPI_ROUNDS + round: two collectives in flight at once never take each
+ * other's messages, whatever order their rounds complete in. The k-th
+ * starts only once the (k - width)-th has finished here (may_start), so no
+ * two in flight share a tag. On another member the older one may still be
+ * in flight: its messages from here were all sent before, and its
+ * receives there were posted before, the new one's, so MPI matches them
+ * first. No other messages travel on this communicator. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "pathflow/error.h"
+#include "transport/mpi_coll.h"
+
+/* Tags per group: width collectives of PF_MPI_ROUNDS tags. Between 4 and
+ * 64 in flight, so that at least a thousand groups fit where the tag space
+ * allows it (Open MPI's ob1: 2^31 tags, a million groups of 64; UCX: 2^23,
+ * 4,096; the least MPI allows, 2^15: 256 groups of 4). */
+int pf_mpi_lane_width(int tag_ub) {
+  int64_t w = ((int64_t)tag_ub + 1) / PF_MPI_ROUNDS / 1024;
+  return w < 4 ? 4 : w > 64 ? 64 : (int)w;
+}
+
+int pf_mpi_max_groups(int tag_ub) {
+  return (int)(((int64_t)tag_ub + 1) / ((int64_t)pf_mpi_lane_width(tag_ub) * PF_MPI_ROUNDS));
+}
+
+void pf_mpi_lane_init(pf_mpi_lane *lane, MPI_Comm comm, const int32_t *ranks, int n, int me,
+                      uint32_t group, int tag_ub) {
+  memset(lane, 0, sizeof *lane);
+  lane->ranks = ranks;
+  lane->size = n;
+  lane->rank = -1;
+  for (int i = 0; i < n; i++)
+    if (ranks[i] == me) lane->rank = i;
+  lane->comm = lane->rank >= 0 ? comm : MPI_COMM_NULL;
+  lane->width = pf_mpi_lane_width(tag_ub);
+  lane->tag_base = (int)((int64_t)group * lane->width * PF_MPI_ROUNDS);
+}
+
+static void req_done(void *arg, int status) {
+  pf_mpi_coll *c = arg;
+  if (status != 0 && c->status == 0) c->status = status;
+  if (--c->pending == 0) {
+    if (c->status != 0)
+      pf_mpi_coll_finish(c, c->status);
+    else
+      c->next(c);
+  }
+}
+
+int pf_mpi_coll_post(pf_mpi_coll *c, int round, const pf_mpi_xfer *x, int n) {
+  MPI_Comm comm = c->lane->comm;
+  int posted = 0, rc = 0, tag = c->tag0 + round;
+  for (; posted < n; posted++) {
+    int peer = c->lane->ranks[x[posted].peer], err;
+    if (x[posted].len > INT32_MAX) {
+      rc = PF_ERANGE;
+      break;
+    }
+    err = x[posted].send
+              ? MPI_Isend(x[posted].buf, (int)x[posted].len, MPI_BYTE, peer, tag, comm,
+                          &c->reqs[posted])
+              : MPI_Irecv(x[posted].buf, (int)x[posted].len, MPI_BYTE, peer, tag, comm,
+                          &c->reqs[posted]);
+    if (err != MPI_SUCCESS) {
+      rc = PF_EMPI;
+      break;
+    }
+  }
+  for (int k = 0; k < posted; k++) {
+    c->pending++;
+    if (pf_mpi_track_quick(c->m, c->reqs[k], req_done, c) == 0) continue;
+    c->pending--;
+    if (MPI_Wait(&c->reqs[k], MPI_STATUS_IGNORE) != MPI_SUCCESS && rc == 0) rc = PF_EMPI;
+  }
+  return rc;
+}
+
+void pf_mpi_coll_posted(pf_mpi_coll *c, int rc) {
+  if (rc != 0 && c->status == 0) c->status = rc;
+  if (c->pending > 0) return; /* on, from req_done */
+  if (c->status != 0)
+    pf_mpi_coll_finish(c, c->status);
+  else
+    c->next(c);
+}
+
+static void start_waiting(pf_mpi_lane *lane);
+
+/* c leaves the lane's in-flight list. */
+static void unlink_coll(pf_mpi_coll *c) {
+  pf_mpi_lane *lane = c->lane;
+  if (c->older)
+    c->older->newer = c->newer;
+  else
+    lane->first = c->newer;
+  if (c->newer)
+    c->newer->older = c->older;
+  else
+    lane->last = c->older;
+  lane->in_flight--;
+}
+
+void pf_mpi_coll_finish(pf_mpi_coll *c, int status) {
+  pf_mpi_lane *lane = c->lane;
+  pf_mpi_cb cb = c->cb;
+  void *arg = c->arg;
+  unlink_coll(c);
+  free(c);
+  cb(arg, status);
+  start_waiting(lane);
+}
+
+/* Takes the next sequence number and its tags, joins the in-flight list,
+ * posts the first round. Returns an error only when nothing of it is in
+ * flight (then it is not finished, and still linked). */
+static int start(pf_mpi_coll *c) {
+  pf_mpi_lane *lane = c->lane;
+  c->seq = lane->seq++;
+  c->tag0 = lane->tag_base + (int)(c->seq % (uint64_t)lane->width) * PF_MPI_ROUNDS;
+  c->older = lane->last;
+  c->newer = NULL;
+  if (lane->last)
+    lane->last->newer = c;
+  else
+    lane->first = c;
+  lane->last = c;
+  lane->in_flight++;
+  return c->first(c);
+}
+
+/* 1 if the next collective may start: its tag is not one a collective
+ * still in flight here uses, i.e. the oldest in flight is less than width
+ * older. (Counting those in flight is not enough: when a younger one
+ * finishes first, the next would take the tag of the oldest, and the two
+ * would take each other's messages: a ring's blocks then arrive in the
+ * wrong receive, truncated.) */
+static int may_start(const pf_mpi_lane *lane) {
+  return lane->first == NULL || lane->seq - lane->first->seq < (uint64_t)lane->width;
+}
+
+static void start_waiting(pf_mpi_lane *lane) {
+  while (lane->waiting != NULL && may_start(lane)) {
+    pf_mpi_coll *c = lane->waiting;
+    int rc;
+    if ((lane->waiting = c->next_waiting) == NULL) lane->waiting_tail = NULL;
+    if ((rc = start(c)) != 0) pf_mpi_coll_finish(c, rc);
+  }
+}
+
+/* A group of one: the result is the input (reduce-scatter's one block,
+ * the all-to-all's one chunk). */
+static void alone(const pf_collective_call *c) {
+  size_t len = c->kind == PF_ALLREDUCE || c->kind == PF_REDUCE_SCATTER
+                   ? c->count * pf_dtype_size(c->dtype)
+                   : c->bytes;
+  if (c->kind != PF_BROADCAST && c->send != NULL && c->send != c->recv && len > 0)
+    memmove(c->recv, c->send, len);
+}
+
+int pf_mpi_collective_start(pf_mpi *m, pf_mpi_lane *lane, const pf_collective_call *call,
+                            pf_mpi_cb cb, void *arg) {
+  pf_mpi_coll proto, *c;
+  size_t tmp = 0, reqs_at;
+  int rc;
+  if (lane->comm == MPI_COMM_NULL || lane->rank < 0) return PF_EINVAL;
+  if (lane->size == 1) {
+    alone(call);
+    cb(arg, 0);
+    return 0;
+  }
+  memset(&proto, 0, sizeof proto);
+  proto.m = m;
+  proto.lane = lane;
+  proto.call = *call;
+  proto.me = lane->rank;
+  proto.n = lane->size;
+  proto.cb = cb;
+  proto.arg = arg;
+  rc = call->kind == PF_ALLREDUCE ? pf_mpi_allreduce_setup(&proto, &tmp)
+                                  : pf_mpi_exchange_setup(&proto, &tmp);
+  if (rc != 0) return rc;
+  reqs_at = (tmp + _Alignof(MPI_Request) - 1) / _Alignof(MPI_Request) * _Alignof(MPI_Request);
+  if ((c = malloc(sizeof *c + reqs_at + 2 * (size_t)lane->size * sizeof(MPI_Request))) == NULL)
+    return PF_ENOMEM;
+  memcpy(c, &proto, sizeof *c);
+  c->reqs = (MPI_Request *)(void *)(c->tmp + reqs_at);
+  if (c->acc == NULL) c->acc = call->recv;
+  if (!may_start(lane) || lane->waiting != NULL) {
+    c->next_waiting = NULL;
+    if (lane->waiting_tail)
+      lane->waiting_tail->next_waiting = c;
+    else
+      lane->waiting = c;
+    lane->waiting_tail = c;
+    return 0;
+  }
+  if ((rc = start(c)) != 0) {
+    /* Nothing of it is in flight: the caller hears of it now, not later. */
+    unlink_coll(c);
+    lane->seq--;
+    free(c);
+    return rc;
+  }
+  return 0;
+}
