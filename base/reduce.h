@@ -10,6 +10,10 @@
  * sum). Dtypes other than f32, f64, i32, i64 are left alone (the graph
  * validator refuses reductions of them). */
 void pf_reduce_into(void *dst, const void *src, size_t n, pf_dtype dtype, int reduce_op);
+/* dst[i] = op(in[i], src[i]), the same bits as copying in to dst and then
+ * pf_reduce_into(dst, src): without the copy. in may be dst. */
+void pf_reduce_pair(void *dst, const void *in, const void *src, size_t n, pf_dtype dtype,
+                    int reduce_op);
 /* dst[i] /= count, for MEAN after a sum (float dtypes only). */
 void pf_reduce_finish(void *dst, size_t n, pf_dtype dtype, int reduce_op, int count);
 

@@ -89,8 +89,9 @@ static int ring_post(pf_mpi_coll *c) {
   size_t es = pf_dtype_size(c->call.dtype);
   if (k >= 1 && k <= n - 1) {
     int got = block_mod(me - k, n);
-    pf_reduce_into(c->acc + block_at(c, got) * es, c->tmp, block_len(c, got), c->call.dtype,
-                   (int)c->call.reduce_op);
+    size_t at = block_at(c, got) * es;
+    pf_reduce_pair(c->acc + at, (c->in != NULL ? c->in : c->acc) + at, c->tmp, block_len(c, got),
+                   c->call.dtype, (int)c->call.reduce_op);
   }
   if (k == 2 * (n - 1)) {
     pf_mpi_coll_finish(c, 0);
@@ -104,9 +105,12 @@ static int ring_post(pf_mpi_coll *c) {
     recv = block_mod(me - (k - n + 1), n);
   }
   c->step = ++k;
+  /* The first send is our own block, straight from the input. */
   return post_to(c, 1, (me + n - 1) % n,
                  k <= n - 1 ? c->tmp : c->acc + block_at(c, recv) * es, block_len(c, recv) * es,
-                 (me + 1) % n, c->acc + block_at(c, send) * es, block_len(c, send) * es);
+                 (me + 1) % n,
+                 (k == 1 && c->in != NULL ? c->in : c->acc) + block_at(c, send) * es,
+                 block_len(c, send) * es);
 }
 
 static void ring_next(pf_mpi_coll *c) {
@@ -182,6 +186,15 @@ int pf_mpi_allreduce_setup(pf_mpi_coll *c, size_t *tmp_bytes) {
   c->next = c->ring ? ring_next : doubling_next;
   /* tmp: the partner's vector, or the ring's largest block. */
   *tmp_bytes = c->ring ? (c->count / (size_t)c->n + 1) * pf_dtype_size(dt) : c->bytes;
-  if (call->send != NULL && call->send != call->recv) memcpy(c->acc, call->send, c->bytes);
+  /* The ring reads the input where it is: every block of the result is
+   * written once (summed from the input and a received block, or
+   * received), so the input need not be copied first (a copy of the whole
+   * vector: 800 KB of gradients per training step). */
+  if (call->send != NULL && call->send != call->recv) {
+    if (c->ring)
+      c->in = call->send;
+    else
+      memcpy(c->acc, call->send, c->bytes);
+  }
   return 0;
 }

@@ -19,8 +19,10 @@ struct pf_mpi_coll {
   pf_mpi_lane *lane;
   pf_collective_call call;
   int me, n; /* this rank among the members, and their number */
-  /* Allreduce: acc is the caller's receive buffer (the running result). */
+  /* Allreduce: acc is the caller's receive buffer (the running result);
+   * the ring reads the input from in (NULL: in place, in acc). */
   char *acc;
+  const char *in;
   size_t bytes, count;
   int p2, rem; /* doubling: the largest power of two <= n, and n - p2 */
   int mask;    /* doubling: the partner is me ^ mask; 0 before doubling, p2 after */

@@ -140,9 +140,10 @@ PF_API int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
  *   BROADCAST      out (replicated, spec of B) = B_root
  *   ALL_TO_ALL     input must live split(a) on a slice of the same size;
  *                  out = the same value split(axis) instead (axis != a)
- * Reductions accept f32, f64, i32, i64 (MEAN: f32, f64 only). Collectives
- * lower to MPI nonblocking collectives on a communicator made once per
- * distinct set of ranks, issued by every rank in the same (gang) order.
+ * Reductions accept f32, f64, i32, i64 (MEAN: f32, f64 only). Across
+ * ranks, collectives run in the MPI transport over point-to-point messages
+ * (docs/architecture.md, Collectives), issued by every rank in the same
+ * (gang) order.
  * Over a slice with several devices on each of several ranks only
  * ALLREDUCE and BROADCAST compile (hierarchically); the others give
  * PF_ENOTSUP from pf_compile. The kinds, pf_collective_kind, are in

@@ -1,8 +1,8 @@
 /* Collectives across ranks (one device per rank, so every collective over
- * more than one rank is an MPI nonblocking collective on a communicator of
- * the slice's ranks): every kind, reduction and dtype, over every rank, a
+ * more than one rank runs in the MPI transport, over point-to-point
+ * messages among the slice's ranks): every kind, reduction and dtype, over every rank, a
  * subset of them, and slices pinned in orders other than rank order (shard
- * d of a slice is rank d of its communicator), against host references
+ * d of a slice is member d of its group), against host references
  * computed from the fed tensor. Also: collectives whose input lives on
  * other ranks, and matrices executed several times in flight. */
 #include "mpi_common.h"
