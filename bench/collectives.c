@@ -16,8 +16,14 @@
  * Figures: us per collective (per pair for ag+rs), median of R (-r, 3)
  * repetitions of about 0.2 s, for B = 8 B, 1 KiB, 64 KiB, 1 MiB, 8 MiB.
  *
+ * glibc's malloc is told to keep freed memory (no mmap per large block, no
+ * trim): otherwise large figures depend on what ran before, on both
+ * sides (Open MPI's reduce-scatter allocates a temporary per call, and
+ * glibc's dynamic mmap threshold decided whether that cost 7 or 90 ms).
+ *
  * Usage: mpirun -np N collectives [-r REPS] [-c CHAIN]
  *                                [-k allreduce,broadcast,alltoall,agrs] */
+#include <malloc.h>
 #include <unistd.h>
 
 #include "mpi_bench.h"
@@ -68,7 +74,7 @@ static double raw_us(int kind, size_t bytes) {
     while (more) {
       for (int i = 0; i < chain; i++) raw_one(kind, a, b, m);
       n += chain;
-      more = bench_now() - t0 < (r < 0 ? 0.02 : REP_S);
+      more = bench_now() - t0 < (r < 0 ? 0.1 : REP_S);
       MPI_Bcast(&more, 1, MPI_INT, 0, MPI_COMM_WORLD);
     }
     if (r >= 0) t[r] = (bench_now() - t0) * 1e6 / (double)n;
@@ -161,7 +167,7 @@ static double pathflow_us(int kind, size_t bytes) {
   BENCH_OK(ctx, pf_future_output(f, "y", &x));
   pf_future_destroy(f);
   for (int r = -1; r < reps; r++) {
-    double t0 = bench_now(), limit = r < 0 ? 0.02 : REP_S;
+    double t0 = bench_now(), limit = r < 0 ? 0.1 : REP_S;
     long started = 0, done = 0;
     for (;;) {
       if (bench_now() - t0 < limit && started - done < WINDOW) {
@@ -215,6 +221,8 @@ int main(int argc, char **argv) {
         return opt == 'h' ? 0 : 2;
     }
   }
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   rank = bench_mpi_init(&argc, &argv, "collectives", 2, &world);
   for (int k = 0; k < N_KINDS; k++)
     for (size_t s = 0; s < N_SIZES && wanted(k); s++) raw[k][s] = raw_us(k, sizes[s]);
