@@ -5,15 +5,18 @@
 #   transfer     2 ranks        point-to-point bandwidth and latency
 #   dispatch     2 and 4 ranks  Pathways' OpByOp / Chained / Fused
 #   granularity  2 ranks        Task Bench 1-D stencil, efficiency and METG
+#   collectives  2 and 4 ranks  allreduce, broadcast, all-to-all, allgather +
+#                               reduce-scatter against MPI's collectives
 #
 # Usage: bench/run_mpi.sh [BUILD_DIR] [BENCH...]
 #   BUILD_DIR  pathflow build directory (default: build-mpibench under the
 #              repository root); configured (Release, no tests) and built if
 #              needed.
-#   BENCH      any of transfer, dispatch, granularity (default: all three).
+#   BENCH      any of transfer, dispatch, granularity, collectives (default:
+#              all four).
 # Environment:
 #   REPS        repetitions per figure, passed as -r (default: each
-#               program's own: 5, 5, 3)
+#               program's own: 5, 5, 3, 3)
 #   IDLE_WAIT_S before each job, wait up to this long for the machine to be
 #               >= 90% idle over 2 s (default 120; 0: do not wait). Other
 #               jobs on a small machine distort MPI figures badly.
@@ -28,12 +31,13 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$root/build-mpibench
-if [[ $# -gt 0 && $1 != transfer && $1 != dispatch && $1 != granularity ]]; then
+if [[ $# -gt 0 && $1 != transfer && $1 != dispatch && $1 != granularity &&
+      $1 != collectives ]]; then
   build=$1
   shift
 fi
 benches=("$@")
-((${#benches[@]})) || benches=(transfer dispatch granularity)
+((${#benches[@]})) || benches=(transfer dispatch granularity collectives)
 IDLE_WAIT_S=${IDLE_WAIT_S:-120}
 
 if [[ ! -f $build/CMakeCache.txt ]]; then
@@ -100,6 +104,7 @@ for b in "${benches[@]}"; do
     transfer) run 2 transfer ;;
     dispatch) run 2 dispatch; run 4 dispatch ;;
     granularity) run 2 granularity ;;
+    collectives) run 2 collectives; run 4 collectives ;;
     *) echo "run_mpi.sh: unknown benchmark $b" >&2; exit 2 ;;
   esac
 done
