@@ -863,6 +863,18 @@ static void drained_call(pf_service *s, loop_op *lo, const pf_plan_op *op,
   }
 }
 
+/* The n blocks of `in` along `axis` (strided: not the leading axis), made
+ * contiguous in staging memory that the collective sends from. 1, or 0
+ * when that memory could not be had. */
+static int stage_split(loop_op *lo, const pf_storage *in, const pf_spec *ins, int axis, int n,
+                       pf_collective_call *c) {
+  size_t bytes = pf_spec_nbytes(ins);
+  if ((lo->stage_in = malloc(bytes ? bytes : 1)) == NULL) return 0;
+  pf_blocks_split(lo->stage_in, in->data, ins, axis, n);
+  c->send = lo->stage_in;
+  return 1;
+}
+
 static void start_collective(pf_service *s, loop_op *lo) {
   const pf_plan *p = pf_step_plan(lo->r->step);
   const pf_plan_op *op = &p->ops[lo->op];
@@ -922,14 +934,7 @@ static void start_collective(pf_service *s, loop_op *lo) {
         c.send = in->data;
         c.recv = out->data;
         c.count = (size_t)pf_spec_numel(outs);
-        if (!leading_axis(ins, op->axis)) {
-          if ((lo->stage_in = malloc(in_bytes ? in_bytes : 1)) == NULL) {
-            ok = 0;
-            break;
-          }
-          pf_blocks_split(lo->stage_in, in->data, ins, op->axis, n);
-          c.send = lo->stage_in;
-        }
+        if (!leading_axis(ins, op->axis)) ok = stage_split(lo, in, ins, op->axis, n, &c);
         break;
       case PF_BROADCAST:
         if (op->shard == op->root) {
@@ -948,15 +953,8 @@ static void start_collective(pf_service *s, loop_op *lo) {
         c.send = in->data;
         c.recv = out->data;
         c.bytes = in_bytes / (size_t)n;
-        if (!leading_axis(ins, op->axis)) {
-          if ((lo->stage_in = malloc(in_bytes ? in_bytes : 1)) == NULL) {
-            ok = 0;
-            break;
-          }
-          pf_blocks_split(lo->stage_in, in->data, ins, op->axis, n);
-          c.send = lo->stage_in;
-        }
-        if (!leading_axis(outs, op->in_axis) &&
+        if (!leading_axis(ins, op->axis)) ok = stage_split(lo, in, ins, op->axis, n, &c);
+        if (ok && !leading_axis(outs, op->in_axis) &&
             (c.recv = lo->stage_out = malloc(out_bytes ? out_bytes : 1)) == NULL)
           ok = 0;
         break;

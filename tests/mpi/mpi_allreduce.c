@@ -22,14 +22,8 @@
 #include "base/util.h"
 #include "pathflow/error.h"
 #include "transport/mpi.h"
+#include "mpi_check.h"
 
-#define CHECK(c)                                                              \
-  do {                                                                        \
-    if (!(c)) {                                                               \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-      MPI_Abort(MPI_COMM_WORLD, 1);                                           \
-    }                                                                         \
-  } while (0)
 
 static int rank, size;
 

@@ -20,14 +20,8 @@
 #include "graph/collective.h"
 #include "pathflow/error.h"
 #include "transport/mpi.h"
+#include "mpi_check.h"
 
-#define CHECK(c)                                                              \
-  do {                                                                        \
-    if (!(c)) {                                                               \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-      MPI_Abort(MPI_COMM_WORLD, 1);                                           \
-    }                                                                         \
-  } while (0)
 
 enum { MAX_GROUPS = 4, MAX_RANKS = 4 };
 

@@ -13,14 +13,8 @@
 #include "base/util.h"
 #include "pathflow/error.h"
 #include "transport/mpi.h"
+#include "mpi_check.h"
 
-#define CHECK(c)                                                              \
-  do {                                                                        \
-    if (!(c)) {                                                               \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-      MPI_Abort(MPI_COMM_WORLD, 1);                                           \
-    }                                                                         \
-  } while (0)
 
 /* Around the inline limit (8 KiB), and large enough for MPI's rendezvous. */
 static const size_t sizes[] = {0, 1, 100, 8191, 8192, 8193, 100000, (size_t)3 << 20};
