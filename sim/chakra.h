@@ -31,6 +31,11 @@ enum {
   PF_CHAKRA_SEND = 5,
   PF_CHAKRA_RECV = 6,
   PF_CHAKRA_COLL = 7,
+  /* Not Chakra's: a wait of delay_ns that holds no device, which the
+   * simulator's workloads add (sim/workload.h: the controller's dispatch,
+   * a run message's way to its device, a step's start). Never read from
+   * or written to a file. */
+  PF_CHAKRA_DELAY = 100,
 };
 
 /* Collective kinds, as the format numbers them (comm_type). */
@@ -68,6 +73,10 @@ typedef struct pf_chakra_node {
   uint32_t n_group;
   int64_t *group;
   int32_t is_cpu_op; /* -1: not given */
+  /* The simulator's own, never in a file: a DELAY's wait, and which run
+   * of a workload the node belongs to (0: none; else the run's index + 1). */
+  uint64_t delay_ns;
+  uint32_t run;
 } pf_chakra_node;
 
 /* One device's trace. */

@@ -236,8 +236,10 @@ static int read_group(rd *r, const pf_json *obj, int idx, pf_sim_cluster *cl, pf
 }
 
 static int read_runtime(rd *r, const pf_json *root, pf_sim_cluster *cl) {
-  static const char *const keys[] = {"op_dispatch", "transfer", "step"};
-  int64_t *dst[] = {&cl->op_dispatch_ns, &cl->transfer_ns, &cl->step_ns};
+  /* dispatch is optional (the controller's cost per execution sent; files
+   * written before it existed leave it out): the step cost when absent. */
+  static const char *const keys[] = {"op_dispatch", "transfer", "step", "dispatch"};
+  int64_t *dst[] = {&cl->op_dispatch_ns, &cl->transfer_ns, &cl->step_ns, &cl->dispatch_ns};
   char field[PATH_MAX_LEN];
   const pf_json *obj, *v;
   int rc;
@@ -246,8 +248,13 @@ static int read_runtime(rd *r, const pf_json *root, pf_sim_cluster *cl) {
       (rc = check_keys(r, obj, "runtime", keys, PF_ARRAY_LEN(keys))) != 0)
     return rc;
   for (size_t i = 0; i < PF_ARRAY_LEN(keys); i++) {
-    if ((rc = member(r, obj, "runtime", keys[i], 1, &v)) != 0) return rc;
+    int required = i < 3;
+    if ((rc = member(r, obj, "runtime", keys[i], required, &v)) != 0) return rc;
     join(field, "runtime", keys[i]);
+    if (v == NULL) {
+      cl->dispatch_ns = cl->step_ns;
+      continue;
+    }
     if ((rc = time_ns(r, v, field, dst[i])) != 0) return rc;
   }
   return 0;

@@ -80,6 +80,7 @@ typedef struct pf_sim_cluster {
   int64_t op_dispatch_ns; /* per op a device runs */
   int64_t transfer_ns;    /* per transfer, on top of the link latency */
   int64_t step_ns;        /* per execution (one step) */
+  int64_t dispatch_ns;    /* the controller, per execution it sends (step_ns when not given) */
 } pf_sim_cluster;
 
 /* Where a device is. */

@@ -212,6 +212,11 @@ static void node_ready(engine *e, int64_t i, pf_simtime t, int64_t cause) {
       n->start = t;
       if (n->arrived) node_done(e, i, t, cause);
       break;
+    case PF_CHAKRA_DELAY: /* a wait that holds no device */
+      n->state = RUNNING;
+      n->start = t;
+      if (heap_push(e, t + (pf_simtime)n->src->delay_ns, i) != 0) fail(e, PF_ENOMEM);
+      break;
     case PF_CHAKRA_COLL: {
       coll *c = &e->colls[n->coll];
       n->start = t;
@@ -588,6 +593,7 @@ static int device_stats(engine *e) {
     }
     for (int64_t i = lo; i < hi; i++) {
       const node *n = &e->nodes[i];
+      if (n->src->type == PF_CHAKRA_DELAY) continue; /* neither computing nor communicating */
       if (n->src->type >= PF_CHAKRA_SEND) comm[nm++] = (span){n->start, n->end};
       else comp[nc++] = (span){n->start, n->end};
     }
@@ -607,6 +613,27 @@ static int device_stats(engine *e) {
     free(comp);
     free(comm);
   }
+  return 0;
+}
+
+/* A workload's runs: each one's first start and last end over the nodes
+ * that are its own (its DELAY nodes aside). */
+static int run_spans(engine *e) {
+  pf_sim_result *r = e->res;
+  r->n_runs = e->opt->runs;
+  r->run_start = pf_mallocn((size_t)r->n_runs, sizeof *r->run_start);
+  r->run_end = pf_calloc((size_t)r->n_runs, sizeof *r->run_end);
+  if (r->run_start == NULL || r->run_end == NULL) return PF_ENOMEM;
+  for (int64_t k = 0; k < r->n_runs; k++) r->run_start[k] = PF_SIMTIME_MAX;
+  for (int64_t i = 0; i < e->n_nodes; i++) {
+    const node *n = &e->nodes[i];
+    int64_t k = (int64_t)n->src->run - 1;
+    if (k < 0 || k >= r->n_runs || n->src->type == PF_CHAKRA_DELAY) continue;
+    r->run_start[k] = PF_MINOF(r->run_start[k], n->start);
+    r->run_end[k] = PF_MAXOF(r->run_end[k], n->end);
+  }
+  for (int64_t k = 0; k < r->n_runs; k++)
+    if (r->run_start[k] == PF_SIMTIME_MAX) r->run_start[k] = r->run_end[k] = 0; /* no node */
   return 0;
 }
 
@@ -632,6 +659,14 @@ static int critical_path(engine *e) {
   return 0;
 }
 
+/* ",\"run\":N" for a node of run N - 1 of a workload, else "". */
+static const char *run_arg(uint32_t run) {
+  static char buf[32];
+  if (run == 0) return "";
+  snprintf(buf, sizeof buf, ",\"run\":%u", run - 1);
+  return buf;
+}
+
 static void write_trace(const engine *e, FILE *f) {
   static const char *const kinds[] = {"", "", "load", "store", "compute", "send", "recv",
                                       "collective"};
@@ -644,19 +679,21 @@ static void write_trace(const engine *e, FILE *f) {
                "{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":%" PRId64
                ",\"tid\":1,\"args\":{\"name\":\"communication\"}},\n",
             dev, dev, dev, dev);
-  for (int64_t i = 0; i < e->n_nodes; i++) {
+  for (int64_t i = 0, first = 1; i < e->n_nodes; i++) {
     const node *n = &e->nodes[i];
-    fprintf(f, "{\"ph\":\"X\",\"name\":\"");
+    if (n->src->type == PF_CHAKRA_DELAY) continue; /* dispatch and start waits: no device row */
+    fprintf(f, "%s{\"ph\":\"X\",\"name\":\"", first ? "" : ",\n");
+    first = 0;
     for (const char *c = n->src->name; *c; c++) /* names are ours or a trace's: escape */
       if (*c == '"' || *c == '\\') fprintf(f, "\\%c", *c);
       else if ((unsigned char)*c < 0x20) fprintf(f, "\\u%04x", (unsigned char)*c);
       else fputc(*c, f);
     fprintf(f, "\",\"cat\":\"%s\",\"pid\":%" PRId64 ",\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f,"
-               "\"args\":{\"id\":%" PRIu64 "}}%s\n",
+               "\"args\":{\"id\":%" PRIu64 "%s}}",
             kinds[n->src->type], n->device, n->src->type >= PF_CHAKRA_SEND, (double)n->start * 1e-3,
-            (double)(n->end - n->start) * 1e-3, n->src->id, i + 1 < e->n_nodes ? "," : "");
+            (double)(n->end - n->start) * 1e-3, n->src->id, run_arg(n->src->run));
   }
-  fprintf(f, "]}\n");
+  fprintf(f, "\n]}\n");
 }
 
 /* ---- the run ------------------------------------------------------------------------------ */
@@ -667,6 +704,8 @@ void pf_sim_result_free(pf_sim_result *r) {
   free(r->comm);
   free(r->exposed);
   free(r->path);
+  free(r->run_start);
+  free(r->run_end);
   free(r);
 }
 
@@ -742,9 +781,10 @@ int pf_sim_replay(pf_chakra_trace *const *traces, int64_t n_devices, const pf_si
   if ((rc = build_edges(&e)) || (rc = match_transfers(&e)) || (rc = match_collectives(&e)) ||
       (rc = pf_simnet_create(cl, &e.net)))
     goto out;
-  /* The step starts once its fixed cost is paid. */
+  /* The step starts once its fixed cost is paid (a workload's own DELAY
+   * nodes pay it for each of its runs). */
   for (int64_t i = 0; i < e.n_nodes && e.rc == 0; i++)
-    if (e.nodes[i].pending == 0) node_ready(&e, i, cl->step_ns, -1);
+    if (e.nodes[i].pending == 0) node_ready(&e, i, e.opt->runs > 0 ? 0 : cl->step_ns, -1);
   while (e.rc == 0) {
     pf_simtime tn = pf_simnet_next(e.net), te = e.n_heap ? e.heap[0].t : PF_SIMTIME_MAX;
     if (tn == PF_SIMTIME_MAX && te == PF_SIMTIME_MAX) break;
@@ -754,6 +794,10 @@ int pf_sim_replay(pf_chakra_trace *const *traces, int64_t n_devices, const pf_si
         event ev = heap_pop(&e);
         int64_t dev = e.nodes[ev.node].device;
         e.events++;
+        if (e.nodes[ev.node].src->type == PF_CHAKRA_DELAY) {
+          node_done(&e, ev.node, ev.t, -1);
+          continue;
+        }
         e.busy_now[dev] = 0;
         e.last_done[dev] = ev.node;
         node_done(&e, ev.node, ev.t, -1);
@@ -780,6 +824,7 @@ int pf_sim_replay(pf_chakra_trace *const *traces, int64_t n_devices, const pf_si
       break;
     }
   }
+  if (rc == 0 && e.opt->runs > 0) rc = run_spans(&e);
   if (rc == 0) {
     pf_simnet_get_stats(e.net, &r->net);
     r->events = e.events + r->net.events;

@@ -22,7 +22,8 @@
  * reduce-scatter and all-to-all: a 1/n piece to every other device;
  * broadcast and scatter from, gather and reduce to, the group's first
  * device; a barrier waits only for the group). A step starts after the
- * cluster's per-step cost.
+ * cluster's per-step cost. DELAY nodes (PF_CHAKRA_DELAY, a workload's:
+ * sim/workload.h) wait their delay_ns holding no device.
  *
  * Deterministic: the same input gives the same result, event for event.
  */
@@ -41,6 +42,10 @@ typedef struct pf_sim_options {
   pf_sim_algo algo; /* allreduce algorithm (PF_SIM_RING by default: 0) */
   int chunks;       /* pipelining of the tree algorithms; < 1: 1 */
   FILE *trace;      /* NULL, or where to write a Chrome trace (Perfetto) */
+  /* A workload's runs (sim/workload.h): > 0 when the traces number their
+   * nodes' runs (pf_chakra_node.run) and pay each run's step cost with
+   * DELAY nodes of their own; the result then gives each run's span. */
+  int64_t runs;
 } pf_sim_options;
 
 /* One node of the critical path. */
@@ -63,6 +68,8 @@ typedef struct pf_sim_result {
   pf_simnet_stats net;
   uint32_t n_path; /* the critical path, first node first */
   pf_sim_path_node *path;
+  int64_t n_runs;  /* options.runs: each run's first start and last end (0, 0 if empty) */
+  pf_simtime *run_start, *run_end;
 } pf_sim_result;
 
 /* Replays traces[0..n_devices) (trace d runs on device d of `cl`, which

@@ -102,6 +102,20 @@ python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$dir/sim.json" ||
 [ "$(grep "^makespan" "$dir/sim.txt")" = "$(grep "^makespan" "$dir/sim2.txt")" ] ||
   { echo "FAIL: replaying the exported traces gave another makespan"; exit 1; }
 bad 'needs --cluster' sim --example mlp
+# Workloads: runs of two tenants sent in stride order by weight (1:2).
+"$tool" sim --cluster dgx-h100 --example mlp --devices 8 --runs 6 --tenant example:mlp@2 \
+  >"$dir/wl.txt"
+grep -q "^makespan: .* (12 runs)" "$dir/wl.txt"
+[ "$(grep -c "^  run .* tenant 1:" "$dir/wl.txt")" -eq 6 ] ||
+  { echo "FAIL: not 6 runs of the second tenant"; cat "$dir/wl.txt"; exit 1; }
+[ "$(grep "^  run " "$dir/wl.txt" | head -6 | awk '{print $4}' | tr -d ':\n')" = "011011" ] ||
+  { echo "FAIL: the runs were not sent in stride order"; cat "$dir/wl.txt"; exit 1; }
+"$tool" sim --cluster palm --example pipeline --devices 16 --runs 2 --dispatch sequential \
+  | grep -q "^pipeline .* 2 "
+bad '--tenant "example:mlp@0": expected' sim --cluster local --example mlp --tenant example:mlp@0
+bad '--dispatch "eager": expected parallel or sequential' sim --cluster local --example mlp \
+  --dispatch eager
+bad '--runs "0": expected' sim --cluster local --example mlp --runs 0
 bad '--algo "fast": expected' sim --cluster local --example mlp --algo fast
 if "$tool" sim --cluster nowhere.json --example mlp 2>"$dir/err.txt"; then
   echo "FAIL: a missing cluster file was accepted"; exit 1

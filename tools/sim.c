@@ -11,6 +11,7 @@
 #include "sim/chakra_export.h"
 #include "sim/replay.h"
 #include "sim/sched_cluster.h"
+#include "sim/workload.h"
 #include "tools/timeline.h"
 #include "tools/tool.h"
 
@@ -19,6 +20,8 @@ const char tool_sim_usage[] =
     "         [--devices N] [--steps T] [--algo ring|ring_flows|tree|double_tree|hierarchical]\n"
     "         [--trace OUT.json] [--export-chakra PREFIX] [--svg OUT.svg]\n"
     "         [--compare REAL_TRACE.json [--compare-out BOTH.json]]\n"
+    "         [--runs N] [--dispatch parallel|sequential] [--weight W]\n"
+    "         [--tenant GRAPH.pb|example:NAME[@WEIGHT]]...\n"
     "  Compiles a graph for a described cluster (a JSON file, docs/cluster-format.md,\n"
     "  or a preset: local, dgx-h100, palm) with the scheduler of a real run, and\n"
     "  replays one execution of it in virtual time; or replays Chakra traces\n"
@@ -31,13 +34,42 @@ const char tool_sim_usage[] =
     "  --export-chakra: the plans as traces.\n"
     "  --svg: a Gantt chart of the run (compute and communication per device).\n"
     "  --compare: a real run's trace (PATHFLOW_TRACE) of the same graph: prints each\n"
-    "  step's and each op's error; --compare-out writes both into one Chrome trace.\n";
+    "  step's and each op's error; --compare-out writes both into one Chrome trace.\n"
+    "  --runs: N executions of each graph, sent one after another by the controller\n"
+    "  (on device 0) at runtime.dispatch each. --dispatch: send a run to the\n"
+    "  pipeline's stages at once, or each once the one before started (default: the\n"
+    "  graph's own mode). --tenant: another graph sharing the devices (repeat it),\n"
+    "  with its weight; --weight: the first graph's (1). Runs are sent in stride\n"
+    "  order by weight; prints each tenant's runs, span and share of the time.\n";
+
+#define MAX_TENANTS 16
 
 typedef struct sim_args {
   const char *cluster, *graph, *example, *import, *trace, *chakra, *svg, *compare, *compare_out;
-  int64_t devices, steps;
+  int64_t devices, steps, runs;
   int algo;
+  int dispatch; /* -1: the graph's own; else pf_dispatch_mode */
+  double weight;
+  /* --tenant: graph files or examples, and their weights */
+  const char *tenant[MAX_TENANTS];
+  double tenant_weight[MAX_TENANTS];
+  int n_tenants;
 } sim_args;
+
+/* GRAPH.pb or example:NAME, then @WEIGHT or nothing. */
+static int parse_tenant(const char *v, sim_args *a) {
+  const char *at = strrchr(v, '@');
+  char *end;
+  if (a->n_tenants == MAX_TENANTS) return 0;
+  a->tenant_weight[a->n_tenants] = 1;
+  if (at != NULL) {
+    double w = strtod(at + 1, &end);
+    if (at[1] == '\0' || *end != '\0' || !(w > 0) || w > 1e9) return 0;
+    a->tenant_weight[a->n_tenants] = w;
+  }
+  a->tenant[a->n_tenants++] = v;
+  return 1;
+}
 
 static int bad(const char *opt, const char *value, const char *want) {
   fprintf(stderr, "pathflow sim: %s \"%s\": expected %s\n", opt, value, want);
@@ -45,7 +77,8 @@ static int bad(const char *opt, const char *value, const char *want) {
 }
 
 static int parse(int argc, char **argv, sim_args *a) {
-  *a = (sim_args){.devices = 0, .steps = 4, .algo = PF_SIM_RING};
+  *a = (sim_args){.devices = 0, .steps = 4, .algo = PF_SIM_RING, .runs = 1, .dispatch = -1,
+                  .weight = 1};
   for (int i = 2; i < argc; i++) {
     const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (o[0] != '-' && a->graph == NULL) {
@@ -71,6 +104,21 @@ static int parse(int argc, char **argv, sim_args *a) {
     } else if (strcmp(o, "--steps") == 0) {
       if (pf_parse_int(v, 1, 1000000, &a->steps) != 0)
         return bad(o, v, "an integer in [1, 1000000]");
+    } else if (strcmp(o, "--runs") == 0) {
+      if (pf_parse_int(v, 1, 1000000, &a->runs) != 0)
+        return bad(o, v, "an integer in [1, 1000000]");
+    } else if (strcmp(o, "--dispatch") == 0) {
+      if (strcmp(v, "parallel") == 0) a->dispatch = PF_DISPATCH_PARALLEL;
+      else if (strcmp(v, "sequential") == 0) a->dispatch = PF_DISPATCH_SEQUENTIAL;
+      else return bad(o, v, "parallel or sequential");
+    } else if (strcmp(o, "--weight") == 0) {
+      char *end;
+      a->weight = strtod(v, &end);
+      if (*end != '\0' || !(a->weight > 0) || a->weight > 1e9)
+        return bad(o, v, "a number > 0");
+    } else if (strcmp(o, "--tenant") == 0) {
+      if (!parse_tenant(v, a))
+        return bad(o, v, "GRAPH.pb or example:NAME, then @WEIGHT (> 0) or nothing, at most 16 times");
     } else if (strcmp(o, "--algo") == 0) {
       if ((a->algo = pf_sim_algo_parse(v)) < 0)
         return bad(o, v, "ring, tree, double_tree or hierarchical");
@@ -120,9 +168,13 @@ static int import_traces(const char *prefix, pf_chakra_trace ***out, int64_t *n,
   return 0;
 }
 
-/* The graph (a file or an example), compiled for the cluster, as traces. */
-static int graph_traces(const sim_args *a, const pf_sim_cluster *cl, pf_chakra_trace ***out,
-                        int64_t *n, pf_compiled **comp, pf_diag *d) {
+/* One graph (a file, or an example when `example` is set), compiled for
+ * the cluster, as traces; *stage_of (when not NULL) gets each device's
+ * place in the graph's dispatch order (-1: not used), and *mode its
+ * dispatch mode. */
+static int source_traces(const sim_args *a, const char *graph, const char *example,
+                         const pf_sim_cluster *cl, pf_chakra_trace ***out, int64_t *n,
+                         pf_compiled **comp, int32_t **stage_of, pf_diag *d) {
   int64_t devices = a->devices > 0 ? a->devices : cl->devices;
   pf_cluster sc = {0};
   pf_graph_env env;
@@ -133,19 +185,31 @@ static int graph_traces(const sim_args *a, const pf_sim_cluster *cl, pf_chakra_t
                          devices, cl->name, cl->devices);
   if ((rc = pf_sim_sched_cluster(cl, devices, PF_DEVICE_CPU, &sc, d)) != 0) return rc;
   if ((rc = tool_env(sc.n_devices, &env, d)) != 0) goto out;
-  if (a->example) {
-    rc = tool_example(a->example, sc.n_devices, (int)a->steps, &env, &g);
+  if (example) {
+    rc = tool_example(example, sc.n_devices, (int)a->steps, &env, &g);
   } else {
     uint8_t *buf;
     size_t len;
-    if ((rc = pf_file_read(a->graph, &buf, &len, d)) == 0) {
+    if ((rc = pf_file_read(graph, &buf, &len, d)) == 0) {
       rc = pf_graph_decode_env(&env, buf, len, &g, d);
       free(buf);
     }
   }
   if (rc == 0) rc = pf_schedule(g, &sc, 1, comp, d);
   if (rc == 0) rc = pf_chakra_from_plans(*comp, &sc, env.registry, out, d);
-  if (rc == 0 && a->chakra) rc = pf_chakra_export(*comp, &sc, env.registry, a->chakra, d);
+  if (rc == 0 && a->chakra && graph == a->graph && example == a->example)
+    rc = pf_chakra_export(*comp, &sc, env.registry, a->chakra, d);
+  if (rc == 0 && stage_of != NULL) {
+    if ((*stage_of = pf_mallocn((size_t)sc.n_devices, sizeof **stage_of)) == NULL) {
+      rc = pf_diag_error(d, PF_ENOMEM, "out of memory");
+    } else {
+      for (int dv = 0; dv < sc.n_devices; dv++) {
+        (*stage_of)[dv] = -1;
+        for (int k = 0; k < (*comp)->n_stages; k++)
+          if ((*comp)->stages[k] == sc.devices[dv].rank) (*stage_of)[dv] = k;
+      }
+    }
+  }
   *n = sc.n_devices;
   pf_graph_destroy(g);
   pf_registry_destroy(env.registry);
@@ -172,7 +236,10 @@ static void report(const pf_sim_result *r, const pf_sim_cluster *cl, const pf_co
     exp_sum += (double)r->exposed[dv];
   }
   printf("cluster %s: %" PRId64 " devices simulated\n", cl->name, r->n_devices);
-  printf("makespan: %.3f ms (one execution)\n", (double)r->makespan * 1e-6);
+  if (r->n_runs > 0)
+    printf("makespan: %.3f ms (%" PRId64 " runs)\n", (double)r->makespan * 1e-6, r->n_runs);
+  else
+    printf("makespan: %.3f ms (one execution)\n", (double)r->makespan * 1e-6);
   printf("devices busy: %.1f%% on average (min %.1f%%, max %.1f%%), idle or waiting the rest\n",
          pct((pf_simtime)(busy_sum / (double)r->n_devices), r->makespan),
          pct(busy_min, r->makespan), pct(busy_max, r->makespan));
@@ -202,7 +269,7 @@ static void report(const pf_sim_result *r, const pf_sim_cluster *cl, const pf_co
       p = &r->path[k];
     }
     printf("  %10.3f ms %-10s device %-6" PRId64 " %s\n", (double)p->start * 1e-6,
-           kinds[p->type], p->device, p->name);
+           p->type == PF_CHAKRA_DELAY ? "wait" : kinds[p->type], p->device, p->name);
   }
   printf("simulation: %" PRIu64 " nodes, %" PRIu64 " events in %.3f s (%.2f M events/s); "
          "%s %.3f s before\n", r->nodes, r->events, wall_s,
@@ -239,6 +306,96 @@ static int timeline_outputs(const sim_args *a, const char *text, size_t len, pf_
   return rc;
 }
 
+/* Each tenant's runs: how many, the first start and the last end, the
+ * mean time of one, and how much of the workload's time went to it. */
+static void report_workload(const pf_sim_result *r, const pf_sim_workload *w,
+                            const sim_args *a, int n_tenants) {
+  printf("%-24s %7s %5s %12s %12s %12s %12s\n", "tenant", "weight", "runs", "first_ms",
+         "last_ms", "mean_run_ms", "runs_per_s");
+  for (int k = 0; k < n_tenants; k++) {
+    pf_simtime first = PF_SIMTIME_MAX, last = 0, sum = 0;
+    int64_t runs = 0;
+    for (int64_t j = 0; j < w->n_runs; j++) {
+      if (w->run_tenant[j] != k) continue;
+      first = PF_MINOF(first, r->run_start[j]);
+      last = PF_MAXOF(last, r->run_end[j]);
+      sum += r->run_end[j] - r->run_start[j];
+      runs++;
+    }
+    printf("%-24.24s %7.3g %5" PRId64 " %12.3f %12.3f %12.3f %12.1f\n",
+           k == 0 ? (a->example ? a->example : a->graph ? a->graph : a->import) : a->tenant[k - 1],
+           k == 0 ? a->weight : a->tenant_weight[k - 1], runs, (double)first * 1e-6,
+           (double)last * 1e-6, runs ? (double)sum / (double)runs * 1e-6 : 0.0,
+           last > 0 ? (double)runs / ((double)last * 1e-9) : 0.0);
+  }
+  if (w->n_runs <= 24)
+    for (int64_t j = 0; j < w->n_runs; j++)
+      printf("  run %-4" PRId64 " tenant %d: %10.3f .. %10.3f ms\n", j, w->run_tenant[j],
+             (double)r->run_start[j] * 1e-6, (double)r->run_end[j] * 1e-6);
+}
+
+/* Everything a workload is made of, freed together. */
+typedef struct tenants {
+  pf_sim_tenant t[MAX_TENANTS + 1];
+  pf_chakra_trace **traces[MAX_TENANTS + 1];
+  pf_compiled *comp[MAX_TENANTS + 1];
+  int32_t *stage_of[MAX_TENANTS + 1];
+  int64_t n_traces[MAX_TENANTS + 1];
+  int n;
+} tenants;
+
+static void tenants_free(tenants *ts) {
+  /* tenant 0's traces and compiled graph are the caller's */
+  for (int k = 1; k < ts->n; k++) {
+    for (int64_t i = 0; ts->traces[k] && i < ts->n_traces[k]; i++) pf_chakra_free(ts->traces[k][i]);
+    free(ts->traces[k]);
+    pf_compiled_free(ts->comp[k]);
+  }
+  for (int k = 0; k < ts->n; k++) free(ts->stage_of[k]);
+}
+
+/* The first graph (traces t, compiled comp and stage_of: NULL when
+ * imported) and the --tenant graphs, as one workload over n devices. */
+static int make_workload(const sim_args *a, const pf_sim_cluster *cl, pf_chakra_trace **t,
+                         int64_t n, const pf_compiled *comp, int32_t *stage_of, tenants *ts,
+                         pf_sim_workload **w, pf_diag *d) {
+  int rc = 0;
+  memset(ts, 0, sizeof *ts);
+  ts->stage_of[0] = stage_of; /* ts's from now on */
+  ts->traces[0] = t;
+  ts->n_traces[0] = n;
+  ts->n = 1;
+  for (int k = 0; k < a->n_tenants && rc == 0; k++) {
+    const char *spec = a->tenant[k];
+    char path[4096];
+    size_t len = strcspn(spec, "@");
+    int64_t m = 0;
+    snprintf(path, sizeof path, "%.*s", (int)len, spec);
+    rc = strncmp(path, "example:", 8) == 0
+             ? source_traces(a, NULL, path + 8, cl, &ts->traces[k + 1], &m, &ts->comp[k + 1],
+                             &ts->stage_of[k + 1], d)
+             : source_traces(a, path, NULL, cl, &ts->traces[k + 1], &m, &ts->comp[k + 1],
+                             &ts->stage_of[k + 1], d);
+    ts->n_traces[k + 1] = m;
+    ts->n = k + 2;
+    if (rc == 0 && m != n)
+      rc = pf_diag_error(d, PF_EINVAL, "--tenant %s: %" PRId64 " devices, the first graph %" PRId64,
+                         spec, m, n);
+  }
+  for (int k = 0; k < ts->n && rc == 0; k++) {
+    const pf_compiled *c = k == 0 ? comp : ts->comp[k];
+    ts->t[k] = (pf_sim_tenant){
+        .traces = ts->traces[k],
+        .stage_of = ts->stage_of[k],
+        .weight = k == 0 ? a->weight : a->tenant_weight[k - 1],
+        .runs = a->runs,
+        .sequential = a->dispatch >= 0 ? a->dispatch == PF_DISPATCH_SEQUENTIAL
+                                       : c != NULL && c->dispatch == PF_DISPATCH_SEQUENTIAL};
+  }
+  if (rc == 0) rc = pf_sim_workload_build(ts->t, ts->n, n, cl, w, d);
+  return rc;
+}
+
 int tool_sim(int argc, char **argv) {
   sim_args a;
   pf_sim_cluster *cl = NULL;
@@ -251,7 +408,10 @@ int tool_sim(int argc, char **argv) {
   FILE *trace = NULL;
   char *timeline = NULL; /* the simulated timeline, when not in a --trace file */
   size_t timeline_len = 0;
-  int rc;
+  int32_t *stage_of = NULL;
+  pf_sim_workload *w = NULL;
+  tenants ts;
+  int rc, workload = 0;
   for (int i = 2; i < argc; i++)
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       fputs(tool_sim_usage, stdout);
@@ -264,7 +424,13 @@ int tool_sim(int argc, char **argv) {
     return 1;
   }
   t0 = pf_now_ns();
-  rc = a.import ? import_traces(a.import, &t, &n, &d) : graph_traces(&a, cl, &t, &n, &comp, &d);
+  workload = a.runs > 1 || a.n_tenants > 0 || a.dispatch >= 0;
+  rc = a.import ? import_traces(a.import, &t, &n, &d)
+                : source_traces(&a, a.graph, a.example, cl, &t, &n, &comp, &stage_of, &d);
+  if (rc == 0 && workload) {
+    rc = make_workload(&a, cl, t, n, comp, stage_of, &ts, &w, &d);
+    stage_of = NULL;
+  }
   if (rc == 0 && a.trace && (trace = fopen(a.trace, "w")) == NULL)
     rc = pf_diag_error(&d, PF_ESYS, "cannot write %s", a.trace);
   if (rc == 0 && !a.trace && (a.svg || a.compare) &&
@@ -272,14 +438,15 @@ int tool_sim(int argc, char **argv) {
     rc = pf_diag_error(&d, PF_ENOMEM, "out of memory");
   t1 = pf_now_ns();
   if (rc == 0)
-    rc = pf_sim_replay(t, n, cl,
+    rc = pf_sim_replay(w ? w->traces : t, n, cl,
                        &(pf_sim_options){.algo = (pf_sim_algo)a.algo, .chunks = 4,
-                                         .trace = trace},
+                                         .trace = trace, .runs = w ? w->n_runs : 0},
                        &r, &d);
   if (trace && fclose(trace) != 0 && rc == 0)
     rc = pf_diag_error(&d, PF_ESYS, "writing %s failed", a.trace ? a.trace : "the timeline");
   if (rc == 0) {
     report(r, cl, comp, (double)(t1 - t0) * 1e-9, (double)(pf_now_ns() - t1) * 1e-9);
+    if (w) report_workload(r, w, &a, ts.n);
     if (a.trace) printf("wrote %s (Chrome trace: open it in Perfetto)\n", a.trace);
     if (a.chakra) printf("wrote %s.0.et .. %s.%" PRId64 ".et\n", a.chakra, a.chakra, n - 1);
     if (a.svg || a.compare) rc = timeline_outputs(&a, timeline, timeline_len, &d);
@@ -289,6 +456,9 @@ int tool_sim(int argc, char **argv) {
   free(t);
   free(timeline);
   pf_sim_result_free(r);
+  pf_sim_workload_free(w);
+  if (workload) tenants_free(&ts);
+  free(stage_of);
   pf_compiled_free(comp);
   pf_sim_cluster_free(cl);
   return rc == 0 ? 0 : 1;
