@@ -1,6 +1,8 @@
 #include "sim/net.h"
 
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +67,7 @@ typedef struct flow {
   double rate;      /* bytes/s; 0 until the flow is active and rated */
   double bound;     /* the rate its links give it alone: min capacity / weight */
   pf_simtime last;  /* when remaining was last brought up to date */
+  pf_simtime entered; /* when it entered its links */
   pf_simtime due;   /* the flow's next event: entering, then completing */
   uint64_t seq;     /* order of sending: breaks ties between events */
   uint64_t bytes;   /* in all (a bundle: summed over its members) */
@@ -151,6 +154,8 @@ struct pf_simnet {
   int32_t *touched;
   size_t n_touched, cap_touched;
   pf_simnet_stats stats;
+  pf_simnet_observer observer;
+  void *observer_arg;
   uint64_t in_flight;
   int running; /* inside pf_simnet_run: a callback may not run it again */
 };
@@ -859,7 +864,7 @@ static int run_events(pf_simnet *net, pf_simtime until) {
       net->stats.events++;
       if (f->state == FLOW_LATENT && f->nlinks > 0 && f->remaining > 0) {
         f->state = FLOW_ACTIVE;
-        f->last = t;
+        f->last = f->entered = t;
         if (f->part && f->part->exclusive && f->part->busy == 0) {
           /* Alone on its links: the rate recompute would give it, without
            * entering them. */
@@ -890,6 +895,10 @@ static int run_events(pf_simnet *net, pf_simtime until) {
       pf_simnet_done cb = f->cb;
       void *arg = f->arg;
       uint64_t tag = f->tag;
+      if (net->observer && f->nlinks > 0 && f->bytes > 0)
+        net->observer(net->observer_arg, flow_links(f), f->ext ? f->ext + 2 * f->nlinks : NULL,
+                      f->nlinks, (double)f->bytes / (double)(f->members ? f->members : 1),
+                      f->entered, t);
       if (f->ext) net->stats.bundles_done++;
       f->state = FLOW_FREE;
       f->ext = NULL;
@@ -905,6 +914,30 @@ static int run_events(pf_simnet *net, pf_simtime until) {
 }
 
 pf_simtime pf_simnet_now(const pf_simnet *net) { return net->now; }
+
+void pf_simnet_observe(pf_simnet *net, pf_simnet_observer fn, void *arg) {
+  net->observer = fn;
+  net->observer_arg = arg;
+}
+
+int64_t pf_simnet_links(const pf_simnet *net) { return net->n_links; }
+
+/* Links are laid out by kind (pf_simnet_create): each device's port out of
+ * and into its host switch, each NIC's, each host's DCN port, each
+ * island's uplink; even ids go out, odd ones in. */
+void pf_simnet_link_name(const pf_simnet *net, int32_t id, char *buf, size_t len) {
+  const char *dir = id % 2 ? "in" : "out";
+  int64_t k = id / 2;
+  if (id < net->nic_base)
+    snprintf(buf, len, "device %" PRId64 " %s", k, dir);
+  else if (id < net->dcn_base)
+    snprintf(buf, len, "host %" PRId64 " NIC %" PRId64 " %s", (k - net->nic_base / 2) / net->nics,
+             (k - net->nic_base / 2) % net->nics, dir);
+  else if (id < net->isl_base)
+    snprintf(buf, len, "host %" PRId64 " DCN %s", k - net->dcn_base / 2, dir);
+  else
+    snprintf(buf, len, "island %" PRId64 " uplink %s", k - net->isl_base / 2, dir);
+}
 
 uint64_t pf_simnet_in_flight(const pf_simnet *net) { return net->in_flight; }
 

@@ -117,6 +117,19 @@ void pf_simnet_shape_destroy(pf_simnet *net, pf_simnet_shape *sh);
  * PF_ESTATE when called from a completion callback. */
 int pf_simnet_run(pf_simnet *net, pf_simtime until);
 
+/* Called, when set, for each flow or bundle that has delivered its last
+ * byte (before its completion callback): the links it crossed, the bundle's
+ * weight on each (how many of its members cross it; NULL: 1 each), the
+ * bytes each member moved, and when it entered and left its links. What
+ * per-link timelines are made of (sim/replay.c's trace). */
+typedef void (*pf_simnet_observer)(void *arg, const int32_t *links, const int32_t *weights,
+                                   int n, double member_bytes, pf_simtime start, pf_simtime end);
+void pf_simnet_observe(pf_simnet *net, pf_simnet_observer fn, void *arg);
+/* How many links the network has (ids 0 .. n - 1), and a link's name:
+ * "device 3 out", "host 2 NIC 0 in", "host 5 DCN out", "island 1 uplink in". */
+int64_t pf_simnet_links(const pf_simnet *net);
+void pf_simnet_link_name(const pf_simnet *net, int32_t id, char *buf, size_t len);
+
 /* The current virtual time. */
 pf_simtime pf_simnet_now(const pf_simnet *net);
 

@@ -40,6 +40,14 @@ typedef struct event {
   int64_t node;
 } event;
 
+/* A flow's (or bundle's) use of one link: when, and how many bytes it
+ * moved there (for the trace's per-link rows). */
+typedef struct link_use {
+  int32_t link;
+  pf_simtime a, b;
+  double bytes;
+} link_use;
+
 typedef struct engine {
   const pf_sim_cluster *cl;
   const pf_sim_options *opt;
@@ -63,6 +71,8 @@ typedef struct engine {
   int64_t *all_devices; /* the group of a collective that names none */
   int rc;
   pf_sim_result *res;
+  link_use *uses; /* with a trace only */
+  size_t n_uses, cap_uses;
 } engine;
 
 /* ---- the event heap (compute ends) -------------------------------------------------------- */
@@ -659,6 +669,98 @@ static int critical_path(engine *e) {
   return 0;
 }
 
+static void observe(void *arg, const int32_t *links, const int32_t *weights, int n,
+                    double member_bytes, pf_simtime a, pf_simtime b) {
+  engine *e = arg;
+  if (e->n_uses + (size_t)n > e->cap_uses &&
+      pf_grow((void **)&e->uses, &e->cap_uses, e->n_uses + (size_t)n, sizeof *e->uses) != 0) {
+    fail(e, PF_ENOMEM);
+    return;
+  }
+  for (int k = 0; k < n; k++)
+    e->uses[e->n_uses++] = (link_use){links[k], a, b, member_bytes * (weights ? weights[k] : 1)};
+}
+
+typedef struct rate_step {
+  pf_simtime t;
+  double delta; /* bytes/ns (GB/s) */
+} rate_step;
+
+static int cmp_step(const void *x, const void *y) {
+  const rate_step *p = x, *q = y;
+  return (p->t > q->t) - (p->t < q->t);
+}
+
+static int cmp_use_link(const void *x, const void *y) {
+  const link_use *p = x, *q = y;
+  return (p->link > q->link) - (p->link < q->link);
+}
+
+typedef struct link_total {
+  int32_t link;
+  double bytes;
+  size_t first, n; /* its uses, after sorting by link */
+} link_total;
+
+static int cmp_total_desc(const void *x, const void *y) {
+  const link_total *p = x, *q = y;
+  return (p->bytes < q->bytes) - (p->bytes > q->bytes);
+}
+
+static int cmp_total_link(const void *x, const void *y) {
+  const link_total *p = x, *q = y;
+  return (p->link > q->link) - (p->link < q->link);
+}
+
+/* The per-link rows: a counter per link that carried bytes (the busiest
+ * PF_SIM_TRACE_LINKS at most), its traffic in GB/s over time, each flow
+ * counted at its average rate from entering its links to its last byte. */
+static int write_links(engine *e, FILE *f) {
+  link_total *tot = NULL;
+  rate_step *st = NULL;
+  size_t nt = 0, cap_st = 0;
+  qsort(e->uses, e->n_uses, sizeof *e->uses, cmp_use_link);
+  if ((tot = pf_mallocn(e->n_uses + 1, sizeof *tot)) == NULL) return PF_ENOMEM;
+  for (size_t i = 0; i < e->n_uses; i++) {
+    if (nt == 0 || tot[nt - 1].link != e->uses[i].link) tot[nt++] = (link_total){e->uses[i].link, 0, i, 0};
+    tot[nt - 1].bytes += e->uses[i].bytes;
+    tot[nt - 1].n++;
+  }
+  qsort(tot, nt, sizeof *tot, cmp_total_desc);
+  if (nt > PF_SIM_TRACE_LINKS) nt = PF_SIM_TRACE_LINKS;
+  qsort(tot, nt, sizeof *tot, cmp_total_link);
+  if (nt > 0)
+    fprintf(f, ",\n{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":%d,\"args\":{\"name\":"
+               "\"links (GB/s)\"}}", PF_SIM_TRACE_LINKS_PID);
+  for (size_t k = 0; k < nt; k++) {
+    char name[64];
+    size_t n = 0;
+    double v = 0;
+    pf_simnet_link_name(e->net, tot[k].link, name, sizeof name);
+    if (pf_grow((void **)&st, &cap_st, 2 * tot[k].n, sizeof *st) != 0) {
+      free(tot);
+      return PF_ENOMEM;
+    }
+    for (size_t i = tot[k].first; i < tot[k].first + tot[k].n; i++) {
+      const link_use *u = &e->uses[i];
+      double rate = u->b > u->a ? u->bytes / (double)(u->b - u->a) : 0;
+      st[n++] = (rate_step){u->a, rate};
+      st[n++] = (rate_step){u->b, -rate};
+    }
+    qsort(st, n, sizeof *st, cmp_step);
+    for (size_t i = 0; i < n; i++) {
+      v += st[i].delta;
+      if (i + 1 < n && st[i + 1].t == st[i].t) continue; /* one sample an instant */
+      fprintf(f, ",\n{\"ph\":\"C\",\"name\":\"%s\",\"pid\":%d,\"ts\":%.3f,"
+                 "\"args\":{\"GB/s\":%.6g}}",
+              name, PF_SIM_TRACE_LINKS_PID, (double)st[i].t * 1e-3, v < 1e-12 ? 0.0 : v);
+    }
+  }
+  free(st);
+  free(tot);
+  return 0;
+}
+
 /* ",\"run\":N" for a node of run N - 1 of a workload, else "". */
 static const char *run_arg(uint32_t run) {
   static char buf[32];
@@ -667,7 +769,8 @@ static const char *run_arg(uint32_t run) {
   return buf;
 }
 
-static void write_trace(const engine *e, FILE *f) {
+static int write_trace(engine *e, FILE *f) {
+  int rc;
   static const char *const kinds[] = {"", "", "load", "store", "compute", "send", "recv",
                                       "collective"};
   fprintf(f, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
@@ -693,7 +796,9 @@ static void write_trace(const engine *e, FILE *f) {
             kinds[n->src->type], n->device, n->src->type >= PF_CHAKRA_SEND, (double)n->start * 1e-3,
             (double)(n->end - n->start) * 1e-3, n->src->id, run_arg(n->src->run));
   }
+  rc = write_links(e, f);
   fprintf(f, "\n]}\n");
+  return rc;
 }
 
 /* ---- the run ------------------------------------------------------------------------------ */
@@ -725,6 +830,7 @@ static void engine_free(engine *e) {
   free(e->colls);
   free(e->all_devices);
   free(e->last_done);
+  free(e->uses);
   pf_simnet_destroy(e->net);
 }
 
@@ -781,6 +887,7 @@ int pf_sim_replay(pf_chakra_trace *const *traces, int64_t n_devices, const pf_si
   if ((rc = build_edges(&e)) || (rc = match_transfers(&e)) || (rc = match_collectives(&e)) ||
       (rc = pf_simnet_create(cl, &e.net)))
     goto out;
+  if (e.opt->trace) pf_simnet_observe(e.net, observe, &e);
   /* The step starts once its fixed cost is paid (a workload's own DELAY
    * nodes pay it for each of its runs). */
   for (int64_t i = 0; i < e.n_nodes && e.rc == 0; i++)
@@ -829,7 +936,7 @@ int pf_sim_replay(pf_chakra_trace *const *traces, int64_t n_devices, const pf_si
     pf_simnet_get_stats(e.net, &r->net);
     r->events = e.events + r->net.events;
     if ((rc = device_stats(&e)) == 0 && (rc = critical_path(&e)) == 0 && e.opt->trace)
-      write_trace(&e, e.opt->trace);
+      rc = write_trace(&e, e.opt->trace);
   }
 out:
   if (rc == PF_ENOMEM && (d == NULL || d->code == 0)) pf_diag_error(d, rc, "sim: out of memory");

@@ -38,10 +38,18 @@
 #include "sim/collective.h"
 #include "sim/net.h"
 
+/* The trace's per-link rows: a process of this pid (not a device's)
+ * holding a counter per link (its traffic in GB/s over time), for the
+ * PF_SIM_TRACE_LINKS links that carried the most bytes. */
+#define PF_SIM_TRACE_LINKS_PID (1 << 30)
+#define PF_SIM_TRACE_LINKS 256
+
 typedef struct pf_sim_options {
   pf_sim_algo algo; /* allreduce algorithm (PF_SIM_RING by default: 0) */
   int chunks;       /* pipelining of the tree algorithms; < 1: 1 */
-  FILE *trace;      /* NULL, or where to write a Chrome trace (Perfetto) */
+  FILE *trace;      /* NULL, or where to write a Chrome trace (Perfetto): a
+                     * process per device (rows compute and communication),
+                     * then the links' rows */
   /* A workload's runs (sim/workload.h): > 0 when the traces number their
    * nodes' runs (pf_chakra_node.run) and pay each run's step cost with
    * DELAY nodes of their own; the result then gives each run's span. */

@@ -1,6 +1,7 @@
 #!/bin/sh
 # pathflow sim --svg and --compare: the Gantt chart is well-formed SVG with
-# one row per device; a simulation compared with itself has no error; a
+# one row per device and one per link; the trace's link counters add up to
+# the bytes the links carried; a simulation compared with itself has no error; a
 # real run's layout (PATHFLOW_TRACE) is read, its steps timed and its ops
 # matched; another cluster's simulation differs; bad traces are refused.
 set -eu
@@ -19,6 +20,29 @@ rows = [g for g in root.iter(ns + "g") if g.get("class") == "device"]
 assert [g.get("data-device") for g in rows] == [str(d) for d in range(8)], rows
 for g in rows:                                   # every device computes something
     assert len(g.findall(ns + "rect")) >= 6, (g.get("data-device"), len(g.findall(ns + "rect")))
+links = [g for g in root.iter(ns + "g") if g.get("class") == "link"]
+assert len(links) == 16, len(links)              # each device's port out and in
+assert all(g.findall(ns + "rect") for g in links)
+PY
+# The trace's link rows: a counter per link that carried bytes; over the
+# run they add up to what the report says the intra-host links carried,
+# twice (a transfer leaves by one port and enters by another).
+python3 - "$dir/sim.json" "$dir/out.txt" <<'PY'
+import json, re, sys
+ev = json.load(open(sys.argv[1]))["traceEvents"]
+want = float(re.search(r"link bytes: intra-host (\S+),", open(sys.argv[2]).read()).group(1))
+rows = {}
+for e in ev:
+    if e["ph"] == "C":
+        assert e["pid"] == 1 << 30, e
+        rows.setdefault(e["name"], []).append((e["ts"], e["args"]["GB/s"]))
+assert len(rows) == 16 and "device 7 in" in rows, sorted(rows)
+total = 0
+for samples in rows.values():
+    assert samples[-1][1] == 0                    # every link ends idle
+    for (t0, v), (t1, _) in zip(samples, samples[1:]):
+        total += v * (t1 - t0) * 1e3              # GB/s x us = 1000 bytes
+assert abs(total - 2 * want) <= 1e-3 * want, (total, want)
 PY
 # Against itself: every step and every op exact.
 "$tool" sim --cluster dgx-h100 --devices 8 "$dir/st.pb" --compare "$dir/sim.json" \

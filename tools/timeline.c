@@ -10,6 +10,7 @@
 #include "base/file.h"
 #include "base/util.h"
 #include "sim/json.h"
+#include "sim/replay.h"
 
 #define LOOP_ROW 1000 /* runtime/trace.h's PF_TRACE_LOOP_ROW */
 #define SIM_PID 100000 /* the simulated devices' processes in a comparison */
@@ -18,6 +19,12 @@
 void tl_free(tl_trace *t) {
   if (t == NULL) return;
   for (size_t i = 0; i < t->n; i++) free(t->ev[i].name);
+  for (size_t k = 0; k < t->n_links; k++) {
+    free(t->links[k].name);
+    free(t->links[k].ts);
+    free(t->links[k].v);
+  }
+  free(t->links);
   free(t->ev);
   free(t);
 }
@@ -26,6 +33,35 @@ static double num(const pf_json *o, const char *key, double dflt) {
   const pf_json *v = pf_json_get(o, key);
   return v && v->type == PF_JSON_NUMBER ? v->number : dflt;
 }
+
+/* A sample of the simulator's per-link counters (pid
+ * PF_SIM_TRACE_LINKS_PID), appended to its link's row. */
+static int link_sample(tl_trace *t, const pf_json *e) {
+  const pf_json *name = pf_json_get(e, "name"), *args = pf_json_get(e, "args");
+  tl_link *l = t->n_links ? &t->links[t->n_links - 1] : NULL;
+  size_t cap;
+  if (name == NULL || name->type != PF_JSON_STRING) return 0;
+  if (l == NULL || strcmp(l->name, name->string) != 0) { /* a link's samples come together */
+    tl_link *grown = realloc(t->links, (t->n_links + 1) * sizeof *grown);
+    if (grown == NULL) return PF_ENOMEM;
+    t->links = grown;
+    l = &t->links[t->n_links++];
+    memset(l, 0, sizeof *l);
+    if ((l->name = pf_strdup(name->string)) == NULL) return PF_ENOMEM;
+  }
+  cap = l->n + 1;
+  {
+    double *ts = realloc(l->ts, cap * sizeof *ts), *v;
+    if (ts == NULL) return PF_ENOMEM;
+    l->ts = ts;
+    if ((v = realloc(l->v, cap * sizeof *v)) == NULL) return PF_ENOMEM;
+    l->v = v;
+  }
+  l->ts[l->n] = num(e, "ts", 0);
+  l->v[l->n++] = num(args, "GB/s", 0);
+  return 0;
+}
+
 
 /* The process (rank) and row of event e; -1 when absent. */
 static void where(const pf_json *e, int64_t *pid, int64_t *tid) {
@@ -85,6 +121,11 @@ int tl_parse(const char *text, size_t len, const char *source, tl_trace **out, p
                   *args = pf_json_get(e, "args");
     tl_event *v = &t->ev[t->n];
     int64_t pid, tid;
+    if (t->simulated && ph != NULL && ph->type == PF_JSON_STRING && strcmp(ph->string, "C") == 0 &&
+        num(e, "pid", -1) == PF_SIM_TRACE_LINKS_PID) {
+      rc = link_sample(t, e);
+      continue;
+    }
     if (ph == NULL || ph->type != PF_JSON_STRING || strcmp(ph->string, "X") != 0) continue;
     where(e, &pid, &tid);
     if (name == NULL || name->type != PF_JSON_STRING || pid < 0 || tid < 0 ||
@@ -318,6 +359,14 @@ out:
 
 /* ---- the Gantt chart ---------------------------------------------------------------------- */
 
+static void xml_text(FILE *f, const char *s) {
+  for (; *s; s++)
+    if (*s == '<') fputs("&lt;", f);
+    else if (*s == '>') fputs("&gt;", f);
+    else if (*s == '&') fputs("&amp;", f);
+    else if ((unsigned char)*s >= 0x20) fputc(*s, f);
+}
+
 int tl_svg(const tl_trace *t, FILE *f, int max_devices) {
   const int label = 110, width = 1100, row = 14, top = 30;
   int32_t shown = PF_MINOF(t->n_devices, max_devices);
@@ -332,8 +381,12 @@ int tl_svg(const tl_trace *t, FILE *f, int max_devices) {
       t1 = PF_MAXOF(t1, t->ev[i].ts + t->ev[i].dur);
     }
   if (!(t1 > t0)) t0 = 0, t1 = 1;
+  int32_t links = (int32_t)PF_MINOF(t->n_links, (size_t)max_devices);
+  double peak = 0;
+  for (size_t k = 0; k < t->n_links; k++)
+    for (size_t i = 0; i < t->links[k].n; i++) peak = PF_MAXOF(peak, t->links[k].v[i]);
   scale = (double)(width - label - 10) / (t1 - t0);
-  height = top + shown * (2 * row + 6) + 30;
+  height = top + shown * (2 * row + 6) + (links ? 16 + links * (row + 2) : 0) + 30;
   fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
              "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
              "font-family=\"sans-serif\" font-size=\"10\">\n"
@@ -359,14 +412,31 @@ int tl_svg(const tl_trace *t, FILE *f, int max_devices) {
       fprintf(f, "<rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"%s\"><title>",
               label + (e->ts - t0) * scale, y + (e->comm ? row : 0), PF_MAXOF(0.5, e->dur * scale),
               row - 2, e->comm ? "#f0a030" : "#3070c0");
-      for (const char *c = e->name; *c; c++) /* XML text */
-        if (*c == '<') fputs("&lt;", f);
-        else if (*c == '>') fputs("&gt;", f);
-        else if (*c == '&') fputs("&amp;", f);
-        else if ((unsigned char)*c >= 0x20) fputc(*c, f);
+      xml_text(f, e->name);
       fprintf(f, " %.3f us</title></rect>\n", e->dur);
     }
     fprintf(f, "</g>\n");
+  }
+  if (links > 0) { /* the links' traffic, darker when busier */
+    int y0 = top + shown * (2 * row + 6) + 12;
+    fprintf(f, "<text x=\"4\" y=\"%d\" font-size=\"11\">links (peak %.3g GB/s)</text>\n", y0,
+            peak);
+    for (int32_t k = 0; k < links; k++) {
+      const tl_link *l = &t->links[k];
+      int y = y0 + 4 + k * (row + 2);
+      fprintf(f, "<g class=\"link\"><text x=\"4\" y=\"%d\" fill=\"#555\">", y + row - 4);
+      xml_text(f, l->name);
+      fprintf(f, "</text>\n");
+      for (size_t i = 0; i + 1 < l->n; i++) {
+        double a = PF_MAXOF(l->ts[i], t0), b = PF_MINOF(l->ts[i + 1], t1);
+        if (!(l->v[i] > 0) || b <= a) continue;
+        fprintf(f, "<rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"#2a9d5c\" "
+                   "fill-opacity=\"%.3f\"><title>%.3g GB/s</title></rect>\n",
+                label + (a - t0) * scale, y, PF_MAXOF(0.5, (b - a) * scale), row - 2,
+                peak > 0 ? 0.15 + 0.85 * l->v[i] / peak : 1.0, l->v[i]);
+      }
+      fprintf(f, "</g>\n");
+    }
   }
   if (shown < t->n_devices)
     fprintf(f, "<text x=\"4\" y=\"%d\">... and %d devices more</text>\n", height - 2,

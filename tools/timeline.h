@@ -26,11 +26,21 @@ typedef struct tl_event {
   double ts, dur;  /* microseconds */
 } tl_event;
 
+/* A link's traffic over time (the simulator's per-link counters): value
+ * v[k] in GB/s from ts[k] (us) to the next sample. */
+typedef struct tl_link {
+  char *name;
+  size_t n;
+  double *ts, *v;
+} tl_link;
+
 typedef struct tl_trace {
   int simulated;   /* the simulator's layout */
   int32_t n_devices;
   size_t n;
   tl_event *ev;
+  size_t n_links;  /* the simulator's links with traffic, in trace order */
+  tl_link *links;
 } tl_trace;
 
 /* Reads a timeline of either layout from the file at `path`. Errors:
@@ -60,7 +70,9 @@ int tl_compare(const tl_trace *real, const tl_trace *sim, int64_t exe, FILE *rep
 /* Draws t as an SVG Gantt chart: per device a compute row and a
  * communication row (the device's link traffic: transfers and collectives),
  * the time axis in ms, at most `max_devices` devices (the rest counted in a
- * note). Events of a real run are of its first step. Returns 0 or PF_ESYS. */
+ * note); then, for a simulation, a row per link (up to `max_devices`),
+ * shaded by its traffic against the busiest link's peak. Events of a real
+ * run are of its first step. Returns 0 or PF_ESYS. */
 int tl_svg(const tl_trace *t, FILE *f, int max_devices);
 
 #endif
