@@ -194,7 +194,8 @@ static int read_type(rd *r, const char *name, int line, const pf_json *obj, pf_s
 }
 
 static int read_group(rd *r, const pf_json *obj, int idx, pf_sim_cluster *cl, pf_sim_host_group *g) {
-  static const char *const keys[] = {"count", "ranks_per_host", "devices_per_rank", "device", "island"};
+  static const char *const keys[] = {"count", "ranks_per_host", "devices_per_rank", "device", "island",
+                                     "cores"};
   char path[PATH_MAX_LEN], field[PATH_MAX_LEN];
   const pf_json *v;
   int64_t x;
@@ -218,6 +219,10 @@ static int read_group(rd *r, const pf_json *obj, int idx, pf_sim_cluster *cl, pf
   if ((int64_t)g->ranks_per_host * g->devices_per_rank > (1 << 16))
     return bad(r, obj->line, path, "%d ranks of %d devices is more than %d devices a host", g->ranks_per_host,
                g->devices_per_rank, 1 << 16);
+  if ((rc = member(r, obj, path, "cores", 0, &v)) != 0) return rc;
+  join(field, path, "cores");
+  if (v && (rc = integer(r, v, field, 1, 1 << 20, &x)) != 0) return rc;
+  g->cores = v ? (int32_t)x : 0;
   if ((rc = member(r, obj, path, "island", 0, &v)) != 0) return rc;
   join(field, path, "island");
   if (v && (rc = integer(r, v, field, 0, PF_SIM_MAX_ISLANDS - 1, &x)) != 0) return rc;

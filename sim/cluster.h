@@ -46,6 +46,10 @@ typedef struct pf_sim_host_group {
   int32_t devices_per_rank;
   int32_t type;   /* index into the cluster's types */
   int32_t island; /* 0 .. islands-1 */
+  /* CPU cores a host, 0 when not given. CPU devices (each a worker thread)
+   * share them: with more devices a host than cores, each computes
+   * devices / cores times slower. */
+  int32_t cores;
   int64_t first_host, first_rank, first_device;
 } pf_sim_host_group;
 

@@ -130,6 +130,13 @@ static pf_simtime compute_time(const engine *e, const node *n) {
     double tm = ty->memory_bandwidth > 0 ? (double)c->tensor_size / ty->memory_bandwidth : 0;
     secs = tf > tm ? tf : tm;
   }
+  {
+    /* CPU devices share their host's cores (a worker thread each). */
+    const pf_sim_host_group *g = &e->cl->groups[pl.group];
+    int64_t per_host = (int64_t)g->ranks_per_host * g->devices_per_rank;
+    if (ty->kind == PF_SIM_CPU && g->cores > 0 && per_host > g->cores)
+      secs *= (double)per_host / (double)g->cores;
+  }
   return e->cl->op_dispatch_ns + (pf_simtime)(secs * 1e9 + 0.5);
 }
 
@@ -283,14 +290,38 @@ static void on_flow(pf_simnet *net, void *arg, uint64_t tag, pf_simtime now) {
   }
 }
 
+/* The arithmetic of a reduction, on top of its messages: each member
+ * combines (n - 1) / n of the bytes, reading two operands and writing the
+ * result at its device's memory bandwidth (in + out, as calibration
+ * measures `add`). 0 for other collectives. Messages first, then the
+ * additions: in a ring they alternate, and add up to the same. */
+static pf_simtime reduce_time(const engine *e, const coll *c) {
+  const pf_chakra_node *n = e->nodes[c->nodes[0]].src;
+  pf_sim_place pl;
+  double bw;
+  if (c->n_group < 2 || (n->comm_type != PF_CHAKRA_ALL_REDUCE && n->comm_type != PF_CHAKRA_REDUCE &&
+                         n->comm_type != PF_CHAKRA_REDUCE_SCATTER &&
+                         n->comm_type != PF_CHAKRA_REDUCE_SCATTER_BLOCK))
+    return 0;
+  if (pf_sim_cluster_locate(e->cl, e->nodes[c->nodes[0]].device, &pl) != 0) return 0;
+  bw = e->cl->types[pl.type].memory_bandwidth;
+  if (!(bw > 0)) return 0;
+  return (pf_simtime)(3.0 * (double)n->comm_size * (double)(c->n_group - 1) /
+                          (double)c->n_group / bw * 1e9 + 0.5);
+}
+
 static void on_coll(void *arg, pf_simtime now) {
   coll *c = arg;
   engine *e = c->e;
+  pf_simtime add = reduce_time(e, c);
   e->events++;
   for (uint32_t k = 0; k < c->n_group; k++) {
     /* Every member waited for the last to join; that one for its own inputs. */
     if (c->nodes[k] != c->last) e->nodes[c->nodes[k]].cause = c->last;
-    node_done(e, c->nodes[k], now, c->last);
+    if (add == 0)
+      node_done(e, c->nodes[k], now, c->last);
+    else if (heap_push(e, now + add, c->nodes[k]) != 0) /* done once it has added */
+      fail(e, PF_ENOMEM);
   }
 }
 
@@ -901,7 +932,8 @@ int pf_sim_replay(pf_chakra_trace *const *traces, int64_t n_devices, const pf_si
         event ev = heap_pop(&e);
         int64_t dev = e.nodes[ev.node].device;
         e.events++;
-        if (e.nodes[ev.node].src->type == PF_CHAKRA_DELAY) {
+        if (e.nodes[ev.node].src->type == PF_CHAKRA_DELAY ||
+            e.nodes[ev.node].src->type == PF_CHAKRA_COLL) { /* holds no device */
           node_done(&e, ev.node, ev.t, -1);
           continue;
         }

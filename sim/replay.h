@@ -17,7 +17,9 @@
  * completes when both the data has arrived and it is ready itself. A
  * collective starts when every device of its group is ready for it (the
  * k-th collective of a group on each device meet) and completes for all at
- * once: allreduce by the algorithm chosen (sim/collective.h), the others
+ * once, a reduction's arithmetic after its messages ((n - 1) / n of its
+ * bytes combined, 3 bytes of memory traffic each, at the device type's
+ * memory bandwidth): allreduce by the algorithm chosen (sim/collective.h), the others
  * as direct flows (allgather: each block to every other device;
  * reduce-scatter and all-to-all: a 1/n piece to every other device;
  * broadcast and scatter from, gather and reduce to, the group's first

@@ -221,7 +221,10 @@ static int measure(cal *c, figures *f) {
       (rc = timed(c, g_allreduce, (int64_t[]){262144, 1}, &t2)))
     return rc;
   f->ar_ns = t2 - t1;
-  f->ar_model_ns = 1048576.0 / f->link_bw * 1e9 + 2 * f->latency_ns;
+  /* The replay's model on 2 devices: the ring's messages (half the vector
+   * each way, twice), then its arithmetic (half the vector combined, 3
+   * bytes of memory traffic each). */
+  f->ar_model_ns = 1048576.0 / f->link_bw * 1e9 + 2 * f->latency_ns + 3.0 * 524288 / f->mem_bw * 1e9;
   printf("allreduce 1 MiB %10.3f us   (the ring model with these figures: %.3f us)\n",
          f->ar_ns * 1e-3, f->ar_model_ns * 1e-3);
   return 0;
@@ -230,6 +233,7 @@ static int measure(cal *c, figures *f) {
 static int write_cluster(const char *path, const figures *f, int ranks, pf_diag *d) {
   char text[2048];
   long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
   double mem = pages > 0 && page > 0 ? (double)pages * (double)page / ranks : 1e9;
   int n = snprintf(
       text, sizeof text,
@@ -240,14 +244,15 @@ static int write_cluster(const char *path, const figures *f, int ranks, pf_diag 
       "    \"core\": {\"kind\": \"cpu\", \"flops\": {\"f32\": %.6g},\n"
       "             \"memory\": %.0f, \"memory_bandwidth\": %.6g}\n"
       "  },\n"
-      "  \"hosts\": [{\"count\": 1, \"ranks_per_host\": %d, \"devices_per_rank\": 1}],\n"
+      "  \"hosts\": [{\"count\": 1, \"ranks_per_host\": %d, \"devices_per_rank\": 1, \"cores\": %ld}],\n"
       "  \"links\": {\n"
       "    \"intra_host\": {\"bandwidth\": %.6g, \"latency\": %.6g},\n"
       "    \"nic\": {\"bandwidth\": %.6g, \"latency\": %.6g}\n"
       "  },\n"
       "  \"runtime\": {\"op_dispatch\": %.6g, \"transfer\": %.6g, \"step\": %.6g}\n"
       "}\n",
-      f->flops, floor(mem), f->mem_bw, ranks, f->link_bw, f->latency_ns * 1e-9, f->link_bw,
+      f->flops, floor(mem), f->mem_bw, ranks, cores > 0 ? cores : 1, f->link_bw,
+      f->latency_ns * 1e-9, f->link_bw,
       f->latency_ns * 1e-9, f->op_ns * 1e-9, f->transfer_ns * 1e-9, f->step_ns * 1e-9);
   size_t len = (size_t)n;
   const void *parts[] = {text};
