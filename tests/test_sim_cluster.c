@@ -185,6 +185,9 @@ static const bad_case bad_cases[] = {
      "c.json:21: runtime.op_dispatch: -1e-06 is negative", 0},
     {13, "    {\"count\": -3, \"device\": \"g\"},", "c.json:13: hosts[0].count: -3 is negative", 0},
     {13, "    {\"count\": 2.5, \"device\": \"g\"},", "c.json:13: hosts[0].count: 2.5 is not an integer", 0},
+    {13, "    {\"count\": 3, \"device\": \"g\", \"cores\": 0},", "c.json:13: hosts[0].cores: 0 is out of range", 0},
+    {21, "  \"runtime\": {\"op_dispatch\": \"1us\", \"transfer\": \"3us\", \"step\": \"0.05ms\", \"dispatch\": -1}",
+     "c.json:21: runtime.dispatch: -1 is negative", 0},
     {7, "      \"flops\": {\"f32\": 0},", "c.json:7: device_types.g.flops.f32: 0 is out of range; it must be more than 0", 0},
     {2, "  \"version\": 2,", "c.json:2: version: 2 is out of range", 0},
     /* unknown key */

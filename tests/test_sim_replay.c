@@ -101,6 +101,34 @@ static void chain(traces *T) {
   add(T, 1, PF_CHAKRA_COMP, "c", 0)->num_ops = 1000000;
 }
 
+/* CPU devices beyond the host's cores share them: 4 on 2 cores compute
+ * twice as slowly; given as many cores, as fast as without the field. */
+static void test_cores(void **state) {
+  static const char *const with[] = {"\"devices_per_rank\": 1, \"cores\": 2}",
+                                     "\"devices_per_rank\": 1, \"cores\": 4}"};
+  static const pf_simtime want[] = {10 * US + 1 * US + 2000 * US, 10 * US + 1 * US + 1000 * US};
+  (void)state;
+  for (int k = 0; k < 2; k++) {
+    char json[sizeof cluster_json + 64], *at;
+    size_t cut;
+    pf_sim_cluster *cl;
+    pf_sim_result *r;
+    traces T;
+    at = strstr(cluster_json, "\"devices_per_rank\": 1}");
+    cut = (size_t)(at - cluster_json);
+    snprintf(json, sizeof json, "%.*s%s%s", (int)cut, cluster_json, with[k],
+             at + strlen("\"devices_per_rank\": 1}"));
+    pf_diag_init(&diag);
+    OK(pf_sim_cluster_parse(json, strlen(json), "cores.json", &cl, &diag));
+    traces_init(&T);
+    add(&T, 0, PF_CHAKRA_COMP, "a", -1)->num_ops = 1000000; /* 1 ms at 1 GFLOP/s */
+    r = replay(&T, 1, cl);
+    assert_int_equal(r->makespan, want[k]);
+    pf_sim_result_free(r);
+    pf_sim_cluster_free(cl);
+  }
+}
+
 static void test_chain(void **state) {
   pf_sim_cluster *cl = cluster();
   pf_simnet *net;
@@ -343,6 +371,7 @@ static void test_plan(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_chain),        cmocka_unit_test(test_deterministic),
+      cmocka_unit_test(test_cores),
       cmocka_unit_test(test_link_sharing), cmocka_unit_test(test_allreduce),
       cmocka_unit_test(test_errors),       cmocka_unit_test(test_plan),
   };
