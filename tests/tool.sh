@@ -95,6 +95,8 @@ for f in "$dir"/ck.*.et; do [ -s "$f" ] || { echo "FAIL: empty $f"; exit 1; }; d
 "$tool" sim --cluster local --example mlp --devices 2 --trace "$dir/sim.json" \
   --export-chakra "$dir/simck" >"$dir/sim.txt"
 grep -q "^makespan: " "$dir/sim.txt"
+grep -q "^bubble: [0-9.]*% of 2 computing devices x the makespan idle" "$dir/sim.txt"
+grep -q "^peak memory (one execution's plan): [0-9.]* MiB at most (device [01])" "$dir/sim.txt"
 grep -q '"traceEvents"' "$dir/sim.json"
 python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$dir/sim.json" ||
   { echo "FAIL: the simulator's trace is not JSON"; exit 1; }

@@ -246,6 +246,31 @@ static void report(const pf_sim_result *r, const pf_sim_cluster *cl, const pf_co
   printf("exposed communication: %.1f%% of the makespan on average, %.1f%% at most\n",
          pct((pf_simtime)(exp_sum / (double)r->n_devices), r->makespan),
          pct(exp_max, r->makespan));
+  {
+    /* The bubble as train_pipeline measures it: the share of (devices that
+     * compute x makespan) in which they compute nothing. */
+    int64_t active = 0;
+    double busy_active = 0;
+    for (int64_t dv = 0; dv < r->n_devices; dv++)
+      if (r->busy[dv] > 0) {
+        active++;
+        busy_active += (double)r->busy[dv];
+      }
+    if (active > 0 && r->makespan > 0)
+      printf("bubble: %.1f%% of %" PRId64 " computing devices x the makespan idle\n",
+             100.0 * (1.0 - busy_active / ((double)active * (double)r->makespan)), active);
+  }
+  if (comp != NULL && r->n_devices > 0) {
+    int64_t top = 0;
+    double sum = 0;
+    for (int64_t dv = 0; dv < r->n_devices; dv++) {
+      sum += (double)comp->peak[dv];
+      if (comp->peak[dv] > comp->peak[top]) top = dv;
+    }
+    printf("peak memory (one execution's plan): %.3f MiB at most (device %" PRId64
+           "), %.3f MiB on average\n", (double)comp->peak[top] / 1048576.0, top,
+           sum / (double)r->n_devices / 1048576.0);
+  }
   if (r->n_devices <= 16) {
     printf("%8s %10s %10s %10s %10s\n", "device", "busy_ms", "comm_ms", "exposed_ms",
            "peak_MiB");
