@@ -118,6 +118,7 @@ bad '--tenant "example:mlp@0": expected' sim --cluster local --example mlp --ten
 bad '--dispatch "eager": expected parallel or sequential' sim --cluster local --example mlp \
   --dispatch eager
 bad '--runs "0": expected' sim --cluster local --example mlp --runs 0
+bad '--compare sets one execution' sim --cluster local --example mlp --runs 2 --compare x.json
 bad '--algo "fast": expected' sim --cluster local --example mlp --algo fast
 if "$tool" sim --cluster nowhere.json --example mlp 2>"$dir/err.txt"; then
   echo "FAIL: a missing cluster file was accepted"; exit 1

@@ -127,6 +127,11 @@ static int parse(int argc, char **argv, sim_args *a) {
       return 2;
     }
   }
+  if (a->compare && (a->runs > 1 || a->n_tenants > 0)) {
+    fprintf(stderr, "pathflow sim: --compare sets one execution beside a real run's steps: "
+                    "not with --runs or --tenant\n");
+    return 2;
+  }
   if (a->cluster == NULL || (a->graph != NULL) + (a->example != NULL) + (a->import != NULL) != 1) {
     fprintf(stderr, "pathflow sim: needs --cluster and one of GRAPH.pb, --example, "
                     "--import-chakra\n");
