@@ -86,6 +86,37 @@ int tool_time_graph(pf_context *ctx, pf_graph *g, int warmup, int reps, double *
   return rc;
 }
 
+int tool_time_pipelined(pf_context *ctx, pf_graph *g, int runs, int window, double *per_run_ns,
+                        char *why, size_t why_len) {
+  pf_executable *exe;
+  pf_future *ring[64];
+  uint64_t t0 = 0;
+  int rc, started = 0, done = 0;
+  if (runs < 1 || window < 1 || window > 64) return PF_EINVAL;
+  if ((rc = pf_compile(g, &exe)) != 0) {
+    snprintf(why, why_len, "pf_compile: %s", pf_last_error(ctx));
+    return rc;
+  }
+  /* The first window's runs warm up; the clock starts when the first is done. */
+  while (rc == 0 && done < runs + window) {
+    if (started < runs + window && started - done < window) {
+      if ((rc = pf_execute(exe, 0, NULL, &ring[started % window])) != 0)
+        snprintf(why, why_len, "pf_execute: %s", pf_last_error(ctx));
+      else
+        started++;
+      continue;
+    }
+    if ((rc = pf_future_wait(ring[done % window])) != 0)
+      snprintf(why, why_len, "%s", pf_future_error(ring[done % window]));
+    pf_future_destroy(ring[done % window]);
+    if (++done == window) t0 = pf_now_ns();
+  }
+  while (done < started) pf_future_destroy(ring[done++ % window]); /* after an error */
+  pf_executable_destroy(exe);
+  if (rc == 0) *per_run_ns = (double)(pf_now_ns() - t0) / runs;
+  return rc;
+}
+
 int tool_simulate(pf_graph *g, const pf_sim_cluster *cl, int64_t devices,
                   const pf_sim_options *opt, pf_sim_result **out, pf_diag *d) {
   pf_cluster sc = {0};

@@ -36,6 +36,14 @@ int tool_op(pf_graph *g, const char *kernel, pf_slice_t slice, int n, const pf_v
 int tool_time_graph(pf_context *ctx, pf_graph *g, int warmup, int reps, double *median_ns,
                     char *why, size_t why_len);
 
+/* Compiles g and sends `runs` runs of it with up to `window` (<= 64) in
+ * flight, after a window's worth to warm up: *per_run_ns is the wall time
+ * per run while the pipe is full, what the controller's dispatch costs a
+ * run when the devices have little to do. Errors: as tool_time_graph,
+ * PF_EINVAL (runs < 1, window out of range). */
+int tool_time_pipelined(pf_context *ctx, pf_graph *g, int runs, int window, double *per_run_ns,
+                        char *why, size_t why_len);
+
 /* Compiles g for the first `devices` devices of `cl` with the scheduler of
  * a real run (as `pathflow sim` does) and replays one execution; `opt` as
  * pf_sim_replay's (NULL: defaults). Kernel costs come from g's own
