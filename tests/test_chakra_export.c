@@ -14,13 +14,7 @@
 #include "sim/chakra_export.h"
 
 static pf_registry *reg;
-static pf_diag diag;
-
-#define OK(call)                                                            \
-  do {                                                                      \
-    int rc_ = (call);                                                       \
-    if (rc_ != 0) fail_msg("%s: %s: %s", #call, pf_errname(rc_), diag.msg); \
-  } while (0)
+#include "testing_diag.h"
 
 /* 2 ranks x 2 devices. */
 static pf_cluster cluster(void) {

@@ -133,13 +133,7 @@ static const pf_device_ops counting_ops = {
     .destroy = cd_destroy,
 };
 
-static pf_diag diag;
-
-#define OK(call)                                                            \
-  do {                                                                      \
-    int rc_ = (call);                                                       \
-    if (rc_ != 0) fail_msg("%s: %s: %s", #call, pf_errname(rc_), diag.msg); \
-  } while (0)
+#include "testing_diag.h"
 
 static int done_calls;
 static void on_done(pf_step *s, void *arg) {

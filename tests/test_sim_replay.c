@@ -15,13 +15,7 @@
 #include "sim/chakra_export.h"
 #include "sim/replay.h"
 
-static pf_diag diag;
-
-#define OK(call)                                                            \
-  do {                                                                      \
-    int rc_ = (call);                                                       \
-    if (rc_ != 0) fail_msg("%s: %s: %s", #call, pf_errname(rc_), diag.msg); \
-  } while (0)
+#include "testing_diag.h"
 
 /* 4 devices of 1 GFLOP/s, one a rank, on one host; 1 GB/s, 1 us inside it;
  * 1 us per op, 2 us per transfer, 10 us per step. */

@@ -18,13 +18,7 @@
 #include "sim/replay.h"
 #include "sim/workload.h"
 
-static pf_diag diag;
-
-#define OK(call)                                                            \
-  do {                                                                      \
-    int rc_ = (call);                                                       \
-    if (rc_ != 0) fail_msg("%s: %s: %s", #call, pf_errname(rc_), diag.msg); \
-  } while (0)
+#include "testing_diag.h"
 
 /* 3 hosts of 1 device (one a rank); 1 GB/s everywhere; 1 us inside a
  * host, 100 us between hosts; 1 us per op, 2 us per transfer, 5 us per
