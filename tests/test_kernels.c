@@ -321,6 +321,23 @@ static void test_fill(void **state) {
     free_views(1, &out);
     pf_attrs_destroy(a);
   }
+
+  /* -0.0 fills +0.0, as the ramp of step 0 always has (the CUDA kernel
+   * still computes the ramp: the bits must agree). */
+  {
+    pf_attrs *a = attrs_new();
+    const int64_t dims1[] = {5};
+    pf_view out;
+    set_shape(a, 1, dims1);
+    set_float(a, "value", -0.0);
+    run_ok("fill", a, 0, NULL, &out);
+    for (int64_t i = 0; i < 5; i++) {
+      float f = ((const float *)out.data)[i];
+      assert_false(signbit(f));
+    }
+    free_views(1, &out);
+    pf_attrs_destroy(a);
+  }
 }
 
 static void test_fill_attr_errors(void **state) {
