@@ -80,6 +80,20 @@ typedef struct group_lane {
   pf_mpi_lane lane;
 } group_lane;
 
+/* Under AddressSanitizer keep nothing: a reused block would hide a
+ * use-after-free (as runtime/storage.c's block cache does). */
+#if defined(__SANITIZE_ADDRESS__)
+#define SCRATCH_KEEP 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SCRATCH_KEEP 0
+#endif
+#endif
+#ifndef SCRATCH_KEEP
+#define SCRATCH_KEEP 16
+#endif
+#define SCRATCH_MAX_BYTES ((size_t)256 << 20)
+
 struct pf_mpi {
   pf_transport iface; /* first: the transport interface */
   int rank, size, tag_ub, local_rank, local_size;
@@ -113,6 +127,10 @@ struct pf_mpi {
   MPI_Status statuses[QUICK_MAX + PF_MPI_WINDOW];
   group_lane **groups; /* by group number; NULL: not met yet */
   size_t cap_groups;
+  /* pf_mpi_scratch_*: blocks kept for the next collective. */
+  void *scratch[SCRATCH_KEEP + 1];
+  size_t scratch_size[SCRATCH_KEEP + 1], scratch_bytes;
+  int n_scratch;
   /* Test hook (pf_mpi_set_fault_ctrl_send): the n-th control send with a
    * callback fails; sends with a callback so far. */
   int64_t fault_ctrl_send_at, ctrl_sends;
@@ -283,6 +301,7 @@ void pf_mpi_finalize(pf_mpi *m) {
    * reports an improper exit and the job fails. */
   if (m->we_initialized || m->rank != 0) MPI_Finalize();
   free(m->groups);
+  for (int i = 0; i < m->n_scratch; i++) free(m->scratch[i]);
   free(m->reqs);
   free(m->tr);
   free(m);
@@ -883,6 +902,46 @@ MPI_Op pf_mpi_op(int reduce_op) {
     case PF_REDUCE_MIN: return MPI_MIN;
     default: return MPI_SUM;
   }
+}
+
+void *pf_mpi_scratch_take(pf_mpi *m, size_t need, size_t *size) {
+  int best = -1;
+  void *p;
+  for (int i = 0; i < m->n_scratch; i++) /* the smallest that is large enough */
+    if (m->scratch_size[i] >= need && (best < 0 || m->scratch_size[i] < m->scratch_size[best]))
+      best = i;
+  if (best >= 0) {
+    p = m->scratch[best];
+    *size = m->scratch_size[best];
+    m->scratch_bytes -= *size;
+    m->n_scratch--;
+    m->scratch[best] = m->scratch[m->n_scratch];
+    m->scratch_size[best] = m->scratch_size[m->n_scratch];
+    return p;
+  }
+  *size = need;
+  return malloc(need);
+}
+
+void pf_mpi_scratch_give(pf_mpi *m, void *p, size_t size) {
+  if (p == NULL) return;
+  if (m->n_scratch == SCRATCH_KEEP || m->scratch_bytes + size > SCRATCH_MAX_BYTES) {
+    int small = 0; /* make room by the smallest kept, if it is smaller */
+    for (int i = 1; i < m->n_scratch; i++)
+      if (m->scratch_size[i] < m->scratch_size[small]) small = i;
+    if (m->n_scratch == 0 || m->scratch_size[small] >= size ||
+        m->scratch_bytes - m->scratch_size[small] + size > SCRATCH_MAX_BYTES) {
+      free(p);
+      return;
+    }
+    free(m->scratch[small]);
+    m->scratch_bytes -= m->scratch_size[small];
+    m->scratch[small] = m->scratch[--m->n_scratch];
+    m->scratch_size[small] = m->scratch_size[m->n_scratch];
+  }
+  m->scratch[m->n_scratch] = p;
+  m->scratch_size[m->n_scratch++] = size;
+  m->scratch_bytes += size;
 }
 
 /* The lane of group `group` over `ranks`, met first now or before (with

@@ -42,6 +42,7 @@ struct pf_mpi_coll {
   struct pf_mpi_coll *older, *newer; /* in flight, in seq order */
   struct pf_mpi_coll *next_waiting;  /* waiting for a tag */
   MPI_Request *reqs;                 /* room for 2 n requests, in tmp's block */
+  size_t block;                      /* the record's bytes (pf_mpi_scratch_take) */
   _Alignas(max_align_t) char tmp[]; /* what the algorithm receives into */
 };
 

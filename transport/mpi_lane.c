@@ -122,7 +122,7 @@ void pf_mpi_coll_finish(pf_mpi_coll *c, int status) {
   pf_mpi_cb cb = c->cb;
   void *arg = c->arg;
   unlink_coll(c);
-  free(c);
+  pf_mpi_scratch_give(c->m, c, c->block);
   cb(arg, status);
   start_waiting(lane);
 }
@@ -197,9 +197,14 @@ int pf_mpi_collective_start(pf_mpi *m, pf_mpi_lane *lane, const pf_collective_ca
                                   : pf_mpi_exchange_setup(&proto, &tmp);
   if (rc != 0) return rc;
   reqs_at = (tmp + _Alignof(MPI_Request) - 1) / _Alignof(MPI_Request) * _Alignof(MPI_Request);
-  if ((c = malloc(sizeof *c + reqs_at + 2 * (size_t)lane->size * sizeof(MPI_Request))) == NULL)
-    return PF_ENOMEM;
-  memcpy(c, &proto, sizeof *c);
+  {
+    size_t block;
+    c = pf_mpi_scratch_take(m, sizeof *c + reqs_at + 2 * (size_t)lane->size * sizeof(MPI_Request),
+                            &block);
+    if (c == NULL) return PF_ENOMEM;
+    memcpy(c, &proto, sizeof *c);
+    c->block = block;
+  }
   c->reqs = (MPI_Request *)(void *)(c->tmp + reqs_at);
   if (c->acc == NULL) c->acc = call->recv;
   if (!may_start(lane) || lane->waiting != NULL) {
@@ -215,7 +220,7 @@ int pf_mpi_collective_start(pf_mpi *m, pf_mpi_lane *lane, const pf_collective_ca
     /* Nothing of it is in flight: the caller hears of it now, not later. */
     unlink_coll(c);
     lane->seq--;
-    free(c);
+    pf_mpi_scratch_give(m, c, c->block);
     return rc;
   }
   return 0;
