@@ -12,6 +12,9 @@
  *   ag+rs       allgather of B bytes per rank, then reduce-scatter (max)
  *               of the result: ZeRO's per-layer pair  MPI_Allgather +
  *                                                      MPI_Reduce_scatter_block
+ *   agrs_cols   the same pair on a matrix of 8 rows split by columns (a
+ *               tensor-parallel layout): every block strided, staged by
+ *               pathflow; the same MPI calls on contiguous blocks
  * Every vector holds ones, so every result must be ones (checked).
  * Figures: us per collective (per pair for ag+rs), median of R (-r, 3)
  * repetitions of about 0.2 s, for B = 8 B, 1 KiB, 64 KiB, 1 MiB, 8 MiB.
@@ -20,9 +23,10 @@
  * trim): otherwise large figures depend on what ran before, on both
  * sides (Open MPI's reduce-scatter allocates a temporary per call, and
  * glibc's dynamic mmap threshold decided whether that cost 7 or 90 ms).
+ * -M leaves malloc as programs get it, to see what fresh pages cost.
  *
- * Usage: mpirun -np N collectives [-r REPS] [-c CHAIN]
- *                                [-k allreduce,broadcast,alltoall,agrs] */
+ * Usage: mpirun -np N collectives [-r REPS] [-c CHAIN] [-M]
+ *                                [-k allreduce,broadcast,alltoall,agrs,agrs_cols] */
 #include <malloc.h>
 #include <unistd.h>
 
@@ -32,15 +36,22 @@
 #define WINDOW 4
 
 static int reps = 3, chain = 16, world, rank;
-static const char *cases = "allreduce,broadcast,alltoall,agrs";
+static const char *cases = "allreduce,broadcast,alltoall,agrs,agrs_cols";
 static pf_context *ctx;
 static const size_t sizes[] = {8, 1024, 65536, 1 << 20, 8 << 20};
 #define N_SIZES (sizeof sizes / sizeof *sizes)
 
-enum { ALLREDUCE, BROADCAST, ALLTOALL, AGRS, N_KINDS };
-static const char *const names[N_KINDS] = {"allreduce", "broadcast", "alltoall", "agrs"};
+enum { ALLREDUCE, BROADCAST, ALLTOALL, AGRS, AGRS_COLS, N_KINDS };
+static const char *const names[N_KINDS] = {"allreduce", "broadcast", "alltoall", "agrs",
+                                           "agrs_cols"};
 
-static int wanted(int k) { return strstr(cases, names[k]) != NULL; }
+/* A whole word of the -k list (agrs is not agrs_cols). */
+static int wanted(int k) {
+  size_t n = strlen(names[k]);
+  for (const char *p = cases; (p = strstr(p, names[k])) != NULL; p += n)
+    if ((p == cases || p[-1] == ',') && (p[n] == '\0' || p[n] == ',')) return 1;
+  return 0;
+}
 
 /* ---- raw MPI (every rank) ---------------------------------------------------- */
 
@@ -97,6 +108,11 @@ static pf_spec input_spec(int kind, size_t m, pf_sharding *sh) {
     *sh = pf_split(0);
     return pf_spec_1d(PF_F32, (int64_t)(m * (size_t)world));
   }
+  if (kind == AGRS_COLS) { /* 8 rows (2 for the smallest), split by columns: strided blocks */
+    int64_t rows = m >= 8 ? 8 : (int64_t)m;
+    *sh = pf_split(1);
+    return pf_spec_2d(PF_F32, rows, (int64_t)(m / (size_t)rows * (size_t)world));
+  }
   return pf_spec_1d(PF_F32, (int64_t)m);
 }
 
@@ -125,10 +141,13 @@ static pf_executable *build(int kind, size_t m, int length) {
         d.kind = PF_ALL_TO_ALL;
         d.axis = i % 2 == 0 ? 1 : 0;
         break;
-      default: d.kind = PF_ALLGATHER; break;
+      default:
+        d.kind = PF_ALLGATHER;
+        d.axis = kind == AGRS_COLS ? 1 : 0;
+        break;
     }
     BENCH_OK(ctx, pf_graph_collective(g, &d, &v, NULL));
-    if (kind == AGRS) {
+    if (kind == AGRS || kind == AGRS_COLS) {
       d.kind = PF_REDUCE_SCATTER;
       d.in = v;
       BENCH_OK(ctx, pf_graph_collective(g, &d, &v, NULL));
@@ -210,19 +229,23 @@ static long parse_long(const char *s, const char *flag, long min, long max) {
 int main(int argc, char **argv) {
   double raw[N_KINDS][N_SIZES] = {{0}};
   int opt;
-  while ((opt = getopt(argc, argv, "r:c:k:h")) != -1) {
+  int keep_memory = 1;
+  while ((opt = getopt(argc, argv, "r:c:k:Mh")) != -1) {
     switch (opt) {
+      case 'M': keep_memory = 0; break;
       case 'r': reps = (int)parse_long(optarg, "-r", 1, 64); break;
       case 'c': chain = (int)parse_long(optarg, "-c", 1, 1000); break;
       case 'k': cases = optarg; break;
       default:
         fprintf(stderr, "usage: mpirun -np N %s [-r REPS (3)] [-c CHAIN (16)] "
-                        "[-k allreduce,broadcast,alltoall,agrs]\n", argv[0]);
+                        "[-k allreduce,broadcast,alltoall,agrs,agrs_cols]\n", argv[0]);
         return opt == 'h' ? 0 : 2;
     }
   }
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  if (keep_memory) {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  }
   rank = bench_mpi_init(&argc, &argv, "collectives", 2, &world);
   for (int k = 0; k < N_KINDS; k++)
     for (size_t s = 0; s < N_SIZES && wanted(k); s++) raw[k][s] = raw_us(k, sizes[s]);
