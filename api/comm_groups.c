@@ -4,7 +4,7 @@
  * The scheduler numbers a plan's communicators for that plan only; the
  * MPI transport needs a number that every member of a list agrees on
  * without talking (it keeps each list's collectives apart by tag, with no
- * communicator to create: see transport/mpi_collective.c). Only the
+ * communicator to create: see transport/mpi_lane.c). Only the
  * controller compiles, so it numbers them, in the order it first meets
  * each list. A hash of the list finds it again: a job may have thousands. */
 #include <stdlib.h>

@@ -920,8 +920,6 @@ void pf_simnet_observe(pf_simnet *net, pf_simnet_observer fn, void *arg) {
   net->observer_arg = arg;
 }
 
-int64_t pf_simnet_links(const pf_simnet *net) { return net->n_links; }
-
 /* Links are laid out by kind (pf_simnet_create): each device's port out of
  * and into its host switch, each NIC's, each host's DCN port, each
  * island's uplink; even ids go out, odd ones in. */

@@ -125,9 +125,8 @@ int pf_simnet_run(pf_simnet *net, pf_simtime until);
 typedef void (*pf_simnet_observer)(void *arg, const int32_t *links, const int32_t *weights,
                                    int n, double member_bytes, pf_simtime start, pf_simtime end);
 void pf_simnet_observe(pf_simnet *net, pf_simnet_observer fn, void *arg);
-/* How many links the network has (ids 0 .. n - 1), and a link's name:
- * "device 3 out", "host 2 NIC 0 in", "host 5 DCN out", "island 1 uplink in". */
-int64_t pf_simnet_links(const pf_simnet *net);
+/* The name of link `id` (as the observer gives them): "device 3 out",
+ * "host 2 NIC 0 in", "host 5 DCN out", "island 1 uplink in". */
 void pf_simnet_link_name(const pf_simnet *net, int32_t id, char *buf, size_t len);
 
 /* The current virtual time. */

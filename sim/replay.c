@@ -746,7 +746,7 @@ static int cmp_total_link(const void *x, const void *y) {
 /* The per-link rows: a counter per link that carried bytes (the busiest
  * PF_SIM_TRACE_LINKS at most), its traffic in GB/s over time, each flow
  * counted at its average rate from entering its links to its last byte. */
-static int write_links(engine *e, FILE *f) {
+static int write_links(engine *e, FILE *f, int first) {
   link_total *tot = NULL;
   rate_step *st = NULL;
   size_t nt = 0, cap_st = 0;
@@ -761,8 +761,8 @@ static int write_links(engine *e, FILE *f) {
   if (nt > PF_SIM_TRACE_LINKS) nt = PF_SIM_TRACE_LINKS;
   qsort(tot, nt, sizeof *tot, cmp_total_link);
   if (nt > 0)
-    fprintf(f, ",\n{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":%d,\"args\":{\"name\":"
-               "\"links (GB/s)\"}}", PF_SIM_TRACE_LINKS_PID);
+    fprintf(f, "%s{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":%d,\"args\":{\"name\":"
+               "\"links (GB/s)\"}}", first ? "" : ",\n", PF_SIM_TRACE_LINKS_PID);
   for (size_t k = 0; k < nt; k++) {
     char name[64];
     size_t n = 0;
@@ -801,7 +801,7 @@ static const char *run_arg(uint32_t run) {
 }
 
 static int write_trace(engine *e, FILE *f) {
-  int rc;
+  int rc, first = 1;
   static const char *const kinds[] = {"", "", "load", "store", "compute", "send", "recv",
                                       "collective"};
   fprintf(f, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
@@ -813,7 +813,7 @@ static int write_trace(engine *e, FILE *f) {
                "{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":%" PRId64
                ",\"tid\":1,\"args\":{\"name\":\"communication\"}},\n",
             dev, dev, dev, dev);
-  for (int64_t i = 0, first = 1; i < e->n_nodes; i++) {
+  for (int64_t i = 0; i < e->n_nodes; i++) {
     const node *n = &e->nodes[i];
     if (n->src->type == PF_CHAKRA_DELAY) continue; /* dispatch and start waits: no device row */
     fprintf(f, "%s{\"ph\":\"X\",\"name\":\"", first ? "" : ",\n");
@@ -827,7 +827,7 @@ static int write_trace(engine *e, FILE *f) {
             kinds[n->src->type], n->device, n->src->type >= PF_CHAKRA_SEND, (double)n->start * 1e-3,
             (double)(n->end - n->start) * 1e-3, n->src->id, run_arg(n->src->run));
   }
-  rc = write_links(e, f);
+  rc = write_links(e, f, first);
   fprintf(f, "\n]}\n");
   return rc;
 }

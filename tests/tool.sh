@@ -119,6 +119,10 @@ bad '--dispatch "eager": expected parallel or sequential' sim --cluster local --
   --dispatch eager
 bad '--runs "0": expected' sim --cluster local --example mlp --runs 0
 bad '--compare sets one execution' sim --cluster local --example mlp --runs 2 --compare x.json
+# A graph that cannot be read, in a workload: an error naming it, no crash.
+rc=0; "$tool" sim --cluster local "$dir/none.pb" --runs 2 2>"$dir/err.txt" >/dev/null || rc=$?
+[ "$rc" -eq 1 ] && grep -q "cannot read $dir/none.pb" "$dir/err.txt" ||
+  { echo "FAIL: a missing graph in a workload: exit $rc"; cat "$dir/err.txt"; exit 1; }
 bad '--algo "fast": expected' sim --cluster local --example mlp --algo fast
 if "$tool" sim --cluster nowhere.json --example mlp 2>"$dir/err.txt"; then
   echo "FAIL: a missing cluster file was accepted"; exit 1

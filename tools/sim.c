@@ -175,8 +175,7 @@ static int import_traces(const char *prefix, pf_chakra_trace ***out, int64_t *n,
 
 /* One graph (a file, or an example when `example` is set), compiled for
  * the cluster, as traces; *stage_of (when not NULL) gets each device's
- * place in the graph's dispatch order (-1: not used), and *mode its
- * dispatch mode. */
+ * place in the graph's dispatch order (its rank's; -1: not used). */
 static int source_traces(const sim_args *a, const char *graph, const char *example,
                          const pf_sim_cluster *cl, pf_chakra_trace ***out, int64_t *n,
                          pf_compiled **comp, int32_t **stage_of, pf_diag *d) {
@@ -205,15 +204,19 @@ static int source_traces(const sim_args *a, const char *graph, const char *examp
   if (rc == 0 && a->chakra && graph == a->graph && example == a->example)
     rc = pf_chakra_export(*comp, &sc, env.registry, a->chakra, d);
   if (rc == 0 && stage_of != NULL) {
-    if ((*stage_of = pf_mallocn((size_t)sc.n_devices, sizeof **stage_of)) == NULL) {
+    /* Each rank's stage first: devices x stages would be 9 M steps at PaLM's size. */
+    int32_t *of_rank = pf_mallocn((size_t)sc.n_ranks + 1, sizeof *of_rank);
+    if (of_rank == NULL ||
+        (*stage_of = pf_mallocn((size_t)sc.n_devices, sizeof **stage_of)) == NULL) {
       rc = pf_diag_error(d, PF_ENOMEM, "out of memory");
     } else {
-      for (int dv = 0; dv < sc.n_devices; dv++) {
-        (*stage_of)[dv] = -1;
-        for (int k = 0; k < (*comp)->n_stages; k++)
-          if ((*comp)->stages[k] == sc.devices[dv].rank) (*stage_of)[dv] = k;
-      }
+      for (int r = 0; r < sc.n_ranks; r++) of_rank[r] = -1;
+      for (int k = 0; k < (*comp)->n_stages; k++)
+        if ((*comp)->stages[k] >= 0 && (*comp)->stages[k] < sc.n_ranks)
+          of_rank[(*comp)->stages[k]] = k;
+      for (int dv = 0; dv < sc.n_devices; dv++) (*stage_of)[dv] = of_rank[sc.devices[dv].rank];
     }
+    free(of_rank);
   }
   *n = sc.n_devices;
   pf_graph_destroy(g);
@@ -337,7 +340,7 @@ static int timeline_outputs(const sim_args *a, const char *text, size_t len, pf_
 }
 
 /* Each tenant's runs: how many, the first start and the last end, the
- * mean time of one, and how much of the workload's time went to it. */
+ * mean time of one, and runs per second up to its last end. */
 static void report_workload(const pf_sim_result *r, const pf_sim_workload *w,
                             const sim_args *a, int n_tenants) {
   printf("%-24s %7s %5s %12s %12s %12s %12s\n", "tenant", "weight", "runs", "first_ms",
@@ -440,7 +443,7 @@ int tool_sim(int argc, char **argv) {
   size_t timeline_len = 0;
   int32_t *stage_of = NULL;
   pf_sim_workload *w = NULL;
-  tenants ts;
+  tenants ts = {.n = 0}; /* freed at the end even when make_workload never ran */
   int rc, workload = 0;
   for (int i = 2; i < argc; i++)
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

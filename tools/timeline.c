@@ -39,24 +39,17 @@ static double num(const pf_json *o, const char *key, double dflt) {
 static int link_sample(tl_trace *t, const pf_json *e) {
   const pf_json *name = pf_json_get(e, "name"), *args = pf_json_get(e, "args");
   tl_link *l = t->n_links ? &t->links[t->n_links - 1] : NULL;
-  size_t cap;
   if (name == NULL || name->type != PF_JSON_STRING) return 0;
   if (l == NULL || strcmp(l->name, name->string) != 0) { /* a link's samples come together */
-    tl_link *grown = realloc(t->links, (t->n_links + 1) * sizeof *grown);
-    if (grown == NULL) return PF_ENOMEM;
-    t->links = grown;
+    if (pf_grow((void **)&t->links, &t->cap_links, t->n_links + 1, sizeof *t->links) != 0)
+      return PF_ENOMEM;
     l = &t->links[t->n_links++];
     memset(l, 0, sizeof *l);
     if ((l->name = pf_strdup(name->string)) == NULL) return PF_ENOMEM;
   }
-  cap = l->n + 1;
-  {
-    double *ts = realloc(l->ts, cap * sizeof *ts), *v;
-    if (ts == NULL) return PF_ENOMEM;
-    l->ts = ts;
-    if ((v = realloc(l->v, cap * sizeof *v)) == NULL) return PF_ENOMEM;
-    l->v = v;
-  }
+  if (pf_grow((void **)&l->ts, &l->cap_ts, l->n + 1, sizeof *l->ts) != 0 ||
+      pf_grow((void **)&l->v, &l->cap_v, l->n + 1, sizeof *l->v) != 0)
+    return PF_ENOMEM;
   l->ts[l->n] = num(e, "ts", 0);
   l->v[l->n++] = num(args, "GB/s", 0);
   return 0;

@@ -30,7 +30,7 @@ typedef struct tl_event {
  * v[k] in GB/s from ts[k] (us) to the next sample. */
 typedef struct tl_link {
   char *name;
-  size_t n;
+  size_t n, cap_ts, cap_v;
   double *ts, *v;
 } tl_link;
 
@@ -39,7 +39,7 @@ typedef struct tl_trace {
   int32_t n_devices;
   size_t n;
   tl_event *ev;
-  size_t n_links;  /* the simulator's links with traffic, in trace order */
+  size_t n_links, cap_links; /* the simulator's links with traffic, in trace order */
   tl_link *links;
 } tl_trace;
 

@@ -75,8 +75,7 @@ typedef struct ready_msg {
 /* A group's collectives (allocated one by one: a pointer to one is the
  * transport's communicator handle, and must not move). */
 typedef struct group_lane {
-  int32_t *ranks;
-  int n;
+  int32_t *ranks; /* the lane's members (lane.ranks points here) */
   pf_mpi_lane lane;
 } group_lane;
 
@@ -961,7 +960,8 @@ static int group_for(pf_mpi *m, const int32_t *ranks, int n, uint32_t group, gro
     m->cap_groups = cap;
   }
   if ((g = m->groups[group]) != NULL) {
-    if (g->n != n || memcmp(g->ranks, ranks, (size_t)n * sizeof *ranks) != 0) return PF_EINVAL;
+    if (g->lane.size != n || memcmp(g->ranks, ranks, (size_t)n * sizeof *ranks) != 0)
+      return PF_EINVAL;
     *out = g;
     return 0;
   }
@@ -971,7 +971,6 @@ static int group_for(pf_mpi *m, const int32_t *ranks, int n, uint32_t group, gro
     return PF_ENOMEM;
   }
   memcpy(g->ranks, ranks, (size_t)n * sizeof *ranks);
-  g->n = n;
   pf_mpi_lane_init(&g->lane, m->coll, g->ranks, n, m->rank, group, m->tag_ub);
   m->groups[group] = g;
   *out = g;
