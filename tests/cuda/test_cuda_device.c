@@ -24,13 +24,7 @@
 #define K 3
 #define N 5
 
-static pf_diag diag;
-
-#define OK(call)                                                            \
-  do {                                                                      \
-    int rc_ = (call);                                                       \
-    if (rc_ != 0) fail_msg("%s: %s: %s", #call, pf_errname(rc_), diag.msg); \
-  } while (0)
+#include "../testing_diag.h"
 
 /* x f32[M,K] split(0) over a two-device slice; y = x + x there; z =
  * matmul(y, w) and r = relu(z) on a one-device slice (which reads y whole:
