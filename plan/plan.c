@@ -92,7 +92,7 @@ static int op_eq(const pf_plan_op *a, const pf_plan_op *b) {
 static int buffer_eq(const pf_plan_buffer *a, const pf_plan_buffer *b) {
   return a->device == b->device && pf_spec_equal(a->spec, b->spec) &&
          a->input == b->input && a->output == b->output &&
-         a->shard == b->shard && a->in_arena == b->in_arena &&
+         a->shard == b->shard && a->in_arena == b->in_arena && a->host == b->host &&
          (!a->in_arena || a->offset == b->offset);
 }
 
@@ -170,6 +170,9 @@ static int buffer_check(const pf_plan *p, uint32_t i, pf_diag *d) {
                            "or the buffer is an input or output",
                            i, (long long)b->offset);
   }
+  if (b->host != 0 && (b->host != 1 || b->in_arena))
+    return pf_diag_error(d, PF_EDECODE, "buffer %u: a host staging buffer in its device's arena",
+                         i);
   if (b->shard < 0)
     return pf_diag_error(d, PF_EDECODE, "buffer %u: negative shard %d", i,
                          (int)b->shard);

@@ -25,6 +25,18 @@ typedef enum pf_op_kind {
   PF_OP_COLLECTIVE = 4
 } pf_op_kind;
 
+/* Which of a device's data paths go through host memory (a bit mask): a
+ * device whose memory the host cannot address (a GPU's) reports the paths
+ * the runtime cannot run on its memory directly, and the scheduler stages
+ * them through host buffers (pf_plan_buffer.host) with copies on the
+ * device. A CPU device, or a simulated one, reports 0. */
+typedef enum pf_stage {
+  PF_STAGE_IO = 1,          /* feeds, fetches, local collectives */
+  PF_STAGE_TRANSFERS = 2,   /* sends and receives between ranks */
+  PF_STAGE_COLLECTIVES = 4, /* collectives between ranks */
+  PF_STAGE_ALL = 7
+} pf_stage;
+
 typedef struct pf_plan_buffer {
   int32_t device;
   /* Shard spec. Not inline: a spec is 72 bytes, most buffers of a plan
@@ -37,6 +49,11 @@ typedef struct pf_plan_buffer {
   int32_t shard;
   int32_t in_arena; /* 1: lives at `offset` in its device's step arena */
   int64_t offset;
+  /* 1: in host memory although its device's memory is not: a staging
+   * buffer that a send, a receive, a collective, a feed or a fetch uses
+   * (see pf_stage); its device's copies move it from and to that device's
+   * own buffers. Never in the arena. 0 for every buffer of a CPU device. */
+  int32_t host;
 } pf_plan_buffer;
 
 typedef struct pf_plan_op {

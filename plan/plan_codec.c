@@ -30,6 +30,7 @@ static int buffer_encode(pf_wire_arena *a, const pf_plan_buffer *b,
   m->shard = b->shard;
   m->in_arena = b->in_arena != 0;
   m->offset = b->in_arena ? b->offset : 0;
+  m->host = b->host != 0;
   *out = m;
   return 0;
 }
@@ -291,6 +292,7 @@ static int plan_fill(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
     pb->shard = b->shard;
     pb->in_arena = b->in_arena ? 1 : 0;
     pb->offset = b->in_arena ? b->offset : 0;
+    pb->host = b->host ? 1 : 0;
   }
   for (uint32_t i = 0; i < p->n_ops; i++)
     if ((rc = op_decode(m->ops[i], i, &p->ops[i], diag)) != 0) return rc;

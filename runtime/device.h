@@ -37,6 +37,13 @@ typedef struct pf_device_info {
   int64_t memory_bytes;  /* memory the scheduler may plan on it */
   double flops;          /* peak operations per second, 0 if unknown */
   double bytes_per_s;    /* memory bandwidth, 0 if unknown */
+  /* 1: its storage's data pointers are host memory (the CPU device);
+   * 0: only the device's own copy and kernels may touch them (a GPU). */
+  int host_memory;
+  /* pf_stage: the data paths the runtime must stage through host buffers
+   * for this device (0 when host_memory is 1). Registered with the
+   * controller, whose scheduler inserts the staging. */
+  uint32_t stage;
 } pf_device_info;
 
 /* Which way a box copy goes: within device memory, or across the host

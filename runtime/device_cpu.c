@@ -80,6 +80,8 @@ static void cpu_info(pf_device *d, pf_device_info *out) {
   out->memory_bytes = c->cfg.memory_bytes;
   out->flops = 0;
   out->bytes_per_s = 0;
+  out->host_memory = 1;
+  out->stage = 0;
 }
 
 static pf_storage *cpu_alloc(pf_device *d, size_t nbytes) {

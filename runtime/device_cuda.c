@@ -287,6 +287,10 @@ static void cuda_info(pf_device *d, pf_device_info *out) {
   out->kind = PF_DEVICE_GPU;
   out->index = c->cfg.index;
   out->memory_bytes = c->cfg.memory_bytes;
+  out->host_memory = 0;
+  /* No CUDA-aware transport path and no NCCL yet: every path that the
+   * runtime runs on host memory goes through staging buffers. */
+  out->stage = PF_STAGE_ALL;
 }
 
 static void cuda_submit(pf_device *d, pf_part *pt) {

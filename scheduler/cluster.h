@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "pathflow/types.h"
+#include "plan/plan.h"
 
 typedef struct pf_cluster_device {
   int32_t rank;
@@ -17,6 +18,7 @@ typedef struct pf_cluster_device {
   int32_t host;  /* ranks that registered the same host name share an id */
   pf_device_kind kind;
   int64_t memory; /* bytes; 0: unknown */
+  uint32_t stage; /* pf_stage: which data paths go through host buffers */
 } pf_cluster_device;
 
 typedef struct pf_cluster {

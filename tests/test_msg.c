@@ -86,10 +86,10 @@ static pf_plan *small_plan(void) {
   p->own_specs = calloc(1, sizeof *p->own_specs); /* one spec, shared */
   assert_non_null(p->own_specs);
   p->own_specs[0] = pf_spec_2d(PF_F32, 2, 3);
-  p->buffers[0] = (pf_plan_buffer){0, p->own_specs, 0, -1, 0, 0, 0};
-  p->buffers[1] = (pf_plan_buffer){0, p->own_specs, -1, -1, 1, 0, 0};
-  p->buffers[2] = (pf_plan_buffer){0, p->own_specs, -1, 0, 0, 0, 0};
-  p->buffers[3] = (pf_plan_buffer){1, p->own_specs, -1, 0, 1, 0, 0};
+  p->buffers[0] = (pf_plan_buffer){0, p->own_specs, 0, -1, 0, 0, 0, 0};
+  p->buffers[1] = (pf_plan_buffer){0, p->own_specs, -1, -1, 1, 0, 0, 0};
+  p->buffers[2] = (pf_plan_buffer){0, p->own_specs, -1, 0, 0, 0, 0, 0};
+  p->buffers[3] = (pf_plan_buffer){1, p->own_specs, -1, 0, 1, 0, 0, 0};
   op = &p->ops[0];
   op->kind = PF_OP_KERNEL;
   op->device = 0;

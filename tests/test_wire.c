@@ -140,11 +140,11 @@ static pf_plan *good_plan(void) {
   /* Room for make_local_collective's two more buffers. */
   p->own_specs = calloc(7, sizeof *p->own_specs);
   assert_non_null(p->own_specs);
-  p->buffers[0] = (pf_plan_buffer){0, &p->own_specs[0], 0, -1, 0, 0, 0};
-  p->buffers[1] = (pf_plan_buffer){0, &p->own_specs[1], -1, -1, 0, 0, 0};
-  p->buffers[2] = (pf_plan_buffer){0, &p->own_specs[2], -1, 0, 0, 0, 0};
-  p->buffers[3] = (pf_plan_buffer){1, &p->own_specs[3], -1, -1, 1, 0, 0};
-  p->buffers[4] = (pf_plan_buffer){1, &p->own_specs[4], -1, 1, 1, 0, 0};
+  p->buffers[0] = (pf_plan_buffer){0, &p->own_specs[0], 0, -1, 0, 0, 0, 0};
+  p->buffers[1] = (pf_plan_buffer){0, &p->own_specs[1], -1, -1, 0, 0, 0, 0};
+  p->buffers[2] = (pf_plan_buffer){0, &p->own_specs[2], -1, 0, 0, 0, 0, 0};
+  p->buffers[3] = (pf_plan_buffer){1, &p->own_specs[3], -1, -1, 1, 0, 0, 0};
+  p->buffers[4] = (pf_plan_buffer){1, &p->own_specs[4], -1, 1, 1, 0, 0, 0};
   SPEC(p, 0) = pf_spec_2d(PF_F32, 4, 8);
   SPEC(p, 1) = pf_spec_2d(PF_F32, 4, 8);
   SPEC(p, 2) = pf_spec_2d(PF_F32, 4, 8);
@@ -436,8 +436,8 @@ static void make_local_collective(pf_plan *p) {
   assert_non_null(grown);
   p->buffers = grown;
   p->n_buffers = 7;
-  p->buffers[5] = (pf_plan_buffer){0, &p->own_specs[5], -1, -1, 0, 0, 0};
-  p->buffers[6] = (pf_plan_buffer){0, &p->own_specs[6], -1, -1, 0, 0, 0};
+  p->buffers[5] = (pf_plan_buffer){0, &p->own_specs[5], -1, -1, 0, 0, 0, 0};
+  p->buffers[6] = (pf_plan_buffer){0, &p->own_specs[6], -1, -1, 0, 0, 0, 0};
   SPEC(p, 5) = SPEC(p, 3);
   SPEC(p, 6) = SPEC(p, 4);
   p->ops[5].comm = -1;

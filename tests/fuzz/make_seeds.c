@@ -220,7 +220,7 @@ static pf_plan *plan_new(uint32_t n_buffers, uint32_t n_ops) {
 static void buffer(pf_plan *p, uint32_t i, int32_t device, pf_spec spec, int32_t input,
                    int32_t output, int32_t shard) {
   p->own_specs[i] = spec;
-  p->buffers[i] = (pf_plan_buffer){device, &p->own_specs[i], input, output, shard, 0, 0};
+  p->buffers[i] = (pf_plan_buffer){device, &p->own_specs[i], input, output, shard, 0, 0, 0};
 }
 
 static void kernel_op(pf_plan_op *op, int device, const char *name,
