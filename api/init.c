@@ -12,6 +12,7 @@
 
 #include "api/context_internal.h"
 #include "base/util.h"
+#include "runtime/device_plugins.h"
 #include "transport/loopback.h"
 
 /* Devices default to the cores this process may run on, so that a rank
@@ -145,40 +146,62 @@ static int device_memory(int ncpu, pf_diag *d, int64_t *out) {
   return pf_env_bytes("PATHFLOW_DEVICE_MEMORY", phys > 0 ? phys / ncpu : 0, 1, out, d);
 }
 
-/* Every rank tells rank 0 its host and devices; rank 0 builds the cluster
- * view the scheduler places programs on. */
-static int build_cluster(pf_context *ctx, int ncpu, int64_t device_memory, pf_diag *d) {
+/* The devices of a rank as it registers them, in local index order: ncpu
+ * CPU devices of `memory` bytes each, then the plugins' devices as they
+ * report themselves (a GPU its own memory). *out is malloc'd. */
+static int local_devices(int ncpu, int64_t memory, const pf_plugin_devices *plug,
+                         pf_msg_device **out, int *n) {
+  pf_msg_device *v;
+  *n = ncpu + plug->n;
+  if ((v = pf_calloc((size_t)*n, sizeof *v)) == NULL) return PF_ENOMEM;
+  for (int i = 0; i < ncpu; i++) v[i] = (pf_msg_device){PF_DEVICE_CPU, memory, 0};
+  for (int i = 0; i < plug->n; i++) {
+    pf_device_info info;
+    memset(&info, 0, sizeof info);
+    plug->devices[i]->ops->info(plug->devices[i], &info);
+    v[ncpu + i] = (pf_msg_device){info.kind, info.memory_bytes,
+                                  info.host_memory ? 0 : info.stage};
+  }
+  *out = v;
+  return 0;
+}
+
+/* Every rank tells rank 0 its host and devices (CPU devices, then the
+ * devices plugins started: plug[0] in an MPI job, plug[r] for each rank
+ * this process holds otherwise); rank 0 builds the cluster view the
+ * scheduler places programs on. */
+static int build_cluster(pf_context *ctx, int ncpu, int64_t device_memory,
+                         const pf_plugin_devices *plug, pf_diag *d) {
   pf_msg *mine = pf_msg_new(PF_MSG_REGISTER);
   uint8_t *buf = NULL, **all = NULL;
   size_t len = 0, *lens = NULL;
   char host[256] = "localhost";
   int rc = 0, total = 0;
   int32_t *counts = pf_calloc((size_t)ctx->size, sizeof *counts);
-  int64_t *memory = pf_calloc((size_t)ctx->size, sizeof *memory);
+  pf_msg_device **devs = pf_calloc((size_t)ctx->size, sizeof *devs);
   int32_t *host_id = pf_calloc((size_t)ctx->size, sizeof *host_id);
   char **hosts = pf_calloc((size_t)ctx->size, sizeof *hosts);
   int n_hosts = 0;
-  if (mine == NULL || counts == NULL || memory == NULL || host_id == NULL || hosts == NULL) {
+  if (mine == NULL || counts == NULL || devs == NULL || host_id == NULL || hosts == NULL) {
     pf_msg_free(mine);
     free(counts);
-    free(memory);
+    free(devs);
     free(host_id);
     free(hosts);
     return pf_diag_error(d, PF_ENOMEM, "pf_init: out of memory");
   }
   gethostname(host, sizeof host - 1);
   mine->host = pf_strdup(host);
-  mine->n_devices = ncpu;
-  mine->device_memory = device_memory;
   if (ctx->mpi == NULL) {
-    /* This process holds every rank (one, or the loopback's): alike, on
-     * one host. */
-    for (int r = 0; r < ctx->size; r++) {
-      counts[r] = ncpu;
-      memory[r] = device_memory;
+    /* This process holds every rank (one, or the loopback's), on one
+     * host; each rank has the devices started for it. */
+    for (int r = 0; r < ctx->size && rc == 0; r++) {
+      int n;
+      if ((rc = local_devices(ncpu, device_memory, &plug[r], &devs[r], &n)) == 0) counts[r] = n;
     }
   } else {
-    rc = pf_msg_encode(mine, &buf, &len);
+    rc = local_devices(ncpu, device_memory, &plug[0], &mine->devices, &mine->n_devices);
+    if (rc == 0) rc = pf_msg_encode(mine, &buf, &len);
     if (rc == 0) rc = pf_mpi_gather(ctx->mpi, buf, len, &all, &lens, d);
     if (rc == 0 && ctx->rank == 0)
       for (int r = 0; r < ctx->size && rc == 0; r++) {
@@ -189,7 +212,8 @@ static int build_cluster(pf_context *ctx, int ncpu, int64_t device_memory, pf_di
         if (rc == 0) {
           int h = 0;
           counts[r] = m->n_devices;
-          memory[r] = m->device_memory;
+          devs[r] = m->devices; /* taken from the message */
+          m->devices = NULL;
           /* Ranks that registered the same host name share a host id. */
           while (h < n_hosts && strcmp(hosts[h], m->host ? m->host : "") != 0) h++;
           if (h == n_hosts) hosts[n_hosts++] = pf_strdup(m->host ? m->host : "");
@@ -198,6 +222,8 @@ static int build_cluster(pf_context *ctx, int ncpu, int64_t device_memory, pf_di
         pf_msg_free(m);
       }
   }
+  if (rc != 0 && d->code == 0)
+    pf_diag_error(d, rc, "pf_init: registering the devices: %s", pf_strerror(rc));
   pf_msg_free(mine);
   free(buf);
   for (int r = 0; all && r < ctx->size; r++) free(all[r]);
@@ -209,23 +235,47 @@ static int build_cluster(pf_context *ctx, int ncpu, int64_t device_memory, pf_di
     if (ctx->cluster.devices == NULL) rc = pf_diag_error(d, PF_ENOMEM, "pf_init: out of memory");
     for (int r = 0, k = 0; rc == 0 && r < ctx->size; r++)
       for (int i = 0; i < counts[r]; i++, k++) {
-        ctx->cluster.devices[k].rank = r;
-        ctx->cluster.devices[k].local = i;
-        ctx->cluster.devices[k].kind = PF_DEVICE_CPU;
-        ctx->cluster.devices[k].memory = memory[r];
-        ctx->cluster.devices[k].host = host_id[r];
+        pf_cluster_device *cd = &ctx->cluster.devices[k];
+        cd->rank = r;
+        cd->local = i;
+        cd->kind = devs[r][i].kind;
+        cd->memory = devs[r][i].memory;
+        cd->stage = devs[r][i].stage;
+        cd->host = host_id[r];
+        ctx->num_devices[cd->kind]++;
       }
     ctx->cluster.n_ranks = ctx->size;
     ctx->cluster.n_devices = total;
     ctx->cluster.memory_origin = memory_origin();
-    ctx->num_devices[PF_DEVICE_CPU] = total;
   }
   free(counts);
-  free(memory);
+  for (int r = 0; r < ctx->size; r++) free(devs[r]);
+  free(devs);
   free(host_id);
   for (int h = 0; h < n_hosts; h++) free(hosts[h]);
   free(hosts);
   return rc;
+}
+
+/* Starts the devices of the device plugins (runtime/device_plugins.h) for
+ * each rank this process serves: *out gets one set per rank (one in an MPI
+ * job, ctx->size otherwise), after the ncpu CPU devices. */
+static int plugins_start(pf_context *ctx, int ncpu, pf_plugin_devices **out, pf_diag *d) {
+  int n = ctx->mpi ? 1 : ctx->size, rc = 0;
+  pf_plugin_devices *plug = pf_calloc((size_t)n, sizeof *plug);
+  if (plug == NULL) return pf_diag_error(d, PF_ENOMEM, "pf_init: out of memory");
+  for (int i = 0; i < n && rc == 0; i++) {
+    pf_device_plugins_config pc = {.rank = ctx->mpi ? ctx->rank : i, .first_index = ncpu,
+                                   .registry = ctx->registry};
+    rc = pf_device_plugins_start(&pc, &plug[i], d);
+  }
+  *out = plug;
+  return rc;
+}
+
+static void plugins_free(pf_plugin_devices *plug, int n) {
+  for (int i = 0; plug && i < n; i++) pf_plugin_devices_free(&plug[i]);
+  free(plug);
 }
 
 /* Stops the loopback ranks this process serves besides rank 0 (told to
@@ -242,9 +292,27 @@ static void loopback_stop(pf_context *ctx, int wait_shutdown) {
   ctx->loopback = NULL;
 }
 
+/* Hands the plugin devices of p to cfg: the runtime started with it takes
+ * them over, whether it starts or not (runtime/runtime.h); p keeps the
+ * array until give_back_array. */
+static void hand_over(pf_runtime_config *cfg, const pf_plugin_devices *p) {
+  cfg->extra_devices = p->devices;
+  cfg->n_extra_devices = p->n;
+}
+
+/* After pf_runtime_start, successful or not: the devices are the
+ * runtime's (or destroyed), p is left empty. */
+static void give_back_array(pf_plugin_devices *p) {
+  free(p->devices);
+  p->devices = NULL;
+  p->n = 0;
+}
+
 /* Starts the runtimes of loopback ranks 1..size-1: executors that serve
- * rank 0 from this process, each with its own loop and devices. */
-static int loopback_start(pf_context *ctx, const pf_runtime_config *base, pf_diag *d) {
+ * rank 0 from this process, each with its own loop and devices (its CPU
+ * devices and plug[r]'s). */
+static int loopback_start(pf_context *ctx, const pf_runtime_config *base,
+                          pf_plugin_devices *plug, pf_diag *d) {
   int rc;
   if ((ctx->peers = pf_calloc((size_t)ctx->size, sizeof *ctx->peers)) == NULL)
     return pf_diag_error(d, PF_ENOMEM, "pf_init: out of memory");
@@ -254,8 +322,10 @@ static int loopback_start(pf_context *ctx, const pf_runtime_config *base, pf_dia
     cfg.on_reply = NULL;
     cfg.reply_arg = NULL;
     cfg.controller_busy = NULL;
-    if ((rc = pf_runtime_start(&cfg, &ctx->peers[ctx->n_peers])) != 0)
-      return pf_diag_error(d, rc, "pf_init: could not start loopback rank %d", r);
+    hand_over(&cfg, &plug[r]);
+    rc = pf_runtime_start(&cfg, &ctx->peers[ctx->n_peers]);
+    give_back_array(&plug[r]);
+    if (rc != 0) return pf_diag_error(d, rc, "pf_init: could not start loopback rank %d", r);
     ctx->n_peers++;
   }
   return 0;
@@ -276,6 +346,7 @@ static void context_free(pf_context *ctx) {
 int pf_init(int *argc, char ***argv, const pf_init_options *opts, pf_context **out) {
   pf_context *ctx;
   pf_runtime_config cfg = {0};
+  pf_plugin_devices *plug = NULL;
   pf_diag d;
   int rc, ncpu = 0, use_mpi = 0, loopback = 0;
   int64_t memory = 0;
@@ -306,7 +377,9 @@ int pf_init(int *argc, char ***argv, const pf_init_options *opts, pf_context **o
     if ((rc = pf_loopback_create(loopback, &ctx->loopback)) != 0) goto fail;
     ctx->size = loopback;
   }
-  if ((rc = build_cluster(ctx, ncpu, memory, &d)) != 0) goto fail;
+  if ((rc = plugins_start(ctx, ncpu, &plug, &d)) != 0 ||
+      (rc = build_cluster(ctx, ncpu, memory, plug, &d)) != 0)
+    goto fail;
   if (ctx->rank == 0 && (ctx->mem_in_flight = pf_calloc((size_t)ctx->cluster.n_devices,
                                                         sizeof *ctx->mem_in_flight)) == NULL) {
     rc = pf_diag_error(&d, PF_ENOMEM, "pf_init: out of memory");
@@ -315,13 +388,18 @@ int pf_init(int *argc, char ***argv, const pf_init_options *opts, pf_context **o
   cfg.num_devices = ncpu;
   cfg.registry = ctx->registry;
   cfg.device_memory = memory;
-  if (ctx->loopback && (rc = loopback_start(ctx, &cfg, &d)) != 0) goto fail;
+  if (ctx->loopback && (rc = loopback_start(ctx, &cfg, plug, &d)) != 0) goto fail;
   cfg.transport = ctx->loopback ? pf_loopback_transport(ctx->loopback, 0)
                                 : pf_mpi_transport(ctx->mpi);
   cfg.on_reply = pf_controller_on_reply;
   cfg.reply_arg = ctx;
   cfg.controller_busy = pf_controller_busy;
-  if ((rc = pf_runtime_start(&cfg, &ctx->runtime)) != 0) {
+  hand_over(&cfg, &plug[0]);
+  rc = pf_runtime_start(&cfg, &ctx->runtime);
+  give_back_array(&plug[0]);
+  free(plug); /* every rank's set was handed over */
+  plug = NULL;
+  if (rc != 0) {
     pf_diag_error(&d, rc, "pf_init: could not start the runtime");
     goto fail;
   }
@@ -342,6 +420,8 @@ fail:
           ctx->mpi ? ctx->rank : pf_mpi_launched_rank(),
           d.msg[0] ? d.msg : pf_strerror(rc), pf_errname(rc));
   if (ctx->mpi) pf_mpi_abort(ctx->mpi, 1, "pf_init failed");
+  /* Devices not handed to a runtime yet (the runtimes started own theirs). */
+  plugins_free(plug, ctx->mpi ? 1 : ctx->size);
   context_free(ctx);
   return rc;
 }

@@ -62,8 +62,14 @@ typedef struct pf_device_ops {
   /* New storage of nbytes in the device's memory, one reference, contents
    * undefined; NULL when out of memory. */
   pf_storage *(*alloc)(pf_device *d, size_t nbytes);
+  /* New host storage for the device's staging buffers (pf_plan_buffer.host),
+   * as alloc; memory the device copies from and to fastest (pinned). NULL:
+   * ordinary host memory (pf_storage_new). */
+  pf_storage *(*alloc_host)(pf_device *d, size_t nbytes);
   /* Copies box->extent elements of elem_size bytes from src (dims src_dims)
-   * at box->src_offset to dst (dims dst_dims) at box->dst_offset. */
+   * at box->src_offset to dst (dims dst_dims) at box->dst_offset; dir says
+   * which side is host memory. Run as a COPY op in the device's order (a
+   * GPU queues it on its stream: done when the op is reported done). */
   void (*copy)(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *dst_dims,
                const void *src, const int64_t *src_dims, const pf_box *box, size_t elem_size);
   /* Queues the device's part of step s (pf_step_part(s, index)) behind the
@@ -94,6 +100,9 @@ typedef struct pf_device_ops {
   /* The slot where the thread running this device's ops records which op
    * it runs (pf_running_bind), for crash and hang reports; NULL if none. */
   struct pf_running_slot *(*running)(pf_device *d);
+  /* What a kernel run on this device now gets as pf_kernel_call.stream (a
+   * GPU's cudaStream_t); NULL: none (a CPU device). */
+  void *(*stream)(pf_device *d);
   /* Ops run and time spent waiting for inputs, as of its last report. */
   void (*counters)(pf_device *d, uint64_t *ops_run, uint64_t *wait_ns);
   /* Runs what is queued, then stops and frees the device. */

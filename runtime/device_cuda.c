@@ -165,20 +165,54 @@ static pf_storage *cuda_alloc(pf_device *d, size_t nbytes) {
   return s;
 }
 
+/* The last unref of a pinned staging buffer: back to the pool's free list
+ * (after every op that used it completed, as for device blocks). */
+static void staging_release(pf_storage *s) {
+  cuda_device *c = s->owner;
+  pthread_mutex_lock(&c->mem_lock);
+  (void)pf_cuda_staging_put(c->pool, s->data, NULL);
+  pthread_mutex_unlock(&c->mem_lock);
+  free(s);
+  device_unref(c);
+}
+
+/* Host memory for the plan's staging buffers: pinned, so that the
+ * stream's copies from and to it run asynchronously (from pageable memory
+ * the driver copies synchronously through its own buffer), kept by the
+ * pool for reuse: a steady state allocates none. */
+static pf_storage *cuda_alloc_host(pf_device *d, size_t nbytes) {
+  cuda_device *c = (cuda_device *)d;
+  void *host = NULL;
+  pf_storage *s;
+  int rc;
+  pthread_mutex_lock(&c->mem_lock);
+  rc = pf_cuda_staging_get(c->pool, nbytes ? nbytes : 1, &host, NULL);
+  pthread_mutex_unlock(&c->mem_lock);
+  if (rc != 0) return NULL;
+  if ((s = pf_storage_wrap(host, nbytes, c->cfg.index, staging_release, c)) == NULL) {
+    pthread_mutex_lock(&c->mem_lock);
+    (void)pf_cuda_staging_put(c->pool, host, NULL);
+    pthread_mutex_unlock(&c->mem_lock);
+    return NULL;
+  }
+  atomic_fetch_add(&c->refs, 1);
+  return s;
+}
+
 /* ---- box copies -------------------------------------------------------------- */
 
-/* One 3D copy of a box copy (pf_cuda_box_pieces): queued on the stream for
- * D2D, synchronous for H2D and D2H. */
+/* One 3D copy of a box copy (pf_cuda_box_pieces): queued on the stream
+ * when the launcher runs it (a COPY op, every direction: staging copies
+ * are ops too), synchronous from any other thread. */
 typedef struct copy_ctx {
   cuda_device *c;
-  pf_copy_dir dir;
-  pf_diag *err; /* the launcher's copy_err for D2D; the caller's own else */
+  int queued;
+  pf_diag *err; /* the launcher's copy_err when queued; the caller's own else */
 } copy_ctx;
 
 static int copy_piece(void *arg, const struct cudaMemcpy3DParms *p) {
   copy_ctx *x = arg;
-  cudaError_t err = x->dir == PF_COPY_D2D ? cudaMemcpy3DAsync(p, x->c->stream->stream)
-                                          : cudaMemcpy3D(p);
+  cudaError_t err = x->queued ? cudaMemcpy3DAsync(p, x->c->stream->stream) : cudaMemcpy3D(p);
   return err == cudaSuccess ? 0 : pf_cuda_error(x->err, err, "cuda device: box copy");
 }
 
@@ -263,15 +297,15 @@ static void cuda_copy(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *d
                       const void *src, const int64_t *src_dims, const pf_box *box,
                       size_t elem_size) {
   cuda_device *c = (cuda_device *)d;
-  /* H2D and D2H come from threads other than the launcher: they set this
-   * thread's current device first (one call, no context switch when it is
-   * current already). */
-  /* Only the launcher runs D2D copies (COPY ops) and reads copy_err; H2D
-   * and D2H come from other threads, whose failure copy cannot return. */
+  /* The launcher runs COPY ops and reads copy_err after each; another
+   * thread (a test) copies synchronously, with the current device set
+   * first (one call, no context switch when it is current already), and
+   * its failure is not reported: copy returns nothing. */
+  int queued = tls_stream == c->stream;
   pf_diag mine;
-  copy_ctx x = {c, dir, dir == PF_COPY_D2D ? &c->copy_err : &mine};
+  copy_ctx x = {c, queued, queued ? &c->copy_err : &mine};
   pf_diag_init(&mine);
-  if (dir != PF_COPY_D2D) (void)cudaSetDevice(c->cfg.ordinal);
+  if (!queued) (void)cudaSetDevice(c->cfg.ordinal);
   (void)pf_cuda_box_pieces(dst, dst_dims, src, src_dims, box, elem_size,
                            dir == PF_COPY_H2D   ? cudaMemcpyHostToDevice
                            : dir == PF_COPY_D2H ? cudaMemcpyDeviceToHost
@@ -324,6 +358,8 @@ static int cuda_ready(pf_device *d, pf_step *s, uint32_t op, int may_claim) {
 
 static pf_running_slot *cuda_running(pf_device *d) { return &((cuda_device *)d)->running; }
 
+static void *cuda_stream(pf_device *d) { return (void *)((cuda_device *)d)->stream->stream; }
+
 static void cuda_counters(pf_device *d, uint64_t *ops_run, uint64_t *wait_ns) {
   cuda_device *c = (cuda_device *)d;
   *ops_run = atomic_load_explicit(&c->ops_run_pub, memory_order_relaxed);
@@ -341,6 +377,9 @@ static int queueable(cuda_device *c, pf_step *s, uint32_t j) {
   if (pending == 0) return 1;
   if (c->ring_n == 0) return 0;
   op = &pf_step_plan(s)->ops[j];
+  /* A local collective runs on the host, now, on staged host buffers:
+   * every input must be done, not merely queued before it. */
+  if (op->kind != PF_OP_KERNEL && op->kind != PF_OP_COPY) return 0;
   for (uint32_t k = 0; k < op->n_deps && ours < pending; k++)
     for (int r = 0; r < c->ring_n; r++) {
       const inflight *f = &c->ring[(c->ring_first + r) % INFLIGHT];
@@ -527,11 +566,13 @@ static void cuda_destroy(pf_device *d) {
 static const pf_device_ops cuda_ops = {
     .info = cuda_info,
     .alloc = cuda_alloc,
+    .alloc_host = cuda_alloc_host,
     .copy = cuda_copy,
     .submit = cuda_submit,
     .ready = cuda_ready,
     .release = NULL, /* ready never hands an op over */
     .running = cuda_running,
+    .stream = cuda_stream,
     .counters = cuda_counters,
     .destroy = cuda_destroy,
 };
@@ -611,7 +652,9 @@ int pf_cuda_kernels_register(pf_registry *reg) {
     def.kind = PF_DEVICE_GPU;
     def.compute = gpu_compute;
     def.user = (void *)&ks[i];
-    if ((rc = pf_registry_add(reg, &def)) != 0) return rc;
+    /* PF_EEXIST: registered before (another rank of this process, or the
+     * user's own GPU kernel of that name, which is kept). */
+    if ((rc = pf_registry_add(reg, &def)) != 0 && rc != PF_EEXIST) return rc;
   }
   return 0;
 }

@@ -66,8 +66,10 @@ int pf_cuda_box_pieces(void *dst, const int64_t *dst_dims, const void *src,
  * shape, cost, sharding, gradient and in-place rules: a graph moves to GPUs
  * by changing its slices' kind. The CPU built-ins must be registered first
  * (pf_builtin_kernels_register). The compute function queues on the stream
- * of the device whose launcher calls it. Errors: PF_ENOTFOUND (a CPU
- * built-in is missing), those of pf_registry_add. */
+ * of the device whose launcher calls it. A name already registered for
+ * GPUs (by another rank of this process, or the user) is kept as it is.
+ * Errors: PF_ENOTFOUND (a CPU built-in is missing), those of
+ * pf_registry_add but PF_EEXIST. */
 int pf_cuda_kernels_register(pf_registry *reg);
 
 #endif

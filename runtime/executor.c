@@ -35,6 +35,7 @@ struct pf_loaded {
   uint32_t n_recv_bufs;
   uint32_t *input_bufs; /* buffers fed by the caller */
   uint32_t n_input_bufs;
+  uint8_t *host_memory; /* per device: its memory is the host's */
 };
 
 struct pf_step {
@@ -91,6 +92,7 @@ void pf_loaded_release(pf_loaded *l) {
   if (l == NULL) return;
   if (atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1) return;
   pf_plan_free(l->plan);
+  free(l->host_memory);
   free(l->kernels);
   free(l->dependents_first);
   free(l->dependents);
@@ -214,6 +216,61 @@ static void note_inline_time(pf_loaded *l, uint32_t i, uint64_t ns) {
                         memory_order_relaxed);
 }
 
+/* The path an op or a buffer's feed/fetch takes through host memory. */
+static uint32_t host_path(const pf_plan_op *op) {
+  if (op->kind == PF_OP_SEND || op->kind == PF_OP_RECV) return PF_STAGE_TRANSFERS;
+  if (op->kind == PF_OP_COLLECTIVE) return op->comm >= 0 ? PF_STAGE_COLLECTIVES : PF_STAGE_IO;
+  return 0;
+}
+
+/* Fills l->host_memory and refuses a plan that would have the host touch a
+ * device's own memory (a path the device stages, on a buffer not staged),
+ * or a kernel of such a device read host memory: it could only compute
+ * garbage or crash. The scheduler never makes one; a plan from elsewhere
+ * may. */
+static int check_memory_spaces(pf_executor *ex, pf_loaded *l, pf_diag *diag) {
+  const pf_plan *p = l->plan;
+  uint32_t *stage = pf_calloc((size_t)ex->cfg.num_devices, sizeof *stage);
+  int rc = 0;
+  if (stage == NULL) return pf_diag_error(diag, PF_ENOMEM, "load plan: out of memory");
+  for (int d = 0; d < ex->cfg.num_devices; d++) {
+    pf_device_info info;
+    memset(&info, 0, sizeof info);
+    ex->devices[d]->ops->info(ex->devices[d], &info);
+    l->host_memory[d] = info.host_memory != 0;
+    stage[d] = info.host_memory ? 0 : info.stage;
+  }
+  for (uint32_t b = 0; b < p->n_buffers && rc == 0; b++) {
+    const pf_plan_buffer *pb = &p->buffers[b];
+    if ((pb->input >= 0 || pb->output >= 0) && !pb->host && (stage[pb->device] & PF_STAGE_IO))
+      rc = pf_diag_error(diag, PF_EDECODE,
+                         "rank %d: buffer %u is fed or fetched, but lives in device %d's own "
+                         "memory (the plan does not stage it through host memory)",
+                         ex->cfg.rank, b, (int)pb->device);
+  }
+  for (uint32_t i = 0; i < p->n_ops && rc == 0; i++) {
+    const pf_plan_op *op = &p->ops[i];
+    uint32_t path = host_path(op);
+    for (uint32_t k = 0; k < op->n_in + op->n_out && rc == 0; k++) {
+      uint32_t b = k < op->n_in ? op->inputs[k] : op->outputs[k - op->n_in];
+      const pf_plan_buffer *pb = &p->buffers[b];
+      int host = pb->host || l->host_memory[pb->device];
+      if (path != 0 && !host && (stage[pb->device] & path))
+        rc = pf_diag_error(diag, PF_EDECODE,
+                           "rank %d: op %u (program \"%s\") moves buffer %u through the host, "
+                           "but it lives in device %d's own memory (not staged)",
+                           ex->cfg.rank, i, op->name, b, (int)pb->device);
+      else if (op->kind == PF_OP_KERNEL && host && !l->host_memory[op->device])
+        rc = pf_diag_error(diag, PF_EDECODE,
+                           "rank %d: op %u (program \"%s\") runs on device %d but reads or "
+                           "writes buffer %u in host memory",
+                           ex->cfg.rank, i, op->name, (int)op->device, b);
+    }
+  }
+  free(stage);
+  return rc;
+}
+
 int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
                      pf_diag *diag) {
   pf_loaded *l;
@@ -229,9 +286,14 @@ int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
   }
   atomic_init(&l->refs, 1);
   l->plan = plan;
-  if (build_indexes(l, ex->cfg.num_devices) != 0) {
+  if (build_indexes(l, ex->cfg.num_devices) != 0 ||
+      (l->host_memory = pf_calloc((size_t)ex->cfg.num_devices, 1)) == NULL) {
     pf_loaded_release(l);
     return pf_diag_error(diag, PF_ENOMEM, "load plan: out of memory");
+  }
+  if ((rc = check_memory_spaces(ex, l, diag)) != 0) {
+    pf_loaded_release(l);
+    return rc;
   }
   for (uint32_t i = 0; i < plan->n_ops; i++) {
     const pf_plan_op *op = &plan->ops[i];
@@ -370,6 +432,11 @@ static pf_storage *new_buffer(pf_step *s, uint32_t b) {
   pf_storage *st;
   if (pb->in_arena && s->arenas[pb->device])
     st = pf_storage_view(s->arenas[pb->device], (size_t)pb->offset, pf_spec_nbytes(pb->spec));
+  else if (pb->host) /* a GPU's staging buffer: host memory */
+    st = s->ex->devices[pb->device]->ops->alloc_host
+             ? s->ex->devices[pb->device]->ops->alloc_host(s->ex->devices[pb->device],
+                                                           pf_spec_nbytes(pb->spec))
+             : pf_storage_new(pf_spec_nbytes(pb->spec), pb->device);
   else
     st = step_alloc(s->ex, pf_spec_nbytes(pb->spec), pb->device);
   if (st == NULL) out_of_memory(s, pf_spec_nbytes(pb->spec), "a buffer", pb->device);
@@ -400,7 +467,7 @@ static void take_over(pf_step *s, const pf_plan_op *op, const pf_kernel_def *k) 
     bo = op->outputs[o];
     st = s->bufs[bi];
     if (st == NULL || s->bufs[bo] != NULL || st->parent != NULL || l->keep[bi] ||
-        pbs[bi].device != pbs[bo].device ||
+        pbs[bi].device != pbs[bo].device || pbs[bi].host != pbs[bo].host ||
         pf_spec_nbytes(pbs[bi].spec) != pf_spec_nbytes(pbs[bo].spec) ||
         atomic_load_explicit(&s->readers[bi], memory_order_acquire) != 1 ||
         atomic_load_explicit(&st->refs, memory_order_acquire) != 1)
@@ -451,6 +518,9 @@ static void run_kernel(pf_step *s, uint32_t i) {
   call.num_shards = op->num_shards;
   call.user = k->user;
   call.diag = &d;
+  call.stream = s->ex->devices[op->device]->ops->stream
+                    ? s->ex->devices[op->device]->ops->stream(s->ex->devices[op->device])
+                    : NULL;
   if (tls_running != NULL) {
     atomic_store_explicit(&tls_running->op, i, memory_order_relaxed);
     atomic_store_explicit(&tls_running->step, s, memory_order_release);
@@ -468,11 +538,20 @@ static void run_kernel(pf_step *s, uint32_t i) {
   }
 }
 
+/* 1 if buffer b lives in host memory: a staging buffer, or any buffer of
+ * a device whose memory is the host's. */
+static int host_buffer(const pf_step *s, uint32_t b) {
+  const pf_plan_buffer *pb = &s->l->plan->buffers[b];
+  return pb->host || s->l->host_memory[pb->device];
+}
+
 static void run_copy(pf_step *s, uint32_t i) {
   const pf_plan *p = s->l->plan;
   const pf_plan_op *op = &p->ops[i];
   const pf_plan_buffer *src = &p->buffers[op->inputs[0]];
   const pf_plan_buffer *dst = &p->buffers[op->outputs[0]];
+  int src_host = host_buffer(s, op->inputs[0]), dst_host = host_buffer(s, op->outputs[0]);
+  pf_copy_dir dir = src_host == dst_host ? PF_COPY_D2D : src_host ? PF_COPY_H2D : PF_COPY_D2H;
   pf_storage *d = ensure(s, op->outputs[0]);
   if (d == NULL) return; /* the step failed, saying why */
   if (s->bufs[op->inputs[0]] == NULL) {
@@ -480,8 +559,10 @@ static void run_copy(pf_step *s, uint32_t i) {
               s->ex->cfg.rank, op->device, op->name);
     return;
   }
-  /* Run by the destination's device (the source is on this rank too). */
-  s->ex->devices[op->device]->ops->copy(s->ex->devices[op->device], PF_COPY_D2D, d->data,
+  /* Run by the device of the destination, or of the memory that is not
+   * the host's (the scheduler puts a GPU's copies on the GPU); D2D between
+   * two host buffers is a copy within host memory. */
+  s->ex->devices[op->device]->ops->copy(s->ex->devices[op->device], dir, d->data,
                                          dst->spec->dims, s->bufs[op->inputs[0]]->data,
                                          src->spec->dims, op->box, pf_dtype_size(src->spec->dtype));
 }
@@ -782,6 +863,13 @@ int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op) {
 
 pf_storage *pf_step_buffer(pf_step *s, uint32_t b) {
   if (s->bufs[b] == NULL) {
+    if (!host_buffer(s, b)) {
+      /* The scheduler stages every host path of a device whose memory the
+       * host cannot reach: reaching here is a plan it should not have made. */
+      step_fail(s, PF_ESTATE, "rank %d: buffer %u is in device %d's own memory, where the host "
+                "cannot write it", s->ex->cfg.rank, b, (int)s->l->plan->buffers[b].device);
+      return NULL;
+    }
     s->bufs[b] = new_buffer(s, b);
     if (s->bufs[b] != NULL) memset(s->bufs[b]->data, 0, s->bufs[b]->nbytes);
   }
@@ -972,24 +1060,51 @@ static void install_crash_handlers(int rank) {
 
 /* ---- the executor ---------------------------------------------------------- */
 
+/* The executor did not start: its extra devices are destroyed all the
+ * same, as the config promises (the caller let go of them). */
+static void drop_extra_devices(const pf_executor_config *cfg) {
+  for (int i = 0; cfg->extra_devices != NULL && i < cfg->n_extra_devices; i++)
+    if (cfg->extra_devices[i] != NULL) cfg->extra_devices[i]->ops->destroy(cfg->extra_devices[i]);
+}
+
 int pf_executor_start(const pf_executor_config *cfg, pf_executor **out) {
   pf_executor *ex;
-  int *cpus, rc = 0;
+  int *cpus, rc = 0, total;
   *out = NULL;
-  if (cfg == NULL || cfg->num_devices < 1 || cfg->registry == NULL) return PF_EINVAL;
-  if ((ex = calloc(1, sizeof *ex)) == NULL) return PF_ENOMEM;
+  if (cfg == NULL) return PF_EINVAL;
+  if (cfg->num_devices < 1 || cfg->registry == NULL || cfg->n_extra_devices < 0 ||
+      (cfg->n_extra_devices > 0 && cfg->extra_devices == NULL)) {
+    drop_extra_devices(cfg);
+    return PF_EINVAL;
+  }
+  for (int i = 0; i < cfg->n_extra_devices; i++)
+    if (cfg->extra_devices[i] == NULL) {
+      drop_extra_devices(cfg);
+      return PF_EINVAL;
+    }
+  total = cfg->num_devices + cfg->n_extra_devices;
+  if ((ex = calloc(1, sizeof *ex)) == NULL) {
+    drop_extra_devices(cfg);
+    return PF_ENOMEM;
+  }
+  /* From here on the executor counts every device: its CPU devices (or
+   * cfg->devices), then the extra ones. */
   ex->cfg = *cfg;
+  ex->cfg.num_devices = total;
+  ex->cfg.devices = NULL; /* the caller's arrays: not kept */
+  ex->cfg.extra_devices = NULL;
   pf_clock_real_init(&ex->clock_own);
   ex->clock = cfg->clock ? cfg->clock : &ex->clock_own;
   ex->loop_running.rank = cfg->rank;
   pthread_mutex_init(&ex->run_lock, NULL);
-  ex->devices = pf_calloc((size_t)cfg->num_devices, sizeof *ex->devices);
-  ex->inline_ops = pf_calloc((size_t)cfg->num_devices, sizeof(*ex->inline_ops));
-  ex->inline_ops_run = pf_calloc((size_t)cfg->num_devices, sizeof(*ex->inline_ops_run));
+  ex->devices = pf_calloc((size_t)total, sizeof *ex->devices);
+  ex->inline_ops = pf_calloc((size_t)total, sizeof(*ex->inline_ops));
+  ex->inline_ops_run = pf_calloc((size_t)total, sizeof(*ex->inline_ops_run));
   cpus = pf_calloc((size_t)cfg->num_devices, sizeof *cpus);
   if (ex->devices == NULL || ex->inline_ops == NULL || ex->inline_ops_run == NULL || cpus == NULL) {
     free(cpus);
     pf_executor_stop(ex);
+    drop_extra_devices(cfg);
     return PF_ENOMEM;
   }
   if (cfg->devices == NULL) pf_cpu_device_pick_cpus(cfg->bind_first, cfg->bind_span, cfg->num_devices, cpus);
@@ -1007,8 +1122,12 @@ int pf_executor_start(const pf_executor_config *cfg, pf_executor **out) {
   free(cpus);
   if (rc != 0) {
     pf_executor_stop(ex);
+    drop_extra_devices(cfg);
     return rc;
   }
+  for (int i = 0; i < cfg->n_extra_devices; i++)
+    ex->devices[cfg->num_devices + i] = cfg->extra_devices[i];
+  ex->started = total;
   install_crash_handlers(cfg->rank);
   *out = ex;
   return 0;

@@ -69,6 +69,13 @@ typedef struct pf_executor_config {
    * device_memory. */
   pf_device **devices;
   int64_t device_memory; /* what each CPU device reports */
+  /* Devices started elsewhere (device plugins, runtime/device_plugins.h),
+   * n_extra_devices of them, after the num_devices above: their local
+   * indices are num_devices .. num_devices + n_extra_devices - 1, and
+   * pf_executor_num_devices counts them. Taken over like `devices` (also
+   * when the start fails). Never bound to a CPU. */
+  pf_device *const *extra_devices;
+  int n_extra_devices;
   pf_clock *clock; /* time for timestamps and waits; NULL: the real clock */
   /* 1: the loop thread runs the CPU devices' ops itself, whatever their
    * length (pf_cpu_device_config.loop_runs_ops; pf_executor_run_claimed):
@@ -80,15 +87,17 @@ typedef struct pf_executor_config {
   void (*around_op)(void *loop_arg, int begin);
 } pf_executor_config;
 
-/* Starts the devices (or takes cfg.devices), and (once per process) crash handlers for
- * SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT that name the kernel the
- * crashing thread runs (rank, program, kernel, shard, step) on stderr with
- * async-signal-safe calls, then hand the signal on to the action installed
- * before them (Open MPI's, or the default), so the process still dies of it.
+/* Starts the devices (or takes cfg.devices), takes cfg.extra_devices, and
+ * (once per process) crash handlers for SIGSEGV, SIGBUS, SIGFPE, SIGILL and
+ * SIGABRT that name the kernel the crashing thread runs (rank, program,
+ * kernel, shard, step) on stderr with async-signal-safe calls, then hand
+ * the signal on to the action installed before them (Open MPI's, or the
+ * default), so the process still dies of it.
  * Errors: PF_EINVAL, PF_ENOMEM, PF_ESYS. */
 int pf_executor_start(const pf_executor_config *cfg, pf_executor **out);
 /* Stops the workers after the steps queued so far have run. */
 void pf_executor_stop(pf_executor *ex);
+/* Every device of the executor: num_devices plus n_extra_devices. */
 int pf_executor_num_devices(const pf_executor *ex);
 /* Fills c->devices (up to c->num_devices): ops run per device, by its
  * worker or inline by the loop thread, and the time its worker waited for

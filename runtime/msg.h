@@ -47,6 +47,13 @@ typedef enum pf_msg_kind {
   PF_MSG_STEP_STARTED
 } pf_msg_kind;
 
+/* One device as its rank registers it (pathflow.Device). */
+typedef struct pf_msg_device {
+  pf_device_kind kind;
+  int64_t memory; /* bytes the scheduler may plan on it, >= 0 */
+  uint32_t stage; /* pf_stage: data paths staged through host buffers */
+} pf_msg_device;
+
 typedef struct pf_msg {
   pf_msg_kind kind;
   int32_t from; /* sender rank, filled in by the receiver */
@@ -64,7 +71,7 @@ typedef struct pf_msg {
   pf_spec spec;                      /* PUT: the shard's spec */
   char *host;                        /* REGISTER; owned */
   int32_t n_devices;                 /* REGISTER */
-  int64_t device_memory;             /* REGISTER: per device, bytes */
+  pf_msg_device *devices;            /* REGISTER: n_devices, in local index order; owned */
   pf_counters *counters;             /* COUNTERS_REPLY; owned */
   /* PUT, FETCH_REPLY: the data travels on the data path, not in the
    * message (runtime/runtime.c): chunks tagged data_tag, data_tag + 1...;
@@ -83,9 +90,9 @@ void pf_msg_free(pf_msg *m);
 const char *pf_msg_kind_name(pf_msg_kind kind);
 
 /* Serializes to pathflow.Control. *buf is malloc'd, owned by the caller.
- * Errors: PF_ENOMEM, PF_EINVAL (kind NONE; a PUT whose spec is bad or whose
- * storage is smaller than the spec; more ids or shards than pf_msg_decode
- * accepts, 2^20). */
+ * Errors: PF_ENOMEM, PF_EINVAL (kind NONE; a REGISTER with devices but no
+ * device list; a PUT whose spec is bad or whose storage is smaller than
+ * the spec; more ids or shards than pf_msg_decode accepts, 2^20). */
 int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len);
 
 /* Parses a pathflow.Control, checking every field (plans with

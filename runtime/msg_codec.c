@@ -36,6 +36,7 @@ void pf_msg_free(pf_msg *m) {
   free(m->data);
   free(m->shards);
   free(m->host);
+  free(m->devices);
   pf_counters_free(m->counters);
   free(m->data_bytes);
   free(m);
@@ -62,8 +63,7 @@ static ProtobufCBinaryData bytes_of(const pf_storage *s, size_t n) {
 int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
   Pathflow__Control c = PATHFLOW__CONTROL__INIT;
   Pathflow__Register reg = PATHFLOW__REGISTER__INIT;
-  Pathflow__Device dev = PATHFLOW__DEVICE__INIT;
-  Pathflow__Device *devs[1] = {&dev};
+  Pathflow__Device *dev_store = NULL;
   Pathflow__LoadPlan load = PATHFLOW__LOAD_PLAN__INIT;
   Pathflow__LoadDone load_done = PATHFLOW__LOAD_DONE__INIT;
   Pathflow__RunStep run = PATHFLOW__RUN_STEP__INIT;
@@ -90,15 +90,25 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
   switch (m->kind) {
     case PF_MSG_REGISTER:
       reg.host = m->host ? m->host : "";
-      dev.kind = PF_DEVICE_CPU;
-      dev.memory = m->device_memory;
-      /* All devices of an executor are alike today: one entry repeated. */
       reg.n_devices = 0;
       reg.devices = NULL;
       if (m->n_devices > 0) {
-        Pathflow__Device **list = pf_mallocn((size_t)m->n_devices, sizeof *list);
-        if (list == NULL) return PF_ENOMEM;
-        for (int i = 0; i < m->n_devices; i++) list[i] = devs[0];
+        Pathflow__Device **list;
+        if (m->devices == NULL) return PF_EINVAL;
+        list = pf_mallocn((size_t)m->n_devices, sizeof *list);
+        dev_store = pf_mallocn((size_t)m->n_devices, sizeof *dev_store);
+        if (list == NULL || dev_store == NULL) {
+          free(list);
+          free(dev_store);
+          return PF_ENOMEM;
+        }
+        for (int i = 0; i < m->n_devices; i++) {
+          pathflow__device__init(&dev_store[i]);
+          dev_store[i].kind = (int32_t)m->devices[i].kind;
+          dev_store[i].memory = m->devices[i].memory;
+          dev_store[i].stage = m->devices[i].stage;
+          list[i] = &dev_store[i];
+        }
         reg.devices = list;
         reg.n_devices = (size_t)m->n_devices;
       }
@@ -286,6 +296,7 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
   free(plan_bytes);
   free(datas);
   free(reg.devices);
+  free(dev_store);
   free(cdev);
   free(cpeer);
   return rc;
@@ -408,7 +419,19 @@ static int decode_body(const Pathflow__Control *c, int num_devices, pf_msg *m, p
       if (c->register_->n_devices < 1 || c->register_->n_devices > 4096)
         return bad(d, "register: device count out of range");
       m->n_devices = (int32_t)c->register_->n_devices;
-      m->device_memory = c->register_->devices[0]->memory;
+      if ((m->devices = pf_calloc((size_t)m->n_devices, sizeof *m->devices)) == NULL)
+        return PF_ENOMEM;
+      for (int i = 0; i < m->n_devices; i++) {
+        const Pathflow__Device *dv = c->register_->devices[i];
+        if (dv->kind < 0 || dv->kind >= PF_DEVICE_KIND_COUNT)
+          return bad(d, "register: a device of unknown kind");
+        if (dv->memory < 0) return bad(d, "register: a device with negative memory");
+        if ((dv->stage & ~(uint32_t)PF_STAGE_ALL) != 0)
+          return bad(d, "register: a device with unknown stage bits");
+        m->devices[i].kind = (pf_device_kind)dv->kind;
+        m->devices[i].memory = dv->memory;
+        m->devices[i].stage = dv->stage;
+      }
       m->host = str_copy(c->register_->host, d, &rc);
       return rc;
     case PATHFLOW__CONTROL__BODY_LOAD:

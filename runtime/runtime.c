@@ -1281,6 +1281,13 @@ static int read_env(pf_runtime *rt, pf_diag *d) {
   return 0;
 }
 
+/* A start that fails before the executor has the plugin devices still
+ * destroys them (pf_runtime_config.extra_devices). */
+static void drop_extra_devices(const pf_runtime_config *cfg) {
+  for (int i = 0; cfg->extra_devices != NULL && i < cfg->n_extra_devices; i++)
+    if (cfg->extra_devices[i] != NULL) cfg->extra_devices[i]->ops->destroy(cfg->extra_devices[i]);
+}
+
 int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   pf_runtime *rt;
   pf_executor_config ec = {0};
@@ -1288,8 +1295,12 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   pf_diag d;
   int rc;
   *out = NULL;
-  if ((rt = calloc(1, sizeof *rt)) == NULL) return PF_ENOMEM;
+  if ((rt = calloc(1, sizeof *rt)) == NULL) {
+    drop_extra_devices(cfg);
+    return PF_ENOMEM;
+  }
   rt->cfg = *cfg;
+  rt->cfg.extra_devices = NULL; /* the caller's array; the executor has them */
   rt->yield_every = YIELD_EVERY;
   pf_clock_real_init(&rt->clock_own);
   rt->clock = cfg->clock ? cfg->clock : &rt->clock_own;
@@ -1299,6 +1310,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   if ((rc = read_env(rt, &d)) != 0) {
     fprintf(stderr, "pathflow: %s\n", d.msg);
     free(rt);
+    drop_extra_devices(cfg);
     return rc;
   }
   rt->last_seen = pf_calloc((size_t)rt->size, sizeof *rt->last_seen);
@@ -1315,6 +1327,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
       rt->inbound == NULL) {
     free_tables(rt);
     free(rt);
+    drop_extra_devices(cfg);
     return PF_ENOMEM;
   }
   for (int r = 0; r < rt->size; r++) atomic_init(&rt->last_seen[r], pf_clock_now(rt->clock));
@@ -1328,9 +1341,12 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   ec.fault_alloc = rt->fault_alloc;
   ec.clock = rt->clock;
   ec.device_memory = cfg->device_memory;
+  ec.extra_devices = cfg->extra_devices; /* taken over even if it fails */
+  ec.n_extra_devices = cfg->n_extra_devices;
   ec.loop_runs_ops = rt->loop_runs_ops;
   ec.around_op = around_op;
-  /* Ranks on one host share its cores: each starts at its own offset. */
+  /* Ranks on one host share its cores: each starts at its own offset.
+   * Only CPU devices have workers to pin (a GPU's launcher sleeps). */
   ec.bind_first = !rt->bind_workers ? -1
                   : (cfg->transport ? cfg->transport->local_rank : 0) * cfg->num_devices;
   ec.bind_span = (cfg->transport ? cfg->transport->local_size : 1) * cfg->num_devices;
@@ -1350,8 +1366,8 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   sc.clock = rt->clock;
   if (rt->trace) {
     char why[256];
-    if ((rc = pf_trace_open(rt->rank, rt->size, cfg->num_devices, &rt->timeline, why,
-                            sizeof why)) != 0) {
+    if ((rc = pf_trace_open(rt->rank, rt->size, pf_executor_num_devices(rt->ex), &rt->timeline,
+                            why, sizeof why)) != 0) {
       fprintf(stderr, "pathflow: %s\n", why);
       pf_executor_stop(rt->ex);
       free_tables(rt);

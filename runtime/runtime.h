@@ -29,7 +29,7 @@
 typedef struct pf_runtime pf_runtime;
 
 typedef struct pf_runtime_config {
-  int num_devices;
+  int num_devices; /* CPU devices */
   pf_registry *registry; /* borrowed */
   /* NULL: a process alone in its job; borrowed otherwise (the runtime
    * sets its wake hook). */
@@ -42,7 +42,12 @@ typedef struct pf_runtime_config {
    * flight, loads, fetches): the loop keeps polling MPI instead of sleeping.
    * Called on the loop thread; may be NULL. */
   int (*controller_busy)(void *arg);
-  int64_t device_memory; /* what each local device reports it has */
+  int64_t device_memory; /* what each CPU device reports it has */
+  /* Devices from plugins (runtime/device_plugins.h), n_extra_devices of
+   * them, after the num_devices CPU devices (pf_executor_config): taken
+   * over, and destroyed by pf_runtime_stop or by a start that fails. */
+  pf_device *const *extra_devices;
+  int n_extra_devices;
   pf_clock *clock;       /* NULL: the real clock */
 } pf_runtime_config;
 

@@ -25,7 +25,9 @@ static void lifetimes(const pf_plan *p, life *L) {
     L[b].first = pb->input >= 0 ? -1 : INT64_MAX;
     L[b].last = pb->output >= 0 || pb->input >= 0 ? (int64_t)p->n_ops : -1;
     L[b].size = aligned((int64_t)pf_spec_nbytes(pb->spec));
-    L[b].shareable = pb->input < 0 && pb->output < 0;
+    /* A host staging buffer is not its device's memory: never in the
+     * arena, and not counted in the device's peak (see live_peak). */
+    L[b].shareable = pb->input < 0 && pb->output < 0 && !pb->host;
   }
   for (uint32_t i = 0; i < p->n_ops; i++) {
     const pf_plan_op *op = &p->ops[i];
@@ -97,7 +99,7 @@ static int64_t live_peak(const pf_plan *p, const life *L, int device, int64_t *d
    * after t. */
   memset(delta, 0, ((size_t)p->n_ops + 3) * sizeof *delta);
   for (uint32_t b = 0; b < p->n_buffers; b++) {
-    if (p->buffers[b].device != device || p->buffers[b].in_arena) continue;
+    if (p->buffers[b].device != device || p->buffers[b].in_arena || p->buffers[b].host) continue;
     delta[L[b].first + 1] += L[b].size;
     delta[L[b].last + 2] -= L[b].size;
   }

@@ -11,6 +11,7 @@
 #include "pathflow/error.h"
 #include "scheduler/memory.h"
 #include "scheduler/plan_builder.h"
+#include "scheduler/staging.h"
 
 /* A shard's home: global device index and buffer on that device's rank. */
 typedef struct home {
@@ -48,10 +49,49 @@ typedef struct lowering {
    * its communicator), so that grouping a slice's shards by rank is linear
    * in the slice's size. */
   int32_t *rank_slot;
+  /* Staging through host memory (scheduler/staging.h): only when some
+   * device stages a path; rank_first[r] is the global index of rank r's
+   * first device. */
+  int staged;
+  int32_t *rank_first;
+  pf_stage_memo memo;
 } lowering;
 
 static const pf_cluster_device *dev(const lowering *L, int32_t global) {
   return &L->cl->devices[global];
+}
+
+/* ---- staging (GPUs) ------------------------------------------------------ */
+
+/* What rank r's local device `local` stages (pf_stage). */
+static uint32_t local_stage(const lowering *L, int32_t r, int32_t local) {
+  return L->staged ? dev(L, L->rank_first[r] + local)->stage : 0;
+}
+
+/* 1 if buffer b of rank r is in device memory the host cannot address. */
+static int in_device_memory(const lowering *L, int32_t r, uint32_t b) {
+  const pf_plan_buffer *pb = pf_pb_buffer_at(L->pb[r], b);
+  return !pb->host && local_stage(L, r, pb->device) != 0;
+}
+
+/* Buffer b of rank r as a reader in host (want_host 1) or device memory
+ * needs it; b itself on devices that stage nothing. */
+static int staged_buffer(lowering *L, int32_t r, uint32_t b, int want_host, int32_t program,
+                         const char *name, uint32_t *out) {
+  const pf_plan_buffer *pb = pf_pb_buffer_at(L->pb[r], b);
+  if (!L->staged || local_stage(L, r, pb->device) == 0) {
+    *out = b;
+    return 0;
+  }
+  return pf_stage_buffer(&L->memo, L->pb[r], r, b, 1, want_host, program, name, out);
+}
+
+/* Marks buffer b of rank r as host memory when its device stages `path`:
+ * a buffer only the runtime's host paths write (a feed, a collective's
+ * result). */
+static void host_if_staged(lowering *L, int32_t r, uint32_t b, uint32_t path) {
+  pf_plan_buffer *pb = pf_pb_buffer_at(L->pb[r], b);
+  if (local_stage(L, r, pb->device) & path) pb->host = 1;
 }
 
 /* ---- placement ---------------------------------------------------------- */
@@ -210,22 +250,108 @@ static int pick_replica(const lowering *L, const layout *src, int32_t gd, int s)
   return s % n;
 }
 
+/* A host buffer on rank r's device `local` shaped like box's extent. */
+static int chunk_buffer(lowering *L, int32_t r, int32_t local, pf_dtype dtype, const pf_box *box,
+                        int32_t shard, uint32_t *out) {
+  pf_spec spec = pf_spec_make(dtype, box->rank, box->extent);
+  if (pf_pb_buffer(L->pb[r], local, &spec, shard, out)) return PF_ENOMEM;
+  pf_pb_buffer_at(L->pb[r], *out)->host = 1;
+  return 0;
+}
+
+/* A box as a whole buffer of its extent: offsets 0. */
+static void whole_of(const pf_box *box, pf_box *out) {
+  memset(out, 0, sizeof *out);
+  out->rank = box->rank;
+  memcpy(out->extent, box->extent, sizeof out->extent);
+}
+
+/* A transfer between ranks whose sender or receiver keeps the data in
+ * device memory and stages transfers: cut into chunks, each sent from and
+ * received into host buffers of its extent, with the device's copies
+ * between them and the device buffers (scheduler/staging.h). */
+static int emit_staged_transfer(lowering *L, pf_plan_op *op, const home *from, const home *to,
+                                const pf_box *box, int stage_src, int stage_dst) {
+  const pf_cluster_device *a = dev(L, from->device), *b = dev(L, to->device);
+  const pf_plan_buffer *src = pf_pb_buffer_at(L->pb[a->rank], from->buffer);
+  pf_dtype dtype = src->spec->dtype;
+  int32_t shard = src->shard;
+  int n = pf_stage_chunks(box, pf_dtype_size(dtype)), rc = 0;
+  for (int k = 0; k < n && rc == 0; k++) {
+    pf_box chunk, whole, in_host;
+    uint32_t hs = from->buffer, hr = to->buffer;
+    pf_stage_chunk(box, n, k, &chunk);
+    whole_of(&chunk, &whole);
+    op->tag = (int64_t)L->n_transfers++;
+    if (stage_src) { /* device -> host chunk, sent whole */
+      in_host = chunk;
+      memset(in_host.dst_offset, 0, sizeof in_host.dst_offset);
+      op->kind = PF_OP_COPY;
+      op->device = a->local;
+      op->box = &in_host;
+      if ((rc = chunk_buffer(L, a->rank, a->local, dtype, &chunk, shard, &hs)) != 0 ||
+          (rc = pf_pb_op(L->pb[a->rank], op, &from->buffer, 1, &hs, 1, NULL)) != 0)
+        break;
+    }
+    op->kind = PF_OP_SEND;
+    op->device = a->local;
+    op->peer = b->rank;
+    op->box = stage_src ? &whole : &chunk;
+    if ((rc = pf_pb_op(L->pb[a->rank], op, &hs, 1, NULL, 0, NULL)) != 0) break;
+    if (stage_dst && (rc = chunk_buffer(L, b->rank, b->local, dtype, &chunk,
+                                        pf_pb_buffer_at(L->pb[b->rank], to->buffer)->shard,
+                                        &hr)) != 0)
+      break;
+    op->kind = PF_OP_RECV;
+    op->device = b->local;
+    op->peer = a->rank;
+    if (stage_dst) { /* received whole, then host chunk -> device */
+      memset(chunk.src_offset, 0, sizeof chunk.src_offset);
+      op->box = &whole;
+      if ((rc = pf_pb_op(L->pb[b->rank], op, NULL, 0, &hr, 1, NULL)) != 0) break;
+      op->kind = PF_OP_COPY;
+      op->box = &chunk;
+      rc = pf_pb_op(L->pb[b->rank], op, &hr, 1, &to->buffer, 1, NULL);
+    } else {
+      op->box = &chunk;
+      rc = pf_pb_op(L->pb[b->rank], op, NULL, 0, &to->buffer, 1, NULL);
+    }
+  }
+  return rc;
+}
+
 /* One piece of a reshard: a copy within a rank (device to device), or a
- * matched send and receive between ranks carrying the same tag. */
+ * matched send and receive between ranks carrying the same tag. With
+ * devices that stage (GPUs), a copy runs on the destination's device, from
+ * a host twin of the source when the destination is host memory; a
+ * transfer is staged through host chunks. */
 static int emit_piece(lowering *L, const pf_gprogram *consumer, const home *from,
                       const home *to, const pf_box *box) {
   const pf_cluster_device *a = dev(L, from->device), *b = dev(L, to->device);
+  int32_t program = (int32_t)(consumer - L->g->programs);
   pf_plan_op op;
   int rc;
   memset(&op, 0, sizeof op);
-  op.program = (int32_t)(consumer - L->g->programs);
+  op.program = program;
   op.name = consumer->name;
   op.box = (pf_box *)box; /* copied by pf_pb_op */
   op.comm = -1;
   if (a->rank == b->rank) {
+    uint32_t src = from->buffer;
+    /* A device with memory of its own reaches host memory; a CPU device
+     * does not reach a GPU's. */
+    if (!in_device_memory(L, b->rank, to->buffer) &&
+        (rc = staged_buffer(L, a->rank, from->buffer, 1, program, consumer->name, &src)) != 0)
+      return rc;
     op.kind = PF_OP_COPY;
     op.device = b->local;
-    return pf_pb_op(L->pb[b->rank], &op, &from->buffer, 1, &to->buffer, 1, NULL);
+    return pf_pb_op(L->pb[b->rank], &op, &src, 1, &to->buffer, 1, NULL);
+  }
+  if (L->staged) {
+    int stage_src = (a->stage & PF_STAGE_TRANSFERS) && in_device_memory(L, a->rank, from->buffer);
+    int stage_dst = (b->stage & PF_STAGE_TRANSFERS) && in_device_memory(L, b->rank, to->buffer);
+    if (stage_src || stage_dst)
+      return emit_staged_transfer(L, &op, from, to, box, stage_src, stage_dst);
   }
   op.tag = (int64_t)L->n_transfers++;
   op.kind = PF_OP_SEND;
@@ -336,6 +462,16 @@ static int lower_collective(lowering *L, int32_t pid, layout *in, layout *out) {
     out_buf[s] = out->shards[s].buffer;
   }
   for (int s = 0; s < n; s++) L->rank_slot[ranks[s]] = -1;
+  /* On devices that stage collectives (or, within a rank, their host
+   * paths), the runtime reduces host twins into host results. */
+  for (int s = 0; L->staged && s < n && rc == 0; s++) {
+    const pf_cluster_device *cd = dev(L, in->shards[s].device);
+    uint32_t path = one_rank ? PF_STAGE_IO : PF_STAGE_COLLECTIVES;
+    if (!(cd->stage & path)) continue;
+    rc = staged_buffer(L, cd->rank, in_buf[s], 1, pid, p->name, &in_buf[s]);
+    host_if_staged(L, cd->rank, out_buf[s], path);
+  }
+  if (rc != 0) goto out;
   memset(&op, 0, sizeof op);
   op.kind = PF_OP_COLLECTIVE;
   op.program = pid;
@@ -497,7 +633,9 @@ static int lower_program(lowering *L, int32_t pid) {
     op.num_shards = sl->num_devices;
     op.kernel = p->kernel;
     op.attrs = p->attrs;
-    for (int i = 0; i < p->n_in; i++) in_buf[i] = ins[i]->shards[s].buffer;
+    for (int i = 0; i < p->n_in; i++)
+      if (staged_buffer(L, cd->rank, ins[i]->shards[s].buffer, 0, pid, p->name, &in_buf[i]))
+        return PF_ENOMEM;
     for (int o = 0; o < p->n_out; o++) out_buf[o] = outs[o]->shards[s].buffer;
     if (pf_pb_op(L->pb[cd->rank], &op, in_buf, (uint32_t)p->n_in, out_buf,
                  (uint32_t)p->n_out, NULL))
@@ -519,12 +657,20 @@ static int fill_io(lowering *L, pf_io *io, const pf_gnamed *named, int is_output
   if (io->name == NULL || io->shards == NULL) return PF_ENOMEM;
   for (int s = 0; s < n; s++) {
     const pf_cluster_device *cd = dev(L, lay->shards[s].device);
-    pf_plan_buffer *pb = pf_pb_buffer_at(L->pb[cd->rank], lay->shards[s].buffer);
+    uint32_t buffer = lay->shards[s].buffer;
+    pf_plan_buffer *pb;
+    /* A fetch reads host memory: an output kept in device memory is
+     * copied out at the end of the step (a feed arrives in host memory:
+     * see pf_schedule). */
+    if (is_output && (cd->stage & PF_STAGE_IO) &&
+        staged_buffer(L, cd->rank, buffer, 1, -1, named->name, &buffer))
+      return PF_ENOMEM;
+    pb = pf_pb_buffer_at(L->pb[cd->rank], buffer);
     io->shards[s].rank = cd->rank;
     io->shards[s].device = cd->local;
-    io->shards[s].buffer = lay->shards[s].buffer;
+    io->shards[s].buffer = buffer;
     if (is_output && pb->output < 0) pb->output = index;
-    if (is_output && pf_pb_slot(L->pb[cd->rank], index, s, lay->shards[s].buffer)) return PF_ENOMEM;
+    if (is_output && pf_pb_slot(L->pb[cd->rank], index, s, buffer)) return PF_ENOMEM;
     if (!is_output) pb->input = index;
   }
   return 0;
@@ -696,6 +842,13 @@ int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
   for (int r = 0; r < cl->n_ranks; r++)
     if (pf_pb_create(r, L.rank_slot[r], exe_id, &L.pb[r])) goto done;
   for (int r = 0; r < cl->n_ranks; r++) L.rank_slot[r] = -1;
+  for (int i = 0; i < cl->n_devices; i++) L.staged |= cl->devices[i].stage != 0;
+  if (L.staged) {
+    if ((L.rank_first = pf_mallocn((size_t)cl->n_ranks, sizeof *L.rank_first)) == NULL ||
+        pf_stage_memo_init(&L.memo, cl->n_ranks) != 0)
+      goto done;
+    for (int i = cl->n_devices - 1; i >= 0; i--) L.rank_first[cl->devices[i].rank] = i;
+  }
   if ((rc = pf_graph_check_order(g, order, d)) != 0) goto done;
   if ((rc = place(&L)) != 0) goto done;
   if ((rc = reserve_plans(&L)) != 0) goto done;
@@ -704,6 +857,9 @@ int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
     int32_t v = g->inputs[i].value;
     layout *lay = layout_new(&L, v, g->values[v].slice, g->values[v].sharding);
     if (lay == NULL || new_shard_buffers(&L, lay, &g->values[v].spec)) goto done;
+    for (int s = 0; L.staged && s < g->slices[lay->slice].num_devices; s++)
+      host_if_staged(&L, dev(&L, lay->shards[s].device)->rank, lay->shards[s].buffer,
+                     PF_STAGE_IO);
   }
   for (size_t k = 0; k < g->n_programs; k++)
     if ((rc = lower_program(&L, order[k])) != 0) goto done;
@@ -743,6 +899,8 @@ done:
   free(L.pb);
   free(L.layouts);
   free(L.rank_slot);
+  free(L.rank_first);
+  pf_stage_memo_free(&L.memo);
   free(order);
   if (rc != 0) {
     pf_compiled_free(c);

@@ -135,9 +135,17 @@ static pf_msg *sample(pf_msg_kind kind) {
   assert_non_null(m);
   switch (kind) {
     case PF_MSG_REGISTER:
+      /* Two CPU devices, then GPUs that stage some paths (plugin devices
+       * come after the CPU devices, in local index order). */
       m->host = strdup("node-17.cluster");
-      m->n_devices = 3;
-      m->device_memory = INT64_C(17179869184);
+      m->n_devices = 4;
+      m->devices = calloc(4, sizeof *m->devices);
+      assert_non_null(m->devices);
+      m->devices[0] = (pf_msg_device){PF_DEVICE_CPU, INT64_C(17179869184), 0};
+      m->devices[1] = (pf_msg_device){PF_DEVICE_CPU, INT64_C(17179869184), 0};
+      m->devices[2] = (pf_msg_device){PF_DEVICE_GPU, INT64_C(150000000000), PF_STAGE_ALL};
+      m->devices[3] = (pf_msg_device){PF_DEVICE_GPU, 0,
+                                      PF_STAGE_IO | PF_STAGE_COLLECTIVES};
       break;
     case PF_MSG_LOAD:
       m->plan = small_plan();
@@ -246,7 +254,11 @@ static void assert_msgs_equal(const pf_msg *a, const pf_msg *b) {
     case PF_MSG_REGISTER:
       assert_string_equal(or_empty(a->host), or_empty(b->host));
       assert_int_equal(a->n_devices, b->n_devices);
-      assert_int_equal(a->device_memory, b->device_memory);
+      for (int i = 0; i < a->n_devices; i++) {
+        assert_int_equal(a->devices[i].kind, b->devices[i].kind);
+        assert_int_equal(a->devices[i].memory, b->devices[i].memory);
+        assert_int_equal(a->devices[i].stage, b->devices[i].stage);
+      }
       break;
     case PF_MSG_LOAD:
       assert_true(pf_plan_equal(a->plan, b->plan));
@@ -343,6 +355,12 @@ static void assert_msg_sane(const pf_msg *m) {
       assert_non_null(m->host);
       assert_true(strlen(m->host) <= 4096);
       assert_true(m->n_devices >= 1 && m->n_devices <= 4096);
+      assert_non_null(m->devices);
+      for (int i = 0; i < m->n_devices; i++) {
+        assert_true(m->devices[i].kind >= 0 && m->devices[i].kind < PF_DEVICE_KIND_COUNT);
+        assert_true(m->devices[i].memory >= 0);
+        assert_int_equal(m->devices[i].stage & ~(uint32_t)PF_STAGE_ALL, 0);
+      }
       break;
     case PF_MSG_LOAD:
       assert_non_null(m->plan);
@@ -550,6 +568,8 @@ static void roundtrip_edges(void **state) {
   assert_non_null(m[2]->data);
   m[2]->data[0] = storage_with(0, 0);
   m[3]->n_devices = 1;
+  m[3]->devices = calloc(1, sizeof *m[3]->devices);
+  assert_non_null(m[3]->devices);
   for (int i = 0; i < 5; i++) {
     pf_msg *q = NULL;
     pf_diag d;
@@ -652,6 +672,9 @@ static void refuse_register_no_devices(void **state) {
   encode_msg(m, &buf, &len);
   expect_refused(buf, len, (const char *[]){"register", "device count", NULL});
   free(buf);
+  free(m->devices);
+  m->devices = calloc(4097, sizeof *m->devices);
+  assert_non_null(m->devices);
   m->n_devices = 4097;
   encode_msg(m, &buf, &len);
   expect_refused(buf, len, (const char *[]){"register", "device count", NULL});
@@ -660,6 +683,53 @@ static void refuse_register_no_devices(void **state) {
   encode_msg(m, &buf, &len);
   msg_survives(buf, len);
   free(buf);
+  pf_msg_free(m);
+}
+
+/* A device list nobody could place on: an unknown kind, negative memory,
+ * stage bits that mean nothing. And a register with devices but no list
+ * is not encoded at all. */
+static void refuse_register_bad_device(void **state) {
+  static const struct {
+    int32_t kind;
+    int64_t memory;
+    uint32_t stage;
+    const char *word;
+  } bad_devices[] = {{PF_DEVICE_KIND_COUNT, 1, 0, "kind"},
+                     {-1, 1, 0, "kind"},
+                     {PF_DEVICE_GPU, -1, 0, "memory"},
+                     {PF_DEVICE_GPU, 1, PF_STAGE_ALL + 1, "stage"}};
+  Pathflow__Control c = PATHFLOW__CONTROL__INIT;
+  Pathflow__Register reg = PATHFLOW__REGISTER__INIT;
+  Pathflow__Device cpu = PATHFLOW__DEVICE__INIT, dev = PATHFLOW__DEVICE__INIT;
+  Pathflow__Device *list[2] = {&cpu, &dev};
+  pf_msg *m = pf_msg_new(PF_MSG_REGISTER);
+  uint8_t *buf;
+  size_t len;
+  (void)state;
+  reg.host = "h";
+  reg.devices = list;
+  reg.n_devices = 2;
+  c.body_case = PATHFLOW__CONTROL__BODY_REGISTER;
+  c.register_ = &reg;
+  cpu.memory = 1024;
+  for (size_t i = 0; i < sizeof bad_devices / sizeof bad_devices[0]; i++) {
+    dev.kind = bad_devices[i].kind;
+    dev.memory = bad_devices[i].memory;
+    dev.stage = bad_devices[i].stage;
+    pack_control(&c, &buf, &len);
+    expect_refused(buf, len, (const char *[]){"register", bad_devices[i].word, NULL});
+    free(buf);
+  }
+  dev.kind = PF_DEVICE_GPU;
+  dev.memory = 1;
+  dev.stage = PF_STAGE_ALL;
+  pack_control(&c, &buf, &len);
+  msg_survives(buf, len);
+  free(buf);
+  assert_non_null(m);
+  m->n_devices = 2;
+  assert_int_equal(pf_msg_encode(m, &buf, &len), PF_EINVAL);
   pf_msg_free(m);
 }
 
@@ -949,6 +1019,7 @@ int main(void) {
       cmocka_unit_test(encode_and_names),
       cmocka_unit_test(refuse_put_size),
       cmocka_unit_test(refuse_register_no_devices),
+      cmocka_unit_test(refuse_register_bad_device),
       cmocka_unit_test(refuse_counters_lengths),
       cmocka_unit_test(refuse_negative_shard),
       cmocka_unit_test(refuse_reply_counts),

@@ -362,6 +362,136 @@ static void test_large_collectives(void **state) {
   }
 }
 
+
+/* ---- staging through host memory (GPUs) --------------------------------- */
+
+/* 2 ranks, each a CPU device (local 0) and two GPUs (local 1, 2) that
+ * stage `stage` (pf_stage). */
+static pf_cluster gpu_cluster(uint32_t stage) {
+  pf_cluster c = make_cluster(2, 1, 3);
+  for (int k = 0; k < c.n_devices; k++)
+    if (c.devices[k].local > 0) {
+      c.devices[k].kind = PF_DEVICE_GPU;
+      c.devices[k].stage = stage;
+    }
+  return c;
+}
+
+/* GPU versions of the CPU built-ins the graph uses: the scheduler needs
+ * only their rules. */
+static void register_gpu_copies(void) {
+  static const char *names[] = {"relu", "identity"};
+  for (size_t i = 0; i < PF_ARRAY_LEN(names); i++) {
+    pf_kernel_def def = pf_registry_find(reg, names[i], PF_DEVICE_CPU)->def;
+    int rc;
+    def.kind = PF_DEVICE_GPU;
+    rc = pf_registry_add(reg, &def);
+    assert_true(rc == 0 || rc == PF_EEXIST);
+  }
+}
+
+/* x (16 MiB, on rank 0's CPU) -> relu on one GPU of each rank (a copy to
+ * rank 0's GPU, a transfer to rank 1's) -> allreduce over both GPUs ->
+ * identity on rank 1's other GPU; outputs c and o. */
+static pf_compiled *staging_graph(const pf_cluster *c, pf_graph **gp) {
+  pf_graph_env env;
+  pf_graph *g;
+  pf_slice_t cpu, gpus, last;
+  pf_value_t x, y, z, o;
+  pf_spec spec = pf_spec_2d(PF_F32, 2048, 2048);
+  static const int pin_cpu[] = {0}, pin_gpus[] = {0, 2}, pin_last[] = {3};
+  memset(&env, 0, sizeof env);
+  env.registry = reg;
+  env.num_devices[PF_DEVICE_CPU] = 2;
+  env.num_devices[PF_DEVICE_GPU] = 4;
+  env.diag = &diag;
+  assert_int_equal(pf_graph_new(&env, &g), 0);
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &cpu));
+  OK(pf_graph_slice(g, PF_DEVICE_GPU, 2, &gpus));
+  OK(pf_graph_slice(g, PF_DEVICE_GPU, 1, &last));
+  OK(pf_graph_slice_pin(g, cpu, pin_cpu));
+  OK(pf_graph_slice_pin(g, gpus, pin_gpus));
+  OK(pf_graph_slice_pin(g, last, pin_last));
+  OK(pf_graph_input(g, "x", &spec, cpu, pf_replicated(), &x));
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "relu", .slice = gpus, .n_in = 1, .in = &x},
+                      &y, NULL));
+  OK(pf_graph_collective(g, &(pf_collective_desc){.name = "c", .kind = PF_ALLREDUCE,
+                                                    .slice = gpus, .in = y, .op = PF_REDUCE_SUM},
+                         &z, NULL));
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "identity", .slice = last, .n_in = 1,
+                                            .in = &z},
+                      &o, NULL));
+  OK(pf_graph_output(g, "c", z));
+  OK(pf_graph_output(g, "o", o));
+  *gp = g;
+  return compile(g, c);
+}
+
+/* Every buffer of a GPU that a host path touches is a host buffer, every
+ * buffer a GPU kernel touches is the GPU's own; copies between the two run
+ * on the GPU. Returns how many host buffers the plans have. */
+static int check_spaces(const pf_compiled *comp, int staged) {
+  int n_host = 0;
+  for (int r = 0; r < comp->n_ranks; r++) {
+    const pf_plan *p = comp->plans[r];
+    for (uint32_t b = 0; b < p->n_buffers; b++) {
+      const pf_plan_buffer *pb = &p->buffers[b];
+      n_host += pb->host;
+      if (staged && pb->device > 0 && (pb->input >= 0 || pb->output >= 0))
+        assert_int_equal(pb->host, 1);
+      if (pb->host) assert_int_equal(pb->in_arena, 0);
+    }
+    for (uint32_t i = 0; i < p->n_slots; i++)
+      if (staged && p->buffers[p->slots[i].buffer].device > 0)
+        assert_int_equal(p->buffers[p->slots[i].buffer].host, 1);
+    for (uint32_t i = 0; i < p->n_ops; i++) {
+      const pf_plan_op *op = &p->ops[i];
+      for (uint32_t k = 0; k < op->n_in + op->n_out; k++) {
+        const pf_plan_buffer *pb =
+            &p->buffers[k < op->n_in ? op->inputs[k] : op->outputs[k - op->n_in]];
+        int gpu_memory = staged && pb->device > 0 && !pb->host;
+        if (op->kind == PF_OP_SEND || op->kind == PF_OP_RECV || op->kind == PF_OP_COLLECTIVE)
+          assert_false(gpu_memory);
+        if (staged && op->kind == PF_OP_KERNEL && op->device > 0) assert_true(gpu_memory);
+        if (op->kind == PF_OP_COPY && gpu_memory) assert_true(op->device > 0);
+      }
+    }
+  }
+  return n_host;
+}
+
+static void test_gpu_staging(void **state) {
+  pf_cluster c = gpu_cluster(PF_STAGE_ALL), direct = gpu_cluster(0);
+  pf_graph *g;
+  pf_compiled *comp;
+  int sends = 0, copies_on_gpu = 0;
+  (void)state;
+  register_gpu_copies();
+  comp = staging_graph(&c, &g);
+  assert_true(check_spaces(comp, 1) > 0);
+  round_trip(comp, &c);
+  /* Rank 1's 16 MiB of x arrive in 4 MiB chunks, each sent from rank 0's
+   * CPU memory as is and copied to the GPU as it arrives. */
+  sends = count_ops(comp, PF_OP_SEND, NULL);
+  assert_int_equal(sends, 4);
+  for (uint32_t i = 0; i < comp->plans[1]->n_ops; i++)
+    copies_on_gpu += comp->plans[1]->ops[i].kind == PF_OP_COPY && comp->plans[1]->ops[i].device > 0;
+  /* The 4 chunks in; the allreduce's input out (its result is in host
+   * memory, fetched as it is); the result into the other GPU for identity;
+   * identity's output out for its fetch. */
+  assert_int_equal(copies_on_gpu, 4 + 1 + 1 + 1);
+  pf_compiled_free(comp);
+  pf_graph_destroy(g);
+  /* Devices that stage nothing (a simulated cluster's GPUs): no staging. */
+  comp = staging_graph(&direct, &g);
+  assert_int_equal(check_spaces(comp, 0), 0);
+  assert_int_equal(count_ops(comp, PF_OP_SEND, NULL), 1);
+  pf_compiled_free(comp);
+  pf_graph_destroy(g);
+  free(c.devices);
+  free(direct.devices);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_packed_and_spread),
@@ -369,6 +499,7 @@ int main(void) {
       cmocka_unit_test(test_gang_order_ties_by_index),
       cmocka_unit_test(test_control_dependencies),
       cmocka_unit_test(test_large_collectives),
+      cmocka_unit_test(test_gpu_staging),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

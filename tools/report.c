@@ -44,10 +44,16 @@ void tool_print_plan(FILE *f, const pf_graph *g, const pf_compiled *c, const pf_
           fprintf(f, " %s shard %d/%d -> %s", op->kernel, (int)op->shard, (int)op->num_shards,
                   pf_spec_str(p->buffers[op->outputs[0]].spec, buf, sizeof buf));
           break;
-        case PF_OP_COPY:
-          fprintf(f, " %" PRId64 " bytes from device %d", box_bytes(p, op),
-                  (int)p->buffers[op->inputs[0]].device);
+        case PF_OP_COPY: {
+          /* A GPU's staging copies move between its memory and host buffers. */
+          int from_host = p->buffers[op->inputs[0]].host, to_host = p->buffers[op->outputs[0]].host;
+          fprintf(f, " %" PRId64 " bytes from device %d%s", box_bytes(p, op),
+                  (int)p->buffers[op->inputs[0]].device,
+                  from_host && !to_host ? " (host to device)"
+                  : to_host && !from_host ? " (device to host)"
+                                          : "");
           break;
+        }
         case PF_OP_SEND:
         case PF_OP_RECV:
           fprintf(f, " %" PRId64 " bytes %s rank %d, tag %" PRId64, box_bytes(p, op),

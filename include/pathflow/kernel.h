@@ -64,6 +64,11 @@ typedef struct pf_kernel_call {
   int num_shards;  /* devices in the program's slice */
   void *user;      /* pf_kernel_def.user */
   pf_diag *diag;   /* for pf_diag_error */
+  /* On a PF_DEVICE_GPU device: its CUDA stream (a cudaStream_t), the
+   * device's in-order queue. The kernel queues its work on it and returns
+   * at once; the device reports the op done when the stream has run it,
+   * and the view pointers are device memory. NULL on CPU devices. */
+  void *stream;
 } pf_kernel_call;
 
 /* Runs the kernel. Returns 0, or a PF_E code (usually through

@@ -415,7 +415,13 @@ static pf_msg *msg_seed(int i, int *done) {
       if ((m = pf_msg_new(PF_MSG_REGISTER)) == NULL) return NULL;
       m->host = strdup("node0");
       m->n_devices = 4;
-      m->device_memory = INT64_C(1) << 32;
+      if ((m->devices = calloc(4, sizeof *m->devices)) == NULL) {
+        pf_msg_free(m);
+        return NULL;
+      }
+      for (int i = 0; i < 4; i++)
+        m->devices[i] = (pf_msg_device){i < 3 ? PF_DEVICE_CPU : PF_DEVICE_GPU, INT64_C(1) << 32,
+                                        i < 3 ? 0u : (uint32_t)PF_STAGE_ALL};
       return m;
     case 5:
       if ((m = pf_msg_new(PF_MSG_STEP_DONE)) == NULL) return NULL;

@@ -1,0 +1,364 @@
+/* GPU graphs in one process, each run twice: with its GPU programs on
+ * GPU slices, and the same graph on CPU slices, with the same feeds; the
+ * fetched outputs must be equal. Values are small integers in f32, so that
+ * every sum is exact in any order and on any device (a real GPU's
+ * reductions and cuBLAS included): equality is exact.
+ *
+ * Run with the guarded GPU (PATHFLOW_DEVICE_PLUGINS=libpf_guarded_gpu.so,
+ * tests/plugin/guarded_gpu.c), whose memory faults when host code touches
+ * it: the runtime must stage feeds, fetches and local collectives through
+ * host buffers and move the bytes with the device's copies. With
+ * PATHFLOW_CUDA=1 the same tests run on real GPUs; without one the program
+ * says "no GPU: skipped" and exits 77.
+ *
+ *  (i)   feed on a GPU slice, a kernel chain there, fetch;
+ *  (ii)  CPU program -> GPU program -> CPU program on one rank;
+ *  (iii) a value split over 2 GPUs resharded to replicated, to split(1)
+ *        and gathered on one GPU (copies between GPUs);
+ *  (iv)  a local allreduce over 2 GPUs, and reduce_sum over a split axis
+ *        (partial sums reduced by an inserted collective);
+ *  (v)   matmul, rows split, and contracting a split axis. */
+#include "../testing.h"
+
+#include <unistd.h>
+
+static pf_context *ctx;
+static int n_gpus;
+
+static pf_tensor *ints(pf_spec spec, int seed) {
+  pf_tensor *t;
+  OK(pf_tensor_create(&spec, &t));
+  for (int64_t i = 0; i < pf_spec_numel(&spec); i++)
+    ((float *)pf_tensor_data(t))[i] = (float)((i * 7 + seed * 13) % 11 - 5);
+  return t;
+}
+
+static pf_attrs *attr_float(const char *name, double v) {
+  pf_attrs *a;
+  OK(pf_attrs_create(&a));
+  OK(pf_attrs_set_float(a, name, v));
+  return a;
+}
+
+static pf_attrs *attr_int(const char *name, int64_t v) {
+  pf_attrs *a;
+  OK(pf_attrs_create(&a));
+  OK(pf_attrs_set_int(a, name, v));
+  return a;
+}
+
+/* One output of a program (the built-ins used here have one). */
+static pf_value_t prog(pf_graph *g, const char *kernel, pf_slice_t s, const pf_attrs *a, int n,
+                       const pf_value_t *in, const pf_sharding *in_sh) {
+  pf_value_t out;
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = kernel, .attrs = a, .slice = s, .n_in = n,
+                                             .in = in, .in_shardings = in_sh},
+                      &out, NULL));
+  return out;
+}
+
+static pf_value_t scale(pf_graph *g, pf_slice_t s, pf_value_t x, double alpha) {
+  pf_attrs *a = attr_float("alpha", alpha);
+  pf_value_t y = prog(g, "scale", s, a, 1, &x, NULL);
+  pf_attrs_destroy(a);
+  return y;
+}
+
+static pf_value_t add(pf_graph *g, pf_slice_t s, pf_value_t x, pf_value_t y) {
+  return prog(g, "add", s, NULL, 2, (pf_value_t[]){x, y}, NULL);
+}
+
+/* Ops run so far by the GPU devices of every rank (local devices from
+ * cpu_local on; the CPU devices come first on each rank). */
+static uint64_t gpu_ops(int cpu_local) {
+  uint64_t n = 0;
+  for (int r = 0; r < pf_world_size(ctx); r++) {
+    pf_counters *c;
+    OK(pf_counters_get(ctx, r, &c));
+    for (int i = cpu_local; i < c->num_devices; i++) n += c->devices[i].ops_run;
+    pf_counters_free(c);
+  }
+  return n;
+}
+
+/* The graphs, built for GPU slices (gpu = 1) or all on CPU slices. */
+typedef pf_executable *(*build_fn)(pf_device_kind kind);
+
+typedef struct feed_desc {
+  const char *name;
+  pf_spec spec;
+} feed_desc;
+
+/* Runs the graph for GPU and for CPU with the same feeds, and compares
+ * every output named in outs. */
+static void compare(build_fn build, int n_feeds, const feed_desc *fd, int n_outs,
+                    const char *const *outs) {
+  pf_executable *exe[2] = {build(PF_DEVICE_GPU), build(PF_DEVICE_CPU)};
+  pf_tensor *in[8], *got[2][8];
+  pf_feed feeds[8];
+  assert_true(n_feeds <= 8 && n_outs <= 8);
+  for (int i = 0; i < n_feeds; i++) {
+    in[i] = ints(fd[i].spec, i + 1);
+    feeds[i] = (pf_feed){.name = fd[i].name, .tensor = in[i]};
+  }
+  for (int k = 0; k < 2; k++) {
+    pf_future *f;
+    uint64_t ops0 = gpu_ops(2);
+    /* Twice on the GPU: a second step reuses freed device memory (the
+     * allocator's free lists, poisoned again). */
+    for (int rep = 0; rep < (k == 0 ? 2 : 1); rep++) {
+      OK(pf_execute(exe[k], n_feeds, feeds, &f));
+      OK(pf_future_wait(f));
+      for (int o = 0; o < n_outs; o++) {
+        if (rep == 1) pf_tensor_destroy(got[k][o]);
+        OK(pf_future_fetch(f, outs[o], &got[k][o]));
+      }
+      pf_future_destroy(f);
+    }
+    /* The GPU graph ran on the GPUs, the CPU one not at all. */
+    if (k == 0)
+      assert_true(gpu_ops(2) > ops0);
+    else
+      assert_int_equal(gpu_ops(2), ops0);
+  }
+  for (int o = 0; o < n_outs; o++) {
+    const pf_spec *a = pf_tensor_spec(got[0][o]), *b = pf_tensor_spec(got[1][o]);
+    const float *x = pf_tensor_cdata(got[0][o]), *y = pf_tensor_cdata(got[1][o]);
+    assert_true(pf_spec_equal(a, b));
+    for (int64_t i = 0; i < pf_spec_numel(a); i++)
+      if (x[i] != y[i])
+        fail_msg("output %s[%lld]: GPU %g, CPU %g", outs[o], (long long)i, (double)x[i],
+                 (double)y[i]);
+    /* Not all zeros: the graphs compute something. */
+    {
+      int64_t nz = 0;
+      for (int64_t i = 0; i < pf_spec_numel(a); i++) nz += y[i] != 0;
+      assert_true(nz > 0);
+    }
+    pf_tensor_destroy(got[0][o]);
+    pf_tensor_destroy(got[1][o]);
+  }
+  for (int i = 0; i < n_feeds; i++) pf_tensor_destroy(in[i]);
+  pf_executable_destroy(exe[0]);
+  pf_executable_destroy(exe[1]);
+}
+
+static pf_executable *compile(pf_graph *g) {
+  pf_executable *exe;
+  OK(pf_compile(g, &exe));
+  pf_graph_destroy(g);
+  return exe;
+}
+
+/* ---- (i) feed, chain, fetch ----------------------------------------------- */
+
+/* y = relu(bias_add(2x + x, fill(1))) - x, all on one device; h = 2x is
+ * fetched too (an output read by later ops). */
+static pf_executable *build_chain(pf_device_kind kind) {
+  pf_graph *g;
+  pf_slice_t s;
+  pf_value_t x, h, hx, b, r, y;
+  pf_spec xs = pf_spec_2d(PF_F32, 64, 32);
+  pf_attrs *fa;
+  OK(pf_graph_create(ctx, &g));
+  OK(pf_graph_slice(g, kind, 1, &s));
+  OK(pf_graph_input(g, "x", &xs, s, pf_replicated(), &x));
+  h = scale(g, s, x, 2);
+  hx = add(g, s, h, x);
+  OK(pf_attrs_create(&fa));
+  OK(pf_attrs_set_ints(fa, "shape", (int64_t[]){32}, 1));
+  OK(pf_attrs_set_float(fa, "value", 1));
+  b = prog(g, "fill", s, fa, 0, NULL, NULL);
+  pf_attrs_destroy(fa);
+  r = prog(g, "bias_add", s, NULL, 2, (pf_value_t[]){hx, b}, NULL);
+  r = prog(g, "relu", s, NULL, 1, &r, NULL);
+  y = prog(g, "sub", s, NULL, 2, (pf_value_t[]){r, x}, NULL);
+  OK(pf_graph_output(g, "y", y));
+  OK(pf_graph_output(g, "h", h));
+  return compile(g);
+}
+
+static void test_feed_chain_fetch(void **state) {
+  (void)state;
+  compare(build_chain, 1, (feed_desc[]){{"x", pf_spec_2d(PF_F32, 64, 32)}}, 2,
+          (const char *[]){"y", "h"});
+}
+
+/* ---- (ii) CPU -> GPU -> CPU ------------------------------------------------- */
+
+/* a = 3x on a CPU; b = relu(a + a) on the GPU (kind); c = b + x on a CPU. */
+static pf_executable *build_mixed(pf_device_kind kind) {
+  pf_graph *g;
+  pf_slice_t c1, mid, c2;
+  pf_value_t x, a, b, c;
+  pf_spec xs = pf_spec_2d(PF_F32, 16, 24);
+  OK(pf_graph_create(ctx, &g));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &c1));
+  OK(pf_graph_slice(g, kind, 1, &mid));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &c2));
+  OK(pf_graph_input(g, "x", &xs, c1, pf_replicated(), &x));
+  a = scale(g, c1, x, 3);
+  b = add(g, mid, a, a);
+  b = prog(g, "relu", mid, NULL, 1, &b, NULL);
+  c = add(g, c2, b, x);
+  OK(pf_graph_output(g, "c", c));
+  OK(pf_graph_output(g, "b", b));
+  return compile(g);
+}
+
+static void test_cpu_gpu_cpu(void **state) {
+  (void)state;
+  compare(build_mixed, 1, (feed_desc[]){{"x", pf_spec_2d(PF_F32, 16, 24)}}, 2,
+          (const char *[]){"c", "b"});
+}
+
+/* ---- (iii) reshards between GPUs ------------------------------------------ */
+
+/* x [8,16] split(0) over 2 devices; y = 2x there; consumed replicated
+ * (z), split(1) (w), and whole on the second device alone (v). */
+static pf_executable *build_reshard(pf_device_kind kind) {
+  pf_graph *g;
+  pf_slice_t two, other, one;
+  pf_value_t x, y, z, w, v;
+  pf_spec xs = pf_spec_2d(PF_F32, 8, 16);
+  pf_sharding rep = pf_replicated(), cols = pf_split(1);
+  OK(pf_graph_create(ctx, &g));
+  OK(pf_graph_slice(g, kind, 2, &two));
+  OK(pf_graph_slice_pin(g, two, (int[]){0, 1}));
+  OK(pf_graph_slice(g, kind, 2, &other));
+  OK(pf_graph_slice_pin(g, other, (int[]){1, 0})); /* swapped: blocks cross */
+  OK(pf_graph_slice(g, kind, 1, &one));
+  OK(pf_graph_slice_pin(g, one, (int[]){1}));
+  OK(pf_graph_input(g, "x", &xs, two, pf_split(0), &x));
+  y = scale(g, two, x, 2);
+  z = prog(g, "identity", two, NULL, 1, &y, &rep);
+  w = prog(g, "identity", other, NULL, 1, &y, &cols);
+  v = scale(g, one, y, -1);
+  OK(pf_graph_output(g, "z", z));
+  OK(pf_graph_output(g, "w", w));
+  OK(pf_graph_output(g, "v", v));
+  return compile(g);
+}
+
+static void test_reshard_between_gpus(void **state) {
+  (void)state;
+  if (n_gpus < 2) skip();
+  compare(build_reshard, 1, (feed_desc[]){{"x", pf_spec_2d(PF_F32, 8, 16)}}, 3,
+          (const char *[]){"z", "w", "v"});
+}
+
+/* ---- (iv) collectives on one rank ----------------------------------------- */
+
+/* x [8,6] split(0) over 2 devices: s = allreduce(x + x); r = reduce_sum
+ * over axis 0 (partial on each device), fetched (reduced for the fetch) and
+ * consumed by 3r (reduced for the consumer). */
+static pf_executable *build_collectives(pf_device_kind kind) {
+  pf_graph *g;
+  pf_slice_t two;
+  pf_value_t x, y, s, r, t;
+  pf_spec xs = pf_spec_2d(PF_F32, 8, 6);
+  pf_attrs *a = attr_int("axis", 0);
+  OK(pf_graph_create(ctx, &g));
+  OK(pf_graph_slice(g, kind, 2, &two));
+  OK(pf_graph_input(g, "x", &xs, two, pf_split(0), &x));
+  y = add(g, two, x, x);
+  OK(pf_graph_collective(g, &(pf_collective_desc){.kind = PF_ALLREDUCE, .slice = two, .in = y,
+                                                  .op = PF_REDUCE_SUM},
+                         &s, NULL));
+  r = prog(g, "reduce_sum", two, a, 1, &x, NULL);
+  pf_attrs_destroy(a);
+  t = scale(g, two, r, 3);
+  OK(pf_graph_output(g, "s", s));
+  OK(pf_graph_output(g, "r", r));
+  OK(pf_graph_output(g, "t", t));
+  return compile(g);
+}
+
+static void test_local_collectives(void **state) {
+  (void)state;
+  if (n_gpus < 2) skip();
+  compare(build_collectives, 1, (feed_desc[]){{"x", pf_spec_2d(PF_F32, 8, 6)}}, 3,
+          (const char *[]){"s", "r", "t"});
+}
+
+/* ---- (v) matmul ----------------------------------------------------------- */
+
+/* y = x @ w with x split by rows (w whole on each device), and
+ * p = x @ w with x split(1) and w split(0) (a partial value, reduced). */
+static pf_executable *build_matmul(pf_device_kind kind) {
+  pf_graph *g;
+  pf_slice_t s;
+  pf_value_t x, w, y, p;
+  pf_spec xs = pf_spec_2d(PF_F32, 16, 8), ws = pf_spec_2d(PF_F32, 8, 12);
+  pf_sharding rows = pf_split(0), cols = pf_split(1);
+  int n = n_gpus >= 2 ? 2 : 1;
+  OK(pf_graph_create(ctx, &g));
+  OK(pf_graph_slice(g, kind, n, &s));
+  OK(pf_graph_input(g, "x", &xs, s, rows, &x));
+  OK(pf_graph_input(g, "w", &ws, s, pf_replicated(), &w));
+  y = prog(g, "matmul", s, NULL, 2, (pf_value_t[]){x, w}, (pf_sharding[]){rows, pf_replicated()});
+  p = prog(g, "matmul", s, NULL, 2, (pf_value_t[]){x, w}, (pf_sharding[]){cols, rows});
+  OK(pf_graph_output(g, "y", y));
+  OK(pf_graph_output(g, "p", p));
+  return compile(g);
+}
+
+static void test_matmul(void **state) {
+  (void)state;
+  compare(build_matmul, 2,
+          (feed_desc[]){{"x", pf_spec_2d(PF_F32, 16, 8)}, {"w", pf_spec_2d(PF_F32, 8, 12)}}, 2,
+          (const char *[]){"y", "p"});
+}
+
+/* ---- setup ------------------------------------------------------------- */
+
+/* An NVIDIA driver is loaded (the loader's test too). */
+static int nvidia_driver(void) {
+  return access("/proc/driver/nvidia/version", F_OK) == 0 || access("/dev/nvidiactl", F_OK) == 0;
+}
+
+static void skipped(void) {
+  printf("no GPU: skipped\n");
+  fflush(stdout);
+  exit(77);
+}
+
+int main(void) {
+  const char *cuda = getenv("PATHFLOW_CUDA");
+  const char *gg = getenv("PATHFLOW_GUARDED_GPUS");
+  int real = cuda != NULL && strcmp(cuda, "0") != 0 && getenv("PATHFLOW_DEVICE_PLUGINS") == NULL;
+  int rc;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_feed_chain_fetch),  cmocka_unit_test(test_cpu_gpu_cpu),
+      cmocka_unit_test(test_reshard_between_gpus), cmocka_unit_test(test_local_collectives),
+      cmocka_unit_test(test_matmul),
+  };
+  if (real && !nvidia_driver()) skipped();
+  if ((rc = pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 2}, &ctx)) != 0) {
+    /* A machine with a GPU must not skip because the plugin failed: pf_init
+     * said why on stderr. */
+    fprintf(stderr, "pf_init: %s\n", pf_errname(rc));
+    return 1;
+  }
+  n_gpus = pf_device_count(ctx, PF_DEVICE_GPU);
+  if (n_gpus == 0 && real) {
+    pf_finalize(ctx);
+    skipped();
+  }
+  if (!real) {
+    /* Every guarded GPU the plugin was told to start, none other. */
+    int want = gg != NULL ? atoi(gg) : 2;
+    if (n_gpus != want) {
+      fprintf(stderr,
+              "%d GPU devices, expected %d guarded ones: is PATHFLOW_DEVICE_PLUGINS "
+              "(%s) loaded?\n",
+              n_gpus, want,
+              getenv("PATHFLOW_DEVICE_PLUGINS") ? getenv("PATHFLOW_DEVICE_PLUGINS") : "unset");
+      pf_finalize(ctx);
+      return 1;
+    }
+  }
+  rc = cmocka_run_group_tests(tests, NULL, NULL);
+  if (pf_finalize(ctx) != 0) return 1;
+  return rc;
+}
