@@ -160,7 +160,7 @@ static int local_devices(int ncpu, int64_t memory, const pf_plugin_devices *plug
     memset(&info, 0, sizeof info);
     plug->devices[i]->ops->info(plug->devices[i], &info);
     v[ncpu + i] = (pf_msg_device){info.kind, info.memory_bytes,
-                                  info.host_memory ? 0 : info.stage};
+                                  info.own_memory ? info.stage : 0};
   }
   *out = v;
   return 0;

@@ -29,9 +29,12 @@ typedef enum pf_op_kind {
  * device whose memory the host cannot address (a GPU's) reports the paths
  * the runtime cannot run on its memory directly, and the scheduler stages
  * them through host buffers (pf_plan_buffer.host) with copies on the
- * device. A CPU device, or a simulated one, reports 0. */
+ * device. A CPU device, or a simulated one, reports 0. Feeds and fetches
+ * are not staged in plans: values stay in device memory between
+ * executions, and the runtime moves one across the host boundary when a
+ * feed or fetch needs it (pf_executor_to_host, _to_device). */
 typedef enum pf_stage {
-  PF_STAGE_IO = 1,          /* feeds, fetches, local collectives */
+  PF_STAGE_LOCAL = 1,       /* collectives among the devices of a rank */
   PF_STAGE_TRANSFERS = 2,   /* sends and receives between ranks */
   PF_STAGE_COLLECTIVES = 4, /* collectives between ranks */
   PF_STAGE_ALL = 7
@@ -50,9 +53,9 @@ typedef struct pf_plan_buffer {
   int32_t in_arena; /* 1: lives at `offset` in its device's step arena */
   int64_t offset;
   /* 1: in host memory although its device's memory is not: a staging
-   * buffer that a send, a receive, a collective, a feed or a fetch uses
-   * (see pf_stage); its device's copies move it from and to that device's
-   * own buffers. Never in the arena. 0 for every buffer of a CPU device. */
+   * buffer that a send, a receive or a collective uses (see pf_stage); its
+   * device's copies move it from and to that device's own buffers. Never
+   * in the arena. 0 for every buffer of a CPU device. */
   int32_t host;
 } pf_plan_buffer;
 

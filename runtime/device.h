@@ -37,11 +37,12 @@ typedef struct pf_device_info {
   int64_t memory_bytes;  /* memory the scheduler may plan on it */
   double flops;          /* peak operations per second, 0 if unknown */
   double bytes_per_s;    /* memory bandwidth, 0 if unknown */
-  /* 1: its storage's data pointers are host memory (the CPU device);
-   * 0: only the device's own copy and kernels may touch them (a GPU). */
-  int host_memory;
+  /* 1: its storage's data pointers are memory of its own that only the
+   * device's copy and kernels may touch (a GPU's); 0: host memory (the CPU
+   * device, and what a zeroed info says). */
+  int own_memory;
   /* pf_stage: the data paths the runtime must stage through host buffers
-   * for this device (0 when host_memory is 1). Registered with the
+   * for this device (0 when own_memory is 0). Registered with the
    * controller, whose scheduler inserts the staging. */
   uint32_t stage;
 } pf_device_info;
@@ -69,9 +70,12 @@ typedef struct pf_device_ops {
   /* Copies box->extent elements of elem_size bytes from src (dims src_dims)
    * at box->src_offset to dst (dims dst_dims) at box->dst_offset; dir says
    * which side is host memory. Run as a COPY op in the device's order (a
-   * GPU queues it on its stream: done when the op is reported done). */
-  void (*copy)(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *dst_dims,
-               const void *src, const int64_t *src_dims, const pf_box *box, size_t elem_size);
+   * GPU queues it on its stream: done when the op is reported done; a
+   * failure found later fails the op's step), or from another thread
+   * (pf_executor_to_host, _to_device), where it is done on return.
+   * Returns 0, or a PF_E code when the copy failed. */
+  int (*copy)(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *dst_dims,
+              const void *src, const int64_t *src_dims, const pf_box *box, size_t elem_size);
   /* Queues the device's part of step s (pf_step_part(s, index)) behind the
    * parts queued before it. Called with the executor's run lock held, so
    * every device sees steps in the same order. */

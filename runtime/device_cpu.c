@@ -80,7 +80,7 @@ static void cpu_info(pf_device *d, pf_device_info *out) {
   out->memory_bytes = c->cfg.memory_bytes;
   out->flops = 0;
   out->bytes_per_s = 0;
-  out->host_memory = 1;
+  out->own_memory = 0;
   out->stage = 0;
 }
 
@@ -90,12 +90,13 @@ static pf_storage *cpu_alloc(pf_device *d, size_t nbytes) {
 
 /* Host and device memory are the same memory: every direction is a copy
  * within it. */
-static void cpu_copy(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *dst_dims,
-                     const void *src, const int64_t *src_dims, const pf_box *box,
-                     size_t elem_size) {
+static int cpu_copy(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *dst_dims,
+                    const void *src, const int64_t *src_dims, const pf_box *box,
+                    size_t elem_size) {
   (void)d;
   (void)dir;
   pf_box_copy(dst, dst_dims, src, src_dims, box, elem_size);
+  return 0;
 }
 
 /* The op at place e of the device's queue of s. */

@@ -195,6 +195,7 @@ static pf_storage *cuda_alloc_host(pf_device *d, size_t nbytes) {
     pthread_mutex_unlock(&c->mem_lock);
     return NULL;
   }
+  s->on_device = 0; /* pinned, but host memory */
   atomic_fetch_add(&c->refs, 1);
   return s;
 }
@@ -293,24 +294,27 @@ int pf_cuda_box_pieces(void *dst, const int64_t *dst_dims, const void *src,
   }
 }
 
-static void cuda_copy(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *dst_dims,
-                      const void *src, const int64_t *src_dims, const pf_box *box,
-                      size_t elem_size) {
+static int cuda_copy(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *dst_dims,
+                     const void *src, const int64_t *src_dims, const pf_box *box,
+                     size_t elem_size) {
   cuda_device *c = (cuda_device *)d;
-  /* The launcher runs COPY ops and reads copy_err after each; another
-   * thread (a test) copies synchronously, with the current device set
-   * first (one call, no context switch when it is current already), and
-   * its failure is not reported: copy returns nothing. */
+  /* The launcher runs COPY ops, queued, and reads copy_err after each
+   * (launch); another thread (a feed or fetch moving a stored value, a
+   * test) copies synchronously, with the current device set first (one
+   * call, no context switch when it is current already). Both directions
+   * across the host boundary come from either. */
   int queued = tls_stream == c->stream;
   pf_diag mine;
   copy_ctx x = {c, queued, queued ? &c->copy_err : &mine};
+  int rc;
   pf_diag_init(&mine);
   if (!queued) (void)cudaSetDevice(c->cfg.ordinal);
-  (void)pf_cuda_box_pieces(dst, dst_dims, src, src_dims, box, elem_size,
-                           dir == PF_COPY_H2D   ? cudaMemcpyHostToDevice
-                           : dir == PF_COPY_D2H ? cudaMemcpyDeviceToHost
-                                                : cudaMemcpyDeviceToDevice,
-                           copy_piece, &x);
+  rc = pf_cuda_box_pieces(dst, dst_dims, src, src_dims, box, elem_size,
+                          dir == PF_COPY_H2D   ? cudaMemcpyHostToDevice
+                          : dir == PF_COPY_D2H ? cudaMemcpyDeviceToHost
+                                               : cudaMemcpyDeviceToDevice,
+                          copy_piece, &x);
+  return queued ? 0 : rc;
 }
 
 /* ---- the queue ----------------------------------------------------------------- */
@@ -321,7 +325,7 @@ static void cuda_info(pf_device *d, pf_device_info *out) {
   out->kind = PF_DEVICE_GPU;
   out->index = c->cfg.index;
   out->memory_bytes = c->cfg.memory_bytes;
-  out->host_memory = 0;
+  out->own_memory = 1;
   /* No CUDA-aware transport path and no NCCL yet: every path that the
    * runtime runs on host memory goes through staging buffers. */
   out->stage = PF_STAGE_ALL;

@@ -219,15 +219,16 @@ static void note_inline_time(pf_loaded *l, uint32_t i, uint64_t ns) {
 /* The path an op or a buffer's feed/fetch takes through host memory. */
 static uint32_t host_path(const pf_plan_op *op) {
   if (op->kind == PF_OP_SEND || op->kind == PF_OP_RECV) return PF_STAGE_TRANSFERS;
-  if (op->kind == PF_OP_COLLECTIVE) return op->comm >= 0 ? PF_STAGE_COLLECTIVES : PF_STAGE_IO;
+  if (op->kind == PF_OP_COLLECTIVE) return op->comm >= 0 ? PF_STAGE_COLLECTIVES : PF_STAGE_LOCAL;
   return 0;
 }
 
 /* Fills l->host_memory and refuses a plan that would have the host touch a
- * device's own memory (a path the device stages, on a buffer not staged),
- * or a kernel of such a device read host memory: it could only compute
- * garbage or crash. The scheduler never makes one; a plan from elsewhere
- * may. */
+ * device's own memory (a path the device stages, on a buffer not staged; a
+ * copy run by a CPU device), or a kernel of such a device read host
+ * memory: it could only compute garbage or crash. The scheduler never
+ * makes one for devices that say what they stage; a plan from elsewhere,
+ * or a device that stages less than it should, may. */
 static int check_memory_spaces(pf_executor *ex, pf_loaded *l, pf_diag *diag) {
   const pf_plan *p = l->plan;
   uint32_t *stage = pf_calloc((size_t)ex->cfg.num_devices, sizeof *stage);
@@ -237,17 +238,14 @@ static int check_memory_spaces(pf_executor *ex, pf_loaded *l, pf_diag *diag) {
     pf_device_info info;
     memset(&info, 0, sizeof info);
     ex->devices[d]->ops->info(ex->devices[d], &info);
-    l->host_memory[d] = info.host_memory != 0;
-    stage[d] = info.host_memory ? 0 : info.stage;
+    l->host_memory[d] = !info.own_memory;
+    stage[d] = info.own_memory ? info.stage : 0;
   }
-  for (uint32_t b = 0; b < p->n_buffers && rc == 0; b++) {
-    const pf_plan_buffer *pb = &p->buffers[b];
-    if ((pb->input >= 0 || pb->output >= 0) && !pb->host && (stage[pb->device] & PF_STAGE_IO))
+  for (uint32_t b = 0; b < p->n_buffers && rc == 0; b++)
+    if ((p->buffers[b].input >= 0 || p->buffers[b].output >= 0) && p->buffers[b].host)
       rc = pf_diag_error(diag, PF_EDECODE,
-                         "rank %d: buffer %u is fed or fetched, but lives in device %d's own "
-                         "memory (the plan does not stage it through host memory)",
-                         ex->cfg.rank, b, (int)pb->device);
-  }
+                         "rank %d: buffer %u is fed or fetched but is a staging buffer",
+                         ex->cfg.rank, b);
   for (uint32_t i = 0; i < p->n_ops && rc == 0; i++) {
     const pf_plan_op *op = &p->ops[i];
     uint32_t path = host_path(op);
@@ -255,11 +253,19 @@ static int check_memory_spaces(pf_executor *ex, pf_loaded *l, pf_diag *diag) {
       uint32_t b = k < op->n_in ? op->inputs[k] : op->outputs[k - op->n_in];
       const pf_plan_buffer *pb = &p->buffers[b];
       int host = pb->host || l->host_memory[pb->device];
-      if (path != 0 && !host && (stage[pb->device] & path))
+      /* Collectives reduce on the host whatever a device says; a transfer
+       * may read a device's memory when the device says the transport can
+       * (it does not stage transfers: CUDA-aware MPI). */
+      if (path != 0 && !host && (op->kind == PF_OP_COLLECTIVE || (stage[pb->device] & path)))
         rc = pf_diag_error(diag, PF_EDECODE,
                            "rank %d: op %u (program \"%s\") moves buffer %u through the host, "
                            "but it lives in device %d's own memory (not staged)",
                            ex->cfg.rank, i, op->name, b, (int)pb->device);
+      else if (op->kind == PF_OP_COPY && !host && l->host_memory[op->device])
+        rc = pf_diag_error(diag, PF_EDECODE,
+                           "rank %d: op %u (copy for \"%s\") runs on device %d, whose memory "
+                           "is the host's, but buffer %u is in device %d's own memory",
+                           ex->cfg.rank, i, op->name, (int)op->device, b, (int)pb->device);
       else if (op->kind == PF_OP_KERNEL && host && !l->host_memory[op->device])
         rc = pf_diag_error(diag, PF_EDECODE,
                            "rank %d: op %u (program \"%s\") runs on device %d but reads or "
@@ -553,6 +559,7 @@ static void run_copy(pf_step *s, uint32_t i) {
   int src_host = host_buffer(s, op->inputs[0]), dst_host = host_buffer(s, op->outputs[0]);
   pf_copy_dir dir = src_host == dst_host ? PF_COPY_D2D : src_host ? PF_COPY_H2D : PF_COPY_D2H;
   pf_storage *d = ensure(s, op->outputs[0]);
+  int rc;
   if (d == NULL) return; /* the step failed, saying why */
   if (s->bufs[op->inputs[0]] == NULL) {
     step_fail(s, PF_ESTATE, "rank %d device %d: reshard for \"%s\": its source is missing",
@@ -562,9 +569,13 @@ static void run_copy(pf_step *s, uint32_t i) {
   /* Run by the device of the destination, or of the memory that is not
    * the host's (the scheduler puts a GPU's copies on the GPU); D2D between
    * two host buffers is a copy within host memory. */
-  s->ex->devices[op->device]->ops->copy(s->ex->devices[op->device], dir, d->data,
-                                         dst->spec->dims, s->bufs[op->inputs[0]]->data,
-                                         src->spec->dims, op->box, pf_dtype_size(src->spec->dtype));
+  rc = s->ex->devices[op->device]->ops->copy(s->ex->devices[op->device], dir, d->data,
+                                              dst->spec->dims, s->bufs[op->inputs[0]]->data,
+                                              src->spec->dims, op->box,
+                                              pf_dtype_size(src->spec->dtype));
+  if (rc != 0)
+    step_fail(s, rc, "rank %d device %d: copy for \"%s\" failed: %s", s->ex->cfg.rank,
+              op->device, op->name, pf_strerror(rc));
 }
 
 /* A collective among devices of this rank: one op reads every shard and
@@ -1153,3 +1164,70 @@ void pf_executor_counters(const pf_executor *ex, pf_counters *c) {
 }
 
 int pf_executor_num_devices(const pf_executor *ex) { return ex->cfg.num_devices; }
+
+/* ---- values across the host boundary -------------------------------------- */
+
+int pf_executor_device_memory(const pf_executor *ex, int device) {
+  pf_device_info info;
+  if (device < 0 || device >= ex->cfg.num_devices) return 0;
+  memset(&info, 0, sizeof info);
+  ex->devices[device]->ops->info(ex->devices[device], &info);
+  return info.own_memory != 0;
+}
+
+/* Moves all nbytes of src to dst as one row of bytes, by `device`. */
+static int copy_bytes(pf_executor *ex, int device, pf_copy_dir dir, pf_storage *dst,
+                      const pf_storage *src) {
+  int64_t dims[1] = {(int64_t)src->nbytes};
+  pf_box box;
+  memset(&box, 0, sizeof box);
+  box.rank = 1;
+  box.extent[0] = dims[0];
+  if (src->nbytes == 0) return 0;
+  return ex->devices[device]->ops->copy(ex->devices[device], dir, dst->data, dims, src->data,
+                                        dims, &box, 1);
+}
+
+int pf_executor_to_host(pf_executor *ex, pf_storage *st, pf_storage **out) {
+  pf_storage *h;
+  int rc;
+  *out = NULL;
+  if (!st->on_device) {
+    *out = pf_storage_ref(st);
+    return 0;
+  }
+  if (st->device < 0 || st->device >= ex->cfg.num_devices) return PF_EINVAL;
+  if ((h = pf_storage_new(st->nbytes, st->device)) == NULL) return PF_ENOMEM;
+  if ((rc = copy_bytes(ex, st->device, PF_COPY_D2H, h, st)) != 0) {
+    pf_storage_unref(h);
+    return rc;
+  }
+  *out = h;
+  return 0;
+}
+
+int pf_executor_to_device(pf_executor *ex, int device, pf_storage *st, pf_storage **out) {
+  pf_storage *d;
+  int rc;
+  *out = NULL;
+  if (device < 0 || device >= ex->cfg.num_devices) return PF_EINVAL;
+  if ((st->on_device && st->device == device) || !pf_executor_device_memory(ex, device)) {
+    *out = pf_storage_ref(st);
+    return 0;
+  }
+  if (st->on_device) { /* another device's memory: through the host */
+    pf_storage *h;
+    if ((rc = pf_executor_to_host(ex, st, &h)) != 0) return rc;
+    rc = pf_executor_to_device(ex, device, h, out);
+    pf_storage_unref(h);
+    return rc;
+  }
+  if ((d = ex->devices[device]->ops->alloc(ex->devices[device], st->nbytes)) == NULL)
+    return PF_ENOMEM;
+  if ((rc = copy_bytes(ex, device, PF_COPY_H2D, d, st)) != 0) {
+    pf_storage_unref(d);
+    return rc;
+  }
+  *out = d;
+  return 0;
+}

@@ -104,6 +104,22 @@ int pf_executor_num_devices(const pf_executor *ex);
  * a step's next op. Loop thread only (it reads the loop's own counts);
  * a worker's counts are as of the end of its last part or its last wait. */
 void pf_executor_counters(const pf_executor *ex, pf_counters *c);
+/* Values kept between executions stay where their step left them: a GPU's
+ * outputs in its memory. These move one across the host boundary, for a
+ * feed into a GPU's input and a fetch of a GPU's output (the service, on the
+ * loop thread: synchronous copies by the device).
+ *   to_host: *out is a host copy of st, device memory of local device
+ *            st->device, or st itself (one more reference) when st is host
+ *            memory already.
+ *   to_device: *out is a copy of host storage st in local device `device`'s
+ *            memory, or st itself (one more reference) when that device's
+ *            memory is the host's or st is on it already.
+ * Errors: PF_ENOMEM, PF_EINVAL (no such device), the device's copy error. */
+int pf_executor_to_host(pf_executor *ex, pf_storage *st, pf_storage **out);
+int pf_executor_to_device(pf_executor *ex, int device, pf_storage *st, pf_storage **out);
+/* 1 if local device `device` keeps its buffers in memory of its own. */
+int pf_executor_device_memory(const pf_executor *ex, int device);
+
 /* The CPU device `device`'s worker is pinned to (cfg.bind_first), or -1. */
 int pf_executor_worker_cpu(const pf_executor *ex, int device);
 

@@ -31,6 +31,7 @@ typedef struct exe {
    * (UINT32_MAX: not one). */
   uint32_t *collectives, n_collectives;
   uint32_t *collective_k;
+  uint8_t *device_memory; /* per local device: keeps its buffers in memory of its own */
   struct exe *next;
 } exe;
 
@@ -205,6 +206,7 @@ static void exe_unref(exe *e) {
   free(e->comms);
   free(e->collectives);
   free(e->collective_k);
+  free(e->device_memory);
   pf_loaded_release(e->loaded);
   free(e);
 }
@@ -462,6 +464,13 @@ static void handle_load(pf_service *s, pf_msg *m) {
   rc = pf_executor_load(s->cfg.executor, m->plan, &e->loaded, &d);
   m->plan = NULL; /* the executor owns it now, even on error */
   if (rc == 0) rc = index_plan(e, &d);
+  if (rc == 0) {
+    int n = pf_executor_num_devices(s->cfg.executor);
+    if ((e->device_memory = pf_calloc((size_t)n, 1)) == NULL)
+      rc = pf_diag_error(&d, PF_ENOMEM, "load: out of memory");
+    for (int k = 0; rc == 0 && k < n; k++)
+      e->device_memory[k] = (uint8_t)pf_executor_device_memory(s->cfg.executor, k);
+  }
   if (rc == 0 && s->cfg.transport) rc = prepare_transfers(s, e, &d);
   if (rc == 0 && s->cfg.transport) rc = reserve_for(s, pf_loaded_plan(e->loaded), &d);
   if (rc == 0 && !s->cfg.transport && pf_loaded_plan(e->loaded)->n_comms > 0)
@@ -536,6 +545,28 @@ static void enqueue_collectives(pf_service *s, run *r) {
   }
 }
 
+/* An input kept in host memory for a device that keeps its buffers in
+ * memory of its own (a feed for a GPU), or the other way round: a copy
+ * where the step wants it, which also replaces the stored one (later runs
+ * find it there: a value fed once and run many times crosses once).
+ * Returns the step's reference, or NULL with the reason in why. */
+static pf_storage *move_input(pf_service *s, uint64_t id, const pf_plan_buffer *pb,
+                              pf_storage *st, pf_diag *why) {
+  pf_storage *moved = NULL;
+  int rc = st->on_device ? pf_executor_to_host(s->cfg.executor, st, &moved)
+                         : pf_executor_to_device(s->cfg.executor, pb->device, st, &moved);
+  if (rc != 0) {
+    pf_diag_error(why, rc, "rank %d: input shard %d (buffer %llu): moving it %s device %d: %s",
+                  s->cfg.rank, (int)pb->shard, (unsigned long long)id,
+                  st->on_device ? "out of" : "into", (int)pb->device, pf_strerror(rc));
+    return NULL;
+  }
+  if (pf_store_put(s->store, id, pb->shard, pf_storage_ref(moved)) != 0) {
+    /* Kept as it was: the next run moves it again. */
+  }
+  return moved;
+}
+
 static void handle_run(pf_service *s, pf_msg *m) {
   exe *e = exe_find(s, m->executable);
   const pf_plan *p;
@@ -595,7 +626,10 @@ static void handle_run(pf_service *s, pf_msg *m) {
                     "released, or never made",
                     s->cfg.rank, (int)pb->input, (int)pb->shard,
                     (unsigned long long)m->inputs[pb->input]);
-    inputs[b] = why.code ? NULL : pf_storage_ref(inputs[b]); /* the step's */
+    if (why.code == 0 && inputs[b]->on_device != (!pb->host && e->device_memory[pb->device]))
+      inputs[b] = move_input(s, m->inputs[pb->input], pb, inputs[b], &why);
+    else
+      inputs[b] = why.code ? NULL : pf_storage_ref(inputs[b]); /* the step's */
   }
   if (why.code) /* a failed step reads none: let go of those taken before */
     for (uint32_t k = 0; k < n_fed; k++) {
@@ -1047,6 +1081,7 @@ int pf_service_post_deferred(pf_service *s, int max) {
 
 static void handle_fetch(pf_service *s, pf_msg *m) {
   pf_msg *rep = pf_msg_new(PF_MSG_FETCH_REPLY);
+  int rc;
   if (rep == NULL) return;
   rep->request = m->request;
   rep->shards = pf_mallocn(m->n_shards, sizeof *rep->shards);
@@ -1070,7 +1105,16 @@ static void handle_fetch(pf_service *s, pf_msg *m) {
       rep->message = pf_strdup(why);
       continue;
     }
-    rep->data[k] = pf_storage_ref(st);
+    /* A GPU's value leaves through the host: a copy, the stored one stays. */
+    if ((rc = pf_executor_to_host(s->cfg.executor, st, &rep->data[k])) != 0) {
+      char why[128];
+      snprintf(why, sizeof why, "rank %d: buffer %llu shard %d: copying it out of device %d: %s",
+               s->cfg.rank, (unsigned long long)m->buffer, (int)m->shards[k], st->device,
+               pf_strerror(rc));
+      rep->status = rc;
+      free(rep->message);
+      rep->message = pf_strdup(why);
+    }
   }
   reply(s, rep);
 }

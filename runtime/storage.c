@@ -324,6 +324,7 @@ pf_storage *pf_storage_new(size_t nbytes, int device) {
   s->pooled = c + 1;
   s->release = NULL;
   s->owner = NULL;
+  s->on_device = 0;
   return s;
 }
 
@@ -339,6 +340,7 @@ pf_storage *pf_storage_wrap(void *data, size_t nbytes, int device,
   s->pooled = 0;
   s->release = release;
   s->owner = owner;
+  s->on_device = 1;
   return s;
 }
 
@@ -349,6 +351,7 @@ pf_storage *pf_storage_view(pf_storage *parent, size_t offset, size_t nbytes) {
   s->device = parent->device;
   s->nbytes = nbytes;
   s->data = (char *)parent->data + offset;
+  s->on_device = parent->on_device;
   s->parent = pf_storage_ref(parent);
   s->pooled = 0;
   s->release = NULL;

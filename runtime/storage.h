@@ -24,6 +24,10 @@ typedef struct pf_storage {
    * host memory: the CPU path pays one test, on the last unref only. */
   void (*release)(struct pf_storage *s);
   void *owner; /* release's own: the device the memory came from */
+  /* 1: data is device memory the host cannot address (a GPU's); set by
+   * pf_storage_wrap, inherited by views. The service copies such storage
+   * to the host before a fetch sends it (pf_executor_to_host). */
+  int on_device;
 } pf_storage;
 
 /* New storage with one reference, uninitialized. NULL when out of memory. */
@@ -33,8 +37,10 @@ pf_storage *pf_storage_new(size_t nbytes, int device);
  * of memory. */
 pf_storage *pf_storage_view(pf_storage *parent, size_t offset, size_t nbytes);
 /* Storage with one reference for memory a device allocated (data: nbytes
- * of device memory, never touched by the host here): the last unref calls
- * release(s), which must free data and the struct (malloc'd here; free(s)).
+ * of device memory, never touched by the host here; on_device is 1: a
+ * device wrapping host memory of its own, such as pinned staging buffers,
+ * sets it to 0): the last unref calls release(s), which must free data and
+ * the struct (malloc'd here; free(s)).
  * NULL when out of memory (data is then not released). */
 pf_storage *pf_storage_wrap(void *data, size_t nbytes, int device,
                             void (*release)(pf_storage *s), void *owner);

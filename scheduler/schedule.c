@@ -466,7 +466,7 @@ static int lower_collective(lowering *L, int32_t pid, layout *in, layout *out) {
    * paths), the runtime reduces host twins into host results. */
   for (int s = 0; L->staged && s < n && rc == 0; s++) {
     const pf_cluster_device *cd = dev(L, in->shards[s].device);
-    uint32_t path = one_rank ? PF_STAGE_IO : PF_STAGE_COLLECTIVES;
+    uint32_t path = one_rank ? PF_STAGE_LOCAL : PF_STAGE_COLLECTIVES;
     if (!(cd->stage & path)) continue;
     rc = staged_buffer(L, cd->rank, in_buf[s], 1, pid, p->name, &in_buf[s]);
     host_if_staged(L, cd->rank, out_buf[s], path);
@@ -659,11 +659,12 @@ static int fill_io(lowering *L, pf_io *io, const pf_gnamed *named, int is_output
     const pf_cluster_device *cd = dev(L, lay->shards[s].device);
     uint32_t buffer = lay->shards[s].buffer;
     pf_plan_buffer *pb;
-    /* A fetch reads host memory: an output kept in device memory is
-     * copied out at the end of the step (a feed arrives in host memory:
-     * see pf_schedule). */
-    if (is_output && (cd->stage & PF_STAGE_IO) &&
-        staged_buffer(L, cd->rank, buffer, 1, -1, named->name, &buffer))
+    /* An output must be a device's own buffer, kept where the next
+     * execution reads it (a GPU's memory); a staging buffer (a collective's
+     * result in host memory) gets its device twin. Feeds and fetches cross
+     * the host boundary in the runtime, when one needs it. */
+    if (is_output && pf_pb_buffer_at(L->pb[cd->rank], buffer)->host &&
+        staged_buffer(L, cd->rank, buffer, 0, -1, named->name, &buffer))
       return PF_ENOMEM;
     pb = pf_pb_buffer_at(L->pb[cd->rank], buffer);
     io->shards[s].rank = cd->rank;
@@ -857,9 +858,6 @@ int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
     int32_t v = g->inputs[i].value;
     layout *lay = layout_new(&L, v, g->values[v].slice, g->values[v].sharding);
     if (lay == NULL || new_shard_buffers(&L, lay, &g->values[v].spec)) goto done;
-    for (int s = 0; L.staged && s < g->slices[lay->slice].num_devices; s++)
-      host_if_staged(&L, dev(&L, lay->shards[s].device)->rank, lay->shards[s].buffer,
-                     PF_STAGE_IO);
   }
   for (size_t k = 0; k < g->n_programs; k++)
     if ((rc = lower_program(&L, order[k])) != 0) goto done;

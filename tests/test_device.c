@@ -48,11 +48,12 @@ static pf_storage *cd_alloc(pf_device *d, size_t nbytes) {
   return pf_storage_new(nbytes, c->index);
 }
 
-static void cd_copy(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *dst_dims,
-                    const void *src, const int64_t *src_dims, const pf_box *box, size_t elem) {
+static int cd_copy(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *dst_dims,
+                   const void *src, const int64_t *src_dims, const pf_box *box, size_t elem) {
   assert_int_equal(dir, PF_COPY_D2D);
   ((counting_device *)d)->copies++;
   pf_box_copy(dst, dst_dims, src, src_dims, box, elem);
+  return 0;
 }
 
 /* Runs queued ops in order while they are ready; each takes OP_NS of

@@ -145,7 +145,7 @@ static pf_msg *sample(pf_msg_kind kind) {
       m->devices[1] = (pf_msg_device){PF_DEVICE_CPU, INT64_C(17179869184), 0};
       m->devices[2] = (pf_msg_device){PF_DEVICE_GPU, INT64_C(150000000000), PF_STAGE_ALL};
       m->devices[3] = (pf_msg_device){PF_DEVICE_GPU, 0,
-                                      PF_STAGE_IO | PF_STAGE_COLLECTIVES};
+                                      PF_STAGE_LOCAL | PF_STAGE_COLLECTIVES};
       break;
     case PF_MSG_LOAD:
       m->plan = small_plan();

@@ -97,7 +97,9 @@ static pf_storage *feed(pf_device *dev, const pf_spec *s, const void *host) {
   } else {
     pf_box b = whole(s);
     assert_non_null(st = dev->ops->alloc(dev, n));
-    dev->ops->copy(dev, PF_COPY_H2D, st->data, s->dims, host, s->dims, &b, pf_dtype_size(s->dtype));
+    assert_int_equal(dev->ops->copy(dev, PF_COPY_H2D, st->data, s->dims, host, s->dims, &b,
+                                    pf_dtype_size(s->dtype)),
+                     0);
   }
   return st;
 }
@@ -107,7 +109,9 @@ static void fetch(pf_device *dev, const pf_spec *s, pf_storage *st, void *host) 
     memcpy(host, st->data, pf_spec_nbytes(s));
   } else {
     pf_box b = whole(s);
-    dev->ops->copy(dev, PF_COPY_D2H, host, s->dims, st->data, s->dims, &b, pf_dtype_size(s->dtype));
+    assert_int_equal(dev->ops->copy(dev, PF_COPY_D2H, host, s->dims, st->data, s->dims, &b,
+                                    pf_dtype_size(s->dtype)),
+                     0);
   }
 }
 

@@ -1,7 +1,7 @@
 /* A stand-in GPU for machines without one: a device plugin
  * (runtime/device_plugin.h) whose memory the host cannot touch.
  *
- * Each device reports kind PF_DEVICE_GPU, host_memory 0 and stage
+ * Each device reports kind PF_DEVICE_GPU, own_memory 1 and stage
  * PF_STAGE_ALL, as the CUDA device does, so the scheduler stages every
  * host path through host buffers. Its memory is GUARDED: a storage's data
  * pointer lies in a large PROT_NONE reservation, while its bytes live at
@@ -275,7 +275,7 @@ static void gg_info(pf_device *d, pf_device_info *out) {
   out->kind = PF_DEVICE_GPU;
   out->index = g->index;
   out->memory_bytes = g->memory_bytes;
-  out->host_memory = 0;
+  out->own_memory = 1;
   out->stage = g->stage;
 }
 
@@ -335,14 +335,14 @@ static void host_side(const gg_device *g, pf_copy_dir dir, const char *side, con
         g->rank, dir_names[dir], side, p);
 }
 
-static void gg_copy(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *dst_dims,
-                    const void *src, const int64_t *src_dims, const pf_box *box,
-                    size_t elem_size) {
+static int gg_copy(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *dst_dims,
+                   const void *src, const int64_t *src_dims, const pf_box *box,
+                   size_t elem_size) {
   gg_device *g = (gg_device *)d;
   void *to = dst;
   const void *from = src;
   for (int i = 0; i < box->rank; i++)
-    if (box->extent[i] <= 0) return; /* nothing moves: pointers unchecked */
+    if (box->extent[i] <= 0) return 0; /* nothing moves: pointers unchecked */
   switch (dir) {
     case PF_COPY_D2D:
       to = device_side(g, dir, "dst", dst);
@@ -361,6 +361,7 @@ static void gg_copy(pf_device *d, pf_copy_dir dir, void *dst, const int64_t *dst
   }
   atomic_fetch_add_explicit(&g->copies, 1, memory_order_relaxed);
   gg_box_copy(to, dst_dims, from, src_dims, box, elem_size);
+  return 0;
 }
 
 static void gg_submit(pf_device *d, pf_part *part) {

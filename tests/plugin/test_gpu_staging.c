@@ -6,8 +6,9 @@
  *
  * Run with the guarded GPU (PATHFLOW_DEVICE_PLUGINS=libpf_guarded_gpu.so,
  * tests/plugin/guarded_gpu.c), whose memory faults when host code touches
- * it: the runtime must stage feeds, fetches and local collectives through
- * host buffers and move the bytes with the device's copies. With
+ * it: the runtime must stage local collectives through host buffers, and
+ * move feeds and fetches across the host boundary with the device's
+ * copies (docs/architecture.md, "Staging through host memory"). With
  * PATHFLOW_CUDA=1 the same tests run on real GPUs; without one the program
  * says "no GPU: skipped" and exits 77.
  *
@@ -17,7 +18,8 @@
  *        and gathered on one GPU (copies between GPUs);
  *  (iv)  a local allreduce over 2 GPUs, and reduce_sum over a split axis
  *        (partial sums reduced by an inserted collective);
- *  (v)   matmul, rows split, and contracting a split axis. */
+ *  (v)   matmul, rows split, and contracting a split axis;
+ *  (vi)  values kept on a GPU between executions, fed on, fetched. */
 #include "../testing.h"
 
 #include <unistd.h>
@@ -323,6 +325,63 @@ static void skipped(void) {
   exit(77);
 }
 
+/* ---- (vi) values kept on the GPU between executions ------------------------ */
+
+/* y = 2x on GPU 0 (or CPU device 0), an output that stays on the device. */
+static pf_executable *build_double(pf_device_kind kind, const char *in, const char *out) {
+  pf_graph *g;
+  pf_slice_t s;
+  pf_value_t x;
+  pf_spec xs = pf_spec_2d(PF_F32, 48, 40);
+  OK(pf_graph_create(ctx, &g));
+  OK(pf_graph_slice(g, kind, 1, &s));
+  OK(pf_graph_slice_pin(g, s, (const int[]){0}));
+  OK(pf_graph_input(g, in, &xs, s, pf_replicated(), &x));
+  OK(pf_graph_output(g, out, scale(g, s, x, 2)));
+  return compile(g);
+}
+
+/* x fed once; then y = 2x, and y fed back as its own input three times
+ * (each output handed on before its execution ends, the last one donated),
+ * fetches on the way: 2x, 4x, ..., 16x, on the GPU as on the CPU. */
+static void test_values_stay_on_device(void **state) {
+  pf_spec xs = pf_spec_2d(PF_F32, 48, 40);
+  pf_tensor *x = ints(xs, 3), *got[2][2];
+  (void)state;
+  for (int k = 0; k < 2; k++) {
+    pf_device_kind kind = k == 0 ? PF_DEVICE_GPU : PF_DEVICE_CPU;
+    pf_executable *first = build_double(kind, "x", "y"), *again = build_double(kind, "y", "y");
+    pf_future *f, *g;
+    pf_buffer_t y;
+    OK(pf_execute(first, 1, &(pf_feed){.name = "x", .tensor = x}, &f));
+    OK(pf_future_output(f, "y", &y));
+    pf_future_destroy(f);
+    for (int i = 0; i < 3; i++) {
+      OK(pf_execute(again, 1, &(pf_feed){.name = "y", .buffer = y, .donate = i == 2}, &g));
+      if (i < 2) OK(pf_buffer_release(ctx, y));
+      OK(pf_future_output(g, "y", &y));
+      if (i == 0) OK(pf_buffer_fetch(ctx, y, &got[k][0])); /* 4x, fetched while kept */
+      pf_future_destroy(g);
+    }
+    OK(pf_buffer_fetch(ctx, y, &got[k][1])); /* 16x */
+    OK(pf_buffer_release(ctx, y));
+    pf_executable_destroy(first);
+    pf_executable_destroy(again);
+  }
+  for (int o = 0; o < 2; o++) {
+    const float *a = pf_tensor_cdata(got[0][o]), *b = pf_tensor_cdata(got[1][o]);
+    const float *xv = pf_tensor_cdata(x);
+    for (int64_t i = 0; i < pf_spec_numel(&xs); i++) {
+      if (a[i] != b[i] || b[i] != xv[i] * (o == 0 ? 4 : 16))
+        fail_msg("output %d [%lld]: GPU %g, CPU %g, x %g", o, (long long)i, (double)a[i],
+                 (double)b[i], (double)xv[i]);
+    }
+    pf_tensor_destroy(got[0][o]);
+    pf_tensor_destroy(got[1][o]);
+  }
+  pf_tensor_destroy(x);
+}
+
 int main(void) {
   const char *cuda = getenv("PATHFLOW_CUDA");
   const char *gg = getenv("PATHFLOW_GUARDED_GPUS");
@@ -331,7 +390,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_feed_chain_fetch),  cmocka_unit_test(test_cpu_gpu_cpu),
       cmocka_unit_test(test_reshard_between_gpus), cmocka_unit_test(test_local_collectives),
-      cmocka_unit_test(test_matmul),
+      cmocka_unit_test(test_matmul), cmocka_unit_test(test_values_stay_on_device),
   };
   if (real && !nvidia_driver()) skipped();
   if ((rc = pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 2}, &ctx)) != 0) {

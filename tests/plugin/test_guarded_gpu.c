@@ -351,7 +351,7 @@ static void test_device_copies(void **state) {
   d->ops->info(d, &info);
   assert_int_equal(info.kind, PF_DEVICE_GPU);
   assert_int_equal(info.index, 3);
-  assert_int_equal(info.host_memory, 0);
+  assert_int_equal(info.own_memory, 1);
   assert_int_equal(info.stage, PF_STAGE_ALL);
   assert_int_equal(info.memory_bytes, 1 << 20);
   a = d->ops->alloc(d, sizeof host_in);
