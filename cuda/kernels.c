@@ -69,6 +69,58 @@ static int cu_identity(const pf_kernel_call *call, pf_cuda_stream *s) {
                                   cudaMemcpyDeviceToDevice, s->stream));
 }
 
+/* ---- pack, unpack, unpack_grad (gradient buckets) ------------------------ */
+
+/* Queued copies and zero fills on the stream, as kernels/builtin_pack.c does
+ * with memcpy and memset (all-zero bytes are zero in every dtype). */
+static int cu_pack(const pf_kernel_call *call, pf_cuda_stream *s) {
+  char *at = call->out[0].data;
+  for (int i = 0; i < call->n_in; i++) {
+    size_t n = pf_spec_nbytes(&call->in[i].spec);
+    cudaError_t err =
+        n ? cudaMemcpyAsync(at, call->in[i].data, n, cudaMemcpyDeviceToDevice, s->stream)
+          : cudaSuccess;
+    if (err != cudaSuccess) return launched(call, "pack", err);
+    at += n;
+  }
+  return 0;
+}
+
+static int cu_unpack(const pf_kernel_call *call, pf_cuda_stream *s) {
+  size_t n = pf_spec_nbytes(&call->out[0].spec);
+  size_t at = (size_t)pf_attrs_get_int(call->attrs, "offset", 0) *
+              pf_dtype_size(call->in[0].spec.dtype);
+  if (n == 0) return 0;
+  return launched(call, "unpack",
+                  cudaMemcpyAsync(call->out[0].data, (const char *)call->in[0].data + at, n,
+                                  cudaMemcpyDeviceToDevice, s->stream));
+}
+
+static int cu_unpack_grad(const pf_kernel_call *call, pf_cuda_stream *s) {
+  size_t at = (size_t)pf_attrs_get_int(call->attrs, "offset", 0) *
+              pf_dtype_size(call->in[0].spec.dtype);
+  size_t n = pf_spec_nbytes(&call->in[0].spec), total = pf_spec_nbytes(&call->out[0].spec);
+  char *out = call->out[0].data;
+  cudaError_t err = cudaSuccess;
+  if (at > 0) err = cudaMemsetAsync(out, 0, at, s->stream);
+  if (err == cudaSuccess && n > 0)
+    err = cudaMemcpyAsync(out + at, call->in[0].data, n, cudaMemcpyDeviceToDevice, s->stream);
+  if (err == cudaSuccess && total > at + n)
+    err = cudaMemsetAsync(out + at + n, 0, total - at - n, s->stream);
+  return launched(call, "unpack_grad", err);
+}
+
+/* Part `index` of the rows: one contiguous run of bytes, as
+ * kernels/builtin_microbatch.c copies it. */
+static int cu_microbatch(const pf_kernel_call *call, pf_cuda_stream *s) {
+  size_t n = pf_spec_nbytes(&call->out[0].spec);
+  int64_t index = pf_attrs_get_int(call->attrs, "index", 0);
+  if (n == 0) return 0;
+  return launched(call, "microbatch",
+                  cudaMemcpyAsync(call->out[0].data, (const char *)call->in[0].data + (size_t)index * n,
+                                  n, cudaMemcpyDeviceToDevice, s->stream));
+}
+
 /* The bound as kernels/builtin_init.c computes it (its shape function
  * refused every other mode). */
 static double init_bound(const pf_kernel_call *call) {
@@ -334,6 +386,10 @@ static const pf_cuda_kernel table[] = {
     {"fill", cu_fill},
     {"iota", cu_iota},
     {"identity", cu_identity},
+    {"pack", cu_pack},
+    {"unpack", cu_unpack},
+    {"unpack_grad", cu_unpack_grad},
+    {"microbatch", cu_microbatch},
     {"init_uniform", cu_init_uniform},
     {"add", cu_add},
     {"sub", cu_sub},

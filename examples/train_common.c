@@ -88,6 +88,11 @@ static pf_value_t add_program(pf_context *ctx, pf_graph *g, pf_slice_t slice, co
 }
 
 void tc_add_dataset(pf_context *ctx, pf_graph *g, pf_slice_t slice, int n, const char *dir) {
+  tc_add_dataset_to(ctx, g, slice, n, dir, slice);
+}
+
+void tc_add_dataset_to(pf_context *ctx, pf_graph *g, pf_slice_t slice, int n, const char *dir,
+                       pf_slice_t to) {
   static const struct {
     const char *out, *file;
     int64_t dims[2];
@@ -107,8 +112,20 @@ void tc_add_dataset(pf_context *ctx, pf_graph *g, pf_slice_t slice, int n, const
     int64_t part[2] = {files[i].dims[0] / n, files[i].dims[1]};
     tc_check(ctx, pf_attrs_set_ints(a, "shape", part, files[i].rank), "pf_attrs_set_ints");
     tc_check(ctx, pf_attrs_set_int(a, "split_rows", 1), "split_rows");
-    tc_check(ctx, pf_graph_output(g, files[i].out, add_program(ctx, g, slice, "idx_read", a, 0, NULL)),
-             "pf_graph_output");
+    {
+      pf_value_t v = add_program(ctx, g, slice, "idx_read", a, 0, NULL);
+      /* Moved once, split by rows over the other slice: where the model
+       * reads it (a GPU's memory), so that no step moves it again. */
+      if (to.id != slice.id)
+        tc_check(ctx,
+                 pf_graph_program(g,
+                                  &(pf_program_desc){.kernel = "identity", .slice = to, .n_in = 1,
+                                                     .in = &v,
+                                                     .in_shardings = (pf_sharding[]){pf_split(0)}},
+                                  &v, NULL),
+                 "identity");
+      tc_check(ctx, pf_graph_output(g, files[i].out, v), "pf_graph_output");
+    }
     pf_attrs_destroy(a);
   }
 }

@@ -64,6 +64,10 @@ pf_future *tc_run(pf_context *ctx, pf_executable *exe, tc_named *b, int n_host,
  * [60000, 784] split by rows), "train_y", "test_x" and "test_y". Exits on
  * error. */
 void tc_add_dataset(pf_context *ctx, pf_graph *g, pf_slice_t slice, int n, const char *dir);
+/* The same, read on `slice` and handed out as split by rows over slice `to`
+ * (the model's GPUs, say): a move the executable makes once. */
+void tc_add_dataset_to(pf_context *ctx, pf_graph *g, pf_slice_t slice, int n, const char *dir,
+                       pf_slice_t to);
 
 /* The rows of data set data_x/data_y (u8 values split by rows over
  * `slice`, each device holding its part) for `step`: f32 pixels in [0, 1]

@@ -46,11 +46,15 @@ typedef struct opts {
   double lr;
   const char *optimizer, *data, *metrics, *schedule, *checkpoint;
   int64_t seed;
+  pf_device_kind kind; /* the model's devices (--device) */
 } opts;
 
 #define MAX_IN_FLIGHT 16
 
 static pf_context *ctx;
+/* The kind of device the model runs on (--device): every graph but the
+ * data set's reading, whose kernel reads files on a CPU. */
+static pf_device_kind model_kind = PF_DEVICE_CPU;
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -59,7 +63,7 @@ static void usage(FILE *f) {
           "                 [--schedule cosine|constant] [--data DIR] [--limit-steps N]\n"
           "                 [--metrics FILE.csv] [--checkpoint DIR [--checkpoint-every N]\n"
           "                 [--checkpoint-keep K] [--resume]] [--bucket-kb N | --no-bucket]\n"
-          "                 [--in-flight N]\n"
+          "                 [--in-flight N] [--device cpu|gpu]\n"
           "Data-parallel MLP training on Fashion-MNIST (Debian's dataset-fashion-mnist).\n"
           "Defaults: --hidden 256 --batch 128 --epochs 15 --lr 0.001 --optimizer adam\n"
           "          --schedule cosine (adam's rate decays to 0 over the run)\n"
@@ -71,7 +75,10 @@ static void usage(FILE *f) {
           "          allreduce per gradient, for comparison)\n"
           "          --in-flight 2 (steps sent before the loop waits for the oldest: each\n"
           "          fed the parameters the one before it will make; 1: send a step, wait\n"
-          "          for it, send the next)\n");
+          "          for it, send the next)\n"
+          "          --device cpu (gpu: the model on the job's GPUs, --devices counting\n"
+          "          its CPU devices; the data set is read on CPUs and moved to the GPUs\n"
+          "          once)\n");
 }
 
 static int parse(int argc, char **argv, opts *o) {
@@ -79,7 +86,7 @@ static int parse(int argc, char **argv, opts *o) {
               .in_flight = 2,
               .lr = 0.001, .optimizer = "adam", .schedule = "cosine",
               .data = "/usr/share/datasets/fashion-mnist",
-              .seed = 1, .every = 500, .keep = 2, .bucket_kb = 256};
+              .seed = 1, .every = 500, .keep = 2, .bucket_kb = 256, .kind = PF_DEVICE_CPU};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char *end = NULL;
@@ -137,6 +144,9 @@ static int parse(int argc, char **argv, opts *o) {
     } else if (strcmp(a, "--schedule") == 0) {
       if (strcmp(v, "cosine") && strcmp(v, "constant")) goto bad;
       o->schedule = v;
+    } else if (strcmp(a, "--device") == 0) {
+      if (strcmp(v, "cpu") && strcmp(v, "gpu")) goto bad;
+      o->kind = strcmp(v, "gpu") == 0 ? PF_DEVICE_GPU : PF_DEVICE_CPU;
     } else if (strcmp(a, "--data") == 0) {
       o->data = v;
     } else if (strcmp(a, "--metrics") == 0) {
@@ -161,6 +171,11 @@ static int parse(int argc, char **argv, opts *o) {
   }
   if (o->resume && o->checkpoint == NULL) {
     fprintf(stderr, "train_mlp: --resume needs --checkpoint DIR\n");
+    return -1;
+  }
+  if (o->checkpoint != NULL && o->kind != PF_DEVICE_CPU) {
+    /* The checkpoint kernels write files: CPU kernels only. */
+    fprintf(stderr, "train_mlp: --checkpoint needs --device cpu\n");
     return -1;
   }
   return 0;
@@ -217,7 +232,7 @@ static pf_executable *build_init(const model *m, int n, const opts *o) {
   pf_executable *exe;
   char name[32];
   CHECK(pf_graph_create(ctx, &g));
-  CHECK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
+  CHECK(pf_graph_slice(g, model_kind, n, &s));
   for (int p = 0; p < m->n_params; p++) {
     pf_spec ps;
     pf_attrs *a = attrs();
@@ -249,14 +264,21 @@ static pf_executable *build_init(const model *m, int n, const opts *o) {
 }
 
 /* The data set, read once: each of the n devices keeps its part of the
- * rows (n divides both sets: checked in main). */
+ * rows (n divides both sets: checked in main). GPUs cannot read files: the
+ * job's CPUs read it (n of them, else one) and hand it to the GPUs. */
 static pf_executable *build_load(int n, const char *dir) {
   pf_graph *g;
-  pf_slice_t s;
+  pf_slice_t s, readers;
   pf_executable *exe;
   CHECK(pf_graph_create(ctx, &g));
-  CHECK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
-  tc_add_dataset(ctx, g, s, n, dir);
+  CHECK(pf_graph_slice(g, model_kind, n, &s));
+  if (model_kind == PF_DEVICE_CPU) {
+    tc_add_dataset(ctx, g, s, n, dir);
+  } else {
+    int k = pf_device_count(ctx, PF_DEVICE_CPU) >= n ? n : 1;
+    CHECK(pf_graph_slice(g, PF_DEVICE_CPU, k, &readers));
+    tc_add_dataset_to(ctx, g, readers, k, dir, s);
+  }
   CHECK(pf_compile(g, &exe));
   pf_graph_destroy(g);
   return exe;
@@ -280,7 +302,7 @@ static void step_inputs(int n, const char *set, int64_t rows, const model *m, in
                         pf_value_t *step, pf_value_t *params, pf_value_t (*state)[2 * MAX_LAYERS + 2]) {
   char name[32];
   CHECK(pf_graph_create(ctx, g));
-  CHECK(pf_graph_slice(*g, PF_DEVICE_CPU, n, s));
+  CHECK(pf_graph_slice(*g, model_kind, n, s));
   snprintf(name, sizeof name, "%s_x", set);
   declare_rows(*g, *s, name, pf_spec_2d(PF_U8, rows, 784), data_x);
   snprintf(name, sizeof name, "%s_y", set);
@@ -412,7 +434,7 @@ static pf_executable *build_checkpoint(const model *m, int n, const char *dir, i
   pf_executable *exe;
   pf_value_t step;
   CHECK(pf_graph_create(ctx, &g));
-  CHECK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
+  CHECK(pf_graph_slice(g, model_kind, n, &s));
   declare(g, s, "step", pf_spec_scalar(PF_I64), &step);
   for (int i = 0; i < count; i++) {
     pf_attrs *a = attrs();
@@ -446,7 +468,7 @@ static pf_executable *build_prune(int n, const char *dir, int keep) {
   pf_value_t step;
   pf_attrs *a = attrs();
   CHECK(pf_graph_create(ctx, &g));
-  CHECK(pf_graph_slice(g, PF_DEVICE_CPU, n, &s));
+  CHECK(pf_graph_slice(g, model_kind, n, &s));
   declare(g, s, "step", pf_spec_scalar(PF_I64), &step);
   CHECK(pf_attrs_set_string(a, "dir", dir));
   CHECK(pf_attrs_set_int(a, "keep", keep));
@@ -706,7 +728,13 @@ int main(int argc, char **argv) {
   char config[512];
   if (parse(argc, argv, &o) != 0) return 2;
   CHECK(pf_init(&argc, &argv, &(pf_init_options){.cpu_devices = o.devices}, &ctx));
-  n = pf_device_count(ctx, PF_DEVICE_CPU);
+  model_kind = o.kind;
+  if ((n = pf_device_count(ctx, model_kind)) < 1) {
+    fprintf(stderr, "train_mlp: --device %s: this job has no such device%s\n",
+            pf_device_kind_name(model_kind),
+            model_kind == PF_DEVICE_GPU ? " (no GPU found; see PATHFLOW_CUDA in docs/cli.md)" : "");
+    return 2;
+  }
   if (o.batch % n != 0 || 10000 % n != 0 || 60000 % n != 0) {
     fprintf(stderr, "train_mlp: the batch (%d), the training set (60000) and the test set "
                     "(10000) must divide over the %d devices\n", o.batch, n);

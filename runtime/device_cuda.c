@@ -415,6 +415,35 @@ static void launch(cuda_device *c, pf_step *s, uint32_t j, int last) {
   c->ring_n++;
 }
 
+/* Fails s with what the stream's sync found (d): bad data a kernel
+ * recorded in the fault word (its message starts with the kernel's name,
+ * "softmax_xent: row ..."), or an asynchronous CUDA error. The fault word
+ * holds no op: the program named is the first of this part whose kernel
+ * has that name (work queued after the part may have faulted instead, but
+ * the part's own op is far likelier), so that the message names the
+ * program as a kernel's failure on the host does. */
+static void fail_synced(cuda_device *c, pf_step *s, const pf_diag *d) {
+  const char *colon = strchr(d->msg, ':');
+  size_t len = colon != NULL ? (size_t)(colon - d->msg) : 0;
+  const pf_plan *p = pf_step_plan(s);
+  uint32_t n;
+  const uint32_t *q = pf_step_device_queue(s, c->cfg.index, &n);
+  for (uint32_t e = 0; e < n && len > 0; e++) {
+    const pf_plan_op *op = &p->ops[q[e]];
+    if (op->kind != PF_OP_KERNEL || op->kernel == NULL || strlen(op->kernel) != len ||
+        memcmp(op->kernel, d->msg, len) != 0)
+      continue;
+    pf_executor_step_fail(s, PF_EKERNEL,
+                          "rank %d device %d: program \"%s\" (kernel \"%s\", shard %d of %d) "
+                          "failed on the GPU: %s (%s)",
+                          c->cfg.rank, c->cfg.index, op->name, op->kernel, op->shard,
+                          op->num_shards, d->msg, pf_errname(d->code));
+    return;
+  }
+  pf_executor_step_fail(s, PF_EKERNEL, "rank %d device %d: a kernel failed on the GPU: %s",
+                        c->cfg.rank, c->cfg.index, d->msg);
+}
+
 /* Reports the oldest queued op done (its event has completed, or failed:
  * then its step fails). At the end of a part, the stream's fault word is
  * read (pf_cuda_stream_sync): bad data a kernel found on the GPU fails
@@ -432,9 +461,7 @@ static void complete_oldest(cuda_device *c, int status, const pf_diag *why) {
   if (last) {
     pf_diag d;
     pf_diag_init(&d);
-    if (pf_cuda_stream_sync(c->stream, &d) != 0)
-      pf_executor_step_fail(s, PF_EKERNEL, "rank %d device %d: a kernel failed on the GPU: %s",
-                            c->cfg.rank, c->cfg.index, d.msg);
+    if (pf_cuda_stream_sync(c->stream, &d) != 0) fail_synced(c, s, &d);
   }
   pf_step_op_done(s, j, c->cfg.index);
   if (last) pf_step_part_done(s); /* s may be freed now */

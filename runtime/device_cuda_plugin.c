@@ -2,7 +2,8 @@
  * (runtime/device_plugin.h). pf_init loads it with dlopen (runtime/
  * device_plugins.c) so that libpathflow itself never links cudart or
  * cuBLAS; it starts one CUDA device (runtime/device_cuda.h) per GPU of
- * cuda/discover.h and registers the CUDA kernels.
+ * cuda/discover.h, enables peer access between those GPUs and registers
+ * the CUDA kernels.
  *
  * The CUDA device and kernels call the runtime's functions (pf_step_*,
  * storage, the registry), which libpathflow does not export. Here they are
@@ -19,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cuda_runtime_api.h>
 
 #include "cuda/discover.h"
 #include "runtime/device_cuda.h"
@@ -130,13 +133,52 @@ static void say(pf_device_plugin_result *out, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* Lets each pair of distinct GPUs that can reach each other's memory do
+ * so, both ways, so that a copy between two devices of this rank (a
+ * reshard: cudaMemcpy3DAsync D2D, queued on the destination's stream)
+ * goes over NVLink or PCIe directly; without peer access the driver
+ * stages it through host memory. Best effort: a pair that cannot is
+ * copied as before, correctly. Peer access belongs to the GPUs' primary
+ * contexts, shared by every device on them, so the next open (another
+ * loopback rank) finds it enabled already. Returns the pairs enabled;
+ * *pairs: the pairs of distinct GPUs. */
+static int enable_peers(const pf_cuda_device_info *gpus, int n, int *pairs) {
+  int prev = -1, enabled = 0;
+  *pairs = 0;
+  if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
+  for (int i = 0; i < n; i++)
+    for (int j = i + 1; j < n; j++) {
+      int ok = 1;
+      if (gpus[i].ordinal == gpus[j].ordinal) continue;
+      ++*pairs;
+      for (int way = 0; way < 2 && ok; way++) {
+        int from = way ? gpus[j].ordinal : gpus[i].ordinal;
+        int to = way ? gpus[i].ordinal : gpus[j].ordinal, can = 0;
+        cudaError_t err;
+        if (cudaDeviceCanAccessPeer(&can, from, to) != cudaSuccess || !can ||
+            cudaSetDevice(from) != cudaSuccess) {
+          ok = 0;
+          break;
+        }
+        err = cudaDeviceEnablePeerAccess(to, 0);
+        ok = err == cudaSuccess || err == cudaErrorPeerAccessAlreadyEnabled;
+      }
+      /* An error above (AlreadyEnabled included) stays this thread's last
+       * error: a later launch check must not find it. */
+      (void)cudaGetLastError();
+      enabled += ok;
+    }
+  if (prev >= 0) (void)cudaSetDevice(prev);
+  return enabled;
+}
+
 /* Discovers the GPUs (gpus: room for PF_CUDA_MAX_DEVICES) and starts a
  * device on each of the first `max`; pathflow_device_plugin_open's errors. */
 static int open_gpus(pf_cuda_device_info *gpus, int max, const pf_device_plugin_args *args,
                      pf_device_plugin_result *out, char *err, size_t err_len) {
   const char *only = getenv("PATHFLOW_CUDA_DEVICES");
   pf_diag diag;
-  int n = 0, rc;
+  int n = 0, rc, peers, pairs;
   pf_diag_init(&diag);
   if ((rc = pf_cuda_discover(gpus, max, &n, &diag)) != 0) {
     snprintf(err, err_len, "finding GPUs: %s", diag.msg);
@@ -172,8 +214,10 @@ static int open_gpus(pf_cuda_device_info *gpus, int max, const pf_device_plugin_
     }
     out->n_devices = i + 1;
   }
+  peers = enable_peers(gpus, n, &pairs);
   say(out, "%d CUDA device%s:", n, n == 1 ? "" : "s");
   for (int i = 0; i < n; i++) say(out, "%s %s (%d)", i ? "," : "", gpus[i].name, gpus[i].ordinal);
+  if (pairs > 0) say(out, "; peer access: %d of %d pairs", peers, pairs);
   return 0;
 }
 

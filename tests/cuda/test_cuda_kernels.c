@@ -272,6 +272,29 @@ static void test_elementwise(void **state) {
   }
 }
 
+/* Gradient buckets and pipeline microbatches: byte copies, exact. */
+static void test_pack_unpack(void **state) {
+  pf_attrs *a = attrs_new(), *g = attrs_new(), *m = attrs_new();
+  tin parts[] = {{S2(PF_F32, 33, 7), NULL}, {S1(PF_F32, 5), NULL}, {S0(PF_F32), NULL}};
+  tin flat[] = {{S1(PF_F32, 400), NULL}};
+  tin grad[] = {{S2(PF_F32, 3, 7), NULL}};
+  tin rows[] = {{S2(PF_F32, 12, 9), NULL}};
+  (void)state;
+  check("pack", NULL, 3, parts, exact);
+  assert_int_equal(pf_attrs_set_int(a, "offset", 17), 0);
+  assert_int_equal(pf_attrs_set_ints(a, "shape", (int64_t[]){11, 3}, 2), 0);
+  check("unpack", a, 1, flat, exact);
+  assert_int_equal(pf_attrs_set_int(g, "offset", 5), 0);
+  assert_int_equal(pf_attrs_set_int(g, "size", 40), 0);
+  check("unpack_grad", g, 1, grad, exact);
+  assert_int_equal(pf_attrs_set_int(m, "count", 3), 0);
+  assert_int_equal(pf_attrs_set_int(m, "index", 2), 0);
+  check("microbatch", m, 1, rows, exact);
+  pf_attrs_destroy(a);
+  pf_attrs_destroy(g);
+  pf_attrs_destroy(m);
+}
+
 static void test_matmul(void **state) {
   static const pf_dtype dts[] = {PF_F32, PF_F64};
   (void)state;
@@ -480,15 +503,16 @@ static void test_batch_rows(void **state) {
 }
 
 /* Every CUDA kernel has a CPU kernel of its name, and every built-in CPU
- * kernel a CUDA one, but for those that read files. */
+ * kernel a CUDA one, but for those that read or write files. */
 static void test_table(void **state) {
   static const char *host_only[] = {"idx_read", "checkpoint_load",
-                                    "checkpoint_save"};
+                                    "checkpoint_save", "checkpoint_prune"};
   static const char *cpu[] = {
       "accuracy", "adam", "argmax", "batch_rows", "fill", "identity",
       "init_uniform", "iota", "matmul", "momentum", "reduce_sum",
       "reduce_sum_grad", "softmax_xent", "add", "sub", "mul", "scale",
-      "relu", "relu_grad", "sgd", "bias_add"};
+      "relu", "relu_grad", "sgd", "bias_add", "pack", "unpack", "unpack_grad",
+      "microbatch"};
   size_t n;
   const pf_cuda_kernel *t = pf_cuda_kernels(&n);
   (void)state;
@@ -498,7 +522,7 @@ static void test_table(void **state) {
       fail_msg("CUDA kernel %s has no CPU kernel", t[i].name);
   for (size_t i = 0; i < sizeof cpu / sizeof cpu[0]; i++)
     assert_non_null(pf_cuda_kernel_find(cpu[i]));
-  for (size_t i = 0; i < 3; i++) {
+  for (size_t i = 0; i < sizeof host_only / sizeof host_only[0]; i++) {
     assert_non_null(pf_registry_find(reg, host_only[i], PF_DEVICE_CPU));
     assert_null(pf_cuda_kernel_find(host_only[i]));
   }
@@ -509,6 +533,7 @@ int main(void) {
       cmocka_unit_test(test_table),
       cmocka_unit_test(test_binary),
       cmocka_unit_test(test_elementwise),
+      cmocka_unit_test(test_pack_unpack),
       cmocka_unit_test(test_matmul),
       cmocka_unit_test(test_reduce),
       cmocka_unit_test(test_argmax_ties_nan),

@@ -18,7 +18,9 @@
  * calls the CPU compute. The queue: one worker thread per device runs its
  * parts in submission order and each part's ops in queue order, as a
  * stream does (the CPU device's protocol without its hand-offs to the
- * loop thread: ready never hands an op over).
+ * loop thread: ready never hands an op over). Kernels run on a device
+ * get a non-NULL pf_kernel_call.stream, distinct per device, as on a CUDA
+ * device: a token, not a stream (user GPU kernels' tests check it).
  *
  * Environment: PATHFLOW_GUARDED_GPUS (devices per rank, default 2),
  * PATHFLOW_GUARDED_GPU_BYTES (memory each reports and may hold, default
@@ -260,6 +262,10 @@ typedef struct gg_device {
    * against memory_bytes (the size classes' slack is address space only). */
   _Atomic int64_t used;
   _Atomic uint64_t ops_run, wait_ns, copies, launches;
+  /* What pf_kernel_call.stream points at for kernels run here: a CUDA
+   * device passes its stream, so a GPU kernel may rely on a non-NULL one,
+   * distinct per device. Nothing reads it. */
+  char stream_token;
 } gg_device;
 
 static void device_unref(gg_device *g) {
@@ -393,6 +399,8 @@ static int gg_ready(pf_device *d, pf_step *s, uint32_t op, int may_claim) {
 
 static pf_running_slot *gg_running(pf_device *d) { return &((gg_device *)d)->running; }
 
+static void *gg_stream(pf_device *d) { return &((gg_device *)d)->stream_token; }
+
 static void gg_counters(pf_device *d, uint64_t *ops_run, uint64_t *wait_ns) {
   gg_device *g = (gg_device *)d;
   *ops_run = atomic_load_explicit(&g->ops_run, memory_order_relaxed);
@@ -460,6 +468,7 @@ static const pf_device_ops gg_ops = {
     .release = NULL, /* ready never hands an op over */
     .claim = NULL,
     .running = gg_running,
+    .stream = gg_stream,
     .counters = gg_counters,
     .destroy = gg_destroy,
 };
@@ -518,7 +527,9 @@ static gg_kernel kernels[] = {
     {"reduce_sum_grad", NULL, NULL}, {"argmax", NULL, NULL},
     {"softmax_xent", NULL, NULL},  {"accuracy", NULL, NULL},
     {"momentum", NULL, NULL},      {"adam", NULL, NULL},
-    {"batch_rows", NULL, NULL},
+    {"batch_rows", NULL, NULL},    {"pack", NULL, NULL},
+    {"unpack", NULL, NULL},        {"unpack_grad", NULL, NULL},
+    {"microbatch", NULL, NULL},
 };
 static pthread_mutex_t kernels_lock = PTHREAD_MUTEX_INITIALIZER;
 

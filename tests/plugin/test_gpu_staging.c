@@ -19,7 +19,12 @@
  *  (iv)  a local allreduce over 2 GPUs, and reduce_sum over a split axis
  *        (partial sums reduced by an inserted collective);
  *  (v)   matmul, rows split, and contracting a split axis;
- *  (vi)  values kept on a GPU between executions, fed on, fetched. */
+ *  (vi)  values kept on a GPU between executions, fed on, fetched;
+ *  (vii) bad data a GPU kernel finds (a label out of range) fails the
+ *        execution with PF_EKERNEL and the CPU kernel's message, and the
+ *        context runs the next execution as if nothing happened;
+ *  (viii) a user kernel registered for GPUs (pf_init_options.kernels) is
+ *        given its device's stream, a CPU one none. */
 #include "../testing.h"
 
 #include <unistd.h>
@@ -382,6 +387,216 @@ static void test_values_stay_on_device(void **state) {
   pf_tensor_destroy(x);
 }
 
+/* ---- (vii) a kernel error on the GPU --------------------------------------- */
+
+#define XENT_ROWS 8
+#define XENT_CLASSES 5
+
+/* (loss, grad) = softmax_xent(logits, labels), one device. */
+static pf_executable *build_xent(pf_device_kind kind) {
+  pf_graph *g;
+  pf_slice_t s;
+  pf_value_t x, l, out[2];
+  pf_spec xs = pf_spec_2d(PF_F32, XENT_ROWS, XENT_CLASSES), ls = pf_spec_1d(PF_I32, XENT_ROWS);
+  OK(pf_graph_create(ctx, &g));
+  OK(pf_graph_slice(g, kind, 1, &s));
+  OK(pf_graph_input(g, "logits", &xs, s, pf_replicated(), &x));
+  OK(pf_graph_input(g, "labels", &ls, s, pf_replicated(), &l));
+  OK(pf_graph_program(g, &(pf_program_desc){.name = "xent", .kernel = "softmax_xent", .slice = s,
+                                             .n_in = 2, .in = (pf_value_t[]){x, l}},
+                      out, NULL));
+  OK(pf_graph_output(g, "loss", out[0]));
+  OK(pf_graph_output(g, "grad", out[1]));
+  return compile(g);
+}
+
+/* Labels r % classes, but row 3's is 9 and row 6's -2 when bad. */
+static pf_tensor *xent_labels(int bad) {
+  pf_spec ls = pf_spec_1d(PF_I32, XENT_ROWS);
+  pf_tensor *t;
+  int32_t *v;
+  OK(pf_tensor_create(&ls, &t));
+  v = pf_tensor_data(t);
+  for (int r = 0; r < XENT_ROWS; r++) v[r] = r % XENT_CLASSES;
+  if (bad) {
+    v[3] = XENT_CLASSES + 4;
+    v[6] = -2;
+  }
+  return t;
+}
+
+/* What both devices must say: the CPU kernel's message for the first bad
+ * row (a CUDA kernel records it in the stream's fault word, read when the
+ * device's part ends: runtime/device_cuda.c), and the program and kernel. */
+static void expect_label_error(pf_future *f, const char *where) {
+  const char *msg = pf_future_error(f);
+  static const char *const want[] = {
+      "softmax_xent: row 3 has label 9; expected 0 <= label < 5",
+      "program \"xent\"",
+      "kernel \"softmax_xent\"",
+  };
+  assert_non_null(msg);
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+    if (strstr(msg, want[i]) == NULL)
+      fail_msg("%s: the error \"%s\" does not contain \"%s\"", where, msg, want[i]);
+}
+
+/* A bad label fails the execution with PF_EKERNEL on either device, then
+ * the same executable runs good labels; their results agree (to rounding:
+ * exp and log are not exact). */
+static void test_kernel_error_on_gpu(void **state) {
+  pf_spec xs = pf_spec_2d(PF_F32, XENT_ROWS, XENT_CLASSES);
+  pf_tensor *x = ints(xs, 5), *bad = xent_labels(1), *good = xent_labels(0), *got[2][2];
+  (void)state;
+  for (int k = 0; k < 2; k++) {
+    pf_executable *exe = build_xent(k == 0 ? PF_DEVICE_GPU : PF_DEVICE_CPU);
+    pf_future *f;
+    OK(pf_execute(exe, 2,
+                  (pf_feed[]){{.name = "logits", .tensor = x}, {.name = "labels", .tensor = bad}},
+                  &f));
+    assert_int_equal(pf_future_wait(f), PF_EKERNEL);
+    expect_label_error(f, k == 0 ? "GPU" : "CPU");
+    pf_future_destroy(f);
+    /* Twice: the fault is cleared, the device and its memory still serve. */
+    for (int rep = 0; rep < 2; rep++) {
+      OK(pf_execute(exe, 2,
+                    (pf_feed[]){{.name = "logits", .tensor = x}, {.name = "labels", .tensor = good}},
+                    &f));
+      OK(pf_future_wait(f));
+      if (rep == 1) {
+        OK(pf_future_fetch(f, "loss", &got[k][0]));
+        OK(pf_future_fetch(f, "grad", &got[k][1]));
+      }
+      pf_future_destroy(f);
+    }
+    pf_executable_destroy(exe);
+  }
+  for (int o = 0; o < 2; o++) {
+    const float *a = pf_tensor_cdata(got[0][o]), *b = pf_tensor_cdata(got[1][o]);
+    int64_t n = pf_spec_numel(pf_tensor_spec(got[1][o]));
+    assert_true(pf_spec_equal(pf_tensor_spec(got[0][o]), pf_tensor_spec(got[1][o])));
+    for (int64_t i = 0; i < n; i++)
+      if (!(fabs((double)a[i] - (double)b[i]) <= 1e-5 * fmax(1, fabs((double)b[i]))))
+        fail_msg("%s[%lld]: GPU %.9g, CPU %.9g", o == 0 ? "loss" : "grad", (long long)i,
+                 (double)a[i], (double)b[i]);
+    pf_tensor_destroy(got[0][o]);
+    pf_tensor_destroy(got[1][o]);
+  }
+  pf_tensor_destroy(x);
+  pf_tensor_destroy(bad);
+  pf_tensor_destroy(good);
+}
+
+/* ---- (viii) a user GPU kernel gets its device's stream --------------------- */
+
+/* "stream_probe", y = x, registered for CPUs and GPUs through
+ * pf_init_options.kernels. The GPU twin cannot move data in this program:
+ * the guarded GPU's memory is host-inaccessible, and this program does
+ * not link CUDA (tests/cuda/test_cuda_user_kernel.c runs a user kernel
+ * that queues real work on the stream). So it checks the stream, records
+ * it per device and writes nothing: its output is never fetched. Either
+ * twin fails, naming itself, on the wrong stream. */
+#define PROBE_DEVICES 64
+static _Atomic(void *) probe_stream[PROBE_DEVICES];
+static atomic_int probe_gpu_calls, probe_cpu_calls;
+
+static int probe_shape(const pf_attrs *attrs, int n_in, const pf_spec *in, int n_out,
+                       pf_spec *out, pf_diag *diag) {
+  (void)attrs;
+  (void)n_in;
+  (void)n_out;
+  (void)diag;
+  out[0] = in[0];
+  return 0;
+}
+
+static int probe_gpu(const pf_kernel_call *call) {
+  if (call->stream == NULL)
+    return pf_diag_error(call->diag, PF_EINVAL,
+                         "stream_probe on GPU device %d: call->stream is NULL; a GPU kernel "
+                         "is given its device's stream",
+                         call->device);
+  if (call->device < 0 || call->device >= PROBE_DEVICES)
+    return pf_diag_error(call->diag, PF_EINVAL, "stream_probe: device %d, expected < %d",
+                         call->device, PROBE_DEVICES);
+  atomic_store(&probe_stream[call->device], call->stream);
+  atomic_fetch_add(&probe_gpu_calls, 1);
+  return 0;
+}
+
+static int probe_cpu(const pf_kernel_call *call) {
+  if (call->stream != NULL)
+    return pf_diag_error(call->diag, PF_EINVAL,
+                         "stream_probe on CPU device %d: call->stream is %p; expected NULL",
+                         call->device, call->stream);
+  memcpy(call->out[0].data, call->in[0].data, pf_spec_nbytes(&call->in[0].spec));
+  atomic_fetch_add(&probe_cpu_calls, 1);
+  return 0;
+}
+
+static const pf_kernel_def probe_kernels[] = {
+    {.name = "stream_probe", .kind = PF_DEVICE_GPU, .n_in = 1, .n_out = 1,
+     .shape = probe_shape, .sharding = pf_sharding_rule_elementwise, .compute = probe_gpu},
+    {.name = "stream_probe", .kind = PF_DEVICE_CPU, .n_in = 1, .n_out = 1,
+     .shape = probe_shape, .sharding = pf_sharding_rule_elementwise, .compute = probe_cpu},
+};
+
+/* p = stream_probe(x) and y = 2x, x split over n devices. */
+static pf_executable *build_probe(pf_device_kind kind, int n) {
+  pf_graph *g;
+  pf_slice_t s;
+  pf_value_t x;
+  pf_spec xs = pf_spec_2d(PF_F32, 8, 4);
+  OK(pf_graph_create(ctx, &g));
+  OK(pf_graph_slice(g, kind, n, &s));
+  OK(pf_graph_input(g, "x", &xs, s, n > 1 ? pf_split(0) : pf_replicated(), &x));
+  OK(pf_graph_output(g, "p", prog(g, "stream_probe", s, NULL, 1, &x, NULL)));
+  OK(pf_graph_output(g, "y", scale(g, s, x, 2)));
+  return compile(g);
+}
+
+static void test_user_kernel_stream(void **state) {
+  pf_spec xs = pf_spec_2d(PF_F32, 8, 4);
+  pf_tensor *x = ints(xs, 2), *y, *p;
+  int n = n_gpus >= 2 ? 2 : 1, distinct = 0;
+  (void)state;
+  for (int k = 0; k < 2; k++) {
+    pf_executable *exe = build_probe(k == 0 ? PF_DEVICE_GPU : PF_DEVICE_CPU, k == 0 ? n : 1);
+    pf_future *f;
+    for (int d = 0; d < PROBE_DEVICES; d++) atomic_store(&probe_stream[d], NULL);
+    atomic_store(&probe_gpu_calls, 0);
+    atomic_store(&probe_cpu_calls, 0);
+    OK(pf_execute(exe, 1, &(pf_feed){.name = "x", .tensor = x}, &f));
+    OK(pf_future_wait(f));
+    OK(pf_future_fetch(f, "y", &y));
+    for (int64_t i = 0; i < pf_spec_numel(&xs); i++)
+      assert_true(((const float *)pf_tensor_cdata(y))[i] ==
+                  2 * ((const float *)pf_tensor_cdata(x))[i]);
+    pf_tensor_destroy(y);
+    if (k == 0) {
+      /* One call per GPU of the slice, each with its own device's stream. */
+      assert_int_equal(atomic_load(&probe_gpu_calls), n);
+      assert_int_equal(atomic_load(&probe_cpu_calls), 0);
+      for (int d = 0; d < PROBE_DEVICES; d++) {
+        void *sd = atomic_load(&probe_stream[d]);
+        int dup = 0;
+        for (int e = 0; e < d && sd != NULL; e++) dup |= atomic_load(&probe_stream[e]) == sd;
+        distinct += sd != NULL && !dup;
+      }
+      assert_int_equal(distinct, n);
+    } else {
+      assert_int_equal(atomic_load(&probe_cpu_calls), 1);
+      assert_int_equal(atomic_load(&probe_gpu_calls), 0);
+      OK(pf_future_fetch(f, "p", &p));
+      assert_memory_equal(pf_tensor_cdata(p), pf_tensor_cdata(x), pf_spec_nbytes(&xs));
+      pf_tensor_destroy(p);
+    }
+    pf_future_destroy(f);
+    pf_executable_destroy(exe);
+  }
+  pf_tensor_destroy(x);
+}
+
 int main(void) {
   const char *cuda = getenv("PATHFLOW_CUDA");
   const char *gg = getenv("PATHFLOW_GUARDED_GPUS");
@@ -391,9 +606,14 @@ int main(void) {
       cmocka_unit_test(test_feed_chain_fetch),  cmocka_unit_test(test_cpu_gpu_cpu),
       cmocka_unit_test(test_reshard_between_gpus), cmocka_unit_test(test_local_collectives),
       cmocka_unit_test(test_matmul), cmocka_unit_test(test_values_stay_on_device),
+      cmocka_unit_test(test_kernel_error_on_gpu), cmocka_unit_test(test_user_kernel_stream),
   };
   if (real && !nvidia_driver()) skipped();
-  if ((rc = pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 2}, &ctx)) != 0) {
+  if ((rc = pf_init(NULL, NULL,
+                    &(pf_init_options){.cpu_devices = 2,
+                                       .kernels = probe_kernels,
+                                       .n_kernels = 2},
+                    &ctx)) != 0) {
     /* A machine with a GPU must not skip because the plugin failed: pf_init
      * said why on stderr. */
     fprintf(stderr, "pf_init: %s\n", pf_errname(rc));
