@@ -19,15 +19,16 @@ typedef struct pf_storage {
   struct pf_storage *parent; /* a view into parent's memory, or NULL */
   int pooled; /* small: 1 + its size class (one block with its data, back
                * to that class's free list); 0 otherwise */
+  /* 1: data is device memory the host cannot address (a GPU's); set by
+   * pf_storage_wrap, inherited by views. The service copies such storage
+   * to the host before a fetch sends it (pf_executor_to_host). Beside
+   * pooled: the struct stays 56 bytes. */
+  int on_device;
   /* Memory a device owns (a GPU's): the last unref calls release, which
    * frees data and the struct itself, instead of the host's free. NULL for
    * host memory: the CPU path pays one test, on the last unref only. */
   void (*release)(struct pf_storage *s);
   void *owner; /* release's own: the device the memory came from */
-  /* 1: data is device memory the host cannot address (a GPU's); set by
-   * pf_storage_wrap, inherited by views. The service copies such storage
-   * to the host before a fetch sends it (pf_executor_to_host). */
-  int on_device;
 } pf_storage;
 
 /* New storage with one reference, uninitialized. NULL when out of memory. */
