@@ -154,13 +154,13 @@ static int local_devices(int ncpu, int64_t memory, const pf_plugin_devices *plug
   pf_msg_device *v;
   *n = ncpu + plug->n;
   if ((v = pf_calloc((size_t)*n, sizeof *v)) == NULL) return PF_ENOMEM;
-  for (int i = 0; i < ncpu; i++) v[i] = (pf_msg_device){PF_DEVICE_CPU, memory, 0};
+  for (int i = 0; i < ncpu; i++) v[i] = (pf_msg_device){PF_DEVICE_CPU, memory, 0, 0};
   for (int i = 0; i < plug->n; i++) {
     pf_device_info info;
     memset(&info, 0, sizeof info);
     plug->devices[i]->ops->info(plug->devices[i], &info);
     v[ncpu + i] = (pf_msg_device){info.kind, info.memory_bytes,
-                                  info.own_memory ? info.stage : 0};
+                                  info.own_memory ? info.stage : 0, info.own_memory != 0};
   }
   *out = v;
   return 0;
@@ -241,6 +241,7 @@ static int build_cluster(pf_context *ctx, int ncpu, int64_t device_memory,
         cd->kind = devs[r][i].kind;
         cd->memory = devs[r][i].memory;
         cd->stage = devs[r][i].stage;
+        cd->own_memory = devs[r][i].own_memory;
         cd->host = host_id[r];
         ctx->num_devices[cd->kind]++;
       }
@@ -265,8 +266,9 @@ static int plugins_start(pf_context *ctx, int ncpu, pf_plugin_devices **out, pf_
   pf_plugin_devices *plug = pf_calloc((size_t)n, sizeof *plug);
   if (plug == NULL) return pf_diag_error(d, PF_ENOMEM, "pf_init: out of memory");
   for (int i = 0; i < n && rc == 0; i++) {
-    pf_device_plugins_config pc = {.rank = ctx->mpi ? ctx->rank : i, .first_index = ncpu,
-                                   .registry = ctx->registry};
+    pf_device_plugins_config pc = {
+        .rank = ctx->mpi ? ctx->rank : i, .first_index = ncpu, .registry = ctx->registry,
+        .transport_cuda_memory = ctx->mpi ? pf_mpi_transport(ctx->mpi)->cuda_memory : 0};
     rc = pf_device_plugins_start(&pc, &plug[i], d);
   }
   *out = plug;

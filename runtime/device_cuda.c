@@ -326,9 +326,9 @@ static void cuda_info(pf_device *d, pf_device_info *out) {
   out->index = c->cfg.index;
   out->memory_bytes = c->cfg.memory_bytes;
   out->own_memory = 1;
-  /* No CUDA-aware transport path and no NCCL yet: every path that the
-   * runtime runs on host memory goes through staging buffers. */
-  out->stage = PF_STAGE_ALL;
+  /* Collectives reduce on the host (no NCCL yet): staged. Transfers too,
+   * unless the transport is CUDA-aware and sends from device memory. */
+  out->stage = c->cfg.transport_cuda_memory ? PF_STAGE_ALL & ~PF_STAGE_TRANSFERS : PF_STAGE_ALL;
 }
 
 static void cuda_submit(pf_device *d, pf_part *pt) {

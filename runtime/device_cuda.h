@@ -36,6 +36,9 @@ typedef struct pf_cuda_device_config {
   int ordinal;          /* CUDA device number (cuda/discover.h) */
   int64_t memory_bytes; /* what it reports; 0: the GPU's free memory */
   pf_clock *clock;      /* borrowed; for the time it waits */
+  /* 1: the transport moves CUDA memory itself (CUDA-aware MPI): the device
+   * stages no transfer (pf_device_info.stage lacks PF_STAGE_TRANSFERS). */
+  int transport_cuda_memory;
 } pf_cuda_device_config;
 
 /* Starts a CUDA device on GPU cfg->ordinal: its stream, pool, events and

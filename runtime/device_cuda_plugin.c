@@ -204,7 +204,8 @@ static int open_gpus(pf_cuda_device_info *gpus, int max, const pf_device_plugin_
                                .rank = args->rank,
                                .ordinal = gpus[i].ordinal,
                                .memory_bytes = 0, /* the GPU's free memory */
-                               .clock = args->clock};
+                               .clock = args->clock,
+                               .transport_cuda_memory = args->transport_cuda_memory};
     if ((rc = pf_cuda_device_create(&c, &out->devices[i], &diag)) != 0) {
       snprintf(err, err_len, "starting a device on GPU %d (%s): %s", gpus[i].ordinal,
                gpus[i].name, diag.msg);

@@ -24,7 +24,7 @@
 
 #define PF_DEVICE_PLUGIN_SYMBOL "pathflow_device_plugin_open"
 /* Bumped whenever pf_device_host or the argument structs change. */
-#define PF_DEVICE_PLUGIN_ABI 1u
+#define PF_DEVICE_PLUGIN_ABI 2u
 /* Devices one plugin may start on one rank. */
 #define PF_DEVICE_PLUGIN_MAX 64
 
@@ -64,6 +64,10 @@ typedef struct pf_device_plugin_args {
   pf_clock *clock;       /* borrowed, outlives the devices */
   pf_registry *registry; /* where it registers its kernels, once per process:
                           * a kind's kernels already there are kept */
+  /* 1: the rank's transport sends from and receives into CUDA memory
+   * (pf_transport.cuda_memory): a CUDA device then stages no transfer
+   * (its stage lacks PF_STAGE_TRANSFERS). */
+  int transport_cuda_memory;
 } pf_device_plugin_args;
 
 typedef struct pf_device_plugin_result {

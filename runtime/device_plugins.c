@@ -135,6 +135,7 @@ static int run_plugin(void *lib, const char *what, int required,
   args.required = required;
   args.clock = pf_clock_real();
   args.registry = cfg->registry;
+  args.transport_cuda_memory = cfg->transport_cuda_memory;
   /* ~8 KiB: not on the stack of a thread that may be small. */
   if ((res = calloc(1, sizeof *res)) == NULL)
     return pf_diag_error(d, PF_ENOMEM, "%s: out of memory", what);

@@ -40,6 +40,7 @@ typedef struct pf_device_plugins_config {
                           * number of CPU devices before them */
   pf_registry *registry; /* borrowed: plugins register their kernels in it
                           * (the CPU built-ins must be there already) */
+  int transport_cuda_memory; /* pf_device_plugin_args.transport_cuda_memory */
 } pf_device_plugins_config;
 
 /* Opens the plugins that PATHFLOW_DEVICE_PLUGINS and PATHFLOW_CUDA ask for

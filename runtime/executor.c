@@ -874,15 +874,10 @@ int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op) {
 
 pf_storage *pf_step_buffer(pf_step *s, uint32_t b) {
   if (s->bufs[b] == NULL) {
-    if (!host_buffer(s, b)) {
-      /* The scheduler stages every host path of a device whose memory the
-       * host cannot reach: reaching here is a plan it should not have made. */
-      step_fail(s, PF_ESTATE, "rank %d: buffer %u is in device %d's own memory, where the host "
-                "cannot write it", s->ex->cfg.rank, b, (int)s->l->plan->buffers[b].device);
-      return NULL;
-    }
     s->bufs[b] = new_buffer(s, b);
-    if (s->bufs[b] != NULL) memset(s->bufs[b]->data, 0, s->bufs[b]->nbytes);
+    /* Only transfers reach a device's own memory here (check_memory_spaces
+     * refuses every other host path on it), and a receive writes its box. */
+    if (s->bufs[b] != NULL && host_buffer(s, b)) memset(s->bufs[b]->data, 0, s->bufs[b]->nbytes);
   }
   return s->bufs[b];
 }

@@ -168,9 +168,11 @@ int pf_executor_running(pf_executor *ex, char *buf, size_t n);
 int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op);
 
 /* For the loop thread performing op i: the storage of buffer b, allocated
- * (zero-filled) if nothing wrote it (a skipped producer of a failed step).
- * NULL when out of memory: the step has then failed with PF_ENOMEM, its
- * message naming the rank, the step and the bytes. */
+ * (zero-filled) if nothing wrote it (a skipped producer of a failed step);
+ * in a device's own memory (a CUDA-aware transport receiving into a GPU)
+ * allocated but not filled: the host cannot write it, and a receive writes
+ * its whole box. NULL when out of memory: the step has then failed with
+ * PF_ENOMEM, its message naming the rank, the step and the bytes. */
 pf_storage *pf_step_buffer(pf_step *s, uint32_t b);
 /* Buffer b of the step if it has memory now, else NULL (allocates nothing):
  * what a failed step's transfers use before falling back on a reserve. */

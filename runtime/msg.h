@@ -52,6 +52,7 @@ typedef struct pf_msg_device {
   pf_device_kind kind;
   int64_t memory; /* bytes the scheduler may plan on it, >= 0 */
   uint32_t stage; /* pf_stage: data paths staged through host buffers */
+  int own_memory; /* pf_device_info.own_memory */
 } pf_msg_device;
 
 typedef struct pf_msg {

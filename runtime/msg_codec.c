@@ -107,6 +107,7 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
           dev_store[i].kind = (int32_t)m->devices[i].kind;
           dev_store[i].memory = m->devices[i].memory;
           dev_store[i].stage = m->devices[i].stage;
+          dev_store[i].own_memory = m->devices[i].own_memory != 0;
           list[i] = &dev_store[i];
         }
         reg.devices = list;
@@ -431,6 +432,7 @@ static int decode_body(const Pathflow__Control *c, int num_devices, pf_msg *m, p
         m->devices[i].kind = (pf_device_kind)dv->kind;
         m->devices[i].memory = dv->memory;
         m->devices[i].stage = dv->stage;
+        m->devices[i].own_memory = dv->own_memory;
       }
       m->host = str_copy(c->register_->host, d, &rc);
       return rc;

@@ -19,6 +19,8 @@ typedef struct pf_cluster_device {
   pf_device_kind kind;
   int64_t memory; /* bytes; 0: unknown */
   uint32_t stage; /* pf_stage: which data paths go through host buffers */
+  int own_memory; /* 1: memory the host cannot address (a GPU's); stage
+                   * says which host paths its buffers need staged */
 } pf_cluster_device;
 
 typedef struct pf_cluster {

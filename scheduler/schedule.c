@@ -71,15 +71,15 @@ static uint32_t local_stage(const lowering *L, int32_t r, int32_t local) {
 /* 1 if buffer b of rank r is in device memory the host cannot address. */
 static int in_device_memory(const lowering *L, int32_t r, uint32_t b) {
   const pf_plan_buffer *pb = pf_pb_buffer_at(L->pb[r], b);
-  return !pb->host && local_stage(L, r, pb->device) != 0;
+  return L->staged && !pb->host && dev(L, L->rank_first[r] + pb->device)->own_memory;
 }
 
 /* Buffer b of rank r as a reader in host (want_host 1) or device memory
- * needs it; b itself on devices that stage nothing. */
+ * needs it; b itself on devices whose memory is the host's. */
 static int staged_buffer(lowering *L, int32_t r, uint32_t b, int want_host, int32_t program,
                          const char *name, uint32_t *out) {
   const pf_plan_buffer *pb = pf_pb_buffer_at(L->pb[r], b);
-  if (!L->staged || local_stage(L, r, pb->device) == 0) {
+  if (!L->staged || !dev(L, L->rank_first[r] + pb->device)->own_memory) {
     *out = b;
     return 0;
   }
@@ -843,7 +843,8 @@ int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
   for (int r = 0; r < cl->n_ranks; r++)
     if (pf_pb_create(r, L.rank_slot[r], exe_id, &L.pb[r])) goto done;
   for (int r = 0; r < cl->n_ranks; r++) L.rank_slot[r] = -1;
-  for (int i = 0; i < cl->n_devices; i++) L.staged |= cl->devices[i].stage != 0;
+  /* Devices of their own memory: the plan keeps the host off it. */
+  for (int i = 0; i < cl->n_devices; i++) L.staged |= cl->devices[i].own_memory != 0;
   if (L.staged) {
     if ((L.rank_first = pf_mallocn((size_t)cl->n_ranks, sizeof *L.rank_first)) == NULL ||
         pf_stage_memo_init(&L.memo, cl->n_ranks) != 0)

@@ -141,11 +141,11 @@ static pf_msg *sample(pf_msg_kind kind) {
       m->n_devices = 4;
       m->devices = calloc(4, sizeof *m->devices);
       assert_non_null(m->devices);
-      m->devices[0] = (pf_msg_device){PF_DEVICE_CPU, INT64_C(17179869184), 0};
-      m->devices[1] = (pf_msg_device){PF_DEVICE_CPU, INT64_C(17179869184), 0};
-      m->devices[2] = (pf_msg_device){PF_DEVICE_GPU, INT64_C(150000000000), PF_STAGE_ALL};
+      m->devices[0] = (pf_msg_device){PF_DEVICE_CPU, INT64_C(17179869184), 0, 0};
+      m->devices[1] = (pf_msg_device){PF_DEVICE_CPU, INT64_C(17179869184), 0, 0};
+      m->devices[2] = (pf_msg_device){PF_DEVICE_GPU, INT64_C(150000000000), PF_STAGE_ALL, 1};
       m->devices[3] = (pf_msg_device){PF_DEVICE_GPU, 0,
-                                      PF_STAGE_LOCAL | PF_STAGE_COLLECTIVES};
+                                      PF_STAGE_LOCAL | PF_STAGE_COLLECTIVES, 1};
       break;
     case PF_MSG_LOAD:
       m->plan = small_plan();
@@ -258,6 +258,7 @@ static void assert_msgs_equal(const pf_msg *a, const pf_msg *b) {
         assert_int_equal(a->devices[i].kind, b->devices[i].kind);
         assert_int_equal(a->devices[i].memory, b->devices[i].memory);
         assert_int_equal(a->devices[i].stage, b->devices[i].stage);
+        assert_int_equal(a->devices[i].own_memory, b->devices[i].own_memory);
       }
       break;
     case PF_MSG_LOAD:

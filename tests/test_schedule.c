@@ -366,13 +366,15 @@ static void test_large_collectives(void **state) {
 /* ---- staging through host memory (GPUs) --------------------------------- */
 
 /* 2 ranks, each a CPU device (local 0) and two GPUs (local 1, 2) that
- * stage `stage` (pf_stage). */
+ * stage `stage` (pf_stage), with memory of their own unless stage is 0 (a
+ * simulated cluster's GPUs). */
 static pf_cluster gpu_cluster(uint32_t stage) {
   pf_cluster c = make_cluster(2, 1, 3);
   for (int k = 0; k < c.n_devices; k++)
     if (c.devices[k].local > 0) {
       c.devices[k].kind = PF_DEVICE_GPU;
       c.devices[k].stage = stage;
+      c.devices[k].own_memory = stage != 0;
     }
   return c;
 }
@@ -431,7 +433,7 @@ static pf_compiled *staging_graph(const pf_cluster *c, pf_graph **gp) {
  * buffer a GPU kernel touches, feeds and outputs are the GPU's own; copies
  * between the two run on the GPU. Returns how many host buffers the plans
  * have. */
-static int check_spaces(const pf_compiled *comp, int staged) {
+static int check_spaces(const pf_compiled *comp, uint32_t staged) {
   int n_host = 0;
   for (int r = 0; r < comp->n_ranks; r++) {
     const pf_plan *p = comp->plans[r];
@@ -450,8 +452,9 @@ static int check_spaces(const pf_compiled *comp, int staged) {
         const pf_plan_buffer *pb =
             &p->buffers[k < op->n_in ? op->inputs[k] : op->outputs[k - op->n_in]];
         int gpu_memory = staged && pb->device > 0 && !pb->host;
-        if (op->kind == PF_OP_SEND || op->kind == PF_OP_RECV || op->kind == PF_OP_COLLECTIVE)
+        if ((op->kind == PF_OP_SEND || op->kind == PF_OP_RECV) && (staged & PF_STAGE_TRANSFERS))
           assert_false(gpu_memory);
+        if (op->kind == PF_OP_COLLECTIVE) assert_false(gpu_memory);
         if (staged && op->kind == PF_OP_KERNEL && op->device > 0) assert_true(gpu_memory);
         if (op->kind == PF_OP_COPY && gpu_memory) assert_true(op->device > 0);
       }
@@ -468,7 +471,7 @@ static void test_gpu_staging(void **state) {
   (void)state;
   register_gpu_copies();
   comp = staging_graph(&c, &g);
-  assert_true(check_spaces(comp, 1) > 0);
+  assert_true(check_spaces(comp, PF_STAGE_ALL) > 0);
   round_trip(comp, &c);
   /* Rank 1's 16 MiB of x arrive in 4 MiB chunks, each sent from rank 0's
    * CPU memory as is and copied to the GPU as it arrives. */
@@ -482,6 +485,26 @@ static void test_gpu_staging(void **state) {
   assert_int_equal(copies_on_gpu, 4 + 1 + 1 + 1);
   pf_compiled_free(comp);
   pf_graph_destroy(g);
+  /* GPUs whose transport sends from their memory (CUDA-aware MPI): x goes
+   * straight into rank 1's GPU, whole; the allreduce is still staged. */
+  {
+    pf_cluster aware = gpu_cluster(PF_STAGE_LOCAL | PF_STAGE_COLLECTIVES);
+    int gpu_recvs = 0;
+    comp = staging_graph(&aware, &g);
+    assert_true(check_spaces(comp, PF_STAGE_LOCAL | PF_STAGE_COLLECTIVES) > 0);
+    assert_int_equal(count_ops(comp, PF_OP_SEND, NULL), 1);
+    for (uint32_t i = 0; i < comp->plans[1]->n_ops; i++) {
+      const pf_plan_op *op = &comp->plans[1]->ops[i];
+      if (op->kind == PF_OP_RECV) {
+        const pf_plan_buffer *pb = &comp->plans[1]->buffers[op->outputs[0]];
+        gpu_recvs += pb->device > 0 && !pb->host;
+      }
+    }
+    assert_int_equal(gpu_recvs, 1);
+    pf_compiled_free(comp);
+    pf_graph_destroy(g);
+    free(aware.devices);
+  }
   /* Devices that stage nothing (a simulated cluster's GPUs): no staging. */
   comp = staging_graph(&direct, &g);
   assert_int_equal(check_spaces(comp, 0), 0);

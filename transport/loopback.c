@@ -543,6 +543,7 @@ int pf_loopback_create(int n_ranks, pf_loopback **out) {
     e->iface.local_size = n_ranks;
     e->iface.tag_ub = INT32_MAX;
     e->iface.needs_polling = 0;
+    e->iface.cuda_memory = 0;
   }
   *out = lb;
   return 0;

@@ -1,5 +1,9 @@
 #include "transport/mpi.h"
 
+#if defined(OPEN_MPI) && OPEN_MPI
+#include <mpi-ext.h> /* MPIX_CUDA_AWARE_SUPPORT, MPIX_Query_cuda_support */
+#endif
+
 #include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -1071,6 +1075,16 @@ static const pf_transport_ops mpi_ops = {
     .abort = t_abort,
 };
 
+/* 1 when this Open MPI was built CUDA-aware and says so at run time (the
+ * way its documentation asks: the compile-time macro, then the query). */
+static int cuda_aware(void) {
+#if defined(MPIX_CUDA_AWARE_SUPPORT) && MPIX_CUDA_AWARE_SUPPORT
+  return MPIX_Query_cuda_support() == 1;
+#else
+  return 0;
+#endif
+}
+
 pf_transport *pf_mpi_transport(pf_mpi *m) {
   if (m == NULL) return NULL;
   m->iface.ops = &mpi_ops;
@@ -1080,5 +1094,6 @@ pf_transport *pf_mpi_transport(pf_mpi *m) {
   m->iface.local_size = pf_mpi_local_size(m);
   m->iface.tag_ub = m->tag_ub;
   m->iface.needs_polling = 1;
+  m->iface.cuda_memory = cuda_aware();
   return &m->iface;
 }

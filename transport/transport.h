@@ -129,6 +129,10 @@ struct pf_transport {
    * (MPI). 0 when the transport calls the hook given to set_wake instead
    * (loopback). */
   int needs_polling;
+  /* 1: sends and receives may name CUDA device memory (a CUDA-aware MPI,
+   * MPIX_Query_cuda_support): a GPU then need not stage its transfers
+   * through host buffers. 0: host memory only. */
+  int cuda_memory;
 };
 
 /* Ends the job: through t when there is one, else (a process of one rank)
