@@ -421,7 +421,7 @@ static pf_msg *msg_seed(int i, int *done) {
       }
       for (int i = 0; i < 4; i++)
         m->devices[i] = (pf_msg_device){i < 3 ? PF_DEVICE_CPU : PF_DEVICE_GPU, INT64_C(1) << 32,
-                                        i < 3 ? 0u : (uint32_t)PF_STAGE_ALL};
+                                        i < 3 ? 0u : (uint32_t)PF_STAGE_ALL, i >= 3};
       return m;
     case 5:
       if ((m = pf_msg_new(PF_MSG_STEP_DONE)) == NULL) return NULL;
