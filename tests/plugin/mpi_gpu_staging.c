@@ -20,13 +20,7 @@
 static pf_context *ctx;
 static int g_per_rank; /* GPUs on each rank */
 
-static pf_tensor *ints(pf_spec spec, int seed) {
-  pf_tensor *t;
-  OK(pf_tensor_create(&spec, &t));
-  for (int64_t i = 0; i < pf_spec_numel(&spec); i++)
-    ((float *)pf_tensor_data(t))[i] = (float)((i * 7 + seed * 13) % 11 - 5);
-  return t;
-}
+#include "gpu_compare.h"
 
 static pf_slice_t pinned(pf_graph *g, pf_device_kind kind, int n, const int *devs) {
   pf_slice_t s;
@@ -70,64 +64,16 @@ static pf_executable *compile(pf_graph *g) {
   return exe;
 }
 
-/* Ops run so far by the GPU devices of every rank (local devices from
- * cpu_local on; the CPU devices come first on each rank). */
-static uint64_t gpu_ops(int cpu_local) {
-  uint64_t n = 0;
-  for (int r = 0; r < pf_world_size(ctx); r++) {
-    pf_counters *c;
-    OK(pf_counters_get(ctx, r, &c));
-    for (int i = cpu_local; i < c->num_devices; i++) n += c->devices[i].ops_run;
-    pf_counters_free(c);
-  }
-  return n;
-}
-
 typedef pf_executable *(*build_fn)(pf_device_kind kind);
 
 /* Runs the graph on GPUs (twice: the second step reuses device memory)
  * and on CPUs, with one feed "x" of spec xs, and compares the outputs. */
 static void compare(build_fn build, pf_spec xs, int n_outs, const char *const *outs) {
   pf_executable *exe[2] = {build(PF_DEVICE_GPU), build(PF_DEVICE_CPU)};
-  pf_tensor *x = ints(xs, 1), *got[2][4];
+  pf_tensor *x = ints(xs, 1);
   pf_feed feed = {.name = "x", .tensor = x};
-  assert_true(n_outs <= 4);
-  for (int k = 0; k < 2; k++) {
-    uint64_t ops0 = gpu_ops(1);
-    for (int rep = 0; rep < (k == 0 ? 2 : 1); rep++) {
-      pf_future *f;
-      OK(pf_execute(exe[k], 1, &feed, &f));
-      OK(pf_future_wait(f));
-      for (int o = 0; o < n_outs; o++) {
-        if (rep == 1) pf_tensor_destroy(got[k][o]);
-        OK(pf_future_fetch(f, outs[o], &got[k][o]));
-      }
-      pf_future_destroy(f);
-    }
-    /* The GPU graph ran on the GPUs, the CPU one not at all. */
-    if (k == 0)
-      assert_true(gpu_ops(1) > ops0);
-    else
-      assert_int_equal(gpu_ops(1), ops0);
-  }
-  for (int o = 0; o < n_outs; o++) {
-    const pf_spec *a = pf_tensor_spec(got[0][o]);
-    const float *p = pf_tensor_cdata(got[0][o]), *q = pf_tensor_cdata(got[1][o]);
-    int64_t nz = 0;
-    assert_true(pf_spec_equal(a, pf_tensor_spec(got[1][o])));
-    for (int64_t i = 0; i < pf_spec_numel(a); i++) {
-      if (p[i] != q[i])
-        fail_msg("output %s[%lld]: GPU %g, CPU %g", outs[o], (long long)i, (double)p[i],
-                 (double)q[i]);
-      nz += q[i] != 0;
-    }
-    assert_true(nz > 0);
-    pf_tensor_destroy(got[0][o]);
-    pf_tensor_destroy(got[1][o]);
-  }
+  gpu_compare_run(ctx, exe, 1, &feed, n_outs, outs, 1);
   pf_tensor_destroy(x);
-  pf_executable_destroy(exe[0]);
-  pf_executable_destroy(exe[1]);
 }
 
 /* ---- transfers of a large value ------------------------------------------ */

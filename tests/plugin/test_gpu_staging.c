@@ -32,13 +32,7 @@
 static pf_context *ctx;
 static int n_gpus;
 
-static pf_tensor *ints(pf_spec spec, int seed) {
-  pf_tensor *t;
-  OK(pf_tensor_create(&spec, &t));
-  for (int64_t i = 0; i < pf_spec_numel(&spec); i++)
-    ((float *)pf_tensor_data(t))[i] = (float)((i * 7 + seed * 13) % 11 - 5);
-  return t;
-}
+#include "gpu_compare.h"
 
 static pf_attrs *attr_float(const char *name, double v) {
   pf_attrs *a;
@@ -75,19 +69,6 @@ static pf_value_t add(pf_graph *g, pf_slice_t s, pf_value_t x, pf_value_t y) {
   return prog(g, "add", s, NULL, 2, (pf_value_t[]){x, y}, NULL);
 }
 
-/* Ops run so far by the GPU devices of every rank (local devices from
- * cpu_local on; the CPU devices come first on each rank). */
-static uint64_t gpu_ops(int cpu_local) {
-  uint64_t n = 0;
-  for (int r = 0; r < pf_world_size(ctx); r++) {
-    pf_counters *c;
-    OK(pf_counters_get(ctx, r, &c));
-    for (int i = cpu_local; i < c->num_devices; i++) n += c->devices[i].ops_run;
-    pf_counters_free(c);
-  }
-  return n;
-}
-
 /* The graphs, built for GPU slices (gpu = 1) or all on CPU slices. */
 typedef pf_executable *(*build_fn)(pf_device_kind kind);
 
@@ -101,53 +82,15 @@ typedef struct feed_desc {
 static void compare(build_fn build, int n_feeds, const feed_desc *fd, int n_outs,
                     const char *const *outs) {
   pf_executable *exe[2] = {build(PF_DEVICE_GPU), build(PF_DEVICE_CPU)};
-  pf_tensor *in[8], *got[2][8];
-  pf_feed feeds[8];
-  assert_true(n_feeds <= 8 && n_outs <= 8);
+  pf_tensor *in[GPU_COMPARE_MAX];
+  pf_feed feeds[GPU_COMPARE_MAX];
+  assert_true(n_feeds <= GPU_COMPARE_MAX);
   for (int i = 0; i < n_feeds; i++) {
     in[i] = ints(fd[i].spec, i + 1);
     feeds[i] = (pf_feed){.name = fd[i].name, .tensor = in[i]};
   }
-  for (int k = 0; k < 2; k++) {
-    pf_future *f;
-    uint64_t ops0 = gpu_ops(2);
-    /* Twice on the GPU: a second step reuses freed device memory (the
-     * allocator's free lists, poisoned again). */
-    for (int rep = 0; rep < (k == 0 ? 2 : 1); rep++) {
-      OK(pf_execute(exe[k], n_feeds, feeds, &f));
-      OK(pf_future_wait(f));
-      for (int o = 0; o < n_outs; o++) {
-        if (rep == 1) pf_tensor_destroy(got[k][o]);
-        OK(pf_future_fetch(f, outs[o], &got[k][o]));
-      }
-      pf_future_destroy(f);
-    }
-    /* The GPU graph ran on the GPUs, the CPU one not at all. */
-    if (k == 0)
-      assert_true(gpu_ops(2) > ops0);
-    else
-      assert_int_equal(gpu_ops(2), ops0);
-  }
-  for (int o = 0; o < n_outs; o++) {
-    const pf_spec *a = pf_tensor_spec(got[0][o]), *b = pf_tensor_spec(got[1][o]);
-    const float *x = pf_tensor_cdata(got[0][o]), *y = pf_tensor_cdata(got[1][o]);
-    assert_true(pf_spec_equal(a, b));
-    for (int64_t i = 0; i < pf_spec_numel(a); i++)
-      if (x[i] != y[i])
-        fail_msg("output %s[%lld]: GPU %g, CPU %g", outs[o], (long long)i, (double)x[i],
-                 (double)y[i]);
-    /* Not all zeros: the graphs compute something. */
-    {
-      int64_t nz = 0;
-      for (int64_t i = 0; i < pf_spec_numel(a); i++) nz += y[i] != 0;
-      assert_true(nz > 0);
-    }
-    pf_tensor_destroy(got[0][o]);
-    pf_tensor_destroy(got[1][o]);
-  }
+  gpu_compare_run(ctx, exe, n_feeds, feeds, n_outs, outs, 2);
   for (int i = 0; i < n_feeds; i++) pf_tensor_destroy(in[i]);
-  pf_executable_destroy(exe[0]);
-  pf_executable_destroy(exe[1]);
 }
 
 static pf_executable *compile(pf_graph *g) {
