@@ -9,29 +9,10 @@
 
 #include <unistd.h>
 
+#include "init_capture.h"
+
 static pf_context *ctx;
 static char err_path[] = "/tmp/pf_test_device_plugins_XXXXXX";
-static int err_fd = -1;
-
-/* pf_init with stderr sent to a file, whose text (up to n bytes) lands in
- * `text`. */
-static int init_quiet(pf_context **out, char *text, size_t n) {
-  int saved, rc;
-  ssize_t got;
-  fflush(stderr);
-  saved = dup(2);
-  assert_true(saved >= 0);
-  assert_int_equal(ftruncate(err_fd, 0), 0);
-  assert_int_equal(lseek(err_fd, 0, SEEK_SET), 0);
-  assert_true(dup2(err_fd, 2) >= 0);
-  rc = pf_init(NULL, NULL, NULL, out);
-  fflush(stderr);
-  assert_true(dup2(saved, 2) >= 0);
-  close(saved);
-  got = pread(err_fd, text, n - 1, 0);
-  text[got > 0 ? got : 0] = '\0';
-  return rc;
-}
 
 static void expect_failure(int code, const char *const *words) {
   char text[4096];
@@ -48,8 +29,7 @@ static void expect_failure(int code, const char *const *words) {
 
 static int setup(void **state) {
   (void)state;
-  if ((err_fd = mkstemp(err_path)) < 0) return -1;
-  unlink(err_path);
+  if (init_capture_open(err_path) != 0) return -1;
   setenv("PATHFLOW_CPU_DEVICES", "2", 1);
   unsetenv("PATHFLOW_LOOPBACK_RANKS");
   return 0;
@@ -57,7 +37,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  close(err_fd);
+  close(capture_fd);
   return 0;
 }
 

@@ -20,28 +20,10 @@
 #include <unistd.h>
 
 #include "pathflow.h"
+#include "../init_capture.h"
 
 static char err_path[] = "/tmp/pf_test_cuda_plugin_XXXXXX";
-static int err_fd = -1;
 static int n_gpus; /* what CUDA sees, at most 64 (PF_CUDA_MAX_DEVICES) */
-
-/* pf_init with stderr sent to a file, whose text lands in `text`. */
-static int init_quiet(pf_context **out, char *text, size_t n) {
-  int saved, rc;
-  ssize_t got;
-  fflush(stderr);
-  saved = dup(2);
-  assert_true(saved >= 0);
-  assert_int_equal(ftruncate(err_fd, 0), 0);
-  assert_true(dup2(err_fd, 2) >= 0);
-  rc = pf_init(NULL, NULL, NULL, out);
-  fflush(stderr);
-  assert_true(dup2(saved, 2) >= 0);
-  close(saved);
-  got = pread(err_fd, text, n - 1, 0);
-  text[got > 0 ? got : 0] = '\0';
-  return rc;
-}
 
 static void opens_with_rtld_now(void **state) {
   /* The build's plugin, unless PF_TEST_CUDA_PLUGIN names another copy
@@ -107,8 +89,7 @@ static void cuda_auto(void **state) {
 static int setup(void **state) {
   int n = 0;
   (void)state;
-  if ((err_fd = mkstemp(err_path)) < 0) return -1;
-  unlink(err_path);
+  if (init_capture_open(err_path) != 0) return -1;
   if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0;
   (void)cudaGetLastError();
   n_gpus = n > 64 ? 64 : n;
@@ -123,7 +104,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  close(err_fd);
+  close(capture_fd);
   return 0;
 }
 
