@@ -2,8 +2,11 @@
  * (runtime/device_plugin.h) whose memory the host cannot touch.
  *
  * Each device reports kind PF_DEVICE_GPU, own_memory 1 and stage
- * PF_STAGE_ALL, as the CUDA device does, so the scheduler stages every
- * host path through host buffers. Its memory is GUARDED: a storage's data
+ * PF_STAGE_ALL, as the CUDA device does, so the runtime must keep the host
+ * off its memory: the scheduler stages transfers and collectives through
+ * host buffers, the service moves feeds and fetches across with this
+ * device's copy (docs/architecture.md, "Staging through host memory").
+ * Its memory is GUARDED: a storage's data
  * pointer lies in a large PROT_NONE reservation, while its bytes live at
  * the same offset of a second, read-write reservation (the shadow). Host
  * code that dereferences a device pointer (a feed written in place, a
