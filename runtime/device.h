@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "base/clock.h"
+#include "base/diag.h"
 #include "pathflow/types.h"
 #include "plan/plan.h"
 #include "runtime/storage.h"
@@ -57,6 +58,24 @@ typedef struct pf_part {
   pf_step *step;
   struct pf_part *next;
 } pf_part;
+
+/* Collectives between ranks that a device runs on its own memory (NCCL on
+ * GPUs), for a device whose stage lacks PF_STAGE_COLLECTIVES: the
+ * scheduler leaves allreduce and broadcast over such devices, one per rank,
+ * unstaged, and the executor runs the op on the device's queue (see
+ * docs/architecture.md, "Collectives on GPUs"). */
+#define PF_COMM_ID_MAX 128
+
+typedef struct pf_device_collective {
+  int kind;       /* pf_collective_kind: PF_ALLREDUCE or PF_BROADCAST */
+  int reduce_op;  /* pf_reduce_op, for allreduce */
+  pf_dtype dtype;
+  size_t count;   /* elements of in and of out */
+  int root;       /* broadcast: the root's index in the communicator */
+  const void *in; /* device memory */
+  void *out;      /* device memory; may be in */
+  void *comm;     /* what comm_join gave */
+} pf_device_collective;
 
 typedef struct pf_device_ops {
   void (*info)(pf_device *d, pf_device_info *out);
@@ -107,6 +126,23 @@ typedef struct pf_device_ops {
   /* What a kernel run on this device now gets as pf_kernel_call.stream (a
    * GPU's cudaStream_t); NULL: none (a CPU device). */
   void *(*stream)(pf_device *d);
+  /* Collectives on the device's own memory (NULL for a device without):
+   *   comm_id     makes a new communicator's id (at most PF_COMM_ID_MAX
+   *               bytes, *len set), on the first member; the runtime sends
+   *               it to the others.
+   *   comm_join   joins communicator `id` as member `me` of `n`; blocks
+   *               until every member has joined (never on the loop thread).
+   *               *comm is the device's handle, freed by comm_leave.
+   *   collective  runs (a GPU: queues on its stream) one collective, on the
+   *               thread that runs the device's ops, in gang order; it
+   *               completes when every member's has (a GPU's stream waits).
+   * Each returns 0 or a PF_E code; comm_join and collective name the cause
+   * in diag. */
+  int (*comm_id)(pf_device *d, uint8_t *id, size_t *len);
+  int (*comm_join)(pf_device *d, const uint8_t *id, size_t len, int n, int me, void **comm,
+                   pf_diag *diag);
+  void (*comm_leave)(pf_device *d, void *comm);
+  int (*collective)(pf_device *d, const pf_device_collective *c, pf_diag *diag);
   /* Ops run and time spent waiting for inputs, as of its last report. */
   void (*counters)(pf_device *d, uint64_t *ops_run, uint64_t *wait_ns);
   /* Runs what is queued, then stops and frees the device. */
