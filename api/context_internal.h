@@ -55,6 +55,10 @@ typedef struct pf_waiter {
   pf_counters *counters; /* counters: the reply's, taken from it */
   int from;              /* counters: the rank asked */
   void *step_req; /* a step: its dispatcher record (api/dispatch.c) */
+  /* A load: the device communicator ids its LOAD_DONE replies carried
+   * (malloc'd; the compile hands them to every rank with CONNECT). */
+  pf_msg_comm_id *comm_ids;
+  uint32_t n_comm_ids;
   int counted_done; /* its last reply came: counted in ctx->n_done; lock */
   atomic_int complete; /* the same, readable without the lock (wait's spin) */
   struct pf_waiter *next; /* in its bucket of the context's waiter table */

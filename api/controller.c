@@ -81,6 +81,17 @@ void pf_controller_on_reply(void *arg, pf_msg *m) {
       w = find(ctx, m->kind == PF_MSG_LOAD_DONE ? m->executable : m->step);
       if (w == NULL) break;
       record(w, m->status, m->message);
+      if (m->kind == PF_MSG_LOAD_DONE && m->n_comm_ids > 0) {
+        pf_msg_comm_id *all = realloc(w->comm_ids, (w->n_comm_ids + (size_t)m->n_comm_ids) *
+                                                       sizeof *all);
+        if (all == NULL) {
+          record(w, PF_ENOMEM, "load: out of memory keeping the communicator ids");
+        } else {
+          memcpy(all + w->n_comm_ids, m->comm_ids, m->n_comm_ids * sizeof *all);
+          w->comm_ids = all;
+          w->n_comm_ids += m->n_comm_ids;
+        }
+      }
       completed = --w->pending == 0;
       if (completed) note_done(ctx, w);
       if (w->step_req != NULL) pf_controller_step_reply_locked(ctx, w, m->from);

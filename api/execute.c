@@ -58,7 +58,10 @@ static int plan_is_empty(const pf_plan *p) { return p->n_ops == 0 && p->n_buffer
  * `to`, rank 0's own last (its loop thread would otherwise make the
  * communicators before the others were asked to), and waits for every
  * answer. Returns the first error any rank reported (its message in w). */
-static int load_round(pf_executable *e, pf_msg_kind kind, const uint8_t *to, pf_waiter *w) {
+/* Sends `kind` to the ranks in `to` and waits for every answer. A CONNECT
+ * carries the device communicator ids the LOAD round collected (ids). */
+static int load_round(pf_executable *e, pf_msg_kind kind, const uint8_t *to, pf_waiter *w,
+                      const pf_msg_comm_id *ids, uint32_t n_ids) {
   pf_context *ctx = e->ctx;
   pf_compiled *c = e->compiled;
   int n = 0, sent = 0, rc;
@@ -75,6 +78,14 @@ static int load_round(pf_executable *e, pf_msg_kind kind, const uint8_t *to, pf_
       c->plans[r] = NULL;
     } else {
       m->executable = e->id;
+      if (n_ids > 0) {
+        if ((m->comm_ids = pf_mallocn(n_ids, sizeof *ids)) == NULL) {
+          pf_msg_free(m);
+          break;
+        }
+        memcpy(m->comm_ids, ids, n_ids * sizeof *ids);
+        m->n_comm_ids = n_ids;
+      }
     }
     if (pf_controller_send(ctx, r, m) != 0) break;
     sent++;
@@ -142,8 +153,16 @@ int pf_compile(pf_graph *g, pf_executable **out) {
     connect[r] = e->participates[r] && c->plans[r]->n_comms > 0;
     n_connect += connect[r];
   }
-  rc = connect == NULL ? PF_ENOMEM : load_round(e, PF_MSG_LOAD, e->participates, &w);
-  if (rc == 0 && n_connect > 0) rc = load_round(e, PF_MSG_CONNECT, connect, &w);
+  rc = connect == NULL ? PF_ENOMEM : load_round(e, PF_MSG_LOAD, e->participates, &w, NULL, 0);
+  {
+    /* The load round's ids go with CONNECT (a new waiter each round). */
+    pf_msg_comm_id *ids = w.comm_ids;
+    uint32_t n_ids = w.n_comm_ids;
+    w.comm_ids = NULL;
+    if (rc == 0 && n_connect > 0) rc = load_round(e, PF_MSG_CONNECT, connect, &w, ids, n_ids);
+    free(ids);
+    free(w.comm_ids);
+  }
   free(connect);
   e->next = ctx->executables;
   if (e->next) e->next->prev = e;

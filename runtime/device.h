@@ -130,7 +130,8 @@ typedef struct pf_device_ops {
    *   comm_id     makes a new communicator's id (at most PF_COMM_ID_MAX
    *               bytes, *len set), on the first member; the runtime sends
    *               it to the others.
-   *   comm_join   joins communicator `id` as member `me` of `n`; blocks
+   *   comm_join   joins communicator `id` (what comm_id made, zero-padded
+   *               to PF_COMM_ID_MAX bytes: len) as member `me` of `n`; blocks
    *               until every member has joined (never on the loop thread).
    *               *comm is the device's handle, freed by comm_leave.
    *   collective  runs (a GPU: queues on its stream) one collective, on the

@@ -36,6 +36,13 @@ struct pf_loaded {
   uint32_t *input_bufs; /* buffers fed by the caller */
   uint32_t n_input_bufs;
   uint8_t *host_memory; /* per device: its memory is the host's */
+  /* Per device: it runs collectives between ranks on its own memory
+   * (pf_device_ops.collective; its stage lacks COLLECTIVES). */
+  uint8_t *runs_collectives;
+  /* Per plan communicator: the device whose collectives use it and its
+   * handle (pf_loaded_set_comm), left when the plan is released. */
+  pf_device **comm_device;
+  void **comm_handle;
 };
 
 struct pf_step {
@@ -91,6 +98,11 @@ struct pf_executor {
 void pf_loaded_release(pf_loaded *l) {
   if (l == NULL) return;
   if (atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1) return;
+  for (uint32_t c = 0; l->comm_handle != NULL && c < l->plan->n_comms; c++)
+    if (l->comm_handle[c] != NULL) l->comm_device[c]->ops->comm_leave(l->comm_device[c], l->comm_handle[c]);
+  free(l->comm_device);
+  free(l->comm_handle);
+  free(l->runs_collectives);
   pf_plan_free(l->plan);
   free(l->host_memory);
   free(l->kernels);
@@ -110,6 +122,14 @@ void pf_loaded_release(pf_loaded *l) {
 }
 
 const pf_plan *pf_loaded_plan(const pf_loaded *l) { return l->plan; }
+
+/* 1 if op is a collective between ranks that its device runs itself: the
+ * scheduler left it on device memory (NCCL; see pf_device_collective). */
+static int device_collective(const pf_loaded *l, const pf_plan_op *op) {
+  return op->kind == PF_OP_COLLECTIVE && op->comm >= 0 && l->runs_collectives != NULL &&
+         l->runs_collectives[op->device] && !l->plan->buffers[op->inputs[0]].host &&
+         (op->collective == PF_ALLREDUCE || op->collective == PF_BROADCAST);
+}
 
 static int build_indexes(pf_loaded *l, int num_devices) {
   const pf_plan *p = l->plan;
@@ -141,7 +161,7 @@ static int build_indexes(pf_loaded *l, int num_devices) {
     const pf_plan_op *op = &p->ops[i];
     for (uint32_t k = 0; k < op->n_deps; k++) l->dependents_first[op->deps[k] + 1]++;
     l->loop_op[i] = op->kind == PF_OP_SEND || op->kind == PF_OP_RECV ||
-                    (op->kind == PF_OP_COLLECTIVE && op->comm >= 0);
+                    (op->kind == PF_OP_COLLECTIVE && op->comm >= 0 && !device_collective(l, op));
     l->n_loop_ops += l->loop_op[i];
     l->n_deps[i] = op->n_deps;
     if (l->loop_op[i] && op->n_deps == 0) l->start_ops[l->n_start_ops++] = i;
@@ -216,6 +236,27 @@ static void note_inline_time(pf_loaded *l, uint32_t i, uint64_t ns) {
                         memory_order_relaxed);
 }
 
+/* What each device says of its memory and collectives, for this plan. */
+static int read_devices(pf_executor *ex, pf_loaded *l) {
+  int n = ex->cfg.num_devices;
+  l->host_memory = pf_calloc((size_t)n, 1);
+  l->runs_collectives = pf_calloc((size_t)n, 1);
+  l->comm_device = pf_calloc((size_t)l->plan->n_comms + 1, sizeof *l->comm_device);
+  l->comm_handle = pf_calloc((size_t)l->plan->n_comms + 1, sizeof *l->comm_handle);
+  if (!l->host_memory || !l->runs_collectives || !l->comm_device || !l->comm_handle)
+    return PF_ENOMEM;
+  for (int d = 0; d < n; d++) {
+    const pf_device_ops *ops = ex->devices[d]->ops;
+    pf_device_info info;
+    memset(&info, 0, sizeof info);
+    ops->info(ex->devices[d], &info);
+    l->host_memory[d] = !info.own_memory;
+    l->runs_collectives[d] = info.own_memory && !(info.stage & PF_STAGE_COLLECTIVES) &&
+                             ops->collective && ops->comm_id && ops->comm_join && ops->comm_leave;
+  }
+  return 0;
+}
+
 /* The path an op or a buffer's feed/fetch takes through host memory. */
 static uint32_t host_path(const pf_plan_op *op) {
   if (op->kind == PF_OP_SEND || op->kind == PF_OP_RECV) return PF_STAGE_TRANSFERS;
@@ -238,7 +279,6 @@ static int check_memory_spaces(pf_executor *ex, pf_loaded *l, pf_diag *diag) {
     pf_device_info info;
     memset(&info, 0, sizeof info);
     ex->devices[d]->ops->info(ex->devices[d], &info);
-    l->host_memory[d] = !info.own_memory;
     stage[d] = info.own_memory ? info.stage : 0;
   }
   for (uint32_t b = 0; b < p->n_buffers && rc == 0; b++)
@@ -256,7 +296,8 @@ static int check_memory_spaces(pf_executor *ex, pf_loaded *l, pf_diag *diag) {
       /* Collectives reduce on the host whatever a device says; a transfer
        * may read a device's memory when the device says the transport can
        * (it does not stage transfers: CUDA-aware MPI). */
-      if (path != 0 && !host && (op->kind == PF_OP_COLLECTIVE || (stage[pb->device] & path)))
+      if (path != 0 && !host && !device_collective(l, op) &&
+          (op->kind == PF_OP_COLLECTIVE || (stage[pb->device] & path)))
         rc = pf_diag_error(diag, PF_EDECODE,
                            "rank %d: op %u (program \"%s\") moves buffer %u through the host, "
                            "but it lives in device %d's own memory (not staged)",
@@ -292,8 +333,7 @@ int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
   }
   atomic_init(&l->refs, 1);
   l->plan = plan;
-  if (build_indexes(l, ex->cfg.num_devices) != 0 ||
-      (l->host_memory = pf_calloc((size_t)ex->cfg.num_devices, 1)) == NULL) {
+  if (read_devices(ex, l) != 0 || build_indexes(l, ex->cfg.num_devices) != 0) {
     pf_loaded_release(l);
     return pf_diag_error(diag, PF_ENOMEM, "load plan: out of memory");
   }
@@ -597,6 +637,48 @@ static void run_local_collective(pf_step *s, uint32_t i) {
                       p->buffers[op->outputs[0]].spec, in, out);
 }
 
+/* The index in p->comms of communicator `id`, or UINT32_MAX. */
+static uint32_t comm_index(const pf_plan *p, int32_t id) {
+  for (uint32_t c = 0; c < p->n_comms; c++)
+    if (p->comms[c].id == id) return c;
+  return UINT32_MAX;
+}
+
+/* A collective between ranks that its device runs (NCCL). It runs in a
+ * failed step too, on whatever memory the step has (a skipped producer's
+ * buffer is new, its contents unspecified): its peers wait in it, and a
+ * device collective cannot be withdrawn from. Only a step that cannot get
+ * the memory leaves them waiting, until the hang watchdog ends the job. */
+static void run_device_collective(pf_step *s, uint32_t i) {
+  const pf_plan *p = s->l->plan;
+  const pf_plan_op *op = &p->ops[i];
+  pf_device *dev = s->ex->devices[op->device];
+  uint32_t k = comm_index(p, op->comm);
+  pf_storage *in = ensure(s, op->inputs[0]), *out = in ? ensure(s, op->outputs[0]) : NULL;
+  pf_device_collective c;
+  pf_diag d;
+  int rc;
+  if (in == NULL || out == NULL) return; /* the step failed, saying why */
+  if (k == UINT32_MAX || s->l->comm_handle[k] == NULL) {
+    step_fail(s, PF_ESTATE, "rank %d device %d: collective \"%s\": its communicator was not made",
+              s->ex->cfg.rank, op->device, op->name);
+    return;
+  }
+  memset(&c, 0, sizeof c);
+  c.kind = op->collective;
+  c.reduce_op = op->reduce_op;
+  c.dtype = p->buffers[op->inputs[0]].spec->dtype;
+  c.count = (size_t)pf_spec_numel(p->buffers[op->inputs[0]].spec);
+  c.root = op->root;
+  c.in = in->data;
+  c.out = out->data;
+  c.comm = s->l->comm_handle[k];
+  pf_diag_init(&d);
+  if ((rc = dev->ops->collective(dev, &c, &d)) != 0)
+    step_fail(s, rc, "rank %d device %d: collective \"%s\" failed: %s", s->ex->cfg.rank,
+              op->device, op->name, d.code ? d.msg : pf_strerror(rc));
+}
+
 static int run_op(pf_step *s, uint32_t i);
 
 static void step_piece_done(pf_step *s) {
@@ -712,7 +794,11 @@ int pf_executor_run_claimed(pf_executor *ex) {
 static int run_op(pf_step *s, uint32_t i) {
   const pf_loaded *l = s->l;
   int ran = 0;
-  if (!atomic_load_explicit(&s->failed, memory_order_acquire)) {
+  if (device_collective(l, &l->plan->ops[i])) {
+    ran = 1;
+    if (s->ex->cfg.record_times) s->t_start[i] = pf_clock_now(s->ex->clock);
+    run_device_collective(s, i);
+  } else if (!atomic_load_explicit(&s->failed, memory_order_acquire)) {
     ran = 1;
     /* Two clock reads cost as much as an empty kernel: only when asked. */
     if (s->ex->cfg.record_times) s->t_start[i] = pf_clock_now(s->ex->clock);
@@ -1225,4 +1311,22 @@ int pf_executor_to_device(pf_executor *ex, int device, pf_storage *st, pf_storag
   }
   *out = d;
   return 0;
+}
+
+/* ---- communicators of device-run collectives ------------------------------- */
+
+int pf_loaded_comm_device(const pf_loaded *l, uint32_t c) {
+  const pf_plan *p = l->plan;
+  for (uint32_t i = 0; c < p->n_comms && i < p->n_ops; i++)
+    if (p->ops[i].comm == p->comms[c].id && device_collective(l, &p->ops[i])) return p->ops[i].device;
+  return -1;
+}
+
+void pf_loaded_set_comm(pf_loaded *l, uint32_t c, pf_device *d, void *handle) {
+  l->comm_device[c] = d;
+  l->comm_handle[c] = handle;
+}
+
+pf_device *pf_executor_device(pf_executor *ex, int d) {
+  return d >= 0 && d < ex->cfg.num_devices ? ex->devices[d] : NULL;
 }

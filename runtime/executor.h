@@ -117,6 +117,20 @@ void pf_executor_counters(const pf_executor *ex, pf_counters *c);
  * Errors: PF_ENOMEM, PF_EINVAL (no such device), the device's copy error. */
 int pf_executor_to_host(pf_executor *ex, pf_storage *st, pf_storage **out);
 int pf_executor_to_device(pf_executor *ex, int device, pf_storage *st, pf_storage **out);
+/* Collectives between ranks that a device runs itself (NCCL; runtime/
+ * device.h, pf_device_collective) use a communicator of that device, made
+ * at the plan's Connect phase by the service:
+ *   pf_loaded_comm_device  the local device whose collectives use plan
+ *                          communicator c (its index in plan->comms), or -1
+ *                          when the transport runs c's collectives;
+ *   pf_loaded_set_comm     hands the plan the device's handle for c
+ *                          (comm_join's); the plan leaves it (comm_leave)
+ *                          when it is released. Before the plan runs.
+ *   pf_executor_device     local device d, or NULL. */
+int pf_loaded_comm_device(const pf_loaded *l, uint32_t c);
+void pf_loaded_set_comm(pf_loaded *l, uint32_t c, pf_device *d, void *handle);
+pf_device *pf_executor_device(pf_executor *ex, int d);
+
 /* 1 if local device `device` keeps its buffers in memory of its own. */
 int pf_executor_device_memory(const pf_executor *ex, int device);
 

@@ -55,6 +55,14 @@ typedef struct pf_msg_device {
   int own_memory; /* pf_device_info.own_memory */
 } pf_msg_device;
 
+/* A device communicator's id (LOAD_DONE, CONNECT; runtime/device.h's
+ * comm_id), zero-padded. */
+#define PF_MSG_COMM_ID_MAX 128
+typedef struct pf_msg_comm_id {
+  int32_t comm;
+  uint8_t id[PF_MSG_COMM_ID_MAX];
+} pf_msg_comm_id;
+
 typedef struct pf_msg {
   pf_msg_kind kind;
   int32_t from; /* sender rank, filled in by the receiver */
@@ -74,6 +82,8 @@ typedef struct pf_msg {
   int32_t n_devices;                 /* REGISTER */
   pf_msg_device *devices;            /* REGISTER: n_devices, in local index order; owned */
   pf_counters *counters;             /* COUNTERS_REPLY; owned */
+  uint32_t n_comm_ids;
+  pf_msg_comm_id *comm_ids;          /* LOAD_DONE, CONNECT; owned */
   /* PUT, FETCH_REPLY: the data travels on the data path, not in the
    * message (runtime/runtime.c): chunks tagged data_tag, data_tag + 1...;
    * data_bytes (FETCH_REPLY, owned) gives each shard's size. Encoding

@@ -37,6 +37,7 @@ void pf_msg_free(pf_msg *m) {
   free(m->shards);
   free(m->host);
   free(m->devices);
+  free(m->comm_ids);
   pf_counters_free(m->counters);
   free(m->data_bytes);
   free(m);
@@ -60,6 +61,48 @@ static ProtobufCBinaryData bytes_of(const pf_storage *s, size_t n) {
   return b;
 }
 
+/* A message's communicator ids on the wire: *store and *ptrs, malloc'd,
+ * point into m (freed by the caller after packing). */
+static int comm_ids_out(const pf_msg *m, Pathflow__CommId ***out, size_t *n,
+                        Pathflow__CommId **store, Pathflow__CommId ***ptrs) {
+  *out = NULL;
+  *n = 0;
+  if (m->n_comm_ids == 0) return 0;
+  if (m->n_comm_ids > IDS_MAX) return PF_EINVAL;
+  *store = pf_calloc(m->n_comm_ids, sizeof **store);
+  *ptrs = pf_calloc(m->n_comm_ids, sizeof **ptrs);
+  if (*store == NULL || *ptrs == NULL) return PF_ENOMEM;
+  for (uint32_t i = 0; i < m->n_comm_ids; i++) {
+    Pathflow__CommId init = PATHFLOW__COMM_ID__INIT;
+    (*store)[i] = init;
+    (*store)[i].comm = m->comm_ids[i].comm;
+    (*store)[i].id.data = (uint8_t *)m->comm_ids[i].id;
+    (*store)[i].id.len = PF_MSG_COMM_ID_MAX;
+    (*ptrs)[i] = &(*store)[i];
+  }
+  *out = *ptrs;
+  *n = m->n_comm_ids;
+  return 0;
+}
+
+/* The ids a LOAD_DONE or CONNECT carries: each at most PF_MSG_COMM_ID_MAX
+ * bytes (zero-padded here). */
+static int comm_ids_in(pf_msg *m, Pathflow__CommId *const *ids, size_t n, pf_diag *d) {
+  if (n == 0) return 0;
+  if (n > IDS_MAX) return pf_diag_error(d, PF_EDECODE, "control message: %zu communicator ids", n);
+  if ((m->comm_ids = pf_calloc(n, sizeof *m->comm_ids)) == NULL) return PF_ENOMEM;
+  m->n_comm_ids = (uint32_t)n;
+  for (size_t i = 0; i < n; i++) {
+    if (ids[i]->id.len > PF_MSG_COMM_ID_MAX || (ids[i]->id.len > 0 && ids[i]->id.data == NULL))
+      return pf_diag_error(d, PF_EDECODE,
+                           "control message: communicator %d's id has %zu bytes, at most %d",
+                           (int)ids[i]->comm, ids[i]->id.len, PF_MSG_COMM_ID_MAX);
+    m->comm_ids[i].comm = ids[i]->comm;
+    if (ids[i]->id.len) memcpy(m->comm_ids[i].id, ids[i]->id.data, ids[i]->id.len);
+  }
+  return 0;
+}
+
 int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
   Pathflow__Control c = PATHFLOW__CONTROL__INIT;
   Pathflow__Register reg = PATHFLOW__REGISTER__INIT;
@@ -79,6 +122,7 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
   Pathflow__CountersReply counters_reply = PATHFLOW__COUNTERS_REPLY__INIT;
   uint64_t totals[COUNTER_TOTALS], *cdev = NULL, *cpeer = NULL;
   ProtobufCBinaryData *datas = NULL;
+  Pathflow__CommId *id_store = NULL, **id_ptrs = NULL;
   uint8_t *plan_bytes = NULL;
   int64_t dims[PF_MAX_RANK];
   int rc = 0;
@@ -129,6 +173,9 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
       load_done.executable = m->executable;
       load_done.status = m->status;
       load_done.message = m->message ? m->message : "";
+      if ((rc = comm_ids_out(m, &load_done.comm_ids, &load_done.n_comm_ids, &id_store,
+                             &id_ptrs)) != 0)
+        goto out;
       c.body_case = PATHFLOW__CONTROL__BODY_LOAD_DONE;
       c.load_done = &load_done;
       break;
@@ -218,6 +265,9 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
       break;
     case PF_MSG_CONNECT:
       connect.executable = m->executable;
+      if ((rc = comm_ids_out(m, &connect.comm_ids, &connect.n_comm_ids, &id_store, &id_ptrs)) !=
+          0)
+        goto out;
       c.body_case = PATHFLOW__CONTROL__BODY_CONNECT;
       c.connect = &connect;
       break;
@@ -294,6 +344,9 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
     rc = PF_ENOMEM;
   else
     pathflow__control__pack(&c, *buf);
+out:
+  free(id_store);
+  free(id_ptrs);
   free(plan_bytes);
   free(datas);
   free(reg.devices);
@@ -444,6 +497,7 @@ static int decode_body(const Pathflow__Control *c, int num_devices, pf_msg *m, p
       m->executable = c->load_done->executable;
       m->status = c->load_done->status;
       m->message = str_copy(c->load_done->message, d, &rc);
+      if (rc == 0) rc = comm_ids_in(m, c->load_done->comm_ids, c->load_done->n_comm_ids, d);
       return rc;
     case PATHFLOW__CONTROL__BODY_RUN:
       m->kind = PF_MSG_RUN;
@@ -541,7 +595,7 @@ static int decode_body(const Pathflow__Control *c, int num_devices, pf_msg *m, p
     case PATHFLOW__CONTROL__BODY_CONNECT:
       m->kind = PF_MSG_CONNECT;
       m->executable = c->connect->executable;
-      return 0;
+      return comm_ids_in(m, c->connect->comm_ids, c->connect->n_comm_ids, d);
     case PATHFLOW__CONTROL__BODY_SHUTDOWN:
       m->kind = PF_MSG_SHUTDOWN;
       return 0;

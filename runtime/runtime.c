@@ -15,13 +15,14 @@
 #include "runtime/trace.h"
 #include "pathflow/error.h"
 
-typedef enum event_kind { EV_SEND, EV_STEP_DONE, EV_LOOP_OP } event_kind;
+typedef enum event_kind { EV_SEND, EV_STEP_DONE, EV_LOOP_OP, EV_CALL } event_kind;
 
 typedef struct event {
   event_kind kind;
   int rank;      /* EV_SEND */
   pf_msg *msg;   /* EV_SEND */
-  void *arg;     /* EV_STEP_DONE: the service's step arg */
+  void *arg;     /* EV_STEP_DONE: the service's step arg; EV_CALL: fn's */
+  void (*fn)(void *arg); /* EV_CALL */
   pf_step *step; /* EV_LOOP_OP */
   uint32_t op;   /* EV_LOOP_OP */
   struct event *next;
@@ -127,6 +128,18 @@ static void post_done(void *arg, void *step_arg) {
   if (e == NULL) pf_transport_abort(rt->cfg.transport, 1, "out of memory reporting a finished step");
   e->kind = EV_STEP_DONE;
   e->arg = step_arg;
+  push(rt, e);
+}
+
+/* Runs fn(fn_arg) on the loop thread (a device communicator joined on its
+ * own thread, for the service). */
+static void post_call(void *arg, void (*fn)(void *), void *fn_arg) {
+  pf_runtime *rt = arg;
+  event *e = calloc(1, sizeof *e);
+  if (e == NULL) pf_transport_abort(rt->cfg.transport, 1, "out of memory posting to the loop");
+  e->kind = EV_CALL;
+  e->fn = fn;
+  e->arg = fn_arg;
   push(rt, e);
 }
 
@@ -647,6 +660,9 @@ static void drain_events(pf_runtime *rt) {
       case EV_LOOP_OP:
         pf_service_loop_op(rt->svc, e->step, e->op);
         start_spinning(rt);
+        break;
+      case EV_CALL:
+        e->fn(e->arg);
         break;
     }
     free(e);
@@ -1361,6 +1377,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   sc.reply = service_reply;
   sc.reply_arg = rt;
   sc.post_done = post_done;
+  sc.post_call = post_call;
   sc.post_arg = rt;
   sc.trace = NULL;
   sc.clock = rt->clock;

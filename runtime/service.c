@@ -1,5 +1,6 @@
 #include "runtime/service.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,10 @@ typedef struct exe {
   uint32_t *collectives, n_collectives;
   uint32_t *collective_k;
   uint8_t *device_memory; /* per local device: keeps its buffers in memory of its own */
+  /* Connect: device communicators still joining (their threads), whether
+   * one failed and why; the reply waits for the last. */
+  int joins_pending;
+  pf_diag join_err;
   struct exe *next;
 } exe;
 
@@ -321,7 +326,9 @@ static int index_plan(exe *e, pf_diag *d) {
     return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
   for (uint32_t i = 0; i < p->n_ops; i++) {
     e->collective_k[i] = UINT32_MAX;
-    if (p->ops[i].kind == PF_OP_COLLECTIVE && p->ops[i].comm >= 0) {
+    /* A collective its device runs (NCCL) is the device's, not the loop's. */
+    if (p->ops[i].kind == PF_OP_COLLECTIVE && p->ops[i].comm >= 0 &&
+        pf_loaded_is_loop_op(e->loaded, i)) {
       e->collective_k[i] = e->n_collectives;
       e->collectives[e->n_collectives++] = i;
     }
@@ -412,6 +419,15 @@ static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
                            "(the transport's tags / %d windows)",
                            s->cfg.rank, (long long)op->tag, s->tag_window, PF_MAX_IN_FLIGHT + 1);
     b = &p->buffers[op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0]];
+    /* Device memory is sent and received only by a transport that moves it
+     * (CUDA-aware MPI); a device that says otherwise is not believed. */
+    if (!b->host && e->device_memory[b->device] && !s->cfg.transport->cuda_memory)
+      return pf_diag_error(d, PF_EDECODE,
+                           "rank %d: op %u (program \"%s\") %s device %d's own memory, which "
+                           "this transport cannot move (not staged through host memory)",
+                           s->cfg.rank, i, op->name,
+                           op->kind == PF_OP_SEND ? "sends from" : "receives into",
+                           (int)b->device);
     rc = s->cfg.transport->ops->box_prepare(
         s->cfg.transport, b->spec,
         op->kind == PF_OP_SEND ? op->box->src_offset : op->box->dst_offset, op->box->extent,
@@ -445,6 +461,123 @@ static int connect_comms(pf_service *s, exe *e, pf_diag *d) {
     if (queue_for(s, comm) == NULL) return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
   }
   return 0;
+}
+
+/* ---- communicators of device-run collectives (NCCL) ------------------------- */
+
+/* This rank's place in plan communicator c, or -1. */
+static int member_of(const pf_service *s, const pf_plan_comm *c) {
+  for (uint32_t k = 0; k < c->n_ranks; k++)
+    if (c->ranks[k] == s->cfg.rank) return (int)k;
+  return -1;
+}
+
+/* At load: for every communicator whose collectives a device here runs and
+ * whose first member this rank is, a new id (the device's comm_id), for
+ * LOAD_DONE: the controller hands them to every member with CONNECT. */
+static int device_comm_ids(pf_service *s, exe *e, pf_msg *rep, pf_diag *d) {
+  const pf_plan *p = pf_loaded_plan(e->loaded);
+  for (uint32_t c = 0; c < p->n_comms; c++) {
+    int dev = pf_loaded_comm_device(e->loaded, c), rc;
+    pf_device *dv;
+    pf_msg_comm_id *id;
+    size_t len = PF_COMM_ID_MAX;
+    if (dev < 0 || member_of(s, &p->comms[c]) != 0) continue;
+    dv = pf_executor_device(s->cfg.executor, dev);
+    if (rep->comm_ids == NULL &&
+        (rep->comm_ids = pf_calloc(p->n_comms, sizeof *rep->comm_ids)) == NULL)
+      return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
+    id = &rep->comm_ids[rep->n_comm_ids++];
+    id->comm = p->comms[c].id;
+    if ((rc = dv->ops->comm_id(dv, id->id, &len)) != 0)
+      return pf_diag_error(d, rc, "rank %d: device %d: no id for communicator %d: %s",
+                           s->cfg.rank, dev, (int)p->comms[c].id, pf_strerror(rc));
+  }
+  return 0;
+}
+
+typedef struct comm_join {
+  pf_service *s;
+  exe *e;
+  uint32_t c;
+  int device, n, me, rc;
+  pf_device *dev;
+  uint8_t id[PF_COMM_ID_MAX];
+  void *handle;
+  pf_diag why;
+} comm_join;
+
+static void connect_reply(pf_service *s, exe *e) {
+  if (e->join_err.code == 0) e->connected = 1;
+  reply_status(s, PF_MSG_LOAD_DONE, e->id, 0, e->join_err.code,
+               e->join_err.code ? e->join_err.msg : NULL);
+}
+
+/* On the loop thread, once a join's thread is done. */
+static void join_done(void *arg) {
+  comm_join *j = arg;
+  exe *e = j->e;
+  if (j->rc == 0)
+    pf_loaded_set_comm(e->loaded, j->c, j->dev, j->handle);
+  else if (e->join_err.code == 0)
+    pf_diag_error(&e->join_err, j->rc, "rank %d: device %d: joining communicator %d: %s",
+                  j->s->cfg.rank, j->device, (int)pf_loaded_plan(e->loaded)->comms[j->c].id,
+                  j->why.code ? j->why.msg : pf_strerror(j->rc));
+  if (--e->joins_pending == 0) connect_reply(j->s, e);
+  exe_unref(e);
+  free(j);
+}
+
+/* comm_join blocks until every member has joined: on its own thread, never
+ * the loop's (heartbeats, other executables' steps go on meanwhile). */
+static void *join_main(void *arg) {
+  comm_join *j = arg;
+  pf_diag_init(&j->why);
+  j->rc = j->dev->ops->comm_join(j->dev, j->id, PF_COMM_ID_MAX, j->n, j->me, &j->handle, &j->why);
+  j->s->cfg.post_call(j->s->cfg.post_arg, join_done, j);
+  return NULL;
+}
+
+/* At connect: every device communicator of the plan is joined, with the id
+ * its first member made (m->comm_ids). Returns how many joins started (the
+ * reply then waits for them), or a negative code with d set. */
+static int join_device_comms(pf_service *s, exe *e, const pf_msg *m, pf_diag *d) {
+  const pf_plan *p = pf_loaded_plan(e->loaded);
+  int started = 0;
+  for (uint32_t c = 0; c < p->n_comms; c++) {
+    int dev = pf_loaded_comm_device(e->loaded, c);
+    const pf_msg_comm_id *id = NULL;
+    comm_join *j;
+    pthread_t t;
+    pthread_attr_t attr;
+    if (dev < 0) continue;
+    for (uint32_t k = 0; k < m->n_comm_ids && id == NULL; k++)
+      if (m->comm_ids[k].comm == p->comms[c].id) id = &m->comm_ids[k];
+    if (id == NULL)
+      return pf_diag_error(d, PF_EDECODE, "rank %d: connect: no id for communicator %d",
+                           s->cfg.rank, (int)p->comms[c].id);
+    if (s->cfg.post_call == NULL || (j = calloc(1, sizeof *j)) == NULL)
+      return pf_diag_error(d, PF_ENOMEM, "rank %d: connect: out of memory", s->cfg.rank);
+    *j = (comm_join){.s = s, .e = e, .c = c, .device = dev, .n = (int)p->comms[c].n_ranks,
+                     .me = member_of(s, &p->comms[c]),
+                     .dev = pf_executor_device(s->cfg.executor, dev)};
+    memcpy(j->id, id->id, PF_COMM_ID_MAX);
+    e->refs++;
+    e->joins_pending++;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, join_main, j) != 0) {
+      pthread_attr_destroy(&attr);
+      e->refs--;
+      e->joins_pending--;
+      free(j);
+      return pf_diag_error(d, PF_ESYS, "rank %d: connect: no thread to join communicator %d",
+                           s->cfg.rank, (int)p->comms[c].id);
+    }
+    pthread_attr_destroy(&attr);
+    started++;
+  }
+  return started;
 }
 
 static void handle_load(pf_service *s, pf_msg *m) {
@@ -486,11 +619,24 @@ static void handle_load(pf_service *s, pf_msg *m) {
   }
   e->next = s->exes;
   s->exes = e;
-  reply_status(s, PF_MSG_LOAD_DONE, id, 0, 0, NULL);
+  {
+    pf_msg *rep = pf_msg_new(PF_MSG_LOAD_DONE);
+    if (rep == NULL) return;
+    rep->executable = id;
+    if ((rc = device_comm_ids(s, e, rep, &d)) != 0) {
+      rep->status = rc;
+      rep->message = pf_strdup(d.msg);
+      free(rep->comm_ids);
+      rep->comm_ids = NULL;
+      rep->n_comm_ids = 0;
+    }
+    reply(s, rep);
+  }
 }
 
 /* Phase 2: every rank loaded its plan; make the communicators. */
-static void handle_connect(pf_service *s, uint64_t id) {
+static void handle_connect(pf_service *s, const pf_msg *m) {
+  uint64_t id = m->executable;
   exe *e = exe_find(s, id);
   pf_diag d;
   int rc = 0;
@@ -498,8 +644,11 @@ static void handle_connect(pf_service *s, uint64_t id) {
   if (e == NULL)
     rc = pf_diag_error(&d, PF_ESTALE, "rank %d: connect: executable %llu is not loaded here",
                        s->cfg.rank, (unsigned long long)id);
-  else if (!e->connected && (rc = connect_comms(s, e, &d)) == 0)
-    e->connected = 1;
+  else if (!e->connected && e->joins_pending == 0 && (rc = connect_comms(s, e, &d)) == 0) {
+    pf_diag_init(&e->join_err);
+    if ((rc = join_device_comms(s, e, m, &d)) > 0) return; /* the last join answers */
+    if (rc == 0) e->connected = 1;
+  }
   reply_status(s, PF_MSG_LOAD_DONE, id, 0, rc, rc ? d.msg : NULL);
 }
 
@@ -1218,7 +1367,7 @@ static void handle_now(pf_service *s, pf_msg *m) {
       for (uint32_t k = 0; k < m->n_ids; k++) pf_store_drop(s->store, m->ids[k]);
       break;
     case PF_MSG_CONNECT:
-      handle_connect(s, m->executable);
+      handle_connect(s, m);
       break;
     case PF_MSG_UNLOAD:
       handle_unload(s, m->executable);

@@ -36,6 +36,8 @@ typedef struct pf_service_config {
   /* Hands a finished step to the loop thread (called on a device worker);
    * the loop then calls pf_service_step_done(step_arg). */
   void (*post_done)(void *arg, void *step_arg);
+  /* Runs fn(fn_arg) on the loop thread, from any thread (post_arg). */
+  void (*post_call)(void *arg, void (*fn)(void *), void *fn_arg);
   void *post_arg;
   struct pf_trace *trace; /* timeline (PATHFLOW_TRACE), or NULL; borrowed */
   pf_clock *clock;        /* borrowed */

@@ -28,9 +28,12 @@ typedef struct layout {
   struct layout *next;
 } layout;
 
-/* A communicator: the ranks of a collective's slice, in shard order. */
+/* A communicator: the ranks of a collective's slice, in shard order, and
+ * for one whose collectives a device runs (NCCL), the device of each rank:
+ * such a communicator is the device's, not the rank's. */
 typedef struct comm_def {
   int32_t *ranks;
+  int32_t *devices; /* global device indices, or NULL */
   int n;
 } comm_def;
 
@@ -63,11 +66,6 @@ static const pf_cluster_device *dev(const lowering *L, int32_t global) {
 
 /* ---- staging (GPUs) ------------------------------------------------------ */
 
-/* What rank r's local device `local` stages (pf_stage). */
-static uint32_t local_stage(const lowering *L, int32_t r, int32_t local) {
-  return L->staged ? dev(L, L->rank_first[r] + local)->stage : 0;
-}
-
 /* 1 if buffer b of rank r is in device memory the host cannot address. */
 static int in_device_memory(const lowering *L, int32_t r, uint32_t b) {
   const pf_plan_buffer *pb = pf_pb_buffer_at(L->pb[r], b);
@@ -84,14 +82,6 @@ static int staged_buffer(lowering *L, int32_t r, uint32_t b, int want_host, int3
     return 0;
   }
   return pf_stage_buffer(&L->memo, L->pb[r], r, b, 1, want_host, program, name, out);
-}
-
-/* Marks buffer b of rank r as host memory when its device stages `path`:
- * a buffer only the runtime's host paths write (a feed, a collective's
- * result). */
-static void host_if_staged(lowering *L, int32_t r, uint32_t b, uint32_t path) {
-  pf_plan_buffer *pb = pf_pb_buffer_at(L->pb[r], b);
-  if (local_stage(L, r, pb->device) & path) pb->host = 1;
 }
 
 /* ---- placement ---------------------------------------------------------- */
@@ -364,18 +354,35 @@ static int emit_piece(lowering *L, const pf_gprogram *consumer, const home *from
   return pf_pb_op(L->pb[b->rank], &op, NULL, 0, &to->buffer, 1, NULL);
 }
 
-static int comm_id(lowering *L, const int32_t *ranks, int n) {
+/* The communicator over `ranks` (and, for device-run collectives, over
+ * `devices`, one per rank; else NULL), made on first use. */
+static int comm_id_on(lowering *L, const int32_t *ranks, const int32_t *devices, int n) {
   comm_def *c;
   for (size_t i = 0; i < L->n_comms; i++)
-    if (L->comms[i].n == n && memcmp(L->comms[i].ranks, ranks, (size_t)n * sizeof *ranks) == 0)
+    if (L->comms[i].n == n && memcmp(L->comms[i].ranks, ranks, (size_t)n * sizeof *ranks) == 0 &&
+        (L->comms[i].devices == NULL) == (devices == NULL) &&
+        (devices == NULL ||
+         memcmp(L->comms[i].devices, devices, (size_t)n * sizeof *devices) == 0))
       return (int)i;
   if (pf_grow((void **)&L->comms, &L->cap_comms, L->n_comms + 1, sizeof *L->comms))
     return PF_ENOMEM;
   c = &L->comms[L->n_comms];
+  c->devices = NULL;
   if ((c->ranks = pf_mallocn((size_t)n, sizeof *ranks)) == NULL) return PF_ENOMEM;
   memcpy(c->ranks, ranks, (size_t)n * sizeof *ranks);
+  if (devices != NULL) {
+    if ((c->devices = pf_mallocn((size_t)n, sizeof *devices)) == NULL) {
+      free(c->ranks);
+      return PF_ENOMEM;
+    }
+    memcpy(c->devices, devices, (size_t)n * sizeof *devices);
+  }
   c->n = n;
   return (int)L->n_comms++;
+}
+
+static int comm_id(lowering *L, const int32_t *ranks, int n) {
+  return comm_id_on(L, ranks, NULL, n);
 }
 
 /* Allreduce or broadcast over several devices on each of several ranks:
@@ -448,7 +455,7 @@ static int lower_collective(lowering *L, int32_t pid, layout *in, layout *out) {
   uint32_t *in_buf = pf_mallocn((size_t)n, sizeof *in_buf);
   uint32_t *out_buf = pf_mallocn((size_t)n, sizeof *out_buf);
   pf_plan_op op;
-  int one_rank = 1, one_each = 1;
+  int one_rank = 1, one_each = 1, device_runs = 0;
   if (!ranks || !in_buf || !out_buf) {
     rc = PF_ENOMEM;
     goto out;
@@ -462,14 +469,23 @@ static int lower_collective(lowering *L, int32_t pid, layout *in, layout *out) {
     out_buf[s] = out->shards[s].buffer;
   }
   for (int s = 0; s < n; s++) L->rank_slot[ranks[s]] = -1;
-  /* On devices that stage collectives (or, within a rank, their host
-   * paths), the runtime reduces host twins into host results. */
-  for (int s = 0; L->staged && s < n && rc == 0; s++) {
+  /* An allreduce or broadcast over devices of their own memory, one per
+   * rank, each running collectives itself (NCCL: its stage lacks
+   * COLLECTIVES), runs on the devices. Anything else over devices of their
+   * own memory reduces host twins into host results in the runtime. */
+  if (L->staged) {
+    int kind = pf_collective_from_kernel(p->kernel);
+    device_runs = !one_rank && one_each && (kind == PF_ALLREDUCE || kind == PF_BROADCAST);
+    for (int s = 0; s < n && device_runs; s++) {
+      const pf_cluster_device *cd = dev(L, in->shards[s].device);
+      device_runs = cd->own_memory && !(cd->stage & PF_STAGE_COLLECTIVES);
+    }
+  }
+  for (int s = 0; L->staged && !device_runs && s < n && rc == 0; s++) {
     const pf_cluster_device *cd = dev(L, in->shards[s].device);
-    uint32_t path = one_rank ? PF_STAGE_LOCAL : PF_STAGE_COLLECTIVES;
-    if (!(cd->stage & path)) continue;
+    if (!cd->own_memory) continue;
     rc = staged_buffer(L, cd->rank, in_buf[s], 1, pid, p->name, &in_buf[s]);
-    host_if_staged(L, cd->rank, out_buf[s], path);
+    pf_pb_buffer_at(L->pb[cd->rank], out_buf[s])->host = 1;
   }
   if (rc != 0) goto out;
   memset(&op, 0, sizeof op);
@@ -499,7 +515,19 @@ static int lower_collective(lowering *L, int32_t pid, layout *in, layout *out) {
                          p->name, op.collective == PF_ALLGATHER ? "allgather" : "collective");
     goto out;
   }
-  if ((id = comm_id(L, ranks, n)) < 0) {
+  if (device_runs) {
+    int32_t *devs = pf_mallocn((size_t)n, sizeof *devs);
+    if (devs == NULL) {
+      rc = PF_ENOMEM;
+      goto out;
+    }
+    for (int s = 0; s < n; s++) devs[s] = in->shards[s].device;
+    id = comm_id_on(L, ranks, devs, n);
+    free(devs);
+  } else {
+    id = comm_id(L, ranks, n);
+  }
+  if (id < 0) {
     rc = id;
     goto out;
   }
@@ -891,7 +919,10 @@ done:
   if (rc == PF_ENOMEM && d->code == 0) pf_diag_error(d, rc, "compile: out of memory");
   pf_arena_free(&L.mem);
   for (size_t s = 0; L.slice_devices && s < g->n_slices; s++) free(L.slice_devices[s]);
-  for (size_t i = 0; i < L.n_comms; i++) free(L.comms[i].ranks);
+  for (size_t i = 0; i < L.n_comms; i++) {
+    free(L.comms[i].ranks);
+    free(L.comms[i].devices);
+  }
   free(L.comms);
   for (int r = 0; L.pb && r < cl->n_ranks; r++) pf_pb_destroy(L.pb[r]);
   free(L.slice_devices);

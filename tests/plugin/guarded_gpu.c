@@ -25,13 +25,24 @@
  * get a non-NULL pf_kernel_call.stream, distinct per device, as on a CUDA
  * device: a token, not a stream (user GPU kernels' tests check it).
  *
+ * Collectives (PATHFLOW_GUARDED_COLLECTIVES=1): the device runs allreduce
+ * and broadcast between ranks itself, as a CUDA device with NCCL does
+ * (comm_id, comm_join, collective of runtime/device.h), and its stage
+ * lacks PF_STAGE_COLLECTIVES. Only for ranks of one process (loopback
+ * ranks), whose devices share the arena: members meet in a process-wide
+ * table and read each other's inputs in the shadow. A member that never
+ * comes aborts the others after PATHFLOW_GUARDED_COMM_TIMEOUT seconds
+ * (default 60), naming the communicator.
+ *
  * Environment: PATHFLOW_GUARDED_GPUS (devices per rank, default 2),
  * PATHFLOW_GUARDED_GPU_BYTES (memory each reports and may hold, default
  * 1 GiB), PATHFLOW_GUARDED_POISON=0 (do not fill new allocations with
  * 0xff bytes, a NaN in every float dtype: a runtime that reads device
  * memory it never wrote gets garbage, not zeros), PATHFLOW_GUARDED_STAGE
- * (the pf_stage mask info reports, default PF_STAGE_ALL: a smaller one
- * shows the guard catching the paths left unstaged).
+ * (the pf_stage mask info reports, default PF_STAGE_ALL, without
+ * PF_STAGE_COLLECTIVES when the device runs them: a smaller one shows the
+ * guard catching the paths left unstaged), PATHFLOW_GUARDED_COLLECTIVES
+ * and PATHFLOW_GUARDED_COMM_TIMEOUT (above).
  *
  * The module links nothing of libpathflow: every runtime function it uses
  * comes through the pf_device_host table, and the box copy is its own. */
@@ -45,6 +56,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "pathflow/error.h"
 #include "runtime/device_plugin.h"
@@ -462,6 +474,413 @@ static void gg_destroy(pf_device *d) {
   device_unref(g);
 }
 
+/* ---- collectives on device memory (comm_id, comm_join, collective) ------- */
+
+/* Only between ranks of one process (loopback ranks): their devices share
+ * the arena, so a member reads the others' inputs in the shadow directly,
+ * as NCCL's kernels read peers' memory over NVLink. Off unless
+ * PATHFLOW_GUARDED_COLLECTIVES=1: the ops stay NULL and the scheduler
+ * stages every collective, as for a device without them. */
+
+static int env_int64(const char *name, int64_t dflt, int64_t *out);
+
+/* A communicator's id: magic, the process, a salt drawn once per process
+ * and a serial. The pid lets comm_join refuse an id from another process
+ * at once (nothing here could reach it) instead of waiting for members
+ * that never come; the salt, an id left over from an earlier process with
+ * the same pid. */
+#define GG_ID_MAGIC "ggc1"
+#define GG_ID_LEN 24
+#define GG_COMM_TIMEOUT_S 60
+
+typedef struct gg_comm_id {
+  uint32_t pid;
+  uint64_t salt, serial;
+} gg_comm_id;
+
+static pthread_once_t salt_once = PTHREAD_ONCE_INIT;
+static uint64_t id_salt;
+static atomic_uint_fast64_t id_serial;
+
+static void salt_init(void) {
+  struct timespec ts;
+  uint64_t x;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  x = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  x ^= (uint64_t)(uintptr_t)&ts * 0x9e3779b97f4a7c15u; /* the stack's place, randomized */
+  x ^= x >> 31; /* splitmix64's finish: every input bit reaches every output bit */
+  x *= 0xbf58476d1ce4e5b9u;
+  x ^= x >> 27;
+  id_salt = x;
+}
+
+static int gg_comm_id_make(pf_device *d, uint8_t *id, size_t *len) {
+  uint32_t pid = (uint32_t)getpid();
+  uint64_t serial = atomic_fetch_add(&id_serial, 1) + 1;
+  (void)d;
+  pthread_once(&salt_once, salt_init);
+  memcpy(id, GG_ID_MAGIC, 4);
+  memcpy(id + 4, &pid, 4);
+  memcpy(id + 8, &id_salt, 8);
+  memcpy(id + 16, &serial, 8);
+  *len = GG_ID_LEN;
+  return 0;
+}
+
+/* What one member posts for a collective: its arguments, pointers already
+ * translated to the shadow. */
+typedef struct gg_post {
+  pf_device_collective c;
+  const void *in; /* shadow */
+} gg_post;
+
+/* The rendezvous of one communicator, in the process-wide table while any
+ * member holds it. Everything in it is guarded by comms.lock. */
+typedef struct gg_comm {
+  struct gg_comm *next;
+  uint8_t id[GG_ID_LEN];
+  char name[64]; /* for messages */
+  int n;
+  int joined;          /* members that joined (each once) */
+  int refs;            /* members that joined and have not left */
+  unsigned char *have; /* n flags: member k joined */
+  int timeout_s;
+  pthread_cond_t cond;
+  /* The barrier: `arrived` members wait for `gen` to move, the last one
+   * moves it. A member released from one barrier can only arrive at the
+   * next after the count was reset: consecutive barriers never mix. */
+  uint64_t gen;
+  int arrived;
+  gg_post *posts; /* n */
+} gg_comm;
+
+/* A member's handle (what comm_join gives): the rendezvous and its place
+ * in it, which the collective needs and the shared object cannot say. */
+typedef struct gg_member {
+  gg_comm *comm;
+  int me;
+} gg_member;
+
+static struct {
+  pthread_mutex_t lock;
+  gg_comm *head;
+} comms = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* pf_diag_error's meaning (the first error wins), written here: the module
+ * links nothing of libpathflow. */
+static int diag_set(pf_diag *d, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int diag_set(pf_diag *d, int code, const char *fmt, ...) {
+  va_list ap;
+  if (d == NULL || d->code != 0) return code;
+  d->code = code;
+  va_start(ap, fmt);
+  vsnprintf(d->msg, sizeof d->msg, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+static void comm_free(gg_comm *c) {
+  pthread_cond_destroy(&c->cond);
+  free(c->have);
+  free(c->posts);
+  free(c);
+}
+
+static gg_comm *comm_new(const uint8_t *id, const gg_comm_id *parsed, int n) {
+  gg_comm *c = calloc(1, sizeof *c);
+  pthread_condattr_t attr;
+  int64_t t;
+  if (c == NULL) return NULL;
+  c->have = calloc((size_t)n, 1);
+  c->posts = calloc((size_t)n, sizeof *c->posts);
+  if (c->have == NULL || c->posts == NULL) {
+    free(c->have);
+    free(c->posts);
+    free(c);
+    return NULL;
+  }
+  memcpy(c->id, id, GG_ID_LEN);
+  snprintf(c->name, sizeof c->name, "%u:%016llx:%llu", (unsigned)parsed->pid,
+           (unsigned long long)parsed->salt, (unsigned long long)parsed->serial);
+  c->n = n;
+  /* PATHFLOW_GUARDED_COMM_TIMEOUT: seconds a member waits for the others
+   * before it aborts (tests of the abort shorten it). */
+  if (env_int64("PATHFLOW_GUARDED_COMM_TIMEOUT", GG_COMM_TIMEOUT_S, &t) != 0 || t <= 0 ||
+      t > 86400)
+    t = GG_COMM_TIMEOUT_S;
+  c->timeout_s = (int)t;
+  /* Deadlines on the monotonic clock: a wall clock step cannot cut a wait
+   * short nor stretch it. */
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&c->cond, &attr);
+  pthread_condattr_destroy(&attr);
+  return c;
+}
+
+static struct timespec deadline_in(int seconds) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += seconds;
+  return ts;
+}
+
+/* With comms.lock held: waits until every member has arrived here. A
+ * member that never comes (its rank hung, or the runtime ran collectives
+ * out of gang order) would hang the others silently: abort, naming the
+ * communicator, once the timeout passes. */
+static void comm_barrier_locked(gg_comm *c, const gg_device *g, int me, const char *what) {
+  uint64_t gen = c->gen;
+  struct timespec until;
+  if (++c->arrived == c->n) {
+    c->arrived = 0;
+    c->gen++;
+    pthread_cond_broadcast(&c->cond);
+    return;
+  }
+  until = deadline_in(c->timeout_s);
+  while (c->gen == gen)
+    if (pthread_cond_timedwait(&c->cond, &comms.lock, &until) != 0 && c->gen == gen)
+      die("device %d (rank %d): communicator %s: member %d of %d waited %d s %s, and only "
+          "%d of %d members came",
+          g->index, g->rank, c->name, me, c->n, c->timeout_s, what, c->arrived, c->n);
+}
+
+static int gg_comm_join(pf_device *d, const uint8_t *id, size_t len, int n, int me, void **comm,
+                        pf_diag *diag) {
+  gg_device *g = (gg_device *)d;
+  gg_comm_id parsed;
+  gg_comm *c;
+  gg_member *m;
+  struct timespec until;
+  *comm = NULL;
+  if (n < 1 || me < 0 || me >= n)
+    return diag_set(diag, PF_EINVAL, "guarded GPU %d (rank %d): member %d of %d", g->index,
+                    g->rank, me, n);
+  /* The runtime hands ids on zero-padded to PF_COMM_ID_MAX bytes. */
+  for (size_t k = GG_ID_LEN; k < len; k++)
+    if (id[k] != 0) len = 0;
+  if (len < GG_ID_LEN || memcmp(id, GG_ID_MAGIC, 4) != 0)
+    return diag_set(diag, PF_EINVAL,
+                    "guarded GPU %d (rank %d): a communicator id of %zu bytes that no guarded "
+                    "GPU made",
+                    g->index, g->rank, len);
+  memcpy(&parsed.pid, id + 4, 4);
+  memcpy(&parsed.salt, id + 8, 8);
+  memcpy(&parsed.serial, id + 16, 8);
+  if (parsed.pid != (uint32_t)getpid())
+    return diag_set(diag, PF_ENOTSUP,
+                    "guarded GPU %d (rank %d): communicator made in process %u, this is "
+                    "process %u: the guarded GPU's collectives join only ranks of one "
+                    "process (PATHFLOW_LOOPBACK_RANKS)",
+                    g->index, g->rank, (unsigned)parsed.pid, (unsigned)getpid());
+  if ((m = malloc(sizeof *m)) == NULL) return diag_set(diag, PF_ENOMEM, "out of memory");
+  pthread_mutex_lock(&comms.lock);
+  for (c = comms.head; c != NULL; c = c->next)
+    if (memcmp(c->id, id, GG_ID_LEN) == 0) break;
+  if (c == NULL) {
+    if ((c = comm_new(id, &parsed, n)) == NULL) {
+      pthread_mutex_unlock(&comms.lock);
+      free(m);
+      return diag_set(diag, PF_ENOMEM, "out of memory");
+    }
+    c->next = comms.head;
+    comms.head = c;
+  } else if (c->n != n || c->have[me]) {
+    int rc = diag_set(diag, PF_EINVAL,
+                      "guarded GPU %d (rank %d): communicator %s has %d members, member %d of "
+                      "%d %s",
+                      g->index, g->rank, c->name, c->n, me, n,
+                      c->n != n ? "cannot join it" : "joined it already");
+    pthread_mutex_unlock(&comms.lock);
+    free(m);
+    return rc;
+  }
+  c->have[me] = 1;
+  c->joined++;
+  c->refs++;
+  if (c->joined == c->n) pthread_cond_broadcast(&c->cond);
+  until = deadline_in(c->timeout_s);
+  while (c->joined < c->n)
+    if (pthread_cond_timedwait(&c->cond, &comms.lock, &until) != 0 && c->joined < c->n) {
+      int missing = 0;
+      while (c->have[missing]) missing++;
+      die("device %d (rank %d): communicator %s: member %d of %d waited %d s for the others "
+          "to join, and only %d came (member %d did not)",
+          g->index, g->rank, c->name, me, n, c->timeout_s, c->joined, missing);
+    }
+  pthread_mutex_unlock(&comms.lock);
+  m->comm = c;
+  m->me = me;
+  *comm = m;
+  return 0;
+}
+
+static void gg_comm_leave(pf_device *d, void *comm) {
+  gg_member *m = comm;
+  gg_comm *c, **pp;
+  int last;
+  (void)d;
+  if (m == NULL) return;
+  c = m->comm;
+  pthread_mutex_lock(&comms.lock);
+  last = --c->refs == 0;
+  if (last)
+    for (pp = &comms.head; *pp != NULL; pp = &(*pp)->next)
+      if (*pp == c) {
+        *pp = c->next;
+        break;
+      }
+  pthread_mutex_unlock(&comms.lock);
+  if (last) comm_free(c);
+  free(m);
+}
+
+static size_t reduce_dtype_size(pf_dtype dt) {
+  switch (dt) {
+    case PF_F32: return 4;
+    case PF_F64: return 8;
+    case PF_I32: return 4;
+    case PF_I64: return 8;
+    default: return 0;
+  }
+}
+
+static const char *const kind_names[] = {"allreduce", "allgather", "reduce_scatter",
+                                         "broadcast", "all_to_all"};
+
+static const char *kind_name(int kind) {
+  return kind >= 0 && kind < (int)(sizeof kind_names / sizeof kind_names[0]) ? kind_names[kind]
+                                                                             : "?";
+}
+
+/* Whether the collective all members posted can run; 0 or a PF_E code in
+ * diag. Every member judges the same posts, so all return the same. */
+static int collective_check(const gg_comm *c, const gg_device *g, pf_diag *diag) {
+  const pf_device_collective *a = &c->posts[0].c;
+  for (int k = 1; k < c->n; k++) {
+    const pf_device_collective *b = &c->posts[k].c;
+    if (b->kind != a->kind || b->dtype != a->dtype || b->count != a->count ||
+        (a->kind == PF_ALLREDUCE && b->reduce_op != a->reduce_op) ||
+        (a->kind == PF_BROADCAST && b->root != a->root))
+      return diag_set(diag, PF_EINVAL,
+                      "guarded GPU %d (rank %d): communicator %s: member %d runs %s (dtype "
+                      "%d, %zu elements, op %d, root %d), member 0 %s (dtype %d, %zu "
+                      "elements, op %d, root %d)",
+                      g->index, g->rank, c->name, k, kind_name(b->kind), (int)b->dtype,
+                      b->count, b->reduce_op, b->root, kind_name(a->kind), (int)a->dtype,
+                      a->count, a->reduce_op, a->root);
+  }
+  if (a->kind != PF_ALLREDUCE && a->kind != PF_BROADCAST)
+    return diag_set(diag, PF_ENOTSUP, "guarded GPU %d (rank %d): collective %s (%d) on device",
+                    g->index, g->rank, kind_name(a->kind), a->kind);
+  if (reduce_dtype_size(a->dtype) == 0)
+    return diag_set(diag, PF_ENOTSUP, "guarded GPU %d (rank %d): %s of dtype %d on device",
+                    g->index, g->rank, kind_name(a->kind), (int)a->dtype);
+  if (a->kind == PF_ALLREDUCE &&
+      (a->reduce_op < 0 || a->reduce_op >= PF_REDUCE_COUNT ||
+       (a->reduce_op == PF_REDUCE_MEAN && a->dtype != PF_F32 && a->dtype != PF_F64)))
+    return diag_set(diag, PF_ENOTSUP, "guarded GPU %d (rank %d): allreduce op %d of dtype %d",
+                    g->index, g->rank, a->reduce_op, (int)a->dtype);
+  if (a->kind == PF_BROADCAST && (a->root < 0 || a->root >= c->n))
+    return diag_set(diag, PF_EINVAL, "guarded GPU %d (rank %d): broadcast root %d of %d",
+                    g->index, g->rank, a->root, c->n);
+  return 0;
+}
+
+/* acc[i] = op(acc[i], src[i]), as base/reduce.c's pf_reduce_into (the
+ * same comparisons, the same order of the operands): what the staged path
+ * and the local collectives compute, bit for bit. */
+#define GG_REDUCE(T)                                                          \
+  do {                                                                        \
+    T *a = acc;                                                               \
+    const T *s = src;                                                         \
+    if (op == PF_REDUCE_MAX)                                                  \
+      for (size_t i = 0; i < n; i++) a[i] = s[i] > a[i] ? s[i] : a[i];        \
+    else if (op == PF_REDUCE_MIN)                                             \
+      for (size_t i = 0; i < n; i++) a[i] = s[i] < a[i] ? s[i] : a[i];        \
+    else                                                                      \
+      for (size_t i = 0; i < n; i++) a[i] = a[i] + s[i];                      \
+  } while (0)
+
+static void reduce_into(void *acc, const void *src, size_t n, pf_dtype dt, int op) {
+  switch (dt) {
+    case PF_F32: GG_REDUCE(float); break;
+    case PF_F64: GG_REDUCE(double); break;
+    case PF_I32: GG_REDUCE(int32_t); break;
+    case PF_I64: GG_REDUCE(int64_t); break;
+    default: break; /* refused by collective_check */
+  }
+}
+
+/* The collective, on the calling thread (the device's worker). Three
+ * barriers: after the first every member's input is posted; between the
+ * first and the second each member reads all inputs and computes its
+ * result into a private buffer (out may be in: nobody writes out while
+ * anyone still reads inputs); after the second each copies the result to
+ * its out; the third holds every member until all outs are written (the
+ * interface: it completes when every member's has) and lets a member post
+ * again only when nobody reads the posts any more. Inputs are read in
+ * member order, so every member computes the same bits. */
+static int gg_collective(pf_device *d, const pf_device_collective *c, pf_diag *diag) {
+  gg_device *g = (gg_device *)d;
+  gg_member *m = c->comm;
+  gg_comm *cm;
+  size_t es = reduce_dtype_size(c->dtype), bytes = es * c->count;
+  void *out = NULL, *tmp = NULL;
+  const void *in = NULL;
+  int rc;
+  if (m == NULL) die("device %d (rank %d): collective without a communicator", g->index, g->rank);
+  cm = m->comm;
+  /* Pointers as the kernels check them: device memory, translated. An
+   * empty collective moves nothing (its pointers are not looked at). */
+  if (bytes > 0) {
+    if ((in = gg_shadow(c->in)) == NULL)
+      die("device %d (rank %d): %s on communicator %s: in %p is not device memory", g->index,
+          g->rank, kind_name(c->kind), cm->name, c->in);
+    if ((out = gg_shadow(c->out)) == NULL)
+      die("device %d (rank %d): %s on communicator %s: out %p is not device memory", g->index,
+          g->rank, kind_name(c->kind), cm->name, c->out);
+    tmp = malloc(bytes);
+  }
+  pthread_mutex_lock(&comms.lock);
+  cm->posts[m->me].c = *c;
+  cm->posts[m->me].in = in;
+  comm_barrier_locked(cm, g, m->me, "for the others' inputs");
+  pthread_mutex_unlock(&comms.lock);
+  /* Until the second barrier nobody posts again: the posts hold still. */
+  if ((rc = collective_check(cm, g, diag)) == 0 && bytes > 0) {
+    if (tmp == NULL) {
+      rc = diag_set(diag, PF_ENOMEM, "guarded GPU %d (rank %d): %zu bytes for a %s", g->index,
+                    g->rank, bytes, kind_name(c->kind));
+    } else if (c->kind == PF_BROADCAST) {
+      memcpy(tmp, cm->posts[c->root].in, bytes);
+    } else {
+      memcpy(tmp, cm->posts[0].in, bytes);
+      for (int k = 1; k < cm->n; k++)
+        reduce_into(tmp, cm->posts[k].in, c->count, c->dtype, c->reduce_op);
+      /* MEAN: the sum over the members divided by their count, as
+       * pf_reduce_finish does after a staged allreduce. */
+      if (c->reduce_op == PF_REDUCE_MEAN && cm->n > 1) {
+        if (c->dtype == PF_F32)
+          for (size_t i = 0; i < c->count; i++) ((float *)tmp)[i] /= (float)cm->n;
+        else
+          for (size_t i = 0; i < c->count; i++) ((double *)tmp)[i] /= (double)cm->n;
+      }
+    }
+  }
+  pthread_mutex_lock(&comms.lock);
+  comm_barrier_locked(cm, g, m->me, "for the others to read the inputs");
+  pthread_mutex_unlock(&comms.lock);
+  if (rc == 0 && bytes > 0) memcpy(out, tmp, bytes);
+  pthread_mutex_lock(&comms.lock);
+  comm_barrier_locked(cm, g, m->me, "for the others to write their results");
+  pthread_mutex_unlock(&comms.lock);
+  free(tmp);
+  return rc;
+}
+
 static const pf_device_ops gg_ops = {
     .info = gg_info,
     .alloc = gg_dev_alloc,
@@ -472,6 +891,25 @@ static const pf_device_ops gg_ops = {
     .claim = NULL,
     .running = gg_running,
     .stream = gg_stream,
+    .counters = gg_counters,
+    .destroy = gg_destroy,
+};
+
+/* gg_ops with the collectives (PATHFLOW_GUARDED_COLLECTIVES=1). */
+static const pf_device_ops gg_ops_collectives = {
+    .info = gg_info,
+    .alloc = gg_dev_alloc,
+    .copy = gg_copy,
+    .submit = gg_submit,
+    .ready = gg_ready,
+    .release = NULL,
+    .claim = NULL,
+    .running = gg_running,
+    .stream = gg_stream,
+    .comm_id = gg_comm_id_make,
+    .comm_join = gg_comm_join,
+    .comm_leave = gg_comm_leave,
+    .collective = gg_collective,
     .counters = gg_counters,
     .destroy = gg_destroy,
 };
@@ -504,6 +942,12 @@ int gg_device_create(const pf_device_host *host, int index, int rank, int64_t me
 }
 
 void gg_device_set_stage(pf_device *d, uint32_t stage) { ((gg_device *)d)->stage = stage; }
+
+/* Before the device is handed to the executor: its ops table is read
+ * without a lock. */
+void gg_device_set_collectives(pf_device *d, int on) {
+  d->ops = on ? &gg_ops_collectives : &gg_ops;
+}
 
 uint64_t gg_device_copies(const pf_device *d) {
   return atomic_load(&((const gg_device *)d)->copies);
@@ -625,7 +1069,8 @@ GG_EXPORT int pathflow_device_plugin_open(const pf_device_host *host,
                                           pf_device_plugin_result *out, char *err,
                                           size_t err_len) {
   int64_t n, bytes, stage;
-  int rc;
+  const char *coll_env = getenv("PATHFLOW_GUARDED_COLLECTIVES");
+  int rc, coll;
   memset(out, 0, sizeof *out);
   if (host == NULL || host->abi != PF_DEVICE_PLUGIN_ABI) {
     snprintf(err, err_len, "guarded GPU: built for plugin ABI %u, the runtime has %u",
@@ -642,7 +1087,16 @@ GG_EXPORT int pathflow_device_plugin_open(const pf_device_host *host,
              getenv("PATHFLOW_GUARDED_GPU_BYTES"));
     return PF_EINVAL;
   }
-  if (env_int64("PATHFLOW_GUARDED_STAGE", PF_STAGE_ALL, &stage) != 0 ||
+  if (coll_env != NULL && *coll_env != '\0' && strcmp(coll_env, "0") != 0 &&
+      strcmp(coll_env, "1") != 0) {
+    snprintf(err, err_len, "guarded GPU: PATHFLOW_GUARDED_COLLECTIVES=%s: want 0 or 1", coll_env);
+    return PF_EINVAL;
+  }
+  coll = coll_env != NULL && strcmp(coll_env, "1") == 0;
+  /* With its own collectives the device asks for no staging of them, as a
+   * CUDA device with NCCL does. */
+  if (env_int64("PATHFLOW_GUARDED_STAGE",
+                coll ? PF_STAGE_ALL & ~PF_STAGE_COLLECTIVES : PF_STAGE_ALL, &stage) != 0 ||
       (stage & ~(int64_t)PF_STAGE_ALL) != 0) {
     snprintf(err, err_len, "guarded GPU: PATHFLOW_GUARDED_STAGE=%s: want a mask in 0..%d",
              getenv("PATHFLOW_GUARDED_STAGE"), PF_STAGE_ALL);
@@ -670,10 +1124,11 @@ GG_EXPORT int pathflow_device_plugin_open(const pf_device_host *host,
       return rc;
     }
     gg_device_set_stage(out->devices[i], (uint32_t)stage);
+    gg_device_set_collectives(out->devices[i], coll);
   }
   out->n_devices = (int)n;
-  snprintf(out->what, sizeof out->what, "%d guarded GPUs (%lld MiB each, host-inaccessible)",
-           (int)n, (long long)(bytes >> 20));
+  snprintf(out->what, sizeof out->what, "%d guarded GPUs (%lld MiB each, host-inaccessible%s)",
+           (int)n, (long long)(bytes >> 20), coll ? ", in-process collectives" : "");
   return 0;
 }
 

@@ -31,6 +31,9 @@ int gg_device_create(const pf_device_host *host, int index, int rank, int64_t me
                      pf_clock *clock, pf_device **out);
 /* The pf_stage mask it reports (PF_STAGE_ALL unless set). */
 void gg_device_set_stage(pf_device *d, uint32_t stage);
+/* Gives it the collectives of PATHFLOW_GUARDED_COLLECTIVES=1 (comm_id,
+ * comm_join, comm_leave, collective), or takes them away (the default). */
+void gg_device_set_collectives(pf_device *d, int on);
 /* Copies it ran. */
 uint64_t gg_device_copies(const pf_device *d);
 /* The plugin's entry, PF_DEVICE_PLUGIN_SYMBOL (pf_device_plugin_open_fn). */

@@ -149,9 +149,29 @@ static pf_executable *build_allreduce(pf_device_kind kind) {
   return compile(g);
 }
 
+/* MPI collectives rank 0 has taken part in so far. */
+static uint64_t transport_collectives(void) {
+  pf_counters *c;
+  uint64_t n;
+  OK(pf_counters_get(ctx, 0, &c));
+  n = c->collectives;
+  pf_counters_free(c);
+  return n;
+}
+
+/* With devices that run collectives themselves (the guarded GPU with
+ * PATHFLOW_GUARDED_COLLECTIVES=1, or NCCL), the GPU run's allreduce goes
+ * through the devices, not through the transport: the CPU run's does. */
 static void test_allreduce_across_ranks(void **state) {
+  const char *dc = getenv("PATHFLOW_GUARDED_COLLECTIVES");
+  uint64_t before = transport_collectives();
   (void)state;
   compare(build_allreduce, pf_spec_2d(PF_F32, 4096, 64), 1, (const char *[]){"s"});
+  /* 3 runs: 2 on GPUs, 1 on CPUs. */
+  if (dc != NULL && strcmp(dc, "1") == 0)
+    assert_int_equal(transport_collectives() - before, 1);
+  else if (getenv("PATHFLOW_CUDA") == NULL || strcmp(getenv("PATHFLOW_CUDA"), "1") != 0)
+    assert_int_equal(transport_collectives() - before, 3);
 }
 
 /* Ops run so far by local device `local` of rank `rank`. */

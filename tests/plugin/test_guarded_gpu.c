@@ -544,6 +544,338 @@ static void test_kernel_host_memory_aborts(void **state) {
   assert_int_equal(child_signal(call_with_host, (void *)gpu_add()), SIGABRT);
 }
 
+/* ---- collectives on device memory --------------------------------------- */
+
+/* Opens the plugin through its entry with the fake host: one device. */
+static pf_device *open_one(int *rc_out) {
+  pf_device_plugin_args args = {.rank = 0, .first_index = 3, .max_devices = 1, .required = 1,
+                                .clock = &f_clock, .registry = NULL};
+  pf_device_plugin_result res;
+  char err[256] = "";
+  *rc_out = pathflow_device_plugin_open(&host, &args, &res, err, sizeof err);
+  if (*rc_out != 0) return NULL;
+  assert_int_equal(res.n_devices, 1);
+  return res.devices[0];
+}
+
+/* Without PATHFLOW_GUARDED_COLLECTIVES the ops are NULL and everything is
+ * staged; with it, the ops are there and collectives are not staged,
+ * unless PATHFLOW_GUARDED_STAGE says otherwise. */
+static void test_collectives_env(void **state) {
+  pf_device *d;
+  pf_device_info info;
+  int rc;
+  (void)state;
+  unsetenv("PATHFLOW_GUARDED_COLLECTIVES");
+  unsetenv("PATHFLOW_GUARDED_STAGE");
+  unsetenv("PATHFLOW_GUARDED_GPUS");
+  d = open_one(&rc);
+  assert_int_equal(rc, 0);
+  assert_null(d->ops->comm_id);
+  assert_null(d->ops->comm_join);
+  assert_null(d->ops->comm_leave);
+  assert_null(d->ops->collective);
+  d->ops->info(d, &info);
+  assert_int_equal(info.stage, PF_STAGE_ALL);
+  d->ops->destroy(d);
+  setenv("PATHFLOW_GUARDED_COLLECTIVES", "0", 1);
+  d = open_one(&rc);
+  assert_null(d->ops->collective);
+  d->ops->destroy(d);
+  setenv("PATHFLOW_GUARDED_COLLECTIVES", "1", 1);
+  d = open_one(&rc);
+  assert_non_null(d->ops->comm_id);
+  assert_non_null(d->ops->comm_join);
+  assert_non_null(d->ops->comm_leave);
+  assert_non_null(d->ops->collective);
+  d->ops->info(d, &info);
+  assert_int_equal(info.stage, PF_STAGE_ALL & ~PF_STAGE_COLLECTIVES);
+  d->ops->destroy(d);
+  setenv("PATHFLOW_GUARDED_STAGE", "7", 1);
+  d = open_one(&rc);
+  d->ops->info(d, &info);
+  assert_int_equal(info.stage, PF_STAGE_ALL);
+  assert_non_null(d->ops->collective);
+  d->ops->destroy(d);
+  unsetenv("PATHFLOW_GUARDED_STAGE");
+  setenv("PATHFLOW_GUARDED_COLLECTIVES", "yes", 1);
+  assert_null(open_one(&rc));
+  assert_int_equal(rc, PF_EINVAL);
+  unsetenv("PATHFLOW_GUARDED_COLLECTIVES");
+}
+
+/* One collective of the sequence every member runs. */
+typedef struct coll_round {
+  int kind, op;
+  pf_dtype dtype;
+  size_t count;
+  unsigned alias; /* members whose out is their in */
+  int root;       /* broadcast; -1: the last member */
+  int skew;       /* member k posts count + k elements: a mismatch */
+  int want_rc;
+} coll_round;
+
+static const coll_round rounds[] = {
+    {PF_ALLREDUCE, PF_REDUCE_SUM, PF_F32, 1000, 0x0, 0, 0, 0},
+    {PF_ALLREDUCE, PF_REDUCE_SUM, PF_F64, 333, 0x2, 0, 0, 0},
+    {PF_ALLREDUCE, PF_REDUCE_SUM, PF_I32, 1000, 0x7, 0, 0, 0},
+    {PF_ALLREDUCE, PF_REDUCE_SUM, PF_F32, 4097, 0x1, 0, 0, 0},
+    {PF_ALLREDUCE, PF_REDUCE_SUM, PF_I64, 17, 0x1, 0, 0, 0},
+    {PF_ALLREDUCE, PF_REDUCE_MAX, PF_F32, 100, 0x0, 0, 0, 0},
+    {PF_ALLREDUCE, PF_REDUCE_MIN, PF_I32, 100, 0x4, 0, 0, 0},
+    {PF_ALLREDUCE, PF_REDUCE_MEAN, PF_F64, 100, 0x1, 0, 0, 0},
+    {PF_BROADCAST, 0, PF_F32, 1000, 0x7, -1, 0, 0},
+    {PF_BROADCAST, 0, PF_I64, 10, 0x0, 0, 0, 0},
+    {PF_ALLREDUCE, PF_REDUCE_SUM, PF_F32, 0, 0x0, 0, 0, 0},
+    /* Refused, by every member alike; the next ones still run. */
+    {PF_ALLREDUCE, PF_REDUCE_SUM, PF_F32, 10, 0x0, 0, 1, PF_EINVAL},
+    {PF_ALLREDUCE, PF_REDUCE_SUM, PF_U8, 10, 0x0, 0, 0, PF_ENOTSUP},
+    {PF_ALLREDUCE, PF_REDUCE_MEAN, PF_I32, 10, 0x0, 0, 0, PF_ENOTSUP},
+    {PF_ALLGATHER, 0, PF_F32, 10, 0x0, 0, 0, PF_ENOTSUP},
+    {PF_ALLREDUCE, PF_REDUCE_SUM, PF_F64, 50, 0x3, 0, 0, 0},
+};
+#define N_ROUNDS (sizeof rounds / sizeof rounds[0])
+#define MAX_MEMBERS 3
+
+static size_t dt_size(pf_dtype dt) {
+  return dt == PF_F64 || dt == PF_I64 ? 8 : dt == PF_U8 ? 1 : 4;
+}
+
+/* Member me's input element i in round r: different per member; every
+ * fifth f32 element is 1e8, 1, -1e8 by member, whose f32 sum depends on
+ * the order of the members. */
+static void input_of(const coll_round *c, int r, int me, void *buf, size_t count) {
+  for (size_t i = 0; i < count; i++) {
+    double v = (double)((me * 7 + (int)i * 3 + r) % 11 - 5) * 0.375 + (double)me * 0.1;
+    int64_t iv = (int64_t)(me + 1) * 1000 + (int64_t)i - (int64_t)r * 7 - (me == 1 ? 3000 : 0);
+    switch (c->dtype) {
+      case PF_F32:
+        ((float *)buf)[i] = i % 5 == 0 ? (me == 0 ? 1e8f : me == 1 ? 1.0f : -1e8f) : (float)v;
+        break;
+      case PF_F64: ((double *)buf)[i] = v; break;
+      case PF_I32: ((int32_t *)buf)[i] = (int32_t)iv; break;
+      case PF_I64: ((int64_t *)buf)[i] = iv * 1000003; break;
+      default: ((uint8_t *)buf)[i] = (uint8_t)iv; break;
+    }
+  }
+}
+
+#define REF_OP(T)                                                               \
+  do {                                                                          \
+    T *a = acc;                                                                 \
+    const T *s = src;                                                           \
+    for (size_t i = 0; i < count; i++)                                          \
+      a[i] = op == PF_REDUCE_MAX   ? (s[i] > a[i] ? s[i] : a[i])                \
+             : op == PF_REDUCE_MIN ? (s[i] < a[i] ? s[i] : a[i])                \
+                                   : a[i] + s[i];                               \
+  } while (0)
+
+/* What every member must get: the members' inputs in member order. */
+static void *reference(const coll_round *c, int r, int n) {
+  size_t bytes = c->count * dt_size(c->dtype), count = c->count;
+  void *acc = malloc(bytes + 1), *src = malloc(bytes + 1);
+  int op = c->op;
+  if (c->kind == PF_BROADCAST) {
+    input_of(c, r, c->root < 0 ? n - 1 : c->root, acc, count);
+    free(src);
+    return acc;
+  }
+  input_of(c, r, 0, acc, count);
+  for (int k = 1; k < n; k++) {
+    input_of(c, r, k, src, count);
+    if (c->dtype == PF_F32) REF_OP(float);
+    if (c->dtype == PF_F64) REF_OP(double);
+    if (c->dtype == PF_I32) REF_OP(int32_t);
+    if (c->dtype == PF_I64) REF_OP(int64_t);
+  }
+  if (op == PF_REDUCE_MEAN && c->dtype == PF_F64)
+    for (size_t i = 0; i < count; i++) ((double *)acc)[i] /= (double)n;
+  free(src);
+  return acc;
+}
+
+typedef struct member {
+  pf_device *d;
+  const uint8_t *id;
+  size_t id_len;
+  int n, me;
+  int join_rc;
+  int rc[N_ROUNDS];
+  pf_diag diag[N_ROUNDS];
+  void *got[N_ROUNDS]; /* host copies of out */
+  void *comm;
+} member;
+
+/* A member's thread: joins, then runs every round, arriving in a different
+ * order each time. No cmocka asserts here: the main thread checks. */
+static void *member_main(void *arg) {
+  member *m = arg;
+  pf_diag jd = {0};
+  m->join_rc = m->d->ops->comm_join(m->d, m->id, m->id_len, m->n, m->me, &m->comm, &jd);
+  if (m->join_rc != 0) return NULL;
+  for (int r = 0; r < (int)N_ROUNDS; r++) {
+    const coll_round *c = &rounds[r];
+    size_t count = c->count + (c->skew ? (size_t)m->me : 0);
+    size_t bytes = count * dt_size(c->dtype);
+    void *in = gg_alloc(bytes), *out = (c->alias >> m->me) & 1 ? in : gg_alloc(bytes);
+    pf_device_collective dc = {.kind = c->kind, .reduce_op = c->op, .dtype = c->dtype,
+                               .count = count, .root = c->root < 0 ? m->n - 1 : c->root,
+                               .in = in, .out = out, .comm = m->comm};
+    input_of(c, r, m->me, gg_shadow(in), count);
+    sleep_ms((m->me + r) % m->n);
+    m->rc[r] = m->d->ops->collective(m->d, &dc, &m->diag[r]);
+    m->got[r] = malloc(bytes + 1);
+    memcpy(m->got[r], gg_shadow(out), bytes);
+    if (out != in) gg_free(out, bytes);
+    gg_free(in, bytes);
+  }
+  m->d->ops->comm_leave(m->d, m->comm);
+  return NULL;
+}
+
+static void run_members(int n) {
+  pf_device *dev[MAX_MEMBERS];
+  member m[MAX_MEMBERS];
+  pthread_t t[MAX_MEMBERS];
+  uint8_t id[PF_COMM_ID_MAX];
+  size_t id_len = 0;
+  size_t live0 = gg_live_bytes();
+  for (int k = 0; k < n; k++) {
+    assert_int_equal(gg_device_create(&host, k, k, 1 << 20, &f_clock, &dev[k]), 0);
+    gg_device_set_collectives(dev[k], 1);
+  }
+  assert_int_equal(dev[0]->ops->comm_id(dev[0], id, &id_len), 0);
+  assert_true(id_len > 0 && id_len <= PF_COMM_ID_MAX);
+  for (int k = 0; k < n; k++) {
+    memset(&m[k], 0, sizeof m[k]);
+    m[k] = (member){.d = dev[k], .id = id, .id_len = id_len, .n = n, .me = k};
+    assert_int_equal(pthread_create(&t[k], NULL, member_main, &m[k]), 0);
+  }
+  for (int k = 0; k < n; k++) pthread_join(t[k], NULL);
+  for (int k = 0; k < n; k++) assert_int_equal(m[k].join_rc, 0);
+  for (int r = 0; r < (int)N_ROUNDS; r++) {
+    const coll_round *c = &rounds[r];
+    size_t bytes = c->count * dt_size(c->dtype);
+    void *want = c->want_rc == 0 ? reference(c, r, n) : NULL;
+    for (int k = 0; k < n; k++) {
+      assert_int_equal(m[k].rc[r], c->want_rc);
+      if (c->want_rc != 0) {
+        /* Named in the diag, not only coded. */
+        assert_int_equal(m[k].diag[r].code, c->want_rc);
+        assert_true(strlen(m[k].diag[r].msg) > 0);
+      } else {
+        assert_int_equal(m[k].diag[r].code, 0);
+        /* Bit for bit, on every member. */
+        assert_memory_equal(m[k].got[r], want, bytes);
+      }
+      free(m[k].got[r]);
+    }
+    free(want);
+  }
+  for (int k = 0; k < n; k++) dev[k]->ops->destroy(dev[k]);
+  assert_int_equal(gg_live_bytes(), live0);
+}
+
+static void test_collectives_2(void **state) {
+  (void)state;
+  run_members(2);
+}
+
+static void test_collectives_3(void **state) {
+  (void)state;
+  run_members(3);
+  /* And the order of the members counts: (1e8 + 1) - 1e8 in f32. */
+  {
+    float a = 1e8f, b = 1.0f, c = -1e8f;
+    assert_true((a + b) + c != (a + c) + b);
+  }
+}
+
+/* Ids: each new; joins refused when they cannot work. */
+static void test_comm_join_checks(void **state) {
+  pf_device *d = new_device(1 << 20);
+  uint8_t id[PF_COMM_ID_MAX], id2[PF_COMM_ID_MAX];
+  size_t len, len2;
+  void *comm = NULL, *other = NULL;
+  pf_diag diag = {0};
+  (void)state;
+  gg_device_set_collectives(d, 1);
+  assert_int_equal(d->ops->comm_id(d, id, &len), 0);
+  assert_int_equal(d->ops->comm_id(d, id2, &len2), 0);
+  assert_int_equal(len, len2);
+  assert_true(memcmp(id, id2, len) != 0);
+  /* One member: joined at once; a collective of one copies in to out. */
+  assert_int_equal(d->ops->comm_join(d, id, len, 1, 0, &comm, &diag), 0);
+  assert_non_null(comm);
+  {
+    double *in = gg_alloc(64), *out = gg_alloc(64);
+    pf_device_collective c = {.kind = PF_ALLREDUCE, .reduce_op = PF_REDUCE_MEAN,
+                              .dtype = PF_F64, .count = 8, .in = in, .out = out, .comm = comm};
+    for (int i = 0; i < 8; i++) ((double *)gg_shadow(in))[i] = i * 1.5;
+    assert_int_equal(d->ops->collective(d, &c, &diag), 0);
+    assert_memory_equal(gg_shadow(out), gg_shadow(in), 64);
+    gg_free(in, 64);
+    gg_free(out, 64);
+  }
+  /* The same member again, or as one of another count. */
+  assert_int_equal(d->ops->comm_join(d, id, len, 1, 0, &other, &diag), PF_EINVAL);
+  assert_null(other);
+  assert_true(strstr(diag.msg, "already") != NULL);
+  memset(&diag, 0, sizeof diag);
+  assert_int_equal(d->ops->comm_join(d, id, len, 2, 1, &other, &diag), PF_EINVAL);
+  memset(&diag, 0, sizeof diag);
+  /* Not an id, a member out of range. */
+  assert_int_equal(d->ops->comm_join(d, id, len - 1, 1, 0, &other, &diag), PF_EINVAL);
+  memset(&diag, 0, sizeof diag);
+  assert_int_equal(d->ops->comm_join(d, id2, len2, 2, 2, &other, &diag), PF_EINVAL);
+  memset(&diag, 0, sizeof diag);
+  /* An id of another process: refused at once, not waited on. */
+  id2[4] ^= 0x55;
+  assert_int_equal(d->ops->comm_join(d, id2, len2, 2, 0, &other, &diag), PF_ENOTSUP);
+  assert_true(strstr(diag.msg, "process") != NULL);
+  d->ops->comm_leave(d, comm);
+  /* Left by every member: the id is free of the table again. */
+  memset(&diag, 0, sizeof diag);
+  assert_int_equal(d->ops->comm_join(d, id, len, 1, 0, &comm, &diag), 0);
+  d->ops->comm_leave(d, comm);
+  d->ops->destroy(d);
+}
+
+/* A collective given host memory aborts; so does a member left waiting
+ * for one that never joins or never comes. */
+static void collective_host_in(void *arg) {
+  pf_device *d = arg;
+  uint8_t id[PF_COMM_ID_MAX];
+  size_t len;
+  void *comm;
+  float h[4] = {0};
+  pf_diag diag = {0};
+  pf_device_collective c = {.kind = PF_ALLREDUCE, .dtype = PF_F32, .count = 4, .in = h,
+                            .out = gg_alloc(16)};
+  d->ops->comm_id(d, id, &len);
+  if (d->ops->comm_join(d, id, len, 1, 0, &comm, &diag) != 0) _exit(2);
+  c.comm = comm;
+  d->ops->collective(d, &c, &diag);
+}
+static void join_alone(void *arg) {
+  pf_device *d = arg;
+  uint8_t id[PF_COMM_ID_MAX];
+  size_t len;
+  void *comm;
+  pf_diag diag = {0};
+  setenv("PATHFLOW_GUARDED_COMM_TIMEOUT", "1", 1);
+  d->ops->comm_id(d, id, &len);
+  d->ops->comm_join(d, id, len, 2, 1, &comm, &diag);
+}
+static void test_collective_aborts(void **state) {
+  pf_device *d = new_device(1 << 20);
+  (void)state;
+  gg_device_set_collectives(d, 1);
+  assert_int_equal(child_signal(collective_host_in, d), SIGABRT);
+  assert_int_equal(child_signal(join_alone, d), SIGABRT);
+  d->ops->destroy(d);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_alloc),
@@ -555,6 +887,11 @@ int main(void) {
       cmocka_unit_test(test_queue),
       cmocka_unit_test(test_kernels),
       cmocka_unit_test(test_kernel_host_memory_aborts),
+      cmocka_unit_test(test_collectives_env),
+      cmocka_unit_test(test_collectives_2),
+      cmocka_unit_test(test_collectives_3),
+      cmocka_unit_test(test_comm_join_checks),
+      cmocka_unit_test(test_collective_aborts),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }
