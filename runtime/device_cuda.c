@@ -16,6 +16,7 @@
 #include "cuda/error.h"
 #include "cuda/event.h"
 #include "cuda/kernels.h"
+#include "cuda/nccl.h"
 #include "cuda/stream.h"
 #include "pathflow/error.h"
 #include "runtime/executor.h"
@@ -326,9 +327,12 @@ static void cuda_info(pf_device *d, pf_device_info *out) {
   out->index = c->cfg.index;
   out->memory_bytes = c->cfg.memory_bytes;
   out->own_memory = 1;
-  /* Collectives reduce on the host (no NCCL yet): staged. Transfers too,
-   * unless the transport is CUDA-aware and sends from device memory. */
-  out->stage = c->cfg.transport_cuda_memory ? PF_STAGE_ALL & ~PF_STAGE_TRANSFERS : PF_STAGE_ALL;
+  /* Local collectives reduce on the host: staged. Collectives between ranks
+   * too, unless NCCL runs them here; transfers unless the transport is
+   * CUDA-aware and sends from device memory. */
+  out->stage = PF_STAGE_ALL;
+  if (c->base.ops->collective != NULL) out->stage &= ~(uint32_t)PF_STAGE_COLLECTIVES;
+  if (c->cfg.transport_cuda_memory) out->stage &= ~(uint32_t)PF_STAGE_TRANSFERS;
 }
 
 static void cuda_submit(pf_device *d, pf_part *pt) {
@@ -594,6 +598,35 @@ static void cuda_destroy(pf_device *d) {
   device_unref(c);
 }
 
+/* ---- collectives between ranks (NCCL, cuda/nccl.h) ------------------------------ */
+
+static int cuda_comm_id(pf_device *d, uint8_t *id, size_t *len) {
+  (void)d;
+  *len = PF_NCCL_ID_BYTES;
+  return pf_nccl_id(id, NULL);
+}
+
+static int cuda_comm_join(pf_device *d, const uint8_t *id, size_t len, int n, int me, void **comm,
+                          pf_diag *diag) {
+  if (len < PF_NCCL_ID_BYTES)
+    return pf_diag_error(diag, PF_EINVAL, "cuda device: a communicator id of %zu bytes", len);
+  return pf_nccl_join(((cuda_device *)d)->cfg.ordinal, id, n, me, comm, diag);
+}
+
+static void cuda_comm_leave(pf_device *d, void *comm) {
+  (void)d;
+  pf_nccl_leave(comm);
+}
+
+/* On the launcher, as a kernel is: queued on the stream, its event after
+ * it; the stream waits for the other members. */
+static int cuda_collective(pf_device *d, const pf_device_collective *x, pf_diag *diag) {
+  cuda_device *c = (cuda_device *)d;
+  return pf_nccl_collective(c->stream->stream, x->comm, (pf_collective_kind)x->kind,
+                            (pf_reduce_op)x->reduce_op, x->dtype, x->count, x->root, x->in,
+                            x->out, diag);
+}
+
 static const pf_device_ops cuda_ops = {
     .info = cuda_info,
     .alloc = cuda_alloc,
@@ -608,6 +641,25 @@ static const pf_device_ops cuda_ops = {
     .destroy = cuda_destroy,
 };
 
+/* The same with NCCL's collectives (pf_nccl_available). */
+static const pf_device_ops cuda_nccl_ops = {
+    .info = cuda_info,
+    .alloc = cuda_alloc,
+    .alloc_host = cuda_alloc_host,
+    .copy = cuda_copy,
+    .submit = cuda_submit,
+    .ready = cuda_ready,
+    .release = NULL,
+    .running = cuda_running,
+    .stream = cuda_stream,
+    .comm_id = cuda_comm_id,
+    .comm_join = cuda_comm_join,
+    .comm_leave = cuda_comm_leave,
+    .collective = cuda_collective,
+    .counters = cuda_counters,
+    .destroy = cuda_destroy,
+};
+
 int pf_cuda_device_create(const pf_cuda_device_config *cfg, pf_device **out, pf_diag *diag) {
   cuda_device *c;
   char name[32];
@@ -615,7 +667,7 @@ int pf_cuda_device_create(const pf_cuda_device_config *cfg, pf_device **out, pf_
   *out = NULL;
   if ((c = calloc(1, sizeof *c)) == NULL)
     return pf_diag_error(diag, PF_ENOMEM, "cuda device: out of memory");
-  c->base.ops = &cuda_ops;
+  c->base.ops = pf_nccl_available() ? &cuda_nccl_ops : &cuda_ops;
   c->cfg = *cfg;
   c->running.rank = cfg->rank;
   atomic_init(&c->refs, 1);
@@ -655,7 +707,9 @@ int pf_cuda_device_create(const pf_cuda_device_config *cfg, pf_device **out, pf_
 }
 
 pf_cuda_pool *pf_cuda_device_pool(pf_device *d) {
-  return d != NULL && d->ops == &cuda_ops ? ((cuda_device *)d)->pool : NULL;
+  return d != NULL && (d->ops == &cuda_ops || d->ops == &cuda_nccl_ops)
+             ? ((cuda_device *)d)->pool
+             : NULL;
 }
 
 /* ---- kernels ------------------------------------------------------------------- */
