@@ -24,6 +24,10 @@ static struct {
                              ncclComm_t, cudaStream_t);
   ncclResult_t (*broadcast)(const void *, void *, size_t, ncclDataType_t, int, ncclComm_t,
                             cudaStream_t);
+  ncclResult_t (*all_gather)(const void *, void *, size_t, ncclDataType_t, ncclComm_t,
+                             cudaStream_t);
+  ncclResult_t (*reduce_scatter)(const void *, void *, size_t, ncclDataType_t, ncclRedOp_t,
+                                 ncclComm_t, cudaStream_t);
   const char *(*error_string)(ncclResult_t);
   int ok;
 } nccl;
@@ -38,9 +42,11 @@ static void nccl_open(void) {
   *(void **)&nccl.comm_destroy = dlsym(h, "ncclCommDestroy");
   *(void **)&nccl.all_reduce = dlsym(h, "ncclAllReduce");
   *(void **)&nccl.broadcast = dlsym(h, "ncclBroadcast");
+  *(void **)&nccl.all_gather = dlsym(h, "ncclAllGather");
+  *(void **)&nccl.reduce_scatter = dlsym(h, "ncclReduceScatter");
   *(void **)&nccl.error_string = dlsym(h, "ncclGetErrorString");
   nccl.ok = nccl.get_unique_id && nccl.comm_init_rank && nccl.comm_destroy && nccl.all_reduce &&
-            nccl.broadcast && nccl.error_string;
+            nccl.broadcast && nccl.all_gather && nccl.reduce_scatter && nccl.error_string;
 }
 
 int pf_nccl_available(void) {
@@ -110,7 +116,16 @@ int pf_nccl_collective(cudaStream_t stream, void *comm, pf_collective_kind kind,
                       (ncclComm_t)comm, stream);
   } else if (kind == PF_BROADCAST) {
     r = nccl.broadcast(in, out, count, (ncclDataType_t)types[dtype], root, (ncclComm_t)comm,
-                      stream);
+                       stream);
+  } else if (kind == PF_ALLGATHER) {
+    r = nccl.all_gather(in, out, count, (ncclDataType_t)types[dtype], (ncclComm_t)comm, stream);
+  } else if (kind == PF_REDUCE_SCATTER) {
+    int integer = dtype == PF_I32 || dtype == PF_I64 || dtype == PF_U8;
+    if ((unsigned)reduce_op >= PF_REDUCE_COUNT || (reduce_op == PF_REDUCE_MEAN && integer))
+      return pf_diag_error(diag, PF_ENOTSUP, "NCCL: reduction %d on %s", (int)reduce_op,
+                           pf_dtype_name(dtype));
+    r = nccl.reduce_scatter(in, out, count, (ncclDataType_t)types[dtype], ops[reduce_op],
+                            (ncclComm_t)comm, stream);
   } else {
     return pf_diag_error(diag, PF_ENOTSUP, "NCCL: collective kind %d", (int)kind);
   }

@@ -34,8 +34,9 @@ int pf_nccl_id(uint8_t *id, pf_diag *diag);
 int pf_nccl_join(int ordinal, const uint8_t *id, int n, int me, void **comm, pf_diag *diag);
 void pf_nccl_leave(void *comm);
 
-/* Queues an allreduce (reduce_op: sum, max, min, mean) or a broadcast
- * (root: a member index) of `count` elements of dtype on `stream`.
+/* Queues an allreduce (reduce_op: sum, max, min, mean), a broadcast
+ * (root: a member index), an allgather or a reduce-scatter on `stream`;
+ * `count` is each member's share, as in pf_device_collective.
  * Errors: PF_ENOTSUP (a kind, dtype or mean on integers NCCL lacks),
  * PF_ESYS (NCCL's), each in diag. */
 int pf_nccl_collective(cudaStream_t stream, void *comm, pf_collective_kind kind,

@@ -61,16 +61,23 @@ typedef struct pf_part {
 
 /* Collectives between ranks that a device runs on its own memory (NCCL on
  * GPUs), for a device whose stage lacks PF_STAGE_COLLECTIVES: the
- * scheduler leaves allreduce and broadcast over such devices, one per rank,
- * unstaged, and the executor runs the op on the device's queue (see
- * docs/architecture.md, "Collectives on GPUs"). */
+ * scheduler leaves allreduce, broadcast, and allgather and reduce-scatter
+ * of contiguous blocks over such devices, one per rank, unstaged, and the
+ * executor runs the op on the device's queue (see docs/architecture.md,
+ * "Collectives on GPUs"). */
 #define PF_COMM_ID_MAX 128
 
 typedef struct pf_device_collective {
-  int kind;       /* pf_collective_kind: PF_ALLREDUCE or PF_BROADCAST */
-  int reduce_op;  /* pf_reduce_op, for allreduce */
+  int kind;       /* pf_collective_kind: allreduce, broadcast, allgather,
+                   * reduce-scatter */
+  int reduce_op;  /* pf_reduce_op, for allreduce and reduce-scatter (MEAN:
+                   * the device divides) */
   pf_dtype dtype;
-  size_t count;   /* elements of in and of out */
+  /* Each member's share, in elements: of in and out (allreduce,
+   * broadcast); of in, out holding n of them in member order (allgather);
+   * of out, in holding n blocks of it, block k for member k
+   * (reduce-scatter). */
+  size_t count;
   int root;       /* broadcast: the root's index in the communicator */
   const void *in; /* device memory */
   void *out;      /* device memory; may be in */

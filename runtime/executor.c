@@ -126,9 +126,16 @@ const pf_plan *pf_loaded_plan(const pf_loaded *l) { return l->plan; }
 /* 1 if op is a collective between ranks that its device runs itself: the
  * scheduler left it on device memory (NCCL; see pf_device_collective). */
 static int device_collective(const pf_loaded *l, const pf_plan_op *op) {
-  return op->kind == PF_OP_COLLECTIVE && op->comm >= 0 && l->runs_collectives != NULL &&
-         l->runs_collectives[op->device] && !l->plan->buffers[op->inputs[0]].host &&
-         (op->collective == PF_ALLREDUCE || op->collective == PF_BROADCAST);
+  const pf_spec *in;
+  int contiguous = 1;
+  if (op->kind != PF_OP_COLLECTIVE || op->comm < 0 || l->runs_collectives == NULL ||
+      !l->runs_collectives[op->device] || l->plan->buffers[op->inputs[0]].host)
+    return 0;
+  /* Gathered or scattered blocks must be whole runs of memory. */
+  in = l->plan->buffers[op->inputs[0]].spec;
+  for (int a = 0; a < op->axis && a < in->rank; a++) contiguous &= in->dims[a] == 1;
+  return op->collective == PF_ALLREDUCE || op->collective == PF_BROADCAST ||
+         ((op->collective == PF_ALLGATHER || op->collective == PF_REDUCE_SCATTER) && contiguous);
 }
 
 static int build_indexes(pf_loaded *l, int num_devices) {
@@ -668,7 +675,10 @@ static void run_device_collective(pf_step *s, uint32_t i) {
   c.kind = op->collective;
   c.reduce_op = op->reduce_op;
   c.dtype = p->buffers[op->inputs[0]].spec->dtype;
-  c.count = (size_t)pf_spec_numel(p->buffers[op->inputs[0]].spec);
+  c.count = (size_t)pf_spec_numel(
+      p->buffers[op->kind == PF_OP_COLLECTIVE && op->collective == PF_REDUCE_SCATTER
+                     ? op->outputs[0]
+                     : op->inputs[0]].spec);
   c.root = op->root;
   c.in = in->data;
   c.out = out->data;

@@ -762,7 +762,8 @@ static int collective_check(const gg_comm *c, const gg_device *g, pf_diag *diag)
   for (int k = 1; k < c->n; k++) {
     const pf_device_collective *b = &c->posts[k].c;
     if (b->kind != a->kind || b->dtype != a->dtype || b->count != a->count ||
-        (a->kind == PF_ALLREDUCE && b->reduce_op != a->reduce_op) ||
+        ((a->kind == PF_ALLREDUCE || a->kind == PF_REDUCE_SCATTER) &&
+         b->reduce_op != a->reduce_op) ||
         (a->kind == PF_BROADCAST && b->root != a->root))
       return diag_set(diag, PF_EINVAL,
                       "guarded GPU %d (rank %d): communicator %s: member %d runs %s (dtype "
@@ -772,13 +773,14 @@ static int collective_check(const gg_comm *c, const gg_device *g, pf_diag *diag)
                       b->count, b->reduce_op, b->root, kind_name(a->kind), (int)a->dtype,
                       a->count, a->reduce_op, a->root);
   }
-  if (a->kind != PF_ALLREDUCE && a->kind != PF_BROADCAST)
+  if (a->kind != PF_ALLREDUCE && a->kind != PF_BROADCAST && a->kind != PF_ALLGATHER &&
+      a->kind != PF_REDUCE_SCATTER)
     return diag_set(diag, PF_ENOTSUP, "guarded GPU %d (rank %d): collective %s (%d) on device",
                     g->index, g->rank, kind_name(a->kind), a->kind);
   if (reduce_dtype_size(a->dtype) == 0)
     return diag_set(diag, PF_ENOTSUP, "guarded GPU %d (rank %d): %s of dtype %d on device",
                     g->index, g->rank, kind_name(a->kind), (int)a->dtype);
-  if (a->kind == PF_ALLREDUCE &&
+  if ((a->kind == PF_ALLREDUCE || a->kind == PF_REDUCE_SCATTER) &&
       (a->reduce_op < 0 || a->reduce_op >= PF_REDUCE_COUNT ||
        (a->reduce_op == PF_REDUCE_MEAN && a->dtype != PF_F32 && a->dtype != PF_F64)))
     return diag_set(diag, PF_ENOTSUP, "guarded GPU %d (rank %d): allreduce op %d of dtype %d",
@@ -827,12 +829,15 @@ static int gg_collective(pf_device *d, const pf_device_collective *c, pf_diag *d
   gg_device *g = (gg_device *)d;
   gg_member *m = c->comm;
   gg_comm *cm;
-  size_t es = reduce_dtype_size(c->dtype), bytes = es * c->count;
+  size_t es = reduce_dtype_size(c->dtype), bytes = es * c->count, out_bytes;
   void *out = NULL, *tmp = NULL;
   const void *in = NULL;
   int rc;
   if (m == NULL) die("device %d (rank %d): collective without a communicator", g->index, g->rank);
   cm = m->comm;
+  /* count is each member's share (runtime/device.h): an allgather's out
+   * holds n of them. */
+  out_bytes = c->kind == PF_ALLGATHER ? bytes * (size_t)cm->n : bytes;
   /* Pointers as the kernels check them: device memory, translated. An
    * empty collective moves nothing (its pointers are not looked at). */
   if (bytes > 0) {
@@ -842,7 +847,7 @@ static int gg_collective(pf_device *d, const pf_device_collective *c, pf_diag *d
     if ((out = gg_shadow(c->out)) == NULL)
       die("device %d (rank %d): %s on communicator %s: out %p is not device memory", g->index,
           g->rank, kind_name(c->kind), cm->name, c->out);
-    tmp = malloc(bytes);
+    tmp = malloc(out_bytes);
   }
   pthread_mutex_lock(&comms.lock);
   cm->posts[m->me].c = *c;
@@ -856,10 +861,15 @@ static int gg_collective(pf_device *d, const pf_device_collective *c, pf_diag *d
                     g->rank, bytes, kind_name(c->kind));
     } else if (c->kind == PF_BROADCAST) {
       memcpy(tmp, cm->posts[c->root].in, bytes);
+    } else if (c->kind == PF_ALLGATHER) {
+      for (int k = 0; k < cm->n; k++)
+        memcpy((char *)tmp + (size_t)k * bytes, cm->posts[k].in, bytes);
     } else {
-      memcpy(tmp, cm->posts[0].in, bytes);
+      /* Allreduce: the whole; reduce-scatter: block `me` of every input. */
+      size_t at = c->kind == PF_REDUCE_SCATTER ? (size_t)m->me * bytes : 0;
+      memcpy(tmp, (const char *)cm->posts[0].in + at, bytes);
       for (int k = 1; k < cm->n; k++)
-        reduce_into(tmp, cm->posts[k].in, c->count, c->dtype, c->reduce_op);
+        reduce_into(tmp, (const char *)cm->posts[k].in + at, c->count, c->dtype, c->reduce_op);
       /* MEAN: the sum over the members divided by their count, as
        * pf_reduce_finish does after a staged allreduce. */
       if (c->reduce_op == PF_REDUCE_MEAN && cm->n > 1) {
@@ -873,7 +883,7 @@ static int gg_collective(pf_device *d, const pf_device_collective *c, pf_diag *d
   pthread_mutex_lock(&comms.lock);
   comm_barrier_locked(cm, g, m->me, "for the others to read the inputs");
   pthread_mutex_unlock(&comms.lock);
-  if (rc == 0 && bytes > 0) memcpy(out, tmp, bytes);
+  if (rc == 0 && bytes > 0) memcpy(out, tmp, out_bytes);
   pthread_mutex_lock(&comms.lock);
   comm_barrier_locked(cm, g, m->me, "for the others to write their results");
   pthread_mutex_unlock(&comms.lock);

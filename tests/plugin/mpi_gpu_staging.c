@@ -192,6 +192,59 @@ static uint64_t device_ops(int rank, int local) {
  * rank, then across, of y = 1x, and z = 2s after it (kernels on both
  * sides keep the value on the GPUs: each of the four runs ops). Compared
  * with a host reference (the CPU slices have one device per rank). */
+/* ---- allgather and reduce-scatter across ranks ------------------------------ */
+
+static pf_value_t collective(pf_graph *g, pf_collective_kind kind, pf_slice_t s, pf_value_t x,
+                             int axis) {
+  pf_value_t y;
+  OK(pf_graph_collective(g, &(pf_collective_desc){.kind = kind, .slice = s, .in = x,
+                                                  .op = PF_REDUCE_SUM, .axis = axis},
+                         &y, NULL));
+  return y;
+}
+
+/* x [64, 48] split by rows over one device per rank: gathered along rows
+ * (blocks that are whole runs of memory: a device may run it) and, split
+ * by columns, along columns (strided blocks: always staged); and 3x
+ * replicated, reduce-scattered along rows. */
+static pf_executable *build_gather_scatter(pf_device_kind kind) {
+  pf_graph *g;
+  pf_slice_t both;
+  pf_value_t x, xc, y, rep;
+  pf_spec xs = pf_spec_2d(PF_F32, 64, 48);
+  OK(pf_graph_create(ctx, &g));
+  both = pinned(g, kind, 2, (int[]){dev(kind, 0, 0), dev(kind, 1, 0)});
+  OK(pf_graph_input(g, "x", &xs, both, pf_split(0), &x));
+  y = prog1(g, "scale", both, x, "alpha", 2);
+  OK(pf_graph_output(g, "rows", collective(g, PF_ALLGATHER, both, y, 0)));
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "scale", .slice = both, .n_in = 1,
+                                             .in = &x, .in_shardings = (pf_sharding[]){pf_split(1)},
+                                             .attrs = NULL},
+                      &xc, NULL));
+  OK(pf_graph_output(g, "cols", collective(g, PF_ALLGATHER, both, xc, 1)));
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "identity", .slice = both, .n_in = 1,
+                                             .in = &x, .in_shardings = (pf_sharding[]){pf_replicated()}},
+                      &rep, NULL));
+  OK(pf_graph_output(g, "rs", collective(g, PF_REDUCE_SCATTER, both, prog1(g, "scale", both, rep, "alpha", 3), 0)));
+  return compile(g);
+}
+
+/* With devices running collectives, the GPU runs' row gather and
+ * reduce-scatter go through the devices and only the column gather (strided
+ * blocks) through the transport: 2 x 1 + 3 for the CPU run, against 2 x 3 +
+ * 3 when everything is staged. */
+static void test_gather_scatter_across_ranks(void **state) {
+  const char *dc = getenv("PATHFLOW_GUARDED_COLLECTIVES");
+  uint64_t before = transport_collectives();
+  (void)state;
+  compare(build_gather_scatter, pf_spec_2d(PF_F32, 64, 48), 3,
+          (const char *[]){"rows", "cols", "rs"});
+  if (dc != NULL && strcmp(dc, "1") == 0)
+    assert_int_equal(transport_collectives() - before, 5);
+  else if (getenv("PATHFLOW_CUDA") == NULL || strcmp(getenv("PATHFLOW_CUDA"), "1") != 0)
+    assert_int_equal(transport_collectives() - before, 9);
+}
+
 static void test_hierarchical_allreduce(void **state) {
   pf_graph *g;
   pf_slice_t all;
@@ -287,6 +340,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_large_transfers),
       cmocka_unit_test(test_split_reshard_across_ranks),
       cmocka_unit_test(test_allreduce_across_ranks),
+      cmocka_unit_test(test_gather_scatter_across_ranks),
       cmocka_unit_test(test_hierarchical_allreduce),
       cmocka_unit_test(test_cpu_and_gpu_across_ranks),
   };

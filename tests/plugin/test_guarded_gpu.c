@@ -631,8 +631,13 @@ static const coll_round rounds[] = {
     {PF_ALLREDUCE, PF_REDUCE_SUM, PF_F32, 10, 0x0, 0, 1, PF_EINVAL},
     {PF_ALLREDUCE, PF_REDUCE_SUM, PF_U8, 10, 0x0, 0, 0, PF_ENOTSUP},
     {PF_ALLREDUCE, PF_REDUCE_MEAN, PF_I32, 10, 0x0, 0, 0, PF_ENOTSUP},
-    {PF_ALLGATHER, 0, PF_F32, 10, 0x0, 0, 0, PF_ENOTSUP},
+    {PF_ALL_TO_ALL, 0, PF_F32, 10, 0x0, 0, 0, PF_ENOTSUP},
     {PF_ALLREDUCE, PF_REDUCE_SUM, PF_F64, 50, 0x3, 0, 0, 0},
+    /* Gather and scatter: count is each member's share. */
+    {PF_ALLGATHER, 0, PF_F32, 10, 0x0, 0, 0, 0},
+    {PF_ALLGATHER, 0, PF_I64, 3, 0x0, 0, 0, 0},
+    {PF_REDUCE_SCATTER, PF_REDUCE_SUM, PF_F32, 7, 0x0, 0, 0, 0},
+    {PF_REDUCE_SCATTER, PF_REDUCE_MAX, PF_I32, 5, 0x0, 0, 0, 0},
 };
 #define N_ROUNDS (sizeof rounds / sizeof rounds[0])
 #define MAX_MEMBERS 3
@@ -670,19 +675,39 @@ static void input_of(const coll_round *c, int r, int me, void *buf, size_t count
                                    : a[i] + s[i];                               \
   } while (0)
 
-/* What every member must get: the members' inputs in member order. */
-static void *reference(const coll_round *c, int r, int n) {
-  size_t bytes = c->count * dt_size(c->dtype), count = c->count;
-  void *acc = malloc(bytes + 1), *src = malloc(bytes + 1);
+/* Elements of a member's input and output in a round of n members. */
+static size_t in_count(const coll_round *c, int n) {
+  return c->count * (c->kind == PF_REDUCE_SCATTER ? (size_t)n : 1);
+}
+static size_t out_count(const coll_round *c, int n) {
+  return c->count * (c->kind == PF_ALLGATHER ? (size_t)n : 1);
+}
+
+/* What member me must get: the members' inputs in member order (all of
+ * them for an allgather; block me of each for a reduce-scatter). */
+static void *reference(const coll_round *c, int r, int n, int me) {
+  size_t es = dt_size(c->dtype), count = c->count, bytes = count * es;
+  size_t whole = in_count(c, n) * es;
+  void *acc = malloc(out_count(c, n) * es + 1), *src = malloc(whole + 1), *blk = malloc(whole + 1);
   int op = c->op;
+  size_t at = c->kind == PF_REDUCE_SCATTER ? (size_t)me * bytes : 0;
   if (c->kind == PF_BROADCAST) {
     input_of(c, r, c->root < 0 ? n - 1 : c->root, acc, count);
     free(src);
+    free(blk);
     return acc;
   }
-  input_of(c, r, 0, acc, count);
+  if (c->kind == PF_ALLGATHER) {
+    for (int k = 0; k < n; k++) input_of(c, r, k, (char *)acc + (size_t)k * bytes, count);
+    free(src);
+    free(blk);
+    return acc;
+  }
+  input_of(c, r, 0, blk, in_count(c, n));
+  memcpy(acc, (char *)blk + at, bytes);
   for (int k = 1; k < n; k++) {
-    input_of(c, r, k, src, count);
+    input_of(c, r, k, blk, in_count(c, n));
+    memcpy(src, (char *)blk + at, bytes);
     if (c->dtype == PF_F32) REF_OP(float);
     if (c->dtype == PF_F64) REF_OP(double);
     if (c->dtype == PF_I32) REF_OP(int32_t);
@@ -691,6 +716,7 @@ static void *reference(const coll_round *c, int r, int n) {
   if (op == PF_REDUCE_MEAN && c->dtype == PF_F64)
     for (size_t i = 0; i < count; i++) ((double *)acc)[i] /= (double)n;
   free(src);
+  free(blk);
   return acc;
 }
 
@@ -716,18 +742,19 @@ static void *member_main(void *arg) {
   for (int r = 0; r < (int)N_ROUNDS; r++) {
     const coll_round *c = &rounds[r];
     size_t count = c->count + (c->skew ? (size_t)m->me : 0);
-    size_t bytes = count * dt_size(c->dtype);
-    void *in = gg_alloc(bytes), *out = (c->alias >> m->me) & 1 ? in : gg_alloc(bytes);
+    size_t es = dt_size(c->dtype), in_n = in_count(c, m->n) + (c->skew ? (size_t)m->me : 0);
+    size_t in_bytes = in_n * es, out_bytes = out_count(c, m->n) * es;
+    void *in = gg_alloc(in_bytes), *out = (c->alias >> m->me) & 1 ? in : gg_alloc(out_bytes);
     pf_device_collective dc = {.kind = c->kind, .reduce_op = c->op, .dtype = c->dtype,
                                .count = count, .root = c->root < 0 ? m->n - 1 : c->root,
                                .in = in, .out = out, .comm = m->comm};
-    input_of(c, r, m->me, gg_shadow(in), count);
+    input_of(c, r, m->me, gg_shadow(in), in_n);
     sleep_ms((m->me + r) % m->n);
     m->rc[r] = m->d->ops->collective(m->d, &dc, &m->diag[r]);
-    m->got[r] = malloc(bytes + 1);
-    memcpy(m->got[r], gg_shadow(out), bytes);
-    if (out != in) gg_free(out, bytes);
-    gg_free(in, bytes);
+    m->got[r] = malloc(out_bytes + 1);
+    memcpy(m->got[r], gg_shadow(out), out_bytes);
+    if (out != in) gg_free(out, out_bytes);
+    gg_free(in, in_bytes);
   }
   m->d->ops->comm_leave(m->d, m->comm);
   return NULL;
@@ -755,9 +782,9 @@ static void run_members(int n) {
   for (int k = 0; k < n; k++) assert_int_equal(m[k].join_rc, 0);
   for (int r = 0; r < (int)N_ROUNDS; r++) {
     const coll_round *c = &rounds[r];
-    size_t bytes = c->count * dt_size(c->dtype);
-    void *want = c->want_rc == 0 ? reference(c, r, n) : NULL;
+    size_t bytes = out_count(c, n) * dt_size(c->dtype);
     for (int k = 0; k < n; k++) {
+      void *want = c->want_rc == 0 ? reference(c, r, n, k) : NULL;
       assert_int_equal(m[k].rc[r], c->want_rc);
       if (c->want_rc != 0) {
         /* Named in the diag, not only coded. */
@@ -769,8 +796,8 @@ static void run_members(int n) {
         assert_memory_equal(m[k].got[r], want, bytes);
       }
       free(m[k].got[r]);
+      free(want);
     }
-    free(want);
   }
   for (int k = 0; k < n; k++) dev[k]->ops->destroy(dev[k]);
   assert_int_equal(gg_live_bytes(), live0);
