@@ -7,16 +7,28 @@
 # invocation, for each batch size (default 128 and 1024). Runs alternate
 # ROUNDS times (3); the table shows each one's median samples/s from the
 # 11th step on (train_mlp's last line) and the GPU's ratio to both.
-# Needs a GPU (exit 77 without an NVIDIA driver) and Debian's
-# dataset-fashion-mnist; scripts/gpu-check runs it.
+# Needs a GPU (exit 77 without an NVIDIA driver). The data: Debian's
+# dataset-fashion-mnist, or DATA=DIR, or, where neither is there (a GPU
+# machine lent for minutes), random data of the same shape made by
+# bench/fake_idx (the rate does not depend on the pixels). TRAIN_MLP and
+# FAKE_IDX name the programs when they are not in BUILD_DIR (a bundle of
+# scripts/gpu-check, which runs this).
 set -euo pipefail
 build=${1:-build} rounds=${2:-3}
 shift $(( $# > 2 ? 2 : $# ))
 batches=("$@")
 [[ ${#batches[@]} -gt 0 ]] || batches=(128 1024)
-train=$build/examples/train_mlp
+train=${TRAIN_MLP:-$build/examples/train_mlp}
 [[ -x $train ]] || { echo "gpu_train: no $train (build first)"; exit 2; }
 [[ -e /proc/driver/nvidia/version ]] || { echo "gpu_train: no GPU (no NVIDIA driver): skipped"; exit 77; }
+data=${DATA:-/usr/share/datasets/fashion-mnist}
+if [[ ! -r $data/train-images-idx3-ubyte.gz ]]; then
+  fake=${FAKE_IDX:-$build/bench/fake_idx}
+  data=$(mktemp -d)
+  trap 'rm -rf "$data"' EXIT
+  "$fake" "$data" || { echo "gpu_train: no data set and no $fake"; exit 2; }
+  echo "gpu_train: random data of Fashion-MNIST's shape (the data set is not installed)"
+fi
 cores=$(nproc)
 rate() { grep -oE '[0-9]+ samples/s from step' | tail -n 1 | cut -d' ' -f1; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : 0 }'; }
@@ -25,7 +37,7 @@ for b in "${batches[@]}"; do
   # Every core of the host: as many devices as divide the batch and the sets.
   n=$cores
   while (( n > 1 && (b % n != 0 || 10000 % n != 0) )); do n=$((n - 1)); done
-  common=(--epochs 1 --limit-steps 300 --batch "$b" --seed 1)
+  common=(--epochs 1 --limit-steps 300 --batch "$b" --seed 1 --data "$data")
   g=() c1=() cn=()
   for ((r = 0; r < rounds; r++)); do
     g+=("$(PATHFLOW_CUDA=1 PATHFLOW_CUDA_DEVICES=0 "$train" "${common[@]}" --device gpu 2>&1 | rate)")
