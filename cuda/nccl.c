@@ -28,6 +28,11 @@ static struct {
                              cudaStream_t);
   ncclResult_t (*reduce_scatter)(const void *, void *, size_t, ncclDataType_t, ncclRedOp_t,
                                  ncclComm_t, cudaStream_t);
+  ncclResult_t (*send)(const void *, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t);
+  ncclResult_t (*recv)(void *, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t);
+  ncclResult_t (*group_start)(void);
+  ncclResult_t (*group_end)(void);
+  ncclResult_t (*comm_count)(const ncclComm_t, int *);
   const char *(*error_string)(ncclResult_t);
   int ok;
 } nccl;
@@ -44,9 +49,15 @@ static void nccl_open(void) {
   *(void **)&nccl.broadcast = dlsym(h, "ncclBroadcast");
   *(void **)&nccl.all_gather = dlsym(h, "ncclAllGather");
   *(void **)&nccl.reduce_scatter = dlsym(h, "ncclReduceScatter");
+  *(void **)&nccl.send = dlsym(h, "ncclSend");
+  *(void **)&nccl.recv = dlsym(h, "ncclRecv");
+  *(void **)&nccl.group_start = dlsym(h, "ncclGroupStart");
+  *(void **)&nccl.group_end = dlsym(h, "ncclGroupEnd");
+  *(void **)&nccl.comm_count = dlsym(h, "ncclCommCount");
   *(void **)&nccl.error_string = dlsym(h, "ncclGetErrorString");
   nccl.ok = nccl.get_unique_id && nccl.comm_init_rank && nccl.comm_destroy && nccl.all_reduce &&
-            nccl.broadcast && nccl.all_gather && nccl.reduce_scatter && nccl.error_string;
+            nccl.broadcast && nccl.all_gather && nccl.reduce_scatter && nccl.send && nccl.recv &&
+            nccl.group_start && nccl.group_end && nccl.comm_count && nccl.error_string;
 }
 
 int pf_nccl_available(void) {
@@ -126,6 +137,25 @@ int pf_nccl_collective(cudaStream_t stream, void *comm, pf_collective_kind kind,
                            pf_dtype_name(dtype));
     r = nccl.reduce_scatter(in, out, count, (ncclDataType_t)types[dtype], ops[reduce_op],
                             (ncclComm_t)comm, stream);
+  } else if (kind == PF_ALL_TO_ALL) {
+    /* NCCL has no all-to-all call: a group of sends and receives, one pair
+     * per member, chunk k to and from member k. */
+    size_t chunk = count * pf_dtype_size(dtype);
+    int n = 0;
+    if ((r = nccl.comm_count((ncclComm_t)comm, &n)) != ncclSuccess)
+      return nccl_error(diag, r, "all-to-all");
+    if ((r = nccl.group_start()) != ncclSuccess) return nccl_error(diag, r, "all-to-all");
+    for (int k = 0; k < n && r == ncclSuccess; k++) {
+      r = nccl.send((const char *)in + (size_t)k * chunk, count, (ncclDataType_t)types[dtype], k,
+                    (ncclComm_t)comm, stream);
+      if (r == ncclSuccess)
+        r = nccl.recv((char *)out + (size_t)k * chunk, count, (ncclDataType_t)types[dtype], k,
+                      (ncclComm_t)comm, stream);
+    }
+    {
+      ncclResult_t e = nccl.group_end();
+      if (r == ncclSuccess) r = e;
+    }
   } else {
     return pf_diag_error(diag, PF_ENOTSUP, "NCCL: collective kind %d", (int)kind);
   }

@@ -35,7 +35,8 @@ int pf_nccl_join(int ordinal, const uint8_t *id, int n, int me, void **comm, pf_
 void pf_nccl_leave(void *comm);
 
 /* Queues an allreduce (reduce_op: sum, max, min, mean), a broadcast
- * (root: a member index), an allgather or a reduce-scatter on `stream`;
+ * (root: a member index), an allgather, a reduce-scatter or an all-to-all
+ * (grouped sends and receives) on `stream`;
  * `count` is each member's share, as in pf_device_collective.
  * Errors: PF_ENOTSUP (a kind, dtype or mean on integers NCCL lacks),
  * PF_ESYS (NCCL's), each in diag. */

@@ -61,22 +61,23 @@ typedef struct pf_part {
 
 /* Collectives between ranks that a device runs on its own memory (NCCL on
  * GPUs), for a device whose stage lacks PF_STAGE_COLLECTIVES: the
- * scheduler leaves allreduce, broadcast, and allgather and reduce-scatter
- * of contiguous blocks over such devices, one per rank, unstaged, and the
+ * scheduler leaves allreduce, broadcast, and allgather, reduce-scatter and
+ * all-to-all of contiguous blocks over such devices, one per rank, unstaged, and the
  * executor runs the op on the device's queue (see docs/architecture.md,
  * "Collectives on GPUs"). */
 #define PF_COMM_ID_MAX 128
 
 typedef struct pf_device_collective {
   int kind;       /* pf_collective_kind: allreduce, broadcast, allgather,
-                   * reduce-scatter */
+                   * reduce-scatter, all-to-all */
   int reduce_op;  /* pf_reduce_op, for allreduce and reduce-scatter (MEAN:
                    * the device divides) */
   pf_dtype dtype;
   /* Each member's share, in elements: of in and out (allreduce,
    * broadcast); of in, out holding n of them in member order (allgather);
    * of out, in holding n blocks of it, block k for member k
-   * (reduce-scatter). */
+   * (reduce-scatter); of each of the n chunks of in and of out, in's chunk
+   * k going to member k, out's chunk k coming from member k (all-to-all). */
   size_t count;
   int root;       /* broadcast: the root's index in the communicator */
   const void *in; /* device memory */

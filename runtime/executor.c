@@ -131,11 +131,18 @@ static int device_collective(const pf_loaded *l, const pf_plan_op *op) {
   if (op->kind != PF_OP_COLLECTIVE || op->comm < 0 || l->runs_collectives == NULL ||
       !l->runs_collectives[op->device] || l->plan->buffers[op->inputs[0]].host)
     return 0;
-  /* Gathered or scattered blocks must be whole runs of memory. */
+  /* Gathered, scattered or exchanged blocks must be whole runs of memory
+   * (the rule the service's staged path stages by: leading_axis). */
   in = l->plan->buffers[op->inputs[0]].spec;
   for (int a = 0; a < op->axis && a < in->rank; a++) contiguous &= in->dims[a] == 1;
+  if (op->collective == PF_ALL_TO_ALL) {
+    const pf_spec *out = l->plan->buffers[op->outputs[0]].spec;
+    for (int a = 0; a < op->in_axis && a < out->rank; a++) contiguous &= out->dims[a] == 1;
+  }
   return op->collective == PF_ALLREDUCE || op->collective == PF_BROADCAST ||
-         ((op->collective == PF_ALLGATHER || op->collective == PF_REDUCE_SCATTER) && contiguous);
+         ((op->collective == PF_ALLGATHER || op->collective == PF_REDUCE_SCATTER ||
+           op->collective == PF_ALL_TO_ALL) &&
+          contiguous);
 }
 
 static int build_indexes(pf_loaded *l, int num_devices) {
@@ -676,9 +683,8 @@ static void run_device_collective(pf_step *s, uint32_t i) {
   c.reduce_op = op->reduce_op;
   c.dtype = p->buffers[op->inputs[0]].spec->dtype;
   c.count = (size_t)pf_spec_numel(
-      p->buffers[op->kind == PF_OP_COLLECTIVE && op->collective == PF_REDUCE_SCATTER
-                     ? op->outputs[0]
-                     : op->inputs[0]].spec);
+      p->buffers[op->collective == PF_REDUCE_SCATTER ? op->outputs[0] : op->inputs[0]].spec);
+  if (op->collective == PF_ALL_TO_ALL) c.count /= p->comms[k].n_ranks; /* a chunk */
   c.root = op->root;
   c.in = in->data;
   c.out = out->data;

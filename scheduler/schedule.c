@@ -476,13 +476,18 @@ static int lower_collective(lowering *L, int32_t pid, layout *in, layout *out) {
   if (L->staged) {
     int kind = pf_collective_from_kernel(p->kernel);
     const pf_spec *local = pf_pb_buffer_at(L->pb[ranks[0]], in_buf[0])->spec;
+    const pf_spec *local_out = pf_pb_buffer_at(L->pb[ranks[0]], out_buf[0])->spec;
     int axis = (int)pf_attrs_get_int(p->attrs, PF_COLL_ATTR_AXIS, 0), contiguous = 1;
-    /* Gathered or scattered blocks are whole runs of memory only along a
-     * leading axis (NCCL's buffers are flat). */
+    int in_axis = p->in_shardings[0].kind == PF_SHARD_SPLIT ? p->in_shardings[0].axis : 0;
+    /* Gathered, scattered or exchanged blocks are whole runs of memory only
+     * along a leading axis (NCCL's buffers are flat). */
     for (int a = 0; a < axis && a < local->rank; a++) contiguous &= local->dims[a] == 1;
+    if (kind == PF_ALL_TO_ALL)
+      for (int a = 0; a < in_axis && a < local_out->rank; a++) contiguous &= local_out->dims[a] == 1;
     device_runs = !one_rank && one_each &&
                   (kind == PF_ALLREDUCE || kind == PF_BROADCAST ||
-                   ((kind == PF_ALLGATHER || kind == PF_REDUCE_SCATTER) && contiguous));
+                   ((kind == PF_ALLGATHER || kind == PF_REDUCE_SCATTER || kind == PF_ALL_TO_ALL) &&
+                    contiguous));
     for (int s = 0; s < n && device_runs; s++) {
       const pf_cluster_device *cd = dev(L, in->shards[s].device);
       device_runs = cd->own_memory && !(cd->stage & PF_STAGE_COLLECTIVES);

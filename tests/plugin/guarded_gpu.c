@@ -774,7 +774,7 @@ static int collective_check(const gg_comm *c, const gg_device *g, pf_diag *diag)
                       a->count, a->reduce_op, a->root);
   }
   if (a->kind != PF_ALLREDUCE && a->kind != PF_BROADCAST && a->kind != PF_ALLGATHER &&
-      a->kind != PF_REDUCE_SCATTER)
+      a->kind != PF_REDUCE_SCATTER && a->kind != PF_ALL_TO_ALL)
     return diag_set(diag, PF_ENOTSUP, "guarded GPU %d (rank %d): collective %s (%d) on device",
                     g->index, g->rank, kind_name(a->kind), a->kind);
   if (reduce_dtype_size(a->dtype) == 0)
@@ -837,7 +837,7 @@ static int gg_collective(pf_device *d, const pf_device_collective *c, pf_diag *d
   cm = m->comm;
   /* count is each member's share (runtime/device.h): an allgather's out
    * holds n of them. */
-  out_bytes = c->kind == PF_ALLGATHER ? bytes * (size_t)cm->n : bytes;
+  out_bytes = c->kind == PF_ALLGATHER || c->kind == PF_ALL_TO_ALL ? bytes * (size_t)cm->n : bytes;
   /* Pointers as the kernels check them: device memory, translated. An
    * empty collective moves nothing (its pointers are not looked at). */
   if (bytes > 0) {
@@ -864,6 +864,11 @@ static int gg_collective(pf_device *d, const pf_device_collective *c, pf_diag *d
     } else if (c->kind == PF_ALLGATHER) {
       for (int k = 0; k < cm->n; k++)
         memcpy((char *)tmp + (size_t)k * bytes, cm->posts[k].in, bytes);
+    } else if (c->kind == PF_ALL_TO_ALL) {
+      /* Chunk k of out: member k's chunk `me`. */
+      for (int k = 0; k < cm->n; k++)
+        memcpy((char *)tmp + (size_t)k * bytes,
+               (const char *)cm->posts[k].in + (size_t)m->me * bytes, bytes);
     } else {
       /* Allreduce: the whole; reduce-scatter: block `me` of every input. */
       size_t at = c->kind == PF_REDUCE_SCATTER ? (size_t)m->me * bytes : 0;

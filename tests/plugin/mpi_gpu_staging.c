@@ -205,8 +205,8 @@ static pf_value_t collective(pf_graph *g, pf_collective_kind kind, pf_slice_t s,
 
 /* x [64, 48] split by rows over one device per rank: gathered along rows
  * (blocks that are whole runs of memory: a device may run it) and, split
- * by columns, along columns (strided blocks: always staged); and 3x
- * replicated, reduce-scattered along rows. */
+ * by columns, along columns (strided blocks: always staged); 3x
+ * replicated, reduce-scattered along rows; its rows exchanged all-to-all. */
 static pf_executable *build_gather_scatter(pf_device_kind kind) {
   pf_graph *g;
   pf_slice_t both;
@@ -229,10 +229,10 @@ static pf_executable *build_gather_scatter(pf_device_kind kind) {
   return compile(g);
 }
 
-/* With devices running collectives, the GPU runs' row gather and
- * reduce-scatter go through the devices and only the column gather (strided
- * blocks) through the transport: 2 x 1 + 3 for the CPU run, against 2 x 3 +
- * 3 when everything is staged. */
+/* With devices running collectives, the GPU runs' row gather,
+ * reduce-scatter and all-to-all go through the devices and only the column
+ * gather (strided blocks) through the transport: 2 x 1 + 4 for the CPU
+ * run, against 2 x 4 + 4 when everything is staged. */
 static void test_gather_scatter_across_ranks(void **state) {
   const char *dc = getenv("PATHFLOW_GUARDED_COLLECTIVES");
   uint64_t before = transport_collectives();
@@ -240,9 +240,43 @@ static void test_gather_scatter_across_ranks(void **state) {
   compare(build_gather_scatter, pf_spec_2d(PF_F32, 64, 48), 3,
           (const char *[]){"rows", "cols", "rs"});
   if (dc != NULL && strcmp(dc, "1") == 0)
-    assert_int_equal(transport_collectives() - before, 5);
+    assert_int_equal(transport_collectives() - before, 2 * 1 + 3);
   else if (getenv("PATHFLOW_CUDA") == NULL || strcmp(getenv("PATHFLOW_CUDA"), "1") != 0)
-    assert_int_equal(transport_collectives() - before, 9);
+    assert_int_equal(transport_collectives() - before, 2 * 3 + 3);
+}
+
+/* x [2, 4, 6] split along axis 0, exchanged all-to-all along axis 1: each
+ * device's chunks and results are whole runs of memory (every axis before
+ * the cut one has 1 element), a device may run it; the same of x reshaped
+ * by columns ([2, 4, 6] split along axis 2, exchanged along axis 1) is
+ * strided: staged. */
+static pf_executable *build_exchange(pf_device_kind kind) {
+  pf_graph *g;
+  pf_slice_t both;
+  pf_value_t x, y, yc;
+  pf_spec xs = pf_spec_make(PF_F32, 3, (int64_t[]){2, 4, 6});
+  OK(pf_graph_create(ctx, &g));
+  both = pinned(g, kind, 2, (int[]){dev(kind, 0, 0), dev(kind, 1, 0)});
+  OK(pf_graph_input(g, "x", &xs, both, pf_split(0), &x));
+  y = prog1(g, "scale", both, x, "alpha", 2);
+  OK(pf_graph_output(g, "rows", collective(g, PF_ALL_TO_ALL, both, y, 1)));
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "scale", .slice = both, .n_in = 1,
+                                             .in = &x, .in_shardings = (pf_sharding[]){pf_split(2)}},
+                      &yc, NULL));
+  OK(pf_graph_output(g, "cols", collective(g, PF_ALL_TO_ALL, both, yc, 1)));
+  return compile(g);
+}
+
+static void test_exchange_across_ranks(void **state) {
+  const char *dc = getenv("PATHFLOW_GUARDED_COLLECTIVES");
+  uint64_t before = transport_collectives();
+  (void)state;
+  compare(build_exchange, pf_spec_make(PF_F32, 3, (int64_t[]){2, 4, 6}), 2,
+          (const char *[]){"rows", "cols"});
+  if (dc != NULL && strcmp(dc, "1") == 0)
+    assert_int_equal(transport_collectives() - before, 2 * 1 + 2);
+  else if (getenv("PATHFLOW_CUDA") == NULL || strcmp(getenv("PATHFLOW_CUDA"), "1") != 0)
+    assert_int_equal(transport_collectives() - before, 2 * 2 + 2);
 }
 
 static void test_hierarchical_allreduce(void **state) {
@@ -341,6 +375,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_split_reshard_across_ranks),
       cmocka_unit_test(test_allreduce_across_ranks),
       cmocka_unit_test(test_gather_scatter_across_ranks),
+      cmocka_unit_test(test_exchange_across_ranks),
       cmocka_unit_test(test_hierarchical_allreduce),
       cmocka_unit_test(test_cpu_and_gpu_across_ranks),
   };

@@ -631,13 +631,15 @@ static const coll_round rounds[] = {
     {PF_ALLREDUCE, PF_REDUCE_SUM, PF_F32, 10, 0x0, 0, 1, PF_EINVAL},
     {PF_ALLREDUCE, PF_REDUCE_SUM, PF_U8, 10, 0x0, 0, 0, PF_ENOTSUP},
     {PF_ALLREDUCE, PF_REDUCE_MEAN, PF_I32, 10, 0x0, 0, 0, PF_ENOTSUP},
-    {PF_ALL_TO_ALL, 0, PF_F32, 10, 0x0, 0, 0, PF_ENOTSUP},
+    {PF_ALLGATHER, 0, PF_U8, 10, 0x0, 0, 0, PF_ENOTSUP},
     {PF_ALLREDUCE, PF_REDUCE_SUM, PF_F64, 50, 0x3, 0, 0, 0},
     /* Gather and scatter: count is each member's share. */
     {PF_ALLGATHER, 0, PF_F32, 10, 0x0, 0, 0, 0},
     {PF_ALLGATHER, 0, PF_I64, 3, 0x0, 0, 0, 0},
     {PF_REDUCE_SCATTER, PF_REDUCE_SUM, PF_F32, 7, 0x0, 0, 0, 0},
     {PF_REDUCE_SCATTER, PF_REDUCE_MAX, PF_I32, 5, 0x0, 0, 0, 0},
+    {PF_ALL_TO_ALL, 0, PF_F32, 6, 0x0, 0, 0, 0},
+    {PF_ALL_TO_ALL, 0, PF_I64, 2, 0x0, 0, 0, 0},
 };
 #define N_ROUNDS (sizeof rounds / sizeof rounds[0])
 #define MAX_MEMBERS 3
@@ -677,10 +679,10 @@ static void input_of(const coll_round *c, int r, int me, void *buf, size_t count
 
 /* Elements of a member's input and output in a round of n members. */
 static size_t in_count(const coll_round *c, int n) {
-  return c->count * (c->kind == PF_REDUCE_SCATTER ? (size_t)n : 1);
+  return c->count * (c->kind == PF_REDUCE_SCATTER || c->kind == PF_ALL_TO_ALL ? (size_t)n : 1);
 }
 static size_t out_count(const coll_round *c, int n) {
-  return c->count * (c->kind == PF_ALLGATHER ? (size_t)n : 1);
+  return c->count * (c->kind == PF_ALLGATHER || c->kind == PF_ALL_TO_ALL ? (size_t)n : 1);
 }
 
 /* What member me must get: the members' inputs in member order (all of
@@ -699,6 +701,15 @@ static void *reference(const coll_round *c, int r, int n, int me) {
   }
   if (c->kind == PF_ALLGATHER) {
     for (int k = 0; k < n; k++) input_of(c, r, k, (char *)acc + (size_t)k * bytes, count);
+    free(src);
+    free(blk);
+    return acc;
+  }
+  if (c->kind == PF_ALL_TO_ALL) { /* chunk k: member k's chunk me */
+    for (int k = 0; k < n; k++) {
+      input_of(c, r, k, blk, in_count(c, n));
+      memcpy((char *)acc + (size_t)k * bytes, (char *)blk + (size_t)me * bytes, bytes);
+    }
     free(src);
     free(blk);
     return acc;
