@@ -109,3 +109,21 @@ int pf_collective_infer(const pf_graph *g, const pf_gprogram *p,
       return pf_diag_error(d, PF_EINVAL, "collective \"%s\": unknown kind", p->name);
   }
 }
+
+int pf_leading_axis(const pf_spec *s, int axis) {
+  for (int i = 0; i < axis && i < s->rank; i++)
+    if (s->dims[i] != 1) return 0;
+  return 1;
+}
+
+int pf_collective_contiguous(pf_collective_kind kind, const pf_spec *in, const pf_spec *out,
+                             int axis, int in_axis) {
+  switch (kind) {
+    case PF_ALLREDUCE:
+    case PF_BROADCAST: return 1;
+    case PF_ALLGATHER:
+    case PF_REDUCE_SCATTER: return pf_leading_axis(in, axis);
+    case PF_ALL_TO_ALL: return pf_leading_axis(in, axis) && pf_leading_axis(out, in_axis);
+    default: return 0;
+  }
+}

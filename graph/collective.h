@@ -23,6 +23,19 @@ const char *pf_collective_name(pf_collective_kind kind);
 int pf_collective_infer(const pf_graph *g, const pf_gprogram *p,
                         pf_sharding *out_sh, pf_spec *out, pf_diag *diag);
 
+/* 1 if every axis of `s` before `axis` has one element: blocks cut along
+ * `axis` are then whole runs of memory. */
+int pf_leading_axis(const pf_spec *s, int axis);
+
+/* 1 if a collective of `kind` over local shards `in` and `out` moves whole
+ * runs of memory: allreduce and broadcast always; allgather and
+ * reduce-scatter when their blocks along `axis` of `in` are; all-to-all
+ * when those and its chunks along `in_axis` of `out` are. The staged path
+ * then needs no staging copies, and a device may run it on flat buffers
+ * (NCCL): one rule for the service, the executor and the scheduler. */
+int pf_collective_contiguous(pf_collective_kind kind, const pf_spec *in, const pf_spec *out,
+                             int axis, int in_axis);
+
 /* 1 if `op` can reduce `dtype`. */
 int pf_reduce_supports(pf_reduce_op op, pf_dtype dtype);
 

@@ -145,9 +145,8 @@ typedef struct pf_device_ops {
    *   collective  runs (a GPU: queues on its stream) one collective, on the
    *               thread that runs the device's ops, in gang order; it
    *               completes when every member's has (a GPU's stream waits).
-   * Each returns 0 or a PF_E code; comm_join and collective name the cause
-   * in diag. */
-  int (*comm_id)(pf_device *d, uint8_t *id, size_t *len);
+   * Each returns 0 or a PF_E code, naming the cause in diag. */
+  int (*comm_id)(pf_device *d, uint8_t *id, size_t *len, pf_diag *diag);
   int (*comm_join)(pf_device *d, const uint8_t *id, size_t len, int n, int me, void **comm,
                    pf_diag *diag);
   void (*comm_leave)(pf_device *d, void *comm);

@@ -386,7 +386,9 @@ static int queueable(cuda_device *c, pf_step *s, uint32_t j) {
   if (c->ring_n == 0) return 0;
   op = &pf_step_plan(s)->ops[j];
   /* A local collective runs on the host, now, on staged host buffers:
-   * every input must be done, not merely queued before it. */
+   * every input must be done, not merely queued before it. A collective
+   * between ranks (NCCL) waits so too: simpler, and its peers wait for the
+   * slowest member anyway. */
   if (op->kind != PF_OP_KERNEL && op->kind != PF_OP_COPY) return 0;
   for (uint32_t k = 0; k < op->n_deps && ours < pending; k++)
     for (int r = 0; r < c->ring_n; r++) {
@@ -600,10 +602,10 @@ static void cuda_destroy(pf_device *d) {
 
 /* ---- collectives between ranks (NCCL, cuda/nccl.h) ------------------------------ */
 
-static int cuda_comm_id(pf_device *d, uint8_t *id, size_t *len) {
+static int cuda_comm_id(pf_device *d, uint8_t *id, size_t *len, pf_diag *diag) {
   (void)d;
   *len = PF_NCCL_ID_BYTES;
-  return pf_nccl_id(id, NULL);
+  return pf_nccl_id(id, diag);
 }
 
 static int cuda_comm_join(pf_device *d, const uint8_t *id, size_t len, int n, int me, void **comm,

@@ -24,7 +24,7 @@
 
 #define PF_DEVICE_PLUGIN_SYMBOL "pathflow_device_plugin_open"
 /* Bumped whenever pf_device_host or the argument structs change. */
-#define PF_DEVICE_PLUGIN_ABI 3u
+#define PF_DEVICE_PLUGIN_ABI 4u
 /* Devices one plugin may start on one rank. */
 #define PF_DEVICE_PLUGIN_MAX 64
 

@@ -12,6 +12,7 @@
 #include "base/util.h"
 #include "pathflow/error.h"
 #include "base/box.h"
+#include "graph/collective.h"
 #include "runtime/reduce.h"
 
 struct pf_loaded {
@@ -126,23 +127,11 @@ const pf_plan *pf_loaded_plan(const pf_loaded *l) { return l->plan; }
 /* 1 if op is a collective between ranks that its device runs itself: the
  * scheduler left it on device memory (NCCL; see pf_device_collective). */
 static int device_collective(const pf_loaded *l, const pf_plan_op *op) {
-  const pf_spec *in;
-  int contiguous = 1;
-  if (op->kind != PF_OP_COLLECTIVE || op->comm < 0 || l->runs_collectives == NULL ||
-      !l->runs_collectives[op->device] || l->plan->buffers[op->inputs[0]].host)
-    return 0;
-  /* Gathered, scattered or exchanged blocks must be whole runs of memory
-   * (the rule the service's staged path stages by: leading_axis). */
-  in = l->plan->buffers[op->inputs[0]].spec;
-  for (int a = 0; a < op->axis && a < in->rank; a++) contiguous &= in->dims[a] == 1;
-  if (op->collective == PF_ALL_TO_ALL) {
-    const pf_spec *out = l->plan->buffers[op->outputs[0]].spec;
-    for (int a = 0; a < op->in_axis && a < out->rank; a++) contiguous &= out->dims[a] == 1;
-  }
-  return op->collective == PF_ALLREDUCE || op->collective == PF_BROADCAST ||
-         ((op->collective == PF_ALLGATHER || op->collective == PF_REDUCE_SCATTER ||
-           op->collective == PF_ALL_TO_ALL) &&
-          contiguous);
+  const pf_plan_buffer *b = l->plan->buffers;
+  return op->kind == PF_OP_COLLECTIVE && op->comm >= 0 && l->runs_collectives != NULL &&
+         l->runs_collectives[op->device] && !b[op->inputs[0]].host &&
+         pf_collective_contiguous((pf_collective_kind)op->collective, b[op->inputs[0]].spec,
+                                  b[op->outputs[0]].spec, op->axis, op->in_axis);
 }
 
 static int build_indexes(pf_loaded *l, int num_devices) {
@@ -250,8 +239,9 @@ static void note_inline_time(pf_loaded *l, uint32_t i, uint64_t ns) {
                         memory_order_relaxed);
 }
 
-/* What each device says of its memory and collectives, for this plan. */
-static int read_devices(pf_executor *ex, pf_loaded *l) {
+/* What each device says of its memory and collectives, for this plan;
+ * stage[d] (num_devices entries) gets what device d stages. */
+static int read_devices(pf_executor *ex, pf_loaded *l, uint32_t *stage) {
   int n = ex->cfg.num_devices;
   l->host_memory = pf_calloc((size_t)n, 1);
   l->runs_collectives = pf_calloc((size_t)n, 1);
@@ -265,6 +255,7 @@ static int read_devices(pf_executor *ex, pf_loaded *l) {
     memset(&info, 0, sizeof info);
     ops->info(ex->devices[d], &info);
     l->host_memory[d] = !info.own_memory;
+    stage[d] = info.own_memory ? info.stage : 0;
     l->runs_collectives[d] = info.own_memory && !(info.stage & PF_STAGE_COLLECTIVES) &&
                              ops->collective && ops->comm_id && ops->comm_join && ops->comm_leave;
   }
@@ -278,23 +269,16 @@ static uint32_t host_path(const pf_plan_op *op) {
   return 0;
 }
 
-/* Fills l->host_memory and refuses a plan that would have the host touch a
- * device's own memory (a path the device stages, on a buffer not staged; a
- * copy run by a CPU device), or a kernel of such a device read host
- * memory: it could only compute garbage or crash. The scheduler never
- * makes one for devices that say what they stage; a plan from elsewhere,
- * or a device that stages less than it should, may. */
-static int check_memory_spaces(pf_executor *ex, pf_loaded *l, pf_diag *diag) {
+/* Refuses a plan that would have the host touch a device's own memory (a
+ * path the device stages, on a buffer not staged; a copy run by a CPU
+ * device), or a kernel of such a device read host memory: it could only
+ * compute garbage or crash. The scheduler never makes one for devices that
+ * say what they stage; a plan from elsewhere, or a device that stages less
+ * than it should, may. stage: read_devices'. */
+static int check_memory_spaces(pf_executor *ex, pf_loaded *l, const uint32_t *stage,
+                               pf_diag *diag) {
   const pf_plan *p = l->plan;
-  uint32_t *stage = pf_calloc((size_t)ex->cfg.num_devices, sizeof *stage);
   int rc = 0;
-  if (stage == NULL) return pf_diag_error(diag, PF_ENOMEM, "load plan: out of memory");
-  for (int d = 0; d < ex->cfg.num_devices; d++) {
-    pf_device_info info;
-    memset(&info, 0, sizeof info);
-    ex->devices[d]->ops->info(ex->devices[d], &info);
-    stage[d] = info.own_memory ? info.stage : 0;
-  }
   for (uint32_t b = 0; b < p->n_buffers && rc == 0; b++)
     if ((p->buffers[b].input >= 0 || p->buffers[b].output >= 0) && p->buffers[b].host)
       rc = pf_diag_error(diag, PF_EDECODE,
@@ -328,13 +312,13 @@ static int check_memory_spaces(pf_executor *ex, pf_loaded *l, pf_diag *diag) {
                            ex->cfg.rank, i, op->name, (int)op->device, b);
     }
   }
-  free(stage);
   return rc;
 }
 
 int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
                      pf_diag *diag) {
   pf_loaded *l;
+  uint32_t *stage = NULL;
   int rc;
   *out = NULL;
   if ((rc = pf_plan_check(plan, ex->cfg.num_devices, diag)) != 0) {
@@ -347,11 +331,15 @@ int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
   }
   atomic_init(&l->refs, 1);
   l->plan = plan;
-  if (read_devices(ex, l) != 0 || build_indexes(l, ex->cfg.num_devices) != 0) {
+  if ((stage = pf_calloc((size_t)ex->cfg.num_devices, sizeof *stage)) == NULL ||
+      read_devices(ex, l, stage) != 0 || build_indexes(l, ex->cfg.num_devices) != 0) {
+    free(stage);
     pf_loaded_release(l);
     return pf_diag_error(diag, PF_ENOMEM, "load plan: out of memory");
   }
-  if ((rc = check_memory_spaces(ex, l, diag)) != 0) {
+  rc = check_memory_spaces(ex, l, stage, diag);
+  free(stage);
+  if (rc != 0) {
     pf_loaded_release(l);
     return rc;
   }
@@ -808,19 +796,21 @@ int pf_executor_run_claimed(pf_executor *ex) {
 
 /* Returns 1 if the op ran (0: skipped, its step had failed). */
 static int run_op(pf_step *s, uint32_t i) {
-  const pf_loaded *l = s->l;
+  const pf_plan_op *op = &s->l->plan->ops[i];
+  /* A collective between ranks on a device's queue is one its device runs
+   * (device_collective; the loop runs the others): its peers wait in it,
+   * so a failed step runs it too. */
+  int device_coll = op->kind == PF_OP_COLLECTIVE && op->comm >= 0;
   int ran = 0;
-  if (device_collective(l, &l->plan->ops[i])) {
-    ran = 1;
-    if (s->ex->cfg.record_times) s->t_start[i] = pf_clock_now(s->ex->clock);
-    run_device_collective(s, i);
-  } else if (!atomic_load_explicit(&s->failed, memory_order_acquire)) {
+  if (device_coll || !atomic_load_explicit(&s->failed, memory_order_acquire)) {
     ran = 1;
     /* Two clock reads cost as much as an empty kernel: only when asked. */
     if (s->ex->cfg.record_times) s->t_start[i] = pf_clock_now(s->ex->clock);
-    if (l->plan->ops[i].kind == PF_OP_KERNEL)
+    if (op->kind == PF_OP_KERNEL)
       run_kernel(s, i);
-    else if (l->plan->ops[i].kind == PF_OP_COLLECTIVE)
+    else if (device_coll)
+      run_device_collective(s, i);
+    else if (op->kind == PF_OP_COLLECTIVE)
       run_local_collective(s, i);
     else
       run_copy(s, i);
@@ -1337,6 +1327,8 @@ int pf_loaded_comm_device(const pf_loaded *l, uint32_t c) {
     if (p->ops[i].comm == p->comms[c].id && device_collective(l, &p->ops[i])) return p->ops[i].device;
   return -1;
 }
+
+int pf_loaded_own_memory(const pf_loaded *l, int d) { return !l->host_memory[d]; }
 
 void pf_loaded_set_comm(pf_loaded *l, uint32_t c, pf_device *d, void *handle) {
   l->comm_device[c] = d;

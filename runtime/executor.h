@@ -128,6 +128,9 @@ int pf_executor_to_device(pf_executor *ex, int device, pf_storage *st, pf_storag
  *                          when it is released. Before the plan runs.
  *   pf_executor_device     local device d, or NULL. */
 int pf_loaded_comm_device(const pf_loaded *l, uint32_t c);
+/* 1 if local device d keeps its buffers in memory of its own, as it said
+ * when the plan loaded. */
+int pf_loaded_own_memory(const pf_loaded *l, int d);
 void pf_loaded_set_comm(pf_loaded *l, uint32_t c, pf_device *d, void *handle);
 pf_device *pf_executor_device(pf_executor *ex, int d);
 

@@ -32,7 +32,6 @@ typedef struct exe {
    * (UINT32_MAX: not one). */
   uint32_t *collectives, n_collectives;
   uint32_t *collective_k;
-  uint8_t *device_memory; /* per local device: keeps its buffers in memory of its own */
   /* Connect: device communicators still joining (their threads), whether
    * one failed and why; the reply waits for the last. */
   int joins_pending;
@@ -211,7 +210,6 @@ static void exe_unref(exe *e) {
   free(e->comms);
   free(e->collectives);
   free(e->collective_k);
-  free(e->device_memory);
   pf_loaded_release(e->loaded);
   free(e);
 }
@@ -421,7 +419,7 @@ static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
     b = &p->buffers[op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0]];
     /* Device memory is sent and received only by a transport that moves it
      * (CUDA-aware MPI); a device that says otherwise is not believed. */
-    if (!b->host && e->device_memory[b->device] && !s->cfg.transport->cuda_memory)
+    if (!b->host && pf_loaded_own_memory(e->loaded, b->device) && !s->cfg.transport->cuda_memory)
       return pf_diag_error(d, PF_EDECODE,
                            "rank %d: op %u (program \"%s\") %s device %d's own memory, which "
                            "this transport cannot move (not staged through host memory)",
@@ -481,6 +479,7 @@ static int device_comm_ids(pf_service *s, exe *e, pf_msg *rep, pf_diag *d) {
     int dev = pf_loaded_comm_device(e->loaded, c), rc;
     pf_device *dv;
     pf_msg_comm_id *id;
+    pf_diag why;
     size_t len = PF_COMM_ID_MAX;
     if (dev < 0 || member_of(s, &p->comms[c]) != 0) continue;
     dv = pf_executor_device(s->cfg.executor, dev);
@@ -489,9 +488,11 @@ static int device_comm_ids(pf_service *s, exe *e, pf_msg *rep, pf_diag *d) {
       return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
     id = &rep->comm_ids[rep->n_comm_ids++];
     id->comm = p->comms[c].id;
-    if ((rc = dv->ops->comm_id(dv, id->id, &len)) != 0)
+    pf_diag_init(&why);
+    if ((rc = dv->ops->comm_id(dv, id->id, &len, &why)) != 0)
       return pf_diag_error(d, rc, "rank %d: device %d: no id for communicator %d: %s",
-                           s->cfg.rank, dev, (int)p->comms[c].id, pf_strerror(rc));
+                           s->cfg.rank, dev, (int)p->comms[c].id,
+                           why.code ? why.msg : pf_strerror(rc));
   }
   return 0;
 }
@@ -538,26 +539,37 @@ static void *join_main(void *arg) {
   return NULL;
 }
 
+/* The id CONNECT carries for plan communicator c, or NULL. */
+static const pf_msg_comm_id *comm_id_for(const pf_msg *m, int32_t comm) {
+  for (uint32_t k = 0; k < m->n_comm_ids; k++)
+    if (m->comm_ids[k].comm == comm) return &m->comm_ids[k];
+  return NULL;
+}
+
 /* At connect: every device communicator of the plan is joined, with the id
  * its first member made (m->comm_ids). Returns how many joins started (the
- * reply then waits for them), or a negative code with d set. */
+ * last to finish answers CONNECT, with the first error if one failed or
+ * one could not start), or a negative code with d set when none started. */
 static int join_device_comms(pf_service *s, exe *e, const pf_msg *m, pf_diag *d) {
   const pf_plan *p = pf_loaded_plan(e->loaded);
   int started = 0;
+  /* Every id first: a missing one fails the connect before any join. */
+  for (uint32_t c = 0; c < p->n_comms; c++)
+    if (pf_loaded_comm_device(e->loaded, c) >= 0 && comm_id_for(m, p->comms[c].id) == NULL)
+      return pf_diag_error(d, PF_EDECODE, "rank %d: connect: no id for communicator %d",
+                           s->cfg.rank, (int)p->comms[c].id);
   for (uint32_t c = 0; c < p->n_comms; c++) {
     int dev = pf_loaded_comm_device(e->loaded, c);
-    const pf_msg_comm_id *id = NULL;
+    const pf_msg_comm_id *id = comm_id_for(m, p->comms[c].id);
     comm_join *j;
     pthread_t t;
     pthread_attr_t attr;
     if (dev < 0) continue;
-    for (uint32_t k = 0; k < m->n_comm_ids && id == NULL; k++)
-      if (m->comm_ids[k].comm == p->comms[c].id) id = &m->comm_ids[k];
-    if (id == NULL)
-      return pf_diag_error(d, PF_EDECODE, "rank %d: connect: no id for communicator %d",
-                           s->cfg.rank, (int)p->comms[c].id);
-    if (s->cfg.post_call == NULL || (j = calloc(1, sizeof *j)) == NULL)
-      return pf_diag_error(d, PF_ENOMEM, "rank %d: connect: out of memory", s->cfg.rank);
+    if (s->cfg.post_call == NULL || (j = calloc(1, sizeof *j)) == NULL) {
+      pf_diag_error(started ? &e->join_err : d, PF_ENOMEM, "rank %d: connect: out of memory",
+                    s->cfg.rank);
+      return started ? started : PF_ENOMEM;
+    }
     *j = (comm_join){.s = s, .e = e, .c = c, .device = dev, .n = (int)p->comms[c].n_ranks,
                      .me = member_of(s, &p->comms[c]),
                      .dev = pf_executor_device(s->cfg.executor, dev)};
@@ -571,8 +583,11 @@ static int join_device_comms(pf_service *s, exe *e, const pf_msg *m, pf_diag *d)
       e->refs--;
       e->joins_pending--;
       free(j);
-      return pf_diag_error(d, PF_ESYS, "rank %d: connect: no thread to join communicator %d",
-                           s->cfg.rank, (int)p->comms[c].id);
+      /* Joins already started answer for the connect when they end. */
+      pf_diag_error(started ? &e->join_err : d, PF_ESYS,
+                    "rank %d: connect: no thread to join communicator %d", s->cfg.rank,
+                    (int)p->comms[c].id);
+      return started ? started : PF_ESYS;
     }
     pthread_attr_destroy(&attr);
     started++;
@@ -597,13 +612,6 @@ static void handle_load(pf_service *s, pf_msg *m) {
   rc = pf_executor_load(s->cfg.executor, m->plan, &e->loaded, &d);
   m->plan = NULL; /* the executor owns it now, even on error */
   if (rc == 0) rc = index_plan(e, &d);
-  if (rc == 0) {
-    int n = pf_executor_num_devices(s->cfg.executor);
-    if ((e->device_memory = pf_calloc((size_t)n, 1)) == NULL)
-      rc = pf_diag_error(&d, PF_ENOMEM, "load: out of memory");
-    for (int k = 0; rc == 0 && k < n; k++)
-      e->device_memory[k] = (uint8_t)pf_executor_device_memory(s->cfg.executor, k);
-  }
   if (rc == 0 && s->cfg.transport) rc = prepare_transfers(s, e, &d);
   if (rc == 0 && s->cfg.transport) rc = reserve_for(s, pf_loaded_plan(e->loaded), &d);
   if (rc == 0 && !s->cfg.transport && pf_loaded_plan(e->loaded)->n_comms > 0)
@@ -702,18 +710,26 @@ static void enqueue_collectives(pf_service *s, run *r) {
 static pf_storage *move_input(pf_service *s, uint64_t id, const pf_plan_buffer *pb,
                               pf_storage *st, pf_diag *why) {
   pf_storage *moved = NULL;
-  int rc = st->on_device ? pf_executor_to_host(s->cfg.executor, st, &moved)
-                         : pf_executor_to_device(s->cfg.executor, pb->device, st, &moved);
+  int to_device = !pb->host && pf_executor_device_memory(s->cfg.executor, pb->device);
+  int rc = to_device ? pf_executor_to_device(s->cfg.executor, pb->device, st, &moved)
+                     : pf_executor_to_host(s->cfg.executor, st, &moved);
   if (rc != 0) {
     pf_diag_error(why, rc, "rank %d: input shard %d (buffer %llu): moving it %s device %d: %s",
                   s->cfg.rank, (int)pb->shard, (unsigned long long)id,
-                  st->on_device ? "out of" : "into", (int)pb->device, pf_strerror(rc));
+                  to_device ? "into" : "out of", (int)pb->device, pf_strerror(rc));
     return NULL;
   }
-  if (pf_store_put(s->store, id, pb->shard, pf_storage_ref(moved)) != 0) {
-    /* Kept as it was: the next run moves it again. */
-  }
+  /* On failure the store keeps the one it had: the next run moves it again. */
+  (void)pf_store_put(s->store, id, pb->shard, pf_storage_ref(moved));
   return moved;
+}
+
+/* 1 if stored input st is not in the memory buffer pb wants: host memory
+ * for a device of its own memory, another device's memory, or a device's
+ * own for a host buffer. */
+static int misplaced(const exe *e, const pf_plan_buffer *pb, const pf_storage *st) {
+  int want_device = !pb->host && pf_loaded_own_memory(e->loaded, pb->device);
+  return st->on_device != want_device || (want_device && st->device != pb->device);
 }
 
 static void handle_run(pf_service *s, pf_msg *m) {
@@ -775,7 +791,7 @@ static void handle_run(pf_service *s, pf_msg *m) {
                     "released, or never made",
                     s->cfg.rank, (int)pb->input, (int)pb->shard,
                     (unsigned long long)m->inputs[pb->input]);
-    if (why.code == 0 && inputs[b]->on_device != (!pb->host && e->device_memory[pb->device]))
+    if (why.code == 0 && misplaced(e, pb, inputs[b]))
       inputs[b] = move_input(s, m->inputs[pb->input], pb, inputs[b], &why);
     else
       inputs[b] = why.code ? NULL : pf_storage_ref(inputs[b]); /* the step's */
@@ -996,11 +1012,6 @@ static void collective_done(void *arg, int status) {
 }
 
 /* 1 if blocks along `axis` are already contiguous in row-major order. */
-static int leading_axis(const pf_spec *s, int axis) {
-  for (int i = 0; i < axis; i++)
-    if (s->dims[i] != 1) return 0;
-  return 1;
-}
 
 /* A collective MPI refuses to issue would leave the other ranks of its
  * communicator waiting in it forever: end the job, saying which collective
@@ -1108,7 +1119,7 @@ static void start_collective(pf_service *s, loop_op *lo) {
       case PF_ALLGATHER:
         c.send = in->data;
         c.bytes = in_bytes;
-        if (leading_axis(ins, op->axis))
+        if (pf_leading_axis(ins, op->axis))
           c.recv = out->data;
         else if ((c.recv = lo->stage_out = malloc(out_bytes ? out_bytes : 1)) == NULL)
           ok = 0;
@@ -1117,7 +1128,7 @@ static void start_collective(pf_service *s, loop_op *lo) {
         c.send = in->data;
         c.recv = out->data;
         c.count = (size_t)pf_spec_numel(outs);
-        if (!leading_axis(ins, op->axis)) ok = stage_split(lo, in, ins, op->axis, n, &c);
+        if (!pf_leading_axis(ins, op->axis)) ok = stage_split(lo, in, ins, op->axis, n, &c);
         break;
       case PF_BROADCAST:
         if (op->shard == op->root) {
@@ -1136,8 +1147,8 @@ static void start_collective(pf_service *s, loop_op *lo) {
         c.send = in->data;
         c.recv = out->data;
         c.bytes = in_bytes / (size_t)n;
-        if (!leading_axis(ins, op->axis)) ok = stage_split(lo, in, ins, op->axis, n, &c);
-        if (ok && !leading_axis(outs, op->in_axis) &&
+        if (!pf_leading_axis(ins, op->axis)) ok = stage_split(lo, in, ins, op->axis, n, &c);
+        if (ok && !pf_leading_axis(outs, op->in_axis) &&
             (c.recv = lo->stage_out = malloc(out_bytes ? out_bytes : 1)) == NULL)
           ok = 0;
         break;

@@ -469,25 +469,22 @@ static int lower_collective(lowering *L, int32_t pid, layout *in, layout *out) {
     out_buf[s] = out->shards[s].buffer;
   }
   for (int s = 0; s < n; s++) L->rank_slot[ranks[s]] = -1;
-  /* An allreduce or broadcast over devices of their own memory, one per
-   * rank, each running collectives itself (NCCL: its stage lacks
-   * COLLECTIVES), runs on the devices. Anything else over devices of their
-   * own memory reduces host twins into host results in the runtime. */
+  /* A collective over devices of their own memory, one per rank, each
+   * running collectives itself (NCCL: its stage lacks COLLECTIVES), runs on
+   * the devices when its blocks are whole runs of memory. Anything else over
+   * devices of their own memory reduces host twins into host results in the
+   * runtime. */
   if (L->staged) {
-    int kind = pf_collective_from_kernel(p->kernel);
-    const pf_spec *local = pf_pb_buffer_at(L->pb[ranks[0]], in_buf[0])->spec;
-    const pf_spec *local_out = pf_pb_buffer_at(L->pb[ranks[0]], out_buf[0])->spec;
-    int axis = (int)pf_attrs_get_int(p->attrs, PF_COLL_ATTR_AXIS, 0), contiguous = 1;
-    int in_axis = p->in_shardings[0].kind == PF_SHARD_SPLIT ? p->in_shardings[0].axis : 0;
-    /* Gathered, scattered or exchanged blocks are whole runs of memory only
-     * along a leading axis (NCCL's buffers are flat). */
-    for (int a = 0; a < axis && a < local->rank; a++) contiguous &= local->dims[a] == 1;
-    if (kind == PF_ALL_TO_ALL)
-      for (int a = 0; a < in_axis && a < local_out->rank; a++) contiguous &= local_out->dims[a] == 1;
-    device_runs = !one_rank && one_each &&
-                  (kind == PF_ALLREDUCE || kind == PF_BROADCAST ||
-                   ((kind == PF_ALLGATHER || kind == PF_REDUCE_SCATTER || kind == PF_ALL_TO_ALL) &&
-                    contiguous));
+    /* NCCL's buffers are flat: gathered, scattered or exchanged blocks
+     * must be whole runs of memory. */
+    device_runs =
+        !one_rank && one_each &&
+        pf_collective_contiguous(
+            (pf_collective_kind)pf_collective_from_kernel(p->kernel),
+            pf_pb_buffer_at(L->pb[ranks[0]], in_buf[0])->spec,
+            pf_pb_buffer_at(L->pb[ranks[0]], out_buf[0])->spec,
+            (int)pf_attrs_get_int(p->attrs, PF_COLL_ATTR_AXIS, 0),
+            p->in_shardings[0].kind == PF_SHARD_SPLIT ? p->in_shardings[0].axis : 0);
     for (int s = 0; s < n && device_runs; s++) {
       const pf_cluster_device *cd = dev(L, in->shards[s].device);
       device_runs = cd->own_memory && !(cd->stage & PF_STAGE_COLLECTIVES);

@@ -514,10 +514,11 @@ static void salt_init(void) {
   id_salt = x;
 }
 
-static int gg_comm_id_make(pf_device *d, uint8_t *id, size_t *len) {
+static int gg_comm_id_make(pf_device *d, uint8_t *id, size_t *len, pf_diag *diag) {
   uint32_t pid = (uint32_t)getpid();
   uint64_t serial = atomic_fetch_add(&id_serial, 1) + 1;
   (void)d;
+  (void)diag; /* never fails */
   pthread_once(&salt_once, salt_init);
   memcpy(id, GG_ID_MAGIC, 4);
   memcpy(id + 4, &pid, 4);

@@ -782,7 +782,7 @@ static void run_members(int n) {
     assert_int_equal(gg_device_create(&host, k, k, 1 << 20, &f_clock, &dev[k]), 0);
     gg_device_set_collectives(dev[k], 1);
   }
-  assert_int_equal(dev[0]->ops->comm_id(dev[0], id, &id_len), 0);
+  assert_int_equal(dev[0]->ops->comm_id(dev[0], id, &id_len, NULL), 0);
   assert_true(id_len > 0 && id_len <= PF_COMM_ID_MAX);
   for (int k = 0; k < n; k++) {
     memset(&m[k], 0, sizeof m[k]);
@@ -838,8 +838,8 @@ static void test_comm_join_checks(void **state) {
   pf_diag diag = {0};
   (void)state;
   gg_device_set_collectives(d, 1);
-  assert_int_equal(d->ops->comm_id(d, id, &len), 0);
-  assert_int_equal(d->ops->comm_id(d, id2, &len2), 0);
+  assert_int_equal(d->ops->comm_id(d, id, &len, NULL), 0);
+  assert_int_equal(d->ops->comm_id(d, id2, &len2, NULL), 0);
   assert_int_equal(len, len2);
   assert_true(memcmp(id, id2, len) != 0);
   /* One member: joined at once; a collective of one copies in to out. */
@@ -890,7 +890,7 @@ static void collective_host_in(void *arg) {
   pf_diag diag = {0};
   pf_device_collective c = {.kind = PF_ALLREDUCE, .dtype = PF_F32, .count = 4, .in = h,
                             .out = gg_alloc(16)};
-  d->ops->comm_id(d, id, &len);
+  d->ops->comm_id(d, id, &len, NULL);
   if (d->ops->comm_join(d, id, len, 1, 0, &comm, &diag) != 0) _exit(2);
   c.comm = comm;
   d->ops->collective(d, &c, &diag);
@@ -902,7 +902,7 @@ static void join_alone(void *arg) {
   void *comm;
   pf_diag diag = {0};
   setenv("PATHFLOW_GUARDED_COMM_TIMEOUT", "1", 1);
-  d->ops->comm_id(d, id, &len);
+  d->ops->comm_id(d, id, &len, NULL);
   d->ops->comm_join(d, id, len, 2, 1, &comm, &diag);
 }
 static void test_collective_aborts(void **state) {
