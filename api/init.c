@@ -80,6 +80,13 @@ static int counters_wanted(pf_diag *d, int *out) {
   return rc;
 }
 
+/* PATHFLOW_HUGE_PAGES=0|1, read where memory is taken (base/pages.c); a
+ * bad value is refused here as the other variables are. */
+static int huge_pages_checked(pf_diag *d) {
+  int64_t v;
+  return pf_env_int("PATHFLOW_HUGE_PAGES", 1, 0, 1, &v, d);
+}
+
 static int pending_limit(const pf_init_options *opts, pf_diag *d, int *out) {
   if (opts && opts->max_pending < 0)
     return pf_diag_error(d, PF_EINVAL, "pf_init: max_pending = %d, need >= 0", opts->max_pending);
@@ -369,7 +376,8 @@ int pf_init(int *argc, char ***argv, const pf_init_options *opts, pf_context **o
       (rc = mpi_wanted(&d, &use_mpi)) != 0 ||
       (rc = loopback_wanted(use_mpi, &d, &loopback)) != 0 ||
       (rc = device_memory(ncpu, &d, &memory)) != 0 ||
-      (rc = counters_wanted(&d, &ctx->print_counters)) != 0)
+      (rc = counters_wanted(&d, &ctx->print_counters)) != 0 ||
+      (rc = huge_pages_checked(&d)) != 0)
     goto fail;
   if (use_mpi) {
     if ((rc = pf_mpi_init(argc, argv, &ctx->mpi, &d)) != 0) goto fail;

@@ -1,5 +1,6 @@
 #include "base/arena.h"
 
+#include "base/pages.h"
 #include "base/util.h"
 
 #include <stdint.h>
@@ -8,14 +9,15 @@
 #include <sys/mman.h>
 
 /* Chunks grow from 4 KiB to 1 MiB, so that a small plan or graph stays
- * small and a large one makes few chunks. Chunks from MAPPED up are mapped
- * pages of their own: freeing them gives the memory back to the system at
- * once (malloc would keep it, and the next compile of a large graph would
- * grow the process again around what it keeps), and what is reserved but
- * never written costs no memory. */
+ * small and a large one makes few chunks. Chunks from MAPPED up are whole
+ * pages (base/pages.h: on huge pages, shared with other arenas): freeing
+ * them gives the memory back to the system at once (malloc would keep it,
+ * and the next compile of a large graph would grow the process again
+ * around what it keeps), and what is reserved but never written costs no
+ * memory. */
 #define CHUNK_MIN 4096
-#define CHUNK_MAX (1u << 20)
-#define MAPPED (256u << 10)
+#define CHUNK_MAX (256u << 10)
+#define MAPPED (64u << 10)
 #define PREFAULT (64u << 10)
 
 struct pf_arena_chunk {
@@ -41,8 +43,7 @@ static pf_arena_chunk *chunk_new(size_t size) {
   if (size > SIZE_MAX - sizeof *c - 4096) return NULL;
   if (total >= MAPPED) {
     total = (total + 4095) & ~(size_t)4095;
-    c = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (c == MAP_FAILED) return NULL;
+    if ((c = pf_pages_alloc(total)) == NULL) return NULL;
     c->mapped = total;
   } else {
     if ((c = malloc(total)) == NULL) return NULL;
@@ -54,7 +55,7 @@ static pf_arena_chunk *chunk_new(size_t size) {
 
 static void chunk_free(pf_arena_chunk *c) {
   if (c->mapped)
-    munmap(c, c->mapped);
+    pf_pages_free(c, c->mapped);
   else
     free(c);
 }

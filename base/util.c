@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "base/diag.h"
+#include "base/pages.h"
 #include "pathflow/error.h"
 
 int pf_grow(void **items, size_t *cap, size_t need, size_t elem_size) {
@@ -18,21 +19,33 @@ int pf_grow(void **items, size_t *cap, size_t need, size_t elem_size) {
     ncap *= 2;
   }
   if (elem_size != 0 && ncap > SIZE_MAX / elem_size) return PF_ENOMEM;
-  p = realloc(*items, ncap * elem_size);
-  if (p == NULL) return PF_ENOMEM;
+  if (ncap * elem_size >= PF_PAGES_HINT_MIN && pf_pages_huge()) {
+    /* A large array is written through: on huge pages, and the copy goes
+     * there too (realloc would copy into 4 KiB pages before any hint). */
+    if ((p = malloc(ncap * elem_size)) == NULL) return PF_ENOMEM;
+    pf_pages_hint(p, ncap * elem_size);
+    if (*items != NULL) memcpy(p, *items, *cap * elem_size);
+    free(*items);
+  } else if ((p = realloc(*items, ncap * elem_size)) == NULL) {
+    return PF_ENOMEM;
+  }
   *items = p;
   *cap = ncap;
   return 0;
 }
 
 void *pf_calloc(size_t n, size_t size) {
+  void *p;
   if (n == 0 || size == 0) return calloc(1, 1);
-  return calloc(n, size);
+  if ((p = calloc(n, size)) != NULL && n <= SIZE_MAX / size) pf_pages_hint(p, n * size);
+  return p;
 }
 
 void *pf_mallocn(size_t n, size_t size) {
+  void *p;
   if (size != 0 && n > SIZE_MAX / size) return NULL;
-  return malloc(n * size != 0 ? n * size : 1);
+  if ((p = malloc(n * size != 0 ? n * size : 1)) != NULL) pf_pages_hint(p, n * size);
+  return p;
 }
 
 void *pf_aligned_alloc(size_t nbytes) {

@@ -1,6 +1,8 @@
 /* bench/compile: how long pf_compile's scheduler takes (validate, place,
  * order, lower, plan memory) for big graphs on a simulated cluster, with no
  * ranks behind it. Target: 10,000 programs on 1,000 devices under 1 s.
+ * compile1_s is the first of three compiles of the graph, compile_s the
+ * best (under_1s says whether the best is under a second).
  *   compile [-w WIDTH] [-t STEPS] [-c HOSTS:RANKS:DEVICES] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +38,7 @@ static int run(int width, int steps, const char *cluster_spec) {
   pf_graph *g;
   pf_compiled *c;
   pf_diag d;
-  double t0, t1, t2, best = 1e9;
+  double t0, t1, t2, best = 1e9, first = 0;
   uint64_t ops = 0;
   pf_diag_init(&d);
   if (tool_cluster(cluster_spec, 0, &cl) != 0 || cl.n_devices < width) {
@@ -59,14 +61,16 @@ static int run(int width, int steps, const char *cluster_spec) {
       return 1;
     }
     t2 = now_s() - a;
+    if (rep == 0) first = t2;
     if (t2 < best) best = t2;
     ops = 0;
     for (int r = 0; r < c->n_ranks; r++) ops += c->plans[r]->n_ops;
     pf_compiled_free(c);
   }
   memory_mib(&unused, &peak_mib);
-  printf("%-9d %-8d %-9d %-9llu %-10.3f %-10.3f %-9.0f %-9.0f %s\n", pf_graph_num_programs(g),
-         cl.n_devices, cl.n_ranks, (unsigned long long)ops, t1 - t0, best,
+  printf("%-9d %-8d %-9d %-9llu %-10.3f %-10.3f %-10.3f %-9.0f %-9.0f %s\n",
+         pf_graph_num_programs(g), cl.n_devices, cl.n_ranks, (unsigned long long)ops, t1 - t0,
+         first, best,
          graph_mib - base_mib, peak_mib - base_mib, best < 1.0 ? "yes" : "NO");
   pf_graph_destroy(g);
   pf_registry_destroy(env.registry);
@@ -83,8 +87,8 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "-c") == 0) cluster = argv[i + 1];
   }
   printf("# Task Bench stencil graphs (2 programs per cell and step), simulated clusters\n");
-  printf("%-9s %-8s %-9s %-9s %-10s %-10s %-9s %-9s %s\n", "programs", "devices", "ranks",
-         "plan_ops", "build_s", "compile_s", "graph_MiB", "peak_MiB", "under_1s");
+  printf("%-9s %-8s %-9s %-9s %-10s %-10s %-10s %-9s %-9s %s\n", "programs", "devices", "ranks",
+         "plan_ops", "build_s", "compile1_s", "compile_s", "graph_MiB", "peak_MiB", "under_1s");
   if (width > 0) return run(width, steps > 0 ? steps : 5, cluster ? cluster : "10:25:4");
   return run(100, 5, "1:25:4") || run(1000, 5, "10:25:4") || run(1000, 10, "10:25:4");
 }

@@ -134,7 +134,7 @@ void pf_pb_destroy(pf_plan_builder *b) {
  * own, which cost nothing until written and go back to the system when the
  * plan is freed. A block outgrown stays in the pool until then. */
 static int pool_grow(pf_plan_builder *b, void **items, size_t *cap, size_t n, size_t need,
-                     size_t size) {
+                     size_t size, int exact) {
   size_t ncap;
   void *grown;
   if (need <= *cap) return 0;
@@ -143,6 +143,9 @@ static int pool_grow(pf_plan_builder *b, void **items, size_t *cap, size_t n, si
     if (ncap > SIZE_MAX / 2 / size) return PF_ENOMEM;
     ncap *= 2;
   }
+  /* A reservation is what the plan will hold: room beyond it would be
+   * memory (a huge page is backed whole once written). */
+  if (exact) ncap = need;
   if ((grown = pf_arena_alloc(b->plan->pool, ncap * size)) == NULL) return PF_ENOMEM;
   if (n) memcpy(grown, *items, n * size);
   *items = grown;
@@ -162,11 +165,12 @@ static void ready(void *items, size_t cap, size_t need, size_t size, size_t *don
 }
 
 /* Room for `need` buffers and their writer lists. */
-static int grow_buffers(pf_plan_builder *b, size_t need) {
+static int grow_buffers(pf_plan_builder *b, size_t need, int exact) {
   pf_plan *p = b->plan;
   size_t cap = b->cap_buffers;
   uint32_t *f, *l;
-  if (pool_grow(b, (void **)&p->buffers, &b->cap_buffers, p->n_buffers, need, sizeof *p->buffers))
+  if (pool_grow(b, (void **)&p->buffers, &b->cap_buffers, p->n_buffers, need, sizeof *p->buffers,
+                exact))
     return PF_ENOMEM;
   if (b->cap_buffers == cap) return 0;
   b->ready_buffers = p->n_buffers; /* moved: what was copied is backed */
@@ -182,8 +186,8 @@ static int grow_buffers(pf_plan_builder *b, size_t need) {
 int pf_pb_reserve(pf_plan_builder *b, size_t n_ops, size_t n_buffers) {
   pf_plan *p = b->plan;
   size_t cap = b->cap_ops;
-  if (pool_grow(b, (void **)&p->ops, &b->cap_ops, p->n_ops, p->n_ops + n_ops, sizeof *p->ops) ||
-      grow_buffers(b, p->n_buffers + n_buffers))
+  if (pool_grow(b, (void **)&p->ops, &b->cap_ops, p->n_ops, p->n_ops + n_ops, sizeof *p->ops, 1) ||
+      grow_buffers(b, p->n_buffers + n_buffers, 1))
     return PF_ENOMEM;
   if (b->cap_ops != cap) b->ready_ops = p->n_ops;
   return 0;
@@ -224,7 +228,7 @@ int pf_pb_buffer(pf_plan_builder *b, int32_t device, const pf_spec *spec,
                  int32_t shard, uint32_t *out) {
   pf_plan *p = b->plan;
   pf_plan_buffer *pb;
-  if (grow_buffers(b, (size_t)p->n_buffers + 1)) return PF_ENOMEM;
+  if (grow_buffers(b, (size_t)p->n_buffers + 1, 0)) return PF_ENOMEM;
   ready(p->buffers, b->cap_buffers, (size_t)p->n_buffers + 1, sizeof *p->buffers,
         &b->ready_buffers);
   pb = &p->buffers[p->n_buffers];
@@ -301,7 +305,7 @@ int pf_pb_op(pf_plan_builder *b, const pf_plan_op *tmpl, const uint32_t *in,
   size_t n_deps = 0;
   uint32_t me = p->n_ops, *lists;
   size_t cap = b->cap_ops;
-  if (pool_grow(b, (void **)&p->ops, &b->cap_ops, p->n_ops, (size_t)p->n_ops + 1, sizeof *p->ops) ||
+  if (pool_grow(b, (void **)&p->ops, &b->cap_ops, p->n_ops, (size_t)p->n_ops + 1, sizeof *p->ops, 0) ||
       pf_grow((void **)&b->writes, &b->cap_writes, b->n_writes + n_out, sizeof *b->writes))
     return PF_ENOMEM;
   if (b->cap_ops != cap) b->ready_ops = p->n_ops;

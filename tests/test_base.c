@@ -6,6 +6,7 @@
  * region arithmetic are checked against element-by-element references on
  * random shapes, so the expected results never come from the code under
  * test. */
+#define _GNU_SOURCE /* mincore */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,11 +17,16 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/mman.h>
 
 #include "base/arena.h"
 #include "base/attrs_internal.h"
 #include "base/box.h"
 #include "base/layout.h"
+#include "base/pages.h"
 #include "pathflow.h"
 
 #define LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -1121,6 +1127,105 @@ static void test_arena(void **state) {
   pf_arena_free(&a);
 }
 
+/* 1 if no 4 KiB page of [p, p + n) is backed by memory (or mapped). */
+static int not_resident(const void *p, size_t n) {
+  unsigned char vec[1024];
+  size_t pages = n / 4096;
+  assert_true(pages <= sizeof vec && (uintptr_t)p % 4096 == 0);
+  if (mincore((void *)(uintptr_t)p, n, vec) != 0) return errno == ENOMEM; /* unmapped */
+  for (size_t i = 0; i < pages; i++)
+    if (vec[i] & 1) return 0;
+  return 1;
+}
+
+/* Blocks of whole pages (base/pages.c): page-aligned, disjoint (each keeps
+ * its contents while others are handed out and freed), and a 2 MiB page
+ * whose blocks are all freed is given back at once, as is a big block of
+ * its own mapping. */
+static void test_pages(void **state) {
+  enum { N = 40 };
+  unsigned char *b[N];
+  size_t n[N];
+  (void)state;
+  rng_seed(7);
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < N; i++) {
+      n[i] = (size_t)(rng_next() % (3u << 20)) + 1; /* up to 3 MiB, odd sizes */
+      if (i == 7) n[i] = 20u << 20;                 /* past a quarter region: own mapping */
+      b[i] = pf_pages_alloc(n[i]);
+      assert_non_null(b[i]);
+      assert_int_equal((uintptr_t)b[i] % 4096, 0);
+      memset(b[i], i + 1, n[i]);
+      if (i % 3 == 2) { /* frees between allocations */
+        pf_pages_free(b[i - 1], n[i - 1]);
+        b[i - 1] = NULL;
+      }
+    }
+    for (int i = 0; i < N; i++) {
+      if (b[i] == NULL) continue;
+      assert_int_equal(b[i][0], i + 1);
+      assert_int_equal(b[i][n[i] / 2], i + 1);
+      assert_int_equal(b[i][n[i] - 1], i + 1);
+    }
+    for (int i = 0; i < N; i++) pf_pages_free(b[i], n[i]);
+  }
+  {
+    /* 6 MiB written then freed: its whole 2 MiB pages (at least two) hold
+     * no memory afterwards; so does a 20 MiB block (unmapped). */
+    size_t six = 6u << 20, big = 20u << 20;
+    unsigned char *p = pf_pages_alloc(six), *q = pf_pages_alloc(big);
+    uintptr_t lo = ((uintptr_t)p + (2u << 20) - 1) & ~(uintptr_t)((2u << 20) - 1);
+    assert_non_null(p);
+    assert_non_null(q);
+    memset(p, 1, six);
+    memset(q, 2, big);
+    assert_false(not_resident((void *)lo, 4u << 20));
+    pf_pages_free(p, six);
+    pf_pages_free(q, big);
+    assert_true(not_resident((void *)lo, 4u << 20));
+    assert_true(not_resident(q, 4u << 20));
+  }
+  pf_pages_free(NULL, 10); /* nothing */
+  {
+    /* The hint changes no byte of the block it marks. */
+    size_t len = PF_PAGES_HINT_MIN + 12345;
+    unsigned char *m = malloc(len);
+    assert_non_null(m);
+    for (size_t i = 0; i < len; i++) m[i] = (unsigned char)(i * 31);
+    pf_pages_hint(m, len);
+    pf_pages_hint(m, 100); /* too small: nothing */
+    for (size_t i = 0; i < len; i += 4099) assert_int_equal(m[i], (unsigned char)(i * 31));
+    free(m);
+  }
+}
+
+/* Two threads allocating, writing and freeing blocks at once (the
+ * regions are shared by every arena of the process). */
+static void *pages_worker(void *arg) {
+  unsigned seed = (unsigned)(uintptr_t)arg;
+  for (int i = 0; i < 200; i++) {
+    size_t n = (size_t)(rand_r(&seed) % (1u << 20)) + 4096;
+    unsigned char *p = pf_pages_alloc(n), v = (unsigned char)(seed + (unsigned)i);
+    if (p == NULL) return arg;
+    memset(p, v, n);
+    sched_yield();
+    if (p[0] != v || p[n - 1] != v) return arg;
+    pf_pages_free(p, n);
+  }
+  return NULL;
+}
+
+static void test_pages_threads(void **state) {
+  pthread_t t[2];
+  void *r[2];
+  (void)state;
+  for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&t[i], NULL, pages_worker, (void *)(uintptr_t)(i + 1)), 0);
+  for (int i = 0; i < 2; i++) {
+    pthread_join(t[i], &r[i]);
+    assert_null(r[i]);
+  }
+}
+
 /* Shared empty attributes: one set for all, read-only, never freed. */
 static void test_attrs_share(void **state) {
   pf_attrs *e1, *e2, *empty, *full, *c;
@@ -1172,6 +1277,8 @@ int main(void) {
       cmocka_unit_test(test_box_contiguous),
       cmocka_unit_test(test_blocks_along_axis),
       cmocka_unit_test(test_arena),
+      cmocka_unit_test(test_pages),
+      cmocka_unit_test(test_pages_threads),
       cmocka_unit_test(test_attrs_share),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -61,6 +61,7 @@ static void test_bad_env_values(void **state) {
       {"PATHFLOW_DEVICE_MEMORY", "lots", "byte count"},
       {"PATHFLOW_DEVICE_MEMORY", "0", "at least 1"},
       {"PATHFLOW_DEVICE_MEMORY", "16 G", "byte count"},
+      {"PATHFLOW_HUGE_PAGES", "no", "[0, 1]"},
       {"PATHFLOW_TRACE", "yes", "[0, 1]"},
       {"PATHFLOW_TRACE", " 1", "[0, 1]"},
       {"PATHFLOW_BIND_WORKERS", "2", "[0, 1]"},
