@@ -14,7 +14,7 @@
  * (those that exist); each task outputs a small
  * tensor (u8[16], -b) and its kernel busy-waits for a given wall time
  * (no sleep, no yield). Kernel lengths: 1 ms down to 1 us in a 1-2-5
- * series (-l LONGEST_US, -s SHORTEST_US).
+ * series (-l LONGEST_US, -s SHORTEST_US; down to 0.1 us, as -s 0.1).
  *
  *   pathflow  one graph per kernel length (T x W programs "bench.busy", the
  *             length an attribute), compiled once, executed once to warm up
@@ -356,15 +356,26 @@ static void print_metg(const char *who, const double *eff) {
   int bound;
   double m = metg(eff, &bound);
   if (bound < 0)
-    printf("# METG(50%%) %-8s < %.0f us (every length measured reaches 50%%)\n", who, m);
+    printf("# METG(50%%) %-8s < %g us (every length measured reaches 50%%)\n", who, m);
   else if (bound > 0)
-    printf("# METG(50%%) %-8s > %.0f us (no length measured reaches 50%%)\n", who, m);
+    printf("# METG(50%%) %-8s > %g us (no length measured reaches 50%%)\n", who, m);
   else
-    printf("# METG(50%%) %-8s = %.1f us kernel length (Task Bench granularity, "
-           "length / 0.5: %.1f us)\n", who, m, 2 * m);
+    printf("# METG(50%%) %-8s = %.2f us kernel length (Task Bench granularity, "
+           "length / 0.5: %.2f us)\n", who, m, 2 * m);
 }
 
 /* ---- main ------------------------------------------------------------------------------------- */
+
+static double parse_us(const char *s, const char *flag) {
+  char *end;
+  double v = strtod(s, &end);
+  if (*s == '\0' || *end != '\0' || !(v >= 0.1 && v <= 1e7)) {
+    fprintf(stderr, "granularity: %s wants microseconds in [0.1, 10000000], got \"%s\"\n", flag,
+            s);
+    exit(2);
+  }
+  return v;
+}
 
 static long parse_long(const char *s, const char *flag, long min, long max) {
   char *end;
@@ -380,7 +391,7 @@ static long parse_long(const char *s, const char *flag, long min, long max) {
 int main(int argc, char **argv) {
   static double wall_mpi[N_PATTERNS][MAX_LENGTHS], eff_mpi[N_PATTERNS][MAX_LENGTHS];
   double eff_pf[MAX_LENGTHS];
-  long longest = 1000, shortest = 1;
+  double longest = 1000, shortest = 1;
   int rank, opt, first = STENCIL, last = STENCIL;
   while ((opt = getopt(argc, argv, "p:t:r:b:l:s:d:h")) != -1) {
     switch (opt) {
@@ -402,8 +413,8 @@ int main(int argc, char **argv) {
       case 't': steps = (int)parse_long(optarg, "-t", 2, 1000000); break;
       case 'r': reps = (int)parse_long(optarg, "-r", 1, 64); break;
       case 'b': edge_bytes = (int)parse_long(optarg, "-b", 1, 4096); break;
-      case 'l': longest = parse_long(optarg, "-l", 1, 10000000); break;
-      case 's': shortest = parse_long(optarg, "-s", 1, 10000000); break;
+      case 'l': longest = parse_us(optarg, "-l"); break;
+      case 's': shortest = parse_us(optarg, "-s"); break;
       case 'd': in_process = (int)parse_long(optarg, "-d", 2, MAX_WIDTH); break;
       default:
         fprintf(stderr, "usage: mpirun -np W %s [-p stencil|nearest|fft|all_to_all|tree|all] "
@@ -415,16 +426,16 @@ int main(int argc, char **argv) {
     }
   }
   /* 1-2-5 series from longest down to shortest. */
-  for (double dec = pow(10, floor(log10((double)longest))); dec >= 1 && n_lengths < MAX_LENGTHS;
+  for (double dec = pow(10, floor(log10(longest))); dec >= 0.099 && n_lengths < MAX_LENGTHS;
        dec /= 10) {
     static const int mant[] = {5, 2, 1};
     for (int k = 0; k < 3 && n_lengths < MAX_LENGTHS; k++) {
       double l = mant[k] * dec;
-      if (l <= (double)longest && l >= (double)shortest) lengths_us[n_lengths++] = l;
+      if (l <= longest * 1.0001 && l >= shortest * 0.9999) lengths_us[n_lengths++] = l;
     }
   }
   if (n_lengths == 0) {
-    fprintf(stderr, "granularity: no kernel length between %ld and %ld us\n", shortest, longest);
+    fprintf(stderr, "granularity: no kernel length between %g and %g us\n", shortest, longest);
     return 2;
   }
 
@@ -467,7 +478,7 @@ int main(int argc, char **argv) {
       double wall = pf_pattern((uint64_t)(lengths_us[i] * 1e3), &build, &compile);
       /* (length * T * W) / (wall * W) */
       eff_pf[i] = lengths_us[i] * 1e-6 * steps / wall;
-      printf("%10.0f %10.3f %10.3f %12.2f %12.2f\n", lengths_us[i], eff_pf[i],
+      printf("%10g %10.3f %10.3f %12.2f %12.2f\n", lengths_us[i], eff_pf[i],
              eff_mpi[pattern][i], 1e3 * wall, 1e3 * wall_mpi[pattern][i]);
       fflush(stdout);
     }

@@ -66,6 +66,19 @@ static void wake_worker(cpu_device *c) {
   woke_worker = 1;
 }
 
+/* The device's state is the worker's and the loop thread's, under the
+ * lock; but when the loop thread runs the ops (loop_runs_ops) the worker
+ * stays asleep for good (worker_main) and only the loop thread touches it:
+ * no lock then, which was a lock and an unlock per poll (cpu_claim) and
+ * three per op on the one thread that runs everything. */
+static void dev_lock(cpu_device *c) {
+  if (!c->cfg.loop_runs_ops) pthread_mutex_lock(&c->lock);
+}
+
+static void dev_unlock(cpu_device *c) {
+  if (!c->cfg.loop_runs_ops) pthread_mutex_unlock(&c->lock);
+}
+
 int pf_cpu_device_woke_worker(void) {
   int w = woke_worker;
   woke_worker = 0;
@@ -137,7 +150,7 @@ static void head_leaves(cpu_device *c) {
 static void cpu_submit(pf_device *d, pf_part *pt) {
   cpu_device *c = (cpu_device *)d;
   pt->next = NULL;
-  pthread_mutex_lock(&c->lock);
+  dev_lock(c);
   if (c->tail)
     c->tail->next = pt;
   else
@@ -148,7 +161,7 @@ static void cpu_submit(pf_device *d, pf_part *pt) {
    * part has nothing to do with this one (waking it cost a futex wake-up
    * and took the core from the loop thread once a step). */
   if (c->idle && head_runnable(c) && !c->cfg.loop_runs_ops) wake_worker(c);
-  pthread_mutex_unlock(&c->lock);
+  dev_unlock(c);
 }
 
 /* If the worker sleeps waiting for exactly j: claims j for the loop
@@ -157,7 +170,7 @@ static int cpu_ready(pf_device *d, pf_step *s, uint32_t j, int may_claim) {
   cpu_device *c = (cpu_device *)d;
   int claimed = 0;
   uint32_t n;
-  pthread_mutex_lock(&c->lock);
+  dev_lock(c);
   /* Only the op the worker sleeps on concerns it: a busy worker finds j
    * ready when it gets there (the count fell before this call), and one
    * asleep on another op would only wake to sleep again. */
@@ -167,7 +180,7 @@ static int cpu_ready(pf_device *d, pf_step *s, uint32_t j, int may_claim) {
     else
       wake_worker(c);
   }
-  pthread_mutex_unlock(&c->lock);
+  dev_unlock(c);
   return claimed;
 }
 
@@ -182,7 +195,7 @@ static int cpu_release(pf_device *d, pf_step *s, uint32_t j) {
   uint32_t n, next;
   int last, wake;
   (void)j;
-  pthread_mutex_lock(&c->lock);
+  dev_lock(c);
   c->park_e++;
   c->loop_running = 0;
   next = queue_op(s, c->cfg.index, c->park_e, &n);
@@ -204,7 +217,7 @@ static int cpu_release(pf_device *d, pf_step *s, uint32_t j) {
     wake = pf_step_op_ready(s, next);
   }
   if (wake && !c->cfg.loop_runs_ops) wake_worker(c);
-  pthread_mutex_unlock(&c->lock);
+  dev_unlock(c);
   return last;
 }
 
@@ -215,7 +228,7 @@ static int cpu_claim(pf_device *d, pf_step **s, uint32_t *op) {
   cpu_device *c = (cpu_device *)d;
   uint32_t n, j;
   int claimed = 0;
-  pthread_mutex_lock(&c->lock);
+  dev_lock(c);
   if (c->idle) head_runnable(c);
   if (c->park_step != NULL && !c->loop_running) {
     j = queue_op(c->park_step, c->cfg.index, c->park_e, &n);
@@ -225,7 +238,7 @@ static int cpu_claim(pf_device *d, pf_step **s, uint32_t *op) {
       *op = j;
     }
   }
-  pthread_mutex_unlock(&c->lock);
+  dev_unlock(c);
   return claimed;
 }
 
@@ -322,6 +335,14 @@ static int run_part(cpu_device *c, pf_step *s, uint32_t first) {
 static void *worker_main(void *arg) {
   cpu_device *c = arg;
   pf_running_bind(&c->running);
+  if (c->cfg.loop_runs_ops) {
+    /* The loop thread runs every op: asleep until the device is destroyed,
+     * touching nothing (the loop takes no lock: dev_lock). */
+    pthread_mutex_lock(&c->lock);
+    while (!c->stop) pthread_cond_wait(&c->wake, &c->lock);
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+  }
   for (;;) {
     pf_part *p;
     uint32_t first;
@@ -379,6 +400,9 @@ int pf_cpu_device_create(const pf_cpu_device_config *cfg, pf_device **out) {
   c->base.ops = &cpu_ops;
   c->cfg = *cfg;
   c->running.rank = cfg->rank;
+  /* With the loop running the ops, the worker never takes a part: the
+   * device is idle from the start, its head parts parked on by the loop. */
+  c->idle = cfg->loop_runs_ops;
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->wake, NULL);
   if (pthread_create(&c->thread, NULL, worker_main, c) != 0) {

@@ -1245,19 +1245,27 @@ static int64_t worker_spin_default(const pf_runtime *rt) {
 }
 
 /* Whether the loop thread runs the devices' ops, unless
- * PATHFLOW_LOOP_RUNS_OPS says: in a job, when this process may run on one
- * CPU only (mpirun --bind-to core with a core per rank). Its loop thread,
- * device worker and client thread then take turns on that core, and a
- * thread woken for a hand-off waits until the running one's time slice
- * ends: a collective made ready during the backward pass was issued up to
- * 100 us later, the optimizer step after it 40 us (bench/train). One
- * thread running everything in turn, as a hand-written loop does, hands
- * nothing off. */
+ * PATHFLOW_LOOP_RUNS_OPS says: in a job, when this process has one CPU or
+ * less to itself: one CPU in its affinity mask (mpirun --bind-to core with
+ * a core per rank), or at least as many ranks on this host as it has CPUs
+ * (mpirun --bind-to none or --oversubscribe with a rank per core or more).
+ * Its loop thread, device workers and client thread then take turns on
+ * that CPU, and a thread woken for a hand-off waits until the running one's
+ * time slice ends: a collective made ready during the backward pass was
+ * issued up to 100 us later, the optimizer step after it 40 us
+ * (bench/train); with two ranks on two cores unbound, a rank whose worker
+ * waited for every step's input from the other (bench/granularity -p tree)
+ * lost 10 us a step to it, and four ranks on two cores ran the fidelity
+ * graphs a quarter to a third slower than with the loop running the ops.
+ * One thread running everything in turn, as a hand-written loop does,
+ * hands nothing off. */
 static int64_t loop_runs_ops_default(const pf_runtime *rt) {
   cpu_set_t set;
+  long online = sysconf(_SC_NPROCESSORS_ONLN);
   if (rt->cfg.transport == NULL) return 0; /* no loop ops: nothing to hand off */
   CPU_ZERO(&set);
-  return sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) == 1;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+  return CPU_COUNT(&set) == 1 || (online > 0 && rt->cfg.transport->local_size > online);
 }
 
 static int read_env(pf_runtime *rt, pf_diag *d) {
