@@ -30,6 +30,15 @@ struct pf_loaded {
   uint32_t n_loop_ops;
   /* A step's start touches these, not the plan's large op records. */
   uint32_t *n_deps;    /* per op */
+  /* Per op: its place in a step's pending counts. Each device's ops are
+   * together, from a cache line of their own, and the loop's after them: a
+   * worker spinning on its next op's count then shares that line with no
+   * other device's ops (in plan order the two workers of a stencil touched
+   * one line at every op, each decrement bouncing it between their cores). */
+  uint32_t *op_slot, n_op_slots;
+  /* Per buffer: its place in a step's reader counts, the same way: each
+   * device's buffers together, from a line of their own. */
+  uint32_t *buf_slot, n_buf_slots;
   uint32_t *start_ops; /* loop ops with no dependencies, in plan order */
   uint32_t n_start_ops;
   uint32_t *recv_bufs; /* buffers that receives write, each once */
@@ -116,6 +125,8 @@ void pf_loaded_release(pf_loaded *l) {
   free(l->loop_op);
   free(l->inline_ok);
   free(l->n_deps);
+  free(l->op_slot);
+  free(l->buf_slot);
   free(l->start_ops);
   free(l->recv_bufs);
   free(l->input_bufs);
@@ -182,6 +193,44 @@ static int build_indexes(pf_loaded *l, int num_devices) {
   memcpy(fill, l->device_first, (size_t)num_devices * sizeof(uint32_t));
   for (uint32_t i = 0; i < p->n_ops; i++)
     if (!l->loop_op[i]) l->device_ops[fill[p->ops[i].device]++] = i;
+  {
+    /* 16 counts of 4 bytes: a cache line. */
+    uint32_t at = 0;
+    if ((l->op_slot = pf_mallocn(p->n_ops, sizeof(uint32_t))) == NULL) {
+      free(fill);
+      return PF_ENOMEM;
+    }
+    for (int d = 0; d < num_devices; d++) {
+      at = (at + 15u) & ~15u;
+      for (uint32_t e = l->device_first[d]; e < l->device_first[d + 1]; e++)
+        l->op_slot[l->device_ops[e]] = at++;
+    }
+    at = (at + 15u) & ~15u;
+    for (uint32_t i = 0; i < p->n_ops; i++)
+      if (l->loop_op[i]) l->op_slot[i] = at++;
+    l->n_op_slots = at;
+    if ((l->buf_slot = pf_mallocn(p->n_buffers, sizeof(uint32_t))) == NULL) {
+      free(fill);
+      return PF_ENOMEM;
+    }
+    /* fill[d]: device d's buffers, then their first place. */
+    memset(fill, 0, ((size_t)num_devices + 1) * sizeof(uint32_t));
+    for (uint32_t b = 0; b < p->n_buffers; b++) {
+      int32_t d = p->buffers[b].device;
+      fill[d >= 0 && d < num_devices ? d : num_devices]++;
+    }
+    at = 0;
+    for (int d = 0; d <= num_devices; d++) {
+      uint32_t n = fill[d];
+      fill[d] = at = (at + 15u) & ~15u;
+      at += n;
+    }
+    for (uint32_t b = 0; b < p->n_buffers; b++) {
+      int32_t d = p->buffers[b].device;
+      l->buf_slot[b] = fill[d >= 0 && d < num_devices ? d : num_devices]++;
+    }
+    l->n_buf_slots = at;
+  }
   for (uint32_t b = 0; b < p->n_buffers; b++) {
     l->keep[b] = p->buffers[b].output >= 0;
     if (p->buffers[b].input >= 0) l->input_bufs[l->n_input_bufs++] = b;
@@ -425,9 +474,11 @@ void pf_step_free(pf_step *s) {
 
 /* A step record and its per-op, per-buffer and per-device arrays in one
  * zeroed allocation: a step costs one malloc and one free, not eight. */
-static pf_step *step_new(const pf_plan *p, int nd) {
+static pf_step *step_new(const pf_loaded *l, int nd) {
+  const pf_plan *p = l->plan;
   size_t n_ops = p->n_ops, n_bufs = p->n_buffers, size = sizeof(pf_step), at[8];
   char *base;
+  void *mem;
   pf_step *s;
 #define PF_STEP_ARRAY(k, count, type)                                          \
   do {                                                                         \
@@ -435,15 +486,18 @@ static pf_step *step_new(const pf_plan *p, int nd) {
     at[k] = size;                                                              \
     size += (size_t)(count) * sizeof(type);                                    \
   } while (0)
-  PF_STEP_ARRAY(0, n_ops, atomic_uint);
-  PF_STEP_ARRAY(1, n_bufs, atomic_int);
+  size = (size + 63) / 64 * 64; /* the pending counts' lines are theirs (op_slot) */
+  PF_STEP_ARRAY(0, (size_t)l->n_op_slots + 16, atomic_uint);
+  size = (size + 63) / 64 * 64;
+  PF_STEP_ARRAY(1, (size_t)l->n_buf_slots + 16, atomic_int);
   PF_STEP_ARRAY(2, n_bufs, pf_storage *);
   PF_STEP_ARRAY(3, nd, pf_storage *);
   PF_STEP_ARRAY(4, n_ops, uint64_t);
   PF_STEP_ARRAY(5, n_ops, uint64_t);
   PF_STEP_ARRAY(6, nd, pf_part);
 #undef PF_STEP_ARRAY
-  if ((base = calloc(1, size)) == NULL) return NULL;
+  if (posix_memalign(&mem, 64, size) != 0) return NULL;
+  base = memset(mem, 0, size);
   s = (pf_step *)base;
   s->pending = (atomic_uint *)(base + at[0]);
   s->readers = (atomic_int *)(base + at[1]);
@@ -517,7 +571,7 @@ static void take_over(pf_step *s, const pf_plan_op *op, const pf_kernel_def *k) 
     if (st == NULL || s->bufs[bo] != NULL || st->parent != NULL || l->keep[bi] ||
         pbs[bi].device != pbs[bo].device || pbs[bi].host != pbs[bo].host ||
         pf_spec_nbytes(pbs[bi].spec) != pf_spec_nbytes(pbs[bo].spec) ||
-        atomic_load_explicit(&s->readers[bi], memory_order_acquire) != 1 ||
+        atomic_load_explicit(&s->readers[l->buf_slot[bi]], memory_order_acquire) != 1 ||
         atomic_load_explicit(&st->refs, memory_order_acquire) != 1)
       continue;
     s->bufs[bo] = pf_storage_ref(st);
@@ -701,7 +755,8 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
   for (uint32_t e = l->dependents_first[i]; e < l->dependents_first[i + 1]; e++) {
     uint32_t j = l->dependents[e];
     int dev;
-    if (atomic_fetch_sub_explicit(&s->pending[j], 1, memory_order_acq_rel) != 1) continue;
+    if (atomic_fetch_sub_explicit(&s->pending[l->op_slot[j]], 1, memory_order_acq_rel) != 1)
+      continue;
     dev = l->plan->ops[j].device;
     if (l->loop_op[j]) {
       ex->cfg.loop_op(ex->cfg.loop_arg, s, j);
@@ -719,7 +774,7 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
    * follows the live values, not the whole graph. */
   for (uint32_t k = 0; k < op->n_in; k++) {
     uint32_t b = op->inputs[k];
-    if (atomic_fetch_sub_explicit(&s->readers[b], 1, memory_order_acq_rel) == 1 &&
+    if (atomic_fetch_sub_explicit(&s->readers[l->buf_slot[b]], 1, memory_order_acq_rel) == 1 &&
         !l->keep[b]) {
       pf_storage_unref(s->bufs[b]);
       s->bufs[b] = NULL;
@@ -831,11 +886,11 @@ const uint32_t *pf_step_device_queue(const pf_step *s, int device, uint32_t *n) 
 }
 
 int pf_step_op_ready(const pf_step *s, uint32_t op) {
-  return atomic_load_explicit(&s->pending[op], memory_order_acquire) == 0;
+  return atomic_load_explicit(&s->pending[s->l->op_slot[op]], memory_order_acquire) == 0;
 }
 
 uint32_t pf_step_op_pending(const pf_step *s, uint32_t op) {
-  return atomic_load_explicit(&s->pending[op], memory_order_acquire);
+  return atomic_load_explicit(&s->pending[s->l->op_slot[op]], memory_order_acquire);
 }
 
 int pf_step_run_op(pf_step *s, uint32_t i) {
@@ -890,7 +945,7 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
           inputs[b]->nbytes < pf_spec_nbytes(p->buffers[b].spec))
         return unref_inputs(l, inputs, PF_EINVAL);
     }
-  if ((s = step_new(p, nd)) == NULL) return unref_inputs(l, inputs, PF_ENOMEM);
+  if ((s = step_new(l, nd)) == NULL) return unref_inputs(l, inputs, PF_ENOMEM);
   pthread_mutex_init(&s->err_lock, NULL);
   atomic_fetch_add(&l->refs, 1);
   s->l = l;
@@ -915,8 +970,9 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
           (s->arenas[d] = step_alloc(ex, (size_t)p->arena_bytes[d], d)) == NULL)
         out_of_memory(s, (size_t)p->arena_bytes[d], "its arena", d);
   }
-  for (uint32_t i = 0; i < p->n_ops; i++) atomic_init(&s->pending[i], l->n_deps[i]);
-  for (uint32_t b = 0; b < p->n_buffers; b++) atomic_init(&s->readers[b], l->readers[b]);
+  for (uint32_t i = 0; i < p->n_ops; i++) atomic_init(&s->pending[l->op_slot[i]], l->n_deps[i]);
+  for (uint32_t b = 0; b < p->n_buffers; b++)
+    atomic_init(&s->readers[l->buf_slot[b]], l->readers[b]);
   for (uint32_t k = 0; inputs != NULL && k < l->n_input_bufs; k++) {
     uint32_t b = l->input_bufs[k];
     s->bufs[b] = inputs[b]; /* the step's reference now */
@@ -998,7 +1054,7 @@ void pf_step_dump(const pf_step *s, void *file) {
   for (int d = 0; d < s->ex->cfg.num_devices; d++) {
     for (uint32_t e = s->l->device_first[d]; e < s->l->device_first[d + 1]; e++) {
       uint32_t i = s->l->device_ops[e];
-      unsigned left = atomic_load(&s->pending[i]);
+      unsigned left = atomic_load(&s->pending[s->l->op_slot[i]]);
       if (__atomic_load_n(&s->t_end[i], __ATOMIC_RELAXED) != 0) continue;
       if (left == 0)
         fprintf(f, "  device %d: running op %u (%s \"%s\" shard %d)\n", d, i,
