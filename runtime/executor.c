@@ -459,8 +459,8 @@ pf_storage *pf_step_take(pf_step *s, uint32_t b) {
 
 void pf_step_op_times(const pf_step *s, uint32_t op, uint64_t *start,
                       uint64_t *end) {
-  *start = op < s->l->plan->n_ops ? s->t_start[op] : 0;
-  *end = op < s->l->plan->n_ops ? s->t_end[op] : 0;
+  *start = op < s->l->plan->n_ops ? s->t_start[s->l->op_slot[op]] : 0;
+  *end = op < s->l->plan->n_ops ? s->t_end[s->l->op_slot[op]] : 0;
 }
 
 void pf_step_free(pf_step *s) {
@@ -476,7 +476,7 @@ void pf_step_free(pf_step *s) {
  * zeroed allocation: a step costs one malloc and one free, not eight. */
 static pf_step *step_new(const pf_loaded *l, int nd) {
   const pf_plan *p = l->plan;
-  size_t n_ops = p->n_ops, n_bufs = p->n_buffers, size = sizeof(pf_step), at[8];
+  size_t n_bufs = p->n_buffers, size = sizeof(pf_step), at[8];
   char *base;
   void *mem;
   pf_step *s;
@@ -492,8 +492,12 @@ static pf_step *step_new(const pf_loaded *l, int nd) {
   PF_STEP_ARRAY(1, (size_t)l->n_buf_slots + 16, atomic_int);
   PF_STEP_ARRAY(2, n_bufs, pf_storage *);
   PF_STEP_ARRAY(3, nd, pf_storage *);
-  PF_STEP_ARRAY(4, n_ops, uint64_t);
-  PF_STEP_ARRAY(5, n_ops, uint64_t);
+  /* Times by op_slot too: every op writes its end (the watchdog's dump
+   * reads it), so the two devices' ends must not share lines either. */
+  size = (size + 63) / 64 * 64;
+  PF_STEP_ARRAY(4, (size_t)l->n_op_slots + 16, uint64_t);
+  size = (size + 63) / 64 * 64;
+  PF_STEP_ARRAY(5, (size_t)l->n_op_slots + 16, uint64_t);
   PF_STEP_ARRAY(6, nd, pf_part);
 #undef PF_STEP_ARRAY
   if (posix_memalign(&mem, 64, size) != 0) return NULL;
@@ -860,7 +864,7 @@ static int run_op(pf_step *s, uint32_t i) {
   if (device_coll || !atomic_load_explicit(&s->failed, memory_order_acquire)) {
     ran = 1;
     /* Two clock reads cost as much as an empty kernel: only when asked. */
-    if (s->ex->cfg.record_times) s->t_start[i] = pf_clock_now(s->ex->clock);
+    if (s->ex->cfg.record_times) s->t_start[s->l->op_slot[i]] = pf_clock_now(s->ex->clock);
     if (op->kind == PF_OP_KERNEL)
       run_kernel(s, i);
     else if (device_coll)
@@ -872,7 +876,7 @@ static int run_op(pf_step *s, uint32_t i) {
   }
   /* Atomic (a plain store on x86): the watchdog's dump reads it on the
    * loop thread while workers run. */
-  __atomic_store_n(&s->t_end[i], s->ex->cfg.record_times ? pf_clock_now(s->ex->clock) : 1,
+  __atomic_store_n(&s->t_end[s->l->op_slot[i]], s->ex->cfg.record_times ? pf_clock_now(s->ex->clock) : 1,
                    __ATOMIC_RELAXED);
   return ran;
 }
@@ -1055,7 +1059,7 @@ void pf_step_dump(const pf_step *s, void *file) {
     for (uint32_t e = s->l->device_first[d]; e < s->l->device_first[d + 1]; e++) {
       uint32_t i = s->l->device_ops[e];
       unsigned left = atomic_load(&s->pending[s->l->op_slot[i]]);
-      if (__atomic_load_n(&s->t_end[i], __ATOMIC_RELAXED) != 0) continue;
+      if (__atomic_load_n(&s->t_end[s->l->op_slot[i]], __ATOMIC_RELAXED) != 0) continue;
       if (left == 0)
         fprintf(f, "  device %d: running op %u (%s \"%s\" shard %d)\n", d, i,
                 p->ops[i].kernel ? p->ops[i].kernel : "copy", p->ops[i].name, p->ops[i].shard);
