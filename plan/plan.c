@@ -497,11 +497,10 @@ static int op_check(const pf_plan *p, uint32_t i, pf_diag *d) {
       /* fall through */
     case PF_OP_COPY:
       /* A copy runs on the destination's device and may read a buffer of
-       * another device of this rank (a peer copy). */
-      if ((op->kind == PF_OP_KERNEL &&
-           (rc = on_device(p, i, op->inputs, op->n_in, "input", d)) != 0) ||
-          (rc = on_device(p, i, op->outputs, op->n_out, "output", d)) != 0)
-        return rc;
+       * another device of this rank (a peer copy); so may a kernel, where
+       * the two devices share memory (CPU devices: the executor refuses
+       * the plan at load where they do not). It writes its own device's. */
+      if ((rc = on_device(p, i, op->outputs, op->n_out, "output", d)) != 0) return rc;
       return op->kind == PF_OP_COPY ? copy_check(p, i, d) : 0;
     case PF_OP_SEND:
     case PF_OP_RECV:

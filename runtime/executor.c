@@ -354,6 +354,13 @@ static int check_memory_spaces(pf_executor *ex, pf_loaded *l, const uint32_t *st
                            "rank %d: op %u (copy for \"%s\") runs on device %d, whose memory "
                            "is the host's, but buffer %u is in device %d's own memory",
                            ex->cfg.rank, i, op->name, (int)op->device, b, (int)pb->device);
+      else if (op->kind == PF_OP_KERNEL && k < op->n_in && pb->device != op->device &&
+               !(host && l->host_memory[op->device]))
+        rc = pf_diag_error(diag, PF_EDECODE,
+                           "rank %d: op %u (kernel \"%s\" of program \"%s\") on device %d reads "
+                           "buffer %u of device %d, and the two do not share memory",
+                           ex->cfg.rank, i, op->kernel ? op->kernel : "?", op->name,
+                           (int)op->device, b, (int)pb->device);
       else if (op->kind == PF_OP_KERNEL && host && !l->host_memory[op->device])
         rc = pf_diag_error(diag, PF_EDECODE,
                            "rank %d: op %u (program \"%s\") runs on device %d but reads or "

@@ -197,6 +197,16 @@ static layout *layout_new(lowering *L, int32_t v, int32_t slice,
 }
 
 /* The producer's layout is the last in the list (added first). */
+/* 1 if devices a and b (global indices) are two devices of one rank whose
+ * memory is the host's: a kernel on b may then read a whole shard that a
+ * makes where it lies (the CPU devices of a process share its memory); a
+ * copy cost an op, a buffer and a cache line moved between the two
+ * workers at every hand-off (bench/granularity -d 2). */
+static int shares_memory(const lowering *L, int32_t a, int32_t b) {
+  const pf_cluster_device *x = dev(L, a), *y = dev(L, b);
+  return x->rank == y->rank && !x->own_memory && !y->own_memory;
+}
+
 static layout *layout_home(lowering *L, int32_t v) {
   layout *lay = L->layouts[v];
   while (lay && lay->next) lay = lay->next;
@@ -620,7 +630,7 @@ static int consume(lowering *L, const pf_gprogram *consumer, int32_t v,
         box.extent[i] = iext[i];
         whole &= iext[i] == dext[i] && iext[i] == sext[i];
       }
-      if (whole && src->shards[s].device == gd) {
+      if (whole && (src->shards[s].device == gd || shares_memory(L, src->shards[s].device, gd))) {
         lay->shards[d].buffer = src->shards[s].buffer; /* pointer hand-off */
         first = 0;
         break;

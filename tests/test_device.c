@@ -288,6 +288,126 @@ static void test_counting_device(void **state) {
   pf_registry_destroy(reg);
 }
 
+/* A kernel on one device reading a whole shard another device of the rank
+ * made: the scheduler hands the buffer over (no copy op) where both
+ * devices' memory is the host's, and the executor refuses such a plan at
+ * load when one of them says its memory is its own. */
+static int own_memory_of[2];
+static void cd_info_own(pf_device *d, pf_device_info *out) {
+  cd_info(d, out);
+  out->own_memory = own_memory_of[((counting_device *)d)->index];
+}
+
+static void test_kernel_reads_other_device(void **state) {
+  pf_registry *reg;
+  pf_cluster cl;
+  pf_graph_env env;
+  pf_graph *g;
+  pf_slice_t s0, s1;
+  pf_value_t x, y, z;
+  pf_spec spec = pf_spec_1d(PF_F32, 8);
+  pf_compiled *comp;
+  pf_device_ops own_ops = counting_ops;
+  pf_clock vclock;
+  counting_device dev[2];
+  pf_device *devs[2] = {&dev[0].base, &dev[1].base};
+  const int d0 = 0, d1 = 1;
+  (void)state;
+  pf_diag_init(&diag);
+  OK(pf_registry_create(&reg));
+  OK(pf_builtin_kernels_register(reg));
+  cl.n_ranks = 1;
+  cl.n_devices = 2;
+  cl.devices = calloc(2, sizeof *cl.devices);
+  for (int d = 0; d < 2; d++) {
+    cl.devices[d].local = d;
+    cl.devices[d].kind = PF_DEVICE_CPU;
+    cl.devices[d].memory = 1 << 20;
+  }
+  memset(&env, 0, sizeof env);
+  env.registry = reg;
+  env.num_devices[PF_DEVICE_CPU] = 2;
+  env.diag = &diag;
+  OK(pf_graph_new(&env, &g));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s0));
+  OK(pf_graph_slice_pin(g, s0, &d0));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s1));
+  OK(pf_graph_slice_pin(g, s1, &d1));
+  OK(pf_graph_input(g, "x", &spec, s0, pf_replicated(), &x));
+  OK(pf_graph_program(g, &(pf_program_desc){.name = "y", .kernel = "add", .slice = s0, .n_in = 2,
+                                            .in = (pf_value_t[]){x, x}},
+                      &y, NULL));
+  OK(pf_graph_program(g, &(pf_program_desc){.name = "z", .kernel = "add", .slice = s1, .n_in = 2,
+                                            .in = (pf_value_t[]){y, y}},
+                      &z, NULL));
+  OK(pf_graph_output(g, "z", z));
+  OK(pf_schedule(g, &cl, 1, &comp, &diag));
+  {
+    const pf_plan *p = comp->plans[0];
+    int copies = 0, cross = 0;
+    for (uint32_t i = 0; i < p->n_ops; i++) {
+      copies += p->ops[i].kind == PF_OP_COPY;
+      if (p->ops[i].kind == PF_OP_KERNEL && p->ops[i].device == 1)
+        cross += p->buffers[p->ops[i].inputs[0]].device == 0;
+    }
+    assert_int_equal(copies, 0);
+    assert_int_equal(cross, 1);
+  }
+  own_ops.info = cd_info_own;
+  pf_clock_virtual_init(&vclock, 0);
+  for (int round = 0; round < 2; round++) {
+    pf_executor *ex;
+    pf_loaded *l = NULL;
+    memset(dev, 0, sizeof dev);
+    own_memory_of[0] = round == 1; /* device 0 keeps its buffers in memory of its own */
+    for (int d = 0; d < 2; d++) {
+      dev[d].base.ops = &own_ops;
+      dev[d].index = d;
+      dev[d].clock = &vclock;
+    }
+    OK(pf_executor_start(&(pf_executor_config){.num_devices = 2, .registry = reg,
+                                               .bind_first = -1, .devices = devs,
+                                               .clock = &vclock},
+                         &ex));
+    if (round == 0) {
+      pf_storage **inputs;
+      pf_step *s;
+      pf_storage *out;
+      const pf_plan *p;
+      OK(pf_executor_load(ex, comp->plans[0], &l, &diag));
+      comp->plans[0] = NULL;
+      p = pf_loaded_plan(l);
+      inputs = calloc(p->n_buffers, sizeof *inputs);
+      inputs[comp->inputs[0].shards[0].buffer] = pf_storage_new(8 * sizeof(float), 0);
+      for (int k = 0; k < 8; k++)
+        ((float *)inputs[comp->inputs[0].shards[0].buffer]->data)[k] = (float)k;
+      done_calls = 0;
+      OK(pf_executor_run(ex, l, inputs, 1, on_done, NULL, &s));
+      assert_int_equal(pf_step_status(s), 0);
+      out = pf_step_take(s, comp->outputs[0].shards[0].buffer);
+      assert_non_null(out);
+      for (int k = 0; k < 8; k++) assert_float_equal(((float *)out->data)[k], 4.0f * k, 0);
+      pf_storage_unref(out);
+      pf_step_free(s);
+      free(inputs);
+      pf_loaded_release(l);
+    } else {
+      pf_compiled *again;
+      OK(pf_schedule(g, &cl, 2, &again, &diag));
+      assert_int_equal(pf_executor_load(ex, again->plans[0], &l, &diag), PF_EDECODE);
+      again->plans[0] = NULL; /* freed by the failed load */
+      assert_non_null(strstr(diag.msg, "do not share memory"));
+      assert_non_null(strstr(diag.msg, "\"z\""));
+      pf_compiled_free(again);
+    }
+    pf_executor_stop(ex);
+  }
+  pf_graph_destroy(g);
+  free(cl.devices);
+  pf_compiled_free(comp);
+  pf_registry_destroy(reg);
+}
+
 static int fired[4], n_fired;
 static void on_timer(pf_timer *t, void *arg) {
   (void)t;
@@ -338,6 +458,7 @@ static void test_real_clock(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_counting_device),
+      cmocka_unit_test(test_kernel_reads_other_device),
       cmocka_unit_test(test_virtual_clock),
       cmocka_unit_test(test_real_clock),
   };
