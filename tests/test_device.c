@@ -143,31 +143,39 @@ static void on_done(pf_step *s, void *arg) {
   done_calls++;
 }
 
-/* x f32[4,3] split(0) on two devices; y = x + x there; s = allreduce(y)
- * (a collective between the two devices of this rank); z = y + y on a
- * one-device slice, which reads y whole (a reshard: box copies). */
-static pf_compiled *compile_example(pf_registry *reg) {
-  pf_cluster cl;
+/* A graph on one rank of two CPU devices (cl, freed by the caller), with
+ * the builtin kernels of reg. */
+static pf_graph *two_cpu_graph(pf_registry *reg, pf_cluster *cl) {
   pf_graph_env env;
   pf_graph *g;
-  pf_slice_t two, one;
-  pf_value_t x, y, sum, z, in2[2];
-  pf_spec spec = {.dtype = PF_F32, .rank = 2, .dims = {4, 3}};
-  pf_sharding rows = {.kind = PF_SHARD_SPLIT, .axis = 0};
-  pf_compiled *out = NULL;
-  cl.n_ranks = 1;
-  cl.n_devices = 2;
-  cl.devices = calloc(2, sizeof *cl.devices);
+  cl->n_ranks = 1;
+  cl->n_devices = 2;
+  cl->devices = calloc(2, sizeof *cl->devices);
   for (int d = 0; d < 2; d++) {
-    cl.devices[d].local = d;
-    cl.devices[d].kind = PF_DEVICE_CPU;
-    cl.devices[d].memory = 1 << 20;
+    cl->devices[d].local = d;
+    cl->devices[d].kind = PF_DEVICE_CPU;
+    cl->devices[d].memory = 1 << 20;
   }
   memset(&env, 0, sizeof env);
   env.registry = reg;
   env.num_devices[PF_DEVICE_CPU] = 2;
   env.diag = &diag;
   OK(pf_graph_new(&env, &g));
+  return g;
+}
+
+/* x f32[4,3] split(0) on two devices; y = x + x there; s = allreduce(y)
+ * (a collective between the two devices of this rank); z = y + y on a
+ * one-device slice, which reads y whole (a reshard: box copies). */
+static pf_compiled *compile_example(pf_registry *reg) {
+  pf_cluster cl;
+  pf_graph *g;
+  pf_slice_t two, one;
+  pf_value_t x, y, sum, z, in2[2];
+  pf_spec spec = {.dtype = PF_F32, .rank = 2, .dims = {4, 3}};
+  pf_sharding rows = {.kind = PF_SHARD_SPLIT, .axis = 0};
+  pf_compiled *out = NULL;
+  g = two_cpu_graph(reg, &cl);
   OK(pf_graph_slice(g, PF_DEVICE_CPU, 2, &two));
   OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &one));
   OK(pf_graph_input(g, "x", &spec, two, rows, &x));
@@ -301,7 +309,6 @@ static void cd_info_own(pf_device *d, pf_device_info *out) {
 static void test_kernel_reads_other_device(void **state) {
   pf_registry *reg;
   pf_cluster cl;
-  pf_graph_env env;
   pf_graph *g;
   pf_slice_t s0, s1;
   pf_value_t x, y, z;
@@ -316,19 +323,7 @@ static void test_kernel_reads_other_device(void **state) {
   pf_diag_init(&diag);
   OK(pf_registry_create(&reg));
   OK(pf_builtin_kernels_register(reg));
-  cl.n_ranks = 1;
-  cl.n_devices = 2;
-  cl.devices = calloc(2, sizeof *cl.devices);
-  for (int d = 0; d < 2; d++) {
-    cl.devices[d].local = d;
-    cl.devices[d].kind = PF_DEVICE_CPU;
-    cl.devices[d].memory = 1 << 20;
-  }
-  memset(&env, 0, sizeof env);
-  env.registry = reg;
-  env.num_devices[PF_DEVICE_CPU] = 2;
-  env.diag = &diag;
-  OK(pf_graph_new(&env, &g));
+  g = two_cpu_graph(reg, &cl);
   OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s0));
   OK(pf_graph_slice_pin(g, s0, &d0));
   OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s1));
