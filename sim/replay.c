@@ -63,6 +63,9 @@ typedef struct engine {
   size_t *ready_head, *ready_n, *ready_cap;
   uint8_t *busy_now;
   int64_t *last_done; /* per device: the compute node that ended last */
+  /* Per rank (indexed by rank; ranks <= devices): when its loop thread is
+   * free of the reductions it adds up (reduce_time), one after another. */
+  pf_simtime *loop_free;
   event *heap;
   size_t n_heap, cap_heap;
   uint64_t seq, events;
@@ -310,6 +313,24 @@ static pf_simtime reduce_time(const engine *e, const coll *c) {
                           (double)c->n_group / bw * 1e9 + 0.5);
 }
 
+/* A rank's loop thread adds up every reduction of the rank, one at a time
+ * (the real runtime's collectives run on it), at the speed of its share of
+ * the host's cores when the host has more ranks than cores. Returns when
+ * the member on device `dev` has added, from `now`. */
+static pf_simtime loop_add(engine *e, int64_t dev, pf_simtime now, pf_simtime add) {
+  pf_sim_place pl;
+  pf_simtime start;
+  if (pf_sim_cluster_locate(e->cl, dev, &pl) != 0 || pl.rank < 0 || pl.rank >= e->n_devices)
+    return now + add;
+  {
+    const pf_sim_host_group *g = &e->cl->groups[pl.group];
+    if (e->cl->types[pl.type].kind == PF_SIM_CPU && g->cores > 0 && g->ranks_per_host > g->cores)
+      add = (pf_simtime)((double)add * (double)g->ranks_per_host / (double)g->cores + 0.5);
+  }
+  start = e->loop_free[pl.rank] > now ? e->loop_free[pl.rank] : now;
+  return e->loop_free[pl.rank] = start + add;
+}
+
 static void on_coll(void *arg, pf_simtime now) {
   coll *c = arg;
   engine *e = c->e;
@@ -320,8 +341,8 @@ static void on_coll(void *arg, pf_simtime now) {
     if (c->nodes[k] != c->last) e->nodes[c->nodes[k]].cause = c->last;
     if (add == 0)
       node_done(e, c->nodes[k], now, c->last);
-    else if (heap_push(e, now + add, c->nodes[k]) != 0) /* done once it has added */
-      fail(e, PF_ENOMEM);
+    else if (heap_push(e, loop_add(e, e->nodes[c->nodes[k]].device, now, add), c->nodes[k]) != 0)
+      fail(e, PF_ENOMEM); /* done once it has added */
   }
 }
 
@@ -855,6 +876,7 @@ static void engine_free(engine *e) {
   free(e->ready_head);
   free(e->ready_n);
   free(e->ready_cap);
+  free(e->loop_free);
   free(e->busy_now);
   free(e->heap);
   for (size_t k = 0; k < e->n_colls; k++) free(e->colls[k].nodes);
@@ -888,11 +910,12 @@ int pf_sim_replay(pf_chakra_trace *const *traces, int64_t n_devices, const pf_si
   e.ready_cap = pf_calloc((size_t)n_devices, sizeof *e.ready_cap);
   e.busy_now = pf_calloc((size_t)n_devices, 1);
   e.last_done = pf_mallocn((size_t)n_devices, sizeof *e.last_done);
+  e.loop_free = pf_calloc((size_t)n_devices, sizeof *e.loop_free);
   r->busy = pf_calloc((size_t)n_devices, sizeof *r->busy);
   r->comm = pf_calloc((size_t)n_devices, sizeof *r->comm);
   r->exposed = pf_calloc((size_t)n_devices, sizeof *r->exposed);
   if (!e.base || !e.all_devices || !e.ready_q || !e.ready_head || !e.ready_n || !e.ready_cap ||
-      !e.busy_now || !e.last_done || !r->busy || !r->comm || !r->exposed) {
+      !e.busy_now || !e.last_done || !e.loop_free || !r->busy || !r->comm || !r->exposed) {
     rc = PF_ENOMEM;
     goto out;
   }

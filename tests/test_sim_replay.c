@@ -245,6 +245,62 @@ static void test_allreduce(void **state) {
   pf_sim_cluster_free(cl);
 }
 
+/* Two allreduces in flight over the same 4 ranks: their messages share the
+ * links, and each rank's loop thread then adds up one after the other (the
+ * real runtime runs every reduction of a rank on its loop thread), at half
+ * speed where the host has half as many cores as ranks. */
+static pf_simtime allreduces(int n, const char *cores) {
+  char json[sizeof cluster_json + 64], *at;
+  const char *bw = strstr(cluster_json, "1TB/s");
+  pf_sim_cluster *cl;
+  pf_sim_result *r;
+  int64_t group[4] = {0, 1, 2, 3};
+  pf_simtime makespan;
+  traces T;
+  /* memory at 1 GB/s: the arithmetic of 4 MB takes 9 ms */
+  snprintf(json, sizeof json, "%.*s1GB/s%s", (int)(bw - cluster_json), cluster_json, bw + 5);
+  if (cores != NULL) {
+    char tmp[sizeof json];
+    at = strstr(json, "\"devices_per_rank\": 1}");
+    snprintf(tmp, sizeof tmp, "%.*s\"devices_per_rank\": 1, \"cores\": %s}%s", (int)(at - json), json,
+             cores, at + strlen("\"devices_per_rank\": 1}"));
+    memcpy(json, tmp, sizeof json);
+  }
+  pf_diag_init(&diag);
+  OK(pf_sim_cluster_parse(json, strlen(json), "ar.json", &cl, &diag));
+  traces_init(&T);
+  for (int d = 0; d < 4; d++)
+    for (int k = 0; k < n; k++) {
+      pf_chakra_node *c = add(&T, d, PF_CHAKRA_COLL, k ? "b" : "a", -1);
+      c->comm_type = PF_CHAKRA_ALL_REDUCE;
+      c->comm_size = 4000000;
+      c->group = malloc(sizeof group);
+      memcpy(c->group, group, sizeof group);
+      c->n_group = 4;
+    }
+  r = replay(&T, 4, cl);
+  makespan = r->makespan;
+  for (int d = 0; d < 4; d++)
+    for (int k = 0; k < n; k++) free(T.n[d][k].group);
+  pf_sim_result_free(r);
+  pf_sim_cluster_free(cl);
+  return makespan;
+}
+
+static void test_reductions_on_the_loop(void **state) {
+  pf_simtime add = 9000 * US, one = allreduces(1, NULL), two = allreduces(2, NULL);
+  pf_simtime msgs1 = one - 10 * US - add, lat6 = 6 * 2 * US; /* 6 hops of 2 us */
+  /* The two rings' messages, sharing the links: twice the bytes' time,
+   * their latencies partly overlapped; then 2 additions in a row (9 ms
+   * less if they overlapped). */
+  pf_simtime lo = 10 * US + 2 * msgs1 - lat6, hi = 10 * US + 2 * msgs1;
+  (void)state;
+  assert_true(two >= lo + 2 * add && two <= hi + 2 * add);
+  /* 4 ranks on 2 cores: each addition takes twice as long */
+  two = allreduces(2, "2");
+  assert_true(two >= lo + 4 * add && two <= hi + 4 * add);
+}
+
 static void test_errors(void **state) {
   pf_sim_cluster *cl = cluster();
   pf_sim_result *r = NULL;
@@ -367,6 +423,7 @@ int main(void) {
       cmocka_unit_test(test_chain),        cmocka_unit_test(test_deterministic),
       cmocka_unit_test(test_cores),
       cmocka_unit_test(test_link_sharing), cmocka_unit_test(test_allreduce),
+      cmocka_unit_test(test_reductions_on_the_loop),
       cmocka_unit_test(test_errors),       cmocka_unit_test(test_plan),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
