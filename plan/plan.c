@@ -529,17 +529,32 @@ static int writers_check(const pf_plan *p, pf_diag *d) {
   for (uint32_t b = 0; b < p->n_buffers; b++) writer[b] = NO_WRITER;
   for (uint32_t i = 0; i < p->n_ops && rc == 0; i++) {
     const pf_plan_op *op = &p->ops[i];
+    /* A kernel or copy reading another device's buffer runs on another
+     * thread than the op that wrote it: it must wait for that op itself
+     * (on its own device, the queue's order does). */
+    for (uint32_t j = 0; (op->kind == PF_OP_KERNEL || op->kind == PF_OP_COPY) && j < op->n_in &&
+                         rc == 0;
+         j++) {
+      uint32_t b = op->inputs[j], w = writer[b], k = 0;
+      if (w == NO_WRITER || p->buffers[b].device == op->device) continue;
+      while (k < op->n_deps && op->deps[k] != w) k++;
+      if (k == op->n_deps)
+        rc = pf_diag_error(d, PF_EDECODE,
+                           "op %u (%s, %s) on device %d reads buffer %u of device %d, written "
+                           "by op %u (%s), without depending on it",
+                           i, op->name, kind_name(op->kind), (int)op->device, b,
+                           (int)p->buffers[b].device, w, p->ops[w].name);
+    }
     for (uint32_t j = 0; j < op->n_out && rc == 0; j++) {
       uint32_t b = op->outputs[j], w = writer[b];
-      if (w == NO_WRITER) {
-        writer[b] = i;
-      } else if (w == i || !is_reshard_piece(op->kind) ||
-                 !is_reshard_piece(p->ops[w].kind)) {
+      if (w != NO_WRITER && (w == i || !is_reshard_piece(op->kind) ||
+                             !is_reshard_piece(p->ops[w].kind))) {
         rc = pf_diag_error(d, PF_EDECODE,
                            "op %u (%s, %s) writes buffer %u, also written by "
                            "op %u (%s, %s)", i, op->name, kind_name(op->kind),
                            b, w, p->ops[w].name, kind_name(p->ops[w].kind));
       }
+      writer[b] = i; /* the last so far: the one a later reader waits for */
     }
   }
   free(writer);

@@ -407,7 +407,7 @@ static void plan_reshard_pieces_share(void **state) {
   pf_diag d;
   (void)state;
   p->ops[3].kind = PF_OP_COPY; /* rows 2..3 of b2 from rows 0..1 of b1 */
-  set_lists(&p->ops[3], 1, (uint32_t[]){1}, 1, (uint32_t[]){2}, 0, NULL);
+  set_lists(&p->ops[3], 1, (uint32_t[]){1}, 1, (uint32_t[]){2}, 1, (uint32_t[]){0});
   free(p->ops[3].box);
   p->ops[3].box = box2(0, 0, 2, 0, 2, 8);
   assert_int_equal(pf_plan_check(p, 2, &d), 0);
@@ -579,6 +579,10 @@ MUT(m_dep_later, p->ops[3].deps[0] = 5)
 MUT(m_missing_array, free(p->ops[0].deps); p->ops[0].deps = NULL;
     p->ops[0].n_deps = 1)
 MUT(m_kernel_out_device, p->buffers[3].device = 0)
+/* A peer copy (op 1 on device 1) that does not wait for op 0, the writer
+ * of the device-0 buffer it reads. */
+MUT(m_peer_read_no_dep, (p->buffers[2].device = 1, p->ops[1].device = 1, p->ops[3].device = 1,
+                         set_lists(&p->ops[1], 1, (uint32_t[]){1}, 1, (uint32_t[]){2}, 0, NULL)))
 MUT(m_copy_out_device, p->buffers[2].device = 1)
 MUT(m_send_device, p->ops[2].device = 1)
 MUT(m_recv_device, p->ops[3].device = 1)
@@ -727,6 +731,7 @@ static const plan_rule plan_rules[] = {
     {"too_many_inputs", m_too_many_inputs, 0, 1, {"op 5", "1048577 inputs", "at most"}},
     {"missing_array", m_missing_array, 0, 0, {"op 0", "missing"}},
     {"kernel_output_device", m_kernel_out_device, 0, 1, {"op 4", "output buffer 3", "device 0"}},
+    {"peer_read_no_dep", m_peer_read_no_dep, 0, 1, {"op 1", "buffer 1 of device 0", "op 0", "without depending"}},
     {"copy_output_device", m_copy_out_device, 0, 1, {"op 1", "output buffer 2"}},
     {"send_input_device", m_send_device, 0, 1, {"op 2", "input buffer 1"}},
     {"recv_output_device", m_recv_device, 0, 1, {"op 3", "output buffer 2"}},
