@@ -170,6 +170,11 @@ static int cpu_ready(pf_device *d, pf_step *s, uint32_t j, int may_claim) {
   cpu_device *c = (cpu_device *)d;
   int claimed = 0;
   uint32_t n;
+  /* With the loop running the ops, only a call from the loop may claim
+   * (may_claim); one from another device's thread (a GPU's op done) must
+   * not touch the state, which is the loop's alone (dev_lock): the loop
+   * finds j ready at its next poll (cpu_claim). */
+  if (c->cfg.loop_runs_ops && !may_claim) return 0;
   dev_lock(c);
   /* Only the op the worker sleeps on concerns it: a busy worker finds j
    * ready when it gets there (the count fell before this call), and one
