@@ -205,6 +205,17 @@ static void test_link_sharing(void **state) {
   pf_sim_cluster_free(cl);
 }
 
+/* An allreduce of 4 MB over the 4 devices of `group` (malloc'd copy: the
+ * caller frees the node's group). */
+static void add_allreduce(traces *T, int dev, const char *name, const int64_t group[4]) {
+  pf_chakra_node *c = add(T, dev, PF_CHAKRA_COLL, name, -1);
+  c->comm_type = PF_CHAKRA_ALL_REDUCE;
+  c->comm_size = 4000000;
+  c->group = malloc(4 * sizeof *group);
+  memcpy(c->group, group, 4 * sizeof *group);
+  c->n_group = 4;
+}
+
 /* An allreduce over 4 devices ends when the algorithm's flows do. */
 static void test_allreduce(void **state) {
   pf_sim_cluster *cl = cluster();
@@ -213,14 +224,7 @@ static void test_allreduce(void **state) {
   pf_sim_result *r;
   (void)state;
   traces_init(&T);
-  for (int d = 0; d < 4; d++) {
-    pf_chakra_node *c = add(&T, d, PF_CHAKRA_COLL, "ar", -1);
-    c->comm_type = PF_CHAKRA_ALL_REDUCE;
-    c->comm_size = 4000000;
-    c->group = malloc(sizeof group);
-    memcpy(c->group, group, sizeof group);
-    c->n_group = 4;
-  }
+  for (int d = 0; d < 4; d++) add_allreduce(&T, d, "ar", group);
   r = replay(&T, 4, cl);
   /* Ring on 4 alone on its links: 2(n-1)/n * S / bw + 2(n-1) * latency,
    * with S = 4 MB, bw = 1 GB/s, latency = 2 hops of 1 us inside a host;
@@ -270,14 +274,7 @@ static pf_simtime allreduces(int n, const char *cores) {
   OK(pf_sim_cluster_parse(json, strlen(json), "ar.json", &cl, &diag));
   traces_init(&T);
   for (int d = 0; d < 4; d++)
-    for (int k = 0; k < n; k++) {
-      pf_chakra_node *c = add(&T, d, PF_CHAKRA_COLL, k ? "b" : "a", -1);
-      c->comm_type = PF_CHAKRA_ALL_REDUCE;
-      c->comm_size = 4000000;
-      c->group = malloc(sizeof group);
-      memcpy(c->group, group, sizeof group);
-      c->n_group = 4;
-    }
+    for (int k = 0; k < n; k++) add_allreduce(&T, d, k ? "b" : "a", group);
   r = replay(&T, 4, cl);
   makespan = r->makespan;
   for (int d = 0; d < 4; d++)
