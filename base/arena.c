@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* Chunks grow from 4 KiB to 1 MiB, so that a small plan or graph stays
+/* Chunks grow from 4 KiB to 256 KiB, so that a small plan or graph stays
  * small and a large one makes few chunks. Chunks from MAPPED up are whole
  * pages (base/pages.h: on huge pages, shared with other arenas): freeing
  * them gives the memory back to the system at once (malloc would keep it,

@@ -108,9 +108,9 @@ static region *region_get(void) {
   return r;
 }
 
-/* Adds d bytes (negative: removes) to the live counts of [off, off + n)
- * of r's 2 MiB pages; a page left with none, and wholly handed out, goes
- * back to the system. Under the lock. */
+/* Adds (add) or removes the bytes [off, off + n) to or from the live
+ * counts of r's 2 MiB pages; a page left with none, and wholly handed out,
+ * goes back to the system. Under the lock. */
 static void count_live(region *r, size_t off, size_t n, int add) {
   for (size_t k = off / HUGE; k * HUGE < off + n; k++) {
     size_t lo = PF_MAXOF(off, k * HUGE), hi = PF_MINOF(off + n, (k + 1) * HUGE);
@@ -148,13 +148,11 @@ static void region_emptied(region *r) {
 void *pf_pages_alloc(size_t n) {
   char *p;
   n = round_up(n ? n : 1, PAGE);
-  if (!huge_enabled() || n > BIG) {
-    if (!huge_enabled()) {
-      p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      return p == MAP_FAILED ? NULL : p;
-    }
-    return map_aligned(round_up(n, HUGE));
+  if (!huge_enabled()) {
+    p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
   }
+  if (n > BIG) return map_aligned(round_up(n, HUGE));
   pthread_mutex_lock(&lock);
   if (current == NULL || REGION - current->bump < n) current = region_get();
   if (current == NULL) {
@@ -173,7 +171,7 @@ void pf_pages_free(void *p, size_t n) {
   region *r;
   if (p == NULL) return;
   n = round_up(n ? n : 1, PAGE);
-  if (!huge_enabled() || n > BIG) {
+  if (!huge_enabled() || n > BIG) { /* a mapping of its own (pf_pages_alloc) */
     munmap(p, huge_enabled() ? round_up(n, HUGE) : n);
     return;
   }

@@ -37,7 +37,7 @@ int pf_grow(void **items, size_t *cap, size_t need, size_t elem_size) {
 void *pf_calloc(size_t n, size_t size) {
   void *p;
   if (n == 0 || size == 0) return calloc(1, 1);
-  if ((p = calloc(n, size)) != NULL && n <= SIZE_MAX / size) pf_pages_hint(p, n * size);
+  if ((p = calloc(n, size)) != NULL) pf_pages_hint(p, n * size); /* calloc checked n * size */
   return p;
 }
 

@@ -145,6 +145,10 @@ static int device_collective(const pf_loaded *l, const pf_plan_op *op) {
                                   b[op->outputs[0]].spec, op->axis, op->in_axis);
 }
 
+/* The first place from `at` on that starts a cache line of 4-byte counts
+ * (16 of them). */
+static uint32_t line_start(uint32_t at) { return (at + 15u) & ~15u; }
+
 static int build_indexes(pf_loaded *l, int num_devices) {
   const pf_plan *p = l->plan;
   size_t n_edges = 0;
@@ -194,18 +198,17 @@ static int build_indexes(pf_loaded *l, int num_devices) {
   for (uint32_t i = 0; i < p->n_ops; i++)
     if (!l->loop_op[i]) l->device_ops[fill[p->ops[i].device]++] = i;
   {
-    /* 16 counts of 4 bytes: a cache line. */
     uint32_t at = 0;
     if ((l->op_slot = pf_mallocn(p->n_ops, sizeof(uint32_t))) == NULL) {
       free(fill);
       return PF_ENOMEM;
     }
     for (int d = 0; d < num_devices; d++) {
-      at = (at + 15u) & ~15u;
+      at = line_start(at);
       for (uint32_t e = l->device_first[d]; e < l->device_first[d + 1]; e++)
         l->op_slot[l->device_ops[e]] = at++;
     }
-    at = (at + 15u) & ~15u;
+    at = line_start(at);
     for (uint32_t i = 0; i < p->n_ops; i++)
       if (l->loop_op[i]) l->op_slot[i] = at++;
     l->n_op_slots = at;
@@ -222,7 +225,7 @@ static int build_indexes(pf_loaded *l, int num_devices) {
     at = 0;
     for (int d = 0; d <= num_devices; d++) {
       uint32_t n = fill[d];
-      fill[d] = at = (at + 15u) & ~15u;
+      fill[d] = at = line_start(at);
       at += n;
     }
     for (uint32_t b = 0; b < p->n_buffers; b++) {
@@ -883,8 +886,8 @@ static int run_op(pf_step *s, uint32_t i) {
   }
   /* Atomic (a plain store on x86): the watchdog's dump reads it on the
    * loop thread while workers run. */
-  __atomic_store_n(&s->t_end[s->l->op_slot[i]], s->ex->cfg.record_times ? pf_clock_now(s->ex->clock) : 1,
-                   __ATOMIC_RELAXED);
+  __atomic_store_n(&s->t_end[s->l->op_slot[i]],
+                   s->ex->cfg.record_times ? pf_clock_now(s->ex->clock) : 1, __ATOMIC_RELAXED);
   return ran;
 }
 

@@ -1245,20 +1245,21 @@ static int64_t worker_spin_default(const pf_runtime *rt) {
 }
 
 /* Whether the loop thread runs the devices' ops, unless
- * PATHFLOW_LOOP_RUNS_OPS says: in a job, when this process has one CPU or
- * less to itself: one CPU in its affinity mask (mpirun --bind-to core with
- * a core per rank), or at least as many ranks on this host as it has CPUs
- * (mpirun --bind-to none or --oversubscribe with a rank per core or more).
- * Its loop thread, device workers and client thread then take turns on
- * that CPU, and a thread woken for a hand-off waits until the running one's
- * time slice ends: a collective made ready during the backward pass was
- * issued up to 100 us later, the optimizer step after it 40 us
- * (bench/train); with two ranks on two cores unbound, a rank whose worker
- * waited for every step's input from the other (bench/granularity -p tree)
- * lost 10 us a step to it, and four ranks on two cores ran the fidelity
+ * PATHFLOW_LOOP_RUNS_OPS says: in a job, when this process has less than a
+ * CPU of its own: one CPU in its affinity mask (mpirun --bind-to core with
+ * a core per rank), or more ranks on this host than it has CPUs
+ * (--oversubscribe). Its loop thread, device workers and client thread
+ * then take turns on that CPU, and a thread woken for a hand-off waits
+ * until the running one's time slice ends: a collective made ready during
+ * the backward pass was issued up to 100 us later, the optimizer step after
+ * it 40 us (bench/train), and four ranks on two cores ran the fidelity
  * graphs a quarter to a third slower than with the loop running the ops.
  * One thread running everything in turn, as a hand-written loop does,
- * hands nothing off. */
+ * hands nothing off. Not with exactly a rank per CPU unbound: synchronous
+ * dispatch on two ranks and two cores then ran 4x slower in some runs (the
+ * client thread woken on a core whose loop spins), although a rank whose
+ * worker waits for every step's input from the other (bench/granularity -p
+ * tree) loses ~10 us a step to the workers there. */
 static int64_t loop_runs_ops_default(const pf_runtime *rt) {
   cpu_set_t set;
   long online = sysconf(_SC_NPROCESSORS_ONLN);

@@ -138,14 +138,14 @@ static int pool_grow(pf_plan_builder *b, void **items, size_t *cap, size_t n, si
   size_t ncap;
   void *grown;
   if (need <= *cap) return 0;
-  ncap = *cap ? *cap : 16;
+  /* A reservation is what the plan will hold: room beyond it would be
+   * memory (a huge page is backed whole once written). */
+  ncap = exact ? need : (*cap ? *cap : 16);
   while (ncap < need) {
     if (ncap > SIZE_MAX / 2 / size) return PF_ENOMEM;
     ncap *= 2;
   }
-  /* A reservation is what the plan will hold: room beyond it would be
-   * memory (a huge page is backed whole once written). */
-  if (exact) ncap = need;
+  if (ncap > SIZE_MAX / size) return PF_ENOMEM;
   if ((grown = pf_arena_alloc(b->plan->pool, ncap * size)) == NULL) return PF_ENOMEM;
   if (n) memcpy(grown, *items, n * size);
   *items = grown;

@@ -196,7 +196,6 @@ static layout *layout_new(lowering *L, int32_t v, int32_t slice,
   return lay;
 }
 
-/* The producer's layout is the last in the list (added first). */
 /* 1 if devices a and b (global indices) are two devices of one rank whose
  * memory is the host's: a kernel on b may then read a whole shard that a
  * makes where it lies (the CPU devices of a process share its memory); a
@@ -207,6 +206,7 @@ static int shares_memory(const lowering *L, int32_t a, int32_t b) {
   return x->rank == y->rank && !x->own_memory && !y->own_memory;
 }
 
+/* The producer's layout is the last in the list (added first). */
 static layout *layout_home(lowering *L, int32_t v) {
   layout *lay = L->layouts[v];
   while (lay && lay->next) lay = lay->next;
