@@ -230,15 +230,16 @@ int main(int argc, char **argv) {
   double raw[N_KINDS][N_SIZES] = {{0}};
   int opt;
   int keep_memory = 1;
-  while ((opt = getopt(argc, argv, "r:c:k:Mh")) != -1) {
+  while ((opt = getopt(argc, argv, "r:c:k:MRh")) != -1) {
     switch (opt) {
       case 'M': keep_memory = 0; break;
+      case 'R': bench_raw_only = 1; break;
       case 'r': reps = (int)parse_long(optarg, "-r", 1, 64); break;
       case 'c': chain = (int)parse_long(optarg, "-c", 1, 1000); break;
       case 'k': cases = optarg; break;
       default:
         fprintf(stderr, "usage: mpirun -np N %s [-r REPS (3)] [-c CHAIN (16)] "
-                        "[-k allreduce,broadcast,alltoall,agrs,agrs_cols]\n", argv[0]);
+                        "[-k allreduce,broadcast,alltoall,agrs,agrs_cols] [-M] [-R]\n", argv[0]);
         return opt == 'h' ? 0 : 2;
     }
   }
@@ -250,6 +251,18 @@ int main(int argc, char **argv) {
   for (int k = 0; k < N_KINDS; k++)
     for (size_t s = 0; s < N_SIZES && wanted(k); s++) raw[k][s] = raw_us(k, sizes[s]);
   MPI_Barrier(MPI_COMM_WORLD);
+  if (bench_raw_only) { /* the baseline alone, at MPI_THREAD_SINGLE (mpi_bench.h) */
+    if (rank == 0) {
+      printf("# collectives: %d ranks, MPI alone (MPI_THREAD_SINGLE); us per collective, "
+             "median of %d repetitions\n", world, reps);
+      printf("%-10s %10s %12s\n", "pattern", "bytes", "raw_mpi_us");
+      for (int k = 0; k < N_KINDS; k++)
+        for (size_t s = 0; s < N_SIZES && wanted(k); s++)
+          printf("%-10s %10zu %12.2f\n", names[k], sizes[s], raw[k][s]);
+    }
+    MPI_Finalize();
+    return 0;
+  }
   if (pf_init(&argc, &argv, &(pf_init_options){.cpu_devices = 1}, &ctx) != 0)
     MPI_Abort(MPI_COMM_WORLD, 1);
   printf("# collectives: %d ranks, 1 device each; us per collective (ag+rs: per pair), "

@@ -47,6 +47,7 @@
 
 static int reps = 5, chain = 128, in_flight = 32;
 static const char *cases = "sync,async,chained,fused";
+static double raw_single; /* -B: the raw loop's rate in a job at MPI_THREAD_SINGLE (-R) */
 
 /* 1 if -k names `what` (a comma-separated list). */
 static int wanted(const char *what) {
@@ -296,24 +297,49 @@ static long parse_long(const char *s, const char *flag, long min, long max) {
   return v;
 }
 
+/* A row of the table: rate, and its ratio to each raw loop measured. */
+static void print_row(const char *name, double rate, double mpi) {
+  printf("%-28s %16.0f %10.3f", name, rate, rate / mpi);
+  if (raw_single > 0) printf("  %13.3f", rate / raw_single);
+  printf("\n");
+}
+
 int main(int argc, char **argv) {
   double mpi;
   int opt;
-  while ((opt = getopt(argc, argv, "r:c:w:k:h")) != -1) {
+  while ((opt = getopt(argc, argv, "r:c:w:k:B:Rh")) != -1) {
     switch (opt) {
       case 'r': reps = (int)parse_long(optarg, "-r", 1, 64); break;
       case 'c': chain = (int)parse_long(optarg, "-c", 1, 100000); break;
       case 'w': in_flight = (int)parse_long(optarg, "-w", 1, 64); break;
       case 'k': cases = optarg; break;
+      case 'R': bench_raw_only = 1; break;
+      case 'B':
+        raw_single = strtod(optarg, NULL);
+        if (!(raw_single > 0)) {
+          fprintf(stderr, "dispatch: -B wants a rate > 0 (a -R job's), got \"%s\"\n", optarg);
+          return 2;
+        }
+        break;
       default:
         fprintf(stderr, "usage: mpirun -np N %s [-r REPS (5)] [-c CHAIN (128)] "
-                        "[-w IN_FLIGHT (32)] [-k sync,async,chained,fused]\n", argv[0]);
+                        "[-w IN_FLIGHT (32)] [-k sync,async,chained,fused] [-R] [-B RAW_RATE]\n",
+                argv[0]);
         return opt == 'h' ? 0 : 2;
     }
   }
   bench_mpi_init(&argc, &argv, "dispatch", 2, &world);
   mpi = mpi_rate(world);
   MPI_Barrier(MPI_COMM_WORLD);
+  if (bench_raw_only) { /* the baseline alone, at MPI_THREAD_SINGLE (mpi_bench.h) */
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0)
+      printf("raw MPI_Allreduce loop (MPI_THREAD_SINGLE), %d ranks: %.0f computations/s\n",
+             world, mpi);
+    MPI_Finalize();
+    return 0;
+  }
 
   if (pf_init(&argc, &argv,
               &(pf_init_options){.cpu_devices = 1, .kernels = kernels,
@@ -329,14 +355,17 @@ int main(int argc, char **argv) {
     if (wanted("fused")) fused = chain * pipelined(fu, in_flight, (double)chain, "Fused");
     printf("# dispatch: %d ranks, 1 device each; computation = scalar allreduce (mean) "
            "+ scalar add; median of %d repetitions\n", world, reps);
-    printf("%-28s %16s %10s\n", "case", "computations_per_s", "of_raw");
-    if (wanted("sync")) printf("%-28s %16.0f %10.3f\n", "pathflow OpByOp (sync)", sync, sync / mpi);
-    if (wanted("async"))
-      printf("%-28s %16.0f %10.3f\n", "pathflow OpByOp (async)", async, async / mpi);
-    if (wanted("chained"))
-      printf("%-28s %16.0f %10.3f\n", "pathflow Chained", chained, chained / mpi);
-    if (wanted("fused")) printf("%-28s %16.0f %10.3f\n", "pathflow Fused", fused, fused / mpi);
-    printf("%-28s %16.0f %10.3f\n", "raw MPI_Allreduce loop", mpi, 1.0);
+    printf("%-28s %16s %10s%s\n", "case", "computations_per_s", "of_raw",
+           raw_single > 0 ? "  of_raw_single" : "");
+    if (wanted("sync")) print_row("pathflow OpByOp (sync)", sync, mpi);
+    if (wanted("async")) print_row("pathflow OpByOp (async)", async, mpi);
+    if (wanted("chained")) print_row("pathflow Chained", chained, mpi);
+    if (wanted("fused")) print_row("pathflow Fused", fused, mpi);
+    print_row("raw MPI_Allreduce loop", mpi, mpi);
+    if (raw_single > 0) print_row("raw loop, MPI_THREAD_SINGLE", raw_single, mpi);
+    printf("#   of_raw: against the raw loop in this job (MPI_THREAD_SERIALIZED, as pathflow "
+           "runs MPI)%s\n", raw_single > 0 ? "; of_raw_single: against the loop in a job of "
+                                              "its own at MPI_THREAD_SINGLE (-B, from -R)" : "");
     printf("#   async, Chained, Fused: up to %d executions in flight; Chained and Fused: %d "
            "computations per execution\n", in_flight, chain);
     pf_executable_destroy(one);

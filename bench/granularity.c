@@ -388,12 +388,28 @@ static long parse_long(const char *s, const char *flag, long min, long max) {
   return v;
 }
 
+/* -R: the baseline's table alone (its job ran at MPI_THREAD_SINGLE, as a
+ * hand-written MPI program does; see mpi_bench.h). */
+static void print_raw_only(int first, int last, double (*wall)[MAX_LENGTHS],
+                           double (*eff)[MAX_LENGTHS]) {
+  const char *base = in_process ? "threads" : "mpi";
+  for (int p = first; p <= last; p++) {
+    printf("# granularity: %s, width %d, %d steps, %d-byte edges, median of %d; baseline "
+           "alone: %s\n", pattern_names[p], world, steps, edge_bytes, reps,
+           in_process ? "hand-written pinned threads" : "hand-written MPI, MPI_THREAD_SINGLE");
+    printf("%10s %9s_eff %9s_wall_ms\n", "kernel_us", base, base);
+    for (int i = 0; i < n_lengths; i++)
+      printf("%10g %10.3f %12.2f\n", lengths_us[i], eff[p][i], 1e3 * wall[p][i]);
+    print_metg(in_process ? "threads" : "MPI", eff[p]);
+  }
+}
+
 int main(int argc, char **argv) {
   static double wall_mpi[N_PATTERNS][MAX_LENGTHS], eff_mpi[N_PATTERNS][MAX_LENGTHS];
   double eff_pf[MAX_LENGTHS];
   double longest = 1000, shortest = 1;
   int rank, opt, first = STENCIL, last = STENCIL;
-  while ((opt = getopt(argc, argv, "p:t:r:b:l:s:d:h")) != -1) {
+  while ((opt = getopt(argc, argv, "p:t:r:b:l:s:d:Rh")) != -1) {
     switch (opt) {
       case 'p':
         if (strcmp(optarg, "all") == 0) {
@@ -416,10 +432,11 @@ int main(int argc, char **argv) {
       case 'l': longest = parse_us(optarg, "-l"); break;
       case 's': shortest = parse_us(optarg, "-s"); break;
       case 'd': in_process = (int)parse_long(optarg, "-d", 2, MAX_WIDTH); break;
+      case 'R': bench_raw_only = 1; break;
       default:
         fprintf(stderr, "usage: mpirun -np W %s [-p stencil|nearest|fft|all_to_all|tree|all] "
                         "[-t STEPS (1000)] [-r REPS (3)] [-b EDGE_BYTES (16)] "
-                        "[-l LONGEST_US (1000)] [-s SHORTEST_US (1)]\n"
+                        "[-l LONGEST_US (1000)] [-s SHORTEST_US (1)] [-R]\n"
                         "       %s -d DEVICES [...] (one process, no MPI on any path)\n",
                 argv[0], argv[0]);
         return opt == 'h' ? 0 : 2;
@@ -458,6 +475,11 @@ int main(int argc, char **argv) {
       eff_mpi[pattern][i] = lengths_us[i] * 1e-6 * steps / wall_mpi[pattern][i];
     }
   MPI_Barrier(MPI_COMM_WORLD);
+  if (bench_raw_only) {
+    if (rank == 0) print_raw_only(first, last, wall_mpi, eff_mpi);
+    MPI_Finalize();
+    return 0;
+  }
 
   if (pf_init(&argc, &argv,
               &(pf_init_options){.cpu_devices = in_process ? in_process : 1, .kernels = kernels,

@@ -55,22 +55,33 @@ static inline double bench_median(double *v, int n) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* MPI_Init_thread(SERIALIZED), as pf_init would. Returns the rank; exits
- * the job on failure. */
+/* -R: the raw-MPI half alone, in a job of its own, initialized as a
+ * hand-written MPI program is (MPI_Init: MPI_THREAD_SINGLE). Open MPI takes
+ * a lock in every call at any level above SINGLE, and pathflow needs
+ * SERIALIZED (its loop thread makes the calls): the raw half of a pathflow
+ * job runs at SERIALIZED too, 15-20% slower on a loop of scalar
+ * allreduces (2 ranks) than the same loop at SINGLE. bench/run_mpi.sh runs
+ * both jobs, so that each table has the baseline at its best beside the
+ * one that shares pathflow's MPI. */
+static int bench_raw_only;
+
+/* MPI_Init_thread(SERIALIZED), as pf_init would, or SINGLE with -R.
+ * Returns the rank; exits the job on failure. */
 static inline int bench_mpi_init(int *argc, char ***argv, const char *prog, int min_ranks,
                                  int *world) {
   int provided = 0, rank = 0;
-  if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
+  int level = bench_raw_only ? MPI_THREAD_SINGLE : MPI_THREAD_SERIALIZED;
+  if (MPI_Init_thread(argc, argv, level, &provided) != MPI_SUCCESS) {
     fprintf(stderr, "%s: MPI_Init_thread failed\n", prog);
     exit(1);
   }
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, world);
-  if (provided < MPI_THREAD_SERIALIZED || *world < min_ranks) {
+  if (provided < level || *world < min_ranks) {
     if (rank == 0)
-      fprintf(stderr, "%s: needs MPI_THREAD_SERIALIZED (got %d) and >= %d ranks (got %d); "
+      fprintf(stderr, "%s: needs MPI thread level %d (got %d) and >= %d ranks (got %d); "
                       "run it under mpirun -np %d\n",
-              prog, provided, min_ranks, *world, min_ranks);
+              prog, level, provided, min_ranks, *world, min_ranks);
     MPI_Abort(MPI_COMM_WORLD, 2);
   }
   return rank;

@@ -85,13 +85,31 @@ wait_idle() {
   done
 }
 
-run() { # NP PROGRAM ARGS...
+launch() { # NP PROGRAM ARGS...
   local np=$1 prog=$2
   shift 2
-  wait_idle
-  echo "== mpirun -np $np $prog $*"
   mpirun --oversubscribe --bind-to none -np "$np" "${mpi_env[@]}" "${extra[@]}" \
     "$build/bench/$prog" "${reps[@]}" "$@"
+}
+
+# Each benchmark twice: its MPI baseline alone in a job at MPI_THREAD_SINGLE
+# (-R: as a hand-written MPI program runs; Open MPI locks in every call
+# above SINGLE), then the pathflow job, whose own baseline runs at
+# SERIALIZED as pathflow's MPI does. dispatch takes the first job's rate
+# (-B) for a second ratio column.
+run() { # NP PROGRAM ARGS...
+  local np=$1 prog=$2 raw
+  local more=()
+  shift 2
+  wait_idle
+  echo "== mpirun -np $np $prog -R $*"
+  raw=$(launch "$np" "$prog" -R "$@")
+  echo "$raw"
+  if [[ $prog == dispatch ]]; then
+    more=(-B "$(sed -n 's/.*: \([0-9.]*\) computations\/s$/\1/p' <<<"$raw")")
+  fi
+  echo "== mpirun -np $np $prog $* ${more[*]}"
+  launch "$np" "$prog" "$@" "${more[@]}"
   echo
 }
 

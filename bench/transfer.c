@@ -389,7 +389,7 @@ static long parse_long(const char *s, const char *flag, long min, long max) {
 int main(int argc, char **argv) {
   double bw_mpi[MAX_SIZES], lat_mpi[MAX_SIZES];
   int rank, world, opt;
-  while ((opt = getopt(argc, argv, "r:s:m:k:t:h")) != -1) {
+  while ((opt = getopt(argc, argv, "r:s:m:k:t:Rh")) != -1) {
     switch (opt) {
       case 't':
         do_bw = strcmp(optarg, "lat") != 0;
@@ -399,10 +399,11 @@ int main(int argc, char **argv) {
       case 's': min_bytes = (size_t)parse_long(optarg, "-s", 8, 1L << 30); break;
       case 'm': max_bytes = (size_t)parse_long(optarg, "-m", 8, 1L << 30); break;
       case 'k': k_max = (int)parse_long(optarg, "-k", 1, 64); break;
+      case 'R': bench_raw_only = 1; break;
       default:
         fprintf(stderr, "usage: mpirun -np 2 %s [-r REPS (5)] [-s MIN_BYTES (8)] "
                         "[-m MAX_BYTES (67108864)] "
-                        "[-k TENSORS_PER_EXECUTION (16)] [-t bw|lat]\n", argv[0]);
+                        "[-k TENSORS_PER_EXECUTION (16)] [-t bw|lat] [-R]\n", argv[0]);
         return opt == 'h' ? 0 : 2;
     }
   }
@@ -422,6 +423,15 @@ int main(int argc, char **argv) {
     lat_mpi[i] = do_lat ? mpi_latency_us(rank, sizes[i]) : 0;
   }
   MPI_Barrier(MPI_COMM_WORLD);
+  if (bench_raw_only) { /* the baseline alone, at MPI_THREAD_SINGLE (mpi_bench.h) */
+    if (rank == 0) {
+      printf("# transfer rank 0 -> rank 1, MPI alone (MPI_THREAD_SINGLE), %d repetitions\n", reps);
+      printf("%10s %12s %10s\n", "bytes", "mpi_MBps", "mpi_us");
+      for (int i = 0; i < n_sizes; i++) printf("%10zu %12.1f %10.2f\n", sizes[i], bw_mpi[i], lat_mpi[i]);
+    }
+    MPI_Finalize();
+    return 0;
+  }
 
   /* Ranks > 0 serve inside pf_init and exit there. */
   if (pf_init(&argc, &argv,
