@@ -18,6 +18,12 @@
  *              one stage a device
  *   allreduce  8 allreduces of -n floats a device over all N devices
  *
+ * -C calibrates in this job, right before each graph (the calibration of
+ * `pathflow calibrate`, tools/calibration.c, on ranks 0 and 1, while the
+ * job's other ranks wait as they do in the runs): the VM these figures come
+ * from moves by 20-30% between a "fast" and a "slow" mode over minutes, and
+ * a calibration taken in the other mode is that far off whatever the model.
+ *
  * Prints one row per graph: measured and simulated makespan and the error
  * (simulated - measured) / measured. Exit status 0 whatever the error: the
  * figure is the output (docs/performance.md records it).
@@ -27,7 +33,7 @@
  * can be set beside `pathflow sim PREFIX.NAME.pb --compare
  * pathflow-trace.json`.
  *
- * Usage: mpirun -np N sim_fidelity [-c CLUSTER] [-r REPS] [-n FLOATS] [-g NAME]
+ * Usage: mpirun -np N sim_fidelity [-c CLUSTER | -C] [-r REPS] [-n FLOATS] [-g NAME]
  *                                  [-w PREFIX]
  */
 #include <inttypes.h>
@@ -38,6 +44,7 @@
 
 #include "pathflow.h"
 #include "sim/cluster.h"
+#include "tools/calibration.h"
 #include "tools/measure.h"
 
 typedef int (*builder)(pf_graph *g, int n, int64_t floats);
@@ -163,24 +170,53 @@ static void widen(pf_sim_cluster *cl, int n) {
   cl->max_devices_per_host = (int32_t)cl->devices;
 }
 
+/* -C: calibrates now and loads the result as *cl (the file is removed).
+ * Returns 0, or 1 having said why. */
+static int calibrate_now(pf_context *ctx, pf_sim_cluster **cl) {
+  tool_cal c = {.ctx = ctx, .reps = 5, .quiet = 1};
+  tool_figures f = {0};
+  char path[] = "/tmp/pf-fidelity-XXXXXX";
+  pf_diag d;
+  int fd = mkstemp(path), rc;
+  if (fd < 0) {
+    fprintf(stderr, "sim_fidelity: -C: cannot make a file under /tmp\n");
+    return 1;
+  }
+  close(fd);
+  pf_diag_init(&d);
+  if ((rc = tool_calibration_measure(&c, &f)) != 0)
+    fprintf(stderr, "sim_fidelity: -C: calibrating: %s (%s)\n", c.why, pf_errname(rc));
+  else if ((rc = tool_calibration_write(path, &f, 2, &d)) != 0 ||
+           (rc = pf_sim_cluster_load_file(path, cl, &d)) != 0)
+    fprintf(stderr, "sim_fidelity: -C: %s\n", d.msg);
+  else
+    printf("#   calibrated: op %.3f us, step %.2f us, transfer %.2f us + bytes / %.2f GB/s, "
+           "link latency %.2f us, memory %.1f GB/s, %.1f GFLOP/s\n", f.op_ns * 1e-3,
+           f.step_ns * 1e-3, (f.transfer_ns + f.latency_ns) * 1e-3, f.link_bw * 1e-9,
+           f.latency_ns * 1e-3, f.mem_bw * 1e-9, f.flops * 1e-9);
+  unlink(path);
+  return rc == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
   const char *cluster = "local", *only = NULL, *write_to = NULL;
-  int reps = 21, opt, n, rc;
+  int reps = 21, opt, n, rc, calibrate = 0, first = 1;
   int64_t floats = 65536;
   pf_context *ctx;
   pf_sim_cluster *cl;
   pf_diag d;
   char why[1024];
   if ((rc = pf_init(&argc, &argv, &(pf_init_options){.cpu_devices = 1}, &ctx)) != 0) return 1;
-  while ((opt = getopt(argc, argv, "c:r:n:g:w:h")) != -1) {
+  while ((opt = getopt(argc, argv, "c:Cr:n:g:w:h")) != -1) {
     switch (opt) {
     case 'c': cluster = optarg; break;
+    case 'C': calibrate = 1; break;
     case 'r': reps = atoi(optarg); break;
     case 'n': floats = atoll(optarg); break;
     case 'g': only = optarg; break;
     case 'w': write_to = optarg; break;
     default:
-      fprintf(stderr, "usage: mpirun -np N sim_fidelity [-c CLUSTER] [-r REPS] [-n FLOATS] "
+      fprintf(stderr, "usage: mpirun -np N sim_fidelity [-c CLUSTER | -C] [-r REPS] [-n FLOATS] "
                       "[-g NAME] [-w PREFIX]\n");
       pf_finalize(ctx);
       return opt == 'h' ? 0 : 2;
@@ -192,9 +228,15 @@ int main(int argc, char **argv) {
     pf_finalize(ctx);
     return 2;
   }
+  if (calibrate && pf_world_size(ctx) < 2) {
+    fprintf(stderr, "sim_fidelity: -C needs 2 ranks or more\n");
+    pf_finalize(ctx);
+    return 2;
+  }
+  if (calibrate) cluster = "calibrated in this job before each graph (-C)";
   pf_diag_init(&d);
-  if (pf_sim_cluster_load(cluster, &cl, &d) != 0) {
-    fprintf(stderr, "sim_fidelity: -c %s: %s\n", cluster, d.msg);
+  if (calibrate ? calibrate_now(ctx, &cl) != 0 : pf_sim_cluster_load(cluster, &cl, &d) != 0) {
+    if (!calibrate) fprintf(stderr, "sim_fidelity: -c %s: %s\n", cluster, d.msg);
     pf_finalize(ctx);
     return 1;
   }
@@ -207,6 +249,15 @@ int main(int argc, char **argv) {
     pf_sim_result *r = NULL;
     double meas = 0, sim;
     if (only && strcmp(only, graphs[k].name) != 0) continue;
+    if (calibrate && !first) { /* the first graph's was taken above */
+      pf_sim_cluster_free(cl);
+      if (calibrate_now(ctx, &cl) != 0) {
+        rc = 1;
+        break;
+      }
+      widen(cl, pf_world_size(ctx));
+    }
+    first = 0;
     if ((rc = pf_graph_create(ctx, &g)) != 0) break;
     if ((rc = graphs[k].build(g, n, floats)) != 0)
       snprintf(why, sizeof why, "building: %s", pf_last_error(ctx));

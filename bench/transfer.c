@@ -10,7 +10,13 @@
  *             pf_future_destroy (the step's completion is the ack).
  *   raw MPI   per iteration, K MPI_Isend (rank 0) / MPI_Irecv (rank 1) of
  *             S bytes from/into K distinct buffers, MPI_Waitall, then a
- *             0-byte ack from rank 1 that rank 0 waits for (no barrier).
+ *             0-byte ack from rank 1 that rank 0 waits for (no barrier):
+ *             the same work as pathflow's.
+ *   osu_bw    as OSU's osu_bw runs it: a window of 64 MPI_Isend of one
+ *             buffer (rank 0) into one buffer (rank 1), MPI_Waitall, a
+ *             4-byte ack. Both stay in cache up to a few MiB, which K
+ *             distinct tensors cannot: the best raw MPI does here (up to
+ *             twice the K-buffer loop on this VM), the one to beat.
  *   MBps = K * S * iterations / time, 10^6 bytes per MB.
  *
  * Latency (one-way), per size S:
@@ -154,28 +160,35 @@ static double timed_batches(int rank, size_t s, int batch, iteration_fn one, voi
 typedef struct {
   int k;
   uint8_t **bufs;
+  int osu; /* osu_bw's way: a window of OSU_WINDOW messages of bufs[0] */
 } bw_state;
+
+#define OSU_WINDOW 64
 
 /* K messages rank 0 -> rank 1, then a 0-byte ack back. */
 static void bw_iteration(int rank, size_t s, void *arg) {
   bw_state *st = arg;
-  MPI_Request req[65];
+  MPI_Request req[OSU_WINDOW + 1];
+  int n = st->osu ? OSU_WINDOW : st->k, ack = st->osu ? 4 : 0;
+  char ack_buf[4] = {0};
   if (rank == 0) {
-    MPI_Irecv(NULL, 0, MPI_BYTE, 1, 1, MPI_COMM_WORLD, &req[st->k]);
-    for (int i = 0; i < st->k; i++)
-      MPI_Isend(st->bufs[i], (int)s, MPI_BYTE, 1, 0, MPI_COMM_WORLD, &req[i]);
-    MPI_Waitall(st->k + 1, req, MPI_STATUSES_IGNORE);
+    MPI_Irecv(ack_buf, ack, MPI_BYTE, 1, 1, MPI_COMM_WORLD, &req[n]);
+    for (int i = 0; i < n; i++)
+      MPI_Isend(st->bufs[st->osu ? 0 : i], (int)s, MPI_BYTE, 1, 0, MPI_COMM_WORLD, &req[i]);
+    MPI_Waitall(n + 1, req, MPI_STATUSES_IGNORE);
   } else if (rank == 1) {
-    for (int i = 0; i < st->k; i++)
-      MPI_Irecv(st->bufs[i], (int)s, MPI_BYTE, 0, 0, MPI_COMM_WORLD, &req[i]);
-    MPI_Waitall(st->k, req, MPI_STATUSES_IGNORE);
-    MPI_Send(NULL, 0, MPI_BYTE, 0, 1, MPI_COMM_WORLD);
+    for (int i = 0; i < n; i++)
+      MPI_Irecv(st->bufs[st->osu ? 0 : i], (int)s, MPI_BYTE, 0, 0, MPI_COMM_WORLD, &req[i]);
+    MPI_Waitall(n, req, MPI_STATUSES_IGNORE);
+    MPI_Send(ack_buf, ack, MPI_BYTE, 0, 1, MPI_COMM_WORLD);
   }
 }
 
-static double mpi_bandwidth(int rank, size_t s) {
-  bw_state st = {.k = k_of(s)};
+/* MB/s of the K-buffer loop, or (osu) of osu_bw's window. */
+static double mpi_bandwidth(int rank, size_t s, int osu) {
+  bw_state st = {.k = k_of(s), .osu = osu};
   double t[64];
+  int per = osu ? OSU_WINDOW : st.k;
   st.bufs = calloc((size_t)st.k, sizeof *st.bufs);
   for (int i = 0; i < st.k; i++) {
     st.bufs[i] = malloc(s);
@@ -183,16 +196,18 @@ static double mpi_bandwidth(int rank, size_t s) {
   }
   for (int r = -1; r < reps; r++) { /* r == -1: warm-up */
     MPI_Barrier(MPI_COMM_WORLD);
-    double per = timed_batches(rank, s, bw_iters(s), bw_iteration, &st, r < 0 ? 0.02 : REP_S);
-    if (r >= 0) t[r] = per;
+    int batch = bw_iters(s) * st.k / per; /* the same bytes between clock checks */
+    double sec = timed_batches(rank, s, batch > 0 ? batch : 1, bw_iteration, &st,
+                               r < 0 ? 0.02 : REP_S);
+    if (r >= 0) t[r] = sec;
   }
-  if (rank == 1 && (st.bufs[0][0] != PATTERN || st.bufs[st.k - 1][s - 1] != PATTERN)) {
+  if (rank == 1 && (st.bufs[0][0] != PATTERN || st.bufs[osu ? 0 : st.k - 1][s - 1] != PATTERN)) {
     fprintf(stderr, "transfer: raw MPI data check failed\n");
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
   for (int i = 0; i < st.k; i++) free(st.bufs[i]);
   free(st.bufs);
-  return (double)st.k * (double)s / bench_median(t, reps) / 1e6;
+  return (double)per * (double)s / bench_median(t, reps) / 1e6;
 }
 
 /* One round trip: rank 0 -> rank 1 -> rank 0. */
@@ -387,7 +402,7 @@ static long parse_long(const char *s, const char *flag, long min, long max) {
 }
 
 int main(int argc, char **argv) {
-  double bw_mpi[MAX_SIZES], lat_mpi[MAX_SIZES];
+  double bw_mpi[MAX_SIZES], bw_osu[MAX_SIZES], lat_mpi[MAX_SIZES];
   int rank, world, opt;
   while ((opt = getopt(argc, argv, "r:s:m:k:t:Rh")) != -1) {
     switch (opt) {
@@ -419,15 +434,17 @@ int main(int argc, char **argv) {
 
   rank = bench_mpi_init(&argc, &argv, "transfer", 2, &world);
   for (int i = 0; i < n_sizes; i++) {
-    bw_mpi[i] = do_bw ? mpi_bandwidth(rank, sizes[i]) : 0;
+    bw_mpi[i] = do_bw ? mpi_bandwidth(rank, sizes[i], 0) : 0;
+    bw_osu[i] = do_bw ? mpi_bandwidth(rank, sizes[i], 1) : 0;
     lat_mpi[i] = do_lat ? mpi_latency_us(rank, sizes[i]) : 0;
   }
   MPI_Barrier(MPI_COMM_WORLD);
   if (bench_raw_only) { /* the baseline alone, at MPI_THREAD_SINGLE (mpi_bench.h) */
     if (rank == 0) {
       printf("# transfer rank 0 -> rank 1, MPI alone (MPI_THREAD_SINGLE), %d repetitions\n", reps);
-      printf("%10s %12s %10s\n", "bytes", "mpi_MBps", "mpi_us");
-      for (int i = 0; i < n_sizes; i++) printf("%10zu %12.1f %10.2f\n", sizes[i], bw_mpi[i], lat_mpi[i]);
+      printf("%10s %12s %12s %10s\n", "bytes", "mpi_MBps", "osu_MBps", "mpi_us");
+      for (int i = 0; i < n_sizes; i++)
+        printf("%10zu %12.1f %12.1f %10.2f\n", sizes[i], bw_mpi[i], bw_osu[i], lat_mpi[i]);
     }
     MPI_Finalize();
     return 0;
@@ -441,14 +458,14 @@ int main(int argc, char **argv) {
     MPI_Abort(MPI_COMM_WORLD, 1);
   printf("# transfer rank 0 -> rank 1: %d ranks, %d repetitions (median), "
          "K <= %d tensors per execution\n", world, reps, k_max);
-  printf("%10s %12s %12s %7s %12s %10s\n", "bytes", "pathflow_MBps", "mpi_MBps", "ratio",
-         "pathflow_us", "mpi_us");
+  printf("%10s %12s %12s %12s %7s %7s %12s %10s\n", "bytes", "pathflow_MBps", "mpi_MBps",
+         "osu_MBps", "of_mpi", "of_osu", "pathflow_us", "mpi_us");
   fflush(stdout);
   for (int i = 0; i < n_sizes; i++) {
     double bw = do_bw ? pf_bandwidth(sizes[i]) : 0, hop = 0, fixed = 0;
     if (do_lat) pf_latency(sizes[i], &hop, &fixed);
-    printf("%10zu %12.1f %12.1f %7.3f %12.2f %10.2f\n", sizes[i], bw, bw_mpi[i],
-           bw / bw_mpi[i], hop, lat_mpi[i]);
+    printf("%10zu %12.1f %12.1f %12.1f %7.3f %7.3f %12.2f %10.2f\n", sizes[i], bw, bw_mpi[i],
+           bw_osu[i], bw / bw_mpi[i], bw / bw_osu[i], hop, lat_mpi[i]);
     printf("#   K=%d tensors per execution; latency chains of %d and %d hops: "
            "fixed cost %.1f us per execution\n",
            k_of(sizes[i]), hops_of(sizes[i]) / 4, hops_of(sizes[i]), fixed);

@@ -1044,6 +1044,8 @@ pf_storage *pf_step_buffer(pf_step *s, uint32_t b) {
   return s->bufs[b];
 }
 
+pf_storage *pf_step_buffer_whole(pf_step *s, uint32_t b) { return ensure(s, b); }
+
 pf_storage *pf_step_buffer_if_any(pf_step *s, uint32_t b) { return s->bufs[b]; }
 
 int pf_step_failed(const pf_step *s) {

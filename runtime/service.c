@@ -387,11 +387,13 @@ static int reserve_for(pf_service *s, const pf_plan *p, pf_diag *d) {
 }
 
 /* Where a loop op reads (writes = 0) or writes buffer b: its memory when it
- * has some; else, unless the step failed, new memory (zeroed); else the
- * reserve. *reserved says which. Never NULL once the plan loaded. */
-static char *data_of(pf_service *s, run *r, uint32_t b, int writes, int *reserved) {
+ * has some; else, unless the step failed, new memory (zeroed, unless the op
+ * writes all of it: whole); else the reserve. *reserved says which. Never
+ * NULL once the plan loaded. */
+static char *data_of(pf_service *s, run *r, uint32_t b, int writes, int whole, int *reserved) {
   pf_storage *st = pf_step_buffer_if_any(r->step, b);
-  if (st == NULL && !pf_step_failed(r->step)) st = pf_step_buffer(r->step, b);
+  if (st == NULL && !pf_step_failed(r->step))
+    st = writes && whole ? pf_step_buffer_whole(r->step, b) : pf_step_buffer(r->step, b);
   if (reserved) *reserved = st == NULL;
   if (st != NULL) return st->data;
   return writes ? s->sink : s->zero;
@@ -956,7 +958,8 @@ static void start_transfer(pf_service *s, loop_op *lo) {
   uint32_t b = op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0];
   /* The reserve, when the buffer has no memory, is at least as large as
    * the whole buffer: the same box addresses it. */
-  char *data = data_of(s, r, b, op->kind == PF_OP_RECV, NULL);
+  char *data = data_of(s, r, b, op->kind == PF_OP_RECV,
+                       bx->nbytes == pf_spec_nbytes(pf_step_plan(r->step)->buffers[b].spec), NULL);
   int err, tag = tag_of(s, r->slot, op->tag);
   lo->started = stamp(s); /* counters' wait and the timeline */
   posted_add(lo);
@@ -1005,7 +1008,7 @@ static void collective_done(void *arg, int status) {
   for (uint32_t k = 1; status == 0 && out != NULL && k < op->n_out &&
                        (op->collective == PF_ALLREDUCE || op->collective == PF_BROADCAST);
        k++) {
-    pf_storage *more = pf_step_buffer(lo->r->step, op->outputs[k]); /* NULL: step failed */
+    pf_storage *more = pf_step_buffer_whole(lo->r->step, op->outputs[k]); /* NULL: step failed */
     if (more != NULL) memcpy(more->data, out->data, pf_spec_nbytes(outs));
   }
   loop_op_finish(lo, status, status ? "collective failed in the transport" : NULL);
@@ -1092,7 +1095,8 @@ static void start_collective(pf_service *s, loop_op *lo) {
   if (!pf_step_failed(lo->r->step) || (pf_step_buffer_if_any(lo->r->step, op->inputs[0]) &&
                                        pf_step_buffer_if_any(lo->r->step, op->outputs[0]))) {
     in = pf_step_buffer(lo->r->step, op->inputs[0]);
-    out = in != NULL ? pf_step_buffer(lo->r->step, op->outputs[0]) : NULL;
+    /* Every collective writes all of its output. */
+    out = in != NULL ? pf_step_buffer_whole(lo->r->step, op->outputs[0]) : NULL;
   }
   if (in == NULL || out == NULL) {
     drained_call(s, lo, op, &c);

@@ -30,7 +30,7 @@
 #include "base/file.h"
 #include "base/util.h"
 #include "sim/cluster.h"
-#include "tools/measure.h"
+#include "tools/calibration.h"
 #include "tools/tool.h"
 
 const char tool_calibrate_usage[] =
@@ -44,236 +44,10 @@ const char tool_calibrate_usage[] =
     "  run as CMD -np 2 ... (\"mpirun --oversubscribe\"). --reps: timed runs per\n"
     "  graph (9). Takes a few seconds.\n";
 
-/* ---- the measurements (rank 0 of the mpirun job) ------------------------------------------ */
-
-typedef struct cal {
-  pf_context *ctx;
-  int reps;
-  char why[512];
-} cal;
-
-/* Times the graph that build() makes, then destroys it. */
-static int timed(cal *c, int (*build)(pf_graph *, const int64_t *), const int64_t *arg,
-                 double *ns) {
-  pf_graph *g;
-  int rc = pf_graph_create(c->ctx, &g);
-  if (rc == 0 && (rc = build(g, arg)) != 0)
-    snprintf(c->why, sizeof c->why, "building a graph: %s", pf_last_error(c->ctx));
-  if (rc == 0) rc = tool_time_graph(c->ctx, g, 2, c->reps, ns, c->why, sizeof c->why);
-  pf_graph_destroy(g);
-  return rc;
-}
-
-/* arg[0] relus after a fill of 4 floats, on device 0. */
-static int g_chain(pf_graph *g, const int64_t *arg) {
-  pf_slice_t s;
-  pf_value_t v;
-  int rc = tool_slice1(g, 0, &s);
-  if (rc == 0) rc = tool_fill(g, s, pf_spec_1d(PF_F32, 4), pf_replicated(), 1, &v);
-  for (int64_t i = 0; i < arg[0] && rc == 0; i++) rc = tool_op(g, "relu", s, 1, &v, &v);
-  return rc ? rc : pf_graph_output(g, "y", v);
-}
-
-/* A fill of 4 floats and a relu on each of devices 0 and 1. */
-static int g_two(pf_graph *g, const int64_t *arg) {
-  int rc = 0;
-  (void)arg;
-  for (int d = 0; d < 2 && rc == 0; d++) {
-    pf_slice_t s;
-    pf_value_t v;
-    char name[8];
-    snprintf(name, sizeof name, "y%d", d);
-    if ((rc = tool_slice1(g, d, &s)) == 0 &&
-        (rc = tool_fill(g, s, pf_spec_1d(PF_F32, 4), pf_replicated(), 1, &v)) == 0 &&
-        (rc = tool_op(g, "relu", s, 1, &v, &v)) == 0)
-      rc = pf_graph_output(g, name, v);
-  }
-  return rc;
-}
-
-/* arg[1] ops of kernel arg[2] (0: matmul of arg[0] x arg[0], 1: add of
- * arg[0] floats), each reading the one before and a fixed second operand. */
-static int g_kernel(pf_graph *g, const int64_t *arg) {
-  pf_slice_t s;
-  pf_value_t x, w;
-  pf_spec spec = arg[2] == 0 ? pf_spec_2d(PF_F32, arg[0], arg[0]) : pf_spec_1d(PF_F32, arg[0]);
-  int rc = tool_slice1(g, 0, &s);
-  if (rc == 0) rc = tool_fill(g, s, spec, pf_replicated(), 1e-3, &x);
-  if (rc == 0) rc = tool_fill(g, s, spec, pf_replicated(), 1e-3, &w);
-  for (int64_t i = 0; i < arg[1] && rc == 0; i++)
-    rc = tool_op(g, arg[2] == 0 ? "matmul" : "add", s, 2, (pf_value_t[]){x, w}, &x);
-  return rc ? rc : pf_graph_output(g, "y", x);
-}
-
-/* arg[0] floats made on device arg[1] and read (relu) on device 1; a tiny
- * fill and relu on device 0 too, so that both ranks take part either way. */
-static int g_xfer(pf_graph *g, const int64_t *arg) {
-  pf_slice_t s0, s1;
-  pf_value_t v, t;
-  int rc = tool_slice1(g, 0, &s0);
-  if (rc == 0) rc = tool_slice1(g, 1, &s1);
-  if (rc == 0) rc = tool_fill(g, arg[1] ? s1 : s0, pf_spec_1d(PF_F32, arg[0]), pf_replicated(), 1, &v);
-  if (rc == 0) rc = tool_op(g, "relu", s1, 1, &v, &v);
-  if (rc == 0) rc = tool_fill(g, s0, pf_spec_1d(PF_F32, 4), pf_replicated(), 1, &t);
-  if (rc == 0) rc = tool_op(g, "relu", s0, 1, &t, &t);
-  if (rc == 0) rc = pf_graph_output(g, "y", v);
-  return rc ? rc : pf_graph_output(g, "t", t);
-}
-
-/* A block of arg[0] floats on each of devices 0 and 1, then (arg[1]) their
- * allreduce. */
-static int g_allreduce(pf_graph *g, const int64_t *arg) {
-  pf_slice_t s;
-  pf_value_t v;
-  int rc = tool_slice_all(g, 2, &s);
-  if (rc == 0) rc = tool_fill(g, s, pf_spec_2d(PF_F32, 1, arg[0]), pf_split(0), 1, &v);
-  if (rc == 0 && arg[1])
-    rc = pf_graph_collective(g, &(pf_collective_desc){.kind = PF_ALLREDUCE, .slice = s, .in = v,
-                                                       .op = PF_REDUCE_SUM},
-                             &v, NULL);
-  return rc ? rc : pf_graph_output(g, "y", v);
-}
-
-#define CHAIN 200
-
-/* Everything that goes in the file, and what the printout shows. */
-typedef struct figures {
-  double op_ns, step_ns, dispatch_ns, flops, mem_bw, link_bw, latency_ns, transfer_ns;
-  double ar_ns, ar_model_ns;
-} figures;
-
-static double median3(double *v, int n) {
-  for (int i = 1; i < n; i++) /* insertion sort: n is a handful */
-    for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
-      double t = v[j];
-      v[j] = v[j - 1];
-      v[j - 1] = t;
-    }
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static int measure(cal *c, figures *f) {
-  static const int64_t mm_n[] = {64, 128, 256}, mm_m[] = {32, 12, 4};
-  static const int64_t add_n[] = {16384, 262144, 1048576}, add_m[] = {64, 16, 8};
-  static const int64_t xfer_n[] = {4, 16384, 262144, 1048576};
-  double t1, t2, rates[3], sx = 0, sy = 0, sxx = 0, sxy = 0, d[4];
-  int rc;
-  if ((rc = timed(c, g_chain, (int64_t[]){1}, &t1)) || (rc = timed(c, g_chain, (int64_t[]){1 + CHAIN}, &t2)))
-    return rc;
-  f->op_ns = PF_MAXOF(0.0, (t2 - t1) / CHAIN);
-  printf("op dispatch     %10.3f us   (a chain of %d relus: %.1f us, of 1: %.1f us)\n",
-         f->op_ns * 1e-3, 1 + CHAIN, t2 * 1e-3, t1 * 1e-3);
-  if ((rc = timed(c, g_two, NULL, &t1)) != 0) return rc;
-  f->step_ns = PF_MAXOF(0.0, t1 - 2 * f->op_ns);
-  printf("step            %10.3f us   (2 tiny ops on each of 2 ranks: %.1f us)\n",
-         f->step_ns * 1e-3, t1 * 1e-3);
-  {
-    pf_graph *g;
-    if ((rc = pf_graph_create(c->ctx, &g)) != 0) return rc;
-    if ((rc = g_two(g, NULL)) == 0)
-      rc = tool_time_pipelined(c->ctx, g, 64 * c->reps, 16, &f->dispatch_ns, c->why, sizeof c->why);
-    pf_graph_destroy(g);
-    if (rc != 0) return rc;
-  }
-  printf("dispatch        %10.3f us   (a run of that graph, 16 in flight)\n", f->dispatch_ns * 1e-3);
-  for (int k = 0; k < 3; k++) {
-    double n = (double)mm_n[k], per;
-    if ((rc = timed(c, g_kernel, (int64_t[]){mm_n[k], 1, 0}, &t1)) ||
-        (rc = timed(c, g_kernel, (int64_t[]){mm_n[k], 1 + mm_m[k], 0}, &t2)))
-      return rc;
-    per = PF_MAXOF(1.0, (t2 - t1) / (double)mm_m[k] - f->op_ns);
-    rates[k] = 2 * n * n * n / (per * 1e-9);
-    printf("matmul %4" PRId64 "^3   %10.3f us   %8.2f GFLOP/s\n", mm_n[k], per * 1e-3,
-           rates[k] * 1e-9);
-  }
-  f->flops = median3(rates, 3);
-  for (int k = 0; k < 3; k++) {
-    double per;
-    if ((rc = timed(c, g_kernel, (int64_t[]){add_n[k], 1, 1}, &t1)) ||
-        (rc = timed(c, g_kernel, (int64_t[]){add_n[k], 1 + add_m[k], 1}, &t2)))
-      return rc;
-    per = PF_MAXOF(1.0, (t2 - t1) / (double)add_m[k] - f->op_ns);
-    rates[k] = 12.0 * (double)add_n[k] / (per * 1e-9);
-    printf("add %8" PRId64 "   %10.3f us   %8.2f GB/s (in + out)\n", add_n[k], per * 1e-3,
-           rates[k] * 1e-9);
-  }
-  f->mem_bw = median3(rates, 3);
-  for (int k = 0; k < 4; k++) {
-    double x = 4.0 * (double)xfer_n[k];
-    if ((rc = timed(c, g_xfer, (int64_t[]){xfer_n[k], 0}, &t1)) ||
-        (rc = timed(c, g_xfer, (int64_t[]){xfer_n[k], 1}, &t2)))
-      return rc;
-    d[k] = t1 - t2;
-    printf("transfer %8.0f B  %8.3f us  more than made on the reader's device\n", x,
-           d[k] * 1e-3);
-    sx += x;
-    sy += d[k];
-    sxx += x * x;
-    sxy += x * d[k];
-  }
-  {
-    double slope = (4 * sxy - sx * sy) / (4 * sxx - sx * sx), fixed = (sy - slope * sx) / 4;
-    if (!(slope > 0)) slope = 1e-3; /* no measurable cost per byte: 1 TB/s */
-    f->link_bw = 1e9 / slope;
-    fixed = PF_MAXOF(0.0, fixed);
-    if ((rc = timed(c, g_allreduce, (int64_t[]){4, 0}, &t1)) ||
-        (rc = timed(c, g_allreduce, (int64_t[]){4, 1}, &t2)))
-      return rc;
-    /* A ring of 2 is 2 steps of one latency each (docs/cluster-format.md). */
-    f->latency_ns = PF_MINOF(fixed, PF_MAXOF(0.0, (t2 - t1) / 2));
-    f->transfer_ns = fixed - f->latency_ns;
-    printf("transfer fit    %10.3f us + bytes / %.3f GB/s\n", fixed * 1e-3, f->link_bw * 1e-9);
-    printf("allreduce 16 B  %10.3f us   -> link latency %.3f us, per transfer %.3f us\n",
-           (t2 - t1) * 1e-3, f->latency_ns * 1e-3, f->transfer_ns * 1e-3);
-  }
-  if ((rc = timed(c, g_allreduce, (int64_t[]){262144, 0}, &t1)) ||
-      (rc = timed(c, g_allreduce, (int64_t[]){262144, 1}, &t2)))
-    return rc;
-  f->ar_ns = t2 - t1;
-  /* The replay's model on 2 devices: the ring's messages (half the vector
-   * each way, twice), then its arithmetic (half the vector combined, 3
-   * bytes of memory traffic each). */
-  f->ar_model_ns = 1048576.0 / f->link_bw * 1e9 + 2 * f->latency_ns + 3.0 * 524288 / f->mem_bw * 1e9;
-  printf("allreduce 1 MiB %10.3f us   (the ring model with these figures: %.3f us)\n",
-         f->ar_ns * 1e-3, f->ar_model_ns * 1e-3);
-  return 0;
-}
-
-static int write_cluster(const char *path, const figures *f, int ranks, pf_diag *d) {
-  char text[2048];
-  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  double mem = pages > 0 && page > 0 ? (double)pages * (double)page / ranks : 1e9;
-  int n = snprintf(
-      text, sizeof text,
-      "{\n"
-      "  \"version\": 1,\n"
-      "  \"name\": \"local\",\n"
-      "  \"device_types\": {\n"
-      "    \"core\": {\"kind\": \"cpu\", \"flops\": {\"f32\": %.6g},\n"
-      "             \"memory\": %.0f, \"memory_bandwidth\": %.6g}\n"
-      "  },\n"
-      "  \"hosts\": [{\"count\": 1, \"ranks_per_host\": %d, \"devices_per_rank\": 1, \"cores\": %ld}],\n"
-      "  \"links\": {\n"
-      "    \"intra_host\": {\"bandwidth\": %.6g, \"latency\": %.6g},\n"
-      "    \"nic\": {\"bandwidth\": %.6g, \"latency\": %.6g}\n"
-      "  },\n"
-      "  \"runtime\": {\"op_dispatch\": %.6g, \"transfer\": %.6g, \"step\": %.6g,\n"
-      "              \"dispatch\": %.6g}\n"
-      "}\n",
-      f->flops, floor(mem), f->mem_bw, ranks, cores > 0 ? cores : 1, f->link_bw,
-      f->latency_ns * 1e-9, f->link_bw,
-      f->latency_ns * 1e-9, f->op_ns * 1e-9, f->transfer_ns * 1e-9, f->step_ns * 1e-9,
-      f->dispatch_ns * 1e-9);
-  size_t len = (size_t)n;
-  const void *parts[] = {text};
-  return pf_file_write_atomic(path, parts, &len, 1, d);
-}
-
 /* `pathflow calibrate --measure OUT [--reps N]`, under mpirun. */
 static int child(const char *out, int reps) {
-  cal c = {.reps = reps};
-  figures f = {0};
+  tool_cal c = {.reps = reps};
+  tool_figures f = {0};
   pf_diag d;
   int rc = pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 1}, &c.ctx);
   if (rc != 0) {
@@ -287,10 +61,10 @@ static int child(const char *out, int reps) {
     pf_finalize(c.ctx);
     return 1;
   }
-  rc = measure(&c, &f);
+  rc = tool_calibration_measure(&c, &f);
   if (rc != 0) fprintf(stderr, "pathflow calibrate: %s (%s)\n", c.why, pf_errname(rc));
   pf_diag_init(&d);
-  if (rc == 0 && (rc = write_cluster(out, &f, 2, &d)) != 0)
+  if (rc == 0 && (rc = tool_calibration_write(out, &f, 2, &d)) != 0)
     fprintf(stderr, "pathflow calibrate: %s\n", d.msg);
   pf_finalize(c.ctx);
   return rc == 0 ? 0 : 1;
