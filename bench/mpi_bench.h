@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 static inline double bench_now(void) {
@@ -47,6 +48,23 @@ static inline void bench_busy_wait_ns(uint64_t ns) {
 static int bench_cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
+}
+
+/* A raw-MPI buffer of n bytes, on transparent huge pages when it spans
+ * some (2 MiB-aligned, MADV_HUGEPAGE), as pathflow's large tensors are:
+ * the baseline must not lose to pathflow on TLB misses and page faults.
+ * Free with free(). Exits on failure. */
+static inline void *bench_buffer(size_t n) {
+  size_t huge = (size_t)2 << 20;
+  void *p = NULL;
+  if (posix_memalign(&p, n >= huge ? huge : 64, n ? n : 1) != 0) {
+    fprintf(stderr, "bench: out of memory (%zu bytes)\n", n);
+    exit(1);
+  }
+#ifdef MADV_HUGEPAGE
+  if (n >= huge) madvise(p, n / huge * huge, MADV_HUGEPAGE);
+#endif
+  return p;
 }
 
 /* Median of v[0..n) (sorts v). */

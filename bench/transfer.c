@@ -191,7 +191,7 @@ static double mpi_bandwidth(int rank, size_t s, int osu) {
   int per = osu ? OSU_WINDOW : st.k;
   st.bufs = calloc((size_t)st.k, sizeof *st.bufs);
   for (int i = 0; i < st.k; i++) {
-    st.bufs[i] = malloc(s);
+    st.bufs[i] = bench_buffer(s);
     memset(st.bufs[i], rank == 0 ? PATTERN : 0, s); /* touched: no page faults when timed */
   }
   for (int r = -1; r < reps; r++) { /* r == -1: warm-up */
@@ -224,7 +224,7 @@ static void pingpong(int rank, size_t s, void *arg) {
 
 static double mpi_latency_us(int rank, size_t s) {
   double t[64];
-  uint8_t *buf = malloc(s);
+  uint8_t *buf = bench_buffer(s);
   memset(buf, PATTERN, s);
   for (int r = -1; r < reps; r++) {
     MPI_Barrier(MPI_COMM_WORLD);
