@@ -193,8 +193,8 @@ int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op);
 pf_storage *pf_step_buffer(pf_step *s, uint32_t b);
 /* As pf_step_buffer, but new memory is not zero-filled: for a caller that
  * writes every byte of b before anything reads it (a receive whose box is
- * the whole buffer, a collective's output). Zeroing a receive buffer of 1
- * MiB cost a tenth of the transfer. */
+ * the whole buffer, a collective's output): zeroing it first would be a
+ * second pass over the memory for nothing. */
 pf_storage *pf_step_buffer_whole(pf_step *s, uint32_t b);
 /* Buffer b of the step if it has memory now, else NULL (allocates nothing):
  * what a failed step's transfers use before falling back on a reserve. */
