@@ -190,10 +190,14 @@ static int calibrate_now(pf_context *ctx, pf_sim_cluster **cl) {
            (rc = pf_sim_cluster_load_file(path, cl, &d)) != 0)
     fprintf(stderr, "sim_fidelity: -C: %s\n", d.msg);
   else
-    printf("#   calibrated: op %.3f us, step %.2f us, transfer %.2f us + bytes / %.2f GB/s, "
-           "link latency %.2f us, memory %.1f GB/s, %.1f GFLOP/s\n", f.op_ns * 1e-3,
-           f.step_ns * 1e-3, (f.transfer_ns + f.latency_ns) * 1e-3, f.link_bw * 1e-9,
-           f.latency_ns * 1e-3, f.mem_bw * 1e-9, f.flops * 1e-9);
+  {
+    printf("#   calibrated: op %.3f us, step %.2f us, link %.2f us + bytes / %.2f GB/s, memory "
+           "%.1f GB/s, %.1f GFLOP/s; per message", f.op_ns * 1e-3, f.step_ns * 1e-3,
+           f.latency_ns * 1e-3, f.link_bw * 1e-9, f.mem_bw * 1e-9, f.flops * 1e-9);
+    for (int k = 0; k < f.n_points; k++)
+      printf(" %.0f B %.2f us%s", f.point_bytes[k], f.point_ns[k] * 1e-3,
+             k + 1 < f.n_points ? "," : "\n");
+  }
   unlink(path);
   return rc == 0 ? 0 : 1;
 }

@@ -240,10 +240,52 @@ static int read_group(rd *r, const pf_json *obj, int idx, pf_sim_cluster *cl, pf
   return 0;
 }
 
+/* runtime.transfer_by_size: [[bytes, seconds], ...], bytes increasing. */
+static int read_transfer_points(rd *r, const pf_json *v, pf_sim_cluster *cl) {
+  char field[PATH_MAX_LEN];
+  int rc;
+  if ((rc = want_type(r, v, "runtime.transfer_by_size", PF_JSON_ARRAY,
+                      "an array of [bytes, seconds] points")) != 0)
+    return rc;
+  if (v->len < 1 || v->len > PF_SIM_TRANSFER_POINTS)
+    return bad(r, v->line, "runtime.transfer_by_size", "%zu points: give 1 to %d", v->len,
+               PF_SIM_TRANSFER_POINTS);
+  for (size_t i = 0; i < v->len; i++) {
+    const pf_json *pt = v->items[i];
+    double bytes;
+    snprintf(field, sizeof field, "runtime.transfer_by_size[%zu]", i);
+    if (pt->type != PF_JSON_ARRAY || pt->len != 2)
+      return bad(r, pt->line, field, "expected a point [bytes, seconds]");
+    if ((rc = quantity(r, pt->items[0], field, PF_SIM_BYTES, 0, 0, &bytes)) != 0 ||
+        (rc = time_ns(r, pt->items[1], field, &cl->transfer_point_ns[i])) != 0)
+      return rc;
+    if (bytes > 1e18) return bad(r, pt->line, field, "%g bytes is too many", bytes);
+    cl->transfer_point_bytes[i] = (uint64_t)bytes;
+    if (i > 0 && cl->transfer_point_bytes[i] <= cl->transfer_point_bytes[i - 1])
+      return bad(r, pt->line, field, "%llu bytes: the sizes must increase",
+                 (unsigned long long)cl->transfer_point_bytes[i]);
+  }
+  cl->n_transfer_points = (int32_t)v->len;
+  return 0;
+}
+
+int64_t pf_sim_message_ns(const pf_sim_cluster *cl, uint64_t bytes, int collective) {
+  const uint64_t *x = cl->transfer_point_bytes;
+  const int64_t *y = cl->transfer_point_ns;
+  int n = cl->n_transfer_points, i = 1;
+  if (n == 0) return collective ? 0 : cl->transfer_ns;
+  if (bytes <= x[0]) return y[0];
+  if (bytes >= x[n - 1]) return y[n - 1];
+  while (x[i] < bytes) i++;
+  return y[i - 1] + (int64_t)llround((double)(y[i] - y[i - 1]) * (double)(bytes - x[i - 1]) /
+                                     (double)(x[i] - x[i - 1]));
+}
+
 static int read_runtime(rd *r, const pf_json *root, pf_sim_cluster *cl) {
   /* dispatch is optional (the controller's cost per execution sent; files
    * written before it existed leave it out): the step cost when absent. */
-  static const char *const keys[] = {"op_dispatch", "transfer", "step", "dispatch"};
+  static const char *const keys[] = {"op_dispatch", "transfer", "step", "dispatch",
+                                     "transfer_by_size"};
   int64_t *dst[] = {&cl->op_dispatch_ns, &cl->transfer_ns, &cl->step_ns, &cl->dispatch_ns};
   char field[PATH_MAX_LEN];
   const pf_json *obj, *v;
@@ -252,7 +294,10 @@ static int read_runtime(rd *r, const pf_json *root, pf_sim_cluster *cl) {
       (rc = want_type(r, obj, "runtime", PF_JSON_OBJECT, "an object")) != 0 ||
       (rc = check_keys(r, obj, "runtime", keys, PF_ARRAY_LEN(keys))) != 0)
     return rc;
-  for (size_t i = 0; i < PF_ARRAY_LEN(keys); i++) {
+  if ((rc = member(r, obj, "runtime", "transfer_by_size", 0, &v)) != 0 ||
+      (v && (rc = read_transfer_points(r, v, cl)) != 0))
+    return rc;
+  for (size_t i = 0; i < PF_ARRAY_LEN(keys) - 1; i++) {
     int required = i < 3;
     if ((rc = member(r, obj, "runtime", keys[i], required, &v)) != 0) return rc;
     join(field, "runtime", keys[i]);

@@ -25,6 +25,7 @@
 #define PF_SIM_MAX_GROUPS 1024
 #define PF_SIM_MAX_ISLANDS 1024
 #define PF_SIM_MAX_DEVICES ((int64_t)1 << 30)
+#define PF_SIM_TRANSFER_POINTS 16 /* runtime.transfer_by_size's points, at most */
 
 typedef enum pf_sim_device_kind { PF_SIM_CPU, PF_SIM_GPU, PF_SIM_TPU, PF_SIM_KIND_COUNT } pf_sim_device_kind;
 
@@ -83,9 +84,24 @@ typedef struct pf_sim_cluster {
   /* The runtime's own costs. */
   int64_t op_dispatch_ns; /* per op a device runs */
   int64_t transfer_ns;    /* per transfer, on top of the link latency */
+  /* runtime.transfer_by_size: the cost of a message by its size, on top of
+   * the link latency and bytes / bandwidth, at n_transfer_points sizes
+   * (increasing); 0 points: transfer_ns for every transfer and nothing for
+   * a collective's messages (pf_sim_message_ns). */
+  int32_t n_transfer_points;
+  uint64_t transfer_point_bytes[PF_SIM_TRANSFER_POINTS];
+  int64_t transfer_point_ns[PF_SIM_TRANSFER_POINTS];
   int64_t step_ns;        /* per execution (one step) */
   int64_t dispatch_ns;    /* the controller, per execution it sends (step_ns when not given) */
 } pf_sim_cluster;
+
+/* The runtime's own cost of one message of `bytes` (on top of the link's
+ * latency and bytes / bandwidth): with runtime.transfer_by_size, linear
+ * between its points and the end points' values beyond them, for a
+ * transfer and for each message of a collective alike (the runtime's
+ * collectives are point-to-point messages); without, transfer_ns for a
+ * transfer (collective = 0) and 0 for a collective's message. */
+int64_t pf_sim_message_ns(const pf_sim_cluster *cl, uint64_t bytes, int collective);
 
 /* Where a device is. */
 typedef struct pf_sim_place {

@@ -33,6 +33,7 @@ typedef struct tree {
 
 typedef struct coll {
   pf_simnet *net;
+  const pf_sim_cluster *cl; /* the runtime's cost per message: pf_sim_message_ns */
   pf_sim_coll_done done;
   void *arg;
   int algo;
@@ -124,8 +125,9 @@ static void ring_try(coll *c, int64_t i, pf_simtime now) {
   int64_t pos = i - r->first, next = r->first + (pos + 1) % r->m;
   c->sent[i]++;
   c->sent_flows++;
-  if (pf_simnet_send(c->net, ph->dev[i], ph->dev[next], ring_chunk(ph, r, pos, k), now, ring_flow_done, c,
-                     (uint64_t)i) != 0)
+  uint64_t bytes = ring_chunk(ph, r, pos, k);
+  if (pf_simnet_send(c->net, ph->dev[i], ph->dev[next], bytes,
+                     now + pf_sim_message_ns(c->cl, bytes, 1), ring_flow_done, c, (uint64_t)i) != 0)
     c->failed = 1;
 }
 
@@ -146,8 +148,9 @@ static void ring_step_send(coll *c, int64_t q, pf_simtime now) {
     for (int64_t pos = 0; pos < r->m; pos++) c->bsize[pos] = ring_chunk(ph, r, pos, c->step[q]);
     sizes = c->bsize;
   }
-  if (pf_simnet_shape_send(c->net, c->shapes[q], sizes, r->bytes / (uint64_t)r->m, now, ring_bundle_done, c,
-                           (uint64_t)q, &parts) != 0)
+  if (pf_simnet_shape_send(c->net, c->shapes[q], sizes, r->bytes / (uint64_t)r->m,
+                           now + pf_sim_message_ns(c->cl, r->bytes / (uint64_t)r->m, 1),
+                           ring_bundle_done, c, (uint64_t)q, &parts) != 0)
     c->failed = 1;
   c->parts[q] = parts;
   c->sent_flows += parts;
@@ -291,8 +294,9 @@ static void tree_send(coll *c, int t, int up, int64_t from, int64_t to, int32_t 
   tree *tr = &c->trees[t];
   uint64_t tag = ((uint64_t)(up ? from : to) << 2) | ((uint64_t)t << 1) | (uint64_t)up;
   c->sent_flows++;
-  if (pf_simnet_send(c->net, tr->dev[from], tr->dev[to], piece(tr->bytes, (uint64_t)c->chunks, (uint64_t)chunk), now,
-                     tree_flow_done, c, tag) != 0)
+  uint64_t bytes = piece(tr->bytes, (uint64_t)c->chunks, (uint64_t)chunk);
+  if (pf_simnet_send(c->net, tr->dev[from], tr->dev[to], bytes,
+                     now + pf_sim_message_ns(c->cl, bytes, 1), tree_flow_done, c, tag) != 0)
     c->failed = 1;
 }
 
@@ -444,6 +448,7 @@ int pf_sim_allreduce(pf_simnet *net, const pf_sim_cluster *cl, pf_sim_algo algo,
   }
   if ((c = calloc(1, sizeof *c)) == NULL) return pf_diag_error(diag, PF_ENOMEM, "allreduce: out of memory");
   c->net = net;
+  c->cl = cl;
   c->done = done;
   c->arg = arg;
   c->algo = algo;

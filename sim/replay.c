@@ -196,7 +196,8 @@ static int coll_flows(engine *e, coll *c, int32_t type, uint64_t bytes, pf_simti
         default: continue; /* a barrier: only the meeting */
       }
       c->outstanding++;
-      rc = pf_simnet_send(e->net, c->group[a], c->group[b], size, t, on_flow, e,
+      rc = pf_simnet_send(e->net, c->group[a], c->group[b], size,
+                          t + pf_sim_message_ns(e->cl, size, 1), on_flow, e,
                           (uint64_t)(c - e->colls) << 1 | 1);
     }
   return rc;
@@ -225,7 +226,8 @@ static void node_ready(engine *e, int64_t i, pf_simtime t, int64_t cause) {
       n->state = RUNNING;
       n->start = t;
       if (pf_simnet_send(e->net, n->device, n->src->comm_dst, n->src->comm_size,
-                         t + e->cl->transfer_ns, on_flow, e, (uint64_t)i << 1) != 0)
+                         t + pf_sim_message_ns(e->cl, n->src->comm_size, 0), on_flow, e,
+                         (uint64_t)i << 1) != 0)
         fail(e, PF_ENOMEM);
       break;
     case PF_CHAKRA_RECV:

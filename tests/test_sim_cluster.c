@@ -189,6 +189,18 @@ static const bad_case bad_cases[] = {
     {21, "  \"runtime\": {\"op_dispatch\": \"1us\", \"transfer\": \"3us\", \"step\": \"0.05ms\", \"dispatch\": -1}",
      "c.json:21: runtime.dispatch: -1 is negative", 0},
     {7, "      \"flops\": {\"f32\": 0},", "c.json:7: device_types.g.flops.f32: 0 is out of range; it must be more than 0", 0},
+    {21, "  \"runtime\": {\"op_dispatch\": \"1us\", \"transfer\": \"3us\", \"step\": \"0.05ms\", "
+         "\"transfer_by_size\": [[16, \"1us\"], [16, \"2us\"]]}",
+     "c.json:21: runtime.transfer_by_size[1]: 16 bytes: the sizes must increase", 0},
+    {21, "  \"runtime\": {\"op_dispatch\": \"1us\", \"transfer\": \"3us\", \"step\": \"0.05ms\", "
+         "\"transfer_by_size\": [[16, \"-1us\"]]}",
+     "c.json:21: runtime.transfer_by_size[0]: -1e-06 is negative", 0},
+    {21, "  \"runtime\": {\"op_dispatch\": \"1us\", \"transfer\": \"3us\", \"step\": \"0.05ms\", "
+         "\"transfer_by_size\": [[16]]}",
+     "c.json:21: runtime.transfer_by_size[0]: expected a point [bytes, seconds]", 0},
+    {21, "  \"runtime\": {\"op_dispatch\": \"1us\", \"transfer\": \"3us\", \"step\": \"0.05ms\", "
+         "\"transfer_by_size\": []}",
+     "c.json:21: runtime.transfer_by_size: 0 points: give 1 to 16", 0},
     {2, "  \"version\": 2,", "c.json:2: version: 2 is out of range", 0},
     /* unknown key */
     {3, "  \"nmae\": \"x\",", "c.json:3: nmae: unknown key (expected one of: version, name,", 0},
@@ -227,6 +239,37 @@ static void test_errors_name_field_and_line(void **state) {
       fail_msg("case %zu: message \"%s\" lacks \"%s\"", i, d.msg, c->want);
     if (c->want == NULL) assert_non_null(strstr(d.msg, "c.json"));
   }
+}
+
+/* runtime.transfer_by_size: read with units, and a message's cost
+ * interpolated between its points (the end points' beyond); without it, a
+ * transfer costs runtime.transfer and a collective's message nothing. */
+static void test_transfer_by_size(void **state) {
+  pf_sim_cluster *cl;
+  pf_diag d;
+  char *text;
+  (void)state;
+  text = file_with(21, "  \"runtime\": {\"op_dispatch\": \"1us\", \"transfer\": \"3us\", "
+                       "\"step\": \"0.05ms\", \"transfer_by_size\": [[16, \"1us\"], "
+                       "[\"4KiB\", \"5us\"], [65536, 2e-6]]}");
+  assert_int_equal(parse(text, &cl, &d), 0);
+  free(text);
+  assert_int_equal(cl->n_transfer_points, 3);
+  assert_int_equal(cl->transfer_point_bytes[1], 4096);
+  assert_int_equal(pf_sim_message_ns(cl, 0, 0), 1000);        /* below the first */
+  assert_int_equal(pf_sim_message_ns(cl, 16, 1), 1000);
+  assert_int_equal(pf_sim_message_ns(cl, 2056, 0), 3000);     /* halfway: 1 -> 5 us */
+  assert_int_equal(pf_sim_message_ns(cl, 4096, 1), 5000);
+  assert_int_equal(pf_sim_message_ns(cl, 34816, 0), 3500);    /* halfway: 5 -> 2 us */
+  assert_int_equal(pf_sim_message_ns(cl, 1 << 30, 0), 2000);  /* beyond the last */
+  pf_sim_cluster_free(cl);
+  text = file_with(0, NULL);
+  assert_int_equal(parse(text, &cl, &d), 0);
+  free(text);
+  assert_int_equal(cl->n_transfer_points, 0);
+  assert_int_equal(pf_sim_message_ns(cl, 4096, 0), 3000);
+  assert_int_equal(pf_sim_message_ns(cl, 4096, 1), 0);
+  pf_sim_cluster_free(cl);
 }
 
 static void test_dcn_needs_islands(void **state) {
@@ -312,6 +355,7 @@ int main(void) {
       cmocka_unit_test(test_presets),
       cmocka_unit_test(test_errors_name_field_and_line),
       cmocka_unit_test(test_dcn_needs_islands),
+      cmocka_unit_test(test_transfer_by_size),
       cmocka_unit_test(test_units),
       cmocka_unit_test(test_json_strict),
   };

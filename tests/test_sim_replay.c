@@ -249,6 +249,49 @@ static void test_allreduce(void **state) {
   pf_sim_cluster_free(cl);
 }
 
+/* The test cluster with runtime.transfer_by_size `points` added. */
+static pf_sim_cluster *cluster_with_points(const char *points) {
+  char json[sizeof cluster_json + 256];
+  const char *end = strstr(cluster_json, "\"10us\"}}");
+  pf_sim_cluster *cl;
+  snprintf(json, sizeof json, "%.*s\"10us\", \"transfer_by_size\": %s}}\n",
+           (int)(end - cluster_json), cluster_json, points);
+  pf_diag_init(&diag);
+  OK(pf_sim_cluster_parse(json, strlen(json), "pts.json", &cl, &diag));
+  return cl;
+}
+
+/* With runtime.transfer_by_size a transfer costs its size's point (here
+ * 10 us at 1 MB, halfway between 5 and 15) instead of runtime.transfer (2
+ * us), and each message of a collective costs its size's too (a ring of 4
+ * sends 6 messages in a row: 6 x 4 us more than without). */
+static void test_message_costs(void **state) {
+  pf_sim_cluster *plain = cluster(), *cl = cluster_with_points("[[0, \"5us\"], [2000000, \"15us\"]]");
+  int64_t group[4] = {3, 1, 0, 2};
+  traces T;
+  pf_sim_result *a, *b;
+  (void)state;
+  chain(&T);
+  a = replay(&T, 2, plain);
+  chain(&T);
+  b = replay(&T, 2, cl);
+  assert_int_equal(b->makespan - a->makespan, 10 * US - 2 * US);
+  pf_sim_result_free(a);
+  pf_sim_result_free(b);
+  pf_sim_cluster_free(cl);
+  cl = cluster_with_points("[[0, \"4us\"]]");
+  traces_init(&T);
+  for (int d = 0; d < 4; d++) add_allreduce(&T, d, "ar", group);
+  a = replay(&T, 4, plain);
+  b = replay(&T, 4, cl);
+  assert_true(b->makespan - a->makespan >= 6 * 4 * US - 10 && b->makespan - a->makespan <= 6 * 4 * US + 10);
+  for (int d = 0; d < 4; d++) free(T.n[d][0].group);
+  pf_sim_result_free(a);
+  pf_sim_result_free(b);
+  pf_sim_cluster_free(cl);
+  pf_sim_cluster_free(plain);
+}
+
 /* Two allreduces in flight over the same 4 ranks: their messages share the
  * links, and each rank's loop thread then adds up one after the other (the
  * real runtime runs every reduction of a rank on its loop thread), at half
@@ -421,6 +464,7 @@ int main(void) {
       cmocka_unit_test(test_cores),
       cmocka_unit_test(test_link_sharing), cmocka_unit_test(test_allreduce),
       cmocka_unit_test(test_reductions_on_the_loop),
+      cmocka_unit_test(test_message_costs),
       cmocka_unit_test(test_errors),       cmocka_unit_test(test_plan),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,6 +12,7 @@
 
 #include "base/file.h"
 #include "base/util.h"
+#include "sim/cluster.h"
 #include "tools/measure.h"
 
 /* printf, unless the caller wants silence (sim_fidelity -C). */
@@ -64,12 +65,15 @@ static int g_two(pf_graph *g, const int64_t *arg) {
 }
 
 /* arg[1] ops of kernel arg[2] (0: matmul of arg[0] x arg[0], 1: add of
- * arg[0] floats), each reading the one before and a fixed second operand. */
+ * arg[0] floats), each reading the one before and a fixed second operand,
+ * on devices 0 and 1 at once (replicated): the devices of a job compute
+ * side by side, sharing the host's caches and memory bandwidth, and a
+ * kernel measured alone ran up to twice as fast as in the graphs. */
 static int g_kernel(pf_graph *g, const int64_t *arg) {
   pf_slice_t s;
   pf_value_t x, w;
   pf_spec spec = arg[2] == 0 ? pf_spec_2d(PF_F32, arg[0], arg[0]) : pf_spec_1d(PF_F32, arg[0]);
-  int rc = tool_slice1(g, 0, &s);
+  int rc = tool_slice_all(g, 2, &s);
   if (rc == 0) rc = tool_fill(g, s, spec, pf_replicated(), 1e-3, &x);
   if (rc == 0) rc = tool_fill(g, s, spec, pf_replicated(), 1e-3, &w);
   for (int64_t i = 0; i < arg[1] && rc == 0; i++)
@@ -107,6 +111,7 @@ static int g_allreduce(pf_graph *g, const int64_t *arg) {
 }
 
 #define CHAIN 200
+#define N_XFER 6 /* transfer sizes measured: 16 B to 4 MiB */
 
 static double median3(double *v, int n) {
   for (int i = 1; i < n; i++) /* insertion sort: n is a handful */
@@ -121,8 +126,8 @@ static double median3(double *v, int n) {
 int tool_calibration_measure(tool_cal *c, tool_figures *f) {
   static const int64_t mm_n[] = {64, 128, 256}, mm_m[] = {32, 12, 4};
   static const int64_t add_n[] = {16384, 262144, 1048576}, add_m[] = {64, 16, 8};
-  static const int64_t xfer_n[] = {4, 16384, 262144, 1048576};
-  double t1, t2, rates[3], sx = 0, sy = 0, sxx = 0, sxy = 0, d[4];
+  static const int64_t xfer_n[N_XFER] = {4, 1024, 16384, 65536, 262144, 1048576}; /* floats */
+  double t1, t2, rates[3], d[N_XFER], x[N_XFER];
   int rc;
   if ((rc = timed(c, g_chain, (int64_t[]){1}, &t1)) || (rc = timed(c, g_chain, (int64_t[]){1 + CHAIN}, &t2)))
     return rc;
@@ -164,33 +169,49 @@ int tool_calibration_measure(tool_cal *c, tool_figures *f) {
            rates[k] * 1e-9);
   }
   f->mem_bw = median3(rates, 3);
-  for (int k = 0; k < 4; k++) {
-    double x = 4.0 * (double)xfer_n[k];
+  for (int k = 0; k < N_XFER; k++) {
+    x[k] = 4.0 * (double)xfer_n[k];
     if ((rc = timed(c, g_xfer, (int64_t[]){xfer_n[k], 0}, &t1)) ||
         (rc = timed(c, g_xfer, (int64_t[]){xfer_n[k], 1}, &t2)))
       return rc;
     d[k] = t1 - t2;
-    cal_print(c, "transfer %8.0f B  %8.3f us  more than made on the reader's device\n", x,
-           d[k] * 1e-3);
-    sx += x;
-    sy += d[k];
-    sxx += x * x;
-    sxy += x * d[k];
+    cal_print(c, "transfer %8.0f B  %8.3f us  more than made on the reader's device\n", x[k],
+              d[k] * 1e-3);
   }
   {
-    double slope = (4 * sxy - sx * sy) / (4 * sxx - sx * sx), fixed = (sy - slope * sx) / 4;
-    if (!(slope > 0)) slope = 1e-3; /* no measurable cost per byte: 1 TB/s */
-    f->link_bw = 1e9 / slope;
-    fixed = PF_MAXOF(0.0, fixed);
+    /* Bandwidth: the best rate a transfer of 64 KiB or more reached,
+     * bytes over its time less the latency; each size's cost beyond its
+     * bytes at that rate is the runtime's per message (runtime.
+     * transfer_by_size), so that the model gives every measured size its
+     * measured time and interpolates between. (A line through all sizes
+     * let 4 MiB set the fixed part of 64 KiB: 0 to 7 us from one
+     * calibration to the next.) */
+    double slope = 0;
     if ((rc = timed(c, g_allreduce, (int64_t[]){4, 0}, &t1)) ||
         (rc = timed(c, g_allreduce, (int64_t[]){4, 1}, &t2)))
       return rc;
     /* A ring of 2 is 2 steps of one latency each (docs/cluster-format.md). */
-    f->latency_ns = PF_MINOF(fixed, PF_MAXOF(0.0, (t2 - t1) / 2));
-    f->transfer_ns = fixed - f->latency_ns;
-    cal_print(c, "transfer fit    %10.3f us + bytes / %.3f GB/s\n", fixed * 1e-3, f->link_bw * 1e-9);
-    cal_print(c, "allreduce 16 B  %10.3f us   -> link latency %.3f us, per transfer %.3f us\n",
-           (t2 - t1) * 1e-3, f->latency_ns * 1e-3, f->transfer_ns * 1e-3);
+    f->latency_ns = PF_MINOF(PF_MAXOF(0.0, d[0]), PF_MAXOF(0.0, (t2 - t1) / 2));
+    for (int k = 0; k < N_XFER; k++)
+      if (x[k] >= 65536 && d[k] > f->latency_ns) {
+        double per_byte = (d[k] - f->latency_ns) / x[k];
+        if (slope == 0 || per_byte < slope) slope = per_byte;
+      }
+    if (!(slope > 0)) slope = 1e-3; /* no measurable cost per byte: 1 TB/s */
+    f->link_bw = 1e9 / slope;
+    f->n_points = N_XFER;
+    for (int k = 0; k < N_XFER; k++) {
+      f->point_bytes[k] = x[k];
+      f->point_ns[k] = PF_MAXOF(0.0, d[k] - f->latency_ns - x[k] * slope);
+    }
+    f->transfer_ns = f->point_ns[0];
+    cal_print(c, "bandwidth       %10.3f GB/s (the best rate of a transfer of 64 KiB or more)\n",
+              f->link_bw * 1e-9);
+    cal_print(c, "allreduce 16 B  %10.3f us   -> link latency %.3f us\n", (t2 - t1) * 1e-3,
+              f->latency_ns * 1e-3);
+    for (int k = 0; k < N_XFER; k++)
+      cal_print(c, "per message %8.0f B  %8.3f us (beyond latency and bandwidth)\n", x[k],
+                f->point_ns[k] * 1e-3);
   }
   if ((rc = timed(c, g_allreduce, (int64_t[]){262144, 0}, &t1)) ||
       (rc = timed(c, g_allreduce, (int64_t[]){262144, 1}, &t2)))
@@ -199,14 +220,30 @@ int tool_calibration_measure(tool_cal *c, tool_figures *f) {
   /* The replay's model on 2 devices: the ring's messages (half the vector
    * each way, twice), then its arithmetic (half the vector combined, 3
    * bytes of memory traffic each). */
-  f->ar_model_ns = 1048576.0 / f->link_bw * 1e9 + 2 * f->latency_ns + 3.0 * 524288 / f->mem_bw * 1e9;
+  {
+    pf_sim_cluster pts; /* only its message costs, for pf_sim_message_ns */
+    memset(&pts, 0, sizeof pts);
+    pts.n_transfer_points = f->n_points;
+    for (int k = 0; k < f->n_points; k++) {
+      pts.transfer_point_bytes[k] = (uint64_t)f->point_bytes[k];
+      pts.transfer_point_ns[k] = (int64_t)llround(f->point_ns[k]);
+    }
+    f->ar_model_ns = 1048576.0 / f->link_bw * 1e9 +
+                     2 * (f->latency_ns + (double)pf_sim_message_ns(&pts, 524288, 1)) +
+                     3.0 * 524288 / f->mem_bw * 1e9;
+  }
   cal_print(c, "allreduce 1 MiB %10.3f us   (the ring model with these figures: %.3f us)\n",
          f->ar_ns * 1e-3, f->ar_model_ns * 1e-3);
   return 0;
 }
 
 int tool_calibration_write(const char *path, const tool_figures *f, int ranks, pf_diag *d) {
-  char text[2048];
+  char text[4096], points[1024];
+  size_t at = 0;
+  points[0] = '\0';
+  for (int k = 0; k < f->n_points && at < sizeof points; k++)
+    at += (size_t)snprintf(points + at, sizeof points - at, "%s[%.0f, %.6g]", k ? ", " : "",
+                           f->point_bytes[k], f->point_ns[k] * 1e-9);
   long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   double mem = pages > 0 && page > 0 ? (double)pages * (double)page / ranks : 1e9;
@@ -225,12 +262,13 @@ int tool_calibration_write(const char *path, const tool_figures *f, int ranks, p
       "    \"nic\": {\"bandwidth\": %.6g, \"latency\": %.6g}\n"
       "  },\n"
       "  \"runtime\": {\"op_dispatch\": %.6g, \"transfer\": %.6g, \"step\": %.6g,\n"
-      "              \"dispatch\": %.6g}\n"
+      "              \"dispatch\": %.6g,\n"
+      "              \"transfer_by_size\": [%s]}\n"
       "}\n",
       f->flops, floor(mem), f->mem_bw, ranks, cores > 0 ? cores : 1, f->link_bw,
       f->latency_ns * 1e-9, f->link_bw,
       f->latency_ns * 1e-9, f->op_ns * 1e-9, f->transfer_ns * 1e-9, f->step_ns * 1e-9,
-      f->dispatch_ns * 1e-9);
+      f->dispatch_ns * 1e-9, points);
   size_t len = (size_t)n;
   const void *parts[] = {text};
   return pf_file_write_atomic(path, parts, &len, 1, d);

@@ -18,6 +18,8 @@ typedef struct tool_cal {
 typedef struct tool_figures {
   double op_ns, step_ns, dispatch_ns, flops, mem_bw, link_bw, latency_ns, transfer_ns;
   double ar_ns, ar_model_ns;
+  int n_points; /* runtime.transfer_by_size: bytes and the cost beyond latency and bandwidth */
+  double point_bytes[8], point_ns[8];
 } tool_figures;
 
 /* Measures devices 0 and 1 (ranks 0 and 1) into *f, printing each figure

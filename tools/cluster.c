@@ -79,6 +79,9 @@ static void summary(FILE *f, const pf_sim_cluster *cl, const char *source) {
   fprintf(f, "  runtime     op dispatch %s, transfer %s, step %s\n", ns_str(cl->op_dispatch_ns, a, sizeof a),
           ns_str(cl->transfer_ns, b, sizeof b), ns_str(cl->step_ns, c, sizeof c));
   fprintf(f, "  controller  %s a run sent\n", ns_str(cl->dispatch_ns, a, sizeof a));
+  for (int k = 0; k < cl->n_transfer_points; k++)
+    fprintf(f, "%s%s %s%s", k ? "" : "  per message ", si((double)cl->transfer_point_bytes[k], "B", a, sizeof a),
+            ns_str(cl->transfer_point_ns[k], b, sizeof b), k + 1 < cl->n_transfer_points ? ", " : "\n");
 }
 
 int tool_cluster_cmd(int argc, char **argv) {
