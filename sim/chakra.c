@@ -19,6 +19,7 @@ void pf_chakra_free(pf_chakra_trace *t) {
   for (uint32_t i = 0; i < t->n_nodes; i++) {
     pf_chakra_node *n = &t->nodes[i];
     free(n->name);
+    free(n->kernel);
     free(n->data_deps);
     free(n->ctrl_deps);
     free(n->group);
@@ -100,6 +101,17 @@ static int take_attr(pf_chakra_node *n, const Chakra__Attribute *a, const char *
                                      "comm_type", "num_ops",  "tensor_size", "is_cpu_op"};
   int64_t v;
   const char *name = a->name ? a->name : "";
+  if (strcmp(name, "pf_kernel") == 0) {
+    if (a->value_case != CHAKRA__ATTRIBUTE__VALUE_STRING_VAL || a->string_val == NULL ||
+        strlen(a->string_val) > PF_CHAKRA_KERNEL_MAX)
+      return pf_diag_error(d, PF_EDECODE,
+                           NODE_FMT ": attribute pf_kernel is not a string of at most %d bytes",
+                           NODE_ARGS(what, n), PF_CHAKRA_KERNEL_MAX);
+    free(n->kernel);
+    if ((n->kernel = pf_strdup(a->string_val)) == NULL)
+      return pf_diag_error(d, PF_ENOMEM, "%s: out of memory", what);
+    return 0;
+  }
   if (strcmp(name, "pf_comm_group") == 0) {
     if (a->value_case != CHAKRA__ATTRIBUTE__VALUE_UINT64_LIST || a->uint64_list == NULL)
       return pf_diag_error(d, PF_EDECODE, NODE_FMT ": attribute pf_comm_group is not a uint64 list",
@@ -428,7 +440,7 @@ int pf_chakra_encode(const pf_chakra_trace *t, uint8_t **buf, size_t *len) {
   for (uint32_t i = 0; i < t->n_nodes && !s.failed; i++) {
     const pf_chakra_node *n = &t->nodes[i];
     Chakra__Node m = CHAKRA__NODE__INIT;
-    Chakra__Attribute attrs[10], *ap[10];
+    Chakra__Attribute attrs[11], *ap[11];
     Chakra__Uint64List group = CHAKRA__UINT64_LIST__INIT;
     uint64_t *gv = NULL;
     size_t na = 0;
@@ -458,6 +470,12 @@ int pf_chakra_encode(const pf_chakra_trace *t, uint8_t **buf, size_t *len) {
     if (n->comm_src >= 0) int_attr(&attrs[na++], "comm_src", n->comm_src);
     if (n->comm_dst >= 0) int_attr(&attrs[na++], "comm_dst", n->comm_dst);
     if (n->comm_type >= 0) int_attr(&attrs[na++], "comm_type", n->comm_type);
+    if (n->kernel != NULL) {
+      chakra__attribute__init(&attrs[na]);
+      attrs[na].name = (char *)"pf_kernel";
+      attrs[na].value_case = CHAKRA__ATTRIBUTE__VALUE_STRING_VAL;
+      attrs[na++].string_val = n->kernel;
+    }
     if (n->group != NULL) {
       if ((gv = pf_mallocn(n->n_group ? n->n_group : 1, sizeof *gv)) == NULL) {
         s.failed = 1;

@@ -53,6 +53,9 @@ enum {
   PF_CHAKRA_COMM_TYPE_COUNT
 };
 
+/* The longest kernel name a trace may give (pf_kernel). */
+#define PF_CHAKRA_KERNEL_MAX 255
+
 /* One node. The attributes a simulator needs are decoded into fields; -1
  * (or 0 for sizes) where the trace does not give them. */
 typedef struct pf_chakra_node {
@@ -73,6 +76,9 @@ typedef struct pf_chakra_node {
   uint32_t n_group;
   int64_t *group;
   int32_t is_cpu_op; /* -1: not given */
+  /* COMP: the kernel that runs it (the "pf_kernel" attribute pathflow
+   * writes), NULL when the trace does not say. */
+  char *kernel;
   /* The simulator's own, never in a file: a DELAY's wait, and which run
    * of a workload the node belongs to (0: none; else the run's index + 1). */
   uint64_t delay_ns;

@@ -177,6 +177,10 @@ static int kernel_cost(exporter *x, const pf_plan *p, const pf_plan_op *op, pf_c
   n->num_ops = cost.flops > 0 ? (uint64_t)cost.flops : 0;
   n->tensor_size = cost.bytes > 0 ? (uint64_t)cost.bytes : 0;
   if (in != in_st) free(in);
+  /* The simulator's per-kernel efficiency (device_types.*.kernel_efficiency). */
+  if (op->kernel != NULL && strlen(op->kernel) <= PF_CHAKRA_KERNEL_MAX &&
+      (n->kernel = pf_strdup(op->kernel)) == NULL)
+    return PF_ENOMEM;
   return 0;
 }
 

@@ -150,8 +150,39 @@ static int read_link(rd *r, const pf_json *links, const char *key, int required,
   return 0;
 }
 
+double pf_sim_kernel_efficiency(const pf_sim_device_type *t, const char *kernel) {
+  for (int k = 0; kernel != NULL && k < t->n_kernels; k++)
+    if (strcmp(t->kernels[k].name, kernel) == 0) return t->kernels[k].efficiency;
+  return 1.0;
+}
+
+/* device_types.NAME.kernel_efficiency: {kernel: fraction of the roofline}. */
+static int read_efficiency(rd *r, const pf_json *v, const char *field, pf_sim_device_type *t) {
+  int rc;
+  if ((rc = want_type(r, v, field, PF_JSON_OBJECT, "an object of kernel: efficiency")) != 0)
+    return rc;
+  if (v->len > PF_SIM_MAX_KERNELS)
+    return bad(r, v->line, field, "%zu kernels: give at most %d", v->len, PF_SIM_MAX_KERNELS);
+  for (size_t i = 0; i < v->len; i++) {
+    char f2[PATH_MAX_LEN];
+    double e;
+    join(f2, field, v->keys[i]);
+    if (strlen(v->keys[i]) == 0 || strlen(v->keys[i]) >= PF_SIM_NAME_MAX)
+      return bad(r, v->key_lines[i], f2, "a kernel's name has 1 to %d characters", PF_SIM_NAME_MAX - 1);
+    if ((rc = want_type(r, v->items[i], f2, PF_JSON_NUMBER, "a number")) != 0) return rc;
+    e = v->items[i]->number;
+    if (!(e > 0) || e > 1000)
+      return bad(r, v->items[i]->line, f2, "%g is out of range; it must be more than 0, at most 1000", e);
+    memcpy(t->kernels[i].name, v->keys[i], strlen(v->keys[i]) + 1);
+    t->kernels[i].efficiency = e;
+  }
+  t->n_kernels = (int)v->len;
+  return 0;
+}
+
 static int read_type(rd *r, const char *name, int line, const pf_json *obj, pf_sim_device_type *t) {
-  static const char *const keys[] = {"kind", "flops", "memory", "memory_bandwidth"};
+  static const char *const keys[] = {"kind", "flops", "memory", "memory_bandwidth",
+                                     "kernel_efficiency"};
   char path[PATH_MAX_LEN], field[PATH_MAX_LEN];
   const pf_json *v;
   double x;
@@ -190,7 +221,10 @@ static int read_type(rd *r, const char *name, int line, const pf_json *obj, pf_s
   t->memory = (int64_t)x;
   if ((rc = member(r, obj, path, "memory_bandwidth", 1, &v)) != 0) return rc;
   join(field, path, "memory_bandwidth");
-  return quantity(r, v, field, PF_SIM_BANDWIDTH, 0, 1, &t->memory_bandwidth);
+  if ((rc = quantity(r, v, field, PF_SIM_BANDWIDTH, 0, 1, &t->memory_bandwidth)) != 0) return rc;
+  if ((rc = member(r, obj, path, "kernel_efficiency", 0, &v)) != 0) return rc;
+  join(field, path, "kernel_efficiency");
+  return v ? read_efficiency(r, v, field, t) : 0;
 }
 
 static int read_group(rd *r, const pf_json *obj, int idx, pf_sim_cluster *cl, pf_sim_host_group *g) {

@@ -25,7 +25,8 @@
 #define PF_SIM_MAX_GROUPS 1024
 #define PF_SIM_MAX_ISLANDS 1024
 #define PF_SIM_MAX_DEVICES ((int64_t)1 << 30)
-#define PF_SIM_TRANSFER_POINTS 16 /* runtime.transfer_by_size's points, at most */
+#define PF_SIM_TRANSFER_POINTS 16
+#define PF_SIM_MAX_KERNELS 32 /* a device type's kernel_efficiency entries, at most */ /* runtime.transfer_by_size's points, at most */
 
 typedef enum pf_sim_device_kind { PF_SIM_CPU, PF_SIM_GPU, PF_SIM_TPU, PF_SIM_KIND_COUNT } pf_sim_device_kind;
 
@@ -37,7 +38,18 @@ typedef struct pf_sim_device_type {
   double flops[PF_DTYPE_COUNT];
   int64_t memory;          /* bytes */
   double memory_bandwidth; /* bytes/s */
+  /* kernel_efficiency: the fraction of the roofline (flops at peak, bytes
+   * at memory_bandwidth) each named kernel reaches; 1 for the others. */
+  int n_kernels;
+  struct {
+    char name[PF_SIM_NAME_MAX];
+    double efficiency;
+  } kernels[PF_SIM_MAX_KERNELS];
 } pf_sim_device_type;
+
+/* The efficiency of `kernel` (NULL: none) on devices of type t: 1 unless
+ * the type names it. */
+double pf_sim_kernel_efficiency(const pf_sim_device_type *t, const char *kernel);
 
 /* `hosts` hosts, each with ranks_per_host ranks of devices_per_rank devices
  * of one type, all in one island. The first_* fields are derived on load. */

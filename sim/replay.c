@@ -131,7 +131,7 @@ static pf_simtime compute_time(const engine *e, const node *n) {
   } else {
     double tf = flops > 0 ? (double)c->num_ops / flops : 0;
     double tm = ty->memory_bandwidth > 0 ? (double)c->tensor_size / ty->memory_bandwidth : 0;
-    secs = tf > tm ? tf : tm;
+    secs = (tf > tm ? tf : tm) / pf_sim_kernel_efficiency(ty, c->kernel);
   }
   {
     /* CPU devices share their host's cores (a worker thread each). */

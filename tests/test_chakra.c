@@ -108,7 +108,8 @@ static void test_round_trip(void **state) {
   int64_t group[] = {0, 3, 5};
   pf_chakra_node nodes[4] = {
       {.id = 10, .name = "load", .type = PF_CHAKRA_COMP, .duration_us = 7, .num_ops = 1000,
-       .tensor_size = 4096, .comm_src = -1, .comm_dst = -1, .comm_type = -1, .is_cpu_op = 1},
+       .tensor_size = 4096, .comm_src = -1, .comm_dst = -1, .comm_type = -1, .is_cpu_op = 1,
+       .kernel = "matmul"},
       {.id = 11, .name = "send", .type = PF_CHAKRA_SEND, .n_data_deps = 1, .data_deps = deps1,
        .comm_size = 1u << 20, .comm_src = -1, .comm_dst = 3, .comm_tag = 42, .comm_type = -1,
        .is_cpu_op = -1},
@@ -149,6 +150,10 @@ static void test_round_trip(void **state) {
     assert_int_equal(a->comm_dst, b->comm_dst);
     assert_int_equal(a->comm_type, b->comm_type);
     assert_int_equal(a->is_cpu_op, b->is_cpu_op);
+    if (a->kernel != NULL)
+      assert_string_equal(a->kernel, b->kernel);
+    else
+      assert_null(b->kernel);
     if (a->type == PF_CHAKRA_SEND || a->type == PF_CHAKRA_RECV)
       assert_int_equal(a->comm_tag, b->comm_tag);
     assert_int_equal(a->n_group, b->n_group);

@@ -96,6 +96,7 @@ static void test_export(void **state) {
       switch (op->kind) {
         case PF_OP_KERNEL:
           assert_int_equal(n->type, PF_CHAKRA_COMP);
+          assert_string_equal(n->kernel, op->kernel); /* the simulator's kernel_efficiency */
           if (strcmp(op->kernel, "matmul") == 0) /* 2 x [2,16] @ [16,4] */
             assert_int_equal(n->num_ops, 2 * 2 * 16 * 4);
           break;

@@ -198,6 +198,12 @@ static const bad_case bad_cases[] = {
     {21, "  \"runtime\": {\"op_dispatch\": \"1us\", \"transfer\": \"3us\", \"step\": \"0.05ms\", "
          "\"transfer_by_size\": [[16]]}",
      "c.json:21: runtime.transfer_by_size[0]: expected a point [bytes, seconds]", 0},
+    {9, "      \"memory_bandwidth\": \"3TB/s\", \"kernel_efficiency\": {\"add\": 0}",
+     "c.json:9: device_types.g.kernel_efficiency.add: 0 is out of range", 0},
+    {9, "      \"memory_bandwidth\": \"3TB/s\", \"kernel_efficiency\": {\"add\": \"fast\"}",
+     "c.json:9: device_types.g.kernel_efficiency.add: expected a number, found string", 0},
+    {9, "      \"memory_bandwidth\": \"3TB/s\", \"kernel_efficiency\": [0.5]",
+     "c.json:9: device_types.g.kernel_efficiency: expected an object of kernel: efficiency", 0},
     {21, "  \"runtime\": {\"op_dispatch\": \"1us\", \"transfer\": \"3us\", \"step\": \"0.05ms\", "
          "\"transfer_by_size\": []}",
      "c.json:21: runtime.transfer_by_size: 0 points: give 1 to 16", 0},
@@ -239,6 +245,24 @@ static void test_errors_name_field_and_line(void **state) {
       fail_msg("case %zu: message \"%s\" lacks \"%s\"", i, d.msg, c->want);
     if (c->want == NULL) assert_non_null(strstr(d.msg, "c.json"));
   }
+}
+
+/* device_types.*.kernel_efficiency: read, and 1 for a kernel it does not
+ * name (or none). */
+static void test_kernel_efficiency(void **state) {
+  pf_sim_cluster *cl;
+  pf_diag d;
+  char *text = file_with(9, "      \"memory_bandwidth\": \"3TB/s\", "
+                            "\"kernel_efficiency\": {\"fill\": 0.5, \"relu\": 1.25}");
+  (void)state;
+  assert_int_equal(parse(text, &cl, &d), 0);
+  free(text);
+  assert_int_equal(cl->types[0].n_kernels, 2);
+  assert_true(pf_sim_kernel_efficiency(&cl->types[0], "fill") == 0.5);
+  assert_true(pf_sim_kernel_efficiency(&cl->types[0], "relu") == 1.25);
+  assert_true(pf_sim_kernel_efficiency(&cl->types[0], "add") == 1.0);
+  assert_true(pf_sim_kernel_efficiency(&cl->types[0], NULL) == 1.0);
+  pf_sim_cluster_free(cl);
 }
 
 /* runtime.transfer_by_size: read with units, and a message's cost
@@ -356,6 +380,7 @@ int main(void) {
       cmocka_unit_test(test_errors_name_field_and_line),
       cmocka_unit_test(test_dcn_needs_islands),
       cmocka_unit_test(test_transfer_by_size),
+      cmocka_unit_test(test_kernel_efficiency),
       cmocka_unit_test(test_units),
       cmocka_unit_test(test_json_strict),
   };

@@ -292,6 +292,34 @@ static void test_message_costs(void **state) {
   pf_sim_cluster_free(plain);
 }
 
+/* A kernel the device type names in kernel_efficiency takes its roofline
+ * time over that efficiency: "slow" at 0.25 runs its 1 ms chain of ops 4
+ * times as long; a node of another kernel (or none) is not touched. */
+static void test_kernel_efficiency(void **state) {
+  char json[sizeof cluster_json + 64];
+  const char *at = strstr(cluster_json, "\"memory_bandwidth\": \"1TB/s\"}");
+  pf_sim_cluster *plain = cluster(), *cl;
+  traces T;
+  pf_sim_result *a, *b;
+  (void)state;
+  snprintf(json, sizeof json, "%.*s\"memory_bandwidth\": \"1TB/s\", \"kernel_efficiency\": {\"slow\": 0.25}}%s",
+           (int)(at - cluster_json), cluster_json, at + strlen("\"memory_bandwidth\": \"1TB/s\"}"));
+  pf_diag_init(&diag);
+  OK(pf_sim_cluster_parse(json, strlen(json), "eff.json", &cl, &diag));
+  traces_init(&T);
+  add(&T, 0, PF_CHAKRA_COMP, "a", -1)->num_ops = 1000000; /* 1 ms at 1 GFLOP/s */
+  add(&T, 0, PF_CHAKRA_COMP, "b", 0)->num_ops = 1000000;
+  T.n[0][0].kernel = "slow";
+  T.n[0][1].kernel = "other";
+  a = replay(&T, 1, plain);
+  b = replay(&T, 1, cl);
+  assert_int_equal(b->makespan - a->makespan, 3 * 1000 * US);
+  pf_sim_result_free(a);
+  pf_sim_result_free(b);
+  pf_sim_cluster_free(cl);
+  pf_sim_cluster_free(plain);
+}
+
 /* Two allreduces in flight over the same 4 ranks: their messages share the
  * links, and each rank's loop thread then adds up one after the other (the
  * real runtime runs every reduction of a rank on its loop thread), at half
@@ -465,6 +493,7 @@ int main(void) {
       cmocka_unit_test(test_link_sharing), cmocka_unit_test(test_allreduce),
       cmocka_unit_test(test_reductions_on_the_loop),
       cmocka_unit_test(test_message_costs),
+      cmocka_unit_test(test_kernel_efficiency),
       cmocka_unit_test(test_errors),       cmocka_unit_test(test_plan),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -67,8 +67,8 @@ static int g_two(pf_graph *g, const int64_t *arg) {
 /* arg[1] ops of kernel arg[2] (0: matmul of arg[0] x arg[0], 1: add of
  * arg[0] floats), each reading the one before and a fixed second operand,
  * on devices 0 and 1 at once (replicated): the devices of a job compute
- * side by side, sharing the host's caches and memory bandwidth, and a
- * kernel measured alone ran up to twice as fast as in the graphs. */
+ * side by side, sharing the host's caches and memory bandwidth (on this VM
+ * the figures came out within the noise of those taken on one device). */
 static int g_kernel(pf_graph *g, const int64_t *arg) {
   pf_slice_t s;
   pf_value_t x, w;
