@@ -152,6 +152,8 @@ static void fail(engine *e, int rc) {
   if (e->rc == 0) e->rc = rc;
 }
 
+static int64_t loop_runs_ops(const engine *e, int64_t dev);
+
 /* Starts the device's next ready compute node, if it is idle. */
 static void device_kick(engine *e, int64_t dev, pf_simtime t) {
   node *n;
@@ -163,7 +165,16 @@ static void device_kick(engine *e, int64_t dev, pf_simtime t) {
   n->start = t;
   if (n->ready < t) n->cause = e->last_done[dev]; /* it waited for the device */
   e->busy_now[dev] = 1;
-  if (heap_push(e, t + compute_time(e, n), i) != 0) fail(e, PF_ENOMEM);
+  {
+    int64_t rank = loop_runs_ops(e, dev);
+    pf_simtime end = t + compute_time(e, n);
+    if (rank >= 0) { /* after what the rank's loop is adding up */
+      pf_simtime start = e->loop_free[rank] > t ? e->loop_free[rank] : t;
+      n->start = start;
+      end = e->loop_free[rank] = start + (end - t);
+    }
+    if (heap_push(e, end, i) != 0) fail(e, PF_ENOMEM);
+  }
 }
 
 static void on_flow(pf_simnet *net, void *arg, uint64_t tag, pf_simtime now);
@@ -331,6 +342,22 @@ static pf_simtime loop_add(engine *e, int64_t dev, pf_simtime now, pf_simtime ad
   }
   start = e->loop_free[pl.rank] > now ? e->loop_free[pl.rank] : now;
   return e->loop_free[pl.rank] = start + add;
+}
+
+/* The rank of device dev when its loop thread runs the rank's CPU
+ * kernels too, else -1. The real runtime does so by default where a rank
+ * has at most one core (mpirun binds a rank to a core when there are as
+ * many cores as ranks; more ranks than cores: each gets less): kernels,
+ * reductions and MPI progress then take turns on one thread. */
+static int64_t loop_runs_ops(const engine *e, int64_t dev) {
+  pf_sim_place pl;
+  const pf_sim_host_group *g;
+  if (pf_sim_cluster_locate(e->cl, dev, &pl) != 0 || pl.rank < 0 || pl.rank >= e->n_devices)
+    return -1;
+  g = &e->cl->groups[pl.group];
+  return e->cl->types[pl.type].kind == PF_SIM_CPU && g->cores > 0 && g->ranks_per_host >= g->cores
+             ? pl.rank
+             : -1;
 }
 
 static void on_coll(void *arg, pf_simtime now) {

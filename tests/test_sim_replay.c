@@ -251,7 +251,7 @@ static void test_allreduce(void **state) {
 
 /* The test cluster with runtime.transfer_by_size `points` added. */
 static pf_sim_cluster *cluster_with_points(const char *points) {
-  char json[sizeof cluster_json + 256];
+  char json[2 * sizeof cluster_json];
   const char *end = strstr(cluster_json, "\"10us\"}}");
   pf_sim_cluster *cl;
   snprintf(json, sizeof json, "%.*s\"10us\", \"transfer_by_size\": %s}}\n",
@@ -265,6 +265,22 @@ static pf_sim_cluster *cluster_with_points(const char *points) {
  * 10 us at 1 MB, halfway between 5 and 15) instead of runtime.transfer (2
  * us), and each message of a collective costs its size's too (a ring of 4
  * sends 6 messages in a row: 6 x 4 us more than without). */
+static pf_simtime allreduces_after(int n, const char *cores, uint64_t kernel_ops);
+
+/* Where a rank has at most one core, its loop thread runs its kernels too
+ * (the real runtime's default there): a 10 ms kernel on device 0 then
+ * holds rank 0's loop, and the allreduce's addition on rank 0 waits for
+ * it; with more cores than ranks they overlap. */
+static void test_loop_runs_kernels(void **state) {
+  pf_simtime add = 9000 * US, plain = allreduces_after(1, "8", 0);
+  pf_simtime msgs_end = plain - add, kernel_end = 10 * US + 1 * US + 10000 * US;
+  (void)state;
+  assert_true(msgs_end < kernel_end); /* else the case shows nothing */
+  assert_int_equal(allreduces_after(1, "8", 10000000), plain);
+  assert_int_equal(allreduces_after(1, "4", 0), plain);
+  assert_int_equal(allreduces_after(1, "4", 10000000), kernel_end + add);
+}
+
 static void test_message_costs(void **state) {
   pf_sim_cluster *plain = cluster(), *cl = cluster_with_points("[[0, \"5us\"], [2000000, \"15us\"]]");
   int64_t group[4] = {3, 1, 0, 2};
@@ -296,7 +312,7 @@ static void test_message_costs(void **state) {
  * time over that efficiency: "slow" at 0.25 runs its 1 ms chain of ops 4
  * times as long; a node of another kernel (or none) is not touched. */
 static void test_kernel_efficiency(void **state) {
-  char json[sizeof cluster_json + 64];
+  char json[2 * sizeof cluster_json];
   const char *at = strstr(cluster_json, "\"memory_bandwidth\": \"1TB/s\"}");
   pf_sim_cluster *plain = cluster(), *cl;
   traces T;
@@ -324,7 +340,11 @@ static void test_kernel_efficiency(void **state) {
  * links, and each rank's loop thread then adds up one after the other (the
  * real runtime runs every reduction of a rank on its loop thread), at half
  * speed where the host has half as many cores as ranks. */
-static pf_simtime allreduces(int n, const char *cores) {
+static pf_simtime allreduces(int n, const char *cores) { return allreduces_after(n, cores, 0); }
+
+/* As allreduces, with a kernel of kernel_ops flops (0: none) on device 0
+ * that depends on nothing. */
+static pf_simtime allreduces_after(int n, const char *cores, uint64_t kernel_ops) {
   char json[sizeof cluster_json + 64], *at;
   const char *bw = strstr(cluster_json, "1TB/s");
   pf_sim_cluster *cl;
@@ -344,12 +364,13 @@ static pf_simtime allreduces(int n, const char *cores) {
   pf_diag_init(&diag);
   OK(pf_sim_cluster_parse(json, strlen(json), "ar.json", &cl, &diag));
   traces_init(&T);
+  if (kernel_ops > 0) add(&T, 0, PF_CHAKRA_COMP, "k", -1)->num_ops = kernel_ops;
   for (int d = 0; d < 4; d++)
     for (int k = 0; k < n; k++) add_allreduce(&T, d, k ? "b" : "a", group);
   r = replay(&T, 4, cl);
   makespan = r->makespan;
   for (int d = 0; d < 4; d++)
-    for (int k = 0; k < n; k++) free(T.n[d][k].group);
+    for (uint32_t k = 0; k < T.t[d].n_nodes; k++) free(T.n[d][k].group);
   pf_sim_result_free(r);
   pf_sim_cluster_free(cl);
   return makespan;
@@ -493,6 +514,7 @@ int main(void) {
       cmocka_unit_test(test_link_sharing), cmocka_unit_test(test_allreduce),
       cmocka_unit_test(test_reductions_on_the_loop),
       cmocka_unit_test(test_message_costs),
+      cmocka_unit_test(test_loop_runs_kernels),
       cmocka_unit_test(test_kernel_efficiency),
       cmocka_unit_test(test_errors),       cmocka_unit_test(test_plan),
   };
