@@ -314,13 +314,15 @@ int main(int argc, char **argv) {
       case 'w': in_flight = (int)parse_long(optarg, "-w", 1, 64); break;
       case 'k': cases = optarg; break;
       case 'R': bench_raw_only = 1; break;
-      case 'B':
-        raw_single = strtod(optarg, NULL);
-        if (!(raw_single > 0)) {
+      case 'B': {
+        char *end;
+        raw_single = strtod(optarg, &end);
+        if (*end != '\0' || !(raw_single > 0)) {
           fprintf(stderr, "dispatch: -B wants a rate > 0 (a -R job's), got \"%s\"\n", optarg);
           return 2;
         }
         break;
+      }
       default:
         fprintf(stderr, "usage: mpirun -np N %s [-r REPS (5)] [-c CHAIN (128)] "
                         "[-w IN_FLIGHT (32)] [-k sync,async,chained,fused] [-R] [-B RAW_RATE]\n",

@@ -189,8 +189,7 @@ static int calibrate_now(pf_context *ctx, pf_sim_cluster **cl) {
   else if ((rc = tool_calibration_write(path, &f, 2, &d)) != 0 ||
            (rc = pf_sim_cluster_load_file(path, cl, &d)) != 0)
     fprintf(stderr, "sim_fidelity: -C: %s\n", d.msg);
-  else
-  {
+  else {
     printf("#   calibrated: op %.3f us, step %.2f us, link %.2f us + bytes / %.2f GB/s, memory "
            "%.1f GB/s, %.1f GFLOP/s; per message", f.op_ns * 1e-3, f.step_ns * 1e-3,
            f.latency_ns * 1e-3, f.link_bw * 1e-9, f.mem_bw * 1e-9, f.flops * 1e-9);

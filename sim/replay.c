@@ -64,7 +64,8 @@ typedef struct engine {
   uint8_t *busy_now;
   int64_t *last_done; /* per device: the compute node that ended last */
   /* Per rank (indexed by rank; ranks <= devices): when its loop thread is
-   * free of the reductions it adds up (reduce_time), one after another. */
+   * free of the reductions it adds up (reduce_time), one after another, and
+   * of the kernels it runs where it runs them (loop_runs_ops). */
   pf_simtime *loop_free;
   event *heap;
   size_t n_heap, cap_heap;
@@ -117,13 +118,11 @@ static event heap_pop(engine *e) {
 
 /* ---- costs -------------------------------------------------------------------------------- */
 
-static pf_simtime compute_time(const engine *e, const node *n) {
-  pf_sim_place pl;
-  const pf_sim_device_type *ty;
+/* How long compute node n takes on its device, at place pl. */
+static pf_simtime compute_time(const engine *e, const node *n, const pf_sim_place *pl) {
+  const pf_sim_device_type *ty = &e->cl->types[pl->type];
   double flops, secs = 0;
   const pf_chakra_node *c = n->src;
-  if (pf_sim_cluster_locate(e->cl, n->device, &pl) != 0) return 0;
-  ty = &e->cl->types[pl.type];
   flops = ty->flops[PF_F32];
   for (int k = 0; flops <= 0 && k < PF_DTYPE_COUNT; k++) flops = ty->flops[k];
   if (c->num_ops == 0 && c->tensor_size == 0) {
@@ -135,7 +134,7 @@ static pf_simtime compute_time(const engine *e, const node *n) {
   }
   {
     /* CPU devices share their host's cores (a worker thread each). */
-    const pf_sim_host_group *g = &e->cl->groups[pl.group];
+    const pf_sim_host_group *g = &e->cl->groups[pl->group];
     int64_t per_host = (int64_t)g->ranks_per_host * g->devices_per_rank;
     if (ty->kind == PF_SIM_CPU && g->cores > 0 && per_host > g->cores)
       secs *= (double)per_host / (double)g->cores;
@@ -152,7 +151,7 @@ static void fail(engine *e, int rc) {
   if (e->rc == 0) e->rc = rc;
 }
 
-static int64_t loop_runs_ops(const engine *e, int64_t dev);
+static int loop_runs_ops(const engine *e, const pf_sim_place *pl);
 
 /* Starts the device's next ready compute node, if it is idle. */
 static void device_kick(engine *e, int64_t dev, pf_simtime t) {
@@ -166,12 +165,14 @@ static void device_kick(engine *e, int64_t dev, pf_simtime t) {
   if (n->ready < t) n->cause = e->last_done[dev]; /* it waited for the device */
   e->busy_now[dev] = 1;
   {
-    int64_t rank = loop_runs_ops(e, dev);
-    pf_simtime end = t + compute_time(e, n);
-    if (rank >= 0) { /* after what the rank's loop is adding up */
-      pf_simtime start = e->loop_free[rank] > t ? e->loop_free[rank] : t;
-      n->start = start;
-      end = e->loop_free[rank] = start + (end - t);
+    pf_sim_place pl;
+    pf_simtime end = t;
+    if (pf_sim_cluster_locate(e->cl, dev, &pl) == 0) {
+      end = t + compute_time(e, n, &pl);
+      if (loop_runs_ops(e, &pl)) { /* after what the rank's loop has to do first */
+        n->start = e->loop_free[pl.rank] > t ? e->loop_free[pl.rank] : t;
+        end = e->loop_free[pl.rank] = n->start + (end - t);
+      }
     }
     if (heap_push(e, end, i) != 0) fail(e, PF_ENOMEM);
   }
@@ -344,20 +345,15 @@ static pf_simtime loop_add(engine *e, int64_t dev, pf_simtime now, pf_simtime ad
   return e->loop_free[pl.rank] = start + add;
 }
 
-/* The rank of device dev when its loop thread runs the rank's CPU
- * kernels too, else -1. The real runtime does so by default where a rank
- * has at most one core (mpirun binds a rank to a core when there are as
- * many cores as ranks; more ranks than cores: each gets less): kernels,
- * reductions and MPI progress then take turns on one thread. */
-static int64_t loop_runs_ops(const engine *e, int64_t dev) {
-  pf_sim_place pl;
-  const pf_sim_host_group *g;
-  if (pf_sim_cluster_locate(e->cl, dev, &pl) != 0 || pl.rank < 0 || pl.rank >= e->n_devices)
-    return -1;
-  g = &e->cl->groups[pl.group];
-  return e->cl->types[pl.type].kind == PF_SIM_CPU && g->cores > 0 && g->ranks_per_host >= g->cores
-             ? pl.rank
-             : -1;
+/* 1 if the loop thread of the rank at pl runs its CPU kernels too. The
+ * real runtime does so by default where a rank has at most one core
+ * (mpirun binds a rank to a core when there are as many cores as ranks;
+ * more ranks than cores: each gets less): kernels, reductions and MPI
+ * progress then take turns on one thread. */
+static int loop_runs_ops(const engine *e, const pf_sim_place *pl) {
+  const pf_sim_host_group *g = &e->cl->groups[pl->group];
+  return e->cl->types[pl->type].kind == PF_SIM_CPU && g->cores > 0 &&
+         g->ranks_per_host >= g->cores && pl->rank >= 0 && pl->rank < e->n_devices;
 }
 
 static void on_coll(void *arg, pf_simtime now) {

@@ -111,7 +111,6 @@ static int g_allreduce(pf_graph *g, const int64_t *arg) {
 }
 
 #define CHAIN 200
-#define N_XFER 6 /* transfer sizes measured: 16 B to 4 MiB */
 
 static double median3(double *v, int n) {
   for (int i = 1; i < n; i++) /* insertion sort: n is a handful */
@@ -126,8 +125,8 @@ static double median3(double *v, int n) {
 int tool_calibration_measure(tool_cal *c, tool_figures *f) {
   static const int64_t mm_n[] = {64, 128, 256}, mm_m[] = {32, 12, 4};
   static const int64_t add_n[] = {16384, 262144, 1048576}, add_m[] = {64, 16, 8};
-  static const int64_t xfer_n[N_XFER] = {4, 1024, 16384, 65536, 262144, 1048576}; /* floats */
-  double t1, t2, rates[3], d[N_XFER], x[N_XFER];
+  static const int64_t xfer_n[TOOL_TRANSFER_SIZES] = {4, 1024, 16384, 65536, 262144, 1048576}; /* floats */
+  double t1, t2, rates[3], d[TOOL_TRANSFER_SIZES], x[TOOL_TRANSFER_SIZES];
   int rc;
   if ((rc = timed(c, g_chain, (int64_t[]){1}, &t1)) || (rc = timed(c, g_chain, (int64_t[]){1 + CHAIN}, &t2)))
     return rc;
@@ -169,7 +168,7 @@ int tool_calibration_measure(tool_cal *c, tool_figures *f) {
            rates[k] * 1e-9);
   }
   f->mem_bw = median3(rates, 3);
-  for (int k = 0; k < N_XFER; k++) {
+  for (int k = 0; k < TOOL_TRANSFER_SIZES; k++) {
     x[k] = 4.0 * (double)xfer_n[k];
     if ((rc = timed(c, g_xfer, (int64_t[]){xfer_n[k], 0}, &t1)) ||
         (rc = timed(c, g_xfer, (int64_t[]){xfer_n[k], 1}, &t2)))
@@ -192,15 +191,15 @@ int tool_calibration_measure(tool_cal *c, tool_figures *f) {
       return rc;
     /* A ring of 2 is 2 steps of one latency each (docs/cluster-format.md). */
     f->latency_ns = PF_MINOF(PF_MAXOF(0.0, d[0]), PF_MAXOF(0.0, (t2 - t1) / 2));
-    for (int k = 0; k < N_XFER; k++)
+    for (int k = 0; k < TOOL_TRANSFER_SIZES; k++)
       if (x[k] >= 65536 && d[k] > f->latency_ns) {
         double per_byte = (d[k] - f->latency_ns) / x[k];
         if (slope == 0 || per_byte < slope) slope = per_byte;
       }
     if (!(slope > 0)) slope = 1e-3; /* no measurable cost per byte: 1 TB/s */
     f->link_bw = 1e9 / slope;
-    f->n_points = N_XFER;
-    for (int k = 0; k < N_XFER; k++) {
+    f->n_points = TOOL_TRANSFER_SIZES;
+    for (int k = 0; k < TOOL_TRANSFER_SIZES; k++) {
       f->point_bytes[k] = x[k];
       f->point_ns[k] = PF_MAXOF(0.0, d[k] - f->latency_ns - x[k] * slope);
     }
@@ -209,7 +208,7 @@ int tool_calibration_measure(tool_cal *c, tool_figures *f) {
               f->link_bw * 1e-9);
     cal_print(c, "allreduce 16 B  %10.3f us   -> link latency %.3f us\n", (t2 - t1) * 1e-3,
               f->latency_ns * 1e-3);
-    for (int k = 0; k < N_XFER; k++)
+    for (int k = 0; k < TOOL_TRANSFER_SIZES; k++)
       cal_print(c, "per message %8.0f B  %8.3f us (beyond latency and bandwidth)\n", x[k],
                 f->point_ns[k] * 1e-3);
   }

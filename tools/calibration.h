@@ -7,6 +7,9 @@
 #include "base/diag.h"
 #include "pathflow.h"
 
+/* Transfer sizes calibration measures: 16 B to 4 MiB. */
+#define TOOL_TRANSFER_SIZES 6
+
 typedef struct tool_cal {
   pf_context *ctx; /* rank 0 of a job of at least 2 ranks, a device each */
   int reps;        /* timed runs per graph */
@@ -19,7 +22,7 @@ typedef struct tool_figures {
   double op_ns, step_ns, dispatch_ns, flops, mem_bw, link_bw, latency_ns, transfer_ns;
   double ar_ns, ar_model_ns;
   int n_points; /* runtime.transfer_by_size: bytes and the cost beyond latency and bandwidth */
-  double point_bytes[8], point_ns[8];
+  double point_bytes[TOOL_TRANSFER_SIZES], point_ns[TOOL_TRANSFER_SIZES];
 } tool_figures;
 
 /* Measures devices 0 and 1 (ranks 0 and 1) into *f, printing each figure
