@@ -55,13 +55,23 @@ struct pf_loaded {
   void **comm_handle;
 };
 
+/* A step's buffer: its storage, and the storage's data beside it. By
+ * buf_slot, so that each device's buffers lie on lines of their own: the
+ * two workers of a stencil wrote neighbouring entries at every op, and a
+ * consumer reading an input's data pointer missed on the producer's
+ * storage header besides (one cross-core line less each way). */
+typedef struct step_buf {
+  pf_storage *st;
+  void *data;
+} step_buf;
+
 struct pf_step {
   pf_executor *ex;
   pf_loaded *l;
   uint64_t seq; /* the controller's step number, for messages */
   atomic_uint *pending; /* per op: deps not yet done */
   atomic_int *readers;  /* per buffer: reads not yet done */
-  pf_storage **bufs;
+  step_buf *bufs;       /* per buffer, by buf_slot (buf_get, buf_set) */
   pf_storage **arenas; /* per device: the step arena of the memory plan */
   uint64_t *t_start, *t_end;
   pf_part *parts; /* one per device */
@@ -72,6 +82,18 @@ struct pf_step {
   pf_step_done_fn done;
   void *arg;
 };
+
+static inline pf_storage *buf_get(const pf_step *s, uint32_t b) {
+  return s->bufs[s->l->buf_slot[b]].st;
+}
+
+static inline void *buf_data(const pf_step *s, uint32_t b) { return s->bufs[s->l->buf_slot[b]].data; }
+
+static inline void buf_set(pf_step *s, uint32_t b, pf_storage *st) {
+  step_buf *e = &s->bufs[s->l->buf_slot[b]];
+  e->st = st;
+  e->data = st != NULL ? st->data : NULL;
+}
 
 /* This thread's running slot (a device worker's, or the loop thread's
  * while it runs ops inline); NULL in other threads. initial-exec: the signal
@@ -462,9 +484,9 @@ int pf_step_status(const pf_step *s) { return s->err.code; }
 const char *pf_step_message(const pf_step *s) { return s->err.msg; }
 
 pf_storage *pf_step_take(pf_step *s, uint32_t b) {
-  if (s->err.code != 0 || b >= s->l->plan->n_buffers || s->bufs[b] == NULL)
+  if (s->err.code != 0 || b >= s->l->plan->n_buffers || buf_get(s, b) == NULL)
     return NULL;
-  return pf_storage_ref(s->bufs[b]);
+  return pf_storage_ref(buf_get(s, b));
 }
 
 void pf_step_op_times(const pf_step *s, uint32_t op, uint64_t *start,
@@ -475,7 +497,7 @@ void pf_step_op_times(const pf_step *s, uint32_t op, uint64_t *start,
 
 void pf_step_free(pf_step *s) {
   if (s == NULL) return;
-  for (uint32_t b = 0; b < s->l->plan->n_buffers; b++) pf_storage_unref(s->bufs[b]);
+  for (uint32_t b = 0; b < s->l->plan->n_buffers; b++) pf_storage_unref(buf_get(s, b));
   for (int d = 0; d < s->ex->cfg.num_devices; d++) pf_storage_unref(s->arenas[d]);
   pthread_mutex_destroy(&s->err_lock);
   pf_loaded_release(s->l);
@@ -485,8 +507,7 @@ void pf_step_free(pf_step *s) {
 /* A step record and its per-op, per-buffer and per-device arrays in one
  * zeroed allocation: a step costs one malloc and one free, not eight. */
 static pf_step *step_new(const pf_loaded *l, int nd) {
-  const pf_plan *p = l->plan;
-  size_t n_bufs = p->n_buffers, size = sizeof(pf_step), at[8];
+  size_t size = sizeof(pf_step), at[8];
   char *base;
   void *mem;
   pf_step *s;
@@ -500,7 +521,8 @@ static pf_step *step_new(const pf_loaded *l, int nd) {
   PF_STEP_ARRAY(0, (size_t)l->n_op_slots + 16, atomic_uint);
   size = (size + 63) / 64 * 64;
   PF_STEP_ARRAY(1, (size_t)l->n_buf_slots + 16, atomic_int);
-  PF_STEP_ARRAY(2, n_bufs, pf_storage *);
+  size = (size + 63) / 64 * 64;
+  PF_STEP_ARRAY(2, (size_t)l->n_buf_slots + 16, step_buf);
   PF_STEP_ARRAY(3, nd, pf_storage *);
   /* Times by op_slot too: every op writes its end (the watchdog's dump
    * reads it), so the two devices' ends must not share lines either. */
@@ -515,7 +537,7 @@ static pf_step *step_new(const pf_loaded *l, int nd) {
   s = (pf_step *)base;
   s->pending = (atomic_uint *)(base + at[0]);
   s->readers = (atomic_int *)(base + at[1]);
-  s->bufs = (pf_storage **)(base + at[2]);
+  s->bufs = (step_buf *)(base + at[2]);
   s->arenas = (pf_storage **)(base + at[3]);
   s->t_start = (uint64_t *)(base + at[4]);
   s->t_end = (uint64_t *)(base + at[5]);
@@ -560,8 +582,8 @@ static pf_storage *new_buffer(pf_step *s, uint32_t b) {
 }
 
 static pf_storage *ensure(pf_step *s, uint32_t b) {
-  if (s->bufs[b] == NULL) s->bufs[b] = new_buffer(s, b);
-  return s->bufs[b];
+  if (buf_get(s, b) == NULL) buf_set(s, b, new_buffer(s, b));
+  return buf_get(s, b);
 }
 
 /* Output o of op `op` takes over the buffer of the input its kernel names
@@ -581,14 +603,14 @@ static void take_over(pf_step *s, const pf_plan_op *op, const pf_kernel_def *k) 
     if (j < 0 || (uint32_t)j >= op->n_in) continue;
     bi = op->inputs[j];
     bo = op->outputs[o];
-    st = s->bufs[bi];
-    if (st == NULL || s->bufs[bo] != NULL || st->parent != NULL || l->keep[bi] ||
+    st = buf_get(s, bi);
+    if (st == NULL || buf_get(s, bo) != NULL || st->parent != NULL || l->keep[bi] ||
         pbs[bi].device != pbs[bo].device || pbs[bi].host != pbs[bo].host ||
         pf_spec_nbytes(pbs[bi].spec) != pf_spec_nbytes(pbs[bo].spec) ||
         atomic_load_explicit(&s->readers[l->buf_slot[bi]], memory_order_acquire) != 1 ||
         atomic_load_explicit(&st->refs, memory_order_acquire) != 1)
       continue;
-    s->bufs[bo] = pf_storage_ref(st);
+    buf_set(s, bo, pf_storage_ref(st));
   }
 }
 
@@ -611,7 +633,7 @@ static void run_kernel(pf_step *s, uint32_t i) {
   }
   for (uint32_t k2 = 0; k2 < op->n_in; k2++) {
     in[k2].spec = *p->buffers[op->inputs[k2]].spec;
-    in[k2].data = s->bufs[op->inputs[k2]] ? s->bufs[op->inputs[k2]]->data : NULL;
+    in[k2].data = buf_data(s, op->inputs[k2]);
   }
   take_over(s, op, k);
   for (uint32_t k2 = 0; k2 < op->n_out; k2++) {
@@ -671,7 +693,7 @@ static void run_copy(pf_step *s, uint32_t i) {
   pf_storage *d = ensure(s, op->outputs[0]);
   int rc;
   if (d == NULL) return; /* the step failed, saying why */
-  if (s->bufs[op->inputs[0]] == NULL) {
+  if (buf_get(s, op->inputs[0]) == NULL) {
     step_fail(s, PF_ESTATE, "rank %d device %d: reshard for \"%s\": its source is missing",
               s->ex->cfg.rank, op->device, op->name);
     return;
@@ -680,7 +702,7 @@ static void run_copy(pf_step *s, uint32_t i) {
    * the host's (the scheduler puts a GPU's copies on the GPU); D2D between
    * two host buffers is a copy within host memory. */
   rc = s->ex->devices[op->device]->ops->copy(s->ex->devices[op->device], dir, d->data,
-                                              dst->spec->dims, s->bufs[op->inputs[0]]->data,
+                                              dst->spec->dims, buf_data(s, op->inputs[0]),
                                               src->spec->dims, op->box,
                                               pf_dtype_size(src->spec->dtype));
   if (rc != 0)
@@ -790,8 +812,8 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
     uint32_t b = op->inputs[k];
     if (atomic_fetch_sub_explicit(&s->readers[l->buf_slot[b]], 1, memory_order_acq_rel) == 1 &&
         !l->keep[b]) {
-      pf_storage_unref(s->bufs[b]);
-      s->bufs[b] = NULL;
+      pf_storage_unref(buf_get(s, b));
+      buf_set(s, b, NULL);
     }
   }
 }
@@ -989,7 +1011,7 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
     atomic_init(&s->readers[l->buf_slot[b]], l->readers[b]);
   for (uint32_t k = 0; inputs != NULL && k < l->n_input_bufs; k++) {
     uint32_t b = l->input_bufs[k];
-    s->bufs[b] = inputs[b]; /* the step's reference now */
+    buf_set(s, b, inputs[b]); /* the step's reference now */
   }
   /* Receive buffers exist before any op of the step runs: several
    * receives may fill parts of one buffer, and a local copy another part
@@ -1035,18 +1057,19 @@ int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op) {
 }
 
 pf_storage *pf_step_buffer(pf_step *s, uint32_t b) {
-  if (s->bufs[b] == NULL) {
-    s->bufs[b] = new_buffer(s, b);
+  pf_storage *st = buf_get(s, b);
+  if (st == NULL) {
+    buf_set(s, b, st = new_buffer(s, b));
     /* Only transfers reach a device's own memory here (check_memory_spaces
      * refuses every other host path on it), and a receive writes its box. */
-    if (s->bufs[b] != NULL && host_buffer(s, b)) memset(s->bufs[b]->data, 0, s->bufs[b]->nbytes);
+    if (st != NULL && host_buffer(s, b)) memset(st->data, 0, st->nbytes);
   }
-  return s->bufs[b];
+  return st;
 }
 
 pf_storage *pf_step_buffer_whole(pf_step *s, uint32_t b) { return ensure(s, b); }
 
-pf_storage *pf_step_buffer_if_any(pf_step *s, uint32_t b) { return s->bufs[b]; }
+pf_storage *pf_step_buffer_if_any(pf_step *s, uint32_t b) { return buf_get(s, b); }
 
 int pf_step_failed(const pf_step *s) {
   return atomic_load_explicit(&((pf_step *)s)->failed, memory_order_acquire);
