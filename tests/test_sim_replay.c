@@ -35,6 +35,28 @@ static pf_sim_cluster *cluster(void) {
   return cl;
 }
 
+/* The same cluster with devices of `kind` and, if not NULL, `cores` a
+ * host. */
+static pf_sim_cluster *cluster_of(const char *kind, const char *cores) {
+  char json[sizeof cluster_json + 64], tmp[sizeof json];
+  const char *cpu = strstr(cluster_json, "\"cpu\""), *at;
+  pf_sim_cluster *cl;
+  snprintf(json, sizeof json, "%.*s\"%s\"%s", (int)(cpu - cluster_json), cluster_json, kind, cpu + 5);
+  if (cores != NULL) {
+    at = strstr(json, "\"devices_per_rank\": 1}");
+    snprintf(tmp, sizeof tmp, "%.*s\"devices_per_rank\": 1, \"cores\": %s}%s", (int)(at - json),
+             json, cores, at + strlen("\"devices_per_rank\": 1}"));
+    memcpy(json, tmp, sizeof json);
+  }
+  pf_diag_init(&diag);
+  OK(pf_sim_cluster_parse(json, strlen(json), "variant.json", &cl, &diag));
+  return cl;
+}
+
+/* The same cluster with GPUs: their messages cost no rank's loop thread
+ * anything (receive_work), so transfers are the network's alone. */
+static pf_sim_cluster *gpu_cluster(void) { return cluster_of("gpu", NULL); }
+
 /* Traces under construction: up to 8 nodes on each of 4 devices. */
 typedef struct traces {
   pf_chakra_trace t[4];
@@ -172,24 +194,29 @@ static void test_deterministic(void **state) {
   pf_sim_cluster_free(cl);
 }
 
+/* k transfers of 10 MB from device 0 to device 1, all at once. */
+static void transfers(traces *T, int k) {
+  for (int j = 0; j < k; j++) {
+    pf_chakra_node *s = add(T, 0, PF_CHAKRA_SEND, "s", -1), *rv;
+    s->comm_dst = 1;
+    s->comm_tag = j;
+    s->comm_size = 10000000;
+    rv = add(T, 1, PF_CHAKRA_RECV, "r", -1);
+    rv->comm_src = 0;
+    rv->comm_tag = j;
+    rv->comm_size = 10000000;
+  }
+}
+
 /* Two transfers on one link at once take twice as long as one. */
 static void test_link_sharing(void **state) {
-  pf_sim_cluster *cl = cluster();
+  pf_sim_cluster *cl = gpu_cluster();
   pf_sim_result *one = NULL, *two = NULL;
   traces T;
   (void)state;
   for (int k = 1; k <= 2; k++) {
     traces_init(&T);
-    for (int j = 0; j < k; j++) {
-      pf_chakra_node *s = add(&T, 0, PF_CHAKRA_SEND, "s", -1), *rv;
-      s->comm_dst = 1;
-      s->comm_tag = j;
-      s->comm_size = 10000000;
-      rv = add(&T, 1, PF_CHAKRA_RECV, "r", -1);
-      rv->comm_src = 0;
-      rv->comm_tag = j;
-      rv->comm_size = 10000000;
-    }
+    transfers(&T, k);
     if (k == 1) one = replay(&T, 2, cl);
     else two = replay(&T, 2, cl);
   }
@@ -269,8 +296,8 @@ static pf_simtime allreduces_after(int n, const char *cores, uint64_t kernel_ops
 
 /* Where a rank has at most one core, its loop thread runs its kernels too
  * (the real runtime's default there): a 10 ms kernel on device 0 then
- * holds rank 0's loop, and the allreduce's addition on rank 0 waits for
- * it; with more cores than ranks they overlap. */
+ * holds rank 0's loop, and the allreduce's receives and addition on rank 0
+ * wait for it; with more cores than ranks they overlap. */
 static void test_loop_runs_kernels(void **state) {
   pf_simtime add = 9000 * US, plain = allreduces_after(1, "8", 0);
   pf_simtime msgs_end = plain - add, kernel_end = 10 * US + 1 * US + 10000 * US;
@@ -278,7 +305,8 @@ static void test_loop_runs_kernels(void **state) {
   assert_true(msgs_end < kernel_end); /* else the case shows nothing */
   assert_int_equal(allreduces_after(1, "8", 10000000), plain);
   assert_int_equal(allreduces_after(1, "4", 0), plain);
-  assert_int_equal(allreduces_after(1, "4", 10000000), kernel_end + add);
+  /* The receives wait for the kernel too: 6 pieces of 1 MB at 1 GB/s. */
+  assert_int_equal(allreduces_after(1, "4", 10000000), kernel_end + 6000 * US + add);
 }
 
 static void test_message_costs(void **state) {
@@ -385,9 +413,39 @@ static void test_reductions_on_the_loop(void **state) {
   pf_simtime lo = 10 * US + 2 * msgs1 - lat6, hi = 10 * US + 2 * msgs1;
   (void)state;
   assert_true(two >= lo + 2 * add && two <= hi + 2 * add);
-  /* 4 ranks on 2 cores: each addition takes twice as long */
+  /* 4 ranks on 2 cores: each rank's loop work takes twice as long, and
+   * is then all there is: the receive work of both allreduces (each
+   * member copies 6 pieces of 1 MB at 1 GB/s, 6 ms, 12 ms on half a core),
+   * reserved when they start, then the 4 additions. */
   two = allreduces(2, "2");
-  assert_true(two >= lo + 4 * add && two <= hi + 4 * add);
+  assert_int_equal(two, 10 * US + 2 * 12000 * US + 4 * add);
+}
+
+/* A CPU rank's loop thread copies the messages it receives (Open MPI's
+ * shared-memory transport; receive_work): two 10 MB transfers into one
+ * rank take their turns on its loop, and where the loop also runs the
+ * kernels (a core per rank), a 5 ms kernel holds the receives back. With
+ * GPUs the same traces take only the network's time. */
+static void test_receive_work(void **state) {
+  pf_sim_cluster *cpu = cluster_of("cpu", "4"), *gpu = gpu_cluster();
+  pf_simtime bytes_ns = 10000 * US, cost = 2 * US; /* runtime.transfer */
+  traces T;
+  pf_sim_result *r;
+  (void)state;
+  traces_init(&T);
+  transfers(&T, 2);
+  add(&T, 1, PF_CHAKRA_COMP, "k", -1)->num_ops = 5000000; /* 5 ms at 1 GFLOP/s */
+  /* 4 cores for 4 ranks: the loop runs the kernel, the receives wait. */
+  r = replay(&T, 2, cpu);
+  assert_int_equal(r->makespan, 10 * US + (1 * US + 5000 * US) + 2 * (cost + bytes_ns));
+  pf_sim_result_free(r);
+  /* GPUs: the bytes share the link (20 ms), the kernel runs beside them. */
+  r = replay(&T, 2, gpu);
+  assert_true(r->makespan >= 10 * US + 2 * bytes_ns &&
+              r->makespan <= 10 * US + 2 * bytes_ns + cost + 2 * US);
+  pf_sim_result_free(r);
+  pf_sim_cluster_free(cpu);
+  pf_sim_cluster_free(gpu);
 }
 
 static void test_errors(void **state) {
@@ -511,7 +569,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_chain),        cmocka_unit_test(test_deterministic),
       cmocka_unit_test(test_cores),
-      cmocka_unit_test(test_link_sharing), cmocka_unit_test(test_allreduce),
+      cmocka_unit_test(test_link_sharing), cmocka_unit_test(test_receive_work),
+      cmocka_unit_test(test_allreduce),
       cmocka_unit_test(test_reductions_on_the_loop),
       cmocka_unit_test(test_message_costs),
       cmocka_unit_test(test_loop_runs_kernels),
