@@ -10,23 +10,43 @@ enum { OP_ADD, OP_SUB, OP_MUL };
 
 /* o[i] = a[i * sa] op b[i * sb] for i < n; a stride of 0 repeats an element.
  * Integer ops run in the unsigned type U so that overflow wraps instead of
- * being undefined behaviour; for floats U is T. */
+ * being undefined behaviour; for floats U is T. The strides are 0 or 1, and
+ * each case has its own loop: with the strides known the compiler
+ * vectorizes it, where a loop over a[i * sa] ran at a third of the rate
+ * (an add of 64 Ki floats from cache: 5.5 us, sgd's loop of the same
+ * traffic 1.8 us). */
+#define BINARY_LOOP(T, U, EXPR)                                                   \
+  do {                                                                            \
+    if (sa == 1 && sb == 1) {                                                     \
+      for (int64_t i = 0; i < n; i++) {                                           \
+        U x = (U)a[i], y = (U)b[i];                                               \
+        o[i] = (T)(EXPR);                                                         \
+      }                                                                           \
+    } else if (sa == 1) {                                                         \
+      U y = (U)b[0];                                                              \
+      for (int64_t i = 0; i < n; i++) {                                           \
+        U x = (U)a[i];                                                            \
+        o[i] = (T)(EXPR);                                                         \
+      }                                                                           \
+    } else if (sb == 1) {                                                         \
+      U x = (U)a[0];                                                              \
+      for (int64_t i = 0; i < n; i++) {                                           \
+        U y = (U)b[i];                                                            \
+        o[i] = (T)(EXPR);                                                         \
+      }                                                                           \
+    } else {                                                                      \
+      U x = (U)a[0], y = (U)b[0];                                                 \
+      for (int64_t i = 0; i < n; i++) o[i] = (T)(EXPR);                           \
+    }                                                                             \
+  } while (0)
+
 #define DEFINE_BINARY(S, T, U)                                            \
   static void binary_##S(int op, int64_t n, const T *a, int64_t sa,       \
                          const T *b, int64_t sb, T *o) {                  \
     switch (op) {                                                         \
-      case OP_ADD:                                                        \
-        for (int64_t i = 0; i < n; i++)                                   \
-          o[i] = (T)((U)a[i * sa] + (U)b[i * sb]);                        \
-        break;                                                            \
-      case OP_SUB:                                                        \
-        for (int64_t i = 0; i < n; i++)                                   \
-          o[i] = (T)((U)a[i * sa] - (U)b[i * sb]);                        \
-        break;                                                            \
-      default:                                                            \
-        for (int64_t i = 0; i < n; i++)                                   \
-          o[i] = (T)((U)a[i * sa] * (U)b[i * sb]);                        \
-        break;                                                            \
+      case OP_ADD: BINARY_LOOP(T, U, x + y); break;                       \
+      case OP_SUB: BINARY_LOOP(T, U, x - y); break;                       \
+      default: BINARY_LOOP(T, U, x * y); break;                           \
     }                                                                     \
   }
 DEFINE_BINARY(f32, float, float)
