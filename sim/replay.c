@@ -122,6 +122,8 @@ static event heap_pop(engine *e) {
 
 /* ---- costs -------------------------------------------------------------------------------- */
 
+static int loop_runs_ops(const engine *e, const pf_sim_place *pl);
+
 /* How long compute node n takes on its device, at place pl. */
 static pf_simtime compute_time(const engine *e, const node *n, const pf_sim_place *pl) {
   const pf_sim_device_type *ty = &e->cl->types[pl->type];
@@ -136,14 +138,31 @@ static pf_simtime compute_time(const engine *e, const node *n, const pf_sim_plac
     double tm = ty->memory_bandwidth > 0 ? (double)c->tensor_size / ty->memory_bandwidth : 0;
     secs = (tf > tm ? tf : tm) / pf_sim_kernel_efficiency(ty, c->kernel);
   }
-  {
-    /* CPU devices share their host's cores (a worker thread each). */
+  if (!loop_runs_ops(e, pl)) {
+    /* CPU devices share their host's cores (a worker thread each). Where
+     * the loops run the ops, their share is the loop's (loop_share). */
     const pf_sim_host_group *g = &e->cl->groups[pl->group];
     int64_t per_host = (int64_t)g->ranks_per_host * g->devices_per_rank;
     if (ty->kind == PF_SIM_CPU && g->cores > 0 && per_host > g->cores)
       secs *= (double)per_host / (double)g->cores;
   }
   return e->cl->op_dispatch_ns + (pf_simtime)(secs * 1e9 + 0.5);
+}
+
+/* How much slower loop work starting at t runs on the rank at pl, where
+ * its host has more ranks than cores: the host's ranks with loop work
+ * outstanding then (this one included) over its cores, at least 1. A rank
+ * that waits gives its core to those that compute (a pipeline's stages do
+ * not all work at once); the share is fixed when the work starts. */
+static double loop_share(const engine *e, const pf_sim_place *pl, pf_simtime t) {
+  const pf_sim_host_group *g = &e->cl->groups[pl->group];
+  int64_t first, active = 1;
+  if (e->cl->types[pl->type].kind != PF_SIM_CPU || g->cores <= 0 || g->ranks_per_host <= g->cores)
+    return 1;
+  first = g->first_rank + (pl->host - g->first_host) * g->ranks_per_host;
+  for (int64_t r = first; r < first + g->ranks_per_host && r < e->n_devices; r++)
+    if (r != pl->rank && e->loop_free[r] > t) active++;
+  return active > g->cores ? (double)active / (double)g->cores : 1;
 }
 
 /* ---- node life ---------------------------------------------------------------------------- */
@@ -155,7 +174,6 @@ static void fail(engine *e, int rc) {
   if (e->rc == 0) e->rc = rc;
 }
 
-static int loop_runs_ops(const engine *e, const pf_sim_place *pl);
 
 /* Starts the device's next ready compute node, if it is idle. */
 static void device_kick(engine *e, int64_t dev, pf_simtime t) {
@@ -175,7 +193,8 @@ static void device_kick(engine *e, int64_t dev, pf_simtime t) {
       end = t + compute_time(e, n, &pl);
       if (loop_runs_ops(e, &pl)) { /* after what the rank's loop has to do first */
         n->start = e->loop_free[pl.rank] > t ? e->loop_free[pl.rank] : t;
-        end = e->loop_free[pl.rank] = n->start + (end - t);
+        end = e->loop_free[pl.rank] =
+            n->start + (pf_simtime)((double)(end - t) * loop_share(e, &pl, n->start) + 0.5);
       }
     }
     if (heap_push(e, end, i) != 0) fail(e, PF_ENOMEM);
@@ -390,13 +409,8 @@ static pf_simtime loop_add(engine *e, int64_t dev, pf_simtime now, pf_simtime ad
   pf_simtime start;
   if (pf_sim_cluster_locate(e->cl, dev, &pl) != 0 || pl.rank < 0 || pl.rank >= e->n_devices)
     return now + add;
-  {
-    const pf_sim_host_group *g = &e->cl->groups[pl.group];
-    if (e->cl->types[pl.type].kind == PF_SIM_CPU && g->cores > 0 && g->ranks_per_host > g->cores)
-      add = (pf_simtime)((double)add * (double)g->ranks_per_host / (double)g->cores + 0.5);
-  }
   start = e->loop_free[pl.rank] > now ? e->loop_free[pl.rank] : now;
-  return e->loop_free[pl.rank] = start + add;
+  return e->loop_free[pl.rank] = start + (pf_simtime)((double)add * loop_share(e, &pl, start) + 0.5);
 }
 
 /* 1 if the loop thread of the rank at pl runs its CPU kernels too. The

@@ -117,29 +117,27 @@ static void chain(traces *T) {
   add(T, 1, PF_CHAKRA_COMP, "c", 0)->num_ops = 1000000;
 }
 
-/* CPU devices beyond the host's cores share them: 4 on 2 cores compute
- * twice as slowly; given as many cores, as fast as without the field. */
+/* CPU devices beyond the host's cores share them, where the loops run the
+ * ops by the ranks that have work then (loop_share): on 2 cores a kernel
+ * alone runs at full speed, and of 4 started at once the last starts with
+ * all 4 ranks busy and computes twice as slowly; given 4 cores, as fast as
+ * without the field either way. */
 static void test_cores(void **state) {
-  static const char *const with[] = {"\"devices_per_rank\": 1, \"cores\": 2}",
-                                     "\"devices_per_rank\": 1, \"cores\": 4}"};
-  static const pf_simtime want[] = {10 * US + 1 * US + 2000 * US, 10 * US + 1 * US + 1000 * US};
+  pf_simtime one = 1 * US + 1000 * US; /* dispatch and 1 ms at 1 GFLOP/s */
   (void)state;
   for (int k = 0; k < 2; k++) {
-    char json[sizeof cluster_json + 64], *at;
-    size_t cut;
-    pf_sim_cluster *cl;
+    pf_sim_cluster *cl = cluster_of("cpu", k == 0 ? "2" : "4");
     pf_sim_result *r;
     traces T;
-    at = strstr(cluster_json, "\"devices_per_rank\": 1}");
-    cut = (size_t)(at - cluster_json);
-    snprintf(json, sizeof json, "%.*s%s%s", (int)cut, cluster_json, with[k],
-             at + strlen("\"devices_per_rank\": 1}"));
-    pf_diag_init(&diag);
-    OK(pf_sim_cluster_parse(json, strlen(json), "cores.json", &cl, &diag));
     traces_init(&T);
-    add(&T, 0, PF_CHAKRA_COMP, "a", -1)->num_ops = 1000000; /* 1 ms at 1 GFLOP/s */
+    add(&T, 0, PF_CHAKRA_COMP, "a", -1)->num_ops = 1000000;
     r = replay(&T, 1, cl);
-    assert_int_equal(r->makespan, want[k]);
+    assert_int_equal(r->makespan, 10 * US + one);
+    pf_sim_result_free(r);
+    traces_init(&T);
+    for (int d = 0; d < 4; d++) add(&T, d, PF_CHAKRA_COMP, "a", -1)->num_ops = 1000000;
+    r = replay(&T, 4, cl);
+    assert_int_equal(r->makespan, 10 * US + (k == 0 ? 2 * one : one));
     pf_sim_result_free(r);
     pf_sim_cluster_free(cl);
   }
