@@ -76,6 +76,7 @@ check-fuzz:
 
 bench: build
 	bench/overhead.sh $(BUILD)
+	$(BUILD)/bench/kernels
 	@if [ -x bench/run_mpi.sh ]; then bench/run_mpi.sh $(BUILD); fi
 
 install: build
