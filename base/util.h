@@ -28,6 +28,10 @@ char *pf_strdup(const char *s);
 /* Monotonic clock, nanoseconds. */
 uint64_t pf_now_ns(void);
 
+/* The median of v[0..n) (the mean of the middle two when n is even; 0 when
+ * n is 0), for the benchmarks and calibration. Sorts v in place. */
+double pf_median(double *v, size_t n);
+
 /* Parses all of `s` as a decimal integer in [min, max] (no sign other than
  * '-', no spaces, nothing after the digits). Returns 0 or PF_EINVAL, leaving
  * *out unchanged. */

@@ -45,18 +45,9 @@
 
 static int rounds = 7;
 
-static int cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static void report(const char *name, double *a, double *b, const char *unit) {
-  double ma = median(a, rounds), mb = median(b, rounds);
+  double ma = pf_median(a, (size_t)rounds), mb = pf_median(b, (size_t)rounds);
   printf("gpu: %-12s pathflow %10.3f baseline %10.3f ratio %6.3f %s\n", name,
          ma, mb, ma / mb, unit);
   fflush(stdout);

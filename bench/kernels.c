@@ -43,16 +43,6 @@ static const int64_t sizes[] = {16384, 262144, 1048576, 4194304};
 
 static int reps = 101;
 
-static int cmp_u64(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return (x > y) - (x < y);
-}
-
-static double median_ns(uint64_t *t, int n) {
-  qsort(t, (size_t)n, sizeof *t, cmp_u64);
-  return (double)t[n / 2];
-}
-
 static float *floats(int64_t n, unsigned seed) {
   float *p = pf_aligned_alloc((size_t)n * sizeof *p);
   if (p == NULL) {
@@ -66,7 +56,7 @@ static float *floats(int64_t n, unsigned seed) {
 
 /* Times case c at n floats (t: room for 2 * reps times); prints its row. Returns 0, or 1 if the kernel
  * is missing, fails, or disagrees with the loop. */
-static int run_case(pf_registry *reg, int c, int64_t n, uint64_t *t) {
+static int run_case(pf_registry *reg, int c, int64_t n, double *t) {
   const pf_kernel *k = pf_registry_find(reg, cases[c].kernel, PF_DEVICE_CPU);
   int64_t nb = strcmp(cases[c].kernel, "bias_add") == 0 ? LOOP_BIAS_WIDTH : n;
   float *a = floats(n, 1), *b = floats(nb, 2), *o = floats(n, 3), *want = floats(n, 4);
@@ -109,11 +99,11 @@ static int run_case(pf_registry *reg, int c, int64_t n, uint64_t *t) {
     k->def.compute(&call);
     t1 = pf_now_ns();
     cases[c].loop(o, a, b, n);
-    t[r] = t1 - t0;
-    t[reps + r] = pf_now_ns() - t1;
+    t[r] = (double)(t1 - t0);
+    t[reps + r] = (double)(pf_now_ns() - t1);
   }
-  pf_ns = median_ns(t, reps);
-  loop_ns = median_ns(t + reps, reps);
+  pf_ns = pf_median(t, (size_t)reps);
+  loop_ns = pf_median(t + reps, (size_t)reps);
   bytes = 4.0 * (double)(2 * n + (cases[c].n_in == 2 ? nb : 0));
   if (rc == 0)
     printf("%-9s %9lld %11.2f %9.1f %11.2f %9.1f %7.2f\n", cases[c].kernel, (long long)n,
@@ -127,7 +117,7 @@ static int run_case(pf_registry *reg, int c, int64_t n, uint64_t *t) {
 
 int main(int argc, char **argv) {
   pf_registry *reg;
-  uint64_t *t;
+  double *t;
   int opt, rc = 0;
   while ((opt = getopt(argc, argv, "r:")) != -1) {
     if (opt == 'r' && atoi(optarg) >= 1 && atoi(optarg) <= 100000) {

@@ -149,15 +149,6 @@ static int measure(const char *what, int64_t n, figures *out) {
   return got == (ssize_t)sizeof *out && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static void bench(const char *what, const int64_t *sizes, int n_sizes, int reps) {
   printf("%-6s %7s %9s %10s %10s %10s %10s %8s %12s\n", what, "devices", "nodes", "events", "compile_s",
@@ -177,10 +168,11 @@ static void bench(const char *what, const int64_t *sizes, int n_sizes, int reps)
       tot[k] = f.compile_s + f.replay_s;
       rss = PF_MAXOF(rss, f.rss_kib);
     }
-    double rm = median(r, reps);
+    double rm = pf_median(r, (size_t)reps), cm = pf_median(c, (size_t)reps);
+    double tm = pf_median(tot, (size_t)reps);
     printf("%-6s %7" PRId64 " %9.0f %10.0f %10.3f %10.3f %10.3f %8.2f %12.1f   (makespan %.3f ms)\n", what,
-           sizes[i], f.nodes, f.events, median(c, reps), rm, median(tot, reps), f.events / rm * 1e-6,
-           (double)rss / 1024.0, f.makespan_s * 1e3);
+           sizes[i], f.nodes, f.events, cm, rm, tm, f.events / rm * 1e-6, (double)rss / 1024.0,
+           f.makespan_s * 1e3);
     fflush(stdout);
   }
 }

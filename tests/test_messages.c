@@ -213,6 +213,16 @@ static int input_graph(const pf_spec *spec, pf_graph **g, pf_value_t *x) {
 }
 
 /* A bad spec says what is wrong with it, not "shape mismatch". */
+/* pf_median: odd and even counts, unsorted input, none. */
+static void test_median(void **state) {
+  double odd[] = {5, 1, 4, 2, 3}, even[] = {8, 2, 6, 4}, one[] = {7};
+  (void)state;
+  assert_true(pf_median(odd, 5) == 3);
+  assert_true(pf_median(even, 4) == 5);
+  assert_true(pf_median(one, 1) == 7);
+  assert_true(pf_median(NULL, 0) == 0);
+}
+
 static void test_bad_spec_says_why(void **state) {
   pf_graph *g;
   pf_value_t x;
@@ -298,6 +308,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parse_int),
       cmocka_unit_test(test_parse_bytes),
+      cmocka_unit_test(test_median),
       cmocka_unit_test(test_bad_env_values),
       cmocka_unit_test(test_bad_cpu_devices),
       cmocka_unit_test(test_bad_kernels_plugin),

@@ -120,15 +120,6 @@ static int g_allreduce(pf_graph *g, const int64_t *arg) {
 
 #define CHAIN 200
 
-static double median3(double *v, int n) {
-  for (int i = 1; i < n; i++) /* insertion sort: n is a handful */
-    for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
-      double t = v[j];
-      v[j] = v[j - 1];
-      v[j - 1] = t;
-    }
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 int tool_calibration_measure(tool_cal *c, tool_figures *f) {
   static const int64_t mm_n[] = {64, 128, 256}, mm_m[] = {32, 12, 4};
@@ -164,7 +155,7 @@ int tool_calibration_measure(tool_cal *c, tool_figures *f) {
     cal_print(c, "matmul %4" PRId64 "^3   %10.3f us   %8.2f GFLOP/s\n", mm_n[k], per * 1e-3,
            rates[k] * 1e-9);
   }
-  f->flops = median3(rates, 3);
+  f->flops = pf_median(rates, 3);
   for (int k = 0; k < 3; k++) {
     double per;
     if ((rc = timed(c, g_kernel, (int64_t[]){add_n[k], 1, 1}, &t1)) ||
@@ -175,7 +166,7 @@ int tool_calibration_measure(tool_cal *c, tool_figures *f) {
     cal_print(c, "add %8" PRId64 "   %10.3f us   %8.2f GB/s (in + out)\n", add_n[k], per * 1e-3,
            rates[k] * 1e-9);
   }
-  f->mem_bw = median3(rates, 3);
+  f->mem_bw = pf_median(rates, 3);
   for (int k = 0; k < TOOL_TRANSFER_SIZES; k++) {
     x[k] = 4.0 * (double)xfer_n[k];
     if ((rc = timed(c, g_xfer, (int64_t[]){xfer_n[k], 0}, &t1)) ||

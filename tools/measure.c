@@ -52,11 +52,6 @@ int tool_op(pf_graph *g, const char *kernel, pf_slice_t slice, int n, const pf_v
   return rc;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
 int tool_time_graph(pf_context *ctx, pf_graph *g, int warmup, int reps, double *median_ns,
                     char *why, size_t why_len) {
   pf_executable *exe;
@@ -80,8 +75,7 @@ int tool_time_graph(pf_context *ctx, pf_graph *g, int warmup, int reps, double *
   }
   pf_executable_destroy(exe);
   if (rc == 0) {
-    qsort(t, (size_t)reps, sizeof t[0], cmp_double);
-    *median_ns = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+    *median_ns = pf_median(t, (size_t)reps);
   }
   return rc;
 }
