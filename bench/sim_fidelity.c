@@ -19,8 +19,8 @@
  *   allreduce  8 allreduces of -n floats a device over all N devices
  *
  * -C calibrates in this job, right before each graph (the calibration of
- * `pathflow calibrate`, tools/calibration.c, on ranks 0 and 1, while the
- * job's other ranks wait as they do in the runs): the VM these figures come
+ * `pathflow calibrate`, tools/calibration.c, on ranks 0 and 1; the job's
+ * other ranks have no step in flight meanwhile): the VM these figures come
  * from moves by 20-30% between a "fast" and a "slow" mode over minutes, and
  * a calibration taken in the other mode is that far off whatever the model.
  *

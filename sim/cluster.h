@@ -25,8 +25,8 @@
 #define PF_SIM_MAX_GROUPS 1024
 #define PF_SIM_MAX_ISLANDS 1024
 #define PF_SIM_MAX_DEVICES ((int64_t)1 << 30)
-#define PF_SIM_TRANSFER_POINTS 16
-#define PF_SIM_MAX_KERNELS 32 /* a device type's kernel_efficiency entries, at most */ /* runtime.transfer_by_size's points, at most */
+#define PF_SIM_TRANSFER_POINTS 16 /* runtime.transfer_by_size's points, at most */
+#define PF_SIM_MAX_KERNELS 32     /* a device type's kernel_efficiency entries, at most */
 
 typedef enum pf_sim_device_kind { PF_SIM_CPU, PF_SIM_GPU, PF_SIM_TPU, PF_SIM_KIND_COUNT } pf_sim_device_kind;
 

@@ -68,8 +68,9 @@ typedef struct engine {
   uint8_t *busy_now;
   int64_t *last_done; /* per device: the compute node that ended last */
   /* Per rank (indexed by rank; ranks <= devices): when its loop thread is
-   * free of the reductions it adds up (reduce_time), one after another, and
-   * of the kernels it runs where it runs them (loop_runs_ops). */
+   * free of the reductions it adds up (reduce_time), one after another, of
+   * the messages it receives (receive_work), and of the kernels it runs
+   * where it runs them (loop_runs_ops). */
   pf_simtime *loop_free;
   event *heap;
   size_t n_heap, cap_heap;
@@ -173,7 +174,6 @@ static void node_ready(engine *e, int64_t i, pf_simtime t, int64_t cause);
 static void fail(engine *e, int rc) {
   if (e->rc == 0) e->rc = rc;
 }
-
 
 /* Starts the device's next ready compute node, if it is idle. */
 static void device_kick(engine *e, int64_t dev, pf_simtime t) {

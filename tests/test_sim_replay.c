@@ -37,16 +37,33 @@ static pf_sim_cluster *cluster(void) {
 
 /* The same cluster with devices of `kind` and, if not NULL, `cores` a
  * host. */
-static pf_sim_cluster *cluster_of(const char *kind, const char *cores) {
-  char json[sizeof cluster_json + 64], tmp[sizeof json];
-  const char *cpu = strstr(cluster_json, "\"cpu\""), *at;
+#define VARIANT_MAX (sizeof cluster_json + 128)
+
+/* Replaces the first `from` in json (VARIANT_MAX bytes) with `to`. */
+static void replace_once(char *json, const char *from, const char *to) {
+  char *at = strstr(json, from);
+  size_t head, tail;
+  assert_non_null(at);
+  head = (size_t)(at - json);
+  tail = strlen(at + strlen(from));
+  assert_true(head + strlen(to) + tail < VARIANT_MAX);
+  memmove(json + head + strlen(to), at + strlen(from), tail + 1);
+  memcpy(json + head, to, strlen(to));
+}
+
+/* The test cluster with devices of `kind`, memory at `mem_bw` (NULL: as
+ * it is) and `cores` cores a host (NULL: not given; the text after
+ * "cores": may add more fields of the host group). */
+static pf_sim_cluster *cluster_of(const char *kind, const char *mem_bw, const char *cores) {
+  char json[VARIANT_MAX], to[96];
   pf_sim_cluster *cl;
-  snprintf(json, sizeof json, "%.*s\"%s\"%s", (int)(cpu - cluster_json), cluster_json, kind, cpu + 5);
+  memcpy(json, cluster_json, sizeof cluster_json);
+  snprintf(to, sizeof to, "\"%s\"", kind);
+  replace_once(json, "\"cpu\"", to);
+  if (mem_bw != NULL) replace_once(json, "1TB/s", mem_bw);
   if (cores != NULL) {
-    at = strstr(json, "\"devices_per_rank\": 1}");
-    snprintf(tmp, sizeof tmp, "%.*s\"devices_per_rank\": 1, \"cores\": %s}%s", (int)(at - json),
-             json, cores, at + strlen("\"devices_per_rank\": 1}"));
-    memcpy(json, tmp, sizeof json);
+    snprintf(to, sizeof to, "\"devices_per_rank\": 1, \"cores\": %s}", cores);
+    replace_once(json, "\"devices_per_rank\": 1}", to);
   }
   pf_diag_init(&diag);
   OK(pf_sim_cluster_parse(json, strlen(json), "variant.json", &cl, &diag));
@@ -55,7 +72,7 @@ static pf_sim_cluster *cluster_of(const char *kind, const char *cores) {
 
 /* The same cluster with GPUs: their messages cost no rank's loop thread
  * anything (receive_work), so transfers are the network's alone. */
-static pf_sim_cluster *gpu_cluster(void) { return cluster_of("gpu", NULL); }
+static pf_sim_cluster *gpu_cluster(void) { return cluster_of("gpu", NULL, NULL); }
 
 /* Traces under construction: up to 8 nodes on each of 4 devices. */
 typedef struct traces {
@@ -126,7 +143,7 @@ static void test_cores(void **state) {
   pf_simtime one = 1 * US + 1000 * US; /* dispatch and 1 ms at 1 GFLOP/s */
   (void)state;
   for (int k = 0; k < 2; k++) {
-    pf_sim_cluster *cl = cluster_of("cpu", k == 0 ? "2" : "4");
+    pf_sim_cluster *cl = cluster_of("cpu", NULL, k == 0 ? "2" : "4");
     pf_sim_result *r;
     traces T;
     traces_init(&T);
@@ -276,11 +293,11 @@ static void test_allreduce(void **state) {
 
 /* The test cluster with runtime.transfer_by_size `points` added. */
 static pf_sim_cluster *cluster_with_points(const char *points) {
-  char json[2 * sizeof cluster_json];
-  const char *end = strstr(cluster_json, "\"10us\"}}");
+  char json[VARIANT_MAX], to[96];
   pf_sim_cluster *cl;
-  snprintf(json, sizeof json, "%.*s\"10us\", \"transfer_by_size\": %s}}\n",
-           (int)(end - cluster_json), cluster_json, points);
+  memcpy(json, cluster_json, sizeof cluster_json);
+  snprintf(to, sizeof to, "\"10us\", \"transfer_by_size\": %s}}", points);
+  replace_once(json, "\"10us\"}}", to);
   pf_diag_init(&diag);
   OK(pf_sim_cluster_parse(json, strlen(json), "pts.json", &cl, &diag));
   return cl;
@@ -371,24 +388,12 @@ static pf_simtime allreduces(int n, const char *cores) { return allreduces_after
 /* As allreduces, with a kernel of kernel_ops flops (0: none) on device 0
  * that depends on nothing. */
 static pf_simtime allreduces_after(int n, const char *cores, uint64_t kernel_ops) {
-  char json[sizeof cluster_json + 64], *at;
-  const char *bw = strstr(cluster_json, "1TB/s");
-  pf_sim_cluster *cl;
+  /* memory at 1 GB/s: the arithmetic of 4 MB takes 9 ms */
+  pf_sim_cluster *cl = cluster_of("cpu", "1GB/s", cores);
   pf_sim_result *r;
   int64_t group[4] = {0, 1, 2, 3};
   pf_simtime makespan;
   traces T;
-  /* memory at 1 GB/s: the arithmetic of 4 MB takes 9 ms */
-  snprintf(json, sizeof json, "%.*s1GB/s%s", (int)(bw - cluster_json), cluster_json, bw + 5);
-  if (cores != NULL) {
-    char tmp[sizeof json];
-    at = strstr(json, "\"devices_per_rank\": 1}");
-    snprintf(tmp, sizeof tmp, "%.*s\"devices_per_rank\": 1, \"cores\": %s}%s", (int)(at - json), json,
-             cores, at + strlen("\"devices_per_rank\": 1}"));
-    memcpy(json, tmp, sizeof json);
-  }
-  pf_diag_init(&diag);
-  OK(pf_sim_cluster_parse(json, strlen(json), "ar.json", &cl, &diag));
   traces_init(&T);
   if (kernel_ops > 0) add(&T, 0, PF_CHAKRA_COMP, "k", -1)->num_ops = kernel_ops;
   for (int d = 0; d < 4; d++)
@@ -425,7 +430,7 @@ static void test_reductions_on_the_loop(void **state) {
  * kernels (a core per rank), a 5 ms kernel holds the receives back. With
  * GPUs the same traces take only the network's time. */
 static void test_receive_work(void **state) {
-  pf_sim_cluster *cpu = cluster_of("cpu", "4"), *gpu = gpu_cluster();
+  pf_sim_cluster *cpu = cluster_of("cpu", NULL, "4"), *gpu = gpu_cluster();
   pf_simtime bytes_ns = 10000 * US, cost = 2 * US; /* runtime.transfer */
   traces T;
   pf_sim_result *r;
