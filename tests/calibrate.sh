@@ -42,4 +42,9 @@ if [ -n "${2:-}" ]; then
   awk '$2 == 2 && ($3 <= 0 || $4 <= 0) { bad = 1 } END { exit bad }' "$dir/fid.txt" ||
     { echo "FAIL: sim_fidelity: a makespan of 0"; exit 1; }
 fi
+# Under mpirun it refuses, saying why, rather than launch a job per rank.
+if OMPI_COMM_WORLD_SIZE=2 "$tool" calibrate "$dir/nested.json" >"$dir/nested.txt" 2>&1; then
+  echo "FAIL: calibrate ran under a launcher's environment"; exit 1
+fi
+grep -q "run it without mpirun" "$dir/nested.txt" || { cat "$dir/nested.txt"; exit 1; }
 echo "ok: calibrate"

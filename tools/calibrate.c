@@ -32,6 +32,7 @@
 #include "sim/cluster.h"
 #include "tools/calibration.h"
 #include "tools/tool.h"
+#include "transport/mpi.h"
 
 const char tool_calibrate_usage[] =
     "usage: pathflow calibrate [OUT.json] [--mpirun CMD] [--reps N]\n"
@@ -111,6 +112,14 @@ int tool_calibrate(int argc, char **argv) {
     }
   }
   if (measure_to) return child(measure_to, (int)reps);
+  /* It starts its own job: under mpirun every rank would start one, and
+   * Open MPI refuses nested launches with a message that says nothing of
+   * this command. */
+  if (pf_mpi_launched()) {
+    fprintf(stderr, "pathflow calibrate: run it without mpirun: it starts its own job of 2 ranks "
+                    "(--mpirun CMD says how)\n");
+    return 2;
+  }
   if (out == NULL) {
     if ((out = pf_sim_local_cluster_path(path, sizeof path)) == NULL) {
       fprintf(stderr, "pathflow calibrate: no OUT.json given and neither PATHFLOW_LOCAL_CLUSTER, "
