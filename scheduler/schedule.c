@@ -840,11 +840,18 @@ static int order_stages(const lowering *L, pf_compiled *c, const int32_t *order,
   return rc;
 }
 
-/* Sizes each rank's plan before lowering, so that the op and buffer arrays
- * of a large graph are not copied again and again as they double: per
- * shard of a program on the rank, its op, one piece and one buffer per input
- * (a copy or receive; a pointer hand-off needs neither) and a buffer per
- * output. Room that stays unused is given back by pf_pb_take. */
+/* Sizes each rank's plan before lowering, so that its op and buffer
+ * arrays are not copied again and again as they double, nor reserved far
+ * beyond what lowering puts there: the arrays are carved from huge pages
+ * that the arena's next chunk writes into, so what is reserved is memory
+ * (a reserve of one op and one buffer per input, twice what a million-
+ * program stencil needs, was 270 MiB of its 920). Per shard of a program:
+ * its op and its outputs on its rank; per input of another slice whose
+ * shard lies on another device that does not share this one's memory, a
+ * receive (an op and a buffer) here and a send on the producer's rank, or
+ * a copy when that is this rank. An estimate, with an eighth more for the
+ * resharding and staging it does not foresee: lowering grows a plan it
+ * overruns. */
 static int reserve_plans(lowering *L) {
   const pf_graph *g = L->g;
   size_t *n = pf_calloc(2 * (size_t)L->cl->n_ranks, sizeof *n);
@@ -853,13 +860,22 @@ static int reserve_plans(lowering *L) {
   for (size_t k = 0; k < g->n_programs; k++) {
     const pf_gprogram *p = &g->programs[k];
     for (int s = 0; s < g->slices[p->slice].num_devices; s++) {
-      int32_t r = dev(L, L->slice_devices[p->slice][s])->rank;
-      n[2 * r] += 1 + (size_t)p->n_in;
-      n[2 * r + 1] += (size_t)p->n_in + (size_t)p->n_out;
+      int32_t d = L->slice_devices[p->slice][s], r = dev(L, d)->rank;
+      n[2 * r] += 1;
+      n[2 * r + 1] += (size_t)p->n_out;
+      for (int i = 0; i < p->n_in; i++) {
+        int32_t vs = g->values[p->in[i]].slice, src;
+        if (vs == p->slice) continue;
+        src = L->slice_devices[vs][s % g->slices[vs].num_devices];
+        if (src == d || shares_memory(L, src, d)) continue;
+        n[2 * r] += 1;
+        n[2 * r + 1] += 1;
+        if (dev(L, src)->rank != r) n[2 * dev(L, src)->rank] += 1;
+      }
     }
   }
   for (int r = 0; r < L->cl->n_ranks && rc == 0; r++)
-    rc = pf_pb_reserve(L->pb[r], n[2 * r], n[2 * r + 1]);
+    rc = pf_pb_reserve(L->pb[r], n[2 * r] + n[2 * r] / 8 + 16, n[2 * r + 1] + n[2 * r + 1] / 8 + 16);
   free(n);
   return rc;
 }
