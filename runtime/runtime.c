@@ -1000,6 +1000,13 @@ static void on_wake_locked(pf_runtime *rt) {
      * tend to follow within microseconds, so poll without pause a while. */
     poll_mpi(rt);
     start_spinning(rt);
+    /* A transport that wakes the loop itself (loopback) is never spun on,
+     * and only the spin posts the receives a step left for later: post
+     * them now, all of them (a step of more than 64 receives on a rank
+     * used to wait for them forever). */
+    if (!rt->cfg.transport->needs_polling)
+      while (pf_service_post_deferred(rt->svc, 64) > 0) {
+      }
   }
   if (!stop) return;
   if (rt->stop_since == 0) rt->stop_since = pf_clock_now(rt->clock);

@@ -5,7 +5,8 @@
  *  - a shard over PF_HOST_SHARD_MAX fed to the other rank is PF_ERANGE
  *    before anything moves, naming the input (it used to pass pf_execute
  *    and abort the job), and the job goes on;
- *  - pf_buffer_put and pf_buffer_put_for with shards on both ranks.
+ *  - pf_buffer_put and pf_buffer_put_for with shards on both ranks;
+ *  - a step with more receives on a rank than it posts at its start.
  * LARGE_N overrides the 2^28 elements of the large feed (quick runs).
  * Feeds and fetches of 64 KiB or more travel on the data path (runtime.c),
  * from and into the shards in 64 MiB chunks, not in control messages (a
@@ -127,8 +128,51 @@ static void test_buffer_put_across_ranks(void **state) {
   pf_tensor_destroy(x);
 }
 
+/* A chain of 512 hops of 256 KiB between the ranks (devices 0 and 2): a
+ * step with 256 receives a rank, beyond the 64 a rank posts at a step's
+ * start (runtime/service.c, PF_EAGER_RECVS); the rest are posted later,
+ * and the data arrives intact. With the loopback transport (one process,
+ * PATHFLOW_LOOPBACK_RANKS) only the MPI path's polling posted the rest,
+ * and such a step waited for them forever. */
+static void test_chain_of_many_receives(void **state) {
+  const int hops = 512;
+  pf_spec spec = pf_spec_1d(PF_F32, 65536);
+  pf_graph *g;
+  pf_executable *exe;
+  pf_slice_t s0, s2;
+  pf_value_t v;
+  pf_tensor *x, *y;
+  (void)state;
+  OK(pf_graph_create(ctx, &g));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s0));
+  OK(pf_graph_slice_pin(g, s0, (int[]){0}));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s2));
+  OK(pf_graph_slice_pin(g, s2, (int[]){2}));
+  OK(pf_graph_input(g, "x", &spec, s0, pf_replicated(), &v));
+  for (int h = 0; h < hops; h++) {
+    pf_attrs *a;
+    OK(pf_attrs_create(&a));
+    OK(pf_attrs_set_float(a, "alpha", h % 2 ? 0.5 : 2.0));
+    OK(pf_graph_program(g, &(pf_program_desc){.kernel = "scale", .attrs = a,
+                                               .slice = h % 2 ? s0 : s2, .n_in = 1, .in = &v},
+                        &v, NULL));
+    pf_attrs_destroy(a);
+  }
+  OK(pf_graph_output(g, "y", v));
+  OK(pf_compile(g, &exe));
+  pf_graph_destroy(g);
+  x = seq_tensor(spec, 1);
+  y = run_one(exe, 1, &(pf_feed){.name = "x", .tensor = x}, "y");
+  /* Doubled and halved 256 times: exactly x again. */
+  assert_memory_equal(pf_tensor_cdata(y), pf_tensor_cdata(x), pf_tensor_nbytes(x));
+  pf_tensor_destroy(x);
+  pf_tensor_destroy(y);
+  pf_executable_destroy(exe);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_chain_of_many_receives),
       cmocka_unit_test(test_buffer_put_across_ranks),
       cmocka_unit_test(test_over_limit_refused_not_aborted),
       cmocka_unit_test(test_one_gib_feed_and_fetch),
