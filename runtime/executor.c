@@ -41,7 +41,7 @@ struct pf_loaded {
   uint32_t *buf_slot, n_buf_slots;
   uint32_t *start_ops; /* loop ops with no dependencies, in plan order */
   uint32_t n_start_ops;
-  uint32_t *recv_bufs; /* buffers that receives write, each once */
+  uint32_t *recv_bufs; /* buffers receives write, given memory at step start (build_indexes) */
   uint32_t n_recv_bufs;
   uint32_t *input_bufs; /* buffers fed by the caller */
   uint32_t n_input_bufs;
@@ -171,6 +171,13 @@ static int device_collective(const pf_loaded *l, const pf_plan_op *op) {
  * (16 of them). */
 static uint32_t line_start(uint32_t at) { return (at + 15u) & ~15u; }
 
+/* 1 if receive op writes all of its buffer. */
+static int whole_receive(const pf_plan *p, const pf_plan_op *op) {
+  const pf_spec *spec = p->buffers[op->outputs[0]].spec;
+  return op->box != NULL &&
+         pf_box_nbytes(op->box, pf_dtype_size(spec->dtype)) == pf_spec_nbytes(spec);
+}
+
 static int build_indexes(pf_loaded *l, int num_devices) {
   const pf_plan *p = l->plan;
   size_t n_edges = 0;
@@ -261,11 +268,24 @@ static int build_indexes(pf_loaded *l, int num_devices) {
     if (p->buffers[b].input >= 0) l->input_bufs[l->n_input_bufs++] = b;
   }
   free(fill);
-  /* fill[b] != 0: buffer b already listed. */
+  /* fill[b]: how many ops write buffer b. A buffer that one receive fills
+   * whole, in host memory, gets its memory when the receive is posted
+   * (the service posts a long step's receives a window at a time, so a
+   * chain of many large transfers does not hold all its receive buffers
+   * from its start); any other buffer a receive writes gets it at the
+   * step's start (start_step). */
   if ((fill = pf_calloc(p->n_buffers + 1, sizeof(uint32_t))) == NULL) return PF_ENOMEM;
   for (uint32_t i = 0; i < p->n_ops; i++)
-    if (p->ops[i].kind == PF_OP_RECV && !fill[p->ops[i].outputs[0]]++)
-      l->recv_bufs[l->n_recv_bufs++] = p->ops[i].outputs[0];
+    for (uint32_t k = 0; k < p->ops[i].n_out; k++) fill[p->ops[i].outputs[k]]++;
+  for (uint32_t i = 0; i < p->n_ops; i++) {
+    const pf_plan_op *op = &p->ops[i];
+    uint32_t b = op->kind == PF_OP_RECV ? op->outputs[0] : UINT32_MAX;
+    if (b == UINT32_MAX || fill[b] == UINT32_MAX) continue; /* not a receive, or listed */
+    if (fill[b] > 1 || !whole_receive(p, op) || !l->host_memory[p->buffers[b].device] ||
+        p->buffers[b].host)
+      l->recv_bufs[l->n_recv_bufs++] = b;
+    fill[b] = UINT32_MAX;
+  }
   free(fill);
   return 0;
 }
@@ -1013,9 +1033,11 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
     uint32_t b = l->input_bufs[k];
     buf_set(s, b, inputs[b]); /* the step's reference now */
   }
-  /* Receive buffers exist before any op of the step runs: several
-   * receives may fill parts of one buffer, and a local copy another part
-   * (from a worker thread), so none of them may allocate it lazily. */
+  /* These receive buffers exist before any op of the step runs: several
+   * receives may fill parts of one, and a local copy another part (from a
+   * worker thread), so none of them may allocate it lazily; a buffer one
+   * receive fills whole gets its memory when that is posted (the loop
+   * thread; its readers run after the receive). */
   for (uint32_t k = 0; k < l->n_recv_bufs && !atomic_load(&s->failed); k++)
     ensure(s, l->recv_bufs[k]); /* NULL: the step failed, saying why */
   for (int d = 0; d < nd; d++)

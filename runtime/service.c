@@ -68,6 +68,24 @@ typedef struct run {
  * unexpected queue. */
 #define PF_EAGER_RECVS 64u
 
+/* And at most this many bytes of receives posted ahead (when none is
+ * posted, a larger one still goes, alone): a buffer that one receive fills
+ * whole gets its memory when the receive is posted (runtime/executor.c),
+ * and a chain of 512 hops of 1 MiB, posting all of them at its start, held
+ * 256 MiB on each rank from its start to its end, beyond the storage cache
+ * (PATHFLOW_CACHE_BYTES): fresh memory for every hop. With a window the
+ * receive buffers come back through the storage cache while they are
+ * still in the CPU's caches: 16 tensors of 4 MiB to another rank moved at
+ * 20-26 GB/s against 11-14 with all posted at once (bench/transfer), and
+ * hops of 64 KiB-4 MiB cost no more (64 MiB windows ran 256 KiB hops 15%
+ * slower, 16 MiB ones not). No deadlock:
+ * receives are posted strictly in order (steps in the order they start,
+ * which is the order every rank runs them in; within a step, plan order,
+ * which follows the graph's), so no posted receive waits, through any
+ * rank, for one not yet posted: the posted ones complete and free their
+ * bytes for the next. */
+#define PF_RECV_AHEAD_BYTES ((size_t)16 << 20)
+
 /* A transfer or collective in progress, or a receive to post later. */
 typedef struct loop_op {
   run *r;
@@ -131,6 +149,7 @@ struct pf_service {
   parked *parked, *parked_tail; /* messages waiting for buffers in the making */
   size_t n_parked;
   loop_op *defer_head, *defer_tail; /* receives to post when idle */
+  size_t recv_bytes; /* the buffers of receives posted and not done */
   loop_op *spare;                   /* finished records, for reuse */
   size_t n_spare;
   uint64_t last_progress;
@@ -944,6 +963,7 @@ static void transfer_done(void *arg, int status) {
   loop_op *lo = arg;
   const pf_plan_op *op = &pf_step_plan(lo->r->step)->ops[lo->op];
   char why[160];
+  if (op->kind == PF_OP_RECV) lo->r->svc->recv_bytes -= lo->r->e->boxes[lo->op].nbytes;
   if (status != 0)
     snprintf(why, sizeof why, "%s of program \"%s\" with rank %d failed",
              op->kind == PF_OP_SEND ? "send" : "receive", op->name, (int)op->peer);
@@ -963,6 +983,7 @@ static void start_transfer(pf_service *s, loop_op *lo) {
   int err, tag = tag_of(s, r->slot, op->tag);
   lo->started = stamp(s); /* counters' wait and the timeline */
   posted_add(lo);
+  if (op->kind == PF_OP_RECV) s->recv_bytes += bx->nbytes;
   if (op->kind == PF_OP_SEND)
     err = t->ops->send(t, data, bx, op->peer, tag, transfer_done, lo);
   else
@@ -1200,6 +1221,11 @@ static void pump(pf_service *s) {
     }
 }
 
+/* Whether a receive of `bytes` may be posted now (PF_RECV_AHEAD_BYTES). */
+static int may_post(const pf_service *s, size_t bytes) {
+  return s->recv_bytes == 0 || s->recv_bytes + bytes <= PF_RECV_AHEAD_BYTES;
+}
+
 void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t i) {
   run *r = pf_step_arg(step);
   const pf_plan_op *op = &pf_step_plan(step)->ops[i];
@@ -1216,7 +1242,12 @@ void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t i) {
   }
   lo->r = r;
   lo->op = i;
-  if (op->kind == PF_OP_RECV && r->starting && r->eager_recvs++ >= PF_EAGER_RECVS) {
+  /* Receives are posted in the order they come (steps in the order they
+   * start, each in plan order): one held back holds back those after it,
+   * so that the bytes bound never keeps the earliest waiting. */
+  if (op->kind == PF_OP_RECV && r->starting &&
+      (s->defer_head != NULL || r->eager_recvs++ >= PF_EAGER_RECVS ||
+       !may_post(s, r->e->boxes[i].nbytes))) {
     lo->next = NULL;
     if (s->defer_tail)
       s->defer_tail->next = lo;
@@ -1231,7 +1262,8 @@ void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t i) {
 
 int pf_service_post_deferred(pf_service *s, int max) {
   int n = 0;
-  while (n < max && s->defer_head != NULL) {
+  while (n < max && s->defer_head != NULL &&
+         may_post(s, s->defer_head->r->e->boxes[s->defer_head->op].nbytes)) {
     loop_op *lo = s->defer_head;
     if ((s->defer_head = lo->next) == NULL) s->defer_tail = NULL;
     lo->r->deferred--;
