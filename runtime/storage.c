@@ -24,13 +24,19 @@ typedef struct cached_block {
   size_t size;               /* for data_free, once evicted */
 } cached_block;
 
-/* Blocks of 2 MiB and more come from pf_pages_alloc: 2 MiB-aligned and on
- * huge pages, so that a fresh one is faulted in 2 MiB at a time (on the
- * VMs measured the first write to each 4 KiB page costs 12-13 us: a 64 MiB
- * receive took 139 ms instead of 14) and copies into it miss the TLB less
- * (a 4 MiB transfer: 11 GB/s on 4 KiB pages, against 15-17 GB/s for MPI
- * between buffers on huge pages). Smaller ones from malloc. */
-#define PAGES_MIN ((size_t)2 << 20)
+/* Blocks of 256 KiB and more come from pf_pages_alloc: on huge pages
+ * (those under 2 MiB carved from shared 2 MiB-aligned regions), so that a
+ * fresh one is faulted in 2 MiB at a time (on the VMs measured the first
+ * write to each 4 KiB page costs 12-13 us: a 64 MiB receive took 139 ms
+ * instead of 14), copies into it miss the TLB less (a 4 MiB transfer: 11
+ * GB/s on 4 KiB pages, against 15-17 GB/s for MPI between buffers on huge
+ * pages), and the kernel's single-copy transfer between ranks (CMA) looks
+ * up one page where it looked up 512: a 1 MiB hop between two ranks took
+ * 139-165 us on 4 KiB pages, 80-89 on huge ones (bench/transfer; MPI
+ * between huge-page buffers 59-81), 256 KiB 49-56 -> 26-27. The price: a
+ * 2 MiB page stays resident while any block in it lives, up to 8 times a
+ * lone 256 KiB block. Smaller ones from malloc. */
+#define PAGES_MIN ((size_t)256 << 10)
 
 static void *data_alloc(size_t n) { return n >= PAGES_MIN ? pf_pages_alloc(n) : pf_aligned_alloc(n); }
 
