@@ -120,7 +120,6 @@ static int g_allreduce(pf_graph *g, const int64_t *arg) {
 
 #define CHAIN 200
 
-
 int tool_calibration_measure(tool_cal *c, tool_figures *f) {
   static const int64_t mm_n[] = {64, 128, 256}, mm_m[] = {32, 12, 4};
   static const int64_t add_n[] = {16384, 262144, 1048576}, add_m[] = {64, 16, 8};
