@@ -68,6 +68,8 @@ int pf_counters_diff(const pf_counters *after, const pf_counters *before, pf_cou
   SUB(collectives);
   SUB(collective_bytes);
   SUB(collective_wait_ns);
+  c->buffers_held = after->buffers_held; /* levels, not counts */
+  c->buffer_bytes_held = after->buffer_bytes_held;
   for (int d = 0; d < c->num_devices; d++) {
     SUB(devices[d].ops_run);
     SUB(devices[d].wait_ns);
@@ -106,6 +108,8 @@ int pf_counters_print(const pf_counters *c, FILE *f) {
   fprintf(f, "  collectives %llu, %llu bytes contributed, %.3f ms from issue to completion\n",
           (unsigned long long)c->collectives, (unsigned long long)c->collective_bytes,
           ms(c->collective_wait_ns));
+  fprintf(f, "  buffers held %llu, %llu bytes\n", (unsigned long long)c->buffers_held,
+          (unsigned long long)c->buffer_bytes_held);
   for (int d = 0; d < c->num_devices; d++)
     fprintf(f, "  device %d: ops run %llu, waited %.3f ms\n", d,
             (unsigned long long)c->devices[d].ops_run, ms(c->devices[d].wait_ns));

@@ -15,6 +15,11 @@
 #include "graph/collective.h"
 #include "runtime/reduce.h"
 
+/* How many finished steps' blocks a plan keeps, and up to what size
+ * (larger ones cost more to fill than to allocate). */
+#define STEP_SPARES 4
+#define STEP_SPARE_MAX ((size_t)64 << 10)
+
 struct pf_loaded {
   atomic_int refs;
   pf_plan *plan;
@@ -53,6 +58,11 @@ struct pf_loaded {
    * handle (pf_loaded_set_comm), left when the plan is released. */
   pf_device **comm_device;
   void **comm_handle;
+  /* Blocks of finished steps kept for the next ones (step_new): a step of
+   * a small plan is over 1 KiB, and glibc serves a request that size by
+   * first merging every small free chunk of the heap (malloc_consolidate:
+   * a tenth of the loop thread's time in bench/dispatch's async case). */
+  _Atomic(pf_step *) spare[STEP_SPARES];
 };
 
 /* A step's buffer: its storage, and the storage's data beside it. By
@@ -81,6 +91,7 @@ struct pf_step {
   pf_diag err;
   pf_step_done_fn done;
   void *arg;
+  size_t size; /* of the block holding the step and its arrays (step_new) */
 };
 
 static inline pf_storage *buf_get(const pf_step *s, uint32_t b) {
@@ -152,6 +163,7 @@ void pf_loaded_release(pf_loaded *l) {
   free(l->start_ops);
   free(l->recv_bufs);
   free(l->input_bufs);
+  for (int k = 0; k < STEP_SPARES; k++) free(atomic_load(&l->spare[k]));
   free(l);
 }
 
@@ -515,18 +527,41 @@ void pf_step_op_times(const pf_step *s, uint32_t op, uint64_t *start,
   *end = op < s->l->plan->n_ops ? s->t_end[s->l->op_slot[op]] : 0;
 }
 
+/* A finished step's block kept by its plan for the next step (1), or
+ * not (0: the caller frees it). The step still holds its plan. */
+static int keep_spare(pf_loaded *l, pf_step *s) {
+  if (s->size > STEP_SPARE_MAX) return 0;
+  for (int k = 0; k < STEP_SPARES; k++) {
+    pf_step *none = NULL;
+    if (atomic_compare_exchange_strong(&l->spare[k], &none, s)) return 1;
+  }
+  return 0;
+}
+
+/* A kept block of `size` bytes, or NULL. */
+static void *take_spare(pf_loaded *l, size_t size) {
+  if (size > STEP_SPARE_MAX) return NULL;
+  for (int k = 0; k < STEP_SPARES; k++)
+    if (atomic_load_explicit(&l->spare[k], memory_order_relaxed) != NULL) {
+      pf_step *s = atomic_exchange(&l->spare[k], NULL);
+      if (s != NULL) return s;
+    }
+  return NULL;
+}
+
 void pf_step_free(pf_step *s) {
   if (s == NULL) return;
   for (uint32_t b = 0; b < s->l->plan->n_buffers; b++) pf_storage_unref(buf_get(s, b));
   for (int d = 0; d < s->ex->cfg.num_devices; d++) pf_storage_unref(s->arenas[d]);
   pthread_mutex_destroy(&s->err_lock);
-  pf_loaded_release(s->l);
-  free(s); /* and its arrays: one allocation (step_new) */
+  pf_loaded *l = s->l;
+  if (!keep_spare(l, s)) free(s); /* and its arrays: one allocation (step_new) */
+  pf_loaded_release(l);
 }
 
 /* A step record and its per-op, per-buffer and per-device arrays in one
  * zeroed allocation: a step costs one malloc and one free, not eight. */
-static pf_step *step_new(const pf_loaded *l, int nd) {
+static pf_step *step_new(pf_loaded *l, int nd) {
   size_t size = sizeof(pf_step), at[8];
   char *base;
   void *mem;
@@ -552,9 +587,10 @@ static pf_step *step_new(const pf_loaded *l, int nd) {
   PF_STEP_ARRAY(5, (size_t)l->n_op_slots + 16, uint64_t);
   PF_STEP_ARRAY(6, nd, pf_part);
 #undef PF_STEP_ARRAY
-  if (posix_memalign(&mem, 64, size) != 0) return NULL;
+  if ((mem = take_spare(l, size)) == NULL && posix_memalign(&mem, 64, size) != 0) return NULL;
   base = memset(mem, 0, size);
   s = (pf_step *)base;
+  s->size = size;
   s->pending = (atomic_uint *)(base + at[0]);
   s->readers = (atomic_int *)(base + at[1]);
   s->bufs = (step_buf *)(base + at[2]);

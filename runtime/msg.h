@@ -28,7 +28,7 @@ typedef enum pf_msg_kind {
   PF_MSG_REGISTER,    /* executor -> controller, at start: host, devices */
   PF_MSG_LOAD,        /* plan: checked and kept; collectives not yet usable */
   PF_MSG_LOAD_DONE,   /* executable, status, message */
-  PF_MSG_RUN,         /* executable, step, inputs, outputs, drop */
+  PF_MSG_RUN,         /* executable, step, inputs, outputs, drop, ids (released first) */
   PF_MSG_STEP_DONE,   /* executable, step, status, message */
   PF_MSG_FETCH,       /* request, buffer, shards */
   PF_MSG_FETCH_REPLY, /* request, status, message, shards, data */
@@ -74,7 +74,9 @@ typedef struct pf_msg {
   pf_plan *plan; /* LOAD; owned */
   uint32_t n_inputs, n_outputs, n_drop, n_ids, n_shards;
   uint64_t *inputs, *outputs, *drop; /* RUN; owned */
-  uint64_t *ids;                     /* RELEASE; owned */
+  /* RELEASE; RUN: buffers released before it (the receiver handles them
+   * as a RELEASE received just before the run); owned */
+  uint64_t *ids;
   int32_t *shards;                   /* FETCH, FETCH_REPLY, PUT; owned */
   pf_storage **data;                 /* FETCH_REPLY, PUT: one ref per shard */
   pf_spec spec;                      /* PUT: the shard's spec */

@@ -13,7 +13,7 @@
 #define STRING_MAX 4096
 /* Counters: 6 totals, at most as many devices as a Register may announce
  * and as many peers as ids in a message. */
-#define COUNTER_TOTALS 6
+#define COUNTER_TOTALS 8
 #define COUNTER_DEVICES_MAX 4096
 #define COUNTER_PEERS_MAX (1 << 20)
 
@@ -188,6 +188,8 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
       run.outputs = m->outputs;
       run.n_drop = m->n_drop;
       run.drop = m->drop;
+      run.n_release = m->n_ids;
+      run.release = m->ids;
       run.slot = m->slot;
       run.ack_start = m->ack_start != 0;
       c.body_case = PATHFLOW__CONTROL__BODY_RUN;
@@ -309,6 +311,8 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
         totals[3] = k->collectives;
         totals[4] = k->collective_bytes;
         totals[5] = k->collective_wait_ns;
+        totals[6] = k->buffers_held;
+        totals[7] = k->buffer_bytes_held;
         for (int d = 0; d < k->num_devices; d++) {
           cdev[2 * d] = k->devices[d].ops_run;
           cdev[2 * d + 1] = k->devices[d].wait_ns;
@@ -444,6 +448,8 @@ static int decode_counters(const Pathflow__CountersReply *r, pf_msg *m, pf_diag 
   k->collectives = r->totals[3];
   k->collective_bytes = r->totals[4];
   k->collective_wait_ns = r->totals[5];
+  k->buffers_held = r->totals[6];
+  k->buffer_bytes_held = r->totals[7];
   for (int i = 0; i < k->num_devices; i++) {
     k->devices[i].ops_run = r->devices[2 * i];
     k->devices[i].wait_ns = r->devices[2 * i + 1];
@@ -509,6 +515,7 @@ static int decode_body(const Pathflow__Control *c, int num_devices, pf_msg *m, p
       m->inputs = ids_copy(c->run->inputs, c->run->n_inputs, &m->n_inputs, d, &rc);
       if (rc == 0) m->outputs = ids_copy(c->run->outputs, c->run->n_outputs, &m->n_outputs, d, &rc);
       if (rc == 0) m->drop = ids_copy(c->run->drop, c->run->n_drop, &m->n_drop, d, &rc);
+      if (rc == 0) m->ids = ids_copy(c->run->release, c->run->n_release, &m->n_ids, d, &rc);
       return rc;
     case PATHFLOW__CONTROL__BODY_STEP_DONE:
       m->kind = c->step_done->started ? PF_MSG_STEP_STARTED : PF_MSG_STEP_DONE;

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "base/util.h"
+#include "runtime/release_hold.h"
 #include "runtime/trace.h"
 #include "pathflow/error.h"
 
@@ -67,6 +68,9 @@ struct pf_runtime {
   uint64_t poll_ms, poll_max_ms, idle_poll_ms;
   _Atomic uint64_t *last_seen; /* per rank: last message (heartbeat or other) */
   pf_peer_counters *ctrl; /* per rank: control messages (loop thread only) */
+  /* Releases for other ranks held for their next message (send_out);
+   * NULL where the loop does not spin (nothing would send them in time). */
+  pf_release_hold *hold;
   int64_t rank_timeout_s, watchdog_s, hang_timeout_s;
   int watchdog_fired;
   uint64_t watchdog_fired_at;
@@ -317,6 +321,45 @@ static void send_remote(pf_runtime *rt, int rank, pf_msg *m) {
   pf_msg_free(m);
   /* A heartbeat expects no answer: no reason to stay awake for one. */
   if (!heartbeat) start_spinning(rt);
+}
+
+/* Sends the releases held for rank, as one message. */
+static void send_held(pf_runtime *rt, int rank) {
+  pf_msg *m = pf_release_hold_take(rt->hold, rank);
+  if (m != NULL) send_remote(rt, rank, m);
+}
+
+/* Sends every release held (their time is up, or the loop goes quiet). */
+static void send_all_held(pf_runtime *rt) {
+  for (int r = 0; r < rt->size; r++)
+    if (pf_release_hold_has(rt->hold, r)) send_held(rt, r);
+}
+
+/* A message from this rank's controller or service to another rank. A
+ * release waits for the next message there: a run carries it (handled as
+ * a release just before the run), anything else goes after it; or the loop
+ * sends it within RELEASE_HOLD_NS (on_spin). In a loop of executions that
+ * saves a control message per execution each way it would cost (bench/
+ * dispatch async +20%). A release only frees memory: held a while, it
+ * changes no result. */
+static void send_out(pf_runtime *rt, int rank, pf_msg *m) {
+  if (rt->hold != NULL && m->kind == PF_MSG_RELEASE) {
+    int full = pf_release_hold_add(rt->hold, rank, m, pf_clock_now(rt->clock));
+    if (full < 0) {
+      send_remote(rt, rank, m); /* could not hold it: as it is */
+      return;
+    }
+    if (full) send_held(rt, rank);
+    start_spinning(rt); /* on_spin sends it in time */
+    return;
+  }
+  if (rt->hold != NULL && pf_release_hold_has(rt->hold, rank)) {
+    if (m->kind == PF_MSG_RUN)
+      pf_release_hold_attach(rt->hold, rank, m);
+    else
+      send_held(rt, rank);
+  }
+  send_remote(rt, rank, m);
 }
 
 /* ---- the data path ------------------------------------------------------------
@@ -652,7 +695,7 @@ static void drain_events(pf_runtime *rt) {
         if (e->rank == rt->rank)
           deliver(rt, e->msg);
         else
-          send_remote(rt, e->rank, e->msg);
+          send_out(rt, e->rank, e->msg);
         break;
       case EV_STEP_DONE:
         pf_service_step_done(rt->svc, e->arg);
@@ -809,6 +852,9 @@ static int waiting(pf_runtime *rt) {
  * against 32: bench/dispatch Chained +20%; 1024 (with YIELD_EVERY_MAX
  * 1024 against 512): +4% more; nothing else moved. */
 #define SPIN_BURST 1024u
+/* How long a release may wait for a message to its rank to ride on
+ * (send_out): memory freed that much later, never a result changed. */
+#define RELEASE_HOLD_NS 100000u
 
 static void send_due_heartbeats(pf_runtime *rt);
 
@@ -869,6 +915,7 @@ static void on_spin(uv_idle_t *h) {
   }
   now = pf_clock_now(rt->clock);
   atomic_store_explicit(&rt->last_poll, now, memory_order_relaxed);
+  if (rt->hold != NULL && pf_release_hold_due(rt->hold, now, RELEASE_HOLD_NS)) send_all_held(rt);
   if (busy) {
     rt->last_activity = now;
     return;
@@ -882,6 +929,12 @@ static void on_spin(uv_idle_t *h) {
   sched_yield();
   loop_lock(rt);
   if (now - rt->last_activity > rt->spin_ns) {
+    /* Releases held go first (sending counts as activity: the loop spins
+     * on, and sleeps the next time it is quiet). */
+    if (rt->hold != NULL && pf_release_hold_due(rt->hold, now, 0)) {
+      send_all_held(rt);
+      return;
+    }
     /* Quiet: sleep between polls instead of spinning a core. */
     atomic_store(&rt->loop_asleep, 1);
     if (atomic_load(&rt->has_events)) {
@@ -1218,6 +1271,7 @@ static void free_tables(pf_runtime *rt) {
   free(rt->sink);
   free(rt->last_seen);
   free(rt->ctrl);
+  pf_release_hold_destroy(rt->hold);
 }
 
 static int fault_at(const char *name, int rank, pf_diag *d, int64_t *n) {
@@ -1355,6 +1409,9 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
     rt->data_tag_n = pf_tag_window(cfg->transport->tag_ub);
     rt->data_tag_lo = PF_MAX_IN_FLIGHT * rt->data_tag_n;
   }
+  if (cfg->transport && cfg->transport->needs_polling && rt->size > 1 &&
+      pf_release_hold_create(rt->size, &rt->hold) != 0)
+    rt->hold = NULL; /* releases then go one message each, as they come */
   if (rt->last_seen == NULL || rt->ctrl == NULL || rt->data_tag_next == NULL ||
       rt->inbound == NULL) {
     free_tables(rt);

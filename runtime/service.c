@@ -1390,6 +1390,17 @@ static void unpark(pf_service *s) {
 }
 
 void pf_service_handle(pf_service *s, pf_msg *m) {
+  /* Releases that came with a run are a RELEASE just before it. */
+  if (m->kind == PF_MSG_RUN && m->n_ids > 0) {
+    pf_msg *rel = pf_msg_new(PF_MSG_RELEASE);
+    if (rel != NULL) { /* else the buffers stay until the job ends; nothing breaks */
+      rel->ids = m->ids;
+      rel->n_ids = m->n_ids;
+      m->ids = NULL;
+      m->n_ids = 0;
+      pf_service_handle(s, rel);
+    }
+  }
   if (!park(s, m)) handle_now(s, m);
 }
 
@@ -1435,6 +1446,8 @@ void pf_service_counters(const pf_service *s, pf_counters *c) {
   c->collectives = s->collectives;
   c->collective_bytes = s->collective_bytes;
   c->collective_wait_ns = s->collective_wait_ns;
+  c->buffers_held = pf_store_count(s->store);
+  c->buffer_bytes_held = pf_store_bytes(s->store);
   for (int p = 0; p < s->size && p < c->num_peers; p++) {
     c->peers[p].data_bytes_sent = s->peers[p].data_bytes_sent;
     c->peers[p].data_bytes_received = s->peers[p].data_bytes_received;

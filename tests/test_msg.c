@@ -164,6 +164,8 @@ static pf_msg *sample(pf_msg_kind kind) {
       m->outputs = u64s(2, (uint64_t[]){7, 8});
       m->n_drop = 1;
       m->drop = u64s(1, (uint64_t[]){1});
+      m->n_ids = 2; /* released before the run */
+      m->ids = u64s(2, (uint64_t[]){5, UINT64_C(1) << 50});
       break;
     case PF_MSG_STEP_DONE:
       m->executable = 3;
@@ -218,6 +220,8 @@ static pf_msg *sample(pf_msg_kind kind) {
       m->counters->collectives = 4;
       m->counters->collective_bytes = UINT64_C(1) << 40;
       m->counters->collective_wait_ns = 5;
+      m->counters->buffers_held = 3;
+      m->counters->buffer_bytes_held = UINT64_C(1) << 33;
       m->counters->devices[1].ops_run = 123;
       m->counters->devices[0].wait_ns = 7;
       m->counters->peers[2].data_bytes_sent = 800;
@@ -277,6 +281,7 @@ static void assert_msgs_equal(const pf_msg *a, const pf_msg *b) {
       assert_u64s(a->inputs, a->n_inputs, b->inputs, b->n_inputs);
       assert_u64s(a->outputs, a->n_outputs, b->outputs, b->n_outputs);
       assert_u64s(a->drop, a->n_drop, b->drop, b->n_drop);
+      assert_u64s(a->ids, a->n_ids, b->ids, b->n_ids);
       break;
     case PF_MSG_FETCH:
     case PF_MSG_FETCH_REPLY:
@@ -330,6 +335,8 @@ static void assert_msgs_equal(const pf_msg *a, const pf_msg *b) {
         assert_int_equal(x->collectives, y->collectives);
         assert_int_equal(x->collective_bytes, y->collective_bytes);
         assert_int_equal(x->collective_wait_ns, y->collective_wait_ns);
+        assert_int_equal(x->buffers_held, y->buffers_held);
+        assert_int_equal(x->buffer_bytes_held, y->buffer_bytes_held);
         assert_int_equal(x->num_devices, y->num_devices);
         assert_int_equal(x->num_peers, y->num_peers);
         assert_memory_equal(x->devices, y->devices, (size_t)x->num_devices * sizeof *x->devices);
@@ -371,6 +378,7 @@ static void assert_msg_sane(const pf_msg *m) {
       assert_true(m->n_inputs == 0 || m->inputs != NULL);
       assert_true(m->n_outputs == 0 || m->outputs != NULL);
       assert_true(m->n_drop == 0 || m->drop != NULL);
+      assert_true(m->n_ids == 0 || m->ids != NULL);
       break;
     case PF_MSG_RELEASE:
       assert_true(m->n_ids == 0 || m->ids != NULL);
@@ -749,7 +757,7 @@ static void refuse_counters_lengths(void **state) {
   pack_control(&c, &buf, &len);
   expect_refused(buf, len, (const char *[]){"counters_reply", "totals", NULL});
   free(buf);
-  r.n_totals = 6;
+  r.n_totals = 8;
   r.n_devices = 3;
   r.devices = v;
   pack_control(&c, &buf, &len);

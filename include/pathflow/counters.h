@@ -69,6 +69,12 @@ typedef struct pf_counters {
    * contributed (its input), and the nanoseconds from issuing each to its
    * completion (time spent waiting for the other ranks and the network). */
   uint64_t collectives, collective_bytes, collective_wait_ns;
+  /* Not counts but levels, when the counters were read: the buffers this
+   * rank holds for the controller (fed inputs, outputs not yet released)
+   * and their bytes. pf_counters_diff gives `after`'s levels. A released
+   * buffer leaves them once its release reaches the rank: releases travel
+   * with the next message to that rank, or within about 100 µs. */
+  uint64_t buffers_held, buffer_bytes_held;
   int num_devices;
   pf_device_counters *devices; /* [num_devices] */
   int num_peers;               /* the job's ranks */
