@@ -15,10 +15,12 @@
 #include "graph/collective.h"
 #include "runtime/reduce.h"
 
-/* How many finished steps' blocks a plan keeps, and up to what size
- * (larger ones cost more to fill than to allocate). */
-#define STEP_SPARES 4
-#define STEP_SPARE_MAX ((size_t)64 << 10)
+/* Finished steps' blocks a plan keeps: up to a step for each dispatch
+ * slot (an executor starts a step when its run order comes, so up to that
+ * many live at once and end together), and 1 MiB of them (larger steps
+ * cost more to fill than to allocate). */
+#define STEP_SPARES 64
+#define STEP_SPARE_BYTES ((size_t)1 << 20)
 
 struct pf_loaded {
   atomic_int refs;
@@ -62,7 +64,9 @@ struct pf_loaded {
    * a small plan is over 1 KiB, and glibc serves a request that size by
    * first merging every small free chunk of the heap (malloc_consolidate:
    * a tenth of the loop thread's time in bench/dispatch's async case). */
-  _Atomic(pf_step *) spare[STEP_SPARES];
+  pthread_mutex_t spare_lock;
+  pf_step *spare; /* a list through each block's first word */
+  int n_spare;
 };
 
 /* A step's buffer: its storage, and the storage's data beside it. By
@@ -163,7 +167,12 @@ void pf_loaded_release(pf_loaded *l) {
   free(l->start_ops);
   free(l->recv_bufs);
   free(l->input_bufs);
-  for (int k = 0; k < STEP_SPARES; k++) free(atomic_load(&l->spare[k]));
+  while (l->spare != NULL) {
+    pf_step *next = *(pf_step **)l->spare;
+    free(l->spare);
+    l->spare = next;
+  }
+  pthread_mutex_destroy(&l->spare_lock);
   free(l);
 }
 
@@ -443,6 +452,7 @@ int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
     return pf_diag_error(diag, PF_ENOMEM, "load plan: out of memory");
   }
   atomic_init(&l->refs, 1);
+  pthread_mutex_init(&l->spare_lock, NULL);
   l->plan = plan;
   if ((stage = pf_calloc((size_t)ex->cfg.num_devices, sizeof *stage)) == NULL ||
       read_devices(ex, l, stage) != 0 || build_indexes(l, ex->cfg.num_devices) != 0) {
@@ -530,23 +540,28 @@ void pf_step_op_times(const pf_step *s, uint32_t op, uint64_t *start,
 /* A finished step's block kept by its plan for the next step (1), or
  * not (0: the caller frees it). The step still holds its plan. */
 static int keep_spare(pf_loaded *l, pf_step *s) {
-  if (s->size > STEP_SPARE_MAX) return 0;
-  for (int k = 0; k < STEP_SPARES; k++) {
-    pf_step *none = NULL;
-    if (atomic_compare_exchange_strong(&l->spare[k], &none, s)) return 1;
+  int kept = 0;
+  pthread_mutex_lock(&l->spare_lock);
+  if (l->n_spare < STEP_SPARES && (size_t)(l->n_spare + 1) * s->size <= STEP_SPARE_BYTES) {
+    *(pf_step **)s = l->spare;
+    l->spare = s;
+    l->n_spare++;
+    kept = 1;
   }
-  return 0;
+  pthread_mutex_unlock(&l->spare_lock);
+  return kept;
 }
 
-/* A kept block of `size` bytes, or NULL. */
-static void *take_spare(pf_loaded *l, size_t size) {
-  if (size > STEP_SPARE_MAX) return NULL;
-  for (int k = 0; k < STEP_SPARES; k++)
-    if (atomic_load_explicit(&l->spare[k], memory_order_relaxed) != NULL) {
-      pf_step *s = atomic_exchange(&l->spare[k], NULL);
-      if (s != NULL) return s;
-    }
-  return NULL;
+/* A kept block (of the plan's step size), or NULL. */
+static void *take_spare(pf_loaded *l) {
+  pf_step *s;
+  pthread_mutex_lock(&l->spare_lock);
+  if ((s = l->spare) != NULL) {
+    l->spare = *(pf_step **)s;
+    l->n_spare--;
+  }
+  pthread_mutex_unlock(&l->spare_lock);
+  return s;
 }
 
 void pf_step_free(pf_step *s) {
@@ -587,7 +602,7 @@ static pf_step *step_new(pf_loaded *l, int nd) {
   PF_STEP_ARRAY(5, (size_t)l->n_op_slots + 16, uint64_t);
   PF_STEP_ARRAY(6, nd, pf_part);
 #undef PF_STEP_ARRAY
-  if ((mem = take_spare(l, size)) == NULL && posix_memalign(&mem, 64, size) != 0) return NULL;
+  if ((mem = take_spare(l)) == NULL && posix_memalign(&mem, 64, size) != 0) return NULL;
   base = memset(mem, 0, size);
   s = (pf_step *)base;
   s->size = size;
