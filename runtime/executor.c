@@ -52,6 +52,11 @@ struct pf_loaded {
   uint32_t n_recv_bufs;
   uint32_t *input_bufs; /* buffers fed by the caller */
   uint32_t n_input_bufs;
+  /* Release points (plan_release_points): CSR, the buffers op i lets go
+   * of when its device comes to it, all their reads being done by then;
+   * released[b] marks them (finish_op does not count their reads). */
+  uint32_t *release_first, *release_bufs;
+  uint8_t *released;
   uint8_t *host_memory; /* per device: its memory is the host's */
   /* Per device: it runs collectives between ranks on its own memory
    * (pf_device_ops.collective; its stage lacks COLLECTIVES). */
@@ -167,6 +172,9 @@ void pf_loaded_release(pf_loaded *l) {
   free(l->start_ops);
   free(l->recv_bufs);
   free(l->input_bufs);
+  free(l->release_first);
+  free(l->release_bufs);
+  free(l->released);
   while (l->spare != NULL) {
     pf_step *next = *(pf_step **)l->spare;
     free(l->spare);
@@ -177,6 +185,14 @@ void pf_loaded_release(pf_loaded *l) {
 }
 
 const pf_plan *pf_loaded_plan(const pf_loaded *l) { return l->plan; }
+
+uint32_t pf_loaded_release_point(const pf_loaded *l, uint32_t b) {
+  if (b >= l->plan->n_buffers || !l->released[b]) return UINT32_MAX;
+  for (uint32_t i = 0; i < l->plan->n_ops; i++)
+    for (uint32_t e = l->release_first[i]; e < l->release_first[i + 1]; e++)
+      if (l->release_bufs[e] == b) return i;
+  return UINT32_MAX;
+}
 
 /* 1 if op is a collective between ranks that its device runs itself: the
  * scheduler left it on device memory (NCCL; see pf_device_collective). */
@@ -309,6 +325,132 @@ static int build_indexes(pf_loaded *l, int num_devices) {
   }
   free(fill);
   return 0;
+}
+
+/* Release points. A buffer read on another device than the one that made
+ * it costs each read an atomic decrement of a count the other core wrote
+ * too (finish_op), and the last reader a release of storage the other
+ * core made: locked instructions on lines the two cores pass back and
+ * forth, a wait of one cross-core transfer each, at every op of a stencil
+ * (the hand-written pinned threads it is measured against store one
+ * counter a step). Instead, if an op o later in the producer's queue can
+ * only start once every read of the buffer is done, o's device lets go of
+ * the buffer when it comes to o, with no count at all: each reader on the
+ * producer's device comes before o in its queue, and for each reader on
+ * another device E, o or an op before it in the producer's queue depends
+ * directly on that reader or on a later op of E (a device runs its queue
+ * in order, each op finished before the next starts). Only for buffers of
+ * host-memory devices, made by one op of a device queue and read only by
+ * such ops, the point looked for among the next RELEASE_WINDOW ops of the
+ * producer's queue; other buffers keep their counts. */
+#define RELEASE_WINDOW 16u
+#define RELEASE_DEVICES 8 /* readers' devices followed; more: counted */
+
+/* The release point of buffer b (written by op w, its readers
+ * rops[0..n)), or UINT32_MAX. pos: each device op's place in its queue. */
+static uint32_t release_point(const pf_loaded *l, uint32_t b, uint32_t w, const uint32_t *rops,
+                              uint32_t n, const uint32_t *pos) {
+  const pf_plan *p = l->plan;
+  int32_t d = p->ops[w].device, dev[RELEASE_DEVICES];
+  int64_t seen[RELEASE_DEVICES]; /* per reader device: latest op some op so far depends on */
+  int n_dev = 0, cross = 0;
+  uint32_t first = l->device_first[d], end = l->device_first[d + 1];
+  if (l->keep[b] || p->buffers[b].input >= 0 || p->buffers[b].host || n == 0 || l->loop_op[w] ||
+      p->buffers[b].device != d || !l->host_memory[d])
+    return UINT32_MAX;
+  for (uint32_t k = 0; k < n; k++) {
+    int32_t e = p->ops[rops[k]].device, j;
+    if (l->loop_op[rops[k]] || !l->host_memory[e]) return UINT32_MAX;
+    if (e == d) continue;
+    cross = 1;
+    for (j = 0; j < n_dev && dev[j] != e; j++) continue;
+    if (j == n_dev) {
+      if (n_dev == RELEASE_DEVICES) return UINT32_MAX;
+      dev[n_dev] = e;
+      seen[n_dev++] = -1;
+    }
+  }
+  if (!cross) return UINT32_MAX; /* its counts stay on this device's lines */
+  for (uint32_t at = pos[w] + 1; at < end - first && at <= pos[w] + RELEASE_WINDOW; at++) {
+    uint32_t o = l->device_ops[first + at], k;
+    const pf_plan_op *op = &p->ops[o];
+    for (uint32_t q = 0; q < op->n_deps; q++) {
+      uint32_t x = op->deps[q];
+      if (l->loop_op[x]) continue;
+      for (int j = 0; j < n_dev; j++)
+        if (dev[j] == p->ops[x].device && (int64_t)pos[x] > seen[j]) seen[j] = pos[x];
+    }
+    for (k = 0; k < n; k++) {
+      int32_t e = p->ops[rops[k]].device;
+      int j;
+      if (e == d) {
+        if (pos[rops[k]] >= at) break;
+        continue;
+      }
+      for (j = 0; dev[j] != e; j++) continue;
+      if (seen[j] < (int64_t)pos[rops[k]]) break;
+    }
+    if (k == n) return o;
+  }
+  return UINT32_MAX;
+}
+
+/* Fills release_first, release_bufs and released (see release_point). */
+static int plan_release_points(pf_loaded *l, int num_devices) {
+  const pf_plan *p = l->plan;
+  uint32_t *pos = pf_mallocn(p->n_ops + 1, sizeof *pos);
+  uint32_t *writer = pf_mallocn(p->n_buffers + 1, sizeof *writer);
+  uint32_t *rfirst = pf_calloc(p->n_buffers + 2, sizeof *rfirst);
+  uint32_t *point = pf_mallocn(p->n_buffers + 1, sizeof *point), *rops = NULL;
+  int rc = PF_ENOMEM;
+  l->release_first = pf_calloc(p->n_ops + 1, sizeof *l->release_first);
+  l->released = pf_calloc(p->n_buffers + 1, 1);
+  if (!pos || !writer || !rfirst || !point || !l->release_first || !l->released) goto done;
+  for (int d = 0; d < num_devices; d++)
+    for (uint32_t e = l->device_first[d]; e < l->device_first[d + 1]; e++)
+      pos[l->device_ops[e]] = e - l->device_first[d];
+  /* Each buffer's one writer (UINT32_MAX: none, or several) and readers
+   * (the reads finish_op counts). */
+  for (uint32_t b = 0; b < p->n_buffers; b++) writer[b] = point[b] = UINT32_MAX;
+  for (uint32_t i = 0; i < p->n_ops; i++) {
+    const pf_plan_op *op = &p->ops[i];
+    for (uint32_t k = 0; k < op->n_out; k++) {
+      uint32_t *w = &writer[op->outputs[k]];
+      *w = *w == UINT32_MAX ? i : UINT32_MAX - 1;
+    }
+    if (op->kind != PF_OP_RECV)
+      for (uint32_t k = 0; k < op->n_in; k++) rfirst[op->inputs[k] + 2]++;
+  }
+  for (uint32_t b = 0; b < p->n_buffers; b++) rfirst[b + 2] += rfirst[b + 1];
+  if ((rops = pf_mallocn((size_t)rfirst[p->n_buffers + 1] + 1, sizeof *rops)) == NULL) goto done;
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    if (p->ops[i].kind != PF_OP_RECV)
+      for (uint32_t k = 0; k < p->ops[i].n_in; k++) rops[rfirst[p->ops[i].inputs[k] + 1]++] = i;
+  /* rfirst[b] .. rfirst[b + 1]: b's readers. */
+  for (uint32_t b = 0; b < p->n_buffers; b++) {
+    uint32_t w = writer[b];
+    if (w >= UINT32_MAX - 1) continue;
+    point[b] = release_point(l, b, w, rops + rfirst[b], rfirst[b + 1] - rfirst[b], pos);
+    if (point[b] != UINT32_MAX) l->release_first[point[b] + 1]++;
+  }
+  for (uint32_t i = 0; i < p->n_ops; i++) l->release_first[i + 1] += l->release_first[i];
+  if ((l->release_bufs = pf_mallocn((size_t)l->release_first[p->n_ops] + 1, sizeof(uint32_t))) ==
+      NULL)
+    goto done;
+  memcpy(pos, l->release_first, p->n_ops * sizeof *pos); /* now: fill */
+  for (uint32_t b = 0; b < p->n_buffers; b++)
+    if (point[b] != UINT32_MAX) {
+      l->release_bufs[pos[point[b]]++] = b;
+      l->released[b] = 1;
+    }
+  rc = 0;
+done:
+  free(pos);
+  free(writer);
+  free(rfirst);
+  free(point);
+  free(rops);
+  return rc;
 }
 
 /* An op whose input arrives over MPI may be run by the loop thread itself
@@ -455,7 +597,8 @@ int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
   pthread_mutex_init(&l->spare_lock, NULL);
   l->plan = plan;
   if ((stage = pf_calloc((size_t)ex->cfg.num_devices, sizeof *stage)) == NULL ||
-      read_devices(ex, l, stage) != 0 || build_indexes(l, ex->cfg.num_devices) != 0) {
+      read_devices(ex, l, stage) != 0 || build_indexes(l, ex->cfg.num_devices) != 0 ||
+      plan_release_points(l, ex->cfg.num_devices) != 0) {
     free(stage);
     pf_loaded_release(l);
     return pf_diag_error(diag, PF_ENOMEM, "load plan: out of memory");
@@ -881,6 +1024,7 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
    * follows the live values, not the whole graph. */
   for (uint32_t k = 0; k < op->n_in; k++) {
     uint32_t b = op->inputs[k];
+    if (l->released[b]) continue; /* at its release point (run_op) */
     if (atomic_fetch_sub_explicit(&s->readers[l->buf_slot[b]], 1, memory_order_acq_rel) == 1 &&
         !l->keep[b]) {
       pf_storage_unref(buf_get(s, b));
@@ -959,6 +1103,13 @@ int pf_executor_run_claimed(pf_executor *ex) {
 /* Returns 1 if the op ran (0: skipped, its step had failed). */
 static int run_op(pf_step *s, uint32_t i) {
   const pf_plan_op *op = &s->l->plan->ops[i];
+  const pf_loaded *l = s->l;
+  /* Every read of these is done (plan_release_points). */
+  for (uint32_t e = l->release_first[i]; e < l->release_first[i + 1]; e++) {
+    uint32_t b = l->release_bufs[e];
+    pf_storage_unref(buf_get(s, b));
+    buf_set(s, b, NULL);
+  }
   /* A collective between ranks on a device's queue is one its device runs
    * (device_collective; the loop runs the others): its peers wait in it,
    * so a failed step runs it too. */

@@ -181,6 +181,12 @@ int pf_executor_run_failed(pf_executor *ex, pf_loaded *l, pf_storage *const *inp
  * Returns how many run. */
 int pf_executor_running(pf_executor *ex, char *buf, size_t n);
 
+/* The op whose device lets go of buffer b's memory when it comes to it,
+ * every read of b being done by then, instead of counting b's reads (its
+ * release point, executor.c); UINT32_MAX: b's reads are counted. For the
+ * tests: costs a pass over the plan's release points. */
+uint32_t pf_loaded_release_point(const pf_loaded *l, uint32_t b);
+
 /* 1 if op i is performed by the loop thread (SEND, RECV, MPI collective). */
 int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op);
 

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,22 +145,22 @@ static void on_done(pf_step *s, void *arg) {
   done_calls++;
 }
 
-/* A graph on one rank of two CPU devices (cl, freed by the caller), with
+/* A graph on one rank of n CPU devices (cl, freed by the caller), with
  * the builtin kernels of reg. */
-static pf_graph *two_cpu_graph(pf_registry *reg, pf_cluster *cl) {
+static pf_graph *cpu_graph(pf_registry *reg, pf_cluster *cl, int n) {
   pf_graph_env env;
   pf_graph *g;
   cl->n_ranks = 1;
-  cl->n_devices = 2;
-  cl->devices = calloc(2, sizeof *cl->devices);
-  for (int d = 0; d < 2; d++) {
+  cl->n_devices = n;
+  cl->devices = calloc((size_t)n, sizeof *cl->devices);
+  for (int d = 0; d < n; d++) {
     cl->devices[d].local = d;
     cl->devices[d].kind = PF_DEVICE_CPU;
     cl->devices[d].memory = 1 << 20;
   }
   memset(&env, 0, sizeof env);
   env.registry = reg;
-  env.num_devices[PF_DEVICE_CPU] = 2;
+  env.num_devices[PF_DEVICE_CPU] = n;
   env.diag = &diag;
   OK(pf_graph_new(&env, &g));
   return g;
@@ -175,7 +177,7 @@ static pf_compiled *compile_example(pf_registry *reg) {
   pf_spec spec = {.dtype = PF_F32, .rank = 2, .dims = {4, 3}};
   pf_sharding rows = {.kind = PF_SHARD_SPLIT, .axis = 0};
   pf_compiled *out = NULL;
-  g = two_cpu_graph(reg, &cl);
+  g = cpu_graph(reg, &cl, 2);
   OK(pf_graph_slice(g, PF_DEVICE_CPU, 2, &two));
   OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &one));
   OK(pf_graph_input(g, "x", &spec, two, rows, &x));
@@ -323,7 +325,7 @@ static void test_kernel_reads_other_device(void **state) {
   pf_diag_init(&diag);
   OK(pf_registry_create(&reg));
   OK(pf_builtin_kernels_register(reg));
-  g = two_cpu_graph(reg, &cl);
+  g = cpu_graph(reg, &cl, 2);
   OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s0));
   OK(pf_graph_slice_pin(g, s0, &d0));
   OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s1));
@@ -403,6 +405,164 @@ static void test_kernel_reads_other_device(void **state) {
   pf_registry_destroy(reg);
 }
 
+/* Release points (executor.c): random graphs of "add" programs on three
+ * devices of one process, each program reading two of the last few values
+ * made. For every buffer given a release point, every op that reads it
+ * happens before the point (through dependencies and each device's queue
+ * order, the only orders the executor keeps), and the graph computes what
+ * the same adds compute on the host: run by the counting devices, and
+ * many times by CPU worker threads racing each other. */
+#define RP_DEVICES 3
+#define RP_PROGRAMS 40
+#define RP_GRAPHS 24
+#define RP_RUNS 30
+
+/* 1 if op a happens before op b in p: a path back from b through each
+ * op's dependencies and the op before it in its device's queue (prev). */
+static int happens_before(const pf_plan *p, const uint32_t *prev, uint32_t a, uint32_t b,
+                          uint8_t *seen, uint32_t *stack) {
+  uint32_t n = 0;
+  int found = 0;
+  memset(seen, 0, p->n_ops);
+  stack[n++] = b;
+  while (n > 0 && !found) {
+    uint32_t x = stack[--n];
+    for (uint32_t k = 0; k <= p->ops[x].n_deps; k++) {
+      uint32_t y = k < p->ops[x].n_deps ? p->ops[x].deps[k] : prev[x];
+      if (y == UINT32_MAX || seen[y]) continue;
+      seen[y] = 1;
+      if (y == a) found = 1;
+      stack[n++] = y;
+    }
+  }
+  return found;
+}
+
+static atomic_int rp_done;
+static void rp_on_done(pf_step *s, void *arg) {
+  (void)s;
+  (void)arg;
+  atomic_store(&rp_done, 1);
+}
+
+/* Runs one step of l fed x (4 floats) and checks output buffer `out`
+ * against want. */
+static void rp_run(pf_executor *ex, pf_loaded *l, const pf_compiled *comp, const float *x,
+                   const float *want) {
+  const pf_plan *p = pf_loaded_plan(l);
+  pf_storage **inputs = calloc(p->n_buffers, sizeof *inputs), *out;
+  pf_step *s;
+  uint32_t in = comp->inputs[0].shards[0].buffer;
+  inputs[in] = pf_storage_new(4 * sizeof(float), comp->inputs[0].shards[0].device);
+  memcpy(inputs[in]->data, x, 4 * sizeof(float));
+  atomic_store(&rp_done, 0);
+  OK(pf_executor_run(ex, l, inputs, 1, rp_on_done, NULL, &s));
+  while (!atomic_load(&rp_done)) sched_yield();
+  assert_int_equal(pf_step_status(s), 0);
+  out = pf_step_take(s, comp->outputs[0].shards[0].buffer);
+  assert_non_null(out);
+  assert_memory_equal(out->data, want, 4 * sizeof(float));
+  pf_storage_unref(out);
+  pf_step_free(s);
+  free(inputs);
+}
+
+static void test_release_points(void **state) {
+  pf_registry *reg;
+  unsigned seed = 7;
+  int with_points = 0, checked = 0;
+  (void)state;
+  pf_diag_init(&diag);
+  OK(pf_registry_create(&reg));
+  OK(pf_builtin_kernels_register(reg));
+  for (int round = 0; round < RP_GRAPHS; round++) {
+    pf_cluster cl;
+    pf_graph *g = cpu_graph(reg, &cl, RP_DEVICES);
+    pf_slice_t sl[RP_DEVICES];
+    pf_value_t v[RP_PROGRAMS + 1];
+    pf_spec spec = pf_spec_1d(PF_F32, 4);
+    float ref[RP_PROGRAMS + 1][4];
+    for (int d = 0; d < RP_DEVICES; d++) {
+      OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &sl[d]));
+      OK(pf_graph_slice_pin(g, sl[d], &d));
+    }
+    OK(pf_graph_input(g, "x", &spec, sl[0], pf_replicated(), &v[0]));
+    for (int i = 0; i < 4; i++) ref[0][i] = (float)(i + 1);
+    for (int k = 1; k <= RP_PROGRAMS; k++) {
+      int back = k < 5 ? k : 5;
+      int a = k - 1 - (int)(rand_r(&seed) % (unsigned)back);
+      int b = k - 1 - (int)(rand_r(&seed) % (unsigned)back);
+      int d = (int)(rand_r(&seed) % RP_DEVICES);
+      OK(pf_graph_program(g, &(pf_program_desc){.kernel = "add", .slice = sl[d], .n_in = 2,
+                                                .in = (pf_value_t[]){v[a], v[b]}},
+                          &v[k], NULL));
+      for (int i = 0; i < 4; i++) ref[k][i] = ref[a][i] + ref[b][i];
+    }
+    OK(pf_graph_output(g, "y", v[RP_PROGRAMS]));
+    for (int mode = 0; mode < 2; mode++) {
+      counting_device dev[RP_DEVICES];
+      pf_device *devs[RP_DEVICES];
+      pf_clock vclock;
+      pf_compiled *comp;
+      pf_executor *ex;
+      pf_loaded *l;
+      const pf_plan *p;
+      OK(pf_schedule(g, &cl, 1, &comp, &diag));
+      pf_clock_virtual_init(&vclock, 0);
+      memset(dev, 0, sizeof dev);
+      for (int d = 0; d < RP_DEVICES; d++) {
+        dev[d].base.ops = &counting_ops;
+        dev[d].index = d;
+        dev[d].clock = &vclock;
+        devs[d] = &dev[d].base;
+      }
+      /* mode 0: the counting devices, in virtual time; 1: worker threads. */
+      OK(pf_executor_start(&(pf_executor_config){.num_devices = RP_DEVICES, .registry = reg,
+                                                 .bind_first = -1,
+                                                 .devices = mode == 0 ? devs : NULL,
+                                                 .clock = mode == 0 ? &vclock : NULL},
+                           &ex));
+      OK(pf_executor_load(ex, comp->plans[0], &l, &diag));
+      comp->plans[0] = NULL;
+      p = pf_loaded_plan(l);
+      if (mode == 0) {
+        uint32_t *prev = malloc(p->n_ops * sizeof *prev), *stack = malloc(p->n_ops * 4 * sizeof *stack);
+        uint32_t last[RP_DEVICES];
+        uint8_t *seen = malloc(p->n_ops);
+        for (int d = 0; d < RP_DEVICES; d++) last[d] = UINT32_MAX;
+        for (uint32_t i = 0; i < p->n_ops; i++) {
+          prev[i] = last[p->ops[i].device];
+          last[p->ops[i].device] = i;
+        }
+        for (uint32_t b = 0; b < p->n_buffers; b++) {
+          uint32_t o = pf_loaded_release_point(l, b);
+          if (o == UINT32_MAX) continue;
+          with_points++;
+          for (uint32_t i = 0; i < p->n_ops; i++)
+            for (uint32_t k = 0; k < p->ops[i].n_in; k++)
+              if (p->ops[i].inputs[k] == b) {
+                assert_true(happens_before(p, prev, i, o, seen, stack));
+                checked++;
+              }
+        }
+        free(prev);
+        free(stack);
+        free(seen);
+      }
+      for (int r = 0; r < (mode == 0 ? 1 : RP_RUNS); r++) rp_run(ex, l, comp, ref[0], ref[RP_PROGRAMS]);
+      pf_loaded_release(l);
+      pf_executor_stop(ex);
+      pf_compiled_free(comp);
+    }
+    pf_graph_destroy(g);
+    free(cl.devices);
+  }
+  /* The graphs gave the analysis something to do. */
+  assert_true(with_points >= RP_GRAPHS);
+  assert_true(checked > with_points);
+  pf_registry_destroy(reg);
+}
+
 static int fired[4], n_fired;
 static void on_timer(pf_timer *t, void *arg) {
   (void)t;
@@ -454,6 +614,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_counting_device),
       cmocka_unit_test(test_kernel_reads_other_device),
+      cmocka_unit_test(test_release_points),
       cmocka_unit_test(test_virtual_clock),
       cmocka_unit_test(test_real_clock),
   };
