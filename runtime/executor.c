@@ -342,8 +342,12 @@ static int build_indexes(pf_loaded *l, int num_devices) {
  * in order, each op finished before the next starts). Only for buffers of
  * host-memory devices, made by one op of a device queue and read only by
  * such ops, the point looked for among the next RELEASE_WINDOW ops of the
- * producer's queue; other buffers keep their counts. */
+ * producer's queue; other buffers keep their counts. Only for buffers of
+ * at most RELEASE_MAX_BYTES: a release point may come later than the last
+ * read, which the memory plan's peaks assume, and an op on a large buffer
+ * takes long enough that two atomic operations are nothing to it. */
 #define RELEASE_WINDOW 16u
+#define RELEASE_MAX_BYTES ((size_t)64 << 10)
 #define RELEASE_DEVICES 8 /* readers' devices followed; more: counted */
 
 /* The release point of buffer b (written by op w, its readers
@@ -356,7 +360,8 @@ static uint32_t release_point(const pf_loaded *l, uint32_t b, uint32_t w, const 
   int n_dev = 0, cross = 0;
   uint32_t first = l->device_first[d], end = l->device_first[d + 1];
   if (l->keep[b] || p->buffers[b].input >= 0 || p->buffers[b].host || n == 0 || l->loop_op[w] ||
-      p->buffers[b].device != d || !l->host_memory[d])
+      p->buffers[b].device != d || !l->host_memory[d] ||
+      pf_spec_nbytes(p->buffers[b].spec) > RELEASE_MAX_BYTES)
     return UINT32_MAX;
   for (uint32_t k = 0; k < n; k++) {
     int32_t e = p->ops[rops[k]].device, j;
