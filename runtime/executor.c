@@ -52,11 +52,16 @@ struct pf_loaded {
   uint32_t n_recv_bufs;
   uint32_t *input_bufs; /* buffers fed by the caller */
   uint32_t n_input_bufs;
-  /* Release points (plan_release_points): CSR, the buffers op i lets go
-   * of when its device comes to it, all their reads being done by then;
-   * released[b] marks them (finish_op does not count their reads). */
+  /* Release points (plan_release_points): per buffer, the op at which
+   * every read of it is done (UINT32_MAX: none; finish_op counts the reads
+   * of the others); CSR, the buffers op i lets go of when its device comes
+   * to it (those with storage: not those in slots). */
+  uint32_t *point;
   uint32_t *release_first, *release_bufs;
-  uint8_t *released;
+  /* Per buffer, its offset in a step's slot area (plan_slots), or
+   * UINT32_MAX: it gets memory as other buffers do. The area's size. */
+  uint32_t *slot_at;
+  size_t slot_bytes;
   uint8_t *host_memory; /* per device: its memory is the host's */
   /* Per device: it runs collectives between ranks on its own memory
    * (pf_device_ops.collective; its stage lacks COLLECTIVES). */
@@ -94,6 +99,7 @@ struct pf_step {
   pf_storage **arenas; /* per device: the step arena of the memory plan */
   uint64_t *t_start, *t_end;
   pf_part *parts; /* one per device */
+  char *slots;    /* the slot area: buffers at offsets fixed at load (plan_slots) */
   atomic_int remaining; /* device parts and loop ops not yet finished */
   atomic_int failed;
   pthread_mutex_t err_lock;
@@ -174,7 +180,8 @@ void pf_loaded_release(pf_loaded *l) {
   free(l->input_bufs);
   free(l->release_first);
   free(l->release_bufs);
-  free(l->released);
+  free(l->point);
+  free(l->slot_at);
   while (l->spare != NULL) {
     pf_step *next = *(pf_step **)l->spare;
     free(l->spare);
@@ -187,11 +194,11 @@ void pf_loaded_release(pf_loaded *l) {
 const pf_plan *pf_loaded_plan(const pf_loaded *l) { return l->plan; }
 
 uint32_t pf_loaded_release_point(const pf_loaded *l, uint32_t b) {
-  if (b >= l->plan->n_buffers || !l->released[b]) return UINT32_MAX;
-  for (uint32_t i = 0; i < l->plan->n_ops; i++)
-    for (uint32_t e = l->release_first[i]; e < l->release_first[i + 1]; e++)
-      if (l->release_bufs[e] == b) return i;
-  return UINT32_MAX;
+  return b < l->plan->n_buffers ? l->point[b] : UINT32_MAX;
+}
+
+uint32_t pf_loaded_slot(const pf_loaded *l, uint32_t b) {
+  return b < l->plan->n_buffers ? l->slot_at[b] : UINT32_MAX;
 }
 
 /* 1 if op is a collective between ranks that its device runs itself: the
@@ -400,17 +407,79 @@ static uint32_t release_point(const pf_loaded *l, uint32_t b, uint32_t w, const 
   return UINT32_MAX;
 }
 
-/* Fills release_first, release_bufs and released (see release_point). */
+/* Slots. A buffer with a release point, made by a kernel and read only by
+ * kernels, gets a place in the step's slot area fixed at load: its
+ * producer writes there and its readers read there, with no storage to
+ * allocate, release or look up in the step's buffer table (a line the
+ * producer's core rewrites at its next op: one more cross-core miss on a
+ * stencil's critical path). Each device's queue is scanned in order: a
+ * slot taken at the producer's place is free again from the release
+ * point's place on (every read is done when the device comes to it, so the
+ * op there may write its own output into it). Each device's slots start
+ * on a line of their own; SLOT_BYTES_MAX in all, the rest counted. */
+#define SLOT_BYTES_MAX ((size_t)256 << 10)
+
+typedef struct slot_use {
+  size_t offset, size;
+  uint32_t free_at; /* the place in the queue from which it is free */
+} slot_use;
+
+static int plan_slots(pf_loaded *l, int num_devices, const uint32_t *point, const uint32_t *pos,
+                      const uint32_t *writer, const uint32_t *rfirst, const uint32_t *rops) {
+  const pf_plan *p = l->plan;
+  slot_use *used = pf_mallocn(p->n_buffers + 1, sizeof *used);
+  size_t total = 0;
+  if (used == NULL || (l->slot_at = pf_mallocn(p->n_buffers + 1, sizeof *l->slot_at)) == NULL) {
+    free(used);
+    return PF_ENOMEM;
+  }
+  for (uint32_t b = 0; b < p->n_buffers; b++) l->slot_at[b] = UINT32_MAX;
+  for (int d = 0; d < num_devices; d++) {
+    size_t n_used = 0, start = (total + 63) / 64 * 64, end = 0;
+    for (uint32_t e = l->device_first[d]; e < l->device_first[d + 1]; e++) {
+      uint32_t i = l->device_ops[e], at = e - l->device_first[d], w = 0;
+      const pf_plan_op *op = &p->ops[i];
+      for (size_t j = 0; j < n_used; j++)
+        if (used[j].free_at > at) used[w++] = used[j];
+      n_used = w;
+      if (op->kind != PF_OP_KERNEL) continue;
+      for (uint32_t k = 0; k < op->n_out; k++) {
+        uint32_t b = op->outputs[k], r;
+        size_t size = (pf_spec_nbytes(p->buffers[b].spec) + 63) / 64 * 64, off = 0, place;
+        if (point[b] == UINT32_MAX || writer[b] != i || size == 0) continue;
+        for (r = rfirst[b]; r < rfirst[b + 1] && p->ops[rops[r]].kind == PF_OP_KERNEL; r++) continue;
+        if (r < rfirst[b + 1]) continue; /* a copy or a collective reads it: a storage */
+        /* The lowest gap that fits, among the slots in use (by offset). */
+        for (place = 0; place < n_used; place++) {
+          if (used[place].offset >= off + size) break;
+          off = PF_MAXOF(off, used[place].offset + used[place].size);
+        }
+        if (start + off + size > SLOT_BYTES_MAX) continue;
+        memmove(&used[place + 1], &used[place], (n_used - place) * sizeof *used);
+        used[place] = (slot_use){off, size, pos[point[b]]};
+        n_used++;
+        l->slot_at[b] = (uint32_t)(start + off);
+        end = PF_MAXOF(end, off + size);
+      }
+    }
+    if (end > 0) total = start + end;
+  }
+  l->slot_bytes = total;
+  free(used);
+  return 0;
+}
+
+/* Fills point, release_first and release_bufs (see release_point), and
+ * the slots (plan_slots). */
 static int plan_release_points(pf_loaded *l, int num_devices) {
   const pf_plan *p = l->plan;
   uint32_t *pos = pf_mallocn(p->n_ops + 1, sizeof *pos);
   uint32_t *writer = pf_mallocn(p->n_buffers + 1, sizeof *writer);
   uint32_t *rfirst = pf_calloc(p->n_buffers + 2, sizeof *rfirst);
-  uint32_t *point = pf_mallocn(p->n_buffers + 1, sizeof *point), *rops = NULL;
+  uint32_t *point = l->point = pf_mallocn(p->n_buffers + 1, sizeof *point), *rops = NULL;
   int rc = PF_ENOMEM;
   l->release_first = pf_calloc(p->n_ops + 1, sizeof *l->release_first);
-  l->released = pf_calloc(p->n_buffers + 1, 1);
-  if (!pos || !writer || !rfirst || !point || !l->release_first || !l->released) goto done;
+  if (!pos || !writer || !rfirst || !point || !l->release_first) goto done;
   for (int d = 0; d < num_devices; d++)
     for (uint32_t e = l->device_first[d]; e < l->device_first[d + 1]; e++)
       pos[l->device_ops[e]] = e - l->device_first[d];
@@ -436,24 +505,23 @@ static int plan_release_points(pf_loaded *l, int num_devices) {
     uint32_t w = writer[b];
     if (w >= UINT32_MAX - 1) continue;
     point[b] = release_point(l, b, w, rops + rfirst[b], rfirst[b + 1] - rfirst[b], pos);
-    if (point[b] != UINT32_MAX) l->release_first[point[b] + 1]++;
   }
+  if (plan_slots(l, num_devices, point, pos, writer, rfirst, rops) != 0) goto done;
+  /* A buffer in a slot has no storage to let go of: no release op. */
+  for (uint32_t b = 0; b < p->n_buffers; b++)
+    if (point[b] != UINT32_MAX && l->slot_at[b] == UINT32_MAX) l->release_first[point[b] + 1]++;
   for (uint32_t i = 0; i < p->n_ops; i++) l->release_first[i + 1] += l->release_first[i];
   if ((l->release_bufs = pf_mallocn((size_t)l->release_first[p->n_ops] + 1, sizeof(uint32_t))) ==
       NULL)
     goto done;
   memcpy(pos, l->release_first, p->n_ops * sizeof *pos); /* now: fill */
   for (uint32_t b = 0; b < p->n_buffers; b++)
-    if (point[b] != UINT32_MAX) {
-      l->release_bufs[pos[point[b]]++] = b;
-      l->released[b] = 1;
-    }
+    if (point[b] != UINT32_MAX && l->slot_at[b] == UINT32_MAX) l->release_bufs[pos[point[b]]++] = b;
   rc = 0;
 done:
   free(pos);
   free(writer);
   free(rfirst);
-  free(point);
   free(rops);
   return rc;
 }
@@ -750,8 +818,11 @@ static pf_step *step_new(pf_loaded *l, int nd) {
   PF_STEP_ARRAY(5, (size_t)l->n_op_slots + 16, uint64_t);
   PF_STEP_ARRAY(6, nd, pf_part);
 #undef PF_STEP_ARRAY
+  size = (size + 63) / 64 * 64;
+  at[7] = size; /* the slot area, not zeroed: each slot's kernel writes it whole */
+  size += l->slot_bytes;
   if ((mem = take_spare(l)) == NULL && posix_memalign(&mem, 64, size) != 0) return NULL;
-  base = memset(mem, 0, size);
+  base = memset(mem, 0, at[7]);
   s = (pf_step *)base;
   s->size = size;
   s->pending = (atomic_uint *)(base + at[0]);
@@ -761,6 +832,7 @@ static pf_step *step_new(pf_loaded *l, int nd) {
   s->t_start = (uint64_t *)(base + at[4]);
   s->t_end = (uint64_t *)(base + at[5]);
   s->parts = (pf_part *)(base + at[6]);
+  s->slots = base + at[7];
   return s;
 }
 
@@ -822,6 +894,7 @@ static void take_over(pf_step *s, const pf_plan_op *op, const pf_kernel_def *k) 
     if (j < 0 || (uint32_t)j >= op->n_in) continue;
     bi = op->inputs[j];
     bo = op->outputs[o];
+    if (l->slot_at[bo] != UINT32_MAX) continue; /* written in its slot */
     st = buf_get(s, bi);
     if (st == NULL || buf_get(s, bo) != NULL || st->parent != NULL || l->keep[bi] ||
         pbs[bi].device != pbs[bo].device || pbs[bi].host != pbs[bo].host ||
@@ -851,18 +924,24 @@ static void run_kernel(pf_step *s, uint32_t i) {
     return;
   }
   for (uint32_t k2 = 0; k2 < op->n_in; k2++) {
-    in[k2].spec = *p->buffers[op->inputs[k2]].spec;
-    in[k2].data = buf_data(s, op->inputs[k2]);
+    uint32_t b = op->inputs[k2];
+    in[k2].spec = *p->buffers[b].spec;
+    in[k2].data = s->l->slot_at[b] != UINT32_MAX ? s->slots + s->l->slot_at[b] : buf_data(s, b);
   }
   take_over(s, op, k);
   for (uint32_t k2 = 0; k2 < op->n_out; k2++) {
-    pf_storage *st = ensure(s, op->outputs[k2]); /* NULL: the step failed, saying why */
-    if (st == NULL) {
-      if (in != in_stack) free(in);
-      return;
+    uint32_t b = op->outputs[k2];
+    out[k2].spec = *p->buffers[b].spec;
+    if (s->l->slot_at[b] != UINT32_MAX) {
+      out[k2].data = s->slots + s->l->slot_at[b];
+    } else {
+      pf_storage *st = ensure(s, b); /* NULL: the step failed, saying why */
+      if (st == NULL) {
+        if (in != in_stack) free(in);
+        return;
+      }
+      out[k2].data = st->data;
     }
-    out[k2].spec = *p->buffers[op->outputs[k2]].spec;
-    out[k2].data = st->data;
   }
   pf_diag_init(&d);
   call.attrs = op->attrs;
@@ -1029,7 +1108,7 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
    * follows the live values, not the whole graph. */
   for (uint32_t k = 0; k < op->n_in; k++) {
     uint32_t b = op->inputs[k];
-    if (l->released[b]) continue; /* at its release point (run_op) */
+    if (l->point[b] != UINT32_MAX) continue; /* its release point frees it (run_op) */
     if (atomic_fetch_sub_explicit(&s->readers[l->buf_slot[b]], 1, memory_order_acq_rel) == 1 &&
         !l->keep[b]) {
       pf_storage_unref(buf_get(s, b));

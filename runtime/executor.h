@@ -186,6 +186,9 @@ int pf_executor_running(pf_executor *ex, char *buf, size_t n);
  * release point, executor.c); UINT32_MAX: b's reads are counted. For the
  * tests: costs a pass over the plan's release points. */
 uint32_t pf_loaded_release_point(const pf_loaded *l, uint32_t b);
+/* Buffer b's offset in a step's slot area (plan_slots, executor.c), or
+ * UINT32_MAX: it gets memory of its own. For the tests. */
+uint32_t pf_loaded_slot(const pf_loaded *l, uint32_t b);
 
 /* 1 if op i is performed by the loop thread (SEND, RECV, MPI collective). */
 int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op);

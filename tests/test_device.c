@@ -438,6 +438,14 @@ static int happens_before(const pf_plan *p, const uint32_t *prev, uint32_t a, ui
   return found;
 }
 
+/* The op that writes buffer b. */
+static uint32_t writer_of(const pf_plan *p, uint32_t b) {
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    for (uint32_t k = 0; k < p->ops[i].n_out; k++)
+      if (p->ops[i].outputs[k] == b) return i;
+  return UINT32_MAX;
+}
+
 static atomic_int rp_done;
 static void rp_on_done(pf_step *s, void *arg) {
   (void)s;
@@ -470,7 +478,7 @@ static void rp_run(pf_executor *ex, pf_loaded *l, const pf_compiled *comp, const
 static void test_release_points(void **state) {
   pf_registry *reg;
   unsigned seed = 7;
-  int with_points = 0, checked = 0;
+  int with_points = 0, checked = 0, with_slots = 0;
   (void)state;
   pf_diag_init(&diag);
   OK(pf_registry_create(&reg));
@@ -535,7 +543,23 @@ static void test_release_points(void **state) {
           last[p->ops[i].device] = i;
         }
         for (uint32_t b = 0; b < p->n_buffers; b++) {
-          uint32_t o = pf_loaded_release_point(l, b);
+          uint32_t o = pf_loaded_release_point(l, b), at = pf_loaded_slot(l, b);
+          if (at != UINT32_MAX) {
+            /* Another buffer whose slot overlaps b's lives apart from it:
+             * one of the two is made where the other is released, or
+             * after (the same device's queue). */
+            assert_int_not_equal(o, UINT32_MAX);
+            with_slots++;
+            for (uint32_t c = 0; c < p->n_buffers; c++) {
+              uint32_t ac = pf_loaded_slot(l, c), oc = pf_loaded_release_point(l, c);
+              uint32_t wb = writer_of(p, b), wc = writer_of(p, c);
+              if (c == b || ac == UINT32_MAX || ac >= at + pf_spec_nbytes(p->buffers[b].spec) ||
+                  at >= ac + pf_spec_nbytes(p->buffers[c].spec))
+                continue;
+              assert_int_equal(p->buffers[b].device, p->buffers[c].device);
+              assert_true(wc >= o || wb >= oc);
+            }
+          }
           if (o == UINT32_MAX) continue;
           with_points++;
           for (uint32_t i = 0; i < p->n_ops; i++)
@@ -559,6 +583,7 @@ static void test_release_points(void **state) {
   }
   /* The graphs gave the analysis something to do. */
   assert_true(with_points >= RP_GRAPHS);
+  assert_true(with_slots >= RP_GRAPHS);
   assert_true(checked > with_points);
   pf_registry_destroy(reg);
 }
