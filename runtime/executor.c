@@ -427,7 +427,9 @@ typedef struct slot_use {
 static int plan_slots(pf_loaded *l, int num_devices, const uint32_t *point, const uint32_t *pos,
                       const uint32_t *writer, const uint32_t *rfirst, const uint32_t *rops) {
   const pf_plan *p = l->plan;
-  slot_use *used = pf_mallocn(p->n_buffers + 1, sizeof *used);
+  /* Slots in use at once: each of at least a line, SLOT_BYTES_MAX in all;
+   * in practice a few per device (each is free within RELEASE_WINDOW ops). */
+  slot_use *used = pf_mallocn(PF_MINOF((size_t)p->n_buffers, SLOT_BYTES_MAX / 64) + 1, sizeof *used);
   size_t total = 0;
   if (used == NULL || (l->slot_at = pf_mallocn(p->n_buffers + 1, sizeof *l->slot_at)) == NULL) {
     free(used);
