@@ -181,10 +181,10 @@ int pf_executor_run_failed(pf_executor *ex, pf_loaded *l, pf_storage *const *inp
  * Returns how many run. */
 int pf_executor_running(pf_executor *ex, char *buf, size_t n);
 
-/* The op whose device lets go of buffer b's memory when it comes to it,
- * every read of b being done by then, instead of counting b's reads (its
- * release point, executor.c); UINT32_MAX: b's reads are counted. For the
- * tests: costs a pass over the plan's release points. */
+/* Buffer b's release point (executor.c): the op that can only start once
+ * every read of b is done, where b's device lets go of its memory (or its
+ * slot becomes free) instead of counting b's reads; UINT32_MAX: b's reads
+ * are counted. For the tests. */
 uint32_t pf_loaded_release_point(const pf_loaded *l, uint32_t b);
 /* Buffer b's offset in a step's slot area (plan_slots, executor.c), or
  * UINT32_MAX: it gets memory of its own. For the tests. */
