@@ -346,13 +346,13 @@ static int build_indexes(pf_loaded *l, int num_devices) {
  * producer's device comes before o in its queue, and for each reader on
  * another device E, o or an op before it in the producer's queue depends
  * directly on that reader or on a later op of E (a device runs its queue
- * in order, each op finished before the next starts). Only for buffers of
- * host-memory devices, made by one op of a device queue and read only by
- * such ops, the point looked for among the next RELEASE_WINDOW ops of the
- * producer's queue; other buffers keep their counts. Only for buffers of
- * at most RELEASE_MAX_BYTES: a release point may come later than the last
- * read, which the memory plan's peaks assume, and an op on a large buffer
- * takes long enough that two atomic operations are nothing to it. */
+ * in order, each op finished before the next starts). The point is looked
+ * for among the next RELEASE_WINDOW ops of the producer's queue, for
+ * buffers of host-memory devices made by one op of a device queue and read
+ * only by such ops, of at most RELEASE_MAX_BYTES (a release point may come
+ * later than the last read, which the memory plan's peaks assume, and an
+ * op on a large buffer takes long enough that two atomic operations are
+ * nothing to it); other buffers keep their counts. */
 #define RELEASE_WINDOW 16u
 #define RELEASE_MAX_BYTES ((size_t)64 << 10)
 #define RELEASE_DEVICES 8 /* readers' devices followed; more: counted */

@@ -11,7 +11,7 @@
 #define MSG_MAX ((size_t)512 << 20)
 #define IDS_MAX (1u << 20)
 #define STRING_MAX 4096
-/* Counters: 6 totals, at most as many devices as a Register may announce
+/* Counters: 8 totals, at most as many devices as a Register may announce
  * and as many peers as ids in a message. */
 #define COUNTER_TOTALS 8
 #define COUNTER_DEVICES_MAX 4096

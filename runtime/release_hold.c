@@ -42,11 +42,11 @@ void pf_release_hold_destroy(pf_release_hold *h) {
 
 int pf_release_hold_add(pf_release_hold *h, int rank, pf_msg *m, uint64_t now) {
   held *k = &h->ranks[rank];
-  if (pf_grow((void **)&k->ids, &k->cap, k->n + m->n_ids, sizeof *k->ids) != 0) return PF_ENOMEM;
   if (m->n_ids == 0) {
     pf_msg_free(m);
     return 0;
   }
+  if (pf_grow((void **)&k->ids, &k->cap, k->n + m->n_ids, sizeof *k->ids) != 0) return PF_ENOMEM;
   if (k->n == 0 && h->holding++ == 0) h->since = now;
   for (uint32_t i = 0; i < m->n_ids; i++) k->ids[k->n++] = m->ids[i];
   pf_msg_free(m);
