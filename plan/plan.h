@@ -115,12 +115,12 @@ typedef struct pf_plan {
   int64_t *arena_bytes; /* NULL, or per device: bytes of its step arena */
   /* NULL: ops and buffers are malloc'd arrays, and each op owns its name,
    * kernel, lists and box (malloc'd, freed one by one). Else all of these
-   * live in this pool (the scheduler's plans: millions of ops without a
-   * malloc each) and are freed with it; attrs are always the op's own
+   * live in this pool (the scheduler's plans and decoded ones: millions of
+   * ops without a malloc each) and are freed with it; attrs are always the op's own
    * (pf_attrs_destroy). Code that grows a plan's arrays must know which. */
   pf_arena *pool;
   /* NULL, or the plan's own specs that its buffers point at (a decoded
-   * plan: one per buffer), freed with it. */
+   * plan: each distinct spec once), freed with it. */
   pf_spec *own_specs;
 } pf_plan;
 

@@ -162,11 +162,10 @@ int pf_plan_encode(const pf_plan *p, uint8_t **buf, size_t *len) {
 
 /* ---- decoder -------------------------------------------------------------- */
 
-static int u32s_copy(const uint32_t *src, size_t n, uint32_t **dst,
+static int u32s_copy(pf_arena *a, const uint32_t *src, size_t n, uint32_t **dst,
                      uint32_t *n_dst) {
   if (n == 0) return 0;
-  if ((*dst = pf_mallocn(n, sizeof **dst)) == NULL) return PF_ENOMEM;
-  memcpy(*dst, src, n * sizeof **dst);
+  if ((*dst = pf_arena_dup(a, src, n * sizeof **dst)) == NULL) return PF_ENOMEM;
   *n_dst = (uint32_t)n;
   return 0;
 }
@@ -191,7 +190,7 @@ static int box_decode(const Pathflow__Box *m, pf_box *b, pf_diag *diag) {
 }
 
 /* Strings and kernel-only fields of op i. */
-static int op_strings_decode(const Pathflow__PlanOp *m, uint32_t i,
+static int op_strings_decode(pf_arena *a, const Pathflow__PlanOp *m, uint32_t i,
                              pf_plan_op *op, pf_diag *diag) {
   int rc;
   if (pf_wire_string_check(m->name, PF_WIRE_MAX_STRING, NULL) ||
@@ -199,7 +198,7 @@ static int op_strings_decode(const Pathflow__PlanOp *m, uint32_t i,
     return pf_diag_error(diag, PF_EDECODE,
                          "op %u: name or kernel longer than %d bytes", i,
                          PF_WIRE_MAX_STRING);
-  if ((op->name = pf_strdup(m->name)) == NULL)
+  if ((op->name = pf_arena_strdup(a, m->name)) == NULL)
     return pf_diag_error(diag, PF_ENOMEM, "op %u: out of memory", i);
   if (m->kind != PATHFLOW__PLAN_OP__KIND__KERNEL) {
     /* the in-memory plan has no place for these: refuse, do not drop */
@@ -209,14 +208,32 @@ static int op_strings_decode(const Pathflow__PlanOp *m, uint32_t i,
                            op->name);
     return 0;
   }
-  if ((op->kernel = pf_strdup(m->kernel)) == NULL)
+  if ((op->kernel = pf_arena_strdup(a, m->kernel)) == NULL)
     return pf_diag_error(diag, PF_ENOMEM, "op %u: out of memory", i);
   if ((rc = pf_wire_attrs_decode(m->n_attrs, m->attrs, &op->attrs, diag)))
     pf_diag_prefix(diag, "op %u (%s)", i, op->name);
   return rc;
 }
 
-static int op_decode(const Pathflow__PlanOp *m, uint32_t i, pf_plan_op *op,
+/* An op's inputs, outputs and deps. Decoded for every op before anything
+ * else of the ops, so that the lists lie together in plan order: the
+ * executor reads them op after op, and one small block per op, scattered
+ * among names and boxes, was a cache miss on each kernel's and transfer's
+ * path in a long plan (bench/granularity -t 1000 and more). */
+static int op_lists_decode(pf_arena *a, const Pathflow__PlanOp *m, uint32_t i, pf_plan_op *op,
+                           pf_diag *diag) {
+  if (m->n_inputs > MAX_LIST || m->n_outputs > MAX_LIST || m->n_deps > MAX_LIST)
+    return pf_diag_error(diag, PF_EDECODE,
+                         "op %u: %zu inputs, %zu outputs, %zu deps: at most %u each", i,
+                         m->n_inputs, m->n_outputs, m->n_deps, MAX_LIST);
+  if (u32s_copy(a, m->inputs, m->n_inputs, &op->inputs, &op->n_in) ||
+      u32s_copy(a, m->outputs, m->n_outputs, &op->outputs, &op->n_out) ||
+      u32s_copy(a, m->deps, m->n_deps, &op->deps, &op->n_deps))
+    return pf_diag_error(diag, PF_ENOMEM, "op %u: out of memory", i);
+  return 0;
+}
+
+static int op_decode(pf_arena *a, const Pathflow__PlanOp *m, uint32_t i, pf_plan_op *op,
                      pf_diag *diag) {
   pf_box box;
   int rc;
@@ -224,16 +241,7 @@ static int op_decode(const Pathflow__PlanOp *m, uint32_t i, pf_plan_op *op,
     return pf_diag_error(diag, PF_EDECODE, "op %u: unknown kind %d", i,
                          (int)m->kind);
   op->kind = (pf_op_kind)m->kind;
-  if ((rc = op_strings_decode(m, i, op, diag)) != 0) return rc;
-  if (m->n_inputs > MAX_LIST || m->n_outputs > MAX_LIST || m->n_deps > MAX_LIST)
-    return pf_diag_error(diag, PF_EDECODE,
-                         "op %u (%s): %zu inputs, %zu outputs, %zu deps: at "
-                         "most %u each", i, op->name, m->n_inputs,
-                         m->n_outputs, m->n_deps, MAX_LIST);
-  if (u32s_copy(m->inputs, m->n_inputs, &op->inputs, &op->n_in) ||
-      u32s_copy(m->outputs, m->n_outputs, &op->outputs, &op->n_out) ||
-      u32s_copy(m->deps, m->n_deps, &op->deps, &op->n_deps))
-    return pf_diag_error(diag, PF_ENOMEM, "op %u: out of memory", i);
+  if ((rc = op_strings_decode(a, m, i, op, diag)) != 0) return rc;
   if ((rc = box_decode(m->box, &box, diag)) != 0) {
     pf_diag_prefix(diag, "op %u (%s)", i, op->name);
     return rc;
@@ -242,9 +250,8 @@ static int op_decode(const Pathflow__PlanOp *m, uint32_t i, pf_plan_op *op,
    * sent (pf_plan_check judges it). */
   if (box.rank > 0 || op->kind == PF_OP_COPY || op->kind == PF_OP_SEND ||
       op->kind == PF_OP_RECV) {
-    if ((op->box = malloc(sizeof *op->box)) == NULL)
+    if ((op->box = pf_arena_dup(a, &box, sizeof box)) == NULL)
       return pf_diag_error(diag, PF_ENOMEM, "op %u: out of memory", i);
-    *op->box = box;
   }
   op->device = m->device;
   op->program = m->program;
@@ -261,6 +268,45 @@ static int op_decode(const Pathflow__PlanOp *m, uint32_t i, pf_plan_op *op,
   return 0;
 }
 
+static uint64_t spec_hash(const pf_spec *sp) {
+  uint64_t h = 1469598103934665603ull ^ ((uint64_t)sp->dtype << 8 | (uint64_t)sp->rank);
+  for (int k = 0; k < sp->rank; k++) h = (h ^ (uint64_t)sp->dims[k]) * 1099511628211ull;
+  return h ^ (h >> 29);
+}
+
+/* The buffers' specs, each distinct one once in own_specs (buffers point
+ * at it, as the scheduler's plans point into its pool): a plan's buffers
+ * mostly share a few shapes, and one copy per buffer (72 bytes each) put
+ * a cache miss on a kernel's or a transfer's path once a long plan's
+ * specs no longer fit in the cache (bench/granularity -t 4000). */
+static int specs_decode(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
+  size_t cap = 16, n_own = 0;
+  uint32_t *table;
+  while (cap < 2 * (size_t)p->n_buffers) cap *= 2;
+  if ((table = pf_mallocn(cap, sizeof *table)) == NULL)
+    return pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");
+  memset(table, 0xff, cap * sizeof *table);
+  for (uint32_t i = 0; i < p->n_buffers; i++) {
+    pf_spec sp;
+    size_t at;
+    int rc = pf_wire_spec_decode(m->buffers[i]->spec, &sp, diag);
+    if (rc != 0) {
+      free(table);
+      pf_diag_prefix(diag, "buffer %u", i);
+      return rc;
+    }
+    for (at = spec_hash(&sp) & (cap - 1); table[at] != UINT32_MAX; at = (at + 1) & (cap - 1))
+      if (pf_spec_equal(&p->own_specs[table[at]], &sp)) break;
+    if (table[at] == UINT32_MAX) {
+      p->own_specs[n_own] = sp;
+      table[at] = (uint32_t)n_own++;
+    }
+    p->buffers[i].spec = &p->own_specs[table[at]];
+  }
+  free(table);
+  return 0;
+}
+
 static int plan_fill(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
   int rc;
   /* Counts are uint32 in memory; the size limit already implies this. */
@@ -271,21 +317,22 @@ static int plan_fill(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
   p->num_devices = m->num_devices;
   p->num_inputs = m->num_inputs;
   p->num_outputs = m->num_outputs;
-  if ((p->buffers = pf_calloc(m->n_buffers, sizeof *p->buffers)) == NULL ||
-      (p->own_specs = pf_calloc(m->n_buffers, sizeof *p->own_specs)) == NULL ||
-      (p->ops = pf_calloc(m->n_ops, sizeof *p->ops)) == NULL)
+  /* Ops, buffers, lists, names and boxes in the plan's pool (see `pool`):
+   * no malloc per op, and what is read together lies together. */
+  if ((p->pool = calloc(1, sizeof *p->pool)) == NULL ||
+      (p->buffers = pf_arena_alloc(p->pool, m->n_buffers * sizeof *p->buffers)) == NULL ||
+      (p->ops = pf_arena_alloc(p->pool, m->n_ops * sizeof *p->ops)) == NULL ||
+      (p->own_specs = pf_calloc(m->n_buffers, sizeof *p->own_specs)) == NULL)
     return pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");
+  memset(p->buffers, 0, m->n_buffers * sizeof *p->buffers);
+  memset(p->ops, 0, m->n_ops * sizeof *p->ops);
   /* set before filling, so pf_plan_free sees every op allocated so far */
   p->n_buffers = (uint32_t)m->n_buffers;
   p->n_ops = (uint32_t)m->n_ops;
+  if ((rc = specs_decode(m, p, diag)) != 0) return rc;
   for (uint32_t i = 0; i < p->n_buffers; i++) {
     const Pathflow__PlanBuffer *b = m->buffers[i];
     pf_plan_buffer *pb = &p->buffers[i];
-    pb->spec = &p->own_specs[i];
-    if ((rc = pf_wire_spec_decode(b->spec, &p->own_specs[i], diag)) != 0) {
-      pf_diag_prefix(diag, "buffer %u", i);
-      return rc;
-    }
     pb->device = b->device;
     pb->input = b->input;
     pb->output = b->output;
@@ -295,7 +342,9 @@ static int plan_fill(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
     pb->host = b->host ? 1 : 0;
   }
   for (uint32_t i = 0; i < p->n_ops; i++)
-    if ((rc = op_decode(m->ops[i], i, &p->ops[i], diag)) != 0) return rc;
+    if ((rc = op_lists_decode(p->pool, m->ops[i], i, &p->ops[i], diag)) != 0) return rc;
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    if ((rc = op_decode(p->pool, m->ops[i], i, &p->ops[i], diag)) != 0) return rc;
   if (m->n_outputs > MAX_LIST || m->n_comms > MAX_LIST)
     return pf_diag_error(diag, PF_EDECODE, "plan: too many output slots or communicators");
   if ((p->slots = pf_calloc(m->n_outputs, sizeof *p->slots)) == NULL ||
