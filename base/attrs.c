@@ -26,6 +26,7 @@ typedef struct attr {
 struct pf_attrs {
   attr *items;
   size_t n, cap;
+  int refs; /* owners (pf_attrs_ref), atomic */
   attr first;
 };
 
@@ -34,6 +35,7 @@ int pf_attrs_create(pf_attrs **out) {
   if ((*out = calloc(1, sizeof **out)) == NULL) return PF_ENOMEM;
   (*out)->items = &(*out)->first;
   (*out)->cap = 1;
+  (*out)->refs = 1;
   return 0;
 }
 
@@ -70,8 +72,15 @@ int pf_attrs_share(const pf_attrs *src, pf_attrs **out) {
   return pf_attrs_clone(src, out);
 }
 
+pf_attrs *pf_attrs_ref(const pf_attrs *a) {
+  pf_attrs *m = (pf_attrs *)a; /* the count is not the set's value */
+  if (m != NULL && m != &shared_empty) __atomic_fetch_add(&m->refs, 1, __ATOMIC_RELAXED);
+  return m;
+}
+
 void pf_attrs_destroy(pf_attrs *a) {
   if (a == NULL || a == &shared_empty) return;
+  if (__atomic_fetch_sub(&a->refs, 1, __ATOMIC_ACQ_REL) != 1) return;
   for (size_t i = 0; i < a->n; i++) attr_clear(&a->items[i]);
   if (a->items != &a->first) free(a->items);
   free(a);
@@ -104,7 +113,9 @@ static int valid_name(const char *name) {
 static int slot(pf_attrs *a, const char *name, attr **out) {
   size_t pos = 0;
   attr *hit;
-  if (a == NULL || a == &shared_empty || !valid_name(name)) return PF_EINVAL;
+  if (a == NULL || a == &shared_empty || !valid_name(name) ||
+      __atomic_load_n(&a->refs, __ATOMIC_RELAXED) > 1)
+    return PF_EINVAL;
   if ((hit = find(a, name)) != NULL) {
     attr_clear(hit);
     *out = hit;
@@ -231,6 +242,15 @@ const char *pf_attrs_name(const pf_attrs *a, int i) {
 
 pf_attr_type pf_attrs_type(const pf_attrs *a, int i) {
   return a && i >= 0 && (size_t)i < a->n ? a->items[i].type : PF_ATTR_INT;
+}
+
+int pf_attrs_identical(const pf_attrs *a, const pf_attrs *b) {
+  if (!pf_attrs_equal(a, b)) return 0;
+  for (size_t i = 0; a != NULL && i < a->n; i++)
+    if (a->items[i].type == PF_ATTR_FLOAT &&
+        memcmp(&a->items[i].f, &b->items[i].f, sizeof a->items[i].f) != 0)
+      return 0;
+  return 1;
 }
 
 int pf_attrs_equal(const pf_attrs *a, const pf_attrs *b) {

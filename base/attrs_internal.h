@@ -12,4 +12,16 @@
  * Errors: PF_ENOMEM. */
 int pf_attrs_share(const pf_attrs *src, pf_attrs **out);
 
+/* Another owner of a set that nobody changes any more (one a graph or a
+ * plan owns): returns a itself, which pf_attrs_destroy frees when its last
+ * owner lets go; the setters refuse a set with several owners (PF_EINVAL).
+ * NULL and the shared empty set come back unchanged. Never fails. The
+ * count is atomic: a plan may be freed on another thread than its graph. */
+pf_attrs *pf_attrs_ref(const pf_attrs *a);
+
+/* 1 if a and b hold the same attributes, floats compared bit for bit
+ * (pf_attrs_equal says 0.0 == -0.0; a set shared in place of another
+ * must not change what a kernel reads). */
+int pf_attrs_identical(const pf_attrs *a, const pf_attrs *b);
+
 #endif

@@ -139,8 +139,14 @@ int pf_graph_add_program(pf_graph *g, const pf_gprogram *p) {
                                                (n_in + n_out) * sizeof *c.in);
   c.name = pf_arena_strdup(&g->mem, p->name);
   c.kernel = p->kernel ? kernel_copy(g, p->kernel) : NULL;
-  if (c.name == NULL || c.kernel == NULL || c.in_shardings == NULL ||
-      pf_attrs_share(p->attrs, &c.attrs) != 0)
+  if (c.name == NULL || c.kernel == NULL || c.in_shardings == NULL) return PF_ENOMEM;
+  /* Programs added one after another mostly carry the same attributes
+   * (the shards of a layer, the steps of a chain): one set for all of them,
+   * which the plans share in turn, instead of a copy each (memory, and the
+   * cache misses of kernels reading their attributes). */
+  if (g->n_programs > 0 && pf_attrs_identical(g->programs[g->n_programs - 1].attrs, p->attrs))
+    c.attrs = pf_attrs_ref(g->programs[g->n_programs - 1].attrs);
+  else if (pf_attrs_share(p->attrs, &c.attrs) != 0)
     return PF_ENOMEM; /* what the arena gave stays there until destroy */
   c.in = (int32_t *)(c.in_shardings + n_in);
   c.out = c.in + n_in;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/attrs_internal.h"
 #include "base/util.h"
 #include "base/wire.h"
 #include "pathflow/error.h"
@@ -343,8 +344,18 @@ static int plan_fill(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
   }
   for (uint32_t i = 0; i < p->n_ops; i++)
     if ((rc = op_lists_decode(p->pool, m->ops[i], i, &p->ops[i], diag)) != 0) return rc;
-  for (uint32_t i = 0; i < p->n_ops; i++)
-    if ((rc = op_decode(p->pool, m->ops[i], i, &p->ops[i], diag)) != 0) return rc;
+  for (uint32_t i = 0, last = UINT32_MAX; i < p->n_ops; i++) {
+    pf_plan_op *op = &p->ops[i];
+    if ((rc = op_decode(p->pool, m->ops[i], i, op, diag)) != 0) return rc;
+    if (op->attrs == NULL) continue;
+    /* The attributes of the last kernel again: share its set (as the
+     * scheduler's plans share their graph's). */
+    if (last != UINT32_MAX && pf_attrs_identical(p->ops[last].attrs, op->attrs)) {
+      pf_attrs_destroy(op->attrs);
+      op->attrs = pf_attrs_ref(p->ops[last].attrs);
+    }
+    last = i;
+  }
   if (m->n_outputs > MAX_LIST || m->n_comms > MAX_LIST)
     return pf_diag_error(diag, PF_EDECODE, "plan: too many output slots or communicators");
   if ((p->slots = pf_calloc(m->n_outputs, sizeof *p->slots)) == NULL ||

@@ -329,9 +329,11 @@ int pf_pb_op(pf_plan_builder *b, const pf_plan_op *tmpl, const uint32_t *in,
   op->name = str_copy(b, tmpl->name ? tmpl->name : "", &b->last_name);
   op->kernel = tmpl->kernel ? str_copy(b, tmpl->kernel, &b->last_kernel) : NULL;
   if (lists == NULL || op->name == NULL || (tmpl->kernel && op->kernel == NULL) ||
-      (tmpl->box && (op->box = box_intern(b, tmpl->box)) == NULL) ||
-      (tmpl->attrs && pf_attrs_share(tmpl->attrs, &op->attrs) != 0))
+      (tmpl->box && (op->box = box_intern(b, tmpl->box)) == NULL))
     return PF_ENOMEM;
+  /* The graph's set itself (it never changes): shards and programs with the
+   * same attributes read one copy. */
+  op->attrs = pf_attrs_ref(tmpl->attrs);
   op->inputs = lists;
   op->outputs = lists + n_in;
   op->deps = lists + n_in + n_out;

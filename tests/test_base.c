@@ -1227,6 +1227,32 @@ static void test_pages_threads(void **state) {
 }
 
 /* Shared empty attributes: one set for all, read-only, never freed. */
+/* A set with several owners (pf_attrs_ref) is read-only and lives until
+ * the last lets go; pf_attrs_identical tells -0.0 from 0.0. */
+static void test_attrs_ref(void **state) {
+  pf_attrs *a, *b, *r;
+  (void)state;
+  assert_int_equal(pf_attrs_create(&a), 0);
+  assert_int_equal(pf_attrs_set_float(a, "f", 0.0), 0);
+  assert_int_equal(pf_attrs_set_int(a, "i", 7), 0);
+  assert_int_equal(pf_attrs_set_string(a, "s", "x"), 0); /* past the first item */
+  r = pf_attrs_ref(a);
+  assert_ptr_equal(r, a);
+  assert_int_equal(pf_attrs_set_int(a, "i", 8), PF_EINVAL);
+  assert_int_equal(pf_attrs_get_int(r, "i", 0), 7);
+  pf_attrs_destroy(r); /* one owner left: the set lives on, writable */
+  assert_int_equal(pf_attrs_get_int(a, "i", 0), 7);
+  assert_int_equal(pf_attrs_set_int(a, "i", 9), 0);
+  assert_null(pf_attrs_ref(NULL));
+  assert_int_equal(pf_attrs_clone(a, &b), 0);
+  assert_true(pf_attrs_identical(a, b));
+  assert_int_equal(pf_attrs_set_float(b, "f", -0.0), 0);
+  assert_true(pf_attrs_equal(a, b));
+  assert_false(pf_attrs_identical(a, b));
+  pf_attrs_destroy(b);
+  pf_attrs_destroy(a);
+}
+
 static void test_attrs_share(void **state) {
   pf_attrs *e1, *e2, *empty, *full, *c;
   (void)state;
@@ -1280,6 +1306,7 @@ int main(void) {
       cmocka_unit_test(test_pages),
       cmocka_unit_test(test_pages_threads),
       cmocka_unit_test(test_attrs_share),
+      cmocka_unit_test(test_attrs_ref),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -457,6 +457,38 @@ static void test_default_output_sharding(void **state) {
   pf_graph_destroy(g);
 }
 
+/* Programs added one after another with the same attributes share the
+ * graph's one copy; -0.0 is not 0.0 there, and what the caller does with
+ * its own set afterwards changes nothing in the graph. */
+static void test_attrs_interned(void **state) {
+  pf_graph *g = new_graph();
+  pf_slice_t a = new_slice(g, 1);
+  pf_value_t x = new_input(g, "x", pf_spec_1d(PF_F32, 4), a, pf_replicated());
+  pf_value_t v1, v2, v3;
+  pf_attrs *at;
+  const pf_attrs *g1, *g2, *g3;
+  (void)state;
+  OK(pf_attrs_create(&at));
+  OK(pf_attrs_set_float(at, "alpha", 0.0));
+  v1 = prog1(g, "s1", "scale", at, a, 1, &x, NULL, NULL);
+  v2 = prog1(g, "s2", "scale", at, a, 1, &v1, NULL, NULL);
+  OK(pf_attrs_set_float(at, "alpha", -0.0));
+  v3 = prog1(g, "s3", "scale", at, a, 1, &v2, NULL, NULL);
+  OK(pf_attrs_set_float(at, "alpha", 5.0));
+  g1 = g->programs[g->values[v1.id].producer].attrs;
+  g2 = g->programs[g->values[v2.id].producer].attrs;
+  g3 = g->programs[g->values[v3.id].producer].attrs;
+  assert_ptr_equal(g1, g2);
+  assert_ptr_not_equal(g2, g3);
+  assert_ptr_not_equal(g1, at);
+  assert_false(signbit(pf_attrs_get_float(g2, "alpha", 1)));
+  assert_true(signbit(pf_attrs_get_float(g3, "alpha", 1)));
+  assert_true(pf_attrs_get_float(g3, "alpha", 1) == 0.0);
+  pf_attrs_destroy(at);
+  OK(pf_graph_validate(g));
+  pf_graph_destroy(g);
+}
+
 static void test_output_global_spec(void **state) {
   pf_graph *g = new_graph();
   pf_slice_t four = new_slice(g, NDEV), two = new_slice(g, 2);
@@ -1073,6 +1105,7 @@ int main(void) {
       cmocka_unit_test(test_kernel_outputs),
       cmocka_unit_test(test_default_input_sharding),
       cmocka_unit_test(test_default_output_sharding),
+      cmocka_unit_test(test_attrs_interned),
       cmocka_unit_test(test_output_global_spec),
       cmocka_unit_test(test_split_matmul_runs),
       cmocka_unit_test(test_wide_program),
