@@ -22,6 +22,33 @@
 #define STEP_SPARES 64
 #define STEP_SPARE_BYTES ((size_t)1 << 20)
 
+/* What running and finishing an op reads of it, in one cache line
+ * (build_hot): the plan's op record is two lines, and the rest was spread
+ * over six arrays of the loaded plan, each a line of its own per op; once a
+ * long plan's state no longer fits in the core's cache (a stencil of a
+ * thousand steps), each was a miss on every op's path. */
+typedef struct op_hot {
+  uint8_t kind, loop_op;
+  int32_t device;
+  uint32_t slot;                 /* op_slot */
+  uint32_t n_in, n_out, io;      /* inputs at io_bufs[io..], outputs after */
+  uint32_t dep_first, dep_end;   /* dependents */
+  uint32_t rel_first, rel_end;   /* release_bufs */
+  int32_t shard, num_shards;
+  const pf_kernel_def *kernel;   /* KERNEL only */
+  pf_attrs *attrs;
+} op_hot;
+
+/* The same for a buffer: what the op path reads of it, in half a line. */
+typedef struct buf_hot {
+  uint32_t slot;    /* buf_slot */
+  uint32_t point;   /* release point, or UINT32_MAX */
+  uint32_t slot_at; /* offset in the slot area, or UINT32_MAX */
+  int32_t device;
+  uint8_t keep, in_arena, host;
+  const pf_spec *spec;
+} buf_hot;
+
 struct pf_loaded {
   atomic_int refs;
   pf_plan *plan;
@@ -77,6 +104,9 @@ struct pf_loaded {
   pthread_mutex_t spare_lock;
   pf_step *spare; /* a list through each block's first word */
   int n_spare;
+  op_hot *hot;       /* per op */
+  buf_hot *bh;       /* per buffer */
+  uint32_t *io_bufs; /* every op's inputs then outputs, in plan order */
 };
 
 /* A step's buffer: its storage, and the storage's data beside it. By
@@ -110,13 +140,13 @@ struct pf_step {
 };
 
 static inline pf_storage *buf_get(const pf_step *s, uint32_t b) {
-  return s->bufs[s->l->buf_slot[b]].st;
+  return s->bufs[s->l->bh[b].slot].st;
 }
 
-static inline void *buf_data(const pf_step *s, uint32_t b) { return s->bufs[s->l->buf_slot[b]].data; }
+static inline void *buf_data(const pf_step *s, uint32_t b) { return s->bufs[s->l->bh[b].slot].data; }
 
 static inline void buf_set(pf_step *s, uint32_t b, pf_storage *st) {
-  step_buf *e = &s->bufs[s->l->buf_slot[b]];
+  step_buf *e = &s->bufs[s->l->bh[b].slot];
   e->st = st;
   e->data = st != NULL ? st->data : NULL;
 }
@@ -182,6 +212,9 @@ void pf_loaded_release(pf_loaded *l) {
   free(l->release_bufs);
   free(l->point);
   free(l->slot_at);
+  free(l->hot);
+  free(l->bh);
+  free(l->io_bufs);
   while (l->spare != NULL) {
     pf_step *next = *(pf_step **)l->spare;
     free(l->spare);
@@ -654,6 +687,55 @@ static int check_memory_spaces(pf_executor *ex, pf_loaded *l, const uint32_t *st
   return rc;
 }
 
+/* The ops' and buffers' hot records (op_hot, buf_hot), once everything
+ * they copy is known. */
+static int build_hot(pf_loaded *l) {
+  const pf_plan *p = l->plan;
+  size_t n_io = 0;
+  for (uint32_t i = 0; i < p->n_ops; i++) n_io += (size_t)p->ops[i].n_in + p->ops[i].n_out;
+  l->hot = pf_calloc(p->n_ops, sizeof *l->hot);
+  l->bh = pf_calloc(p->n_buffers, sizeof *l->bh);
+  l->io_bufs = pf_mallocn(n_io ? n_io : 1, sizeof *l->io_bufs);
+  if (l->hot == NULL || l->bh == NULL || l->io_bufs == NULL) return PF_ENOMEM;
+  n_io = 0;
+  for (uint32_t i = 0; i < p->n_ops; i++) {
+    const pf_plan_op *op = &p->ops[i];
+    op_hot *h = &l->hot[i];
+    h->kind = (uint8_t)op->kind;
+    h->loop_op = l->loop_op[i];
+    h->device = op->device;
+    h->slot = l->op_slot[i];
+    h->n_in = op->n_in;
+    h->n_out = op->n_out;
+    h->io = (uint32_t)n_io;
+    if (op->n_in) memcpy(l->io_bufs + n_io, op->inputs, op->n_in * sizeof *op->inputs);
+    n_io += op->n_in;
+    if (op->n_out) memcpy(l->io_bufs + n_io, op->outputs, op->n_out * sizeof *op->outputs);
+    n_io += op->n_out;
+    h->dep_first = l->dependents_first[i];
+    h->dep_end = l->dependents_first[i + 1];
+    h->rel_first = l->release_first[i];
+    h->rel_end = l->release_first[i + 1];
+    h->shard = op->shard;
+    h->num_shards = op->num_shards;
+    h->kernel = l->kernels[i];
+    h->attrs = op->attrs;
+  }
+  for (uint32_t b = 0; b < p->n_buffers; b++) {
+    const pf_plan_buffer *pb = &p->buffers[b];
+    buf_hot *h = &l->bh[b];
+    h->slot = l->buf_slot[b];
+    h->point = l->point[b];
+    h->slot_at = l->slot_at[b];
+    h->device = pb->device;
+    h->keep = l->keep[b];
+    h->in_arena = pb->in_arena != 0;
+    h->host = pb->host != 0;
+    h->spec = pb->spec;
+  }
+  return 0;
+}
+
 int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
                      pf_diag *diag) {
   pf_loaded *l;
@@ -709,6 +791,10 @@ int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
       pf_loaded_release(l);
       return PF_ENOTSUP;
     }
+  }
+  if (build_hot(l) != 0) {
+    pf_loaded_release(l);
+    return pf_diag_error(diag, PF_ENOMEM, "load plan: out of memory");
   }
   *out = l;
   return 0;
@@ -859,10 +945,11 @@ static void out_of_memory(pf_step *s, size_t nbytes, const char *what, int devic
 /* Makes sure buffer b has memory before an op writes it. Only the device
  * owning b writes it, so this needs no lock. */
 static pf_storage *new_buffer(pf_step *s, uint32_t b) {
-  const pf_plan_buffer *pb = &s->l->plan->buffers[b];
+  const buf_hot *pb = &s->l->bh[b];
   pf_storage *st;
   if (pb->in_arena && s->arenas[pb->device])
-    st = pf_storage_view(s->arenas[pb->device], (size_t)pb->offset, pf_spec_nbytes(pb->spec));
+    st = pf_storage_view(s->arenas[pb->device], (size_t)s->l->plan->buffers[b].offset,
+                         pf_spec_nbytes(pb->spec));
   else if (pb->host) /* a GPU's staging buffer: host memory */
     st = s->ex->devices[pb->device]->ops->alloc_host
              ? s->ex->devices[pb->device]->ops->alloc_host(s->ex->devices[pb->device],
@@ -886,7 +973,7 @@ static pf_storage *ensure(pf_step *s, uint32_t b) {
  * is no output of the graph, not a view into an arena, on the same device
  * and of the same size. Only this op's device thread touches bufs[] of its
  * buffers now; the counts can only fall to these values, never rise back. */
-static void take_over(pf_step *s, const pf_plan_op *op, const pf_kernel_def *k) {
+static void take_over(pf_step *s, const op_hot *op, const pf_kernel_def *k) {
   const pf_loaded *l = s->l;
   const pf_plan_buffer *pbs = l->plan->buffers;
   for (uint32_t o = 0; k->in_place != NULL && o < op->n_out; o++) {
@@ -894,8 +981,8 @@ static void take_over(pf_step *s, const pf_plan_op *op, const pf_kernel_def *k) 
     uint32_t bi, bo;
     pf_storage *st;
     if (j < 0 || (uint32_t)j >= op->n_in) continue;
-    bi = op->inputs[j];
-    bo = op->outputs[o];
+    bi = l->io_bufs[op->io + (uint32_t)j];
+    bo = l->io_bufs[op->io + op->n_in + o];
     if (l->slot_at[bo] != UINT32_MAX) continue; /* written in its slot */
     st = buf_get(s, bi);
     if (st == NULL || buf_get(s, bo) != NULL || st->parent != NULL || l->keep[bi] ||
@@ -909,33 +996,35 @@ static void take_over(pf_step *s, const pf_plan_op *op, const pf_kernel_def *k) 
 }
 
 static void run_kernel(pf_step *s, uint32_t i) {
-  const pf_plan *p = s->l->plan;
-  const pf_plan_op *op = &p->ops[i];
-  const pf_kernel_def *k = s->l->kernels[i];
+  const pf_loaded *l = s->l;
+  const op_hot *op = &l->hot[i];
+  const uint32_t *ins = l->io_bufs + op->io, *outs = ins + op->n_in;
+  const pf_kernel_def *k = op->kernel;
   pf_view in_stack[PF_OP_ARGS_ON_STACK], out[PF_OP_ARGS_ON_STACK], *in = in_stack;
   pf_kernel_call call;
   pf_diag d;
   int rc;
   if (op->n_in > PF_MAX_ARGS_RUNTIME || op->n_out > PF_OP_ARGS_ON_STACK) {
-    step_fail(s, PF_EARITY, "program \"%s\": too many arguments", op->name);
+    step_fail(s, PF_EARITY, "program \"%s\": too many arguments", l->plan->ops[i].name);
     return;
   }
   if (op->n_in > PF_OP_ARGS_ON_STACK && (in = pf_mallocn(op->n_in, sizeof *in)) == NULL) {
     step_fail(s, PF_ENOMEM, "rank %d device %d: program \"%s\": out of memory",
-              s->ex->cfg.rank, op->device, op->name);
+              s->ex->cfg.rank, op->device, l->plan->ops[i].name);
     return;
   }
   for (uint32_t k2 = 0; k2 < op->n_in; k2++) {
-    uint32_t b = op->inputs[k2];
-    in[k2].spec = *p->buffers[b].spec;
-    in[k2].data = s->l->slot_at[b] != UINT32_MAX ? s->slots + s->l->slot_at[b] : buf_data(s, b);
+    const buf_hot *bh = &l->bh[ins[k2]];
+    in[k2].spec = *bh->spec;
+    in[k2].data = bh->slot_at != UINT32_MAX ? s->slots + bh->slot_at : buf_data(s, ins[k2]);
   }
   take_over(s, op, k);
   for (uint32_t k2 = 0; k2 < op->n_out; k2++) {
-    uint32_t b = op->outputs[k2];
-    out[k2].spec = *p->buffers[b].spec;
-    if (s->l->slot_at[b] != UINT32_MAX) {
-      out[k2].data = s->slots + s->l->slot_at[b];
+    uint32_t b = outs[k2];
+    const buf_hot *bh = &l->bh[b];
+    out[k2].spec = *bh->spec;
+    if (bh->slot_at != UINT32_MAX) {
+      out[k2].data = s->slots + bh->slot_at;
     } else {
       pf_storage *st = ensure(s, b); /* NULL: the step failed, saying why */
       if (st == NULL) {
@@ -971,7 +1060,7 @@ static void run_kernel(pf_step *s, uint32_t i) {
     step_fail(s, PF_EKERNEL,
               "rank %d device %d: program \"%s\" (kernel \"%s\", shard %d of "
               "%d) failed: %s (%s)",
-              s->ex->cfg.rank, op->device, op->name, k->name, op->shard,
+              s->ex->cfg.rank, op->device, l->plan->ops[i].name, k->name, op->shard,
               op->num_shards, d.msg, pf_errname(rc));
   }
 }
@@ -1086,15 +1175,17 @@ static void step_piece_done(pf_step *s) {
  * device, whose queue moves on by itself). */
 static void finish_op(pf_step *s, uint32_t i, int device) {
   const pf_loaded *l = s->l;
-  const pf_plan_op *op = &l->plan->ops[i];
+  const op_hot *op = &l->hot[i];
+  const uint32_t *in = l->io_bufs + op->io;
   pf_executor *ex = s->ex;
-  for (uint32_t e = l->dependents_first[i]; e < l->dependents_first[i + 1]; e++) {
+  for (uint32_t e = op->dep_first; e < op->dep_end; e++) {
     uint32_t j = l->dependents[e];
+    const op_hot *dep = &l->hot[j];
     int dev;
-    if (atomic_fetch_sub_explicit(&s->pending[l->op_slot[j]], 1, memory_order_acq_rel) != 1)
+    if (atomic_fetch_sub_explicit(&s->pending[dep->slot], 1, memory_order_acq_rel) != 1)
       continue;
-    dev = l->plan->ops[j].device;
-    if (l->loop_op[j]) {
+    dev = dep->device;
+    if (dep->loop_op) {
       ex->cfg.loop_op(ex->cfg.loop_arg, s, j);
     } else if (dev != device) {
       pf_device *dv = ex->devices[dev];
@@ -1109,10 +1200,11 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
   /* Free what no later op reads, as soon as possible: peak memory then
    * follows the live values, not the whole graph. */
   for (uint32_t k = 0; k < op->n_in; k++) {
-    uint32_t b = op->inputs[k];
-    if (l->point[b] != UINT32_MAX) continue; /* its release point frees it (run_op) */
-    if (atomic_fetch_sub_explicit(&s->readers[l->buf_slot[b]], 1, memory_order_acq_rel) == 1 &&
-        !l->keep[b]) {
+    uint32_t b = in[k];
+    const buf_hot *bh = &l->bh[b];
+    if (bh->point != UINT32_MAX) continue; /* its release point frees it (run_op) */
+    if (atomic_fetch_sub_explicit(&s->readers[bh->slot], 1, memory_order_acq_rel) == 1 &&
+        !bh->keep) {
       pf_storage_unref(buf_get(s, b));
       buf_set(s, b, NULL);
     }
@@ -1148,7 +1240,7 @@ static int drain_inline(pf_executor *ex) {
   tls_running = &ex->loop_running;
   while (ex->n_inline > 0 || (ex->cfg.loop_runs_ops && claim_next(ex) > 0)) {
     struct inline_op it = ex->inline_ops[--ex->n_inline];
-    int device = it.step->l->plan->ops[it.op].device, part_done;
+    int device = it.step->l->hot[it.op].device, part_done;
     pf_device *dv = ex->devices[device];
     if (ex->cfg.loop_runs_ops &&
         atomic_load_explicit(&it.step->l->inline_ok[it.op], memory_order_relaxed) != INLINE_YES) {
@@ -1188,10 +1280,10 @@ int pf_executor_run_claimed(pf_executor *ex) {
 
 /* Returns 1 if the op ran (0: skipped, its step had failed). */
 static int run_op(pf_step *s, uint32_t i) {
-  const pf_plan_op *op = &s->l->plan->ops[i];
   const pf_loaded *l = s->l;
+  const op_hot *op = &l->hot[i];
   /* Every read of these is done (plan_release_points). */
-  for (uint32_t e = l->release_first[i]; e < l->release_first[i + 1]; e++) {
+  for (uint32_t e = op->rel_first; e < op->rel_end; e++) {
     uint32_t b = l->release_bufs[e];
     pf_storage_unref(buf_get(s, b));
     buf_set(s, b, NULL);
@@ -1199,12 +1291,12 @@ static int run_op(pf_step *s, uint32_t i) {
   /* A collective between ranks on a device's queue is one its device runs
    * (device_collective; the loop runs the others): its peers wait in it,
    * so a failed step runs it too. */
-  int device_coll = op->kind == PF_OP_COLLECTIVE && op->comm >= 0;
+  int device_coll = op->kind == PF_OP_COLLECTIVE && l->plan->ops[i].comm >= 0;
   int ran = 0;
   if (device_coll || !atomic_load_explicit(&s->failed, memory_order_acquire)) {
     ran = 1;
     /* Two clock reads cost as much as an empty kernel: only when asked. */
-    if (s->ex->cfg.record_times) s->t_start[s->l->op_slot[i]] = pf_clock_now(s->ex->clock);
+    if (s->ex->cfg.record_times) s->t_start[op->slot] = pf_clock_now(s->ex->clock);
     if (op->kind == PF_OP_KERNEL)
       run_kernel(s, i);
     else if (device_coll)
@@ -1216,8 +1308,8 @@ static int run_op(pf_step *s, uint32_t i) {
   }
   /* Atomic (a plain store on x86): the watchdog's dump reads it on the
    * loop thread while workers run. */
-  __atomic_store_n(&s->t_end[s->l->op_slot[i]],
-                   s->ex->cfg.record_times ? pf_clock_now(s->ex->clock) : 1, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->t_end[op->slot], s->ex->cfg.record_times ? pf_clock_now(s->ex->clock) : 1,
+                   __ATOMIC_RELAXED);
   return ran;
 }
 
