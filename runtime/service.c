@@ -16,11 +16,22 @@
 #include "runtime/trace.h"
 
 /* A loaded executable and what its transfers need from the transport. */
+/* What a transfer's path reads of its op (prepare_transfers), beside its
+ * box: not the plan's two-line op record, nor the buffer's spec. */
+typedef struct xfer_op {
+  uint32_t buffer; /* sent from, or received into */
+  int32_t peer;
+  int32_t tag;     /* within the tag window */
+  uint8_t kind;    /* pf_op_kind, for every op */
+  uint8_t whole;   /* the box is the whole buffer */
+} xfer_op;
+
 typedef struct exe {
   uint64_t id;
   int refs; /* the table's + steps in flight */
   pf_loaded *loaded;
   pf_xfer_box *boxes;       /* per op: SEND/RECV addressing */
+  xfer_op *xfers;            /* per op */
   pf_transport_comm **comms; /* per op: COLLECTIVE communicator */
   pf_transport *tp;          /* that made them */
   int connected;     /* its communicators are made (CONNECT, or none needed) */
@@ -234,6 +245,7 @@ static void exe_unref(exe *e) {
       if (e->boxes[i].impl != NULL) e->tp->ops->box_release(e->tp, &e->boxes[i]);
   }
   free(e->boxes);
+  free(e->xfers);
   free(e->comms);
   free(e->collectives);
   free(e->collective_k);
@@ -434,11 +446,14 @@ static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
   int rc;
   e->tp = s->cfg.transport;
   e->boxes = pf_calloc(p->n_ops, sizeof *e->boxes);
+  e->xfers = pf_calloc(p->n_ops, sizeof *e->xfers);
   e->comms = pf_calloc(p->n_ops, sizeof *e->comms);
-  if (e->boxes == NULL || e->comms == NULL) return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
+  if (e->boxes == NULL || e->xfers == NULL || e->comms == NULL)
+    return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
   for (uint32_t i = 0; i < p->n_ops; i++) {
     const pf_plan_op *op = &p->ops[i];
     const pf_plan_buffer *b;
+    e->xfers[i].kind = (uint8_t)op->kind;
     if (op->kind != PF_OP_SEND && op->kind != PF_OP_RECV) continue;
     if (op->tag >= s->tag_window)
       return pf_diag_error(d, PF_ERANGE,
@@ -461,6 +476,10 @@ static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
         &e->boxes[i]);
     if (rc) return pf_diag_error(d, rc, "rank %d: op %u: cannot describe the transfer to the transport",
                                  s->cfg.rank, i);
+    e->xfers[i].buffer = op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0];
+    e->xfers[i].peer = op->peer;
+    e->xfers[i].tag = (int32_t)op->tag;
+    e->xfers[i].whole = e->boxes[i].nbytes == pf_spec_nbytes(b->spec);
   }
   return 0;
 }
@@ -940,7 +959,7 @@ static void loop_op_finish(loop_op *lo, int status, const char *why) {
   pf_service *s = lo->r->svc;
   if (lo->started != 0) {
     uint64_t waited = stamp(s) - lo->started;
-    if (pf_step_plan(lo->r->step)->ops[lo->op].kind == PF_OP_COLLECTIVE)
+    if (lo->r->e->xfers[lo->op].kind == PF_OP_COLLECTIVE)
       s->collective_wait_ns += waited;
     else
       s->transfer_wait_ns += waited;
@@ -969,28 +988,27 @@ static void loop_op_finish(loop_op *lo, int status, const char *why) {
 
 static void transfer_done(void *arg, int status) {
   loop_op *lo = arg;
-  const pf_plan_op *op = &pf_step_plan(lo->r->step)->ops[lo->op];
+  const xfer_op *x = &lo->r->e->xfers[lo->op];
   char why[160];
-  if (op->kind == PF_OP_RECV) {
+  if (x->kind == PF_OP_RECV) {
     lo->r->svc->recv_bytes -= lo->r->e->boxes[lo->op].nbytes;
     lo->r->svc->recvs_posted--;
   }
   if (status != 0)
     snprintf(why, sizeof why, "%s of program \"%s\" with rank %d failed",
-             op->kind == PF_OP_SEND ? "send" : "receive", op->name, (int)op->peer);
+             x->kind == PF_OP_SEND ? "send" : "receive", pf_step_plan(lo->r->step)->ops[lo->op].name,
+             (int)x->peer);
   loop_op_finish(lo, status, status ? why : NULL);
 }
 
 static void start_transfer(pf_service *s, loop_op *lo) {
   run *r = lo->r;
-  const pf_plan_op *op = &pf_step_plan(r->step)->ops[lo->op];
+  const xfer_op *op = &r->e->xfers[lo->op];
   const pf_xfer_box *bx = &r->e->boxes[lo->op];
   pf_transport *t = s->cfg.transport;
-  uint32_t b = op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0];
   /* The reserve, when the buffer has no memory, is at least as large as
    * the whole buffer: the same box addresses it. */
-  char *data = data_of(s, r, b, op->kind == PF_OP_RECV,
-                       bx->nbytes == pf_spec_nbytes(pf_step_plan(r->step)->buffers[b].spec), NULL);
+  char *data = data_of(s, r, op->buffer, op->kind == PF_OP_RECV, op->whole, NULL);
   int err, tag = tag_of(s, r->slot, op->tag);
   lo->started = stamp(s); /* counters' wait and the timeline */
   posted_add(lo);
@@ -1243,7 +1261,7 @@ static int may_post(const pf_service *s, size_t bytes) {
 
 void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t i) {
   run *r = pf_step_arg(step);
-  const pf_plan_op *op = &pf_step_plan(step)->ops[i];
+  const xfer_op *op = &r->e->xfers[i];
   loop_op *lo;
   r->ops_in_flight++;
   if (op->kind == PF_OP_COLLECTIVE) {
