@@ -187,6 +187,9 @@ int pf_step_op_ready(const pf_step *s, uint32_t op);
  * it with the inputs it has queued itself and not yet reported done: when
  * they are all that is missing, stream order makes the op safe to queue. */
 uint32_t pf_step_op_pending(const pf_step *s, uint32_t op);
+/* Where that count lives, for a device that looks at it on every poll
+ * without a call (the step owns it; valid while s is). */
+const _Atomic uint32_t *pf_step_op_count(const pf_step *s, uint32_t op);
 /* Runs op `op` of s on the calling thread: its kernel, box copy or local
  * collective (nothing if the step has failed). Returns 1 if it ran. */
 int pf_step_run_op(pf_step *s, uint32_t op);

@@ -31,6 +31,11 @@ typedef struct cpu_device {
    * (loop_running while it does) and then move park_e on. */
   pf_step *park_step;
   uint32_t park_e;
+  /* The op at park_e and its count of inputs not done (NULL: past the
+   * last op), set with them (park): the loop thread looks on every poll
+   * (cpu_claim), without calls into the step. */
+  uint32_t park_op;
+  const _Atomic uint32_t *park_count;
   int loop_running;
   /* The worker waits for a part (in worker_main): park_step, when set, is
    * then the step of the part at the head of the queue, not yet taken,
@@ -118,20 +123,29 @@ static uint32_t queue_op(const pf_step *s, int device, uint32_t e, uint32_t *n) 
   return e < *n ? q[e] : UINT32_MAX;
 }
 
+/* Under the lock: parks at place e of s's queue (s NULL: nowhere). */
+static void park(cpu_device *c, pf_step *s, uint32_t e) {
+  uint32_t n;
+  c->park_step = s;
+  c->park_e = e;
+  c->park_op = s != NULL ? queue_op(s, c->cfg.index, e, &n) : UINT32_MAX;
+  c->park_count = c->park_op != UINT32_MAX ? pf_step_op_count(s, c->park_op) : NULL;
+}
+
+/* Under the lock: the parked op has its inputs, or the part is done. */
+static int park_ready(const cpu_device *c) {
+  return c->park_count == NULL || atomic_load_explicit(c->park_count, memory_order_acquire) == 0;
+}
+
 /* Under the lock, the worker idle: parks on the head part (at its first op,
  * unless parked on it already) and says whether the worker should take it
  * now: its next op is ready and the loop thread is not running one of it. */
 static int head_runnable(cpu_device *c) {
-  uint32_t n, op;
   int fresh, runnable;
   if (c->head == NULL) return 0;
   fresh = c->park_step != c->head->step;
-  if (fresh) {
-    c->park_step = c->head->step;
-    c->park_e = 0;
-  }
-  op = queue_op(c->park_step, c->cfg.index, c->park_e, &n);
-  runnable = !c->loop_running && (op == UINT32_MAX || pf_step_op_ready(c->park_step, op));
+  if (fresh) park(c, c->head->step, 0);
+  runnable = !c->loop_running && park_ready(c);
   if (fresh) c->head_t0 = runnable ? 0 : pf_clock_now(c->cfg.clock);
   return runnable;
 }
@@ -143,7 +157,7 @@ static void head_leaves(cpu_device *c) {
     atomic_fetch_add_explicit(&c->head_wait_ns, pf_clock_now(c->cfg.clock) - c->head_t0,
                               memory_order_relaxed);
   c->head_t0 = 0;
-  c->park_step = NULL;
+  park(c, NULL, 0);
   if ((c->head = c->head->next) == NULL) c->tail = NULL;
 }
 
@@ -169,7 +183,6 @@ static void cpu_submit(pf_device *d, pf_part *pt) {
 static int cpu_ready(pf_device *d, pf_step *s, uint32_t j, int may_claim) {
   cpu_device *c = (cpu_device *)d;
   int claimed = 0;
-  uint32_t n;
   /* With the loop running the ops, only a call from the loop may claim
    * (may_claim); one from another device's thread (a GPU's op done) must
    * not touch the state, which is the loop's alone (dev_lock): the loop
@@ -179,7 +192,7 @@ static int cpu_ready(pf_device *d, pf_step *s, uint32_t j, int may_claim) {
   /* Only the op the worker sleeps on concerns it: a busy worker finds j
    * ready when it gets there (the count fell before this call), and one
    * asleep on another op would only wake to sleep again. */
-  if (c->park_step == s && !c->loop_running && queue_op(s, c->cfg.index, c->park_e, &n) == j) {
+  if (c->park_step == s && !c->loop_running && c->park_op == j) {
     if (may_claim)
       claimed = c->loop_running = 1;
     else
@@ -197,14 +210,12 @@ static int cpu_ready(pf_device *d, pf_step *s, uint32_t j, int may_claim) {
  * part the idle worker never took leaves the queue here, unseen by it. */
 static int cpu_release(pf_device *d, pf_step *s, uint32_t j) {
   cpu_device *c = (cpu_device *)d;
-  uint32_t n, next;
   int last, wake;
   (void)j;
   dev_lock(c);
-  c->park_e++;
+  park(c, s, c->park_e + 1);
   c->loop_running = 0;
-  next = queue_op(s, c->cfg.index, c->park_e, &n);
-  last = c->park_e == n;
+  last = c->park_op == UINT32_MAX;
   if (c->idle && c->head != NULL && c->head->step == s) {
     if (last) head_leaves(c);
     wake = head_runnable(c);
@@ -216,10 +227,10 @@ static int cpu_release(pf_device *d, pf_step *s, uint32_t j) {
     c->part_taken = 1;
     c->taken_at = pf_clock_now(c->cfg.clock);
     c->idle = 1;
-    c->park_step = NULL;
+    park(c, NULL, 0);
     wake = head_runnable(c);
   } else {
-    wake = pf_step_op_ready(s, next);
+    wake = park_ready(c);
   }
   if (wake && !c->cfg.loop_runs_ops) wake_worker(c);
   dev_unlock(c);
@@ -231,17 +242,13 @@ static int cpu_release(pf_device *d, pf_step *s, uint32_t j) {
  * part first (head_runnable). */
 static int cpu_claim(pf_device *d, pf_step **s, uint32_t *op) {
   cpu_device *c = (cpu_device *)d;
-  uint32_t n, j;
   int claimed = 0;
   dev_lock(c);
   if (c->idle) head_runnable(c);
-  if (c->park_step != NULL && !c->loop_running) {
-    j = queue_op(c->park_step, c->cfg.index, c->park_e, &n);
-    if (j != UINT32_MAX && pf_step_op_ready(c->park_step, j)) {
-      c->loop_running = claimed = 1;
-      *s = c->park_step;
-      *op = j;
-    }
+  if (c->park_step != NULL && !c->loop_running && c->park_op != UINT32_MAX && park_ready(c)) {
+    c->loop_running = claimed = 1;
+    *s = c->park_step;
+    *op = c->park_op;
   }
   dev_unlock(c);
   return claimed;
@@ -294,8 +301,7 @@ static int wait_ready(cpu_device *c, pf_step *s, const uint32_t *q, uint32_t n, 
   }
   publish_counts(c); /* the loop may finish the part while this sleeps */
   pthread_mutex_lock(&c->lock);
-  c->park_step = s;
-  c->park_e = *e;
+  park(c, s, *e);
   /* Once the part is taken, s may be gone: not read again. */
   while (!c->part_taken &&
          (c->loop_running || (c->park_e < n && !pf_step_op_ready(s, q[c->park_e]))))
@@ -309,7 +315,7 @@ static int wait_ready(cpu_device *c, pf_step *s, const uint32_t *q, uint32_t n, 
     c->wait_ns += c->taken_at - t0;
   } else {
     *e = c->park_e;
-    c->park_step = NULL;
+    park(c, NULL, 0);
   }
   pthread_mutex_unlock(&c->lock);
   if (!taken) c->wait_ns += pf_clock_now(clock) - t0;

@@ -1325,6 +1325,10 @@ int pf_step_op_ready(const pf_step *s, uint32_t op) {
   return atomic_load_explicit(&s->pending[s->l->op_slot[op]], memory_order_acquire) == 0;
 }
 
+const _Atomic uint32_t *pf_step_op_count(const pf_step *s, uint32_t op) {
+  return &s->pending[s->l->op_slot[op]];
+}
+
 uint32_t pf_step_op_pending(const pf_step *s, uint32_t op) {
   return atomic_load_explicit(&s->pending[s->l->op_slot[op]], memory_order_acquire);
 }
