@@ -39,8 +39,9 @@ PF_API int pf_attrs_clone(const pf_attrs *src, pf_attrs **out);
 
 /* Setters replace an existing attribute of the same name, whatever its type.
  * Errors: PF_EINVAL (NULL or empty name, name longer than PF_ATTR_NAME_MAX,
- * NULL string, list longer than PF_ATTR_LIST_MAX, non-finite float),
- * PF_ENOMEM. The string and list are copied. */
+ * NULL string, list longer than PF_ATTR_LIST_MAX, non-finite float, or a set
+ * pathflow shares between programs: one it hands out as const, such as
+ * pf_grad_call's attrs), PF_ENOMEM. The string and list are copied. */
 PF_API int pf_attrs_set_int(pf_attrs *a, const char *name, int64_t v);
 PF_API int pf_attrs_set_float(pf_attrs *a, const char *name, double v);
 PF_API int pf_attrs_set_string(pf_attrs *a, const char *name, const char *v);
