@@ -688,11 +688,13 @@ static int check_memory_spaces(pf_executor *ex, pf_loaded *l, const uint32_t *st
 }
 
 /* The ops' and buffers' hot records (op_hot, buf_hot), once everything
- * they copy is known. */
+ * they copy is known. Errors: PF_ENOMEM, PF_ERANGE (more than 2^32 inputs
+ * and outputs in all). */
 static int build_hot(pf_loaded *l) {
   const pf_plan *p = l->plan;
   size_t n_io = 0;
   for (uint32_t i = 0; i < p->n_ops; i++) n_io += (size_t)p->ops[i].n_in + p->ops[i].n_out;
+  if (n_io > UINT32_MAX) return PF_ERANGE; /* op_hot.io is 32 bits */
   l->hot = pf_calloc(p->n_ops, sizeof *l->hot);
   l->bh = pf_calloc(p->n_buffers, sizeof *l->bh);
   l->io_bufs = pf_mallocn(n_io ? n_io : 1, sizeof *l->io_bufs);
@@ -792,9 +794,11 @@ int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
       return PF_ENOTSUP;
     }
   }
-  if (build_hot(l) != 0) {
+  if ((rc = build_hot(l)) != 0) {
     pf_loaded_release(l);
-    return pf_diag_error(diag, PF_ENOMEM, "load plan: out of memory");
+    return pf_diag_error(diag, rc, "rank %d: load plan: %s", ex->cfg.rank,
+                         rc == PF_ERANGE ? "more than 2^32 op inputs and outputs in all"
+                                         : "out of memory");
   }
   *out = l;
   return 0;
@@ -975,20 +979,22 @@ static pf_storage *ensure(pf_step *s, uint32_t b) {
  * buffers now; the counts can only fall to these values, never rise back. */
 static void take_over(pf_step *s, const op_hot *op, const pf_kernel_def *k) {
   const pf_loaded *l = s->l;
-  const pf_plan_buffer *pbs = l->plan->buffers;
   for (uint32_t o = 0; k->in_place != NULL && o < op->n_out; o++) {
     int j = k->in_place[o];
     uint32_t bi, bo;
+    const buf_hot *hi, *ho;
     pf_storage *st;
     if (j < 0 || (uint32_t)j >= op->n_in) continue;
     bi = l->io_bufs[op->io + (uint32_t)j];
     bo = l->io_bufs[op->io + op->n_in + o];
-    if (l->slot_at[bo] != UINT32_MAX) continue; /* written in its slot */
+    hi = &l->bh[bi];
+    ho = &l->bh[bo];
+    if (ho->slot_at != UINT32_MAX) continue; /* written in its slot */
     st = buf_get(s, bi);
-    if (st == NULL || buf_get(s, bo) != NULL || st->parent != NULL || l->keep[bi] ||
-        pbs[bi].device != pbs[bo].device || pbs[bi].host != pbs[bo].host ||
-        pf_spec_nbytes(pbs[bi].spec) != pf_spec_nbytes(pbs[bo].spec) ||
-        atomic_load_explicit(&s->readers[l->buf_slot[bi]], memory_order_acquire) != 1 ||
+    if (st == NULL || buf_get(s, bo) != NULL || st->parent != NULL || hi->keep ||
+        hi->device != ho->device || hi->host != ho->host ||
+        pf_spec_nbytes(hi->spec) != pf_spec_nbytes(ho->spec) ||
+        atomic_load_explicit(&s->readers[hi->slot], memory_order_acquire) != 1 ||
         atomic_load_explicit(&st->refs, memory_order_acquire) != 1)
       continue;
     buf_set(s, bo, pf_storage_ref(st));
@@ -1321,17 +1327,15 @@ const uint32_t *pf_step_device_queue(const pf_step *s, int device, uint32_t *n) 
   return l->device_ops + l->device_first[device];
 }
 
-int pf_step_op_ready(const pf_step *s, uint32_t op) {
-  return atomic_load_explicit(&s->pending[s->l->op_slot[op]], memory_order_acquire) == 0;
-}
-
 const _Atomic uint32_t *pf_step_op_count(const pf_step *s, uint32_t op) {
   return &s->pending[s->l->op_slot[op]];
 }
 
 uint32_t pf_step_op_pending(const pf_step *s, uint32_t op) {
-  return atomic_load_explicit(&s->pending[s->l->op_slot[op]], memory_order_acquire);
+  return atomic_load_explicit(pf_step_op_count(s, op), memory_order_acquire);
 }
+
+int pf_step_op_ready(const pf_step *s, uint32_t op) { return pf_step_op_pending(s, op) == 0; }
 
 int pf_step_run_op(pf_step *s, uint32_t i) {
   /* An op the loop thread might run inline is timed on its device until

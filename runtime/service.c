@@ -15,7 +15,6 @@
 #include "runtime/store.h"
 #include "runtime/trace.h"
 
-/* A loaded executable and what its transfers need from the transport. */
 /* What a transfer's path reads of its op (prepare_transfers), beside its
  * box: not the plan's two-line op record, nor the buffer's spec. */
 typedef struct xfer_op {
@@ -26,6 +25,7 @@ typedef struct xfer_op {
   uint8_t whole;   /* the box is the whole buffer */
 } xfer_op;
 
+/* A loaded executable and what its transfers need from the transport. */
 typedef struct exe {
   uint64_t id;
   int refs; /* the table's + steps in flight */
@@ -1253,7 +1253,8 @@ static void pump(pf_service *s) {
     }
 }
 
-/* Whether a receive of `bytes` may be posted now (PF_RECV_AHEAD_BYTES). */
+/* Whether a receive of `bytes` may be posted now (PF_RECV_AHEAD_BYTES,
+ * PF_RECV_AHEAD_COUNT; with none posted, any one may). */
 static int may_post(const pf_service *s, size_t bytes) {
   return s->recvs_posted == 0 ||
          (s->recv_bytes + bytes <= PF_RECV_AHEAD_BYTES && s->recvs_posted < PF_RECV_AHEAD_COUNT);
