@@ -143,7 +143,8 @@ int pf_executor_worker_cpu(const pf_executor *ex, int device);
 /* Takes ownership of `plan`, checks it (pf_plan_check) and resolves its
  * kernels. Errors: PF_EDECODE (bad plan), PF_ENOKERNEL (a kernel missing on
  * this executor: the message names the rank, the kernel and the program),
- * PF_ENOMEM. On error the plan is freed. Thread-safe. */
+ * PF_ERANGE (more than 2^32 op inputs and outputs in all), PF_ENOMEM. On
+ * error the plan is freed. Thread-safe. */
 int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
                      pf_diag *diag);
 /* Drops a reference; steps in flight keep their own. NULL: no-op. */
