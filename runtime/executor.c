@@ -29,6 +29,7 @@
  * thousand steps), each was a miss on every op's path. */
 typedef struct op_hot {
   uint8_t kind, loop_op;
+  uint8_t one_dep; /* one input op: its count needs no atomic decrement */
   int32_t device;
   uint32_t slot;                 /* op_slot */
   uint32_t n_in, n_out, io;      /* inputs at io_bufs[io..], outputs after */
@@ -39,14 +40,16 @@ typedef struct op_hot {
   pf_attrs *attrs;
 } op_hot;
 
-/* The same for a buffer: what the op path reads of it, in half a line. */
+/* The same for a buffer: what the op path reads of it (40 bytes). */
 typedef struct buf_hot {
   uint32_t slot;    /* buf_slot */
   uint32_t point;   /* release point, or UINT32_MAX */
   uint32_t slot_at; /* offset in the slot area, or UINT32_MAX */
   int32_t device;
   uint8_t keep, in_arena, host;
+  uint8_t one_reader; /* one op input reads it: its count needs no atomic decrement */
   const pf_spec *spec;
+  size_t nbytes; /* pf_spec_nbytes(spec) */
 } buf_hot;
 
 struct pf_loaded {
@@ -130,7 +133,11 @@ struct pf_step {
   uint64_t *t_start, *t_end;
   pf_part *parts; /* one per device */
   char *slots;    /* the slot area: buffers at offsets fixed at load (plan_slots) */
-  atomic_int remaining; /* device parts and loop ops not yet finished */
+  /* Device parts not yet finished, and one for the loop ops while any is
+   * left (loop_left: they all finish on the loop thread, which counts
+   * them without a locked decrement each). */
+  atomic_int remaining;
+  uint32_t loop_left;
   atomic_int failed;
   pthread_mutex_t err_lock;
   pf_diag err;
@@ -705,6 +712,7 @@ static int build_hot(pf_loaded *l) {
     op_hot *h = &l->hot[i];
     h->kind = (uint8_t)op->kind;
     h->loop_op = l->loop_op[i];
+    h->one_dep = l->n_deps[i] == 1;
     h->device = op->device;
     h->slot = l->op_slot[i];
     h->n_in = op->n_in;
@@ -731,9 +739,11 @@ static int build_hot(pf_loaded *l) {
     h->slot_at = l->slot_at[b];
     h->device = pb->device;
     h->keep = l->keep[b];
+    h->one_reader = l->readers[b] == 1;
     h->in_arena = pb->in_arena != 0;
     h->host = pb->host != 0;
     h->spec = pb->spec;
+    h->nbytes = pf_spec_nbytes(pb->spec);
   }
   return 0;
 }
@@ -953,15 +963,14 @@ static pf_storage *new_buffer(pf_step *s, uint32_t b) {
   pf_storage *st;
   if (pb->in_arena && s->arenas[pb->device])
     st = pf_storage_view(s->arenas[pb->device], (size_t)s->l->plan->buffers[b].offset,
-                         pf_spec_nbytes(pb->spec));
+                         pb->nbytes);
   else if (pb->host) /* a GPU's staging buffer: host memory */
     st = s->ex->devices[pb->device]->ops->alloc_host
-             ? s->ex->devices[pb->device]->ops->alloc_host(s->ex->devices[pb->device],
-                                                           pf_spec_nbytes(pb->spec))
-             : pf_storage_new(pf_spec_nbytes(pb->spec), pb->device);
+             ? s->ex->devices[pb->device]->ops->alloc_host(s->ex->devices[pb->device], pb->nbytes)
+             : pf_storage_new(pb->nbytes, pb->device);
   else
-    st = step_alloc(s->ex, pf_spec_nbytes(pb->spec), pb->device);
-  if (st == NULL) out_of_memory(s, pf_spec_nbytes(pb->spec), "a buffer", pb->device);
+    st = step_alloc(s->ex, pb->nbytes, pb->device);
+  if (st == NULL) out_of_memory(s, pb->nbytes, "a buffer", pb->device);
   return st;
 }
 
@@ -993,7 +1002,7 @@ static void take_over(pf_step *s, const op_hot *op, const pf_kernel_def *k) {
     st = buf_get(s, bi);
     if (st == NULL || buf_get(s, bo) != NULL || st->parent != NULL || hi->keep ||
         hi->device != ho->device || hi->host != ho->host ||
-        pf_spec_nbytes(hi->spec) != pf_spec_nbytes(ho->spec) ||
+        hi->nbytes != ho->nbytes ||
         atomic_load_explicit(&s->readers[hi->slot], memory_order_acquire) != 1 ||
         atomic_load_explicit(&st->refs, memory_order_acquire) != 1)
       continue;
@@ -1188,7 +1197,12 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
     uint32_t j = l->dependents[e];
     const op_hot *dep = &l->hot[j];
     int dev;
-    if (atomic_fetch_sub_explicit(&s->pending[dep->slot], 1, memory_order_acq_rel) != 1)
+    /* Counts are shared with other threads (a device's worker, the loop),
+     * but an op with one input has one producer: it stores 0 (what its
+     * worker waits for), and a locked decrement is saved. */
+    if (dep->one_dep)
+      atomic_store_explicit(&s->pending[dep->slot], 0, memory_order_release);
+    else if (atomic_fetch_sub_explicit(&s->pending[dep->slot], 1, memory_order_acq_rel) != 1)
       continue;
     dev = dep->device;
     if (dep->loop_op) {
@@ -1209,7 +1223,9 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
     uint32_t b = in[k];
     const buf_hot *bh = &l->bh[b];
     if (bh->point != UINT32_MAX) continue; /* its release point frees it (run_op) */
-    if (atomic_fetch_sub_explicit(&s->readers[bh->slot], 1, memory_order_acq_rel) == 1 &&
+    /* A buffer with one reader is this op's alone: its count stays. */
+    if ((bh->one_reader ||
+         atomic_fetch_sub_explicit(&s->readers[bh->slot], 1, memory_order_acq_rel) == 1) &&
         !bh->keep) {
       pf_storage_unref(buf_get(s, b));
       buf_set(s, b, NULL);
@@ -1430,7 +1446,8 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
     ensure(s, l->recv_bufs[k]); /* NULL: the step failed, saying why */
   for (int d = 0; d < nd; d++)
     if (l->device_first[d + 1] > l->device_first[d]) used++;
-  atomic_init(&s->remaining, used + (int)l->n_loop_ops);
+  s->loop_left = l->n_loop_ops;
+  atomic_init(&s->remaining, used + (l->n_loop_ops > 0));
   *out = s;
   if (used + l->n_loop_ops == 0) {
     done(s, arg);
@@ -1446,8 +1463,11 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
   /* Loop ops with no dependencies (every receive) are handed to the loop
    * now, before their producers run (parallel asynchronous dispatch); the
    * loop may post some receives of a long plan a little later. */
-  for (uint32_t k = 0; k < l->n_start_ops; k++)
-    ex->cfg.loop_op(ex->cfg.loop_arg, s, l->start_ops[k]);
+  if (ex->cfg.loop_ops_start != NULL && l->n_start_ops > 0)
+    ex->cfg.loop_ops_start(ex->cfg.loop_arg, s, l->start_ops, l->n_start_ops);
+  else
+    for (uint32_t k = 0; k < l->n_start_ops; k++)
+      ex->cfg.loop_op(ex->cfg.loop_arg, s, l->start_ops[k]);
   return 0;
 }
 
@@ -1494,7 +1514,7 @@ void pf_executor_loop_op_done(pf_step *s, uint32_t op, int status, const char *m
     step_fail(s, status, "rank %d: %s", s->ex->cfg.rank, message ? message : pf_strerror(status));
   finish_op(s, op, -1);
   drain_inline(s->ex);
-  step_piece_done(s);
+  if (--s->loop_left == 0) step_piece_done(s);
 }
 
 void pf_step_dump(const pf_step *s, void *file) {

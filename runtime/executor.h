@@ -46,11 +46,19 @@ typedef void (*pf_step_done_fn)(pf_step *step, void *arg);
  * pf_executor_loop_op_done. */
 typedef void (*pf_loop_op_fn)(void *arg, pf_step *step, uint32_t op);
 
+/* Called once per step, inside pf_executor_run, with the step's loop ops
+ * that need no input (every receive, a send of a fed buffer), n of them in
+ * plan order, instead of pf_loop_op_fn for each: the callee may hand them
+ * to the transport over time (a long plan has thousands of receives). The
+ * array is the loaded plan's: it stays valid while the step runs. */
+typedef void (*pf_loop_ops_start_fn)(void *arg, pf_step *step, const uint32_t *ops, uint32_t n);
+
 typedef struct pf_executor_config {
   int num_devices;       /* >= 1 */
   int rank;              /* for messages */
   pf_registry *registry; /* borrowed; must outlive the executor */
   pf_loop_op_fn loop_op; /* NULL: plans with transfers are refused */
+  pf_loop_ops_start_fn loop_ops_start; /* NULL: loop_op for each */
   void *loop_arg;
   int record_times;      /* take op start/end timestamps (PATHFLOW_TRACE) */
   uint64_t spin_ns;      /* spin this long for an input before sleeping */
@@ -223,7 +231,9 @@ const pf_plan *pf_step_plan(const pf_step *s);
 int pf_executor_run_claimed(pf_executor *ex);
 
 /* The loop thread finished op i: `status` 0 or an error recorded as the
- * step's failure with `message`. Wakes dependents; may complete the step. */
+ * step's failure with `message`. Wakes dependents; may complete the step.
+ * Always the same thread for a step (its loop ops are counted without
+ * atomics). */
 void pf_executor_loop_op_done(pf_step *s, uint32_t op, int status, const char *message);
 
 /* Writes what each device queue of the step waits on (watchdog). */

@@ -164,6 +164,18 @@ static void post_loop_op(void *arg, pf_step *step, uint32_t op) {
   push(rt, e);
 }
 
+/* A step's start on the loop thread (the service's handle_run): its
+ * receives go to the service in one call, which posts them over time.
+ * Elsewhere, each through the queue. */
+static void post_start_ops(void *arg, pf_step *step, const uint32_t *ops, uint32_t n) {
+  pf_runtime *rt = arg;
+  if (pthread_equal(pthread_self(), rt->thread)) {
+    pf_service_start_ops(rt->svc, step, ops, n);
+    return;
+  }
+  for (uint32_t k = 0; k < n; k++) post_loop_op(rt, step, ops[k]);
+}
+
 int pf_runtime_send(pf_runtime *rt, int rank, pf_msg *m) {
   event *e;
   if (m == NULL) return PF_ENOMEM;
@@ -1424,6 +1436,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   ec.rank = rt->rank;
   ec.registry = cfg->registry;
   ec.loop_op = cfg->transport ? post_loop_op : NULL;
+  ec.loop_ops_start = cfg->transport ? post_start_ops : NULL;
   ec.loop_arg = rt;
   ec.record_times = rt->trace;
   ec.spin_ns = rt->worker_spin_ns;

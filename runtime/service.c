@@ -61,9 +61,13 @@ typedef struct run {
   pf_msg *msg; /* the RUN message: output and drop ids */
   int ops_in_flight; /* loop ops posted and not done */
   struct loop_op *posted; /* those ops, for the watchdog */
-  int starting;           /* inside pf_executor_run: receives may wait */
-  uint32_t eager_recvs;   /* receives posted at the start */
-  uint32_t deferred;      /* receives in the service's deferred queue */
+  /* Its start ops (pf_service_start_ops) from later[later_next] to
+   * later[later_n - 1] hold `deferred` receives not posted yet, the first
+   * at later_next; queued in s->defer_head while there are any. */
+  const uint32_t *later;
+  uint32_t later_next, later_n;
+  uint32_t deferred;
+  struct run *defer_next;
   struct run *prev, *next;
   /* Per collective (e->collectives' order): its inputs are ready. */
   uint8_t ready[];
@@ -73,7 +77,10 @@ typedef struct run {
  * posts its first PF_EAGER_RECVS at once and leaves the rest, in plan
  * order, to the loop's polls that find nothing to do (8 per such poll), so
  * that its first ops start at once instead of after every receive is
- * posted. No deadlock: when nothing completes, every poll is one that
+ * posted. Those left cost nothing until posted: a place in the step's list
+ * of start ops, not a record each (a record per receive made at the start,
+ * queued and read back out of cache when posted, cost a 1000-step stencil
+ * a tenth of a microsecond a step). No deadlock: when nothing completes, every poll is one that
  * posts, so a receive that the rest of the work waits for gets posted. A
  * message that comes before its receive is posted waits in MPI's
  * unexpected queue. */
@@ -166,7 +173,7 @@ struct pf_service {
   comm_queue *queues;
   parked *parked, *parked_tail; /* messages waiting for buffers in the making */
   size_t n_parked;
-  loop_op *defer_head, *defer_tail; /* receives to post when idle */
+  run *defer_head, *defer_tail; /* steps with receives to post when idle */
   size_t recv_bytes; /* the buffers of receives posted and not done */
   uint32_t recvs_posted; /* and how many */
   loop_op *spare;                   /* finished records, for reuse */
@@ -284,7 +291,6 @@ void pf_service_destroy(pf_service *s) {
     pf_msg_free(w->m);
     free(w);
   }
-  free_chain(s->defer_head);
   free_chain(s->spare);
   pf_store_destroy(s->store);
   free(s->peers);
@@ -877,7 +883,6 @@ static void handle_run(pf_service *s, pf_msg *m) {
    * step that completes at once. Messages that come meanwhile wait for
    * their receives (MPI's unexpected queue). */
   if (m->ack_start) reply_status(s, PF_MSG_STEP_STARTED, m->executable, m->step, 0, NULL);
-  r->starting = 1;
   if (why.code)
     rc = pf_executor_run_failed(s->cfg.executor, e->loaded, inputs, m->step, &why, executor_done,
                                 r, &r->step);
@@ -895,7 +900,6 @@ static void handle_run(pf_service *s, pf_msg *m) {
              s->cfg.rank, (unsigned long long)m->step, p->n_ops, p->n_buffers);
     pf_transport_abort(s->cfg.transport, 1, msg);
   }
-  r->starting = 0;
 }
 
 /* Runs on a device worker (or inside pf_executor_run): the runtime hands
@@ -980,8 +984,8 @@ static void loop_op_finish(loop_op *lo, int status, const char *why) {
   posted_remove(lo);
   lo->r->ops_in_flight--;
   s->progressed = 1; /* a clock read per op would cost more */
-  free(lo->stage_in);
-  free(lo->stage_out);
+  if (lo->stage_in != NULL) free(lo->stage_in); /* a collective's: a transfer has none */
+  if (lo->stage_out != NULL) free(lo->stage_out);
   pf_executor_loop_op_done(lo->r->step, lo->op, status, why);
   loop_op_free(s, lo);
 }
@@ -1260,48 +1264,78 @@ static int may_post(const pf_service *s, size_t bytes) {
          (s->recv_bytes + bytes <= PF_RECV_AHEAD_BYTES && s->recvs_posted < PF_RECV_AHEAD_COUNT);
 }
 
-void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t i) {
-  run *r = pf_step_arg(step);
-  const xfer_op *op = &r->e->xfers[i];
+/* Starts loop op i of run r: a collective when its turn comes on its
+ * communicator, a transfer now. */
+static void start_loop_op(pf_service *s, run *r, uint32_t i) {
   loop_op *lo;
   r->ops_in_flight++;
-  if (op->kind == PF_OP_COLLECTIVE) {
+  if (r->e->xfers[i].kind == PF_OP_COLLECTIVE) {
     uint32_t k = r->e->collective_k[i];
     if (k != UINT32_MAX) r->ready[k] = 1;
     pump(s);
     return;
   }
-  if ((lo = loop_op_new(s)) == NULL) {
+  if ((lo = loop_op_new(s)) == NULL)
     pf_transport_abort(s->cfg.transport, 1, "out of memory starting a transfer");
-  }
   lo->r = r;
   lo->op = i;
+  start_transfer(s, lo);
+}
+
+void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t i) {
+  start_loop_op(s, pf_step_arg(step), i);
+}
+
+static int is_recv(const run *r, uint32_t i) { return r->e->xfers[i].kind == PF_OP_RECV; }
+
+/* Moves r's place in its start ops to the next receive (the others went
+ * at the start); r leaves the queue, the head, when it has none left. */
+static void next_deferred(pf_service *s, run *r) {
+  while (r->later_next < r->later_n && !is_recv(r, r->later[r->later_next])) r->later_next++;
+  if (r->later_next < r->later_n) return;
+  if ((s->defer_head = r->defer_next) == NULL) s->defer_tail = NULL;
+}
+
+void pf_service_start_ops(pf_service *s, pf_step *step, const uint32_t *ops, uint32_t n) {
+  run *r = pf_step_arg(step);
+  uint32_t k = 0, eager = 0;
   /* Receives are posted in the order they come (steps in the order they
    * start, each in plan order): one held back holds back those after it,
    * so that the bytes bound never keeps the earliest waiting. */
-  if (op->kind == PF_OP_RECV && r->starting &&
-      (s->defer_head != NULL || r->eager_recvs++ >= PF_EAGER_RECVS ||
-       !may_post(s, r->e->boxes[i].nbytes))) {
-    lo->next = NULL;
-    if (s->defer_tail)
-      s->defer_tail->next = lo;
-    else
-      s->defer_head = lo;
-    s->defer_tail = lo;
-    r->deferred++;
-    return;
+  for (; k < n; k++) {
+    uint32_t i = ops[k];
+    if (is_recv(r, i) && (s->defer_head != NULL || eager++ >= PF_EAGER_RECVS ||
+                          !may_post(s, r->e->boxes[i].nbytes)))
+      break;
+    start_loop_op(s, r, i);
   }
-  start_transfer(s, lo);
+  if (k == n) return;
+  /* The rest: all but receives go now; the receives are counted and wait. */
+  for (uint32_t j = k; j < n; j++)
+    if (is_recv(r, ops[j]))
+      r->deferred++;
+    else
+      start_loop_op(s, r, ops[j]);
+  r->later = ops;
+  r->later_next = k;
+  r->later_n = n;
+  r->defer_next = NULL;
+  if (s->defer_tail)
+    s->defer_tail->defer_next = r;
+  else
+    s->defer_head = r;
+  s->defer_tail = r;
 }
 
 int pf_service_post_deferred(pf_service *s, int max) {
   int n = 0;
-  while (n < max && s->defer_head != NULL &&
-         may_post(s, s->defer_head->r->e->boxes[s->defer_head->op].nbytes)) {
-    loop_op *lo = s->defer_head;
-    if ((s->defer_head = lo->next) == NULL) s->defer_tail = NULL;
-    lo->r->deferred--;
-    start_transfer(s, lo);
+  run *r;
+  while (n < max && (r = s->defer_head) != NULL &&
+         may_post(s, r->e->boxes[r->later[r->later_next]].nbytes)) {
+    uint32_t i = r->later[r->later_next++];
+    r->deferred--;
+    next_deferred(s, r);
+    start_loop_op(s, r, i);
     n++;
   }
   return n;
@@ -1498,7 +1532,7 @@ void pf_service_dump(const pf_service *s, FILE *f) {
     fprintf(f, " step %llu of executable %llu: %d transfers/collectives posted"
             " (%u receives not yet posted)\n",
             (unsigned long long)r->seq, (unsigned long long)r->e->id,
-            r->ops_in_flight - (int)r->deferred, r->deferred);
+            r->ops_in_flight, r->deferred);
     pf_step_dump(r->step, f);
     for (const loop_op *lo = r->posted; lo; lo = lo->posted_next) {
       const pf_plan_op *op = &pf_step_plan(r->step)->ops[lo->op];

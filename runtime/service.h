@@ -53,6 +53,11 @@ void pf_service_handle(pf_service *s, pf_msg *m);
 void pf_service_step_done(pf_service *s, void *step_arg);
 /* A transfer or a collective across ranks of a step is ready to go. */
 void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t op);
+/* A step this service started hands over its loop ops that need no input
+ * (pf_loop_ops_start_fn: n of them, plan order, the array the step's): all
+ * but receives go at once, and the first receives; the rest wait for
+ * pf_service_post_deferred. Loop thread only. */
+void pf_service_start_ops(pf_service *s, pf_step *step, const uint32_t *ops, uint32_t n);
 
 int pf_service_steps_in_flight(const pf_service *s);
 /* The loop starts a poll or a batch of events: the next time stamp the

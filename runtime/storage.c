@@ -393,8 +393,12 @@ pf_storage *pf_storage_ref(pf_storage *s) {
 
 void pf_storage_unref(pf_storage *s) {
   if (s == NULL) return;
-  /* acq_rel: whoever frees must see every write made through other refs. */
-  if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+  /* acq_rel: whoever frees must see every write made through other refs.
+   * The last reference needs no locked decrement: nobody else holds one,
+   * so nobody can take or drop one meanwhile; the acquire load sees the
+   * writes made through those dropped before. */
+  if (atomic_load_explicit(&s->refs, memory_order_acquire) == 1 ||
+      atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
     if (s->parent) {
       pf_storage_unref(s->parent);
     } else if (s->pooled) {
