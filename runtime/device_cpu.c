@@ -63,7 +63,7 @@ typedef struct cpu_device {
 } cpu_device;
 
 /* Set when this thread woke a sleeping worker (pf_cpu_device_woke_worker). */
-static __thread int woke_worker;
+static __thread int woke_worker __attribute__((tls_model("initial-exec"))); /* read every poll */
 
 /* Wakes the worker (lock held) and says so to the calling thread. */
 static void wake_worker(cpu_device *c) {

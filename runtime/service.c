@@ -210,7 +210,10 @@ static loop_op *loop_op_new(pf_service *s) {
   if (lo == NULL) return calloc(1, sizeof *lo);
   s->spare = lo->next;
   s->n_spare--;
-  memset(lo, 0, sizeof *lo);
+  /* What the caller does not set (r, op; started and the lists when posted). */
+  lo->stage_in = lo->stage_out = NULL;
+  lo->drained = 0;
+  lo->started = 0;
   return lo;
 }
 

@@ -230,11 +230,14 @@ static int small_class(size_t nbytes) {
  * of a worker's time on a 1 us stencil, bench/granularity). A thread that
  * ends gives its blocks to the shared lists. */
 #define TLS_KEEP_BYTES ((size_t)64 << 10) /* per class per thread */
+/* initial-exec, as executor.c's tls_running: the default model for a
+ * shared library calls __tls_get_addr on every access (an allocation and
+ * a free per buffer). */
 static __thread struct {
   small_free *head;
   size_t count;
-} tls_small[SMALL_CLASSES];
-static __thread int tls_registered;
+} tls_small[SMALL_CLASSES] __attribute__((tls_model("initial-exec")));
+static __thread int tls_registered __attribute__((tls_model("initial-exec")));
 static pthread_key_t tls_key;
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static int tls_key_made;
