@@ -6,9 +6,10 @@
  *    before anything moves, naming the input (it used to pass pf_execute
  *    and abort the job), and the job goes on;
  *  - pf_buffer_put and pf_buffer_put_for with shards on both ranks;
- *  - a step with more receives on a rank than it posts at its start, and
- *    one whose receives would hold far more memory than the window of
- *    receives a rank posts ahead.
+ *  - a step with more receives on a rank than it posts at its start, one
+ *    whose receives would hold far more memory than the window of
+ *    receives a rank posts ahead, and one with a send of a fed input
+ *    behind the receives a rank holds back.
  * LARGE_N overrides the 2^28 elements of the large feed (quick runs).
  * Feeds and fetches of 64 KiB or more travel on the data path (runtime.c),
  * from and into the shards in 64 MiB chunks, not in control messages (a
@@ -181,6 +182,62 @@ static void test_chain_of_many_receives(void **state) {
   pf_executable_destroy(exe);
 }
 
+/* A step whose ops that need no input hold a send behind the receives a
+ * rank holds back: z, fed on rank 1 (device 2), is read on rank 0 by the
+ * program after a chain of 300 hops, so its send is handed to the service
+ * with that rank's 150 receives, after them in plan order. Sends go at once
+ * (pf_service_start_ops): held back with the receives, which are only
+ * posted later, it would never go and rank 0 would wait forever. */
+static void test_fed_send_behind_held_back_receives(void **state) {
+  pf_spec spec = pf_spec_1d(PF_F32, 1024);
+  pf_graph *g;
+  pf_executable *exe;
+  pf_slice_t s0, s2;
+  pf_value_t v, z, y;
+  pf_attrs *a;
+  pf_tensor *x, *zt, *out;
+  (void)state;
+  OK(pf_graph_create(ctx, &g));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s0));
+  OK(pf_graph_slice_pin(g, s0, (int[]){0}));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s2));
+  OK(pf_graph_slice_pin(g, s2, (int[]){2}));
+  OK(pf_graph_input(g, "x", &spec, s0, pf_replicated(), &v));
+  OK(pf_graph_input(g, "z", &spec, s2, pf_replicated(), &z));
+  for (int h = 0; h < 300; h++) {
+    OK(pf_attrs_create(&a));
+    OK(pf_attrs_set_float(a, "alpha", h % 2 ? 0.5 : 2.0));
+    OK(pf_graph_program(g, &(pf_program_desc){.kernel = "scale", .attrs = a,
+                                               .slice = h % 2 ? s0 : s2, .n_in = 1, .in = &v},
+                        &v, NULL));
+    pf_attrs_destroy(a);
+  }
+  OK(pf_attrs_create(&a));
+  OK(pf_attrs_set_float(a, "lr", 1.0));
+  OK(pf_graph_program(g, &(pf_program_desc){.kernel = "sgd", .attrs = a, .slice = s0, .n_in = 2,
+                                             .in = (pf_value_t[]){v, z}},
+                      &y, NULL));
+  pf_attrs_destroy(a);
+  OK(pf_graph_output(g, "y", y));
+  OK(pf_compile(g, &exe));
+  pf_graph_destroy(g);
+  x = seq_tensor(spec, 1);
+  zt = seq_tensor(spec, 7);
+  for (int run = 0; run < 2; run++) {
+    out = run_one(exe, 2,
+                  (pf_feed[]){{.name = "x", .tensor = x}, {.name = "z", .tensor = zt}}, "y");
+    for (int64_t i = 0; i < pf_spec_numel(&spec); i++)
+      assert_float_equal(((const float *)pf_tensor_cdata(out))[i],
+                         ((const float *)pf_tensor_cdata(x))[i] -
+                             ((const float *)pf_tensor_cdata(zt))[i],
+                         0);
+    pf_tensor_destroy(out);
+  }
+  pf_tensor_destroy(x);
+  pf_tensor_destroy(zt);
+  pf_executable_destroy(exe);
+}
+
 /* This process's peak resident memory (VmHWM) in bytes, after resetting it
  * to the current resident size when `reset` (Linux: clear_refs 5); 0 where
  * /proc cannot tell. */
@@ -230,6 +287,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_long_chain_holds_a_window),
       cmocka_unit_test(test_chain_of_many_receives),
+      cmocka_unit_test(test_fed_send_behind_held_back_receives),
       cmocka_unit_test(test_buffer_put_across_ranks),
       cmocka_unit_test(test_over_limit_refused_not_aborted),
       cmocka_unit_test(test_one_gib_feed_and_fetch),
