@@ -31,7 +31,9 @@ int pf_context_live(pf_context *ctx, const char *call) {
   return 0;
 }
 
-const char *pf_last_error(const pf_context *ctx) { return ctx ? ctx->diag.msg : ""; }
+const char *pf_last_error(const pf_context *ctx) {
+  return ctx ? ctx->diag.msg : "no context (a failed pf_init prints its message on stderr)";
+}
 int pf_rank(const pf_context *ctx) { return ctx ? ctx->rank : 0; }
 int pf_world_size(const pf_context *ctx) { return ctx ? ctx->size : 0; }
 

@@ -152,6 +152,8 @@ static void test_spec_str_null(void **state) {
   assert_string_equal(pf_spec_str(NULL, buf, sizeof buf), "(null)");
   assert_null(pf_spec_str(&s, NULL, 8));
   assert_string_equal(pf_spec_str(&s, buf, sizeof buf), "f64[2,3]");
+  /* After a failed pf_init there is no context: still a message. */
+  assert_non_null(strstr(pf_last_error(NULL), "pf_init"));
 }
 
 static void test_version(void **state) {

@@ -90,7 +90,10 @@ PF_API int pf_finalize(pf_context *ctx);
  * execution's message when it failed. Calls that cannot fail leave it as
  * it is: pf_last_error, pf_rank, pf_world_size, pf_device_count,
  * pf_future_done, pf_future_error, pf_executable_num_inputs/outputs and
- * the destroy functions. Valid until the next call on the context. */
+ * the destroy functions. Valid until the next call on the context.
+ * With ctx NULL (pf_init failed, and set *out to NULL): a constant
+ * sentence saying that pf_init printed its message on stderr, so that
+ * "call failed: %s" after a failed pf_init still tells where to look. */
 PF_API const char *pf_last_error(const pf_context *ctx);
 
 /* Number of devices of `kind` that this context can place programs on: on
