@@ -131,28 +131,38 @@ static void test_buffer_put_across_ranks(void **state) {
   pf_tensor_destroy(x);
 }
 
-/* A chain of `hops` programs "scale" alternating devices 2 and 0 (rank 1,
- * rank 0), each hop doubling or halving: x comes back exact. */
+/* In g: the one-device slices of devices 0 (rank 0) and 2 (rank 1). */
+static void chain_slices(pf_graph *g, pf_slice_t *s0, pf_slice_t *s2) {
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, s0));
+  OK(pf_graph_slice_pin(g, *s0, (int[]){0}));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, s2));
+  OK(pf_graph_slice_pin(g, *s2, (int[]){2}));
+}
+
+/* `hops` programs "scale" on *v alternating devices 2 and 0 (rank 1, rank
+ * 0), each hop doubling or halving: *v comes back exact (hops even). */
+static void add_chain(pf_graph *g, pf_slice_t s0, pf_slice_t s2, int hops, pf_value_t *v) {
+  for (int h = 0; h < hops; h++) {
+    pf_attrs *a;
+    OK(pf_attrs_create(&a));
+    OK(pf_attrs_set_float(a, "alpha", h % 2 ? 0.5 : 2.0));
+    OK(pf_graph_program(g, &(pf_program_desc){.kernel = "scale", .attrs = a,
+                                               .slice = h % 2 ? s0 : s2, .n_in = 1, .in = v},
+                        v, NULL));
+    pf_attrs_destroy(a);
+  }
+}
+
+/* x on device 0 through a chain of `hops` hops (add_chain) to y. */
 static pf_executable *chain_exe(int hops, pf_spec spec) {
   pf_graph *g;
   pf_executable *exe;
   pf_slice_t s0, s2;
   pf_value_t v;
   OK(pf_graph_create(ctx, &g));
-  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s0));
-  OK(pf_graph_slice_pin(g, s0, (int[]){0}));
-  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s2));
-  OK(pf_graph_slice_pin(g, s2, (int[]){2}));
+  chain_slices(g, &s0, &s2);
   OK(pf_graph_input(g, "x", &spec, s0, pf_replicated(), &v));
-  for (int h = 0; h < hops; h++) {
-    pf_attrs *a;
-    OK(pf_attrs_create(&a));
-    OK(pf_attrs_set_float(a, "alpha", h % 2 ? 0.5 : 2.0));
-    OK(pf_graph_program(g, &(pf_program_desc){.kernel = "scale", .attrs = a,
-                                               .slice = h % 2 ? s0 : s2, .n_in = 1, .in = &v},
-                        &v, NULL));
-    pf_attrs_destroy(a);
-  }
+  add_chain(g, s0, s2, hops, &v);
   OK(pf_graph_output(g, "y", v));
   OK(pf_compile(g, &exe));
   pf_graph_destroy(g);
@@ -198,20 +208,10 @@ static void test_fed_send_behind_held_back_receives(void **state) {
   pf_tensor *x, *zt, *out;
   (void)state;
   OK(pf_graph_create(ctx, &g));
-  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s0));
-  OK(pf_graph_slice_pin(g, s0, (int[]){0}));
-  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s2));
-  OK(pf_graph_slice_pin(g, s2, (int[]){2}));
+  chain_slices(g, &s0, &s2);
   OK(pf_graph_input(g, "x", &spec, s0, pf_replicated(), &v));
   OK(pf_graph_input(g, "z", &spec, s2, pf_replicated(), &z));
-  for (int h = 0; h < 300; h++) {
-    OK(pf_attrs_create(&a));
-    OK(pf_attrs_set_float(a, "alpha", h % 2 ? 0.5 : 2.0));
-    OK(pf_graph_program(g, &(pf_program_desc){.kernel = "scale", .attrs = a,
-                                               .slice = h % 2 ? s0 : s2, .n_in = 1, .in = &v},
-                        &v, NULL));
-    pf_attrs_destroy(a);
-  }
+  add_chain(g, s0, s2, 300, &v);
   OK(pf_attrs_create(&a));
   OK(pf_attrs_set_float(a, "lr", 1.0));
   OK(pf_graph_program(g, &(pf_program_desc){.kernel = "sgd", .attrs = a, .slice = s0, .n_in = 2,
