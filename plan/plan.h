@@ -116,8 +116,10 @@ typedef struct pf_plan {
   /* NULL: ops and buffers are malloc'd arrays, and each op owns its name,
    * kernel, lists and box (malloc'd, freed one by one). Else all of these
    * live in this pool (the scheduler's plans and decoded ones: millions of
-   * ops without a malloc each) and are freed with it; attrs are always the op's own
-   * (pf_attrs_destroy). Code that grows a plan's arrays must know which. */
+   * ops without a malloc each) and are freed with it; attrs are always a
+   * reference the op owns (possibly on a set shared with other ops or the
+   * graph: pf_attrs_ref), let go of with pf_attrs_destroy. Code that grows a
+   * plan's arrays must know which. */
   pf_arena *pool;
   /* NULL, or the plan's own specs that its buffers point at (a decoded
    * plan: each distinct spec once), freed with it. */

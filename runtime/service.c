@@ -78,12 +78,11 @@ typedef struct run {
  * order, to the loop's polls that find nothing to do (8 per such poll), so
  * that its first ops start at once instead of after every receive is
  * posted. Those left cost nothing until posted: a place in the step's list
- * of start ops, not a record each (a record per receive made at the start,
- * queued and read back out of cache when posted, cost a 1000-step stencil
- * a tenth of a microsecond a step). No deadlock: when nothing completes, every poll is one that
- * posts, so a receive that the rest of the work waits for gets posted. A
- * message that comes before its receive is posted waits in MPI's
- * unexpected queue. */
+ * of start ops, not a 72-byte record each made at the step's start (a plan
+ * of a million receives made a million). No deadlock: when nothing
+ * completes, every poll is one that posts, so a receive that the rest of
+ * the work waits for gets posted. A message that comes before its receive
+ * is posted waits in MPI's unexpected queue. */
 #define PF_EAGER_RECVS 64u
 
 /* And at most this many bytes of receives posted ahead (when none is
@@ -111,7 +110,7 @@ typedef struct run {
  * -t 4000, 1 us kernels: 2.7-2.8 us a step against 2.1-2.5 with this bound). */
 #define PF_RECV_AHEAD_COUNT 64u
 
-/* A transfer or collective in progress, or a receive to post later. */
+/* A transfer or collective in progress (`next`: in the spare list). */
 typedef struct loop_op {
   run *r;
   uint32_t op;
