@@ -1318,28 +1318,44 @@ static int64_t worker_spin_default(const pf_runtime *rt) {
 }
 
 /* Whether the loop thread runs the devices' ops, unless
- * PATHFLOW_LOOP_RUNS_OPS says: in a job, when this process has less than a
- * CPU of its own: one CPU in its affinity mask (mpirun --bind-to core with
- * a core per rank), or more ranks on this host than it has CPUs
- * (--oversubscribe). Its loop thread, device workers and client thread
- * then take turns on that CPU, and a thread woken for a hand-off waits
- * until the running one's time slice ends: a collective made ready during
- * the backward pass was issued up to 100 us later, the optimizer step after
- * it 40 us (bench/train), and four ranks on two cores ran the fidelity
- * graphs a quarter to a third slower than with the loop running the ops.
- * One thread running everything in turn, as a hand-written loop does,
- * hands nothing off. Not with exactly a rank per CPU unbound: synchronous
- * dispatch on two ranks and two cores then ran 4x slower in some runs (the
- * client thread woken on a core whose loop spins), although a rank whose
- * worker waits for every step's input from the other (bench/granularity -p
- * tree) loses ~10 us a step to the workers there. */
+ * PATHFLOW_LOOP_RUNS_OPS says: in a job, when the loop thread has no CPU
+ * of its own to spin on beside the workers. That is when this process has
+ * one CPU in its affinity mask (mpirun --bind-to core with a core per
+ * rank), or more ranks on this host than it has CPUs (--oversubscribe):
+ * its loop thread, device workers and client thread then take turns on
+ * that CPU, and a thread woken for a hand-off waits until the running
+ * one's time slice ends: a collective made ready during the backward pass
+ * was issued up to 100 us later, the optimizer step after it 40 us
+ * (bench/train), and four ranks on two cores ran the fidelity graphs a
+ * quarter to a third slower than with the loop running the ops. And it is
+ * when each rank has one device but the host has fewer than two CPUs per
+ * rank (two ranks on two cores): a rank's loop thread and its worker then
+ * share a CPU (pinned there together, or put there by the scheduler), and
+ * a yield does not hand it over (the kernel's EEVDF scheduler keeps a
+ * spinning thread's fair share whatever it yields). A worker running ops
+ * back to back left its loop waiting a time slice (~2.5 ms) to send what
+ * they made: a rank that runs free of the others' inputs
+ * (bench/granularity -p tree) sent in bursts while its peer waited, METG
+ * over 2 us against 0.5 us with the loop running the ops, and the same
+ * either way on the other patterns and on bench/dispatch
+ * (docs/performance.md). With more devices than one (a GPU too) the
+ * workers keep their ops: the loop would run them one at a time. One
+ * thread running everything in turn, as a hand-written loop does, hands
+ * nothing off. */
+int pf_loop_runs_ops_default(int cpus, long online, int local_ranks, int cpu_devices,
+                             int other_devices) {
+  if (cpus == 1 || (online > 0 && local_ranks > online)) return 1;
+  return cpu_devices == 1 && other_devices == 0 && cpus < 2 * local_ranks;
+}
+
 static int64_t loop_runs_ops_default(const pf_runtime *rt) {
   cpu_set_t set;
-  long online = sysconf(_SC_NPROCESSORS_ONLN);
   if (rt->cfg.transport == NULL) return 0; /* no loop ops: nothing to hand off */
   CPU_ZERO(&set);
   if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
-  return CPU_COUNT(&set) == 1 || (online > 0 && rt->cfg.transport->local_size > online);
+  return pf_loop_runs_ops_default(CPU_COUNT(&set), sysconf(_SC_NPROCESSORS_ONLN),
+                                  rt->cfg.transport->local_size, rt->cfg.num_devices,
+                                  rt->cfg.n_extra_devices);
 }
 
 static int read_env(pf_runtime *rt, pf_diag *d) {
@@ -1536,9 +1552,11 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   }
   {
     /* With the workers pinned, the loop goes on its first worker's CPU:
-     * each core then holds one worker and at most one loop, which yields
-     * to it. Left floating, both ranks' loops sometimes settled on one
-     * core beside a worker, halving that worker's speed for a while. */
+     * each core then holds one worker and at most one loop (which runs
+     * that worker's ops when it is the rank's only one:
+     * pf_loop_runs_ops_default). Left floating, both ranks' loops
+     * sometimes settled on one core beside a worker, halving that
+     * worker's speed for a while. */
     int cpu = pf_executor_worker_cpu(rt->ex, 0);
     if (cpu >= 0) {
       cpu_set_t one;

@@ -74,6 +74,18 @@ void pf_runtime_reservation_free(pf_runtime_reservation *res);
 /* Executor ranks: blocks until the controller sends shutdown. */
 void pf_runtime_wait_shutdown(pf_runtime *rt);
 
+/* Whether the loop thread runs the devices' ops by default
+ * (PATHFLOW_LOOP_RUNS_OPS unset), in a job whose loop has transfers to
+ * make: when it has no CPU of its own to spin on beside the workers. cpus:
+ * CPUs in the process's affinity mask; online: the host's (<= 0 unknown);
+ * local_ranks: the job's ranks on this host; cpu_devices, other_devices:
+ * this rank's CPU devices and others (GPUs). 1 with one CPU, with more
+ * ranks than the host has CPUs, or with one CPU device and fewer than two
+ * CPUs per rank (the loop and the worker would share one: runtime.c says
+ * what that cost); else 0. */
+int pf_loop_runs_ops_default(int cpus, long online, int local_ranks, int cpu_devices,
+                             int other_devices);
+
 /* Rank 0: tells every other rank to shut down. Then, on every rank: stops
  * the loop and the workers and frees the runtime. Steps must be done. */
 void pf_runtime_stop(pf_runtime *rt);

@@ -20,6 +20,7 @@
 #include "pathflow/error.h"
 #include "base/box.h"
 #include "runtime/executor.h"
+#include "runtime/runtime.h"
 #include "scheduler/schedule.h"
 
 #define OP_NS 1000u /* virtual time each op takes */
@@ -625,6 +626,22 @@ static void test_virtual_clock(void **state) {
 }
 
 /* The real clock moves by itself and sleeps at least as long as asked. */
+/* Who runs a rank's ops by default: the loop thread whenever it would
+ * share a CPU with the rank's only worker (two ranks on two cores: its
+ * sends then waited a scheduler time slice behind a busy worker). */
+static void test_loop_runs_ops_default(void **state) {
+  (void)state;
+  assert_int_equal(pf_loop_runs_ops_default(1, 16, 1, 4, 0), 1);  /* --bind-to core */
+  assert_int_equal(pf_loop_runs_ops_default(2, 2, 4, 1, 0), 1);   /* --oversubscribe */
+  assert_int_equal(pf_loop_runs_ops_default(2, 2, 2, 1, 0), 1);   /* a CPU per rank */
+  assert_int_equal(pf_loop_runs_ops_default(3, 3, 2, 1, 0), 1);   /* 1.5 per rank */
+  assert_int_equal(pf_loop_runs_ops_default(4, 4, 2, 1, 0), 0);   /* a core for each */
+  assert_int_equal(pf_loop_runs_ops_default(2, 2, 1, 1, 0), 0);   /* one rank, two CPUs */
+  assert_int_equal(pf_loop_runs_ops_default(2, 2, 2, 2, 0), 0);   /* two devices a rank */
+  assert_int_equal(pf_loop_runs_ops_default(2, 2, 2, 1, 1), 0);   /* a GPU besides */
+  assert_int_equal(pf_loop_runs_ops_default(2, 0, 2, 1, 0), 1);   /* online unknown */
+}
+
 static void test_real_clock(void **state) {
   pf_clock c;
   uint64_t t0;
@@ -642,6 +659,7 @@ int main(void) {
       cmocka_unit_test(test_release_points),
       cmocka_unit_test(test_virtual_clock),
       cmocka_unit_test(test_real_clock),
+      cmocka_unit_test(test_loop_runs_ops_default),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
