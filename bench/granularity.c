@@ -39,8 +39,13 @@
  * reports the task granularity there, wall * devices / tasks = length /
  * efficiency, i.e. twice that length: printed as well.
  *
+ * -m mirrors the pattern: point d reads what point W-1-d reads, mirrored
+ * (the tree's side that never waits is then rank 0, the controller, not
+ * rank W-1; the other patterns are symmetric).
+ *
  * Usage: mpirun -np W granularity [-p PATTERN|all] [-t STEPS] [-r REPS]
  *                                 [-b BYTES] [-l LONGEST_US] [-s SHORTEST_US]
+ *                                 [-m]
  *        granularity -d D [...]   (one process, D devices)
  */
 #define _GNU_SOURCE /* pthread_setaffinity_np */
@@ -74,8 +79,9 @@ static int log2_width(void) {
   return l > 0 ? l : 1;
 }
 
-/* The points of step t-1 that task (t, d) reads, in increasing order. */
-static int deps(int t, int d, int *out) {
+/* The points of step t-1 that task (t, d) reads in the pattern as Task
+ * Bench defines it, in increasing order. */
+static int pattern_deps(int t, int d, int *out) {
   int n = 0, l = (t - 1) % log2_width();
   switch (pattern) {
     case STENCIL:
@@ -100,6 +106,19 @@ static int deps(int t, int d, int *out) {
       if (d % (2 << l) == 0 && d + (1 << l) < world) out[n++] = d + (1 << l);
       break;
   }
+  return n;
+}
+
+/* -m: the pattern mirrored, point d playing point W-1-d (a tree's free
+ * running side on rank 0 instead of rank W-1). */
+static int mirrored;
+
+/* The points of step t-1 that task (t, d) reads, in increasing order. */
+static int deps(int t, int d, int *out) {
+  int in[MAX_WIDTH], n;
+  if (!mirrored) return pattern_deps(t, d, out);
+  n = pattern_deps(t, world - 1 - d, in);
+  for (int i = 0; i < n; i++) out[i] = world - 1 - in[n - 1 - i];
   return n;
 }
 
@@ -394,8 +413,8 @@ static void print_raw_only(int first, int last, double (*wall)[MAX_LENGTHS],
                            double (*eff)[MAX_LENGTHS]) {
   const char *base = in_process ? "threads" : "mpi";
   for (int p = first; p <= last; p++) {
-    printf("# granularity: %s, width %d, %d steps, %d-byte edges, median of %d; baseline "
-           "alone: %s\n", pattern_names[p], world, steps, edge_bytes, reps,
+    printf("# granularity: %s%s, width %d, %d steps, %d-byte edges, median of %d; baseline "
+           "alone: %s\n", pattern_names[p], mirrored ? " mirrored" : "", world, steps, edge_bytes, reps,
            in_process ? "hand-written pinned threads" : "hand-written MPI, MPI_THREAD_SINGLE");
     printf("%10s %9s_eff %9s_wall_ms\n", "kernel_us", base, base);
     for (int i = 0; i < n_lengths; i++)
@@ -409,7 +428,7 @@ int main(int argc, char **argv) {
   double eff_pf[MAX_LENGTHS];
   double longest = 1000, shortest = 1;
   int rank, opt, first = STENCIL, last = STENCIL;
-  while ((opt = getopt(argc, argv, "p:t:r:b:l:s:d:Rh")) != -1) {
+  while ((opt = getopt(argc, argv, "p:t:r:b:l:s:d:mRh")) != -1) {
     switch (opt) {
       case 'p':
         if (strcmp(optarg, "all") == 0) {
@@ -432,11 +451,12 @@ int main(int argc, char **argv) {
       case 'l': longest = parse_us(optarg, "-l"); break;
       case 's': shortest = parse_us(optarg, "-s"); break;
       case 'd': in_process = (int)parse_long(optarg, "-d", 2, MAX_WIDTH); break;
+      case 'm': mirrored = 1; break;
       case 'R': bench_raw_only = 1; break;
       default:
         fprintf(stderr, "usage: mpirun -np W %s [-p stencil|nearest|fft|all_to_all|tree|all] "
                         "[-t STEPS (1000)] [-r REPS (3)] [-b EDGE_BYTES (16)] "
-                        "[-l LONGEST_US (1000)] [-s SHORTEST_US (1)] [-R]\n"
+                        "[-l LONGEST_US (1000)] [-s SHORTEST_US (1)] [-m] [-R]\n"
                         "       %s -d DEVICES [...] (one process, no MPI on any path)\n",
                 argv[0], argv[0]);
         return opt == 'h' ? 0 : 2;
@@ -489,8 +509,8 @@ int main(int argc, char **argv) {
   for (pattern = first; pattern <= last; pattern++) {
     double build = 0, compile = 0;
     const char *base = in_process ? "threads" : "mpi";
-    printf("# granularity: %s, width %d (%s), %d steps, %d-byte edges, median of %d "
-           "executions; baseline: %s\n", pattern_names[pattern], world,
+    printf("# granularity: %s%s, width %d (%s), %d steps, %d-byte edges, median of %d "
+           "executions; baseline: %s\n", pattern_names[pattern], mirrored ? " mirrored" : "", world,
            in_process ? "devices of one process" : "one device per rank", steps, edge_bytes,
            reps, in_process ? "hand-written pinned threads" : "hand-written MPI");
     printf("%10s %10s %9s_eff %12s %9s_wall_ms\n", "kernel_us", "pf_eff", base, "pf_wall_ms",
