@@ -1,6 +1,8 @@
 /* The controller's side of the control protocol: replies from executors
  * (on the loop thread) complete waiters that user calls block on. */
+#define _GNU_SOURCE /* sched_getcpu, pthread_getaffinity_np */
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +187,27 @@ static void unlink_locked(pf_context *ctx, pf_waiter *w) {
     }
 }
 
+/* Before a wait that may sleep: moves the calling thread onto the CPU
+ * the runtime names for it (pf_runtime_client_cpu: its rank's loop's,
+ * when every CPU carries a loop), if it is elsewhere and may run there.
+ * Returns 1 with the thread's own mask in *saved, to be put back after
+ * the wait (restore_cpus); 0 when nothing moved. */
+static int wait_beside_loop(pf_context *ctx, cpu_set_t *saved) {
+  int cpu = pf_runtime_client_cpu(ctx->runtime);
+  cpu_set_t one;
+  if (cpu < 0 || sched_getcpu() == cpu) return 0;
+  if (pthread_getaffinity_np(pthread_self(), sizeof *saved, saved) != 0 ||
+      !CPU_ISSET(cpu, saved))
+    return 0; /* the user's own pinning keeps it elsewhere: left alone */
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  return pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0;
+}
+
+static void restore_cpus(const cpu_set_t *saved) {
+  (void)pthread_setaffinity_np(pthread_self(), sizeof *saved, saved);
+}
+
 /* How long a wait yields before it sleeps. */
 #define WAIT_SPIN_NS 15000u
 /* After SPIN_MISSES_MAX spins in a row that ended without the reply, a
@@ -195,7 +218,8 @@ static void unlink_locked(pf_context *ctx, pf_waiter *w) {
 
 int pf_controller_wait_for(pf_context *ctx, pf_waiter *w, int64_t timeout_ms) {
   struct timespec ts;
-  int rc = 0;
+  cpu_set_t saved;
+  int rc = 0, moved;
   if (timeout_ms > 0) {
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += timeout_ms / 1000;
@@ -216,6 +240,8 @@ int pf_controller_wait_for(pf_context *ctx, pf_waiter *w, int64_t timeout_ms) {
    * bench/dispatch Chained) reply every hundred microseconds, and each
    * yield of such a spin hands this core back and forth with the loop
    * thread for nothing. */
+  moved = timeout_ms != 0 && !atomic_load_explicit(&w->complete, memory_order_acquire) &&
+          wait_beside_loop(ctx, &saved);
   if (timeout_ms != 0 &&
       atomic_load_explicit(&ctx->n_waiting, memory_order_relaxed) -
               atomic_load_explicit(&ctx->n_done, memory_order_relaxed) > 1 &&
@@ -238,10 +264,12 @@ int pf_controller_wait_for(pf_context *ctx, pf_waiter *w, int64_t timeout_ms) {
                         : pthread_cond_timedwait(&ctx->cond, &ctx->lock, &ts);
   if (w->pending > 0) {
     pthread_mutex_unlock(&ctx->lock);
+    if (moved) restore_cpus(&saved);
     return PF_ETIMEDOUT;
   }
   unlink_locked(ctx, w);
   pthread_mutex_unlock(&ctx->lock);
+  if (moved) restore_cpus(&saved);
   return w->status;
 }
 

@@ -78,6 +78,7 @@ struct pf_runtime {
   pf_trace *timeline;
   uint64_t worker_spin_ns;
   int bind_workers;
+  int client_cpu;       /* pf_runtime_client_cpu */
   int loop_runs_ops;    /* the loop thread runs the devices' ops (one core) */
   int unlocked_for_op;  /* around_op let go of the MPI lock */
   _Atomic uint64_t op_since; /* loop_runs_ops: when the op it runs began, or 0 */
@@ -175,6 +176,8 @@ static void post_start_ops(void *arg, pf_step *step, const uint32_t *ops, uint32
   }
   for (uint32_t k = 0; k < n; k++) post_loop_op(rt, step, ops[k]);
 }
+
+int pf_runtime_client_cpu(const pf_runtime *rt) { return rt->client_cpu; }
 
 int pf_runtime_send(pf_runtime *rt, int rank, pf_msg *m) {
   event *e;
@@ -1416,6 +1419,7 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
   rt->cfg = *cfg;
   rt->cfg.extra_devices = NULL; /* the caller's array; the executor has them */
   rt->yield_every = YIELD_EVERY;
+  rt->client_cpu = -1;
   pf_clock_real_init(&rt->clock_own);
   rt->clock = cfg->clock ? cfg->clock : &rt->clock_own;
   rt->rank = cfg->transport ? cfg->transport->rank : 0;
@@ -1558,11 +1562,16 @@ int pf_runtime_start(const pf_runtime_config *cfg, pf_runtime **out) {
      * sometimes settled on one core beside a worker, halving that
      * worker's speed for a while. */
     int cpu = pf_executor_worker_cpu(rt->ex, 0);
+    cpu_set_t one, mask;
     if (cpu >= 0) {
-      cpu_set_t one;
       CPU_ZERO(&one);
       CPU_SET(cpu, &one);
       (void)pthread_setaffinity_np(rt->thread, sizeof one, &one);
+      /* Every CPU of the mask carries a rank's loop: a client thread of
+       * this process is best off beside its own (pf_runtime_client_cpu). */
+      if (cfg->transport != NULL && sched_getaffinity(0, sizeof mask, &mask) == 0 &&
+          CPU_COUNT(&mask) <= cfg->transport->local_size)
+        rt->client_cpu = cpu;
     }
   }
   if (start_beat(rt) != 0)

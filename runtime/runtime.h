@@ -74,6 +74,16 @@ void pf_runtime_reservation_free(pf_runtime_reservation *res);
 /* Executor ranks: blocks until the controller sends shutdown. */
 void pf_runtime_wait_shutdown(pf_runtime *rt);
 
+/* The CPU a thread of this process that waits for this rank's replies
+ * (the controller's client) should wait on, or -1 for anywhere: the loop
+ * thread's, when it is pinned there and every CPU of the process's mask
+ * carries a rank's loop (two ranks on two cores). A thread woken on a CPU
+ * where another rank's loop spins waits behind it, yields or not (Linux's
+ * EEVDF scheduler: synchronous dispatch ran 6x slower, in one run of four,
+ * whenever the client had landed there); its own loop gives way to it.
+ * Thread-safe (set before pf_runtime_start returns). */
+int pf_runtime_client_cpu(const pf_runtime *rt);
+
 /* Whether the loop thread runs the devices' ops by default
  * (PATHFLOW_LOOP_RUNS_OPS unset), in a job whose loop has transfers to
  * make: when it has no CPU of its own to spin on beside the workers. cpus:

@@ -133,10 +133,17 @@ PF_API int pf_execute_try(pf_executable *exe, int n_feeds, const pf_feed *feeds,
                    pf_future **out);
 
 /* Blocks until the execution completes; returns its status: 0, or the first
- * error (PF_EKERNEL with pf_future_error naming rank, node and kernel). */
+ * error (PF_EKERNEL with pf_future_error naming rank, node and kernel).
+ * Where every CPU of the process carries a rank's loop thread (mpirun
+ * with as many ranks as cores, unbound), the calling thread waits on its
+ * own rank's loop's CPU: its CPU affinity is narrowed to that CPU for the
+ * wait and put back as it was before this returns (a thread whose
+ * affinity excludes that CPU is left alone). docs/architecture.md says
+ * why. */
 PF_API int pf_future_wait(pf_future *f);
 
-/* Like wait with a time limit: PF_ETIMEDOUT if not done in `timeout_ms`. */
+/* Like wait with a time limit: PF_ETIMEDOUT if not done in `timeout_ms`
+ * (the same CPU for the wait). */
 PF_API int pf_future_wait_for(pf_future *f, int64_t timeout_ms);
 
 /* 1 if complete, 0 if not. Never blocks. */
