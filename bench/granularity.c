@@ -414,7 +414,8 @@ static void print_raw_only(int first, int last, double (*wall)[MAX_LENGTHS],
   const char *base = in_process ? "threads" : "mpi";
   for (int p = first; p <= last; p++) {
     printf("# granularity: %s%s, width %d, %d steps, %d-byte edges, median of %d; baseline "
-           "alone: %s\n", pattern_names[p], mirrored ? " mirrored" : "", world, steps, edge_bytes, reps,
+           "alone: %s\n", pattern_names[p], mirrored ? " mirrored" : "", world, steps,
+           edge_bytes, reps,
            in_process ? "hand-written pinned threads" : "hand-written MPI, MPI_THREAD_SINGLE");
     printf("%10s %9s_eff %9s_wall_ms\n", "kernel_us", base, base);
     for (int i = 0; i < n_lengths; i++)
@@ -510,9 +511,9 @@ int main(int argc, char **argv) {
     double build = 0, compile = 0;
     const char *base = in_process ? "threads" : "mpi";
     printf("# granularity: %s%s, width %d (%s), %d steps, %d-byte edges, median of %d "
-           "executions; baseline: %s\n", pattern_names[pattern], mirrored ? " mirrored" : "", world,
-           in_process ? "devices of one process" : "one device per rank", steps, edge_bytes,
-           reps, in_process ? "hand-written pinned threads" : "hand-written MPI");
+           "executions; baseline: %s\n", pattern_names[pattern], mirrored ? " mirrored" : "",
+           world, in_process ? "devices of one process" : "one device per rank", steps,
+           edge_bytes, reps, in_process ? "hand-written pinned threads" : "hand-written MPI");
     printf("%10s %10s %9s_eff %12s %9s_wall_ms\n", "kernel_us", "pf_eff", base, "pf_wall_ms",
            base);
     fflush(stdout);

@@ -625,7 +625,6 @@ static void test_virtual_clock(void **state) {
   assert_int_equal(pf_clock_now(&c), 160);
 }
 
-/* The real clock moves by itself and sleeps at least as long as asked. */
 /* Who runs a rank's ops by default: the loop thread whenever it would
  * share a CPU with the rank's only worker (two ranks on two cores: its
  * sends then waited a scheduler time slice behind a busy worker). */
@@ -642,6 +641,7 @@ static void test_loop_runs_ops_default(void **state) {
   assert_int_equal(pf_loop_runs_ops_default(2, 0, 2, 1, 0), 1);   /* online unknown */
 }
 
+/* The real clock moves by itself and sleeps at least as long as asked. */
 static void test_real_clock(void **state) {
   pf_clock c;
   uint64_t t0;
