@@ -9,7 +9,9 @@
  * counts what it is asked to do. docs/architecture.md says how to add one.
  *
  * The executor (runtime/executor.c) owns the dependency counting: it knows
- * when an op may run and tells the op's device (ready); the device decides
+ * when an op may run and tells the op's device (ready; between devices that
+ * offer asleep, the device reads done flags with pf_step_op_ready and is told
+ * only when it sleeps); the device decides
  * on which thread, stream or simulated time it runs, runs it through
  * pf_step_run_op, and reports it with pf_step_op_done. Ops of one device run
  * one after another in the order pf_step_device_queue lists them (gang
@@ -128,6 +130,21 @@ typedef struct pf_device_ops {
    * ops to the loop (pf_cpu_device_config.loop_runs_ops): another worker
    * is never woken for them, so the loop must ask. */
   int (*claim)(pf_device *d, pf_step **s, uint32_t *op);
+  /* Optional: 1 when the thread that runs the device's ops sleeps, or is
+   * about to, waiting for an op (read without a lock). A device that has it
+   * runs each op to its end in pf_step_run_op and calls pf_step_op_done
+   * after, on the same thread. Between two such devices the executor then
+   * marks an input done with a flag in the step that the consumer reads
+   * (pf_step_op_ready), not with a count both sides write: a locked
+   * decrement of a line the consumer spins on cost a third of a microsecond
+   * per op (bench/granularity, one process). The producer stores its flag,
+   * fences (sequentially consistent), reads asleep, and calls ready only
+   * when it says 1; so the device sets what asleep reads and fences before
+   * it checks pf_step_op_ready one last time and sleeps (one of the two
+   * sees the other), and ready checks pf_step_op_ready under the device's
+   * lock (of two producers, the later sees both flags). NULL: every input
+   * counted, ready called when the last one is done. */
+  int (*asleep)(pf_device *d);
   /* The slot where the thread running this device's ops records which op
    * it runs (pf_running_bind), for crash and hang reports; NULL if none. */
   struct pf_running_slot *(*running)(pf_device *d);
@@ -180,15 +197,18 @@ void pf_running_bind(pf_running_slot *slot);
 /* The ops of device `device` in step s, in the order they must run; *n
  * their count. Owned by the step's plan. */
 const uint32_t *pf_step_device_queue(const pf_step *s, int device, uint32_t *n);
-/* 1 when op `op` of s has all its inputs. */
+/* 1 when op `op` of s has all its inputs (an acquire: what they wrote is
+ * visible to the caller). */
 int pf_step_op_ready(const pf_step *s, uint32_t op);
 /* How many of op `op`'s inputs are not done yet (0: ready). Only ever
  * falls. A device that queues work asynchronously (a GPU stream) compares
  * it with the inputs it has queued itself and not yet reported done: when
  * they are all that is missing, stream order makes the op safe to queue. */
 uint32_t pf_step_op_pending(const pf_step *s, uint32_t op);
-/* Where that count lives, for a device that looks at it on every poll
- * without a call (the step owns it; valid while s is). */
+/* Where op `op`'s count of inputs not done lives, for a device that looks
+ * at it on every poll without a call (the step owns it; valid while s is);
+ * NULL when its inputs are told by flags (pf_device_ops.asleep): then only
+ * pf_step_op_ready says. */
 const _Atomic uint32_t *pf_step_op_count(const pf_step *s, uint32_t op);
 /* Runs op `op` of s on the calling thread: its kernel, box copy or local
  * collective (nothing if the step has failed). Returns 1 if it ran. */

@@ -23,7 +23,6 @@
 typedef struct cpu_device {
   pf_device base;
   pf_cpu_device_config cfg;
-  pf_running_slot running;
   pthread_t thread;
   /* Guarded by lock. While the worker sleeps waiting for an op's inputs,
    * park_step is that op's step (else NULL) and park_e its place in the
@@ -32,8 +31,8 @@ typedef struct cpu_device {
   pf_step *park_step;
   uint32_t park_e;
   /* The op at park_e and its count of inputs not done (NULL: past the
-   * last op), set with them (park): the loop thread looks on every poll
-   * (cpu_claim), without calls into the step. */
+   * last op, or inputs told by flags), set with them (park): the loop
+   * thread looks on every poll (cpu_claim), without calls into the step. */
   uint32_t park_op;
   const _Atomic uint32_t *park_count;
   int loop_running;
@@ -51,6 +50,11 @@ typedef struct cpu_device {
   pthread_cond_t wake;
   pf_part *head, *tail;
   int stop;
+  /* 1 while the worker sleeps, or is about to (wait_ready, worker_main):
+   * what cpu_asleep tells producers of inputs told by flags, on every op.
+   * On a line of its own, which changes only when the worker sleeps. */
+  char pad_sleeping[64];
+  atomic_int sleeping;
   /* Counters: the worker's own running counts (plain, no atomic per op),
    * published with one relaxed store each when a part of a step ends, for
    * the loop thread to read. Kept a cache line away from the fields the
@@ -60,6 +64,12 @@ typedef struct cpu_device {
   uint64_t ops_run, wait_ns;
   _Atomic uint64_t ops_run_pub, wait_ns_pub;
   _Atomic uint64_t head_wait_ns; /* parts' waits before the worker took them */
+  /* Written twice per op by the thread that runs it (run_kernel): lines
+   * away from base and cfg, which other devices' threads read at every
+   * op (finish_op calls asleep through base.ops). Beside base, it cost a
+   * cache miss per op on each side of a stencil of two devices. */
+  char pad_running[64];
+  pf_running_slot running;
 } cpu_device;
 
 /* Set when this thread woke a sleeping worker (pf_cpu_device_woke_worker). */
@@ -134,7 +144,14 @@ static void park(cpu_device *c, pf_step *s, uint32_t e) {
 
 /* Under the lock: the parked op has its inputs, or the part is done. */
 static int park_ready(const cpu_device *c) {
-  return c->park_count == NULL || atomic_load_explicit(c->park_count, memory_order_acquire) == 0;
+  if (c->park_op == UINT32_MAX) return 1;
+  if (c->park_count != NULL) return atomic_load_explicit(c->park_count, memory_order_acquire) == 0;
+  /* Told by flags: when this says no, a sleeping worker stays asleep, so
+   * the handshake's fence comes first (pf_device_ops.asleep): sleeping
+   * stored, fence, flags read; against flag stored, fence, cpu_asleep. */
+  if (atomic_load_explicit(&c->sleeping, memory_order_relaxed))
+    atomic_thread_fence(memory_order_seq_cst);
+  return pf_step_op_ready(c->park_step, c->park_op);
 }
 
 /* Under the lock, the worker idle: parks on the head part (at its first op,
@@ -178,8 +195,9 @@ static void cpu_submit(pf_device *d, pf_part *pt) {
   dev_unlock(c);
 }
 
-/* If the worker sleeps waiting for exactly j: claims j for the loop
- * thread (may_claim), or wakes the worker to run it. */
+/* If the worker sleeps waiting for exactly j and j is ready (an op told by
+ * flags may still miss another's): claims j for the loop thread
+ * (may_claim), or wakes the worker to run it. */
 static int cpu_ready(pf_device *d, pf_step *s, uint32_t j, int may_claim) {
   cpu_device *c = (cpu_device *)d;
   int claimed = 0;
@@ -192,7 +210,7 @@ static int cpu_ready(pf_device *d, pf_step *s, uint32_t j, int may_claim) {
   /* Only the op the worker sleeps on concerns it: a busy worker finds j
    * ready when it gets there (the count fell before this call), and one
    * asleep on another op would only wake to sleep again. */
-  if (c->park_step == s && !c->loop_running && c->park_op == j) {
+  if (c->park_step == s && !c->loop_running && c->park_op == j && park_ready(c)) {
     if (may_claim)
       claimed = c->loop_running = 1;
     else
@@ -254,6 +272,10 @@ static int cpu_claim(pf_device *d, pf_step **s, uint32_t *op) {
   return claimed;
 }
 
+static int cpu_asleep(pf_device *d) {
+  return atomic_load_explicit(&((cpu_device *)d)->sleeping, memory_order_relaxed);
+}
+
 static pf_running_slot *cpu_running(pf_device *d) { return &((cpu_device *)d)->running; }
 
 static void cpu_counters(pf_device *d, uint64_t *ops_run, uint64_t *wait_ns) {
@@ -302,10 +324,13 @@ static int wait_ready(cpu_device *c, pf_step *s, const uint32_t *q, uint32_t n, 
   publish_counts(c); /* the loop may finish the part while this sleeps */
   pthread_mutex_lock(&c->lock);
   park(c, s, *e);
-  /* Once the part is taken, s may be gone: not read again. */
-  while (!c->part_taken &&
-         (c->loop_running || (c->park_e < n && !pf_step_op_ready(s, q[c->park_e]))))
+  /* Asleep from here, for producers of inputs told by flags (park_ready
+   * fences before it reads them). Once the part is taken, s may be gone:
+   * not read again. */
+  atomic_store_explicit(&c->sleeping, 1, memory_order_relaxed);
+  while (!c->part_taken && (c->loop_running || !park_ready(c)))
     pthread_cond_wait(&c->wake, &c->lock);
+  atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
   taken = c->part_taken;
   if (taken) {
     /* Parked as idle on the head part meanwhile (cpu_release): that park
@@ -359,10 +384,17 @@ static void *worker_main(void *arg) {
     uint32_t first;
     pthread_mutex_lock(&c->lock);
     while (!head_runnable(c) && !(c->stop && c->head == NULL)) {
+      if (!atomic_load_explicit(&c->sleeping, memory_order_relaxed)) {
+        /* Asleep from here, for producers of inputs told by flags: then
+         * one more look (park_ready fences first). */
+        atomic_store_explicit(&c->sleeping, 1, memory_order_relaxed);
+        continue;
+      }
       c->idle = 1;
       pthread_cond_wait(&c->wake, &c->lock);
       c->idle = 0;
     }
+    atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
     if (c->head == NULL) {
       pthread_mutex_unlock(&c->lock);
       return NULL;
@@ -398,6 +430,7 @@ static const pf_device_ops cpu_ops = {
     .ready = cpu_ready,
     .release = cpu_release,
     .claim = cpu_claim,
+    .asleep = cpu_asleep,
     .running = cpu_running,
     .counters = cpu_counters,
     .destroy = cpu_destroy,

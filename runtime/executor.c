@@ -29,10 +29,14 @@
  * thousand steps), each was a miss on every op's path. */
 typedef struct op_hot {
   uint8_t kind, loop_op;
-  uint8_t one_dep; /* one input op: its count needs no atomic decrement */
-  int32_t device;
+  uint8_t one_dep;  /* one input op: its count needs no atomic decrement */
+  uint8_t flag_out; /* its dependents on flag devices read its done flag */
+  int16_t device;
+  uint16_t n_flags;              /* inputs told by flags (plan_flags), */
+  uint32_t flag_first;           /*   their ops' slots at flag_slots[first..] */
   uint32_t slot;                 /* op_slot */
-  uint32_t n_in, n_out, io;      /* inputs at io_bufs[io..], outputs after */
+  uint16_t n_in, n_out;          /* inputs at io_bufs[io..], outputs after */
+  uint32_t io;
   uint32_t dep_first, dep_end;   /* dependents */
   uint32_t rel_first, rel_end;   /* release_bufs */
   int32_t shard, num_shards;
@@ -73,6 +77,12 @@ struct pf_loaded {
    * other device's ops (in plan order the two workers of a stencil touched
    * one line at every op, each decrement bouncing it between their cores). */
   uint32_t *op_slot, n_op_slots;
+  /* Inputs told by flags (plan_flags): per op, 1 if it may tell its
+   * dependents so; CSR, the op slots of the inputs of each op told so
+   * (flag_first[j] .. flag_first[j + 1]; none for an op whose inputs are
+   * counted). */
+  uint8_t *flag_out;
+  uint32_t *flag_first, *flag_slots;
   /* Per buffer: its place in a step's reader counts, the same way: each
    * device's buffers together, from a line of their own. */
   uint32_t *buf_slot, n_buf_slots;
@@ -211,6 +221,9 @@ void pf_loaded_release(pf_loaded *l) {
   free(l->inline_ok);
   free(l->n_deps);
   free(l->op_slot);
+  free(l->flag_out);
+  free(l->flag_first);
+  free(l->flag_slots);
   free(l->buf_slot);
   free(l->start_ops);
   free(l->recv_bufs);
@@ -239,6 +252,10 @@ uint32_t pf_loaded_release_point(const pf_loaded *l, uint32_t b) {
 
 uint32_t pf_loaded_slot(const pf_loaded *l, uint32_t b) {
   return b < l->plan->n_buffers ? l->slot_at[b] : UINT32_MAX;
+}
+
+uint32_t pf_loaded_flag_inputs(const pf_loaded *l, uint32_t i) {
+  return i < l->plan->n_ops ? l->hot[i].n_flags : 0;
 }
 
 /* 1 if op is a collective between ranks that its device runs itself: the
@@ -694,6 +711,40 @@ static int check_memory_spaces(pf_executor *ex, pf_loaded *l, const uint32_t *st
   return rc;
 }
 
+/* Which inputs are told by a flag instead of a count (pf_device_ops.asleep):
+ * those of an op on a device with asleep whose inputs are all ops of such
+ * devices (its own included), which run on its threads and finish there.
+ * The op's count then starts at 0, and pf_step_op_ready reads the flags:
+ * each input op's end time, which run_op stores (t_end, by op slot, so a
+ * device's flags lie on lines of its own). An op with any other input (a
+ * receive, a GPU's op) is counted whole: a count and flags together would
+ * need the two sides to see each other's last step. Errors: PF_ENOMEM. */
+static int plan_flags(pf_executor *ex, pf_loaded *l) {
+  const pf_plan *p = l->plan;
+  size_t n = 0;
+  l->flag_out = pf_calloc(p->n_ops ? p->n_ops : 1, 1);
+  l->flag_first = pf_calloc((size_t)p->n_ops + 1, sizeof(uint32_t));
+  if (l->flag_out == NULL || l->flag_first == NULL) return PF_ENOMEM;
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    l->flag_out[i] = !l->loop_op[i] && ex->devices[p->ops[i].device]->ops->asleep != NULL;
+  for (uint32_t j = 0; j < p->n_ops; j++) {
+    const pf_plan_op *op = &p->ops[j];
+    uint32_t k = 0;
+    if (l->flag_out[j] && op->n_deps > 0 && op->n_deps <= UINT16_MAX)
+      for (k = 0; k < op->n_deps && l->flag_out[op->deps[k]]; k++) continue;
+    l->flag_first[j + 1] = l->flag_first[j] + (k > 0 && k == op->n_deps ? k : 0);
+  }
+  n = l->flag_first[p->n_ops];
+  if ((l->flag_slots = pf_mallocn(n ? n : 1, sizeof(uint32_t))) == NULL) return PF_ENOMEM;
+  for (uint32_t j = 0; j < p->n_ops; j++) {
+    uint32_t at = l->flag_first[j];
+    if (at == l->flag_first[j + 1]) continue;
+    for (uint32_t k = 0; k < p->ops[j].n_deps; k++) l->flag_slots[at + k] = l->op_slot[p->ops[j].deps[k]];
+    l->n_deps[j] = 0; /* nothing counts down */
+  }
+  return 0;
+}
+
 /* The ops' and buffers' hot records (op_hot, buf_hot), once everything
  * they copy is known. Errors: PF_ENOMEM, PF_ERANGE (more than 2^32 inputs
  * and outputs in all). */
@@ -702,6 +753,10 @@ static int build_hot(pf_loaded *l) {
   size_t n_io = 0;
   for (uint32_t i = 0; i < p->n_ops; i++) n_io += (size_t)p->ops[i].n_in + p->ops[i].n_out;
   if (n_io > UINT32_MAX) return PF_ERANGE; /* op_hot.io is 32 bits */
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    if (p->ops[i].n_in > UINT16_MAX || p->ops[i].n_out > UINT16_MAX ||
+        p->ops[i].device > INT16_MAX)
+      return PF_ERANGE; /* op_hot's fields */
   l->hot = pf_calloc(p->n_ops, sizeof *l->hot);
   l->bh = pf_calloc(p->n_buffers, sizeof *l->bh);
   l->io_bufs = pf_mallocn(n_io ? n_io : 1, sizeof *l->io_bufs);
@@ -713,10 +768,13 @@ static int build_hot(pf_loaded *l) {
     h->kind = (uint8_t)op->kind;
     h->loop_op = l->loop_op[i];
     h->one_dep = l->n_deps[i] == 1;
-    h->device = op->device;
+    h->flag_out = l->flag_out[i];
+    h->device = (int16_t)op->device;
+    h->n_flags = (uint16_t)(l->flag_first[i + 1] - l->flag_first[i]);
+    h->flag_first = l->flag_first[i];
     h->slot = l->op_slot[i];
-    h->n_in = op->n_in;
-    h->n_out = op->n_out;
+    h->n_in = (uint16_t)op->n_in;
+    h->n_out = (uint16_t)op->n_out;
     h->io = (uint32_t)n_io;
     if (op->n_in) memcpy(l->io_bufs + n_io, op->inputs, op->n_in * sizeof *op->inputs);
     n_io += op->n_in;
@@ -804,10 +862,12 @@ int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
       return PF_ENOTSUP;
     }
   }
-  if ((rc = build_hot(l)) != 0) {
+  if ((rc = plan_flags(ex, l)) != 0 || (rc = build_hot(l)) != 0) {
     pf_loaded_release(l);
     return pf_diag_error(diag, rc, "rank %d: load plan: %s", ex->cfg.rank,
-                         rc == PF_ERANGE ? "more than 2^32 op inputs and outputs in all"
+                         rc == PF_ERANGE ? "more than 2^32 op inputs and outputs in all, "
+                                           "an op of more than 65535 inputs or outputs, "
+                                           "or more than 32767 devices"
                                          : "out of memory");
   }
   *out = l;
@@ -1193,18 +1253,29 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
   const op_hot *op = &l->hot[i];
   const uint32_t *in = l->io_bufs + op->io;
   pf_executor *ex = s->ex;
+  int fenced = 0;
   for (uint32_t e = op->dep_first; e < op->dep_end; e++) {
     uint32_t j = l->dependents[e];
     const op_hot *dep = &l->hot[j];
-    int dev;
-    /* Counts are shared with other threads (a device's worker, the loop),
-     * but an op with one input has one producer: it stores 0 (what its
-     * worker waits for), and a locked decrement is saved. */
-    if (dep->one_dep)
+    int dev = dep->device;
+    if (op->flag_out && dep->n_flags > 0) {
+      /* Told by the flag run_op stored (plan_flags). Its device's thread
+       * finds it when it looks; one asleep is told, under the handshake of
+       * pf_device_ops.asleep: flag stored, fence, then asleep read. */
+      if (dev == device) continue; /* its queue moves on by itself */
+      if (!fenced) {
+        atomic_thread_fence(memory_order_seq_cst);
+        fenced = 1;
+      }
+      if (!ex->devices[dev]->ops->asleep(ex->devices[dev])) continue;
+    } else if (dep->one_dep) {
+      /* Counts are shared with other threads (a device's worker, the loop),
+       * but an op with one input has one producer: it stores 0 (what its
+       * worker waits for), and a locked decrement is saved. */
       atomic_store_explicit(&s->pending[dep->slot], 0, memory_order_release);
-    else if (atomic_fetch_sub_explicit(&s->pending[dep->slot], 1, memory_order_acq_rel) != 1)
+    } else if (atomic_fetch_sub_explicit(&s->pending[dep->slot], 1, memory_order_acq_rel) != 1) {
       continue;
-    dev = dep->device;
+    }
     if (dep->loop_op) {
       ex->cfg.loop_op(ex->cfg.loop_arg, s, j);
     } else if (dev != device) {
@@ -1329,9 +1400,10 @@ static int run_op(pf_step *s, uint32_t i) {
       run_copy(s, i);
   }
   /* Atomic (a plain store on x86): the watchdog's dump reads it on the
-   * loop thread while workers run. */
+   * loop thread while workers run, and it is the op's done flag for the
+   * dependents told by flags (plan_flags): a release, after its output. */
   __atomic_store_n(&s->t_end[op->slot], s->ex->cfg.record_times ? pf_clock_now(s->ex->clock) : 1,
-                   __ATOMIC_RELAXED);
+                   __ATOMIC_RELEASE);
   return ran;
 }
 
@@ -1344,14 +1416,28 @@ const uint32_t *pf_step_device_queue(const pf_step *s, int device, uint32_t *n) 
 }
 
 const _Atomic uint32_t *pf_step_op_count(const pf_step *s, uint32_t op) {
-  return &s->pending[s->l->op_slot[op]];
+  const op_hot *h = &s->l->hot[op];
+  return h->n_flags == 0 ? &s->pending[h->slot] : NULL;
 }
 
 uint32_t pf_step_op_pending(const pf_step *s, uint32_t op) {
-  return atomic_load_explicit(pf_step_op_count(s, op), memory_order_acquire);
+  const op_hot *h = &s->l->hot[op];
+  const uint32_t *flags = s->l->flag_slots + h->flag_first;
+  uint32_t left = atomic_load_explicit(&s->pending[h->slot], memory_order_acquire);
+  for (uint32_t k = 0; k < h->n_flags; k++)
+    left += __atomic_load_n(&s->t_end[flags[k]], __ATOMIC_ACQUIRE) == 0;
+  return left;
 }
 
-int pf_step_op_ready(const pf_step *s, uint32_t op) { return pf_step_op_pending(s, op) == 0; }
+int pf_step_op_ready(const pf_step *s, uint32_t op) {
+  const op_hot *h = &s->l->hot[op];
+  const uint32_t *flags = s->l->flag_slots + h->flag_first;
+  if (h->n_flags == 0) return atomic_load_explicit(&s->pending[h->slot], memory_order_acquire) == 0;
+  /* Last first: in gang order the latest input is the likeliest missing. */
+  for (uint32_t k = h->n_flags; k-- > 0;)
+    if (__atomic_load_n(&s->t_end[flags[k]], __ATOMIC_ACQUIRE) == 0) return 0;
+  return 1;
+}
 
 int pf_step_run_op(pf_step *s, uint32_t i) {
   /* An op the loop thread might run inline is timed on its device until
@@ -1523,7 +1609,7 @@ void pf_step_dump(const pf_step *s, void *file) {
   for (int d = 0; d < s->ex->cfg.num_devices; d++) {
     for (uint32_t e = s->l->device_first[d]; e < s->l->device_first[d + 1]; e++) {
       uint32_t i = s->l->device_ops[e];
-      unsigned left = atomic_load(&s->pending[s->l->op_slot[i]]);
+      unsigned left = pf_step_op_pending(s, i);
       if (__atomic_load_n(&s->t_end[s->l->op_slot[i]], __ATOMIC_RELAXED) != 0) continue;
       if (left == 0)
         fprintf(f, "  device %d: running op %u (%s \"%s\" shard %d)\n", d, i,

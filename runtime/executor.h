@@ -198,6 +198,10 @@ uint32_t pf_loaded_release_point(const pf_loaded *l, uint32_t b);
 /* Buffer b's offset in a step's slot area (plan_slots, executor.c), or
  * UINT32_MAX: it gets memory of its own. For the tests. */
 uint32_t pf_loaded_slot(const pf_loaded *l, uint32_t b);
+/* How many of op i's inputs are told by done flags instead of its count
+ * (plan_flags, executor.c; pf_device_ops.asleep): 0 when they are
+ * counted. For the tests. */
+uint32_t pf_loaded_flag_inputs(const pf_loaded *l, uint32_t i);
 
 /* 1 if op i is performed by the loop thread (SEND, RECV, MPI collective). */
 int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op);

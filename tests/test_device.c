@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/clock.h"
 #include "graph/graph_internal.h"
@@ -406,13 +407,18 @@ static void test_kernel_reads_other_device(void **state) {
   pf_registry_destroy(reg);
 }
 
-/* Release points (executor.c): random graphs of "add" programs on three
- * devices of one process, each program reading two of the last few values
- * made. For every buffer given a release point, every op that reads it
- * happens before the point (through dependencies and each device's queue
- * order, the only orders the executor keeps), and the graph computes what
- * the same adds compute on the host: run by the counting devices, and
- * many times by CPU worker threads racing each other. */
+/* Release points and inputs told by flags (executor.c): random graphs of
+ * "add" programs on three devices of one process, each program reading two
+ * of the last few values made. For every buffer given a release point,
+ * every op that reads it happens before the point (through dependencies
+ * and each device's queue order, the only orders the executor keeps), and
+ * the graph computes what the same adds compute on the host: run by the
+ * counting devices (inputs counted: they have no asleep), and many times by
+ * CPU worker threads racing each other (inputs from other devices told by
+ * flags), which never spin (every wait sleeps: the sleeping handshake of
+ * pf_device_ops.asleep at every op) or spin 20 us, each add busy for a
+ * random 0-16 us so that producers finish around the moment the consumer
+ * goes to sleep. A lost wake-up hangs the test. */
 #define RP_DEVICES 3
 #define RP_PROGRAMS 40
 #define RP_GRAPHS 24
@@ -447,6 +453,40 @@ static uint32_t writer_of(const pf_plan *p, uint32_t b) {
   return UINT32_MAX;
 }
 
+/* "test.jitter_add": add, then a busy wait of 0-16 us (a per-thread
+ * xorshift), so that threads meet at every moment of each other's paths. */
+static __thread uint32_t jitter_state;
+static int jitter_compute(const pf_kernel_call *c) {
+  const float *a = c->in[0].data, *b = c->in[1].data;
+  float *y = c->out[0].data;
+  struct timespec t0, t;
+  long ns;
+  for (int64_t i = 0; i < pf_spec_numel(&c->out[0].spec); i++) y[i] = a[i] + b[i];
+  if (jitter_state == 0) jitter_state = (uint32_t)(uintptr_t)&jitter_state | 1u;
+  jitter_state ^= jitter_state << 13;
+  jitter_state ^= jitter_state >> 17;
+  jitter_state ^= jitter_state << 5;
+  ns = (long)(jitter_state % 16384u);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  do clock_gettime(CLOCK_MONOTONIC, &t);
+  while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < ns);
+  return 0;
+}
+
+static int jitter_shape(const pf_attrs *attrs, int n_in, const pf_spec *in, int n_out,
+                        pf_spec *out, pf_diag *d) {
+  (void)attrs;
+  (void)n_in;
+  (void)n_out;
+  (void)d;
+  out[0] = in[0];
+  return 0;
+}
+
+static const pf_kernel_def jitter_add = {.name = "test.jitter_add", .kind = PF_DEVICE_CPU,
+                                         .n_in = 2, .n_out = 1, .shape = jitter_shape,
+                                         .compute = jitter_compute};
+
 static atomic_int rp_done;
 static void rp_on_done(pf_step *s, void *arg) {
   (void)s;
@@ -480,10 +520,12 @@ static void test_release_points(void **state) {
   pf_registry *reg;
   unsigned seed = 7;
   int with_points = 0, checked = 0, with_slots = 0;
+  uint32_t flagged[3] = {0, 0, 0};
   (void)state;
   pf_diag_init(&diag);
   OK(pf_registry_create(&reg));
   OK(pf_builtin_kernels_register(reg));
+  OK(pf_registry_add(reg, &jitter_add));
   for (int round = 0; round < RP_GRAPHS; round++) {
     pf_cluster cl;
     pf_graph *g = cpu_graph(reg, &cl, RP_DEVICES);
@@ -502,13 +544,14 @@ static void test_release_points(void **state) {
       int a = k - 1 - (int)(rand_r(&seed) % (unsigned)back);
       int b = k - 1 - (int)(rand_r(&seed) % (unsigned)back);
       int d = (int)(rand_r(&seed) % RP_DEVICES);
-      OK(pf_graph_program(g, &(pf_program_desc){.kernel = "add", .slice = sl[d], .n_in = 2,
+      OK(pf_graph_program(g, &(pf_program_desc){.kernel = "test.jitter_add", .slice = sl[d],
+                                                .n_in = 2,
                                                 .in = (pf_value_t[]){v[a], v[b]}},
                           &v[k], NULL));
       for (int i = 0; i < 4; i++) ref[k][i] = ref[a][i] + ref[b][i];
     }
     OK(pf_graph_output(g, "y", v[RP_PROGRAMS]));
-    for (int mode = 0; mode < 2; mode++) {
+    for (int mode = 0; mode < 3; mode++) {
       counting_device dev[RP_DEVICES];
       pf_device *devs[RP_DEVICES];
       pf_clock vclock;
@@ -525,15 +568,18 @@ static void test_release_points(void **state) {
         dev[d].clock = &vclock;
         devs[d] = &dev[d].base;
       }
-      /* mode 0: the counting devices, in virtual time; 1: worker threads. */
+      /* mode 0: the counting devices, in virtual time; 1: worker threads
+       * that never spin; 2: worker threads that spin 20 us. */
       OK(pf_executor_start(&(pf_executor_config){.num_devices = RP_DEVICES, .registry = reg,
                                                  .bind_first = -1,
+                                                 .spin_ns = mode == 2 ? 20000u : 0,
                                                  .devices = mode == 0 ? devs : NULL,
                                                  .clock = mode == 0 ? &vclock : NULL},
                            &ex));
       OK(pf_executor_load(ex, comp->plans[0], &l, &diag));
       comp->plans[0] = NULL;
       p = pf_loaded_plan(l);
+      for (uint32_t i = 0; i < p->n_ops; i++) flagged[mode] += pf_loaded_flag_inputs(l, i);
       if (mode == 0) {
         uint32_t *prev = malloc(p->n_ops * sizeof *prev), *stack = malloc(p->n_ops * 4 * sizeof *stack);
         uint32_t last[RP_DEVICES];
@@ -586,6 +632,10 @@ static void test_release_points(void **state) {
   assert_true(with_points >= RP_GRAPHS);
   assert_true(with_slots >= RP_GRAPHS);
   assert_true(checked > with_points);
+  /* Counted on the counting devices; told by flags between workers. */
+  assert_int_equal(flagged[0], 0);
+  assert_true(flagged[1] >= RP_GRAPHS * RP_PROGRAMS);
+  assert_int_equal(flagged[1], flagged[2]);
   pf_registry_destroy(reg);
 }
 
