@@ -481,6 +481,51 @@ typedef struct slot_use {
   uint32_t free_at; /* the place in the queue from which it is free */
 } slot_use;
 
+/* Permanent slots: a buffer of one line at most, made by a kernel of a
+ * host-memory device and read only by kernels of such devices, some on
+ * another device, that has no release point (no op of its producer's
+ * device waits for its readers: a device that runs ahead of the one that
+ * reads it, as the free side of a reduction tree) gets a line of the slot
+ * area for the whole step instead of storage: no allocation, reader count
+ * or release, each written by one core and freed by the other, four
+ * cross-core misses per op on bench/granularity -d 2 -p tree. After device
+ * d's reusable slots, from `at`, within SLOT_BYTES_MAX; returns the bytes
+ * taken. */
+#define PERMANENT_SLOT_BYTES 64u
+
+static size_t permanent_slots(pf_loaded *l, int d, size_t at, const uint32_t *point,
+                              const uint32_t *writer, const uint32_t *rfirst,
+                              const uint32_t *rops) {
+  const pf_plan *p = l->plan;
+  size_t taken = 0;
+  if (!l->host_memory[d]) return 0;
+  for (uint32_t e = l->device_first[d]; e < l->device_first[d + 1]; e++) {
+    uint32_t i = l->device_ops[e];
+    const pf_plan_op *op = &p->ops[i];
+    if (op->kind != PF_OP_KERNEL) continue;
+    for (uint32_t k = 0; k < op->n_out; k++) {
+      uint32_t b = op->outputs[k], r;
+      const pf_plan_buffer *pb = &p->buffers[b];
+      size_t nbytes = pf_spec_nbytes(pb->spec);
+      int cross = 0;
+      if (point[b] != UINT32_MAX || l->slot_at[b] != UINT32_MAX || writer[b] != i ||
+          nbytes == 0 || nbytes > PERMANENT_SLOT_BYTES || l->keep[b] || pb->input >= 0 ||
+          pb->host || pb->device != d || rfirst[b] == rfirst[b + 1])
+        continue;
+      for (r = rfirst[b]; r < rfirst[b + 1]; r++) {
+        const pf_plan_op *reader = &p->ops[rops[r]];
+        if (reader->kind != PF_OP_KERNEL || !l->host_memory[reader->device]) break;
+        cross |= reader->device != d;
+      }
+      if (r < rfirst[b + 1] || !cross) continue;
+      if (at + taken + PERMANENT_SLOT_BYTES > SLOT_BYTES_MAX) return taken;
+      l->slot_at[b] = (uint32_t)(at + taken);
+      taken += PERMANENT_SLOT_BYTES;
+    }
+  }
+  return taken;
+}
+
 static int plan_slots(pf_loaded *l, int num_devices, const uint32_t *point, const uint32_t *pos,
                       const uint32_t *writer, const uint32_t *rfirst, const uint32_t *rops) {
   const pf_plan *p = l->plan;
@@ -521,7 +566,8 @@ static int plan_slots(pf_loaded *l, int num_devices, const uint32_t *point, cons
         end = PF_MAXOF(end, off + size);
       }
     }
-    if (end > 0) total = start + end;
+    end = start + end + permanent_slots(l, d, start + end, point, writer, rfirst, rops);
+    if (end > start) total = end;
   }
   l->slot_bytes = total;
   free(used);
@@ -1293,7 +1339,8 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
   for (uint32_t k = 0; k < op->n_in; k++) {
     uint32_t b = in[k];
     const buf_hot *bh = &l->bh[b];
-    if (bh->point != UINT32_MAX) continue; /* its release point frees it (run_op) */
+    /* Its release point frees it (run_op), or it lies in a slot. */
+    if (bh->point != UINT32_MAX || bh->slot_at != UINT32_MAX) continue;
     /* A buffer with one reader is this op's alone: its count stays. */
     if ((bh->one_reader ||
          atomic_fetch_sub_explicit(&s->readers[bh->slot], 1, memory_order_acq_rel) == 1) &&
