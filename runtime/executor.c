@@ -52,6 +52,7 @@ typedef struct buf_hot {
   int32_t device;
   uint8_t keep, in_arena, host;
   uint8_t one_reader; /* one op input reads it: its count needs no atomic decrement */
+  uint32_t flag_val;  /* > 0: its writer stores this at its slot's flag word (SLOT_FLAG) */
   const pf_spec *spec;
   size_t nbytes; /* pf_spec_nbytes(spec) */
 } buf_hot;
@@ -83,6 +84,16 @@ struct pf_loaded {
    * counted). */
   uint8_t *flag_out;
   uint32_t *flag_first, *flag_slots;
+  /* Per flag: 0 when flag_slots[k] is an op slot (its t_end); else the
+   * value the word at flag_slots[k] in the slot area reaches when the input
+   * is done (the input's output lies in that line: one cross-core miss for
+   * both). */
+  uint32_t *flag_want;
+  /* Per buffer: what its writer stores at its slot's flag word, or 0
+   * (plan_slots); the slot area's ranges of lines with flag words, zeroed
+   * at each step's start: [flag_ranges[2k], flag_ranges[2k + 1]). */
+  uint32_t *flag_val;
+  uint32_t *flag_ranges, n_flag_ranges;
   /* Per buffer: its place in a step's reader counts, the same way: each
    * device's buffers together, from a line of their own. */
   uint32_t *buf_slot, n_buf_slots;
@@ -224,6 +235,9 @@ void pf_loaded_release(pf_loaded *l) {
   free(l->flag_out);
   free(l->flag_first);
   free(l->flag_slots);
+  free(l->flag_want);
+  free(l->flag_val);
+  free(l->flag_ranges);
   free(l->buf_slot);
   free(l->start_ops);
   free(l->recv_bufs);
@@ -256,6 +270,13 @@ uint32_t pf_loaded_slot(const pf_loaded *l, uint32_t b) {
 
 uint32_t pf_loaded_flag_inputs(const pf_loaded *l, uint32_t i) {
   return i < l->plan->n_ops ? l->hot[i].n_flags : 0;
+}
+
+uint32_t pf_loaded_slot_flag_inputs(const pf_loaded *l, uint32_t i) {
+  uint32_t n = 0;
+  for (uint32_t k = 0; i < l->plan->n_ops && k < l->hot[i].n_flags; k++)
+    n += l->flag_want[l->hot[i].flag_first + k] != 0;
+  return n;
 }
 
 /* 1 if op is a collective between ranks that its device runs itself: the
@@ -481,6 +502,18 @@ typedef struct slot_use {
   uint32_t free_at; /* the place in the queue from which it is free */
 } slot_use;
 
+/* Slot flags. A buffer of at most SLOT_FLAG bytes in a slot leaves its
+ * line's last 4 bytes alone: its writer stores there its place in its
+ * device's queue, plus one, after the op (run_op), and a consumer on
+ * another device waits for that word instead of the op's t_end: the flag
+ * and the data then cross between the cores in one line, not two (each a
+ * cross-core miss on a stencil's critical path). Such buffers get lines
+ * of their own (a region of the device's slots that no larger buffer
+ * shares, so no other data ever lies on a flag word), reused only by later
+ * ops of the same device: the word only grows during a step, from 0 at its
+ * start (step_init zeroes the regions). */
+#define SLOT_FLAG 60u
+
 /* Permanent slots: a buffer of one line at most, made by a kernel of a
  * host-memory device and read only by kernels of such devices, some on
  * another device, that has no release point (no op of its producer's
@@ -520,10 +553,51 @@ static size_t permanent_slots(pf_loaded *l, int d, size_t at, const uint32_t *po
       if (r < rfirst[b + 1] || !cross) continue;
       if (at + taken + PERMANENT_SLOT_BYTES > SLOT_BYTES_MAX) return taken;
       l->slot_at[b] = (uint32_t)(at + taken);
+      if (nbytes <= SLOT_FLAG) l->flag_val[b] = e - l->device_first[d] + 1;
       taken += PERMANENT_SLOT_BYTES;
     }
   }
   return taken;
+}
+
+/* Device d's reusable slots from `at` for the buffers of the one class
+ * (small: at most SLOT_FLAG bytes; else larger), each free from its release
+ * point's place on; returns the bytes taken. */
+static size_t reusable_slots(pf_loaded *l, int d, size_t at, int small, const uint32_t *point,
+                             const uint32_t *pos, const uint32_t *writer, const uint32_t *rfirst,
+                             const uint32_t *rops, slot_use *used) {
+  const pf_plan *p = l->plan;
+  size_t n_used = 0, end = 0;
+  for (uint32_t e = l->device_first[d]; e < l->device_first[d + 1]; e++) {
+    uint32_t i = l->device_ops[e], place_at = e - l->device_first[d], w = 0;
+    const pf_plan_op *op = &p->ops[i];
+    for (size_t j = 0; j < n_used; j++)
+      if (used[j].free_at > place_at) used[w++] = used[j];
+    n_used = w;
+    if (op->kind != PF_OP_KERNEL) continue;
+    for (uint32_t k = 0; k < op->n_out; k++) {
+      uint32_t b = op->outputs[k], r;
+      size_t nbytes = pf_spec_nbytes(p->buffers[b].spec), size = (nbytes + 63) / 64 * 64;
+      size_t off = 0, place;
+      if (point[b] == UINT32_MAX || writer[b] != i || size == 0 || (nbytes <= SLOT_FLAG) != small)
+        continue;
+      for (r = rfirst[b]; r < rfirst[b + 1] && p->ops[rops[r]].kind == PF_OP_KERNEL; r++) continue;
+      if (r < rfirst[b + 1]) continue; /* a copy or a collective reads it: a storage */
+      /* The lowest gap that fits, among the slots in use (by offset). */
+      for (place = 0; place < n_used; place++) {
+        if (used[place].offset >= off + size) break;
+        off = PF_MAXOF(off, used[place].offset + used[place].size);
+      }
+      if (at + off + size > SLOT_BYTES_MAX) continue;
+      memmove(&used[place + 1], &used[place], (n_used - place) * sizeof *used);
+      used[place] = (slot_use){off, size, pos[point[b]]};
+      n_used++;
+      l->slot_at[b] = (uint32_t)(at + off);
+      if (small) l->flag_val[b] = place_at + 1;
+      end = PF_MAXOF(end, off + size);
+    }
+  }
+  return end;
 }
 
 static int plan_slots(pf_loaded *l, int num_devices, const uint32_t *point, const uint32_t *pos,
@@ -533,41 +607,28 @@ static int plan_slots(pf_loaded *l, int num_devices, const uint32_t *point, cons
    * in practice a few per device (each is free within RELEASE_WINDOW ops). */
   slot_use *used = pf_mallocn(PF_MINOF((size_t)p->n_buffers, SLOT_BYTES_MAX / 64) + 1, sizeof *used);
   size_t total = 0;
-  if (used == NULL || (l->slot_at = pf_mallocn(p->n_buffers + 1, sizeof *l->slot_at)) == NULL) {
+  l->slot_at = pf_mallocn(p->n_buffers + 1, sizeof *l->slot_at);
+  l->flag_val = pf_calloc(p->n_buffers + 1, sizeof *l->flag_val);
+  l->flag_ranges = pf_mallocn(4 * (size_t)num_devices + 1, sizeof *l->flag_ranges);
+  if (used == NULL || l->slot_at == NULL || l->flag_val == NULL || l->flag_ranges == NULL) {
     free(used);
     return PF_ENOMEM;
   }
   for (uint32_t b = 0; b < p->n_buffers; b++) l->slot_at[b] = UINT32_MAX;
   for (int d = 0; d < num_devices; d++) {
-    size_t n_used = 0, start = (total + 63) / 64 * 64, end = 0;
-    for (uint32_t e = l->device_first[d]; e < l->device_first[d + 1]; e++) {
-      uint32_t i = l->device_ops[e], at = e - l->device_first[d], w = 0;
-      const pf_plan_op *op = &p->ops[i];
-      for (size_t j = 0; j < n_used; j++)
-        if (used[j].free_at > at) used[w++] = used[j];
-      n_used = w;
-      if (op->kind != PF_OP_KERNEL) continue;
-      for (uint32_t k = 0; k < op->n_out; k++) {
-        uint32_t b = op->outputs[k], r;
-        size_t size = (pf_spec_nbytes(p->buffers[b].spec) + 63) / 64 * 64, off = 0, place;
-        if (point[b] == UINT32_MAX || writer[b] != i || size == 0) continue;
-        for (r = rfirst[b]; r < rfirst[b + 1] && p->ops[rops[r]].kind == PF_OP_KERNEL; r++) continue;
-        if (r < rfirst[b + 1]) continue; /* a copy or a collective reads it: a storage */
-        /* The lowest gap that fits, among the slots in use (by offset). */
-        for (place = 0; place < n_used; place++) {
-          if (used[place].offset >= off + size) break;
-          off = PF_MAXOF(off, used[place].offset + used[place].size);
-        }
-        if (start + off + size > SLOT_BYTES_MAX) continue;
-        memmove(&used[place + 1], &used[place], (n_used - place) * sizeof *used);
-        used[place] = (slot_use){off, size, pos[point[b]]};
-        n_used++;
-        l->slot_at[b] = (uint32_t)(start + off);
-        end = PF_MAXOF(end, off + size);
-      }
+    size_t start = (total + 63) / 64 * 64, small, large, perm;
+    small = reusable_slots(l, d, start, 1, point, pos, writer, rfirst, rops, used);
+    large = reusable_slots(l, d, start + small, 0, point, pos, writer, rfirst, rops, used);
+    perm = permanent_slots(l, d, start + small + large, point, writer, rfirst, rops);
+    if (small > 0) {
+      l->flag_ranges[2 * l->n_flag_ranges] = (uint32_t)start;
+      l->flag_ranges[2 * l->n_flag_ranges++ + 1] = (uint32_t)(start + small);
     }
-    end = start + end + permanent_slots(l, d, start + end, point, writer, rfirst, rops);
-    if (end > start) total = end;
+    if (perm > 0) {
+      l->flag_ranges[2 * l->n_flag_ranges] = (uint32_t)(start + small + large);
+      l->flag_ranges[2 * l->n_flag_ranges++ + 1] = (uint32_t)(start + small + large + perm);
+    }
+    if (small + large + perm > 0) total = start + small + large + perm;
   }
   l->slot_bytes = total;
   free(used);
@@ -765,6 +826,25 @@ static int check_memory_spaces(pf_executor *ex, pf_loaded *l, const uint32_t *st
  * device's flags lie on lines of its own). An op with any other input (a
  * receive, a GPU's op) is counted whole: a count and flags together would
  * need the two sides to see each other's last step. Errors: PF_ENOMEM. */
+/* The buffer whose slot's flag word tells that op i is done, or
+ * UINT32_MAX (its t_end tells): i's one output, small and in a slot, that
+ * every op depending on i reads (the slot's line may be another buffer's
+ * once those reads are done, no sooner). */
+static uint32_t slot_flag_of(const pf_loaded *l, uint32_t i) {
+  const pf_plan *p = l->plan;
+  uint32_t b;
+  if (p->ops[i].kind != PF_OP_KERNEL || p->ops[i].n_out != 1) return UINT32_MAX;
+  b = p->ops[i].outputs[0];
+  if (l->slot_at[b] == UINT32_MAX || l->flag_val[b] == 0) return UINT32_MAX;
+  for (uint32_t e = l->dependents_first[i]; e < l->dependents_first[i + 1]; e++) {
+    const pf_plan_op *dep = &p->ops[l->dependents[e]];
+    uint32_t k = 0;
+    while (k < dep->n_in && dep->inputs[k] != b) k++;
+    if (k == dep->n_in) return UINT32_MAX;
+  }
+  return b;
+}
+
 static int plan_flags(pf_executor *ex, pf_loaded *l) {
   const pf_plan *p = l->plan;
   size_t n = 0;
@@ -781,11 +861,17 @@ static int plan_flags(pf_executor *ex, pf_loaded *l) {
     l->flag_first[j + 1] = l->flag_first[j] + (k > 0 && k == op->n_deps ? k : 0);
   }
   n = l->flag_first[p->n_ops];
-  if ((l->flag_slots = pf_mallocn(n ? n : 1, sizeof(uint32_t))) == NULL) return PF_ENOMEM;
+  l->flag_slots = pf_mallocn(n ? n : 1, sizeof(uint32_t));
+  l->flag_want = pf_mallocn(n ? n : 1, sizeof(uint32_t));
+  if (l->flag_slots == NULL || l->flag_want == NULL) return PF_ENOMEM;
   for (uint32_t j = 0; j < p->n_ops; j++) {
     uint32_t at = l->flag_first[j];
     if (at == l->flag_first[j + 1]) continue;
-    for (uint32_t k = 0; k < p->ops[j].n_deps; k++) l->flag_slots[at + k] = l->op_slot[p->ops[j].deps[k]];
+    for (uint32_t k = 0; k < p->ops[j].n_deps; k++) {
+      uint32_t i = p->ops[j].deps[k], b = slot_flag_of(l, i);
+      l->flag_slots[at + k] = b != UINT32_MAX ? l->slot_at[b] + SLOT_FLAG : l->op_slot[i];
+      l->flag_want[at + k] = b != UINT32_MAX ? l->flag_val[b] : 0;
+    }
     l->n_deps[j] = 0; /* nothing counts down */
   }
   return 0;
@@ -844,6 +930,7 @@ static int build_hot(pf_loaded *l) {
     h->device = pb->device;
     h->keep = l->keep[b];
     h->one_reader = l->readers[b] == 1;
+    h->flag_val = l->slot_at[b] != UINT32_MAX ? l->flag_val[b] : 0;
     h->in_arena = pb->in_arena != 0;
     h->host = pb->host != 0;
     h->spec = pb->spec;
@@ -1451,6 +1538,13 @@ static int run_op(pf_step *s, uint32_t i) {
    * dependents told by flags (plan_flags): a release, after its output. */
   __atomic_store_n(&s->t_end[op->slot], s->ex->cfg.record_times ? pf_clock_now(s->ex->clock) : 1,
                    __ATOMIC_RELEASE);
+  /* And its small outputs' slot flags, in the lines of their data. */
+  for (uint32_t k = 0; op->kind == PF_OP_KERNEL && k < op->n_out; k++) {
+    const buf_hot *bh = &l->bh[l->io_bufs[op->io + op->n_in + k]];
+    if (bh->flag_val != 0)
+      __atomic_store_n((uint32_t *)(void *)(s->slots + bh->slot_at + SLOT_FLAG), bh->flag_val,
+                       __ATOMIC_RELEASE);
+  }
   return ran;
 }
 
@@ -1467,22 +1561,27 @@ const _Atomic uint32_t *pf_step_op_count(const pf_step *s, uint32_t op) {
   return h->n_flags == 0 ? &s->pending[h->slot] : NULL;
 }
 
+/* 1 if flag k of the loaded plan is set in s: an op's t_end, or a slot's
+ * flag word that reached its value (an acquire either way). */
+static inline int flag_set(const pf_step *s, uint32_t k) {
+  uint32_t at = s->l->flag_slots[k], want = s->l->flag_want[k];
+  if (want == 0) return __atomic_load_n(&s->t_end[at], __ATOMIC_ACQUIRE) != 0;
+  return __atomic_load_n((const uint32_t *)(const void *)(s->slots + at), __ATOMIC_ACQUIRE) >= want;
+}
+
 uint32_t pf_step_op_pending(const pf_step *s, uint32_t op) {
   const op_hot *h = &s->l->hot[op];
-  const uint32_t *flags = s->l->flag_slots + h->flag_first;
   uint32_t left = atomic_load_explicit(&s->pending[h->slot], memory_order_acquire);
-  for (uint32_t k = 0; k < h->n_flags; k++)
-    left += __atomic_load_n(&s->t_end[flags[k]], __ATOMIC_ACQUIRE) == 0;
+  for (uint32_t k = 0; k < h->n_flags; k++) left += !flag_set(s, h->flag_first + k);
   return left;
 }
 
 int pf_step_op_ready(const pf_step *s, uint32_t op) {
   const op_hot *h = &s->l->hot[op];
-  const uint32_t *flags = s->l->flag_slots + h->flag_first;
   if (h->n_flags == 0) return atomic_load_explicit(&s->pending[h->slot], memory_order_acquire) == 0;
   /* Last first: in gang order the latest input is the likeliest missing. */
   for (uint32_t k = h->n_flags; k-- > 0;)
-    if (__atomic_load_n(&s->t_end[flags[k]], __ATOMIC_ACQUIRE) == 0) return 0;
+    if (!flag_set(s, h->flag_first + k)) return 0;
   return 1;
 }
 
@@ -1564,6 +1663,10 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
         out_of_memory(s, (size_t)p->arena_bytes[d], "its arena", d);
   }
   for (uint32_t i = 0; i < p->n_ops; i++) atomic_init(&s->pending[l->op_slot[i]], l->n_deps[i]);
+  /* Slot flags start at 0 (the slot area is not zeroed: step_new). */
+  for (uint32_t r = 0; r < l->n_flag_ranges; r++)
+    for (uint32_t at = l->flag_ranges[2 * r]; at < l->flag_ranges[2 * r + 1]; at += 64)
+      __atomic_store_n((uint32_t *)(void *)(s->slots + at + SLOT_FLAG), 0, __ATOMIC_RELAXED);
   for (uint32_t b = 0; b < p->n_buffers; b++)
     atomic_init(&s->readers[l->buf_slot[b]], l->readers[b]);
   for (uint32_t k = 0; inputs != NULL && k < l->n_input_bufs; k++) {

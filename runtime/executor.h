@@ -202,6 +202,10 @@ uint32_t pf_loaded_slot(const pf_loaded *l, uint32_t b);
  * (plan_flags, executor.c; pf_device_ops.asleep): 0 when they are
  * counted. For the tests. */
 uint32_t pf_loaded_flag_inputs(const pf_loaded *l, uint32_t i);
+/* How many of those are told by the flag word in the slot line of the
+ * input's output (executor.c, SLOT_FLAG), not by the input op's t_end. For
+ * the tests. */
+uint32_t pf_loaded_slot_flag_inputs(const pf_loaded *l, uint32_t i);
 
 /* 1 if op i is performed by the loop thread (SEND, RECV, MPI collective). */
 int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op);

@@ -416,7 +416,8 @@ static void test_kernel_reads_other_device(void **state) {
  * counting devices (inputs counted: they have no asleep), and many times by
  * CPU worker threads racing each other (inputs from other devices told by
  * flags), which never spin (every wait sleeps: the sleeping handshake of
- * pf_device_ops.asleep at every op) or spin 20 us, each add busy for a
+ * pf_device_ops.asleep at every op) or spin 20 us (some flags in the
+ * lines of their inputs' data: slot flags), each add busy for a
  * random 0-16 us so that producers finish around the moment the consumer
  * goes to sleep. A lost wake-up hangs the test. */
 #define RP_DEVICES 3
@@ -520,7 +521,7 @@ static void test_release_points(void **state) {
   pf_registry *reg;
   unsigned seed = 7;
   int with_points = 0, checked = 0, with_slots = 0, with_permanent = 0;
-  uint32_t flagged[3] = {0, 0, 0};
+  uint32_t flagged[3] = {0, 0, 0}, in_line = 0;
   (void)state;
   pf_diag_init(&diag);
   OK(pf_registry_create(&reg));
@@ -579,7 +580,10 @@ static void test_release_points(void **state) {
       OK(pf_executor_load(ex, comp->plans[0], &l, &diag));
       comp->plans[0] = NULL;
       p = pf_loaded_plan(l);
-      for (uint32_t i = 0; i < p->n_ops; i++) flagged[mode] += pf_loaded_flag_inputs(l, i);
+      for (uint32_t i = 0; i < p->n_ops; i++) {
+        flagged[mode] += pf_loaded_flag_inputs(l, i);
+        if (mode == 1) in_line += pf_loaded_slot_flag_inputs(l, i);
+      }
       if (mode == 0) {
         uint32_t *prev = malloc(p->n_ops * sizeof *prev), *stack = malloc(p->n_ops * 4 * sizeof *stack);
         uint32_t last[RP_DEVICES];
@@ -640,6 +644,8 @@ static void test_release_points(void **state) {
   assert_int_equal(flagged[0], 0);
   assert_true(flagged[1] >= RP_GRAPHS * RP_PROGRAMS);
   assert_int_equal(flagged[1], flagged[2]);
+  /* Some in the lines of their data (slot flags), not all. */
+  assert_true(in_line > 0 && in_line < flagged[1]);
   pf_registry_destroy(reg);
 }
 
