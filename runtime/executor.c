@@ -33,7 +33,7 @@ typedef struct op_hot {
   uint8_t flag_out; /* its dependents on flag devices read its done flag */
   int16_t device;
   uint16_t n_flags;              /* inputs told by flags (plan_flags), */
-  uint32_t flag_first;           /*   their ops' slots at flag_slots[first..] */
+  uint32_t flag_first;           /*   their flags at flag_slots[first..] */
   uint32_t slot;                 /* op_slot */
   uint16_t n_in, n_out;          /* inputs at io_bufs[io..], outputs after */
   uint32_t io;
@@ -79,9 +79,9 @@ struct pf_loaded {
    * one line at every op, each decrement bouncing it between their cores). */
   uint32_t *op_slot, n_op_slots;
   /* Inputs told by flags (plan_flags): per op, 1 if it may tell its
-   * dependents so; CSR, the op slots of the inputs of each op told so
-   * (flag_first[j] .. flag_first[j + 1]; none for an op whose inputs are
-   * counted). */
+   * dependents so; CSR, where the flags of each op's inputs are, an op slot
+   * or an offset in the slot area (flag_first[j] .. flag_first[j + 1];
+   * none for an op whose inputs are counted). */
   uint8_t *flag_out;
   uint32_t *flag_first, *flag_slots;
   /* Per flag: 0 when flag_slots[k] is an op slot (its t_end); else the
@@ -511,7 +511,7 @@ typedef struct slot_use {
  * of their own (a region of the device's slots that no larger buffer
  * shares, so no other data ever lies on a flag word), reused only by later
  * ops of the same device: the word only grows during a step, from 0 at its
- * start (step_init zeroes the regions). */
+ * start (start_step zeroes the regions). */
 #define SLOT_FLAG 60u
 
 /* Permanent slots: a buffer of one line at most, made by a kernel of a
@@ -818,14 +818,6 @@ static int check_memory_spaces(pf_executor *ex, pf_loaded *l, const uint32_t *st
   return rc;
 }
 
-/* Which inputs are told by a flag instead of a count (pf_device_ops.asleep):
- * those of an op on a device with asleep whose inputs are all ops of such
- * devices (its own included), which run on its threads and finish there.
- * The op's count then starts at 0, and pf_step_op_ready reads the flags:
- * each input op's end time, which run_op stores (t_end, by op slot, so a
- * device's flags lie on lines of its own). An op with any other input (a
- * receive, a GPU's op) is counted whole: a count and flags together would
- * need the two sides to see each other's last step. Errors: PF_ENOMEM. */
 /* The buffer whose slot's flag word tells that op i is done, or
  * UINT32_MAX (its t_end tells): i's one output, small and in a slot, that
  * every op depending on i reads (the slot's line may be another buffer's
@@ -845,6 +837,16 @@ static uint32_t slot_flag_of(const pf_loaded *l, uint32_t i) {
   return b;
 }
 
+/* Which inputs are told by a flag instead of a count (pf_device_ops.asleep):
+ * those of an op on a device with asleep whose inputs are all ops of such
+ * devices (its own included), which run on its threads and finish there.
+ * The op's count then starts at 0, and pf_step_op_ready reads the flags:
+ * each input op's end time, which run_op stores (t_end, by op slot, so a
+ * device's flags lie on lines of its own). An op with any other input (a
+ * receive, a GPU's op) is counted whole: a count and flags together would
+ * need the two sides to see each other's last step. An input whose output
+ * lies in a slot with a flag word is told by that word (slot_flag_of,
+ * SLOT_FLAG) rather than its t_end. Errors: PF_ENOMEM. */
 static int plan_flags(pf_executor *ex, pf_loaded *l) {
   const pf_plan *p = l->plan;
   size_t n = 0;
