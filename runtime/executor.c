@@ -43,7 +43,7 @@ typedef struct op_hot {
   const pf_kernel_def *kernel;   /* KERNEL only */
   pf_attrs *attrs;
 } op_hot;
-_Static_assert(sizeof(op_hot) == 64, "op_hot is one cache line");
+_Static_assert(sizeof(void *) != 8 || sizeof(op_hot) == 64, "op_hot is one cache line");
 
 /* The same for a buffer: what the op path reads of it (40 bytes). */
 typedef struct buf_hot {
@@ -57,7 +57,7 @@ typedef struct buf_hot {
   const pf_spec *spec;
   size_t nbytes; /* pf_spec_nbytes(spec) */
 } buf_hot;
-_Static_assert(sizeof(buf_hot) == 40, "buf_hot stays 40 bytes");
+_Static_assert(sizeof(void *) != 8 || sizeof(buf_hot) == 40, "buf_hot stays 40 bytes");
 
 struct pf_loaded {
   atomic_int refs;
