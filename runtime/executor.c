@@ -27,13 +27,21 @@
  * over six arrays of the loaded plan, each a line of its own per op; once a
  * long plan's state no longer fits in the core's cache (a stencil of a
  * thousand steps), each was a miss on every op's path. */
+/* Where an input told by a flag says it is done (plan_flags): want 0, the
+ * input op's t_end (at: its op slot); else the word at offset `at` of the
+ * slot area once it reaches `want` (the input's output lies in that line:
+ * one cross-core miss for both; SLOT_FLAG). Together: one line per check. */
+struct input_flag {
+  uint32_t at, want;
+};
+
 typedef struct op_hot {
   uint8_t kind, loop_op;
   uint8_t one_dep;  /* one input op: its count needs no atomic decrement */
   uint8_t flag_out; /* its dependents on flag devices read its done flag */
   int16_t device;
   uint16_t n_flags;              /* inputs told by flags (plan_flags), */
-  uint32_t flag_first;           /*   their flags at flag_slots[first..] */
+  uint32_t flag_first;           /*   their flags at flags[first..] */
   uint32_t slot;                 /* op_slot */
   uint16_t n_in, n_out;          /* inputs at io_bufs[io..], outputs after */
   uint32_t io;
@@ -81,16 +89,11 @@ struct pf_loaded {
    * one line at every op, each decrement bouncing it between their cores). */
   uint32_t *op_slot, n_op_slots;
   /* Inputs told by flags (plan_flags): per op, 1 if it may tell its
-   * dependents so; CSR, where the flags of each op's inputs are, an op slot
-   * or an offset in the slot area (flag_first[j] .. flag_first[j + 1];
-   * none for an op whose inputs are counted). */
+   * dependents so; CSR, the flags of each op's inputs (flag_first[j] ..
+   * flag_first[j + 1]; none for an op whose inputs are counted). */
   uint8_t *flag_out;
-  uint32_t *flag_first, *flag_slots;
-  /* Per flag: 0 when flag_slots[k] is an op slot (its t_end); else the
-   * value the word at flag_slots[k] in the slot area reaches when the input
-   * is done (the input's output lies in that line: one cross-core miss for
-   * both). */
-  uint32_t *flag_want;
+  uint32_t *flag_first;
+  struct input_flag *flags;
   /* Per buffer: what its writer stores at its slot's flag word, or 0
    * (plan_slots); the slot area's ranges of lines with flag words, zeroed
    * at each step's start: [flag_ranges[2k], flag_ranges[2k + 1]). */
@@ -236,8 +239,7 @@ void pf_loaded_release(pf_loaded *l) {
   free(l->op_slot);
   free(l->flag_out);
   free(l->flag_first);
-  free(l->flag_slots);
-  free(l->flag_want);
+  free(l->flags);
   free(l->flag_val);
   free(l->flag_ranges);
   free(l->buf_slot);
@@ -277,7 +279,7 @@ uint32_t pf_loaded_flag_inputs(const pf_loaded *l, uint32_t i) {
 uint32_t pf_loaded_slot_flag_inputs(const pf_loaded *l, uint32_t i) {
   uint32_t n = 0;
   for (uint32_t k = 0; i < l->plan->n_ops && k < l->hot[i].n_flags; k++)
-    n += l->flag_want[l->hot[i].flag_first + k] != 0;
+    n += l->flags[l->hot[i].flag_first + k].want != 0;
   return n;
 }
 
@@ -865,16 +867,15 @@ static int plan_flags(pf_executor *ex, pf_loaded *l) {
     l->flag_first[j + 1] = l->flag_first[j] + (k > 0 && k == op->n_deps ? k : 0);
   }
   n = l->flag_first[p->n_ops];
-  l->flag_slots = pf_mallocn(n ? n : 1, sizeof(uint32_t));
-  l->flag_want = pf_mallocn(n ? n : 1, sizeof(uint32_t));
-  if (l->flag_slots == NULL || l->flag_want == NULL) return PF_ENOMEM;
+  if ((l->flags = pf_mallocn(n ? n : 1, sizeof *l->flags)) == NULL) return PF_ENOMEM;
   for (uint32_t j = 0; j < p->n_ops; j++) {
     uint32_t at = l->flag_first[j];
     if (at == l->flag_first[j + 1]) continue;
     for (uint32_t k = 0; k < p->ops[j].n_deps; k++) {
       uint32_t i = p->ops[j].deps[k], b = slot_flag_of(l, i);
-      l->flag_slots[at + k] = b != UINT32_MAX ? l->slot_at[b] + SLOT_FLAG : l->op_slot[i];
-      l->flag_want[at + k] = b != UINT32_MAX ? l->flag_val[b] : 0;
+      l->flags[at + k] = b != UINT32_MAX
+                             ? (struct input_flag){l->slot_at[b] + SLOT_FLAG, l->flag_val[b]}
+                             : (struct input_flag){l->op_slot[i], 0};
     }
     l->n_deps[j] = 0; /* nothing counts down */
   }
@@ -883,7 +884,7 @@ static int plan_flags(pf_executor *ex, pf_loaded *l) {
 
 /* The ops' and buffers' hot records (op_hot, buf_hot), once everything
  * they copy is known. Errors: PF_ENOMEM, PF_ERANGE (more than 2^32 inputs
- * and outputs in all). */
+ * and outputs in all, or a value past op_hot's 16-bit fields). */
 static int build_hot(pf_loaded *l) {
   const pf_plan *p = l->plan;
   size_t n_io = 0;
@@ -1568,9 +1569,10 @@ const _Atomic uint32_t *pf_step_op_count(const pf_step *s, uint32_t op) {
 /* 1 if flag k of the loaded plan is set in s: an op's t_end, or a slot's
  * flag word that reached its value (an acquire either way). */
 static inline int flag_set(const pf_step *s, uint32_t k) {
-  uint32_t at = s->l->flag_slots[k], want = s->l->flag_want[k];
-  if (want == 0) return __atomic_load_n(&s->t_end[at], __ATOMIC_ACQUIRE) != 0;
-  return __atomic_load_n((const uint32_t *)(const void *)(s->slots + at), __ATOMIC_ACQUIRE) >= want;
+  struct input_flag f = s->l->flags[k];
+  if (f.want == 0) return __atomic_load_n(&s->t_end[f.at], __ATOMIC_ACQUIRE) != 0;
+  return __atomic_load_n((const uint32_t *)(const void *)(s->slots + f.at), __ATOMIC_ACQUIRE) >=
+         f.want;
 }
 
 uint32_t pf_step_op_pending(const pf_step *s, uint32_t op) {
