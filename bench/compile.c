@@ -3,6 +3,10 @@
  * ranks behind it. Target: 10,000 programs on 1,000 devices under 1 s.
  * compile1_s is the first of three compiles of the graph, compile_s the
  * best (under_1s says whether the best is under a second).
+ * encode_s and decode_s: the plan codec, what a job on ranks adds to a
+ * compile (rank 0 encodes every rank's plan, each rank decodes its own):
+ * every plan of the last compile encoded, then decoded (plan_MiB: their
+ * encoded size).
  *   compile [-w WIDTH] [-t STEPS] [-c HOSTS:RANKS:DEVICES] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +14,7 @@
 #include <time.h>
 
 #include "pathflow/error.h"
+#include "plan/plan.h"
 #include "tools/tool.h"
 
 static double now_s(void) {
@@ -31,6 +36,41 @@ static void memory_mib(double *rss, double *peak) {
   if (f) fclose(f);
 }
 
+/* Encodes every plan of c, then decodes each and checks it equals the
+ * original: the seconds each took, and the encoded MiB. */
+static int codec(const pf_compiled *c, double *enc_s, double *dec_s, double *mib) {
+  uint8_t **bufs = calloc((size_t)c->n_ranks, sizeof *bufs);
+  size_t *lens = calloc((size_t)c->n_ranks, sizeof *lens);
+  double t0 = now_s(), t1;
+  int rc = bufs == NULL || lens == NULL ? PF_ENOMEM : 0;
+  pf_diag d;
+  *mib = 0;
+  for (int r = 0; rc == 0 && r < c->n_ranks; r++) {
+    rc = pf_plan_encode(c->plans[r], &bufs[r], &lens[r]);
+    *mib += (double)lens[r] / (1 << 20);
+  }
+  t1 = now_s();
+  *enc_s = t1 - t0;
+  *dec_s = 0;
+  for (int r = 0; rc == 0 && r < c->n_ranks; r++) {
+    pf_plan *p = NULL;
+    double a = now_s();
+    rc = pf_plan_decode(bufs[r], lens[r], c->plans[r]->num_devices, &p, &d);
+    *dec_s += now_s() - a;
+    if (rc == 0 && !pf_plan_equal(p, c->plans[r])) {
+      fprintf(stderr, "compile: rank %d's plan decoded differs from the original\n", r);
+      rc = PF_EINVAL;
+    } else if (rc != 0) {
+      fprintf(stderr, "compile: decoding rank %d's plan: %s\n", r, d.msg);
+    }
+    pf_plan_free(p);
+  }
+  for (int r = 0; bufs != NULL && r < c->n_ranks; r++) free(bufs[r]);
+  free(bufs);
+  free(lens);
+  return rc;
+}
+
 static int run(int width, int steps, const char *cluster_spec) {
   double graph_mib, peak_mib, base_mib, unused;
   pf_cluster cl;
@@ -38,7 +78,7 @@ static int run(int width, int steps, const char *cluster_spec) {
   pf_graph *g;
   pf_compiled *c;
   pf_diag d;
-  double t0, t1, t2, best = 1e9, first = 0;
+  double t0, t1, t2, best = 1e9, first = 0, enc_s = 0, dec_s = 0, plan_mib = 0;
   uint64_t ops = 0;
   pf_diag_init(&d);
   if (tool_cluster(cluster_spec, 0, &cl) != 0 || cl.n_devices < width) {
@@ -65,13 +105,14 @@ static int run(int width, int steps, const char *cluster_spec) {
     if (t2 < best) best = t2;
     ops = 0;
     for (int r = 0; r < c->n_ranks; r++) ops += c->plans[r]->n_ops;
+    if (rep == 2 && codec(c, &enc_s, &dec_s, &plan_mib) != 0) return 1;
     pf_compiled_free(c);
   }
   memory_mib(&unused, &peak_mib);
-  printf("%-9d %-8d %-9d %-9llu %-10.3f %-10.3f %-10.3f %-9.0f %-9.0f %s\n",
+  printf("%-9d %-8d %-9d %-9llu %-10.3f %-10.3f %-10.3f %-9.0f %-9.0f %-9s %-9.3f %-9.3f %.0f\n",
          pf_graph_num_programs(g), cl.n_devices, cl.n_ranks, (unsigned long long)ops, t1 - t0,
-         first, best,
-         graph_mib - base_mib, peak_mib - base_mib, best < 1.0 ? "yes" : "NO");
+         first, best, graph_mib - base_mib, peak_mib - base_mib, best < 1.0 ? "yes" : "NO", enc_s,
+         dec_s, plan_mib);
   pf_graph_destroy(g);
   pf_registry_destroy(env.registry);
   free(cl.devices);
@@ -87,8 +128,9 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "-c") == 0) cluster = argv[i + 1];
   }
   printf("# Task Bench stencil graphs (2 programs per cell and step), simulated clusters\n");
-  printf("%-9s %-8s %-9s %-9s %-10s %-10s %-10s %-9s %-9s %s\n", "programs", "devices", "ranks",
-         "plan_ops", "build_s", "compile1_s", "compile_s", "graph_MiB", "peak_MiB", "under_1s");
+  printf("%-9s %-8s %-9s %-9s %-10s %-10s %-10s %-9s %-9s %-9s %-9s %-9s %s\n", "programs",
+         "devices", "ranks", "plan_ops", "build_s", "compile1_s", "compile_s", "graph_MiB",
+         "peak_MiB", "under_1s", "encode_s", "decode_s", "plan_MiB");
   if (width > 0) return run(width, steps > 0 ? steps : 5, cluster ? cluster : "10:25:4");
   return run(100, 5, "1:25:4") || run(1000, 5, "10:25:4") || run(1000, 10, "10:25:4");
 }

@@ -1,8 +1,12 @@
 /* pf_plan <-> pathflow.Plan.
  *
- * Decoding converts field by field with range checks (enums, int32 ranges,
- * counts, string lengths), then hands the result to pf_plan_check, which
- * owns every cross-reference rule. The plan is freed on any error.
+ * A plan travels column by column (see pathflow.proto, PlanOps): the
+ * encoder writes each field of the buffers and of the ops into one packed
+ * array, and each distinct spec, string and attribute set once; the decoder
+ * checks that the columns agree (lengths, list totals, indices into the
+ * shared tables), converts field by field with range checks, then hands
+ * the result to pf_plan_check, which owns every cross-reference rule. The
+ * plan is freed on any error.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,82 +18,369 @@
 #include "plan/plan.h"
 
 #define MAX_LIST (1u << 20) /* inputs, outputs or deps of one op */
+#define NONE UINT32_MAX
+
+/* ---- distinct things, by hash ---------------------------------------------- */
+
+/* An open-addressing table of indices (or offsets) of distinct things, with
+ * their hashes, grown at half full. The caller compares the candidates:
+ * the table knows nothing of what it indexes. */
+typedef struct index_table {
+  uint32_t *value; /* NONE: an empty slot */
+  uint64_t *hash;
+  size_t cap, n;
+} index_table;
+
+static void table_free(index_table *t) {
+  free(t->value);
+  free(t->hash);
+}
+
+static int table_grow(index_table *t) {
+  size_t cap = t->cap ? 2 * t->cap : 64;
+  uint32_t *value = pf_mallocn(cap, sizeof *value);
+  uint64_t *hash = pf_mallocn(cap, sizeof *hash);
+  if (value == NULL || hash == NULL) {
+    free(value);
+    free(hash);
+    return PF_ENOMEM;
+  }
+  memset(value, 0xff, cap * sizeof *value);
+  for (size_t i = 0; i < t->cap; i++) {
+    size_t at;
+    if (t->value[i] == NONE) continue;
+    for (at = t->hash[i] & (cap - 1); value[at] != NONE; at = (at + 1) & (cap - 1)) {
+    }
+    value[at] = t->value[i];
+    hash[at] = t->hash[i];
+  }
+  table_free(t);
+  t->value = value;
+  t->hash = hash;
+  t->cap = cap;
+  return 0;
+}
+
+/* The slot where an entry of hash h for which same(ctx, value) holds lies,
+ * or the empty slot where it would go (t->value[slot] == NONE). -1 when out
+ * of memory. */
+static ptrdiff_t table_slot(index_table *t, uint64_t h, int (*same)(const void *ctx, uint32_t v),
+                            const void *ctx) {
+  size_t at;
+  if (2 * (t->n + 1) > t->cap && table_grow(t) != 0) return -1;
+  for (at = h & (t->cap - 1); t->value[at] != NONE; at = (at + 1) & (t->cap - 1))
+    if (t->hash[at] == h && same(ctx, t->value[at])) break;
+  return (ptrdiff_t)at;
+}
+
+static void table_put(index_table *t, ptrdiff_t slot, uint64_t h, uint32_t v) {
+  t->value[slot] = v;
+  t->hash[slot] = h;
+  t->n++;
+}
+
+static uint64_t mix(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  return h ^ (h >> 33);
+}
+
+static uint64_t spec_hash(const pf_spec *sp) {
+  uint64_t h = 1469598103934665603ull ^ ((uint64_t)sp->dtype << 8 | (uint64_t)sp->rank);
+  for (int k = 0; k < sp->rank; k++) h = (h ^ (uint64_t)sp->dims[k]) * 1099511628211ull;
+  return mix(h);
+}
+
+static uint64_t string_hash(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+  return mix(h);
+}
 
 /* ---- encoder -------------------------------------------------------------- */
 
-static int buffer_encode(pf_wire_arena *a, const pf_plan_buffer *b,
-                         Pathflow__PlanBuffer **out) {
-  Pathflow__PlanBuffer *m = pf_wire_alloc(a, 1, sizeof *m);
+typedef struct encoder {
+  pf_wire_arena *arena;
+  pf_arena columns; /* the columns: a few large blocks, on huge pages */
+  const pf_plan *plan;
+  Pathflow__Plan *m;
+  index_table specs, strings, attr_sets;
+  const pf_spec **spec_of;      /* the distinct specs, in table order */
+  const pf_attrs **attrs_of;    /* the distinct attribute sets */
+  size_t cap_specs, cap_attrs;
+  char *blob;                   /* Plan.strings */
+  size_t blob_len, blob_cap;
+  /* By program index: the name its ops had last, and where it went. */
+  const char **program_name;
+  uint32_t *program_name_at;
+  size_t n_programs;
+} encoder;
+
+static int spec_same(const void *ctx, uint32_t v) {
+  const encoder *e = ((const void *const *)ctx)[0];
+  return pf_spec_equal(e->spec_of[v], ((const void *const *)ctx)[1]);
+}
+
+static int string_same(const void *ctx, uint32_t v) {
+  const encoder *e = ((const void *const *)ctx)[0];
+  return strcmp(e->blob + v, ((const void *const *)ctx)[1]) == 0;
+}
+
+static int attrs_same(const void *ctx, uint32_t v) {
+  const encoder *e = ((const void *const *)ctx)[0];
+  return e->attrs_of[v] == ((const void *const *)ctx)[1];
+}
+
+/* Index of spec s in Plan.specs, added if new; NONE when out of memory. */
+static uint32_t spec_index(encoder *e, const pf_spec *s) {
+  const void *ctx[2] = {e, s};
+  uint64_t h = spec_hash(s);
+  ptrdiff_t at = table_slot(&e->specs, h, spec_same, ctx);
+  uint32_t v;
+  if (at < 0) return NONE;
+  if (e->specs.value[at] != NONE) return e->specs.value[at];
+  v = (uint32_t)e->specs.n;
+  if (pf_grow((void **)&e->spec_of, &e->cap_specs, v + 1u, sizeof *e->spec_of) != 0) return NONE;
+  e->spec_of[v] = s;
+  table_put(&e->specs, at, h, v);
+  return v;
+}
+
+/* Appends string s to Plan.strings: its offset, or NONE when out of
+ * memory or past the message's limit. */
+static uint32_t string_append(encoder *e, const char *s) {
+  size_t n = strlen(s) + 1;
+  uint32_t v = (uint32_t)e->blob_len;
+  if (e->blob_len + n > PF_WIRE_MAX_MESSAGE ||
+      pf_grow((void **)&e->blob, &e->blob_cap, e->blob_len + n, 1) != 0)
+    return NONE;
+  memcpy(e->blob + v, s, n);
+  e->blob_len += n;
+  return v;
+}
+
+/* Offset of string s in Plan.strings, added if new; NONE when out of
+ * memory or past the message's limit. */
+static uint32_t string_offset(encoder *e, const char *s) {
+  const void *ctx[2] = {e, s};
+  uint64_t h = string_hash(s);
+  ptrdiff_t at = table_slot(&e->strings, h, string_same, ctx);
+  uint32_t v;
+  if (at < 0) return NONE;
+  if (e->strings.value[at] != NONE) return e->strings.value[at];
+  if ((v = string_append(e, s)) != NONE) table_put(&e->strings, at, h, v);
+  return v;
+}
+
+/* Offset of op name s (of program `program`) in Plan.strings. A program's
+ * ops share its name, and a plan's programs mostly have names of their
+ * own: found by program index, and a new one appended, not looked up by
+ * content (hashing a million names, and a cache miss in the table for
+ * each, was most of encoding a plan). */
+static uint32_t name_offset(encoder *e, int32_t program, const char *s) {
+  uint32_t at;
+  if (program < 0 || (size_t)program >= e->n_programs) return string_offset(e, s);
+  if (e->program_name[program] == s) return e->program_name_at[program];
+  if ((at = string_append(e, s)) != NONE) {
+    e->program_name[program] = s;
+    e->program_name_at[program] = at;
+  }
+  return at;
+}
+
+/* Room for name_offset's look-up by program, where the programs' indices
+ * are not far above the plan's op count (else names go by content). */
+static void programs_prepare(encoder *e) {
+  const pf_plan *p = e->plan;
+  int32_t top = -1;
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    if (p->ops[i].program > top) top = p->ops[i].program;
+  if (top < 0 || (size_t)top > 4 * (size_t)p->n_ops + 1024) return;
+  e->program_name = pf_calloc((size_t)top + 1, sizeof *e->program_name);
+  e->program_name_at = pf_mallocn((size_t)top + 1, sizeof *e->program_name_at);
+  if (e->program_name != NULL && e->program_name_at != NULL) e->n_programs = (size_t)top + 1;
+}
+
+/* 1 + the index of attribute set a in Plan.attr_sets (added if new), 0 for
+ * none or an empty set; NONE when out of memory. Sets are told apart by
+ * address: the scheduler's ops share their program's. */
+static uint32_t attrs_index(encoder *e, const pf_attrs *a) {
+  const void *ctx[2] = {e, a};
+  uint64_t h;
+  ptrdiff_t at;
+  uint32_t v;
+  if (a == NULL || pf_attrs_count(a) == 0) return 0;
+  h = mix((uint64_t)(uintptr_t)a);
+  if ((at = table_slot(&e->attr_sets, h, attrs_same, ctx)) < 0) return NONE;
+  if (e->attr_sets.value[at] != NONE) return e->attr_sets.value[at] + 1;
+  v = (uint32_t)e->attr_sets.n;
+  if (pf_grow((void **)&e->attrs_of, &e->cap_attrs, v + 1u, sizeof *e->attrs_of) != 0) return NONE;
+  e->attrs_of[v] = a;
+  table_put(&e->attr_sets, at, h, v);
+  return v + 1;
+}
+
+/* A column of n elements of `size` bytes, backed by memory at once (one
+ * system call, where a page fault per page cost as much as the encoding on
+ * a virtual machine); uninitialized: every element is written. */
+static void *column_alloc(encoder *e, size_t n, size_t size) {
+  void *p = n > SIZE_MAX / size ? NULL : pf_arena_alloc(&e->columns, n * size);
+  if (p != NULL) pf_prefault(p, n * size);
+  return p;
+}
+
+#define COLUMN(e, msg, field, count) \
+  ((msg)->n_##field = (count),       \
+   ((msg)->field = column_alloc((e), (count), sizeof *(msg)->field)) != NULL)
+
+static int buffers_encode(encoder *e) {
+  const pf_plan *p = e->plan;
+  Pathflow__PlanBuffers *b = pf_wire_alloc(e->arena, 1, sizeof *b);
+  size_t n = p->n_buffers;
+  pf_wire_arena *a = e->arena;
+  if (b == NULL) return PF_ENOMEM;
+  pathflow__plan_buffers__init(b);
+  if (!COLUMN(e, b, spec, n) || !COLUMN(e, b, device, n) || !COLUMN(e, b, input, n) ||
+      !COLUMN(e, b, output, n) || !COLUMN(e, b, shard, n) || !COLUMN(e, b, in_arena, n) ||
+      !COLUMN(e, b, offset, n) || !COLUMN(e, b, host, n))
+    return PF_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    const pf_plan_buffer *pb = &p->buffers[i];
+    if (pb->spec == NULL) return PF_EINVAL; /* pf_plan_check refuses it */
+    if (pb->spec->rank < 0 || pb->spec->rank > PF_MAX_RANK) return PF_EINVAL;
+    if ((b->spec[i] = spec_index(e, pb->spec)) == NONE) return PF_ENOMEM;
+    b->device[i] = pb->device;
+    b->input[i] = pb->input;
+    b->output[i] = pb->output;
+    b->shard[i] = pb->shard;
+    b->in_arena[i] = pb->in_arena != 0;
+    b->offset[i] = pb->in_arena ? pb->offset : 0;
+    b->host[i] = pb->host != 0;
+  }
+  e->m->buffers = b;
+  e->m->n_specs = e->specs.n;
+  if ((e->m->specs = pf_wire_alloc(a, e->specs.n, sizeof *e->m->specs)) == NULL) return PF_ENOMEM;
+  for (size_t k = 0; k < e->specs.n; k++) {
+    int rc = pf_wire_spec_encode(a, e->spec_of[k], &e->m->specs[k]);
+    if (rc != 0) return rc;
+  }
+  return 0;
+}
+
+/* The ops' lists and boxes, concatenated in op order. */
+static int lists_encode(encoder *e, Pathflow__PlanOps *o) {
+  const pf_plan *p = e->plan;
+  size_t n_in = 0, n_out = 0, n_deps = 0, n_box = 0, at_in = 0, at_out = 0, at_deps = 0, at_box = 0;
+  for (uint32_t i = 0; i < p->n_ops; i++) {
+    const pf_plan_op *op = &p->ops[i];
+    if ((op->n_in && !op->inputs) || (op->n_out && !op->outputs) || (op->n_deps && !op->deps))
+      return PF_EINVAL;
+    if (op->box != NULL && (op->box->rank < 0 || op->box->rank > PF_MAX_RANK)) return PF_EINVAL;
+    n_in += op->n_in;
+    n_out += op->n_out;
+    n_deps += op->n_deps;
+    n_box += op->box != NULL ? 3 * (size_t)op->box->rank : 0;
+  }
+  if (!COLUMN(e, o, inputs, n_in) || !COLUMN(e, o, outputs, n_out) || !COLUMN(e, o, deps, n_deps) ||
+      !COLUMN(e, o, boxes, n_box))
+    return PF_ENOMEM;
+  for (uint32_t i = 0; i < p->n_ops; i++) {
+    const pf_plan_op *op = &p->ops[i];
+    int r = op->box != NULL ? op->box->rank : 0;
+    o->input_count[i] = op->n_in;
+    o->output_count[i] = op->n_out;
+    o->dep_count[i] = op->n_deps;
+    if (op->n_in) memcpy(o->inputs + at_in, op->inputs, op->n_in * sizeof *op->inputs);
+    if (op->n_out) memcpy(o->outputs + at_out, op->outputs, op->n_out * sizeof *op->outputs);
+    if (op->n_deps) memcpy(o->deps + at_deps, op->deps, op->n_deps * sizeof *op->deps);
+    at_in += op->n_in;
+    at_out += op->n_out;
+    at_deps += op->n_deps;
+    o->box_rank[i] = (uint32_t)r;
+    for (int k = 0; k < r; k++) {
+      o->boxes[at_box + (size_t)k] = op->box->src_offset[k];
+      o->boxes[at_box + (size_t)(r + k)] = op->box->dst_offset[k];
+      o->boxes[at_box + (size_t)(2 * r + k)] = op->box->extent[k];
+    }
+    at_box += 3 * (size_t)r;
+  }
+  return 0;
+}
+
+static int ops_encode(encoder *e) {
+  const pf_plan *p = e->plan;
+  Pathflow__PlanOps *o = pf_wire_alloc(e->arena, 1, sizeof *o);
+  const char *last_name = NULL, *last_kernel = NULL;
+  uint32_t last_kernel_at = 0;
+  size_t n = p->n_ops;
+  pf_wire_arena *a = e->arena;
   int rc;
-  if (m == NULL) return PF_ENOMEM;
-  if (b->spec == NULL) return PF_EINVAL; /* pf_plan_check refuses it */
-  pathflow__plan_buffer__init(m);
-  if ((rc = pf_wire_spec_encode(a, b->spec, &m->spec)) != 0) return rc;
-  m->device = b->device;
-  m->input = b->input;
-  m->output = b->output;
-  m->shard = b->shard;
-  m->in_arena = b->in_arena != 0;
-  m->offset = b->in_arena ? b->offset : 0;
-  m->host = b->host != 0;
-  *out = m;
+  if (o == NULL) return PF_ENOMEM;
+  pathflow__plan_ops__init(o);
+  if (!COLUMN(e, o, kind, n) || !COLUMN(e, o, device, n) || !COLUMN(e, o, program, n) ||
+      !COLUMN(e, o, name, n) || !COLUMN(e, o, shard, n) || !COLUMN(e, o, num_shards, n) ||
+      !COLUMN(e, o, kernel, n) || !COLUMN(e, o, attrs, n) || !COLUMN(e, o, input_count, n) ||
+      !COLUMN(e, o, output_count, n) || !COLUMN(e, o, dep_count, n) || !COLUMN(e, o, box_rank, n) ||
+      !COLUMN(e, o, peer, n) || !COLUMN(e, o, tag, n) || !COLUMN(e, o, comm, n) ||
+      !COLUMN(e, o, collective, n) || !COLUMN(e, o, reduce_op, n) || !COLUMN(e, o, axis, n) ||
+      !COLUMN(e, o, root, n) || !COLUMN(e, o, in_axis, n))
+    return PF_ENOMEM;
+  if ((rc = lists_encode(e, o)) != 0) return rc;
+  programs_prepare(e);
+  for (size_t i = 0; i < n; i++) {
+    const pf_plan_op *op = &p->ops[i];
+    uint32_t at;
+    /* The ops of a program share its name, and kernels their name: the
+     * string before, by address, spares the look-up. */
+    const char *name = op->name != NULL ? op->name : "";
+    o->kind[i] = (Pathflow__PlanOps__Kind)op->kind;
+    o->device[i] = op->device;
+    o->program[i] = op->program;
+    if (i > 0 && name == last_name)
+      o->name[i] = o->name[i - 1];
+    else if ((o->name[i] = name_offset(e, op->program, name)) == NONE)
+      return PF_ENOMEM;
+    last_name = name;
+    o->shard[i] = op->shard;
+    o->num_shards[i] = op->num_shards;
+    o->kernel[i] = 0;
+    if (op->kernel != NULL && op->kernel == last_kernel) {
+      o->kernel[i] = last_kernel_at;
+    } else if (op->kernel != NULL) {
+      if ((at = string_offset(e, op->kernel)) == NONE) return PF_ENOMEM;
+      o->kernel[i] = last_kernel_at = at + 1;
+      last_kernel = op->kernel;
+    }
+    if ((o->attrs[i] = attrs_index(e, op->attrs)) == NONE) return PF_ENOMEM;
+    o->peer[i] = op->peer;
+    o->tag[i] = op->tag;
+    o->comm[i] = op->comm;
+    o->collective[i] = op->collective;
+    o->reduce_op[i] = op->reduce_op;
+    o->axis[i] = op->axis;
+    o->root[i] = op->root;
+    o->in_axis[i] = op->in_axis;
+  }
+  e->m->ops = o;
+  e->m->strings.data = (uint8_t *)e->blob;
+  e->m->strings.len = e->blob_len;
+  e->m->n_attr_sets = e->attr_sets.n;
+  if ((e->m->attr_sets = pf_wire_alloc(a, e->attr_sets.n, sizeof *e->m->attr_sets)) == NULL)
+    return PF_ENOMEM;
+  for (size_t k = 0; k < e->attr_sets.n; k++) {
+    Pathflow__AttrSet *set = pf_wire_alloc(a, 1, sizeof *set);
+    if (set == NULL) return PF_ENOMEM;
+    pathflow__attr_set__init(set);
+    if ((rc = pf_wire_attrs_encode(a, e->attrs_of[k], &set->n_attrs, &set->attrs)) != 0) return rc;
+    e->m->attr_sets[k] = set;
+  }
   return 0;
 }
 
-static const pf_box no_box; /* an op without a box has one of rank 0 */
-
-static int box_encode(pf_wire_arena *a, const pf_box *b, Pathflow__Box **out) {
-  Pathflow__Box *m;
-  if (b->rank < 0 || b->rank > PF_MAX_RANK) return PF_EINVAL;
-  if ((m = pf_wire_alloc(a, 1, sizeof *m)) == NULL) return PF_ENOMEM;
-  pathflow__box__init(m);
-  m->n_src_offset = m->n_dst_offset = m->n_extent = (size_t)b->rank;
-  m->src_offset = (int64_t *)b->src_offset; /* only read by pack */
-  m->dst_offset = (int64_t *)b->dst_offset;
-  m->extent = (int64_t *)b->extent;
-  *out = m;
-  return 0;
-}
-
-static int op_encode(pf_wire_arena *a, const pf_plan_op *op,
-                     Pathflow__PlanOp **out) {
-  Pathflow__PlanOp *m = pf_wire_alloc(a, 1, sizeof *m);
-  int rc;
-  if (m == NULL) return PF_ENOMEM;
-  pathflow__plan_op__init(m);
-  if ((op->n_in && !op->inputs) || (op->n_out && !op->outputs) ||
-      (op->n_deps && !op->deps))
-    return PF_EINVAL;
-  m->kind = (Pathflow__PlanOp__Kind)op->kind;
-  m->device = op->device;
-  m->program = op->program;
-  if (op->name != NULL) m->name = op->name;
-  m->shard = op->shard;
-  m->num_shards = op->num_shards;
-  if (op->kernel != NULL) m->kernel = op->kernel;
-  if ((rc = pf_wire_attrs_encode(a, op->attrs, &m->n_attrs, &m->attrs)) != 0)
-    return rc;
-  m->n_inputs = op->n_in;
-  m->inputs = op->inputs;
-  m->n_outputs = op->n_out;
-  m->outputs = op->outputs;
-  m->n_deps = op->n_deps;
-  m->deps = op->deps;
-  /* always present, so that decode -> encode gives the same bytes */
-  if ((rc = box_encode(a, op->box ? op->box : &no_box, &m->box)) != 0) return rc;
-  m->peer = op->peer;
-  m->tag = op->tag;
-  m->comm = op->comm;
-  m->collective = op->collective;
-  m->reduce_op = op->reduce_op;
-  m->axis = op->axis;
-  m->root = op->root;
-  m->in_axis = op->in_axis;
-  *out = m;
-  return 0;
-}
-
-static int plan_build(pf_wire_arena *a, const pf_plan *p, Pathflow__Plan *m) {
+static int plan_build(encoder *e) {
+  const pf_plan *p = e->plan;
+  Pathflow__Plan *m = e->m;
+  pf_wire_arena *a = e->arena;
   int rc;
   if ((p->n_buffers && !p->buffers) || (p->n_ops && !p->ops)) return PF_EINVAL;
   m->executable = p->executable;
@@ -97,14 +388,7 @@ static int plan_build(pf_wire_arena *a, const pf_plan *p, Pathflow__Plan *m) {
   m->num_devices = p->num_devices;
   m->num_inputs = p->num_inputs;
   m->num_outputs = p->num_outputs;
-  m->buffers = pf_wire_alloc(a, p->n_buffers, sizeof *m->buffers);
-  m->ops = pf_wire_alloc(a, p->n_ops, sizeof *m->ops);
-  if (m->buffers == NULL || m->ops == NULL) return PF_ENOMEM;
-  for (uint32_t i = 0; i < p->n_buffers; i++, m->n_buffers++)
-    if ((rc = buffer_encode(a, &p->buffers[i], &m->buffers[i])) != 0)
-      return rc;
-  for (uint32_t i = 0; i < p->n_ops; i++, m->n_ops++)
-    if ((rc = op_encode(a, &p->ops[i], &m->ops[i])) != 0) return rc;
+  if ((rc = buffers_encode(e)) != 0 || (rc = ops_encode(e)) != 0) return rc;
   if ((p->n_slots && !p->slots) || (p->n_comms && !p->comms)) return PF_EINVAL;
   if (p->arena_bytes != NULL) {
     m->n_arena_bytes = (size_t)p->num_devices;
@@ -139,23 +423,33 @@ static int plan_build(pf_wire_arena *a, const pf_plan *p, Pathflow__Plan *m) {
 int pf_plan_encode(const pf_plan *p, uint8_t **buf, size_t *len) {
   pf_wire_arena arena = {NULL};
   Pathflow__Plan m = PATHFLOW__PLAN__INIT;
-  uint8_t *out;
-  size_t n;
+  encoder e = {.arena = &arena, .m = &m, .plan = p};
+  uint8_t *out = NULL;
+  size_t n = 0;
   int rc;
   if (p == NULL || buf == NULL || len == NULL) return PF_EINVAL;
   *buf = NULL;
   *len = 0;
-  if ((rc = plan_build(&arena, p, &m)) != 0) {
-    pf_wire_arena_free(&arena);
-    return rc;
+  if ((rc = plan_build(&e)) == 0) {
+    n = pathflow__plan__get_packed_size(&m);
+    if ((out = malloc(n ? n : 1)) == NULL) {
+      rc = PF_ENOMEM;
+    } else {
+      pf_prefault(out, n); /* see column_alloc */
+      pathflow__plan__pack(&m, out);
+    }
   }
-  n = pathflow__plan__get_packed_size(&m);
-  if ((out = malloc(n ? n : 1)) == NULL) {
-    pf_wire_arena_free(&arena);
-    return PF_ENOMEM;
-  }
-  pathflow__plan__pack(&m, out);
   pf_wire_arena_free(&arena);
+  pf_arena_free(&e.columns);
+  table_free(&e.specs);
+  table_free(&e.strings);
+  table_free(&e.attr_sets);
+  free(e.spec_of);
+  free(e.attrs_of);
+  free(e.blob);
+  free(e.program_name);
+  free(e.program_name_at);
+  if (rc != 0) return rc;
   *buf = out;
   *len = n;
   return 0;
@@ -163,199 +457,301 @@ int pf_plan_encode(const pf_plan *p, uint8_t **buf, size_t *len) {
 
 /* ---- decoder -------------------------------------------------------------- */
 
-static int u32s_copy(pf_arena *a, const uint32_t *src, size_t n, uint32_t **dst,
-                     uint32_t *n_dst) {
-  if (n == 0) return 0;
-  if ((*dst = pf_arena_dup(a, src, n * sizeof **dst)) == NULL) return PF_ENOMEM;
-  *n_dst = (uint32_t)n;
+/* A column and its length, for the check that every column of a table has
+ * one element per row. */
+typedef struct column {
+  const char *name;
+  size_t n;
+} column;
+
+static int columns_agree(const column *c, size_t n_cols, size_t rows, const char *what,
+                         pf_diag *diag) {
+  for (size_t k = 0; k < n_cols; k++)
+    if (c[k].n != rows)
+      return pf_diag_error(diag, PF_EDECODE, "plan: %zu %s but %zu in %s.%s", rows, what, c[k].n,
+                           what, c[k].name);
   return 0;
 }
 
-static int box_decode(const Pathflow__Box *m, pf_box *b, pf_diag *diag) {
-  memset(b, 0, sizeof *b);
-  if (m == NULL) return 0; /* no box: rank 0 */
-  if (m->n_extent > PF_MAX_RANK || m->n_src_offset != m->n_extent ||
-      m->n_dst_offset != m->n_extent)
-    return pf_diag_error(diag, PF_EDECODE,
-                         "box has %zu/%zu/%zu src_offset/dst_offset/extent "
-                         "entries, expected equal counts of at most %d",
-                         m->n_src_offset, m->n_dst_offset, m->n_extent,
-                         PF_MAX_RANK);
-  b->rank = (int)m->n_extent;
-  for (size_t k = 0; k < m->n_extent; k++) {
-    b->src_offset[k] = m->src_offset[k];
-    b->dst_offset[k] = m->dst_offset[k];
-    b->extent[k] = m->extent[k];
+/* Each count at most MAX_LIST, and the counts add up to the list's length. */
+static int list_agrees(const uint32_t *counts, size_t rows, size_t total, const char *name,
+                       pf_diag *diag) {
+  size_t sum = 0;
+  for (size_t i = 0; i < rows; i++) {
+    if (counts[i] > MAX_LIST)
+      return pf_diag_error(diag, PF_EDECODE, "op %zu: %u %s, at most %u", i, counts[i], name,
+                           MAX_LIST);
+    sum += counts[i];
   }
+  if (sum != total)
+    return pf_diag_error(diag, PF_EDECODE, "plan: the ops' %s add up to %zu, the list has %zu",
+                         name, sum, total);
   return 0;
 }
 
-/* Strings and kernel-only fields of op i. */
-static int op_strings_decode(pf_arena *a, const Pathflow__PlanOp *m, uint32_t i,
-                             pf_plan_op *op, pf_diag *diag) {
-  int rc;
-  if (pf_wire_string_check(m->name, PF_WIRE_MAX_STRING, NULL) ||
-      pf_wire_string_check(m->kernel, PF_WIRE_MAX_STRING, NULL))
-    return pf_diag_error(diag, PF_EDECODE,
-                         "op %u: name or kernel longer than %d bytes", i,
-                         PF_WIRE_MAX_STRING);
-  if ((op->name = pf_arena_strdup(a, m->name)) == NULL)
-    return pf_diag_error(diag, PF_ENOMEM, "op %u: out of memory", i);
-  if (m->kind != PATHFLOW__PLAN_OP__KIND__KERNEL) {
-    /* the in-memory plan has no place for these: refuse, do not drop */
-    if (m->kernel[0] != '\0' || m->n_attrs != 0)
-      return pf_diag_error(diag, PF_EDECODE,
-                           "op %u (%s): kernel or attrs on a non-kernel op", i,
-                           op->name);
-    return 0;
+static int buffers_decode(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
+  const Pathflow__PlanBuffers *b = m->buffers;
+  size_t n = b != NULL ? b->n_spec : 0;
+  if (b != NULL) {
+    const column cols[] = {{"device", b->n_device}, {"input", b->n_input},
+                           {"output", b->n_output}, {"shard", b->n_shard},
+                           {"in_arena", b->n_in_arena}, {"offset", b->n_offset},
+                           {"host", b->n_host}};
+    int rc = columns_agree(cols, sizeof cols / sizeof *cols, n, "buffers", diag);
+    if (rc != 0) return rc;
   }
-  if ((op->kernel = pf_arena_strdup(a, m->kernel)) == NULL)
-    return pf_diag_error(diag, PF_ENOMEM, "op %u: out of memory", i);
-  if ((rc = pf_wire_attrs_decode(m->n_attrs, m->attrs, &op->attrs, diag)))
-    pf_diag_prefix(diag, "op %u (%s)", i, op->name);
-  return rc;
-}
-
-/* An op's inputs, outputs and deps. Decoded for every op before anything
- * else of the ops, so that the lists lie together in plan order: the
- * executor reads them op after op, and one small block per op, scattered
- * among names and boxes, was a cache miss on each kernel's and transfer's
- * path in a long plan (bench/granularity -t 1000 and more). */
-static int op_lists_decode(pf_arena *a, const Pathflow__PlanOp *m, uint32_t i, pf_plan_op *op,
-                           pf_diag *diag) {
-  if (m->n_inputs > MAX_LIST || m->n_outputs > MAX_LIST || m->n_deps > MAX_LIST)
-    return pf_diag_error(diag, PF_EDECODE,
-                         "op %u: %zu inputs, %zu outputs, %zu deps: at most %u each", i,
-                         m->n_inputs, m->n_outputs, m->n_deps, MAX_LIST);
-  if (u32s_copy(a, m->inputs, m->n_inputs, &op->inputs, &op->n_in) ||
-      u32s_copy(a, m->outputs, m->n_outputs, &op->outputs, &op->n_out) ||
-      u32s_copy(a, m->deps, m->n_deps, &op->deps, &op->n_deps))
-    return pf_diag_error(diag, PF_ENOMEM, "op %u: out of memory", i);
-  return 0;
-}
-
-static int op_decode(pf_arena *a, const Pathflow__PlanOp *m, uint32_t i, pf_plan_op *op,
-                     pf_diag *diag) {
-  pf_box box;
-  int rc;
-  if ((int)m->kind < PF_OP_KERNEL || (int)m->kind > PF_OP_COLLECTIVE)
-    return pf_diag_error(diag, PF_EDECODE, "op %u: unknown kind %d", i,
-                         (int)m->kind);
-  op->kind = (pf_op_kind)m->kind;
-  if ((rc = op_strings_decode(a, m, i, op, diag)) != 0) return rc;
-  if ((rc = box_decode(m->box, &box, diag)) != 0) {
-    pf_diag_prefix(diag, "op %u (%s)", i, op->name);
-    return rc;
-  }
-  /* Ops that move data always have a box; others only keep one they were
-   * sent (pf_plan_check judges it). */
-  if (box.rank > 0 || op->kind == PF_OP_COPY || op->kind == PF_OP_SEND ||
-      op->kind == PF_OP_RECV) {
-    if ((op->box = pf_arena_dup(a, &box, sizeof box)) == NULL)
-      return pf_diag_error(diag, PF_ENOMEM, "op %u: out of memory", i);
-  }
-  op->device = m->device;
-  op->program = m->program;
-  op->shard = m->shard;
-  op->num_shards = m->num_shards;
-  op->peer = m->peer;
-  op->tag = m->tag;
-  op->comm = m->comm;
-  op->collective = m->collective;
-  op->reduce_op = m->reduce_op;
-  op->axis = m->axis;
-  op->root = m->root;
-  op->in_axis = m->in_axis;
-  return 0;
-}
-
-static uint64_t spec_hash(const pf_spec *sp) {
-  uint64_t h = 1469598103934665603ull ^ ((uint64_t)sp->dtype << 8 | (uint64_t)sp->rank);
-  for (int k = 0; k < sp->rank; k++) h = (h ^ (uint64_t)sp->dims[k]) * 1099511628211ull;
-  return h ^ (h >> 29);
-}
-
-/* The buffers' specs, each distinct one once in own_specs (buffers point
- * at it, as the scheduler's plans point into its pool): a plan's buffers
- * mostly share a few shapes, and one copy per buffer (72 bytes each) put
- * a cache miss on a kernel's or a transfer's path once a long plan's
- * specs no longer fit in the cache (bench/granularity -t 4000). */
-static int specs_decode(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
-  size_t cap = 16, n_own = 0;
-  uint32_t *table;
-  while (cap < 2 * (size_t)p->n_buffers) cap *= 2;
-  if ((table = pf_mallocn(cap, sizeof *table)) == NULL)
+  if (n > UINT32_MAX || m->n_specs > UINT32_MAX)
+    return pf_diag_error(diag, PF_EDECODE, "plan: too many buffers or specs");
+  if ((p->own_specs = pf_calloc(m->n_specs, sizeof *p->own_specs)) == NULL ||
+      (p->buffers = pf_arena_alloc(p->pool, n * sizeof *p->buffers)) == NULL)
     return pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");
-  memset(table, 0xff, cap * sizeof *table);
-  for (uint32_t i = 0; i < p->n_buffers; i++) {
-    pf_spec sp;
-    size_t at;
-    int rc = pf_wire_spec_decode(m->buffers[i]->spec, &sp, diag);
+  for (size_t k = 0; k < m->n_specs; k++) {
+    int rc = pf_wire_spec_decode(m->specs[k], &p->own_specs[k], diag);
     if (rc != 0) {
-      free(table);
-      pf_diag_prefix(diag, "buffer %u", i);
+      pf_diag_prefix(diag, "spec %zu", k);
       return rc;
     }
-    for (at = spec_hash(&sp) & (cap - 1); table[at] != UINT32_MAX; at = (at + 1) & (cap - 1))
-      if (pf_spec_equal(&p->own_specs[table[at]], &sp)) break;
-    if (table[at] == UINT32_MAX) {
-      p->own_specs[n_own] = sp;
-      table[at] = (uint32_t)n_own++;
-    }
-    p->buffers[i].spec = &p->own_specs[table[at]];
   }
-  free(table);
+  pf_prefault(p->buffers, n * sizeof *p->buffers); /* see column_alloc */
+  memset(p->buffers, 0, n * sizeof *p->buffers);
+  p->n_buffers = (uint32_t)n;
+  for (size_t i = 0; i < n; i++) {
+    pf_plan_buffer *pb = &p->buffers[i];
+    if (b->spec[i] >= m->n_specs)
+      return pf_diag_error(diag, PF_EDECODE, "buffer %zu: spec %u, the plan has %zu", i,
+                           b->spec[i], m->n_specs);
+    pb->spec = &p->own_specs[b->spec[i]];
+    pb->device = b->device[i];
+    pb->input = b->input[i];
+    pb->output = b->output[i];
+    pb->shard = b->shard[i];
+    pb->in_arena = b->in_arena[i] ? 1 : 0;
+    pb->offset = b->in_arena[i] ? b->offset[i] : 0;
+    pb->host = b->host[i] ? 1 : 0;
+  }
   return 0;
+}
+
+/* Plan.strings, copied into the plan's pool once (ops point into it): a
+ * run of strings, each ending in a NUL byte, none longer than
+ * PF_WIRE_MAX_STRING. */
+static int strings_decode(const Pathflow__Plan *m, pf_plan *p, char **out, pf_diag *diag) {
+  const uint8_t *s = m->strings.data;
+  size_t n = m->strings.len, start = 0;
+  *out = NULL;
+  if (n == 0) return 0;
+  if (s[n - 1] != 0)
+    return pf_diag_error(diag, PF_EDECODE, "plan: its strings do not end in a NUL byte");
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] != 0) continue;
+    if (i - start > PF_WIRE_MAX_STRING)
+      return pf_diag_error(diag, PF_EDECODE,
+                           "plan: the string at byte %zu is longer than %d bytes", start,
+                           PF_WIRE_MAX_STRING);
+    start = i + 1;
+  }
+  if ((*out = pf_arena_dup(p->pool, s, n)) == NULL)
+    return pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");
+  return 0;
+}
+
+/* The string at offset `at` of the plan's strings, or NULL where `at` does
+ * not start one. */
+static char *string_at(char *strings, size_t len, uint32_t at) {
+  if (at >= len || (at > 0 && strings[at - 1] != 0)) return NULL;
+  return strings + at;
+}
+
+/* Plan.attr_sets, each decoded once; sets[k] holds one reference. */
+static int attr_sets_decode(const Pathflow__Plan *m, pf_attrs ***sets, pf_diag *diag) {
+  if (m->n_attr_sets > UINT32_MAX - 1)
+    return pf_diag_error(diag, PF_EDECODE, "plan: too many attribute sets");
+  if ((*sets = pf_calloc(m->n_attr_sets, sizeof **sets)) == NULL)
+    return pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");
+  for (size_t k = 0; k < m->n_attr_sets; k++) {
+    int rc = pf_wire_attrs_decode(m->attr_sets[k]->n_attrs, m->attr_sets[k]->attrs, &(*sets)[k],
+                                  diag);
+    if (rc != 0) {
+      pf_diag_prefix(diag, "attribute set %zu", k);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+/* The lists, each column copied into the pool once, in plan order (the
+ * executor reads them op after op); the ops point into them. */
+static int lists_decode(const Pathflow__PlanOps *o, pf_plan *p, pf_diag *diag) {
+  size_t n = p->n_ops;
+  uint32_t *in, *out, *deps;
+  int rc;
+  if ((rc = list_agrees(o->input_count, n, o->n_inputs, "inputs", diag)) != 0 ||
+      (rc = list_agrees(o->output_count, n, o->n_outputs, "outputs", diag)) != 0 ||
+      (rc = list_agrees(o->dep_count, n, o->n_deps, "deps", diag)) != 0)
+    return rc;
+  in = pf_arena_dup(p->pool, o->inputs, o->n_inputs * sizeof *in);
+  out = pf_arena_dup(p->pool, o->outputs, o->n_outputs * sizeof *out);
+  deps = pf_arena_dup(p->pool, o->deps, o->n_deps * sizeof *deps);
+  if (in == NULL || out == NULL || deps == NULL)
+    return pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");
+  for (size_t i = 0; i < n; i++) {
+    pf_plan_op *op = &p->ops[i];
+    op->n_in = o->input_count[i];
+    op->n_out = o->output_count[i];
+    op->n_deps = o->dep_count[i];
+    op->inputs = op->n_in ? in : NULL;
+    op->outputs = op->n_out ? out : NULL;
+    op->deps = op->n_deps ? deps : NULL;
+    in += op->n_in;
+    out += op->n_out;
+    deps += op->n_deps;
+  }
+  return 0;
+}
+
+/* The boxes. Ops that move data always have one; others only keep one
+ * they were sent (pf_plan_check judges it). Equal boxes are one copy:
+ * a box is 200 bytes, and the sends and receives of a long plan repeat a
+ * few. */
+#define BOX_CACHE 64
+static int boxes_decode(const Pathflow__PlanOps *o, pf_plan *p, pf_diag *diag) {
+  pf_box *seen[BOX_CACHE] = {NULL};
+  size_t sum = 0, at = 0;
+  for (size_t i = 0; i < p->n_ops; i++) {
+    if (o->box_rank[i] > PF_MAX_RANK)
+      return pf_diag_error(diag, PF_EDECODE, "op %zu (%s): box of rank %u, at most %d", i,
+                           p->ops[i].name, o->box_rank[i], PF_MAX_RANK);
+    sum += 3 * (size_t)o->box_rank[i];
+  }
+  if (sum != o->n_boxes)
+    return pf_diag_error(diag, PF_EDECODE, "plan: the ops' boxes take %zu numbers, there are %zu",
+                         sum, o->n_boxes);
+  for (size_t i = 0; i < p->n_ops; i++) {
+    pf_plan_op *op = &p->ops[i];
+    int r = (int)o->box_rank[i];
+    const int64_t *v = r > 0 ? o->boxes + at : NULL;
+    uint64_t h = (uint64_t)r;
+    pf_box box;
+    pf_box **slot;
+    if (r == 0 && op->kind != PF_OP_COPY && op->kind != PF_OP_SEND && op->kind != PF_OP_RECV)
+      continue;
+    at += 3 * (size_t)r;
+    memset(&box, 0, sizeof box);
+    box.rank = r;
+    for (int k = 0; k < r; k++) {
+      box.src_offset[k] = v[k];
+      box.dst_offset[k] = v[r + k];
+      box.extent[k] = v[2 * r + k];
+    }
+    for (int k = 0; k < 3 * r; k++) h = (h ^ (uint64_t)v[k]) * 1099511628211ull;
+    slot = &seen[mix(h) % BOX_CACHE];
+    if (*slot == NULL || memcmp(*slot, &box, sizeof box) != 0) {
+      pf_box *copy = pf_arena_dup(p->pool, &box, sizeof box);
+      if (copy == NULL) return pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");
+      *slot = copy;
+    }
+    op->box = *slot;
+  }
+  return 0;
+}
+
+static int ops_decode(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
+  const Pathflow__PlanOps *o = m->ops;
+  size_t n = o != NULL ? o->n_kind : 0;
+  pf_attrs **sets = NULL, *empty = NULL;
+  char *strings = NULL;
+  int rc = 0;
+  if (o != NULL) {
+    const column cols[] = {
+        {"device", o->n_device},       {"program", o->n_program},   {"name", o->n_name},
+        {"shard", o->n_shard},         {"num_shards", o->n_num_shards}, {"kernel", o->n_kernel},
+        {"attrs", o->n_attrs},         {"input_count", o->n_input_count},
+        {"output_count", o->n_output_count}, {"dep_count", o->n_dep_count},       {"box_rank", o->n_box_rank}, {"peer", o->n_peer},
+        {"tag", o->n_tag},             {"comm", o->n_comm},         {"collective", o->n_collective},
+        {"reduce_op", o->n_reduce_op}, {"axis", o->n_axis},         {"root", o->n_root},
+        {"in_axis", o->n_in_axis}};
+    if ((rc = columns_agree(cols, sizeof cols / sizeof *cols, n, "ops", diag)) != 0) return rc;
+  }
+  if (n > UINT32_MAX) return pf_diag_error(diag, PF_EDECODE, "plan: too many ops");
+  if ((p->ops = pf_arena_alloc(p->pool, n * sizeof *p->ops)) == NULL)
+    return pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");
+  pf_prefault(p->ops, n * sizeof *p->ops);
+  memset(p->ops, 0, n * sizeof *p->ops);
+  p->n_ops = (uint32_t)n; /* pf_plan_free sees every op from here on */
+  if (n == 0) return 0;
+  if ((rc = strings_decode(m, p, &strings, diag)) != 0 ||
+      (rc = attr_sets_decode(m, &sets, diag)) != 0)
+    goto out;
+  for (size_t i = 0; i < n; i++) {
+    pf_plan_op *op = &p->ops[i];
+    if ((int)o->kind[i] < PF_OP_KERNEL || (int)o->kind[i] > PF_OP_COLLECTIVE) {
+      rc = pf_diag_error(diag, PF_EDECODE, "op %zu: unknown kind %d", i, (int)o->kind[i]);
+      goto out;
+    }
+    op->kind = (pf_op_kind)o->kind[i];
+    if ((op->name = string_at(strings, m->strings.len, o->name[i])) == NULL) {
+      rc = pf_diag_error(diag, PF_EDECODE, "op %zu: its name at byte %u is not one of the plan's strings", i, o->name[i]);
+      goto out;
+    }
+    if (op->kind != PF_OP_KERNEL) {
+      /* the in-memory plan has no place for these: refuse, do not drop */
+      if (o->kernel[i] != 0 || o->attrs[i] != 0) {
+        rc = pf_diag_error(diag, PF_EDECODE, "op %zu (%s): kernel or attrs on a non-kernel op", i,
+                           op->name);
+        goto out;
+      }
+    } else {
+      if (o->kernel[i] == 0)
+        op->kernel = pf_arena_strdup(p->pool, "");
+      else if ((op->kernel = string_at(strings, m->strings.len, o->kernel[i] - 1)) == NULL) {
+        rc = pf_diag_error(diag, PF_EDECODE, "op %zu (%s): its kernel at byte %u is not one of the plan's strings", i, op->name, o->kernel[i] - 1);
+        goto out;
+      }
+      if (o->attrs[i] > m->n_attr_sets) {
+        rc = pf_diag_error(diag, PF_EDECODE, "op %zu (%s): attribute set %u, the plan has %zu", i,
+                           op->name, o->attrs[i] - 1, m->n_attr_sets);
+        goto out;
+      }
+      if (o->attrs[i] == 0 && empty == NULL && pf_attrs_create(&empty) != 0) empty = NULL;
+      op->attrs = pf_attrs_ref(o->attrs[i] ? sets[o->attrs[i] - 1] : empty);
+      if (op->kernel == NULL || op->attrs == NULL) {
+        rc = pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");
+        goto out;
+      }
+    }
+    op->device = o->device[i];
+    op->program = o->program[i];
+    op->shard = o->shard[i];
+    op->num_shards = o->num_shards[i];
+    op->peer = o->peer[i];
+    op->tag = o->tag[i];
+    op->comm = o->comm[i];
+    op->collective = o->collective[i];
+    op->reduce_op = o->reduce_op[i];
+    op->axis = o->axis[i];
+    op->root = o->root[i];
+    op->in_axis = o->in_axis[i];
+  }
+  if ((rc = lists_decode(o, p, diag)) == 0) rc = boxes_decode(o, p, diag);
+out:
+  for (size_t k = 0; sets != NULL && k < m->n_attr_sets; k++) pf_attrs_destroy(sets[k]);
+  free(sets);
+  pf_attrs_destroy(empty);
+  return rc;
 }
 
 static int plan_fill(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
   int rc;
-  /* Counts are uint32 in memory; the size limit already implies this. */
-  if (m->n_buffers > UINT32_MAX || m->n_ops > UINT32_MAX)
-    return pf_diag_error(diag, PF_EDECODE, "plan: too many buffers or ops");
   p->executable = m->executable;
   p->rank = m->rank;
   p->num_devices = m->num_devices;
   p->num_inputs = m->num_inputs;
   p->num_outputs = m->num_outputs;
-  /* Ops, buffers, lists, names and boxes in the plan's pool (see `pool`):
-   * no malloc per op, and what is read together lies together. */
-  if ((p->pool = calloc(1, sizeof *p->pool)) == NULL ||
-      (p->buffers = pf_arena_alloc(p->pool, m->n_buffers * sizeof *p->buffers)) == NULL ||
-      (p->ops = pf_arena_alloc(p->pool, m->n_ops * sizeof *p->ops)) == NULL ||
-      (p->own_specs = pf_calloc(m->n_buffers, sizeof *p->own_specs)) == NULL)
+  /* Ops, buffers, lists, strings and boxes in the plan's pool (see
+   * `pool`): no malloc per op, and what is read together lies together. */
+  if ((p->pool = calloc(1, sizeof *p->pool)) == NULL)
     return pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");
-  memset(p->buffers, 0, m->n_buffers * sizeof *p->buffers);
-  memset(p->ops, 0, m->n_ops * sizeof *p->ops);
-  /* set before filling, so pf_plan_free sees every op allocated so far */
-  p->n_buffers = (uint32_t)m->n_buffers;
-  p->n_ops = (uint32_t)m->n_ops;
-  if ((rc = specs_decode(m, p, diag)) != 0) return rc;
-  for (uint32_t i = 0; i < p->n_buffers; i++) {
-    const Pathflow__PlanBuffer *b = m->buffers[i];
-    pf_plan_buffer *pb = &p->buffers[i];
-    pb->device = b->device;
-    pb->input = b->input;
-    pb->output = b->output;
-    pb->shard = b->shard;
-    pb->in_arena = b->in_arena ? 1 : 0;
-    pb->offset = b->in_arena ? b->offset : 0;
-    pb->host = b->host ? 1 : 0;
-  }
-  for (uint32_t i = 0; i < p->n_ops; i++)
-    if ((rc = op_lists_decode(p->pool, m->ops[i], i, &p->ops[i], diag)) != 0) return rc;
-  for (uint32_t i = 0, last = UINT32_MAX; i < p->n_ops; i++) {
-    pf_plan_op *op = &p->ops[i];
-    if ((rc = op_decode(p->pool, m->ops[i], i, op, diag)) != 0) return rc;
-    if (op->attrs == NULL) continue;
-    /* The attributes of the last kernel again: share its set (as the
-     * scheduler's plans share their graph's). */
-    if (last != UINT32_MAX && pf_attrs_identical(p->ops[last].attrs, op->attrs)) {
-      pf_attrs_destroy(op->attrs);
-      op->attrs = pf_attrs_ref(p->ops[last].attrs);
-    }
-    last = i;
-  }
+  if ((rc = buffers_decode(m, p, diag)) != 0 || (rc = ops_decode(m, p, diag)) != 0) return rc;
   if (m->n_outputs > MAX_LIST || m->n_comms > MAX_LIST)
     return pf_diag_error(diag, PF_EDECODE, "plan: too many output slots or communicators");
   if ((p->slots = pf_calloc(m->n_outputs, sizeof *p->slots)) == NULL ||
@@ -390,8 +786,18 @@ static int plan_fill(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
   return 0;
 }
 
+/* protobuf-c's allocations while unpacking, from an arena freed at once
+ * (the columns of a large plan: a few big blocks, on huge pages). */
+static void *unpack_alloc(void *arena, size_t size) { return pf_arena_alloc(arena, size); }
+static void unpack_free(void *arena, void *p) {
+  (void)arena;
+  (void)p;
+}
+
 int pf_plan_decode(const uint8_t *buf, size_t len, int num_devices,
                    pf_plan **out, pf_diag *diag) {
+  pf_arena scratch = {0};
+  ProtobufCAllocator alloc = {unpack_alloc, unpack_free, &scratch};
   Pathflow__Plan *m;
   pf_plan *p;
   int rc;
@@ -404,16 +810,18 @@ int pf_plan_decode(const uint8_t *buf, size_t len, int num_devices,
     return pf_diag_error(diag, PF_EDECODE,
                          "plan message of %zu bytes exceeds the limit of %u "
                          "bytes", len, PF_WIRE_MAX_MESSAGE);
-  m = pathflow__plan__unpack(NULL, len, buf ? buf : (const uint8_t *)"");
-  if (m == NULL)
+  m = pathflow__plan__unpack(&alloc, len, buf ? buf : (const uint8_t *)"");
+  if (m == NULL) {
+    pf_arena_free(&scratch);
     return pf_diag_error(diag, PF_EDECODE,
                          "plan: %zu bytes are not a valid pathflow.Plan", len);
+  }
   if ((p = calloc(1, sizeof *p)) == NULL) {
-    pathflow__plan__free_unpacked(m, NULL);
+    pf_arena_free(&scratch);
     return pf_diag_error(diag, PF_ENOMEM, "plan: out of memory");
   }
   rc = plan_fill(m, p, diag);
-  pathflow__plan__free_unpacked(m, NULL);
+  pf_arena_free(&scratch); /* the unpacked message: nothing to free one by one */
   if (rc == 0) rc = pf_plan_check(p, num_devices, diag);
   if (rc != 0) {
     pf_plan_free(p);

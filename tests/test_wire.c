@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "base/attrs_internal.h"
 #include "base/diag.h"
 #include "graph/graph_codec.h"
 #include "graph/graph_internal.h"
@@ -258,6 +259,105 @@ static void plan_survives(const uint8_t *buf, size_t len) {
 }
 
 /* ---- plan round trip ---------------------------------------------------------- */
+
+/* A chain of n kernel ops in a pool (as the scheduler's plans are): op i
+ * reads buffer i and writes buffer i + 1; two ops per program, sharing
+ * its name (program index i / 2 + first_program); every kernel name a
+ * copy of "add" of its own; one attribute set for all; buffers
+ * alternating between two specs. */
+static pf_plan *long_plan(uint32_t n, int32_t first_program) {
+  pf_plan *p = calloc(1, sizeof *p);
+  pf_attrs *attrs = all_attrs();
+  char *name = NULL;
+  assert_non_null(p);
+  assert_non_null(p->pool = calloc(1, sizeof *p->pool));
+  p->executable = 9;
+  p->num_devices = 1;
+  p->num_inputs = 1;
+  p->n_buffers = n + 1;
+  p->n_ops = n;
+  assert_non_null(p->buffers = pf_arena_alloc(p->pool, (n + 1) * sizeof *p->buffers));
+  assert_non_null(p->ops = pf_arena_alloc(p->pool, n * sizeof *p->ops));
+  assert_non_null(p->own_specs = calloc(2, sizeof *p->own_specs));
+  memset(p->ops, 0, n * sizeof *p->ops);
+  p->own_specs[0] = pf_spec_2d(PF_F32, 4, 8);
+  p->own_specs[1] = pf_spec_2d(PF_F32, 2, 2);
+  for (uint32_t i = 0; i <= n; i++)
+    p->buffers[i] = (pf_plan_buffer){0, &p->own_specs[i % 2], i == 0 ? 0 : -1, -1, 0, 0, 0, 0};
+  for (uint32_t i = 0; i < n; i++) {
+    pf_plan_op *op = &p->ops[i];
+    uint32_t *lists = pf_arena_alloc(p->pool, 3 * sizeof *lists);
+    char text[32];
+    assert_non_null(lists);
+    if (i % 2 == 0) {
+      snprintf(text, sizeof text, "p%u", i / 2);
+      assert_non_null(name = pf_arena_strdup(p->pool, text));
+    }
+    op->kind = PF_OP_KERNEL;
+    op->program = first_program + (int32_t)(i / 2);
+    op->name = name;
+    assert_non_null(op->kernel = pf_arena_strdup(p->pool, "add"));
+    op->attrs = pf_attrs_ref(attrs);
+    op->num_shards = 1;
+    lists[0] = i;
+    lists[1] = i + 1;
+    lists[2] = i - 1;
+    op->inputs = &lists[0];
+    op->outputs = &lists[1];
+    op->deps = i > 0 ? &lists[2] : NULL;
+    op->n_in = op->n_out = 1;
+    op->n_deps = i > 0;
+  }
+  pf_attrs_destroy(attrs);
+  return p;
+}
+
+/* What many ops share goes once: each spec, each kernel's name, each
+ * program's name, each attribute set; decoded, the ops share them again. */
+static void plan_tables_shared(void **state) {
+  enum { N = 1000 };
+  size_t names = 4; /* "add" */
+  size_t lens[2];
+  (void)state;
+  for (uint32_t k = 0; k < N / 2; k++) {
+    char text[32];
+    names += (size_t)snprintf(text, sizeof text, "p%u", k) + 1;
+  }
+  /* Program indices near the op count (names found by program) and far
+   * above it (names found by content): the same tables. */
+  for (int far = 0; far < 2; far++) {
+    pf_plan *p = long_plan(N, far ? INT32_MAX - N : 0), *q = NULL;
+    Pathflow__Plan *m;
+    pf_diag d;
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(pf_plan_check(p, 1, &d), 0);
+    encode_plan(p, &buf, &len);
+    assert_non_null(m = pathflow__plan__unpack(NULL, len, buf));
+    assert_int_equal(m->n_specs, 2);
+    assert_int_equal(m->n_attr_sets, 1);
+    assert_int_equal(m->strings.len, names);
+    assert_int_equal(m->ops->n_kind, N);
+    assert_int_equal(m->buffers->n_spec, N + 1);
+    pathflow__plan__free_unpacked(m, NULL);
+    lens[far] = len;
+    assert_int_equal(pf_plan_decode(buf, len, 1, &q, &d), 0);
+    assert_true(pf_plan_equal(p, q));
+    assert_ptr_equal(q->ops[0].attrs, q->ops[N - 1].attrs);
+    assert_ptr_equal(q->ops[0].kernel, q->ops[N - 1].kernel);
+    assert_ptr_equal(q->ops[2].name, q->ops[3].name);
+    assert_ptr_equal(q->buffers[0].spec, q->buffers[N].spec);
+    assert_true(q->ops[1].name != q->ops[2].name);
+    free(buf);
+    pf_plan_free(q);
+    pf_plan_free(p);
+  }
+  /* Columns, not a message per op with its attributes again (about 40
+   * bytes an op here); far up, the program indices take a few bytes more
+   * each, and nothing else grows. */
+  assert_true(lens[0] < 48 * N && lens[1] <= lens[0] + 4 * N);
+}
+
 
 static void plan_roundtrip(void **state) {
   pf_plan *p = good_plan(), *q = NULL;
@@ -901,39 +1001,64 @@ typedef struct plan_wire_rule {
 #define WMUT(fn, body) \
   static void fn(Pathflow__Plan *m) { body; }
 
-WMUT(w_dims9, SET(m->buffers[0]->spec->n_dims, 9);
-     SET(m->buffers[0]->spec->dims, nine))
-WMUT(w_dtype, SET(m->buffers[0]->spec->dtype, PF_DTYPE_COUNT))
-WMUT(w_dtype_neg, SET(m->buffers[1]->spec->dtype, -1))
-WMUT(w_no_spec, SET(m->buffers[2]->spec, NULL))
-WMUT(w_kind, SET(m->ops[1]->kind, (Pathflow__PlanOp__Kind)9))
-WMUT(w_kind_neg, SET(m->ops[1]->kind, (Pathflow__PlanOp__Kind)-1))
-WMUT(w_name_long, SET(m->ops[0]->name, name_of(1025)))
-WMUT(w_name_max, SET(m->ops[0]->name, name_of(1024)))
-WMUT(w_kernel_long, SET(m->ops[0]->kernel, name_of(1025)))
-WMUT(w_attr_dup, attrs_pair("k", "k"); SET(m->ops[0]->n_attrs, 2);
-     SET(m->ops[0]->attrs, attr_list))
+/* Puts string s before the plan's strings, at offset 0: every op's name
+ * and kernel move along. */
+static uint8_t prepended[4096];
+static void prepend_string(Pathflow__Plan *m, const char *s) {
+  size_t k = strlen(s) + 1;
+  assert_true(k + m->strings.len <= sizeof prepended);
+  memcpy(prepended, s, k);
+  memcpy(prepended + k, m->strings.data, m->strings.len);
+  for (size_t i = 0; i < m->ops->n_name; i++) {
+    SET(m->ops->name[i], m->ops->name[i] + (uint32_t)k);
+    if (m->ops->kernel[i] != 0) SET(m->ops->kernel[i], m->ops->kernel[i] + (uint32_t)k);
+  }
+  SET(m->strings.data, prepended);
+  SET(m->strings.len, k + m->strings.len);
+}
+
+/* good_plan's specs, in the order the encoder meets them: f32[4,8]
+ * (buffers 0-2), f64[2,3], f64[2,6]; its strings start with op 0's name
+ * "add0" and kernel "add"; op 0's attributes are set 0, op 4's empty set
+ * is none; op 1's box (rank 2) is the first six numbers of the boxes. */
+WMUT(w_dims9, SET(m->specs[0]->n_dims, 9); SET(m->specs[0]->dims, nine))
+WMUT(w_dtype, SET(m->specs[0]->dtype, PF_DTYPE_COUNT))
+WMUT(w_dtype_neg, SET(m->specs[1]->dtype, -1))
+WMUT(w_spec_index, SET(m->buffers->spec[2], 99))
+WMUT(w_buffer_column, SET(m->buffers->n_host, 4))
+WMUT(w_kind, SET(m->ops->kind[1], (Pathflow__PlanOps__Kind)9))
+WMUT(w_kind_neg, SET(m->ops->kind[1], (Pathflow__PlanOps__Kind)-1))
+WMUT(w_op_column, SET(m->ops->n_tag, 5))
+WMUT(w_name_long, prepend_string(m, name_of(1025)); SET(m->ops->name[0], 0))
+WMUT(w_name_max, prepend_string(m, name_of(1024)); SET(m->ops->name[0], 0))
+WMUT(w_kernel_long, prepend_string(m, name_of(1025)); SET(m->ops->kernel[0], 1))
+WMUT(w_name_inside, SET(m->ops->name[0], 1))
+WMUT(w_name_past, SET(m->ops->name[0], (uint32_t)m->strings.len))
+WMUT(w_kernel_past, SET(m->ops->kernel[0], (uint32_t)m->strings.len + 1))
+WMUT(w_strings_open, SET(m->strings.len, m->strings.len - 1))
+WMUT(w_attr_dup, attrs_pair("k", "k"); SET(m->attr_sets[0]->n_attrs, 2);
+     SET(m->attr_sets[0]->attrs, attr_list))
 WMUT(w_attr_unset, attrs_pair("k", "l");
      attr_b.value_case = PATHFLOW__ATTR__VALUE__NOT_SET;
-     SET(m->ops[0]->n_attrs, 2); SET(m->ops[0]->attrs, attr_list))
+     SET(m->attr_sets[0]->n_attrs, 2); SET(m->attr_sets[0]->attrs, attr_list))
 WMUT(w_attr_nan, attrs_pair("k", "l");
      attr_b.value_case = PATHFLOW__ATTR__VALUE_F; attr_b.f = NAN;
-     SET(m->ops[0]->n_attrs, 2); SET(m->ops[0]->attrs, attr_list))
+     SET(m->attr_sets[0]->n_attrs, 2); SET(m->attr_sets[0]->attrs, attr_list))
 WMUT(w_attr_inf, attrs_pair("k", "l");
      attr_b.value_case = PATHFLOW__ATTR__VALUE_F; attr_b.f = -INFINITY;
-     SET(m->ops[0]->n_attrs, 2); SET(m->ops[0]->attrs, attr_list))
+     SET(m->attr_sets[0]->n_attrs, 2); SET(m->attr_sets[0]->attrs, attr_list))
 WMUT(w_attr_ints, attrs_pair("k", "l");
      pathflow__ints__init(&ints_msg); ints_msg.n_v = PF_ATTR_LIST_MAX + 1;
      ints_msg.v = many_ints; attr_b.value_case = PATHFLOW__ATTR__VALUE_INTS;
-     attr_b.ints = &ints_msg; SET(m->ops[0]->n_attrs, 2);
-     SET(m->ops[0]->attrs, attr_list))
+     attr_b.ints = &ints_msg; SET(m->attr_sets[0]->n_attrs, 2);
+     SET(m->attr_sets[0]->attrs, attr_list))
 WMUT(w_attr_name_long, attrs_pair("k", name_of(PF_ATTR_NAME_MAX + 1));
-     SET(m->ops[0]->n_attrs, 2); SET(m->ops[0]->attrs, attr_list))
-WMUT(w_attr_name_empty, attrs_pair("k", ""); SET(m->ops[0]->n_attrs, 2);
-     SET(m->ops[0]->attrs, attr_list))
+     SET(m->attr_sets[0]->n_attrs, 2); SET(m->attr_sets[0]->attrs, attr_list))
+WMUT(w_attr_name_empty, attrs_pair("k", ""); SET(m->attr_sets[0]->n_attrs, 2);
+     SET(m->attr_sets[0]->attrs, attr_list))
 WMUT(w_attr_string_long, attrs_pair("k", "l");
      attr_b.value_case = PATHFLOW__ATTR__VALUE_S; attr_b.s = name_of(1025);
-     SET(m->ops[0]->n_attrs, 2); SET(m->ops[0]->attrs, attr_list))
+     SET(m->attr_sets[0]->n_attrs, 2); SET(m->attr_sets[0]->attrs, attr_list))
 WMUT(w_attrs_many, {
   for (int i = 0; i <= PF_WIRE_MAX_ATTRS; i++) {
     pathflow__attr__init(&big_attrs[i]);
@@ -942,19 +1067,18 @@ WMUT(w_attrs_many, {
     big_attrs[i].value_case = PATHFLOW__ATTR__VALUE_I;
     big_attr_list[i] = &big_attrs[i];
   }
-  SET(m->ops[0]->n_attrs, (size_t)PF_WIRE_MAX_ATTRS + 1);
-  SET(m->ops[0]->attrs, big_attr_list);
+  SET(m->attr_sets[0]->n_attrs, (size_t)PF_WIRE_MAX_ATTRS + 1);
+  SET(m->attr_sets[0]->attrs, big_attr_list);
 })
-WMUT(w_copy_kernel, SET(m->ops[1]->kernel, "add"))
-WMUT(w_copy_attrs, attrs_pair("k", "l"); SET(m->ops[1]->n_attrs, 2);
-     SET(m->ops[1]->attrs, attr_list))
-WMUT(w_box_counts, SET(m->ops[1]->box->n_dst_offset, 1))
-WMUT(w_box_nine, SET(m->ops[1]->box->n_dst_offset, 9);
-     SET(m->ops[1]->box->n_src_offset, 9); SET(m->ops[1]->box->n_extent, 9);
-     SET(m->ops[1]->box->src_offset, nine);
-     SET(m->ops[1]->box->dst_offset, nine); SET(m->ops[1]->box->extent, nine))
-WMUT(w_no_box, SET(m->ops[0]->box, NULL))
-WMUT(w_no_box_copy, SET(m->ops[1]->box, NULL))
+WMUT(w_attr_set_index, SET(m->ops->attrs[0], 5))
+WMUT(w_copy_kernel, SET(m->ops->kernel[1], 1))
+WMUT(w_copy_attrs, SET(m->ops->attrs[1], 1))
+WMUT(w_list_sum, SET(m->ops->input_count[0], 2))
+WMUT(w_list_long, SET(m->ops->dep_count[0], (1u << 20) + 1))
+WMUT(w_box_nine, SET(m->ops->box_rank[1], 9))
+WMUT(w_box_numbers, SET(m->ops->n_boxes, m->ops->n_boxes - 1))
+WMUT(w_no_box_copy, SET(m->ops->box_rank[1], 0); SET(m->ops->boxes, m->ops->boxes + 6);
+     SET(m->ops->n_boxes, m->ops->n_boxes - 6))
 
 #define BIG_LIST ((1u << 20) + 1)
 static int32_t big_ranks[BIG_LIST];
@@ -971,34 +1095,42 @@ WMUT(w_slots_many, {
 })
 WMUT(w_comm_no_ranks, SET(m->comms[1]->n_ranks, 0))
 WMUT(w_slot_buffer, SET(m->outputs[1]->buffer, 99))
-WMUT(w_coll_unused, SET(m->ops[5]->root, INT32_MAX);
-     SET(m->ops[5]->in_axis, INT32_MIN))
-WMUT(w_coll_axis, SET(m->ops[5]->axis, -7))
+WMUT(w_coll_unused, SET(m->ops->root[5], INT32_MAX);
+     SET(m->ops->in_axis[5], INT32_MIN))
+WMUT(w_coll_axis, SET(m->ops->axis[5], -7))
 
 static const plan_wire_rule plan_wire_rules[] = {
-    {"spec_nine_dims", w_dims9, 0, {"buffer 0", "9 dims"}},
-    {"spec_dtype", w_dtype, 0, {"buffer 0", "unknown dtype 7"}},
-    {"spec_dtype_negative", w_dtype_neg, 0, {"buffer 1", "unknown dtype -1"}},
-    {"spec_missing", w_no_spec, 0, {"buffer 2", "no spec"}},
+    {"spec_nine_dims", w_dims9, 0, {"spec 0", "9 dims"}},
+    {"spec_dtype", w_dtype, 0, {"spec 0", "unknown dtype 7"}},
+    {"spec_dtype_negative", w_dtype_neg, 0, {"spec 1", "unknown dtype -1"}},
+    {"spec_index", w_spec_index, 0, {"buffer 2", "spec 99", "has 3"}},
+    {"buffer_column_short", w_buffer_column, 0, {"5 buffers but 4 in buffers.host"}},
     {"op_kind_enum", w_kind, 0, {"op 1", "unknown kind 9"}},
     {"op_kind_negative", w_kind_neg, 0, {"op 1", "unknown kind -1"}},
-    {"name_too_long", w_name_long, 0, {"op 0", "longer than 1024"}},
+    {"op_column_short", w_op_column, 0, {"6 ops but 5 in ops.tag"}},
+    {"name_too_long", w_name_long, 0, {"string at byte 0", "longer than 1024"}},
     {"name_at_limit", w_name_max, 1, {NULL}},
-    {"kernel_too_long", w_kernel_long, 0, {"op 0", "longer than 1024"}},
-    {"attr_repeated", w_attr_dup, 0, {"op 0", "attr \"k\" repeated"}},
-    {"attr_unset", w_attr_unset, 0, {"op 0", "attr \"l\" has no value"}},
-    {"attr_nan", w_attr_nan, 0, {"op 0", "attr \"l\" refused"}},
-    {"attr_infinite", w_attr_inf, 0, {"op 0", "attr \"l\" refused"}},
-    {"attr_list_long", w_attr_ints, 0, {"op 0", "int list longer than 64"}},
-    {"attr_name_long", w_attr_name_long, 0, {"op 0", "attr name longer"}},
-    {"attr_name_empty", w_attr_name_empty, 0, {"op 0", "refused"}},
-    {"attr_string_long", w_attr_string_long, 0, {"op 0", "longer than 1024"}},
-    {"attrs_too_many", w_attrs_many, 0, {"op 0", "1025 attrs"}},
+    {"kernel_too_long", w_kernel_long, 0, {"string at byte 0", "longer than 1024"}},
+    {"name_inside_a_string", w_name_inside, 0, {"op 0", "byte 1", "not one of the plan's strings"}},
+    {"name_past_the_strings", w_name_past, 0, {"op 0", "not one of the plan's strings"}},
+    {"kernel_past_the_strings", w_kernel_past, 0, {"op 0 (add0)", "kernel", "not one of"}},
+    {"strings_unterminated", w_strings_open, 0, {"strings do not end in a NUL byte"}},
+    {"attr_repeated", w_attr_dup, 0, {"attribute set 0", "attr \"k\" repeated"}},
+    {"attr_unset", w_attr_unset, 0, {"attribute set 0", "attr \"l\" has no value"}},
+    {"attr_nan", w_attr_nan, 0, {"attribute set 0", "attr \"l\" refused"}},
+    {"attr_infinite", w_attr_inf, 0, {"attribute set 0", "attr \"l\" refused"}},
+    {"attr_list_long", w_attr_ints, 0, {"attribute set 0", "int list longer than 64"}},
+    {"attr_name_long", w_attr_name_long, 0, {"attribute set 0", "attr name longer"}},
+    {"attr_name_empty", w_attr_name_empty, 0, {"attribute set 0", "refused"}},
+    {"attr_string_long", w_attr_string_long, 0, {"attribute set 0", "longer than 1024"}},
+    {"attrs_too_many", w_attrs_many, 0, {"attribute set 0", "1025 attrs"}},
+    {"attr_set_index", w_attr_set_index, 0, {"op 0 (add0)", "attribute set 4", "has 1"}},
     {"copy_kernel_name", w_copy_kernel, 0, {"op 1", "non-kernel"}},
     {"copy_attrs", w_copy_attrs, 0, {"op 1", "non-kernel"}},
-    {"box_counts", w_box_counts, 0, {"op 1", "box", "2/1/2"}},
-    {"box_nine", w_box_nine, 0, {"op 1", "at most 8"}},
-    {"kernel_without_box", w_no_box, 1, {NULL}},
+    {"list_counts_disagree", w_list_sum, 0, {"inputs add up to 5", "list has 4"}},
+    {"list_too_long", w_list_long, 0, {"op 0", "1048577 deps", "at most 1048576"}},
+    {"box_nine", w_box_nine, 0, {"op 1", "box of rank 9", "at most 8"}},
+    {"box_numbers", w_box_numbers, 0, {"boxes take 18 numbers", "there are 17"}},
     {"copy_without_box", w_no_box_copy, 0, {"op 1", "box rank 0"}},
     {"communicator_too_large", w_comm_big, 0, {"communicator 0 too large"}},
     {"output_slots_too_many", w_slots_many, 0, {"too many output slots"}},
@@ -1633,6 +1765,7 @@ static int rule_group_teardown(void **state) {
 int main(void) {
   const struct CMUnitTest plan_tests[] = {
       cmocka_unit_test(plan_roundtrip),
+      cmocka_unit_test(plan_tables_shared),
       cmocka_unit_test(plan_equal_sees_differences),
       cmocka_unit_test(plan_args),
       cmocka_unit_test(plan_reshard_pieces_share),
