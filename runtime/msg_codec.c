@@ -1,5 +1,7 @@
 /* pf_msg <-> pathflow.Control. Decoding trusts nothing: counts, sizes and
  * strings are checked, plans go through pf_plan_decode. */
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -623,8 +625,37 @@ static int decode_body(const Pathflow__Control *c, int num_devices, pf_msg *m, p
   }
 }
 
+/* protobuf-c's allocations while a control message is unpacked: from a
+ * block on the stack, malloc past its end. A run order or a step's answer
+ * is a few small blocks (the envelope, the body, its id lists), each a
+ * malloc and a free before, on the path of every step. */
+#define UNPACK_SPACE 2048
+typedef struct unpack_space {
+  size_t used;
+  _Alignas(max_align_t) unsigned char bytes[UNPACK_SPACE];
+} unpack_space;
+
+static void *space_alloc(void *arg, size_t n) {
+  unpack_space *s = arg;
+  size_t need = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+  if (need >= n && need <= UNPACK_SPACE - s->used) {
+    void *p = s->bytes + s->used;
+    s->used += need;
+    return p;
+  }
+  return malloc(n);
+}
+
+static void space_free(void *arg, void *p) {
+  unpack_space *s = arg;
+  uintptr_t at = (uintptr_t)p, lo = (uintptr_t)s->bytes;
+  if (at - lo >= UNPACK_SPACE) free(p); /* not one of ours (NULL included) */
+}
+
 int pf_msg_decode(const uint8_t *buf, size_t len, int num_devices, pf_msg **out,
                   pf_diag *d) {
+  unpack_space space;
+  ProtobufCAllocator alloc = {space_alloc, space_free, &space};
   Pathflow__Control *c;
   pf_msg *m;
   int rc;
@@ -634,14 +665,15 @@ int pf_msg_decode(const uint8_t *buf, size_t len, int num_devices, pf_msg **out,
   if (buf == NULL && len > 0)
     return pf_diag_error(d, PF_EINVAL, "control message: NULL buffer");
   if (len > MSG_MAX) return bad(d, "message too large");
-  if ((c = pathflow__control__unpack(NULL, len, buf ? buf : (const uint8_t *)"")) == NULL)
+  space.used = 0;
+  if ((c = pathflow__control__unpack(&alloc, len, buf ? buf : (const uint8_t *)"")) == NULL)
     return bad(d, "not a pathflow.Control");
   if ((m = calloc(1, sizeof *m)) == NULL) {
-    pathflow__control__free_unpacked(c, NULL);
+    pathflow__control__free_unpacked(c, &alloc);
     return PF_ENOMEM;
   }
   rc = decode_body(c, num_devices, m, d);
-  pathflow__control__free_unpacked(c, NULL);
+  pathflow__control__free_unpacked(c, &alloc);
   if (rc != 0) {
     pf_msg_free(m);
     if (rc == PF_ENOMEM) pf_diag_error(d, rc, "control message: out of memory");
