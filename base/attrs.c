@@ -253,6 +253,30 @@ int pf_attrs_identical(const pf_attrs *a, const pf_attrs *b) {
   return 1;
 }
 
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
+uint64_t pf_attrs_hash(const pf_attrs *a) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; a != NULL && i < a->n; i++) {
+    const attr *x = &a->items[i];
+    h = hash_bytes(h, x->name, strlen(x->name) + 1);
+    h = hash_bytes(h, &x->type, sizeof x->type);
+    switch (x->type) {
+      case PF_ATTR_INT: h = hash_bytes(h, &x->i, sizeof x->i); break;
+      case PF_ATTR_FLOAT: h = hash_bytes(h, &x->f, sizeof x->f); break;
+      case PF_ATTR_STRING: h = hash_bytes(h, x->s, strlen(x->s)); break;
+      case PF_ATTR_INTS:
+        if (x->n_ints) h = hash_bytes(h, x->ints, (size_t)x->n_ints * sizeof(int64_t));
+        break;
+    }
+  }
+  return h;
+}
+
 int pf_attrs_equal(const pf_attrs *a, const pf_attrs *b) {
   size_t na = a ? a->n : 0, nb = b ? b->n : 0;
   if (na != nb) return 0;

@@ -2,6 +2,8 @@
 #ifndef PF_BASE_ATTRS_INTERNAL_H
 #define PF_BASE_ATTRS_INTERNAL_H
 
+#include <stdint.h>
+
 #include "pathflow/attrs.h"
 
 /* A set equal to src (NULL: empty) for the caller to keep and later pass to
@@ -23,5 +25,9 @@ pf_attrs *pf_attrs_ref(const pf_attrs *a);
  * (pf_attrs_equal says 0.0 == -0.0; a set shared in place of another
  * must not change what a kernel reads). */
 int pf_attrs_identical(const pf_attrs *a, const pf_attrs *b);
+
+/* A hash of what a holds, equal for sets that pf_attrs_identical finds
+ * the same (floats by their bits). */
+uint64_t pf_attrs_hash(const pf_attrs *a);
 
 #endif

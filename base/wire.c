@@ -43,6 +43,29 @@ void pf_wire_arena_free(pf_wire_arena *a) {
   a->head = NULL;
 }
 
+/* ---- hand-written fields ------------------------------------------------------ */
+
+size_t pf_wire_varint_len(uint64_t v) {
+  size_t n = 1;
+  for (; v >= 0x80; v >>= 7) n++;
+  return n;
+}
+
+uint8_t *pf_wire_varint_put(uint8_t *p, uint64_t v) {
+  for (; v >= 0x80; v >>= 7) *p++ = (uint8_t)(v | 0x80);
+  *p++ = (uint8_t)v;
+  return p;
+}
+
+size_t pf_wire_field_len(int field, size_t n) {
+  return pf_wire_varint_len((uint64_t)field << 3) + pf_wire_varint_len(n) + n;
+}
+
+uint8_t *pf_wire_field_start(uint8_t *p, int field, size_t n) {
+  p = pf_wire_varint_put(p, (uint64_t)field << 3 | PF_WIRE_LENGTH_DELIMITED);
+  return pf_wire_varint_put(p, n);
+}
+
 /* ---- shared encoders -------------------------------------------------------- */
 
 int pf_wire_spec_encode(pf_wire_arena *a, const pf_spec *s,

@@ -53,6 +53,18 @@ int pf_wire_sharding_decode(const Pathflow__Sharding *m, pf_sharding *out,
  * unset value and whatever a setter refuses are PF_EDECODE. */
 int pf_wire_attrs_decode(size_t n, Pathflow__Attr *const *in, pf_attrs **out,
                          pf_diag *diag);
+/* Hand-written protobuf fields, for messages written straight into their
+ * buffer (plan/plan_codec.c): a varint's length in bytes, and writing one
+ * at p (returns the byte after it). A length-delimited field is its key
+ * (field << 3 | PF_WIRE_LENGTH_DELIMITED), its length, its bytes. */
+#define PF_WIRE_LENGTH_DELIMITED 2
+size_t pf_wire_varint_len(uint64_t v);
+uint8_t *pf_wire_varint_put(uint8_t *p, uint64_t v);
+/* Bytes of a length-delimited field of n bytes, key and length included. */
+size_t pf_wire_field_len(int field, size_t n);
+/* Writes the key and the length of such a field; returns where its bytes go. */
+uint8_t *pf_wire_field_start(uint8_t *p, int field, size_t n);
+
 /* 0 if s is at most `max` bytes (checked without reading past max + 1). */
 int pf_wire_string_check(const char *s, size_t max, pf_diag *diag);
 

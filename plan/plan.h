@@ -139,6 +139,18 @@ int pf_plan_check(const pf_plan *p, int num_devices, pf_diag *diag);
  * range, a buffer without a spec; pf_plan_check refuses these too). */
 int pf_plan_encode(const pf_plan *p, uint8_t **buf, size_t *len);
 
+/* pf_plan_encode in two steps, for a caller that writes the plan inside a
+ * larger message without copying it (runtime/msg_codec.c's LoadPlan: a
+ * plan can be 80 MB). pf_plan_measure finds the encoded size (*len) and
+ * keeps what writing it needs in *w, which reads p until written: p must
+ * not change meanwhile. pf_plan_write writes exactly *len bytes at out and
+ * frees w; pf_plan_writer_free frees one that will not be written.
+ * Errors: as pf_plan_encode. */
+typedef struct pf_plan_writer pf_plan_writer;
+int pf_plan_measure(const pf_plan *p, pf_plan_writer **w, size_t *len);
+void pf_plan_write(pf_plan_writer *w, uint8_t *out);
+void pf_plan_writer_free(pf_plan_writer *w);
+
 /* Parses and checks (pf_plan_check) a pathflow.Plan. On success *out is a
  * new plan owned by the caller (pf_plan_free). Errors: PF_EDECODE, PF_ENOMEM. */
 int pf_plan_decode(const uint8_t *buf, size_t len, int num_devices,

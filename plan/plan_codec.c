@@ -99,22 +99,96 @@ static uint64_t string_hash(const char *s) {
 
 /* ---- encoder -------------------------------------------------------------- */
 
-typedef struct encoder {
+/* The buffers' and the ops' columns are written by hand, straight into
+ * the message: protobuf-c would want each column as an array first (for a
+ * plan of 1.5 million ops, 210 MB of fresh memory to fault in and zero
+ * before the 80 MB message, most of the encoding's time on a virtual
+ * machine). A packed repeated field is its key, its length in bytes and
+ * its values as varints: what protobuf-c writes, and what it reads back in
+ * pf_plan_decode. The rest of the plan (its header, the shared tables,
+ * slots and communicators) goes through protobuf-c; a message's fields may
+ * come in any order. */
+
+/* PlanBuffers' columns, by field number - 1 (pathflow.proto). */
+enum { BC_SPEC, BC_DEVICE, BC_INPUT, BC_OUTPUT, BC_SHARD, BC_IN_ARENA, BC_OFFSET, BC_HOST, BC_N };
+/* PlanOps' columns, by field number - 1. */
+enum {
+  OC_KIND, OC_DEVICE, OC_PROGRAM, OC_NAME, OC_SHARD, OC_NUM_SHARDS, OC_KERNEL, OC_ATTRS,
+  OC_INPUT_COUNT, OC_INPUTS, OC_OUTPUT_COUNT, OC_OUTPUTS, OC_DEP_COUNT, OC_DEPS, OC_BOX_RANK,
+  OC_BOXES, OC_PEER, OC_TAG, OC_COMM, OC_COLLECTIVE, OC_REDUCE_OP, OC_AXIS, OC_ROOT, OC_IN_AXIS,
+  OC_N
+};
+#define PLAN_BUFFERS_FIELD 11
+#define PLAN_OPS_FIELD 12
+
+/* The varints of the field types: int32 is sign-extended (a negative one
+ * takes ten bytes), sint32 zigzag-coded. */
+static uint64_t int32_wire(int32_t v) { return (uint64_t)(int64_t)v; }
+static uint64_t sint32_wire(int32_t v) { return (uint64_t)(((uint32_t)v << 1) ^ (uint32_t)(v >> 31)); }
+
+/* Where each column's values go: two passes over the rows, the first
+ * adding up each column's length, the second writing each at its place. */
+typedef struct columns {
+  int writing;
+  size_t len[OC_N];
+  uint8_t *at[OC_N];
+} columns;
+
+static void put(columns *c, int col, uint64_t v) {
+  if (c->writing)
+    c->at[col] = pf_wire_varint_put(c->at[col], v);
+  else
+    c->len[col] += pf_wire_varint_len(v);
+}
+
+/* Bytes of a packed field holding n bytes (0: left out, as an empty
+ * packed field is). */
+static size_t field_len(int field, size_t n) { return n == 0 ? 0 : pf_wire_field_len(field, n); }
+
+/* After the first pass: the columns' fields laid out from p (keys and
+ * lengths written, each column's cursor at its values); returns the end. */
+static uint8_t *columns_place(columns *c, int n_cols, uint8_t *p) {
+  for (int k = 0; k < n_cols; k++) {
+    if (c->len[k] == 0) continue;
+    c->at[k] = p = pf_wire_field_start(p, k + 1, c->len[k]);
+    p += c->len[k];
+  }
+  c->writing = 1;
+  return p;
+}
+
+static size_t columns_len(const columns *c, int n_cols) {
+  size_t n = 0;
+  for (int k = 0; k < n_cols; k++) n += field_len(k + 1, c->len[k]);
+  return n;
+}
+
+struct pf_plan_writer {
+  pf_wire_arena arena_store;
+  Pathflow__Plan head; /* the plan but its columns, for protobuf-c */
   pf_wire_arena *arena;
-  pf_arena columns; /* the columns: a few large blocks, on huge pages */
   const pf_plan *plan;
   Pathflow__Plan *m;
+  size_t head_len, body_b, body_o;
   index_table specs, strings, attr_sets;
-  const pf_spec **spec_of;      /* the distinct specs, in table order */
-  const pf_attrs **attrs_of;    /* the distinct attribute sets */
+  const pf_spec **spec_of;   /* the distinct specs, in table order */
+  const pf_attrs **attrs_of; /* the distinct attribute sets */
+  const pf_attrs *last_attrs; /* the set before, and its index + 1 */
+  uint32_t last_attrs_at;
   size_t cap_specs, cap_attrs;
-  char *blob;                   /* Plan.strings */
+  char *blob; /* Plan.strings */
   size_t blob_len, blob_cap;
   /* By program index: the name its ops had last, and where it went. */
   const char **program_name;
   uint32_t *program_name_at;
   size_t n_programs;
-} encoder;
+  /* Per buffer its spec's index; per op its name's offset, 1 + its
+   * kernel's and 1 + its attribute set's index (0: none): found in the
+   * first pass, written in the second. */
+  uint32_t *spec_at, *name_at, *kernel_at, *attrs_at;
+  columns buffers, ops;
+};
+typedef struct pf_plan_writer encoder;
 
 static int spec_same(const void *ctx, uint32_t v) {
   const encoder *e = ((const void *const *)ctx)[0];
@@ -128,7 +202,7 @@ static int string_same(const void *ctx, uint32_t v) {
 
 static int attrs_same(const void *ctx, uint32_t v) {
   const encoder *e = ((const void *const *)ctx)[0];
-  return e->attrs_of[v] == ((const void *const *)ctx)[1];
+  return pf_attrs_identical(e->attrs_of[v], ((const void *const *)ctx)[1]);
 }
 
 /* Index of spec s in Plan.specs, added if new; NONE when out of memory. */
@@ -202,201 +276,165 @@ static void programs_prepare(encoder *e) {
 }
 
 /* 1 + the index of attribute set a in Plan.attr_sets (added if new), 0 for
- * none or an empty set; NONE when out of memory. Sets are told apart by
- * address: the scheduler's ops share their program's. */
+ * none or an empty set; NONE when out of memory. By content: programs
+ * built one by one hold equal sets of their own, which would otherwise
+ * each go once. */
 static uint32_t attrs_index(encoder *e, const pf_attrs *a) {
   const void *ctx[2] = {e, a};
   uint64_t h;
   ptrdiff_t at;
   uint32_t v;
   if (a == NULL || pf_attrs_count(a) == 0) return 0;
-  h = mix((uint64_t)(uintptr_t)a);
+  if (a == e->last_attrs) return e->last_attrs_at;
+  h = mix(pf_attrs_hash(a));
   if ((at = table_slot(&e->attr_sets, h, attrs_same, ctx)) < 0) return NONE;
-  if (e->attr_sets.value[at] != NONE) return e->attr_sets.value[at] + 1;
-  v = (uint32_t)e->attr_sets.n;
-  if (pf_grow((void **)&e->attrs_of, &e->cap_attrs, v + 1u, sizeof *e->attrs_of) != 0) return NONE;
-  e->attrs_of[v] = a;
-  table_put(&e->attr_sets, at, h, v);
-  return v + 1;
-}
-
-/* A column of n elements of `size` bytes, backed by memory at once (one
- * system call, where a page fault per page cost as much as the encoding on
- * a virtual machine); uninitialized: every element is written. */
-static void *column_alloc(encoder *e, size_t n, size_t size) {
-  void *p = n > SIZE_MAX / size ? NULL : pf_arena_alloc(&e->columns, n * size);
-  if (p != NULL) pf_prefault(p, n * size);
-  return p;
-}
-
-#define COLUMN(e, msg, field, count) \
-  ((msg)->n_##field = (count),       \
-   ((msg)->field = column_alloc((e), (count), sizeof *(msg)->field)) != NULL)
-
-static int buffers_encode(encoder *e) {
-  const pf_plan *p = e->plan;
-  Pathflow__PlanBuffers *b = pf_wire_alloc(e->arena, 1, sizeof *b);
-  size_t n = p->n_buffers;
-  pf_wire_arena *a = e->arena;
-  if (b == NULL) return PF_ENOMEM;
-  pathflow__plan_buffers__init(b);
-  if (!COLUMN(e, b, spec, n) || !COLUMN(e, b, device, n) || !COLUMN(e, b, input, n) ||
-      !COLUMN(e, b, output, n) || !COLUMN(e, b, shard, n) || !COLUMN(e, b, in_arena, n) ||
-      !COLUMN(e, b, offset, n) || !COLUMN(e, b, host, n))
-    return PF_ENOMEM;
-  for (size_t i = 0; i < n; i++) {
-    const pf_plan_buffer *pb = &p->buffers[i];
-    if (pb->spec == NULL) return PF_EINVAL; /* pf_plan_check refuses it */
-    if (pb->spec->rank < 0 || pb->spec->rank > PF_MAX_RANK) return PF_EINVAL;
-    if ((b->spec[i] = spec_index(e, pb->spec)) == NONE) return PF_ENOMEM;
-    b->device[i] = pb->device;
-    b->input[i] = pb->input;
-    b->output[i] = pb->output;
-    b->shard[i] = pb->shard;
-    b->in_arena[i] = pb->in_arena != 0;
-    b->offset[i] = pb->in_arena ? pb->offset : 0;
-    b->host[i] = pb->host != 0;
+  if (e->attr_sets.value[at] != NONE) {
+    v = e->attr_sets.value[at];
+  } else {
+    v = (uint32_t)e->attr_sets.n;
+    if (pf_grow((void **)&e->attrs_of, &e->cap_attrs, v + 1u, sizeof *e->attrs_of) != 0)
+      return NONE;
+    e->attrs_of[v] = a;
+    table_put(&e->attr_sets, at, h, v);
   }
-  e->m->buffers = b;
-  e->m->n_specs = e->specs.n;
-  if ((e->m->specs = pf_wire_alloc(a, e->specs.n, sizeof *e->m->specs)) == NULL) return PF_ENOMEM;
-  for (size_t k = 0; k < e->specs.n; k++) {
-    int rc = pf_wire_spec_encode(a, e->spec_of[k], &e->m->specs[k]);
-    if (rc != 0) return rc;
+  e->last_attrs = a;
+  return e->last_attrs_at = v + 1;
+}
+
+/* First pass over the buffers: their specs' indices. */
+static int buffers_index(encoder *e) {
+  const pf_plan *p = e->plan;
+  if (p->n_buffers && (e->spec_at = pf_mallocn(p->n_buffers, sizeof *e->spec_at)) == NULL)
+    return PF_ENOMEM;
+  for (uint32_t i = 0; i < p->n_buffers; i++) {
+    const pf_spec *sp = p->buffers[i].spec;
+    if (sp == NULL) return PF_EINVAL; /* pf_plan_check refuses it */
+    if (sp->rank < 0 || sp->rank > PF_MAX_RANK) return PF_EINVAL;
+    if ((e->spec_at[i] = spec_index(e, sp)) == NONE) return PF_ENOMEM;
   }
   return 0;
 }
 
-/* The ops' lists and boxes, concatenated in op order. */
-static int lists_encode(encoder *e, Pathflow__PlanOps *o) {
-  const pf_plan *p = e->plan;
-  size_t n_in = 0, n_out = 0, n_deps = 0, n_box = 0, at_in = 0, at_out = 0, at_deps = 0, at_box = 0;
-  for (uint32_t i = 0; i < p->n_ops; i++) {
-    const pf_plan_op *op = &p->ops[i];
-    if ((op->n_in && !op->inputs) || (op->n_out && !op->outputs) || (op->n_deps && !op->deps))
-      return PF_EINVAL;
-    if (op->box != NULL && (op->box->rank < 0 || op->box->rank > PF_MAX_RANK)) return PF_EINVAL;
-    n_in += op->n_in;
-    n_out += op->n_out;
-    n_deps += op->n_deps;
-    n_box += op->box != NULL ? 3 * (size_t)op->box->rank : 0;
-  }
-  if (!COLUMN(e, o, inputs, n_in) || !COLUMN(e, o, outputs, n_out) || !COLUMN(e, o, deps, n_deps) ||
-      !COLUMN(e, o, boxes, n_box))
-    return PF_ENOMEM;
-  for (uint32_t i = 0; i < p->n_ops; i++) {
-    const pf_plan_op *op = &p->ops[i];
-    int r = op->box != NULL ? op->box->rank : 0;
-    o->input_count[i] = op->n_in;
-    o->output_count[i] = op->n_out;
-    o->dep_count[i] = op->n_deps;
-    if (op->n_in) memcpy(o->inputs + at_in, op->inputs, op->n_in * sizeof *op->inputs);
-    if (op->n_out) memcpy(o->outputs + at_out, op->outputs, op->n_out * sizeof *op->outputs);
-    if (op->n_deps) memcpy(o->deps + at_deps, op->deps, op->n_deps * sizeof *op->deps);
-    at_in += op->n_in;
-    at_out += op->n_out;
-    at_deps += op->n_deps;
-    o->box_rank[i] = (uint32_t)r;
-    for (int k = 0; k < r; k++) {
-      o->boxes[at_box + (size_t)k] = op->box->src_offset[k];
-      o->boxes[at_box + (size_t)(r + k)] = op->box->dst_offset[k];
-      o->boxes[at_box + (size_t)(2 * r + k)] = op->box->extent[k];
-    }
-    at_box += 3 * (size_t)r;
-  }
-  return 0;
+/* Buffer i's row (either pass). */
+static void buffer_row(encoder *e, uint32_t i) {
+  const pf_plan_buffer *b = &e->plan->buffers[i];
+  columns *c = &e->buffers;
+  put(c, BC_SPEC, e->spec_at[i]);
+  put(c, BC_DEVICE, int32_wire(b->device));
+  put(c, BC_INPUT, sint32_wire(b->input));
+  put(c, BC_OUTPUT, sint32_wire(b->output));
+  put(c, BC_SHARD, sint32_wire(b->shard));
+  put(c, BC_IN_ARENA, b->in_arena != 0);
+  put(c, BC_OFFSET, b->in_arena ? (uint64_t)b->offset : 0);
+  put(c, BC_HOST, b->host != 0);
 }
 
-static int ops_encode(encoder *e) {
+/* First pass over the ops: their names', kernels' and attribute sets'
+ * places in the shared tables. */
+static int ops_index(encoder *e) {
   const pf_plan *p = e->plan;
-  Pathflow__PlanOps *o = pf_wire_alloc(e->arena, 1, sizeof *o);
   const char *last_name = NULL, *last_kernel = NULL;
-  uint32_t last_kernel_at = 0;
-  size_t n = p->n_ops;
-  pf_wire_arena *a = e->arena;
-  int rc;
-  if (o == NULL) return PF_ENOMEM;
-  pathflow__plan_ops__init(o);
-  if (!COLUMN(e, o, kind, n) || !COLUMN(e, o, device, n) || !COLUMN(e, o, program, n) ||
-      !COLUMN(e, o, name, n) || !COLUMN(e, o, shard, n) || !COLUMN(e, o, num_shards, n) ||
-      !COLUMN(e, o, kernel, n) || !COLUMN(e, o, attrs, n) || !COLUMN(e, o, input_count, n) ||
-      !COLUMN(e, o, output_count, n) || !COLUMN(e, o, dep_count, n) || !COLUMN(e, o, box_rank, n) ||
-      !COLUMN(e, o, peer, n) || !COLUMN(e, o, tag, n) || !COLUMN(e, o, comm, n) ||
-      !COLUMN(e, o, collective, n) || !COLUMN(e, o, reduce_op, n) || !COLUMN(e, o, axis, n) ||
-      !COLUMN(e, o, root, n) || !COLUMN(e, o, in_axis, n))
+  uint32_t last_kernel_at = 0, n = p->n_ops;
+  if (n && ((e->name_at = pf_mallocn(n, sizeof *e->name_at)) == NULL ||
+            (e->kernel_at = pf_mallocn(n, sizeof *e->kernel_at)) == NULL ||
+            (e->attrs_at = pf_mallocn(n, sizeof *e->attrs_at)) == NULL))
     return PF_ENOMEM;
-  if ((rc = lists_encode(e, o)) != 0) return rc;
   programs_prepare(e);
-  for (size_t i = 0; i < n; i++) {
+  for (uint32_t i = 0; i < n; i++) {
     const pf_plan_op *op = &p->ops[i];
-    uint32_t at;
     /* The ops of a program share its name, and kernels their name: the
      * string before, by address, spares the look-up. */
     const char *name = op->name != NULL ? op->name : "";
-    o->kind[i] = (Pathflow__PlanOps__Kind)op->kind;
-    o->device[i] = op->device;
-    o->program[i] = op->program;
+    uint32_t at;
+    if ((op->n_in && !op->inputs) || (op->n_out && !op->outputs) || (op->n_deps && !op->deps))
+      return PF_EINVAL;
+    if (op->box != NULL && (op->box->rank < 0 || op->box->rank > PF_MAX_RANK)) return PF_EINVAL;
     if (i > 0 && name == last_name)
-      o->name[i] = o->name[i - 1];
-    else if ((o->name[i] = name_offset(e, op->program, name)) == NONE)
+      e->name_at[i] = e->name_at[i - 1];
+    else if ((e->name_at[i] = name_offset(e, op->program, name)) == NONE)
       return PF_ENOMEM;
     last_name = name;
-    o->shard[i] = op->shard;
-    o->num_shards[i] = op->num_shards;
-    o->kernel[i] = 0;
+    e->kernel_at[i] = 0;
     if (op->kernel != NULL && op->kernel == last_kernel) {
-      o->kernel[i] = last_kernel_at;
+      e->kernel_at[i] = last_kernel_at;
     } else if (op->kernel != NULL) {
       if ((at = string_offset(e, op->kernel)) == NONE) return PF_ENOMEM;
-      o->kernel[i] = last_kernel_at = at + 1;
+      e->kernel_at[i] = last_kernel_at = at + 1;
       last_kernel = op->kernel;
     }
-    if ((o->attrs[i] = attrs_index(e, op->attrs)) == NONE) return PF_ENOMEM;
-    o->peer[i] = op->peer;
-    o->tag[i] = op->tag;
-    o->comm[i] = op->comm;
-    o->collective[i] = op->collective;
-    o->reduce_op[i] = op->reduce_op;
-    o->axis[i] = op->axis;
-    o->root[i] = op->root;
-    o->in_axis[i] = op->in_axis;
-  }
-  e->m->ops = o;
-  e->m->strings.data = (uint8_t *)e->blob;
-  e->m->strings.len = e->blob_len;
-  e->m->n_attr_sets = e->attr_sets.n;
-  if ((e->m->attr_sets = pf_wire_alloc(a, e->attr_sets.n, sizeof *e->m->attr_sets)) == NULL)
-    return PF_ENOMEM;
-  for (size_t k = 0; k < e->attr_sets.n; k++) {
-    Pathflow__AttrSet *set = pf_wire_alloc(a, 1, sizeof *set);
-    if (set == NULL) return PF_ENOMEM;
-    pathflow__attr_set__init(set);
-    if ((rc = pf_wire_attrs_encode(a, e->attrs_of[k], &set->n_attrs, &set->attrs)) != 0) return rc;
-    e->m->attr_sets[k] = set;
+    if ((e->attrs_at[i] = attrs_index(e, op->attrs)) == NONE) return PF_ENOMEM;
   }
   return 0;
 }
 
-static int plan_build(encoder *e) {
+/* Op i's row (either pass). */
+static void op_row(encoder *e, uint32_t i) {
+  const pf_plan_op *op = &e->plan->ops[i];
+  columns *c = &e->ops;
+  int r = op->box != NULL ? op->box->rank : 0;
+  put(c, OC_KIND, int32_wire((int32_t)op->kind));
+  put(c, OC_DEVICE, int32_wire(op->device));
+  put(c, OC_PROGRAM, sint32_wire(op->program));
+  put(c, OC_NAME, e->name_at[i]);
+  put(c, OC_SHARD, sint32_wire(op->shard));
+  put(c, OC_NUM_SHARDS, sint32_wire(op->num_shards));
+  put(c, OC_KERNEL, e->kernel_at[i]);
+  put(c, OC_ATTRS, e->attrs_at[i]);
+  put(c, OC_INPUT_COUNT, op->n_in);
+  for (uint32_t k = 0; k < op->n_in; k++) put(c, OC_INPUTS, op->inputs[k]);
+  put(c, OC_OUTPUT_COUNT, op->n_out);
+  for (uint32_t k = 0; k < op->n_out; k++) put(c, OC_OUTPUTS, op->outputs[k]);
+  put(c, OC_DEP_COUNT, op->n_deps);
+  for (uint32_t k = 0; k < op->n_deps; k++) put(c, OC_DEPS, op->deps[k]);
+  put(c, OC_BOX_RANK, (uint64_t)r);
+  for (int k = 0; k < r; k++) put(c, OC_BOXES, (uint64_t)op->box->src_offset[k]);
+  for (int k = 0; k < r; k++) put(c, OC_BOXES, (uint64_t)op->box->dst_offset[k]);
+  for (int k = 0; k < r; k++) put(c, OC_BOXES, (uint64_t)op->box->extent[k]);
+  put(c, OC_PEER, sint32_wire(op->peer));
+  put(c, OC_TAG, (uint64_t)op->tag);
+  put(c, OC_COMM, sint32_wire(op->comm));
+  put(c, OC_COLLECTIVE, sint32_wire(op->collective));
+  put(c, OC_REDUCE_OP, sint32_wire(op->reduce_op));
+  put(c, OC_AXIS, sint32_wire(op->axis));
+  put(c, OC_ROOT, sint32_wire(op->root));
+  put(c, OC_IN_AXIS, sint32_wire(op->in_axis));
+}
+
+/* The plan but its columns, for protobuf-c: header, shared tables, output
+ * slots, communicators. */
+static int head_build(encoder *e) {
   const pf_plan *p = e->plan;
   Pathflow__Plan *m = e->m;
   pf_wire_arena *a = e->arena;
   int rc;
-  if ((p->n_buffers && !p->buffers) || (p->n_ops && !p->ops)) return PF_EINVAL;
   m->executable = p->executable;
   m->rank = p->rank;
   m->num_devices = p->num_devices;
   m->num_inputs = p->num_inputs;
   m->num_outputs = p->num_outputs;
-  if ((rc = buffers_encode(e)) != 0 || (rc = ops_encode(e)) != 0) return rc;
   if ((p->n_slots && !p->slots) || (p->n_comms && !p->comms)) return PF_EINVAL;
   if (p->arena_bytes != NULL) {
     m->n_arena_bytes = (size_t)p->num_devices;
     m->arena_bytes = p->arena_bytes;
   }
-  m->outputs = pf_wire_alloc(a, p->n_slots, sizeof *m->outputs);
-  m->comms = pf_wire_alloc(a, p->n_comms, sizeof *m->comms);
-  if (m->outputs == NULL || m->comms == NULL) return PF_ENOMEM;
+  m->n_specs = e->specs.n;
+  m->strings.data = (uint8_t *)e->blob;
+  m->strings.len = e->blob_len;
+  m->n_attr_sets = e->attr_sets.n;
+  if ((m->specs = pf_wire_alloc(a, e->specs.n, sizeof *m->specs)) == NULL ||
+      (m->attr_sets = pf_wire_alloc(a, e->attr_sets.n, sizeof *m->attr_sets)) == NULL ||
+      (m->outputs = pf_wire_alloc(a, p->n_slots, sizeof *m->outputs)) == NULL ||
+      (m->comms = pf_wire_alloc(a, p->n_comms, sizeof *m->comms)) == NULL)
+    return PF_ENOMEM;
+  for (size_t k = 0; k < e->specs.n; k++)
+    if ((rc = pf_wire_spec_encode(a, e->spec_of[k], &m->specs[k])) != 0) return rc;
+  for (size_t k = 0; k < e->attr_sets.n; k++) {
+    Pathflow__AttrSet *set = pf_wire_alloc(a, 1, sizeof *set);
+    if (set == NULL) return PF_ENOMEM;
+    pathflow__attr_set__init(set);
+    if ((rc = pf_wire_attrs_encode(a, e->attrs_of[k], &set->n_attrs, &set->attrs)) != 0) return rc;
+    m->attr_sets[k] = set;
+  }
   for (uint32_t i = 0; i < p->n_slots; i++, m->n_outputs++) {
     Pathflow__OutputSlot *s = pf_wire_alloc(a, 1, sizeof *s);
     if (s == NULL) return PF_ENOMEM;
@@ -420,38 +458,82 @@ static int plan_build(encoder *e) {
   return 0;
 }
 
-int pf_plan_encode(const pf_plan *p, uint8_t **buf, size_t *len) {
-  pf_wire_arena arena = {NULL};
-  Pathflow__Plan m = PATHFLOW__PLAN__INIT;
-  encoder e = {.arena = &arena, .m = &m, .plan = p};
-  uint8_t *out = NULL;
-  size_t n = 0;
+void pf_plan_writer_free(pf_plan_writer *e) {
+  if (e == NULL) return;
+  pf_wire_arena_free(&e->arena_store);
+  table_free(&e->specs);
+  table_free(&e->strings);
+  table_free(&e->attr_sets);
+  free(e->spec_of);
+  free(e->attrs_of);
+  free(e->blob);
+  free(e->program_name);
+  free(e->program_name_at);
+  free(e->spec_at);
+  free(e->name_at);
+  free(e->kernel_at);
+  free(e->attrs_at);
+  free(e);
+}
+
+int pf_plan_measure(const pf_plan *p, pf_plan_writer **out, size_t *len) {
+  encoder *e;
   int rc;
-  if (p == NULL || buf == NULL || len == NULL) return PF_EINVAL;
-  *buf = NULL;
+  if (out == NULL || len == NULL) return PF_EINVAL;
+  *out = NULL;
   *len = 0;
-  if ((rc = plan_build(&e)) == 0) {
-    n = pathflow__plan__get_packed_size(&m);
-    if ((out = malloc(n ? n : 1)) == NULL) {
-      rc = PF_ENOMEM;
-    } else {
-      pf_prefault(out, n); /* see column_alloc */
-      pathflow__plan__pack(&m, out);
-    }
+  if (p == NULL || (p->n_buffers && !p->buffers) || (p->n_ops && !p->ops)) return PF_EINVAL;
+  if ((e = calloc(1, sizeof *e)) == NULL) return PF_ENOMEM;
+  pathflow__plan__init(&e->head);
+  e->arena = &e->arena_store;
+  e->m = &e->head;
+  e->plan = p;
+  if ((rc = buffers_index(e)) != 0 || (rc = ops_index(e)) != 0 || (rc = head_build(e)) != 0) {
+    pf_plan_writer_free(e);
+    return rc;
   }
-  pf_wire_arena_free(&arena);
-  pf_arena_free(&e.columns);
-  table_free(&e.specs);
-  table_free(&e.strings);
-  table_free(&e.attr_sets);
-  free(e.spec_of);
-  free(e.attrs_of);
-  free(e.blob);
-  free(e.program_name);
-  free(e.program_name_at);
-  if (rc != 0) return rc;
-  *buf = out;
-  *len = n;
+  for (uint32_t i = 0; i < p->n_buffers; i++) buffer_row(e, i);
+  for (uint32_t i = 0; i < p->n_ops; i++) op_row(e, i);
+  e->head_len = pathflow__plan__get_packed_size(e->m);
+  e->body_b = columns_len(&e->buffers, BC_N);
+  e->body_o = columns_len(&e->ops, OC_N);
+  *len = e->head_len + field_len(PLAN_BUFFERS_FIELD, e->body_b) +
+         field_len(PLAN_OPS_FIELD, e->body_o);
+  *out = e;
+  return 0;
+}
+
+void pf_plan_write(pf_plan_writer *e, uint8_t *out) {
+  const pf_plan *p = e->plan;
+  uint8_t *at = out + pathflow__plan__pack(e->m, out);
+  if (e->body_b > 0) {
+    at = pf_wire_field_start(at, PLAN_BUFFERS_FIELD, e->body_b);
+    at = columns_place(&e->buffers, BC_N, at);
+    for (uint32_t i = 0; i < p->n_buffers; i++) buffer_row(e, i);
+  }
+  if (e->body_o > 0) {
+    at = pf_wire_field_start(at, PLAN_OPS_FIELD, e->body_o);
+    columns_place(&e->ops, OC_N, at);
+    for (uint32_t i = 0; i < p->n_ops; i++) op_row(e, i);
+  }
+  pf_plan_writer_free(e);
+}
+
+int pf_plan_encode(const pf_plan *p, uint8_t **buf, size_t *len) {
+  pf_plan_writer *w;
+  int rc;
+  if (buf == NULL || len == NULL) return PF_EINVAL;
+  *buf = NULL;
+  if ((rc = pf_plan_measure(p, &w, len)) != 0) return rc;
+  if ((*buf = malloc(*len ? *len : 1)) == NULL) {
+    pf_plan_writer_free(w);
+    *len = 0;
+    return PF_ENOMEM;
+  }
+  /* Backed by memory in one system call, where a page fault per page cost
+   * as much as the writing on a virtual machine. */
+  pf_prefault(*buf, *len);
+  pf_plan_write(w, *buf);
   return 0;
 }
 

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/arena.h"
 #include "base/util.h"
+#include "base/wire.h"
 #include "pathflow/error.h"
 #include "proto/pathflow.pb-c.h"
 #include "runtime/msg.h"
@@ -105,11 +107,36 @@ static int comm_ids_in(pf_msg *m, Pathflow__CommId *const *ids, size_t n, pf_dia
   return 0;
 }
 
+/* Control{load: LoadPlan{plan}} with the plan written in place: through
+ * protobuf-c the plan would be encoded, then copied into the message (for
+ * a plan of 1.5 million ops, 80 MB copied into 80 MB of fresh pages: a
+ * third of the encoding's time). The two fields around it are written by
+ * hand (base/wire.h); pf_msg_decode reads the result with protobuf-c. */
+#define CONTROL_LOAD_FIELD 2 /* pathflow.proto: Control.load */
+#define LOAD_PLAN_FIELD 1    /* LoadPlan.plan */
+static int load_encode(const pf_plan *p, uint8_t **buf, size_t *len) {
+  pf_plan_writer *w;
+  size_t n, inner;
+  uint8_t *at;
+  int rc;
+  if ((rc = pf_plan_measure(p, &w, &n)) != 0) return rc;
+  inner = pf_wire_field_len(LOAD_PLAN_FIELD, n);
+  *len = pf_wire_field_len(CONTROL_LOAD_FIELD, inner);
+  if ((*buf = malloc(*len)) == NULL) {
+    pf_plan_writer_free(w);
+    return PF_ENOMEM;
+  }
+  pf_prefault(*buf, *len); /* as pf_plan_encode's buffer */
+  at = pf_wire_field_start(*buf, CONTROL_LOAD_FIELD, inner);
+  at = pf_wire_field_start(at, LOAD_PLAN_FIELD, n);
+  pf_plan_write(w, at);
+  return 0;
+}
+
 int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
   Pathflow__Control c = PATHFLOW__CONTROL__INIT;
   Pathflow__Register reg = PATHFLOW__REGISTER__INIT;
   Pathflow__Device *dev_store = NULL;
-  Pathflow__LoadPlan load = PATHFLOW__LOAD_PLAN__INIT;
   Pathflow__LoadDone load_done = PATHFLOW__LOAD_DONE__INIT;
   Pathflow__RunStep run = PATHFLOW__RUN_STEP__INIT;
   Pathflow__StepDone step_done = PATHFLOW__STEP_DONE__INIT;
@@ -125,7 +152,6 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
   uint64_t totals[COUNTER_TOTALS], *cdev = NULL, *cpeer = NULL;
   ProtobufCBinaryData *datas = NULL;
   Pathflow__CommId *id_store = NULL, **id_ptrs = NULL;
-  uint8_t *plan_bytes = NULL;
   int64_t dims[PF_MAX_RANK];
   int rc = 0;
   *buf = NULL;
@@ -162,15 +188,8 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
       c.body_case = PATHFLOW__CONTROL__BODY_REGISTER;
       c.register_ = &reg;
       break;
-    case PF_MSG_LOAD: {
-      size_t n;
-      if ((rc = pf_plan_encode(m->plan, &plan_bytes, &n)) != 0) return rc;
-      load.plan.data = plan_bytes;
-      load.plan.len = n;
-      c.body_case = PATHFLOW__CONTROL__BODY_LOAD;
-      c.load = &load;
-      break;
-    }
+    case PF_MSG_LOAD:
+      return load_encode(m->plan, buf, len);
     case PF_MSG_LOAD_DONE:
       load_done.executable = m->executable;
       load_done.status = m->status;
@@ -353,7 +372,6 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
 out:
   free(id_store);
   free(id_ptrs);
-  free(plan_bytes);
   free(datas);
   free(reg.devices);
   free(dev_store);
