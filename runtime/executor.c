@@ -974,11 +974,22 @@ int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
     pf_loaded_release(l);
     return rc;
   }
-  for (uint32_t i = 0; i < plan->n_ops; i++) {
+  for (uint32_t i = 0, last = UINT32_MAX; i < plan->n_ops; i++) {
     const pf_plan_op *op = &plan->ops[i];
     const pf_kernel *k;
     if (op->kind == PF_OP_KERNEL) {
       pf_device_info info;
+      /* The kernel of the kernel op before, on the same device: no look-up
+       * (a decoded plan's ops share their kernel's name; a million of
+       * them each took a registry search). */
+      const pf_plan_op *prev = last != UINT32_MAX ? &plan->ops[last] : NULL;
+      if (prev != NULL && prev->device == op->device &&
+          (prev->kernel == op->kernel || strcmp(prev->kernel, op->kernel) == 0)) {
+        l->kernels[i] = l->kernels[last];
+        mark_inline(ex, l, i);
+        last = i;
+        continue;
+      }
       ex->devices[op->device]->ops->info(ex->devices[op->device], &info);
       k = pf_registry_find(ex->cfg.registry, op->kernel, info.kind);
       if (k == NULL) {
@@ -991,6 +1002,7 @@ int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
       }
       l->kernels[i] = &k->def;
       mark_inline(ex, l, i);
+      last = i;
     } else if (l->loop_op[i] && ex->cfg.loop_op == NULL) {
       pf_diag_error(diag, PF_ENOTSUP,
                     "rank %d: op %u of program \"%s\" needs a transport "
