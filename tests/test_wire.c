@@ -260,6 +260,27 @@ static void plan_survives(const uint8_t *buf, size_t len) {
 
 /* ---- plan round trip ---------------------------------------------------------- */
 
+/* The encoder writes the columns by hand: protobuf-c reads them, packs
+ * what it read to as many bytes, and that decodes to plan p again
+ * (negative, 64-bit and zero values included). */
+static void repacks_same(const pf_plan *p, const uint8_t *buf, size_t len, int num_devices) {
+  Pathflow__Plan *m = pathflow__plan__unpack(NULL, len, buf);
+  pf_plan *q = NULL;
+  pf_diag d;
+  uint8_t *again;
+  size_t n;
+  assert_non_null(m);
+  n = pathflow__plan__get_packed_size(m);
+  assert_int_equal(n, len);
+  assert_non_null(again = malloc(n));
+  pathflow__plan__pack(m, again);
+  pathflow__plan__free_unpacked(m, NULL);
+  assert_int_equal(pf_plan_decode(again, n, num_devices, &q, &d), 0);
+  assert_true(pf_plan_equal(p, q));
+  pf_plan_free(q);
+  free(again);
+}
+
 /* A chain of n kernel ops in a pool (as the scheduler's plans are): op i
  * reads buffer i and writes buffer i + 1; two ops per program, sharing
  * its name (program index i / 2 + first_program); every kernel name a
@@ -339,20 +360,8 @@ static void plan_tables_shared(void **state) {
     assert_int_equal(m->strings.len, names);
     assert_int_equal(m->ops->n_kind, N);
     assert_int_equal(m->buffers->n_spec, N + 1);
-    /* The columns are written by hand: protobuf-c, packing what it read,
-     * gives a message as long that decodes to the same plan. */
-    {
-      size_t len2 = pathflow__plan__get_packed_size(m);
-      uint8_t *buf2 = malloc(len2);
-      assert_non_null(buf2);
-      assert_int_equal(len2, len);
-      pathflow__plan__pack(m, buf2);
-      assert_int_equal(pf_plan_decode(buf2, len2, 1, &q, &d), 0);
-      assert_true(pf_plan_equal(p, q));
-      pf_plan_free(q);
-      free(buf2);
-    }
     pathflow__plan__free_unpacked(m, NULL);
+    repacks_same(p, buf, len, 1);
     lens[far] = len;
     assert_int_equal(pf_plan_decode(buf, len, 1, &q, &d), 0);
     assert_true(pf_plan_equal(p, q));
@@ -383,24 +392,7 @@ static void plan_roundtrip(void **state) {
   assert_int_equal(pf_plan_decode(a, na, 2, &q, &d), 0);
   assert_non_null(q);
   assert_true(pf_plan_equal(p, q));
-  {
-    /* The hand-written columns as protobuf-c reads and writes them: the
-     * same length, the same plan (negative and 64-bit values included). */
-    Pathflow__Plan *m = pathflow__plan__unpack(NULL, na, a);
-    size_t n2;
-    uint8_t *b2;
-    pf_plan *q2 = NULL;
-    assert_non_null(m);
-    n2 = pathflow__plan__get_packed_size(m);
-    assert_int_equal(n2, na);
-    assert_non_null(b2 = malloc(n2));
-    pathflow__plan__pack(m, b2);
-    pathflow__plan__free_unpacked(m, NULL);
-    assert_int_equal(pf_plan_decode(b2, n2, 2, &q2, &d), 0);
-    assert_true(pf_plan_equal(p, q2));
-    pf_plan_free(q2);
-    free(b2);
-  }
+  repacks_same(p, a, na, 2);
   /* the decoded plan really holds the attrs, not only equal maps */
   assert_true(pf_attrs_get_float(q->ops[0].attrs, "alpha", 0) == 1.5);
   assert_int_equal(pf_attrs_get_int(q->ops[0].attrs, "axis", 0), -3);
