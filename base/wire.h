@@ -53,10 +53,12 @@ int pf_wire_sharding_decode(const Pathflow__Sharding *m, pf_sharding *out,
  * unset value and whatever a setter refuses are PF_EDECODE. */
 int pf_wire_attrs_decode(size_t n, Pathflow__Attr *const *in, pf_attrs **out,
                          pf_diag *diag);
+
 /* Hand-written protobuf fields, for messages written straight into their
- * buffer (plan/plan_codec.c): a varint's length in bytes, and writing one
- * at p (returns the byte after it). A length-delimited field is its key
- * (field << 3 | PF_WIRE_LENGTH_DELIMITED), its length, its bytes. */
+ * buffer (plan/plan_codec.c's columns, runtime/msg_codec.c's LoadPlan): a
+ * varint's length in bytes, and writing one at p (returns the byte after
+ * it). A length-delimited field is its key (field << 3 |
+ * PF_WIRE_LENGTH_DELIMITED), its length, its bytes. */
 #define PF_WIRE_LENGTH_DELIMITED 2
 size_t pf_wire_varint_len(uint64_t v);
 uint8_t *pf_wire_varint_put(uint8_t *p, uint64_t v);

@@ -46,7 +46,8 @@ static int codec(const pf_compiled *c, double *enc_s, double *dec_s, double *mib
   pf_diag d;
   *mib = 0;
   for (int r = 0; rc == 0 && r < c->n_ranks; r++) {
-    rc = pf_plan_encode(c->plans[r], &bufs[r], &lens[r]);
+    if ((rc = pf_plan_encode(c->plans[r], &bufs[r], &lens[r])) != 0)
+      fprintf(stderr, "compile: encoding rank %d's plan: %s\n", r, pf_strerror(rc));
     *mib += (double)lens[r] / (1 << 20);
   }
   t1 = now_s();
@@ -105,7 +106,10 @@ static int run(int width, int steps, const char *cluster_spec) {
     if (t2 < best) best = t2;
     ops = 0;
     for (int r = 0; r < c->n_ranks; r++) ops += c->plans[r]->n_ops;
-    if (rep == 2 && codec(c, &enc_s, &dec_s, &plan_mib) != 0) return 1;
+    if (rep == 2 && codec(c, &enc_s, &dec_s, &plan_mib) != 0) {
+      pf_compiled_free(c);
+      return 1;
+    }
     pf_compiled_free(c);
   }
   memory_mib(&unused, &peak_mib);

@@ -124,7 +124,9 @@ enum {
 /* The varints of the field types: int32 is sign-extended (a negative one
  * takes ten bytes), sint32 zigzag-coded. */
 static uint64_t int32_wire(int32_t v) { return (uint64_t)(int64_t)v; }
-static uint64_t sint32_wire(int32_t v) { return (uint64_t)(((uint32_t)v << 1) ^ (uint32_t)(v >> 31)); }
+static uint64_t sint32_wire(int32_t v) {
+  return (uint64_t)(((uint32_t)v << 1) ^ (uint32_t)(v >> 31));
+}
 
 /* Where each column's values go: two passes over the rows, the first
  * adding up each column's length, the second writing each at its place. */
@@ -164,12 +166,10 @@ static size_t columns_len(const columns *c, int n_cols) {
 }
 
 struct pf_plan_writer {
-  pf_wire_arena arena_store;
+  pf_wire_arena arena; /* head's messages */
   Pathflow__Plan head; /* the plan but its columns, for protobuf-c */
-  pf_wire_arena *arena;
   const pf_plan *plan;
-  Pathflow__Plan *m;
-  size_t head_len, body_b, body_o;
+  size_t body_b, body_o; /* PlanBuffers' and PlanOps' bytes */
   index_table specs, strings, attr_sets;
   const pf_spec **spec_of;   /* the distinct specs, in table order */
   const pf_attrs **attrs_of; /* the distinct attribute sets */
@@ -404,8 +404,8 @@ static void op_row(encoder *e, uint32_t i) {
  * slots, communicators. */
 static int head_build(encoder *e) {
   const pf_plan *p = e->plan;
-  Pathflow__Plan *m = e->m;
-  pf_wire_arena *a = e->arena;
+  Pathflow__Plan *m = &e->head;
+  pf_wire_arena *a = &e->arena;
   int rc;
   m->executable = p->executable;
   m->rank = p->rank;
@@ -460,7 +460,7 @@ static int head_build(encoder *e) {
 
 void pf_plan_writer_free(pf_plan_writer *e) {
   if (e == NULL) return;
-  pf_wire_arena_free(&e->arena_store);
+  pf_wire_arena_free(&e->arena);
   table_free(&e->specs);
   table_free(&e->strings);
   table_free(&e->attr_sets);
@@ -485,8 +485,6 @@ int pf_plan_measure(const pf_plan *p, pf_plan_writer **out, size_t *len) {
   if (p == NULL || (p->n_buffers && !p->buffers) || (p->n_ops && !p->ops)) return PF_EINVAL;
   if ((e = calloc(1, sizeof *e)) == NULL) return PF_ENOMEM;
   pathflow__plan__init(&e->head);
-  e->arena = &e->arena_store;
-  e->m = &e->head;
   e->plan = p;
   if ((rc = buffers_index(e)) != 0 || (rc = ops_index(e)) != 0 || (rc = head_build(e)) != 0) {
     pf_plan_writer_free(e);
@@ -494,10 +492,9 @@ int pf_plan_measure(const pf_plan *p, pf_plan_writer **out, size_t *len) {
   }
   for (uint32_t i = 0; i < p->n_buffers; i++) buffer_row(e, i);
   for (uint32_t i = 0; i < p->n_ops; i++) op_row(e, i);
-  e->head_len = pathflow__plan__get_packed_size(e->m);
   e->body_b = columns_len(&e->buffers, BC_N);
   e->body_o = columns_len(&e->ops, OC_N);
-  *len = e->head_len + field_len(PLAN_BUFFERS_FIELD, e->body_b) +
+  *len = pathflow__plan__get_packed_size(&e->head) + field_len(PLAN_BUFFERS_FIELD, e->body_b) +
          field_len(PLAN_OPS_FIELD, e->body_o);
   *out = e;
   return 0;
@@ -505,7 +502,7 @@ int pf_plan_measure(const pf_plan *p, pf_plan_writer **out, size_t *len) {
 
 void pf_plan_write(pf_plan_writer *e, uint8_t *out) {
   const pf_plan *p = e->plan;
-  uint8_t *at = out + pathflow__plan__pack(e->m, out);
+  uint8_t *at = out + pathflow__plan__pack(&e->head, out);
   if (e->body_b > 0) {
     at = pf_wire_field_start(at, PLAN_BUFFERS_FIELD, e->body_b);
     at = columns_place(&e->buffers, BC_N, at);
@@ -594,7 +591,7 @@ static int buffers_decode(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
       return rc;
     }
   }
-  pf_prefault(p->buffers, n * sizeof *p->buffers); /* see column_alloc */
+  pf_prefault(p->buffers, n * sizeof *p->buffers); /* as pf_plan_encode's buffer */
   memset(p->buffers, 0, n * sizeof *p->buffers);
   p->n_buffers = (uint32_t)n;
   for (size_t i = 0; i < n; i++) {
@@ -741,17 +738,28 @@ static int ops_decode(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
   const Pathflow__PlanOps *o = m->ops;
   size_t n = o != NULL ? o->n_kind : 0;
   pf_attrs **sets = NULL, *empty = NULL;
-  char *strings = NULL;
+  char *strings = NULL, *no_kernel = NULL;
   int rc = 0;
   if (o != NULL) {
-    const column cols[] = {
-        {"device", o->n_device},       {"program", o->n_program},   {"name", o->n_name},
-        {"shard", o->n_shard},         {"num_shards", o->n_num_shards}, {"kernel", o->n_kernel},
-        {"attrs", o->n_attrs},         {"input_count", o->n_input_count},
-        {"output_count", o->n_output_count}, {"dep_count", o->n_dep_count},       {"box_rank", o->n_box_rank}, {"peer", o->n_peer},
-        {"tag", o->n_tag},             {"comm", o->n_comm},         {"collective", o->n_collective},
-        {"reduce_op", o->n_reduce_op}, {"axis", o->n_axis},         {"root", o->n_root},
-        {"in_axis", o->n_in_axis}};
+    const column cols[] = {{"device", o->n_device},
+                           {"program", o->n_program},
+                           {"name", o->n_name},
+                           {"shard", o->n_shard},
+                           {"num_shards", o->n_num_shards},
+                           {"kernel", o->n_kernel},
+                           {"attrs", o->n_attrs},
+                           {"input_count", o->n_input_count},
+                           {"output_count", o->n_output_count},
+                           {"dep_count", o->n_dep_count},
+                           {"box_rank", o->n_box_rank},
+                           {"peer", o->n_peer},
+                           {"tag", o->n_tag},
+                           {"comm", o->n_comm},
+                           {"collective", o->n_collective},
+                           {"reduce_op", o->n_reduce_op},
+                           {"axis", o->n_axis},
+                           {"root", o->n_root},
+                           {"in_axis", o->n_in_axis}};
     if ((rc = columns_agree(cols, sizeof cols / sizeof *cols, n, "ops", diag)) != 0) return rc;
   }
   if (n > UINT32_MAX) return pf_diag_error(diag, PF_EDECODE, "plan: too many ops");
@@ -772,7 +780,9 @@ static int ops_decode(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
     }
     op->kind = (pf_op_kind)o->kind[i];
     if ((op->name = string_at(strings, m->strings.len, o->name[i])) == NULL) {
-      rc = pf_diag_error(diag, PF_EDECODE, "op %zu: its name at byte %u is not one of the plan's strings", i, o->name[i]);
+      rc = pf_diag_error(diag, PF_EDECODE,
+                         "op %zu: its name at byte %u is not one of the plan's strings", i,
+                         o->name[i]);
       goto out;
     }
     if (op->kind != PF_OP_KERNEL) {
@@ -783,10 +793,14 @@ static int ops_decode(const Pathflow__Plan *m, pf_plan *p, pf_diag *diag) {
         goto out;
       }
     } else {
-      if (o->kernel[i] == 0)
-        op->kernel = pf_arena_strdup(p->pool, "");
-      else if ((op->kernel = string_at(strings, m->strings.len, o->kernel[i] - 1)) == NULL) {
-        rc = pf_diag_error(diag, PF_EDECODE, "op %zu (%s): its kernel at byte %u is not one of the plan's strings", i, op->name, o->kernel[i] - 1);
+      if (o->kernel[i] == 0) {
+        /* No kernel named: "" (pf_plan_check refuses it), one for all. */
+        if (no_kernel == NULL) no_kernel = pf_arena_strdup(p->pool, "");
+        op->kernel = no_kernel;
+      } else if ((op->kernel = string_at(strings, m->strings.len, o->kernel[i] - 1)) == NULL) {
+        rc = pf_diag_error(diag, PF_EDECODE,
+                           "op %zu (%s): its kernel at byte %u is not one of the plan's strings",
+                           i, op->name, o->kernel[i] - 1);
         goto out;
       }
       if (o->attrs[i] > m->n_attr_sets) {
