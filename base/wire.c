@@ -66,6 +66,56 @@ uint8_t *pf_wire_field_start(uint8_t *p, int field, size_t n) {
   return pf_wire_varint_put(p, n);
 }
 
+int pf_wire_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+  const uint8_t *q = *p;
+  uint64_t x = 0;
+  for (int shift = 0; q < end && shift < 64; shift += 7) {
+    uint8_t b = *q++;
+    /* the tenth byte holds bit 63 only */
+    if (shift == 63 && b > 1) return -1;
+    x |= (uint64_t)(b & 0x7f) << shift;
+    if (b < 0x80) {
+      *p = q;
+      *v = x;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+int pf_wire_field_next(const uint8_t **p, const uint8_t *end, pf_wire_field *f) {
+  const uint8_t *q = *p;
+  uint64_t key, n;
+  f->start = q;
+  if (pf_wire_varint_get(&q, end, &key) != 0 || key >> 3 == 0 || key >> 3 > UINT32_MAX) return -1;
+  f->number = (uint32_t)(key >> 3);
+  f->type = (int)(key & 7);
+  f->data = NULL;
+  f->len = 0;
+  switch (f->type) {
+    case PF_WIRE_VARINT:
+      if (pf_wire_varint_get(&q, end, &n) != 0) return -1;
+      break;
+    case PF_WIRE_FIXED64:
+    case PF_WIRE_FIXED32: {
+      size_t k = f->type == PF_WIRE_FIXED64 ? 8 : 4;
+      if ((size_t)(end - q) < k) return -1;
+      q += k;
+      break;
+    }
+    case PF_WIRE_LENGTH_DELIMITED:
+      if (pf_wire_varint_get(&q, end, &n) != 0 || n > (uint64_t)(end - q)) return -1;
+      f->data = q;
+      f->len = (size_t)n;
+      q += n;
+      break;
+    default: /* groups (3, 4) are not proto3; 6 and 7 are no wire type */
+      return -1;
+  }
+  *p = f->end = q;
+  return 0;
+}
+
 /* ---- shared encoders -------------------------------------------------------- */
 
 int pf_wire_spec_encode(pf_wire_arena *a, const pf_spec *s,

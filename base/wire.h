@@ -62,6 +62,27 @@ int pf_wire_attrs_decode(size_t n, Pathflow__Attr *const *in, pf_attrs **out,
 #define PF_WIRE_LENGTH_DELIMITED 2
 size_t pf_wire_varint_len(uint64_t v);
 uint8_t *pf_wire_varint_put(uint8_t *p, uint64_t v);
+/* Reading by hand, the other way. The wire types a field key names
+ * (beside PF_WIRE_LENGTH_DELIMITED). */
+#define PF_WIRE_VARINT 0
+#define PF_WIRE_FIXED64 1
+#define PF_WIRE_FIXED32 5
+/* Reads the varint at *p (bytes before end) into *v and moves *p past it:
+ * 0, or -1 when it runs to end or past ten bytes (64 bits). */
+int pf_wire_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v);
+/* One field of a message: its number, its wire type, where it lies (key
+ * included) and, for a length-delimited one, its bytes. */
+typedef struct pf_wire_field {
+  uint32_t number;
+  int type;
+  const uint8_t *start, *end;
+  const uint8_t *data;
+  size_t len;
+} pf_wire_field;
+/* Reads the field at *p (bytes before end) into *f and moves *p past it:
+ * 0, or -1 when the bytes there are no field (a key, length or value cut
+ * short, field number 0, a group or no wire type). */
+int pf_wire_field_next(const uint8_t **p, const uint8_t *end, pf_wire_field *f);
 /* Bytes of a length-delimited field of n bytes, key and length included. */
 size_t pf_wire_field_len(int field, size_t n);
 /* Writes the key and the length of such a field; returns where its bytes go. */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "base/mix64.h"
 #include "base/util.h"
 #include "graph/collective.h"
 #include "pathflow/error.h"
@@ -23,6 +24,7 @@ typedef struct xfer_op {
   int32_t tag;     /* within the tag window */
   uint8_t kind;    /* pf_op_kind, for every op */
   uint8_t whole;   /* the box is the whole buffer */
+  uint8_t borrows; /* its box is an earlier op's (released with that one) */
 } xfer_op;
 
 /* A loaded executable and what its transfers need from the transport. */
@@ -251,7 +253,8 @@ static void exe_unref(exe *e) {
   if (e->boxes) {
     const pf_plan *p = pf_loaded_plan(e->loaded);
     for (uint32_t i = 0; i < p->n_ops; i++)
-      if (e->boxes[i].impl != NULL) e->tp->ops->box_release(e->tp, &e->boxes[i]);
+      if (e->boxes[i].impl != NULL && !e->xfers[i].borrows)
+        e->tp->ops->box_release(e->tp, &e->boxes[i]);
   }
   free(e->boxes);
   free(e->xfers);
@@ -451,7 +454,13 @@ static char *data_of(pf_service *s, run *r, uint32_t b, int writes, int whole, i
  * plan says so before any rank enters a collective call. */
 static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
   const pf_plan *p = pf_loaded_plan(e->loaded);
+  /* The op that prepared each of the boxes met lately, by where its spec
+   * and offsets lie: a plan's transfers repeat a few boxes (a decoded
+   * plan's ops share equal boxes and specs, as the scheduler's do), and a
+   * million of them each cost an allocation and the transport's work. */
+  uint32_t seen[64];
   int rc;
+  memset(seen, 0xff, sizeof seen);
   e->tp = s->cfg.transport;
   e->boxes = pf_calloc(p->n_ops, sizeof *e->boxes);
   e->xfers = pf_calloc(p->n_ops, sizeof *e->xfers);
@@ -478,12 +487,26 @@ static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
                            s->cfg.rank, i, op->name,
                            op->kind == PF_OP_SEND ? "sends from" : "receives into",
                            (int)b->device);
-    rc = s->cfg.transport->ops->box_prepare(
-        s->cfg.transport, b->spec,
-        op->kind == PF_OP_SEND ? op->box->src_offset : op->box->dst_offset, op->box->extent,
-        &e->boxes[i]);
-    if (rc) return pf_diag_error(d, rc, "rank %d: op %u: cannot describe the transfer to the transport",
-                                 s->cfg.rank, i);
+    {
+      uintptr_t key = (uintptr_t)b->spec ^ (uintptr_t)op->box * 31 ^ (uintptr_t)op->kind;
+      uint32_t *at = &seen[pf_mix64(key) % PF_ARRAY_LEN(seen)];
+      const pf_plan_op *was = *at != UINT32_MAX ? &p->ops[*at] : NULL;
+      if (was != NULL && was->kind == op->kind && was->box == op->box &&
+          p->buffers[op->kind == PF_OP_SEND ? was->inputs[0] : was->outputs[0]].spec == b->spec) {
+        e->boxes[i] = e->boxes[*at];
+        e->xfers[i].borrows = 1;
+      } else {
+        rc = s->cfg.transport->ops->box_prepare(
+            s->cfg.transport, b->spec,
+            op->kind == PF_OP_SEND ? op->box->src_offset : op->box->dst_offset, op->box->extent,
+            &e->boxes[i]);
+        if (rc)
+          return pf_diag_error(d, rc,
+                               "rank %d: op %u: cannot describe the transfer to the transport",
+                               s->cfg.rank, i);
+        *at = i;
+      }
+    }
     e->xfers[i].buffer = op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0];
     e->xfers[i].peer = op->peer;
     e->xfers[i].tag = (int32_t)op->tag;

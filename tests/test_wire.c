@@ -14,6 +14,7 @@
 
 #include "base/attrs_internal.h"
 #include "base/diag.h"
+#include "base/wire.h"
 #include "graph/graph_codec.h"
 #include "graph/graph_internal.h"
 #include "kernels/registry.h"
@@ -1227,6 +1228,105 @@ static void plan_flipped(void **state) {
   pf_plan_free(p);
 }
 
+/* ---- plan columns read by hand ------------------------------------------- */
+
+/* good_plan encoded, with its PlanOps (field 12) rebuilt: every column but
+ * `drop` (a field number, 0: none) as it was, then `extra` (n bytes). */
+static uint8_t *ops_rebuilt(uint32_t drop, const uint8_t *extra, size_t n, size_t *out_len) {
+  pf_plan *p = good_plan();
+  uint8_t *buf, *out, *ops, *at;
+  const uint8_t *q, *end;
+  size_t len, n_ops = 0;
+  pf_wire_field f, g;
+  encode_plan(p, &buf, &len);
+  pf_plan_free(p);
+  out = malloc(2 * len + n + 16);
+  ops = malloc(len + n);
+  assert_true(out != NULL && ops != NULL);
+  at = out;
+  for (q = buf, end = buf + len; q < end;) {
+    assert_int_equal(pf_wire_field_next(&q, end, &f), 0);
+    if (f.number != 12) {
+      memcpy(at, f.start, (size_t)(f.end - f.start));
+      at += f.end - f.start;
+      continue;
+    }
+    for (const uint8_t *r = f.data; r < f.data + f.len;) {
+      assert_int_equal(pf_wire_field_next(&r, f.data + f.len, &g), 0);
+      if (g.number == drop) continue;
+      memcpy(ops + n_ops, g.start, (size_t)(g.end - g.start));
+      n_ops += (size_t)(g.end - g.start);
+    }
+  }
+  memcpy(ops + n_ops, extra, n);
+  n_ops += n;
+  at = pf_wire_field_start(at, 12, n_ops);
+  memcpy(at, ops, n_ops);
+  *out_len = (size_t)(at + n_ops - out);
+  free(ops);
+  free(buf);
+  return out;
+}
+
+static void expect_refused(const uint8_t *buf, size_t len, const char *const *words) {
+  pf_plan *q = (pf_plan *)&q;
+  pf_diag d;
+  assert_int_equal(pf_plan_decode(buf, len, 2, &q, &d), PF_EDECODE);
+  assert_null(q);
+  expect_words(d.msg, words);
+}
+
+/* The decoder reads PlanOps' columns itself: what it must refuse that
+ * protobuf-c would accept or cut, and what it must accept that protobuf-c
+ * never writes. good_plan has 6 ops; ops.peer is field 17 (sint32),
+ * ops.tag field 18 (int64). */
+static void plan_columns_by_hand(void **state) {
+  /* 6 peers: op 0's is 2^33 zigzag-coded, past sint32 */
+  static const uint8_t peer_big[] = {0x8a, 0x01, 10, 0x80, 0x80, 0x80, 0x80, 0x40, 0, 0, 0, 0, 0};
+  static const uint8_t peer_cut[] = {0x8a, 0x01, 6, 0, 0, 0, 0, 0, 0x80};
+  static const uint8_t tag_unpacked[] = {0x90, 0x01, 0};
+  static const uint8_t tag_twice[] = {0x92, 0x01, 1, 0};
+  static const uint8_t unknown[] = {0xfa, 0x07, 2, 1, 2}; /* field 127 */
+  static const uint8_t peer_long[] = {0x8a, 0x01, 17, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+                                      0x80, 0x80, 0x80, 0x80, 0, 0, 0, 0, 0, 0};
+  const char *big[] = {"op 0", "ops.peer", "out of its type's range", NULL};
+  const char *cut[] = {"ops.peer ends inside a number", NULL};
+  const char *unpacked[] = {"ops.tag is not packed", NULL};
+  const char *twice[] = {"ops.tag comes in two pieces", NULL};
+  const char *ops_twice[] = {"its ops come in two pieces", NULL};
+  pf_plan *q = NULL;
+  uint8_t *buf, *two;
+  size_t len;
+  (void)state;
+  buf = ops_rebuilt(17, peer_big, sizeof peer_big, &len);
+  expect_refused(buf, len, big);
+  free(buf);
+  buf = ops_rebuilt(17, peer_long, sizeof peer_long, &len); /* an 11-byte varint */
+  expect_refused(buf, len, big);
+  free(buf);
+  buf = ops_rebuilt(17, peer_cut, sizeof peer_cut, &len);
+  expect_refused(buf, len, cut);
+  free(buf);
+  buf = ops_rebuilt(0, tag_unpacked, sizeof tag_unpacked, &len);
+  expect_refused(buf, len, unpacked);
+  free(buf);
+  buf = ops_rebuilt(0, tag_twice, sizeof tag_twice, &len);
+  expect_refused(buf, len, twice);
+  free(buf);
+  /* an unknown field is skipped, as protobuf does */
+  buf = ops_rebuilt(0, unknown, sizeof unknown, &len);
+  assert_int_equal(pf_plan_decode(buf, len, 2, &q, NULL), 0);
+  pf_plan_free(q);
+  /* PlanOps twice, the second { tag: [0] }: protobuf would merge them */
+  two = malloc(len + 6);
+  assert_non_null(two);
+  memcpy(two, buf, len);
+  memcpy(two + len, (const uint8_t[]){0x62, 4, 0x92, 0x01, 1, 0}, 6);
+  expect_refused(two, len + 6, ops_twice);
+  free(two);
+  free(buf);
+}
+
 static void plan_random(void **state) {
   uint8_t buf[512];
   uint8_t *enc;
@@ -1794,6 +1894,7 @@ int main(void) {
       cmocka_unit_test(plan_reshard_pieces_share),
       cmocka_unit_test(plan_local_collective),
       cmocka_unit_test(plan_collective_shapes),
+      cmocka_unit_test(plan_columns_by_hand),
       cmocka_unit_test(plan_truncated),
       cmocka_unit_test(plan_flipped),
       cmocka_unit_test(plan_random),
