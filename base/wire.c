@@ -45,18 +45,6 @@ void pf_wire_arena_free(pf_wire_arena *a) {
 
 /* ---- hand-written fields ------------------------------------------------------ */
 
-size_t pf_wire_varint_len(uint64_t v) {
-  size_t n = 1;
-  for (; v >= 0x80; v >>= 7) n++;
-  return n;
-}
-
-uint8_t *pf_wire_varint_put(uint8_t *p, uint64_t v) {
-  for (; v >= 0x80; v >>= 7) *p++ = (uint8_t)(v | 0x80);
-  *p++ = (uint8_t)v;
-  return p;
-}
-
 size_t pf_wire_field_len(int field, size_t n) {
   return pf_wire_varint_len((uint64_t)field << 3) + pf_wire_varint_len(n) + n;
 }

@@ -60,8 +60,17 @@ int pf_wire_attrs_decode(size_t n, Pathflow__Attr *const *in, pf_attrs **out,
  * it). A length-delimited field is its key (field << 3 |
  * PF_WIRE_LENGTH_DELIMITED), its length, its bytes. */
 #define PF_WIRE_LENGTH_DELIMITED 2
-size_t pf_wire_varint_len(uint64_t v);
-uint8_t *pf_wire_varint_put(uint8_t *p, uint64_t v);
+static inline size_t pf_wire_varint_len(uint64_t v) {
+  size_t n = 1;
+  for (; v >= 0x80; v >>= 7) n++;
+  return n;
+}
+/* Inline: the plan encoder writes tens of millions, most of one byte. */
+static inline uint8_t *pf_wire_varint_put(uint8_t *p, uint64_t v) {
+  for (; v >= 0x80; v >>= 7) *p++ = (uint8_t)(v | 0x80);
+  *p++ = (uint8_t)v;
+  return p;
+}
 /* Reading by hand, the other way. The wire types a field key names
  * (beside PF_WIRE_LENGTH_DELIMITED). */
 #define PF_WIRE_VARINT 0
