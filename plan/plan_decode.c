@@ -272,42 +272,26 @@ typedef struct ops_reader {
   pf_box *seen[64]; /* the boxes met last, by hash: equal boxes are one copy */
 } ops_reader;
 
-/* A count column (input_count, ...): each count at most MAX_LIST, adding up
- * to its list column's numbers. Read once before the rows, so that the
- * rows never read a list past its end. */
-static int list_agrees(table *t, int counts, int list, const char *name, pf_diag *diag) {
+/* A count column (input_count, ..., box_rank), read once ahead of the
+ * rows: each count at most `max`, and `per` numbers of column `list` per
+ * unit of count adding up to that column's, so that the rows never read a
+ * list past its end. */
+static int counts_agree(table *t, int counts, int list, uint64_t max, size_t per,
+                        pf_diag *diag) {
   column saved = t->col[counts];
   size_t sum = 0;
   for (size_t i = 0; i < saved.n; i++) {
     uint64_t v = get(t, counts);
-    if (v > MAX_LIST)
-      return pf_diag_error(diag, PF_EDECODE, "op %zu: %llu %s, at most %u", i,
-                           (unsigned long long)v, name, MAX_LIST);
-    sum += v;
+    if (v > max)
+      return pf_diag_error(diag, PF_EDECODE, "op %zu: %s %llu, at most %llu", i,
+                           t->names[counts], (unsigned long long)v, (unsigned long long)max);
+    sum += per * (size_t)v;
   }
   t->col[counts] = saved;
   if (sum != t->col[list].n)
-    return pf_diag_error(diag, PF_EDECODE, "plan: the ops' %s add up to %zu, the list has %zu",
-                         name, sum, t->col[list].n);
-  return 0;
-}
-
-/* The box ranks: each at most PF_MAX_RANK, three numbers per dimension in
- * the boxes column. */
-static int boxes_agree(table *t, pf_diag *diag) {
-  column saved = t->col[OC_BOX_RANK];
-  size_t sum = 0;
-  for (size_t i = 0; i < saved.n; i++) {
-    uint64_t r = get(t, OC_BOX_RANK);
-    if (r > PF_MAX_RANK)
-      return pf_diag_error(diag, PF_EDECODE, "op %zu: box of rank %llu, at most %d", i,
-                           (unsigned long long)r, PF_MAX_RANK);
-    sum += 3 * (size_t)r;
-  }
-  t->col[OC_BOX_RANK] = saved;
-  if (sum != t->col[OC_BOXES].n)
-    return pf_diag_error(diag, PF_EDECODE, "plan: the ops' boxes take %zu numbers, there are %zu",
-                         sum, t->col[OC_BOXES].n);
+    return pf_diag_error(diag, PF_EDECODE,
+                         "plan: the ops' %s call for %zu numbers in %s.%s, it has %zu",
+                         t->names[counts], sum, t->what, t->names[list], t->col[list].n);
   return 0;
 }
 
@@ -429,10 +413,10 @@ static int ops_read(ops_reader *r, pf_diag *diag) {
   int rc;
   if ((rc = columns_agree(t, scalars, PF_ARRAY_LEN(scalars), n, diag)) != 0) return rc;
   if (n > UINT32_MAX) return pf_diag_error(diag, PF_EDECODE, "plan: too many ops");
-  if ((rc = list_agrees(t, OC_INPUT_COUNT, OC_INPUTS, "inputs", diag)) != 0 ||
-      (rc = list_agrees(t, OC_OUTPUT_COUNT, OC_OUTPUTS, "outputs", diag)) != 0 ||
-      (rc = list_agrees(t, OC_DEP_COUNT, OC_DEPS, "deps", diag)) != 0 ||
-      (rc = boxes_agree(t, diag)) != 0)
+  if ((rc = counts_agree(t, OC_INPUT_COUNT, OC_INPUTS, MAX_LIST, 1, diag)) != 0 ||
+      (rc = counts_agree(t, OC_OUTPUT_COUNT, OC_OUTPUTS, MAX_LIST, 1, diag)) != 0 ||
+      (rc = counts_agree(t, OC_DEP_COUNT, OC_DEPS, MAX_LIST, 1, diag)) != 0 ||
+      (rc = counts_agree(t, OC_BOX_RANK, OC_BOXES, PF_MAX_RANK, 3, diag)) != 0)
     return rc;
   if ((p->ops = pf_arena_alloc(p->pool, n * sizeof *p->ops)) == NULL ||
       (r->in = pf_arena_alloc(p->pool, t->col[OC_INPUTS].n * sizeof *r->in)) == NULL ||

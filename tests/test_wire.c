@@ -1151,10 +1151,10 @@ static const plan_wire_rule plan_wire_rules[] = {
     {"attr_set_index", w_attr_set_index, 0, {"op 0 (add0)", "attribute set 4", "has 1"}},
     {"copy_kernel_name", w_copy_kernel, 0, {"op 1", "non-kernel"}},
     {"copy_attrs", w_copy_attrs, 0, {"op 1", "non-kernel"}},
-    {"list_counts_disagree", w_list_sum, 0, {"inputs add up to 5", "list has 4"}},
-    {"list_too_long", w_list_long, 0, {"op 0", "1048577 deps", "at most 1048576"}},
-    {"box_nine", w_box_nine, 0, {"op 1", "box of rank 9", "at most 8"}},
-    {"box_numbers", w_box_numbers, 0, {"boxes take 18 numbers", "there are 17"}},
+    {"list_counts_disagree", w_list_sum, 0, {"input_count call for 5 numbers in ops.inputs", "it has 4"}},
+    {"list_too_long", w_list_long, 0, {"op 0", "dep_count 1048577", "at most 1048576"}},
+    {"box_nine", w_box_nine, 0, {"op 1", "box_rank 9", "at most 8"}},
+    {"box_numbers", w_box_numbers, 0, {"box_rank call for 18 numbers in ops.boxes", "it has 17"}},
     {"copy_without_box", w_no_box_copy, 0, {"op 1", "box rank 0"}},
     {"communicator_too_large", w_comm_big, 0, {"communicator 0 too large"}},
     {"output_slots_too_many", w_slots_many, 0, {"too many output slots"}},
@@ -1287,32 +1287,31 @@ static void plan_columns_by_hand(void **state) {
   static const uint8_t tag_unpacked[] = {0x90, 0x01, 0};
   static const uint8_t tag_twice[] = {0x92, 0x01, 1, 0};
   static const uint8_t unknown[] = {0xfa, 0x07, 2, 1, 2}; /* field 127 */
+  /* an 11-byte varint */
   static const uint8_t peer_long[] = {0x8a, 0x01, 17, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
                                       0x80, 0x80, 0x80, 0x80, 0, 0, 0, 0, 0, 0};
-  const char *big[] = {"op 0", "ops.peer", "out of its type's range", NULL};
-  const char *cut[] = {"ops.peer ends inside a number", NULL};
-  const char *unpacked[] = {"ops.tag is not packed", NULL};
-  const char *twice[] = {"ops.tag comes in two pieces", NULL};
+  static const struct {
+    uint32_t drop; /* the column replaced, or 0 */
+    const uint8_t *bytes;
+    size_t n;
+    const char *words[4];
+  } refused[] = {
+      {17, peer_big, sizeof peer_big, {"op 0", "ops.peer", "out of its type's range"}},
+      {17, peer_long, sizeof peer_long, {"op 0", "ops.peer", "out of its type's range"}},
+      {17, peer_cut, sizeof peer_cut, {"ops.peer ends inside a number"}},
+      {0, tag_unpacked, sizeof tag_unpacked, {"ops.tag is not packed"}},
+      {0, tag_twice, sizeof tag_twice, {"ops.tag comes in two pieces"}},
+  };
   const char *ops_twice[] = {"its ops come in two pieces", NULL};
   pf_plan *q = NULL;
   uint8_t *buf, *two;
   size_t len;
   (void)state;
-  buf = ops_rebuilt(17, peer_big, sizeof peer_big, &len);
-  expect_refused(buf, len, big);
-  free(buf);
-  buf = ops_rebuilt(17, peer_long, sizeof peer_long, &len); /* an 11-byte varint */
-  expect_refused(buf, len, big);
-  free(buf);
-  buf = ops_rebuilt(17, peer_cut, sizeof peer_cut, &len);
-  expect_refused(buf, len, cut);
-  free(buf);
-  buf = ops_rebuilt(0, tag_unpacked, sizeof tag_unpacked, &len);
-  expect_refused(buf, len, unpacked);
-  free(buf);
-  buf = ops_rebuilt(0, tag_twice, sizeof tag_twice, &len);
-  expect_refused(buf, len, twice);
-  free(buf);
+  for (size_t k = 0; k < sizeof refused / sizeof *refused; k++) {
+    buf = ops_rebuilt(refused[k].drop, refused[k].bytes, refused[k].n, &len);
+    expect_refused(buf, len, refused[k].words);
+    free(buf);
+  }
   /* an unknown field is skipped, as protobuf does */
   buf = ops_rebuilt(0, unknown, sizeof unknown, &len);
   assert_int_equal(pf_plan_decode(buf, len, 2, &q, NULL), 0);
