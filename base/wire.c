@@ -75,7 +75,11 @@ int pf_wire_field_next(const uint8_t **p, const uint8_t *end, pf_wire_field *f) 
   const uint8_t *q = *p;
   uint64_t key, n;
   f->start = q;
-  if (pf_wire_varint_get(&q, end, &key) != 0 || key >> 3 == 0 || key >> 3 > UINT32_MAX) return -1;
+  /* A key is at most five bytes and 32 bits (field numbers below 2^29),
+   * as protobuf-c reads it. */
+  if (pf_wire_varint_get(&q, end, &key) != 0 || q - f->start > 5 || key > UINT32_MAX ||
+      key >> 3 == 0)
+    return -1;
   f->number = (uint32_t)(key >> 3);
   f->type = (int)(key & 7);
   f->data = NULL;

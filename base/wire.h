@@ -90,7 +90,8 @@ typedef struct pf_wire_field {
 } pf_wire_field;
 /* Reads the field at *p (bytes before end) into *f and moves *p past it:
  * 0, or -1 when the bytes there are no field (a key, length or value cut
- * short, field number 0, a group or no wire type). */
+ * short, a key over five bytes or 32 bits, field number 0, a group or no
+ * wire type). */
 int pf_wire_field_next(const uint8_t **p, const uint8_t *end, pf_wire_field *f);
 /* Bytes of a length-delimited field of n bytes, key and length included. */
 size_t pf_wire_field_len(int field, size_t n);

@@ -733,12 +733,39 @@ int pf_msg_decode(const uint8_t *buf, size_t len, int num_devices, pf_msg **out,
   return 0;
 }
 
+/* Plan.executable (field 1) of n encoded bytes, read alone; 0 when the
+ * bytes are not a message. */
+#define PLAN_EXECUTABLE_FIELD 1
+static uint64_t plan_executable(const uint8_t *plan, size_t n) {
+  const uint8_t *p = plan, *end = plan + n;
+  uint64_t id = 0;
+  while (p < end) {
+    pf_wire_field f;
+    const uint8_t *q;
+    uint64_t key;
+    if (pf_wire_field_next(&p, end, &f) != 0) return 0;
+    if (f.number != PLAN_EXECUTABLE_FIELD || f.type != PF_WIRE_VARINT) continue;
+    q = f.start;
+    if (pf_wire_varint_get(&q, f.end, &key) != 0 || pf_wire_varint_get(&q, f.end, &id) != 0)
+      return 0;
+  }
+  return id; /* the last one, as protobuf reads a repeated scalar */
+}
+
 int pf_msg_concerns(const uint8_t *buf, size_t len, pf_msg_kind *kind, uint64_t *executable,
                     uint64_t *key) {
   Pathflow__Control *c;
+  const uint8_t *plan;
+  size_t plan_len;
   int known = 1;
   *kind = PF_MSG_NONE;
   *executable = *key = 0;
+  if (len <= MSG_MAX && (plan = load_plan_in(buf, len, &plan_len)) != NULL) {
+    /* A refused plan can be 80 MB: its id alone is read. */
+    *kind = PF_MSG_LOAD;
+    *executable = plan_executable(plan, plan_len);
+    return *executable != 0;
+  }
   if ((buf == NULL && len > 0) || len > MSG_MAX ||
       (c = pathflow__control__unpack(NULL, len, buf ? buf : (const uint8_t *)"")) == NULL)
     return 0;

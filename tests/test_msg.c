@@ -847,6 +847,17 @@ static void refuse_bad_plan(void **state) {
   assert_int_equal(pf_msg_decode(buf, len, 1, &q, &d), PF_EDECODE);
   assert_null(q);
   expect_words(d.msg, (const char *[]){"num_devices 2", "executor has 1", NULL});
+  {
+    /* what it concerns is still read, from the plan's first field alone */
+    pf_msg_kind kind;
+    uint64_t executable, key;
+    assert_int_equal(pf_msg_concerns(buf, len, &kind, &executable, &key), 1);
+    assert_int_equal(kind, PF_MSG_LOAD);
+    assert_true(executable == m->plan->executable);
+    assert_true(key == 0);
+    /* and not from a LOAD cut short */
+    assert_int_equal(pf_msg_concerns(buf, len - 1, &kind, &executable, &key), 0);
+  }
   free(buf);
   /* a plan whose collective names no communicator of it */
   m->plan->ops[1].comm = 4;

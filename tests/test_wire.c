@@ -1228,6 +1228,48 @@ static void plan_flipped(void **state) {
   pf_plan_free(p);
 }
 
+/* ---- fields read by hand ---------------------------------------------------- */
+
+static int field_at(const uint8_t *b, size_t n, pf_wire_field *f) {
+  const uint8_t *p = b;
+  int rc = pf_wire_field_next(&p, b + n, f);
+  assert_true(rc != 0 || p == f->end);
+  return rc;
+}
+
+/* pf_wire_field_next reads what protobuf-c reads, and refuses what it
+ * refuses: keys over five bytes or 32 bits, field 0, groups, lengths past
+ * the end, varints over ten bytes. */
+static void wire_fields_by_hand(void **state) {
+  pf_wire_field f;
+  uint64_t v;
+  const uint8_t *p;
+  (void)state;
+  assert_int_equal(field_at((const uint8_t[]){0x08, 0x96, 0x01}, 3, &f), 0);
+  assert_true(f.number == 1 && f.type == PF_WIRE_VARINT && f.end - f.start == 3);
+  assert_int_equal(field_at((const uint8_t[]){0x12, 2, 'h', 'i'}, 4, &f), 0);
+  assert_true(f.number == 2 && f.len == 2 && memcmp(f.data, "hi", 2) == 0);
+  assert_int_equal(field_at((const uint8_t[]){0x0d, 1, 2, 3, 4}, 5, &f), 0); /* fixed32 */
+  assert_int_equal(field_at((const uint8_t[]){0x09, 1, 2, 3, 4, 5, 6, 7, 8}, 9, &f), 0);
+  /* a key of five bytes is read, of six refused, as is one past 32 bits */
+  assert_int_equal(field_at((const uint8_t[]){0x88, 0x80, 0x80, 0x80, 0x00, 0}, 6, &f), 0);
+  assert_int_equal(field_at((const uint8_t[]){0x88, 0x80, 0x80, 0x80, 0x80, 0x00, 0}, 7, &f), -1);
+  assert_int_equal(field_at((const uint8_t[]){0xf8, 0xff, 0xff, 0xff, 0x1f, 0}, 6, &f), -1);
+  assert_int_equal(field_at((const uint8_t[]){0x00, 0}, 2, &f), -1);            /* field 0 */
+  assert_int_equal(field_at((const uint8_t[]){0x0b, 0x0c}, 2, &f), -1);         /* a group */
+  assert_int_equal(field_at((const uint8_t[]){0x0e, 0}, 2, &f), -1);            /* type 6 */
+  assert_int_equal(field_at((const uint8_t[]){0x12, 3, 'h', 'i'}, 4, &f), -1);  /* cut short */
+  assert_int_equal(field_at((const uint8_t[]){0x0d, 1, 2, 3}, 4, &f), -1);
+  /* varints: ten bytes at most, the tenth holding bit 63 only */
+  p = (const uint8_t[]){0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+  assert_int_equal(pf_wire_varint_get(&p, p + 10, &v), 0);
+  assert_true(v == UINT64_MAX);
+  p = (const uint8_t[]){0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02};
+  assert_int_equal(pf_wire_varint_get(&p, p + 10, &v), -1);
+  p = (const uint8_t[]){0x80, 0x80};
+  assert_int_equal(pf_wire_varint_get(&p, p + 2, &v), -1);
+}
+
 /* ---- plan columns read by hand ------------------------------------------- */
 
 /* good_plan encoded, with its PlanOps (field 12) rebuilt: every column but
@@ -1893,6 +1935,7 @@ int main(void) {
       cmocka_unit_test(plan_reshard_pieces_share),
       cmocka_unit_test(plan_local_collective),
       cmocka_unit_test(plan_collective_shapes),
+      cmocka_unit_test(wire_fields_by_hand),
       cmocka_unit_test(plan_columns_by_hand),
       cmocka_unit_test(plan_truncated),
       cmocka_unit_test(plan_flipped),
