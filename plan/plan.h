@@ -124,6 +124,10 @@ typedef struct pf_plan {
   /* NULL, or the plan's own specs that its buffers point at (a decoded
    * plan: each distinct spec once), freed with it. */
   pf_spec *own_specs;
+  /* The local device count pf_plan_decode checked the plan for
+   * (pf_plan_check), so that the executor loading it need not check it
+   * again; 0: not checked. Code that changes a plan sets it to 0. */
+  int32_t checked_for;
 } pf_plan;
 
 /* Frees the plan, its ops' strings, lists, boxes and attrs (see `pool`). */

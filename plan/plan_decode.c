@@ -580,6 +580,7 @@ int pf_plan_decode(const uint8_t *buf, size_t len, int num_devices, pf_plan **ou
   rc = plan_read(buf ? buf : (const uint8_t *)"", len, &scratch, p, diag);
   pf_arena_free(&scratch); /* the unpacked rest: nothing to free one by one */
   if (rc == 0) rc = pf_plan_check(p, num_devices, diag);
+  if (rc == 0) p->checked_for = num_devices;
   if (rc != 0) {
     pf_plan_free(p);
     return rc;

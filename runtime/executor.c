@@ -950,7 +950,9 @@ int pf_executor_load(pf_executor *ex, pf_plan *plan, pf_loaded **out,
   uint32_t *stage = NULL;
   int rc;
   *out = NULL;
-  if ((rc = pf_plan_check(plan, ex->cfg.num_devices, diag)) != 0) {
+  /* A decoded plan was checked for these devices as it was decoded. */
+  if (plan->checked_for != ex->cfg.num_devices &&
+      (rc = pf_plan_check(plan, ex->cfg.num_devices, diag)) != 0) {
     pf_plan_free(plan);
     return rc;
   }

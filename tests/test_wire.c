@@ -254,6 +254,7 @@ static void plan_survives(const uint8_t *buf, size_t len) {
   encode_plan(p, &enc, &n);
   assert_int_equal(pf_plan_decode(enc, n, 4, &q, &d), 0);
   assert_true(pf_plan_equal(p, q));
+  assert_int_equal(q->checked_for, 4); /* the executor's load need not check it again */
   free(enc);
   pf_plan_free(q);
   pf_plan_free(p);
