@@ -65,6 +65,13 @@ void pf_clock_virtual_init(pf_clock *c, uint64_t start);
 int pf_clock_advance(pf_clock *c, uint64_t t);
 
 static inline uint64_t pf_clock_now(pf_clock *c) { return c->ops->now(c); }
+
+/* Nanoseconds from `then` to `now`; 0 when `then` is later: a stamp another
+ * thread took after `now` was read (now - then would wrap to centuries,
+ * and a healthy peer would look silent for that long). */
+static inline uint64_t pf_clock_since(uint64_t now, uint64_t then) {
+  return now > then ? now - then : 0;
+}
 /* Sleeps ns nanoseconds of this clock's time. */
 void pf_clock_sleep(pf_clock *c, uint64_t ns);
 

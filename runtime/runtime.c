@@ -1172,12 +1172,16 @@ static void send_heartbeats(pf_runtime *rt) {
 static void check_peers(pf_runtime *rt, uint64_t now) {
   uint64_t limit = (uint64_t)rt->rank_timeout_s * 1000000000u;
   if (rt->rank_timeout_s == 0 ||
-      now - atomic_load_explicit(&rt->last_poll, memory_order_relaxed) > LOOP_RECENT_NS)
+      pf_clock_since(now, atomic_load_explicit(&rt->last_poll, memory_order_relaxed)) >
+          LOOP_RECENT_NS)
     return;
   for (int r = 0; r < rt->size; r++) {
     char why[200];
     if (r == rt->rank || (rt->rank != 0 && r != 0)) continue;
-    if (now - atomic_load_explicit(&rt->last_seen[r], memory_order_relaxed) <= limit) continue;
+    /* the loop may stamp a message after `now` was read */
+    if (pf_clock_since(now, atomic_load_explicit(&rt->last_seen[r], memory_order_relaxed)) <=
+        limit)
+      continue;
     snprintf(why, sizeof why, "rank %d lost: no message from it for %lld s, while this rank ran "
              "and listened (PATHFLOW_RANK_TIMEOUT_S; 0 turns this off)",
              r, (long long)rt->rank_timeout_s);
@@ -1197,7 +1201,7 @@ static void check_loop_op(pf_runtime *rt, uint64_t now) {
   uint64_t since = atomic_load_explicit(&rt->op_since, memory_order_relaxed);
   char running[400], why[560];
   if (!rt->loop_runs_ops || since == 0 || rt->watchdog_s == 0 || rt->hang_timeout_s == 0 ||
-      now - since <= (uint64_t)(rt->watchdog_s + rt->hang_timeout_s) * 1000000000u)
+      pf_clock_since(now, since) <= (uint64_t)(rt->watchdog_s + rt->hang_timeout_s) * 1000000000u)
     return;
   pthread_mutex_lock(&rt->mpi_lock);
   if (atomic_load_explicit(&rt->op_since, memory_order_relaxed) != since ||

@@ -25,6 +25,7 @@
 #include "base/arena.h"
 #include "base/attrs_internal.h"
 #include "base/box.h"
+#include "base/clock.h"
 #include "base/layout.h"
 #include "base/pages.h"
 #include "pathflow.h"
@@ -1279,8 +1280,20 @@ static void test_attrs_share(void **state) {
   pf_attrs_destroy(e2);
 }
 
+/* A stamp taken by another thread after `now` was read is no time ago, not
+ * 2^64 ns ago: check_peers read it so once, under ThreadSanitizer, and
+ * declared a healthy loopback rank lost after 1 s of a 10-s limit. */
+static void test_clock_since(void **state) {
+  (void)state;
+  assert_true(pf_clock_since(10, 3) == 7);
+  assert_true(pf_clock_since(10, 10) == 0);
+  assert_true(pf_clock_since(10, 11) == 0);
+  assert_true(pf_clock_since(UINT64_C(5), UINT64_MAX) == 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_clock_since),
       cmocka_unit_test(test_error_codes_distinct),
       cmocka_unit_test(test_error_codes_unknown),
       cmocka_unit_test(test_dtypes),
