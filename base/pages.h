@@ -26,8 +26,10 @@
 
 #include <stddef.h>
 
-/* Blocks of this size and more are marked by pf_pages_hint. */
-#define PF_PAGES_HINT_MIN ((size_t)8 << 20)
+/* Blocks of this size and more are marked by pf_pages_hint: the smallest
+ * that always holds a whole 2 MiB page, wherever malloc put it (a plan of a
+ * million ops has dozens of per-op arrays of 4-6 MiB). */
+#define PF_PAGES_HINT_MIN ((size_t)4 << 20)
 
 /* A block of n bytes (rounded up to whole 4 KiB pages), page-aligned,
  * uninitialized, and mostly not yet backed by memory: pages are faulted in

@@ -37,7 +37,14 @@ int pf_grow(void **items, size_t *cap, size_t need, size_t elem_size) {
 void *pf_calloc(size_t n, size_t size) {
   void *p;
   if (n == 0 || size == 0) return calloc(1, 1);
-  if ((p = calloc(n, size)) != NULL) pf_pages_hint(p, n * size); /* calloc checked n * size */
+  if (n > SIZE_MAX / size) return NULL;
+  if (n * size < PF_PAGES_HINT_MIN || !pf_pages_huge()) return calloc(n, size);
+  /* calloc may clear the block itself (memory the heap had used): a hint
+   * after it would come when every 4 KiB page is already faulted in. */
+  if ((p = malloc(n * size)) != NULL) {
+    pf_pages_hint(p, n * size);
+    memset(p, 0, n * size);
+  }
   return p;
 }
 

@@ -12,6 +12,7 @@
 #include "base/util.h"
 #include "pathflow/error.h"
 #include "base/box.h"
+#include "base/pages.h"
 #include "graph/collective.h"
 #include "runtime/reduce.h"
 
@@ -1135,7 +1136,10 @@ static pf_step *step_new(pf_loaded *l, int nd) {
   size = (size + 63) / 64 * 64;
   at[7] = size; /* the slot area, not zeroed: each slot's kernel writes it whole */
   size += l->slot_bytes;
-  if ((mem = take_spare(l)) == NULL && posix_memalign(&mem, 64, size) != 0) return NULL;
+  if ((mem = take_spare(l)) == NULL) {
+    if (posix_memalign(&mem, 64, size) != 0) return NULL;
+    pf_pages_hint(mem, size); /* a large plan's step is megabytes, zeroed below */
+  }
   base = memset(mem, 0, at[7]);
   s = (pf_step *)base;
   s->size = size;

@@ -716,7 +716,7 @@ static int advance_body(pf_mpi *m, int peer) {
                (unsigned long long)b->n, CTRL_MAX, body);
       return finish_body(m, peer, PF_EDECODE, why);
     }
-    if ((b->buf = malloc(b->n ? (size_t)b->n : 1)) == NULL) {
+    if ((b->buf = pf_mallocn(b->n ? (size_t)b->n : 1, 1)) == NULL) {
       MPI_Mrecv(NULL, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
       snprintf(why, sizeof why, "out of memory for a %llu-byte control message",
                (unsigned long long)b->n);
