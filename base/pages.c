@@ -186,10 +186,12 @@ void pf_pages_free(void *p, size_t n) {
 
 int pf_pages_huge(void) { return huge_enabled(); }
 
-void pf_pages_hint(void *p, size_t n) {
-  uintptr_t lo, hi;
-  if (n < PF_PAGES_HINT_MIN || !huge_enabled()) return;
-  lo = round_up((uintptr_t)p, HUGE);
-  hi = ((uintptr_t)p + n) & ~(uintptr_t)(HUGE - 1);
-  if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+void *pf_pages_malloc(size_t n) {
+  void *p = NULL;
+  size_t whole;
+  if (n < PF_PAGES_HINT_MIN || !huge_enabled())
+    return posix_memalign(&p, 64, n ? n : 1) == 0 ? p : NULL;
+  if ((whole = round_up(n, HUGE)) < n || posix_memalign(&p, HUGE, whole) != 0) return NULL;
+  (void)madvise(p, whole, MADV_HUGEPAGE);
+  return p;
 }

@@ -14,8 +14,8 @@
  *   arenas of a compile, one plan per rank, are a megabyte or two each: too
  *   small to get a huge page of their own). A 2 MiB page whose blocks are
  *   all freed goes back to the system at once.
- * - pf_pages_hint: marks the whole 2 MiB pages inside a large malloc'd
- *   block for huge pages (the graph's arrays, grown by realloc).
+ * - pf_pages_malloc: a large block for free() (the graph's arrays, grown
+ *   by realloc; a loaded plan's per-op arrays), on whole huge pages.
  *
  * `PATHFLOW_HUGE_PAGES=0` turns both off (each block its own mapping, no
  * hint), for comparing or where huge pages misbehave. Under
@@ -26,7 +26,7 @@
 
 #include <stddef.h>
 
-/* Blocks of this size and more are marked by pf_pages_hint: the smallest
+/* Blocks of this size and more are on huge pages (pf_pages_malloc): the smallest
  * that always holds a whole 2 MiB page, wherever malloc put it (a plan of a
  * million ops has dozens of per-op arrays of 4-6 MiB). */
 #define PF_PAGES_HINT_MIN ((size_t)4 << 20)
@@ -43,10 +43,12 @@ void pf_pages_free(void *p, size_t n);
 /* 1 if the blocks above are on huge pages (not turned off). */
 int pf_pages_huge(void);
 
-/* A hint that [p, p + n), a block of the caller's (malloc'd), will be
- * written through: its whole 2 MiB pages are marked for huge pages when n
- * >= PF_PAGES_HINT_MIN. Nothing else changes; nothing happens where the
- * system does not support it. */
-void pf_pages_hint(void *p, size_t n);
+/* A block of n bytes for malloc's free() and realloc(), aligned to 64
+ * bytes, uninitialized; NULL when out of memory. From PF_PAGES_HINT_MIN up
+ * it is whole 2 MiB pages marked for huge pages (n rounded up: the block's
+ * first and last pages too; a block merely hinted after malloc lost up to
+ * 2 MiB at either end to 4 KiB pages). For the large arrays a compile and
+ * a plan's load write through. */
+void *pf_pages_malloc(size_t n);
 
 #endif

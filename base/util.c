@@ -22,8 +22,7 @@ int pf_grow(void **items, size_t *cap, size_t need, size_t elem_size) {
   if (ncap * elem_size >= PF_PAGES_HINT_MIN && pf_pages_huge()) {
     /* A large array is written through: on huge pages, and the copy goes
      * there too (realloc would copy into 4 KiB pages before any hint). */
-    if ((p = malloc(ncap * elem_size)) == NULL) return PF_ENOMEM;
-    pf_pages_hint(p, ncap * elem_size);
+    if ((p = pf_pages_malloc(ncap * elem_size)) == NULL) return PF_ENOMEM;
     if (*items != NULL) memcpy(p, *items, *cap * elem_size);
     free(*items);
   } else if ((p = realloc(*items, ncap * elem_size)) == NULL) {
@@ -39,20 +38,16 @@ void *pf_calloc(size_t n, size_t size) {
   if (n == 0 || size == 0) return calloc(1, 1);
   if (n > SIZE_MAX / size) return NULL;
   if (n * size < PF_PAGES_HINT_MIN || !pf_pages_huge()) return calloc(n, size);
-  /* calloc may clear the block itself (memory the heap had used): a hint
-   * after it would come when every 4 KiB page is already faulted in. */
-  if ((p = malloc(n * size)) != NULL) {
-    pf_pages_hint(p, n * size);
-    memset(p, 0, n * size);
-  }
+  /* Not calloc: it may clear the block itself (memory the heap had used),
+   * faulting in every 4 KiB page before the block is marked. */
+  if ((p = pf_pages_malloc(n * size)) != NULL) memset(p, 0, n * size);
   return p;
 }
 
 void *pf_mallocn(size_t n, size_t size) {
-  void *p;
   if (size != 0 && n > SIZE_MAX / size) return NULL;
-  if ((p = malloc(n * size != 0 ? n * size : 1)) != NULL) pf_pages_hint(p, n * size);
-  return p;
+  if (n * size >= PF_PAGES_HINT_MIN) return pf_pages_malloc(n * size);
+  return malloc(n * size != 0 ? n * size : 1);
 }
 
 void *pf_aligned_alloc(size_t nbytes) {

@@ -1136,10 +1136,8 @@ static pf_step *step_new(pf_loaded *l, int nd) {
   size = (size + 63) / 64 * 64;
   at[7] = size; /* the slot area, not zeroed: each slot's kernel writes it whole */
   size += l->slot_bytes;
-  if ((mem = take_spare(l)) == NULL) {
-    if (posix_memalign(&mem, 64, size) != 0) return NULL;
-    pf_pages_hint(mem, size); /* a large plan's step is megabytes, zeroed below */
-  }
+  /* A large plan's step is megabytes, zeroed below: on huge pages. */
+  if ((mem = take_spare(l)) == NULL && (mem = pf_pages_malloc(size)) == NULL) return NULL;
   base = memset(mem, 0, at[7]);
   s = (pf_step *)base;
   s->size = size;

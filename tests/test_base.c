@@ -1188,14 +1188,19 @@ static void test_pages(void **state) {
   }
   pf_pages_free(NULL, 10); /* nothing */
   {
-    /* The hint changes no byte of the block it marks. */
+    /* Large blocks are whole huge pages for free() and realloc(); small
+     * ones are still 64-byte aligned. */
     size_t len = PF_PAGES_HINT_MIN + 12345;
-    unsigned char *m = malloc(len);
+    unsigned char *m = pf_pages_malloc(len), *s = pf_pages_malloc(100);
     assert_non_null(m);
+    assert_non_null(s);
+    assert_int_equal((uintptr_t)s % 64, 0);
+    if (pf_pages_huge()) assert_int_equal((uintptr_t)m % (2u << 20), 0);
     for (size_t i = 0; i < len; i++) m[i] = (unsigned char)(i * 31);
-    pf_pages_hint(m, len);
-    pf_pages_hint(m, 100); /* too small: nothing */
+    m = realloc(m, 2 * len);
+    assert_non_null(m);
     for (size_t i = 0; i < len; i += 4099) assert_int_equal(m[i], (unsigned char)(i * 31));
+    free(s);
     free(m);
   }
 }
