@@ -506,7 +506,7 @@ int pf_plan_encode(const pf_plan *p, uint8_t **buf, size_t *len) {
   if (buf == NULL || len == NULL) return PF_EINVAL;
   *buf = NULL;
   if ((rc = pf_plan_measure(p, &w, len)) != 0) return rc;
-  if ((*buf = malloc(*len ? *len : 1)) == NULL) {
+  if ((*buf = pf_mallocn(*len ? *len : 1, 1)) == NULL) {
     pf_plan_writer_free(w);
     *len = 0;
     return PF_ENOMEM;

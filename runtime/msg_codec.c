@@ -122,7 +122,7 @@ static int load_encode(const pf_plan *p, uint8_t **buf, size_t *len) {
   if ((rc = pf_plan_measure(p, &w, &n)) != 0) return rc;
   inner = pf_wire_field_len(LOAD_PLAN_FIELD, n);
   *len = pf_wire_field_len(CONTROL_LOAD_FIELD, inner);
-  if ((*buf = malloc(*len)) == NULL) {
+  if ((*buf = pf_mallocn(*len, 1)) == NULL) {
     pf_plan_writer_free(w);
     return PF_ENOMEM;
   }

@@ -193,6 +193,18 @@ int pf_pb_reserve(pf_plan_builder *b, size_t n_ops, size_t n_buffers) {
   return 0;
 }
 
+void pf_pb_next_records(const pf_plan_builder *b, size_t n_ops, size_t n_buffers,
+                        pf_warm_range out[2]) {
+  const pf_plan *p = b->plan;
+  n_ops = PF_MINOF(n_ops, b->cap_ops - p->n_ops);
+  n_buffers = PF_MINOF(n_buffers, b->cap_buffers - p->n_buffers);
+  /* (No arithmetic on a NULL array: nothing reserved, nothing to warm.) */
+  out[0] = (pf_warm_range){.p = p->ops ? p->ops + p->n_ops : NULL,
+                           .n = p->ops ? n_ops * sizeof *p->ops : 0};
+  out[1] = (pf_warm_range){.p = p->buffers ? p->buffers + p->n_buffers : NULL,
+                           .n = p->buffers ? n_buffers * sizeof *p->buffers : 0};
+}
+
 pf_plan *pf_pb_take(pf_plan_builder *b) {
   pf_plan *p = b->plan;
   b->plan = NULL;

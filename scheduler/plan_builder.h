@@ -3,6 +3,7 @@
 #ifndef PF_SCHEDULER_PLAN_BUILDER_H
 #define PF_SCHEDULER_PLAN_BUILDER_H
 
+#include "base/warm.h"
 #include "plan/plan.h"
 
 typedef struct pf_plan_builder pf_plan_builder;
@@ -19,6 +20,12 @@ pf_plan *pf_pb_take(pf_plan_builder *b);
  * of known size is not copied as it grows (room reserved but never used
  * costs address space, not memory). Errors: PF_ENOMEM. */
 int pf_pb_reserve(pf_plan_builder *b, size_t n_ops, size_t n_buffers);
+
+/* The memory of the next n_ops ops and n_buffers buffers the plan will
+ * write (clamped to what is reserved): out[0] the ops', out[1] the
+ * buffers' (empty ranges where there is none), for a warmer (base/warm.h). */
+void pf_pb_next_records(const pf_plan_builder *b, size_t n_ops, size_t n_buffers,
+                        pf_warm_range out[2]);
 
 /* New buffer on `device` with shard spec `spec`. */
 int pf_pb_buffer(pf_plan_builder *b, int32_t device, const pf_spec *spec,

@@ -48,6 +48,7 @@ typedef struct lowering {
   pf_plan_builder **pb;    /* per rank */
   layout **layouts;        /* per value: the producer's layout first */
   pf_arena mem;            /* layouts and their shards, freed together */
+  pf_warmer *warmer;       /* backing the plans' records ahead (base/warm.h) */
   /* Per rank, -1 between uses: a collective's scratch (slot of the rank in
    * its communicator), so that grouping a slice's shards by rank is linear
    * in the slice's size. */
@@ -855,6 +856,7 @@ static int order_stages(const lowering *L, pf_compiled *c, const int32_t *order,
 static int reserve_plans(lowering *L) {
   const pf_graph *g = L->g;
   size_t *n = pf_calloc(2 * (size_t)L->cl->n_ranks, sizeof *n);
+  pf_warm_range *next = NULL;
   int rc = 0;
   if (n == NULL) return PF_ENOMEM;
   for (size_t k = 0; k < g->n_programs; k++) {
@@ -876,6 +878,15 @@ static int reserve_plans(lowering *L) {
   }
   for (int r = 0; r < L->cl->n_ranks && rc == 0; r++)
     rc = pf_pb_reserve(L->pb[r], n[2 * r] + n[2 * r] / 8 + 16, n[2 * r + 1] + n[2 * r + 1] / 8 + 16);
+  /* Backing the records with memory is half of a large schedule on a
+   * virtual machine: a warmer does it on another core while the programs
+   * are lowered (the counts above, not the slack, which may stay unused). */
+  if (rc == 0 && (next = pf_mallocn(2 * (size_t)L->cl->n_ranks, sizeof *next)) != NULL) {
+    for (int r = 0; r < L->cl->n_ranks; r++)
+      pf_pb_next_records(L->pb[r], n[2 * r], n[2 * r + 1], &next[2 * r]);
+    L->warmer = pf_warmer_start(next, 2 * (size_t)L->cl->n_ranks);
+  }
+  free(next);
   free(n);
   return rc;
 }
@@ -952,6 +963,7 @@ int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
   rc = 0;
 done:
   if (rc == PF_ENOMEM && d->code == 0) pf_diag_error(d, rc, "compile: out of memory");
+  pf_warmer_stop(L.warmer); /* before any plan is freed */
   pf_arena_free(&L.mem);
   for (size_t s = 0; L.slice_devices && s < g->n_slices; s++) free(L.slice_devices[s]);
   for (size_t i = 0; i < L.n_comms; i++) {

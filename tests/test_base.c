@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "base/arena.h"
 #include "base/attrs_internal.h"
@@ -28,6 +29,7 @@
 #include "base/clock.h"
 #include "base/layout.h"
 #include "base/pages.h"
+#include "base/warm.h"
 #include "pathflow.h"
 
 #define LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -1205,6 +1207,58 @@ static void test_pages(void **state) {
   }
 }
 
+/* Pages of [p, p + n) resident, of those looked at (every 64th). */
+static size_t resident_pages(const void *p, size_t n) {
+  static unsigned char vec[(64u << 20) / 4096];
+  size_t count = 0;
+  assert_true(n <= sizeof vec * 4096);
+  assert_int_equal(mincore((void *)(uintptr_t)p, n, vec), 0);
+  for (size_t i = 0; i < n / 4096; i += 64) count += vec[i] & 1;
+  return count;
+}
+
+/* A warmer backs its ranges with memory on its own thread and changes no
+ * byte of them, though their writer writes them meanwhile; it starts only
+ * for ranges large enough, and stops when asked, even half way. */
+static void test_warmer(void **state) {
+  (void)state;
+  size_t len = 48u << 20, half = len / 2;
+  unsigned char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  pf_warm_range r[2], small = {.p = NULL, .n = PF_WARM_MIN - 1};
+  pf_warmer *w;
+  assert_true(m != MAP_FAILED);
+  r[0] = (pf_warm_range){.p = m, .n = half};
+  r[1] = (pf_warm_range){.p = m + half, .n = half};
+  assert_null(pf_warmer_start(&small, 1)); /* too small: left to the writer */
+  pf_warmer_stop(NULL);                    /* nothing */
+  assert_int_equal(resident_pages(m, len), 0);
+  w = pf_warmer_start(r, 2);
+  if (w == NULL) {
+    /* One CPU, or huge pages off (PATHFLOW_HUGE_PAGES=0, sanitizers):
+     * nothing warmed. */
+    assert_true(sysconf(_SC_NPROCESSORS_ONLN) < 2 || !pf_pages_huge());
+    munmap(m, len);
+    return;
+  }
+  /* The writer fills the first half while the warmer runs; only the
+   * warmer touches the second. */
+  for (size_t i = 0; i < half; i += 4096) m[i] = (unsigned char)(i / 4096 * 7 + 1);
+  for (int tries = 0; tries < 1000 && resident_pages(m, len) < len / 4096 / 64; tries++)
+    usleep(10000);
+  pf_warmer_stop(w);
+  assert_int_equal(resident_pages(m + half, half), half / 4096 / 64);
+  for (size_t i = 0; i < half; i += 4096) assert_int_equal(m[i], (unsigned char)(i / 4096 * 7 + 1));
+  for (size_t i = half; i < len; i += 4096) assert_int_equal(m[i], 0);
+  munmap(m, len);
+  /* Stopped at once: whatever it reached, it returns and frees itself. */
+  m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  assert_true(m != MAP_FAILED);
+  r[0].p = m;
+  r[1].p = m + half;
+  pf_warmer_stop(pf_warmer_start(r, 2));
+  munmap(m, len);
+}
+
 /* Two threads allocating, writing and freeing blocks at once (the
  * regions are shared by every arena of the process). */
 static void *pages_worker(void *arg) {
@@ -1323,6 +1377,7 @@ int main(void) {
       cmocka_unit_test(test_arena),
       cmocka_unit_test(test_pages),
       cmocka_unit_test(test_pages_threads),
+      cmocka_unit_test(test_warmer),
       cmocka_unit_test(test_attrs_share),
       cmocka_unit_test(test_attrs_ref),
   };
