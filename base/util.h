@@ -25,6 +25,14 @@ void pf_aligned_free(void *p);
 /* strdup that returns NULL on failure and for NULL. */
 char *pf_strdup(const char *s);
 
+/* FNV-1a of the NUL-terminated string s: the hash of every table keyed by
+ * a name (program names, kernel names, a plan's strings). */
+static inline uint64_t pf_str_hash(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+  return h;
+}
+
 /* Monotonic clock, nanoseconds. */
 uint64_t pf_now_ns(void);
 

@@ -37,11 +37,7 @@ void pf_graph_destroy(pf_graph *g) {
 
 /* ---- program names ---------------------------------------------------------- */
 
-static size_t name_hash(const char *s) {
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  while (*s) h = (h ^ (uint8_t)*s++) * 1099511628211ull;
-  return (size_t)h;
-}
+static size_t name_hash(const char *s) { return (size_t)pf_str_hash(s); }
 
 int pf_graph_find_program(const pf_graph *g, const char *name) {
   size_t mask, i;

@@ -20,6 +20,11 @@ struct pf_registry {
   pthread_mutex_t lock;
   chunk *head;
   size_t n;
+  /* Kernels by (name, kind): open addressing, a power of two, at most half
+   * full. Every program of a graph is looked up by its kernel's name (a
+   * million of them in a large graph), among some seventy built-ins. */
+  pf_kernel **index;
+  size_t index_cap;
 };
 
 int pf_registry_create(pf_registry **out) {
@@ -37,6 +42,7 @@ void pf_registry_destroy(pf_registry *r) {
     next = c->next;
     free(c);
   }
+  free(r->index);
   pthread_mutex_destroy(&r->lock);
   free(r);
 }
@@ -56,14 +62,38 @@ int pf_kernel_name_valid(const char *name) {
   return 1;
 }
 
+static size_t index_hash(const char *name, pf_device_kind kind) {
+  return (size_t)(pf_str_hash(name) ^ ((uint64_t)kind * 0x9e3779b97f4a7c15ull));
+}
+
+/* The index slot of (name, kind): the kernel's, or the empty one where it
+ * would go. index_cap > 0. */
+static pf_kernel **index_slot(pf_kernel **index, size_t cap, const char *name,
+                              pf_device_kind kind) {
+  size_t i = index_hash(name, kind) & (cap - 1);
+  for (; index[i]; i = (i + 1) & (cap - 1))
+    if (index[i]->def.kind == kind && strcmp(index[i]->name, name) == 0) break;
+  return &index[i];
+}
+
 static pf_kernel *find_locked(pf_registry *r, const char *name,
                               pf_device_kind kind) {
-  size_t i = 0;
+  return r->index_cap ? *index_slot(r->index, r->index_cap, name, kind) : NULL;
+}
+
+/* Room in the index for one more kernel. Returns 0 or PF_ENOMEM. */
+static int index_grow(pf_registry *r) {
+  size_t cap = r->index_cap ? r->index_cap * 2 : 128, i = 0;
+  pf_kernel **grown;
+  if ((r->n + 1) * 2 <= r->index_cap) return 0;
+  if ((grown = calloc(cap, sizeof *grown)) == NULL) return PF_ENOMEM;
   for (chunk *c = r->head; c; c = c->next)
     for (size_t j = 0; j < CHUNK && i < r->n; j++, i++)
-      if (c->items[j].def.kind == kind && strcmp(c->items[j].name, name) == 0)
-        return &c->items[j];
-  return NULL;
+      *index_slot(grown, cap, c->items[j].name, c->items[j].def.kind) = &c->items[j];
+  free(r->index);
+  r->index = grown;
+  r->index_cap = cap;
+  return 0;
 }
 
 const pf_kernel *pf_registry_find(pf_registry *r, const char *name,
@@ -90,6 +120,10 @@ int pf_registry_add(pf_registry *r, const pf_kernel_def *def) {
     pthread_mutex_unlock(&r->lock);
     return PF_EEXIST;
   }
+  if (index_grow(r) != 0) {
+    pthread_mutex_unlock(&r->lock);
+    return PF_ENOMEM;
+  }
   slot = r->n % CHUNK;
   tail = &r->head;
   for (size_t i = 0; i < r->n / CHUNK; i++) tail = &(*tail)->next;
@@ -105,6 +139,7 @@ int pf_registry_add(pf_registry *r, const pf_kernel_def *def) {
   strcpy(k->name, def->name);
   k->def.name = k->name;
   if (k->def.cost == NULL) k->def.cost = pf_default_cost;
+  *index_slot(r->index, r->index_cap, k->name, k->def.kind) = k;
   r->n++;
   pthread_mutex_unlock(&r->lock);
   return 0;

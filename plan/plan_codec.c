@@ -87,11 +87,7 @@ static uint64_t spec_hash(const pf_spec *sp) {
   return mix(h);
 }
 
-static uint64_t string_hash(const char *s) {
-  uint64_t h = 1469598103934665603ull;
-  for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
-  return mix(h);
-}
+static uint64_t string_hash(const char *s) { return mix(pf_str_hash(s)); }
 
 /* ---- encoder -------------------------------------------------------------- */
 

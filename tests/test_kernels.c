@@ -282,6 +282,28 @@ static void test_registry(void **state) {
   assert_int_equal(pf_registry_add(r, &def), PF_EINVAL);
   long_name[PF_KERNEL_NAME_MAX] = '\0';
   assert_int_equal(pf_registry_add(r, &def), 0);
+  {
+    /* Hundreds of kernels (chunks of 64, the index grown several times):
+     * each found by name and kind, at the address it had when added. */
+    const pf_kernel *first = pf_registry_find(r, "my.add:v1-2", PF_DEVICE_CPU), *at[600];
+    char name[32];
+    for (int i = 0; i < 600; i++) {
+      snprintf(name, sizeof name, "user.k%d", i);
+      def.name = name;
+      def.kind = i % 3 ? PF_DEVICE_CPU : PF_DEVICE_GPU;
+      assert_int_equal(pf_registry_add(r, &def), 0);
+      assert_int_equal(pf_registry_add(r, &def), PF_EEXIST);
+      assert_non_null(at[i] = pf_registry_find(r, name, def.kind));
+    }
+    for (int i = 0; i < 600; i++) {
+      snprintf(name, sizeof name, "user.k%d", i);
+      assert_ptr_equal(pf_registry_find(r, name, i % 3 ? PF_DEVICE_CPU : PF_DEVICE_GPU), at[i]);
+      assert_string_equal(at[i]->def.name, name);
+      assert_null(pf_registry_find(r, name, i % 3 ? PF_DEVICE_GPU : PF_DEVICE_CPU));
+    }
+    assert_ptr_equal(pf_registry_find(r, "my.add:v1-2", PF_DEVICE_CPU), first);
+    assert_null(pf_registry_find(r, "user.k600", PF_DEVICE_CPU));
+  }
   pf_registry_destroy(r);
 }
 
