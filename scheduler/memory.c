@@ -7,10 +7,10 @@
 #include "pathflow/error.h"
 
 typedef struct life {
-  uint32_t buffer;
   int64_t first, last; /* op positions; -1: before the step; n_ops: after */
   int64_t size;
-  int shareable;
+  uint32_t buffer;
+  int32_t shareable;
 } life;
 
 static int64_t aligned(int64_t n) { return (n + PF_ALIGN - 1) / PF_ALIGN * PF_ALIGN; }
@@ -111,9 +111,13 @@ static int64_t live_peak(const pf_plan *p, const life *L, int device, int64_t *d
 }
 
 int pf_memory_plan(pf_plan *p, int64_t *peak, pf_diag *d) {
-  life *L = pf_calloc(p->n_buffers, sizeof *L), *mine = pf_calloc(p->n_buffers, sizeof *L);
-  slot *active = pf_calloc(p->n_buffers, sizeof *active);
-  int64_t *delta = pf_calloc((size_t)p->n_ops + 3, sizeof *delta);
+  /* Not zeroed: each is written before it is read (lifetimes, the device's
+   * list, the scan's front, live_peak), and a plan of a million buffers
+   * would otherwise back a hundred megabytes that the scan never touches
+   * (its active slots are few). */
+  life *L = pf_mallocn(p->n_buffers, sizeof *L), *mine = pf_mallocn(p->n_buffers, sizeof *L);
+  slot *active = pf_mallocn(p->n_buffers, sizeof *active);
+  int64_t *delta = pf_mallocn((size_t)p->n_ops + 3, sizeof *delta);
   int rc = 0;
   free(p->arena_bytes);
   p->arena_bytes = pf_calloc((size_t)p->num_devices, sizeof *p->arena_bytes);
