@@ -2,6 +2,7 @@
 
 #include "base/pages.h"
 #include "base/util.h"
+#include "pathflow/error.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -96,6 +97,21 @@ void *pf_arena_alloc(pf_arena *a, size_t n) {
   a->used = need;
   a->ready = 0;
   return c->data;
+}
+
+int pf_arena_reserve(pf_arena *a, size_t n, void **at) {
+  pf_arena_chunk *c;
+  *at = NULL;
+  if (n == 0) return 0;
+  n = (n + 7) & ~(size_t)7;
+  if (n < 8 || (c = chunk_new(n)) == NULL) return PF_ENOMEM;
+  c->next = a->chunks;
+  a->chunks = c;
+  a->size = n;
+  a->used = 0;
+  a->ready = 0;
+  *at = c->data;
+  return 0;
 }
 
 void *pf_arena_dup(pf_arena *a, const void *src, size_t n) {

@@ -24,6 +24,14 @@ void pf_arena_init(pf_arena *a);
  * out of memory (n == 0 gives a valid pointer to no bytes). */
 void *pf_arena_alloc(pf_arena *a, size_t n);
 
+/* Makes the arena's next n bytes of small blocks (those it does not give a
+ * chunk of their own) come from one new chunk, so that a caller who knows
+ * roughly how much it will allocate can have that memory backed ahead on
+ * another thread (base/warm.h): *at is where the blocks will start. Room
+ * left in the current chunk is abandoned. n == 0: nothing (*at NULL).
+ * Returns 0 or PF_ENOMEM (the arena is then unchanged). */
+int pf_arena_reserve(pf_arena *a, size_t n, void **at);
+
 /* A copy of n bytes of src in the arena; NULL when out of memory. */
 void *pf_arena_dup(pf_arena *a, const void *src, size_t n);
 

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/arena.h"
 #include "base/attrs_internal.h"
 #include "base/util.h"
 #include "pathflow/error.h"
@@ -193,8 +194,13 @@ int pf_pb_reserve(pf_plan_builder *b, size_t n_ops, size_t n_buffers) {
   return 0;
 }
 
+int pf_pb_reserve_lists(pf_plan_builder *b, size_t bytes, pf_warm_range *out) {
+  out->n = bytes;
+  return pf_arena_reserve(b->plan->pool, bytes, &out->p);
+}
+
 void pf_pb_next_records(const pf_plan_builder *b, size_t n_ops, size_t n_buffers,
-                        pf_warm_range out[2]) {
+                        pf_warm_range *out) {
   const pf_plan *p = b->plan;
   n_ops = PF_MINOF(n_ops, b->cap_ops - p->n_ops);
   n_buffers = PF_MINOF(n_buffers, b->cap_buffers - p->n_buffers);

@@ -25,7 +25,12 @@ int pf_pb_reserve(pf_plan_builder *b, size_t n_ops, size_t n_buffers);
  * write (clamped to what is reserved): out[0] the ops', out[1] the
  * buffers' (empty ranges where there is none), for a warmer (base/warm.h). */
 void pf_pb_next_records(const pf_plan_builder *b, size_t n_ops, size_t n_buffers,
-                        pf_warm_range out[2]);
+                        pf_warm_range *out);
+
+/* Makes about `bytes` of the ops' lists and names to come lie in one block
+ * of the plan's pool (pf_arena_reserve), and *out that block, for a warmer.
+ * Returns 0 or PF_ENOMEM. */
+int pf_pb_reserve_lists(pf_plan_builder *b, size_t bytes, pf_warm_range *out);
 
 /* New buffer on `device` with shard spec `spec`. */
 int pf_pb_buffer(pf_plan_builder *b, int32_t device, const pf_spec *spec,

@@ -853,38 +853,63 @@ static int order_stages(const lowering *L, pf_compiled *c, const int32_t *order,
  * a copy when that is this rank. An estimate, with an eighth more for the
  * resharding and staging it does not foresee: lowering grows a plan it
  * overruns. */
+/* Bytes of an arena block of n bytes (base/arena.c rounds to 8). */
+static size_t arena_bytes(size_t n) { return (n + 7) & ~(size_t)7; }
+
+/* Reserves each rank's plan: its ops and buffers exactly as counted here,
+ * its lists and names and the layouts about as much as they will take
+ * (counted low: inputs as the ops' dependencies, a program's name once per
+ * shard). Then starts a warmer on all of it. */
 static int reserve_plans(lowering *L) {
   const pf_graph *g = L->g;
-  size_t *n = pf_calloc(2 * (size_t)L->cl->n_ranks, sizeof *n);
+  size_t n_ranks = (size_t)L->cl->n_ranks, layouts = 0, n_next = 0;
+  size_t *n = pf_calloc(3 * n_ranks, sizeof *n); /* per rank: ops, buffers, list bytes */
   pf_warm_range *next = NULL;
   int rc = 0;
   if (n == NULL) return PF_ENOMEM;
   for (size_t k = 0; k < g->n_programs; k++) {
     const pf_gprogram *p = &g->programs[k];
+    size_t name = arena_bytes(strlen(p->name) + 1);
     for (int s = 0; s < g->slices[p->slice].num_devices; s++) {
       int32_t d = L->slice_devices[p->slice][s], r = dev(L, d)->rank;
-      n[2 * r] += 1;
-      n[2 * r + 1] += (size_t)p->n_out;
+      n[3 * r] += 1;
+      n[3 * r + 1] += (size_t)p->n_out;
+      n[3 * r + 2] += arena_bytes(4 * (2 * (size_t)p->n_in + (size_t)p->n_out)) + name;
       for (int i = 0; i < p->n_in; i++) {
         int32_t vs = g->values[p->in[i]].slice, src;
         if (vs == p->slice) continue;
         src = L->slice_devices[vs][s % g->slices[vs].num_devices];
         if (src == d || shares_memory(L, src, d)) continue;
-        n[2 * r] += 1;
-        n[2 * r + 1] += 1;
-        if (dev(L, src)->rank != r) n[2 * dev(L, src)->rank] += 1;
+        n[3 * r] += 1;
+        n[3 * r + 1] += 1;
+        n[3 * r + 2] += arena_bytes(4 * 3);
+        if (dev(L, src)->rank != r) {
+          n[3 * dev(L, src)->rank] += 1;
+          n[3 * dev(L, src)->rank + 2] += arena_bytes(4 * 2);
+        }
       }
     }
   }
-  for (int r = 0; r < L->cl->n_ranks && rc == 0; r++)
-    rc = pf_pb_reserve(L->pb[r], n[2 * r] + n[2 * r] / 8 + 16, n[2 * r + 1] + n[2 * r + 1] / 8 + 16);
-  /* Backing the records with memory is half of a large schedule on a
-   * virtual machine: a warmer does it on another core while the programs
-   * are lowered (the counts above, not the slack, which may stay unused). */
-  if (rc == 0 && (next = pf_mallocn(2 * (size_t)L->cl->n_ranks, sizeof *next)) != NULL) {
-    for (int r = 0; r < L->cl->n_ranks; r++)
-      pf_pb_next_records(L->pb[r], n[2 * r], n[2 * r + 1], &next[2 * r]);
-    L->warmer = pf_warmer_start(next, 2 * (size_t)L->cl->n_ranks);
+  for (size_t v = 0; v < g->n_values; v++)
+    layouts += arena_bytes(sizeof(layout) +
+                           (size_t)g->slices[g->values[v].slice].num_devices * sizeof(home));
+  for (size_t r = 0; r < n_ranks && rc == 0; r++)
+    rc = pf_pb_reserve(L->pb[r], n[3 * r] + n[3 * r] / 8 + 16, n[3 * r + 1] + n[3 * r + 1] / 8 + 16);
+  /* Backing all this with memory is half of a large schedule on a virtual
+   * machine: a warmer does it on another core while the programs are
+   * lowered (the counts above, not the slack, which may stay unused). A
+   * small graph reserves nothing more than before. */
+  if (rc == 0 && (next = pf_mallocn(3 * n_ranks + 1, sizeof *next)) != NULL) {
+    size_t total = layouts;
+    for (size_t r = 0; r < n_ranks; r++) total += n[3 * r + 2];
+    for (size_t r = 0; r < n_ranks; r++, n_next += 2)
+      pf_pb_next_records(L->pb[r], n[3 * r], n[3 * r + 1], &next[n_next]);
+    for (size_t r = 0; total >= PF_WARM_MIN && r < n_ranks; r++)
+      if (n[3 * r + 2] >= 4096 && pf_pb_reserve_lists(L->pb[r], n[3 * r + 2], &next[n_next]) == 0)
+        n_next++;
+    if (total >= PF_WARM_MIN && pf_arena_reserve(&L->mem, layouts, &next[n_next].p) == 0)
+      next[n_next++].n = layouts;
+    L->warmer = pf_warmer_start(next, n_next);
   }
   free(next);
   free(n);

@@ -1094,6 +1094,32 @@ static void test_box_contiguous(void **state) {
 
 /* The arena: aligned blocks that keep their contents while many more are
  * handed out (small ones, and big ones in mapped chunks of their own). */
+/* A reservation: the next small blocks lie in it, in order, and the arena
+ * goes on past its end; big blocks still get chunks of their own. */
+static void test_arena_reserve(void **state) {
+  pf_arena a;
+  void *at = (void *)1;
+  char *p, *q, *big;
+  (void)state;
+  pf_arena_init(&a);
+  assert_non_null(pf_arena_alloc(&a, 10)); /* a chunk, partly used, abandoned */
+  assert_int_equal(pf_arena_reserve(&a, 0, &at), 0);
+  assert_null(at);
+  assert_int_equal(pf_arena_reserve(&a, 1000, &at), 0);
+  assert_non_null(at);
+  p = pf_arena_alloc(&a, 5);
+  assert_ptr_equal(p, at);
+  big = pf_arena_alloc(&a, 1u << 20); /* a chunk of its own */
+  assert_true(big < (char *)at || big >= (char *)at + 1000);
+  q = pf_arena_alloc(&a, 990);
+  assert_ptr_equal(q, (char *)at + 8);
+  memset(q, 7, 990);
+  p = pf_arena_alloc(&a, 16); /* past the reservation: a new chunk */
+  assert_true(p < (char *)at || p >= (char *)at + 1000);
+  memset(p, 1, 16);
+  pf_arena_free(&a);
+}
+
 static void test_arena(void **state) {
   pf_arena a;
   char *first, *big = NULL, *s;
@@ -1375,6 +1401,7 @@ int main(void) {
       cmocka_unit_test(test_box_contiguous),
       cmocka_unit_test(test_blocks_along_axis),
       cmocka_unit_test(test_arena),
+      cmocka_unit_test(test_arena_reserve),
       cmocka_unit_test(test_pages),
       cmocka_unit_test(test_pages_threads),
       cmocka_unit_test(test_warmer),
