@@ -17,7 +17,8 @@
 #include "pathflow/attrs.h"
 #include "pathflow/types.h"
 
-typedef enum pf_op_kind {
+/* One byte (packed), as in every op record of a plan. */
+typedef enum __attribute__((packed)) pf_op_kind {
   PF_OP_KERNEL = 0,
   PF_OP_COPY = 1,
   PF_OP_SEND = 2,
@@ -59,17 +60,23 @@ typedef struct pf_plan_buffer {
   int32_t host;
 } pf_plan_buffer;
 
+/* A plan holds millions of these (a million programs on 2 ranks: 1.5
+ * million per rank, and the controller builds every rank's): each byte is
+ * megabytes of fresh memory, the cost of a large compile. The fields of
+ * small range are bytes; a decoder refuses what does not fit. */
 typedef struct pf_plan_op {
   pf_op_kind kind;
+  int8_t collective; /* pf_collective_kind */
+  int8_t reduce_op;  /* pf_reduce_op */
+  int8_t in_axis;    /* a tensor axis (< PF_MAX_RANK) */
   int32_t device;
   int32_t program;
   int32_t shard, num_shards;
   uint32_t n_in, n_out, n_deps;
   int32_t peer;
-  int32_t comm;       /* COLLECTIVE: communicator id, -1 within this rank */
-  int32_t collective; /* pf_collective_kind */
-  int32_t reduce_op;  /* pf_reduce_op */
-  int32_t axis, root, in_axis;
+  int32_t comm; /* COLLECTIVE: communicator id, -1 within this rank */
+  int32_t axis; /* a tensor axis, or (BROADCAST) the root's place among its rank's inputs */
+  int32_t root;
   int64_t tag;
   char *name; /* program name, for messages; never NULL */
   char *kernel;     /* KERNEL only, else NULL */
@@ -82,6 +89,9 @@ typedef struct pf_plan_op {
    * scheduled plan share equal boxes. */
   pf_box *box;
 } pf_plan_op;
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(pf_plan_op) == 112, "a plan op record grew: see its comment");
+#endif
 
 /* Shard `shard` of graph output `output` is buffer `buffer`. A buffer may
  * serve several outputs (one value under two names). */

@@ -359,7 +359,7 @@ static int kernel_read(ops_reader *r, size_t i, pf_plan_op *op, uint32_t kernel,
 static int op_read(ops_reader *r, size_t i, pf_diag *diag) {
   table *t = &r->t;
   pf_plan_op *op = &r->p->ops[i];
-  int32_t kind = get_i32(t, OC_KIND);
+  int32_t kind = get_i32(t, OC_KIND), collective, reduce_op, in_axis;
   uint32_t name, kernel, attrs, rank;
   memset(op, 0, sizeof *op);
   op->device = get_i32(t, OC_DEVICE);
@@ -379,12 +379,21 @@ static int op_read(ops_reader *r, size_t i, pf_diag *diag) {
   op->peer = get_s32(t, OC_PEER);
   op->tag = get_i64(t, OC_TAG);
   op->comm = get_s32(t, OC_COMM);
-  op->collective = get_s32(t, OC_COLLECTIVE);
-  op->reduce_op = get_s32(t, OC_REDUCE_OP);
+  collective = get_s32(t, OC_COLLECTIVE);
+  reduce_op = get_s32(t, OC_REDUCE_OP);
   op->axis = get_s32(t, OC_AXIS);
   op->root = get_s32(t, OC_ROOT);
-  op->in_axis = get_s32(t, OC_IN_AXIS);
+  in_axis = get_s32(t, OC_IN_AXIS);
   if (t->bad >= 0) return row_error(t, "op", i, diag);
+  /* Fields of a byte in the record (plan.h): what does not fit is refused
+   * here, not cut to a value pf_plan_check might accept. */
+  if (collective != (int8_t)collective || reduce_op != (int8_t)reduce_op ||
+      in_axis != (int8_t)in_axis)
+    return pf_diag_error(diag, PF_EDECODE, "op %zu: collective %d, reduce_op %d or in_axis %d "
+                         "out of range", i, (int)collective, (int)reduce_op, (int)in_axis);
+  op->collective = (int8_t)collective;
+  op->reduce_op = (int8_t)reduce_op;
+  op->in_axis = (int8_t)in_axis;
   if (kind < PF_OP_KERNEL || kind > PF_OP_COLLECTIVE)
     return pf_diag_error(diag, PF_EDECODE, "op %zu: unknown kind %d", i, (int)kind);
   op->kind = (pf_op_kind)kind;

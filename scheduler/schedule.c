@@ -513,11 +513,12 @@ static int lower_collective(lowering *L, int32_t pid, layout *in, layout *out) {
   op.program = pid;
   op.name = p->name;
   op.num_shards = n;
-  op.collective = pf_collective_from_kernel(p->kernel);
-  op.reduce_op = (int32_t)pf_attrs_get_int(p->attrs, PF_COLL_ATTR_OP, 0);
+  /* Both checked by the graph (a known collective, a known reduction). */
+  op.collective = (int8_t)pf_collective_from_kernel(p->kernel);
+  op.reduce_op = (int8_t)pf_attrs_get_int(p->attrs, PF_COLL_ATTR_OP, 0);
   op.axis = (int32_t)pf_attrs_get_int(p->attrs, PF_COLL_ATTR_AXIS, 0);
   op.root = (int32_t)pf_attrs_get_int(p->attrs, PF_COLL_ATTR_ROOT, 0);
-  op.in_axis = p->in_shardings[0].kind == PF_SHARD_SPLIT ? p->in_shardings[0].axis : 0;
+  op.in_axis = (int8_t)(p->in_shardings[0].kind == PF_SHARD_SPLIT ? p->in_shardings[0].axis : 0);
   if (one_rank) {
     op.comm = -1;
     op.device = dev(L, in->shards[0].device)->local;

@@ -1120,8 +1120,10 @@ WMUT(w_slots_many, {
 })
 WMUT(w_comm_no_ranks, SET(m->comms[1]->n_ranks, 0))
 WMUT(w_slot_buffer, SET(m->outputs[1]->buffer, 99))
+/* (in_axis is a byte in the record: what does not fit is refused even
+ * where unused, plan_columns_by_hand) */
 WMUT(w_coll_unused, SET(m->ops->root[5], INT32_MAX);
-     SET(m->ops->in_axis[5], INT32_MIN))
+     SET(m->ops->in_axis[5], INT8_MIN))
 WMUT(w_coll_axis, SET(m->ops->axis[5], -7))
 
 static const plan_wire_rule plan_wire_rules[] = {
@@ -1330,6 +1332,10 @@ static void plan_columns_by_hand(void **state) {
   static const uint8_t tag_unpacked[] = {0x90, 0x01, 0};
   static const uint8_t tag_twice[] = {0x92, 0x01, 1, 0};
   static const uint8_t unknown[] = {0xfa, 0x07, 2, 1, 2}; /* field 127 */
+  /* ops.collective (field 20, sint32): op 0's 300, an int32 that is not a
+   * byte; ops.in_axis (24): op 0's -200 */
+  static const uint8_t coll_wide[] = {0xa2, 0x01, 7, 0xd8, 0x04, 0, 0, 0, 0, 0};
+  static const uint8_t in_axis_wide[] = {0xc2, 0x01, 7, 0x8f, 0x03, 0, 0, 0, 0, 0};
   /* an 11-byte varint */
   static const uint8_t peer_long[] = {0x8a, 0x01, 17, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
                                       0x80, 0x80, 0x80, 0x80, 0, 0, 0, 0, 0, 0};
@@ -1344,6 +1350,8 @@ static void plan_columns_by_hand(void **state) {
       {17, peer_cut, sizeof peer_cut, {"ops.peer ends inside a number"}},
       {0, tag_unpacked, sizeof tag_unpacked, {"ops.tag is not packed"}},
       {0, tag_twice, sizeof tag_twice, {"ops.tag comes in two pieces"}},
+      {20, coll_wide, sizeof coll_wide, {"op 0", "collective 300", "out of range"}},
+      {24, in_axis_wide, sizeof in_axis_wide, {"op 0", "in_axis -200", "out of range"}},
   };
   const char *ops_twice[] = {"its ops come in two pieces", NULL};
   pf_plan *q = NULL;
