@@ -189,7 +189,7 @@ int pf_pages_huge(void) { return huge_enabled(); }
 void *pf_pages_malloc(size_t n) {
   void *p = NULL;
   size_t whole;
-  if (n < PF_PAGES_HINT_MIN || !huge_enabled())
+  if (n < PF_PAGES_HUGE_MIN || !huge_enabled())
     return posix_memalign(&p, 64, n ? n : 1) == 0 ? p : NULL;
   if ((whole = round_up(n, HUGE)) < n || posix_memalign(&p, HUGE, whole) != 0) return NULL;
   (void)madvise(p, whole, MADV_HUGEPAGE);

@@ -17,8 +17,9 @@
  * - pf_pages_malloc: a large block for free() (the graph's arrays, grown
  *   by realloc; a loaded plan's per-op arrays), on whole huge pages.
  *
- * `PATHFLOW_HUGE_PAGES=0` turns both off (each block its own mapping, no
- * hint), for comparing or where huge pages misbehave. Under
+ * `PATHFLOW_HUGE_PAGES=0` turns both off (each block its own mapping,
+ * nothing marked; base/warm.h's warmer stays off too), for comparing or
+ * where huge pages misbehave. Under
  * AddressSanitizer they are off too: a block reused within a region would
  * hide a use after free that an unmapped block turns into a crash. */
 #ifndef PF_BASE_PAGES_H
@@ -29,7 +30,7 @@
 /* Blocks of this size and more are on huge pages (pf_pages_malloc): the smallest
  * that always holds a whole 2 MiB page, wherever malloc put it (a plan of a
  * million ops has dozens of per-op arrays of 4-6 MiB). */
-#define PF_PAGES_HINT_MIN ((size_t)4 << 20)
+#define PF_PAGES_HUGE_MIN ((size_t)4 << 20)
 
 /* A block of n bytes (rounded up to whole 4 KiB pages), page-aligned,
  * uninitialized, and mostly not yet backed by memory: pages are faulted in
@@ -44,7 +45,7 @@ void pf_pages_free(void *p, size_t n);
 int pf_pages_huge(void);
 
 /* A block of n bytes for malloc's free() and realloc(), aligned to 64
- * bytes, uninitialized; NULL when out of memory. From PF_PAGES_HINT_MIN up
+ * bytes, uninitialized; NULL when out of memory. From PF_PAGES_HUGE_MIN up
  * it is whole 2 MiB pages marked for huge pages (n rounded up: the block's
  * first and last pages too; a block merely hinted after malloc lost up to
  * 2 MiB at either end to 4 KiB pages). For the large arrays a compile and

@@ -19,7 +19,7 @@ int pf_grow(void **items, size_t *cap, size_t need, size_t elem_size) {
     ncap *= 2;
   }
   if (elem_size != 0 && ncap > SIZE_MAX / elem_size) return PF_ENOMEM;
-  if (ncap * elem_size >= PF_PAGES_HINT_MIN && pf_pages_huge()) {
+  if (ncap * elem_size >= PF_PAGES_HUGE_MIN && pf_pages_huge()) {
     /* A large array is written through: on huge pages, and the copy goes
      * there too (realloc would copy into 4 KiB pages before any hint). */
     if ((p = pf_pages_malloc(ncap * elem_size)) == NULL) return PF_ENOMEM;
@@ -37,7 +37,7 @@ void *pf_calloc(size_t n, size_t size) {
   void *p;
   if (n == 0 || size == 0) return calloc(1, 1);
   if (n > SIZE_MAX / size) return NULL;
-  if (n * size < PF_PAGES_HINT_MIN || !pf_pages_huge()) return calloc(n, size);
+  if (n * size < PF_PAGES_HUGE_MIN || !pf_pages_huge()) return calloc(n, size);
   /* Not calloc: it may clear the block itself (memory the heap had used),
    * faulting in every 4 KiB page before the block is marked. */
   if ((p = pf_pages_malloc(n * size)) != NULL) memset(p, 0, n * size);
@@ -46,7 +46,7 @@ void *pf_calloc(size_t n, size_t size) {
 
 void *pf_mallocn(size_t n, size_t size) {
   if (size != 0 && n > SIZE_MAX / size) return NULL;
-  if (n * size >= PF_PAGES_HINT_MIN) return pf_pages_malloc(n * size);
+  if (n * size >= PF_PAGES_HUGE_MIN) return pf_pages_malloc(n * size);
   return malloc(n * size != 0 ? n * size : 1);
 }
 

@@ -842,6 +842,9 @@ static int order_stages(const lowering *L, pf_compiled *c, const int32_t *order,
   return rc;
 }
 
+/* Bytes of an arena block of n bytes (base/arena.c rounds to 8). */
+static size_t arena_bytes(size_t n) { return (n + 7) & ~(size_t)7; }
+
 /* Sizes each rank's plan before lowering, so that its op and buffer
  * arrays are not copied again and again as they double, nor reserved far
  * beyond what lowering puts there: the arrays are carved from huge pages
@@ -853,14 +856,10 @@ static int order_stages(const lowering *L, pf_compiled *c, const int32_t *order,
  * receive (an op and a buffer) here and a send on the producer's rank, or
  * a copy when that is this rank. An estimate, with an eighth more for the
  * resharding and staging it does not foresee: lowering grows a plan it
- * overruns. */
-/* Bytes of an arena block of n bytes (base/arena.c rounds to 8). */
-static size_t arena_bytes(size_t n) { return (n + 7) & ~(size_t)7; }
-
-/* Reserves each rank's plan: its ops and buffers exactly as counted here,
- * its lists and names and the layouts about as much as they will take
- * (counted low: inputs as the ops' dependencies, a program's name once per
- * shard). Then starts a warmer on all of it. */
+ * overruns. A large graph also reserves its plans' lists and names and the
+ * layouts, counted low (inputs standing for the ops' dependencies, a
+ * program's name once per shard), and a warmer backs all of it as counted
+ * (not the slack) while the programs are lowered. */
 static int reserve_plans(lowering *L) {
   const pf_graph *g = L->g;
   size_t n_ranks = (size_t)L->cl->n_ranks, layouts = 0, n_next = 0;
@@ -897,9 +896,8 @@ static int reserve_plans(lowering *L) {
   for (size_t r = 0; r < n_ranks && rc == 0; r++)
     rc = pf_pb_reserve(L->pb[r], n[3 * r] + n[3 * r] / 8 + 16, n[3 * r + 1] + n[3 * r + 1] / 8 + 16);
   /* Backing all this with memory is half of a large schedule on a virtual
-   * machine: a warmer does it on another core while the programs are
-   * lowered (the counts above, not the slack, which may stay unused). A
-   * small graph reserves nothing more than before. */
+   * machine: a warmer does it on another core. A small graph reserves no
+   * lists, and a rank's few lists stay in its pool's ordinary chunks. */
   if (rc == 0 && (next = pf_mallocn(3 * n_ranks + 1, sizeof *next)) != NULL) {
     size_t total = layouts;
     for (size_t r = 0; r < n_ranks; r++) total += n[3 * r + 2];

@@ -1218,7 +1218,7 @@ static void test_pages(void **state) {
   {
     /* Large blocks are whole huge pages for free() and realloc(); small
      * ones are still 64-byte aligned. */
-    size_t len = PF_PAGES_HINT_MIN + 12345;
+    size_t len = PF_PAGES_HUGE_MIN + 12345;
     unsigned char *m = pf_pages_malloc(len), *s = pf_pages_malloc(100);
     assert_non_null(m);
     assert_non_null(s);
