@@ -34,9 +34,29 @@ typedef struct pf_warmer pf_warmer;
  * memory could not be had. */
 pf_warmer *pf_warmer_start(const pf_warm_range *ranges, size_t n);
 
-/* Stops the warmer (what it has not reached stays cold) and waits for its
- * thread. w == NULL: nothing. */
+/* Stops the warmer (what it has not reached stays cold), waits for its
+ * thread and, for pf_warmer_reserve's, unmaps its memory. w == NULL:
+ * nothing. */
 void pf_warmer_stop(pf_warmer *w);
+
+/* Maps `bytes` of fresh memory (rounded up to whole huge pages) and backs
+ * it, a step at a time, on a thread of idle priority (SCHED_IDLE: it runs
+ * on a core nothing else wants); pf_warmer_stop then unmaps it.
+ *
+ * Why memory nobody will write: on the virtual machines this project is
+ * measured on, the host backs a guest page on its first use (1.5-2 ms per
+ * MB), and a page the guest freed moments before costs 0.06 ms per MB to
+ * take again (base/pages.h). A rank about to receive a large plan (the
+ * controller says so before it schedules: runtime/runtime.c) backs about
+ * as much as decoding and loading it will take while it would otherwise
+ * wait, and lets it go just before the plan arrives: its decoder and
+ * executor then find those pages in the guest's free lists. On a machine
+ * without that cost it is idle time spent zeroing pages, nothing more.
+ *
+ * NULL (nothing started, not an error) under PF_WARM_MIN, with one CPU,
+ * huge pages off, or when memory, a mapping or a thread could not be
+ * had. */
+pf_warmer *pf_warmer_reserve(size_t bytes);
 
 /* Ranges adding up to less than this are left to their writer. */
 #define PF_WARM_MIN ((size_t)32 << 20)

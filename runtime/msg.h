@@ -44,7 +44,8 @@ typedef enum pf_msg_kind {
   /* executable, step: the RUN asked for it (ack_start): the step is
    * started here, its receives posted or about to be (sequential dispatch
    * sends the next stage's RUN on it, so a stage's sends meet receives) */
-  PF_MSG_STEP_STARTED
+  PF_MSG_STEP_STARTED,
+  PF_MSG_EXPECT /* executable, bytes: a plan of about that size comes next */
 } pf_msg_kind;
 
 /* One device as its rank registers it (pathflow.Device). */
@@ -67,6 +68,7 @@ typedef struct pf_msg {
   pf_msg_kind kind;
   int32_t from; /* sender rank, filled in by the receiver */
   uint64_t executable, step, request, buffer;
+  uint64_t bytes; /* EXPECT */
   uint32_t slot; /* RUN: dispatch slot, selects the step's tag window */
   int32_t ack_start; /* RUN: answer STEP_STARTED once the step starts */
   int32_t status;

@@ -52,7 +52,7 @@ const char *pf_msg_kind_name(pf_msg_kind k) {
                                       "run",       "step_done", "fetch",  "fetch_reply",
                                       "put",       "release",  "unload",  "shutdown",
                                       "heartbeat", "connect", "dump", "counters", "counters_reply",
-                                      "step_started"};
+                                      "step_started", "expect"};
   return (unsigned)k < PF_ARRAY_LEN(names) ? names[k] : "?";
 }
 
@@ -146,6 +146,7 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
   Pathflow__Spec spec = PATHFLOW__SPEC__INIT;
   Pathflow__Release rel = PATHFLOW__RELEASE__INIT;
   Pathflow__Unload unload = PATHFLOW__UNLOAD__INIT;
+  Pathflow__Expect expect = PATHFLOW__EXPECT__INIT;
   Pathflow__Connect connect = PATHFLOW__CONNECT__INIT;
   Pathflow__Counters counters = PATHFLOW__COUNTERS__INIT;
   Pathflow__CountersReply counters_reply = PATHFLOW__COUNTERS_REPLY__INIT;
@@ -310,6 +311,12 @@ int pf_msg_encode(const pf_msg *m, uint8_t **buf, size_t *len) {
       counters.request = m->request;
       c.body_case = PATHFLOW__CONTROL__BODY_COUNTERS;
       c.counters = &counters;
+      break;
+    case PF_MSG_EXPECT:
+      expect.executable = m->executable;
+      expect.bytes = m->bytes;
+      c.body_case = PATHFLOW__CONTROL__BODY_EXPECT;
+      c.expect = &expect;
       break;
     case PF_MSG_COUNTERS_REPLY:
       counters_reply.request = m->request;
@@ -635,6 +642,12 @@ static int decode_body(const Pathflow__Control *c, int num_devices, pf_msg *m, p
     case PATHFLOW__CONTROL__BODY_COUNTERS:
       m->kind = PF_MSG_COUNTERS;
       m->request = c->counters->request;
+      return 0;
+    case PATHFLOW__CONTROL__BODY_EXPECT:
+      /* Any size: the receiver caps what it readies by its own memory. */
+      m->kind = PF_MSG_EXPECT;
+      m->executable = c->expect->executable;
+      m->bytes = c->expect->bytes;
       return 0;
     case PATHFLOW__CONTROL__BODY_COUNTERS_REPLY:
       return decode_counters(c->counters_reply, m, d);

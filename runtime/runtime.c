@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "base/util.h"
+#include "base/warm.h"
 #include "runtime/release_hold.h"
 #include "runtime/trace.h"
 #include "pathflow/error.h"
@@ -94,6 +95,10 @@ struct pf_runtime {
   struct inbound *inbound;
   void *sink; /* a chunk's room for data that has nowhere to go */
   uint64_t stop_since;
+  /* Memory readied for a plan the controller said is coming (EXPECT;
+   * loop thread only), and since when. */
+  pf_warmer *expect;
+  uint64_t expect_at;
 };
 
 
@@ -646,7 +651,36 @@ static void answer_counters(pf_runtime *rt, pf_msg *m) {
   service_reply(rt, rep);
 }
 
+/* How long memory readied for an expected plan is held at most (a compile
+ * that failed on the controller sends no plan). */
+#define EXPECT_HOLD_NS (30 * 1000000000ull)
+
+/* The controller is about to schedule a plan of about m->bytes for this
+ * rank (api/execute.c): back that much fresh memory on an idle core while
+ * this rank waits, and give it back as the plan arrives (expect_end), for
+ * its decoder and executor to take again, cheaply (base/warm.h). At most
+ * half the free memory, shared with the other ranks of this host. */
+static void expect_begin(pf_runtime *rt, const pf_msg *m) {
+  long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  int local = rt->cfg.transport != NULL ? PF_MAXOF(rt->cfg.transport->local_size, 1) : 1;
+  uint64_t cap = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page / 2 / (uint64_t)local : 0;
+  pf_warmer_stop(rt->expect);
+  rt->expect = pf_warmer_reserve((size_t)PF_MINOF(m->bytes, cap));
+  rt->expect_at = pf_clock_now(rt->clock);
+}
+
+static void expect_end(pf_runtime *rt) {
+  pf_warmer_stop(rt->expect);
+  rt->expect = NULL;
+}
+
 static void deliver(pf_runtime *rt, pf_msg *m) {
+  if (m->kind == PF_MSG_EXPECT) {
+    expect_begin(rt, m);
+    pf_msg_free(m);
+    return;
+  }
+  if (m->kind == PF_MSG_LOAD) expect_end(rt); /* a small plan: not decoded in its own time */
   if (m->kind == PF_MSG_SHUTDOWN) {
     pthread_mutex_lock(&rt->lock);
     rt->shutdown_seen = 1;
@@ -800,7 +834,11 @@ static int poll_mpi(pf_runtime *rt) {
     if (rc != 0) pf_transport_abort(rt->cfg.transport, 1, "receiving a control message failed");
     if (buf == NULL) break;
     atomic_store_explicit(&rt->last_seen[peer], pf_clock_now(rt->clock), memory_order_relaxed);
-    if (len > BIG_MESSAGE) loop_unlock(rt);
+    if (len > BIG_MESSAGE) {
+      /* The plan expected, most likely: its memory is wanted now. */
+      expect_end(rt);
+      loop_unlock(rt);
+    }
     rc = pf_msg_decode(buf, len, pf_executor_num_devices(rt->ex), &m, &d);
     if (len > BIG_MESSAGE) loop_lock(rt);
     if (rc != 0) reject(rt, peer, rc, d.msg, buf, len);
@@ -1023,6 +1061,7 @@ static void check_hang(pf_runtime *rt, uint64_t now) {
 static void on_tick(uv_timer_t *h) {
   pf_runtime *rt = h->data;
   uint64_t now = pf_clock_now(rt->clock);
+  if (rt->expect != NULL && now - rt->expect_at > EXPECT_HOLD_NS) expect_end(rt);
   if (rt->watchdog_s > 0 && pf_service_steps_in_flight(rt->svc) > 0 &&
       now - pf_service_last_progress(rt->svc, now) > (uint64_t)rt->watchdog_s * 1000000000u) {
     if (!rt->watchdog_fired) {
@@ -1606,6 +1645,7 @@ void pf_runtime_stop(pf_runtime *rt) {
   if (rt->cfg.transport && rt->cfg.transport->ops->set_wake)
     rt->cfg.transport->ops->set_wake(rt->cfg.transport, NULL, NULL);
   pthread_join(rt->thread, NULL);
+  expect_end(rt);
   uv_loop_close(&rt->loop);
   pf_executor_stop(rt->ex);
   pf_service_destroy(rt->svc);

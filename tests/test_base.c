@@ -1285,6 +1285,40 @@ static void test_warmer(void **state) {
   munmap(m, len);
 }
 
+/* This process's resident bytes (/proc/self/statm). */
+static size_t resident_bytes(void) {
+  long size = 0, rss = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  assert_non_null(f);
+  assert_int_equal(fscanf(f, "%ld %ld", &size, &rss), 2);
+  fclose(f);
+  return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* A reserve backs memory of its own on an idle thread, and gives all of
+ * it back when stopped; too small a one is not started. */
+static void test_warmer_reserve(void **state) {
+  size_t len = 64u << 20, before, peak = 0;
+  pf_warmer *w;
+  (void)state;
+  assert_null(pf_warmer_reserve(PF_WARM_MIN - (4u << 20)));
+  before = resident_bytes();
+  if ((w = pf_warmer_reserve(len)) == NULL) {
+    assert_true(sysconf(_SC_NPROCESSORS_ONLN) < 2 || !pf_pages_huge());
+    return;
+  }
+  /* Its thread runs when this one sleeps (it is of idle priority). */
+  for (int tries = 0; tries < 1000 && peak < before + len / 2; tries++) {
+    usleep(10000);
+    size_t now = resident_bytes();
+    if (now > peak) peak = now;
+  }
+  assert_true(peak >= before + len / 2);
+  pf_warmer_stop(w);
+  assert_true(resident_bytes() < peak - len / 4);
+  pf_warmer_stop(pf_warmer_reserve(len)); /* stopped at once */
+}
+
 /* Two threads allocating, writing and freeing blocks at once (the
  * regions are shared by every arena of the process). */
 static void *pages_worker(void *arg) {
@@ -1405,6 +1439,7 @@ int main(void) {
       cmocka_unit_test(test_pages),
       cmocka_unit_test(test_pages_threads),
       cmocka_unit_test(test_warmer),
+      cmocka_unit_test(test_warmer_reserve),
       cmocka_unit_test(test_attrs_share),
       cmocka_unit_test(test_attrs_ref),
   };

@@ -210,6 +210,10 @@ static pf_msg *sample(pf_msg_kind kind) {
     case PF_MSG_COUNTERS:
       m->request = 91;
       break;
+    case PF_MSG_EXPECT:
+      m->executable = 6;
+      m->bytes = UINT64_C(3) << 40;
+      break;
     case PF_MSG_COUNTERS_REPLY:
       m->request = 91;
       m->counters = pf_counters_new(0, 2, 3);
@@ -240,7 +244,7 @@ static const pf_msg_kind all_kinds[] = {
     PF_MSG_REGISTER,  PF_MSG_LOAD,        PF_MSG_LOAD_DONE, PF_MSG_RUN,
     PF_MSG_STEP_DONE, PF_MSG_FETCH,       PF_MSG_FETCH_REPLY, PF_MSG_PUT,
     PF_MSG_RELEASE,   PF_MSG_UNLOAD,      PF_MSG_SHUTDOWN,  PF_MSG_HEARTBEAT,
-    PF_MSG_DUMP,      PF_MSG_COUNTERS,    PF_MSG_COUNTERS_REPLY};
+    PF_MSG_DUMP,      PF_MSG_COUNTERS,    PF_MSG_COUNTERS_REPLY, PF_MSG_EXPECT};
 #define N_KINDS (sizeof all_kinds / sizeof all_kinds[0])
 
 static const char *or_empty(const char *s) { return s ? s : ""; }
@@ -318,6 +322,10 @@ static void assert_msgs_equal(const pf_msg *a, const pf_msg *b) {
     case PF_MSG_COUNTERS:
       assert_int_equal(a->request, b->request);
       break;
+    case PF_MSG_EXPECT:
+      assert_int_equal(a->executable, b->executable);
+      assert_int_equal(a->bytes, b->bytes);
+      break;
     case PF_MSG_COUNTERS_REPLY:
       assert_int_equal(a->request, b->request);
       assert_int_equal(a->status, b->status);
@@ -351,7 +359,7 @@ static void assert_msgs_equal(const pf_msg *a, const pf_msg *b) {
 /* What a receiver may rely on in any message the decoder accepts. */
 static void assert_msg_sane(const pf_msg *m) {
   pf_diag d;
-  assert_true(m->kind > PF_MSG_NONE && m->kind <= PF_MSG_COUNTERS_REPLY);
+  assert_true(m->kind > PF_MSG_NONE && m->kind <= PF_MSG_EXPECT);
   if (m->kind == PF_MSG_COUNTERS_REPLY && m->counters != NULL) {
     assert_true(m->counters->num_devices >= 0 && m->counters->num_devices <= 4096);
     assert_true(m->counters->num_peers >= 0 && m->counters->num_peers <= (1 << 20));
@@ -616,6 +624,7 @@ static void encode_and_names(void **state) {
   assert_string_equal(pf_msg_kind_name(PF_MSG_FETCH_REPLY), "fetch_reply");
   assert_string_equal(pf_msg_kind_name(PF_MSG_DUMP), "dump");
   assert_string_equal(pf_msg_kind_name(PF_MSG_COUNTERS_REPLY), "counters_reply");
+  assert_string_equal(pf_msg_kind_name(PF_MSG_EXPECT), "expect");
   assert_string_equal(pf_msg_kind_name((pf_msg_kind)99), "?");
 }
 

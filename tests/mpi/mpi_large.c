@@ -283,8 +283,23 @@ static void test_long_chain_holds_a_window(void **state) {
   pf_executable_destroy(exe);
 }
 
+/* A graph large enough that the controller announces rank 1's plan before
+ * scheduling it (api/execute.c, PF_MSG_EXPECT: 131,072 programs or more on
+ * 2 ranks of 2 devices), and rank 1 readies memory for it meanwhile
+ * (runtime/runtime.c) and lets it go as the plan arrives: a chain of
+ * 140,000 one-element hops between the ranks computes its value, twice. */
+static void test_announced_plan(void **state) {
+  pf_spec spec = pf_spec_1d(PF_F32, 1);
+  pf_executable *exe = chain_exe(140000, spec);
+  (void)state;
+  run_chain(exe, spec);
+  run_chain(exe, spec);
+  pf_executable_destroy(exe);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_announced_plan),
       cmocka_unit_test(test_long_chain_holds_a_window),
       cmocka_unit_test(test_chain_of_many_receives),
       cmocka_unit_test(test_fed_send_behind_held_back_receives),
