@@ -93,7 +93,7 @@ static int emit(pf_graph *g, const pf_value_t *values, const int *members, int c
   sum = pf_value_of(summed);
   for (int j = 0; j < count; j++) {
     const pf_gvalue *v = &g->values[in[j].id];
-    pf_spec spec = v->spec;
+    pf_spec spec = *v->spec;
     pf_value_t piece;
     pf_attrs *a;
     if ((rc = pf_attrs_create(&a)) != 0) return rc;
@@ -145,7 +145,7 @@ int pf_graph_allreduce_buckets(pf_graph *g, int n, const pf_value_t *values,
   }
   for (int i = 0; i < n; i++) {
     const pf_gvalue *v = &g->values[values[i].id];
-    size_t bytes = pf_spec_nbytes(&v->spec);
+    size_t bytes = pf_spec_nbytes(v->spec);
     int k;
     bucket_of[i] = -1;
     sums[i] = values[i];
@@ -155,14 +155,14 @@ int pf_graph_allreduce_buckets(pf_graph *g, int n, const pf_value_t *values,
     }
     if (!wants_sum(g, values[i].id)) continue;
     for (k = 0; k < n_buckets; k++)
-      if (b[k].open && b[k].slice == v->slice && b[k].dtype == v->spec.dtype) break;
+      if (b[k].open && b[k].slice == v->slice && b[k].dtype == v->spec->dtype) break;
     if (k < n_buckets && (b[k].count >= PF_MAX_ARGS || b[k].bytes > bucket_bytes ||
                           bytes > bucket_bytes - b[k].bytes)) {
       b[k].open = 0; /* full: later values start the next one */
       k = n_buckets;
     }
     if (k == n_buckets)
-      b[n_buckets++] = (struct open_bucket){.slice = v->slice, .dtype = v->spec.dtype,
+      b[n_buckets++] = (struct open_bucket){.slice = v->slice, .dtype = v->spec->dtype,
                                             .open = 1};
     b[k].bytes += bytes;
     b[k].count++;

@@ -51,7 +51,7 @@ int pf_collective_infer(const pf_graph *g, const pf_gprogram *p,
   in = &g->values[p->in[0]];
   sh = p->in_shardings[0];
   snprintf(what, sizeof what, "collective \"%s\" input", p->name);
-  if ((rc = pf_shard_spec(&in->spec, sh, n, &local, what, d)) != 0) return rc;
+  if ((rc = pf_shard_spec(in->spec, sh, n, &local, what, d)) != 0) return rc;
   if (sh.kind == PF_SHARD_PARTIAL && n > 1 &&
       !((kind == PF_ALLREDUCE || kind == PF_REDUCE_SCATTER) &&
         op == PF_REDUCE_SUM))
@@ -83,7 +83,7 @@ int pf_collective_infer(const pf_graph *g, const pf_gprogram *p,
                              "collective \"%s\": allgather along axis %lld needs its "
                              "input consumed split along that axis",
                              p->name, (long long)axis);
-      *out = in->spec;
+      *out = *in->spec;
       *out_sh = pf_replicated();
       return 0;
     case PF_BROADCAST:
@@ -94,15 +94,15 @@ int pf_collective_infer(const pf_graph *g, const pf_gprogram *p,
       *out_sh = pf_replicated();
       return 0;
     case PF_ALL_TO_ALL:
-      if (sh.kind != PF_SHARD_SPLIT || axis == sh.axis || axis < 0 || axis >= in->spec.rank ||
-          in->spec.dims[axis] % n != 0)
+      if (sh.kind != PF_SHARD_SPLIT || axis == sh.axis || axis < 0 || axis >= in->spec->rank ||
+          in->spec->dims[axis] % n != 0)
         return pf_diag_error(d, PF_ESPLIT,
                              "collective \"%s\": all_to_all needs an input split along "
                              "one axis and a different target axis %lld of %s that "
                              "divides over %d devices",
                              p->name, (long long)axis,
-                             pf_spec_str(&in->spec, buf, sizeof buf), n);
-      *out = in->spec;
+                             pf_spec_str(in->spec, buf, sizeof buf), n);
+      *out = *in->spec;
       *out_sh = pf_split((int)axis);
       return 0;
     default:

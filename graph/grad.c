@@ -207,7 +207,7 @@ static int zeros_like(pf_graph *g, int32_t v, int32_t *out) {
   pf_attrs *a;
   char name[PF_NAME_MAX + 1];
   int rc;
-  pf_shard_spec(&val->spec, val->sharding, g->slices[val->slice].num_devices, &local, "",
+  pf_shard_spec(val->spec, val->sharding, g->slices[val->slice].num_devices, &local, "",
                 NULL);
   if ((rc = pf_attrs_create(&a)) != 0) return rc;
   snprintf(name, sizeof name, "grad_zeros%d", (int)v);
@@ -234,7 +234,7 @@ static int seed(pf_graph *g, int32_t loss, int32_t *out) {
   for (int k = 1; pf_graph_find_program(g, name) >= 0; k++)
     snprintf(name, sizeof name, "grad_seed%d_%d", (int)loss, k);
   if ((rc = pf_attrs_set_ints(a, "shape", NULL, 0)) == 0 &&
-      (rc = pf_attrs_set_int(a, "dtype", val->spec.dtype)) == 0 &&
+      (rc = pf_attrs_set_int(a, "dtype", val->spec->dtype)) == 0 &&
       (rc = pf_attrs_set_float(a, "value", 1.0)) == 0)
     rc = program1(g,
                   &(pf_program_desc){.name = name, .kernel = "fill", .attrs = a,
@@ -249,22 +249,22 @@ static int check_args(pf_graph *g, int32_t loss, int n, const pf_value_t *params
   char s[128];
   if (loss < 0 || (size_t)loss >= g->n_values)
     return pf_diag_error(d, PF_EINVAL, "gradient: loss is no value (%d)", loss);
-  if (g->values[loss].spec.rank != 0 || !is_float(g->values[loss].spec.dtype))
+  if (g->values[loss].spec->rank != 0 || !is_float(g->values[loss].spec->dtype))
     return pf_diag_error(d, PF_EINVAL,
                          "gradient: loss (value %d) is %s; expected an f32 or f64 "
                          "scalar",
-                         loss, pf_spec_str(&g->values[loss].spec, s, sizeof s));
+                         loss, pf_spec_str(g->values[loss].spec, s, sizeof s));
   if (n < 1 || params == NULL)
     return pf_diag_error(d, PF_EINVAL, "gradient: no parameters");
   for (int i = 0; i < n; i++) {
     int32_t v = params[i].id;
     if (v < 0 || (size_t)v >= g->n_values)
       return pf_diag_error(d, PF_EINVAL, "gradient: parameter %d is no value (%d)", i, v);
-    if (!is_float(g->values[v].spec.dtype))
+    if (!is_float(g->values[v].spec->dtype))
       return pf_diag_error(d, PF_EDTYPE,
                            "gradient: parameter %d (value %d) is %s; expected f32 "
                            "or f64",
-                           i, v, pf_spec_str(&g->values[v].spec, s, sizeof s));
+                           i, v, pf_spec_str(g->values[v].spec, s, sizeof s));
   }
   return 0;
 }

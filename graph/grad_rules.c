@@ -12,7 +12,7 @@
 #include "pathflow/error.h"
 
 static const pf_spec *spec_of(const pf_grad_call *c, pf_value_t v) {
-  return &c->graph->values[v.id].spec;
+  return c->graph->values[v.id].spec;
 }
 
 /* A one-input or two-input program with one int attribute or none. */

@@ -22,6 +22,7 @@ void pf_graph_destroy(pf_graph *g) {
   if (g == NULL) return;
   for (size_t i = 0; i < g->n_slices; i++) free(g->slices[i].pinned);
   for (size_t i = 0; i < g->n_programs; i++) pf_attrs_destroy(g->programs[i].attrs);
+  pf_spec_set_free(&g->specs);
   pf_arena_free(&g->mem);
   for (size_t i = 0; i < g->n_inputs; i++) free(g->inputs[i].name);
   for (size_t i = 0; i < g->n_outputs; i++) free(g->outputs[i].name);
@@ -99,6 +100,9 @@ int pf_graph_add_value(pf_graph *g, const pf_gvalue *v) {
               sizeof *g->values))
     return PF_ENOMEM;
   g->values[g->n_values] = *v;
+  /* The graph's own copy: v's spec may be anyone's. */
+  if ((g->values[g->n_values].spec = pf_spec_set_add(&g->specs, &g->mem, v->spec)) == NULL)
+    return PF_ENOMEM;
   g->values[g->n_values++].reduced = 0;
   return 0;
 }
@@ -293,7 +297,7 @@ int pf_graph_input(pf_graph *g, const char *name, const pf_spec *spec,
   if ((rc = pf_shard_spec(spec, sharding, g->slices[slice].num_devices, &local,
                           what, d)) != 0)
     return rc;
-  v.spec = *spec;
+  v.spec = spec;
   v.slice = slice;
   v.sharding = sharding;
   v.producer = -1;
@@ -397,7 +401,7 @@ static int add_checked(pf_graph *g, pf_gprogram *p, const pf_sharding *out_sh,
   p->out = NULL;
   for (int i = 0; i < p->n_out; i++) {
     pf_gvalue v;
-    v.spec = out_specs[i];
+    v.spec = &out_specs[i];
     v.slice = p->slice;
     v.sharding = out_sh[i];
     v.producer = (int32_t)g->n_programs;
@@ -527,7 +531,7 @@ int pf_graph_set_input(pf_graph *g, pf_program_t prog_id, int index,
 int pf_graph_value_spec(const pf_graph *g, pf_value_t value, pf_spec *out) {
   if (g == NULL || out == NULL || value.id < 0 || (size_t)value.id >= g->n_values)
     return PF_EINVAL;
-  *out = g->values[value.id].spec;
+  *out = *g->values[value.id].spec;
   return 0;
 }
 

@@ -54,7 +54,7 @@ static int value_encode(pf_wire_arena *a, const pf_gvalue *v,
   int rc;
   if (m == NULL) return PF_ENOMEM;
   pathflow__value__init(m);
-  if ((rc = pf_wire_spec_encode(a, &v->spec, &m->spec)) != 0) return rc;
+  if ((rc = pf_wire_spec_encode(a, v->spec, &m->spec)) != 0) return rc;
   if ((m->sharding = pf_wire_sharding_encode(a, v->sharding)) == NULL)
     return PF_ENOMEM;
   m->slice = v->slice;
@@ -243,13 +243,15 @@ static int values_decode(pf_graph *g, const Pathflow__Graph *m,
   for (size_t i = 0; i < m->n_values; i++) {
     const Pathflow__Value *v = m->values[i];
     pf_gvalue gv;
+    pf_spec spec;
     int rc;
     memset(&gv, 0, sizeof gv);
     if (v->slice < 0 || (size_t)v->slice >= m->n_slices)
       return pf_diag_error(diag, PF_EDECODE,
                            "value %zu: slice %d out of range (%zu slices)", i,
                            (int)v->slice, m->n_slices);
-    if ((rc = pf_wire_spec_decode(v->spec, &gv.spec, diag)) != 0 ||
+    gv.spec = &spec; /* copied by pf_graph_add_value */
+    if ((rc = pf_wire_spec_decode(v->spec, &spec, diag)) != 0 ||
         (rc = pf_wire_sharding_decode(v->sharding, &gv.sharding, diag)) != 0) {
       pf_diag_prefix(diag, "value %zu", i);
       return rc;

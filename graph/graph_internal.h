@@ -14,6 +14,7 @@
 #include "base/arena.h"
 #include "base/diag.h"
 #include "base/layout.h"
+#include "base/spec_set.h"
 #include "graph/ids.h"
 #include "kernels/registry.h"
 #include "pathflow/graph.h"
@@ -34,7 +35,7 @@ typedef struct pf_gslice {
 } pf_gslice;
 
 typedef struct pf_gvalue {
-  pf_spec spec; /* global */
+  const pf_spec *spec; /* global; the graph's copy (specs, below) */
   int32_t slice;
   pf_sharding sharding;
   int32_t producer; /* -1: a graph input */
@@ -88,7 +89,8 @@ struct pf_graph {
   size_t name_cap;
   pf_placement placement;
   pf_dispatch_mode dispatch;
-  pf_arena mem;      /* programs' strings and arrays */
+  pf_arena mem;      /* programs' strings and arrays, values' specs */
+  pf_spec_set specs; /* the values' distinct specs, in mem */
   char *last_kernel; /* in mem: the kernel name copied last */
 };
 
@@ -99,7 +101,7 @@ int pf_graph_find_program(const pf_graph *g, const char *name);
 int pf_graph_new(const pf_graph_env *env, pf_graph **out);
 
 /* Appenders used by the builders and the decoder; no checks beyond memory.
- * They take ownership of nothing: strings and arrays are copied. */
+ * They take ownership of nothing: strings, arrays and specs are copied. */
 int pf_graph_add_slice(pf_graph *g, const pf_gslice *s);
 int pf_graph_add_value(pf_graph *g, const pf_gvalue *v);
 /* Copies name, kernel, attrs (NULL: empty), in, in_shardings and out (into

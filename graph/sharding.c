@@ -43,7 +43,7 @@ static int try_layout(const pf_graph *g, const pf_gprogram *p,
   }
   if ((in = pf_args_scratch(in_stack, p->n_in, sizeof *in)) == NULL)
     return pf_diag_error(d, PF_ENOMEM, "%s: out of memory", k->name);
-  for (int i = 0; i < p->n_in; i++) in[i] = g->values[p->in[i]].spec;
+  for (int i = 0; i < p->n_in; i++) in[i] = *g->values[p->in[i]].spec;
   /* No inputs (fill, iota): no array, which also tells the compiler that
    * nothing unwritten is read. */
   rc = rule(p->attrs, p->n_in, p->n_in > 0 ? in : NULL, in_sh, n, p->n_out, out_sh, d);
@@ -80,11 +80,11 @@ static int candidate(const pf_graph *g, const pf_gprogram *p, int which,
     if (first < 0 && dflt[i].kind == PF_SHARD_SPLIT) first = i;
   }
   for (int i = 0; i < p->n_in; i++) {
-    const pf_spec *s = &g->values[p->in[i]].spec;
+    const pf_spec *s = g->values[p->in[i]].spec;
     if (which >= 1 && in_sh[i].kind == PF_SHARD_PARTIAL) in_sh[i] = pf_replicated();
     if (which == 2 && first >= 0 && in_sh[i].kind == PF_SHARD_REPLICATED) {
       /* Axes aligned at the end, as broadcasting aligns them. */
-      const pf_spec *f = &g->values[p->in[first]].spec;
+      const pf_spec *f = g->values[p->in[first]].spec;
       int axis = dflt[first].axis, mine = axis + s->rank - f->rank;
       if (mine >= 0 && mine < s->rank && s->dims[mine] == f->dims[axis])
         in_sh[i] = pf_split(mine);

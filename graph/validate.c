@@ -23,7 +23,7 @@ static void explain_shards(const pf_graph *g, const pf_gprogram *p,
   for (int i = 0; i < p->n_in; i++) {
     char gs[128], ls[128], sh[32];
     pf_diag_suffix(d, "%s %s %s -> %s", i ? "," : "",
-                   pf_spec_str(&g->values[p->in[i]].spec, gs, sizeof gs),
+                   pf_spec_str(g->values[p->in[i]].spec, gs, sizeof gs),
                    pf_sharding_str(p->in_shardings[i], sh, sizeof sh),
                    pf_spec_str(&local[i], ls, sizeof ls));
   }
@@ -67,12 +67,12 @@ int pf_graph_infer_with(const pf_graph *g, const pf_gprogram *p,
     const pf_gvalue *v = &g->values[p->in[i]];
     /* The message is only written when the spec does not divide: a million
      * programs would spend more time formatting it than checking. */
-    rc = pf_shard_spec(&v->spec, p->in_shardings[i], slice->num_devices,
+    rc = pf_shard_spec(v->spec, p->in_shardings[i], slice->num_devices,
                        &in_local[i], "", NULL);
     if (rc) {
       snprintf(what, sizeof what, "program \"%s\" input %d (value %d)", p->name,
                i, p->in[i]);
-      rc = pf_shard_spec(&v->spec, p->in_shardings[i], slice->num_devices,
+      rc = pf_shard_spec(v->spec, p->in_shardings[i], slice->num_devices,
                          &in_local[i], what, d);
       pf_args_scratch_free(in_stack, in_local);
       return rc;
@@ -287,12 +287,12 @@ static int check_structure(const pf_graph *g, pf_diag *d) {
     int rc;
     if (val->slice < 0 || (size_t)val->slice >= g->n_slices)
       return pf_diag_error(d, PF_EINVAL, "value %zu: no slice %d", v, val->slice);
-    if ((rc = pf_spec_check(&val->spec)) != 0)
+    if ((rc = pf_spec_check(val->spec)) != 0)
       return pf_diag_error(d, rc, "value %zu: bad spec", v);
-    if (pf_shard_spec(&val->spec, val->sharding, g->slices[val->slice].num_devices,
+    if (pf_shard_spec(val->spec, val->sharding, g->slices[val->slice].num_devices,
                       &local, "", NULL) != 0) {
       snprintf(what, sizeof what, "value %zu", v); /* only for the message */
-      return pf_shard_spec(&val->spec, val->sharding, g->slices[val->slice].num_devices,
+      return pf_shard_spec(val->spec, val->sharding, g->slices[val->slice].num_devices,
                            &local, what, d);
     }
     if (val->producer >= 0) {
@@ -392,7 +392,7 @@ int pf_graph_check_order(const pf_graph *g, int32_t *order, pf_diag *d) {
              d)) != 0)
       break;
     for (int i = 0; i < p->n_out; i++) {
-      const pf_spec *have = &g->values[p->out[i]].spec;
+      const pf_spec *have = g->values[p->out[i]].spec;
       if (!pf_spec_equal(have, &out[i])) {
         rc = pf_diag_error(
             d, out[i].dtype != have->dtype ? PF_EDTYPE : PF_ESHAPE,

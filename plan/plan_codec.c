@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/attrs_internal.h"
+#include "base/spec_set.h"
 #include "base/util.h"
 #include "base/wire.h"
 #include "pathflow/error.h"
@@ -81,11 +82,7 @@ static uint64_t mix(uint64_t h) {
   return h ^ (h >> 33);
 }
 
-static uint64_t spec_hash(const pf_spec *sp) {
-  uint64_t h = 1469598103934665603ull ^ ((uint64_t)sp->dtype << 8 | (uint64_t)sp->rank);
-  for (int k = 0; k < sp->rank; k++) h = (h ^ (uint64_t)sp->dims[k]) * 1099511628211ull;
-  return mix(h);
-}
+static uint64_t spec_hash(const pf_spec *sp) { return mix((uint64_t)pf_spec_hash(sp)); }
 
 static uint64_t string_hash(const char *s) { return mix(pf_str_hash(s)); }
 

@@ -5,6 +5,7 @@
 
 #include "base/arena.h"
 #include "base/attrs_internal.h"
+#include "base/spec_set.h"
 #include "base/util.h"
 #include "pathflow/error.h"
 
@@ -58,10 +59,9 @@ struct pf_plan_builder {
   size_t n_writes, cap_writes;
   uint32_t *deps; /* scratch */
   size_t cap_deps;
-  /* Equal boxes and specs are stored once; the last spec asked for is
-   * looked at first (buffers in a row mostly have the same). */
-  intern_set boxes, specs;
-  const pf_spec *last_spec;
+  /* Equal boxes and specs are stored once. */
+  intern_set boxes;
+  pf_spec_set specs;
   /* Consecutive ops mostly come from one program: its name is copied once. */
   const char *last_name, *last_kernel;
 };
@@ -95,8 +95,6 @@ int pf_pb_comm(pf_plan_builder *b, int32_t id, const int32_t *ranks, uint32_t n)
 
 static size_t box_hash(const void *v);
 static int box_same(const void *a, const void *b);
-static size_t spec_hash(const void *v);
-static int spec_same(const void *a, const void *b);
 
 int pf_pb_create(int32_t rank, int32_t num_devices, uint64_t executable,
                  pf_plan_builder **out) {
@@ -109,8 +107,6 @@ int pf_pb_create(int32_t rank, int32_t num_devices, uint64_t executable,
   }
   b->boxes.hash = box_hash;
   b->boxes.same = box_same;
-  b->specs.hash = spec_hash;
-  b->specs.same = spec_same;
   b->plan->rank = rank;
   b->plan->num_devices = num_devices;
   b->plan->executable = executable;
@@ -125,7 +121,7 @@ void pf_pb_destroy(pf_plan_builder *b) {
   free(b->writes);
   free(b->deps);
   free(b->boxes.slots);
-  free(b->specs.slots);
+  pf_spec_set_free(&b->specs);
   pf_plan_free(b->plan);
   free(b);
 }
@@ -217,31 +213,6 @@ pf_plan *pf_pb_take(pf_plan_builder *b) {
   return p;
 }
 
-static size_t spec_hash(const void *v) {
-  const pf_spec *x = v;
-  uint64_t h = 1469598103934665603ull ^ ((uint64_t)x->dtype << 8 | (uint64_t)(uint8_t)x->rank);
-  for (int i = 0; i < x->rank && i < PF_MAX_RANK; i++)
-    h = (h ^ (uint64_t)x->dims[i]) * 1099511628211ull;
-  return (size_t)(h ^ (h >> 29));
-}
-
-static int spec_same(const void *a, const void *b) { return pf_spec_equal(a, b); }
-
-/* The pool's copy of spec x, shared with every buffer that has an equal
- * one. */
-static const pf_spec *spec_intern(pf_plan_builder *b, const pf_spec *x) {
-  void **slot;
-  pf_spec *copy;
-  if (b->last_spec != NULL && pf_spec_equal(b->last_spec, x)) return b->last_spec;
-  if ((slot = intern_slot(&b->specs, x)) == NULL) return NULL;
-  if (*slot != NULL) return b->last_spec = *slot;
-  if ((copy = pf_arena_alloc(b->plan->pool, sizeof *copy)) == NULL) return NULL;
-  *copy = *x;
-  *slot = copy;
-  b->specs.n++;
-  return b->last_spec = copy;
-}
-
 int pf_pb_buffer(pf_plan_builder *b, int32_t device, const pf_spec *spec,
                  int32_t shard, uint32_t *out) {
   pf_plan *p = b->plan;
@@ -252,7 +223,7 @@ int pf_pb_buffer(pf_plan_builder *b, int32_t device, const pf_spec *spec,
   pb = &p->buffers[p->n_buffers];
   memset(pb, 0, sizeof *pb);
   pb->device = device;
-  if ((pb->spec = spec_intern(b, spec)) == NULL) return PF_ENOMEM;
+  if ((pb->spec = pf_spec_set_add(&b->specs, b->plan->pool, spec)) == NULL) return PF_ENOMEM;
   pb->input = -1;
   pb->output = -1;
   pb->shard = shard;

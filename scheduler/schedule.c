@@ -574,7 +574,7 @@ static int consume(lowering *L, const pf_gprogram *consumer, int32_t v,
   layout *src = layout_home(L, v), *lay;
   int n_dst = L->g->slices[slice].num_devices;
   int n_src = L->g->slices[src->slice].num_devices;
-  int rank = val->spec.rank;
+  int rank = val->spec->rank;
   for (lay = L->layouts[v]; lay; lay = lay->next)
     if (same_layout(L, lay, slice, sh)) {
       *out = lay;
@@ -606,24 +606,24 @@ static int consume(lowering *L, const pf_gprogram *consumer, int32_t v,
       s_lo = d;
       s_hi = d + 1;
     }
-    pf_shard_region(&val->spec, sh, n_dst, d, dlo, dext);
+    pf_shard_region(val->spec, sh, n_dst, d, dlo, dext);
     if (src->sharding.kind == PF_SHARD_SPLIT && src->sharding.axis >= 0 && src->sharding.axis < rank) {
       /* Only the split pieces that overlap this shard along the axis: a
        * reshard between two slices is then linear, not quadratic. */
       int a = src->sharding.axis;
-      int64_t block = val->spec.dims[a] / n_src;
+      int64_t block = val->spec->dims[a] / n_src;
       if (block > 0 && dext[a] > 0) {
         s_lo = (int)PF_MINOF(dlo[a] / block, (int64_t)n_src);
         s_hi = (int)PF_MINOF((dlo[a] + dext[a] - 1) / block + 1, (int64_t)n_src);
       }
     }
-    pf_shard_spec(&val->spec, sh, n_dst, &local, "", NULL);
+    pf_shard_spec(val->spec, sh, n_dst, &local, "", NULL);
     lay->shards[d].device = gd;
     for (int s = s_lo; s < s_hi; s++) {
       int64_t slo[PF_MAX_RANK], sext[PF_MAX_RANK], ilo[PF_MAX_RANK], iext[PF_MAX_RANK];
       pf_box box;
       int rc, whole = 1;
-      pf_shard_region(&val->spec, src->sharding, n_src, s, slo, sext);
+      pf_shard_region(val->spec, src->sharding, n_src, s, slo, sext);
       if (!pf_region_intersect(rank, dlo, dext, slo, sext, ilo, iext)) continue;
       box.rank = rank;
       for (int i = 0; i < rank; i++) {
@@ -664,7 +664,7 @@ static int lower_program(lowering *L, int32_t pid) {
   for (int o = 0; o < p->n_out; o++) {
     const pf_gvalue *v = &L->g->values[p->out[o]];
     if ((outs[o] = layout_new(L, p->out[o], p->slice, v->sharding)) == NULL ||
-        new_shard_buffers(L, outs[o], &v->spec) != 0)
+        new_shard_buffers(L, outs[o], v->spec) != 0)
       return PF_ENOMEM;
   }
   if (pf_collective_from_kernel(p->kernel) >= 0) return lower_collective(L, pid, ins[0], outs[0]);
@@ -699,7 +699,7 @@ static int fill_io(lowering *L, pf_io *io, const pf_gnamed *named, int is_output
   layout *lay = layout_home(L, named->value);
   int n = L->g->slices[v->slice].num_devices;
   io->name = pf_strdup(named->name);
-  io->spec = v->spec;
+  io->spec = *v->spec;
   io->sharding = v->sharding;
   io->num_shards = n;
   io->shards = pf_calloc((size_t)n, sizeof *io->shards);
@@ -956,7 +956,7 @@ int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
   for (size_t i = 0; i < g->n_inputs; i++) {
     int32_t v = g->inputs[i].value;
     layout *lay = layout_new(&L, v, g->values[v].slice, g->values[v].sharding);
-    if (lay == NULL || new_shard_buffers(&L, lay, &g->values[v].spec)) goto done;
+    if (lay == NULL || new_shard_buffers(&L, lay, g->values[v].spec)) goto done;
   }
   for (size_t k = 0; k < g->n_programs; k++)
     if ((rc = lower_program(&L, order[k])) != 0) goto done;

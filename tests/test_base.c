@@ -29,6 +29,7 @@
 #include "base/clock.h"
 #include "base/layout.h"
 #include "base/pages.h"
+#include "base/spec_set.h"
 #include "base/warm.h"
 #include "pathflow.h"
 
@@ -1285,6 +1286,44 @@ static void test_warmer(void **state) {
   munmap(m, len);
 }
 
+/* Equal specs share one copy, in the arena; distinct ones each have their
+ * own, found again however many there are; the caller's spec may change
+ * afterwards. */
+static void test_spec_set(void **state) {
+  pf_arena arena;
+  pf_spec_set set;
+  pf_spec x = pf_spec_2d(PF_F32, 3, 4), y = pf_spec_2d(PF_F32, 4, 3);
+  const pf_spec *a, *b, *seen[1000];
+  (void)state;
+  pf_arena_init(&arena);
+  pf_spec_set_init(&set);
+  assert_non_null(a = pf_spec_set_add(&set, &arena, &x));
+  assert_ptr_not_equal(a, &x);
+  assert_ptr_equal(pf_spec_set_add(&set, &arena, &x), a);
+  assert_non_null(b = pf_spec_set_add(&set, &arena, &y));
+  assert_ptr_not_equal(a, b);
+  x.dims[0] = 5; /* the set kept a copy */
+  assert_int_equal(a->dims[0], 3);
+  assert_ptr_equal(pf_spec_set_add(&set, &arena, &(pf_spec){PF_F32, 2, {3, 4}}), a);
+  /* Same dims, another dtype or rank: not equal. */
+  assert_ptr_not_equal(pf_spec_set_add(&set, &arena, &(pf_spec){PF_F64, 2, {3, 4}}), a);
+  assert_ptr_not_equal(pf_spec_set_add(&set, &arena, &(pf_spec){PF_F32, 1, {3}}), a);
+  for (int i = 0; i < 1000; i++) {
+    pf_spec s = pf_spec_1d(PF_I32, 1000 + i);
+    assert_non_null(seen[i] = pf_spec_set_add(&set, &arena, &s));
+  }
+  for (int i = 999; i >= 0; i--) {
+    pf_spec s = pf_spec_1d(PF_I32, 1000 + i);
+    assert_ptr_equal(pf_spec_set_add(&set, &arena, &s), seen[i]);
+    assert_int_equal(seen[i]->dims[0], 1000 + i);
+  }
+  assert_int_equal(set.n, 1004);
+  assert_int_equal(pf_spec_hash(&(pf_spec){PF_F32, 2, {3, 4}}), pf_spec_hash(a));
+  pf_spec_set_free(&set);
+  pf_spec_set_free(NULL);
+  pf_arena_free(&arena);
+}
+
 /* This process's resident bytes (/proc/self/statm). */
 static size_t resident_bytes(void) {
   long size = 0, rss = 0;
@@ -1440,6 +1479,7 @@ int main(void) {
       cmocka_unit_test(test_pages_threads),
       cmocka_unit_test(test_warmer),
       cmocka_unit_test(test_warmer_reserve),
+      cmocka_unit_test(test_spec_set),
       cmocka_unit_test(test_attrs_share),
       cmocka_unit_test(test_attrs_ref),
   };

@@ -667,7 +667,8 @@ static void test_no_output(void **state) {
   s = new_slice(g, 1);
   x = new_input(g, "x", pf_spec_1d(PF_F32, 4), s, pf_replicated());
   {
-    pf_gvalue orphan = {.spec = pf_spec_1d(PF_F32, 4), .slice = s.id,
+    pf_spec four = pf_spec_1d(PF_F32, 4);
+    pf_gvalue orphan = {.spec = &four, .slice = s.id,
                         .sharding = pf_replicated(), .producer = -1,
                         .output_index = 0};
     OK(pf_graph_add_value(g, &orphan));

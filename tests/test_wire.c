@@ -1464,7 +1464,7 @@ static void add_value(pf_graph *g, pf_spec spec, int32_t slice,
                       pf_sharding sh, int32_t producer, int index) {
   pf_gvalue v;
   memset(&v, 0, sizeof v);
-  v.spec = spec;
+  v.spec = &spec;
   v.slice = slice;
   v.sharding = sh;
   v.producer = producer;
@@ -1518,7 +1518,7 @@ static void assert_graphs_equal(const pf_graph *a, const pf_graph *b) {
   assert_int_equal(a->n_values, b->n_values);
   for (size_t i = 0; i < a->n_values; i++) {
     const pf_gvalue *x = &a->values[i], *y = &b->values[i];
-    assert_true(pf_spec_equal(&x->spec, &y->spec));
+    assert_true(pf_spec_equal(x->spec, y->spec));
     assert_int_equal(x->slice, y->slice);
     assert_true(sharding_eq(x->sharding, y->sharding));
     assert_int_equal(x->producer, y->producer);
@@ -1563,7 +1563,7 @@ static void assert_graph_indices_ok(const pf_graph *g) {
   for (size_t i = 0; i < g->n_values; i++) {
     const pf_gvalue *v = &g->values[i];
     assert_true(v->slice >= 0 && (size_t)v->slice < g->n_slices);
-    assert_int_equal(pf_spec_check(&v->spec), 0);
+    assert_int_equal(pf_spec_check(v->spec), 0);
     assert_true(v->sharding.kind == PF_SHARD_REPLICATED ||
                 v->sharding.kind == PF_SHARD_SPLIT);
     assert_true(v->producer >= -1 && v->producer < (int)g->n_programs);

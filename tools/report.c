@@ -102,7 +102,7 @@ void tool_dot_graph(FILE *f, const pf_graph *g) {
       const pf_gvalue *v = &g->values[p->in[k]];
       if (v->producer >= 0)
         fprintf(f, "  p%d -> p%zu [label=\"%s\"];\n", v->producer, i,
-                pf_spec_str(&v->spec, buf, sizeof buf));
+                pf_spec_str(v->spec, buf, sizeof buf));
       else
         fprintf(f, "  v%d -> p%zu;\n", p->in[k], i);
     }
