@@ -14,7 +14,9 @@ static const char *const kernels[PF_COLLECTIVE_COUNT] = {
 };
 
 int pf_collective_from_kernel(const char *kernel) {
-  for (int k = 0; kernel && k < PF_COLLECTIVE_COUNT; k++)
+  /* Asked for every program, several times: most are no "pf." kernel. */
+  if (kernel == NULL || kernel[0] != 'p' || kernel[1] != 'f' || kernel[2] != '.') return -1;
+  for (int k = 0; k < PF_COLLECTIVE_COUNT; k++)
     if (strcmp(kernel, kernels[k]) == 0) return k;
   return -1;
 }

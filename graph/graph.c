@@ -386,7 +386,7 @@ int pf_graph_program(pf_graph *g, const pf_program_desc *desc,
   if ((rc = pf_graph_choose_shardings(g, &p, k, desc->in_shardings != NULL,
                                       desc->out_shardings, out_sh, d)) != 0 ||
       (rc = pf_graph_check_consumption(g, &p, 1, d)) != 0 ||
-      (rc = pf_graph_infer_with(g, &p, out_sh, out_specs, d)) != 0 ||
+      (rc = pf_graph_infer_kernel(g, &p, k, out_sh, out_specs, d)) != 0 ||
       (rc = pf_graph_reduce_inputs(g, &p, p.name, d)) != 0)
     return rc;
   return add_checked(g, &p, out_sh, out_specs, outs, prog, d);

@@ -118,6 +118,11 @@ int pf_graph_add_control(pf_graph *g, int32_t before, int32_t after);
 int pf_graph_infer_with(const pf_graph *g, const pf_gprogram *p,
                         const pf_sharding *out_sh, pf_spec *out,
                         pf_diag *diag);
+/* The same with p's kernel already found (pf_registry_find for p's slice's
+ * kind; NULL: not registered, an error unless p is a collective): callers
+ * that have it spare the registry's lock and hash. */
+int pf_graph_infer_kernel(const pf_graph *g, const pf_gprogram *p, const pf_kernel *k,
+                          const pf_sharding *out_sh, pf_spec *out, pf_diag *diag);
 
 /* Per-input arrays of a program live on the stack up to this many inputs and
  * on the heap past it (PF_MAX_ARGS specs would make a frame of 72 KiB). */

@@ -32,8 +32,14 @@ static void explain_shards(const pf_graph *g, const pf_gprogram *p,
 
 int pf_graph_infer_with(const pf_graph *g, const pf_gprogram *p,
                         const pf_sharding *out_sh, pf_spec *out, pf_diag *d) {
+  return pf_graph_infer_kernel(
+      g, p, pf_registry_find(g->env.registry, p->kernel, g->slices[p->slice].kind), out_sh, out,
+      d);
+}
+
+int pf_graph_infer_kernel(const pf_graph *g, const pf_gprogram *p, const pf_kernel *k,
+                          const pf_sharding *out_sh, pf_spec *out, pf_diag *d) {
   const pf_gslice *slice = &g->slices[p->slice];
-  const pf_kernel *k = pf_registry_find(g->env.registry, p->kernel, slice->kind);
   pf_spec in_stack[PF_ARGS_ON_STACK], *in_local, out_local[PF_MAX_OUTS];
   char what[PF_NAME_MAX + 64], buf[128];
   pf_diag kd;
@@ -366,12 +372,16 @@ int pf_graph_check(const pf_graph *g, pf_diag *d) {
 }
 
 int pf_graph_check_order(const pf_graph *g, int32_t *order, pf_diag *d) {
+  const pf_kernel *last = NULL;
+  const char *last_name = NULL;
+  pf_device_kind last_kind = PF_DEVICE_CPU;
   int rc;
   if ((rc = check_structure(g, d)) != 0 || (rc = pf_graph_check_ends(g, d)) != 0)
     return rc;
   if ((rc = pf_graph_topo_order(g, order, d)) != 0) return rc;
   for (size_t k = 0; k < g->n_programs && rc == 0; k++) {
     const pf_gprogram *p = &g->programs[order[k]];
+    pf_device_kind kind = g->slices[p->slice].kind;
     pf_sharding out_sh[PF_MAX_OUTS];
     pf_spec out[PF_MAX_OUTS];
     char want[128], got[128];
@@ -380,16 +390,18 @@ int pf_graph_check_order(const pf_graph *g, int32_t *order, pf_diag *d) {
                          p->name);
       break;
     }
+    /* Consecutive programs mostly share their kernel's name (the graph
+     * keeps one copy of a run of them): one look-up for the run. */
+    if (p->kernel != last_name || kind != last_kind) {
+      last = pf_registry_find(g->env.registry, p->kernel, kind);
+      last_name = p->kernel;
+      last_kind = kind;
+    }
     for (int i = 0; i < p->n_out; i++) out_sh[i] = g->values[p->out[i]].sharding;
     if ((rc = pf_graph_check_consumption(g, p, 0, d)) != 0 ||
-        (rc = pf_graph_infer_with(g, p, out_sh, out, d)) != 0)
+        (rc = pf_graph_infer_kernel(g, p, last, out_sh, out, d)) != 0)
       break;
-    if (pf_collective_from_kernel(p->kernel) < 0 &&
-        (rc = pf_graph_check_rule(
-             g, p,
-             pf_registry_find(g->env.registry, p->kernel,
-                              g->slices[p->slice].kind),
-             d)) != 0)
+    if (pf_collective_from_kernel(p->kernel) < 0 && (rc = pf_graph_check_rule(g, p, last, d)) != 0)
       break;
     for (int i = 0; i < p->n_out; i++) {
       const pf_spec *have = g->values[p->out[i]].spec;
