@@ -68,10 +68,11 @@ static int plan_is_empty(const pf_plan *p) { return p->n_ops == 0 && p->n_buffer
  * the graph's programs shared out by devices (one op each; a program on
  * several devices has more, and is then underestimated: only less is
  * readied). A hint: a send that fails changes nothing, and is not an
- * error of the compile. */
-static void expect_plans(pf_context *ctx, const pf_graph *g, uint64_t id) {
+ * error of the compile. Returns whether any rank was told. */
+static int expect_plans(pf_context *ctx, const pf_graph *g, uint64_t id) {
   const pf_cluster *cl = &ctx->cluster;
-  if (cl->n_devices == 0 || g->n_programs * EXPECT_BYTES_PER_OP < EXPECT_MIN) return;
+  int told = 0;
+  if (cl->n_devices == 0 || g->n_programs * EXPECT_BYTES_PER_OP < EXPECT_MIN) return 0;
   for (int r = 1; r < ctx->size; r++) {
     uint64_t on_rank = 0, bytes;
     pf_msg *m;
@@ -80,6 +81,21 @@ static void expect_plans(pf_context *ctx, const pf_graph *g, uint64_t id) {
     if (bytes < EXPECT_MIN || (m = pf_msg_new(PF_MSG_EXPECT)) == NULL) continue;
     m->executable = id;
     m->bytes = bytes;
+    told |= pf_runtime_send(ctx->runtime, r, m) == 0;
+  }
+  return told;
+}
+
+/* Tells the ranks that will get no plan after all (the schedule failed:
+ * participates NULL; or their plan is empty) that none is coming: an
+ * Expect of 0 bytes lets the memory readied go at once, not after
+ * EXPECT_HOLD_NS (runtime/runtime.c). */
+static void expect_none(pf_context *ctx, uint64_t id, const uint8_t *participates) {
+  for (int r = 1; r < ctx->size; r++) {
+    pf_msg *m;
+    if ((participates != NULL && participates[r]) || (m = pf_msg_new(PF_MSG_EXPECT)) == NULL)
+      continue;
+    m->executable = id;
     (void)pf_runtime_send(ctx->runtime, r, m);
   }
 }
@@ -135,7 +151,7 @@ int pf_compile(pf_graph *g, pf_executable **out) {
   pf_compiled *c;
   pf_waiter w;
   uint8_t *connect;
-  int rc, n_connect = 0;
+  int rc, n_connect = 0, told;
   if (g == NULL || out == NULL) return PF_EINVAL;
   *out = NULL;
   ctx = g->env.owner;
@@ -143,9 +159,10 @@ int pf_compile(pf_graph *g, pf_executable **out) {
   if ((e = calloc(1, sizeof *e)) == NULL) return pf_context_error(ctx, PF_ENOMEM, "compile: out of memory");
   e->ctx = ctx;
   e->id = pf_context_new_id(ctx);
-  expect_plans(ctx, g, e->id);
+  told = expect_plans(ctx, g, e->id);
   rc = pf_schedule(g, &ctx->cluster, e->id, &c, &ctx->diag);
   if (rc != 0) {
+    if (told) expect_none(ctx, e->id, NULL);
     free(e);
     return rc;
   }
@@ -173,6 +190,7 @@ int pf_compile(pf_graph *g, pf_executable **out) {
       e->participates[r] = 1;
       e->n_participants++;
     }
+  if (told) expect_none(ctx, e->id, e->participates);
   /* Two phases: every rank checks its plan (its kernels, its transfers)
    * and answers; only when all succeeded are the communicators of the
    * collectives made, which every member must do together: a rank that

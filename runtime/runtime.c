@@ -651,8 +651,9 @@ static void answer_counters(pf_runtime *rt, pf_msg *m) {
   service_reply(rt, rep);
 }
 
-/* How long memory readied for an expected plan is held at most (a compile
- * that failed on the controller sends no plan). */
+/* How long memory readied for an expected plan is held at most (the
+ * controller says when no plan is coming, an Expect of 0 bytes, but a
+ * compile that ran out of memory on it may not). */
 #define EXPECT_HOLD_NS (30 * 1000000000ull)
 
 /* The controller is about to schedule a plan of about m->bytes for this

@@ -132,11 +132,16 @@ static void test_buffer_put_across_ranks(void **state) {
 }
 
 /* In g: the one-device slices of devices 0 (rank 0) and 2 (rank 1). */
-static void chain_slices(pf_graph *g, pf_slice_t *s0, pf_slice_t *s2) {
+/* Slices of device 0 (rank 0) and device `other`. */
+static void chain_slices_on(pf_graph *g, int other, pf_slice_t *s0, pf_slice_t *s2) {
   OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, s0));
   OK(pf_graph_slice_pin(g, *s0, (int[]){0}));
   OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, s2));
-  OK(pf_graph_slice_pin(g, *s2, (int[]){2}));
+  OK(pf_graph_slice_pin(g, *s2, (int[]){other}));
+}
+
+static void chain_slices(pf_graph *g, pf_slice_t *s0, pf_slice_t *s2) {
+  chain_slices_on(g, 2, s0, s2);
 }
 
 /* `hops` programs "scale" on *v alternating devices 2 and 0 (rank 1, rank
@@ -154,13 +159,13 @@ static void add_chain(pf_graph *g, pf_slice_t s0, pf_slice_t s2, int hops, pf_va
 }
 
 /* x on device 0 through a chain of `hops` hops (add_chain) to y. */
-static pf_executable *chain_exe(int hops, pf_spec spec) {
+static pf_executable *chain_exe_on(int other, int hops, pf_spec spec) {
   pf_graph *g;
   pf_executable *exe;
   pf_slice_t s0, s2;
   pf_value_t v;
   OK(pf_graph_create(ctx, &g));
-  chain_slices(g, &s0, &s2);
+  chain_slices_on(g, other, &s0, &s2);
   OK(pf_graph_input(g, "x", &spec, s0, pf_replicated(), &v));
   add_chain(g, s0, s2, hops, &v);
   OK(pf_graph_output(g, "y", v));
@@ -168,6 +173,8 @@ static pf_executable *chain_exe(int hops, pf_spec spec) {
   pf_graph_destroy(g);
   return exe;
 }
+
+static pf_executable *chain_exe(int hops, pf_spec spec) { return chain_exe_on(2, hops, spec); }
 
 /* Runs chain_exe(hops) on x and checks that x comes back. */
 static void run_chain(pf_executable *exe, pf_spec spec) {
@@ -296,9 +303,22 @@ static void test_announced_plan(void **state) {
   pf_executable_destroy(exe);
 }
 
+/* As large a graph, announced to rank 1 too (the estimate shares programs
+ * out by devices), all of it on rank 0's devices 0 and 1: rank 1 gets no
+ * plan, and is told so (an Expect of 0 bytes) instead of holding the
+ * memory it readied for 30 s; the chain computes its value. */
+static void test_announced_plan_not_sent(void **state) {
+  pf_spec spec = pf_spec_1d(PF_F32, 1);
+  pf_executable *exe = chain_exe_on(1, 140000, spec);
+  (void)state;
+  run_chain(exe, spec);
+  pf_executable_destroy(exe);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_announced_plan),
+      cmocka_unit_test(test_announced_plan_not_sent),
       cmocka_unit_test(test_long_chain_holds_a_window),
       cmocka_unit_test(test_chain_of_many_receives),
       cmocka_unit_test(test_fed_send_behind_held_back_receives),
