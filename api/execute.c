@@ -68,36 +68,55 @@ static int plan_is_empty(const pf_plan *p) { return p->n_ops == 0 && p->n_buffer
  * the graph's programs shared out by devices (one op each; a program on
  * several devices has more, and is then underestimated: only less is
  * readied). A hint: a send that fails changes nothing, and is not an
- * error of the compile. Returns whether any rank was told. */
-static int expect_plans(pf_context *ctx, const pf_graph *g, uint64_t id) {
+ * error of the compile. Returns the ranks told (ctx->size flags, for
+ * expect_none), or NULL when none was. */
+static uint8_t *expect_plans(pf_context *ctx, const pf_graph *g, uint64_t id) {
   const pf_cluster *cl = &ctx->cluster;
-  int told = 0;
-  if (cl->n_devices == 0 || g->n_programs * EXPECT_BYTES_PER_OP < EXPECT_MIN) return 0;
+  uint64_t *on_rank;
+  uint8_t *told;
+  int any = 0;
+  if (cl->n_devices == 0 || g->n_programs * EXPECT_BYTES_PER_OP < EXPECT_MIN) return NULL;
+  on_rank = pf_calloc((size_t)ctx->size, sizeof *on_rank);
+  told = pf_calloc((size_t)ctx->size, 1);
+  if (on_rank == NULL || told == NULL) {
+    free(on_rank);
+    free(told);
+    return NULL;
+  }
+  for (int d = 0; d < cl->n_devices; d++)
+    if (cl->devices[d].rank >= 0 && cl->devices[d].rank < ctx->size) on_rank[cl->devices[d].rank]++;
   for (int r = 1; r < ctx->size; r++) {
-    uint64_t on_rank = 0, bytes;
+    uint64_t bytes = (uint64_t)g->n_programs * on_rank[r] / (uint64_t)cl->n_devices *
+                     EXPECT_BYTES_PER_OP;
     pf_msg *m;
-    for (int d = 0; d < cl->n_devices; d++) on_rank += cl->devices[d].rank == r;
-    bytes = (uint64_t)g->n_programs * on_rank / (uint64_t)cl->n_devices * EXPECT_BYTES_PER_OP;
     if (bytes < EXPECT_MIN || (m = pf_msg_new(PF_MSG_EXPECT)) == NULL) continue;
     m->executable = id;
     m->bytes = bytes;
-    told |= pf_runtime_send(ctx->runtime, r, m) == 0;
+    told[r] = pf_runtime_send(ctx->runtime, r, m) == 0;
+    any |= told[r];
+  }
+  free(on_rank);
+  if (!any) {
+    free(told);
+    return NULL;
   }
   return told;
 }
 
-/* Tells the ranks that will get no plan after all (the schedule failed:
- * participates NULL; or their plan is empty) that none is coming: an
- * Expect of 0 bytes lets the memory readied go at once, not after
- * EXPECT_HOLD_NS (runtime/runtime.c). */
-static void expect_none(pf_context *ctx, uint64_t id, const uint8_t *participates) {
-  for (int r = 1; r < ctx->size; r++) {
+/* Tells the ranks told by expect_plans that will get no plan after all
+ * (the compile failed: participates NULL; or their plan is empty) that
+ * none is coming: an Expect of 0 bytes lets the memory readied go at once,
+ * not after EXPECT_HOLD_NS (runtime/runtime.c). Frees `told`. */
+static void expect_none(pf_context *ctx, uint64_t id, uint8_t *told, const uint8_t *participates) {
+  for (int r = 1; told != NULL && r < ctx->size; r++) {
     pf_msg *m;
-    if ((participates != NULL && participates[r]) || (m = pf_msg_new(PF_MSG_EXPECT)) == NULL)
+    if (!told[r] || (participates != NULL && participates[r]) ||
+        (m = pf_msg_new(PF_MSG_EXPECT)) == NULL)
       continue;
     m->executable = id;
     (void)pf_runtime_send(ctx->runtime, r, m);
   }
+  free(told);
 }
 
 /* Sends a LOAD (with the rank's plan) or a CONNECT to every rank marked in
@@ -150,8 +169,8 @@ int pf_compile(pf_graph *g, pf_executable **out) {
   pf_executable *e;
   pf_compiled *c;
   pf_waiter w;
-  uint8_t *connect;
-  int rc, n_connect = 0, told;
+  uint8_t *connect, *told;
+  int rc, n_connect = 0;
   if (g == NULL || out == NULL) return PF_EINVAL;
   *out = NULL;
   ctx = g->env.owner;
@@ -162,11 +181,12 @@ int pf_compile(pf_graph *g, pf_executable **out) {
   told = expect_plans(ctx, g, e->id);
   rc = pf_schedule(g, &ctx->cluster, e->id, &c, &ctx->diag);
   if (rc != 0) {
-    if (told) expect_none(ctx, e->id, NULL);
+    expect_none(ctx, e->id, told, NULL);
     free(e);
     return rc;
   }
   if (pf_comm_groups_number(&ctx->groups, c->plans, c->n_ranks) != 0) {
+    expect_none(ctx, e->id, told, NULL);
     pf_compiled_free(c);
     free(e);
     return pf_context_error(ctx, PF_ENOMEM, "compile: out of memory");
@@ -178,6 +198,7 @@ int pf_compile(pf_graph *g, pf_executable **out) {
   e->stages = c->stages;
   e->participates = pf_calloc((size_t)ctx->size, 1);
   if (e->participates == NULL || list_memory(e) != 0) {
+    expect_none(ctx, e->id, told, NULL);
     free(e->participates);
     free(e->mem_devices);
     free(e->mem_peaks);
@@ -190,7 +211,7 @@ int pf_compile(pf_graph *g, pf_executable **out) {
       e->participates[r] = 1;
       e->n_participants++;
     }
-  if (told) expect_none(ctx, e->id, e->participates);
+  expect_none(ctx, e->id, told, e->participates);
   /* Two phases: every rank checks its plan (its kernels, its transfers)
    * and answers; only when all succeeded are the communicators of the
    * collectives made, which every member must do together: a rank that

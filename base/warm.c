@@ -1,6 +1,6 @@
+#define _GNU_SOURCE /* SCHED_IDLE */
 #include "base/warm.h"
 
-#define _GNU_SOURCE /* SCHED_IDLE */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>

@@ -113,14 +113,11 @@ int pf_graph_add_control(pf_graph *g, int32_t before, int32_t after);
 
 /* Runs program p's shape function on its current inputs (consumed with
  * p->in_shardings), writing the global output specs, under output shardings
- * `out_sh`, to `out` (p->n_out of them). Errors as pf_graph_program, with a
- * message naming the program and kernel. */
-int pf_graph_infer_with(const pf_graph *g, const pf_gprogram *p,
-                        const pf_sharding *out_sh, pf_spec *out,
-                        pf_diag *diag);
-/* The same with p's kernel already found (pf_registry_find for p's slice's
- * kind; NULL: not registered, an error unless p is a collective): callers
- * that have it spare the registry's lock and hash. */
+ * `out_sh`, to `out` (p->n_out of them). k is p's kernel, found by the
+ * caller (pf_registry_find for p's slice's kind; NULL: not registered, an
+ * error unless p is a collective): a run of programs of one kernel is
+ * looked up once. Errors as pf_graph_program, with a message naming the
+ * program and kernel. */
 int pf_graph_infer_kernel(const pf_graph *g, const pf_gprogram *p, const pf_kernel *k,
                           const pf_sharding *out_sh, pf_spec *out, pf_diag *diag);
 

@@ -1,5 +1,5 @@
 /* Whole-graph validation: the one place that decides whether a graph is
- * well formed. The builders call the per-program part (pf_graph_infer_with)
+ * well formed. The builders call the per-program part (pf_graph_infer_kernel)
  * eagerly; pf_compile calls pf_graph_check on everything, because graphs can
  * be rewired or decoded from untrusted bytes. */
 #include <stdio.h>
@@ -28,13 +28,6 @@ static void explain_shards(const pf_graph *g, const pf_gprogram *p,
                    pf_spec_str(&local[i], ls, sizeof ls));
   }
   pf_diag_suffix(d, ")");
-}
-
-int pf_graph_infer_with(const pf_graph *g, const pf_gprogram *p,
-                        const pf_sharding *out_sh, pf_spec *out, pf_diag *d) {
-  return pf_graph_infer_kernel(
-      g, p, pf_registry_find(g->env.registry, p->kernel, g->slices[p->slice].kind), out_sh, out,
-      d);
 }
 
 int pf_graph_infer_kernel(const pf_graph *g, const pf_gprogram *p, const pf_kernel *k,

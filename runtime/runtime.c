@@ -652,8 +652,8 @@ static void answer_counters(pf_runtime *rt, pf_msg *m) {
 }
 
 /* How long memory readied for an expected plan is held at most (the
- * controller says when no plan is coming, an Expect of 0 bytes, but a
- * compile that ran out of memory on it may not). */
+ * controller says when no plan is coming, an Expect of 0 bytes, but that
+ * message may fail to go). */
 #define EXPECT_HOLD_NS (30 * 1000000000ull)
 
 /* The controller is about to schedule a plan of about m->bytes for this

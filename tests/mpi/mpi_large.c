@@ -290,29 +290,31 @@ static void test_long_chain_holds_a_window(void **state) {
   pf_executable_destroy(exe);
 }
 
-/* A graph large enough that the controller announces rank 1's plan before
+/* A chain of 140,000 one-element hops between device 0 and `other`,
+ * large enough that the controller announces rank 1's plan before
  * scheduling it (api/execute.c, PF_MSG_EXPECT: 131,072 programs or more on
- * 2 ranks of 2 devices), and rank 1 readies memory for it meanwhile
- * (runtime/runtime.c) and lets it go as the plan arrives: a chain of
- * 140,000 one-element hops between the ranks computes its value. */
-static void test_announced_plan(void **state) {
+ * 2 ranks of 2 devices), computes its value. */
+static void run_announced(int other) {
   pf_spec spec = pf_spec_1d(PF_F32, 1);
-  pf_executable *exe = chain_exe(140000, spec);
-  (void)state;
+  pf_executable *exe = chain_exe_on(other, 140000, spec);
   run_chain(exe, spec);
   pf_executable_destroy(exe);
 }
 
-/* As large a graph, announced to rank 1 too (the estimate shares programs
- * out by devices), all of it on rank 0's devices 0 and 1: rank 1 gets no
- * plan, and is told so (an Expect of 0 bytes) instead of holding the
- * memory it readied for 30 s; the chain computes its value. */
-static void test_announced_plan_not_sent(void **state) {
-  pf_spec spec = pf_spec_1d(PF_F32, 1);
-  pf_executable *exe = chain_exe_on(1, 140000, spec);
+/* Across the ranks: rank 1 readies memory for its plan meanwhile
+ * (runtime/runtime.c) and lets it go as the plan arrives. */
+static void test_announced_plan(void **state) {
   (void)state;
-  run_chain(exe, spec);
-  pf_executable_destroy(exe);
+  run_announced(2);
+}
+
+/* All on rank 0's devices 0 and 1, yet announced to rank 1 too (the
+ * estimate shares programs out by devices): rank 1 gets no plan, and is
+ * told so (an Expect of 0 bytes) instead of holding the memory it readied
+ * for 30 s. */
+static void test_announced_plan_not_sent(void **state) {
+  (void)state;
+  run_announced(1);
 }
 
 int main(void) {
