@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/probe.h"
 #include "base/util.h"
 #include "pathflow/error.h"
 #include "base/box.h"
@@ -1281,7 +1282,9 @@ static void run_kernel(pf_step *s, uint32_t i) {
     atomic_store_explicit(&tls_running->op, i, memory_order_relaxed);
     atomic_store_explicit(&tls_running->step, s, memory_order_release);
   }
+  PF_PROBE("exec.kernel");
   rc = k->compute(&call);
+  PF_PROBE("exec.kernel.out");
   if (tls_running != NULL) atomic_store_explicit(&tls_running->step, NULL, memory_order_relaxed);
   if (in != in_stack) free(in);
   if (rc != 0) {
@@ -1442,6 +1445,7 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
         ex->inline_ops[ex->n_inline++] = (struct inline_op){s, j};
     }
   }
+  PF_PROBE("exec.dependents.out");
   /* Free what no later op reads, as soon as possible: peak memory then
    * follows the live values, not the whole graph. */
   for (uint32_t k = 0; k < op->n_in; k++) {
@@ -1488,6 +1492,7 @@ static int drain_inline(pf_executor *ex) {
   tls_running = &ex->loop_running;
   while (ex->n_inline > 0 || (ex->cfg.loop_runs_ops && claim_next(ex) > 0)) {
     struct inline_op it = ex->inline_ops[--ex->n_inline];
+    PF_PROBE("exec.inline_op");
     int device = it.step->l->hot[it.op].device, part_done;
     pf_device *dv = ex->devices[device];
     if (ex->cfg.loop_runs_ops &&
@@ -1515,6 +1520,7 @@ static int drain_inline(pf_executor *ex) {
     ran++;
     part_done = dv->ops->release(dv, it.step, it.op);
     finish_op(it.step, it.op, -1);
+    PF_PROBE("exec.inline_op.out");
     if (part_done) step_piece_done(it.step);
   }
   tls_running = NULL;

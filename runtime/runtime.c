@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "base/probe.h"
 #include "base/util.h"
 #include "base/warm.h"
 #include "runtime/release_hold.h"
@@ -815,6 +816,7 @@ static void reject(pf_runtime *rt, int peer, int rc, const char *why, const uint
  * Returns how much happened (heartbeats do not count). */
 static int poll_mpi(pf_runtime *rt) {
   int activity;
+  PF_PROBE("loop.poll");
   pf_service_tick(rt->svc);
   activity = rt->cfg.transport->ops->progress(rt->cfg.transport);
   if (activity < 0) pf_transport_abort(rt->cfg.transport, 1, "transport progress failed");
@@ -856,7 +858,10 @@ static int poll_mpi(pf_runtime *rt) {
   /* What a message started or a completion made ready (loop_runs_ops):
    * every path that polls comes here, the event-driven ones included (a
    * transport that wakes the loop itself is not spun on). */
-  return activity + run_ops(rt);
+  PF_PROBE("loop.messages.out");
+  activity += run_ops(rt);
+  PF_PROBE("loop.poll.out");
+  return activity;
 }
 
 static void on_poll(uv_timer_t *h);
@@ -946,6 +951,7 @@ static void on_spin(uv_idle_t *h) {
     /* Nothing completed: post receives a step left for later. Not after a
      * poll that completed something: the loop is then on the critical
      * path (a rank that never waits would pay for a post every step). */
+    PF_PROBE("loop.idle");
     if (pf_service_post_deferred(rt->svc, 8) > 0) {
       busy = 1;
       continue;

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include "base/mix64.h"
+#include "base/probe.h"
 #include "base/util.h"
 #include "graph/collective.h"
 #include "pathflow/error.h"
@@ -1013,12 +1014,14 @@ static void loop_op_finish(loop_op *lo, int status, const char *why) {
   if (lo->stage_out != NULL) free(lo->stage_out);
   pf_executor_loop_op_done(lo->r->step, lo->op, status, why);
   loop_op_free(s, lo);
+  PF_PROBE("service.loop_op_done");
 }
 
 static void transfer_done(void *arg, int status) {
   loop_op *lo = arg;
   const xfer_op *x = &lo->r->e->xfers[lo->op];
   char why[160];
+  PF_PROBE("service.transfer_done");
   if (x->kind == PF_OP_RECV) {
     lo->r->svc->recv_bytes -= lo->r->e->boxes[lo->op].nbytes;
     lo->r->svc->recvs_posted--;
@@ -1032,6 +1035,7 @@ static void transfer_done(void *arg, int status) {
 
 static void start_transfer(pf_service *s, loop_op *lo) {
   run *r = lo->r;
+  PF_PROBE("service.start_transfer");
   const xfer_op *op = &r->e->xfers[lo->op];
   const pf_xfer_box *bx = &r->e->boxes[lo->op];
   pf_transport *t = s->cfg.transport;
@@ -1067,6 +1071,7 @@ static void start_transfer(pf_service *s, loop_op *lo) {
 }
 
 static void collective_done(void *arg, int status) {
+  PF_PROBE("service.collective_done");
   loop_op *lo = arg;
   const pf_plan *p = pf_step_plan(lo->r->step);
   const pf_plan_op *op = &p->ops[lo->op];
@@ -1155,6 +1160,7 @@ static int stage_split(loop_op *lo, const pf_storage *in, const pf_spec *ins, in
 }
 
 static void start_collective(pf_service *s, loop_op *lo) {
+  PF_PROBE("service.start_collective");
   const pf_plan *p = pf_step_plan(lo->r->step);
   const pf_plan_op *op = &p->ops[lo->op];
   const pf_spec *ins = p->buffers[op->inputs[0]].spec, *outs = p->buffers[op->outputs[0]].spec;

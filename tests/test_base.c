@@ -29,6 +29,7 @@
 #include "base/clock.h"
 #include "base/layout.h"
 #include "base/pages.h"
+#include "base/probe.h"
 #include "base/spec_set.h"
 #include "base/warm.h"
 #include "pathflow.h"
@@ -1336,6 +1337,67 @@ static size_t resident_bytes(void) {
 
 /* A reserve backs memory of its own on an idle thread, and gives all of
  * it back when stopped; too small a one is not started. */
+/* Probes count each thread's way from one to the next: passes and ticks
+ * per pair, names registered once, bad ids ignored, a report naming them. */
+static void *probe_elsewhere(void *arg) {
+  int *ids = arg;
+  uint64_t passes, ticks;
+  pf_probe_pair(ids[0], ids[1], &passes, &ticks); /* another thread's table: none */
+  ids[2] = passes == 0 && ticks == 0;
+  return NULL;
+}
+
+static void test_probe(void **state) {
+  char copy[] = "test.probe.a";
+  int a = pf_probe_id("test.probe.a"), b = pf_probe_id("test.probe.b"), ids[3];
+  uint64_t passes, ticks, passes_back, ticks_back;
+  volatile uint64_t spin = 0;
+  pthread_t th;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f;
+  (void)state;
+  assert_true(a > 0 && b > 0 && a != b);
+  assert_int_equal(pf_probe_id(copy), a); /* by name, not by pointer */
+  for (int i = 0; i < 3; i++) {
+    pf_probe_hit(a);
+    for (int k = 0; k < 1000; k++) spin += (uint64_t)k;
+    pf_probe_hit(b);
+  }
+  pf_probe_hit(0);                /* ignored */
+  pf_probe_hit(PF_PROBE_MAX + 1); /* ignored */
+  pf_probe_pair(a, b, &passes, &ticks);
+  pf_probe_pair(b, a, &passes_back, &ticks_back);
+  assert_int_equal(passes, 3);
+  assert_int_equal(passes_back, 2);
+  assert_true(ticks > 0);
+  pf_probe_pair(a, 0, &passes, &ticks);
+  assert_int_equal(passes, 0);
+  ids[0] = a;
+  ids[1] = b;
+  ids[2] = 0;
+  assert_int_equal(pthread_create(&th, NULL, probe_elsewhere, ids), 0);
+  pthread_join(th, NULL);
+  assert_int_equal(ids[2], 1);
+  f = open_memstream(&text, &len);
+  assert_non_null(f);
+  assert_true(pf_probe_report(f) >= 2);
+  fclose(f);
+  assert_non_null(strstr(text, "test.probe.a"));
+  assert_non_null(strstr(text, "floor"));
+  free(text);
+  /* Past PF_PROBE_MAX names, 0: not counted. */
+  {
+    static char more[PF_PROBE_MAX + 1][24];
+    int last = 1;
+    for (int i = 0; i <= PF_PROBE_MAX; i++) {
+      snprintf(more[i], sizeof more[i], "test.probe.more%d", i);
+      last = pf_probe_id(more[i]);
+    }
+    assert_int_equal(last, 0);
+  }
+}
+
 static void test_warmer_reserve(void **state) {
   size_t len = 64u << 20, before, peak = 0;
   pf_warmer *w;
@@ -1479,6 +1541,7 @@ int main(void) {
       cmocka_unit_test(test_pages_threads),
       cmocka_unit_test(test_warmer),
       cmocka_unit_test(test_warmer_reserve),
+      cmocka_unit_test(test_probe),
       cmocka_unit_test(test_spec_set),
       cmocka_unit_test(test_attrs_share),
       cmocka_unit_test(test_attrs_ref),

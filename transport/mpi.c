@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/box.h"
+#include "base/probe.h"
 #include "base/util.h"
 #include "pathflow/error.h"
 
@@ -185,7 +186,10 @@ static int post_ctrl(pf_mpi *m) {
 /* MPI_Test of the control receive: ready, failed, or a frame too long for
  * it (MPI_ERR_TRUNCATE: refused, the channel goes on). */
 static int test_ctrl(pf_mpi *m) {
-  int flag = 0, err = MPI_Test(&m->ctrl_req, &flag, &m->ctrl_st), cls = 0;
+  int flag = 0, err, cls = 0;
+  PF_PROBE("mpi.test_ctrl");
+  err = MPI_Test(&m->ctrl_req, &flag, &m->ctrl_st);
+  PF_PROBE("mpi.test_ctrl.out");
   if (err == MPI_SUCCESS) {
     m->ctrl_ready = flag;
     return 0;
@@ -486,7 +490,12 @@ int pf_mpi_progress(pf_mpi *m) {
   if (head > 0) memcpy(front + nf, m->reqs + m->base, head * sizeof *front); /* reqs may be NULL */
   nf += (int)head;
   if (nf == 0) return 0;
+  PF_PROBE("mpi.testsome");
   err = MPI_Testsome(nf, front, &outcount, m->indices, m->statuses);
+  if (outcount > 0 && outcount != MPI_UNDEFINED)
+    PF_PROBE("mpi.testsome.done");
+  else
+    PF_PROBE("mpi.testsome.none");
   if (err != MPI_SUCCESS && err != MPI_ERR_IN_STATUS) return PF_EMPI;
   for (int k = 0; outcount != MPI_UNDEFINED && k < outcount; k++) {
     int i = m->indices[k];
@@ -1012,9 +1021,12 @@ static int t_send(pf_transport *t, const void *data, const pf_xfer_box *x, int p
   pf_mpi *m = (pf_mpi *)t;
   const pf_mpi_box *b = x->impl;
   MPI_Request req;
-  if (MPI_Isend((const char *)data + b->displacement, b->count, b->type, peer, tag, m->data,
-                &req) != MPI_SUCCESS)
-    return PF_EMPI;
+  int err;
+  PF_PROBE("mpi.isend");
+  err = MPI_Isend((const char *)data + b->displacement, b->count, b->type, peer, tag, m->data,
+                  &req);
+  PF_PROBE("mpi.isend.out");
+  if (err != MPI_SUCCESS) return PF_EMPI;
   /* A send completes soon: tested on every poll. */
   return pf_mpi_track_quick(m, req, cb, arg);
 }
@@ -1024,9 +1036,11 @@ static int t_recv(pf_transport *t, void *data, const pf_xfer_box *x, int peer, i
   pf_mpi *m = (pf_mpi *)t;
   const pf_mpi_box *b = x->impl;
   MPI_Request req;
-  if (MPI_Irecv((char *)data + b->displacement, b->count, b->type, peer, tag, m->data, &req) !=
-      MPI_SUCCESS)
-    return PF_EMPI;
+  int err;
+  PF_PROBE("mpi.irecv");
+  err = MPI_Irecv((char *)data + b->displacement, b->count, b->type, peer, tag, m->data, &req);
+  PF_PROBE("mpi.irecv.out");
+  if (err != MPI_SUCCESS) return PF_EMPI;
   return pf_mpi_track(m, req, cb, arg);
 }
 

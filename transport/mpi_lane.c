@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/probe.h"
 #include "base/util.h"
 #include "pathflow/error.h"
 #include "transport/mpi_coll.h"
@@ -55,6 +56,7 @@ void pf_mpi_lane_init(pf_mpi_lane *lane, MPI_Comm comm, const int32_t *ranks, in
 
 static void req_done(void *arg, int status) {
   pf_mpi_coll *c = arg;
+  PF_PROBE("coll.req_done");
   if (status != 0 && c->status == 0) c->status = status;
   if (--c->pending == 0) {
     if (c->status != 0)
@@ -67,6 +69,7 @@ static void req_done(void *arg, int status) {
 int pf_mpi_coll_post(pf_mpi_coll *c, int round, const pf_mpi_xfer *x, int n) {
   MPI_Comm comm = c->lane->comm;
   int posted = 0, rc = 0, tag = c->tag0 + round;
+  PF_PROBE("coll.post");
   for (; posted < n; posted++) {
     int peer = c->lane->ranks[x[posted].peer], err;
     if (x[posted].len > INT32_MAX) {
@@ -89,6 +92,7 @@ int pf_mpi_coll_post(pf_mpi_coll *c, int round, const pf_mpi_xfer *x, int n) {
     c->pending--;
     if (MPI_Wait(&c->reqs[k], MPI_STATUS_IGNORE) != MPI_SUCCESS && rc == 0) rc = PF_EMPI;
   }
+  PF_PROBE("coll.post.out");
   return rc;
 }
 
@@ -118,6 +122,7 @@ static void unlink_coll(pf_mpi_coll *c) {
 }
 
 void pf_mpi_coll_finish(pf_mpi_coll *c, int status) {
+  PF_PROBE("coll.finish");
   pf_mpi_lane *lane = c->lane;
   pf_mpi_cb cb = c->cb;
   void *arg = c->arg;
@@ -179,6 +184,7 @@ int pf_mpi_collective_start(pf_mpi *m, pf_mpi_lane *lane, const pf_collective_ca
   pf_mpi_coll proto, *c;
   size_t tmp = 0, reqs_at;
   int rc;
+  PF_PROBE("coll.start");
   if (lane->comm == MPI_COMM_NULL || lane->rank < 0) return PF_EINVAL;
   if (lane->size == 1) {
     alone(call);
