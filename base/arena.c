@@ -64,7 +64,7 @@ static void chunk_free(pf_arena_chunk *c) {
 void pf_arena_init(pf_arena *a) { memset(a, 0, sizeof *a); }
 
 void *pf_arena_alloc(pf_arena *a, size_t n) {
-  size_t need = (n + 7) & ~(size_t)7, size;
+  size_t need = pf_arena_size(n), size;
   pf_arena_chunk *c;
   if (need < n) return NULL;
   if (a->chunks != NULL && a->size - a->used >= need) {
@@ -103,7 +103,7 @@ int pf_arena_reserve(pf_arena *a, size_t n, void **at) {
   pf_arena_chunk *c;
   *at = NULL;
   if (n == 0) return 0;
-  n = (n + 7) & ~(size_t)7;
+  n = pf_arena_size(n);
   if (n < 8 || (c = chunk_new(n)) == NULL) return PF_ENOMEM;
   c->next = a->chunks;
   a->chunks = c;

@@ -24,6 +24,10 @@ void pf_arena_init(pf_arena *a);
  * out of memory (n == 0 gives a valid pointer to no bytes). */
 void *pf_arena_alloc(pf_arena *a, size_t n);
 
+/* What pf_arena_alloc(a, n) takes of a chunk: n rounded up to 8 (0 when
+ * that overflows). A caller sizing a pf_arena_reserve adds these up. */
+static inline size_t pf_arena_size(size_t n) { return (n + 7) & ~(size_t)7; }
+
 /* Makes the arena's next n bytes of small blocks (those it does not give a
  * chunk of their own) come from one new chunk, so that a caller who knows
  * roughly how much it will allocate can have that memory backed ahead on

@@ -843,8 +843,6 @@ static int order_stages(const lowering *L, pf_compiled *c, const int32_t *order,
 }
 
 /* Bytes of an arena block of n bytes (base/arena.c rounds to 8). */
-static size_t arena_bytes(size_t n) { return (n + 7) & ~(size_t)7; }
-
 /* Sizes each rank's plan before lowering, so that its op and buffer
  * arrays are not copied again and again as they double, nor reserved far
  * beyond what lowering puts there: the arrays are carved from huge pages
@@ -869,12 +867,12 @@ static int reserve_plans(lowering *L) {
   if (n == NULL) return PF_ENOMEM;
   for (size_t k = 0; k < g->n_programs; k++) {
     const pf_gprogram *p = &g->programs[k];
-    size_t name = arena_bytes(strlen(p->name) + 1);
+    size_t name = pf_arena_size(strlen(p->name) + 1);
     for (int s = 0; s < g->slices[p->slice].num_devices; s++) {
       int32_t d = L->slice_devices[p->slice][s], r = dev(L, d)->rank;
       n[3 * r] += 1;
       n[3 * r + 1] += (size_t)p->n_out;
-      n[3 * r + 2] += arena_bytes(4 * (2 * (size_t)p->n_in + (size_t)p->n_out)) + name;
+      n[3 * r + 2] += pf_arena_size(4 * (2 * (size_t)p->n_in + (size_t)p->n_out)) + name;
       for (int i = 0; i < p->n_in; i++) {
         int32_t vs = g->values[p->in[i]].slice, src;
         if (vs == p->slice) continue;
@@ -882,16 +880,16 @@ static int reserve_plans(lowering *L) {
         if (src == d || shares_memory(L, src, d)) continue;
         n[3 * r] += 1;
         n[3 * r + 1] += 1;
-        n[3 * r + 2] += arena_bytes(4 * 3);
+        n[3 * r + 2] += pf_arena_size(4 * 3);
         if (dev(L, src)->rank != r) {
           n[3 * dev(L, src)->rank] += 1;
-          n[3 * dev(L, src)->rank + 2] += arena_bytes(4 * 2);
+          n[3 * dev(L, src)->rank + 2] += pf_arena_size(4 * 2);
         }
       }
     }
   }
   for (size_t v = 0; v < g->n_values; v++)
-    layouts += arena_bytes(sizeof(layout) +
+    layouts += pf_arena_size(sizeof(layout) +
                            (size_t)g->slices[g->values[v].slice].num_devices * sizeof(home));
   for (size_t r = 0; r < n_ranks && rc == 0; r++)
     rc = pf_pb_reserve(L->pb[r], n[3 * r] + n[3 * r] / 8 + 16, n[3 * r + 1] + n[3 * r + 1] / 8 + 16);
