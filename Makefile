@@ -2,7 +2,8 @@
 #   make demo    installs what is missing, builds, trains an MLP on
 #                Fashion-MNIST on 2 MPI ranks (examples/train_mlp.c)
 #   make check   installs what is missing, builds, runs every test,
-#                then the unit/local tests under ASan+UBSan, the local tests
+#                then the unit/local tests under ASan+UBSan (with the cycle
+#                probes built in), the local tests
 #                and two mpirun tests under TSan,
 #                and the fuzzers for a bounded time
 JOBS ?= 2
@@ -51,8 +52,10 @@ check: deps
 test:
 	cd $(BUILD) && ctest --output-on-failure --timeout 600
 
+# The cycle probes (base/probe.h) are compiled into this build, and so run
+# under the sanitizers: no other stage builds them in.
 check-asan:
-	@$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPF_WERROR=ON \
+	@$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPF_WERROR=ON -DPF_PROBES=ON \
 	  -DPF_SANITIZE=address,undefined -DPF_BUILD_BENCH=OFF -DPF_BUILD_EXAMPLES=OFF >/dev/null
 	@$(CMAKE) --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 \
