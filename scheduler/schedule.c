@@ -842,7 +842,6 @@ static int order_stages(const lowering *L, pf_compiled *c, const int32_t *order,
   return rc;
 }
 
-/* Bytes of an arena block of n bytes (base/arena.c rounds to 8). */
 /* Sizes each rank's plan before lowering, so that its op and buffer
  * arrays are not copied again and again as they double, nor reserved far
  * beyond what lowering puts there: the arrays are carved from huge pages
@@ -890,7 +889,7 @@ static int reserve_plans(lowering *L) {
   }
   for (size_t v = 0; v < g->n_values; v++)
     layouts += pf_arena_size(sizeof(layout) +
-                           (size_t)g->slices[g->values[v].slice].num_devices * sizeof(home));
+                             (size_t)g->slices[g->values[v].slice].num_devices * sizeof(home));
   for (size_t r = 0; r < n_ranks && rc == 0; r++)
     rc = pf_pb_reserve(L->pb[r], n[3 * r] + n[3 * r] / 8 + 16, n[3 * r + 1] + n[3 * r + 1] / 8 + 16);
   /* Backing all this with memory is half of a large schedule on a virtual

@@ -1335,8 +1335,6 @@ static size_t resident_bytes(void) {
   return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
 }
 
-/* A reserve backs memory of its own on an idle thread, and gives all of
- * it back when stopped; too small a one is not started. */
 /* Probes count each thread's way from one to the next: passes and ticks
  * per pair, names registered once, bad ids ignored, a report naming them. */
 static void *probe_elsewhere(void *arg) {
@@ -1398,6 +1396,8 @@ static void test_probe(void **state) {
   }
 }
 
+/* A reserve backs memory of its own on an idle thread, and gives all of
+ * it back when stopped; too small a one is not started. */
 static void test_warmer_reserve(void **state) {
   size_t len = 64u << 20, before, peak = 0;
   pf_warmer *w;

@@ -131,8 +131,7 @@ static void test_buffer_put_across_ranks(void **state) {
   pf_tensor_destroy(x);
 }
 
-/* In g: the one-device slices of devices 0 (rank 0) and 2 (rank 1). */
-/* Slices of device 0 (rank 0) and device `other`. */
+/* In g: the one-device slices of device 0 (rank 0) and device `other`. */
 static void chain_slices_on(pf_graph *g, int other, pf_slice_t *s0, pf_slice_t *s2) {
   OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, s0));
   OK(pf_graph_slice_pin(g, *s0, (int[]){0}));
@@ -140,6 +139,7 @@ static void chain_slices_on(pf_graph *g, int other, pf_slice_t *s0, pf_slice_t *
   OK(pf_graph_slice_pin(g, *s2, (int[]){other}));
 }
 
+/* chain_slices_on with device 2, on rank 1. */
 static void chain_slices(pf_graph *g, pf_slice_t *s0, pf_slice_t *s2) {
   chain_slices_on(g, 2, s0, s2);
 }
