@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/attrs_internal.h"
+#include "base/mix64.h"
 #include "base/spec_set.h"
 #include "base/util.h"
 #include "base/wire.h"
@@ -68,6 +69,17 @@ static ptrdiff_t table_slot(index_table *t, uint64_t h, int (*same)(const void *
   for (at = h & (t->cap - 1); t->value[at] != NONE; at = (at + 1) & (t->cap - 1))
     if (t->hash[at] == h && same(ctx, t->value[at])) break;
   return (ptrdiff_t)at;
+}
+
+/* The value of the entry of hash h for which same(ctx, value) holds, or
+ * NONE: a look-up that never grows the table (the write pass's, which
+ * cannot fail). */
+static uint32_t table_find(const index_table *t, uint64_t h,
+                           int (*same)(const void *ctx, uint32_t v), const void *ctx) {
+  if (t->cap == 0) return NONE;
+  for (size_t at = h & (t->cap - 1); t->value[at] != NONE; at = (at + 1) & (t->cap - 1))
+    if (t->hash[at] == h && same(ctx, t->value[at])) return t->value[at];
+  return NONE;
 }
 
 static void table_put(index_table *t, ptrdiff_t slot, uint64_t h, uint32_t v) {
@@ -155,14 +167,26 @@ struct pf_plan_writer {
   size_t cap_specs, cap_attrs;
   char *blob; /* Plan.strings */
   size_t blob_len, blob_cap;
-  /* By program index: the name its ops had last, and where it went. */
+  /* By program index: the first name its ops had, and where it went. */
   const char **program_name;
   uint32_t *program_name_at;
   size_t n_programs;
-  /* Per buffer its spec's index; per op its name's offset, 1 + its
-   * kernel's and 1 + its attribute set's index (0: none): found in the
-   * first pass, written in the second. */
-  uint32_t *spec_at, *name_at, *kernel_at, *attrs_at;
+  /* Specs met lately, by address (values share specs: base/spec_set.h),
+   * and their indices: a buffer's spec is hashed only on a miss. */
+  struct {
+    const pf_spec *spec;
+    uint32_t at;
+  } spec_seen[64];
+  /* The row before's op name and kernel, by address, and their places. */
+  const char *last_name, *last_kernel;
+  uint32_t last_name_at, last_kernel_at;
+  /* 0 while the tables are filled (buffers_index, ops_index), which adds
+   * every spec, string and attribute set; 1 in the two passes over the
+   * rows, which only find them there, each the same way from the same
+   * start (rows_begin), so that both see the same values. Kept per row
+   * instead, the places were 16 bytes a row: for a plan of 1.5 million
+   * ops, 24 MB of fresh memory to fault in on the encoding's path. */
+  int finding;
   columns buffers, ops;
 };
 typedef struct pf_plan_writer encoder;
@@ -182,19 +206,30 @@ static int attrs_same(const void *ctx, uint32_t v) {
   return pf_attrs_identical(e->attrs_of[v], ((const void *const *)ctx)[1]);
 }
 
-/* Index of spec s in Plan.specs, added if new; NONE when out of memory. */
+/* Index of spec s in Plan.specs, added if new (first pass); NONE when out
+ * of memory. */
 static uint32_t spec_index(encoder *e, const pf_spec *s) {
   const void *ctx[2] = {e, s};
-  uint64_t h = spec_hash(s);
-  ptrdiff_t at = table_slot(&e->specs, h, spec_same, ctx);
+  size_t k = pf_mix64((uintptr_t)s) % PF_ARRAY_LEN(e->spec_seen);
+  uint64_t h;
+  ptrdiff_t at;
   uint32_t v;
-  if (at < 0) return NONE;
-  if (e->specs.value[at] != NONE) return e->specs.value[at];
-  v = (uint32_t)e->specs.n;
-  if (pf_grow((void **)&e->spec_of, &e->cap_specs, v + 1u, sizeof *e->spec_of) != 0) return NONE;
-  e->spec_of[v] = s;
-  table_put(&e->specs, at, h, v);
-  return v;
+  if (e->spec_seen[k].spec == s) return e->spec_seen[k].at;
+  h = spec_hash(s);
+  if (e->finding) {
+    v = table_find(&e->specs, h, spec_same, ctx);
+  } else {
+    if ((at = table_slot(&e->specs, h, spec_same, ctx)) < 0) return NONE;
+    if ((v = e->specs.value[at]) == NONE) {
+      v = (uint32_t)e->specs.n;
+      if (pf_grow((void **)&e->spec_of, &e->cap_specs, v + 1u, sizeof *e->spec_of) != 0)
+        return NONE;
+      e->spec_of[v] = s;
+      table_put(&e->specs, at, h, v);
+    }
+  }
+  e->spec_seen[k].spec = s;
+  return e->spec_seen[k].at = v;
 }
 
 /* Appends string s to Plan.strings: its offset, or NONE when out of
@@ -210,14 +245,15 @@ static uint32_t string_append(encoder *e, const char *s) {
   return v;
 }
 
-/* Offset of string s in Plan.strings, added if new; NONE when out of
- * memory or past the message's limit. */
+/* Offset of string s in Plan.strings, added if new (first pass); NONE
+ * when out of memory or past the message's limit. */
 static uint32_t string_offset(encoder *e, const char *s) {
   const void *ctx[2] = {e, s};
   uint64_t h = string_hash(s);
-  ptrdiff_t at = table_slot(&e->strings, h, string_same, ctx);
+  ptrdiff_t at;
   uint32_t v;
-  if (at < 0) return NONE;
+  if (e->finding) return table_find(&e->strings, h, string_same, ctx);
+  if ((at = table_slot(&e->strings, h, string_same, ctx)) < 0) return NONE;
   if (e->strings.value[at] != NONE) return e->strings.value[at];
   if ((v = string_append(e, s)) != NONE) table_put(&e->strings, at, h, v);
   return v;
@@ -225,13 +261,15 @@ static uint32_t string_offset(encoder *e, const char *s) {
 
 /* Offset of op name s (of program `program`) in Plan.strings. A program's
  * ops share its name, and a plan's programs mostly have names of their
- * own: found by program index, and a new one appended, not looked up by
- * content (hashing a million names, and a cache miss in the table for
- * each, was most of encoding a plan). */
+ * own: the first name of each program is found by program index, and
+ * appended when new, not looked up by content (hashing a million names,
+ * and a cache miss in the table for each, was most of encoding a plan);
+ * another name of the same program goes by content. */
 static uint32_t name_offset(encoder *e, int32_t program, const char *s) {
   uint32_t at;
   if (program < 0 || (size_t)program >= e->n_programs) return string_offset(e, s);
   if (e->program_name[program] == s) return e->program_name_at[program];
+  if (e->program_name[program] != NULL || e->finding) return string_offset(e, s);
   if ((at = string_append(e, s)) != NONE) {
     e->program_name[program] = s;
     e->program_name_at[program] = at;
@@ -252,20 +290,26 @@ static void programs_prepare(encoder *e) {
   if (e->program_name != NULL && e->program_name_at != NULL) e->n_programs = (size_t)top + 1;
 }
 
-/* 1 + the index of attribute set a in Plan.attr_sets (added if new), 0 for
- * none or an empty set; NONE when out of memory. By content: programs
- * built one by one hold equal sets of their own, which would otherwise
- * each go once. */
+/* 1 + the index of attribute set a in Plan.attr_sets (added if new, in
+ * the first pass), 0 for none or an empty set; NONE when out of memory.
+ * By content: programs built one by one hold equal sets of their own,
+ * which would otherwise each go once. */
 static uint32_t attrs_index(encoder *e, const pf_attrs *a) {
   const void *ctx[2] = {e, a};
   uint64_t h;
   ptrdiff_t at;
   uint32_t v;
-  if (a == NULL || pf_attrs_count(a) == 0) return 0;
+  /* Kernel ops with a set between transfers with none: NULL first, so
+   * that the set before stays the one remembered. */
+  if (a == NULL) return 0;
   if (a == e->last_attrs) return e->last_attrs_at;
+  if (pf_attrs_count(a) == 0) return 0;
   h = mix(pf_attrs_hash(a));
-  if ((at = table_slot(&e->attr_sets, h, attrs_same, ctx)) < 0) return NONE;
-  if (e->attr_sets.value[at] != NONE) {
+  if (e->finding) {
+    v = table_find(&e->attr_sets, h, attrs_same, ctx);
+  } else if ((at = table_slot(&e->attr_sets, h, attrs_same, ctx)) < 0) {
+    return NONE;
+  } else if (e->attr_sets.value[at] != NONE) {
     v = e->attr_sets.value[at];
   } else {
     v = (uint32_t)e->attr_sets.n;
@@ -278,25 +322,31 @@ static uint32_t attrs_index(encoder *e, const pf_attrs *a) {
   return e->last_attrs_at = v + 1;
 }
 
-/* First pass over the buffers: their specs' indices. */
+/* The buffers' specs into their table. */
 static int buffers_index(encoder *e) {
   const pf_plan *p = e->plan;
-  if (p->n_buffers && (e->spec_at = pf_mallocn(p->n_buffers, sizeof *e->spec_at)) == NULL)
-    return PF_ENOMEM;
   for (uint32_t i = 0; i < p->n_buffers; i++) {
     const pf_spec *sp = p->buffers[i].spec;
     if (sp == NULL) return PF_EINVAL; /* pf_plan_check refuses it */
     if (sp->rank < 0 || sp->rank > PF_MAX_RANK) return PF_EINVAL;
-    if ((e->spec_at[i] = spec_index(e, sp)) == NONE) return PF_ENOMEM;
+    if (spec_index(e, sp) == NONE) return PF_ENOMEM;
   }
   return 0;
+}
+
+/* Before each pass over the rows: what the row before left is forgotten
+ * (the tables are full from here on). */
+static void rows_begin(encoder *e) {
+  e->finding = 1;
+  e->last_name = e->last_kernel = NULL;
+  e->last_attrs = NULL;
 }
 
 /* Buffer i's row (either pass). */
 static void buffer_row(encoder *e, uint32_t i) {
   const pf_plan_buffer *b = &e->plan->buffers[i];
   columns *c = &e->buffers;
-  put(c, BC_SPEC, e->spec_at[i]);
+  put(c, BC_SPEC, spec_index(e, b->spec));
   put(c, BC_DEVICE, int32_wire(b->device));
   put(c, BC_INPUT, sint32_wire(b->input));
   put(c, BC_OUTPUT, sint32_wire(b->output));
@@ -306,42 +356,48 @@ static void buffer_row(encoder *e, uint32_t i) {
   put(c, BC_HOST, b->host != 0);
 }
 
-/* First pass over the ops: their names', kernels' and attribute sets'
- * places in the shared tables. */
+/* The ops' names, kernels and attribute sets into their tables. Every op's
+ * name goes through name_offset (a compare, for the ops after a program's
+ * first), so that the rows find each there. */
 static int ops_index(encoder *e) {
   const pf_plan *p = e->plan;
-  const char *last_name = NULL, *last_kernel = NULL;
-  uint32_t last_kernel_at = 0, n = p->n_ops;
-  if (n && ((e->name_at = pf_mallocn(n, sizeof *e->name_at)) == NULL ||
-            (e->kernel_at = pf_mallocn(n, sizeof *e->kernel_at)) == NULL ||
-            (e->attrs_at = pf_mallocn(n, sizeof *e->attrs_at)) == NULL))
-    return PF_ENOMEM;
+  const char *last_kernel = NULL;
   programs_prepare(e);
-  for (uint32_t i = 0; i < n; i++) {
+  for (uint32_t i = 0; i < p->n_ops; i++) {
     const pf_plan_op *op = &p->ops[i];
-    /* The ops of a program share its name, and kernels their name: the
-     * string before, by address, spares the look-up. */
-    const char *name = op->name != NULL ? op->name : "";
-    uint32_t at;
     if ((op->n_in && !op->inputs) || (op->n_out && !op->outputs) || (op->n_deps && !op->deps))
       return PF_EINVAL;
     if (op->box != NULL && (op->box->rank < 0 || op->box->rank > PF_MAX_RANK)) return PF_EINVAL;
-    if (i > 0 && name == last_name)
-      e->name_at[i] = e->name_at[i - 1];
-    else if ((e->name_at[i] = name_offset(e, op->program, name)) == NONE)
-      return PF_ENOMEM;
-    last_name = name;
-    e->kernel_at[i] = 0;
-    if (op->kernel != NULL && op->kernel == last_kernel) {
-      e->kernel_at[i] = last_kernel_at;
-    } else if (op->kernel != NULL) {
-      if ((at = string_offset(e, op->kernel)) == NONE) return PF_ENOMEM;
-      e->kernel_at[i] = last_kernel_at = at + 1;
+    if (name_offset(e, op->program, op->name != NULL ? op->name : "") == NONE) return PF_ENOMEM;
+    /* Kernels by the one before, by address: a plan has a handful. */
+    if (op->kernel != NULL && op->kernel != last_kernel) {
+      if (string_offset(e, op->kernel) == NONE) return PF_ENOMEM;
       last_kernel = op->kernel;
     }
-    if ((e->attrs_at[i] = attrs_index(e, op->attrs)) == NONE) return PF_ENOMEM;
+    if (attrs_index(e, op->attrs) == NONE) return PF_ENOMEM;
   }
   return 0;
+}
+
+/* In the rows: op's name's place in Plan.strings. The ops of a program
+ * share its name: the row before's, by address, spares the look-up. */
+static uint32_t name_place(encoder *e, const pf_plan_op *op) {
+  const char *name = op->name != NULL ? op->name : "";
+  if (name != e->last_name) {
+    e->last_name_at = name_offset(e, op->program, name);
+    e->last_name = name;
+  }
+  return e->last_name_at;
+}
+
+/* In the rows: 1 + op's kernel's place in Plan.strings, 0 for none. */
+static uint32_t kernel_place(encoder *e, const pf_plan_op *op) {
+  if (op->kernel == NULL) return 0;
+  if (op->kernel != e->last_kernel) {
+    e->last_kernel_at = string_offset(e, op->kernel) + 1;
+    e->last_kernel = op->kernel;
+  }
+  return e->last_kernel_at;
 }
 
 /* Op i's row (either pass). */
@@ -352,11 +408,11 @@ static void op_row(encoder *e, uint32_t i) {
   put(c, OC_KIND, int32_wire((int32_t)op->kind));
   put(c, OC_DEVICE, int32_wire(op->device));
   put(c, OC_PROGRAM, sint32_wire(op->program));
-  put(c, OC_NAME, e->name_at[i]);
+  put(c, OC_NAME, name_place(e, op));
   put(c, OC_SHARD, sint32_wire(op->shard));
   put(c, OC_NUM_SHARDS, sint32_wire(op->num_shards));
-  put(c, OC_KERNEL, e->kernel_at[i]);
-  put(c, OC_ATTRS, e->attrs_at[i]);
+  put(c, OC_KERNEL, kernel_place(e, op));
+  put(c, OC_ATTRS, attrs_index(e, op->attrs));
   put(c, OC_INPUT_COUNT, op->n_in);
   for (uint32_t k = 0; k < op->n_in; k++) put(c, OC_INPUTS, op->inputs[k]);
   put(c, OC_OUTPUT_COUNT, op->n_out);
@@ -446,10 +502,6 @@ void pf_plan_writer_free(pf_plan_writer *e) {
   free(e->blob);
   free(e->program_name);
   free(e->program_name_at);
-  free(e->spec_at);
-  free(e->name_at);
-  free(e->kernel_at);
-  free(e->attrs_at);
   free(e);
 }
 
@@ -467,6 +519,7 @@ int pf_plan_measure(const pf_plan *p, pf_plan_writer **out, size_t *len) {
     pf_plan_writer_free(e);
     return rc;
   }
+  rows_begin(e);
   for (uint32_t i = 0; i < p->n_buffers; i++) buffer_row(e, i);
   for (uint32_t i = 0; i < p->n_ops; i++) op_row(e, i);
   e->body_b = columns_len(&e->buffers, BC_N);
@@ -480,6 +533,7 @@ int pf_plan_measure(const pf_plan *p, pf_plan_writer **out, size_t *len) {
 void pf_plan_write(pf_plan_writer *e, uint8_t *out) {
   const pf_plan *p = e->plan;
   uint8_t *at = out + pathflow__plan__pack(&e->head, out);
+  rows_begin(e);
   if (e->body_b > 0) {
     at = pf_wire_field_start(at, PLAN_BUFFERS_FIELD, e->body_b);
     at = columns_place(&e->buffers, BC_N, at);

@@ -383,6 +383,62 @@ static void plan_tables_shared(void **state) {
 }
 
 
+/* The encoder finds each row's spec, name, kernel and attribute set in its
+ * tables twice (once to measure, once to write), by address first: a plan
+ * where those addresses mislead still round-trips. Here the ops of a
+ * program alternate between two names, two programs share one name
+ * string, two kernel strings and two attribute sets alternate, and the
+ * buffers have 200 specs of their own (more than the encoder's cache of
+ * addresses), equal in pairs. */
+static void plan_rows_found_again(void **state) {
+  enum { N = 600, SPECS = 200 };
+  pf_plan *p = long_plan(N, 0), *q = NULL;
+  pf_attrs *other;
+  char *shared, *alt, *kernels[2];
+  Pathflow__Plan *m;
+  pf_diag d;
+  uint8_t *buf;
+  size_t len;
+  (void)state;
+  assert_int_equal(pf_attrs_create(&other), 0);
+  assert_int_equal(pf_attrs_set_int(other, "n", 7), 0);
+  assert_non_null(shared = pf_arena_strdup(p->pool, "shared"));
+  assert_non_null(alt = pf_arena_strdup(p->pool, "alt"));
+  assert_non_null(kernels[0] = pf_arena_strdup(p->pool, "add"));
+  assert_non_null(kernels[1] = pf_arena_strdup(p->pool, "mul"));
+  free(p->own_specs);
+  assert_non_null(p->own_specs = calloc(SPECS, sizeof *p->own_specs));
+  for (int k = 0; k < SPECS; k++) p->own_specs[k] = pf_spec_2d(PF_F32, 1 + k / 2, 3);
+  for (uint32_t i = 0; i <= N; i++) p->buffers[i].spec = &p->own_specs[(i * 7) % SPECS];
+  for (uint32_t i = 0; i < N; i++) {
+    pf_plan_op *op = &p->ops[i];
+    op->program = (int32_t)(i % 5); /* five programs, their ops interleaved */
+    op->name = op->program == 3 ? alt : i % 3 == 0 ? shared : op->name;
+    op->kernel = kernels[i % 2];
+    if (i % 4 == 1) {
+      pf_attrs_destroy(op->attrs);
+      op->attrs = pf_attrs_ref(other);
+    }
+  }
+  assert_int_equal(pf_plan_check(p, 1, &d), 0);
+  encode_plan(p, &buf, &len);
+  assert_non_null(m = pathflow__plan__unpack(NULL, len, buf));
+  assert_int_equal(m->n_specs, SPECS / 2);
+  assert_int_equal(m->n_attr_sets, 2);
+  pathflow__plan__free_unpacked(m, NULL);
+  repacks_same(p, buf, len, 1);
+  assert_int_equal(pf_plan_decode(buf, len, 1, &q, &d), 0);
+  assert_true(pf_plan_equal(p, q));
+  for (uint32_t i = 0; i < N; i++) {
+    assert_string_equal(q->ops[i].name, p->ops[i].name);
+    assert_string_equal(q->ops[i].kernel, p->ops[i].kernel);
+  }
+  free(buf);
+  pf_plan_free(q);
+  pf_plan_free(p);
+  pf_attrs_destroy(other);
+}
+
 static void plan_roundtrip(void **state) {
   pf_plan *p = good_plan(), *q = NULL;
   pf_diag d;
@@ -1939,6 +1995,7 @@ int main(void) {
   const struct CMUnitTest plan_tests[] = {
       cmocka_unit_test(plan_roundtrip),
       cmocka_unit_test(plan_tables_shared),
+      cmocka_unit_test(plan_rows_found_again),
       cmocka_unit_test(plan_equal_sees_differences),
       cmocka_unit_test(plan_args),
       cmocka_unit_test(plan_reshard_pieces_share),
