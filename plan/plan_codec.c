@@ -263,12 +263,17 @@ static uint32_t string_offset(encoder *e, const char *s) {
  * ops share its name, and a plan's programs mostly have names of their
  * own: the first name of each program is found by program index, and
  * appended when new, not looked up by content (hashing a million names,
- * and a cache miss in the table for each, was most of encoding a plan);
- * another name of the same program goes by content. */
+ * and a cache miss in the table for each, was most of encoding a plan).
+ * The scheduler copies a name once per run of ops that have it (a
+ * program's transfers and its kernel may lie apart): another copy of
+ * that name is told by one compare; another name of the same program
+ * goes by content. */
 static uint32_t name_offset(encoder *e, int32_t program, const char *s) {
   uint32_t at;
   if (program < 0 || (size_t)program >= e->n_programs) return string_offset(e, s);
   if (e->program_name[program] == s) return e->program_name_at[program];
+  if (e->program_name[program] != NULL && strcmp(e->program_name[program], s) == 0)
+    return e->program_name_at[program];
   if (e->program_name[program] != NULL || e->finding) return string_offset(e, s);
   if ((at = string_append(e, s)) != NONE) {
     e->program_name[program] = s;

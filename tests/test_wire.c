@@ -386,15 +386,15 @@ static void plan_tables_shared(void **state) {
 /* The encoder finds each row's spec, name, kernel and attribute set in its
  * tables twice (once to measure, once to write), by address first: a plan
  * where those addresses mislead still round-trips. Here the ops of a
- * program alternate between two names, two programs share one name
- * string, two kernel strings and two attribute sets alternate, and the
+ * program alternate between two names (one of them in two copies), two
+ * programs share one name string, two kernel strings and two attribute sets alternate, and the
  * buffers have 200 specs of their own (more than the encoder's cache of
  * addresses), equal in pairs. */
 static void plan_rows_found_again(void **state) {
   enum { N = 600, SPECS = 200 };
   pf_plan *p = long_plan(N, 0), *q = NULL;
   pf_attrs *other;
-  char *shared, *alt, *kernels[2];
+  char *shared, *shared_copy, *alt, *kernels[2];
   Pathflow__Plan *m;
   pf_diag d;
   uint8_t *buf;
@@ -403,6 +403,7 @@ static void plan_rows_found_again(void **state) {
   assert_int_equal(pf_attrs_create(&other), 0);
   assert_int_equal(pf_attrs_set_int(other, "n", 7), 0);
   assert_non_null(shared = pf_arena_strdup(p->pool, "shared"));
+  assert_non_null(shared_copy = pf_arena_strdup(p->pool, "shared"));
   assert_non_null(alt = pf_arena_strdup(p->pool, "alt"));
   assert_non_null(kernels[0] = pf_arena_strdup(p->pool, "add"));
   assert_non_null(kernels[1] = pf_arena_strdup(p->pool, "mul"));
@@ -414,6 +415,7 @@ static void plan_rows_found_again(void **state) {
     pf_plan_op *op = &p->ops[i];
     op->program = (int32_t)(i % 5); /* five programs, their ops interleaved */
     op->name = op->program == 3 ? alt : i % 3 == 0 ? shared : op->name;
+    if (i % 7 == 0) op->name = shared_copy; /* the same name, another copy */
     op->kernel = kernels[i % 2];
     if (i % 4 == 1) {
       pf_attrs_destroy(op->attrs);
