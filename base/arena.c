@@ -40,8 +40,11 @@ void pf_prefault(void *p, size_t n) {
 /* A chunk of `size` bytes of data. */
 static pf_arena_chunk *chunk_new(size_t size) {
   pf_arena_chunk *c;
-  size_t total = sizeof *c + size;
-  if (size > SIZE_MAX - sizeof *c - 4096) return NULL;
+  size_t total;
+  /* Half the address space at most: beyond, no allocation can succeed, and
+   * the bound keeps total from wrapping where the compiler can see it. */
+  if (size > SIZE_MAX / 2) return NULL;
+  total = sizeof *c + size;
   if (total >= MAPPED) {
     total = (total + 4095) & ~(size_t)4095;
     if ((c = pf_pages_alloc(total)) == NULL) return NULL;

@@ -111,7 +111,7 @@ int pf_builtin_axis_attr(const char *kernel, const pf_attrs *attrs,
                          const char *name, int64_t dflt, const pf_spec *spec,
                          int *axis, pf_diag *diag) {
   char s[PF_BUILTIN_SPEC_STR];
-  int64_t v;
+  int64_t v = 0;
   int rc = pf_builtin_int_attr(kernel, attrs, name, dflt, INT64_MIN, INT64_MAX,
                                &v, diag);
   if (rc != 0) return rc;

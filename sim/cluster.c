@@ -94,7 +94,7 @@ static int quantity(rd *r, const pf_json *v, const char *field, pf_sim_quantity 
 }
 
 static int time_ns(rd *r, const pf_json *v, const char *field, int64_t *out) {
-  double s;
+  double s = 0;
   int rc = quantity(r, v, field, PF_SIM_TIME, 0, 0, &s);
   if (rc != 0) return rc;
   if (s > 1e6) return bad(r, v->line, field, "%g s is more than the 10^6 s allowed", s);

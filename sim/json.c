@@ -217,7 +217,7 @@ static int parse_container(parser *ps, pf_json *v, int object) {
     goto done;
   }
   for (;;) {
-    pf_json *item;
+    pf_json *item = NULL;
     skip_ws(ps);
     if (object) {
       const char *key;

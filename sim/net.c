@@ -940,7 +940,7 @@ void pf_simnet_link_name(const pf_simnet *net, int32_t id, char *buf, size_t len
 uint64_t pf_simnet_in_flight(const pf_simnet *net) { return net->in_flight; }
 
 pf_simtime pf_simnet_next(const pf_simnet *net) {
-  heap_entry e;
+  heap_entry e = {0};
   int from;
   return next_event(net, &e, &from) ? e.due : PF_SIMTIME_MAX;
 }
