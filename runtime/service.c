@@ -450,15 +450,41 @@ static char *data_of(pf_service *s, run *r, uint32_t b, int writes, int whole, i
   return writes ? s->sink : s->zero;
 }
 
+/* What the transport reads of transfer op's box (box_prepare): the
+ * offset on this rank's side and the extent. */
+static const int64_t *own_offset(const pf_plan_op *op) {
+  return op->kind == PF_OP_SEND ? op->box->src_offset : op->box->dst_offset;
+}
+
+/* A hash of how transfer op addresses its buffer of spec sp. */
+static uint64_t addressing_hash(const pf_plan_op *op, const pf_spec *sp) {
+  uint64_t h = pf_mix64((uint64_t)(uintptr_t)sp ^ (uint64_t)op->kind << 56 ^
+                        (uint64_t)op->box->rank);
+  for (int k = 0; k < op->box->rank; k++)
+    h = pf_mix64(h ^ (uint64_t)own_offset(op)[k] ^ (uint64_t)op->box->extent[k] << 29);
+  return h;
+}
+
+/* Whether transfer ops a and b (buffers of specs sa, sb) need the same
+ * transport addressing: of one kind, the same spec, offset and extent.
+ * By content: the scheduler gives each op a box of its own. */
+static int same_addressing(const pf_plan_op *a, const pf_spec *sa, const pf_plan_op *b,
+                           const pf_spec *sb) {
+  if (a->kind != b->kind || a->box->rank != b->box->rank || !pf_spec_equal(sa, sb)) return 0;
+  for (int k = 0; k < a->box->rank; k++)
+    if (own_offset(a)[k] != own_offset(b)[k] || a->box->extent[k] != b->box->extent[k]) return 0;
+  return 1;
+}
+
 /* Transport addressing for every transfer: done once per plan, never per step.
  * Local work only (no communication), so that a rank that cannot load a
  * plan says so before any rank enters a collective call. */
 static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
   const pf_plan *p = pf_loaded_plan(e->loaded);
-  /* The op that prepared each of the boxes met lately, by where its spec
-   * and offsets lie: a plan's transfers repeat a few boxes (a decoded
-   * plan's ops share equal boxes and specs, as the scheduler's do), and a
-   * million of them each cost an allocation and the transport's work. */
+  /* The op that prepared each of the boxes met lately, by how it
+   * addresses its buffer: a plan's transfers repeat a few (a stencil's
+   * million all the same one), and each prepared costs an allocation and
+   * the transport's work (an MPI datatype), kept until the plan goes. */
   uint32_t seen[64];
   int rc;
   memset(seen, 0xff, sizeof seen);
@@ -489,11 +515,12 @@ static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
                            op->kind == PF_OP_SEND ? "sends from" : "receives into",
                            (int)b->device);
     {
-      uintptr_t key = (uintptr_t)b->spec ^ (uintptr_t)op->box * 31 ^ (uintptr_t)op->kind;
-      uint32_t *at = &seen[pf_mix64(key) % PF_ARRAY_LEN(seen)];
+      uint32_t *at = &seen[addressing_hash(op, b->spec) % PF_ARRAY_LEN(seen)];
       const pf_plan_op *was = *at != UINT32_MAX ? &p->ops[*at] : NULL;
-      if (was != NULL && was->kind == op->kind && was->box == op->box &&
-          p->buffers[op->kind == PF_OP_SEND ? was->inputs[0] : was->outputs[0]].spec == b->spec) {
+      const pf_plan_buffer *wb =
+          was != NULL ? &p->buffers[was->kind == PF_OP_SEND ? was->inputs[0] : was->outputs[0]]
+                      : NULL;
+      if (was != NULL && same_addressing(was, wb->spec, op, b->spec)) {
         e->boxes[i] = e->boxes[*at];
         e->xfers[i].borrows = 1;
       } else {
