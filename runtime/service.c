@@ -8,6 +8,7 @@
 
 #include "base/mix64.h"
 #include "base/probe.h"
+#include "base/spec_set.h"
 #include "base/util.h"
 #include "graph/collective.h"
 #include "pathflow/error.h"
@@ -458,7 +459,7 @@ static const int64_t *own_offset(const pf_plan_op *op) {
 
 /* A hash of how transfer op addresses its buffer of spec sp. */
 static uint64_t addressing_hash(const pf_plan_op *op, const pf_spec *sp) {
-  uint64_t h = pf_mix64((uint64_t)(uintptr_t)sp ^ (uint64_t)op->kind << 56 ^
+  uint64_t h = pf_mix64((uint64_t)pf_spec_hash(sp) ^ (uint64_t)op->kind << 56 ^
                         (uint64_t)op->box->rank);
   for (int k = 0; k < op->box->rank; k++)
     h = pf_mix64(h ^ (uint64_t)own_offset(op)[k] ^ (uint64_t)op->box->extent[k] << 29);
@@ -476,18 +477,49 @@ static int same_addressing(const pf_plan_op *a, const pf_spec *sa, const pf_plan
   return 1;
 }
 
+static const pf_spec *transfer_spec(const pf_plan *p, const pf_plan_op *op) {
+  return p->buffers[op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0]].spec;
+}
+
+/* The ops that prepared the addressings met lately, by their hash: a
+ * plan's transfers repeat a few (a stencil's million, one send and one
+ * receive), and each prepared costs an allocation and the transport's
+ * work (an MPI datatype), kept until the plan goes. Two ways a set, the
+ * latest first: with one, a send and a receive that fell in one set
+ * took turns putting each other out, and every transfer of the
+ * million-program job's rank 0 was prepared anew. */
+typedef struct prepared {
+  uint32_t op[32][2]; /* UINT32_MAX: none */
+} prepared;
+
+/* The op of p that prepared an addressing as op's (spec sp), or
+ * UINT32_MAX; *set is where op goes if none did (prepared_put). */
+static uint32_t prepared_find(prepared *c, const pf_plan *p, const pf_plan_op *op,
+                              const pf_spec *sp, uint32_t *set) {
+  uint32_t *ways = c->op[*set = (uint32_t)(addressing_hash(op, sp) % PF_ARRAY_LEN(c->op))];
+  for (int w = 0; w < 2; w++) {
+    uint32_t j = ways[w];
+    if (j == UINT32_MAX || !same_addressing(&p->ops[j], transfer_spec(p, &p->ops[j]), op, sp))
+      continue;
+    ways[w] = ways[0]; /* the latest first */
+    return ways[0] = j;
+  }
+  return UINT32_MAX;
+}
+
+static void prepared_put(prepared *c, uint32_t set, uint32_t op) {
+  c->op[set][1] = c->op[set][0];
+  c->op[set][0] = op;
+}
+
 /* Transport addressing for every transfer: done once per plan, never per step.
  * Local work only (no communication), so that a rank that cannot load a
  * plan says so before any rank enters a collective call. */
 static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
   const pf_plan *p = pf_loaded_plan(e->loaded);
-  /* The op that prepared each of the boxes met lately, by how it
-   * addresses its buffer: a plan's transfers repeat a few (a stencil's
-   * million all the same one), and each prepared costs an allocation and
-   * the transport's work (an MPI datatype), kept until the plan goes. */
-  uint32_t seen[64];
+  prepared seen;
   int rc;
-  memset(seen, 0xff, sizeof seen);
+  memset(&seen, 0xff, sizeof seen);
   e->tp = s->cfg.transport;
   e->boxes = pf_calloc(p->n_ops, sizeof *e->boxes);
   e->xfers = pf_calloc(p->n_ops, sizeof *e->xfers);
@@ -515,24 +547,18 @@ static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
                            op->kind == PF_OP_SEND ? "sends from" : "receives into",
                            (int)b->device);
     {
-      uint32_t *at = &seen[addressing_hash(op, b->spec) % PF_ARRAY_LEN(seen)];
-      const pf_plan_op *was = *at != UINT32_MAX ? &p->ops[*at] : NULL;
-      const pf_plan_buffer *wb =
-          was != NULL ? &p->buffers[was->kind == PF_OP_SEND ? was->inputs[0] : was->outputs[0]]
-                      : NULL;
-      if (was != NULL && same_addressing(was, wb->spec, op, b->spec)) {
-        e->boxes[i] = e->boxes[*at];
+      uint32_t set, was = prepared_find(&seen, p, op, b->spec, &set);
+      if (was != UINT32_MAX) {
+        e->boxes[i] = e->boxes[was];
         e->xfers[i].borrows = 1;
       } else {
-        rc = s->cfg.transport->ops->box_prepare(
-            s->cfg.transport, b->spec,
-            op->kind == PF_OP_SEND ? op->box->src_offset : op->box->dst_offset, op->box->extent,
-            &e->boxes[i]);
+        rc = s->cfg.transport->ops->box_prepare(s->cfg.transport, b->spec, own_offset(op),
+                                                op->box->extent, &e->boxes[i]);
         if (rc)
           return pf_diag_error(d, rc,
                                "rank %d: op %u: cannot describe the transfer to the transport",
                                s->cfg.rank, i);
-        *at = i;
+        prepared_put(&seen, set, i);
       }
     }
     e->xfers[i].buffer = op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0];
