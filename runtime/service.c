@@ -468,7 +468,8 @@ static uint64_t addressing_hash(const pf_plan_op *op, const pf_spec *sp) {
 
 /* Whether transfer ops a and b (buffers of specs sa, sb) need the same
  * transport addressing: of one kind, the same spec, offset and extent.
- * By content: the scheduler gives each op a box of its own. */
+ * By content, not by the box's address: sends whose boxes differ only on
+ * the receiving side (dst_offset) address their buffers alike. */
 static int same_addressing(const pf_plan_op *a, const pf_spec *sa, const pf_plan_op *b,
                            const pf_spec *sb) {
   if (a->kind != b->kind || a->box->rank != b->box->rank || !pf_spec_equal(sa, sb)) return 0;
