@@ -519,6 +519,10 @@ static void prepared_put(prepared *c, uint32_t set, uint32_t op) {
 static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
   const pf_plan *p = pf_loaded_plan(e->loaded);
   prepared seen;
+  /* The last send and receive prepared or found: a box and a spec of the
+   * same address are the same, and most transfers repeat the one before
+   * of their kind (no hashing then). */
+  uint32_t last[2] = {UINT32_MAX, UINT32_MAX};
   int rc;
   memset(&seen, 0xff, sizeof seen);
   e->tp = s->cfg.transport;
@@ -548,8 +552,12 @@ static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
                            op->kind == PF_OP_SEND ? "sends from" : "receives into",
                            (int)b->device);
     {
-      uint32_t set, was = prepared_find(&seen, p, op, b->spec, &set);
+      uint32_t set, *was_last = &last[op->kind == PF_OP_RECV], was = *was_last;
+      if (was == UINT32_MAX || p->ops[was].box != op->box ||
+          transfer_spec(p, &p->ops[was]) != b->spec)
+        was = prepared_find(&seen, p, op, b->spec, &set);
       if (was != UINT32_MAX) {
+        *was_last = was;
         e->boxes[i] = e->boxes[was];
         e->xfers[i].borrows = 1;
       } else {
@@ -560,6 +568,7 @@ static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
                                "rank %d: op %u: cannot describe the transfer to the transport",
                                s->cfg.rank, i);
         prepared_put(&seen, set, i);
+        *was_last = i;
       }
     }
     e->xfers[i].buffer = op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0];
