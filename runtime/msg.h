@@ -45,7 +45,9 @@ typedef enum pf_msg_kind {
    * started here, its receives posted or about to be (sequential dispatch
    * sends the next stage's RUN on it, so a stage's sends meet receives) */
   PF_MSG_STEP_STARTED,
-  PF_MSG_EXPECT /* executable, bytes: a plan of about that size comes next */
+  PF_MSG_EXPECT, /* executable, bytes: a plan of about that size comes next */
+  /* The last kind, for range checks: a kind added after it moves it. */
+  PF_MSG_KIND_LAST = PF_MSG_EXPECT
 } pf_msg_kind;
 
 /* One device as its rank registers it (pathflow.Device). */

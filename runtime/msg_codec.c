@@ -53,6 +53,7 @@ const char *pf_msg_kind_name(pf_msg_kind k) {
                                       "put",       "release",  "unload",  "shutdown",
                                       "heartbeat", "connect", "dump", "counters", "counters_reply",
                                       "step_started", "expect"};
+  _Static_assert(PF_ARRAY_LEN(names) == PF_MSG_KIND_LAST + 1, "a name for every kind");
   return (unsigned)k < PF_ARRAY_LEN(names) ? names[k] : "?";
 }
 

@@ -359,7 +359,7 @@ static void assert_msgs_equal(const pf_msg *a, const pf_msg *b) {
 /* What a receiver may rely on in any message the decoder accepts. */
 static void assert_msg_sane(const pf_msg *m) {
   pf_diag d;
-  assert_true(m->kind > PF_MSG_NONE && m->kind <= PF_MSG_EXPECT);
+  assert_true(m->kind > PF_MSG_NONE && m->kind <= PF_MSG_KIND_LAST);
   if (m->kind == PF_MSG_COUNTERS_REPLY && m->counters != NULL) {
     assert_true(m->counters->num_devices >= 0 && m->counters->num_devices <= 4096);
     assert_true(m->counters->num_peers >= 0 && m->counters->num_peers <= (1 << 20));

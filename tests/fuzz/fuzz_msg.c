@@ -58,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (m != NULL || d.code == 0 || d.msg[0] == '\0') abort();
     return 0;
   }
-  if (m == NULL || m->kind <= PF_MSG_NONE || m->kind > PF_MSG_STEP_STARTED) abort();
+  if (m == NULL || m->kind <= PF_MSG_NONE || m->kind > PF_MSG_KIND_LAST) abort();
   check_concerns(m, concerns, kind, executable, key);
   if (m->kind == PF_MSG_LOAD && (m->plan == NULL || pf_plan_check(m->plan, 4, &d) != 0))
     abort();
