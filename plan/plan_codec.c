@@ -283,16 +283,35 @@ static uint32_t name_offset(encoder *e, int32_t program, const char *s) {
 }
 
 /* Room for name_offset's look-up by program, where the programs' indices
- * are not far above the plan's op count (else names go by content). */
-static void programs_prepare(encoder *e) {
+ * are not far above the plan's op count (else names go by content), and
+ * for Plan.strings: the programs' first names, counted here, plus some
+ * room for the rest. Grown by doubling from nothing, its copies wrote as
+ * much fresh memory again as the names (a million programs: 18 MB of
+ * names, 17 MB of copies). Returns PF_ENOMEM when memory for the strings
+ * could not be had (the look-up is left off then, which only costs time). */
+static int programs_prepare(encoder *e) {
   const pf_plan *p = e->plan;
   int32_t top = -1;
+  size_t bytes = 0;
   for (uint32_t i = 0; i < p->n_ops; i++)
     if (p->ops[i].program > top) top = p->ops[i].program;
-  if (top < 0 || (size_t)top > 4 * (size_t)p->n_ops + 1024) return;
+  if (top < 0 || (size_t)top > 4 * (size_t)p->n_ops + 1024) return 0;
   e->program_name = pf_calloc((size_t)top + 1, sizeof *e->program_name);
   e->program_name_at = pf_mallocn((size_t)top + 1, sizeof *e->program_name_at);
-  if (e->program_name != NULL && e->program_name_at != NULL) e->n_programs = (size_t)top + 1;
+  if (e->program_name == NULL || e->program_name_at == NULL) return 0;
+  e->n_programs = (size_t)top + 1;
+  for (uint32_t i = 0; i < p->n_ops; i++) {
+    const pf_plan_op *op = &p->ops[i];
+    if (op->program < 0 || e->program_name[op->program] != NULL) continue;
+    e->program_name[op->program] = op->name != NULL ? op->name : "";
+    bytes += strlen(e->program_name[op->program]) + 1;
+  }
+  memset(e->program_name, 0, e->n_programs * sizeof *e->program_name);
+  bytes += 4096 + bytes / 16;
+  if (bytes > PF_WIRE_MAX_MESSAGE) return 0; /* string_append refuses */
+  if ((e->blob = pf_mallocn(bytes, 1)) == NULL) return PF_ENOMEM;
+  e->blob_cap = bytes;
+  return 0;
 }
 
 /* 1 + the index of attribute set a in Plan.attr_sets (added if new, in
@@ -367,7 +386,7 @@ static void buffer_row(encoder *e, uint32_t i) {
 static int ops_index(encoder *e) {
   const pf_plan *p = e->plan;
   const char *last_kernel = NULL;
-  programs_prepare(e);
+  if (programs_prepare(e) != 0) return PF_ENOMEM;
   for (uint32_t i = 0; i < p->n_ops; i++) {
     const pf_plan_op *op = &p->ops[i];
     if ((op->n_in && !op->inputs) || (op->n_out && !op->outputs) || (op->n_deps && !op->deps))
