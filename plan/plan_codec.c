@@ -287,8 +287,9 @@ static uint32_t name_offset(encoder *e, int32_t program, const char *s) {
  * for Plan.strings: the programs' first names, counted here, plus some
  * room for the rest. Grown by doubling from nothing, its copies wrote as
  * much fresh memory again as the names (a million programs: 18 MB of
- * names, 17 MB of copies). Returns PF_ENOMEM when memory for the strings
- * could not be had (the look-up is left off then, which only costs time). */
+ * names, 17 MB of copies). Returns PF_ENOMEM when the strings' memory
+ * could not be had; without memory for the look-up, it is left off (the
+ * names then go by content, which only costs time). */
 static int programs_prepare(encoder *e) {
   const pf_plan *p = e->plan;
   int32_t top = -1;
