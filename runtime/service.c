@@ -478,8 +478,13 @@ static int same_addressing(const pf_plan_op *a, const pf_spec *sa, const pf_plan
   return 1;
 }
 
+/* The buffer transfer op sends from or receives into. */
+static uint32_t transfer_buffer(const pf_plan_op *op) {
+  return op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0];
+}
+
 static const pf_spec *transfer_spec(const pf_plan *p, const pf_plan_op *op) {
-  return p->buffers[op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0]].spec;
+  return p->buffers[transfer_buffer(op)].spec;
 }
 
 /* The ops that prepared the addressings met lately, by their hash: a
@@ -541,7 +546,7 @@ static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
                            "rank %d: transfer tag %lld exceeds the tag window %d "
                            "(the transport's tags / %d windows)",
                            s->cfg.rank, (long long)op->tag, s->tag_window, PF_MAX_IN_FLIGHT + 1);
-    b = &p->buffers[op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0]];
+    b = &p->buffers[transfer_buffer(op)];
     /* Device memory is sent and received only by a transport that moves it
      * (CUDA-aware MPI); a device that says otherwise is not believed. */
     if (!b->host && pf_loaded_own_memory(e->loaded, b->device) && !s->cfg.transport->cuda_memory)
@@ -571,7 +576,7 @@ static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
         *was_last = i;
       }
     }
-    e->xfers[i].buffer = op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0];
+    e->xfers[i].buffer = transfer_buffer(op);
     e->xfers[i].peer = op->peer;
     e->xfers[i].tag = (int32_t)op->tag;
     e->xfers[i].whole = e->boxes[i].nbytes == pf_spec_nbytes(b->spec);
