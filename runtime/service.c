@@ -18,15 +18,21 @@
 #include "runtime/store.h"
 #include "runtime/trace.h"
 
-/* What a transfer's path reads of its op (prepare_transfers), beside its
- * box: not the plan's two-line op record, nor the buffer's spec. */
+/* What the loop's path reads of an op (index_plan, prepare_transfers):
+ * not the plan's two-line op record, nor the buffer's spec. One record of
+ * 20 bytes an op: a plan of 1.5 million ops had three per-op arrays here
+ * (the box, 16 bytes; the communicator, 8; the collective's place, 4)
+ * beside this one, 36 MB more of fresh memory to load it, although its
+ * million transfers shared two boxes and it had no collective. */
 typedef struct xfer_op {
   uint32_t buffer; /* sent from, or received into */
   int32_t peer;
   int32_t tag;     /* within the tag window */
+  /* SEND, RECV: its box, in e->boxes; a collective the loop runs: its
+   * place in e->collectives; else UINT32_MAX. */
+  uint32_t at;
   uint8_t kind;    /* pf_op_kind, for every op */
   uint8_t whole;   /* the box is the whole buffer */
-  uint8_t borrows; /* its box is an earlier op's (released with that one) */
 } xfer_op;
 
 /* A loaded executable and what its transfers need from the transport. */
@@ -34,19 +40,20 @@ typedef struct exe {
   uint64_t id;
   int refs; /* the table's + steps in flight */
   pf_loaded *loaded;
-  pf_xfer_box *boxes;       /* per op: SEND/RECV addressing */
-  xfer_op *xfers;            /* per op */
-  pf_transport_comm **comms; /* per op: COLLECTIVE communicator */
+  /* The distinct addressings of its transfers (xfer_op.at), each
+   * prepared once: a step's transfers of one shape share one. */
+  pf_xfer_box *boxes;
+  size_t n_boxes, cap_boxes;
+  xfer_op *xfers;            /* per op; NULL without a transport */
+  pf_transport_comm **comms; /* per place in collectives: its communicator */
   pf_transport *tp;          /* that made them */
   int connected;     /* its communicators are made (CONNECT, or none needed) */
   /* RUNs received: they come in the order of the user's pf_execute calls,
    * so the n-th is the user's step n of this executable (in traces). */
   uint64_t runs_seen;
   /* MPI collective ops in plan order: what a step's start walks, not the
-   * plan's thousands of records; and per op, its place in that list
-   * (UINT32_MAX: not one). */
+   * plan's thousands of records (an op's place here: xfer_op.at). */
   uint32_t *collectives, n_collectives;
-  uint32_t *collective_k;
   /* Connect: device communicators still joining (their threads), whether
    * one failed and why; the reply waits for the last. */
   int joins_pending;
@@ -252,17 +259,12 @@ int pf_service_create(const pf_service_config *cfg, pf_service **out) {
 
 static void exe_unref(exe *e) {
   if (--e->refs > 0) return;
-  if (e->boxes) {
-    const pf_plan *p = pf_loaded_plan(e->loaded);
-    for (uint32_t i = 0; i < p->n_ops; i++)
-      if (e->boxes[i].impl != NULL && !e->xfers[i].borrows)
-        e->tp->ops->box_release(e->tp, &e->boxes[i]);
-  }
+  for (size_t k = 0; k < e->n_boxes; k++)
+    if (e->boxes[k].impl != NULL) e->tp->ops->box_release(e->tp, &e->boxes[k]);
   free(e->boxes);
   free(e->xfers);
   free(e->comms);
   free(e->collectives);
-  free(e->collective_k);
   pf_loaded_release(e->loaded);
   free(e);
 }
@@ -368,18 +370,27 @@ static comm_queue *queue_for(pf_service *s, pf_transport_comm *comm) {
 }
 
 /* The MPI collectives of a plan, listed once. */
-static int index_plan(exe *e, pf_diag *d) {
+/* The loop's record of every op, and the list of the collectives it runs.
+ * Without a transport there are neither transfers nor collectives across
+ * ranks (a plan with any is refused: handle_load), so nothing. */
+static int index_plan(pf_service *s, exe *e, pf_diag *d) {
   const pf_plan *p = pf_loaded_plan(e->loaded);
-  e->collectives = pf_mallocn(p->n_ops, sizeof *e->collectives);
-  e->collective_k = pf_mallocn(p->n_ops, sizeof *e->collective_k);
-  if (e->collectives == NULL || e->collective_k == NULL)
+  uint32_t n = 0;
+  if (s->cfg.transport == NULL) return 0;
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    n += p->ops[i].kind == PF_OP_COLLECTIVE && p->ops[i].comm >= 0;
+  e->xfers = pf_mallocn(p->n_ops, sizeof *e->xfers);
+  e->collectives = pf_mallocn(n, sizeof *e->collectives);
+  e->comms = pf_calloc(n, sizeof *e->comms);
+  if (e->xfers == NULL || (n > 0 && (e->collectives == NULL || e->comms == NULL)))
     return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
   for (uint32_t i = 0; i < p->n_ops; i++) {
-    e->collective_k[i] = UINT32_MAX;
+    xfer_op *x = &e->xfers[i];
+    *x = (xfer_op){.buffer = UINT32_MAX, .peer = -1, .at = UINT32_MAX, .kind = (uint8_t)p->ops[i].kind};
     /* A collective its device runs (NCCL) is the device's, not the loop's. */
     if (p->ops[i].kind == PF_OP_COLLECTIVE && p->ops[i].comm >= 0 &&
         pf_loaded_is_loop_op(e->loaded, i)) {
-      e->collective_k[i] = e->n_collectives;
+      x->at = e->n_collectives;
       e->collectives[e->n_collectives++] = i;
     }
   }
@@ -531,15 +542,10 @@ static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
   int rc;
   memset(&seen, 0xff, sizeof seen);
   e->tp = s->cfg.transport;
-  e->boxes = pf_calloc(p->n_ops, sizeof *e->boxes);
-  e->xfers = pf_calloc(p->n_ops, sizeof *e->xfers);
-  e->comms = pf_calloc(p->n_ops, sizeof *e->comms);
-  if (e->boxes == NULL || e->xfers == NULL || e->comms == NULL)
-    return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
   for (uint32_t i = 0; i < p->n_ops; i++) {
     const pf_plan_op *op = &p->ops[i];
     const pf_plan_buffer *b;
-    e->xfers[i].kind = (uint8_t)op->kind;
+    xfer_op *x = &e->xfers[i];
     if (op->kind != PF_OP_SEND && op->kind != PF_OP_RECV) continue;
     if (op->tag >= s->tag_window)
       return pf_diag_error(d, PF_ERANGE,
@@ -563,23 +569,25 @@ static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
         was = prepared_find(&seen, p, op, b->spec, &set);
       if (was != UINT32_MAX) {
         *was_last = was;
-        e->boxes[i] = e->boxes[was];
-        e->xfers[i].borrows = 1;
+        x->at = e->xfers[was].at;
       } else {
+        if (pf_grow((void **)&e->boxes, &e->cap_boxes, e->n_boxes + 1, sizeof *e->boxes))
+          return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
         rc = s->cfg.transport->ops->box_prepare(s->cfg.transport, b->spec, own_offset(op),
-                                                op->box->extent, &e->boxes[i]);
+                                                op->box->extent, &e->boxes[e->n_boxes]);
         if (rc)
           return pf_diag_error(d, rc,
                                "rank %d: op %u: cannot describe the transfer to the transport",
                                s->cfg.rank, i);
+        x->at = (uint32_t)e->n_boxes++;
         prepared_put(&seen, set, i);
         *was_last = i;
       }
     }
-    e->xfers[i].buffer = transfer_buffer(op);
-    e->xfers[i].peer = op->peer;
-    e->xfers[i].tag = (int32_t)op->tag;
-    e->xfers[i].whole = e->boxes[i].nbytes == pf_spec_nbytes(b->spec);
+    x->buffer = transfer_buffer(op);
+    x->peer = op->peer;
+    x->tag = (int32_t)op->tag;
+    x->whole = e->boxes[x->at].nbytes == pf_spec_nbytes(b->spec);
   }
   return 0;
 }
@@ -601,9 +609,8 @@ static int connect_comms(pf_service *s, exe *e, pf_diag *d) {
                            rc == PF_ERANGE ? ": the job has more groups of ranks running "
                                              "collectives than the transport's tags can keep apart"
                                            : "");
-    for (uint32_t i = 0; i < p->n_ops; i++)
-      if (p->ops[i].kind == PF_OP_COLLECTIVE && p->ops[i].comm == p->comms[c].id)
-        e->comms[i] = comm;
+    for (uint32_t k = 0; k < e->n_collectives; k++)
+      if (p->ops[e->collectives[k]].comm == p->comms[c].id) e->comms[k] = comm;
     if (queue_for(s, comm) == NULL) return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
   }
   return 0;
@@ -759,7 +766,7 @@ static void handle_load(pf_service *s, pf_msg *m) {
   }
   rc = pf_executor_load(s->cfg.executor, m->plan, &e->loaded, &d);
   m->plan = NULL; /* the executor owns it now, even on error */
-  if (rc == 0) rc = index_plan(e, &d);
+  if (rc == 0) rc = index_plan(s, e, &d);
   if (rc == 0 && s->cfg.transport) rc = prepare_transfers(s, e, &d);
   if (rc == 0 && s->cfg.transport) rc = reserve_for(s, pf_loaded_plan(e->loaded), &d);
   if (rc == 0 && !s->cfg.transport && pf_loaded_plan(e->loaded)->n_comms > 0)
@@ -826,13 +833,13 @@ static void unpark(pf_service *s);
 /* The first of r's collectives on q's communicator from place k on, or
  * n_collectives. */
 static uint32_t next_on(const run *r, const comm_queue *q, uint32_t k) {
-  while (k < r->e->n_collectives && r->e->comms[r->e->collectives[k]] != q->comm) k++;
+  while (k < r->e->n_collectives && r->e->comms[k] != q->comm) k++;
   return k;
 }
 
 static void enqueue_collectives(pf_service *s, run *r) {
   for (uint32_t k = 0; k < r->e->n_collectives; k++) {
-    comm_queue *q = queue_for(s, r->e->comms[r->e->collectives[k]]);
+    comm_queue *q = queue_for(s, r->e->comms[k]);
     queued_run *qr;
     if (q != NULL && q->tail != NULL && q->tail->r == r) continue; /* queued from an earlier k */
     if (q == NULL || (qr = malloc(sizeof *qr)) == NULL) {
@@ -1091,7 +1098,7 @@ static void transfer_done(void *arg, int status) {
   char why[160];
   PF_PROBE("service.transfer_done");
   if (x->kind == PF_OP_RECV) {
-    lo->r->svc->recv_bytes -= lo->r->e->boxes[lo->op].nbytes;
+    lo->r->svc->recv_bytes -= lo->r->e->boxes[x->at].nbytes;
     lo->r->svc->recvs_posted--;
   }
   if (status != 0)
@@ -1105,7 +1112,7 @@ static void start_transfer(pf_service *s, loop_op *lo) {
   run *r = lo->r;
   PF_PROBE("service.start_transfer");
   const xfer_op *op = &r->e->xfers[lo->op];
-  const pf_xfer_box *bx = &r->e->boxes[lo->op];
+  const pf_xfer_box *bx = &r->e->boxes[op->at];
   pf_transport *t = s->cfg.transport;
   /* The reserve, when the buffer has no memory, is at least as large as
    * the whole buffer: the same box addresses it. */
@@ -1327,7 +1334,8 @@ static void start_collective(pf_service *s, loop_op *lo) {
   }
   s->collectives++;
   s->collective_bytes += (uint64_t)in_bytes * op->n_in;
-  if ((err = t->ops->collective(t, lo->r->e->comms[lo->op], &c, collective_done, lo)) != 0) {
+  if ((err = t->ops->collective(t, lo->r->e->comms[lo->r->e->xfers[lo->op].at], &c,
+                                collective_done, lo)) != 0) {
     char why[96];
     snprintf(why, sizeof why, "the transport refused it (%s)", pf_errname(err));
     cannot_issue(s, lo, why);
@@ -1369,7 +1377,7 @@ static void start_loop_op(pf_service *s, run *r, uint32_t i) {
   loop_op *lo;
   r->ops_in_flight++;
   if (r->e->xfers[i].kind == PF_OP_COLLECTIVE) {
-    uint32_t k = r->e->collective_k[i];
+    uint32_t k = r->e->xfers[i].at;
     if (k != UINT32_MAX) r->ready[k] = 1;
     pump(s);
     return;
@@ -1404,7 +1412,7 @@ void pf_service_start_ops(pf_service *s, pf_step *step, const uint32_t *ops, uin
   for (; k < n; k++) {
     uint32_t i = ops[k];
     if (is_recv(r, i) && (s->defer_head != NULL || eager++ >= PF_EAGER_RECVS ||
-                          !may_post(s, r->e->boxes[i].nbytes)))
+                          !may_post(s, r->e->boxes[r->e->xfers[i].at].nbytes)))
       break;
     start_loop_op(s, r, i);
   }
@@ -1430,7 +1438,7 @@ int pf_service_post_deferred(pf_service *s, int max) {
   int n = 0;
   run *r;
   while (n < max && (r = s->defer_head) != NULL &&
-         may_post(s, r->e->boxes[r->later[r->later_next]].nbytes)) {
+         may_post(s, r->e->boxes[r->e->xfers[r->later[r->later_next]].at].nbytes)) {
     uint32_t i = r->later[r->later_next++];
     r->deferred--;
     next_deferred(s, r);
