@@ -527,17 +527,27 @@ typedef struct slot_use {
  * reads it, as the free side of a reduction tree) gets a line of the slot
  * area for the whole step instead of storage: no allocation, reader count
  * or release, each written by one core and freed by the other, four
- * cross-core misses per op on bench/granularity -d 2 -p tree. After device
- * d's reusable slots, from `at`, within SLOT_BYTES_MAX; returns the bytes
- * taken. */
+ * cross-core misses per op on bench/granularity -d 2 -p tree. */
 #define PERMANENT_SLOT_BYTES 64u
 
-static size_t permanent_slots(pf_loaded *l, int d, size_t at, const uint32_t *point,
+/* A kernel's output that may have a slot (slot_candidates): its op's place
+ * in its device's queue, its bytes, and which kind of slot. The passes that
+ * give slots walk these, not the device's every op, output and reader
+ * again (three passes of a plan of 1.5 million ops: 80 ms on the rank
+ * that loads it, each a miss on the op's record and its buffer's). */
+typedef struct slot_candidate {
+  uint32_t place, b;
+  size_t nbytes;
+  int kind; /* SLOT_SMALL, SLOT_LARGE, SLOT_PERMANENT */
+} slot_candidate;
+enum { SLOT_SMALL, SLOT_LARGE, SLOT_PERMANENT };
+
+/* Device d's candidates, in queue order, into c; returns how many. */
+static size_t slot_candidates(const pf_loaded *l, int d, const uint32_t *point,
                               const uint32_t *writer, const uint32_t *rfirst,
-                              const uint32_t *rops) {
+                              const uint32_t *rops, slot_candidate *c) {
   const pf_plan *p = l->plan;
-  size_t taken = 0;
-  if (!l->host_memory[d]) return 0;
+  size_t n = 0;
   for (uint32_t e = l->device_first[d]; e < l->device_first[d + 1]; e++) {
     uint32_t i = l->device_ops[e];
     const pf_plan_op *op = &p->ops[i];
@@ -545,10 +555,20 @@ static size_t permanent_slots(pf_loaded *l, int d, size_t at, const uint32_t *po
     for (uint32_t k = 0; k < op->n_out; k++) {
       uint32_t b = op->outputs[k], r;
       const pf_plan_buffer *pb = &p->buffers[b];
-      size_t nbytes = pf_spec_nbytes(pb->spec);
+      size_t nbytes;
       int cross = 0;
-      if (point[b] != UINT32_MAX || l->slot_at[b] != UINT32_MAX || writer[b] != i ||
-          nbytes == 0 || nbytes > PERMANENT_SLOT_BYTES || l->keep[b] || pb->input >= 0 ||
+      if (writer[b] != i) continue;
+      nbytes = pf_spec_nbytes(pb->spec);
+      if (nbytes == 0) continue;
+      if (point[b] != UINT32_MAX) {
+        /* A copy or a collective reads it: a storage. */
+        for (r = rfirst[b]; r < rfirst[b + 1] && p->ops[rops[r]].kind == PF_OP_KERNEL; r++) continue;
+        if (r == rfirst[b + 1])
+          c[n++] = (slot_candidate){e - l->device_first[d], b, nbytes,
+                                    nbytes <= SLOT_FLAG ? SLOT_SMALL : SLOT_LARGE};
+        continue;
+      }
+      if (!l->host_memory[d] || nbytes > PERMANENT_SLOT_BYTES || l->keep[b] || pb->input >= 0 ||
           pb->host || pb->device != d || rfirst[b] == rfirst[b + 1])
         continue;
       for (r = rfirst[b]; r < rfirst[b + 1]; r++) {
@@ -556,52 +576,55 @@ static size_t permanent_slots(pf_loaded *l, int d, size_t at, const uint32_t *po
         if (reader->kind != PF_OP_KERNEL || !l->host_memory[reader->device]) break;
         cross |= reader->device != d;
       }
-      if (r < rfirst[b + 1] || !cross) continue;
-      if (at + taken + PERMANENT_SLOT_BYTES > SLOT_BYTES_MAX) return taken;
-      l->slot_at[b] = (uint32_t)(at + taken);
-      if (nbytes <= SLOT_FLAG) l->flag_val[b] = e - l->device_first[d] + 1;
-      taken += PERMANENT_SLOT_BYTES;
+      if (r == rfirst[b + 1] && cross)
+        c[n++] = (slot_candidate){e - l->device_first[d], b, nbytes, SLOT_PERMANENT};
     }
+  }
+  return n;
+}
+
+/* Permanent slots for device d's candidates, from `at`, within
+ * SLOT_BYTES_MAX; returns the bytes taken. After its reusable slots. */
+static size_t permanent_slots(pf_loaded *l, size_t at, const slot_candidate *c, size_t n) {
+  size_t taken = 0;
+  for (size_t k = 0; k < n; k++) {
+    if (c[k].kind != SLOT_PERMANENT) continue;
+    if (at + taken + PERMANENT_SLOT_BYTES > SLOT_BYTES_MAX) return taken;
+    l->slot_at[c[k].b] = (uint32_t)(at + taken);
+    if (c[k].nbytes <= SLOT_FLAG) l->flag_val[c[k].b] = c[k].place + 1;
+    taken += PERMANENT_SLOT_BYTES;
   }
   return taken;
 }
 
-/* Device d's reusable slots from `at` for the buffers of the one class
- * (small: at most SLOT_FLAG bytes; else larger), each free from its release
- * point's place on; returns the bytes taken. */
-static size_t reusable_slots(pf_loaded *l, int d, size_t at, int small, const uint32_t *point,
-                             const uint32_t *pos, const uint32_t *writer, const uint32_t *rfirst,
-                             const uint32_t *rops, slot_use *used) {
-  const pf_plan *p = l->plan;
+/* Reusable slots from `at` for device d's candidates of one kind
+ * (SLOT_SMALL: at most SLOT_FLAG bytes; SLOT_LARGE), each free from its
+ * release point's place on; returns the bytes taken. */
+static size_t reusable_slots(pf_loaded *l, size_t at, int kind, const uint32_t *point,
+                             const uint32_t *pos, const slot_candidate *c, size_t n,
+                             slot_use *used) {
   size_t n_used = 0, end = 0;
-  for (uint32_t e = l->device_first[d]; e < l->device_first[d + 1]; e++) {
-    uint32_t i = l->device_ops[e], place_at = e - l->device_first[d], w = 0;
-    const pf_plan_op *op = &p->ops[i];
+  for (size_t k = 0; k < n; k++) {
+    size_t size = (c[k].nbytes + 63) / 64 * 64, off = 0, place, w = 0;
+    if (c[k].kind != kind) continue;
+    /* Those free by this op's place are free for it (the slots are only
+     * looked at here, so dropping them now is dropping them at every op
+     * before). */
     for (size_t j = 0; j < n_used; j++)
-      if (used[j].free_at > place_at) used[w++] = used[j];
+      if (used[j].free_at > c[k].place) used[w++] = used[j];
     n_used = w;
-    if (op->kind != PF_OP_KERNEL) continue;
-    for (uint32_t k = 0; k < op->n_out; k++) {
-      uint32_t b = op->outputs[k], r;
-      size_t nbytes = pf_spec_nbytes(p->buffers[b].spec), size = (nbytes + 63) / 64 * 64;
-      size_t off = 0, place;
-      if (point[b] == UINT32_MAX || writer[b] != i || size == 0 || (nbytes <= SLOT_FLAG) != small)
-        continue;
-      for (r = rfirst[b]; r < rfirst[b + 1] && p->ops[rops[r]].kind == PF_OP_KERNEL; r++) continue;
-      if (r < rfirst[b + 1]) continue; /* a copy or a collective reads it: a storage */
-      /* The lowest gap that fits, among the slots in use (by offset). */
-      for (place = 0; place < n_used; place++) {
-        if (used[place].offset >= off + size) break;
-        off = PF_MAXOF(off, used[place].offset + used[place].size);
-      }
-      if (at + off + size > SLOT_BYTES_MAX) continue;
-      memmove(&used[place + 1], &used[place], (n_used - place) * sizeof *used);
-      used[place] = (slot_use){off, size, pos[point[b]]};
-      n_used++;
-      l->slot_at[b] = (uint32_t)(at + off);
-      if (small) l->flag_val[b] = place_at + 1;
-      end = PF_MAXOF(end, off + size);
+    /* The lowest gap that fits, among the slots in use (by offset). */
+    for (place = 0; place < n_used; place++) {
+      if (used[place].offset >= off + size) break;
+      off = PF_MAXOF(off, used[place].offset + used[place].size);
     }
+    if (at + off + size > SLOT_BYTES_MAX) continue;
+    memmove(&used[place + 1], &used[place], (n_used - place) * sizeof *used);
+    used[place] = (slot_use){off, size, pos[point[c[k].b]]};
+    n_used++;
+    l->slot_at[c[k].b] = (uint32_t)(at + off);
+    if (kind == SLOT_SMALL) l->flag_val[c[k].b] = c[k].place + 1;
+    end = PF_MAXOF(end, off + size);
   }
   return end;
 }
@@ -612,20 +635,24 @@ static int plan_slots(pf_loaded *l, int num_devices, const uint32_t *point, cons
   /* Slots in use at once: each of at least a line, SLOT_BYTES_MAX in all;
    * in practice a few per device (each is free within RELEASE_WINDOW ops). */
   slot_use *used = pf_mallocn(PF_MINOF((size_t)p->n_buffers, SLOT_BYTES_MAX / 64) + 1, sizeof *used);
+  slot_candidate *cand = pf_mallocn((size_t)p->n_buffers + 1, sizeof *cand);
   size_t total = 0;
   l->slot_at = pf_mallocn(p->n_buffers + 1, sizeof *l->slot_at);
   l->flag_val = pf_calloc(p->n_buffers + 1, sizeof *l->flag_val);
   l->flag_ranges = pf_mallocn(4 * (size_t)num_devices + 1, sizeof *l->flag_ranges);
-  if (used == NULL || l->slot_at == NULL || l->flag_val == NULL || l->flag_ranges == NULL) {
+  if (used == NULL || cand == NULL || l->slot_at == NULL || l->flag_val == NULL ||
+      l->flag_ranges == NULL) {
     free(used);
+    free(cand);
     return PF_ENOMEM;
   }
   for (uint32_t b = 0; b < p->n_buffers; b++) l->slot_at[b] = UINT32_MAX;
   for (int d = 0; d < num_devices; d++) {
     size_t start = (total + 63) / 64 * 64, small, large, perm;
-    small = reusable_slots(l, d, start, 1, point, pos, writer, rfirst, rops, used);
-    large = reusable_slots(l, d, start + small, 0, point, pos, writer, rfirst, rops, used);
-    perm = permanent_slots(l, d, start + small + large, point, writer, rfirst, rops);
+    size_t n = slot_candidates(l, d, point, writer, rfirst, rops, cand);
+    small = reusable_slots(l, start, SLOT_SMALL, point, pos, cand, n, used);
+    large = reusable_slots(l, start + small, SLOT_LARGE, point, pos, cand, n, used);
+    perm = permanent_slots(l, start + small + large, cand, n);
     if (small > 0) {
       l->flag_ranges[2 * l->n_flag_ranges] = (uint32_t)start;
       l->flag_ranges[2 * l->n_flag_ranges++ + 1] = (uint32_t)(start + small);
@@ -638,6 +665,7 @@ static int plan_slots(pf_loaded *l, int num_devices, const uint32_t *point, cons
   }
   l->slot_bytes = total;
   free(used);
+  free(cand);
   return 0;
 }
 
