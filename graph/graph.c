@@ -38,44 +38,52 @@ void pf_graph_destroy(pf_graph *g) {
 
 /* ---- program names ---------------------------------------------------------- */
 
-static size_t name_hash(const char *s) { return (size_t)pf_str_hash(s); }
+static uint32_t name_hash(const char *s) { return (uint32_t)pf_str_hash(s); }
+
+static uint32_t slot_index(uint64_t slot) { return (uint32_t)slot - 1; }
+static uint32_t slot_hash(uint64_t slot) { return (uint32_t)(slot >> 32); }
 
 int pf_graph_find_program(const pf_graph *g, const char *name) {
   size_t mask, i;
+  uint32_t h;
   if (g->name_cap == 0) return -1;
   mask = g->name_cap - 1;
-  for (i = name_hash(name) & mask; g->name_slots[i]; i = (i + 1) & mask)
-    if (strcmp(g->programs[g->name_slots[i] - 1].name, name) == 0)
-      return (int)g->name_slots[i] - 1;
+  h = name_hash(name);
+  for (i = h & mask; g->name_slots[i]; i = (i + 1) & mask)
+    if (slot_hash(g->name_slots[i]) == h &&
+        strcmp(g->programs[slot_index(g->name_slots[i])].name, name) == 0)
+      return (int)slot_index(g->name_slots[i]);
   return -1;
-}
-
-static void name_insert(uint32_t *slots, size_t cap, const char *name, uint32_t value) {
-  size_t i = name_hash(name) & (cap - 1);
-  while (slots[i]) i = (i + 1) & (cap - 1);
-  slots[i] = value;
 }
 
 /* Indexes program `p` (already appended). */
 static int name_index(pf_graph *g, size_t p) {
+  const char *name = g->programs[p].name;
+  uint32_t h = name_hash(name);
+  size_t mask, i;
   if ((g->n_programs + 1) * 2 > g->name_cap) {
     size_t cap = g->name_cap ? g->name_cap * 2 : 64;
-    uint32_t *slots = calloc(cap, sizeof *slots);
+    uint64_t *slots = pf_calloc(cap, sizeof *slots);
     if (slots == NULL) return PF_ENOMEM;
-    for (size_t k = 0; k < p; k++) name_insert(slots, cap, g->programs[k].name, (uint32_t)k + 1);
+    /* Only the first program of a name is in the table (below). */
+    for (size_t k = 0; k < g->name_cap; k++) {
+      uint64_t slot = g->name_slots[k];
+      if (slot == 0) continue;
+      for (i = slot_hash(slot) & (cap - 1); slots[i]; i = (i + 1) & (cap - 1)) continue;
+      slots[i] = slot;
+    }
     free(g->name_slots);
     g->name_slots = slots;
     g->name_cap = cap;
   }
-  {
-    /* One probe finds an equal name (the first program keeps it) or the
-     * empty slot to take. */
-    const char *name = g->programs[p].name;
-    size_t mask = g->name_cap - 1, i;
-    for (i = name_hash(name) & mask; g->name_slots[i]; i = (i + 1) & mask)
-      if (strcmp(g->programs[g->name_slots[i] - 1].name, name) == 0) return 0;
-    g->name_slots[i] = (uint32_t)p + 1;
-  }
+  /* One probe finds an equal name (the first program keeps it) or the
+   * empty slot to take. */
+  mask = g->name_cap - 1;
+  for (i = h & mask; g->name_slots[i]; i = (i + 1) & mask)
+    if (slot_hash(g->name_slots[i]) == h &&
+        strcmp(g->programs[slot_index(g->name_slots[i])].name, name) == 0)
+      return 0;
+  g->name_slots[i] = (uint64_t)h << 32 | ((uint64_t)p + 1);
   return 0;
 }
 
