@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/attrs_internal.h"
 #include "base/layout.h"
 #include "base/util.h"
 #include "graph/collective.h"
@@ -364,10 +365,94 @@ int pf_graph_check(const pf_graph *g, pf_diag *d) {
   return rc;
 }
 
+/* A program whose checks passed, as far as they read it, and the output
+ * specs its kernel gave: a program equal to it in all of these passes them
+ * too and gets the same specs, since a kernel's shape and sharding rules
+ * are functions of its attributes and its inputs' specs and layouts alone.
+ * A graph of a million programs is a few programs over and over (a
+ * stencil of width 2: one per slice, alternating), and their checks were
+ * two thirds of the compile's first pass. Programs are kept by their
+ * slice and their inputs' slices, four places per slice of the graph (at
+ * least 16, at most MEMO_WAYS_MAX); a later one of the same place takes
+ * it. Programs of more than MEMO_ARGS inputs or outputs are always
+ * checked. */
+#define MEMO_ARGS 8
+#define MEMO_WAYS_MAX 8192
+typedef struct check_memo {
+  int valid;
+  int32_t slice;
+  const char *kernel;
+  const pf_attrs *attrs;
+  int n_in, n_out;
+  const pf_spec *in_spec[MEMO_ARGS]; /* the graph's one copy of each spec */
+  int32_t in_slice[MEMO_ARGS];
+  pf_sharding in_value_sh[MEMO_ARGS], in_sh[MEMO_ARGS], out_sh[MEMO_ARGS];
+  const pf_spec *out[MEMO_ARGS]; /* its outputs' specs: what its kernel gave */
+} check_memo;
+
+static int memo_hit(const pf_graph *g, const check_memo *m, const pf_gprogram *p) {
+  if (!m->valid || p->slice != m->slice || p->n_in != m->n_in || p->n_out != m->n_out ||
+      (p->kernel != m->kernel && strcmp(p->kernel, m->kernel) != 0) ||
+      (p->attrs != m->attrs && !pf_attrs_identical(p->attrs, m->attrs)))
+    return 0;
+  for (int i = 0; i < p->n_in; i++) {
+    const pf_gvalue *v = &g->values[p->in[i]];
+    if (v->spec != m->in_spec[i] || v->slice != m->in_slice[i] ||
+        !pf_sharding_equal(v->sharding, m->in_value_sh[i]) ||
+        !pf_sharding_equal(p->in_shardings[i], m->in_sh[i]))
+      return 0;
+  }
+  for (int i = 0; i < p->n_out; i++)
+    if (!pf_sharding_equal(g->values[p->out[i]].sharding, m->out_sh[i])) return 0;
+  return 1;
+}
+
+/* Where p's memo is: by its slice and its inputs' (the programs of a
+ * stencil's step on one slice differ in where their inputs come from). */
+static size_t memo_way(const pf_graph *g, const pf_gprogram *p, size_t ways) {
+  uint32_t h = (uint32_t)p->slice * 2654435761u + (uint32_t)p->n_in;
+  for (int i = 0; i < p->n_in && i < MEMO_ARGS; i++)
+    h = h * 31u + (uint32_t)g->values[p->in[i]].slice;
+  h ^= h >> 16; /* the low bits from all of it (murmur3's finish) */
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h & (ways - 1);
+}
+
+/* After p's checks passed: its output values' specs are what its kernel
+ * gave. */
+static void memo_keep(const pf_graph *g, check_memo *m, const pf_gprogram *p) {
+  m->valid = p->n_in <= MEMO_ARGS && p->n_out <= MEMO_ARGS;
+  if (!m->valid) return;
+  m->slice = p->slice;
+  m->kernel = p->kernel;
+  m->attrs = p->attrs;
+  m->n_in = p->n_in;
+  m->n_out = p->n_out;
+  for (int i = 0; i < p->n_in; i++) {
+    const pf_gvalue *v = &g->values[p->in[i]];
+    m->in_spec[i] = v->spec;
+    m->in_slice[i] = v->slice;
+    m->in_value_sh[i] = v->sharding;
+    m->in_sh[i] = p->in_shardings[i];
+  }
+  for (int i = 0; i < p->n_out; i++) {
+    m->out_sh[i] = g->values[p->out[i]].sharding;
+    m->out[i] = g->values[p->out[i]].spec;
+  }
+}
+
 int pf_graph_check_order(const pf_graph *g, int32_t *order, pf_diag *d) {
   const pf_kernel *last = NULL;
   const char *last_name = NULL;
   pf_device_kind last_kind = PF_DEVICE_CPU;
+  static const check_memo none;
+  size_t ways = 16;
+  check_memo *memo;
+  while (ways < 4 * g->n_slices && ways < MEMO_WAYS_MAX) ways *= 2;
+  memo = calloc(ways, sizeof *memo);
   int rc;
   if ((rc = check_structure(g, d)) != 0 || (rc = pf_graph_check_ends(g, d)) != 0)
     return rc;
@@ -390,12 +475,19 @@ int pf_graph_check_order(const pf_graph *g, int32_t *order, pf_diag *d) {
       last_name = p->kernel;
       last_kind = kind;
     }
-    for (int i = 0; i < p->n_out; i++) out_sh[i] = g->values[p->out[i]].sharding;
-    if ((rc = pf_graph_check_consumption(g, p, 0, d)) != 0 ||
-        (rc = pf_graph_infer_kernel(g, p, last, out_sh, out, d)) != 0)
-      break;
-    if (pf_collective_from_kernel(p->kernel) < 0 && (rc = pf_graph_check_rule(g, p, last, d)) != 0)
-      break;
+    check_memo *m = memo != NULL ? &memo[memo_way(g, p, ways)] : (check_memo *)&none;
+    if (memo_hit(g, m, p)) {
+      for (int i = 0; i < p->n_out; i++) out[i] = *m->out[i];
+    } else {
+      for (int i = 0; i < p->n_out; i++) out_sh[i] = g->values[p->out[i]].sharding;
+      if ((rc = pf_graph_check_consumption(g, p, 0, d)) != 0 ||
+          (rc = pf_graph_infer_kernel(g, p, last, out_sh, out, d)) != 0)
+        break;
+      if (pf_collective_from_kernel(p->kernel) < 0 &&
+          (rc = pf_graph_check_rule(g, p, last, d)) != 0)
+        break;
+      if (memo != NULL) m->valid = 0; /* until its outputs are seen to agree (below) */
+    }
     for (int i = 0; i < p->n_out; i++) {
       const pf_spec *have = g->values[p->out[i]].spec;
       if (!pf_spec_equal(have, &out[i])) {
@@ -408,6 +500,8 @@ int pf_graph_check_order(const pf_graph *g, int32_t *order, pf_diag *d) {
         break;
       }
     }
+    if (rc == 0 && memo != NULL && !m->valid) memo_keep(g, m, p);
   }
+  free(memo);
   return rc;
 }

@@ -1098,6 +1098,90 @@ static void test_wide_program(void **state) {
   pf_graph_destroy(g);
 }
 
+
+/* Appends program `name` = kernel(in...) with output value `out_spec`
+ * (replicated) straight into the graph, as a decoded graph's are: no
+ * builder checks it, only validation (pf_graph_validate, pf_compile). */
+static void raw_program(pf_graph *g, const char *name, const char *kernel, pf_attrs *attrs,
+                        pf_slice_t s, int n_in, const pf_value_t *in, pf_spec out_spec) {
+  int32_t ids[4], out = (int32_t)g->n_values;
+  pf_sharding sh[4];
+  pf_gvalue v;
+  pf_gprogram p;
+  for (int i = 0; i < n_in; i++) {
+    ids[i] = in[i].id;
+    sh[i] = pf_replicated();
+  }
+  memset(&v, 0, sizeof v);
+  v.spec = &out_spec;
+  v.slice = s.id;
+  v.sharding = pf_replicated();
+  v.producer = (int32_t)g->n_programs;
+  assert_int_equal(pf_graph_add_value(g, &v), 0);
+  memset(&p, 0, sizeof p);
+  p.name = (char *)name;
+  p.kernel = (char *)kernel;
+  p.attrs = attrs;
+  p.slice = s.id;
+  p.n_in = n_in;
+  p.in = ids;
+  p.in_shardings = sh;
+  p.n_out = 1;
+  p.out = &out;
+  assert_int_equal(pf_graph_add_program(g, &p), 0);
+}
+
+/* Validation answers a program from the one before when the two are the
+ * same to its kernel (check_memo in graph/validate.c): what makes them
+ * differ must make it check again. Each graph has a good program and then
+ * a wrong one that a memo keyed without inputs' specs, attributes or
+ * outputs would pass. */
+static void test_validation_repeats(void **state) {
+  pf_attrs *axis0 = NULL, *axis1 = NULL;
+  (void)state;
+  OK(pf_attrs_create(&axis0));
+  OK(pf_attrs_create(&axis1));
+  OK(pf_attrs_set_int(axis0, "axis", 0));
+  OK(pf_attrs_set_int(axis1, "axis", 1));
+  for (int wrong = 0; wrong < 4; wrong++) {
+    pf_graph *g = new_graph();
+    pf_slice_t s = new_slice(g, 1);
+    pf_value_t x = new_input(g, "x", pf_spec_1d(PF_F32, 4), s, pf_replicated());
+    pf_value_t y = new_input(g, "y", pf_spec_1d(PF_F32, 8), s, pf_replicated());
+    pf_value_t m = new_input(g, "m", pf_spec_2d(PF_F32, 4, 3), s, pf_replicated());
+    pf_value_t xx[2] = {x, x}, xy[2] = {x, y};
+    int rc;
+    /* Good ones first, each twice (the second answered by the memo). */
+    raw_program(g, "add_a", "add", NULL, s, 2, xx, pf_spec_1d(PF_F32, 4));
+    raw_program(g, "add_b", "add", NULL, s, 2, xx, pf_spec_1d(PF_F32, 4));
+    raw_program(g, "sum_a", "reduce_sum", axis0, s, 1, &m, pf_spec_1d(PF_F32, 3));
+    raw_program(g, "sum_b", "reduce_sum", axis0, s, 1, &m, pf_spec_1d(PF_F32, 3));
+    OK(pf_graph_validate(g));
+    switch (wrong) {
+    case 0: /* the same program, its output declared another size */
+      raw_program(g, "add_c", "add", NULL, s, 2, xx, pf_spec_1d(PF_F32, 8));
+      break;
+    case 1: /* an input of another spec: add refuses f32[4] + f32[8] */
+      raw_program(g, "add_a", "add", NULL, s, 2, xx, pf_spec_1d(PF_F32, 4));
+      raw_program(g, "add_c", "add", NULL, s, 2, xy, pf_spec_1d(PF_F32, 4));
+      break;
+    case 2: /* other attributes: the sum over axis 1 is f32[4], not f32[3] */
+      raw_program(g, "sum_c", "reduce_sum", axis1, s, 1, &m, pf_spec_1d(PF_F32, 3));
+      break;
+    default: /* another kernel of the same inputs: matmul takes no vectors */
+      raw_program(g, "add_c", "add", NULL, s, 2, xx, pf_spec_1d(PF_F32, 4));
+      raw_program(g, "mm_c", "matmul", NULL, s, 2, xx, pf_spec_1d(PF_F32, 4));
+      break;
+    }
+    rc = pf_graph_validate(g);
+    if (rc == 0) fail_msg("case %d: a wrong program passed validation", wrong);
+    assert_true(rc == PF_ESHAPE || rc == PF_EDTYPE);
+    pf_graph_destroy(g);
+  }
+  pf_attrs_destroy(axis0);
+  pf_attrs_destroy(axis1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ids),
@@ -1115,6 +1199,7 @@ int main(void) {
       cmocka_unit_test(test_last_error),
       cmocka_unit_test(test_failed_builders_change_nothing),
       cmocka_unit_test(test_set_input_rewires),
+      cmocka_unit_test(test_validation_repeats),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
