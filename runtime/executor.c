@@ -306,13 +306,14 @@ static int whole_receive(const pf_plan *p, const pf_plan_op *op) {
          pf_box_nbytes(op->box, pf_dtype_size(spec->dtype)) == pf_spec_nbytes(spec);
 }
 
+/* Two passes over the op records (112 bytes each: a plan of 1.5 million
+ * is 168 MB, read again at each pass; there were seven), and two over the
+ * buffers. */
 static int build_indexes(pf_loaded *l, int num_devices) {
   const pf_plan *p = l->plan;
   size_t n_edges = 0;
-  uint32_t *fill;
-  for (uint32_t i = 0; i < p->n_ops; i++) n_edges += p->ops[i].n_deps;
+  uint32_t *fill, *writes, *dev_fill;
   l->dependents_first = pf_calloc(p->n_ops + 1, sizeof(uint32_t));
-  l->dependents = pf_mallocn(n_edges, sizeof(uint32_t));
   l->device_first = pf_calloc((size_t)num_devices + 1, sizeof(uint32_t));
   l->device_ops = pf_mallocn(p->n_ops, sizeof(uint32_t));
   l->readers = pf_calloc(p->n_buffers, sizeof(int32_t));
@@ -324,17 +325,25 @@ static int build_indexes(pf_loaded *l, int num_devices) {
   l->start_ops = pf_mallocn(p->n_ops, sizeof(uint32_t));
   l->recv_bufs = pf_mallocn(p->n_ops, sizeof(uint32_t));
   l->input_bufs = pf_mallocn(p->n_buffers, sizeof(uint32_t));
-  fill = pf_mallocn((size_t)PF_MAXOF(p->n_ops, (uint32_t)num_devices) + 1,
-                    sizeof(uint32_t));
-  if (!l->dependents_first || !l->dependents || !l->device_first ||
-      !l->device_ops || !l->readers || !l->keep || !l->kernels || !l->loop_op ||
-      !l->inline_ok || !l->n_deps || !l->start_ops || !l->recv_bufs || !l->input_bufs || !fill) {
+  l->op_slot = pf_mallocn(p->n_ops, sizeof(uint32_t));
+  l->buf_slot = pf_mallocn(p->n_buffers, sizeof(uint32_t));
+  fill = pf_mallocn((size_t)p->n_ops + 1, sizeof(uint32_t));
+  /* writes[b]: how many ops write buffer b (for recv_bufs, below). */
+  writes = pf_calloc((size_t)p->n_buffers + 1, sizeof(uint32_t));
+  dev_fill = pf_calloc((size_t)num_devices + 1, sizeof(uint32_t));
+  if (!l->dependents_first || !l->device_first || !l->device_ops || !l->readers || !l->keep ||
+      !l->kernels || !l->loop_op || !l->inline_ok || !l->n_deps || !l->start_ops ||
+      !l->recv_bufs || !l->input_bufs || !l->op_slot || !l->buf_slot || !fill || !writes ||
+      !dev_fill) {
     free(fill);
+    free(writes);
+    free(dev_fill);
     return PF_ENOMEM;
   }
   for (uint32_t i = 0; i < p->n_ops; i++) {
     const pf_plan_op *op = &p->ops[i];
     for (uint32_t k = 0; k < op->n_deps; k++) l->dependents_first[op->deps[k] + 1]++;
+    n_edges += op->n_deps;
     l->loop_op[i] = op->kind == PF_OP_SEND || op->kind == PF_OP_RECV ||
                     (op->kind == PF_OP_COLLECTIVE && op->comm >= 0 && !device_collective(l, op));
     l->n_loop_ops += l->loop_op[i];
@@ -343,23 +352,40 @@ static int build_indexes(pf_loaded *l, int num_devices) {
     if (!l->loop_op[i]) l->device_first[op->device + 1]++;
     if (op->kind != PF_OP_RECV)
       for (uint32_t k = 0; k < op->n_in; k++) l->readers[op->inputs[k]]++;
+    for (uint32_t k = 0; k < op->n_out; k++) writes[op->outputs[k]]++;
+  }
+  if ((l->dependents = pf_mallocn(n_edges ? n_edges : 1, sizeof(uint32_t))) == NULL) {
+    free(fill);
+    free(writes);
+    free(dev_fill);
+    return PF_ENOMEM;
   }
   for (uint32_t i = 0; i < p->n_ops; i++)
     l->dependents_first[i + 1] += l->dependents_first[i];
   for (int d = 0; d < num_devices; d++) l->device_first[d + 1] += l->device_first[d];
   memcpy(fill, l->dependents_first, p->n_ops * sizeof(uint32_t));
-  for (uint32_t i = 0; i < p->n_ops; i++)
-    for (uint32_t k = 0; k < p->ops[i].n_deps; k++)
-      l->dependents[fill[p->ops[i].deps[k]]++] = i;
-  memcpy(fill, l->device_first, (size_t)num_devices * sizeof(uint32_t));
-  for (uint32_t i = 0; i < p->n_ops; i++)
-    if (!l->loop_op[i]) l->device_ops[fill[p->ops[i].device]++] = i;
+  memcpy(dev_fill, l->device_first, (size_t)num_devices * sizeof(uint32_t));
+  /* A buffer that one receive fills whole, in host memory, gets its memory
+   * when the receive is posted (the service posts a long step's receives a
+   * window at a time, so a chain of many large transfers does not hold all
+   * its receive buffers from its start); any other buffer a receive writes
+   * gets it at the step's start (start_step). writes[b] becomes UINT32_MAX
+   * once b is looked at. */
+  for (uint32_t i = 0; i < p->n_ops; i++) {
+    const pf_plan_op *op = &p->ops[i];
+    uint32_t b;
+    for (uint32_t k = 0; k < op->n_deps; k++) l->dependents[fill[op->deps[k]]++] = i;
+    if (!l->loop_op[i]) l->device_ops[dev_fill[op->device]++] = i;
+    if (op->kind != PF_OP_RECV || writes[b = op->outputs[0]] == UINT32_MAX) continue;
+    if (writes[b] > 1 || !whole_receive(p, op) || !l->host_memory[p->buffers[b].device] ||
+        p->buffers[b].host)
+      l->recv_bufs[l->n_recv_bufs++] = b;
+    writes[b] = UINT32_MAX;
+  }
+  free(fill);
+  free(writes);
   {
     uint32_t at = 0;
-    if ((l->op_slot = pf_mallocn(p->n_ops, sizeof(uint32_t))) == NULL) {
-      free(fill);
-      return PF_ENOMEM;
-    }
     for (int d = 0; d < num_devices; d++) {
       at = line_start(at);
       for (uint32_t e = l->device_first[d]; e < l->device_first[d + 1]; e++)
@@ -369,52 +395,28 @@ static int build_indexes(pf_loaded *l, int num_devices) {
     for (uint32_t i = 0; i < p->n_ops; i++)
       if (l->loop_op[i]) l->op_slot[i] = at++;
     l->n_op_slots = at;
-    if ((l->buf_slot = pf_mallocn(p->n_buffers, sizeof(uint32_t))) == NULL) {
-      free(fill);
-      return PF_ENOMEM;
-    }
-    /* fill[d]: device d's buffers, then their first place. */
-    memset(fill, 0, ((size_t)num_devices + 1) * sizeof(uint32_t));
+    /* dev_fill[d]: device d's buffers, then their first place. */
+    memset(dev_fill, 0, ((size_t)num_devices + 1) * sizeof(uint32_t));
     for (uint32_t b = 0; b < p->n_buffers; b++) {
-      int32_t d = p->buffers[b].device;
-      fill[d >= 0 && d < num_devices ? d : num_devices]++;
+      const pf_plan_buffer *pb = &p->buffers[b];
+      int32_t d = pb->device;
+      dev_fill[d >= 0 && d < num_devices ? d : num_devices]++;
+      l->keep[b] = pb->output >= 0;
+      if (pb->input >= 0) l->input_bufs[l->n_input_bufs++] = b;
     }
     at = 0;
     for (int d = 0; d <= num_devices; d++) {
-      uint32_t n = fill[d];
-      fill[d] = at = line_start(at);
+      uint32_t n = dev_fill[d];
+      dev_fill[d] = at = line_start(at);
       at += n;
     }
     for (uint32_t b = 0; b < p->n_buffers; b++) {
       int32_t d = p->buffers[b].device;
-      l->buf_slot[b] = fill[d >= 0 && d < num_devices ? d : num_devices]++;
+      l->buf_slot[b] = dev_fill[d >= 0 && d < num_devices ? d : num_devices]++;
     }
     l->n_buf_slots = at;
   }
-  for (uint32_t b = 0; b < p->n_buffers; b++) {
-    l->keep[b] = p->buffers[b].output >= 0;
-    if (p->buffers[b].input >= 0) l->input_bufs[l->n_input_bufs++] = b;
-  }
-  free(fill);
-  /* fill[b]: how many ops write buffer b. A buffer that one receive fills
-   * whole, in host memory, gets its memory when the receive is posted
-   * (the service posts a long step's receives a window at a time, so a
-   * chain of many large transfers does not hold all its receive buffers
-   * from its start); any other buffer a receive writes gets it at the
-   * step's start (start_step). */
-  if ((fill = pf_calloc(p->n_buffers + 1, sizeof(uint32_t))) == NULL) return PF_ENOMEM;
-  for (uint32_t i = 0; i < p->n_ops; i++)
-    for (uint32_t k = 0; k < p->ops[i].n_out; k++) fill[p->ops[i].outputs[k]]++;
-  for (uint32_t i = 0; i < p->n_ops; i++) {
-    const pf_plan_op *op = &p->ops[i];
-    uint32_t b = op->kind == PF_OP_RECV ? op->outputs[0] : UINT32_MAX;
-    if (b == UINT32_MAX || fill[b] == UINT32_MAX) continue; /* not a receive, or listed */
-    if (fill[b] > 1 || !whole_receive(p, op) || !l->host_memory[p->buffers[b].device] ||
-        p->buffers[b].host)
-      l->recv_bufs[l->n_recv_bufs++] = b;
-    fill[b] = UINT32_MAX;
-  }
-  free(fill);
+  free(dev_fill);
   return 0;
 }
 
@@ -808,13 +810,16 @@ static uint32_t host_path(const pf_plan_op *op) {
 static int check_memory_spaces(pf_executor *ex, pf_loaded *l, const uint32_t *stage,
                                pf_diag *diag) {
   const pf_plan *p = l->plan;
-  int rc = 0;
+  int rc = 0, own = 0;
   for (uint32_t b = 0; b < p->n_buffers && rc == 0; b++)
     if ((p->buffers[b].input >= 0 || p->buffers[b].output >= 0) && p->buffers[b].host)
       rc = pf_diag_error(diag, PF_EDECODE,
                          "rank %d: buffer %u is fed or fetched but is a staging buffer",
                          ex->cfg.rank, b);
-  for (uint32_t i = 0; i < p->n_ops && rc == 0; i++) {
+  /* With every device's memory the host's (CPU devices), no op below can
+   * be refused: not a pass over a plan's records for nothing. */
+  for (int d = 0; d < ex->cfg.num_devices && !own; d++) own = !l->host_memory[d];
+  for (uint32_t i = 0; own && i < p->n_ops && rc == 0; i++) {
     const pf_plan_op *op = &p->ops[i];
     uint32_t path = host_path(op);
     for (uint32_t k = 0; k < op->n_in + op->n_out && rc == 0; k++) {

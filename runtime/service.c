@@ -18,7 +18,7 @@
 #include "runtime/store.h"
 #include "runtime/trace.h"
 
-/* What the loop's path reads of an op (index_plan, prepare_transfers):
+/* What the loop's path reads of an op (index_plan, prepare_transfer):
  * not the plan's two-line op record, nor the buffer's spec. One record of
  * 20 bytes an op: a plan of 1.5 million ops had three per-op arrays here
  * (the box, 16 bytes; the communicator, 8; the collective's place, 4)
@@ -370,33 +370,6 @@ static comm_queue *queue_for(pf_service *s, pf_transport_comm *comm) {
 }
 
 /* The MPI collectives of a plan, listed once. */
-/* The loop's record of every op, and the list of the collectives it runs.
- * Without a transport there are neither transfers nor collectives across
- * ranks (a plan with any is refused: handle_load), so nothing. */
-static int index_plan(pf_service *s, exe *e, pf_diag *d) {
-  const pf_plan *p = pf_loaded_plan(e->loaded);
-  uint32_t n = 0;
-  if (s->cfg.transport == NULL) return 0;
-  for (uint32_t i = 0; i < p->n_ops; i++)
-    n += p->ops[i].kind == PF_OP_COLLECTIVE && p->ops[i].comm >= 0;
-  e->xfers = pf_mallocn(p->n_ops, sizeof *e->xfers);
-  e->collectives = pf_mallocn(n, sizeof *e->collectives);
-  e->comms = pf_calloc(n, sizeof *e->comms);
-  if (e->xfers == NULL || (n > 0 && (e->collectives == NULL || e->comms == NULL)))
-    return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
-  for (uint32_t i = 0; i < p->n_ops; i++) {
-    xfer_op *x = &e->xfers[i];
-    *x = (xfer_op){.buffer = UINT32_MAX, .peer = -1, .at = UINT32_MAX, .kind = (uint8_t)p->ops[i].kind};
-    /* A collective its device runs (NCCL) is the device's, not the loop's. */
-    if (p->ops[i].kind == PF_OP_COLLECTIVE && p->ops[i].comm >= 0 &&
-        pf_loaded_is_loop_op(e->loaded, i)) {
-      x->at = e->n_collectives;
-      e->collectives[e->n_collectives++] = i;
-    }
-  }
-  return 0;
-}
-
 /* A step that runs out of memory on this rank fails here, but its peers
  * still send to it, receive from it and meet it in collectives: MPI
  * cannot withdraw a rank from a collective others have entered, and a
@@ -409,19 +382,22 @@ static int index_plan(pf_service *s, exe *e, pf_diag *d) {
  * do that much: zeros are read-only anonymous memory (the kernel's zero
  * page, no RAM), the sink is counted against the commit limit at once but
  * touched only if a step ever needs it. */
-static int reserve_for(pf_service *s, const pf_plan *p, pf_diag *d) {
+/* The largest buffer op touches, if it is a transfer or a collective
+ * between ranks (what reserve_for must cover), else 0. */
+static size_t reserve_need(const pf_plan *p, const pf_plan_op *op) {
   size_t need = 0;
-  void *zero, *sink;
-  for (uint32_t i = 0; i < p->n_ops; i++) {
-    const pf_plan_op *op = &p->ops[i];
-    if (op->kind == PF_OP_SEND || op->kind == PF_OP_RECV ||
-        (op->kind == PF_OP_COLLECTIVE && op->comm >= 0)) {
-      for (uint32_t k = 0; k < op->n_in; k++)
-        need = PF_MAXOF(need, pf_spec_nbytes(p->buffers[op->inputs[k]].spec));
-      for (uint32_t k = 0; k < op->n_out; k++)
-        need = PF_MAXOF(need, pf_spec_nbytes(p->buffers[op->outputs[k]].spec));
-    }
+  if (op->kind == PF_OP_SEND || op->kind == PF_OP_RECV ||
+      (op->kind == PF_OP_COLLECTIVE && op->comm >= 0)) {
+    for (uint32_t k = 0; k < op->n_in; k++)
+      need = PF_MAXOF(need, pf_spec_nbytes(p->buffers[op->inputs[k]].spec));
+    for (uint32_t k = 0; k < op->n_out; k++)
+      need = PF_MAXOF(need, pf_spec_nbytes(p->buffers[op->outputs[k]].spec));
   }
+  return need;
+}
+
+static int reserve_for(pf_service *s, size_t need, pf_diag *d) {
+  void *zero, *sink;
   if (need <= s->reserve_bytes) return 0;
   zero = mmap(NULL, need, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   sink = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -529,67 +505,100 @@ static void prepared_put(prepared *c, uint32_t set, uint32_t op) {
   c->op[set][0] = op;
 }
 
-/* Transport addressing for every transfer: done once per plan, never per step.
- * Local work only (no communication), so that a rank that cannot load a
- * plan says so before any rank enters a collective call. */
-static int prepare_transfers(pf_service *s, exe *e, pf_diag *d) {
-  const pf_plan *p = pf_loaded_plan(e->loaded);
+/* The last send and receive prepared or found (a box and a spec of the
+ * same address are the same, and most transfers repeat the one before of
+ * their kind: no hashing then), and the addressings met lately. */
+typedef struct preparing {
   prepared seen;
-  /* The last send and receive prepared or found: a box and a spec of the
-   * same address are the same, and most transfers repeat the one before
-   * of their kind (no hashing then). */
-  uint32_t last[2] = {UINT32_MAX, UINT32_MAX};
+  uint32_t last[2];
+} preparing;
+
+/* Transport addressing for transfer op i: done once per plan, never per
+ * step. Local work only (no communication), so that a rank that cannot
+ * load a plan says so before any rank enters a collective call. */
+static int prepare_transfer(pf_service *s, exe *e, uint32_t i, preparing *pr, pf_diag *d) {
+  const pf_plan *p = pf_loaded_plan(e->loaded);
+  const pf_plan_op *op = &p->ops[i];
+  const pf_plan_buffer *b;
+  xfer_op *x = &e->xfers[i];
+  uint32_t set, *was_last = &pr->last[op->kind == PF_OP_RECV], was = *was_last;
   int rc;
-  memset(&seen, 0xff, sizeof seen);
+  if (op->tag >= s->tag_window)
+    return pf_diag_error(d, PF_ERANGE,
+                         "rank %d: transfer tag %lld exceeds the tag window %d "
+                         "(the transport's tags / %d windows)",
+                         s->cfg.rank, (long long)op->tag, s->tag_window, PF_MAX_IN_FLIGHT + 1);
+  b = &p->buffers[transfer_buffer(op)];
+  /* Device memory is sent and received only by a transport that moves it
+   * (CUDA-aware MPI); a device that says otherwise is not believed. */
+  if (!b->host && pf_loaded_own_memory(e->loaded, b->device) && !s->cfg.transport->cuda_memory)
+    return pf_diag_error(d, PF_EDECODE,
+                         "rank %d: op %u (program \"%s\") %s device %d's own memory, which "
+                         "this transport cannot move (not staged through host memory)",
+                         s->cfg.rank, i, op->name,
+                         op->kind == PF_OP_SEND ? "sends from" : "receives into",
+                         (int)b->device);
+  if (was == UINT32_MAX || p->ops[was].box != op->box ||
+      transfer_spec(p, &p->ops[was]) != b->spec)
+    was = prepared_find(&pr->seen, p, op, b->spec, &set);
+  if (was != UINT32_MAX) {
+    *was_last = was;
+    x->at = e->xfers[was].at;
+  } else {
+    if (pf_grow((void **)&e->boxes, &e->cap_boxes, e->n_boxes + 1, sizeof *e->boxes))
+      return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
+    rc = s->cfg.transport->ops->box_prepare(s->cfg.transport, b->spec, own_offset(op),
+                                            op->box->extent, &e->boxes[e->n_boxes]);
+    if (rc)
+      return pf_diag_error(d, rc, "rank %d: op %u: cannot describe the transfer to the transport",
+                           s->cfg.rank, i);
+    x->at = (uint32_t)e->n_boxes++;
+    prepared_put(&pr->seen, set, i);
+    *was_last = i;
+  }
+  x->buffer = transfer_buffer(op);
+  x->peer = op->peer;
+  x->tag = (int32_t)op->tag;
+  x->whole = e->boxes[x->at].nbytes == pf_spec_nbytes(b->spec);
+  return 0;
+}
+
+/* The loop's record of every op, the list of the collectives it runs, each
+ * transfer's addressing (prepare_transfer) and the reserve (reserve_for):
+ * one pass over the plan's op records (112 bytes each, 168 MB for a plan
+ * of 1.5 million: there were three). Without a transport there are
+ * neither transfers nor collectives across ranks (a plan with any is
+ * refused: handle_load), so nothing. */
+static int index_plan(pf_service *s, exe *e, pf_diag *d) {
+  const pf_plan *p = pf_loaded_plan(e->loaded);
+  preparing pr;
+  size_t need = 0;
+  int rc;
+  if (s->cfg.transport == NULL) return 0;
+  memset(&pr, 0xff, sizeof pr);
   e->tp = s->cfg.transport;
+  e->xfers = pf_mallocn(p->n_ops, sizeof *e->xfers);
+  e->collectives = pf_mallocn(p->n_ops, sizeof *e->collectives); /* what it holds is touched */
+  if (e->xfers == NULL || e->collectives == NULL)
+    return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
   for (uint32_t i = 0; i < p->n_ops; i++) {
     const pf_plan_op *op = &p->ops[i];
-    const pf_plan_buffer *b;
     xfer_op *x = &e->xfers[i];
-    if (op->kind != PF_OP_SEND && op->kind != PF_OP_RECV) continue;
-    if (op->tag >= s->tag_window)
-      return pf_diag_error(d, PF_ERANGE,
-                           "rank %d: transfer tag %lld exceeds the tag window %d "
-                           "(the transport's tags / %d windows)",
-                           s->cfg.rank, (long long)op->tag, s->tag_window, PF_MAX_IN_FLIGHT + 1);
-    b = &p->buffers[transfer_buffer(op)];
-    /* Device memory is sent and received only by a transport that moves it
-     * (CUDA-aware MPI); a device that says otherwise is not believed. */
-    if (!b->host && pf_loaded_own_memory(e->loaded, b->device) && !s->cfg.transport->cuda_memory)
-      return pf_diag_error(d, PF_EDECODE,
-                           "rank %d: op %u (program \"%s\") %s device %d's own memory, which "
-                           "this transport cannot move (not staged through host memory)",
-                           s->cfg.rank, i, op->name,
-                           op->kind == PF_OP_SEND ? "sends from" : "receives into",
-                           (int)b->device);
-    {
-      uint32_t set, *was_last = &last[op->kind == PF_OP_RECV], was = *was_last;
-      if (was == UINT32_MAX || p->ops[was].box != op->box ||
-          transfer_spec(p, &p->ops[was]) != b->spec)
-        was = prepared_find(&seen, p, op, b->spec, &set);
-      if (was != UINT32_MAX) {
-        *was_last = was;
-        x->at = e->xfers[was].at;
-      } else {
-        if (pf_grow((void **)&e->boxes, &e->cap_boxes, e->n_boxes + 1, sizeof *e->boxes))
-          return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
-        rc = s->cfg.transport->ops->box_prepare(s->cfg.transport, b->spec, own_offset(op),
-                                                op->box->extent, &e->boxes[e->n_boxes]);
-        if (rc)
-          return pf_diag_error(d, rc,
-                               "rank %d: op %u: cannot describe the transfer to the transport",
-                               s->cfg.rank, i);
-        x->at = (uint32_t)e->n_boxes++;
-        prepared_put(&seen, set, i);
-        *was_last = i;
-      }
+    *x = (xfer_op){.buffer = UINT32_MAX, .peer = -1, .at = UINT32_MAX, .kind = (uint8_t)op->kind};
+    need = PF_MAXOF(need, reserve_need(p, op));
+    /* A collective its device runs (NCCL) is the device's, not the loop's. */
+    if (op->kind == PF_OP_COLLECTIVE && op->comm >= 0 && pf_loaded_is_loop_op(e->loaded, i)) {
+      x->at = e->n_collectives;
+      e->collectives[e->n_collectives++] = i;
+    } else if ((op->kind == PF_OP_SEND || op->kind == PF_OP_RECV) &&
+               (rc = prepare_transfer(s, e, i, &pr, d)) != 0) {
+      return rc;
     }
-    x->buffer = transfer_buffer(op);
-    x->peer = op->peer;
-    x->tag = (int32_t)op->tag;
-    x->whole = e->boxes[x->at].nbytes == pf_spec_nbytes(b->spec);
   }
-  return 0;
+  if (e->n_collectives > 0 &&
+      (e->comms = pf_calloc(e->n_collectives, sizeof *e->comms)) == NULL)
+    return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
+  return reserve_for(s, need, d);
 }
 
 /* The communicator of every collective (the second phase of loading).
@@ -767,8 +776,6 @@ static void handle_load(pf_service *s, pf_msg *m) {
   rc = pf_executor_load(s->cfg.executor, m->plan, &e->loaded, &d);
   m->plan = NULL; /* the executor owns it now, even on error */
   if (rc == 0) rc = index_plan(s, e, &d);
-  if (rc == 0 && s->cfg.transport) rc = prepare_transfers(s, e, &d);
-  if (rc == 0 && s->cfg.transport) rc = reserve_for(s, pf_loaded_plan(e->loaded), &d);
   if (rc == 0 && !s->cfg.transport && pf_loaded_plan(e->loaded)->n_comms > 0)
     rc = pf_diag_error(&d, PF_ENOTSUP, "rank %d: collectives across ranks in a process alone",
                        s->cfg.rank);
