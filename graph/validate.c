@@ -451,12 +451,12 @@ int pf_graph_check_order(const pf_graph *g, int32_t *order, pf_diag *d) {
   static const check_memo none;
   size_t ways = 16;
   check_memo *memo;
-  while (ways < 4 * g->n_slices && ways < MEMO_WAYS_MAX) ways *= 2;
-  memo = calloc(ways, sizeof *memo);
   int rc;
   if ((rc = check_structure(g, d)) != 0 || (rc = pf_graph_check_ends(g, d)) != 0)
     return rc;
   if ((rc = pf_graph_topo_order(g, order, d)) != 0) return rc;
+  while (ways < 4 * g->n_slices && ways < MEMO_WAYS_MAX) ways *= 2;
+  memo = calloc(ways, sizeof *memo); /* NULL: every program checked */
   for (size_t k = 0; k < g->n_programs && rc == 0; k++) {
     const pf_gprogram *p = &g->programs[order[k]];
     pf_device_kind kind = g->slices[p->slice].kind;
