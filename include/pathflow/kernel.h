@@ -9,6 +9,10 @@
  *              graph is built;
  *   cost     - flops and bytes moved, for the simulator and the scheduler;
  *   compute  - the work itself, on one device's shard.
+ * shape and sharding must be functions of their arguments alone: pathflow
+ * checks a graph again when it is compiled, and answers a program that
+ * repeats an earlier one (same kernel, attrs, input specs and layouts) from
+ * that one's check instead of calling them again.
  * A program runs its kernel SPMD: every device of the slice calls compute on
  * its own shard, so specs seen by shape and compute are shard (local) specs.
  * Kernels never communicate; communication is explicit in the graph.
