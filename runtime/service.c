@@ -369,19 +369,6 @@ static comm_queue *queue_for(pf_service *s, pf_transport_comm *comm) {
   return q;
 }
 
-/* The MPI collectives of a plan, listed once. */
-/* A step that runs out of memory on this rank fails here, but its peers
- * still send to it, receive from it and meet it in collectives: MPI
- * cannot withdraw a rank from a collective others have entered, and a
- * rendezvous send waits for its receive. So the failed step still does
- * every transfer and collective, and where a buffer has no memory it
- * sends zeros and receives into a sink (the execution's future gets the
- * error; what its peers computed from the zeros is never handed out). The
- * reserve is made when a plan loads, as large as the largest buffer one
- * of its transfers or collectives touches, so a started step can always
- * do that much: zeros are read-only anonymous memory (the kernel's zero
- * page, no RAM), the sink is counted against the commit limit at once but
- * touched only if a step ever needs it. */
 /* The largest buffer op touches, if it is a transfer or a collective
  * between ranks (what reserve_for must cover), else 0. */
 static size_t reserve_need(const pf_plan *p, const pf_plan_op *op) {
@@ -396,6 +383,18 @@ static size_t reserve_need(const pf_plan *p, const pf_plan_op *op) {
   return need;
 }
 
+/* A step that runs out of memory on this rank fails here, but its peers
+ * still send to it, receive from it and meet it in collectives: MPI
+ * cannot withdraw a rank from a collective others have entered, and a
+ * rendezvous send waits for its receive. So the failed step still does
+ * every transfer and collective, and where a buffer has no memory it
+ * sends zeros and receives into a sink (the execution's future gets the
+ * error; what its peers computed from the zeros is never handed out). The
+ * reserve is made when a plan loads, as large as the largest buffer one
+ * of its transfers or collectives touches, so a started step can always
+ * do that much: zeros are read-only anonymous memory (the kernel's zero
+ * page, no RAM), the sink is counted against the commit limit at once but
+ * touched only if a step ever needs it. */
 static int reserve_for(pf_service *s, size_t need, pf_diag *d) {
   void *zero, *sink;
   if (need <= s->reserve_bytes) return 0;
