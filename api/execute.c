@@ -126,10 +126,10 @@ static void expect_none(pf_context *ctx, uint64_t id, uint8_t *told, const uint8
 /* Sends `kind` to the ranks in `to` and waits for every answer. A CONNECT
  * carries the device communicator ids the LOAD round collected (ids). */
 static int load_round(pf_executable *e, pf_msg_kind kind, const uint8_t *to, pf_waiter *w,
-                      const pf_msg_comm_id *ids, uint32_t n_ids) {
+                      const pf_msg_comm_id *ids, uint32_t n_ids, int memory_later) {
   pf_context *ctx = e->ctx;
   pf_compiled *c = e->compiled;
-  int n = 0, sent = 0, rc;
+  int n = 0, sent = 0, rc, mrc = 0;
   for (int r = 0; r < c->n_ranks; r++) n += to[r] != 0;
   memset(w, 0, sizeof *w);
   pf_controller_expect(ctx, w, e->id, n);
@@ -137,6 +137,14 @@ static int load_round(pf_executable *e, pf_msg_kind kind, const uint8_t *to, pf_
     int r = k % c->n_ranks;
     pf_msg *m;
     if (!to[r]) continue;
+    /* The controller's own memory plan, left for now: the others decode
+     * their plans meanwhile (pf_schedule_split). Refused, its plan is not
+     * sent; the others' are unloaded with the executable. */
+    if (r == memory_later &&
+        (mrc = pf_schedule_memory(c, &ctx->cluster, r, &ctx->diag)) != 0) {
+      snprintf(w->message, sizeof w->message, "%s", ctx->diag.msg);
+      break;
+    }
     if ((m = pf_msg_new(kind)) == NULL) break;
     if (kind == PF_MSG_LOAD) {
       m->plan = c->plans[r];
@@ -161,6 +169,7 @@ static int load_round(pf_executable *e, pf_msg_kind kind, const uint8_t *to, pf_
     pthread_mutex_unlock(&ctx->lock);
   }
   rc = pf_controller_wait(ctx, w);
+  if (mrc != 0) return mrc;
   return rc == 0 && sent < n ? PF_ENOMEM : rc;
 }
 
@@ -170,7 +179,7 @@ int pf_compile(pf_graph *g, pf_executable **out) {
   pf_compiled *c;
   pf_waiter w;
   uint8_t *connect, *told;
-  int rc, n_connect = 0;
+  int rc, n_connect = 0, later;
   if (g == NULL || out == NULL) return PF_EINVAL;
   *out = NULL;
   ctx = g->env.owner;
@@ -179,7 +188,10 @@ int pf_compile(pf_graph *g, pf_executable **out) {
   e->ctx = ctx;
   e->id = pf_context_new_id(ctx);
   told = expect_plans(ctx, g, e->id);
-  rc = pf_schedule(g, &ctx->cluster, e->id, &c, &ctx->diag);
+  /* The controller plans its own plan's memory once the others are on
+   * their way (load_round): it is on no one's path then. */
+  later = ctx->size > 1 ? 0 : -1;
+  rc = pf_schedule_split(g, &ctx->cluster, e->id, later, &c, &ctx->diag);
   if (rc != 0) {
     expect_none(ctx, e->id, told, NULL);
     free(e);
@@ -197,7 +209,7 @@ int pf_compile(pf_graph *g, pf_executable **out) {
   e->dispatch = c->dispatch;
   e->stages = c->stages;
   e->participates = pf_calloc((size_t)ctx->size, 1);
-  if (e->participates == NULL || list_memory(e) != 0) {
+  if (e->participates == NULL) {
     expect_none(ctx, e->id, told, NULL);
     free(e->participates);
     free(e->mem_devices);
@@ -211,6 +223,10 @@ int pf_compile(pf_graph *g, pf_executable **out) {
       e->participates[r] = 1;
       e->n_participants++;
     }
+  if (later >= 0 && !e->participates[later]) {
+    (void)pf_schedule_memory(c, &ctx->cluster, later, &ctx->diag); /* empty: nothing to refuse */
+    later = -1;
+  }
   expect_none(ctx, e->id, told, e->participates);
   /* Two phases: every rank checks its plan (its kernels, its transfers)
    * and answers; only when all succeeded are the communicators of the
@@ -223,13 +239,15 @@ int pf_compile(pf_graph *g, pf_executable **out) {
     connect[r] = e->participates[r] && c->plans[r]->n_comms > 0;
     n_connect += connect[r];
   }
-  rc = connect == NULL ? PF_ENOMEM : load_round(e, PF_MSG_LOAD, e->participates, &w, NULL, 0);
+  rc = connect == NULL ? PF_ENOMEM
+                       : load_round(e, PF_MSG_LOAD, e->participates, &w, NULL, 0, later);
+  if (rc == 0 && list_memory(e) != 0) rc = PF_ENOMEM;
   {
     /* The load round's ids go with CONNECT (a new waiter each round). */
     pf_msg_comm_id *ids = w.comm_ids;
     uint32_t n_ids = w.n_comm_ids;
     w.comm_ids = NULL;
-    if (rc == 0 && n_connect > 0) rc = load_round(e, PF_MSG_CONNECT, connect, &w, ids, n_ids);
+    if (rc == 0 && n_connect > 0) rc = load_round(e, PF_MSG_CONNECT, connect, &w, ids, n_ids, -1);
     free(ids);
     free(w.comm_ids);
   }

@@ -749,7 +749,27 @@ void pf_compiled_free(pf_compiled *c) {
 
 /* Memory plan of every rank's plan; refuses a plan whose peak does not fit
  * a device's memory. */
-static int plan_memory(pf_compiled *c, const pf_cluster *cl, pf_diag *d) {
+/* The memory plan of rank r's plan: its devices' peaks into c->peak, each
+ * checked against its device's memory. */
+static int rank_memory(pf_compiled *c, const pf_cluster *cl, int r, int64_t *local, pf_diag *d) {
+  int rc = pf_memory_plan(c->plans[r], local, d);
+  for (int g = 0; g < cl->n_devices && rc == 0; g++)
+    if (cl->devices[g].rank == r) c->peak[g] = local[cl->devices[g].local];
+  for (int g = 0; g < cl->n_devices && rc == 0; g++)
+    if (cl->devices[g].rank == r && cl->devices[g].memory > 0 &&
+        c->peak[g] > cl->devices[g].memory)
+      rc = pf_diag_error(d, PF_EMEMORY,
+                         "device %d (rank %d, local device %d) needs %lld bytes at its peak; "
+                         "its memory is %lld bytes%s%s",
+                         g, (int)cl->devices[g].rank, (int)cl->devices[g].local,
+                         (long long)c->peak[g], (long long)cl->devices[g].memory,
+                         cl->memory_origin ? ": " : "",
+                         cl->memory_origin ? cl->memory_origin : "");
+  return rc;
+}
+
+/* Every rank's memory plan but `later`'s (-1: every rank's). */
+static int plan_memory(pf_compiled *c, const pf_cluster *cl, int later, pf_diag *d) {
   int64_t *local = pf_calloc((size_t)cl->n_devices, sizeof *local);
   int rc = 0;
   c->n_devices = cl->n_devices;
@@ -759,18 +779,18 @@ static int plan_memory(pf_compiled *c, const pf_cluster *cl, pf_diag *d) {
     return pf_diag_error(d, PF_ENOMEM, "memory plan: out of memory");
   }
   for (int r = 0; r < c->n_ranks && rc == 0; r++)
-    if ((rc = pf_memory_plan(c->plans[r], local, d)) == 0)
-      for (int g = 0; g < cl->n_devices; g++)
-        if (cl->devices[g].rank == r) c->peak[g] = local[cl->devices[g].local];
-  for (int g = 0; g < cl->n_devices && rc == 0; g++)
-    if (cl->devices[g].memory > 0 && c->peak[g] > cl->devices[g].memory)
-      rc = pf_diag_error(d, PF_EMEMORY,
-                         "device %d (rank %d, local device %d) needs %lld bytes at its peak; "
-                         "its memory is %lld bytes%s%s",
-                         g, (int)cl->devices[g].rank, (int)cl->devices[g].local,
-                         (long long)c->peak[g], (long long)cl->devices[g].memory,
-                         cl->memory_origin ? ": " : "",
-                         cl->memory_origin ? cl->memory_origin : "");
+    if (r != later) rc = rank_memory(c, cl, r, local, d);
+  free(local);
+  return rc;
+}
+
+int pf_schedule_memory(pf_compiled *c, const pf_cluster *cl, int rank, pf_diag *d) {
+  int64_t *local;
+  int rc;
+  if (rank < 0 || rank >= c->n_ranks) return 0;
+  if ((local = pf_calloc((size_t)cl->n_devices, sizeof *local)) == NULL)
+    return pf_diag_error(d, PF_ENOMEM, "memory plan: out of memory");
+  rc = rank_memory(c, cl, rank, local, d);
   free(local);
   return rc;
 }
@@ -915,6 +935,11 @@ static int reserve_plans(lowering *L) {
 
 int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
                 pf_compiled **out, pf_diag *d) {
+  return pf_schedule_split(g, cl, exe_id, -1, out, d);
+}
+
+int pf_schedule_split(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id, int later,
+                      pf_compiled **out, pf_diag *d) {
   lowering L;
   pf_compiled *c = NULL;
   int32_t *order = NULL;
@@ -975,7 +1000,7 @@ int pf_schedule(const pf_graph *g, const pf_cluster *cl, uint64_t exe_id,
     c->plans[r]->num_inputs = (int32_t)g->n_inputs;
     c->plans[r]->num_outputs = (int32_t)g->n_outputs;
   }
-  if ((rc = plan_memory(c, cl, d)) != 0) goto done;
+  if ((rc = plan_memory(c, cl, later, d)) != 0) goto done;
   if (record_placement(&L, c) != 0) {
     rc = PF_ENOMEM;
     goto done;

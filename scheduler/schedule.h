@@ -55,6 +55,18 @@ typedef struct pf_compiled {
  * message names the device, the peak and the limit), PF_ENOMEM. */
 int pf_schedule(const pf_graph *g, const pf_cluster *cluster,
                 uint64_t executable_id, pf_compiled **out, pf_diag *diag);
+
+/* As pf_schedule, but rank `later`'s memory plan (its buffers' places in
+ * its devices' step arenas, the peaks of its devices in (*out)->peak, and
+ * their check against its devices' memory) is left to pf_schedule_memory:
+ * a controller sends the other ranks their plans first, and plans its own
+ * memory while they decode theirs. later = -1: none left (pf_schedule). */
+int pf_schedule_split(const pf_graph *g, const pf_cluster *cluster, uint64_t executable_id,
+                      int later, pf_compiled **out, pf_diag *diag);
+
+/* Rank `rank`'s memory plan, left by pf_schedule_split. Errors: PF_EMEMORY
+ * (as pf_schedule's), PF_ENOMEM. */
+int pf_schedule_memory(pf_compiled *c, const pf_cluster *cluster, int rank, pf_diag *diag);
 void pf_compiled_free(pf_compiled *c);
 
 #endif

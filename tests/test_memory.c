@@ -175,6 +175,89 @@ static void test_device_memory_limit(void **state) {
   unsetenv("PATHFLOW_DEVICE_MEMORY");
 }
 
+
+/* On several ranks the controller plans its own plan's memory last, once
+ * the others' plans are sent (pf_schedule_split): a plan too large for
+ * rank 0's device is refused all the same, naming it, the others' loaded
+ * plans are let go, and the job goes on; one too large for rank 1's device
+ * is refused before anything is sent. Two ranks in one process
+ * (PATHFLOW_LOOPBACK_RANKS), one device each, 1 MiB of memory each. */
+static pf_graph *two_rank_graph(pf_context *c, int big_on, int big) {
+  pf_graph *g;
+  pf_spec large = pf_spec_1d(PF_F64, 1 << 16), small = pf_spec_1d(PF_F64, 16); /* 512 KiB, 128 B */
+  for (int r = 0; r < 2; r++) {
+    pf_slice_t s;
+    pf_value_t v;
+    char x[16], y[32];
+    int dev = r, n = big && r == big_on ? 2 : 1;
+    if (r == 0) OK(pf_graph_create(c, &g));
+    OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s));
+    OK(pf_graph_slice_pin(g, s, &dev));
+    snprintf(x, sizeof x, "x%d", r);
+    OK(pf_graph_input(g, x, r == big_on ? &large : &small, s, pf_replicated(), &v));
+    for (int i = 0; i < n; i++) { /* two relus: three 512 KiB live at the end */
+      pf_value_t next;
+      OK(pf_graph_program(g, &(pf_program_desc){.kernel = "relu", .slice = s, .n_in = 1,
+                                                 .in = &v},
+                          &next, NULL));
+      snprintf(y, sizeof y, "y%d_%d", r, i);
+      OK(pf_graph_output(g, y, next));
+      v = next;
+    }
+  }
+  return g;
+}
+
+static void test_device_memory_limit_ranks(void **state) {
+  pf_context *two;
+  pf_graph *g;
+  pf_executable *exe = NULL;
+  pf_tensor *x0, *x1, *y;
+  pf_future *f;
+  pf_spec large = pf_spec_1d(PF_F64, 1 << 16), small = pf_spec_1d(PF_F64, 16);
+  int rc;
+  (void)state;
+  setenv("PATHFLOW_DEVICE_MEMORY", "1M", 1);
+  setenv("PATHFLOW_LOOPBACK_RANKS", "2", 1);
+  OK(pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 1}, &two));
+  unsetenv("PATHFLOW_DEVICE_MEMORY");
+  unsetenv("PATHFLOW_LOOPBACK_RANKS");
+  for (int big_on = 0; big_on < 2; big_on++) {
+    char want[24];
+    g = two_rank_graph(two, big_on, 1);
+    rc = pf_compile(g, &exe);
+    assert_int_equal(rc, PF_EMEMORY);
+    assert_null(exe);
+    snprintf(want, sizeof want, "device %d", big_on);
+    if (strstr(pf_last_error(two), want) == NULL || strstr(pf_last_error(two), "1572864") == NULL)
+      fail_msg("big on rank %d: %s", big_on, pf_last_error(two));
+    pf_graph_destroy(g);
+  }
+  /* The job goes on: a graph that fits compiles and runs on both ranks. */
+  g = two_rank_graph(two, 0, 0);
+  rc = pf_compile(g, &exe);
+  if (rc) fail_msg("%s", pf_last_error(two));
+  OK(pf_tensor_create(&large, &x0));
+  OK(pf_tensor_create(&small, &x1));
+  for (int i = 0; i < 1 << 16; i++) ((double *)pf_tensor_data(x0))[i] = i % 2 ? -i : i;
+  for (int i = 0; i < 16; i++) ((double *)pf_tensor_data(x1))[i] = i % 2 ? i : -i;
+  OK(pf_execute(exe, 2, (pf_feed[]){{.name = "x0", .tensor = x0}, {.name = "x1", .tensor = x1}},
+                &f));
+  OK(pf_future_wait(f));
+  OK(pf_future_fetch(f, "y0_0", &y));
+  for (int i = 0; i < 1 << 16; i++) assert_true(((double *)pf_tensor_data(y))[i] == (i % 2 ? 0 : i));
+  pf_tensor_destroy(y);
+  OK(pf_future_fetch(f, "y1_0", &y));
+  for (int i = 0; i < 16; i++) assert_true(((double *)pf_tensor_data(y))[i] == (i % 2 ? i : 0));
+  pf_tensor_destroy(y);
+  pf_future_destroy(f);
+  pf_tensor_destroy(x0);
+  pf_tensor_destroy(x1);
+  pf_executable_destroy(exe);
+  pf_graph_destroy(g);
+  OK(pf_finalize(two));
+}
+
 static atomic_int hold; /* test.hold returns once it is 0 */
 
 static int hold_shape(const pf_attrs *a, int n_in, const pf_spec *in, int n_out, pf_spec *out,
@@ -321,6 +404,7 @@ int main(void) {
       cmocka_unit_test(test_chain_results_with_arena),
       cmocka_unit_test(test_long_lived_value_not_reused),
       cmocka_unit_test(test_device_memory_limit),
+      cmocka_unit_test(test_device_memory_limit_ranks),
       cmocka_unit_test(test_steps_admitted_by_memory),
       cmocka_unit_test(test_block_cache_evicts_oldest),
   };
