@@ -122,9 +122,11 @@ static void expect_none(pf_context *ctx, uint64_t id, uint8_t *told, const uint8
 /* Sends a LOAD (with the rank's plan) or a CONNECT to every rank marked in
  * `to`, rank 0's own last (its loop thread would otherwise make the
  * communicators before the others were asked to), and waits for every
- * answer. Returns the first error any rank reported (its message in w). */
-/* Sends `kind` to the ranks in `to` and waits for every answer. A CONNECT
- * carries the device communicator ids the LOAD round collected (ids). */
+ * answer. A CONNECT carries the device communicator ids the LOAD round
+ * collected (ids). Rank memory_later's memory plan (-1: none) is made just
+ * before its message: refused, that rank is sent nothing and the round
+ * returns PF_EMEMORY. Returns the first error any rank reported (its
+ * message in w). */
 static int load_round(pf_executable *e, pf_msg_kind kind, const uint8_t *to, pf_waiter *w,
                       const pf_msg_comm_id *ids, uint32_t n_ids, int memory_later) {
   pf_context *ctx = e->ctx;

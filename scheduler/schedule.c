@@ -747,8 +747,6 @@ void pf_compiled_free(pf_compiled *c) {
   free(c);
 }
 
-/* Memory plan of every rank's plan; refuses a plan whose peak does not fit
- * a device's memory. */
 /* The memory plan of rank r's plan: its devices' peaks into c->peak, each
  * checked against its device's memory. */
 static int rank_memory(pf_compiled *c, const pf_cluster *cl, int r, int64_t *local, pf_diag *d) {
