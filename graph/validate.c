@@ -448,7 +448,6 @@ int pf_graph_check_order(const pf_graph *g, int32_t *order, pf_diag *d) {
   const pf_kernel *last = NULL;
   const char *last_name = NULL;
   pf_device_kind last_kind = PF_DEVICE_CPU;
-  static const check_memo none;
   size_t ways = 16;
   check_memo *memo;
   int rc;
@@ -475,8 +474,9 @@ int pf_graph_check_order(const pf_graph *g, int32_t *order, pf_diag *d) {
       last_name = p->kernel;
       last_kind = kind;
     }
-    check_memo *m = memo != NULL ? &memo[memo_way(g, p, ways)] : (check_memo *)&none;
-    if (memo_hit(g, m, p)) {
+    check_memo *m = memo != NULL ? &memo[memo_way(g, p, ways)] : NULL;
+    int hit = m != NULL && memo_hit(g, m, p);
+    if (hit) {
       for (int i = 0; i < p->n_out; i++) out[i] = *m->out[i];
     } else {
       for (int i = 0; i < p->n_out; i++) out_sh[i] = g->values[p->out[i]].sharding;
@@ -486,7 +486,6 @@ int pf_graph_check_order(const pf_graph *g, int32_t *order, pf_diag *d) {
       if (pf_collective_from_kernel(p->kernel) < 0 &&
           (rc = pf_graph_check_rule(g, p, last, d)) != 0)
         break;
-      if (memo != NULL) m->valid = 0; /* until its outputs are seen to agree (below) */
     }
     for (int i = 0; i < p->n_out; i++) {
       const pf_spec *have = g->values[p->out[i]].spec;
@@ -500,7 +499,7 @@ int pf_graph_check_order(const pf_graph *g, int32_t *order, pf_diag *d) {
         break;
       }
     }
-    if (rc == 0 && memo != NULL && !m->valid) memo_keep(g, m, p);
+    if (rc == 0 && m != NULL && !hit) memo_keep(g, m, p); /* its outputs agreed */
   }
   free(memo);
   return rc;
