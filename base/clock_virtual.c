@@ -18,6 +18,7 @@ void pf_clock_virtual_init(pf_clock *c, uint64_t start) {
   c->ops = &virtual_ops;
   c->timers = NULL;
   atomic_init(&c->virtual_now, start);
+  c->by_cycles = 0;
 }
 
 int pf_clock_advance(pf_clock *c, uint64_t t) {

@@ -1503,6 +1503,30 @@ static void test_attrs_share(void **state) {
 /* A stamp taken by another thread after `now` was read is no time ago, not
  * 2^64 ns ago: check_peers read it so once, under ThreadSanitizer, and
  * declared a healthy loopback rank lost after 1 s of a 10-s limit. */
+/* pf_clock_now_near: a reading again only while the cycle counter says it
+ * is recent; never one that goes back; the virtual clock read every time. */
+static void test_clock_now_near(void **state) {
+  pf_clock real, virt;
+  pf_clock_reading r = {0, 0}, rv = {0, 0};
+  uint64_t a, b, before;
+  (void)state;
+  pf_clock_real_init(&real);
+  before = pf_clock_now(&real);
+  a = pf_clock_now_near(&real, &r);
+  assert_true(a >= before);
+  b = pf_clock_now_near(&real, &r);
+  assert_true(b >= a);
+  /* A millisecond is millions of cycles: the next reading is new. */
+  pf_clock_sleep(&real, 1000000);
+  b = pf_clock_now_near(&real, &r);
+  assert_true(b >= a + 1000000);
+  assert_true(b <= pf_clock_now(&real));
+  pf_clock_virtual_init(&virt, 5);
+  assert_true(pf_clock_now_near(&virt, &rv) == 5);
+  pf_clock_advance(&virt, 9);
+  assert_true(pf_clock_now_near(&virt, &rv) == 9);
+}
+
 static void test_clock_since(void **state) {
   (void)state;
   assert_true(pf_clock_since(10, 3) == 7);
@@ -1514,6 +1538,7 @@ static void test_clock_since(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_clock_since),
+      cmocka_unit_test(test_clock_now_near),
       cmocka_unit_test(test_error_codes_distinct),
       cmocka_unit_test(test_error_codes_unknown),
       cmocka_unit_test(test_dtypes),
