@@ -236,7 +236,9 @@ static int cpu_release(pf_device *d, pf_step *s, uint32_t j) {
   last = c->park_op == UINT32_MAX;
   if (c->idle && c->head != NULL && c->head->step == s) {
     if (last) head_leaves(c);
-    wake = head_runnable(c);
+    /* With the loop running the ops, it parks on the next part when it
+     * next claims (cpu_claim): nobody to wake. */
+    wake = !c->cfg.loop_runs_ops && head_runnable(c);
   } else if (last) {
     /* The worker sleeps in wait_ready on this part, which is done: it is
      * idle from now on, parked on the next part as an idle worker is, and
@@ -248,7 +250,9 @@ static int cpu_release(pf_device *d, pf_step *s, uint32_t j) {
     park(c, NULL, 0);
     wake = head_runnable(c);
   } else {
-    wake = park_ready(c);
+    /* Only a worker that runs its ops is woken (with the loop running
+     * them, asking would cost a fence an op for nothing). */
+    wake = !c->cfg.loop_runs_ops && park_ready(c);
   }
   if (wake && !c->cfg.loop_runs_ops) wake_worker(c);
   dev_unlock(c);
@@ -262,7 +266,9 @@ static int cpu_claim(pf_device *d, pf_step **s, uint32_t *op) {
   cpu_device *c = (cpu_device *)d;
   int claimed = 0;
   dev_lock(c);
-  if (c->idle) head_runnable(c);
+  /* Parked on the head part already: whether its op is ready is asked
+   * below (head_runnable would ask too, every poll). */
+  if (c->idle && c->head != NULL && c->park_step != c->head->step) head_runnable(c);
   if (c->park_step != NULL && !c->loop_running && c->park_op != UINT32_MAX && park_ready(c)) {
     c->loop_running = claimed = 1;
     *s = c->park_step;

@@ -1515,15 +1515,16 @@ static int claim_next(pf_executor *ex) {
 /* On the loop thread: runs the ops it claimed, and those they make ready
  * in turn, one after another (not recursively: a chain of tiny ops across
  * ranks must not grow the stack); with loop_runs_ops, then the ops the
- * devices hand over (claim_next). Re-entered from a transfer that
- * completes at once, it leaves the work to the outer call. Returns how
- * many ops ran. */
-static int drain_inline(pf_executor *ex) {
+ * devices hand over (claim_next), when `claim` says to look or an op ran
+ * (which moves its device on to its next op). Re-entered from a transfer
+ * that completes at once, it leaves the work to the outer call. Returns
+ * how many ops ran. */
+static int drain_inline(pf_executor *ex, int claim) {
   int ran = 0;
-  if (ex->draining) return 0;
+  if (ex->draining || (ex->n_inline == 0 && !claim)) return 0;
   ex->draining = 1;
   tls_running = &ex->loop_running;
-  while (ex->n_inline > 0 || (ex->cfg.loop_runs_ops && claim_next(ex) > 0)) {
+  while (ex->n_inline > 0 || (ex->cfg.loop_runs_ops && claim && claim_next(ex) > 0)) {
     struct inline_op it = ex->inline_ops[--ex->n_inline];
     PF_PROBE("exec.inline_op");
     int device = it.step->l->hot[it.op].device, part_done;
@@ -1551,6 +1552,7 @@ static int drain_inline(pf_executor *ex) {
       if (timed) note_inline_time(it.step->l, it.op, pf_clock_now(ex->clock) - t0);
     }
     ran++;
+    claim = 1;
     part_done = dv->ops->release(dv, it.step, it.op);
     finish_op(it.step, it.op, -1);
     PF_PROBE("exec.inline_op.out");
@@ -1562,7 +1564,7 @@ static int drain_inline(pf_executor *ex) {
 }
 
 int pf_executor_run_claimed(pf_executor *ex) {
-  return ex->cfg.loop_runs_ops ? drain_inline(ex) : 0;
+  return ex->cfg.loop_runs_ops ? drain_inline(ex, 1) : 0;
 }
 
 /* Returns 1 if the op ran (0: skipped, its step had failed). */
@@ -1810,7 +1812,7 @@ void pf_executor_loop_op_done(pf_step *s, uint32_t op, int status, const char *m
   if (status != 0)
     step_fail(s, status, "rank %d: %s", s->ex->cfg.rank, message ? message : pf_strerror(status));
   finish_op(s, op, -1);
-  drain_inline(s->ex);
+  drain_inline(s->ex, 0);
   if (--s->loop_left == 0) step_piece_done(s);
 }
 
