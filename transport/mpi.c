@@ -919,9 +919,15 @@ MPI_Op pf_mpi_op(int reduce_op) {
 void *pf_mpi_scratch_take(pf_mpi *m, size_t need, size_t *size) {
   int best = -1;
   void *p;
-  for (int i = 0; i < m->n_scratch; i++) /* the smallest that is large enough */
-    if (m->scratch_size[i] >= need && (best < 0 || m->scratch_size[i] < m->scratch_size[best]))
-      best = i;
+  /* The last given back, when it fits without wasting half of itself: a
+   * run of collectives of one shape takes it every time. */
+  if (m->n_scratch > 0 && m->scratch_size[m->n_scratch - 1] >= need &&
+      m->scratch_size[m->n_scratch - 1] / 2 <= need)
+    best = m->n_scratch - 1;
+  else
+    for (int i = 0; i < m->n_scratch; i++) /* the smallest that is large enough */
+      if (m->scratch_size[i] >= need && (best < 0 || m->scratch_size[i] < m->scratch_size[best]))
+        best = i;
   if (best >= 0) {
     p = m->scratch[best];
     *size = m->scratch_size[best];
