@@ -55,6 +55,10 @@ if ! command -v valgrind >/dev/null || ! command -v callgrind_annotate >/dev/nul
   echo "instructions: valgrind is not installed (apt-get install valgrind): nothing counted"
   exit 0
 fi
+if ! command -v python3 >/dev/null; then
+  echo "instructions: python3 is not installed (it makes the table): nothing counted"
+  exit 0
+fi
 if [[ ! -f $build/CMakeCache.txt ]]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPF_BUILD_TESTS=OFF >/dev/null
 fi

@@ -1281,15 +1281,27 @@ static int stage_split(loop_op *lo, const pf_storage *in, const pf_spec *ins, in
   return 1;
 }
 
+/* Hands collective lo, `bytes` of its inputs, to the transport (counted). */
+static void issue(pf_service *s, loop_op *lo, const pf_collective_call *c, uint64_t bytes) {
+  pf_transport *t = s->cfg.transport;
+  int err;
+  s->collectives++;
+  s->collective_bytes += bytes;
+  if ((err = t->ops->collective(t, lo->r->e->comms[lo->r->e->xfers[lo->op].at], c,
+                                collective_done, lo)) != 0) {
+    char why[96];
+    snprintf(why, sizeof why, "the transport refused it (%s)", pf_errname(err));
+    cannot_issue(s, lo, why);
+  }
+}
+
 /* Issues lo, a collective of one_allreduce's kind, from its record: 0
  * when its step failed (its buffers may have no memory: the general path
  * drains it). */
 static int start_allreduce(pf_service *s, loop_op *lo, const one_allreduce *ar) {
   pf_step *step = lo->r->step;
-  pf_transport *t = s->cfg.transport;
   pf_storage *in, *out;
   pf_collective_call c;
-  int err;
   if (pf_step_failed(step) || (in = pf_step_buffer(step, ar->in)) == NULL ||
       (out = pf_step_buffer_whole(step, ar->out)) == NULL)
     return 0;
@@ -1298,14 +1310,7 @@ static int start_allreduce(pf_service *s, loop_op *lo, const one_allreduce *ar) 
   c = (pf_collective_call){.kind = PF_ALLREDUCE, .dtype = (pf_dtype)ar->dtype,
                            .reduce_op = (pf_reduce_op)ar->reduce_op, .count = ar->count,
                            .send = in->data, .recv = out->data};
-  s->collectives++;
-  s->collective_bytes += (uint64_t)ar->count * pf_dtype_size((pf_dtype)ar->dtype);
-  if ((err = t->ops->collective(t, lo->r->e->comms[lo->r->e->xfers[lo->op].at], &c,
-                                collective_done, lo)) != 0) {
-    char why[96];
-    snprintf(why, sizeof why, "the transport refused it (%s)", pf_errname(err));
-    cannot_issue(s, lo, why);
-  }
+  issue(s, lo, &c, (uint64_t)ar->count * pf_dtype_size((pf_dtype)ar->dtype));
   return 1;
 }
 
@@ -1317,10 +1322,9 @@ static void start_collective(pf_service *s, loop_op *lo) {
   const pf_plan_op *op = &p->ops[lo->op];
   const pf_spec *ins = p->buffers[op->inputs[0]].spec, *outs = p->buffers[op->outputs[0]].spec;
   pf_storage *in = NULL, *out = NULL;
-  pf_transport *t = s->cfg.transport;
   pf_collective_call c = {.kind = (pf_collective_kind)op->collective, .dtype = ins->dtype,
                           .reduce_op = (pf_reduce_op)op->reduce_op, .root = op->root};
-  int n = op->num_shards, ok = 1, err;
+  int n = op->num_shards, ok = 1;
   size_t in_bytes = pf_spec_nbytes(ins), out_bytes = pf_spec_nbytes(outs);
   lo->started = stamp(s); /* counters' wait and the timeline */
   posted_add(lo);
@@ -1409,14 +1413,7 @@ static void start_collective(pf_service *s, loop_op *lo) {
       drained_call(s, lo, op, &c);
     }
   }
-  s->collectives++;
-  s->collective_bytes += (uint64_t)in_bytes * op->n_in;
-  if ((err = t->ops->collective(t, lo->r->e->comms[lo->r->e->xfers[lo->op].at], &c,
-                                collective_done, lo)) != 0) {
-    char why[96];
-    snprintf(why, sizeof why, "the transport refused it (%s)", pf_errname(err));
-    cannot_issue(s, lo, why);
-  }
+  issue(s, lo, &c, (uint64_t)in_bytes * op->n_in);
 }
 
 /* Issues the collectives at the head of each queue whose inputs are ready:

@@ -1500,9 +1500,6 @@ static void test_attrs_share(void **state) {
   pf_attrs_destroy(e2);
 }
 
-/* A stamp taken by another thread after `now` was read is no time ago, not
- * 2^64 ns ago: check_peers read it so once, under ThreadSanitizer, and
- * declared a healthy loopback rank lost after 1 s of a 10-s limit. */
 /* pf_clock_now_near: a reading again only while the cycle counter says it
  * is recent; never one that goes back; the virtual clock read every time. */
 static void test_clock_now_near(void **state) {
@@ -1527,6 +1524,9 @@ static void test_clock_now_near(void **state) {
   assert_true(pf_clock_now_near(&virt, &rv) == 9);
 }
 
+/* A stamp taken by another thread after `now` was read is no time ago, not
+ * 2^64 ns ago: check_peers read it so once, under ThreadSanitizer, and
+ * declared a healthy loopback rank lost after 1 s of a 10-s limit. */
 static void test_clock_since(void **state) {
   (void)state;
   assert_true(pf_clock_since(10, 3) == 7);
