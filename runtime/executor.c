@@ -529,7 +529,15 @@ typedef struct slot_use {
  * reads it, as the free side of a reduction tree) gets a line of the slot
  * area for the whole step instead of storage: no allocation, reader count
  * or release, each written by one core and freed by the other, four
- * cross-core misses per op on bench/granularity -d 2 -p tree. */
+ * cross-core misses per op on bench/granularity -d 2 -p tree.
+ *
+ * Transfers' buffers too: a kernel's output that sends read (with kernels
+ * or alone), and a receive's output, of one line at most, read only by
+ * kernels and sends of host-memory devices. The transport sends from and
+ * receives into the slot (pf_step_slot); a stencil step on 2 ranks spent
+ * ~330 of its 2,500 own instructions making and letting go of the storage
+ * of those two buffers (bench/instructions.sh). A receive's slot has no
+ * flag word: the loop counts its readers' inputs (plan_flags). */
 #define PERMANENT_SLOT_BYTES 64u
 
 /* A kernel's output that may have a slot (slot_candidates): its op's place
@@ -575,8 +583,10 @@ static size_t slot_candidates(const pf_loaded *l, int d, const uint32_t *point,
         continue;
       for (r = rfirst[b]; r < rfirst[b + 1]; r++) {
         const pf_plan_op *reader = &p->ops[rops[r]];
-        if (reader->kind != PF_OP_KERNEL || !l->host_memory[reader->device]) break;
-        cross |= reader->device != d;
+        if ((reader->kind != PF_OP_KERNEL && reader->kind != PF_OP_SEND) ||
+            !l->host_memory[reader->device])
+          break;
+        cross |= reader->device != d || reader->kind == PF_OP_SEND;
       }
       if (r == rfirst[b + 1] && cross)
         c[n++] = (slot_candidate){e - l->device_first[d], b, nbytes, SLOT_PERMANENT};
@@ -631,6 +641,42 @@ static size_t reusable_slots(pf_loaded *l, size_t at, int kind, const uint32_t *
   return end;
 }
 
+/* Slots for receives' outputs (PERMANENT_SLOT_BYTES: a receive of one
+ * line at most, of its buffer's whole box, into host memory, read only by
+ * kernels and sends of host-memory devices), from `at` within
+ * SLOT_BYTES_MAX; returns the bytes taken. Loop ops only are looked at
+ * (a plan of 1.5 million ops has few). */
+static size_t receive_slots(pf_loaded *l, size_t at, const uint32_t *writer,
+                            const uint32_t *rfirst, const uint32_t *rops) {
+  const pf_plan *p = l->plan;
+  size_t taken = 0;
+  for (uint32_t i = 0; i < p->n_ops && at + taken + PERMANENT_SLOT_BYTES <= SLOT_BYTES_MAX; i++) {
+    const pf_plan_op *op;
+    const pf_plan_buffer *pb;
+    size_t nbytes;
+    uint32_t b, r;
+    if (!l->loop_op[i] || (op = &p->ops[i])->kind != PF_OP_RECV || op->n_out != 1) continue;
+    b = op->outputs[0];
+    pb = &p->buffers[b];
+    if (writer[b] != i || l->keep[b] || pb->input >= 0 || pb->host || !l->host_memory[pb->device])
+      continue;
+    nbytes = pf_spec_nbytes(pb->spec);
+    if (nbytes == 0 || nbytes > PERMANENT_SLOT_BYTES ||
+        pf_box_nbytes(op->box, pf_dtype_size(pb->spec->dtype)) != nbytes)
+      continue;
+    for (r = rfirst[b]; r < rfirst[b + 1]; r++) {
+      const pf_plan_op *reader = &p->ops[rops[r]];
+      if ((reader->kind != PF_OP_KERNEL && reader->kind != PF_OP_SEND) ||
+          !l->host_memory[reader->device])
+        break;
+    }
+    if (r != rfirst[b + 1]) continue;
+    l->slot_at[b] = (uint32_t)(at + taken);
+    taken += PERMANENT_SLOT_BYTES;
+  }
+  return taken;
+}
+
 static int plan_slots(pf_loaded *l, int num_devices, const uint32_t *point, const uint32_t *pos,
                       const uint32_t *writer, const uint32_t *rfirst, const uint32_t *rops) {
   const pf_plan *p = l->plan;
@@ -665,6 +711,8 @@ static int plan_slots(pf_loaded *l, int num_devices, const uint32_t *point, cons
     }
     if (small + large + perm > 0) total = start + small + large + perm;
   }
+  total = (total + 63) / 64 * 64;
+  total += receive_slots(l, total, writer, rfirst, rops);
   l->slot_bytes = total;
   free(used);
   free(cand);
@@ -1797,6 +1845,11 @@ pf_storage *pf_step_buffer(pf_step *s, uint32_t b) {
 }
 
 pf_storage *pf_step_buffer_whole(pf_step *s, uint32_t b) { return ensure(s, b); }
+
+void *pf_step_slot(pf_step *s, uint32_t b) {
+  uint32_t at = s->l->bh[b].slot_at;
+  return at == UINT32_MAX ? NULL : s->slots + at;
+}
 
 pf_storage *pf_step_buffer_if_any(pf_step *s, uint32_t b) { return buf_get(s, b); }
 

@@ -449,7 +449,14 @@ static int reserve_for(pf_service *s, size_t need, pf_diag *d) {
  * writes all of it: whole); else the reserve. *reserved says which. Never
  * NULL once the plan loaded. */
 static char *data_of(pf_service *s, run *r, uint32_t b, int writes, int whole, int *reserved) {
-  pf_storage *st = pf_step_buffer_if_any(r->step, b);
+  char *slot = pf_step_slot(r->step, b);
+  pf_storage *st;
+  if (slot != NULL) {
+    /* A failed step's skipped producer left it unwritten: zeros go. */
+    if (reserved) *reserved = 0;
+    return writes || !pf_step_failed(r->step) ? slot : s->zero;
+  }
+  st = pf_step_buffer_if_any(r->step, b);
   if (st == NULL && !pf_step_failed(r->step))
     st = writes && whole ? pf_step_buffer_whole(r->step, b) : pf_step_buffer(r->step, b);
   if (reserved) *reserved = st == NULL;
