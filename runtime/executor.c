@@ -531,14 +531,25 @@ typedef struct slot_use {
  * or release, each written by one core and freed by the other, four
  * cross-core misses per op on bench/granularity -d 2 -p tree.
  *
- * Transfers' buffers too: a kernel's output that sends read (with kernels
- * or alone), and a receive's output, of one line at most, read only by
- * kernels and sends of host-memory devices. The transport sends from and
- * receives into the slot (pf_step_slot); a stencil step on 2 ranks spent
- * ~330 of its 2,500 own instructions making and letting go of the storage
- * of those two buffers (bench/instructions.sh). A receive's slot has no
- * flag word: the loop counts its readers' inputs (plan_flags). */
+ * Transfers' buffers too, of one line at most on host-memory devices: a
+ * kernel's output that sends or one-shard allreduces read (with kernels or
+ * alone), and a receive's or a one-shard allreduce's output, read only by
+ * such ops (slot_reader). The transport sends from, receives into and
+ * reduces in the slot (pf_step_slot); a stencil step on 2 ranks spent ~330
+ * of its 2,500 own instructions making and letting go of the storage of
+ * its two buffers (bench/instructions.sh). A loop op's output has no flag
+ * word: the loop counts its readers' inputs (plan_flags). */
 #define PERMANENT_SLOT_BYTES 64u
+
+/* 1 if `op` may read a buffer in a slot (the service knows how): a kernel
+ * of a host-memory device, a send, or an allreduce of one shard into one
+ * output that the transport runs (the service's one_allreduce). */
+static int slot_reader(const pf_loaded *l, const pf_plan_op *op, uint32_t i) {
+  if (!l->host_memory[op->device]) return 0;
+  if (op->kind == PF_OP_KERNEL || op->kind == PF_OP_SEND) return 1;
+  return op->kind == PF_OP_COLLECTIVE && l->loop_op[i] && op->collective == PF_ALLREDUCE &&
+         op->n_in == 1 && op->n_out == 1;
+}
 
 /* A kernel's output that may have a slot (slot_candidates): its op's place
  * in its device's queue, its bytes, and which kind of slot. The passes that
@@ -583,10 +594,8 @@ static size_t slot_candidates(const pf_loaded *l, int d, const uint32_t *point,
         continue;
       for (r = rfirst[b]; r < rfirst[b + 1]; r++) {
         const pf_plan_op *reader = &p->ops[rops[r]];
-        if ((reader->kind != PF_OP_KERNEL && reader->kind != PF_OP_SEND) ||
-            !l->host_memory[reader->device])
-          break;
-        cross |= reader->device != d || reader->kind == PF_OP_SEND;
+        if (!slot_reader(l, reader, rops[r])) break;
+        cross |= reader->device != d || reader->kind != PF_OP_KERNEL;
       }
       if (r == rfirst[b + 1] && cross)
         c[n++] = (slot_candidate){e - l->device_first[d], b, nbytes, SLOT_PERMANENT};
@@ -641,13 +650,13 @@ static size_t reusable_slots(pf_loaded *l, size_t at, int kind, const uint32_t *
   return end;
 }
 
-/* Slots for receives' outputs (PERMANENT_SLOT_BYTES: a receive of one
- * line at most, of its buffer's whole box, into host memory, read only by
- * kernels and sends of host-memory devices), from `at` within
- * SLOT_BYTES_MAX; returns the bytes taken. Loop ops only are looked at
- * (a plan of 1.5 million ops has few). */
-static size_t receive_slots(pf_loaded *l, size_t at, const uint32_t *writer,
-                            const uint32_t *rfirst, const uint32_t *rops) {
+/* Slots for loop ops' outputs (PERMANENT_SLOT_BYTES: of one line at
+ * most, in host memory, written whole by a receive or a one-shard
+ * allreduce, read only by slot_readers), from `at` within SLOT_BYTES_MAX;
+ * returns the bytes taken. Loop ops only are looked at (a plan of 1.5
+ * million ops has few). */
+static size_t loop_output_slots(pf_loaded *l, size_t at, const uint32_t *writer,
+                                const uint32_t *rfirst, const uint32_t *rops) {
   const pf_plan *p = l->plan;
   size_t taken = 0;
   for (uint32_t i = 0; i < p->n_ops && at + taken + PERMANENT_SLOT_BYTES <= SLOT_BYTES_MAX; i++) {
@@ -655,21 +664,18 @@ static size_t receive_slots(pf_loaded *l, size_t at, const uint32_t *writer,
     const pf_plan_buffer *pb;
     size_t nbytes;
     uint32_t b, r;
-    if (!l->loop_op[i] || (op = &p->ops[i])->kind != PF_OP_RECV || op->n_out != 1) continue;
+    if (!l->loop_op[i] || (op = &p->ops[i])->n_out != 1) continue;
     b = op->outputs[0];
     pb = &p->buffers[b];
-    if (writer[b] != i || l->keep[b] || pb->input >= 0 || pb->host || !l->host_memory[pb->device])
+    if ((op->kind != PF_OP_RECV && (op->kind != PF_OP_COLLECTIVE || !slot_reader(l, op, i))) ||
+        writer[b] != i || l->keep[b] || pb->input >= 0 || pb->host || !l->host_memory[pb->device])
       continue;
     nbytes = pf_spec_nbytes(pb->spec);
     if (nbytes == 0 || nbytes > PERMANENT_SLOT_BYTES ||
-        pf_box_nbytes(op->box, pf_dtype_size(pb->spec->dtype)) != nbytes)
+        (op->kind == PF_OP_RECV && pf_box_nbytes(op->box, pf_dtype_size(pb->spec->dtype)) != nbytes))
       continue;
-    for (r = rfirst[b]; r < rfirst[b + 1]; r++) {
-      const pf_plan_op *reader = &p->ops[rops[r]];
-      if ((reader->kind != PF_OP_KERNEL && reader->kind != PF_OP_SEND) ||
-          !l->host_memory[reader->device])
-        break;
-    }
+    for (r = rfirst[b]; r < rfirst[b + 1] && slot_reader(l, &p->ops[rops[r]], rops[r]); r++)
+      continue;
     if (r != rfirst[b + 1]) continue;
     l->slot_at[b] = (uint32_t)(at + taken);
     taken += PERMANENT_SLOT_BYTES;
@@ -712,7 +718,7 @@ static int plan_slots(pf_loaded *l, int num_devices, const uint32_t *point, cons
     if (small + large + perm > 0) total = start + small + large + perm;
   }
   total = (total + 63) / 64 * 64;
-  total += receive_slots(l, total, writer, rfirst, rops);
+  total += loop_output_slots(l, total, writer, rfirst, rops);
   l->slot_bytes = total;
   free(used);
   free(cand);

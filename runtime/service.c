@@ -464,6 +464,26 @@ static char *data_of(pf_service *s, run *r, uint32_t b, int writes, int whole, i
   return writes ? s->sink : s->zero;
 }
 
+/* The memory of buffer b of a step that has not failed, for a loop op
+ * that reads it or (writes: 1) writes it whole: its slot, or its storage
+ * (made now). NULL: out of memory (the step has failed, saying why). */
+static void *step_data(pf_step *step, uint32_t b, int writes) {
+  void *slot = pf_step_slot(step, b);
+  pf_storage *st;
+  if (slot != NULL) return slot;
+  st = writes ? pf_step_buffer_whole(step, b) : pf_step_buffer(step, b);
+  return st != NULL ? st->data : NULL;
+}
+
+/* Buffer b's memory if it has any now (its slot, or storage), else NULL. */
+static void *step_data_if_any(pf_step *step, uint32_t b) {
+  void *slot = pf_step_slot(step, b);
+  pf_storage *st;
+  if (slot != NULL) return slot;
+  st = pf_step_buffer_if_any(step, b);
+  return st != NULL ? st->data : NULL;
+}
+
 /* What the transport reads of transfer op's box (box_prepare): the
  * offset on this rank's side and the extent. */
 static const int64_t *own_offset(const pf_plan_op *op) {
@@ -1196,9 +1216,9 @@ static void collective_done(void *arg, int status) {
   loop_op *lo = arg;
   const one_allreduce *ar = &lo->r->e->allreduces[lo->r->e->xfers[lo->op].at];
   if (ar->count != 0) {
-    pf_storage *out = lo->drained ? NULL : pf_step_buffer_if_any(lo->r->step, ar->out);
+    void *out = lo->drained ? NULL : step_data_if_any(lo->r->step, ar->out);
     if (status == 0 && out != NULL)
-      pf_reduce_finish(out->data, ar->count, (pf_dtype)ar->dtype, ar->reduce_op, ar->num_shards);
+      pf_reduce_finish(out, ar->count, (pf_dtype)ar->dtype, ar->reduce_op, ar->num_shards);
     loop_op_finish(lo, status, status ? "collective failed in the transport" : NULL);
     return;
   }
@@ -1307,16 +1327,16 @@ static void issue(pf_service *s, loop_op *lo, const pf_collective_call *c, uint6
  * drains it). */
 static int start_allreduce(pf_service *s, loop_op *lo, const one_allreduce *ar) {
   pf_step *step = lo->r->step;
-  pf_storage *in, *out;
+  void *in, *out;
   pf_collective_call c;
-  if (pf_step_failed(step) || (in = pf_step_buffer(step, ar->in)) == NULL ||
-      (out = pf_step_buffer_whole(step, ar->out)) == NULL)
+  if (pf_step_failed(step) || (in = step_data(step, ar->in, 0)) == NULL ||
+      (out = step_data(step, ar->out, 1)) == NULL)
     return 0;
   lo->started = stamp(s);
   posted_add(lo);
   c = (pf_collective_call){.kind = PF_ALLREDUCE, .dtype = (pf_dtype)ar->dtype,
                            .reduce_op = (pf_reduce_op)ar->reduce_op, .count = ar->count,
-                           .send = in->data, .recv = out->data};
+                           .send = in, .recv = out};
   issue(s, lo, &c, (uint64_t)ar->count * pf_dtype_size((pf_dtype)ar->dtype));
   return 1;
 }

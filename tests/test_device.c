@@ -688,6 +688,96 @@ static void test_virtual_clock(void **state) {
 /* Who runs a rank's ops by default: the loop thread whenever it would
  * share a CPU with the rank's only worker (two ranks on two cores: its
  * sends then waited a scheduler time slice behind a busy worker). */
+static void ignore_loop_op(void *arg, pf_step *step, uint32_t op) {
+  (void)arg;
+  (void)step;
+  (void)op;
+}
+
+/* A transfer's small buffer lies in the step's slot area (executor.c,
+ * PERMANENT_SLOT_BYTES): a receive's output of a line at most that kernels
+ * read, and a kernel's output that a send reads; a larger one, or one a
+ * copy reads, gets storage. Rank 1's plan of a graph over two ranks:
+ * x f32[4] and w f32[32] come from rank 0; y = x + x and u = w + w are made
+ * here, y sent back (z = y + y on rank 0) and read here again (v = y + y);
+ * t = w + w is read whole by a program on both ranks (a reshard: its send
+ * reads a buffer of 128 bytes). */
+static void test_transfer_slots(void **state) {
+  pf_registry *reg;
+  pf_cluster cl;
+  pf_graph *g;
+  pf_slice_t s0, s1, both;
+  pf_value_t x, w, y, u, z, v;
+  pf_spec small = pf_spec_1d(PF_F32, 4), large = pf_spec_1d(PF_F32, 32);
+  pf_compiled *comp;
+  pf_executor *ex;
+  pf_loaded *l;
+  const pf_plan *p;
+  int d0 = 0, d1 = 1, in_slots = 0, in_storage = 0;
+  (void)state;
+  pf_diag_init(&diag);
+  OK(pf_registry_create(&reg));
+  OK(pf_builtin_kernels_register(reg));
+  g = cpu_graph(reg, &cl, 2);
+  cl.n_ranks = 2;
+  cl.devices[1].rank = 1;
+  cl.devices[1].local = 0;
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s0));
+  OK(pf_graph_slice_pin(g, s0, &d0));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s1));
+  OK(pf_graph_slice_pin(g, s1, &d1));
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 2, &both));
+  OK(pf_graph_input(g, "x", &small, s0, pf_replicated(), &x));
+  OK(pf_graph_input(g, "w", &large, s0, pf_replicated(), &w));
+  OK(pf_graph_program(g, &(pf_program_desc){.name = "y", .kernel = "add", .slice = s1, .n_in = 2,
+                                            .in = (pf_value_t[]){x, x}},
+                      &y, NULL));
+  OK(pf_graph_program(g, &(pf_program_desc){.name = "u", .kernel = "add", .slice = s1, .n_in = 2,
+                                            .in = (pf_value_t[]){w, w}},
+                      &u, NULL));
+  OK(pf_graph_program(g, &(pf_program_desc){.name = "z", .kernel = "add", .slice = s0, .n_in = 2,
+                                            .in = (pf_value_t[]){y, y}},
+                      &z, NULL));
+  OK(pf_graph_program(g, &(pf_program_desc){.name = "v", .kernel = "add", .slice = s1, .n_in = 2,
+                                            .in = (pf_value_t[]){y, y}},
+                      &v, NULL));
+  OK(pf_graph_program(g, &(pf_program_desc){.name = "t", .kernel = "add", .slice = both,
+                                            .n_in = 2, .in = (pf_value_t[]){u, u}},
+                      &(pf_value_t){0}, NULL));
+  OK(pf_graph_output(g, "z", z));
+  OK(pf_graph_output(g, "v", v));
+  OK(pf_schedule(g, &cl, 1, &comp, &diag));
+  OK(pf_executor_start(&(pf_executor_config){.num_devices = 1, .rank = 1, .registry = reg,
+                                             .bind_first = -1, .loop_op = ignore_loop_op},
+                       &ex));
+  OK(pf_executor_load(ex, comp->plans[1], &l, &diag));
+  comp->plans[1] = NULL;
+  p = pf_loaded_plan(l);
+  for (uint32_t i = 0; i < p->n_ops; i++) {
+    const pf_plan_op *op = &p->ops[i];
+    uint32_t b;
+    if (op->kind != PF_OP_SEND && op->kind != PF_OP_RECV) continue;
+    b = op->kind == PF_OP_SEND ? op->inputs[0] : op->outputs[0];
+    if (pf_spec_nbytes(p->buffers[b].spec) <= 64) {
+      assert_int_not_equal(pf_loaded_slot(l, b), UINT32_MAX);
+      in_slots++;
+    } else {
+      assert_int_equal(pf_loaded_slot(l, b), UINT32_MAX);
+      in_storage++;
+    }
+  }
+  /* x's receive and y's send; w's receive and u's send (a shard of t's
+   * input, 128 bytes). */
+  assert_int_equal(in_slots, 2);
+  assert_true(in_storage >= 2);
+  pf_loaded_release(l);
+  pf_executor_stop(ex);
+  pf_compiled_free(comp);
+  pf_graph_destroy(g);
+  free(cl.devices);
+  pf_registry_destroy(reg);
+}
+
 static void test_loop_runs_ops_default(void **state) {
   (void)state;
   assert_int_equal(pf_loop_runs_ops_default(1, 16, 1, 4, 0), 1);  /* --bind-to core */
@@ -717,6 +807,7 @@ int main(void) {
       cmocka_unit_test(test_counting_device),
       cmocka_unit_test(test_kernel_reads_other_device),
       cmocka_unit_test(test_release_points),
+      cmocka_unit_test(test_transfer_slots),
       cmocka_unit_test(test_virtual_clock),
       cmocka_unit_test(test_real_clock),
       cmocka_unit_test(test_loop_runs_ops_default),
