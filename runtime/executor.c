@@ -1584,6 +1584,72 @@ static int lq_next(pf_executor *ex, int d) {
   return 1;
 }
 
+/* Op j of s has its inputs: its device is told (ready), and runs it, or
+ * hands it to the loop thread (finishing on device -1) to run inline. Out
+ * of line, as flag_dependents: with the loop's own queues neither is
+ * taken, and finish_op's every call pays for the registers they hold. */
+static __attribute__((noinline)) void tell_device(pf_executor *ex, pf_step *s, uint32_t j,
+                                                  int dev, int device) {
+  pf_device *dv = ex->devices[dev];
+  /* At most one claim per device: the inline queue has a place each. */
+  int may_claim = device < 0 && (ex->cfg.loop_runs_ops ||
+                                 atomic_load_explicit(&s->l->inline_ok[j], memory_order_relaxed) ==
+                                     INLINE_YES);
+  if (dv->ops->ready(dv, s, j, may_claim))
+    ex->inline_ops[ex->n_inline++] = (struct inline_op){s, j};
+}
+
+/* Counts one input of dependent j of s done; when it was the last, hands
+ * j to whoever runs it. The finishing thread runs device `device`'s ops
+ * (-1: the loop thread). */
+static inline void count_dependent(pf_executor *ex, pf_step *s, uint32_t j, const op_hot *dep,
+                                   int device) {
+  int dev = dep->device;
+  if (dep->one_dep) {
+    /* Counts are shared with other threads (a device's worker, the loop),
+     * but an op with one input has one producer: it stores 0 (what its
+     * worker waits for), and a locked decrement is saved. */
+    atomic_store_explicit(&s->pending[dep->slot], 0, memory_order_release);
+  } else if (!pending_down(ex, &s->pending[dep->slot])) {
+    return;
+  }
+  if (dep->loop_op) {
+    ex->cfg.loop_op(ex->cfg.loop_arg, s, j);
+  } else if (ex->lq != NULL) {
+    /* The next op of its device's queue: claimed now. A later one is
+     * claimed when the queue comes to it (lq_claim in drain_inline). */
+    const loop_queue *q = &ex->lq[dev];
+    if (!q->taken && q->head != NULL && q->head->step == s && q->q[q->e] == j) lq_claim(ex, dev);
+  } else if (dev != device) {
+    tell_device(ex, s, j, dev, device);
+  }
+}
+
+/* The dependents of op `op` of s, which tells those on flag devices by the
+ * flag run_op stored (plan_flags): their device's thread finds it when it
+ * looks; one asleep is told, under the handshake of pf_device_ops.asleep:
+ * flag stored, fence, then asleep read. The others are counted. */
+static __attribute__((noinline)) void flag_dependents(pf_executor *ex, pf_step *s,
+                                                      const op_hot *op, int device) {
+  const pf_loaded *l = s->l;
+  int fenced = 0;
+  for (uint32_t e = op->dep_first; e < op->dep_end; e++) {
+    uint32_t j = l->dependents[e];
+    const op_hot *dep = &l->hot[j];
+    int dev = dep->device;
+    if (dep->n_flags == 0) {
+      count_dependent(ex, s, j, dep, device);
+      continue;
+    }
+    if (dev == device) continue; /* its queue moves on by itself */
+    if (!fenced) {
+      atomic_thread_fence(memory_order_seq_cst);
+      fenced = 1;
+    }
+    if (ex->devices[dev]->ops->asleep(ex->devices[dev])) tell_device(ex, s, j, dev, device);
+  }
+}
+
 /* The dependency counting: op i is done; each dependent that has all its
  * inputs now goes to whoever runs it (the loop, for transfers and MPI
  * collectives; else its device, unless the finishing thread is that
@@ -1593,46 +1659,13 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
   const op_hot *op = &l->hot[i];
   const uint32_t *in = l->io_bufs + op->io;
   pf_executor *ex = s->ex;
-  int fenced = 0;
-  for (uint32_t e = op->dep_first; e < op->dep_end; e++) {
-    uint32_t j = l->dependents[e];
-    const op_hot *dep = &l->hot[j];
-    int dev = dep->device;
-    if (op->flag_out && dep->n_flags > 0) {
-      /* Told by the flag run_op stored (plan_flags). Its device's thread
-       * finds it when it looks; one asleep is told, under the handshake of
-       * pf_device_ops.asleep: flag stored, fence, then asleep read. */
-      if (dev == device) continue; /* its queue moves on by itself */
-      if (!fenced) {
-        atomic_thread_fence(memory_order_seq_cst);
-        fenced = 1;
-      }
-      if (!ex->devices[dev]->ops->asleep(ex->devices[dev])) continue;
-    } else if (dep->one_dep) {
-      /* Counts are shared with other threads (a device's worker, the loop),
-       * but an op with one input has one producer: it stores 0 (what its
-       * worker waits for), and a locked decrement is saved. */
-      atomic_store_explicit(&s->pending[dep->slot], 0, memory_order_release);
-    } else if (!pending_down(ex, &s->pending[dep->slot])) {
-      continue;
+  if (op->flag_out)
+    flag_dependents(ex, s, op, device);
+  else
+    for (uint32_t e = op->dep_first; e < op->dep_end; e++) {
+      uint32_t j = l->dependents[e];
+      count_dependent(ex, s, j, &l->hot[j], device);
     }
-    if (dep->loop_op) {
-      ex->cfg.loop_op(ex->cfg.loop_arg, s, j);
-    } else if (ex->lq != NULL) {
-      /* The next op of its device's queue: claimed now. A later one is
-       * claimed when the queue comes to it (lq_claim in drain_inline). */
-      const loop_queue *q = &ex->lq[dev];
-      if (!q->taken && q->head != NULL && q->head->step == s && q->q[q->e] == j) lq_claim(ex, dev);
-    } else if (dev != device) {
-      pf_device *dv = ex->devices[dev];
-      /* At most one claim per device: the inline queue has a place each. */
-      int may_claim = device < 0 && (ex->cfg.loop_runs_ops ||
-                                     atomic_load_explicit(&l->inline_ok[j], memory_order_relaxed) ==
-                                         INLINE_YES);
-      if (dv->ops->ready(dv, s, j, may_claim))
-        ex->inline_ops[ex->n_inline++] = (struct inline_op){s, j};
-    }
-  }
   PF_PROBE("exec.dependents.out");
   /* Free what no later op reads, as soon as possible: peak memory then
    * follows the live values, not the whole graph. */
