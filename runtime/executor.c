@@ -232,6 +232,11 @@ typedef struct loop_queue {
   pf_part *head, *tail;
   const uint32_t *q; /* the head part's ops, n of them; the next at e */
   uint32_t n, e;
+  /* The op at e, of step `step` (NULL: no part queued), and its count of
+   * inputs not done: set as the queue moves (lq_at), read at every claim. */
+  pf_step *step;
+  uint32_t op;
+  const atomic_uint *count;
   int taken;         /* the op at e is in the inline queue, or running */
   uint64_t head_t0;  /* the head part's first op waits since (0: not) */
   uint64_t wait_ns;  /* those waits, counted as the CPU device counts them */
@@ -1538,10 +1543,8 @@ static inline int readers_down(const pf_executor *ex, atomic_int *c) {
  * as the CPU device times a part before its worker takes it. */
 static void lq_claim(pf_executor *ex, int d) {
   loop_queue *q = &ex->lq[d];
-  pf_step *s;
-  if (q->head == NULL || q->taken) return;
-  s = q->head->step;
-  if (atomic_load_explicit(&s->pending[s->l->hot[q->q[q->e]].slot], memory_order_relaxed) != 0) {
+  if (q->step == NULL || q->taken) return;
+  if (atomic_load_explicit(q->count, memory_order_relaxed) != 0) {
     if (q->e == 0 && q->head_t0 == 0) q->head_t0 = pf_clock_now(ex->clock);
     return;
   }
@@ -1550,7 +1553,19 @@ static void lq_claim(pf_executor *ex, int d) {
     q->head_t0 = 0;
   }
   q->taken = 1;
-  ex->inline_ops[ex->n_inline++] = (struct inline_op){s, q->q[q->e]};
+  ex->inline_ops[ex->n_inline++] = (struct inline_op){q->step, q->op};
+}
+
+/* The queue's place moved to e of its head part (none: step NULL). */
+static void lq_at(loop_queue *q, uint32_t e) {
+  q->e = e;
+  if (q->head == NULL) {
+    q->step = NULL;
+    return;
+  }
+  q->step = q->head->step;
+  q->op = q->q[e];
+  q->count = &q->step->pending[q->step->l->hot[q->op].slot];
 }
 
 /* Part pt of device d joins d's queue (submission order). */
@@ -1564,7 +1579,7 @@ static void lq_submit(pf_executor *ex, int d, pf_part *pt) {
   }
   q->head = q->tail = pt;
   q->q = pf_step_device_queue(pt->step, d, &q->n);
-  q->e = 0;
+  lq_at(q, 0);
   lq_claim(ex, d);
 }
 
@@ -1574,13 +1589,16 @@ static void lq_submit(pf_executor *ex, int d, pf_part *pt) {
 static int lq_next(pf_executor *ex, int d) {
   loop_queue *q = &ex->lq[d];
   q->taken = 0;
-  if (++q->e < q->n) return 0;
-  q->e = 0;
+  if (q->e + 1 < q->n) {
+    lq_at(q, q->e + 1);
+    return 0;
+  }
   q->head_t0 = 0;
   if ((q->head = q->head->next) == NULL)
     q->tail = NULL;
   else
     q->q = pf_step_device_queue(q->head->step, d, &q->n);
+  lq_at(q, 0);
   return 1;
 }
 
@@ -1619,7 +1637,7 @@ static inline void count_dependent(pf_executor *ex, pf_step *s, uint32_t j, cons
     /* The next op of its device's queue: claimed now. A later one is
      * claimed when the queue comes to it (lq_claim in drain_inline). */
     const loop_queue *q = &ex->lq[dev];
-    if (!q->taken && q->head != NULL && q->head->step == s && q->q[q->e] == j) lq_claim(ex, dev);
+    if (q->op == j && q->step == s && !q->taken) lq_claim(ex, dev);
   } else if (dev != device) {
     tell_device(ex, s, j, dev, device);
   }
@@ -1798,8 +1816,10 @@ static int run_op(pf_step *s, uint32_t i) {
    * dependents told by flags (plan_flags): a release, after its output. */
   __atomic_store_n(&s->t_end[op->slot], s->ex->cfg.record_times ? pf_clock_now(s->ex->clock) : 1,
                    __ATOMIC_RELEASE);
-  /* And its small outputs' slot flags, in the lines of their data. */
-  for (uint32_t k = 0; op->kind == PF_OP_KERNEL && k < op->n_out; k++) {
+  /* And its small outputs' slot flags, in the lines of their data: read
+   * only by dependents told by flags, which only an op that tells by flags
+   * has (plan_flags; none on the loop's own queues). */
+  for (uint32_t k = 0; op->flag_out && op->kind == PF_OP_KERNEL && k < op->n_out; k++) {
     const buf_hot *bh = &l->bh[l->io_bufs[op->io + op->n_in + k]];
     if (bh->flag_val != 0)
       __atomic_store_n((uint32_t *)(void *)(s->slots + bh->slot_at + SLOT_FLAG), bh->flag_val,
