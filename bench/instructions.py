@@ -16,7 +16,10 @@ def load(tsv):
     ir = collections.Counter()
     for line in open(tsv):
         name, lib, n = line.rstrip("\n").split("\t")
-        ir[(name.rsplit(":", 1)[-1], lib.rsplit("/", 1)[-1])] += int(n.replace(",", ""))
+        # A function's clones (GCC's .part.0, .isra.0, .lto_priv.0: link-time
+        # optimization renames the static ones) count as the function.
+        name = name.rsplit(":", 1)[-1].split(".", 1)[0]
+        ir[(name, lib.rsplit("/", 1)[-1])] += int(n.replace(",", ""))
     calls = collections.Counter()
     for line in open(tsv[: -len(".tsv")] + ".calls"):
         name, n = line.split()
@@ -60,7 +63,7 @@ def main():
     def units(role):
         if case == "stencil":
             return (int(r2) - int(r1)) * steps
-        key = "pf_mpi_collective_start" if role == "pathflow loop" else "PMPI_Allreduce"
+        key = "t_collective" if role == "pathflow loop" else "PMPI_Allreduce"
         return b[role][1][key] - a.get(role, none)[1][key]
 
     if case == "stencil":

@@ -13,7 +13,10 @@
 #   chained  bench/dispatch -k chained, per computation (a scalar allreduce
 #            and an add; its repetitions last a time, so computations are
 #            counted: the transport's collectives started on pathflow's
-#            side, the MPI_Allreduce calls on the baseline's).
+#            side (calls of its collective entry, t_collective, which
+#            link-time optimization cannot inline: it is called through
+#            the transport's table), the MPI_Allreduce calls on the
+#            baseline's).
 # Per thread: pathflow's loop thread (every op, transfer and poll of
 # pathflow's) and the main thread (the hand-written MPI loop, the baseline;
 # pathflow's client there is idle while the work runs), split by library
@@ -92,7 +95,7 @@ for c in "${cases[@]}"; do
     # depends on how long the other rank takes to answer).
     for f in "$work/$c.$r"-*; do
       callgrind_annotate --auto=no --tree=calling "$f" 2>/dev/null |
-        sed -n 's/.*> *[^ ]*:\(poll_mpi\|pf_mpi_collective_start\|PMPI_Allreduce\) (\([0-9,]*\)x).*/\1 \2/p' |
+        sed -n 's/.*> *[^ ]*:\(poll_mpi\|t_collective\|PMPI_Allreduce\)[.a-z_0-9]* (\([0-9,]*\)x).*/\1 \2/p' |
         tr -d , >"$f.calls"
       callgrind_annotate --auto=no --inclusive=no "$f" 2>/dev/null |
         sed -n 's/^ *\([0-9,]*\) ([^)]*)  *\([^ ]*\) *\[\(.*\)\]$/\2\t\3\t\1/p' >"$f.tsv"

@@ -1126,6 +1126,22 @@ static int tag_of(const pf_service *s, uint32_t slot, int64_t tag) {
   return (int)((uint64_t)(slot % PF_MAX_IN_FLIGHT) * (uint64_t)s->tag_window + (uint64_t)tag);
 }
 
+/* Loop op lo's event on the timeline (PATHFLOW_TRACE). Out of line: its
+ * name's buffer would cost every loop op a larger frame. */
+static __attribute__((noinline)) void trace_loop_op(pf_service *s, const loop_op *lo) {
+  const pf_plan_op *op = &pf_step_plan(lo->r->step)->ops[lo->op];
+  char name[160];
+  if (op->kind == PF_OP_COLLECTIVE)
+    snprintf(name, sizeof name, "%s %s", pf_collective_name((pf_collective_kind)op->collective),
+             op->name);
+  else
+    snprintf(name, sizeof name, "%s %s rank %d (%s)", op->kind == PF_OP_SEND ? "send" : "recv",
+             op->kind == PF_OP_SEND ? "to" : "from", (int)op->peer, op->name);
+  pf_trace_event(s->cfg.trace, name, op->kind == PF_OP_COLLECTIVE ? "collective" : "transfer",
+                 PF_TRACE_LOOP_ROW, lo->started, stamp(s), lo->r->e->id, lo->r->user_step,
+                 lo->r->seq);
+}
+
 static void loop_op_finish(loop_op *lo, int status, const char *why) {
   pf_service *s = lo->r->svc;
   if (lo->started != 0) {
@@ -1134,19 +1150,7 @@ static void loop_op_finish(loop_op *lo, int status, const char *why) {
       s->collective_wait_ns += waited;
     else
       s->transfer_wait_ns += waited;
-  }
-  if (s->cfg.trace != NULL && lo->started != 0) {
-    const pf_plan_op *op = &pf_step_plan(lo->r->step)->ops[lo->op];
-    char name[160];
-    if (op->kind == PF_OP_COLLECTIVE)
-      snprintf(name, sizeof name, "%s %s", pf_collective_name((pf_collective_kind)op->collective),
-               op->name);
-    else
-      snprintf(name, sizeof name, "%s %s rank %d (%s)", op->kind == PF_OP_SEND ? "send" : "recv",
-               op->kind == PF_OP_SEND ? "to" : "from", (int)op->peer, op->name);
-    pf_trace_event(s->cfg.trace, name, op->kind == PF_OP_COLLECTIVE ? "collective" : "transfer",
-                   PF_TRACE_LOOP_ROW, lo->started, stamp(s), lo->r->e->id, lo->r->user_step,
-                   lo->r->seq);
+    if (s->cfg.trace != NULL) trace_loop_op(s, lo);
   }
   posted_remove(lo);
   lo->r->ops_in_flight--;
@@ -1158,20 +1162,28 @@ static void loop_op_finish(loop_op *lo, int status, const char *why) {
   PF_PROBE("service.loop_op_done");
 }
 
+/* A transfer that failed: its step fails, naming it. Out of line, as
+ * trace_loop_op. */
+static __attribute__((noinline)) void transfer_failed(loop_op *lo, const xfer_op *x, int status) {
+  char why[160];
+  snprintf(why, sizeof why, "%s of program \"%s\" with rank %d failed",
+           x->kind == PF_OP_SEND ? "send" : "receive", pf_step_plan(lo->r->step)->ops[lo->op].name,
+           (int)x->peer);
+  loop_op_finish(lo, status, why);
+}
+
 static void transfer_done(void *arg, int status) {
   loop_op *lo = arg;
   const xfer_op *x = &lo->r->e->xfers[lo->op];
-  char why[160];
   PF_PROBE("service.transfer_done");
   if (x->kind == PF_OP_RECV) {
     lo->r->svc->recv_bytes -= lo->r->e->boxes[x->at].nbytes;
     lo->r->svc->recvs_posted--;
   }
   if (status != 0)
-    snprintf(why, sizeof why, "%s of program \"%s\" with rank %d failed",
-             x->kind == PF_OP_SEND ? "send" : "receive", pf_step_plan(lo->r->step)->ops[lo->op].name,
-             (int)x->peer);
-  loop_op_finish(lo, status, status ? why : NULL);
+    transfer_failed(lo, x, status);
+  else
+    loop_op_finish(lo, 0, NULL);
 }
 
 static void start_transfer(pf_service *s, loop_op *lo) {
