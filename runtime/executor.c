@@ -37,10 +37,17 @@ struct input_flag {
   uint32_t at, want;
 };
 
+/* op_hot.flag_out's bits. */
+#define OP_FLAG_OUT 1u     /* its dependents on flag devices read its done flag */
+#define OP_COUNTS_READS 2u /* an input's reads are counted (finish_op) */
+
 typedef struct op_hot {
   uint8_t kind, loop_op;
   uint8_t one_dep;  /* one input op: its count needs no atomic decrement */
   uint8_t flag_out; /* its dependents on flag devices read its done flag */
+  /* (the struct is a full line: one more byte would cost one; bit 1 of
+   * flag_out, OP_COUNTS_READS, says that some input's reads are counted
+   * when the op is done: finish_op's loop over its inputs) */
   int16_t device;
   uint16_t n_flags;              /* inputs told by flags (plan_flags), */
   uint32_t flag_first;           /*   their flags at flags[first..] */
@@ -1021,7 +1028,7 @@ static int build_hot(pf_loaded *l) {
     h->kind = (uint8_t)op->kind;
     h->loop_op = l->loop_op[i];
     h->one_dep = l->n_deps[i] == 1;
-    h->flag_out = l->flag_out[i];
+    h->flag_out = l->flag_out[i] ? OP_FLAG_OUT : 0;
     h->device = (int16_t)op->device;
     h->n_flags = (uint16_t)(l->flag_first[i + 1] - l->flag_first[i]);
     h->flag_first = l->flag_first[i];
@@ -1057,6 +1064,15 @@ static int build_hot(pf_loaded *l) {
     h->spec = pb->spec;
     h->nbytes = pf_spec_nbytes(pb->spec);
   }
+  /* Reads counted by finish_op: neither a release point's nor in a slot. */
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    for (uint32_t k = 0; k < l->hot[i].n_in; k++) {
+      const buf_hot *bh = &l->bh[l->io_bufs[l->hot[i].io + k]];
+      if (bh->point == UINT32_MAX && bh->slot_at == UINT32_MAX) {
+        l->hot[i].flag_out |= OP_COUNTS_READS;
+        break;
+      }
+    }
   return 0;
 }
 
@@ -1538,20 +1554,28 @@ static inline int readers_down(const pf_executor *ex, atomic_int *c) {
 
 /* ---- the loop's own queues (loop_queue) ----------------------------------- */
 
-/* Device d's op at its place is ready and nobody runs it: into the inline
- * queue (drain_inline runs it). The head part's first op waiting is timed,
- * as the CPU device times a part before its worker takes it. */
-static void lq_claim(pf_executor *ex, int d) {
-  loop_queue *q = &ex->lq[d];
-  if (q->step == NULL || q->taken) return;
-  if (atomic_load_explicit(q->count, memory_order_relaxed) != 0) {
-    if (q->e == 0 && q->head_t0 == 0) q->head_t0 = pf_clock_now(ex->clock);
-    return;
-  }
-  if (q->head_t0 != 0) {
+/* Device d's op at its place, if it is ready and nobody runs it: into the
+ * inline queue (drain_inline runs it). The head part's first op waiting is
+ * timed, as the CPU device times a part before its worker takes it. */
+/* The queue's part's first op is (ready) or is not ready: its wait
+ * begins, or ends and is counted. */
+static __attribute__((noinline)) void lq_timed(pf_executor *ex, loop_queue *q, int ready) {
+  if (!ready) {
+    if (q->head_t0 == 0) q->head_t0 = pf_clock_now(ex->clock);
+  } else if (q->head_t0 != 0) {
     q->wait_ns += pf_clock_now(ex->clock) - q->head_t0;
     q->head_t0 = 0;
   }
+}
+
+static inline void lq_claim(pf_executor *ex, int d) {
+  loop_queue *q = &ex->lq[d];
+  int ready;
+  if (q->step == NULL || q->taken) return;
+  ready = atomic_load_explicit(q->count, memory_order_relaxed) == 0;
+  /* Only a part's first op is timed (below, out of line). */
+  if (q->e == 0 || q->head_t0 != 0) lq_timed(ex, q, ready);
+  if (!ready) return;
   q->taken = 1;
   ex->inline_ops[ex->n_inline++] = (struct inline_op){q->step, q->op};
 }
@@ -1677,7 +1701,7 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
   const op_hot *op = &l->hot[i];
   const uint32_t *in = l->io_bufs + op->io;
   pf_executor *ex = s->ex;
-  if (op->flag_out)
+  if (op->flag_out & OP_FLAG_OUT)
     flag_dependents(ex, s, op, device);
   else
     for (uint32_t e = op->dep_first; e < op->dep_end; e++) {
@@ -1687,6 +1711,7 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
   PF_PROBE("exec.dependents.out");
   /* Free what no later op reads, as soon as possible: peak memory then
    * follows the live values, not the whole graph. */
+  if (!(op->flag_out & OP_COUNTS_READS)) return;
   for (uint32_t k = 0; k < op->n_in; k++) {
     uint32_t b = in[k];
     const buf_hot *bh = &l->bh[b];
@@ -1725,7 +1750,8 @@ static int claim_next(pf_executor *ex) {
  * how many ops ran. */
 static int drain_inline(pf_executor *ex, int claim) {
   int ran = 0;
-  if (ex->draining || (ex->n_inline == 0 && !claim)) return 0;
+  /* The loop's own queues claim as ops become ready: nothing to look for. */
+  if (ex->draining || (ex->n_inline == 0 && (!claim || ex->lq != NULL))) return 0;
   ex->draining = 1;
   tls_running = &ex->loop_running;
   /* The loop's own queues claim each op as it becomes ready (lq_submit,
@@ -1819,7 +1845,8 @@ static int run_op(pf_step *s, uint32_t i) {
   /* And its small outputs' slot flags, in the lines of their data: read
    * only by dependents told by flags, which only an op that tells by flags
    * has (plan_flags; none on the loop's own queues). */
-  for (uint32_t k = 0; op->flag_out && op->kind == PF_OP_KERNEL && k < op->n_out; k++) {
+  for (uint32_t k = 0; (op->flag_out & OP_FLAG_OUT) && op->kind == PF_OP_KERNEL && k < op->n_out;
+       k++) {
     const buf_hot *bh = &l->bh[l->io_bufs[op->io + op->n_in + k]];
     if (bh->flag_val != 0)
       __atomic_store_n((uint32_t *)(void *)(s->slots + bh->slot_at + SLOT_FLAG), bh->flag_val,
