@@ -145,6 +145,12 @@ struct pf_loaded {
   op_hot *hot;       /* per op */
   buf_hot *bh;       /* per buffer */
   uint32_t *io_bufs; /* every op's inputs then outputs, in plan order */
+  /* A step's pending counts and reader counts as it starts, by op_slot and
+   * buf_slot (n_op_slots + 16, n_buf_slots + 16 entries): copied whole
+   * (step_new), not set op by op through the slot tables (~25 instructions
+   * an op, paid at every step's start). */
+  uint32_t *pending0;
+  int32_t *readers0;
 };
 
 /* A step's buffer: its storage, and the storage's data beside it. By
@@ -273,6 +279,8 @@ void pf_loaded_release(pf_loaded *l) {
   free(l->n_deps);
   free(l->op_slot);
   free(l->flag_out);
+  free(l->pending0);
+  free(l->readers0);
   free(l->flag_first);
   free(l->flags);
   free(l->flag_val);
@@ -1064,6 +1072,11 @@ static int build_hot(pf_loaded *l) {
     h->spec = pb->spec;
     h->nbytes = pf_spec_nbytes(pb->spec);
   }
+  l->pending0 = pf_calloc((size_t)l->n_op_slots + 16, sizeof *l->pending0);
+  l->readers0 = pf_calloc((size_t)l->n_buf_slots + 16, sizeof *l->readers0);
+  if (l->pending0 == NULL || l->readers0 == NULL) return PF_ENOMEM;
+  for (uint32_t i = 0; i < p->n_ops; i++) l->pending0[l->op_slot[i]] = l->n_deps[i];
+  for (uint32_t b = 0; b < p->n_buffers; b++) l->readers0[l->buf_slot[b]] = l->readers[b];
   /* Reads counted by finish_op: neither a release point's nor in a slot. */
   for (uint32_t i = 0; i < p->n_ops; i++)
     for (uint32_t k = 0; k < l->hot[i].n_in; k++) {
@@ -1269,7 +1282,11 @@ static pf_step *step_new(pf_loaded *l, int nd) {
   size += l->slot_bytes;
   /* A large plan's step is megabytes, zeroed below: on huge pages. */
   if ((mem = take_spare(l)) == NULL && (mem = pf_pages_malloc(size)) == NULL) return NULL;
-  base = memset(mem, 0, at[7]);
+  /* Zeroed but for the counts, which start as the loaded plan's. */
+  base = memset(mem, 0, at[0]);
+  memcpy(base + at[0], l->pending0, ((size_t)l->n_op_slots + 16) * sizeof *l->pending0);
+  memcpy(base + at[1], l->readers0, ((size_t)l->n_buf_slots + 16) * sizeof *l->readers0);
+  memset(base + at[2], 0, at[7] - at[2]);
   s = (pf_step *)base;
   s->size = size;
   s->pending = (atomic_uint *)(base + at[0]);
@@ -1970,13 +1987,10 @@ static int start_step(pf_executor *ex, pf_loaded *l, pf_storage *const *inputs, 
           (s->arenas[d] = step_alloc(ex, (size_t)p->arena_bytes[d], d)) == NULL)
         out_of_memory(s, (size_t)p->arena_bytes[d], "its arena", d);
   }
-  for (uint32_t i = 0; i < p->n_ops; i++) atomic_init(&s->pending[l->op_slot[i]], l->n_deps[i]);
   /* Slot flags start at 0 (the slot area is not zeroed: step_new). */
   for (uint32_t r = 0; r < l->n_flag_ranges; r++)
     for (uint32_t at = l->flag_ranges[2 * r]; at < l->flag_ranges[2 * r + 1]; at += 64)
       __atomic_store_n((uint32_t *)(void *)(s->slots + at + SLOT_FLAG), 0, __ATOMIC_RELAXED);
-  for (uint32_t b = 0; b < p->n_buffers; b++)
-    atomic_init(&s->readers[l->buf_slot[b]], l->readers[b]);
   for (uint32_t k = 0; inputs != NULL && k < l->n_input_bufs; k++) {
     uint32_t b = l->input_bufs[k];
     buf_set(s, b, inputs[b]); /* the step's reference now */
