@@ -68,6 +68,9 @@ typedef struct exe {
    * plan's thousands of records (an op's place here: xfer_op.at). */
   uint32_t *collectives, n_collectives;
   one_allreduce *allreduces; /* per place in collectives */
+  /* The place in collectives of the first on each communicator, in plan
+   * order (connect_comms): where a step's collectives join the queues. */
+  uint32_t *comm_firsts, n_comm_firsts;
   /* Connect: device communicators still joining (their threads), whether
    * one failed and why; the reply waits for the last. */
   int joins_pending;
@@ -281,6 +284,7 @@ static void exe_unref(exe *e) {
   free(e->comms);
   free(e->collectives);
   free(e->allreduces);
+  free(e->comm_firsts);
   pf_loaded_release(e->loaded);
   free(e);
 }
@@ -681,6 +685,19 @@ static int connect_comms(pf_service *s, exe *e, pf_diag *d) {
       if (p->ops[e->collectives[k]].comm == p->comms[c].id) e->comms[k] = comm;
     if (queue_for(s, comm) == NULL) return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
   }
+  /* Plan communicators of the same ranks may share one: by handle. (A
+   * second connect, after a device's join failed, makes them anew.) */
+  free(e->comm_firsts);
+  e->comm_firsts = NULL;
+  e->n_comm_firsts = 0;
+  if (e->n_collectives > 0 &&
+      (e->comm_firsts = pf_mallocn(e->n_collectives, sizeof *e->comm_firsts)) == NULL)
+    return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
+  for (uint32_t k = 0; k < e->n_collectives; k++) {
+    uint32_t j = 0;
+    while (j < e->n_comm_firsts && e->comms[e->comm_firsts[j]] != e->comms[k]) j++;
+    if (j == e->n_comm_firsts) e->comm_firsts[e->n_comm_firsts++] = k;
+  }
   return 0;
 }
 
@@ -904,10 +921,10 @@ static uint32_t next_on(const run *r, const comm_queue *q, uint32_t k) {
 }
 
 static void enqueue_collectives(pf_service *s, run *r) {
-  for (uint32_t k = 0; k < r->e->n_collectives; k++) {
+  for (uint32_t f = 0; f < r->e->n_comm_firsts; f++) {
+    uint32_t k = r->e->comm_firsts[f];
     comm_queue *q = queue_for(s, r->e->comms[k]);
     queued_run *qr;
-    if (q != NULL && q->tail != NULL && q->tail->r == r) continue; /* queued from an earlier k */
     if (q == NULL || (qr = malloc(sizeof *qr)) == NULL) {
       /* Cannot keep the gang order: the job cannot go on safely. */
       pf_transport_abort(s->cfg.transport, 1, "out of memory queueing a collective");
