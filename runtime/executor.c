@@ -44,10 +44,9 @@ struct input_flag {
 typedef struct op_hot {
   uint8_t kind, loop_op;
   uint8_t one_dep;  /* one input op: its count needs no atomic decrement */
-  uint8_t flag_out; /* its dependents on flag devices read its done flag */
-  /* (the struct is a full line: one more byte would cost one; bit 1 of
-   * flag_out, OP_COUNTS_READS, says that some input's reads are counted
-   * when the op is done: finish_op's loop over its inputs) */
+  /* OP_FLAG_OUT, OP_COUNTS_READS (bits in one byte: the record is a full
+   * line, and one more field would make it two). */
+  uint8_t flag_out;
   int16_t device;
   uint16_t n_flags;              /* inputs told by flags (plan_flags), */
   uint32_t flag_first;           /*   their flags at flags[first..] */
@@ -150,7 +149,7 @@ struct pf_loaded {
    * (step_new), not set op by op through the slot tables (~25 instructions
    * an op, paid at every step's start). */
   uint32_t *pending0;
-  int32_t *readers0;
+  uint32_t *readers0;
 };
 
 /* A step's buffer: its storage, and the storage's data beside it. By
@@ -168,7 +167,7 @@ struct pf_step {
   pf_loaded *l;
   uint64_t seq; /* the controller's step number, for messages */
   atomic_uint *pending; /* per op: deps not yet done */
-  atomic_int *readers;  /* per buffer: reads not yet done */
+  atomic_uint *readers; /* per buffer: reads not yet done */
   step_buf *bufs;       /* per buffer, by buf_slot (buf_get, buf_set) */
   pf_storage **arenas; /* per device: the step arena of the memory plan */
   uint64_t *t_start, *t_end;
@@ -1076,7 +1075,8 @@ static int build_hot(pf_loaded *l) {
   l->readers0 = pf_calloc((size_t)l->n_buf_slots + 16, sizeof *l->readers0);
   if (l->pending0 == NULL || l->readers0 == NULL) return PF_ENOMEM;
   for (uint32_t i = 0; i < p->n_ops; i++) l->pending0[l->op_slot[i]] = l->n_deps[i];
-  for (uint32_t b = 0; b < p->n_buffers; b++) l->readers0[l->buf_slot[b]] = l->readers[b];
+  for (uint32_t b = 0; b < p->n_buffers; b++)
+    l->readers0[l->buf_slot[b]] = (uint32_t)l->readers[b];
   /* Reads counted by finish_op: neither a release point's nor in a slot. */
   for (uint32_t i = 0; i < p->n_ops; i++)
     for (uint32_t k = 0; k < l->hot[i].n_in; k++) {
@@ -1265,7 +1265,7 @@ static pf_step *step_new(pf_loaded *l, int nd) {
   size = (size + 63) / 64 * 64; /* the pending counts' lines are theirs (op_slot) */
   PF_STEP_ARRAY(0, (size_t)l->n_op_slots + 16, atomic_uint);
   size = (size + 63) / 64 * 64;
-  PF_STEP_ARRAY(1, (size_t)l->n_buf_slots + 16, atomic_int);
+  PF_STEP_ARRAY(1, (size_t)l->n_buf_slots + 16, atomic_uint);
   size = (size + 63) / 64 * 64;
   PF_STEP_ARRAY(2, (size_t)l->n_buf_slots + 16, step_buf);
   PF_STEP_ARRAY(3, nd, pf_storage *);
@@ -1290,7 +1290,7 @@ static pf_step *step_new(pf_loaded *l, int nd) {
   s = (pf_step *)base;
   s->size = size;
   s->pending = (atomic_uint *)(base + at[0]);
-  s->readers = (atomic_int *)(base + at[1]);
+  s->readers = (atomic_uint *)(base + at[1]);
   s->bufs = (step_buf *)(base + at[2]);
   s->arenas = (pf_storage **)(base + at[3]);
   s->t_start = (uint64_t *)(base + at[4]);
@@ -1548,10 +1548,11 @@ static void step_piece_done(pf_step *s) {
     s->done(s, s->arg);
 }
 
-/* One holder of count *c is done: 1 when it was the last. A locked
- * decrement where threads share the count; with the loop's own queues
- * (ex->lq) every op finishes on the loop thread, and a plain one does. */
-static inline int pending_down(const pf_executor *ex, atomic_uint *c) {
+/* One holder of count *c (an op's inputs, a buffer's reads) is done: 1
+ * when it was the last. A locked decrement where threads share the count;
+ * with the loop's own queues (ex->lq) every op finishes on the loop thread,
+ * and a plain one does. */
+static inline int count_down(const pf_executor *ex, atomic_uint *c) {
   if (ex->lq != NULL) {
     unsigned v = atomic_load_explicit(c, memory_order_relaxed) - 1;
     atomic_store_explicit(c, v, memory_order_relaxed);
@@ -1560,20 +1561,8 @@ static inline int pending_down(const pf_executor *ex, atomic_uint *c) {
   return atomic_fetch_sub_explicit(c, 1, memory_order_acq_rel) == 1;
 }
 
-static inline int readers_down(const pf_executor *ex, atomic_int *c) {
-  if (ex->lq != NULL) {
-    int v = atomic_load_explicit(c, memory_order_relaxed) - 1;
-    atomic_store_explicit(c, v, memory_order_relaxed);
-    return v == 0;
-  }
-  return atomic_fetch_sub_explicit(c, 1, memory_order_acq_rel) == 1;
-}
-
 /* ---- the loop's own queues (loop_queue) ----------------------------------- */
 
-/* Device d's op at its place, if it is ready and nobody runs it: into the
- * inline queue (drain_inline runs it). The head part's first op waiting is
- * timed, as the CPU device times a part before its worker takes it. */
 /* The queue's part's first op is (ready) or is not ready: its wait
  * begins, or ends and is counted. */
 static __attribute__((noinline)) void lq_timed(pf_executor *ex, loop_queue *q, int ready) {
@@ -1585,6 +1574,9 @@ static __attribute__((noinline)) void lq_timed(pf_executor *ex, loop_queue *q, i
   }
 }
 
+/* Device d's op at its place, if it is ready and nobody runs it: into the
+ * inline queue (drain_inline runs it). The head part's first op waiting is
+ * timed, as the CPU device times a part before its worker takes it. */
 static inline void lq_claim(pf_executor *ex, int d) {
   loop_queue *q = &ex->lq[d];
   int ready;
@@ -1669,7 +1661,7 @@ static inline void count_dependent(pf_executor *ex, pf_step *s, uint32_t j, cons
      * but an op with one input has one producer: it stores 0 (what its
      * worker waits for), and a locked decrement is saved. */
     atomic_store_explicit(&s->pending[dep->slot], 0, memory_order_release);
-  } else if (!pending_down(ex, &s->pending[dep->slot])) {
+  } else if (!count_down(ex, &s->pending[dep->slot])) {
     return;
   }
   if (dep->loop_op) {
@@ -1735,7 +1727,7 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
     /* Its release point frees it (run_op), or it lies in a slot. */
     if (bh->point != UINT32_MAX || bh->slot_at != UINT32_MAX) continue;
     /* A buffer with one reader is this op's alone: its count stays. */
-    if ((bh->one_reader || readers_down(ex, &s->readers[bh->slot])) && !bh->keep) {
+    if ((bh->one_reader || count_down(ex, &s->readers[bh->slot])) && !bh->keep) {
       pf_storage_unref(buf_get(s, b));
       buf_set(s, b, NULL);
     }
