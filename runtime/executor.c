@@ -1759,12 +1759,11 @@ static int claim_next(pf_executor *ex) {
  * how many ops ran. */
 static int drain_inline(pf_executor *ex, int claim) {
   int ran = 0;
-  /* The loop's own queues claim as ops become ready: nothing to look for. */
+  /* The loop's own queues claim each op as it becomes ready (lq_submit,
+   * finish_op, lq_next): nothing to look for. */
   if (ex->draining || (ex->n_inline == 0 && (!claim || ex->lq != NULL))) return 0;
   ex->draining = 1;
   tls_running = &ex->loop_running;
-  /* The loop's own queues claim each op as it becomes ready (lq_submit,
-   * finish_op, lq_next): nothing to look for. */
   while (ex->n_inline > 0 ||
          (ex->cfg.loop_runs_ops && ex->lq == NULL && claim && claim_next(ex) > 0)) {
     struct inline_op it = ex->inline_ops[--ex->n_inline];

@@ -223,10 +223,11 @@ pf_storage *pf_step_buffer(pf_step *s, uint32_t b);
  * second pass over the memory for nothing. */
 pf_storage *pf_step_buffer_whole(pf_step *s, uint32_t b);
 /* Where buffer b lies in the step's slot area, or NULL when it gets
- * storage of its own (pf_step_buffer). A transfer's small buffer, read
- * only by kernels and sends, lies there for the whole step (executor.c,
- * PERMANENT_SLOT_BYTES): sent from and received into, with no storage;
- * its contents are undefined until its writer ran. */
+ * storage of its own (pf_step_buffer). A small buffer that transfers or a
+ * one-shard allreduce read or write (and only kernels besides) lies there
+ * for the whole step (executor.c, PERMANENT_SLOT_BYTES): sent from,
+ * received into and reduced in, with no storage; its contents are
+ * undefined until its writer ran. */
 void *pf_step_slot(pf_step *s, uint32_t b);
 /* Buffer b of the step if it has memory now, else NULL (allocates nothing):
  * what a failed step's transfers use before falling back on a reserve. */

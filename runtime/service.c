@@ -468,23 +468,23 @@ static char *data_of(pf_service *s, run *r, uint32_t b, int writes, int whole, i
   return writes ? s->sink : s->zero;
 }
 
-/* The memory of buffer b of a step that has not failed, for a loop op
- * that reads it or (writes: 1) writes it whole: its slot, or its storage
- * (made now). NULL: out of memory (the step has failed, saying why). */
-static void *step_data(pf_step *step, uint32_t b, int writes) {
-  void *slot = pf_step_slot(step, b);
-  pf_storage *st;
-  if (slot != NULL) return slot;
-  st = writes ? pf_step_buffer_whole(step, b) : pf_step_buffer(step, b);
-  return st != NULL ? st->data : NULL;
-}
-
 /* Buffer b's memory if it has any now (its slot, or storage), else NULL. */
 static void *step_data_if_any(pf_step *step, uint32_t b) {
   void *slot = pf_step_slot(step, b);
   pf_storage *st;
   if (slot != NULL) return slot;
   st = pf_step_buffer_if_any(step, b);
+  return st != NULL ? st->data : NULL;
+}
+
+/* The memory of buffer b of a step that has not failed, for a loop op
+ * that reads it or (writes: 1) writes it whole: what it has, or storage
+ * made now. NULL: out of memory (the step has failed, saying why). */
+static void *step_data(pf_step *step, uint32_t b, int writes) {
+  void *data = step_data_if_any(step, b);
+  pf_storage *st;
+  if (data != NULL) return data;
+  st = writes ? pf_step_buffer_whole(step, b) : pf_step_buffer(step, b);
   return st != NULL ? st->data : NULL;
 }
 
