@@ -6,20 +6,43 @@ Usage: instructions.py WORK CASE R1 R2 STEPS KERNEL_US TOP
 """
 import collections
 import glob
+import os
 import sys
 
 COLUMNS = ["pathflow", "Open MPI", "libc", "bench", "other"]
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def own_file(where):
+    """The library of a line of code from this tree: the bench's own
+    programs under bench/, libpathflow for the rest."""
+    path = os.path.abspath(where.rsplit(":", 1)[0])
+    if not path.startswith(ROOT + "/"):
+        return "?"
+    return "dispatch" if path.startswith(ROOT + "/bench/") else "libpathflow.so"
+
+
 def load(tsv):
     """A thread's instructions by (function, library), and its counted calls."""
     ir = collections.Counter()
+    rows, lib_of = [], {}
     for line in open(tsv):
-        name, lib, n = line.rstrip("\n").split("\t")
+        where, lib, n = line.rstrip("\n").split("\t")
         # A function's clones (GCC's .part.0, .isra.0, .lto_priv.0: link-time
         # optimization renames the static ones) count as the function.
-        name = name.rsplit(":", 1)[-1].split(".", 1)[0]
-        ir[(name, lib.rsplit("/", 1)[-1])] += int(n.replace(",", ""))
+        name = where.rsplit(":", 1)[-1].split(".", 1)[0]
+        lib = lib.rsplit("/", 1)[-1]
+        if lib:
+            lib_of.setdefault(name, lib)
+        rows.append((where, name, lib, int(n.replace(",", ""))))
+    # Lines of code inlined into a function from another file are listed
+    # apart, without the library: the function's, or by the file's place.
+    for where, name, lib, n in rows:
+        if not lib:
+            lib = lib_of.get(name) or own_file(where)
+        ir[(name, lib)] += n
     calls = collections.Counter()
     for line in open(tsv[: -len(".tsv")] + ".calls"):
         name, n = line.split()

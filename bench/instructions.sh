@@ -28,7 +28,8 @@
 #   BUILD_DIR  pathflow build directory (default: build); configured
 #              (Release) and built if needed.
 # Environment: STEPS (1000), R1 (1), R2 (4), KERNEL_US (0.2), TOP (25: the
-# loop thread's functions listed).
+# loop thread's functions listed), IN_FLIGHT (32: the chained case's
+# executions in flight, dispatch -w).
 #
 # Only this script installs valgrind (apt-get, needs root); without it the
 # script says so and exits 0.
@@ -43,6 +44,7 @@ STEPS=${STEPS:-1000}
 R1=${R1:-1}
 R2=${R2:-4}
 KERNEL_US=${KERNEL_US:-0.2}
+IN_FLIGHT=${IN_FLIGHT:-32}
 TOP=${TOP:-25}
 
 for c in "${cases[@]}"; do
@@ -86,7 +88,7 @@ for c in "${cases[@]}"; do
     if [[ $c == stencil ]]; then
       job=("$build/bench/granularity" -p stencil -t "$STEPS" -r "$r" -l "$KERNEL_US" -s "$KERNEL_US")
     else
-      job=("$build/bench/dispatch" -k chained -r "$r")
+      job=("$build/bench/dispatch" -k chained -r "$r" -w "$IN_FLIGHT")
     fi
     mpirun "${mpirun_args[@]}" -x CG_OUT="$work/$c.$r" "$work/rank1.sh" "${job[@]}" \
       >"$work/out.$c.$r" 2>&1 || { cat "$work/out.$c.$r"; exit 1; }
@@ -97,8 +99,11 @@ for c in "${cases[@]}"; do
       callgrind_annotate --auto=no --tree=calling "$f" 2>/dev/null |
         sed -n 's/.*> *[^ ]*:\(poll_mpi\|t_collective\|PMPI_Allreduce\)[.a-z_0-9]* (\([0-9,]*\)x).*/\1 \2/p' |
         tr -d , >"$f.calls"
+      # A function's lines inlined from other files come without their
+      # library (callgrind_annotate names it once): instructions.py finds it.
       callgrind_annotate --auto=no --inclusive=no "$f" 2>/dev/null |
-        sed -n 's/^ *\([0-9,]*\) ([^)]*)  *\([^ ]*\) *\[\(.*\)\]$/\2\t\3\t\1/p' >"$f.tsv"
+        sed -n -e 's/^ *\([0-9,]*\) ([^)]*)  *\([^ ]*\) *\[\(.*\)\]$/\2\t\3\t\1/p' \
+          -e 't' -e 's/^ *\([0-9,]*\) ([^)]*)  *\([^ ]*:[^ ]*\)$/\2\t\t\1/p' >"$f.tsv"
     done
   done
   python3 "$root/bench/instructions.py" "$work" "$c" "$R1" "$R2" "$STEPS" "$KERNEL_US" "$TOP"
