@@ -38,8 +38,7 @@ void pf_reduce_into(void *dst, const void *src, size_t n, pf_dtype dtype, int re
   pf_reduce_pair(dst, dst, src, n, dtype, reduce_op);
 }
 
-void pf_reduce_finish(void *dst, size_t n, pf_dtype dtype, int reduce_op, int count) {
-  if (reduce_op != PF_REDUCE_MEAN || count <= 1) return;
+void pf_reduce_mean(void *dst, size_t n, pf_dtype dtype, int count) {
   if (dtype == PF_F32)
     for (size_t i = 0; i < n; i++) ((float *)dst)[i] /= (float)count;
   if (dtype == PF_F64)

@@ -154,12 +154,16 @@ static void post_call(void *arg, void (*fn)(void *), void *fn_arg) {
   push(rt, e);
 }
 
+/* The runtime whose loop thread this is (NULL on other threads): asked
+ * for every transfer an op makes ready, cheaper than pthread_self. */
+static __thread pf_runtime *tls_loop_of __attribute__((tls_model("initial-exec")));
+
 static void post_loop_op(void *arg, pf_step *step, uint32_t op) {
   pf_runtime *rt = arg;
   event *e;
   /* Already on the loop thread (an op it ran inline made this transfer
    * ready): start it now rather than one round trip through the queue. */
-  if (pthread_equal(pthread_self(), rt->thread)) {
+  if (tls_loop_of == rt) {
     pf_service_loop_op(rt->svc, step, op);
     return;
   }
@@ -176,7 +180,7 @@ static void post_loop_op(void *arg, pf_step *step, uint32_t op) {
  * Elsewhere, each through the queue. */
 static void post_start_ops(void *arg, pf_step *step, const uint32_t *ops, uint32_t n) {
   pf_runtime *rt = arg;
-  if (pthread_equal(pthread_self(), rt->thread)) {
+  if (tls_loop_of == rt) {
     pf_service_start_ops(rt->svc, step, ops, n);
     return;
   }
@@ -1151,6 +1155,7 @@ static void on_relock_mpi(uv_check_t *h) { loop_lock(h->data); }
 static void *loop_main(void *arg) {
   pf_runtime *rt = arg;
   pthread_setname_np(pthread_self(), "pf-loop");
+  tls_loop_of = rt;
   /* Held through libuv's timers and idle callbacks; released from the
    * prepare callback (before the I/O poll) to the check callback. */
   loop_lock(rt);

@@ -294,6 +294,7 @@ void pf_mpi_finalize(pf_mpi *m) {
   }
   for (size_t i = 0; i < m->cap_groups; i++)
     if (m->groups[i] != NULL) {
+      pf_mpi_lane_fini(&m->groups[i]->lane);
       free(m->groups[i]->ranks);
       free(m->groups[i]);
     }
@@ -471,7 +472,7 @@ static void take_main(pf_mpi *m, size_t i, int failed, tracked *done, int *statu
 
 int pf_mpi_progress(pf_mpi *m) {
   enum { FRONT = QUICK_MAX + PF_MPI_WINDOW };
-  MPI_Request front[FRONT];
+  MPI_Request front[FRONT], *tested = front;
   tracked done[QUICK_MAX + 2 * PF_MPI_WINDOW];
   int status[QUICK_MAX + 2 * PF_MPI_WINDOW];
   int n_done = 0, outcount = 0, err, werr = 0, nf = 0, nq = m->n_quick;
@@ -485,13 +486,19 @@ int pf_mpi_progress(pf_mpi *m) {
   /* One MPI_Testsome for the quick requests and the oldest others:
    * completed entries become MPI_REQUEST_NULL in this copy; the originals
    * are cleared below. */
-  memcpy(front + nf, m->quick, (size_t)nq * sizeof *front);
-  nf += nq;
-  if (head > 0) memcpy(front + nf, m->reqs + m->base, head * sizeof *front); /* reqs may be NULL */
-  nf += (int)head;
-  if (nf == 0) return 0;
+  if (nq + head == 0) return 0;
+  if (head == 0) {
+    /* Only quick ones (a chain of small collectives): tested where they
+     * lie, completed entries cleared by MPI as below. */
+    tested = m->quick;
+    nf = nq;
+  } else {
+    for (int q = 0; q < nq; q++) front[q] = m->quick[q];
+    memcpy(front + nq, m->reqs + m->base, head * sizeof *front);
+    nf = nq + (int)head;
+  }
   PF_PROBE("mpi.testsome");
-  err = MPI_Testsome(nf, front, &outcount, m->indices, m->statuses);
+  err = MPI_Testsome(nf, tested, &outcount, m->indices, m->statuses);
   if (outcount > 0 && outcount != MPI_UNDEFINED)
     PF_PROBE("mpi.testsome.done");
   else
@@ -797,7 +804,10 @@ static int repost_ctrl(pf_mpi *m) {
   return test_ctrl(m);
 }
 
-int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len, pf_diag *d) {
+/* Not inlined into t_ctrl_recv: its frame would make the check there,
+ * which almost every poll ends at, cost as much as a call. */
+__attribute__((noinline)) int pf_mpi_ctrl_recv(pf_mpi *m, int *peer, uint8_t **buf, size_t *len,
+                                               pf_diag *d) {
   int rc;
   *buf = NULL;
   *len = 0;
@@ -1069,6 +1079,15 @@ static int t_ctrl_send(pf_transport *t, int peer, uint8_t *buf, size_t len,
 }
 
 static int t_ctrl_recv(pf_transport *t, int *peer, uint8_t **buf, size_t *len, pf_diag *d) {
+  const pf_mpi *m = (const pf_mpi *)t;
+  /* Every poll asks, and almost always nothing is there: answered here,
+   * without entering pf_mpi_ctrl_recv (its frame and buffers cost more
+   * than the answer). */
+  if (!m->ctrl_ready && m->ready_head == NULL && m->n_bodies == 0) {
+    *buf = NULL;
+    *len = 0;
+    return 0;
+  }
   return pf_mpi_ctrl_recv((pf_mpi *)t, peer, buf, len, d);
 }
 

@@ -165,6 +165,11 @@ typedef struct pf_mpi_lane {
   int in_flight;
   struct pf_mpi_coll *first, *last; /* in flight, oldest first */
   struct pf_mpi_coll *waiting, *waiting_tail;
+  /* The last collective set up, as set up (its algorithm's fields) and
+   * the tmp bytes it needs: the next of the same shape (a training step's
+   * allreduces, a chain of them) starts as its copy. NULL: none yet. */
+  struct pf_mpi_coll *shape;
+  size_t shape_tmp;
 } pf_mpi_lane;
 
 /* Memory for collectives in flight (their records and what they receive
@@ -191,6 +196,8 @@ int pf_mpi_max_groups(int tag_ub);
  * comm (not a member: the lane must not be used). */
 void pf_mpi_lane_init(pf_mpi_lane *lane, MPI_Comm comm, const int32_t *ranks, int n, int me,
                       uint32_t group, int tag_ub);
+/* Frees what the lane keeps (its template): after its last collective. */
+void pf_mpi_lane_fini(pf_mpi_lane *lane);
 /* Starts a collective (transport/transport.h's pf_collective_call; roots
  * and chunks are numbered by member) over the lane's members; cb(arg,
  * status) on the loop thread once done, from a later pf_mpi_progress (from

@@ -177,7 +177,6 @@ int pf_mpi_allreduce_setup(pf_mpi_coll *c, size_t *tmp_bytes) {
   c->count = call->count;
   c->bytes = call->count * pf_dtype_size(dt);
   if (c->bytes > INT32_MAX) return PF_ERANGE;
-  c->acc = call->recv;
   c->ring = c->bytes > PF_MPI_AR_SMALL_BYTES;
   c->p2 = 1;
   while (c->p2 * 2 <= c->n) c->p2 *= 2;
@@ -186,6 +185,12 @@ int pf_mpi_allreduce_setup(pf_mpi_coll *c, size_t *tmp_bytes) {
   c->next = c->ring ? ring_next : doubling_next;
   /* tmp: the partner's vector, or the ring's largest block. */
   *tmp_bytes = c->ring ? (c->count / (size_t)c->n + 1) * pf_dtype_size(dt) : c->bytes;
+  return 0;
+}
+
+void pf_mpi_allreduce_bind(pf_mpi_coll *c) {
+  const pf_collective_call *call = &c->call;
+  c->acc = call->recv;
   /* The ring reads the input where it is: every block of the result is
    * written once (summed from the input and a received block, or
    * received), so the input need not be copied first (a copy of the whole
@@ -196,5 +201,4 @@ int pf_mpi_allreduce_setup(pf_mpi_coll *c, size_t *tmp_bytes) {
     else
       memcpy(c->acc, call->send, c->bytes);
   }
-  return 0;
 }

@@ -68,10 +68,16 @@ void pf_mpi_coll_finish(pf_mpi_coll *c, int status);
 void pf_mpi_coll_posted(pf_mpi_coll *c, int rc);
 
 /* The algorithms: given c's call, me and n, set its first and next (and
- * their own fields) and say how many bytes of tmp they need. c is then
- * copied into the record that has that room. Errors: PF_EINVAL (a call
- * they cannot do). */
+ * their own fields) and say how many bytes of tmp they need, from the
+ * call's shape only (kind, dtype, reduce_op, count, bytes, root: not its
+ * buffers): c is then copied into the record that has that room, and kept
+ * as the lane's template for the next call of that shape. Errors:
+ * PF_EINVAL (a call they cannot do). */
 int pf_mpi_allreduce_setup(pf_mpi_coll *c, size_t *tmp_bytes);
 int pf_mpi_exchange_setup(pf_mpi_coll *c, size_t *tmp_bytes);
+/* An allreduce's own use of its call's buffers, in its record: where the
+ * result accumulates (the receive buffer), and the input read where it is
+ * (the ring) or copied there (recursive doubling). */
+void pf_mpi_allreduce_bind(pf_mpi_coll *c);
 
 #endif

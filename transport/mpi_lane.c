@@ -54,6 +54,11 @@ void pf_mpi_lane_init(pf_mpi_lane *lane, MPI_Comm comm, const int32_t *ranks, in
   lane->tag_base = (int)((int64_t)group * lane->width * PF_MPI_ROUNDS);
 }
 
+void pf_mpi_lane_fini(pf_mpi_lane *lane) {
+  free(lane->shape);
+  lane->shape = NULL;
+}
+
 static void req_done(void *arg, int status) {
   pf_mpi_coll *c = arg;
   PF_PROBE("coll.req_done");
@@ -179,10 +184,27 @@ static void alone(const pf_collective_call *c) {
     memmove(c->recv, c->send, len);
 }
 
+/* 1 if call b has the shape of call a (the set-up depends on nothing
+ * else): a collective of it may start as a copy of a's set-up. */
+static int same_shape(const pf_collective_call *a, const pf_collective_call *b) {
+  return a->kind == b->kind && a->dtype == b->dtype && a->reduce_op == b->reduce_op &&
+         a->count == b->count && a->bytes == b->bytes && a->root == b->root;
+}
+
+/* A record with room for tmp bytes and the lane's requests after them
+ * (at *reqs_at in tmp), of *block bytes; NULL when out of memory. */
+static pf_mpi_coll *take_record(pf_mpi *m, const pf_mpi_lane *lane, size_t tmp, size_t *reqs_at,
+                                size_t *block) {
+  *reqs_at = (tmp + _Alignof(MPI_Request) - 1) / _Alignof(MPI_Request) * _Alignof(MPI_Request);
+  return pf_mpi_scratch_take(
+      m, sizeof(pf_mpi_coll) + *reqs_at + 2 * (size_t)lane->size * sizeof(MPI_Request), block);
+}
+
 int pf_mpi_collective_start(pf_mpi *m, pf_mpi_lane *lane, const pf_collective_call *call,
                             pf_mpi_cb cb, void *arg) {
   pf_mpi_coll proto, *c;
-  size_t tmp = 0, reqs_at;
+  const pf_mpi_coll *from = &proto;
+  size_t tmp = 0, reqs_at, block;
   int rc;
   PF_PROBE("coll.start");
   if (lane->comm == MPI_COMM_NULL || lane->rank < 0) return PF_EINVAL;
@@ -191,28 +213,34 @@ int pf_mpi_collective_start(pf_mpi *m, pf_mpi_lane *lane, const pf_collective_ca
     cb(arg, 0);
     return 0;
   }
-  memset(&proto, 0, sizeof proto);
-  proto.m = m;
-  proto.lane = lane;
-  proto.call = *call;
-  proto.me = lane->rank;
-  proto.n = lane->size;
-  proto.cb = cb;
-  proto.arg = arg;
-  rc = call->kind == PF_ALLREDUCE ? pf_mpi_allreduce_setup(&proto, &tmp)
-                                  : pf_mpi_exchange_setup(&proto, &tmp);
-  if (rc != 0) return rc;
-  reqs_at = (tmp + _Alignof(MPI_Request) - 1) / _Alignof(MPI_Request) * _Alignof(MPI_Request);
-  {
-    size_t block;
-    c = pf_mpi_scratch_take(m, sizeof *c + reqs_at + 2 * (size_t)lane->size * sizeof(MPI_Request),
-                            &block);
-    if (c == NULL) return PF_ENOMEM;
-    memcpy(c, &proto, sizeof *c);
-    c->block = block;
+  if (lane->shape != NULL && same_shape(&lane->shape->call, call)) {
+    /* The same shape as the last: its algorithm's set-up again. */
+    from = lane->shape;
+    tmp = lane->shape_tmp;
+  } else {
+    memset(&proto, 0, sizeof proto);
+    proto.m = m;
+    proto.lane = lane;
+    proto.call = *call;
+    proto.me = lane->rank;
+    proto.n = lane->size;
+    rc = call->kind == PF_ALLREDUCE ? pf_mpi_allreduce_setup(&proto, &tmp)
+                                    : pf_mpi_exchange_setup(&proto, &tmp);
+    if (rc != 0) return rc;
+    if (lane->shape != NULL || (lane->shape = malloc(sizeof *lane->shape)) != NULL) {
+      memcpy(lane->shape, &proto, sizeof proto);
+      lane->shape_tmp = tmp;
+    }
   }
+  if ((c = take_record(m, lane, tmp, &reqs_at, &block)) == NULL) return PF_ENOMEM;
+  memcpy(c, from, sizeof *c);
+  c->block = block;
+  c->call = *call;
+  c->cb = cb;
+  c->arg = arg;
   c->reqs = (MPI_Request *)(void *)(c->tmp + reqs_at);
-  if (c->acc == NULL) c->acc = call->recv;
+  c->acc = call->recv;
+  if (call->kind == PF_ALLREDUCE) pf_mpi_allreduce_bind(c);
   if (!may_start(lane) || lane->waiting != NULL) {
     c->next_waiting = NULL;
     if (lane->waiting_tail)

@@ -11,7 +11,9 @@
  *    wait for a tag) each get their own result, whatever order their
  *    rounds complete in; so do rings and doublings in flight together
  *    (a younger one finishing first once let the next take the tag of one
- *    still in flight: a ring's block then came in the wrong receive). */
+ *    still in flight: a ring's block then came in the wrong receive);
+ *  - calls of one shape in a row (started from the lane's copy of the
+ *    first's set-up), in place or not, each get their own result. */
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -22,6 +24,7 @@
 #include "base/util.h"
 #include "pathflow/error.h"
 #include "transport/mpi.h"
+#include "transport/mpi_coll.h"
 #include "mpi_check.h"
 
 
@@ -110,6 +113,33 @@ static void exact_results(pf_mpi *m, pf_mpi_lane *lane) {
   }
 }
 
+/* Calls of one shape in a row start from the lane's copy of the first's
+ * set-up (transport/mpi_lane.c): each with its own buffers, in place or
+ * not, gets its own result, the ring's and recursive doubling's. */
+static void same_shape_again(pf_mpi *m, pf_mpi_lane *lane) {
+  static const pf_dtype dts[] = {PF_F32, PF_F64, PF_I32, PF_I64};
+  static const size_t counts[] = {7, 3001};
+  int done = 0, k = 0;
+  for (size_t d = 0; d < 4; d++)
+    for (size_t c = 0; c < 2; c++)
+      for (int again = 0; again < 4; again++, k++) {
+        size_t n = counts[c], bytes = n * pf_dtype_size(dts[d]);
+        char *in = malloc(bytes), *out = malloc(bytes), *want = malloc(bytes);
+        int in_place = again % 2;
+        CHECK(in && out && want);
+        fill(in, dts[d], n, rank, 100 + k);
+        MPI_Allreduce(in, want, (int)n, pf_mpi_dtype(dts[d]), MPI_SUM, MPI_COMM_WORLD);
+        if (in_place) memcpy(out, in, bytes);
+        CHECK(start_ar(m, lane, in_place ? NULL : in, out, n, dts[d], PF_REDUCE_SUM, &done) == 0);
+        if (again > 0) CHECK(lane->shape != NULL && lane->shape->call.count == n);
+        wait_for(m, &done, k + 1);
+        CHECK(memcmp(out, want, bytes) == 0);
+        free(in);
+        free(out);
+        free(want);
+      }
+}
+
 /* Fractions and a NaN: bits agree on every rank. */
 static void same_bits(pf_mpi *m, pf_mpi_lane *lane) {
   double v[3] = {1.0 / (rank + 3), rank == 1 ? NAN : rank * 0.1, -1.0 / (rank + 7)};
@@ -140,6 +170,7 @@ static void many_in_flight(pf_mpi *m, MPI_Comm comm, const int32_t *world) {
   wait_for(m, &done, N);
   CHECK(narrow.in_flight == 0 && narrow.waiting == NULL);
   CHECK(memcmp(out, want, sizeof want) == 0);
+  pf_mpi_lane_fini(&narrow);
 }
 
 /* Rings and doublings in flight together on a lane of 3 tags: each gets
@@ -170,6 +201,7 @@ static void rings_in_flight(pf_mpi *m, MPI_Comm comm, const int32_t *world) {
     free(out[k]);
     free(want[k]);
   }
+  pf_mpi_lane_fini(&narrow);
 }
 
 int main(int argc, char **argv) {
@@ -189,6 +221,8 @@ int main(int argc, char **argv) {
   CHECK(lane.rank == rank && lane.size == size && lane.width == 64 && lane.tag_base == 0);
   exact_results(m, &lane);
   same_bits(m, &lane);
+  same_shape_again(m, &lane);
+  pf_mpi_lane_fini(&lane);
   many_in_flight(m, comm, world);
   rings_in_flight(m, comm, world);
   MPI_Comm_free(&comm);
