@@ -345,13 +345,16 @@ void pf_service_tick(pf_service *s) { s->stamp_valid = 0; }
  * waits, within two microseconds of the clock (pf_clock_now_near: a step
  * of bench/granularity's stencil started or finished a transfer on three
  * polls in four, each a clock read, 8% of the step); for a timeline, read. */
-static uint64_t stamp(pf_service *s) {
-  if (!s->stamp_valid) {
-    s->stamp = s->cfg.trace != NULL ? pf_clock_now(s->cfg.clock)
-                                    : pf_clock_now_near(s->cfg.clock, &s->reading);
-    s->stamp_valid = 1;
-  }
+static __attribute__((noinline)) uint64_t stamp_read(pf_service *s) {
+  s->stamp = s->cfg.trace != NULL ? pf_clock_now(s->cfg.clock)
+                                  : pf_clock_now_near(s->cfg.clock, &s->reading);
+  s->stamp_valid = 1;
   return s->stamp;
+}
+
+/* The read out of line: most stamps of a poll are the first's again. */
+static inline uint64_t stamp(pf_service *s) {
+  return s->stamp_valid ? s->stamp : stamp_read(s);
 }
 uint64_t pf_service_last_progress(pf_service *s, uint64_t now) {
   if (s->progressed) {
