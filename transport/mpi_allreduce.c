@@ -42,15 +42,21 @@
 
 #define LAST_ROUND (PF_MPI_ROUNDS - 1)
 
-/* Posts a receive of rlen bytes into rbuf from rpeer and a send of slen
- * bytes of sbuf to speer (a peer < 0: none) on round r. */
+/* Posts a send of slen bytes of sbuf to speer and a receive of rlen bytes
+ * into rbuf from rpeer (a peer < 0: none) on round r. The send first: the
+ * partner waits for it, and the receive is posted before this rank's next
+ * look at what arrived all the same (MPI matches arrivals only in its
+ * progress, which neither post runs), so it never finds the partner's
+ * message unexpected for coming second. A chain of small allreduces is a
+ * ping-pong: the receive's posting (a sixth of the step's MPI
+ * instructions) no longer delays the partner. */
 static int post_to(pf_mpi_coll *c, int round, int rpeer, void *rbuf, size_t rlen, int speer,
                    const void *sbuf, size_t slen) {
   pf_mpi_xfer x[2];
   int n = 0;
-  if (rpeer >= 0) x[n++] = (pf_mpi_xfer){.peer = rpeer, .send = 0, .buf = rbuf, .len = rlen};
   if (speer >= 0)
     x[n++] = (pf_mpi_xfer){.peer = speer, .send = 1, .buf = (void *)sbuf, .len = slen};
+  if (rpeer >= 0) x[n++] = (pf_mpi_xfer){.peer = rpeer, .send = 0, .buf = rbuf, .len = rlen};
   return pf_mpi_coll_post(c, round, x, n);
 }
 
