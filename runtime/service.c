@@ -142,6 +142,7 @@ typedef struct run {
 typedef struct loop_op {
   run *r;
   uint32_t op;
+  const xfer_op *x; /* &r->e->xfers[op]: what finishing it reads, at hand */
   void *stage_in, *stage_out; /* collective staging buffers */
   int drained;                /* a collective of a failed step, on the reserve */
   uint64_t started;           /* pf_now_ns when posted (timeline) */
@@ -1166,7 +1167,7 @@ static void loop_op_finish(loop_op *lo, int status, const char *why) {
   pf_service *s = lo->r->svc;
   if (lo->started != 0) {
     uint64_t waited = stamp(s) - lo->started;
-    if (lo->r->e->xfers[lo->op].kind == PF_OP_COLLECTIVE)
+    if (lo->x->kind == PF_OP_COLLECTIVE)
       s->collective_wait_ns += waited;
     else
       s->transfer_wait_ns += waited;
@@ -1194,7 +1195,7 @@ static __attribute__((noinline)) void transfer_failed(loop_op *lo, const xfer_op
 
 static void transfer_done(void *arg, int status) {
   loop_op *lo = arg;
-  const xfer_op *x = &lo->r->e->xfers[lo->op];
+  const xfer_op *x = lo->x;
   PF_PROBE("service.transfer_done");
   if (x->kind == PF_OP_RECV) {
     lo->r->svc->recv_bytes -= lo->r->e->boxes[x->at].nbytes;
@@ -1209,7 +1210,7 @@ static void transfer_done(void *arg, int status) {
 static void start_transfer(pf_service *s, loop_op *lo) {
   run *r = lo->r;
   PF_PROBE("service.start_transfer");
-  const xfer_op *op = &r->e->xfers[lo->op];
+  const xfer_op *op = lo->x;
   const pf_xfer_box *bx = &r->e->boxes[op->at];
   pf_transport *t = s->cfg.transport;
   /* The reserve, when the buffer has no memory, is at least as large as
@@ -1246,7 +1247,7 @@ static void start_transfer(pf_service *s, loop_op *lo) {
 static void collective_done(void *arg, int status) {
   PF_PROBE("service.collective_done");
   loop_op *lo = arg;
-  const one_allreduce *ar = &lo->r->e->allreduces[lo->r->e->xfers[lo->op].at];
+  const one_allreduce *ar = &lo->r->e->allreduces[lo->x->at];
   if (ar->count != 0) {
     void *out = lo->drained ? NULL : step_data_if_any(lo->r->step, ar->out);
     if (status == 0 && out != NULL)
@@ -1346,7 +1347,7 @@ static void issue(pf_service *s, loop_op *lo, const pf_collective_call *c, uint6
   int err;
   s->collectives++;
   s->collective_bytes += bytes;
-  if ((err = t->ops->collective(t, lo->r->e->comms[lo->r->e->xfers[lo->op].at], c,
+  if ((err = t->ops->collective(t, lo->r->e->comms[lo->x->at], c,
                                 collective_done, lo)) != 0) {
     char why[96];
     snprintf(why, sizeof why, "the transport refused it (%s)", pf_errname(err));
@@ -1375,7 +1376,7 @@ static int start_allreduce(pf_service *s, loop_op *lo, const one_allreduce *ar) 
 
 static void start_collective(pf_service *s, loop_op *lo) {
   PF_PROBE("service.start_collective");
-  const one_allreduce *ar = &lo->r->e->allreduces[lo->r->e->xfers[lo->op].at];
+  const one_allreduce *ar = &lo->r->e->allreduces[lo->x->at];
   if (ar->count != 0 && start_allreduce(s, lo, ar)) return;
   const pf_plan *p = pf_step_plan(lo->r->step);
   const pf_plan_op *op = &p->ops[lo->op];
@@ -1489,6 +1490,7 @@ static void pump(pf_service *s) {
       if (lo == NULL) pf_transport_abort(s->cfg.transport, 1, "out of memory issuing a collective");
       lo->r = r;
       lo->op = r->e->collectives[k];
+      lo->x = &r->e->xfers[lo->op];
       if ((qr->next = next_on(r, q, k + 1)) == r->e->n_collectives) {
         if ((q->head = qr->after) == NULL) q->tail = NULL;
         free(qr);
@@ -1519,6 +1521,7 @@ static void start_loop_op(pf_service *s, run *r, uint32_t i) {
     pf_transport_abort(s->cfg.transport, 1, "out of memory starting a transfer");
   lo->r = r;
   lo->op = i;
+  lo->x = &r->e->xfers[i];
   start_transfer(s, lo);
 }
 
