@@ -12,16 +12,15 @@ import sys
 COLUMNS = ["pathflow", "Open MPI", "libc", "bench", "other"]
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def own_file(where):
-    """The library of a line of code from this tree: the bench's own
-    programs under bench/, libpathflow for the rest."""
-    path = os.path.abspath(where.rsplit(":", 1)[0])
-    if not path.startswith(ROOT + "/"):
+    """The library of a line of code from a pathflow tree (this one, or the
+    build of another checkout being compared): the bench's own programs
+    under bench/, libpathflow for the rest. The system's code comes with a
+    relative path (glibc's ./nptl/...), ??? or /usr/..."""
+    path = where.rsplit(":", 1)[0]
+    if not path.startswith("/") or path.startswith("/usr/"):
         return "?"
-    return "dispatch" if path.startswith(ROOT + "/bench/") else "libpathflow.so"
+    return "dispatch" if "/bench/" in path else "libpathflow.so"
 
 
 def load(tsv):
