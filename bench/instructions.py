@@ -15,10 +15,11 @@ COLUMNS = ["pathflow", "Open MPI", "libc", "bench", "other"]
 def own_file(where):
     """The library of a line of code from a pathflow tree (this one, or the
     build of another checkout being compared): the bench's own programs
-    under bench/, libpathflow for the rest. The system's code comes with a
-    relative path (glibc's ./nptl/...), ??? or /usr/..."""
+    under bench/, libpathflow for the rest. The system's code comes as
+    ./... (glibc's build paths), ??? or /usr/...; callgrind_annotate writes
+    a file under the directory it runs in relative to it (runtime/x.c)."""
     path = where.rsplit(":", 1)[0]
-    if not path.startswith("/") or path.startswith("/usr/"):
+    if path.startswith(("./", "???", "/usr/")):
         return "?"
     return "dispatch" if "/bench/" in path else "libpathflow.so"
 

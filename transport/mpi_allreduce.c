@@ -170,6 +170,12 @@ static int doubling_first(pf_mpi_coll *c) {
     if ((rc = post(c, c->me - c->p2, 0, 0, 1)) == 0) rc = post(c, c->me - c->p2, LAST_ROUND, 1, 0);
   } else if (c->me < c->rem) {
     rc = post(c, c->me + c->p2, 0, 1, 0);
+  } else {
+    /* Nothing in round 0 (every rank when n is a power of two): on to
+     * the doubling at once, as pf_mpi_coll_posted would with nothing in
+     * flight and nothing failed. */
+    doubling_next(c);
+    return 0;
   }
   if (rc != 0 && c->pending == 0) return rc;
   pf_mpi_coll_posted(c, rc);
