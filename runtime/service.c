@@ -59,6 +59,7 @@ typedef struct exe {
   size_t n_boxes, cap_boxes;
   xfer_op *xfers;            /* per op; NULL without a transport */
   pf_transport_comm **comms; /* per place in collectives: its communicator */
+  struct comm_queue **queues; /* per place in collectives: its communicator's queue */
   pf_transport *tp;          /* that made them */
   int connected;     /* its communicators are made (CONNECT, or none needed) */
   /* RUNs received: they come in the order of the user's pf_execute calls,
@@ -283,6 +284,7 @@ static void exe_unref(exe *e) {
   free(e->boxes);
   free(e->xfers);
   free(e->comms);
+  free(e->queues);
   free(e->collectives);
   free(e->allreduces);
   free(e->comm_firsts);
@@ -651,6 +653,7 @@ static int index_plan(pf_service *s, exe *e, pf_diag *d) {
   }
   if (e->n_collectives > 0 &&
       ((e->comms = pf_calloc(e->n_collectives, sizeof *e->comms)) == NULL ||
+       (e->queues = pf_calloc(e->n_collectives, sizeof *e->queues)) == NULL ||
        (e->allreduces = pf_calloc(e->n_collectives, sizeof *e->allreduces)) == NULL))
     return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
   for (uint32_t k = 0; k < e->n_collectives; k++) {
@@ -676,6 +679,7 @@ static int connect_comms(pf_service *s, exe *e, pf_diag *d) {
   int rc;
   for (uint32_t c = 0; c < p->n_comms; c++) {
     pf_transport_comm *comm;
+    comm_queue *q;
     if ((rc = s->cfg.transport->ops->comm_for(s->cfg.transport, p->comms[c].ranks,
                                               (int)p->comms[c].n_ranks, p->comms[c].group,
                                               &comm)))
@@ -685,9 +689,12 @@ static int connect_comms(pf_service *s, exe *e, pf_diag *d) {
                            rc == PF_ERANGE ? ": the job has more groups of ranks running "
                                              "collectives than the transport's tags can keep apart"
                                            : "");
+    if ((q = queue_for(s, comm)) == NULL) return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
     for (uint32_t k = 0; k < e->n_collectives; k++)
-      if (p->ops[e->collectives[k]].comm == p->comms[c].id) e->comms[k] = comm;
-    if (queue_for(s, comm) == NULL) return pf_diag_error(d, PF_ENOMEM, "load: out of memory");
+      if (p->ops[e->collectives[k]].comm == p->comms[c].id) {
+        e->comms[k] = comm;
+        e->queues[k] = q;
+      }
   }
   /* Plan communicators of the same ranks may share one: by handle. (A
    * second connect, after a device's join failed, makes them anew.) */
@@ -1476,27 +1483,29 @@ static void start_collective(pf_service *s, loop_op *lo) {
   issue(s, lo, &c, (uint64_t)in_bytes * op->n_in);
 }
 
-/* Issues the collectives at the head of each queue whose inputs are ready:
- * every rank issues a communicator's collectives in the same order. A
- * step leaves the queue with its last collective there issued (it may end,
- * and be freed, before the next pump). */
-static void pump(pf_service *s) {
-  for (comm_queue *q = s->queues; q; q = q->next)
-    while (q->head && q->head->r->ready[q->head->next]) {
-      queued_run *qr = q->head;
-      run *r = qr->r;
-      uint32_t k = qr->next;
-      loop_op *lo = loop_op_new(s);
-      if (lo == NULL) pf_transport_abort(s->cfg.transport, 1, "out of memory issuing a collective");
-      lo->r = r;
-      lo->op = r->e->collectives[k];
-      lo->x = &r->e->xfers[lo->op];
-      if ((qr->next = next_on(r, q, k + 1)) == r->e->n_collectives) {
-        if ((q->head = qr->after) == NULL) q->tail = NULL;
-        free(qr);
-      }
-      start_collective(s, lo);
+/* Issues the collectives at the head of q whose inputs are ready: every
+ * rank issues a communicator's collectives in the same order. A step
+ * leaves the queue with its last collective there issued (it may end, and
+ * be freed, before the next pump). Only a collective's readiness moves a
+ * queue (its head advances here, nowhere else), so a collective that
+ * becomes ready pumps its own communicator's queue: not every queue, in a
+ * plan with a communicator per mesh axis. */
+static void pump(pf_service *s, comm_queue *q) {
+  while (q->head && q->head->r->ready[q->head->next]) {
+    queued_run *qr = q->head;
+    run *r = qr->r;
+    uint32_t k = qr->next;
+    loop_op *lo = loop_op_new(s);
+    if (lo == NULL) pf_transport_abort(s->cfg.transport, 1, "out of memory issuing a collective");
+    lo->r = r;
+    lo->op = r->e->collectives[k];
+    lo->x = &r->e->xfers[lo->op];
+    if ((qr->next = next_on(r, q, k + 1)) == r->e->n_collectives) {
+      if ((q->head = qr->after) == NULL) q->tail = NULL;
+      free(qr);
     }
+    start_collective(s, lo);
+  }
 }
 
 /* Whether a receive of `bytes` may be posted now (PF_RECV_AHEAD_BYTES,
@@ -1513,8 +1522,10 @@ static void start_loop_op(pf_service *s, run *r, uint32_t i) {
   r->ops_in_flight++;
   if (r->e->xfers[i].kind == PF_OP_COLLECTIVE) {
     uint32_t k = r->e->xfers[i].at;
-    if (k != UINT32_MAX) r->ready[k] = 1;
-    pump(s);
+    if (k != UINT32_MAX) {
+      r->ready[k] = 1;
+      pump(s, r->e->queues[k]);
+    }
     return;
   }
   if ((lo = loop_op_new(s)) == NULL)
