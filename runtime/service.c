@@ -359,6 +359,7 @@ static __attribute__((noinline)) uint64_t stamp_read(pf_service *s) {
 static inline uint64_t stamp(pf_service *s) {
   return s->stamp_valid ? s->stamp : stamp_read(s);
 }
+
 uint64_t pf_service_last_progress(pf_service *s, uint64_t now) {
   if (s->progressed) {
     s->last_progress = now;

@@ -475,7 +475,7 @@ int pf_mpi_progress(pf_mpi *m) {
   MPI_Request front[FRONT], *tested = front;
   tracked done[QUICK_MAX + 2 * PF_MPI_WINDOW];
   int status[QUICK_MAX + 2 * PF_MPI_WINDOW];
-  int n_done = 0, outcount = 0, err, werr = 0, nf = 0, nq = m->n_quick;
+  int n_done = 0, outcount = 0, err, werr = 0, nf, nq = m->n_quick;
   size_t head = PF_MINOF(m->n, (size_t)PF_MPI_WINDOW);
   /* MPI_Test runs MPI's progress engine, then looks at the control
    * receive again; MPI_Testsome looks at its requests before it runs the
@@ -483,13 +483,13 @@ int pf_mpi_progress(pf_mpi *m) {
    * lets the Testsome see what this pass of the engine completed, one poll
    * earlier. */
   if (!m->ctrl_ready) test_ctrl(m);
-  /* One MPI_Testsome for the quick requests and the oldest others:
-   * completed entries become MPI_REQUEST_NULL in this copy; the originals
-   * are cleared below. */
+  /* One MPI_Testsome for the quick requests and the oldest others, which
+   * makes completed entries MPI_REQUEST_NULL in the array it tests: the
+   * quick array itself when only quick ones are in flight (a chain of
+   * small collectives), else a copy of both; the originals are cleared
+   * below either way. */
   if (nq + head == 0) return 0;
   if (head == 0) {
-    /* Only quick ones (a chain of small collectives): tested where they
-     * lie, completed entries cleared by MPI as below. */
     tested = m->quick;
     nf = nq;
   } else {
