@@ -52,9 +52,10 @@ static int cpu_device_count(const pf_init_options *opts, pf_diag *d, int *out) {
 static int mpi_wanted(pf_diag *d, int *out) {
   int64_t v;
   int rc = pf_env_int("PATHFLOW_MPI", -1, 0, 1, &v, d);
-  if (rc != 0) return rc;
-  *out = v < 0 ? pf_mpi_launched() : (int)v;
-  return 0;
+  /* Set even on error: a bad value under mpirun still ends the job as an
+   * MPI job does (see pf_init's fail path). */
+  *out = rc != 0 || v < 0 ? pf_mpi_launched() : (int)v;
+  return rc;
 }
 
 /* PATHFLOW_LOOPBACK_RANKS=N (N >= 2): this process holds every rank of an
@@ -369,11 +370,11 @@ int pf_init(int *argc, char ***argv, const pf_init_options *opts, pf_context **o
   /* Parallelism comes from devices (one worker per core); OpenBLAS threads
    * on top would oversubscribe every core. */
   openblas_set_num_threads(1);
-  if ((rc = cpu_device_count(opts, &d, &ncpu)) != 0 ||
+  if ((rc = mpi_wanted(&d, &use_mpi)) != 0 ||
+      (rc = cpu_device_count(opts, &d, &ncpu)) != 0 ||
       (rc = pending_limit(opts, &d, &ctx->max_pending)) != 0 ||
       (rc = pf_registry_create(&ctx->registry)) != 0 ||
       (rc = register_kernels(ctx->registry, opts, &d)) != 0 ||
-      (rc = mpi_wanted(&d, &use_mpi)) != 0 ||
       (rc = loopback_wanted(use_mpi, &d, &loopback)) != 0 ||
       (rc = device_memory(ncpu, &d, &memory)) != 0 ||
       (rc = counters_wanted(&d, &ctx->print_counters)) != 0 ||
@@ -429,7 +430,10 @@ fail:
   fprintf(stderr, "pathflow: rank %d: pf_init failed: %s (%s)\n",
           ctx->mpi ? ctx->rank : pf_mpi_launched_rank(),
           d.msg[0] ? d.msg : pf_strerror(rc), pf_errname(rc));
-  if (ctx->mpi) pf_mpi_abort(ctx->mpi, 1, "pf_init failed");
+  /* In an MPI job the other ranks cannot go on without this one: end the
+   * job through MPI, even before MPI is up (pf_mpi_abort brings it up, for
+   * a reason it gives). */
+  if (ctx->mpi || use_mpi) pf_mpi_abort(ctx->mpi, 1, "pf_init failed");
   /* Devices not handed to a runtime yet (the runtimes started own theirs). */
   plugins_free(plug, ctx->mpi ? 1 : ctx->size);
   context_free(ctx);

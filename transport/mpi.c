@@ -141,8 +141,6 @@ struct pf_mpi {
 };
 
 int pf_mpi_launched(void) {
-  const char *force = getenv("PATHFLOW_MPI");
-  if (force && *force) return strcmp(force, "0") != 0;
   return getenv("OMPI_COMM_WORLD_SIZE") != NULL || getenv("PMIX_RANK") != NULL ||
          getenv("PMI_RANK") != NULL;
 }
@@ -316,10 +314,20 @@ void pf_mpi_finalize(pf_mpi *m) {
 }
 
 void pf_mpi_abort(pf_mpi *m, int code, const char *why) {
+  int up = 0, down = 0, provided = 0;
   fprintf(stderr, "pathflow: rank %d: %s; ending the job\n", m ? m->rank : pf_mpi_launched_rank(),
           why);
   fflush(stderr);
-  if (m != NULL) MPI_Abort(MPI_COMM_WORLD, code);
+  /* Without a pf_mpi (pf_init failed before MPI was up), MPI is brought up
+   * only to abort through it: MPI_Init waits for every rank to reach it, so
+   * mpirun tears the job down with every process known to it. A process
+   * that simply exits while the others are inside MPI_Init can hang Open
+   * MPI 4.1's mpirun (a PMIx connection racing the teardown). */
+  MPI_Initialized(&up);
+  MPI_Finalized(&down);
+  if (!up && !down)
+    up = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided) == MPI_SUCCESS;
+  if (up && !down) MPI_Abort(MPI_COMM_WORLD, code);
   abort();
 }
 

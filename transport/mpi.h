@@ -25,8 +25,9 @@
 
 typedef struct pf_mpi pf_mpi;
 
-/* 1 if this process was started by mpirun (or PATHFLOW_MPI=1 forces it),
- * so that pf_init should initialize MPI; 0 for a plain local process. */
+/* 1 if this process was started by mpirun (or another PMI/PMIx launcher):
+ * its environment says so. pf_init initializes MPI then, unless
+ * PATHFLOW_MPI says otherwise; 0 for a plain local process. */
 int pf_mpi_launched(void);
 /* This process's rank as its launcher gave it (OMPI_COMM_WORLD_RANK,
  * PMIX_RANK or PMI_RANK), readable before MPI is initialized, so that
@@ -43,7 +44,10 @@ int pf_mpi_init(int *argc, char ***argv, pf_mpi **out, pf_diag *diag);
  * whoever initialized MPI). Pending requests are freed; the control receive
  * is cancelled. */
 void pf_mpi_finalize(pf_mpi *m);
-/* Ends the whole job now: prints `why` to stderr and MPI_Abort(code). */
+/* Ends the whole job now: prints `why` to stderr and MPI_Abort(code). With
+ * m NULL (MPI not set up by pathflow) it calls MPI_Init first when MPI is
+ * not initialized, so that the abort goes through mpirun (which waits for
+ * every rank to reach MPI_Init); abort() if MPI cannot be used. */
 void pf_mpi_abort(pf_mpi *m, int code, const char *why) __attribute__((noreturn));
 
 int pf_mpi_rank(const pf_mpi *m);

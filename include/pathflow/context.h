@@ -61,7 +61,10 @@ typedef struct pf_init_options {
  * Errors: PF_EINVAL (bad option, such as a negative cpu_devices or
  * max_pending, or environment variable: the message names it), PF_ENOTFOUND (a plugin), PF_EMPI, PF_ENOMEM, PF_ESYS. On error *out
  * is NULL and nothing is left running. pf_last_error cannot be used without
- * a context, so pf_init prints the message to stderr. */
+ * a context, so pf_init prints the message to stderr. In an MPI job (mpirun,
+ * or PATHFLOW_MPI=1) a failing pf_init does not return: the job cannot go
+ * on without the rank, so pf_init ends it with MPI_Abort (initializing MPI
+ * first if the failure came before it), and mpirun exits non-zero. */
 PF_API int pf_init(int *argc, char ***argv, const pf_init_options *opts,
             pf_context **out);
 

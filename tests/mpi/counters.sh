@@ -7,7 +7,7 @@ set -u
 mpirun=$1 exe=$2
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-PATHFLOW_COUNTERS=1 timeout 120 "$mpirun" --oversubscribe --bind-to none -np 2 \
+PATHFLOW_COUNTERS=1 timeout -k 10 120 "$mpirun" --oversubscribe --bind-to none -np 2 \
   -x PATHFLOW_CPU_DEVICES=1 -x PATHFLOW_COUNTERS "$exe" >"$out" 2>&1
 rc=$?
 cat "$out"

@@ -9,7 +9,7 @@ mpirun=$1 exe=$2 plugin=$3 np=${4:-3}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 start=$(date +%s)
-timeout 120 "$mpirun" --oversubscribe --bind-to none -np "$np" -x PATHFLOW_CPU_DEVICES=1 \
+timeout -k 10 120 "$mpirun" --oversubscribe --bind-to none -np "$np" -x PATHFLOW_CPU_DEVICES=1 \
   -x PATHFLOW_WATCHDOG_S=1 -x PATHFLOW_HANG_TIMEOUT_S=2 "$exe" "$plugin" test.sleep_shard 3600000 \
   >"$out" 2>&1
 rc=$?
@@ -17,7 +17,7 @@ elapsed=$(( $(date +%s) - start ))
 cat "$out"
 last=$((np - 1))
 if [ "$rc" -eq 0 ]; then echo "FAIL: the job exited 0"; exit 1; fi
-if [ "$rc" -eq 124 ]; then echo "FAIL: the job hung (killed by timeout)"; exit 1; fi
+if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then echo "FAIL: the job hung (killed by timeout)"; exit 1; fi
 line=$(grep "rank $last: hung:" "$out" | head -1)
 [ -n "$line" ] || { echo "FAIL: no hang message from rank $last"; exit 1; }
 echo "$line" | grep -q 'kernel "test.sleep_shard"' || { echo "FAIL: the message lacks the kernel"; exit 1; }

@@ -10,7 +10,7 @@ set -u
 mpirun=$1 exe=$2 plugin=$3 np=${4:-3}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-timeout 120 "$mpirun" --oversubscribe --bind-to none -np "$np" -x PATHFLOW_CPU_DEVICES=1 \
+timeout -k 10 120 "$mpirun" --oversubscribe --bind-to none -np "$np" -x PATHFLOW_CPU_DEVICES=1 \
   -x PATHFLOW_RANK_TIMEOUT_S=2 "$exe" "$plugin" test.sleep_shard 5000 >"$out" 2>&1 &
 job=$!
 # The ranks: processes under this job (timeout, mpirun, ranks) running $exe.

@@ -5,7 +5,7 @@ set -u
 mpirun=$1 exe=$2 plugin=$3 np=${4:-3}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-timeout 120 "$mpirun" --oversubscribe --bind-to none -np "$np" -x PATHFLOW_CPU_DEVICES=1 \
+timeout -k 10 120 "$mpirun" --oversubscribe --bind-to none -np "$np" -x PATHFLOW_CPU_DEVICES=1 \
   -x PATHFLOW_WATCHDOG_S=1 "$exe" "$plugin" >"$out" 2>&1
 rc=$?
 cat "$out"
