@@ -89,9 +89,11 @@ struct pf_graph {
    * compares hashes before names, so looking up a name that is not there
    * (every auto-named program is looked up first) reads no other program's
    * record or string, and growing the table hashes no name again: a million
-   * programs spent a quarter of their build in those reads (cache misses). */
+   * programs spent a quarter of their build in those reads (cache misses).
+   * Names that end in their program's own index ("busy_7" for program 7:
+   * every auto-named program) stay out of it (pf_graph_find_program). */
   uint64_t *name_slots;
-  size_t name_cap;
+  size_t name_cap, name_count;
   pf_placement placement;
   pf_dispatch_mode dispatch;
   pf_arena mem;      /* programs' strings and arrays, values' specs */

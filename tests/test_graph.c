@@ -1131,6 +1131,56 @@ static void raw_program(pf_graph *g, const char *name, const char *kernel, pf_at
   assert_int_equal(pf_graph_add_program(g, &p), 0);
 }
 
+/* Program names: a name that ends in its program's own index is found by
+ * that index, any other in the table (graph/graph.c, own_index). Either
+ * way names stay unique and a lookup finds the first program of a name. */
+static void test_program_names(void **state) {
+  pf_graph *g = new_graph();
+  pf_slice_t s = new_slice(g, 1);
+  pf_value_t x = new_input(g, "x", pf_spec_1d(PF_F32, 4), s, pf_replicated()), y;
+  pf_program_desc neg = {.kernel = "relu", .slice = s, .n_in = 1, .in = &x};
+  (void)state;
+  /* 0: explicit, and another auto name's to be ("relu_2"). */
+  neg.name = "relu_2";
+  OK(pf_graph_program(g, &neg, &y, NULL));
+  /* 1: explicit, ending in its own index. */
+  neg.name = "mine_1";
+  OK(pf_graph_program(g, &neg, &y, NULL));
+  /* 2: auto, "relu_2" is taken: made unique. */
+  neg.name = NULL;
+  OK(pf_graph_program(g, &neg, &y, NULL));
+  assert_string_equal(g->programs[2].name, "relu_2_1");
+  /* 3: auto, its own name. 4: explicit with a leading zero (the table). */
+  OK(pf_graph_program(g, &neg, &y, NULL));
+  assert_string_equal(g->programs[3].name, "relu_3");
+  neg.name = "relu_04";
+  OK(pf_graph_program(g, &neg, &y, NULL));
+  assert_int_equal(pf_graph_find_program(g, "relu_2"), 0);
+  assert_int_equal(pf_graph_find_program(g, "mine_1"), 1);
+  assert_int_equal(pf_graph_find_program(g, "relu_2_1"), 2);
+  assert_int_equal(pf_graph_find_program(g, "relu_3"), 3);
+  assert_int_equal(pf_graph_find_program(g, "relu_04"), 4);
+  assert_int_equal(pf_graph_find_program(g, "relu_4"), -1);
+  assert_int_equal(pf_graph_find_program(g, "relu_5"), -1);
+  assert_int_equal(pf_graph_find_program(g, "mine_01"), -1);
+  assert_int_equal(pf_graph_find_program(g, "_1"), -1);
+  assert_int_equal(pf_graph_find_program(g, "99999999999999999999_3"), -1);
+  for (const char *const *n = (const char *const[]){"relu_2", "mine_1", "relu_3", "relu_04", NULL};
+       *n != NULL; n++) {
+    neg.name = *n;
+    assert_int_equal(pf_graph_program(g, &neg, &y, NULL), PF_EEXIST);
+  }
+  /* A decoded graph may repeat a name (pf_graph_add_program does not
+   * refuse): the first program keeps it, whichever way each is found. */
+  raw_program(g, "relu_3", "relu", NULL, s, 1, &x, pf_spec_1d(PF_F32, 4)); /* 5 */
+  raw_program(g, "dup_7", "relu", NULL, s, 1, &x, pf_spec_1d(PF_F32, 4)); /* 6: the table */
+  raw_program(g, "dup_7", "relu", NULL, s, 1, &x, pf_spec_1d(PF_F32, 4)); /* 7: its own */
+  raw_program(g, "dup_7", "relu", NULL, s, 1, &x, pf_spec_1d(PF_F32, 4)); /* 8 */
+  assert_int_equal(pf_graph_find_program(g, "relu_3"), 3);
+  assert_int_equal(pf_graph_find_program(g, "dup_7"), 6);
+  pf_graph_destroy(g);
+}
+
 /* Validation answers a program from the one before when the two are the
  * same to its kernel (check_memo in graph/validate.c): what makes them
  * differ must make it check again. Each graph has a good program and then
@@ -1200,6 +1250,7 @@ int main(void) {
       cmocka_unit_test(test_failed_builders_change_nothing),
       cmocka_unit_test(test_set_input_rewires),
       cmocka_unit_test(test_validation_repeats),
+      cmocka_unit_test(test_program_names),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
