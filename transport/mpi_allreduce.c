@@ -60,19 +60,26 @@ static int post_to(pf_mpi_coll *c, int round, int rpeer, void *rbuf, size_t rlen
   return pf_mpi_coll_post(c, round, x, n);
 }
 
-/* Recursive doubling: the partner's vector into tmp and/or ours to it. */
+/* Recursive doubling: the partner's vector into tmp (or a pair's buffer:
+ * c->got says where) and/or ours to it. */
 static int post(pf_mpi_coll *c, int peer, int round, int recv, int send) {
+  if (recv && send && c->bytes > 0 && c->bytes <= PF_MPI_PAIR_MAX_BYTES) {
+    int rc = pf_mpi_coll_pair(c, round, peer, c->acc, c->bytes);
+    c->got = c->pair != NULL ? c->pair->buf : c->tmp;
+    return rc;
+  }
+  c->got = c->tmp;
   return post_to(c, round, recv ? peer : -1, c->tmp, c->bytes, send ? peer : -1, c->acc,
                  c->bytes);
 }
 
-/* acc = lower (+) higher, the partner's vector being in tmp. */
+/* acc = lower (+) higher, the partner's vector being at c->got. */
 static void combine(pf_mpi_coll *c, int partner) {
   if (c->me < partner) {
-    pf_reduce_into(c->acc, c->tmp, c->count, c->call.dtype, (int)c->call.reduce_op);
+    pf_reduce_into(c->acc, c->got, c->count, c->call.dtype, (int)c->call.reduce_op);
   } else {
-    pf_reduce_into(c->tmp, c->acc, c->count, c->call.dtype, (int)c->call.reduce_op);
-    memcpy(c->acc, c->tmp, c->bytes);
+    pf_reduce_into(c->got, c->acc, c->count, c->call.dtype, (int)c->call.reduce_op);
+    memcpy(c->acc, c->got, c->bytes);
   }
 }
 

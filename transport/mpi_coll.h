@@ -14,6 +14,21 @@
 
 typedef struct pf_mpi_coll pf_mpi_coll;
 
+/* A small exchange with one partner (a round of recursive doubling): every
+ * collective of a lane that takes tag slot s receives round r on the same
+ * tag from the same partner, so one persistent receive made for (s, r)
+ * serves them all, into its own buffer (read where it landed). Its send
+ * stays an MPI_Isend: Open MPI sends a small one inline, which a
+ * persistent send does not. Re-made when the size changes; the collective
+ * that used the slot before has finished here (may_start), so the request
+ * is inactive. */
+#define PF_MPI_PAIR_MAX_BYTES 512
+typedef struct pf_mpi_pair {
+  MPI_Request req;
+  size_t bytes; /* 0: not made */
+  char *buf;    /* what was received */
+} pf_mpi_pair;
+
 struct pf_mpi_coll {
   pf_mpi *m;
   pf_mpi_lane *lane;
@@ -23,6 +38,10 @@ struct pf_mpi_coll {
    * the ring reads the input from in (NULL: in place, in acc). */
   char *acc;
   const char *in;
+  /* Recursive doubling: where the partner's vector came in (tmp, or the
+   * buffer of the pair it came through, `pair`). */
+  char *got;
+  pf_mpi_pair *pair;
   size_t bytes, count;
   int p2, rem; /* doubling: the largest power of two <= n, and n - p2 */
   int mask;    /* doubling: the partner is me ^ mask; 0 before doubling, p2 after */
@@ -59,6 +78,13 @@ typedef struct pf_mpi_xfer {
  * on another of them). Returns 0 or the first error; requests posted
  * before it stay tracked. */
 int pf_mpi_coll_post(pf_mpi_coll *c, int round, const pf_mpi_xfer *x, int n);
+/* Sends `bytes` (1 to PF_MPI_PAIR_MAX_BYTES) of buf to member `peer` and
+ * receives as many from it, on round `round`, the receive through the
+ * lane's pair for the collective's tag slot and that round: c->pair is
+ * the pair (NULL when it could not be made: PF_ENOMEM or PF_EMPI, nothing
+ * in flight), the partner's bytes arrive at c->pair->buf. Returns 0 or
+ * the first error, as pf_mpi_coll_post (what was started stays tracked). */
+int pf_mpi_coll_pair(pf_mpi_coll *c, int round, int peer, const void *buf, size_t bytes);
 /* Ends the collective: leaves the lane, runs its callback, frees it, and
  * starts what waited for its tag. */
 void pf_mpi_coll_finish(pf_mpi_coll *c, int status);

@@ -57,6 +57,18 @@ void pf_mpi_lane_init(pf_mpi_lane *lane, MPI_Comm comm, const int32_t *ranks, in
 void pf_mpi_lane_fini(pf_mpi_lane *lane) {
   free(lane->shape);
   lane->shape = NULL;
+  if (lane->pairs == NULL) return;
+  for (size_t i = 0; i < (size_t)lane->width * PF_MPI_ROUNDS; i++) {
+    pf_mpi_pair *p = &lane->pairs[i];
+    int busy = 0;
+    /* A pair in use by a collective in flight: its request is among the
+     * tracked ones, which pf_mpi_finalize freed already. */
+    for (const pf_mpi_coll *c = lane->first; c != NULL && !busy; c = c->newer) busy = c->pair == p;
+    if (p->bytes > 0 && !busy) MPI_Request_free(&p->req);
+    free(p->buf);
+  }
+  free(lane->pairs);
+  lane->pairs = NULL;
 }
 
 static void req_done(void *arg, int status) {
@@ -98,6 +110,60 @@ int pf_mpi_coll_post(pf_mpi_coll *c, int round, const pf_mpi_xfer *x, int n) {
     if (MPI_Wait(&c->reqs[k], MPI_STATUS_IGNORE) != MPI_SUCCESS && rc == 0) rc = PF_EMPI;
   }
   PF_PROBE("coll.post.out");
+  return rc;
+}
+
+/* The pair of c's tag slot and round r, made for `bytes` from member
+ * `peer` if it is not (pf_mpi_pair); NULL when out of memory or MPI
+ * refused. */
+static pf_mpi_pair *pair_for(pf_mpi_coll *c, int round, int peer, size_t bytes) {
+  pf_mpi_lane *lane = c->lane;
+  size_t slot = (size_t)(c->tag0 - lane->tag_base) / PF_MPI_ROUNDS;
+  pf_mpi_pair *p;
+  char *buf;
+  if (lane->pairs == NULL &&
+      (lane->pairs = pf_calloc((size_t)lane->width * PF_MPI_ROUNDS, sizeof *lane->pairs)) == NULL)
+    return NULL;
+  p = &lane->pairs[slot * PF_MPI_ROUNDS + (size_t)round];
+  if (p->bytes == bytes) return p;
+  /* Unmade, or made for another size: inactive (the slot's last
+   * collective has finished here). */
+  if (p->bytes > 0) MPI_Request_free(&p->req);
+  p->bytes = 0;
+  if ((buf = realloc(p->buf, bytes)) == NULL) return NULL;
+  p->buf = buf;
+  if (MPI_Recv_init(buf, (int)bytes, MPI_BYTE, lane->ranks[peer], c->tag0 + round, lane->comm,
+                    &p->req) != MPI_SUCCESS)
+    return NULL;
+  p->bytes = bytes;
+  return p;
+}
+
+int pf_mpi_coll_pair(pf_mpi_coll *c, int round, int peer, const void *buf, size_t bytes) {
+  pf_mpi_pair *p = pair_for(c, round, peer, bytes);
+  MPI_Request send;
+  int rc = 0, err;
+  PF_PROBE("coll.pair");
+  if ((c->pair = p) == NULL) return PF_ENOMEM;
+  /* The send first (post_to in mpi_allreduce.c says why). */
+  err = MPI_Isend(buf, (int)bytes, MPI_BYTE, c->lane->ranks[peer], c->tag0 + round,
+                  c->lane->comm, &send);
+  if (err != MPI_SUCCESS) return PF_EMPI;
+  if (MPI_Start(&p->req) != MPI_SUCCESS) {
+    rc = PF_EMPI;
+  } else {
+    c->pending++;
+    if (pf_mpi_track_quick(c->m, p->req, req_done, c) != 0) {
+      c->pending--;
+      /* Persistent: the wait leaves it inactive, still the pair's. */
+      if (MPI_Wait(&p->req, MPI_STATUS_IGNORE) != MPI_SUCCESS) rc = PF_EMPI;
+    }
+  }
+  c->pending++;
+  if (pf_mpi_track_quick(c->m, send, req_done, c) != 0) {
+    c->pending--;
+    if (MPI_Wait(&send, MPI_STATUS_IGNORE) != MPI_SUCCESS && rc == 0) rc = PF_EMPI;
+  }
   return rc;
 }
 

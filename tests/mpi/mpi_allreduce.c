@@ -173,6 +173,36 @@ static void many_in_flight(pf_mpi *m, MPI_Comm comm, const int32_t *world) {
   pf_mpi_lane_fini(&narrow);
 }
 
+/* Small exchanges receive through the lane's persistent requests, one
+ * per tag slot and round (mpi_coll.h, pf_mpi_pair), re-made when a slot's
+ * next collective has another size: here every time, with the other
+ * slots' collectives in flight. */
+static void pairs_resized(pf_mpi *m, MPI_Comm comm, const int32_t *world) {
+  enum { N = 30, LEN = 9 };
+  pf_mpi_lane narrow;
+  int64_t in[N][LEN], out[N][LEN], want[N][LEN];
+  int done = 0;
+  pf_mpi_lane_init(&narrow, comm, world, size, rank, 1, pf_mpi_tag_ub(m));
+  narrow.width = 3;
+  narrow.tag_base = 0;
+  for (int k = 0; k < N; k++) {
+    int len = k % 2 ? LEN : 5;
+    fill(in[k], PF_I64, (size_t)len, rank, k);
+    MPI_Allreduce(in[k], want[k], len, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+  }
+  for (int k = 0; k < N; k++)
+    CHECK(start_ar(m, &narrow, in[k], out[k], k % 2 ? LEN : 5, PF_I64, PF_REDUCE_SUM, &done) ==
+          0);
+  wait_for(m, &done, N);
+  /* A rank above the largest power of two only hands its vector over. */
+  int p2 = 1;
+  while (p2 * 2 <= size) p2 *= 2;
+  CHECK(narrow.in_flight == 0 && (narrow.pairs != NULL) == (rank < p2));
+  for (int k = 0; k < N; k++) CHECK(memcmp(out[k], want[k], (k % 2 ? LEN : 5) * 8) == 0);
+  pf_mpi_lane_fini(&narrow);
+  CHECK(narrow.pairs == NULL);
+}
+
 /* Rings and doublings in flight together on a lane of 3 tags: each gets
  * its own result (a ring's steps all share one tag of its own). */
 static void rings_in_flight(pf_mpi *m, MPI_Comm comm, const int32_t *world) {
@@ -225,6 +255,7 @@ int main(int argc, char **argv) {
   pf_mpi_lane_fini(&lane);
   many_in_flight(m, comm, world);
   rings_in_flight(m, comm, world);
+  pairs_resized(m, comm, world);
   MPI_Comm_free(&comm);
   free(world);
   if (rank == 0) printf("mpi_allreduce: %d ranks: ok\n", size);
