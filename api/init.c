@@ -440,6 +440,13 @@ fail:
   return rc;
 }
 
+void pf_abort(int code, const char *why) {
+  if (why == NULL) why = "pf_abort";
+  if (pf_mpi_launched()) pf_mpi_abort(NULL, code, why);
+  fprintf(stderr, "pathflow: %s; ending the job\n", why);
+  exit(code);
+}
+
 /* Finalized contexts stay allocated (and reachable from here, so leak
  * checkers see no leak) with their registry, which graphs of the context
  * still read: a call with a finalized context, or with a graph of it, is

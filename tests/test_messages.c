@@ -5,6 +5,7 @@
 #define _GNU_SOURCE /* sched_getaffinity */
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/util.h"
@@ -304,6 +305,31 @@ static void test_shape_error_names_global_specs(void **state) {
   pf_finalize(ctx);
 }
 
+/* pf_abort outside an MPI job: the reason on stderr, then exit(code). (In
+ * one it ends the job through MPI_Abort: tests/mpi/init_error.sh.) */
+static void test_abort_outside_mpi(void **state) {
+  int out[2], status = 0;
+  char err[512] = "";
+  ssize_t n;
+  pid_t pid;
+  (void)state;
+  assert_int_equal(pipe(out), 0);
+  fflush(stderr);
+  if ((pid = fork()) == 0) {
+    dup2(out[1], 2);
+    pf_abort(3, "giving up: test");
+  }
+  assert_true(pid > 0);
+  close(out[1]);
+  n = read(out[0], err, sizeof err - 1);
+  err[n > 0 ? n : 0] = '\0';
+  close(out[0]);
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 3);
+  assert_non_null(strstr(err, "giving up: test; ending the job"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parse_int),
@@ -318,6 +344,7 @@ int main(void) {
       cmocka_unit_test(test_bad_spec_says_why),
       cmocka_unit_test(test_memory_limit_says_where_from),
       cmocka_unit_test(test_shape_error_names_global_specs),
+      cmocka_unit_test(test_abort_outside_mpi),
   };
   /* Run alone: the variables this test sets must not leak from outside. */
   unsetenv("PATHFLOW_CPU_DEVICES");

@@ -30,11 +30,15 @@ int main(int argc, char **argv) {
       plugins[n++] = argv[i] + 10;
     } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
       usage(stdout);
+      free(plugins);
       return 0;
     } else {
-      fprintf(stderr, "pathflow-worker: unknown argument \"%s\"\n", argv[i]);
+      char why[300];
       usage(stderr);
-      return 2;
+      snprintf(why, sizeof why, "pathflow-worker: unknown argument \"%.200s\"", argv[i]);
+      free(plugins);
+      /* In an mpirun job, through MPI (pf_abort says why); else exit(2). */
+      pf_abort(2, why);
     }
   }
   /* Executor ranks do not return from pf_init: they serve, then exit. */

@@ -85,6 +85,16 @@ PF_API int pf_world_size(const pf_context *ctx);
  * registry) until the process ends, for that. */
 PF_API int pf_finalize(pf_context *ctx);
 
+/* Ends the whole job now, from any rank, before or after pf_init: prints
+ * `why` (NULL: a default) to stderr with this process's rank, then, in an
+ * MPI job (launched by mpirun), calls MPI_Abort(code), initializing MPI
+ * first if it is not, so that mpirun ends every rank and exits non-zero;
+ * outside one, exit(code). Does not return. A program that gives up on
+ * its own (bad arguments) should leave an mpirun job this way: a process
+ * that simply exits while the others are starting can hang Open MPI 4.1's
+ * mpirun (see docs/architecture.md, Faults). */
+PF_API void pf_abort(int code, const char *why) __attribute__((noreturn));
+
 /* The message of the last error a call on this context returned: it names
  * the node, kernel, value, shape or variable at fault. Every call that can
  * fail and reaches the context (through the context, a graph, an
