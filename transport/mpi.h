@@ -174,9 +174,11 @@ typedef struct pf_mpi_lane {
    * allreduces, a chain of them) starts as its copy. NULL: none yet. */
   struct pf_mpi_coll *shape;
   size_t shape_tmp;
-  /* Persistent receives of the small exchanges (mpi_coll.h, pf_mpi_pair),
-   * width * PF_MPI_ROUNDS of them, made as first used; NULL: none yet. */
+  /* Persistent receives of the small exchanges (mpi_coll.h, pf_mpi_pair):
+   * width * pair_rounds of them (the doubling rounds of `size` members,
+   * and round 0 unused), made as first used; NULL: none yet. */
   struct pf_mpi_pair *pairs;
+  int pair_rounds;
 } pf_mpi_lane;
 
 /* Memory for collectives in flight (their records and what they receive

@@ -58,7 +58,7 @@ void pf_mpi_lane_fini(pf_mpi_lane *lane) {
   free(lane->shape);
   lane->shape = NULL;
   if (lane->pairs == NULL) return;
-  for (size_t i = 0; i < (size_t)lane->width * PF_MPI_ROUNDS; i++) {
+  for (size_t i = 0; i < (size_t)lane->width * (size_t)lane->pair_rounds; i++) {
     pf_mpi_pair *p = &lane->pairs[i];
     int busy = 0;
     /* A pair in use by a collective in flight: its request is among the
@@ -114,17 +114,24 @@ int pf_mpi_coll_post(pf_mpi_coll *c, int round, const pf_mpi_xfer *x, int n) {
 }
 
 /* The pair of c's tag slot and round r, made for `bytes` from member
- * `peer` if it is not (pf_mpi_pair); NULL when out of memory or MPI
- * refused. */
+ * `peer` if it is not (pf_mpi_pair); NULL when out of memory, MPI
+ * refused, or r is no doubling round of the lane (post never asks). */
 static pf_mpi_pair *pair_for(pf_mpi_coll *c, int round, int peer, size_t bytes) {
   pf_mpi_lane *lane = c->lane;
   size_t slot = (size_t)(c->tag0 - lane->tag_base) / PF_MPI_ROUNDS;
   pf_mpi_pair *p;
   char *buf;
-  if (lane->pairs == NULL &&
-      (lane->pairs = pf_calloc((size_t)lane->width * PF_MPI_ROUNDS, sizeof *lane->pairs)) == NULL)
-    return NULL;
-  p = &lane->pairs[slot * PF_MPI_ROUNDS + (size_t)round];
+  if (lane->pairs == NULL) {
+    /* Doubling rounds are 1 .. log2 of the largest power of two <= size. */
+    int rounds = 1;
+    while (rounds < PF_MPI_ROUNDS && (1 << rounds) <= lane->size) rounds++;
+    if ((lane->pairs = pf_calloc((size_t)lane->width * (size_t)rounds, sizeof *lane->pairs)) ==
+        NULL)
+      return NULL;
+    lane->pair_rounds = rounds;
+  }
+  if (round <= 0 || round >= lane->pair_rounds) return NULL; /* not a doubling round */
+  p = &lane->pairs[slot * (size_t)lane->pair_rounds + (size_t)round];
   if (p->bytes == bytes) return p;
   /* Unmade, or made for another size: inactive (the slot's last
    * collective has finished here). */
