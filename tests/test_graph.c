@@ -1138,23 +1138,23 @@ static void test_program_names(void **state) {
   pf_graph *g = new_graph();
   pf_slice_t s = new_slice(g, 1);
   pf_value_t x = new_input(g, "x", pf_spec_1d(PF_F32, 4), s, pf_replicated()), y;
-  pf_program_desc neg = {.kernel = "relu", .slice = s, .n_in = 1, .in = &x};
+  pf_program_desc desc = {.kernel = "relu", .slice = s, .n_in = 1, .in = &x};
   (void)state;
   /* 0: explicit, and another auto name's to be ("relu_2"). */
-  neg.name = "relu_2";
-  OK(pf_graph_program(g, &neg, &y, NULL));
+  desc.name = "relu_2";
+  OK(pf_graph_program(g, &desc, &y, NULL));
   /* 1: explicit, ending in its own index. */
-  neg.name = "mine_1";
-  OK(pf_graph_program(g, &neg, &y, NULL));
+  desc.name = "mine_1";
+  OK(pf_graph_program(g, &desc, &y, NULL));
   /* 2: auto, "relu_2" is taken: made unique. */
-  neg.name = NULL;
-  OK(pf_graph_program(g, &neg, &y, NULL));
+  desc.name = NULL;
+  OK(pf_graph_program(g, &desc, &y, NULL));
   assert_string_equal(g->programs[2].name, "relu_2_1");
   /* 3: auto, its own name. 4: explicit with a leading zero (the table). */
-  OK(pf_graph_program(g, &neg, &y, NULL));
+  OK(pf_graph_program(g, &desc, &y, NULL));
   assert_string_equal(g->programs[3].name, "relu_3");
-  neg.name = "relu_04";
-  OK(pf_graph_program(g, &neg, &y, NULL));
+  desc.name = "relu_04";
+  OK(pf_graph_program(g, &desc, &y, NULL));
   assert_int_equal(pf_graph_find_program(g, "relu_2"), 0);
   assert_int_equal(pf_graph_find_program(g, "mine_1"), 1);
   assert_int_equal(pf_graph_find_program(g, "relu_2_1"), 2);
@@ -1167,8 +1167,8 @@ static void test_program_names(void **state) {
   assert_int_equal(pf_graph_find_program(g, "99999999999999999999_3"), -1);
   for (const char *const *n = (const char *const[]){"relu_2", "mine_1", "relu_3", "relu_04", NULL};
        *n != NULL; n++) {
-    neg.name = *n;
-    assert_int_equal(pf_graph_program(g, &neg, &y, NULL), PF_EEXIST);
+    desc.name = *n;
+    assert_int_equal(pf_graph_program(g, &desc, &y, NULL), PF_EEXIST);
   }
   /* A decoded graph may repeat a name (pf_graph_add_program does not
    * refuse): the first program keeps it, whichever way each is found. */

@@ -81,7 +81,7 @@ int pf_mpi_coll_post(pf_mpi_coll *c, int round, const pf_mpi_xfer *x, int n);
 /* Sends `bytes` (1 to PF_MPI_PAIR_MAX_BYTES) of buf to member `peer` and
  * receives as many from it, on round `round`, the receive through the
  * lane's pair for the collective's tag slot and that round: c->pair is
- * the pair (NULL when it could not be made: PF_ENOMEM or PF_EMPI, nothing
+ * the pair (NULL when it could not be had: PF_ENOMEM, PF_EMPI, nothing
  * in flight), the partner's bytes arrive at c->pair->buf. Returns 0 or
  * the first error, as pf_mpi_coll_post (what was started stays tracked). */
 int pf_mpi_coll_pair(pf_mpi_coll *c, int round, int peer, const void *buf, size_t bytes);

@@ -83,6 +83,17 @@ static void req_done(void *arg, int status) {
   }
 }
 
+/* Request *req of c, started, is tracked (its completion calls req_done),
+ * or, when the tracker is full, waited for here. Returns 0 or PF_EMPI (the
+ * wait failed). */
+static int track(pf_mpi_coll *c, MPI_Request *req) {
+  c->pending++;
+  if (pf_mpi_track_quick(c->m, *req, req_done, c) == 0) return 0;
+  c->pending--;
+  /* A persistent request is left inactive by the wait, still its owner's. */
+  return MPI_Wait(req, MPI_STATUS_IGNORE) == MPI_SUCCESS ? 0 : PF_EMPI;
+}
+
 int pf_mpi_coll_post(pf_mpi_coll *c, int round, const pf_mpi_xfer *x, int n) {
   MPI_Comm comm = c->lane->comm;
   int posted = 0, rc = 0, tag = c->tag0 + round;
@@ -104,74 +115,62 @@ int pf_mpi_coll_post(pf_mpi_coll *c, int round, const pf_mpi_xfer *x, int n) {
     }
   }
   for (int k = 0; k < posted; k++) {
-    c->pending++;
-    if (pf_mpi_track_quick(c->m, c->reqs[k], req_done, c) == 0) continue;
-    c->pending--;
-    if (MPI_Wait(&c->reqs[k], MPI_STATUS_IGNORE) != MPI_SUCCESS && rc == 0) rc = PF_EMPI;
+    int err = track(c, &c->reqs[k]);
+    if (rc == 0) rc = err;
   }
   PF_PROBE("coll.post.out");
   return rc;
 }
 
-/* The pair of c's tag slot and round r, made for `bytes` from member
- * `peer` if it is not (pf_mpi_pair); NULL when out of memory, MPI
- * refused, or r is no doubling round of the lane (post never asks). */
-static pf_mpi_pair *pair_for(pf_mpi_coll *c, int round, int peer, size_t bytes) {
+/* The pair of c's tag slot and round r in *out, made for `bytes` from
+ * member `peer` if it is not (pf_mpi_pair). Returns 0, or PF_ENOMEM,
+ * PF_EMPI (MPI refused the request) or PF_EINVAL (r is no doubling round
+ * of the lane: post never asks), *out NULL then. */
+static int pair_for(pf_mpi_coll *c, int round, int peer, size_t bytes, pf_mpi_pair **out) {
   pf_mpi_lane *lane = c->lane;
   size_t slot = (size_t)(c->tag0 - lane->tag_base) / PF_MPI_ROUNDS;
   pf_mpi_pair *p;
   char *buf;
+  *out = NULL;
   if (lane->pairs == NULL) {
     /* Doubling rounds are 1 .. log2 of the largest power of two <= size. */
     int rounds = 1;
     while (rounds < PF_MPI_ROUNDS && (1 << rounds) <= lane->size) rounds++;
     if ((lane->pairs = pf_calloc((size_t)lane->width * (size_t)rounds, sizeof *lane->pairs)) ==
         NULL)
-      return NULL;
+      return PF_ENOMEM;
     lane->pair_rounds = rounds;
   }
-  if (round <= 0 || round >= lane->pair_rounds) return NULL; /* not a doubling round */
+  if (round <= 0 || round >= lane->pair_rounds) return PF_EINVAL;
   p = &lane->pairs[slot * (size_t)lane->pair_rounds + (size_t)round];
-  if (p->bytes == bytes) return p;
-  /* Unmade, or made for another size: inactive (the slot's last
-   * collective has finished here). */
-  if (p->bytes > 0) MPI_Request_free(&p->req);
-  p->bytes = 0;
-  if ((buf = realloc(p->buf, bytes)) == NULL) return NULL;
-  p->buf = buf;
-  if (MPI_Recv_init(buf, (int)bytes, MPI_BYTE, lane->ranks[peer], c->tag0 + round, lane->comm,
-                    &p->req) != MPI_SUCCESS)
-    return NULL;
-  p->bytes = bytes;
-  return p;
+  if (p->bytes != bytes) {
+    /* Unmade, or made for another size: inactive (the slot's last
+     * collective has finished here). */
+    if (p->bytes > 0) MPI_Request_free(&p->req);
+    p->bytes = 0;
+    if ((buf = realloc(p->buf, bytes)) == NULL) return PF_ENOMEM;
+    p->buf = buf;
+    if (MPI_Recv_init(buf, (int)bytes, MPI_BYTE, lane->ranks[peer], c->tag0 + round, lane->comm,
+                      &p->req) != MPI_SUCCESS)
+      return PF_EMPI;
+    p->bytes = bytes;
+  }
+  *out = p;
+  return 0;
 }
 
 int pf_mpi_coll_pair(pf_mpi_coll *c, int round, int peer, const void *buf, size_t bytes) {
-  pf_mpi_pair *p = pair_for(c, round, peer, bytes);
   MPI_Request send;
-  int rc = 0, err;
+  int rc = pair_for(c, round, peer, bytes, &c->pair), err;
   PF_PROBE("coll.pair");
-  if ((c->pair = p) == NULL) return PF_ENOMEM;
+  if (rc != 0) return rc;
   /* The send first (post_to in mpi_allreduce.c says why). */
-  err = MPI_Isend(buf, (int)bytes, MPI_BYTE, c->lane->ranks[peer], c->tag0 + round,
-                  c->lane->comm, &send);
-  if (err != MPI_SUCCESS) return PF_EMPI;
-  if (MPI_Start(&p->req) != MPI_SUCCESS) {
-    rc = PF_EMPI;
-  } else {
-    c->pending++;
-    if (pf_mpi_track_quick(c->m, p->req, req_done, c) != 0) {
-      c->pending--;
-      /* Persistent: the wait leaves it inactive, still the pair's. */
-      if (MPI_Wait(&p->req, MPI_STATUS_IGNORE) != MPI_SUCCESS) rc = PF_EMPI;
-    }
-  }
-  c->pending++;
-  if (pf_mpi_track_quick(c->m, send, req_done, c) != 0) {
-    c->pending--;
-    if (MPI_Wait(&send, MPI_STATUS_IGNORE) != MPI_SUCCESS && rc == 0) rc = PF_EMPI;
-  }
-  return rc;
+  if (MPI_Isend(buf, (int)bytes, MPI_BYTE, c->lane->ranks[peer], c->tag0 + round, c->lane->comm,
+                &send) != MPI_SUCCESS)
+    return PF_EMPI;
+  rc = MPI_Start(&c->pair->req) == MPI_SUCCESS ? track(c, &c->pair->req) : PF_EMPI;
+  err = track(c, &send);
+  return rc != 0 ? rc : err;
 }
 
 void pf_mpi_coll_posted(pf_mpi_coll *c, int rc) {

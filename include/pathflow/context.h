@@ -86,8 +86,8 @@ PF_API int pf_world_size(const pf_context *ctx);
 PF_API int pf_finalize(pf_context *ctx);
 
 /* Ends the whole job now, from any rank, before or after pf_init: prints
- * `why` (NULL: a default) to stderr with this process's rank, then, in an
- * MPI job (launched by mpirun), calls MPI_Abort(code), initializing MPI
+ * `why` (NULL: a default) to stderr (in an MPI job with this process's
+ * rank), then, in an MPI job (launched by mpirun), calls MPI_Abort(code), initializing MPI
  * first if it is not, so that mpirun ends every rank and exits non-zero;
  * outside one, exit(code). Does not return. A program that gives up on
  * its own (bad arguments) should leave an mpirun job this way: a process
