@@ -41,6 +41,11 @@
  * rotating window of the rest. */
 #define PF_MPI_WINDOW 64
 #define ROTATE_EVERY 4u
+/* With one quick request alone in flight (a chain of small collectives),
+ * its own test runs MPI's progress engine; the control receive is tested
+ * (a second test and pass of the engine) on one poll in CTRL_EVERY: a
+ * control message waits a few polls more, a chain's round pays one test. */
+#define CTRL_EVERY 8u
 
 typedef struct tracked {
   pf_mpi_cb cb;
@@ -112,7 +117,7 @@ struct pf_mpi {
   tracked *tr;
   size_t base, n, holes, cap, cap_tr;
   size_t cursor; /* rotating test window over the requests past the first */
-  unsigned polls;
+  unsigned polls, quick_polls;
   MPI_Request quick[QUICK_MAX];
   tracked quick_tr[QUICK_MAX];
   int n_quick;
@@ -479,7 +484,9 @@ static void take_main(pf_mpi *m, size_t i, int failed, tracked *done, int *statu
 }
 
 /* The one quick request, when nothing else is tracked (a chain of small
- * collectives): MPI_Test costs less than MPI_Testsome and its bookkeeping.
+ * collectives): MPI_Test costs less than MPI_Testsome and its bookkeeping,
+ * and runs MPI's progress engine when the request is not complete yet,
+ * then looks again.
  * A test that fails is the request's failure, as MPI_ERR_IN_STATUS is for
  * MPI_Testsome (MPI frees a request that completed in error). */
 static int test_one_quick(pf_mpi *m) {
@@ -500,6 +507,8 @@ int pf_mpi_progress(pf_mpi *m) {
   int status[QUICK_MAX + 2 * PF_MPI_WINDOW];
   int n_done = 0, outcount = 0, err, werr = 0, nf, nq = m->n_quick;
   size_t head = PF_MINOF(m->n, (size_t)PF_MPI_WINDOW);
+  if (nq == 1 && head == 0 && (m->ctrl_ready || ++m->quick_polls % CTRL_EVERY != 0))
+    return test_one_quick(m);
   /* MPI_Test runs MPI's progress engine, then looks at the control
    * receive again; MPI_Testsome looks at its requests before it runs the
    * engine, and does not look again: testing the control receive first
