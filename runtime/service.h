@@ -60,12 +60,14 @@ void pf_service_loop_op(pf_service *s, pf_step *step, uint32_t op);
 void pf_service_start_ops(pf_service *s, pf_step *step, const uint32_t *ops, uint32_t n);
 
 int pf_service_steps_in_flight(const pf_service *s);
-/* The loop starts a poll or a batch of events: the next time stamp the
- * service takes (a transfer's or collective's start or end, for the
- * counters' waits and the timeline) reads the clock, and the stamps after
- * it until the next tick reuse that reading (a chain of small collectives
- * took a start and an end stamp per computation, within a microsecond of
- * each other). Loop thread only. */
+/* The loop starts a poll or a batch of events: the service reads the
+ * clock now, and the time stamps it takes until the next tick (a
+ * transfer's or collective's start or end, for the counters' waits) reuse
+ * that reading (a chain of small collectives took a start and an end stamp
+ * per computation, within a microsecond of each other, and the first on
+ * the way from the partner's message to the next send). With a timeline
+ * (cfg.trace) the first stamp after the tick reads it instead. Loop thread
+ * only. */
 void pf_service_tick(pf_service *s);
 /* Fills this rank's counters that the service and the executor keep:
  * steps, transfers per peer, collectives, waiting times, per-device ops

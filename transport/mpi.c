@@ -490,9 +490,15 @@ static void take_main(pf_mpi *m, size_t i, int failed, tracked *done, int *statu
  * A test that fails is the request's failure, as MPI_ERR_IN_STATUS is for
  * MPI_Testsome (MPI frees a request that completed in error). */
 static int test_one_quick(pf_mpi *m) {
-  int flag = 0, err = MPI_Test(&m->quick[0], &flag, MPI_STATUS_IGNORE);
+  int flag = 0, err;
   tracked t = m->quick_tr[0];
-  if (err == MPI_SUCCESS && !flag) return 0;
+  PF_PROBE("mpi.test_quick");
+  err = MPI_Test(&m->quick[0], &flag, MPI_STATUS_IGNORE);
+  if (err == MPI_SUCCESS && !flag) {
+    PF_PROBE("mpi.test_quick.none");
+    return 0;
+  }
+  PF_PROBE("mpi.test_quick.done");
   m->quick[0] = MPI_REQUEST_NULL;
   m->quick_tr[0].cb = NULL;
   m->n_quick = 0;

@@ -164,7 +164,7 @@ typedef struct pf_mpi_lane {
   const int32_t *ranks; /* member i is rank ranks[i] of comm */
   int rank, size;       /* this rank among the members, and their number */
   int tag_base;         /* the group's tags: [tag_base, tag_base + width * PF_MPI_ROUNDS) */
-  int width;            /* collectives in flight at once */
+  int width;            /* collectives in flight at once: a power of two */
   uint64_t seq;
   int in_flight;
   struct pf_mpi_coll *first, *last; /* in flight, oldest first */
@@ -196,8 +196,9 @@ void pf_mpi_scratch_give(pf_mpi *m, void *p, size_t size);
 /* Tags per collective: round 0, up to 30 doubling rounds, the last. */
 #define PF_MPI_ROUNDS 32
 
-/* How many collectives of a group may be in flight, given the transport's
- * tags [0, tag_ub], and so how many groups fit (pf_mpi_max_groups). */
+/* How many collectives of a group may be in flight (a power of two, 4 to
+ * 64), given the transport's tags [0, tag_ub], and so how many groups fit
+ * (pf_mpi_max_groups). */
 int pf_mpi_lane_width(int tag_ub);
 int pf_mpi_max_groups(int tag_ub);
 /* Sets up the lane of group `group` over comm, whose member i is comm rank

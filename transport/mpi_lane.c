@@ -34,7 +34,11 @@
  * 4,096; the least MPI allows, 2^15: 256 groups of 4). */
 int pf_mpi_lane_width(int tag_ub) {
   int64_t w = ((int64_t)tag_ub + 1) / PF_MPI_ROUNDS / 1024;
-  return w < 4 ? 4 : w > 64 ? 64 : (int)w;
+  int p = 4;
+  /* A power of two: a collective's tag slot is its sequence number masked,
+   * not divided (a division on the way to every send). */
+  while (p < 64 && 2 * (int64_t)p <= w) p *= 2;
+  return p;
 }
 
 int pf_mpi_max_groups(int tag_ub) {
@@ -168,6 +172,7 @@ int pf_mpi_coll_pair(pf_mpi_coll *c, int round, int peer, const void *buf, size_
   if (MPI_Isend(buf, (int)bytes, MPI_BYTE, c->lane->ranks[peer], c->tag0 + round, c->lane->comm,
                 &send) != MPI_SUCCESS)
     return PF_EMPI;
+  PF_PROBE("coll.pair.sent");
   rc = MPI_Start(&c->pair->req) == MPI_SUCCESS ? track(c, &c->pair->req) : PF_EMPI;
   /* A small send mostly leaves at once (Open MPI's inline send hands back
    * a request already complete, which a test frees without running
@@ -208,11 +213,14 @@ static void unlink_coll(pf_mpi_coll *c) {
 void pf_mpi_coll_finish(pf_mpi_coll *c, int status) {
   PF_PROBE("coll.finish");
   pf_mpi_lane *lane = c->lane;
-  pf_mpi_cb cb = c->cb;
-  void *arg = c->arg;
+  /* The caller first: what it starts (a chain's next collective, on this
+   * lane) goes out before this record leaves the lane and goes back. The
+   * lane's order is kept: a collective it starts takes the next sequence
+   * number, and waits while this one still holds the oldest tag slot that
+   * its own would reuse (may_start). */
+  c->cb(c->arg, status);
   unlink_coll(c);
   pf_mpi_scratch_give(c->m, c, c->block);
-  cb(arg, status);
   start_waiting(lane);
 }
 
@@ -222,7 +230,7 @@ void pf_mpi_coll_finish(pf_mpi_coll *c, int status) {
 static int start(pf_mpi_coll *c) {
   pf_mpi_lane *lane = c->lane;
   c->seq = lane->seq++;
-  c->tag0 = lane->tag_base + (int)(c->seq % (uint64_t)lane->width) * PF_MPI_ROUNDS;
+  c->tag0 = lane->tag_base + (int)(c->seq & (uint64_t)(lane->width - 1)) * PF_MPI_ROUNDS;
   c->older = lane->last;
   c->newer = NULL;
   if (lane->last)
