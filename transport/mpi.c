@@ -207,6 +207,10 @@ static int test_ctrl(pf_mpi *m) {
   return PF_EMPI;
 }
 
+/* 1 once this process's MPI_Init_thread has failed: MPI may not be called
+ * again (pf_mpi_abort then ends the process without it). */
+static int init_failed;
+
 int pf_mpi_init(int *argc, char ***argv, pf_mpi **out, pf_diag *d) {
   pf_mpi *m;
   int inited = 0, provided = 0, err, flag = 0;
@@ -215,7 +219,10 @@ int pf_mpi_init(int *argc, char ***argv, pf_mpi **out, pf_diag *d) {
   MPI_Initialized(&inited);
   if (!inited) {
     err = MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided);
-    if (err != MPI_SUCCESS) return pf_diag_error(d, PF_EMPI, "MPI_Init_thread failed");
+    if (err != MPI_SUCCESS) {
+      init_failed = 1;
+      return pf_diag_error(d, PF_EMPI, "MPI_Init_thread failed");
+    }
   } else {
     MPI_Query_thread(&provided);
   }
@@ -330,9 +337,12 @@ void pf_mpi_abort(pf_mpi *m, int code, const char *why) {
    * MPI 4.1's mpirun (a PMIx connection racing the teardown). */
   MPI_Initialized(&up);
   MPI_Finalized(&down);
-  if (!up && !down)
+  /* Not after a failed MPI_Init_thread: MPI may not be called again, and
+   * this process dies of the abort below, which mpirun sees and answers by
+   * ending the job. */
+  if (!up && !down && !init_failed)
     up = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided) == MPI_SUCCESS;
-  if (up && !down) MPI_Abort(MPI_COMM_WORLD, code);
+  if (up && !down && !init_failed) MPI_Abort(MPI_COMM_WORLD, code);
   abort();
 }
 
