@@ -66,8 +66,9 @@ int pf_service_steps_in_flight(const pf_service *s);
  * that reading (a chain of small collectives took a start and an end stamp
  * per computation, within a microsecond of each other, and the first on
  * the way from the partner's message to the next send). With a timeline
- * (cfg.trace) the first stamp after the tick reads it instead. Loop thread
- * only. */
+ * (cfg.trace), or a clock that does not follow the cycle counter (a
+ * virtual one, a host whose clock source is not the TSC), the first stamp
+ * after the tick reads it instead. Loop thread only. */
 void pf_service_tick(pf_service *s);
 /* Fills this rank's counters that the service and the executor keep:
  * steps, transfers per peer, collectives, waiting times, per-device ops

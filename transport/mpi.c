@@ -523,8 +523,12 @@ int pf_mpi_progress(pf_mpi *m) {
   int status[QUICK_MAX + 2 * PF_MPI_WINDOW];
   int n_done = 0, outcount = 0, err, werr = 0, nf, nq = m->n_quick;
   size_t head = PF_MINOF(m->n, (size_t)PF_MPI_WINDOW);
-  if (nq == 1 && head == 0 && (m->ctrl_ready || ++m->quick_polls % CTRL_EVERY != 0))
+  if (nq == 1 && head == 0) {
+    /* Its own test runs the engine: the control receive only on one poll
+     * in CTRL_EVERY. */
+    if (!m->ctrl_ready && ++m->quick_polls % CTRL_EVERY == 0) test_ctrl(m);
     return test_one_quick(m);
+  }
   /* MPI_Test runs MPI's progress engine, then looks at the control
    * receive again; MPI_Testsome looks at its requests before it runs the
    * engine, and does not look again: testing the control receive first
@@ -533,11 +537,9 @@ int pf_mpi_progress(pf_mpi *m) {
   if (!m->ctrl_ready) test_ctrl(m);
   /* One MPI_Testsome for the quick requests and the oldest others, which
    * makes completed entries MPI_REQUEST_NULL in the array it tests: the
-   * quick array itself when only quick ones are in flight (a chain of
-   * small collectives), else a copy of both; the originals are cleared
-   * below either way. */
+   * quick array itself when only quick ones are in flight, else a copy of
+   * both; the originals are cleared below either way. */
   if (nq + head == 0) return 0;
-  if (nq == 1 && head == 0) return test_one_quick(m);
   if (head == 0) {
     tested = m->quick;
     nf = nq;

@@ -87,8 +87,10 @@ PF_API int pf_finalize(pf_context *ctx);
 
 /* Ends the whole job now, from any rank, before or after pf_init: prints
  * `why` (NULL: a default) to stderr (in an MPI job with this process's
- * rank), then, in an MPI job (launched by mpirun), calls MPI_Abort(code), initializing MPI
- * first if it is not, so that mpirun ends every rank and exits non-zero;
+ * rank), then, in an MPI job (launched by mpirun), calls MPI_Abort(code),
+ * initializing MPI first if it is not, so that mpirun ends every rank and
+ * exits non-zero (if this process's MPI initialization failed, MPI is not
+ * called again: the process aborts, and mpirun ends the job on that);
  * outside one, exit(code). Does not return. A program that gives up on
  * its own (bad arguments) should leave an mpirun job this way: a process
  * that simply exits while the others are starting can hang Open MPI 4.1's
