@@ -44,6 +44,7 @@ struct input_flag {
 /* op_hot.flag_out's bits. */
 #define OP_FLAG_OUT 1u     /* its dependents on flag devices read its done flag */
 #define OP_COUNTS_READS 2u /* an input's reads are counted (finish_op) */
+#define OP_EPILOGUE 4u     /* may run in its input collective's completion (run_epilogue) */
 
 typedef struct op_hot {
   uint8_t kind, loop_op;
@@ -1017,6 +1018,24 @@ static int plan_flags(pf_executor *ex, pf_loaded *l) {
   return 0;
 }
 
+/* 1 if kernel op j, the one dependent of a loop collective, may run in
+ * that collective's completion (run_epilogue): its only input op is the
+ * collective, and running it takes nothing of run_op's general path: every
+ * input and output in the slot area (no storage to find, make, take over
+ * or let go of), no release point, no read counted, no flag told, its
+ * views on the stack. The small kernel after a small allreduce (a chain of
+ * them: bench/dispatch Chained). */
+static int is_epilogue(const pf_loaded *l, uint32_t j) {
+  const op_hot *h = &l->hot[j];
+  if (h->kind != PF_OP_KERNEL || h->loop_op || !h->one_dep || h->n_flags != 0 ||
+      h->flag_out != 0 || h->rel_first != h->rel_end || h->n_in > PF_OP_ARGS_ON_STACK ||
+      h->n_out > PF_OP_ARGS_ON_STACK)
+    return 0;
+  for (uint32_t k = 0; k < (uint32_t)h->n_in + h->n_out; k++)
+    if (l->bh[l->io_bufs[h->io + k]].slot_at == UINT32_MAX) return 0;
+  return 1;
+}
+
 /* The ops' and buffers' hot records (op_hot, buf_hot), once everything
  * they copy is known. Errors: PF_ENOMEM, PF_ERANGE (more than 2^32 inputs
  * and outputs in all, or a value past op_hot's 16-bit fields). */
@@ -1091,6 +1110,11 @@ static int build_hot(pf_loaded *l) {
         break;
       }
     }
+  for (uint32_t c = 0; c < p->n_ops; c++)
+    if (l->hot[c].loop_op && l->hot[c].kind == PF_OP_COLLECTIVE &&
+        l->hot[c].dep_end - l->hot[c].dep_first == 1 &&
+        is_epilogue(l, l->dependents[l->hot[c].dep_first]))
+      l->hot[l->dependents[l->hot[c].dep_first]].flag_out |= OP_EPILOGUE;
   return 0;
 }
 
@@ -1377,15 +1401,53 @@ static void take_over(pf_step *s, const op_hot *op, const pf_kernel_def *k) {
   }
 }
 
+/* Calls kernel op i of s on views in and out; a failure fails the step,
+ * naming the program, the kernel and the shard. */
+static void call_kernel(pf_step *s, uint32_t i, pf_view *in, pf_view *out) {
+  const pf_loaded *l = s->l;
+  const op_hot *op = &l->hot[i];
+  const pf_kernel_def *k = op->kernel;
+  pf_kernel_call call;
+  pf_diag d;
+  int rc;
+  pf_diag_init(&d);
+  call.attrs = op->attrs;
+  call.n_in = (int)op->n_in;
+  call.in = in;
+  call.n_out = (int)op->n_out;
+  call.out = out;
+  call.device = op->device;
+  call.shard = op->shard;
+  call.num_shards = op->num_shards;
+  call.user = k->user;
+  call.diag = &d;
+  call.stream = s->ex->devices[op->device]->ops->stream
+                    ? s->ex->devices[op->device]->ops->stream(s->ex->devices[op->device])
+                    : NULL;
+  if (tls_running != NULL) {
+    atomic_store_explicit(&tls_running->op, i, memory_order_relaxed);
+    atomic_store_explicit(&tls_running->step, s, memory_order_release);
+  }
+  PF_PROBE("exec.kernel");
+  rc = k->compute(&call);
+  PF_PROBE("exec.kernel.out");
+  if (tls_running != NULL) atomic_store_explicit(&tls_running->step, NULL, memory_order_relaxed);
+  if (rc != 0) {
+    if (d.code == 0) pf_diag_error(&d, rc, "%s", pf_strerror(rc));
+    step_fail(s, PF_EKERNEL,
+              "rank %d device %d: program \"%s\" (kernel \"%s\", shard %d of "
+              "%d) failed: %s (%s)",
+              s->ex->cfg.rank, op->device, l->plan->ops[i].name, k->name, op->shard,
+              op->num_shards, d.msg, pf_errname(rc));
+  }
+}
+
 static void run_kernel(pf_step *s, uint32_t i) {
   const pf_loaded *l = s->l;
   const op_hot *op = &l->hot[i];
   const uint32_t *ins = l->io_bufs + op->io, *outs = ins + op->n_in;
   const pf_kernel_def *k = op->kernel;
   pf_view in_stack[PF_OP_ARGS_ON_STACK], out[PF_OP_ARGS_ON_STACK], *in = in_stack;
-  pf_kernel_call call;
-  pf_diag d;
-  int rc;
   if (op->n_in > PF_MAX_ARGS_RUNTIME || op->n_out > PF_OP_ARGS_ON_STACK) {
     step_fail(s, PF_EARITY, "program \"%s\": too many arguments", l->plan->ops[i].name);
     return;
@@ -1416,37 +1478,8 @@ static void run_kernel(pf_step *s, uint32_t i) {
       out[k2].data = st->data;
     }
   }
-  pf_diag_init(&d);
-  call.attrs = op->attrs;
-  call.n_in = (int)op->n_in;
-  call.in = in;
-  call.n_out = (int)op->n_out;
-  call.out = out;
-  call.device = op->device;
-  call.shard = op->shard;
-  call.num_shards = op->num_shards;
-  call.user = k->user;
-  call.diag = &d;
-  call.stream = s->ex->devices[op->device]->ops->stream
-                    ? s->ex->devices[op->device]->ops->stream(s->ex->devices[op->device])
-                    : NULL;
-  if (tls_running != NULL) {
-    atomic_store_explicit(&tls_running->op, i, memory_order_relaxed);
-    atomic_store_explicit(&tls_running->step, s, memory_order_release);
-  }
-  PF_PROBE("exec.kernel");
-  rc = k->compute(&call);
-  PF_PROBE("exec.kernel.out");
-  if (tls_running != NULL) atomic_store_explicit(&tls_running->step, NULL, memory_order_relaxed);
+  call_kernel(s, i, in, out);
   if (in != in_stack) free(in);
-  if (rc != 0) {
-    if (d.code == 0) pf_diag_error(&d, rc, "%s", pf_strerror(rc));
-    step_fail(s, PF_EKERNEL,
-              "rank %d device %d: program \"%s\" (kernel \"%s\", shard %d of "
-              "%d) failed: %s (%s)",
-              s->ex->cfg.rank, op->device, l->plan->ops[i].name, k->name, op->shard,
-              op->num_shards, d.msg, pf_errname(rc));
-  }
 }
 
 /* 1 if buffer b lives in host memory: a staging buffer, or any buffer of
@@ -2047,6 +2080,10 @@ int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op) {
   return op < l->plan->n_ops && l->loop_op[op];
 }
 
+int pf_loaded_is_epilogue(const pf_loaded *l, uint32_t i) {
+  return i < l->plan->n_ops && (l->hot[i].flag_out & OP_EPILOGUE) != 0;
+}
+
 pf_storage *pf_step_buffer(pf_step *s, uint32_t b) {
   pf_storage *st = buf_get(s, b);
   if (st == NULL) {
@@ -2075,10 +2112,78 @@ const pf_plan *pf_step_plan(const pf_step *s) { return s->l->plan; }
 
 void *pf_step_arg(const pf_step *s) { return s->arg; }
 
+/* Loop collective c of s has finished well: its one dependent, if that is
+ * an epilogue (is_epilogue) that the loop would run next anyway (the next
+ * op of its device's queue, proven short, no step failed, no op being
+ * run inline here already, times not recorded), runs now, as drain_inline
+ * would run it, without going through the inline queue: its views straight
+ * from the slot area, no storage looked up. What a chain of small
+ * allreduces, each read by one small kernel, pays per kernel between the
+ * partner's message and the next send (bench/dispatch Chained). Returns 1
+ * if it ran it (c's dependents are then counted), 0 to take the general
+ * path. */
+static int run_epilogue(pf_step *s, uint32_t c) {
+  pf_executor *ex = s->ex;
+  pf_loaded *l = s->l;
+  const op_hot *ch = &l->hot[c], *op;
+  const uint32_t *io;
+  pf_view in[PF_OP_ARGS_ON_STACK], out[PF_OP_ARGS_ON_STACK];
+  loop_queue *q;
+  uint32_t j;
+  int device, part_done, timed;
+  uint64_t t0;
+  if (ex->lq == NULL || ex->draining || ex->cfg.record_times || ch->dep_end - ch->dep_first != 1 ||
+      (ch->flag_out & OP_COUNTS_READS))
+    return 0;
+  j = l->dependents[ch->dep_first];
+  op = &l->hot[j];
+  if (!(op->flag_out & OP_EPILOGUE)) return 0;
+  io = l->io_bufs + op->io;
+  device = op->device;
+  q = &ex->lq[device];
+  if (q->step != s || q->op != j || q->taken ||
+      atomic_load_explicit(&l->inline_ok[j], memory_order_relaxed) != INLINE_YES ||
+      atomic_load_explicit(&s->failed, memory_order_acquire))
+    return 0;
+  /* c was its one input: count_dependent's store, and lq_claim's claim
+   * (a part's first op ends its wait). */
+  atomic_store_explicit(&s->pending[op->slot], 0, memory_order_release);
+  if (q->e == 0 || q->head_t0 != 0) lq_timed(ex, q, 1);
+  q->taken = 1;
+  ex->draining = 1;
+  tls_running = &ex->loop_running;
+  for (uint32_t k = 0; k < op->n_in; k++) {
+    const buf_hot *bh = &l->bh[io[k]];
+    in[k].spec = *bh->spec;
+    in[k].data = s->slots + bh->slot_at;
+  }
+  for (uint32_t k = 0; k < op->n_out; k++) {
+    const buf_hot *bh = &l->bh[io[op->n_in + k]];
+    out[k].spec = *bh->spec;
+    out[k].data = s->slots + bh->slot_at;
+  }
+  /* Timed as drain_inline times it: a kernel that turns long goes back
+   * to its worker. */
+  timed = ex->inline_ticks++ % INLINE_TIME_EVERY == 0;
+  t0 = timed ? pf_clock_now_near(ex->clock, &ex->inline_reading) : 0;
+  call_kernel(s, j, in, out);
+  if (timed) note_inline_time(l, j, pf_clock_now_near(ex->clock, &ex->inline_reading) - t0);
+  /* run_op's done flag (the watchdog's dump reads it). */
+  __atomic_store_n(&s->t_end[op->slot], 1, __ATOMIC_RELEASE);
+  ex->inline_ops_run[device]++;
+  part_done = lq_next(ex, device);
+  finish_op(s, j, -1);
+  if (!ex->lq[device].taken) lq_claim(ex, device);
+  if (part_done) step_piece_done(s);
+  tls_running = NULL;
+  ex->draining = 0;
+  return 1;
+}
+
 void pf_executor_loop_op_done(pf_step *s, uint32_t op, int status, const char *message) {
   if (status != 0)
     step_fail(s, status, "rank %d: %s", s->ex->cfg.rank, message ? message : pf_strerror(status));
-  finish_op(s, op, -1);
+  if (status != 0 || !run_epilogue(s, op)) finish_op(s, op, -1);
   drain_inline(s->ex, 0);
   if (--s->loop_left == 0) step_piece_done(s);
 }

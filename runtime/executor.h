@@ -206,6 +206,11 @@ uint32_t pf_loaded_flag_inputs(const pf_loaded *l, uint32_t i);
  * input's output (executor.c, SLOT_FLAG), not by the input op's t_end. For
  * the tests. */
 uint32_t pf_loaded_slot_flag_inputs(const pf_loaded *l, uint32_t i);
+/* 1 if kernel op i may run in the completion of the loop collective it
+ * alone reads (its epilogue: every input and output in the slot area, no
+ * release point, no read counted; executor.c, is_epilogue), where the loop
+ * thread runs its device's ops. For the tests. */
+int pf_loaded_is_epilogue(const pf_loaded *l, uint32_t i);
 
 /* 1 if op i is performed by the loop thread (SEND, RECV, MPI collective). */
 int pf_loaded_is_loop_op(const pf_loaded *l, uint32_t op);

@@ -778,6 +778,96 @@ static void test_transfer_slots(void **state) {
   pf_registry_destroy(reg);
 }
 
+/* Op `name` of plan p (a program's ops carry its name), or UINT32_MAX. */
+static uint32_t op_named(const pf_plan *p, const char *name, pf_op_kind kind) {
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    if (p->ops[i].kind == kind && strcmp(p->ops[i].name, name) == 0) return i;
+  return UINT32_MAX;
+}
+
+/* Which kernels run in the completion of the collective they read
+ * (executor.c, is_epilogue), where the loop thread runs the ops: rank 1's
+ * plan of a graph over two ranks. b = scale(allreduce(x)) is one (a small
+ * collective read by one kernel, in the slot area both); d and e both read
+ * c2 = allreduce(b), so neither is (the collective has two dependents); k
+ * reads a 4 KiB allreduce, which has storage of its own; m = c4 + x reads
+ * a small allreduce and the fed input, which has storage too. */
+static void test_epilogues(void **state) {
+  pf_registry *reg;
+  pf_cluster cl;
+  pf_graph *g;
+  pf_slice_t both;
+  pf_value_t x, w, a, b, c2, d, e, c3, k, c4, m;
+  pf_spec scalar = pf_spec_scalar(PF_F64), large = pf_spec_1d(PF_F32, 1024);
+  pf_compiled *comp;
+  pf_executor *ex;
+  pf_loaded *l;
+  const pf_plan *p;
+  int pin[2] = {0, 1};
+  (void)state;
+  pf_diag_init(&diag);
+  OK(pf_registry_create(&reg));
+  OK(pf_builtin_kernels_register(reg));
+  g = cpu_graph(reg, &cl, 2);
+  cl.n_ranks = 2;
+  cl.devices[1].rank = 1;
+  cl.devices[1].local = 0;
+  OK(pf_graph_slice(g, PF_DEVICE_CPU, 2, &both));
+  OK(pf_graph_slice_pin(g, both, pin));
+  OK(pf_graph_input(g, "x", &scalar, both, pf_replicated(), &x));
+  OK(pf_graph_input(g, "w", &large, both, pf_replicated(), &w));
+#define AR(nm, src, dst)                                                                     \
+  OK(pf_graph_collective(g, &(pf_collective_desc){.name = nm, .kind = PF_ALLREDUCE,           \
+                                                  .slice = both, .in = src, .op = PF_REDUCE_SUM}, \
+                         &dst, NULL))
+#define SCALE(nm, src, dst)                                                                  \
+  OK(pf_graph_program(g, &(pf_program_desc){.name = nm, .kernel = "scale", .slice = both,   \
+                                            .n_in = 1, .in = &src},                         \
+                      &dst, NULL))
+  AR("a", x, a);
+  SCALE("b", a, b);
+  AR("c2", b, c2);
+  SCALE("d", c2, d);
+  SCALE("e", c2, e);
+  AR("c3", w, c3);
+  SCALE("k", c3, k);
+  AR("c4", x, c4);
+  OK(pf_graph_program(g, &(pf_program_desc){.name = "m", .kernel = "add", .slice = both,
+                                            .n_in = 2, .in = (pf_value_t[]){c4, x}},
+                      &m, NULL));
+#undef AR
+#undef SCALE
+  OK(pf_graph_output(g, "d", d));
+  OK(pf_graph_output(g, "e", e));
+  OK(pf_graph_output(g, "k", k));
+  OK(pf_graph_output(g, "m", m));
+  OK(pf_schedule(g, &cl, 1, &comp, &diag));
+  /* The loop thread runs the ops (its own queues): no op tells its
+   * dependents by flags there. */
+  OK(pf_executor_start(&(pf_executor_config){.num_devices = 1, .rank = 1, .registry = reg,
+                                             .bind_first = -1, .loop_op = ignore_loop_op,
+                                             .loop_runs_ops = 1},
+                       &ex));
+  OK(pf_executor_load(ex, comp->plans[1], &l, &diag));
+  comp->plans[1] = NULL;
+  p = pf_loaded_plan(l);
+  assert_int_not_equal(op_named(p, "b", PF_OP_KERNEL), UINT32_MAX);
+  assert_true(pf_loaded_is_epilogue(l, op_named(p, "b", PF_OP_KERNEL)));
+  assert_false(pf_loaded_is_epilogue(l, op_named(p, "d", PF_OP_KERNEL)));
+  assert_false(pf_loaded_is_epilogue(l, op_named(p, "e", PF_OP_KERNEL)));
+  assert_false(pf_loaded_is_epilogue(l, op_named(p, "k", PF_OP_KERNEL)));
+  assert_false(pf_loaded_is_epilogue(l, op_named(p, "m", PF_OP_KERNEL)));
+  /* No collective is one. */
+  for (uint32_t i = 0; i < p->n_ops; i++)
+    if (p->ops[i].kind != PF_OP_KERNEL) assert_false(pf_loaded_is_epilogue(l, i));
+  pf_loaded_release(l);
+  pf_executor_stop(ex);
+  pf_compiled_free(comp);
+  pf_graph_destroy(g);
+  free(cl.devices);
+  pf_registry_destroy(reg);
+}
+
 static void test_loop_runs_ops_default(void **state) {
   (void)state;
   assert_int_equal(pf_loop_runs_ops_default(1, 16, 1, 4, 0), 1);  /* --bind-to core */
@@ -810,6 +900,7 @@ int main(void) {
       cmocka_unit_test(test_transfer_slots),
       cmocka_unit_test(test_virtual_clock),
       cmocka_unit_test(test_real_clock),
+      cmocka_unit_test(test_epilogues),
       cmocka_unit_test(test_loop_runs_ops_default),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

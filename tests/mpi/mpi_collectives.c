@@ -10,9 +10,37 @@
 pf_context *ctx;
 static int world;
 
+/* test.step: y = x + 1 on an f64 scalar; fails on x equal to attribute
+ * "poison". */
+static int step_shape(const pf_attrs *attrs, int n_in, const pf_spec *in, int n_out, pf_spec *out,
+                      pf_diag *diag) {
+  (void)attrs;
+  (void)n_in;
+  (void)n_out;
+  if (in[0].dtype != PF_F64 || in[0].rank != 0)
+    return pf_diag_error(diag, PF_EDTYPE, "test.step takes an f64 scalar");
+  out[0] = in[0];
+  return 0;
+}
+
+static int step_compute(const pf_kernel_call *c) {
+  double x = *(const double *)c->in[0].data;
+  if (x == pf_attrs_get_float(c->attrs, "poison", -1))
+    return pf_diag_error(c->diag, PF_EINVAL, "poisoned value %g", x);
+  *(double *)c->out[0].data = x + 1.0;
+  return 0;
+}
+
+static const pf_kernel_def step_kernel = {.name = "test.step", .kind = PF_DEVICE_CPU, .n_in = 1,
+                                          .n_out = 1, .shape = step_shape,
+                                          .compute = step_compute};
+
 static int setup(void **state) {
   (void)state;
-  if (pf_init(NULL, NULL, &(pf_init_options){.cpu_devices = 1}, &ctx)) return -1;
+  if (pf_init(NULL, NULL,
+              &(pf_init_options){.cpu_devices = 1, .kernels = &step_kernel, .n_kernels = 1},
+              &ctx))
+    return -1;
   world = pf_world_size(ctx);
   return world >= 2 ? 0 : -1;
 }
@@ -205,8 +233,75 @@ static void test_input_from_other_ranks(void **state) {
   pf_graph_destroy(g);
 }
 
+/* A chain of small allreduces over every rank, each read by one small
+ * kernel (where the loop thread runs the ops, each kernel runs in its
+ * allreduce's completion: executor.c, run_epilogue), executions in flight:
+ * every result right; an execution whose kernel fails in the middle of the
+ * chain fails alone, naming the program and the kernel, and the chain
+ * runs on after it. */
+static void test_chain_of_small_collectives(void **state) {
+  enum { CHAIN = 48, RUNS = 12, BAD = 3 };
+  pf_graph *g;
+  pf_executable *exe;
+  pf_slice_t all;
+  pf_value_t v;
+  pf_spec scalar = pf_spec_scalar(PF_F64);
+  pf_attrs *attrs;
+  pf_future *f[RUNS];
+  pf_tensor *x[RUNS];
+  (void)state;
+  OK(pf_graph_create(ctx, &g));
+  all = pinned_slice(g, world, 0);
+  OK(pf_graph_input(g, "x", &scalar, all, pf_replicated(), &v));
+  OK(pf_attrs_create(&attrs));
+  /* Run BAD's value at its 8th computation. */
+  OK(pf_attrs_set_float(attrs, "poison", 1000.0 * BAD + 7));
+  for (int k = 0; k < CHAIN; k++) {
+    pf_value_t a;
+    char name[32];
+    OK(pf_graph_collective(g, &(pf_collective_desc){.kind = PF_ALLREDUCE, .slice = all, .in = v,
+                                                     .op = PF_REDUCE_MEAN},
+                           &a, NULL));
+    snprintf(name, sizeof name, "step_%d", k);
+    OK(pf_graph_program(g, &(pf_program_desc){.name = name, .kernel = "test.step", .attrs = attrs,
+                                               .slice = all, .n_in = 1, .in = &a},
+                        &v, NULL));
+  }
+  pf_attrs_destroy(attrs);
+  OK(pf_graph_output(g, "y", v));
+  OK(pf_compile(g, &exe));
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < RUNS; i++) {
+      double x0 = 1000.0 * i + (round ? 0.5 : 0);
+      OK(pf_tensor_from(&scalar, &x0, sizeof x0, &x[i]));
+      OK(pf_execute(exe, 1, &(pf_feed){.name = "x", .tensor = x[i]}, &f[i]));
+    }
+    for (int i = 0; i < RUNS; i++) {
+      int rc = pf_future_wait(f[i]);
+      if (round == 0 && i == BAD) {
+        assert_int_not_equal(rc, 0);
+        assert_non_null(strstr(pf_future_error(f[i]), "step_7"));
+        assert_non_null(strstr(pf_future_error(f[i]), "test.step"));
+        assert_non_null(strstr(pf_future_error(f[i]), "poisoned value 3007"));
+      } else {
+        pf_tensor *y;
+        assert_int_equal(rc, 0);
+        OK(pf_future_fetch(f[i], "y", &y));
+        assert_true(*(const double *)pf_tensor_cdata(y) ==
+                    1000.0 * i + (round ? 0.5 : 0) + CHAIN);
+        pf_tensor_destroy(y);
+      }
+      pf_future_destroy(f[i]);
+      pf_tensor_destroy(x[i]);
+    }
+  }
+  pf_executable_destroy(exe);
+  pf_graph_destroy(g);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_chain_of_small_collectives),
       cmocka_unit_test(test_matrix_f32), cmocka_unit_test(test_matrix_f64),
       cmocka_unit_test(test_matrix_i32), cmocka_unit_test(test_matrix_i64),
       cmocka_unit_test(test_matrix_u8),  cmocka_unit_test(test_matrix_bf16),
