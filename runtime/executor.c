@@ -2152,15 +2152,19 @@ static int run_epilogue(pf_step *s, uint32_t c) {
   q->taken = 1;
   ex->draining = 1;
   tls_running = &ex->loop_running;
-  for (uint32_t k = 0; k < op->n_in; k++) {
-    const buf_hot *bh = &l->bh[io[k]];
-    in[k].spec = *bh->spec;
-    in[k].data = s->slots + bh->slot_at;
-  }
-  for (uint32_t k = 0; k < op->n_out; k++) {
-    const buf_hot *bh = &l->bh[io[op->n_in + k]];
-    out[k].spec = *bh->spec;
-    out[k].data = s->slots + bh->slot_at;
+  if (op->n_in == 1 && op->n_out == 1) { /* the usual one: no loops */
+    const buf_hot *bi = &l->bh[io[0]], *bo = &l->bh[io[1]];
+    in[0] = (pf_view){*bi->spec, s->slots + bi->slot_at};
+    out[0] = (pf_view){*bo->spec, s->slots + bo->slot_at};
+  } else {
+    for (uint32_t k = 0; k < op->n_in; k++) {
+      const buf_hot *bh = &l->bh[io[k]];
+      in[k] = (pf_view){*bh->spec, s->slots + bh->slot_at};
+    }
+    for (uint32_t k = 0; k < op->n_out; k++) {
+      const buf_hot *bh = &l->bh[io[op->n_in + k]];
+      out[k] = (pf_view){*bh->spec, s->slots + bh->slot_at};
+    }
   }
   /* Timed as drain_inline times it: a kernel that turns long goes back
    * to its worker. */
