@@ -45,6 +45,11 @@ struct input_flag {
 #define OP_FLAG_OUT 1u     /* its dependents on flag devices read its done flag */
 #define OP_COUNTS_READS 2u /* an input's reads are counted (finish_op) */
 #define OP_EPILOGUE 4u     /* may run in its input collective's completion (run_epilogue) */
+#define OP_HAS_EPILOGUE 8u /* a loop collective whose one dependent is OP_EPILOGUE */
+
+/* An epilogue's inputs and outputs, each at most: its views on the stack
+ * (run_epilogue's frame stays small). */
+#define EPILOGUE_MAX_ARGS 4u
 
 typedef struct op_hot {
   uint8_t kind, loop_op;
@@ -1022,14 +1027,14 @@ static int plan_flags(pf_executor *ex, pf_loaded *l) {
  * that collective's completion (run_epilogue): its only input op is the
  * collective, and running it takes nothing of run_op's general path: every
  * input and output in the slot area (no storage to find, make, take over
- * or let go of), no release point, no read counted, no flag told, its
- * views on the stack. The small kernel after a small allreduce (a chain of
+ * or let go of), no release point, no read counted, no flag told, at most
+ * EPILOGUE_MAX_ARGS inputs and outputs. The small kernel after a small allreduce (a chain of
  * them: bench/dispatch Chained). */
 static int is_epilogue(const pf_loaded *l, uint32_t j) {
   const op_hot *h = &l->hot[j];
   if (h->kind != PF_OP_KERNEL || h->loop_op || !h->one_dep || h->n_flags != 0 ||
-      h->flag_out != 0 || h->rel_first != h->rel_end || h->n_in > PF_OP_ARGS_ON_STACK ||
-      h->n_out > PF_OP_ARGS_ON_STACK)
+      h->flag_out != 0 || h->rel_first != h->rel_end || h->n_in > EPILOGUE_MAX_ARGS ||
+      h->n_out > EPILOGUE_MAX_ARGS)
     return 0;
   for (uint32_t k = 0; k < (uint32_t)h->n_in + h->n_out; k++)
     if (l->bh[l->io_bufs[h->io + k]].slot_at == UINT32_MAX) return 0;
@@ -1110,11 +1115,16 @@ static int build_hot(pf_loaded *l) {
         break;
       }
     }
+  /* Epilogues, and the collectives they follow: those whose finish_op
+   * has nothing to do but count the epilogue (no read counted, no flag). */
   for (uint32_t c = 0; c < p->n_ops; c++)
-    if (l->hot[c].loop_op && l->hot[c].kind == PF_OP_COLLECTIVE &&
+    if (l->hot[c].loop_op && l->hot[c].kind == PF_OP_COLLECTIVE && l->hot[c].flag_out == 0 &&
         l->hot[c].dep_end - l->hot[c].dep_first == 1 &&
         is_epilogue(l, l->dependents[l->hot[c].dep_first]))
+    {
       l->hot[l->dependents[l->hot[c].dep_first]].flag_out |= OP_EPILOGUE;
+      l->hot[c].flag_out |= OP_HAS_EPILOGUE;
+    }
   return 0;
 }
 
@@ -1402,8 +1412,10 @@ static void take_over(pf_step *s, const op_hot *op, const pf_kernel_def *k) {
 }
 
 /* Calls kernel op i of s on views in and out; a failure fails the step,
- * naming the program, the kernel and the shard. */
-static void call_kernel(pf_step *s, uint32_t i, pf_view *in, pf_view *out) {
+ * naming the program, the kernel and the shard. Inlined in both callers
+ * (run_kernel, run_epilogue): a call more per kernel cost a stencil step
+ * ~20 instructions. */
+static inline __attribute__((always_inline)) void call_kernel(pf_step *s, uint32_t i, pf_view *in, pf_view *out) {
   const pf_loaded *l = s->l;
   const op_hot *op = &l->hot[i];
   const pf_kernel_def *k = op->kernel;
@@ -1628,7 +1640,7 @@ static inline void lq_claim(pf_executor *ex, int d) {
 }
 
 /* The queue's place moved to e of its head part (none: step NULL). */
-static void lq_at(loop_queue *q, uint32_t e) {
+static inline __attribute__((always_inline)) void lq_at(loop_queue *q, uint32_t e) {
   q->e = e;
   if (q->head == NULL) {
     q->step = NULL;
@@ -1657,7 +1669,7 @@ static void lq_submit(pf_executor *ex, int d, pf_part *pt) {
 /* Device d's op at its place ran: d moves on to its next, or to the next
  * part when that was the last. Returns 1 then: the caller finishes the
  * part (pf_step_part_done, after the op's dependents are counted). */
-static int lq_next(pf_executor *ex, int d) {
+static inline __attribute__((always_inline)) int lq_next(pf_executor *ex, int d) {
   loop_queue *q = &ex->lq[d];
   q->taken = 0;
   if (q->e + 1 < q->n) {
@@ -2112,41 +2124,45 @@ const pf_plan *pf_step_plan(const pf_step *s) { return s->l->plan; }
 
 void *pf_step_arg(const pf_step *s) { return s->arg; }
 
-/* Loop collective c of s has finished well: its one dependent, if that is
- * an epilogue (is_epilogue) that the loop would run next anyway (the next
- * op of its device's queue, proven short, no step failed, no op being
- * run inline here already, times not recorded), runs now, as drain_inline
- * would run it, without going through the inline queue: its views straight
- * from the slot area, no storage looked up. What a chain of small
- * allreduces, each read by one small kernel, pays per kernel between the
- * partner's message and the next send (bench/dispatch Chained). Returns 1
- * if it ran it (c's dependents are then counted), 0 to take the general
- * path. */
-static int run_epilogue(pf_step *s, uint32_t c) {
+/* Loop collective c of s has finished well: its one dependent, if that
+ * is an epilogue (is_epilogue) that the loop would run next anyway (the
+ * next op of its device's queue, proven short, no step failed, no op being
+ * run inline here already, times not recorded), in *j. Inline and cheap:
+ * every loop op's completion asks (a transfer's too). */
+static inline int epilogue_ready(const pf_step *s, uint32_t c, uint32_t *j) {
+  const pf_executor *ex = s->ex;
+  const pf_loaded *l = s->l;
+  const op_hot *ch = &l->hot[c], *op;
+  const loop_queue *q;
+  /* One test for every other loop op. */
+  if (!(ch->flag_out & OP_HAS_EPILOGUE) || ex->lq == NULL || ex->draining || ex->cfg.record_times)
+    return 0;
+  *j = l->dependents[ch->dep_first];
+  op = &l->hot[*j];
+  q = &ex->lq[op->device];
+  return q->step == s && q->op == *j && !q->taken &&
+         atomic_load_explicit(&l->inline_ok[*j], memory_order_relaxed) == INLINE_YES &&
+         !atomic_load_explicit(&((pf_step *)s)->failed, memory_order_acquire);
+}
+
+/* Runs epilogue j of s now, in its collective's completion, as
+ * drain_inline would run it, without going through the inline queue: its
+ * views straight from the slot area, no storage looked up. What a chain of
+ * small allreduces, each read by one small kernel, pays per kernel between
+ * the partner's message and the next send (bench/dispatch Chained). Then
+ * j's dependents are counted. Out of line: its views' frame is not every
+ * loop op's. */
+static __attribute__((noinline)) void run_epilogue(pf_step *s, uint32_t j) {
   pf_executor *ex = s->ex;
   pf_loaded *l = s->l;
-  const op_hot *ch = &l->hot[c], *op;
-  const uint32_t *io;
-  pf_view in[PF_OP_ARGS_ON_STACK], out[PF_OP_ARGS_ON_STACK];
-  loop_queue *q;
-  uint32_t j;
-  int device, part_done, timed;
+  const op_hot *op = &l->hot[j];
+  const uint32_t *io = l->io_bufs + op->io;
+  pf_view in[EPILOGUE_MAX_ARGS], out[EPILOGUE_MAX_ARGS];
+  int device = op->device, part_done, timed;
+  loop_queue *q = &ex->lq[device];
   uint64_t t0;
-  if (ex->lq == NULL || ex->draining || ex->cfg.record_times || ch->dep_end - ch->dep_first != 1 ||
-      (ch->flag_out & OP_COUNTS_READS))
-    return 0;
-  j = l->dependents[ch->dep_first];
-  op = &l->hot[j];
-  if (!(op->flag_out & OP_EPILOGUE)) return 0;
-  io = l->io_bufs + op->io;
-  device = op->device;
-  q = &ex->lq[device];
-  if (q->step != s || q->op != j || q->taken ||
-      atomic_load_explicit(&l->inline_ok[j], memory_order_relaxed) != INLINE_YES ||
-      atomic_load_explicit(&s->failed, memory_order_acquire))
-    return 0;
-  /* c was its one input: count_dependent's store, and lq_claim's claim
-   * (a part's first op ends its wait). */
+  /* The collective was its one input: count_dependent's store, and
+   * lq_claim's claim (a part's first op ends its wait). */
   atomic_store_explicit(&s->pending[op->slot], 0, memory_order_release);
   if (q->e == 0 || q->head_t0 != 0) lq_timed(ex, q, 1);
   q->taken = 1;
@@ -2181,13 +2197,16 @@ static int run_epilogue(pf_step *s, uint32_t c) {
   if (part_done) step_piece_done(s);
   tls_running = NULL;
   ex->draining = 0;
-  return 1;
 }
 
 void pf_executor_loop_op_done(pf_step *s, uint32_t op, int status, const char *message) {
+  uint32_t j;
   if (status != 0)
     step_fail(s, status, "rank %d: %s", s->ex->cfg.rank, message ? message : pf_strerror(status));
-  if (status != 0 || !run_epilogue(s, op)) finish_op(s, op, -1);
+  if (status == 0 && epilogue_ready(s, op, &j))
+    run_epilogue(s, j);
+  else
+    finish_op(s, op, -1);
   drain_inline(s->ex, 0);
   if (--s->loop_left == 0) step_piece_done(s);
 }

@@ -787,17 +787,19 @@ static uint32_t op_named(const pf_plan *p, const char *name, pf_op_kind kind) {
 
 /* Which kernels run in the completion of the collective they read
  * (executor.c, is_epilogue), where the loop thread runs the ops: rank 1's
- * plan of a graph over two ranks. b = scale(allreduce(x)) is one (a small
- * collective read by one kernel, in the slot area both); d and e both read
- * c2 = allreduce(b), so neither is (the collective has two dependents); k
- * reads a 4 KiB allreduce, which has storage of its own; m = c4 + x reads
- * a small allreduce and the fed input, which has storage too. */
+ * plan of a graph over two ranks. b = scale(allreduce(scale(x))) is one (a
+ * small collective read by one kernel, in the slot area both); d and e both
+ * read c2 = allreduce(b), so neither is (the collective has two
+ * dependents); k reads a 4 KiB allreduce, which has storage of its own;
+ * m = c4 + x reads a small allreduce and the fed input, which has storage
+ * too; f = scale(allreduce(x)) is not, for the allreduce's finish counts
+ * the reads of x, which three ops read. */
 static void test_epilogues(void **state) {
   pf_registry *reg;
   pf_cluster cl;
   pf_graph *g;
   pf_slice_t both;
-  pf_value_t x, w, a, b, c2, d, e, c3, k, c4, m;
+  pf_value_t x, w, a0, a, b, c2, d, e, c3, k, c4, m, c5, f;
   pf_spec scalar = pf_spec_scalar(PF_F64), large = pf_spec_1d(PF_F32, 1024);
   pf_compiled *comp;
   pf_executor *ex;
@@ -824,13 +826,16 @@ static void test_epilogues(void **state) {
   OK(pf_graph_program(g, &(pf_program_desc){.name = nm, .kernel = "scale", .slice = both,   \
                                             .n_in = 1, .in = &src},                         \
                       &dst, NULL))
-  AR("a", x, a);
+  SCALE("a0", x, a0);
+  AR("a", a0, a);
   SCALE("b", a, b);
   AR("c2", b, c2);
   SCALE("d", c2, d);
   SCALE("e", c2, e);
   AR("c3", w, c3);
   SCALE("k", c3, k);
+  AR("c5", x, c5);
+  SCALE("f", c5, f);
   AR("c4", x, c4);
   OK(pf_graph_program(g, &(pf_program_desc){.name = "m", .kernel = "add", .slice = both,
                                             .n_in = 2, .in = (pf_value_t[]){c4, x}},
@@ -841,6 +846,7 @@ static void test_epilogues(void **state) {
   OK(pf_graph_output(g, "e", e));
   OK(pf_graph_output(g, "k", k));
   OK(pf_graph_output(g, "m", m));
+  OK(pf_graph_output(g, "f", f));
   OK(pf_schedule(g, &cl, 1, &comp, &diag));
   /* The loop thread runs the ops (its own queues): no op tells its
    * dependents by flags there. */
@@ -857,6 +863,7 @@ static void test_epilogues(void **state) {
   assert_false(pf_loaded_is_epilogue(l, op_named(p, "e", PF_OP_KERNEL)));
   assert_false(pf_loaded_is_epilogue(l, op_named(p, "k", PF_OP_KERNEL)));
   assert_false(pf_loaded_is_epilogue(l, op_named(p, "m", PF_OP_KERNEL)));
+  assert_false(pf_loaded_is_epilogue(l, op_named(p, "f", PF_OP_KERNEL)));
   /* No collective is one. */
   for (uint32_t i = 0; i < p->n_ops; i++)
     if (p->ops[i].kind != PF_OP_KERNEL) assert_false(pf_loaded_is_epilogue(l, i));
