@@ -694,6 +694,31 @@ static void ignore_loop_op(void *arg, pf_step *step, uint32_t op) {
   (void)op;
 }
 
+/* A graph over two ranks of one CPU device each (device d on rank d), its
+ * registry with the built-in kernels in *reg and its cluster in *cl. */
+static pf_graph *two_rank_graph(pf_registry **reg, pf_cluster *cl) {
+  pf_graph *g;
+  pf_diag_init(&diag);
+  OK(pf_registry_create(reg));
+  OK(pf_builtin_kernels_register(*reg));
+  g = cpu_graph(*reg, cl, 2);
+  cl->n_ranks = 2;
+  cl->devices[1].rank = 1;
+  cl->devices[1].local = 0;
+  return g;
+}
+
+/* Frees what a test of two_rank_graph's made. */
+static void two_rank_done(pf_loaded *l, pf_executor *ex, pf_compiled *comp, pf_graph *g,
+                          pf_cluster *cl, pf_registry *reg) {
+  pf_loaded_release(l);
+  pf_executor_stop(ex);
+  pf_compiled_free(comp);
+  pf_graph_destroy(g);
+  free(cl->devices);
+  pf_registry_destroy(reg);
+}
+
 /* A transfer's small buffer lies in the step's slot area (executor.c,
  * PERMANENT_SLOT_BYTES): a receive's output of a line at most that kernels
  * read, and a kernel's output that a send reads; a larger one, or one a
@@ -715,13 +740,7 @@ static void test_transfer_slots(void **state) {
   const pf_plan *p;
   int d0 = 0, d1 = 1, in_slots = 0, in_storage = 0;
   (void)state;
-  pf_diag_init(&diag);
-  OK(pf_registry_create(&reg));
-  OK(pf_builtin_kernels_register(reg));
-  g = cpu_graph(reg, &cl, 2);
-  cl.n_ranks = 2;
-  cl.devices[1].rank = 1;
-  cl.devices[1].local = 0;
+  g = two_rank_graph(&reg, &cl);
   OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s0));
   OK(pf_graph_slice_pin(g, s0, &d0));
   OK(pf_graph_slice(g, PF_DEVICE_CPU, 1, &s1));
@@ -770,12 +789,7 @@ static void test_transfer_slots(void **state) {
    * input, 128 bytes). */
   assert_int_equal(in_slots, 2);
   assert_true(in_storage >= 2);
-  pf_loaded_release(l);
-  pf_executor_stop(ex);
-  pf_compiled_free(comp);
-  pf_graph_destroy(g);
-  free(cl.devices);
-  pf_registry_destroy(reg);
+  two_rank_done(l, ex, comp, g, &cl, reg);
 }
 
 /* Op `name` of plan p (a program's ops carry its name), or UINT32_MAX. */
@@ -807,13 +821,7 @@ static void test_epilogues(void **state) {
   const pf_plan *p;
   int pin[2] = {0, 1};
   (void)state;
-  pf_diag_init(&diag);
-  OK(pf_registry_create(&reg));
-  OK(pf_builtin_kernels_register(reg));
-  g = cpu_graph(reg, &cl, 2);
-  cl.n_ranks = 2;
-  cl.devices[1].rank = 1;
-  cl.devices[1].local = 0;
+  g = two_rank_graph(&reg, &cl);
   OK(pf_graph_slice(g, PF_DEVICE_CPU, 2, &both));
   OK(pf_graph_slice_pin(g, both, pin));
   OK(pf_graph_input(g, "x", &scalar, both, pf_replicated(), &x));
@@ -867,12 +875,7 @@ static void test_epilogues(void **state) {
   /* No collective is one. */
   for (uint32_t i = 0; i < p->n_ops; i++)
     if (p->ops[i].kind != PF_OP_KERNEL) assert_false(pf_loaded_is_epilogue(l, i));
-  pf_loaded_release(l);
-  pf_executor_stop(ex);
-  pf_compiled_free(comp);
-  pf_graph_destroy(g);
-  free(cl.devices);
-  pf_registry_destroy(reg);
+  two_rank_done(l, ex, comp, g, &cl, reg);
 }
 
 static void test_loop_runs_ops_default(void **state) {
