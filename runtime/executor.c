@@ -1028,8 +1028,8 @@ static int plan_flags(pf_executor *ex, pf_loaded *l) {
  * collective, and running it takes nothing of run_op's general path: every
  * input and output in the slot area (no storage to find, make, take over
  * or let go of), no release point, no read counted, no flag told, at most
- * EPILOGUE_MAX_ARGS inputs and outputs. The small kernel after a small allreduce (a chain of
- * them: bench/dispatch Chained). */
+ * EPILOGUE_MAX_ARGS inputs and outputs. The small kernel after a small
+ * allreduce (a chain of them: bench/dispatch Chained). */
 static int is_epilogue(const pf_loaded *l, uint32_t j) {
   const op_hot *h = &l->hot[j];
   if (h->kind != PF_OP_KERNEL || h->loop_op || !h->one_dep || h->n_flags != 0 ||
@@ -1415,7 +1415,8 @@ static void take_over(pf_step *s, const op_hot *op, const pf_kernel_def *k) {
  * naming the program, the kernel and the shard. Inlined in both callers
  * (run_kernel, run_epilogue): a call more per kernel cost a stencil step
  * ~20 instructions. */
-static inline __attribute__((always_inline)) void call_kernel(pf_step *s, uint32_t i, pf_view *in, pf_view *out) {
+static inline __attribute__((always_inline)) void call_kernel(pf_step *s, uint32_t i,
+                                                               pf_view *in, pf_view *out) {
   const pf_loaded *l = s->l;
   const op_hot *op = &l->hot[i];
   const pf_kernel_def *k = op->kernel;
@@ -2124,17 +2125,17 @@ const pf_plan *pf_step_plan(const pf_step *s) { return s->l->plan; }
 
 void *pf_step_arg(const pf_step *s) { return s->arg; }
 
-/* Loop collective c of s has finished well: its one dependent, if that
- * is an epilogue (is_epilogue) that the loop would run next anyway (the
- * next op of its device's queue, proven short, no step failed, no op being
- * run inline here already, times not recorded), in *j. Inline and cheap:
- * every loop op's completion asks (a transfer's too). */
+/* Loop op c of s has finished well: its one dependent, if c is a
+ * collective followed by an epilogue (is_epilogue) that the loop would run
+ * next anyway (the next op of its device's queue, proven short, no step
+ * failed, no op being run inline here already, times not recorded), in *j.
+ * Every loop op's completion asks (a transfer's too): one bit of c's
+ * record answers for all but those. */
 static inline int epilogue_ready(const pf_step *s, uint32_t c, uint32_t *j) {
   const pf_executor *ex = s->ex;
   const pf_loaded *l = s->l;
   const op_hot *ch = &l->hot[c], *op;
   const loop_queue *q;
-  /* One test for every other loop op. */
   if (!(ch->flag_out & OP_HAS_EPILOGUE) || ex->lq == NULL || ex->draining || ex->cfg.record_times)
     return 0;
   *j = l->dependents[ch->dep_first];
@@ -2142,7 +2143,7 @@ static inline int epilogue_ready(const pf_step *s, uint32_t c, uint32_t *j) {
   q = &ex->lq[op->device];
   return q->step == s && q->op == *j && !q->taken &&
          atomic_load_explicit(&l->inline_ok[*j], memory_order_relaxed) == INLINE_YES &&
-         !atomic_load_explicit(&((pf_step *)s)->failed, memory_order_acquire);
+         !pf_step_failed(s);
 }
 
 /* Runs epilogue j of s now, in its collective's completion, as
