@@ -24,7 +24,7 @@
  * anyway. 1 MiB kept five blocks of a chain of 1,024 small collectives
  * (200 KB a step) with 32 in flight: the other 27 went back to glibc and
  * came back from it at every step, page faults and all (bench/dispatch -c
- * 1024: 0.73-0.76 of the raw loop against 0.77-0.87). */
+ * 1024, alternated: 0.77-0.84 of the raw loop against 0.86-1.01). */
 #define STEP_SPARES 64
 #define STEP_SPARE_BYTES ((size_t)16 << 20)
 
@@ -1120,8 +1120,7 @@ static int build_hot(pf_loaded *l) {
   for (uint32_t c = 0; c < p->n_ops; c++)
     if (l->hot[c].loop_op && l->hot[c].kind == PF_OP_COLLECTIVE && l->hot[c].flag_out == 0 &&
         l->hot[c].dep_end - l->hot[c].dep_first == 1 &&
-        is_epilogue(l, l->dependents[l->hot[c].dep_first]))
-    {
+        is_epilogue(l, l->dependents[l->hot[c].dep_first])) {
       l->hot[l->dependents[l->hot[c].dep_first]].flag_out |= OP_EPILOGUE;
       l->hot[c].flag_out |= OP_HAS_EPILOGUE;
     }
@@ -1785,6 +1784,19 @@ static void finish_op(pf_step *s, uint32_t i, int device) {
   }
 }
 
+/* Op `op` of s, the op at device d's place in the loop's own queues, ran
+ * on the loop thread: the queue moves on first (the op's dependents,
+ * counted next, may claim its next op at once in finish_op; one ready
+ * already is claimed after). Returns 1 when that was the part's last op:
+ * the caller finishes the part (step_piece_done). */
+static inline __attribute__((always_inline)) int lq_ran(pf_executor *ex, pf_step *s, uint32_t op,
+                                                        int d) {
+  int part_done = lq_next(ex, d);
+  finish_op(s, op, -1);
+  if (!ex->lq[d].taken) lq_claim(ex, d);
+  return part_done;
+}
+
 /* loop_runs_ops: each device's next op, if it can be had (claim), into
  * the inline queue, which is empty when this is called (drain_inline): one
  * per device at most, as it holds. Returns how many. */
@@ -1849,12 +1861,7 @@ static int drain_inline(pf_executor *ex, int claim) {
     }
     ran++;
     if (ex->lq != NULL) {
-      /* The queue moves on first: the op's dependents counted next may
-       * claim its next op at once (finish_op); one ready already is
-       * claimed after. */
-      part_done = lq_next(ex, device);
-      finish_op(it.step, it.op, -1);
-      if (!ex->lq[device].taken) lq_claim(ex, device);
+      part_done = lq_ran(ex, it.step, it.op, device);
     } else {
       claim = 1;
       part_done = dv->ops->release(dv, it.step, it.op);
@@ -2159,7 +2166,7 @@ static __attribute__((noinline)) void run_epilogue(pf_step *s, uint32_t j) {
   const op_hot *op = &l->hot[j];
   const uint32_t *io = l->io_bufs + op->io;
   pf_view in[EPILOGUE_MAX_ARGS], out[EPILOGUE_MAX_ARGS];
-  int device = op->device, part_done, timed;
+  int device = op->device, timed;
   loop_queue *q = &ex->lq[device];
   uint64_t t0;
   /* The collective was its one input: count_dependent's store, and
@@ -2192,10 +2199,7 @@ static __attribute__((noinline)) void run_epilogue(pf_step *s, uint32_t j) {
   /* run_op's done flag (the watchdog's dump reads it). */
   __atomic_store_n(&s->t_end[op->slot], 1, __ATOMIC_RELEASE);
   ex->inline_ops_run[device]++;
-  part_done = lq_next(ex, device);
-  finish_op(s, j, -1);
-  if (!ex->lq[device].taken) lq_claim(ex, device);
-  if (part_done) step_piece_done(s);
+  if (lq_ran(ex, s, j, device)) step_piece_done(s);
   tls_running = NULL;
   ex->draining = 0;
 }
